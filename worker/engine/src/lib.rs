@@ -1,1 +1,20 @@
-//! Weir engine.
+//! Weir's dataflow engine.
+//!
+//! Layers, lowest first (a layer never imports a higher one):
+//! - [`time`], [`keygroup`], [`config`], [`error`]: vocabulary shared by everything.
+//! - [`state`] and timers: keyed state per key group, with TTL.
+//! - [`runtime`]: type-erased operators, chaining, bounded channels, watermarks, tasks.
+//! - [`connectors`], [`window`], [`api`]: the typed DataStream API and what plugs into it.
+
+pub mod api;
+pub mod config;
+pub mod connectors;
+pub mod error;
+pub mod keygroup;
+pub mod runtime;
+pub mod state;
+pub mod time;
+mod timers;
+pub mod window;
+
+pub use error::{Error, Result, report};

@@ -1,0 +1,384 @@
+//! Runtime operators that wrap typed user functions: they downcast incoming batches, call
+//! the function per record, and hand typed output batches back to the runtime.
+
+use super::functions::{
+    Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RuntimeContext,
+    SideOutputs, TimeDomain,
+};
+use crate::connectors::{ReaderPoll, SinkWriter, SourceReader};
+use crate::error::Result;
+use crate::keygroup::{
+    Key, KeyGroupRange, key_group_for_bytes, serialize_key, subtask_for_key_group,
+};
+use crate::runtime::graph::PartitionFn;
+use crate::runtime::{
+    Batch, Operator, Output, Rec, SourceOperator, SourcePoll, SubtaskInfo, downcast,
+};
+use crate::state::KeyedStateBackend;
+use crate::time::{
+    MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP, Timestamp, WatermarkStrategy, now_ms,
+};
+use crate::timers::TimerQueue;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Extracts the key of a record.
+pub(crate) type KeyFn<K, T> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// The partitioner of a `key_by` edge: routes each record to the subtask owning its key group.
+pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> PartitionFn {
+    Arc::new(
+        move |batch: Batch, n: usize, max_par: usize, out: &mut Vec<(usize, Batch)>| {
+            let recs = downcast::<T>(batch);
+            let mut parts: Vec<Vec<Rec<T>>> = (0..n)
+                .map(|_| Vec::with_capacity(recs.len() / n + 1))
+                .collect();
+            let mut buf = Vec::new();
+            for r in recs {
+                serialize_key(&key_fn(&r.value), &mut buf);
+                let kg = key_group_for_bytes(&buf, max_par);
+                parts[subtask_for_key_group(kg, n, max_par)].push(r);
+            }
+            out.extend(
+                parts
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.is_empty())
+                    .map(|(i, p)| (i, Box::new(p) as Batch)),
+            );
+        },
+    )
+}
+
+/// A function from one typed batch to another.
+pub(crate) type BatchFn<T, U> = Arc<dyn Fn(Vec<Rec<T>>) -> Vec<Rec<U>> + Send + Sync>;
+
+/// Applies a function batch-wise: map, filter and flat_map are all this.
+pub(crate) struct BatchFnOp<T, U> {
+    f: BatchFn<T, U>,
+}
+
+impl<T, U> BatchFnOp<T, U> {
+    pub(crate) fn new(f: BatchFn<T, U>) -> Self {
+        BatchFnOp { f }
+    }
+}
+
+impl<T: super::Data, U: super::Data> Operator for BatchFnOp<T, U> {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        out.emit(0, Box::new((self.f)(downcast::<T>(batch))));
+        Ok(())
+    }
+}
+
+/// Passes batches through unchanged (union).
+pub(crate) struct IdentityOp;
+
+impl Operator for IdentityOp {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        out.emit(0, batch);
+        Ok(())
+    }
+}
+
+/// Assigns timestamps and generates watermarks (bounded out-of-orderness, idleness).
+pub(crate) struct WatermarkOp<T> {
+    strategy: WatermarkStrategy<T>,
+    max_ts: Timestamp,
+    emitted: Timestamp,
+    last_record: Timestamp,
+    idle: bool,
+}
+
+impl<T> WatermarkOp<T> {
+    pub(crate) fn new(strategy: WatermarkStrategy<T>) -> Self {
+        WatermarkOp {
+            strategy,
+            max_ts: MIN_WATERMARK,
+            emitted: MIN_WATERMARK,
+            last_record: now_ms(),
+            idle: false,
+        }
+    }
+}
+
+impl<T: super::Data> Operator for WatermarkOp<T> {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        let mut recs = downcast::<T>(batch);
+        if let Some(f) = &self.strategy.assigner {
+            for r in &mut recs {
+                r.ts = f(&r.value);
+            }
+        }
+        for r in &recs {
+            if r.ts != NO_TIMESTAMP {
+                self.max_ts = self.max_ts.max(r.ts);
+            }
+        }
+        if self.strategy.idleness_ms.is_some() {
+            self.last_record = now_ms();
+            if self.idle {
+                self.idle = false;
+                out.idle(false);
+            }
+        }
+        out.emit(0, Box::new(recs));
+        if self.max_ts != MIN_WATERMARK {
+            let wm = self
+                .max_ts
+                .saturating_sub(self.strategy.bound_ms)
+                .saturating_sub(1);
+            if wm > self.emitted {
+                self.emitted = wm;
+                out.watermark(wm);
+            }
+        }
+        Ok(())
+    }
+
+    /// Upstream watermarks are replaced by this strategy's; only end-of-input passes.
+    fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
+        if wm == MAX_WATERMARK && self.emitted < MAX_WATERMARK {
+            self.emitted = MAX_WATERMARK;
+            out.watermark(wm);
+        }
+        Ok(())
+    }
+
+    fn next_processing_time(&mut self) -> Option<Timestamp> {
+        match self.strategy.idleness_ms {
+            Some(ms) if !self.idle => Some(self.last_record + ms),
+            _ => None,
+        }
+    }
+
+    fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
+        if let Some(ms) = self.strategy.idleness_ms
+            && !self.idle
+            && now - self.last_record >= ms
+        {
+            self.idle = true;
+            out.idle(true);
+        }
+        Ok(())
+    }
+}
+
+/// Runs a [`ProcessFunction`].
+pub(crate) struct ProcessOp<F: ProcessFunction> {
+    f: F,
+    info: SubtaskInfo,
+    side: SideOutputs,
+    watermark: Timestamp,
+}
+
+impl<F: ProcessFunction> ProcessOp<F> {
+    pub(crate) fn new(f: F, info: SubtaskInfo) -> Self {
+        ProcessOp {
+            f,
+            info,
+            side: SideOutputs::default(),
+            watermark: MIN_WATERMARK,
+        }
+    }
+}
+
+impl<F: ProcessFunction> Operator for ProcessOp<F> {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        let mut coll = Collector::new();
+        for r in downcast::<F::In>(batch) {
+            coll.ts = r.ts;
+            let mut ctx = ProcessContext {
+                timestamp: r.ts,
+                side: &mut self.side,
+                watermark: self.watermark,
+            };
+            self.f.process_element(r.value, &mut ctx, &mut coll)?;
+        }
+        out.emit(0, Box::new(coll.buf));
+        self.side.flush(&self.info, out);
+        Ok(())
+    }
+
+    fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
+        self.watermark = wm;
+        out.watermark(wm);
+        Ok(())
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] with its keyed state and timers.
+pub(crate) struct KeyedProcessOp<F: KeyedProcessFunction> {
+    f: F,
+    key_fn: KeyFn<F::Key, F::In>,
+    info: SubtaskInfo,
+    backend: KeyedStateBackend,
+    event_timers: TimerQueue,
+    processing_timers: TimerQueue,
+    watermark: Timestamp,
+    side: SideOutputs,
+    key_buf: Vec<u8>,
+}
+
+impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
+    pub(crate) fn new(f: F, key_fn: KeyFn<F::Key, F::In>, info: SubtaskInfo) -> Self {
+        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
+        KeyedProcessOp {
+            f,
+            key_fn,
+            backend: KeyedStateBackend::new(range, info.max_parallelism),
+            info,
+            event_timers: TimerQueue::default(),
+            processing_timers: TimerQueue::default(),
+            watermark: MIN_WATERMARK,
+            side: SideOutputs::default(),
+            key_buf: Vec::new(),
+        }
+    }
+
+    fn fire(&mut self, domain: TimeDomain, until: Timestamp, out: &mut Output) -> Result<()> {
+        let mut coll = Collector::new();
+        self.backend.now = now_ms();
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.event_timers,
+                TimeDomain::ProcessingTime => &mut self.processing_timers,
+            };
+            let Some(t) = queue.pop_due(until) else { break };
+            self.backend.set_current_key_bytes(&t.key);
+            let key: F::Key = postcard::from_bytes(&t.key).map_err(|e| crate::Error::State {
+                state: "timer key".into(),
+                reason: e.to_string(),
+            })?;
+            coll.ts = if domain == TimeDomain::EventTime {
+                t.ts
+            } else {
+                NO_TIMESTAMP
+            };
+            let mut ctx = KeyedContext {
+                backend: &mut self.backend,
+                key: &key,
+                timestamp: coll.ts,
+                event_timers: &mut self.event_timers,
+                processing_timers: &mut self.processing_timers,
+                watermark: self.watermark,
+                side: &mut self.side,
+                time_domain: Some(domain),
+            };
+            self.f.on_timer(t.ts, &mut ctx, &mut coll)?;
+        }
+        out.emit(0, Box::new(coll.buf));
+        self.side.flush(&self.info, out);
+        Ok(())
+    }
+}
+
+impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
+    fn open(&mut self) -> Result<()> {
+        let mut ctx = RuntimeContext {
+            backend: &mut self.backend,
+            subtask: self.info.index,
+            parallelism: self.info.parallelism,
+        };
+        self.f.open(&mut ctx)
+    }
+
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        let mut coll = Collector::new();
+        self.backend.now = now_ms();
+        for r in downcast::<F::In>(batch) {
+            let key = (self.key_fn)(&r.value);
+            serialize_key(&key, &mut self.key_buf);
+            self.backend.set_current_key_bytes(&self.key_buf);
+            coll.ts = r.ts;
+            let mut ctx = KeyedContext {
+                backend: &mut self.backend,
+                key: &key,
+                timestamp: r.ts,
+                event_timers: &mut self.event_timers,
+                processing_timers: &mut self.processing_timers,
+                watermark: self.watermark,
+                side: &mut self.side,
+                time_domain: None,
+            };
+            self.f.process_element(r.value, &mut ctx, &mut coll)?;
+        }
+        out.emit(0, Box::new(coll.buf));
+        self.side.flush(&self.info, out);
+        Ok(())
+    }
+
+    fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
+        self.watermark = wm;
+        self.fire(TimeDomain::EventTime, wm, out)?;
+        out.watermark(wm);
+        Ok(())
+    }
+
+    fn next_processing_time(&mut self) -> Option<Timestamp> {
+        self.processing_timers.peek()
+    }
+
+    fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn end_of_input(&mut self, out: &mut Output) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, Timestamp::MAX, out)
+    }
+
+    fn state_entries(&self) -> usize {
+        self.backend.entries() + self.event_timers.len() + self.processing_timers.len()
+    }
+}
+
+/// Feeds batches to a [`SinkWriter`].
+pub(crate) struct SinkOp<T> {
+    writer: Box<dyn SinkWriter<T>>,
+}
+
+impl<T> SinkOp<T> {
+    pub(crate) fn new(writer: Box<dyn SinkWriter<T>>) -> Self {
+        SinkOp { writer }
+    }
+}
+
+impl<T: super::Data> Operator for SinkOp<T> {
+    fn process(&mut self, _input: usize, batch: Batch, _out: &mut Output) -> Result<()> {
+        self.writer.write(downcast::<T>(batch))
+    }
+    fn watermark(&mut self, _wm: Timestamp, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+    fn end_of_input(&mut self, _out: &mut Output) -> Result<()> {
+        self.writer.finish()
+    }
+}
+
+/// Adapts a typed [`SourceReader`] to the runtime.
+pub(crate) struct SourceOp<T> {
+    reader: Box<dyn SourceReader<T>>,
+    _p: PhantomData<fn() -> T>,
+}
+
+impl<T> SourceOp<T> {
+    pub(crate) fn new(reader: Box<dyn SourceReader<T>>) -> Self {
+        SourceOp {
+            reader,
+            _p: PhantomData,
+        }
+    }
+}
+
+impl<T: super::Data> SourceOperator for SourceOp<T> {
+    fn poll(&mut self, max: usize) -> Result<SourcePoll> {
+        Ok(match self.reader.poll(max)? {
+            ReaderPoll::Records(r) => SourcePoll::Batch(Box::new(r)),
+            ReaderPoll::Pending(ms) => SourcePoll::Pending(ms),
+            ReaderPoll::End => SourcePoll::End,
+        })
+    }
+    fn skipped(&self) -> u64 {
+        self.reader.skipped()
+    }
+}

@@ -1,0 +1,285 @@
+//! Bounded file sources: JSON lines and CSV (with a header row). A directory is split
+//! across subtasks file by file. A record that cannot be decoded is reported with its file,
+//! line and reason; the decode-error policy fails the job (default) or skips and counts it.
+
+use super::{ReaderPoll, Source, SourceReader};
+use crate::config::DecodeErrorPolicy;
+use crate::error::{Error, Result};
+use crate::runtime::{Rec, SubtaskInfo};
+use crate::time::NO_TIMESTAMP;
+use serde::de::DeserializeOwned;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+/// The encoding of a file's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON object per line.
+    JsonLines,
+    /// Comma-separated values; the first row names the fields.
+    Csv,
+}
+
+/// Reads records of type `T` (any `serde::Deserialize` type) from a file or directory.
+///
+/// ```no_run
+/// use serde::Deserialize;
+/// use weir_engine::connectors::FileSource;
+/// use weir_engine::config::DecodeErrorPolicy;
+/// #[derive(Clone, Deserialize)]
+/// struct Event { user_id: String, amount: f64, ts: i64 }
+/// let source = FileSource::<Event>::json_lines("data/events")
+///     .on_decode_error(DecodeErrorPolicy::Skip);
+/// # let _ = source;
+/// ```
+pub struct FileSource<T> {
+    path: PathBuf,
+    format: FileFormat,
+    policy: Option<DecodeErrorPolicy>,
+    _p: PhantomData<fn() -> T>,
+}
+
+impl<T> FileSource<T> {
+    /// JSON lines from `path` (a file, or every file in a directory).
+    pub fn json_lines(path: impl Into<PathBuf>) -> Self {
+        FileSource {
+            path: path.into(),
+            format: FileFormat::JsonLines,
+            policy: None,
+            _p: PhantomData,
+        }
+    }
+
+    /// CSV with a header row from `path`.
+    pub fn csv(path: impl Into<PathBuf>) -> Self {
+        FileSource {
+            path: path.into(),
+            format: FileFormat::Csv,
+            policy: None,
+            _p: PhantomData,
+        }
+    }
+
+    /// Overrides the job's `pipeline.decode-error-policy` for this source.
+    pub fn on_decode_error(mut self, policy: DecodeErrorPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+}
+
+/// The files under `path`, sorted; hidden and `_`-prefixed files are ignored.
+fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read input", path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(path).map_err(|e| Error::io("cannot list input directory", path, e))?
+    {
+        let entry = entry.map_err(|e| Error::io("cannot list input directory", path, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
+    fn create_reader(&self, info: &SubtaskInfo) -> Result<Box<dyn SourceReader<T>>> {
+        let files: Vec<PathBuf> = list_files(&self.path)?
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % info.parallelism == info.index)
+            .map(|(_, f)| f)
+            .collect();
+        Ok(Box::new(FileReader {
+            files: files.into_iter(),
+            format: self.format,
+            policy: self.policy.unwrap_or(info.decode_errors),
+            current: None,
+            skipped: 0,
+            _p: PhantomData,
+        }))
+    }
+}
+
+enum Open {
+    Json {
+        path: PathBuf,
+        reader: BufReader<File>,
+        line: u64,
+        buf: String,
+    },
+    Csv {
+        path: PathBuf,
+        reader: Box<csv::Reader<File>>,
+        headers: csv::StringRecord,
+        record: csv::StringRecord,
+    },
+}
+
+struct FileReader<T> {
+    files: std::vec::IntoIter<PathBuf>,
+    format: FileFormat,
+    policy: DecodeErrorPolicy,
+    current: Option<Open>,
+    skipped: u64,
+    _p: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> FileReader<T> {
+    fn open_next(&mut self) -> Result<bool> {
+        let Some(path) = self.files.next() else {
+            return Ok(false);
+        };
+        let file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
+        self.current = Some(match self.format {
+            FileFormat::JsonLines => Open::Json {
+                reader: BufReader::with_capacity(1 << 18, file),
+                path,
+                line: 0,
+                buf: String::new(),
+            },
+            FileFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .from_reader(file);
+                let headers = reader
+                    .headers()
+                    .map_err(|e| Error::Decode {
+                        file: path.clone(),
+                        line: 1,
+                        reason: format!("bad CSV header: {e}"),
+                    })?
+                    .clone();
+                Open::Csv {
+                    path,
+                    reader: Box::new(reader),
+                    headers,
+                    record: csv::StringRecord::new(),
+                }
+            }
+        });
+        Ok(true)
+    }
+
+    fn bad(&mut self, file: &Path, line: u64, reason: String) -> Result<()> {
+        match self.policy {
+            DecodeErrorPolicy::Fail => Err(Error::Decode {
+                file: file.to_path_buf(),
+                line,
+                reason,
+            }),
+            DecodeErrorPolicy::Skip => {
+                self.skipped += 1;
+                if self.skipped <= 10 || self.skipped.is_power_of_two() {
+                    tracing::warn!(file = %file.display(), line, %reason, skipped = self.skipped, "skipping undecodable record");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
+    fn poll(&mut self, max: usize) -> Result<ReaderPoll<T>> {
+        let mut out = Vec::with_capacity(max);
+        while out.len() < max {
+            if self.current.is_none() && !self.open_next()? {
+                break;
+            }
+            // Decode errors are collected, then handled after the borrow of `current` ends.
+            let mut error = None;
+            let mut eof = false;
+            match self.current.as_mut().expect("opened above") {
+                Open::Json {
+                    path,
+                    reader,
+                    line,
+                    buf,
+                } => {
+                    while out.len() < max {
+                        buf.clear();
+                        let n = reader
+                            .read_line(buf)
+                            .map_err(|e| Error::io("cannot read", path.clone(), e))?;
+                        if n == 0 {
+                            eof = true;
+                            break;
+                        }
+                        *line += 1;
+                        let text = buf.trim_end_matches(['\n', '\r']);
+                        if text.trim().is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_str::<T>(text) {
+                            Ok(v) => out.push(Rec {
+                                ts: NO_TIMESTAMP,
+                                value: v,
+                            }),
+                            Err(e) => {
+                                error = Some((path.clone(), *line, e.to_string()));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Open::Csv {
+                    path,
+                    reader,
+                    headers,
+                    record,
+                } => {
+                    while out.len() < max {
+                        match reader.read_record(record) {
+                            Ok(false) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(true) => {
+                                let line = record.position().map_or(0, |p| p.line());
+                                match record.deserialize::<T>(Some(headers)) {
+                                    Ok(v) => out.push(Rec {
+                                        ts: NO_TIMESTAMP,
+                                        value: v,
+                                    }),
+                                    Err(e) => {
+                                        error = Some((path.clone(), line, e.to_string()));
+                                        break;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let line = e.position().map_or(0, |p| p.line());
+                                error = Some((path.clone(), line, e.to_string()));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((path, line, reason)) = error {
+                self.bad(&path, line, reason)?;
+            }
+            if eof {
+                self.current = None;
+            }
+        }
+        if out.is_empty() && self.current.is_none() && self.files.len() == 0 {
+            return Ok(ReaderPoll::End);
+        }
+        Ok(ReaderPoll::Records(out))
+    }
+
+    fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}

@@ -1,0 +1,320 @@
+//! The job graph (what the API built) and its translation into tasks: operators joined by
+//! forward edges at equal parallelism are chained into one task so records pass between them
+//! by function call, and every other edge becomes a set of bounded channels.
+
+use super::metrics::OperatorMetrics;
+use super::{Batch, Event, Operator, SourceOperator, SubtaskInfo};
+use crate::error::{Error, Result};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::sync::Arc;
+
+pub(crate) type OperatorFactory =
+    Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;
+pub(crate) type SourceFactory =
+    Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn SourceOperator>> + Send + Sync>;
+/// Splits a batch into per-target batches: `(batch, targets, max_parallelism, out)`.
+/// Per task, per subtask: the receivers of its input channels with their input index.
+type TaskInputs = Vec<Vec<Vec<(usize, Receiver<Event>)>>>;
+pub(crate) type PartitionFn =
+    Arc<dyn Fn(Batch, usize, usize, &mut Vec<(usize, Batch)>) + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum Partitioning {
+    /// Subtask i feeds subtask i; becomes `Rebalance` when the parallelism differs (the
+    /// default edge, as in Flink).
+    Forward,
+    /// Round-robin, batch by batch.
+    Rebalance,
+    /// By key group of each record.
+    Hash(PartitionFn),
+}
+
+impl Partitioning {
+    fn label(&self) -> &'static str {
+        match self {
+            Partitioning::Forward => "FORWARD",
+            Partitioning::Rebalance => "REBALANCE",
+            Partitioning::Hash(_) => "HASH",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct EdgeSpec {
+    pub(crate) from: usize,
+    pub(crate) port: usize,
+    pub(crate) partitioning: Partitioning,
+}
+
+#[derive(Clone)]
+pub(crate) enum NodeKind {
+    Source(SourceFactory),
+    Operator(OperatorFactory),
+}
+
+#[derive(Clone)]
+pub(crate) struct NodeSpec {
+    pub(crate) name: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) parallelism: usize,
+    pub(crate) kind: NodeKind,
+    pub(crate) inputs: Vec<EdgeSpec>,
+    /// Side-output tags consumed downstream; port `i + 1` carries `side_ports[i]`.
+    pub(crate) side_ports: Vec<String>,
+    pub(crate) is_sink: bool,
+    /// Whether this node may be chained to its input (false e.g. for `start_new_chain`).
+    pub(crate) chainable: bool,
+}
+
+/// The logical job as the API built it.
+#[derive(Clone, Default)]
+pub(crate) struct JobGraph {
+    pub(crate) nodes: Vec<NodeSpec>,
+}
+
+/// Where an operator's output on one port goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Chained member (index within the task) and its input index.
+    Local(usize, usize),
+    /// Remote output (index into the task's outputs).
+    Remote(usize),
+}
+
+/// One end of a set of channels leaving a task.
+pub(crate) struct TaskOutput {
+    pub(crate) partitioning: Partitioning,
+    pub(crate) senders: Vec<Sender<Event>>,
+    pub(crate) next: usize,
+}
+
+pub(crate) enum MemberOp {
+    Source(Box<dyn SourceOperator>),
+    Op(Box<dyn Operator>),
+}
+
+pub(crate) struct Member {
+    pub(crate) op: MemberOp,
+    pub(crate) targets: Vec<Vec<Target>>,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+}
+
+/// A task instance ready to run: its chained operators, input receivers and outputs.
+pub(crate) struct TaskInstance {
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) members: Vec<Member>,
+    pub(crate) inputs: Vec<(usize, Receiver<Event>)>,
+    pub(crate) outputs: Vec<TaskOutput>,
+}
+
+/// Options that shape the physical plan.
+#[derive(Debug, Clone)]
+pub(crate) struct PlanOptions {
+    pub(crate) max_parallelism: usize,
+    pub(crate) decode_errors: crate::config::DecodeErrorPolicy,
+    pub(crate) channel_capacity: usize,
+    pub(crate) chaining: bool,
+}
+
+impl JobGraph {
+    /// Checks the graph before anything is instantiated.
+    pub(crate) fn validate(&self, max_parallelism: usize) -> Result<()> {
+        if self.nodes.is_empty() {
+            return Err(Error::InvalidJob("the job has no operators".into()));
+        }
+        if !self.nodes.iter().any(|n| n.is_sink) {
+            return Err(Error::InvalidJob(
+                "the job has no sink: add one with sink_to(..), print() or similar".into(),
+            ));
+        }
+        let mut uids = std::collections::HashSet::new();
+        for n in &self.nodes {
+            if n.parallelism == 0 || n.parallelism > max_parallelism {
+                return Err(Error::InvalidJob(format!(
+                    "operator '{}' has parallelism {}; it must be between 1 and pipeline.max-parallelism ({max_parallelism})",
+                    n.name, n.parallelism
+                )));
+            }
+            if let Some(uid) = &n.uid
+                && !uids.insert(uid.clone())
+            {
+                return Err(Error::InvalidJob(format!(
+                    "operator uid '{uid}' is used twice; uids must be unique"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node each node is chained to, if any.
+    fn chain_parents(&self, chaining: bool) -> Vec<Option<usize>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                if !chaining
+                    || !n.chainable
+                    || n.inputs.len() != 1
+                    || matches!(n.kind, NodeKind::Source(_))
+                {
+                    return None;
+                }
+                let e = &n.inputs[0];
+                let up = &self.nodes[e.from];
+                let one_to_one = up.parallelism == n.parallelism
+                    && (matches!(e.partitioning, Partitioning::Forward) || n.parallelism == 1);
+                one_to_one.then_some(e.from)
+            })
+            .collect()
+    }
+
+    /// A human-readable plan: tasks, their chained operators and the edges between them.
+    pub(crate) fn explain(&self, opts: &PlanOptions) -> String {
+        let parents = self.chain_parents(opts.chaining);
+        let mut s = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let how = match parents[i] {
+                Some(p) => format!("chained to #{p}"),
+                None => n
+                    .inputs
+                    .iter()
+                    .map(|e| format!("#{} {}", e.from, e.partitioning.label()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            s.push_str(&format!(
+                "#{i} {} [parallelism {}] <- {how}\n",
+                n.name, n.parallelism
+            ));
+        }
+        s
+    }
+
+    /// Instantiates every task of the job, wiring chains and channels.
+    pub(crate) fn instantiate(
+        &self,
+        opts: &PlanOptions,
+    ) -> Result<(Vec<TaskInstance>, Vec<Arc<OperatorMetrics>>)> {
+        let parents = self.chain_parents(opts.chaining);
+        // Task head of every node, and its index within the task.
+        let mut head = vec![0usize; self.nodes.len()];
+        let mut local = vec![0usize; self.nodes.len()];
+        let mut members_of: Vec<Vec<usize>> = Vec::new();
+        let mut task_of_head = std::collections::HashMap::new();
+        for i in 0..self.nodes.len() {
+            head[i] = match parents[i] {
+                Some(p) => head[p],
+                None => i,
+            };
+            let t = *task_of_head.entry(head[i]).or_insert_with(|| {
+                members_of.push(Vec::new());
+                members_of.len() - 1
+            });
+            local[i] = members_of[t].len();
+            members_of[t].push(i);
+        }
+        let task_index = |node: usize| task_of_head[&head[node]];
+
+        // Targets per member per port (identical for every subtask of a task).
+        let mut targets: Vec<Vec<Vec<Target>>> = self
+            .nodes
+            .iter()
+            .map(|n| vec![Vec::new(); 1 + n.side_ports.len()])
+            .collect();
+        // Per task, per subtask: outputs and inputs.
+        let par_of_task = |t: usize| self.nodes[members_of[t][0]].parallelism;
+        let mut outputs: Vec<Vec<Vec<TaskOutput>>> = (0..members_of.len())
+            .map(|t| (0..par_of_task(t)).map(|_| Vec::new()).collect())
+            .collect();
+        let mut inputs: TaskInputs = (0..members_of.len())
+            .map(|t| (0..par_of_task(t)).map(|_| Vec::new()).collect())
+            .collect();
+
+        for (n, node) in self.nodes.iter().enumerate() {
+            for (k, e) in node.inputs.iter().enumerate() {
+                if parents[n] == Some(e.from) {
+                    targets[e.from][e.port].push(Target::Local(local[n], k));
+                    continue;
+                }
+                let (ut, dt) = (task_index(e.from), task_index(n));
+                let up_par = self.nodes[e.from].parallelism;
+                let out_idx = outputs[ut][0].len();
+                targets[e.from][e.port].push(Target::Remote(out_idx));
+                let forward =
+                    matches!(e.partitioning, Partitioning::Forward) && up_par == node.parallelism;
+                let partitioning = match &e.partitioning {
+                    Partitioning::Forward if !forward => Partitioning::Rebalance,
+                    p => p.clone(),
+                };
+                for (j, up_outputs) in outputs[ut].iter_mut().enumerate().take(up_par) {
+                    let mut senders = Vec::new();
+                    let downs: Vec<usize> = if forward {
+                        vec![j]
+                    } else {
+                        (0..node.parallelism).collect()
+                    };
+                    for i in downs {
+                        let (tx, rx) = bounded(opts.channel_capacity);
+                        senders.push(tx);
+                        inputs[dt][i].push((k, rx));
+                    }
+                    up_outputs.push(TaskOutput {
+                        partitioning: partitioning.clone(),
+                        senders,
+                        next: j,
+                    });
+                }
+            }
+        }
+
+        let mut all_metrics = Vec::new();
+        let mut tasks = Vec::new();
+        for (t, members) in members_of.iter().enumerate() {
+            let name = members
+                .iter()
+                .map(|&m| self.nodes[m].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let par = par_of_task(t);
+            for (s, (outs, ins)) in std::mem::take(&mut outputs[t])
+                .into_iter()
+                .zip(std::mem::take(&mut inputs[t]))
+                .enumerate()
+            {
+                let mut ms = Vec::new();
+                for &m in members {
+                    let node = &self.nodes[m];
+                    let info = SubtaskInfo {
+                        name: node.name.clone(),
+                        index: s,
+                        parallelism: par,
+                        max_parallelism: opts.max_parallelism,
+                        side_ports: Arc::new(node.side_ports.clone()),
+                        decode_errors: opts.decode_errors,
+                    };
+                    let is_source = matches!(node.kind, NodeKind::Source(_));
+                    let op = match &node.kind {
+                        NodeKind::Source(f) => MemberOp::Source(f(&info)?),
+                        NodeKind::Operator(f) => MemberOp::Op(f(&info)?),
+                    };
+                    let metrics =
+                        Arc::new(OperatorMetrics::new(&node.name, s, is_source, node.is_sink));
+                    all_metrics.push(metrics.clone());
+                    ms.push(Member {
+                        op,
+                        targets: targets[m].clone(),
+                        metrics,
+                    });
+                }
+                tasks.push(TaskInstance {
+                    name: name.clone(),
+                    subtask: s,
+                    members: ms,
+                    inputs: ins,
+                    outputs: outs,
+                });
+            }
+        }
+        Ok((tasks, all_metrics))
+    }
+}

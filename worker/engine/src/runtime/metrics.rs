@@ -1,0 +1,178 @@
+//! Live counters of a running job: records in/out and watermark per operator subtask, time
+//! blocked on full output channels (backpressure) per task, and state size. Updated with
+//! relaxed atomics by the tasks, read by the progress display and later the REST API.
+
+use crate::time::{MIN_WATERMARK, Timestamp};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Counters of one operator subtask.
+#[derive(Debug)]
+pub(crate) struct OperatorMetrics {
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) is_source: bool,
+    pub(crate) is_sink: bool,
+    pub(crate) records_in: AtomicU64,
+    pub(crate) records_out: AtomicU64,
+    pub(crate) watermark: AtomicI64,
+    pub(crate) state_entries: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+}
+
+impl OperatorMetrics {
+    pub(crate) fn new(name: &str, subtask: usize, is_source: bool, is_sink: bool) -> Self {
+        OperatorMetrics {
+            name: name.to_string(),
+            subtask,
+            is_source,
+            is_sink,
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            watermark: AtomicI64::new(MIN_WATERMARK),
+            state_entries: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters of one task (an operator chain at one subtask index).
+#[derive(Debug)]
+pub(crate) struct TaskMetrics {
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) backpressured_ns: AtomicU64,
+    pub(crate) finished: AtomicBool,
+}
+
+/// Every counter of a job, shared between its tasks and whoever observes the job.
+#[derive(Debug)]
+pub struct JobMetrics {
+    pub(crate) operators: Vec<Arc<OperatorMetrics>>,
+    pub(crate) tasks: Vec<Arc<TaskMetrics>>,
+    pub(crate) started: Instant,
+}
+
+/// A point-in-time copy of an operator subtask's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorMetricsSnapshot {
+    /// Operator name.
+    pub name: String,
+    /// Subtask index.
+    pub subtask: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted (all outputs).
+    pub records_out: u64,
+    /// Current input watermark.
+    pub watermark: Timestamp,
+    /// Keyed state entries held.
+    pub state_entries: u64,
+    /// Records skipped (undecodable input) or dropped as late without a side output.
+    pub skipped: u64,
+}
+
+/// A point-in-time copy of a task's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMetricsSnapshot {
+    /// Task name (its chained operators joined by ` -> `).
+    pub name: String,
+    /// Subtask index.
+    pub subtask: usize,
+    /// Total time spent blocked on full output channels.
+    pub backpressured_ms: u64,
+    /// Whether the task has finished.
+    pub finished: bool,
+}
+
+/// A point-in-time view of a whole job.
+#[derive(Debug, Clone)]
+pub struct JobSnapshot {
+    /// Time since the job started, in milliseconds.
+    pub elapsed_ms: u64,
+    /// Records produced by all sources.
+    pub records_in: u64,
+    /// Records consumed by all sinks.
+    pub records_out: u64,
+    /// Records skipped anywhere (decode errors under policy `skip`, late records dropped).
+    pub skipped: u64,
+    /// The smallest watermark seen by any non-source operator.
+    pub watermark: Timestamp,
+    /// Per operator subtask.
+    pub operators: Vec<OperatorMetricsSnapshot>,
+    /// Per task.
+    pub tasks: Vec<TaskMetricsSnapshot>,
+}
+
+impl JobSnapshot {
+    /// Backpressure ratio (0.0–1.0) of each task between `earlier` and `self`: the fraction
+    /// of wall time it spent blocked because a downstream channel was full.
+    pub fn backpressure_since(&self, earlier: &JobSnapshot) -> Vec<(String, usize, f64)> {
+        let dt = self.elapsed_ms.saturating_sub(earlier.elapsed_ms).max(1) as f64;
+        self.tasks
+            .iter()
+            .zip(&earlier.tasks)
+            .map(|(now, then)| {
+                let blocked = now.backpressured_ms.saturating_sub(then.backpressured_ms) as f64;
+                (now.name.clone(), now.subtask, (blocked / dt).min(1.0))
+            })
+            .collect()
+    }
+}
+
+impl JobMetrics {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> JobSnapshot {
+        let operators: Vec<_> = self
+            .operators
+            .iter()
+            .map(|m| OperatorMetricsSnapshot {
+                name: m.name.clone(),
+                subtask: m.subtask,
+                records_in: m.records_in.load(Relaxed),
+                records_out: m.records_out.load(Relaxed),
+                watermark: m.watermark.load(Relaxed),
+                state_entries: m.state_entries.load(Relaxed),
+                skipped: m.skipped.load(Relaxed),
+            })
+            .collect();
+        let records_in = self
+            .operators
+            .iter()
+            .filter(|m| m.is_source)
+            .map(|m| m.records_out.load(Relaxed))
+            .sum();
+        let records_out = self
+            .operators
+            .iter()
+            .filter(|m| m.is_sink)
+            .map(|m| m.records_in.load(Relaxed))
+            .sum();
+        let watermark = self
+            .operators
+            .iter()
+            .filter(|m| !m.is_source)
+            .map(|m| m.watermark.load(Relaxed))
+            .min()
+            .unwrap_or(MIN_WATERMARK);
+        JobSnapshot {
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            records_in,
+            records_out,
+            skipped: operators.iter().map(|o| o.skipped).sum(),
+            watermark,
+            operators,
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| TaskMetricsSnapshot {
+                    name: t.name.clone(),
+                    subtask: t.subtask,
+                    backpressured_ms: t.backpressured_ns.load(Relaxed) / 1_000_000,
+                    finished: t.finished.load(Relaxed),
+                })
+                .collect(),
+        }
+    }
+}

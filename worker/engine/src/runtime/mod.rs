@@ -1,0 +1,201 @@
+//! The runtime: type-erased operators connected by bounded channels that carry batches,
+//! watermarks and end-of-input markers, run as one thread per task (a chain of operators
+//! at one subtask index).
+//!
+//! The runtime never looks inside a batch: the typed API wraps `Vec<Rec<T>>` (and the SQL
+//! layer wraps Arrow `RecordBatch`) behind [`BatchData`], so one runtime serves both.
+
+pub(crate) mod exec;
+pub(crate) mod graph;
+pub mod metrics;
+pub(crate) mod task;
+
+use crate::error::Result;
+use crate::time::Timestamp;
+use std::any::Any;
+use std::sync::Arc;
+
+pub use exec::{JobHandle, JobResult};
+pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
+
+/// A batch of records as the runtime sees it: countable, clonable, and downcastable by the
+/// operator that knows its type.
+pub trait BatchData: Send + 'static {
+    /// Number of records in the batch.
+    fn len(&self) -> usize;
+    /// True when the batch holds no record.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A deep copy, used when one output feeds several consumers.
+    fn clone_batch(&self) -> Box<dyn BatchData>;
+    /// For downcasting to the concrete batch type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// For appending to a batch of known type in place.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Moves the contents out, leaving an empty batch of the same type.
+    fn take(&mut self) -> Box<dyn BatchData>;
+}
+
+/// A record with its event timestamp ([`crate::time::NO_TIMESTAMP`] when it has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rec<T> {
+    /// Event time in epoch milliseconds.
+    pub ts: Timestamp,
+    /// The record.
+    pub value: T,
+}
+
+impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn clone_batch(&self) -> Box<dyn BatchData> {
+        Box::new(self.clone())
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn take(&mut self) -> Box<dyn BatchData> {
+        Box::new(std::mem::take(self))
+    }
+}
+
+/// A type-erased batch.
+pub type Batch = Box<dyn BatchData>;
+
+/// Recovers the typed records of a batch produced by the typed API.
+pub(crate) fn downcast<T: 'static>(b: Batch) -> Vec<Rec<T>> {
+    *b.into_any()
+        .downcast::<Vec<Rec<T>>>()
+        .expect("batch type checked when the graph was built")
+}
+
+/// What travels through a channel between tasks.
+pub(crate) enum Event {
+    Data(Batch),
+    Watermark(Timestamp),
+    /// The sender went idle (`true`) or active again (`false`).
+    Idle(bool),
+    End,
+}
+
+/// What an operator emits while handling one call.
+pub(crate) enum OutItem {
+    Data(usize, Batch),
+    Watermark(Timestamp),
+    Idle(bool),
+}
+
+/// Collects what an operator emits; the task routes it after the call returns.
+#[derive(Default)]
+pub struct Output {
+    pub(crate) items: Vec<OutItem>,
+}
+
+impl Output {
+    /// Emits a batch on output port `port` (0 is the main output, others are side outputs).
+    pub fn emit(&mut self, port: usize, batch: Batch) {
+        if !batch.is_empty() {
+            self.items.push(OutItem::Data(port, batch));
+        }
+    }
+
+    /// Forwards a watermark to every consumer.
+    pub fn watermark(&mut self, wm: Timestamp) {
+        self.items.push(OutItem::Watermark(wm));
+    }
+
+    /// Declares this output idle or active again.
+    pub fn idle(&mut self, idle: bool) {
+        self.items.push(OutItem::Idle(idle));
+    }
+}
+
+/// Facts about the subtask an operator instance runs as.
+#[derive(Debug, Clone)]
+pub struct SubtaskInfo {
+    /// Operator name.
+    pub name: String,
+    /// This subtask's index.
+    pub index: usize,
+    /// The operator's parallelism.
+    pub parallelism: usize,
+    /// `pipeline.max-parallelism` (number of key groups).
+    pub max_parallelism: usize,
+    /// Output port of each side-output tag consumed downstream.
+    pub side_ports: Arc<Vec<String>>,
+    /// What sources do with records they cannot decode.
+    pub decode_errors: crate::config::DecodeErrorPolicy,
+}
+
+impl SubtaskInfo {
+    /// The output port of side-output tag `id`, if anything consumes it.
+    pub fn side_port(&self, id: &str) -> Option<usize> {
+        self.side_ports.iter().position(|t| t == id).map(|i| i + 1)
+    }
+}
+
+/// A stream operator as the runtime drives it. Implemented by the typed API's wrappers; user
+/// code implements the typed function traits instead.
+pub trait Operator: Send {
+    /// Called once before any record.
+    fn open(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Handles one batch arriving on input `input`.
+    fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> Result<()>;
+    /// The combined input watermark advanced to `wm`. The default forwards it.
+    fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
+        out.watermark(wm);
+        Ok(())
+    }
+    /// All inputs became idle (`true`) or one became active again (`false`).
+    fn idle(&mut self, idle: bool, out: &mut Output) -> Result<()> {
+        out.idle(idle);
+        Ok(())
+    }
+    /// The earliest processing time (epoch ms) at which [`Operator::processing_time`] must run.
+    fn next_processing_time(&mut self) -> Option<Timestamp> {
+        None
+    }
+    /// Processing time reached `now`.
+    fn processing_time(&mut self, _now: Timestamp, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+    /// Every input ended (after the final watermark): flush everything.
+    fn end_of_input(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+    /// Number of keyed state entries held (state size metric).
+    fn state_entries(&self) -> usize {
+        0
+    }
+    /// Records this operator dropped or skipped on purpose (e.g. corrupt input), for metrics.
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+/// What a source subtask produced on one poll.
+pub enum SourcePoll {
+    /// Records (possibly empty).
+    Batch(Batch),
+    /// Nothing now; poll again after the given number of milliseconds.
+    Pending(u64),
+    /// This subtask's input is exhausted.
+    End,
+}
+
+/// A source subtask as the runtime drives it.
+pub trait SourceOperator: Send {
+    /// Produces the next batch of at most `max` records.
+    fn poll(&mut self, max: usize) -> Result<SourcePoll>;
+    /// Records skipped because they could not be decoded (policy `skip`).
+    fn skipped(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,417 @@
+//! The task loop: one thread drives a chain of operators at one subtask index. It selects
+//! over its input channels, tracks per-channel watermarks and idleness, fires
+//! processing-time callbacks, routes what operators emit (by call to chained operators, by
+//! channel to other tasks) and measures time blocked on full channels (backpressure).
+
+use super::graph::{Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput};
+use super::metrics::TaskMetrics;
+use super::{Batch, Event, OutItem, Output, SourcePoll};
+use crate::error::{Error, Result};
+use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, now_ms};
+use crossbeam_channel::{Select, SendTimeoutError, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// How often a blocked task re-checks for cancellation.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// How often housekeeping (state-size metrics) runs.
+const HOUSEKEEPING_MS: i64 = 250;
+
+enum Call {
+    Process(usize, Batch),
+    Watermark(Timestamp),
+    Idle(bool),
+}
+
+struct InputState {
+    input: usize,
+    watermark: Timestamp,
+    idle: bool,
+    ended: bool,
+}
+
+pub(crate) struct Task {
+    name: String,
+    subtask: usize,
+    members: Vec<Member>,
+    outputs: Vec<TaskOutput>,
+    cancel: Arc<AtomicBool>,
+    metrics: Arc<TaskMetrics>,
+    batch_size: usize,
+    max_parallelism: usize,
+    work: VecDeque<(usize, Call)>,
+    scratch: Vec<(usize, Batch)>,
+    last_housekeeping: Timestamp,
+}
+
+impl Task {
+    pub(crate) fn new(
+        inst: TaskInstance,
+        cancel: Arc<AtomicBool>,
+        metrics: Arc<TaskMetrics>,
+        batch_size: usize,
+        max_parallelism: usize,
+    ) -> (Self, Vec<(usize, crossbeam_channel::Receiver<Event>)>) {
+        let task = Task {
+            name: inst.name,
+            subtask: inst.subtask,
+            members: inst.members,
+            outputs: inst.outputs,
+            cancel,
+            metrics,
+            batch_size,
+            max_parallelism,
+            work: VecDeque::new(),
+            scratch: Vec::new(),
+            last_housekeeping: 0,
+        };
+        (task, inst.inputs)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn subtask(&self) -> usize {
+        self.subtask
+    }
+
+    /// Runs the task to completion (end of all inputs) or failure.
+    pub(crate) fn run(
+        mut self,
+        inputs: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
+    ) -> Result<()> {
+        for m in &mut self.members {
+            if let MemberOp::Op(op) = &mut m.op {
+                op.open()?;
+            }
+        }
+        let result = if matches!(self.members[0].op, MemberOp::Source(_)) {
+            self.run_source()
+        } else {
+            self.run_inputs(inputs)
+        };
+        self.housekeeping(true);
+        self.metrics.finished.store(true, Relaxed);
+        result
+    }
+
+    fn cancelled(&self) -> Result<()> {
+        if self.cancel.load(Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run_source(&mut self) -> Result<()> {
+        loop {
+            self.cancelled()?;
+            self.fire_processing_time()?;
+            let MemberOp::Source(src) = &mut self.members[0].op else {
+                unreachable!("checked by caller")
+            };
+            match src.poll(self.batch_size)? {
+                SourcePoll::Batch(b) => {
+                    let mut out = Output::default();
+                    out.emit(0, b);
+                    self.dispatch(0, out)?;
+                }
+                SourcePoll::Pending(ms) => {
+                    let wake = self
+                        .next_processing_time()
+                        .map_or(ms as i64, |t| (t - now_ms()).clamp(0, ms as i64));
+                    std::thread::sleep(Duration::from_millis(wake as u64).min(CANCEL_POLL));
+                }
+                SourcePoll::End => break,
+            }
+        }
+        let mut out = Output::default();
+        out.watermark(MAX_WATERMARK);
+        self.dispatch(0, out)?;
+        self.finish(1)
+    }
+
+    fn run_inputs(
+        &mut self,
+        receivers: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
+    ) -> Result<()> {
+        let mut states: Vec<InputState> = receivers
+            .iter()
+            .map(|(input, _)| InputState {
+                input: *input,
+                watermark: MIN_WATERMARK,
+                idle: false,
+                ended: false,
+            })
+            .collect();
+        let mut sel = Select::new();
+        for (_, rx) in &receivers {
+            sel.recv(rx);
+        }
+        let mut open = receivers.len();
+        let mut combined = MIN_WATERMARK;
+        let mut all_idle = false;
+        while open > 0 {
+            self.cancelled()?;
+            self.fire_processing_time()?;
+            let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
+                Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
+            });
+            let Ok(oper) = sel.select_timeout(timeout) else {
+                continue;
+            };
+            let i = oper.index();
+            let ev = match oper.recv(&receivers[i].1) {
+                Ok(ev) => ev,
+                // The sender vanished without End: its task failed; the executor cancels us.
+                Err(_) => {
+                    self.cancelled()?;
+                    return Err(Error::Cancelled);
+                }
+            };
+            match ev {
+                Event::Data(b) => {
+                    self.work.push_back((0, Call::Process(states[i].input, b)));
+                    self.drain()?;
+                }
+                Event::Watermark(w) => states[i].watermark = states[i].watermark.max(w),
+                Event::Idle(idle) => states[i].idle = idle,
+                Event::End => {
+                    states[i].ended = true;
+                    sel.remove(i);
+                    open -= 1;
+                }
+            }
+            // Combined watermark: min over live, non-idle channels; ended ones count as +inf.
+            let live: Vec<&InputState> = states.iter().filter(|s| !s.ended).collect();
+            let idle_now = !live.is_empty() && live.iter().all(|s| s.idle);
+            if idle_now != all_idle {
+                all_idle = idle_now;
+                self.work.push_back((0, Call::Idle(idle_now)));
+            }
+            let wm = live.iter().filter(|s| !s.idle).map(|s| s.watermark).min();
+            let wm = match wm {
+                Some(w) => w,
+                None if live.is_empty() => MAX_WATERMARK,
+                None => combined, // all idle: hold
+            };
+            if wm > combined {
+                combined = wm;
+                self.work.push_back((0, Call::Watermark(wm)));
+            }
+            self.drain()?;
+        }
+        self.finish(0)
+    }
+
+    /// End of input: flush every operator in chain order, then tell consumers.
+    fn finish(&mut self, first: usize) -> Result<()> {
+        for m in first..self.members.len() {
+            let mut out = Output::default();
+            if let MemberOp::Op(op) = &mut self.members[m].op {
+                op.end_of_input(&mut out)?;
+            }
+            self.dispatch(m, out)?;
+            self.drain()?;
+        }
+        for o in 0..self.outputs.len() {
+            for s in 0..self.outputs[o].senders.len() {
+                let tx = self.outputs[o].senders[s].clone();
+                self.send(&tx, Event::End)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_processing_time(&mut self) -> Option<Timestamp> {
+        self.members
+            .iter_mut()
+            .filter_map(|m| match &mut m.op {
+                MemberOp::Op(op) => op.next_processing_time(),
+                MemberOp::Source(_) => None,
+            })
+            .min()
+    }
+
+    fn fire_processing_time(&mut self) -> Result<()> {
+        let now = now_ms();
+        if now - self.last_housekeeping >= HOUSEKEEPING_MS {
+            self.last_housekeeping = now;
+            self.housekeeping(false);
+        }
+        for m in 0..self.members.len() {
+            let MemberOp::Op(op) = &mut self.members[m].op else {
+                continue;
+            };
+            if op.next_processing_time().is_some_and(|t| t <= now) {
+                let mut out = Output::default();
+                op.processing_time(now, &mut out)?;
+                self.dispatch(m, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn housekeeping(&self, _final: bool) {
+        for m in &self.members {
+            let (entries, skipped) = match &m.op {
+                MemberOp::Op(op) => (op.state_entries() as u64, op.skipped()),
+                MemberOp::Source(s) => (0, s.skipped()),
+            };
+            m.metrics.state_entries.store(entries, Relaxed);
+            m.metrics.skipped.store(skipped, Relaxed);
+        }
+    }
+
+    /// Runs queued calls until none are left.
+    fn drain(&mut self) -> Result<()> {
+        while let Some((m, call)) = self.work.pop_front() {
+            let mut out = Output::default();
+            let member = &mut self.members[m];
+            let MemberOp::Op(op) = &mut member.op else {
+                unreachable!("sources receive no calls")
+            };
+            match call {
+                Call::Process(input, b) => {
+                    member.metrics.records_in.fetch_add(b.len() as u64, Relaxed);
+                    op.process(input, b, &mut out)?;
+                }
+                Call::Watermark(w) => {
+                    member.metrics.watermark.store(w, Relaxed);
+                    op.watermark(w, &mut out)?;
+                }
+                Call::Idle(i) => op.idle(i, &mut out)?,
+            }
+            self.dispatch(m, out)?;
+        }
+        Ok(())
+    }
+
+    /// Routes what member `from` emitted; chained targets are queued, remote ones sent.
+    fn dispatch(&mut self, from: usize, out: Output) -> Result<()> {
+        for item in out.items {
+            match item {
+                OutItem::Data(port, batch) => {
+                    let n = batch.len() as u64;
+                    self.members[from].metrics.records_out.fetch_add(n, Relaxed);
+                    let Some(targets) = self.members[from].targets.get(port) else {
+                        continue;
+                    };
+                    let targets = targets.clone();
+                    let mut batch = Some(batch);
+                    for (i, t) in targets.iter().enumerate() {
+                        let b = if i + 1 == targets.len() {
+                            batch.take().expect("moved once")
+                        } else {
+                            batch.as_ref().expect("present").clone_batch()
+                        };
+                        match *t {
+                            Target::Local(m, input) => {
+                                self.work.push_back((m, Call::Process(input, b)))
+                            }
+                            Target::Remote(o) => self.send_data(o, b)?,
+                        }
+                    }
+                }
+                OutItem::Watermark(w) => {
+                    self.broadcast(from, |_| Call::Watermark(w), || Event::Watermark(w))?
+                }
+                OutItem::Idle(i) => self.broadcast(from, |_| Call::Idle(i), || Event::Idle(i))?,
+            }
+        }
+        if from == 0 && !self.work.is_empty() && matches!(self.members[0].op, MemberOp::Source(_)) {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn broadcast(
+        &mut self,
+        from: usize,
+        call: impl Fn(usize) -> Call,
+        ev: impl Fn() -> Event,
+    ) -> Result<()> {
+        let mut seen_local = Vec::new();
+        let mut seen_remote = Vec::new();
+        let targets: Vec<Target> = self.members[from]
+            .targets
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        for t in targets {
+            match t {
+                Target::Local(m, _) if !seen_local.contains(&m) => {
+                    seen_local.push(m);
+                    self.work.push_back((m, call(m)));
+                }
+                Target::Remote(o) if !seen_remote.contains(&o) => {
+                    seen_remote.push(o);
+                    for s in 0..self.outputs[o].senders.len() {
+                        let tx = self.outputs[o].senders[s].clone();
+                        self.send(&tx, ev())?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn send_data(&mut self, o: usize, batch: Batch) -> Result<()> {
+        let out = &mut self.outputs[o];
+        let n = out.senders.len();
+        match &out.partitioning {
+            _ if n == 1 => {
+                let tx = out.senders[0].clone();
+                self.send(&tx, Event::Data(batch))
+            }
+            Partitioning::Forward => unreachable!("forward outputs have one sender"),
+            Partitioning::Rebalance => {
+                out.next = (out.next + 1) % n;
+                let tx = out.senders[out.next].clone();
+                self.send(&tx, Event::Data(batch))
+            }
+            Partitioning::Hash(f) => {
+                let f = f.clone();
+                let mut parts = std::mem::take(&mut self.scratch);
+                f(batch, n, self.max_parallelism, &mut parts);
+                let senders = self.outputs[o].senders.clone();
+                for (i, b) in parts.drain(..) {
+                    self.send(&senders[i], Event::Data(b))?;
+                }
+                self.scratch = parts;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one event, blocking while the channel is full (that time is backpressure).
+    fn send(&self, tx: &Sender<Event>, ev: Event) -> Result<()> {
+        let mut ev = match tx.try_send(ev) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(ev)) => ev,
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
+        };
+        let start = Instant::now();
+        let r = loop {
+            match tx.send_timeout(ev, CANCEL_POLL) {
+                Ok(()) => break Ok(()),
+                Err(SendTimeoutError::Timeout(e)) => {
+                    if self.cancel.load(Relaxed) {
+                        break Err(Error::Cancelled);
+                    }
+                    ev = e;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => break Err(Error::Cancelled),
+            }
+        };
+        self.metrics
+            .backpressured_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+        r
+    }
+}

@@ -1,0 +1,615 @@
+//! Keyed state: the backend that stores it per key group, and the typed handles user
+//! functions use (`ValueState`, `ListState`, `MapState`, `ReducingState`) with optional TTL.
+//!
+//! Every entry is addressed by (state, key group, serialized key ++ namespace). The
+//! namespace is empty for plain keyed state and holds the window for window state. Values
+//! are kept as typed Rust values in memory (the `hashmap` backend); serialization happens
+//! only when a snapshot is taken, so the hot path never encodes values.
+
+use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
+use crate::time::{Timestamp, duration_ms};
+use hashbrown::HashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A value that can live in keyed state. Implemented for every type that qualifies.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
+impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}
+
+/// When a TTL'd entry's clock restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlUpdateType {
+    /// Only creating or writing the entry restarts its lifetime (Flink's default).
+    OnCreateAndWrite,
+    /// Reading it restarts its lifetime too.
+    OnReadAndWrite,
+}
+
+/// Time-to-live for keyed state, in processing time. Expired entries are never returned
+/// and are removed when touched.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_engine::state::{StateTtlConfig, TtlUpdateType};
+/// let ttl = StateTtlConfig::new(Duration::from_secs(3600)).update_type(TtlUpdateType::OnReadAndWrite);
+/// # let _ = ttl;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct StateTtlConfig {
+    ttl_ms: i64,
+    update: TtlUpdateType,
+}
+
+impl StateTtlConfig {
+    /// Entries expire `ttl` after they were last written.
+    pub fn new(ttl: Duration) -> Self {
+        StateTtlConfig {
+            ttl_ms: duration_ms(ttl),
+            update: TtlUpdateType::OnCreateAndWrite,
+        }
+    }
+
+    /// Chooses when the lifetime restarts.
+    pub fn update_type(mut self, update: TtlUpdateType) -> Self {
+        self.update = update;
+        self
+    }
+}
+
+/// Names a piece of keyed state and its options. The name identifies the state in
+/// snapshots, so keep it stable across job versions.
+#[derive(Debug, Clone)]
+pub struct StateDescriptor {
+    name: String,
+    ttl: Option<StateTtlConfig>,
+}
+
+impl StateDescriptor {
+    /// A descriptor for state called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        StateDescriptor {
+            name: name.into(),
+            ttl: None,
+        }
+    }
+
+    /// Enables time-to-live.
+    pub fn with_ttl(mut self, ttl: StateTtlConfig) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+struct Entry<V> {
+    value: V,
+    stamp: Timestamp,
+}
+
+trait AnyTable: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn entries(&self) -> usize;
+}
+
+struct Table<V> {
+    ttl: Option<StateTtlConfig>,
+    /// One map per key group of the owning subtask, indexed by `kg - range.start`.
+    groups: Vec<HashMap<Box<[u8]>, Entry<V>>>,
+}
+
+impl<V: Send + 'static> AnyTable for Table<V> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn entries(&self) -> usize {
+        self.groups.iter().map(HashMap::len).sum()
+    }
+}
+
+/// The key whose state is currently in scope.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CurrentKey {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) key_group: usize,
+}
+
+/// The in-memory (`hashmap`) keyed state backend of one operator subtask.
+pub struct KeyedStateBackend {
+    range: KeyGroupRange,
+    max_parallelism: usize,
+    names: Vec<String>,
+    tables: Vec<Box<dyn AnyTable>>,
+    pub(crate) current: CurrentKey,
+    /// Processing time used for TTL decisions; set by the operator before user code runs.
+    pub(crate) now: Timestamp,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyedStateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStateBackend")
+            .field("range", &self.range)
+            .field("states", &self.names)
+            .finish()
+    }
+}
+
+impl KeyedStateBackend {
+    /// A backend for the key groups in `range`.
+    pub fn new(range: KeyGroupRange, max_parallelism: usize) -> Self {
+        KeyedStateBackend {
+            range,
+            max_parallelism,
+            names: Vec::new(),
+            tables: Vec::new(),
+            current: CurrentKey::default(),
+            now: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Registers (or finds) the table called `name` holding values of type `V`.
+    pub(crate) fn register<V: Send + 'static>(&mut self, desc: &StateDescriptor) -> usize {
+        if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
+            assert!(
+                self.tables[id].as_any_mut().is::<Table<V>>(),
+                "state '{}' registered twice with different types",
+                desc.name
+            );
+            return id;
+        }
+        let groups = (0..self.range.len()).map(|_| HashMap::new()).collect();
+        self.tables.push(Box::new(Table::<V> {
+            ttl: desc.ttl,
+            groups,
+        }));
+        self.names.push(desc.name.clone());
+        self.names.len() - 1
+    }
+
+    /// Sets the current key from its serialized bytes.
+    pub(crate) fn set_current_key_bytes(&mut self, bytes: &[u8]) {
+        self.current.bytes.clear();
+        self.current.bytes.extend_from_slice(bytes);
+        self.current.key_group = key_group_for_bytes(bytes, self.max_parallelism);
+        crate::keygroup::debug_assert_owned(&self.range, self.current.key_group);
+    }
+
+    /// Total number of entries across all states (a state-size metric).
+    pub fn entries(&self) -> usize {
+        self.tables.iter().map(|t| t.entries()).sum()
+    }
+
+    /// The state names registered so far, in registration order.
+    pub fn state_names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn with_entry<V: Send + 'static, R>(
+        &mut self,
+        id: usize,
+        ns: &[u8],
+        f: impl FnOnce(&mut HashMap<Box<[u8]>, Entry<V>>, &[u8], Option<StateTtlConfig>, Timestamp) -> R,
+    ) -> R {
+        let idx = self.current.key_group - self.range.start;
+        let now = self.now;
+        let mut composite = std::mem::take(&mut self.scratch);
+        composite.clear();
+        composite.extend_from_slice(&self.current.bytes);
+        composite.extend_from_slice(ns);
+        let table = self.tables[id]
+            .as_any_mut()
+            .downcast_mut::<Table<V>>()
+            .expect("state accessed with the type it was registered with");
+        let ttl = table.ttl;
+        let r = f(&mut table.groups[idx], &composite, ttl, now);
+        self.scratch = composite;
+        r
+    }
+
+    /// Reads the value for the current key in namespace `ns`, honouring TTL.
+    pub(crate) fn get<V: Clone + Send + 'static>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
+            let expired = match (map.get_mut(k), ttl) {
+                (None, _) => return None,
+                (Some(e), None) => return Some(e.value.clone()),
+                (Some(e), Some(t)) => {
+                    if now - e.stamp >= t.ttl_ms {
+                        true
+                    } else {
+                        if t.update == TtlUpdateType::OnReadAndWrite {
+                            e.stamp = now;
+                        }
+                        return Some(e.value.clone());
+                    }
+                }
+            };
+            debug_assert!(expired);
+            map.remove(k);
+            None
+        })
+    }
+
+    /// Applies `f` to the value for the current key in `ns`, creating it with `init` when
+    /// absent (or expired). Returns `f`'s result and whether the entry was newly created.
+    pub(crate) fn update_with<V: Send + 'static, R>(
+        &mut self,
+        id: usize,
+        ns: &[u8],
+        init: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> (R, bool) {
+        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
+            if let Some(t) = ttl
+                && map.get(k).is_some_and(|e| now - e.stamp >= t.ttl_ms)
+            {
+                map.remove(k);
+            }
+            let mut created = false;
+            let entry = map.entry_ref(k).or_insert_with(|| {
+                created = true;
+                Entry {
+                    value: init(),
+                    stamp: now,
+                }
+            });
+            entry.stamp = now;
+            (f(&mut entry.value), created)
+        })
+    }
+
+    /// Replaces the value for the current key in `ns`.
+    pub(crate) fn put<V: Send + 'static>(&mut self, id: usize, ns: &[u8], value: V) {
+        self.with_entry::<V, _>(id, ns, |map, k, _, now| {
+            map.insert(k.into(), Entry { value, stamp: now });
+        })
+    }
+
+    /// Removes and returns the value for the current key in `ns`.
+    pub(crate) fn remove<V: Send + 'static>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
+            let e = map.remove(k)?;
+            match ttl {
+                Some(t) if now - e.stamp >= t.ttl_ms => None,
+                _ => Some(e.value),
+            }
+        })
+    }
+}
+
+/// Gives typed state handles access to the backend with the current key in scope.
+/// Implemented by the contexts passed to keyed user functions.
+pub trait KeyedStateAccess {
+    /// The backend, with the current key set.
+    fn backend(&mut self) -> &mut KeyedStateBackend;
+}
+
+impl KeyedStateAccess for KeyedStateBackend {
+    fn backend(&mut self) -> &mut KeyedStateBackend {
+        self
+    }
+}
+
+const UNBOUND: usize = usize::MAX;
+
+fn bound(id: usize) -> usize {
+    assert!(
+        id != UNBOUND,
+        "state handle used before it was registered in open()"
+    );
+    id
+}
+
+macro_rules! handle {
+    ($(#[$m:meta])* $name:ident < $($g:ident),* >) => {
+        $(#[$m])*
+        pub struct $name<$($g),*> {
+            id: usize,
+            _p: PhantomData<fn() -> ($($g,)*)>,
+        }
+        impl<$($g),*> Default for $name<$($g),*> {
+            fn default() -> Self {
+                $name { id: UNBOUND, _p: PhantomData }
+            }
+        }
+        impl<$($g),*> Clone for $name<$($g),*> {
+            fn clone(&self) -> Self {
+                $name { id: self.id, _p: PhantomData }
+            }
+        }
+        impl<$($g),*> std::fmt::Debug for $name<$($g),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}#{}", stringify!($name), self.id)
+            }
+        }
+    };
+}
+
+handle!(
+    /// A single value per key. Register it in `open()` with `ctx.value_state(..)`.
+    ValueState<T>
+);
+handle!(
+    /// A list of values per key.
+    ListState<T>
+);
+handle!(
+    /// A map per key.
+    MapState<K, V>
+);
+
+impl<T: StateValue> ValueState<T> {
+    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
+        ValueState {
+            id: backend.register::<T>(desc),
+            _p: PhantomData,
+        }
+    }
+
+    /// The value for the current key, or `None` when unset or expired.
+    pub fn value(&self, ctx: &mut impl KeyedStateAccess) -> Option<T> {
+        ctx.backend().get(bound(self.id), &[])
+    }
+
+    /// Sets the value for the current key.
+    pub fn update(&self, ctx: &mut impl KeyedStateAccess, value: T) {
+        ctx.backend().put(bound(self.id), &[], value)
+    }
+
+    /// Removes the value for the current key.
+    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
+        ctx.backend().remove::<T>(bound(self.id), &[]);
+    }
+}
+
+impl<T: StateValue> ListState<T> {
+    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
+        ListState {
+            id: backend.register::<Vec<T>>(desc),
+            _p: PhantomData,
+        }
+    }
+
+    /// The list for the current key (empty when unset).
+    pub fn get(&self, ctx: &mut impl KeyedStateAccess) -> Vec<T> {
+        ctx.backend()
+            .get::<Vec<T>>(bound(self.id), &[])
+            .unwrap_or_default()
+    }
+
+    /// Appends a value.
+    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) {
+        ctx.backend()
+            .update_with(bound(self.id), &[], Vec::new, |l| l.push(value));
+    }
+
+    /// Replaces the whole list.
+    pub fn update(&self, ctx: &mut impl KeyedStateAccess, values: Vec<T>) {
+        ctx.backend().put(bound(self.id), &[], values)
+    }
+
+    /// Removes the list.
+    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
+        ctx.backend().remove::<Vec<T>>(bound(self.id), &[]);
+    }
+}
+
+impl<K: crate::keygroup::Key, V: StateValue> MapState<K, V> {
+    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
+        MapState {
+            id: backend.register::<std::collections::HashMap<K, V>>(desc),
+            _p: PhantomData,
+        }
+    }
+
+    /// The value under `key` in the current key's map.
+    pub fn get(&self, ctx: &mut impl KeyedStateAccess, key: &K) -> Option<V> {
+        // Clone only the requested entry rather than the whole map.
+        ctx.backend()
+            .update_with(
+                bound(self.id),
+                &[],
+                std::collections::HashMap::<K, V>::new,
+                |m| m.get(key).cloned(),
+            )
+            .0
+    }
+
+    /// Inserts or replaces `key` → `value`.
+    pub fn put(&self, ctx: &mut impl KeyedStateAccess, key: K, value: V) {
+        ctx.backend()
+            .update_with(bound(self.id), &[], std::collections::HashMap::new, |m| {
+                m.insert(key, value);
+            });
+    }
+
+    /// Removes `key` from the current key's map.
+    pub fn remove(&self, ctx: &mut impl KeyedStateAccess, key: &K) {
+        ctx.backend().update_with(
+            bound(self.id),
+            &[],
+            std::collections::HashMap::<K, V>::new,
+            |m| {
+                m.remove(key);
+            },
+        );
+    }
+
+    /// All entries of the current key's map, sorted by nothing in particular.
+    pub fn entries(&self, ctx: &mut impl KeyedStateAccess) -> Vec<(K, V)> {
+        ctx.backend()
+            .get::<std::collections::HashMap<K, V>>(bound(self.id), &[])
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the whole map.
+    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
+        ctx.backend()
+            .remove::<std::collections::HashMap<K, V>>(bound(self.id), &[]);
+    }
+}
+
+type ReduceFn<T> = Arc<dyn Fn(&T, &T) -> T + Send + Sync>;
+
+/// A value per key that folds every added value in with a reduce function.
+pub struct ReducingState<T> {
+    id: usize,
+    reduce: Option<ReduceFn<T>>,
+}
+
+impl<T> Default for ReducingState<T> {
+    fn default() -> Self {
+        ReducingState {
+            id: UNBOUND,
+            reduce: None,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for ReducingState<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReducingState#{}", self.id)
+    }
+}
+
+impl<T: StateValue> ReducingState<T> {
+    pub(crate) fn register(
+        backend: &mut KeyedStateBackend,
+        desc: &StateDescriptor,
+        reduce: ReduceFn<T>,
+    ) -> Self {
+        ReducingState {
+            id: backend.register::<T>(desc),
+            reduce: Some(reduce),
+        }
+    }
+
+    /// The reduced value for the current key.
+    pub fn get(&self, ctx: &mut impl KeyedStateAccess) -> Option<T> {
+        ctx.backend().get(bound(self.id), &[])
+    }
+
+    /// Folds `value` into the current key's value.
+    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) {
+        let reduce = self.reduce.as_ref().expect("registered");
+        let backend = ctx.backend();
+        let next = match backend.get::<T>(bound(self.id), &[]) {
+            Some(cur) => reduce(&cur, &value),
+            None => value,
+        };
+        backend.put(self.id, &[], next);
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
+        ctx.backend().remove::<T>(bound(self.id), &[]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygroup::serialize_key;
+
+    fn backend() -> KeyedStateBackend {
+        KeyedStateBackend::new(KeyGroupRange { start: 0, end: 128 }, 128)
+    }
+
+    fn set_key(b: &mut KeyedStateBackend, k: &str) {
+        let mut buf = Vec::new();
+        serialize_key(&k.to_string(), &mut buf);
+        b.set_current_key_bytes(&buf);
+    }
+
+    #[test]
+    fn value_state_is_scoped_to_the_current_key() {
+        let mut b = backend();
+        let s = ValueState::<u64>::register(&mut b, &StateDescriptor::new("count"));
+        set_key(&mut b, "alice");
+        s.update(&mut b, 3);
+        set_key(&mut b, "bob");
+        assert_eq!(s.value(&mut b), None);
+        s.update(&mut b, 7);
+        set_key(&mut b, "alice");
+        assert_eq!(s.value(&mut b), Some(3));
+        s.clear(&mut b);
+        assert_eq!(s.value(&mut b), None);
+        set_key(&mut b, "bob");
+        assert_eq!(s.value(&mut b), Some(7));
+        assert_eq!(b.entries(), 1);
+    }
+
+    #[test]
+    fn list_map_and_reducing_state_accumulate_per_key() {
+        let mut b = backend();
+        let l = ListState::<String>::register(&mut b, &StateDescriptor::new("l"));
+        let m = MapState::<String, i32>::register(&mut b, &StateDescriptor::new("m"));
+        let r = ReducingState::<i64>::register(
+            &mut b,
+            &StateDescriptor::new("r"),
+            Arc::new(|a, b| a + b),
+        );
+        set_key(&mut b, "k");
+        l.add(&mut b, "a".into());
+        l.add(&mut b, "b".into());
+        m.put(&mut b, "x".into(), 1);
+        m.put(&mut b, "y".into(), 2);
+        m.remove(&mut b, &"x".to_string());
+        for v in [5, 10, -3] {
+            r.add(&mut b, v);
+        }
+        assert_eq!(l.get(&mut b), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(m.entries(&mut b), vec![("y".to_string(), 2)]);
+        assert_eq!(m.get(&mut b, &"y".to_string()), Some(2));
+        assert_eq!(r.get(&mut b), Some(12));
+        set_key(&mut b, "other");
+        assert!(l.get(&mut b).is_empty());
+        assert_eq!(r.get(&mut b), None);
+    }
+
+    #[test]
+    fn ttl_expires_entries_after_the_configured_time() {
+        let mut b = backend();
+        let desc =
+            StateDescriptor::new("v").with_ttl(StateTtlConfig::new(Duration::from_millis(100)));
+        let s = ValueState::<u32>::register(&mut b, &desc);
+        set_key(&mut b, "k");
+        b.now = 1_000;
+        s.update(&mut b, 1);
+        b.now = 1_099;
+        assert_eq!(s.value(&mut b), Some(1), "alive 99 ms after the write");
+        b.now = 1_100;
+        assert_eq!(
+            s.value(&mut b),
+            None,
+            "expired exactly 100 ms after the write"
+        );
+        assert_eq!(b.entries(), 0, "expired entry removed when touched");
+    }
+
+    #[test]
+    fn ttl_on_read_and_write_extends_lifetime_on_reads() {
+        let mut b = backend();
+        let ttl = StateTtlConfig::new(Duration::from_millis(100))
+            .update_type(TtlUpdateType::OnReadAndWrite);
+        let s = ValueState::<u32>::register(&mut b, &StateDescriptor::new("v").with_ttl(ttl));
+        let w = ValueState::<u32>::register(
+            &mut b,
+            &StateDescriptor::new("w").with_ttl(StateTtlConfig::new(Duration::from_millis(100))),
+        );
+        set_key(&mut b, "k");
+        b.now = 0;
+        s.update(&mut b, 1);
+        w.update(&mut b, 1);
+        b.now = 80;
+        assert_eq!(s.value(&mut b), Some(1));
+        assert_eq!(w.value(&mut b), Some(1));
+        b.now = 150; // 70 ms after the read, 150 ms after the write
+        assert_eq!(s.value(&mut b), Some(1), "read at 80 restarted the clock");
+        assert_eq!(w.value(&mut b), None, "on-create-and-write ignores reads");
+    }
+}

@@ -1,0 +1,858 @@
+//! Windows: tumbling, sliding and session windows on event or processing time, the
+//! aggregate functions that fold them, and the operator that keeps their contents in keyed
+//! state and fires them with timers.
+//!
+//! Semantics follow Flink's default event-time trigger: a window fires when the watermark
+//! passes its last millisecond (`end - 1`); with allowed lateness it stays in state until
+//! `end - 1 + lateness`, and each late record fires it again with the updated result.
+//! Records too late for every window go to the late side output when one is set.
+
+use crate::api::DataStream;
+use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
+use crate::error::{Error, Result};
+use crate::keygroup::{Key, KeyGroupRange, serialize_key};
+use crate::runtime::graph::Partitioning;
+use crate::runtime::{Batch, Operator, Output, Rec, SubtaskInfo, downcast};
+use crate::state::{KeyedStateBackend, StateDescriptor, StateValue};
+use crate::time::{MIN_WATERMARK, NO_TIMESTAMP, Timestamp, duration_ms, now_ms};
+use crate::timers::{Timer, TimerQueue};
+use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A half-open time interval `[start, end)` in epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TimeWindow {
+    /// First millisecond in the window.
+    pub start: Timestamp,
+    /// First millisecond after the window.
+    pub end: Timestamp,
+}
+
+impl TimeWindow {
+    /// The last timestamp that belongs to the window; results carry it as their timestamp.
+    pub fn max_timestamp(&self) -> Timestamp {
+        self.end - 1
+    }
+
+    fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.start.to_be_bytes());
+        b[8..].copy_from_slice(&self.end.to_be_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Self {
+        let start = i64::from_be_bytes(b[..8].try_into().expect("16-byte namespace"));
+        let end = i64::from_be_bytes(b[8..16].try_into().expect("16-byte namespace"));
+        TimeWindow { start, end }
+    }
+
+    fn intersects(&self, o: &TimeWindow) -> bool {
+        self.start <= o.end && self.end >= o.start
+    }
+
+    fn cover(&self, o: &TimeWindow) -> TimeWindow {
+        TimeWindow {
+            start: self.start.min(o.start),
+            end: self.end.max(o.end),
+        }
+    }
+}
+
+/// A window result: the key, the window and the aggregated value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Windowed<K, V> {
+    /// The key the result belongs to.
+    pub key: K,
+    /// The window.
+    pub window: TimeWindow,
+    /// The aggregated value.
+    pub value: V,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tumbling { size: i64, offset: i64 },
+    Sliding { size: i64, slide: i64, offset: i64 },
+    Session { gap: i64 },
+}
+
+/// Which windows a record belongs to.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_engine::window::WindowSpec;
+/// let minute = WindowSpec::tumbling(Duration::from_secs(60));
+/// let hop = WindowSpec::sliding(Duration::from_secs(60), Duration::from_secs(10));
+/// let session = WindowSpec::session(Duration::from_secs(30)).processing_time();
+/// # let _ = (minute, hop, session);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    kind: Kind,
+    event_time: bool,
+}
+
+impl WindowSpec {
+    /// Fixed-size, non-overlapping windows aligned to the epoch (event time).
+    pub fn tumbling(size: Duration) -> Self {
+        WindowSpec {
+            kind: Kind::Tumbling {
+                size: duration_ms(size),
+                offset: 0,
+            },
+            event_time: true,
+        }
+    }
+
+    /// Windows of `size` starting every `slide` (event time).
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        WindowSpec {
+            kind: Kind::Sliding {
+                size: duration_ms(size),
+                slide: duration_ms(slide),
+                offset: 0,
+            },
+            event_time: true,
+        }
+    }
+
+    /// Per-key windows that close after `gap` without records, merging when they meet
+    /// (event time).
+    pub fn session(gap: Duration) -> Self {
+        WindowSpec {
+            kind: Kind::Session {
+                gap: duration_ms(gap),
+            },
+            event_time: true,
+        }
+    }
+
+    /// Shifts window boundaries by `offset` (e.g. to align days to a time zone).
+    pub fn with_offset(mut self, offset: Duration) -> Self {
+        let o = duration_ms(offset);
+        match &mut self.kind {
+            Kind::Tumbling { offset, .. } | Kind::Sliding { offset, .. } => *offset = o,
+            Kind::Session { .. } => {}
+        }
+        self
+    }
+
+    /// Uses the wall clock instead of event time.
+    pub fn processing_time(mut self) -> Self {
+        self.event_time = false;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidJob(m));
+        match self.kind {
+            Kind::Tumbling { size, .. } if size <= 0 => bad(format!(
+                "tumbling window size must be positive, got {size} ms"
+            )),
+            Kind::Sliding { size, slide, .. } if size <= 0 || slide <= 0 => bad(format!(
+                "sliding window size and slide must be positive, got {size} ms / {slide} ms"
+            )),
+            Kind::Session { gap } if gap <= 0 => {
+                bad(format!("session gap must be positive, got {gap} ms"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn start_of(ts: i64, offset: i64, size: i64) -> i64 {
+        ts - (ts - offset).rem_euclid(size)
+    }
+
+    /// The windows `ts` falls into, appended to `out`.
+    pub(crate) fn assign(&self, ts: Timestamp, out: &mut Vec<TimeWindow>) {
+        out.clear();
+        match self.kind {
+            Kind::Tumbling { size, offset } => {
+                let start = Self::start_of(ts, offset, size);
+                out.push(TimeWindow {
+                    start,
+                    end: start + size,
+                });
+            }
+            Kind::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
+                let mut start = Self::start_of(ts, offset, slide);
+                while start > ts - size {
+                    out.push(TimeWindow {
+                        start,
+                        end: start + size,
+                    });
+                    start -= slide;
+                }
+            }
+            Kind::Session { gap } => out.push(TimeWindow {
+                start: ts,
+                end: ts + gap,
+            }),
+        }
+    }
+}
+
+/// Incrementally aggregates records into an accumulator — Flink's `AggregateFunction`.
+/// Tuples of aggregate functions aggregate side by side: `(count(), sum(f))`.
+pub trait AggregateFunction<T>: Send + Sync + 'static {
+    /// The running state; kept in keyed state per window.
+    type Acc: StateValue;
+    /// The result.
+    type Out: Data;
+    /// A fresh accumulator.
+    fn create_accumulator(&self) -> Self::Acc;
+    /// Folds one record in.
+    fn add(&self, value: &T, acc: &mut Self::Acc);
+    /// The result for an accumulator.
+    fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+    /// Folds `other` into `acc` (session windows merge).
+    fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
+}
+
+/// Built-in aggregate functions.
+pub mod agg {
+    use super::AggregateFunction;
+    use crate::state::StateValue;
+    use std::marker::PhantomData;
+
+    /// Numbers that can be summed, compared and averaged.
+    pub trait Numeric:
+        StateValue + Copy + PartialOrd + Default + std::ops::Add<Output = Self>
+    {
+        /// As a float, for averages.
+        fn to_f64(self) -> f64;
+    }
+    macro_rules! numeric {
+        ($($t:ty),*) => {$(impl Numeric for $t { fn to_f64(self) -> f64 { self as f64 } })*};
+    }
+    numeric!(i32, i64, u32, u64, f32, f64, usize);
+
+    /// Counts records.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Count;
+    /// `COUNT(*)`.
+    pub fn count() -> Count {
+        Count
+    }
+    impl<T> AggregateFunction<T> for Count {
+        type Acc = u64;
+        type Out = u64;
+        fn create_accumulator(&self) -> u64 {
+            0
+        }
+        fn add(&self, _: &T, acc: &mut u64) {
+            *acc += 1;
+        }
+        fn get_result(&self, acc: &u64) -> u64 {
+            *acc
+        }
+        fn merge(&self, other: u64, acc: &mut u64) {
+            *acc += other;
+        }
+    }
+
+    macro_rules! field_agg {
+        ($(#[$m:meta])* $name:ident, $ctor:ident, $acc:ty, $out:ty, $init:expr, |$a:ident, $v:ident| $add:expr, |$r:ident| $res:expr, |$o:ident, $into:ident| $merge:expr) => {
+            $(#[$m])*
+            pub struct $name<F, N> { f: F, _p: PhantomData<fn() -> N> }
+            $(#[$m])*
+            pub fn $ctor<T, N: Numeric, F: Fn(&T) -> N + Send + Sync + 'static>(f: F) -> $name<F, N> {
+                $name { f, _p: PhantomData }
+            }
+            impl<T, N: Numeric, F: Fn(&T) -> N + Send + Sync + 'static> AggregateFunction<T> for $name<F, N> {
+                type Acc = $acc;
+                type Out = $out;
+                fn create_accumulator(&self) -> $acc { $init }
+                fn add(&self, value: &T, $a: &mut $acc) { let $v = (self.f)(value); $add }
+                fn get_result(&self, $r: &$acc) -> $out { $res }
+                fn merge(&self, $o: $acc, $into: &mut $acc) { $merge }
+            }
+        };
+    }
+
+    field_agg!(
+        /// `SUM(f(record))`.
+        Sum, sum, N, N, N::default(), |a, v| *a = *a + v, |r| *r, |o, into| *into = *into + o
+    );
+    field_agg!(
+        /// `MIN(f(record))`.
+        Min, min, Option<N>, N, None,
+        |a, v| *a = Some(match *a { Some(x) if x <= v => x, _ => v }),
+        |r| r.unwrap_or_default(),
+        |o, into| if let Some(v) = o { *into = Some(match *into { Some(x) if x <= v => x, _ => v }) }
+    );
+    field_agg!(
+        /// `MAX(f(record))`.
+        Max, max, Option<N>, N, None,
+        |a, v| *a = Some(match *a { Some(x) if x >= v => x, _ => v }),
+        |r| r.unwrap_or_default(),
+        |o, into| if let Some(v) = o { *into = Some(match *into { Some(x) if x >= v => x, _ => v }) }
+    );
+    field_agg!(
+        /// `AVG(f(record))` as a float.
+        Avg, avg, (f64, u64), f64, (0.0, 0),
+        |a, v| { a.0 += v.to_f64(); a.1 += 1 },
+        |r| if r.1 == 0 { 0.0 } else { r.0 / r.1 as f64 },
+        |o, into| { into.0 += o.0; into.1 += o.1 }
+    );
+
+    macro_rules! tuple_agg {
+        ($($n:tt $a:ident),*) => {
+            impl<T, $($a: AggregateFunction<T>),*> AggregateFunction<T> for ($($a,)*) {
+                type Acc = ($($a::Acc,)*);
+                type Out = ($($a::Out,)*);
+                fn create_accumulator(&self) -> Self::Acc { ($(self.$n.create_accumulator(),)*) }
+                fn add(&self, value: &T, acc: &mut Self::Acc) { $(self.$n.add(value, &mut acc.$n);)* }
+                fn get_result(&self, acc: &Self::Acc) -> Self::Out { ($(self.$n.get_result(&acc.$n),)*) }
+                fn merge(&self, other: Self::Acc, acc: &mut Self::Acc) { $(self.$n.merge(other.$n, &mut acc.$n);)* }
+            }
+        };
+    }
+    tuple_agg!(0 A, 1 B);
+    tuple_agg!(0 A, 1 B, 2 C);
+    tuple_agg!(0 A, 1 B, 2 C, 3 D);
+}
+
+/// How a window's contents become output: the shared core of aggregate, reduce and process.
+trait WindowFunction<K, T>: Send + Sync + 'static {
+    type Acc: StateValue;
+    type Out: Data;
+    fn create(&self) -> Self::Acc;
+    fn add(&self, acc: &mut Self::Acc, value: &T);
+    fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
+    fn emit(
+        &self,
+        key: &K,
+        window: &TimeWindow,
+        acc: &Self::Acc,
+        out: &mut Collector<Self::Out>,
+    ) -> Result<()>;
+}
+
+struct AggWindow<A>(A);
+
+impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
+    type Acc = A::Acc;
+    type Out = Windowed<K, A::Out>;
+    fn create(&self) -> A::Acc {
+        self.0.create_accumulator()
+    }
+    fn add(&self, acc: &mut A::Acc, value: &T) {
+        self.0.add(value, acc)
+    }
+    fn merge(&self, other: A::Acc, acc: &mut A::Acc) {
+        self.0.merge(other, acc)
+    }
+    fn emit(
+        &self,
+        key: &K,
+        window: &TimeWindow,
+        acc: &A::Acc,
+        out: &mut Collector<Self::Out>,
+    ) -> Result<()> {
+        out.collect(Windowed {
+            key: key.clone(),
+            window: *window,
+            value: self.0.get_result(acc),
+        });
+        Ok(())
+    }
+}
+
+type ReduceFn<T> = Arc<dyn Fn(&T, &T) -> T + Send + Sync>;
+struct ReduceWindow<T>(ReduceFn<T>);
+
+impl<K: Key, T: StateValue> WindowFunction<K, T> for ReduceWindow<T> {
+    type Acc = Option<T>;
+    type Out = Windowed<K, T>;
+    fn create(&self) -> Option<T> {
+        None
+    }
+    fn add(&self, acc: &mut Option<T>, value: &T) {
+        *acc = Some(match acc.take() {
+            Some(a) => (self.0)(&a, value),
+            None => value.clone(),
+        });
+    }
+    fn merge(&self, other: Option<T>, acc: &mut Option<T>) {
+        if let Some(o) = other {
+            <Self as WindowFunction<K, T>>::add(self, acc, &o);
+        }
+    }
+    fn emit(
+        &self,
+        key: &K,
+        window: &TimeWindow,
+        acc: &Option<T>,
+        out: &mut Collector<Self::Out>,
+    ) -> Result<()> {
+        if let Some(v) = acc {
+            out.collect(Windowed {
+                key: key.clone(),
+                window: *window,
+                value: v.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+type ProcessWindowFn<K, T, O> =
+    Arc<dyn Fn(&K, &TimeWindow, &[T], &mut Collector<O>) -> Result<()> + Send + Sync>;
+struct ProcessWindow<K, T, O>(ProcessWindowFn<K, T, O>);
+
+impl<K: Key, T: StateValue, O: Data> WindowFunction<K, T> for ProcessWindow<K, T, O> {
+    type Acc = Vec<T>;
+    type Out = O;
+    fn create(&self) -> Vec<T> {
+        Vec::new()
+    }
+    fn add(&self, acc: &mut Vec<T>, value: &T) {
+        acc.push(value.clone())
+    }
+    fn merge(&self, mut other: Vec<T>, acc: &mut Vec<T>) {
+        acc.append(&mut other)
+    }
+    fn emit(
+        &self,
+        key: &K,
+        window: &TimeWindow,
+        acc: &Vec<T>,
+        out: &mut Collector<O>,
+    ) -> Result<()> {
+        (self.0)(key, window, acc, out)
+    }
+}
+
+/// A keyed stream grouped into windows; finish it with `aggregate`, `reduce` or `process`.
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    spec: WindowSpec,
+    lateness_ms: i64,
+    late_tag: Option<String>,
+}
+
+impl<K, T> std::fmt::Debug for WindowedStream<K, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WindowedStream({:?})", self.spec)
+    }
+}
+
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    pub(crate) fn new(keyed: KeyedStream<K, T>, spec: WindowSpec) -> Self {
+        WindowedStream {
+            keyed,
+            spec,
+            lateness_ms: 0,
+            late_tag: None,
+        }
+    }
+
+    /// Keeps windows for `lateness` after they fire; late records re-fire them.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness_ms = duration_ms(lateness);
+        self
+    }
+
+    /// Sends records too late for any window to side output `tag` (read it with
+    /// `get_side_output` on the result) instead of dropping them.
+    pub fn side_output_late_data(mut self, tag: &OutputTag<T>) -> Self {
+        self.late_tag = Some(tag.id.clone());
+        self
+    }
+
+    fn build<W: WindowFunction<K, T>>(self, name: &str, f: W) -> DataStream<W::Out> {
+        let f = Arc::new(f);
+        let (spec, lateness, late_tag) = (self.spec, self.lateness_ms, self.late_tag);
+        let key_fn = self.keyed.key_fn.clone();
+        let invalid = spec.validate().err().map(|e| e.to_string());
+        self.keyed.stream.add_operator(
+            name,
+            Partitioning::Hash(key_partitioner(self.keyed.key_fn.clone())),
+            move |info| {
+                if let Some(msg) = &invalid {
+                    return Err(Error::InvalidJob(
+                        msg.trim_start_matches("invalid job: ").to_string(),
+                    ));
+                }
+                Ok(Box::new(WindowOperator::new(
+                    spec,
+                    lateness,
+                    late_tag.clone(),
+                    f.clone(),
+                    key_fn.clone(),
+                    info.clone(),
+                )) as Box<dyn Operator>)
+            },
+        )
+    }
+
+    /// Aggregates each window incrementally; emits one `Windowed` result per key and window.
+    pub fn aggregate<A: AggregateFunction<T>>(self, f: A) -> DataStream<Windowed<K, A::Out>> {
+        self.build("Window(aggregate)", AggWindow(f))
+    }
+
+    /// Reduces each window's records pairwise.
+    pub fn reduce(
+        self,
+        f: impl Fn(&T, &T) -> T + Send + Sync + 'static,
+    ) -> DataStream<Windowed<K, T>>
+    where
+        T: StateValue,
+    {
+        self.build("Window(reduce)", ReduceWindow(Arc::new(f)))
+    }
+
+    /// Calls `f` with all of a window's records when it fires.
+    pub fn process<O: Data>(
+        self,
+        f: impl Fn(&K, &TimeWindow, &[T], &mut Collector<O>) -> Result<()> + Send + Sync + 'static,
+    ) -> DataStream<O>
+    where
+        T: StateValue,
+    {
+        self.build("Window(process)", ProcessWindow(Arc::new(f)))
+    }
+}
+
+struct WindowOperator<K, T, W: WindowFunction<K, T>> {
+    spec: WindowSpec,
+    lateness: i64,
+    late_port: Option<usize>,
+    f: Arc<W>,
+    key_fn: crate::api::KeyExtractor<K, T>,
+    backend: KeyedStateBackend,
+    /// Per (key, window) accumulators; for sessions, per key a list of (window, acc).
+    state: usize,
+    event_timers: TimerQueue,
+    processing_timers: TimerQueue,
+    watermark: Timestamp,
+    key_buf: Vec<u8>,
+    windows: Vec<TimeWindow>,
+    late_dropped: u64,
+    _p: PhantomData<fn() -> T>,
+}
+
+impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
+    fn new(
+        spec: WindowSpec,
+        lateness: i64,
+        late_tag: Option<String>,
+        f: Arc<W>,
+        key_fn: crate::api::KeyExtractor<K, T>,
+        info: SubtaskInfo,
+    ) -> Self {
+        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
+        let mut backend = KeyedStateBackend::new(range, info.max_parallelism);
+        let state = if matches!(spec.kind, Kind::Session { .. }) {
+            backend.register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new("window-sessions"))
+        } else {
+            backend.register::<W::Acc>(&StateDescriptor::new("window-contents"))
+        };
+        WindowOperator {
+            spec,
+            lateness: if spec.event_time { lateness } else { 0 },
+            late_port: late_tag.and_then(|t| info.side_port(&t)),
+            f,
+            key_fn,
+            backend,
+            state,
+            event_timers: TimerQueue::default(),
+            processing_timers: TimerQueue::default(),
+            watermark: MIN_WATERMARK,
+            key_buf: Vec::new(),
+            windows: Vec::new(),
+            late_dropped: 0,
+            _p: PhantomData,
+        }
+    }
+
+    fn cleanup_time(&self, w: &TimeWindow) -> Timestamp {
+        w.max_timestamp().saturating_add(self.lateness)
+    }
+
+    /// Registers the firing and cleanup timers of a window of the current key.
+    fn register_timers(&mut self, w: &TimeWindow) {
+        let ns = w.to_bytes();
+        let key = &self.backend.current.bytes;
+        if self.spec.event_time {
+            if w.max_timestamp() > self.watermark {
+                self.event_timers.register(w.max_timestamp(), key, &ns);
+            }
+            self.event_timers.register(self.cleanup_time(w), key, &ns);
+        } else {
+            self.processing_timers.register(w.max_timestamp(), key, &ns);
+        }
+    }
+
+    fn delete_timers(&mut self, w: &TimeWindow) {
+        let ns = w.to_bytes();
+        let key = &self.backend.current.bytes;
+        if self.spec.event_time {
+            self.event_timers.delete(w.max_timestamp(), key, &ns);
+            self.event_timers.delete(self.cleanup_time(w), key, &ns);
+        } else {
+            self.processing_timers.delete(w.max_timestamp(), key, &ns);
+        }
+    }
+
+    fn add_to_windows(
+        &mut self,
+        key: &K,
+        rec: &Rec<T>,
+        ts: Timestamp,
+        coll: &mut Collector<W::Out>,
+    ) -> Result<bool> {
+        let mut windows = std::mem::take(&mut self.windows);
+        self.spec.assign(ts, &mut windows);
+        let mut accepted = false;
+        for w in &windows {
+            if self.spec.event_time && self.cleanup_time(w) <= self.watermark {
+                continue; // window already purged
+            }
+            accepted = true;
+            let f = &self.f;
+            let (_, created) = self.backend.update_with(
+                self.state,
+                &w.to_bytes(),
+                || f.create(),
+                |acc| f.add(acc, &rec.value),
+            );
+            if created {
+                self.register_timers(w);
+            }
+            if self.spec.event_time && w.max_timestamp() <= self.watermark {
+                // Late but within allowed lateness: fire again with the updated contents.
+                let acc = self
+                    .backend
+                    .get::<W::Acc>(self.state, &w.to_bytes())
+                    .expect("just updated");
+                coll.ts = w.max_timestamp();
+                self.f.emit(key, w, &acc, coll)?;
+            }
+        }
+        self.windows = windows;
+        Ok(accepted)
+    }
+
+    fn add_to_session(
+        &mut self,
+        key: &K,
+        rec: &Rec<T>,
+        ts: Timestamp,
+        coll: &mut Collector<W::Out>,
+    ) -> Result<bool> {
+        let Kind::Session { gap } = self.spec.kind else {
+            unreachable!("session operator")
+        };
+        let mut merged = TimeWindow {
+            start: ts,
+            end: ts + gap,
+        };
+        let sessions: Vec<(TimeWindow, W::Acc)> =
+            self.backend.remove(self.state, &[]).unwrap_or_default();
+        let (overlapping, mut keep): (Vec<_>, Vec<_>) = sessions
+            .into_iter()
+            .partition(|(w, _)| w.intersects(&merged));
+        for (w, _) in &overlapping {
+            merged = merged.cover(w);
+        }
+        if self.spec.event_time && self.cleanup_time(&merged) <= self.watermark {
+            // Only possible when nothing was merged: existing sessions are never past cleanup.
+            keep.extend(overlapping);
+            if !keep.is_empty() {
+                self.backend.put(self.state, &[], keep);
+            }
+            return Ok(false);
+        }
+        let mut acc = self.f.create();
+        for (w, a) in overlapping {
+            self.delete_timers(&w);
+            self.f.merge(a, &mut acc);
+        }
+        self.f.add(&mut acc, &rec.value);
+        self.register_timers(&merged);
+        if self.spec.event_time && merged.max_timestamp() <= self.watermark {
+            coll.ts = merged.max_timestamp();
+            self.f.emit(key, &merged, &acc, coll)?;
+        }
+        keep.push((merged, acc));
+        keep.sort_by_key(|(w, _)| w.start);
+        self.backend.put(self.state, &[], keep);
+        Ok(true)
+    }
+
+    /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
+    fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
+        self.backend.set_current_key_bytes(&t.key);
+        let key: K = postcard::from_bytes(&t.key).map_err(|e| Error::State {
+            state: "window timer key".into(),
+            reason: e.to_string(),
+        })?;
+        let w = TimeWindow::from_bytes(&t.ns);
+        let fire = t.ts == w.max_timestamp();
+        let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
+        coll.ts = w.max_timestamp();
+        if matches!(self.spec.kind, Kind::Session { .. }) {
+            let mut sessions: Vec<(TimeWindow, W::Acc)> =
+                self.backend.remove(self.state, &[]).unwrap_or_default();
+            if let Some(pos) = sessions.iter().position(|(s, _)| *s == w) {
+                if fire {
+                    self.f.emit(&key, &w, &sessions[pos].1, coll)?;
+                }
+                if cleanup {
+                    sessions.remove(pos);
+                }
+            }
+            if !sessions.is_empty() {
+                self.backend.put(self.state, &[], sessions);
+            }
+        } else {
+            let ns = w.to_bytes();
+            if fire && let Some(acc) = self.backend.get::<W::Acc>(self.state, &ns) {
+                self.f.emit(&key, &w, &acc, coll)?;
+            }
+            if cleanup {
+                self.backend.remove::<W::Acc>(self.state, &ns);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        let recs = downcast::<T>(batch);
+        let mut coll = Collector::new();
+        let mut late = Vec::new();
+        let now = now_ms();
+        self.backend.now = now;
+        let session = matches!(self.spec.kind, Kind::Session { .. });
+        for rec in recs {
+            let ts = if self.spec.event_time {
+                if rec.ts == NO_TIMESTAMP {
+                    return Err(Error::MissingTimestamp("window".into()));
+                }
+                rec.ts
+            } else {
+                now
+            };
+            let key = (self.key_fn)(&rec.value);
+            serialize_key(&key, &mut self.key_buf);
+            self.backend.set_current_key_bytes(&self.key_buf);
+            let accepted = if session {
+                self.add_to_session(&key, &rec, ts, &mut coll)?
+            } else {
+                self.add_to_windows(&key, &rec, ts, &mut coll)?
+            };
+            if !accepted {
+                match self.late_port {
+                    Some(_) => late.push(rec),
+                    None => self.late_dropped += 1,
+                }
+            }
+        }
+        out.emit(0, Box::new(coll.buf));
+        if let Some(port) = self.late_port {
+            out.emit(port, Box::new(late));
+        }
+        Ok(())
+    }
+
+    fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
+        self.watermark = wm;
+        let mut coll = Collector::new();
+        while let Some(t) = self.event_timers.pop_due(wm) {
+            self.on_timer(t, &mut coll)?;
+        }
+        out.emit(0, Box::new(coll.buf));
+        out.watermark(wm);
+        Ok(())
+    }
+
+    fn next_processing_time(&mut self) -> Option<Timestamp> {
+        self.processing_timers.peek()
+    }
+
+    fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
+        let mut coll = Collector::new();
+        while let Some(t) = self.processing_timers.pop_due(now) {
+            self.on_timer(t, &mut coll)?;
+        }
+        out.emit(0, Box::new(coll.buf));
+        Ok(())
+    }
+
+    fn end_of_input(&mut self, out: &mut Output) -> Result<()> {
+        self.processing_time(Timestamp::MAX, out)
+    }
+
+    fn state_entries(&self) -> usize {
+        self.backend.entries()
+    }
+
+    fn skipped(&self) -> u64 {
+        self.late_dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(spec: WindowSpec, ts: i64) -> Vec<(i64, i64)> {
+        let mut v = Vec::new();
+        spec.assign(ts, &mut v);
+        v.into_iter().map(|w| (w.start, w.end)).collect()
+    }
+
+    #[test]
+    fn tumbling_windows_align_to_the_epoch_and_offset() {
+        let m = WindowSpec::tumbling(Duration::from_secs(60));
+        assert_eq!(windows(m, 0), vec![(0, 60_000)]);
+        assert_eq!(windows(m, 59_999), vec![(0, 60_000)]);
+        assert_eq!(windows(m, 60_000), vec![(60_000, 120_000)]);
+        assert_eq!(windows(m, -1), vec![(-60_000, 0)]);
+        let shifted = m.with_offset(Duration::from_secs(15));
+        assert_eq!(windows(shifted, 10_000), vec![(-45_000, 15_000)]);
+    }
+
+    #[test]
+    fn sliding_windows_cover_every_window_containing_the_timestamp() {
+        let s = WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(5));
+        assert_eq!(windows(s, 12_000), vec![(10_000, 20_000), (5_000, 15_000)]);
+        assert_eq!(windows(s, 10_000), vec![(10_000, 20_000), (5_000, 15_000)]);
+        assert_eq!(windows(s, 9_999), vec![(5_000, 15_000), (0, 10_000)]);
+    }
+
+    #[test]
+    fn aggregate_tuples_combine_and_merge() {
+        use agg::*;
+        let f = (
+            count(),
+            sum(|x: &i64| *x),
+            min(|x: &i64| *x),
+            avg(|x: &i64| *x),
+        );
+        let mut a = AggregateFunction::<i64>::create_accumulator(&f);
+        for v in [4, -2, 10] {
+            f.add(&v, &mut a);
+        }
+        let mut b = AggregateFunction::<i64>::create_accumulator(&f);
+        f.add(&1, &mut b);
+        f.merge(b, &mut a);
+        assert_eq!(f.get_result(&a), (4, 13, -2, 3.25));
+        let mx = max(|x: &f64| *x);
+        let mut m = AggregateFunction::<f64>::create_accumulator(&mx);
+        mx.add(&1.5, &mut m);
+        mx.add(&-3.0, &mut m);
+        assert_eq!(mx.get_result(&m), 1.5);
+    }
+}

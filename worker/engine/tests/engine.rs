@@ -1,0 +1,682 @@
+//! End-to-end behaviour of the local engine: windows, lateness, sessions, keyed state and
+//! timers, side outputs, connectors, backpressure, failures, and parallelism-independence.
+//! Expected results are computed by hand in the comments next to each input.
+
+use proptest::prelude::*;
+use std::time::Duration;
+use weir_engine::api::{
+    Collector, KeyedContext, KeyedProcessFunction, OutputTag, ProcessContext, ProcessFunction,
+    RuntimeContext, StreamExecutionEnvironment,
+};
+use weir_engine::config::{Config, DecodeErrorPolicy};
+use weir_engine::connectors::{CollectSink, DataGen, FileSource, Sink, SinkWriter};
+use weir_engine::keygroup::{key_group_for_bytes, serialize_key, subtask_for_key_group};
+use weir_engine::runtime::{Rec, SubtaskInfo};
+use weir_engine::state::{StateDescriptor, ValueState};
+use weir_engine::time::WatermarkStrategy;
+use weir_engine::window::{TimeWindow, WindowSpec, Windowed, agg};
+
+/// (key, event time ms, value)
+type Ev = (String, i64, i64);
+
+fn ev(k: &str, ts: i64, v: i64) -> Ev {
+    (k.to_string(), ts, v)
+}
+
+/// An environment that emits a watermark after every record, so lateness is exact.
+fn env_with(parallelism: usize, batch: usize) -> StreamExecutionEnvironment {
+    let mut c = Config::default();
+    c.set("parallelism.default", &parallelism.to_string())
+        .unwrap();
+    c.set("pipeline.batch-size", &batch.to_string()).unwrap();
+    StreamExecutionEnvironment::with_config(c)
+}
+
+fn bounded(ms: u64) -> WatermarkStrategy<Ev> {
+    WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(ms))
+        .with_timestamp_assigner(|e: &Ev| e.1)
+}
+
+fn w(start: i64, end: i64) -> TimeWindow {
+    TimeWindow { start, end }
+}
+
+type CountSum = Windowed<String, (u64, i64)>;
+
+fn count_sum(key: &str, win: TimeWindow, c: u64, s: i64) -> CountSum {
+    Windowed {
+        key: key.into(),
+        window: win,
+        value: (c, s),
+    }
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn sort_windowed(mut v: Vec<CountSum>) -> Vec<CountSum> {
+    v.sort_by(|a, b| (&a.key, a.window, a.value).cmp(&(&b.key, b.window, b.value)));
+    v
+}
+
+fn windowed_job(
+    env: &StreamExecutionEnvironment,
+    input: Vec<Ev>,
+    spec: WindowSpec,
+    bound_ms: u64,
+) -> weir_engine::connectors::CollectedRecords<CountSum> {
+    let (sink, out) = CollectSink::new();
+    env.from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(bound_ms))
+        .key_by(|e: &Ev| e.0.clone())
+        .window(spec)
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
+        .sink_to(sink);
+    out
+}
+
+#[test]
+fn tumbling_event_time_windows_count_and_sum_out_of_order_input() {
+    let env = env_with(1, 1);
+    let input = vec![
+        ev("a", 1_000, 1),
+        ev("a", 3_000, 2),
+        ev("b", 2_500, 5),
+        ev("a", 9_000, 3),
+        ev("a", 10_500, 4),
+        ev("a", 8_000, 6), // 2.5 s late, within the 5 s bound: watermark is 10_500-5_000-1
+        ev("b", 21_000, 7),
+    ];
+    let out = windowed_job(
+        &env,
+        input,
+        WindowSpec::tumbling(Duration::from_secs(10)),
+        5_000,
+    );
+    env.execute("tumbling").unwrap();
+    assert_eq!(
+        sort_windowed(out.values()),
+        vec![
+            count_sum("a", w(0, 10_000), 4, 12),
+            count_sum("a", w(10_000, 20_000), 1, 4),
+            count_sum("b", w(0, 10_000), 1, 5),
+            count_sum("b", w(20_000, 30_000), 1, 7),
+        ]
+    );
+    // Results carry the window's last millisecond as their timestamp.
+    assert!(out.records().iter().all(|r| r.ts == r.value.window.end - 1));
+}
+
+#[test]
+fn sliding_windows_put_each_record_in_every_overlapping_window() {
+    let env = env_with(1, 1);
+    let input = vec![ev("a", 1_000, 1), ev("a", 6_000, 2), ev("a", 12_000, 3)];
+    let out = windowed_job(
+        &env,
+        input,
+        WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(5)),
+        60_000,
+    );
+    env.execute("sliding").unwrap();
+    assert_eq!(
+        sort_windowed(out.values()),
+        vec![
+            count_sum("a", w(-5_000, 5_000), 1, 1),
+            count_sum("a", w(0, 10_000), 2, 3),
+            count_sum("a", w(5_000, 15_000), 2, 5),
+            count_sum("a", w(10_000, 20_000), 1, 3),
+        ]
+    );
+}
+
+#[test]
+fn session_windows_merge_when_a_record_bridges_the_gap() {
+    let env = env_with(1, 1);
+    let input = vec![
+        ev("a", 1_000, 1),
+        ev("a", 3_000, 2),  // joins [1000, 6000) -> [1000, 8000)
+        ev("a", 20_000, 3), // new session [20000, 25000)
+        ev("a", 12_000, 4), // new session [12000, 17000)
+        ev("a", 16_000, 5), // [16000, 21000) touches both: merged [12000, 25000)
+        ev("b", 2_000, 6),
+    ];
+    let out = windowed_job(
+        &env,
+        input,
+        WindowSpec::session(Duration::from_secs(5)),
+        30_000,
+    );
+    env.execute("sessions").unwrap();
+    assert_eq!(
+        sort_windowed(out.values()),
+        vec![
+            count_sum("a", w(1_000, 8_000), 2, 3),
+            count_sum("a", w(12_000, 25_000), 3, 12),
+            count_sum("b", w(2_000, 7_000), 1, 6),
+        ]
+    );
+}
+
+#[test]
+fn allowed_lateness_refires_windows_and_later_records_go_to_the_late_side_output() {
+    let env = env_with(1, 1);
+    let late: OutputTag<Ev> = OutputTag::new("late");
+    let (sink, out) = CollectSink::new();
+    let (late_sink, late_out) = CollectSink::new();
+    let input = vec![
+        ev("a", 1_000, 1),
+        ev("a", 12_000, 2), // watermark 11_999: [0,10000) fires with (1, 1)
+        ev("a", 2_000, 3),  // late, but before cleanup at 9_999 + 5_000: fires again with (2, 4)
+        ev("a", 16_000, 4), // watermark 15_999 passes cleanup 14_999: [0,10000) is purged
+        ev("a", 3_000, 5),  // too late for any window: side output
+    ];
+    let windows = env
+        .from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(0))
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .allowed_lateness(Duration::from_secs(5))
+        .side_output_late_data(&late)
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)));
+    windows.sink_to(sink);
+    windows.get_side_output(&late).sink_to(late_sink);
+    env.execute("lateness").unwrap();
+    assert_eq!(
+        out.values(),
+        vec![
+            count_sum("a", w(0, 10_000), 1, 1),
+            count_sum("a", w(0, 10_000), 2, 4),
+            count_sum("a", w(10_000, 20_000), 2, 6),
+        ]
+    );
+    assert_eq!(
+        late_out.records(),
+        vec![Rec {
+            ts: 3_000,
+            value: ev("a", 3_000, 5)
+        }]
+    );
+}
+
+#[test]
+fn late_records_without_a_side_output_are_counted_as_dropped() {
+    let env = env_with(1, 1);
+    let input = vec![ev("a", 1_000, 1), ev("a", 20_000, 2), ev("a", 2_000, 3)];
+    let out = windowed_job(
+        &env,
+        input,
+        WindowSpec::tumbling(Duration::from_secs(10)),
+        0,
+    );
+    let result = env.execute("dropped").unwrap();
+    assert_eq!(out.values().len(), 2);
+    assert_eq!(
+        result.metrics.skipped, 1,
+        "the late record is accounted for, not silently lost"
+    );
+}
+
+#[test]
+fn processing_time_windows_are_flushed_at_end_of_input() {
+    let env = env_with(2, 64);
+    let (sink, out) = CollectSink::new();
+    env.from_collection(
+        (0..1_000)
+            .map(|i| ev(&format!("k{}", i % 3), 0, 1))
+            .collect::<Vec<_>>(),
+    )
+    .key_by(|e: &Ev| e.0.clone())
+    .window(WindowSpec::tumbling(Duration::from_secs(3600)).processing_time())
+    .aggregate(agg::count())
+    .sink_to(sink);
+    env.execute("proctime").unwrap();
+    let results = out.values();
+    let total: u64 = results.iter().map(|r| r.value).sum();
+    assert_eq!(total, 1_000, "every record counted exactly once");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.window.end - r.window.start == 3_600_000 && r.window.start % 3_600_000 == 0)
+    );
+    let keys = sorted(results.iter().map(|r| r.key.clone()).collect::<Vec<_>>());
+    assert!(
+        keys.len() >= 3 && keys.contains(&"k0".to_string()) && keys.contains(&"k2".to_string())
+    );
+}
+
+/// The seed's example: counts per key in ValueState, emitted and cleared by a timer.
+#[derive(Clone, Default)]
+struct CountWithTimeout {
+    count: ValueState<u64>,
+}
+
+impl KeyedProcessFunction for CountWithTimeout {
+    type Key = String;
+    type In = Ev;
+    type Out = (String, u64);
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
+        self.count = ctx.value_state(StateDescriptor::new("count"));
+        Ok(())
+    }
+    fn process_element(
+        &mut self,
+        e: Ev,
+        ctx: &mut KeyedContext<'_, String>,
+        _: &mut Collector<(String, u64)>,
+    ) -> weir_engine::Result<()> {
+        let c = self.count.value(ctx).unwrap_or(0);
+        if c == 0 {
+            ctx.timer_service().register_event_time_timer(e.1 + 60_000);
+        }
+        self.count.update(ctx, c + 1);
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _ts: i64,
+        ctx: &mut KeyedContext<'_, String>,
+        out: &mut Collector<(String, u64)>,
+    ) -> weir_engine::Result<()> {
+        out.collect((
+            ctx.current_key().clone(),
+            self.count.value(ctx).unwrap_or(0),
+        ));
+        self.count.clear(ctx);
+        Ok(())
+    }
+}
+
+#[test]
+fn keyed_process_function_counts_in_value_state_and_clears_from_timers() {
+    let env = env_with(1, 1);
+    let (sink, out) = CollectSink::new();
+    let input = vec![
+        ev("a", 0, 0),     // a's timer at 60_000
+        ev("b", 5_000, 0), // b's timer at 65_000
+        ev("a", 10_000, 0),
+        ev("c", 61_000, 0), // watermark 60_999 fires a's timer: (a, 2); c's timer at 121_000
+        ev("a", 70_000, 0), // watermark 69_999 fires b: (b, 1); a starts over, timer at 130_000
+    ]; // end of input fires the rest: (c, 1) at 121_000, (a, 1) at 130_000
+    env.from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(0))
+        .key_by(|e: &Ev| e.0.clone())
+        .process(CountWithTimeout::default())
+        .sink_to(sink);
+    env.execute("timers").unwrap();
+    let got: Vec<(i64, String, u64)> = out
+        .records()
+        .into_iter()
+        .map(|r| (r.ts, r.value.0, r.value.1))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (60_000, "a".into(), 2),
+            (65_000, "b".into(), 1),
+            (121_000, "c".into(), 1),
+            (130_000, "a".into(), 1),
+        ]
+    );
+}
+
+#[derive(Clone)]
+struct SplitOdd(OutputTag<i64>);
+
+impl ProcessFunction for SplitOdd {
+    type In = i64;
+    type Out = i64;
+    fn process_element(
+        &mut self,
+        v: i64,
+        ctx: &mut ProcessContext<'_>,
+        out: &mut Collector<i64>,
+    ) -> weir_engine::Result<()> {
+        if v % 2 == 0 {
+            out.collect(v);
+        } else {
+            ctx.output(&self.0, v * 100);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn process_function_routes_records_to_a_side_output() {
+    let env = env_with(2, 3);
+    let odd = OutputTag::<i64>::new("odd");
+    let (evens, evens_out) = CollectSink::new();
+    let (odds, odds_out) = CollectSink::new();
+    let split = env
+        .from_collection((1..=10).collect::<Vec<i64>>())
+        .process(SplitOdd(odd.clone()));
+    split.sink_to(evens);
+    split.get_side_output(&odd).sink_to(odds);
+    env.execute("split").unwrap();
+    assert_eq!(sorted(evens_out.values()), vec![2, 4, 6, 8, 10]);
+    assert_eq!(sorted(odds_out.values()), vec![100, 300, 500, 700, 900]);
+}
+
+#[test]
+fn map_filter_flat_map_union_and_rebalance_compose() {
+    let env = env_with(3, 2);
+    let (sink, out) = CollectSink::new();
+    let a = env.from_collection(vec![1i64, 2, 3]).map(|x| x * 10); // 10 20 30
+    let b = env
+        .from_collection(vec![4i64, 5])
+        .set_parallelism(1)
+        .flat_map(|x| vec![x, -x]); // 4 -4 5 -5
+    a.union(&[b]).rebalance().filter(|x| *x != 20).sink_to(sink);
+    env.execute("compose").unwrap();
+    assert_eq!(sorted(out.values()), vec![-5, -4, 4, 5, 10, 30]);
+}
+
+#[test]
+fn keyed_rolling_reduce_emits_running_totals_per_key() {
+    let env = env_with(2, 1);
+    let (sink, out) = CollectSink::new();
+    env.from_collection(vec![
+        ev("a", 0, 1),
+        ev("b", 0, 10),
+        ev("a", 0, 2),
+        ev("a", 0, 3),
+    ])
+    .set_parallelism(1)
+    .key_by(|e: &Ev| e.0.clone())
+    .reduce(|x, y| (x.0.clone(), 0, x.2 + y.2))
+    .sink_to(sink);
+    env.execute("reduce").unwrap();
+    let mut a: Vec<i64> = out
+        .values()
+        .into_iter()
+        .filter(|e| e.0 == "a")
+        .map(|e| e.2)
+        .collect();
+    a.sort();
+    assert_eq!(a, vec![1, 3, 6]);
+}
+
+#[derive(Clone, Default)]
+struct WhereAmI {
+    subtask: usize,
+}
+
+impl KeyedProcessFunction for WhereAmI {
+    type Key = String;
+    type In = String;
+    type Out = (String, usize);
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
+        self.subtask = ctx.subtask_index();
+        Ok(())
+    }
+    fn process_element(
+        &mut self,
+        k: String,
+        _: &mut KeyedContext<'_, String>,
+        out: &mut Collector<(String, usize)>,
+    ) -> weir_engine::Result<()> {
+        out.collect((k, self.subtask));
+        Ok(())
+    }
+}
+
+#[test]
+fn key_by_routes_every_key_to_the_subtask_owning_its_key_group() {
+    let env = env_with(4, 7);
+    let (sink, out) = CollectSink::new();
+    let keys: Vec<String> = (0..200).map(|i| format!("user_{}", i % 50)).collect();
+    env.from_collection(keys)
+        .key_by(|k: &String| k.clone())
+        .process(WhereAmI::default())
+        .sink_to(sink);
+    env.execute("routing").unwrap();
+    let got = out.values();
+    assert_eq!(got.len(), 200);
+    let mut buf = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for (k, subtask) in got {
+        serialize_key(&k, &mut buf);
+        assert_eq!(
+            subtask,
+            subtask_for_key_group(key_group_for_bytes(&buf, 128), 4, 128),
+            "key {k}"
+        );
+        used.insert(subtask);
+    }
+    assert_eq!(used.len(), 4, "50 keys spread over all 4 subtasks");
+}
+
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, PartialOrd)]
+struct Row {
+    user_id: String,
+    amount: f64,
+    ts: i64,
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn file_sources_read_json_lines_and_csv_split_across_subtasks() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.jsonl",
+        "{\"user_id\":\"u1\",\"amount\":1.5,\"ts\":1}\n\n{\"user_id\":\"u2\",\"amount\":2.0,\"ts\":2}\n",
+    );
+    write(
+        dir.path(),
+        "b.jsonl",
+        "{\"user_id\":\"u3\",\"amount\":3.0,\"ts\":3}\n",
+    );
+    write(dir.path(), ".hidden", "not read");
+    let csv = tempfile::tempdir().unwrap();
+    write(
+        csv.path(),
+        "rows.csv",
+        "user_id,amount,ts\nu4,4.25,4\n\"u,5\",5,5\n",
+    );
+    let env = env_with(2, 100);
+    let (sink, out) = CollectSink::new();
+    let json = env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json");
+    let csv = env.from_source(FileSource::<Row>::csv(csv.path()), None, "csv");
+    json.union(&[csv]).sink_to(sink);
+    env.execute("files").unwrap();
+    let mut got = out.values();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ids: Vec<&str> = got.iter().map(|r| r.user_id.as_str()).collect();
+    assert_eq!(ids, vec!["u,5", "u1", "u2", "u3", "u4"]);
+    assert_eq!(got[4].amount, 4.25);
+}
+
+#[test]
+fn a_corrupt_record_fails_the_job_naming_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"user_id\":\"u1\",\"amount\":1,\"ts\":1}\n{\"user_id\":\"u2\",\"amount\":\"lots\",\"ts\":2}\n",
+    );
+    let env = env_with(1, 10);
+    let (sink, _out) = CollectSink::<Row>::new();
+    env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json")
+        .sink_to(sink);
+    let err = env.execute("corrupt").unwrap_err();
+    let msg = weir_engine::report(&err);
+    assert!(msg.contains("in.jsonl:2"), "{msg}");
+    assert!(
+        msg.contains("invalid type: string \"lots\", expected f64"),
+        "{msg}"
+    );
+    assert!(msg.contains("task 'json -> Sink'"), "{msg}");
+}
+
+#[test]
+fn skip_policy_drops_corrupt_records_but_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"user_id\":\"u1\",\"amount\":1,\"ts\":1}\nnot json\n{\"user_id\":\"u3\",\"amount\":3,\"ts\":3}\n",
+    );
+    let mut c = Config::default();
+    c.set("pipeline.decode-error-policy", "skip").unwrap();
+    let env = StreamExecutionEnvironment::with_config(c);
+    let (sink, out) = CollectSink::<Row>::new();
+    env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json")
+        .sink_to(sink);
+    let result = env.execute("skip").unwrap();
+    assert_eq!(out.values().len(), 2);
+    assert_eq!(result.metrics.skipped, 1);
+    assert_eq!(result.metrics.records_in, 2);
+
+    // The source-level policy overrides the job's.
+    let env = env_with(1, 10);
+    let (sink, _) = CollectSink::<Row>::new();
+    env.from_source(
+        FileSource::<Row>::json_lines(dir.path()).on_decode_error(DecodeErrorPolicy::Skip),
+        None,
+        "json",
+    )
+    .sink_to(sink);
+    assert_eq!(env.execute("skip2").unwrap().metrics.skipped, 1);
+}
+
+struct SlowSink;
+struct SlowWriter;
+
+impl Sink<u64> for SlowSink {
+    fn create_writer(&self, _: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<u64>>> {
+        Ok(Box::new(SlowWriter))
+    }
+}
+
+impl SinkWriter<u64> for SlowWriter {
+    fn write(&mut self, _records: Vec<Rec<u64>>) -> weir_engine::Result<()> {
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_sink_backpressures_the_source_and_bounds_records_in_flight() {
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "100").unwrap();
+    c.set("pipeline.channel-capacity", "2").unwrap();
+    let env = StreamExecutionEnvironment::with_config(c);
+    env.from_source(DataGen::new(1, |g| g.index).bounded(40_000), None, "gen")
+        .map(|x| x + 1)
+        .sink_to(SlowSink)
+        .start_new_chain();
+    let handle = env.execute_async("backpressure").unwrap();
+    let mut max_in_flight = 0;
+    while !handle.is_finished() {
+        let m = handle.metrics();
+        max_in_flight = max_in_flight.max(m.records_in - m.records_out);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let result = handle.wait().unwrap();
+    assert_eq!(result.metrics.records_out, 40_000);
+    // One channel of 2 batches, one batch being written, one being sent: <= 4 batches of 100.
+    assert!(
+        max_in_flight <= 400,
+        "records in flight grew to {max_in_flight}"
+    );
+    let source = result
+        .metrics
+        .tasks
+        .iter()
+        .find(|t| t.name.starts_with("gen"))
+        .unwrap();
+    let ratio = source.backpressured_ms as f64 / result.elapsed_ms as f64;
+    assert!(
+        ratio > 0.5,
+        "source should spend most of its time backpressured, was {ratio:.2}"
+    );
+}
+
+#[test]
+fn user_errors_and_panics_fail_the_job_with_the_task_name() {
+    let env = env_with(2, 10);
+    let (sink, _) = CollectSink::<i64>::new();
+    env.from_collection((0..100).collect::<Vec<i64>>())
+        .map(|x| if x == 42 { panic!("bad record {x}") } else { x })
+        .name("Explode")
+        .sink_to(sink);
+    let msg = weir_engine::report(&env.execute("panic").unwrap_err());
+    assert!(
+        msg.contains("Explode") && msg.contains("bad record 42"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn event_time_windows_without_timestamps_fail_with_advice() {
+    let env = env_with(1, 10);
+    let (sink, _) = CollectSink::new();
+    env.from_collection(vec![ev("a", 1, 1)])
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(1)))
+        .aggregate(agg::count())
+        .sink_to(sink);
+    let msg = weir_engine::report(&env.execute("nots").unwrap_err());
+    assert!(
+        msg.contains("without an event timestamp")
+            && msg.contains("assign_timestamps_and_watermarks"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_job_without_a_sink_is_rejected_before_it_starts() {
+    let env = env_with(1, 10);
+    env.from_collection(vec![1]).map(|x| x + 1);
+    let msg = env.execute("nosink").unwrap_err().to_string();
+    assert!(msg.contains("no sink"), "{msg}");
+}
+
+/// Runs tumbling, sliding and session windows over the same input at a given parallelism.
+fn all_windows(input: &[Ev], parallelism: usize) -> Vec<(u8, CountSum)> {
+    let env = env_with(parallelism, 7);
+    let mut outs = Vec::new();
+    for (i, spec) in [
+        WindowSpec::tumbling(Duration::from_secs(1)),
+        WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500)),
+        WindowSpec::session(Duration::from_millis(700)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        outs.push((i as u8, windowed_job(&env, input.to_vec(), spec, 1_000)));
+    }
+    env.execute("prop").unwrap();
+    let mut all: Vec<(u8, CountSum)> = outs
+        .into_iter()
+        .flat_map(|(i, o)| o.values().into_iter().map(move |v| (i, v)))
+        .collect();
+    all.sort_by(|a, b| {
+        (a.0, &a.1.key, a.1.window, a.1.value).cmp(&(b.0, &b.1.key, b.1.window, b.1.value))
+    });
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Disorder stays under the 1 s bound, so no record is late at any parallelism and the
+    /// results must be identical.
+    #[test]
+    fn results_are_identical_at_parallelism_1_and_4(
+        rows in prop::collection::vec((0u8..6, 0i64..900, -50i64..50), 1..300)
+    ) {
+        let input: Vec<Ev> = rows.iter().enumerate()
+            .map(|(i, (k, jitter, v))| (format!("k{k}"), i as i64 * 100 + jitter, *v))
+            .collect();
+        let one = all_windows(&input, 1);
+        let four = all_windows(&input, 4);
+        prop_assert!(!one.is_empty());
+        prop_assert_eq!(one, four);
+    }
+}
