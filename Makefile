@@ -1,0 +1,26 @@
+# Weir — `make` lists the targets. Build output lives outside the clone so warm runs are fast.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
+WEIR := $(CARGO_TARGET_DIR)/release/weir
+
+.PHONY: help run test fmt lint unit bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
+
+run: ## run the main example job locally (generated clicks, 1-minute windows, printed)
+	cargo build --release --locked -p weir
+	$(WEIR) run user-metrics
+
+test: fmt lint unit ## everything CI runs: format check, clippy, all tests
+
+fmt: ## check formatting
+	cargo fmt --all -- --check
+
+lint: ## clippy with warnings as errors, all targets
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+unit: ## unit, integration and doc tests of every crate
+	cargo test --locked --workspace
+
+bench: ## engine-core throughput side by side with Apache Flink (see bench/README.md)
+	bash bench/engine-core.sh
