@@ -680,3 +680,158 @@ proptest! {
         prop_assert_eq!(one, four);
     }
 }
+
+/// Emits its records once, then stays open forever without data (an unbounded source that
+/// went quiet).
+struct HoldOpen<T>(Vec<T>);
+struct HoldOpenReader<T>(Vec<T>);
+
+impl<T: Clone + Send + Sync + 'static> weir_engine::connectors::Source<T> for HoldOpen<T> {
+    fn create_reader(
+        &self,
+        _: &SubtaskInfo,
+    ) -> weir_engine::Result<Box<dyn weir_engine::connectors::SourceReader<T>>> {
+        Ok(Box::new(HoldOpenReader(self.0.clone())))
+    }
+}
+
+impl<T: Send> weir_engine::connectors::SourceReader<T> for HoldOpenReader<T> {
+    fn poll(&mut self, _max: usize) -> weir_engine::Result<weir_engine::connectors::ReaderPoll<T>> {
+        if self.0.is_empty() {
+            return Ok(weir_engine::connectors::ReaderPoll::Pending(10));
+        }
+        let recs = self
+            .0
+            .drain(..)
+            .map(|value| Rec {
+                ts: weir_engine::time::NO_TIMESTAMP,
+                value,
+            })
+            .collect();
+        Ok(weir_engine::connectors::ReaderPoll::Records(recs))
+    }
+}
+
+fn wait_for<T: Clone>(
+    out: &weir_engine::connectors::CollectedRecords<T>,
+    n: usize,
+    within: Duration,
+) -> Vec<T> {
+    let start = std::time::Instant::now();
+    while out.values().len() < n && start.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    out.values()
+}
+
+fn idle_job(
+    idleness: Option<Duration>,
+) -> (
+    weir_engine::runtime::JobHandle,
+    weir_engine::connectors::CollectedRecords<CountSum>,
+) {
+    let env = env_with(1, 1);
+    let (sink, out) = CollectSink::new();
+    let active = env.from_source(
+        HoldOpen(vec![
+            ev("a", 1_000, 1),
+            ev("a", 2_000, 2),
+            ev("a", 15_000, 3),
+        ]),
+        Some(bounded(0)),
+        "active",
+    );
+    let mut quiet_strategy = bounded(0);
+    if let Some(d) = idleness {
+        quiet_strategy = quiet_strategy.with_idleness(d);
+    }
+    let quiet = env.from_source(HoldOpen(Vec::<Ev>::new()), Some(quiet_strategy), "quiet");
+    active
+        .union(&[quiet])
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
+        .sink_to(sink);
+    (env.execute_async("idle").unwrap(), out)
+}
+
+#[test]
+fn an_idle_input_stops_holding_back_the_watermark() {
+    // Without idleness the quiet input's watermark (none) holds every window back.
+    let (job, out) = idle_job(None);
+    assert!(
+        wait_for(&out, 1, Duration::from_millis(600)).is_empty(),
+        "nothing may fire while an input is silent"
+    );
+    job.cancel();
+    assert!(matches!(job.wait(), Err(weir_engine::Error::Task { .. })));
+
+    // With idleness, the active input's watermark (14_999) alone fires [0, 10000).
+    let (job, out) = idle_job(Some(Duration::from_millis(100)));
+    let got = wait_for(&out, 1, Duration::from_secs(10));
+    assert_eq!(got, vec![count_sum("a", w(0, 10_000), 2, 3)]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        out.values().len(),
+        1,
+        "[10000, 20000) waits for watermark 19_999"
+    );
+    job.cancel();
+    let _ = job.wait();
+}
+
+#[derive(Clone, Default)]
+struct PingLater;
+
+impl KeyedProcessFunction for PingLater {
+    type Key = String;
+    type In = Ev;
+    type Out = (String, bool, Option<i64>);
+    fn process_element(
+        &mut self,
+        _: Ev,
+        ctx: &mut KeyedContext<'_, String>,
+        _: &mut Collector<Self::Out>,
+    ) -> weir_engine::Result<()> {
+        let mut timers = ctx.timer_service();
+        let now = timers.current_processing_time();
+        timers.register_processing_time_timer(now + 50);
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _: i64,
+        ctx: &mut KeyedContext<'_, String>,
+        out: &mut Collector<Self::Out>,
+    ) -> weir_engine::Result<()> {
+        let processing = ctx.time_domain() == Some(weir_engine::api::TimeDomain::ProcessingTime);
+        out.collect((ctx.current_key().clone(), processing, ctx.timestamp()));
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_on_the_wall_clock_while_the_job_runs() {
+    let env = env_with(2, 10);
+    let (sink, out) = CollectSink::new();
+    env.from_source(
+        HoldOpen(vec![ev("a", 0, 0), ev("b", 0, 0), ev("a", 0, 0)]),
+        None,
+        "src",
+    )
+    .key_by(|e: &Ev| e.0.clone())
+    .process(PingLater)
+    .sink_to(sink);
+    let job = env.execute_async("proc-timers").unwrap();
+    let got = sorted(wait_for(&out, 2, Duration::from_secs(10)));
+    job.cancel();
+    let _ = job.wait();
+    // Two registrations of a's timer in the same millisecond coalesce into one.
+    assert!(got.len() == 2 || got.len() == 3, "{got:?}");
+    assert!(
+        got.iter()
+            .all(|(_, processing, ts)| *processing && ts.is_none()),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|g| g.0 == "a") && got.iter().any(|g| g.0 == "b"));
+}

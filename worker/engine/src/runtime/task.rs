@@ -185,19 +185,21 @@ impl Task {
                     open -= 1;
                 }
             }
-            // Combined watermark: min over live, non-idle channels; ended ones count as +inf.
-            let live: Vec<&InputState> = states.iter().filter(|s| !s.ended).collect();
-            let idle_now = !live.is_empty() && live.iter().all(|s| s.idle);
+            // Combined watermark: min over non-idle channels, a finished channel counting as
+            // +inf (it sent the final watermark). When every unfinished channel is idle the
+            // task is idle and holds its watermark, unless finished channels move it.
+            let idle_now =
+                states.iter().any(|s| !s.ended) && states.iter().all(|s| s.ended || s.idle);
             if idle_now != all_idle {
                 all_idle = idle_now;
                 self.work.push_back((0, Call::Idle(idle_now)));
             }
-            let wm = live.iter().filter(|s| !s.idle).map(|s| s.watermark).min();
-            let wm = match wm {
-                Some(w) => w,
-                None if live.is_empty() => MAX_WATERMARK,
-                None => combined, // all idle: hold
-            };
+            let wm = states
+                .iter()
+                .filter(|s| s.ended || !s.idle)
+                .map(|s| if s.ended { MAX_WATERMARK } else { s.watermark })
+                .min()
+                .unwrap_or(combined);
             if wm > combined {
                 combined = wm;
                 self.work.push_back((0, Call::Watermark(wm)));
@@ -250,6 +252,7 @@ impl Task {
                 let mut out = Output::default();
                 op.processing_time(now, &mut out)?;
                 self.dispatch(m, out)?;
+                self.drain()?;
             }
         }
         Ok(())

@@ -1,0 +1,193 @@
+//! The `weir` binary as a user runs it: the main job's output, the seed example, the summary
+//! file, and the errors for mistakes on the command line.
+
+use std::process::{Command, Output};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("weir runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Sums `events=N` over the printed window results.
+fn total_events(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("events=")))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn user_metrics_prints_windows_that_account_for_every_event() {
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=20000",
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        total_events(&out),
+        20_000,
+        "every generated event lands in exactly one window"
+    );
+    // 20 000 events x 20 ms = 400 s of event time: windows 23:59..00:00 through 00:06..00:07.
+    assert!(
+        out.contains("2026-01-01T00:06:00.000Z .. 00:07:00.000Z"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("FINISHED") && stderr(&o).contains("20000 records in"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn user_metrics_gives_the_same_results_at_parallelism_4() {
+    let sorted_lines = |o: &Output| {
+        let mut l: Vec<String> = stdout(o)
+            .lines()
+            .map(|l| {
+                l.trim_start_matches(|c: char| c.is_ascii_digit() || c == '>' || c == ' ')
+                    .to_string()
+            })
+            .collect();
+        l.sort();
+        l
+    };
+    let one = weir(&[
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=5000",
+        "--no-progress",
+    ]);
+    let four = weir(&[
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=5000",
+        "--no-progress",
+        "-p",
+        "4",
+    ]);
+    assert!(four.status.success(), "{}", stderr(&four));
+    assert_eq!(sorted_lines(&one), sorted_lines(&four));
+}
+
+#[test]
+fn count_per_user_emits_per_user_counts_from_timers() {
+    let o = weir(&[
+        "run",
+        "count-per-user",
+        "--arg",
+        "events=2400",
+        "--arg",
+        "users=1",
+        "--set",
+        "pipeline.batch-size=1",
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // One user, event i at t0 + 50*i, a watermark after every record (batch size 1). The
+    // first event sets a timer at t0 + 60 000; watermark t0 + 50*i - 1 passes it at i = 1201,
+    // after that record was counted: 1202. The next round starts at i = 1202 and its timer
+    // (t0 + 120 100) is never reached by the data, so end of input fires it: 2400 - 1202.
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        vec!["(\"user_0\", 1202)", "(\"user_0\", 1198)"]
+    );
+}
+
+#[test]
+fn bench_job_reads_a_file_and_writes_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"user_id\":\"a\",\"amount\":1.5,\"ts\":0}\n{\"user_id\":\"a\",\"amount\":2.5,\"ts\":59999}\n{\"user_id\":\"b\",\"amount\":1,\"ts\":60000}\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let summary = dir.path().join("summary.json");
+    let o = weir(&[
+        "run",
+        "bench-tumbling",
+        "--arg",
+        &format!("input={}", input.display()),
+        "--arg",
+        &format!("output={}", out_dir.display()),
+        "--no-progress",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = std::fs::read_to_string(out_dir.join("part-0.jsonl")).unwrap();
+    assert_eq!(
+        results.lines().collect::<Vec<_>>(),
+        vec![
+            r#"{"key":"a","window":{"start":0,"end":60000},"value":[2,4.0]}"#,
+            r#"{"key":"b","window":{"start":60000,"end":120000},"value":[1,1.0]}"#,
+        ]
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    assert_eq!(
+        (s["records_in"].as_u64(), s["records_out"].as_u64()),
+        (Some(3), Some(2))
+    );
+}
+
+#[test]
+fn mistakes_on_the_command_line_get_errors_that_say_what_to_do() {
+    let o = weir(&["run", "no-such-job"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no job named 'no-such-job'; registered jobs: user-metrics"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["run", "user-metrics", "--arg", "event=5"]);
+    assert!(
+        stderr(&o).contains("has no argument 'event'; its arguments are: events, users, rate"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["run", "user-metrics", "--set", "pipeline.max-paralelism=4"]);
+    assert!(
+        stderr(&o).contains("did you mean 'pipeline.max-parallelism'"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["run", "bench-tumbling"]);
+    assert!(stderr(&o).contains("needs --arg input="), "{}", stderr(&o));
+
+    let o = weir(&[
+        "run",
+        "bench-tumbling",
+        "--arg",
+        "input=/nonexistent/events.jsonl",
+        "--no-progress",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot read input /nonexistent/events.jsonl"),
+        "{}",
+        stderr(&o)
+    );
+}
