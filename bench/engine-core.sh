@@ -20,6 +20,7 @@
 #   SKIP_FLINK=1 / SKIP_WEIR=1   run only one side
 #   FLINK_JVM_ARGS    extra JVM flags for the Flink JVM (default none)
 #   NICE              niceness for build and runs (default 10; 0 for a quiet machine)
+#   RUNS              runs per engine (default 1); the median-throughput run is reported
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,31 +89,62 @@ else
 fi
 
 # ---- 4. flink -----------------------------------------------------------------
+# Each run's JSON line (plus "run" and "loadavg_1m" at its start) is appended to
+# $OUT_DIR/<engine>-$EVENTS.runs.jsonl; with RUNS>1 the run with the median
+# events/s is reported.
+RUNS="${RUNS:-1}"
+add_fields() {  # add_fields JSON RUN LOAD -> JSON with run + loadavg_1m
+    "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d["run"]=int(sys.argv[2]); d["loadavg_1m"]=float(sys.argv[3]); print(json.dumps(d))' "$@"
+}
+pick_median() {  # pick_median FILE -> line with median events_per_s
+    "$PY" -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows.sort(key=lambda d: d.get("events_per_s") or 0)
+if rows: print(json.dumps(rows[(len(rows)-1)//2]))' "$1"
+}
+FLINK_RUNS_FILE="$OUT_DIR/flink-$EVENTS.runs.jsonl"
+WEIR_RUNS_FILE="$OUT_DIR/weir-$EVENTS.runs.jsonl"
+rm -f "$FLINK_RUNS_FILE" "$WEIR_RUNS_FILE"
+
 FLINK_JSON=""
 if [ "${SKIP_FLINK:-0}" = 1 ]; then
     log "flink: skipped (SKIP_FLINK=1)"
 else
-    log "flink: running Apache Flink 2.3.0 (PyFlink SQL, streaming, parallelism 1); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    FLINK_LOG="$OUT_DIR/flink-$EVENTS.log"
-    if "${RUN[@]}" "$PY" "$HERE/flink_tumbling.py" "$INPUT" --events "$EVENTS" \
-        >"$OUT_DIR/flink-$EVENTS.stdout" 2>"$FLINK_LOG"; then
-        FLINK_JSON="$(grep '^{"engine": "flink"' "$OUT_DIR/flink-$EVENTS.stdout" | tail -1)"
-    fi
-    if [ -z "$FLINK_JSON" ]; then
-        log "flink: FAILED (see $FLINK_LOG)"; tail -20 "$FLINK_LOG" >&2
-    fi
+    for i in $(seq 1 "$RUNS"); do
+        load="$(cut -d' ' -f1 /proc/loadavg)"
+        log "flink run $i/$RUNS: Apache Flink 2.3.0 (PyFlink SQL, streaming, parallelism 1); loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+        FLINK_LOG="$OUT_DIR/flink-$EVENTS.run$i.log"
+        line=""
+        if "${RUN[@]}" "$PY" "$HERE/flink_tumbling.py" "$INPUT" --events "$EVENTS" \
+            >"$OUT_DIR/flink-$EVENTS.run$i.stdout" 2>"$FLINK_LOG"; then
+            line="$(grep '^{"engine": "flink"' "$OUT_DIR/flink-$EVENTS.run$i.stdout" | tail -1)"
+        fi
+        if [ -z "$line" ]; then
+            log "flink run $i: FAILED (see $FLINK_LOG)"; tail -20 "$FLINK_LOG" >&2
+            continue
+        fi
+        line="$(add_fields "$line" "$i" "$load")"
+        echo "$line" >>"$FLINK_RUNS_FILE"
+        [ "$RUNS" = 1 ] || log "flink run $i: $line"
+    done
+    [ -s "$FLINK_RUNS_FILE" ] && FLINK_JSON="$(pick_median "$FLINK_RUNS_FILE")"
 fi
 
 # ---- 5. weir ------------------------------------------------------------------
 WEIR_JSON=""
 if [ -z "$WEIR_STATUS" ]; then
-    SUMMARY="$OUT_DIR/weir-$EVENTS.summary.json"
+  for i in $(seq 1 "$RUNS"); do
+    SUMMARY="$OUT_DIR/weir-$EVENTS.run$i.summary.json"
+    MEASURE="$OUT_DIR/weir-$EVENTS.run$i.measure"
+    WLOG="$OUT_DIR/weir-$EVENTS.run$i.log"
     rm -f "$SUMMARY"
-    log "weir: running $WEIR_BIN run bench-tumbling --parallelism 1; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    if measure "$OUT_DIR/weir-$EVENTS.measure" "${RUN[@]}" "$WEIR_BIN" run bench-tumbling \
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    log "weir run $i/$RUNS: $WEIR_BIN run bench-tumbling --parallelism 1; loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+    if measure "$MEASURE" "${RUN[@]}" "$WEIR_BIN" run bench-tumbling \
         --arg "input=$INPUT" --parallelism 1 --no-progress --summary-json "$SUMMARY" \
-        >"$OUT_DIR/weir-$EVENTS.log" 2>&1 && [ -s "$SUMMARY" ]; then
-        WEIR_JSON="$("$PY" - "$SUMMARY" "$OUT_DIR/weir-$EVENTS.measure" "$EVENTS" "$EXPECTED_ROWS" <<'PYEOF'
+        >"$WLOG" 2>&1 && [ -s "$SUMMARY" ]; then
+        line="$("$PY" - "$SUMMARY" "$MEASURE" "$EVENTS" "$EXPECTED_ROWS" <<'PYEOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
 wall_ms, rss_kib, _ = (int(x) for x in open(sys.argv[2]).read().split())
@@ -131,12 +163,27 @@ print(json.dumps({
     "rows_ok": s.get("records_in") == events and s.get("records_out") == expected_rows,
 }))
 PYEOF
-)" || WEIR_JSON=""
-        [ -n "$WEIR_JSON" ] || WEIR_STATUS="could not read summary $SUMMARY"
+)" || line=""
+        if [ -z "$line" ]; then
+            WEIR_STATUS="could not read summary $SUMMARY"; break
+        fi
+        line="$(add_fields "$line" "$i" "$load")"
+        echo "$line" >>"$WEIR_RUNS_FILE"
+        [ "$RUNS" = 1 ] || log "weir run $i: $line"
     else
-        WEIR_STATUS="run failed (see $OUT_DIR/weir-$EVENTS.log)"
-        tail -20 "$OUT_DIR/weir-$EVENTS.log" >&2
+        rc="$(cut -d' ' -f3 "$MEASURE" 2>/dev/null || echo '?')"
+        if [ "$rc" = 0 ]; then
+            WEIR_STATUS="weir exited 0 but wrote no summary at $SUMMARY (does this weir implement 'run bench-tumbling --summary-json'?)"
+        else
+            WEIR_STATUS="weir run failed with exit code $rc (log: $WLOG)"
+        fi
+        if [ -s "$WLOG" ]; then
+            tail -20 "$WLOG" >&2
+        fi
+        break
     fi
+  done
+  [ -s "$WEIR_RUNS_FILE" ] && WEIR_JSON="$(pick_median "$WEIR_RUNS_FILE")"
 fi
 [ -z "$WEIR_STATUS" ] || log "weir: NOT MEASURED: $WEIR_STATUS"
 
