@@ -43,7 +43,7 @@ log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) events=$EVEN
 FLINK_VENV="$(bash "$HERE/setup.sh")" || die "setup failed"
 PY="$FLINK_VENV/bin/python"
 
-# peak RSS + wall of a command: writes "<wall_ms> <maxrss_kib> <exit>" to $1
+# wall, peak RSS and CPU of a command: writes "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" to $1
 measure() {
     local out="$1"; shift
     "$PY" - "$out" "$@" <<'PYEOF'
@@ -54,9 +54,10 @@ rc = subprocess.call(cmd)
 wall_ms = int((time.monotonic() - t0) * 1000)
 # ru_maxrss of waited-for children (KiB on Linux); only child here is cmd
 # (nice execs into it), so this is the peak RSS of that one process.
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu_ms = int((ru.ru_utime + ru.ru_stime) * 1000)
 with open(out, "w") as f:
-    f.write(f"{wall_ms} {rss} {rc}\n")
+    f.write(f"{wall_ms} {ru.ru_maxrss} {rc} {cpu_ms}\n")
 sys.exit(rc)
 PYEOF
 }
@@ -147,7 +148,7 @@ if [ -z "$WEIR_STATUS" ]; then
         line="$("$PY" - "$SUMMARY" "$MEASURE" "$EVENTS" "$EXPECTED_ROWS" <<'PYEOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-wall_ms, rss_kib, _ = (int(x) for x in open(sys.argv[2]).read().split())
+wall_ms, rss_kib, _, cpu_ms = (int(x) for x in open(sys.argv[2]).read().split())
 events, expected_rows = int(sys.argv[3]), int(sys.argv[4])
 job_ms = s["elapsed_ms"]
 print(json.dumps({
@@ -157,6 +158,7 @@ print(json.dumps({
     "wall_ms": wall_ms,
     "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
     "peak_rss_mib": round(rss_kib / 1024),
+    "cpu_ms": cpu_ms,
     "records_in": s.get("records_in"),
     "records_out": s.get("records_out"),
     "expected_rows": expected_rows,

@@ -30,6 +30,9 @@ What is measured
                 process that runs the whole local cluster (JobManager +
                 TaskManager + the job). Read from /proc/<jvm>/status after
                 the job finished, while the JVM is still alive.
+  jvm_cpu_ms    user+sys CPU time the Flink JVM used from its start to job
+                completion (JVM start-up, JIT, planning, GC and the job; all
+                threads). Less sensitive to a busy machine than job_ms.
   driver_rss_mib  VmHWM of this Python driver process (py4j client only; no
                 Python code runs per record). Not included in peak_rss_mib.
   events_per_s  events / (job_ms / 1000).
@@ -134,6 +137,18 @@ def vm_hwm_kib(pid):
     return None
 
 
+def cpu_ms(pid):
+    """user+sys CPU time of a live process, in ms."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(")") + 2:].split()
+    ticks = int(rest[11]) + int(rest[12])  # utime, stime
+    return int(ticks * 1000 / os.sysconf("SC_CLK_TCK"))
+
+
 def jvm_pids():
     pids = []
     for pid in proc_children(os.getpid()):
@@ -168,6 +183,7 @@ def run_bench(path, events):
         "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
         "peak_rss_mib": round(jvm_kib / 1024) if jvm_kib else None,
         "driver_rss_mib": round((vm_hwm_kib(os.getpid()) or 0) / 1024),
+        "jvm_cpu_ms": sum(cpu_ms(p) or 0 for p in jvms) if jvms else None,
         "jvm_pids": jvms,
         "job_id": str(exec_result.get_job_id()),
     }
