@@ -76,13 +76,23 @@ elif [ -n "${WEIR_BIN:-}" ]; then
     [ -x "$WEIR_BIN" ] || WEIR_STATUS="WEIR_BIN=$WEIR_BIN is not an executable"
 else
     WEIR_BIN="$CARGO_TARGET_DIR/release/weir"
-    if [ "${WEIR_BUILD:-1}" != 0 ]; then
+    if [ "${WEIR_BUILD:-1}" != 0 ] && ! grep -rqs "bench-tumbling" "$REPO/worker/cli/src"; then
+        # Building a checkout without the job would only re-link a binary
+        # that cannot run it over release/weir in the (shared) target dir.
+        log "this checkout ($REPO) has no bench-tumbling job in worker/cli/src: not building weir"
+        WEIR_STATUS="this checkout has no 'bench-tumbling' job; set WEIR_BIN=/path/to/weir built from a branch that has it"
+    elif [ "${WEIR_BUILD:-1}" != 0 ]; then
         log "building weir: cargo build --release -p weir (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
         if ! (cd "$REPO" && "${RUN[@]}" cargo build --release -p weir) >"$OUT_DIR/weir-build.log" 2>&1; then
             log "cargo build --release -p weir FAILED (see $OUT_DIR/weir-build.log):"
             tail -5 "$OUT_DIR/weir-build.log" >&2
             WEIR_STATUS="build failed"
         fi
+    fi
+    if [ -z "$WEIR_STATUS" ] && [ -x "$WEIR_BIN" ]; then
+        # CARGO_TARGET_DIR is shared between worktrees by default: release/weir
+        # is whatever worktree built (or re-linked) it last. Say which one.
+        log "weir binary: $WEIR_BIN (modified $(date -u -r "$WEIR_BIN" +%Y-%m-%dT%H:%M:%SZ); built here from $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); if another worktree shares CARGO_TARGET_DIR it may be theirs, use WEIR_BIN or a private CARGO_TARGET_DIR to be sure)"
     fi
     if [ -z "$WEIR_STATUS" ] && ! [ -x "$WEIR_BIN" ]; then
         WEIR_STATUS="binary not found at $WEIR_BIN"
@@ -145,9 +155,14 @@ if [ -z "$WEIR_STATUS" ]; then
     if measure "$MEASURE" "${RUN[@]}" "$WEIR_BIN" run bench-tumbling \
         --arg "input=$INPUT" --parallelism 1 --no-progress --summary-json "$SUMMARY" \
         >"$WLOG" 2>&1 && [ -s "$SUMMARY" ]; then
-        line="$("$PY" - "$SUMMARY" "$MEASURE" "$EVENTS" "$EXPECTED_ROWS" <<'PYEOF'
-import json, sys
+        line="$("$PY" - "$SUMMARY" "$MEASURE" "$EVENTS" "$EXPECTED_ROWS" "$WEIR_BIN" <<'PYEOF'
+import datetime, hashlib, json, os, sys
 s = json.load(open(sys.argv[1]))
+weir_bin = os.path.realpath(sys.argv[5])
+with open(weir_bin, "rb") as f:
+    bin_sha = hashlib.sha256(f.read()).hexdigest()[:16]
+bin_mtime = datetime.datetime.fromtimestamp(
+    os.stat(weir_bin).st_mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 wall_ms, rss_kib, _, cpu_ms = (int(x) for x in open(sys.argv[2]).read().split())
 events, expected_rows = int(sys.argv[3]), int(sys.argv[4])
 job_ms = s["elapsed_ms"]
@@ -163,6 +178,9 @@ print(json.dumps({
     "records_out": s.get("records_out"),
     "expected_rows": expected_rows,
     "rows_ok": s.get("records_in") == events and s.get("records_out") == expected_rows,
+    "weir_bin": weir_bin,
+    "weir_bin_mtime": bin_mtime,
+    "weir_bin_sha256": bin_sha,
 }))
 PYEOF
 )" || line=""
