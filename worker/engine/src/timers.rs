@@ -3,8 +3,9 @@
 //! namespace); registering the same one twice keeps one.
 
 use crate::time::Timestamp;
+use hashbrown::HashSet;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 
 /// A registered timer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

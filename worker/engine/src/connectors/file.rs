@@ -116,7 +116,7 @@ enum Open {
         path: PathBuf,
         reader: BufReader<File>,
         line: u64,
-        buf: String,
+        buf: Vec<u8>,
     },
     Csv {
         path: PathBuf,
@@ -146,7 +146,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                 reader: BufReader::with_capacity(1 << 18, file),
                 path,
                 line: 0,
-                buf: String::new(),
+                buf: Vec::new(),
             },
             FileFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -208,19 +208,20 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                 } => {
                     while out.len() < max {
                         buf.clear();
+                        // Bytes, not a String: serde_json validates UTF-8 inside strings itself.
                         let n = reader
-                            .read_line(buf)
+                            .read_until(b'\n', buf)
                             .map_err(|e| Error::io("cannot read", path.clone(), e))?;
                         if n == 0 {
                             eof = true;
                             break;
                         }
                         *line += 1;
-                        let text = buf.trim_end_matches(['\n', '\r']);
-                        if text.trim().is_empty() {
+                        let text = buf.trim_ascii();
+                        if text.is_empty() {
                             continue;
                         }
-                        match serde_json::from_str::<T>(text) {
+                        match serde_json::from_slice::<T>(text) {
                             Ok(v) => out.push(Rec {
                                 ts: NO_TIMESTAMP,
                                 value: v,
