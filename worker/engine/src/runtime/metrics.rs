@@ -97,7 +97,7 @@ pub struct JobSnapshot {
     pub records_out: u64,
     /// Records skipped anywhere (decode errors under policy `skip`, late records dropped).
     pub skipped: u64,
-    /// The smallest watermark seen by any non-source operator.
+    /// The event-time progress of the job: the smallest watermark that reached a sink.
     pub watermark: Timestamp,
     /// Per operator subtask.
     pub operators: Vec<OperatorMetricsSnapshot>,
@@ -152,7 +152,7 @@ impl JobMetrics {
         let watermark = self
             .operators
             .iter()
-            .filter(|m| !m.is_source)
+            .filter(|m| m.is_sink)
             .map(|m| m.watermark.load(Relaxed))
             .min()
             .unwrap_or(MIN_WATERMARK);
