@@ -134,7 +134,13 @@ fn bench_job_reads_a_file_and_writes_a_summary() {
         summary.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let results = std::fs::read_to_string(out_dir.join("part-0.jsonl")).unwrap();
+    let parts: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(parts.len(), 1, "one committed part file: {parts:?}");
+    let results = std::fs::read_to_string(&parts[0]).unwrap();
     assert_eq!(
         results.lines().collect::<Vec<_>>(),
         vec![

@@ -49,7 +49,120 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "fail",
         "what sources do with undecodable records: fail | skip",
     ),
+    (
+        "execution.checkpointing.interval",
+        "0",
+        "time between checkpoint triggers (e.g. 1s, 500ms); 0 disables checkpointing",
+    ),
+    (
+        "execution.checkpointing.mode",
+        "EXACTLY_ONCE",
+        "EXACTLY_ONCE (aligned barriers) | AT_LEAST_ONCE (no alignment)",
+    ),
+    (
+        "execution.checkpointing.timeout",
+        "10min",
+        "a checkpoint not complete after this is aborted and counted as failed",
+    ),
+    (
+        "execution.checkpointing.min-pause",
+        "0",
+        "minimum time between the end of one checkpoint and the next trigger",
+    ),
+    (
+        "state.checkpoints.dir",
+        "",
+        "where checkpoints go: file:///absolute/dir (required when checkpointing)",
+    ),
+    (
+        "state.checkpoints.num-retained",
+        "1",
+        "completed checkpoints kept; older ones are deleted",
+    ),
+    (
+        "state.savepoints.dir",
+        "",
+        "default target directory for savepoints: file:///absolute/dir",
+    ),
+    (
+        "execution.savepoint.path",
+        "",
+        "checkpoint or savepoint directory to restore the job from",
+    ),
+    (
+        "execution.savepoint.ignore-unclaimed-state",
+        "false",
+        "allow restoring when the savepoint holds state of operators the job no longer has",
+    ),
+    (
+        "restart-strategy.type",
+        "",
+        "none | fixed-delay; default: fixed-delay when checkpointing, else none",
+    ),
+    (
+        "restart-strategy.fixed-delay.attempts",
+        "2147483647",
+        "restarts allowed before the job fails",
+    ),
+    (
+        "restart-strategy.fixed-delay.delay",
+        "1s",
+        "wait between a failure and the restart",
+    ),
 ];
+
+/// Parses a duration the way Flink writes them: `500ms`, `1s`, `10 s`, `2min`, `1h`, or a
+/// bare number of milliseconds.
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "milliseconds" => n,
+        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
+        "min" | "m" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// Checkpointing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointingMode {
+    /// Barriers are aligned: each record is in exactly one checkpoint.
+    ExactlyOnce,
+    /// No alignment: records after an early barrier may be replayed after a restore.
+    AtLeastOnce,
+}
+
+/// Everything about checkpoints and recovery, resolved from the keys above.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// `None`: checkpointing disabled.
+    pub interval: Option<std::time::Duration>,
+    /// Alignment mode.
+    pub mode: CheckpointingMode,
+    /// Abort a checkpoint after this long.
+    pub timeout: std::time::Duration,
+    /// Pause after a checkpoint before the next trigger.
+    pub min_pause: std::time::Duration,
+    /// `state.checkpoints.dir`.
+    pub dir: Option<String>,
+    /// `state.checkpoints.num-retained`.
+    pub retained: usize,
+    /// `state.savepoints.dir`.
+    pub savepoints_dir: Option<String>,
+    /// `execution.savepoint.path`.
+    pub restore_from: Option<String>,
+    /// `execution.savepoint.ignore-unclaimed-state`.
+    pub allow_non_restored: bool,
+    /// Restarts allowed (0 = restart strategy `none`).
+    pub restart_attempts: u64,
+    /// Delay before a restart.
+    pub restart_delay: std::time::Duration,
+}
 
 /// Resolved configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +279,93 @@ impl Config {
         }
     }
 
+    fn duration(&self, key: &str) -> Result<std::time::Duration> {
+        let v = self.get(key);
+        parse_duration(v).ok_or_else(|| {
+            Error::Config(format!(
+                "'{key}' must be a duration like 500ms, 10s or 2min, got '{v}'"
+            ))
+        })
+    }
+
+    fn optional(&self, key: &str) -> Option<String> {
+        Some(self.get(key).to_string()).filter(|v| !v.is_empty())
+    }
+
+    /// Checkpointing, restore and restart settings, checked for consistency.
+    pub fn checkpointing(&self) -> Result<CheckpointConfig> {
+        let c = self.checkpointing_values()?;
+        if c.interval.is_some() && c.dir.is_none() {
+            return Err(Error::Config(
+                "execution.checkpointing.interval is set but state.checkpoints.dir is not; set it to file:///some/dir".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// The settings, each value checked on its own (keys may be set in any order).
+    fn checkpointing_values(&self) -> Result<CheckpointConfig> {
+        let interval =
+            Some(self.duration("execution.checkpointing.interval")?).filter(|d| !d.is_zero());
+        let mode = match self
+            .get("execution.checkpointing.mode")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "EXACTLY_ONCE" => CheckpointingMode::ExactlyOnce,
+            "AT_LEAST_ONCE" => CheckpointingMode::AtLeastOnce,
+            v => {
+                return Err(Error::Config(format!(
+                    "'execution.checkpointing.mode' must be EXACTLY_ONCE or AT_LEAST_ONCE, got '{v}'"
+                )));
+            }
+        };
+        let dir = self.optional("state.checkpoints.dir");
+        let retained: usize = self
+            .get("state.checkpoints.num-retained")
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "'state.checkpoints.num-retained' must be at least 1, got '{}'",
+                    self.get("state.checkpoints.num-retained")
+                ))
+            })?;
+        let restart_attempts = match self.get("restart-strategy.type") {
+            "none" => 0,
+            "fixed-delay" => self
+                .get("restart-strategy.fixed-delay.attempts")
+                .parse()
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "'restart-strategy.fixed-delay.attempts' must be a number, got '{}'",
+                        self.get("restart-strategy.fixed-delay.attempts")
+                    ))
+                })?,
+            "" if interval.is_some() => u64::from(u32::MAX >> 1),
+            "" => 0,
+            v => {
+                return Err(Error::Config(format!(
+                    "'restart-strategy.type' must be none or fixed-delay, got '{v}'"
+                )));
+            }
+        };
+        Ok(CheckpointConfig {
+            interval,
+            mode,
+            timeout: self.duration("execution.checkpointing.timeout")?,
+            min_pause: self.duration("execution.checkpointing.min-pause")?,
+            dir,
+            retained,
+            savepoints_dir: self.optional("state.savepoints.dir"),
+            restore_from: self.optional("execution.savepoint.path"),
+            allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
+            restart_attempts,
+            restart_delay: self.duration("restart-strategy.fixed-delay.delay")?,
+        })
+    }
+
     fn validate(&self) -> Result<()> {
         for k in [
             "parallelism.default",
@@ -177,6 +377,7 @@ impl Config {
         }
         self.chaining()?;
         self.decode_error_policy()?;
+        self.checkpointing_values()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
                 "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",

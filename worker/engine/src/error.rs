@@ -61,6 +61,9 @@ pub enum Error {
     /// User code panicked.
     #[error("user code panicked: {0}")]
     Panic(String),
+    /// A checkpoint or savepoint cannot be restored.
+    #[error("cannot restore: {0}")]
+    Restore(String),
     /// The job was cancelled.
     #[error("job was cancelled")]
     Cancelled,

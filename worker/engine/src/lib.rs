@@ -3,10 +3,12 @@
 //! Layers, lowest first (a layer never imports a higher one):
 //! - [`time`], [`keygroup`], [`config`], [`error`]: vocabulary shared by everything.
 //! - [`state`] and timers: keyed state per key group, with TTL.
+//! - [`checkpoint`]: snapshot format, checkpoint storage, restore planning.
 //! - [`runtime`]: type-erased operators, chaining, bounded channels, watermarks, tasks.
 //! - [`connectors`], [`window`], [`api`]: the typed DataStream API and what plugs into it.
 
 pub mod api;
+pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -6,6 +6,7 @@
 //! are kept as typed Rust values in memory (the `hashmap` backend); serialization happens
 //! only when a snapshot is taken, so the hot path never encodes values.
 
+use crate::error::{Error, Result};
 use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
 use crate::time::{Timestamp, duration_ms};
 use hashbrown::HashMap;
@@ -92,6 +93,10 @@ struct Entry<V> {
 trait AnyTable: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn entries(&self) -> usize;
+    /// Encodes the entries of key group index `idx` (canonical, backend-independent).
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
+    /// Decodes entries into key group index `idx`.
+    fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()>;
 }
 
 struct Table<V> {
@@ -100,13 +105,83 @@ struct Table<V> {
     groups: Vec<HashMap<Box<[u8]>, Entry<V>>>,
 }
 
-impl<V: Send + 'static> AnyTable for Table<V> {
+impl<V: StateValue> AnyTable for Table<V> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
     fn entries(&self) -> usize {
         self.groups.iter().map(HashMap::len).sum()
     }
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
+        let mut out: Vec<SnapshotEntry> = self.groups[idx]
+            .iter()
+            .map(|(k, e)| {
+                let value = postcard::to_allocvec(&e.value).map_err(|err| Error::State {
+                    state: name.to_string(),
+                    reason: err.to_string(),
+                })?;
+                Ok(SnapshotEntry {
+                    key: k.to_vec(),
+                    value,
+                    stamp: e.stamp,
+                })
+            })
+            .collect::<Result<_>>()?;
+        // Canonical order: identical state gives identical bytes.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+    fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()> {
+        for e in entries {
+            let value: V = postcard::from_bytes(&e.value).map_err(|err| Error::State {
+                state: name.to_string(),
+                reason: format!("cannot decode a value written by a snapshot ({err}); did the state's type change?"),
+            })?;
+            self.groups[idx].insert(
+                e.key.clone().into_boxed_slice(),
+                Entry {
+                    value,
+                    stamp: e.stamp,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One state entry in a snapshot: serialized key and namespace, serialized value, and the
+/// TTL time stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SnapshotEntry {
+    /// Serialized key followed by the namespace bytes (the window, for window state).
+    pub key: Vec<u8>,
+    /// The value, postcard-encoded.
+    pub value: Vec<u8>,
+    /// Last write (or read, per TTL config) in processing time.
+    pub stamp: Timestamp,
+}
+
+/// All entries of one named state in one key group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StateSnapshot {
+    /// The state's name (from its descriptor).
+    pub name: String,
+    /// Entries sorted by key.
+    pub entries: Vec<SnapshotEntry>,
+}
+
+/// Everything keyed about one key group of one operator: its states and timers. This is the
+/// unit that moves between subtasks when a job is restored at another parallelism.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct KeyGroupSnapshot {
+    /// The key group.
+    pub key_group: u32,
+    /// Named states with entries in this key group.
+    pub states: Vec<StateSnapshot>,
+    /// Event-time timers `(time, key, namespace)` of keys in this key group.
+    pub event_timers: Vec<(Timestamp, Vec<u8>, Vec<u8>)>,
+    /// Processing-time timers of keys in this key group.
+    pub processing_timers: Vec<(Timestamp, Vec<u8>, Vec<u8>)>,
 }
 
 /// The key whose state is currently in scope.
@@ -126,6 +201,9 @@ pub struct KeyedStateBackend {
     /// Processing time used for TTL decisions; set by the operator before user code runs.
     pub(crate) now: Timestamp,
     scratch: Vec<u8>,
+    /// Restored entries of states not registered yet, by name; applied on registration.
+    pending: std::collections::HashMap<String, Vec<(usize, Vec<SnapshotEntry>)>>,
+    restore_error: Option<Error>,
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -148,11 +226,13 @@ impl KeyedStateBackend {
             current: CurrentKey::default(),
             now: 0,
             scratch: Vec::new(),
+            pending: std::collections::HashMap::new(),
+            restore_error: None,
         }
     }
 
     /// Registers (or finds) the table called `name` holding values of type `V`.
-    pub(crate) fn register<V: Send + 'static>(&mut self, desc: &StateDescriptor) -> usize {
+    pub(crate) fn register<V: StateValue>(&mut self, desc: &StateDescriptor) -> usize {
         if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
             assert!(
                 self.tables[id].as_any_mut().is::<Table<V>>(),
@@ -162,12 +242,84 @@ impl KeyedStateBackend {
             return id;
         }
         let groups = (0..self.range.len()).map(|_| HashMap::new()).collect();
-        self.tables.push(Box::new(Table::<V> {
+        let mut table = Table::<V> {
             ttl: desc.ttl,
             groups,
-        }));
+        };
+        if let Some(restored) = self.pending.remove(&desc.name) {
+            for (idx, entries) in restored {
+                // Surfaced by the operator after open(): the job fails instead of running
+                // with silently lost state.
+                if let Err(e) = table.restore_group(idx, &desc.name, &entries) {
+                    self.restore_error.get_or_insert(e);
+                }
+            }
+        }
+        self.tables.push(Box::new(table));
         self.names.push(desc.name.clone());
         self.names.len() - 1
+    }
+
+    /// The key groups this backend owns.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    /// Snapshots every registered state, one entry per key group that holds data.
+    pub fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>> {
+        let mut out = Vec::new();
+        for idx in 0..self.range.len() {
+            let mut g = KeyGroupSnapshot {
+                key_group: (self.range.start + idx) as u32,
+                ..Default::default()
+            };
+            for (name, table) in self.names.iter().zip(&self.tables) {
+                let entries = table.snapshot_group(idx, name)?;
+                if !entries.is_empty() {
+                    g.states.push(StateSnapshot {
+                        name: name.clone(),
+                        entries,
+                    });
+                }
+            }
+            out.push(g);
+        }
+        Ok(out)
+    }
+
+    /// Loads restored key groups. Groups outside this backend's range are ignored (another
+    /// subtask owns them); states not registered yet are applied when they are.
+    pub fn restore(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
+        for g in groups {
+            let kg = g.key_group as usize;
+            if !self.range.contains(kg) {
+                continue;
+            }
+            let idx = kg - self.range.start;
+            for st in &g.states {
+                match self.names.iter().position(|n| *n == st.name) {
+                    Some(id) => self.tables[id].restore_group(idx, &st.name, &st.entries)?,
+                    None => self
+                        .pending
+                        .entry(st.name.clone())
+                        .or_default()
+                        .push((idx, st.entries.clone())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first error met while applying restored state to a state registered late.
+    pub(crate) fn take_restore_error(&mut self) -> Option<Error> {
+        self.restore_error.take()
+    }
+
+    /// Names of restored states that no registered state claimed.
+    pub fn unclaimed_states(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.pending.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Sets the current key from its serialized bytes.
@@ -188,7 +340,7 @@ impl KeyedStateBackend {
         &self.names
     }
 
-    fn with_entry<V: Send + 'static, R>(
+    fn with_entry<V: StateValue, R>(
         &mut self,
         id: usize,
         ns: &[u8],
@@ -211,7 +363,7 @@ impl KeyedStateBackend {
     }
 
     /// Reads the value for the current key in namespace `ns`, honouring TTL.
-    pub(crate) fn get<V: Clone + Send + 'static>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+    pub(crate) fn get<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let expired = match (map.get_mut(k), ttl) {
                 (None, _) => return None,
@@ -235,7 +387,7 @@ impl KeyedStateBackend {
 
     /// Applies `f` to the value for the current key in `ns`, creating it with `init` when
     /// absent (or expired). Returns `f`'s result and whether the entry was newly created.
-    pub(crate) fn update_with<V: Send + 'static, R>(
+    pub(crate) fn update_with<V: StateValue, R>(
         &mut self,
         id: usize,
         ns: &[u8],
@@ -262,14 +414,14 @@ impl KeyedStateBackend {
     }
 
     /// Replaces the value for the current key in `ns`.
-    pub(crate) fn put<V: Send + 'static>(&mut self, id: usize, ns: &[u8], value: V) {
+    pub(crate) fn put<V: StateValue>(&mut self, id: usize, ns: &[u8], value: V) {
         self.with_entry::<V, _>(id, ns, |map, k, _, now| {
             map.insert(k.into(), Entry { value, stamp: now });
         })
     }
 
     /// Removes and returns the value for the current key in `ns`.
-    pub(crate) fn remove<V: Send + 'static>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+    pub(crate) fn remove<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let e = map.remove(k)?;
             match ttl {
@@ -508,6 +660,48 @@ impl<T: StateValue> ReducingState<T> {
     pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
         ctx.backend().remove::<T>(bound(self.id), &[]);
     }
+}
+
+/// Snapshots keyed state plus timers into key groups (the checkpoint unit).
+pub(crate) fn snapshot_keyed(
+    backend: &KeyedStateBackend,
+    event: &crate::timers::TimerQueue,
+    processing: &crate::timers::TimerQueue,
+) -> Result<Vec<KeyGroupSnapshot>> {
+    let mut groups = backend.snapshot()?;
+    let start = backend.range.start;
+    for (kg, timers) in event.for_key_group(backend.max_parallelism) {
+        groups[kg - start].event_timers = timers;
+    }
+    for (kg, timers) in processing.for_key_group(backend.max_parallelism) {
+        groups[kg - start].processing_timers = timers;
+    }
+    groups.retain(|g| {
+        !g.states.is_empty() || !g.event_timers.is_empty() || !g.processing_timers.is_empty()
+    });
+    Ok(groups)
+}
+
+/// Restores keyed state and timers from key groups (those outside the range are ignored).
+pub(crate) fn restore_keyed(
+    backend: &mut KeyedStateBackend,
+    event: &mut crate::timers::TimerQueue,
+    processing: &mut crate::timers::TimerQueue,
+    groups: &[KeyGroupSnapshot],
+) -> Result<()> {
+    backend.restore(groups)?;
+    for g in groups
+        .iter()
+        .filter(|g| backend.range.contains(g.key_group as usize))
+    {
+        for (ts, k, ns) in &g.event_timers {
+            event.register(*ts, k, ns);
+        }
+        for (ts, k, ns) in &g.processing_timers {
+            processing.register(*ts, k, ns);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@ use hashbrown::HashSet;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// A timer as stored in snapshots: (time, key, namespace).
+pub(crate) type TimerTriple = (Timestamp, Vec<u8>, Vec<u8>);
+
 /// A registered timer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Timer {
@@ -67,6 +70,24 @@ impl TimerQueue {
 
     pub(crate) fn len(&self) -> usize {
         self.live.len()
+    }
+
+    /// Every live timer, grouped by the key group of its key.
+    pub(crate) fn for_key_group(
+        &self,
+        max_parallelism: usize,
+    ) -> std::collections::BTreeMap<usize, Vec<TimerTriple>> {
+        let mut out: std::collections::BTreeMap<usize, Vec<_>> = std::collections::BTreeMap::new();
+        for t in &self.live {
+            let kg = crate::keygroup::key_group_for_bytes(&t.key, max_parallelism);
+            out.entry(kg)
+                .or_default()
+                .push((t.ts, t.key.to_vec(), t.ns.to_vec()));
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
     }
 }
 

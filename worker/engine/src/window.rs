@@ -537,6 +537,7 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
     late_dropped: u64,
+    restored: Option<std::sync::Arc<crate::checkpoint::OperatorSubtaskState>>,
     _p: PhantomData<fn() -> T>,
 }
 
@@ -570,6 +571,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             key_buf: Vec::new(),
             windows: Vec::new(),
             late_dropped: 0,
+            restored: info.restored.clone(),
             _p: PhantomData,
         }
     }
@@ -728,6 +730,29 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 }
 
 impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
+    fn open(&mut self) -> Result<()> {
+        if let Some(restored) = self.restored.take() {
+            crate::state::restore_keyed(
+                &mut self.backend,
+                &mut self.event_timers,
+                &mut self.processing_timers,
+                &restored.keyed,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        Ok(crate::checkpoint::OperatorSubtaskState {
+            keyed: crate::state::snapshot_keyed(
+                &self.backend,
+                &self.event_timers,
+                &self.processing_timers,
+            )?,
+            list: Vec::new(),
+        })
+    }
+
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
         let recs = downcast::<T>(batch);
         let mut coll = Collector::new();

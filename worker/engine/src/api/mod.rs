@@ -139,7 +139,11 @@ impl StreamExecutionEnvironment {
         let node = self.add_node(name, NodeKind::Source(factory), Vec::new(), None);
         let s = DataStream::new(self.clone(), node, 0);
         match strategy {
-            Some(st) => s.assign_timestamps_and_watermarks(st),
+            Some(st) => {
+                let mut with_wm = s.assign_timestamps_and_watermarks(st);
+                with_wm.source = Some(node);
+                with_wm
+            }
             None => s,
         }
     }
@@ -156,6 +160,7 @@ impl StreamExecutionEnvironment {
             decode_errors: c.decode_error_policy()?,
             channel_capacity: c.channel_capacity()?,
             chaining: c.chaining()?,
+            restore: None,
         })
     }
 
@@ -168,8 +173,9 @@ impl StreamExecutionEnvironment {
     pub fn execute_async(&self, name: &str) -> Result<JobHandle> {
         let opts = self.plan_options()?;
         let batch = self.inner.borrow().config.batch_size()?;
+        let checkpointing = self.inner.borrow().config.checkpointing()?;
         let graph = self.inner.borrow().graph.clone();
-        spawn(name, &graph, &opts, batch)
+        spawn(name, &graph, &opts, batch, checkpointing)
     }
 
     /// Runs the job until every source is exhausted and every window and timer has fired.
@@ -183,6 +189,9 @@ pub struct DataStream<T> {
     env: StreamExecutionEnvironment,
     node: usize,
     port: usize,
+    /// For a source with a watermark strategy: the source node, which `uid`, `name` and
+    /// `set_parallelism` address (the strategy is part of the source, as in Flink).
+    source: Option<usize>,
     _p: PhantomData<fn() -> T>,
 }
 
@@ -192,6 +201,7 @@ impl<T> Clone for DataStream<T> {
             env: self.env.clone(),
             node: self.node,
             port: self.port,
+            source: self.source,
             _p: PhantomData,
         }
     }
@@ -209,6 +219,7 @@ impl<T: Data> DataStream<T> {
             env,
             node,
             port,
+            source: None,
             _p: PhantomData,
         }
     }
@@ -250,21 +261,27 @@ impl<T: Data> DataStream<T> {
         f(&mut self.env.inner.borrow_mut().graph.nodes[self.node]);
     }
 
+    fn with_source_node(&self, f: impl FnOnce(&mut NodeSpec)) {
+        let node = self.source.unwrap_or(self.node);
+        f(&mut self.env.inner.borrow_mut().graph.nodes[node]);
+    }
+
     /// Sets the parallelism of the operator that produces this stream.
     pub fn set_parallelism(self, p: usize) -> Self {
         self.with_node(|n| n.parallelism = p);
+        self.with_source_node(|n| n.parallelism = p);
         self
     }
 
     /// Names the operator (shown in progress, metrics and errors).
     pub fn name(self, name: &str) -> Self {
-        self.with_node(|n| n.name = name.to_string());
+        self.with_source_node(|n| n.name = name.to_string());
         self
     }
 
     /// Sets the operator's stable id, which identifies its state in savepoints.
     pub fn uid(self, uid: &str) -> Self {
-        self.with_node(|n| n.uid = Some(uid.to_string()));
+        self.with_source_node(|n| n.uid = Some(uid.to_string()));
         self
     }
 

@@ -280,7 +280,30 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
             subtask: self.info.index,
             parallelism: self.info.parallelism,
         };
-        self.f.open(&mut ctx)
+        self.f.open(&mut ctx)?;
+        if let Some(restored) = self.info.restored.clone() {
+            crate::state::restore_keyed(
+                &mut self.backend,
+                &mut self.event_timers,
+                &mut self.processing_timers,
+                &restored.keyed,
+            )?;
+        }
+        match self.backend.take_restore_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        Ok(crate::checkpoint::OperatorSubtaskState {
+            keyed: crate::state::snapshot_keyed(
+                &self.backend,
+                &self.event_timers,
+                &self.processing_timers,
+            )?,
+            list: Vec::new(),
+        })
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
@@ -353,6 +376,15 @@ impl<T: super::Data> Operator for SinkOp<T> {
     fn end_of_input(&mut self, _out: &mut Output) -> Result<()> {
         self.writer.finish()
     }
+    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        Ok(crate::checkpoint::OperatorSubtaskState {
+            keyed: Vec::new(),
+            list: self.writer.snapshot_state(id)?,
+        })
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {
+        self.writer.notify_checkpoint_complete(id)
+    }
 }
 
 /// Adapts a typed [`SourceReader`] to the runtime.
@@ -380,5 +412,8 @@ impl<T: super::Data> SourceOperator for SourceOp<T> {
     }
     fn skipped(&self) -> u64 {
         self.reader.skipped()
+    }
+    fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
+        self.reader.snapshot_state()
     }
 }

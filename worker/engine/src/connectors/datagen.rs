@@ -1,6 +1,7 @@
 //! The data generator: deterministic records from a seed, bounded or rate-limited.
-//! Record `i` is produced by subtask `i % parallelism` from an RNG seeded by `(seed, i)`, so
-//! the generated data is identical at any parallelism.
+//! Record `i` comes from an RNG seeded by `(seed, i)` and belongs to split
+//! `i % SPLITS`; splits are dealt to subtasks, so the generated data is identical at any
+//! parallelism and a restored generator resumes exactly where its checkpoint left it.
 
 use super::{ReaderPoll, Source, SourceReader};
 use crate::error::Result;
@@ -77,9 +78,7 @@ fn splitmix(mut x: u64) -> u64 {
 struct GenReader<T> {
     seed: u64,
     f: GenFn<T>,
-    next: u64,
-    step: u64,
-    count: Option<u64>,
+    splits: super::IndexSplits,
     rate: Option<f64>,
     started: Instant,
     produced: u64,
@@ -90,9 +89,7 @@ impl<T: Send + Clone + 'static> Source<T> for DataGen<T> {
         Ok(Box::new(GenReader {
             seed: self.seed,
             f: self.f.clone(),
-            next: info.index as u64,
-            step: info.parallelism as u64,
-            count: self.count,
+            splits: super::IndexSplits::new(info, self.count)?,
             rate: self.rows_per_second.map(|r| r / info.parallelism as f64),
             started: Instant::now(),
             produced: 0,
@@ -112,23 +109,26 @@ impl<T: Send + 'static> SourceReader<T> for GenReader<T> {
         }
         let mut out = Vec::with_capacity(budget as usize);
         while out.len() < budget as usize {
-            if self.count.is_some_and(|c| self.next >= c) {
+            let Some(index) = self.splits.next() else {
                 break;
-            }
+            };
             let mut ctx = GenContext {
-                index: self.next,
-                rng: SmallRng::seed_from_u64(splitmix(self.seed ^ splitmix(self.next))),
+                index,
+                rng: SmallRng::seed_from_u64(splitmix(self.seed ^ splitmix(index))),
             };
             out.push(Rec {
                 ts: NO_TIMESTAMP,
                 value: (self.f)(&mut ctx),
             });
-            self.next += self.step;
         }
         if out.is_empty() {
             return Ok(ReaderPoll::End);
         }
         self.produced += out.len() as u64;
         Ok(ReaderPoll::Records(out))
+    }
+
+    fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.splits.snapshot())
     }
 }

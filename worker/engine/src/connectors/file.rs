@@ -94,14 +94,35 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
     fn create_reader(&self, info: &SubtaskInfo) -> Result<Box<dyn SourceReader<T>>> {
-        let files: Vec<PathBuf> = list_files(&self.path)?
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % info.parallelism == info.index)
-            .map(|(_, f)| f)
-            .collect();
+        let splits = match &info.restored {
+            // A restored reader resumes the splits its checkpoint recorded, wherever they were.
+            Some(state) => state
+                .list
+                .iter()
+                .map(|b| {
+                    postcard::from_bytes::<FileSplit>(b).map_err(|e| {
+                        Error::Restore(format!(
+                            "file source '{}' split state is corrupt: {e}",
+                            info.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => list_files(&self.path)?
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % info.parallelism == info.index)
+                .map(|(_, f)| FileSplit {
+                    path: f.to_string_lossy().into_owned(),
+                    offset: 0,
+                    line: 0,
+                    done: false,
+                })
+                .collect(),
+        };
         Ok(Box::new(FileReader {
-            files: files.into_iter(),
+            splits,
+            next: 0,
             format: self.format,
             policy: self.policy.unwrap_or(info.decode_errors),
             current: None,
@@ -111,11 +132,23 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
     }
 }
 
+/// One file and how far it has been read: the checkpointed state of a file source.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FileSplit {
+    path: String,
+    /// Byte offset of the next unread record.
+    offset: u64,
+    /// Lines consumed so far (for error messages after a restore).
+    line: u64,
+    done: bool,
+}
+
 enum Open {
     Json {
         path: PathBuf,
         reader: BufReader<File>,
         line: u64,
+        offset: u64,
         buf: Vec<u8>,
     },
     Csv {
@@ -127,7 +160,9 @@ enum Open {
 }
 
 struct FileReader<T> {
-    files: std::vec::IntoIter<PathBuf>,
+    splits: Vec<FileSplit>,
+    /// Index of the split being read (or to read next).
+    next: usize,
     format: FileFormat,
     policy: DecodeErrorPolicy,
     current: Option<Open>,
@@ -137,17 +172,28 @@ struct FileReader<T> {
 
 impl<T: DeserializeOwned> FileReader<T> {
     fn open_next(&mut self) -> Result<bool> {
-        let Some(path) = self.files.next() else {
+        while self.next < self.splits.len() && self.splits[self.next].done {
+            self.next += 1;
+        }
+        let Some(split) = self.splits.get(self.next) else {
             return Ok(false);
         };
-        let file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
+        let path = PathBuf::from(&split.path);
+        let (offset, line) = (split.offset, split.line);
+        let mut file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
         self.current = Some(match self.format {
-            FileFormat::JsonLines => Open::Json {
-                reader: BufReader::with_capacity(1 << 18, file),
-                path,
-                line: 0,
-                buf: Vec::new(),
-            },
+            FileFormat::JsonLines => {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .map_err(|e| Error::io("cannot seek in", &path, e))?;
+                Open::Json {
+                    reader: BufReader::with_capacity(1 << 18, file),
+                    path,
+                    line,
+                    offset,
+                    buf: Vec::new(),
+                }
+            }
             FileFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
@@ -160,6 +206,16 @@ impl<T: DeserializeOwned> FileReader<T> {
                         reason: format!("bad CSV header: {e}"),
                     })?
                     .clone();
+                if offset > 0 {
+                    let mut pos = csv::Position::new();
+                    pos.set_byte(offset).set_line(line);
+                    reader.seek(pos).map_err(|e| {
+                        Error::Restore(format!(
+                            "cannot resume {} at byte {offset}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
                 Open::Csv {
                     path,
                     reader: Box::new(reader),
@@ -169,6 +225,18 @@ impl<T: DeserializeOwned> FileReader<T> {
             }
         });
         Ok(true)
+    }
+
+    /// Copies the open file's position into its split.
+    fn sync_position(&mut self) {
+        let Some(open) = &self.current else { return };
+        let split = &mut self.splits[self.next];
+        match open {
+            Open::Json { line, offset, .. } => (split.offset, split.line) = (*offset, *line),
+            Open::Csv { reader, .. } => {
+                (split.offset, split.line) = (reader.position().byte(), reader.position().line())
+            }
+        }
     }
 
     fn bad(&mut self, file: &Path, line: u64, reason: String) -> Result<()> {
@@ -204,6 +272,7 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                     path,
                     reader,
                     line,
+                    offset,
                     buf,
                 } => {
                     while out.len() < max {
@@ -217,6 +286,7 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                             break;
                         }
                         *line += 1;
+                        *offset += n as u64;
                         let text = buf.trim_ascii();
                         if text.is_empty() {
                             continue;
@@ -271,10 +341,13 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                 self.bad(&path, line, reason)?;
             }
             if eof {
+                self.sync_position();
+                self.splits[self.next].done = true;
                 self.current = None;
+                self.next += 1;
             }
         }
-        if out.is_empty() && self.current.is_none() && self.files.len() == 0 {
+        if out.is_empty() && self.current.is_none() && self.next >= self.splits.len() {
             return Ok(ReaderPoll::End);
         }
         Ok(ReaderPoll::Records(out))
@@ -282,5 +355,14 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
 
     fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
+        self.sync_position();
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| postcard::to_allocvec(s).expect("plain data encodes"))
+            .collect())
     }
 }

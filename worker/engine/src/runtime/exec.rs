@@ -1,10 +1,19 @@
-//! Local execution: every task instance runs on its own thread in this process. The first
-//! task to fail cancels the others, and the job's result carries that first real error.
+//! Local execution: every task instance runs on its own thread in this process, next to a
+//! checkpoint coordinator. The first task to fail cancels the others; a supervisor then
+//! restarts the job from its latest completed checkpoint while the restart strategy allows,
+//! and otherwise reports that first real error.
 
+use super::coordinator::{
+    Ack, CheckpointControl, CheckpointStats, Coordinator, OperatorInfo, SavepointRequest,
+};
 use super::graph::{JobGraph, PlanOptions};
 use super::metrics::{JobMetrics, JobSnapshot, TaskMetrics};
 use super::task::Task;
+use crate::checkpoint::{CheckpointStore, FileStore, RestorePlan};
+use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::error::{Error, Result};
+use crossbeam_channel::{Sender, unbounded};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,64 +24,126 @@ use std::time::Instant;
 pub struct JobResult {
     /// The job's name.
     pub name: String,
+    /// The job's id (names its checkpoint directory).
+    pub job_id: String,
     /// Wall time from start to the last task finishing.
     pub elapsed_ms: u64,
-    /// Final counters.
+    /// Final counters of the last attempt.
     pub metrics: JobSnapshot,
+    /// Checkpoint statistics.
+    pub checkpoints: CheckpointStats,
+    /// How many times the job was restarted after a failure.
+    pub restarts: u64,
+}
+
+struct Shared {
+    cancel: AtomicBool,
+    attempt_cancel: Mutex<Arc<AtomicBool>>,
+    metrics: Mutex<Arc<JobMetrics>>,
+    finished: AtomicBool,
+    restarts: AtomicU64,
+    stats: Arc<Mutex<CheckpointStats>>,
+    savepoints: Mutex<Option<Sender<SavepointRequest>>>,
 }
 
 /// A running job. Dropping it does not stop the job; call [`JobHandle::cancel`] for that.
 pub struct JobHandle {
     name: String,
-    threads: Vec<JoinHandle<()>>,
-    cancel: Arc<AtomicBool>,
-    errors: Arc<Mutex<Vec<Error>>>,
-    metrics: Arc<JobMetrics>,
+    job_id: String,
+    shared: Arc<Shared>,
+    supervisor: JoinHandle<Result<JobSnapshot>>,
     started: Instant,
-    running: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for JobHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobHandle")
             .field("name", &self.name)
+            .field("job_id", &self.job_id)
             .finish()
     }
 }
 
 impl JobHandle {
-    /// Live counters.
+    /// The job id (32 hex digits, as in Flink).
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Live counters of the current attempt.
     pub fn metrics(&self) -> JobSnapshot {
-        self.metrics.snapshot()
+        self.shared.metrics.lock().expect("not poisoned").snapshot()
     }
 
-    /// True once every task has ended (successfully or not).
+    /// Checkpoint statistics so far.
+    pub fn checkpoints(&self) -> CheckpointStats {
+        self.shared.stats.lock().expect("not poisoned").clone()
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Relaxed)
+    }
+
+    /// True once the job has ended (finished, failed for good, or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.running.load(Relaxed) == 0
+        self.shared.finished.load(Relaxed)
     }
 
-    /// Asks every task to stop; [`JobHandle::wait`] then returns [`Error::Cancelled`].
+    /// Asks every task to stop; [`JobHandle::wait`] then returns an error.
     pub fn cancel(&self) {
-        self.cancel.store(true, Relaxed);
+        self.shared.cancel.store(true, Relaxed);
+        self.shared
+            .attempt_cancel
+            .lock()
+            .expect("not poisoned")
+            .store(true, Relaxed);
+    }
+
+    /// Takes a savepoint into `target` (or `state.savepoints.dir`) and returns its location
+    /// once it is complete. The job keeps running.
+    pub fn trigger_savepoint(&self, target: Option<&str>) -> Result<String> {
+        self.savepoint(target, false)
+    }
+
+    fn savepoint(&self, target: Option<&str>, stop: bool) -> Result<String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sender = self.shared.savepoints.lock().expect("not poisoned").clone();
+        let sender = sender.ok_or_else(|| Error::User("the job is not running".into()))?;
+        sender
+            .send(SavepointRequest {
+                target: target.map(str::to_string),
+                stop,
+                reply: tx,
+            })
+            .map_err(|_| Error::User("the job is not running".into()))?;
+        rx.recv()
+            .map_err(|_| Error::User("the job ended before the savepoint completed".into()))?
+    }
+
+    /// Stop-with-savepoint: every task stops at the savepoint's barrier, sinks commit what
+    /// it covers, and the job ends; nothing after the barrier is processed, so restoring
+    /// from the savepoint continues exactly where this run stopped. If the savepoint fails,
+    /// the job keeps running and the error is returned.
+    pub fn stop_with_savepoint(self, target: Option<&str>) -> Result<String> {
+        let path = self.savepoint(target, true)?;
+        self.wait()?;
+        Ok(path)
     }
 
     /// Waits for the job to end and returns its result or its first failure.
     pub fn wait(self) -> Result<JobResult> {
-        for t in self.threads {
-            let _ = t.join();
-        }
-        let mut errors = std::mem::take(&mut *self.errors.lock().expect("not poisoned"));
-        // A failing task makes its neighbours see closed channels; report the cause.
-        if let Some(pos) = errors.iter().position(|e| !is_cancellation(e)) {
-            return Err(errors.swap_remove(pos));
-        }
-        if let Some(e) = errors.pop() {
-            return Err(e);
-        }
+        let metrics = self
+            .supervisor
+            .join()
+            .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))))?;
         Ok(JobResult {
             name: self.name,
+            job_id: self.job_id,
             elapsed_ms: self.started.elapsed().as_millis() as u64,
-            metrics: self.metrics.snapshot(),
+            metrics,
+            checkpoints: self.shared.stats.lock().expect("not poisoned").clone(),
+            restarts: self.shared.restarts.load(Relaxed),
         })
     }
 }
@@ -92,73 +163,283 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Starts every task of `graph` on its own thread.
+/// A random number for ids: clock, process id and a counter, mixed.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(28);
+    bytes.extend_from_slice(&nanos.to_le_bytes());
+    bytes.extend_from_slice(&std::process::id().to_le_bytes());
+    bytes.extend_from_slice(&COUNTER.fetch_add(1, Relaxed).to_le_bytes());
+    crate::keygroup::hash_key_bytes(&bytes)
+}
+
+fn new_job_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// Starts the job: a supervisor thread runs attempts until one finishes, the job is
+/// cancelled, or the restart strategy gives up.
 pub(crate) fn spawn(
     name: &str,
     graph: &JobGraph,
     opts: &PlanOptions,
     batch_size: usize,
+    cfg: CheckpointConfig,
 ) -> Result<JobHandle> {
     graph.validate(opts.max_parallelism)?;
-    let (instances, operators) = graph.instantiate(opts)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let running = Arc::new(AtomicU64::new(instances.len() as u64));
-    let mut tasks = Vec::new();
-    let mut task_metrics = Vec::new();
-    for inst in instances {
-        let m = Arc::new(TaskMetrics {
-            name: inst.name.clone(),
-            subtask: inst.subtask,
-            backpressured_ns: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
-        });
-        task_metrics.push(m.clone());
-        tasks.push(Task::new(
-            inst,
-            cancel.clone(),
-            m,
-            batch_size,
-            opts.max_parallelism,
-        ));
+    let job_id = new_job_id();
+    let store: Option<Arc<dyn CheckpointStore>> = match &cfg.dir {
+        Some(d) => Some(Arc::new(FileStore::from_uri(d)?)),
+        None => None,
+    };
+    let mut initial = None;
+    let mut restore_ms = None;
+    if let Some(path) = &cfg.restore_from {
+        let t = Instant::now();
+        let plan = load_plan(path)?;
+        plan.validate(&graph.uids(), opts.max_parallelism, cfg.allow_non_restored)?;
+        restore_ms = Some(t.elapsed().as_millis() as u64);
+        initial = Some(Arc::new(plan));
     }
-    let metrics = Arc::new(JobMetrics {
-        operators,
-        tasks: task_metrics,
-        started: Instant::now(),
+    let shared = Arc::new(Shared {
+        cancel: AtomicBool::new(false),
+        attempt_cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
+        metrics: Mutex::new(Arc::new(JobMetrics {
+            operators: vec![],
+            tasks: vec![],
+            started: Instant::now(),
+        })),
+        finished: AtomicBool::new(false),
+        restarts: AtomicU64::new(0),
+        stats: Arc::new(Mutex::new(CheckpointStats {
+            restore_ms,
+            ..Default::default()
+        })),
+        savepoints: Mutex::new(None),
     });
-    let mut threads = Vec::new();
-    for (task, inputs) in tasks {
-        let (cancel, errors, running) = (cancel.clone(), errors.clone(), running.clone());
-        let thread_name = format!("{} ({})", task.name(), task.subtask());
-        let t = std::thread::Builder::new()
-            .name(thread_name.chars().take(60).collect())
-            .spawn(move || {
-                let (tname, sub) = (task.name().to_string(), task.subtask());
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
-                    .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
-                if let Err(e) = r {
-                    if !matches!(e, Error::Cancelled) {
-                        tracing::error!(task = %tname, subtask = sub, error = %e, "task failed; cancelling the job");
-                    }
-                    errors
-                        .lock()
-                        .expect("not poisoned")
-                        .push(Error::Task { task: tname, subtask: sub, source: Box::new(e) });
-                    cancel.store(true, Relaxed);
-                }
-                running.fetch_sub(1, Relaxed);
-            })
-            .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
-        threads.push(t);
-    }
+    let sup = Supervisor {
+        name: name.to_string(),
+        job_id: job_id.clone(),
+        graph: graph.clone(),
+        opts: opts.clone(),
+        batch_size,
+        cfg,
+        store,
+        shared: shared.clone(),
+        next_id: Arc::new(AtomicU64::new(0)),
+        retained: Arc::new(Mutex::new(VecDeque::new())),
+    };
+    // Instantiate the first attempt here so graph errors surface from execute().
+    let first = sup.start_attempt(initial)?;
+    let supervisor = std::thread::Builder::new()
+        .name(format!("{name} supervisor"))
+        .spawn(move || {
+            let r = sup.supervise(first);
+            sup.shared.finished.store(true, Relaxed);
+            r
+        })
+        .map_err(|e| Error::io("cannot spawn supervisor thread for", name.to_string(), e))?;
     Ok(JobHandle {
         name: name.to_string(),
-        threads,
-        cancel,
-        errors,
-        metrics,
+        job_id,
+        shared,
+        supervisor,
         started: Instant::now(),
-        running,
     })
+}
+
+/// Loads a checkpoint or savepoint given as `file:///dir` or an absolute path.
+fn load_plan(path: &str) -> Result<RestorePlan> {
+    let p = path.strip_prefix("file://").unwrap_or(path);
+    if !p.starts_with('/') {
+        return Err(Error::Config(format!(
+            "execution.savepoint.path '{path}' must be an absolute path or file:///..."
+        )));
+    }
+    RestorePlan::load(&FileStore::new("/"), p.trim_start_matches('/'))
+}
+
+struct Supervisor {
+    name: String,
+    job_id: String,
+    graph: JobGraph,
+    opts: PlanOptions,
+    batch_size: usize,
+    cfg: CheckpointConfig,
+    store: Option<Arc<dyn CheckpointStore>>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+    retained: Arc<Mutex<VecDeque<(u64, String)>>>,
+}
+
+struct Attempt {
+    threads: Vec<JoinHandle<()>>,
+    errors: Arc<Mutex<Vec<Error>>>,
+    coordinator: Option<JoinHandle<()>>,
+    done: Arc<AtomicBool>,
+    metrics: Arc<JobMetrics>,
+}
+
+impl Supervisor {
+    fn supervise(&self, mut attempt: Attempt) -> Result<JobSnapshot> {
+        loop {
+            for t in attempt.threads.drain(..) {
+                let _ = t.join();
+            }
+            attempt.done.store(true, Relaxed);
+            if let Some(c) = attempt.coordinator.take() {
+                let _ = c.join();
+            }
+            *self.shared.savepoints.lock().expect("not poisoned") = None;
+            let mut errors = std::mem::take(&mut *attempt.errors.lock().expect("not poisoned"));
+            let Some(pos) = errors
+                .iter()
+                .position(|e| !is_cancellation(e))
+                .or((!errors.is_empty()).then_some(0))
+            else {
+                return Ok(attempt.metrics.snapshot());
+            };
+            let error = errors.swap_remove(pos);
+            let restarts = self.shared.restarts.load(Relaxed);
+            if self.shared.cancel.load(Relaxed)
+                || is_cancellation(&error)
+                || restarts >= self.cfg.restart_attempts
+            {
+                return Err(error);
+            }
+            tracing::warn!(job = %self.name, error = %crate::error::report(&error), restart = restarts + 1, "job failed; restarting from the latest checkpoint");
+            std::thread::sleep(self.cfg.restart_delay);
+            if self.shared.cancel.load(Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            self.shared.restarts.fetch_add(1, Relaxed);
+            let latest = self
+                .retained
+                .lock()
+                .expect("not poisoned")
+                .back()
+                .map(|(_, p)| p.clone());
+            let plan = match latest {
+                Some(path) => Some(Arc::new(load_plan(&path)?)),
+                // Nothing checkpointed yet: start over from the initial state.
+                None => self
+                    .cfg
+                    .restore_from
+                    .as_deref()
+                    .map(load_plan)
+                    .transpose()?
+                    .map(Arc::new),
+            };
+            attempt = self.start_attempt(plan)?;
+        }
+    }
+
+    fn start_attempt(&self, restore: Option<Arc<RestorePlan>>) -> Result<Attempt> {
+        let mut opts = self.opts.clone();
+        opts.restore = restore;
+        let (instances, operators) = self.graph.instantiate(&opts)?;
+        let cancel = Arc::new(AtomicBool::new(self.shared.cancel.load(Relaxed)));
+        *self.shared.attempt_cancel.lock().expect("not poisoned") = cancel.clone();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (ack_tx, ack_rx) = unbounded::<Ack>();
+        let ctl = Arc::new(CheckpointControl {
+            trigger: AtomicU64::new(self.next_id.load(Relaxed)),
+            completed: AtomicU64::new(self.next_id.load(Relaxed)),
+            acks: ack_tx,
+            exactly_once: self.cfg.mode == CheckpointingMode::ExactlyOnce,
+            stop_at: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+        });
+        let expected = instances.len();
+        let mut tasks = Vec::new();
+        let mut task_metrics = Vec::new();
+        for inst in instances {
+            let m = Arc::new(TaskMetrics {
+                name: inst.name.clone(),
+                subtask: inst.subtask,
+                backpressured_ns: AtomicU64::new(0),
+                finished: AtomicBool::new(false),
+            });
+            task_metrics.push(m.clone());
+            tasks.push(Task::new(
+                inst,
+                cancel.clone(),
+                m,
+                self.batch_size,
+                opts.max_parallelism,
+                Some(ctl.clone()),
+            ));
+        }
+        let metrics = Arc::new(JobMetrics {
+            operators,
+            tasks: task_metrics.clone(),
+            started: Instant::now(),
+        });
+        *self.shared.metrics.lock().expect("not poisoned") = metrics.clone();
+
+        let done = Arc::new(AtomicBool::new(false));
+        let (sp_tx, sp_rx) = unbounded();
+        *self.shared.savepoints.lock().expect("not poisoned") = Some(sp_tx);
+        let coordinator = Coordinator {
+            job_id: self.job_id.clone(),
+            cfg: self.cfg.clone(),
+            store: self.store.clone(),
+            ctl,
+            acks: ack_rx,
+            savepoints: sp_rx,
+            expected,
+            operators: (0..self.graph.nodes.len())
+                .map(|i| OperatorInfo {
+                    uid: self.graph.uid(i),
+                    name: self.graph.nodes[i].name.clone(),
+                    parallelism: self.graph.nodes[i].parallelism,
+                })
+                .collect(),
+            max_parallelism: opts.max_parallelism,
+            stats: self.shared.stats.clone(),
+            next_id: self.next_id.clone(),
+            retained: self.retained.clone(),
+            done: done.clone(),
+            any_task_finished: Arc::new(move || {
+                task_metrics.iter().any(|t| t.finished.load(Relaxed))
+            }),
+        };
+        let coordinator = std::thread::Builder::new()
+            .name(format!("{} checkpoints", self.name))
+            .spawn(move || coordinator.run())
+            .map_err(|e| Error::io("cannot spawn coordinator thread for", self.name.clone(), e))?;
+
+        let mut threads = Vec::new();
+        for (task, inputs) in tasks {
+            let (cancel, errors) = (cancel.clone(), errors.clone());
+            let thread_name = format!("{} ({})", task.name(), task.subtask());
+            let t = std::thread::Builder::new()
+                .name(thread_name.chars().take(60).collect())
+                .spawn(move || {
+                    let (tname, sub) = (task.name().to_string(), task.subtask());
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
+                        .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
+                    if let Err(e) = r {
+                        if !matches!(e, Error::Cancelled) {
+                            tracing::error!(task = %tname, subtask = sub, error = %crate::error::report(&e), "task failed; cancelling the job");
+                        }
+                        errors.lock().expect("not poisoned").push(Error::Task { task: tname, subtask: sub, source: Box::new(e) });
+                        cancel.store(true, Relaxed);
+                    }
+                })
+                .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
+            threads.push(t);
+        }
+        Ok(Attempt {
+            threads,
+            errors,
+            coordinator: Some(coordinator),
+            done,
+            metrics,
+        })
+    }
 }

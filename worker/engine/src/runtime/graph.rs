@@ -94,6 +94,7 @@ pub(crate) enum MemberOp {
 }
 
 pub(crate) struct Member {
+    pub(crate) uid: String,
     pub(crate) op: MemberOp,
     pub(crate) targets: Vec<Vec<Target>>,
     pub(crate) metrics: Arc<OperatorMetrics>,
@@ -115,9 +116,36 @@ pub(crate) struct PlanOptions {
     pub(crate) decode_errors: crate::config::DecodeErrorPolicy,
     pub(crate) channel_capacity: usize,
     pub(crate) chaining: bool,
+    /// State to start from (a checkpoint or savepoint).
+    pub(crate) restore: Option<Arc<crate::checkpoint::RestorePlan>>,
 }
 
 impl JobGraph {
+    /// The uid naming node `i`'s state: the explicit uid, else derived from its position and
+    /// name (stable while the job's structure does not change; set uids to evolve jobs).
+    pub(crate) fn uid(&self, i: usize) -> String {
+        let n = &self.nodes[i];
+        n.uid.clone().unwrap_or_else(|| {
+            let slug: String = n
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("{i}-{slug}")
+        })
+    }
+
+    /// Every node's uid, in node order.
+    pub(crate) fn uids(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.uid(i)).collect()
+    }
+
     /// Checks the graph before anything is instantiated.
     pub(crate) fn validate(&self, max_parallelism: usize) -> Result<()> {
         if self.nodes.is_empty() {
@@ -291,6 +319,10 @@ impl JobGraph {
                         max_parallelism: opts.max_parallelism,
                         side_ports: Arc::new(node.side_ports.clone()),
                         decode_errors: opts.decode_errors,
+                        uid: self.uid(m),
+                        restored: opts.restore.as_ref().and_then(|p| {
+                            p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
+                        }),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {
@@ -301,6 +333,7 @@ impl JobGraph {
                         Arc::new(OperatorMetrics::new(&node.name, s, is_source, node.is_sink));
                     all_metrics.push(metrics.clone());
                     ms.push(Member {
+                        uid: self.uid(m),
                         op,
                         targets: targets[m].clone(),
                         metrics,

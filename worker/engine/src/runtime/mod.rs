@@ -5,6 +5,7 @@
 //! The runtime never looks inside a batch: the typed API wraps `Vec<Rec<T>>` (and the SQL
 //! layer wraps Arrow `RecordBatch`) behind [`BatchData`], so one runtime serves both.
 
+pub(crate) mod coordinator;
 pub(crate) mod exec;
 pub(crate) mod graph;
 pub mod metrics;
@@ -15,6 +16,7 @@ use crate::time::Timestamp;
 use std::any::Any;
 use std::sync::Arc;
 
+pub use coordinator::CheckpointStats;
 pub use exec::{JobHandle, JobResult};
 pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
@@ -80,6 +82,8 @@ pub(crate) enum Event {
     Watermark(Timestamp),
     /// The sender went idle (`true`) or active again (`false`).
     Idle(bool),
+    /// Checkpoint barrier: everything before it belongs to checkpoint `n`.
+    Barrier(u64),
     End,
 }
 
@@ -130,6 +134,10 @@ pub struct SubtaskInfo {
     pub side_ports: Arc<Vec<String>>,
     /// What sources do with records they cannot decode.
     pub decode_errors: crate::config::DecodeErrorPolicy,
+    /// The operator's uid (explicit or derived), which names its state in checkpoints.
+    pub uid: String,
+    /// State restored from a checkpoint or savepoint, already narrowed to this subtask.
+    pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
 }
 
 impl SubtaskInfo {
@@ -178,6 +186,18 @@ pub trait Operator: Send {
     fn skipped(&self) -> u64 {
         0
     }
+    /// The synchronous part of checkpoint `checkpoint_id`: a copy of this subtask's state.
+    /// Runs when the barrier has passed every input, before the barrier moves on.
+    fn snapshot_state(
+        &mut self,
+        _checkpoint_id: u64,
+    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        Ok(Default::default())
+    }
+    /// Checkpoint `checkpoint_id` is durable everywhere: commit side effects (sinks).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a source subtask produced on one poll.
@@ -197,5 +217,9 @@ pub trait SourceOperator: Send {
     /// Records skipped because they could not be decoded (policy `skip`).
     fn skipped(&self) -> u64 {
         0
+    }
+    /// The reader's position (one element per split), stored as list state.
+    fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
+        Ok(Vec::new())
     }
 }

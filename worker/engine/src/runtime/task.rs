@@ -19,6 +19,14 @@ const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// How often housekeeping (state-size metrics) runs.
 const HOUSEKEEPING_MS: i64 = 250;
 
+/// Whether a task goes on after a checkpoint.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Stopped at a stop-with-savepoint barrier: end without flushing.
+    Stop,
+}
+
 enum Call {
     Process(usize, Batch),
     Watermark(Timestamp),
@@ -33,6 +41,11 @@ struct InputState {
 }
 
 pub(crate) struct Task {
+    ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
+    /// Highest checkpoint whose barrier this task has passed on.
+    last_barrier: u64,
+    /// Highest completed checkpoint the operators were told about.
+    notified: u64,
     name: String,
     subtask: usize,
     members: Vec<Member>,
@@ -53,8 +66,12 @@ impl Task {
         metrics: Arc<TaskMetrics>,
         batch_size: usize,
         max_parallelism: usize,
+        ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
     ) -> (Self, Vec<(usize, crossbeam_channel::Receiver<Event>)>) {
         let task = Task {
+            ckpt,
+            last_barrier: 0,
+            notified: 0,
             name: inst.name,
             subtask: inst.subtask,
             members: inst.members,
@@ -98,18 +115,24 @@ impl Task {
         result
     }
 
-    fn cancelled(&self) -> Result<()> {
+    fn cancelled(&mut self) -> Result<()> {
         if self.cancel.load(Relaxed) {
-            Err(Error::Cancelled)
-        } else {
-            Ok(())
+            // A savepoint that completed just before a stop still commits its side effects.
+            let _ = self.notify_completed();
+            return Err(Error::Cancelled);
         }
+        Ok(())
     }
 
     fn run_source(&mut self) -> Result<()> {
         loop {
             self.cancelled()?;
             self.fire_processing_time()?;
+            self.notify_completed()?;
+            let trigger = self.ckpt.as_ref().map_or(0, |c| c.trigger.load(Relaxed));
+            if trigger > self.last_barrier && self.checkpoint(trigger)? == Flow::Stop {
+                return Ok(());
+            }
             let MemberOp::Source(src) = &mut self.members[0].op else {
                 unreachable!("checked by caller")
             };
@@ -147,23 +170,33 @@ impl Task {
                 ended: false,
             })
             .collect();
-        let mut sel = Select::new();
-        for (_, rx) in &receivers {
-            sel.recv(rx);
-        }
+        let exactly_once = self.ckpt.as_ref().is_some_and(|c| c.exactly_once);
+        // Channels whose barrier arrived while aligning (exactly-once: not read until the
+        // checkpoint is taken, so their later records stay out of this checkpoint).
+        let mut arrived = vec![false; receivers.len()];
+        let mut aligning: Option<u64> = None;
         let mut open = receivers.len();
         let mut combined = MIN_WATERMARK;
         let mut all_idle = false;
         while open > 0 {
             self.cancelled()?;
             self.fire_processing_time()?;
+            self.notify_completed()?;
+            let mut sel = Select::new();
+            let mut map = Vec::with_capacity(receivers.len());
+            for (i, (_, rx)) in receivers.iter().enumerate() {
+                if !(states[i].ended || exactly_once && arrived[i]) {
+                    map.push(i);
+                    sel.recv(rx);
+                }
+            }
             let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
                 Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
             });
             let Ok(oper) = sel.select_timeout(timeout) else {
                 continue;
             };
-            let i = oper.index();
+            let i = map[oper.index()];
             let ev = match oper.recv(&receivers[i].1) {
                 Ok(ev) => ev,
                 // The sender vanished without End: its task failed; the executor cancels us.
@@ -172,6 +205,30 @@ impl Task {
                     return Err(Error::Cancelled);
                 }
             };
+            if let Event::Barrier(id) = ev
+                && id > self.last_barrier
+                && aligning.is_none_or(|a| id >= a)
+            {
+                if aligning != Some(id) {
+                    // A newer checkpoint supersedes one that never completed here.
+                    arrived.iter_mut().for_each(|a| *a = false);
+                    aligning = Some(id);
+                }
+                arrived[i] = true;
+            }
+            if let Event::End = ev {
+                states[i].ended = true;
+                open -= 1;
+            }
+            if let Some(id) = aligning
+                && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
+            {
+                if self.checkpoint(id)? == Flow::Stop {
+                    return Ok(());
+                }
+                aligning = None;
+                arrived.iter_mut().for_each(|a| *a = false);
+            }
             match ev {
                 Event::Data(b) => {
                     self.work.push_back((0, Call::Process(states[i].input, b)));
@@ -179,11 +236,7 @@ impl Task {
                 }
                 Event::Watermark(w) => states[i].watermark = states[i].watermark.max(w),
                 Event::Idle(idle) => states[i].idle = idle,
-                Event::End => {
-                    states[i].ended = true;
-                    sel.remove(i);
-                    open -= 1;
-                }
+                Event::Barrier(_) | Event::End => {}
             }
             // Combined watermark: min over non-idle channels, a finished channel counting as
             // +inf (it sent the final watermark). When every unfinished channel is idle the
@@ -207,6 +260,68 @@ impl Task {
             self.drain()?;
         }
         self.finish(0)
+    }
+
+    /// Takes this task's part of checkpoint `id`: snapshot every chained operator (all input
+    /// before the barrier has been processed), acknowledge, pass the barrier on.
+    fn checkpoint(&mut self, id: u64) -> Result<Flow> {
+        let Some(ctl) = self.ckpt.clone() else {
+            return Ok(Flow::Continue);
+        };
+        let mut states = Vec::new();
+        for m in &mut self.members {
+            let state = match &mut m.op {
+                MemberOp::Source(s) => crate::checkpoint::OperatorSubtaskState {
+                    keyed: Vec::new(),
+                    list: s.snapshot_state()?,
+                },
+                MemberOp::Op(op) => op.snapshot_state(id)?,
+            };
+            states.push((m.uid.clone(), m.metrics.subtask, state));
+        }
+        // The coordinator may be gone when the job is shutting down; nothing to do then.
+        let _ = ctl.acks.send(super::coordinator::Ack { id, states });
+        self.last_barrier = id;
+        for o in 0..self.outputs.len() {
+            for s in 0..self.outputs[o].senders.len() {
+                let tx = self.outputs[o].senders[s].clone();
+                self.send(&tx, Event::Barrier(id))?;
+            }
+        }
+        if ctl.stop_at.load(Relaxed) != id {
+            return Ok(Flow::Continue);
+        }
+        // Stop-with-savepoint: process nothing more; wait for the savepoint's fate.
+        loop {
+            self.cancelled()?;
+            if ctl.completed.load(Relaxed) >= id {
+                self.notify_completed()?;
+                return Ok(Flow::Stop);
+            }
+            if ctl.aborted.load(Relaxed) >= id {
+                return Ok(Flow::Continue);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Tells operators about newly completed checkpoints (sinks commit here).
+    fn notify_completed(&mut self) -> Result<()> {
+        let Some(done) = self
+            .ckpt
+            .as_ref()
+            .map(|c| c.completed.load(Relaxed))
+            .filter(|d| *d > self.notified)
+        else {
+            return Ok(());
+        };
+        self.notified = done;
+        for m in &mut self.members {
+            if let MemberOp::Op(op) = &mut m.op {
+                op.notify_checkpoint_complete(done)?;
+            }
+        }
+        Ok(())
     }
 
     /// End of input: flush every operator in chain order, then tell consumers.

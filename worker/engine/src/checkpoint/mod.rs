@@ -1,0 +1,381 @@
+//! Checkpoint and savepoint data: what each operator subtask contributes, how it is written
+//! (`<dir>/<job-id>/chk-<n>/` with a `_metadata` file naming every state file), and how a
+//! checkpoint is read back and redistributed to subtasks at any parallelism.
+//!
+//! The format is canonical and backend-independent: keyed state is a list of key groups, each
+//! holding its named states' entries (serialized key ++ namespace, serialized value) and its
+//! timers; non-keyed ("list") state is a list of opaque elements redistributed round-robin.
+
+mod store;
+
+pub use store::{CheckpointStore, FileStore};
+
+use crate::error::{Error, Result};
+use crate::keygroup::KeyGroupRange;
+use crate::state::KeyGroupSnapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The state one operator subtask contributes to a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorSubtaskState {
+    /// Keyed state and timers, per key group.
+    pub keyed: Vec<KeyGroupSnapshot>,
+    /// Non-keyed list state (source splits, pending sink files); elements are redistributed
+    /// round-robin when the parallelism changes.
+    pub list: Vec<Vec<u8>>,
+}
+
+impl OperatorSubtaskState {
+    /// True when there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+            && self.keyed.iter().all(|g| {
+                g.states.is_empty() && g.event_timers.is_empty() && g.processing_timers.is_empty()
+            })
+    }
+}
+
+const STATE_MAGIC: &[u8; 8] = b"WEIRST01";
+/// Identifies the `_metadata` format.
+pub const METADATA_FORMAT: &str = "weir-checkpoint-v1";
+
+fn checksum(bytes: &[u8]) -> u64 {
+    crate::keygroup::hash_key_bytes(bytes)
+}
+
+/// Encodes a subtask's state file: magic, postcard body, checksum of the body.
+pub fn encode_state(state: &OperatorSubtaskState) -> Result<Vec<u8>> {
+    let body = postcard::to_allocvec(state).map_err(|e| Error::State {
+        state: "checkpoint".into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(body.len() + 16);
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&checksum(&body).to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes a state file, rejecting anything truncated or corrupted.
+pub fn decode_state(path: &str, bytes: &[u8]) -> Result<OperatorSubtaskState> {
+    let bad = |why: &str| {
+        Error::Restore(format!(
+            "state file {path} is {why}; the checkpoint cannot be used"
+        ))
+    };
+    if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
+        return Err(bad("not a Weir state file or truncated"));
+    }
+    let body = &bytes[8..bytes.len() - 8];
+    let sum = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"));
+    if checksum(body) != sum {
+        return Err(bad("corrupt (checksum mismatch)"));
+    }
+    postcard::from_bytes(body).map_err(|e| bad(&format!("undecodable ({e})")))
+}
+
+/// One operator in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorMetadata {
+    /// The operator's uid (explicit, or derived from its position and name).
+    pub uid: String,
+    /// Its name, for messages.
+    pub name: String,
+    /// Parallelism at checkpoint time.
+    pub parallelism: usize,
+    /// State file of each subtask relative to the checkpoint directory (`None`: no state).
+    pub files: Vec<Option<String>>,
+}
+
+/// The `_metadata` file of a checkpoint or savepoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    /// Always [`METADATA_FORMAT`].
+    pub format: String,
+    /// The job that wrote it.
+    pub job_id: String,
+    /// Checkpoint number.
+    pub checkpoint_id: u64,
+    /// True for savepoints.
+    pub savepoint: bool,
+    /// `pipeline.max-parallelism` of the job (key groups); must match on restore.
+    pub max_parallelism: usize,
+    /// When it was taken (epoch ms).
+    pub timestamp: i64,
+    /// Every stateful operator.
+    pub operators: Vec<OperatorMetadata>,
+}
+
+impl CheckpointMetadata {
+    /// Parses and validates a `_metadata` file.
+    pub fn decode(path: &str, bytes: &[u8]) -> Result<Self> {
+        let m: CheckpointMetadata = serde_json::from_slice(bytes).map_err(|e| {
+            Error::Restore(format!(
+                "{path} is not a valid checkpoint metadata file (truncated or corrupt: {e})"
+            ))
+        })?;
+        if m.format != METADATA_FORMAT {
+            return Err(Error::Restore(format!(
+                "{path} has format '{}', expected '{METADATA_FORMAT}'",
+                m.format
+            )));
+        }
+        for op in &m.operators {
+            if op.files.len() != op.parallelism {
+                return Err(Error::Restore(format!(
+                    "{path} is inconsistent: operator '{}' has parallelism {} but {} state files",
+                    op.uid,
+                    op.parallelism,
+                    op.files.len()
+                )));
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// A checkpoint loaded for restoring: every operator's state merged across its old subtasks.
+#[derive(Debug)]
+pub struct RestorePlan {
+    /// Where it came from (for messages and metrics).
+    pub path: String,
+    /// Its metadata.
+    pub metadata: CheckpointMetadata,
+    operators: BTreeMap<String, OperatorSubtaskState>,
+}
+
+impl RestorePlan {
+    /// Reads `_metadata` and every state file of the checkpoint at `dir` in `store`.
+    pub fn load(store: &dyn CheckpointStore, dir: &str) -> Result<Self> {
+        let meta_path = format!("{}/_metadata", dir.trim_end_matches('/'));
+        let bytes = store.get(&meta_path).map_err(|e| {
+            Error::Restore(format!(
+                "cannot read {meta_path}: {}",
+                crate::error::report(&e)
+            ))
+        })?;
+        let metadata = CheckpointMetadata::decode(&meta_path, &bytes)?;
+        let mut operators = BTreeMap::new();
+        for op in &metadata.operators {
+            let mut merged = OperatorSubtaskState::default();
+            for f in op.files.iter().flatten() {
+                let p = format!("{}/{f}", dir.trim_end_matches('/'));
+                let bytes = store.get(&p).map_err(|e| {
+                    Error::Restore(format!(
+                        "cannot read state file {p}: {}",
+                        crate::error::report(&e)
+                    ))
+                })?;
+                let s = decode_state(&p, &bytes)?;
+                merged.keyed.extend(s.keyed);
+                merged.list.extend(s.list);
+            }
+            operators.insert(op.uid.clone(), merged);
+        }
+        Ok(RestorePlan {
+            path: dir.to_string(),
+            metadata,
+            operators,
+        })
+    }
+
+    /// Checks the plan against the job's operators: max parallelism must match, and state
+    /// of operators the job no longer has is an error unless `allow_non_restored`.
+    pub fn validate(
+        &self,
+        uids: &[String],
+        max_parallelism: usize,
+        allow_non_restored: bool,
+    ) -> Result<()> {
+        if self.metadata.max_parallelism != max_parallelism {
+            return Err(Error::Restore(format!(
+                "{} was taken with pipeline.max-parallelism {} but the job has {max_parallelism}; they must match",
+                self.path, self.metadata.max_parallelism
+            )));
+        }
+        let unclaimed: Vec<&String> = self
+            .operators
+            .keys()
+            .filter(|u| !uids.contains(u))
+            .collect();
+        if !unclaimed.is_empty() && !allow_non_restored {
+            return Err(Error::Restore(format!(
+                "{} holds state for operators the job does not have: {}; give them the same uid, or set \
+                 execution.savepoint.ignore-unclaimed-state: true to drop that state",
+                self.path,
+                unclaimed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The share of operator `uid`'s state that subtask `index` of `parallelism` restores.
+    pub fn for_subtask(
+        &self,
+        uid: &str,
+        index: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Option<Arc<OperatorSubtaskState>> {
+        let all = self.operators.get(uid)?;
+        let range = KeyGroupRange::for_subtask(index, parallelism, max_parallelism);
+        Some(Arc::new(OperatorSubtaskState {
+            keyed: all
+                .keyed
+                .iter()
+                .filter(|g| range.contains(g.key_group as usize))
+                .cloned()
+                .collect(),
+            list: all
+                .list
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % parallelism == index)
+                .map(|(_, e)| e.clone())
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{SnapshotEntry, StateSnapshot};
+
+    fn group(kg: u32, key: &[u8]) -> KeyGroupSnapshot {
+        KeyGroupSnapshot {
+            key_group: kg,
+            states: vec![StateSnapshot {
+                name: "s".into(),
+                entries: vec![SnapshotEntry {
+                    key: key.to_vec(),
+                    value: vec![1],
+                    stamp: 0,
+                }],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn state_files_round_trip_and_reject_truncation_and_corruption() {
+        let s = OperatorSubtaskState {
+            keyed: vec![group(3, b"k")],
+            list: vec![b"split".to_vec()],
+        };
+        let bytes = encode_state(&s).unwrap();
+        assert_eq!(decode_state("f", &bytes).unwrap(), s);
+        let err = decode_state("f", &bytes[..bytes.len() - 3])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("corrupt") || err.contains("truncated"),
+            "{err}"
+        );
+        let mut flipped = bytes.clone();
+        flipped[10] ^= 0xff;
+        assert!(
+            decode_state("f", &flipped)
+                .unwrap_err()
+                .to_string()
+                .contains("checksum mismatch")
+        );
+    }
+
+    #[test]
+    fn truncated_metadata_is_rejected_with_the_path() {
+        let m = CheckpointMetadata {
+            format: METADATA_FORMAT.into(),
+            job_id: "j".into(),
+            checkpoint_id: 1,
+            savepoint: false,
+            max_parallelism: 128,
+            timestamp: 0,
+            operators: vec![],
+        };
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(
+            CheckpointMetadata::decode("x/_metadata", &bytes).unwrap(),
+            m
+        );
+        let err = CheckpointMetadata::decode("x/_metadata", &bytes[..bytes.len() / 2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x/_metadata is not a valid checkpoint metadata file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn restore_plan_hands_each_subtask_its_key_groups_and_a_share_of_list_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        // Old parallelism 2 over 8 key groups: subtask 0 owns 0..4, subtask 1 owns 4..8.
+        let s0 = OperatorSubtaskState {
+            keyed: vec![group(1, b"a"), group(3, b"b")],
+            list: vec![b"x".to_vec()],
+        };
+        let s1 = OperatorSubtaskState {
+            keyed: vec![group(5, b"c"), group(7, b"d")],
+            list: vec![b"y".to_vec(), b"z".to_vec()],
+        };
+        store
+            .put("chk-1/op-0", &encode_state(&s0).unwrap())
+            .unwrap();
+        store
+            .put("chk-1/op-1", &encode_state(&s1).unwrap())
+            .unwrap();
+        let meta = CheckpointMetadata {
+            format: METADATA_FORMAT.into(),
+            job_id: "j".into(),
+            checkpoint_id: 1,
+            savepoint: false,
+            max_parallelism: 8,
+            timestamp: 0,
+            operators: vec![OperatorMetadata {
+                uid: "op".into(),
+                name: "op".into(),
+                parallelism: 2,
+                files: vec![Some("op-0".into()), Some("op-1".into())],
+            }],
+        };
+        store
+            .put("chk-1/_metadata", &serde_json::to_vec(&meta).unwrap())
+            .unwrap();
+        let plan = RestorePlan::load(&store, "chk-1").unwrap();
+        plan.validate(&["op".into()], 8, false).unwrap();
+        // New parallelism 3 over 8 key groups: 0..3, 3..6, 6..8.
+        let kgs = |i| {
+            plan.for_subtask("op", i, 3, 8)
+                .unwrap()
+                .keyed
+                .iter()
+                .map(|g| g.key_group)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((kgs(0), kgs(1), kgs(2)), (vec![1], vec![3, 5], vec![7]));
+        let lists: Vec<usize> = (0..3)
+            .map(|i| plan.for_subtask("op", i, 3, 8).unwrap().list.len())
+            .collect();
+        assert_eq!(lists, vec![1, 1, 1]);
+        let err = plan
+            .validate(&["other".into()], 8, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("operators the job does not have: op"), "{err}");
+        assert!(plan.validate(&["other".into()], 8, true).is_ok());
+        assert!(
+            plan.validate(&["op".into()], 16, false)
+                .unwrap_err()
+                .to_string()
+                .contains("max-parallelism 8")
+        );
+    }
+}

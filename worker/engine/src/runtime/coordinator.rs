@@ -1,0 +1,322 @@
+//! The checkpoint coordinator: triggers numbered checkpoints at the configured interval (and
+//! savepoints on request), collects every task's acknowledgement with its state, writes the
+//! state files and then `_metadata` — on its own thread, so tasks keep processing while
+//! checkpoints upload — and only then declares the checkpoint complete, which lets sinks
+//! commit. Failed or timed-out checkpoints are counted and logged; they never fail the job.
+
+use crate::checkpoint::{
+    CheckpointMetadata, CheckpointStore, METADATA_FORMAT, OperatorMetadata, OperatorSubtaskState,
+    encode_state,
+};
+use crate::config::CheckpointConfig;
+use crate::error::{Error, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Shared between the coordinator and the tasks of one job attempt.
+pub(crate) struct CheckpointControl {
+    /// Highest checkpoint id triggered; sources inject its barrier when they see it.
+    pub(crate) trigger: AtomicU64,
+    /// Highest checkpoint id completed; tasks notify their operators.
+    pub(crate) completed: AtomicU64,
+    /// Where tasks acknowledge.
+    pub(crate) acks: Sender<Ack>,
+    /// Aligned (exactly-once) or not.
+    pub(crate) exactly_once: bool,
+    /// Id of a stop-with-savepoint: tasks stop at its barrier (0: none).
+    pub(crate) stop_at: AtomicU64,
+    /// Highest checkpoint id that failed; tasks stopped at it resume.
+    pub(crate) aborted: AtomicU64,
+}
+
+/// A task's acknowledgement of a checkpoint: the state of each chained operator.
+pub(crate) struct Ack {
+    pub(crate) id: u64,
+    pub(crate) states: Vec<(String, usize, OperatorSubtaskState)>,
+}
+
+/// A request to take a savepoint; answered with its location.
+pub(crate) struct SavepointRequest {
+    pub(crate) target: Option<String>,
+    /// Stop the job at this savepoint (no record after it is processed).
+    pub(crate) stop: bool,
+    pub(crate) reply: Sender<Result<String>>,
+}
+
+/// Checkpoint statistics of a job (Flink's checkpoint counts and latest-completed info).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckpointStats {
+    /// Checkpoints triggered.
+    pub triggered: u64,
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints failed (write errors, timeouts).
+    pub failed: u64,
+    /// Id of the latest completed checkpoint.
+    pub last_completed_id: Option<u64>,
+    /// Location of the latest completed checkpoint (`external_path`).
+    pub last_completed_path: Option<String>,
+    /// Duration of the latest completed checkpoint, trigger to `_metadata` written.
+    pub last_duration_ms: u64,
+    /// Bytes written by the latest completed checkpoint.
+    pub last_size_bytes: u64,
+    /// Time to load the state the job was restored from.
+    pub restore_ms: Option<u64>,
+    /// Message of the latest failure.
+    pub last_failure: Option<String>,
+}
+
+/// What the coordinator needs to know about the job's operators.
+#[derive(Clone)]
+pub(crate) struct OperatorInfo {
+    pub(crate) uid: String,
+    pub(crate) name: String,
+    pub(crate) parallelism: usize,
+}
+
+pub(crate) struct Coordinator {
+    pub(crate) job_id: String,
+    pub(crate) cfg: CheckpointConfig,
+    pub(crate) store: Option<Arc<dyn CheckpointStore>>,
+    pub(crate) ctl: Arc<CheckpointControl>,
+    pub(crate) acks: Receiver<Ack>,
+    pub(crate) savepoints: Receiver<SavepointRequest>,
+    pub(crate) expected: usize,
+    pub(crate) operators: Vec<OperatorInfo>,
+    pub(crate) max_parallelism: usize,
+    pub(crate) stats: Arc<Mutex<CheckpointStats>>,
+    pub(crate) next_id: Arc<AtomicU64>,
+    pub(crate) retained: Arc<Mutex<VecDeque<(u64, String)>>>,
+    pub(crate) done: Arc<AtomicBool>,
+    pub(crate) any_task_finished: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+struct Pending {
+    id: u64,
+    started: Instant,
+    states: Vec<(String, usize, OperatorSubtaskState)>,
+    acks: usize,
+    savepoint: Option<SavepointRequest>,
+}
+
+impl Coordinator {
+    pub(crate) fn run(self) {
+        let mut next_trigger = self.cfg.interval.map(|i| Instant::now() + i);
+        let mut pending: Option<Pending> = None;
+        let mut queued: VecDeque<SavepointRequest> = VecDeque::new();
+        while !self.done.load(Relaxed) {
+            while let Ok(r) = self.savepoints.try_recv() {
+                queued.push_back(r);
+            }
+            let due = next_trigger.is_some_and(|t| Instant::now() >= t) || !queued.is_empty();
+            if pending.is_none() && due {
+                if (self.any_task_finished)() {
+                    for r in queued.drain(..) {
+                        let _ = r.reply.send(Err(Error::User(
+                            "cannot take a savepoint: some tasks have already finished".into(),
+                        )));
+                    }
+                    next_trigger = None;
+                } else {
+                    let id = self.next_id.fetch_add(1, Relaxed) + 1;
+                    self.stats.lock().expect("not poisoned").triggered += 1;
+                    let savepoint = queued.pop_front();
+                    if savepoint.as_ref().is_some_and(|s| s.stop) {
+                        // Set before the trigger so every task sees it with the barrier.
+                        self.ctl.stop_at.store(id, Relaxed);
+                    }
+                    pending = Some(Pending {
+                        id,
+                        started: Instant::now(),
+                        states: Vec::new(),
+                        acks: 0,
+                        savepoint,
+                    });
+                    self.ctl.trigger.store(id, Relaxed);
+                }
+            }
+            match self.acks.recv_timeout(Duration::from_millis(20)) {
+                Ok(ack) => {
+                    if let Some(p) = pending.as_mut().filter(|p| p.id == ack.id) {
+                        p.acks += 1;
+                        p.states.extend(ack.states);
+                        if p.acks == self.expected {
+                            let p = pending.take().expect("present");
+                            self.complete(p);
+                            next_trigger = self
+                                .cfg
+                                .interval
+                                .map(|i| Instant::now() + i.max(self.cfg.min_pause));
+                        }
+                    }
+                }
+                Err(_) => {
+                    if let Some(p) = pending
+                        .as_ref()
+                        .filter(|p| p.started.elapsed() > self.cfg.timeout)
+                    {
+                        let msg = format!(
+                            "checkpoint {} expired after {:?} before all tasks acknowledged",
+                            p.id, self.cfg.timeout
+                        );
+                        let p = pending.take().expect("present");
+                        self.fail(p, msg);
+                        next_trigger = self.cfg.interval.map(|i| Instant::now() + i);
+                    }
+                }
+            }
+        }
+        if let Some(p) = pending {
+            self.fail(p, "the job ended before the checkpoint completed".into());
+        }
+        for r in queued {
+            let _ = r.reply.send(Err(Error::User(
+                "the job ended before the savepoint was taken".into(),
+            )));
+        }
+    }
+
+    fn fail(&self, p: Pending, msg: String) {
+        tracing::warn!(checkpoint = p.id, "{msg}");
+        // Tasks that stopped at this (stop-with-)savepoint's barrier carry on.
+        self.ctl.aborted.fetch_max(p.id, Relaxed);
+        let mut s = self.stats.lock().expect("not poisoned");
+        s.failed += 1;
+        s.last_failure = Some(msg.clone());
+        if let Some(r) = p.savepoint {
+            let _ = r.reply.send(Err(Error::User(msg)));
+        }
+    }
+
+    fn complete(&self, mut p: Pending) {
+        let savepoint = p.savepoint.take();
+        let result = self.write(&p, savepoint.as_ref());
+        match result {
+            Ok((path, size)) => {
+                // Savepoints complete like checkpoints for sinks (their data is durable too);
+                // mark completion before answering so a stop that follows commits it.
+                self.ctl.completed.fetch_max(p.id, Relaxed);
+                if let Some(r) = savepoint {
+                    tracing::info!(savepoint = %path, "savepoint completed");
+                    let _ = r.reply.send(Ok(path));
+                } else {
+                    let mut s = self.stats.lock().expect("not poisoned");
+                    s.completed += 1;
+                    s.last_completed_id = Some(p.id);
+                    s.last_completed_path = Some(path.clone());
+                    s.last_duration_ms = p.started.elapsed().as_millis() as u64;
+                    s.last_size_bytes = size;
+                    drop(s);
+                    self.retain(p.id, path);
+                }
+            }
+            Err(e) => {
+                let msg = format!(
+                    "checkpoint {} could not be written: {}",
+                    p.id,
+                    crate::error::report(&e)
+                );
+                p.savepoint = savepoint;
+                self.fail(p, msg);
+            }
+        }
+    }
+
+    /// Writes the state files then `_metadata`; returns the location and bytes written.
+    fn write(&self, p: &Pending, savepoint: Option<&SavepointRequest>) -> Result<(String, u64)> {
+        let (store, base): (Arc<dyn CheckpointStore>, String) = match savepoint {
+            Some(req) => {
+                let dir = req
+                    .target
+                    .clone()
+                    .or_else(|| self.cfg.savepoints_dir.clone())
+                    .ok_or_else(|| {
+                        Error::Config(
+                            "no savepoint directory: pass one or set state.savepoints.dir".into(),
+                        )
+                    })?;
+                let suffix = super::exec::random_u64();
+                let name = format!(
+                    "savepoint-{}-{:012x}",
+                    &self.job_id[..6],
+                    suffix & 0xffff_ffff_ffff
+                );
+                (
+                    Arc::new(crate::checkpoint::FileStore::from_uri(&dir)?),
+                    name,
+                )
+            }
+            None => {
+                let store = self
+                    .store
+                    .clone()
+                    .ok_or_else(|| Error::Config("state.checkpoints.dir is not set".into()))?;
+                (store, format!("{}/chk-{}", self.job_id, p.id))
+            }
+        };
+        let mut files: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+        let mut size = 0u64;
+        for (uid, subtask, state) in &p.states {
+            if state.is_empty() {
+                continue;
+            }
+            let op = self
+                .operators
+                .iter()
+                .find(|o| o.uid == *uid)
+                .expect("known operator");
+            let name = format!("{uid}-{subtask}");
+            let bytes = encode_state(state)?;
+            size += bytes.len() as u64;
+            store.put(&format!("{base}/{name}"), &bytes)?;
+            files
+                .entry(uid.clone())
+                .or_insert_with(|| vec![None; op.parallelism])[*subtask] = Some(name);
+        }
+        let meta = CheckpointMetadata {
+            format: METADATA_FORMAT.into(),
+            job_id: self.job_id.clone(),
+            checkpoint_id: p.id,
+            savepoint: savepoint.is_some(),
+            max_parallelism: self.max_parallelism,
+            timestamp: crate::time::now_ms(),
+            operators: files
+                .into_iter()
+                .map(|(uid, files)| {
+                    let op = self
+                        .operators
+                        .iter()
+                        .find(|o| o.uid == uid)
+                        .expect("known operator");
+                    OperatorMetadata {
+                        uid,
+                        name: op.name.clone(),
+                        parallelism: op.parallelism,
+                        files,
+                    }
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&meta).expect("metadata encodes");
+        size += bytes.len() as u64;
+        store.put(&format!("{base}/_metadata"), &bytes)?;
+        Ok((store.uri(&base), size))
+    }
+
+    /// Keeps the newest `state.checkpoints.num-retained` checkpoints; deletes the rest.
+    fn retain(&self, id: u64, path: String) {
+        let mut r = self.retained.lock().expect("not poisoned");
+        r.push_back((id, path));
+        while r.len() > self.cfg.retained {
+            let (old, _) = r.pop_front().expect("non-empty");
+            if let Some(store) = &self.store
+                && let Err(e) = store.delete_prefix(&format!("{}/chk-{old}", self.job_id))
+            {
+                tracing::warn!(checkpoint = old, error = %e, "cannot delete a checkpoint beyond retention");
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Checkpoints, failures, savepoints and restores: the output of the exactly-once file sink
+//! must equal a failure-free run's, whatever fails and wherever the job is restored.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use weir_engine::api::StreamExecutionEnvironment;
+use weir_engine::config::Config;
+use weir_engine::connectors::{DataGen, FileSink};
+use weir_engine::time::WatermarkStrategy;
+use weir_engine::window::{WindowSpec, agg};
+
+const EVENTS: u64 = 12_000;
+
+fn config(pairs: &[(&str, String)]) -> Config {
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "50").unwrap();
+    for (k, v) in pairs {
+        c.set(k, v).unwrap();
+    }
+    c
+}
+
+fn uri(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+/// Keyed one-second windows over generated events (10 ms of event time apart), optionally
+/// failing once when event `fail_at` passes, written by the exactly-once file sink.
+fn build(
+    env: &StreamExecutionEnvironment,
+    out: &Path,
+    rate: f64,
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+) {
+    env.from_source(
+        DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
+            .bounded(EVENTS)
+            .rows_per_second(rate),
+        // Restored splits may be up to one round (128 events) apart: allow 2 s of disorder.
+        Some(
+            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
+        ),
+        "gen",
+    )
+    .uid("gen")
+    .map(move |e: (String, u64)| {
+        if let Some((at, failed)) = &fail_at
+            && e.1 == *at
+            && !failed.swap(true, Ordering::SeqCst)
+        {
+            panic!("injected failure at event {at}");
+        }
+        e
+    })
+    .key_by(|e: &(String, u64)| e.0.clone())
+    .window(WindowSpec::tumbling(Duration::from_secs(1)))
+    .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+    .uid("windows")
+    .sink_to(FileSink::json_lines(out))
+    .uid("sink");
+}
+
+/// Every committed line in `dir`, sorted (in-progress files are hidden and not read).
+fn committed(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            lines.extend(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn reference(parallelism: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "parallelism.default",
+        parallelism.to_string(),
+    )]));
+    build(&env, dir.path(), 1e9, None);
+    env.execute("reference").unwrap();
+    committed(dir.path())
+}
+
+#[test]
+fn exactly_once_output_survives_task_failures_at_any_point() {
+    let expected = reference(1);
+    assert_eq!(expected.len(), 7 * 120, "7 keys x 120 one-second windows");
+    for fail_at in [3_100, 7_777, 11_000] {
+        let out = tempfile::tempdir().unwrap();
+        let chk = tempfile::tempdir().unwrap();
+        let env = StreamExecutionEnvironment::with_config(config(&[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("restart-strategy.fixed-delay.delay", "10ms".into()),
+        ]));
+        build(
+            &env,
+            out.path(),
+            20_000.0,
+            Some((fail_at, Arc::new(AtomicBool::new(false)))),
+        );
+        let result = env.execute("failing").unwrap();
+        assert_eq!(
+            result.restarts, 1,
+            "failed once at {fail_at}, restarted once"
+        );
+        assert!(
+            result.checkpoints.completed >= 2,
+            "{:?}",
+            result.checkpoints
+        );
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "output after a failure at event {fail_at}"
+        );
+    }
+}
+
+#[test]
+fn without_checkpoints_a_failure_fails_the_job() {
+    let out = tempfile::tempdir().unwrap();
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    build(
+        &env,
+        out.path(),
+        1e9,
+        Some((500, Arc::new(AtomicBool::new(false)))),
+    );
+    let msg = weir_engine::report(&env.execute("no-restarts").unwrap_err());
+    assert!(msg.contains("injected failure at event 500"), "{msg}");
+    assert!(
+        committed(out.path()).is_empty(),
+        "nothing was committed by a failed job"
+    );
+}
+
+#[test]
+fn retention_keeps_only_the_newest_checkpoints() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("execution.checkpointing.interval", "30ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("state.checkpoints.num-retained", "2".into()),
+    ]));
+    build(&env, out.path(), 30_000.0, None);
+    let result = env.execute("retention").unwrap();
+    let last = result
+        .checkpoints
+        .last_completed_id
+        .expect("checkpoints completed");
+    assert!(last >= 3, "{:?}", result.checkpoints);
+    let mut dirs: Vec<String> = std::fs::read_dir(chk.path().join(&result.job_id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut want = vec![format!("chk-{}", last - 1), format!("chk-{last}")];
+    want.sort();
+    assert_eq!(dirs, want);
+    let meta = chk
+        .path()
+        .join(&result.job_id)
+        .join(format!("chk-{last}"))
+        .join("_metadata");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    let uids: Vec<&str> = m["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["uid"].as_str().unwrap())
+        .collect();
+    // Source positions, window contents and timers, and the sink's pre-committed files.
+    assert_eq!(uids, vec!["gen", "sink", "windows"]);
+    assert_eq!(
+        result.checkpoints.last_completed_path.unwrap(),
+        format!(
+            "file://{}/{}/chk-{last}",
+            chk.path().display(),
+            result.job_id
+        )
+    );
+}
+
+#[test]
+fn a_savepoint_at_parallelism_2_restores_at_1_and_4_with_identical_results() {
+    let expected = reference(2);
+    let first = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    build(&env, first.path(), 5_000.0, None);
+    let job = env.execute_async("before").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    assert!(
+        savepoint.starts_with(&format!("file://{}/savepoint-", sp.path().display())),
+        "{savepoint}"
+    );
+    let before = committed(first.path());
+    assert!(
+        !before.is_empty() && before.len() < expected.len(),
+        "stopped mid-run: {} results",
+        before.len()
+    );
+
+    for p in [1usize, 4] {
+        let out = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(first.path()).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), out.path().join(e.file_name())).unwrap();
+            }
+        }
+        let env = StreamExecutionEnvironment::with_config(config(&[
+            ("parallelism.default", p.to_string()),
+            ("execution.savepoint.path", savepoint.clone()),
+        ]));
+        build(&env, out.path(), 1e9, None);
+        env.execute("after").unwrap();
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "restored at parallelism {p}"
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_or_truncated_metadata_file_is_rejected_on_restore() {
+    let first = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[]));
+    build(&env, first.path(), 20_000.0, None);
+    let job = env.execute_async("sp").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let meta = Path::new(savepoint.strip_prefix("file://").unwrap()).join("_metadata");
+    let bytes = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, &bytes[..bytes.len() / 2]).unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "execution.savepoint.path",
+        savepoint.clone(),
+    )]));
+    build(&env, first.path(), 1e9, None);
+    let msg = env.execute("restore").unwrap_err().to_string();
+    assert!(
+        msg.contains("_metadata is not a valid checkpoint metadata file"),
+        "{msg}"
+    );
+
+    // A job whose operators don't match the savepoint is refused unless allowed.
+    std::fs::write(&meta, &bytes).unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "execution.savepoint.path",
+        savepoint.clone(),
+    )]));
+    env.from_collection(vec![1]).uid("other").print();
+    let msg = env.execute("mismatch").unwrap_err().to_string();
+    assert!(
+        msg.contains("operators the job does not have: gen, sink, windows"),
+        "{msg}"
+    );
+}
