@@ -24,11 +24,17 @@ PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 READY_TIMEOUT="${WEIR_K8S_READY_TIMEOUT:-120}"
 API="https://127.0.0.1:$K8S_APISERVER_PORT"
 
+pid_running() { # pid: exists and is not a zombie
+  local state
+  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 proc_alive() { # name
   local pidfile="$PIDS/$1.pid" pid
   [[ -f "$pidfile" ]] || return 1
   pid="$(cat "$pidfile")"
-  [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
+  [[ -n "$pid" ]] && pid_running "$pid" || return 1
   # Guard against a recycled pid: the process must still be the binary we started.
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1" || return 1
 }
@@ -43,13 +49,13 @@ healthy() {
   [[ "$(api_get /readyz 2>/dev/null)" == ok ]]
 }
 
-if [[ -f "$STATE/UP" ]]; then
-  if healthy; then
+if [[ -d "$STATE" ]]; then
+  if [[ -f "$STATE/UP" ]] && healthy; then
     log "control plane already up ($API)"
     echo "$KUBECONFIG_PATH"
     exit 0
   fi
-  log "control plane state found but not healthy; tearing it down first"
+  log "control plane state found but not up and healthy; tearing it down first"
   "$HERE/down.sh" >&2
 fi
 
@@ -153,7 +159,8 @@ fail() { # message
     log "---- last lines of $LOGS/$p.log"
     tail -15 "$LOGS/$p.log" >&2
   done
-  log "logs kept in $LOGS; run down.sh to clean up"
+  WEIR_K8S_KEEP_STATE=1 "$HERE/down.sh" >&2 || true
+  log "processes stopped; logs kept in $LOGS (the next up.sh or down.sh removes them)"
   exit 1
 }
 
@@ -164,7 +171,7 @@ wait_for() { # description timeout command...
   until "$@" >/dev/null 2>&1; do
     local p
     for p in "${PROCS[@]}"; do
-      [[ -f "$PIDS/$p.pid" ]] && ! proc_alive "$p" && fail "$p exited while waiting for $what"
+      [[ -f "$PIDS/$p.pid" ]] && ! pid_running "$(cat "$PIDS/$p.pid")" && fail "$p exited while waiting for $what"
     done
     (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
     sleep 0.5
