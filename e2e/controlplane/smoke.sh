@@ -141,11 +141,17 @@ grep -q 'spec.replicas' <<<"$out" || fail "schema rejection did not name the fie
 step "4 status subresource patched"
 status_patch='{"status":{"phase":"Ready","observedGeneration":1}}'
 errfile="$(mktemp)"
-if kn patch smoke smoke-1 --subresource=status --type=merge -p "$status_patch" >/dev/null 2>"$errfile"; then
+# WEIR_SMOKE_FORCE_REST=1 exercises the fallback path.
+if [[ "${WEIR_SMOKE_FORCE_REST:-0}" != 1 ]] &&
+  kn patch smoke smoke-1 --subresource=status --type=merge -p "$status_patch" >/dev/null 2>"$errfile"; then
   log "patched via kubectl patch --subresource=status"
 else
   # Fallback for a kubectl without --subresource: PATCH /status with the kubeconfig's token.
-  log "kubectl patch --subresource=status failed ($(head -1 "$errfile")); using the REST API"
+  if [[ -s "$errfile" ]]; then
+    log "kubectl patch --subresource=status failed ($(head -1 "$errfile")); using the REST API"
+  else
+    log "patching via the REST API (WEIR_SMOKE_FORCE_REST=1)"
+  fi
   server="$(k config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
   token="$(k config view --raw --minify -o jsonpath='{.users[0].user.token}')"
   cafile="$(mktemp)"
