@@ -1,0 +1,27 @@
+# Shared settings for the local control plane scripts. Sourced, not executed.
+# shellcheck shell=bash disable=SC2034
+
+# Everything lives outside the repository.
+WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
+K8S_CACHE="$WEIR_CACHE/k8s"
+K8S_BIN="$K8S_CACHE/bin"
+# Runtime state (etcd data, certs, logs, kubeconfig) of a running control plane.
+K8S_STATE="${WEIR_K8S_STATE:-$K8S_CACHE/state}"
+
+# What install.sh builds. Changing any of these invalidates the cached binaries.
+K8S_SRC_PKG=kubernetes
+K8S_SRC_VERSION="1.20.5+really1.20.2-1.1+deb12u1" # Debian bookworm, upstream 1.20.2
+GO_DEB_VERSION="1.15.15-1~deb11u4"                # Debian bullseye golang-1.15
+K8S_RECIPE=1                                      # bump when the build recipe changes
+K8S_STAMP="k8s=$K8S_SRC_VERSION go=$GO_DEB_VERSION recipe=$K8S_RECIPE"
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+
+# Ports (all bound to 127.0.0.1).
+K8S_APISERVER_PORT="${WEIR_K8S_APISERVER_PORT:-6443}"
+K8S_ETCD_PORT="${WEIR_K8S_ETCD_PORT:-23790}" # not 2379: a distro etcd may own it
+K8S_ETCD_PEER_PORT="${WEIR_K8S_ETCD_PEER_PORT:-23800}"
+K8S_KCM_PORT="${WEIR_K8S_KCM_PORT:-10257}"
+K8S_SCHED_PORT="${WEIR_K8S_SCHED_PORT:-10259}"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
