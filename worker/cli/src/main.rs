@@ -48,6 +48,9 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
         /// Default parallelism (overrides `parallelism.default`).
         #[arg(long, short)]
         parallelism: Option<usize>,
+        /// Restore from this checkpoint or savepoint directory (`execution.savepoint.path`).
+        #[arg(long, short = 's', value_name = "URI")]
+        from_savepoint: Option<String>,
         /// A job argument, `key=value` (repeatable; `weir jobs` lists each job's arguments).
         #[arg(long = "arg", value_name = "KEY=VALUE")]
         args: Vec<String>,
@@ -102,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
             job,
             config,
             parallelism,
+            from_savepoint,
             args,
             set,
             explain,
@@ -113,6 +117,9 @@ fn run(cli: Cli) -> Result<()> {
             let mut conf = Config::load(config.as_deref())?;
             if let Some(p) = parallelism {
                 conf.set("parallelism.default", &p.to_string())?;
+            }
+            if let Some(path) = &from_savepoint {
+                conf.set("execution.savepoint.path", path)?;
             }
             for kv in &set {
                 let (k, v) = kv

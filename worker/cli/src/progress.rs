@@ -78,6 +78,16 @@ pub fn run(handle: JobHandle, name: &str, show: bool, summary_json: Option<&Path
         m.records_out,
         m.skipped
     );
+    let c = &result.checkpoints;
+    if c.triggered > 0 || result.restarts > 0 {
+        eprintln!(
+            "checkpoints: {} completed, {} failed; latest {}; restarts {}",
+            c.completed,
+            c.failed,
+            c.last_completed_path.as_deref().unwrap_or("-"),
+            result.restarts
+        );
+    }
     if show {
         for t in &m.tasks {
             eprintln!(
@@ -95,6 +105,15 @@ pub fn run(handle: JobHandle, name: &str, show: bool, summary_json: Option<&Path
             "records_in": m.records_in,
             "records_out": m.records_out,
             "skipped": m.skipped,
+            "job_id": result.job_id,
+            "restarts": result.restarts,
+            "checkpoints": {
+                "completed": c.completed,
+                "failed": c.failed,
+                "latest_path": c.last_completed_path,
+                "last_duration_ms": c.last_duration_ms,
+                "last_size_bytes": c.last_size_bytes,
+            },
         });
         std::fs::write(path, json.to_string() + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
