@@ -197,3 +197,125 @@ fn mistakes_on_the_command_line_get_errors_that_say_what_to_do() {
         stderr(&o)
     );
 }
+
+/// Committed result lines in `dir` (sorted); in-progress files are hidden and not read.
+fn committed(dir: &std::path::Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The newest checkpoint directory with a `_metadata` under `dir/<job-id>/`.
+fn latest_checkpoint(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let job = std::fs::read_dir(dir).ok()?.next()?.ok()?.path();
+    std::fs::read_dir(&job)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("_metadata").exists())
+        .max_by_key(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("chk-")
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+}
+
+#[test]
+fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
+    let base = [
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=60000",
+        "--no-progress",
+    ];
+    let reference = tempfile::tempdir().unwrap();
+    let o = weir(
+        &[
+            &base[..],
+            &["--arg", &format!("output={}", reference.path().display())],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+    assert!(expected.len() > 100);
+
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let checkpointing = [
+        "--set".to_string(),
+        "execution.checkpointing.interval=100ms".to_string(),
+        "--set".to_string(),
+        format!("state.checkpoints.dir=file://{}", chk.path().display()),
+        "--set".to_string(),
+        "state.checkpoints.num-retained=3".to_string(),
+        "--arg".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(checkpointing.iter().cloned());
+    args.extend(["--arg".to_string(), "rate=30000".to_string()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once a checkpoint exists and the job is well under way (about 1 s of 2 s).
+    let start = std::time::Instant::now();
+    while latest_checkpoint(chk.path()).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1000)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = committed(out.path());
+    assert!(
+        partial.len() < expected.len(),
+        "killed mid-run: {} of {} results",
+        partial.len(),
+        expected.len()
+    );
+
+    let restore = latest_checkpoint(chk.path()).unwrap();
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(checkpointing.iter().cloned());
+    args.extend([
+        "--from-savepoint".to_string(),
+        format!("file://{}", restore.display()),
+    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "resumed from {}",
+        restore.display()
+    );
+}

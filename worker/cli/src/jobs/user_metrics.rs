@@ -7,7 +7,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use weir_engine::api::StreamExecutionEnvironment;
-use weir_engine::connectors::{DataGen, PrintSink};
+use weir_engine::connectors::{DataGen, FileSink, PrintSink};
 use weir_engine::time::{WatermarkStrategy, format_ts};
 use weir_engine::window::{WindowSpec, Windowed, agg};
 
@@ -21,6 +21,11 @@ pub const JOB: JobDef = JobDef {
             "rate",
             "0",
             "events per second; 0 means as fast as possible",
+        ),
+        (
+            "output",
+            "-",
+            "directory for exactly-once JSON-lines results; '-' prints them",
         ),
     ],
     build,
@@ -50,29 +55,35 @@ fn build(env: &StreamExecutionEnvironment, args: &JobArgs) -> Result<()> {
     if rate > 0.0 {
         clicks = clicks.rows_per_second(rate);
     }
-    env.from_source(
-        clicks,
-        Some(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
-                .with_timestamp_assigner(|c: &Click| c.ts),
-        ),
-        "Clicks",
-    )
-    .key_by(|c: &Click| c.user_id.clone())
-    .window(WindowSpec::tumbling(Duration::from_secs(60)))
-    .aggregate((agg::count(), agg::sum(|c: &Click| c.amount)))
-    .uid("clicks-per-minute")
-    .map(|w: Windowed<String, (u64, f64)>| {
-        format!(
-            "{} .. {}  {:<8} events={:<5} amount={:.2}",
-            format_ts(w.window.start),
-            &format_ts(w.window.end)[11..],
-            w.key,
-            w.value.0,
-            w.value.1
+    let lines = env
+        .from_source(
+            clicks,
+            Some(
+                WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                    .with_timestamp_assigner(|c: &Click| c.ts),
+            ),
+            "Clicks",
         )
-    })
-    .sink_to(PrintSink::display())
-    .name("Print");
+        .uid("clicks")
+        .key_by(|c: &Click| c.user_id.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(60)))
+        .aggregate((agg::count(), agg::sum(|c: &Click| c.amount)))
+        .uid("clicks-per-minute")
+        .map(|w: Windowed<String, (u64, f64)>| {
+            format!(
+                "{} .. {}  {:<8} events={:<5} amount={:.2}",
+                format_ts(w.window.start),
+                &format_ts(w.window.end)[11..],
+                w.key,
+                w.value.0,
+                w.value.1
+            )
+        })
+        .uid("format");
+    match args.get("output") {
+        "-" => lines.sink_to(PrintSink::display()).name("Print"),
+        dir => lines.sink_to(FileSink::json_lines(dir)).name("Files"),
+    }
+    .uid("sink");
     Ok(())
 }

@@ -137,7 +137,7 @@ pub(crate) struct IndexSplits {
 
 impl IndexSplits {
     pub(crate) fn new(info: &SubtaskInfo, count: Option<u64>) -> Result<Self> {
-        let splits = match &info.restored {
+        let mut splits = match &info.restored {
             Some(state) => state
                 .list
                 .iter()
@@ -155,6 +155,9 @@ impl IndexSplits {
                 .map(|j| (j, j))
                 .collect(),
         };
+        // Resume in index order: splits are at most one round apart, so round-robin over
+        // them sorted by their next index continues the increasing sequence exactly.
+        splits.sort_by_key(|&(split, next)| (next, split));
         Ok(IndexSplits {
             splits,
             count,
