@@ -109,7 +109,90 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "1s",
         "wait between a failure and the restart",
     ),
+    (
+        "restart-strategy.exponential-delay.initial-backoff",
+        "1s",
+        "wait before the first restart",
+    ),
+    (
+        "restart-strategy.exponential-delay.max-backoff",
+        "1min",
+        "the wait never grows beyond this",
+    ),
+    (
+        "restart-strategy.exponential-delay.backoff-multiplier",
+        "1.5",
+        "each restart waits this many times longer",
+    ),
+    (
+        "restart-strategy.exponential-delay.jitter-factor",
+        "0.1",
+        "random +/- share of the wait, so restarts of many jobs spread out",
+    ),
+    (
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+        "2147483647",
+        "restarts allowed before the job fails",
+    ),
+    (
+        "execution.checkpointing.tolerable-failed-checkpoints",
+        "2147483647",
+        "consecutive checkpoint failures tolerated before the job fails (and restarts)",
+    ),
 ];
+
+/// What to do when a task fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestartStrategy {
+    /// Fail the job.
+    None,
+    /// Restart after a fixed delay, up to `attempts` times.
+    FixedDelay {
+        /// Restarts allowed.
+        attempts: u64,
+        /// Wait before each restart.
+        delay: std::time::Duration,
+    },
+    /// Restart after a delay that grows by `multiplier` up to `max`, with +/- `jitter`.
+    ExponentialDelay {
+        /// First wait.
+        initial: std::time::Duration,
+        /// Largest wait.
+        max: std::time::Duration,
+        /// Growth per restart.
+        multiplier: f64,
+        /// Random share of the wait added or removed (0.0–1.0).
+        jitter: f64,
+        /// Restarts allowed.
+        attempts: u64,
+    },
+}
+
+impl RestartStrategy {
+    /// The wait before restart number `n` (0-based), given `random` uniform in [0, 1);
+    /// `None` when no restart is allowed.
+    pub fn delay(&self, n: u64, random: f64) -> Option<std::time::Duration> {
+        match self {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay { attempts, delay } => (n < *attempts).then_some(*delay),
+            RestartStrategy::ExponentialDelay {
+                initial,
+                max,
+                multiplier,
+                jitter,
+                attempts,
+            } => {
+                if n >= *attempts {
+                    return None;
+                }
+                let base = (initial.as_secs_f64() * multiplier.powi(n.min(1000) as i32))
+                    .min(max.as_secs_f64());
+                let factor = 1.0 + jitter * (2.0 * random - 1.0);
+                Some(std::time::Duration::from_secs_f64((base * factor).max(0.0)))
+            }
+        }
+    }
+}
 
 /// Parses a duration the way Flink writes them: `500ms`, `1s`, `10 s`, `2min`, `1h`, or a
 /// bare number of milliseconds.
@@ -158,10 +241,10 @@ pub struct CheckpointConfig {
     pub restore_from: Option<String>,
     /// `execution.savepoint.ignore-unclaimed-state`.
     pub allow_non_restored: bool,
-    /// Restarts allowed (0 = restart strategy `none`).
-    pub restart_attempts: u64,
-    /// Delay before a restart.
-    pub restart_delay: std::time::Duration,
+    /// What to do when a task fails.
+    pub restart: RestartStrategy,
+    /// Consecutive checkpoint failures tolerated before the job fails.
+    pub tolerable_failures: u64,
 }
 
 /// Resolved configuration.
@@ -332,22 +415,50 @@ impl Config {
                     self.get("state.checkpoints.num-retained")
                 ))
             })?;
-        let restart_attempts = match self.get("restart-strategy.type") {
-            "none" => 0,
-            "fixed-delay" => self
-                .get("restart-strategy.fixed-delay.attempts")
-                .parse()
-                .map_err(|_| {
-                    Error::Config(format!(
-                        "'restart-strategy.fixed-delay.attempts' must be a number, got '{}'",
-                        self.get("restart-strategy.fixed-delay.attempts")
-                    ))
-                })?,
-            "" if interval.is_some() => u64::from(u32::MAX >> 1),
-            "" => 0,
+        let number = |key: &str| -> Result<u64> {
+            self.get(key).parse().map_err(|_| {
+                Error::Config(format!(
+                    "'{key}' must be a whole number, got '{}'",
+                    self.get(key)
+                ))
+            })
+        };
+        let float = |key: &str| -> Result<f64> {
+            self.get(key).parse().map_err(|_| {
+                Error::Config(format!("'{key}' must be a number, got '{}'", self.get(key)))
+            })
+        };
+        let fixed = || -> Result<RestartStrategy> {
+            Ok(RestartStrategy::FixedDelay {
+                attempts: number("restart-strategy.fixed-delay.attempts")?,
+                delay: self.duration("restart-strategy.fixed-delay.delay")?,
+            })
+        };
+        let restart = match self.get("restart-strategy.type") {
+            "none" | "disable" => RestartStrategy::None,
+            "fixed-delay" => fixed()?,
+            "exponential-delay" => {
+                let jitter = float("restart-strategy.exponential-delay.jitter-factor")?;
+                if !(0.0..=1.0).contains(&jitter) {
+                    return Err(Error::Config(format!(
+                        "'restart-strategy.exponential-delay.jitter-factor' must be between 0 and 1, got {jitter}"
+                    )));
+                }
+                RestartStrategy::ExponentialDelay {
+                    initial: self.duration("restart-strategy.exponential-delay.initial-backoff")?,
+                    max: self.duration("restart-strategy.exponential-delay.max-backoff")?,
+                    multiplier: float("restart-strategy.exponential-delay.backoff-multiplier")?,
+                    jitter,
+                    attempts: number(
+                        "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+                    )?,
+                }
+            }
+            "" if interval.is_some() => fixed()?,
+            "" => RestartStrategy::None,
             v => {
                 return Err(Error::Config(format!(
-                    "'restart-strategy.type' must be none or fixed-delay, got '{v}'"
+                    "'restart-strategy.type' must be none, fixed-delay or exponential-delay, got '{v}'"
                 )));
             }
         };
@@ -361,8 +472,8 @@ impl Config {
             savepoints_dir: self.optional("state.savepoints.dir"),
             restore_from: self.optional("execution.savepoint.path"),
             allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
-            restart_attempts,
-            restart_delay: self.duration("restart-strategy.fixed-delay.delay")?,
+            restart,
+            tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
         })
     }
 
@@ -429,6 +540,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exponential_delay_grows_caps_and_jitters() {
+        let mut c = Config::default();
+        c.set("restart-strategy.type", "exponential-delay").unwrap();
+        c.set(
+            "restart-strategy.exponential-delay.initial-backoff",
+            "100ms",
+        )
+        .unwrap();
+        c.set("restart-strategy.exponential-delay.max-backoff", "1s")
+            .unwrap();
+        c.set("restart-strategy.exponential-delay.backoff-multiplier", "2")
+            .unwrap();
+        c.set(
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+            "6",
+        )
+        .unwrap();
+        let r = c.checkpointing().unwrap().restart;
+        let ms = |n, rnd| r.delay(n, rnd).map(|d| d.as_millis());
+        // random 0.5 means no jitter: 100, 200, 400, 800, then capped at 1000.
+        assert_eq!(
+            (0..6).map(|n| ms(n, 0.5).unwrap()).collect::<Vec<_>>(),
+            vec![100, 200, 400, 800, 1000, 1000]
+        );
+        assert_eq!(ms(6, 0.5), None, "six restarts allowed");
+        // Jitter 0.1: between 90 % and 110 % of the base.
+        assert_eq!((ms(1, 0.0).unwrap(), ms(1, 0.999_999).unwrap()), (180, 219));
+        c.set("restart-strategy.type", "none").unwrap();
+        assert_eq!(c.checkpointing().unwrap().restart.delay(0, 0.5), None);
+    }
 
     #[test]
     fn unknown_key_suggests_the_nearest_valid_key() {

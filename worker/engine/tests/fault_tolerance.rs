@@ -276,3 +276,53 @@ fn a_corrupt_or_truncated_metadata_file_is_rejected_on_restore() {
         "{msg}"
     );
 }
+
+#[test]
+fn checkpoints_that_cannot_be_written_are_counted_and_the_job_keeps_its_data() {
+    let out = tempfile::tempdir().unwrap();
+    let blocker = tempfile::NamedTempFile::new().unwrap(); // a file where a directory must go
+    let unwritable = format!("file://{}/chk", blocker.path().display());
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("execution.checkpointing.interval", "30ms".into()),
+        ("state.checkpoints.dir", unwritable.clone()),
+    ]));
+    build(&env, out.path(), 30_000.0, None);
+    let result = env.execute("unwritable").unwrap();
+    assert!(
+        result.checkpoints.failed >= 2 && result.checkpoints.completed == 0,
+        "{:?}",
+        result.checkpoints
+    );
+    assert!(
+        result
+            .checkpoints
+            .last_failure
+            .as_deref()
+            .unwrap()
+            .contains("could not be written"),
+        "{:?}",
+        result.checkpoints
+    );
+    assert_eq!(
+        committed(out.path()),
+        reference(1),
+        "failed checkpoints lose no output"
+    );
+
+    // With no tolerance the job fails, and says why.
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("execution.checkpointing.interval", "30ms".into()),
+        ("state.checkpoints.dir", unwritable),
+        (
+            "execution.checkpointing.tolerable-failed-checkpoints",
+            "0".into(),
+        ),
+        ("restart-strategy.type", "none".into()),
+    ]));
+    build(&env, out.path(), 30_000.0, None);
+    let msg = weir_engine::report(&env.execute("intolerant").unwrap_err());
+    assert!(
+        msg.contains("exceed execution.checkpointing.tolerable-failed-checkpoints (0)"),
+        "{msg}"
+    );
+}

@@ -92,6 +92,9 @@ pub(crate) struct Coordinator {
     pub(crate) retained: Arc<Mutex<VecDeque<(u64, String)>>>,
     pub(crate) done: Arc<AtomicBool>,
     pub(crate) any_task_finished: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Fails the current attempt (too many consecutive checkpoint failures).
+    pub(crate) fail_job: Arc<dyn Fn(Error) + Send + Sync>,
+    pub(crate) consecutive_failures: AtomicU64,
 }
 
 struct Pending {
@@ -186,8 +189,21 @@ impl Coordinator {
         let mut s = self.stats.lock().expect("not poisoned");
         s.failed += 1;
         s.last_failure = Some(msg.clone());
+        drop(s);
+        let is_savepoint = p.savepoint.is_some();
         if let Some(r) = p.savepoint {
-            let _ = r.reply.send(Err(Error::User(msg)));
+            let _ = r.reply.send(Err(Error::User(msg.clone())));
+        }
+        // Savepoint failures are reported to the caller; only checkpoints count here.
+        if !is_savepoint {
+            let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+            if n > self.cfg.tolerable_failures {
+                (self.fail_job)(Error::User(format!(
+                    "{n} consecutive checkpoint failures exceed execution.checkpointing.tolerable-failed-checkpoints \
+                     ({}); last: {msg}",
+                    self.cfg.tolerable_failures
+                )));
+            }
         }
     }
 
@@ -203,6 +219,7 @@ impl Coordinator {
                     tracing::info!(savepoint = %path, "savepoint completed");
                     let _ = r.reply.send(Ok(path));
                 } else {
+                    self.consecutive_failures.store(0, Relaxed);
                     let mut s = self.stats.lock().expect("not poisoned");
                     s.completed += 1;
                     s.last_completed_id = Some(p.id);

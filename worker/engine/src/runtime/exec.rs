@@ -305,14 +305,15 @@ impl Supervisor {
             };
             let error = errors.swap_remove(pos);
             let restarts = self.shared.restarts.load(Relaxed);
-            if self.shared.cancel.load(Relaxed)
-                || is_cancellation(&error)
-                || restarts >= self.cfg.restart_attempts
-            {
+            let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let delay = self.cfg.restart.delay(restarts, random);
+            let Some(delay) =
+                delay.filter(|_| !self.shared.cancel.load(Relaxed) && !is_cancellation(&error))
+            else {
                 return Err(error);
-            }
+            };
             tracing::warn!(job = %self.name, error = %crate::error::report(&error), restart = restarts + 1, "job failed; restarting from the latest checkpoint");
-            std::thread::sleep(self.cfg.restart_delay);
+            std::thread::sleep(delay);
             if self.shared.cancel.load(Relaxed) {
                 return Err(Error::Cancelled);
             }
@@ -407,6 +408,15 @@ impl Supervisor {
             any_task_finished: Arc::new(move || {
                 task_metrics.iter().any(|t| t.finished.load(Relaxed))
             }),
+            fail_job: {
+                let (errors, cancel) = (errors.clone(), cancel.clone());
+                Arc::new(move |e| {
+                    tracing::error!(error = %e, "failing the job");
+                    errors.lock().expect("not poisoned").push(e);
+                    cancel.store(true, Relaxed);
+                })
+            },
+            consecutive_failures: AtomicU64::new(0),
         };
         let coordinator = std::thread::Builder::new()
             .name(format!("{} checkpoints", self.name))
