@@ -7,8 +7,10 @@
 //! status and what the JobManager reports. None of them touch the Kubernetes client.
 
 pub mod crd;
+pub mod desired;
 pub mod duration;
 pub mod names;
+pub mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
