@@ -9,6 +9,7 @@
 pub mod crd;
 pub mod desired;
 pub mod duration;
+pub mod lifecycle;
 pub mod names;
 pub mod validate;
 
