@@ -905,3 +905,77 @@ fn backoff_doubles_from_ten_seconds_up_to_five_minutes() {
     assert_eq!(secs, [10, 20, 40, 80, 160, 300, 300]);
     assert_eq!(lifecycle::backoff(u32::MAX).as_secs(), 300);
 }
+
+impl World {
+    /// One cleanup reconcile of a resource being deleted; returns whether it is done.
+    fn reconcile_deletion(&mut self) -> bool {
+        self.triggers += 1;
+        let observation = self.observe();
+        let deletion = lifecycle::decide_deletion(&Inputs {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            observation: &observation,
+            now: self.now,
+            fresh_trigger_id: format!("trigger-{}", self.triggers),
+        });
+        self.status = deletion.status.clone();
+        self.events.extend(deletion.events.clone());
+        self.act(&deletion.action);
+        deletion.done
+    }
+}
+
+#[test]
+fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_the_pods() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = true;
+    world.deploy_stable();
+
+    assert!(!world.reconcile_deletion());
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Deleting);
+    assert_eq!(world.jm.started.len(), 1);
+    assert!(
+        world.cluster.exists,
+        "pods stay until the savepoint completes"
+    );
+    world.tick(5);
+    assert!(!world.reconcile_deletion()); // savepoint recorded, tear down
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(!world.cluster.exists);
+    assert!(world.reconcile_deletion());
+    assert_eq!(world.jm.started.len(), 1);
+    assert!(world.disposed.is_empty(), "savepoints are the user's data");
+}
+
+#[test]
+fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = true;
+    world.deploy_stable();
+    world.jm.script = vec![Err("bucket gone".into())];
+
+    world.reconcile_deletion();
+    world.tick(5);
+    assert!(!world.reconcile_deletion());
+    assert!(world.status.error.as_ref().unwrap().contains("bucket gone"));
+    assert!(world.cluster.exists);
+    world.tick(10);
+    assert!(!world.reconcile_deletion());
+    assert_eq!(world.jm.started.len(), 2);
+    world.tick(5);
+    world.reconcile_deletion();
+    assert!(world.reconcile_deletion());
+    assert!(!world.cluster.exists);
+}
+
+#[test]
+fn deletion_without_savepoint_on_deletion_just_removes_the_pods() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    assert!(!world.reconcile_deletion());
+    assert!(!world.cluster.exists);
+    assert!(world.jm.started.is_empty());
+    assert!(world.reconcile_deletion());
+}

@@ -12,6 +12,7 @@
 //! phase; [`idle`] starts rollouts and handles manual and periodic savepoints and retention.
 
 mod awaiting;
+mod deleting;
 mod deploying;
 pub mod history;
 mod idle;
@@ -21,6 +22,8 @@ mod teardown;
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+pub use deleting::{Deletion, decide_deletion};
 
 use crate::crd::{
     LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,

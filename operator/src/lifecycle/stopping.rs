@@ -172,7 +172,7 @@ fn resend(
     )
 }
 
-fn savepoint_failed(
+pub(super) fn savepoint_failed(
     step: &mut Stepper<'_, '_>,
     pending: &PendingSavepoint,
     cause: String,
