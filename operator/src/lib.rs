@@ -4,13 +4,19 @@
 //! The crate is a pipeline of pure steps around a thin controller: [`crd`] defines the
 //! resource, [`validate`] checks what the schema cannot, [`desired`] renders the desired
 //! Kubernetes objects, and [`lifecycle`] decides the next rollout step from the spec, the
-//! status and what the JobManager reports. None of them touch the Kubernetes client.
+//! status and what the JobManager reports. None of them touch the Kubernetes client; the
+//! [`controller`] connects them to the API server, the [`jobmanager`] REST client and
+//! [`storage`], and exports [`metrics`].
 
+pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod duration;
+pub mod jobmanager;
 pub mod lifecycle;
+pub mod metrics;
 pub mod names;
+pub mod storage;
 pub mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,0 +1,84 @@
+//! Deleting savepoints and old checkpoint directories from storage. `file://` locations are
+//! removed directly (the operator pod must mount the same volume); `s3://` is not supported
+//! yet and fails with [`StorageError::Unsupported`], so the lifecycle keeps the locations in
+//! `status.savepoints.disposing` / `previous_job_ids` and retries later rather than forgetting
+//! them.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a deletion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "deleting {location} is not supported: the operator only deletes file:// locations so far"
+    )]
+    Unsupported { location: String },
+
+    #[error("deleting {path} failed")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Deletes a savepoint directory. Deleting what is already gone succeeds, so a deletion
+/// repeated after an operator restart is harmless.
+pub async fn delete_location(location: &str) -> Result<(), StorageError> {
+    let Some(path) = location.strip_prefix("file://") else {
+        return Err(StorageError::Unsupported {
+            location: location.to_string(),
+        });
+    };
+    let path = PathBuf::from(path);
+    // Recursive deletion is blocking file I/O: keep it off the async worker threads.
+    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StorageError::Io { path, source }),
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(StorageError::Io {
+            path: PathBuf::from(location),
+            source: io::Error::other(join),
+        })
+    })
+}
+
+/// The checkpoint directory of one run: `<checkpoints.dir>/<job-id>`.
+pub fn checkpoint_run_dir(dir: &str, job_id: &str) -> String {
+    format!("{}/{job_id}", dir.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_savepoint_is_deleted_and_deleting_it_again_succeeds() {
+        let root = std::env::temp_dir().join(format!("weir-storage-{}", std::process::id()));
+        let savepoint = root.join("savepoint-ab12-x");
+        std::fs::create_dir_all(&savepoint).unwrap();
+        std::fs::write(savepoint.join("_metadata"), b"x").unwrap();
+        let location = format!("file://{}", savepoint.display());
+
+        delete_location(&location).await.unwrap();
+        assert!(!savepoint.exists());
+        delete_location(&location).await.unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_s3_location_is_reported_as_unsupported() {
+        let error = delete_location("s3://b/sp/savepoint-1").await.unwrap_err();
+        assert!(matches!(error, StorageError::Unsupported { .. }));
+    }
+
+    #[test]
+    fn a_run_directory_is_the_job_id_under_the_checkpoint_dir() {
+        assert_eq!(checkpoint_run_dir("s3://b/cp/", "a1b2"), "s3://b/cp/a1b2");
+        assert_eq!(checkpoint_run_dir("file:///d", "a1b2"), "file:///d/a1b2");
+    }
+}
