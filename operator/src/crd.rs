@@ -27,6 +27,7 @@ pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|min|h|d)$";
     namespaced,
     shortname = "sj",
     status = "StreamJobStatus",
+    doc = "A Weir streaming job, run by weir-operator as a JobManager and TaskManagers.",
     printcolumn(
         name = "Job State",
         type_ = "string",
