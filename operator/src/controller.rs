@@ -287,12 +287,20 @@ async fn observe(
         cluster_exists,
         ..Observation::default()
     };
-    if !cluster_exists {
-        return Ok(observation);
+    if cluster_exists {
+        match ctx.jobmanager.observe_job(&base).await {
+            Ok(observed) => observation.job = observed,
+            Err(error) => tracing::info!(job = %name, error = %error, "JobManager not answering"),
+        }
     }
-    match ctx.jobmanager.observe_job(&base).await {
-        Ok(observed) => observation.job = observed,
-        Err(error) => tracing::info!(job = %name, error = %error, "JobManager not answering"),
+    if observation.job.is_none()
+        && let (Some(checkpoints), Some(job_id)) =
+            (&job.spec.checkpoints, &status.job_status.job_id)
+    {
+        // Without a JobManager, storage is the only witness of checkpoints completed since the
+        // status last recorded one.
+        observation.storage_latest_checkpoint =
+            storage::latest_checkpoint(&checkpoints.dir, job_id).await;
     }
     if let Some(pending) = &status.savepoints.pending
         && observation.job.is_some()

@@ -1,4 +1,5 @@
-//! Deleting savepoints and old checkpoint directories from storage. `file://` locations are
+//! Storage access: finding a run's latest checkpoint when its JobManager is gone, and deleting
+//! savepoints and old checkpoint directories. `file://` locations are
 //! removed directly (the operator pod must mount the same volume); `s3://` is not supported
 //! yet and fails with [`StorageError::Unsupported`], so the lifecycle keeps the locations in
 //! `status.savepoints.disposing` / `previous_job_ids` and retries later rather than forgetting
@@ -47,6 +48,35 @@ pub async fn delete_location(location: &str) -> Result<(), StorageError> {
     })
 }
 
+/// The newest completed checkpoint of one run found in storage: the `chk-<n>` directory under
+/// `<checkpoints.dir>/<job-id>/` with the highest `n` that has its `_metadata` (written last,
+/// so an unfinished checkpoint is skipped). Only `file://` can be listed so far; other schemes
+/// and unreadable directories give `None`, and the lifecycle falls back to what the status
+/// recorded.
+pub async fn latest_checkpoint(dir: &str, job_id: &str) -> Option<String> {
+    let run = checkpoint_run_dir(dir, job_id);
+    let path = PathBuf::from(run.strip_prefix("file://")?);
+    tokio::task::spawn_blocking(move || {
+        let newest = std::fs::read_dir(&path)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let number: u64 = name.strip_prefix("chk-")?.parse().ok()?;
+                entry
+                    .path()
+                    .join("_metadata")
+                    .is_file()
+                    .then_some((number, name))
+            })
+            .max()?;
+        Some(format!("{run}/{}", newest.1))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// The checkpoint directory of one run: `<checkpoints.dir>/<job-id>`.
 pub fn checkpoint_run_dir(dir: &str, job_id: &str) -> String {
     format!("{}/{job_id}", dir.trim_end_matches('/'))
@@ -74,6 +104,26 @@ mod tests {
     async fn an_s3_location_is_reported_as_unsupported() {
         let error = delete_location("s3://b/sp/savepoint-1").await.unwrap_err();
         assert!(matches!(error, StorageError::Unsupported { .. }));
+    }
+
+    #[tokio::test]
+    async fn the_newest_checkpoint_with_metadata_is_found_in_a_file_directory() {
+        let root = std::env::temp_dir().join(format!("weir-ckpt-{}", std::process::id()));
+        for (n, complete) in [(2, true), (9, true), (10, true), (11, false)] {
+            let chk = root.join("a1b2").join(format!("chk-{n}"));
+            std::fs::create_dir_all(&chk).unwrap();
+            if complete {
+                std::fs::write(chk.join("_metadata"), b"x").unwrap();
+            }
+        }
+        std::fs::create_dir_all(root.join("a1b2").join("shared")).unwrap();
+        let dir = format!("file://{}", root.display());
+
+        let latest = latest_checkpoint(&dir, "a1b2").await;
+        assert_eq!(latest, Some(format!("{dir}/a1b2/chk-10")));
+        assert_eq!(latest_checkpoint(&dir, "other").await, None);
+        assert_eq!(latest_checkpoint("s3://b/cp", "a1b2").await, None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -979,3 +979,22 @@ fn deletion_without_savepoint_on_deletion_just_removes_the_pods() {
     assert!(world.jm.started.is_empty());
     assert!(world.reconcile_deletion());
 }
+
+#[test]
+fn without_a_jobmanager_a_newer_checkpoint_in_storage_beats_the_recorded_one() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    let recorded = world.status.job_status.last_checkpoint.clone().unwrap();
+    world.jm.job = None;
+    world.storage_checkpoint = Some("file:///data/checkpoints/job1/chk-99".into());
+    world.spec.image = "weir:next".into();
+    world.reconcile();
+    assert_ne!(
+        world.status.reconciliation.restore_path.as_deref(),
+        Some(recorded.as_str())
+    );
+    assert_eq!(
+        world.status.reconciliation.restore_path.as_deref(),
+        Some("file:///data/checkpoints/job1/chk-99")
+    );
+}

@@ -372,15 +372,15 @@ impl Stepper<'_, '_> {
     }
 
     /// The newest state the current run is known to have: its latest checkpoint from the
-    /// JobManager, else the one last recorded, else one found in storage, else what it was
-    /// itself restored from.
+    /// JobManager, else the newest found in storage (at least as new as the recorded one),
+    /// else the one last recorded, else what it was itself restored from.
     fn last_state(&self) -> Option<String> {
         self.obs()
             .job
             .as_ref()
             .and_then(|j| j.latest_checkpoint.clone())
-            .or_else(|| self.status.job_status.last_checkpoint.clone())
             .or_else(|| self.obs().storage_latest_checkpoint.clone())
+            .or_else(|| self.status.job_status.last_checkpoint.clone())
             .or_else(|| self.status.reconciliation.restore_path.clone())
     }
 }
