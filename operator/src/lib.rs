@@ -13,6 +13,7 @@ pub mod crd;
 pub mod desired;
 pub mod duration;
 pub mod jobmanager;
+pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
