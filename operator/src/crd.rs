@@ -548,6 +548,10 @@ pub struct ReconciliationStatus {
     #[serde(default)]
     pub retries: u32,
 
+    /// Restarts of FAILED jobs since the job was last stable; spaces out the next restart.
+    #[serde(default)]
+    pub failed_restarts: u32,
+
     /// Earliest time of the next attempt after a failure (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,

@@ -844,6 +844,10 @@ fn a_failed_job_is_restarted_from_its_latest_checkpoint_when_restart_failed_is_s
     world.deploy_stable();
     let checkpoint = world.status.job_status.last_checkpoint.clone();
     world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    // The first restart waits 10 s after the deployment.
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Failed);
+    world.tick(10);
     assert_eq!(world.reconcile(), Action::TearDown);
     assert!(world.reasons().contains(&"Restart"));
     let action = world.reconcile();
@@ -997,4 +1001,112 @@ fn without_a_jobmanager_a_newer_checkpoint_in_storage_beats_the_recorded_one() {
         world.status.reconciliation.restore_path.as_deref(),
         Some("file:///data/checkpoints/job1/chk-99")
     );
+}
+
+#[test]
+fn an_operator_restart_at_any_step_of_suspend_and_resume_takes_one_savepoint_and_resumes_from_it() {
+    for crash_at in 0..6 {
+        let mut world = World::new("savepoint.yaml");
+        world.deploy_stable();
+        world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+
+        let mut steps = 0;
+        while world.status.lifecycle_state != LifecycleState::Suspended {
+            if steps == crash_at {
+                world.reconcile_and_crash();
+            } else {
+                world.reconcile();
+            }
+            world.tick(5);
+            steps += 1;
+            assert!(steps < 20, "crash at {crash_at}: {:#?}", world.status);
+        }
+        assert!(!world.cluster.exists, "crash at {crash_at}");
+        assert_eq!(world.jm.started.len(), 1, "crash at {crash_at}");
+        let saved = world.status.savepoints.last.clone().unwrap().location;
+
+        world.spec.job.state = weir_operator::crd::DesiredJobState::Running;
+        // The resume itself is interrupted once after writing its status.
+        world.reconcile_and_crash();
+        world.settle(6);
+        assert_eq!(
+            world.cluster.restores.last().unwrap().as_deref(),
+            Some(saved.as_str()),
+            "crash at {crash_at}"
+        );
+        assert_eq!(world.cluster.restores.len(), 2, "crash at {crash_at}");
+        assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    }
+}
+
+#[test]
+fn an_operator_restart_at_any_step_of_a_rollback_still_restores_the_upgrade_savepoint() {
+    for crash_at in 0..4 {
+        let mut world = World::new("savepoint.yaml");
+        world.deploy_stable();
+        let stable_image = world.spec.image.clone();
+        world.spec.image = "weir:broken".into();
+        world.reconcile();
+        world.tick(5);
+        world.reconcile();
+        world.reconcile();
+        let upgrade_savepoint = world.status.reconciliation.restore_path.clone();
+        world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+        world.tick(301);
+
+        let mut steps = 0;
+        while world.status.lifecycle_state != LifecycleState::RolledBack {
+            if steps == crash_at {
+                world.reconcile_and_crash();
+            } else {
+                world.reconcile();
+            }
+            world.tick(5);
+            if world.status.lifecycle_state == LifecycleState::RollingBack && world.jm.job.is_some()
+            {
+                world.complete_checkpoint();
+            }
+            steps += 1;
+            assert!(steps < 20, "crash at {crash_at}: {:#?}", world.status);
+        }
+        let (spec, restore) = world.cluster.deployed.clone().unwrap();
+        assert_eq!(spec.image, stable_image, "crash at {crash_at}");
+        assert_eq!(restore, upgrade_savepoint, "crash at {crash_at}");
+        assert_eq!(world.jm.started.len(), 1, "crash at {crash_at}");
+    }
+}
+
+#[test]
+fn a_job_that_keeps_failing_is_restarted_with_growing_pauses() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    let mut restart_times = Vec::new();
+    let start = world.now;
+    for _ in 0..120 {
+        if let Some(job) = world.jm.job.as_mut() {
+            job.state = JobState::Failed;
+        }
+        let action = world.reconcile();
+        if action == Action::TearDown && world.status.reconciliation.intent.is_some() {
+            restart_times.push((world.now - start).get_seconds());
+        }
+        world.tick(5);
+    }
+    // Pauses of 10 s, 20 s, 40 s, 80 s … after each redeployment, never a tight loop.
+    let gaps: Vec<i64> = restart_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(restart_times.len() >= 3, "{restart_times:?}");
+    assert!(gaps.windows(2).all(|g| g[1] > g[0]), "{gaps:?}");
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Failed);
+    assert!(world.status.error.as_ref().unwrap().contains("FAILED"));
+}
+
+#[test]
+fn a_restarted_job_that_becomes_stable_starts_its_restart_backoff_over() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    world.tick(10);
+    world.settle(8);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.reconciliation.failed_restarts, 0);
 }

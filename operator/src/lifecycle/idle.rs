@@ -11,7 +11,7 @@ use crate::crd::{
 use crate::duration;
 
 use super::{
-    Action, EventType, JobState, POLL, SETTLED, Stepper, deploying, elapsed, history,
+    Action, EventType, JobState, POLL, SETTLED, Stepper, backoff, deploying, elapsed, history,
     needs_restart, running_spec, spec_json, stopping,
 };
 
@@ -79,7 +79,24 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     }
 
     if step.obs().job_state() == Some(JobState::Failed) {
+        step.status.lifecycle_state = LifecycleState::Failed;
         if spec.job.restart_failed {
+            // A job that fails again right after each restart is restarted ever more slowly.
+            let restarts = step.status.reconciliation.failed_restarts;
+            let wait = backoff(restarts);
+            if !elapsed(
+                step.status.reconciliation.deployed_at.as_deref(),
+                wait,
+                step.now(),
+            ) {
+                step.status.error = Some(format!(
+                    "the job FAILED; restart {} is due {}s after the last deployment",
+                    restarts + 1,
+                    wait.as_secs()
+                ));
+                return (Action::None, POLL);
+            }
+            step.status.reconciliation.failed_restarts = restarts.saturating_add(1);
             step.event(
                 EventType::Warning,
                 "Restart",
@@ -87,7 +104,6 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             );
             return start_rollout(step, &spec, RolloutIntent::Restart);
         }
-        step.status.lifecycle_state = LifecycleState::Failed;
     }
 
     if let Some(step_out) = manual_or_periodic_savepoint(step, &spec) {
