@@ -512,3 +512,88 @@ fn new_trigger_id(job: &StreamJob) -> String {
     }
     format!("{high:016x}{low:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::LifecycleState;
+
+    fn job() -> StreamJob {
+        let mut job: StreamJob = serde_yaml::from_str(
+            "
+apiVersion: weir.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders, namespace: shop, uid: u-1, generation: 3}
+spec: {image: 'weir:1', job: {sql: 'SELECT 1'}}
+",
+        )
+        .unwrap();
+        job.status = None;
+        job
+    }
+
+    #[test]
+    fn trigger_ids_are_32_hex_digits_and_never_repeat() {
+        let job = job();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_trigger_id(&job)).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_is_permanent_and_an_unreachable_api_is_not() {
+        let invalid = Error::Invalid(ValidationErrors(vec![
+            crate::validate::ValidationError::SqlAndEntry,
+        ]));
+        assert!(invalid.is_permanent());
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            invalid,
+        )));
+        assert!(wrapped.is_permanent());
+        assert!(!Error::CleanupPending(Duration::from_secs(5)).is_permanent());
+        assert!(
+            !Error::Storage(StorageError::Unsupported {
+                location: "s3://b".into()
+            })
+            .is_permanent()
+        );
+    }
+
+    #[test]
+    fn only_stable_and_rolled_back_jobs_are_ready() {
+        let mut status = StreamJobStatus::default();
+        for (state, ready) in [
+            (LifecycleState::Stable, "True"),
+            (LifecycleState::RolledBack, "True"),
+            (LifecycleState::Upgrading, "False"),
+            (LifecycleState::Suspended, "False"),
+            (LifecycleState::Failed, "False"),
+        ] {
+            status.lifecycle_state = state;
+            assert_eq!(readiness(&status).0, ready, "{state:?}");
+        }
+        status.lifecycle_state = LifecycleState::Upgrading;
+        status.error = Some("savepoint failed".into());
+        assert_eq!(readiness(&status), ("False", "Error"));
+    }
+
+    #[test]
+    fn the_ready_condition_keeps_its_transition_time_while_its_value_holds() {
+        let job = job();
+        let mut status = StreamJobStatus::default();
+        set_condition(&mut status, &job, "False", "Reconciling", "");
+        let first = status.conditions[0].last_transition_time.clone();
+        std::thread::sleep(Duration::from_millis(5));
+        set_condition(&mut status, &job, "False", "Error", "boom");
+        assert_eq!(status.conditions[0].last_transition_time, first);
+        assert_eq!(status.conditions[0].reason, "Error");
+        assert_eq!(status.conditions[0].observed_generation, Some(3));
+        set_condition(&mut status, &job, "True", "Stable", "");
+        assert_ne!(status.conditions[0].last_transition_time, first);
+        assert_eq!(status.conditions.len(), 1);
+    }
+}
