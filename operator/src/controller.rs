@@ -115,7 +115,9 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                Err(error) => tracing::warn!(error = %error, "reconcile failed"),
+                // error_policy already logged reconcile errors; these are the rest (e.g. an
+                // object gone from the cache).
+                Err(error) => tracing::debug!(error = %chain(&error), "reconcile not run"),
             }
         })
         .await;
@@ -141,16 +143,17 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
 /// Transient errors requeue with a per-object exponential backoff; permanent ones wait for
 /// the next change of the object.
 pub fn error_policy(job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    ctx.metrics.failed();
-    tracing::warn!(job = %job.name_any(), error = %error, "reconcile error");
-    if error.is_permanent() {
-        return Requeue::await_change();
-    }
     if let Error::Finalizer(inner) = error
         && let kube::runtime::finalizer::Error::CleanupFailed(Error::CleanupPending(wait)) =
             inner.as_ref()
     {
+        tracing::debug!(job = %job.name_any(), "cleanup in progress");
         return Requeue::requeue(*wait);
+    }
+    ctx.metrics.failed();
+    tracing::warn!(job = %job.name_any(), error = %chain(error), "reconcile error");
+    if error.is_permanent() {
+        return Requeue::await_change();
     }
     let key = key(&job);
     let failures = ctx
@@ -491,6 +494,19 @@ fn set_condition(
     }];
 }
 
+/// An error with all its causes, since the outer ones alone ("finalizer step failed") do not
+/// say what went wrong.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn key(job: &StreamJob) -> String {
     format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
 }
@@ -561,6 +577,18 @@ spec: {image: 'weir:1', job: {sql: 'SELECT 1'}}
             })
             .is_permanent()
         );
+    }
+
+    #[test]
+    fn a_logged_error_names_its_causes() {
+        let error = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::Invalid(ValidationErrors(vec![
+                crate::validate::ValidationError::SqlAndEntry,
+            ])),
+        )));
+        let text = chain(&error);
+        assert!(text.starts_with("finalizer step failed: "), "{text}");
+        assert!(text.ends_with("set exactly one of them"), "{text}");
     }
 
     #[test]

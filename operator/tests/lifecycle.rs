@@ -1110,3 +1110,21 @@ fn a_restarted_job_that_becomes_stable_starts_its_restart_backoff_over() {
     assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
     assert_eq!(world.status.reconciliation.failed_restarts, 0);
 }
+
+#[test]
+fn a_job_that_is_not_ready_yet_can_still_be_suspended() {
+    let mut world = World::new("savepoint.yaml");
+    world.reconcile(); // deployed, awaiting its first checkpoint
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.storage_checkpoint = None;
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    assert!(
+        world.jm.started.is_empty(),
+        "a job that is not RUNNING takes no savepoint"
+    );
+    assert!(world.reasons().contains(&"JobNotRunning"));
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::crd::{LifecycleState, ReconcilePhase, RolloutIntent, StreamJobSpec};
+use crate::crd::{DesiredJobState, LifecycleState, ReconcilePhase, RolloutIntent, StreamJobSpec};
 use crate::duration;
 
 use super::{
@@ -42,6 +42,12 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         step.status.lifecycle_state = LifecycleState::Upgrading;
         step.enter(ReconcilePhase::TearingDown);
         return teardown::decide(step);
+    }
+
+    // A job that never became ready can still be suspended; Stopping takes a savepoint if it
+    // runs, else its latest checkpoint.
+    if spec.job.state == DesiredJobState::Suspended {
+        return idle::start_rollout(step, &spec, RolloutIntent::Suspend);
     }
 
     if !step.obs().cluster_exists {
