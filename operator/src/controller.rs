@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
@@ -285,7 +285,7 @@ async fn observe(
             cluster_exists = true;
         }
     }
-    let base = JobManagerClient::base_url(&name, namespace);
+    let base = jobmanager_base(ctx, &name, namespace).await?;
     let mut observation = Observation {
         cluster_exists,
         ..Observation::default()
@@ -318,6 +318,18 @@ async fn observe(
         }
     }
     Ok(observation)
+}
+
+/// The JobManager's REST base URL: its pod address from the Service's Endpoints, else the
+/// Service's DNS name.
+async fn jobmanager_base(ctx: &Context, name: &str, namespace: &str) -> Result<String, Error> {
+    let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(endpoints
+        .get_opt(&names::jobmanager_name(name))
+        .await
+        .map_err(Error::Kube)?
+        .and_then(|e| JobManagerClient::base_url_from_endpoints(&e))
+        .unwrap_or_else(|| JobManagerClient::base_url(name, namespace)))
 }
 
 async fn act(
@@ -363,7 +375,7 @@ async fn act(
             target_directory,
             stop,
         } => {
-            let base = JobManagerClient::base_url(&name, namespace);
+            let base = jobmanager_base(ctx, &name, namespace).await?;
             ctx.jobmanager
                 .trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
                 .await

@@ -15,6 +15,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Endpoints;
 use serde_json::{Value, json};
 
 use crate::lifecycle::{JobState, ObservedJob, SavepointProgress};
@@ -89,6 +90,39 @@ impl JobManagerClient {
             names::jobmanager_name(job_name),
             names::REST_PORT
         )
+    }
+
+    /// Base URL of the JobManager pod behind the Service's Endpoints: its pod IP and REST port,
+    /// preferring ready addresses. Pod IPs are reachable wherever the operator runs, including
+    /// control planes without cluster DNS or kube-proxy; `None` when there is no address yet.
+    pub fn base_url_from_endpoints(endpoints: &Endpoints) -> Option<String> {
+        let subsets = endpoints.subsets.as_deref()?;
+        let address = |ready: bool| {
+            subsets.iter().find_map(|subset| {
+                let addresses = if ready {
+                    subset.addresses.as_deref()
+                } else {
+                    subset.not_ready_addresses.as_deref()
+                }?;
+                let ip = &addresses.first()?.ip;
+                let port = subset
+                    .ports
+                    .as_deref()
+                    .and_then(|ports| {
+                        ports
+                            .iter()
+                            .find(|p| p.name.as_deref() == Some(names::REST_PORT_NAME))
+                    })
+                    .map_or(names::REST_PORT, |p| p.port);
+                // IPv6 addresses need brackets in a URL.
+                Some(if ip.contains(':') {
+                    format!("http://[{ip}]:{port}")
+                } else {
+                    format!("http://{ip}:{port}")
+                })
+            })
+        };
+        address(true).or_else(|| address(false))
     }
 
     /// The job of an application-mode JobManager, with its latest completed checkpoint.
@@ -381,6 +415,36 @@ mod tests {
         assert_eq!(url, "http://jm:8081/jobs/a1b2/savepoints");
         assert_eq!(body["cancel-job"], false);
         assert_eq!(body["triggerId"], "t2");
+    }
+
+    #[test]
+    fn the_jobmanager_pod_address_comes_from_the_endpoints_preferring_ready_ones() {
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "orders-jobmanager"},
+            "subsets": [{
+                "notReadyAddresses": [{"ip": "127.0.0.9"}],
+                "addresses": [{"ip": "127.0.0.7"}],
+                "ports": [{"name": "rpc", "port": 6123}, {"name": "rest", "port": 18081}]
+            }]
+        }))
+        .unwrap();
+        assert_eq!(
+            JobManagerClient::base_url_from_endpoints(&endpoints).as_deref(),
+            Some("http://127.0.0.7:18081")
+        );
+
+        let starting: Endpoints = serde_json::from_value(json!({
+            "subsets": [{"notReadyAddresses": [{"ip": "fd00::5"}], "ports": [{"port": 8081}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            JobManagerClient::base_url_from_endpoints(&starting).as_deref(),
+            Some("http://[fd00::5]:8081")
+        );
+        assert_eq!(
+            JobManagerClient::base_url_from_endpoints(&Endpoints::default()),
+            None
+        );
     }
 
     #[test]
