@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -200,6 +200,15 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         return Err(Error::Invalid(errors));
     }
 
+    let mut status = status;
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == "ValidationError")
+    {
+        // The spec is valid again: the validation message no longer applies.
+        status.error = None;
+    }
     let observation = observe(job, &status, ctx, &namespace).await?;
     let step = lifecycle::decide(&Inputs {
         spec: &job.spec,
@@ -320,15 +329,20 @@ async fn observe(
     Ok(observation)
 }
 
-/// The JobManager's REST base URL: its pod address from the Service's Endpoints, else the
-/// Service's DNS name.
+/// The JobManager's REST base URL: its pod's address, else the Service's DNS name.
 async fn jobmanager_base(ctx: &Context, name: &str, namespace: &str) -> Result<String, Error> {
-    let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(endpoints
-        .get_opt(&names::jobmanager_name(name))
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!(
+        "{}={name},{}={}",
+        names::LABEL_JOB,
+        names::LABEL_COMPONENT,
+        names::COMPONENT_JOBMANAGER
+    );
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(Error::Kube)?
-        .and_then(|e| JobManagerClient::base_url_from_endpoints(&e))
+        .map_err(Error::Kube)?;
+    Ok(JobManagerClient::base_url_from_pods(&pods.items)
         .unwrap_or_else(|| JobManagerClient::base_url(name, namespace)))
 }
 

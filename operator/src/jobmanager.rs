@@ -15,7 +15,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::Endpoints;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use crate::lifecycle::{JobState, ObservedJob, SavepointProgress};
@@ -92,37 +92,36 @@ impl JobManagerClient {
         )
     }
 
-    /// Base URL of the JobManager pod behind the Service's Endpoints: its pod IP and REST port,
-    /// preferring ready addresses. Pod IPs are reachable wherever the operator runs, including
-    /// control planes without cluster DNS or kube-proxy; `None` when there is no address yet.
-    pub fn base_url_from_endpoints(endpoints: &Endpoints) -> Option<String> {
-        let subsets = endpoints.subsets.as_deref()?;
-        let address = |ready: bool| {
-            subsets.iter().find_map(|subset| {
-                let addresses = if ready {
-                    subset.addresses.as_deref()
-                } else {
-                    subset.not_ready_addresses.as_deref()
-                }?;
-                let ip = &addresses.first()?.ip;
-                let port = subset
-                    .ports
-                    .as_deref()
-                    .and_then(|ports| {
-                        ports
-                            .iter()
-                            .find(|p| p.name.as_deref() == Some(names::REST_PORT_NAME))
-                    })
-                    .map_or(names::REST_PORT, |p| p.port);
-                // IPv6 addresses need brackets in a URL.
-                Some(if ip.contains(':') {
-                    format!("http://[{ip}]:{port}")
-                } else {
-                    format!("http://{ip}:{port}")
-                })
-            })
+    /// Base URL of a JobManager pod: its pod IP and the REST port, preferring a Ready pod.
+    /// Pod IPs are reachable wherever the operator runs, including control planes without
+    /// cluster DNS or kube-proxy (Endpoints cannot help there: they reject loopback pod IPs,
+    /// which a process-based kubelet hands out). `None` when no pod has an IP yet.
+    pub fn base_url_from_pods(pods: &[Pod]) -> Option<String> {
+        let ip_of = |pod: &Pod| {
+            let status = pod.status.as_ref()?;
+            if status.phase.as_deref() != Some("Running") {
+                return None;
+            }
+            status.pod_ip.clone().filter(|ip| !ip.is_empty())
         };
-        address(true).or_else(|| address(false))
+        let ready = |pod: &&Pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let ip = pods
+            .iter()
+            .filter(ready)
+            .find_map(ip_of)
+            .or_else(|| pods.iter().find_map(ip_of))?;
+        let port = names::REST_PORT;
+        // IPv6 addresses need brackets in a URL.
+        Some(if ip.contains(':') {
+            format!("http://[{ip}]:{port}")
+        } else {
+            format!("http://{ip}:{port}")
+        })
     }
 
     /// The job of an application-mode JobManager, with its latest completed checkpoint.
@@ -417,34 +416,38 @@ mod tests {
         assert_eq!(body["triggerId"], "t2");
     }
 
-    #[test]
-    fn the_jobmanager_pod_address_comes_from_the_endpoints_preferring_ready_ones() {
-        let endpoints: Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "orders-jobmanager"},
-            "subsets": [{
-                "notReadyAddresses": [{"ip": "127.0.0.9"}],
-                "addresses": [{"ip": "127.0.0.7"}],
-                "ports": [{"name": "rpc", "port": 6123}, {"name": "rest", "port": 18081}]
-            }]
+    fn pod(ip: &str, phase: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("jm-{ip}")},
+            "status": {
+                "phase": phase,
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]
+            }
         }))
-        .unwrap();
-        assert_eq!(
-            JobManagerClient::base_url_from_endpoints(&endpoints).as_deref(),
-            Some("http://127.0.0.7:18081")
-        );
+        .unwrap()
+    }
 
-        let starting: Endpoints = serde_json::from_value(json!({
-            "subsets": [{"notReadyAddresses": [{"ip": "fd00::5"}], "ports": [{"port": 8081}]}]
-        }))
-        .unwrap();
+    #[test]
+    fn the_jobmanager_address_is_a_running_pods_ip_preferring_a_ready_one() {
+        let pods = [
+            pod("127.0.0.5", "Pending", false),
+            pod("127.0.0.6", "Running", false),
+            pod("127.0.0.7", "Running", true),
+        ];
         assert_eq!(
-            JobManagerClient::base_url_from_endpoints(&starting).as_deref(),
+            JobManagerClient::base_url_from_pods(&pods).as_deref(),
+            Some("http://127.0.0.7:8081")
+        );
+        assert_eq!(
+            JobManagerClient::base_url_from_pods(&pods[..2]).as_deref(),
+            Some("http://127.0.0.6:8081")
+        );
+        assert_eq!(
+            JobManagerClient::base_url_from_pods(&[pod("fd00::5", "Running", true)]).as_deref(),
             Some("http://[fd00::5]:8081")
         );
-        assert_eq!(
-            JobManagerClient::base_url_from_endpoints(&Endpoints::default()),
-            None
-        );
+        assert_eq!(JobManagerClient::base_url_from_pods(&pods[..1]), None);
     }
 
     #[test]
