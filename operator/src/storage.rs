@@ -2,8 +2,7 @@
 //! savepoints and old checkpoint directories. `file://` locations are
 //! removed directly (the operator pod must mount the same volume); `s3://` is not supported
 //! yet and fails with [`StorageError::Unsupported`], so the lifecycle keeps the locations in
-//! `status.savepoints.disposing` / `previous_job_ids` and retries later rather than forgetting
-//! them.
+//! the status; [`supports`] lets the lifecycle skip them instead of retrying in vain.
 
 use std::io;
 use std::path::PathBuf;
@@ -22,6 +21,12 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Whether the operator can delete `location`. The lifecycle leaves other locations alone
+/// (still listed in the status) instead of retrying a deletion that cannot succeed.
+pub fn supports(location: &str) -> bool {
+    location.starts_with("file://")
 }
 
 /// Deletes a savepoint directory. Deleting what is already gone succeeds, so a deletion

@@ -9,6 +9,7 @@ use crate::crd::{
     SavepointTrigger, StreamJobSpec,
 };
 use crate::duration;
+use crate::storage;
 
 use super::{
     Action, EventType, JobState, POLL, SETTLED, Stepper, backoff, deploying, elapsed, history,
@@ -204,7 +205,11 @@ fn manual_or_periodic_savepoint(
 
 /// Savepoint history cleanup, then checkpoint retention, then keeping the objects applied.
 fn disposal_or_rest(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
-    let expired = history::expired(step.spec(), &step.status, step.now());
+    // Savepoints the operator cannot delete yet stay in the history rather than being retried.
+    let expired: Vec<String> = history::expired(step.spec(), &step.status, step.now())
+        .into_iter()
+        .filter(|location| storage::supports(location))
+        .collect();
     if !expired.is_empty() {
         step.status
             .savepoints
@@ -252,6 +257,9 @@ fn checkpoint_retention(step: &mut Stepper<'_, '_>) -> Option<Action> {
         return None;
     }
     let dir = step.spec().checkpoints.as_ref()?.dir.clone();
+    if !storage::supports(&dir) {
+        return None;
+    }
     let restore = step.status.reconciliation.restore_path.clone();
     let job_ids: Vec<String> = step
         .status

@@ -107,7 +107,7 @@ fn stop_with_savepoint(
             EventType::Normal,
             "SavepointTriggered",
             format!(
-                "stopping the job with a {} savepoint ({trigger_id})",
+                "stopping the job with a savepoint for the {} ({trigger_id})",
                 trigger_name(trigger)
             ),
         );
