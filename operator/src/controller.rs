@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
@@ -26,7 +26,8 @@ use crate::jobmanager::{JobManagerClient, RestError};
 use crate::lifecycle::{self, Action, EventNote, EventType, Inputs, Observation};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::storage::{self, StorageError};
+use crate::s3::{S3Client, S3Config};
+use crate::storage::{self, Storage, StorageError};
 use crate::validate::{ValidationErrors, validate};
 
 /// Everything a reconcile needs, shared by all of them.
@@ -209,7 +210,8 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         // The spec is valid again: the validation message no longer applies.
         status.error = None;
     }
-    let observation = observe(job, &status, ctx, &namespace).await?;
+    let storage = storage_for(job, ctx, &namespace).await?;
+    let observation = observe(job, &status, ctx, &namespace, &storage).await?;
     let step = lifecycle::decide(&Inputs {
         spec: &job.spec,
         generation: job.metadata.generation,
@@ -228,7 +230,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     for note in &step.events {
         publish(ctx, job, note).await;
     }
-    act(job, ctx, &api, &namespace, &step.action, next).await?;
+    act(job, ctx, &api, &namespace, &storage, &step.action, next).await?;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key(job));
     }
@@ -240,7 +242,8 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     let name = job.name_any();
     let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = job.status.clone().unwrap_or_default();
-    let observation = observe(job, &status, ctx, &namespace).await?;
+    let storage = storage_for(job, ctx, &namespace).await?;
+    let observation = observe(job, &status, ctx, &namespace, &storage).await?;
     let deletion = lifecycle::decide_deletion(&Inputs {
         spec: &job.spec,
         generation: job.metadata.generation,
@@ -258,6 +261,7 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         ctx,
         &api,
         &namespace,
+        &storage,
         &deletion.action,
         deletion.status.clone(),
     )
@@ -277,6 +281,7 @@ async fn observe(
     status: &StreamJobStatus,
     ctx: &Context,
     namespace: &str,
+    storage: &Storage,
 ) -> Result<Observation, Error> {
     let name = job.name_any();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
@@ -297,6 +302,7 @@ async fn observe(
     let base = jobmanager_base(ctx, &name, namespace).await?;
     let mut observation = Observation {
         cluster_exists,
+        can_delete_s3: storage.s3.is_some(),
         ..Observation::default()
     };
     if cluster_exists {
@@ -312,7 +318,7 @@ async fn observe(
         // Without a JobManager, storage is the only witness of checkpoints completed since the
         // status last recorded one.
         observation.storage_latest_checkpoint =
-            storage::latest_checkpoint(&checkpoints.dir, job_id).await;
+            storage.latest_checkpoint(&checkpoints.dir, job_id).await;
     }
     if let Some(pending) = &status.savepoints.pending
         && observation.job.is_some()
@@ -327,6 +333,64 @@ async fn observe(
         }
     }
     Ok(observation)
+}
+
+/// The job's storage: S3 access when its settings name an `http://` endpoint and credentials
+/// are found in `storage.credentialsSecret` or, failing that, the operator's own
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<Storage, Error> {
+    let Some(settings) = &job.spec.storage else {
+        return Ok(Storage::default());
+    };
+    let Some(endpoint) = settings
+        .endpoint
+        .clone()
+        .filter(|e| e.starts_with("http://"))
+    else {
+        return Ok(Storage::default());
+    };
+    let from_secret = match &settings.credentials_secret {
+        Some(name) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            secrets
+                .get_opt(name)
+                .await
+                .map_err(Error::Kube)?
+                .and_then(|secret| {
+                    let data = secret.data.unwrap_or_default();
+                    let value = |key: &str| {
+                        data.get(key)
+                            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    };
+                    Some((
+                        value(names::ENV_AWS_ACCESS_KEY_ID)?,
+                        value(names::ENV_AWS_SECRET_ACCESS_KEY)?,
+                    ))
+                })
+        }
+        None => None,
+    };
+    let credentials = from_secret.or_else(|| {
+        Some((
+            std::env::var(names::ENV_AWS_ACCESS_KEY_ID).ok()?,
+            std::env::var(names::ENV_AWS_SECRET_ACCESS_KEY).ok()?,
+        ))
+    });
+    let Some((access_key_id, secret_access_key)) = credentials else {
+        return Ok(Storage::default());
+    };
+    Ok(Storage {
+        s3: Some(S3Client::new(S3Config {
+            endpoint: Some(endpoint),
+            region: settings
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".to_string()),
+            path_style: settings.path_style,
+            access_key_id,
+            secret_access_key,
+        })),
+    })
 }
 
 /// The JobManager's REST base URL: its pod's address, else the Service's DNS name.
@@ -351,6 +415,7 @@ async fn act(
     ctx: &Context,
     api: &Api<StreamJob>,
     namespace: &str,
+    storage: &Storage,
     action: &Action,
     mut status: StreamJobStatus,
 ) -> Result<(), Error> {
@@ -399,7 +464,7 @@ async fn act(
             let mut deleted = Vec::new();
             let mut failure = None;
             for location in locations {
-                match storage::delete_location(location).await {
+                match storage.delete(location).await {
                     Ok(()) => deleted.push(location.clone()),
                     Err(e) => failure = Some(e),
                 }
@@ -412,7 +477,10 @@ async fn act(
             let mut deleted = Vec::new();
             let mut failure = None;
             for job_id in job_ids {
-                match storage::delete_location(&storage::checkpoint_run_dir(dir, job_id)).await {
+                match storage
+                    .delete(&storage::checkpoint_run_dir(dir, job_id))
+                    .await
+                {
                     Ok(()) => deleted.push(job_id.clone()),
                     Err(e) => failure = Some(e),
                 }

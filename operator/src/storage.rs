@@ -1,8 +1,9 @@
 //! Storage access: finding a run's latest checkpoint when its JobManager is gone, and deleting
-//! savepoints and old checkpoint directories. `file://` locations are
-//! removed directly (the operator pod must mount the same volume); `s3://` is not supported
-//! yet and fails with [`StorageError::Unsupported`], so the lifecycle keeps the locations in
-//! the status; [`supports`] lets the lifecycle skip them instead of retrying in vain.
+//! savepoints and old checkpoint directories. `file://` locations are handled directly (the
+//! operator pod must mount the same volume); `s3://` goes through [`crate::s3`] when the job's
+//! storage settings give an `http://` endpoint and credentials, and fails with
+//! [`StorageError::Unsupported`] otherwise, in which case the lifecycle keeps the locations in
+//! the status instead of retrying in vain.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,12 +16,60 @@ pub enum StorageError {
     )]
     Unsupported { location: String },
 
+    #[error("S3 storage access failed")]
+    S3(#[source] crate::s3::S3Error),
+
     #[error("deleting {path} failed")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// Storage of one job: the local file system, plus S3 when configured.
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    /// Client for the job's `s3://` locations, when its endpoint and credentials allow.
+    pub s3: Option<crate::s3::S3Client>,
+}
+
+impl Storage {
+    /// Deletes a savepoint or checkpoint directory, whichever storage it is in.
+    pub async fn delete(&self, location: &str) -> Result<(), StorageError> {
+        match &self.s3 {
+            Some(s3) if location.starts_with("s3://") => s3
+                .delete_prefix(location)
+                .await
+                .map(|_| ())
+                .map_err(StorageError::S3),
+            _ => delete_location(location).await,
+        }
+    }
+
+    /// The newest completed checkpoint of one run; see [`latest_checkpoint`].
+    pub async fn latest_checkpoint(&self, dir: &str, job_id: &str) -> Option<String> {
+        match &self.s3 {
+            Some(s3) if dir.starts_with("s3://") => {
+                let run = checkpoint_run_dir(dir, job_id);
+                let (bucket, prefix) = crate::s3::split_uri(&run).ok()?;
+                let keys = s3.list(&bucket, &format!("{prefix}/")).await.ok()?;
+                newest_checkpoint(&run, keys.iter().filter_map(|k| k.strip_prefix(&prefix)))
+            }
+            _ => latest_checkpoint(dir, job_id).await,
+        }
+    }
+}
+
+/// Picks `<run>/chk-<n>` with the highest `n` among relative keys that end in `_metadata`.
+fn newest_checkpoint<'a>(run: &str, keys: impl Iterator<Item = &'a str>) -> Option<String> {
+    keys.filter_map(|key| {
+        let dir = key.trim_start_matches('/').strip_suffix("/_metadata")?;
+        let number: u64 = dir.strip_prefix("chk-")?.parse().ok()?;
+        Some((number, dir.to_string()))
+    })
+    .max()
+    .map(|(_, dir)| format!("{run}/{dir}"))
 }
 
 /// Whether the operator can delete `location`. The lifecycle leaves other locations alone
@@ -129,6 +178,20 @@ mod tests {
         assert_eq!(latest_checkpoint(&dir, "other").await, None);
         assert_eq!(latest_checkpoint("s3://b/cp", "a1b2").await, None);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_chosen_among_listed_keys() {
+        let keys = [
+            "/chk-2/_metadata",
+            "/chk-10/_metadata",
+            "/chk-11/state-1",
+            "/shared/sst-1",
+        ];
+        assert_eq!(
+            newest_checkpoint("s3://b/cp/a1", keys.into_iter()),
+            Some("s3://b/cp/a1/chk-10".to_string())
+        );
     }
 
     #[test]

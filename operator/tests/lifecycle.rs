@@ -54,6 +54,8 @@ struct World {
     disposed: Vec<String>,
     deleted_checkpoint_runs: Vec<String>,
     storage_checkpoint: Option<String>,
+    /// Whether the controller has S3 access for this job.
+    s3_configured: bool,
 }
 
 impl World {
@@ -69,6 +71,7 @@ impl World {
             disposed: Vec::new(),
             deleted_checkpoint_runs: Vec::new(),
             storage_checkpoint: None,
+            s3_configured: false,
         }
     }
 
@@ -97,6 +100,7 @@ impl World {
             savepoint,
             cluster_exists: self.cluster.exists,
             storage_latest_checkpoint: self.storage_checkpoint.clone(),
+            can_delete_s3: self.s3_configured,
         }
     }
 
@@ -1170,4 +1174,31 @@ fn savepoints_and_checkpoints_the_operator_cannot_delete_are_kept_and_block_noth
     );
     assert!(world.status.savepoints.disposing.is_empty());
     assert_eq!(world.status.job_status.previous_job_ids, ["job1"]);
+}
+
+#[test]
+fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
+    let mut world = World::new("savepoint.yaml");
+    world.s3_configured = true;
+    world.deploy_stable();
+    world.spec.image = "weir:next".into();
+    world.settle(8);
+    world.reconcile();
+    assert_eq!(world.deleted_checkpoint_runs, ["job1"]);
+
+    world.status.savepoints.history.insert(
+        0,
+        SavepointInfo {
+            location: "s3://state/orders/savepoints/ancient".into(),
+            timestamp: "2025-01-01T00:00:00Z".into(),
+            trigger: SavepointTrigger::Periodic,
+        },
+    );
+    let action = world.reconcile();
+    assert_eq!(
+        action,
+        Action::DisposeSavepoints {
+            locations: vec!["s3://state/orders/savepoints/ancient".into()]
+        }
+    );
 }

@@ -9,7 +9,6 @@ use crate::crd::{
     SavepointTrigger, StreamJobSpec,
 };
 use crate::duration;
-use crate::storage;
 
 use super::{
     Action, EventType, JobState, POLL, SETTLED, Stepper, backoff, deploying, elapsed, history,
@@ -208,7 +207,7 @@ fn disposal_or_rest(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     // Savepoints the operator cannot delete yet stay in the history rather than being retried.
     let expired: Vec<String> = history::expired(step.spec(), &step.status, step.now())
         .into_iter()
-        .filter(|location| storage::supports(location))
+        .filter(|location| step.can_delete(location))
         .collect();
     if !expired.is_empty() {
         step.status
@@ -257,7 +256,7 @@ fn checkpoint_retention(step: &mut Stepper<'_, '_>) -> Option<Action> {
         return None;
     }
     let dir = step.spec().checkpoints.as_ref()?.dir.clone();
-    if !storage::supports(&dir) {
+    if !step.can_delete(&dir) {
         return None;
     }
     let restore = step.status.reconciliation.restore_path.clone();

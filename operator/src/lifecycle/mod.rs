@@ -123,6 +123,9 @@ pub struct Observation {
     /// Latest completed checkpoint found by listing `checkpoints.dir`, for when the JobManager
     /// is gone.
     pub storage_latest_checkpoint: Option<String>,
+    /// Whether the operator can delete `s3://` locations of this job (an `http://` endpoint and
+    /// credentials are configured). `file://` locations can always be deleted.
+    pub can_delete_s3: bool,
 }
 
 impl Observation {
@@ -360,6 +363,12 @@ impl Stepper<'_, '_> {
             savepoints.history.push(info.clone());
         }
         savepoints.last = Some(info);
+    }
+
+    /// Whether the controller can delete `location`; others stay listed in the status.
+    fn can_delete(&self, location: &str) -> bool {
+        crate::storage::supports(location)
+            || (location.starts_with("s3://") && self.obs().can_delete_s3)
     }
 
     fn savepoint_timeout(&self) -> Duration {
