@@ -12,7 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error(
-        "deleting {location} is not supported: the operator only deletes file:// locations so far"
+        "cannot delete {location}: the operator deletes file:// locations, and s3:// ones only \
+         with an http:// storage.endpoint and credentials"
     )]
     Unsupported { location: String },
 
