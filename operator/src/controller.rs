@@ -1,0 +1,725 @@
+//! The controller: wires the pure steps to the API server and the JobManagers. `reconcile` runs
+//! the finalizer, which dispatches to `apply` (observe → validate → decide → write status →
+//! act) or `cleanup`. All writes are server-side apply under one field manager; the status is
+//! written before the action it announces.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::crd::{Condition, StreamJob, StreamJobStatus};
+use crate::desired::{self, BuildError};
+use crate::jobmanager::{JobManagerClient, RestError};
+use crate::lifecycle::{self, Action, EventNote, EventType, Inputs, Observation};
+use crate::metrics::Metrics;
+use crate::names;
+use crate::s3::{S3Client, S3Config};
+use crate::storage::{self, Storage, StorageError};
+use crate::validate::{ValidationErrors, validate};
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Events on StreamJobs.
+    pub recorder: Recorder,
+    /// Talks to the JobManagers' REST APIs.
+    pub jobmanager: JobManagerClient,
+    /// Reconcile counters and lifecycle states, served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per StreamJob, for the error policy's backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed")]
+    Kube(#[source] kube::Error),
+
+    #[error("finalizer step failed")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    #[error("the StreamJob has no namespace")]
+    NoNamespace,
+
+    #[error("invalid StreamJob spec: {0}")]
+    Invalid(#[source] ValidationErrors),
+
+    #[error("could not render the desired objects")]
+    Build(#[source] BuildError),
+
+    #[error("JobManager REST call failed")]
+    Rest(#[source] RestError),
+
+    #[error("storage cleanup failed")]
+    Storage(#[source] StorageError),
+
+    /// Not a failure: the deletion savepoint or teardown is still running. Returned as an error
+    /// because that is how the finalizer helper keeps the finalizer for another round.
+    #[error("cleanup still in progress; retrying in {}s", .0.as_secs())]
+    CleanupPending(Duration),
+}
+
+impl Error {
+    /// Permanent errors need a spec change; retrying them only adds load.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Invalid(_) | Error::NoNamespace | Error::Build(BuildError::PodTemplate(_)) => {
+                true
+            }
+            Error::Finalizer(inner) => matches!(
+                inner.as_ref(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                    | kube::runtime::finalizer::Error::CleanupFailed(e) if e.is_permanent()
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, metrics: Arc<Metrics>) {
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
+        jobmanager: JobManagerClient::new(),
+        metrics,
+        failures: Mutex::default(),
+        client: client.clone(),
+    });
+    let jobs = Api::<StreamJob>::all(client.clone());
+    // Only the operator's children are watched, so unrelated Deployments cost nothing.
+    let children = watcher::Config::default().labels(&format!(
+        "{}={}",
+        names::LABEL_MANAGED_BY,
+        names::FIELD_MANAGER
+    ));
+    Controller::new(jobs, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<ConfigMap>::all(client), children)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                // error_policy already logged reconcile errors; these are the rest (e.g. an
+                // object gone from the cache).
+                Err(error) => tracing::debug!(error = %chain(&error), "reconcile not run"),
+            }
+        })
+        .await;
+}
+
+/// Runs the finalizer, which dispatches to `apply` or `cleanup`.
+pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let namespace = job.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, names::FINALIZER, job, |event| async {
+        match event {
+            Finalizer::Apply(job) => apply(&job, &ctx).await,
+            Finalizer::Cleanup(job) => cleanup(&job, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// Transient errors requeue with a per-object exponential backoff; permanent ones wait for
+/// the next change of the object.
+pub fn error_policy(job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if let Error::Finalizer(inner) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::CleanupPending(wait)) =
+            inner.as_ref()
+    {
+        tracing::debug!(job = %job.name_any(), "cleanup in progress");
+        return Requeue::requeue(*wait);
+    }
+    ctx.metrics.failed();
+    tracing::warn!(job = %job.name_any(), error = %chain(error), "reconcile error");
+    if error.is_permanent() {
+        return Requeue::await_change();
+    }
+    let key = key(&job);
+    let failures = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key).or_default();
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    Requeue::requeue(lifecycle::backoff(failures.saturating_sub(1)))
+}
+
+async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
+    let namespace = job.namespace().ok_or(Error::NoNamespace)?;
+    let name = job.name_any();
+    let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = job.status.clone().unwrap_or_default();
+
+    // An invalid spec leaves the running job alone on its last valid spec.
+    if let Err(errors) = validate(&job.spec) {
+        let mut invalid = status.clone();
+        invalid.error = Some(errors.to_string());
+        invalid.observed_generation = job.metadata.generation;
+        set_condition(
+            &mut invalid,
+            job,
+            "False",
+            "ValidationError",
+            &errors.to_string(),
+        );
+        write_status(&api, &name, &invalid).await?;
+        publish(
+            ctx,
+            job,
+            &EventNote {
+                type_: EventType::Warning,
+                reason: "ValidationError",
+                message: errors.to_string(),
+            },
+        )
+        .await;
+        return Err(Error::Invalid(errors));
+    }
+
+    let mut status = status;
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == "ValidationError")
+    {
+        // The spec is valid again: the validation message no longer applies.
+        status.error = None;
+    }
+    let storage = storage_for(job, ctx, &namespace).await?;
+    let observation = observe(job, &status, ctx, &namespace, &storage).await?;
+    let step = lifecycle::decide(&Inputs {
+        spec: &job.spec,
+        generation: job.metadata.generation,
+        status: &status,
+        observation: &observation,
+        now: jiff::Timestamp::now(),
+        fresh_trigger_id: new_trigger_id(job),
+    });
+    let mut next = step.status;
+    let (ready, reason) = readiness(&next);
+    let message = next.error.clone().unwrap_or_default();
+    set_condition(&mut next, job, ready, reason, &message);
+    // Write-ahead: the status names the action before the action happens.
+    write_status(&api, &name, &next).await?;
+    ctx.metrics.set_state(key(job), next.lifecycle_state);
+    for note in &step.events {
+        publish(ctx, job, note).await;
+    }
+    act(job, ctx, &api, &namespace, &storage, &step.action, next).await?;
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&key(job));
+    }
+    Ok(Requeue::requeue(step.requeue_after))
+}
+
+async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
+    let namespace = job.namespace().ok_or(Error::NoNamespace)?;
+    let name = job.name_any();
+    let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = job.status.clone().unwrap_or_default();
+    let storage = storage_for(job, ctx, &namespace).await?;
+    let observation = observe(job, &status, ctx, &namespace, &storage).await?;
+    let deletion = lifecycle::decide_deletion(&Inputs {
+        spec: &job.spec,
+        generation: job.metadata.generation,
+        status: &status,
+        observation: &observation,
+        now: jiff::Timestamp::now(),
+        fresh_trigger_id: new_trigger_id(job),
+    });
+    write_status(&api, &name, &deletion.status).await?;
+    for note in &deletion.events {
+        publish(ctx, job, note).await;
+    }
+    act(
+        job,
+        ctx,
+        &api,
+        &namespace,
+        &storage,
+        &deletion.action,
+        deletion.status.clone(),
+    )
+    .await?;
+    if deletion.done {
+        ctx.metrics.forget(&key(job));
+        // Returning Ok lets the finalizer helper remove the finalizer.
+        return Ok(Requeue::await_change());
+    }
+    Err(Error::CleanupPending(deletion.requeue_after))
+}
+
+/// Looks at the Deployments and asks the JobManager about the job and the pending savepoint.
+/// An unreachable JobManager is an observation (no job), not an error.
+async fn observe(
+    job: &StreamJob,
+    status: &StreamJobStatus,
+    ctx: &Context,
+    namespace: &str,
+    storage: &Storage,
+) -> Result<Observation, Error> {
+    let name = job.name_any();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut cluster_exists = false;
+    for child in [
+        names::jobmanager_name(&name),
+        names::taskmanager_name(&name),
+    ] {
+        if deployments
+            .get_opt(&child)
+            .await
+            .map_err(Error::Kube)?
+            .is_some()
+        {
+            cluster_exists = true;
+        }
+    }
+    let base = jobmanager_base(ctx, &name, namespace).await?;
+    let mut observation = Observation {
+        cluster_exists,
+        can_delete_s3: storage.s3.is_some(),
+        ..Observation::default()
+    };
+    if cluster_exists {
+        match ctx.jobmanager.observe_job(&base).await {
+            Ok(observed) => observation.job = observed,
+            Err(error) => tracing::info!(job = %name, error = %error, "JobManager not answering"),
+        }
+    }
+    if observation.job.is_none()
+        && let (Some(checkpoints), Some(job_id)) =
+            (&job.spec.checkpoints, &status.job_status.job_id)
+    {
+        // Without a JobManager, storage is the only witness of checkpoints completed since the
+        // status last recorded one.
+        observation.storage_latest_checkpoint =
+            storage.latest_checkpoint(&checkpoints.dir, job_id).await;
+    }
+    if let Some(pending) = &status.savepoints.pending
+        && observation.job.is_some()
+    {
+        match ctx
+            .jobmanager
+            .savepoint_status(&base, &pending.job_id, &pending.trigger_id)
+            .await
+        {
+            Ok(progress) => observation.savepoint = Some(progress),
+            Err(error) => tracing::info!(job = %name, error = %error, "savepoint status unknown"),
+        }
+    }
+    Ok(observation)
+}
+
+/// The job's storage: S3 access when its settings name an `http://` endpoint and credentials
+/// are found in `storage.credentialsSecret` or, failing that, the operator's own
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<Storage, Error> {
+    let Some(settings) = &job.spec.storage else {
+        return Ok(Storage::default());
+    };
+    let Some(endpoint) = settings
+        .endpoint
+        .clone()
+        .filter(|e| e.starts_with("http://"))
+    else {
+        return Ok(Storage::default());
+    };
+    let from_secret = match &settings.credentials_secret {
+        Some(name) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            secrets
+                .get_opt(name)
+                .await
+                .map_err(Error::Kube)?
+                .and_then(|secret| {
+                    let data = secret.data.unwrap_or_default();
+                    let value = |key: &str| {
+                        data.get(key)
+                            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    };
+                    Some((
+                        value(names::ENV_AWS_ACCESS_KEY_ID)?,
+                        value(names::ENV_AWS_SECRET_ACCESS_KEY)?,
+                    ))
+                })
+        }
+        None => None,
+    };
+    let credentials = from_secret.or_else(|| {
+        Some((
+            std::env::var(names::ENV_AWS_ACCESS_KEY_ID).ok()?,
+            std::env::var(names::ENV_AWS_SECRET_ACCESS_KEY).ok()?,
+        ))
+    });
+    let Some((access_key_id, secret_access_key)) = credentials else {
+        return Ok(Storage::default());
+    };
+    Ok(Storage {
+        s3: Some(S3Client::new(S3Config {
+            endpoint: Some(endpoint),
+            region: settings
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".to_string()),
+            path_style: settings.path_style,
+            access_key_id,
+            secret_access_key,
+        })),
+    })
+}
+
+/// The JobManager's REST base URL: its pod's address, else the Service's DNS name.
+async fn jobmanager_base(ctx: &Context, name: &str, namespace: &str) -> Result<String, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!(
+        "{}={name},{}={}",
+        names::LABEL_JOB,
+        names::LABEL_COMPONENT,
+        names::COMPONENT_JOBMANAGER
+    );
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(JobManagerClient::base_url_from_pods(&pods.items)
+        .unwrap_or_else(|| JobManagerClient::base_url(name, namespace)))
+}
+
+async fn act(
+    job: &StreamJob,
+    ctx: &Context,
+    api: &Api<StreamJob>,
+    namespace: &str,
+    storage: &Storage,
+    action: &Action,
+    mut status: StreamJobStatus,
+) -> Result<(), Error> {
+    let name = job.name_any();
+    match action {
+        Action::None => Ok(()),
+        Action::Deploy { spec, restore_path } => {
+            let objects =
+                desired::build(job, spec, restore_path.as_deref()).map_err(Error::Build)?;
+            let params = PatchParams::apply(names::FIELD_MANAGER).force();
+            apply_object(ctx, namespace, &params, &objects.config_map).await?;
+            apply_object(ctx, namespace, &params, &objects.jobmanager_service).await?;
+            apply_object(ctx, namespace, &params, &objects.jobmanager).await?;
+            apply_object(ctx, namespace, &params, &objects.taskmanager).await
+        }
+        Action::TearDown => {
+            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+            // Foreground deletion keeps the Deployment visible until its pods are gone, so the
+            // next deployment never overlaps a still-running old JobManager.
+            let params = DeleteParams::foreground();
+            for child in [
+                names::jobmanager_name(&name),
+                names::taskmanager_name(&name),
+            ] {
+                match deployments.delete(&child, &params).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(Error::Kube(e)),
+                }
+            }
+            Ok(())
+        }
+        Action::TriggerSavepoint {
+            job_id,
+            trigger_id,
+            target_directory,
+            stop,
+        } => {
+            let base = jobmanager_base(ctx, &name, namespace).await?;
+            ctx.jobmanager
+                .trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
+                .await
+                .map_err(Error::Rest)
+        }
+        Action::DisposeSavepoints { locations } => {
+            let mut deleted = Vec::new();
+            let mut failure = None;
+            for location in locations {
+                match storage.delete(location).await {
+                    Ok(()) => deleted.push(location.clone()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            lifecycle::disposed(&mut status, &deleted);
+            write_status(api, &name, &status).await?;
+            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
+        }
+        Action::DeleteCheckpoints { dir, job_ids } => {
+            let mut deleted = Vec::new();
+            let mut failure = None;
+            for job_id in job_ids {
+                match storage
+                    .delete(&storage::checkpoint_run_dir(dir, job_id))
+                    .await
+                {
+                    Ok(()) => deleted.push(job_id.clone()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            lifecycle::checkpoints_deleted(&mut status, &deleted);
+            write_status(api, &name, &status).await?;
+            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
+        }
+    }
+}
+
+async fn apply_object<K>(
+    ctx: &Context,
+    namespace: &str,
+    params: &PatchParams,
+    object: &K,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, params, &Patch::Apply(object))
+        .await
+        .map(|_| ())
+        .map_err(Error::Kube)
+}
+
+async fn write_status(
+    api: &Api<StreamJob>,
+    name: &str,
+    status: &StreamJobStatus,
+) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": StreamJob::api_version(&()),
+        "kind": StreamJob::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::Kube)
+}
+
+async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
+    let event = Event {
+        type_: match note.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: note.reason.to_string(),
+        note: Some(note.message.clone()),
+        action: note.reason.to_string(),
+        secondary: None,
+    };
+    // Events are best effort: losing one must not fail the reconcile.
+    if let Err(error) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::info!(error = %error, "could not publish event");
+    }
+}
+
+/// The Ready condition's status and reason for a lifecycle state.
+fn readiness(status: &StreamJobStatus) -> (&'static str, &'static str) {
+    use crate::crd::LifecycleState as L;
+    match status.lifecycle_state {
+        L::Stable => ("True", "Stable"),
+        L::RolledBack => ("True", "RolledBack"),
+        L::Suspended => ("False", "Suspended"),
+        L::Failed => ("False", "Failed"),
+        _ if status.error.is_some() => ("False", "Error"),
+        _ => ("False", "Reconciling"),
+    }
+}
+
+fn set_condition(
+    status: &mut StreamJobStatus,
+    job: &StreamJob,
+    value: &str,
+    reason: &str,
+    message: &str,
+) {
+    let now = jiff::Timestamp::now().to_string();
+    let previous = status.conditions.iter().find(|c| c.type_ == "Ready");
+    // The transition time only moves when the status value does.
+    let last_transition_time = match previous {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => now,
+    };
+    status.conditions = vec![Condition {
+        type_: "Ready".to_string(),
+        status: value.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time,
+        observed_generation: job.metadata.generation,
+    }];
+}
+
+/// An error with all its causes, since the outer ones alone ("finalizer step failed") do not
+/// say what went wrong.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // Some errors already print their cause; do not repeat it.
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn key(job: &StreamJob) -> String {
+    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+}
+
+/// A 32-hex-digit trigger id (the shape of Flink's trigger ids), unique per operator process
+/// and StreamJob: time, uid and a process-wide counter go into it.
+fn new_trigger_id(job: &StreamJob) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = jiff::Timestamp::now().as_nanosecond();
+    let seed = format!("{}/{nanos}/{count}", job.uid().unwrap_or_default());
+    let mut high: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut low: u64 = 0x8422_2325_cbf2_9ce4;
+    for byte in seed.bytes() {
+        high = (high ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        low = (low ^ u64::from(byte))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(7);
+    }
+    format!("{high:016x}{low:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::LifecycleState;
+
+    fn job() -> StreamJob {
+        let mut job: StreamJob = serde_yaml::from_str(
+            "
+apiVersion: weir.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders, namespace: shop, uid: u-1, generation: 3}
+spec: {image: 'weir:1', job: {sql: 'SELECT 1'}}
+",
+        )
+        .unwrap();
+        job.status = None;
+        job
+    }
+
+    #[test]
+    fn trigger_ids_are_32_hex_digits_and_never_repeat() {
+        let job = job();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_trigger_id(&job)).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_is_permanent_and_an_unreachable_api_is_not() {
+        let invalid = Error::Invalid(ValidationErrors(vec![
+            crate::validate::ValidationError::SqlAndEntry,
+        ]));
+        assert!(invalid.is_permanent());
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            invalid,
+        )));
+        assert!(wrapped.is_permanent());
+        assert!(!Error::CleanupPending(Duration::from_secs(5)).is_permanent());
+        assert!(
+            !Error::Storage(StorageError::Unsupported {
+                location: "s3://b".into()
+            })
+            .is_permanent()
+        );
+    }
+
+    #[test]
+    fn a_logged_error_names_its_causes() {
+        let error = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::Invalid(ValidationErrors(vec![
+                crate::validate::ValidationError::SqlAndEntry,
+            ])),
+        )));
+        let text = chain(&error);
+        assert!(text.starts_with("finalizer step failed: "), "{text}");
+        assert!(text.ends_with("set exactly one of them"), "{text}");
+    }
+
+    #[test]
+    fn only_stable_and_rolled_back_jobs_are_ready() {
+        let mut status = StreamJobStatus::default();
+        for (state, ready) in [
+            (LifecycleState::Stable, "True"),
+            (LifecycleState::RolledBack, "True"),
+            (LifecycleState::Upgrading, "False"),
+            (LifecycleState::Suspended, "False"),
+            (LifecycleState::Failed, "False"),
+        ] {
+            status.lifecycle_state = state;
+            assert_eq!(readiness(&status).0, ready, "{state:?}");
+        }
+        status.lifecycle_state = LifecycleState::Upgrading;
+        status.error = Some("savepoint failed".into());
+        assert_eq!(readiness(&status), ("False", "Error"));
+    }
+
+    #[test]
+    fn the_ready_condition_keeps_its_transition_time_while_its_value_holds() {
+        let job = job();
+        let mut status = StreamJobStatus::default();
+        set_condition(&mut status, &job, "False", "Reconciling", "");
+        let first = status.conditions[0].last_transition_time.clone();
+        std::thread::sleep(Duration::from_millis(5));
+        set_condition(&mut status, &job, "False", "Error", "boom");
+        assert_eq!(status.conditions[0].last_transition_time, first);
+        assert_eq!(status.conditions[0].reason, "Error");
+        assert_eq!(status.conditions[0].observed_generation, Some(3));
+        set_condition(&mut status, &job, "True", "Stable", "");
+        assert_ne!(status.conditions[0].last_transition_time, first);
+        assert_eq!(status.conditions.len(), 1);
+    }
+}

@@ -1,0 +1,638 @@
+//! The `StreamJob` custom resource (`weir.dev/v1alpha1`): spec and status types. The doc
+//! comments on the fields are the CRD's descriptions, and the schemars attributes carry the
+//! validation OpenAPI can express (enums, minimums, patterns, defaults); everything else is
+//! checked by [`crate::validate`]. The schema must stay structural and use nothing newer than
+//! what `apiextensions.k8s.io/v1` offered in Kubernetes 1.20 (no CEL rules).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern every duration field accepts: an integer and one unit (`500ms`, `30s`, `5m`,
+/// `5min`, `2h`, `7d`).
+pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|min|h|d)$";
+
+/// A Weir streaming job: the operator runs it as a JobManager and TaskManagers and carries its
+/// state across upgrades, suspensions and restarts.
+// Each printcolumn repeats `type_`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "StreamJob",
+    namespaced,
+    shortname = "sj",
+    status = "StreamJobStatus",
+    doc = "A Weir streaming job, run by weir-operator as a JobManager and TaskManagers.",
+    printcolumn(
+        name = "Job State",
+        type_ = "string",
+        json_path = ".status.jobStatus.state",
+        description = "State of the job as the JobManager reports it"
+    ),
+    printcolumn(
+        name = "Lifecycle",
+        type_ = "string",
+        json_path = ".status.lifecycleState",
+        description = "Lifecycle state of the resource"
+    ),
+    printcolumn(
+        name = "Last Savepoint",
+        type_ = "date",
+        json_path = ".status.savepoints.last.timestamp",
+        description = "Age of the newest completed savepoint"
+    ),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        json_path = ".spec.job.parallelism",
+        description = "Default parallelism of the job"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSpec {
+    /// Worker image running both the JobManager and the TaskManagers.
+    #[schemars(length(min = 1))]
+    pub image: String,
+
+    /// Pull policy for the worker image; the cluster default applies when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Service account the worker pods run as; it needs no Kubernetes permissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+
+    /// What to run and how to carry its state across changes.
+    pub job: JobSpec,
+
+    /// JobManager pod settings.
+    #[serde(default)]
+    pub job_manager: JobManagerSpec,
+
+    /// TaskManager pod settings.
+    #[serde(default)]
+    pub task_manager: TaskManagerSpec,
+
+    /// Periodic checkpoints. Without them `last-state` upgrades and `restartFailed` have
+    /// nothing to restore from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointSpec>,
+
+    /// Savepoint location, periodic savepoints and savepoint history retention. Required by
+    /// `upgradeMode: savepoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoints: Option<SavepointSpec>,
+
+    /// S3-compatible object storage used by `s3://` checkpoint and savepoint directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// Extra worker configuration keys (Flink-style names such as
+    /// `execution.checkpointing.mode`), written into the worker config file. Keys the operator
+    /// derives from other fields are rejected here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// A PodTemplateSpec merged under the generated JobManager and TaskManager pod templates:
+    /// the operator's fields win, containers and volumes merge by name, anything else (sidecars,
+    /// tolerations, node selectors, extra volumes) is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_template: Option<serde_json::Value>,
+
+    /// Take a savepoint before the resource is deleted (the deletion waits for it).
+    #[serde(default)]
+    pub savepoint_on_deletion: bool,
+}
+
+/// What the job runs and how its state is carried.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// Streaming SQL statements to run. Exactly one of `sql` and `entry` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+
+    /// Name of a job registered in the worker image. Exactly one of `sql` and `entry` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+
+    /// Arguments passed to the `entry` job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Default parallelism of the job's operators.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub parallelism: i32,
+
+    /// How state is carried across a change that needs a restart: `stateless` starts empty,
+    /// `savepoint` stops with a savepoint and restores from it, `last-state` restores from the
+    /// latest completed checkpoint.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+
+    /// Desired state: `running`, or `suspended` to stop the job (with a savepoint in
+    /// `savepoint` mode) and remove its pods while keeping the resource.
+    #[serde(default)]
+    pub state: DesiredJobState,
+
+    /// Savepoint or checkpoint the first deployment restores from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_savepoint_path: Option<String>,
+
+    /// Allow restoring when the savepoint holds state no operator of the job claims.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+
+    /// Change this number to take a savepoint now (the job keeps running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_trigger_nonce: Option<i64>,
+
+    /// Change this number to redeploy the job, carrying state per `upgradeMode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_nonce: Option<i64>,
+
+    /// Restart a FAILED job from its latest completed checkpoint.
+    #[serde(default)]
+    pub restart_failed: bool,
+
+    /// After an upgrade, roll back to the last stable spec when the new job is not RUNNING with
+    /// a completed checkpoint within this duration (e.g. `5m`). Unset disables rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub upgrade_readiness_timeout: Option<String>,
+}
+
+/// How state is carried across a restart.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Tear down and start from empty state (or `initialSavepointPath` on first deploy).
+    #[default]
+    Stateless,
+    /// Stop with a savepoint, then restore from it.
+    Savepoint,
+    /// Restore from the latest completed checkpoint.
+    LastState,
+}
+
+/// Desired state of the job.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredJobState {
+    #[default]
+    Running,
+    Suspended,
+}
+
+/// Container image pull policy.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// JobManager pod settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobManagerSpec {
+    /// CPU and memory requests and limits of the JobManager container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// TaskManager pod settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskManagerSpec {
+    /// Number of TaskManager pods.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+
+    /// Task slots per TaskManager (`taskmanager.numberOfTaskSlots`).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub slots: i32,
+
+    /// CPU and memory requests and limits of the TaskManager container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for TaskManagerSpec {
+    fn default() -> Self {
+        TaskManagerSpec {
+            replicas: 1,
+            slots: 1,
+            resources: None,
+        }
+    }
+}
+
+/// Periodic checkpoints.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointSpec {
+    /// Checkpoint directory URI (`s3://bucket/path` or `file:///path`).
+    #[schemars(regex(pattern = r"^(s3|file)://.+"))]
+    pub dir: String,
+
+    /// Time between checkpoints (e.g. `30s`).
+    #[serde(default = "default_checkpoint_interval")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+
+    /// Completed checkpoints the live job keeps (`state.checkpoints.num-retained`).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub retained: i32,
+}
+
+/// Savepoint location, periodic savepoints and history retention.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointSpec {
+    /// Savepoint directory URI (`s3://bucket/path` or `file:///path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(s3|file)://.+"))]
+    pub dir: Option<String>,
+
+    /// Take a savepoint this often while the job runs (e.g. `6h`). Unset disables periodic
+    /// savepoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub periodic_interval: Option<String>,
+
+    /// Keep at most this many savepoints in the history; older ones are deleted from storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub history_max_count: Option<i32>,
+
+    /// Delete savepoints older than this (e.g. `7d`). The newest completed savepoint and one an
+    /// upgrade or restore still needs are never deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub history_max_age: Option<String>,
+
+    /// How long a savepoint may take before it counts as failed and is retried (e.g. `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+}
+
+/// S3-compatible object storage settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Endpoint URL of an S3-compatible server (`s3.endpoint`); AWS when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://.+"))]
+    pub endpoint: Option<String>,
+
+    /// Region (`s3.region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// Use path-style bucket addressing (`s3.path-style-access`), as most S3-compatible servers
+    /// need.
+    #[serde(default)]
+    pub path_style: bool,
+
+    /// Name of a Secret in the job's namespace with the keys `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`; passed to the worker as environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// Observed state, written by the operator before each action it takes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Lifecycle state of the resource.
+    #[serde(default)]
+    pub lifecycle_state: LifecycleState,
+
+    /// The job as the JobManager last reported it.
+    #[serde(default)]
+    pub job_status: JobStatus,
+
+    /// Completed, pending and historical savepoints.
+    #[serde(default)]
+    pub savepoints: SavepointStatus,
+
+    /// Progress of the operator's own work, written ahead of each step.
+    #[serde(default)]
+    pub reconciliation: ReconciliationStatus,
+
+    /// Standard conditions (`Ready`, `Reconciling`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Why the last step failed; cleared when a step succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Lifecycle state of a StreamJob.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleState {
+    /// Seen, nothing deployed yet.
+    #[default]
+    Created,
+    /// Pods applied, the job is not RUNNING yet.
+    Deploying,
+    /// The job is RUNNING but has not completed a checkpoint since it was deployed.
+    Running,
+    /// The job is RUNNING and healthy; its spec is the last stable spec.
+    Stable,
+    /// A change is being rolled out (savepoint, teardown, redeploy).
+    Upgrading,
+    /// The job is stopped on request; the resource and its state are kept.
+    Suspended,
+    /// The upgraded job did not become ready in time; the last stable spec is being redeployed.
+    RollingBack,
+    /// The last stable spec runs again after a failed upgrade.
+    RolledBack,
+    /// The job failed and is not restarted automatically.
+    Failed,
+    /// The resource is being deleted.
+    Deleting,
+}
+
+impl LifecycleState {
+    /// Every state, for metrics that count resources per state.
+    pub const ALL: [LifecycleState; 10] = [
+        LifecycleState::Created,
+        LifecycleState::Deploying,
+        LifecycleState::Running,
+        LifecycleState::Stable,
+        LifecycleState::Upgrading,
+        LifecycleState::Suspended,
+        LifecycleState::RollingBack,
+        LifecycleState::RolledBack,
+        LifecycleState::Failed,
+        LifecycleState::Deleting,
+    ];
+}
+
+/// The job as the JobManager reported it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    /// Job id assigned by the JobManager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+
+    /// Job state from the REST API (CREATED, RUNNING, FAILING, FAILED, CANCELLING, CANCELED,
+    /// FINISHED, RESTARTING, SUSPENDED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+
+    /// When the current job was started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+
+    /// Location of the latest completed checkpoint of the current job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<String>,
+
+    /// Job ids of earlier runs whose checkpoint directories are deleted once the current run
+    /// has completed its first checkpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_job_ids: Vec<String>,
+}
+
+/// Savepoints taken by the operator.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointStatus {
+    /// The newest completed savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<SavepointInfo>,
+
+    /// Completed savepoints, oldest first, subject to `historyMaxCount`/`historyMaxAge`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<SavepointInfo>,
+
+    /// A savepoint triggered and not finished yet. Recorded before the trigger is sent, so the
+    /// same trigger id is reused after an operator restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingSavepoint>,
+
+    /// Savepoint locations removed from the history whose deletion from storage has not been
+    /// confirmed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disposing: Vec<String>,
+
+    /// The `savepointTriggerNonce` the last manual savepoint was taken for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trigger_nonce: Option<i64>,
+}
+
+/// A completed savepoint.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointInfo {
+    /// Savepoint location URI.
+    pub location: String,
+    /// When it completed (RFC 3339).
+    pub timestamp: String,
+    /// Why it was taken.
+    pub trigger: SavepointTrigger,
+}
+
+/// Why a savepoint was taken.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SavepointTrigger {
+    /// Before an upgrade (stop-with-savepoint).
+    Upgrade,
+    /// Before suspending (stop-with-savepoint).
+    Suspend,
+    /// Before deleting the resource (stop-with-savepoint).
+    Deletion,
+    /// `savepointTriggerNonce` changed.
+    Manual,
+    /// `savepoints.periodicInterval` elapsed.
+    Periodic,
+}
+
+impl SavepointTrigger {
+    /// Whether this savepoint stops the job (stop-with-savepoint) rather than leaving it running.
+    pub fn stops_job(self) -> bool {
+        matches!(
+            self,
+            SavepointTrigger::Upgrade | SavepointTrigger::Suspend | SavepointTrigger::Deletion
+        )
+    }
+}
+
+/// A savepoint that has been (or is about to be) triggered.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSavepoint {
+    /// Trigger id chosen by the operator and sent with the request, so re-sending it after a
+    /// restart cannot start a second savepoint.
+    pub trigger_id: String,
+    /// Job the savepoint is taken of.
+    pub job_id: String,
+    /// Why it was triggered.
+    pub trigger: SavepointTrigger,
+    /// When it was triggered (RFC 3339); the timeout counts from here.
+    pub triggered_at: String,
+    /// The `savepointTriggerNonce` a manual savepoint answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<i64>,
+}
+
+/// The operator's own progress, written ahead of each action.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciliationStatus {
+    /// JSON of the spec the operator is deploying or has deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_spec: Option<String>,
+
+    /// JSON of the last spec whose job became RUNNING and completed a checkpoint; the rollback
+    /// target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_spec: Option<String>,
+
+    /// Step of the current rollout.
+    #[serde(default)]
+    pub phase: ReconcilePhase,
+
+    /// What the current rollout is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<RolloutIntent>,
+
+    /// Savepoint or checkpoint the next deployment restores from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_path: Option<String>,
+
+    /// When the current deployment was applied (RFC 3339); the readiness timeout counts from
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+
+    /// Failed attempts of the current step, for backoff.
+    #[serde(default)]
+    pub retries: u32,
+
+    /// Restarts of FAILED jobs since the job was last stable; spaces out the next restart.
+    #[serde(default)]
+    pub failed_restarts: u32,
+
+    /// Earliest time of the next attempt after a failure (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+}
+
+/// Step of a rollout. Every rollout walks a prefix of Stopping → TearingDown → Deploying →
+/// AwaitingReady and ends in Idle.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum ReconcilePhase {
+    /// Nothing in flight.
+    #[default]
+    Idle,
+    /// Taking the savepoint or choosing the checkpoint the next deployment restores from.
+    Stopping,
+    /// Removing the old JobManager and TaskManagers.
+    TearingDown,
+    /// Applying the new deployment.
+    Deploying,
+    /// Waiting for the new job to run and complete a checkpoint.
+    AwaitingReady,
+}
+
+/// What a rollout is for.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum RolloutIntent {
+    /// First deployment of the resource.
+    Deploy,
+    /// The spec changed.
+    Upgrade,
+    /// `job.state` became `suspended`.
+    Suspend,
+    /// `job.state` became `running` again.
+    Resume,
+    /// A FAILED job is restarted (`restartFailed`).
+    Restart,
+    /// The upgraded job did not become ready; the last stable spec is redeployed.
+    Rollback,
+}
+
+/// A condition in the standard Kubernetes shape.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    #[schemars(regex(pattern = r"^(True|False|Unknown)$"))]
+    pub status: String,
+    /// One CamelCase word saying why.
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// Generation the condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+fn default_checkpoint_interval() -> String {
+    "1m".to_string()
+}
+
+/// Schema of a free-form object: the apiserver keeps its fields as given. The operator parses
+/// it as a PodTemplateSpec during validation.
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+impl StreamJobSpec {
+    /// The savepoint directory, if configured.
+    pub fn savepoint_dir(&self) -> Option<&str> {
+        self.savepoints.as_ref().and_then(|s| s.dir.as_deref())
+    }
+}

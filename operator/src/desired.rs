@@ -1,0 +1,451 @@
+//! Renders the Kubernetes objects a StreamJob should own: the worker ConfigMap, the JobManager
+//! Service and Deployment, and the TaskManager Deployment. Pure: it reads a spec (which may be
+//! the last stable spec during a rollback, not the one in the resource) and the restore path
+//! the lifecycle chose, and never talks to the API server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::DeepMerge;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+
+use crate::crd::{StreamJob, StreamJobSpec};
+use crate::names::{self, config as keys};
+
+/// Why the desired objects could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the StreamJob has no {0}; it must come from the API server")]
+    MissingMetadata(&'static str),
+
+    #[error("podTemplate is not a valid PodTemplateSpec: {0}")]
+    PodTemplate(#[source] serde_json::Error),
+
+    #[error("could not render the worker config file")]
+    ConfigFile(#[source] serde_yaml::Error),
+}
+
+/// Everything a running StreamJob owns, ready for server-side apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObjects {
+    pub config_map: ConfigMap,
+    pub jobmanager_service: Service,
+    pub jobmanager: Deployment,
+    pub taskmanager: Deployment,
+}
+
+/// Renders the objects for `spec`, restoring from `restore_path` when set. `job` supplies the
+/// name, namespace and uid for names and owner references.
+pub fn build(
+    job: &StreamJob,
+    spec: &StreamJobSpec,
+    restore_path: Option<&str>,
+) -> Result<DesiredObjects, BuildError> {
+    let meta = JobMeta::of(job)?;
+    let config = worker_config(&meta.name, spec, restore_path);
+    let config_text = serde_yaml::to_string(&config).map_err(BuildError::ConfigFile)?;
+    let config_hash = fnv1a_hex(config_text.as_bytes());
+
+    let mut config_data = BTreeMap::from([(names::CONFIG_FILE.to_string(), config_text)]);
+    if let Some(sql) = &spec.job.sql {
+        config_data.insert(names::SQL_FILE.to_string(), sql.clone());
+    }
+    let config_map = ConfigMap {
+        metadata: meta.object_meta(names::config_map_name(&meta.name), None),
+        data: Some(config_data),
+        ..ConfigMap::default()
+    };
+
+    let jm_name = names::jobmanager_name(&meta.name);
+    let jobmanager_service = Service {
+        metadata: meta.object_meta(jm_name.clone(), Some(names::COMPONENT_JOBMANAGER)),
+        spec: Some(ServiceSpec {
+            selector: Some(meta.selector(names::COMPONENT_JOBMANAGER)),
+            ports: Some(vec![
+                service_port(names::REST_PORT_NAME, names::REST_PORT),
+                service_port(names::RPC_PORT_NAME, names::RPC_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
+    let jobmanager = deployment(
+        &meta,
+        spec,
+        Role::JobManager,
+        1,
+        // Two JobManagers for one job would both run it; Recreate never overlaps them.
+        Some(DeploymentStrategy {
+            type_: Some("Recreate".to_string()),
+            ..DeploymentStrategy::default()
+        }),
+        &config_hash,
+    )?;
+    let taskmanager = deployment(
+        &meta,
+        spec,
+        Role::TaskManager,
+        spec.task_manager.replicas,
+        None,
+        &config_hash,
+    )?;
+
+    Ok(DesiredObjects {
+        config_map,
+        jobmanager_service,
+        jobmanager,
+        taskmanager,
+    })
+}
+
+/// The worker configuration as flat Flink-style keys. User `config` keys come first and the
+/// operator's keys are laid over them (validation already rejects overlaps).
+pub fn worker_config(
+    job_name: &str,
+    spec: &StreamJobSpec,
+    restore_path: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut config = spec.config.clone();
+    let mut set = |key: &str, value: String| {
+        config.insert(key.to_string(), value);
+    };
+    set(keys::PARALLELISM_DEFAULT, spec.job.parallelism.to_string());
+    set(keys::TASK_SLOTS, spec.task_manager.slots.to_string());
+    set(keys::RPC_ADDRESS, names::jobmanager_name(job_name));
+    set(keys::RPC_PORT, names::RPC_PORT.to_string());
+    set(keys::REST_PORT, names::REST_PORT.to_string());
+    if let Some(checkpoints) = &spec.checkpoints {
+        set(keys::CHECKPOINTS_DIR, checkpoints.dir.clone());
+        set(keys::CHECKPOINT_INTERVAL, checkpoints.interval.clone());
+        set(keys::CHECKPOINTS_RETAINED, checkpoints.retained.to_string());
+    }
+    if let Some(dir) = spec.savepoint_dir() {
+        set(keys::SAVEPOINTS_DIR, dir.to_string());
+    }
+    if let Some(path) = restore_path {
+        set(keys::SAVEPOINT_PATH, path.to_string());
+        if spec.job.allow_non_restored_state {
+            set(keys::SAVEPOINT_IGNORE_UNCLAIMED, "true".to_string());
+        }
+    }
+    if let Some(storage) = &spec.storage {
+        if let Some(endpoint) = &storage.endpoint {
+            set(keys::S3_ENDPOINT, endpoint.clone());
+        }
+        if let Some(region) = &storage.region {
+            set(keys::S3_REGION, region.clone());
+        }
+        set(keys::S3_PATH_STYLE, storage.path_style.to_string());
+    }
+    config
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    JobManager,
+    TaskManager,
+}
+
+impl Role {
+    fn component(self) -> &'static str {
+        match self {
+            Role::JobManager => names::COMPONENT_JOBMANAGER,
+            Role::TaskManager => names::COMPONENT_TASKMANAGER,
+        }
+    }
+
+    fn container(self) -> &'static str {
+        match self {
+            Role::JobManager => names::JOBMANAGER_CONTAINER,
+            Role::TaskManager => names::TASKMANAGER_CONTAINER,
+        }
+    }
+
+    fn other(self) -> Role {
+        match self {
+            Role::JobManager => Role::TaskManager,
+            Role::TaskManager => Role::JobManager,
+        }
+    }
+
+    fn object_name(self, job: &str) -> String {
+        match self {
+            Role::JobManager => names::jobmanager_name(job),
+            Role::TaskManager => names::taskmanager_name(job),
+        }
+    }
+}
+
+fn deployment(
+    meta: &JobMeta,
+    spec: &StreamJobSpec,
+    role: Role,
+    replicas: i32,
+    strategy: Option<DeploymentStrategy>,
+    config_hash: &str,
+) -> Result<Deployment, BuildError> {
+    let generated = pod_template(meta, spec, role, config_hash);
+    // The user's template is the base and the generated one is merged over it: the operator's
+    // fields win, while lists keyed by name (containers, env, volumes) keep the user's extra
+    // entries, so sidecars and extra mounts survive.
+    let template = match &spec.pod_template {
+        Some(user) => {
+            let mut merged: PodTemplateSpec =
+                serde_json::from_value(user.clone()).map_err(BuildError::PodTemplate)?;
+            // One template serves both roles: a container named for the other role is meant
+            // for that role's pods only.
+            if let Some(pod) = merged.spec.as_mut() {
+                pod.containers
+                    .retain(|c| c.name != role.other().container());
+            }
+            merged.merge_from(generated);
+            merged
+        }
+        None => generated,
+    };
+    Ok(Deployment {
+        metadata: meta.object_meta(role.object_name(&meta.name), Some(role.component())),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(meta.selector(role.component())),
+                ..LabelSelector::default()
+            },
+            strategy,
+            template,
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+fn pod_template(
+    meta: &JobMeta,
+    spec: &StreamJobSpec,
+    role: Role,
+    config_hash: &str,
+) -> PodTemplateSpec {
+    let config_path = format!("{}/{}", names::CONFIG_MOUNT_PATH, names::CONFIG_FILE);
+    let mut args = match role {
+        Role::JobManager => vec![names::CMD_JOBMANAGER.to_string()],
+        Role::TaskManager => vec![names::CMD_TASKMANAGER.to_string()],
+    };
+    args.push(names::ARG_CONFIG.to_string());
+    args.push(config_path);
+    if role == Role::JobManager {
+        // Same positional form as `weir run <job.sql | registered-job-name> [args]`.
+        match (&spec.job.sql, &spec.job.entry) {
+            (Some(_), _) => args.push(format!("{}/{}", names::CONFIG_MOUNT_PATH, names::SQL_FILE)),
+            (None, Some(entry)) => {
+                args.push(entry.clone());
+                args.extend(spec.job.args.iter().cloned());
+            }
+            (None, None) => {}
+        }
+    }
+
+    let mut env = vec![EnvVar {
+        name: names::ENV_POD_IP.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }];
+    if let Some(secret) = spec
+        .storage
+        .as_ref()
+        .and_then(|s| s.credentials_secret.as_ref())
+    {
+        for variable in [
+            names::ENV_AWS_ACCESS_KEY_ID,
+            names::ENV_AWS_SECRET_ACCESS_KEY,
+        ] {
+            env.push(EnvVar {
+                name: variable.to_string(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.clone(),
+                        key: variable.to_string(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+    }
+
+    let resources = match role {
+        Role::JobManager => spec.job_manager.resources.clone(),
+        Role::TaskManager => spec.task_manager.resources.clone(),
+    };
+    let (ports, readiness_probe) = match role {
+        Role::JobManager => (
+            Some(vec![
+                container_port(names::REST_PORT_NAME, names::REST_PORT),
+                container_port(names::RPC_PORT_NAME, names::RPC_PORT),
+            ]),
+            Some(Probe {
+                http_get: Some(HTTPGetAction {
+                    path: Some(names::READY_PATH.to_string()),
+                    port: IntOrString::String(names::REST_PORT_NAME.to_string()),
+                    ..HTTPGetAction::default()
+                }),
+                period_seconds: Some(5),
+                ..Probe::default()
+            }),
+        ),
+        Role::TaskManager => (None, None),
+    };
+
+    let container = Container {
+        name: role.container().to_string(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        args: Some(args),
+        env: Some(env),
+        ports,
+        readiness_probe,
+        resources,
+        volume_mounts: Some(vec![VolumeMount {
+            name: names::CONFIG_VOLUME.to_string(),
+            mount_path: names::CONFIG_MOUNT_PATH.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+
+    let mut labels = meta.labels(Some(role.component()));
+    labels.extend(meta.selector(role.component()));
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                names::ANNOTATION_CONFIG_HASH.to_string(),
+                config_hash.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            service_account_name: spec.service_account.clone(),
+            volumes: Some(vec![Volume {
+                name: names::CONFIG_VOLUME.to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config_map_name(&meta.name),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The parts of the StreamJob's metadata every child needs.
+struct JobMeta {
+    name: String,
+    namespace: String,
+    owner: OwnerReference,
+}
+
+impl JobMeta {
+    fn of(job: &StreamJob) -> Result<Self, BuildError> {
+        let name = job
+            .metadata
+            .name
+            .clone()
+            .ok_or(BuildError::MissingMetadata("metadata.name"))?;
+        let namespace = job
+            .metadata
+            .namespace
+            .clone()
+            .ok_or(BuildError::MissingMetadata("metadata.namespace"))?;
+        let owner = job
+            .controller_owner_ref(&())
+            .ok_or(BuildError::MissingMetadata("metadata.uid"))?;
+        Ok(JobMeta {
+            name,
+            namespace,
+            owner,
+        })
+    }
+
+    fn labels(&self, component: Option<&str>) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            (names::LABEL_NAME.to_string(), names::APP_NAME.to_string()),
+            (names::LABEL_INSTANCE.to_string(), self.name.clone()),
+            (
+                names::LABEL_MANAGED_BY.to_string(),
+                names::FIELD_MANAGER.to_string(),
+            ),
+            (names::LABEL_JOB.to_string(), self.name.clone()),
+        ]);
+        if let Some(component) = component {
+            labels.insert(names::LABEL_COMPONENT.to_string(), component.to_string());
+        }
+        labels
+    }
+
+    /// The labels a selector matches on: few and immutable, since a Deployment's selector
+    /// cannot change after creation.
+    fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (names::LABEL_JOB.to_string(), self.name.clone()),
+            (names::LABEL_COMPONENT.to_string(), component.to_string()),
+        ])
+    }
+
+    fn object_meta(&self, name: String, component: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// A stable, dependency-free hash of the rendered config. It only has to change when the
+/// config changes, so a 64-bit FNV-1a is plenty.
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

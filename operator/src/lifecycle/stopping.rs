@@ -1,0 +1,246 @@
+//! Stopping: choose the state the next deployment restores from. `savepoint` mode stops the job
+//! with a savepoint and waits for its location; `last-state` takes the latest checkpoint;
+//! `stateless` takes nothing. A failed or timed-out savepoint leaves the old job running, sets
+//! `status.error` and retries with backoff; it never falls back to stateless. Also polls
+//! savepoints taken while the job keeps running (manual and periodic).
+
+use std::time::Duration;
+
+use crate::crd::{
+    PendingSavepoint, ReconcilePhase, RolloutIntent, SavepointTrigger, StreamJobSpec, UpgradeMode,
+};
+
+use super::idle::trigger_name;
+use super::{Action, EventType, POLL, SavepointProgress, Stepper, elapsed, teardown};
+
+pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    let spec: StreamJobSpec = step.spec().clone();
+    let intent = step
+        .status
+        .reconciliation
+        .intent
+        .unwrap_or(RolloutIntent::Upgrade);
+
+    let mode = match intent {
+        // A failed job cannot take a savepoint; its checkpoints are its state.
+        RolloutIntent::Restart => UpgradeMode::LastState,
+        _ => spec.job.upgrade_mode,
+    };
+    match mode {
+        UpgradeMode::Stateless => {
+            step.status.reconciliation.restore_path = None;
+            proceed(step)
+        }
+        UpgradeMode::LastState => last_state(step),
+        UpgradeMode::Savepoint => {
+            let pending_stop = step
+                .status
+                .savepoints
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.trigger.stops_job());
+            if !pending_stop && step.obs().running_job().is_none() {
+                // Nothing is running to take a savepoint of, so there is nothing newer than the
+                // run's last checkpoint; restoring from it keeps all state the job has.
+                step.event(
+                    EventType::Warning,
+                    "JobNotRunning",
+                    "the job is not RUNNING, so no savepoint can be taken; restoring from its \
+                     latest checkpoint instead"
+                        .into(),
+                );
+                return last_state(step);
+            }
+            stop_with_savepoint(step, &spec, intent)
+        }
+    }
+}
+
+fn last_state(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    let state = step.last_state();
+    step.status.reconciliation.restore_path = state;
+    proceed(step)
+}
+
+fn proceed(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    step.status.error = None;
+    step.enter(ReconcilePhase::TearingDown);
+    teardown::decide(step)
+}
+
+fn stop_with_savepoint(
+    step: &mut Stepper<'_, '_>,
+    spec: &StreamJobSpec,
+    intent: RolloutIntent,
+) -> (Action, Duration) {
+    let Some(dir) = spec.savepoint_dir().map(str::to_string) else {
+        // Validation rejects this spec; stay put rather than lose state.
+        let wait = step.fail(
+            "SavepointError",
+            "upgradeMode is savepoint but savepoints.dir is not set".into(),
+        );
+        return (Action::None, wait);
+    };
+
+    let Some(pending) = step.status.savepoints.pending.clone() else {
+        if let Some(wait) = step.backing_off() {
+            return (Action::None, wait);
+        }
+        let Some(job) = step.obs().running_job().cloned() else {
+            return (Action::None, POLL);
+        };
+        let trigger = match intent {
+            RolloutIntent::Suspend => SavepointTrigger::Suspend,
+            _ => SavepointTrigger::Upgrade,
+        };
+        let trigger_id = step.inputs.fresh_trigger_id.clone();
+        // Written before the request is sent: after a restart the same id is sent again, which
+        // the JobManager answers with the savepoint already under way.
+        step.status.savepoints.pending = Some(PendingSavepoint {
+            trigger_id: trigger_id.clone(),
+            job_id: job.job_id.clone(),
+            trigger,
+            triggered_at: step.now_text(),
+            nonce: None,
+        });
+        step.event(
+            EventType::Normal,
+            "SavepointTriggered",
+            format!(
+                "stopping the job with a savepoint for the {} ({trigger_id})",
+                trigger_name(trigger)
+            ),
+        );
+        return (
+            Action::TriggerSavepoint {
+                job_id: job.job_id,
+                trigger_id,
+                target_directory: dir,
+                stop: true,
+            },
+            POLL,
+        );
+    };
+
+    match step.obs().savepoint.clone() {
+        Some(SavepointProgress::Completed { location }) => {
+            step.status.savepoints.pending = None;
+            step.record_savepoint(location.clone(), pending.trigger);
+            step.status.reconciliation.restore_path = Some(location.clone());
+            step.event(
+                EventType::Normal,
+                "SavepointCompleted",
+                format!("savepoint completed at {location}"),
+            );
+            proceed(step)
+        }
+        Some(SavepointProgress::Failed { cause }) => savepoint_failed(step, &pending, cause),
+        Some(SavepointProgress::Unknown) => resend(step, &pending, dir),
+        Some(SavepointProgress::InProgress) | None => {
+            if elapsed(
+                Some(&pending.triggered_at),
+                step.savepoint_timeout(),
+                step.now(),
+            ) {
+                let cause = format!(
+                    "not completed within {}s",
+                    step.savepoint_timeout().as_secs()
+                );
+                return savepoint_failed(step, &pending, cause);
+            }
+            (Action::None, POLL)
+        }
+    }
+}
+
+/// The JobManager never saw the trigger (the operator stopped between recording and sending
+/// it): send the same trigger id again.
+fn resend(
+    step: &mut Stepper<'_, '_>,
+    pending: &PendingSavepoint,
+    dir: String,
+) -> (Action, Duration) {
+    step.status.error = None;
+    (
+        Action::TriggerSavepoint {
+            job_id: pending.job_id.clone(),
+            trigger_id: pending.trigger_id.clone(),
+            target_directory: dir,
+            stop: pending.trigger.stops_job(),
+        },
+        POLL,
+    )
+}
+
+pub(super) fn savepoint_failed(
+    step: &mut Stepper<'_, '_>,
+    pending: &PendingSavepoint,
+    cause: String,
+) -> (Action, Duration) {
+    step.status.savepoints.pending = None;
+    if pending.trigger == SavepointTrigger::Manual {
+        // A manual savepoint answers one nonce; the user bumps it again to retry.
+        step.status.savepoints.last_trigger_nonce = pending.nonce;
+    }
+    let keeps_running = if pending.trigger.stops_job() {
+        "; the job keeps running on its current spec"
+    } else {
+        ""
+    };
+    let wait = step.fail(
+        "SavepointError",
+        format!(
+            "{} savepoint {} failed: {cause}{keeps_running}",
+            trigger_name(pending.trigger),
+            pending.trigger_id
+        ),
+    );
+    (Action::None, wait)
+}
+
+/// Polls a manual or periodic savepoint; the job keeps running whatever the outcome.
+pub(super) fn poll_running_savepoint(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    let Some(pending) = step.status.savepoints.pending.clone() else {
+        return (Action::None, POLL);
+    };
+    match step.obs().savepoint.clone() {
+        Some(SavepointProgress::Completed { location }) => {
+            step.status.savepoints.pending = None;
+            if pending.trigger == SavepointTrigger::Manual {
+                step.status.savepoints.last_trigger_nonce = pending.nonce;
+            }
+            step.record_savepoint(location.clone(), pending.trigger);
+            step.status.error = None;
+            step.status.reconciliation.retries = 0;
+            step.status.reconciliation.retry_at = None;
+            step.event(
+                EventType::Normal,
+                "SavepointCompleted",
+                format!("savepoint completed at {location}"),
+            );
+            (Action::None, POLL)
+        }
+        Some(SavepointProgress::Failed { cause }) => savepoint_failed(step, &pending, cause),
+        Some(SavepointProgress::Unknown) => match step.spec().savepoint_dir() {
+            Some(dir) => {
+                let dir = dir.to_string();
+                resend(step, &pending, dir)
+            }
+            None => savepoint_failed(step, &pending, "savepoints.dir was removed".into()),
+        },
+        Some(SavepointProgress::InProgress) | None => {
+            if elapsed(
+                Some(&pending.triggered_at),
+                step.savepoint_timeout(),
+                step.now(),
+            ) {
+                let cause = format!(
+                    "not completed within {}s",
+                    step.savepoint_timeout().as_secs()
+                );
+                return savepoint_failed(step, &pending, cause);
+            }
+            (Action::None, POLL)
+        }
+    }
+}

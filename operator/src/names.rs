@@ -1,0 +1,115 @@
+//! Names the operator shares with the worker and with itself: labels, environment variables,
+//! ports, configuration keys, the field manager and the finalizer. Everything a second place
+//! would otherwise spell as a string literal lives here, so a rename is one edit.
+
+/// API group of the StreamJob resource.
+pub const GROUP: &str = "weir.dev";
+
+/// Field manager for every server-side apply the operator makes; one manager means the operator
+/// never fights itself over field ownership.
+pub const FIELD_MANAGER: &str = "weir-operator";
+
+/// Finalizer that holds a StreamJob until its deletion savepoint and cleanup have run.
+pub const FINALIZER: &str = "weir.dev/cleanup";
+
+/// Container names inside the generated pods; a user's `podTemplate` merges into the container
+/// with the same name.
+pub const JOBMANAGER_CONTAINER: &str = "jobmanager";
+pub const TASKMANAGER_CONTAINER: &str = "taskmanager";
+
+/// Component values for [`LABEL_COMPONENT`].
+pub const COMPONENT_JOBMANAGER: &str = "jobmanager";
+pub const COMPONENT_TASKMANAGER: &str = "taskmanager";
+
+/// Recommended Kubernetes labels, plus the job label the selectors rely on.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_JOB: &str = "weir.dev/job";
+/// Value of [`LABEL_NAME`] on everything the operator creates.
+pub const APP_NAME: &str = "weir";
+
+/// Annotation carrying a hash of the rendered worker config, so a config change rolls the pods.
+pub const ANNOTATION_CONFIG_HASH: &str = "weir.dev/config-hash";
+
+/// Ports of the JobManager: REST (Flink's default 8081) and the TaskManager RPC port.
+pub const REST_PORT: i32 = 8081;
+pub const RPC_PORT: i32 = 6123;
+pub const REST_PORT_NAME: &str = "rest";
+pub const RPC_PORT_NAME: &str = "rpc";
+
+/// Where the ConfigMap holding the worker configuration is mounted, and the file inside it.
+pub const CONFIG_VOLUME: &str = "weir-config";
+pub const CONFIG_MOUNT_PATH: &str = "/etc/weir";
+pub const CONFIG_FILE: &str = "weir-conf.yaml";
+/// File in the same ConfigMap holding `job.sql`, passed to the JobManager as its job.
+pub const SQL_FILE: &str = "job.sql";
+
+/// JobManager readiness endpoint (REST contract in ARCHITECTURE.md).
+pub const READY_PATH: &str = "/readyz";
+
+/// Worker subcommands (`weir jobmanager --config <file>`).
+pub const CMD_JOBMANAGER: &str = "jobmanager";
+pub const CMD_TASKMANAGER: &str = "taskmanager";
+pub const ARG_CONFIG: &str = "--config";
+
+/// Standard AWS credential environment variables read by the worker's S3 client.
+pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// Downward-API variable giving each pod its own address.
+pub const ENV_POD_IP: &str = "POD_IP";
+
+/// Flink-compatible configuration keys the operator writes (see ARCHITECTURE.md).
+pub mod config {
+    pub const PARALLELISM_DEFAULT: &str = "parallelism.default";
+    pub const TASK_SLOTS: &str = "taskmanager.numberOfTaskSlots";
+    pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
+    pub const SAVEPOINTS_DIR: &str = "state.savepoints.dir";
+    pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
+    pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
+    pub const SAVEPOINT_PATH: &str = "execution.savepoint.path";
+    pub const SAVEPOINT_IGNORE_UNCLAIMED: &str = "execution.savepoint.ignore-unclaimed-state";
+    pub const S3_ENDPOINT: &str = "s3.endpoint";
+    pub const S3_REGION: &str = "s3.region";
+    pub const S3_PATH_STYLE: &str = "s3.path-style-access";
+    pub const REST_ADDRESS: &str = "rest.address";
+    pub const REST_PORT: &str = "rest.port";
+    pub const RPC_ADDRESS: &str = "jobmanager.rpc.address";
+    pub const RPC_PORT: &str = "jobmanager.rpc.port";
+
+    /// Keys the operator owns: a user `config` entry for one of these is rejected by
+    /// validation, because silently overriding either side would hide a mistake.
+    pub const OPERATOR_OWNED: &[&str] = &[
+        PARALLELISM_DEFAULT,
+        TASK_SLOTS,
+        CHECKPOINTS_DIR,
+        SAVEPOINTS_DIR,
+        CHECKPOINT_INTERVAL,
+        CHECKPOINTS_RETAINED,
+        SAVEPOINT_PATH,
+        SAVEPOINT_IGNORE_UNCLAIMED,
+        S3_ENDPOINT,
+        S3_REGION,
+        S3_PATH_STYLE,
+        REST_ADDRESS,
+        REST_PORT,
+        RPC_ADDRESS,
+        RPC_PORT,
+    ];
+}
+
+/// Name of the JobManager Deployment and Service, which is also `jobmanager.rpc.address`.
+pub fn jobmanager_name(job: &str) -> String {
+    format!("{job}-jobmanager")
+}
+
+/// Name of the TaskManager Deployment.
+pub fn taskmanager_name(job: &str) -> String {
+    format!("{job}-taskmanager")
+}
+
+/// Name of the ConfigMap holding the worker configuration.
+pub fn config_map_name(job: &str) -> String {
+    format!("{job}-config")
+}

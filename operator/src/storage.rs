@@ -1,0 +1,203 @@
+//! Storage access: finding a run's latest checkpoint when its JobManager is gone, and deleting
+//! savepoints and old checkpoint directories. `file://` locations are handled directly (the
+//! operator pod must mount the same volume); `s3://` goes through [`crate::s3`] when the job's
+//! storage settings give an `http://` endpoint and credentials, and fails with
+//! [`StorageError::Unsupported`] otherwise, in which case the lifecycle keeps the locations in
+//! the status instead of retrying in vain.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a deletion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "cannot delete {location}: the operator deletes file:// locations, and s3:// ones only \
+         with an http:// storage.endpoint and credentials"
+    )]
+    Unsupported { location: String },
+
+    #[error("S3 storage access failed")]
+    S3(#[source] crate::s3::S3Error),
+
+    #[error("deleting {path} failed")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Storage of one job: the local file system, plus S3 when configured.
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    /// Client for the job's `s3://` locations, when its endpoint and credentials allow.
+    pub s3: Option<crate::s3::S3Client>,
+}
+
+impl Storage {
+    /// Deletes a savepoint or checkpoint directory, whichever storage it is in.
+    pub async fn delete(&self, location: &str) -> Result<(), StorageError> {
+        match &self.s3 {
+            Some(s3) if location.starts_with("s3://") => s3
+                .delete_prefix(location)
+                .await
+                .map(|_| ())
+                .map_err(StorageError::S3),
+            _ => delete_location(location).await,
+        }
+    }
+
+    /// The newest completed checkpoint of one run; see [`latest_checkpoint`].
+    pub async fn latest_checkpoint(&self, dir: &str, job_id: &str) -> Option<String> {
+        match &self.s3 {
+            Some(s3) if dir.starts_with("s3://") => {
+                let run = checkpoint_run_dir(dir, job_id);
+                let (bucket, prefix) = crate::s3::split_uri(&run).ok()?;
+                let keys = s3.list(&bucket, &format!("{prefix}/")).await.ok()?;
+                newest_checkpoint(&run, keys.iter().filter_map(|k| k.strip_prefix(&prefix)))
+            }
+            _ => latest_checkpoint(dir, job_id).await,
+        }
+    }
+}
+
+/// Picks `<run>/chk-<n>` with the highest `n` among relative keys that end in `_metadata`.
+fn newest_checkpoint<'a>(run: &str, keys: impl Iterator<Item = &'a str>) -> Option<String> {
+    keys.filter_map(|key| {
+        let dir = key.trim_start_matches('/').strip_suffix("/_metadata")?;
+        let number: u64 = dir.strip_prefix("chk-")?.parse().ok()?;
+        Some((number, dir.to_string()))
+    })
+    .max()
+    .map(|(_, dir)| format!("{run}/{dir}"))
+}
+
+/// Whether the operator can delete `location`. The lifecycle leaves other locations alone
+/// (still listed in the status) instead of retrying a deletion that cannot succeed.
+pub fn supports(location: &str) -> bool {
+    location.starts_with("file://")
+}
+
+/// Deletes a savepoint directory. Deleting what is already gone succeeds, so a deletion
+/// repeated after an operator restart is harmless.
+pub async fn delete_location(location: &str) -> Result<(), StorageError> {
+    let Some(path) = location.strip_prefix("file://") else {
+        return Err(StorageError::Unsupported {
+            location: location.to_string(),
+        });
+    };
+    let path = PathBuf::from(path);
+    // Recursive deletion is blocking file I/O: keep it off the async worker threads.
+    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StorageError::Io { path, source }),
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(StorageError::Io {
+            path: PathBuf::from(location),
+            source: io::Error::other(join),
+        })
+    })
+}
+
+/// The newest completed checkpoint of one run found in storage: the `chk-<n>` directory under
+/// `<checkpoints.dir>/<job-id>/` with the highest `n` that has its `_metadata` (written last,
+/// so an unfinished checkpoint is skipped). Only `file://` can be listed so far; other schemes
+/// and unreadable directories give `None`, and the lifecycle falls back to what the status
+/// recorded.
+pub async fn latest_checkpoint(dir: &str, job_id: &str) -> Option<String> {
+    let run = checkpoint_run_dir(dir, job_id);
+    let path = PathBuf::from(run.strip_prefix("file://")?);
+    tokio::task::spawn_blocking(move || {
+        let newest = std::fs::read_dir(&path)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let number: u64 = name.strip_prefix("chk-")?.parse().ok()?;
+                entry
+                    .path()
+                    .join("_metadata")
+                    .is_file()
+                    .then_some((number, name))
+            })
+            .max()?;
+        Some(format!("{run}/{}", newest.1))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The checkpoint directory of one run: `<checkpoints.dir>/<job-id>`.
+pub fn checkpoint_run_dir(dir: &str, job_id: &str) -> String {
+    format!("{}/{job_id}", dir.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_savepoint_is_deleted_and_deleting_it_again_succeeds() {
+        let root = std::env::temp_dir().join(format!("weir-storage-{}", std::process::id()));
+        let savepoint = root.join("savepoint-ab12-x");
+        std::fs::create_dir_all(&savepoint).unwrap();
+        std::fs::write(savepoint.join("_metadata"), b"x").unwrap();
+        let location = format!("file://{}", savepoint.display());
+
+        delete_location(&location).await.unwrap();
+        assert!(!savepoint.exists());
+        delete_location(&location).await.unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_s3_location_is_reported_as_unsupported() {
+        let error = delete_location("s3://b/sp/savepoint-1").await.unwrap_err();
+        assert!(matches!(error, StorageError::Unsupported { .. }));
+    }
+
+    #[tokio::test]
+    async fn the_newest_checkpoint_with_metadata_is_found_in_a_file_directory() {
+        let root = std::env::temp_dir().join(format!("weir-ckpt-{}", std::process::id()));
+        for (n, complete) in [(2, true), (9, true), (10, true), (11, false)] {
+            let chk = root.join("a1b2").join(format!("chk-{n}"));
+            std::fs::create_dir_all(&chk).unwrap();
+            if complete {
+                std::fs::write(chk.join("_metadata"), b"x").unwrap();
+            }
+        }
+        std::fs::create_dir_all(root.join("a1b2").join("shared")).unwrap();
+        let dir = format!("file://{}", root.display());
+
+        let latest = latest_checkpoint(&dir, "a1b2").await;
+        assert_eq!(latest, Some(format!("{dir}/a1b2/chk-10")));
+        assert_eq!(latest_checkpoint(&dir, "other").await, None);
+        assert_eq!(latest_checkpoint("s3://b/cp", "a1b2").await, None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_chosen_among_listed_keys() {
+        let keys = [
+            "/chk-2/_metadata",
+            "/chk-10/_metadata",
+            "/chk-11/state-1",
+            "/shared/sst-1",
+        ];
+        assert_eq!(
+            newest_checkpoint("s3://b/cp/a1", keys.into_iter()),
+            Some("s3://b/cp/a1/chk-10".to_string())
+        );
+    }
+
+    #[test]
+    fn a_run_directory_is_the_job_id_under_the_checkpoint_dir() {
+        assert_eq!(checkpoint_run_dir("s3://b/cp/", "a1b2"), "s3://b/cp/a1b2");
+        assert_eq!(checkpoint_run_dir("file:///d", "a1b2"), "file:///d/a1b2");
+    }
+}

@@ -1,0 +1,372 @@
+//! The desired Kubernetes objects of a StreamJob, rendered from small YAML fixtures.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::fixture;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use weir_operator::desired::{DesiredObjects, build, worker_config};
+use weir_operator::names;
+
+fn render(name: &str, restore: Option<&str>) -> DesiredObjects {
+    let job = fixture(name);
+    build(&job, &job.spec, restore).expect("fixture renders")
+}
+
+fn pod_spec(deployment: &Deployment) -> &PodSpec {
+    deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+}
+
+fn container<'a>(deployment: &'a Deployment, name: &str) -> &'a Container {
+    pod_spec(deployment)
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn config_file(objects: &DesiredObjects) -> BTreeMap<String, String> {
+    let text = &objects.config_map.data.as_ref().unwrap()[names::CONFIG_FILE];
+    serde_yaml::from_str(text).unwrap()
+}
+
+#[test]
+fn a_stateless_job_gets_one_recreated_jobmanager_and_its_taskmanagers() {
+    let objects = render("stateless.yaml", None);
+    let jm = objects.jobmanager.spec.as_ref().unwrap();
+    assert_eq!(jm.replicas, Some(1));
+    assert_eq!(
+        jm.strategy.as_ref().unwrap().type_.as_deref(),
+        Some("Recreate")
+    );
+    assert_eq!(objects.taskmanager.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(
+        objects.jobmanager.metadata.name.as_deref(),
+        Some("clicks-jobmanager")
+    );
+    assert_eq!(
+        objects.taskmanager.metadata.name.as_deref(),
+        Some("clicks-taskmanager")
+    );
+    assert_eq!(
+        objects.jobmanager.metadata.namespace.as_deref(),
+        Some("analytics")
+    );
+
+    let config = config_file(&objects);
+    assert_eq!(config["parallelism.default"], "2");
+    assert_eq!(config["jobmanager.rpc.address"], "clicks-jobmanager");
+    assert!(!config.contains_key("execution.savepoint.path"));
+    assert!(!config.contains_key("state.savepoints.dir"));
+
+    let jm_args = container(&objects.jobmanager, "jobmanager")
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(
+        jm_args,
+        [
+            "jobmanager",
+            "--config",
+            "/etc/weir/weir-conf.yaml",
+            "/etc/weir/job.sql"
+        ]
+    );
+    assert_eq!(
+        objects.config_map.data.as_ref().unwrap()["job.sql"],
+        "INSERT INTO out SELECT * FROM clicks"
+    );
+    let tm_args = container(&objects.taskmanager, "taskmanager")
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(
+        tm_args,
+        ["taskmanager", "--config", "/etc/weir/weir-conf.yaml"]
+    );
+}
+
+#[test]
+fn the_jobmanager_service_exposes_rest_and_rpc_and_selects_only_the_jobmanager() {
+    let objects = render("stateless.yaml", None);
+    let service = objects.jobmanager_service.spec.as_ref().unwrap();
+    let ports: Vec<(Option<&str>, i32)> = service
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.as_deref(), p.port))
+        .collect();
+    assert_eq!(ports, [(Some("rest"), 8081), (Some("rpc"), 6123)]);
+    let selector = service.selector.as_ref().unwrap();
+    assert_eq!(selector[names::LABEL_COMPONENT], "jobmanager");
+    assert_eq!(selector[names::LABEL_JOB], "clicks");
+    // The pods the Service selects carry the selector labels.
+    let pod_labels = objects
+        .jobmanager
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    for (key, value) in selector {
+        assert_eq!(pod_labels.get(key), Some(value));
+    }
+}
+
+#[test]
+fn every_child_is_owned_by_the_stream_job() {
+    let objects = render("stateless.yaml", None);
+    let metas = [
+        &objects.config_map.metadata,
+        &objects.jobmanager_service.metadata,
+        &objects.jobmanager.metadata,
+        &objects.taskmanager.metadata,
+    ];
+    for meta in metas {
+        let owners = meta.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "StreamJob");
+        assert_eq!(owners[0].api_version, "weir.dev/v1alpha1");
+        assert_eq!(owners[0].name, "clicks");
+        assert_eq!(owners[0].uid, "6f1c2b9e-0000-4000-8000-000000000001");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(
+            meta.labels.as_ref().unwrap()[names::LABEL_MANAGED_BY],
+            "weir-operator"
+        );
+    }
+}
+
+#[test]
+fn a_savepoint_job_gets_its_dirs_storage_and_user_config_in_the_config_file() {
+    let objects = render("savepoint.yaml", None);
+    let config = config_file(&objects);
+    let expected = [
+        ("parallelism.default", "4"),
+        ("taskmanager.numberOfTaskSlots", "2"),
+        ("state.checkpoints.dir", "s3://state/orders/checkpoints"),
+        ("execution.checkpointing.interval", "30s"),
+        ("state.checkpoints.num-retained", "3"),
+        ("state.savepoints.dir", "s3://state/orders/savepoints"),
+        ("s3.endpoint", "http://s3.storage:9000"),
+        ("s3.region", "eu-west-1"),
+        ("s3.path-style-access", "true"),
+        ("jobmanager.rpc.address", "orders-jobmanager"),
+        ("jobmanager.rpc.port", "6123"),
+        ("rest.port", "8081"),
+        ("execution.checkpointing.mode", "EXACTLY_ONCE"),
+        ("state.backend.type", "rocksdb"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(config.get(key).map(String::as_str), Some(value), "{key}");
+    }
+    let args = container(&objects.jobmanager, "jobmanager")
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(&args[3..], ["order-totals", "--window", "1m"]);
+}
+
+#[test]
+fn a_restore_path_becomes_the_savepoint_path_with_non_restored_state_allowed() {
+    let restored = render(
+        "savepoint.yaml",
+        Some("s3://state/orders/savepoints/savepoint-ab12-xyz"),
+    );
+    let config = config_file(&restored);
+    assert_eq!(
+        config["execution.savepoint.path"],
+        "s3://state/orders/savepoints/savepoint-ab12-xyz"
+    );
+    assert_eq!(config["execution.savepoint.ignore-unclaimed-state"], "true");
+
+    // A new restore path changes the config hash, so the pods roll even under a plain apply.
+    let fresh = render("savepoint.yaml", None);
+    let hash = |o: &DesiredObjects| {
+        o.jobmanager
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[names::ANNOTATION_CONFIG_HASH]
+            .clone()
+    };
+    assert_ne!(hash(&restored), hash(&fresh));
+}
+
+#[test]
+fn a_last_state_job_restores_from_the_given_checkpoint() {
+    let objects = render("last-state.yaml", Some("file:///data/checkpoints/j1/chk-7"));
+    let config = config_file(&objects);
+    assert_eq!(
+        config["execution.savepoint.path"],
+        "file:///data/checkpoints/j1/chk-7"
+    );
+    assert_eq!(config["state.checkpoints.dir"], "file:///data/checkpoints");
+    assert!(!config.contains_key("execution.savepoint.ignore-unclaimed-state"));
+}
+
+#[test]
+fn storage_credentials_come_from_the_secret_as_aws_environment_variables() {
+    let objects = render("savepoint.yaml", None);
+    for (deployment, name) in [
+        (&objects.jobmanager, "jobmanager"),
+        (&objects.taskmanager, "taskmanager"),
+    ] {
+        let env = container(deployment, name).env.clone().unwrap();
+        for variable in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let var = env.iter().find(|e| e.name == variable).unwrap();
+            assert_eq!(var.value, None, "credentials never appear in plain text");
+            let secret = var
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(secret.name, "orders-s3");
+            assert_eq!(secret.key, variable);
+        }
+    }
+}
+
+#[test]
+fn a_job_without_a_credentials_secret_gets_no_aws_variables() {
+    let objects = render("stateless.yaml", None);
+    let env = container(&objects.jobmanager, "jobmanager")
+        .env
+        .clone()
+        .unwrap();
+    assert!(env.iter().all(|e| !e.name.starts_with("AWS_")));
+    assert!(env.iter().any(|e| e.name == names::ENV_POD_IP));
+}
+
+#[test]
+fn resources_service_account_and_pull_policy_reach_the_pods() {
+    let objects = render("savepoint.yaml", None);
+    let jm = container(&objects.jobmanager, "jobmanager");
+    let requests = jm.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["cpu"].0, "500m");
+    assert_eq!(requests["memory"].0, "1Gi");
+    let tm = container(&objects.taskmanager, "taskmanager");
+    let limits = tm.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["cpu"].0, "2");
+    assert_eq!(tm.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(tm.image.as_deref(), Some("weir:1.2"));
+    assert_eq!(
+        pod_spec(&objects.taskmanager)
+            .service_account_name
+            .as_deref(),
+        Some("weir-worker")
+    );
+}
+
+#[test]
+fn the_pod_template_is_merged_under_the_generated_pod() {
+    let objects = render("pod-template.yaml", None);
+    let pod = pod_spec(&objects.jobmanager);
+
+    // The user's scheduling settings and extra volume survive.
+    assert_eq!(pod.node_selector.as_ref().unwrap()["disktype"], "ssd");
+    assert_eq!(
+        pod.tolerations.as_ref().unwrap()[0].key.as_deref(),
+        Some("dedicated")
+    );
+    let volumes: Vec<&str> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(
+        volumes.contains(&"cache") && volumes.contains(&names::CONFIG_VOLUME),
+        "{volumes:?}"
+    );
+
+    // The sidecar is kept; the jobmanager container merges by name and the operator wins.
+    let names_: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names_.len(), 2, "{names_:?}");
+    assert!(names_.contains(&"log-shipper"));
+    let jm = container(&objects.jobmanager, "jobmanager");
+    assert_eq!(jm.image.as_deref(), Some("weir:dev"));
+    let env = jm.env.as_ref().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug"))
+    );
+    assert!(env.iter().any(|e| e.name == names::ENV_POD_IP));
+    let mounts: Vec<&str> = jm
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert!(
+        mounts.contains(&"/cache") && mounts.contains(&names::CONFIG_MOUNT_PATH),
+        "{mounts:?}"
+    );
+
+    // User labels are kept, but the selector labels are the operator's.
+    let labels = objects
+        .jobmanager
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(labels["team"], "data");
+    assert_eq!(labels[names::LABEL_COMPONENT], "jobmanager");
+}
+
+#[test]
+fn a_pod_template_container_for_the_jobmanager_stays_out_of_taskmanager_pods() {
+    let objects = render("pod-template.yaml", None);
+    let names_: Vec<&str> = pod_spec(&objects.taskmanager)
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(names_.contains(&"taskmanager"));
+    assert!(names_.contains(&"log-shipper"));
+    assert!(!names_.contains(&"jobmanager"), "{names_:?}");
+}
+
+#[test]
+fn the_worker_config_lets_the_operator_keys_win_over_user_keys() {
+    // Validation rejects such a spec; the renderer must still never let a user key override
+    // the restore path the lifecycle chose.
+    let mut job = fixture("stateless.yaml");
+    job.spec.config.insert(
+        "execution.savepoint.path".to_string(),
+        "s3://wrong".to_string(),
+    );
+    let config = worker_config("clicks", &job.spec, Some("s3://right"));
+    assert_eq!(config["execution.savepoint.path"], "s3://right");
+}

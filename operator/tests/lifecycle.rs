@@ -1,0 +1,1204 @@
+//! The lifecycle state machine, step by step, against a fake JobManager and a fake cluster.
+//! The fakes follow the REST contract: savepoint trigger ids are idempotent, a completed
+//! stop-with-savepoint finishes the job, and deleting the Deployments removes the job.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::fixture;
+use jiff::Timestamp;
+use weir_operator::crd::{
+    LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
+};
+use weir_operator::lifecycle::{
+    self, Action, EventNote, EventType, Inputs, JobState, Observation, ObservedJob,
+    SavepointProgress, Step,
+};
+
+/// A savepoint operation inside the fake JobManager.
+struct Operation {
+    polls_left: u32,
+    outcome: Result<String, String>,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct FakeJobManager {
+    job: Option<ObservedJob>,
+    operations: HashMap<String, Operation>,
+    /// Savepoints the JobManager actually started (distinct trigger ids).
+    started: Vec<String>,
+    /// Outcomes for the next savepoints, in order; success when empty.
+    script: Vec<Result<(), String>>,
+    runs: u32,
+    checkpoints: u32,
+}
+
+#[derive(Default)]
+struct FakeCluster {
+    exists: bool,
+    deployed: Option<(StreamJobSpec, Option<String>)>,
+    /// Every restore path a deployment was applied with, in order.
+    restores: Vec<Option<String>>,
+}
+
+struct World {
+    spec: StreamJobSpec,
+    status: StreamJobStatus,
+    jm: FakeJobManager,
+    cluster: FakeCluster,
+    now: Timestamp,
+    triggers: u32,
+    events: Vec<EventNote>,
+    disposed: Vec<String>,
+    deleted_checkpoint_runs: Vec<String>,
+    storage_checkpoint: Option<String>,
+    /// Whether the controller has S3 access for this job.
+    s3_configured: bool,
+}
+
+impl World {
+    fn new(fixture_name: &str) -> World {
+        World {
+            spec: fixture(fixture_name).spec,
+            status: StreamJobStatus::default(),
+            jm: FakeJobManager::default(),
+            cluster: FakeCluster::default(),
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+            triggers: 0,
+            events: Vec::new(),
+            disposed: Vec::new(),
+            deleted_checkpoint_runs: Vec::new(),
+            storage_checkpoint: None,
+            s3_configured: false,
+        }
+    }
+
+    fn observe(&self) -> Observation {
+        let savepoint = self.status.savepoints.pending.as_ref().and_then(|pending| {
+            self.jm.job.as_ref()?;
+            Some(match self.jm.operations.get(&pending.trigger_id) {
+                None => SavepointProgress::Unknown,
+                Some(op) if op.polls_left > 0 => SavepointProgress::InProgress,
+                Some(Operation {
+                    outcome: Ok(location),
+                    ..
+                }) => SavepointProgress::Completed {
+                    location: location.clone(),
+                },
+                Some(Operation {
+                    outcome: Err(cause),
+                    ..
+                }) => SavepointProgress::Failed {
+                    cause: cause.clone(),
+                },
+            })
+        });
+        Observation {
+            job: self.jm.job.clone(),
+            savepoint,
+            cluster_exists: self.cluster.exists,
+            storage_latest_checkpoint: self.storage_checkpoint.clone(),
+            can_delete_s3: self.s3_configured,
+        }
+    }
+
+    /// Decides and writes the status, as the controller does before acting.
+    fn decide(&mut self) -> Step {
+        self.triggers += 1;
+        let observation = self.observe();
+        let step = lifecycle::decide(&Inputs {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            observation: &observation,
+            now: self.now,
+            fresh_trigger_id: format!("trigger-{}", self.triggers),
+        });
+        self.status = step.status.clone();
+        self.events.extend(step.events.clone());
+        step
+    }
+
+    /// One reconcile: decide, write the status, act.
+    fn reconcile(&mut self) -> Action {
+        let step = self.decide();
+        self.act(&step.action);
+        step.action
+    }
+
+    /// A reconcile where the operator dies after writing the status and before acting.
+    fn reconcile_and_crash(&mut self) -> Action {
+        self.decide().action
+    }
+
+    fn act(&mut self, action: &Action) {
+        match action {
+            Action::None => {}
+            Action::Deploy { spec, restore_path } => {
+                // Specs that differ only in fields that need no restart render the same
+                // objects, so applying them changes nothing.
+                let changed = match &self.cluster.deployed {
+                    Some((old, old_restore)) => {
+                        lifecycle::needs_restart(old, spec) || old_restore != restore_path
+                    }
+                    None => true,
+                };
+                let wanted = Some(((**spec).clone(), restore_path.clone()));
+                if !self.cluster.exists || changed {
+                    self.cluster.exists = true;
+                    self.cluster.restores.push(restore_path.clone());
+                    self.jm.runs += 1;
+                    self.jm.job = Some(ObservedJob {
+                        job_id: format!("job{}", self.jm.runs),
+                        state: JobState::Running,
+                        start_time: Some(self.now.to_string()),
+                        latest_checkpoint: None,
+                    });
+                }
+                self.cluster.deployed = wanted;
+            }
+            Action::TearDown => {
+                self.cluster.exists = false;
+                self.cluster.deployed = None;
+                self.jm.job = None;
+            }
+            Action::TriggerSavepoint {
+                job_id,
+                trigger_id,
+                target_directory,
+                stop,
+            } => {
+                let job = self.jm.job.as_ref().expect("savepoint of a running job");
+                assert_eq!(&job.job_id, job_id);
+                if self.jm.operations.contains_key(trigger_id) {
+                    return; // idempotent: a known trigger id starts nothing
+                }
+                let outcome = if self.jm.script.is_empty() {
+                    Ok(())
+                } else {
+                    self.jm.script.remove(0)
+                };
+                self.jm.started.push(trigger_id.clone());
+                let location = format!("{target_directory}/savepoint-{trigger_id}");
+                self.jm.operations.insert(
+                    trigger_id.clone(),
+                    Operation {
+                        polls_left: 1,
+                        outcome: outcome.map(|()| location),
+                        stop: *stop,
+                    },
+                );
+            }
+            Action::DisposeSavepoints { locations } => {
+                self.disposed.extend(locations.iter().cloned());
+                lifecycle::disposed(&mut self.status, locations);
+            }
+            Action::DeleteCheckpoints { job_ids, .. } => {
+                self.deleted_checkpoint_runs.extend(job_ids.iter().cloned());
+                lifecycle::checkpoints_deleted(&mut self.status, job_ids);
+            }
+        }
+    }
+
+    /// Time passes: savepoints progress, and a completed stop-with-savepoint finishes the job.
+    fn tick(&mut self, seconds: i64) {
+        self.now += jiff::SignedDuration::from_secs(seconds);
+        for op in self.jm.operations.values_mut() {
+            if op.polls_left > 0 {
+                op.polls_left -= 1;
+                if op.polls_left == 0
+                    && op.stop
+                    && op.outcome.is_ok()
+                    && let Some(job) = self.jm.job.as_mut()
+                {
+                    job.state = JobState::Finished;
+                }
+            }
+        }
+    }
+
+    fn complete_checkpoint(&mut self) {
+        self.jm.checkpoints += 1;
+        let dir = self
+            .spec
+            .checkpoints
+            .as_ref()
+            .map_or("file:///none".to_string(), |c| c.dir.clone());
+        if let Some(job) = self.jm.job.as_mut() {
+            job.latest_checkpoint =
+                Some(format!("{dir}/{}/chk-{}", job.job_id, self.jm.checkpoints));
+        }
+    }
+
+    /// Reconciles (with time passing) until the phase is Idle, at most `max` times.
+    fn settle(&mut self, max: usize) {
+        for _ in 0..max {
+            self.reconcile();
+            self.tick(5);
+            if self.status.lifecycle_state == LifecycleState::Running {
+                self.complete_checkpoint();
+            }
+            if self.status.reconciliation.phase == ReconcilePhase::Idle
+                && self.status.savepoints.pending.is_none()
+            {
+                return;
+            }
+        }
+        panic!("did not settle: {:#?}", self.status.reconciliation);
+    }
+
+    /// Points checkpoints and savepoints at file:// storage, which the operator can delete.
+    fn with_file_storage(mut self) -> World {
+        if let Some(c) = self.spec.checkpoints.as_mut() {
+            c.dir = "file:///state/orders/checkpoints".into();
+        }
+        if let Some(s) = self.spec.savepoints.as_mut() {
+            s.dir = Some("file:///state/orders/savepoints".into());
+        }
+        self
+    }
+
+    /// First deployment through to STABLE.
+    fn deploy_stable(&mut self) {
+        self.reconcile();
+        self.tick(5);
+        self.complete_checkpoint();
+        self.reconcile();
+        assert_eq!(self.status.lifecycle_state, LifecycleState::Stable);
+    }
+
+    fn reasons(&self) -> Vec<&'static str> {
+        self.events.iter().map(|e| e.reason).collect()
+    }
+}
+
+#[test]
+fn a_new_job_is_deployed_and_becomes_stable_after_its_first_checkpoint() {
+    let mut world = World::new("savepoint.yaml");
+    let action = world.reconcile();
+    assert!(matches!(
+        action,
+        Action::Deploy {
+            restore_path: None,
+            ..
+        }
+    ));
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Deploying);
+    assert_eq!(
+        world.status.reconciliation.phase,
+        ReconcilePhase::AwaitingReady
+    );
+    assert!(world.status.reconciliation.last_reconciled_spec.is_some());
+
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Running);
+    assert_eq!(world.status.job_status.state.as_deref(), Some("RUNNING"));
+    assert_eq!(world.status.reconciliation.last_stable_spec, None);
+
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    assert_eq!(
+        world.status.reconciliation.last_stable_spec,
+        world.status.reconciliation.last_reconciled_spec
+    );
+    assert!(world.reasons().contains(&"Submit"));
+}
+
+#[test]
+fn the_first_deployment_restores_from_the_initial_savepoint_path() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.job.initial_savepoint_path = Some("s3://state/orders/savepoints/seed".into());
+    world.reconcile();
+    assert_eq!(
+        world.cluster.restores,
+        [Some("s3://state/orders/savepoints/seed".to_string())]
+    );
+}
+
+#[test]
+fn a_savepoint_upgrade_stops_with_a_savepoint_and_restores_from_it() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+
+    world.spec.image = "weir:1.3".into();
+    // Step 1: the trigger is recorded, then sent as a stop-with-savepoint.
+    let action = world.reconcile();
+    let Action::TriggerSavepoint {
+        trigger_id, stop, ..
+    } = action
+    else {
+        panic!("expected a savepoint trigger, got {action:?}");
+    };
+    assert!(stop);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Upgrading);
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Stopping);
+    assert_eq!(
+        world.status.savepoints.pending.as_ref().unwrap().trigger_id,
+        trigger_id
+    );
+
+    // Step 2: in progress: wait.
+    assert_eq!(world.reconcile(), Action::None);
+
+    // Step 3: completed: the path is recorded and the old cluster torn down.
+    world.tick(5);
+    assert_eq!(world.reconcile(), Action::TearDown);
+    let location = format!("s3://state/orders/savepoints/savepoint-{trigger_id}");
+    assert_eq!(
+        world.status.reconciliation.restore_path.as_deref(),
+        Some(location.as_str())
+    );
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.location, location);
+    assert_eq!(last.trigger, SavepointTrigger::Upgrade);
+    assert_eq!(
+        world.status.reconciliation.phase,
+        ReconcilePhase::TearingDown
+    );
+
+    // Step 4: the new spec is deployed from the savepoint.
+    let action = world.reconcile();
+    let Action::Deploy { spec, restore_path } = action else {
+        panic!("expected a deployment, got {action:?}");
+    };
+    assert_eq!(spec.image, "weir:1.3");
+    assert_eq!(restore_path.as_deref(), Some(location.as_str()));
+
+    // Step 5: running with a checkpoint: stable on the new spec.
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    let stable: StreamJobSpec = serde_json::from_str(
+        world
+            .status
+            .reconciliation
+            .last_stable_spec
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stable.image, "weir:1.3");
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn an_operator_restart_between_every_pair_of_steps_resumes_without_a_second_savepoint() {
+    // For each step k of the upgrade, the operator dies after writing the status of step k and
+    // before acting on it; the next operator starts from the written status alone.
+    for crash_at in 0..8 {
+        let mut world = World::new("savepoint.yaml");
+        world.deploy_stable();
+        world.spec.image = "weir:1.3".into();
+
+        let mut steps = 0;
+        while !(world.status.lifecycle_state == LifecycleState::Stable
+            && world.status.reconciliation.phase == ReconcilePhase::Idle
+            && world
+                .cluster
+                .deployed
+                .as_ref()
+                .is_some_and(|(s, _)| s.image == "weir:1.3"))
+        {
+            if steps == crash_at {
+                world.reconcile_and_crash();
+            } else {
+                world.reconcile();
+            }
+            world.tick(5);
+            if world.status.lifecycle_state == LifecycleState::Running {
+                world.complete_checkpoint();
+            }
+            steps += 1;
+            assert!(
+                steps < 30,
+                "crash at {crash_at}: no progress: {:#?}",
+                world.status
+            );
+        }
+
+        assert_eq!(
+            world.jm.started.len(),
+            1,
+            "crash at {crash_at}: savepoints started {:?}",
+            world.jm.started
+        );
+        let location = world.status.savepoints.last.clone().unwrap().location;
+        assert_eq!(
+            world.cluster.deployed.as_ref().unwrap().1.as_deref(),
+            Some(location.as_str()),
+            "crash at {crash_at}: the new job restores from the one savepoint"
+        );
+        assert!(
+            world
+                .cluster
+                .restores
+                .iter()
+                .skip(1)
+                .all(|r| r.as_deref() == Some(&location)),
+            "crash at {crash_at}: never deployed without the savepoint: {:?}",
+            world.cluster.restores
+        );
+        assert_eq!(world.status.error, None);
+    }
+}
+
+#[test]
+fn savepoint_failure_keeps_the_old_job_running_sets_error_and_retries_with_backoff() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let old_deployment = world.cluster.deployed.clone();
+    world.jm.script = vec![Err("disk full".into()), Err("disk full".into())];
+
+    world.spec.image = "weir:1.3".into();
+    world.reconcile(); // trigger 1
+    world.tick(5);
+    assert_eq!(world.reconcile(), Action::None); // fails
+    let error = world.status.error.clone().unwrap();
+    assert!(error.contains("disk full"), "{error}");
+    assert!(error.contains("keeps running"), "{error}");
+    assert!(error.contains("retrying in 10s"), "{error}");
+    assert_eq!(world.status.reconciliation.retries, 1);
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|e| e.type_ == EventType::Warning && e.reason == "SavepointError")
+    );
+    // The old job is untouched.
+    assert_eq!(world.cluster.deployed, old_deployment);
+    assert_eq!(world.jm.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Stopping);
+
+    // During the backoff nothing is sent.
+    world.tick(5);
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.jm.started.len(), 1);
+
+    // After it, a new trigger; it fails again and the backoff doubles.
+    world.tick(5);
+    assert!(matches!(world.reconcile(), Action::TriggerSavepoint { .. }));
+    world.tick(5);
+    world.reconcile();
+    assert!(
+        world
+            .status
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("retrying in 20s")
+    );
+    assert_eq!(world.status.reconciliation.retries, 2);
+
+    // The third attempt succeeds and the upgrade completes from that savepoint.
+    world.tick(20);
+    world.settle(10);
+    assert_eq!(world.jm.started.len(), 3);
+    assert!(
+        world
+            .cluster
+            .restores
+            .iter()
+            .all(|r| r.is_none() || r.as_ref().unwrap().contains("savepoint-")),
+        "never fell back to stateless: {:?}",
+        world.cluster.restores
+    );
+    assert_eq!(world.cluster.restores.len(), 2);
+    assert!(world.cluster.restores[1].is_some());
+    assert_eq!(world.status.error, None);
+}
+
+#[test]
+fn a_savepoint_that_times_out_counts_as_failed_and_the_job_keeps_running() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoints.as_mut().unwrap().timeout = Some("1m".into());
+    world.deploy_stable();
+    world.spec.image = "weir:1.3".into();
+    world.reconcile();
+    // The JobManager never finishes it.
+    world
+        .jm
+        .operations
+        .values_mut()
+        .for_each(|op| op.polls_left = u32::MAX);
+    world.tick(30);
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.status.error, None);
+    world.tick(31);
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(
+        world
+            .status
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("not completed within 60s")
+    );
+    assert!(world.cluster.exists);
+    assert_eq!(world.status.savepoints.pending, None);
+}
+
+#[test]
+fn a_last_state_upgrade_restores_from_the_latest_checkpoint() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.complete_checkpoint();
+    let latest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+
+    world.spec.job.parallelism = 1;
+    world.spec.image = "weir:next".into();
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert_eq!(world.status.reconciliation.restore_path, latest);
+    let action = world.reconcile();
+    assert!(matches!(action, Action::Deploy { ref restore_path, .. } if *restore_path == latest));
+    assert!(world.jm.started.is_empty(), "last-state takes no savepoint");
+}
+
+#[test]
+fn a_last_state_upgrade_without_a_jobmanager_uses_the_checkpoint_found_in_storage() {
+    let mut world = World::new("last-state.yaml");
+    world.reconcile();
+    // The JobManager is gone before it reported any checkpoint.
+    world.jm.job = None;
+    world.storage_checkpoint = Some("file:///data/checkpoints/job1/chk-3".into());
+    world.spec.image = "weir:next".into();
+    world.settle(5);
+    assert_eq!(
+        world.cluster.restores.last().unwrap().as_deref(),
+        Some("file:///data/checkpoints/job1/chk-3")
+    );
+}
+
+#[test]
+fn a_stateless_upgrade_redeploys_from_empty_state() {
+    let mut world = World::new("stateless.yaml");
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    world.spec.image = "weir:next".into();
+    assert_eq!(world.reconcile(), Action::TearDown);
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::Deploy { restore_path: None, ref spec } if spec.image == "weir:next")
+    );
+}
+
+#[test]
+fn a_savepoint_upgrade_of_a_job_that_is_not_running_restores_its_last_checkpoint_not_empty_state() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let checkpoint = world.status.job_status.last_checkpoint.clone();
+    assert!(checkpoint.is_some());
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+
+    world.spec.image = "weir:1.3".into();
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert!(world.reasons().contains(&"JobNotRunning"));
+    assert_eq!(world.status.reconciliation.restore_path, checkpoint);
+    assert!(world.jm.started.is_empty());
+}
+
+#[test]
+fn suspending_takes_a_savepoint_and_removes_the_pods_and_resuming_restores_from_it() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    let saved = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(saved.trigger, SavepointTrigger::Suspend);
+    assert!(world.reasons().contains(&"Suspended"));
+
+    // Suspended stays suspended.
+    world.tick(600);
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(!world.cluster.exists);
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Running;
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::Deploy { ref restore_path, .. } if restore_path.as_deref() == Some(saved.location.as_str()))
+    );
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn an_upgrade_that_is_not_ready_in_time_rolls_back_to_the_last_stable_spec() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    let stable_image = world.spec.image.clone();
+
+    world.spec.image = "weir:broken".into();
+    world.reconcile(); // trigger
+    world.tick(5);
+    world.reconcile(); // savepoint done, tear down
+    world.reconcile(); // deploy broken
+    let upgrade_savepoint = world.status.reconciliation.restore_path.clone().unwrap();
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+
+    world.tick(240);
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Deploying);
+
+    // upgradeReadinessTimeout is 5m.
+    world.tick(61);
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::RollingBack);
+    assert!(world.reasons().contains(&"Rollback"));
+    let action = world.reconcile();
+    let Action::Deploy { spec, restore_path } = action else {
+        panic!("expected the rollback deployment, got {action:?}");
+    };
+    assert_eq!(spec.image, stable_image);
+    assert_eq!(restore_path.as_deref(), Some(upgrade_savepoint.as_str()));
+
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::RolledBack);
+
+    // The broken run's checkpoints go; the first run's too, as the savepoint is the restore path.
+    world.tick(60);
+    assert_eq!(
+        world.reconcile(),
+        Action::DeleteCheckpoints {
+            dir: "file:///state/orders/checkpoints".into(),
+            job_ids: vec!["job1".into(), "job2".into()]
+        }
+    );
+    // The rejected spec is not retried while it is unchanged, and the stable one stays applied.
+    let action = world.reconcile();
+    assert!(matches!(action, Action::Deploy { ref spec, .. } if spec.image == stable_image));
+    assert_eq!(world.status.lifecycle_state, LifecycleState::RolledBack);
+
+    // A new spec is a new upgrade.
+    world.spec.image = "weir:fixed".into();
+    assert!(matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { stop: true, .. }
+    ));
+}
+
+#[test]
+fn a_new_savepoint_trigger_nonce_takes_one_savepoint_while_the_job_keeps_running() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.savepoint_trigger_nonce = Some(7);
+
+    let action = world.reconcile();
+    assert!(matches!(
+        action,
+        Action::TriggerSavepoint { stop: false, .. }
+    ));
+    assert_eq!(
+        world.status.savepoints.pending.as_ref().unwrap().trigger,
+        SavepointTrigger::Manual
+    );
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.savepoints.pending, None);
+    assert_eq!(world.status.savepoints.last_trigger_nonce, Some(7));
+    assert_eq!(
+        world.status.savepoints.last.as_ref().unwrap().trigger,
+        SavepointTrigger::Manual
+    );
+    assert_eq!(world.jm.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(world.cluster.restores.len(), 1, "no redeploy");
+
+    // The same nonce takes no second savepoint.
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn a_periodic_savepoint_is_taken_when_the_interval_has_elapsed() {
+    let mut world = World::new("savepoint.yaml"); // periodicInterval: 6h
+    world.deploy_stable();
+    world.tick(5 * 3600);
+    assert!(!matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { .. }
+    ));
+    world.tick(3600);
+    assert!(matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { stop: false, .. }
+    ));
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(
+        world.status.savepoints.last.as_ref().unwrap().trigger,
+        SavepointTrigger::Periodic
+    );
+    // The next one counts from this savepoint.
+    world.tick(3600);
+    world.reconcile();
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn history_cleanup_deletes_old_savepoints_but_never_the_newest_or_the_restore_path() {
+    // historyMaxCount: 3, historyMaxAge: 7d
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    let info = |name: &str, day: u32| SavepointInfo {
+        location: format!("file:///state/orders/savepoints/{name}"),
+        timestamp: format!("2025-12-{day:02}T00:00:00Z"),
+        trigger: SavepointTrigger::Periodic,
+    };
+    world.status.savepoints.history = vec![
+        info("a", 1),
+        info("b", 2),
+        info("restored-from", 3),
+        info("d", 28),
+        info("e", 29),
+        info("f", 30),
+    ];
+    world.status.savepoints.last = Some(info("f", 30));
+    world.status.reconciliation.restore_path = Some(info("restored-from", 3).location);
+    // Make even the newest one too old: it must survive anyway.
+    world.tick(40 * 86_400);
+    world.spec.savepoints.as_mut().unwrap().periodic_interval = None;
+
+    let action = world.reconcile();
+    let Action::DisposeSavepoints { locations } = action.clone() else {
+        panic!("expected a cleanup, got {action:?}");
+    };
+    let names: Vec<&str> = locations
+        .iter()
+        .map(|l| l.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "d", "e"]);
+    let kept: Vec<&str> = world
+        .status
+        .savepoints
+        .history
+        .iter()
+        .map(|s| s.location.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(kept, ["restored-from", "f"]);
+    assert!(
+        world.status.savepoints.disposing.is_empty(),
+        "confirmed after deletion"
+    );
+    assert_eq!(world.disposed.len(), 4);
+}
+
+#[test]
+fn a_disposal_interrupted_by_a_restart_is_repeated() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.status.savepoints.disposing = vec!["s3://state/orders/savepoints/old".into()];
+    let action = world.reconcile_and_crash();
+    assert!(matches!(action, Action::DisposeSavepoints { .. }));
+    assert_eq!(world.status.savepoints.disposing.len(), 1, "still recorded");
+    world.reconcile();
+    assert!(world.status.savepoints.disposing.is_empty());
+}
+
+#[test]
+fn checkpoints_of_earlier_runs_are_deleted_once_the_new_run_has_checkpointed() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.image = "weir:next".into();
+    world.reconcile(); // stop with savepoint
+    world.tick(5);
+    world.reconcile(); // tear down
+    world.reconcile(); // deploy job2 from the savepoint
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.job_status.job_id.as_deref(), Some("job2"));
+    assert_eq!(world.status.job_status.previous_job_ids, ["job1"]);
+    assert!(
+        world.deleted_checkpoint_runs.is_empty(),
+        "not before job2 checkpointed"
+    );
+
+    world.complete_checkpoint();
+    world.reconcile(); // stable
+    let action = world.reconcile();
+    assert_eq!(
+        action,
+        Action::DeleteCheckpoints {
+            dir: "file:///state/orders/checkpoints".into(),
+            job_ids: vec!["job1".into()]
+        }
+    );
+    assert_eq!(world.deleted_checkpoint_runs, ["job1"]);
+    assert!(world.status.job_status.previous_job_ids.is_empty());
+}
+
+#[test]
+fn the_run_holding_the_restore_checkpoint_keeps_its_checkpoints() {
+    // A JobManager pod that restarts restores from the configured path again, so the run that
+    // path lives in keeps its directory until a later rollout moves the restore path.
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:next".into();
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    let restore = world.status.reconciliation.restore_path.clone().unwrap();
+    assert!(restore.contains("/job1/"), "{restore}");
+    world.reconcile();
+    world.reconcile();
+    assert!(world.deleted_checkpoint_runs.is_empty());
+    assert_eq!(world.status.job_status.previous_job_ids, ["job1"]);
+}
+
+#[test]
+fn a_failed_job_is_restarted_from_its_latest_checkpoint_when_restart_failed_is_set() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    let checkpoint = world.status.job_status.last_checkpoint.clone();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    // The first restart waits 10 s after the deployment.
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Failed);
+    world.tick(10);
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert!(world.reasons().contains(&"Restart"));
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::Deploy { ref restore_path, .. } if *restore_path == checkpoint)
+    );
+}
+
+#[test]
+fn a_failed_job_stays_failed_without_restart_failed() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Failed);
+    assert_eq!(world.cluster.restores.len(), 1);
+}
+
+#[test]
+fn a_new_restart_nonce_redeploys_the_job_with_its_state() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.restart_nonce = Some(1);
+    assert!(matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { stop: true, .. }
+    ));
+    world.tick(5);
+    world.settle(5);
+    assert_eq!(world.cluster.restores.len(), 2);
+    assert!(world.cluster.restores[1].is_some());
+}
+
+#[test]
+fn changing_only_savepoint_settings_does_not_restart_the_job() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.savepoints.as_mut().unwrap().history_max_count = Some(10);
+    world.spec.job.upgrade_readiness_timeout = Some("10m".into());
+    let action = world.reconcile();
+    assert!(matches!(action, Action::Deploy { .. }), "{action:?}");
+    assert_eq!(world.cluster.restores.len(), 1, "same objects, no redeploy");
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    let recorded: StreamJobSpec = serde_json::from_str(
+        world
+            .status
+            .reconciliation
+            .last_reconciled_spec
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded.savepoints.unwrap().history_max_count, Some(10));
+}
+
+#[test]
+fn backoff_doubles_from_ten_seconds_up_to_five_minutes() {
+    let secs: Vec<u64> = (0..7).map(|r| lifecycle::backoff(r).as_secs()).collect();
+    assert_eq!(secs, [10, 20, 40, 80, 160, 300, 300]);
+    assert_eq!(lifecycle::backoff(u32::MAX).as_secs(), 300);
+}
+
+impl World {
+    /// One cleanup reconcile of a resource being deleted; returns whether it is done.
+    fn reconcile_deletion(&mut self) -> bool {
+        self.triggers += 1;
+        let observation = self.observe();
+        let deletion = lifecycle::decide_deletion(&Inputs {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            observation: &observation,
+            now: self.now,
+            fresh_trigger_id: format!("trigger-{}", self.triggers),
+        });
+        self.status = deletion.status.clone();
+        self.events.extend(deletion.events.clone());
+        self.act(&deletion.action);
+        deletion.done
+    }
+}
+
+#[test]
+fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_the_pods() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = true;
+    world.deploy_stable();
+
+    assert!(!world.reconcile_deletion());
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Deleting);
+    assert_eq!(world.jm.started.len(), 1);
+    assert!(
+        world.cluster.exists,
+        "pods stay until the savepoint completes"
+    );
+    world.tick(5);
+    assert!(!world.reconcile_deletion()); // savepoint recorded, tear down
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(!world.cluster.exists);
+    assert!(world.reconcile_deletion());
+    assert_eq!(world.jm.started.len(), 1);
+    assert!(world.disposed.is_empty(), "savepoints are the user's data");
+}
+
+#[test]
+fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = true;
+    world.deploy_stable();
+    world.jm.script = vec![Err("bucket gone".into())];
+
+    world.reconcile_deletion();
+    world.tick(5);
+    assert!(!world.reconcile_deletion());
+    assert!(world.status.error.as_ref().unwrap().contains("bucket gone"));
+    assert!(world.cluster.exists);
+    world.tick(10);
+    assert!(!world.reconcile_deletion());
+    assert_eq!(world.jm.started.len(), 2);
+    world.tick(5);
+    world.reconcile_deletion();
+    assert!(world.reconcile_deletion());
+    assert!(!world.cluster.exists);
+}
+
+#[test]
+fn deletion_without_savepoint_on_deletion_just_removes_the_pods() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    assert!(!world.reconcile_deletion());
+    assert!(!world.cluster.exists);
+    assert!(world.jm.started.is_empty());
+    assert!(world.reconcile_deletion());
+}
+
+#[test]
+fn without_a_jobmanager_a_newer_checkpoint_in_storage_beats_the_recorded_one() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    let recorded = world.status.job_status.last_checkpoint.clone().unwrap();
+    world.jm.job = None;
+    world.storage_checkpoint = Some("file:///data/checkpoints/job1/chk-99".into());
+    world.spec.image = "weir:next".into();
+    world.reconcile();
+    assert_ne!(
+        world.status.reconciliation.restore_path.as_deref(),
+        Some(recorded.as_str())
+    );
+    assert_eq!(
+        world.status.reconciliation.restore_path.as_deref(),
+        Some("file:///data/checkpoints/job1/chk-99")
+    );
+}
+
+#[test]
+fn an_operator_restart_at_any_step_of_suspend_and_resume_takes_one_savepoint_and_resumes_from_it() {
+    for crash_at in 0..6 {
+        let mut world = World::new("savepoint.yaml");
+        world.deploy_stable();
+        world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+
+        let mut steps = 0;
+        while world.status.lifecycle_state != LifecycleState::Suspended {
+            if steps == crash_at {
+                world.reconcile_and_crash();
+            } else {
+                world.reconcile();
+            }
+            world.tick(5);
+            steps += 1;
+            assert!(steps < 20, "crash at {crash_at}: {:#?}", world.status);
+        }
+        assert!(!world.cluster.exists, "crash at {crash_at}");
+        assert_eq!(world.jm.started.len(), 1, "crash at {crash_at}");
+        let saved = world.status.savepoints.last.clone().unwrap().location;
+
+        world.spec.job.state = weir_operator::crd::DesiredJobState::Running;
+        // The resume itself is interrupted once after writing its status.
+        world.reconcile_and_crash();
+        world.settle(6);
+        assert_eq!(
+            world.cluster.restores.last().unwrap().as_deref(),
+            Some(saved.as_str()),
+            "crash at {crash_at}"
+        );
+        assert_eq!(world.cluster.restores.len(), 2, "crash at {crash_at}");
+        assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    }
+}
+
+#[test]
+fn an_operator_restart_at_any_step_of_a_rollback_still_restores_the_upgrade_savepoint() {
+    for crash_at in 0..4 {
+        let mut world = World::new("savepoint.yaml");
+        world.deploy_stable();
+        let stable_image = world.spec.image.clone();
+        world.spec.image = "weir:broken".into();
+        world.reconcile();
+        world.tick(5);
+        world.reconcile();
+        world.reconcile();
+        let upgrade_savepoint = world.status.reconciliation.restore_path.clone();
+        world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+        world.tick(301);
+
+        let mut steps = 0;
+        while world.status.lifecycle_state != LifecycleState::RolledBack {
+            if steps == crash_at {
+                world.reconcile_and_crash();
+            } else {
+                world.reconcile();
+            }
+            world.tick(5);
+            if world.status.lifecycle_state == LifecycleState::RollingBack && world.jm.job.is_some()
+            {
+                world.complete_checkpoint();
+            }
+            steps += 1;
+            assert!(steps < 20, "crash at {crash_at}: {:#?}", world.status);
+        }
+        let (spec, restore) = world.cluster.deployed.clone().unwrap();
+        assert_eq!(spec.image, stable_image, "crash at {crash_at}");
+        assert_eq!(restore, upgrade_savepoint, "crash at {crash_at}");
+        assert_eq!(world.jm.started.len(), 1, "crash at {crash_at}");
+    }
+}
+
+#[test]
+fn a_job_that_keeps_failing_is_restarted_with_growing_pauses() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    let mut restart_times = Vec::new();
+    let start = world.now;
+    for _ in 0..120 {
+        if let Some(job) = world.jm.job.as_mut() {
+            job.state = JobState::Failed;
+        }
+        let action = world.reconcile();
+        if action == Action::TearDown && world.status.reconciliation.intent.is_some() {
+            restart_times.push((world.now - start).get_seconds());
+        }
+        world.tick(5);
+    }
+    // Pauses of 10 s, 20 s, 40 s, 80 s … after each redeployment, never a tight loop.
+    let gaps: Vec<i64> = restart_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(restart_times.len() >= 3, "{restart_times:?}");
+    assert!(gaps.windows(2).all(|g| g[1] > g[0]), "{gaps:?}");
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Failed);
+    assert!(world.status.error.as_ref().unwrap().contains("FAILED"));
+}
+
+#[test]
+fn a_restarted_job_that_becomes_stable_starts_its_restart_backoff_over() {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    world.tick(10);
+    world.settle(8);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.reconciliation.failed_restarts, 0);
+}
+
+#[test]
+fn a_job_that_is_not_ready_yet_can_still_be_suspended() {
+    let mut world = World::new("savepoint.yaml");
+    world.reconcile(); // deployed, awaiting its first checkpoint
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.storage_checkpoint = None;
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    assert!(
+        world.jm.started.is_empty(),
+        "a job that is not RUNNING takes no savepoint"
+    );
+    assert!(world.reasons().contains(&"JobNotRunning"));
+}
+
+#[test]
+fn savepoints_and_checkpoints_the_operator_cannot_delete_are_kept_and_block_nothing() {
+    // savepoint.yaml uses s3://, which the operator cannot delete yet.
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:next".into();
+    world.settle(8);
+    assert_eq!(world.status.job_status.previous_job_ids, ["job1"]);
+    let old = |day: u32| SavepointInfo {
+        location: format!("s3://state/orders/savepoints/old-{day}"),
+        timestamp: format!("2025-12-{day:02}T00:00:00Z"),
+        trigger: SavepointTrigger::Periodic,
+    };
+    world
+        .status
+        .savepoints
+        .history
+        .splice(0..0, (1..=5).map(old));
+
+    world.tick(60);
+    let action = world.reconcile();
+    assert!(matches!(action, Action::Deploy { .. }), "{action:?}");
+    assert_eq!(
+        world.status.savepoints.history.len(),
+        6,
+        "nothing dropped from the status"
+    );
+    assert!(world.status.savepoints.disposing.is_empty());
+    assert_eq!(world.status.job_status.previous_job_ids, ["job1"]);
+}
+
+#[test]
+fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
+    let mut world = World::new("savepoint.yaml");
+    world.s3_configured = true;
+    world.deploy_stable();
+    world.spec.image = "weir:next".into();
+    world.settle(8);
+    world.reconcile();
+    assert_eq!(world.deleted_checkpoint_runs, ["job1"]);
+
+    world.status.savepoints.history.insert(
+        0,
+        SavepointInfo {
+            location: "s3://state/orders/savepoints/ancient".into(),
+            timestamp: "2025-01-01T00:00:00Z".into(),
+            trigger: SavepointTrigger::Periodic,
+        },
+    );
+    let action = world.reconcile();
+    assert_eq!(
+        action,
+        Action::DisposeSavepoints {
+            locations: vec!["s3://state/orders/savepoints/ancient".into()]
+        }
+    );
+}

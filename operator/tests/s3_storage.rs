@@ -1,0 +1,170 @@
+//! The S3 client against a real S3-compatible server (`s3s-fs`, as the test environment
+//! installs it) on 127.0.0.1: objects are listed and deleted, and the listing before and after
+//! shows exactly what went. Set `WEIR_S3S_FS` to the binary; without one the test says so and
+//! checks nothing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use weir_operator::s3::{S3Client, S3Config};
+
+struct Server {
+    child: Child,
+    root: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn s3s_fs() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("WEIR_S3S_FS").map(PathBuf::from),
+        Some(PathBuf::from("/root/.cache/weir/bin/s3s-fs")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file())
+}
+
+fn put(root: &Path, key: &str) {
+    let path = root.join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"state").unwrap();
+}
+
+async fn start(binary: &Path) -> (Server, S3Client) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let root = std::env::temp_dir().join(format!("weir-s3-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    let child = Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", "weir", "--secret-key", "weir-secret"])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, root };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = S3Client::new(S3Config {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key_id: "weir".into(),
+        secret_access_key: "weir-secret".into(),
+    });
+    (server, client)
+}
+
+#[tokio::test]
+async fn a_runs_checkpoints_are_deleted_and_nothing_else() {
+    let Some(binary) = s3s_fs() else {
+        eprintln!("s3s-fs not found (set WEIR_S3S_FS); S3 round trip not checked");
+        return;
+    };
+    let (server, client) = start(&binary).await;
+    for key in [
+        "orders/cp/job1/chk-1/_metadata",
+        "orders/cp/job1/chk-10/_metadata",
+        "orders/cp/job1/shared/sst-1",
+        "orders/cp/job10/chk-1/_metadata",
+        "orders/cp/job2/chk-3/_metadata",
+    ] {
+        put(&server.root.join("state"), key);
+    }
+
+    let mut before = client.list("state", "orders/cp/").await.unwrap();
+    before.sort();
+    assert_eq!(before.len(), 5, "{before:?}");
+
+    let deleted = client
+        .delete_prefix("s3://state/orders/cp/job1")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    let mut after = client.list("state", "orders/cp/").await.unwrap();
+    after.sort();
+    assert_eq!(
+        after,
+        [
+            "orders/cp/job10/chk-1/_metadata",
+            "orders/cp/job2/chk-3/_metadata"
+        ],
+        "job10 shares job1's prefix but is another run"
+    );
+
+    // Deleting again finds nothing and succeeds.
+    assert_eq!(
+        client
+            .delete_prefix("s3://state/orders/cp/job1")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_reported_with_the_servers_answer() {
+    let Some(binary) = s3s_fs() else {
+        eprintln!("s3s-fs not found (set WEIR_S3S_FS); S3 round trip not checked");
+        return;
+    };
+    let (_server, client) = start(&binary).await;
+    let wrong = S3Client::new(S3Config {
+        secret_access_key: "wrong".into(),
+        ..client.config().clone()
+    });
+    let error = wrong.list("state", "").await.unwrap_err().to_string();
+    assert!(error.contains("403"), "{error}");
+}
+
+#[tokio::test]
+async fn the_latest_checkpoint_of_a_run_is_found_in_s3_and_a_savepoint_deleted_through_storage() {
+    let Some(binary) = s3s_fs() else {
+        eprintln!("s3s-fs not found (set WEIR_S3S_FS); S3 round trip not checked");
+        return;
+    };
+    let (server, client) = start(&binary).await;
+    for key in [
+        "orders/cp/job1/chk-9/_metadata",
+        "orders/cp/job1/chk-12/_metadata",
+        "orders/cp/job1/chk-13/state-0",
+        "orders/sp/savepoint-ab-1/_metadata",
+        "orders/sp/savepoint-ab-2/_metadata",
+    ] {
+        put(&server.root.join("state"), key);
+    }
+    let storage = weir_operator::storage::Storage {
+        s3: Some(client.clone()),
+    };
+    assert_eq!(
+        storage
+            .latest_checkpoint("s3://state/orders/cp", "job1")
+            .await
+            .as_deref(),
+        Some("s3://state/orders/cp/job1/chk-12"),
+        "chk-13 has no _metadata yet"
+    );
+    storage
+        .delete("s3://state/orders/sp/savepoint-ab-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.list("state", "orders/sp/").await.unwrap(),
+        ["orders/sp/savepoint-ab-2/_metadata"]
+    );
+}

@@ -1,0 +1,221 @@
+//! Validation of what the CRD schema cannot express, from small YAML fixtures.
+
+mod common;
+
+use common::{fixture, job};
+use weir_operator::validate::{ValidationError, validate};
+
+fn errors_of(yaml: &str) -> Vec<ValidationError> {
+    match validate(&job(yaml).spec) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.0,
+    }
+}
+
+#[test]
+fn every_fixture_is_valid() {
+    for name in [
+        "stateless.yaml",
+        "savepoint.yaml",
+        "last-state.yaml",
+        "pod-template.yaml",
+    ] {
+        assert_eq!(validate(&fixture(name).spec), Ok(()), "{name}");
+    }
+}
+
+#[test]
+fn savepoint_mode_without_a_savepoint_dir_is_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', upgradeMode: savepoint}
+",
+    );
+    assert_eq!(errors, vec![ValidationError::SavepointModeWithoutDir]);
+    assert!(errors[0].to_string().contains("savepoints.dir"));
+}
+
+#[test]
+fn last_state_mode_without_checkpoints_is_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', upgradeMode: last-state}
+",
+    );
+    assert_eq!(errors, vec![ValidationError::LastStateWithoutCheckpoints]);
+}
+
+#[test]
+fn sql_and_entry_together_are_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', entry: wordcount}
+",
+    );
+    assert_eq!(errors, vec![ValidationError::SqlAndEntry]);
+}
+
+#[test]
+fn a_job_with_neither_sql_nor_entry_is_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {args: [x]}
+",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            ValidationError::NoSqlNorEntry,
+            ValidationError::ArgsWithoutEntry
+        ]
+    );
+}
+
+#[test]
+fn bad_and_zero_durations_name_the_field_and_value() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', upgradeReadinessTimeout: 5 minutes}
+  checkpoints: {dir: 's3://b/c', interval: 0s}
+",
+    );
+    assert_eq!(errors.len(), 2);
+    assert!(matches!(
+        &errors[0],
+        ValidationError::BadDuration { field: "job.upgradeReadinessTimeout", value, .. }
+            if value == "5 minutes"
+    ));
+    assert_eq!(
+        errors[1],
+        ValidationError::ZeroDuration {
+            field: "checkpoints.interval",
+            value: "0s".to_string()
+        }
+    );
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("job.upgradeReadinessTimeout is \"5 minutes\"")
+    );
+}
+
+#[test]
+fn savepoint_features_without_a_savepoint_dir_are_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  savepointOnDeletion: true
+  job: {sql: 'SELECT 1', savepointTriggerNonce: 3}
+  savepoints: {periodicInterval: 1h}
+",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            ValidationError::NeedsSavepointDir {
+                field: "savepointOnDeletion"
+            },
+            ValidationError::NeedsSavepointDir {
+                field: "job.savepointTriggerNonce"
+            },
+            ValidationError::NeedsSavepointDir {
+                field: "savepoints.periodicInterval"
+            },
+        ]
+    );
+}
+
+#[test]
+fn parallelism_beyond_the_available_slots_is_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', parallelism: 5}
+  taskManager: {replicas: 2, slots: 2}
+",
+    );
+    assert_eq!(
+        errors,
+        vec![ValidationError::NotEnoughSlots {
+            parallelism: 5,
+            slots: 4
+        }]
+    );
+}
+
+#[test]
+fn config_keys_the_operator_derives_are_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1'}
+  config:
+    state.checkpoints.dir: s3://elsewhere
+    execution.checkpointing.mode: EXACTLY_ONCE
+",
+    );
+    assert_eq!(
+        errors,
+        vec![ValidationError::OperatorOwnedConfigKey {
+            key: "state.checkpoints.dir".to_string()
+        }]
+    );
+}
+
+#[test]
+fn a_pod_template_that_is_not_a_pod_template_spec_is_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1'}
+  podTemplate:
+    spec:
+      containers: not-a-list
+",
+    );
+    assert_eq!(errors.len(), 1);
+    assert!(matches!(&errors[0], ValidationError::BadPodTemplate { .. }));
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let error = validate(
+        &job("
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {upgradeMode: savepoint}
+")
+        .spec,
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("neither job.sql nor job.entry"),
+        "{message}"
+    );
+    assert!(message.contains("savepoints.dir"), "{message}");
+}
