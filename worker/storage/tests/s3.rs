@@ -107,7 +107,8 @@ impl Server {
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
-            .env("RUST_LOG", "info")
+            // s3s logs each request's operation at debug level; tests count them.
+            .env("RUST_LOG", "info,s3s::ops=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -141,6 +142,12 @@ impl Server {
 
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests of S3 operation `op` (e.g. `UploadPart`) the server has handled.
+    fn requests(&self, op: &str) -> usize {
+        let needle = format!("resolved route, op: {op},");
+        self.log_text().matches(&needle).count()
     }
 
     fn log_text(&self) -> String {
@@ -276,6 +283,10 @@ fn put_get_list_delete_and_delete_prefix_work_against_a_real_s3_server() {
     assert_eq!(store.delete_prefix("job-1/chk-1/").unwrap(), 0);
     assert_eq!(store.delete_prefix("").unwrap(), 2);
     assert!(paths(&store, "").is_empty());
+    assert!(server.requests("DeleteObjects") >= 2, "deleted in batches");
+
+    // 6. Small objects are single requests.
+    assert_eq!(server.requests("CreateMultipartUpload"), 0);
 }
 
 #[test]
@@ -292,6 +303,10 @@ fn a_20_mib_object_is_uploaded_in_parts_and_read_back_byte_exact() {
     let data = pattern((20 << 20) + 12_345);
 
     store.put("job/chk-1/op/state", data.clone()).unwrap();
+    assert_eq!(server.requests("CreateMultipartUpload"), 1);
+    assert_eq!(server.requests("UploadPart"), 5);
+    assert_eq!(server.requests("CompleteMultipartUpload"), 1);
+    assert_eq!(server.requests("PutObject"), 0);
 
     let read = store.get("job/chk-1/op/state").unwrap();
     assert_eq!(read.len(), data.len());
