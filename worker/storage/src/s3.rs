@@ -10,9 +10,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{ErrorKind, RetryConfig};
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
+
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -579,9 +580,31 @@ impl Failure {
             SdkError::DispatchFailure(failure) if failure.is_timeout() => {
                 (Kind::Transient, format!("timed out: {}", innermost(&error)))
             }
-            SdkError::DispatchFailure(_) => (
+            SdkError::DispatchFailure(failure) if failure.is_io() => (
                 Kind::Transient,
                 format!("connection failed: {}", innermost(&error)),
+            ),
+            // A response cut short (hyper's IncompleteMessage), or throttling, by the SDK's
+            // own classification.
+            SdkError::DispatchFailure(failure)
+                if matches!(
+                    failure.as_other(),
+                    Some(
+                        ErrorKind::TransientError
+                            | ErrorKind::ThrottlingError
+                            | ErrorKind::ServerError
+                    )
+                ) =>
+            {
+                (
+                    Kind::Transient,
+                    format!("connection failed: {}", innermost(&error)),
+                )
+            }
+            // Failing to resolve credentials or to sign lands here: configuration, not weather.
+            SdkError::DispatchFailure(_) => (
+                Kind::Permanent,
+                format!("request not sent: {}", innermost(&error)),
             ),
             SdkError::ResponseError(_) => (
                 Kind::Transient,
@@ -616,7 +639,6 @@ impl Failure {
                         .to_owned(),
                 )
             }
-            // Includes failing to resolve credentials or to sign: configuration, not weather.
             _ => (
                 Kind::Permanent,
                 format!("request failed: {}", innermost(&error)),
