@@ -396,3 +396,25 @@ fn operations_fail_promptly_while_the_server_is_down_and_succeed_after_it_restar
     assert_eq!(&store.get("job/chk-2/_metadata").unwrap()[..], b"after");
     assert_eq!(store.delete_prefix("job/").unwrap(), 2);
 }
+
+#[test]
+fn task_threads_share_one_store_concurrently() {
+    let (_dir, server) = start();
+    let store = open(&format!("s3://{BUCKET}/shared"), &options(&server)).unwrap();
+    // One OS thread per task, as the engine runs them, all blocking on the same store.
+    std::thread::scope(|scope| {
+        for task in 0..4 {
+            let store = Arc::clone(&store);
+            scope.spawn(move || {
+                for n in 0..10 {
+                    let path = format!("job/chk-{n}/task-{task}");
+                    let bytes = pattern(1000 + task * 100 + n);
+                    store.put(&path, bytes.clone()).unwrap();
+                    assert_eq!(store.get(&path).unwrap(), bytes);
+                }
+            });
+        }
+    });
+    assert_eq!(store.list("job/").unwrap().len(), 40);
+    assert_eq!(store.list("job/chk-3/").unwrap().len(), 4);
+}
