@@ -90,7 +90,8 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 ///   region, path-style addressing, retries and multipart; credentials come from the standard
 ///   AWS chain.
 ///
-/// Opening does no I/O; the first operation finds out whether the store is reachable.
+/// Opening does no I/O (except for asking the AWS region chain when an `s3://` store has
+/// neither region nor endpoint); the first operation finds out whether the store is reachable.
 pub fn open(uri: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
     let invalid = |reason| StorageError::InvalidUri {
         uri: uri.to_owned(),

@@ -59,7 +59,9 @@ impl std::fmt::Debug for S3Store {
 impl S3Store {
     /// A store for `bucket`, with every key placed below `prefix` (may be empty). Credentials
     /// come from the standard AWS chain (environment, profile, web identity, container and
-    /// instance metadata) and are resolved on first use, so this does not touch the network.
+    /// instance metadata) and are resolved on first use. Opening touches the network only when
+    /// neither a region nor an endpoint is configured: then the AWS region chain is asked, which
+    /// may query instance metadata.
     pub fn new(bucket: &str, prefix: &str, options: &StorageOptions) -> Result<Self> {
         if bucket.is_empty() {
             return Err(StorageError::InvalidUri {
