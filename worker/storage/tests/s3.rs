@@ -1,0 +1,420 @@
+//! weir-storage against a real S3-compatible server: each test starts its own `s3s-fs` on a
+//! free loopback port over a temporary directory, talks to it through the public API with
+//! credentials from the standard AWS environment variables, and stops it at the end.
+//!
+//! The server binary comes from `WEIR_S3S_FS`, else `${WEIR_CACHE:-$HOME/.cache/weir}/bin/s3s-fs`
+//! (installed by `worker/storage/install-s3s-fs.sh`). A missing binary fails the tests: an
+//! S3 path that was never exercised must not pass as green.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use weir_storage::{Bytes, ObjectStore, RetryPolicy, StorageOptions, open};
+
+const ACCESS_KEY: &str = "weir-test-access-key";
+const SECRET_KEY: &str = "weir-test-secret-key";
+const BUCKET: &str = "weir-test";
+
+/// The retry budget the tests configure; failures must surface within it (plus slack).
+const BUDGET: Duration = Duration::from_secs(3);
+
+fn s3s_fs_binary() -> PathBuf {
+    let path = match std::env::var_os("WEIR_S3S_FS") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let cache = std::env::var_os("WEIR_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
+                .expect("neither WEIR_CACHE nor HOME is set");
+            cache.join("bin/s3s-fs")
+        }
+    };
+    assert!(
+        path.is_file(),
+        "s3s-fs not found at {}: run `bash worker/storage/install-s3s-fs.sh` (or set WEIR_S3S_FS \
+         to the binary); the S3 integration tests need a real server and do not skip",
+        path.display()
+    );
+    path
+}
+
+/// Puts test credentials where the AWS default chain looks first, and keeps the chain from
+/// reaching for profiles or instance metadata.
+fn aws_environment() {
+    static ONCE: Once = Once::new();
+    #[allow(unsafe_code)]
+    ONCE.call_once(|| {
+        // SAFETY: every test calls this before doing anything else, and `Once` makes the
+        // others wait until it has returned, so no thread of this process reads the
+        // environment while it is being written.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/weir-test/config");
+            std::env::set_var(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/weir-test/credentials",
+            );
+        }
+    });
+}
+
+/// A running s3s-fs process; killed on drop.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    root: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts s3s-fs over a new temporary directory with the test bucket in it.
+    fn start(dir: &Path) -> Server {
+        let root = dir.join("data");
+        // s3s-fs serves each directory under its root as a bucket.
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Server {
+            child: None,
+            port,
+            root,
+            log: dir.join("s3s-fs.log"),
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts the process (again) on the same port and directory.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(s3s_fs_binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            // s3s logs each request's operation at debug level; tests count them.
+            .env("RUST_LOG", "info,s3s::ops=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start s3s-fs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "s3s-fs exited with {status} during startup:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not listen on 127.0.0.1:{} within 10 s:\n{}",
+                self.port,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests of S3 operation `op` (e.g. `UploadPart`) the server has handled.
+    fn requests(&self, op: &str) -> usize {
+        let needle = format!("resolved route, op: {op},");
+        self.log_text().matches(&needle).count()
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn options(server: &Server) -> StorageOptions {
+    StorageOptions {
+        endpoint: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        path_style: true,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            budget: BUDGET,
+        },
+        connect_timeout: Duration::from_secs(1),
+        attempt_timeout: Duration::from_secs(20),
+        ..StorageOptions::default()
+    }
+}
+
+fn start() -> (tempfile::TempDir, Server) {
+    aws_environment();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    (dir, server)
+}
+
+fn paths(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    store
+        .list(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect()
+}
+
+/// Deterministic, incompressible-looking bytes so a misplaced part shows up in the comparison.
+fn pattern(len: usize) -> Bytes {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[test]
+fn put_get_list_delete_and_delete_prefix_work_against_a_real_s3_server() {
+    let (_dir, server) = start();
+    let store = open(&format!("s3://{BUCKET}/checkpoints"), &options(&server)).unwrap();
+
+    // 1. Objects written are read back unchanged, under the URI's prefix.
+    store
+        .put("job-1/chk-1/_metadata", Bytes::from_static(b"meta-1"))
+        .unwrap();
+    store.put("job-1/chk-1/op-a/kg-0", pattern(1000)).unwrap();
+    store
+        .put("job-1/chk-2/_metadata", Bytes::from_static(b"meta-2"))
+        .unwrap();
+    store.put("job-1/shared/sst-7", pattern(10)).unwrap();
+    store
+        .put("job-2/chk-1/_metadata", Bytes::from_static(b"other"))
+        .unwrap();
+    assert_eq!(&store.get("job-1/chk-1/_metadata").unwrap()[..], b"meta-1");
+    assert_eq!(store.get("job-1/chk-1/op-a/kg-0").unwrap(), pattern(1000));
+    assert!(
+        server
+            .root
+            .join(BUCKET)
+            .join("checkpoints/job-1/chk-1/_metadata")
+            .is_file()
+    );
+
+    // 2. Overwrites replace the object.
+    store
+        .put("job-1/chk-1/_metadata", Bytes::from_static(b"meta-1b"))
+        .unwrap();
+    assert_eq!(&store.get("job-1/chk-1/_metadata").unwrap()[..], b"meta-1b");
+
+    // 3. Listing is recursive, sorted, sized, relative to the store's prefix.
+    let listed = store.list("job-1/").unwrap();
+    let listed: Vec<_> = listed.iter().map(|o| (o.path.as_str(), o.size)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("job-1/chk-1/_metadata", 7),
+            ("job-1/chk-1/op-a/kg-0", 1000),
+            ("job-1/chk-2/_metadata", 6),
+            ("job-1/shared/sst-7", 10),
+        ]
+    );
+    assert_eq!(paths(&store, "job-1/chk-").len(), 3);
+    assert!(paths(&store, "job-3/").is_empty());
+
+    // 4. After delete the object is absent by every measure; deleting again is fine.
+    store.delete("job-1/chk-2/_metadata").unwrap();
+    assert!(!store.exists("job-1/chk-2/_metadata").unwrap());
+    let err = store.get("job-1/chk-2/_metadata").unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("s3://weir-test/checkpoints/job-1/chk-2/_metadata"),
+        "{err}"
+    );
+    assert!(!paths(&store, "").contains(&"job-1/chk-2/_metadata".to_string()));
+    store.delete("job-1/chk-2/_metadata").unwrap();
+    assert!(store.exists("job-1/chk-1/_metadata").unwrap());
+
+    // 5. delete_prefix removes exactly the matching objects and counts them.
+    assert_eq!(store.delete_prefix("job-1/chk-1/").unwrap(), 2);
+    assert_eq!(
+        paths(&store, ""),
+        ["job-1/shared/sst-7", "job-2/chk-1/_metadata"]
+    );
+    assert_eq!(store.delete_prefix("job-1/chk-1/").unwrap(), 0);
+    assert_eq!(store.delete_prefix("").unwrap(), 2);
+    assert!(paths(&store, "").is_empty());
+    assert!(server.requests("DeleteObjects") >= 2, "deleted in batches");
+
+    // 6. Small objects are single requests.
+    assert_eq!(server.requests("CreateMultipartUpload"), 0);
+}
+
+#[test]
+fn a_20_mib_object_is_uploaded_in_parts_and_read_back_byte_exact() {
+    let (_dir, server) = start();
+    let options = StorageOptions {
+        multipart_threshold: 6 << 20,
+        // The smallest part S3 (and s3s-fs) accepts, well below the 8 MiB default.
+        multipart_part_size: 5 << 20,
+        ..options(&server)
+    };
+    let store = open(&format!("s3://{BUCKET}"), &options).unwrap();
+    // Five parts; not a multiple of the part size, so the last part is short.
+    let data = pattern((20 << 20) + 12_345);
+
+    store.put("job/chk-1/op/state", data.clone()).unwrap();
+    assert_eq!(server.requests("CreateMultipartUpload"), 1);
+    assert_eq!(server.requests("UploadPart"), 5);
+    assert_eq!(server.requests("CompleteMultipartUpload"), 1);
+    assert_eq!(server.requests("PutObject"), 0);
+
+    let read = store.get("job/chk-1/op/state").unwrap();
+    assert_eq!(read.len(), data.len());
+    assert!(
+        read == data,
+        "multipart object differs from what was written"
+    );
+    assert_eq!(store.list("job/").unwrap()[0].size, data.len() as u64);
+    let on_disk = std::fs::read(server.root.join(BUCKET).join("job/chk-1/op/state")).unwrap();
+    assert!(
+        on_disk == data[..],
+        "server's file differs from what was written"
+    );
+}
+
+#[test]
+fn operations_fail_promptly_while_the_server_is_down_and_succeed_after_it_restarts() {
+    let (_dir, mut server) = start();
+    let store = open(&format!("s3://{BUCKET}/ft"), &options(&server)).unwrap();
+    store
+        .put("job/chk-1/_metadata", Bytes::from_static(b"before"))
+        .unwrap();
+
+    // 1. Server stopped mid-run: every operation fails within the retry budget, and the error
+    //    names endpoint, bucket and key.
+    server.stop();
+    let endpoint = server.endpoint();
+    type Op<'a> = (
+        &'a str,
+        Box<dyn Fn() -> Result<(), weir_storage::StorageError> + 'a>,
+    );
+    let operations: Vec<Op<'_>> = vec![
+        (
+            "put",
+            Box::new(|| store.put("job/chk-2/_metadata", Bytes::from_static(b"during"))),
+        ),
+        (
+            "get",
+            Box::new(|| store.get("job/chk-1/_metadata").map(drop)),
+        ),
+        ("list", Box::new(|| store.list("job/").map(drop))),
+        (
+            "exists",
+            Box::new(|| store.exists("job/chk-1/_metadata").map(drop)),
+        ),
+        ("delete", Box::new(|| store.delete("job/chk-1/_metadata"))),
+    ];
+    for (name, operation) in &operations {
+        let started = Instant::now();
+        let err = operation().expect_err(name);
+        let elapsed = started.elapsed();
+        let message = err.to_string();
+        eprintln!("{name} failed after {elapsed:?}: {message}");
+        assert!(
+            elapsed < BUDGET + Duration::from_secs(2),
+            "{name} took {elapsed:?}: {message}"
+        );
+        assert!(!err.is_not_found(), "{name}: {message}");
+        for needle in [
+            endpoint.as_str(),
+            "s3://weir-test/ft/job/",
+            "connection failed",
+        ] {
+            assert!(
+                message.contains(needle),
+                "{name}: '{needle}' missing in: {message}"
+            );
+        }
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "{name}: cause not kept"
+        );
+    }
+    let err = operations[0].1().unwrap_err().to_string();
+    assert!(
+        err.contains("PutObject") && err.contains("3 attempt(s)"),
+        "{err}"
+    );
+
+    // 2. Restarted on the same port and directory: the same store works again, and what was
+    //    written before the outage is still there.
+    server.restart();
+    store
+        .put("job/chk-2/_metadata", Bytes::from_static(b"after"))
+        .unwrap();
+    assert_eq!(&store.get("job/chk-1/_metadata").unwrap()[..], b"before");
+    assert_eq!(&store.get("job/chk-2/_metadata").unwrap()[..], b"after");
+    assert_eq!(store.delete_prefix("job/").unwrap(), 2);
+}
+
+#[test]
+fn task_threads_share_one_store_concurrently() {
+    let (_dir, server) = start();
+    let store = open(&format!("s3://{BUCKET}/shared"), &options(&server)).unwrap();
+    // One OS thread per task, as the engine runs them, all blocking on the same store.
+    std::thread::scope(|scope| {
+        for task in 0..4 {
+            let store = Arc::clone(&store);
+            scope.spawn(move || {
+                for n in 0..10 {
+                    let path = format!("job/chk-{n}/task-{task}");
+                    let bytes = pattern(1000 + task * 100 + n);
+                    store.put(&path, bytes.clone()).unwrap();
+                    assert_eq!(store.get(&path).unwrap(), bytes);
+                }
+            });
+        }
+    });
+    assert_eq!(store.list("job/").unwrap().len(), 40);
+    assert_eq!(store.list("job/chk-3/").unwrap().len(), 4);
+}
