@@ -245,6 +245,8 @@ pub struct CheckpointConfig {
     pub restart: RestartStrategy,
     /// Consecutive checkpoint failures tolerated before the job fails.
     pub tolerable_failures: u64,
+    /// S3 and other storage settings (`s3.*` keys).
+    pub storage: weir_storage::StorageOptions,
 }
 
 /// Resolved configuration.
@@ -256,12 +258,16 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            values: KEYS
-                .iter()
+            values: all_keys()
                 .map(|(k, v, _)| (k.to_string(), v.to_string()))
                 .collect(),
         }
     }
+}
+
+/// Every key: the engine's and the storage layer's (`s3.*`, owned by `weir-storage`).
+fn all_keys() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    KEYS.iter().chain(weir_storage::KEYS.iter())
 }
 
 /// Edit distance, to suggest the intended key.
@@ -324,9 +330,8 @@ impl Config {
 
     /// Sets one key, validating name and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        if !KEYS.iter().any(|(k, _, _)| *k == key) {
-            let nearest = KEYS
-                .iter()
+        if !all_keys().any(|(k, _, _)| *k == key) {
+            let nearest = all_keys()
                 .min_by_key(|(k, _, _)| distance(k, key))
                 .map(|(k, _, _)| *k)
                 .unwrap_or("");
@@ -474,6 +479,8 @@ impl Config {
             allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
             restart,
             tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
+            storage: weir_storage::StorageOptions::from_config(self.values.iter())
+                .map_err(|e| Error::Config(e.to_string()))?,
         })
     }
 

@@ -61,6 +61,9 @@ pub enum Error {
     /// User code panicked.
     #[error("user code panicked: {0}")]
     Panic(String),
+    /// Checkpoint or savepoint storage failed.
+    #[error(transparent)]
+    Storage(#[from] weir_storage::StorageError),
     /// A checkpoint or savepoint cannot be restored.
     #[error("cannot restore: {0}")]
     Restore(String),

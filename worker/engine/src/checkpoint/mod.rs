@@ -6,9 +6,7 @@
 //! holding its named states' entries (serialized key ++ namespace, serialized value) and its
 //! timers; non-keyed ("list") state is a list of opaque elements redistributed round-robin.
 
-mod store;
-
-pub use store::{CheckpointStore, FileStore};
+pub use weir_storage::{Bytes, FileStore, ObjectStore, StorageOptions};
 
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
@@ -148,8 +146,12 @@ pub struct RestorePlan {
 
 impl RestorePlan {
     /// Reads `_metadata` and every state file of the checkpoint at `dir` in `store`.
-    pub fn load(store: &dyn CheckpointStore, dir: &str) -> Result<Self> {
-        let meta_path = format!("{}/_metadata", dir.trim_end_matches('/'));
+    pub fn load(store: &dyn ObjectStore, dir: &str) -> Result<Self> {
+        let join = |name: &str| match dir.trim_end_matches('/') {
+            "" => name.to_string(),
+            d => format!("{d}/{name}"),
+        };
+        let meta_path = join("_metadata");
         let bytes = store.get(&meta_path).map_err(|e| {
             Error::Restore(format!(
                 "cannot read {meta_path}: {}",
@@ -161,7 +163,7 @@ impl RestorePlan {
         for op in &metadata.operators {
             let mut merged = OperatorSubtaskState::default();
             for f in op.files.iter().flatten() {
-                let p = format!("{}/{f}", dir.trim_end_matches('/'));
+                let p = join(f);
                 let bytes = store.get(&p).map_err(|e| {
                     Error::Restore(format!(
                         "cannot read state file {p}: {}",
@@ -327,10 +329,10 @@ mod tests {
             list: vec![b"y".to_vec(), b"z".to_vec()],
         };
         store
-            .put("chk-1/op-0", &encode_state(&s0).unwrap())
+            .put("chk-1/op-0", encode_state(&s0).unwrap().into())
             .unwrap();
         store
-            .put("chk-1/op-1", &encode_state(&s1).unwrap())
+            .put("chk-1/op-1", encode_state(&s1).unwrap().into())
             .unwrap();
         let meta = CheckpointMetadata {
             format: METADATA_FORMAT.into(),
@@ -347,7 +349,7 @@ mod tests {
             }],
         };
         store
-            .put("chk-1/_metadata", &serde_json::to_vec(&meta).unwrap())
+            .put("chk-1/_metadata", serde_json::to_vec(&meta).unwrap().into())
             .unwrap();
         let plan = RestorePlan::load(&store, "chk-1").unwrap();
         plan.validate(&["op".into()], 8, false).unwrap();

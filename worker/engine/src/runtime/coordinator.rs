@@ -5,7 +5,7 @@
 //! commit. Failed or timed-out checkpoints are counted and logged; they never fail the job.
 
 use crate::checkpoint::{
-    CheckpointMetadata, CheckpointStore, METADATA_FORMAT, OperatorMetadata, OperatorSubtaskState,
+    CheckpointMetadata, METADATA_FORMAT, ObjectStore, OperatorMetadata, OperatorSubtaskState,
     encode_state,
 };
 use crate::config::CheckpointConfig;
@@ -80,7 +80,7 @@ pub(crate) struct OperatorInfo {
 pub(crate) struct Coordinator {
     pub(crate) job_id: String,
     pub(crate) cfg: CheckpointConfig,
-    pub(crate) store: Option<Arc<dyn CheckpointStore>>,
+    pub(crate) store: Option<Arc<dyn ObjectStore>>,
     pub(crate) ctl: Arc<CheckpointControl>,
     pub(crate) acks: Receiver<Ack>,
     pub(crate) savepoints: Receiver<SavepointRequest>,
@@ -244,7 +244,7 @@ impl Coordinator {
 
     /// Writes the state files then `_metadata`; returns the location and bytes written.
     fn write(&self, p: &Pending, savepoint: Option<&SavepointRequest>) -> Result<(String, u64)> {
-        let (store, base): (Arc<dyn CheckpointStore>, String) = match savepoint {
+        let (store, base): (Arc<dyn ObjectStore>, String) = match savepoint {
             Some(req) => {
                 let dir = req
                     .target
@@ -261,10 +261,7 @@ impl Coordinator {
                     &self.job_id[..6],
                     suffix & 0xffff_ffff_ffff
                 );
-                (
-                    Arc::new(crate::checkpoint::FileStore::from_uri(&dir)?),
-                    name,
-                )
+                (weir_storage::open(&dir, &self.cfg.storage)?, name)
             }
             None => {
                 let store = self
@@ -288,7 +285,7 @@ impl Coordinator {
             let name = format!("{uid}-{subtask}");
             let bytes = encode_state(state)?;
             size += bytes.len() as u64;
-            store.put(&format!("{base}/{name}"), &bytes)?;
+            store.put(&format!("{base}/{name}"), bytes.into())?;
             files
                 .entry(uid.clone())
                 .or_insert_with(|| vec![None; op.parallelism])[*subtask] = Some(name);
@@ -319,7 +316,7 @@ impl Coordinator {
         };
         let bytes = serde_json::to_vec_pretty(&meta).expect("metadata encodes");
         size += bytes.len() as u64;
-        store.put(&format!("{base}/_metadata"), &bytes)?;
+        store.put(&format!("{base}/_metadata"), bytes.into())?;
         Ok((store.uri(&base), size))
     }
 

@@ -9,7 +9,7 @@ use super::coordinator::{
 use super::graph::{JobGraph, PlanOptions};
 use super::metrics::{JobMetrics, JobSnapshot, TaskMetrics};
 use super::task::Task;
-use crate::checkpoint::{CheckpointStore, FileStore, RestorePlan};
+use crate::checkpoint::{ObjectStore, RestorePlan};
 use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Sender, unbounded};
@@ -192,15 +192,15 @@ pub(crate) fn spawn(
 ) -> Result<JobHandle> {
     graph.validate(opts.max_parallelism)?;
     let job_id = new_job_id();
-    let store: Option<Arc<dyn CheckpointStore>> = match &cfg.dir {
-        Some(d) => Some(Arc::new(FileStore::from_uri(d)?)),
+    let store: Option<Arc<dyn ObjectStore>> = match &cfg.dir {
+        Some(d) => Some(weir_storage::open(d, &cfg.storage)?),
         None => None,
     };
     let mut initial = None;
     let mut restore_ms = None;
     if let Some(path) = &cfg.restore_from {
         let t = Instant::now();
-        let plan = load_plan(path)?;
+        let plan = load_plan(path, &cfg.storage)?;
         plan.validate(&graph.uids(), opts.max_parallelism, cfg.allow_non_restored)?;
         restore_ms = Some(t.elapsed().as_millis() as u64);
         initial = Some(Arc::new(plan));
@@ -253,14 +253,14 @@ pub(crate) fn spawn(
 }
 
 /// Loads a checkpoint or savepoint given as `file:///dir` or an absolute path.
-fn load_plan(path: &str) -> Result<RestorePlan> {
-    let p = path.strip_prefix("file://").unwrap_or(path);
-    if !p.starts_with('/') {
-        return Err(Error::Config(format!(
-            "execution.savepoint.path '{path}' must be an absolute path or file:///..."
-        )));
-    }
-    RestorePlan::load(&FileStore::new("/"), p.trim_start_matches('/'))
+fn load_plan(path: &str, storage: &weir_storage::StorageOptions) -> Result<RestorePlan> {
+    let store = weir_storage::open(path, storage).map_err(|e| {
+        Error::Restore(format!(
+            "cannot open '{path}' (execution.savepoint.path): {}",
+            crate::error::report(&e)
+        ))
+    })?;
+    RestorePlan::load(&*store, "")
 }
 
 struct Supervisor {
@@ -270,7 +270,7 @@ struct Supervisor {
     opts: PlanOptions,
     batch_size: usize,
     cfg: CheckpointConfig,
-    store: Option<Arc<dyn CheckpointStore>>,
+    store: Option<Arc<dyn ObjectStore>>,
     shared: Arc<Shared>,
     next_id: Arc<AtomicU64>,
     retained: Arc<Mutex<VecDeque<(u64, String)>>>,
@@ -325,13 +325,13 @@ impl Supervisor {
                 .back()
                 .map(|(_, p)| p.clone());
             let plan = match latest {
-                Some(path) => Some(Arc::new(load_plan(&path)?)),
+                Some(path) => Some(Arc::new(load_plan(&path, &self.cfg.storage)?)),
                 // Nothing checkpointed yet: start over from the initial state.
                 None => self
                     .cfg
                     .restore_from
                     .as_deref()
-                    .map(load_plan)
+                    .map(|p| load_plan(p, &self.cfg.storage))
                     .transpose()?
                     .map(Arc::new),
             };
