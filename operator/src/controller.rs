@@ -26,7 +26,6 @@ use crate::jobmanager::{JobManagerClient, RestError};
 use crate::lifecycle::{self, Action, EventNote, EventType, Inputs, Observation};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::s3::{S3Client, S3Config};
 use crate::storage::{self, Storage, StorageError};
 use crate::validate::{ValidationErrors, validate};
 
@@ -335,18 +334,10 @@ async fn observe(
     Ok(observation)
 }
 
-/// The job's storage: S3 access when its settings name an `http://` endpoint and credentials
-/// are found in `storage.credentialsSecret` or, failing that, the operator's own
-/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+/// The job's storage: S3 access with its endpoint, region and path style, and credentials from
+/// `storage.credentialsSecret` or, failing that, the operator's own credential chain.
 async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<Storage, Error> {
     let Some(settings) = &job.spec.storage else {
-        return Ok(Storage::default());
-    };
-    let Some(endpoint) = settings
-        .endpoint
-        .clone()
-        .filter(|e| e.starts_with("http://"))
-    else {
         return Ok(Storage::default());
     };
     let from_secret = match &settings.credentials_secret {
@@ -370,26 +361,19 @@ async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<
         }
         None => None,
     };
-    let credentials = from_secret.or_else(|| {
-        Some((
-            std::env::var(names::ENV_AWS_ACCESS_KEY_ID).ok()?,
-            std::env::var(names::ENV_AWS_SECRET_ACCESS_KEY).ok()?,
-        ))
-    });
-    let Some((access_key_id, secret_access_key)) = credentials else {
-        return Ok(Storage::default());
-    };
     Ok(Storage {
-        s3: Some(S3Client::new(S3Config {
-            endpoint: Some(endpoint),
-            region: settings
-                .region
-                .clone()
-                .unwrap_or_else(|| "us-east-1".to_string()),
+        s3: Some(weir_storage::StorageOptions {
+            endpoint: settings.endpoint.clone(),
+            region: settings.region.clone(),
             path_style: settings.path_style,
-            access_key_id,
-            secret_access_key,
-        })),
+            credentials: from_secret.map(|(access_key_id, secret_access_key)| {
+                weir_storage::StaticCredentials {
+                    access_key_id,
+                    secret_access_key,
+                }
+            }),
+            ..Default::default()
+        }),
     })
 }
 

@@ -17,7 +17,6 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
-pub mod s3;
 pub mod storage;
 pub mod validate;
 

@@ -1,24 +1,24 @@
 //! Storage access: finding a run's latest checkpoint when its JobManager is gone, and deleting
 //! savepoints and old checkpoint directories. `file://` locations are handled directly (the
-//! operator pod must mount the same volume); `s3://` goes through [`crate::s3`] when the job's
-//! storage settings give an `http://` endpoint and credentials, and fails with
-//! [`StorageError::Unsupported`] otherwise, in which case the lifecycle keeps the locations in
-//! the status instead of retrying in vain.
+//! operator pod must mount the same volume); `s3://` goes through `weir-storage` — the same
+//! client the worker writes checkpoints with — using the job's endpoint, region and the
+//! credentials from its Secret.
 
 use std::io;
 use std::path::PathBuf;
+use weir_storage::{ObjectStore, StorageOptions};
 
 /// Why a deletion failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error(
-        "cannot delete {location}: the operator deletes file:// locations, and s3:// ones only \
-         with an http:// storage.endpoint and credentials"
+        "cannot delete {location}: the operator deletes file:// locations, and s3:// ones when \
+         the StreamJob has storage settings"
     )]
     Unsupported { location: String },
 
     #[error("S3 storage access failed")]
-    S3(#[source] crate::s3::S3Error),
+    S3(#[source] weir_storage::StorageError),
 
     #[error("deleting {path} failed")]
     Io {
@@ -28,22 +28,58 @@ pub enum StorageError {
     },
 }
 
-/// Storage of one job: the local file system, plus S3 when configured.
+/// Storage of one job: the local file system, plus S3 when the job has storage settings.
 #[derive(Clone, Debug, Default)]
 pub struct Storage {
-    /// Client for the job's `s3://` locations, when its endpoint and credentials allow.
-    pub s3: Option<crate::s3::S3Client>,
+    /// How to reach the job's `s3://` locations.
+    pub s3: Option<StorageOptions>,
+}
+
+/// Splits `s3://bucket/key/prefix` into the bucket's URI and the key prefix.
+fn split(uri: &str) -> Result<(String, String), StorageError> {
+    let rest = uri
+        .strip_prefix("s3://")
+        .ok_or_else(|| StorageError::Unsupported {
+            location: uri.to_string(),
+        })?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok((
+        format!("s3://{bucket}"),
+        key.trim_end_matches('/').to_string(),
+    ))
+}
+
+/// Runs a blocking storage call off the async worker threads, on a store at `root`.
+async fn blocking<T: Send + 'static>(
+    options: StorageOptions,
+    root: String,
+    f: impl FnOnce(&dyn ObjectStore) -> weir_storage::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        let store = weir_storage::open(&root, &options)?;
+        f(&*store)
+    })
+    .await
+    .map_err(|join| StorageError::Io {
+        path: PathBuf::from("s3"),
+        source: io::Error::other(join),
+    })?
+    .map_err(StorageError::S3)
 }
 
 impl Storage {
     /// Deletes a savepoint or checkpoint directory, whichever storage it is in.
     pub async fn delete(&self, location: &str) -> Result<(), StorageError> {
         match &self.s3 {
-            Some(s3) if location.starts_with("s3://") => s3
-                .delete_prefix(location)
+            Some(options) if location.starts_with("s3://") => {
+                let (bucket, key) = split(location)?;
+                // The trailing slash keeps `job1` from matching `job10`.
+                let prefix = format!("{key}/");
+                blocking(options.clone(), bucket, move |store| {
+                    store.delete_prefix(&prefix).map(|_| ())
+                })
                 .await
-                .map(|_| ())
-                .map_err(StorageError::S3),
+            }
             _ => delete_location(location).await,
         }
     }
@@ -51,11 +87,18 @@ impl Storage {
     /// The newest completed checkpoint of one run; see [`latest_checkpoint`].
     pub async fn latest_checkpoint(&self, dir: &str, job_id: &str) -> Option<String> {
         match &self.s3 {
-            Some(s3) if dir.starts_with("s3://") => {
+            Some(options) if dir.starts_with("s3://") => {
                 let run = checkpoint_run_dir(dir, job_id);
-                let (bucket, prefix) = crate::s3::split_uri(&run).ok()?;
-                let keys = s3.list(&bucket, &format!("{prefix}/")).await.ok()?;
-                newest_checkpoint(&run, keys.iter().filter_map(|k| k.strip_prefix(&prefix)))
+                let (bucket, key) = split(&run).ok()?;
+                let prefix = format!("{key}/");
+                let objects = blocking(options.clone(), bucket, move |store| store.list(&prefix))
+                    .await
+                    .ok()?;
+                let relative: Vec<&str> = objects
+                    .iter()
+                    .filter_map(|o| o.path.strip_prefix(&key))
+                    .collect();
+                newest_checkpoint(&run, relative.into_iter())
             }
             _ => latest_checkpoint(dir, job_id).await,
         }

@@ -76,6 +76,26 @@ pub struct StorageOptions {
     /// Size of each multipart part except the last; at least [`MIN_PART_SIZE`] (5 MiB), as S3
     /// requires.
     pub multipart_part_size: usize,
+    /// Explicit credentials, for a process that acts for several principals (the operator
+    /// uses each job's Secret); `None` uses the standard AWS credential chain.
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StorageOptions {
@@ -89,6 +109,7 @@ impl Default for StorageOptions {
             attempt_timeout: Duration::from_secs(30),
             multipart_threshold: DEFAULT_PART_SIZE,
             multipart_part_size: DEFAULT_PART_SIZE,
+            credentials: None,
         }
     }
 }

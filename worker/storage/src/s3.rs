@@ -113,6 +113,15 @@ impl S3Store {
         if let Some(region) = region {
             loader = loader.region(Region::new(region));
         }
+        if let Some(c) = &options.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                None,
+                None,
+                "weir-static",
+            ));
+        }
         let sdk_config = block_on(&runtime, loader.load());
 
         let mut config =
