@@ -662,46 +662,81 @@ impl<T: StateValue> ReducingState<T> {
     }
 }
 
-/// Snapshots keyed state plus timers into key groups (the checkpoint unit).
-pub(crate) fn snapshot_keyed(
-    backend: &KeyedStateBackend,
-    event: &crate::timers::TimerQueue,
-    processing: &crate::timers::TimerQueue,
-) -> Result<Vec<KeyGroupSnapshot>> {
-    let mut groups = backend.snapshot()?;
-    let start = backend.range.start;
-    for (kg, timers) in event.for_key_group(backend.max_parallelism) {
-        groups[kg - start].event_timers = timers;
-    }
-    for (kg, timers) in processing.for_key_group(backend.max_parallelism) {
-        groups[kg - start].processing_timers = timers;
-    }
-    groups.retain(|g| {
-        !g.states.is_empty() || !g.event_timers.is_empty() || !g.processing_timers.is_empty()
-    });
-    Ok(groups)
+/// Everything keyed that one operator subtask owns and checkpoints: its state backend and
+/// its event-time and processing-time timers.
+pub(crate) struct KeyedStore {
+    pub(crate) backend: KeyedStateBackend,
+    pub(crate) event_timers: crate::timers::TimerQueue,
+    pub(crate) processing_timers: crate::timers::TimerQueue,
 }
 
-/// Restores keyed state and timers from key groups (those outside the range are ignored).
-pub(crate) fn restore_keyed(
-    backend: &mut KeyedStateBackend,
-    event: &mut crate::timers::TimerQueue,
-    processing: &mut crate::timers::TimerQueue,
-    groups: &[KeyGroupSnapshot],
-) -> Result<()> {
-    backend.restore(groups)?;
-    for g in groups
-        .iter()
-        .filter(|g| backend.range.contains(g.key_group as usize))
-    {
-        for (ts, k, ns) in &g.event_timers {
-            event.register(*ts, k, ns);
-        }
-        for (ts, k, ns) in &g.processing_timers {
-            processing.register(*ts, k, ns);
+impl KeyedStore {
+    /// An empty store for the key groups of subtask `info.index`.
+    pub(crate) fn new(info: &crate::runtime::SubtaskInfo) -> Self {
+        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
+        KeyedStore {
+            backend: KeyedStateBackend::new(range, info.max_parallelism),
+            event_timers: Default::default(),
+            processing_timers: Default::default(),
         }
     }
-    Ok(())
+
+    /// State entries plus timers (the state-size metric).
+    pub(crate) fn entries(&self) -> usize {
+        self.backend.entries() + self.event_timers.len() + self.processing_timers.len()
+    }
+
+    /// Snapshots state and timers into key groups (the checkpoint unit).
+    pub(crate) fn snapshot(&self) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        let mut groups = self.backend.snapshot()?;
+        let start = self.backend.range.start;
+        for (kg, timers) in self
+            .event_timers
+            .for_key_group(self.backend.max_parallelism)
+        {
+            groups[kg - start].event_timers = timers;
+        }
+        for (kg, timers) in self
+            .processing_timers
+            .for_key_group(self.backend.max_parallelism)
+        {
+            groups[kg - start].processing_timers = timers;
+        }
+        groups.retain(|g| {
+            !g.states.is_empty() || !g.event_timers.is_empty() || !g.processing_timers.is_empty()
+        });
+        Ok(crate::checkpoint::OperatorSubtaskState {
+            keyed: groups,
+            list: Vec::new(),
+        })
+    }
+
+    /// Restores state and timers (key groups outside the range are ignored), then reports the
+    /// first error met applying state to states registered before the restore.
+    pub(crate) fn restore(
+        &mut self,
+        restored: Option<&crate::checkpoint::OperatorSubtaskState>,
+    ) -> Result<()> {
+        if let Some(state) = restored {
+            self.backend.restore(&state.keyed)?;
+            for g in state
+                .keyed
+                .iter()
+                .filter(|g| self.backend.range.contains(g.key_group as usize))
+            {
+                for (ts, k, ns) in &g.event_timers {
+                    self.event_timers.register(*ts, k, ns);
+                }
+                for (ts, k, ns) in &g.processing_timers {
+                    self.processing_timers.register(*ts, k, ns);
+                }
+            }
+        }
+        match self.backend.take_restore_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@
 use crate::api::DataStream;
 use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
 use crate::error::{Error, Result};
-use crate::keygroup::{Key, KeyGroupRange, serialize_key};
+use crate::keygroup::{Key, serialize_key};
 use crate::runtime::graph::Partitioning;
 use crate::runtime::{Batch, Operator, Output, Rec, SubtaskInfo, downcast};
-use crate::state::{KeyedStateBackend, StateDescriptor, StateValue};
+use crate::state::{KeyedStore, StateDescriptor, StateValue};
 use crate::time::{MIN_WATERMARK, NO_TIMESTAMP, Timestamp, duration_ms, now_ms};
-use crate::timers::{Timer, TimerQueue};
+use crate::timers::Timer;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -528,11 +528,9 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     late_port: Option<usize>,
     f: Arc<W>,
     key_fn: crate::api::KeyExtractor<K, T>,
-    backend: KeyedStateBackend,
+    keyed: KeyedStore,
     /// Per (key, window) accumulators; for sessions, per key a list of (window, acc).
     state: usize,
-    event_timers: TimerQueue,
-    processing_timers: TimerQueue,
     watermark: Timestamp,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
@@ -550,12 +548,15 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         key_fn: crate::api::KeyExtractor<K, T>,
         info: SubtaskInfo,
     ) -> Self {
-        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
-        let mut backend = KeyedStateBackend::new(range, info.max_parallelism);
+        let mut keyed = KeyedStore::new(&info);
         let state = if matches!(spec.kind, Kind::Session { .. }) {
-            backend.register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new("window-sessions"))
+            keyed
+                .backend
+                .register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new("window-sessions"))
         } else {
-            backend.register::<W::Acc>(&StateDescriptor::new("window-contents"))
+            keyed
+                .backend
+                .register::<W::Acc>(&StateDescriptor::new("window-contents"))
         };
         WindowOperator {
             spec,
@@ -563,10 +564,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             late_port: late_tag.and_then(|t| info.side_port(&t)),
             f,
             key_fn,
-            backend,
+            keyed,
             state,
-            event_timers: TimerQueue::default(),
-            processing_timers: TimerQueue::default(),
             watermark: MIN_WATERMARK,
             key_buf: Vec::new(),
             windows: Vec::new(),
@@ -583,25 +582,35 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
     /// Registers the firing and cleanup timers of a window of the current key.
     fn register_timers(&mut self, w: &TimeWindow) {
         let ns = w.to_bytes();
-        let key = &self.backend.current.bytes;
+        let key = &self.keyed.backend.current.bytes;
         if self.spec.event_time {
             if w.max_timestamp() > self.watermark {
-                self.event_timers.register(w.max_timestamp(), key, &ns);
+                self.keyed
+                    .event_timers
+                    .register(w.max_timestamp(), key, &ns);
             }
-            self.event_timers.register(self.cleanup_time(w), key, &ns);
+            self.keyed
+                .event_timers
+                .register(self.cleanup_time(w), key, &ns);
         } else {
-            self.processing_timers.register(w.max_timestamp(), key, &ns);
+            self.keyed
+                .processing_timers
+                .register(w.max_timestamp(), key, &ns);
         }
     }
 
     fn delete_timers(&mut self, w: &TimeWindow) {
         let ns = w.to_bytes();
-        let key = &self.backend.current.bytes;
+        let key = &self.keyed.backend.current.bytes;
         if self.spec.event_time {
-            self.event_timers.delete(w.max_timestamp(), key, &ns);
-            self.event_timers.delete(self.cleanup_time(w), key, &ns);
+            self.keyed.event_timers.delete(w.max_timestamp(), key, &ns);
+            self.keyed
+                .event_timers
+                .delete(self.cleanup_time(w), key, &ns);
         } else {
-            self.processing_timers.delete(w.max_timestamp(), key, &ns);
+            self.keyed
+                .processing_timers
+                .delete(w.max_timestamp(), key, &ns);
         }
     }
 
@@ -621,7 +630,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             }
             accepted = true;
             let f = &self.f;
-            let (_, created) = self.backend.update_with(
+            let (_, created) = self.keyed.backend.update_with(
                 self.state,
                 &w.to_bytes(),
                 || f.create(),
@@ -633,6 +642,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             if self.spec.event_time && w.max_timestamp() <= self.watermark {
                 // Late but within allowed lateness: fire again with the updated contents.
                 let acc = self
+                    .keyed
                     .backend
                     .get::<W::Acc>(self.state, &w.to_bytes())
                     .expect("just updated");
@@ -658,8 +668,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             start: ts,
             end: ts + gap,
         };
-        let sessions: Vec<(TimeWindow, W::Acc)> =
-            self.backend.remove(self.state, &[]).unwrap_or_default();
+        let sessions: Vec<(TimeWindow, W::Acc)> = self
+            .keyed
+            .backend
+            .remove(self.state, &[])
+            .unwrap_or_default();
         let (overlapping, mut keep): (Vec<_>, Vec<_>) = sessions
             .into_iter()
             .partition(|(w, _)| w.intersects(&merged));
@@ -670,7 +683,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             // Only possible when nothing was merged: existing sessions are never past cleanup.
             keep.extend(overlapping);
             if !keep.is_empty() {
-                self.backend.put(self.state, &[], keep);
+                self.keyed.backend.put(self.state, &[], keep);
             }
             return Ok(false);
         }
@@ -687,13 +700,13 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         }
         keep.push((merged, acc));
         keep.sort_by_key(|(w, _)| w.start);
-        self.backend.put(self.state, &[], keep);
+        self.keyed.backend.put(self.state, &[], keep);
         Ok(true)
     }
 
     /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
     fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
-        self.backend.set_current_key_bytes(&t.key);
+        self.keyed.backend.set_current_key_bytes(&t.key);
         let key: K = postcard::from_bytes(&t.key).map_err(|e| Error::State {
             state: "window timer key".into(),
             reason: e.to_string(),
@@ -703,8 +716,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
         coll.ts = w.max_timestamp();
         if matches!(self.spec.kind, Kind::Session { .. }) {
-            let mut sessions: Vec<(TimeWindow, W::Acc)> =
-                self.backend.remove(self.state, &[]).unwrap_or_default();
+            let mut sessions: Vec<(TimeWindow, W::Acc)> = self
+                .keyed
+                .backend
+                .remove(self.state, &[])
+                .unwrap_or_default();
             if let Some(pos) = sessions.iter().position(|(s, _)| *s == w) {
                 if fire {
                     self.f.emit(&key, &w, &sessions[pos].1, coll)?;
@@ -714,15 +730,15 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 }
             }
             if !sessions.is_empty() {
-                self.backend.put(self.state, &[], sessions);
+                self.keyed.backend.put(self.state, &[], sessions);
             }
         } else {
             let ns = w.to_bytes();
-            if fire && let Some(acc) = self.backend.get::<W::Acc>(self.state, &ns) {
+            if fire && let Some(acc) = self.keyed.backend.get::<W::Acc>(self.state, &ns) {
                 self.f.emit(&key, &w, &acc, coll)?;
             }
             if cleanup {
-                self.backend.remove::<W::Acc>(self.state, &ns);
+                self.keyed.backend.remove::<W::Acc>(self.state, &ns);
             }
         }
         Ok(())
@@ -731,26 +747,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
 impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
     fn open(&mut self) -> Result<()> {
-        if let Some(restored) = self.restored.take() {
-            crate::state::restore_keyed(
-                &mut self.backend,
-                &mut self.event_timers,
-                &mut self.processing_timers,
-                &restored.keyed,
-            )?;
-        }
-        Ok(())
+        let restored = self.restored.take();
+        self.keyed.restore(restored.as_deref())
     }
 
     fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        Ok(crate::checkpoint::OperatorSubtaskState {
-            keyed: crate::state::snapshot_keyed(
-                &self.backend,
-                &self.event_timers,
-                &self.processing_timers,
-            )?,
-            list: Vec::new(),
-        })
+        self.keyed.snapshot()
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
@@ -758,7 +760,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         let mut coll = Collector::new();
         let mut late = Vec::new();
         let now = now_ms();
-        self.backend.now = now;
+        self.keyed.backend.now = now;
         let session = matches!(self.spec.kind, Kind::Session { .. });
         for rec in recs {
             let ts = if self.spec.event_time {
@@ -771,7 +773,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
             };
             let key = (self.key_fn)(&rec.value);
             serialize_key(&key, &mut self.key_buf);
-            self.backend.set_current_key_bytes(&self.key_buf);
+            self.keyed.backend.set_current_key_bytes(&self.key_buf);
             let accepted = if session {
                 self.add_to_session(&key, &rec, ts, &mut coll)?
             } else {
@@ -794,7 +796,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
     fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
         self.watermark = wm;
         let mut coll = Collector::new();
-        while let Some(t) = self.event_timers.pop_due(wm) {
+        while let Some(t) = self.keyed.event_timers.pop_due(wm) {
             self.on_timer(t, &mut coll)?;
         }
         out.emit(0, Box::new(coll.buf));
@@ -803,12 +805,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
     }
 
     fn next_processing_time(&mut self) -> Option<Timestamp> {
-        self.processing_timers.peek()
+        self.keyed.processing_timers.peek()
     }
 
     fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
         let mut coll = Collector::new();
-        while let Some(t) = self.processing_timers.pop_due(now) {
+        while let Some(t) = self.keyed.processing_timers.pop_due(now) {
             self.on_timer(t, &mut coll)?;
         }
         out.emit(0, Box::new(coll.buf));
@@ -820,7 +822,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
     }
 
     fn state_entries(&self) -> usize {
-        self.backend.entries()
+        self.keyed.entries()
     }
 
     fn skipped(&self) -> u64 {

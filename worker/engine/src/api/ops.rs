@@ -7,18 +7,15 @@ use super::functions::{
 };
 use crate::connectors::{ReaderPoll, SinkWriter, SourceReader};
 use crate::error::Result;
-use crate::keygroup::{
-    Key, KeyGroupRange, key_group_for_bytes, serialize_key, subtask_for_key_group,
-};
+use crate::keygroup::{Key, key_group_for_bytes, serialize_key, subtask_for_key_group};
 use crate::runtime::graph::PartitionFn;
 use crate::runtime::{
     Batch, Operator, Output, Rec, SourceOperator, SourcePoll, SubtaskInfo, downcast,
 };
-use crate::state::KeyedStateBackend;
+use crate::state::KeyedStore;
 use crate::time::{
     MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP, Timestamp, WatermarkStrategy, now_ms,
 };
-use crate::timers::TimerQueue;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -212,9 +209,7 @@ pub(crate) struct KeyedProcessOp<F: KeyedProcessFunction> {
     f: F,
     key_fn: KeyFn<F::Key, F::In>,
     info: SubtaskInfo,
-    backend: KeyedStateBackend,
-    event_timers: TimerQueue,
-    processing_timers: TimerQueue,
+    keyed: KeyedStore,
     watermark: Timestamp,
     side: SideOutputs,
     key_buf: Vec<u8>,
@@ -222,14 +217,11 @@ pub(crate) struct KeyedProcessOp<F: KeyedProcessFunction> {
 
 impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
     pub(crate) fn new(f: F, key_fn: KeyFn<F::Key, F::In>, info: SubtaskInfo) -> Self {
-        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
         KeyedProcessOp {
             f,
             key_fn,
-            backend: KeyedStateBackend::new(range, info.max_parallelism),
+            keyed: KeyedStore::new(&info),
             info,
-            event_timers: TimerQueue::default(),
-            processing_timers: TimerQueue::default(),
             watermark: MIN_WATERMARK,
             side: SideOutputs::default(),
             key_buf: Vec::new(),
@@ -238,14 +230,14 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
 
     fn fire(&mut self, domain: TimeDomain, until: Timestamp, out: &mut Output) -> Result<()> {
         let mut coll = Collector::new();
-        self.backend.now = now_ms();
+        self.keyed.backend.now = now_ms();
         loop {
             let queue = match domain {
-                TimeDomain::EventTime => &mut self.event_timers,
-                TimeDomain::ProcessingTime => &mut self.processing_timers,
+                TimeDomain::EventTime => &mut self.keyed.event_timers,
+                TimeDomain::ProcessingTime => &mut self.keyed.processing_timers,
             };
             let Some(t) = queue.pop_due(until) else { break };
-            self.backend.set_current_key_bytes(&t.key);
+            self.keyed.backend.set_current_key_bytes(&t.key);
             let key: F::Key = postcard::from_bytes(&t.key).map_err(|e| crate::Error::State {
                 state: "timer key".into(),
                 reason: e.to_string(),
@@ -256,11 +248,11 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
                 NO_TIMESTAMP
             };
             let mut ctx = KeyedContext {
-                backend: &mut self.backend,
+                backend: &mut self.keyed.backend,
                 key: &key,
                 timestamp: coll.ts,
-                event_timers: &mut self.event_timers,
-                processing_timers: &mut self.processing_timers,
+                event_timers: &mut self.keyed.event_timers,
+                processing_timers: &mut self.keyed.processing_timers,
                 watermark: self.watermark,
                 side: &mut self.side,
                 time_domain: Some(domain),
@@ -276,50 +268,33 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
 impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     fn open(&mut self) -> Result<()> {
         let mut ctx = RuntimeContext {
-            backend: &mut self.backend,
+            backend: &mut self.keyed.backend,
             subtask: self.info.index,
             parallelism: self.info.parallelism,
         };
         self.f.open(&mut ctx)?;
-        if let Some(restored) = self.info.restored.clone() {
-            crate::state::restore_keyed(
-                &mut self.backend,
-                &mut self.event_timers,
-                &mut self.processing_timers,
-                &restored.keyed,
-            )?;
-        }
-        match self.backend.take_restore_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        // After open(): states registered there receive their restored entries.
+        self.keyed.restore(self.info.restored.as_deref())
     }
 
     fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        Ok(crate::checkpoint::OperatorSubtaskState {
-            keyed: crate::state::snapshot_keyed(
-                &self.backend,
-                &self.event_timers,
-                &self.processing_timers,
-            )?,
-            list: Vec::new(),
-        })
+        self.keyed.snapshot()
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
         let mut coll = Collector::new();
-        self.backend.now = now_ms();
+        self.keyed.backend.now = now_ms();
         for r in downcast::<F::In>(batch) {
             let key = (self.key_fn)(&r.value);
             serialize_key(&key, &mut self.key_buf);
-            self.backend.set_current_key_bytes(&self.key_buf);
+            self.keyed.backend.set_current_key_bytes(&self.key_buf);
             coll.ts = r.ts;
             let mut ctx = KeyedContext {
-                backend: &mut self.backend,
+                backend: &mut self.keyed.backend,
                 key: &key,
                 timestamp: r.ts,
-                event_timers: &mut self.event_timers,
-                processing_timers: &mut self.processing_timers,
+                event_timers: &mut self.keyed.event_timers,
+                processing_timers: &mut self.keyed.processing_timers,
                 watermark: self.watermark,
                 side: &mut self.side,
                 time_domain: None,
@@ -339,7 +314,7 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     }
 
     fn next_processing_time(&mut self) -> Option<Timestamp> {
-        self.processing_timers.peek()
+        self.keyed.processing_timers.peek()
     }
 
     fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
@@ -351,7 +326,7 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     }
 
     fn state_entries(&self) -> usize {
-        self.backend.entries() + self.event_timers.len() + self.processing_timers.len()
+        self.keyed.entries()
     }
 }
 
