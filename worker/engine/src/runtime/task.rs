@@ -110,7 +110,7 @@ impl Task {
         } else {
             self.run_inputs(inputs)
         };
-        self.housekeeping(true);
+        self.housekeeping();
         self.metrics.finished.store(true, Relaxed);
         result
     }
@@ -140,7 +140,7 @@ impl Task {
                 SourcePoll::Batch(b) => {
                     let mut out = Output::default();
                     out.emit(0, b);
-                    self.dispatch(0, out)?;
+                    self.emit(0, out)?;
                 }
                 SourcePoll::Pending(ms) => {
                     let wake = self
@@ -153,7 +153,7 @@ impl Task {
         }
         let mut out = Output::default();
         out.watermark(MAX_WATERMARK);
-        self.dispatch(0, out)?;
+        self.emit(0, out)?;
         self.finish(1)
     }
 
@@ -178,18 +178,23 @@ impl Task {
         let mut open = receivers.len();
         let mut combined = MIN_WATERMARK;
         let mut all_idle = false;
+        // The select over readable channels; rebuilt only when one ends or gets blocked.
+        let mut readable: Option<(Select<'_>, Vec<usize>)> = None;
         while open > 0 {
             self.cancelled()?;
             self.fire_processing_time()?;
             self.notify_completed()?;
-            let mut sel = Select::new();
-            let mut map = Vec::with_capacity(receivers.len());
-            for (i, (_, rx)) in receivers.iter().enumerate() {
-                if !(states[i].ended || exactly_once && arrived[i]) {
-                    map.push(i);
-                    sel.recv(rx);
+            let (sel, map) = readable.get_or_insert_with(|| {
+                let mut sel = Select::new();
+                let mut map = Vec::with_capacity(receivers.len());
+                for (i, (_, rx)) in receivers.iter().enumerate() {
+                    if !(states[i].ended || exactly_once && arrived[i]) {
+                        map.push(i);
+                        sel.recv(rx);
+                    }
                 }
-            }
+                (sel, map)
+            });
             let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
                 Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
             });
@@ -216,9 +221,13 @@ impl Task {
                 }
                 arrived[i] = true;
             }
+            if matches!(ev, Event::Barrier(_)) && exactly_once {
+                readable = None;
+            }
             if let Event::End = ev {
                 states[i].ended = true;
                 open -= 1;
+                readable = None;
             }
             if let Some(id) = aligning
                 && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
@@ -228,6 +237,7 @@ impl Task {
                 }
                 aligning = None;
                 arrived.iter_mut().for_each(|a| *a = false);
+                readable = None;
             }
             match ev {
                 Event::Data(b) => {
@@ -282,12 +292,7 @@ impl Task {
         // The coordinator may be gone when the job is shutting down; nothing to do then.
         let _ = ctl.acks.send(super::coordinator::Ack { id, states });
         self.last_barrier = id;
-        for o in 0..self.outputs.len() {
-            for s in 0..self.outputs[o].senders.len() {
-                let tx = self.outputs[o].senders[s].clone();
-                self.send(&tx, Event::Barrier(id))?;
-            }
-        }
+        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))?;
         if ctl.stop_at.load(Relaxed) != id {
             return Ok(Flow::Continue);
         }
@@ -331,16 +336,9 @@ impl Task {
             if let MemberOp::Op(op) = &mut self.members[m].op {
                 op.end_of_input(&mut out)?;
             }
-            self.dispatch(m, out)?;
-            self.drain()?;
+            self.emit(m, out)?;
         }
-        for o in 0..self.outputs.len() {
-            for s in 0..self.outputs[o].senders.len() {
-                let tx = self.outputs[o].senders[s].clone();
-                self.send(&tx, Event::End)?;
-            }
-        }
-        Ok(())
+        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::End))
     }
 
     fn next_processing_time(&mut self) -> Option<Timestamp> {
@@ -357,7 +355,7 @@ impl Task {
         let now = now_ms();
         if now - self.last_housekeeping >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
-            self.housekeeping(false);
+            self.housekeeping();
         }
         for m in 0..self.members.len() {
             let MemberOp::Op(op) = &mut self.members[m].op else {
@@ -366,14 +364,13 @@ impl Task {
             if op.next_processing_time().is_some_and(|t| t <= now) {
                 let mut out = Output::default();
                 op.processing_time(now, &mut out)?;
-                self.dispatch(m, out)?;
-                self.drain()?;
+                self.emit(m, out)?;
             }
         }
         Ok(())
     }
 
-    fn housekeeping(&self, _final: bool) {
+    fn housekeeping(&self) {
         for m in &self.members {
             let (entries, skipped) = match &m.op {
                 MemberOp::Op(op) => (op.state_entries() as u64, op.skipped()),
@@ -415,18 +412,15 @@ impl Task {
                 OutItem::Data(port, batch) => {
                     let n = batch.len() as u64;
                     self.members[from].metrics.records_out.fetch_add(n, Relaxed);
-                    let Some(targets) = self.members[from].targets.get(port) else {
-                        continue;
-                    };
-                    let targets = targets.clone();
+                    let n = self.members[from].targets.get(port).map_or(0, Vec::len);
                     let mut batch = Some(batch);
-                    for (i, t) in targets.iter().enumerate() {
-                        let b = if i + 1 == targets.len() {
+                    for i in 0..n {
+                        let b = if i + 1 == n {
                             batch.take().expect("moved once")
                         } else {
                             batch.as_ref().expect("present").clone_batch()
                         };
-                        match *t {
+                        match self.members[from].targets[port][i] {
                             Target::Local(m, input) => {
                                 self.work.push_back((m, Call::Process(input, b)))
                             }
@@ -435,21 +429,33 @@ impl Task {
                     }
                 }
                 OutItem::Watermark(w) => {
-                    self.broadcast(from, |_| Call::Watermark(w), || Event::Watermark(w))?
+                    self.broadcast(from, || Call::Watermark(w), || Event::Watermark(w))?
                 }
-                OutItem::Idle(i) => self.broadcast(from, |_| Call::Idle(i), || Event::Idle(i))?,
+                OutItem::Idle(i) => self.broadcast(from, || Call::Idle(i), || Event::Idle(i))?,
             }
         }
-        if from == 0 && !self.work.is_empty() && matches!(self.members[0].op, MemberOp::Source(_)) {
-            self.drain()?;
-        }
         Ok(())
+    }
+
+    /// Routes what member `from` emitted outside [`Task::drain`] and runs everything it
+    /// queued for chained operators.
+    fn emit(&mut self, from: usize, out: Output) -> Result<()> {
+        self.dispatch(from, out)?;
+        self.drain()
+    }
+
+    /// Sends an event (made fresh per channel) on every channel of output `o`.
+    fn send_all(&self, o: usize, ev: impl Fn() -> Event) -> Result<()> {
+        self.outputs[o]
+            .senders
+            .iter()
+            .try_for_each(|tx| self.send(tx, ev()))
     }
 
     fn broadcast(
         &mut self,
         from: usize,
-        call: impl Fn(usize) -> Call,
+        call: impl Fn() -> Call,
         ev: impl Fn() -> Event,
     ) -> Result<()> {
         let mut seen_local = Vec::new();
@@ -464,7 +470,7 @@ impl Task {
             match t {
                 Target::Local(m, _) if !seen_local.contains(&m) => {
                     seen_local.push(m);
-                    self.work.push_back((m, call(m)));
+                    self.work.push_back((m, call()));
                 }
                 Target::Remote(o) if !seen_remote.contains(&o) => {
                     seen_remote.push(o);
