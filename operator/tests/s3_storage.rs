@@ -1,45 +1,12 @@
-//! The S3 client against a real S3-compatible server (`s3s-fs`, as the test environment
-//! installs it) on 127.0.0.1: objects are listed and deleted, and the listing before and after
-//! shows exactly what went. Set `WEIR_S3S_FS` to the binary; without one the test says so and
-//! checks nothing.
+//! The operator's storage access against a real S3-compatible server (`s3s-fs`, started by
+//! `weir_storage::testing`) on 127.0.0.1: objects are listed and deleted, and the listing
+//! before and after shows exactly what went. A missing s3s-fs binary fails the tests.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
 use weir_operator::storage::Storage;
+use weir_storage::testing::S3sFs;
 use weir_storage::{StaticCredentials, StorageOptions};
-
-struct Server {
-    child: Child,
-    root: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// The s3s-fs binary; a missing one fails the test (it must never pass unchecked).
-fn s3s_fs() -> Option<PathBuf> {
-    let cache = std::env::var_os("WEIR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
-        .unwrap_or_default();
-    let path = std::env::var_os("WEIR_S3S_FS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("bin/s3s-fs"));
-    assert!(
-        path.is_file(),
-        "s3s-fs not found at {}: run bash worker/storage/install-s3s-fs.sh (or set WEIR_S3S_FS)",
-        path.display()
-    );
-    Some(path)
-}
 
 fn put(root: &Path, key: &str) {
     let path = root.join(key);
@@ -47,40 +14,12 @@ fn put(root: &Path, key: &str) {
     std::fs::write(path, b"state").unwrap();
 }
 
-async fn start(binary: &Path) -> (Server, StorageOptions) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let root = std::env::temp_dir().join(format!("weir-s3-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(root.join("state")).unwrap();
-    let child = Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", "weir", "--secret-key", "weir-secret"])
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, root };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let options = StorageOptions {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: Some("us-east-1".into()),
-        path_style: true,
-        credentials: Some(StaticCredentials {
-            access_key_id: "weir".into(),
-            secret_access_key: "weir-secret".into(),
-        }),
-        ..Default::default()
-    };
-    (server, options)
+/// A server with bucket `state` in a temporary directory (removed with the returned guard).
+fn start() -> (tempfile::TempDir, S3sFs, StorageOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3sFs::start(dir.path(), &["state"]);
+    let options = server.options();
+    (dir, server, options)
 }
 
 /// Every object key in the bucket under `prefix`, sorted.
@@ -103,10 +42,7 @@ async fn list(options: &StorageOptions, prefix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_runs_checkpoints_are_deleted_and_nothing_else() {
-    let Some(binary) = s3s_fs() else {
-        unreachable!("s3s_fs() fails the test when the binary is missing");
-    };
-    let (server, options) = start(&binary).await;
+    let (_dir, server, options) = start();
     for key in [
         "orders/cp/job1/chk-1/_metadata",
         "orders/cp/job1/chk-10/_metadata",
@@ -114,7 +50,7 @@ async fn a_runs_checkpoints_are_deleted_and_nothing_else() {
         "orders/cp/job10/chk-1/_metadata",
         "orders/cp/job2/chk-3/_metadata",
     ] {
-        put(&server.root.join("state"), key);
+        put(&server.root().join("state"), key);
     }
     assert_eq!(list(&options, "orders/cp/").await.len(), 5);
     let storage = Storage {
@@ -135,14 +71,11 @@ async fn a_runs_checkpoints_are_deleted_and_nothing_else() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_reported_with_the_servers_answer() {
-    let Some(binary) = s3s_fs() else {
-        unreachable!("s3s_fs() fails the test when the binary is missing");
-    };
-    let (_server, options) = start(&binary).await;
+    let (_dir, _server, options) = start();
     let wrong = Storage {
         s3: Some(StorageOptions {
             credentials: Some(StaticCredentials {
-                access_key_id: "weir".into(),
+                access_key_id: weir_storage::testing::ACCESS_KEY.into(),
                 secret_access_key: "wrong".into(),
             }),
             ..options
@@ -166,10 +99,7 @@ async fn a_wrong_secret_is_reported_with_the_servers_answer() {
 
 #[tokio::test]
 async fn the_latest_checkpoint_of_a_run_is_found_in_s3_and_a_savepoint_deleted_through_storage() {
-    let Some(binary) = s3s_fs() else {
-        unreachable!("s3s_fs() fails the test when the binary is missing");
-    };
-    let (server, options) = start(&binary).await;
+    let (_dir, server, options) = start();
     for key in [
         "orders/cp/job1/chk-9/_metadata",
         "orders/cp/job1/chk-12/_metadata",
@@ -177,7 +107,7 @@ async fn the_latest_checkpoint_of_a_run_is_found_in_s3_and_a_savepoint_deleted_t
         "orders/sp/savepoint-ab-1/_metadata",
         "orders/sp/savepoint-ab-2/_metadata",
     ] {
-        put(&server.root.join("state"), key);
+        put(&server.root().join("state"), key);
     }
     let storage = Storage {
         s3: Some(options.clone()),

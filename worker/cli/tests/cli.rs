@@ -2,6 +2,7 @@
 //! file, and the errors for mistakes on the command line.
 
 use std::process::{Command, Output};
+use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
 
 fn weir(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -320,106 +321,27 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
     );
 }
 
-/// A real S3-compatible server (s3s-fs) on a free loopback port, serving `root`.
-struct S3Server {
-    child: std::process::Child,
-    port: u16,
-    root: std::path::PathBuf,
+/// `weir` arguments that put checkpoints into `s3://weir/checkpoints` on `s3`.
+fn s3_checkpoint_args(s3: &S3sFs, interval: &str) -> Vec<String> {
+    [
+        format!("execution.checkpointing.interval={interval}"),
+        "state.checkpoints.dir=s3://weir/checkpoints".to_string(),
+        format!("s3.endpoint={}", s3.endpoint()),
+        "s3.path-style-access=true".to_string(),
+        "s3.region=us-east-1".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|kv| ["--set".to_string(), kv])
+    .collect()
 }
 
-const S3_KEY: &str = "weir-test-key";
-const S3_SECRET: &str = "weir-test-secret";
-
-impl S3Server {
-    fn binary() -> std::path::PathBuf {
-        let cache = std::env::var_os("WEIR_CACHE")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/weir")
-            });
-        let path = std::env::var_os("WEIR_S3S_FS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| cache.join("bin/s3s-fs"));
-        assert!(
-            path.is_file(),
-            "s3s-fs not found at {}: run bash worker/storage/install-s3s-fs.sh",
-            path.display()
-        );
-        path
-    }
-
-    fn start(root: &std::path::Path, port: Option<u16>) -> Self {
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        });
-        std::fs::create_dir_all(root.join("weir")).unwrap();
-        let child = Command::new(Self::binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3_KEY,
-                "--secret-key",
-                S3_SECRET,
-            ])
-            .arg(root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(10),
-                "s3s-fs did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        S3Server {
-            child,
-            port,
-            root: root.to_path_buf(),
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// `weir` arguments that put checkpoints into `s3://weir/checkpoints` on this server.
-    fn checkpoint_args(&self, interval: &str) -> Vec<String> {
-        [
-            format!("execution.checkpointing.interval={interval}"),
-            "state.checkpoints.dir=s3://weir/checkpoints".to_string(),
-            format!("s3.endpoint=http://127.0.0.1:{}", self.port),
-            "s3.path-style-access=true".to_string(),
-            "s3.region=us-east-1".to_string(),
-        ]
-        .into_iter()
-        .flat_map(|kv| ["--set".to_string(), kv])
-        .collect()
-    }
-
-    fn weir(&self, args: &[String]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
-        c.args(args)
-            .env("AWS_ACCESS_KEY_ID", S3_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET);
-        c
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// `weir` with the test server's credentials in the standard AWS environment variables.
+fn weir_with_s3_credentials(args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    c
 }
 
 #[test]
@@ -438,7 +360,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     let expected = committed(reference.path());
 
     let data = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(data.path(), None);
+    let s3 = S3sFs::start(data.path(), &["weir"]);
     let out = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = [
         "run",
@@ -452,17 +374,16 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     .map(|s| s.to_string())
     .collect();
     args.push(format!("output={}", out.path().display()));
-    args.extend(s3.checkpoint_args("100ms"));
+    args.extend(s3_checkpoint_args(&s3, "100ms"));
     let mut first = args.clone();
     first.extend(["--arg".to_string(), "rate=30000".to_string()]);
-    let mut child = s3
-        .weir(&first)
+    let mut child = weir_with_s3_credentials(&first)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Objects live as files under the server's root: find the newest complete checkpoint.
-    let bucket_dir = data.path().join("weir/checkpoints");
+    let bucket_dir = s3.root().join("weir/checkpoints");
     let start = std::time::Instant::now();
     while latest_checkpoint(&bucket_dir).is_none()
         || start.elapsed() < std::time::Duration::from_millis(1000)
@@ -476,13 +397,13 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     child.kill().unwrap();
     child.wait().unwrap();
     let chk = latest_checkpoint(&bucket_dir).unwrap();
-    let rel = chk.strip_prefix(data.path().join("weir")).unwrap();
+    let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
     let mut resume = args.clone();
     resume.extend([
         "--from-savepoint".to_string(),
         format!("s3://weir/{}", rel.display()),
     ]);
-    let o = s3.weir(&resume).output().unwrap();
+    let o = weir_with_s3_credentials(&resume).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         committed(out.path()),
@@ -495,7 +416,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
 #[test]
 fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after() {
     let data = tempfile::tempdir().unwrap();
-    let mut s3 = S3Server::start(data.path(), None);
+    let mut s3 = S3sFs::start(data.path(), &["weir"]);
     let out = tempfile::tempdir().unwrap();
     let summary = out.path().join("summary.json");
     let results = out.path().join("results");
@@ -514,9 +435,8 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
     .collect();
     args.push(format!("output={}", results.display()));
     args.extend(["--summary-json".to_string(), summary.display().to_string()]);
-    args.extend(s3.checkpoint_args("100ms"));
-    let child = s3
-        .weir(&args)
+    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    let child = weir_with_s3_credentials(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -524,7 +444,7 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
     std::thread::sleep(std::time::Duration::from_millis(700));
     s3.stop(); // S3 goes away mid-run ...
     std::thread::sleep(std::time::Duration::from_millis(900));
-    let _s3 = S3Server::start(&s3.root.clone(), Some(s3.port)); // ... and comes back
+    s3.restart(); // ... and comes back on the same port with the same data
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let s: serde_json::Value =

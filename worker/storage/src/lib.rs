@@ -40,6 +40,9 @@ pub use crate::options::{
 };
 pub use crate::s3::S3Store;
 
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 /// An object listed by [`ObjectStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {

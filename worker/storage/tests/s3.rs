@@ -6,41 +6,16 @@
 //! (installed by `worker/storage/install-s3s-fs.sh`). A missing binary fails the tests: an
 //! S3 path that was never exercised must not pass as green.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
 use weir_storage::{Bytes, ObjectStore, RetryPolicy, StorageOptions, open};
 
-const ACCESS_KEY: &str = "weir-test-access-key";
-const SECRET_KEY: &str = "weir-test-secret-key";
 const BUCKET: &str = "weir-test";
 
 /// The retry budget the tests configure; failures must surface within it (plus slack).
 const BUDGET: Duration = Duration::from_secs(3);
-
-fn s3s_fs_binary() -> PathBuf {
-    let path = match std::env::var_os("WEIR_S3S_FS") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let cache = std::env::var_os("WEIR_CACHE")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
-                .expect("neither WEIR_CACHE nor HOME is set");
-            cache.join("bin/s3s-fs")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "s3s-fs not found at {}: run `bash worker/storage/install-s3s-fs.sh` (or set WEIR_S3S_FS \
-         to the binary); the S3 integration tests need a real server and do not skip",
-        path.display()
-    );
-    path
-}
 
 /// Puts test credentials where the AWS default chain looks first, and keeps the chain from
 /// reaching for profiles or instance metadata.
@@ -66,104 +41,7 @@ fn aws_environment() {
     });
 }
 
-/// A running s3s-fs process; killed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    root: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts s3s-fs over a new temporary directory with the test bucket in it.
-    fn start(dir: &Path) -> Server {
-        let root = dir.join("data");
-        // s3s-fs serves each directory under its root as a bucket.
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Server {
-            child: None,
-            port,
-            root,
-            log: dir.join("s3s-fs.log"),
-        };
-        server.restart();
-        server
-    }
-
-    /// Starts the process (again) on the same port and directory.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "server already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(s3s_fs_binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&self.root)
-            // s3s logs each request's operation at debug level; tests count them.
-            .env("RUST_LOG", "info,s3s::ops=debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start s3s-fs");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "s3s-fs exited with {status} during startup:\n{}",
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not listen on 127.0.0.1:{} within 10 s:\n{}",
-                self.port,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// How many requests of S3 operation `op` (e.g. `UploadPart`) the server has handled.
-    fn requests(&self, op: &str) -> usize {
-        let needle = format!("resolved route, op: {op},");
-        self.log_text().matches(&needle).count()
-    }
-
-    fn log_text(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(&self.log) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+type Server = S3sFs;
 
 fn options(server: &Server) -> StorageOptions {
     StorageOptions {
@@ -185,7 +63,7 @@ fn options(server: &Server) -> StorageOptions {
 fn start() -> (tempfile::TempDir, Server) {
     aws_environment();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[BUCKET]);
     (dir, server)
 }
 
@@ -233,7 +111,7 @@ fn put_get_list_delete_and_delete_prefix_work_against_a_real_s3_server() {
     assert_eq!(store.get("job-1/chk-1/op-a/kg-0").unwrap(), pattern(1000));
     assert!(
         server
-            .root
+            .root()
             .join(BUCKET)
             .join("checkpoints/job-1/chk-1/_metadata")
             .is_file()
@@ -315,7 +193,7 @@ fn a_20_mib_object_is_uploaded_in_parts_and_read_back_byte_exact() {
         "multipart object differs from what was written"
     );
     assert_eq!(store.list("job/").unwrap()[0].size, data.len() as u64);
-    let on_disk = std::fs::read(server.root.join(BUCKET).join("job/chk-1/op/state")).unwrap();
+    let on_disk = std::fs::read(server.root().join(BUCKET).join("job/chk-1/op/state")).unwrap();
     assert!(
         on_disk == data[..],
         "server's file differs from what was written"
