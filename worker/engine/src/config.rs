@@ -60,6 +60,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "EXACTLY_ONCE (aligned barriers) | AT_LEAST_ONCE (no alignment)",
     ),
     (
+        "execution.checkpointing.unaligned",
+        "false",
+        "barriers overtake in-flight records, which are stored with the checkpoint (EXACTLY_ONCE only; savepoints stay aligned)",
+    ),
+    (
         "execution.checkpointing.timeout",
         "10min",
         "a checkpoint not complete after this is aborted and counted as failed",
@@ -227,6 +232,9 @@ pub struct CheckpointConfig {
     pub interval: Option<std::time::Duration>,
     /// Alignment mode.
     pub mode: CheckpointingMode,
+    /// `execution.checkpointing.unaligned`: checkpoints (not savepoints) let barriers overtake
+    /// queued records and persist them.
+    pub unaligned: bool,
     /// Abort a checkpoint after this long.
     pub timeout: std::time::Duration,
     /// Pause after a checkpoint before the next trigger.
@@ -408,6 +416,14 @@ impl Config {
                 )));
             }
         };
+        let unaligned = self.boolean("execution.checkpointing.unaligned")?;
+        if unaligned && mode == CheckpointingMode::AtLeastOnce {
+            return Err(Error::Config(
+                "'execution.checkpointing.unaligned' needs execution.checkpointing.mode EXACTLY_ONCE \
+                 (at-least-once checkpoints do not align, so there is nothing to overtake)"
+                    .into(),
+            ));
+        }
         let dir = self.optional("state.checkpoints.dir");
         let retained: usize = self
             .get("state.checkpoints.num-retained")
@@ -470,6 +486,7 @@ impl Config {
         Ok(CheckpointConfig {
             interval,
             mode,
+            unaligned,
             timeout: self.duration("execution.checkpointing.timeout")?,
             min_pause: self.duration("execution.checkpointing.min-pause")?,
             dir,
@@ -524,11 +541,15 @@ impl Config {
     }
     /// `pipeline.operator-chaining.enabled`.
     pub fn chaining(&self) -> Result<bool> {
-        match self.get("pipeline.operator-chaining.enabled") {
+        self.boolean("pipeline.operator-chaining.enabled")
+    }
+    /// A `true`/`false` key.
+    fn boolean(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
             "true" => Ok(true),
             "false" => Ok(false),
             v => Err(Error::Config(format!(
-                "'pipeline.operator-chaining.enabled' must be true or false, got '{v}'"
+                "'{key}' must be true or false, got '{v}'"
             ))),
         }
     }

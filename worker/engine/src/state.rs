@@ -707,7 +707,7 @@ impl KeyedStore {
         });
         Ok(crate::checkpoint::OperatorSubtaskState {
             keyed: groups,
-            list: Vec::new(),
+            ..Default::default()
         })
     }
 

@@ -447,7 +447,7 @@ fn key_by_routes_every_key_to_the_subtask_owning_its_key_group() {
     assert_eq!(used.len(), 4, "50 keys spread over all 4 subtasks");
 }
 
-#[derive(Debug, Clone, serde::Deserialize, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, PartialOrd)]
 struct Row {
     user_id: String,
     amount: f64,

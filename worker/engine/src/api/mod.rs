@@ -229,6 +229,7 @@ impl<T: Data> DataStream<T> {
             from: self.node,
             port: self.port,
             partitioning,
+            codec: crate::runtime::BatchCodec::of::<T>(),
         }
     }
 

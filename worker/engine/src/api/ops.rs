@@ -353,8 +353,8 @@ impl<T: super::Data> Operator for SinkOp<T> {
     }
     fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
         Ok(crate::checkpoint::OperatorSubtaskState {
-            keyed: Vec::new(),
             list: self.writer.snapshot_state(id)?,
+            ..Default::default()
         })
     }
     fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {

@@ -23,12 +23,27 @@ pub struct OperatorSubtaskState {
     /// Non-keyed list state (source splits, pending sink files); elements are redistributed
     /// round-robin when the parallelism changes.
     pub list: Vec<Vec<u8>>,
+    /// Records an unaligned checkpoint overtook: read from an input channel after the task's
+    /// snapshot and before that channel's barrier. Replayed before new input on restore.
+    pub in_flight: Vec<InFlightBatch>,
+}
+
+/// One batch of in-flight records of an unaligned checkpoint, in channel order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightBatch {
+    /// The operator input (0, or 1 for the second input of a two-input operator).
+    pub input: u32,
+    /// The subtask that read it (its share is redistributed when the parallelism changes).
+    pub owner: u32,
+    /// The encoded batch.
+    pub data: Vec<u8>,
 }
 
 impl OperatorSubtaskState {
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+            && self.in_flight.is_empty()
             && self.keyed.iter().all(|g| {
                 g.states.is_empty() && g.event_timers.is_empty() && g.processing_timers.is_empty()
             })
@@ -173,6 +188,7 @@ impl RestorePlan {
                 let s = decode_state(&p, &bytes)?;
                 merged.keyed.extend(s.keyed);
                 merged.list.extend(s.list);
+                merged.in_flight.extend(s.in_flight);
             }
             operators.insert(op.uid.clone(), merged);
         }
@@ -241,6 +257,9 @@ impl RestorePlan {
                 .filter(|(i, _)| i % parallelism == index)
                 .map(|(_, e)| e.clone())
                 .collect(),
+            // Every subtask sees all of it: only the task knows how its inputs are
+            // partitioned, so it picks its share (see `graph::restored_in_flight`).
+            in_flight: all.in_flight.clone(),
         }))
     }
 }
@@ -270,6 +289,7 @@ mod tests {
         let s = OperatorSubtaskState {
             keyed: vec![group(3, b"k")],
             list: vec![b"split".to_vec()],
+            ..Default::default()
         };
         let bytes = encode_state(&s).unwrap();
         assert_eq!(decode_state("f", &bytes).unwrap(), s);
@@ -323,10 +343,12 @@ mod tests {
         let s0 = OperatorSubtaskState {
             keyed: vec![group(1, b"a"), group(3, b"b")],
             list: vec![b"x".to_vec()],
+            ..Default::default()
         };
         let s1 = OperatorSubtaskState {
             keyed: vec![group(5, b"c"), group(7, b"d")],
             list: vec![b"y".to_vec(), b"z".to_vec()],
+            ..Default::default()
         };
         store
             .put("chk-1/op-0", encode_state(&s0).unwrap().into())

@@ -12,7 +12,7 @@ use crate::config::CheckpointConfig;
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,11 @@ pub(crate) struct CheckpointControl {
     pub(crate) acks: Sender<Ack>,
     /// Aligned (exactly-once) or not.
     pub(crate) exactly_once: bool,
+    /// Checkpoints let barriers overtake queued records (exactly-once only).
+    pub(crate) unaligned: bool,
+    /// Id of the latest savepoint: its barriers always align, so savepoints hold no
+    /// in-flight records and stay canonical.
+    pub(crate) savepoint: AtomicU64,
     /// Id of a stop-with-savepoint: tasks stop at its barrier (0: none).
     pub(crate) stop_at: AtomicU64,
     /// Highest checkpoint id that failed; tasks stopped at it resume.
@@ -127,9 +132,12 @@ impl Coordinator {
                     let id = self.next_id.fetch_add(1, Relaxed) + 1;
                     self.stats.lock().expect("not poisoned").triggered += 1;
                     let savepoint = queued.pop_front();
+                    // Set before the trigger so every task sees them with the barrier.
+                    if savepoint.is_some() {
+                        self.ctl.savepoint.store(id, SeqCst);
+                    }
                     if savepoint.as_ref().is_some_and(|s| s.stop) {
-                        // Set before the trigger so every task sees it with the barrier.
-                        self.ctl.stop_at.store(id, Relaxed);
+                        self.ctl.stop_at.store(id, SeqCst);
                     }
                     pending = Some(Pending {
                         id,
@@ -138,7 +146,7 @@ impl Coordinator {
                         acks: 0,
                         savepoint,
                     });
-                    self.ctl.trigger.store(id, Relaxed);
+                    self.ctl.trigger.store(id, SeqCst);
                 }
             }
             match self.acks.recv_timeout(Duration::from_millis(20)) {

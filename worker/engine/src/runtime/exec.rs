@@ -352,6 +352,8 @@ impl Supervisor {
             completed: AtomicU64::new(self.next_id.load(Relaxed)),
             acks: ack_tx,
             exactly_once: self.cfg.mode == CheckpointingMode::ExactlyOnce,
+            unaligned: self.cfg.unaligned,
+            savepoint: AtomicU64::new(0),
             stop_at: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
         });

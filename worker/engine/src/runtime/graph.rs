@@ -3,18 +3,19 @@
 //! by function call, and every other edge becomes a set of bounded channels.
 
 use super::metrics::OperatorMetrics;
-use super::{Batch, Event, Operator, SourceOperator, SubtaskInfo};
+use super::{Batch, BatchCodec, Event, Operator, SourceOperator, SubtaskInfo};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 pub(crate) type OperatorFactory =
     Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;
 pub(crate) type SourceFactory =
     Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn SourceOperator>> + Send + Sync>;
 /// Splits a batch into per-target batches: `(batch, targets, max_parallelism, out)`.
-/// Per task, per subtask: the receivers of its input channels with their input index.
-type TaskInputs = Vec<Vec<Vec<(usize, Receiver<Event>)>>>;
+/// Per task, per subtask: its input channels.
+type TaskInputs = Vec<Vec<Vec<InputChannel>>>;
 pub(crate) type PartitionFn =
     Arc<dyn Fn(Batch, usize, usize, &mut Vec<(usize, Batch)>) + Send + Sync>;
 
@@ -44,6 +45,8 @@ pub(crate) struct EdgeSpec {
     pub(crate) from: usize,
     pub(crate) port: usize,
     pub(crate) partitioning: Partitioning,
+    /// Encodes the edge's batches (in-flight data of unaligned checkpoints).
+    pub(crate) codec: super::BatchCodec,
 }
 
 #[derive(Clone)]
@@ -85,7 +88,22 @@ pub(crate) enum Target {
 pub(crate) struct TaskOutput {
     pub(crate) partitioning: Partitioning,
     pub(crate) senders: Vec<Sender<Event>>,
+    /// Per sender: the receiver's [`InputChannel::announced`].
+    pub(crate) announce: Vec<Arc<AtomicU64>>,
     pub(crate) next: usize,
+}
+
+/// The receiving end of one channel into a task.
+pub(crate) struct InputChannel {
+    /// The operator input it feeds (0, or 1 for a second input).
+    pub(crate) input: usize,
+    pub(crate) rx: Receiver<Event>,
+    /// Highest checkpoint whose barrier the sender has queued in this channel. Written before
+    /// the barrier is sent, so an unaligned checkpoint starts without waiting for the queued
+    /// records ahead of the barrier: that is how its barrier overtakes them.
+    pub(crate) announced: Arc<AtomicU64>,
+    /// Encodes the channel's batches when an unaligned checkpoint persists them.
+    pub(crate) codec: BatchCodec,
 }
 
 pub(crate) enum MemberOp {
@@ -105,8 +123,11 @@ pub(crate) struct TaskInstance {
     pub(crate) name: String,
     pub(crate) subtask: usize,
     pub(crate) members: Vec<Member>,
-    pub(crate) inputs: Vec<(usize, Receiver<Event>)>,
+    pub(crate) inputs: Vec<InputChannel>,
     pub(crate) outputs: Vec<TaskOutput>,
+    /// In-flight records of the unaligned checkpoint restored from, by operator input:
+    /// processed before anything read from the channels.
+    pub(crate) in_flight: Vec<(usize, Batch)>,
 }
 
 /// Options that shape the physical plan.
@@ -276,6 +297,7 @@ impl JobGraph {
                 };
                 for (j, up_outputs) in outputs[ut].iter_mut().enumerate().take(up_par) {
                     let mut senders = Vec::new();
+                    let mut announce = Vec::new();
                     let downs: Vec<usize> = if forward {
                         vec![j]
                     } else {
@@ -283,12 +305,20 @@ impl JobGraph {
                     };
                     for i in downs {
                         let (tx, rx) = bounded(opts.channel_capacity);
+                        let announced = Arc::new(AtomicU64::new(0));
                         senders.push(tx);
-                        inputs[dt][i].push((k, rx));
+                        announce.push(announced.clone());
+                        inputs[dt][i].push(InputChannel {
+                            input: k,
+                            rx,
+                            announced,
+                            codec: e.codec,
+                        });
                     }
                     up_outputs.push(TaskOutput {
                         partitioning: partitioning.clone(),
                         senders,
+                        announce,
                         next: j,
                     });
                 }
@@ -345,9 +375,59 @@ impl JobGraph {
                     members: ms,
                     inputs: ins,
                     outputs: outs,
+                    in_flight: self.restored_in_flight(members[0], s, par, opts)?,
                 });
             }
         }
         Ok((tasks, all_metrics))
+    }
+
+    /// Subtask `index`'s share of the in-flight records restored for node `node` (a task
+    /// head): at the same parallelism, what it read itself; after rescaling, hash-partitioned
+    /// records go where their key group now lives and other records to `owner % parallelism`.
+    fn restored_in_flight(
+        &self,
+        node: usize,
+        index: usize,
+        parallelism: usize,
+        opts: &PlanOptions,
+    ) -> Result<Vec<(usize, Batch)>> {
+        let Some(state) = opts
+            .restore
+            .as_ref()
+            .and_then(|p| p.for_subtask(&self.uid(node), index, parallelism, opts.max_parallelism))
+        else {
+            return Ok(Vec::new());
+        };
+        let inputs = &self.nodes[node].inputs;
+        let mut out = Vec::new();
+        let mut parts = Vec::new();
+        for f in &state.in_flight {
+            let edge = inputs.get(f.input as usize).ok_or_else(|| {
+                Error::Restore(format!(
+                    "in-flight records of operator '{}' are for input {}, which it no longer has",
+                    self.uid(node),
+                    f.input
+                ))
+            })?;
+            let batch = (edge.codec.decode)(&f.data)?;
+            match &edge.partitioning {
+                Partitioning::Hash(split) => {
+                    split(batch, parallelism, opts.max_parallelism, &mut parts);
+                    out.extend(
+                        parts
+                            .drain(..)
+                            .filter(|(to, _)| *to == index)
+                            .map(|(_, b)| (f.input as usize, b)),
+                    );
+                }
+                Partitioning::Forward | Partitioning::Rebalance => {
+                    if f.owner as usize % parallelism == index {
+                        out.push((f.input as usize, batch));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -33,6 +33,8 @@ pub trait BatchData: Send + 'static {
     fn clone_batch(&self) -> Box<dyn BatchData>;
     /// For downcasting to the concrete batch type.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// For reading the concrete batch type (encoding).
+    fn as_any(&self) -> &dyn Any;
     /// For appending to a batch of known type in place.
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Moves the contents out, leaving an empty batch of the same type.
@@ -40,7 +42,7 @@ pub trait BatchData: Send + 'static {
 }
 
 /// A record with its event timestamp ([`crate::time::NO_TIMESTAMP`] when it has none).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rec<T> {
     /// Event time in epoch milliseconds.
     pub ts: Timestamp,
@@ -58,6 +60,9 @@ impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -68,6 +73,44 @@ impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
 
 /// A type-erased batch.
 pub type Batch = Box<dyn BatchData>;
+
+/// Encodes and decodes the batches of one stream type: in-flight data of unaligned
+/// checkpoints (and, later, batches crossing process boundaries). Chosen where the stream's
+/// type is known, when the graph is built.
+#[derive(Clone, Copy)]
+pub(crate) struct BatchCodec {
+    pub(crate) encode: fn(&dyn BatchData) -> Result<Vec<u8>>,
+    pub(crate) decode: fn(&[u8]) -> Result<Batch>,
+}
+
+impl BatchCodec {
+    /// The codec of `Vec<Rec<T>>` batches (postcard).
+    pub(crate) fn of<T: crate::api::Data>() -> Self {
+        fn encode<T: crate::api::Data>(b: &dyn BatchData) -> Result<Vec<u8>> {
+            let recs = b
+                .as_any()
+                .downcast_ref::<Vec<Rec<T>>>()
+                .expect("batch type checked when the graph was built");
+            postcard::to_allocvec(recs).map_err(|e| crate::error::Error::State {
+                state: format!("in-flight records of type {}", std::any::type_name::<T>()),
+                reason: e.to_string(),
+            })
+        }
+        fn decode<T: crate::api::Data>(bytes: &[u8]) -> Result<Batch> {
+            let recs: Vec<Rec<T>> = postcard::from_bytes(bytes).map_err(|e| {
+                crate::error::Error::Restore(format!(
+                    "cannot decode in-flight records of type {} ({e}); did the stream's type change?",
+                    std::any::type_name::<T>()
+                ))
+            })?;
+            Ok(Box::new(recs))
+        }
+        BatchCodec {
+            encode: encode::<T>,
+            decode: decode::<T>,
+        }
+    }
+}
 
 /// Recovers the typed records of a batch produced by the typed API.
 pub(crate) fn downcast<T: 'static>(b: Batch) -> Vec<Rec<T>> {

@@ -3,15 +3,19 @@
 //! processing-time callbacks, routes what operators emit (by call to chained operators, by
 //! channel to other tasks) and measures time blocked on full channels (backpressure).
 
-use super::graph::{Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput};
+use super::coordinator::{Ack, CheckpointControl};
+use super::graph::{
+    InputChannel, Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput,
+};
 use super::metrics::TaskMetrics;
 use super::{Batch, Event, OutItem, Output, SourcePoll};
+use crate::checkpoint::{InFlightBatch, OperatorSubtaskState};
 use crate::error::{Error, Result};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, now_ms};
 use crossbeam_channel::{Select, SendTimeoutError, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// How often a blocked task re-checks for cancellation.
@@ -40,8 +44,21 @@ struct InputState {
     ended: bool,
 }
 
+/// The snapshot of each chained operator: `(uid, subtask, state)`.
+type Snapshot = Vec<(String, usize, OperatorSubtaskState)>;
+
+/// An unaligned checkpoint this task has taken and passed on, still collecting the records
+/// its barrier overtook: everything read from a channel before that channel's own barrier.
+struct Overtaking {
+    id: u64,
+    states: Snapshot,
+    /// Per input channel: its barrier has not arrived yet.
+    before_barrier: Vec<bool>,
+    in_flight: Vec<InFlightBatch>,
+}
+
 pub(crate) struct Task {
-    ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
+    ckpt: Option<Arc<CheckpointControl>>,
     /// Highest checkpoint whose barrier this task has passed on.
     last_barrier: u64,
     /// Highest completed checkpoint the operators were told about.
@@ -57,6 +74,8 @@ pub(crate) struct Task {
     work: VecDeque<(usize, Call)>,
     scratch: Vec<(usize, Batch)>,
     last_housekeeping: Timestamp,
+    /// In-flight records restored from an unaligned checkpoint, processed first.
+    restored_in_flight: Vec<(usize, Batch)>,
 }
 
 impl Task {
@@ -66,8 +85,8 @@ impl Task {
         metrics: Arc<TaskMetrics>,
         batch_size: usize,
         max_parallelism: usize,
-        ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
-    ) -> (Self, Vec<(usize, crossbeam_channel::Receiver<Event>)>) {
+        ckpt: Option<Arc<CheckpointControl>>,
+    ) -> (Self, Vec<InputChannel>) {
         let task = Task {
             ckpt,
             last_barrier: 0,
@@ -83,6 +102,7 @@ impl Task {
             work: VecDeque::new(),
             scratch: Vec::new(),
             last_housekeeping: 0,
+            restored_in_flight: inst.in_flight,
         };
         (task, inst.inputs)
     }
@@ -96,10 +116,7 @@ impl Task {
     }
 
     /// Runs the task to completion (end of all inputs) or failure.
-    pub(crate) fn run(
-        mut self,
-        inputs: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
-    ) -> Result<()> {
+    pub(crate) fn run(mut self, inputs: Vec<InputChannel>) -> Result<()> {
         for m in &mut self.members {
             if let MemberOp::Op(op) = &mut m.op {
                 op.open()?;
@@ -157,14 +174,11 @@ impl Task {
         self.finish(1)
     }
 
-    fn run_inputs(
-        &mut self,
-        receivers: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
-    ) -> Result<()> {
+    fn run_inputs(&mut self, receivers: Vec<InputChannel>) -> Result<()> {
         let mut states: Vec<InputState> = receivers
             .iter()
-            .map(|(input, _)| InputState {
-                input: *input,
+            .map(|c| InputState {
+                input: c.input,
                 watermark: MIN_WATERMARK,
                 idle: false,
                 ended: false,
@@ -175,22 +189,29 @@ impl Task {
         // checkpoint is taken, so their later records stay out of this checkpoint).
         let mut arrived = vec![false; receivers.len()];
         let mut aligning: Option<u64> = None;
+        let mut overtaking: Option<Overtaking> = None;
         let mut open = receivers.len();
         let mut combined = MIN_WATERMARK;
         let mut all_idle = false;
         // The select over readable channels; rebuilt only when one ends or gets blocked.
         let mut readable: Option<(Select<'_>, Vec<usize>)> = None;
+        // Records an unaligned checkpoint overtook before the failure come first.
+        for (input, b) in std::mem::take(&mut self.restored_in_flight) {
+            self.work.push_back((0, Call::Process(input, b)));
+            self.drain()?;
+        }
         while open > 0 {
             self.cancelled()?;
             self.fire_processing_time()?;
             self.notify_completed()?;
+            self.poll_overtaking(&receivers, &states, &mut overtaking)?;
             let (sel, map) = readable.get_or_insert_with(|| {
                 let mut sel = Select::new();
                 let mut map = Vec::with_capacity(receivers.len());
-                for (i, (_, rx)) in receivers.iter().enumerate() {
+                for (i, c) in receivers.iter().enumerate() {
                     if !(states[i].ended || exactly_once && arrived[i]) {
                         map.push(i);
-                        sel.recv(rx);
+                        sel.recv(&c.rx);
                     }
                 }
                 (sel, map)
@@ -202,7 +223,7 @@ impl Task {
                 continue;
             };
             let i = map[oper.index()];
-            let ev = match oper.recv(&receivers[i].1) {
+            let ev = match oper.recv(&receivers[i].rx) {
                 Ok(ev) => ev,
                 // The sender vanished without End: its task failed; the executor cancels us.
                 Err(_) => {
@@ -211,6 +232,16 @@ impl Task {
                 }
             };
             if let Event::Barrier(id) = ev
+                && self.unaligned_for(id)
+            {
+                if id > self.last_barrier {
+                    // Its barrier came before we saw it announced.
+                    overtaking = Some(self.overtake(id, &states)?);
+                }
+                if let Some(o) = overtaking.as_mut().filter(|o| o.id == id) {
+                    o.before_barrier[i] = false;
+                }
+            } else if let Event::Barrier(id) = ev
                 && id > self.last_barrier
                 && aligning.is_none_or(|a| id >= a)
             {
@@ -220,14 +251,17 @@ impl Task {
                     aligning = Some(id);
                 }
                 arrived[i] = true;
-            }
-            if matches!(ev, Event::Barrier(_)) && exactly_once {
-                readable = None;
+                if exactly_once {
+                    readable = None;
+                }
             }
             if let Event::End = ev {
                 states[i].ended = true;
                 open -= 1;
                 readable = None;
+                if let Some(o) = overtaking.as_mut() {
+                    o.before_barrier[i] = false;
+                }
             }
             if let Some(id) = aligning
                 && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
@@ -241,12 +275,26 @@ impl Task {
             }
             match ev {
                 Event::Data(b) => {
+                    if let Some(o) = overtaking.as_mut().filter(|o| o.before_barrier[i]) {
+                        o.in_flight.push(InFlightBatch {
+                            input: states[i].input as u32,
+                            owner: self.subtask as u32,
+                            data: (receivers[i].codec.encode)(&*b)?,
+                        });
+                    }
                     self.work.push_back((0, Call::Process(states[i].input, b)));
                     self.drain()?;
                 }
                 Event::Watermark(w) => states[i].watermark = states[i].watermark.max(w),
                 Event::Idle(idle) => states[i].idle = idle,
                 Event::Barrier(_) | Event::End => {}
+            }
+            if overtaking
+                .as_ref()
+                .is_some_and(|o| !o.before_barrier.contains(&true))
+            {
+                let o = overtaking.take().expect("present");
+                self.acknowledge_overtaking(o);
             }
             // Combined watermark: min over non-idle channels, a finished channel counting as
             // +inf (it sent the final watermark). When every unfinished channel is idle the
@@ -272,27 +320,109 @@ impl Task {
         self.finish(0)
     }
 
+    /// Whether checkpoint `id` is unaligned: the job asks for it and `id` is no savepoint.
+    fn unaligned_for(&self, id: u64) -> bool {
+        self.ckpt
+            .as_ref()
+            .is_some_and(|c| c.exactly_once && c.unaligned && c.savepoint.load(SeqCst) != id)
+    }
+
+    /// Starts an unaligned checkpoint as soon as any input announces its barrier, without
+    /// waiting for the records queued ahead of it; drops one the coordinator gave up on.
+    fn poll_overtaking(
+        &mut self,
+        receivers: &[InputChannel],
+        states: &[InputState],
+        overtaking: &mut Option<Overtaking>,
+    ) -> Result<()> {
+        let Some(ctl) = self.ckpt.clone().filter(|c| c.unaligned) else {
+            return Ok(());
+        };
+        if overtaking
+            .as_ref()
+            .is_some_and(|o| ctl.aborted.load(SeqCst) >= o.id)
+        {
+            *overtaking = None;
+        }
+        let announced = receivers
+            .iter()
+            .map(|c| c.announced.load(SeqCst))
+            .max()
+            .unwrap_or(0);
+        if announced > self.last_barrier && self.unaligned_for(announced) {
+            *overtaking = Some(self.overtake(announced, states)?);
+        }
+        Ok(())
+    }
+
+    /// Takes the unaligned checkpoint `id` now: snapshot, pass the barrier on ahead of
+    /// everything queued downstream, then collect what it overtook on every open input.
+    fn overtake(&mut self, id: u64, states: &[InputState]) -> Result<Overtaking> {
+        let snapshot = self.snapshot(id)?;
+        self.last_barrier = id;
+        self.forward_barrier(id, true)?;
+        Ok(Overtaking {
+            id,
+            states: snapshot,
+            before_barrier: states.iter().map(|s| !s.ended).collect(),
+            in_flight: Vec::new(),
+        })
+    }
+
+    /// Every overtaken record is collected: acknowledge, with them in the head's state.
+    fn acknowledge_overtaking(&self, mut o: Overtaking) {
+        if let Some((_, _, head)) = o.states.first_mut() {
+            head.in_flight = o.in_flight;
+        }
+        self.acknowledge(o.id, o.states);
+    }
+
+    /// Snapshots every chained operator for checkpoint `id`.
+    fn snapshot(&mut self, id: u64) -> Result<Snapshot> {
+        let mut states = Vec::new();
+        for m in &mut self.members {
+            let state = match &mut m.op {
+                MemberOp::Source(s) => OperatorSubtaskState {
+                    list: s.snapshot_state()?,
+                    ..Default::default()
+                },
+                MemberOp::Op(op) => op.snapshot_state(id)?,
+            };
+            states.push((m.uid.clone(), m.metrics.subtask, state));
+        }
+        Ok(states)
+    }
+
+    fn acknowledge(&self, id: u64, states: Snapshot) {
+        if let Some(ctl) = &self.ckpt {
+            // The coordinator may be gone when the job is shutting down; nothing to do then.
+            let _ = ctl.acks.send(Ack { id, states });
+        }
+    }
+
+    /// Sends barrier `id` on every output channel. `announce`: first tell every receiver it
+    /// is coming (unaligned checkpoints), since sending may block behind queued records.
+    fn forward_barrier(&self, id: u64, announce: bool) -> Result<()> {
+        if announce {
+            for out in &self.outputs {
+                out.announce.iter().for_each(|a| {
+                    a.fetch_max(id, SeqCst);
+                });
+            }
+        }
+        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))
+    }
+
     /// Takes this task's part of checkpoint `id`: snapshot every chained operator (all input
     /// before the barrier has been processed), acknowledge, pass the barrier on.
     fn checkpoint(&mut self, id: u64) -> Result<Flow> {
         let Some(ctl) = self.ckpt.clone() else {
             return Ok(Flow::Continue);
         };
-        let mut states = Vec::new();
-        for m in &mut self.members {
-            let state = match &mut m.op {
-                MemberOp::Source(s) => crate::checkpoint::OperatorSubtaskState {
-                    keyed: Vec::new(),
-                    list: s.snapshot_state()?,
-                },
-                MemberOp::Op(op) => op.snapshot_state(id)?,
-            };
-            states.push((m.uid.clone(), m.metrics.subtask, state));
-        }
-        // The coordinator may be gone when the job is shutting down; nothing to do then.
-        let _ = ctl.acks.send(super::coordinator::Ack { id, states });
+        let states = self.snapshot(id)?;
+        self.acknowledge(id, states);
         self.last_barrier = id;
-        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))?;
+        self.forward_barrier(id, self.unaligned_for(id))?;
         if ctl.stop_at.load(Relaxed) != id {
             return Ok(Flow::Continue);
         }
