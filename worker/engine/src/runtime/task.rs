@@ -48,9 +48,14 @@ struct InputState {
 type Snapshot = Vec<(String, usize, OperatorSubtaskState)>;
 
 /// An unaligned checkpoint this task has taken and passed on, still collecting the records
-/// its barrier overtook: everything read from a channel before that channel's own barrier.
+/// its barrier overtook: everything queued in a channel before that channel's own barrier.
+/// They are taken out of the channels at once (into the task's stash, processed next) rather
+/// than processed first, so the checkpoint does not wait for a backpressured task to work
+/// through its queues.
 struct Overtaking {
     id: u64,
+    /// This subtask's index, recorded with the in-flight data.
+    owner: u32,
     states: Snapshot,
     /// Per input channel: its barrier has not arrived yet.
     before_barrier: Vec<bool>,
@@ -150,6 +155,16 @@ impl Task {
             if trigger > self.last_barrier && self.checkpoint(trigger)? == Flow::Stop {
                 return Ok(());
             }
+            // Read only when there is room downstream (Flink's output availability): a
+            // source blocked in a send could not react to a checkpoint trigger.
+            if self.any_output_full() {
+                let start = Instant::now();
+                std::thread::sleep(Duration::from_micros(200));
+                self.metrics
+                    .backpressured_ns
+                    .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+                continue;
+            }
             let MemberOp::Source(src) = &mut self.members[0].op else {
                 unreachable!("checked by caller")
             };
@@ -190,6 +205,8 @@ impl Task {
         let mut arrived = vec![false; receivers.len()];
         let mut aligning: Option<u64> = None;
         let mut overtaking: Option<Overtaking> = None;
+        // Per channel: events taken out of it by an unaligned checkpoint, not processed yet.
+        let mut stash: Vec<VecDeque<Event>> = receivers.iter().map(|_| VecDeque::new()).collect();
         let mut open = receivers.len();
         let mut combined = MIN_WATERMARK;
         let mut all_idle = false;
@@ -204,31 +221,44 @@ impl Task {
             self.cancelled()?;
             self.fire_processing_time()?;
             self.notify_completed()?;
-            self.poll_overtaking(&receivers, &states, &mut overtaking)?;
-            let (sel, map) = readable.get_or_insert_with(|| {
-                let mut sel = Select::new();
-                let mut map = Vec::with_capacity(receivers.len());
-                for (i, c) in receivers.iter().enumerate() {
-                    if !(states[i].ended || exactly_once && arrived[i]) {
-                        map.push(i);
-                        sel.recv(&c.rx);
+            self.poll_overtaking(&receivers, &states, &mut stash, &mut overtaking)?;
+            if overtaking
+                .as_ref()
+                .is_some_and(|o| !o.before_barrier.contains(&true))
+            {
+                let o = overtaking.take().expect("present");
+                self.acknowledge_overtaking(o);
+            }
+            // Stashed events come first: they precede everything still in their channel.
+            let (i, ev, stashed) = if let Some(i) = (0..stash.len()).find(|&c| !stash[c].is_empty())
+            {
+                (i, stash[i].pop_front().expect("non-empty"), true)
+            } else {
+                let (sel, map) = readable.get_or_insert_with(|| {
+                    let mut sel = Select::new();
+                    let mut map = Vec::with_capacity(receivers.len());
+                    for (i, c) in receivers.iter().enumerate() {
+                        if !(states[i].ended || exactly_once && arrived[i]) {
+                            map.push(i);
+                            sel.recv(&c.rx);
+                        }
                     }
-                }
-                (sel, map)
-            });
-            let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
-                Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
-            });
-            let Ok(oper) = sel.select_timeout(timeout) else {
-                continue;
-            };
-            let i = map[oper.index()];
-            let ev = match oper.recv(&receivers[i].rx) {
-                Ok(ev) => ev,
-                // The sender vanished without End: its task failed; the executor cancels us.
-                Err(_) => {
-                    self.cancelled()?;
-                    return Err(Error::Cancelled);
+                    (sel, map)
+                });
+                let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
+                    Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
+                });
+                let Ok(oper) = sel.select_timeout(timeout) else {
+                    continue;
+                };
+                let i = map[oper.index()];
+                match oper.recv(&receivers[i].rx) {
+                    Ok(ev) => (i, ev, false),
+                    // The sender vanished without End: its task failed; the executor cancels us.
+                    Err(_) => {
+                        self.cancelled()?;
+                        return Err(Error::Cancelled);
+                    }
                 }
             };
             if let Event::Barrier(id) = ev
@@ -236,7 +266,7 @@ impl Task {
             {
                 if id > self.last_barrier {
                     // Its barrier came before we saw it announced.
-                    overtaking = Some(self.overtake(id, &states)?);
+                    overtaking = Some(self.overtake(id, &receivers, &states, &stash)?);
                 }
                 if let Some(o) = overtaking.as_mut().filter(|o| o.id == id) {
                     o.before_barrier[i] = false;
@@ -275,7 +305,10 @@ impl Task {
             }
             match ev {
                 Event::Data(b) => {
-                    if let Some(o) = overtaking.as_mut().filter(|o| o.before_barrier[i]) {
+                    if let Some(o) = overtaking
+                        .as_mut()
+                        .filter(|o| o.before_barrier[i] && !stashed)
+                    {
                         o.in_flight.push(InFlightBatch {
                             input: states[i].input as u32,
                             owner: self.subtask as u32,
@@ -333,6 +366,7 @@ impl Task {
         &mut self,
         receivers: &[InputChannel],
         states: &[InputState],
+        stash: &mut [VecDeque<Event>],
         overtaking: &mut Option<Overtaking>,
     ) -> Result<()> {
         let Some(ctl) = self.ckpt.clone().filter(|c| c.unaligned) else {
@@ -350,22 +384,86 @@ impl Task {
             .max()
             .unwrap_or(0);
         if announced > self.last_barrier && self.unaligned_for(announced) {
-            *overtaking = Some(self.overtake(announced, states)?);
+            *overtaking = Some(self.overtake(announced, receivers, states, stash)?);
+        }
+        if let Some(o) = overtaking.as_mut() {
+            Self::stash_overtaken(receivers, stash, o)?;
+        }
+        Ok(())
+    }
+
+    /// Moves what is queued ahead of each channel's barrier into the stash, storing its
+    /// records as in-flight data, up to the barrier (or as far as the channel has events now:
+    /// a sender blocked on a full channel sends its barrier once this made room).
+    fn stash_overtaken(
+        receivers: &[InputChannel],
+        stash: &mut [VecDeque<Event>],
+        o: &mut Overtaking,
+    ) -> Result<()> {
+        for (i, c) in receivers.iter().enumerate() {
+            while o.before_barrier[i] {
+                let Ok(ev) = c.rx.try_recv() else { break };
+                match ev {
+                    Event::Barrier(id) if id == o.id => o.before_barrier[i] = false,
+                    // An older barrier that never completed: nothing to do.
+                    Event::Barrier(id) if id < o.id => {}
+                    // The sender skipped ours (it was aborted): it decides when processed.
+                    Event::Barrier(_) | Event::End => {
+                        stash[i].push_back(ev);
+                        o.before_barrier[i] = false;
+                    }
+                    Event::Data(b) => {
+                        o.in_flight.push(InFlightBatch {
+                            input: c.input as u32,
+                            owner: o.owner,
+                            data: (c.codec.encode)(&*b)?,
+                        });
+                        stash[i].push_back(Event::Data(b));
+                    }
+                    ev => stash[i].push_back(ev),
+                }
+            }
         }
         Ok(())
     }
 
     /// Takes the unaligned checkpoint `id` now: snapshot, pass the barrier on ahead of
     /// everything queued downstream, then collect what it overtook on every open input.
-    fn overtake(&mut self, id: u64, states: &[InputState]) -> Result<Overtaking> {
+    fn overtake(
+        &mut self,
+        id: u64,
+        receivers: &[InputChannel],
+        states: &[InputState],
+        stash: &[VecDeque<Event>],
+    ) -> Result<Overtaking> {
         let snapshot = self.snapshot(id)?;
         self.last_barrier = id;
         self.forward_barrier(id, true)?;
+        let owner = self.subtask as u32;
+        // Records stashed by an earlier checkpoint and not processed yet precede this
+        // barrier too.
+        let mut in_flight = Vec::new();
+        for (i, events) in stash.iter().enumerate() {
+            for ev in events {
+                if let Event::Data(b) = ev {
+                    in_flight.push(InFlightBatch {
+                        input: states[i].input as u32,
+                        owner,
+                        data: (receivers[i].codec.encode)(&**b)?,
+                    });
+                }
+            }
+        }
         Ok(Overtaking {
             id,
+            owner,
             states: snapshot,
-            before_barrier: states.iter().map(|s| !s.ended).collect(),
-            in_flight: Vec::new(),
+            before_barrier: states
+                .iter()
+                .zip(stash)
+                .map(|(s, st)| !s.ended && !st.iter().any(|e| matches!(e, Event::End)))
+                .collect(),
+            in_flight,
         })
     }
 
@@ -572,6 +670,12 @@ impl Task {
     fn emit(&mut self, from: usize, out: Output) -> Result<()> {
         self.dispatch(from, out)?;
         self.drain()
+    }
+
+    fn any_output_full(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| o.senders.iter().any(Sender::is_full))
     }
 
     /// Sends an event (made fresh per channel) on every channel of output `o`.
