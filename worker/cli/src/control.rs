@@ -23,10 +23,11 @@ pub struct RestArgs {
 
 impl RestArgs {
     fn client(&self) -> Result<RestClient> {
-        let address = self
-            .address
-            .clone()
-            .or_else(|| std::env::var("WEIR_REST_URL").ok().filter(|a| !a.is_empty()));
+        let address = self.address.clone().or_else(|| {
+            std::env::var("WEIR_REST_URL")
+                .ok()
+                .filter(|a| !a.is_empty())
+        });
         let url = match &address {
             Some(a) if a.contains("://") => a.clone(),
             Some(a) => format!("http://{a}"),
@@ -55,7 +56,10 @@ pub fn list(rest: &RestArgs) -> Result<()> {
             Some("FINISHED" | "CANCELED" | "FAILED")
         )
     });
-    for (title, jobs) in [("Running/Restarting Jobs", active), ("Terminated Jobs", ended)] {
+    for (title, jobs) in [
+        ("Running/Restarting Jobs", active),
+        ("Terminated Jobs", ended),
+    ] {
         if jobs.is_empty() {
             println!("No {}.", title.to_lowercase());
             continue;
@@ -79,7 +83,9 @@ pub fn savepoint(rest: &RestArgs, job: &str, target: Option<&str>) -> Result<()>
     let trigger = client
         .trigger_savepoint(job, target, false)
         .with_context(|| format!("cannot trigger a savepoint of job {job}"))?;
-    eprintln!("Triggering savepoint for job {job} (trigger {trigger}); waiting for it to complete.");
+    eprintln!(
+        "Triggering savepoint for job {job} (trigger {trigger}); waiting for it to complete."
+    );
     let location = client.wait_for_savepoint(job, &trigger, SAVEPOINT_TIMEOUT)?;
     println!("Savepoint completed. Path: {location}");
     eprintln!("Resume with: weir run <job> --from-savepoint {location}");
@@ -93,7 +99,11 @@ pub fn stop(rest: &RestArgs, job: &str, target: Option<&str>, drain: bool) -> Re
         .with_context(|| format!("cannot stop job {job}"))?;
     eprintln!(
         "Suspending job {job} with a savepoint{} (trigger {trigger}).",
-        if drain { ", draining event time first" } else { "" }
+        if drain {
+            ", draining event time first"
+        } else {
+            ""
+        }
     );
     let location = client.wait_for_savepoint(job, &trigger, SAVEPOINT_TIMEOUT)?;
     println!("Savepoint completed. Path: {location}");

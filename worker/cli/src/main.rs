@@ -78,9 +78,11 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
         rest: control::RestArgs,
     },
     /// Take a savepoint of a running job, wait for it and print its location.
-    #[command(long_about = "Take a savepoint of a running job and print its location once it \
+    #[command(
+        long_about = "Take a savepoint of a running job and print its location once it \
 is complete; the job keeps running. Restore from it with `weir run <job> -s <location>`.\n\n\
-Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0.0.1:8081")]
+Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0.0.1:8081"
+    )]
     Savepoint {
         /// The job id (`weir list`).
         job_id: String,

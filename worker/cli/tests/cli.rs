@@ -482,7 +482,10 @@ fn run_with_rest(args: &[String]) -> (std::process::Child, String, String) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(rest) = line.strip_prefix("REST API: ") {
                 let _ = tx.send(rest.to_string());
             }
@@ -508,7 +511,10 @@ fn weir_savepoint_prints_a_path_that_weir_run_restores_exactly_once_after_weir_c
         .collect();
     let reference = tempfile::tempdir().unwrap();
     let mut args = base.clone();
-    args.extend(["--arg".into(), format!("output={}", reference.path().display())]);
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
     args.push("--no-progress".into());
     let o = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(&args)
@@ -544,14 +550,21 @@ fn weir_savepoint_prints_a_path_that_weir_run_restores_exactly_once_after_weir_c
         .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
         .expect("the location is printed")
         .to_string();
-    assert!(location.starts_with(&format!("{target}/savepoint-")), "{location}");
+    assert!(
+        location.starts_with(&format!("{target}/savepoint-")),
+        "{location}"
+    );
     let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
     assert!(dir.join("_metadata").exists());
 
     // An unknown job id.
     let o = weir(&["savepoint", "0123abcd", &target, "--address", &url]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("job 0123abcd not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("job 0123abcd not found"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = weir(&["cancel", &job, "--address", &url]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -157,9 +157,8 @@ impl RestClient {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Ok((status, value))
     }
@@ -229,7 +228,12 @@ impl RestClient {
     }
 
     /// `POST /jobs/:jobid/stop` (stop-with-savepoint); returns the trigger id.
-    pub fn stop(&self, job: &str, target: Option<&str>, drain: bool) -> Result<String, ClientError> {
+    pub fn stop(
+        &self,
+        job: &str,
+        target: Option<&str>,
+        drain: bool,
+    ) -> Result<String, ClientError> {
         self.request_id(
             &format!("/jobs/{job}/stop"),
             &json!({"targetDirectory": target, "drain": drain}),
@@ -237,7 +241,11 @@ impl RestClient {
     }
 
     /// `GET /jobs/:jobid/savepoints/:triggerid`.
-    pub fn savepoint_status(&self, job: &str, trigger: &str) -> Result<SavepointStatus, ClientError> {
+    pub fn savepoint_status(
+        &self,
+        job: &str,
+        trigger: &str,
+    ) -> Result<SavepointStatus, ClientError> {
         let path = format!("/jobs/{job}/savepoints/{trigger}");
         let v = self.call_ok(Method::GET, &path, None)?;
         let unexpected = || ClientError::Unexpected {

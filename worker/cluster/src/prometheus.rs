@@ -191,7 +191,9 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
     let job = view.job;
     let now = view.now;
     let prev = view.previous;
-    let dt = prev.map_or(now.elapsed_ms, |p| now.elapsed_ms.saturating_sub(p.elapsed_ms));
+    let dt = prev.map_or(now.elapsed_ms, |p| {
+        now.elapsed_ms.saturating_sub(p.elapsed_ms)
+    });
     let wall = now_ms();
     for (i, o) in now.operators.iter().enumerate() {
         let sub = o.subtask.to_string();
@@ -202,12 +204,26 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
             ("operator_name", o.name.as_str()),
             ("subtask_index", sub.as_str()),
         ];
-        let before = prev.and_then(|p| p.operators.get(i)).filter(|p| p.name == o.name);
+        let before = prev
+            .and_then(|p| p.operators.get(i))
+            .filter(|p| p.name == o.name);
         let p = "weir_taskmanager_job_task_operator_";
         let c = "counter";
         let g = "gauge";
-        f.add(&format!("{p}numRecordsIn"), c, "records received", &labels, o.records_in as f64);
-        f.add(&format!("{p}numRecordsOut"), c, "records emitted", &labels, o.records_out as f64);
+        f.add(
+            &format!("{p}numRecordsIn"),
+            c,
+            "records received",
+            &labels,
+            o.records_in as f64,
+        );
+        f.add(
+            &format!("{p}numRecordsOut"),
+            c,
+            "records emitted",
+            &labels,
+            o.records_out as f64,
+        );
         f.add(
             &format!("{p}numRecordsInPerSecond"),
             g,
@@ -263,7 +279,9 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
             ("task_name", t.name.as_str()),
             ("subtask_index", sub.as_str()),
         ];
-        let before = prev.and_then(|p| p.tasks.get(i)).filter(|p| p.name == t.name);
+        let before = prev
+            .and_then(|p| p.tasks.get(i))
+            .filter(|p| p.name == t.name);
         f.add(
             "weir_taskmanager_job_task_backPressuredTimeMsPerSecond",
             "gauge",

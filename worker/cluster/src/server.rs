@@ -308,7 +308,13 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             let target = string_field(&b, "target-directory")?;
             let cancel_job = bool_field(&b, "cancel-job")?;
             let trigger_id = string_field(&b, "triggerId")?;
-            trigger(state, &job, target, trigger_id, Kind::Savepoint { cancel_job })
+            trigger(
+                state,
+                &job,
+                target,
+                trigger_id,
+                Kind::Savepoint { cancel_job },
+            )
         }
         ["jobs", id, "stop"] => {
             only(method, &[Method::POST], "POST")?;
@@ -411,7 +417,10 @@ fn dashboard_config() -> Value {
 fn readyz(state: &State) -> Answer {
     let jobs = jobs(state);
     match jobs.iter().find(|j| j.status() == JobStatus::Running) {
-        Some(j) => Ok((StatusCode::OK, json!({"status": "ready", "job": j.job_id()}))),
+        Some(j) => Ok((
+            StatusCode::OK,
+            json!({"status": "ready", "job": j.job_id()}),
+        )),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             match jobs.first() {
@@ -844,8 +853,7 @@ fn trigger(
                 }
                 Kind::Stop { drain } => job.stop_with_savepoint(target, drain),
             };
-            *outcome.lock().expect("not poisoned") =
-                Some(r.map_err(|e| weir_engine::report(&e)));
+            *outcome.lock().expect("not poisoned") = Some(r.map_err(|e| weir_engine::report(&e)));
         });
     if let Err(e) = spawned {
         state.triggers.lock().expect("not poisoned").remove(&id);

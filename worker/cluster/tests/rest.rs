@@ -82,7 +82,10 @@ fn committed(dir: &Path) -> Vec<String> {
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -160,18 +163,25 @@ fn savepoints_triggered_over_rest_land_in_storage_and_a_draining_stop_finishes_t
         "one savepoint for one trigger id"
     );
 
-    wait_until("a checkpoint completes", || {
-        job.checkpoints().completed > 0
-    });
+    wait_until("a checkpoint completes", || job.checkpoints().completed > 0);
     let cps = get(&c, &format!("/jobs/{id}/checkpoints"));
     assert!(cps["counts"]["completed"].as_u64().unwrap() >= 2, "{cps}");
-    assert_eq!(cps["latest"]["savepoint"]["external_path"], location.as_str());
-    let latest = cps["latest"]["completed"]["external_path"].as_str().unwrap();
+    assert_eq!(
+        cps["latest"]["savepoint"]["external_path"],
+        location.as_str()
+    );
+    let latest = cps["latest"]["completed"]["external_path"]
+        .as_str()
+        .unwrap();
     assert!(
         latest.starts_with(&format!("{}/{id}/chk-", uri(chk.path()))),
         "{latest}"
     );
-    assert!(Path::new(latest.strip_prefix("file://").unwrap()).join("_metadata").exists());
+    assert!(
+        Path::new(latest.strip_prefix("file://").unwrap())
+            .join("_metadata")
+            .exists()
+    );
     assert!(!cps["history"].as_array().unwrap().is_empty());
 
     // Draining stop: every window fires before the savepoint, the job ends FINISHED.
@@ -182,7 +192,10 @@ fn savepoints_triggered_over_rest_land_in_storage_and_a_draining_stop_finishes_t
             Some(&json!({"targetDirectory": uri(sp.path()), "drain": true, "triggerId": "s-1"})),
         )
         .unwrap();
-    assert_eq!((status, v), (StatusCode::ACCEPTED, json!({"request-id": "s-1"})));
+    assert_eq!(
+        (status, v),
+        (StatusCode::ACCEPTED, json!({"request-id": "s-1"}))
+    );
     let stopped = outcome(&c, &id, "s-1");
     assert!(stopped["operation"]["location"].is_string(), "{stopped}");
     wait_until("the job ends", || job.is_finished());
@@ -191,9 +204,16 @@ fn savepoints_triggered_over_rest_land_in_storage_and_a_draining_stop_finishes_t
     assert!(generated < EVENTS, "stopped mid-run");
     let counted: u64 = committed(out.path())
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"][0].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["value"][0]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
-    assert_eq!(counted, generated, "every generated event is in a fired window");
+    assert_eq!(
+        counted, generated,
+        "every generated event is in a fired window"
+    );
     job.wait().unwrap();
 }
 
@@ -214,13 +234,23 @@ fn bad_requests_unknown_ids_and_wrong_methods_get_400_404_and_405() {
     // Malformed: not JSON, wrong field types, no target directory anywhere.
     let (s, v) = c.call(Method::POST, &sp, None).unwrap();
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["errors"][0].as_str().unwrap().contains("state.savepoints.dir"), "{v}");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("state.savepoints.dir"),
+        "{v}"
+    );
     assert_eq!(
         status(Method::POST, &sp, Some(&json!({"target-directory": 5}))),
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        status(Method::POST, &format!("/jobs/{id}/stop"), Some(&json!({"drain": "yes"}))),
+        status(
+            Method::POST,
+            &format!("/jobs/{id}/stop"),
+            Some(&json!({"drain": "yes"}))
+        ),
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
@@ -228,21 +258,36 @@ fn bad_requests_unknown_ids_and_wrong_methods_get_400_404_and_405() {
         StatusCode::BAD_REQUEST
     );
     // Unknown job, trigger and path.
-    assert_eq!(status(Method::GET, "/jobs/0123", None), StatusCode::NOT_FOUND);
+    assert_eq!(
+        status(Method::GET, "/jobs/0123", None),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         status(Method::GET, &format!("/jobs/{id}/savepoints/nope"), None),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(status(Method::GET, "/nothing/here", None), StatusCode::NOT_FOUND);
+    assert_eq!(
+        status(Method::GET, "/nothing/here", None),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         status(Method::GET, &format!("/jobs/{id}/checkpoints/config"), None),
         StatusCode::NOT_FOUND,
         "checkpointing is off"
     );
     // Wrong methods.
-    assert_eq!(status(Method::DELETE, &format!("/jobs/{id}"), None), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(status(Method::GET, &format!("/jobs/{id}/stop"), None), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(status(Method::POST, "/jobs", None), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        status(Method::DELETE, &format!("/jobs/{id}"), None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        status(Method::GET, &format!("/jobs/{id}/stop"), None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        status(Method::POST, "/jobs", None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 
     // A body that is not JSON.
     assert!(
@@ -251,10 +296,16 @@ fn bad_requests_unknown_ids_and_wrong_methods_get_400_404_and_405() {
     );
 
     // Cancel: 202, the job ends CANCELED, a second cancel conflicts.
-    assert_eq!(status(Method::PATCH, &format!("/jobs/{id}?mode=cancel"), None), StatusCode::ACCEPTED);
+    assert_eq!(
+        status(Method::PATCH, &format!("/jobs/{id}?mode=cancel"), None),
+        StatusCode::ACCEPTED
+    );
     wait_until("the job ends", || job.is_finished());
     assert_eq!(get(&c, &format!("/jobs/{id}"))["state"], "CANCELED");
-    assert_eq!(status(Method::PATCH, &format!("/jobs/{id}"), None), StatusCode::CONFLICT);
+    assert_eq!(
+        status(Method::PATCH, &format!("/jobs/{id}"), None),
+        StatusCode::CONFLICT
+    );
     let ex = get(&c, &format!("/jobs/{id}/exceptions"));
     assert!(ex["root-exception"].is_null(), "{ex}");
     assert!(job.wait().is_err());
@@ -284,10 +335,13 @@ fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
             continue;
         }
         let (series, value) = line.rsplit_once(' ').expect("sample has a value");
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
         let (name, labels) = series.split_once('{').expect("labels");
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "metric name {name}"
         );
         let labels = labels.strip_suffix('}').expect("closing brace");
@@ -333,9 +387,8 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
             .filter(|(n, l, _)| {
                 n == name
                     && l.iter().any(|(k, v)| k == "job_id" && *v == id)
-                    && operator.is_none_or(|o| {
-                        l.iter().any(|(k, v)| k == "operator_name" && v == o)
-                    })
+                    && operator
+                        .is_none_or(|o| l.iter().any(|(k, v)| k == "operator_name" && v == o))
             })
             .map(|(_, _, v)| v)
             .sum()
@@ -343,7 +396,10 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
     let results = committed(out.path()).len() as f64;
     assert_eq!(results, 7.0 * 120.0);
     assert_eq!(
-        value("weir_taskmanager_job_task_operator_numRecordsIn", Some("Sink")),
+        value(
+            "weir_taskmanager_job_task_operator_numRecordsIn",
+            Some("Sink")
+        ),
         results,
         "{text}"
     );
@@ -371,7 +427,10 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
         );
     }
     assert_eq!(
-        value("weir_taskmanager_job_task_operator_numRecordsOut", Some("gen")),
+        value(
+            "weir_taskmanager_job_task_operator_numRecordsOut",
+            Some("gen")
+        ),
         EVENTS as f64
     );
     let checkpoints = job.checkpoints();
@@ -388,7 +447,8 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
     assert!(value("weir_jobmanager_job_uptime", None) > 0.0);
     assert!(text.contains("# TYPE weir_taskmanager_job_task_operator_numRecordsIn counter"));
     assert!(
-        samples.iter().any(|(n, l, _)| n == "weir_taskmanager_job_task_backPressuredTimeMsPerSecond"
+        samples.iter().any(|(n, l, _)| n
+            == "weir_taskmanager_job_task_backPressuredTimeMsPerSecond"
             && l.iter().any(|(k, _)| k == "task_name")
             && l.iter().any(|(k, v)| k == "subtask_index" && v == "0")),
         "{text}"

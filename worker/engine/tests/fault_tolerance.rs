@@ -343,10 +343,8 @@ fn a_draining_stop_fires_every_window_into_the_savepoint_and_finishes_the_job() 
     for drain in [false, true] {
         let out = tempfile::tempdir().unwrap();
         let sp = tempfile::tempdir().unwrap();
-        let env = StreamExecutionEnvironment::with_config(config(&[(
-            "parallelism.default",
-            "2".into(),
-        )]));
+        let env =
+            StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
         build(&env, out.path(), 5_000.0, None);
         let job = env.execute_async("drain").unwrap();
         let client = job.client();
@@ -406,7 +404,10 @@ fn cancelling_with_delete_on_cancellation_removes_the_jobs_checkpoints() {
         }
         assert!(dir.exists());
         job.cancel();
-        assert!(job.wait().is_err(), "a cancelled job reports its cancellation");
+        assert!(
+            job.wait().is_err(),
+            "a cancelled job reports its cancellation"
+        );
         assert_eq!(client.status().as_str(), "CANCELED");
         assert_eq!(dir.exists(), kept, "{retention}");
     }

@@ -322,8 +322,13 @@ impl Coordinator {
                     tracing::info!(savepoint = %path, "savepoint completed");
                     let mut s = self.stats.lock().expect("not poisoned");
                     s.savepoints_completed += 1;
-                    s.last_savepoint =
-                        s.finish(p.id, CheckpointStatus::Completed, Some(path.clone()), size, None);
+                    s.last_savepoint = s.finish(
+                        p.id,
+                        CheckpointStatus::Completed,
+                        Some(path.clone()),
+                        size,
+                        None,
+                    );
                     drop(s);
                     let _ = r.reply.send(Ok(path));
                 } else {
@@ -334,7 +339,13 @@ impl Coordinator {
                     s.last_completed_path = Some(path.clone());
                     s.last_duration_ms = p.started.elapsed().as_millis() as u64;
                     s.last_size_bytes = size;
-                    s.finish(p.id, CheckpointStatus::Completed, Some(path.clone()), size, None);
+                    s.finish(
+                        p.id,
+                        CheckpointStatus::Completed,
+                        Some(path.clone()),
+                        size,
+                        None,
+                    );
                     drop(s);
                     self.retain(p.id, path);
                 }

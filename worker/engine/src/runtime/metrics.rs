@@ -189,7 +189,10 @@ impl JobMetrics {
                             o.records_in.load(Relaxed)
                         }
                     }),
-                    records_out: t.operators.last().map_or(0, |o| o.records_out.load(Relaxed)),
+                    records_out: t
+                        .operators
+                        .last()
+                        .map_or(0, |o| o.records_out.load(Relaxed)),
                     backpressured_ms: t.backpressured_ns.load(Relaxed) / 1_000_000,
                     finished: t.finished.load(Relaxed),
                 })

@@ -133,7 +133,11 @@ impl Task {
             if trigger > self.last_barrier {
                 // Draining stop: event time ends before the barrier, so every window and
                 // timer fires into the savepoint's output.
-                if self.ckpt.as_ref().is_some_and(|c| c.drain_at.load(Relaxed) == trigger) {
+                if self
+                    .ckpt
+                    .as_ref()
+                    .is_some_and(|c| c.drain_at.load(Relaxed) == trigger)
+                {
                     let mut out = Output::default();
                     out.watermark(MAX_WATERMARK);
                     self.emit(0, out)?;
