@@ -326,9 +326,12 @@ fn raw_post(server: &RestServer, path: &str, body: &str) -> String {
     answer
 }
 
+/// One parsed sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// Parses the text exposition: every sample line is `name{labels} value`; returns
 /// (name, labels, value) triples.
-fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse_exposition(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
