@@ -1,6 +1,9 @@
 //! `weir`: run stream jobs. `weir run` executes a job in this process (an embedded
-//! mini-cluster: every operator subtask on its own thread), showing live progress.
+//! mini-cluster: every operator subtask on its own thread), showing live progress, and
+//! serves the REST API when `rest.port` is set; `weir list|savepoint|stop|cancel` talk to
+//! that API like Flink's CLI.
 
+mod control;
 mod jobs;
 mod progress;
 
@@ -69,6 +72,46 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
     },
     /// List the jobs built into this binary with their arguments.
     Jobs,
+    /// List the jobs of a running `weir` process (over its REST API).
+    List {
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Take a savepoint of a running job, wait for it and print its location.
+    #[command(
+        long_about = "Take a savepoint of a running job and print its location once it \
+is complete; the job keeps running. Restore from it with `weir run <job> -s <location>`.\n\n\
+Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0.0.1:8081"
+    )]
+    Savepoint {
+        /// The job id (`weir list`).
+        job_id: String,
+        /// Where to write it (default: `state.savepoints.dir` of the job).
+        target_dir: Option<String>,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Stop a job with a savepoint: nothing after the savepoint is processed.
+    Stop {
+        /// The job id (`weir list`).
+        job_id: String,
+        /// Where to write the savepoint (default: `state.savepoints.dir` of the job).
+        #[arg(long, short = 'p', value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// Advance event time to the end first, so every window and timer fires (for
+        /// ending a job for good, not for upgrades).
+        #[arg(long, short = 'd')]
+        drain: bool,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Cancel a job (its checkpoints are kept unless configured otherwise).
+    Cancel {
+        /// The job id (`weir list`).
+        job_id: String,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
 }
 
 fn main() {
@@ -101,6 +144,19 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::List { rest } => control::list(&rest),
+        Command::Savepoint {
+            job_id,
+            target_dir,
+            rest,
+        } => control::savepoint(&rest, &job_id, target_dir.as_deref()),
+        Command::Stop {
+            job_id,
+            savepoint_path,
+            drain,
+            rest,
+        } => control::stop(&rest, &job_id, savepoint_path.as_deref(), drain),
+        Command::Cancel { job_id, rest } => control::cancel(&rest, &job_id),
         Command::Run {
             job,
             config,
@@ -127,6 +183,7 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("--set '{kv}' must look like key=value"))?;
                 conf.set(k.trim(), v.trim())?;
             }
+            let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);
             (def.build)(&env, &job_args)?;
             if explain {
@@ -134,6 +191,15 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let handle = env.execute_async(def.name)?;
+            let _server = match rest.port {
+                Some(port) => {
+                    let server = weir_cluster::RestServer::start(&rest.address, port)?;
+                    server.add_job(handle.client());
+                    eprintln!("REST API: {}  (job {})", server.url(), handle.job_id());
+                    Some(server)
+                }
+                None => None,
+            };
             progress::run(handle, def.name, !no_progress, summary_json.as_deref())
         }
     }

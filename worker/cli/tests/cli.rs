@@ -467,3 +467,142 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
     assert_eq!(s["records_in"], 90_000, "no data lost: {s}");
     assert_eq!(s["restarts"], 0, "the job never restarted: {s}");
 }
+
+/// Starts `weir run` with the REST API on a free port; returns the child, the API's URL and
+/// the job id (both printed on stderr).
+fn run_with_rest(args: &[String]) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .args(["--set", "rest.port=0", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("REST API: ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("weir run prints the REST API's URL");
+    // "http://127.0.0.1:PORT  (job <id>)"
+    let (url, job) = line.split_once("  (job ").unwrap();
+    (
+        child,
+        url.to_string(),
+        job.trim_end_matches(')').to_string(),
+    )
+}
+
+#[test]
+fn weir_savepoint_prints_a_path_that_weir_run_restores_exactly_once_after_weir_cancel() {
+    let base: Vec<String> = ["run", "user-metrics", "--arg", "events=60000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let reference = tempfile::tempdir().unwrap();
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
+    args.push("--no-progress".into());
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+
+    let out = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", out.path().display()),
+        "--arg".into(),
+        "rate=10000".into(),
+    ]);
+    let (mut child, url, job) = run_with_rest(&args);
+
+    let o = weir(&["list", "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(": {job} : user-metrics (RUNNING)")),
+        "{}",
+        stdout(&o)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let target = format!("file://{}", sp.path().display());
+    let o = weir(&["savepoint", &job, &target, "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let location = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
+        .expect("the location is printed")
+        .to_string();
+    assert!(
+        location.starts_with(&format!("{target}/savepoint-")),
+        "{location}"
+    );
+    let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
+    assert!(dir.join("_metadata").exists());
+
+    // An unknown job id.
+    let o = weir(&["savepoint", "0123abcd", &target, "--address", &url]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("job 0123abcd not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["cancel", &job, "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("Cancelled job {job}.")));
+    child.wait().unwrap();
+    let partial = committed(out.path());
+    assert!(
+        !partial.is_empty() && partial.len() < expected.len(),
+        "cancelled mid-run: {} of {} results",
+        partial.len(),
+        expected.len()
+    );
+
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", out.path().display()),
+        "--no-progress".into(),
+        "-s".into(),
+        location.clone(),
+    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "restored from {location}: every result exactly once"
+    );
+
+    // Nothing listening.
+    let o = weir(&["list", "--address", "http://127.0.0.1:1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot reach the REST API at http://127.0.0.1:1"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -140,6 +140,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "restarts allowed before the job fails",
     ),
     (
+        "execution.checkpointing.externalized-checkpoint-retention",
+        "RETAIN_ON_CANCELLATION",
+        "RETAIN_ON_CANCELLATION (keep checkpoints when the job is cancelled) | DELETE_ON_CANCELLATION",
+    ),
+    (
+        "rest.address",
+        "127.0.0.1",
+        "address the REST API binds to, and the one `weir list|savepoint|stop|cancel` call",
+    ),
+    (
+        "rest.port",
+        "",
+        "port of the REST API (0: any free port); empty: `weir run` serves none, the CLI calls 8081",
+    ),
+    (
         "execution.checkpointing.tolerable-failed-checkpoints",
         "2147483647",
         "consecutive checkpoint failures tolerated before the job fails (and restarts)",
@@ -225,6 +240,27 @@ pub enum CheckpointingMode {
     AtLeastOnce,
 }
 
+/// What happens to a job's checkpoints when it is cancelled
+/// (`execution.checkpointing.externalized-checkpoint-retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointRetention {
+    /// Keep them, so the job can be resumed from its latest checkpoint (the default: the
+    /// operator's `last-state` upgrade mode relies on it).
+    #[default]
+    RetainOnCancellation,
+    /// Delete the job's checkpoint directory once the cancelled job has stopped.
+    DeleteOnCancellation,
+}
+
+/// The REST API's address and port (`rest.address`, `rest.port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestConfig {
+    /// `rest.address`.
+    pub address: String,
+    /// `rest.port`; `None` when unset.
+    pub port: Option<u16>,
+}
+
 /// Everything about checkpoints and recovery, resolved from the keys above.
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
@@ -253,6 +289,8 @@ pub struct CheckpointConfig {
     pub restart: RestartStrategy,
     /// Consecutive checkpoint failures tolerated before the job fails.
     pub tolerable_failures: u64,
+    /// `execution.checkpointing.externalized-checkpoint-retention`.
+    pub retention: CheckpointRetention,
     /// S3 and other storage settings (`s3.*` keys).
     pub storage: weir_storage::StorageOptions,
 }
@@ -496,6 +534,20 @@ impl Config {
             allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
             restart,
             tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
+            retention: match self
+                .get("execution.checkpointing.externalized-checkpoint-retention")
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "RETAIN_ON_CANCELLATION" => CheckpointRetention::RetainOnCancellation,
+                "DELETE_ON_CANCELLATION" => CheckpointRetention::DeleteOnCancellation,
+                v => {
+                    return Err(Error::Config(format!(
+                        "'execution.checkpointing.externalized-checkpoint-retention' must be \
+                         RETAIN_ON_CANCELLATION or DELETE_ON_CANCELLATION, got '{v}'"
+                    )));
+                }
+            },
             storage: weir_storage::StorageOptions::from_config(self.values.iter())
                 .map_err(|e| Error::Config(e.to_string()))?,
         })
@@ -513,6 +565,7 @@ impl Config {
         self.chaining()?;
         self.decode_error_policy()?;
         self.checkpointing_values()?;
+        self.rest()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
                 "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",
@@ -521,6 +574,22 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// `rest.address` and `rest.port`.
+    pub fn rest(&self) -> Result<RestConfig> {
+        let port = match self.get("rest.port") {
+            "" => None,
+            v => Some(v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "'rest.port' must be a port number (0-65535), got '{v}'"
+                ))
+            })?),
+        };
+        Ok(RestConfig {
+            address: self.get("rest.address").to_string(),
+            port,
+        })
     }
 
     /// `parallelism.default`.

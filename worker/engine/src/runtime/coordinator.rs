@@ -35,6 +35,9 @@ pub(crate) struct CheckpointControl {
     pub(crate) stop_at: AtomicU64,
     /// Highest checkpoint id that failed; tasks stopped at it resume.
     pub(crate) aborted: AtomicU64,
+    /// Id of a draining stop-with-savepoint: sources emit the final (MAX) watermark before
+    /// its barrier, so every event-time window and timer fires into the savepoint (0: none).
+    pub(crate) drain_at: AtomicU64,
 }
 
 /// A task's acknowledgement of a checkpoint: the state of each chained operator.
@@ -48,6 +51,8 @@ pub(crate) struct SavepointRequest {
     pub(crate) target: Option<String>,
     /// Stop the job at this savepoint (no record after it is processed).
     pub(crate) stop: bool,
+    /// With `stop`: advance event time to the end first (`drain`).
+    pub(crate) drain: bool,
     pub(crate) reply: Sender<Result<String>>,
 }
 
@@ -72,6 +77,85 @@ pub struct CheckpointStats {
     pub restore_ms: Option<u64>,
     /// Message of the latest failure.
     pub last_failure: Option<String>,
+    /// Savepoints completed (not counted in `completed`).
+    pub savepoints_completed: u64,
+    /// The latest completed savepoint.
+    pub last_savepoint: Option<CheckpointRecord>,
+    /// The latest failed checkpoint or savepoint.
+    pub last_failed: Option<CheckpointRecord>,
+    /// How many times the job restored state (from `execution.savepoint.path` or after a
+    /// failure from its latest checkpoint).
+    pub restored: u64,
+    /// The latest restore: where from and when (epoch ms).
+    pub last_restore: Option<(String, i64)>,
+    /// The most recent checkpoints and savepoints, oldest first, at most [`HISTORY`].
+    pub history: VecDeque<CheckpointRecord>,
+}
+
+/// How many checkpoints [`CheckpointStats::history`] remembers (Flink's
+/// `web.checkpoints.history` default).
+pub const HISTORY: usize = 10;
+
+/// What became of one checkpoint or savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointStatus {
+    /// Triggered, not all tasks acknowledged yet.
+    InProgress,
+    /// `_metadata` written.
+    Completed,
+    /// Expired, could not be written, or the job ended first.
+    Failed,
+}
+
+/// One checkpoint or savepoint, for the history in [`CheckpointStats`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRecord {
+    /// Checkpoint id (savepoints share the id sequence).
+    pub id: u64,
+    /// A savepoint rather than a periodic checkpoint.
+    pub is_savepoint: bool,
+    /// Its fate so far.
+    pub status: CheckpointStatus,
+    /// When it was triggered (epoch ms).
+    pub trigger_timestamp: i64,
+    /// When it completed or failed (epoch ms).
+    pub end_timestamp: Option<i64>,
+    /// Bytes written.
+    pub size_bytes: u64,
+    /// Where it was written.
+    pub external_path: Option<String>,
+    /// Why it failed.
+    pub failure: Option<String>,
+}
+
+impl CheckpointStats {
+    /// Checkpoints and savepoints triggered but neither completed nor failed.
+    pub fn in_progress(&self) -> u64 {
+        self.triggered
+            .saturating_sub(self.completed + self.savepoints_completed + self.failed)
+    }
+
+    fn record(&mut self, id: u64) -> Option<&mut CheckpointRecord> {
+        self.history.iter_mut().rev().find(|r| r.id == id)
+    }
+
+    /// Marks checkpoint `id` done; returns the updated record.
+    fn finish(
+        &mut self,
+        id: u64,
+        status: CheckpointStatus,
+        path: Option<String>,
+        size: u64,
+        failure: Option<String>,
+    ) -> Option<CheckpointRecord> {
+        let r = self.record(id)?;
+        r.status = status;
+        r.end_timestamp = Some(crate::time::now_ms());
+        r.external_path = path;
+        r.size_bytes = size;
+        r.failure = failure;
+        Some(r.clone())
+    }
 }
 
 /// What the coordinator needs to know about the job's operators.
@@ -130,13 +214,31 @@ impl Coordinator {
                     next_trigger = None;
                 } else {
                     let id = self.next_id.fetch_add(1, Relaxed) + 1;
-                    self.stats.lock().expect("not poisoned").triggered += 1;
                     let savepoint = queued.pop_front();
+                    let mut stats = self.stats.lock().expect("not poisoned");
+                    stats.triggered += 1;
+                    stats.history.push_back(CheckpointRecord {
+                        id,
+                        is_savepoint: savepoint.is_some(),
+                        status: CheckpointStatus::InProgress,
+                        trigger_timestamp: crate::time::now_ms(),
+                        end_timestamp: None,
+                        size_bytes: 0,
+                        external_path: None,
+                        failure: None,
+                    });
+                    while stats.history.len() > HISTORY {
+                        stats.history.pop_front();
+                    }
+                    drop(stats);
                     // Set before the trigger so every task sees them with the barrier.
                     if savepoint.is_some() {
                         self.ctl.savepoint.store(id, SeqCst);
                     }
-                    if savepoint.as_ref().is_some_and(|s| s.stop) {
+                    if let Some(s) = savepoint.as_ref().filter(|s| s.stop) {
+                        if s.drain {
+                            self.ctl.drain_at.store(id, SeqCst);
+                        }
                         self.ctl.stop_at.store(id, SeqCst);
                     }
                     pending = Some(Pending {
@@ -197,6 +299,7 @@ impl Coordinator {
         let mut s = self.stats.lock().expect("not poisoned");
         s.failed += 1;
         s.last_failure = Some(msg.clone());
+        s.last_failed = s.finish(p.id, CheckpointStatus::Failed, None, 0, Some(msg.clone()));
         drop(s);
         let is_savepoint = p.savepoint.is_some();
         if let Some(r) = p.savepoint {
@@ -225,6 +328,16 @@ impl Coordinator {
                 self.ctl.completed.fetch_max(p.id, Relaxed);
                 if let Some(r) = savepoint {
                     tracing::info!(savepoint = %path, "savepoint completed");
+                    let mut s = self.stats.lock().expect("not poisoned");
+                    s.savepoints_completed += 1;
+                    s.last_savepoint = s.finish(
+                        p.id,
+                        CheckpointStatus::Completed,
+                        Some(path.clone()),
+                        size,
+                        None,
+                    );
+                    drop(s);
                     let _ = r.reply.send(Ok(path));
                 } else {
                     self.consecutive_failures.store(0, Relaxed);
@@ -234,6 +347,13 @@ impl Coordinator {
                     s.last_completed_path = Some(path.clone());
                     s.last_duration_ms = p.started.elapsed().as_millis() as u64;
                     s.last_size_bytes = size;
+                    s.finish(
+                        p.id,
+                        CheckpointStatus::Completed,
+                        Some(path.clone()),
+                        size,
+                        None,
+                    );
                     drop(s);
                     self.retain(p.id, path);
                 }

@@ -16,8 +16,8 @@ use crate::time::Timestamp;
 use std::any::Any;
 use std::sync::Arc;
 
-pub use coordinator::CheckpointStats;
-pub use exec::{JobHandle, JobResult};
+pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
+pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
 pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
 /// A batch of records as the runtime sees it: countable, clonable, and downcastable by the

@@ -152,8 +152,21 @@ impl Task {
             self.fire_processing_time()?;
             self.notify_completed()?;
             let trigger = self.ckpt.as_ref().map_or(0, |c| c.trigger.load(Relaxed));
-            if trigger > self.last_barrier && self.checkpoint(trigger)? == Flow::Stop {
-                return Ok(());
+            if trigger > self.last_barrier {
+                // Draining stop: event time ends before the barrier, so every window and
+                // timer fires into the savepoint's output.
+                if self
+                    .ckpt
+                    .as_ref()
+                    .is_some_and(|c| c.drain_at.load(Relaxed) == trigger)
+                {
+                    let mut out = Output::default();
+                    out.watermark(MAX_WATERMARK);
+                    self.emit(0, out)?;
+                }
+                if self.checkpoint(trigger)? == Flow::Stop {
+                    return Ok(());
+                }
             }
             // Read only when there is room downstream (Flink's output availability): a
             // source blocked in a send could not react to a checkpoint trigger.
