@@ -284,6 +284,7 @@ impl Task {
                 MemberOp::Source(s) => crate::checkpoint::OperatorSubtaskState {
                     keyed: Vec::new(),
                     list: s.snapshot_state()?,
+                    ..Default::default()
                 },
                 MemberOp::Op(op) => op.snapshot_state(id)?,
             };
