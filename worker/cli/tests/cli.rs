@@ -470,10 +470,19 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
 
 #[test]
 fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_once() {
-    let base = ["run", "user-metrics", "--arg", "events=60000", "--no-progress"];
+    let base = [
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=60000",
+        "--no-progress",
+    ];
     let reference = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-    args.extend(["--arg".into(), format!("output={}", reference.path().display())]);
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
     let o = weir_with_s3_credentials(&args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = committed(reference.path());
@@ -520,7 +529,9 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        shared.iter().any(|f| f.ends_with(".sst") && meta.contains(f.as_str())),
+        shared
+            .iter()
+            .any(|f| f.ends_with(".sst") && meta.contains(f.as_str())),
         "shared/ holds the SST files _metadata references: {shared:?}"
     );
     let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();

@@ -334,7 +334,10 @@ fn checkpoint_metadata(job_dir: &Path) -> Vec<(u64, serde_json::Value)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(job_dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) else {
+        let Some(id) = name
+            .strip_prefix("chk-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
             continue;
         };
         let meta = job_dir.join(&name).join("_metadata");
@@ -377,7 +380,10 @@ fn shared_objects(job_dir: &Path) -> Vec<String> {
 fn rocksdb_config(local: &Path, pairs: &[(&str, String)]) -> Config {
     let mut all = vec![
         ("state.backend.type", "rocksdb".to_string()),
-        ("state.backend.rocksdb.localdir", local.display().to_string()),
+        (
+            "state.backend.rocksdb.localdir",
+            local.display().to_string(),
+        ),
     ];
     all.extend(pairs.iter().cloned());
     config(&all)
@@ -466,7 +472,7 @@ fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() 
             ("state.checkpoints.num-retained", "6".into()),
         ],
     ));
-    build(&env, out.path(), 20_000.0, None);
+    build(&env, out.path(), 5_000.0, None);
     let result = env.execute("incremental").unwrap();
     let job_dir = chk.path().join(&result.job_id);
     let metas = checkpoint_metadata(&job_dir);
@@ -493,7 +499,10 @@ fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() 
     }
     assert!(reused > 0, "consecutive checkpoints share SST files");
     // Every SST is stored once: the objects are exactly those the checkpoints reference.
-    let mut referenced: Vec<String> = metas.iter().flat_map(|(_, m)| referenced_shared(m)).collect();
+    let mut referenced: Vec<String> = metas
+        .iter()
+        .flat_map(|(_, m)| referenced_shared(m))
+        .collect();
     referenced.sort();
     referenced.dedup();
     assert_eq!(shared_objects(&job_dir), referenced);
@@ -519,7 +528,11 @@ fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
     ));
     build(&env, out.path(), 20_000.0, None);
     let result = env.execute("retain-one").unwrap();
-    assert!(result.checkpoints.completed >= 4, "{:?}", result.checkpoints);
+    assert!(
+        result.checkpoints.completed >= 4,
+        "{:?}",
+        result.checkpoints
+    );
     let job_dir = chk.path().join(&result.job_id);
     let metas = checkpoint_metadata(&job_dir);
     assert_eq!(metas.len(), 1, "one checkpoint retained");
@@ -540,7 +553,10 @@ fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
         .flat_map(|h| h["private"].as_array().unwrap().clone())
         .map(|f| f["object"].as_str().unwrap().to_string())
         .collect();
-    assert!(private.iter().any(|p| p.contains("/CURRENT")), "{private:?}");
+    assert!(
+        private.iter().any(|p| p.contains("/CURRENT")),
+        "{private:?}"
+    );
     for p in private {
         assert!(job_dir.join(&p).is_file(), "{p} exists");
     }
@@ -625,6 +641,7 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
     let job = env.execute_async("before").unwrap();
     let job_id = job.job_id().to_string();
     while job.checkpoints().completed < 3 {
+        assert!(!job.is_finished(), "{:?}", job.checkpoints());
         std::thread::sleep(Duration::from_millis(10));
     }
     job.cancel();
@@ -648,7 +665,11 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
         ));
         build(&env, out.path(), 1e9, None);
         env.execute("after").unwrap();
-        assert_eq!(committed(out.path()), expected, "restored at parallelism {p}");
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "restored at parallelism {p}"
+        );
     }
 
     // The hashmap backend cannot read RocksDB files, and says what to do.

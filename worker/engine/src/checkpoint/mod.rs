@@ -58,7 +58,7 @@ pub struct StateFile {
     /// Its name in the RocksDB directory (`000012.sst`, `MANIFEST-000005`, ...).
     pub name: String,
     /// Where it is stored, relative to the job's checkpoint directory (`<dir>/<job-id>/`):
-    /// `shared/<instance>-000012.sst` or `chk-<n>/<uid>-<subtask>/MANIFEST-000005`.
+    /// `shared/<instance>-000012.sst` or `chk-<n>/<uid>-<subtask>-rocksdb/MANIFEST-000005`.
     pub object: String,
     /// Size in bytes.
     pub size: u64,
@@ -80,7 +80,11 @@ pub struct IncrementalHandle {
 impl IncrementalHandle {
     /// Bytes of every file the handle references.
     pub fn full_size(&self) -> u64 {
-        self.shared.iter().chain(&self.private).map(|f| f.size).sum()
+        self.shared
+            .iter()
+            .chain(&self.private)
+            .map(|f| f.size)
+            .sum()
     }
 }
 
@@ -258,7 +262,10 @@ impl RestorePlan {
                     ))
                 })?;
             plan.job_store = Some(weir_storage::open(parent, storage).map_err(|e| {
-                Error::Restore(format!("cannot open '{parent}': {}", crate::error::report(&e)))
+                Error::Restore(format!(
+                    "cannot open '{parent}': {}",
+                    crate::error::report(&e)
+                ))
             })?);
         }
         Ok(plan)

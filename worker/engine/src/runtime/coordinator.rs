@@ -10,8 +10,8 @@
 //! and deleted when no retained checkpoint needs them any more.
 
 use crate::checkpoint::{
-    CheckpointMetadata, IncrementalHandle, LocalIncrementalSnapshot, METADATA_FORMAT,
-    ObjectStore, OperatorMetadata, OperatorSubtaskState, encode_state,
+    CheckpointMetadata, IncrementalHandle, LocalIncrementalSnapshot, METADATA_FORMAT, ObjectStore,
+    OperatorMetadata, OperatorSubtaskState, encode_state,
 };
 use crate::config::CheckpointConfig;
 use crate::error::{Error, Result};
@@ -187,7 +187,8 @@ impl Coordinator {
                     let savepoint = queued.pop_front();
                     if savepoint.is_some() {
                         // Before the trigger: keyed operators then snapshot canonically.
-                        self.savepoint_at.store(id, std::sync::atomic::Ordering::SeqCst);
+                        self.savepoint_at
+                            .store(id, std::sync::atomic::Ordering::SeqCst);
                     }
                     if savepoint.as_ref().is_some_and(|s| s.stop) {
                         // Set before the trigger so every task sees it with the barrier.
@@ -367,7 +368,7 @@ impl Coordinator {
     }
 
     /// Uploads a subtask's local RocksDB checkpoint: SST files no retained checkpoint
-    /// references yet into `shared/`, private files into `<chk>/<name>/`. Returns the
+    /// references yet into `shared/`, private files into `<chk>/<name>-rocksdb/`. Returns the
     /// handle for `_metadata`; adds the bytes uploaded to `size`.
     fn upload_incremental(
         &self,
@@ -387,13 +388,19 @@ impl Coordinator {
             if self.shared.borrow().contains(&f.object) || uploaded.contains(&f.object) {
                 continue;
             }
-            store.put(&format!("{}/{}", self.job_id, f.object), read(&f.name)?.into())?;
+            store.put(
+                &format!("{}/{}", self.job_id, f.object),
+                read(&f.name)?.into(),
+            )?;
             *size += f.size;
             uploaded.push(f.object.clone());
         }
         for f in &mut handle.private {
-            f.object = format!("{chk}/{name}/{}", f.name);
-            store.put(&format!("{}/{}", self.job_id, f.object), read(&f.name)?.into())?;
+            f.object = format!("{chk}/{name}-rocksdb/{}", f.name);
+            store.put(
+                &format!("{}/{}", self.job_id, f.object),
+                read(&f.name)?.into(),
+            )?;
             *size += f.size;
         }
         Ok(handle)

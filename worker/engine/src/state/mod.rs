@@ -433,7 +433,15 @@ impl KeyedStateBackend {
     pub(crate) fn get<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
         if let Some(r) = &mut self.rocks {
             let c = &self.current;
-            return r.get(id, c.key_group, &c.bytes, ns, self.ttls[id], self.now, &self.names[id]);
+            return r.get(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.ttls[id],
+                self.now,
+                &self.names[id],
+            );
         }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let expired = match (map.get_mut(k), ttl) {
@@ -497,7 +505,15 @@ impl KeyedStateBackend {
     pub(crate) fn put<V: StateValue>(&mut self, id: usize, ns: &[u8], value: V) {
         if let Some(r) = &mut self.rocks {
             let c = &self.current;
-            return r.put(id, c.key_group, &c.bytes, ns, self.now, &self.names[id], &value);
+            return r.put(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.now,
+                &self.names[id],
+                &value,
+            );
         }
         self.with_entry::<V, _>(id, ns, |map, k, _, now| {
             map.insert(k.into(), Entry { value, stamp: now });
@@ -508,7 +524,15 @@ impl KeyedStateBackend {
     pub(crate) fn remove<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
         if let Some(r) = &mut self.rocks {
             let c = &self.current;
-            return r.remove(id, c.key_group, &c.bytes, ns, self.ttls[id], self.now, &self.names[id]);
+            return r.remove(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.ttls[id],
+                self.now,
+                &self.names[id],
+            );
         }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let e = map.remove(k)?;
@@ -994,7 +1018,8 @@ mod tests {
         let v = ValueState::<u64>::register(b, &StateDescriptor::new("count"));
         let l = ListState::<String>::register(b, &StateDescriptor::new("l"));
         let m = MapState::<String, i32>::register(b, &StateDescriptor::new("m"));
-        let r = ReducingState::<i64>::register(b, &StateDescriptor::new("r"), Arc::new(|a, b| a + b));
+        let r =
+            ReducingState::<i64>::register(b, &StateDescriptor::new("r"), Arc::new(|a, b| a + b));
         let t = ValueState::<u32>::register(
             b,
             &StateDescriptor::new("ttl").with_ttl(StateTtlConfig::new(Duration::from_millis(100))),

@@ -13,9 +13,11 @@
 //! RocksDB calls block; they run on the task's own thread (tasks are threads), never on an
 //! async executor.
 
-use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateTtlConfig, StateValue};
 use super::TtlUpdateType;
-use crate::checkpoint::{IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, StateFile};
+use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateTtlConfig, StateValue};
+use crate::checkpoint::{
+    IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, StateFile,
+};
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
 use crate::time::Timestamp;
@@ -58,7 +60,9 @@ pub(crate) struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("dir", &self.dir).finish()
+        f.debug_struct("RocksStore")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -112,7 +116,13 @@ impl RocksStore {
         let instance = format!("{:016x}", crate::runtime::exec::random_u64());
         let slug: String = uid
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(40)
             .collect();
         let mut write = WriteOptions::default();
@@ -148,7 +158,9 @@ impl RocksStore {
             .map(|r| {
                 r.handles
                     .iter()
-                    .filter(|h| h.key_groups.start < self.range.end && self.range.start < h.key_groups.end)
+                    .filter(|h| {
+                        h.key_groups.start < self.range.end && self.range.start < h.key_groups.end
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -157,10 +169,13 @@ impl RocksStore {
         {
             download(r, h, &path)?;
             for f in &h.shared {
-                self.restored_shared.insert(f.name.clone(), f.object.clone());
+                self.restored_shared
+                    .insert(f.name.clone(), f.object.clone());
             }
             self.restored_names.extend(h.states.iter().cloned());
-            self.db = Some(DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?);
+            self.db = Some(
+                DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?,
+            );
             return Ok(());
         }
         let db = DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?;
@@ -175,7 +190,9 @@ impl RocksStore {
                 let mut batch = WriteBatch::default();
                 for item in src.iterator(IteratorMode::From(&start, Direction::Forward)) {
                     let (k, v) = item.map_err(|e| db_error("cannot read restored", &tmp, e))?;
-                    let Some((kg, name, _)) = split_key(&k) else { continue };
+                    let Some((kg, name, _)) = split_key(&k) else {
+                        continue;
+                    };
                     if kg >= end {
                         break;
                     }
@@ -318,7 +335,11 @@ impl RocksStore {
     pub(crate) fn entries(&self) -> usize {
         self.db
             .as_ref()
-            .and_then(|db| db.property_int_value("rocksdb.estimate-num-keys").ok().flatten())
+            .and_then(|db| {
+                db.property_int_value("rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
             .unwrap_or(0) as usize
     }
 
@@ -332,9 +353,14 @@ impl RocksStore {
                 ..Default::default()
             })
             .collect();
-        for item in self.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db()
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| db_error("cannot read", &path, e))?;
-            let Some((kg, name, key)) = split_key(&k) else { continue };
+            let Some((kg, name, key)) = split_key(&k) else {
+                continue;
+            };
             if kg >= range.end {
                 break;
             }
@@ -346,11 +372,15 @@ impl RocksStore {
                     entries: Vec::new(),
                 });
             }
-            g.states.last_mut().expect("pushed").entries.push(SnapshotEntry {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                stamp,
-            });
+            g.states
+                .last_mut()
+                .expect("pushed")
+                .entries
+                .push(SnapshotEntry {
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                    stamp,
+                });
         }
         Ok(out)
     }
@@ -359,7 +389,10 @@ impl RocksStore {
     pub(crate) fn restore_canonical(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
         let path = self.db_path();
         let mut batch = WriteBatch::default();
-        for g in groups.iter().filter(|g| self.range.contains(g.key_group as usize)) {
+        for g in groups
+            .iter()
+            .filter(|g| self.range.contains(g.key_group as usize))
+        {
             for st in &g.states {
                 if !self.restored_names.contains(&st.name) {
                     self.restored_names.push(st.name.clone());
@@ -388,7 +421,11 @@ impl RocksStore {
 
     /// The synchronous part of an incremental checkpoint: flush, then a RocksDB checkpoint
     /// (hard links) under the working directory. Uploading is the coordinator's job.
-    pub(crate) fn checkpoint(&mut self, id: u64, states: Vec<String>) -> Result<LocalIncrementalSnapshot> {
+    pub(crate) fn checkpoint(
+        &mut self,
+        id: u64,
+        states: Vec<String>,
+    ) -> Result<LocalIncrementalSnapshot> {
         let target = self.dir.join(format!("chk-{id}"));
         let path = self.db_path();
         let db = self.db();
@@ -404,7 +441,8 @@ impl RocksStore {
         let entries = std::fs::read_dir(&target)
             .map_err(|e| Error::io("cannot list the RocksDB checkpoint", &target, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io("cannot list the RocksDB checkpoint", &target, e))?;
+            let entry =
+                entry.map_err(|e| Error::io("cannot list the RocksDB checkpoint", &target, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let size = entry
                 .metadata()
