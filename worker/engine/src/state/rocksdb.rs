@@ -293,6 +293,7 @@ impl RocksStore {
     }
 
     /// Writes the current entry with stamp `now`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn put<V: StateValue>(
         &mut self,
         id: usize,
