@@ -13,8 +13,9 @@ run: ## run the main example job locally (generated clicks, 1-minute windows, pr
 
 test: deps fmt lint crds chart unit ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests
 
-deps: ## install the test servers the suite starts itself (s3s-fs), into ~/.cache/weir
+deps: ## install the test servers (s3s-fs, into ~/.cache/weir) and the RocksDB system libraries
 	bash worker/storage/install-s3s-fs.sh
+	bash worker/engine/install-rocksdb-deps.sh
 
 crds: ## fail when crds/ (or the chart's copy) differs from what crdgen generates from the Rust types
 	bash operator/check-crds.sh

@@ -606,3 +606,85 @@ fn weir_savepoint_prints_a_path_that_weir_run_restores_exactly_once_after_weir_c
         stderr(&o)
     );
 }
+
+#[test]
+fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_once() {
+    let base = [
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=60000",
+        "--no-progress",
+    ];
+    let reference = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
+    let o = weir_with_s3_credentials(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+
+    let data = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(["--arg".into(), format!("output={}", out.path().display())]);
+    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    for kv in [
+        "state.backend.type=rocksdb".to_string(),
+        format!("state.backend.rocksdb.localdir={}", local.path().display()),
+        "state.checkpoints.num-retained=2".to_string(),
+    ] {
+        args.extend(["--set".to_string(), kv]);
+    }
+    let mut first = args.clone();
+    first.extend(["--arg".to_string(), "rate=30000".to_string()]);
+    let mut child = weir_with_s3_credentials(&first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1000)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no checkpoint appeared in S3"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let chk = latest_checkpoint(&bucket_dir).unwrap();
+    // The keyed state went up as SST files under <job-id>/shared/, referenced by _metadata.
+    let meta = std::fs::read_to_string(chk.join("_metadata")).unwrap();
+    let shared: Vec<_> = std::fs::read_dir(chk.parent().unwrap().join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        shared
+            .iter()
+            .any(|f| f.ends_with(".sst") && meta.contains(f.as_str())),
+        "shared/ holds the SST files _metadata references: {shared:?}"
+    );
+    let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
+    let mut resume = args.clone();
+    resume.extend([
+        "--from-savepoint".to_string(),
+        format!("s3://weir/{}", rel.display()),
+    ]);
+    let o = weir_with_s3_credentials(&resume).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "resumed from s3://weir/{}",
+        rel.display()
+    );
+}

@@ -85,6 +85,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "completed checkpoints kept; older ones are deleted",
     ),
     (
+        "state.backend.type",
+        "hashmap",
+        "where keyed state lives: hashmap (objects on the heap) | rocksdb (local RocksDB per subtask)",
+    ),
+    (
+        "state.backend.incremental",
+        "true",
+        "rocksdb only: checkpoints upload only new SST files (false: full canonical snapshots)",
+    ),
+    (
+        "state.backend.rocksdb.localdir",
+        "",
+        "rocksdb only: local working directory of the RocksDB instances (default: the system temp dir)",
+    ),
+    (
         "state.savepoints.dir",
         "",
         "default target directory for savepoints: file:///absolute/dir",
@@ -229,6 +244,37 @@ pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
         _ => return None,
     };
     Some(std::time::Duration::from_millis(ms))
+}
+
+/// Which keyed state backend operators use (`state.backend.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateBackendKind {
+    /// Typed values in a hash map per key group, on the heap.
+    #[default]
+    HashMap,
+    /// A local RocksDB instance per keyed operator subtask.
+    RocksDb,
+}
+
+/// The keyed state backend settings (`state.backend.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateBackendConfig {
+    /// `state.backend.type`.
+    pub kind: StateBackendKind,
+    /// `state.backend.incremental` (rocksdb only).
+    pub incremental: bool,
+    /// `state.backend.rocksdb.localdir`: parent of the RocksDB working directories.
+    pub local_dir: std::path::PathBuf,
+}
+
+impl Default for StateBackendConfig {
+    fn default() -> Self {
+        StateBackendConfig {
+            kind: StateBackendKind::HashMap,
+            incremental: true,
+            local_dir: std::env::temp_dir(),
+        }
+    }
 }
 
 /// Checkpointing mode.
@@ -566,6 +612,7 @@ impl Config {
         self.decode_error_policy()?;
         self.checkpointing_values()?;
         self.rest()?;
+        self.state_backend()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
                 "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",
@@ -621,6 +668,45 @@ impl Config {
                 "'{key}' must be true or false, got '{v}'"
             ))),
         }
+    }
+    /// The keyed state backend: `state.backend.type`, `state.backend.incremental`,
+    /// `state.backend.rocksdb.localdir`.
+    pub fn state_backend(&self) -> Result<StateBackendConfig> {
+        let kind = match self.get("state.backend.type").to_ascii_lowercase().as_str() {
+            "hashmap" => StateBackendKind::HashMap,
+            "rocksdb" => StateBackendKind::RocksDb,
+            v => {
+                return Err(Error::Config(format!(
+                    "'state.backend.type' must be hashmap or rocksdb, got '{v}'"
+                )));
+            }
+        };
+        let incremental = match self.get("state.backend.incremental") {
+            "true" => true,
+            "false" => false,
+            v => {
+                return Err(Error::Config(format!(
+                    "'state.backend.incremental' must be true or false, got '{v}'"
+                )));
+            }
+        };
+        let local_dir = match self.optional("state.backend.rocksdb.localdir") {
+            None => std::env::temp_dir(),
+            Some(d) => {
+                let p = std::path::PathBuf::from(d.strip_prefix("file://").unwrap_or(&d));
+                if !p.is_absolute() {
+                    return Err(Error::Config(format!(
+                        "'state.backend.rocksdb.localdir' must be an absolute local path, got '{d}'"
+                    )));
+                }
+                p
+            }
+        };
+        Ok(StateBackendConfig {
+            kind,
+            incremental,
+            local_dir,
+        })
     }
     /// `pipeline.decode-error-policy`.
     pub fn decode_error_policy(&self) -> Result<DecodeErrorPolicy> {

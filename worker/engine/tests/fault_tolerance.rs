@@ -581,3 +581,359 @@ fn cancelling_with_delete_on_cancellation_removes_the_jobs_checkpoints() {
         assert_eq!(dir.exists(), kept, "{retention}");
     }
 }
+
+// ---- The rocksdb state backend and incremental checkpoints ----
+
+/// The `_metadata` of every complete checkpoint under `<chk>/<job>`, by id.
+fn checkpoint_metadata(job_dir: &Path) -> Vec<(u64, serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(job_dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("chk-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let meta = job_dir.join(&name).join("_metadata");
+        if let Ok(bytes) = std::fs::read(meta) {
+            out.push((id, serde_json::from_slice(&bytes).unwrap()));
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
+
+/// The `shared/` objects a checkpoint's `_metadata` references.
+fn referenced_shared(meta: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = meta["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["incremental"].as_array().cloned().unwrap_or_default())
+        .filter(|h| !h.is_null())
+        .flat_map(|h| h["shared"].as_array().unwrap().clone())
+        .map(|f| f["object"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every object under `<job_dir>/shared/`, as `shared/<name>`.
+fn shared_objects(job_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(job_dir.join("shared"))
+        .map(|rd| {
+            rd.map(|e| format!("shared/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn rocksdb_config(local: &Path, pairs: &[(&str, String)]) -> Config {
+    let mut all = vec![
+        ("state.backend.type", "rocksdb".to_string()),
+        (
+            "state.backend.rocksdb.localdir",
+            local.display().to_string(),
+        ),
+    ];
+    all.extend(pairs.iter().cloned());
+    config(&all)
+}
+
+#[test]
+fn a_keyed_windowed_job_on_rocksdb_gives_the_same_output_as_on_hashmap() {
+    let expected = reference(2);
+    let out = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+        local.path(),
+        &[("parallelism.default", "2".into())],
+    ));
+    build(&env, out.path(), 1e9, None);
+    env.execute("rocksdb").unwrap();
+    assert_eq!(committed(out.path()), expected);
+    assert_eq!(
+        std::fs::read_dir(local.path()).unwrap().count(),
+        0,
+        "the RocksDB working directories are removed when the job ends"
+    );
+}
+
+#[test]
+fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
+    let expected = reference(1);
+    for fail_at in [4_321, 9_999] {
+        let out = tempfile::tempdir().unwrap();
+        let chk = tempfile::tempdir().unwrap();
+        let local = tempfile::tempdir().unwrap();
+        let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+            local.path(),
+            &[
+                ("parallelism.default", "2".into()),
+                ("execution.checkpointing.interval", "50ms".into()),
+                ("state.checkpoints.dir", uri(chk.path())),
+                ("state.checkpoints.num-retained", "2".into()),
+                ("restart-strategy.fixed-delay.delay", "10ms".into()),
+            ],
+        ));
+        build(
+            &env,
+            out.path(),
+            20_000.0,
+            Some((fail_at, Arc::new(AtomicBool::new(false)))),
+        );
+        let result = env.execute("failing").unwrap();
+        assert_eq!(result.restarts, 1, "failed once at {fail_at}");
+        assert!(
+            result.checkpoints.completed >= 1,
+            "{:?}",
+            result.checkpoints
+        );
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "output after a failure at event {fail_at}"
+        );
+        let job_dir = chk.path().join(&result.job_id);
+        let metas = checkpoint_metadata(&job_dir);
+        let (_, last) = metas.last().expect("a retained checkpoint");
+        assert!(
+            !referenced_shared(last).is_empty(),
+            "the window operator's state is in shared SST files: {last}"
+        );
+        assert!(
+            result.checkpoints.last_full_size_bytes >= result.checkpoints.last_size_bytes,
+            "{:?}",
+            result.checkpoints
+        );
+    }
+}
+
+#[test]
+fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+        local.path(),
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "40ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("state.checkpoints.num-retained", "6".into()),
+        ],
+    ));
+    build(&env, out.path(), 5_000.0, None);
+    let result = env.execute("incremental").unwrap();
+    let job_dir = chk.path().join(&result.job_id);
+    let metas = checkpoint_metadata(&job_dir);
+    assert!(metas.len() >= 3, "{:?}", result.checkpoints);
+    let mut reused = 0;
+    for pair in metas.windows(2) {
+        let ((a, ma), (b, mb)) = (&pair[0], &pair[1]);
+        let written_a = std::fs::metadata(job_dir.join(format!("chk-{a}/_metadata")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        for o in referenced_shared(mb)
+            .into_iter()
+            .filter(|o| referenced_shared(ma).contains(o))
+        {
+            // Uploaded for checkpoint a (or earlier) and not written again for b.
+            let uploaded = std::fs::metadata(job_dir.join(&o))
+                .unwrap()
+                .modified()
+                .unwrap();
+            assert!(uploaded <= written_a, "{o} was uploaded again for chk-{b}");
+            reused += 1;
+        }
+    }
+    assert!(reused > 0, "consecutive checkpoints share SST files");
+    // Every SST is stored once: the objects are exactly those the checkpoints reference.
+    let mut referenced: Vec<String> = metas
+        .iter()
+        .flat_map(|(_, m)| referenced_shared(m))
+        .collect();
+    referenced.sort();
+    referenced.dedup();
+    assert_eq!(shared_objects(&job_dir), referenced);
+    // (The last checkpoint may follow a compaction that rewrote every file: uploaded <= full.)
+    assert!(
+        result.checkpoints.last_size_bytes <= result.checkpoints.last_full_size_bytes,
+        "{:?}",
+        result.checkpoints
+    );
+}
+
+#[test]
+fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+        local.path(),
+        &[
+            ("execution.checkpointing.interval", "30ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("state.checkpoints.num-retained", "1".into()),
+        ],
+    ));
+    build(&env, out.path(), 20_000.0, None);
+    let result = env.execute("retain-one").unwrap();
+    assert!(
+        result.checkpoints.completed >= 4,
+        "{:?}",
+        result.checkpoints
+    );
+    let job_dir = chk.path().join(&result.job_id);
+    let metas = checkpoint_metadata(&job_dir);
+    assert_eq!(metas.len(), 1, "one checkpoint retained");
+    let referenced = referenced_shared(&metas[0].1);
+    assert!(!referenced.is_empty());
+    assert_eq!(
+        shared_objects(&job_dir),
+        referenced,
+        "every file the retained checkpoint references exists, and nothing else"
+    );
+    // Private files (MANIFEST, CURRENT, OPTIONS) live in the checkpoint's own directory.
+    let private: Vec<String> = metas[0].1["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["incremental"].as_array().cloned().unwrap_or_default())
+        .filter(|h| !h.is_null())
+        .flat_map(|h| h["private"].as_array().unwrap().clone())
+        .map(|f| f["object"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        private.iter().any(|p| p.contains("/CURRENT")),
+        "{private:?}"
+    );
+    for p in private {
+        assert!(job_dir.join(&p).is_file(), "{p} exists");
+    }
+}
+
+/// Copies the committed files of `from` into `to`.
+fn copy_committed(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn savepoints_move_state_hashmap_to_rocksdb_to_hashmap_at_parallelism_2_3_1() {
+    let expected = reference(2);
+    let out = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    build(&env, out.path(), 4_000.0, None);
+    let job = env.execute_async("hashmap").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let first = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let after_first = committed(out.path()).len();
+
+    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+        local.path(),
+        &[
+            ("parallelism.default", "3".into()),
+            ("execution.savepoint.path", first),
+        ],
+    ));
+    build(&env, out.path(), 4_000.0, None);
+    let job = env.execute_async("rocksdb").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let second = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let after_second = committed(out.path()).len();
+    assert!(
+        after_first < after_second && after_second < expected.len(),
+        "each run stopped mid-stream: {after_first}, {after_second} of {}",
+        expected.len()
+    );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(second.strip_prefix("file://").unwrap()).join("_metadata"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        referenced_shared(&meta).is_empty(),
+        "a savepoint of the rocksdb backend is canonical: {meta}"
+    );
+
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("parallelism.default", "1".into()),
+        ("execution.savepoint.path", second),
+    ]));
+    build(&env, out.path(), 1e9, None);
+    env.execute("hashmap again").unwrap();
+    assert_eq!(committed(out.path()), expected);
+}
+
+#[test]
+fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
+    let expected = reference(2);
+    let first = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+        local.path(),
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+        ],
+    ));
+    build(&env, first.path(), 5_000.0, None);
+    let job = env.execute_async("before").unwrap();
+    let job_id = job.job_id().to_string();
+    while job.checkpoints().completed < 3 {
+        assert!(!job.is_finished(), "{:?}", job.checkpoints());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    job.cancel();
+    assert!(job.wait().is_err(), "cancelled");
+    let (last, meta) = checkpoint_metadata(&chk.path().join(&job_id))
+        .pop()
+        .expect("a completed checkpoint");
+    assert!(!referenced_shared(&meta).is_empty(), "{meta}");
+    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(chk.path()));
+
+    for p in [3usize, 1] {
+        let out = tempfile::tempdir().unwrap();
+        copy_committed(first.path(), out.path());
+        assert!(committed(out.path()).len() < expected.len());
+        let env = StreamExecutionEnvironment::with_config(rocksdb_config(
+            local.path(),
+            &[
+                ("parallelism.default", p.to_string()),
+                ("execution.savepoint.path", checkpoint.clone()),
+            ],
+        ));
+        build(&env, out.path(), 1e9, None);
+        env.execute("after").unwrap();
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "restored at parallelism {p}"
+        );
+    }
+
+    // The hashmap backend cannot read RocksDB files, and says what to do.
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "execution.savepoint.path",
+        checkpoint,
+    )]));
+    build(&env, first.path(), 1e9, None);
+    let msg = weir_engine::report(&env.execute("hashmap").unwrap_err());
+    assert!(msg.contains("state.backend.type: rocksdb"), "{msg}");
+}

@@ -161,6 +161,8 @@ impl StreamExecutionEnvironment {
             channel_capacity: c.channel_capacity()?,
             chaining: c.chaining()?,
             restore: None,
+            state_backend: c.state_backend()?,
+            savepoint_at: Default::default(),
         })
     }
 

@@ -277,8 +277,8 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
         self.keyed.restore(self.info.restored.as_deref())
     }
 
-    fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot()
+    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        self.keyed.snapshot(id)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {

@@ -213,6 +213,8 @@ mod tests {
             side_ports: Arc::new(Vec::new()),
             decode_errors: crate::config::DecodeErrorPolicy::Fail,
             uid: "gen".into(),
+            state_backend: Default::default(),
+            savepoint_at: Default::default(),
             restored: restored.map(|splits| {
                 Arc::new(OperatorSubtaskState {
                     list: splits

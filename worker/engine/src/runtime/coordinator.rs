@@ -3,15 +3,21 @@
 //! state files and then `_metadata` — on its own thread, so tasks keep processing while
 //! checkpoints upload — and only then declares the checkpoint complete, which lets sinks
 //! commit. Failed or timed-out checkpoints are counted and logged; they never fail the job.
+//!
+//! Incremental RocksDB checkpoints are uploaded here too: only SST files no retained
+//! checkpoint references yet go to `<job-id>/shared/`; shared files are reference-counted
+//! across retained checkpoints (counts rebuilt from their `_metadata` when an attempt starts)
+//! and deleted when no retained checkpoint needs them any more.
 
 use crate::checkpoint::{
-    CheckpointMetadata, METADATA_FORMAT, ObjectStore, OperatorMetadata, OperatorSubtaskState,
-    encode_state,
+    CheckpointMetadata, IncrementalHandle, LocalIncrementalSnapshot, METADATA_FORMAT, ObjectStore,
+    OperatorMetadata, OperatorSubtaskState, encode_state,
 };
 use crate::config::CheckpointConfig;
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,8 +77,12 @@ pub struct CheckpointStats {
     pub last_completed_path: Option<String>,
     /// Duration of the latest completed checkpoint, trigger to `_metadata` written.
     pub last_duration_ms: u64,
-    /// Bytes written by the latest completed checkpoint.
+    /// Bytes written by the latest completed checkpoint (for incremental RocksDB
+    /// checkpoints: only the new files uploaded; Flink's "checkpointed size").
     pub last_size_bytes: u64,
+    /// Bytes the latest completed checkpoint references, including shared files uploaded by
+    /// earlier checkpoints (Flink's "full checkpoint data size").
+    pub last_full_size_bytes: u64,
     /// Time to load the state the job was restored from.
     pub restore_ms: Option<u64>,
     /// Message of the latest failure.
@@ -184,6 +194,53 @@ pub(crate) struct Coordinator {
     /// Fails the current attempt (too many consecutive checkpoint failures).
     pub(crate) fail_job: Arc<dyn Fn(Error) + Send + Sync>,
     pub(crate) consecutive_failures: AtomicU64,
+    /// Id of the latest savepoint triggered; keyed operators snapshot canonically for it.
+    pub(crate) savepoint_at: Arc<AtomicU64>,
+    /// Reference counts of `shared/` files across retained checkpoints.
+    pub(crate) shared: RefCell<SharedFiles>,
+}
+
+/// Which retained checkpoint references which `shared/` object, and how many reference each.
+#[derive(Debug, Default)]
+pub(crate) struct SharedFiles {
+    refs: HashMap<String, usize>,
+    by_checkpoint: BTreeMap<u64, Vec<String>>,
+}
+
+impl SharedFiles {
+    fn contains(&self, object: &str) -> bool {
+        self.refs.contains_key(object)
+    }
+
+    fn add(&mut self, id: u64, objects: Vec<String>) {
+        for o in &objects {
+            *self.refs.entry(o.clone()).or_default() += 1;
+        }
+        self.by_checkpoint.entry(id).or_default().extend(objects);
+    }
+
+    /// Drops checkpoint `id`'s references; returns the objects nothing references any more.
+    fn release(&mut self, id: u64) -> Vec<String> {
+        let mut unused = Vec::new();
+        for o in self.by_checkpoint.remove(&id).unwrap_or_default() {
+            if let Some(n) = self.refs.get_mut(&o) {
+                *n -= 1;
+                if *n == 0 {
+                    self.refs.remove(&o);
+                    unused.push(o);
+                }
+            }
+        }
+        unused
+    }
+}
+
+fn shared_objects(handles: &[Option<IncrementalHandle>]) -> Vec<String> {
+    handles
+        .iter()
+        .flatten()
+        .flat_map(|h| h.shared.iter().map(|f| f.object.clone()))
+        .collect()
 }
 
 struct Pending {
@@ -196,6 +253,7 @@ struct Pending {
 
 impl Coordinator {
     pub(crate) fn run(self) {
+        self.rebuild_shared_refs();
         let mut next_trigger = self.cfg.interval.map(|i| Instant::now() + i);
         let mut pending: Option<Pending> = None;
         let mut queued: VecDeque<SavepointRequest> = VecDeque::new();
@@ -234,6 +292,8 @@ impl Coordinator {
                     // Set before the trigger so every task sees them with the barrier.
                     if savepoint.is_some() {
                         self.ctl.savepoint.store(id, SeqCst);
+                        // Keyed operators then snapshot canonically (no incremental handles).
+                        self.savepoint_at.store(id, SeqCst);
                     }
                     if let Some(s) = savepoint.as_ref().filter(|s| s.stop) {
                         if s.drain {
@@ -292,7 +352,53 @@ impl Coordinator {
         }
     }
 
+    /// Rebuilds the shared-file reference counts from the retained checkpoints' metadata
+    /// (they survive restarts; the counts live in this attempt's coordinator).
+    fn rebuild_shared_refs(&self) {
+        let Some(store) = &self.store else { return };
+        let retained: Vec<u64> = self
+            .retained
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let mut shared = self.shared.borrow_mut();
+        *shared = SharedFiles::default();
+        for id in retained {
+            let path = format!("{}/chk-{id}/_metadata", self.job_id);
+            match store
+                .get(&path)
+                .map_err(Error::from)
+                .and_then(|b| CheckpointMetadata::decode(&path, &b))
+            {
+                Ok(m) => {
+                    for op in &m.operators {
+                        shared.add(id, shared_objects(&op.incremental));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(checkpoint = id, error = %crate::error::report(&e), "cannot read a retained checkpoint's metadata; its shared files are not protected")
+                }
+            }
+        }
+    }
+
+    /// Removes the local RocksDB checkpoint directories of `p` (uploaded or abandoned).
+    fn discard_local(states: &[(String, usize, OperatorSubtaskState)]) {
+        for (_, _, s) in states {
+            if let Some(local) = &s.incremental {
+                let _ = std::fs::remove_dir_all(&local.dir);
+                if let Some(parent) = local.dir.parent() {
+                    // Succeeds only once the backend is gone and nothing else is left.
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
+    }
+
     fn fail(&self, p: Pending, msg: String) {
+        Self::discard_local(&p.states);
         tracing::warn!(checkpoint = p.id, "{msg}");
         // Tasks that stopped at this (stop-with-)savepoint's barrier carry on.
         self.ctl.aborted.fetch_max(p.id, Relaxed);
@@ -320,9 +426,16 @@ impl Coordinator {
 
     fn complete(&self, mut p: Pending) {
         let savepoint = p.savepoint.take();
-        let result = self.write(&p, savepoint.as_ref());
+        let mut uploaded = Vec::new();
+        let result = self.write(&p, savepoint.as_ref(), &mut uploaded);
+        Self::discard_local(&p.states);
         match result {
-            Ok((path, size)) => {
+            Ok(Written {
+                path,
+                size,
+                full_size,
+                shared,
+            }) => {
                 // Savepoints complete like checkpoints for sinks (their data is durable too);
                 // mark completion before answering so a stop that follows commits it.
                 self.ctl.completed.fetch_max(p.id, Relaxed);
@@ -347,6 +460,7 @@ impl Coordinator {
                     s.last_completed_path = Some(path.clone());
                     s.last_duration_ms = p.started.elapsed().as_millis() as u64;
                     s.last_size_bytes = size;
+                    s.last_full_size_bytes = full_size;
                     s.finish(
                         p.id,
                         CheckpointStatus::Completed,
@@ -355,10 +469,18 @@ impl Coordinator {
                         None,
                     );
                     drop(s);
+                    self.shared.borrow_mut().add(p.id, shared);
                     self.retain(p.id, path);
                 }
             }
             Err(e) => {
+                // Files this attempt uploaded that no retained checkpoint references.
+                if let Some(store) = &self.store {
+                    let shared = self.shared.borrow();
+                    for o in uploaded.iter().filter(|o| !shared.contains(o)) {
+                        let _ = store.delete(&format!("{}/{o}", self.job_id));
+                    }
+                }
                 let msg = format!(
                     "checkpoint {} could not be written: {}",
                     p.id,
@@ -370,8 +492,52 @@ impl Coordinator {
         }
     }
 
-    /// Writes the state files then `_metadata`; returns the location and bytes written.
-    fn write(&self, p: &Pending, savepoint: Option<&SavepointRequest>) -> Result<(String, u64)> {
+    /// Uploads a subtask's local RocksDB checkpoint: SST files no retained checkpoint
+    /// references yet into `shared/`, private files into `<chk>/<name>-rocksdb/`. Returns the
+    /// handle for `_metadata`; adds the bytes uploaded to `size`.
+    fn upload_incremental(
+        &self,
+        store: &dyn ObjectStore,
+        chk: &str,
+        name: &str,
+        local: &LocalIncrementalSnapshot,
+        size: &mut u64,
+        uploaded: &mut Vec<String>,
+    ) -> Result<IncrementalHandle> {
+        let mut handle = local.handle.clone();
+        let read = |file: &str| {
+            let p = local.dir.join(file);
+            std::fs::read(&p).map_err(|e| Error::io("cannot read RocksDB checkpoint file", p, e))
+        };
+        for f in &handle.shared {
+            if self.shared.borrow().contains(&f.object) || uploaded.contains(&f.object) {
+                continue;
+            }
+            store.put(
+                &format!("{}/{}", self.job_id, f.object),
+                read(&f.name)?.into(),
+            )?;
+            *size += f.size;
+            uploaded.push(f.object.clone());
+        }
+        for f in &mut handle.private {
+            f.object = format!("{chk}/{name}-rocksdb/{}", f.name);
+            store.put(
+                &format!("{}/{}", self.job_id, f.object),
+                read(&f.name)?.into(),
+            )?;
+            *size += f.size;
+        }
+        Ok(handle)
+    }
+
+    /// Writes the state files (and uploads incremental RocksDB files) then `_metadata`.
+    fn write(
+        &self,
+        p: &Pending,
+        savepoint: Option<&SavepointRequest>,
+        uploaded: &mut Vec<String>,
+    ) -> Result<Written> {
         let (store, base): (Arc<dyn ObjectStore>, String) = match savepoint {
             Some(req) => {
                 let dir = req
@@ -400,7 +566,9 @@ impl Coordinator {
             }
         };
         let mut files: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+        let mut handles: BTreeMap<String, Vec<Option<IncrementalHandle>>> = BTreeMap::new();
         let mut size = 0u64;
+        let mut full_size = 0u64;
         for (uid, subtask, state) in &p.states {
             if state.is_empty() {
                 continue;
@@ -411,12 +579,30 @@ impl Coordinator {
                 .find(|o| o.uid == *uid)
                 .expect("known operator");
             let name = format!("{uid}-{subtask}");
-            let bytes = encode_state(state)?;
-            size += bytes.len() as u64;
-            store.put(&format!("{base}/{name}"), bytes.into())?;
-            files
+            let entry = files
                 .entry(uid.clone())
-                .or_insert_with(|| vec![None; op.parallelism])[*subtask] = Some(name);
+                .or_insert_with(|| vec![None; op.parallelism]);
+            if !state.canonical_is_empty() {
+                let bytes = encode_state(state)?;
+                size += bytes.len() as u64;
+                full_size += bytes.len() as u64;
+                store.put(&format!("{base}/{name}"), bytes.into())?;
+                entry[*subtask] = Some(name.clone());
+            }
+            if let Some(local) = &state.incremental {
+                if savepoint.is_some() {
+                    return Err(Error::User(
+                        "a savepoint received incremental RocksDB state; savepoints must be canonical".into(),
+                    ));
+                }
+                let chk = format!("chk-{}", p.id);
+                let handle =
+                    self.upload_incremental(&*store, &chk, &name, local, &mut size, uploaded)?;
+                full_size += handle.full_size();
+                handles
+                    .entry(uid.clone())
+                    .or_insert_with(|| vec![None; op.parallelism])[*subtask] = Some(handle);
+            }
         }
         let meta = CheckpointMetadata {
             format: METADATA_FORMAT.into(),
@@ -434,6 +620,7 @@ impl Coordinator {
                         .find(|o| o.uid == uid)
                         .expect("known operator");
                     OperatorMetadata {
+                        incremental: handles.remove(&uid).unwrap_or_default(),
                         uid,
                         name: op.name.clone(),
                         parallelism: op.parallelism,
@@ -444,21 +631,50 @@ impl Coordinator {
         };
         let bytes = serde_json::to_vec_pretty(&meta).expect("metadata encodes");
         size += bytes.len() as u64;
+        full_size += bytes.len() as u64;
         store.put(&format!("{base}/_metadata"), bytes.into())?;
-        Ok((store.uri(&base), size))
+        let shared = meta
+            .operators
+            .iter()
+            .flat_map(|o| shared_objects(&o.incremental))
+            .collect();
+        Ok(Written {
+            path: store.uri(&base),
+            size,
+            full_size,
+            shared,
+        })
     }
 
-    /// Keeps the newest `state.checkpoints.num-retained` checkpoints; deletes the rest.
+    /// Keeps the newest `state.checkpoints.num-retained` checkpoints; deletes the rest, and
+    /// the shared files no retained checkpoint references any more.
     fn retain(&self, id: u64, path: String) {
         let mut r = self.retained.lock().expect("not poisoned");
         r.push_back((id, path));
         while r.len() > self.cfg.retained {
             let (old, _) = r.pop_front().expect("non-empty");
-            if let Some(store) = &self.store
-                && let Err(e) = store.delete_prefix(&format!("{}/chk-{old}", self.job_id))
-            {
+            let unused = self.shared.borrow_mut().release(old);
+            let Some(store) = &self.store else { continue };
+            // The trailing slash keeps chk-1 from matching chk-10.
+            if let Err(e) = store.delete_prefix(&format!("{}/chk-{old}/", self.job_id)) {
                 tracing::warn!(checkpoint = old, error = %e, "cannot delete a checkpoint beyond retention");
+            }
+            for o in unused {
+                if let Err(e) = store.delete(&format!("{}/{o}", self.job_id)) {
+                    tracing::warn!(file = %o, error = %e, "cannot delete a shared file no checkpoint references");
+                }
             }
         }
     }
+}
+
+/// What writing a checkpoint produced.
+struct Written {
+    path: String,
+    /// Bytes uploaded.
+    size: u64,
+    /// Bytes referenced.
+    full_size: u64,
+    /// Shared objects the checkpoint references.
+    shared: Vec<String>,
 }

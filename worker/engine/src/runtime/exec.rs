@@ -463,13 +463,7 @@ pub(crate) fn spawn(
 
 /// Loads a checkpoint or savepoint given as `file:///dir` or an absolute path.
 fn load_plan(path: &str, storage: &weir_storage::StorageOptions) -> Result<RestorePlan> {
-    let store = weir_storage::open(path, storage).map_err(|e| {
-        Error::Restore(format!(
-            "cannot open '{path}' (execution.savepoint.path): {}",
-            crate::error::report(&e)
-        ))
-    })?;
-    RestorePlan::load(&*store, "")
+    RestorePlan::open(path, storage)
 }
 
 struct Supervisor {
@@ -674,6 +668,8 @@ impl Supervisor {
                 })
             },
             consecutive_failures: AtomicU64::new(0),
+            savepoint_at: opts.savepoint_at.clone(),
+            shared: Default::default(),
         };
         let coordinator = std::thread::Builder::new()
             .name(format!("{} checkpoints", self.name))

@@ -139,6 +139,10 @@ pub(crate) struct PlanOptions {
     pub(crate) chaining: bool,
     /// State to start from (a checkpoint or savepoint).
     pub(crate) restore: Option<Arc<crate::checkpoint::RestorePlan>>,
+    /// The keyed state backend.
+    pub(crate) state_backend: crate::config::StateBackendConfig,
+    /// Id of the latest savepoint triggered (set by the coordinator before its barrier).
+    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl JobGraph {
@@ -353,6 +357,8 @@ impl JobGraph {
                         restored: opts.restore.as_ref().and_then(|p| {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),
+                        state_backend: opts.state_backend.clone(),
+                        savepoint_at: opts.savepoint_at.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {

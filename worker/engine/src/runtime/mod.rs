@@ -181,6 +181,10 @@ pub struct SubtaskInfo {
     pub uid: String,
     /// State restored from a checkpoint or savepoint, already narrowed to this subtask.
     pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
+    /// The keyed state backend (`state.backend.*`).
+    pub state_backend: crate::config::StateBackendConfig,
+    /// Id of the latest savepoint triggered: keyed operators snapshot canonically for it.
+    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SubtaskInfo {
