@@ -257,52 +257,53 @@ impl PodRt {
         let c = &mut self.containers[i];
 
         // Exited?
-        if let Some(child) = c.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let code = status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
-                if let Some(pid) = c.pid {
-                    signal_group(pid, "KILL"); // the rest of the "container" goes with it
-                }
-                let finished = now();
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                let terminated = json!({ "terminated": {
-                    "exitCode": code, "reason": reason, "startedAt": c.started_at,
-                    "finishedAt": finished, "containerID": format!("process://{}", c.pid.unwrap_or(0)),
-                }});
-                tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
-                c.child = None;
-                c.kill_at = None;
-                c.exit_code = Some(code);
-                let restart = match policy.as_str() {
-                    "Never" => false,
-                    "OnFailure" => code != 0,
-                    _ => true,
-                };
-                if c.started_instant
-                    .is_some_and(|t| t.elapsed() >= BACKOFF_RESET)
-                {
-                    c.backoff = BACKOFF_START;
-                }
-                if restart {
-                    c.last_state = terminated;
-                    c.state = json!({ "waiting": { "reason": "CrashLoopBackOff", "message":
+        if let Some(child) = c.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            let code = status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+            if let Some(pid) = c.pid {
+                signal_group(pid, "KILL"); // the rest of the "container" goes with it
+            }
+            let finished = now();
+            let reason = if code == 0 { "Completed" } else { "Error" };
+            let terminated = json!({ "terminated": {
+                "exitCode": code, "reason": reason, "startedAt": c.started_at,
+                "finishedAt": finished, "containerID": format!("process://{}", c.pid.unwrap_or(0)),
+            }});
+            tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
+            c.child = None;
+            c.kill_at = None;
+            c.exit_code = Some(code);
+            let restart = match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+            if c.started_instant
+                .is_some_and(|t| t.elapsed() >= BACKOFF_RESET)
+            {
+                c.backoff = BACKOFF_START;
+            }
+            if restart {
+                c.last_state = terminated;
+                c.state = json!({ "waiting": { "reason": "CrashLoopBackOff", "message":
                         format!("back-off {}s restarting failed container={} pod={}", c.backoff.as_secs(), c.spec.name, key) }});
-                    c.next_start = Instant::now() + c.backoff;
-                    c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
-                } else {
-                    c.state = terminated;
-                    c.done = true;
-                }
+                c.next_start = Instant::now() + c.backoff;
+                c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
+            } else {
+                c.state = terminated;
+                c.done = true;
             }
         }
 
         // Escalate a pending stop.
-        if let (Some(at), Some(pid)) = (c.kill_at, c.pid) {
-            if c.running() && Instant::now() >= at {
-                signal_group(pid, "KILL");
-            }
+        if let (Some(at), Some(pid)) = (c.kill_at, c.pid)
+            && c.running()
+            && Instant::now() >= at
+        {
+            signal_group(pid, "KILL");
         }
 
         // Start (or restart) when due.
@@ -524,10 +525,10 @@ impl PodRt {
         if let Some(ip) = self.ip.take() {
             self.ctx.ips.lock().expect("ip pool lock").release(ip);
         }
-        if self.pod_dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
-                tracing::warn!(pod = %self.key(), error = %e, "removing the pod directory failed");
-            }
+        if self.pod_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.pod_dir)
+        {
+            tracing::warn!(pod = %self.key(), error = %e, "removing the pod directory failed");
         }
         tracing::info!(pod = %self.key(), "pod stopped and cleaned up");
     }

@@ -170,29 +170,27 @@ pub async fn materialise(
             continue;
         } else if let Some(p) = &v.projected {
             for src in p.sources.iter().flatten() {
-                if let Some(cm) = &src.config_map {
-                    if let Some(data) =
+                if let Some(cm) = &src.config_map
+                    && let Some(data) =
                         get_cm(client, ns, &cm.name, cm.optional.unwrap_or(false)).await?
-                    {
-                        write_keys(
-                            &dir,
-                            &data,
-                            cm.items.as_ref(),
-                            &format!("configmap {ns}/{}", cm.name),
-                        )?;
-                    }
+                {
+                    write_keys(
+                        &dir,
+                        &data,
+                        cm.items.as_ref(),
+                        &format!("configmap {ns}/{}", cm.name),
+                    )?;
                 }
-                if let Some(s) = &src.secret {
-                    if let Some(data) =
+                if let Some(s) = &src.secret
+                    && let Some(data) =
                         get_secret(client, ns, &s.name, s.optional.unwrap_or(false)).await?
-                    {
-                        write_keys(
-                            &dir,
-                            &data,
-                            s.items.as_ref(),
-                            &format!("secret {ns}/{}", s.name),
-                        )?;
-                    }
+                {
+                    write_keys(
+                        &dir,
+                        &data,
+                        s.items.as_ref(),
+                        &format!("secret {ns}/{}", s.name),
+                    )?;
                 }
                 if src.service_account_token.is_some() || src.downward_api.is_some() {
                     tracing::warn!(volume = %v.name, "projected serviceAccountToken/downwardAPI sources are not supported; left empty");
@@ -239,13 +237,13 @@ pub async fn materialise(
             .await?
             .and_then(|s| s.secrets)
             .and_then(|s| s.into_iter().find_map(|r| r.name));
-        if let Some(secret) = secret {
-            if let Some(data) = get_secret(client, ns, &secret, true).await? {
-                let dir = vols_dir.join("_serviceaccount");
-                write_keys(&dir, &data, None, &format!("secret {ns}/{secret}"))?;
-                link(&dir, &root.join(SA_DIR.trim_start_matches('/')))?;
-                out.mounts.insert(SA_DIR.into());
-            }
+        if let Some(secret) = secret
+            && let Some(data) = get_secret(client, ns, &secret, true).await?
+        {
+            let dir = vols_dir.join("_serviceaccount");
+            write_keys(&dir, &data, None, &format!("secret {ns}/{secret}"))?;
+            link(&dir, &root.join(SA_DIR.trim_start_matches('/')))?;
+            out.mounts.insert(SA_DIR.into());
         }
     }
     if out.mounts.contains(SA_DIR) {

@@ -87,6 +87,8 @@ impl Cluster {
                 "python-http=/usr/bin/python3",
                 "--image",
                 "shell=/bin/sh",
+                "--image",
+                "kubectl=/usr/bin/kubectl",
             ])
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log.try_clone().unwrap())
@@ -443,6 +445,86 @@ while true; do sleep 0.2; done"#;
 
     step(
         6,
+        "an in-cluster client authenticates with the pod's service-account token; output in the log file",
+        t0,
+    );
+    pods.create(
+        &pp,
+        &obj(json!({
+            "metadata": { "name": "incluster" },
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{ "name": "main", "image": "bitnami/kubectl:1.20",
+                                 "command": ["kubectl", "get", "pods", "--namespace", NS] }],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let finished = wait_for(
+        "pod incluster to finish",
+        Duration::from_secs(60),
+        || async {
+            let st = pods.get("incluster").await.ok()?.status?;
+            matches!(st.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(st)
+        },
+    )
+    .await;
+    let log_path = cluster
+        .dir
+        .join(format!("kubelet/logs/{NS}_incluster_main.log"));
+    let log = std::fs::read_to_string(&log_path).expect("container log file");
+    assert!(
+        log.contains(&format!("system:serviceaccount:{NS}:default")),
+        "kubectl in the pod authenticated as its ServiceAccount (and was refused by RBAC): {log}"
+    );
+    assert_eq!(
+        finished.phase.as_deref(),
+        Some("Failed"),
+        "restartPolicy Never: no restart"
+    );
+    let cs = finished.container_statuses.unwrap().pop().unwrap();
+    assert_eq!(cs.restart_count, 0);
+    assert_eq!(cs.state.unwrap().terminated.unwrap().exit_code, 1);
+
+    step(
+        7,
+        "an unmapped image waits with ErrImagePull naming the image and the mappings",
+        t0,
+    );
+    pods.create(
+        &pp,
+        &obj(json!({
+            "metadata": { "name": "noimage" },
+            "spec": { "containers": [{ "name": "main", "image": "ghcr.io/x/missing:1.0" }] },
+        })),
+    )
+    .await
+    .unwrap();
+    let waiting = wait_for(
+        "ErrImagePull on pod noimage",
+        Duration::from_secs(30),
+        || async {
+            let cs = pods
+                .get("noimage")
+                .await
+                .ok()?
+                .status?
+                .container_statuses?
+                .pop()?;
+            let w = cs.state?.waiting?;
+            (w.reason.as_deref() == Some("ErrImagePull")).then_some(w)
+        },
+    )
+    .await;
+    let msg = waiting.message.unwrap_or_default();
+    assert!(
+        msg.contains("ghcr.io/x/missing:1.0") && msg.contains("python-http=/usr/bin/python3"),
+        "{msg}"
+    );
+
+    step(
+        8,
         "deleting the Deployments stops the processes (SIGTERM) and the pods disappear",
         t0,
     );
@@ -452,9 +534,9 @@ while true; do sleep 0.2; done"#;
             .await
             .unwrap();
     }
-    pods.delete("flaky", &DeleteParams::default())
-        .await
-        .unwrap();
+    for p in ["flaky", "incluster", "noimage"] {
+        pods.delete(p, &DeleteParams::default()).await.unwrap();
+    }
     wait_for("all pods gone", Duration::from_secs(120), || async {
         pods.list(&ListParams::default())
             .await
@@ -488,7 +570,7 @@ while true; do sleep 0.2; done"#;
     .await;
 
     step(
-        7,
+        9,
         "stopping the kubelet marks the Node NotReady and cleans /etc/hosts",
         t0,
     );
