@@ -1,9 +1,10 @@
-//! The Node object: registration with capacity, the Ready heartbeat (status patch every 10 s,
-//! which also clears the node-lifecycle controller's not-ready/unreachable taints), and
-//! NotReady on shutdown.
+//! The Node object: registration with capacity, the Ready heartbeat (status patch and a renewed
+//! Lease `kube-node-lease/<node>` every 10 s; the status also clears the node-lifecycle
+//! controller's not-ready/unreachable taints), and NotReady on shutdown.
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -93,7 +94,30 @@ pub async fn register(client: &Client, name: &str, cap: &Capacity) -> Result<()>
         }
         Err(e) => return Err(e.into()),
     }
-    post_status(client, name, cap, true).await
+    post_status(client, name, cap, true).await?;
+    renew_lease(client, name).await
+}
+
+/// Creates or renews the node's Lease (the kubelet heartbeat of Kubernetes ≥ 1.17).
+async fn renew_lease(client: &Client, name: &str) -> Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let renew = format!("{}.000000Z", now().trim_end_matches('Z'));
+    let spec = json!({ "holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew });
+    let patch = Patch::Merge(json!({ "spec": spec }));
+    match leases.patch(name, &PatchParams::default(), &patch).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            let lease: Lease = serde_json::from_value(json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": { "name": name, "namespace": "kube-node-lease" },
+                "spec": spec,
+            }))
+            .expect("static lease object");
+            leases.create(&PostParams::default(), &lease).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn post_status(client: &Client, name: &str, cap: &Capacity, ready: bool) -> Result<()> {
@@ -125,6 +149,9 @@ pub async fn heartbeat(
         }
         if let Err(e) = post_status(&client, &name, &cap, true).await {
             tracing::warn!(error = %e, "node heartbeat failed");
+        }
+        if let Err(e) = renew_lease(&client, &name).await {
+            tracing::warn!(error = %e, "node lease renewal failed");
         }
     }
 }

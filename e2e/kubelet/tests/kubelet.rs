@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -212,6 +213,14 @@ async fn kubelet_runs_deployments_as_local_processes_with_probes_volumes_env_and
         .and_then(|s| s.taints)
         .unwrap_or_default();
     assert!(taints.is_empty(), "a Ready node has no taints: {taints:?}");
+    let lease = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+        .get(&node)
+        .await
+        .expect("the node's heartbeat Lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(node.as_str())
+    );
 
     step(
         2,
