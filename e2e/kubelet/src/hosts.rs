@@ -193,6 +193,38 @@ pub async fn run(client: Client, hosts: HostsFile, mut shutdown: watch::Receiver
 mod tests {
     use super::*;
 
+    fn pod(name: &str, app: &str, ip: &str, ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "namespace": "ns", "labels": { "app": app } },
+            "status": { "podIP": ip, "conditions": [
+                { "type": "Ready", "status": if ready { "True" } else { "False" } }] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn service_names_map_to_the_first_ready_selected_pod() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "web", "namespace": "ns" },
+            "spec": { "selector": { "app": "web" } },
+        }))
+        .unwrap();
+        let pods = [
+            pod("web-a", "web", "127.0.0.2", false),
+            pod("web-b", "web", "127.0.0.3", true),
+            pod("web-c", "web", "127.0.0.4", true),
+            pod("other", "db", "127.0.0.5", true),
+        ];
+        let e = entries(std::slice::from_ref(&svc), &pods);
+        assert_eq!(e.len(), 4);
+        assert_eq!(e["web.ns.svc.cluster.local"], "127.0.0.3");
+        assert_eq!(e["web"], "127.0.0.3");
+        assert!(
+            entries(&[svc], &pods[..1]).is_empty(),
+            "no ready pod: no names"
+        );
+    }
+
     #[test]
     fn the_managed_block_is_replaced_and_removed_without_touching_other_lines() {
         let dir = tempfile::tempdir().unwrap();

@@ -85,11 +85,12 @@ impl Cluster {
             .arg(self.dir.join("kubelet"))
             .args([
                 "--image",
-                "python-http=/usr/bin/python3",
+                &format!("python-http={}", binary("python3").display()),
+            ])
+            .args(["--image", &format!("shell={}", binary("sh").display())])
+            .args([
                 "--image",
-                "shell=/bin/sh",
-                "--image",
-                "kubectl=/usr/bin/kubectl",
+                &format!("kubectl={}", binary("kubectl").display()),
             ])
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log.try_clone().unwrap())
@@ -173,7 +174,10 @@ fn step(n: u32, what: &str, t0: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelet_runs_deployments_as_local_processes_with_probes_volumes_env_and_service_names() {
-    let stamp = dirs_home().join(".cache/weir/k8s/bin/STAMP");
+    let cache = std::env::var("WEIR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| dirs_home().join(".cache/weir"));
+    let stamp = cache.join("k8s/bin/STAMP");
     if !stamp.exists() {
         eprintln!(
             "SKIPPED: control plane binaries not installed ({} missing); run e2e/controlplane/install.sh",
@@ -528,7 +532,7 @@ while true; do sleep 0.2; done"#;
     .await;
     let msg = waiting.message.unwrap_or_default();
     assert!(
-        msg.contains("ghcr.io/x/missing:1.0") && msg.contains("python-http=/usr/bin/python3"),
+        msg.contains("ghcr.io/x/missing:1.0") && msg.contains("python-http="),
         "{msg}"
     );
 
@@ -601,6 +605,20 @@ while true; do sleep 0.2; done"#;
         "{hosts}"
     );
     eprintln!("kubelet e2e passed in {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// `/usr/bin/NAME` when it exists (not a pyenv shim), else the first NAME on PATH.
+fn binary(name: &str) -> PathBuf {
+    let usr = Path::new("/usr/bin").join(name);
+    if usr.exists() {
+        return usr;
+    }
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} not found on PATH; the e2e test needs it"))
 }
 
 fn dirs_home() -> PathBuf {
