@@ -13,9 +13,10 @@ run: ## run the main example job locally (generated clicks, 1-minute windows, pr
 
 test: deps fmt lint crds chart unit ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests
 
-deps: ## install the test servers (s3s-fs, into ~/.cache/weir) and the RocksDB system libraries
+deps: ## install what the tests start: s3s-fs, the RocksDB libraries, the local Kubernetes control plane (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
 	bash worker/engine/install-rocksdb-deps.sh
+	bash e2e/controlplane/install.sh
 
 crds: ## fail when crds/ (or the chart's copy) differs from what crdgen generates from the Rust types
 	bash operator/check-crds.sh
