@@ -8,6 +8,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
 
 run: ## run the main example job locally (generated clicks, 1-minute windows, printed)
+	bash worker/engine/install-rocksdb-deps.sh
 	cargo build --release --locked -p weir
 	$(WEIR) run user-metrics
 
