@@ -38,7 +38,39 @@ pub struct OperatorSubtaskState {
     /// Restoring: the incremental RocksDB handles overlapping this subtask's key groups.
     #[serde(skip)]
     pub incremental_restore: Option<IncrementalRestore>,
+    /// Taking a checkpoint: the `hashmap` backend's keyed state, frozen copy-on-write on the
+    /// task thread and serialized into `keyed` by the coordinator ([`Self::resolved`]).
+    #[serde(skip)]
+    pub deferred_keyed: Option<DeferredKeyed>,
 }
+
+/// Produces keyed state off the task thread: serializes a frozen (copy-on-write) view.
+type KeyedProducer = Box<dyn FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send>;
+
+/// Keyed state whose serialization was deferred to the coordinator (runs once).
+#[derive(Clone)]
+pub struct DeferredKeyed(Arc<std::sync::Mutex<Option<KeyedProducer>>>);
+
+impl DeferredKeyed {
+    /// Wraps the producer.
+    pub fn new(f: impl FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send + 'static) -> Self {
+        DeferredKeyed(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))))
+    }
+}
+
+impl std::fmt::Debug for DeferredKeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredKeyed")
+    }
+}
+
+impl PartialEq for DeferredKeyed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DeferredKeyed {}
 
 /// One batch of in-flight records of an unaligned checkpoint, in channel order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +86,46 @@ pub struct InFlightBatch {
 impl OperatorSubtaskState {
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.incremental.is_none() && self.canonical_is_empty()
+        self.incremental.is_none() && self.deferred_keyed.is_none() && self.canonical_is_empty()
+    }
+
+    /// This state with deferred keyed state serialized and merged (key groups in order, the
+    /// timers already in `keyed` kept).
+    pub fn resolved(&self) -> Result<std::borrow::Cow<'_, Self>> {
+        let Some(deferred) = &self.deferred_keyed else {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        };
+        let produce = deferred
+            .0
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .ok_or_else(|| Error::User("deferred keyed state was already serialized".into()))?;
+        let mut merged: BTreeMap<u32, KeyGroupSnapshot> = self
+            .keyed
+            .iter()
+            .map(|g| (g.key_group, g.clone()))
+            .collect();
+        for g in produce()? {
+            if g.states.is_empty() {
+                continue;
+            }
+            merged
+                .entry(g.key_group)
+                .or_insert_with(|| KeyGroupSnapshot {
+                    key_group: g.key_group,
+                    ..Default::default()
+                })
+                .states = g.states;
+        }
+        Ok(std::borrow::Cow::Owned(OperatorSubtaskState {
+            keyed: merged.into_values().collect(),
+            list: self.list.clone(),
+            in_flight: self.in_flight.clone(),
+            incremental: self.incremental.clone(),
+            incremental_restore: None,
+            deferred_keyed: None,
+        }))
     }
 
     /// True when the canonical part (the state file) would hold nothing.
@@ -405,6 +476,7 @@ impl RestorePlan {
                     .cloned()
                     .collect(),
             }),
+            deferred_keyed: None,
         }))
     }
 }

@@ -573,6 +573,8 @@ impl Coordinator {
             if state.is_empty() {
                 continue;
             }
+            // The hashmap backend's keyed state is serialized here, off the task thread.
+            let state = &*state.resolved()?;
             let op = self
                 .operators
                 .iter()

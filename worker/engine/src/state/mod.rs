@@ -27,8 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A value that can live in keyed state. Implemented for every type that qualifies.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}
+/// `Sync` because a checkpoint shares the (copy-on-write) state with the thread that
+/// serializes it.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 /// When a TTL'd entry's clock restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,7 @@ impl StateDescriptor {
     }
 }
 
+#[derive(Clone)]
 struct Entry<V> {
     value: V,
     stamp: Timestamp,
@@ -106,20 +109,39 @@ trait AnyTable: Send {
     fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
     /// Decodes entries into key group index `idx`.
     fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()>;
+    /// A read-only view of the table as it is now, for serializing on another thread: it
+    /// shares each key group's map, and the next write to a shared map copies it first.
+    fn freeze(&self) -> Box<dyn FrozenTable>;
+}
+
+/// A frozen table: what a checkpoint serializes off the task thread.
+trait FrozenTable: Send {
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
+}
+
+impl<V: StateValue> FrozenTable for Table<V> {
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
+        AnyTable::snapshot_group(self, idx, name)
+    }
 }
 
 struct Table<V> {
     ttl: Option<StateTtlConfig>,
-    /// One map per key group of the owning subtask, indexed by `kg - range.start`.
-    groups: Vec<HashMap<Box<[u8]>, Entry<V>>>,
+    /// One map per key group of the owning subtask, indexed by `kg - range.start`. Shared
+    /// with a checkpoint being serialized; copied on the first write after that (per key
+    /// group), so snapshots never stall processing for longer than cloning the pointers.
+    groups: Vec<Arc<GroupMap<V>>>,
 }
+
+/// The entries of one state in one key group: serialized key ++ namespace → value.
+type GroupMap<V> = HashMap<Box<[u8]>, Entry<V>>;
 
 impl<V: StateValue> AnyTable for Table<V> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
     fn entries(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(|g| g.len()).sum()
     }
     fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
         let mut out: Vec<SnapshotEntry> = self.groups[idx]
@@ -146,7 +168,7 @@ impl<V: StateValue> AnyTable for Table<V> {
                 state: name.to_string(),
                 reason: format!("cannot decode a value written by a snapshot ({err}); did the state's type change?"),
             })?;
-            self.groups[idx].insert(
+            Arc::make_mut(&mut self.groups[idx]).insert(
                 e.key.clone().into_boxed_slice(),
                 Entry {
                     value,
@@ -155,6 +177,12 @@ impl<V: StateValue> AnyTable for Table<V> {
             );
         }
         Ok(())
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(Table {
+            ttl: self.ttl,
+            groups: self.groups.clone(),
+        })
     }
 }
 
@@ -291,7 +319,9 @@ impl KeyedStateBackend {
             );
             return id;
         }
-        let groups = (0..self.range.len()).map(|_| HashMap::new()).collect();
+        let groups = (0..self.range.len())
+            .map(|_| Arc::new(HashMap::new()))
+            .collect();
         let mut table = Table::<V> {
             ttl: desc.ttl,
             groups,
@@ -338,6 +368,37 @@ impl KeyedStateBackend {
             out.push(g);
         }
         Ok(out)
+    }
+
+    /// The `hashmap` backend's state frozen copy-on-write, to be serialized by the caller
+    /// (on another thread) into what [`Self::snapshot`] returns. `None` for rocksdb.
+    pub(crate) fn snapshot_deferred(&self) -> Option<crate::checkpoint::DeferredKeyed> {
+        if self.rocks.is_some() {
+            return None;
+        }
+        let names = self.names.clone();
+        let frozen: Vec<Box<dyn FrozenTable>> = self.tables.iter().map(|t| t.freeze()).collect();
+        let range = self.range;
+        Some(crate::checkpoint::DeferredKeyed::new(move || {
+            let mut out = Vec::new();
+            for idx in 0..range.len() {
+                let mut g = KeyGroupSnapshot {
+                    key_group: (range.start + idx) as u32,
+                    ..Default::default()
+                };
+                for (name, table) in names.iter().zip(&frozen) {
+                    let entries = table.snapshot_group(idx, name)?;
+                    if !entries.is_empty() {
+                        g.states.push(StateSnapshot {
+                            name: name.clone(),
+                            entries,
+                        });
+                    }
+                }
+                out.push(g);
+            }
+            Ok(out)
+        }))
     }
 
     /// Loads restored key groups. Groups outside this backend's range are ignored (another
@@ -424,7 +485,7 @@ impl KeyedStateBackend {
             .downcast_mut::<Table<V>>()
             .expect("state accessed with the type it was registered with");
         let ttl = table.ttl;
-        let r = f(&mut table.groups[idx], &composite, ttl, now);
+        let r = f(Arc::make_mut(&mut table.groups[idx]), &composite, ttl, now);
         self.scratch = composite;
         r
     }
@@ -824,17 +885,26 @@ impl KeyedStore {
         let savepoint = self.savepoint_at.load(std::sync::atomic::Ordering::SeqCst) == id;
         let range = self.backend.range;
         let mut incremental = None;
+        let mut deferred_keyed = None;
+        let empty_groups = || -> Vec<KeyGroupSnapshot> {
+            (range.start..range.end)
+                .map(|kg| KeyGroupSnapshot {
+                    key_group: kg as u32,
+                    ..Default::default()
+                })
+                .collect()
+        };
         let mut groups = match &mut self.backend.rocks {
             Some(rocks) if self.incremental && !savepoint => {
                 incremental = Some(rocks.checkpoint(id, self.backend.names.clone())?);
-                (range.start..range.end)
-                    .map(|kg| KeyGroupSnapshot {
-                        key_group: kg as u32,
-                        ..Default::default()
-                    })
-                    .collect()
+                empty_groups()
             }
-            _ => self.backend.snapshot()?,
+            Some(_) => self.backend.snapshot()?,
+            // hashmap: freeze copy-on-write here; the coordinator serializes.
+            None => {
+                deferred_keyed = self.backend.snapshot_deferred();
+                empty_groups()
+            }
         };
         let start = range.start;
         for (kg, timers) in self
@@ -855,6 +925,7 @@ impl KeyedStore {
         Ok(crate::checkpoint::OperatorSubtaskState {
             keyed: groups,
             incremental,
+            deferred_keyed,
             ..Default::default()
         })
     }
@@ -915,6 +986,42 @@ mod tests {
         let mut buf = Vec::new();
         serialize_key(&k.to_string(), &mut buf);
         b.set_current_key_bytes(&buf);
+    }
+
+    #[test]
+    fn a_frozen_snapshot_is_copy_on_write_and_serializes_the_state_as_it_was() {
+        let mut b = backend();
+        let s = ValueState::<u64>::register(&mut b, &StateDescriptor::new("count"));
+        for (k, v) in [("alice", 1), ("bob", 2)] {
+            set_key(&mut b, k);
+            s.update(&mut b, v);
+        }
+        let expected = b.snapshot().unwrap();
+        let deferred = b.snapshot_deferred().expect("hashmap backend defers");
+        // Processing goes on before the snapshot is serialized: writes copy the key group's
+        // map instead of changing what the snapshot shares.
+        set_key(&mut b, "alice");
+        s.update(&mut b, 100);
+        set_key(&mut b, "carol");
+        s.update(&mut b, 3);
+        let frozen = crate::checkpoint::OperatorSubtaskState {
+            deferred_keyed: Some(deferred),
+            ..Default::default()
+        };
+        let resolved = frozen.resolved().unwrap().into_owned();
+        let mut want = expected;
+        want.retain(|g| !g.states.is_empty());
+        assert_eq!(resolved.keyed, want);
+        set_key(&mut b, "alice");
+        assert_eq!(
+            s.value(&mut b),
+            Some(100),
+            "the live state has the new value"
+        );
+        assert!(
+            frozen.resolved().is_err(),
+            "a deferred snapshot is serialized once"
+        );
     }
 
     #[test]
