@@ -106,6 +106,22 @@ pub(crate) struct InputChannel {
     pub(crate) codec: BatchCodec,
 }
 
+impl InputChannel {
+    /// A batch read from this channel, as in-flight data of an unaligned checkpoint taken by
+    /// subtask `owner`.
+    pub(crate) fn in_flight(
+        &self,
+        owner: u32,
+        batch: &dyn super::BatchData,
+    ) -> Result<crate::checkpoint::InFlightBatch> {
+        Ok(crate::checkpoint::InFlightBatch {
+            input: self.input as u32,
+            owner,
+            data: (self.codec.encode)(batch)?,
+        })
+    }
+}
+
 pub(crate) enum MemberOp {
     Source(Box<dyn SourceOperator>),
     Op(Box<dyn Operator>),

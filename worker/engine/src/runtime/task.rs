@@ -322,11 +322,7 @@ impl Task {
                         .as_mut()
                         .filter(|o| o.before_barrier[i] && !stashed)
                     {
-                        o.in_flight.push(InFlightBatch {
-                            input: states[i].input as u32,
-                            owner: self.subtask as u32,
-                            data: (receivers[i].codec.encode)(&*b)?,
-                        });
+                        o.in_flight.push(receivers[i].in_flight(o.owner, &*b)?);
                     }
                     self.work.push_back((0, Call::Process(states[i].input, b)));
                     self.drain()?;
@@ -426,11 +422,7 @@ impl Task {
                         o.before_barrier[i] = false;
                     }
                     Event::Data(b) => {
-                        o.in_flight.push(InFlightBatch {
-                            input: c.input as u32,
-                            owner: o.owner,
-                            data: (c.codec.encode)(&*b)?,
-                        });
+                        o.in_flight.push(c.in_flight(o.owner, &*b)?);
                         stash[i].push_back(Event::Data(b));
                     }
                     ev => stash[i].push_back(ev),
@@ -459,11 +451,7 @@ impl Task {
         for (i, events) in stash.iter().enumerate() {
             for ev in events {
                 if let Event::Data(b) = ev {
-                    in_flight.push(InFlightBatch {
-                        input: states[i].input as u32,
-                        owner,
-                        data: (receivers[i].codec.encode)(&**b)?,
-                    });
+                    in_flight.push(receivers[i].in_flight(owner, &**b)?);
                 }
             }
         }

@@ -114,6 +114,33 @@ trait AnyTable: Send {
     fn freeze(&self) -> Box<dyn FrozenTable>;
 }
 
+/// The canonical snapshot of frozen tables: one entry per key group in `range`, holding the
+/// named states with entries there.
+fn serialize_frozen(
+    range: KeyGroupRange,
+    names: &[String],
+    frozen: &[Box<dyn FrozenTable>],
+) -> Result<Vec<KeyGroupSnapshot>> {
+    let mut out = Vec::new();
+    for idx in 0..range.len() {
+        let mut g = KeyGroupSnapshot {
+            key_group: (range.start + idx) as u32,
+            ..Default::default()
+        };
+        for (name, table) in names.iter().zip(frozen) {
+            let entries = table.snapshot_group(idx, name)?;
+            if !entries.is_empty() {
+                g.states.push(StateSnapshot {
+                    name: name.clone(),
+                    entries,
+                });
+            }
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
 /// A frozen table: what a checkpoint serializes off the task thread.
 trait FrozenTable: Send {
     fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
@@ -350,24 +377,12 @@ impl KeyedStateBackend {
         if let Some(rocks) = &mut self.rocks {
             return rocks.snapshot_canonical();
         }
-        let mut out = Vec::new();
-        for idx in 0..self.range.len() {
-            let mut g = KeyGroupSnapshot {
-                key_group: (self.range.start + idx) as u32,
-                ..Default::default()
-            };
-            for (name, table) in self.names.iter().zip(&self.tables) {
-                let entries = table.snapshot_group(idx, name)?;
-                if !entries.is_empty() {
-                    g.states.push(StateSnapshot {
-                        name: name.clone(),
-                        entries,
-                    });
-                }
-            }
-            out.push(g);
-        }
-        Ok(out)
+        serialize_frozen(self.range, &self.names, &self.frozen_tables())
+    }
+
+    /// Every table frozen copy-on-write (one pointer per key group and state).
+    fn frozen_tables(&self) -> Vec<Box<dyn FrozenTable>> {
+        self.tables.iter().map(|t| t.freeze()).collect()
     }
 
     /// The `hashmap` backend's state frozen copy-on-write, to be serialized by the caller
@@ -377,27 +392,10 @@ impl KeyedStateBackend {
             return None;
         }
         let names = self.names.clone();
-        let frozen: Vec<Box<dyn FrozenTable>> = self.tables.iter().map(|t| t.freeze()).collect();
+        let frozen = self.frozen_tables();
         let range = self.range;
         Some(crate::checkpoint::DeferredKeyed::new(move || {
-            let mut out = Vec::new();
-            for idx in 0..range.len() {
-                let mut g = KeyGroupSnapshot {
-                    key_group: (range.start + idx) as u32,
-                    ..Default::default()
-                };
-                for (name, table) in names.iter().zip(&frozen) {
-                    let entries = table.snapshot_group(idx, name)?;
-                    if !entries.is_empty() {
-                        g.states.push(StateSnapshot {
-                            name: name.clone(),
-                            entries,
-                        });
-                    }
-                }
-                out.push(g);
-            }
-            Ok(out)
+            serialize_frozen(range, &names, &frozen)
         }))
     }
 
