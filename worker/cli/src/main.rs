@@ -3,6 +3,7 @@
 //! serves the REST API when `rest.port` is set; `weir list|savepoint|stop|cancel` talk to
 //! that API like Flink's CLI.
 
+mod cluster;
 mod control;
 mod jobs;
 mod progress;
@@ -105,6 +106,36 @@ Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0
         #[command(flatten)]
         rest: control::RestArgs,
     },
+    /// Run a JobManager: plan the job, serve the REST API, run the job on TaskManagers.
+    #[command(
+        long_about = "Run the JobManager of a cluster for one job (application mode): it \
+plans the job, serves the REST API (rest.port, default 8081), waits for TaskManagers to \
+register at jobmanager.rpc.port with enough slots, runs the job on them, coordinates \
+checkpoints and restarts the job from its latest checkpoint when a TaskManager is lost. \
+It keeps serving REST after the job ended, until SIGTERM.\n\n\
+Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000"
+    )]
+    Jobmanager {
+        /// Config file of `key: value` lines (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A configuration override, `key=value` (repeatable; applied last).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A registered job name (see `weir jobs`).
+        job: String,
+        /// Job arguments, `key=value`.
+        args: Vec<String>,
+    },
+    /// Run a TaskManager: register with the JobManager and run subtasks in its slots.
+    Taskmanager {
+        /// Config file of `key: value` lines (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A configuration override, `key=value` (repeatable; applied last).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Cancel a job (its checkpoints are kept unless configured otherwise).
     Cancel {
         /// The job id (`weir list`).
@@ -115,13 +146,22 @@ Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into())
+    };
+    // WEIR_LOG_FORMAT=json: one JSON object per line, for log collectors on Kubernetes.
+    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter())
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter())
+            .init();
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -157,6 +197,13 @@ fn run(cli: Cli) -> Result<()> {
             rest,
         } => control::stop(&rest, &job_id, savepoint_path.as_deref(), drain),
         Command::Cancel { job_id, rest } => control::cancel(&rest, &job_id),
+        Command::Jobmanager {
+            config,
+            set,
+            job,
+            args,
+        } => cluster::jobmanager(config.as_deref(), &set, &job, &args),
+        Command::Taskmanager { config, set } => cluster::taskmanager(config.as_deref(), &set),
         Command::Run {
             job,
             config,

@@ -688,3 +688,205 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
         rel.display()
     );
 }
+
+/// A free TCP port on loopback (released again: a process started next binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes killed when the test ends, however it ends; their stderr goes to files
+/// that are printed when the test fails.
+struct Processes {
+    children: Vec<(String, std::process::Child, std::path::PathBuf)>,
+    logs: tempfile::TempDir,
+}
+
+impl Processes {
+    fn new() -> Self {
+        Processes {
+            children: Vec::new(),
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn start(&mut self, name: &str, args: &[String]) {
+        let log = self.logs.path().join(format!("{name}.log"));
+        let child = weir_with_s3_credentials(args)
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        self.children.push((name.to_string(), child, log));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let (_, child, _) = self
+            .children
+            .iter_mut()
+            .find(|(n, _, _)| n == name)
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn logs(&self) -> String {
+        self.children
+            .iter()
+            .map(|(n, _, log)| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {n} ---\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, c, _) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP GET returning the body (the tests need no HTTP client for this).
+fn http_get(url: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status.contains(" 200 ").then(|| body.to_string())
+}
+
+/// The value of a Prometheus sample whose line starts with `name`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
+    // The failure-free reference, in one process at the same parallelism.
+    let reference = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "-p",
+        "4",
+        "--arg",
+        "events=60000",
+        "--no-progress",
+        "--arg",
+        &format!("output={}", reference.path().display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+    assert!(expected.len() > 100);
+
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let (rpc, rest) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{rest}");
+    let mut common: Vec<String> = s3_checkpoint_args(&s3, "100ms");
+    for kv in [
+        format!("jobmanager.rpc.port={rpc}"),
+        "heartbeat.interval=200ms".to_string(),
+        "heartbeat.timeout=3s".to_string(),
+        "restart-strategy.fixed-delay.delay=200ms".to_string(),
+    ] {
+        common.extend(["--set".to_string(), kv]);
+    }
+    let tm = |name: &str| -> Vec<String> {
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(common.iter().cloned());
+        a.extend([
+            "--set".to_string(),
+            "taskmanager.numberOfTaskSlots=2".to_string(),
+        ]);
+        let _ = name;
+        a
+    };
+    let mut jm = vec!["jobmanager".to_string()];
+    jm.extend(common.iter().cloned());
+    jm.extend(
+        [
+            "--set",
+            "parallelism.default=4",
+            "--set",
+            &format!("rest.port={rest}"),
+            "user-metrics",
+            "events=60000",
+            "rate=15000",
+            &format!("output={}", out.path().display()),
+        ]
+        .map(str::to_string),
+    );
+    let mut procs = Processes::new();
+    procs.start("jobmanager", &jm);
+    procs.start("taskmanager-1", &tm("1"));
+    procs.start("taskmanager-2", &tm("2"));
+
+    // Kill -9 one TaskManager once a checkpoint exists and the job is under way.
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1500)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint appeared in S3\n{}",
+            procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    procs.kill("taskmanager-1");
+    let partial = committed(out.path()).len();
+    // The job cannot run on the two slots left; a replacement brings them back.
+    procs.start("taskmanager-3", &tm("3"));
+
+    let start = std::time::Instant::now();
+    let finished = loop {
+        let list = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["list", "-m", &url])
+            .output()
+            .unwrap();
+        if stdout(&list).contains("(FINISHED)") {
+            break true;
+        }
+        if stdout(&list).contains("(FAILED)") || start.elapsed().as_secs() > 60 {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(finished, "the job did not finish\n{}", procs.logs());
+    let metrics = http_get(&url, "/metrics").expect("GET /metrics");
+    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
+    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
+    assert!(
+        partial < expected.len(),
+        "the TaskManager was killed mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "exactly-once output after losing a TaskManager\n{}",
+        procs.logs()
+    );
+}

@@ -416,7 +416,9 @@ fn dashboard_config() -> Value {
 
 fn readyz(state: &State) -> Answer {
     let jobs = jobs(state);
-    match jobs.iter().find(|j| j.status() == JobStatus::Running) {
+    // Ready once a job is registered and not ended: a JobManager waiting for its
+    // TaskManagers (CREATED) is ready, since they can only find it through a ready Service.
+    match jobs.iter().find(|j| !j.status().is_terminal()) {
         Some(j) => Ok((
             StatusCode::OK,
             json!({"status": "ready", "job": j.job_id()}),

@@ -170,6 +170,46 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "port of the REST API (0: any free port); empty: `weir run` serves none, the CLI calls 8081",
     ),
     (
+        "jobmanager.rpc.address",
+        "127.0.0.1",
+        "where TaskManagers reach the JobManager (a host name or address)",
+    ),
+    (
+        "jobmanager.rpc.port",
+        "6123",
+        "the JobManager's RPC port, which TaskManagers register at",
+    ),
+    (
+        "jobmanager.bind-host",
+        "",
+        "address the JobManager's RPC port binds to; empty: $POD_IP if set, else 0.0.0.0",
+    ),
+    (
+        "taskmanager.numberOfTaskSlots",
+        "1",
+        "slots a TaskManager offers; a slot runs one subtask of every task",
+    ),
+    (
+        "taskmanager.host",
+        "",
+        "address a TaskManager's data port binds to and advertises; empty: $POD_IP if set, else 127.0.0.1",
+    ),
+    (
+        "taskmanager.data.port",
+        "0",
+        "a TaskManager's data port for the network exchange (0: any free port)",
+    ),
+    (
+        "heartbeat.interval",
+        "10s",
+        "how often the JobManager pings TaskManagers (they report metrics at least every second)",
+    ),
+    (
+        "heartbeat.timeout",
+        "50s",
+        "silence after which a TaskManager (or, seen from it, the JobManager) counts as lost",
+    ),
+    (
         "execution.checkpointing.tolerable-failed-checkpoints",
         "2147483647",
         "consecutive checkpoint failures tolerated before the job fails (and restarts)",
@@ -621,6 +661,51 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Every key with its value (defaults included), in key order: what a JobManager
+    /// sends its TaskManagers.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The cluster keys (`jobmanager.*`, `taskmanager.*`, `heartbeat.*`). Empty bind
+    /// addresses default to `pod_ip` (the pod's address on Kubernetes).
+    pub fn cluster(&self, pod_ip: Option<&str>) -> Result<crate::runtime::cluster::ClusterConfig> {
+        let port = |key: &str| -> Result<u16> {
+            let v = self.get(key);
+            v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "'{key}' must be a port number (0-65535), got '{v}'"
+                ))
+            })
+        };
+        let or = |key: &str, fallback: &str| -> String {
+            match self.get(key) {
+                "" => pod_ip.unwrap_or(fallback).to_string(),
+                v => v.to_string(),
+            }
+        };
+        let heartbeat_interval = self.duration("heartbeat.interval")?;
+        let heartbeat_timeout = self.duration("heartbeat.timeout")?;
+        if heartbeat_timeout <= heartbeat_interval {
+            return Err(Error::Config(format!(
+                "'heartbeat.timeout' ({heartbeat_timeout:?}) must be longer than 'heartbeat.interval' ({heartbeat_interval:?})"
+            )));
+        }
+        Ok(crate::runtime::cluster::ClusterConfig {
+            rpc_address: self.get("jobmanager.rpc.address").to_string(),
+            rpc_port: port("jobmanager.rpc.port")?,
+            rpc_bind_host: or("jobmanager.bind-host", "0.0.0.0"),
+            slots: self.positive("taskmanager.numberOfTaskSlots")?,
+            taskmanager_host: or("taskmanager.host", "127.0.0.1"),
+            data_port: port("taskmanager.data.port")?,
+            heartbeat_interval,
+            heartbeat_timeout,
+        })
     }
 
     /// `rest.address` and `rest.port`.

@@ -9,9 +9,9 @@
 //! across retained checkpoints (counts rebuilt from their `_metadata` when an attempt starts)
 //! and deleted when no retained checkpoint needs them any more.
 
+use super::persist::{PersistTarget, Persisted, SubtaskAck, persist};
 use crate::checkpoint::{
-    CheckpointMetadata, IncrementalHandle, LocalIncrementalSnapshot, METADATA_FORMAT, ObjectStore,
-    OperatorMetadata, OperatorSubtaskState, encode_state,
+    CheckpointMetadata, IncrementalHandle, METADATA_FORMAT, ObjectStore, OperatorMetadata,
 };
 use crate::config::CheckpointConfig;
 use crate::error::{Error, Result};
@@ -44,12 +44,15 @@ pub(crate) struct CheckpointControl {
     /// Id of a draining stop-with-savepoint: sources emit the final (MAX) watermark before
     /// its barrier, so every event-time window and timer fires into the savepoint (0: none).
     pub(crate) drain_at: AtomicU64,
+    /// Where the latest triggered checkpoint is written (set before `trigger`): what a
+    /// TaskManager needs to persist its tasks' state itself.
+    pub(crate) target: Mutex<Option<(u64, PersistTarget)>>,
 }
 
 /// A task's acknowledgement of a checkpoint: the state of each chained operator.
 pub(crate) struct Ack {
     pub(crate) id: u64,
-    pub(crate) states: Vec<(String, usize, OperatorSubtaskState)>,
+    pub(crate) states: Vec<(String, usize, SubtaskAck)>,
 }
 
 /// A request to take a savepoint; answered with its location.
@@ -87,6 +90,9 @@ pub struct CheckpointStats {
     pub restore_ms: Option<u64>,
     /// Message of the latest failure.
     pub last_failure: Option<String>,
+    /// Bytes each operator (by uid) references in the latest completed checkpoint or
+    /// savepoint, summed over its subtasks (Flink's per-operator checkpointed state size).
+    pub last_operator_sizes: BTreeMap<String, u64>,
     /// Savepoints completed (not counted in `completed`).
     pub savepoints_completed: u64,
     /// The latest completed savepoint.
@@ -235,6 +241,15 @@ impl SharedFiles {
     }
 }
 
+/// Bytes per operator uid, summed over subtasks.
+fn operator_sizes(persisted: &[(String, usize, Persisted)]) -> BTreeMap<String, u64> {
+    let mut sizes = BTreeMap::new();
+    for (uid, _, done) in persisted {
+        *sizes.entry(uid.clone()).or_default() += done.full_size;
+    }
+    sizes
+}
+
 fn shared_objects(handles: &[Option<IncrementalHandle>]) -> Vec<String> {
     handles
         .iter()
@@ -246,7 +261,9 @@ fn shared_objects(handles: &[Option<IncrementalHandle>]) -> Vec<String> {
 struct Pending {
     id: u64,
     started: Instant,
-    states: Vec<(String, usize, OperatorSubtaskState)>,
+    target: PersistTarget,
+    store: Arc<dyn ObjectStore>,
+    persisted: Vec<(String, usize, Persisted)>,
     acks: usize,
     savepoint: Option<SavepointRequest>,
 }
@@ -271,58 +288,50 @@ impl Coordinator {
                     }
                     next_trigger = None;
                 } else {
-                    let id = self.next_id.fetch_add(1, Relaxed) + 1;
                     let savepoint = queued.pop_front();
-                    let mut stats = self.stats.lock().expect("not poisoned");
-                    stats.triggered += 1;
-                    stats.history.push_back(CheckpointRecord {
-                        id,
-                        is_savepoint: savepoint.is_some(),
-                        status: CheckpointStatus::InProgress,
-                        trigger_timestamp: crate::time::now_ms(),
-                        end_timestamp: None,
-                        size_bytes: 0,
-                        external_path: None,
-                        failure: None,
-                    });
-                    while stats.history.len() > HISTORY {
-                        stats.history.pop_front();
-                    }
-                    drop(stats);
-                    // Set before the trigger so every task sees them with the barrier.
-                    if savepoint.is_some() {
-                        self.ctl.savepoint.store(id, SeqCst);
-                        // Keyed operators then snapshot canonically (no incremental handles).
-                        self.savepoint_at.store(id, SeqCst);
-                    }
-                    if let Some(s) = savepoint.as_ref().filter(|s| s.stop) {
-                        if s.drain {
-                            self.ctl.drain_at.store(id, SeqCst);
+                    match self.target(self.next_id.load(Relaxed) + 1, savepoint.as_ref()) {
+                        Ok((target, store)) => {
+                            pending = Some(self.trigger(target, store, savepoint));
                         }
-                        self.ctl.stop_at.store(id, SeqCst);
+                        Err(e) => {
+                            // Nothing was triggered: only this request fails.
+                            if let Some(r) = savepoint {
+                                let _ = r.reply.send(Err(e));
+                            } else {
+                                tracing::warn!(error = %crate::error::report(&e), "cannot trigger a checkpoint");
+                                next_trigger = self.cfg.interval.map(|i| Instant::now() + i);
+                            }
+                        }
                     }
-                    pending = Some(Pending {
-                        id,
-                        started: Instant::now(),
-                        states: Vec::new(),
-                        acks: 0,
-                        savepoint,
-                    });
-                    self.ctl.trigger.store(id, SeqCst);
                 }
             }
             match self.acks.recv_timeout(Duration::from_millis(20)) {
                 Ok(ack) => {
                     if let Some(p) = pending.as_mut().filter(|p| p.id == ack.id) {
                         p.acks += 1;
-                        p.states.extend(ack.states);
-                        if p.acks == self.expected {
+                        if let Err(e) = self.accept(p, ack) {
+                            let p = pending.take().expect("present");
+                            let msg = format!(
+                                "checkpoint {} could not be written: {}",
+                                p.id,
+                                crate::error::report(&e)
+                            );
+                            self.fail(p, msg);
+                            next_trigger = self.cfg.interval.map(|i| Instant::now() + i);
+                        } else if p.acks == self.expected {
                             let p = pending.take().expect("present");
                             self.complete(p);
                             next_trigger = self
                                 .cfg
                                 .interval
                                 .map(|i| Instant::now() + i.max(self.cfg.min_pause));
+                        }
+                    } else {
+                        // Late for a checkpoint that failed: drop what it left on local disk.
+                        for (_, _, state) in &ack.states {
+                            if let SubtaskAck::Raw(s) = state {
+                                super::persist::discard_local(s);
+                            }
                         }
                     }
                 }
@@ -384,21 +393,139 @@ impl Coordinator {
         }
     }
 
-    /// Removes the local RocksDB checkpoint directories of `p` (uploaded or abandoned).
-    fn discard_local(states: &[(String, usize, OperatorSubtaskState)]) {
-        for (_, _, s) in states {
-            if let Some(local) = &s.incremental {
-                let _ = std::fs::remove_dir_all(&local.dir);
-                if let Some(parent) = local.dir.parent() {
-                    // Succeeds only once the backend is gone and nothing else is left.
-                    let _ = std::fs::remove_dir(parent);
-                }
+    /// Where checkpoint `id` (or the savepoint `savepoint` asks for) is written.
+    fn target(
+        &self,
+        id: u64,
+        savepoint: Option<&SavepointRequest>,
+    ) -> Result<(PersistTarget, Arc<dyn ObjectStore>)> {
+        match savepoint {
+            Some(req) => {
+                let dir = req
+                    .target
+                    .clone()
+                    .or_else(|| self.cfg.savepoints_dir.clone())
+                    .ok_or_else(|| {
+                        Error::Config(
+                            "no savepoint directory: pass one or set state.savepoints.dir".into(),
+                        )
+                    })?;
+                let suffix = super::exec::random_u64();
+                let base = format!(
+                    "savepoint-{}-{:012x}",
+                    &self.job_id[..6],
+                    suffix & 0xffff_ffff_ffff
+                );
+                let store = weir_storage::open(&dir, &self.cfg.storage)?;
+                let target = PersistTarget {
+                    dir,
+                    base,
+                    job_id: self.job_id.clone(),
+                    savepoint: true,
+                };
+                Ok((target, store))
+            }
+            None => {
+                let (Some(store), Some(dir)) = (self.store.clone(), self.cfg.dir.clone()) else {
+                    return Err(Error::Config("state.checkpoints.dir is not set".into()));
+                };
+                let target = PersistTarget {
+                    dir,
+                    base: format!("{}/chk-{id}", self.job_id),
+                    job_id: self.job_id.clone(),
+                    savepoint: false,
+                };
+                Ok((target, store))
             }
         }
     }
 
+    /// Triggers the next checkpoint (a savepoint when `savepoint` is given) into `target`.
+    fn trigger(
+        &self,
+        target: PersistTarget,
+        store: Arc<dyn ObjectStore>,
+        savepoint: Option<SavepointRequest>,
+    ) -> Pending {
+        let id = self.next_id.fetch_add(1, Relaxed) + 1;
+        let mut stats = self.stats.lock().expect("not poisoned");
+        stats.triggered += 1;
+        stats.history.push_back(CheckpointRecord {
+            id,
+            is_savepoint: savepoint.is_some(),
+            status: CheckpointStatus::InProgress,
+            trigger_timestamp: crate::time::now_ms(),
+            end_timestamp: None,
+            size_bytes: 0,
+            external_path: None,
+            failure: None,
+        });
+        while stats.history.len() > HISTORY {
+            stats.history.pop_front();
+        }
+        drop(stats);
+        // Set before the trigger so every task sees them with the barrier.
+        if savepoint.is_some() {
+            self.ctl.savepoint.store(id, SeqCst);
+            // Keyed operators then snapshot canonically (no incremental handles).
+            self.savepoint_at.store(id, SeqCst);
+        }
+        if let Some(s) = savepoint.as_ref().filter(|s| s.stop) {
+            if s.drain {
+                self.ctl.drain_at.store(id, SeqCst);
+            }
+            self.ctl.stop_at.store(id, SeqCst);
+        }
+        *self.ctl.target.lock().expect("not poisoned") = Some((id, target.clone()));
+        self.ctl.trigger.store(id, SeqCst);
+        Pending {
+            id,
+            started: Instant::now(),
+            target,
+            store,
+            persisted: Vec::new(),
+            acks: 0,
+            savepoint,
+        }
+    }
+
+    /// Takes one task's acknowledgement: writes the state it carries (state persisted by a
+    /// TaskManager is only recorded).
+    fn accept(&self, p: &mut Pending, ack: Ack) -> Result<()> {
+        let mut result = Ok(());
+        for (uid, subtask, state) in ack.states {
+            let persisted = match state {
+                SubtaskAck::Persisted(done) => done,
+                SubtaskAck::Raw(state) if result.is_ok() => {
+                    let shared = self.shared.borrow();
+                    match persist(&*p.store, &p.target, &uid, subtask, &state, &|o| {
+                        shared.contains(o)
+                    }) {
+                        Ok(done) => done,
+                        Err(e) => {
+                            result = Err(e);
+                            continue;
+                        }
+                    }
+                }
+                SubtaskAck::Raw(state) => {
+                    super::persist::discard_local(&state);
+                    continue;
+                }
+                SubtaskAck::Failed(e) => {
+                    if result.is_ok() {
+                        result = Err(Error::User(format!("{uid} ({subtask}): {e}")));
+                    }
+                    continue;
+                }
+            };
+            p.persisted.push((uid, subtask, persisted));
+        }
+        result
+    }
+
     fn fail(&self, p: Pending, msg: String) {
-        Self::discard_local(&p.states);
+        self.discard(&p);
         tracing::warn!(checkpoint = p.id, "{msg}");
         // Tasks that stopped at this (stop-with-)savepoint's barrier carry on.
         self.ctl.aborted.fetch_max(p.id, Relaxed);
@@ -424,12 +551,24 @@ impl Coordinator {
         }
     }
 
+    /// Deletes what a failed checkpoint wrote: its directory and the shared files it
+    /// uploaded that no retained checkpoint references. Best effort: storage may be down.
+    fn discard(&self, p: &Pending) {
+        let _ = p.store.delete_prefix(&format!("{}/", p.target.base));
+        let shared = self.shared.borrow();
+        for o in p
+            .persisted
+            .iter()
+            .flat_map(|(_, _, d)| &d.uploaded)
+            .filter(|o| !shared.contains(o))
+        {
+            let _ = p.store.delete(&format!("{}/{o}", self.job_id));
+        }
+    }
+
     fn complete(&self, mut p: Pending) {
         let savepoint = p.savepoint.take();
-        let mut uploaded = Vec::new();
-        let result = self.write(&p, savepoint.as_ref(), &mut uploaded);
-        Self::discard_local(&p.states);
-        match result {
+        match self.write(&p) {
             Ok(Written {
                 path,
                 size,
@@ -439,48 +578,35 @@ impl Coordinator {
                 // Savepoints complete like checkpoints for sinks (their data is durable too);
                 // mark completion before answering so a stop that follows commits it.
                 self.ctl.completed.fetch_max(p.id, Relaxed);
+                let mut s = self.stats.lock().expect("not poisoned");
+                s.last_operator_sizes = operator_sizes(&p.persisted);
+                s.finish(
+                    p.id,
+                    CheckpointStatus::Completed,
+                    Some(path.clone()),
+                    size,
+                    None,
+                );
                 if let Some(r) = savepoint {
                     tracing::info!(savepoint = %path, "savepoint completed");
-                    let mut s = self.stats.lock().expect("not poisoned");
                     s.savepoints_completed += 1;
-                    s.last_savepoint = s.finish(
-                        p.id,
-                        CheckpointStatus::Completed,
-                        Some(path.clone()),
-                        size,
-                        None,
-                    );
+                    s.last_savepoint = s.record(p.id).cloned();
                     drop(s);
                     let _ = r.reply.send(Ok(path));
                 } else {
                     self.consecutive_failures.store(0, Relaxed);
-                    let mut s = self.stats.lock().expect("not poisoned");
                     s.completed += 1;
                     s.last_completed_id = Some(p.id);
                     s.last_completed_path = Some(path.clone());
                     s.last_duration_ms = p.started.elapsed().as_millis() as u64;
                     s.last_size_bytes = size;
                     s.last_full_size_bytes = full_size;
-                    s.finish(
-                        p.id,
-                        CheckpointStatus::Completed,
-                        Some(path.clone()),
-                        size,
-                        None,
-                    );
                     drop(s);
                     self.shared.borrow_mut().add(p.id, shared);
                     self.retain(p.id, path);
                 }
             }
             Err(e) => {
-                // Files this attempt uploaded that no retained checkpoint references.
-                if let Some(store) = &self.store {
-                    let shared = self.shared.borrow();
-                    for o in uploaded.iter().filter(|o| !shared.contains(o)) {
-                        let _ = store.delete(&format!("{}/{o}", self.job_id));
-                    }
-                }
                 let msg = format!(
                     "checkpoint {} could not be written: {}",
                     p.id,
@@ -492,125 +618,44 @@ impl Coordinator {
         }
     }
 
-    /// Uploads a subtask's local RocksDB checkpoint: SST files no retained checkpoint
-    /// references yet into `shared/`, private files into `<chk>/<name>-rocksdb/`. Returns the
-    /// handle for `_metadata`; adds the bytes uploaded to `size`.
-    fn upload_incremental(
-        &self,
-        store: &dyn ObjectStore,
-        chk: &str,
-        name: &str,
-        local: &LocalIncrementalSnapshot,
-        size: &mut u64,
-        uploaded: &mut Vec<String>,
-    ) -> Result<IncrementalHandle> {
-        let mut handle = local.handle.clone();
-        let read = |file: &str| {
-            let p = local.dir.join(file);
-            std::fs::read(&p).map_err(|e| Error::io("cannot read RocksDB checkpoint file", p, e))
-        };
-        for f in &handle.shared {
-            if self.shared.borrow().contains(&f.object) || uploaded.contains(&f.object) {
-                continue;
-            }
-            store.put(
-                &format!("{}/{}", self.job_id, f.object),
-                read(&f.name)?.into(),
-            )?;
-            *size += f.size;
-            uploaded.push(f.object.clone());
-        }
-        for f in &mut handle.private {
-            f.object = format!("{chk}/{name}-rocksdb/{}", f.name);
-            store.put(
-                &format!("{}/{}", self.job_id, f.object),
-                read(&f.name)?.into(),
-            )?;
-            *size += f.size;
-        }
-        Ok(handle)
-    }
-
-    /// Writes the state files (and uploads incremental RocksDB files) then `_metadata`.
-    fn write(
-        &self,
-        p: &Pending,
-        savepoint: Option<&SavepointRequest>,
-        uploaded: &mut Vec<String>,
-    ) -> Result<Written> {
-        let (store, base): (Arc<dyn ObjectStore>, String) = match savepoint {
-            Some(req) => {
-                let dir = req
-                    .target
-                    .clone()
-                    .or_else(|| self.cfg.savepoints_dir.clone())
-                    .ok_or_else(|| {
-                        Error::Config(
-                            "no savepoint directory: pass one or set state.savepoints.dir".into(),
-                        )
-                    })?;
-                let suffix = super::exec::random_u64();
-                let name = format!(
-                    "savepoint-{}-{:012x}",
-                    &self.job_id[..6],
-                    suffix & 0xffff_ffff_ffff
-                );
-                (weir_storage::open(&dir, &self.cfg.storage)?, name)
-            }
-            None => {
-                let store = self
-                    .store
-                    .clone()
-                    .ok_or_else(|| Error::Config("state.checkpoints.dir is not set".into()))?;
-                (store, format!("{}/chk-{}", self.job_id, p.id))
-            }
-        };
+    /// Writes `_metadata` from every subtask's persisted state: the checkpoint is then
+    /// complete.
+    fn write(&self, p: &Pending) -> Result<Written> {
         let mut files: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
         let mut handles: BTreeMap<String, Vec<Option<IncrementalHandle>>> = BTreeMap::new();
         let mut size = 0u64;
         let mut full_size = 0u64;
-        for (uid, subtask, state) in &p.states {
-            if state.is_empty() {
+        for (uid, subtask, done) in &p.persisted {
+            size += done.size;
+            full_size += done.full_size;
+            if done.file.is_none() && done.handle.is_none() {
                 continue;
             }
-            // The hashmap backend's keyed state is serialized here, off the task thread.
-            let state = &*state.resolved()?;
             let op = self
                 .operators
                 .iter()
                 .find(|o| o.uid == *uid)
-                .expect("known operator");
-            let name = format!("{uid}-{subtask}");
+                .ok_or_else(|| Error::User(format!("state for unknown operator '{uid}'")))?;
             let entry = files
                 .entry(uid.clone())
                 .or_insert_with(|| vec![None; op.parallelism]);
-            if !state.canonical_is_empty() {
-                let bytes = encode_state(state)?;
-                size += bytes.len() as u64;
-                full_size += bytes.len() as u64;
-                store.put(&format!("{base}/{name}"), bytes.into())?;
-                entry[*subtask] = Some(name.clone());
+            if let Some(slot) = entry.get_mut(*subtask) {
+                slot.clone_from(&done.file);
             }
-            if let Some(local) = &state.incremental {
-                if savepoint.is_some() {
-                    return Err(Error::User(
-                        "a savepoint received incremental RocksDB state; savepoints must be canonical".into(),
-                    ));
-                }
-                let chk = format!("chk-{}", p.id);
-                let handle =
-                    self.upload_incremental(&*store, &chk, &name, local, &mut size, uploaded)?;
-                full_size += handle.full_size();
-                handles
+            if let Some(handle) = &done.handle
+                && let Some(slot) = handles
                     .entry(uid.clone())
-                    .or_insert_with(|| vec![None; op.parallelism])[*subtask] = Some(handle);
+                    .or_insert_with(|| vec![None; op.parallelism])
+                    .get_mut(*subtask)
+            {
+                *slot = Some(handle.clone());
             }
         }
         let meta = CheckpointMetadata {
             format: METADATA_FORMAT.into(),
             job_id: self.job_id.clone(),
             checkpoint_id: p.id,
-            savepoint: savepoint.is_some(),
+            savepoint: p.target.savepoint,
             max_parallelism: self.max_parallelism,
             timestamp: crate::time::now_ms(),
             operators: files
@@ -620,7 +665,7 @@ impl Coordinator {
                         .operators
                         .iter()
                         .find(|o| o.uid == uid)
-                        .expect("known operator");
+                        .expect("checked above");
                     OperatorMetadata {
                         incremental: handles.remove(&uid).unwrap_or_default(),
                         uid,
@@ -634,14 +679,15 @@ impl Coordinator {
         let bytes = serde_json::to_vec_pretty(&meta).expect("metadata encodes");
         size += bytes.len() as u64;
         full_size += bytes.len() as u64;
-        store.put(&format!("{base}/_metadata"), bytes.into())?;
+        let base = &p.target.base;
+        p.store.put(&format!("{base}/_metadata"), bytes.into())?;
         let shared = meta
             .operators
             .iter()
             .flat_map(|o| shared_objects(&o.incremental))
             .collect();
         Ok(Written {
-            path: store.uri(&base),
+            path: p.store.uri(base),
             size,
             full_size,
             shared,

@@ -39,6 +39,8 @@ pub struct JobResult {
 /// The lifecycle state of a job, named as in Flink (`GET /jobs/:jobid` `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
+    /// Waiting for resources (a JobManager waiting for TaskManager slots).
+    Created,
     /// Tasks are running.
     Running,
     /// A task failed; waiting for the restart delay before the next attempt.
@@ -57,6 +59,7 @@ impl JobStatus {
     /// Flink's name of the state (`RUNNING`, `CANCELED`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Created => "CREATED",
             JobStatus::Running => "RUNNING",
             JobStatus::Restarting => "RESTARTING",
             JobStatus::Cancelling => "CANCELLING",
@@ -89,14 +92,14 @@ pub struct JobFailure {
 /// How many failures [`JobClient::failures`] remembers.
 const FAILURE_HISTORY: usize = 16;
 
-struct Shared {
+pub(crate) struct Shared {
     cancel: AtomicBool,
-    status: Mutex<JobStatus>,
+    pub(crate) status: Mutex<JobStatus>,
     failures: Mutex<VecDeque<JobFailure>>,
     start_ms: i64,
     end_ms: AtomicI64,
     attempt_cancel: Mutex<Arc<AtomicBool>>,
-    metrics: Mutex<Arc<JobMetrics>>,
+    pub(crate) metrics: Mutex<Arc<JobMetrics>>,
     finished: AtomicBool,
     restarts: AtomicU64,
     stats: Arc<Mutex<CheckpointStats>>,
@@ -104,7 +107,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn record_failure(&self, e: &Error) {
+    pub(crate) fn record_failure(&self, e: &Error) {
         let task = match e {
             Error::Task { task, subtask, .. } => Some(format!("{task} ({subtask})")),
             _ => None,
@@ -120,7 +123,7 @@ impl Shared {
         }
     }
 
-    fn set_status(&self, s: JobStatus) {
+    pub(crate) fn set_status(&self, s: JobStatus) {
         *self.status.lock().expect("not poisoned") = s;
     }
 }
@@ -345,7 +348,7 @@ impl JobHandle {
     }
 }
 
-fn is_cancellation(e: &Error) -> bool {
+pub(crate) fn is_cancellation(e: &Error) -> bool {
     match e {
         Error::Cancelled => true,
         Error::Task { source, .. } => is_cancellation(source),
@@ -353,7 +356,7 @@ fn is_cancellation(e: &Error) -> bool {
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -386,6 +389,7 @@ pub(crate) fn spawn(
     opts: &PlanOptions,
     batch_size: usize,
     cfg: CheckpointConfig,
+    cluster: Option<Arc<super::cluster::Deployer>>,
 ) -> Result<JobHandle> {
     graph.validate(opts.max_parallelism)?;
     let job_id = new_job_id();
@@ -406,7 +410,11 @@ pub(crate) fn spawn(
     }
     let shared = Arc::new(Shared {
         cancel: AtomicBool::new(false),
-        status: Mutex::new(JobStatus::Running),
+        status: Mutex::new(if cluster.is_some() {
+            JobStatus::Created
+        } else {
+            JobStatus::Running
+        }),
         failures: Mutex::new(VecDeque::new()),
         start_ms: crate::time::now_ms(),
         end_ms: AtomicI64::new(0),
@@ -438,9 +446,11 @@ pub(crate) fn spawn(
         shared: shared.clone(),
         next_id: Arc::new(AtomicU64::new(0)),
         retained: Arc::new(Mutex::new(VecDeque::new())),
+        cluster,
+        attempts: AtomicU64::new(0),
     };
     // Instantiate the first attempt here so graph errors surface from execute().
-    let first = sup.start_attempt(initial)?;
+    let first = sup.start_attempt(initial, cfg_restore(&sup.cfg))?;
     let supervisor = std::thread::Builder::new()
         .name(format!("{name} supervisor"))
         .spawn(move || {
@@ -461,6 +471,10 @@ pub(crate) fn spawn(
     })
 }
 
+fn cfg_restore(cfg: &CheckpointConfig) -> Option<String> {
+    cfg.restore_from.clone()
+}
+
 /// Loads a checkpoint or savepoint given as `file:///dir` or an absolute path.
 fn load_plan(path: &str, storage: &weir_storage::StorageOptions) -> Result<RestorePlan> {
     RestorePlan::open(path, storage)
@@ -477,6 +491,9 @@ struct Supervisor {
     shared: Arc<Shared>,
     next_id: Arc<AtomicU64>,
     retained: Arc<Mutex<VecDeque<(u64, String)>>>,
+    /// Runs attempts on TaskManagers instead of local threads.
+    cluster: Option<Arc<super::cluster::Deployer>>,
+    attempts: AtomicU64,
 }
 
 struct Attempt {
@@ -573,23 +590,28 @@ impl Supervisor {
                     .transpose()?
                     .map(Arc::new),
             };
-            if let Some(from) = from.filter(|_| plan.is_some()) {
+            let path = from.filter(|_| plan.is_some());
+            if let Some(from) = path.clone() {
                 let mut s = self.shared.stats.lock().expect("not poisoned");
                 s.restored += 1;
                 s.last_restore = Some((from, crate::time::now_ms()));
             }
-            attempt = self.start_attempt(plan)?;
+            attempt = self.start_attempt(plan, path)?;
             let mut status = self.shared.status.lock().expect("not poisoned");
-            if *status == JobStatus::Restarting {
+            if *status == JobStatus::Restarting && self.cluster.is_none() {
                 *status = JobStatus::Running;
             }
         }
     }
 
-    fn start_attempt(&self, restore: Option<Arc<RestorePlan>>) -> Result<Attempt> {
+    /// Starts one attempt of the job from `restore` (loaded from `restore_path`).
+    fn start_attempt(
+        &self,
+        restore: Option<Arc<RestorePlan>>,
+        restore_path: Option<String>,
+    ) -> Result<Attempt> {
         let mut opts = self.opts.clone();
         opts.restore = restore;
-        let (instances, operators) = self.graph.instantiate(&opts)?;
         let cancel = Arc::new(AtomicBool::new(self.shared.cancel.load(Relaxed)));
         *self.shared.attempt_cancel.lock().expect("not poisoned") = cancel.clone();
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -604,33 +626,28 @@ impl Supervisor {
             stop_at: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             drain_at: AtomicU64::new(0),
+            target: Mutex::new(None),
         });
-        let expected = instances.len();
-        let mut tasks = Vec::new();
-        let mut task_metrics = Vec::new();
-        for inst in instances {
-            let m = Arc::new(TaskMetrics {
-                name: inst.name.clone(),
-                subtask: inst.subtask,
-                operators: inst.members.iter().map(|m| m.metrics.clone()).collect(),
-                backpressured_ns: AtomicU64::new(0),
-                finished: AtomicBool::new(false),
-            });
-            task_metrics.push(m.clone());
-            tasks.push(Task::new(
-                inst,
-                cancel.clone(),
-                m,
-                self.batch_size,
-                opts.max_parallelism,
-                Some(ctl.clone()),
-            ));
-        }
-        let metrics = Arc::new(JobMetrics {
-            operators,
-            tasks: task_metrics.clone(),
-            started: Instant::now(),
-        });
+        let attempt_no = self.attempts.fetch_add(1, Relaxed) + 1;
+        let started = match &self.cluster {
+            None => self.start_local(&opts, &cancel, &errors, &ctl)?,
+            Some(cluster) => cluster.start_attempt(super::cluster::AttemptRequest {
+                attempt: attempt_no,
+                graph: &self.graph,
+                opts: &opts,
+                restore_path,
+                cancel: cancel.clone(),
+                errors: errors.clone(),
+                ctl: ctl.clone(),
+                shared: self.shared.clone(),
+            })?,
+        };
+        let StartedTasks {
+            threads,
+            metrics,
+            expected,
+        } = started;
+        let task_metrics = metrics.tasks.clone();
         *self.shared.metrics.lock().expect("not poisoned") = metrics.clone();
 
         let done = Arc::new(AtomicBool::new(false));
@@ -676,27 +693,6 @@ impl Supervisor {
             .spawn(move || coordinator.run())
             .map_err(|e| Error::io("cannot spawn coordinator thread for", self.name.clone(), e))?;
 
-        let mut threads = Vec::new();
-        for (task, inputs) in tasks {
-            let (cancel, errors) = (cancel.clone(), errors.clone());
-            let thread_name = format!("{} ({})", task.name(), task.subtask());
-            let t = std::thread::Builder::new()
-                .name(thread_name.chars().take(60).collect())
-                .spawn(move || {
-                    let (tname, sub) = (task.name().to_string(), task.subtask());
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
-                        .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
-                    if let Err(e) = r {
-                        if !matches!(e, Error::Cancelled) {
-                            tracing::error!(task = %tname, subtask = sub, error = %crate::error::report(&e), "task failed; cancelling the job");
-                        }
-                        errors.lock().expect("not poisoned").push(Error::Task { task: tname, subtask: sub, source: Box::new(e) });
-                        cancel.store(true, Relaxed);
-                    }
-                })
-                .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
-            threads.push(t);
-        }
         Ok(Attempt {
             threads,
             errors,
@@ -706,3 +702,115 @@ impl Supervisor {
         })
     }
 }
+
+/// What starting an attempt's tasks produced.
+pub(crate) struct StartedTasks {
+    /// Threads that end when every task of the attempt has ended.
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    pub(crate) metrics: Arc<JobMetrics>,
+    /// Number of tasks (acknowledgements per checkpoint).
+    pub(crate) expected: usize,
+}
+
+impl Supervisor {
+    /// Instantiates every task in this process, one thread each.
+    fn start_local(
+        &self,
+        opts: &PlanOptions,
+        cancel: &Arc<AtomicBool>,
+        errors: &Arc<Mutex<Vec<Error>>>,
+        ctl: &Arc<CheckpointControl>,
+    ) -> Result<StartedTasks> {
+        let (instances, operators) = self.graph.instantiate(opts)?;
+        let expected = instances.len();
+        let (tasks, task_metrics) = prepare_tasks(
+            instances,
+            cancel,
+            self.batch_size,
+            opts.max_parallelism,
+            ctl,
+        );
+        let metrics = Arc::new(JobMetrics {
+            operators,
+            tasks: task_metrics,
+            started: Instant::now(),
+        });
+        let threads = spawn_tasks(tasks, cancel, errors, Arc::new(|_, _| {}))?;
+        Ok(StartedTasks {
+            threads,
+            metrics,
+            expected,
+        })
+    }
+}
+
+/// A task with the channels it reads.
+pub(crate) type RunnableTask = (Task, Vec<super::graph::InputChannel>);
+
+/// Wraps task instances into runnable tasks with their metrics.
+pub(crate) fn prepare_tasks(
+    instances: Vec<super::graph::TaskInstance>,
+    cancel: &Arc<AtomicBool>,
+    batch_size: usize,
+    max_parallelism: usize,
+    ctl: &Arc<CheckpointControl>,
+) -> (Vec<RunnableTask>, Vec<Arc<TaskMetrics>>) {
+    let mut tasks = Vec::new();
+    let mut task_metrics = Vec::new();
+    for inst in instances {
+        let m = Arc::new(TaskMetrics {
+            name: inst.name.clone(),
+            subtask: inst.subtask,
+            operators: inst.members.iter().map(|m| m.metrics.clone()).collect(),
+            backpressured_ns: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        });
+        task_metrics.push(m.clone());
+        tasks.push(Task::new(
+            inst,
+            cancel.clone(),
+            m,
+            batch_size,
+            max_parallelism,
+            Some(ctl.clone()),
+        ));
+    }
+    (tasks, task_metrics)
+}
+
+/// Runs each task on its own thread. The first to fail records its error and cancels the
+/// others; `ended(index, result)` is told about every task that ends (TaskManagers report it).
+pub(crate) fn spawn_tasks(
+    tasks: Vec<RunnableTask>,
+    cancel: &Arc<AtomicBool>,
+    errors: &Arc<Mutex<Vec<Error>>>,
+    ended: TaskEnded,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for (index, (task, inputs)) in tasks.into_iter().enumerate() {
+        let (cancel, errors, ended) = (cancel.clone(), errors.clone(), ended.clone());
+        let thread_name = format!("{} ({})", task.name(), task.subtask());
+        let t = std::thread::Builder::new()
+            .name(thread_name.chars().take(60).collect())
+            .spawn(move || {
+                let (tname, sub) = (task.name().to_string(), task.subtask());
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
+                    .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
+                let r = r.map_err(|e| Error::Task { task: tname.clone(), subtask: sub, source: Box::new(e) });
+                ended(index, r.as_ref().err());
+                if let Err(e) = r {
+                    if !is_cancellation(&e) {
+                        tracing::error!(task = %tname, subtask = sub, error = %crate::error::report(&e), "task failed; cancelling the job");
+                    }
+                    errors.lock().expect("not poisoned").push(e);
+                    cancel.store(true, Relaxed);
+                }
+            })
+            .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
+        threads.push(t);
+    }
+    Ok(threads)
+}
+
+/// Told about every task that ends: its index in the attempt and its error, if any.
+pub(crate) type TaskEnded = Arc<dyn Fn(usize, Option<&Error>) + Send + Sync>;

@@ -69,6 +69,11 @@ pub(crate) struct NodeSpec {
     pub(crate) chainable: bool,
 }
 
+/// An operator of a task: name, is a source, is a sink.
+pub(crate) type OperatorEntry = (String, bool, bool);
+/// A task instance: task name, subtask index, its operators.
+pub(crate) type TaskEntry = (String, usize, Vec<OperatorEntry>);
+
 /// The logical job as the API built it.
 #[derive(Clone, Default)]
 pub(crate) struct JobGraph {
@@ -120,6 +125,43 @@ impl InputChannel {
             data: (self.codec.encode)(batch)?,
         })
     }
+}
+
+/// One channel of the job: consumer node and its input, producer and consumer subtask.
+/// The same on every process that instantiates the graph, so two TaskManagers agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChannelId {
+    pub(crate) node: u32,
+    pub(crate) input: u32,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+}
+
+/// The producing end of a channel whose consumer runs in another process: the network
+/// exchange drains `rx` and forwards what the task sent.
+pub(crate) struct RemoteOutput {
+    pub(crate) id: ChannelId,
+    pub(crate) rx: Receiver<Event>,
+    pub(crate) announce: Arc<AtomicU64>,
+    pub(crate) codec: BatchCodec,
+}
+
+/// The consuming end of a channel whose producer runs in another process: the network
+/// exchange feeds `tx` with what arrives.
+pub(crate) struct RemoteInput {
+    pub(crate) id: ChannelId,
+    pub(crate) tx: Sender<Event>,
+    pub(crate) announced: Arc<AtomicU64>,
+    pub(crate) codec: BatchCodec,
+}
+
+/// What one process instantiated: its tasks, their metrics and the channels that cross to
+/// other processes.
+pub(crate) struct Instantiated {
+    pub(crate) tasks: Vec<TaskInstance>,
+    pub(crate) metrics: Vec<Arc<OperatorMetrics>>,
+    pub(crate) remote_outputs: Vec<RemoteOutput>,
+    pub(crate) remote_inputs: Vec<RemoteInput>,
 }
 
 pub(crate) enum MemberOp {
@@ -259,15 +301,13 @@ impl JobGraph {
         s
     }
 
-    /// Instantiates every task of the job, wiring chains and channels.
-    pub(crate) fn instantiate(
-        &self,
-        opts: &PlanOptions,
-    ) -> Result<(Vec<TaskInstance>, Vec<Arc<OperatorMetrics>>)> {
-        let parents = self.chain_parents(opts.chaining);
-        // Task head of every node, and its index within the task.
+    /// The tasks of the job: each task's chained nodes in chain order, and for each node
+    /// its task and its index within the task.
+    fn layout(&self, chaining: bool) -> (Vec<Vec<usize>>, Vec<usize>, Vec<usize>) {
+        let parents = self.chain_parents(chaining);
         let mut head = vec![0usize; self.nodes.len()];
         let mut local = vec![0usize; self.nodes.len()];
+        let mut task_of = vec![0usize; self.nodes.len()];
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         let mut task_of_head = std::collections::HashMap::new();
         for i in 0..self.nodes.len() {
@@ -279,10 +319,71 @@ impl JobGraph {
                 members_of.push(Vec::new());
                 members_of.len() - 1
             });
+            task_of[i] = t;
             local[i] = members_of[t].len();
             members_of[t].push(i);
         }
-        let task_index = |node: usize| task_of_head[&head[node]];
+        (members_of, task_of, local)
+    }
+
+    /// Every task instance as `(task name, subtask, operator names)`, in the order
+    /// [`JobGraph::instantiate`] creates them: what a JobManager tracks without running any.
+    pub(crate) fn task_list(&self, chaining: bool) -> Vec<TaskEntry> {
+        let (members_of, _, _) = self.layout(chaining);
+        let mut out = Vec::new();
+        for members in &members_of {
+            let name = members
+                .iter()
+                .map(|&m| self.nodes[m].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let ops: Vec<OperatorEntry> = members
+                .iter()
+                .map(|&m| {
+                    let n = &self.nodes[m];
+                    (
+                        n.name.clone(),
+                        matches!(n.kind, NodeKind::Source(_)),
+                        n.is_sink,
+                    )
+                })
+                .collect();
+            for s in 0..self.nodes[members[0]].parallelism {
+                out.push((name.clone(), s, ops.clone()));
+            }
+        }
+        out
+    }
+
+    /// Slots the job needs: one per subtask index of its widest task (a slot runs one
+    /// subtask of every task, as Flink's slot sharing does).
+    pub(crate) fn slots_needed(&self) -> usize {
+        self.nodes.iter().map(|n| n.parallelism).max().unwrap_or(1)
+    }
+
+    /// Instantiates every task of the job in this process, wiring chains and channels.
+    pub(crate) fn instantiate(
+        &self,
+        opts: &PlanOptions,
+    ) -> Result<(Vec<TaskInstance>, Vec<Arc<OperatorMetrics>>)> {
+        let i = self.instantiate_slots(opts, &|_| true)?;
+        debug_assert!(i.remote_outputs.is_empty() && i.remote_inputs.is_empty());
+        Ok((i.tasks, i.metrics))
+    }
+
+    /// Instantiates the subtasks whose index `local` accepts (the slots of one TaskManager).
+    /// Channels between two local subtasks are in-process; channels to or from another
+    /// process are returned for the network exchange to bridge.
+    pub(crate) fn instantiate_slots(
+        &self,
+        opts: &PlanOptions,
+        is_local: &dyn Fn(usize) -> bool,
+    ) -> Result<Instantiated> {
+        let parents = self.chain_parents(opts.chaining);
+        let (members_of, task_of, local) = self.layout(opts.chaining);
+        let task_index = |node: usize| task_of[node];
+        let mut remote_outputs = Vec::new();
+        let mut remote_inputs = Vec::new();
 
         // Targets per member per port (identical for every subtask of a task).
         let mut targets: Vec<Vec<Vec<Target>>> = self
@@ -324,16 +425,45 @@ impl JobGraph {
                         (0..node.parallelism).collect()
                     };
                     for i in downs {
+                        let (up_local, down_local) = (is_local(j), is_local(i));
+                        if !up_local && !down_local {
+                            continue;
+                        }
                         let (tx, rx) = bounded(opts.channel_capacity);
                         let announced = Arc::new(AtomicU64::new(0));
-                        senders.push(tx);
-                        announce.push(announced.clone());
-                        inputs[dt][i].push(InputChannel {
-                            input: k,
-                            rx,
-                            announced,
-                            codec: e.codec,
-                        });
+                        let id = ChannelId {
+                            node: n as u32,
+                            input: k as u32,
+                            from: j as u32,
+                            to: i as u32,
+                        };
+                        if up_local {
+                            senders.push(tx.clone());
+                            announce.push(announced.clone());
+                        } else {
+                            remote_inputs.push(RemoteInput {
+                                id,
+                                tx: tx.clone(),
+                                announced: announced.clone(),
+                                codec: e.codec,
+                            });
+                        }
+                        drop(tx);
+                        if down_local {
+                            inputs[dt][i].push(InputChannel {
+                                input: k,
+                                rx,
+                                announced,
+                                codec: e.codec,
+                            });
+                        } else {
+                            remote_outputs.push(RemoteOutput {
+                                id,
+                                rx,
+                                announce: announced,
+                                codec: e.codec,
+                            });
+                        }
                     }
                     up_outputs.push(TaskOutput {
                         partitioning: partitioning.clone(),
@@ -359,6 +489,9 @@ impl JobGraph {
                 .zip(std::mem::take(&mut inputs[t]))
                 .enumerate()
             {
+                if !is_local(s) {
+                    continue;
+                }
                 let mut ms = Vec::new();
                 for &m in members {
                     let node = &self.nodes[m];
@@ -401,7 +534,12 @@ impl JobGraph {
                 });
             }
         }
-        Ok((tasks, all_metrics))
+        Ok(Instantiated {
+            tasks,
+            metrics: all_metrics,
+            remote_outputs,
+            remote_inputs,
+        })
     }
 
     /// Subtask `index`'s share of the in-flight records restored for node `node` (a task

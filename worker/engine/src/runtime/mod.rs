@@ -5,10 +5,13 @@
 //! The runtime never looks inside a batch: the typed API wraps `Vec<Rec<T>>` (and the SQL
 //! layer wraps Arrow `RecordBatch`) behind [`BatchData`], so one runtime serves both.
 
+pub mod cluster;
 pub(crate) mod coordinator;
 pub(crate) mod exec;
 pub(crate) mod graph;
 pub mod metrics;
+pub(crate) mod net;
+pub(crate) mod persist;
 pub(crate) mod task;
 
 use crate::error::Result;

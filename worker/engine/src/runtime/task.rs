@@ -8,6 +8,7 @@ use super::graph::{
     InputChannel, Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput,
 };
 use super::metrics::TaskMetrics;
+use super::persist::SubtaskAck;
 use super::{Batch, Event, OutItem, Output, SourcePoll};
 use crate::checkpoint::{InFlightBatch, OperatorSubtaskState};
 use crate::error::{Error, Result};
@@ -495,6 +496,10 @@ impl Task {
     fn acknowledge(&self, id: u64, states: Snapshot) {
         if let Some(ctl) = &self.ckpt {
             // The coordinator may be gone when the job is shutting down; nothing to do then.
+            let states = states
+                .into_iter()
+                .map(|(uid, subtask, s)| (uid, subtask, SubtaskAck::Raw(s)))
+                .collect();
             let _ = ctl.acks.send(Ack { id, states });
         }
     }
