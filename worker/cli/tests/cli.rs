@@ -779,9 +779,109 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
-    // The failure-free reference, in one process at the same parallelism.
+/// A JobManager and TaskManagers of `weir` on loopback, with checkpoints on `s3`.
+struct Cluster {
+    procs: Processes,
+    url: String,
+    job: String,
+    common: Vec<String>,
+    taskmanagers: usize,
+}
+
+impl Cluster {
+    /// Starts the JobManager for `user-metrics` with `job_args` and `tms` TaskManagers of
+    /// `slots` slots each; `set` adds configuration for every process.
+    fn start(s3: &S3sFs, tms: usize, slots: usize, set: &[String], job_args: &[String]) -> Self {
+        let (rpc, rest) = (free_port(), free_port());
+        let mut common: Vec<String> = s3_checkpoint_args(s3, "100ms");
+        for kv in [
+            format!("jobmanager.rpc.port={rpc}"),
+            "heartbeat.interval=200ms".to_string(),
+            "heartbeat.timeout=3s".to_string(),
+            "restart-strategy.fixed-delay.delay=200ms".to_string(),
+            format!("taskmanager.numberOfTaskSlots={slots}"),
+        ]
+        .iter()
+        .chain(set)
+        {
+            common.extend(["--set".to_string(), kv.clone()]);
+        }
+        let mut jm = vec!["jobmanager".to_string()];
+        jm.extend(common.iter().cloned());
+        jm.extend(["--set".to_string(), format!("rest.port={rest}")]);
+        jm.push("user-metrics".to_string());
+        jm.extend(job_args.iter().cloned());
+        let mut c = Cluster {
+            procs: Processes::new(),
+            url: format!("http://127.0.0.1:{rest}"),
+            job: String::new(),
+            common,
+            taskmanagers: 0,
+        };
+        c.procs.start("jobmanager", &jm);
+        for _ in 0..tms {
+            c.add_taskmanager();
+        }
+        // "JobManager: REST API <url>  RPC <addr>  (job <id>)"
+        let start = std::time::Instant::now();
+        while c.job.is_empty() {
+            let log = std::fs::read_to_string(&c.procs.children[0].2).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.starts_with("JobManager: REST API")) {
+                c.job = line
+                    .rsplit("(job ")
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(')')
+                    .to_string();
+            }
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "no JobManager\n{}",
+                c.procs.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        c
+    }
+
+    fn add_taskmanager(&mut self) -> String {
+        self.taskmanagers += 1;
+        let name = format!("taskmanager-{}", self.taskmanagers);
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(self.common.iter().cloned());
+        self.procs.start(&name, &a);
+        name
+    }
+
+    /// `weir <command> ... -m <url>`.
+    fn weir(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .args(["-m", &self.url])
+            .output()
+            .unwrap()
+    }
+
+    /// Waits for the job to reach `state` (as `weir list` shows it).
+    fn wait_for(&self, state: &str, secs: u64) {
+        let start = std::time::Instant::now();
+        loop {
+            let list = stdout(&self.weir(&["list"]));
+            if list.contains(&format!("({state})")) {
+                return;
+            }
+            assert!(
+                !list.contains("(FAILED)") && start.elapsed().as_secs() < secs,
+                "the job did not reach {state}: {list}\n{}",
+                self.procs.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// `user-metrics` at parallelism 4 without failures, in one process: the expected output.
+fn user_metrics_reference(events: u64) -> Vec<String> {
     let reference = tempfile::tempdir().unwrap();
     let o = weir(&[
         "run",
@@ -789,7 +889,7 @@ fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
         "-p",
         "4",
         "--arg",
-        "events=60000",
+        &format!("events={events}"),
         "--no-progress",
         "--arg",
         &format!("output={}", reference.path().display()),
@@ -797,50 +897,24 @@ fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = committed(reference.path());
     assert!(expected.len() > 100);
+    expected
+}
 
+fn cluster_survives_losing_a_taskmanager(backend: &str) {
+    let expected = user_metrics_reference(60000);
     let data = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
     let out = tempfile::tempdir().unwrap();
-    let (rpc, rest) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{rest}");
-    let mut common: Vec<String> = s3_checkpoint_args(&s3, "100ms");
-    for kv in [
-        format!("jobmanager.rpc.port={rpc}"),
-        "heartbeat.interval=200ms".to_string(),
-        "heartbeat.timeout=3s".to_string(),
-        "restart-strategy.fixed-delay.delay=200ms".to_string(),
-    ] {
-        common.extend(["--set".to_string(), kv]);
-    }
-    let tm = |name: &str| -> Vec<String> {
-        let mut a = vec!["taskmanager".to_string()];
-        a.extend(common.iter().cloned());
-        a.extend([
-            "--set".to_string(),
-            "taskmanager.numberOfTaskSlots=2".to_string(),
-        ]);
-        let _ = name;
-        a
-    };
-    let mut jm = vec!["jobmanager".to_string()];
-    jm.extend(common.iter().cloned());
-    jm.extend(
-        [
-            "--set",
-            "parallelism.default=4",
-            "--set",
-            &format!("rest.port={rest}"),
-            "user-metrics",
-            "events=60000",
-            "rate=15000",
-            &format!("output={}", out.path().display()),
-        ]
-        .map(str::to_string),
-    );
-    let mut procs = Processes::new();
-    procs.start("jobmanager", &jm);
-    procs.start("taskmanager-1", &tm("1"));
-    procs.start("taskmanager-2", &tm("2"));
+    let set = [
+        "parallelism.default=4".to_string(),
+        format!("state.backend.type={backend}"),
+    ];
+    let job_args = [
+        "events=60000".to_string(),
+        "rate=15000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let mut cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
 
     // Kill -9 one TaskManager once a checkpoint exists and the job is under way.
     let bucket_dir = s3.root().join("weir/checkpoints");
@@ -851,31 +925,17 @@ fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(30),
             "no checkpoint appeared in S3\n{}",
-            procs.logs()
+            cluster.procs.logs()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    procs.kill("taskmanager-1");
+    cluster.procs.kill("taskmanager-1");
     let partial = committed(out.path()).len();
     // The job cannot run on the two slots left; a replacement brings them back.
-    procs.start("taskmanager-3", &tm("3"));
+    cluster.add_taskmanager();
+    cluster.wait_for("FINISHED", 60);
 
-    let start = std::time::Instant::now();
-    let finished = loop {
-        let list = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["list", "-m", &url])
-            .output()
-            .unwrap();
-        if stdout(&list).contains("(FINISHED)") {
-            break true;
-        }
-        if stdout(&list).contains("(FAILED)") || start.elapsed().as_secs() > 60 {
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert!(finished, "the job did not finish\n{}", procs.logs());
-    let metrics = http_get(&url, "/metrics").expect("GET /metrics");
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
     let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
     assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
     assert!(
@@ -883,10 +943,107 @@ fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
         "the TaskManager was killed mid-run ({partial} of {} results)",
         expected.len()
     );
+    if backend == "rocksdb" {
+        let job_dir = bucket_dir.join(&cluster.job);
+        let shared = std::fs::read_dir(job_dir.join("shared")).map_or(0, |d| d.count());
+        assert!(
+            shared > 0,
+            "incremental checkpoints upload SST files to shared/"
+        );
+    }
     assert_eq!(
         committed(out.path()),
         expected,
         "exactly-once output after losing a TaskManager\n{}",
-        procs.logs()
+        cluster.procs.logs()
+    );
+}
+
+#[test]
+fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
+    cluster_survives_losing_a_taskmanager("hashmap");
+}
+
+#[test]
+fn a_rocksdb_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
+    cluster_survives_losing_a_taskmanager("rocksdb");
+}
+
+#[test]
+fn a_savepoint_over_rest_restores_in_a_new_cluster_exactly_once() {
+    let expected = user_metrics_reference(60000);
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let savepoints = tempfile::tempdir().unwrap();
+    let set = [
+        "parallelism.default=4".to_string(),
+        format!(
+            "state.savepoints.dir=file://{}",
+            savepoints.path().display()
+        ),
+    ];
+    let job_args = [
+        "events=60000".to_string(),
+        "rate=10000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
+    cluster.wait_for("RUNNING", 30);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+
+    // A savepoint while the job runs on.
+    let o = cluster.weir(&["savepoint", &cluster.job]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        stderr(&o),
+        cluster.procs.logs()
+    );
+    let first = stdout(&o)
+        .trim()
+        .rsplit("Path: ")
+        .next()
+        .unwrap()
+        .to_string();
+    let first_dir = first.trim_start_matches("file://");
+    assert!(
+        std::path::Path::new(first_dir).join("_metadata").exists(),
+        "{first}"
+    );
+    // Stop with a savepoint: the job ends, the JobManager keeps answering.
+    let o = cluster.weir(&["stop", &cluster.job]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        stderr(&o),
+        cluster.procs.logs()
+    );
+    let stopped = stdout(&o)
+        .trim()
+        .rsplit("Path: ")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(stopped, first);
+    cluster.wait_for("FINISHED", 30);
+    let partial = committed(out.path()).len();
+    assert!(
+        partial < expected.len(),
+        "stopped mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    drop(cluster);
+
+    // A new cluster restores from the stop's savepoint and finishes the input.
+    let mut set = set.to_vec();
+    set.push(format!("execution.savepoint.path={stopped}"));
+    let resumed = Cluster::start(&s3, 1, 4, &set, &job_args);
+    resumed.wait_for("FINISHED", 60);
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "exactly-once output across stop-with-savepoint and restore from {stopped}\n{}",
+        resumed.procs.logs()
     );
 }
