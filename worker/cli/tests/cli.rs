@@ -792,6 +792,18 @@ impl Cluster {
     /// Starts the JobManager for `user-metrics` with `job_args` and `tms` TaskManagers of
     /// `slots` slots each; `set` adds configuration for every process.
     fn start(s3: &S3sFs, tms: usize, slots: usize, set: &[String], job_args: &[String]) -> Self {
+        Self::start_job(s3, tms, slots, set, "user-metrics", job_args)
+    }
+
+    /// Like [`Cluster::start`] for the registered job `job`.
+    fn start_job(
+        s3: &S3sFs,
+        tms: usize,
+        slots: usize,
+        set: &[String],
+        job: &str,
+        job_args: &[String],
+    ) -> Self {
         let (rpc, rest) = (free_port(), free_port());
         let mut common: Vec<String> = s3_checkpoint_args(s3, "100ms");
         for kv in [
@@ -809,7 +821,7 @@ impl Cluster {
         let mut jm = vec!["jobmanager".to_string()];
         jm.extend(common.iter().cloned());
         jm.extend(["--set".to_string(), format!("rest.port={rest}")]);
-        jm.push("user-metrics".to_string());
+        jm.push(job.to_string());
         jm.extend(job_args.iter().cloned());
         let mut c = Cluster {
             procs: Processes::new(),
@@ -1046,4 +1058,103 @@ fn a_savepoint_over_rest_restores_in_a_new_cluster_exactly_once() {
         "exactly-once output across stop-with-savepoint and restore from {stopped}\n{}",
         resumed.procs.logs()
     );
+}
+
+/// Sum of a Prometheus metric's samples whose labels contain every `filter`.
+fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Peak resident memory of a process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let set = ["parallelism.default=2".to_string()];
+    let job_args = ["sink-rate=20000".to_string()];
+    // Two TaskManagers of one slot: half of the keyed exchange crosses processes.
+    let cluster = Cluster::start_job(&s3, 2, 1, &set, "slow-sink", &job_args);
+    cluster.wait_for("RUNNING", 30);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let first = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+
+    let source_bp = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_backPressuredTimeMsPerSecond",
+        &["task_name=\"Clicks\""],
+    ) / 2.0;
+    assert!(
+        source_bp > 600.0,
+        "the sources spend most of each second blocked: {source_bp} ms/s\n{second}"
+    );
+    let sink_bp = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_backPressuredTimeMsPerSecond",
+        &["SlowSink\""],
+    );
+    assert!(
+        sink_bp < 100.0,
+        "the sink itself is not backpressured: {sink_bp}"
+    );
+
+    let produced = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_operator_numRecordsOut",
+        &["operator_name=\"Clicks\""],
+    );
+    let consumed = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_operator_numRecordsIn",
+        &["operator_name=\"SlowSink\""],
+    );
+    let consumed_before = metric_sum(
+        &first,
+        "weir_taskmanager_job_task_operator_numRecordsIn",
+        &["operator_name=\"SlowSink\""],
+    );
+    // The sinks hold their pace (2 × 20000/s) ...
+    let sink_rate = (consumed - consumed_before) / 2.0;
+    assert!(
+        (30_000.0..50_000.0).contains(&sink_rate),
+        "sink rate {sink_rate}/s"
+    );
+    // ... and the sources are held to it: what is in flight is bounded by the channels —
+    // 4 channels of 8 batches of 1024 records, and for the 2 crossing processes 8 more on
+    // each side of the connection (credits) — plus the metrics' reporting delay.
+    let in_flight = produced - consumed;
+    let bound = (2.0 * 8.0 + 2.0 * 24.0) * 1024.0 + 0.5 * sink_rate;
+    eprintln!(
+        "sources blocked {source_bp:.0} ms/s, sink {sink_bp:.0} ms/s; sink rate {sink_rate:.0}/s; \
+         {in_flight} records in flight (bound {bound})"
+    );
+    assert!(
+        in_flight < bound,
+        "produced {produced}, consumed {consumed}: {in_flight} records in flight (bound {bound})"
+    );
+    for (name, child, _) in &cluster.procs.children {
+        if name.starts_with("taskmanager") {
+            let peak = peak_rss_mib(child.id());
+            assert!(peak < 200.0, "{name} peaked at {peak:.0} MiB");
+        }
+    }
+    let o = cluster.weir(&["cancel", &cluster.job]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    cluster.wait_for("CANCELED", 30);
 }

@@ -213,7 +213,8 @@ impl DataServer {
             Some((c, b)) => (c.clone(), b.clone()),
             None => return,
         };
-        let credit = self.capacity.max(1) as u32;
+        // As many events as the consuming task's channel buffers.
+        let credit = input.tx.capacity().unwrap_or(self.capacity).max(1) as u32;
         if writer.write_all(&credit.to_le_bytes()).is_err() {
             on_broken(format!(
                 "channel {id:?}: the producer went away during the handshake"
