@@ -11,7 +11,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
-use weir_engine::connectors::{DataGen, FileSink};
+use weir_engine::connectors::{BlackholeSink, DataGen, FileSink};
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, agg};
 use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
@@ -863,6 +863,119 @@ fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
     );
     for p in private {
         assert!(job_dir.join(&p).is_file(), "{p} exists");
+    }
+}
+
+/// Keys of the large state.
+const LARGE_STATE_KEYS: u32 = 200_000;
+
+/// About 100 bytes, different for every (key, version), not much compressible.
+fn state_value(key: u32, version: u64) -> String {
+    (0..6)
+        .map(|i| {
+            let mut x =
+                (u64::from(key) << 32 | version) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            format!("{:016x}", x ^ (x >> 31))
+        })
+        .collect()
+}
+
+/// Large keyed state written once, then changing slowly: the first generated record expands
+/// into one value for each of [`LARGE_STATE_KEYS`] keys (all before the next barrier), every
+/// later one — `rate` per second — updates one key. A rolling reduce keeps each key's latest.
+fn build_large_state(env: &StreamExecutionEnvironment, rate: f64) {
+    env.from_source(
+        DataGen::new(11, |g| g.index).rows_per_second(rate),
+        None,
+        "gen",
+    )
+    .uid("gen")
+    .flat_map(|i: u64| {
+        if i == 0 {
+            (0..LARGE_STATE_KEYS)
+                .map(|k| (k, state_value(k, 0)))
+                .collect::<Vec<_>>()
+        } else {
+            let k = (i * 7_919 % u64::from(LARGE_STATE_KEYS)) as u32;
+            vec![(k, state_value(k, i))]
+        }
+    })
+    .uid("expand")
+    .key_by(|e: &(u32, String)| e.0)
+    .reduce(|_, latest| latest.clone())
+    .uid("latest")
+    .sink_to(BlackholeSink)
+    .uid("sink");
+}
+
+#[test]
+fn incremental_checkpoints_of_large_slowly_changing_state_upload_only_the_changes() {
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("execution.checkpointing.interval", "100ms".into()),
+            ("state.checkpoints.num-retained", "10".into()),
+        ],
+    );
+    // 2000 updates per second: about 200 changed keys per checkpoint.
+    build_large_state(&env, 2_000.0);
+    let job = env.execute_async("large-state").unwrap();
+    // (id, uploaded bytes, full bytes) of each completed checkpoint, as the statistics say.
+    let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+    let start = std::time::Instant::now();
+    let load = loop {
+        let s = job.checkpoints();
+        if let Some(id) = s.last_completed_id
+            && seen.last().is_none_or(|l| l.0 != id)
+        {
+            seen.push((id, s.last_size_bytes, s.last_full_size_bytes));
+        }
+        // The first checkpoint holding the large state, and the three after it.
+        if let Some(i) = seen.iter().position(|c| c.2 > 10_000_000)
+            && seen.len() >= i + 4
+        {
+            break i;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30) && !job.is_finished(),
+            "{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    job.cancel();
+    let _ = job.wait();
+    let (first, later) = (seen[load], &seen[load + 1..load + 4]);
+    let ids: Vec<u64> = later.iter().map(|c| c.0).collect();
+    assert_eq!(
+        ids,
+        vec![first.0 + 1, first.0 + 2, first.0 + 3],
+        "consecutive checkpoints: {seen:?}"
+    );
+    assert!(
+        first.1 >= first.2 * 9 / 10,
+        "the first checkpoint uploads the state: {seen:?}"
+    );
+    // Each later checkpoint flushes a few hundred changed keys into one new SST file. (The
+    // fourth new file makes RocksDB compact level 0, rewriting the large file: the checkpoint
+    // after that uploads the compacted files again. These three come before.)
+    for c in later {
+        assert!(
+            c.1 * 5 < first.1,
+            "chk-{} uploaded {} bytes, not < 20 % of the first's {}: {seen:?}",
+            c.0,
+            c.1,
+            first.1
+        );
+        assert!(
+            c.2.abs_diff(first.2) * 10 < first.2,
+            "chk-{} references {} bytes, about the first's {}: {seen:?}",
+            c.0,
+            c.2,
+            first.2
+        );
     }
 }
 
