@@ -449,35 +449,61 @@ fn in_flight_batches(path: &str) -> usize {
     n
 }
 
-#[test]
-fn aligned_and_unaligned_checkpoints_under_backpressure_survive_a_failure_exactly_once() {
-    // Also proves restored source splits resume in order: the backpressured sources of the
-    // two subtasks progress unevenly, and restored splits are dealt out anew.
+/// A backpressured job on `backend` fails once, with aligned and with unaligned checkpoints,
+/// and its output equals a failure-free run's.
+///
+/// Also proves restored source splits resume in order: the backpressured sources of the
+/// two subtasks progress unevenly, and restored splits are dealt out anew.
+fn checkpoints_under_backpressure_survive_a_failure_exactly_once(backend: Backend) {
     let expected = reference(1);
     for unaligned in ["false", "true"] {
-        let out = tempfile::tempdir().unwrap();
-        let chk = tempfile::tempdir().unwrap();
-        let env = StreamExecutionEnvironment::with_config(config(&[
-            ("parallelism.default", "2".into()),
-            ("execution.checkpointing.interval", "30ms".into()),
-            ("execution.checkpointing.unaligned", unaligned.into()),
-            ("state.checkpoints.dir", uri(chk.path())),
-            ("restart-strategy.fixed-delay.delay", "10ms".into()),
-        ]));
-        build_backpressured(&env, out.path(), Failures::at(&[7_777]));
+        let dirs = JobDirs::new();
+        let env = dirs.env(
+            backend,
+            &[
+                ("parallelism.default", "2".into()),
+                ("execution.checkpointing.interval", "30ms".into()),
+                ("execution.checkpointing.unaligned", unaligned.into()),
+                ("state.checkpoints.num-retained", "1000".into()),
+                ("restart-strategy.fixed-delay.delay", "10ms".into()),
+            ],
+        );
+        build_backpressured(&env, dirs.out.path(), Failures::at(&[7_777]));
         let result = env.execute("failing").unwrap();
-        assert_eq!(result.restarts, 1, "{:?}", result.checkpoints);
+        let what = format!("{backend:?}, unaligned: {unaligned}");
+        assert_eq!(result.restarts, 1, "{what}: {:?}", result.checkpoints);
         assert!(
             result.checkpoints.completed >= 2,
-            "{:?}",
+            "{what}: {:?}",
             result.checkpoints
         );
-        assert_same(
-            &committed(out.path()),
-            &expected,
-            &format!("unaligned: {unaligned}"),
+        assert_same(&committed(dirs.out.path()), &expected, &what);
+        let in_flight: usize = checkpoint_metadata(&dirs.chk.path().join(&result.job_id))
+            .iter()
+            .map(|(id, _)| {
+                in_flight_batches(&format!(
+                    "{}/{}/chk-{id}",
+                    uri(dirs.chk.path()),
+                    result.job_id
+                ))
+            })
+            .sum();
+        assert_eq!(
+            in_flight > 0,
+            unaligned == "true",
+            "{what}: {in_flight} overtaken batches stored"
         );
     }
+}
+
+#[test]
+fn aligned_and_unaligned_checkpoints_under_backpressure_survive_a_failure_exactly_once() {
+    checkpoints_under_backpressure_survive_a_failure_exactly_once(Backend::HashMap);
+}
+
+#[test]
+fn aligned_and_unaligned_rocksdb_checkpoints_under_backpressure_survive_a_failure_exactly_once() {
+    checkpoints_under_backpressure_survive_a_failure_exactly_once(Backend::RocksDb);
 }
 
 #[test]
