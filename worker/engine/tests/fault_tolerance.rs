@@ -711,32 +711,16 @@ fn shared_objects(job_dir: &Path) -> Vec<String> {
     v
 }
 
-fn rocksdb_config(local: &Path, pairs: &[(&str, String)]) -> Config {
-    let mut all = vec![
-        ("state.backend.type", "rocksdb".to_string()),
-        (
-            "state.backend.rocksdb.localdir",
-            local.display().to_string(),
-        ),
-    ];
-    all.extend(pairs.iter().cloned());
-    config(&all)
-}
-
 #[test]
 fn a_keyed_windowed_job_on_rocksdb_gives_the_same_output_as_on_hashmap() {
     let expected = reference(2);
-    let out = tempfile::tempdir().unwrap();
-    let local = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-        local.path(),
-        &[("parallelism.default", "2".into())],
-    ));
-    build(&env, out.path(), 1e9, None);
+    let dirs = JobDirs::new();
+    let env = dirs.env(Backend::RocksDb, &[("parallelism.default", "2".into())]);
+    build(&env, dirs.out.path(), 1e9, None);
     env.execute("rocksdb").unwrap();
-    assert_eq!(committed(out.path()), expected);
+    assert_eq!(committed(dirs.out.path()), expected);
     assert_eq!(
-        std::fs::read_dir(local.path()).unwrap().count(),
+        std::fs::read_dir(dirs.local.path()).unwrap().count(),
         0,
         "the RocksDB working directories are removed when the job ends"
     );
@@ -746,20 +730,17 @@ fn a_keyed_windowed_job_on_rocksdb_gives_the_same_output_as_on_hashmap() {
 fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
     let expected = reference(1);
     for fail_at in [4_321, 9_999] {
-        let out = tempfile::tempdir().unwrap();
-        let chk = tempfile::tempdir().unwrap();
-        let local = tempfile::tempdir().unwrap();
-        let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-            local.path(),
+        let dirs = JobDirs::new();
+        let env = dirs.env(
+            Backend::RocksDb,
             &[
                 ("parallelism.default", "2".into()),
                 ("execution.checkpointing.interval", "50ms".into()),
-                ("state.checkpoints.dir", uri(chk.path())),
                 ("state.checkpoints.num-retained", "2".into()),
                 ("restart-strategy.fixed-delay.delay", "10ms".into()),
             ],
-        ));
-        build(&env, out.path(), 20_000.0, Failures::at(&[fail_at]));
+        );
+        build(&env, dirs.out.path(), 20_000.0, Failures::at(&[fail_at]));
         let result = env.execute("failing").unwrap();
         assert_eq!(result.restarts, 1, "failed once at {fail_at}");
         assert!(
@@ -768,11 +749,11 @@ fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
             result.checkpoints
         );
         assert_eq!(
-            committed(out.path()),
+            committed(dirs.out.path()),
             expected,
             "output after a failure at event {fail_at}"
         );
-        let job_dir = chk.path().join(&result.job_id);
+        let job_dir = dirs.chk.path().join(&result.job_id);
         let metas = checkpoint_metadata(&job_dir);
         let (_, last) = metas.last().expect("a retained checkpoint");
         assert!(
@@ -789,21 +770,18 @@ fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
 
 #[test]
 fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() {
-    let out = tempfile::tempdir().unwrap();
-    let chk = tempfile::tempdir().unwrap();
-    let local = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-        local.path(),
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
         &[
             ("parallelism.default", "2".into()),
             ("execution.checkpointing.interval", "40ms".into()),
-            ("state.checkpoints.dir", uri(chk.path())),
             ("state.checkpoints.num-retained", "6".into()),
         ],
-    ));
-    build(&env, out.path(), 5_000.0, None);
+    );
+    build(&env, dirs.out.path(), 5_000.0, None);
     let result = env.execute("incremental").unwrap();
-    let job_dir = chk.path().join(&result.job_id);
+    let job_dir = dirs.chk.path().join(&result.job_id);
     let metas = checkpoint_metadata(&job_dir);
     assert!(metas.len() >= 3, "{:?}", result.checkpoints);
     let mut reused = 0;
@@ -845,25 +823,22 @@ fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() 
 
 #[test]
 fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
-    let out = tempfile::tempdir().unwrap();
-    let chk = tempfile::tempdir().unwrap();
-    let local = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-        local.path(),
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
         &[
             ("execution.checkpointing.interval", "30ms".into()),
-            ("state.checkpoints.dir", uri(chk.path())),
             ("state.checkpoints.num-retained", "1".into()),
         ],
-    ));
-    build(&env, out.path(), 20_000.0, None);
+    );
+    build(&env, dirs.out.path(), 20_000.0, None);
     let result = env.execute("retain-one").unwrap();
     assert!(
         result.checkpoints.completed >= 4,
         "{:?}",
         result.checkpoints
     );
-    let job_dir = chk.path().join(&result.job_id);
+    let job_dir = dirs.chk.path().join(&result.job_id);
     let metas = checkpoint_metadata(&job_dir);
     assert_eq!(metas.len(), 1, "one checkpoint retained");
     let referenced = referenced_shared(&metas[0].1);
@@ -1018,30 +993,28 @@ fn copy_committed(from: &Path, to: &Path) {
 #[test]
 fn savepoints_move_state_hashmap_to_rocksdb_to_hashmap_at_parallelism_2_3_1() {
     let expected = reference(2);
-    let out = tempfile::tempdir().unwrap();
+    let dirs = JobDirs::new();
     let sp = tempfile::tempdir().unwrap();
-    let local = tempfile::tempdir().unwrap();
 
-    let env =
-        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
-    build(&env, out.path(), 4_000.0, None);
+    let env = dirs.env(Backend::HashMap, &[("parallelism.default", "2".into())]);
+    build(&env, dirs.out.path(), 4_000.0, None);
     let job = env.execute_async("hashmap").unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let first = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
-    let after_first = committed(out.path()).len();
+    let after_first = committed(dirs.out.path()).len();
 
-    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-        local.path(),
+    let env = dirs.env(
+        Backend::RocksDb,
         &[
             ("parallelism.default", "3".into()),
             ("execution.savepoint.path", first),
         ],
-    ));
-    build(&env, out.path(), 4_000.0, None);
+    );
+    build(&env, dirs.out.path(), 4_000.0, None);
     let job = env.execute_async("rocksdb").unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let second = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
-    let after_second = committed(out.path()).len();
+    let after_second = committed(dirs.out.path()).len();
     assert!(
         after_first < after_second && after_second < expected.len(),
         "each run stopped mid-stream: {after_first}, {after_second} of {}",
@@ -1057,30 +1030,30 @@ fn savepoints_move_state_hashmap_to_rocksdb_to_hashmap_at_parallelism_2_3_1() {
         "a savepoint of the rocksdb backend is canonical: {meta}"
     );
 
-    let env = StreamExecutionEnvironment::with_config(config(&[
-        ("parallelism.default", "1".into()),
-        ("execution.savepoint.path", second),
-    ]));
-    build(&env, out.path(), 1e9, None);
+    let env = dirs.env(
+        Backend::HashMap,
+        &[
+            ("parallelism.default", "1".into()),
+            ("execution.savepoint.path", second),
+        ],
+    );
+    build(&env, dirs.out.path(), 1e9, None);
     env.execute("hashmap again").unwrap();
-    assert_eq!(committed(out.path()), expected);
+    assert_eq!(committed(dirs.out.path()), expected);
 }
 
 #[test]
 fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
     let expected = reference(2);
-    let first = tempfile::tempdir().unwrap();
-    let chk = tempfile::tempdir().unwrap();
-    let local = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-        local.path(),
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
         &[
             ("parallelism.default", "2".into()),
             ("execution.checkpointing.interval", "50ms".into()),
-            ("state.checkpoints.dir", uri(chk.path())),
         ],
-    ));
-    build(&env, first.path(), 5_000.0, None);
+    );
+    build(&env, dirs.out.path(), 5_000.0, None);
     let job = env.execute_async("before").unwrap();
     let job_id = job.job_id().to_string();
     while job.checkpoints().completed < 3 {
@@ -1089,23 +1062,23 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
     }
     job.cancel();
     assert!(job.wait().is_err(), "cancelled");
-    let (last, meta) = checkpoint_metadata(&chk.path().join(&job_id))
+    let (last, meta) = checkpoint_metadata(&dirs.chk.path().join(&job_id))
         .pop()
         .expect("a completed checkpoint");
     assert!(!referenced_shared(&meta).is_empty(), "{meta}");
-    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(chk.path()));
+    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(dirs.chk.path()));
 
     for p in [3usize, 1] {
         let out = tempfile::tempdir().unwrap();
-        copy_committed(first.path(), out.path());
+        copy_committed(dirs.out.path(), out.path());
         assert!(committed(out.path()).len() < expected.len());
-        let env = StreamExecutionEnvironment::with_config(rocksdb_config(
-            local.path(),
+        let env = dirs.env(
+            Backend::RocksDb,
             &[
                 ("parallelism.default", p.to_string()),
                 ("execution.savepoint.path", checkpoint.clone()),
             ],
-        ));
+        );
         build(&env, out.path(), 1e9, None);
         env.execute("after").unwrap();
         assert_eq!(
@@ -1120,7 +1093,7 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
         "execution.savepoint.path",
         checkpoint,
     )]));
-    build(&env, first.path(), 1e9, None);
+    build(&env, dirs.out.path(), 1e9, None);
     let msg = weir_engine::report(&env.execute("hashmap").unwrap_err());
     assert!(msg.contains("state.backend.type: rocksdb"), "{msg}");
 }
