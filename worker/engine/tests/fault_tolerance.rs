@@ -77,13 +77,13 @@ impl JobDirs {
 struct Failures(Arc<Vec<(u64, AtomicBool)>>);
 
 impl Failures {
-    fn at(events: &[u64]) -> Option<Failures> {
-        Some(Failures(Arc::new(
+    fn at(events: &[u64]) -> Failures {
+        Failures(Arc::new(
             events
                 .iter()
                 .map(|&e| (e, AtomicBool::new(false)))
                 .collect(),
-        )))
+        ))
     }
 
     /// Panics if `event` is a failure point passing for the first time.
@@ -217,7 +217,7 @@ fn exactly_once_output_survives_task_failures_at_any_point() {
             ("state.checkpoints.dir", uri(chk.path())),
             ("restart-strategy.fixed-delay.delay", "10ms".into()),
         ]));
-        build(&env, out.path(), 20_000.0, Failures::at(&[fail_at]));
+        build(&env, out.path(), 20_000.0, Some(Failures::at(&[fail_at])));
         let result = env.execute("failing").unwrap();
         assert_eq!(
             result.restarts, 1,
@@ -241,7 +241,7 @@ fn without_checkpoints_a_failure_fails_the_job() {
     let out = tempfile::tempdir().unwrap();
     let env =
         StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
-    build(&env, out.path(), 1e9, Failures::at(&[500]));
+    build(&env, out.path(), 1e9, Some(Failures::at(&[500])));
     let msg = weir_engine::report(&env.execute("no-restarts").unwrap_err());
     assert!(msg.contains("injected failure at event 500"), "{msg}");
     assert!(
@@ -468,7 +468,7 @@ fn checkpoints_under_backpressure_survive_a_failure_exactly_once(backend: Backen
                 ("restart-strategy.fixed-delay.delay", "10ms".into()),
             ],
         );
-        build_backpressured(&env, dirs.out.path(), Failures::at(&[7_777]));
+        build_backpressured(&env, dirs.out.path(), Some(Failures::at(&[7_777])));
         let result = env.execute("failing").unwrap();
         let what = format!("{backend:?}, unaligned: {unaligned}");
         assert_eq!(result.restarts, 1, "{what}: {:?}", result.checkpoints);
@@ -740,7 +740,12 @@ fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
                 ("restart-strategy.fixed-delay.delay", "10ms".into()),
             ],
         );
-        build(&env, dirs.out.path(), 20_000.0, Failures::at(&[fail_at]));
+        build(
+            &env,
+            dirs.out.path(),
+            20_000.0,
+            Some(Failures::at(&[fail_at])),
+        );
         let result = env.execute("failing").unwrap();
         assert_eq!(result.restarts, 1, "failed once at {fail_at}");
         assert!(
@@ -1203,15 +1208,11 @@ fn task_failures_with_checkpoints_on_s3(backend: Backend) {
         ],
     );
     let failures = Failures::at(&points);
-    build(&env, dirs.out.path(), 10_000.0, failures.clone());
+    build(&env, dirs.out.path(), 10_000.0, Some(failures.clone()));
     let result = env
         .execute("s3")
         .unwrap_or_else(|e| panic!("{what}: {}", weir_engine::report(&e)));
-    assert_eq!(
-        failures.unwrap().fired(),
-        points,
-        "{what}: every failure happened"
-    );
+    assert_eq!(failures.fired(), points, "{what}: every failure happened");
     // Failures in both subtasks at once cost one restart.
     assert!(
         (1..=points.len() as u64).contains(&result.restarts),
