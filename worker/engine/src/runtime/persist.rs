@@ -67,6 +67,13 @@ pub(crate) fn persist(
     }
     let r = persist_inner(store, target, uid, subtask, state, stored, &mut out);
     discard_local(state);
+    if r.is_err() {
+        // The checkpoint fails and its directory goes with it, but shared objects live
+        // outside it: remove the ones uploaded before the failure (best effort).
+        for o in &out.uploaded {
+            let _ = store.delete(&format!("{}/{o}", target.job_id));
+        }
+    }
     r.map(|()| out)
 }
 
