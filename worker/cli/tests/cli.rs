@@ -240,12 +240,26 @@ fn latest_checkpoint(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
+    killed_process_resumes_exactly_once("hashmap");
+}
+
+#[test]
+fn a_killed_rocksdb_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
+    killed_process_resumes_exactly_once("rocksdb");
+}
+
+/// Kills `weir run` (checkpoints on file:// every 100 ms, `backend`) at a random point of its
+/// run, resumes from the latest checkpoint, and compares with a failure-free run.
+fn killed_process_resumes_exactly_once(backend: &str) {
+    let backend_key = format!("state.backend.type={backend}");
     let base = [
         "run",
         "user-metrics",
         "--arg",
         "events=60000",
         "--no-progress",
+        "--set",
+        backend_key.as_str(),
     ];
     let reference = tempfile::tempdir().unwrap();
     let o = weir(
@@ -280,11 +294,14 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill -9 once a checkpoint exists and the job is well under way (about 1 s of 2 s).
+    // Kill -9 once a checkpoint exists, at a random point of the 2 s run.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let at = std::time::Duration::from_millis(300 + seed % 1200);
     let start = std::time::Instant::now();
-    while latest_checkpoint(chk.path()).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
+    while latest_checkpoint(chk.path()).is_none() || start.elapsed() < at {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
             "no checkpoint appeared"
@@ -296,7 +313,7 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
     let partial = committed(out.path());
     assert!(
         partial.len() < expected.len(),
-        "killed mid-run: {} of {} results",
+        "{backend}: killed mid-run after {at:?}: {} of {} results",
         partial.len(),
         expected.len()
     );
@@ -316,7 +333,7 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from {}",
+        "{backend}: killed after {at:?}, resumed from {}",
         restore.display()
     );
 }
@@ -1083,9 +1100,82 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 #[test]
 fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
+    let (cluster, _s3) = slow_sink_backpressure(&[], 8);
+    let o = cluster.weir(&["cancel", &cluster.job]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    cluster.wait_for("CANCELED", 30);
+}
+
+#[test]
+fn a_taskmanager_memory_budget_sizes_its_buffers_and_is_reported() {
+    // Too small for its slots: the TaskManager refuses to start, naming the numbers.
+    let o = weir(&[
+        "taskmanager",
+        "--set",
+        "taskmanager.memory.process.size=64m",
+        "--set",
+        "taskmanager.numberOfTaskSlots=4",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(
+            "taskmanager.memory.process.size (64.0 MiB) is too small for 4 slot(s): framework \
+             32.0 MiB + network 6.4 MiB + managed 25.6 MiB + 64.0 MiB for tasks"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // 80 MiB with 10 % network in 1 MiB segments: 8 buffers for the 3 channels each
+    // TaskManager holds (two from its local source, one from the remote one) — 2 per channel.
+    let budget = [
+        "taskmanager.memory.process.size=80m",
+        "taskmanager.memory.managed.fraction=0.1",
+        "taskmanager.memory.segment-size=1mb",
+    ];
+    let (cluster, _s3) = slow_sink_backpressure(&budget, 2);
+    let tms: serde_json::Value =
+        serde_json::from_str(&http_get(&cluster.url, "/taskmanagers").expect("GET /taskmanagers"))
+            .unwrap();
+    let tms = tms["taskmanagers"].as_array().unwrap();
+    assert_eq!(tms.len(), 2, "{tms:?}");
+    for tm in tms {
+        let m = &tm["memoryConfiguration"];
+        assert_eq!(m["totalProcessMemory"], 80 << 20, "{tm}");
+        assert_eq!(m["networkMemory"], 8 << 20, "{tm}");
+        assert_eq!(m["managedMemory"], 8 << 20, "{tm}");
+        assert_eq!(m["frameworkOffHeap"], 32 << 20, "{tm}");
+        assert_eq!(m["taskHeap"], 32 << 20, "{tm}");
+        assert_eq!(tm["weir"]["networkBuffers"], 8, "{tm}");
+        let rss = tm["weir"]["residentMemory"].as_u64().unwrap();
+        assert!(rss > 1 << 20 && rss < 80 << 20, "within its budget: {rss}");
+        assert_eq!(
+            (tm["slotsNumber"].as_u64(), tm["freeSlots"].as_u64()),
+            (Some(1), Some(0))
+        );
+    }
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    let network = metric_sum(
+        &metrics,
+        "weir_taskmanager_Status_Memory_Budget",
+        &["component=\"network\""],
+    );
+    assert_eq!(network, 2.0 * (8 << 20) as f64, "{metrics}");
+    let logs = cluster.procs.logs();
+    assert!(
+        logs.contains("memory budget") && logs.contains("batches_per_channel=2"),
+        "{logs}"
+    );
+}
+
+/// Runs `slow-sink` on two one-slot TaskManagers with `set` added, whose channels hold
+/// `capacity` batches, and checks that the sink backpressures the sources with a bounded
+/// amount of data in flight. The job is left running (checkpointing to the S3 server
+/// returned with it).
+fn slow_sink_backpressure(set: &[&str], capacity: usize) -> (Cluster, (S3sFs, tempfile::TempDir)) {
     let data = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
-    let set = ["parallelism.default=2".to_string()];
+    let mut set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    set.push("parallelism.default=2".to_string());
     let job_args = ["sink-rate=20000".to_string()];
     // Two TaskManagers of one slot: half of the keyed exchange crosses processes.
     let cluster = Cluster::start_job(&s3, 2, 1, &set, "slow-sink", &job_args);
@@ -1136,10 +1226,12 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
         "sink rate {sink_rate}/s"
     );
     // ... and the sources are held to it: what is in flight is bounded by the channels —
-    // 4 channels of 8 batches of 1024 records, and for the 2 crossing processes 8 more on
-    // each side of the connection (credits) — plus the metrics' reporting delay.
+    // 2 in-process channels of `capacity` batches of 1024 records, and for the 2 crossing
+    // processes a channel on each side plus as many in the connection (credits) — plus the
+    // metrics' reporting delay.
     let in_flight = produced - consumed;
-    let bound = (2.0 * 8.0 + 2.0 * 24.0) * 1024.0 + 0.5 * sink_rate;
+    let c = capacity as f64;
+    let bound = (2.0 * c + 2.0 * 3.0 * c) * 1024.0 + 0.5 * sink_rate;
     eprintln!(
         "sources blocked {source_bp:.0} ms/s, sink {sink_bp:.0} ms/s; sink rate {sink_rate:.0}/s; \
          {in_flight} records in flight (bound {bound})"
@@ -1154,7 +1246,51 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
             assert!(peak < 200.0, "{name} peaked at {peak:.0} MiB");
         }
     }
-    let o = cluster.weir(&["cancel", &cluster.job]);
+    (cluster, (s3, data))
+}
+
+#[test]
+fn weir_run_lives_within_a_memory_budget_or_names_the_part_that_is_too_small() {
+    // 16 channels of the keyed exchange at parallelism 4 need 32 buffers; 10 % of 200 MiB
+    // in 1 MiB segments is 20.
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "-p",
+        "4",
+        "--set",
+        "taskmanager.memory.process.size=200m",
+        "--set",
+        "taskmanager.memory.segment-size=1mb",
+        "--no-progress",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(
+            "network memory 20.0 MiB gives 20 buffers of 1024 KiB for 16 channels; every \
+             channel needs at least 2 (32 in all)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // A budget that fits (RocksDB sharing one block cache): the same results as without.
+    let expected = user_metrics_reference(60000);
+    let out = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "-p",
+        "4",
+        "--set",
+        "taskmanager.memory.process.size=400m",
+        "--set",
+        "state.backend.type=rocksdb",
+        "--arg",
+        "events=60000",
+        "--arg",
+        &format!("output={}", out.path().display()),
+        "--no-progress",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    cluster.wait_for("CANCELED", 30);
+    assert_eq!(committed(out.path()), expected);
 }
