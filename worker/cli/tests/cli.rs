@@ -238,6 +238,31 @@ fn latest_checkpoint(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         })
 }
 
+/// Kills `child` (SIGKILL) at a random point 0.3–1.5 s into its run, once a checkpoint is
+/// complete under `dir`; returns when it was killed (for assertion messages).
+fn kill_after_a_checkpoint(
+    child: &mut std::process::Child,
+    dir: &std::path::Path,
+) -> std::time::Duration {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let at = std::time::Duration::from_millis(300 + seed % 1200);
+    let start = std::time::Instant::now();
+    while latest_checkpoint(dir).is_none() || start.elapsed() < at {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no checkpoint appeared under {}",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    start.elapsed()
+}
+
 #[test]
 fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
     killed_process_resumes_exactly_once("hashmap");
@@ -294,22 +319,7 @@ fn killed_process_resumes_exactly_once(backend: &str) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill -9 once a checkpoint exists, at a random point of the 2 s run.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    let at = std::time::Duration::from_millis(300 + seed % 1200);
-    let start = std::time::Instant::now();
-    while latest_checkpoint(chk.path()).is_none() || start.elapsed() < at {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, chk.path());
     let partial = committed(out.path());
     assert!(
         partial.len() < expected.len(),
@@ -401,18 +411,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
         .unwrap();
     // Objects live as files under the server's root: find the newest complete checkpoint.
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared in S3"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
     let chk = latest_checkpoint(&bucket_dir).unwrap();
     let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
     let mut resume = args.clone();
@@ -425,7 +424,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from s3://weir/{}",
+        "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()
     );
 }
@@ -665,18 +664,7 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
         .spawn()
         .unwrap();
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared in S3"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
     let chk = latest_checkpoint(&bucket_dir).unwrap();
     // The keyed state went up as SST files under <job-id>/shared/, referenced by _metadata.
     let meta = std::fs::read_to_string(chk.join("_metadata")).unwrap();
@@ -701,7 +689,7 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from s3://weir/{}",
+        "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()
     );
 }
