@@ -163,6 +163,11 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
         s.in_progress() as f64,
     );
     add(
+        "lastCompletedCheckpointId",
+        "id of the latest completed checkpoint (-1: none yet; its path is in GET /jobs/:id/checkpoints)",
+        s.last_completed_id.map_or(-1.0, |id| id as f64),
+    );
+    add(
         "lastCheckpointDuration",
         "milliseconds from trigger to completion of the latest checkpoint",
         s.last_duration_ms as f64,
