@@ -15,6 +15,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `weir args` and checks that it fails saying `message`.
+fn fails_with(args: &[&str], message: &str) {
+    let o = weir(args);
+    assert!(!o.status.success(), "weir {args:?} succeeded");
+    assert!(stderr(&o).contains(message), "{}", stderr(&o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -159,43 +166,28 @@ fn bench_job_reads_a_file_and_writes_a_summary() {
 
 #[test]
 fn mistakes_on_the_command_line_get_errors_that_say_what_to_do() {
-    let o = weir(&["run", "no-such-job"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("no job named 'no-such-job'; registered jobs: user-metrics"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "no-such-job"],
+        "no job named 'no-such-job'; registered jobs: user-metrics",
     );
-
-    let o = weir(&["run", "user-metrics", "--arg", "event=5"]);
-    assert!(
-        stderr(&o).contains("has no argument 'event'; its arguments are: events, users, rate"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "user-metrics", "--arg", "event=5"],
+        "has no argument 'event'; its arguments are: events, users, rate",
     );
-
-    let o = weir(&["run", "user-metrics", "--set", "pipeline.max-paralelism=4"]);
-    assert!(
-        stderr(&o).contains("did you mean 'pipeline.max-parallelism'"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "user-metrics", "--set", "pipeline.max-paralelism=4"],
+        "did you mean 'pipeline.max-parallelism'",
     );
-
-    let o = weir(&["run", "bench-tumbling"]);
-    assert!(stderr(&o).contains("needs --arg input="), "{}", stderr(&o));
-
-    let o = weir(&[
-        "run",
-        "bench-tumbling",
-        "--arg",
-        "input=/nonexistent/events.jsonl",
-        "--no-progress",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("cannot read input /nonexistent/events.jsonl"),
-        "{}",
-        stderr(&o)
+    fails_with(&["run", "bench-tumbling"], "needs --arg input=");
+    fails_with(
+        &[
+            "run",
+            "bench-tumbling",
+            "--arg",
+            "input=/nonexistent/events.jsonl",
+            "--no-progress",
+        ],
+        "cannot read input /nonexistent/events.jsonl",
     );
 }
 
@@ -1097,21 +1089,16 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
 #[test]
 fn a_taskmanager_memory_budget_sizes_its_buffers_and_is_reported() {
     // Too small for its slots: the TaskManager refuses to start, naming the numbers.
-    let o = weir(&[
-        "taskmanager",
-        "--set",
-        "taskmanager.memory.process.size=64m",
-        "--set",
-        "taskmanager.numberOfTaskSlots=4",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains(
-            "taskmanager.memory.process.size (64.0 MiB) is too small for 4 slot(s): framework \
-             32.0 MiB + network 6.4 MiB + managed 25.6 MiB + 64.0 MiB for tasks"
-        ),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &[
+            "taskmanager",
+            "--set",
+            "taskmanager.memory.process.size=64m",
+            "--set",
+            "taskmanager.numberOfTaskSlots=4",
+        ],
+        "taskmanager.memory.process.size (64.0 MiB) is too small for 4 slot(s): framework \
+         32.0 MiB + network 6.4 MiB + managed 25.6 MiB + 64.0 MiB for tasks",
     );
     // 80 MiB with 10 % network in 1 MiB segments: 8 buffers for the 3 channels each
     // TaskManager holds (two from its local source, one from the remote one) — 2 per channel.
@@ -1241,25 +1228,20 @@ fn slow_sink_backpressure(set: &[&str], capacity: usize) -> (Cluster, (S3sFs, te
 fn weir_run_lives_within_a_memory_budget_or_names_the_part_that_is_too_small() {
     // 16 channels of the keyed exchange at parallelism 4 need 32 buffers; 10 % of 200 MiB
     // in 1 MiB segments is 20.
-    let o = weir(&[
-        "run",
-        "user-metrics",
-        "-p",
-        "4",
-        "--set",
-        "taskmanager.memory.process.size=200m",
-        "--set",
-        "taskmanager.memory.segment-size=1mb",
-        "--no-progress",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains(
-            "network memory 20.0 MiB gives 20 buffers of 1024 KiB for 16 channels; every \
-             channel needs at least 2 (32 in all)"
-        ),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &[
+            "run",
+            "user-metrics",
+            "-p",
+            "4",
+            "--set",
+            "taskmanager.memory.process.size=200m",
+            "--set",
+            "taskmanager.memory.segment-size=1mb",
+            "--no-progress",
+        ],
+        "network memory 20.0 MiB gives 20 buffers of 1024 KiB for 16 channels; every \
+         channel needs at least 2 (32 in all)",
     );
     // A budget that fits (RocksDB sharing one block cache): the same results as without.
     let expected = user_metrics_reference(60000);
