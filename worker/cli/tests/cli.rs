@@ -230,7 +230,8 @@ fn latest_checkpoint(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         })
 }
 
-/// Kills `child` (SIGKILL) at a random point 0.3–1.5 s into its run, once a checkpoint is
+/// Kills `child` (SIGKILL) at a random point 0.7–1.5 s into its 2 s run (by then every
+/// operator holds state, so checkpoints have SST files on rocksdb), once a checkpoint is
 /// complete under `dir`; returns when it was killed (for assertion messages).
 fn kill_after_a_checkpoint(
     child: &mut std::process::Child,
@@ -240,7 +241,7 @@ fn kill_after_a_checkpoint(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
-    let at = std::time::Duration::from_millis(300 + seed % 1200);
+    let at = std::time::Duration::from_millis(700 + seed % 800);
     let start = std::time::Instant::now();
     while latest_checkpoint(dir).is_none() || start.elapsed() < at {
         assert!(
