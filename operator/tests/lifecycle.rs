@@ -746,6 +746,27 @@ fn a_periodic_savepoint_is_taken_when_the_interval_has_elapsed() {
 }
 
 #[test]
+fn a_short_periodic_interval_requeues_the_job_when_its_next_savepoint_is_due() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoints.as_mut().unwrap().periodic_interval = Some("20s".into());
+    world.deploy_stable();
+    world.tick(20);
+    world.reconcile(); // triggers the first periodic savepoint
+    world.tick(5);
+    world.reconcile(); // records it as completed
+    assert_eq!(world.jm.started.len(), 1);
+    world.tick(5);
+    let step = world.decide();
+    assert!(!matches!(step.action, Action::TriggerSavepoint { .. }));
+    // Due 20 s after the savepoint, which completed 5-10 s ago: not after the settled minute.
+    assert!(
+        step.requeue_after <= std::time::Duration::from_secs(15),
+        "requeued after {:?}",
+        step.requeue_after
+    );
+}
+
+#[test]
 fn history_cleanup_deletes_old_savepoints_but_never_the_newest_or_the_restore_path() {
     // historyMaxCount: 3, historyMaxAge: 7d
     let mut world = World::new("savepoint.yaml").with_file_storage();
