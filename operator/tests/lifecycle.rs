@@ -767,6 +767,26 @@ fn a_short_periodic_interval_requeues_the_job_when_its_next_savepoint_is_due() {
 }
 
 #[test]
+fn a_stable_job_that_resumes_as_a_new_run_is_polled_until_it_has_a_checkpoint_again() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoints.as_mut().unwrap().periodic_interval = None;
+    world.deploy_stable();
+    assert_eq!(world.decide().requeue_after, lifecycle::SETTLED);
+    // The JobManager container restarted: the same deployment runs a new job without a
+    // checkpoint yet.
+    let job = world.jm.job.as_mut().unwrap();
+    job.job_id = "job-after-restart".into();
+    job.latest_checkpoint = None;
+    let step = world.decide();
+    assert!(matches!(step.action, Action::None | Action::Deploy { .. }));
+    assert_eq!(step.requeue_after, lifecycle::POLL);
+    assert_eq!(
+        world.status.job_status.job_id.as_deref(),
+        Some("job-after-restart")
+    );
+}
+
+#[test]
 fn history_cleanup_deletes_old_savepoints_but_never_the_newest_or_the_restore_path() {
     // historyMaxCount: 3, historyMaxAge: 7d
     let mut world = World::new("savepoint.yaml").with_file_storage();

@@ -115,7 +115,16 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         Some(due) => wait.min(due.max(Duration::from_secs(1))),
         None => wait,
     };
-    (action, wait)
+    // A job that is not observed RUNNING with a checkpoint (e.g. its JobManager container was
+    // restarted and resumes as a new run) is looked at again soon, so the status catches up.
+    let settled = match step.obs().job_state() {
+        Some(JobState::Running) => {
+            spec.checkpoints.is_none() || step.status.job_status.last_checkpoint.is_some()
+        }
+        Some(JobState::Failed | JobState::Finished | JobState::Canceled) => true,
+        _ => false,
+    };
+    (action, if settled { wait } else { wait.min(POLL) })
 }
 
 fn first_deployment(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> (Action, Duration) {
