@@ -688,6 +688,31 @@ fn an_upgrade_that_is_not_ready_in_time_rolls_back_to_the_last_stable_spec() {
 }
 
 #[test]
+fn an_upgraded_bounded_job_that_finishes_before_its_first_checkpoint_is_not_rolled_back() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.image = "weir:faster".into();
+    world.reconcile(); // trigger
+    world.tick(5);
+    world.reconcile(); // savepoint done, tear down
+    world.reconcile(); // deploy
+    world.jm.job.as_mut().unwrap().state = JobState::Finished;
+
+    // Well past upgradeReadinessTimeout (5m): finished is done, not "not ready".
+    world.tick(600);
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert!(!world.reasons().contains(&"Rollback"));
+    world.tick(600);
+    assert!(!matches!(world.reconcile(), Action::TearDown));
+    assert_eq!(
+        world.cluster.restores.len(),
+        2,
+        "no redeployment after the upgrade"
+    );
+}
+
+#[test]
 fn a_new_savepoint_trigger_nonce_takes_one_savepoint_while_the_job_keeps_running() {
     let mut world = World::new("savepoint.yaml");
     world.deploy_stable();
