@@ -471,7 +471,9 @@ JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
 manifest 3 savepoint 0 "$(extra)" | kn apply -f - >&2
 finished() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 300 "the unthrottled job to finish" finished
-log "job $(sj '{.status.jobStatus.jobId}') FINISHED (lifecycle $(sj '{.status.lifecycleState}'))"
+finished_stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE ]]; }
+wait_until 60 "STABLE for the finished job (not rolled back after upgradeReadinessTimeout)" finished_stable
+log "job $(sj '{.status.jobStatus.jobId}') FINISHED, lifecycle STABLE"
 UID_SJ="$(sj '{.metadata.uid}')"
 kn delete sj "$JOB" --wait=false >&2
 sj_gone() { ! kn get sj "$JOB" >/dev/null 2>&1; }
