@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
 WEIR := $(CARGO_TARGET_DIR)/release/weir
 
-.PHONY: help run test deps fmt lint crds chart unit bench
+.PHONY: help run test deps fmt lint crds chart unit e2e bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -12,7 +12,7 @@ run: ## run the main example job locally (generated clicks, 1-minute windows, pr
 	cargo build --release --locked -p weir
 	$(WEIR) run user-metrics
 
-test: deps fmt lint crds chart unit ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests
+test: deps fmt lint crds chart unit e2e ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite
 
 deps: ## install what the tests start: s3s-fs, the RocksDB libraries, the local Kubernetes control plane (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
@@ -33,6 +33,9 @@ lint: ## clippy with warnings as errors, all targets
 
 unit: ## unit, integration and doc tests of every crate
 	cargo test --locked --workspace
+
+e2e: ## the end-to-end suite: a StreamJob on the local Kubernetes control plane (process-kubelet, s3s-fs), see e2e/README.md
+	bash e2e/run.sh
 
 bench: ## engine-core throughput side by side with Apache Flink (see bench/README.md)
 	bash bench/engine-core.sh

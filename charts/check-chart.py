@@ -135,6 +135,10 @@ def main():
                 node = node.setdefault(p, {})
             node[parts[-1]] = int(value) if value.isdigit() else value
         chart, docs = render(values, args.namespace)
+        # Helm's install order: what a pod refers to (ServiceAccount, RBAC) before Deployments.
+        order = ["Namespace", "ServiceAccount", "Secret", "ConfigMap", "ClusterRole", "ClusterRoleBinding",
+                 "Role", "RoleBinding", "Service", "Deployment"]
+        docs.sort(key=lambda d: order.index(d["kind"]) if d["kind"] in order else len(order))
         text = chart_crd.rstrip() + "\n---\n" + "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
         pathlib.Path(args.output).write_text(text)
         print(f"wrote {args.output} ({len(docs)} objects + CRD)")

@@ -526,13 +526,26 @@ async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
         },
         reason: note.reason.to_string(),
         note: Some(note.message.clone()),
-        action: note.reason.to_string(),
+        action: event_action(note),
         secondary: None,
     };
     // Events are best effort: losing one must not fail the reconcile.
     if let Err(error) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
         tracing::info!(error = %error, "could not publish event");
     }
+}
+
+/// The Event's `action`. kube-rs' recorder folds an Event into an earlier one with the same
+/// type, reason and action (counting a series and keeping the *first* note), so the action
+/// carries a digest of the message: a repeated message still counts up one Event, while a new
+/// message (another savepoint, another error) becomes its own Event instead of being shown
+/// with an old note.
+fn event_action(note: &EventNote) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in note.message.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    format!("{}-{hash:08x}", note.reason)
 }
 
 /// The Ready condition's status and reason for a lifecycle state.
@@ -615,6 +628,25 @@ fn new_trigger_id(job: &StreamJob) -> String {
 mod tests {
     use super::*;
     use crate::crd::LifecycleState;
+
+    #[test]
+    fn events_with_the_same_reason_but_another_message_get_another_action() {
+        let note = |message: &str| EventNote {
+            type_: EventType::Normal,
+            reason: "SavepointCompleted",
+            message: message.to_string(),
+        };
+        let first = event_action(&note("savepoint completed at s3://b/sp/savepoint-1"));
+        assert_eq!(
+            first,
+            event_action(&note("savepoint completed at s3://b/sp/savepoint-1"))
+        );
+        assert_ne!(
+            first,
+            event_action(&note("savepoint completed at s3://b/sp/savepoint-2"))
+        );
+        assert!(first.starts_with("SavepointCompleted-") && first.len() <= 128);
+    }
 
     fn job() -> StreamJob {
         let mut job: StreamJob = serde_yaml::from_str(

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::DeepMerge;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -287,6 +287,8 @@ fn pod_template(
     args.push(names::ARG_CONFIG.to_string());
     args.push(config_path);
     if role == Role::JobManager {
+        args.push(names::ARG_RECOVERY_DIR.to_string());
+        args.push(names::RECOVERY_MOUNT_PATH.to_string());
         // Same positional form as `weir run <job.sql | registered-job-name> [args]`.
         match (&spec.job.sql, &spec.job.entry) {
             (Some(_), _) => args.push(format!("{}/{}", names::CONFIG_MOUNT_PATH, names::SQL_FILE)),
@@ -356,6 +358,32 @@ fn pod_template(
         Role::TaskManager => (None, None),
     };
 
+    let mut mounts = vec![VolumeMount {
+        name: names::CONFIG_VOLUME.to_string(),
+        mount_path: names::CONFIG_MOUNT_PATH.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: names::CONFIG_VOLUME.to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map_name(&meta.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    if role == Role::JobManager {
+        mounts.push(VolumeMount {
+            name: names::RECOVERY_VOLUME.to_string(),
+            mount_path: names::RECOVERY_MOUNT_PATH.to_string(),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: names::RECOVERY_VOLUME.to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+    }
     let container = Container {
         name: role.container().to_string(),
         image: Some(spec.image.clone()),
@@ -365,12 +393,7 @@ fn pod_template(
         ports,
         readiness_probe,
         resources,
-        volume_mounts: Some(vec![VolumeMount {
-            name: names::CONFIG_VOLUME.to_string(),
-            mount_path: names::CONFIG_MOUNT_PATH.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
 
@@ -388,14 +411,7 @@ fn pod_template(
         spec: Some(PodSpec {
             containers: vec![container],
             service_account_name: spec.service_account.clone(),
-            volumes: Some(vec![Volume {
-                name: names::CONFIG_VOLUME.to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map_name(&meta.name),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]),
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
     }

@@ -53,6 +53,11 @@ pub const READY_PATH: &str = "/readyz";
 pub const CMD_JOBMANAGER: &str = "jobmanager";
 pub const CMD_TASKMANAGER: &str = "taskmanager";
 pub const ARG_CONFIG: &str = "--config";
+/// The JobManager's emptyDir, which outlives a crashed JobManager process but not its pod: a
+/// restarted process resumes from the previous run's latest checkpoint recorded there.
+pub const ARG_RECOVERY_DIR: &str = "--recovery-dir";
+pub const RECOVERY_VOLUME: &str = "weir-recovery";
+pub const RECOVERY_MOUNT_PATH: &str = "/var/run/weir/recovery";
 
 /// Standard AWS credential environment variables read by the worker's S3 client.
 pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";

@@ -78,8 +78,54 @@ fn a_stateless_job_gets_one_recreated_jobmanager_and_its_taskmanagers() {
             "jobmanager",
             "--config",
             "/etc/weir/weir-conf.yaml",
+            "--recovery-dir",
+            "/var/run/weir/recovery",
             "/etc/weir/job.sql"
         ]
+    );
+    // The JobManager's recovery directory is an emptyDir: it outlives a crashed process (the
+    // restarted one resumes from the latest checkpoint) but not the pod.
+    let jm_pod = objects
+        .jobmanager
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let recovery = jm_pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "weir-recovery")
+        .expect("a weir-recovery volume on the JobManager");
+    assert!(recovery.empty_dir.is_some());
+    assert!(
+        container(&objects.jobmanager, "jobmanager")
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "weir-recovery" && m.mount_path == "/var/run/weir/recovery")
+    );
+    let tm_pod = objects
+        .taskmanager
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert!(
+        !tm_pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "weir-recovery")
     );
     assert_eq!(
         objects.config_map.data.as_ref().unwrap()["job.sql"],
@@ -179,7 +225,7 @@ fn a_savepoint_job_gets_its_dirs_storage_and_user_config_in_the_config_file() {
         .args
         .clone()
         .unwrap();
-    assert_eq!(&args[3..], ["order-totals", "--window", "1m"]);
+    assert_eq!(&args[5..], ["order-totals", "--window", "1m"]);
 }
 
 #[test]

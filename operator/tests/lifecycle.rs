@@ -688,6 +688,31 @@ fn an_upgrade_that_is_not_ready_in_time_rolls_back_to_the_last_stable_spec() {
 }
 
 #[test]
+fn an_upgraded_bounded_job_that_finishes_before_its_first_checkpoint_is_not_rolled_back() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.image = "weir:faster".into();
+    world.reconcile(); // trigger
+    world.tick(5);
+    world.reconcile(); // savepoint done, tear down
+    world.reconcile(); // deploy
+    world.jm.job.as_mut().unwrap().state = JobState::Finished;
+
+    // Well past upgradeReadinessTimeout (5m): finished is done, not "not ready".
+    world.tick(600);
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert!(!world.reasons().contains(&"Rollback"));
+    world.tick(600);
+    assert!(!matches!(world.reconcile(), Action::TearDown));
+    assert_eq!(
+        world.cluster.restores.len(),
+        2,
+        "no redeployment after the upgrade"
+    );
+}
+
+#[test]
 fn a_new_savepoint_trigger_nonce_takes_one_savepoint_while_the_job_keeps_running() {
     let mut world = World::new("savepoint.yaml");
     world.deploy_stable();
@@ -743,6 +768,47 @@ fn a_periodic_savepoint_is_taken_when_the_interval_has_elapsed() {
     world.tick(3600);
     world.reconcile();
     assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn a_short_periodic_interval_requeues_the_job_when_its_next_savepoint_is_due() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoints.as_mut().unwrap().periodic_interval = Some("20s".into());
+    world.deploy_stable();
+    world.tick(20);
+    world.reconcile(); // triggers the first periodic savepoint
+    world.tick(5);
+    world.reconcile(); // records it as completed
+    assert_eq!(world.jm.started.len(), 1);
+    world.tick(5);
+    let step = world.decide();
+    assert!(!matches!(step.action, Action::TriggerSavepoint { .. }));
+    // Due 20 s after the savepoint, which completed 5-10 s ago: not after the settled minute.
+    assert!(
+        step.requeue_after <= std::time::Duration::from_secs(15),
+        "requeued after {:?}",
+        step.requeue_after
+    );
+}
+
+#[test]
+fn a_stable_job_that_resumes_as_a_new_run_is_polled_until_it_has_a_checkpoint_again() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.savepoints.as_mut().unwrap().periodic_interval = None;
+    world.deploy_stable();
+    assert_eq!(world.decide().requeue_after, lifecycle::SETTLED);
+    // The JobManager container restarted: the same deployment runs a new job without a
+    // checkpoint yet.
+    let job = world.jm.job.as_mut().unwrap();
+    job.job_id = "job-after-restart".into();
+    job.latest_checkpoint = None;
+    let step = world.decide();
+    assert!(matches!(step.action, Action::None | Action::Deploy { .. }));
+    assert_eq!(step.requeue_after, lifecycle::POLL);
+    assert_eq!(
+        world.status.job_status.job_id.as_deref(),
+        Some("job-after-restart")
+    );
 }
 
 #[test]

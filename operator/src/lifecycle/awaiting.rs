@@ -70,6 +70,9 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         {
             return ready(step, rollback);
         }
+        // A bounded job that finished all its input before its first checkpoint did what it
+        // should; rolling it back would run the end of its input a second time.
+        Some(JobState::Finished) => return ready(step, rollback),
         Some(JobState::Running) => {
             step.status.lifecycle_state = if rollback {
                 LifecycleState::RollingBack
@@ -118,11 +121,12 @@ fn ready(step: &mut Stepper<'_, '_>, rollback: bool) -> (Action, Duration) {
         step.status.reconciliation.failed_restarts = 0;
         step.status.reconciliation.last_stable_spec =
             step.status.reconciliation.last_reconciled_spec.clone();
-        step.event(
-            EventType::Normal,
-            "Stable",
-            "the job is RUNNING and has completed a checkpoint".into(),
-        );
+        let message = if step.obs().job_state() == Some(JobState::Finished) {
+            "the job FINISHED its input"
+        } else {
+            "the job is RUNNING and has completed a checkpoint"
+        };
+        step.event(EventType::Normal, "Stable", message.into());
     }
     (Action::None, SETTLED)
 }

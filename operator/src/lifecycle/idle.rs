@@ -11,8 +11,8 @@ use crate::crd::{
 use crate::duration;
 
 use super::{
-    Action, EventType, JobState, POLL, SETTLED, Stepper, backoff, deploying, elapsed, history,
-    needs_restart, running_spec, spec_json, stopping,
+    Action, EventType, JobState, POLL, SETTLED, Stepper, add, backoff, deploying, elapsed, history,
+    needs_restart, parse_time, running_spec, spec_json, stopping,
 };
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
@@ -109,7 +109,22 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     if let Some(step_out) = manual_or_periodic_savepoint(step, &spec) {
         return step_out;
     }
-    disposal_or_rest(step)
+    let (action, wait) = disposal_or_rest(step);
+    // Come back when the next periodic savepoint is due, not only after the settled interval.
+    let wait = match periodic_due_in(step, &spec) {
+        Some(due) => wait.min(due.max(Duration::from_secs(1))),
+        None => wait,
+    };
+    // A job that is not observed RUNNING with a checkpoint (e.g. its JobManager container was
+    // restarted and resumes as a new run) is looked at again soon, so the status catches up.
+    let settled = match step.obs().job_state() {
+        Some(JobState::Running) => {
+            spec.checkpoints.is_none() || step.status.job_status.last_checkpoint.is_some()
+        }
+        Some(JobState::Failed | JobState::Finished | JobState::Canceled) => true,
+        _ => false,
+    };
+    (action, if settled { wait } else { wait.min(POLL) })
 }
 
 fn first_deployment(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> (Action, Duration) {
@@ -143,6 +158,37 @@ pub(super) fn start_rollout(
     stopping::decide(step)
 }
 
+/// When the next periodic savepoint is due: `periodicInterval` after the newest savepoint, or
+/// after the start of the run when there is none. `None` without a periodic schedule; zero when
+/// it is due now.
+fn periodic_due_in(step: &Stepper<'_, '_>, spec: &StreamJobSpec) -> Option<Duration> {
+    spec.savepoint_dir()?;
+    let interval = spec
+        .savepoints
+        .as_ref()?
+        .periodic_interval
+        .as_deref()
+        .and_then(|i| duration::parse(i).ok())?;
+    let since = step
+        .status
+        .savepoints
+        .last
+        .as_ref()
+        .map(|s| s.timestamp.clone())
+        .or_else(|| step.status.reconciliation.deployed_at.clone())
+        .or_else(|| step.status.job_status.start_time.clone());
+    let Some(since) = since.as_deref().and_then(parse_time) else {
+        return Some(Duration::ZERO);
+    };
+    let due = add(since, interval);
+    Some(
+        step.now()
+            .duration_until(due)
+            .try_into()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 fn manual_or_periodic_savepoint(
     step: &mut Stepper<'_, '_>,
     spec: &StreamJobSpec,
@@ -153,22 +199,7 @@ fn manual_or_periodic_savepoint(
     let trigger = if nonce.is_some() && nonce != step.status.savepoints.last_trigger_nonce {
         SavepointTrigger::Manual
     } else {
-        let interval = spec
-            .savepoints
-            .as_ref()?
-            .periodic_interval
-            .as_deref()
-            .and_then(|i| duration::parse(i).ok())?;
-        // Count from the newest savepoint, or from the start of the run when there is none.
-        let since = step
-            .status
-            .savepoints
-            .last
-            .as_ref()
-            .map(|s| s.timestamp.clone())
-            .or_else(|| step.status.reconciliation.deployed_at.clone())
-            .or_else(|| step.status.job_status.start_time.clone());
-        if !elapsed(since.as_deref(), interval, step.now()) {
+        if periodic_due_in(step, spec)? > Duration::ZERO {
             return None;
         }
         SavepointTrigger::Periodic

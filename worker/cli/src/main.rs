@@ -122,6 +122,10 @@ Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000"
         /// A configuration override, `key=value` (repeatable; applied last).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// A directory that survives the process but not its pod (Kubernetes emptyDir): a
+        /// restarted JobManager resumes from the previous run's latest checkpoint found there.
+        #[arg(long, value_name = "DIR")]
+        recovery_dir: Option<PathBuf>,
         /// A registered job name (see `weir jobs`).
         job: String,
         /// Job arguments, `key=value`.
@@ -202,9 +206,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Jobmanager {
             config,
             set,
+            recovery_dir,
             job,
             args,
-        } => cluster::jobmanager(config.as_deref(), &set, &job, &args),
+        } => cluster::jobmanager(
+            config.as_deref(),
+            &set,
+            recovery_dir.as_deref(),
+            &job,
+            &args,
+        ),
         Command::Taskmanager { config, set } => cluster::taskmanager(config.as_deref(), &set),
         Command::Run {
             job,

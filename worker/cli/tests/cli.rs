@@ -784,6 +784,8 @@ struct Cluster {
     job: String,
     common: Vec<String>,
     taskmanagers: usize,
+    jm_args: Vec<String>,
+    jm_starts: usize,
 }
 
 impl Cluster {
@@ -791,6 +793,20 @@ impl Cluster {
     /// `slots` slots each; `set` adds configuration for every process.
     fn start(s3: &S3sFs, tms: usize, slots: usize, set: &[String], job_args: &[String]) -> Self {
         Self::start_job(s3, tms, slots, set, "user-metrics", job_args)
+    }
+
+    /// Like [`Cluster::start_job`], with `weir jobmanager --recovery-dir <dir>`.
+    fn start_recoverable(
+        s3: &S3sFs,
+        set: &[String],
+        job_args: &[String],
+        recovery_dir: &std::path::Path,
+    ) -> Self {
+        let flags = [
+            "--recovery-dir".to_string(),
+            recovery_dir.display().to_string(),
+        ];
+        Self::start_with(s3, 2, 2, set, "user-metrics", job_args, &flags)
     }
 
     /// Like [`Cluster::start`] for the registered job `job`.
@@ -801,6 +817,18 @@ impl Cluster {
         set: &[String],
         job: &str,
         job_args: &[String],
+    ) -> Self {
+        Self::start_with(s3, tms, slots, set, job, job_args, &[])
+    }
+
+    fn start_with(
+        s3: &S3sFs,
+        tms: usize,
+        slots: usize,
+        set: &[String],
+        job: &str,
+        job_args: &[String],
+        jm_flags: &[String],
     ) -> Self {
         let (rpc, rest) = (free_port(), free_port());
         let mut common: Vec<String> = s3_checkpoint_args(s3, "100ms");
@@ -819,6 +847,7 @@ impl Cluster {
         let mut jm = vec!["jobmanager".to_string()];
         jm.extend(common.iter().cloned());
         jm.extend(["--set".to_string(), format!("rest.port={rest}")]);
+        jm.extend(jm_flags.iter().cloned());
         jm.push(job.to_string());
         jm.extend(job_args.iter().cloned());
         let mut c = Cluster {
@@ -827,15 +856,45 @@ impl Cluster {
             job: String::new(),
             common,
             taskmanagers: 0,
+            jm_args: jm,
+            jm_starts: 0,
         };
-        c.procs.start("jobmanager", &jm);
+        c.start_jobmanager();
         for _ in 0..tms {
             c.add_taskmanager();
         }
+        c.await_job_id();
+        c
+    }
+
+    /// Starts a JobManager process (again, after [`Processes::kill`]) with the same arguments.
+    fn start_jobmanager(&mut self) -> String {
+        self.jm_starts += 1;
+        let name = match self.jm_starts {
+            1 => "jobmanager".to_string(),
+            n => format!("jobmanager-{n}"),
+        };
+        let args = self.jm_args.clone();
+        self.procs.start(&name, &args);
+        self.job.clear();
+        name
+    }
+
+    /// Reads the job id from the newest JobManager's log.
+    fn await_job_id(&mut self) {
+        let log_file = self
+            .procs
+            .children
+            .iter()
+            .rev()
+            .find(|(n, _, _)| n.starts_with("jobmanager"))
+            .map(|(_, _, log)| log.clone())
+            .unwrap();
         // "JobManager: REST API <url>  RPC <addr>  (job <id>)"
+        let c = self;
         let start = std::time::Instant::now();
         while c.job.is_empty() {
-            let log = std::fs::read_to_string(&c.procs.children[0].2).unwrap_or_default();
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
             if let Some(line) = log.lines().find(|l| l.starts_with("JobManager: REST API")) {
                 c.job = line
                     .rsplit("(job ")
@@ -851,7 +910,6 @@ impl Cluster {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        c
     }
 
     fn add_taskmanager(&mut self) -> String {
@@ -977,6 +1035,62 @@ fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
 #[test]
 fn a_rocksdb_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
     cluster_survives_losing_a_taskmanager("rocksdb");
+}
+
+#[test]
+fn a_jobmanager_restarted_with_its_recovery_dir_resumes_from_the_latest_checkpoint_exactly_once() {
+    let expected = user_metrics_reference(60000);
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let recovery = tempfile::tempdir().unwrap();
+    let set = ["parallelism.default=4".to_string()];
+    let job_args = [
+        "events=60000".to_string(),
+        "rate=15000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let mut cluster = Cluster::start_recoverable(&s3, &set, &job_args, recovery.path());
+    let first = cluster.job.clone();
+
+    // Kill -9 the JobManager once its run has a checkpoint and is under way, then start the
+    // same command again (what Kubernetes does with a crashed container).
+    let checkpoints_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&checkpoints_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1500)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint appeared in S3\n{}",
+            cluster.procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.procs.kill("jobmanager");
+    let partial = committed(out.path()).len();
+    cluster.start_jobmanager();
+    cluster.await_job_id();
+    assert_ne!(cluster.job, first);
+    cluster.wait_for("FINISHED", 60);
+
+    let checkpoints = http_get(&cluster.url, &format!("/jobs/{}/checkpoints", cluster.job))
+        .expect("GET /jobs/:id/checkpoints");
+    assert!(
+        checkpoints.contains(&format!("/{first}/chk-")),
+        "the restarted JobManager restores from a checkpoint of run {first}: {checkpoints}"
+    );
+    assert!(
+        partial < expected.len(),
+        "the JobManager was killed mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "exactly-once output across a JobManager restart\n{}",
+        cluster.procs.logs()
+    );
 }
 
 #[test]

@@ -1,0 +1,531 @@
+#!/usr/bin/env bash
+# The numbered end-to-end suite: a StreamJob driven by the operator on the local Kubernetes
+# control plane (e2e/controlplane) with the process-kubelet (e2e/kubelet), checkpoints and
+# savepoints on s3s-fs, output through the exactly-once file sink into a shared directory.
+#
+#   e2e/run.sh            # builds weir, weir-operator, weir-kubelet (debug), runs, tears down
+#
+# Each step prints its time. On failure it dumps the StreamJob (-o yaml), events, the operator,
+# kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
+# Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
+# WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
+# of the steps 5-10; 1-4, 11 and 12 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE. See README.md.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=controlplane/lib.sh
+source "$HERE/controlplane/lib.sh"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN_DIR="$CARGO_TARGET_DIR/debug"
+WORK="${WEIR_E2E_WORK:-$(mktemp -d /tmp/weir-e2e.XXXXXX)}"
+[[ -n "${WEIR_E2E_WORK:-}" ]] || REMOVE_WORK=1 # a scratch dir of our own goes after a pass
+mkdir -p "$WORK"
+OUT="$WORK/out"       # the exactly-once file sink's directory (shared by all pods)
+REF="$WORK/reference" # the same job run locally with `weir run`
+S3_ROOT="$WORK/s3"
+BUCKET=weir
+NS=e2e
+OPNS=weir-system
+JOB=clicks
+# The job: user-metrics over EVENTS generated clicks, throttled to RATE events/s so it outlives
+# the upgrade steps; step 11 lifts the throttle (an upgrade restoring from a savepoint) so it
+# finishes, and step 12 compares the committed output with a local `weir run`.
+EVENTS="${WEIR_E2E_EVENTS:-200000}"
+USERS=8
+RATE="${WEIR_E2E_RATE:-150}"
+S3_KEY=e2e-access-key
+S3_SECRET=e2e-secret-key
+S3_PID=""
+
+T0=$(date +%s.%N)
+STEP=setup
+TS=$T0
+now() { date +%s.%N; }
+secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", e - s }'; }
+TIMES=()
+step() { # name
+  local t
+  t=$(now)
+  if [[ "$STEP" != setup ]]; then
+    log "ok   step $STEP ($(secs "$TS" "$t")s)"
+    TIMES+=("$(printf '%-70s %6ss' "$STEP" "$(secs "$TS" "$t")")")
+  fi
+  STEP="$1"
+  TS=$t
+  log "==== step $STEP"
+}
+fail() { die "step $STEP: $*"; }
+want() { # step number: optional steps can be skipped with WEIR_E2E_STEPS
+  [[ -z "${WEIR_E2E_STEPS:-}" ]] && return 0
+  [[ " $WEIR_E2E_STEPS " == *" $1 "* ]]
+}
+
+k() { kubectl --request-timeout=20s "$@"; }
+kn() { k -n "$NS" "$@"; }
+sj() { kn get sj "$JOB" -o "jsonpath=$1" 2>/dev/null; }
+
+wait_until() { # timeout description command...
+  local timeout="$1" what="$2" deadline
+  shift 2
+  deadline=$(($(date +%s) + timeout))
+  until "$@"; do
+    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
+    sleep 1
+  done
+}
+
+# Events of both APIs (the operator writes events.k8s.io/v1, Kubernetes' controllers core/v1),
+# oldest first: time, type, reason, object, count, message.
+events_table() {
+  kn get events.v1.events.k8s.io -o json 2>/dev/null | python3 -c '
+import json, sys
+rows = []
+for e in json.load(sys.stdin)["items"]:
+    series = e.get("series") or {}
+    when = series.get("lastObservedTime") or e.get("eventTime") or e.get("deprecatedLastTimestamp") or ""
+    obj = "%s/%s" % (e["regarding"].get("kind", ""), e["regarding"].get("name", ""))
+    rows.append((when, e.get("type", ""), e.get("reason", ""), obj, series.get("count", e.get("deprecatedCount") or 1), e.get("note", "")))
+for r in sorted(rows):
+    print("%s %-7s %-22s %-45s x%-3s %s" % r)
+'
+}
+
+# ---- teardown and failure dumps ---------------------------------------------------------------
+dump() {
+  {
+    echo "==================== DIAGNOSTICS (failed at step: $STEP)"
+    echo "---- kubectl get streamjob -o yaml"
+    kn get sj -o yaml 2>&1 || true
+    echo "---- pods, deployments"
+    k get pods,deploy,svc,cm -A -o wide 2>&1 | grep -v kube-system || true
+    echo "---- events in $NS (oldest first)"
+    events_table | tail -60 || true
+    echo "---- events in $OPNS"
+    k -n "$OPNS" get events --sort-by=.lastTimestamp 2>&1 | tail -20 || true
+    local f
+    for f in "$K8S_STATE"/kubelet/logs/*.log; do
+      [[ -f "$f" ]] || continue
+      echo "---- $(basename "$f") (last 60 lines)"
+      tail -60 "$f"
+    done
+    echo "---- weir-kubelet log (last 40 lines)"
+    tail -40 "$K8S_STATE/logs/weir-kubelet.log" 2>/dev/null || true
+    echo "---- s3s-fs log (last 20 lines)"
+    tail -20 "$WORK/s3s-fs.log" 2>/dev/null || true
+    echo "---- bucket"
+    (cd "$S3_ROOT/$BUCKET" 2>/dev/null && find . -maxdepth 3 -type d | sort | head -80) || true
+  } >&2
+}
+
+teardown() {
+  if [[ "${WEIR_E2E_KEEP:-0}" == 1 ]]; then
+    log "WEIR_E2E_KEEP=1: leaving the control plane, kubelet and s3s-fs (pid ${S3_PID:-none}) running; work dir $WORK"
+    return
+  fi
+  "$HERE/kubelet.sh" stop >&2 || true
+  if [[ -n "$S3_PID" ]]; then kill "$S3_PID" 2>/dev/null || true; fi
+  "$HERE/controlplane/down.sh" >&2 || true
+}
+
+on_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    log "FAILED at step: $STEP"
+    dump
+  fi
+  teardown
+  if ((rc == 0)); then
+    log "step times:"
+    printf '  %s\n' "${TIMES[@]}" >&2
+    log "E2E PASSED in $(secs "$T0" "$(now)")s"
+    if [[ "${REMOVE_WORK:-0}" == 1 && "${WEIR_E2E_KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi
+  else
+    log "E2E FAILED at step $STEP after $(secs "$T0" "$(now)")s (work dir $WORK)"
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+
+# ---- environment -------------------------------------------------------------------------------
+step "0 environment: build, control plane, kubelet, s3s-fs"
+if [[ "${WEIR_E2E_NO_BUILD:-0}" != 1 ]]; then
+  (cd "$ROOT" && nice -n 10 cargo build --locked -p weir -p weir-operator -p weir-kubelet >&2)
+fi
+for b in weir weir-operator weir-kubelet; do [[ -x "$BIN_DIR/$b" ]] || fail "missing $BIN_DIR/$b"; done
+bash "$ROOT/worker/storage/install-s3s-fs.sh" >&2
+S3S_FS="${WEIR_S3S_FS:-$WEIR_CACHE/bin/s3s-fs}"
+HELM_PY="$(bash "$ROOT/charts/install-helm-sdk.sh" | tail -1)"
+
+KUBECONFIG="$("$HERE/controlplane/up.sh")"
+export KUBECONFIG
+export WEIR_KUBELET_BIN="$BIN_DIR/weir-kubelet"
+WEIR_KUBELET_IMAGES="weir-worker=$BIN_DIR/weir weir-operator=$BIN_DIR/weir-operator" \
+  "$HERE/kubelet.sh" start >&2
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+S3_PORT="$(free_port)"
+mkdir -p "$S3_ROOT/$BUCKET" "$OUT"
+setsid "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
+  "$S3_ROOT" >"$WORK/s3s-fs.log" 2>&1 </dev/null &
+S3_PID=$!
+wait_until 20 "s3s-fs on 127.0.0.1:$S3_PORT" bash -c "(exec 3<>/dev/tcp/127.0.0.1/$S3_PORT) 2>/dev/null"
+S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+log "s3s-fs on $S3_ENDPOINT over $S3_ROOT (pid $S3_PID)"
+
+# Leftovers of an earlier run that kept its control plane.
+k delete ns "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
+
+# ---- 1 ------------------------------------------------------------------------------------------
+step "1 CRDs and operator installed from the rendered Helm chart; operator pod Ready"
+"$HELM_PY" "$ROOT/charts/check-chart.py" --output "$WORK/chart.yaml" --namespace "$OPNS" \
+  --set image.tag=dev --set logLevel=info,weir_operator=debug >"$WORK/chart-check.log" 2>&1 ||
+  { cat "$WORK/chart-check.log" >&2; fail "rendering the chart failed"; }
+k create namespace "$OPNS" --dry-run=client -o yaml | k apply -f - >/dev/null
+k apply -f "$WORK/chart.yaml" >&2 || fail "kubectl apply of the rendered chart failed"
+k wait --for condition=established --timeout=60s crd/streamjobs.weir.dev >/dev/null ||
+  fail "CRD streamjobs.weir.dev not Established"
+k -n "$OPNS" rollout status deploy/weir-weir-operator --timeout=120s >&2 ||
+  fail "operator Deployment did not become Available"
+op_ready() { [[ "$(k -n "$OPNS" get pods -l app.kubernetes.io/name=weir-operator -o 'jsonpath={.items[0].status.containerStatuses[0].ready}')" == true ]]; }
+wait_until 60 "operator pod Ready" op_ready
+
+# ---- 2 ------------------------------------------------------------------------------------------
+step "2 StreamJob applied: user-metrics, exactly-once file sink, checkpoints and savepoints on S3"
+k create namespace "$NS" >/dev/null
+kn create secret generic s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_KEY" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$S3_SECRET" >/dev/null
+# manifest PARALLELISM UPGRADE_MODE RATE [extra spec.job lines] — the StreamJob as a user writes it
+manifest() {
+  cat <<YAML
+apiVersion: weir.dev/v1alpha1
+kind: StreamJob
+metadata:
+  name: $JOB
+  namespace: $NS
+spec:
+  image: ghcr.io/weir/weir-worker:dev
+  job:
+    entry: user-metrics
+    args: [events=$EVENTS, users=$USERS, rate=$3, output=$OUT]
+    parallelism: $1
+    upgradeMode: $2
+    upgradeReadinessTimeout: 45s
+${4:-}
+  taskManager: {replicas: 2, slots: 2}
+  checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 2s, retained: 2}
+  savepoints: {dir: "s3://$BUCKET/savepoints", historyMaxCount: ${HISTORY_MAX:-10}${PERIODIC:+, periodicInterval: $PERIODIC}}
+  storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
+  config:
+    restart-strategy.type: fixed-delay
+YAML
+}
+manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
+has_finalizer() { [[ "$(sj '{.metadata.finalizers}')" == *weir.dev/cleanup* ]]; }
+wait_until 60 "the operator to add its finalizer" has_finalizer
+pods_running() { # component count
+  [[ "$(kn get pods -l "weir.dev/job=$JOB,app.kubernetes.io/component=$1" \
+    --field-selector=status.phase=Running -o name 2>/dev/null | wc -l)" == "$2" ]]
+}
+wait_until 120 "1 JobManager and 2 TaskManager pods Running" bash -c \
+  "$(declare -f k kn pods_running); NS=$NS JOB=$JOB; pods_running jobmanager 1 && pods_running taskmanager 2"
+
+# ---- 3 ------------------------------------------------------------------------------------------
+step "3 RUNNING, then STABLE with a completed checkpoint in status"
+stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE && -n "$(sj '{.status.jobStatus.lastCheckpoint}')" ]]; }
+wait_until 180 "lifecycleState STABLE and status.jobStatus.lastCheckpoint" stable
+[[ "$(sj '{.status.jobStatus.state}')" == RUNNING ]] || fail "job state is $(sj '{.status.jobStatus.state}'), not RUNNING"
+JOB1="$(sj '{.status.jobStatus.jobId}')"
+CHK="$(sj '{.status.jobStatus.lastCheckpoint}')"
+log "job $JOB1 RUNNING, last checkpoint $CHK"
+[[ "$CHK" == "s3://$BUCKET/checkpoints/$JOB1/chk-"* ]] || fail "checkpoint $CHK is not under s3://$BUCKET/checkpoints/$JOB1/"
+[[ -f "$S3_ROOT/${CHK#s3://}/_metadata" ]] || fail "no _metadata object for $CHK in the bucket"
+
+# The JobManager's REST API, from the host (pods listen on their own 127.0.0.x address).
+jm_ip() { kn get pods -l "weir.dev/job=$JOB,app.kubernetes.io/component=jobmanager" \
+  --field-selector=status.phase=Running -o 'jsonpath={.items[0].status.podIP}'; }
+rest() { curl -fsS --max-time 5 "http://$(jm_ip):8081$1"; }
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---- 4 ------------------------------------------------------------------------------------------
+step "4 parallelism 2 -> 3 with upgradeMode savepoint: savepoint taken and restored, STABLE again"
+manifest 3 savepoint "$RATE" | kn apply -f - >&2
+upgraded() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB1" && -n "$(sj '{.status.jobStatus.jobId}')" ]]; }
+wait_until 180 "a new job id after the upgrade" upgraded
+wait_until 180 "STABLE after the upgrade" stable
+JOB2="$(sj '{.status.jobStatus.jobId}')"
+SP1="$(sj '{.status.savepoints.last.location}')"
+[[ "$(sj '{.status.savepoints.last.trigger}')" == upgrade ]] || fail "last savepoint trigger is not 'upgrade'"
+[[ "$SP1" == "s3://$BUCKET/savepoints/savepoint-"* ]] || fail "upgrade savepoint '$SP1' not under s3://$BUCKET/savepoints/"
+[[ -f "$S3_ROOT/${SP1#s3://}/_metadata" ]] || fail "no _metadata object for savepoint $SP1 in the bucket"
+[[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP1" ]] || fail "restorePath is not the upgrade savepoint"
+restored="$(rest "/jobs/$JOB2/checkpoints" | jq_py 'd.get("latest",{}).get("restored") or {}')"
+log "JobManager reports restored: $restored"
+[[ "$restored" == *"${SP1#s3://}"* ]] || fail "JM REST /jobs/$JOB2/checkpoints does not show a restore from $SP1"
+par="$(rest "/jobs/$JOB2" | jq_py 'max(v.get("parallelism",0) for v in d.get("vertices",[]))')"
+[[ "$par" == 3 ]] || fail "job runs at parallelism $par, not 3"
+log "job $JOB2 restored from $SP1 at parallelism 3"
+
+# ---- 5 ------------------------------------------------------------------------------------------
+if want 5; then
+step "5 manual savepoint (nonce), periodic savepoints, history pruned to historyMaxCount"
+HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+manual_done() { [[ "$(sj '{.status.savepoints.last.trigger}')" == manual && "$(sj '{.status.savepoints.lastTriggerNonce}')" == 1 ]]; }
+wait_until 120 "a completed manual savepoint" manual_done
+SP_MANUAL="$(sj '{.status.savepoints.last.location}')"
+[[ -f "$S3_ROOT/${SP_MANUAL#s3://}/_metadata" ]] || fail "manual savepoint $SP_MANUAL not in the bucket"
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "a manual savepoint restarted the job"
+PERIODIC=5s HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+periodic_twice() { [[ "$(sj '{range .status.savepoints.history[*]}{.trigger}{"\n"}{end}' | grep -c periodic)" -ge 1 &&
+  "$(sj '{.status.savepoints.last.trigger}')" == periodic && "$(sj '{.status.savepoints.last.location}')" != "$LAST_PERIODIC" ]]; }
+LAST_PERIODIC=none
+wait_until 60 "a periodic savepoint" periodic_twice
+LAST_PERIODIC="$(sj '{.status.savepoints.last.location}')"
+wait_until 30 "a second periodic savepoint (5 s later)" periodic_twice
+# Periodic savepoints off again, then the history must settle at historyMaxCount.
+HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+# The savepoint the current deployment restores from is never pruned; of the others the newest
+# historyMaxCount stay.
+RESTORE="$(sj '{.status.reconciliation.restorePath}')"
+unprotected() { sj '{range .status.savepoints.history[*]}{.location}{"\n"}{end}' | grep -v -x -F "$RESTORE" | grep -c . || true; }
+pruned() { [[ "$(unprotected)" == 2 && -z "$(sj '{.status.savepoints.disposing[*]}')" ]]; }
+wait_until 60 "history pruned to 2 (besides the restore path) with nothing left to dispose" pruned
+kept="$(sj '{range .status.savepoints.history[*]}{.location}{"\n"}{end}' | sort)"
+# s3s-fs keeps a deleted prefix's empty directories: a savepoint exists while it has objects.
+on_disk="$(cd "$S3_ROOT/$BUCKET/savepoints" && find . -type f | cut -d/ -f2 | sort -u | sed "s|^|s3://$BUCKET/savepoints/|")"
+log "history: $(echo "$kept" | tr '\n' ' '); in the bucket: $(echo "$on_disk" | tr '\n' ' ')"
+[[ "$kept" == "$on_disk" ]] || fail "savepoints in the bucket differ from the history (pruned ones must be deleted)"
+[[ "$on_disk" != *"$SP_MANUAL"* ]] || fail "pruned manual savepoint $SP_MANUAL is still in the bucket"
+[[ "$on_disk" == *"$RESTORE"* ]] || fail "the restore path $RESTORE was pruned"
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "savepoints restarted the job"
+fi
+# spec.job lines the later steps keep: the manual savepoint's nonce, the current restartNonce.
+extra() {
+  echo "    savepointTriggerNonce: 1"
+  [[ -z "$NONCE" ]] || echo "    restartNonce: $NONCE"
+  [[ -z "${1:-}" ]] || echo "$1"
+}
+NONCE=""
+
+# ---- 6 ------------------------------------------------------------------------------------------
+if want 6; then
+step "6 last-state upgrade; suspend (pods gone, savepoint recorded) and resume (restored from it)"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+NONCE=1
+manifest 3 last-state "$RATE" "$(extra)" | kn apply -f - >&2
+wait_until 180 "a new job id after the last-state upgrade" bash -c \
+  "[[ \"\$(kubectl -n $NS get sj $JOB -o 'jsonpath={.status.jobStatus.jobId}')\" != '$JOB_BEFORE' ]]"
+wait_until 180 "STABLE after the last-state upgrade" stable
+RP="$(sj '{.status.reconciliation.restorePath}')"
+[[ "$RP" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] || fail "last-state restorePath '$RP' is not a checkpoint of $JOB_BEFORE"
+log "last-state upgrade restored from $RP"
+
+manifest 3 savepoint "$RATE" "$(extra "    state: suspended")" | kn apply -f - >&2
+suspended() { [[ "$(sj '{.status.lifecycleState}')" == SUSPENDED ]]; }
+wait_until 180 "SUSPENDED" suspended
+no_pods() { [[ -z "$(kn get pods -l "weir.dev/job=$JOB" -o name 2>/dev/null)" ]]; }
+wait_until 90 "all job pods gone" no_pods
+SP_SUSPEND="$(sj '{.status.savepoints.last.location}')"
+[[ "$(sj '{.status.savepoints.last.trigger}')" == suspend ]] || fail "no suspend savepoint recorded"
+[[ -f "$S3_ROOT/${SP_SUSPEND#s3://}/_metadata" ]] || fail "suspend savepoint $SP_SUSPEND not in the bucket"
+kn get sj "$JOB" >/dev/null || fail "the resource is gone"
+manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+wait_until 180 "STABLE after resume" stable
+[[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP_SUSPEND" ]] || fail "resume did not restore from $SP_SUSPEND"
+JOB3="$(sj '{.status.jobStatus.jobId}')"
+restored="$(rest "/jobs/$JOB3/checkpoints" | jq_py 'd.get("latest",{}).get("restored") or {}')"
+[[ "$restored" == *"${SP_SUSPEND#s3://}"* ]] || fail "JM REST does not show a restore from $SP_SUSPEND: $restored"
+fi
+
+# ---- 10 -----------------------------------------------------------------------------------------
+if want 10; then
+step "10 invalid manifests: schema rejects at apply; operator validation sets status.error + Event, job keeps running"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+if manifest 0 savepoint "$RATE" "$(extra)" | kn apply -f - >"$WORK/invalid.log" 2>&1; then
+  fail "parallelism 0 was accepted"
+fi
+grep -q "parallelism" "$WORK/invalid.log" || fail "rejection does not name parallelism: $(cat "$WORK/invalid.log")"
+if manifest 3 sometimes "$RATE" | kn apply -f - >"$WORK/invalid.log" 2>&1; then
+  fail "upgradeMode 'sometimes' was accepted"
+fi
+grep -q "upgradeMode" "$WORK/invalid.log" || fail "rejection does not name upgradeMode: $(cat "$WORK/invalid.log")"
+log "schema rejected: $(tr '\n' ' ' <"$WORK/invalid.log" | cut -c1-200)"
+# Valid for the schema, not for the operator: more parallelism than replicas x slots.
+manifest 5 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+has_error() { [[ -n "$(sj '{.status.error}')" ]]; }
+wait_until 60 "status.error" has_error
+log "status.error: $(sj '{.status.error}')"
+validation_event() { kn get events --field-selector reason=ValidationError -o name 2>/dev/null | grep -q .; }
+wait_until 30 "a ValidationError Event" validation_event
+sleep 5
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == RUNNING ]] ||
+  fail "the running job was disturbed by an invalid spec"
+[[ "$(rest "/jobs/$JOB_BEFORE" | jq_py 'd["state"]')" == RUNNING ]] || fail "JM does not report the job RUNNING"
+manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+cleared() { [[ -z "$(sj '{.status.error}')" ]]; }
+wait_until 60 "status.error cleared after fixing the spec" cleared
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "reverting to the running spec restarted the job"
+fi
+
+# A container's main process, found as the child of our weir-kubelet whose command line names
+# the pod's root (state/kubelet/pods/<uid>/): only processes this suite's kubelet started.
+container_pid() { # pod-uid binary
+  local kubelet pid
+  kubelet="$(cat "$K8S_STATE/pids/weir-kubelet.pid")"
+  for pid in $(pgrep -P "$kubelet"); do
+    if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$2" ]] &&
+      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^WEIR_PATH_PREFIX=.*/pods/$1/"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+restarts() { # label selector -> restartCount of the first pod
+  k get pods -A -l "$1" -o 'jsonpath={.items[0].status.containerStatuses[0].restartCount}'
+}
+
+# ---- 7 ------------------------------------------------------------------------------------------
+if want 7; then
+step "7 JobManager process killed: recreated, job resumes from the latest checkpoint"
+JM_SEL="weir.dev/job=$JOB,app.kubernetes.io/component=jobmanager"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+jm_uid="$(kn get pods -l "$JM_SEL" -o 'jsonpath={.items[0].metadata.uid}')"
+jm_pid="$(container_pid "$jm_uid" "$BIN_DIR/weir")" || fail "no JobManager process found for pod $jm_uid"
+before="$(restarts "$JM_SEL")"
+CHK_BEFORE="$(rest "/jobs/$JOB_BEFORE/checkpoints" | jq_py 'd["latest"]["completed"]["external_path"]')"
+kill -KILL "$jm_pid"
+log "killed JobManager pid $jm_pid (latest checkpoint $CHK_BEFORE)"
+jm_restarted() { [[ "$(restarts "$JM_SEL")" -gt "$before" ]]; }
+wait_until 60 "the JobManager container to be restarted" jm_restarted
+new_job_running() { [[ "$(rest /jobs | jq_py 'd["jobs"][0]["status"] if d["jobs"] else ""')" == RUNNING ]] 2>/dev/null; }
+wait_until 120 "the job RUNNING again" new_job_running
+JOB_AFTER="$(rest /jobs | jq_py 'd["jobs"][0]["id"]')"
+restored="$(rest "/jobs/$JOB_AFTER/checkpoints" | jq_py '(d.get("latest",{}).get("restored") or {}).get("external_path","")')"
+log "restarted JobManager runs $JOB_AFTER restored from '$restored'"
+[[ "$restored" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] ||
+  fail "the restarted JobManager restored from '$restored', not from a checkpoint of $JOB_BEFORE (latest was $CHK_BEFORE)"
+wait_until 120 "STABLE with the restarted JobManager" stable
+fi
+
+# ---- 8 ------------------------------------------------------------------------------------------
+if want 8; then
+step "8 operator killed between savepoint taken and redeploy: the restarted one finishes, no second savepoint"
+OP_SEL="app.kubernetes.io/name=weir-operator"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+RP_BEFORE="$(sj '{.status.reconciliation.restorePath}')"
+find "$S3_ROOT/$BUCKET/savepoints" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort >"$WORK/savepoints-before"
+op_uid="$(k -n "$OPNS" get pods -l "$OP_SEL" -o 'jsonpath={.items[0].metadata.uid}')"
+op_pid="$(container_pid "$op_uid" "$BIN_DIR/weir-operator")" || fail "no operator process found for pod $op_uid"
+op_before="$(restarts "$OP_SEL")"
+NONCE=2
+manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+# The window: the savepoint is recorded as the restore path, the old pods are being removed.
+deadline=$(($(date +%s) + 120))
+until [[ "$(sj '{.status.reconciliation.phase}')" == TearingDown && "$(sj '{.status.reconciliation.restorePath}')" != "$RP_BEFORE" ]]; do
+  (($(date +%s) < deadline)) || fail "never saw phase TearingDown with a new restorePath"
+  [[ "$(sj '{.status.reconciliation.phase}')" != AwaitingReady ]] || fail "missed the window: already AwaitingReady"
+  sleep 0.1
+done
+kill -KILL "$op_pid"
+SP_UPGRADE="$(sj '{.status.reconciliation.restorePath}')"
+log "killed operator pid $op_pid in phase TearingDown, savepoint $SP_UPGRADE recorded"
+op_restarted() { [[ "$(restarts "$OP_SEL")" -gt "$op_before" ]]; }
+wait_until 60 "the operator container to be restarted" op_restarted
+upgraded() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && -n "$(sj '{.status.jobStatus.jobId}')" ]]; }
+wait_until 180 "the restarted operator to deploy the new job" upgraded
+wait_until 180 "STABLE after the interrupted upgrade" stable
+[[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP_UPGRADE" ]] || fail "the new job does not restore from $SP_UPGRADE"
+find "$S3_ROOT/$BUCKET/savepoints" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort >"$WORK/savepoints-after"
+new_sps="$(comm -13 "$WORK/savepoints-before" "$WORK/savepoints-after")"
+log "savepoints written during the upgrade: $(echo "$new_sps" | tr '\n' ' ')"
+[[ "$(echo "$new_sps" | grep -c .)" == 1 && "s3://$BUCKET/savepoints/$new_sps" == "$SP_UPGRADE" ]] ||
+  fail "expected exactly one new savepoint ($SP_UPGRADE), found: $new_sps"
+fi
+
+# ---- 9 ------------------------------------------------------------------------------------------
+if want 9; then
+step "9 bad upgrade (job cannot start): rolled back to lastStableSpec from the upgrade savepoint"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+STABLE_SPEC="$(sj '{.status.reconciliation.lastStableSpec}')"
+manifest 3 savepoint "$RATE" "$(extra)" | sed "s/events=$EVENTS/events=lots/" | kn apply -f - >&2
+rolled_back() { [[ "$(sj '{.status.lifecycleState}')" == ROLLED_BACK && "$(sj '{.status.jobStatus.state}')" == RUNNING ]]; }
+wait_until 240 "ROLLED_BACK with the job RUNNING" rolled_back
+SP_BAD="$(sj '{.status.reconciliation.restorePath}')"
+[[ "$SP_BAD" == "s3://$BUCKET/savepoints/"* ]] || fail "rollback restore path '$SP_BAD' is not a savepoint"
+JOB_RB="$(sj '{.status.jobStatus.jobId}')"
+restored="$(rest "/jobs/$JOB_RB/checkpoints" | jq_py '(d.get("latest",{}).get("restored") or {}).get("external_path","")')"
+[[ "$restored" == "$SP_BAD" ]] || fail "rolled-back job restored from '$restored', not $SP_BAD"
+args="$(kn get deploy "$JOB-jobmanager" -o 'jsonpath={.spec.template.spec.containers[0].args}')"
+[[ "$args" == *"events=$EVENTS"* ]] || fail "the JobManager does not run the last stable spec: $args"
+[[ "$(sj '{.status.reconciliation.lastStableSpec}')" == "$STABLE_SPEC" ]] || fail "lastStableSpec changed"
+rollback_event() { kn get events --field-selector reason=Rollback -o name 2>/dev/null | grep -q .; }
+wait_until 30 "a Rollback Event" rollback_event
+log "rolled back to the stable spec; job $JOB_RB restored from $SP_BAD"
+fi
+
+# ---- 11 -----------------------------------------------------------------------------------------
+step "11 throttle lifted (savepoint upgrade), job FINISHED; StreamJob deleted: pods, owned objects, finalizer gone"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+manifest 3 savepoint 0 "$(extra)" | kn apply -f - >&2
+finished() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == FINISHED ]]; }
+wait_until 300 "the unthrottled job to finish" finished
+finished_stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE ]]; }
+wait_until 60 "STABLE for the finished job (not rolled back after upgradeReadinessTimeout)" finished_stable
+log "job $(sj '{.status.jobStatus.jobId}') FINISHED, lifecycle STABLE"
+UID_SJ="$(sj '{.metadata.uid}')"
+kn delete sj "$JOB" --wait=false >&2
+sj_gone() { ! kn get sj "$JOB" >/dev/null 2>&1; }
+wait_until 120 "the StreamJob to be deleted (finalizer released)" sj_gone
+owned_gone() {
+  [[ -z "$(kn get deploy,svc,cm,pods,rs -o json | python3 -c "
+import json,sys
+for o in json.load(sys.stdin)['items']:
+    refs = o['metadata'].get('ownerReferences', [])
+    if o['metadata'].get('labels', {}).get('weir.dev/job') == '$JOB' or any(r['uid'] == '$UID_SJ' for r in refs):
+        print(o['kind'], o['metadata']['name'])
+")" ]]
+}
+wait_until 120 "pods and owned objects to be gone" owned_gone
+
+# ---- 12 -----------------------------------------------------------------------------------------
+step "12 sink output holds every input record exactly once (per-key count and checksum vs weir run)"
+pending="$(find "$OUT/.inprogress" -type f 2>/dev/null | wc -l)"
+((pending == 0)) || log "note: $pending uncommitted file(s) of stopped or crashed runs remain in .inprogress (invisible)"
+"$BIN_DIR/weir" run user-metrics --parallelism 2 --arg "events=$EVENTS" --arg "users=$USERS" \
+  --arg "output=$REF" >"$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log" >&2; fail "weir run failed"; }
+summary() { # dir -> per key: window results, events counted, amount total, checksum of the lines
+  python3 - "$1" <<'PY'
+import collections, glob, hashlib, json, os, re, sys
+lines = collections.defaultdict(list)
+for f in glob.glob(os.path.join(sys.argv[1], "*.jsonl")):
+    for line in open(f):
+        if line.strip():
+            text = json.loads(line)
+            lines[re.search(r"\b(user_\d+)\b", text).group(1)].append(text)
+total = 0
+for key in sorted(lines):
+    rows = sorted(lines[key])
+    events = sum(int(re.search(r"events=(\d+)", r).group(1)) for r in rows)
+    cents = sum(round(float(re.search(r"amount=([0-9.]+)", r).group(1)) * 100) for r in rows)
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+    total += events
+    print(f"{key} windows={len(rows)} events={events} amount_cents={cents} sha256={digest}")
+print(f"total events {total}")
+PY
+}
+summary "$OUT" >"$WORK/summary-e2e.txt"
+summary "$REF" >"$WORK/summary-reference.txt"
+cat "$WORK/summary-e2e.txt" >&2
+grep -q "^total events $EVENTS\$" "$WORK/summary-reference.txt" || fail "the reference run does not count $EVENTS events"
+diff "$WORK/summary-reference.txt" "$WORK/summary-e2e.txt" >&2 ||
+  fail "the cluster's output differs from weir run's (lost or duplicated records)"
+# Line by line, too: every window result exactly once.
+sort "$OUT"/*.jsonl >"$WORK/lines-e2e.txt"
+sort "$REF"/*.jsonl >"$WORK/lines-reference.txt"
+cmp -s "$WORK/lines-e2e.txt" "$WORK/lines-reference.txt" ||
+  fail "window results differ line by line: $(diff "$WORK/lines-reference.txt" "$WORK/lines-e2e.txt" | head -5)"
+log "output: $(wc -l <"$WORK/lines-e2e.txt") window results, identical to weir run's"
+
+step "finished"
