@@ -213,7 +213,7 @@ spec:
     upgradeMode: $2
     upgradeReadinessTimeout: 45s
 ${4:-}
-  taskManager: {replicas: 2, slots: 2}
+  taskManager: {replicas: 2, slots: 2, resources: {limits: {memory: 256Mi}}}
   checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 2s, retained: 2}
   savepoints: {dir: "s3://$BUCKET/savepoints", historyMaxCount: ${HISTORY_MAX:-10}${PERIODIC:+, periodicInterval: $PERIODIC}}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
@@ -247,6 +247,10 @@ jm_ip() { kn get pods -l "weir.dev/job=$JOB,app.kubernetes.io/component=jobmanag
   --field-selector=status.phase=Running -o 'jsonpath={.items[0].status.podIP}'; }
 rest() { curl -fsS --max-time 5 "http://$(jm_ip):8081$1"; }
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# The TaskManagers' memory limit became their budget (taskmanager.memory.process.size).
+budgets="$(rest /taskmanagers | jq_py '" ".join(str(t["memoryConfiguration"]["totalProcessMemory"]) for t in d["taskmanagers"])')"
+[[ "$budgets" == "268435456 268435456" ]] || fail "TaskManager memory budgets are '$budgets', not 256Mi each"
+log "both TaskManagers live within their 256Mi limit as their memory budget"
 
 # ---- 4 ------------------------------------------------------------------------------------------
 step "4 parallelism 2 -> 3 with upgradeMode savepoint: savepoint taken and restored, STABLE again"

@@ -361,7 +361,9 @@ fn a_savepoint_upgrade_stops_with_a_savepoint_and_restores_from_it() {
         ReconcilePhase::TearingDown
     );
 
-    // Step 4: the new spec is deployed from the savepoint.
+    // Step 4: the new spec is deployed from the savepoint — not from a checkpoint found in
+    // storage, whatever its number.
+    world.storage_checkpoint = Some("s3://state/orders/checkpoints/job1/chk-99".into());
     let action = world.reconcile();
     let Action::Deploy { spec, restore_path } = action else {
         panic!("expected a deployment, got {action:?}");
@@ -557,6 +559,43 @@ fn a_last_state_upgrade_restores_from_the_latest_checkpoint() {
     let action = world.reconcile();
     assert!(matches!(action, Action::Deploy { ref restore_path, .. } if *restore_path == latest));
     assert!(world.jm.started.is_empty(), "last-state takes no savepoint");
+}
+
+#[test]
+fn a_last_state_upgrade_restores_from_the_newest_checkpoint_the_old_run_completed_before_it_stopped()
+ {
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.complete_checkpoint();
+    let chosen = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    world.spec.image = "weir:next".into();
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert_eq!(world.status.reconciliation.restore_path, chosen);
+    // Until its pods were gone the old run completed another checkpoint, and its sinks
+    // committed that output: restoring from the one chosen before would write it again.
+    world.complete_checkpoint();
+    let chosen = chosen.unwrap();
+    let (run, n) = chosen.rsplit_once("/chk-").unwrap();
+    let newer = format!("{run}/chk-{}", n.parse::<u64>().unwrap() + 1);
+    world.storage_checkpoint = Some(newer.clone());
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::Deploy { ref restore_path, .. } if restore_path.as_deref() == Some(newer.as_str())),
+        "{action:?}"
+    );
+    assert!(world.events.iter().any(|e| e.reason == "LastState"));
+    // A checkpoint of another run never replaces it.
+    let mut world = World::new("last-state.yaml");
+    world.deploy_stable();
+    world.complete_checkpoint();
+    world.spec.image = "weir:next".into();
+    world.reconcile();
+    world.storage_checkpoint = Some(format!("{run}-other/chk-50"));
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::Deploy { ref restore_path, .. } if restore_path.as_deref() == Some(chosen.as_str())),
+        "{action:?}"
+    );
 }
 
 #[test]
