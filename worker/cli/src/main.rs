@@ -3,6 +3,7 @@
 
 mod jobs;
 mod progress;
+mod sql;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -36,11 +37,11 @@ enum Command {
         long_about = "Run a job locally in this process until its sources are exhausted: \
 every window and timer is flushed and the job FINISHES. Progress (records in/out per second, \
 watermark, backpressure) is shown on stderr; results go to the job's sinks.\n\n\
-Examples:\n  weir run user-metrics\n  weir run user-metrics --parallelism 4 --arg events=1000000\n  \
+Examples:\n  weir run user-metrics\n  weir run examples/user_metrics.sql\n  weir run user-metrics --parallelism 4 --arg events=1000000\n  \
 weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
     )]
     Run {
-        /// A registered job name (see `weir jobs`).
+        /// A registered job name (see `weir jobs`), or a Flink SQL script ending in `.sql`.
         job: String,
         /// Config file of `key: value` lines (Flink-style keys; see docs/configuration.md).
         #[arg(long, short)]
@@ -112,8 +113,6 @@ fn run(cli: Cli) -> Result<()> {
             no_progress,
             summary_json,
         } => {
-            let def = jobs::find(&job)?;
-            let job_args = jobs::JobArgs::parse(def, &args)?;
             let mut conf = Config::load(config.as_deref())?;
             if let Some(p) = parallelism {
                 conf.set("parallelism.default", &p.to_string())?;
@@ -128,6 +127,12 @@ fn run(cli: Cli) -> Result<()> {
                 conf.set(k.trim(), v.trim())?;
             }
             let env = StreamExecutionEnvironment::with_config(conf);
+            if job.ends_with(".sql") {
+                let (show, summary) = (!no_progress, summary_json.as_deref());
+                return sql::run(&env, &job, &args, explain, show, summary);
+            }
+            let def = jobs::find(&job)?;
+            let job_args = jobs::JobArgs::parse(def, &args)?;
             (def.build)(&env, &job_args)?;
             if explain {
                 print!("{}", env.explain()?);

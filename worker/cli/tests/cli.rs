@@ -55,6 +55,60 @@ fn user_metrics_prints_windows_that_account_for_every_event() {
     );
 }
 
+fn example(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_user_metrics_sql_example_prints_windows_that_account_for_every_event() {
+    let o = weir(&["run", &example("user_metrics.sql"), "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // +I[window_start, window_end, user_id, events, amount]
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("+I[")?.strip_suffix(']'))
+        .map(|l| l.split(", ").collect())
+        .collect();
+    let events: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(events, 100_000, "every generated event lands in exactly one window");
+    // 100 000 events x 20 ms = 2 000 s: minutes 00:00 to 00:33, 8 users each.
+    assert_eq!(rows.len(), 34 * 8, "{out}");
+    assert!(
+        rows.iter().any(|r| r[0] == "2026-01-01 00:33:00.000"
+            && r[1] == "2026-01-01 00:34:00.000"
+            && r[2] == "user_7"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("FINISHED"), "{}", stderr(&o));
+
+    let o = weir(&["run", &example("user_metrics.sql"), "--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("GroupWindowAggregate: window=TUMBLE(size=60000 ms) keys=[user_id]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_sql_script_with_a_mistake_fails_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.sql");
+    std::fs::write(
+        &path,
+        "CREATE TABLE t (a INT) WITH ('connector' = 'datagen');\nSELECT b FROM t;\n",
+    )
+    .unwrap();
+    let o = weir(&["run", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{}:2:8: column 'b' not found", path.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn user_metrics_gives_the_same_results_at_parallelism_4() {
     let sorted_lines = |o: &Output| {
