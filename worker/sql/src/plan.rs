@@ -580,6 +580,9 @@ impl<'e> Planner<'e> {
                         }
                     }
                 }
+                SelectItem::ExprWithAliases { .. } => {
+                    return Err(SqlError::at(it.span(), "several aliases for one expression are not supported"));
+                }
                 SelectItem::QualifiedWildcard(..) => {
                     return Err(SqlError::at(it.span(), "qualified wildcards (t.*) are not supported yet; use *"));
                 }
