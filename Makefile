@@ -2,22 +2,28 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
 WEIR := $(CARGO_TARGET_DIR)/release/weir
 
-.PHONY: help run test deps fmt lint crds unit bench
+.PHONY: help run test deps fmt lint crds chart unit bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
 
 run: ## run the main example job locally (generated clicks, 1-minute windows, printed)
+	bash worker/engine/install-rocksdb-deps.sh
 	cargo build --release --locked -p weir
 	$(WEIR) run user-metrics
 
-test: deps fmt lint crds unit ## everything CI runs: installs test servers, format check, clippy, CRD check, all tests
+test: deps fmt lint crds chart unit ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests
 
-deps: ## install the test servers the suite starts itself (s3s-fs), into ~/.cache/weir
+deps: ## install what the tests start: s3s-fs, the RocksDB libraries, the local Kubernetes control plane (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
+	bash worker/engine/install-rocksdb-deps.sh
+	bash e2e/controlplane/install.sh
 
-crds: ## fail when crds/ differs from what crdgen generates from the Rust types
+crds: ## fail when crds/ (or the chart's copy) differs from what crdgen generates from the Rust types
 	bash operator/check-crds.sh
+
+chart: ## lint and render charts/weir-operator with Helm's Go SDK (installed into ~/.cache/weir) and check it
+	"$$(bash charts/install-helm-sdk.sh | tail -1)" charts/check-chart.py
 
 fmt: ## check formatting
 	cargo fmt --all -- --check

@@ -48,16 +48,7 @@ import time
 
 SCRIPT_START = time.monotonic()
 
-
-def count_lines(path):
-    n = 0
-    with open(path, "rb") as f:
-        while True:
-            buf = f.read(1 << 22)
-            if not buf:
-                break
-            n += buf.count(b"\n")
-    return n
+from gen_events import count_lines  # noqa: E402  (same directory, stdlib only)
 
 
 def sql_quote(s):

@@ -136,21 +136,25 @@ fn stop_with_savepoint(
         }
         Some(SavepointProgress::Failed { cause }) => savepoint_failed(step, &pending, cause),
         Some(SavepointProgress::Unknown) => resend(step, &pending, dir),
-        Some(SavepointProgress::InProgress) | None => {
-            if elapsed(
-                Some(&pending.triggered_at),
-                step.savepoint_timeout(),
-                step.now(),
-            ) {
-                let cause = format!(
-                    "not completed within {}s",
-                    step.savepoint_timeout().as_secs()
-                );
-                return savepoint_failed(step, &pending, cause);
-            }
-            (Action::None, POLL)
-        }
+        Some(SavepointProgress::InProgress) | None => wait_or_time_out(step, &pending),
     }
+}
+
+/// The savepoint is still running (or not reported yet): poll again, or fail it once it has
+/// run longer than the savepoint timeout.
+fn wait_or_time_out(step: &mut Stepper<'_, '_>, pending: &PendingSavepoint) -> (Action, Duration) {
+    if elapsed(
+        Some(&pending.triggered_at),
+        step.savepoint_timeout(),
+        step.now(),
+    ) {
+        let cause = format!(
+            "not completed within {}s",
+            step.savepoint_timeout().as_secs()
+        );
+        return savepoint_failed(step, pending, cause);
+    }
+    (Action::None, POLL)
 }
 
 /// The JobManager never saw the trigger (the operator stopped between recording and sending
@@ -228,19 +232,6 @@ pub(super) fn poll_running_savepoint(step: &mut Stepper<'_, '_>) -> (Action, Dur
             }
             None => savepoint_failed(step, &pending, "savepoints.dir was removed".into()),
         },
-        Some(SavepointProgress::InProgress) | None => {
-            if elapsed(
-                Some(&pending.triggered_at),
-                step.savepoint_timeout(),
-                step.now(),
-            ) {
-                let cause = format!(
-                    "not completed within {}s",
-                    step.savepoint_timeout().as_secs()
-                );
-                return savepoint_failed(step, &pending, cause);
-            }
-            (Action::None, POLL)
-        }
+        Some(SavepointProgress::InProgress) | None => wait_or_time_out(step, &pending),
     }
 }

@@ -1,6 +1,10 @@
 //! `weir`: run stream jobs. `weir run` executes a job in this process (an embedded
-//! mini-cluster: every operator subtask on its own thread), showing live progress.
+//! mini-cluster: every operator subtask on its own thread), showing live progress, and
+//! serves the REST API when `rest.port` is set; `weir list|savepoint|stop|cancel` talk to
+//! that API like Flink's CLI.
 
+mod cluster;
+mod control;
 mod jobs;
 mod progress;
 mod sql;
@@ -70,16 +74,95 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
     },
     /// List the jobs built into this binary with their arguments.
     Jobs,
+    /// List the jobs of a running `weir` process (over its REST API).
+    List {
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Take a savepoint of a running job, wait for it and print its location.
+    #[command(
+        long_about = "Take a savepoint of a running job and print its location once it \
+is complete; the job keeps running. Restore from it with `weir run <job> -s <location>`.\n\n\
+Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0.0.1:8081"
+    )]
+    Savepoint {
+        /// The job id (`weir list`).
+        job_id: String,
+        /// Where to write it (default: `state.savepoints.dir` of the job).
+        target_dir: Option<String>,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Stop a job with a savepoint: nothing after the savepoint is processed.
+    Stop {
+        /// The job id (`weir list`).
+        job_id: String,
+        /// Where to write the savepoint (default: `state.savepoints.dir` of the job).
+        #[arg(long, short = 'p', value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// Advance event time to the end first, so every window and timer fires (for
+        /// ending a job for good, not for upgrades).
+        #[arg(long, short = 'd')]
+        drain: bool,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
+    /// Run a JobManager: plan the job, serve the REST API, run the job on TaskManagers.
+    #[command(
+        long_about = "Run the JobManager of a cluster for one job (application mode): it \
+plans the job, serves the REST API (rest.port, default 8081), waits for TaskManagers to \
+register at jobmanager.rpc.port with enough slots, runs the job on them, coordinates \
+checkpoints and restarts the job from its latest checkpoint when a TaskManager is lost. \
+It keeps serving REST after the job ended, until SIGTERM.\n\n\
+Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000"
+    )]
+    Jobmanager {
+        /// Config file of `key: value` lines (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A configuration override, `key=value` (repeatable; applied last).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A registered job name (see `weir jobs`).
+        job: String,
+        /// Job arguments, `key=value`.
+        args: Vec<String>,
+    },
+    /// Run a TaskManager: register with the JobManager and run subtasks in its slots.
+    Taskmanager {
+        /// Config file of `key: value` lines (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A configuration override, `key=value` (repeatable; applied last).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Cancel a job (its checkpoints are kept unless configured otherwise).
+    Cancel {
+        /// The job id (`weir list`).
+        job_id: String,
+        #[command(flatten)]
+        rest: control::RestArgs,
+    },
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into())
+    };
+    // WEIR_LOG_FORMAT=json: one JSON object per line, for log collectors on Kubernetes.
+    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter())
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter())
+            .init();
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -102,6 +185,26 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::List { rest } => control::list(&rest),
+        Command::Savepoint {
+            job_id,
+            target_dir,
+            rest,
+        } => control::savepoint(&rest, &job_id, target_dir.as_deref()),
+        Command::Stop {
+            job_id,
+            savepoint_path,
+            drain,
+            rest,
+        } => control::stop(&rest, &job_id, savepoint_path.as_deref(), drain),
+        Command::Cancel { job_id, rest } => control::cancel(&rest, &job_id),
+        Command::Jobmanager {
+            config,
+            set,
+            job,
+            args,
+        } => cluster::jobmanager(config.as_deref(), &set, &job, &args),
+        Command::Taskmanager { config, set } => cluster::taskmanager(config.as_deref(), &set),
         Command::Run {
             job,
             config,
@@ -126,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("--set '{kv}' must look like key=value"))?;
                 conf.set(k.trim(), v.trim())?;
             }
+            let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);
             if job.ends_with(".sql") {
                 let (show, summary) = (!no_progress, summary_json.as_deref());
@@ -139,6 +243,15 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let handle = env.execute_async(def.name)?;
+            let _server = match rest.port {
+                Some(port) => {
+                    let server = weir_cluster::RestServer::start(&rest.address, port)?;
+                    server.add_job(handle.client());
+                    eprintln!("REST API: {}  (job {})", server.url(), handle.job_id());
+                    Some(server)
+                }
+                None => None,
+            };
             progress::run(handle, def.name, !no_progress, summary_json.as_deref())
         }
     }

@@ -478,7 +478,7 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
         "run",
         "user-metrics",
         "--arg",
-        "events=90000",
+        "events=150000",
         "--arg",
         "rate=30000",
         "--no-progress",
@@ -496,8 +496,8 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    s3.stop(); // S3 goes away mid-run ...
-    std::thread::sleep(std::time::Duration::from_millis(900));
+    s3.stop(); // S3 goes away mid-run, longer than a write's retries last (~1 s) ...
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     s3.restart(); // ... and comes back on the same port with the same data
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -518,6 +518,697 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
         latest_id > failed,
         "a checkpoint after the outage completed: {s}"
     );
-    assert_eq!(s["records_in"], 90_000, "no data lost: {s}");
+    assert_eq!(s["records_in"], 150_000, "no data lost: {s}");
     assert_eq!(s["restarts"], 0, "the job never restarted: {s}");
+}
+
+/// Starts `weir run` with the REST API on a free port; returns the child, the API's URL and
+/// the job id (both printed on stderr).
+fn run_with_rest(args: &[String]) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .args(["--set", "rest.port=0", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("REST API: ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("weir run prints the REST API's URL");
+    // "http://127.0.0.1:PORT  (job <id>)"
+    let (url, job) = line.split_once("  (job ").unwrap();
+    (
+        child,
+        url.to_string(),
+        job.trim_end_matches(')').to_string(),
+    )
+}
+
+#[test]
+fn weir_savepoint_prints_a_path_that_weir_run_restores_exactly_once_after_weir_cancel() {
+    let base: Vec<String> = ["run", "user-metrics", "--arg", "events=60000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let reference = tempfile::tempdir().unwrap();
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
+    args.push("--no-progress".into());
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+
+    let out = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", out.path().display()),
+        "--arg".into(),
+        "rate=10000".into(),
+    ]);
+    let (mut child, url, job) = run_with_rest(&args);
+
+    let o = weir(&["list", "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(": {job} : user-metrics (RUNNING)")),
+        "{}",
+        stdout(&o)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let target = format!("file://{}", sp.path().display());
+    let o = weir(&["savepoint", &job, &target, "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let location = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
+        .expect("the location is printed")
+        .to_string();
+    assert!(
+        location.starts_with(&format!("{target}/savepoint-")),
+        "{location}"
+    );
+    let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
+    assert!(dir.join("_metadata").exists());
+
+    // An unknown job id.
+    let o = weir(&["savepoint", "0123abcd", &target, "--address", &url]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("job 0123abcd not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["cancel", &job, "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("Cancelled job {job}.")));
+    child.wait().unwrap();
+    let partial = committed(out.path());
+    assert!(
+        !partial.is_empty() && partial.len() < expected.len(),
+        "cancelled mid-run: {} of {} results",
+        partial.len(),
+        expected.len()
+    );
+
+    let mut args = base.clone();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", out.path().display()),
+        "--no-progress".into(),
+        "-s".into(),
+        location.clone(),
+    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "restored from {location}: every result exactly once"
+    );
+
+    // Nothing listening.
+    let o = weir(&["list", "--address", "http://127.0.0.1:1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot reach the REST API at http://127.0.0.1:1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_once() {
+    let base = [
+        "run",
+        "user-metrics",
+        "--arg",
+        "events=60000",
+        "--no-progress",
+    ];
+    let reference = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "--arg".into(),
+        format!("output={}", reference.path().display()),
+    ]);
+    let o = weir_with_s3_credentials(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+
+    let data = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(["--arg".into(), format!("output={}", out.path().display())]);
+    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    for kv in [
+        "state.backend.type=rocksdb".to_string(),
+        format!("state.backend.rocksdb.localdir={}", local.path().display()),
+        "state.checkpoints.num-retained=2".to_string(),
+    ] {
+        args.extend(["--set".to_string(), kv]);
+    }
+    let mut first = args.clone();
+    first.extend(["--arg".to_string(), "rate=30000".to_string()]);
+    let mut child = weir_with_s3_credentials(&first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1000)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no checkpoint appeared in S3"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let chk = latest_checkpoint(&bucket_dir).unwrap();
+    // The keyed state went up as SST files under <job-id>/shared/, referenced by _metadata.
+    let meta = std::fs::read_to_string(chk.join("_metadata")).unwrap();
+    let shared: Vec<_> = std::fs::read_dir(chk.parent().unwrap().join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        shared
+            .iter()
+            .any(|f| f.ends_with(".sst") && meta.contains(f.as_str())),
+        "shared/ holds the SST files _metadata references: {shared:?}"
+    );
+    let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
+    let mut resume = args.clone();
+    resume.extend([
+        "--from-savepoint".to_string(),
+        format!("s3://weir/{}", rel.display()),
+    ]);
+    let o = weir_with_s3_credentials(&resume).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "resumed from s3://weir/{}",
+        rel.display()
+    );
+}
+
+/// A free TCP port on loopback (released again: a process started next binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes killed when the test ends, however it ends; their stderr goes to files
+/// that are printed when the test fails.
+struct Processes {
+    children: Vec<(String, std::process::Child, std::path::PathBuf)>,
+    logs: tempfile::TempDir,
+}
+
+impl Processes {
+    fn new() -> Self {
+        Processes {
+            children: Vec::new(),
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn start(&mut self, name: &str, args: &[String]) {
+        let log = self.logs.path().join(format!("{name}.log"));
+        let child = weir_with_s3_credentials(args)
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        self.children.push((name.to_string(), child, log));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let (_, child, _) = self
+            .children
+            .iter_mut()
+            .find(|(n, _, _)| n == name)
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn logs(&self) -> String {
+        self.children
+            .iter()
+            .map(|(n, _, log)| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {n} ---\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, c, _) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP GET returning the body (the tests need no HTTP client for this).
+fn http_get(url: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status.contains(" 200 ").then(|| body.to_string())
+}
+
+/// The value of a Prometheus sample whose line starts with `name`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A JobManager and TaskManagers of `weir` on loopback, with checkpoints on `s3`.
+struct Cluster {
+    procs: Processes,
+    url: String,
+    job: String,
+    common: Vec<String>,
+    taskmanagers: usize,
+}
+
+impl Cluster {
+    /// Starts the JobManager for `user-metrics` with `job_args` and `tms` TaskManagers of
+    /// `slots` slots each; `set` adds configuration for every process.
+    fn start(s3: &S3sFs, tms: usize, slots: usize, set: &[String], job_args: &[String]) -> Self {
+        Self::start_job(s3, tms, slots, set, "user-metrics", job_args)
+    }
+
+    /// Like [`Cluster::start`] for the registered job `job`.
+    fn start_job(
+        s3: &S3sFs,
+        tms: usize,
+        slots: usize,
+        set: &[String],
+        job: &str,
+        job_args: &[String],
+    ) -> Self {
+        let (rpc, rest) = (free_port(), free_port());
+        let mut common: Vec<String> = s3_checkpoint_args(s3, "100ms");
+        for kv in [
+            format!("jobmanager.rpc.port={rpc}"),
+            "heartbeat.interval=200ms".to_string(),
+            "heartbeat.timeout=3s".to_string(),
+            "restart-strategy.fixed-delay.delay=200ms".to_string(),
+            format!("taskmanager.numberOfTaskSlots={slots}"),
+        ]
+        .iter()
+        .chain(set)
+        {
+            common.extend(["--set".to_string(), kv.clone()]);
+        }
+        let mut jm = vec!["jobmanager".to_string()];
+        jm.extend(common.iter().cloned());
+        jm.extend(["--set".to_string(), format!("rest.port={rest}")]);
+        jm.push(job.to_string());
+        jm.extend(job_args.iter().cloned());
+        let mut c = Cluster {
+            procs: Processes::new(),
+            url: format!("http://127.0.0.1:{rest}"),
+            job: String::new(),
+            common,
+            taskmanagers: 0,
+        };
+        c.procs.start("jobmanager", &jm);
+        for _ in 0..tms {
+            c.add_taskmanager();
+        }
+        // "JobManager: REST API <url>  RPC <addr>  (job <id>)"
+        let start = std::time::Instant::now();
+        while c.job.is_empty() {
+            let log = std::fs::read_to_string(&c.procs.children[0].2).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.starts_with("JobManager: REST API")) {
+                c.job = line
+                    .rsplit("(job ")
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(')')
+                    .to_string();
+            }
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "no JobManager\n{}",
+                c.procs.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        c
+    }
+
+    fn add_taskmanager(&mut self) -> String {
+        self.taskmanagers += 1;
+        let name = format!("taskmanager-{}", self.taskmanagers);
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(self.common.iter().cloned());
+        self.procs.start(&name, &a);
+        name
+    }
+
+    /// `weir <command> ... -m <url>`.
+    fn weir(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .args(["-m", &self.url])
+            .output()
+            .unwrap()
+    }
+
+    /// Waits for the job to reach `state` (as `weir list` shows it).
+    fn wait_for(&self, state: &str, secs: u64) {
+        let start = std::time::Instant::now();
+        loop {
+            let list = stdout(&self.weir(&["list"]));
+            if list.contains(&format!("({state})")) {
+                return;
+            }
+            assert!(
+                !list.contains("(FAILED)") && start.elapsed().as_secs() < secs,
+                "the job did not reach {state}: {list}\n{}",
+                self.procs.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// `user-metrics` at parallelism 4 without failures, in one process: the expected output.
+fn user_metrics_reference(events: u64) -> Vec<String> {
+    let reference = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "-p",
+        "4",
+        "--arg",
+        &format!("events={events}"),
+        "--no-progress",
+        "--arg",
+        &format!("output={}", reference.path().display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+    assert!(expected.len() > 100);
+    expected
+}
+
+fn cluster_survives_losing_a_taskmanager(backend: &str) {
+    let expected = user_metrics_reference(60000);
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let set = [
+        "parallelism.default=4".to_string(),
+        format!("state.backend.type={backend}"),
+    ];
+    let job_args = [
+        "events=60000".to_string(),
+        "rate=15000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let mut cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
+
+    // Kill -9 one TaskManager once a checkpoint exists and the job is under way.
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1500)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint appeared in S3\n{}",
+            cluster.procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.procs.kill("taskmanager-1");
+    let partial = committed(out.path()).len();
+    // The job cannot run on the two slots left; a replacement brings them back.
+    cluster.add_taskmanager();
+    cluster.wait_for("FINISHED", 60);
+
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
+    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
+    assert!(
+        partial < expected.len(),
+        "the TaskManager was killed mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    if backend == "rocksdb" {
+        let job_dir = bucket_dir.join(&cluster.job);
+        let shared = std::fs::read_dir(job_dir.join("shared")).map_or(0, |d| d.count());
+        assert!(
+            shared > 0,
+            "incremental checkpoints upload SST files to shared/"
+        );
+    }
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "exactly-once output after losing a TaskManager\n{}",
+        cluster.procs.logs()
+    );
+}
+
+#[test]
+fn a_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
+    cluster_survives_losing_a_taskmanager("hashmap");
+}
+
+#[test]
+fn a_rocksdb_cluster_survives_losing_a_taskmanager_with_exactly_once_output() {
+    cluster_survives_losing_a_taskmanager("rocksdb");
+}
+
+#[test]
+fn a_savepoint_over_rest_restores_in_a_new_cluster_exactly_once() {
+    let expected = user_metrics_reference(60000);
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let savepoints = tempfile::tempdir().unwrap();
+    let set = [
+        "parallelism.default=4".to_string(),
+        format!(
+            "state.savepoints.dir=file://{}",
+            savepoints.path().display()
+        ),
+    ];
+    let job_args = [
+        "events=60000".to_string(),
+        "rate=10000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
+    cluster.wait_for("RUNNING", 30);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+
+    // A savepoint while the job runs on.
+    let o = cluster.weir(&["savepoint", &cluster.job]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        stderr(&o),
+        cluster.procs.logs()
+    );
+    let first = stdout(&o)
+        .trim()
+        .rsplit("Path: ")
+        .next()
+        .unwrap()
+        .to_string();
+    let first_dir = first.trim_start_matches("file://");
+    assert!(
+        std::path::Path::new(first_dir).join("_metadata").exists(),
+        "{first}"
+    );
+    // Stop with a savepoint: the job ends, the JobManager keeps answering.
+    let o = cluster.weir(&["stop", &cluster.job]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        stderr(&o),
+        cluster.procs.logs()
+    );
+    let stopped = stdout(&o)
+        .trim()
+        .rsplit("Path: ")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(stopped, first);
+    cluster.wait_for("FINISHED", 30);
+    let partial = committed(out.path()).len();
+    assert!(
+        partial < expected.len(),
+        "stopped mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    drop(cluster);
+
+    // A new cluster restores from the stop's savepoint and finishes the input.
+    let mut set = set.to_vec();
+    set.push(format!("execution.savepoint.path={stopped}"));
+    let resumed = Cluster::start(&s3, 1, 4, &set, &job_args);
+    resumed.wait_for("FINISHED", 60);
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "exactly-once output across stop-with-savepoint and restore from {stopped}\n{}",
+        resumed.procs.logs()
+    );
+}
+
+/// Sum of a Prometheus metric's samples whose labels contain every `filter`.
+fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Peak resident memory of a process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let set = ["parallelism.default=2".to_string()];
+    let job_args = ["sink-rate=20000".to_string()];
+    // Two TaskManagers of one slot: half of the keyed exchange crosses processes.
+    let cluster = Cluster::start_job(&s3, 2, 1, &set, "slow-sink", &job_args);
+    cluster.wait_for("RUNNING", 30);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let first = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+
+    let source_bp = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_backPressuredTimeMsPerSecond",
+        &["task_name=\"Clicks\""],
+    ) / 2.0;
+    assert!(
+        source_bp > 600.0,
+        "the sources spend most of each second blocked: {source_bp} ms/s\n{second}"
+    );
+    let sink_bp = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_backPressuredTimeMsPerSecond",
+        &["SlowSink\""],
+    );
+    assert!(
+        sink_bp < 100.0,
+        "the sink itself is not backpressured: {sink_bp}"
+    );
+
+    let produced = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_operator_numRecordsOut",
+        &["operator_name=\"Clicks\""],
+    );
+    let consumed = metric_sum(
+        &second,
+        "weir_taskmanager_job_task_operator_numRecordsIn",
+        &["operator_name=\"SlowSink\""],
+    );
+    let consumed_before = metric_sum(
+        &first,
+        "weir_taskmanager_job_task_operator_numRecordsIn",
+        &["operator_name=\"SlowSink\""],
+    );
+    // The sinks hold their pace (2 × 20000/s) ...
+    let sink_rate = (consumed - consumed_before) / 2.0;
+    assert!(
+        (30_000.0..50_000.0).contains(&sink_rate),
+        "sink rate {sink_rate}/s"
+    );
+    // ... and the sources are held to it: what is in flight is bounded by the channels —
+    // 4 channels of 8 batches of 1024 records, and for the 2 crossing processes 8 more on
+    // each side of the connection (credits) — plus the metrics' reporting delay.
+    let in_flight = produced - consumed;
+    let bound = (2.0 * 8.0 + 2.0 * 24.0) * 1024.0 + 0.5 * sink_rate;
+    eprintln!(
+        "sources blocked {source_bp:.0} ms/s, sink {sink_bp:.0} ms/s; sink rate {sink_rate:.0}/s; \
+         {in_flight} records in flight (bound {bound})"
+    );
+    assert!(
+        in_flight < bound,
+        "produced {produced}, consumed {consumed}: {in_flight} records in flight (bound {bound})"
+    );
+    for (name, child, _) in &cluster.procs.children {
+        if name.starts_with("taskmanager") {
+            let peak = peak_rss_mib(child.id());
+            assert!(peak < 200.0, "{name} peaked at {peak:.0} MiB");
+        }
+    }
+    let o = cluster.weir(&["cancel", &cluster.job]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    cluster.wait_for("CANCELED", 30);
 }

@@ -60,6 +60,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "EXACTLY_ONCE (aligned barriers) | AT_LEAST_ONCE (no alignment)",
     ),
     (
+        "execution.checkpointing.unaligned",
+        "false",
+        "barriers overtake in-flight records, which are stored with the checkpoint (EXACTLY_ONCE only; savepoints stay aligned)",
+    ),
+    (
         "execution.checkpointing.timeout",
         "10min",
         "a checkpoint not complete after this is aborted and counted as failed",
@@ -78,6 +83,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "state.checkpoints.num-retained",
         "1",
         "completed checkpoints kept; older ones are deleted",
+    ),
+    (
+        "state.backend.type",
+        "hashmap",
+        "where keyed state lives: hashmap (objects on the heap) | rocksdb (local RocksDB per subtask)",
+    ),
+    (
+        "state.backend.incremental",
+        "true",
+        "rocksdb only: checkpoints upload only new SST files (false: full canonical snapshots)",
+    ),
+    (
+        "state.backend.rocksdb.localdir",
+        "",
+        "rocksdb only: local working directory of the RocksDB instances (default: the system temp dir)",
     ),
     (
         "state.savepoints.dir",
@@ -133,6 +153,61 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "restart-strategy.exponential-delay.attempts-before-reset-backoff",
         "2147483647",
         "restarts allowed before the job fails",
+    ),
+    (
+        "execution.checkpointing.externalized-checkpoint-retention",
+        "RETAIN_ON_CANCELLATION",
+        "RETAIN_ON_CANCELLATION (keep checkpoints when the job is cancelled) | DELETE_ON_CANCELLATION",
+    ),
+    (
+        "rest.address",
+        "127.0.0.1",
+        "address the REST API binds to, and the one `weir list|savepoint|stop|cancel` call",
+    ),
+    (
+        "rest.port",
+        "",
+        "port of the REST API (0: any free port); empty: `weir run` serves none, the CLI calls 8081",
+    ),
+    (
+        "jobmanager.rpc.address",
+        "127.0.0.1",
+        "where TaskManagers reach the JobManager (a host name or address)",
+    ),
+    (
+        "jobmanager.rpc.port",
+        "6123",
+        "the JobManager's RPC port, which TaskManagers register at",
+    ),
+    (
+        "jobmanager.bind-host",
+        "",
+        "address the JobManager's RPC port binds to; empty: $POD_IP if set, else 0.0.0.0",
+    ),
+    (
+        "taskmanager.numberOfTaskSlots",
+        "1",
+        "slots a TaskManager offers; a slot runs one subtask of every task",
+    ),
+    (
+        "taskmanager.host",
+        "",
+        "address a TaskManager's data port binds to and advertises; empty: $POD_IP if set, else 127.0.0.1",
+    ),
+    (
+        "taskmanager.data.port",
+        "0",
+        "a TaskManager's data port for the network exchange (0: any free port)",
+    ),
+    (
+        "heartbeat.interval",
+        "10s",
+        "how often the JobManager pings TaskManagers (they report metrics at least every second)",
+    ),
+    (
+        "heartbeat.timeout",
+        "50s",
+        "silence after which a TaskManager (or, seen from it, the JobManager) counts as lost",
     ),
     (
         "execution.checkpointing.tolerable-failed-checkpoints",
@@ -211,6 +286,37 @@ pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ms))
 }
 
+/// Which keyed state backend operators use (`state.backend.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateBackendKind {
+    /// Typed values in a hash map per key group, on the heap.
+    #[default]
+    HashMap,
+    /// A local RocksDB instance per keyed operator subtask.
+    RocksDb,
+}
+
+/// The keyed state backend settings (`state.backend.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateBackendConfig {
+    /// `state.backend.type`.
+    pub kind: StateBackendKind,
+    /// `state.backend.incremental` (rocksdb only).
+    pub incremental: bool,
+    /// `state.backend.rocksdb.localdir`: parent of the RocksDB working directories.
+    pub local_dir: std::path::PathBuf,
+}
+
+impl Default for StateBackendConfig {
+    fn default() -> Self {
+        StateBackendConfig {
+            kind: StateBackendKind::HashMap,
+            incremental: true,
+            local_dir: std::env::temp_dir(),
+        }
+    }
+}
+
 /// Checkpointing mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointingMode {
@@ -220,6 +326,27 @@ pub enum CheckpointingMode {
     AtLeastOnce,
 }
 
+/// What happens to a job's checkpoints when it is cancelled
+/// (`execution.checkpointing.externalized-checkpoint-retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointRetention {
+    /// Keep them, so the job can be resumed from its latest checkpoint (the default: the
+    /// operator's `last-state` upgrade mode relies on it).
+    #[default]
+    RetainOnCancellation,
+    /// Delete the job's checkpoint directory once the cancelled job has stopped.
+    DeleteOnCancellation,
+}
+
+/// The REST API's address and port (`rest.address`, `rest.port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestConfig {
+    /// `rest.address`.
+    pub address: String,
+    /// `rest.port`; `None` when unset.
+    pub port: Option<u16>,
+}
+
 /// Everything about checkpoints and recovery, resolved from the keys above.
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
@@ -227,6 +354,9 @@ pub struct CheckpointConfig {
     pub interval: Option<std::time::Duration>,
     /// Alignment mode.
     pub mode: CheckpointingMode,
+    /// `execution.checkpointing.unaligned`: checkpoints (not savepoints) let barriers overtake
+    /// queued records and persist them.
+    pub unaligned: bool,
     /// Abort a checkpoint after this long.
     pub timeout: std::time::Duration,
     /// Pause after a checkpoint before the next trigger.
@@ -245,6 +375,8 @@ pub struct CheckpointConfig {
     pub restart: RestartStrategy,
     /// Consecutive checkpoint failures tolerated before the job fails.
     pub tolerable_failures: u64,
+    /// `execution.checkpointing.externalized-checkpoint-retention`.
+    pub retention: CheckpointRetention,
     /// S3 and other storage settings (`s3.*` keys).
     pub storage: weir_storage::StorageOptions,
 }
@@ -408,6 +540,14 @@ impl Config {
                 )));
             }
         };
+        let unaligned = self.boolean("execution.checkpointing.unaligned")?;
+        if unaligned && mode == CheckpointingMode::AtLeastOnce {
+            return Err(Error::Config(
+                "'execution.checkpointing.unaligned' needs execution.checkpointing.mode EXACTLY_ONCE \
+                 (at-least-once checkpoints do not align, so there is nothing to overtake)"
+                    .into(),
+            ));
+        }
         let dir = self.optional("state.checkpoints.dir");
         let retained: usize = self
             .get("state.checkpoints.num-retained")
@@ -470,6 +610,7 @@ impl Config {
         Ok(CheckpointConfig {
             interval,
             mode,
+            unaligned,
             timeout: self.duration("execution.checkpointing.timeout")?,
             min_pause: self.duration("execution.checkpointing.min-pause")?,
             dir,
@@ -479,6 +620,20 @@ impl Config {
             allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
             restart,
             tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
+            retention: match self
+                .get("execution.checkpointing.externalized-checkpoint-retention")
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "RETAIN_ON_CANCELLATION" => CheckpointRetention::RetainOnCancellation,
+                "DELETE_ON_CANCELLATION" => CheckpointRetention::DeleteOnCancellation,
+                v => {
+                    return Err(Error::Config(format!(
+                        "'execution.checkpointing.externalized-checkpoint-retention' must be \
+                         RETAIN_ON_CANCELLATION or DELETE_ON_CANCELLATION, got '{v}'"
+                    )));
+                }
+            },
             storage: weir_storage::StorageOptions::from_config(self.values.iter())
                 .map_err(|e| Error::Config(e.to_string()))?,
         })
@@ -496,6 +651,8 @@ impl Config {
         self.chaining()?;
         self.decode_error_policy()?;
         self.checkpointing_values()?;
+        self.rest()?;
+        self.state_backend()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
                 "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",
@@ -504,6 +661,67 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Every key with its value (defaults included), in key order: what a JobManager
+    /// sends its TaskManagers.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The cluster keys (`jobmanager.*`, `taskmanager.*`, `heartbeat.*`). Empty bind
+    /// addresses default to `pod_ip` (the pod's address on Kubernetes).
+    pub fn cluster(&self, pod_ip: Option<&str>) -> Result<crate::runtime::cluster::ClusterConfig> {
+        let port = |key: &str| -> Result<u16> {
+            let v = self.get(key);
+            v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "'{key}' must be a port number (0-65535), got '{v}'"
+                ))
+            })
+        };
+        let or = |key: &str, fallback: &str| -> String {
+            match self.get(key) {
+                "" => pod_ip.unwrap_or(fallback).to_string(),
+                v => v.to_string(),
+            }
+        };
+        let heartbeat_interval = self.duration("heartbeat.interval")?;
+        let heartbeat_timeout = self.duration("heartbeat.timeout")?;
+        if heartbeat_timeout <= heartbeat_interval {
+            return Err(Error::Config(format!(
+                "'heartbeat.timeout' ({heartbeat_timeout:?}) must be longer than 'heartbeat.interval' ({heartbeat_interval:?})"
+            )));
+        }
+        Ok(crate::runtime::cluster::ClusterConfig {
+            rpc_address: self.get("jobmanager.rpc.address").to_string(),
+            rpc_port: port("jobmanager.rpc.port")?,
+            rpc_bind_host: or("jobmanager.bind-host", "0.0.0.0"),
+            slots: self.positive("taskmanager.numberOfTaskSlots")?,
+            taskmanager_host: or("taskmanager.host", "127.0.0.1"),
+            data_port: port("taskmanager.data.port")?,
+            heartbeat_interval,
+            heartbeat_timeout,
+        })
+    }
+
+    /// `rest.address` and `rest.port`.
+    pub fn rest(&self) -> Result<RestConfig> {
+        let port = match self.get("rest.port") {
+            "" => None,
+            v => Some(v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "'rest.port' must be a port number (0-65535), got '{v}'"
+                ))
+            })?),
+        };
+        Ok(RestConfig {
+            address: self.get("rest.address").to_string(),
+            port,
+        })
     }
 
     /// `parallelism.default`.
@@ -524,13 +742,56 @@ impl Config {
     }
     /// `pipeline.operator-chaining.enabled`.
     pub fn chaining(&self) -> Result<bool> {
-        match self.get("pipeline.operator-chaining.enabled") {
+        self.boolean("pipeline.operator-chaining.enabled")
+    }
+    /// A `true`/`false` key.
+    fn boolean(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
             "true" => Ok(true),
             "false" => Ok(false),
             v => Err(Error::Config(format!(
-                "'pipeline.operator-chaining.enabled' must be true or false, got '{v}'"
+                "'{key}' must be true or false, got '{v}'"
             ))),
         }
+    }
+    /// The keyed state backend: `state.backend.type`, `state.backend.incremental`,
+    /// `state.backend.rocksdb.localdir`.
+    pub fn state_backend(&self) -> Result<StateBackendConfig> {
+        let kind = match self.get("state.backend.type").to_ascii_lowercase().as_str() {
+            "hashmap" => StateBackendKind::HashMap,
+            "rocksdb" => StateBackendKind::RocksDb,
+            v => {
+                return Err(Error::Config(format!(
+                    "'state.backend.type' must be hashmap or rocksdb, got '{v}'"
+                )));
+            }
+        };
+        let incremental = match self.get("state.backend.incremental") {
+            "true" => true,
+            "false" => false,
+            v => {
+                return Err(Error::Config(format!(
+                    "'state.backend.incremental' must be true or false, got '{v}'"
+                )));
+            }
+        };
+        let local_dir = match self.optional("state.backend.rocksdb.localdir") {
+            None => std::env::temp_dir(),
+            Some(d) => {
+                let p = std::path::PathBuf::from(d.strip_prefix("file://").unwrap_or(&d));
+                if !p.is_absolute() {
+                    return Err(Error::Config(format!(
+                        "'state.backend.rocksdb.localdir' must be an absolute local path, got '{d}'"
+                    )));
+                }
+                p
+            }
+        };
+        Ok(StateBackendConfig {
+            kind,
+            incremental,
+            local_dir,
+        })
     }
     /// `pipeline.decode-error-policy`.
     pub fn decode_error_policy(&self) -> Result<DecodeErrorPolicy> {

@@ -64,6 +64,16 @@ pub enum Error {
     /// Checkpoint or savepoint storage failed.
     #[error(transparent)]
     Storage(#[from] weir_storage::StorageError),
+    /// The RocksDB state backend failed.
+    #[error("RocksDB state backend: {action} {}: {reason}", path.display())]
+    RocksDb {
+        /// What was being attempted, e.g. "cannot open".
+        action: &'static str,
+        /// The database or checkpoint directory.
+        path: PathBuf,
+        /// RocksDB's message.
+        reason: String,
+    },
     /// A checkpoint or savepoint cannot be restored.
     #[error("cannot restore: {0}")]
     Restore(String),

@@ -751,8 +751,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         self.keyed.restore(restored.as_deref())
     }
 
-    fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot()
+    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        self.keyed.snapshot(id)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {

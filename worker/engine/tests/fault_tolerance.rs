@@ -1,15 +1,20 @@
 //! Checkpoints, failures, savepoints and restores: the output of the exactly-once file sink
 //! must equal a failure-free run's, whatever fails and wherever the job is restored.
 
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use weir_engine::api::StreamExecutionEnvironment;
+use tempfile::TempDir;
+use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
-use weir_engine::connectors::{DataGen, FileSink};
+use weir_engine::connectors::{BlackholeSink, DataGen, FileSink};
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, agg};
+use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
 
 const EVENTS: u64 = 12_000;
 
@@ -26,14 +31,104 @@ fn uri(p: &Path) -> String {
     format!("file://{}", p.display())
 }
 
+/// Where keyed state lives (`state.backend.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    HashMap,
+    RocksDb,
+}
+
+/// One job's temporary directories: committed output, `file://` checkpoints, and the parent
+/// of the RocksDB working directories.
+struct JobDirs {
+    out: TempDir,
+    chk: TempDir,
+    local: TempDir,
+}
+
+impl JobDirs {
+    fn new() -> JobDirs {
+        JobDirs {
+            out: tempfile::tempdir().unwrap(),
+            chk: tempfile::tempdir().unwrap(),
+            local: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// An environment with keyed state on `backend` and checkpoints (once `pairs` set an
+    /// interval) in `chk`; `pairs` come last and may override either.
+    fn env(&self, backend: Backend, pairs: &[(&str, String)]) -> StreamExecutionEnvironment {
+        let mut all = vec![("state.checkpoints.dir", uri(self.chk.path()))];
+        if backend == Backend::RocksDb {
+            all.push(("state.backend.type", "rocksdb".into()));
+            all.push((
+                "state.backend.rocksdb.localdir",
+                self.local.path().display().to_string(),
+            ));
+        }
+        all.extend(pairs.iter().cloned());
+        StreamExecutionEnvironment::with_config(config(&all))
+    }
+}
+
+/// Events at which a task panics, each the first time it passes (a restored job replays
+/// the event and goes on).
+#[derive(Clone, Debug)]
+struct Failures(Arc<Vec<(u64, AtomicBool)>>);
+
+impl Failures {
+    fn at(events: &[u64]) -> Failures {
+        Failures(Arc::new(
+            events
+                .iter()
+                .map(|&e| (e, AtomicBool::new(false)))
+                .collect(),
+        ))
+    }
+
+    /// Panics if `event` is a failure point passing for the first time.
+    fn check(&self, event: u64) {
+        for (at, failed) in self.0.iter() {
+            if *at == event && !failed.swap(true, Ordering::SeqCst) {
+                panic!("injected failure at event {at}");
+            }
+        }
+    }
+
+    /// The failure points that have fired.
+    fn fired(&self) -> Vec<u64> {
+        self.0
+            .iter()
+            .filter(|(_, f)| f.load(Ordering::SeqCst))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
 /// Keyed one-second windows over generated events (10 ms of event time apart), optionally
-/// failing once when event `fail_at` passes, written by the exactly-once file sink.
-fn build(
+/// failing at the given events, written by the exactly-once file sink.
+fn build(env: &StreamExecutionEnvironment, out: &Path, rate: f64, failures: Option<Failures>) {
+    windows_to_sink(events(env, rate, failures), out);
+}
+
+/// [`build`] with a slow identity map behind a rebalance: the channels into it stay full,
+/// so barriers queue behind records (what unaligned checkpoints overtake).
+fn build_backpressured(env: &StreamExecutionEnvironment, out: &Path, failures: Option<Failures>) {
+    let slow = events(env, 1e9, failures)
+        .rebalance()
+        .map(|e: (String, u64)| {
+            std::thread::sleep(Duration::from_micros(100));
+            e
+        })
+        .uid("slow");
+    windows_to_sink(slow, out);
+}
+
+fn events(
     env: &StreamExecutionEnvironment,
-    out: &Path,
     rate: f64,
-    fail_at: Option<(u64, Arc<AtomicBool>)>,
-) {
+    failures: Option<Failures>,
+) -> DataStream<(String, u64)> {
     env.from_source(
         DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
             .bounded(EVENTS)
@@ -47,20 +142,21 @@ fn build(
     )
     .uid("gen")
     .map(move |e: (String, u64)| {
-        if let Some((at, failed)) = &fail_at
-            && e.1 == *at
-            && !failed.swap(true, Ordering::SeqCst)
-        {
-            panic!("injected failure at event {at}");
+        if let Some(f) = &failures {
+            f.check(e.1);
         }
         e
     })
-    .key_by(|e: &(String, u64)| e.0.clone())
-    .window(WindowSpec::tumbling(Duration::from_secs(1)))
-    .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
-    .uid("windows")
-    .sink_to(FileSink::json_lines(out))
-    .uid("sink");
+}
+
+fn windows_to_sink(events: DataStream<(String, u64)>, out: &Path) {
+    events
+        .key_by(|e: &(String, u64)| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(1)))
+        .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+        .uid("windows")
+        .sink_to(FileSink::json_lines(out))
+        .uid("sink");
 }
 
 /// Every committed line in `dir`, sorted (in-progress files are hidden and not read).
@@ -79,6 +175,22 @@ fn committed(dir: &Path) -> Vec<String> {
     }
     lines.sort();
     lines
+}
+
+/// Asserts equal result lines, printing only the lines that differ.
+#[track_caller]
+fn assert_same(actual: &[String], expected: &[String], what: &str) {
+    if actual != expected {
+        let missing: Vec<&String> = expected.iter().filter(|l| !actual.contains(l)).collect();
+        let extra: Vec<&String> = actual.iter().filter(|l| !expected.contains(l)).collect();
+        panic!(
+            "{what}: {} lines, expected {}; missing {:?}; unexpected {:?}",
+            actual.len(),
+            expected.len(),
+            &missing[..missing.len().min(5)],
+            &extra[..extra.len().min(5)]
+        );
+    }
 }
 
 fn reference(parallelism: usize) -> Vec<String> {
@@ -105,12 +217,7 @@ fn exactly_once_output_survives_task_failures_at_any_point() {
             ("state.checkpoints.dir", uri(chk.path())),
             ("restart-strategy.fixed-delay.delay", "10ms".into()),
         ]));
-        build(
-            &env,
-            out.path(),
-            20_000.0,
-            Some((fail_at, Arc::new(AtomicBool::new(false)))),
-        );
+        build(&env, out.path(), 20_000.0, Some(Failures::at(&[fail_at])));
         let result = env.execute("failing").unwrap();
         assert_eq!(
             result.restarts, 1,
@@ -134,12 +241,7 @@ fn without_checkpoints_a_failure_fails_the_job() {
     let out = tempfile::tempdir().unwrap();
     let env =
         StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
-    build(
-        &env,
-        out.path(),
-        1e9,
-        Some((500, Arc::new(AtomicBool::new(false)))),
-    );
+    build(&env, out.path(), 1e9, Some(Failures::at(&[500])));
     let msg = weir_engine::report(&env.execute("no-restarts").unwrap_err());
     assert!(msg.contains("injected failure at event 500"), "{msg}");
     assert!(
@@ -157,7 +259,8 @@ fn retention_keeps_only_the_newest_checkpoints() {
         ("state.checkpoints.dir", uri(chk.path())),
         ("state.checkpoints.num-retained", "2".into()),
     ]));
-    build(&env, out.path(), 30_000.0, None);
+    // 1.2 s of input: dozens of 30 ms intervals, enough even on a loaded machine.
+    build(&env, out.path(), 10_000.0, None);
     let result = env.execute("retention").unwrap();
     let last = result
         .checkpoints
@@ -293,13 +396,12 @@ fn checkpoints_that_cannot_be_written_are_counted_and_the_job_keeps_its_data() {
         "{:?}",
         result.checkpoints
     );
+    // The last one may instead have been in flight when the job ended; look at the history.
     assert!(
-        result
-            .checkpoints
-            .last_failure
+        result.checkpoints.history.iter().any(|c| c
+            .failure
             .as_deref()
-            .unwrap()
-            .contains("could not be written"),
+            .is_some_and(|f| f.contains("could not be written"))),
         "{:?}",
         result.checkpoints
     );
@@ -325,4 +427,869 @@ fn checkpoints_that_cannot_be_written_are_counted_and_the_job_keeps_its_data() {
         msg.contains("exceed execution.checkpointing.tolerable-failed-checkpoints (0)"),
         "{msg}"
     );
+}
+
+/// In-flight record batches stored in the checkpoint at `path`, over all operators.
+fn in_flight_batches(path: &str) -> usize {
+    let dir = Path::new(path.strip_prefix("file://").unwrap());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_metadata")).unwrap()).unwrap();
+    let mut n = 0;
+    for op in meta["operators"].as_array().unwrap() {
+        for f in op["files"].as_array().unwrap() {
+            if let Some(f) = f.as_str() {
+                let bytes = std::fs::read(dir.join(f)).unwrap();
+                n += weir_engine::checkpoint::decode_state(f, &bytes)
+                    .unwrap()
+                    .in_flight
+                    .len();
+            }
+        }
+    }
+    n
+}
+
+/// A backpressured job on `backend` fails once, with aligned and with unaligned checkpoints,
+/// and its output equals a failure-free run's.
+///
+/// Also proves restored source splits resume in order: the backpressured sources of the
+/// two subtasks progress unevenly, and restored splits are dealt out anew.
+fn checkpoints_under_backpressure_survive_a_failure_exactly_once(backend: Backend) {
+    let expected = reference(1);
+    for unaligned in ["false", "true"] {
+        let dirs = JobDirs::new();
+        let env = dirs.env(
+            backend,
+            &[
+                ("parallelism.default", "2".into()),
+                ("execution.checkpointing.interval", "30ms".into()),
+                ("execution.checkpointing.unaligned", unaligned.into()),
+                ("state.checkpoints.num-retained", "1000".into()),
+                ("restart-strategy.fixed-delay.delay", "10ms".into()),
+            ],
+        );
+        build_backpressured(&env, dirs.out.path(), Some(Failures::at(&[7_777])));
+        let result = env.execute("failing").unwrap();
+        let what = format!("{backend:?}, unaligned: {unaligned}");
+        assert_eq!(result.restarts, 1, "{what}: {:?}", result.checkpoints);
+        assert!(
+            result.checkpoints.completed >= 2,
+            "{what}: {:?}",
+            result.checkpoints
+        );
+        assert_same(&committed(dirs.out.path()), &expected, &what);
+        let in_flight: usize = checkpoint_metadata(&dirs.chk.path().join(&result.job_id))
+            .iter()
+            .map(|(id, _)| {
+                in_flight_batches(&format!(
+                    "{}/{}/chk-{id}",
+                    uri(dirs.chk.path()),
+                    result.job_id
+                ))
+            })
+            .sum();
+        assert_eq!(
+            in_flight > 0,
+            unaligned == "true",
+            "{what}: {in_flight} overtaken batches stored"
+        );
+    }
+}
+
+#[test]
+fn aligned_and_unaligned_checkpoints_under_backpressure_survive_a_failure_exactly_once() {
+    checkpoints_under_backpressure_survive_a_failure_exactly_once(Backend::HashMap);
+}
+
+#[test]
+fn aligned_and_unaligned_rocksdb_checkpoints_under_backpressure_survive_a_failure_exactly_once() {
+    checkpoints_under_backpressure_survive_a_failure_exactly_once(Backend::RocksDb);
+}
+
+#[test]
+fn an_unaligned_checkpoint_stores_the_records_its_barrier_overtook_and_restores_them_at_another_parallelism()
+ {
+    let expected = reference(1);
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "30ms".into()),
+        ("execution.checkpointing.unaligned", "true".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("state.checkpoints.num-retained", "1000".into()),
+    ]));
+    build_backpressured(&env, out.path(), None);
+    let job = env.execute_async("unaligned").unwrap();
+    // Wait for a completed checkpoint whose barriers overtook queued records.
+    let mut seen = None;
+    let mut with_data = None;
+    while with_data.is_none() && !job.is_finished() {
+        let path = job.checkpoints().last_completed_path;
+        if path.is_some() && path != seen {
+            let p = path.clone().unwrap();
+            if in_flight_batches(&p) > 0 {
+                with_data = Some(p);
+            }
+            seen = path;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    job.cancel();
+    let _ = job.wait();
+    let checkpoint = with_data.expect("a checkpoint with in-flight records before the job ended");
+    let before = committed(out.path());
+    assert!(before.len() < expected.len(), "cancelled mid-run");
+
+    // Restore at parallelism 3: the overtaken records are replayed by the subtasks that now
+    // own them, and the output is exactly the uninterrupted run's.
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("parallelism.default", "3".into()),
+        ("execution.savepoint.path", checkpoint.clone()),
+    ]));
+    build_backpressured(&env, out.path(), None);
+    env.execute("restored").unwrap();
+    assert_same(
+        &committed(out.path()),
+        &expected,
+        &format!("restored from {checkpoint}"),
+    );
+}
+
+#[test]
+fn unaligned_checkpoints_need_exactly_once_mode() {
+    let mut c = Config::default();
+    c.set("execution.checkpointing.mode", "AT_LEAST_ONCE")
+        .unwrap();
+    let err = c
+        .set("execution.checkpointing.unaligned", "true")
+        .map(|_| ())
+        .and_then(|_| c.checkpointing().map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "'execution.checkpointing.unaligned' needs execution.checkpointing.mode EXACTLY_ONCE"
+        ),
+        "{err}"
+    );
+}
+
+/// Events counted by the committed window results in `dir`.
+fn counted_events(dir: &Path) -> u64 {
+    committed(dir)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["value"][0].as_u64().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn a_draining_stop_fires_every_window_into_the_savepoint_and_finishes_the_job() {
+    for drain in [false, true] {
+        let out = tempfile::tempdir().unwrap();
+        let sp = tempfile::tempdir().unwrap();
+        let env =
+            StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+        build(&env, out.path(), 5_000.0, None);
+        let job = env.execute_async("drain").unwrap();
+        let client = job.client();
+        std::thread::sleep(Duration::from_millis(400));
+        let savepoint = if drain {
+            job.drain_with_savepoint(Some(&uri(sp.path()))).unwrap()
+        } else {
+            job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap()
+        };
+        assert!(
+            Path::new(savepoint.strip_prefix("file://").unwrap())
+                .join("_metadata")
+                .exists()
+        );
+        assert_eq!(client.status().as_str(), "FINISHED");
+        let generated = client.metrics().records_in;
+        assert!(generated > 0 && generated < EVENTS, "stopped mid-run");
+        let counted = counted_events(out.path());
+        if drain {
+            assert_eq!(
+                counted, generated,
+                "draining fires every window: each generated event is in a committed result"
+            );
+        } else {
+            assert!(
+                counted < generated,
+                "without draining, open windows stay in the savepoint ({counted} of {generated})"
+            );
+        }
+    }
+}
+
+#[test]
+fn cancelling_with_delete_on_cancellation_removes_the_jobs_checkpoints() {
+    for (retention, kept) in [
+        ("RETAIN_ON_CANCELLATION", true),
+        ("DELETE_ON_CANCELLATION", false),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let chk = tempfile::tempdir().unwrap();
+        let env = StreamExecutionEnvironment::with_config(config(&[
+            ("execution.checkpointing.interval", "30ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            (
+                "execution.checkpointing.externalized-checkpoint-retention",
+                retention.into(),
+            ),
+        ]));
+        build(&env, out.path(), 5_000.0, None);
+        let job = env.execute_async("cancel").unwrap();
+        let client = job.client();
+        let dir = chk.path().join(job.job_id());
+        let start = std::time::Instant::now();
+        while job.checkpoints().completed == 0 {
+            assert!(start.elapsed() < Duration::from_secs(20), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(dir.exists());
+        job.cancel();
+        assert!(
+            job.wait().is_err(),
+            "a cancelled job reports its cancellation"
+        );
+        assert_eq!(client.status().as_str(), "CANCELED");
+        assert_eq!(dir.exists(), kept, "{retention}");
+    }
+}
+
+// ---- The rocksdb state backend and incremental checkpoints ----
+
+/// The `_metadata` of every complete checkpoint under `<chk>/<job>`, by id.
+fn checkpoint_metadata(job_dir: &Path) -> Vec<(u64, serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(job_dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("chk-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let meta = job_dir.join(&name).join("_metadata");
+        if let Ok(bytes) = std::fs::read(meta) {
+            out.push((id, serde_json::from_slice(&bytes).unwrap()));
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
+
+/// The `shared/` objects a checkpoint's `_metadata` references.
+fn referenced_shared(meta: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = meta["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["incremental"].as_array().cloned().unwrap_or_default())
+        .filter(|h| !h.is_null())
+        .flat_map(|h| h["shared"].as_array().unwrap().clone())
+        .map(|f| f["object"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every object under `<job_dir>/shared/`, as `shared/<name>`.
+fn shared_objects(job_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(job_dir.join("shared"))
+        .map(|rd| {
+            rd.map(|e| format!("shared/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_keyed_windowed_job_on_rocksdb_gives_the_same_output_as_on_hashmap() {
+    let expected = reference(2);
+    let dirs = JobDirs::new();
+    let env = dirs.env(Backend::RocksDb, &[("parallelism.default", "2".into())]);
+    build(&env, dirs.out.path(), 1e9, None);
+    env.execute("rocksdb").unwrap();
+    assert_eq!(committed(dirs.out.path()), expected);
+    assert_eq!(
+        std::fs::read_dir(dirs.local.path()).unwrap().count(),
+        0,
+        "the RocksDB working directories are removed when the job ends"
+    );
+}
+
+#[test]
+fn a_failure_restores_from_incremental_rocksdb_checkpoints_exactly_once() {
+    let expected = reference(1);
+    for fail_at in [4_321, 9_999] {
+        let dirs = JobDirs::new();
+        let env = dirs.env(
+            Backend::RocksDb,
+            &[
+                ("parallelism.default", "2".into()),
+                ("execution.checkpointing.interval", "50ms".into()),
+                ("state.checkpoints.num-retained", "2".into()),
+                ("restart-strategy.fixed-delay.delay", "10ms".into()),
+            ],
+        );
+        build(
+            &env,
+            dirs.out.path(),
+            20_000.0,
+            Some(Failures::at(&[fail_at])),
+        );
+        let result = env.execute("failing").unwrap();
+        assert_eq!(result.restarts, 1, "failed once at {fail_at}");
+        assert!(
+            result.checkpoints.completed >= 1,
+            "{:?}",
+            result.checkpoints
+        );
+        assert_eq!(
+            committed(dirs.out.path()),
+            expected,
+            "output after a failure at event {fail_at}"
+        );
+        let job_dir = dirs.chk.path().join(&result.job_id);
+        let metas = checkpoint_metadata(&job_dir);
+        let (_, last) = metas.last().expect("a retained checkpoint");
+        assert!(
+            !referenced_shared(last).is_empty(),
+            "the window operator's state is in shared SST files: {last}"
+        );
+        assert!(
+            result.checkpoints.last_full_size_bytes >= result.checkpoints.last_size_bytes,
+            "{:?}",
+            result.checkpoints
+        );
+    }
+}
+
+#[test]
+fn the_next_incremental_checkpoint_uploads_only_sst_files_not_uploaded_before() {
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "40ms".into()),
+            ("state.checkpoints.num-retained", "6".into()),
+        ],
+    );
+    build(&env, dirs.out.path(), 5_000.0, None);
+    let result = env.execute("incremental").unwrap();
+    let job_dir = dirs.chk.path().join(&result.job_id);
+    let metas = checkpoint_metadata(&job_dir);
+    assert!(metas.len() >= 3, "{:?}", result.checkpoints);
+    let mut reused = 0;
+    for pair in metas.windows(2) {
+        let ((a, ma), (b, mb)) = (&pair[0], &pair[1]);
+        let written_a = std::fs::metadata(job_dir.join(format!("chk-{a}/_metadata")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        for o in referenced_shared(mb)
+            .into_iter()
+            .filter(|o| referenced_shared(ma).contains(o))
+        {
+            // Uploaded for checkpoint a (or earlier) and not written again for b.
+            let uploaded = std::fs::metadata(job_dir.join(&o))
+                .unwrap()
+                .modified()
+                .unwrap();
+            assert!(uploaded <= written_a, "{o} was uploaded again for chk-{b}");
+            reused += 1;
+        }
+    }
+    assert!(reused > 0, "consecutive checkpoints share SST files");
+    // Every SST is stored once: the objects are exactly those the checkpoints reference.
+    let mut referenced: Vec<String> = metas
+        .iter()
+        .flat_map(|(_, m)| referenced_shared(m))
+        .collect();
+    referenced.sort();
+    referenced.dedup();
+    assert_eq!(shared_objects(&job_dir), referenced);
+    // (The last checkpoint may follow a compaction that rewrote every file: uploaded <= full.)
+    assert!(
+        result.checkpoints.last_size_bytes <= result.checkpoints.last_full_size_bytes,
+        "{:?}",
+        result.checkpoints
+    );
+}
+
+#[test]
+fn with_one_retained_checkpoint_only_its_shared_files_are_kept() {
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("execution.checkpointing.interval", "30ms".into()),
+            ("state.checkpoints.num-retained", "1".into()),
+        ],
+    );
+    build(&env, dirs.out.path(), 20_000.0, None);
+    let result = env.execute("retain-one").unwrap();
+    assert!(
+        result.checkpoints.completed >= 4,
+        "{:?}",
+        result.checkpoints
+    );
+    let job_dir = dirs.chk.path().join(&result.job_id);
+    let metas = checkpoint_metadata(&job_dir);
+    assert_eq!(metas.len(), 1, "one checkpoint retained");
+    let referenced = referenced_shared(&metas[0].1);
+    assert!(!referenced.is_empty());
+    assert_eq!(
+        shared_objects(&job_dir),
+        referenced,
+        "every file the retained checkpoint references exists, and nothing else"
+    );
+    // Private files (MANIFEST, CURRENT, OPTIONS) live in the checkpoint's own directory.
+    let private: Vec<String> = metas[0].1["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["incremental"].as_array().cloned().unwrap_or_default())
+        .filter(|h| !h.is_null())
+        .flat_map(|h| h["private"].as_array().unwrap().clone())
+        .map(|f| f["object"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        private.iter().any(|p| p.contains("/CURRENT")),
+        "{private:?}"
+    );
+    for p in private {
+        assert!(job_dir.join(&p).is_file(), "{p} exists");
+    }
+}
+
+/// Keys of the large state.
+const LARGE_STATE_KEYS: u32 = 200_000;
+
+/// About 100 bytes, different for every (key, version), not much compressible.
+fn state_value(key: u32, version: u64) -> String {
+    (0..6)
+        .map(|i| {
+            let mut x =
+                (u64::from(key) << 32 | version) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            format!("{:016x}", x ^ (x >> 31))
+        })
+        .collect()
+}
+
+/// Large keyed state written once, then changing slowly: the first generated record expands
+/// into one value for each of [`LARGE_STATE_KEYS`] keys (all before the next barrier), every
+/// later one — `rate` per second — updates one key. A rolling reduce keeps each key's latest.
+fn build_large_state(env: &StreamExecutionEnvironment, rate: f64) {
+    env.from_source(
+        DataGen::new(11, |g| g.index).rows_per_second(rate),
+        None,
+        "gen",
+    )
+    .uid("gen")
+    .flat_map(|i: u64| {
+        if i == 0 {
+            (0..LARGE_STATE_KEYS)
+                .map(|k| (k, state_value(k, 0)))
+                .collect::<Vec<_>>()
+        } else {
+            let k = (i * 7_919 % u64::from(LARGE_STATE_KEYS)) as u32;
+            vec![(k, state_value(k, i))]
+        }
+    })
+    .uid("expand")
+    .key_by(|e: &(u32, String)| e.0)
+    .reduce(|_, latest| latest.clone())
+    .uid("latest")
+    .sink_to(BlackholeSink)
+    .uid("sink");
+}
+
+#[test]
+fn incremental_checkpoints_of_large_slowly_changing_state_upload_only_the_changes() {
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("execution.checkpointing.interval", "100ms".into()),
+            ("state.checkpoints.num-retained", "10".into()),
+        ],
+    );
+    // 2000 updates per second: about 200 changed keys per checkpoint.
+    build_large_state(&env, 2_000.0);
+    let job = env.execute_async("large-state").unwrap();
+    // (id, uploaded bytes, full bytes) of each completed checkpoint, as the statistics say.
+    let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+    let start = std::time::Instant::now();
+    let load = loop {
+        let s = job.checkpoints();
+        if let Some(id) = s.last_completed_id
+            && seen.last().is_none_or(|l| l.0 != id)
+        {
+            seen.push((id, s.last_size_bytes, s.last_full_size_bytes));
+        }
+        // The first checkpoint holding the large state, and the three after it.
+        if let Some(i) = seen.iter().position(|c| c.2 > 10_000_000)
+            && seen.len() >= i + 4
+        {
+            break i;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30) && !job.is_finished(),
+            "{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    job.cancel();
+    let _ = job.wait();
+    let (first, later) = (seen[load], &seen[load + 1..load + 4]);
+    let ids: Vec<u64> = later.iter().map(|c| c.0).collect();
+    assert_eq!(
+        ids,
+        vec![first.0 + 1, first.0 + 2, first.0 + 3],
+        "consecutive checkpoints: {seen:?}"
+    );
+    assert!(
+        first.1 >= first.2 * 9 / 10,
+        "the first checkpoint uploads the state: {seen:?}"
+    );
+    // Each later checkpoint flushes a few hundred changed keys into one new SST file. (The
+    // fourth new file makes RocksDB compact level 0, rewriting the large file: the checkpoint
+    // after that uploads the compacted files again. These three come before.)
+    for c in later {
+        assert!(
+            c.1 * 5 < first.1,
+            "chk-{} uploaded {} bytes, not < 20 % of the first's {}: {seen:?}",
+            c.0,
+            c.1,
+            first.1
+        );
+        assert!(
+            c.2.abs_diff(first.2) * 10 < first.2,
+            "chk-{} references {} bytes, about the first's {}: {seen:?}",
+            c.0,
+            c.2,
+            first.2
+        );
+    }
+}
+
+/// Copies the committed files of `from` into `to`.
+fn copy_committed(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn savepoints_move_state_hashmap_to_rocksdb_to_hashmap_at_parallelism_2_3_1() {
+    let expected = reference(2);
+    let dirs = JobDirs::new();
+    let sp = tempfile::tempdir().unwrap();
+
+    let env = dirs.env(Backend::HashMap, &[("parallelism.default", "2".into())]);
+    build(&env, dirs.out.path(), 4_000.0, None);
+    let job = env.execute_async("hashmap").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let first = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let after_first = committed(dirs.out.path()).len();
+
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("parallelism.default", "3".into()),
+            ("execution.savepoint.path", first),
+        ],
+    );
+    build(&env, dirs.out.path(), 4_000.0, None);
+    let job = env.execute_async("rocksdb").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let second = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let after_second = committed(dirs.out.path()).len();
+    assert!(
+        after_first < after_second && after_second < expected.len(),
+        "each run stopped mid-stream: {after_first}, {after_second} of {}",
+        expected.len()
+    );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(second.strip_prefix("file://").unwrap()).join("_metadata"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        referenced_shared(&meta).is_empty(),
+        "a savepoint of the rocksdb backend is canonical: {meta}"
+    );
+
+    let env = dirs.env(
+        Backend::HashMap,
+        &[
+            ("parallelism.default", "1".into()),
+            ("execution.savepoint.path", second),
+        ],
+    );
+    build(&env, dirs.out.path(), 1e9, None);
+    env.execute("hashmap again").unwrap();
+    assert_eq!(committed(dirs.out.path()), expected);
+}
+
+#[test]
+fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
+    let expected = reference(2);
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        Backend::RocksDb,
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+        ],
+    );
+    build(&env, dirs.out.path(), 5_000.0, None);
+    let job = env.execute_async("before").unwrap();
+    let job_id = job.job_id().to_string();
+    while job.checkpoints().completed < 3 {
+        assert!(!job.is_finished(), "{:?}", job.checkpoints());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    job.cancel();
+    assert!(job.wait().is_err(), "cancelled");
+    let (last, meta) = checkpoint_metadata(&dirs.chk.path().join(&job_id))
+        .pop()
+        .expect("a completed checkpoint");
+    assert!(!referenced_shared(&meta).is_empty(), "{meta}");
+    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(dirs.chk.path()));
+
+    for p in [3usize, 1] {
+        let out = tempfile::tempdir().unwrap();
+        copy_committed(dirs.out.path(), out.path());
+        assert!(committed(out.path()).len() < expected.len());
+        let env = dirs.env(
+            Backend::RocksDb,
+            &[
+                ("parallelism.default", p.to_string()),
+                ("execution.savepoint.path", checkpoint.clone()),
+            ],
+        );
+        build(&env, out.path(), 1e9, None);
+        env.execute("after").unwrap();
+        assert_eq!(
+            committed(out.path()),
+            expected,
+            "restored at parallelism {p}"
+        );
+    }
+
+    // The hashmap backend cannot read RocksDB files, and says what to do.
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "execution.savepoint.path",
+        checkpoint,
+    )]));
+    build(&env, dirs.out.path(), 1e9, None);
+    let msg = weir_engine::report(&env.execute("hashmap").unwrap_err());
+    assert!(msg.contains("state.backend.type: rocksdb"), "{msg}");
+}
+
+// ---- Checkpoints on S3 ----
+
+/// Set in the child process [`in_child_with_s3_credentials`] starts.
+const S3_CHILD: &str = "WEIR_TEST_S3_CHILD";
+
+/// Whether this process should run the S3 test `test`'s body. In the test process, no: it
+/// runs `test` again in a child process of this test binary with the S3 test server's
+/// credentials in the standard AWS environment variables, where the engine's credential
+/// chain looks, and asserts that it passed. (Setting them here would race with the threads
+/// of the tests running in parallel, which read the environment.)
+fn in_child_with_s3_credentials(test: &str) -> bool {
+    if std::env::var_os(S3_CHILD).is_some() {
+        return true;
+    }
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(S3_CHILD, "1")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/weir-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/weir-test/credentials",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in a child process with S3 credentials ({}):\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    false
+}
+
+/// The seed of a randomized test: `WEIR_TEST_SEED`, else the clock. Print it in every
+/// assertion so a failure can be replayed.
+fn test_seed() -> u64 {
+    match std::env::var("WEIR_TEST_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("WEIR_TEST_SEED must be a number, got '{v}'")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    }
+}
+
+/// Per key: window results, events counted, and an order-independent checksum of the lines.
+fn per_key(lines: &[String]) -> BTreeMap<String, (usize, u64, u64)> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let key = v["key"].as_str().unwrap().to_string();
+        let mut h = std::hash::DefaultHasher::new();
+        l.hash(&mut h);
+        let e: &mut (usize, u64, u64) = m.entry(key).or_default();
+        e.0 += 1;
+        e.1 += v["value"][0].as_u64().unwrap();
+        e.2 = e.2.wrapping_add(h.finish());
+    }
+    m
+}
+
+/// A job with checkpoints every 50 ms in a bucket of a real S3 server (s3s-fs) whose task
+/// fails at 1 to 3 random events, restarting with a fixed delay from the latest checkpoint
+/// in the bucket: its output equals a failure-free run's, and its checkpoints are objects in
+/// the bucket.
+fn task_failures_with_checkpoints_on_s3(backend: Backend) {
+    use rand::{Rng, SeedableRng};
+    let seed = test_seed();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut points: Vec<u64> = (0..rng.gen_range(1..=3))
+        // From 0.3 s into the run: after the first checkpoints, so restarts restore from S3.
+        .map(|_| rng.gen_range(3_000..EVENTS - 500))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let what = format!("WEIR_TEST_SEED={seed}: {backend:?}, failures at events {points:?}");
+    let expected = per_key(&reference(1));
+    assert_eq!(expected.len(), 7, "7 keys");
+
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let dirs = JobDirs::new();
+    let env = dirs.env(
+        backend,
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+            ("state.checkpoints.dir", "s3://weir/checkpoints".into()),
+            ("state.checkpoints.num-retained", "2".into()),
+            ("s3.endpoint", s3.endpoint()),
+            ("s3.path-style-access", "true".into()),
+            ("s3.region", "us-east-1".into()),
+            ("restart-strategy.type", "fixed-delay".into()),
+            ("restart-strategy.fixed-delay.delay", "10ms".into()),
+        ],
+    );
+    let failures = Failures::at(&points);
+    build(&env, dirs.out.path(), 10_000.0, Some(failures.clone()));
+    let result = env
+        .execute("s3")
+        .unwrap_or_else(|e| panic!("{what}: {}", weir_engine::report(&e)));
+    assert_eq!(failures.fired(), points, "{what}: every failure happened");
+    // Failures in both subtasks at once cost one restart.
+    assert!(
+        (1..=points.len() as u64).contains(&result.restarts),
+        "{what}: {} restarts",
+        result.restarts
+    );
+    let restored_from = result.checkpoints.last_restore.as_ref().map(|r| &r.0);
+    assert!(
+        restored_from.is_some_and(|p| p.starts_with("s3://weir/checkpoints/")),
+        "{what}: restored from {restored_from:?}"
+    );
+    assert_eq!(
+        per_key(&committed(dirs.out.path())),
+        expected,
+        "{what}: (windows, events, checksum) per key"
+    );
+
+    let job = &result.job_id;
+    let last = result
+        .checkpoints
+        .last_completed_id
+        .unwrap_or_else(|| panic!("{what}: no checkpoint completed: {:?}", result.checkpoints));
+    assert_eq!(
+        result.checkpoints.last_completed_path.as_deref(),
+        Some(format!("s3://weir/checkpoints/{job}/chk-{last}").as_str()),
+        "{what}"
+    );
+    // Read the bucket through the S3 API, not the server's directory.
+    let store = weir_storage::open("s3://weir/checkpoints", &s3.options()).unwrap();
+    let objects: Vec<String> = store
+        .list(&format!("{job}/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    let chk = format!("{job}/chk-{last}/");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&store.get(&format!("{chk}_metadata")).unwrap()).unwrap();
+    let files: Vec<String> = meta["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["files"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(|f| format!("{chk}{f}")))
+        .collect();
+    assert!(!files.is_empty(), "{what}: state files in {meta}");
+    for f in &files {
+        assert!(objects.contains(f), "{what}: {f} in {objects:?}");
+    }
+    let shared = referenced_shared(&meta);
+    if backend == Backend::RocksDb {
+        assert!(!shared.is_empty(), "{what}: incremental handles in {meta}");
+        for o in &shared {
+            let o = format!("{job}/{o}");
+            assert!(
+                o.starts_with(&format!("{job}/shared/")) && objects.contains(&o),
+                "{what}: {o} in {objects:?}"
+            );
+        }
+    } else {
+        assert!(shared.is_empty(), "{what}: canonical hashmap state: {meta}");
+    }
+}
+
+#[test]
+fn task_failures_with_hashmap_checkpoints_on_s3_keep_the_output_exactly_once() {
+    const NAME: &str = "task_failures_with_hashmap_checkpoints_on_s3_keep_the_output_exactly_once";
+    if in_child_with_s3_credentials(NAME) {
+        task_failures_with_checkpoints_on_s3(Backend::HashMap);
+    }
+}
+
+#[test]
+fn task_failures_with_incremental_rocksdb_checkpoints_on_s3_keep_the_output_exactly_once() {
+    const NAME: &str =
+        "task_failures_with_incremental_rocksdb_checkpoints_on_s3_keep_the_output_exactly_once";
+    if in_child_with_s3_credentials(NAME) {
+        task_failures_with_checkpoints_on_s3(Backend::RocksDb);
+    }
 }

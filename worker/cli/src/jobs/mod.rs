@@ -2,6 +2,7 @@
 
 mod bench_tumbling;
 mod count_per_user;
+mod slow_sink;
 mod user_metrics;
 
 use anyhow::{Context, Result, bail};
@@ -62,7 +63,12 @@ pub struct JobDef {
     pub build: fn(&StreamExecutionEnvironment, &JobArgs) -> Result<()>,
 }
 
-pub const JOBS: &[JobDef] = &[user_metrics::JOB, count_per_user::JOB, bench_tumbling::JOB];
+pub const JOBS: &[JobDef] = &[
+    user_metrics::JOB,
+    count_per_user::JOB,
+    bench_tumbling::JOB,
+    slow_sink::JOB,
+];
 
 pub fn find(name: &str) -> Result<&'static JobDef> {
     JOBS.iter().find(|j| j.name == name).with_context(|| {

@@ -14,8 +14,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Anything that can flow through a stream. Implemented for every type that qualifies.
-pub trait Data: Clone + Send + 'static {}
-impl<T: Clone + Send + 'static> Data for T {}
+///
+/// Records are serializable (derive `serde::Serialize` and `serde::Deserialize`) because they
+/// may leave the process: in-flight data persisted by unaligned checkpoints, and exchanges
+/// between TaskManagers. Within a process they move by ownership and are never encoded.
+pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
 /// Identifies a side output of type `T`.
 ///

@@ -161,6 +161,8 @@ impl StreamExecutionEnvironment {
             channel_capacity: c.channel_capacity()?,
             chaining: c.chaining()?,
             restore: None,
+            state_backend: c.state_backend()?,
+            savepoint_at: Default::default(),
         })
     }
 
@@ -175,7 +177,32 @@ impl StreamExecutionEnvironment {
         let batch = self.inner.borrow().config.batch_size()?;
         let checkpointing = self.inner.borrow().config.checkpointing()?;
         let graph = self.inner.borrow().graph.clone();
-        spawn(name, &graph, &opts, batch, checkpointing)
+        spawn(name, &graph, &opts, batch, checkpointing, None)
+    }
+
+    /// The job as built so far, detached from this environment: what a TaskManager runs
+    /// and a JobManager schedules.
+    pub fn prepare(&self) -> Result<crate::runtime::cluster::PreparedJob> {
+        let inner = self.inner.borrow();
+        inner.graph.validate(inner.config.max_parallelism()?)?;
+        Ok(crate::runtime::cluster::PreparedJob {
+            opts: self.plan_options()?,
+            batch_size: inner.config.batch_size()?,
+            checkpointing: inner.config.checkpointing()?,
+            graph: inner.graph.clone(),
+        })
+    }
+
+    /// Starts the job as the JobManager of a cluster and returns at once: TaskManagers
+    /// register at `cluster.rpc_*`, and the job runs once they offer enough slots.
+    pub fn execute_on_cluster(
+        &self,
+        name: &str,
+        spec: crate::runtime::cluster::JobSpec,
+        cluster: crate::runtime::cluster::ClusterConfig,
+    ) -> Result<JobHandle> {
+        let job = self.prepare()?;
+        crate::runtime::cluster::spawn_jobmanager(name, job, spec, cluster)
     }
 
     /// Runs the job until every source is exhausted and every window and timer has fired.
@@ -229,6 +256,7 @@ impl<T: Data> DataStream<T> {
             from: self.node,
             port: self.port,
             partitioning,
+            codec: crate::runtime::BatchCodec::of::<T>(),
         }
     }
 

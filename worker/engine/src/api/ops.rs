@@ -293,8 +293,8 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
         self.keyed.restore(self.info.restored.as_deref())
     }
 
-    fn snapshot_state(&mut self, _id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot()
+    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        self.keyed.snapshot(id)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
@@ -369,8 +369,8 @@ impl<T: super::Data> Operator for SinkOp<T> {
     }
     fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
         Ok(crate::checkpoint::OperatorSubtaskState {
-            keyed: Vec::new(),
             list: self.writer.snapshot_state(id)?,
+            ..Default::default()
         })
     }
     fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {

@@ -5,6 +5,11 @@
 //! The format is canonical and backend-independent: keyed state is a list of key groups, each
 //! holding its named states' entries (serialized key ++ namespace, serialized value) and its
 //! timers; non-keyed ("list") state is a list of opaque elements redistributed round-robin.
+//!
+//! The one exception is the rocksdb backend's incremental checkpoints: each keyed subtask
+//! contributes an [`IncrementalHandle`] (its key group range, the SST files it references
+//! under `<job-id>/shared/`, and its private MANIFEST/CURRENT/OPTIONS files under
+//! `chk-<n>/`), recorded in `_metadata`. Savepoints are always canonical.
 
 pub use weir_storage::{Bytes, FileStore, ObjectStore, StorageOptions};
 
@@ -23,17 +28,176 @@ pub struct OperatorSubtaskState {
     /// Non-keyed list state (source splits, pending sink files); elements are redistributed
     /// round-robin when the parallelism changes.
     pub list: Vec<Vec<u8>>,
+    /// Records an unaligned checkpoint overtook: read from an input channel after the task's
+    /// snapshot and before that channel's barrier. Replayed before new input on restore.
+    pub in_flight: Vec<InFlightBatch>,
+    /// Taking a checkpoint: the local RocksDB checkpoint the coordinator uploads
+    /// incrementally (never part of the state file).
+    #[serde(skip)]
+    pub incremental: Option<LocalIncrementalSnapshot>,
+    /// Restoring: the incremental RocksDB handles overlapping this subtask's key groups.
+    #[serde(skip)]
+    pub incremental_restore: Option<IncrementalRestore>,
+    /// Taking a checkpoint: the `hashmap` backend's keyed state, frozen copy-on-write on the
+    /// task thread and serialized into `keyed` by the coordinator ([`Self::resolved`]).
+    #[serde(skip)]
+    pub deferred_keyed: Option<DeferredKeyed>,
+}
+
+/// Produces keyed state off the task thread: serializes a frozen (copy-on-write) view.
+type KeyedProducer = Box<dyn FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send>;
+
+/// Keyed state whose serialization was deferred to the coordinator (runs once).
+#[derive(Clone)]
+pub struct DeferredKeyed(Arc<std::sync::Mutex<Option<KeyedProducer>>>);
+
+impl DeferredKeyed {
+    /// Wraps the producer.
+    pub fn new(f: impl FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send + 'static) -> Self {
+        DeferredKeyed(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))))
+    }
+}
+
+impl std::fmt::Debug for DeferredKeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredKeyed")
+    }
+}
+
+impl PartialEq for DeferredKeyed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DeferredKeyed {}
+
+/// One batch of in-flight records of an unaligned checkpoint, in channel order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightBatch {
+    /// The operator input (0, or 1 for the second input of a two-input operator).
+    pub input: u32,
+    /// The subtask that read it (its share is redistributed when the parallelism changes).
+    pub owner: u32,
+    /// The encoded batch.
+    pub data: Vec<u8>,
 }
 
 impl OperatorSubtaskState {
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
+        self.incremental.is_none() && self.deferred_keyed.is_none() && self.canonical_is_empty()
+    }
+
+    /// This state with deferred keyed state serialized and merged (key groups in order, the
+    /// timers already in `keyed` kept).
+    pub fn resolved(&self) -> Result<std::borrow::Cow<'_, Self>> {
+        let Some(deferred) = &self.deferred_keyed else {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        };
+        let produce = deferred
+            .0
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .ok_or_else(|| Error::User("deferred keyed state was already serialized".into()))?;
+        let mut merged: BTreeMap<u32, KeyGroupSnapshot> = self
+            .keyed
+            .iter()
+            .map(|g| (g.key_group, g.clone()))
+            .collect();
+        for g in produce()? {
+            if g.states.is_empty() {
+                continue;
+            }
+            merged
+                .entry(g.key_group)
+                .or_insert_with(|| KeyGroupSnapshot {
+                    key_group: g.key_group,
+                    ..Default::default()
+                })
+                .states = g.states;
+        }
+        Ok(std::borrow::Cow::Owned(OperatorSubtaskState {
+            keyed: merged.into_values().collect(),
+            list: self.list.clone(),
+            in_flight: self.in_flight.clone(),
+            incremental: self.incremental.clone(),
+            incremental_restore: None,
+            deferred_keyed: None,
+        }))
+    }
+
+    /// True when the canonical part (the state file) would hold nothing.
+    pub fn canonical_is_empty(&self) -> bool {
         self.list.is_empty()
+            && self.in_flight.is_empty()
             && self.keyed.iter().all(|g| {
                 g.states.is_empty() && g.event_timers.is_empty() && g.processing_timers.is_empty()
             })
     }
 }
+
+/// A file of an incremental RocksDB checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Its name in the RocksDB directory (`000012.sst`, `MANIFEST-000005`, ...).
+    pub name: String,
+    /// Where it is stored, relative to the job's checkpoint directory (`<dir>/<job-id>/`):
+    /// `shared/<instance>-000012.sst` or `chk-<n>/<uid>-<subtask>-rocksdb/MANIFEST-000005`.
+    pub object: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What one rocksdb subtask's incremental checkpoint consists of (recorded in `_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalHandle {
+    /// The key groups the database holds.
+    pub key_groups: KeyGroupRange,
+    /// Names of the states in the database.
+    pub states: Vec<String>,
+    /// SST files, immutable and shared between checkpoints (reference-counted).
+    pub shared: Vec<StateFile>,
+    /// MANIFEST, CURRENT, OPTIONS and the like: this checkpoint's own copies.
+    pub private: Vec<StateFile>,
+}
+
+impl IncrementalHandle {
+    /// Bytes of every file the handle references.
+    pub fn full_size(&self) -> u64 {
+        self.shared
+            .iter()
+            .chain(&self.private)
+            .map(|f| f.size)
+            .sum()
+    }
+}
+
+/// A RocksDB checkpoint on local disk waiting for the coordinator to upload it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIncrementalSnapshot {
+    /// The directory of hard links (removed once uploaded or abandoned).
+    pub dir: std::path::PathBuf,
+    /// The handle, with private files' objects still empty.
+    pub handle: IncrementalHandle,
+}
+
+/// Incremental handles to restore from, with the store of the job directory they live in.
+#[derive(Debug, Clone)]
+pub struct IncrementalRestore {
+    /// The store rooted at the checkpoint's job directory (`<dir>/<job-id>`).
+    pub store: Arc<dyn ObjectStore>,
+    /// Handles overlapping the restoring subtask's key groups.
+    pub handles: Vec<IncrementalHandle>,
+}
+
+impl PartialEq for IncrementalRestore {
+    fn eq(&self, other: &Self) -> bool {
+        self.handles == other.handles && self.store.uri("") == other.store.uri("")
+    }
+}
+impl Eq for IncrementalRestore {}
 
 const STATE_MAGIC: &[u8; 8] = b"WEIRST01";
 /// Identifies the `_metadata` format.
@@ -85,6 +249,9 @@ pub struct OperatorMetadata {
     pub parallelism: usize,
     /// State file of each subtask relative to the checkpoint directory (`None`: no state).
     pub files: Vec<Option<String>>,
+    /// Incremental RocksDB handle of each subtask (empty: none; else one per subtask).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incremental: Vec<Option<IncrementalHandle>>,
 }
 
 /// The `_metadata` file of a checkpoint or savepoint.
@@ -129,6 +296,14 @@ impl CheckpointMetadata {
                     op.files.len()
                 )));
             }
+            if !op.incremental.is_empty() && op.incremental.len() != op.parallelism {
+                return Err(Error::Restore(format!(
+                    "{path} is inconsistent: operator '{}' has parallelism {} but {} incremental handles",
+                    op.uid,
+                    op.parallelism,
+                    op.incremental.len()
+                )));
+            }
         }
         Ok(m)
     }
@@ -142,9 +317,46 @@ pub struct RestorePlan {
     /// Its metadata.
     pub metadata: CheckpointMetadata,
     operators: BTreeMap<String, OperatorSubtaskState>,
+    /// Incremental handles per operator uid.
+    handles: BTreeMap<String, Vec<IncrementalHandle>>,
+    /// The job directory's store (where `shared/` is), when there are handles.
+    job_store: Option<Arc<dyn ObjectStore>>,
 }
 
 impl RestorePlan {
+    /// Opens the checkpoint or savepoint at `uri` (`file:///dir`, `/dir` or `s3://...`) and
+    /// loads it; incremental RocksDB files are read from its parent (the job directory).
+    pub fn open(uri: &str, storage: &StorageOptions) -> Result<Self> {
+        let store = weir_storage::open(uri, storage).map_err(|e| {
+            Error::Restore(format!(
+                "cannot open '{uri}' (execution.savepoint.path): {}",
+                crate::error::report(&e)
+            ))
+        })?;
+        let mut plan = RestorePlan::load(&*store, "")?;
+        plan.path = uri.to_string();
+        if plan.handles.values().any(|h| !h.is_empty()) {
+            let trimmed = uri.trim_end_matches('/');
+            let parent = trimmed
+                .rsplit_once('/')
+                .map(|(p, _)| p)
+                .filter(|p| !p.is_empty() && !p.ends_with(':') && !p.ends_with("//"))
+                .ok_or_else(|| {
+                    Error::Restore(format!(
+                        "'{uri}' holds incremental RocksDB state, whose shared files live in its \
+                         parent directory, but it has no parent; restore from <dir>/<job-id>/chk-<n>"
+                    ))
+                })?;
+            plan.job_store = Some(weir_storage::open(parent, storage).map_err(|e| {
+                Error::Restore(format!(
+                    "cannot open '{parent}': {}",
+                    crate::error::report(&e)
+                ))
+            })?);
+        }
+        Ok(plan)
+    }
+
     /// Reads `_metadata` and every state file of the checkpoint at `dir` in `store`.
     pub fn load(store: &dyn ObjectStore, dir: &str) -> Result<Self> {
         let join = |name: &str| match dir.trim_end_matches('/') {
@@ -160,7 +372,12 @@ impl RestorePlan {
         })?;
         let metadata = CheckpointMetadata::decode(&meta_path, &bytes)?;
         let mut operators = BTreeMap::new();
+        let mut handles = BTreeMap::new();
         for op in &metadata.operators {
+            handles.insert(
+                op.uid.clone(),
+                op.incremental.iter().flatten().cloned().collect::<Vec<_>>(),
+            );
             let mut merged = OperatorSubtaskState::default();
             for f in op.files.iter().flatten() {
                 let p = join(f);
@@ -173,6 +390,7 @@ impl RestorePlan {
                 let s = decode_state(&p, &bytes)?;
                 merged.keyed.extend(s.keyed);
                 merged.list.extend(s.list);
+                merged.in_flight.extend(s.in_flight);
             }
             operators.insert(op.uid.clone(), merged);
         }
@@ -180,6 +398,8 @@ impl RestorePlan {
             path: dir.to_string(),
             metadata,
             operators,
+            handles,
+            job_store: None,
         })
     }
 
@@ -241,6 +461,22 @@ impl RestorePlan {
                 .filter(|(i, _)| i % parallelism == index)
                 .map(|(_, e)| e.clone())
                 .collect(),
+            // Every subtask sees all of it: only the task knows how its inputs are
+            // partitioned, so it picks its share (see `graph::restored_in_flight`).
+            in_flight: all.in_flight.clone(),
+            incremental: None,
+            incremental_restore: self.job_store.as_ref().map(|store| IncrementalRestore {
+                store: store.clone(),
+                handles: self
+                    .handles
+                    .get(uid)
+                    .into_iter()
+                    .flatten()
+                    .filter(|h| h.key_groups.start < range.end && range.start < h.key_groups.end)
+                    .cloned()
+                    .collect(),
+            }),
+            deferred_keyed: None,
         }))
     }
 }
@@ -270,6 +506,7 @@ mod tests {
         let s = OperatorSubtaskState {
             keyed: vec![group(3, b"k")],
             list: vec![b"split".to_vec()],
+            ..Default::default()
         };
         let bytes = encode_state(&s).unwrap();
         assert_eq!(decode_state("f", &bytes).unwrap(), s);
@@ -323,10 +560,12 @@ mod tests {
         let s0 = OperatorSubtaskState {
             keyed: vec![group(1, b"a"), group(3, b"b")],
             list: vec![b"x".to_vec()],
+            ..Default::default()
         };
         let s1 = OperatorSubtaskState {
             keyed: vec![group(5, b"c"), group(7, b"d")],
             list: vec![b"y".to_vec(), b"z".to_vec()],
+            ..Default::default()
         };
         store
             .put("chk-1/op-0", encode_state(&s0).unwrap().into())
@@ -346,6 +585,7 @@ mod tests {
                 name: "op".into(),
                 parallelism: 2,
                 files: vec![Some("op-0".into()), Some("op-1".into())],
+                incremental: vec![],
             }],
         };
         store

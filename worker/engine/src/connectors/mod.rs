@@ -125,19 +125,22 @@ impl<T: Clone + Send + Sync + 'static> SourceReader<T> for CollectionReader<T> {
 pub const SPLITS: u64 = 128;
 
 /// The index splits one reader owns: split `j` yields indices `j, j + SPLITS, ...` below
-/// `count`. Indices come out round-robin over the splits, i.e. in increasing order for a
-/// fresh reader.
+/// `count`. Indices come out in increasing order, whatever positions the splits start from:
+/// a fresh reader's splits are one round apart, but restored ones may come from subtasks
+/// that progressed unevenly, and reading them round-robin would emit records further out
+/// of order than the watermark allows (they would be dropped as late).
 #[derive(Debug)]
 pub(crate) struct IndexSplits {
-    /// `(split, next index)`.
-    splits: Vec<(u64, u64)>,
+    /// `(next index, split)` of every split not exhausted yet, smallest next index first.
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64)>>,
+    /// `(split, next index)` of exhausted splits, kept for snapshots.
+    done: Vec<(u64, u64)>,
     count: Option<u64>,
-    cursor: usize,
 }
 
 impl IndexSplits {
     pub(crate) fn new(info: &SubtaskInfo, count: Option<u64>) -> Result<Self> {
-        let mut splits = match &info.restored {
+        let splits = match &info.restored {
             Some(state) => state
                 .list
                 .iter()
@@ -155,35 +158,110 @@ impl IndexSplits {
                 .map(|j| (j, j))
                 .collect(),
         };
-        // Resume in index order: splits are at most one round apart, so round-robin over
-        // them sorted by their next index continues the increasing sequence exactly.
-        splits.sort_by_key(|&(split, next)| (next, split));
+        let (done, pending): (Vec<_>, Vec<_>) = splits
+            .into_iter()
+            .partition(|&(_, next)| count.is_some_and(|n| next >= n));
         Ok(IndexSplits {
-            splits,
+            pending: pending
+                .into_iter()
+                .map(|(split, next)| std::cmp::Reverse((next, split)))
+                .collect(),
+            done,
             count,
-            cursor: 0,
         })
     }
 
     /// The next index, or `None` when every split is exhausted.
     pub(crate) fn next(&mut self) -> Option<u64> {
-        for _ in 0..self.splits.len() {
-            let c = self.cursor;
-            self.cursor = (self.cursor + 1) % self.splits.len();
-            let (_, next) = &mut self.splits[c];
-            if self.count.is_none_or(|n| *next < n) {
-                let i = *next;
-                *next += SPLITS;
-                return Some(i);
-            }
+        let mut top = self.pending.peek_mut()?;
+        let (i, split) = top.0;
+        top.0.0 = i + SPLITS;
+        if self.count.is_some_and(|n| i + SPLITS >= n) {
+            std::collections::binary_heap::PeekMut::pop(top);
+            self.done.push((split, i + SPLITS));
         }
-        None
+        Some(i)
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Vec<u8>> {
-        self.splits
+        let mut splits: Vec<(u64, u64)> = self
+            .pending
+            .iter()
+            .map(|r| (r.0.1, r.0.0))
+            .chain(self.done.iter().copied())
+            .collect();
+        splits.sort_unstable();
+        splits
             .iter()
             .map(|s| postcard::to_allocvec(s).expect("two integers encode"))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::OperatorSubtaskState;
+    use std::sync::Arc;
+
+    fn info(restored: Option<Vec<(u64, u64)>>) -> SubtaskInfo {
+        SubtaskInfo {
+            name: "gen".into(),
+            index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            side_ports: Arc::new(Vec::new()),
+            decode_errors: crate::config::DecodeErrorPolicy::Fail,
+            uid: "gen".into(),
+            state_backend: Default::default(),
+            savepoint_at: Default::default(),
+            restored: restored.map(|splits| {
+                Arc::new(OperatorSubtaskState {
+                    list: splits
+                        .iter()
+                        .map(|s| postcard::to_allocvec(s).unwrap())
+                        .collect(),
+                    ..Default::default()
+                })
+            }),
+        }
+    }
+
+    #[test]
+    fn restored_splits_at_uneven_positions_resume_in_index_order() {
+        // Split 1 is five rounds behind split 0 (they came from different subtasks).
+        let mut s = IndexSplits::new(&info(Some(vec![(0, 5 * SPLITS), (1, 1)])), None).unwrap();
+        let got: Vec<u64> = (0..8).map(|_| s.next().unwrap()).collect();
+        let r = SPLITS;
+        assert_eq!(
+            got,
+            vec![
+                1,
+                1 + r,
+                1 + 2 * r,
+                1 + 3 * r,
+                1 + 4 * r,
+                5 * r,
+                1 + 5 * r,
+                6 * r
+            ]
+        );
+    }
+
+    #[test]
+    fn bounded_splits_end_and_snapshot_every_split_including_exhausted_ones() {
+        let mut s = IndexSplits::new(&info(None), Some(130)).unwrap();
+        let got: Vec<u64> = std::iter::from_fn(|| s.next()).collect();
+        assert_eq!(got, (0..130).collect::<Vec<_>>());
+        let snap = s.snapshot();
+        assert_eq!(snap.len(), SPLITS as usize);
+        let restored: Vec<(u64, u64)> = snap
+            .iter()
+            .map(|b| postcard::from_bytes(b).unwrap())
+            .collect();
+        assert_eq!(restored[0], (0, 2 * SPLITS));
+        assert_eq!(restored[2], (2, 2 + SPLITS));
+        let mut again = IndexSplits::new(&info(Some(restored)), Some(130)).unwrap();
+        assert_eq!(again.next(), None, "nothing is read twice after a restore");
     }
 }

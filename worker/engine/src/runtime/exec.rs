@@ -10,11 +10,11 @@ use super::graph::{JobGraph, PlanOptions};
 use super::metrics::{JobMetrics, JobSnapshot, TaskMetrics};
 use super::task::Task;
 use crate::checkpoint::{ObjectStore, RestorePlan};
-use crate::config::{CheckpointConfig, CheckpointingMode};
+use crate::config::{CheckpointConfig, CheckpointRetention, CheckpointingMode};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Sender, unbounded};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -36,41 +36,151 @@ pub struct JobResult {
     pub restarts: u64,
 }
 
-struct Shared {
+/// The lifecycle state of a job, named as in Flink (`GET /jobs/:jobid` `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting for resources (a JobManager waiting for TaskManager slots).
+    Created,
+    /// Tasks are running.
+    Running,
+    /// A task failed; waiting for the restart delay before the next attempt.
+    Restarting,
+    /// Cancel was requested; tasks are stopping.
+    Cancelling,
+    /// Cancelled.
+    Canceled,
+    /// Every source ended (or a stop-with-savepoint completed) and every task finished.
+    Finished,
+    /// Failed and the restart strategy gave up.
+    Failed,
+}
+
+impl JobStatus {
+    /// Flink's name of the state (`RUNNING`, `CANCELED`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+
+    /// True for states the job never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Canceled | JobStatus::Finished | JobStatus::Failed
+        )
+    }
+}
+
+/// A failure of the job: one that restarted it, or the one that ended it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFailure {
+    /// The error with its causes.
+    pub message: String,
+    /// When it happened (epoch ms).
+    pub timestamp: i64,
+    /// The task that failed, when a task failed (`name (subtask)`).
+    pub task: Option<String>,
+}
+
+/// How many failures [`JobClient::failures`] remembers.
+const FAILURE_HISTORY: usize = 16;
+
+pub(crate) struct Shared {
     cancel: AtomicBool,
+    pub(crate) status: Mutex<JobStatus>,
+    failures: Mutex<VecDeque<JobFailure>>,
+    start_ms: i64,
+    end_ms: AtomicI64,
     attempt_cancel: Mutex<Arc<AtomicBool>>,
-    metrics: Mutex<Arc<JobMetrics>>,
+    pub(crate) metrics: Mutex<Arc<JobMetrics>>,
     finished: AtomicBool,
     restarts: AtomicU64,
     stats: Arc<Mutex<CheckpointStats>>,
     savepoints: Mutex<Option<Sender<SavepointRequest>>>,
 }
 
+impl Shared {
+    pub(crate) fn record_failure(&self, e: &Error) {
+        let task = match e {
+            Error::Task { task, subtask, .. } => Some(format!("{task} ({subtask})")),
+            _ => None,
+        };
+        let mut f = self.failures.lock().expect("not poisoned");
+        f.push_back(JobFailure {
+            message: crate::error::report(e),
+            timestamp: crate::time::now_ms(),
+            task,
+        });
+        while f.len() > FAILURE_HISTORY {
+            f.pop_front();
+        }
+    }
+
+    pub(crate) fn set_status(&self, s: JobStatus) {
+        *self.status.lock().expect("not poisoned") = s;
+    }
+}
+
 /// A running job. Dropping it does not stop the job; call [`JobHandle::cancel`] for that.
 pub struct JobHandle {
-    name: String,
-    job_id: String,
-    shared: Arc<Shared>,
+    client: JobClient,
     supervisor: JoinHandle<Result<JobSnapshot>>,
     started: Instant,
 }
 
-impl std::fmt::Debug for JobHandle {
+/// A cloneable, thread-safe view of a job with its controls: what the REST API serves.
+/// It stays valid after the job ended (the final state, counters and failure remain).
+#[derive(Clone)]
+pub struct JobClient {
+    name: String,
+    job_id: String,
+    shared: Arc<Shared>,
+    cfg: Arc<CheckpointConfig>,
+}
+
+impl std::fmt::Debug for JobClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobHandle")
+        f.debug_struct("JobClient")
             .field("name", &self.name)
             .field("job_id", &self.job_id)
             .finish()
     }
 }
 
-impl JobHandle {
+impl JobClient {
     /// The job id (32 hex digits, as in Flink).
     pub fn job_id(&self) -> &str {
         &self.job_id
     }
 
-    /// Live counters of the current attempt.
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The job's lifecycle state.
+    pub fn status(&self) -> JobStatus {
+        *self.shared.status.lock().expect("not poisoned")
+    }
+
+    /// When the job started (epoch ms).
+    pub fn start_time(&self) -> i64 {
+        self.shared.start_ms
+    }
+
+    /// When the job ended (epoch ms); `None` while it runs.
+    pub fn end_time(&self) -> Option<i64> {
+        Some(self.shared.end_ms.load(Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Live counters of the current attempt (the last attempt's once the job ended).
     pub fn metrics(&self) -> JobSnapshot {
         self.shared.metrics.lock().expect("not poisoned").snapshot()
     }
@@ -80,18 +190,35 @@ impl JobHandle {
         self.shared.stats.lock().expect("not poisoned").clone()
     }
 
+    /// The checkpoint settings the job runs with.
+    pub fn checkpoint_config(&self) -> &CheckpointConfig {
+        &self.cfg
+    }
+
     /// Restarts so far.
     pub fn restarts(&self) -> u64 {
         self.shared.restarts.load(Relaxed)
     }
 
-    /// True once the job has ended (finished, failed for good, or cancelled).
-    pub fn is_finished(&self) -> bool {
-        self.shared.finished.load(Relaxed)
+    /// Failures so far, oldest first (the last one is Flink's root exception).
+    pub fn failures(&self) -> Vec<JobFailure> {
+        self.shared
+            .failures
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 
-    /// Asks every task to stop; [`JobHandle::wait`] then returns an error.
+    /// Asks every task to stop; the job ends CANCELED.
     pub fn cancel(&self) {
+        {
+            let mut s = self.shared.status.lock().expect("not poisoned");
+            if !s.is_terminal() {
+                *s = JobStatus::Cancelling;
+            }
+        }
         self.shared.cancel.store(true, Relaxed);
         self.shared
             .attempt_cancel
@@ -101,12 +228,21 @@ impl JobHandle {
     }
 
     /// Takes a savepoint into `target` (or `state.savepoints.dir`) and returns its location
-    /// once it is complete. The job keeps running.
+    /// once it is complete; blocks until then. The job keeps running. A savepoint requested
+    /// while another is in progress is queued behind it.
     pub fn trigger_savepoint(&self, target: Option<&str>) -> Result<String> {
-        self.savepoint(target, false)
+        self.savepoint(target, false, false)
     }
 
-    fn savepoint(&self, target: Option<&str>, stop: bool) -> Result<String> {
+    /// Stop-with-savepoint without waiting for the job to end: returns the location once
+    /// the savepoint is complete (the tasks then stop). With `drain`, sources first advance
+    /// event time to the end (a MAX watermark), so every event-time window and timer fires
+    /// before the savepoint, and the job ends FINISHED.
+    pub fn stop_with_savepoint(&self, target: Option<&str>, drain: bool) -> Result<String> {
+        self.savepoint(target, true, drain)
+    }
+
+    fn savepoint(&self, target: Option<&str>, stop: bool, drain: bool) -> Result<String> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let sender = self.shared.savepoints.lock().expect("not poisoned").clone();
         let sender = sender.ok_or_else(|| Error::User("the job is not running".into()))?;
@@ -114,11 +250,64 @@ impl JobHandle {
             .send(SavepointRequest {
                 target: target.map(str::to_string),
                 stop,
+                drain,
                 reply: tx,
             })
             .map_err(|_| Error::User("the job is not running".into()))?;
         rx.recv()
             .map_err(|_| Error::User("the job ended before the savepoint completed".into()))?
+    }
+}
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("name", &self.client.name)
+            .field("job_id", &self.client.job_id)
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// The job id (32 hex digits, as in Flink).
+    pub fn job_id(&self) -> &str {
+        &self.client.job_id
+    }
+
+    /// A cloneable view of the job with its controls, e.g. for the REST API.
+    pub fn client(&self) -> JobClient {
+        self.client.clone()
+    }
+
+    /// Live counters of the current attempt.
+    pub fn metrics(&self) -> JobSnapshot {
+        self.client.metrics()
+    }
+
+    /// Checkpoint statistics so far.
+    pub fn checkpoints(&self) -> CheckpointStats {
+        self.client.checkpoints()
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.client.restarts()
+    }
+
+    /// True once the job has ended (finished, failed for good, or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.client.shared.finished.load(Relaxed)
+    }
+
+    /// Asks every task to stop; [`JobHandle::wait`] then returns an error.
+    pub fn cancel(&self) {
+        self.client.cancel()
+    }
+
+    /// Takes a savepoint into `target` (or `state.savepoints.dir`) and returns its location
+    /// once it is complete. The job keeps running.
+    pub fn trigger_savepoint(&self, target: Option<&str>) -> Result<String> {
+        self.client.trigger_savepoint(target)
     }
 
     /// Stop-with-savepoint: every task stops at the savepoint's barrier, sinks commit what
@@ -126,7 +315,17 @@ impl JobHandle {
     /// from the savepoint continues exactly where this run stopped. If the savepoint fails,
     /// the job keeps running and the error is returned.
     pub fn stop_with_savepoint(self, target: Option<&str>) -> Result<String> {
-        let path = self.savepoint(target, true)?;
+        let path = self.client.stop_with_savepoint(target, false)?;
+        self.wait()?;
+        Ok(path)
+    }
+
+    /// Draining stop-with-savepoint (`weir stop --drain`): sources stop and emit the final
+    /// watermark before the savepoint's barrier, so every event-time window and timer fires
+    /// and is committed with the savepoint; then the job ends FINISHED. Meant for ending a
+    /// job for good: a job restored from this savepoint sees event time already at its end.
+    pub fn drain_with_savepoint(self, target: Option<&str>) -> Result<String> {
+        let path = self.client.stop_with_savepoint(target, true)?;
         self.wait()?;
         Ok(path)
     }
@@ -137,18 +336,19 @@ impl JobHandle {
             .supervisor
             .join()
             .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))))?;
+        let c = self.client;
         Ok(JobResult {
-            name: self.name,
-            job_id: self.job_id,
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             metrics,
-            checkpoints: self.shared.stats.lock().expect("not poisoned").clone(),
-            restarts: self.shared.restarts.load(Relaxed),
+            checkpoints: c.checkpoints(),
+            restarts: c.restarts(),
+            name: c.name,
+            job_id: c.job_id,
         })
     }
 }
 
-fn is_cancellation(e: &Error) -> bool {
+pub(crate) fn is_cancellation(e: &Error) -> bool {
     match e {
         Error::Cancelled => true,
         Error::Task { source, .. } => is_cancellation(source),
@@ -156,7 +356,7 @@ fn is_cancellation(e: &Error) -> bool {
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -189,6 +389,7 @@ pub(crate) fn spawn(
     opts: &PlanOptions,
     batch_size: usize,
     cfg: CheckpointConfig,
+    cluster: Option<Arc<super::cluster::Deployer>>,
 ) -> Result<JobHandle> {
     graph.validate(opts.max_parallelism)?;
     let job_id = new_job_id();
@@ -198,7 +399,9 @@ pub(crate) fn spawn(
     };
     let mut initial = None;
     let mut restore_ms = None;
+    let mut last_restore = None;
     if let Some(path) = &cfg.restore_from {
+        last_restore = Some((path.clone(), crate::time::now_ms()));
         let t = Instant::now();
         let plan = load_plan(path, &cfg.storage)?;
         plan.validate(&graph.uids(), opts.max_parallelism, cfg.allow_non_restored)?;
@@ -207,6 +410,14 @@ pub(crate) fn spawn(
     }
     let shared = Arc::new(Shared {
         cancel: AtomicBool::new(false),
+        status: Mutex::new(if cluster.is_some() {
+            JobStatus::Created
+        } else {
+            JobStatus::Running
+        }),
+        failures: Mutex::new(VecDeque::new()),
+        start_ms: crate::time::now_ms(),
+        end_ms: AtomicI64::new(0),
         attempt_cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
         metrics: Mutex::new(Arc::new(JobMetrics {
             operators: vec![],
@@ -217,50 +428,56 @@ pub(crate) fn spawn(
         restarts: AtomicU64::new(0),
         stats: Arc::new(Mutex::new(CheckpointStats {
             restore_ms,
+            restored: u64::from(last_restore.is_some()),
+            last_restore,
             ..Default::default()
         })),
         savepoints: Mutex::new(None),
     });
+    let cfg = Arc::new(cfg);
     let sup = Supervisor {
         name: name.to_string(),
         job_id: job_id.clone(),
         graph: graph.clone(),
         opts: opts.clone(),
         batch_size,
-        cfg,
+        cfg: cfg.clone(),
         store,
         shared: shared.clone(),
         next_id: Arc::new(AtomicU64::new(0)),
         retained: Arc::new(Mutex::new(VecDeque::new())),
+        cluster,
+        attempts: AtomicU64::new(0),
     };
     // Instantiate the first attempt here so graph errors surface from execute().
-    let first = sup.start_attempt(initial)?;
+    let first = sup.start_attempt(initial, cfg_restore(&sup.cfg))?;
     let supervisor = std::thread::Builder::new()
         .name(format!("{name} supervisor"))
         .spawn(move || {
             let r = sup.supervise(first);
-            sup.shared.finished.store(true, Relaxed);
+            sup.ended(&r);
             r
         })
         .map_err(|e| Error::io("cannot spawn supervisor thread for", name.to_string(), e))?;
     Ok(JobHandle {
-        name: name.to_string(),
-        job_id,
-        shared,
+        client: JobClient {
+            name: name.to_string(),
+            job_id,
+            shared,
+            cfg,
+        },
         supervisor,
         started: Instant::now(),
     })
 }
 
+fn cfg_restore(cfg: &CheckpointConfig) -> Option<String> {
+    cfg.restore_from.clone()
+}
+
 /// Loads a checkpoint or savepoint given as `file:///dir` or an absolute path.
 fn load_plan(path: &str, storage: &weir_storage::StorageOptions) -> Result<RestorePlan> {
-    let store = weir_storage::open(path, storage).map_err(|e| {
-        Error::Restore(format!(
-            "cannot open '{path}' (execution.savepoint.path): {}",
-            crate::error::report(&e)
-        ))
-    })?;
-    RestorePlan::load(&*store, "")
+    RestorePlan::open(path, storage)
 }
 
 struct Supervisor {
@@ -269,11 +486,14 @@ struct Supervisor {
     graph: JobGraph,
     opts: PlanOptions,
     batch_size: usize,
-    cfg: CheckpointConfig,
+    cfg: Arc<CheckpointConfig>,
     store: Option<Arc<dyn ObjectStore>>,
     shared: Arc<Shared>,
     next_id: Arc<AtomicU64>,
     retained: Arc<Mutex<VecDeque<(u64, String)>>>,
+    /// Runs attempts on TaskManagers instead of local threads.
+    cluster: Option<Arc<super::cluster::Deployer>>,
+    attempts: AtomicU64,
 }
 
 struct Attempt {
@@ -285,6 +505,38 @@ struct Attempt {
 }
 
 impl Supervisor {
+    /// Records how the job ended; a cancelled job's checkpoints are deleted when
+    /// `execution.checkpointing.externalized-checkpoint-retention` says so.
+    fn ended(&self, r: &Result<JobSnapshot>) {
+        let status = match r {
+            Ok(_) => JobStatus::Finished,
+            Err(e) if is_cancellation(e) => {
+                if self.cfg.retention == CheckpointRetention::DeleteOnCancellation
+                    && let Some(store) = &self.store
+                {
+                    // Nothing else writes there once every task and the coordinator stopped.
+                    match store.delete_prefix(&format!("{}/", self.job_id)) {
+                        Ok(n) => {
+                            tracing::info!(job = %self.name, objects = n, "deleted the cancelled job's checkpoints (DELETE_ON_CANCELLATION)")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %self.name, error = %e, "cannot delete the cancelled job's checkpoints")
+                        }
+                    }
+                    self.retained.lock().expect("not poisoned").clear();
+                }
+                JobStatus::Canceled
+            }
+            Err(e) => {
+                self.shared.record_failure(e);
+                JobStatus::Failed
+            }
+        };
+        self.shared.set_status(status);
+        self.shared.end_ms.store(crate::time::now_ms(), Relaxed);
+        self.shared.finished.store(true, Relaxed);
+    }
+
     fn supervise(&self, mut attempt: Attempt) -> Result<JobSnapshot> {
         loop {
             for t in attempt.threads.drain(..) {
@@ -313,6 +565,8 @@ impl Supervisor {
                 return Err(error);
             };
             tracing::warn!(job = %self.name, error = %crate::error::report(&error), restart = restarts + 1, "job failed; restarting from the latest checkpoint");
+            self.shared.record_failure(&error);
+            self.shared.set_status(JobStatus::Restarting);
             std::thread::sleep(delay);
             if self.shared.cancel.load(Relaxed) {
                 return Err(Error::Cancelled);
@@ -324,6 +578,7 @@ impl Supervisor {
                 .expect("not poisoned")
                 .back()
                 .map(|(_, p)| p.clone());
+            let from = latest.clone().or_else(|| self.cfg.restore_from.clone());
             let plan = match latest {
                 Some(path) => Some(Arc::new(load_plan(&path, &self.cfg.storage)?)),
                 // Nothing checkpointed yet: start over from the initial state.
@@ -335,14 +590,28 @@ impl Supervisor {
                     .transpose()?
                     .map(Arc::new),
             };
-            attempt = self.start_attempt(plan)?;
+            let path = from.filter(|_| plan.is_some());
+            if let Some(from) = path.clone() {
+                let mut s = self.shared.stats.lock().expect("not poisoned");
+                s.restored += 1;
+                s.last_restore = Some((from, crate::time::now_ms()));
+            }
+            attempt = self.start_attempt(plan, path)?;
+            let mut status = self.shared.status.lock().expect("not poisoned");
+            if *status == JobStatus::Restarting && self.cluster.is_none() {
+                *status = JobStatus::Running;
+            }
         }
     }
 
-    fn start_attempt(&self, restore: Option<Arc<RestorePlan>>) -> Result<Attempt> {
+    /// Starts one attempt of the job from `restore` (loaded from `restore_path`).
+    fn start_attempt(
+        &self,
+        restore: Option<Arc<RestorePlan>>,
+        restore_path: Option<String>,
+    ) -> Result<Attempt> {
         let mut opts = self.opts.clone();
         opts.restore = restore;
-        let (instances, operators) = self.graph.instantiate(&opts)?;
         let cancel = Arc::new(AtomicBool::new(self.shared.cancel.load(Relaxed)));
         *self.shared.attempt_cancel.lock().expect("not poisoned") = cancel.clone();
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -352,34 +621,33 @@ impl Supervisor {
             completed: AtomicU64::new(self.next_id.load(Relaxed)),
             acks: ack_tx,
             exactly_once: self.cfg.mode == CheckpointingMode::ExactlyOnce,
+            unaligned: self.cfg.unaligned,
+            savepoint: AtomicU64::new(0),
             stop_at: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            drain_at: AtomicU64::new(0),
+            target: Mutex::new(None),
         });
-        let expected = instances.len();
-        let mut tasks = Vec::new();
-        let mut task_metrics = Vec::new();
-        for inst in instances {
-            let m = Arc::new(TaskMetrics {
-                name: inst.name.clone(),
-                subtask: inst.subtask,
-                backpressured_ns: AtomicU64::new(0),
-                finished: AtomicBool::new(false),
-            });
-            task_metrics.push(m.clone());
-            tasks.push(Task::new(
-                inst,
-                cancel.clone(),
-                m,
-                self.batch_size,
-                opts.max_parallelism,
-                Some(ctl.clone()),
-            ));
-        }
-        let metrics = Arc::new(JobMetrics {
-            operators,
-            tasks: task_metrics.clone(),
-            started: Instant::now(),
-        });
+        let attempt_no = self.attempts.fetch_add(1, Relaxed) + 1;
+        let started = match &self.cluster {
+            None => self.start_local(&opts, &cancel, &errors, &ctl)?,
+            Some(cluster) => cluster.start_attempt(super::cluster::AttemptRequest {
+                attempt: attempt_no,
+                graph: &self.graph,
+                opts: &opts,
+                restore_path,
+                cancel: cancel.clone(),
+                errors: errors.clone(),
+                ctl: ctl.clone(),
+                shared: self.shared.clone(),
+            })?,
+        };
+        let StartedTasks {
+            threads,
+            metrics,
+            expected,
+        } = started;
+        let task_metrics = metrics.tasks.clone();
         *self.shared.metrics.lock().expect("not poisoned") = metrics.clone();
 
         let done = Arc::new(AtomicBool::new(false));
@@ -387,7 +655,7 @@ impl Supervisor {
         *self.shared.savepoints.lock().expect("not poisoned") = Some(sp_tx);
         let coordinator = Coordinator {
             job_id: self.job_id.clone(),
-            cfg: self.cfg.clone(),
+            cfg: (*self.cfg).clone(),
             store: self.store.clone(),
             ctl,
             acks: ack_rx,
@@ -417,33 +685,14 @@ impl Supervisor {
                 })
             },
             consecutive_failures: AtomicU64::new(0),
+            savepoint_at: opts.savepoint_at.clone(),
+            shared: Default::default(),
         };
         let coordinator = std::thread::Builder::new()
             .name(format!("{} checkpoints", self.name))
             .spawn(move || coordinator.run())
             .map_err(|e| Error::io("cannot spawn coordinator thread for", self.name.clone(), e))?;
 
-        let mut threads = Vec::new();
-        for (task, inputs) in tasks {
-            let (cancel, errors) = (cancel.clone(), errors.clone());
-            let thread_name = format!("{} ({})", task.name(), task.subtask());
-            let t = std::thread::Builder::new()
-                .name(thread_name.chars().take(60).collect())
-                .spawn(move || {
-                    let (tname, sub) = (task.name().to_string(), task.subtask());
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
-                        .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
-                    if let Err(e) = r {
-                        if !matches!(e, Error::Cancelled) {
-                            tracing::error!(task = %tname, subtask = sub, error = %crate::error::report(&e), "task failed; cancelling the job");
-                        }
-                        errors.lock().expect("not poisoned").push(Error::Task { task: tname, subtask: sub, source: Box::new(e) });
-                        cancel.store(true, Relaxed);
-                    }
-                })
-                .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
-            threads.push(t);
-        }
         Ok(Attempt {
             threads,
             errors,
@@ -453,3 +702,115 @@ impl Supervisor {
         })
     }
 }
+
+/// What starting an attempt's tasks produced.
+pub(crate) struct StartedTasks {
+    /// Threads that end when every task of the attempt has ended.
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    pub(crate) metrics: Arc<JobMetrics>,
+    /// Number of tasks (acknowledgements per checkpoint).
+    pub(crate) expected: usize,
+}
+
+impl Supervisor {
+    /// Instantiates every task in this process, one thread each.
+    fn start_local(
+        &self,
+        opts: &PlanOptions,
+        cancel: &Arc<AtomicBool>,
+        errors: &Arc<Mutex<Vec<Error>>>,
+        ctl: &Arc<CheckpointControl>,
+    ) -> Result<StartedTasks> {
+        let (instances, operators) = self.graph.instantiate(opts)?;
+        let expected = instances.len();
+        let (tasks, task_metrics) = prepare_tasks(
+            instances,
+            cancel,
+            self.batch_size,
+            opts.max_parallelism,
+            ctl,
+        );
+        let metrics = Arc::new(JobMetrics {
+            operators,
+            tasks: task_metrics,
+            started: Instant::now(),
+        });
+        let threads = spawn_tasks(tasks, cancel, errors, Arc::new(|_, _| {}))?;
+        Ok(StartedTasks {
+            threads,
+            metrics,
+            expected,
+        })
+    }
+}
+
+/// A task with the channels it reads.
+pub(crate) type RunnableTask = (Task, Vec<super::graph::InputChannel>);
+
+/// Wraps task instances into runnable tasks with their metrics.
+pub(crate) fn prepare_tasks(
+    instances: Vec<super::graph::TaskInstance>,
+    cancel: &Arc<AtomicBool>,
+    batch_size: usize,
+    max_parallelism: usize,
+    ctl: &Arc<CheckpointControl>,
+) -> (Vec<RunnableTask>, Vec<Arc<TaskMetrics>>) {
+    let mut tasks = Vec::new();
+    let mut task_metrics = Vec::new();
+    for inst in instances {
+        let m = Arc::new(TaskMetrics {
+            name: inst.name.clone(),
+            subtask: inst.subtask,
+            operators: inst.members.iter().map(|m| m.metrics.clone()).collect(),
+            backpressured_ns: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        });
+        task_metrics.push(m.clone());
+        tasks.push(Task::new(
+            inst,
+            cancel.clone(),
+            m,
+            batch_size,
+            max_parallelism,
+            Some(ctl.clone()),
+        ));
+    }
+    (tasks, task_metrics)
+}
+
+/// Runs each task on its own thread. The first to fail records its error and cancels the
+/// others; `ended(index, result)` is told about every task that ends (TaskManagers report it).
+pub(crate) fn spawn_tasks(
+    tasks: Vec<RunnableTask>,
+    cancel: &Arc<AtomicBool>,
+    errors: &Arc<Mutex<Vec<Error>>>,
+    ended: TaskEnded,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for (index, (task, inputs)) in tasks.into_iter().enumerate() {
+        let (cancel, errors, ended) = (cancel.clone(), errors.clone(), ended.clone());
+        let thread_name = format!("{} ({})", task.name(), task.subtask());
+        let t = std::thread::Builder::new()
+            .name(thread_name.chars().take(60).collect())
+            .spawn(move || {
+                let (tname, sub) = (task.name().to_string(), task.subtask());
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run(inputs)))
+                    .unwrap_or_else(|p| Err(Error::Panic(panic_message(p))));
+                let r = r.map_err(|e| Error::Task { task: tname.clone(), subtask: sub, source: Box::new(e) });
+                ended(index, r.as_ref().err());
+                if let Err(e) = r {
+                    if !is_cancellation(&e) {
+                        tracing::error!(task = %tname, subtask = sub, error = %crate::error::report(&e), "task failed; cancelling the job");
+                    }
+                    errors.lock().expect("not poisoned").push(e);
+                    cancel.store(true, Relaxed);
+                }
+            })
+            .map_err(|e| Error::io("cannot spawn task thread for", thread_name, e))?;
+        threads.push(t);
+    }
+    Ok(threads)
+}
+
+/// Told about every task that ends: its index in the attempt and its error, if any.
+pub(crate) type TaskEnded = Arc<dyn Fn(usize, Option<&Error>) + Send + Sync>;

@@ -3,18 +3,19 @@
 //! by function call, and every other edge becomes a set of bounded channels.
 
 use super::metrics::OperatorMetrics;
-use super::{Batch, Event, Operator, SourceOperator, SubtaskInfo};
+use super::{Batch, BatchCodec, Event, Operator, SourceOperator, SubtaskInfo};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 pub(crate) type OperatorFactory =
     Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;
 pub(crate) type SourceFactory =
     Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn SourceOperator>> + Send + Sync>;
 /// Splits a batch into per-target batches: `(batch, targets, max_parallelism, out)`.
-/// Per task, per subtask: the receivers of its input channels with their input index.
-type TaskInputs = Vec<Vec<Vec<(usize, Receiver<Event>)>>>;
+/// Per task, per subtask: its input channels.
+type TaskInputs = Vec<Vec<Vec<InputChannel>>>;
 pub(crate) type PartitionFn =
     Arc<dyn Fn(Batch, usize, usize, &mut Vec<(usize, Batch)>) + Send + Sync>;
 
@@ -44,6 +45,8 @@ pub(crate) struct EdgeSpec {
     pub(crate) from: usize,
     pub(crate) port: usize,
     pub(crate) partitioning: Partitioning,
+    /// Encodes the edge's batches (in-flight data of unaligned checkpoints).
+    pub(crate) codec: super::BatchCodec,
 }
 
 #[derive(Clone)]
@@ -66,6 +69,11 @@ pub(crate) struct NodeSpec {
     pub(crate) chainable: bool,
 }
 
+/// An operator of a task: name, is a source, is a sink.
+pub(crate) type OperatorEntry = (String, bool, bool);
+/// A task instance: task name, subtask index, its operators.
+pub(crate) type TaskEntry = (String, usize, Vec<OperatorEntry>);
+
 /// The logical job as the API built it.
 #[derive(Clone, Default)]
 pub(crate) struct JobGraph {
@@ -85,7 +93,75 @@ pub(crate) enum Target {
 pub(crate) struct TaskOutput {
     pub(crate) partitioning: Partitioning,
     pub(crate) senders: Vec<Sender<Event>>,
+    /// Per sender: the receiver's [`InputChannel::announced`].
+    pub(crate) announce: Vec<Arc<AtomicU64>>,
     pub(crate) next: usize,
+}
+
+/// The receiving end of one channel into a task.
+pub(crate) struct InputChannel {
+    /// The operator input it feeds (0, or 1 for a second input).
+    pub(crate) input: usize,
+    pub(crate) rx: Receiver<Event>,
+    /// Highest checkpoint whose barrier the sender has queued in this channel. Written before
+    /// the barrier is sent, so an unaligned checkpoint starts without waiting for the queued
+    /// records ahead of the barrier: that is how its barrier overtakes them.
+    pub(crate) announced: Arc<AtomicU64>,
+    /// Encodes the channel's batches when an unaligned checkpoint persists them.
+    pub(crate) codec: BatchCodec,
+}
+
+impl InputChannel {
+    /// A batch read from this channel, as in-flight data of an unaligned checkpoint taken by
+    /// subtask `owner`.
+    pub(crate) fn in_flight(
+        &self,
+        owner: u32,
+        batch: &dyn super::BatchData,
+    ) -> Result<crate::checkpoint::InFlightBatch> {
+        Ok(crate::checkpoint::InFlightBatch {
+            input: self.input as u32,
+            owner,
+            data: (self.codec.encode)(batch)?,
+        })
+    }
+}
+
+/// One channel of the job: consumer node and its input, producer and consumer subtask.
+/// The same on every process that instantiates the graph, so two TaskManagers agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChannelId {
+    pub(crate) node: u32,
+    pub(crate) input: u32,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+}
+
+/// The producing end of a channel whose consumer runs in another process: the network
+/// exchange drains `rx` and forwards what the task sent.
+pub(crate) struct RemoteOutput {
+    pub(crate) id: ChannelId,
+    pub(crate) rx: Receiver<Event>,
+    pub(crate) announce: Arc<AtomicU64>,
+    pub(crate) codec: BatchCodec,
+}
+
+/// The consuming end of a channel whose producer runs in another process: the network
+/// exchange feeds `tx` with what arrives.
+pub(crate) struct RemoteInput {
+    pub(crate) id: ChannelId,
+    pub(crate) tx: Sender<Event>,
+    pub(crate) announced: Arc<AtomicU64>,
+    pub(crate) codec: BatchCodec,
+}
+
+/// What one process instantiated: its tasks, their metrics and the channels that cross to
+/// other processes.
+pub(crate) struct Instantiated {
+    pub(crate) tasks: Vec<TaskInstance>,
+    pub(crate) metrics: Vec<Arc<OperatorMetrics>>,
+    pub(crate) remote_outputs: Vec<RemoteOutput>,
+    pub(crate) remote_inputs: Vec<RemoteInput>,
 }
 
 pub(crate) enum MemberOp {
@@ -105,8 +181,11 @@ pub(crate) struct TaskInstance {
     pub(crate) name: String,
     pub(crate) subtask: usize,
     pub(crate) members: Vec<Member>,
-    pub(crate) inputs: Vec<(usize, Receiver<Event>)>,
+    pub(crate) inputs: Vec<InputChannel>,
     pub(crate) outputs: Vec<TaskOutput>,
+    /// In-flight records of the unaligned checkpoint restored from, by operator input:
+    /// processed before anything read from the channels.
+    pub(crate) in_flight: Vec<(usize, Batch)>,
 }
 
 /// Options that shape the physical plan.
@@ -118,6 +197,10 @@ pub(crate) struct PlanOptions {
     pub(crate) chaining: bool,
     /// State to start from (a checkpoint or savepoint).
     pub(crate) restore: Option<Arc<crate::checkpoint::RestorePlan>>,
+    /// The keyed state backend.
+    pub(crate) state_backend: crate::config::StateBackendConfig,
+    /// Id of the latest savepoint triggered (set by the coordinator before its barrier).
+    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl JobGraph {
@@ -218,15 +301,13 @@ impl JobGraph {
         s
     }
 
-    /// Instantiates every task of the job, wiring chains and channels.
-    pub(crate) fn instantiate(
-        &self,
-        opts: &PlanOptions,
-    ) -> Result<(Vec<TaskInstance>, Vec<Arc<OperatorMetrics>>)> {
-        let parents = self.chain_parents(opts.chaining);
-        // Task head of every node, and its index within the task.
+    /// The tasks of the job: each task's chained nodes in chain order, and for each node
+    /// its task and its index within the task.
+    fn layout(&self, chaining: bool) -> (Vec<Vec<usize>>, Vec<usize>, Vec<usize>) {
+        let parents = self.chain_parents(chaining);
         let mut head = vec![0usize; self.nodes.len()];
         let mut local = vec![0usize; self.nodes.len()];
+        let mut task_of = vec![0usize; self.nodes.len()];
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         let mut task_of_head = std::collections::HashMap::new();
         for i in 0..self.nodes.len() {
@@ -238,10 +319,71 @@ impl JobGraph {
                 members_of.push(Vec::new());
                 members_of.len() - 1
             });
+            task_of[i] = t;
             local[i] = members_of[t].len();
             members_of[t].push(i);
         }
-        let task_index = |node: usize| task_of_head[&head[node]];
+        (members_of, task_of, local)
+    }
+
+    /// Every task instance as `(task name, subtask, operator names)`, in the order
+    /// [`JobGraph::instantiate`] creates them: what a JobManager tracks without running any.
+    pub(crate) fn task_list(&self, chaining: bool) -> Vec<TaskEntry> {
+        let (members_of, _, _) = self.layout(chaining);
+        let mut out = Vec::new();
+        for members in &members_of {
+            let name = members
+                .iter()
+                .map(|&m| self.nodes[m].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let ops: Vec<OperatorEntry> = members
+                .iter()
+                .map(|&m| {
+                    let n = &self.nodes[m];
+                    (
+                        n.name.clone(),
+                        matches!(n.kind, NodeKind::Source(_)),
+                        n.is_sink,
+                    )
+                })
+                .collect();
+            for s in 0..self.nodes[members[0]].parallelism {
+                out.push((name.clone(), s, ops.clone()));
+            }
+        }
+        out
+    }
+
+    /// Slots the job needs: one per subtask index of its widest task (a slot runs one
+    /// subtask of every task, as Flink's slot sharing does).
+    pub(crate) fn slots_needed(&self) -> usize {
+        self.nodes.iter().map(|n| n.parallelism).max().unwrap_or(1)
+    }
+
+    /// Instantiates every task of the job in this process, wiring chains and channels.
+    pub(crate) fn instantiate(
+        &self,
+        opts: &PlanOptions,
+    ) -> Result<(Vec<TaskInstance>, Vec<Arc<OperatorMetrics>>)> {
+        let i = self.instantiate_slots(opts, &|_| true)?;
+        debug_assert!(i.remote_outputs.is_empty() && i.remote_inputs.is_empty());
+        Ok((i.tasks, i.metrics))
+    }
+
+    /// Instantiates the subtasks whose index `local` accepts (the slots of one TaskManager).
+    /// Channels between two local subtasks are in-process; channels to or from another
+    /// process are returned for the network exchange to bridge.
+    pub(crate) fn instantiate_slots(
+        &self,
+        opts: &PlanOptions,
+        is_local: &dyn Fn(usize) -> bool,
+    ) -> Result<Instantiated> {
+        let parents = self.chain_parents(opts.chaining);
+        let (members_of, task_of, local) = self.layout(opts.chaining);
+        let task_index = |node: usize| task_of[node];
+        let mut remote_outputs = Vec::new();
+        let mut remote_inputs = Vec::new();
 
         // Targets per member per port (identical for every subtask of a task).
         let mut targets: Vec<Vec<Vec<Target>>> = self
@@ -276,19 +418,57 @@ impl JobGraph {
                 };
                 for (j, up_outputs) in outputs[ut].iter_mut().enumerate().take(up_par) {
                     let mut senders = Vec::new();
+                    let mut announce = Vec::new();
                     let downs: Vec<usize> = if forward {
                         vec![j]
                     } else {
                         (0..node.parallelism).collect()
                     };
                     for i in downs {
+                        let (up_local, down_local) = (is_local(j), is_local(i));
+                        if !up_local && !down_local {
+                            continue;
+                        }
                         let (tx, rx) = bounded(opts.channel_capacity);
-                        senders.push(tx);
-                        inputs[dt][i].push((k, rx));
+                        let announced = Arc::new(AtomicU64::new(0));
+                        let id = ChannelId {
+                            node: n as u32,
+                            input: k as u32,
+                            from: j as u32,
+                            to: i as u32,
+                        };
+                        if up_local {
+                            senders.push(tx.clone());
+                            announce.push(announced.clone());
+                        } else {
+                            remote_inputs.push(RemoteInput {
+                                id,
+                                tx: tx.clone(),
+                                announced: announced.clone(),
+                                codec: e.codec,
+                            });
+                        }
+                        drop(tx);
+                        if down_local {
+                            inputs[dt][i].push(InputChannel {
+                                input: k,
+                                rx,
+                                announced,
+                                codec: e.codec,
+                            });
+                        } else {
+                            remote_outputs.push(RemoteOutput {
+                                id,
+                                rx,
+                                announce: announced,
+                                codec: e.codec,
+                            });
+                        }
                     }
                     up_outputs.push(TaskOutput {
                         partitioning: partitioning.clone(),
                         senders,
+                        announce,
                         next: j,
                     });
                 }
@@ -309,6 +489,9 @@ impl JobGraph {
                 .zip(std::mem::take(&mut inputs[t]))
                 .enumerate()
             {
+                if !is_local(s) {
+                    continue;
+                }
                 let mut ms = Vec::new();
                 for &m in members {
                     let node = &self.nodes[m];
@@ -323,6 +506,8 @@ impl JobGraph {
                         restored: opts.restore.as_ref().and_then(|p| {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),
+                        state_backend: opts.state_backend.clone(),
+                        savepoint_at: opts.savepoint_at.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {
@@ -345,9 +530,64 @@ impl JobGraph {
                     members: ms,
                     inputs: ins,
                     outputs: outs,
+                    in_flight: self.restored_in_flight(members[0], s, par, opts)?,
                 });
             }
         }
-        Ok((tasks, all_metrics))
+        Ok(Instantiated {
+            tasks,
+            metrics: all_metrics,
+            remote_outputs,
+            remote_inputs,
+        })
+    }
+
+    /// Subtask `index`'s share of the in-flight records restored for node `node` (a task
+    /// head): at the same parallelism, what it read itself; after rescaling, hash-partitioned
+    /// records go where their key group now lives and other records to `owner % parallelism`.
+    fn restored_in_flight(
+        &self,
+        node: usize,
+        index: usize,
+        parallelism: usize,
+        opts: &PlanOptions,
+    ) -> Result<Vec<(usize, Batch)>> {
+        let Some(state) = opts
+            .restore
+            .as_ref()
+            .and_then(|p| p.for_subtask(&self.uid(node), index, parallelism, opts.max_parallelism))
+        else {
+            return Ok(Vec::new());
+        };
+        let inputs = &self.nodes[node].inputs;
+        let mut out = Vec::new();
+        let mut parts = Vec::new();
+        for f in &state.in_flight {
+            let edge = inputs.get(f.input as usize).ok_or_else(|| {
+                Error::Restore(format!(
+                    "in-flight records of operator '{}' are for input {}, which it no longer has",
+                    self.uid(node),
+                    f.input
+                ))
+            })?;
+            let batch = (edge.codec.decode)(&f.data)?;
+            match &edge.partitioning {
+                Partitioning::Hash(split) => {
+                    split(batch, parallelism, opts.max_parallelism, &mut parts);
+                    out.extend(
+                        parts
+                            .drain(..)
+                            .filter(|(to, _)| *to == index)
+                            .map(|(_, b)| (f.input as usize, b)),
+                    );
+                }
+                Partitioning::Forward | Partitioning::Rebalance => {
+                    if f.owner as usize % parallelism == index {
+                        out.push((f.input as usize, batch));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -1,6 +1,6 @@
 //! Live counters of a running job: records in/out and watermark per operator subtask, time
 //! blocked on full output channels (backpressure) per task, and state size. Updated with
-//! relaxed atomics by the tasks, read by the progress display and later the REST API.
+//! relaxed atomics by the tasks, read by the progress display, the REST API and `/metrics`.
 
 use crate::time::{MIN_WATERMARK, Timestamp};
 use std::sync::Arc;
@@ -42,6 +42,8 @@ impl OperatorMetrics {
 pub(crate) struct TaskMetrics {
     pub(crate) name: String,
     pub(crate) subtask: usize,
+    /// The chained operators, in chain order.
+    pub(crate) operators: Vec<Arc<OperatorMetrics>>,
     pub(crate) backpressured_ns: AtomicU64,
     pub(crate) finished: AtomicBool,
 }
@@ -59,6 +61,8 @@ pub struct JobMetrics {
 pub struct OperatorMetricsSnapshot {
     /// Operator name.
     pub name: String,
+    /// Name of the task (operator chain) it runs in.
+    pub task: String,
     /// Subtask index.
     pub subtask: usize,
     /// Records received.
@@ -80,6 +84,10 @@ pub struct TaskMetricsSnapshot {
     pub name: String,
     /// Subtask index.
     pub subtask: usize,
+    /// Records the task received from other tasks (its first operator's input; 0 for sources).
+    pub records_in: u64,
+    /// Records the task emitted (its last operator's output).
+    pub records_out: u64,
     /// Total time spent blocked on full output channels.
     pub backpressured_ms: u64,
     /// Whether the task has finished.
@@ -129,6 +137,11 @@ impl JobMetrics {
             .iter()
             .map(|m| OperatorMetricsSnapshot {
                 name: m.name.clone(),
+                task: self
+                    .tasks
+                    .iter()
+                    .find(|t| t.operators.iter().any(|o| Arc::ptr_eq(o, m)))
+                    .map_or_else(|| m.name.clone(), |t| t.name.clone()),
                 subtask: m.subtask,
                 records_in: m.records_in.load(Relaxed),
                 records_out: m.records_out.load(Relaxed),
@@ -169,6 +182,17 @@ impl JobMetrics {
                 .map(|t| TaskMetricsSnapshot {
                     name: t.name.clone(),
                     subtask: t.subtask,
+                    records_in: t.operators.first().map_or(0, |o| {
+                        if o.is_source {
+                            0
+                        } else {
+                            o.records_in.load(Relaxed)
+                        }
+                    }),
+                    records_out: t
+                        .operators
+                        .last()
+                        .map_or(0, |o| o.records_out.load(Relaxed)),
                     backpressured_ms: t.backpressured_ns.load(Relaxed) / 1_000_000,
                     finished: t.finished.load(Relaxed),
                 })

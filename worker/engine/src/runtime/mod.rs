@@ -5,10 +5,13 @@
 //! The runtime never looks inside a batch: the typed API wraps `Vec<Rec<T>>` (and the SQL
 //! layer wraps Arrow `RecordBatch`) behind [`BatchData`], so one runtime serves both.
 
+pub mod cluster;
 pub(crate) mod coordinator;
 pub(crate) mod exec;
 pub(crate) mod graph;
 pub mod metrics;
+pub(crate) mod net;
+pub(crate) mod persist;
 pub(crate) mod task;
 
 use crate::error::Result;
@@ -16,8 +19,8 @@ use crate::time::Timestamp;
 use std::any::Any;
 use std::sync::Arc;
 
-pub use coordinator::CheckpointStats;
-pub use exec::{JobHandle, JobResult};
+pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
+pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
 pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
 /// A batch of records as the runtime sees it: countable, clonable, and downcastable by the
@@ -33,6 +36,8 @@ pub trait BatchData: Send + 'static {
     fn clone_batch(&self) -> Box<dyn BatchData>;
     /// For downcasting to the concrete batch type.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// For reading the concrete batch type (encoding).
+    fn as_any(&self) -> &dyn Any;
     /// For appending to a batch of known type in place.
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Moves the contents out, leaving an empty batch of the same type.
@@ -40,7 +45,7 @@ pub trait BatchData: Send + 'static {
 }
 
 /// A record with its event timestamp ([`crate::time::NO_TIMESTAMP`] when it has none).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rec<T> {
     /// Event time in epoch milliseconds.
     pub ts: Timestamp,
@@ -58,6 +63,9 @@ impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -68,6 +76,44 @@ impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
 
 /// A type-erased batch.
 pub type Batch = Box<dyn BatchData>;
+
+/// Encodes and decodes the batches of one stream type: in-flight data of unaligned
+/// checkpoints (and, later, batches crossing process boundaries). Chosen where the stream's
+/// type is known, when the graph is built.
+#[derive(Clone, Copy)]
+pub(crate) struct BatchCodec {
+    pub(crate) encode: fn(&dyn BatchData) -> Result<Vec<u8>>,
+    pub(crate) decode: fn(&[u8]) -> Result<Batch>,
+}
+
+impl BatchCodec {
+    /// The codec of `Vec<Rec<T>>` batches (postcard).
+    pub(crate) fn of<T: crate::api::Data>() -> Self {
+        fn encode<T: crate::api::Data>(b: &dyn BatchData) -> Result<Vec<u8>> {
+            let recs = b
+                .as_any()
+                .downcast_ref::<Vec<Rec<T>>>()
+                .expect("batch type checked when the graph was built");
+            postcard::to_allocvec(recs).map_err(|e| crate::error::Error::State {
+                state: format!("in-flight records of type {}", std::any::type_name::<T>()),
+                reason: e.to_string(),
+            })
+        }
+        fn decode<T: crate::api::Data>(bytes: &[u8]) -> Result<Batch> {
+            let recs: Vec<Rec<T>> = postcard::from_bytes(bytes).map_err(|e| {
+                crate::error::Error::Restore(format!(
+                    "cannot decode in-flight records of type {} ({e}); did the stream's type change?",
+                    std::any::type_name::<T>()
+                ))
+            })?;
+            Ok(Box::new(recs))
+        }
+        BatchCodec {
+            encode: encode::<T>,
+            decode: decode::<T>,
+        }
+    }
+}
 
 /// Recovers the typed records of a batch produced by the typed API.
 pub(crate) fn downcast<T: 'static>(b: Batch) -> Vec<Rec<T>> {
@@ -138,6 +184,10 @@ pub struct SubtaskInfo {
     pub uid: String,
     /// State restored from a checkpoint or savepoint, already narrowed to this subtask.
     pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
+    /// The keyed state backend (`state.backend.*`).
+    pub state_backend: crate::config::StateBackendConfig,
+    /// Id of the latest savepoint triggered: keyed operators snapshot canonically for it.
+    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SubtaskInfo {

@@ -3,15 +3,20 @@
 //! processing-time callbacks, routes what operators emit (by call to chained operators, by
 //! channel to other tasks) and measures time blocked on full channels (backpressure).
 
-use super::graph::{Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput};
+use super::coordinator::{Ack, CheckpointControl};
+use super::graph::{
+    InputChannel, Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput,
+};
 use super::metrics::TaskMetrics;
+use super::persist::SubtaskAck;
 use super::{Batch, Event, OutItem, Output, SourcePoll};
+use crate::checkpoint::{InFlightBatch, OperatorSubtaskState};
 use crate::error::{Error, Result};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, now_ms};
 use crossbeam_channel::{Select, SendTimeoutError, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// How often a blocked task re-checks for cancellation.
@@ -40,8 +45,26 @@ struct InputState {
     ended: bool,
 }
 
+/// The snapshot of each chained operator: `(uid, subtask, state)`.
+type Snapshot = Vec<(String, usize, OperatorSubtaskState)>;
+
+/// An unaligned checkpoint this task has taken and passed on, still collecting the records
+/// its barrier overtook: everything queued in a channel before that channel's own barrier.
+/// They are taken out of the channels at once (into the task's stash, processed next) rather
+/// than processed first, so the checkpoint does not wait for a backpressured task to work
+/// through its queues.
+struct Overtaking {
+    id: u64,
+    /// This subtask's index, recorded with the in-flight data.
+    owner: u32,
+    states: Snapshot,
+    /// Per input channel: its barrier has not arrived yet.
+    before_barrier: Vec<bool>,
+    in_flight: Vec<InFlightBatch>,
+}
+
 pub(crate) struct Task {
-    ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
+    ckpt: Option<Arc<CheckpointControl>>,
     /// Highest checkpoint whose barrier this task has passed on.
     last_barrier: u64,
     /// Highest completed checkpoint the operators were told about.
@@ -57,6 +80,8 @@ pub(crate) struct Task {
     work: VecDeque<(usize, Call)>,
     scratch: Vec<(usize, Batch)>,
     last_housekeeping: Timestamp,
+    /// In-flight records restored from an unaligned checkpoint, processed first.
+    restored_in_flight: Vec<(usize, Batch)>,
 }
 
 impl Task {
@@ -66,8 +91,8 @@ impl Task {
         metrics: Arc<TaskMetrics>,
         batch_size: usize,
         max_parallelism: usize,
-        ckpt: Option<Arc<super::coordinator::CheckpointControl>>,
-    ) -> (Self, Vec<(usize, crossbeam_channel::Receiver<Event>)>) {
+        ckpt: Option<Arc<CheckpointControl>>,
+    ) -> (Self, Vec<InputChannel>) {
         let task = Task {
             ckpt,
             last_barrier: 0,
@@ -83,6 +108,7 @@ impl Task {
             work: VecDeque::new(),
             scratch: Vec::new(),
             last_housekeeping: 0,
+            restored_in_flight: inst.in_flight,
         };
         (task, inst.inputs)
     }
@@ -96,10 +122,7 @@ impl Task {
     }
 
     /// Runs the task to completion (end of all inputs) or failure.
-    pub(crate) fn run(
-        mut self,
-        inputs: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
-    ) -> Result<()> {
+    pub(crate) fn run(mut self, inputs: Vec<InputChannel>) -> Result<()> {
         for m in &mut self.members {
             if let MemberOp::Op(op) = &mut m.op {
                 op.open()?;
@@ -130,8 +153,31 @@ impl Task {
             self.fire_processing_time()?;
             self.notify_completed()?;
             let trigger = self.ckpt.as_ref().map_or(0, |c| c.trigger.load(Relaxed));
-            if trigger > self.last_barrier && self.checkpoint(trigger)? == Flow::Stop {
-                return Ok(());
+            if trigger > self.last_barrier {
+                // Draining stop: event time ends before the barrier, so every window and
+                // timer fires into the savepoint's output.
+                if self
+                    .ckpt
+                    .as_ref()
+                    .is_some_and(|c| c.drain_at.load(Relaxed) == trigger)
+                {
+                    let mut out = Output::default();
+                    out.watermark(MAX_WATERMARK);
+                    self.emit(0, out)?;
+                }
+                if self.checkpoint(trigger)? == Flow::Stop {
+                    return Ok(());
+                }
+            }
+            // Read only when there is room downstream (Flink's output availability): a
+            // source blocked in a send could not react to a checkpoint trigger.
+            if self.any_output_full() {
+                let start = Instant::now();
+                std::thread::sleep(Duration::from_micros(200));
+                self.metrics
+                    .backpressured_ns
+                    .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+                continue;
             }
             let MemberOp::Source(src) = &mut self.members[0].op else {
                 unreachable!("checked by caller")
@@ -157,14 +203,11 @@ impl Task {
         self.finish(1)
     }
 
-    fn run_inputs(
-        &mut self,
-        receivers: Vec<(usize, crossbeam_channel::Receiver<Event>)>,
-    ) -> Result<()> {
+    fn run_inputs(&mut self, receivers: Vec<InputChannel>) -> Result<()> {
         let mut states: Vec<InputState> = receivers
             .iter()
-            .map(|(input, _)| InputState {
-                input: *input,
+            .map(|c| InputState {
+                input: c.input,
                 watermark: MIN_WATERMARK,
                 idle: false,
                 ended: false,
@@ -175,42 +218,74 @@ impl Task {
         // checkpoint is taken, so their later records stay out of this checkpoint).
         let mut arrived = vec![false; receivers.len()];
         let mut aligning: Option<u64> = None;
+        let mut overtaking: Option<Overtaking> = None;
+        // Per channel: events taken out of it by an unaligned checkpoint, not processed yet.
+        let mut stash: Vec<VecDeque<Event>> = receivers.iter().map(|_| VecDeque::new()).collect();
         let mut open = receivers.len();
         let mut combined = MIN_WATERMARK;
         let mut all_idle = false;
         // The select over readable channels; rebuilt only when one ends or gets blocked.
         let mut readable: Option<(Select<'_>, Vec<usize>)> = None;
+        // Records an unaligned checkpoint overtook before the failure come first.
+        for (input, b) in std::mem::take(&mut self.restored_in_flight) {
+            self.work.push_back((0, Call::Process(input, b)));
+            self.drain()?;
+        }
         while open > 0 {
             self.cancelled()?;
             self.fire_processing_time()?;
             self.notify_completed()?;
-            let (sel, map) = readable.get_or_insert_with(|| {
-                let mut sel = Select::new();
-                let mut map = Vec::with_capacity(receivers.len());
-                for (i, (_, rx)) in receivers.iter().enumerate() {
-                    if !(states[i].ended || exactly_once && arrived[i]) {
-                        map.push(i);
-                        sel.recv(rx);
+            self.poll_overtaking(&receivers, &states, &mut stash, &mut overtaking)?;
+            if overtaking
+                .as_ref()
+                .is_some_and(|o| !o.before_barrier.contains(&true))
+            {
+                let o = overtaking.take().expect("present");
+                self.acknowledge_overtaking(o);
+            }
+            // Stashed events come first: they precede everything still in their channel.
+            let (i, ev, stashed) = if let Some(i) = (0..stash.len()).find(|&c| !stash[c].is_empty())
+            {
+                (i, stash[i].pop_front().expect("non-empty"), true)
+            } else {
+                let (sel, map) = readable.get_or_insert_with(|| {
+                    let mut sel = Select::new();
+                    let mut map = Vec::with_capacity(receivers.len());
+                    for (i, c) in receivers.iter().enumerate() {
+                        if !(states[i].ended || exactly_once && arrived[i]) {
+                            map.push(i);
+                            sel.recv(&c.rx);
+                        }
                     }
-                }
-                (sel, map)
-            });
-            let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
-                Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
-            });
-            let Ok(oper) = sel.select_timeout(timeout) else {
-                continue;
-            };
-            let i = map[oper.index()];
-            let ev = match oper.recv(&receivers[i].1) {
-                Ok(ev) => ev,
-                // The sender vanished without End: its task failed; the executor cancels us.
-                Err(_) => {
-                    self.cancelled()?;
-                    return Err(Error::Cancelled);
+                    (sel, map)
+                });
+                let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
+                    Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
+                });
+                let Ok(oper) = sel.select_timeout(timeout) else {
+                    continue;
+                };
+                let i = map[oper.index()];
+                match oper.recv(&receivers[i].rx) {
+                    Ok(ev) => (i, ev, false),
+                    // The sender vanished without End: its task failed; the executor cancels us.
+                    Err(_) => {
+                        self.cancelled()?;
+                        return Err(Error::Cancelled);
+                    }
                 }
             };
             if let Event::Barrier(id) = ev
+                && self.unaligned_for(id)
+            {
+                if id > self.last_barrier {
+                    // Its barrier came before we saw it announced.
+                    overtaking = Some(self.overtake(id, &receivers, &states, &stash)?);
+                }
+                if let Some(o) = overtaking.as_mut().filter(|o| o.id == id) {
+                    o.before_barrier[i] = false;
+                }
+            } else if let Event::Barrier(id) = ev
                 && id > self.last_barrier
                 && aligning.is_none_or(|a| id >= a)
             {
@@ -220,14 +295,17 @@ impl Task {
                     aligning = Some(id);
                 }
                 arrived[i] = true;
-            }
-            if matches!(ev, Event::Barrier(_)) && exactly_once {
-                readable = None;
+                if exactly_once {
+                    readable = None;
+                }
             }
             if let Event::End = ev {
                 states[i].ended = true;
                 open -= 1;
                 readable = None;
+                if let Some(o) = overtaking.as_mut() {
+                    o.before_barrier[i] = false;
+                }
             }
             if let Some(id) = aligning
                 && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
@@ -241,12 +319,25 @@ impl Task {
             }
             match ev {
                 Event::Data(b) => {
+                    if let Some(o) = overtaking
+                        .as_mut()
+                        .filter(|o| o.before_barrier[i] && !stashed)
+                    {
+                        o.in_flight.push(receivers[i].in_flight(o.owner, &*b)?);
+                    }
                     self.work.push_back((0, Call::Process(states[i].input, b)));
                     self.drain()?;
                 }
                 Event::Watermark(w) => states[i].watermark = states[i].watermark.max(w),
                 Event::Idle(idle) => states[i].idle = idle,
                 Event::Barrier(_) | Event::End => {}
+            }
+            if overtaking
+                .as_ref()
+                .is_some_and(|o| !o.before_barrier.contains(&true))
+            {
+                let o = overtaking.take().expect("present");
+                self.acknowledge_overtaking(o);
             }
             // Combined watermark: min over non-idle channels, a finished channel counting as
             // +inf (it sent the final watermark). When every unfinished channel is idle the
@@ -272,27 +363,170 @@ impl Task {
         self.finish(0)
     }
 
+    /// Whether checkpoint `id` is unaligned: the job asks for it and `id` is no savepoint.
+    fn unaligned_for(&self, id: u64) -> bool {
+        self.ckpt
+            .as_ref()
+            .is_some_and(|c| c.exactly_once && c.unaligned && c.savepoint.load(SeqCst) != id)
+    }
+
+    /// Starts an unaligned checkpoint as soon as any input announces its barrier, without
+    /// waiting for the records queued ahead of it; drops one the coordinator gave up on.
+    fn poll_overtaking(
+        &mut self,
+        receivers: &[InputChannel],
+        states: &[InputState],
+        stash: &mut [VecDeque<Event>],
+        overtaking: &mut Option<Overtaking>,
+    ) -> Result<()> {
+        let Some(ctl) = self.ckpt.clone().filter(|c| c.unaligned) else {
+            return Ok(());
+        };
+        if overtaking
+            .as_ref()
+            .is_some_and(|o| ctl.aborted.load(SeqCst) >= o.id)
+        {
+            *overtaking = None;
+        }
+        let announced = receivers
+            .iter()
+            .map(|c| c.announced.load(SeqCst))
+            .max()
+            .unwrap_or(0);
+        if announced > self.last_barrier && self.unaligned_for(announced) {
+            *overtaking = Some(self.overtake(announced, receivers, states, stash)?);
+        }
+        if let Some(o) = overtaking.as_mut() {
+            Self::stash_overtaken(receivers, stash, o)?;
+        }
+        Ok(())
+    }
+
+    /// Moves what is queued ahead of each channel's barrier into the stash, storing its
+    /// records as in-flight data, up to the barrier (or as far as the channel has events now:
+    /// a sender blocked on a full channel sends its barrier once this made room).
+    fn stash_overtaken(
+        receivers: &[InputChannel],
+        stash: &mut [VecDeque<Event>],
+        o: &mut Overtaking,
+    ) -> Result<()> {
+        for (i, c) in receivers.iter().enumerate() {
+            while o.before_barrier[i] {
+                let Ok(ev) = c.rx.try_recv() else { break };
+                match ev {
+                    Event::Barrier(id) if id == o.id => o.before_barrier[i] = false,
+                    // An older barrier that never completed: nothing to do.
+                    Event::Barrier(id) if id < o.id => {}
+                    // The sender skipped ours (it was aborted): it decides when processed.
+                    Event::Barrier(_) | Event::End => {
+                        stash[i].push_back(ev);
+                        o.before_barrier[i] = false;
+                    }
+                    Event::Data(b) => {
+                        o.in_flight.push(c.in_flight(o.owner, &*b)?);
+                        stash[i].push_back(Event::Data(b));
+                    }
+                    ev => stash[i].push_back(ev),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the unaligned checkpoint `id` now: snapshot, pass the barrier on ahead of
+    /// everything queued downstream, then collect what it overtook on every open input.
+    fn overtake(
+        &mut self,
+        id: u64,
+        receivers: &[InputChannel],
+        states: &[InputState],
+        stash: &[VecDeque<Event>],
+    ) -> Result<Overtaking> {
+        let snapshot = self.snapshot(id)?;
+        self.last_barrier = id;
+        self.forward_barrier(id, true)?;
+        let owner = self.subtask as u32;
+        // Records stashed by an earlier checkpoint and not processed yet precede this
+        // barrier too.
+        let mut in_flight = Vec::new();
+        for (i, events) in stash.iter().enumerate() {
+            for ev in events {
+                if let Event::Data(b) = ev {
+                    in_flight.push(receivers[i].in_flight(owner, &**b)?);
+                }
+            }
+        }
+        Ok(Overtaking {
+            id,
+            owner,
+            states: snapshot,
+            before_barrier: states
+                .iter()
+                .zip(stash)
+                .map(|(s, st)| !s.ended && !st.iter().any(|e| matches!(e, Event::End)))
+                .collect(),
+            in_flight,
+        })
+    }
+
+    /// Every overtaken record is collected: acknowledge, with them in the head's state.
+    fn acknowledge_overtaking(&self, mut o: Overtaking) {
+        if let Some((_, _, head)) = o.states.first_mut() {
+            head.in_flight = o.in_flight;
+        }
+        self.acknowledge(o.id, o.states);
+    }
+
+    /// Snapshots every chained operator for checkpoint `id`.
+    fn snapshot(&mut self, id: u64) -> Result<Snapshot> {
+        let mut states = Vec::new();
+        for m in &mut self.members {
+            let state = match &mut m.op {
+                MemberOp::Source(s) => OperatorSubtaskState {
+                    list: s.snapshot_state()?,
+                    ..Default::default()
+                },
+                MemberOp::Op(op) => op.snapshot_state(id)?,
+            };
+            states.push((m.uid.clone(), m.metrics.subtask, state));
+        }
+        Ok(states)
+    }
+
+    fn acknowledge(&self, id: u64, states: Snapshot) {
+        if let Some(ctl) = &self.ckpt {
+            // The coordinator may be gone when the job is shutting down; nothing to do then.
+            let states = states
+                .into_iter()
+                .map(|(uid, subtask, s)| (uid, subtask, SubtaskAck::Raw(s)))
+                .collect();
+            let _ = ctl.acks.send(Ack { id, states });
+        }
+    }
+
+    /// Sends barrier `id` on every output channel. `announce`: first tell every receiver it
+    /// is coming (unaligned checkpoints), since sending may block behind queued records.
+    fn forward_barrier(&self, id: u64, announce: bool) -> Result<()> {
+        if announce {
+            for out in &self.outputs {
+                out.announce.iter().for_each(|a| {
+                    a.fetch_max(id, SeqCst);
+                });
+            }
+        }
+        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))
+    }
+
     /// Takes this task's part of checkpoint `id`: snapshot every chained operator (all input
     /// before the barrier has been processed), acknowledge, pass the barrier on.
     fn checkpoint(&mut self, id: u64) -> Result<Flow> {
         let Some(ctl) = self.ckpt.clone() else {
             return Ok(Flow::Continue);
         };
-        let mut states = Vec::new();
-        for m in &mut self.members {
-            let state = match &mut m.op {
-                MemberOp::Source(s) => crate::checkpoint::OperatorSubtaskState {
-                    keyed: Vec::new(),
-                    list: s.snapshot_state()?,
-                },
-                MemberOp::Op(op) => op.snapshot_state(id)?,
-            };
-            states.push((m.uid.clone(), m.metrics.subtask, state));
-        }
-        // The coordinator may be gone when the job is shutting down; nothing to do then.
-        let _ = ctl.acks.send(super::coordinator::Ack { id, states });
+        let states = self.snapshot(id)?;
+        self.acknowledge(id, states);
         self.last_barrier = id;
-        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))?;
+        self.forward_barrier(id, self.unaligned_for(id))?;
         if ctl.stop_at.load(Relaxed) != id {
             return Ok(Flow::Continue);
         }
@@ -442,6 +676,12 @@ impl Task {
     fn emit(&mut self, from: usize, out: Output) -> Result<()> {
         self.dispatch(from, out)?;
         self.drain()
+    }
+
+    fn any_output_full(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| o.senders.iter().any(Sender::is_full))
     }
 
     /// Sends an event (made fresh per channel) on every channel of output `o`.

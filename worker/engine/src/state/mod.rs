@@ -2,9 +2,18 @@
 //! functions use (`ValueState`, `ListState`, `MapState`, `ReducingState`) with optional TTL.
 //!
 //! Every entry is addressed by (state, key group, serialized key ++ namespace). The
-//! namespace is empty for plain keyed state and holds the window for window state. Values
-//! are kept as typed Rust values in memory (the `hashmap` backend); serialization happens
-//! only when a snapshot is taken, so the hot path never encodes values.
+//! namespace is empty for plain keyed state and holds the window for window state. Two
+//! backends sit behind the same typed API (`state.backend.type`):
+//!
+//! - `hashmap`: values are kept as typed Rust values in memory; serialization happens only
+//!   when a snapshot is taken, so the hot path never encodes values.
+//! - `rocksdb`: values live postcard-encoded in a local RocksDB instance per operator subtask
+//!   ([`rocksdb`](self::rocksdb)), checkpointed incrementally (only new SST files upload).
+//!
+//! Timers stay on the heap with either backend (Flink's `HEAP` timer service) and are
+//! checkpointed in the canonical format.
+
+pub(crate) mod rocksdb;
 
 use crate::error::{Error, Result};
 use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
@@ -12,14 +21,16 @@ use crate::time::{Timestamp, duration_ms};
 use hashbrown::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A value that can live in keyed state. Implemented for every type that qualifies.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}
+/// `Sync` because a checkpoint shares the (copy-on-write) state with the thread that
+/// serializes it.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 /// When a TTL'd entry's clock restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +96,7 @@ impl StateDescriptor {
     }
 }
 
+#[derive(Clone)]
 struct Entry<V> {
     value: V,
     stamp: Timestamp,
@@ -97,20 +109,66 @@ trait AnyTable: Send {
     fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
     /// Decodes entries into key group index `idx`.
     fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()>;
+    /// A read-only view of the table as it is now, for serializing on another thread: it
+    /// shares each key group's map, and the next write to a shared map copies it first.
+    fn freeze(&self) -> Box<dyn FrozenTable>;
+}
+
+/// The canonical snapshot of frozen tables: one entry per key group in `range`, holding the
+/// named states with entries there.
+fn serialize_frozen(
+    range: KeyGroupRange,
+    names: &[String],
+    frozen: &[Box<dyn FrozenTable>],
+) -> Result<Vec<KeyGroupSnapshot>> {
+    let mut out = Vec::new();
+    for idx in 0..range.len() {
+        let mut g = KeyGroupSnapshot {
+            key_group: (range.start + idx) as u32,
+            ..Default::default()
+        };
+        for (name, table) in names.iter().zip(frozen) {
+            let entries = table.snapshot_group(idx, name)?;
+            if !entries.is_empty() {
+                g.states.push(StateSnapshot {
+                    name: name.clone(),
+                    entries,
+                });
+            }
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
+/// A frozen table: what a checkpoint serializes off the task thread.
+trait FrozenTable: Send {
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
+}
+
+impl<V: StateValue> FrozenTable for Table<V> {
+    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
+        AnyTable::snapshot_group(self, idx, name)
+    }
 }
 
 struct Table<V> {
     ttl: Option<StateTtlConfig>,
-    /// One map per key group of the owning subtask, indexed by `kg - range.start`.
-    groups: Vec<HashMap<Box<[u8]>, Entry<V>>>,
+    /// One map per key group of the owning subtask, indexed by `kg - range.start`. Shared
+    /// with a checkpoint being serialized; copied on the first write after that (per key
+    /// group), so snapshots never stall processing for longer than cloning the pointers.
+    groups: Vec<Arc<GroupMap<V>>>,
 }
+
+/// The entries of one state in one key group: serialized key ++ namespace → value.
+type GroupMap<V> = HashMap<Box<[u8]>, Entry<V>>;
 
 impl<V: StateValue> AnyTable for Table<V> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
     fn entries(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(|g| g.len()).sum()
     }
     fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
         let mut out: Vec<SnapshotEntry> = self.groups[idx]
@@ -137,7 +195,7 @@ impl<V: StateValue> AnyTable for Table<V> {
                 state: name.to_string(),
                 reason: format!("cannot decode a value written by a snapshot ({err}); did the state's type change?"),
             })?;
-            self.groups[idx].insert(
+            Arc::make_mut(&mut self.groups[idx]).insert(
                 e.key.clone().into_boxed_slice(),
                 Entry {
                     value,
@@ -146,6 +204,12 @@ impl<V: StateValue> AnyTable for Table<V> {
             );
         }
         Ok(())
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(Table {
+            ttl: self.ttl,
+            groups: self.groups.clone(),
+        })
     }
 }
 
@@ -204,6 +268,11 @@ pub struct KeyedStateBackend {
     /// Restored entries of states not registered yet, by name; applied on registration.
     pending: std::collections::HashMap<String, Vec<(usize, Vec<SnapshotEntry>)>>,
     restore_error: Option<Error>,
+    /// `Some` for the `rocksdb` backend: then `tables` stays empty and values live there.
+    rocks: Option<rocksdb::RocksStore>,
+    /// Per state (rocksdb): TTL and value type.
+    ttls: Vec<Option<StateTtlConfig>>,
+    types: Vec<TypeId>,
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -228,11 +297,47 @@ impl KeyedStateBackend {
             scratch: Vec::new(),
             pending: std::collections::HashMap::new(),
             restore_error: None,
+            rocks: None,
+            ttls: Vec::new(),
+            types: Vec::new(),
         }
+    }
+
+    /// A backend keeping state in a local RocksDB instance under `local_dir`.
+    pub(crate) fn new_rocksdb(
+        range: KeyGroupRange,
+        max_parallelism: usize,
+        local_dir: &std::path::Path,
+        uid: &str,
+        subtask: usize,
+    ) -> Self {
+        let mut b = Self::new(range, max_parallelism);
+        b.rocks = Some(rocksdb::RocksStore::new(local_dir, uid, subtask, range));
+        b
+    }
+
+    /// True for the `rocksdb` backend.
+    pub fn is_rocksdb(&self) -> bool {
+        self.rocks.is_some()
     }
 
     /// Registers (or finds) the table called `name` holding values of type `V`.
     pub(crate) fn register<V: StateValue>(&mut self, desc: &StateDescriptor) -> usize {
+        if let Some(rocks) = &mut self.rocks {
+            if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
+                assert!(
+                    self.types[id] == TypeId::of::<V>(),
+                    "state '{}' registered twice with different types",
+                    desc.name
+                );
+                return id;
+            }
+            let id = rocks.register(&desc.name);
+            self.names.push(desc.name.clone());
+            self.ttls.push(desc.ttl);
+            self.types.push(TypeId::of::<V>());
+            return id;
+        }
         if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
             assert!(
                 self.tables[id].as_any_mut().is::<Table<V>>(),
@@ -241,7 +346,9 @@ impl KeyedStateBackend {
             );
             return id;
         }
-        let groups = (0..self.range.len()).map(|_| HashMap::new()).collect();
+        let groups = (0..self.range.len())
+            .map(|_| Arc::new(HashMap::new()))
+            .collect();
         let mut table = Table::<V> {
             ttl: desc.ttl,
             groups,
@@ -266,30 +373,38 @@ impl KeyedStateBackend {
     }
 
     /// Snapshots every registered state, one entry per key group that holds data.
-    pub fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>> {
-        let mut out = Vec::new();
-        for idx in 0..self.range.len() {
-            let mut g = KeyGroupSnapshot {
-                key_group: (self.range.start + idx) as u32,
-                ..Default::default()
-            };
-            for (name, table) in self.names.iter().zip(&self.tables) {
-                let entries = table.snapshot_group(idx, name)?;
-                if !entries.is_empty() {
-                    g.states.push(StateSnapshot {
-                        name: name.clone(),
-                        entries,
-                    });
-                }
-            }
-            out.push(g);
+    pub fn snapshot(&mut self) -> Result<Vec<KeyGroupSnapshot>> {
+        if let Some(rocks) = &mut self.rocks {
+            return rocks.snapshot_canonical();
         }
-        Ok(out)
+        serialize_frozen(self.range, &self.names, &self.frozen_tables())
+    }
+
+    /// Every table frozen copy-on-write (one pointer per key group and state).
+    fn frozen_tables(&self) -> Vec<Box<dyn FrozenTable>> {
+        self.tables.iter().map(|t| t.freeze()).collect()
+    }
+
+    /// The `hashmap` backend's state frozen copy-on-write, to be serialized by the caller
+    /// (on another thread) into what [`Self::snapshot`] returns. `None` for rocksdb.
+    pub(crate) fn snapshot_deferred(&self) -> Option<crate::checkpoint::DeferredKeyed> {
+        if self.rocks.is_some() {
+            return None;
+        }
+        let names = self.names.clone();
+        let frozen = self.frozen_tables();
+        let range = self.range;
+        Some(crate::checkpoint::DeferredKeyed::new(move || {
+            serialize_frozen(range, &names, &frozen)
+        }))
     }
 
     /// Loads restored key groups. Groups outside this backend's range are ignored (another
     /// subtask owns them); states not registered yet are applied when they are.
     pub fn restore(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
+        if let Some(rocks) = &mut self.rocks {
+            return rocks.restore_canonical(groups);
+        }
         for g in groups {
             let kg = g.key_group as usize;
             if !self.range.contains(kg) {
@@ -317,7 +432,15 @@ impl KeyedStateBackend {
 
     /// Names of restored states that no registered state claimed.
     pub fn unclaimed_states(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.pending.keys().cloned().collect();
+        let mut v: Vec<String> = match &self.rocks {
+            Some(r) => r
+                .restored_names()
+                .iter()
+                .filter(|n| !self.names.contains(n))
+                .cloned()
+                .collect(),
+            None => self.pending.keys().cloned().collect(),
+        };
         v.sort();
         v
     }
@@ -332,6 +455,9 @@ impl KeyedStateBackend {
 
     /// Total number of entries across all states (a state-size metric).
     pub fn entries(&self) -> usize {
+        if let Some(r) = &self.rocks {
+            return r.entries();
+        }
         self.tables.iter().map(|t| t.entries()).sum()
     }
 
@@ -357,13 +483,25 @@ impl KeyedStateBackend {
             .downcast_mut::<Table<V>>()
             .expect("state accessed with the type it was registered with");
         let ttl = table.ttl;
-        let r = f(&mut table.groups[idx], &composite, ttl, now);
+        let r = f(Arc::make_mut(&mut table.groups[idx]), &composite, ttl, now);
         self.scratch = composite;
         r
     }
 
     /// Reads the value for the current key in namespace `ns`, honouring TTL.
     pub(crate) fn get<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+        if let Some(r) = &mut self.rocks {
+            let c = &self.current;
+            return r.get(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.ttls[id],
+                self.now,
+                &self.names[id],
+            );
+        }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let expired = match (map.get_mut(k), ttl) {
                 (None, _) => return None,
@@ -394,6 +532,15 @@ impl KeyedStateBackend {
         init: impl FnOnce() -> V,
         f: impl FnOnce(&mut V) -> R,
     ) -> (R, bool) {
+        if self.rocks.is_some() {
+            let (mut v, created) = match self.get::<V>(id, ns) {
+                Some(v) => (v, false),
+                None => (init(), true),
+            };
+            let r = f(&mut v);
+            self.put(id, ns, v);
+            return (r, created);
+        }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             if let Some(t) = ttl
                 && map.get(k).is_some_and(|e| now - e.stamp >= t.ttl_ms)
@@ -415,6 +562,18 @@ impl KeyedStateBackend {
 
     /// Replaces the value for the current key in `ns`.
     pub(crate) fn put<V: StateValue>(&mut self, id: usize, ns: &[u8], value: V) {
+        if let Some(r) = &mut self.rocks {
+            let c = &self.current;
+            return r.put(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.now,
+                &self.names[id],
+                &value,
+            );
+        }
         self.with_entry::<V, _>(id, ns, |map, k, _, now| {
             map.insert(k.into(), Entry { value, stamp: now });
         })
@@ -422,6 +581,18 @@ impl KeyedStateBackend {
 
     /// Removes and returns the value for the current key in `ns`.
     pub(crate) fn remove<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
+        if let Some(r) = &mut self.rocks {
+            let c = &self.current;
+            return r.remove(
+                id,
+                c.key_group,
+                &c.bytes,
+                ns,
+                self.ttls[id],
+                self.now,
+                &self.names[id],
+            );
+        }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
             let e = map.remove(k)?;
             match ttl {
@@ -668,28 +839,72 @@ pub(crate) struct KeyedStore {
     pub(crate) backend: KeyedStateBackend,
     pub(crate) event_timers: crate::timers::TimerQueue,
     pub(crate) processing_timers: crate::timers::TimerQueue,
+    /// `state.backend.incremental` (rocksdb only).
+    incremental: bool,
+    /// Id of the latest savepoint triggered: snapshots for it are always canonical.
+    savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl KeyedStore {
-    /// An empty store for the key groups of subtask `info.index`.
+    /// An empty store for the key groups of subtask `info.index`, on the configured backend.
     pub(crate) fn new(info: &crate::runtime::SubtaskInfo) -> Self {
         let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
+        let cfg = &info.state_backend;
+        let backend = match cfg.kind {
+            crate::config::StateBackendKind::HashMap => {
+                KeyedStateBackend::new(range, info.max_parallelism)
+            }
+            crate::config::StateBackendKind::RocksDb => KeyedStateBackend::new_rocksdb(
+                range,
+                info.max_parallelism,
+                &cfg.local_dir,
+                &info.uid,
+                info.index,
+            ),
+        };
         KeyedStore {
-            backend: KeyedStateBackend::new(range, info.max_parallelism),
+            backend,
             event_timers: Default::default(),
             processing_timers: Default::default(),
+            incremental: cfg.incremental,
+            savepoint_at: info.savepoint_at.clone(),
         }
     }
 
-    /// State entries plus timers (the state-size metric).
+    /// State entries plus timers (the state-size metric; estimated for rocksdb).
     pub(crate) fn entries(&self) -> usize {
         self.backend.entries() + self.event_timers.len() + self.processing_timers.len()
     }
 
-    /// Snapshots state and timers into key groups (the checkpoint unit).
-    pub(crate) fn snapshot(&self) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        let mut groups = self.backend.snapshot()?;
-        let start = self.backend.range.start;
+    /// Snapshots state and timers for checkpoint `id`: canonical key groups, except that the
+    /// rocksdb backend with incremental checkpoints (and `id` not a savepoint) contributes a
+    /// local RocksDB checkpoint the coordinator uploads, and only timers canonically.
+    pub(crate) fn snapshot(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        let savepoint = self.savepoint_at.load(std::sync::atomic::Ordering::SeqCst) == id;
+        let range = self.backend.range;
+        let mut incremental = None;
+        let mut deferred_keyed = None;
+        let empty_groups = || -> Vec<KeyGroupSnapshot> {
+            (range.start..range.end)
+                .map(|kg| KeyGroupSnapshot {
+                    key_group: kg as u32,
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let mut groups = match &mut self.backend.rocks {
+            Some(rocks) if self.incremental && !savepoint => {
+                incremental = Some(rocks.checkpoint(id, self.backend.names.clone())?);
+                empty_groups()
+            }
+            Some(_) => self.backend.snapshot()?,
+            // hashmap: freeze copy-on-write here; the coordinator serializes.
+            None => {
+                deferred_keyed = self.backend.snapshot_deferred();
+                empty_groups()
+            }
+        };
+        let start = range.start;
         for (kg, timers) in self
             .event_timers
             .for_key_group(self.backend.max_parallelism)
@@ -707,16 +922,33 @@ impl KeyedStore {
         });
         Ok(crate::checkpoint::OperatorSubtaskState {
             keyed: groups,
-            list: Vec::new(),
+            incremental,
+            deferred_keyed,
+            ..Default::default()
         })
     }
 
     /// Restores state and timers (key groups outside the range are ignored), then reports the
-    /// first error met applying state to states registered before the restore.
+    /// first error met applying state to states registered before the restore. The rocksdb
+    /// backend opens its database here: from an incremental checkpoint's files when they
+    /// cover exactly this range, else by copying the overlapping key groups.
     pub(crate) fn restore(
         &mut self,
         restored: Option<&crate::checkpoint::OperatorSubtaskState>,
     ) -> Result<()> {
+        let handles = restored.and_then(|s| s.incremental_restore.as_ref());
+        match &mut self.backend.rocks {
+            Some(rocks) => rocks.open(handles)?,
+            None if handles.is_some_and(|h| !h.handles.is_empty()) => {
+                return Err(Error::Restore(
+                    "this checkpoint holds incremental RocksDB state; restore it with \
+                     state.backend.type: rocksdb, or take a savepoint (always canonical) to \
+                     switch backends"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
         if let Some(state) = restored {
             self.backend.restore(&state.keyed)?;
             for g in state
@@ -752,6 +984,42 @@ mod tests {
         let mut buf = Vec::new();
         serialize_key(&k.to_string(), &mut buf);
         b.set_current_key_bytes(&buf);
+    }
+
+    #[test]
+    fn a_frozen_snapshot_is_copy_on_write_and_serializes_the_state_as_it_was() {
+        let mut b = backend();
+        let s = ValueState::<u64>::register(&mut b, &StateDescriptor::new("count"));
+        for (k, v) in [("alice", 1), ("bob", 2)] {
+            set_key(&mut b, k);
+            s.update(&mut b, v);
+        }
+        let expected = b.snapshot().unwrap();
+        let deferred = b.snapshot_deferred().expect("hashmap backend defers");
+        // Processing goes on before the snapshot is serialized: writes copy the key group's
+        // map instead of changing what the snapshot shares.
+        set_key(&mut b, "alice");
+        s.update(&mut b, 100);
+        set_key(&mut b, "carol");
+        s.update(&mut b, 3);
+        let frozen = crate::checkpoint::OperatorSubtaskState {
+            deferred_keyed: Some(deferred),
+            ..Default::default()
+        };
+        let resolved = frozen.resolved().unwrap().into_owned();
+        let mut want = expected;
+        want.retain(|g| !g.states.is_empty());
+        assert_eq!(resolved.keyed, want);
+        set_key(&mut b, "alice");
+        assert_eq!(
+            s.value(&mut b),
+            Some(100),
+            "the live state has the new value"
+        );
+        assert!(
+            frozen.resolved().is_err(),
+            "a deferred snapshot is serialized once"
+        );
     }
 
     #[test]
@@ -840,5 +1108,90 @@ mod tests {
         b.now = 150; // 70 ms after the read, 150 ms after the write
         assert_eq!(s.value(&mut b), Some(1), "read at 80 restarted the clock");
         assert_eq!(w.value(&mut b), None, "on-create-and-write ignores reads");
+    }
+
+    fn rocks_backend(dir: &std::path::Path) -> KeyedStateBackend {
+        let range = KeyGroupRange { start: 0, end: 128 };
+        let mut b = KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0);
+        b.rocks.as_mut().unwrap().open(None).unwrap();
+        b
+    }
+
+    /// The same operations through the typed API on `b`.
+    fn exercise(b: &mut KeyedStateBackend) {
+        let v = ValueState::<u64>::register(b, &StateDescriptor::new("count"));
+        let l = ListState::<String>::register(b, &StateDescriptor::new("l"));
+        let m = MapState::<String, i32>::register(b, &StateDescriptor::new("m"));
+        let r =
+            ReducingState::<i64>::register(b, &StateDescriptor::new("r"), Arc::new(|a, b| a + b));
+        let t = ValueState::<u32>::register(
+            b,
+            &StateDescriptor::new("ttl").with_ttl(StateTtlConfig::new(Duration::from_millis(100))),
+        );
+        for (i, k) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
+            set_key(b, k);
+            b.now = 1_000;
+            v.update(b, i as u64);
+            l.add(b, format!("{k}-1"));
+            l.add(b, format!("{k}-2"));
+            // One entry per map: a HashMap's encoding order is not canonical.
+            m.put(b, "x".into(), i as i32);
+            r.add(b, 10);
+            r.add(b, i as i64);
+            t.update(b, 1);
+        }
+        set_key(b, "bob");
+        v.clear(b);
+        m.put(b, "y".into(), 2);
+        m.remove(b, &"x".to_string());
+        b.now = 1_050;
+        assert_eq!(t.value(b), Some(1), "alive 50 ms after the write");
+        b.now = 1_100;
+        assert_eq!(t.value(b), None, "expired 100 ms after the write");
+        set_key(b, "alice");
+        assert_eq!(v.value(b), Some(0));
+        assert_eq!(l.get(b), vec!["alice-1".to_string(), "alice-2".to_string()]);
+        assert_eq!(m.get(b, &"x".to_string()), Some(0));
+        assert_eq!(r.get(b), Some(10));
+        set_key(b, "bob");
+        assert_eq!(v.value(b), None);
+        assert_eq!(m.entries(b), vec![("y".to_string(), 2)]);
+    }
+
+    fn canonical(b: &mut KeyedStateBackend) -> Vec<KeyGroupSnapshot> {
+        let mut groups = b.snapshot().unwrap();
+        groups.retain(|g| !g.states.is_empty());
+        for g in &mut groups {
+            g.states.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        groups
+    }
+
+    #[test]
+    fn rocksdb_and_hashmap_backends_behave_alike_and_snapshot_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut heap = backend();
+        let mut rocks = rocks_backend(dir.path());
+        exercise(&mut heap);
+        exercise(&mut rocks);
+        let expected = canonical(&mut heap);
+        assert!(!expected.is_empty());
+        assert_eq!(canonical(&mut rocks), expected);
+
+        // A canonical snapshot restores into the other backend and back unchanged.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut rocks2 = rocks_backend(dir2.path());
+        rocks2.restore(&expected).unwrap();
+        assert_eq!(canonical(&mut rocks2), expected);
+        let mut heap2 = backend();
+        heap2.restore(&canonical(&mut rocks2)).unwrap();
+        let v = ValueState::<u64>::register(&mut heap2, &StateDescriptor::new("count"));
+        ListState::<String>::register(&mut heap2, &StateDescriptor::new("l"));
+        MapState::<String, i32>::register(&mut heap2, &StateDescriptor::new("m"));
+        ValueState::<i64>::register(&mut heap2, &StateDescriptor::new("r"));
+        ValueState::<u32>::register(&mut heap2, &StateDescriptor::new("ttl"));
+        set_key(&mut heap2, "carol");
+        assert_eq!(v.value(&mut heap2), Some(2));
+        assert_eq!(canonical(&mut heap2), expected);
     }
 }

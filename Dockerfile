@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1.7
+# Weir images. Two targets from one build:
+#   docker build --target worker   -t weir-worker   .   # `weir`: run, jobmanager, taskmanager, job control
+#   docker build --target operator -t weir-operator .   # `weir-operator`: the StreamJob controller
+# Both run as a non-root user on a minimal glibc base (the worker links Debian's librocksdb).
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN=bookworm
+
+FROM rust:${RUST_VERSION}-${DEBIAN} AS build
+# The RocksDB state backend links Debian's librocksdb (bindgen needs libclang), as in CI
+# (worker/engine/install-rocksdb-deps.sh).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libclang-dev clang \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p weir -p weir-operator \
+ && mkdir -p /out \
+ && cp target/release/weir target/release/weir-operator /out/
+
+FROM debian:${DEBIAN}-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates librocksdb7.8 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 65532 weir \
+ && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin weir
+
+FROM runtime AS worker
+COPY --from=build /out/weir /usr/local/bin/weir
+USER 65532:65532
+# REST API (rest.port) and the JobManager RPC port.
+EXPOSE 8081 6123
+ENTRYPOINT ["/usr/local/bin/weir"]
+CMD ["--help"]
+
+FROM gcr.io/distroless/cc-debian12:nonroot AS operator
+COPY --from=build /out/weir-operator /usr/local/bin/weir-operator
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/weir-operator"]

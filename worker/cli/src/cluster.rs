@@ -1,0 +1,141 @@
+//! `weir jobmanager` and `weir taskmanager`: the two processes of a cluster (what the
+//! operator deploys as pods). The JobManager plans the job named on its command line, serves
+//! the REST API and waits for TaskManagers; each TaskManager registers at
+//! `jobmanager.rpc.address`, receives the job from the JobManager and runs its slots' subtasks.
+
+use crate::jobs;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+use weir_engine::api::StreamExecutionEnvironment;
+use weir_engine::config::Config;
+use weir_engine::runtime::cluster::{ClusterConfig, JobSpec, PreparedJob, run_taskmanager};
+
+/// The pod's address (Kubernetes downward API), the default bind address of every port.
+fn pod_ip() -> Option<String> {
+    std::env::var("POD_IP").ok().filter(|v| !v.is_empty())
+}
+
+fn load(config: Option<&Path>, set: &[String]) -> Result<Config> {
+    let mut conf = Config::load(config)?;
+    for kv in set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set '{kv}' must look like key=value"))?;
+        conf.set(k.trim(), v.trim())?;
+    }
+    Ok(conf)
+}
+
+/// Sets `shutdown` on SIGTERM or Ctrl-C.
+fn on_termination(shutdown: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            });
+            tracing::info!("termination requested");
+            shutdown.store(true, Relaxed);
+        })
+        .context("cannot spawn the signal handler")?;
+    Ok(())
+}
+
+/// Builds a registered job's graph from a job spec.
+fn build(spec: &JobSpec) -> weir_engine::Result<PreparedJob> {
+    let user = |e: anyhow::Error| weir_engine::Error::User(format!("{e:#}"));
+    let def = jobs::find(&spec.name).map_err(user)?;
+    let args = jobs::JobArgs::parse(def, &spec.args).map_err(user)?;
+    let mut conf = Config::default();
+    for (k, v) in &spec.config {
+        conf.set(k, v)?;
+    }
+    let env = StreamExecutionEnvironment::with_config(conf);
+    (def.build)(&env, &args).map_err(user)?;
+    env.prepare()
+}
+
+/// `weir jobmanager`: plans the job, serves REST, runs the job on TaskManagers; keeps
+/// serving REST after the job ended until terminated.
+pub fn jobmanager(config: Option<&Path>, set: &[String], job: &str, args: &[String]) -> Result<()> {
+    let mut conf = load(config, set)?;
+    let pod_ip = pod_ip();
+    if let Some(ip) = &pod_ip
+        && conf.rest()?.address == "127.0.0.1"
+    {
+        // On Kubernetes the REST API answers at the pod's address (probes, the Service).
+        conf.set("rest.address", ip)?;
+    }
+    if conf.rest()?.port.is_none() {
+        conf.set("rest.port", "8081")?;
+    }
+    let cluster = ClusterConfig::from_config(&conf, pod_ip.as_deref())?;
+    let def = jobs::find(job)?;
+    let job_args = jobs::JobArgs::parse(def, args)?;
+    let spec = JobSpec {
+        name: def.name.to_string(),
+        args: args.to_vec(),
+        config: conf.entries(),
+    };
+    let rest = conf.rest()?;
+    let env = StreamExecutionEnvironment::with_config(conf);
+    (def.build)(&env, &job_args)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    on_termination(shutdown.clone())?;
+    let handle = env.execute_on_cluster(def.name, spec, cluster.clone())?;
+    let server = weir_cluster::RestServer::start(&rest.address, rest.port.unwrap_or(8081))?;
+    server.add_job(handle.client());
+    eprintln!(
+        "JobManager: REST API {}  RPC {}:{}  (job {})",
+        server.url(),
+        cluster.rpc_bind_host,
+        cluster.rpc_port,
+        handle.job_id()
+    );
+    let client = handle.client();
+    let mut reported = false;
+    while !shutdown.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if !reported && handle.is_finished() {
+            reported = true;
+            eprintln!(
+                "job {} ended {}; the REST API stays up until the JobManager is terminated",
+                client.job_id(),
+                client.status().as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `weir taskmanager`: registers with the JobManager and runs subtasks until terminated.
+pub fn taskmanager(config: Option<&Path>, set: &[String]) -> Result<()> {
+    let conf = load(config, set)?;
+    let cluster = ClusterConfig::from_config(&conf, pod_ip().as_deref())?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    on_termination(shutdown.clone())?;
+    eprintln!(
+        "TaskManager: {} slot(s), JobManager at {}:{}",
+        cluster.slots, cluster.rpc_address, cluster.rpc_port
+    );
+    run_taskmanager(&cluster, &build, &shutdown)?;
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! Weir's cluster layer: the JobManager REST API, Flink-compatible in paths and JSON field
+//! names (jobs, checkpoints, savepoint and stop-with-savepoint triggers, cancel), the
+//! Prometheus exposition of job metrics at `/metrics`, and a small blocking client for the
+//! `weir list|savepoint|stop|cancel` commands. It sits above the engine: it observes and
+//! controls jobs only through [`weir_engine::runtime::JobClient`].
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use weir_engine::api::StreamExecutionEnvironment;
+//! let env = StreamExecutionEnvironment::new();
+//! // ... build the job ...
+//! let handle = env.execute_async("my-job")?;
+//! let server = weir_cluster::RestServer::start("127.0.0.1", 8081)?;
+//! server.add_job(handle.client());
+//! println!("REST API at {}", server.url());
+//! handle.wait()?;
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod prometheus;
+mod server;
+
+pub use client::{ClientError, RestClient};
+pub use server::{RestServer, ServerError};

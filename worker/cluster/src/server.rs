@@ -1,0 +1,945 @@
+//! The REST server: hyper 1 on a single-threaded tokio runtime of its own thread (the engine
+//! is thread-based; nothing here may block that runtime). Savepoint triggers are recorded and
+//! answered at once; the savepoint itself runs on a plain thread through the job's
+//! [`JobClient`], and its outcome is kept under the trigger id for polling.
+
+use crate::prometheus;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use weir_engine::config::{CheckpointRetention, CheckpointingMode};
+use weir_engine::runtime::metrics::JobSnapshot;
+use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobStatus};
+
+/// Request bodies larger than this are rejected (the API's bodies are a few hundred bytes).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Why the REST server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address is taken or not local.
+    #[error(
+        "cannot listen on {address}:{port} (rest.address, rest.port): choose a free port, or 0 for any"
+    )]
+    Bind {
+        address: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime or thread could not be created.
+    #[error("cannot start the REST server's runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// A savepoint or stop-with-savepoint requested over REST, by trigger id.
+struct Trigger {
+    job_id: String,
+    /// `None` while in progress; then the location or the failure message.
+    outcome: Arc<Mutex<Option<Result<String, String>>>>,
+}
+
+struct State {
+    jobs: Mutex<Vec<JobClient>>,
+    triggers: Mutex<HashMap<String, Trigger>>,
+    /// The snapshot each job's per-second rates in `/metrics` are measured against.
+    baselines: Mutex<HashMap<String, JobSnapshot>>,
+}
+
+/// The REST API of this process's jobs; stops when dropped.
+pub struct RestServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl RestServer {
+    /// Listens on `address:port` (port 0: any free port) and serves until dropped.
+    pub fn start(address: &str, port: u16) -> Result<RestServer, ServerError> {
+        let bind_err = |source| ServerError::Bind {
+            address: address.to_string(),
+            port,
+            source,
+        };
+        let listener = std::net::TcpListener::bind((address, port)).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
+        let state = Arc::new(State {
+            jobs: Mutex::new(Vec::new()),
+            triggers: Mutex::new(HashMap::new()),
+            baselines: Mutex::new(HashMap::new()),
+        });
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir rest".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "the REST server cannot use its socket");
+                            return;
+                        }
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+                                let state = served.clone();
+                                tokio::spawn(async move {
+                                    let svc = service_fn(move |req| {
+                                        let state = state.clone();
+                                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                                    });
+                                    let _ = http1::Builder::new()
+                                        .serve_connection(TokioIo::new(stream), svc)
+                                        .await;
+                                });
+                            }
+                        }
+                    }
+                });
+            })
+            .map_err(ServerError::Runtime)?;
+        Ok(RestServer {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves `job` from now on.
+    pub fn add_job(&self, job: JobClient) {
+        self.state.jobs.lock().expect("not poisoned").push(job);
+    }
+
+    /// The address actually bound (the port is known here when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://host:port` of this server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An error answer: status and Flink's `{"errors": [...]}` body.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+type Answer = Result<(StatusCode, Value), ApiError>;
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"errors": [format!("cannot read the request body: {e}")]}),
+            );
+        }
+    };
+    if path == "/metrics" && method == Method::GET {
+        let text = metrics_text(state);
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return r;
+    }
+    match route(state, &method, &path, &query, &body) {
+        Ok((status, value)) => json_response(status, &value),
+        Err(e) => {
+            let mut r = json_response(e.status, &json!({"errors": [e.message]}));
+            if let Some(allow) = e.allow {
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            r
+        }
+    }
+}
+
+/// Checks the method against what a path allows: 405 with `Allow` otherwise.
+fn only(method: &Method, allowed: &[Method], allow: &'static str) -> Result<(), ApiError> {
+    if allowed.contains(method) {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!("method {method} is not allowed here; use {allow}"),
+            allow: Some(allow),
+        })
+    }
+}
+
+fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = |m: &Method| only(m, &[Method::GET], "GET");
+    match parts.as_slice() {
+        ["overview"] => {
+            get(method)?;
+            Ok((StatusCode::OK, overview(state)))
+        }
+        ["config"] => {
+            get(method)?;
+            Ok((StatusCode::OK, dashboard_config()))
+        }
+        ["metrics"] => {
+            get(method)?;
+            unreachable!("served before routing")
+        }
+        ["healthz"] => {
+            get(method)?;
+            Ok((StatusCode::OK, json!({"status": "ok"})))
+        }
+        ["readyz"] => {
+            get(method)?;
+            readyz(state)
+        }
+        ["jobs"] => {
+            get(method)?;
+            let jobs = jobs(state);
+            let list: Vec<Value> = jobs
+                .iter()
+                .map(|j| json!({"id": j.job_id(), "status": j.status().as_str()}))
+                .collect();
+            Ok((StatusCode::OK, json!({"jobs": list})))
+        }
+        ["jobs", "overview"] => {
+            get(method)?;
+            let list: Vec<Value> = jobs(state).iter().map(job_overview).collect();
+            Ok((StatusCode::OK, json!({"jobs": list})))
+        }
+        ["jobs", id] => {
+            only(method, &[Method::GET, Method::PATCH], "GET, PATCH")?;
+            let job = find_job(state, id)?;
+            if method == Method::PATCH {
+                cancel(&job, query)
+            } else {
+                Ok((StatusCode::OK, job_details(&job)))
+            }
+        }
+        ["jobs", id, "checkpoints"] => {
+            get(method)?;
+            Ok((StatusCode::OK, checkpoints(&find_job(state, id)?)))
+        }
+        ["jobs", id, "checkpoints", "config"] => {
+            get(method)?;
+            checkpoint_config(&find_job(state, id)?)
+        }
+        ["jobs", id, "exceptions"] => {
+            get(method)?;
+            Ok((StatusCode::OK, exceptions(&find_job(state, id)?)))
+        }
+        ["jobs", id, "savepoints"] => {
+            only(method, &[Method::POST], "POST")?;
+            let job = find_job(state, id)?;
+            let b = parse_body(body)?;
+            let target = string_field(&b, "target-directory")?;
+            let cancel_job = bool_field(&b, "cancel-job")?;
+            let trigger_id = string_field(&b, "triggerId")?;
+            trigger(
+                state,
+                &job,
+                target,
+                trigger_id,
+                Kind::Savepoint { cancel_job },
+            )
+        }
+        ["jobs", id, "stop"] => {
+            only(method, &[Method::POST], "POST")?;
+            let job = find_job(state, id)?;
+            let b = parse_body(body)?;
+            let target = string_field(&b, "targetDirectory")?;
+            let drain = bool_field(&b, "drain")?;
+            let trigger_id = string_field(&b, "triggerId")?;
+            trigger(state, &job, target, trigger_id, Kind::Stop { drain })
+        }
+        ["jobs", id, "savepoints", trigger_id] => {
+            get(method)?;
+            let job = find_job(state, id)?;
+            savepoint_status(state, &job, trigger_id)
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no such REST endpoint: {path} (see docs/rest-api.md)"
+        ))),
+    }
+}
+
+fn jobs(state: &State) -> Vec<JobClient> {
+    state.jobs.lock().expect("not poisoned").clone()
+}
+
+fn find_job(state: &State, id: &str) -> Result<JobClient, ApiError> {
+    jobs(state)
+        .into_iter()
+        .find(|j| j.job_id() == id)
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found; GET /jobs lists the jobs")))
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+fn string_field(body: &Value, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "field '{key}' must be a string, got {other}"
+        ))),
+    }
+}
+
+fn bool_field(body: &Value, key: &str) -> Result<bool, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "field '{key}' must be true or false, got {other}"
+        ))),
+    }
+}
+
+fn overview(state: &State) -> Value {
+    let jobs = jobs(state);
+    let count = |s: JobStatus| jobs.iter().filter(|j| j.status() == s).count();
+    let running = jobs.iter().filter(|j| !j.status().is_terminal()).count();
+    let slots: usize = jobs
+        .iter()
+        .filter(|j| !j.status().is_terminal())
+        .map(|j| j.metrics().tasks.len())
+        .sum();
+    json!({
+        "taskmanagers": 1,
+        "slots-total": slots,
+        "slots-available": 0,
+        "jobs-running": running,
+        "jobs-finished": count(JobStatus::Finished),
+        "jobs-cancelled": count(JobStatus::Canceled),
+        "jobs-failed": count(JobStatus::Failed),
+        "flink-version": env!("CARGO_PKG_VERSION"),
+        "flink-commit": "weir",
+    })
+}
+
+fn dashboard_config() -> Value {
+    json!({
+        "refresh-interval": 3000,
+        "timezone-name": "Coordinated Universal Time",
+        "timezone-offset": 0,
+        "flink-version": env!("CARGO_PKG_VERSION"),
+        "flink-revision": "weir",
+        "features": {"web-submit": false, "web-cancel": true, "web-rescale": false, "web-history": false},
+    })
+}
+
+fn readyz(state: &State) -> Answer {
+    let jobs = jobs(state);
+    // Ready once a job is registered and not ended: a JobManager waiting for its
+    // TaskManagers (CREATED) is ready, since they can only find it through a ready Service.
+    match jobs.iter().find(|j| !j.status().is_terminal()) {
+        Some(j) => Ok((
+            StatusCode::OK,
+            json!({"status": "ready", "job": j.job_id()}),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            match jobs.first() {
+                None => "no job yet".to_string(),
+                Some(j) => format!("job {} is {}", j.job_id(), j.status().as_str()),
+            },
+        )),
+    }
+}
+
+fn duration(job: &JobClient) -> i64 {
+    job.end_time()
+        .unwrap_or_else(weir_engine::time::now_ms)
+        .saturating_sub(job.start_time())
+}
+
+/// One vertex per task (operator chain): name, parallelism, state counts, record counts.
+struct Vertex {
+    name: String,
+    parallelism: usize,
+    running: usize,
+    finished: usize,
+    records_in: u64,
+    records_out: u64,
+    backpressured_ms: u64,
+}
+
+fn vertices(job: &JobClient) -> Vec<Vertex> {
+    let mut out: Vec<Vertex> = Vec::new();
+    for t in job.metrics().tasks {
+        let i = match out.iter().position(|v| v.name == t.name) {
+            Some(i) => i,
+            None => {
+                out.push(Vertex {
+                    name: t.name.clone(),
+                    parallelism: 0,
+                    running: 0,
+                    finished: 0,
+                    records_in: 0,
+                    records_out: 0,
+                    backpressured_ms: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let v = &mut out[i];
+        v.parallelism += 1;
+        if t.finished {
+            v.finished += 1;
+        } else {
+            v.running += 1;
+        }
+        v.records_in += t.records_in;
+        v.records_out += t.records_out;
+        v.backpressured_ms += t.backpressured_ms;
+    }
+    out
+}
+
+/// A stable 32-hex-digit id for a vertex, as Flink's are (FNV-1a of job id and name).
+fn vertex_id(job: &JobClient, name: &str) -> String {
+    let hash = |seed: u64| {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+        for b in job.job_id().bytes().chain(name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    format!("{:016x}{:016x}", hash(0), hash(1))
+}
+
+/// Task state counts in Flink's shape; subtasks of an ended job count in its end state.
+fn task_counts(job: &JobClient, running: usize, finished: usize) -> Value {
+    let status = job.status();
+    let (mut r, mut canceled, mut failed) = (running, 0, 0);
+    match status {
+        JobStatus::Canceled => (canceled, r) = (r, 0),
+        JobStatus::Failed => (failed, r) = (r, 0),
+        _ => {}
+    }
+    if status == JobStatus::Finished {
+        r = 0;
+    }
+    json!({
+        "total": running + finished,
+        "created": 0, "scheduled": 0, "deploying": 0,
+        "running": r,
+        "finished": finished + if status == JobStatus::Finished { running } else { 0 },
+        "canceling": 0,
+        "canceled": canceled,
+        "failed": failed,
+        "reconciling": 0, "initializing": 0,
+    })
+}
+
+fn job_overview(job: &JobClient) -> Value {
+    let vs = vertices(job);
+    let (running, finished) = vs
+        .iter()
+        .fold((0, 0), |(r, f), v| (r + v.running, f + v.finished));
+    json!({
+        "jid": job.job_id(),
+        "name": job.name(),
+        "state": job.status().as_str(),
+        "start-time": job.start_time(),
+        "end-time": job.end_time().unwrap_or(-1),
+        "duration": duration(job),
+        "last-modification": job.end_time().unwrap_or(job.start_time()),
+        "tasks": task_counts(job, running, finished),
+    })
+}
+
+fn job_details(job: &JobClient) -> Value {
+    let status = job.status();
+    let now = weir_engine::time::now_ms();
+    let mut timestamps = json!({"CREATED": job.start_time(), "RUNNING": job.start_time()});
+    if let Some(end) = job.end_time() {
+        timestamps[status.as_str()] = json!(end);
+    }
+    let vs = vertices(job);
+    let vertices: Vec<Value> = vs
+        .iter()
+        .map(|v| {
+            let vertex_status = if v.running == 0 && v.finished > 0 && !status.is_terminal() {
+                "FINISHED"
+            } else {
+                status.as_str()
+            };
+            json!({
+                "id": vertex_id(job, &v.name),
+                "name": v.name,
+                "parallelism": v.parallelism,
+                "status": vertex_status,
+                "start-time": job.start_time(),
+                "end-time": job.end_time().unwrap_or(-1),
+                "duration": duration(job),
+                "tasks": task_counts(job, v.running, v.finished),
+                "metrics": {
+                    "read-bytes": 0, "read-bytes-complete": false,
+                    "write-bytes": 0, "write-bytes-complete": false,
+                    "read-records": v.records_in, "read-records-complete": true,
+                    "write-records": v.records_out, "write-records-complete": true,
+                    "accumulated-backpressured-time": v.backpressured_ms,
+                },
+            })
+        })
+        .collect();
+    let nodes: Vec<Value> = vs
+        .iter()
+        .map(|v| {
+            json!({"id": vertex_id(job, &v.name), "parallelism": v.parallelism,
+                   "operator": "", "description": v.name})
+        })
+        .collect();
+    let (running, finished) = vs
+        .iter()
+        .fold((0, 0), |(r, f), v| (r + v.running, f + v.finished));
+    json!({
+        "jid": job.job_id(),
+        "name": job.name(),
+        "isStoppable": false,
+        "state": status.as_str(),
+        "job-type": "STREAMING",
+        "start-time": job.start_time(),
+        "end-time": job.end_time().unwrap_or(-1),
+        "duration": duration(job),
+        "now": now,
+        "timestamps": timestamps,
+        "vertices": vertices,
+        "status-counts": task_counts(job, running, finished),
+        "plan": {"jid": job.job_id(), "name": job.name(), "type": "STREAMING", "nodes": nodes},
+    })
+}
+
+fn record_json(r: &CheckpointRecord) -> Value {
+    let end = r.end_timestamp.unwrap_or(-1);
+    let status = match r.status {
+        CheckpointStatus::InProgress => "IN_PROGRESS",
+        CheckpointStatus::Completed => "COMPLETED",
+        CheckpointStatus::Failed => "FAILED",
+    };
+    let mut v = json!({
+        "className": match r.status {
+            CheckpointStatus::InProgress => ".PendingCheckpointStatistics",
+            CheckpointStatus::Completed => ".CompletedCheckpointStatistics",
+            CheckpointStatus::Failed => ".FailedCheckpointStatistics",
+        },
+        "id": r.id,
+        "status": status,
+        "is_savepoint": r.is_savepoint,
+        "savepointFormat": if r.is_savepoint { json!("CANONICAL") } else { Value::Null },
+        "checkpoint_type": if r.is_savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+        "trigger_timestamp": r.trigger_timestamp,
+        "latest_ack_timestamp": end,
+        "state_size": r.size_bytes,
+        "checkpointed_size": r.size_bytes,
+        "end_to_end_duration": r.end_timestamp.map_or(-1, |e| e - r.trigger_timestamp),
+        "alignment_buffered": 0,
+        "processed_data": 0,
+        "persisted_data": 0,
+        "external_path": r.external_path,
+        "discarded": false,
+    });
+    if r.status == CheckpointStatus::Failed {
+        v["failure_timestamp"] = json!(end);
+        v["failure_message"] = json!(r.failure);
+    }
+    v
+}
+
+fn checkpoints(job: &JobClient) -> Value {
+    let s = job.checkpoints();
+    let completed: Vec<&CheckpointRecord> = s
+        .history
+        .iter()
+        .filter(|r| r.status == CheckpointStatus::Completed)
+        .collect();
+    let stat = |f: &dyn Fn(&CheckpointRecord) -> i64| {
+        let values: Vec<i64> = completed.iter().map(|r| f(r)).collect();
+        let n = values.len().max(1) as i64;
+        json!({
+            "min": values.iter().min().copied().unwrap_or(0),
+            "max": values.iter().max().copied().unwrap_or(0),
+            "avg": values.iter().sum::<i64>() / n,
+        })
+    };
+    let latest_completed = s
+        .history
+        .iter()
+        .rev()
+        .find(|r| !r.is_savepoint && r.status == CheckpointStatus::Completed)
+        .map(record_json)
+        .or_else(|| {
+            // Older than the history: what the counters remember.
+            s.last_completed_id.map(|id| {
+                json!({"id": id, "status": "COMPLETED", "is_savepoint": false,
+                       "external_path": s.last_completed_path,
+                       "state_size": s.last_size_bytes, "checkpointed_size": s.last_size_bytes,
+                       "end_to_end_duration": s.last_duration_ms})
+            })
+        });
+    let restored = s.last_restore.as_ref().map(|(path, ts)| {
+        let id = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_prefix("chk-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        json!({
+            "id": id.unwrap_or(0),
+            "restore_timestamp": ts,
+            "is_savepoint": id.is_none(),
+            "external_path": path,
+        })
+    });
+    json!({
+        "counts": {
+            "restored": s.restored,
+            "total": s.triggered,
+            "in_progress": s.in_progress(),
+            "completed": s.completed + s.savepoints_completed,
+            "failed": s.failed,
+        },
+        "summary": {
+            "state_size": stat(&|r| r.size_bytes as i64),
+            "checkpointed_size": stat(&|r| r.size_bytes as i64),
+            "end_to_end_duration": stat(&|r| r.end_timestamp.unwrap_or(r.trigger_timestamp) - r.trigger_timestamp),
+        },
+        "latest": {
+            "completed": latest_completed,
+            "savepoint": s.last_savepoint.as_ref().map(record_json),
+            "failed": s.last_failed.as_ref().map(record_json),
+            "restored": restored,
+        },
+        "history": s.history.iter().rev().map(record_json).collect::<Vec<_>>(),
+    })
+}
+
+fn checkpoint_config(job: &JobClient) -> Answer {
+    let c = job.checkpoint_config();
+    let Some(interval) = c.interval else {
+        return Err(ApiError::not_found(format!(
+            "checkpointing is not enabled for job {} (set execution.checkpointing.interval)",
+            job.job_id()
+        )));
+    };
+    Ok((
+        StatusCode::OK,
+        json!({
+            "mode": match c.mode {
+                CheckpointingMode::ExactlyOnce => "exactly_once",
+                CheckpointingMode::AtLeastOnce => "at_least_once",
+            },
+            "interval": interval.as_millis() as u64,
+            "timeout": c.timeout.as_millis() as u64,
+            "min_pause": c.min_pause.as_millis() as u64,
+            "max_concurrent": 1,
+            "externalization": {
+                "enabled": true,
+                "delete_on_cancellation": c.retention == CheckpointRetention::DeleteOnCancellation,
+            },
+            "checkpoint_storage": c.dir,
+            "savepoints_dir": c.savepoints_dir,
+            "num_retained": c.retained,
+            "unaligned_checkpoints": false,
+            "tolerable_failed_checkpoints": c.tolerable_failures,
+            "checkpoints_after_tasks_finish": false,
+        }),
+    ))
+}
+
+fn exceptions(job: &JobClient) -> Value {
+    let failures = job.failures();
+    let root = failures.last();
+    let entries: Vec<Value> = failures
+        .iter()
+        .rev()
+        .map(|f| {
+            json!({
+                "exceptionName": "weir_engine::Error",
+                "stacktrace": f.message,
+                "timestamp": f.timestamp,
+                "taskName": f.task,
+                "location": null,
+                "concurrentExceptions": [],
+            })
+        })
+        .collect();
+    let all: Vec<Value> = failures
+        .iter()
+        .rev()
+        .map(|f| json!({"exception": f.message, "task": f.task, "location": null, "timestamp": f.timestamp}))
+        .collect();
+    json!({
+        "root-exception": root.map(|f| f.message.clone()),
+        "timestamp": root.map(|f| f.timestamp),
+        "all-exceptions": all,
+        "truncated": false,
+        "exceptionHistory": {"entries": entries, "truncated": false},
+    })
+}
+
+fn cancel(job: &JobClient, query: &str) -> Answer {
+    let mode = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "mode")
+        .map_or("cancel", |(_, v)| v);
+    if mode != "cancel" {
+        return Err(ApiError::bad_request(format!(
+            "mode '{mode}' is not supported; use PATCH /jobs/:jobid?mode=cancel, or POST \
+             /jobs/:jobid/stop for stop-with-savepoint"
+        )));
+    }
+    if job.status().is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {} has already ended ({})",
+                job.job_id(),
+                job.status().as_str()
+            ),
+        ));
+    }
+    job.cancel();
+    Ok((StatusCode::ACCEPTED, json!({})))
+}
+
+enum Kind {
+    Savepoint { cancel_job: bool },
+    Stop { drain: bool },
+}
+
+fn trigger(
+    state: &State,
+    job: &JobClient,
+    target: Option<String>,
+    trigger_id: Option<String>,
+    kind: Kind,
+) -> Answer {
+    let mut triggers = state.triggers.lock().expect("not poisoned");
+    // A repeated trigger id is the same operation: answer it again, start nothing.
+    if let Some(id) = &trigger_id
+        && triggers.get(id).is_some_and(|t| t.job_id == job.job_id())
+    {
+        return Ok((StatusCode::ACCEPTED, json!({"request-id": id})));
+    }
+    if target.is_none() && job.checkpoint_config().savepoints_dir.is_none() {
+        let field = match kind {
+            Kind::Savepoint { .. } => "target-directory",
+            Kind::Stop { .. } => "targetDirectory",
+        };
+        return Err(ApiError::bad_request(format!(
+            "no savepoint directory: pass '{field}' or set state.savepoints.dir"
+        )));
+    }
+    if job.status().is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {} has already ended ({}); no savepoint can be taken",
+                job.job_id(),
+                job.status().as_str()
+            ),
+        ));
+    }
+    let id = trigger_id.unwrap_or_else(new_trigger_id);
+    let outcome = Arc::new(Mutex::new(None));
+    triggers.insert(
+        id.clone(),
+        Trigger {
+            job_id: job.job_id().to_string(),
+            outcome: outcome.clone(),
+        },
+    );
+    drop(triggers);
+    let job = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("savepoint {id}"))
+        .spawn(move || {
+            let target = target.as_deref();
+            let r = match kind {
+                Kind::Savepoint { cancel_job } => {
+                    let r = job.trigger_savepoint(target);
+                    if cancel_job && r.is_ok() {
+                        job.cancel();
+                    }
+                    r
+                }
+                Kind::Stop { drain } => job.stop_with_savepoint(target, drain),
+            };
+            *outcome.lock().expect("not poisoned") = Some(r.map_err(|e| weir_engine::report(&e)));
+        });
+    if let Err(e) = spawned {
+        state.triggers.lock().expect("not poisoned").remove(&id);
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot start the savepoint: {e}"),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, json!({"request-id": id})))
+}
+
+fn new_trigger_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    format!(
+        "{:016x}{:016x}",
+        mix(nanos ^ u64::from(std::process::id())),
+        mix(n ^ nanos.rotate_left(17))
+    )
+}
+
+fn savepoint_status(state: &State, job: &JobClient, trigger_id: &str) -> Answer {
+    let triggers = state.triggers.lock().expect("not poisoned");
+    let t = triggers
+        .get(trigger_id)
+        .filter(|t| t.job_id == job.job_id())
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no savepoint with trigger id {trigger_id} for job {}",
+                job.job_id()
+            ))
+        })?;
+    let body = match &*t.outcome.lock().expect("not poisoned") {
+        None => json!({"status": {"id": "IN_PROGRESS"}, "operation": null}),
+        Some(Ok(location)) => {
+            json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}})
+        }
+        Some(Err(message)) => json!({
+            "status": {"id": "COMPLETED"},
+            "operation": {"failure-cause": {
+                "class": "weir_engine::Error",
+                "stack-trace": message,
+                "serialized-throwable": null,
+            }},
+        }),
+    };
+    Ok((StatusCode::OK, body))
+}
+
+fn metrics_text(state: &State) -> String {
+    let jobs = jobs(state);
+    let mut baselines = state.baselines.lock().expect("not poisoned");
+    let mut views = Vec::new();
+    for j in &jobs {
+        let now = j.metrics();
+        let base = baselines.get(j.job_id()).cloned();
+        // Rates are measured over at least a second; a restart resets the counters.
+        let fresh = base
+            .as_ref()
+            .is_none_or(|b| now.elapsed_ms < b.elapsed_ms || now.elapsed_ms - b.elapsed_ms >= 1000);
+        if fresh {
+            baselines.insert(j.job_id().to_string(), now.clone());
+        }
+        let base = base.filter(|b| b.elapsed_ms <= now.elapsed_ms);
+        views.push((j.clone(), now, base));
+    }
+    drop(baselines);
+    let views: Vec<prometheus::JobView<'_>> = views
+        .iter()
+        .map(|(job, now, base)| prometheus::JobView {
+            job,
+            now,
+            previous: base.as_ref(),
+        })
+        .collect();
+    prometheus::render(&views)
+}

@@ -1,0 +1,461 @@
+//! The REST API against real jobs running in this process: job and checkpoint views,
+//! savepoint and stop-with-savepoint triggers (files in storage, idempotent trigger ids,
+//! draining), cancel, error statuses, and the Prometheus exposition.
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use weir_cluster::{RestClient, RestServer};
+use weir_engine::api::StreamExecutionEnvironment;
+use weir_engine::config::Config;
+use weir_engine::connectors::{DataGen, FileSink};
+use weir_engine::runtime::JobHandle;
+use weir_engine::time::WatermarkStrategy;
+use weir_engine::window::{WindowSpec, agg};
+
+const EVENTS: u64 = 12_000;
+
+fn uri(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+/// Keyed one-second windows over generated events (10 ms of event time apart), written by
+/// the exactly-once file sink to `out`.
+fn start(pairs: &[(&str, String)], out: &Path, rate: f64) -> JobHandle {
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "50").unwrap();
+    for (k, v) in pairs {
+        c.set(k, v).unwrap();
+    }
+    let env = StreamExecutionEnvironment::with_config(c);
+    env.from_source(
+        DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
+            .bounded(EVENTS)
+            .rows_per_second(rate),
+        Some(
+            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
+        ),
+        "gen",
+    )
+    .uid("gen")
+    .key_by(|e: &(String, u64)| e.0.clone())
+    .window(WindowSpec::tumbling(Duration::from_secs(1)))
+    .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+    .uid("windows")
+    .sink_to(FileSink::json_lines(out))
+    .uid("sink");
+    env.execute_async("windows").unwrap()
+}
+
+fn serve(job: &JobHandle) -> (RestServer, RestClient) {
+    let server = RestServer::start("127.0.0.1", 0).unwrap();
+    server.add_job(job.client());
+    let client = RestClient::new(&server.url()).unwrap();
+    (server, client)
+}
+
+fn get(c: &RestClient, path: &str) -> Value {
+    let (status, v) = c.call(Method::GET, path, None).unwrap();
+    assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+    v
+}
+
+/// Every committed line in `dir` (in-progress files are hidden and not read).
+fn committed(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            lines.extend(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls a trigger until it is no longer IN_PROGRESS.
+fn outcome(c: &RestClient, job: &str, trigger: &str) -> Value {
+    let mut last = Value::Null;
+    wait_until("savepoint completes", || {
+        last = get(c, &format!("/jobs/{job}/savepoints/{trigger}"));
+        last["status"]["id"] != "IN_PROGRESS"
+    });
+    assert_eq!(last["status"]["id"], "COMPLETED", "{last}");
+    last
+}
+
+#[test]
+fn savepoints_triggered_over_rest_land_in_storage_and_a_draining_stop_finishes_the_job() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let job = start(
+        &[
+            ("parallelism.default", "2".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("state.checkpoints.num-retained", "1000".into()),
+        ],
+        out.path(),
+        5_000.0,
+    );
+    let id = job.job_id().to_string();
+    let (_server, c) = serve(&job);
+
+    assert_eq!(
+        get(&c, "/jobs"),
+        json!({"jobs": [{"id": id, "status": "RUNNING"}]})
+    );
+    let details = get(&c, &format!("/jobs/{id}"));
+    assert_eq!(details["jid"], id.as_str());
+    assert_eq!(details["name"], "windows");
+    assert_eq!(details["state"], "RUNNING");
+    assert!(details["start-time"].as_i64().unwrap() > 0);
+    let vertices = details["vertices"].as_array().unwrap();
+    assert!(vertices.len() >= 2, "{details}");
+    assert!(vertices.iter().all(|v| v["parallelism"] == 2), "{details}");
+    let overview = get(&c, "/jobs/overview");
+    assert_eq!(overview["jobs"][0]["state"], "RUNNING");
+    assert_eq!(get(&c, "/overview")["jobs-running"], 1);
+    assert_eq!(get(&c, "/healthz")["status"], "ok");
+    assert_eq!(get(&c, "/readyz")["status"], "ready");
+    let cfg = get(&c, &format!("/jobs/{id}/checkpoints/config"));
+    assert_eq!(cfg["interval"], 50);
+    assert_eq!(cfg["externalization"]["delete_on_cancellation"], false);
+
+    // A savepoint under a client-chosen trigger id; repeating the request starts nothing new.
+    let body = json!({"target-directory": uri(sp.path()), "cancel-job": false, "triggerId": "t-1"});
+    for _ in 0..2 {
+        let (status, v) = c
+            .call(Method::POST, &format!("/jobs/{id}/savepoints"), Some(&body))
+            .unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v, json!({"request-id": "t-1"}));
+    }
+    let done = outcome(&c, &id, "t-1");
+    let location = done["operation"]["location"].as_str().unwrap().to_string();
+    assert!(
+        Path::new(location.strip_prefix("file://").unwrap())
+            .join("_metadata")
+            .exists(),
+        "{location}"
+    );
+    assert_eq!(
+        std::fs::read_dir(sp.path()).unwrap().count(),
+        1,
+        "one savepoint for one trigger id"
+    );
+
+    wait_until("a checkpoint completes", || job.checkpoints().completed > 0);
+    let cps = get(&c, &format!("/jobs/{id}/checkpoints"));
+    assert!(cps["counts"]["completed"].as_u64().unwrap() >= 2, "{cps}");
+    assert_eq!(
+        cps["latest"]["savepoint"]["external_path"],
+        location.as_str()
+    );
+    let latest = cps["latest"]["completed"]["external_path"]
+        .as_str()
+        .unwrap();
+    assert!(
+        latest.starts_with(&format!("{}/{id}/chk-", uri(chk.path()))),
+        "{latest}"
+    );
+    assert!(
+        Path::new(latest.strip_prefix("file://").unwrap())
+            .join("_metadata")
+            .exists()
+    );
+    assert!(!cps["history"].as_array().unwrap().is_empty());
+
+    // Draining stop: every window fires before the savepoint, the job ends FINISHED.
+    let (status, v) = c
+        .call(
+            Method::POST,
+            &format!("/jobs/{id}/stop"),
+            Some(&json!({"targetDirectory": uri(sp.path()), "drain": true, "triggerId": "s-1"})),
+        )
+        .unwrap();
+    assert_eq!(
+        (status, v),
+        (StatusCode::ACCEPTED, json!({"request-id": "s-1"}))
+    );
+    let stopped = outcome(&c, &id, "s-1");
+    assert!(stopped["operation"]["location"].is_string(), "{stopped}");
+    wait_until("the job ends", || job.is_finished());
+    assert_eq!(get(&c, &format!("/jobs/{id}"))["state"], "FINISHED");
+    let generated = job.metrics().records_in;
+    assert!(generated < EVENTS, "stopped mid-run");
+    let counted: u64 = committed(out.path())
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["value"][0]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        counted, generated,
+        "every generated event is in a fired window"
+    );
+    job.wait().unwrap();
+}
+
+#[test]
+fn bad_requests_unknown_ids_and_wrong_methods_get_400_404_and_405() {
+    let out = tempfile::tempdir().unwrap();
+    let job = start(&[], out.path(), 2_000.0);
+    let id = job.job_id().to_string();
+    let (_server, c) = serve(&job);
+    let status = |m: Method, path: &str, body: Option<&Value>| {
+        let (s, v) = c.call(m, path, body).unwrap();
+        if !s.is_success() {
+            assert!(v["errors"][0].is_string(), "{path}: {v}");
+        }
+        s
+    };
+    let sp = format!("/jobs/{id}/savepoints");
+    // Malformed: not JSON, wrong field types, no target directory anywhere.
+    let (s, v) = c.call(Method::POST, &sp, None).unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("state.savepoints.dir"),
+        "{v}"
+    );
+    assert_eq!(
+        status(Method::POST, &sp, Some(&json!({"target-directory": 5}))),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        status(
+            Method::POST,
+            &format!("/jobs/{id}/stop"),
+            Some(&json!({"drain": "yes"}))
+        ),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        status(Method::PATCH, &format!("/jobs/{id}?mode=savepoint"), None),
+        StatusCode::BAD_REQUEST
+    );
+    // Unknown job, trigger and path.
+    assert_eq!(
+        status(Method::GET, "/jobs/0123", None),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(Method::GET, &format!("/jobs/{id}/savepoints/nope"), None),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(Method::GET, "/nothing/here", None),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(Method::GET, &format!("/jobs/{id}/checkpoints/config"), None),
+        StatusCode::NOT_FOUND,
+        "checkpointing is off"
+    );
+    // Wrong methods.
+    assert_eq!(
+        status(Method::DELETE, &format!("/jobs/{id}"), None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        status(Method::GET, &format!("/jobs/{id}/stop"), None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        status(Method::POST, "/jobs", None),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    // A body that is not JSON.
+    assert!(
+        raw_post(&_server, &sp, "{not json").starts_with("HTTP/1.1 400"),
+        "malformed JSON is a bad request"
+    );
+
+    // Cancel: 202, the job ends CANCELED, a second cancel conflicts.
+    assert_eq!(
+        status(Method::PATCH, &format!("/jobs/{id}?mode=cancel"), None),
+        StatusCode::ACCEPTED
+    );
+    wait_until("the job ends", || job.is_finished());
+    assert_eq!(get(&c, &format!("/jobs/{id}"))["state"], "CANCELED");
+    assert_eq!(
+        status(Method::PATCH, &format!("/jobs/{id}"), None),
+        StatusCode::CONFLICT
+    );
+    let ex = get(&c, &format!("/jobs/{id}/exceptions"));
+    assert!(ex["root-exception"].is_null(), "{ex}");
+    assert!(job.wait().is_err());
+}
+
+/// Sends `body` as is (not necessarily JSON); returns the response head and body.
+fn raw_post(server: &RestServer, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// One parsed sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses the text exposition: every sample line is `name{labels} value`; returns
+/// (name, labels, value) triples.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let (name, labels) = series.split_once('{').expect("labels");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name}"
+        );
+        let labels = labels.strip_suffix('}').expect("closing brace");
+        let mut parsed = Vec::new();
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (k, v) = rest.split_once("=\"").expect("label=\"value\"");
+            let mut end = 0;
+            let bytes = v.as_bytes();
+            while bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            parsed.push((k.to_string(), v[..end].to_string()));
+            rest = v[end + 1..].trim_start_matches(',');
+        }
+        samples.push((name.to_string(), parsed, value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_expose_the_record_counts_the_job_really_produced() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let job = start(
+        &[
+            ("execution.checkpointing.interval", "30ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+        ],
+        out.path(),
+        30_000.0,
+    );
+    let id = job.job_id().to_string();
+    let (server, c) = serve(&job);
+    wait_until("the job ends", || job.is_finished());
+    let (status, body) = c.call(Method::GET, "/metrics", None).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().expect("text exposition").to_string();
+    let samples = parse_exposition(&text);
+    let value = |name: &str, operator: Option<&str>| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.iter().any(|(k, v)| k == "job_id" && *v == id)
+                    && operator
+                        .is_none_or(|o| l.iter().any(|(k, v)| k == "operator_name" && v == o))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    let results = committed(out.path()).len() as f64;
+    assert_eq!(results, 7.0 * 120.0);
+    assert_eq!(
+        value(
+            "weir_taskmanager_job_task_operator_numRecordsIn",
+            Some("Sink")
+        ),
+        results,
+        "{text}"
+    );
+    // Every operator subtask's counters, as the job counted them.
+    for o in job.metrics().operators {
+        let sub = o.subtask.to_string();
+        let find = |name: &str| {
+            samples
+                .iter()
+                .find(|(n, l, _)| {
+                    n == name
+                        && l.contains(&("operator_name".into(), o.name.clone()))
+                        && l.contains(&("subtask_index".into(), sub.clone()))
+                        && l.contains(&("task_name".into(), o.task.clone()))
+                })
+                .map(|(_, _, v)| *v)
+        };
+        assert_eq!(
+            find("weir_taskmanager_job_task_operator_numRecordsIn"),
+            Some(o.records_in as f64)
+        );
+        assert_eq!(
+            find("weir_taskmanager_job_task_operator_numRecordsOut"),
+            Some(o.records_out as f64)
+        );
+    }
+    assert_eq!(
+        value(
+            "weir_taskmanager_job_task_operator_numRecordsOut",
+            Some("gen")
+        ),
+        EVENTS as f64
+    );
+    let checkpoints = job.checkpoints();
+    assert!(checkpoints.completed > 0);
+    assert_eq!(
+        value("weir_jobmanager_job_numberOfCompletedCheckpoints", None),
+        checkpoints.completed as f64
+    );
+    assert_eq!(
+        value("weir_jobmanager_job_lastCheckpointSize", None),
+        checkpoints.last_size_bytes as f64
+    );
+    assert_eq!(value("weir_jobmanager_job_numRestarts", None), 0.0);
+    assert!(value("weir_jobmanager_job_uptime", None) > 0.0);
+    assert!(text.contains("# TYPE weir_taskmanager_job_task_operator_numRecordsIn counter"));
+    assert!(
+        samples.iter().any(|(n, l, _)| n
+            == "weir_taskmanager_job_task_backPressuredTimeMsPerSecond"
+            && l.iter().any(|(k, _)| k == "task_name")
+            && l.iter().any(|(k, v)| k == "subtask_index" && v == "0")),
+        "{text}"
+    );
+    drop(server);
+    job.wait().unwrap();
+}

@@ -1,0 +1,512 @@
+//! The `rocksdb` keyed state backend: one local RocksDB instance per keyed operator subtask.
+//!
+//! Key layout: `key group (u16, big-endian) ++ state name length (u16, big-endian) ++ state
+//! name ++ serialized key ++ namespace`, so every key group is one contiguous key range and
+//! rescaling copies ranges. Value layout: `TTL stamp (i64, little-endian) ++ postcard value`,
+//! the same value bytes the canonical snapshot format carries.
+//!
+//! The write-ahead log is disabled (checkpoints provide durability, as in Flink): a checkpoint
+//! flushes the memtable and takes a RocksDB checkpoint (hard links to the immutable SST files
+//! plus copies of MANIFEST/CURRENT/OPTIONS) in the working directory. The coordinator thread
+//! uploads that directory asynchronously; the task only pays for the flush and the links.
+//!
+//! RocksDB calls block; they run on the task's own thread (tasks are threads), never on an
+//! async executor.
+
+use super::TtlUpdateType;
+use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateTtlConfig, StateValue};
+use crate::checkpoint::{
+    IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, StateFile,
+};
+use crate::error::{Error, Result};
+use crate::keygroup::KeyGroupRange;
+use crate::time::Timestamp;
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn db_error(action: &'static str, path: &Path, e: rocksdb::Error) -> Error {
+    Error::RocksDb {
+        action,
+        path: path.to_path_buf(),
+        reason: e.into_string(),
+    }
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o
+}
+
+/// One keyed operator subtask's RocksDB instance and its working directory.
+pub(crate) struct RocksStore {
+    /// `<state.backend.rocksdb.localdir>/weir-rocksdb-<uid>-<subtask>-<instance>`.
+    dir: PathBuf,
+    /// Random per instance: names this instance's SST files in `shared/`.
+    instance: String,
+    range: KeyGroupRange,
+    db: Option<DB>,
+    write: WriteOptions,
+    /// Per registered state: `len ++ name`, the key part after the key group.
+    prefixes: Vec<Vec<u8>>,
+    /// SST files downloaded from an incremental checkpoint: local name → shared object, so
+    /// they are referenced again instead of uploaded under a new name.
+    restored_shared: HashMap<String, String>,
+    /// State names found in restored data (for unclaimed-state reporting).
+    restored_names: Vec<String>,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+fn name_prefix(name: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(2 + name.len());
+    p.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    p.extend_from_slice(name.as_bytes());
+    p
+}
+
+/// Splits a stored key into (key group, state name, key ++ namespace).
+fn split_key(k: &[u8]) -> Option<(usize, &str, &[u8])> {
+    let kg = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
+    let len = u16::from_be_bytes(k.get(2..4)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(k.get(4..4 + len)?).ok()?;
+    Some((kg, name, &k[4 + len..]))
+}
+
+fn split_value(v: &[u8]) -> (Timestamp, &[u8]) {
+    if v.len() < 8 {
+        return (0, v);
+    }
+    let stamp = i64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+    (stamp, &v[8..])
+}
+
+fn join_value(stamp: Timestamp, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + value.len());
+    v.extend_from_slice(&stamp.to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+fn decode<V: StateValue>(name: &str, bytes: &[u8]) -> V {
+    postcard::from_bytes(bytes).unwrap_or_else(|e| {
+        panic!(
+            "state '{name}' in RocksDB cannot be decoded as the registered type ({e}); \
+             did the state's type change since the checkpoint was taken?"
+        )
+    })
+}
+
+fn encode<V: StateValue>(name: &str, v: &V) -> Vec<u8> {
+    postcard::to_allocvec(v)
+        .unwrap_or_else(|e| panic!("state '{name}' cannot be serialized for RocksDB: {e}"))
+}
+
+impl RocksStore {
+    /// A store for the key groups in `range`; nothing touches the disk before [`open`].
+    pub(crate) fn new(local_dir: &Path, uid: &str, subtask: usize, range: KeyGroupRange) -> Self {
+        let instance = format!("{:016x}", crate::runtime::exec::random_u64());
+        let slug: String = uid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        RocksStore {
+            dir: local_dir.join(format!("weir-rocksdb-{slug}-{subtask}-{instance}")),
+            instance,
+            range,
+            db: None,
+            write,
+            prefixes: Vec::new(),
+            restored_shared: HashMap::new(),
+            restored_names: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.join("db")
+    }
+
+    /// Opens the database: from the files of an incremental checkpoint when one handle covers
+    /// exactly this range, else empty plus the overlapping key groups copied from each
+    /// restored database (rescaling).
+    pub(crate) fn open(&mut self, restore: Option<&IncrementalRestore>) -> Result<()> {
+        if self.db.is_some() {
+            return Ok(());
+        }
+        let path = self.db_path();
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("cannot create the RocksDB working directory", &self.dir, e))?;
+        let handles: Vec<&IncrementalHandle> = restore
+            .map(|r| {
+                r.handles
+                    .iter()
+                    .filter(|h| {
+                        h.key_groups.start < self.range.end && self.range.start < h.key_groups.end
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(r), [h]) = (restore, handles.as_slice())
+            && h.key_groups == self.range
+        {
+            download(r, h, &path)?;
+            for f in &h.shared {
+                self.restored_shared
+                    .insert(f.name.clone(), f.object.clone());
+            }
+            self.restored_names.extend(h.states.iter().cloned());
+            self.db = Some(
+                DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?,
+            );
+            return Ok(());
+        }
+        let db = DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?;
+        if let Some(r) = restore {
+            for (i, h) in handles.iter().enumerate() {
+                let tmp = self.dir.join(format!("restore-{i}"));
+                download(r, h, &tmp)?;
+                let src = DB::open_for_read_only(&db_options(), &tmp, false)
+                    .map_err(|e| db_error("cannot open restored", &tmp, e))?;
+                let start = (self.range.start.max(h.key_groups.start) as u16).to_be_bytes();
+                let end = self.range.end.min(h.key_groups.end);
+                let mut batch = WriteBatch::default();
+                for item in src.iterator(IteratorMode::From(&start, Direction::Forward)) {
+                    let (k, v) = item.map_err(|e| db_error("cannot read restored", &tmp, e))?;
+                    let Some((kg, name, _)) = split_key(&k) else {
+                        continue;
+                    };
+                    if kg >= end {
+                        break;
+                    }
+                    if !self.restored_names.iter().any(|n| n == name) {
+                        self.restored_names.push(name.to_string());
+                    }
+                    batch.put(&k, &v);
+                    if batch.len() >= 10_000 {
+                        db.write_opt(std::mem::take(&mut batch), &self.write)
+                            .map_err(|e| db_error("cannot write to", &path, e))?;
+                    }
+                }
+                db.write_opt(batch, &self.write)
+                    .map_err(|e| db_error("cannot write to", &path, e))?;
+                drop(src);
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        self.db = Some(db);
+        Ok(())
+    }
+
+    fn db(&mut self) -> &DB {
+        if self.db.is_none() {
+            // Every keyed operator opens its store in open(); this is a safety net.
+            self.open(None)
+                .unwrap_or_else(|e| panic!("{}", crate::error::report(&e)));
+        }
+        self.db.as_ref().expect("opened above")
+    }
+
+    /// Registers a state; returns its index.
+    pub(crate) fn register(&mut self, name: &str) -> usize {
+        self.prefixes.push(name_prefix(name));
+        self.prefixes.len() - 1
+    }
+
+    fn set_key(&mut self, id: usize, kg: usize, key: &[u8], ns: &[u8]) {
+        self.key.clear();
+        self.key.extend_from_slice(&(kg as u16).to_be_bytes());
+        self.key.extend_from_slice(&self.prefixes[id]);
+        self.key.extend_from_slice(key);
+        self.key.extend_from_slice(ns);
+    }
+
+    fn read(&mut self) -> Option<Vec<u8>> {
+        let key = std::mem::take(&mut self.key);
+        let r = self
+            .db()
+            .get(&key)
+            .unwrap_or_else(|e| panic!("RocksDB read failed: {e}"));
+        self.key = key;
+        r
+    }
+
+    fn write_current(&mut self, value: &[u8]) {
+        let key = std::mem::take(&mut self.key);
+        let db = self.db.as_ref().expect("opened by read or open");
+        db.put_opt(&key, value, &self.write)
+            .unwrap_or_else(|e| panic!("RocksDB write failed: {e}"));
+        self.key = key;
+    }
+
+    fn delete_current(&mut self) {
+        let key = std::mem::take(&mut self.key);
+        self.db()
+            .delete_opt(&key, &WriteOptions::default())
+            .unwrap_or_else(|e| panic!("RocksDB delete failed: {e}"));
+        self.key = key;
+    }
+
+    /// The live value of the current entry, honouring TTL (expired entries are deleted;
+    /// on-read-and-write TTL restarts the clock).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn get<V: StateValue>(
+        &mut self,
+        id: usize,
+        kg: usize,
+        key: &[u8],
+        ns: &[u8],
+        ttl: Option<StateTtlConfig>,
+        now: Timestamp,
+        name: &str,
+    ) -> Option<V> {
+        self.set_key(id, kg, key, ns);
+        let raw = self.read()?;
+        let (stamp, bytes) = split_value(&raw);
+        if let Some(t) = ttl {
+            if now - stamp >= t.ttl_ms {
+                self.delete_current();
+                return None;
+            }
+            if t.update == TtlUpdateType::OnReadAndWrite {
+                self.write_current(&join_value(now, bytes));
+            }
+        }
+        Some(decode(name, bytes))
+    }
+
+    /// Writes the current entry with stamp `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn put<V: StateValue>(
+        &mut self,
+        id: usize,
+        kg: usize,
+        key: &[u8],
+        ns: &[u8],
+        now: Timestamp,
+        name: &str,
+        value: &V,
+    ) {
+        self.set_key(id, kg, key, ns);
+        let v = join_value(now, &encode(name, value));
+        self.db();
+        self.write_current(&v);
+    }
+
+    /// Deletes the current entry; returns its live value.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn remove<V: StateValue>(
+        &mut self,
+        id: usize,
+        kg: usize,
+        key: &[u8],
+        ns: &[u8],
+        ttl: Option<StateTtlConfig>,
+        now: Timestamp,
+        name: &str,
+    ) -> Option<V> {
+        self.set_key(id, kg, key, ns);
+        let raw = self.read()?;
+        self.delete_current();
+        let (stamp, bytes) = split_value(&raw);
+        match ttl {
+            Some(t) if now - stamp >= t.ttl_ms => None,
+            _ => Some(decode(name, bytes)),
+        }
+    }
+
+    /// Estimated number of entries (RocksDB's `estimate-num-keys`).
+    pub(crate) fn entries(&self) -> usize {
+        self.db
+            .as_ref()
+            .and_then(|db| {
+                db.property_int_value("rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0) as usize
+    }
+
+    /// Every entry of this range in the canonical format (savepoints, full checkpoints).
+    pub(crate) fn snapshot_canonical(&mut self) -> Result<Vec<KeyGroupSnapshot>> {
+        let start = (self.range.start as u16).to_be_bytes();
+        let (range, path) = (self.range, self.db_path());
+        let mut out: Vec<KeyGroupSnapshot> = (range.start..range.end)
+            .map(|kg| KeyGroupSnapshot {
+                key_group: kg as u32,
+                ..Default::default()
+            })
+            .collect();
+        for item in self
+            .db()
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| db_error("cannot read", &path, e))?;
+            let Some((kg, name, key)) = split_key(&k) else {
+                continue;
+            };
+            if kg >= range.end {
+                break;
+            }
+            let (stamp, value) = split_value(&v);
+            let g = &mut out[kg - range.start];
+            if g.states.last().is_none_or(|s| s.name != name) {
+                g.states.push(StateSnapshot {
+                    name: name.to_string(),
+                    entries: Vec::new(),
+                });
+            }
+            g.states
+                .last_mut()
+                .expect("pushed")
+                .entries
+                .push(SnapshotEntry {
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                    stamp,
+                });
+        }
+        Ok(out)
+    }
+
+    /// Writes canonical entries of key groups in this range.
+    pub(crate) fn restore_canonical(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
+        let path = self.db_path();
+        let mut batch = WriteBatch::default();
+        for g in groups
+            .iter()
+            .filter(|g| self.range.contains(g.key_group as usize))
+        {
+            for st in &g.states {
+                if !self.restored_names.contains(&st.name) {
+                    self.restored_names.push(st.name.clone());
+                }
+                let mut k = Vec::new();
+                k.extend_from_slice(&(g.key_group as u16).to_be_bytes());
+                k.extend_from_slice(&name_prefix(&st.name));
+                let base = k.len();
+                for e in &st.entries {
+                    k.truncate(base);
+                    k.extend_from_slice(&e.key);
+                    batch.put(&k, join_value(e.stamp, &e.value));
+                }
+            }
+        }
+        let write = std::mem::take(&mut self.write);
+        let r = self.db().write_opt(batch, &write);
+        self.write = write;
+        r.map_err(|e| db_error("cannot write to", &path, e))
+    }
+
+    /// Names of states present in restored data.
+    pub(crate) fn restored_names(&self) -> &[String] {
+        &self.restored_names
+    }
+
+    /// The synchronous part of an incremental checkpoint: flush, then a RocksDB checkpoint
+    /// (hard links) under the working directory. Uploading is the coordinator's job.
+    pub(crate) fn checkpoint(
+        &mut self,
+        id: u64,
+        states: Vec<String>,
+    ) -> Result<LocalIncrementalSnapshot> {
+        let target = self.dir.join(format!("chk-{id}"));
+        let path = self.db_path();
+        let db = self.db();
+        db.flush().map_err(|e| db_error("cannot flush", &path, e))?;
+        if target.exists() {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        rocksdb::checkpoint::Checkpoint::new(db)
+            .and_then(|c| c.create_checkpoint(&target))
+            .map_err(|e| db_error("cannot create a checkpoint of", &path, e))?;
+        let mut shared = Vec::new();
+        let mut private = Vec::new();
+        let entries = std::fs::read_dir(&target)
+            .map_err(|e| Error::io("cannot list the RocksDB checkpoint", &target, e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io("cannot list the RocksDB checkpoint", &target, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let size = entry
+                .metadata()
+                .map_err(|e| Error::io("cannot stat", entry.path(), e))?
+                .len();
+            if name.ends_with(".sst") {
+                let object = self
+                    .restored_shared
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("shared/{}-{name}", self.instance));
+                shared.push(StateFile { name, object, size });
+            } else {
+                private.push(StateFile {
+                    name,
+                    object: String::new(),
+                    size,
+                });
+            }
+        }
+        shared.sort_by(|a, b| a.name.cmp(&b.name));
+        private.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut states = states;
+        for n in &self.restored_names {
+            if !states.contains(n) {
+                states.push(n.clone());
+            }
+        }
+        Ok(LocalIncrementalSnapshot {
+            dir: target,
+            handle: IncrementalHandle {
+                key_groups: self.range,
+                states,
+                shared,
+                private,
+            },
+        })
+    }
+}
+
+impl Drop for RocksStore {
+    fn drop(&mut self) {
+        self.db.take();
+        // The whole working directory goes, including local checkpoints not uploaded yet: a
+        // checkpoint still uploading when its task ends fails (it could not complete anyway).
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Downloads the files of `h` into `dir` (which must not hold a database yet).
+fn download(r: &IncrementalRestore, h: &IncrementalHandle, dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    for f in h.shared.iter().chain(&h.private) {
+        let bytes = r.store.get(&f.object).map_err(|e| {
+            Error::Restore(format!(
+                "cannot read RocksDB file {}: {}",
+                r.store.uri(&f.object),
+                crate::error::report(&e)
+            ))
+        })?;
+        let p = dir.join(&f.name);
+        std::fs::write(&p, &bytes).map_err(|e| Error::io("cannot write", p, e))?;
+    }
+    Ok(())
+}
