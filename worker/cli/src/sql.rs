@@ -14,9 +14,12 @@ pub fn run(
     summary_json: Option<&Path>,
 ) -> Result<()> {
     if !args.is_empty() {
-        bail!("--arg is for registered jobs; a SQL script takes its parameters from its WITH options");
+        bail!(
+            "--arg is for registered jobs; a SQL script takes its parameters from its WITH options"
+        );
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read SQL script {path}"))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read SQL script {path}"))?;
     let planned = weir_sql::plan(env, &text).map_err(|e| anyhow::anyhow!("{path}:{e}"))?;
     for e in &planned.explained {
         println!("{e}\n");

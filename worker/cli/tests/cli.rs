@@ -71,7 +71,10 @@ fn the_user_metrics_sql_example_prints_windows_that_account_for_every_event() {
         .map(|l| l.split(", ").collect())
         .collect();
     let events: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
-    assert_eq!(events, 100_000, "every generated event lands in exactly one window");
+    assert_eq!(
+        events, 100_000,
+        "every generated event lands in exactly one window"
+    );
     // 100 000 events x 20 ms = 2 000 s: minutes 00:00 to 00:33, 8 users each.
     assert_eq!(rows.len(), 34 * 8, "{out}");
     assert!(

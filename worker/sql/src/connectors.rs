@@ -30,20 +30,23 @@ pub struct Options<'a> {
 
 impl Options<'_> {
     fn err(&self, key: &str, msg: impl Into<String>) -> SqlError {
-        SqlError::at(
-            self.spans.get(key).copied().unwrap_or(self.table_span),
-            msg,
-        )
+        SqlError::at(self.spans.get(key).copied().unwrap_or(self.table_span), msg)
     }
 
     /// The connector name.
     pub fn connector(&self) -> Result<&str> {
-        self.map.get("connector").map(String::as_str).ok_or_else(|| {
-            SqlError::at(
-                self.table_span,
-                format!("table '{}' has no 'connector' option; add WITH ('connector' = '…')", self.table),
-            )
-        })
+        self.map
+            .get("connector")
+            .map(String::as_str)
+            .ok_or_else(|| {
+                SqlError::at(
+                    self.table_span,
+                    format!(
+                        "table '{}' has no 'connector' option; add WITH ('connector' = '…')",
+                        self.table
+                    ),
+                )
+            })
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -71,7 +74,10 @@ impl Options<'_> {
     fn check_known(&self, known: impl Fn(&str) -> bool, connector: &str) -> Result<()> {
         for k in self.map.keys() {
             if k != "connector" && !known(k) {
-                return Err(self.err(k, format!("unknown option '{k}' for connector '{connector}' (see docs/sql.md)")));
+                return Err(self.err(
+                    k,
+                    format!("unknown option '{k}' for connector '{connector}' (see docs/sql.md)"),
+                ));
             }
         }
         Ok(())
@@ -138,6 +144,27 @@ pub struct PhysicalColumn {
     pub col: Column,
     /// Field name as written in the DDL.
     pub field: String,
+}
+
+fn datagen_option(k: &str, cols: &[PhysicalColumn]) -> bool {
+    matches!(k, "number-of-rows" | "rows-per-second" | "seed")
+        || k.strip_prefix("fields.").is_some_and(|rest| {
+            rest.rsplit_once('.').is_some_and(|(f, o)| {
+                cols.iter().any(|c| c.field == f)
+                    && matches!(o, "kind" | "min" | "max" | "length" | "start" | "end")
+            })
+        })
+}
+
+/// Rejects options the table's connector does not know, when the table is declared (and
+/// not only when a query first uses it).
+pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
+    match opts.connector()? {
+        "datagen" => opts.check_known(|k| datagen_option(k, cols), "datagen"),
+        "filesystem" => opts.check_known(|k| matches!(k, "path" | "format"), "filesystem"),
+        c @ ("print" | "blackhole") => opts.check_known(|_| false, c),
+        _ => Ok(()),
+    }
 }
 
 /// Builds the source of a table.
@@ -237,18 +264,7 @@ fn datagen(
     name: &str,
     uid: &str,
 ) -> Result<DataStream<Row>> {
-    opts.check_known(
-        |k| {
-            matches!(k, "number-of-rows" | "rows-per-second" | "seed")
-                || k.strip_prefix("fields.").is_some_and(|rest| {
-                    rest.rsplit_once('.').is_some_and(|(f, o)| {
-                        cols.iter().any(|c| c.field == f)
-                            && matches!(o, "kind" | "min" | "max" | "length" | "start" | "end")
-                    })
-                })
-        },
-        "datagen",
-    )?;
+    validate(opts, cols)?;
     let mut gens = Vec::new();
     let mut rows: Option<u64> = opts.number("number-of-rows")?;
     for c in cols {
@@ -263,9 +279,19 @@ fn datagen(
                     rows = Some(rows.map_or(n, |r| r.min(n)));
                 }
                 if !matches!(c.col.ty, SqlType::BigInt | SqlType::String) {
-                    return Err(opts.err(&key("kind"), format!("sequence generation needs a numeric or string column; '{}' is {}", c.field, c.col.ty.sql_name())));
+                    return Err(opts.err(
+                        &key("kind"),
+                        format!(
+                            "sequence generation needs a numeric or string column; '{}' is {}",
+                            c.field,
+                            c.col.ty.sql_name()
+                        ),
+                    ));
                 }
-                FieldGen::Sequence { start, ty: c.col.ty }
+                FieldGen::Sequence {
+                    start,
+                    ty: c.col.ty,
+                }
             }
             "random" => match c.col.ty {
                 SqlType::BigInt => FieldGen::Int {
@@ -291,18 +317,27 @@ fn datagen(
                 }
             },
             other => {
-                return Err(opts.err(&key("kind"), format!("datagen kind '{other}' is not supported; use 'random' or 'sequence'")));
+                return Err(opts.err(
+                    &key("kind"),
+                    format!("datagen kind '{other}' is not supported; use 'random' or 'sequence'"),
+                ));
             }
         };
         if let FieldGen::Int { min, max } = g
             && min > max
         {
-            return Err(opts.err(&key("min"), format!("fields.{}.min ({min}) is greater than max ({max})", c.field)));
+            return Err(opts.err(
+                &key("min"),
+                format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
+            ));
         }
         if let FieldGen::Double { min, max } = g
             && min > max
         {
-            return Err(opts.err(&key("min"), format!("fields.{}.min ({min}) is greater than max ({max})", c.field)));
+            return Err(opts.err(
+                &key("min"),
+                format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
+            ));
         }
         gens.push(g);
     }
@@ -320,9 +355,11 @@ fn datagen(
                     }
                 }
                 FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
-                FieldGen::Double { min, max } => {
-                    Value::Double(if min == max { *min } else { ctx.rng.gen_range(*min..*max) })
-                }
+                FieldGen::Double { min, max } => Value::Double(if min == max {
+                    *min
+                } else {
+                    ctx.rng.gen_range(*min..*max)
+                }),
                 FieldGen::Str { length } => Value::Str(
                     (&mut ctx.rng)
                         .sample_iter(&Alphanumeric)
@@ -355,7 +392,10 @@ pub fn sink(
     match connector {
         "print" => {
             opts.check_known(|_| false, connector)?;
-            stream.sink_to(PrintSink::<Row>::display()).name(&name).uid(uid);
+            stream
+                .sink_to(PrintSink::<Row>::display())
+                .name(&name)
+                .uid(uid);
         }
         "blackhole" => {
             opts.check_known(|_| false, connector)?;
@@ -389,13 +429,19 @@ pub fn sink(
         other if SOURCES.contains(&other) => {
             return Err(opts.err(
                 "connector",
-                format!("connector '{other}' can only be read, not written; sinks are: {}", SINKS.join(", ")),
+                format!(
+                    "connector '{other}' can only be read, not written; sinks are: {}",
+                    SINKS.join(", ")
+                ),
             ));
         }
         other => {
             return Err(opts.err(
                 "connector",
-                format!("unknown connector '{other}'; available sinks: {}", SINKS.join(", ")),
+                format!(
+                    "unknown connector '{other}'; available sinks: {}",
+                    SINKS.join(", ")
+                ),
             ));
         }
     }

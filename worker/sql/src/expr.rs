@@ -3,7 +3,7 @@
 
 use crate::error::{Result, SqlError};
 use crate::value::{Column, Row, SqlType, append_column, arrow_schema, rows_to_batch};
-use arrow::array::{Array, BooleanArray};
+use arrow::array::BooleanArray;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::tree_node::TreeNode;
@@ -56,7 +56,10 @@ impl Default for Functions {
 }
 
 impl ContextProvider for Functions {
-    fn get_table_source(&self, name: TableReference) -> datafusion_common::Result<Arc<dyn TableSource>> {
+    fn get_table_source(
+        &self,
+        name: TableReference,
+    ) -> datafusion_common::Result<Arc<dyn TableSource>> {
         datafusion_common::plan_err!("table '{name}' cannot be used inside an expression")
     }
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
@@ -139,17 +142,32 @@ impl VisitorMut for FlinkFunctions {
                 ));
             } else if matches!(
                 name.as_str(),
-                "tumble" | "hop" | "session" | "cumulate" | "tumble_start" | "tumble_end"
-                    | "hop_start" | "hop_end" | "session_start" | "session_end"
+                "tumble"
+                    | "hop"
+                    | "session"
+                    | "cumulate"
+                    | "tumble_start"
+                    | "tumble_end"
+                    | "hop_start"
+                    | "hop_end"
+                    | "session_start"
+                    | "session_end"
             ) {
                 return ControlFlow::Break(SqlError::at(
                     e.span(),
-                    format!("{} is only allowed with GROUP BY TUMBLE/HOP/SESSION", name.to_uppercase()),
+                    format!(
+                        "{} is only allowed with GROUP BY TUMBLE/HOP/SESSION",
+                        name.to_uppercase()
+                    ),
                 ));
             }
         }
-        if let ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } = e {
-            return ControlFlow::Break(SqlError::at(e.span(), "subqueries in expressions are not supported yet"));
+        if let ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } = e
+        {
+            return ControlFlow::Break(SqlError::at(
+                e.span(),
+                "subqueries in expressions are not supported yet",
+            ));
         }
         ControlFlow::Continue(())
     }
@@ -175,7 +193,12 @@ fn clean_df_message(msg: &str) -> String {
         let valid = tail
             .trim()
             .strip_prefix("Valid fields are ")
-            .map(|v| format!("; available columns: {}", v.trim_end_matches('.').replace('"', "")))
+            .map(|v| {
+                format!(
+                    "; available columns: {}",
+                    v.trim_end_matches('.').replace('"', "")
+                )
+            })
             .unwrap_or_default();
         return format!("column '{name}' not found{valid}");
     }
@@ -193,7 +216,9 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     let df = DFSchema::try_from(schema.as_ref().clone())
         .map_err(|x| SqlError::at(span, clean_df_message(&x.to_string())))?;
     let planner = SqlToRel::new(funcs);
-    let fail = |x: datafusion_common::DataFusionError| SqlError::at(span, clean_df_message(&x.strip_backtrace()));
+    let fail = |x: datafusion_common::DataFusionError| {
+        SqlError::at(span, clean_df_message(&x.strip_backtrace()))
+    };
     let logical = planner
         .sql_to_expr(e, &df, &mut PlannerContext::new())
         .map_err(fail)?;
@@ -205,7 +230,10 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
         SqlError::at(
             span,
-            format!("expressions of type {} are not supported yet", field.data_type()),
+            format!(
+                "expressions of type {} are not supported yet",
+                field.data_type()
+            ),
         )
     })?;
     let expr = datafusion_physical_expr::create_physical_expr(
@@ -247,9 +275,15 @@ impl Calc {
         if recs.is_empty() {
             return Ok(recs);
         }
-        let err = |e: &dyn std::fmt::Display| weir_engine::Error::User(format!("SQL evaluation failed: {e}"));
-        let batch = rows_to_batch(&self.in_cols, &self.in_schema, recs.iter().map(|r| &r.value))
-            .map_err(|e| err(&e))?;
+        let err = |e: &dyn std::fmt::Display| {
+            weir_engine::Error::User(format!("SQL evaluation failed: {e}"))
+        };
+        let batch = rows_to_batch(
+            &self.in_cols,
+            &self.in_schema,
+            recs.iter().map(|r| &r.value),
+        )
+        .map_err(|e| err(&e))?;
         let (batch, ts): (_, Vec<i64>) = match &self.filter {
             None => (batch, recs.iter().map(|r| r.ts).collect()),
             Some(f) => {
@@ -260,10 +294,11 @@ impl Calc {
                 let mask = mask
                     .as_any()
                     .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| weir_engine::Error::User("WHERE condition is not BOOLEAN".into()))?
+                    .ok_or_else(|| {
+                        weir_engine::Error::User("WHERE condition is not BOOLEAN".into())
+                    })?
                     .clone();
-                // NULL counts as false, as in SQL.
-                let mask = arrow::compute::prep_null_mask_filter(&mask);
+                // NULL counts as false, as in SQL (and in Arrow's filter kernel).
                 let ts = recs
                     .iter()
                     .zip(mask.iter())
@@ -284,7 +319,6 @@ impl Calc {
                 .map_err(|e| err(&e))?;
             append_column(&a, *ty, &mut rows).map_err(|e| err(&e))?;
         }
-        let _ = batch.num_columns();
         Ok(rows
             .into_iter()
             .zip(ts)
@@ -297,6 +331,3 @@ impl Calc {
 pub fn is_boolean(ty: SqlType) -> bool {
     ty == SqlType::Boolean
 }
-
-#[allow(dead_code)]
-fn _assert_array(_: &dyn Array) {}

@@ -90,13 +90,56 @@ fn single_ident(p: &mut Parser<'_>, what: &str) -> Result<Ident> {
     if name.0.len() != 1 {
         return Err(SqlError::at(
             span,
-            format!("{what} '{name}': catalogs and databases are not supported yet; use a plain name"),
+            format!(
+                "{what} '{name}': catalogs and databases are not supported yet; use a plain name"
+            ),
         ));
     }
     name.0[0]
         .as_ident()
         .cloned()
         .ok_or_else(|| SqlError::at(span, format!("'{name}' is not a valid {what} name")))
+}
+
+/// Where the statement ahead uses a window table-valued function, `TABLE(TUMBLE(…))`,
+/// which sqlparser cannot parse (`TABLE t` as an argument): its parse error would point at
+/// `t` and not say that the construct is unsupported.
+fn window_tvf_ahead(p: &Parser<'_>) -> Option<Span> {
+    let word = |i: usize| match &p.peek_nth_token_ref(i).token {
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut i = 0;
+    loop {
+        match &p.peek_nth_token_ref(i).token {
+            Token::EOF | Token::SemiColon => return None,
+            Token::Word(w)
+                if w.keyword == Keyword::TABLE
+                    && p.peek_nth_token_ref(i + 1).token == Token::LParen
+                    && word(i + 2).is_some_and(|f| {
+                        matches!(f.as_str(), "tumble" | "hop" | "cumulate" | "session")
+                    })
+                    && p.peek_nth_token_ref(i + 3).token == Token::LParen =>
+            {
+                return Some(p.peek_nth_token_ref(i).span);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Parses a query, naming unsupported window table-valued functions instead of failing on
+/// their syntax.
+fn parse_query(p: &mut Parser<'_>) -> Result<Box<Query>> {
+    let tvf = window_tvf_ahead(p);
+    p.parse_query().map_err(|e| match tvf {
+        Some(span) => SqlError::at(
+            span,
+            "window table-valued functions (TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))) are not \
+             supported yet; use GROUP BY TUMBLE(ts, INTERVAL …)",
+        ),
+        None => SqlError::from_parser(e),
+    })
 }
 
 /// Parses a whole script.
@@ -129,22 +172,31 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
         let _ = p.parse_keywords(&[Keyword::PLAN, Keyword::FOR]);
         let inner = parse_statement(p)?;
         return match inner {
-            Statement::Insert { .. } | Statement::Select(_) => Ok(Statement::Explain(Box::new(inner))),
-            _ => Err(SqlError::at(start, "EXPLAIN supports INSERT INTO and queries")),
+            Statement::Insert { .. } | Statement::Select(_) => {
+                Ok(Statement::Explain(Box::new(inner)))
+            }
+            _ => Err(SqlError::at(
+                start,
+                "EXPLAIN supports INSERT INTO and queries",
+            )),
         };
     }
     if p.parse_keyword(Keyword::CREATE) {
         let _ = p.parse_keyword(Keyword::TEMPORARY);
         if p.parse_keyword(Keyword::TABLE) {
             if p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]) {
-                return Err(SqlError::at(start, "CREATE TABLE IF NOT EXISTS is not supported yet"));
+                return Err(SqlError::at(
+                    start,
+                    "CREATE TABLE IF NOT EXISTS is not supported yet",
+                ));
             }
             return parse_create_table(p, start).map(Statement::CreateTable);
         }
         if p.parse_keyword(Keyword::VIEW) {
             let name = single_ident(p, "view")?;
-            p.expect_keyword(Keyword::AS).map_err(SqlError::from_parser)?;
-            let query = p.parse_query().map_err(SqlError::from_parser)?;
+            p.expect_keyword(Keyword::AS)
+                .map_err(SqlError::from_parser)?;
+            let query = parse_query(p)?;
             return Ok(Statement::CreateView { name, query });
         }
         if p.parse_keyword(Keyword::FUNCTION) {
@@ -154,18 +206,28 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
     }
     if p.parse_keyword(Keyword::INSERT) {
         if p.parse_keyword(Keyword::OVERWRITE) {
-            return Err(SqlError::at(start, "INSERT OVERWRITE is not supported in streaming mode"));
+            return Err(SqlError::at(
+                start,
+                "INSERT OVERWRITE is not supported in streaming mode",
+            ));
         }
-        p.expect_keyword(Keyword::INTO).map_err(SqlError::from_parser)?;
+        p.expect_keyword(Keyword::INTO)
+            .map_err(SqlError::from_parser)?;
         let table = single_ident(p, "table")?;
         if p.peek_token_ref().token == Token::LParen {
-            return Err(err_here(p, "INSERT with a column list is not supported yet; select the sink's columns in order"));
+            return Err(err_here(
+                p,
+                "INSERT with a column list is not supported yet; select the sink's columns in order",
+            ));
         }
-        let query = p.parse_query().map_err(SqlError::from_parser)?;
+        let query = parse_query(p)?;
         return Ok(Statement::Insert { table, query });
     }
-    if p.peek_keyword(Keyword::SELECT) || p.peek_keyword(Keyword::WITH) || p.peek_token_ref().token == Token::LParen {
-        let query = p.parse_query().map_err(SqlError::from_parser)?;
+    if p.peek_keyword(Keyword::SELECT)
+        || p.peek_keyword(Keyword::WITH)
+        || p.peek_token_ref().token == Token::LParen
+    {
+        let query = parse_query(p)?;
         return Ok(Statement::Select(query));
     }
     let t = p.peek_token();
@@ -191,22 +253,28 @@ fn parse_word(p: &mut Parser<'_>, w: &str) -> bool {
 
 fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
     let name = single_ident(p, "table")?;
-    p.expect_token(&Token::LParen).map_err(SqlError::from_parser)?;
+    p.expect_token(&Token::LParen)
+        .map_err(SqlError::from_parser)?;
     let mut columns = Vec::new();
     let mut watermark = None;
     loop {
         let at = p.peek_token_ref().span;
         if parse_word(p, "WATERMARK") {
-            p.expect_keyword(Keyword::FOR).map_err(SqlError::from_parser)?;
+            p.expect_keyword(Keyword::FOR)
+                .map_err(SqlError::from_parser)?;
             let column = p.parse_identifier().map_err(SqlError::from_parser)?;
-            p.expect_keyword(Keyword::AS).map_err(SqlError::from_parser)?;
+            p.expect_keyword(Keyword::AS)
+                .map_err(SqlError::from_parser)?;
             let expr = p.parse_expr().map_err(SqlError::from_parser)?;
             if watermark.is_some() {
                 return Err(SqlError::at(at, "a table can declare only one WATERMARK"));
             }
             watermark = Some(WatermarkDef { column, expr });
         } else if p.parse_keyword(Keyword::PRIMARY) || p.parse_keyword(Keyword::CONSTRAINT) {
-            return Err(SqlError::at(at, "PRIMARY KEY constraints are not supported yet"));
+            return Err(SqlError::at(
+                at,
+                "PRIMARY KEY constraints are not supported yet",
+            ));
         } else {
             let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
             let kind = if p.parse_keyword(Keyword::AS) {
@@ -215,7 +283,8 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
                 let ty = p.parse_data_type().map_err(SqlError::from_parser)?;
                 // Nullability is accepted and not enforced.
                 if p.parse_keyword(Keyword::NOT) {
-                    p.expect_keyword(Keyword::NULL).map_err(SqlError::from_parser)?;
+                    p.expect_keyword(Keyword::NULL)
+                        .map_err(SqlError::from_parser)?;
                 } else {
                     let _ = p.parse_keyword(Keyword::NULL);
                 }
@@ -229,16 +298,21 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
         if p.consume_token(&Token::Comma) {
             continue;
         }
-        p.expect_token(&Token::RParen).map_err(SqlError::from_parser)?;
+        p.expect_token(&Token::RParen)
+            .map_err(SqlError::from_parser)?;
         break;
     }
     let mut options = BTreeMap::new();
     let mut option_spans = BTreeMap::new();
     if p.parse_keyword(Keyword::PARTITIONED) {
-        return Err(SqlError::at(p.peek_token_ref().span, "PARTITIONED BY is not supported yet"));
+        return Err(SqlError::at(
+            p.peek_token_ref().span,
+            "PARTITIONED BY is not supported yet",
+        ));
     }
     if p.parse_keyword(Keyword::WITH) {
-        p.expect_token(&Token::LParen).map_err(SqlError::from_parser)?;
+        p.expect_token(&Token::LParen)
+            .map_err(SqlError::from_parser)?;
         loop {
             let at = p.peek_token_ref().span;
             let k = p.parse_literal_string().map_err(SqlError::from_parser)?;
@@ -249,7 +323,8 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
             if p.consume_token(&Token::Comma) {
                 continue;
             }
-            p.expect_token(&Token::RParen).map_err(SqlError::from_parser)?;
+            p.expect_token(&Token::RParen)
+                .map_err(SqlError::from_parser)?;
             break;
         }
     }

@@ -67,37 +67,66 @@ pub struct Planner<'e> {
     pub explained: Vec<String>,
     /// Number of INSERT/SELECT statements that will run.
     pub pipelines: usize,
+    /// The sink's column names, for the outermost query of an INSERT: its output columns
+    /// take them (INSERT maps columns by position).
+    sink_names: Option<Vec<String>>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
     use ast::DataType as D;
     Ok(match t {
         D::Boolean | D::Bool => SqlType::Boolean,
-        D::TinyInt(_) | D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) => SqlType::BigInt,
-        D::Float(_) | D::Double(..) | D::DoublePrecision | D::Real | D::Decimal(_) | D::Numeric(_) | D::Dec(_) => {
-            SqlType::Double
+        D::TinyInt(_) | D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) => {
+            SqlType::BigInt
         }
-        D::String(_) | D::Varchar(_) | D::Char(_) | D::Text | D::CharVarying(_) | D::Character(_) => SqlType::String,
+        D::Float(_)
+        | D::Double(..)
+        | D::DoublePrecision
+        | D::Real
+        | D::Decimal(_)
+        | D::Numeric(_)
+        | D::Dec(_) => SqlType::Double,
+        D::String(_)
+        | D::Varchar(_)
+        | D::Char(_)
+        | D::Text
+        | D::CharVarying(_)
+        | D::Character(_) => SqlType::String,
         D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
-        D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => SqlType::Timestamp,
+        D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
+            SqlType::Timestamp
+        }
         other => {
             return Err(SqlError::at(
                 span,
-                format!("type {other} is not supported yet; use BOOLEAN, INT/BIGINT, DOUBLE, STRING or TIMESTAMP(3)"),
+                format!(
+                    "type {other} is not supported yet; use BOOLEAN, INT/BIGINT, DOUBLE, STRING or TIMESTAMP(3)"
+                ),
             ));
         }
     })
 }
 
-/// `INTERVAL 'n' UNIT` in milliseconds.
+/// `INTERVAL 'n' UNIT` in milliseconds, positive (window sizes, gaps).
 pub fn interval_ms(e: &Expr) -> Result<i64> {
+    let ms = non_negative_interval_ms(e)?;
+    if ms == 0 {
+        return Err(SqlError::at(e.span(), "the interval must be positive"));
+    }
+    Ok(ms)
+}
+
+/// `INTERVAL 'n' UNIT` in milliseconds, zero allowed (watermark delays).
+pub fn non_negative_interval_ms(e: &Expr) -> Result<i64> {
     let bad = || {
         SqlError::at(
             e.span(),
             format!("expected an interval such as INTERVAL '1' MINUTE, found {e}"),
         )
     };
-    let Expr::Interval(iv) = e else { return Err(bad()) };
+    let Expr::Interval(iv) = e else {
+        return Err(bad());
+    };
     let n: f64 = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
             ast::Value::SingleQuotedString(s) | ast::Value::Number(s, _) => {
@@ -116,8 +145,8 @@ pub fn interval_ms(e: &Expr) -> Result<i64> {
         _ => return Err(bad()),
     };
     let ms = (n * unit).round() as i64;
-    if ms <= 0 {
-        return Err(SqlError::at(e.span(), "the interval must be positive"));
+    if ms < 0 {
+        return Err(SqlError::at(e.span(), "the interval must not be negative"));
     }
     Ok(ms)
 }
@@ -199,7 +228,9 @@ impl VisitorMut for AggRewriter<'_> {
             *e = Expr::Identifier(Ident::with_quote('"', col.clone()));
             return ControlFlow::Continue(());
         }
-        let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
+        let Expr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
         let name = fn_name(f);
         let span = f.span();
         if f.over.is_some() {
@@ -217,7 +248,10 @@ impl VisitorMut for AggRewriter<'_> {
         if let Some(kind) = kind {
             let (distinct, args) = match &f.args {
                 FunctionArguments::List(l) => (
-                    matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
+                    matches!(
+                        l.duplicate_treatment,
+                        Some(ast::DuplicateTreatment::Distinct)
+                    ),
                     l.args.clone(),
                 ),
                 _ => (false, Vec::new()),
@@ -226,7 +260,10 @@ impl VisitorMut for AggRewriter<'_> {
                 [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if kind == AggKind::Count => None,
                 [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some(a.clone()),
                 _ => {
-                    self.error = Some(SqlError::at(span, format!("{} takes exactly one argument", name.to_uppercase())));
+                    self.error = Some(SqlError::at(
+                        span,
+                        format!("{} takes exactly one argument", name.to_uppercase()),
+                    ));
                     return ControlFlow::Break(());
                 }
             };
@@ -243,17 +280,32 @@ impl VisitorMut for AggRewriter<'_> {
                 "end" => "window_end",
                 "rowtime" => "window_time",
                 _ => {
-                    self.error = Some(SqlError::at(span, format!("{} is not supported", name.to_uppercase())));
+                    self.error = Some(SqlError::at(
+                        span,
+                        format!("{} is not supported", name.to_uppercase()),
+                    ));
                     return ControlFlow::Break(());
                 }
             };
             *e = Expr::Identifier(Ident::with_quote('"', col));
             return ControlFlow::Continue(());
         }
-        if matches!(name.as_str(), "tumble_start" | "tumble_end" | "hop_start" | "hop_end" | "session_start" | "session_end") {
+        if matches!(
+            name.as_str(),
+            "tumble_start"
+                | "tumble_end"
+                | "hop_start"
+                | "hop_end"
+                | "session_start"
+                | "session_end"
+        ) {
             self.error = Some(SqlError::at(
                 span,
-                format!("{} does not match the window of the GROUP BY ({})", name.to_uppercase(), self.win.describe()),
+                format!(
+                    "{} does not match the window of the GROUP BY ({})",
+                    name.to_uppercase(),
+                    self.win.describe()
+                ),
             ));
             return ControlFlow::Break(());
         }
@@ -300,6 +352,7 @@ impl<'e> Planner<'e> {
             plans: Vec::new(),
             explained: Vec::new(),
             pipelines: 0,
+            sink_names: None,
         }
     }
 
@@ -324,7 +377,10 @@ impl<'e> Planner<'e> {
             Statement::CreateView { name, query } => {
                 let n = norm(&name);
                 if self.tables.contains_key(&n) || self.views.contains_key(&n) {
-                    return Err(SqlError::at(name.span, format!("a table or view named '{n}' already exists")));
+                    return Err(SqlError::at(
+                        name.span,
+                        format!("a table or view named '{n}' already exists"),
+                    ));
                 }
                 self.views.insert(n, *query);
                 Ok(())
@@ -364,45 +420,79 @@ impl<'e> Planner<'e> {
     fn create_table(&mut self, def: TableDef) -> Result<()> {
         let n = norm(&def.name);
         if self.tables.contains_key(&n) || self.views.contains_key(&n) {
-            return Err(SqlError::at(def.name.span, format!("a table or view named '{n}' already exists")));
+            return Err(SqlError::at(
+                def.name.span,
+                format!("a table or view named '{n}' already exists"),
+            ));
         }
         let mut physical = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for c in &def.columns {
             if !seen.insert(norm(&c.ident)) {
-                return Err(SqlError::at(c.ident.span, format!("column '{}' is declared twice", c.ident.value)));
+                return Err(SqlError::at(
+                    c.ident.span,
+                    format!("column '{}' is declared twice", c.ident.value),
+                ));
             }
             if let ColumnKind::Physical(t) = &c.kind {
                 physical.push(PhysicalColumn {
-                    col: Column { name: norm(&c.ident), ty: sql_type(t, c.ident.span)? },
+                    col: Column {
+                        name: norm(&c.ident),
+                        ty: sql_type(t, c.ident.span)?,
+                    },
                     field: c.ident.value.clone(),
                 });
             }
         }
         if let Some(w) = &def.watermark
-            && !def.columns.iter().any(|c| norm(&c.ident) == norm(&w.column))
+            && !def
+                .columns
+                .iter()
+                .any(|c| norm(&c.ident) == norm(&w.column))
         {
-            return Err(SqlError::at(w.column.span, format!("WATERMARK FOR '{}': no such column in table '{n}'", w.column.value)));
+            return Err(SqlError::at(
+                w.column.span,
+                format!(
+                    "WATERMARK FOR '{}': no such column in table '{n}'",
+                    w.column.value
+                ),
+            ));
         }
         let connector = def.options.get("connector").cloned().unwrap_or_default();
-        let known: Vec<&str> = connectors::SOURCES.iter().chain(connectors::SINKS).copied().collect();
+        let known: Vec<&str> = connectors::SOURCES
+            .iter()
+            .chain(connectors::SINKS)
+            .copied()
+            .collect();
         if !known.contains(&connector.as_str()) {
-            let span = def.option_spans.get("connector").copied().unwrap_or(def.span);
+            let span = def
+                .option_spans
+                .get("connector")
+                .copied()
+                .unwrap_or(def.span);
             return Err(SqlError::at(
                 span,
                 if connector.is_empty() {
                     format!("table '{n}' has no 'connector' option; add WITH ('connector' = '…')")
                 } else {
-                    format!("unknown connector '{connector}'; available: datagen, filesystem, print, blackhole")
+                    format!(
+                        "unknown connector '{connector}'; available: datagen, filesystem, print, blackhole"
+                    )
                 },
             ));
         }
+        connectors::validate(&Self::opts(&n, &def), &physical)?;
         self.tables.insert(n, TableEntry { def, physical });
         Ok(())
     }
 
     fn opts<'a>(name: &'a str, def: &'a TableDef) -> Options<'a> {
-        Options { table: name, map: &def.options, spans: &def.option_spans, table_span: def.span }
+        Options {
+            table: name,
+            map: &def.options,
+            spans: &def.option_spans,
+            table_span: def.span,
+        }
     }
 
     /// Reads table `name`: source, computed columns, watermark.
@@ -410,7 +500,10 @@ impl<'e> Planner<'e> {
         let Some(entry) = self.tables.get(name) else {
             if let Some(q) = self.views.get(name).cloned() {
                 let s = self.query(&q)?;
-                return Ok(Stream { plan: nest(format!("View: {name}"), &s.plan), ..s });
+                return Ok(Stream {
+                    plan: nest(format!("View: {name}"), &s.plan),
+                    ..s
+                });
             }
             let mut known: Vec<&String> = self.tables.keys().chain(self.views.keys()).collect();
             known.sort();
@@ -418,7 +511,15 @@ impl<'e> Planner<'e> {
                 span,
                 format!(
                     "table or view '{name}' not found; declared: {}",
-                    if known.is_empty() { "none".to_string() } else { known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
                 ),
             ));
         };
@@ -429,24 +530,45 @@ impl<'e> Planner<'e> {
         let phys_cols: Vec<Column> = physical.iter().map(|p| p.col.clone()).collect();
         let mut plan = vec![format!(
             "Source: {name} connector={} columns=[{}] uid={src_uid}",
-            def.options.get("connector").map(String::as_str).unwrap_or(""),
-            phys_cols.iter().map(|c| format!("{} {}", c.name, c.ty.sql_name())).collect::<Vec<_>>().join(", ")
+            def.options
+                .get("connector")
+                .map(String::as_str)
+                .unwrap_or(""),
+            phys_cols
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.ty.sql_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )];
-        let mut stream = Stream { ds, cols: phys_cols.clone(), rowtime: None, plan: Vec::new() };
-        if def.columns.iter().any(|c| matches!(c.kind, ColumnKind::Computed(_))) {
+        let mut stream = Stream {
+            ds,
+            cols: phys_cols.clone(),
+            rowtime: None,
+            plan: Vec::new(),
+        };
+        if def
+            .columns
+            .iter()
+            .any(|c| matches!(c.kind, ColumnKind::Computed(_)))
+        {
             let mut exprs = Vec::new();
             let mut cols = Vec::new();
             let mut shown = Vec::new();
             for c in &def.columns {
                 let e = match &c.kind {
-                    ColumnKind::Physical(_) => Expr::Identifier(Ident::with_quote('"', norm(&c.ident))),
+                    ColumnKind::Physical(_) => {
+                        Expr::Identifier(Ident::with_quote('"', norm(&c.ident)))
+                    }
                     ColumnKind::Computed(e) => {
                         shown.push(format!("{} := {e}", norm(&c.ident)));
                         e.clone()
                     }
                 };
                 let comp = compile(&self.funcs, &e, &phys_cols)?;
-                cols.push(Column { name: norm(&c.ident), ty: comp.ty });
+                cols.push(Column {
+                    name: norm(&c.ident),
+                    ty: comp.ty,
+                });
                 exprs.push((comp.expr, comp.ty));
             }
             let uid = self.uid("computed");
@@ -456,40 +578,62 @@ impl<'e> Planner<'e> {
                 .transform_batches("Computed columns", move |r| calc.apply(r))
                 .uid(&uid);
             stream.cols = cols;
-            plan = nest(format!("ComputedColumns: {} uid={uid}", shown.join(", ")), &plan);
+            plan = nest(
+                format!("ComputedColumns: {} uid={uid}", shown.join(", ")),
+                &plan,
+            );
         }
         if let Some(w) = &def.watermark {
             let col = norm(&w.column);
-            let idx = stream.cols.iter().position(|c| c.name == col).expect("checked in CREATE TABLE");
+            let idx = stream
+                .cols
+                .iter()
+                .position(|c| c.name == col)
+                .expect("checked in CREATE TABLE");
             if stream.cols[idx].ty != SqlType::Timestamp {
                 return Err(SqlError::at(
                     w.column.span,
-                    format!("WATERMARK FOR '{col}': the rowtime column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}", stream.cols[idx].ty.sql_name()),
+                    format!(
+                        "WATERMARK FOR '{col}': the rowtime column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}",
+                        stream.cols[idx].ty.sql_name()
+                    ),
                 ));
             }
             let delay = match &w.expr {
                 Expr::Identifier(id) if norm(id) == col => 0,
-                Expr::BinaryOp { left, op: ast::BinaryOperator::Minus, right }
-                    if matches!(left.as_ref(), Expr::Identifier(id) if norm(id) == col) =>
-                {
-                    interval_ms(right)?
+                Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::Minus,
+                    right,
+                } if matches!(left.as_ref(), Expr::Identifier(id) if norm(id) == col) => {
+                    non_negative_interval_ms(right)?
                 }
                 other => {
                     return Err(SqlError::at(
                         other.span(),
-                        format!("unsupported watermark expression '{other}'; use `{col}` or `{col} - INTERVAL 'n' SECOND`"),
+                        format!(
+                            "unsupported watermark expression '{other}'; use `{col}` or `{col} - INTERVAL 'n' SECOND`"
+                        ),
                     ));
                 }
             };
             let uid = self.uid("watermark");
-            let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(delay as u64))
-                .with_timestamp_assigner(move |r: &Row| match r.0.get(idx) {
-                    Some(Value::Ts(t)) => *t,
-                    _ => NO_TIMESTAMP,
-                });
-            stream.ds = stream.ds.assign_timestamps_and_watermarks(strategy).uid(&uid);
+            let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(
+                delay as u64,
+            ))
+            .with_timestamp_assigner(move |r: &Row| match r.0.get(idx) {
+                Some(Value::Ts(t)) => *t,
+                _ => NO_TIMESTAMP,
+            });
+            stream.ds = stream
+                .ds
+                .assign_timestamps_and_watermarks(strategy)
+                .uid(&uid);
             stream.rowtime = Some(idx);
-            plan = nest(format!("WatermarkAssigner: rowtime={col} delay={delay} ms uid={uid}"), &plan);
+            plan = nest(
+                format!("WatermarkAssigner: rowtime={col} delay={delay} ms uid={uid}"),
+                &plan,
+            );
         }
         stream.plan = plan;
         Ok(stream)
@@ -497,47 +641,88 @@ impl<'e> Planner<'e> {
 
     fn query(&mut self, q: &Query) -> Result<Stream> {
         let span = q.span();
+        // Only this query's own output takes the sink's names, not the views or subqueries
+        // it reads from.
+        let names = self.sink_names.take();
         if let Some(w) = &q.with {
-            return Err(SqlError::at(w.with_token.0.span, "WITH (common table expressions) is not supported yet; use CREATE VIEW"));
+            return Err(SqlError::at(
+                w.with_token.0.span,
+                "WITH (common table expressions) is not supported yet; use CREATE VIEW",
+            ));
         }
         if q.order_by.is_some() {
-            return Err(SqlError::at(span, "ORDER BY is not supported on unbounded streams yet"));
+            return Err(SqlError::at(
+                span,
+                "ORDER BY is not supported on unbounded streams yet",
+            ));
         }
         if q.limit_clause.is_some() {
-            return Err(SqlError::at(span, "LIMIT is not supported on unbounded streams yet"));
+            return Err(SqlError::at(
+                span,
+                "LIMIT is not supported on unbounded streams yet",
+            ));
         }
         let select = match q.body.as_ref() {
             SetExpr::Select(s) => s,
-            SetExpr::Query(inner) => return self.query(inner),
+            SetExpr::Query(inner) => {
+                self.sink_names = names;
+                return self.query(inner);
+            }
             SetExpr::SetOperation { op, .. } => {
                 return Err(SqlError::at(span, format!("{op} is not supported yet")));
             }
             _ => return Err(SqlError::at(span, "only SELECT queries are supported")),
         };
         if select.distinct.is_some() {
-            return Err(SqlError::at(span, "SELECT DISTINCT produces an updating result and is not supported yet"));
+            return Err(SqlError::at(
+                span,
+                "SELECT DISTINCT produces an updating result and is not supported yet",
+            ));
         }
         if select.qualify.is_some() {
             return Err(SqlError::at(span, "QUALIFY is not supported yet"));
         }
         let input = match select.from.as_slice() {
-            [] => return Err(SqlError::at(span, "a query needs FROM: Weir SQL reads from declared tables")),
+            [] => {
+                return Err(SqlError::at(
+                    span,
+                    "a query needs FROM: Weir SQL reads from declared tables",
+                ));
+            }
             [twj] => {
                 if let Some(j) = twj.joins.first() {
-                    return Err(SqlError::at(j.relation.span(), "joins are not supported yet"));
+                    return Err(SqlError::at(
+                        j.relation.span(),
+                        "joins are not supported yet",
+                    ));
                 }
                 match &twj.relation {
-                    TableFactor::Table { name, args: None, .. } => {
+                    TableFactor::Table {
+                        name, args: None, ..
+                    } => {
                         if name.0.len() != 1 {
-                            return Err(SqlError::at(name.span(), "catalogs and databases are not supported yet; use a plain table name"));
+                            return Err(SqlError::at(
+                                name.span(),
+                                "catalogs and databases are not supported yet; use a plain table name",
+                            ));
                         }
-                        let id = name.0[0].as_ident().cloned().unwrap_or_else(|| Ident::new(name.to_string()));
+                        let id = name.0[0]
+                            .as_ident()
+                            .cloned()
+                            .unwrap_or_else(|| Ident::new(name.to_string()));
                         self.scan(&norm(&id), name.span())?
                     }
-                    TableFactor::Derived { subquery, lateral: false, .. } => self.query(subquery)?,
+                    TableFactor::Derived {
+                        subquery,
+                        lateral: false,
+                        ..
+                    } => self.query(subquery)?,
                     other => {
                         let text = other.to_string().to_lowercase();
-                        let msg = if ["tumble(", "hop(", "cumulate(", "session("].iter().any(|w| text.contains(w)) {
+                        let msg = if ["tumble(", "hop(", "cumulate(", "session("]
+                            .iter()
+                            .any(|w| text.contains(w))
+                        {
                             "window table-valued functions (TABLE(TUMBLE(...))) are not supported yet; use GROUP BY TUMBLE(ts, INTERVAL ...)".to_string()
                         } else {
                             format!("this FROM clause is not supported yet: {other}")
@@ -546,12 +731,20 @@ impl<'e> Planner<'e> {
                     }
                 }
             }
-            [_, second, ..] => return Err(SqlError::at(second.relation.span(), "joins are not supported yet")),
+            [_, second, ..] => {
+                return Err(SqlError::at(
+                    second.relation.span(),
+                    "joins are not supported yet",
+                ));
+            }
         };
         let group = match &select.group_by {
             GroupByExpr::Expressions(e, mods) if mods.is_empty() => e.clone(),
             GroupByExpr::Expressions(..) | GroupByExpr::All(_) => {
-                return Err(SqlError::at(span, "GROUP BY ALL / ROLLUP / CUBE / GROUPING SETS are not supported yet"));
+                return Err(SqlError::at(
+                    span,
+                    "GROUP BY ALL / ROLLUP / CUBE / GROUPING SETS are not supported yet",
+                ));
             }
         };
         if group.is_empty() {
@@ -564,9 +757,21 @@ impl<'e> Planner<'e> {
             if let Some(h) = &select.having {
                 return Err(SqlError::at(h.span(), "HAVING needs GROUP BY"));
             }
-            return self.calc(input, select.selection.as_ref(), &select.projection);
+            return self.calc(
+                input,
+                select.selection.as_ref(),
+                &select.projection,
+                names.as_deref(),
+            );
         }
-        self.window_aggregate(input, select.selection.as_ref(), &group, &select.projection, select.having.as_ref())
+        self.window_aggregate(
+            input,
+            select.selection.as_ref(),
+            &group,
+            &select.projection,
+            select.having.as_ref(),
+            names.as_deref(),
+        )
     }
 
     fn expand(&self, input: &Stream, items: &[SelectItem]) -> Result<Vec<(String, Expr)>> {
@@ -576,15 +781,24 @@ impl<'e> Planner<'e> {
                 SelectItem::Wildcard(_) => {
                     for c in &input.cols {
                         if !c.name.starts_with('$') {
-                            out.push((c.name.clone(), Expr::Identifier(Ident::with_quote('"', c.name.clone()))));
+                            out.push((
+                                c.name.clone(),
+                                Expr::Identifier(Ident::with_quote('"', c.name.clone())),
+                            ));
                         }
                     }
                 }
                 SelectItem::ExprWithAliases { .. } => {
-                    return Err(SqlError::at(it.span(), "several aliases for one expression are not supported"));
+                    return Err(SqlError::at(
+                        it.span(),
+                        "several aliases for one expression are not supported",
+                    ));
                 }
                 SelectItem::QualifiedWildcard(..) => {
-                    return Err(SqlError::at(it.span(), "qualified wildcards (t.*) are not supported yet; use *"));
+                    return Err(SqlError::at(
+                        it.span(),
+                        "qualified wildcards (t.*) are not supported yet; use *",
+                    ));
                 }
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                     out.push((output_name(it, i).unwrap_or_default(), e.clone()));
@@ -594,19 +808,36 @@ impl<'e> Planner<'e> {
         let mut seen = std::collections::HashSet::new();
         for (n, e) in &out {
             if !seen.insert(n.clone()) {
-                return Err(SqlError::at(e.span(), format!("duplicate output column '{n}'; give it an alias with AS")));
+                return Err(SqlError::at(
+                    e.span(),
+                    format!("duplicate output column '{n}'; give it an alias with AS"),
+                ));
             }
         }
         Ok(out)
     }
 
-    fn calc(&mut self, input: Stream, filter: Option<&Expr>, items: &[SelectItem]) -> Result<Stream> {
+    fn calc(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        items: &[SelectItem],
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
         let items = self.expand(&input, items)?;
+        // The plan shows the sink's names; the columns keep the query's, for messages.
+        let shown: Vec<&String> = match names {
+            Some(names) if names.len() == items.len() => names.iter().collect(),
+            _ => items.iter().map(|(n, _)| n).collect(),
+        };
         let filter_c = match filter {
             Some(f) => {
                 let c = compile(&self.funcs, f, &input.cols)?;
                 if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(f.span(), format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name())));
+                    return Err(SqlError::at(
+                        f.span(),
+                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
+                    ));
                 }
                 Some(c.expr)
             }
@@ -623,18 +854,37 @@ impl<'e> Planner<'e> {
             {
                 rowtime = Some(i);
             }
-            cols.push(Column { name: name.clone(), ty: c.ty });
+            cols.push(Column {
+                name: name.clone(),
+                ty: c.ty,
+            });
             exprs.push((c.expr, c.ty));
         }
         let uid = self.uid("calc");
         let title = format!(
             "Calc: {}select=[{}] uid={uid}",
             filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
-            items.iter().map(|(n, e)| if e.to_string() == *n { n.clone() } else { format!("{e} AS {n}") }).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .zip(shown)
+                .map(|((_, e), n)| match e {
+                    Expr::Identifier(id) if id.value == *n => n.clone(),
+                    _ => format!("{e} AS {n}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let calc = Calc::new(input.cols.clone(), filter_c, exprs);
-        let ds = input.ds.transform_batches("Calc", move |r| calc.apply(r)).uid(&uid);
-        Ok(Stream { ds, cols, rowtime, plan: nest(title, &input.plan) })
+        let ds = input
+            .ds
+            .transform_batches("Calc", move |r| calc.apply(r))
+            .uid(&uid);
+        Ok(Stream {
+            ds,
+            cols,
+            rowtime,
+            plan: nest(title, &input.plan),
+        })
     }
 
     fn window_aggregate(
@@ -644,6 +894,7 @@ impl<'e> Planner<'e> {
         group: &[Expr],
         items: &[SelectItem],
         having: Option<&Expr>,
+        names: Option<&[String]>,
     ) -> Result<Stream> {
         // Find the group window and the keys.
         let mut win = None;
@@ -656,7 +907,12 @@ impl<'e> Planner<'e> {
                         return Err(SqlError::at(g.span(), "only one group window per GROUP BY"));
                     }
                     let args = function_args(f);
-                    let time = args.first().ok_or_else(|| SqlError::at(g.span(), format!("{} needs a time attribute argument", name.to_uppercase())))?;
+                    let time = args.first().ok_or_else(|| {
+                        SqlError::at(
+                            g.span(),
+                            format!("{} needs a time attribute argument", name.to_uppercase()),
+                        )
+                    })?;
                     let is_rowtime = matches!(time, Expr::Identifier(id)
                         if input.rowtime.is_some_and(|rt| input.cols[rt].name == norm(id)));
                     if !is_rowtime {
@@ -665,7 +921,10 @@ impl<'e> Planner<'e> {
                             format!(
                                 "{}'s first argument must be the time attribute of its input (the column of WATERMARK FOR{}); '{time}' is not",
                                 name.to_uppercase(),
-                                input.rowtime.map(|rt| format!(", here '{}'", input.cols[rt].name)).unwrap_or_else(|| ", which the input does not declare".into())
+                                input
+                                    .rowtime
+                                    .map(|rt| format!(", here '{}'", input.cols[rt].name))
+                                    .unwrap_or_else(|| ", which the input does not declare".into())
                             ),
                         ));
                     }
@@ -673,7 +932,10 @@ impl<'e> Planner<'e> {
                         if args.len() == n {
                             Ok(())
                         } else {
-                            Err(SqlError::at(g.span(), format!("{} takes {n} arguments", name.to_uppercase())))
+                            Err(SqlError::at(
+                                g.span(),
+                                format!("{} takes {n} arguments", name.to_uppercase()),
+                            ))
                         }
                     };
                     win = Some(match name.as_str() {
@@ -685,7 +947,10 @@ impl<'e> Planner<'e> {
                             need(3)?;
                             let (slide, size) = (interval_ms(args[1])?, interval_ms(args[2])?);
                             if size % slide != 0 {
-                                return Err(SqlError::at(args[2].span(), "HOP's size must be a multiple of its slide"));
+                                return Err(SqlError::at(
+                                    args[2].span(),
+                                    "HOP's size must be a multiple of its slide",
+                                ));
                             }
                             Win::Hop { slide, size }
                         }
@@ -693,7 +958,12 @@ impl<'e> Planner<'e> {
                             need(2)?;
                             Win::Session(interval_ms(args[1])?)
                         }
-                        _ => return Err(SqlError::at(g.span(), "CUMULATE windows are not supported yet")),
+                        _ => {
+                            return Err(SqlError::at(
+                                g.span(),
+                                "CUMULATE windows are not supported yet",
+                            ));
+                        }
                     });
                     continue;
                 }
@@ -716,7 +986,12 @@ impl<'e> Planner<'e> {
             keys.push((k.to_string(), col));
         }
         let items = self.expand(&input, items)?;
-        let mut rw = AggRewriter { win, keys: &keys, calls: Vec::new(), error: None };
+        let mut rw = AggRewriter {
+            win,
+            keys: &keys,
+            calls: Vec::new(),
+            error: None,
+        };
         let mut out_items = Vec::new();
         for (n, e) in &items {
             let mut e = e.clone();
@@ -753,8 +1028,14 @@ impl<'e> Planner<'e> {
             let arg_idx = match arg {
                 Some(a) => {
                     let c = compile(&self.funcs, a, &input.cols)?;
-                    if matches!(kind, AggKind::Sum | AggKind::Avg) && !matches!(c.ty, SqlType::BigInt | SqlType::Double) {
-                        return Err(SqlError::at(a.span(), format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name()).to_uppercase()));
+                    if matches!(kind, AggKind::Sum | AggKind::Avg)
+                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
+                    {
+                        return Err(SqlError::at(
+                            a.span(),
+                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
+                                .to_uppercase(),
+                        ));
                     }
                     pre.push((c.expr, c.ty));
                     Some((pre.len() - 1, c.ty))
@@ -765,7 +1046,10 @@ impl<'e> Planner<'e> {
                 Some(f) => {
                     let c = compile(&self.funcs, f, &input.cols)?;
                     if c.ty != SqlType::Boolean {
-                        return Err(SqlError::at(f.span(), "FILTER (WHERE ...) needs a BOOLEAN condition"));
+                        return Err(SqlError::at(
+                            f.span(),
+                            "FILTER (WHERE ...) needs a BOOLEAN condition",
+                        ));
                     }
                     pre.push((c.expr, c.ty));
                     Some(pre.len() - 1)
@@ -782,15 +1066,26 @@ impl<'e> Planner<'e> {
                 format!("{kind:?}").to_uppercase(),
                 if *distinct { "DISTINCT " } else { "" },
                 arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
-                flt.as_ref().map(|f| format!(" FILTER (WHERE {f})")).unwrap_or_default()
+                flt.as_ref()
+                    .map(|f| format!(" FILTER (WHERE {f})"))
+                    .unwrap_or_default()
             ));
-            agg_calls.push(AggCall { kind: *kind, arg: arg_idx.map(|a| a.0), filter: filter_idx, distinct: *distinct, ty });
+            agg_calls.push(AggCall {
+                kind: *kind,
+                arg: arg_idx.map(|a| a.0),
+                filter: filter_idx,
+                distinct: *distinct,
+                ty,
+            });
         }
         let filter_c = match filter {
             Some(f) => {
                 let c = compile(&self.funcs, f, &input.cols)?;
                 if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(f.span(), format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name())));
+                    return Err(SqlError::at(
+                        f.span(),
+                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
+                    ));
                 }
                 Some(c.expr)
             }
@@ -813,24 +1108,43 @@ impl<'e> Planner<'e> {
             .uid(&win_uid);
         let flat_uid = self.uid("window-output");
         let ds = windowed
-            .transform_batches("Window output", |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
-                Ok(recs
-                    .into_iter()
-                    .map(|r| {
-                        let mut v = r.value.key;
-                        v.extend(r.value.value);
-                        v.push(Value::Ts(r.value.window.start));
-                        v.push(Value::Ts(r.value.window.end));
-                        v.push(Value::Ts(r.value.window.max_timestamp()));
-                        Rec { ts: r.ts, value: Row(v) }
-                    })
-                    .collect())
-            })
+            .transform_batches(
+                "Window output",
+                |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
+                    Ok(recs
+                        .into_iter()
+                        .map(|r| {
+                            let mut v = r.value.key;
+                            v.extend(r.value.value);
+                            v.push(Value::Ts(r.value.window.start));
+                            v.push(Value::Ts(r.value.window.end));
+                            v.push(Value::Ts(r.value.window.max_timestamp()));
+                            Rec {
+                                ts: r.ts,
+                                value: Row(v),
+                            }
+                        })
+                        .collect())
+                },
+            )
             .uid(&flat_uid);
-        let mut cols: Vec<Column> = keys.iter().zip(&key_types).map(|((_, n), t)| Column { name: n.clone(), ty: *t }).collect();
-        cols.extend(agg_types.iter().enumerate().map(|(i, t)| Column { name: format!("$agg{i}"), ty: *t }));
+        let mut cols: Vec<Column> = keys
+            .iter()
+            .zip(&key_types)
+            .map(|((_, n), t)| Column {
+                name: n.clone(),
+                ty: *t,
+            })
+            .collect();
+        cols.extend(agg_types.iter().enumerate().map(|(i, t)| Column {
+            name: format!("$agg{i}"),
+            ty: *t,
+        }));
         for n in ["window_start", "window_end", "window_time"] {
-            cols.push(Column { name: n.into(), ty: SqlType::Timestamp });
+            cols.push(Column {
+                name: n.into(),
+                ty: SqlType::Timestamp,
+            });
         }
         let plan = nest(
             format!(
@@ -840,17 +1154,28 @@ impl<'e> Planner<'e> {
                 shown_calls.join(", ")
             ),
             &nest(
-                format!("Calc: {}uid={pre_uid}", filter.map(|f| format!("where=({f}) ")).unwrap_or_default()),
+                format!(
+                    "Calc: {}uid={pre_uid}",
+                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default()
+                ),
                 &input.plan,
             ),
         );
         let rowtime = Some(cols.len() - 1);
-        let agg_stream = Stream { ds, cols, rowtime, plan };
+        let agg_stream = Stream {
+            ds,
+            cols,
+            rowtime,
+            plan,
+        };
         let select: Vec<SelectItem> = out_items
             .into_iter()
-            .map(|(n, e)| SelectItem::ExprWithAlias { expr: e, alias: Ident::with_quote('"', n) })
+            .map(|(n, e)| SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::with_quote('"', n),
+            })
             .collect();
-        self.calc(agg_stream, having.as_ref(), &select).map_err(|e| match e {
+        self.calc(agg_stream, having.as_ref(), &select, names).map_err(|e| match e {
             SqlError::At { line, column, message } if message.starts_with("column '") && message.contains("not found") => {
                 let col = message.split('\'').nth(1).unwrap_or("").to_string();
                 SqlError::At {
@@ -866,7 +1191,9 @@ impl<'e> Planner<'e> {
     fn select_to_print(&mut self, q: &Query) -> Result<String> {
         let s = self.query(q)?;
         let uid = self.uid("sink-print");
-        s.ds.sink_to(weir_engine::connectors::PrintSink::<Row>::display()).name("Sink: print (SELECT)").uid(&uid);
+        s.ds.sink_to(weir_engine::connectors::PrintSink::<Row>::display())
+            .name("Sink: print (SELECT)")
+            .uid(&uid);
         let mut lines = nest(format!("Sink: print (SELECT) uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))
@@ -875,19 +1202,36 @@ impl<'e> Planner<'e> {
     fn insert(&mut self, table: &Ident, q: &Query) -> Result<String> {
         let name = norm(table);
         let Some(entry) = self.tables.get(&name) else {
-            return Err(SqlError::at(table.span, format!("sink table '{name}' not found; declare it with CREATE TABLE first")));
+            return Err(SqlError::at(
+                table.span,
+                format!("sink table '{name}' not found; declare it with CREATE TABLE first"),
+            ));
         };
         let (def, physical) = (entry.def.clone(), entry.physical.clone());
-        if def.columns.iter().any(|c| matches!(c.kind, ColumnKind::Computed(_))) {
-            return Err(SqlError::at(table.span, format!("sink table '{name}' has computed columns, which sinks cannot have")));
+        if def
+            .columns
+            .iter()
+            .any(|c| matches!(c.kind, ColumnKind::Computed(_)))
+        {
+            return Err(SqlError::at(
+                table.span,
+                format!("sink table '{name}' has computed columns, which sinks cannot have"),
+            ));
         }
         let conn = def.options.get("connector").cloned().unwrap_or_default();
         if !connectors::SINKS.contains(&conn.as_str()) {
             return Err(SqlError::at(
-                def.option_spans.get("connector").copied().unwrap_or(table.span),
-                format!("connector '{conn}' of table '{name}' cannot be written to; sinks are: {}", connectors::SINKS.join(", ")),
+                def.option_spans
+                    .get("connector")
+                    .copied()
+                    .unwrap_or(table.span),
+                format!(
+                    "connector '{conn}' of table '{name}' cannot be written to; sinks are: {}",
+                    connectors::SINKS.join(", ")
+                ),
             ));
         }
+        self.sink_names = Some(physical.iter().map(|c| c.col.name.clone()).collect());
         let s = self.query(q)?;
         if s.cols.len() != physical.len() {
             return Err(SqlError::at(
@@ -895,9 +1239,17 @@ impl<'e> Planner<'e> {
                 format!(
                     "the query produces {} columns [{}] but sink '{name}' has {} [{}]",
                     s.cols.len(),
-                    s.cols.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                    s.cols
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     physical.len(),
-                    physical.iter().map(|c| c.col.name.as_str()).collect::<Vec<_>>().join(", ")
+                    physical
+                        .iter()
+                        .map(|c| c.col.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

@@ -365,7 +365,10 @@ mod tests {
 
     #[test]
     fn timestamps_format_like_flinks_sql_client() {
-        assert_eq!(format_timestamp(1_767_225_660_500), "2026-01-01 00:01:00.500");
+        assert_eq!(
+            format_timestamp(1_767_225_660_500),
+            "2026-01-01 00:01:00.500"
+        );
         assert_eq!(format_timestamp(0), "1970-01-01 00:00:00.000");
     }
 }

@@ -211,7 +211,8 @@ fn hop_windows_count_each_record_in_every_window_that_covers_it() {
     let data = input(
         dir.path(),
         "clicks.jsonl",
-        &[10_000, 40_000, 70_000].map(|t| json!({"user": "a", "amount": 1.0, "item": "x", "ts": hour + t})),
+        &[10_000, 40_000, 70_000]
+            .map(|t| json!({"user": "a", "amount": 1.0, "item": "x", "ts": hour + t})),
     );
     let sql = format!(
         "{}
@@ -340,7 +341,10 @@ fn explain_shows_the_streaming_plan_from_sink_to_source() {
         "Source: gen connector=datagen columns=[user_no BIGINT, seq BIGINT]",
     ]
     .iter()
-    .map(|s| text.find(s).unwrap_or_else(|| panic!("{s} missing in\n{text}")))
+    .map(|s| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("{s} missing in\n{text}"))
+    })
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
 }
@@ -367,11 +371,15 @@ fn errors_name_the_line_and_column_of_the_offending_text() {
             "5:47: non-windowed GROUP BY produces an updating result",
         ),
         (
-            format!("{t}{s}INSERT INTO s SELECT b FROM t GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE);"),
+            format!(
+                "{t}{s}INSERT INTO s SELECT b FROM t GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE);"
+            ),
             "5:22: column 'b' must appear in GROUP BY or be used in an aggregate function",
         ),
         (
-            format!("{t}{s}INSERT INTO s SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE);"),
+            format!(
+                "{t}{s}INSERT INTO s SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE);"
+            ),
             "5:54: TUMBLE's first argument must be the time attribute of its input",
         ),
         (
@@ -387,17 +395,23 @@ fn errors_name_the_line_and_column_of_the_offending_text() {
             "2:3: unknown connector 'kafka'",
         ),
         (
-            format!("{t}{s}INSERT INTO s SELECT a FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '1' MINUTE));"),
+            format!(
+                "{t}{s}INSERT INTO s SELECT a FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '1' MINUTE));"
+            ),
             "not supported yet",
         ),
         (
-            "CREATE TABLE g (a INT) WITH ('connector' = 'datagen', 'fields.a.mn' = '1');".to_string(),
+            "CREATE TABLE g (a INT) WITH ('connector' = 'datagen', 'fields.a.mn' = '1');"
+                .to_string(),
             "1:55: unknown option 'fields.a.mn' for connector 'datagen'",
         ),
     ];
     for (sql, want) in cases {
         let got = plan_error(&sql);
-        assert!(got.starts_with(want) || (want == "not supported yet" && got.contains(want)), "for\n{sql}\nwant: {want}\ngot:  {got}");
+        assert!(
+            got.starts_with(want) || (want == "not supported yet" && got.contains(want)),
+            "for\n{sql}\nwant: {want}\ngot:  {got}"
+        );
     }
 }
 
@@ -439,7 +453,8 @@ fn a_job_stopped_with_a_savepoint_and_restored_produces_the_uninterrupted_result
     let partial = output(first.path()).len();
     assert!(partial < expected.len(), "the job was stopped mid-stream");
 
-    let env = StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
+    let env =
+        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
     weir_sql::plan(&env, &script(first.path(), "1000000000")).unwrap();
     env.execute("after").unwrap();
     assert_eq!(output(first.path()), expected);

@@ -69,8 +69,7 @@ impl<T: super::Data, U: super::Data> Operator for BatchFnOp<T, U> {
 }
 
 /// A fallible batch-wise function (see `DataStream::transform_batches`).
-pub(crate) type TryBatchFn<T, U> =
-    Arc<dyn Fn(Vec<Rec<T>>) -> Result<Vec<Rec<U>>> + Send + Sync>;
+pub(crate) type TryBatchFn<T, U> = Arc<dyn Fn(Vec<Rec<T>>) -> Result<Vec<Rec<U>>> + Send + Sync>;
 
 /// Applies a fallible function batch-wise; an error fails the task.
 pub(crate) struct TryBatchFnOp<T, U> {
