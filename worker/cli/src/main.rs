@@ -231,18 +231,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);
-            if job.ends_with(".sql") {
-                let (show, summary) = (!no_progress, summary_json.as_deref());
-                return sql::run(&env, &job, &args, explain, show, summary);
-            }
-            let def = jobs::find(&job)?;
-            let job_args = jobs::JobArgs::parse(def, &args)?;
-            (def.build)(&env, &job_args)?;
-            if explain {
-                print!("{}", env.explain()?);
-                return Ok(());
-            }
-            let handle = env.execute_async(def.name)?;
+            let name = if job.ends_with(".sql") {
+                match sql::plan(&env, &job, &args, explain)? {
+                    Some(name) => name,
+                    None => return Ok(()),
+                }
+            } else {
+                let def = jobs::find(&job)?;
+                let job_args = jobs::JobArgs::parse(def, &args)?;
+                (def.build)(&env, &job_args)?;
+                if explain {
+                    print!("{}", env.explain()?);
+                    return Ok(());
+                }
+                def.name.to_string()
+            };
+            let handle = env.execute_async(&name)?;
             let _server = match rest.port {
                 Some(port) => {
                     let server = weir_cluster::RestServer::start(&rest.address, port)?;
@@ -252,7 +256,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            progress::run(handle, def.name, !no_progress, summary_json.as_deref())
+            progress::run(handle, &name, !no_progress, summary_json.as_deref())
         }
     }
 }

@@ -1,18 +1,19 @@
-//! `weir run job.sql`: plans a Flink SQL script with weir-sql and runs it like a registered job.
+//! `weir run job.sql`: plans a Flink SQL script with weir-sql onto an environment; `main`
+//! then runs it like a registered job (progress, REST API, summary).
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use weir_engine::api::StreamExecutionEnvironment;
 
-/// Runs (or with `explain`, only plans) the SQL script at `path` on `env`.
-pub fn run(
+/// Plans the SQL script at `path` onto `env` and prints its EXPLAIN statements' output.
+/// Returns the job name when there is something to run: `None` with `explain` (the plans
+/// are printed instead) or when the script only explains.
+pub fn plan(
     env: &StreamExecutionEnvironment,
     path: &str,
     args: &[String],
     explain: bool,
-    show_progress: bool,
-    summary_json: Option<&Path>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if !args.is_empty() {
         bail!(
             "--arg is for registered jobs; a SQL script takes its parameters from its WITH options"
@@ -27,19 +28,18 @@ pub fn run(
     if explain {
         println!("== streaming plan ==\n{}", planned.explain());
         println!("== physical plan ==\n{}", env.explain()?);
-        return Ok(());
+        return Ok(None);
     }
     if planned.pipelines == 0 {
         if planned.explained.is_empty() {
             bail!("{path} has no INSERT INTO or SELECT statement: nothing to run");
         }
-        return Ok(());
+        return Ok(None);
     }
     let name = Path::new(path)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("sql")
         .to_string();
-    let handle = env.execute_async(&name)?;
-    crate::progress::run(handle, &name, show_progress, summary_json)
+    Ok(Some(name))
 }

@@ -60,59 +60,6 @@ fn example(name: &str) -> String {
 }
 
 #[test]
-fn the_user_metrics_sql_example_prints_windows_that_account_for_every_event() {
-    let o = weir(&["run", &example("user_metrics.sql"), "--no-progress"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    // +I[window_start, window_end, user_id, events, amount]
-    let rows: Vec<Vec<&str>> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("+I[")?.strip_suffix(']'))
-        .map(|l| l.split(", ").collect())
-        .collect();
-    let events: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
-    assert_eq!(
-        events, 100_000,
-        "every generated event lands in exactly one window"
-    );
-    // 100 000 events x 20 ms = 2 000 s: minutes 00:00 to 00:33, 8 users each.
-    assert_eq!(rows.len(), 34 * 8, "{out}");
-    assert!(
-        rows.iter().any(|r| r[0] == "2026-01-01 00:33:00.000"
-            && r[1] == "2026-01-01 00:34:00.000"
-            && r[2] == "user_7"),
-        "{out}"
-    );
-    assert!(stderr(&o).contains("FINISHED"), "{}", stderr(&o));
-
-    let o = weir(&["run", &example("user_metrics.sql"), "--explain"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("GroupWindowAggregate: window=TUMBLE(size=60000 ms) keys=[user_id]"),
-        "{}",
-        stdout(&o)
-    );
-}
-
-#[test]
-fn a_sql_script_with_a_mistake_fails_naming_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.sql");
-    std::fs::write(
-        &path,
-        "CREATE TABLE t (a INT) WITH ('connector' = 'datagen');\nSELECT b FROM t;\n",
-    )
-    .unwrap();
-    let o = weir(&["run", path.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains(&format!("{}:2:8: column 'b' not found", path.display())),
-        "{}",
-        stderr(&o)
-    );
-}
-
-#[test]
 fn user_metrics_gives_the_same_results_at_parallelism_4() {
     let sorted_lines = |o: &Output| {
         let mut l: Vec<String> = stdout(o)
@@ -1214,4 +1161,150 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
     let o = cluster.weir(&["cancel", &cluster.job]);
     assert!(o.status.success(), "{}", stderr(&o));
     cluster.wait_for("CANCELED", 30);
+}
+
+#[test]
+fn the_user_metrics_sql_example_prints_windows_that_account_for_every_event() {
+    let o = weir(&["run", &example("user_metrics.sql"), "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // +I[window_start, window_end, user_id, events, amount]
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("+I[")?.strip_suffix(']'))
+        .map(|l| l.split(", ").collect())
+        .collect();
+    let events: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(
+        events, 100_000,
+        "every generated event lands in exactly one window"
+    );
+    // 100 000 events x 20 ms = 2 000 s: minutes 00:00 to 00:33, 8 users each.
+    assert_eq!(rows.len(), 34 * 8, "{out}");
+    assert!(
+        rows.iter().any(|r| r[0] == "2026-01-01 00:33:00.000"
+            && r[1] == "2026-01-01 00:34:00.000"
+            && r[2] == "user_7"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("FINISHED"), "{}", stderr(&o));
+
+    let o = weir(&["run", &example("user_metrics.sql"), "--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("GroupWindowAggregate: window=TUMBLE(size=60000 ms) keys=[user_id]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_sql_script_with_a_mistake_fails_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.sql");
+    std::fs::write(
+        &path,
+        "CREATE TABLE t (a INT) WITH ('connector' = 'datagen');\nSELECT b FROM t;\n",
+    )
+    .unwrap();
+    let o = weir(&["run", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{}:2:8: column 'b' not found", path.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A people table read from `input` and written to `out` by a SQL script.
+fn people_script(dir: &std::path::Path, input: &str) -> (String, std::path::PathBuf) {
+    let (data, out, script) = (
+        dir.join("people.jsonl"),
+        dir.join("adults"),
+        dir.join("adults.sql"),
+    );
+    std::fs::write(&data, input).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE people (name STRING, age INT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE adults (name STRING, age BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO adults SELECT UPPER(name), age FROM people WHERE age >= 18;",
+            data.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    (script.display().to_string(), out)
+}
+
+#[test]
+fn a_sql_script_writes_its_rows_to_a_filesystem_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, out) = people_script(
+        dir.path(),
+        "{\"name\": \"ann\", \"age\": 34}\n{\"name\": \"bob\", \"age\": 17}\n{\"name\": \"cy\", \"age\": 18}\n",
+    );
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = committed(&out);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [r#"{"age":18,"name":"CY"}"#, r#"{"age":34,"name":"ANN"}"#]
+    );
+}
+
+#[test]
+fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, out) = people_script(
+        dir.path(),
+        "{\"name\": \"ann\", \"age\": 34}\n{\"name\": \"bob\", \"age\n{\"name\": \"cy\", \"age\": 18}\n",
+    );
+    let data = dir.path().join("people.jsonl");
+
+    // Default policy: the job fails, naming the file and line; nothing is committed.
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{}:2:", data.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(committed(&out).is_empty());
+
+    // skip: every other record is written and the skipped one is counted.
+    let summary = dir.path().join("summary.json");
+    let o = weir(&[
+        "run",
+        &script,
+        "--no-progress",
+        "--set",
+        "pipeline.decode-error-policy=skip",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = committed(&out);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [r#"{"age":18,"name":"CY"}"#, r#"{"age":34,"name":"ANN"}"#]
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["skipped"], 1, "{s}");
+
+    // A well-formed record whose field does not fit its column fails naming table and field.
+    std::fs::write(&data, "{\"name\": \"ann\", \"age\": \"old\"}\n").unwrap();
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("table 'people': field 'age' = \"old\" is not a valid BIGINT"),
+        "{}",
+        stderr(&o)
+    );
 }

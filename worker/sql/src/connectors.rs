@@ -7,7 +7,10 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sqlparser::tokenizer::Span;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::config::DecodeErrorPolicy;
 use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, FileSource, PrintSink};
 use weir_engine::runtime::Rec;
 
@@ -137,6 +140,50 @@ fn json_value(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
     })
 }
 
+/// Turns decoded file records into rows of a table's columns. A record whose fields do not
+/// fit the columns is handled like an undecodable one (`pipeline.decode-error-policy`): the
+/// job fails naming the table, field and value, or the record is skipped with a warning.
+#[derive(Clone)]
+struct Decoder {
+    table: String,
+    policy: DecodeErrorPolicy,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Decoder {
+    fn rows<T>(
+        &self,
+        recs: Vec<Rec<T>>,
+        row: impl Fn(&T) -> std::result::Result<Vec<Value>, String>,
+    ) -> weir_engine::Result<Vec<Rec<Row>>> {
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            match row(&r.value) {
+                Ok(values) => out.push(Rec {
+                    ts: r.ts,
+                    value: Row(values),
+                }),
+                Err(reason) => match self.policy {
+                    DecodeErrorPolicy::Fail => {
+                        return Err(weir_engine::Error::User(format!(
+                            "table '{}': {reason}; fix the input, or set \
+                             pipeline.decode-error-policy: skip to skip such records",
+                            self.table
+                        )));
+                    }
+                    DecodeErrorPolicy::Skip => {
+                        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n <= 10 || n.is_power_of_two() {
+                            tracing::warn!(table = %self.table, %reason, skipped = n, "skipping a record that does not fit the table's columns");
+                        }
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A physical column and the field name it is read from / written to.
 #[derive(Debug, Clone)]
 pub struct PhysicalColumn {
@@ -183,6 +230,8 @@ pub fn source(
             let path = opts.required("path")?.to_string();
             let table = opts.table.to_string();
             let cols = cols.to_vec();
+            let policy = env.config().decode_error_policy()?;
+            let decode = Decoder { table, policy, skipped: Arc::new(AtomicU64::new(0)) };
             match opts.required("format")? {
                 "json" => {
                     let raw = env
@@ -190,22 +239,19 @@ pub fn source(
                         .uid(uid);
                     Ok(raw
                         .transform_batches("Decode JSON", move |recs| {
-                            recs.into_iter()
-                                .map(|r| {
-                                    let mut row = Vec::with_capacity(cols.len());
-                                    for c in &cols {
-                                        let v = r.value.get(&c.field).unwrap_or(&serde_json::Value::Null);
-                                        row.push(json_value(v, c.col.ty).ok_or_else(|| {
-                                            weir_engine::Error::User(format!(
-                                                "table '{table}': field '{}' = {v} is not a valid {}",
-                                                c.field,
-                                                c.col.ty.sql_name()
-                                            ))
-                                        })?);
-                                    }
-                                    Ok(Rec { ts: r.ts, value: Row(row) })
-                                })
-                                .collect()
+                            decode.rows(recs, |value| {
+                                let serde_json::Value::Object(fields) = value else {
+                                    return Err(format!("{value} is not a JSON object"));
+                                };
+                                cols.iter()
+                                    .map(|c| {
+                                        let v = fields.get(&c.field).unwrap_or(&serde_json::Value::Null);
+                                        json_value(v, c.col.ty).ok_or_else(|| {
+                                            format!("field '{}' = {v} is not a valid {}", c.field, c.col.ty.sql_name())
+                                        })
+                                    })
+                                    .collect()
+                            })
                         })
                         .uid(&format!("{uid}-decode")))
                 }
@@ -215,23 +261,22 @@ pub fn source(
                         .uid(uid);
                     Ok(raw
                         .transform_batches("Decode CSV", move |recs| {
-                            recs.into_iter()
-                                .map(|r| {
-                                    let mut row = Vec::with_capacity(cols.len());
-                                    for (i, c) in cols.iter().enumerate() {
-                                        let s = r.value.get(i).map(String::as_str).unwrap_or("");
-                                        row.push(parse_text(s, c.col.ty).ok_or_else(|| {
-                                            weir_engine::Error::User(format!(
-                                                "table '{table}': CSV field {} ('{}') = '{s}' is not a valid {}",
+                            decode.rows(recs, |fields| {
+                                cols.iter()
+                                    .enumerate()
+                                    .map(|(i, c)| {
+                                        let s = fields.get(i).map(String::as_str).unwrap_or("");
+                                        parse_text(s, c.col.ty).ok_or_else(|| {
+                                            format!(
+                                                "CSV field {} ('{}') = '{s}' is not a valid {}",
                                                 i + 1,
                                                 c.field,
                                                 c.col.ty.sql_name()
-                                            ))
-                                        })?);
-                                    }
-                                    Ok(Rec { ts: r.ts, value: Row(row) })
-                                })
-                                .collect()
+                                            )
+                                        })
+                                    })
+                                    .collect()
+                            })
                         })
                         .uid(&format!("{uid}-decode")))
                 }
