@@ -233,7 +233,7 @@ fn run(cli: Cli) -> Result<()> {
             let env = StreamExecutionEnvironment::with_config(conf);
             let name = if job.ends_with(".sql") {
                 match sql::plan(&env, &job, &args, explain)? {
-                    Some(name) => name,
+                    Some(planned) => planned.name,
                     None => return Ok(()),
                 }
             } else {

@@ -5,15 +5,23 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 use weir_engine::api::StreamExecutionEnvironment;
 
+/// A script planned onto an environment, ready to run.
+pub struct Planned {
+    /// The job name: the script's file name without `.sql`.
+    pub name: String,
+    /// The script text (what a cluster's TaskManagers plan again).
+    pub text: String,
+}
+
 /// Plans the SQL script at `path` onto `env` and prints its EXPLAIN statements' output.
-/// Returns the job name when there is something to run: `None` with `explain` (the plans
-/// are printed instead) or when the script only explains.
+/// Returns `None` when there is nothing to run: with `explain` (the plans are printed
+/// instead) or when the script only explains.
 pub fn plan(
     env: &StreamExecutionEnvironment,
     path: &str,
     args: &[String],
     explain: bool,
-) -> Result<Option<String>> {
+) -> Result<Option<Planned>> {
     if !args.is_empty() {
         bail!(
             "--arg is for registered jobs; a SQL script takes its parameters from its WITH options"
@@ -41,5 +49,5 @@ pub fn plan(
         .and_then(|s| s.to_str())
         .unwrap_or("sql")
         .to_string();
-    Ok(Some(name))
+    Ok(Some(Planned { name, text }))
 }

@@ -1308,3 +1308,78 @@ fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_con
         stderr(&o)
     );
 }
+
+/// A windowed SQL job over 20 000 generated rows (`rate` rows per second) writing to `out`.
+fn windowed_sql_script(dir: &std::path::Path, out: &std::path::Path, rate: u32) -> String {
+    let path = dir.join(format!("windows-{rate}.sql"));
+    std::fs::write(
+        &path,
+        format!(
+            "CREATE TABLE gen (seq BIGINT, k AS seq % 7, ts AS TO_TIMESTAMP_LTZ(seq * 10, 3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+                   'fields.seq.start' = '0', 'fields.seq.end' = '19999',
+                   'rows-per-second' = '{rate}');
+             CREATE TABLE out (k BIGINT, ws TIMESTAMP(3), n BIGINT, total BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out
+             SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND), COUNT(*), SUM(seq)
+             FROM gen GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k;",
+            out.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_sql_job_on_a_cluster_that_loses_a_taskmanager_writes_what_weir_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference");
+    let script = windowed_sql_script(dir.path(), &reference, 1_000_000_000);
+    let o = weir(&["run", &script, "-p", "4", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(&reference);
+    // 20 000 rows 10 ms apart: 200 one-second windows, 7 keys each.
+    assert_eq!(expected.len(), 200 * 7);
+
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = dir.path().join("cluster");
+    let script = windowed_sql_script(dir.path(), &out, 5000);
+    let set = ["parallelism.default=4".to_string()];
+    let mut cluster = Cluster::start_job(&s3, 2, 2, &set, &script, &[]);
+    // The JobManager has planned the script; TaskManagers (also the replacement) never read it.
+    std::fs::remove_file(&script).unwrap();
+
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1500)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint appeared in S3\n{}",
+            cluster.procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.procs.kill("taskmanager-1");
+    let partial = committed(&out).len();
+    cluster.add_taskmanager();
+    cluster.wait_for("FINISHED", 60);
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
+    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
+    assert!(
+        partial < expected.len(),
+        "the TaskManager was killed mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    assert_eq!(
+        committed(&out),
+        expected,
+        "exactly-once output after losing a TaskManager\n{}",
+        cluster.procs.logs()
+    );
+}
