@@ -26,7 +26,7 @@ pub enum ColumnKind {
     /// Read from the connector, with its declared type.
     Physical(DataType),
     /// `name AS expr`, computed from the physical columns.
-    Computed(Expr),
+    Computed(Box<Expr>),
 }
 
 /// `WATERMARK FOR col AS expr`.
@@ -59,7 +59,7 @@ pub struct TableDef {
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// `CREATE TABLE`
-    CreateTable(TableDef),
+    CreateTable(Box<TableDef>),
     /// `CREATE VIEW name AS query`
     CreateView {
         /// View name.
@@ -190,7 +190,7 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
                     "CREATE TABLE IF NOT EXISTS is not supported yet",
                 ));
             }
-            return parse_create_table(p, start).map(Statement::CreateTable);
+            return parse_create_table(p, start).map(|t| Statement::CreateTable(Box::new(t)));
         }
         if p.parse_keyword(Keyword::VIEW) {
             let name = single_ident(p, "view")?;
@@ -278,7 +278,7 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
         } else {
             let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
             let kind = if p.parse_keyword(Keyword::AS) {
-                ColumnKind::Computed(p.parse_expr().map_err(SqlError::from_parser)?)
+                ColumnKind::Computed(Box::new(p.parse_expr().map_err(SqlError::from_parser)?))
             } else {
                 let ty = p.parse_data_type().map_err(SqlError::from_parser)?;
                 // Nullability is accepted and not enforced.

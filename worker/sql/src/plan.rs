@@ -211,12 +211,22 @@ impl Win {
     }
 }
 
+/// An aggregate call found in the SELECT list or HAVING.
+struct FoundCall {
+    kind: AggKind,
+    distinct: bool,
+    /// `None` for `COUNT(*)`.
+    arg: Option<Expr>,
+    /// `FILTER (WHERE …)`.
+    filter: Option<Expr>,
+}
+
 /// Replaces aggregate calls, window auxiliary functions and group keys in the SELECT list
 /// and HAVING with references to the window aggregate's output columns.
 struct AggRewriter<'a> {
     win: Win,
     keys: &'a [(String, String)],
-    calls: Vec<(AggKind, bool, Option<Expr>, Option<Expr>, Span)>,
+    calls: Vec<FoundCall>,
     error: Option<SqlError>,
 }
 
@@ -269,7 +279,12 @@ impl VisitorMut for AggRewriter<'_> {
             };
             let filter = f.filter.as_deref().cloned();
             let idx = self.calls.len();
-            self.calls.push((kind, distinct, arg, filter, span));
+            self.calls.push(FoundCall {
+                kind,
+                distinct,
+                arg,
+                filter,
+            });
             *e = Expr::Identifier(Ident::with_quote('"', format!("$agg{idx}")));
             return ControlFlow::Continue(());
         }
@@ -373,7 +388,7 @@ impl<'e> Planner<'e> {
 
     fn plan_statement(&mut self, s: Statement) -> Result<()> {
         match s {
-            Statement::CreateTable(def) => self.create_table(def),
+            Statement::CreateTable(def) => self.create_table(*def),
             Statement::CreateView { name, query } => {
                 let n = norm(&name);
                 if self.tables.contains_key(&n) || self.views.contains_key(&n) {
@@ -561,7 +576,7 @@ impl<'e> Planner<'e> {
                     }
                     ColumnKind::Computed(e) => {
                         shown.push(format!("{} := {e}", norm(&c.ident)));
-                        e.clone()
+                        e.as_ref().clone()
                     }
                 };
                 let comp = compile(&self.funcs, &e, &phys_cols)?;
@@ -1024,7 +1039,13 @@ impl<'e> Planner<'e> {
         let key_types: Vec<SqlType> = pre.iter().map(|p| p.1).collect();
         let mut agg_calls = Vec::new();
         let mut shown_calls = Vec::new();
-        for (kind, distinct, arg, flt, span) in &calls {
+        for FoundCall {
+            kind,
+            distinct,
+            arg,
+            filter: flt,
+        } in &calls
+        {
             let arg_idx = match arg {
                 Some(a) => {
                     let c = compile(&self.funcs, a, &input.cols)?;
@@ -1060,7 +1081,6 @@ impl<'e> Planner<'e> {
                 AggKind::Count => SqlType::BigInt,
                 _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
             };
-            let _ = span;
             shown_calls.push(format!(
                 "{}({}{}){}",
                 format!("{kind:?}").to_uppercase(),
