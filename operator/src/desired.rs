@@ -145,7 +145,53 @@ pub fn worker_config(
         }
         set(keys::S3_PATH_STYLE, storage.path_style.to_string());
     }
+    // A TaskManager lives within its container's memory (limit, else request), unless the
+    // user budgets it explicitly.
+    if !config.contains_key(keys::MEMORY_PROCESS_SIZE)
+        && let Some(bytes) = taskmanager_memory(spec)
+    {
+        config.insert(keys::MEMORY_PROCESS_SIZE.to_string(), bytes.to_string());
+    }
     config
+}
+
+/// The TaskManager container's memory limit (else its request) in bytes.
+fn taskmanager_memory(spec: &StreamJobSpec) -> Option<u64> {
+    let r = spec.task_manager.resources.as_ref()?;
+    let q = r
+        .limits
+        .as_ref()
+        .and_then(|l| l.get("memory"))
+        .or_else(|| r.requests.as_ref().and_then(|l| l.get("memory")))?;
+    quantity_bytes(&q.0)
+}
+
+/// A Kubernetes quantity (`4Gi`, `512M`, `1e9`, `1073741824`) in bytes; `None` if it is not
+/// a whole number of bytes this understands.
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = n * factor;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -77,6 +77,8 @@ pub mod config {
     pub const REST_PORT: &str = "rest.port";
     pub const RPC_ADDRESS: &str = "jobmanager.rpc.address";
     pub const RPC_PORT: &str = "jobmanager.rpc.port";
+    /// Derived from the TaskManager container's memory limit unless the user sets it.
+    pub const MEMORY_PROCESS_SIZE: &str = "taskmanager.memory.process.size";
 
     /// Keys the operator owns: a user `config` entry for one of these is rejected by
     /// validation, because silently overriding either side would hide a mistake.

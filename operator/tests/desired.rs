@@ -282,6 +282,33 @@ fn resources_service_account_and_pull_policy_reach_the_pods() {
 }
 
 #[test]
+fn the_taskmanager_memory_limit_becomes_its_memory_budget_unless_configured() {
+    // savepoint.yaml: taskManager limits memory 4Gi.
+    let config = config_file(&render("savepoint.yaml", None));
+    assert_eq!(
+        config
+            .get("taskmanager.memory.process.size")
+            .map(String::as_str),
+        Some("4294967296")
+    );
+    let mut job = fixture("savepoint.yaml");
+    job.spec
+        .config
+        .insert("taskmanager.memory.process.size".into(), "3g".into());
+    let config = worker_config("orders", &job.spec, None);
+    assert_eq!(config["taskmanager.memory.process.size"], "3g");
+    // Without resources nothing is budgeted.
+    let config = config_file(&render("stateless.yaml", None));
+    assert!(!config.contains_key("taskmanager.memory.process.size"));
+    use weir_operator::desired::quantity_bytes as q;
+    assert_eq!(q("512Mi"), Some(512 << 20));
+    assert_eq!(q("1G"), Some(1_000_000_000));
+    assert_eq!(q("1.5Gi"), Some(1_610_612_736));
+    assert_eq!(q("2e9"), Some(2_000_000_000));
+    assert_eq!(q("100m"), None, "milli-bytes are not bytes");
+}
+
+#[test]
 fn the_pod_template_is_merged_under_the_generated_pod() {
     let objects = render("pod-template.yaml", None);
     let pod = pod_spec(&objects.jobmanager);

@@ -158,8 +158,10 @@ fn main() {
             .with_env_filter(filter())
             .init();
     } else {
+        // Colours only on a terminal: files and `kubectl logs` get plain text.
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_env_filter(filter())
             .init();
     }

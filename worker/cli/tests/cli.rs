@@ -15,6 +15,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `weir args` and checks that it fails saying `message`.
+fn fails_with(args: &[&str], message: &str) {
+    let o = weir(args);
+    assert!(!o.status.success(), "weir {args:?} succeeded");
+    assert!(stderr(&o).contains(message), "{}", stderr(&o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -163,43 +170,28 @@ fn bench_job_reads_a_file_and_writes_a_summary() {
 
 #[test]
 fn mistakes_on_the_command_line_get_errors_that_say_what_to_do() {
-    let o = weir(&["run", "no-such-job"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("no job named 'no-such-job'; registered jobs: user-metrics"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "no-such-job"],
+        "no job named 'no-such-job'; registered jobs: user-metrics",
     );
-
-    let o = weir(&["run", "user-metrics", "--arg", "event=5"]);
-    assert!(
-        stderr(&o).contains("has no argument 'event'; its arguments are: events, users, rate"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "user-metrics", "--arg", "event=5"],
+        "has no argument 'event'; its arguments are: events, users, rate",
     );
-
-    let o = weir(&["run", "user-metrics", "--set", "pipeline.max-paralelism=4"]);
-    assert!(
-        stderr(&o).contains("did you mean 'pipeline.max-parallelism'"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &["run", "user-metrics", "--set", "pipeline.max-paralelism=4"],
+        "did you mean 'pipeline.max-parallelism'",
     );
-
-    let o = weir(&["run", "bench-tumbling"]);
-    assert!(stderr(&o).contains("needs --arg input="), "{}", stderr(&o));
-
-    let o = weir(&[
-        "run",
-        "bench-tumbling",
-        "--arg",
-        "input=/nonexistent/events.jsonl",
-        "--no-progress",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("cannot read input /nonexistent/events.jsonl"),
-        "{}",
-        stderr(&o)
+    fails_with(&["run", "bench-tumbling"], "needs --arg input=");
+    fails_with(
+        &[
+            "run",
+            "bench-tumbling",
+            "--arg",
+            "input=/nonexistent/events.jsonl",
+            "--no-progress",
+        ],
+        "cannot read input /nonexistent/events.jsonl",
     );
 }
 
@@ -242,14 +234,53 @@ fn latest_checkpoint(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         })
 }
 
+/// Kills `child` (SIGKILL) at a random point 0.3–1.5 s into its run, once a checkpoint is
+/// complete under `dir`; returns when it was killed (for assertion messages).
+fn kill_after_a_checkpoint(
+    child: &mut std::process::Child,
+    dir: &std::path::Path,
+) -> std::time::Duration {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let at = std::time::Duration::from_millis(300 + seed % 1200);
+    let start = std::time::Instant::now();
+    while latest_checkpoint(dir).is_none() || start.elapsed() < at {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no checkpoint appeared under {}",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    start.elapsed()
+}
+
 #[test]
 fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
+    killed_process_resumes_exactly_once("hashmap");
+}
+
+#[test]
+fn a_killed_rocksdb_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_output() {
+    killed_process_resumes_exactly_once("rocksdb");
+}
+
+/// Kills `weir run` (checkpoints on file:// every 100 ms, `backend`) at a random point of its
+/// run, resumes from the latest checkpoint, and compares with a failure-free run.
+fn killed_process_resumes_exactly_once(backend: &str) {
+    let backend_key = format!("state.backend.type={backend}");
     let base = [
         "run",
         "user-metrics",
         "--arg",
         "events=60000",
         "--no-progress",
+        "--set",
+        backend_key.as_str(),
     ];
     let reference = tempfile::tempdir().unwrap();
     let o = weir(
@@ -284,23 +315,11 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill -9 once a checkpoint exists and the job is well under way (about 1 s of 2 s).
-    let start = std::time::Instant::now();
-    while latest_checkpoint(chk.path()).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, chk.path());
     let partial = committed(out.path());
     assert!(
         partial.len() < expected.len(),
-        "killed mid-run: {} of {} results",
+        "{backend}: killed mid-run after {at:?}: {} of {} results",
         partial.len(),
         expected.len()
     );
@@ -320,7 +339,7 @@ fn a_killed_weir_process_resumes_from_its_latest_checkpoint_with_exactly_once_ou
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from {}",
+        "{backend}: killed after {at:?}, resumed from {}",
         restore.display()
     );
 }
@@ -388,18 +407,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
         .unwrap();
     // Objects live as files under the server's root: find the newest complete checkpoint.
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared in S3"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
     let chk = latest_checkpoint(&bucket_dir).unwrap();
     let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
     let mut resume = args.clone();
@@ -412,7 +420,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from s3://weir/{}",
+        "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()
     );
 }
@@ -652,18 +660,7 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
         .spawn()
         .unwrap();
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1000)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared in S3"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
     let chk = latest_checkpoint(&bucket_dir).unwrap();
     // The keyed state went up as SST files under <job-id>/shared/, referenced by _metadata.
     let meta = std::fs::read_to_string(chk.join("_metadata")).unwrap();
@@ -688,7 +685,7 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
     assert_eq!(
         committed(out.path()),
         expected,
-        "resumed from s3://weir/{}",
+        "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()
     );
 }
@@ -1087,9 +1084,77 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 #[test]
 fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
+    let (cluster, _s3) = slow_sink_backpressure(&[], 8);
+    let o = cluster.weir(&["cancel", &cluster.job]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    cluster.wait_for("CANCELED", 30);
+}
+
+#[test]
+fn a_taskmanager_memory_budget_sizes_its_buffers_and_is_reported() {
+    // Too small for its slots: the TaskManager refuses to start, naming the numbers.
+    fails_with(
+        &[
+            "taskmanager",
+            "--set",
+            "taskmanager.memory.process.size=64m",
+            "--set",
+            "taskmanager.numberOfTaskSlots=4",
+        ],
+        "taskmanager.memory.process.size (64.0 MiB) is too small for 4 slot(s): framework \
+         32.0 MiB + network 6.4 MiB + managed 25.6 MiB + 64.0 MiB for tasks",
+    );
+    // 80 MiB with 10 % network in 1 MiB segments: 8 buffers for the 3 channels each
+    // TaskManager holds (two from its local source, one from the remote one) — 2 per channel.
+    let budget = [
+        "taskmanager.memory.process.size=80m",
+        "taskmanager.memory.managed.fraction=0.1",
+        "taskmanager.memory.segment-size=1mb",
+    ];
+    let (cluster, _s3) = slow_sink_backpressure(&budget, 2);
+    let tms: serde_json::Value =
+        serde_json::from_str(&http_get(&cluster.url, "/taskmanagers").expect("GET /taskmanagers"))
+            .unwrap();
+    let tms = tms["taskmanagers"].as_array().unwrap();
+    assert_eq!(tms.len(), 2, "{tms:?}");
+    for tm in tms {
+        let m = &tm["memoryConfiguration"];
+        assert_eq!(m["totalProcessMemory"], 80 << 20, "{tm}");
+        assert_eq!(m["networkMemory"], 8 << 20, "{tm}");
+        assert_eq!(m["managedMemory"], 8 << 20, "{tm}");
+        assert_eq!(m["frameworkOffHeap"], 32 << 20, "{tm}");
+        assert_eq!(m["taskHeap"], 32 << 20, "{tm}");
+        assert_eq!(tm["weir"]["networkBuffers"], 8, "{tm}");
+        let rss = tm["weir"]["residentMemory"].as_u64().unwrap();
+        assert!(rss > 1 << 20 && rss < 80 << 20, "within its budget: {rss}");
+        assert_eq!(
+            (tm["slotsNumber"].as_u64(), tm["freeSlots"].as_u64()),
+            (Some(1), Some(0))
+        );
+    }
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    let network = metric_sum(
+        &metrics,
+        "weir_taskmanager_Status_Memory_Budget",
+        &["component=\"network\""],
+    );
+    assert_eq!(network, 2.0 * (8 << 20) as f64, "{metrics}");
+    let logs = cluster.procs.logs();
+    assert!(
+        logs.contains("memory budget") && logs.contains("batches_per_channel=2"),
+        "{logs}"
+    );
+}
+
+/// Runs `slow-sink` on two one-slot TaskManagers with `set` added, whose channels hold
+/// `capacity` batches, and checks that the sink backpressures the sources with a bounded
+/// amount of data in flight. The job is left running (checkpointing to the S3 server
+/// returned with it).
+fn slow_sink_backpressure(set: &[&str], capacity: usize) -> (Cluster, (S3sFs, tempfile::TempDir)) {
     let data = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
-    let set = ["parallelism.default=2".to_string()];
+    let mut set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    set.push("parallelism.default=2".to_string());
     let job_args = ["sink-rate=20000".to_string()];
     // Two TaskManagers of one slot: half of the keyed exchange crosses processes.
     let cluster = Cluster::start_job(&s3, 2, 1, &set, "slow-sink", &job_args);
@@ -1140,10 +1205,12 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
         "sink rate {sink_rate}/s"
     );
     // ... and the sources are held to it: what is in flight is bounded by the channels —
-    // 4 channels of 8 batches of 1024 records, and for the 2 crossing processes 8 more on
-    // each side of the connection (credits) — plus the metrics' reporting delay.
+    // 2 in-process channels of `capacity` batches of 1024 records, and for the 2 crossing
+    // processes a channel on each side plus as many in the connection (credits) — plus the
+    // metrics' reporting delay.
     let in_flight = produced - consumed;
-    let bound = (2.0 * 8.0 + 2.0 * 24.0) * 1024.0 + 0.5 * sink_rate;
+    let c = capacity as f64;
+    let bound = (2.0 * c + 2.0 * 3.0 * c) * 1024.0 + 0.5 * sink_rate;
     eprintln!(
         "sources blocked {source_bp:.0} ms/s, sink {sink_bp:.0} ms/s; sink rate {sink_rate:.0}/s; \
          {in_flight} records in flight (bound {bound})"
@@ -1158,9 +1225,48 @@ fn a_slow_sink_backpressures_sources_across_taskmanagers_with_bounded_memory() {
             assert!(peak < 200.0, "{name} peaked at {peak:.0} MiB");
         }
     }
-    let o = cluster.weir(&["cancel", &cluster.job]);
+    (cluster, (s3, data))
+}
+
+#[test]
+fn weir_run_lives_within_a_memory_budget_or_names_the_part_that_is_too_small() {
+    // 16 channels of the keyed exchange at parallelism 4 need 32 buffers; 10 % of 200 MiB
+    // in 1 MiB segments is 20.
+    fails_with(
+        &[
+            "run",
+            "user-metrics",
+            "-p",
+            "4",
+            "--set",
+            "taskmanager.memory.process.size=200m",
+            "--set",
+            "taskmanager.memory.segment-size=1mb",
+            "--no-progress",
+        ],
+        "network memory 20.0 MiB gives 20 buffers of 1024 KiB for 16 channels; every \
+         channel needs at least 2 (32 in all)",
+    );
+    // A budget that fits (RocksDB sharing one block cache): the same results as without.
+    let expected = user_metrics_reference(60000);
+    let out = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "run",
+        "user-metrics",
+        "-p",
+        "4",
+        "--set",
+        "taskmanager.memory.process.size=400m",
+        "--set",
+        "state.backend.type=rocksdb",
+        "--arg",
+        "events=60000",
+        "--arg",
+        &format!("output={}", out.path().display()),
+        "--no-progress",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    cluster.wait_for("CANCELED", 30);
+    assert_eq!(committed(out.path()), expected);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt::Write;
 use weir_engine::runtime::JobClient;
+use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
 use weir_engine::time::{MAX_WATERMARK, MIN_WATERMARK, now_ms};
 
@@ -100,8 +101,8 @@ fn rate(now: u64, then: u64, ms: u64) -> f64 {
     now.saturating_sub(then) as f64 * 1000.0 / ms.max(1) as f64
 }
 
-/// Renders every job's metrics.
-pub fn render(jobs: &[JobView<'_>]) -> String {
+/// Renders every job's metrics and those of the TaskManagers running them.
+pub fn render(jobs: &[JobView<'_>], taskmanagers: &[TaskManagerInfo]) -> String {
     let mut f = Families::default();
     let running = jobs
         .iter()
@@ -118,6 +119,7 @@ pub fn render(jobs: &[JobView<'_>]) -> String {
         job_metrics(&mut f, view);
         task_metrics(&mut f, view);
     }
+    taskmanager_metrics(&mut f, taskmanagers);
     f.text()
 }
 
@@ -161,6 +163,11 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
         s.in_progress() as f64,
     );
     add(
+        "lastCompletedCheckpointId",
+        "id of the latest completed checkpoint (-1: none yet; its path is in GET /jobs/:id/checkpoints)",
+        s.last_completed_id.map_or(-1.0, |id| id as f64),
+    );
+    add(
         "lastCheckpointDuration",
         "milliseconds from trigger to completion of the latest checkpoint",
         s.last_duration_ms as f64,
@@ -172,9 +179,25 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
     );
     add(
         "lastCheckpointFullSize",
-        "full state size of the latest checkpoint in bytes (no incremental checkpoints yet: the same as lastCheckpointSize)",
-        s.last_size_bytes as f64,
+        "bytes the latest checkpoint references, including shared files uploaded by earlier incremental checkpoints",
+        s.last_full_size_bytes as f64,
     );
+    for (uid, bytes) in &s.last_operator_sizes {
+        f.add(
+            "weir_jobmanager_job_operator_lastCheckpointFullSize",
+            g,
+            "bytes of the operator's state (all subtasks) in the latest completed checkpoint or savepoint",
+            &[
+                ("job_id", job.job_id()),
+                ("job_name", job.name()),
+                ("operator_uid", uid.as_str()),
+            ],
+            *bytes as f64,
+        );
+    }
+    let mut add = |name: &str, help: &'static str, v: f64| {
+        f.add(&format!("weir_jobmanager_job_{name}"), g, help, &labels, v)
+    };
     add(
         "lastCheckpointRestoreTimestamp",
         "when the job last restored state (epoch ms; -1: never)",
@@ -185,6 +208,59 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
         "milliseconds to load the restored state (-1: never restored)",
         s.restore_ms.map_or(-1.0, |ms| ms as f64),
     );
+}
+
+fn taskmanager_metrics(f: &mut Families, tms: &[TaskManagerInfo]) {
+    for t in tms {
+        let labels = [("tm_id", t.id.as_str())];
+        f.add(
+            "weir_taskmanager_Status_Slots_Total",
+            "gauge",
+            "slots the TaskManager offers",
+            &labels,
+            t.slots as f64,
+        );
+        f.add(
+            "weir_taskmanager_Status_Slots_Available",
+            "gauge",
+            "slots not running subtasks",
+            &labels,
+            t.slots.saturating_sub(t.slots_in_use) as f64,
+        );
+        if let Some(rss) = t.rss_bytes {
+            f.add(
+                "weir_taskmanager_Status_Memory_Resident",
+                "gauge",
+                "resident memory of the TaskManager process in bytes (as last reported)",
+                &labels,
+                rss as f64,
+            );
+        }
+        if let Some(m) = &t.memory {
+            for (component, bytes) in [
+                ("process", m.process),
+                ("framework", m.framework),
+                ("network", m.network),
+                ("managed", m.managed),
+                ("task", m.task),
+            ] {
+                f.add(
+                    "weir_taskmanager_Status_Memory_Budget",
+                    "gauge",
+                    "the TaskManager's memory budget (taskmanager.memory.process.size) and its split, in bytes",
+                    &[("tm_id", t.id.as_str()), ("component", component)],
+                    bytes as f64,
+                );
+            }
+            f.add(
+                "weir_taskmanager_Status_Shuffle_Netty_TotalMemorySegments",
+                "gauge",
+                "network buffers (taskmanager.memory.segment-size each) in the budget",
+                &labels,
+                m.buffers() as f64,
+            );
+        }
+    }
 }
 
 fn task_metrics(f: &mut Families, view: &JobView<'_>) {

@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
+use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
 use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobStatus};
 
@@ -254,6 +255,14 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             get(method)?;
             Ok((StatusCode::OK, dashboard_config()))
         }
+        ["taskmanagers"] => {
+            get(method)?;
+            let list: Vec<Value> = taskmanagers(&jobs(state))
+                .iter()
+                .map(taskmanager_json)
+                .collect();
+            Ok((StatusCode::OK, json!({"taskmanagers": list})))
+        }
         ["metrics"] => {
             get(method)?;
             unreachable!("served before routing")
@@ -385,21 +394,59 @@ fn overview(state: &State) -> Value {
     let jobs = jobs(state);
     let count = |s: JobStatus| jobs.iter().filter(|j| j.status() == s).count();
     let running = jobs.iter().filter(|j| !j.status().is_terminal()).count();
-    let slots: usize = jobs
-        .iter()
-        .filter(|j| !j.status().is_terminal())
-        .map(|j| j.metrics().tasks.len())
-        .sum();
+    let tms = taskmanagers(&jobs);
+    let slots: usize = tms.iter().map(|t| t.slots).sum();
+    let used: usize = tms.iter().map(|t| t.slots_in_use).sum();
     json!({
-        "taskmanagers": 1,
+        "taskmanagers": tms.len(),
         "slots-total": slots,
-        "slots-available": 0,
+        "slots-available": slots.saturating_sub(used),
         "jobs-running": running,
         "jobs-finished": count(JobStatus::Finished),
         "jobs-cancelled": count(JobStatus::Canceled),
         "jobs-failed": count(JobStatus::Failed),
         "flink-version": env!("CARGO_PKG_VERSION"),
         "flink-commit": "weir",
+    })
+}
+
+/// The TaskManagers of the application's job (the newest job still running, else the
+/// newest): a cluster's registered TaskManagers, or this process for `weir run`.
+pub(crate) fn taskmanagers(jobs: &[JobClient]) -> Vec<TaskManagerInfo> {
+    jobs.iter()
+        .rev()
+        .find(|j| !j.status().is_terminal())
+        .or(jobs.last())
+        .map(JobClient::taskmanagers)
+        .unwrap_or_default()
+}
+
+/// Flink's `/taskmanagers` item; `memoryConfiguration` holds the budget's split (bytes),
+/// `weir` what has no Flink name.
+fn taskmanager_json(t: &TaskManagerInfo) -> Value {
+    let (host, port) = t.data_addr.rsplit_once(':').unwrap_or((&t.data_addr, ""));
+    let memory = t.memory.as_ref().map(|m| {
+        json!({
+            "totalProcessMemory": m.process,
+            "frameworkOffHeap": m.framework,
+            "networkMemory": m.network,
+            "managedMemory": m.managed,
+            "taskHeap": m.task,
+        })
+    });
+    json!({
+        "id": t.id,
+        "path": host,
+        "dataPort": port.parse::<u16>().ok(),
+        "slotsNumber": t.slots,
+        "freeSlots": t.slots.saturating_sub(t.slots_in_use),
+        "timeSinceLastHeartbeat": t.since_heartbeat_ms,
+        "memoryConfiguration": memory,
+        "weir": {
+            "residentMemory": t.rss_bytes,
+            "networkBuffers": t.memory.as_ref().map(|m| m.buffers()),
+            "segmentSize": t.memory.as_ref().map(|m| m.segment),
+        },
     })
 }
 
@@ -941,5 +988,5 @@ fn metrics_text(state: &State) -> String {
             previous: base.as_ref(),
         })
         .collect();
-    prometheus::render(&views)
+    prometheus::render(&views, &taskmanagers(&jobs))
 }

@@ -373,6 +373,7 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
         &[
             ("execution.checkpointing.interval", "30ms".into()),
             ("state.checkpoints.dir", uri(chk.path())),
+            ("taskmanager.memory.process.size", "256m".into()),
         ],
         out.path(),
         30_000.0,
@@ -445,6 +446,47 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
     assert_eq!(
         value("weir_jobmanager_job_lastCheckpointSize", None),
         checkpoints.last_size_bytes as f64
+    );
+    assert_eq!(
+        value("weir_jobmanager_job_lastCheckpointFullSize", None),
+        checkpoints.last_full_size_bytes as f64
+    );
+    assert_eq!(
+        value("weir_jobmanager_job_lastCompletedCheckpointId", None),
+        checkpoints.last_completed_id.unwrap() as f64
+    );
+    // Per operator: what the latest checkpoint holds of each stateful operator.
+    assert!(!checkpoints.last_operator_sizes.is_empty());
+    for (uid, bytes) in &checkpoints.last_operator_sizes {
+        let sample = samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == "weir_jobmanager_job_operator_lastCheckpointFullSize"
+                    && l.contains(&("operator_uid".into(), uid.clone()))
+            })
+            .map(|(_, _, v)| *v);
+        assert_eq!(sample, Some(*bytes as f64), "{uid}: {text}");
+    }
+    // A local job is one TaskManager: its slots are the job's parallelism, its memory the
+    // budget it was given.
+    let tm = |name: &str, component: Option<&str>| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.contains(&("tm_id".into(), "local".into()))
+                    && component.is_none_or(|c| l.contains(&("component".into(), c.into())))
+            })
+            .map(|(_, _, v)| *v)
+    };
+    assert_eq!(tm("weir_taskmanager_Status_Slots_Total", None), Some(1.0));
+    assert!(tm("weir_taskmanager_Status_Memory_Resident", None).unwrap() > 1e6);
+    let budget = |c| tm("weir_taskmanager_Status_Memory_Budget", Some(c));
+    assert_eq!(budget("process"), Some((256u64 << 20) as f64), "{text}");
+    assert_eq!(budget("framework"), Some((32u64 << 20) as f64));
+    assert_eq!(
+        budget("network").unwrap() + budget("managed").unwrap() + budget("task").unwrap(),
+        (224u64 << 20) as f64
     );
     assert_eq!(value("weir_jobmanager_job_numRestarts", None), 0.0);
     assert!(value("weir_jobmanager_job_uptime", None) > 0.0);

@@ -185,6 +185,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "address the JobManager's RPC port binds to; empty: $POD_IP if set, else 0.0.0.0",
     ),
     (
+        "taskmanager.memory.process.size",
+        "",
+        "memory budget of a TaskManager process (e.g. 1g, 1728m); sizes network buffers and RocksDB memory. Empty: no budget",
+    ),
+    (
+        "taskmanager.memory.framework.size",
+        "32m",
+        "part of the budget reserved for the runtime itself (threads, allocator, RPC, REST)",
+    ),
+    (
+        "taskmanager.network.memory.fraction",
+        "0.1",
+        "share of the budget for buffers between tasks (in-process channels and the network exchange)",
+    ),
+    (
+        "taskmanager.memory.managed.fraction",
+        "0.4",
+        "share of the budget for RocksDB (block cache and write buffers, shared by the TaskManager's instances)",
+    ),
+    (
+        "taskmanager.memory.segment-size",
+        "32kb",
+        "size of one network buffer: a channel holds one batch per buffer",
+    ),
+    (
+        "state.backend.rocksdb.memory.write-buffer-ratio",
+        "0.5",
+        "share of managed memory for RocksDB write buffers (memtables); the rest is the block cache",
+    ),
+    (
         "taskmanager.numberOfTaskSlots",
         "1",
         "slots a TaskManager offers; a slot runs one subtask of every task",
@@ -269,6 +299,24 @@ impl RestartStrategy {
     }
 }
 
+/// Parses a memory size the way Flink writes them: `1g`, `1728m`, `512 mb`, `64kb`, or a
+/// bare number of bytes (units are binary: 1k = 1024 bytes).
+pub fn parse_memory_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kib" | "kibibytes" => 10,
+        "m" | "mb" | "mib" | "mebibytes" => 20,
+        "g" | "gb" | "gib" | "gibibytes" => 30,
+        "t" | "tb" | "tib" | "tebibytes" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
 /// Parses a duration the way Flink writes them: `500ms`, `1s`, `10 s`, `2min`, `1h`, or a
 /// bare number of milliseconds.
 pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
@@ -305,6 +353,8 @@ pub struct StateBackendConfig {
     pub incremental: bool,
     /// `state.backend.rocksdb.localdir`: parent of the RocksDB working directories.
     pub local_dir: std::path::PathBuf,
+    /// RocksDB memory from the process's budget (set when tasks are deployed).
+    pub memory: crate::runtime::memory::RocksMemory,
 }
 
 impl Default for StateBackendConfig {
@@ -313,6 +363,7 @@ impl Default for StateBackendConfig {
             kind: StateBackendKind::HashMap,
             incremental: true,
             local_dir: std::env::temp_dir(),
+            memory: Default::default(),
         }
     }
 }
@@ -508,6 +559,56 @@ impl Config {
         })
     }
 
+    fn memory_size(&self, key: &str) -> Result<u64> {
+        let v = self.get(key);
+        parse_memory_size(v).ok_or_else(|| {
+            Error::Config(format!(
+                "'{key}' must be a memory size like 512m, 1g or 64kb, got '{v}'"
+            ))
+        })
+    }
+
+    fn fraction(&self, key: &str) -> Result<f64> {
+        let v = self.get(key);
+        match v.parse::<f64>() {
+            Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+            _ => Err(Error::Config(format!(
+                "'{key}' must be a fraction in [0, 1), got '{v}'"
+            ))),
+        }
+    }
+
+    /// The TaskManager memory keys (`taskmanager.memory.*`, `taskmanager.network.memory.*`).
+    pub fn memory(&self) -> Result<crate::runtime::memory::MemoryConfig> {
+        let network_fraction = self.fraction("taskmanager.network.memory.fraction")?;
+        let managed_fraction = self.fraction("taskmanager.memory.managed.fraction")?;
+        if network_fraction + managed_fraction >= 1.0 {
+            return Err(Error::Config(format!(
+                "'taskmanager.network.memory.fraction' ({network_fraction}) and \
+                 'taskmanager.memory.managed.fraction' ({managed_fraction}) leave nothing of the \
+                 budget for tasks; their sum must be below 1"
+            )));
+        }
+        let segment = self.memory_size("taskmanager.memory.segment-size")?;
+        if segment < 1024 {
+            return Err(Error::Config(format!(
+                "'taskmanager.memory.segment-size' must be at least 1kb, got '{}'",
+                self.get("taskmanager.memory.segment-size")
+            )));
+        }
+        Ok(crate::runtime::memory::MemoryConfig {
+            process: match self.get("taskmanager.memory.process.size") {
+                "" => None,
+                _ => Some(self.memory_size("taskmanager.memory.process.size")?),
+            },
+            framework: self.memory_size("taskmanager.memory.framework.size")?,
+            network_fraction,
+            managed_fraction,
+            segment,
+            write_buffer_ratio: self.fraction("state.backend.rocksdb.memory.write-buffer-ratio")?,
+        })
+    }
+
     fn optional(&self, key: &str) -> Option<String> {
         Some(self.get(key).to_string()).filter(|v| !v.is_empty())
     }
@@ -653,6 +754,7 @@ impl Config {
         self.checkpointing_values()?;
         self.rest()?;
         self.state_backend()?;
+        self.memory()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
                 "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",
@@ -705,6 +807,7 @@ impl Config {
             data_port: port("taskmanager.data.port")?,
             heartbeat_interval,
             heartbeat_timeout,
+            memory: self.memory()?,
         })
     }
 
@@ -791,6 +894,7 @@ impl Config {
             kind,
             incremental,
             local_dir,
+            memory: Default::default(),
         })
     }
     /// `pipeline.decode-error-policy`.

@@ -163,6 +163,7 @@ impl StreamExecutionEnvironment {
             restore: None,
             state_backend: c.state_backend()?,
             savepoint_at: Default::default(),
+            memory: None,
         })
     }
 
@@ -173,10 +174,20 @@ impl StreamExecutionEnvironment {
 
     /// Starts the job on local threads and returns at once.
     pub fn execute_async(&self, name: &str) -> Result<JobHandle> {
-        let opts = self.plan_options()?;
+        let mut opts = self.plan_options()?;
         let batch = self.inner.borrow().config.batch_size()?;
         let checkpointing = self.inner.borrow().config.checkpointing()?;
         let graph = self.inner.borrow().graph.clone();
+        // This process is the one TaskManager: its slots are the job's widest parallelism.
+        opts.memory = self
+            .inner
+            .borrow()
+            .config
+            .memory()?
+            .plan(graph.slots_needed())?;
+        if let Some(b) = &opts.memory {
+            b.log();
+        }
         spawn(name, &graph, &opts, batch, checkpointing, None)
     }
 

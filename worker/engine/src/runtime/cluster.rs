@@ -16,6 +16,7 @@
 use super::coordinator::{Ack, CheckpointControl};
 use super::exec::{Shared, StartedTasks, TaskEnded, prepare_tasks, spawn_tasks};
 use super::graph::{JobGraph, PlanOptions};
+use super::memory::{MemoryBudget, MemoryConfig};
 use super::metrics::{JobMetrics, OperatorMetrics, TaskMetrics};
 use super::net::{DataServer, OnBroken, read_frame, start_outputs, write_frame};
 use super::persist::{ConfirmedShared, PersistTarget, Persisted, SubtaskAck, open_target, persist};
@@ -79,6 +80,8 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`.
     pub heartbeat_timeout: Duration,
+    /// The memory keys: a TaskManager's budget.
+    pub memory: MemoryConfig,
 }
 
 impl ClusterConfig {
@@ -112,10 +115,12 @@ enum ToJm {
     Register {
         slots: u32,
         data_addr: String,
+        memory: Option<MemoryBudget>,
     },
     Heartbeat {
         attempt: u64,
         tasks: Vec<TaskReport>,
+        rss_bytes: Option<u64>,
     },
     Ack {
         attempt: u64,
@@ -222,6 +227,27 @@ struct TmEntry {
     data_addr: String,
     conn: Arc<Conn>,
     last_seen: Instant,
+    memory: Option<MemoryBudget>,
+    rss_bytes: Option<u64>,
+}
+
+/// A registered TaskManager as the JobManager sees it (`GET /taskmanagers`, metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskManagerInfo {
+    /// Its id (assigned at registration; `local` for `weir run`).
+    pub id: String,
+    /// Where its data port listens.
+    pub data_addr: String,
+    /// Slots it offers.
+    pub slots: usize,
+    /// Slots running subtasks of the current attempt.
+    pub slots_in_use: usize,
+    /// Milliseconds since its last message.
+    pub since_heartbeat_ms: u64,
+    /// Its memory budget, if it has one.
+    pub memory: Option<MemoryBudget>,
+    /// Its resident memory as last reported.
+    pub rss_bytes: Option<u64>,
 }
 
 /// One attempt as the JobManager tracks it.
@@ -353,7 +379,12 @@ impl Deployer {
         };
         let peer = conn.peer.clone();
         let mut reader = BufReader::new(stream);
-        let Ok(ToJm::Register { slots, data_addr }) = recv::<ToJm>(&mut reader, &peer) else {
+        let Ok(ToJm::Register {
+            slots,
+            data_addr,
+            memory,
+        }) = recv::<ToJm>(&mut reader, &peer)
+        else {
             return;
         };
         let id = self.next_tm.fetch_add(1, Relaxed);
@@ -373,6 +404,8 @@ impl Deployer {
             data_addr,
             conn: conn.clone(),
             last_seen: Instant::now(),
+            memory,
+            rss_bytes: None,
         });
         self.tms_changed.notify_all();
         let reason = loop {
@@ -388,6 +421,13 @@ impl Deployer {
                 .find(|t| t.id == id)
             {
                 tm.last_seen = Instant::now();
+                if let ToJm::Heartbeat {
+                    rss_bytes: Some(rss),
+                    ..
+                } = &msg
+                {
+                    tm.rss_bytes = Some(*rss);
+                }
             } else {
                 break "dropped after a heartbeat timeout".to_string();
             }
@@ -399,7 +439,7 @@ impl Deployer {
     fn handle(&self, msg: ToJm) {
         match msg {
             ToJm::Register { .. } => {}
-            ToJm::Heartbeat { attempt, tasks } => {
+            ToJm::Heartbeat { attempt, tasks, .. } => {
                 if let Some(a) = self.current(attempt) {
                     for r in tasks {
                         let Some(t) = a.metrics.tasks.get(r.task as usize) else {
@@ -471,6 +511,31 @@ impl Deployer {
     }
 
     /// A TaskManager is gone: its slots leave the pool and the attempt using it fails.
+    /// The registered TaskManagers.
+    pub(crate) fn taskmanagers(&self) -> Vec<TaskManagerInfo> {
+        let in_use: Vec<u64> = self
+            .current
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|a| a.slots.lock().expect("not poisoned").clone())
+            .unwrap_or_default();
+        self.tms
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|t| TaskManagerInfo {
+                id: t.id.to_string(),
+                data_addr: t.data_addr.clone(),
+                slots: t.slots,
+                slots_in_use: in_use.iter().filter(|&&i| i == t.id).count(),
+                since_heartbeat_ms: t.last_seen.elapsed().as_millis() as u64,
+                memory: t.memory.clone(),
+                rss_bytes: t.rss_bytes,
+            })
+            .collect()
+    }
+
     fn lost(&self, id: u64, reason: &str) {
         let entry = {
             let mut tms = self.tms.lock().expect("not poisoned");
@@ -776,6 +841,11 @@ pub fn run_taskmanager(
     build: &dyn Fn(&JobSpec) -> Result<PreparedJob>,
     shutdown: &AtomicBool,
 ) -> Result<()> {
+    // Fail fast: a budget too small for the slots is a configuration error.
+    let memory = cfg.memory.plan(cfg.slots)?;
+    if let Some(b) = &memory {
+        b.log();
+    }
     let data = DataServer::start(&cfg.taskmanager_host, cfg.data_port, 64)?;
     tracing::info!(data = %data.addr(), "TaskManager data port listening");
     let jm = format!("{}:{}", cfg.rpc_address, cfg.rpc_port);
@@ -794,7 +864,7 @@ pub fn run_taskmanager(
             }
         };
         logged = false;
-        match serve_jobmanager(cfg, stream, &data, build, &mut job, shutdown) {
+        match serve_jobmanager(cfg, &memory, stream, &data, build, &mut job, shutdown) {
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!(jobmanager = %jm, error = %crate::error::report(&e), "lost the JobManager; re-registering")
@@ -825,6 +895,7 @@ fn connect(addr: &str) -> Result<TcpStream> {
 
 fn serve_jobmanager(
     cfg: &ClusterConfig,
+    memory: &Option<MemoryBudget>,
     stream: TcpStream,
     data: &Arc<DataServer>,
     build: &dyn Fn(&JobSpec) -> Result<PreparedJob>,
@@ -843,6 +914,7 @@ fn serve_jobmanager(
     conn.send(&ToJm::Register {
         slots: cfg.slots as u32,
         data_addr: data.addr().to_string(),
+        memory: memory.clone(),
     })?;
     let ToTm::Registered { tm, job: spec } = recv::<ToTm>(&mut reader, &peer)? else {
         return Err(Error::User(format!(
@@ -868,7 +940,11 @@ fn serve_jobmanager(
                         let (attempt, tasks) = cur
                             .as_ref()
                             .map_or((0, Vec::new()), |a| (a.attempt, report(&a.tasks)));
-                        ToJm::Heartbeat { attempt, tasks }
+                        ToJm::Heartbeat {
+                            attempt,
+                            tasks,
+                            rss_bytes: super::memory::resident_bytes(),
+                        }
                     };
                     if conn.send(&msg).is_err() {
                         break;
@@ -902,7 +978,7 @@ fn serve_jobmanager(
             }
             Err(e) => break Err(e),
         };
-        if let Err(e) = handle_tm(msg, &conn, data, &prepared, &current) {
+        if let Err(e) = handle_tm(msg, &conn, data, &prepared, memory, &current) {
             break Err(e);
         }
     };
@@ -952,6 +1028,7 @@ fn handle_tm(
     conn: &Arc<Conn>,
     data: &Arc<DataServer>,
     job: &Arc<PreparedJob>,
+    memory: &Option<MemoryBudget>,
     current: &Arc<Mutex<Option<TmAttempt>>>,
 ) -> Result<()> {
     let with = |attempt: u64, f: &dyn Fn(&TmAttempt)| {
@@ -987,6 +1064,7 @@ fn handle_tm(
                 conn,
                 data,
                 job,
+                memory,
             ) {
                 Ok(a) => *current.lock().expect("not poisoned") = Some(a),
                 Err(e) => {
@@ -1067,9 +1145,11 @@ fn deploy(
     conn: &Arc<Conn>,
     data: &Arc<DataServer>,
     job: &PreparedJob,
+    memory: &Option<MemoryBudget>,
 ) -> Result<TmAttempt> {
     let local: BTreeSet<usize> = slots.iter().map(|s| *s as usize).collect();
     let mut opts = job.opts.clone();
+    opts.memory = memory.clone();
     opts.savepoint_at = Arc::new(AtomicU64::new(0));
     opts.restore = match &restore {
         Some(path) => Some(Arc::new(RestorePlan::open(

@@ -104,6 +104,10 @@ pub(crate) struct Shared {
     restarts: AtomicU64,
     stats: Arc<Mutex<CheckpointStats>>,
     savepoints: Mutex<Option<Sender<SavepointRequest>>>,
+    /// Where the tasks run: a cluster's TaskManagers, else this process (its slots and
+    /// memory budget).
+    cluster: Option<Arc<super::cluster::Deployer>>,
+    local: (usize, Option<super::memory::MemoryBudget>),
 }
 
 impl Shared {
@@ -193,6 +197,30 @@ impl JobClient {
     /// The checkpoint settings the job runs with.
     pub fn checkpoint_config(&self) -> &CheckpointConfig {
         &self.cfg
+    }
+
+    /// Where the job's tasks run: the registered TaskManagers of a cluster, or this process
+    /// (one TaskManager called `local`).
+    pub fn taskmanagers(&self) -> Vec<super::cluster::TaskManagerInfo> {
+        match &self.shared.cluster {
+            Some(c) => c.taskmanagers(),
+            None => {
+                let (slots, memory) = &self.shared.local;
+                vec![super::cluster::TaskManagerInfo {
+                    id: "local".into(),
+                    data_addr: String::new(),
+                    slots: *slots,
+                    slots_in_use: if self.status().is_terminal() {
+                        0
+                    } else {
+                        *slots
+                    },
+                    since_heartbeat_ms: 0,
+                    memory: memory.clone(),
+                    rss_bytes: super::memory::resident_bytes(),
+                }]
+            }
+        }
     }
 
     /// Restarts so far.
@@ -433,6 +461,8 @@ pub(crate) fn spawn(
             ..Default::default()
         })),
         savepoints: Mutex::new(None),
+        cluster: cluster.clone(),
+        local: (graph.slots_needed(), opts.memory.clone()),
     });
     let cfg = Arc::new(cfg);
     let sup = Supervisor {

@@ -2,6 +2,7 @@
 //! forward edges at equal parallelism are chained into one task so records pass between them
 //! by function call, and every other edge becomes a set of bounded channels.
 
+use super::memory::Footprint;
 use super::metrics::OperatorMetrics;
 use super::{Batch, BatchCodec, Event, Operator, SourceOperator, SubtaskInfo};
 use crate::error::{Error, Result};
@@ -201,6 +202,9 @@ pub(crate) struct PlanOptions {
     pub(crate) state_backend: crate::config::StateBackendConfig,
     /// Id of the latest savepoint triggered (set by the coordinator before its barrier).
     pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
+    /// This process's memory budget: channel capacities and RocksDB memory are fitted to
+    /// it when tasks are instantiated (`None`: `pipeline.channel-capacity`, RocksDB defaults).
+    pub(crate) memory: Option<super::memory::MemoryBudget>,
 }
 
 impl JobGraph {
@@ -371,6 +375,39 @@ impl JobGraph {
         Ok((i.tasks, i.metrics))
     }
 
+    /// What the subtasks `is_local` accepts need memory for: the channels with an end among
+    /// them (the loop in [`JobGraph::instantiate_slots`] creates exactly these) and the
+    /// RocksDB instances of their keyed operators.
+    fn footprint(&self, opts: &PlanOptions, is_local: &dyn Fn(usize) -> bool) -> Footprint {
+        let parents = self.chain_parents(opts.chaining);
+        let rocksdb = opts.state_backend.kind == crate::config::StateBackendKind::RocksDb;
+        let mut f = Footprint::default();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let keyed = node
+                .inputs
+                .iter()
+                .any(|e| matches!(e.partitioning, Partitioning::Hash(_)));
+            if keyed && rocksdb {
+                f.rocksdb_instances += (0..node.parallelism).filter(|&s| is_local(s)).count();
+            }
+            for e in node.inputs.iter().filter(|e| parents[n] != Some(e.from)) {
+                let up_par = self.nodes[e.from].parallelism;
+                let forward =
+                    matches!(e.partitioning, Partitioning::Forward) && up_par == node.parallelism;
+                for j in 0..up_par {
+                    f.channels += if forward {
+                        usize::from(is_local(j))
+                    } else if is_local(j) {
+                        node.parallelism
+                    } else {
+                        (0..node.parallelism).filter(|&i| is_local(i)).count()
+                    };
+                }
+            }
+        }
+        f
+    }
+
     /// Instantiates the subtasks whose index `local` accepts (the slots of one TaskManager).
     /// Channels between two local subtasks are in-process; channels to or from another
     /// process are returned for the network exchange to bridge.
@@ -381,6 +418,24 @@ impl JobGraph {
     ) -> Result<Instantiated> {
         let parents = self.chain_parents(opts.chaining);
         let (members_of, task_of, local) = self.layout(opts.chaining);
+        let mut state_backend = opts.state_backend.clone();
+        let channel_capacity = match &opts.memory {
+            None => opts.channel_capacity,
+            Some(budget) => {
+                let f = self.footprint(opts, is_local);
+                let fitted = budget.fit(f, opts.channel_capacity)?;
+                tracing::info!(
+                    channels = f.channels,
+                    batches_per_channel = fitted.channel_capacity,
+                    rocksdb_instances = f.rocksdb_instances,
+                    rocksdb_block_cache_bytes = fitted.rocks.block_cache_bytes(),
+                    rocksdb_write_buffer_bytes = fitted.rocks.write_buffer_bytes(),
+                    "memory fitted to the deployed tasks"
+                );
+                state_backend.memory = fitted.rocks;
+                fitted.channel_capacity
+            }
+        };
         let task_index = |node: usize| task_of[node];
         let mut remote_outputs = Vec::new();
         let mut remote_inputs = Vec::new();
@@ -429,7 +484,7 @@ impl JobGraph {
                         if !up_local && !down_local {
                             continue;
                         }
-                        let (tx, rx) = bounded(opts.channel_capacity);
+                        let (tx, rx) = bounded(channel_capacity);
                         let announced = Arc::new(AtomicU64::new(0));
                         let id = ChannelId {
                             node: n as u32,
@@ -506,7 +561,7 @@ impl JobGraph {
                         restored: opts.restore.as_ref().and_then(|p| {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),
-                        state_backend: opts.state_backend.clone(),
+                        state_backend: state_backend.clone(),
                         savepoint_at: opts.savepoint_at.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));

@@ -9,6 +9,7 @@ pub mod cluster;
 pub(crate) mod coordinator;
 pub(crate) mod exec;
 pub(crate) mod graph;
+pub mod memory;
 pub mod metrics;
 pub(crate) mod net;
 pub(crate) mod persist;

@@ -310,9 +310,12 @@ impl KeyedStateBackend {
         local_dir: &std::path::Path,
         uid: &str,
         subtask: usize,
+        memory: crate::runtime::memory::RocksMemory,
     ) -> Self {
         let mut b = Self::new(range, max_parallelism);
-        b.rocks = Some(rocksdb::RocksStore::new(local_dir, uid, subtask, range));
+        b.rocks = Some(rocksdb::RocksStore::new(
+            local_dir, uid, subtask, range, memory,
+        ));
         b
     }
 
@@ -860,6 +863,7 @@ impl KeyedStore {
                 &cfg.local_dir,
                 &info.uid,
                 info.index,
+                cfg.memory.clone(),
             ),
         };
         KeyedStore {
@@ -1112,9 +1116,79 @@ mod tests {
 
     fn rocks_backend(dir: &std::path::Path) -> KeyedStateBackend {
         let range = KeyGroupRange { start: 0, end: 128 };
-        let mut b = KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0);
+        let mut b = KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0, Default::default());
         b.rocks.as_mut().unwrap().open(None).unwrap();
         b
+    }
+
+    #[test]
+    fn rocksdb_instances_use_the_memory_budget_shared_cache_and_write_buffer_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::default();
+        let mut mem = cfg.memory().unwrap();
+        mem.process = Some(512 << 20);
+        let budget = mem.plan(2).unwrap().unwrap();
+        let fitted = budget
+            .fit(
+                crate::runtime::memory::Footprint {
+                    channels: 4,
+                    rocksdb_instances: 2,
+                },
+                8,
+            )
+            .unwrap();
+        let range = KeyGroupRange { start: 0, end: 128 };
+        let mut stores: Vec<KeyedStateBackend> = (0..2)
+            .map(|i| {
+                let mut b = KeyedStateBackend::new_rocksdb(
+                    range,
+                    128,
+                    dir.path(),
+                    "op",
+                    i,
+                    fitted.rocks.clone(),
+                );
+                b.rocks.as_mut().unwrap().open(None).unwrap();
+                b
+            })
+            .collect();
+        let cache = fitted.rocks.block_cache_bytes();
+        assert_eq!(cache, budget.managed - (budget.managed as f64 * 0.5) as u64);
+        for b in &mut stores {
+            exercise(b);
+            let rocks = b.rocks.as_mut().unwrap();
+            let (capacity, path) = rocks.property("rocksdb.block-cache-capacity");
+            assert_eq!(capacity, Some(cache), "the budget's block cache");
+            // RocksDB records the options it runs with in OPTIONS-* files.
+            let options: String = std::fs::read_dir(&path)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect();
+            let limit = fitted.rocks.write_buffer_bytes();
+            assert!(
+                options.contains(&format!("db_write_buffer_size={limit}")),
+                "memtables capped at {limit}"
+            );
+            assert!(options.contains(&format!("write_buffer_size={}", limit / 2)));
+        }
+        // One cache for both: what one instance reads counts against the other's capacity.
+        let (a, _) = stores[0]
+            .rocks
+            .as_mut()
+            .unwrap()
+            .property("rocksdb.block-cache-usage");
+        let (b, _) = stores[1]
+            .rocks
+            .as_mut()
+            .unwrap()
+            .property("rocksdb.block-cache-usage");
+        assert!(
+            a.unwrap() > 0,
+            "index and filter blocks of the flushed SSTs are cached"
+        );
+        assert_eq!(a, b, "the usage of one shared cache");
     }
 
     /// The same operations through the typed API on `b`.

@@ -20,8 +20,9 @@ use crate::checkpoint::{
 };
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
+use crate::runtime::memory::RocksMemory;
 use crate::time::Timestamp;
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -33,9 +34,23 @@ fn db_error(action: &'static str, path: &Path, e: rocksdb::Error) -> Error {
     }
 }
 
-fn db_options() -> Options {
+/// Options of every instance; with a memory budget, blocks go to the process's shared
+/// cache (index and filter blocks included, so they count too) and memtables are capped.
+fn db_options(memory: &RocksMemory) -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
+    if let Some(cache) = &memory.block_cache {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        table.set_cache_index_and_filter_blocks(true);
+        o.set_block_based_table_factory(&table);
+    }
+    if memory.write_buffer_bytes > 0 {
+        let limit = memory.write_buffer_bytes as usize;
+        o.set_db_write_buffer_size(limit);
+        o.set_write_buffer_size(limit / 2);
+        o.set_max_write_buffer_number(2);
+    }
     o
 }
 
@@ -56,6 +71,7 @@ pub(crate) struct RocksStore {
     /// State names found in restored data (for unclaimed-state reporting).
     restored_names: Vec<String>,
     key: Vec<u8>,
+    memory: RocksMemory,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -112,7 +128,13 @@ fn encode<V: StateValue>(name: &str, v: &V) -> Vec<u8> {
 
 impl RocksStore {
     /// A store for the key groups in `range`; nothing touches the disk before [`open`].
-    pub(crate) fn new(local_dir: &Path, uid: &str, subtask: usize, range: KeyGroupRange) -> Self {
+    pub(crate) fn new(
+        local_dir: &Path,
+        uid: &str,
+        subtask: usize,
+        range: KeyGroupRange,
+        memory: RocksMemory,
+    ) -> Self {
         let instance = format!("{:016x}", crate::runtime::exec::random_u64());
         let slug: String = uid
             .chars()
@@ -137,6 +159,7 @@ impl RocksStore {
             restored_shared: HashMap::new(),
             restored_names: Vec::new(),
             key: Vec::new(),
+            memory,
         }
     }
 
@@ -174,16 +197,18 @@ impl RocksStore {
             }
             self.restored_names.extend(h.states.iter().cloned());
             self.db = Some(
-                DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?,
+                DB::open(&db_options(&self.memory), &path)
+                    .map_err(|e| db_error("cannot open", &path, e))?,
             );
             return Ok(());
         }
-        let db = DB::open(&db_options(), &path).map_err(|e| db_error("cannot open", &path, e))?;
+        let db = DB::open(&db_options(&self.memory), &path)
+            .map_err(|e| db_error("cannot open", &path, e))?;
         if let Some(r) = restore {
             for (i, h) in handles.iter().enumerate() {
                 let tmp = self.dir.join(format!("restore-{i}"));
                 download(r, h, &tmp)?;
-                let src = DB::open_for_read_only(&db_options(), &tmp, false)
+                let src = DB::open_for_read_only(&db_options(&self.memory), &tmp, false)
                     .map_err(|e| db_error("cannot open restored", &tmp, e))?;
                 let start = (self.range.start.max(h.key_groups.start) as u16).to_be_bytes();
                 let end = self.range.end.min(h.key_groups.end);
@@ -213,6 +238,15 @@ impl RocksStore {
         }
         self.db = Some(db);
         Ok(())
+    }
+
+    /// A RocksDB integer property of the open instance after a flush, and the database's
+    /// directory (tests).
+    #[cfg(test)]
+    pub(crate) fn property(&mut self, name: &str) -> (Option<u64>, PathBuf) {
+        self.db().flush().expect("flush");
+        let v = self.db().property_int_value(name).ok().flatten();
+        (v, self.db_path())
     }
 
     fn db(&mut self) -> &DB {
