@@ -7,10 +7,10 @@ WEIR := $(CARGO_TARGET_DIR)/release/weir
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
 
-run: ## run the main example job locally (generated clicks, 1-minute windows, printed)
+run: ## run the main example, a SQL job, locally (examples/user_metrics.sql: generated clicks, 1-minute windows, printed)
 	bash worker/engine/install-rocksdb-deps.sh
 	cargo build --release --locked -p weir
-	$(WEIR) run user-metrics
+	$(WEIR) run examples/user_metrics.sql
 
 test: deps fmt lint crds chart unit e2e ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite
 

@@ -1,5 +1,6 @@
 //! `weir jobmanager` and `weir taskmanager`: the two processes of a cluster (what the
-//! operator deploys as pods). The JobManager plans the job named on its command line, serves
+//! operator deploys as pods). The JobManager plans the job named on its command line (a
+//! registered job or a `.sql` script), serves
 //! the REST API and waits for TaskManagers; each TaskManager registers at
 //! `jobmanager.rpc.address`, receives the job from the JobManager and runs its slots' subtasks.
 
@@ -59,17 +60,29 @@ fn on_termination(shutdown: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// Builds a registered job's graph from a job spec.
+/// Builds a job's graph from a job spec: a registered job, or a SQL script, whose spec
+/// carries the script text as its only argument (TaskManagers need no copy of the file).
 fn build(spec: &JobSpec) -> weir_engine::Result<PreparedJob> {
     let user = |e: anyhow::Error| weir_engine::Error::User(format!("{e:#}"));
-    let def = jobs::find(&spec.name).map_err(user)?;
-    let args = jobs::JobArgs::parse(def, &spec.args).map_err(user)?;
     let mut conf = Config::default();
     for (k, v) in &spec.config {
         conf.set(k, v)?;
     }
     let env = StreamExecutionEnvironment::with_config(conf);
-    (def.build)(&env, &args).map_err(user)?;
+    if spec.name.ends_with(".sql") {
+        let [text] = spec.args.as_slice() else {
+            return Err(weir_engine::Error::User(format!(
+                "the job spec of SQL job {} must carry the script text as its only argument",
+                spec.name
+            )));
+        };
+        weir_sql::plan(&env, text)
+            .map_err(|e| weir_engine::Error::User(format!("{}:{e}", spec.name)))?;
+    } else {
+        let def = jobs::find(&spec.name).map_err(user)?;
+        let args = jobs::JobArgs::parse(def, &spec.args).map_err(user)?;
+        (def.build)(&env, &args).map_err(user)?;
+    }
     env.prepare()
 }
 
@@ -143,19 +156,32 @@ pub fn jobmanager(
         conf.set("rest.port", "8081")?;
     }
     let cluster = ClusterConfig::from_config(&conf, pod_ip.as_deref())?;
-    let def = jobs::find(job)?;
-    let job_args = jobs::JobArgs::parse(def, args)?;
-    let spec = JobSpec {
-        name: def.name.to_string(),
-        args: args.to_vec(),
-        config: conf.entries(),
-    };
     let rest = conf.rest()?;
+    let config = conf.entries();
     let env = StreamExecutionEnvironment::with_config(conf);
-    (def.build)(&env, &job_args)?;
+    let (name, spec) = if job.ends_with(".sql") {
+        let planned = crate::sql::plan(&env, job, args, false)?
+            .with_context(|| format!("{job} has nothing to run on a cluster"))?;
+        let spec = JobSpec {
+            name: job.to_string(),
+            args: vec![planned.text],
+            config,
+        };
+        (planned.name, spec)
+    } else {
+        let def = jobs::find(job)?;
+        let job_args = jobs::JobArgs::parse(def, args)?;
+        (def.build)(&env, &job_args)?;
+        let spec = JobSpec {
+            name: def.name.to_string(),
+            args: args.to_vec(),
+            config,
+        };
+        (def.name.to_string(), spec)
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     on_termination(shutdown.clone())?;
-    let handle = env.execute_on_cluster(def.name, spec, cluster.clone())?;
+    let handle = env.execute_on_cluster(&name, spec, cluster.clone())?;
     if let Some(dir) = recovery_dir {
         let file = dir.join(RECOVERY_FILE);
         let record = format!(

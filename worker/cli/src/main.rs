@@ -7,6 +7,7 @@ mod cluster;
 mod control;
 mod jobs;
 mod progress;
+mod sql;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,11 +41,11 @@ enum Command {
         long_about = "Run a job locally in this process until its sources are exhausted: \
 every window and timer is flushed and the job FINISHES. Progress (records in/out per second, \
 watermark, backpressure) is shown on stderr; results go to the job's sinks.\n\n\
-Examples:\n  weir run user-metrics\n  weir run user-metrics --parallelism 4 --arg events=1000000\n  \
+Examples:\n  weir run user-metrics\n  weir run examples/user_metrics.sql\n  weir run user-metrics --parallelism 4 --arg events=1000000\n  \
 weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
     )]
     Run {
-        /// A registered job name (see `weir jobs`).
+        /// A registered job name (see `weir jobs`), or a Flink SQL script ending in `.sql`.
         job: String,
         /// Config file of `key: value` lines (Flink-style keys; see docs/configuration.md).
         #[arg(long, short)]
@@ -228,8 +229,6 @@ fn run(cli: Cli) -> Result<()> {
             no_progress,
             summary_json,
         } => {
-            let def = jobs::find(&job)?;
-            let job_args = jobs::JobArgs::parse(def, &args)?;
             let mut conf = Config::load(config.as_deref())?;
             if let Some(p) = parallelism {
                 conf.set("parallelism.default", &p.to_string())?;
@@ -245,12 +244,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);
-            (def.build)(&env, &job_args)?;
-            if explain {
-                print!("{}", env.explain()?);
-                return Ok(());
-            }
-            let handle = env.execute_async(def.name)?;
+            let name = if job.ends_with(".sql") {
+                match sql::plan(&env, &job, &args, explain)? {
+                    Some(planned) => planned.name,
+                    None => return Ok(()),
+                }
+            } else {
+                let def = jobs::find(&job)?;
+                let job_args = jobs::JobArgs::parse(def, &args)?;
+                (def.build)(&env, &job_args)?;
+                if explain {
+                    print!("{}", env.explain()?);
+                    return Ok(());
+                }
+                def.name.to_string()
+            };
+            let handle = env.execute_async(&name)?;
             let _server = match rest.port {
                 Some(port) => {
                     let server = weir_cluster::RestServer::start(&rest.address, port)?;
@@ -260,7 +269,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            progress::run(handle, def.name, !no_progress, summary_json.as_deref())
+            progress::run(handle, &name, !no_progress, summary_json.as_deref())
         }
     }
 }

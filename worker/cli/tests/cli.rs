@@ -62,6 +62,10 @@ fn user_metrics_prints_windows_that_account_for_every_event() {
     );
 }
 
+fn example(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 #[test]
 fn user_metrics_gives_the_same_results_at_parallelism_4() {
     let sorted_lines = |o: &Output| {
@@ -1378,4 +1382,225 @@ fn weir_run_lives_within_a_memory_budget_or_names_the_part_that_is_too_small() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(committed(out.path()), expected);
+}
+
+#[test]
+fn the_user_metrics_sql_example_prints_windows_that_account_for_every_event() {
+    let o = weir(&["run", &example("user_metrics.sql"), "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // +I[window_start, window_end, user_id, events, amount]
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("+I[")?.strip_suffix(']'))
+        .map(|l| l.split(", ").collect())
+        .collect();
+    let events: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(
+        events, 100_000,
+        "every generated event lands in exactly one window"
+    );
+    // 100 000 events x 20 ms = 2 000 s: minutes 00:00 to 00:33, 8 users each.
+    assert_eq!(rows.len(), 34 * 8, "{out}");
+    assert!(
+        rows.iter().any(|r| r[0] == "2026-01-01 00:33:00.000"
+            && r[1] == "2026-01-01 00:34:00.000"
+            && r[2] == "user_7"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("FINISHED"), "{}", stderr(&o));
+
+    let o = weir(&["run", &example("user_metrics.sql"), "--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("GroupWindowAggregate: window=TUMBLE(size=60000 ms) keys=[user_id]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_sql_script_with_a_mistake_fails_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.sql");
+    std::fs::write(
+        &path,
+        "CREATE TABLE t (a INT) WITH ('connector' = 'datagen');\nSELECT b FROM t;\n",
+    )
+    .unwrap();
+    let o = weir(&["run", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{}:2:8: column 'b' not found", path.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A people table read from `input` and written to `out` by a SQL script.
+fn people_script(dir: &std::path::Path, input: &str) -> (String, std::path::PathBuf) {
+    let (data, out, script) = (
+        dir.join("people.jsonl"),
+        dir.join("adults"),
+        dir.join("adults.sql"),
+    );
+    std::fs::write(&data, input).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE people (name STRING, age INT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE adults (name STRING, age BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO adults SELECT UPPER(name), age FROM people WHERE age >= 18;",
+            data.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    (script.display().to_string(), out)
+}
+
+#[test]
+fn a_sql_script_writes_its_rows_to_a_filesystem_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, out) = people_script(
+        dir.path(),
+        "{\"name\": \"ann\", \"age\": 34}\n{\"name\": \"bob\", \"age\": 17}\n{\"name\": \"cy\", \"age\": 18}\n",
+    );
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = committed(&out);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [r#"{"age":18,"name":"CY"}"#, r#"{"age":34,"name":"ANN"}"#]
+    );
+}
+
+#[test]
+fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, out) = people_script(
+        dir.path(),
+        "{\"name\": \"ann\", \"age\": 34}\n{\"name\": \"bob\", \"age\n{\"name\": \"cy\", \"age\": 18}\n",
+    );
+    let data = dir.path().join("people.jsonl");
+
+    // Default policy: the job fails, naming the file and line; nothing is committed.
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!("{}:2:", data.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(committed(&out).is_empty());
+
+    // skip: every other record is written and the skipped one is counted.
+    let summary = dir.path().join("summary.json");
+    let o = weir(&[
+        "run",
+        &script,
+        "--no-progress",
+        "--set",
+        "pipeline.decode-error-policy=skip",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = committed(&out);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [r#"{"age":18,"name":"CY"}"#, r#"{"age":34,"name":"ANN"}"#]
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["skipped"], 1, "{s}");
+
+    // A well-formed record whose field does not fit its column fails naming table and field.
+    std::fs::write(&data, "{\"name\": \"ann\", \"age\": \"old\"}\n").unwrap();
+    let o = weir(&["run", &script, "--no-progress"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("table 'people': field 'age' = \"old\" is not a valid BIGINT"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A windowed SQL job over 20 000 generated rows (`rate` rows per second) writing to `out`.
+fn windowed_sql_script(dir: &std::path::Path, out: &std::path::Path, rate: u32) -> String {
+    let path = dir.join(format!("windows-{rate}.sql"));
+    std::fs::write(
+        &path,
+        format!(
+            "CREATE TABLE gen (seq BIGINT, k AS seq % 7, ts AS TO_TIMESTAMP_LTZ(seq * 10, 3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+                   'fields.seq.start' = '0', 'fields.seq.end' = '19999',
+                   'rows-per-second' = '{rate}');
+             CREATE TABLE out (k BIGINT, ws TIMESTAMP(3), n BIGINT, total BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out
+             SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND), COUNT(*), SUM(seq)
+             FROM gen GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k;",
+            out.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_sql_job_on_a_cluster_that_loses_a_taskmanager_writes_what_weir_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference");
+    let script = windowed_sql_script(dir.path(), &reference, 1_000_000_000);
+    let o = weir(&["run", &script, "-p", "4", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(&reference);
+    // 20 000 rows 10 ms apart: 200 one-second windows, 7 keys each.
+    assert_eq!(expected.len(), 200 * 7);
+
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = dir.path().join("cluster");
+    let script = windowed_sql_script(dir.path(), &out, 5000);
+    let set = ["parallelism.default=4".to_string()];
+    let mut cluster = Cluster::start_job(&s3, 2, 2, &set, &script, &[]);
+    // The JobManager has planned the script; TaskManagers (also the replacement) never read it.
+    std::fs::remove_file(&script).unwrap();
+
+    let bucket_dir = s3.root().join("weir/checkpoints");
+    let start = std::time::Instant::now();
+    while latest_checkpoint(&bucket_dir).is_none()
+        || start.elapsed() < std::time::Duration::from_millis(1500)
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint appeared in S3\n{}",
+            cluster.procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.procs.kill("taskmanager-1");
+    let partial = committed(&out).len();
+    cluster.add_taskmanager();
+    cluster.wait_for("FINISHED", 60);
+    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
+    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
+    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
+    assert!(
+        partial < expected.len(),
+        "the TaskManager was killed mid-run ({partial} of {} results)",
+        expected.len()
+    );
+    assert_eq!(
+        committed(&out),
+        expected,
+        "exactly-once output after losing a TaskManager\n{}",
+        cluster.procs.logs()
+    );
 }

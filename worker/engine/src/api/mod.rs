@@ -373,6 +373,20 @@ impl<T: Data> DataStream<T> {
         )
     }
 
+    /// Transforms whole batches with a function that may fail (an error fails the task).
+    /// For layers that evaluate many records at once, such as SQL over Arrow batches; the
+    /// function sees each record's timestamp and decides the output records' timestamps.
+    pub fn transform_batches<U: Data>(
+        &self,
+        name: &str,
+        f: impl Fn(Vec<Rec<T>>) -> Result<Vec<Rec<U>>> + Send + Sync + 'static,
+    ) -> DataStream<U> {
+        let f: ops::TryBatchFn<T, U> = Arc::new(f);
+        self.add_operator(name, Partitioning::Forward, move |_| {
+            Ok(Box::new(ops::TryBatchFnOp { f: f.clone() }) as Box<dyn Operator>)
+        })
+    }
+
     /// Assigns event timestamps and generates watermarks; replaces upstream watermarks.
     pub fn assign_timestamps_and_watermarks(
         &self,

@@ -68,6 +68,21 @@ impl<T: super::Data, U: super::Data> Operator for BatchFnOp<T, U> {
     }
 }
 
+/// A fallible batch-wise function (see `DataStream::transform_batches`).
+pub(crate) type TryBatchFn<T, U> = Arc<dyn Fn(Vec<Rec<T>>) -> Result<Vec<Rec<U>>> + Send + Sync>;
+
+/// Applies a fallible function batch-wise; an error fails the task.
+pub(crate) struct TryBatchFnOp<T, U> {
+    pub(crate) f: TryBatchFn<T, U>,
+}
+
+impl<T: super::Data, U: super::Data> Operator for TryBatchFnOp<T, U> {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
+        out.emit(0, Box::new((self.f)(downcast::<T>(batch))?));
+        Ok(())
+    }
+}
+
 /// Passes batches through unchanged (union).
 pub(crate) struct IdentityOp;
 

@@ -1,0 +1,191 @@
+//! SQL aggregates as one engine `AggregateFunction` over pre-projected rows, so window
+//! state (one accumulator list per key and window) lives in the engine's keyed state.
+
+use crate::value::{Row, SqlType, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use weir_engine::window::AggregateFunction;
+
+/// Which aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    /// COUNT(*) or COUNT(x)
+    Count,
+    /// SUM(x)
+    Sum,
+    /// AVG(x)
+    Avg,
+    /// MIN(x)
+    Min,
+    /// MAX(x)
+    Max,
+}
+
+/// One aggregate call: where its argument and FILTER condition are in the input row.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    /// The function.
+    pub kind: AggKind,
+    /// Column of the argument (`None` for `COUNT(*)`).
+    pub arg: Option<usize>,
+    /// Column of the FILTER (WHERE …) condition.
+    pub filter: Option<usize>,
+    /// `DISTINCT`.
+    pub distinct: bool,
+    /// Result type.
+    pub ty: SqlType,
+}
+
+/// The running state of one aggregate call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Acc {
+    /// Count of rows or non-null values.
+    Count(i64),
+    /// Sum (NULL until a non-null value arrives) and count of values.
+    Sum(Option<Value>, i64),
+    /// Minimum or maximum so far.
+    Extreme(Option<Value>),
+    /// Distinct values seen (for DISTINCT).
+    Distinct(BTreeSet<Value>),
+}
+
+/// All aggregate calls of one GROUP BY.
+#[derive(Debug, Clone)]
+pub struct SqlAggregate {
+    /// The calls in SELECT order.
+    pub calls: Vec<AggCall>,
+}
+
+fn add_values(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Value::Int(x.wrapping_add(*y)),
+        _ => Value::Double(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+    }
+}
+
+impl AggCall {
+    fn fresh(&self) -> Acc {
+        if self.distinct {
+            return Acc::Distinct(BTreeSet::new());
+        }
+        match self.kind {
+            AggKind::Count => Acc::Count(0),
+            AggKind::Sum | AggKind::Avg => Acc::Sum(None, 0),
+            AggKind::Min | AggKind::Max => Acc::Extreme(None),
+        }
+    }
+
+    fn fold(&self, acc: &mut Acc, v: Option<&Value>) {
+        match (acc, v) {
+            (Acc::Count(c), None) => *c += 1,
+            (_, Some(Value::Null)) => {}
+            (Acc::Count(c), Some(_)) => *c += 1,
+            (Acc::Distinct(set), Some(v)) => {
+                set.insert(v.clone());
+            }
+            (Acc::Sum(s, n), Some(v)) => {
+                *s = Some(match s.take() {
+                    None => v.clone(),
+                    Some(cur) => add_values(&cur, v),
+                });
+                *n += 1;
+            }
+            (Acc::Extreme(cur), Some(v)) => {
+                let replace = match cur {
+                    None => true,
+                    Some(c) if self.kind == AggKind::Min => v < c,
+                    Some(c) => v > c,
+                };
+                if replace {
+                    *cur = Some(v.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        match acc {
+            Acc::Count(c) => Value::Int(*c),
+            Acc::Distinct(set) => {
+                let mut a = AggCall {
+                    distinct: false,
+                    ..self.clone()
+                }
+                .fresh();
+                for v in set {
+                    self.fold_plain(&mut a, v);
+                }
+                self.result(&a)
+            }
+            Acc::Sum(None, _) => Value::Null,
+            Acc::Sum(Some(s), n) => match self.kind {
+                AggKind::Avg => match (s, self.ty) {
+                    // Flink's AVG keeps the argument's type: integer averages truncate.
+                    (Value::Int(x), SqlType::BigInt) => Value::Int(x / (*n).max(1)),
+                    _ => Value::Double(s.as_f64().unwrap_or(0.0) / (*n).max(1) as f64),
+                },
+                _ => s.clone(),
+            },
+            Acc::Extreme(v) => v.clone().unwrap_or(Value::Null),
+        }
+    }
+
+    fn fold_plain(&self, acc: &mut Acc, v: &Value) {
+        let plain = AggCall {
+            distinct: false,
+            ..self.clone()
+        };
+        plain.fold(acc, Some(v));
+    }
+
+    fn merge_into(&self, other: Acc, acc: &mut Acc) {
+        match (other, acc) {
+            (Acc::Count(a), Acc::Count(b)) => *b += a,
+            (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a),
+            (Acc::Sum(a, n), Acc::Sum(b, m)) => {
+                *b = match (a, b.take()) {
+                    (None, x) | (x, None) => x,
+                    (Some(x), Some(y)) => Some(add_values(&x, &y)),
+                };
+                *m += n;
+            }
+            (Acc::Extreme(Some(v)), acc @ Acc::Extreme(_)) => self.fold(acc, Some(&v)),
+            _ => {}
+        }
+    }
+}
+
+impl AggregateFunction<Row> for SqlAggregate {
+    type Acc = Vec<Acc>;
+    type Out = Vec<Value>;
+
+    fn create_accumulator(&self) -> Vec<Acc> {
+        self.calls.iter().map(AggCall::fresh).collect()
+    }
+
+    fn add(&self, row: &Row, acc: &mut Vec<Acc>) {
+        for (call, a) in self.calls.iter().zip(acc.iter_mut()) {
+            if let Some(f) = call.filter
+                && !matches!(row.0.get(f), Some(Value::Bool(true)))
+            {
+                continue;
+            }
+            call.fold(a, call.arg.and_then(|i| row.0.get(i)));
+        }
+    }
+
+    fn get_result(&self, acc: &Vec<Acc>) -> Vec<Value> {
+        self.calls
+            .iter()
+            .zip(acc.iter())
+            .map(|(c, a)| c.result(a))
+            .collect()
+    }
+
+    fn merge(&self, other: Vec<Acc>, acc: &mut Vec<Acc>) {
+        for ((call, o), a) in self.calls.iter().zip(other).zip(acc.iter_mut()) {
+            call.merge_into(o, a);
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The SQL connector registry: `'connector' = '…'` in `CREATE TABLE … WITH (…)` picks a
+//! source or sink here. Sources produce rows of the table's physical columns.
+
+use crate::error::{Result, SqlError};
+use crate::value::{Column, Row, SqlType, Value};
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use sqlparser::tokenizer::Span;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::config::DecodeErrorPolicy;
+use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, FileSource, PrintSink};
+use weir_engine::runtime::Rec;
+
+/// Connectors usable as sources.
+pub const SOURCES: &[&str] = &["datagen", "filesystem"];
+/// Connectors usable as sinks.
+pub const SINKS: &[&str] = &["print", "blackhole", "filesystem"];
+
+/// A table's connector options with positions, for validation errors.
+pub struct Options<'a> {
+    /// Table name, for messages.
+    pub table: &'a str,
+    /// Options as written.
+    pub map: &'a BTreeMap<String, String>,
+    /// Where each key was written.
+    pub spans: &'a BTreeMap<String, Span>,
+    /// Where the table was declared.
+    pub table_span: Span,
+}
+
+impl Options<'_> {
+    fn err(&self, key: &str, msg: impl Into<String>) -> SqlError {
+        SqlError::at(self.spans.get(key).copied().unwrap_or(self.table_span), msg)
+    }
+
+    /// The connector name.
+    pub fn connector(&self) -> Result<&str> {
+        self.map
+            .get("connector")
+            .map(String::as_str)
+            .ok_or_else(|| {
+                SqlError::at(
+                    self.table_span,
+                    format!(
+                        "table '{}' has no 'connector' option; add WITH ('connector' = '…')",
+                        self.table
+                    ),
+                )
+            })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+
+    fn required(&self, key: &str) -> Result<&str> {
+        self.get(key).ok_or_else(|| {
+            SqlError::at(
+                self.table_span,
+                format!("table '{}' needs the option '{key}'", self.table),
+            )
+        })
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                self.err(key, format!("option '{key}' = '{v}' is not a valid number"))
+            }),
+        }
+    }
+
+    fn check_known(&self, known: impl Fn(&str) -> bool, connector: &str) -> Result<()> {
+        for k in self.map.keys() {
+            if k != "connector" && !known(k) {
+                return Err(self.err(
+                    k,
+                    format!("unknown option '{k}' for connector '{connector}' (see docs/sql.md)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses text as a value of `ty` (CSV fields, JSON strings).
+pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
+    let s = s.trim();
+    Some(match ty {
+        SqlType::String => Value::Str(s.to_string()),
+        _ if s.is_empty() => Value::Null,
+        SqlType::Boolean => Value::Bool(s.eq_ignore_ascii_case("true")),
+        SqlType::BigInt => Value::Int(s.parse().ok()?),
+        SqlType::Double => Value::Double(s.parse().ok()?),
+        SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => parse_timestamp(s)?,
+        }),
+    })
+}
+
+/// Parses `YYYY-MM-DD[ T]HH:MM:SS[.fff][Z]` as UTC epoch milliseconds.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim_end_matches('Z');
+    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>());
+    let (hh, mm) = (t.next()?.ok()?, t.next()?.ok()?);
+    let ss = t.next().map(|x| x.ok()).unwrap_or(Some(0))?;
+    let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
+    let ms: i64 = frac3.parse().ok()?;
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+fn json_value(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match (v, ty) {
+        (J::Null, _) => Value::Null,
+        (J::String(s), _) => parse_text(s, ty)?,
+        (J::Bool(b), SqlType::Boolean) => Value::Bool(*b),
+        (J::Number(n), SqlType::BigInt) => Value::Int(n.as_i64()?),
+        (J::Number(n), SqlType::Double) => Value::Double(n.as_f64()?),
+        (J::Number(n), SqlType::Timestamp) => Value::Ts(n.as_i64()?),
+        (other, SqlType::String) => Value::Str(other.to_string()),
+        _ => return None,
+    })
+}
+
+/// Turns decoded file records into rows of a table's columns. A record whose fields do not
+/// fit the columns is handled like an undecodable one (`pipeline.decode-error-policy`): the
+/// job fails naming the table, field and value, or the record is skipped with a warning.
+#[derive(Clone)]
+struct Decoder {
+    table: String,
+    policy: DecodeErrorPolicy,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Decoder {
+    fn rows<T>(
+        &self,
+        recs: Vec<Rec<T>>,
+        row: impl Fn(&T) -> std::result::Result<Vec<Value>, String>,
+    ) -> weir_engine::Result<Vec<Rec<Row>>> {
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            match row(&r.value) {
+                Ok(values) => out.push(Rec {
+                    ts: r.ts,
+                    value: Row(values),
+                }),
+                Err(reason) => match self.policy {
+                    DecodeErrorPolicy::Fail => {
+                        return Err(weir_engine::Error::User(format!(
+                            "table '{}': {reason}; fix the input, or set \
+                             pipeline.decode-error-policy: skip to skip such records",
+                            self.table
+                        )));
+                    }
+                    DecodeErrorPolicy::Skip => {
+                        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n <= 10 || n.is_power_of_two() {
+                            tracing::warn!(table = %self.table, %reason, skipped = n, "skipping a record that does not fit the table's columns");
+                        }
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A physical column and the field name it is read from / written to.
+#[derive(Debug, Clone)]
+pub struct PhysicalColumn {
+    /// Column.
+    pub col: Column,
+    /// Field name as written in the DDL.
+    pub field: String,
+}
+
+fn datagen_option(k: &str, cols: &[PhysicalColumn]) -> bool {
+    matches!(k, "number-of-rows" | "rows-per-second" | "seed")
+        || k.strip_prefix("fields.").is_some_and(|rest| {
+            rest.rsplit_once('.').is_some_and(|(f, o)| {
+                cols.iter().any(|c| c.field == f)
+                    && matches!(o, "kind" | "min" | "max" | "length" | "start" | "end")
+            })
+        })
+}
+
+/// Rejects options the table's connector does not know, when the table is declared (and
+/// not only when a query first uses it).
+pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
+    match opts.connector()? {
+        "datagen" => opts.check_known(|k| datagen_option(k, cols), "datagen"),
+        "filesystem" => opts.check_known(|k| matches!(k, "path" | "format"), "filesystem"),
+        c @ ("print" | "blackhole") => opts.check_known(|_| false, c),
+        _ => Ok(()),
+    }
+}
+
+/// Builds the source of a table.
+pub fn source(
+    env: &StreamExecutionEnvironment,
+    opts: &Options<'_>,
+    cols: &[PhysicalColumn],
+    uid: &str,
+) -> Result<DataStream<Row>> {
+    let connector = opts.connector()?;
+    let name = format!("Source: {} ({connector})", opts.table);
+    match connector {
+        "datagen" => datagen(env, opts, cols, &name, uid),
+        "filesystem" => {
+            opts.check_known(|k| matches!(k, "path" | "format"), connector)?;
+            let path = opts.required("path")?.to_string();
+            let table = opts.table.to_string();
+            let cols = cols.to_vec();
+            let policy = env.config().decode_error_policy()?;
+            let decode = Decoder { table, policy, skipped: Arc::new(AtomicU64::new(0)) };
+            match opts.required("format")? {
+                "json" => {
+                    let raw = env
+                        .from_source(FileSource::<serde_json::Value>::json_lines(&path), None, &name)
+                        .uid(uid);
+                    Ok(raw
+                        .transform_batches("Decode JSON", move |recs| {
+                            decode.rows(recs, |value| {
+                                let serde_json::Value::Object(fields) = value else {
+                                    return Err(format!("{value} is not a JSON object"));
+                                };
+                                cols.iter()
+                                    .map(|c| {
+                                        let v = fields.get(&c.field).unwrap_or(&serde_json::Value::Null);
+                                        json_value(v, c.col.ty).ok_or_else(|| {
+                                            format!("field '{}' = {v} is not a valid {}", c.field, c.col.ty.sql_name())
+                                        })
+                                    })
+                                    .collect()
+                            })
+                        })
+                        .uid(&format!("{uid}-decode")))
+                }
+                "csv" => {
+                    let raw = env
+                        .from_source(FileSource::<Vec<String>>::csv(&path), None, &name)
+                        .uid(uid);
+                    Ok(raw
+                        .transform_batches("Decode CSV", move |recs| {
+                            decode.rows(recs, |fields| {
+                                cols.iter()
+                                    .enumerate()
+                                    .map(|(i, c)| {
+                                        let s = fields.get(i).map(String::as_str).unwrap_or("");
+                                        parse_text(s, c.col.ty).ok_or_else(|| {
+                                            format!(
+                                                "CSV field {} ('{}') = '{s}' is not a valid {}",
+                                                i + 1,
+                                                c.field,
+                                                c.col.ty.sql_name()
+                                            )
+                                        })
+                                    })
+                                    .collect()
+                            })
+                        })
+                        .uid(&format!("{uid}-decode")))
+                }
+                other => Err(opts.err("format", format!("format '{other}' is not supported; use 'json' or 'csv'"))),
+            }
+        }
+        other if SINKS.contains(&other) => Err(opts.err(
+            "connector",
+            format!("connector '{other}' can only be written to (INSERT INTO), not read; sources are: {}", SOURCES.join(", ")),
+        )),
+        other => Err(opts.err(
+            "connector",
+            format!("unknown connector '{other}'; available sources: {}", SOURCES.join(", ")),
+        )),
+    }
+}
+
+enum FieldGen {
+    Sequence { start: i64, ty: SqlType },
+    Int { min: i64, max: i64 },
+    Double { min: f64, max: f64 },
+    Str { length: usize },
+    Bool,
+}
+
+fn datagen(
+    env: &StreamExecutionEnvironment,
+    opts: &Options<'_>,
+    cols: &[PhysicalColumn],
+    name: &str,
+    uid: &str,
+) -> Result<DataStream<Row>> {
+    validate(opts, cols)?;
+    let mut gens = Vec::new();
+    let mut rows: Option<u64> = opts.number("number-of-rows")?;
+    for c in cols {
+        let key = |o: &str| format!("fields.{}.{o}", c.field);
+        let kind = opts.get(&key("kind")).unwrap_or("random");
+        let g = match kind {
+            "sequence" => {
+                let start: i64 = opts.number(&key("start"))?.unwrap_or(0);
+                let end: Option<i64> = opts.number(&key("end"))?;
+                if let Some(end) = end {
+                    let n = u64::try_from(end - start + 1).unwrap_or(0);
+                    rows = Some(rows.map_or(n, |r| r.min(n)));
+                }
+                if !matches!(c.col.ty, SqlType::BigInt | SqlType::String) {
+                    return Err(opts.err(
+                        &key("kind"),
+                        format!(
+                            "sequence generation needs a numeric or string column; '{}' is {}",
+                            c.field,
+                            c.col.ty.sql_name()
+                        ),
+                    ));
+                }
+                FieldGen::Sequence {
+                    start,
+                    ty: c.col.ty,
+                }
+            }
+            "random" => match c.col.ty {
+                SqlType::BigInt => FieldGen::Int {
+                    min: opts.number(&key("min"))?.unwrap_or(0),
+                    max: opts.number(&key("max"))?.unwrap_or(i32::MAX as i64),
+                },
+                SqlType::Double => FieldGen::Double {
+                    min: opts.number(&key("min"))?.unwrap_or(0.0),
+                    max: opts.number(&key("max"))?.unwrap_or(1.0),
+                },
+                SqlType::String => FieldGen::Str {
+                    length: opts.number(&key("length"))?.unwrap_or(10),
+                },
+                SqlType::Boolean => FieldGen::Bool,
+                SqlType::Timestamp => {
+                    return Err(SqlError::at(
+                        opts.table_span,
+                        format!(
+                            "datagen cannot generate TIMESTAMP column '{}' yet; generate a BIGINT of epoch milliseconds and add a computed column `ts AS TO_TIMESTAMP_LTZ(millis, 3)`",
+                            c.field
+                        ),
+                    ));
+                }
+            },
+            other => {
+                return Err(opts.err(
+                    &key("kind"),
+                    format!("datagen kind '{other}' is not supported; use 'random' or 'sequence'"),
+                ));
+            }
+        };
+        if let FieldGen::Int { min, max } = g
+            && min > max
+        {
+            return Err(opts.err(
+                &key("min"),
+                format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
+            ));
+        }
+        if let FieldGen::Double { min, max } = g
+            && min > max
+        {
+            return Err(opts.err(
+                &key("min"),
+                format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
+            ));
+        }
+        gens.push(g);
+    }
+    let seed: u64 = opts.number("seed")?.unwrap_or(0);
+    let mut g = DataGen::new(seed, move |ctx| {
+        Row(gens
+            .iter()
+            .map(|g| match g {
+                FieldGen::Sequence { start, ty } => {
+                    let v = start + ctx.index as i64;
+                    if *ty == SqlType::String {
+                        Value::Str(v.to_string())
+                    } else {
+                        Value::Int(v)
+                    }
+                }
+                FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
+                FieldGen::Double { min, max } => Value::Double(if min == max {
+                    *min
+                } else {
+                    ctx.rng.gen_range(*min..*max)
+                }),
+                FieldGen::Str { length } => Value::Str(
+                    (&mut ctx.rng)
+                        .sample_iter(&Alphanumeric)
+                        .take(*length)
+                        .map(char::from)
+                        .collect(),
+                ),
+                FieldGen::Bool => Value::Bool(ctx.rng.r#gen()),
+            })
+            .collect())
+    });
+    if let Some(n) = rows {
+        g = g.bounded(n);
+    }
+    if let Some(r) = opts.number::<f64>("rows-per-second")? {
+        g = g.rows_per_second(r);
+    }
+    Ok(env.from_source(g, None, name).uid(uid))
+}
+
+/// Attaches the sink of a table.
+pub fn sink(
+    stream: DataStream<Row>,
+    opts: &Options<'_>,
+    cols: &[PhysicalColumn],
+    uid: &str,
+) -> Result<()> {
+    let connector = opts.connector()?;
+    let name = format!("Sink: {} ({connector})", opts.table);
+    match connector {
+        "print" => {
+            opts.check_known(|_| false, connector)?;
+            stream
+                .sink_to(PrintSink::<Row>::display())
+                .name(&name)
+                .uid(uid);
+        }
+        "blackhole" => {
+            opts.check_known(|_| false, connector)?;
+            stream.sink_to(BlackholeSink).name(&name).uid(uid);
+        }
+        "filesystem" => {
+            opts.check_known(|k| matches!(k, "path" | "format"), connector)?;
+            let path = opts.required("path")?.to_string();
+            match opts.required("format")? {
+                "json" => {}
+                other => {
+                    return Err(opts.err("format", format!("the filesystem sink writes format 'json' only; '{other}' is not supported yet")));
+                }
+            }
+            let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
+            stream
+                .map(move |r: Row| {
+                    serde_json::Value::Object(
+                        fields
+                            .iter()
+                            .zip(r.0.iter())
+                            .map(|(f, v)| (f.clone(), v.to_json()))
+                            .collect(),
+                    )
+                })
+                .uid(&format!("{uid}-encode"))
+                .sink_to(FileSink::json_lines(path))
+                .name(&name)
+                .uid(uid);
+        }
+        other if SOURCES.contains(&other) => {
+            return Err(opts.err(
+                "connector",
+                format!(
+                    "connector '{other}' can only be read, not written; sinks are: {}",
+                    SINKS.join(", ")
+                ),
+            ));
+        }
+        other => {
+            return Err(opts.err(
+                "connector",
+                format!(
+                    "unknown connector '{other}'; available sinks: {}",
+                    SINKS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Compiles SQL expressions to DataFusion physical expressions and evaluates them over Arrow
+//! batches built from rows.
+
+use crate::error::{Result, SqlError};
+use crate::value::{Column, Row, SqlType, append_column, arrow_schema, rows_to_batch};
+use arrow::array::BooleanArray;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::tree_node::TreeNode;
+use datafusion_common::{DFSchema, TableReference};
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion_expr::{AggregateUDF, ExprSchemable, ScalarUDF, TableSource, WindowUDF};
+use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+use datafusion_physical_expr::PhysicalExpr;
+use datafusion_sql::planner::{PlannerContext, SqlToRel};
+use sqlparser::ast::{self, Spanned, VisitMut, VisitorMut};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use weir_engine::runtime::Rec;
+
+/// What DataFusion's SQL planner may look up: the scalar function library.
+pub struct Functions {
+    udfs: HashMap<String, Arc<ScalarUDF>>,
+    planners: Vec<Arc<dyn ExprPlanner>>,
+    options: ConfigOptions,
+}
+
+impl std::fmt::Debug for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Functions({})", self.udfs.len())
+    }
+}
+
+impl Default for Functions {
+    fn default() -> Self {
+        let mut udfs = HashMap::new();
+        for f in datafusion_functions::all_default_functions() {
+            for a in f.aliases() {
+                udfs.insert(a.clone(), f.clone());
+            }
+            udfs.insert(f.name().to_string(), f);
+        }
+        let planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+            Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+        ];
+        Functions {
+            udfs,
+            planners,
+            options: ConfigOptions::default(),
+        }
+    }
+}
+
+impl ContextProvider for Functions {
+    fn get_table_source(
+        &self,
+        name: TableReference,
+    ) -> datafusion_common::Result<Arc<dyn TableSource>> {
+        datafusion_common::plan_err!("table '{name}' cannot be used inside an expression")
+    }
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.planners
+    }
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.udfs.get(&name.to_ascii_lowercase()).cloned()
+    }
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<datafusion_expr::HigherOrderUDF>> {
+        None
+    }
+    fn get_aggregate_meta(&self, _name: &str) -> Option<Arc<AggregateUDF>> {
+        None
+    }
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+    fn options(&self) -> &ConfigOptions {
+        &self.options
+    }
+    fn udf_names(&self) -> Vec<String> {
+        self.udfs.keys().cloned().collect()
+    }
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn udaf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Rewrites Flink functions DataFusion names differently.
+struct FlinkFunctions;
+
+impl VisitorMut for FlinkFunctions {
+    type Break = SqlError;
+    fn post_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<SqlError> {
+        if let ast::Expr::Function(f) = e {
+            if f.over.is_some() {
+                return ControlFlow::Break(SqlError::at(
+                    e.span(),
+                    "OVER windows are not supported yet",
+                ));
+            }
+            let name = f.name.to_string().to_ascii_lowercase();
+            if name == "to_timestamp_ltz" {
+                // TO_TIMESTAMP_LTZ(epoch, 3) is epoch milliseconds, (epoch, 0) seconds.
+                let args = match &f.args {
+                    ast::FunctionArguments::List(l) => l.args.clone(),
+                    _ => Vec::new(),
+                };
+                let precision = args.get(1).map(|a| a.to_string());
+                let target = match precision.as_deref() {
+                    Some("3") => "to_timestamp_millis",
+                    Some("0") => "to_timestamp_seconds",
+                    _ => {
+                        return ControlFlow::Break(SqlError::at(
+                            e.span(),
+                            "TO_TIMESTAMP_LTZ(epoch, precision) needs precision 0 (seconds) or 3 (milliseconds)",
+                        ));
+                    }
+                };
+                f.name = ast::ObjectName::from(vec![ast::Ident::new(target)]);
+                if let ast::FunctionArguments::List(l) = &mut f.args {
+                    l.args.truncate(1);
+                }
+            } else if ["count", "sum", "avg", "min", "max"].contains(&name.as_str()) {
+                return ControlFlow::Break(SqlError::at(
+                    e.span(),
+                    format!(
+                        "aggregate function {} is not allowed here; aggregates belong in the SELECT list of a GROUP BY query",
+                        name.to_uppercase()
+                    ),
+                ));
+            } else if matches!(
+                name.as_str(),
+                "tumble"
+                    | "hop"
+                    | "session"
+                    | "cumulate"
+                    | "tumble_start"
+                    | "tumble_end"
+                    | "hop_start"
+                    | "hop_end"
+                    | "session_start"
+                    | "session_end"
+            ) {
+                return ControlFlow::Break(SqlError::at(
+                    e.span(),
+                    format!(
+                        "{} is only allowed with GROUP BY TUMBLE/HOP/SESSION",
+                        name.to_uppercase()
+                    ),
+                ));
+            }
+        }
+        if let ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } = e
+        {
+            return ControlFlow::Break(SqlError::at(
+                e.span(),
+                "subqueries in expressions are not supported yet",
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A compiled expression and its result type.
+pub struct Compiled {
+    /// DataFusion's physical expression.
+    pub expr: Arc<dyn PhysicalExpr>,
+    /// The SQL type of its result.
+    pub ty: SqlType,
+}
+
+fn clean_df_message(msg: &str) -> String {
+    let msg = msg
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("Schema error: ")
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("This feature is not implemented: ");
+    if let Some(rest) = msg.strip_prefix("No field named ") {
+        let (name, tail) = rest.split_once('.').unwrap_or((rest, ""));
+        let name = name.trim().trim_matches('"');
+        let valid = tail
+            .trim()
+            .strip_prefix("Valid fields are ")
+            .map(|v| {
+                format!(
+                    "; available columns: {}",
+                    v.trim_end_matches('.').replace('"', "")
+                )
+            })
+            .unwrap_or_default();
+        return format!("column '{name}' not found{valid}");
+    }
+    msg.split('\n').next().unwrap_or(msg).to_string()
+}
+
+/// Compiles `e` over `cols`.
+pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Compiled> {
+    let span = e.span();
+    let mut e = e.clone();
+    if let ControlFlow::Break(err) = e.visit(&mut FlinkFunctions) {
+        return Err(err);
+    }
+    let schema = arrow_schema(cols);
+    let df = DFSchema::try_from(schema.as_ref().clone())
+        .map_err(|x| SqlError::at(span, clean_df_message(&x.to_string())))?;
+    let planner = SqlToRel::new(funcs);
+    let fail = |x: datafusion_common::DataFusionError| {
+        SqlError::at(span, clean_df_message(&x.strip_backtrace()))
+    };
+    let logical = planner
+        .sql_to_expr(e, &df, &mut PlannerContext::new())
+        .map_err(fail)?;
+    let logical = logical
+        .rewrite(&mut TypeCoercionRewriter::new(&df))
+        .map_err(fail)?
+        .data;
+    let field = logical.to_field(&df).map_err(fail)?.1;
+    let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
+        SqlError::at(
+            span,
+            format!(
+                "expressions of type {} are not supported yet",
+                field.data_type()
+            ),
+        )
+    })?;
+    let expr = datafusion_physical_expr::create_physical_expr(
+        &logical,
+        &df,
+        &ExecutionProps::new(),
+        &Default::default(),
+    )
+    .map_err(fail)?;
+    Ok(Compiled { expr, ty })
+}
+
+/// Filter-and-project over a batch of rows, evaluated as one Arrow batch.
+#[derive(Clone)]
+pub struct Calc {
+    in_cols: Arc<Vec<Column>>,
+    in_schema: SchemaRef,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    exprs: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
+}
+
+impl Calc {
+    /// A calc over rows of `in_cols`.
+    pub fn new(
+        in_cols: Vec<Column>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        exprs: Vec<(Arc<dyn PhysicalExpr>, SqlType)>,
+    ) -> Self {
+        Calc {
+            in_schema: arrow_schema(&in_cols),
+            in_cols: Arc::new(in_cols),
+            filter,
+            exprs: Arc::new(exprs),
+        }
+    }
+
+    /// Evaluates the calc; records keep their timestamps.
+    pub fn apply(&self, recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
+        if recs.is_empty() {
+            return Ok(recs);
+        }
+        let err = |e: &dyn std::fmt::Display| {
+            weir_engine::Error::User(format!("SQL evaluation failed: {e}"))
+        };
+        let batch = rows_to_batch(
+            &self.in_cols,
+            &self.in_schema,
+            recs.iter().map(|r| &r.value),
+        )
+        .map_err(|e| err(&e))?;
+        let (batch, ts): (_, Vec<i64>) = match &self.filter {
+            None => (batch, recs.iter().map(|r| r.ts).collect()),
+            Some(f) => {
+                let mask = f
+                    .evaluate(&batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(|e| err(&e))?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| {
+                        weir_engine::Error::User("WHERE condition is not BOOLEAN".into())
+                    })?
+                    .clone();
+                // NULL counts as false, as in SQL (and in Arrow's filter kernel).
+                let ts = recs
+                    .iter()
+                    .zip(mask.iter())
+                    .filter(|(_, m)| m.unwrap_or(false))
+                    .map(|(r, _)| r.ts)
+                    .collect();
+                let b = arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| err(&e))?;
+                (b, ts)
+            }
+        };
+        let mut rows: Vec<Row> = (0..batch.num_rows())
+            .map(|_| Row(Vec::with_capacity(self.exprs.len())))
+            .collect();
+        for (e, ty) in self.exprs.iter() {
+            let a = e
+                .evaluate(&batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(|e| err(&e))?;
+            append_column(&a, *ty, &mut rows).map_err(|e| err(&e))?;
+        }
+        Ok(rows
+            .into_iter()
+            .zip(ts)
+            .map(|(value, ts)| Rec { ts, value })
+            .collect())
+    }
+}
+
+/// `true` if the array is boolean (used to check WHERE and FILTER conditions).
+pub fn is_boolean(ty: SqlType) -> bool {
+    ty == SqlType::Boolean
+}

@@ -1,0 +1,62 @@
+//! Streaming SQL for Weir: Flink's SQL dialect, parsed with sqlparser, expressions planned and
+//! evaluated by DataFusion over Arrow batches, executed by Weir's engine (its windows, keyed
+//! state, watermarks and checkpoints).
+//!
+//! ```
+//! use weir_engine::api::StreamExecutionEnvironment;
+//! let env = StreamExecutionEnvironment::new();
+//! let job = weir_sql::plan(&env, "
+//!   CREATE TABLE nums (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3',
+//!     'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '3');
+//!   CREATE TABLE out (n BIGINT) WITH ('connector' = 'blackhole');
+//!   INSERT INTO out SELECT n * 10 FROM nums WHERE n > 1;
+//! ").unwrap();
+//! assert!(job.explain().contains("Calc"));
+//! env.execute("doc").unwrap();
+//! ```
+
+pub mod agg;
+pub mod connectors;
+pub mod error;
+pub mod expr;
+pub mod parse;
+pub mod plan;
+pub mod value;
+
+pub use error::{Result, SqlError};
+pub use value::{Row, Value};
+
+use weir_engine::api::StreamExecutionEnvironment;
+
+/// A script planned onto an environment.
+#[derive(Debug, Clone)]
+pub struct PlannedScript {
+    /// The streaming plan of each INSERT/SELECT that will run.
+    pub plans: Vec<String>,
+    /// The output of the script's EXPLAIN statements.
+    pub explained: Vec<String>,
+    /// Number of INSERT/SELECT pipelines added to the environment.
+    pub pipelines: usize,
+}
+
+impl PlannedScript {
+    /// The streaming plan of the whole job.
+    pub fn explain(&self) -> String {
+        let mut s = self.plans.join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+/// Parses `sql` (several `;`-separated statements) and adds its INSERT/SELECT pipelines to
+/// `env` as one job (a statement set).
+pub fn plan(env: &StreamExecutionEnvironment, sql: &str) -> Result<PlannedScript> {
+    let stmts = parse::parse_script(sql)?;
+    let mut p = plan::Planner::new(env);
+    p.plan_script(stmts)?;
+    Ok(PlannedScript {
+        plans: p.plans,
+        explained: p.explained,
+        pipelines: p.pipelines,
+    })
+}

@@ -1,0 +1,345 @@
+//! Splits a script into statements and parses Flink's DDL, which standard SQL parsers do not
+//! know (`WATERMARK FOR`, computed columns `c AS expr`, `WITH ('k' = 'v')`). Everything else
+//! (queries, expressions, types) is parsed by sqlparser on the same token stream, so every
+//! position refers to the original text.
+
+use crate::error::{Result, SqlError};
+use sqlparser::ast::{DataType, Expr, Ident, ObjectName, Query};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Span, Token};
+use std::collections::BTreeMap;
+
+/// A column of `CREATE TABLE`.
+#[derive(Debug, Clone)]
+pub struct ColumnDef {
+    /// The identifier as written.
+    pub ident: Ident,
+    /// Physical (read from the connector) or computed.
+    pub kind: ColumnKind,
+}
+
+/// How a column gets its value.
+#[derive(Debug, Clone)]
+pub enum ColumnKind {
+    /// Read from the connector, with its declared type.
+    Physical(DataType),
+    /// `name AS expr`, computed from the physical columns.
+    Computed(Box<Expr>),
+}
+
+/// `WATERMARK FOR col AS expr`.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The rowtime column.
+    pub column: Ident,
+    /// The watermark expression.
+    pub expr: Expr,
+}
+
+/// `CREATE TABLE`.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// Table name.
+    pub name: Ident,
+    /// Columns in declaration order.
+    pub columns: Vec<ColumnDef>,
+    /// The watermark declaration, if any.
+    pub watermark: Option<WatermarkDef>,
+    /// The `WITH` options, keys as written.
+    pub options: BTreeMap<String, String>,
+    /// Where each option key was written (for errors).
+    pub option_spans: BTreeMap<String, Span>,
+    /// Where the statement starts.
+    pub span: Span,
+}
+
+/// One statement of a script.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// `CREATE TABLE`
+    CreateTable(Box<TableDef>),
+    /// `CREATE VIEW name AS query`
+    CreateView {
+        /// View name.
+        name: Ident,
+        /// Its query.
+        query: Box<Query>,
+    },
+    /// `INSERT INTO table query`
+    Insert {
+        /// Target table.
+        table: Ident,
+        /// The query.
+        query: Box<Query>,
+    },
+    /// A bare query: its result is printed.
+    Select(Box<Query>),
+    /// `EXPLAIN stmt`: print the streaming plan of an INSERT or query.
+    Explain(Box<Statement>),
+}
+
+fn err_here(p: &Parser<'_>, msg: impl Into<String>) -> SqlError {
+    SqlError::at(p.peek_token_ref().span, msg)
+}
+
+fn single_ident(p: &mut Parser<'_>, what: &str) -> Result<Ident> {
+    let span = p.peek_token_ref().span;
+    let name: ObjectName = p.parse_object_name(false).map_err(SqlError::from_parser)?;
+    if name.0.len() != 1 {
+        return Err(SqlError::at(
+            span,
+            format!(
+                "{what} '{name}': catalogs and databases are not supported yet; use a plain name"
+            ),
+        ));
+    }
+    name.0[0]
+        .as_ident()
+        .cloned()
+        .ok_or_else(|| SqlError::at(span, format!("'{name}' is not a valid {what} name")))
+}
+
+/// Where the statement ahead uses a window table-valued function, `TABLE(TUMBLE(…))`,
+/// which sqlparser cannot parse (`TABLE t` as an argument): its parse error would point at
+/// `t` and not say that the construct is unsupported.
+fn window_tvf_ahead(p: &Parser<'_>) -> Option<Span> {
+    let word = |i: usize| match &p.peek_nth_token_ref(i).token {
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut i = 0;
+    loop {
+        match &p.peek_nth_token_ref(i).token {
+            Token::EOF | Token::SemiColon => return None,
+            Token::Word(w)
+                if w.keyword == Keyword::TABLE
+                    && p.peek_nth_token_ref(i + 1).token == Token::LParen
+                    && word(i + 2).is_some_and(|f| {
+                        matches!(f.as_str(), "tumble" | "hop" | "cumulate" | "session")
+                    })
+                    && p.peek_nth_token_ref(i + 3).token == Token::LParen =>
+            {
+                return Some(p.peek_nth_token_ref(i).span);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Parses a query, naming unsupported window table-valued functions instead of failing on
+/// their syntax.
+fn parse_query(p: &mut Parser<'_>) -> Result<Box<Query>> {
+    let tvf = window_tvf_ahead(p);
+    p.parse_query().map_err(|e| match tvf {
+        Some(span) => SqlError::at(
+            span,
+            "window table-valued functions (TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))) are not \
+             supported yet; use GROUP BY TUMBLE(ts, INTERVAL …)",
+        ),
+        None => SqlError::from_parser(e),
+    })
+}
+
+/// Parses a whole script.
+pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = GenericDialect {};
+    let mut p = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .map_err(SqlError::from_parser)?;
+    let mut out = Vec::new();
+    loop {
+        while p.consume_token(&Token::SemiColon) {}
+        if p.peek_token_ref().token == Token::EOF {
+            break;
+        }
+        out.push(parse_statement(&mut p)?);
+        let t = p.peek_token();
+        if t.token != Token::SemiColon && t.token != Token::EOF {
+            return Err(SqlError::at(
+                t.span,
+                format!("syntax error: expected ';' or the end of the statement, found '{t}'"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
+    let start = p.peek_token_ref().span;
+    if p.parse_keyword(Keyword::EXPLAIN) {
+        let _ = p.parse_keywords(&[Keyword::PLAN, Keyword::FOR]);
+        let inner = parse_statement(p)?;
+        return match inner {
+            Statement::Insert { .. } | Statement::Select(_) => {
+                Ok(Statement::Explain(Box::new(inner)))
+            }
+            _ => Err(SqlError::at(
+                start,
+                "EXPLAIN supports INSERT INTO and queries",
+            )),
+        };
+    }
+    if p.parse_keyword(Keyword::CREATE) {
+        let _ = p.parse_keyword(Keyword::TEMPORARY);
+        if p.parse_keyword(Keyword::TABLE) {
+            if p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]) {
+                return Err(SqlError::at(
+                    start,
+                    "CREATE TABLE IF NOT EXISTS is not supported yet",
+                ));
+            }
+            return parse_create_table(p, start).map(|t| Statement::CreateTable(Box::new(t)));
+        }
+        if p.parse_keyword(Keyword::VIEW) {
+            let name = single_ident(p, "view")?;
+            p.expect_keyword(Keyword::AS)
+                .map_err(SqlError::from_parser)?;
+            let query = parse_query(p)?;
+            return Ok(Statement::CreateView { name, query });
+        }
+        if p.parse_keyword(Keyword::FUNCTION) {
+            return Err(SqlError::at(start, "CREATE FUNCTION is not supported yet"));
+        }
+        return Err(err_here(p, "expected TABLE or VIEW after CREATE"));
+    }
+    if p.parse_keyword(Keyword::INSERT) {
+        if p.parse_keyword(Keyword::OVERWRITE) {
+            return Err(SqlError::at(
+                start,
+                "INSERT OVERWRITE is not supported in streaming mode",
+            ));
+        }
+        p.expect_keyword(Keyword::INTO)
+            .map_err(SqlError::from_parser)?;
+        let table = single_ident(p, "table")?;
+        if p.peek_token_ref().token == Token::LParen {
+            return Err(err_here(
+                p,
+                "INSERT with a column list is not supported yet; select the sink's columns in order",
+            ));
+        }
+        let query = parse_query(p)?;
+        return Ok(Statement::Insert { table, query });
+    }
+    if p.peek_keyword(Keyword::SELECT)
+        || p.peek_keyword(Keyword::WITH)
+        || p.peek_token_ref().token == Token::LParen
+    {
+        let query = parse_query(p)?;
+        return Ok(Statement::Select(query));
+    }
+    let t = p.peek_token();
+    Err(SqlError::at(
+        t.span,
+        format!(
+            "unsupported statement starting with '{t}'; supported are CREATE TABLE, CREATE VIEW, INSERT INTO, SELECT and EXPLAIN"
+        ),
+    ))
+}
+
+/// Consumes the next token if it is the (non-reserved) word `w`.
+fn parse_word(p: &mut Parser<'_>, w: &str) -> bool {
+    if let Token::Word(word) = &p.peek_token_ref().token
+        && word.quote_style.is_none()
+        && word.value.eq_ignore_ascii_case(w)
+    {
+        p.next_token();
+        return true;
+    }
+    false
+}
+
+fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
+    let name = single_ident(p, "table")?;
+    p.expect_token(&Token::LParen)
+        .map_err(SqlError::from_parser)?;
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    loop {
+        let at = p.peek_token_ref().span;
+        if parse_word(p, "WATERMARK") {
+            p.expect_keyword(Keyword::FOR)
+                .map_err(SqlError::from_parser)?;
+            let column = p.parse_identifier().map_err(SqlError::from_parser)?;
+            p.expect_keyword(Keyword::AS)
+                .map_err(SqlError::from_parser)?;
+            let expr = p.parse_expr().map_err(SqlError::from_parser)?;
+            if watermark.is_some() {
+                return Err(SqlError::at(at, "a table can declare only one WATERMARK"));
+            }
+            watermark = Some(WatermarkDef { column, expr });
+        } else if p.parse_keyword(Keyword::PRIMARY) || p.parse_keyword(Keyword::CONSTRAINT) {
+            return Err(SqlError::at(
+                at,
+                "PRIMARY KEY constraints are not supported yet",
+            ));
+        } else {
+            let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
+            let kind = if p.parse_keyword(Keyword::AS) {
+                ColumnKind::Computed(Box::new(p.parse_expr().map_err(SqlError::from_parser)?))
+            } else {
+                let ty = p.parse_data_type().map_err(SqlError::from_parser)?;
+                // Nullability is accepted and not enforced.
+                if p.parse_keyword(Keyword::NOT) {
+                    p.expect_keyword(Keyword::NULL)
+                        .map_err(SqlError::from_parser)?;
+                } else {
+                    let _ = p.parse_keyword(Keyword::NULL);
+                }
+                if p.peek_keyword(Keyword::METADATA) {
+                    return Err(err_here(p, "METADATA columns are not supported yet"));
+                }
+                ColumnKind::Physical(ty)
+            };
+            columns.push(ColumnDef { ident, kind });
+        }
+        if p.consume_token(&Token::Comma) {
+            continue;
+        }
+        p.expect_token(&Token::RParen)
+            .map_err(SqlError::from_parser)?;
+        break;
+    }
+    let mut options = BTreeMap::new();
+    let mut option_spans = BTreeMap::new();
+    if p.parse_keyword(Keyword::PARTITIONED) {
+        return Err(SqlError::at(
+            p.peek_token_ref().span,
+            "PARTITIONED BY is not supported yet",
+        ));
+    }
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)
+            .map_err(SqlError::from_parser)?;
+        loop {
+            let at = p.peek_token_ref().span;
+            let k = p.parse_literal_string().map_err(SqlError::from_parser)?;
+            p.expect_token(&Token::Eq).map_err(SqlError::from_parser)?;
+            let v = p.parse_literal_string().map_err(SqlError::from_parser)?;
+            option_spans.insert(k.clone(), at);
+            options.insert(k, v);
+            if p.consume_token(&Token::Comma) {
+                continue;
+            }
+            p.expect_token(&Token::RParen)
+                .map_err(SqlError::from_parser)?;
+            break;
+        }
+    }
+    if p.parse_keyword(Keyword::AS) {
+        return Err(SqlError::at(
+            p.peek_token_ref().span,
+            "CREATE TABLE ... AS SELECT is not supported yet; use CREATE TABLE and INSERT INTO",
+        ));
+    }
+    Ok(TableDef {
+        name,
+        columns,
+        watermark,
+        options,
+        option_spans,
+        span,
+    })
+}

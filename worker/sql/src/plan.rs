@@ -1,0 +1,1313 @@
+//! Plans statements into engine operators: sources with computed columns and watermarks,
+//! Calc (filter + projection) over Arrow batches, group-window aggregates on the engine's
+//! window operator (keyed state), and sinks. Builds an EXPLAIN tree as it goes.
+
+use crate::agg::{AggCall, AggKind, SqlAggregate};
+use crate::connectors::{self, Options, PhysicalColumn};
+use crate::error::{Result, SqlError};
+use crate::expr::{Calc, Functions, compile};
+use crate::parse::{ColumnKind, Statement, TableDef};
+use crate::value::{Column, Row, SqlType, Value};
+use sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
+    SelectItem, SetExpr, Spanned, TableFactor, VisitMut, VisitorMut,
+};
+use sqlparser::tokenizer::Span;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::runtime::Rec;
+use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
+use weir_engine::window::{WindowSpec, Windowed};
+
+/// The normalized name of an identifier: unquoted identifiers are case-insensitive.
+pub fn norm(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+/// A planned stream: the engine stream, its columns, its time attribute and its plan text.
+struct Stream {
+    ds: DataStream<Row>,
+    cols: Vec<Column>,
+    /// Index of the event-time attribute column (declared by WATERMARK FOR), if any.
+    rowtime: Option<usize>,
+    /// EXPLAIN lines, root first, indented by depth.
+    plan: Vec<String>,
+}
+
+fn nest(title: String, child: &[String]) -> Vec<String> {
+    let mut v = vec![title];
+    v.extend(child.iter().map(|l| format!("  {l}")));
+    v
+}
+
+struct TableEntry {
+    def: TableDef,
+    physical: Vec<PhysicalColumn>,
+}
+
+/// Plans a script's statements into one job on `env`.
+pub struct Planner<'e> {
+    env: &'e StreamExecutionEnvironment,
+    funcs: Functions,
+    tables: HashMap<String, TableEntry>,
+    views: HashMap<String, Query>,
+    /// Index of the statement being planned and operators planned in it (for uids).
+    stmt: usize,
+    op: usize,
+    /// EXPLAIN output of every sink, in statement order.
+    pub plans: Vec<String>,
+    /// EXPLAIN statements' output.
+    pub explained: Vec<String>,
+    /// Number of INSERT/SELECT statements that will run.
+    pub pipelines: usize,
+    /// The sink's column names, for the outermost query of an INSERT: its output columns
+    /// take them (INSERT maps columns by position).
+    sink_names: Option<Vec<String>>,
+}
+
+fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
+    use ast::DataType as D;
+    Ok(match t {
+        D::Boolean | D::Bool => SqlType::Boolean,
+        D::TinyInt(_) | D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) => {
+            SqlType::BigInt
+        }
+        D::Float(_)
+        | D::Double(..)
+        | D::DoublePrecision
+        | D::Real
+        | D::Decimal(_)
+        | D::Numeric(_)
+        | D::Dec(_) => SqlType::Double,
+        D::String(_)
+        | D::Varchar(_)
+        | D::Char(_)
+        | D::Text
+        | D::CharVarying(_)
+        | D::Character(_) => SqlType::String,
+        D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
+        D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
+            SqlType::Timestamp
+        }
+        other => {
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "type {other} is not supported yet; use BOOLEAN, INT/BIGINT, DOUBLE, STRING or TIMESTAMP(3)"
+                ),
+            ));
+        }
+    })
+}
+
+/// `INTERVAL 'n' UNIT` in milliseconds, positive (window sizes, gaps).
+pub fn interval_ms(e: &Expr) -> Result<i64> {
+    let ms = non_negative_interval_ms(e)?;
+    if ms == 0 {
+        return Err(SqlError::at(e.span(), "the interval must be positive"));
+    }
+    Ok(ms)
+}
+
+/// `INTERVAL 'n' UNIT` in milliseconds, zero allowed (watermark delays).
+pub fn non_negative_interval_ms(e: &Expr) -> Result<i64> {
+    let bad = || {
+        SqlError::at(
+            e.span(),
+            format!("expected an interval such as INTERVAL '1' MINUTE, found {e}"),
+        )
+    };
+    let Expr::Interval(iv) = e else {
+        return Err(bad());
+    };
+    let n: f64 = match iv.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::Number(s, _) => {
+                s.trim().parse().map_err(|_| bad())?
+            }
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    let unit = match &iv.leading_field {
+        Some(ast::DateTimeField::Millisecond | ast::DateTimeField::Milliseconds) => 1.0,
+        Some(ast::DateTimeField::Second | ast::DateTimeField::Seconds) => 1_000.0,
+        Some(ast::DateTimeField::Minute | ast::DateTimeField::Minutes) => 60_000.0,
+        Some(ast::DateTimeField::Hour | ast::DateTimeField::Hours) => 3_600_000.0,
+        Some(ast::DateTimeField::Day | ast::DateTimeField::Days) => 86_400_000.0,
+        _ => return Err(bad()),
+    };
+    let ms = (n * unit).round() as i64;
+    if ms < 0 {
+        return Err(SqlError::at(e.span(), "the interval must not be negative"));
+    }
+    Ok(ms)
+}
+
+fn function_args(f: &ast::Function) -> Vec<&Expr> {
+    match &f.args {
+        FunctionArguments::List(l) => l
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn fn_name(f: &ast::Function) -> String {
+    f.name.to_string().to_ascii_lowercase()
+}
+
+fn output_name(item: &SelectItem, i: usize) -> Option<String> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(norm(alias)),
+        SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(norm(id)),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map(norm),
+        SelectItem::UnnamedExpr(_) => Some(format!("EXPR${i}")),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Win {
+    Tumble(i64),
+    Hop { slide: i64, size: i64 },
+    Session(i64),
+}
+
+impl Win {
+    fn prefix(self) -> &'static str {
+        match self {
+            Win::Tumble(_) => "tumble",
+            Win::Hop { .. } => "hop",
+            Win::Session(_) => "session",
+        }
+    }
+    fn describe(self) -> String {
+        match self {
+            Win::Tumble(s) => format!("TUMBLE(size={s} ms)"),
+            Win::Hop { slide, size } => format!("HOP(slide={slide} ms, size={size} ms)"),
+            Win::Session(g) => format!("SESSION(gap={g} ms)"),
+        }
+    }
+    fn spec(self) -> WindowSpec {
+        let d = |ms: i64| Duration::from_millis(ms as u64);
+        match self {
+            Win::Tumble(s) => WindowSpec::tumbling(d(s)),
+            Win::Hop { slide, size } => WindowSpec::sliding(d(size), d(slide)),
+            Win::Session(g) => WindowSpec::session(d(g)),
+        }
+    }
+}
+
+/// An aggregate call found in the SELECT list or HAVING.
+struct FoundCall {
+    kind: AggKind,
+    distinct: bool,
+    /// `None` for `COUNT(*)`.
+    arg: Option<Expr>,
+    /// `FILTER (WHERE …)`.
+    filter: Option<Expr>,
+}
+
+/// Replaces aggregate calls, window auxiliary functions and group keys in the SELECT list
+/// and HAVING with references to the window aggregate's output columns.
+struct AggRewriter<'a> {
+    win: Win,
+    keys: &'a [(String, String)],
+    calls: Vec<FoundCall>,
+    error: Option<SqlError>,
+}
+
+impl VisitorMut for AggRewriter<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let text = e.to_string();
+        if let Some((_, col)) = self.keys.iter().find(|(k, _)| *k == text) {
+            *e = Expr::Identifier(Ident::with_quote('"', col.clone()));
+            return ControlFlow::Continue(());
+        }
+        let Expr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
+        let name = fn_name(f);
+        let span = f.span();
+        if f.over.is_some() {
+            self.error = Some(SqlError::at(span, "OVER windows are not supported yet"));
+            return ControlFlow::Break(());
+        }
+        let kind = match name.as_str() {
+            "count" => Some(AggKind::Count),
+            "sum" => Some(AggKind::Sum),
+            "avg" => Some(AggKind::Avg),
+            "min" => Some(AggKind::Min),
+            "max" => Some(AggKind::Max),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let (distinct, args) = match &f.args {
+                FunctionArguments::List(l) => (
+                    matches!(
+                        l.duplicate_treatment,
+                        Some(ast::DuplicateTreatment::Distinct)
+                    ),
+                    l.args.clone(),
+                ),
+                _ => (false, Vec::new()),
+            };
+            let arg = match args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if kind == AggKind::Count => None,
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some(a.clone()),
+                _ => {
+                    self.error = Some(SqlError::at(
+                        span,
+                        format!("{} takes exactly one argument", name.to_uppercase()),
+                    ));
+                    return ControlFlow::Break(());
+                }
+            };
+            let filter = f.filter.as_deref().cloned();
+            let idx = self.calls.len();
+            self.calls.push(FoundCall {
+                kind,
+                distinct,
+                arg,
+                filter,
+            });
+            *e = Expr::Identifier(Ident::with_quote('"', format!("$agg{idx}")));
+            return ControlFlow::Continue(());
+        }
+        let p = self.win.prefix();
+        if let Some(which) = name.strip_prefix(p).and_then(|s| s.strip_prefix('_')) {
+            let col = match which {
+                "start" => "window_start",
+                "end" => "window_end",
+                "rowtime" => "window_time",
+                _ => {
+                    self.error = Some(SqlError::at(
+                        span,
+                        format!("{} is not supported", name.to_uppercase()),
+                    ));
+                    return ControlFlow::Break(());
+                }
+            };
+            *e = Expr::Identifier(Ident::with_quote('"', col));
+            return ControlFlow::Continue(());
+        }
+        if matches!(
+            name.as_str(),
+            "tumble_start"
+                | "tumble_end"
+                | "hop_start"
+                | "hop_end"
+                | "session_start"
+                | "session_end"
+        ) {
+            self.error = Some(SqlError::at(
+                span,
+                format!(
+                    "{} does not match the window of the GROUP BY ({})",
+                    name.to_uppercase(),
+                    self.win.describe()
+                ),
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn has_aggregate(items: &[SelectItem]) -> Option<Span> {
+    struct Find(Option<Span>);
+    impl VisitorMut for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && f.over.is_none()
+                && matches!(fn_name(f).as_str(), "count" | "sum" | "avg" | "min" | "max")
+            {
+                self.0 = Some(f.span());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find(None);
+    for it in items {
+        let mut it = it.clone();
+        let _ = it.visit(&mut f);
+        if f.0.is_some() {
+            break;
+        }
+    }
+    f.0
+}
+
+impl<'e> Planner<'e> {
+    /// A planner adding operators to `env`.
+    pub fn new(env: &'e StreamExecutionEnvironment) -> Self {
+        Planner {
+            env,
+            funcs: Functions::default(),
+            tables: HashMap::new(),
+            views: HashMap::new(),
+            stmt: 0,
+            op: 0,
+            plans: Vec::new(),
+            explained: Vec::new(),
+            pipelines: 0,
+            sink_names: None,
+        }
+    }
+
+    fn uid(&mut self, kind: &str) -> String {
+        self.op += 1;
+        format!("sql-{}-{}-{kind}", self.stmt, self.op)
+    }
+
+    /// Plans every statement of a script, in order.
+    pub fn plan_script(&mut self, stmts: Vec<Statement>) -> Result<()> {
+        for (i, s) in stmts.into_iter().enumerate() {
+            self.stmt = i + 1;
+            self.op = 0;
+            self.plan_statement(s)?;
+        }
+        Ok(())
+    }
+
+    fn plan_statement(&mut self, s: Statement) -> Result<()> {
+        match s {
+            Statement::CreateTable(def) => self.create_table(*def),
+            Statement::CreateView { name, query } => {
+                let n = norm(&name);
+                if self.tables.contains_key(&n) || self.views.contains_key(&n) {
+                    return Err(SqlError::at(
+                        name.span,
+                        format!("a table or view named '{n}' already exists"),
+                    ));
+                }
+                self.views.insert(n, *query);
+                Ok(())
+            }
+            Statement::Insert { table, query } => {
+                let text = self.insert(&table, &query)?;
+                self.plans.push(text);
+                self.pipelines += 1;
+                Ok(())
+            }
+            Statement::Select(query) => {
+                let text = self.select_to_print(&query)?;
+                self.plans.push(text);
+                self.pipelines += 1;
+                Ok(())
+            }
+            Statement::Explain(inner) => {
+                // Plan on a scratch environment: EXPLAIN does not run the statement.
+                let scratch = StreamExecutionEnvironment::with_config(self.env.config());
+                let mut sub = Planner::new(&scratch);
+                sub.tables = std::mem::take(&mut self.tables);
+                sub.views = std::mem::take(&mut self.views);
+                sub.stmt = self.stmt;
+                let res = match *inner {
+                    Statement::Insert { table, query } => sub.insert(&table, &query),
+                    Statement::Select(query) => sub.select_to_print(&query),
+                    _ => Ok(String::new()),
+                };
+                self.tables = std::mem::take(&mut sub.tables);
+                self.views = std::mem::take(&mut sub.views);
+                self.explained.push(res?);
+                Ok(())
+            }
+        }
+    }
+
+    fn create_table(&mut self, def: TableDef) -> Result<()> {
+        let n = norm(&def.name);
+        if self.tables.contains_key(&n) || self.views.contains_key(&n) {
+            return Err(SqlError::at(
+                def.name.span,
+                format!("a table or view named '{n}' already exists"),
+            ));
+        }
+        let mut physical = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for c in &def.columns {
+            if !seen.insert(norm(&c.ident)) {
+                return Err(SqlError::at(
+                    c.ident.span,
+                    format!("column '{}' is declared twice", c.ident.value),
+                ));
+            }
+            if let ColumnKind::Physical(t) = &c.kind {
+                physical.push(PhysicalColumn {
+                    col: Column {
+                        name: norm(&c.ident),
+                        ty: sql_type(t, c.ident.span)?,
+                    },
+                    field: c.ident.value.clone(),
+                });
+            }
+        }
+        if let Some(w) = &def.watermark
+            && !def
+                .columns
+                .iter()
+                .any(|c| norm(&c.ident) == norm(&w.column))
+        {
+            return Err(SqlError::at(
+                w.column.span,
+                format!(
+                    "WATERMARK FOR '{}': no such column in table '{n}'",
+                    w.column.value
+                ),
+            ));
+        }
+        let connector = def.options.get("connector").cloned().unwrap_or_default();
+        let known: Vec<&str> = connectors::SOURCES
+            .iter()
+            .chain(connectors::SINKS)
+            .copied()
+            .collect();
+        if !known.contains(&connector.as_str()) {
+            let span = def
+                .option_spans
+                .get("connector")
+                .copied()
+                .unwrap_or(def.span);
+            return Err(SqlError::at(
+                span,
+                if connector.is_empty() {
+                    format!("table '{n}' has no 'connector' option; add WITH ('connector' = '…')")
+                } else {
+                    format!(
+                        "unknown connector '{connector}'; available: datagen, filesystem, print, blackhole"
+                    )
+                },
+            ));
+        }
+        connectors::validate(&Self::opts(&n, &def), &physical)?;
+        self.tables.insert(n, TableEntry { def, physical });
+        Ok(())
+    }
+
+    fn opts<'a>(name: &'a str, def: &'a TableDef) -> Options<'a> {
+        Options {
+            table: name,
+            map: &def.options,
+            spans: &def.option_spans,
+            table_span: def.span,
+        }
+    }
+
+    /// Reads table `name`: source, computed columns, watermark.
+    fn scan(&mut self, name: &str, span: Span) -> Result<Stream> {
+        let Some(entry) = self.tables.get(name) else {
+            if let Some(q) = self.views.get(name).cloned() {
+                let s = self.query(&q)?;
+                return Ok(Stream {
+                    plan: nest(format!("View: {name}"), &s.plan),
+                    ..s
+                });
+            }
+            let mut known: Vec<&String> = self.tables.keys().chain(self.views.keys()).collect();
+            known.sort();
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "table or view '{name}' not found; declared: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        };
+        let def = entry.def.clone();
+        let physical = entry.physical.clone();
+        let src_uid = self.uid(&format!("source-{name}"));
+        let ds = connectors::source(self.env, &Self::opts(name, &def), &physical, &src_uid)?;
+        let phys_cols: Vec<Column> = physical.iter().map(|p| p.col.clone()).collect();
+        let mut plan = vec![format!(
+            "Source: {name} connector={} columns=[{}] uid={src_uid}",
+            def.options
+                .get("connector")
+                .map(String::as_str)
+                .unwrap_or(""),
+            phys_cols
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.ty.sql_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )];
+        let mut stream = Stream {
+            ds,
+            cols: phys_cols.clone(),
+            rowtime: None,
+            plan: Vec::new(),
+        };
+        if def
+            .columns
+            .iter()
+            .any(|c| matches!(c.kind, ColumnKind::Computed(_)))
+        {
+            let mut exprs = Vec::new();
+            let mut cols = Vec::new();
+            let mut shown = Vec::new();
+            for c in &def.columns {
+                let e = match &c.kind {
+                    ColumnKind::Physical(_) => {
+                        Expr::Identifier(Ident::with_quote('"', norm(&c.ident)))
+                    }
+                    ColumnKind::Computed(e) => {
+                        shown.push(format!("{} := {e}", norm(&c.ident)));
+                        e.as_ref().clone()
+                    }
+                };
+                let comp = compile(&self.funcs, &e, &phys_cols)?;
+                cols.push(Column {
+                    name: norm(&c.ident),
+                    ty: comp.ty,
+                });
+                exprs.push((comp.expr, comp.ty));
+            }
+            let uid = self.uid("computed");
+            let calc = Calc::new(phys_cols, None, exprs);
+            stream.ds = stream
+                .ds
+                .transform_batches("Computed columns", move |r| calc.apply(r))
+                .uid(&uid);
+            stream.cols = cols;
+            plan = nest(
+                format!("ComputedColumns: {} uid={uid}", shown.join(", ")),
+                &plan,
+            );
+        }
+        if let Some(w) = &def.watermark {
+            let col = norm(&w.column);
+            let idx = stream
+                .cols
+                .iter()
+                .position(|c| c.name == col)
+                .expect("checked in CREATE TABLE");
+            if stream.cols[idx].ty != SqlType::Timestamp {
+                return Err(SqlError::at(
+                    w.column.span,
+                    format!(
+                        "WATERMARK FOR '{col}': the rowtime column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}",
+                        stream.cols[idx].ty.sql_name()
+                    ),
+                ));
+            }
+            let delay = match &w.expr {
+                Expr::Identifier(id) if norm(id) == col => 0,
+                Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::Minus,
+                    right,
+                } if matches!(left.as_ref(), Expr::Identifier(id) if norm(id) == col) => {
+                    non_negative_interval_ms(right)?
+                }
+                other => {
+                    return Err(SqlError::at(
+                        other.span(),
+                        format!(
+                            "unsupported watermark expression '{other}'; use `{col}` or `{col} - INTERVAL 'n' SECOND`"
+                        ),
+                    ));
+                }
+            };
+            let uid = self.uid("watermark");
+            let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(
+                delay as u64,
+            ))
+            .with_timestamp_assigner(move |r: &Row| match r.0.get(idx) {
+                Some(Value::Ts(t)) => *t,
+                _ => NO_TIMESTAMP,
+            });
+            stream.ds = stream
+                .ds
+                .assign_timestamps_and_watermarks(strategy)
+                .uid(&uid);
+            stream.rowtime = Some(idx);
+            plan = nest(
+                format!("WatermarkAssigner: rowtime={col} delay={delay} ms uid={uid}"),
+                &plan,
+            );
+        }
+        stream.plan = plan;
+        Ok(stream)
+    }
+
+    fn query(&mut self, q: &Query) -> Result<Stream> {
+        let span = q.span();
+        // Only this query's own output takes the sink's names, not the views or subqueries
+        // it reads from.
+        let names = self.sink_names.take();
+        if let Some(w) = &q.with {
+            return Err(SqlError::at(
+                w.with_token.0.span,
+                "WITH (common table expressions) is not supported yet; use CREATE VIEW",
+            ));
+        }
+        if q.order_by.is_some() {
+            return Err(SqlError::at(
+                span,
+                "ORDER BY is not supported on unbounded streams yet",
+            ));
+        }
+        if q.limit_clause.is_some() {
+            return Err(SqlError::at(
+                span,
+                "LIMIT is not supported on unbounded streams yet",
+            ));
+        }
+        let select = match q.body.as_ref() {
+            SetExpr::Select(s) => s,
+            SetExpr::Query(inner) => {
+                self.sink_names = names;
+                return self.query(inner);
+            }
+            SetExpr::SetOperation { op, .. } => {
+                return Err(SqlError::at(span, format!("{op} is not supported yet")));
+            }
+            _ => return Err(SqlError::at(span, "only SELECT queries are supported")),
+        };
+        if select.distinct.is_some() {
+            return Err(SqlError::at(
+                span,
+                "SELECT DISTINCT produces an updating result and is not supported yet",
+            ));
+        }
+        if select.qualify.is_some() {
+            return Err(SqlError::at(span, "QUALIFY is not supported yet"));
+        }
+        let input = match select.from.as_slice() {
+            [] => {
+                return Err(SqlError::at(
+                    span,
+                    "a query needs FROM: Weir SQL reads from declared tables",
+                ));
+            }
+            [twj] => {
+                if let Some(j) = twj.joins.first() {
+                    return Err(SqlError::at(
+                        j.relation.span(),
+                        "joins are not supported yet",
+                    ));
+                }
+                match &twj.relation {
+                    TableFactor::Table {
+                        name, args: None, ..
+                    } => {
+                        if name.0.len() != 1 {
+                            return Err(SqlError::at(
+                                name.span(),
+                                "catalogs and databases are not supported yet; use a plain table name",
+                            ));
+                        }
+                        let id = name.0[0]
+                            .as_ident()
+                            .cloned()
+                            .unwrap_or_else(|| Ident::new(name.to_string()));
+                        self.scan(&norm(&id), name.span())?
+                    }
+                    TableFactor::Derived {
+                        subquery,
+                        lateral: false,
+                        ..
+                    } => self.query(subquery)?,
+                    other => {
+                        let text = other.to_string().to_lowercase();
+                        let msg = if ["tumble(", "hop(", "cumulate(", "session("]
+                            .iter()
+                            .any(|w| text.contains(w))
+                        {
+                            "window table-valued functions (TABLE(TUMBLE(...))) are not supported yet; use GROUP BY TUMBLE(ts, INTERVAL ...)".to_string()
+                        } else {
+                            format!("this FROM clause is not supported yet: {other}")
+                        };
+                        return Err(SqlError::at(other.span(), msg));
+                    }
+                }
+            }
+            [_, second, ..] => {
+                return Err(SqlError::at(
+                    second.relation.span(),
+                    "joins are not supported yet",
+                ));
+            }
+        };
+        let group = match &select.group_by {
+            GroupByExpr::Expressions(e, mods) if mods.is_empty() => e.clone(),
+            GroupByExpr::Expressions(..) | GroupByExpr::All(_) => {
+                return Err(SqlError::at(
+                    span,
+                    "GROUP BY ALL / ROLLUP / CUBE / GROUPING SETS are not supported yet",
+                ));
+            }
+        };
+        if group.is_empty() {
+            if let Some(agg) = has_aggregate(&select.projection) {
+                return Err(SqlError::at(
+                    agg,
+                    "an aggregate without GROUP BY produces an updating result, which is not supported yet; group by a window, e.g. GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE)",
+                ));
+            }
+            if let Some(h) = &select.having {
+                return Err(SqlError::at(h.span(), "HAVING needs GROUP BY"));
+            }
+            return self.calc(
+                input,
+                select.selection.as_ref(),
+                &select.projection,
+                names.as_deref(),
+            );
+        }
+        self.window_aggregate(
+            input,
+            select.selection.as_ref(),
+            &group,
+            &select.projection,
+            select.having.as_ref(),
+            names.as_deref(),
+        )
+    }
+
+    fn expand(&self, input: &Stream, items: &[SelectItem]) -> Result<Vec<(String, Expr)>> {
+        let mut out = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            match it {
+                SelectItem::Wildcard(_) => {
+                    for c in &input.cols {
+                        if !c.name.starts_with('$') {
+                            out.push((
+                                c.name.clone(),
+                                Expr::Identifier(Ident::with_quote('"', c.name.clone())),
+                            ));
+                        }
+                    }
+                }
+                SelectItem::ExprWithAliases { .. } => {
+                    return Err(SqlError::at(
+                        it.span(),
+                        "several aliases for one expression are not supported",
+                    ));
+                }
+                SelectItem::QualifiedWildcard(..) => {
+                    return Err(SqlError::at(
+                        it.span(),
+                        "qualified wildcards (t.*) are not supported yet; use *",
+                    ));
+                }
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    out.push((output_name(it, i).unwrap_or_default(), e.clone()));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (n, e) in &out {
+            if !seen.insert(n.clone()) {
+                return Err(SqlError::at(
+                    e.span(),
+                    format!("duplicate output column '{n}'; give it an alias with AS"),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn calc(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        items: &[SelectItem],
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
+        let items = self.expand(&input, items)?;
+        // The plan shows the sink's names; the columns keep the query's, for messages.
+        let shown: Vec<&String> = match names {
+            Some(names) if names.len() == items.len() => names.iter().collect(),
+            _ => items.iter().map(|(n, _)| n).collect(),
+        };
+        let filter_c = match filter {
+            Some(f) => {
+                let c = compile(&self.funcs, f, &input.cols)?;
+                if c.ty != SqlType::Boolean {
+                    return Err(SqlError::at(
+                        f.span(),
+                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
+                    ));
+                }
+                Some(c.expr)
+            }
+            None => None,
+        };
+        let mut exprs = Vec::new();
+        let mut cols = Vec::new();
+        let mut rowtime = None;
+        for (i, (name, e)) in items.iter().enumerate() {
+            let c = compile(&self.funcs, e, &input.cols)?;
+            if let (Expr::Identifier(id), Some(rt)) = (e, input.rowtime)
+                && norm(id) == input.cols[rt].name
+                && rowtime.is_none()
+            {
+                rowtime = Some(i);
+            }
+            cols.push(Column {
+                name: name.clone(),
+                ty: c.ty,
+            });
+            exprs.push((c.expr, c.ty));
+        }
+        let uid = self.uid("calc");
+        let title = format!(
+            "Calc: {}select=[{}] uid={uid}",
+            filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
+            items
+                .iter()
+                .zip(shown)
+                .map(|((_, e), n)| match e {
+                    Expr::Identifier(id) if id.value == *n => n.clone(),
+                    _ => format!("{e} AS {n}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let calc = Calc::new(input.cols.clone(), filter_c, exprs);
+        let ds = input
+            .ds
+            .transform_batches("Calc", move |r| calc.apply(r))
+            .uid(&uid);
+        Ok(Stream {
+            ds,
+            cols,
+            rowtime,
+            plan: nest(title, &input.plan),
+        })
+    }
+
+    fn window_aggregate(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        group: &[Expr],
+        items: &[SelectItem],
+        having: Option<&Expr>,
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
+        // Find the group window and the keys.
+        let mut win = None;
+        let mut key_exprs = Vec::new();
+        for g in group {
+            if let Expr::Function(f) = g {
+                let name = fn_name(f);
+                if matches!(name.as_str(), "tumble" | "hop" | "session" | "cumulate") {
+                    if win.is_some() {
+                        return Err(SqlError::at(g.span(), "only one group window per GROUP BY"));
+                    }
+                    let args = function_args(f);
+                    let time = args.first().ok_or_else(|| {
+                        SqlError::at(
+                            g.span(),
+                            format!("{} needs a time attribute argument", name.to_uppercase()),
+                        )
+                    })?;
+                    let is_rowtime = matches!(time, Expr::Identifier(id)
+                        if input.rowtime.is_some_and(|rt| input.cols[rt].name == norm(id)));
+                    if !is_rowtime {
+                        return Err(SqlError::at(
+                            time.span(),
+                            format!(
+                                "{}'s first argument must be the time attribute of its input (the column of WATERMARK FOR{}); '{time}' is not",
+                                name.to_uppercase(),
+                                input
+                                    .rowtime
+                                    .map(|rt| format!(", here '{}'", input.cols[rt].name))
+                                    .unwrap_or_else(|| ", which the input does not declare".into())
+                            ),
+                        ));
+                    }
+                    let need = |n: usize| -> Result<()> {
+                        if args.len() == n {
+                            Ok(())
+                        } else {
+                            Err(SqlError::at(
+                                g.span(),
+                                format!("{} takes {n} arguments", name.to_uppercase()),
+                            ))
+                        }
+                    };
+                    win = Some(match name.as_str() {
+                        "tumble" => {
+                            need(2)?;
+                            Win::Tumble(interval_ms(args[1])?)
+                        }
+                        "hop" => {
+                            need(3)?;
+                            let (slide, size) = (interval_ms(args[1])?, interval_ms(args[2])?);
+                            if size % slide != 0 {
+                                return Err(SqlError::at(
+                                    args[2].span(),
+                                    "HOP's size must be a multiple of its slide",
+                                ));
+                            }
+                            Win::Hop { slide, size }
+                        }
+                        "session" => {
+                            need(2)?;
+                            Win::Session(interval_ms(args[1])?)
+                        }
+                        _ => {
+                            return Err(SqlError::at(
+                                g.span(),
+                                "CUMULATE windows are not supported yet",
+                            ));
+                        }
+                    });
+                    continue;
+                }
+            }
+            key_exprs.push(g.clone());
+        }
+        let Some(win) = win else {
+            return Err(SqlError::at(
+                group[0].span(),
+                "non-windowed GROUP BY produces an updating result, which is not supported yet (the print, blackhole and filesystem sinks are append-only); group by a window, e.g. GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), user_id",
+            ));
+        };
+        // Keys: named by their column when they are one.
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for (i, k) in key_exprs.iter().enumerate() {
+            let col = match k {
+                Expr::Identifier(id) => norm(id),
+                _ => format!("$key{i}"),
+            };
+            keys.push((k.to_string(), col));
+        }
+        let items = self.expand(&input, items)?;
+        let mut rw = AggRewriter {
+            win,
+            keys: &keys,
+            calls: Vec::new(),
+            error: None,
+        };
+        let mut out_items = Vec::new();
+        for (n, e) in &items {
+            let mut e = e.clone();
+            let _ = e.visit(&mut rw);
+            if let Some(err) = rw.error.take() {
+                return Err(err);
+            }
+            out_items.push((n.clone(), e));
+        }
+        let having = match having {
+            Some(h) => {
+                let mut h = h.clone();
+                let _ = h.visit(&mut rw);
+                if let Some(err) = rw.error.take() {
+                    return Err(err);
+                }
+                Some(h)
+            }
+            None => None,
+        };
+        let calls = rw.calls;
+        // Pre-projection: keys, then each call's argument and filter.
+        let mut pre = Vec::new();
+        let mut pre_shown = Vec::new();
+        for k in &key_exprs {
+            let c = compile(&self.funcs, k, &input.cols)?;
+            pre.push((c.expr, c.ty));
+            pre_shown.push(k.to_string());
+        }
+        let key_types: Vec<SqlType> = pre.iter().map(|p| p.1).collect();
+        let mut agg_calls = Vec::new();
+        let mut shown_calls = Vec::new();
+        for FoundCall {
+            kind,
+            distinct,
+            arg,
+            filter: flt,
+        } in &calls
+        {
+            let arg_idx = match arg {
+                Some(a) => {
+                    let c = compile(&self.funcs, a, &input.cols)?;
+                    if matches!(kind, AggKind::Sum | AggKind::Avg)
+                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
+                    {
+                        return Err(SqlError::at(
+                            a.span(),
+                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
+                                .to_uppercase(),
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some((pre.len() - 1, c.ty))
+                }
+                None => None,
+            };
+            let filter_idx = match flt {
+                Some(f) => {
+                    let c = compile(&self.funcs, f, &input.cols)?;
+                    if c.ty != SqlType::Boolean {
+                        return Err(SqlError::at(
+                            f.span(),
+                            "FILTER (WHERE ...) needs a BOOLEAN condition",
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some(pre.len() - 1)
+                }
+                None => None,
+            };
+            let ty = match kind {
+                AggKind::Count => SqlType::BigInt,
+                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
+            };
+            shown_calls.push(format!(
+                "{}({}{}){}",
+                format!("{kind:?}").to_uppercase(),
+                if *distinct { "DISTINCT " } else { "" },
+                arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
+                flt.as_ref()
+                    .map(|f| format!(" FILTER (WHERE {f})"))
+                    .unwrap_or_default()
+            ));
+            agg_calls.push(AggCall {
+                kind: *kind,
+                arg: arg_idx.map(|a| a.0),
+                filter: filter_idx,
+                distinct: *distinct,
+                ty,
+            });
+        }
+        let filter_c = match filter {
+            Some(f) => {
+                let c = compile(&self.funcs, f, &input.cols)?;
+                if c.ty != SqlType::Boolean {
+                    return Err(SqlError::at(
+                        f.span(),
+                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
+                    ));
+                }
+                Some(c.expr)
+            }
+            None => None,
+        };
+        let pre_uid = self.uid("window-input");
+        let calc = Calc::new(input.cols.clone(), filter_c, pre);
+        let nk = key_types.len();
+        let win_uid = self.uid(&format!("window-{}", win.prefix()));
+        let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
+        let agg = SqlAggregate { calls: agg_calls };
+        let windowed = input
+            .ds
+            .transform_batches("Calc", move |r| calc.apply(r))
+            .uid(&pre_uid)
+            .key_by(move |r: &Row| r.0[..nk].to_vec())
+            .window(win.spec())
+            .aggregate(agg)
+            .name(&format!("GroupWindowAggregate {}", win.describe()))
+            .uid(&win_uid);
+        let flat_uid = self.uid("window-output");
+        let ds = windowed
+            .transform_batches(
+                "Window output",
+                |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
+                    Ok(recs
+                        .into_iter()
+                        .map(|r| {
+                            let mut v = r.value.key;
+                            v.extend(r.value.value);
+                            v.push(Value::Ts(r.value.window.start));
+                            v.push(Value::Ts(r.value.window.end));
+                            v.push(Value::Ts(r.value.window.max_timestamp()));
+                            Rec {
+                                ts: r.ts,
+                                value: Row(v),
+                            }
+                        })
+                        .collect())
+                },
+            )
+            .uid(&flat_uid);
+        let mut cols: Vec<Column> = keys
+            .iter()
+            .zip(&key_types)
+            .map(|((_, n), t)| Column {
+                name: n.clone(),
+                ty: *t,
+            })
+            .collect();
+        cols.extend(agg_types.iter().enumerate().map(|(i, t)| Column {
+            name: format!("$agg{i}"),
+            ty: *t,
+        }));
+        for n in ["window_start", "window_end", "window_time"] {
+            cols.push(Column {
+                name: n.into(),
+                ty: SqlType::Timestamp,
+            });
+        }
+        let plan = nest(
+            format!(
+                "GroupWindowAggregate: window={} keys=[{}] aggregates=[{}] uid={win_uid}",
+                win.describe(),
+                pre_shown.join(", "),
+                shown_calls.join(", ")
+            ),
+            &nest(
+                format!(
+                    "Calc: {}uid={pre_uid}",
+                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default()
+                ),
+                &input.plan,
+            ),
+        );
+        let rowtime = Some(cols.len() - 1);
+        let agg_stream = Stream {
+            ds,
+            cols,
+            rowtime,
+            plan,
+        };
+        let select: Vec<SelectItem> = out_items
+            .into_iter()
+            .map(|(n, e)| SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::with_quote('"', n),
+            })
+            .collect();
+        self.calc(agg_stream, having.as_ref(), &select, names).map_err(|e| match e {
+            SqlError::At { line, column, message } if message.starts_with("column '") && message.contains("not found") => {
+                let col = message.split('\'').nth(1).unwrap_or("").to_string();
+                SqlError::At {
+                    line,
+                    column,
+                    message: format!("column '{col}' must appear in GROUP BY or be used in an aggregate function"),
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn select_to_print(&mut self, q: &Query) -> Result<String> {
+        let s = self.query(q)?;
+        let uid = self.uid("sink-print");
+        s.ds.sink_to(weir_engine::connectors::PrintSink::<Row>::display())
+            .name("Sink: print (SELECT)")
+            .uid(&uid);
+        let mut lines = nest(format!("Sink: print (SELECT) uid={uid}"), &s.plan);
+        lines.insert(0, format!("== statement {} ==", self.stmt));
+        Ok(lines.join("\n"))
+    }
+
+    fn insert(&mut self, table: &Ident, q: &Query) -> Result<String> {
+        let name = norm(table);
+        let Some(entry) = self.tables.get(&name) else {
+            return Err(SqlError::at(
+                table.span,
+                format!("sink table '{name}' not found; declare it with CREATE TABLE first"),
+            ));
+        };
+        let (def, physical) = (entry.def.clone(), entry.physical.clone());
+        if def
+            .columns
+            .iter()
+            .any(|c| matches!(c.kind, ColumnKind::Computed(_)))
+        {
+            return Err(SqlError::at(
+                table.span,
+                format!("sink table '{name}' has computed columns, which sinks cannot have"),
+            ));
+        }
+        let conn = def.options.get("connector").cloned().unwrap_or_default();
+        if !connectors::SINKS.contains(&conn.as_str()) {
+            return Err(SqlError::at(
+                def.option_spans
+                    .get("connector")
+                    .copied()
+                    .unwrap_or(table.span),
+                format!(
+                    "connector '{conn}' of table '{name}' cannot be written to; sinks are: {}",
+                    connectors::SINKS.join(", ")
+                ),
+            ));
+        }
+        self.sink_names = Some(physical.iter().map(|c| c.col.name.clone()).collect());
+        let s = self.query(q)?;
+        if s.cols.len() != physical.len() {
+            return Err(SqlError::at(
+                q.span(),
+                format!(
+                    "the query produces {} columns [{}] but sink '{name}' has {} [{}]",
+                    s.cols.len(),
+                    s.cols
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    physical.len(),
+                    physical
+                        .iter()
+                        .map(|c| c.col.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let mut needs_cast = false;
+        for (q_col, s_col) in s.cols.iter().zip(&physical) {
+            if q_col.ty != s_col.col.ty {
+                if q_col.ty == SqlType::BigInt && s_col.col.ty == SqlType::Double {
+                    needs_cast = true;
+                    continue;
+                }
+                return Err(SqlError::at(
+                    q.span(),
+                    format!(
+                        "column '{}' of the query is {} but sink column '{}' is {}; add a CAST",
+                        q_col.name,
+                        q_col.ty.sql_name(),
+                        s_col.col.name,
+                        s_col.col.ty.sql_name()
+                    ),
+                ));
+            }
+        }
+        let mut ds = s.ds;
+        if needs_cast {
+            let targets: Arc<Vec<SqlType>> = Arc::new(physical.iter().map(|c| c.col.ty).collect());
+            ds = ds.map(move |mut r: Row| {
+                for (v, t) in r.0.iter_mut().zip(targets.iter()) {
+                    if let (Value::Int(i), SqlType::Double) = (&*v, t) {
+                        *v = Value::Double(*i as f64);
+                    }
+                }
+                r
+            });
+        }
+        let uid = self.uid(&format!("sink-{name}"));
+        connectors::sink(ds, &Self::opts(&name, &def), &physical, &uid)?;
+        let mut lines = nest(format!("Sink: {name} connector={conn} uid={uid}"), &s.plan);
+        lines.insert(0, format!("== statement {} ==", self.stmt));
+        Ok(lines.join("\n"))
+    }
+}

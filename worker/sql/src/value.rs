@@ -1,0 +1,374 @@
+//! Rows as they travel between SQL operators, and their conversion to and from Arrow.
+//!
+//! Between operators a SQL stream carries `Row`s in the engine's typed batches, so the
+//! engine's keyed state, windows, watermarks and checkpoints apply unchanged. Expressions are
+//! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array,
+    Int64Builder, StringArray, StringBuilder, TimestampMillisecondArray,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The SQL types Weir's streaming SQL carries between operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlType {
+    /// BOOLEAN
+    Boolean,
+    /// TINYINT, SMALLINT, INT, BIGINT (all carried as 64-bit)
+    BigInt,
+    /// FLOAT, DOUBLE, DECIMAL (carried as 64-bit floating point)
+    Double,
+    /// STRING, VARCHAR, CHAR
+    String,
+    /// TIMESTAMP(3), TIMESTAMP_LTZ(3) (epoch milliseconds)
+    Timestamp,
+}
+
+impl SqlType {
+    /// The Arrow type values of this type are evaluated as.
+    pub fn arrow(self) -> DataType {
+        match self {
+            SqlType::Boolean => DataType::Boolean,
+            SqlType::BigInt => DataType::Int64,
+            SqlType::Double => DataType::Float64,
+            SqlType::String => DataType::Utf8,
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+
+    /// The SQL type an Arrow result type is carried as, if any.
+    pub fn from_arrow(t: &DataType) -> Option<SqlType> {
+        Some(match t {
+            DataType::Boolean => SqlType::Boolean,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => SqlType::BigInt,
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => SqlType::Double,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+                SqlType::String
+            }
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => SqlType::Timestamp,
+            _ => return None,
+        })
+    }
+
+    /// The type's name in Flink SQL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            SqlType::Boolean => "BOOLEAN",
+            SqlType::BigInt => "BIGINT",
+            SqlType::Double => "DOUBLE",
+            SqlType::String => "STRING",
+            SqlType::Timestamp => "TIMESTAMP(3)",
+        }
+    }
+}
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Name as used in queries (unquoted identifiers are lower-cased).
+    pub name: String,
+    /// Type.
+    pub ty: SqlType,
+}
+
+/// Builds the Arrow schema for columns.
+pub fn arrow_schema(cols: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// One SQL value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Value {
+    /// NULL
+    Null,
+    /// BOOLEAN
+    Bool(bool),
+    /// integer types
+    Int(i64),
+    /// floating-point types
+    Double(f64),
+    /// strings
+    Str(String),
+    /// timestamps in epoch milliseconds
+    Ts(i64),
+}
+
+impl Value {
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Double(_) => 2,
+            Value::Str(_) => 3,
+            Value::Ts(_) => 4,
+        }
+    }
+
+    /// The value as a float, for numeric aggregates.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Double(d) => Some(*d),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Double(a), Value::Double(b)) => a.total_cmp(b),
+            (Value::Int(a), Value::Double(b)) => (*a as f64).total_cmp(b),
+            (Value::Double(a), Value::Int(b)) => a.total_cmp(&(*b as f64)),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::Ts(a), Value::Ts(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => 0u8.hash(state),
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) => i.hash(state),
+            Value::Double(d) => d.to_bits().hash(state),
+            Value::Str(s) => s.hash(state),
+            Value::Ts(t) => t.hash(state),
+        }
+    }
+}
+
+/// Formats a timestamp the way Flink's SQL client shows `TIMESTAMP(3)`:
+/// `2026-01-01 00:01:00.000`.
+pub fn format_timestamp(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{}", if *b { "TRUE" } else { "FALSE" }),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Str(s) => f.write_str(s),
+            Value::Ts(t) => f.write_str(&format_timestamp(*t)),
+        }
+    }
+}
+
+impl Value {
+    /// The value as JSON (timestamps as Flink's JSON format writes them).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Double(d) => serde_json::Number::from_f64(*d)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => s.clone().into(),
+            Value::Ts(t) => format_timestamp(*t).into(),
+        }
+    }
+}
+
+/// A row: one value per column of the stream's schema.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Row(pub Vec<Value>);
+
+/// Displays as Flink's print connector does for an insert: `+I[a, 1, 2.5]`.
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("+I[")?;
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// Builds an Arrow batch from rows of the given schema.
+pub fn rows_to_batch<'a>(
+    cols: &[Column],
+    schema: &SchemaRef,
+    rows: impl Iterator<Item = &'a Row> + Clone,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let n = rows.clone().count();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.len());
+    for (i, c) in cols.iter().enumerate() {
+        let vals = rows.clone().map(|r| r.0.get(i).unwrap_or(&Value::Null));
+        let a: ArrayRef = match c.ty {
+            SqlType::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Bool(x) => Some(*x),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            SqlType::BigInt => {
+                let mut b = Int64Builder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Int(x) => Some(*x),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            SqlType::Double => {
+                let mut b = Float64Builder::with_capacity(n);
+                for v in vals {
+                    b.append_option(v.as_f64());
+                }
+                Arc::new(b.finish())
+            }
+            SqlType::String => {
+                let mut b = StringBuilder::new();
+                for v in vals {
+                    match v {
+                        Value::Str(s) => b.append_value(s),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            SqlType::Timestamp => {
+                let mut b = TimestampMillisecondBuilder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Ts(x) => Some(*x),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+        };
+        arrays.push(a);
+    }
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )
+}
+
+/// Reads column `array` (cast to `ty` first) into `rows[i].0`, appending one value per row.
+pub fn append_column(
+    array: &ArrayRef,
+    ty: SqlType,
+    rows: &mut [Row],
+) -> Result<(), arrow::error::ArrowError> {
+    let array = if array.data_type() == &ty.arrow() {
+        array.clone()
+    } else {
+        arrow::compute::cast(array, &ty.arrow())?
+    };
+    let get = |i: usize| -> Value {
+        if array.is_null(i) {
+            return Value::Null;
+        }
+        match ty {
+            SqlType::Boolean => Value::Bool(as_arr::<BooleanArray>(&array).value(i)),
+            SqlType::BigInt => Value::Int(as_arr::<Int64Array>(&array).value(i)),
+            SqlType::Double => Value::Double(as_arr::<Float64Array>(&array).value(i)),
+            SqlType::String => Value::Str(as_arr::<StringArray>(&array).value(i).to_string()),
+            SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(&array).value(i)),
+        }
+    };
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.0.push(get(i));
+    }
+    Ok(())
+}
+
+fn as_arr<T: 'static>(a: &ArrayRef) -> &T {
+    a.as_any()
+        .downcast_ref::<T>()
+        .expect("array was cast to the column's type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_like_flinks_sql_client() {
+        assert_eq!(
+            format_timestamp(1_767_225_660_500),
+            "2026-01-01 00:01:00.500"
+        );
+        assert_eq!(format_timestamp(0), "1970-01-01 00:00:00.000");
+    }
+}
