@@ -934,6 +934,22 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Waits until a checkpoint is complete under `dir` and the job has run for 1.5 s: the
+    /// moment the failover tests kill a process.
+    fn await_checkpoint_under_way(&self, dir: &std::path::Path) {
+        let start = std::time::Instant::now();
+        while latest_checkpoint(dir).is_none()
+            || start.elapsed() < std::time::Duration::from_millis(1500)
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no checkpoint appeared in S3\n{}",
+                self.procs.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the job to reach `state` (as `weir list` shows it).
     fn wait_for(&self, state: &str, secs: u64) {
         let start = std::time::Instant::now();
@@ -990,17 +1006,7 @@ fn cluster_survives_losing_a_taskmanager(backend: &str) {
 
     // Kill -9 one TaskManager once a checkpoint exists and the job is under way.
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1500)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "no checkpoint appeared in S3\n{}",
-            cluster.procs.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    cluster.await_checkpoint_under_way(&bucket_dir);
     cluster.procs.kill("taskmanager-1");
     let partial = committed(out.path()).len();
     // The job cannot run on the two slots left; a replacement brings them back.
@@ -1060,17 +1066,7 @@ fn a_jobmanager_restarted_with_its_recovery_dir_resumes_from_the_latest_checkpoi
     // Kill -9 the JobManager once its run has a checkpoint and is under way, then start the
     // same command again (what Kubernetes does with a crashed container).
     let checkpoints_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&checkpoints_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1500)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "no checkpoint appeared in S3\n{}",
-            cluster.procs.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    cluster.await_checkpoint_under_way(&checkpoints_dir);
     cluster.procs.kill("jobmanager");
     let partial = committed(out.path()).len();
     cluster.start_jobmanager();
@@ -1574,17 +1570,7 @@ fn a_sql_job_on_a_cluster_that_loses_a_taskmanager_writes_what_weir_run_writes()
     std::fs::remove_file(&script).unwrap();
 
     let bucket_dir = s3.root().join("weir/checkpoints");
-    let start = std::time::Instant::now();
-    while latest_checkpoint(&bucket_dir).is_none()
-        || start.elapsed() < std::time::Duration::from_millis(1500)
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "no checkpoint appeared in S3\n{}",
-            cluster.procs.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    cluster.await_checkpoint_under_way(&bucket_dir);
     cluster.procs.kill("taskmanager-1");
     let partial = committed(&out).len();
     cluster.add_taskmanager();

@@ -50,8 +50,9 @@ pub fn format_ts(ts: Timestamp) -> String {
     )
 }
 
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// The (year, month, day) of `z` days since 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's days-to-civil algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
