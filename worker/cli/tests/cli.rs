@@ -950,6 +950,30 @@ impl Cluster {
         }
     }
 
+    /// Kills -9 the first TaskManager once a checkpoint is complete under `checkpoints` and
+    /// the job is under way, starts a replacement (the job cannot run on the slots left) and
+    /// waits for the job to finish. Checks that the kill came mid-run (fewer than `results`
+    /// committed under `out`) and that the job restarted.
+    fn lose_a_taskmanager_and_finish(
+        &mut self,
+        checkpoints: &std::path::Path,
+        out: &std::path::Path,
+        results: usize,
+    ) {
+        self.await_checkpoint_under_way(checkpoints);
+        self.procs.kill("taskmanager-1");
+        let partial = committed(out).len();
+        self.add_taskmanager();
+        self.wait_for("FINISHED", 60);
+        let metrics = http_get(&self.url, "/metrics").expect("GET /metrics");
+        let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
+        assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
+        assert!(
+            partial < results,
+            "the TaskManager was killed mid-run ({partial} of {results} results)"
+        );
+    }
+
     /// Waits for the job to reach `state` (as `weir list` shows it).
     fn wait_for(&self, state: &str, secs: u64) {
         let start = std::time::Instant::now();
@@ -1004,23 +1028,8 @@ fn cluster_survives_losing_a_taskmanager(backend: &str) {
     ];
     let mut cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
 
-    // Kill -9 one TaskManager once a checkpoint exists and the job is under way.
     let bucket_dir = s3.root().join("weir/checkpoints");
-    cluster.await_checkpoint_under_way(&bucket_dir);
-    cluster.procs.kill("taskmanager-1");
-    let partial = committed(out.path()).len();
-    // The job cannot run on the two slots left; a replacement brings them back.
-    cluster.add_taskmanager();
-    cluster.wait_for("FINISHED", 60);
-
-    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
-    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
-    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
-    assert!(
-        partial < expected.len(),
-        "the TaskManager was killed mid-run ({partial} of {} results)",
-        expected.len()
-    );
+    cluster.lose_a_taskmanager_and_finish(&bucket_dir, out.path(), expected.len());
     if backend == "rocksdb" {
         let job_dir = bucket_dir.join(&cluster.job);
         let shared = std::fs::read_dir(job_dir.join("shared")).map_or(0, |d| d.count());
@@ -1570,19 +1579,7 @@ fn a_sql_job_on_a_cluster_that_loses_a_taskmanager_writes_what_weir_run_writes()
     std::fs::remove_file(&script).unwrap();
 
     let bucket_dir = s3.root().join("weir/checkpoints");
-    cluster.await_checkpoint_under_way(&bucket_dir);
-    cluster.procs.kill("taskmanager-1");
-    let partial = committed(&out).len();
-    cluster.add_taskmanager();
-    cluster.wait_for("FINISHED", 60);
-    let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
-    let restarts = metric(&metrics, "weir_jobmanager_job_numRestarts").unwrap();
-    assert!(restarts >= 1.0, "restarts {restarts}\n{metrics}");
-    assert!(
-        partial < expected.len(),
-        "the TaskManager was killed mid-run ({partial} of {} results)",
-        expected.len()
-    );
+    cluster.lose_a_taskmanager_and_finish(&bucket_dir, &out, expected.len());
     assert_eq!(
         committed(&out),
         expected,
