@@ -8,6 +8,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::parse::{ColumnKind, Statement, TableDef};
 use crate::value::{Column, Row, SqlType, Value};
+use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
     SelectItem, SetExpr, Spanned, TableFactor, VisitMut, VisitorMut,
@@ -369,6 +370,25 @@ impl<'e> Planner<'e> {
             pipelines: 0,
             sink_names: None,
         }
+    }
+
+    /// A WHERE clause compiled over `cols`; it must be BOOLEAN.
+    fn where_condition(
+        &self,
+        filter: Option<&Expr>,
+        cols: &[Column],
+    ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+        let Some(f) = filter else {
+            return Ok(None);
+        };
+        let c = compile(&self.funcs, f, cols)?;
+        if c.ty != SqlType::Boolean {
+            return Err(SqlError::at(
+                f.span(),
+                format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
+            ));
+        }
+        Ok(Some(c.expr))
     }
 
     fn uid(&mut self, kind: &str) -> String {
@@ -845,19 +865,7 @@ impl<'e> Planner<'e> {
             Some(names) if names.len() == items.len() => names.iter().collect(),
             _ => items.iter().map(|(n, _)| n).collect(),
         };
-        let filter_c = match filter {
-            Some(f) => {
-                let c = compile(&self.funcs, f, &input.cols)?;
-                if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(
-                        f.span(),
-                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
-                    ));
-                }
-                Some(c.expr)
-            }
-            None => None,
-        };
+        let filter_c = self.where_condition(filter, &input.cols)?;
         let mut exprs = Vec::new();
         let mut cols = Vec::new();
         let mut rowtime = None;
@@ -1098,19 +1106,7 @@ impl<'e> Planner<'e> {
                 ty,
             });
         }
-        let filter_c = match filter {
-            Some(f) => {
-                let c = compile(&self.funcs, f, &input.cols)?;
-                if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(
-                        f.span(),
-                        format!("WHERE needs a BOOLEAN condition, not {}", c.ty.sql_name()),
-                    ));
-                }
-                Some(c.expr)
-            }
-            None => None,
-        };
+        let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("window-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);
         let nk = key_types.len();
