@@ -1,6 +1,7 @@
 //! The SQL connector registry: `'connector' = '…'` in `CREATE TABLE … WITH (…)` picks a
 //! source or sink here. Sources produce rows of the table's physical columns.
 
+use crate::changelog::ChangeRow;
 use crate::error::{Result, SqlError};
 use crate::value::{Column, Row, SqlType, Value};
 use rand::Rng;
@@ -425,16 +426,38 @@ fn datagen(
     Ok(env.from_source(g, None, name).uid(uid))
 }
 
-/// Attaches the sink of a table.
+/// Whether a sink connector consumes updating results (changelogs with `-U`/`+U`); the
+/// others are append-only.
+pub fn consumes_updates(connector: &str) -> bool {
+    matches!(connector, "print" | "blackhole")
+}
+
+/// Attaches the sink of a table; `updating` streams carry their row kind in a last,
+/// hidden column (see `changelog.rs`).
 pub fn sink(
     stream: DataStream<Row>,
     opts: &Options<'_>,
     cols: &[PhysicalColumn],
     uid: &str,
+    updating: bool,
 ) -> Result<()> {
     let connector = opts.connector()?;
     let name = format!("Sink: {} ({connector})", opts.table);
+    if updating && !consumes_updates(connector) {
+        return Err(opts.err(
+            "connector",
+            format!("table '{}': connector '{connector}' is append-only and cannot consume an updating result", opts.table),
+        ));
+    }
     match connector {
+        "print" if updating => {
+            opts.check_known(|_| false, connector)?;
+            stream
+                .map(ChangeRow)
+                .sink_to(PrintSink::<ChangeRow>::display())
+                .name(&name)
+                .uid(uid);
+        }
         "print" => {
             opts.check_known(|_| false, connector)?;
             stream

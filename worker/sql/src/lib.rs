@@ -16,9 +16,11 @@
 //! ```
 
 pub mod agg;
+pub mod changelog;
 pub mod connectors;
 pub mod error;
 pub mod expr;
+mod join;
 pub mod parse;
 pub mod plan;
 pub mod value;

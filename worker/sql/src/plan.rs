@@ -3,6 +3,7 @@
 //! window operator (keyed state), and sinks. Builds an EXPLAIN tree as it goes.
 
 use crate::agg::{AggCall, AggKind, SqlAggregate};
+use crate::changelog::{ChangeRow, KIND};
 use crate::connectors::{self, Options, PhysicalColumn};
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
@@ -33,16 +34,16 @@ pub fn norm(id: &Ident) -> String {
 }
 
 /// A planned stream: the engine stream, its columns, its time attribute and its plan text.
-struct Stream {
-    ds: DataStream<Row>,
-    cols: Vec<Column>,
+pub(crate) struct Stream {
+    pub(crate) ds: DataStream<Row>,
+    pub(crate) cols: Vec<Column>,
     /// Index of the event-time attribute column (declared by WATERMARK FOR), if any.
-    rowtime: Option<usize>,
+    pub(crate) rowtime: Option<usize>,
     /// EXPLAIN lines, root first, indented by depth.
-    plan: Vec<String>,
+    pub(crate) plan: Vec<String>,
 }
 
-fn nest(title: String, child: &[String]) -> Vec<String> {
+pub(crate) fn nest(title: String, child: &[String]) -> Vec<String> {
     let mut v = vec![title];
     v.extend(child.iter().map(|l| format!("  {l}")));
     v
@@ -55,8 +56,8 @@ struct TableEntry {
 
 /// Plans a script's statements into one job on `env`.
 pub struct Planner<'e> {
-    env: &'e StreamExecutionEnvironment,
-    funcs: Functions,
+    pub(crate) env: &'e StreamExecutionEnvironment,
+    pub(crate) funcs: Functions,
     tables: HashMap<String, TableEntry>,
     views: HashMap<String, Query>,
     /// Index of the statement being planned and operators planned in it (for uids).
@@ -71,6 +72,8 @@ pub struct Planner<'e> {
     /// The sink's column names, for the outermost query of an INSERT: its output columns
     /// take them (INSERT maps columns by position).
     sink_names: Option<Vec<String>>,
+    /// Streams planned ahead (joins), read by the rewritten query that names them.
+    pub(crate) planned: HashMap<String, Stream>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
@@ -181,7 +184,7 @@ fn output_name(item: &SelectItem, i: usize) -> Option<String> {
 }
 
 #[derive(Clone, Copy)]
-enum Win {
+pub(crate) enum Win {
     Tumble(i64),
     Hop { slide: i64, size: i64 },
     Session(i64),
@@ -213,22 +216,23 @@ impl Win {
 }
 
 /// An aggregate call found in the SELECT list or HAVING.
-struct FoundCall {
-    kind: AggKind,
-    distinct: bool,
+pub(crate) struct FoundCall {
+    pub(crate) kind: AggKind,
+    pub(crate) distinct: bool,
     /// `None` for `COUNT(*)`.
-    arg: Option<Expr>,
+    pub(crate) arg: Option<Expr>,
     /// `FILTER (WHERE …)`.
-    filter: Option<Expr>,
+    pub(crate) filter: Option<Expr>,
 }
 
 /// Replaces aggregate calls, window auxiliary functions and group keys in the SELECT list
 /// and HAVING with references to the window aggregate's output columns.
-struct AggRewriter<'a> {
-    win: Win,
-    keys: &'a [(String, String)],
-    calls: Vec<FoundCall>,
-    error: Option<SqlError>,
+pub(crate) struct AggRewriter<'a> {
+    /// `None` for a non-windowed GROUP BY.
+    pub(crate) win: Option<Win>,
+    pub(crate) keys: &'a [(String, String)],
+    pub(crate) calls: Vec<FoundCall>,
+    pub(crate) error: Option<SqlError>,
 }
 
 impl VisitorMut for AggRewriter<'_> {
@@ -289,7 +293,10 @@ impl VisitorMut for AggRewriter<'_> {
             *e = Expr::Identifier(Ident::with_quote('"', format!("$agg{idx}")));
             return ControlFlow::Continue(());
         }
-        let p = self.win.prefix();
+        let Some(win) = self.win else {
+            return ControlFlow::Continue(());
+        };
+        let p = win.prefix();
         if let Some(which) = name.strip_prefix(p).and_then(|s| s.strip_prefix('_')) {
             let col = match which {
                 "start" => "window_start",
@@ -320,7 +327,7 @@ impl VisitorMut for AggRewriter<'_> {
                 format!(
                     "{} does not match the window of the GROUP BY ({})",
                     name.to_uppercase(),
-                    self.win.describe()
+                    win.describe()
                 ),
             ));
             return ControlFlow::Break(());
@@ -329,7 +336,7 @@ impl VisitorMut for AggRewriter<'_> {
     }
 }
 
-fn has_aggregate(items: &[SelectItem]) -> Option<Span> {
+pub(crate) fn has_aggregate(items: &[SelectItem]) -> Option<Span> {
     struct Find(Option<Span>);
     impl VisitorMut for Find {
         type Break = ();
@@ -369,11 +376,12 @@ impl<'e> Planner<'e> {
             explained: Vec::new(),
             pipelines: 0,
             sink_names: None,
+            planned: HashMap::new(),
         }
     }
 
     /// A WHERE clause compiled over `cols`; it must be BOOLEAN.
-    fn where_condition(
+    pub(crate) fn where_condition(
         &self,
         filter: Option<&Expr>,
         cols: &[Column],
@@ -391,7 +399,7 @@ impl<'e> Planner<'e> {
         Ok(Some(c.expr))
     }
 
-    fn uid(&mut self, kind: &str) -> String {
+    pub(crate) fn uid(&mut self, kind: &str) -> String {
         self.op += 1;
         format!("sql-{}-{}-{kind}", self.stmt, self.op)
     }
@@ -532,6 +540,9 @@ impl<'e> Planner<'e> {
 
     /// Reads table `name`: source, computed columns, watermark.
     fn scan(&mut self, name: &str, span: Span) -> Result<Stream> {
+        if let Some(s) = self.planned.remove(name) {
+            return Ok(s);
+        }
         let Some(entry) = self.tables.get(name) else {
             if let Some(q) = self.views.get(name).cloned() {
                 let s = self.query(&q)?;
@@ -674,7 +685,7 @@ impl<'e> Planner<'e> {
         Ok(stream)
     }
 
-    fn query(&mut self, q: &Query) -> Result<Stream> {
+    pub(crate) fn query(&mut self, q: &Query) -> Result<Stream> {
         let span = q.span();
         // Only this query's own output takes the sink's names, not the views or subqueries
         // it reads from.
@@ -708,6 +719,11 @@ impl<'e> Planner<'e> {
             }
             _ => return Err(SqlError::at(span, "only SELECT queries are supported")),
         };
+        // Joins, qualified columns (`t.col`) and SELECT DISTINCT become a plainer query.
+        if let Some(rewritten) = self.rewrite_select(q, select)? {
+            self.sink_names = names;
+            return self.query(&rewritten);
+        }
         if select.distinct.is_some() {
             return Err(SqlError::at(
                 span,
@@ -783,11 +799,15 @@ impl<'e> Planner<'e> {
             }
         };
         if group.is_empty() {
-            if let Some(agg) = has_aggregate(&select.projection) {
-                return Err(SqlError::at(
-                    agg,
-                    "an aggregate without GROUP BY produces an updating result, which is not supported yet; group by a window, e.g. GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE)",
-                ));
+            if has_aggregate(&select.projection).is_some() {
+                return self.group_aggregate(
+                    input,
+                    select.selection.as_ref(),
+                    &[],
+                    &select.projection,
+                    select.having.as_ref(),
+                    names.as_deref(),
+                );
             }
             if let Some(h) = &select.having {
                 return Err(SqlError::at(h.span(), "HAVING needs GROUP BY"));
@@ -809,7 +829,11 @@ impl<'e> Planner<'e> {
         )
     }
 
-    fn expand(&self, input: &Stream, items: &[SelectItem]) -> Result<Vec<(String, Expr)>> {
+    pub(crate) fn expand(
+        &self,
+        input: &Stream,
+        items: &[SelectItem],
+    ) -> Result<Vec<(String, Expr)>> {
         let mut out = Vec::new();
         for (i, it) in items.iter().enumerate() {
             match it {
@@ -852,7 +876,7 @@ impl<'e> Planner<'e> {
         Ok(out)
     }
 
-    fn calc(
+    pub(crate) fn calc(
         &mut self,
         input: Stream,
         filter: Option<&Expr>,
@@ -882,6 +906,16 @@ impl<'e> Planner<'e> {
                 ty: c.ty,
             });
             exprs.push((c.expr, c.ty));
+        }
+        // A Calc over an updating result passes each row's kind through.
+        if let Some(k) = input.cols.iter().position(|c| c.name == KIND) {
+            let c = compile(
+                &self.funcs,
+                &Expr::Identifier(Ident::with_quote('"', KIND)),
+                &input.cols,
+            )?;
+            exprs.push((c.expr, c.ty));
+            cols.push(input.cols[k].clone());
         }
         let uid = self.uid("calc");
         let title = format!(
@@ -994,11 +1028,9 @@ impl<'e> Planner<'e> {
             key_exprs.push(g.clone());
         }
         let Some(win) = win else {
-            return Err(SqlError::at(
-                group[0].span(),
-                "non-windowed GROUP BY produces an updating result, which is not supported yet (the print, blackhole and filesystem sinks are append-only); group by a window, e.g. GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), user_id",
-            ));
+            return self.group_aggregate(input, filter, &key_exprs, items, having, names);
         };
+        crate::changelog::refuse_updating(&input, "a group window", group[0].span())?;
         // Keys: named by their column when they are one.
         let mut keys: Vec<(String, String)> = Vec::new();
         for (i, k) in key_exprs.iter().enumerate() {
@@ -1010,7 +1042,7 @@ impl<'e> Planner<'e> {
         }
         let items = self.expand(&input, items)?;
         let mut rw = AggRewriter {
-            win,
+            win: Some(win),
             keys: &keys,
             calls: Vec::new(),
             error: None,
@@ -1207,9 +1239,16 @@ impl<'e> Planner<'e> {
     fn select_to_print(&mut self, q: &Query) -> Result<String> {
         let s = self.query(q)?;
         let uid = self.uid("sink-print");
-        s.ds.sink_to(weir_engine::connectors::PrintSink::<Row>::display())
-            .name("Sink: print (SELECT)")
-            .uid(&uid);
+        if crate::changelog::is_updating(&s) {
+            s.ds.map(ChangeRow)
+                .sink_to(weir_engine::connectors::PrintSink::<ChangeRow>::display())
+                .name("Sink: print (SELECT)")
+                .uid(&uid);
+        } else {
+            s.ds.sink_to(weir_engine::connectors::PrintSink::<Row>::display())
+                .name("Sink: print (SELECT)")
+                .uid(&uid);
+        }
         let mut lines = nest(format!("Sink: print (SELECT) uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))
@@ -1249,13 +1288,16 @@ impl<'e> Planner<'e> {
         }
         self.sink_names = Some(physical.iter().map(|c| c.col.name.clone()).collect());
         let s = self.query(q)?;
-        if s.cols.len() != physical.len() {
+        crate::changelog::check_sink(&conn, &name, &s, q.span())?;
+        let updating = crate::changelog::is_updating(&s);
+        let q_cols: Vec<&Column> = s.cols.iter().filter(|c| c.name != KIND).collect();
+        if q_cols.len() != physical.len() {
             return Err(SqlError::at(
                 q.span(),
                 format!(
                     "the query produces {} columns [{}] but sink '{name}' has {} [{}]",
-                    s.cols.len(),
-                    s.cols
+                    q_cols.len(),
+                    q_cols
                         .iter()
                         .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
@@ -1270,7 +1312,7 @@ impl<'e> Planner<'e> {
             ));
         }
         let mut needs_cast = false;
-        for (q_col, s_col) in s.cols.iter().zip(&physical) {
+        for (q_col, s_col) in q_cols.iter().zip(&physical) {
             if q_col.ty != s_col.col.ty {
                 if q_col.ty == SqlType::BigInt && s_col.col.ty == SqlType::Double {
                     needs_cast = true;
@@ -1301,7 +1343,7 @@ impl<'e> Planner<'e> {
             });
         }
         let uid = self.uid(&format!("sink-{name}"));
-        connectors::sink(ds, &Self::opts(&name, &def), &physical, &uid)?;
+        connectors::sink(ds, &Self::opts(&name, &def), &physical, &uid, updating)?;
         let mut lines = nest(format!("Sink: {name} connector={conn} uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))

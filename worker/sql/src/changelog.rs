@@ -1,0 +1,384 @@
+//! Updating results: non-windowed GROUP BY, aggregates without GROUP BY and SELECT DISTINCT
+//! produce a changelog, as in Flink. Each row carries its kind (Flink's `RowKind`: `+I`
+//! insert, `-U` update-before, `+U` update-after, `-D` delete) in the hidden last column
+//! `$kind`; a Calc passes it through, the `print` sink shows it (`-U[a, 1]`), `blackhole`
+//! discards it, and append-only sinks refuse the stream at plan time.
+
+use crate::agg::{Acc, AggCall, AggKind, SqlAggregate};
+use crate::error::{Result, SqlError};
+use crate::expr::{Calc, compile};
+use crate::plan::{AggRewriter, FoundCall, Planner, Stream, nest, norm};
+use crate::value::{Column, Row, SqlType, Value};
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{Expr, Ident, SelectItem, Spanned, VisitMut};
+use sqlparser::tokenizer::Span;
+use std::fmt;
+use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
+use weir_engine::state::{StateDescriptor, ValueState};
+use weir_engine::window::AggregateFunction;
+
+/// The hidden column holding a changelog row's kind.
+pub const KIND: &str = "$kind";
+
+/// Flink's `RowKind`, as carried in the `$kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// `+I`
+    Insert = 0,
+    /// `-U`: the row's previous value, retracted.
+    UpdateBefore = 1,
+    /// `+U`: the row's new value.
+    UpdateAfter = 2,
+    /// `-D`
+    Delete = 3,
+}
+
+impl RowKind {
+    /// Flink's short form: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    fn from_value(v: Option<&Value>) -> RowKind {
+        match v {
+            Some(Value::Int(1)) => RowKind::UpdateBefore,
+            Some(Value::Int(2)) => RowKind::UpdateAfter,
+            Some(Value::Int(3)) => RowKind::Delete,
+            _ => RowKind::Insert,
+        }
+    }
+}
+
+/// A row of an updating stream (its kind in the last value), displayed as Flink's print
+/// connector shows changes: `-U[a, 1]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRow(pub Row);
+
+impl fmt::Display for ChangeRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, vals) = match self.0.0.split_last() {
+            Some((k, vals)) => (RowKind::from_value(Some(k)), vals),
+            None => (RowKind::Insert, &[][..]),
+        };
+        write!(f, "{}[", kind.short())?;
+        for (i, v) in vals.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// Whether the stream is an updating result (has the `$kind` column).
+pub(crate) fn is_updating(s: &Stream) -> bool {
+    s.cols.iter().any(|c| c.name == KIND)
+}
+
+/// The plan node that made `s` an updating result, as Flink names it in messages.
+pub(crate) fn producer(s: &Stream) -> String {
+    s.plan
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("GroupAggregate("))
+        .map(|l| l.split(" uid=").next().unwrap_or(l).to_string())
+        .unwrap_or_else(|| "GroupAggregate".into())
+}
+
+/// Refuses an updating stream for a sink that only takes inserts, with Flink's message.
+pub(crate) fn check_sink(connector: &str, table: &str, s: &Stream, span: Span) -> Result<()> {
+    if is_updating(s) && !crate::connectors::consumes_updates(connector) {
+        return Err(SqlError::at(
+            span,
+            format!(
+                "Table sink '{table}' doesn't support consuming update changes which is produced by node {}; write it to a 'print' or 'blackhole' sink, or group by a window",
+                producer(s)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an updating input for an operator that needs inserts only.
+pub(crate) fn refuse_updating(s: &Stream, what: &str, span: Span) -> Result<()> {
+    if is_updating(s) {
+        return Err(SqlError::at(
+            span,
+            format!(
+                "{what} over an updating input (produced by {}) is not supported yet",
+                producer(s)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The running aggregate of one group: emits `+I` for its first row, then `-U` (old) and
+/// `+U` (new) whenever its result changes (nothing when it does not, as Flink).
+#[derive(Clone)]
+struct GroupAgg {
+    agg: SqlAggregate,
+    nk: usize,
+    acc: ValueState<Vec<Acc>>,
+}
+
+impl GroupAgg {
+    fn emit(&self, key: &[Value], vals: Vec<Value>, kind: RowKind, out: &mut Collector<Row>) {
+        let mut v = key.to_vec();
+        v.extend(vals);
+        v.push(Value::Int(kind as i64));
+        out.collect(Row(v));
+    }
+}
+
+impl KeyedProcessFunction for GroupAgg {
+    type Key = Vec<Value>;
+    type In = Row;
+    type Out = Row;
+
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
+        self.acc = ctx.value_state(StateDescriptor::new("accumulators"));
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        row: Row,
+        ctx: &mut KeyedContext<'_, Vec<Value>>,
+        out: &mut Collector<Row>,
+    ) -> weir_engine::Result<()> {
+        let prev = self.acc.value(ctx);
+        let old = prev.as_ref().map(|a| self.agg.get_result(a));
+        let mut acc = prev.unwrap_or_else(|| self.agg.create_accumulator());
+        self.agg.add(&row, &mut acc);
+        let new = self.agg.get_result(&acc);
+        self.acc.update(ctx, acc);
+        let key = &row.0[..self.nk];
+        match old {
+            None => self.emit(key, new, RowKind::Insert, out),
+            Some(old) if old != new => {
+                self.emit(key, old, RowKind::UpdateBefore, out);
+                self.emit(key, new, RowKind::UpdateAfter, out);
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Planner<'_> {
+    /// Plans a non-windowed GROUP BY (or a global aggregate when `key_exprs` is empty) as
+    /// an updating result.
+    pub(crate) fn group_aggregate(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        key_exprs: &[Expr],
+        items: &[SelectItem],
+        having: Option<&Expr>,
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
+        let span = key_exprs
+            .first()
+            .map(|k| k.span())
+            .or_else(|| items.first().map(|i| i.span()))
+            .unwrap_or(Span::empty());
+        refuse_updating(&input, "GROUP BY", span)?;
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for (i, k) in key_exprs.iter().enumerate() {
+            let col = match k {
+                Expr::Identifier(id) => norm(id),
+                _ => format!("$key{i}"),
+            };
+            keys.push((k.to_string(), col));
+        }
+        let items = self.expand(&input, items)?;
+        let mut rw = AggRewriter {
+            win: None,
+            keys: &keys,
+            calls: Vec::new(),
+            error: None,
+        };
+        let mut out_items = Vec::new();
+        for (n, e) in &items {
+            let mut e = e.clone();
+            let _ = e.visit(&mut rw);
+            if let Some(err) = rw.error.take() {
+                return Err(err);
+            }
+            out_items.push((n.clone(), e));
+        }
+        let having = match having {
+            Some(h) => {
+                let mut h = h.clone();
+                let _ = h.visit(&mut rw);
+                if let Some(err) = rw.error.take() {
+                    return Err(err);
+                }
+                Some(h)
+            }
+            None => None,
+        };
+        let mut pre = Vec::new();
+        let mut key_types = Vec::new();
+        for k in key_exprs {
+            let c = compile(&self.funcs, k, &input.cols)?;
+            key_types.push(c.ty);
+            pre.push((c.expr, c.ty));
+        }
+        let mut agg_calls = Vec::new();
+        let mut shown = Vec::new();
+        for FoundCall {
+            kind,
+            distinct,
+            arg,
+            filter: flt,
+        } in &rw.calls
+        {
+            let arg_idx = match arg {
+                Some(a) => {
+                    let c = compile(&self.funcs, a, &input.cols)?;
+                    if matches!(kind, AggKind::Sum | AggKind::Avg)
+                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
+                    {
+                        return Err(SqlError::at(
+                            a.span(),
+                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
+                                .to_uppercase(),
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some((pre.len() - 1, c.ty))
+                }
+                None => None,
+            };
+            let filter_idx = match flt {
+                Some(f) => {
+                    let c = compile(&self.funcs, f, &input.cols)?;
+                    if c.ty != SqlType::Boolean {
+                        return Err(SqlError::at(
+                            f.span(),
+                            "FILTER (WHERE ...) needs a BOOLEAN condition",
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some(pre.len() - 1)
+                }
+                None => None,
+            };
+            let ty = match kind {
+                AggKind::Count => SqlType::BigInt,
+                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
+            };
+            shown.push(format!(
+                "{}({}{}){}",
+                format!("{kind:?}").to_uppercase(),
+                if *distinct { "DISTINCT " } else { "" },
+                arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
+                flt.as_ref()
+                    .map(|f| format!(" FILTER (WHERE {f})"))
+                    .unwrap_or_default()
+            ));
+            agg_calls.push(AggCall {
+                kind: *kind,
+                arg: arg_idx.map(|a| a.0),
+                filter: filter_idx,
+                distinct: *distinct,
+                ty,
+            });
+        }
+        let filter_c = self.where_condition(filter, &input.cols)?;
+        let pre_uid = self.uid("group-input");
+        let calc = Calc::new(input.cols.clone(), filter_c, pre);
+        let nk = key_exprs.len();
+        let agg_uid = self.uid("group-aggregate");
+        let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
+        let key_shown: Vec<String> = key_exprs.iter().map(|k| k.to_string()).collect();
+        let node = format!(
+            "GroupAggregate(groupBy=[{}], select=[{}])",
+            key_shown.join(", "),
+            key_shown
+                .iter()
+                .cloned()
+                .chain(shown)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let f = GroupAgg {
+            agg: SqlAggregate { calls: agg_calls },
+            nk,
+            acc: ValueState::default(),
+        };
+        let ds = input
+            .ds
+            .transform_batches("Calc", move |r| calc.apply(r))
+            .uid(&pre_uid)
+            .key_by(move |r: &Row| r.0[..nk].to_vec())
+            .process(f)
+            .name(&node)
+            .uid(&agg_uid);
+        let mut cols: Vec<Column> = keys
+            .iter()
+            .zip(&key_types)
+            .map(|((_, n), t)| Column {
+                name: n.clone(),
+                ty: *t,
+            })
+            .collect();
+        cols.extend(agg_types.iter().enumerate().map(|(i, t)| Column {
+            name: format!("$agg{i}"),
+            ty: *t,
+        }));
+        cols.push(Column {
+            name: KIND.into(),
+            ty: SqlType::BigInt,
+        });
+        let plan = nest(
+            format!("{node} uid={agg_uid}"),
+            &nest(
+                format!(
+                    "Calc: {}uid={pre_uid}",
+                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default()
+                ),
+                &input.plan,
+            ),
+        );
+        let agg_stream = Stream {
+            ds,
+            cols,
+            rowtime: None,
+            plan,
+        };
+        let select: Vec<SelectItem> = out_items
+            .into_iter()
+            .map(|(n, e)| SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::with_quote('"', n),
+            })
+            .collect();
+        self.calc(agg_stream, having.as_ref(), &select, names)
+            .map_err(|e| match e {
+                SqlError::At {
+                    line,
+                    column,
+                    message,
+                } if message.starts_with("column '") && message.contains("not found") => {
+                    let col = message.split('\'').nth(1).unwrap_or("").to_string();
+                    SqlError::At {
+                        line,
+                        column,
+                        message: format!(
+                            "column '{col}' must appear in GROUP BY or be used in an aggregate function"
+                        ),
+                    }
+                }
+                other => other,
+            })
+    }
+}

@@ -1,0 +1,1223 @@
+//! Joins and name resolution in FROM clauses: `FROM a [AS x] [INNER|LEFT|RIGHT|FULL] JOIN b
+//! [AS y] ON …`, the comma form `FROM a, b WHERE …`, qualified columns (`x.col`, `x.*`) and
+//! `SELECT DISTINCT` (planned as a GROUP BY).
+//!
+//! A query with a join is rewritten before it is planned: both inputs are planned, joined by
+//! an interval join, and the join's stream is stashed under a generated name; the query then
+//! reads that name as its only table, with every column reference resolved to the join's
+//! output columns (left ++ right, a right column whose name the left already has gets a
+//! digit, as Flink names them: `price`, `price0`). The interval join runs on the engine's
+//! keyed state: both inputs, tagged with their side, are unioned (the union's watermark is
+//! the smaller of the two) and keyed by the equi-join keys.
+
+use crate::error::{Result, SqlError};
+use crate::expr::{Calc, Functions, compile};
+use crate::plan::{Planner, Stream, has_aggregate, nest, non_negative_interval_ms, norm};
+use crate::value::{Column, Row, SqlType, Value};
+use datafusion_physical_expr::PhysicalExpr;
+use sqlparser::ast::{
+    self, BinaryOperator, Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName,
+    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins, VisitMut, VisitorMut,
+};
+use sqlparser::tokenizer::Span;
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use weir_engine::api::DataStream;
+use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
+use weir_engine::runtime::Rec;
+use weir_engine::state::{MapState, StateDescriptor};
+use weir_engine::time::Timestamp;
+
+/// The hidden column of an updating (changelog) stream; see `changelog.rs`.
+use crate::changelog::KIND;
+
+/// A column visible in a FROM clause: the qualifier it can be named by, its own name, and
+/// its (unique) name in the joined stream.
+#[derive(Debug, Clone)]
+struct ScopeCol {
+    qual: Option<String>,
+    name: String,
+    internal: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    fn name(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "INNER",
+            JoinKind::Left => "LEFT OUTER",
+            JoinKind::Right => "RIGHT OUTER",
+            JoinKind::Full => "FULL OUTER",
+        }
+    }
+    fn keeps_left(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
+    fn keeps_right(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+}
+
+/// `a AND b AND c` as `[a, b, c]`.
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(inner, out)
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+    es.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    })
+}
+
+/// The name a relation's columns can be qualified with: its alias, or the table's name.
+fn qualifier(rel: &TableFactor) -> Option<String> {
+    match rel {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            Some(norm(&a.name))
+        }
+        TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).map(norm),
+        _ => None,
+    }
+}
+
+fn quoted(value: &str, span: Span) -> Ident {
+    Ident {
+        value: value.to_string(),
+        quote_style: Some('"'),
+        span,
+    }
+}
+
+/// Replaces column references with the joined stream's column names.
+struct Resolve<'a> {
+    scope: &'a [ScopeCol],
+    error: Option<SqlError>,
+}
+
+impl Resolve<'_> {
+    fn quals(&self) -> String {
+        let q: BTreeSet<&str> = self
+            .scope
+            .iter()
+            .filter_map(|c| c.qual.as_deref())
+            .collect();
+        q.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl VisitorMut for Resolve<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let (span, text) = match e {
+            Expr::CompoundIdentifier(_) => (e.span(), e.to_string()),
+            _ => (Span::empty(), String::new()),
+        };
+        match e {
+            Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+                let (q, c) = (norm(&ids[0]), norm(&ids[1]));
+                let hits: Vec<&ScopeCol> = self
+                    .scope
+                    .iter()
+                    .filter(|s| s.qual.as_deref() == Some(q.as_str()) && s.name == c)
+                    .collect();
+                match hits.as_slice() {
+                    [one] => *e = Expr::Identifier(quoted(&one.internal, ids[1].span)),
+                    [] if self
+                        .scope
+                        .iter()
+                        .any(|s| s.qual.as_deref() == Some(q.as_str())) =>
+                    {
+                        let cols: Vec<&str> = self
+                            .scope
+                            .iter()
+                            .filter(|s| s.qual.as_deref() == Some(q.as_str()))
+                            .map(|s| s.name.as_str())
+                            .collect();
+                        self.error = Some(SqlError::at(
+                            span,
+                            format!(
+                                "column '{q}.{c}' not found; '{q}' has columns: {}",
+                                cols.join(", ")
+                            ),
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                    [] => {
+                        self.error = Some(SqlError::at(
+                            span,
+                            format!(
+                                "'{q}' in '{q}.{c}' is not a table or alias of the FROM clause; it names: {}",
+                                self.quals()
+                            ),
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                    _ => {
+                        self.error = Some(SqlError::at(
+                            span,
+                            format!(
+                                "'{q}' names two inputs of the join; give them different aliases with AS"
+                            ),
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            Expr::CompoundIdentifier(_) => {
+                self.error = Some(SqlError::at(
+                    span,
+                    format!("'{text}': only `column` or `alias.column` can name a column"),
+                ));
+                return ControlFlow::Break(());
+            }
+            Expr::Identifier(id) => {
+                let c = norm(id);
+                let hits: Vec<&ScopeCol> = self.scope.iter().filter(|s| s.name == c).collect();
+                if hits.len() > 1 {
+                    let quals: Vec<String> = hits
+                        .iter()
+                        .map(|h| h.qual.clone().unwrap_or_else(|| "(subquery)".into()))
+                        .collect();
+                    self.error = Some(SqlError::at(
+                        id.span,
+                        format!(
+                            "column '{c}' is ambiguous: both {} have it; qualify it, e.g. {}.{c}",
+                            quals.join(" and "),
+                            quals[0]
+                        ),
+                    ));
+                    return ControlFlow::Break(());
+                }
+                if let [one] = hits.as_slice()
+                    && one.internal != c
+                {
+                    *e = Expr::Identifier(quoted(&one.internal, id.span));
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn resolve(e: &mut Expr, scope: &[ScopeCol]) -> Result<()> {
+    let mut r = Resolve { scope, error: None };
+    let _ = e.visit(&mut r);
+    match r.error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Strips the qualifier of `q.col` when the FROM clause is one relation named `q`.
+struct Unqualify<'a> {
+    qual: Option<&'a str>,
+    error: Option<SqlError>,
+}
+
+impl VisitorMut for Unqualify<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let (span, text) = (e.span(), e.to_string());
+        if let Expr::CompoundIdentifier(ids) = e {
+            let q = ids.first().map(norm).unwrap_or_default();
+            if ids.len() == 2 && self.qual == Some(q.as_str()) {
+                *e = Expr::Identifier(ids[1].clone());
+            } else {
+                self.error = Some(SqlError::at(
+                    span,
+                    match self.qual {
+                        Some(n) if ids.len() == 2 => format!(
+                            "'{q}' in '{text}' is not a table or alias of the FROM clause; it names: {n}"
+                        ),
+                        None if ids.len() == 2 => format!(
+                            "'{q}' in '{text}' is not a table or alias of the FROM clause; give the subquery an alias with AS"
+                        ),
+                        _ => format!("'{text}': only `column` or `alias.column` can name a column"),
+                    },
+                ));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Applies `f` to every expression of the SELECT list, WHERE, GROUP BY and HAVING, and
+/// `wildcard` to every `q.*`. Unnamed `q.col` items keep `col` as their name.
+fn rewrite_exprs(
+    s: &mut Select,
+    f: &mut dyn FnMut(&mut Expr) -> Result<()>,
+    wildcard: &dyn Fn(&ObjectName, Span) -> Result<Vec<SelectItem>>,
+) -> Result<()> {
+    let mut items = Vec::new();
+    let mut used = BTreeSet::new();
+    for it in std::mem::take(&mut s.projection) {
+        match it {
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) if !ids.is_empty() => {
+                let mut alias = ids[ids.len() - 1].clone();
+                let mut e = Expr::CompoundIdentifier(ids);
+                f(&mut e)?;
+                // `SELECT l.seq, r.seq` names the second `seq0`, its name in the join.
+                if let Expr::Identifier(id) = &e
+                    && used.contains(&norm(&alias))
+                {
+                    alias = id.clone();
+                }
+                used.insert(norm(&alias));
+                items.push(SelectItem::ExprWithAlias { expr: e, alias });
+            }
+            SelectItem::UnnamedExpr(mut e) => {
+                if let Expr::Identifier(id) = &e {
+                    used.insert(norm(id));
+                }
+                f(&mut e)?;
+                items.push(SelectItem::UnnamedExpr(e));
+            }
+            SelectItem::ExprWithAlias { mut expr, alias } => {
+                used.insert(norm(&alias));
+                f(&mut expr)?;
+                items.push(SelectItem::ExprWithAlias { expr, alias });
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let span = kind.span();
+                match kind {
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(n) => {
+                        items.extend(wildcard(&n, span)?)
+                    }
+                    ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                        return Err(SqlError::at(e.span(), format!("'{e}.*' is not supported")));
+                    }
+                }
+            }
+            other => items.push(other),
+        }
+    }
+    s.projection = items;
+    if let Some(w) = &mut s.selection {
+        f(w)?;
+    }
+    if let GroupByExpr::Expressions(es, _) = &mut s.group_by {
+        for e in es {
+            f(e)?;
+        }
+    }
+    if let Some(h) = &mut s.having {
+        f(h)?;
+    }
+    Ok(())
+}
+
+/// Where a column reference points in a two-input scope.
+struct Sides<'a> {
+    scope: &'a [ScopeCol],
+    nl: usize,
+    left: bool,
+    right: bool,
+    unknown: bool,
+}
+
+impl VisitorMut for Sides<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let idx = match e {
+            Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+                let (q, c) = (norm(&ids[0]), norm(&ids[1]));
+                self.scope
+                    .iter()
+                    .position(|s| s.qual.as_deref() == Some(q.as_str()) && s.name == c)
+            }
+            Expr::Identifier(id) => {
+                let c = norm(id);
+                self.scope
+                    .iter()
+                    .position(|s| s.name == c || s.internal == c)
+            }
+            Expr::CompoundIdentifier(_) => None,
+            _ => return ControlFlow::Continue(()),
+        };
+        match idx {
+            Some(i) if i < self.nl => self.left = true,
+            Some(_) => self.right = true,
+            None => self.unknown = true,
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Which inputs `e` reads: (left, right), or `None` if it names a column of neither.
+fn sides(e: &Expr, scope: &[ScopeCol], nl: usize) -> Option<(bool, bool)> {
+    let mut v = Sides {
+        scope,
+        nl,
+        left: false,
+        right: false,
+        unknown: false,
+    };
+    let _ = e.clone().visit(&mut v);
+    (!v.unknown).then_some((v.left, v.right))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    L,
+    R,
+}
+
+/// `rowtime [± INTERVAL]` of one input: the side and the offset in milliseconds.
+fn time_term(e: &Expr, lrt: &str, rrt: &str) -> Result<Option<(Side, i64)>> {
+    Ok(match e {
+        Expr::Nested(inner) => time_term(inner, lrt, rrt)?,
+        Expr::Identifier(id) if id.value == lrt => Some((Side::L, 0)),
+        Expr::Identifier(id) if id.value == rrt => Some((Side::R, 0)),
+        Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Plus | BinaryOperator::Minus),
+            right,
+        } if matches!(right.as_ref(), Expr::Interval(_)) => match time_term(left, lrt, rrt)? {
+            Some((side, off)) => {
+                let ms = non_negative_interval_ms(right)?;
+                Some((
+                    side,
+                    if *op == BinaryOperator::Plus {
+                        off + ms
+                    } else {
+                        off - ms
+                    },
+                ))
+            }
+            None => None,
+        },
+        _ => None,
+    })
+}
+
+/// A comparison of both rowtimes as `l - r OP c`.
+fn time_bounds(e: &Expr, lrt: &str, rrt: &str) -> Result<Option<Vec<(BinaryOperator, i64)>>> {
+    let cmp = |a: &Expr, op: &BinaryOperator, b: &Expr| -> Result<Option<(BinaryOperator, i64)>> {
+        let (Some((sa, oa)), Some((sb, ob))) = (time_term(a, lrt, rrt)?, time_term(b, lrt, rrt)?)
+        else {
+            return Ok(None);
+        };
+        if sa == sb {
+            return Ok(None);
+        }
+        // l + oa OP r + ob  ⇔  l - r OP ob - oa; with the sides swapped the operator flips.
+        Ok(Some(if sa == Side::L {
+            (op.clone(), ob - oa)
+        } else {
+            let flipped = match op {
+                BinaryOperator::Lt => BinaryOperator::Gt,
+                BinaryOperator::LtEq => BinaryOperator::GtEq,
+                BinaryOperator::Gt => BinaryOperator::Lt,
+                BinaryOperator::GtEq => BinaryOperator::LtEq,
+                o => o.clone(),
+            };
+            (flipped, oa - ob)
+        }))
+    };
+    Ok(match e {
+        Expr::Nested(inner) => time_bounds(inner, lrt, rrt)?,
+        Expr::BinaryOp { left, op, right }
+            if matches!(
+                op,
+                BinaryOperator::Eq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq
+            ) =>
+        {
+            cmp(left, op, right)?.map(|b| vec![b])
+        }
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => match (
+            cmp(expr, &BinaryOperator::GtEq, low)?,
+            cmp(expr, &BinaryOperator::LtEq, high)?,
+        ) {
+            (Some(a), Some(b)) => Some(vec![a, b]),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+impl Planner<'_> {
+    /// Rewrites a SELECT with joins, qualified columns or DISTINCT into a plainer one (joins
+    /// are planned here and read back by name); `None` when there is nothing to rewrite.
+    pub(crate) fn rewrite_select(&mut self, q: &Query, select: &Select) -> Result<Option<Query>> {
+        let mut s = select.clone();
+        if matches!(s.distinct, Some(ast::Distinct::Distinct)) {
+            distinct_to_group_by(&mut s)?;
+        }
+        let joins = s.from.len() > 1 || s.from.iter().any(|t| !t.joins.is_empty());
+        if joins {
+            self.plan_join(q, &mut s)?;
+        } else if let [twj] = s.from.as_slice() {
+            let qual = qualifier(&twj.relation);
+            let mut f = |e: &mut Expr| -> Result<()> {
+                let mut u = Unqualify {
+                    qual: qual.as_deref(),
+                    error: None,
+                };
+                let _ = e.visit(&mut u);
+                u.error.map_or(Ok(()), Err)
+            };
+            let wildcard = |n: &ObjectName, span: Span| -> Result<Vec<SelectItem>> {
+                let name = n.0.last().and_then(|p| p.as_ident()).map(norm);
+                if n.0.len() == 1 && name.is_some() && name == qual {
+                    Ok(vec![SelectItem::Wildcard(Default::default())])
+                } else {
+                    Err(SqlError::at(
+                        span,
+                        format!("'{n}' is not a table or alias of the FROM clause"),
+                    ))
+                }
+            };
+            rewrite_exprs(&mut s, &mut f, &wildcard)?;
+        }
+        if s == *select {
+            return Ok(None);
+        }
+        let mut q2 = q.clone();
+        *q2.body = SetExpr::Select(Box::new(s));
+        Ok(Some(q2))
+    }
+
+    /// Plans one relation of a FROM clause as `SELECT * FROM relation`.
+    fn relation(
+        &mut self,
+        q: &Query,
+        select: &Select,
+        rel: &TableFactor,
+    ) -> Result<(Stream, Vec<ScopeCol>)> {
+        let mut s = select.clone();
+        s.projection = vec![SelectItem::Wildcard(Default::default())];
+        s.from = vec![TableWithJoins {
+            relation: rel.clone(),
+            joins: Vec::new(),
+        }];
+        s.selection = None;
+        s.group_by = GroupByExpr::Expressions(Vec::new(), Vec::new());
+        s.having = None;
+        s.distinct = None;
+        let mut wq = q.clone();
+        *wq.body = SetExpr::Select(Box::new(s));
+        let st = self.query(&wq)?;
+        let qual = qualifier(rel);
+        let scope = st
+            .cols
+            .iter()
+            .filter(|c| c.name != KIND)
+            .map(|c| ScopeCol {
+                qual: qual.clone(),
+                name: c.name.clone(),
+                internal: c.name.clone(),
+            })
+            .collect();
+        Ok((st, scope))
+    }
+
+    fn plan_join(&mut self, q: &Query, s: &mut Select) -> Result<()> {
+        let mut where_conj: Vec<Option<Expr>> = Vec::new();
+        if let Some(w) = s.selection.take() {
+            let mut v = Vec::new();
+            conjuncts(&w, &mut v);
+            where_conj = v.into_iter().map(Some).collect();
+        }
+        let from = std::mem::take(&mut s.from);
+        let mut acc: Option<(Stream, Vec<ScopeCol>)> = None;
+        for twj in &from {
+            let right = self.relation(q, s, &twj.relation)?;
+            acc = Some(match acc {
+                None => right,
+                Some(left) => self.join_two(
+                    left,
+                    right,
+                    JoinKind::Inner,
+                    None,
+                    &mut where_conj,
+                    twj.relation.span(),
+                )?,
+            });
+            for j in &twj.joins {
+                let (kind, c) = match &j.join_operator {
+                    JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => {
+                        (JoinKind::Inner, c)
+                    }
+                    JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+                    JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Right, c),
+                    JoinOperator::FullOuter(c) => (JoinKind::Full, c),
+                    other => {
+                        let text = format!("{other:?}");
+                        let name = text.split('(').next().unwrap_or(&text).to_uppercase();
+                        return Err(SqlError::at(
+                            j.relation.span(),
+                            format!(
+                                "{name} joins are not supported; use [INNER], LEFT, RIGHT or FULL [OUTER] JOIN … ON"
+                            ),
+                        ));
+                    }
+                };
+                let on = match c {
+                    JoinConstraint::On(e) => Some(e),
+                    JoinConstraint::None if kind == JoinKind::Inner => None,
+                    JoinConstraint::None => {
+                        return Err(SqlError::at(
+                            j.relation.span(),
+                            format!("{} JOIN needs ON", kind.name()),
+                        ));
+                    }
+                    JoinConstraint::Using(_) => {
+                        return Err(SqlError::at(
+                            j.relation.span(),
+                            "JOIN … USING is not supported yet; use ON",
+                        ));
+                    }
+                    JoinConstraint::Natural => {
+                        return Err(SqlError::at(
+                            j.relation.span(),
+                            "NATURAL JOIN is not supported yet; use ON",
+                        ));
+                    }
+                };
+                let right = self.relation(q, s, &j.relation)?;
+                let left = acc
+                    .take()
+                    .expect("the FROM clause's first relation is planned");
+                acc = Some(self.join_two(
+                    left,
+                    right,
+                    kind,
+                    on,
+                    &mut where_conj,
+                    j.relation.span(),
+                )?);
+            }
+        }
+        let (stream, scope) = acc.expect("a join has relations");
+        s.selection = conjoin(where_conj.into_iter().flatten());
+        let mut f = |e: &mut Expr| resolve(e, &scope);
+        let wildcard = |n: &ObjectName, span: Span| -> Result<Vec<SelectItem>> {
+            let q =
+                n.0.last()
+                    .and_then(|p| p.as_ident())
+                    .map(norm)
+                    .unwrap_or_default();
+            let items: Vec<SelectItem> = scope
+                .iter()
+                .filter(|c| n.0.len() == 1 && c.qual.as_deref() == Some(q.as_str()))
+                .map(|c| SelectItem::ExprWithAlias {
+                    expr: Expr::Identifier(quoted(&c.internal, span)),
+                    alias: quoted(&c.name, span),
+                })
+                .collect();
+            if items.is_empty() {
+                return Err(SqlError::at(
+                    span,
+                    format!("'{n}' is not a table or alias of the FROM clause"),
+                ));
+            }
+            Ok(items)
+        };
+        rewrite_exprs(s, &mut f, &wildcard)?;
+        let name = format!("${}", self.uid("join"));
+        s.from = vec![TableWithJoins {
+            relation: TableFactor::Table {
+                name: ObjectName::from(vec![Ident::with_quote('"', name.clone())]),
+                alias: None,
+                args: None,
+                with_hints: Vec::new(),
+                version: None,
+                with_ordinality: false,
+                partitions: Vec::new(),
+                json_path: None,
+                sample: None,
+                index_hints: Vec::new(),
+            },
+            joins: Vec::new(),
+        }];
+        self.planned.insert(name, stream);
+        Ok(())
+    }
+
+    /// Joins two planned inputs: splits the conditions (ON, and for inner joins the WHERE
+    /// conjuncts that read both inputs) into equi-keys, bounds on both rowtimes and a residual
+    /// predicate, and plans an interval join.
+    #[allow(clippy::too_many_arguments)]
+    fn join_two(
+        &mut self,
+        (left, lscope): (Stream, Vec<ScopeCol>),
+        (right, rscope): (Stream, Vec<ScopeCol>),
+        kind: JoinKind,
+        on: Option<&Expr>,
+        where_conj: &mut [Option<Expr>],
+        span: Span,
+    ) -> Result<(Stream, Vec<ScopeCol>)> {
+        for (st, which) in [(&left, "left"), (&right, "right")] {
+            if st.cols.iter().any(|c| c.name == KIND) {
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "the {which} input of this join is an updating result ({}); joins over updating inputs are not supported yet",
+                        crate::changelog::producer(st)
+                    ),
+                ));
+            }
+        }
+        let nl = left.cols.len();
+        let mut scope = lscope;
+        let mut cols = left.cols.clone();
+        for (rc, col) in rscope.into_iter().zip(&right.cols) {
+            let mut internal = rc.internal.clone();
+            let mut n = 0;
+            while scope.iter().any(|c| c.internal == internal) {
+                internal = format!("{}{n}", rc.internal);
+                n += 1;
+            }
+            cols.push(Column {
+                name: internal.clone(),
+                ty: col.ty,
+            });
+            scope.push(ScopeCol { internal, ..rc });
+        }
+        let mut conds = Vec::new();
+        if let Some(on) = on {
+            conjuncts(on, &mut conds);
+        }
+        if kind == JoinKind::Inner {
+            for w in where_conj.iter_mut() {
+                if let Some(e) = w
+                    && sides(e, &scope, nl) == Some((true, true))
+                {
+                    conds.push(w.take().expect("checked"));
+                }
+            }
+        }
+        let lrt = left
+            .rowtime
+            .map(|i| cols[i].name.clone())
+            .unwrap_or_default();
+        let rrt = right
+            .rowtime
+            .map(|i| cols[nl + i].name.clone())
+            .unwrap_or_default();
+        // How EXPLAIN and messages name a joined column: `alias.column`.
+        let shown = |internal: &str| -> String {
+            match scope.iter().find(|c| c.internal == internal) {
+                Some(ScopeCol {
+                    qual: Some(q),
+                    name,
+                    ..
+                }) => format!("{q}.{name}"),
+                _ => internal.to_string(),
+            }
+        };
+        let (lrt_shown, rrt_shown) = (shown(&lrt), shown(&rrt));
+        let mut keys: Vec<(Expr, Expr)> = Vec::new();
+        let mut shown_keys = Vec::new();
+        let mut residual = Vec::new();
+        let mut shown_residual = Vec::new();
+        let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
+        let mut window_eq = BTreeSet::new();
+        for c in &conds {
+            let mut r = c.clone();
+            resolve(&mut r, &scope)?;
+            if !lrt.is_empty()
+                && !rrt.is_empty()
+                && let Some(bounds) = time_bounds(&r, &lrt, &rrt)?
+            {
+                for (op, v) in bounds {
+                    match op {
+                        BinaryOperator::GtEq => lower = Some(lower.map_or(v, |l| l.max(v))),
+                        BinaryOperator::Gt => lower = Some(lower.map_or(v + 1, |l| l.max(v + 1))),
+                        BinaryOperator::LtEq => upper = Some(upper.map_or(v, |u| u.min(v))),
+                        BinaryOperator::Lt => upper = Some(upper.map_or(v - 1, |u| u.min(v - 1))),
+                        _ => {
+                            lower = Some(lower.map_or(v, |l| l.max(v)));
+                            upper = Some(upper.map_or(v, |u| u.min(v)));
+                        }
+                    }
+                }
+                continue;
+            }
+            if let Expr::BinaryOp {
+                left: a,
+                op: BinaryOperator::Eq,
+                right: b,
+            } = &r
+            {
+                match (sides(a, &scope, nl), sides(b, &scope, nl)) {
+                    (Some((true, false)), Some((false, true))) => {
+                        note_window_eq(a, b, &scope, &mut window_eq);
+                        keys.push((a.as_ref().clone(), b.as_ref().clone()));
+                        shown_keys.push(c.to_string());
+                        continue;
+                    }
+                    (Some((false, true)), Some((true, false))) => {
+                        note_window_eq(b, a, &scope, &mut window_eq);
+                        keys.push((b.as_ref().clone(), a.as_ref().clone()));
+                        shown_keys.push(c.to_string());
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            residual.push(r);
+            shown_residual.push(c.to_string());
+        }
+        if window_eq.contains("window_start") && window_eq.contains("window_end") {
+            // Helper `tvf`'s Planner::window_join(left, right, on, …) plugs in here.
+            return Err(SqlError::at(span, "window joins are not supported yet"));
+        }
+        let example = "e.g. ON a.k = b.k AND a.ts BETWEEN b.ts - INTERVAL '1' MINUTE AND b.ts";
+        let (lower, upper) = match (lower, upper) {
+            (Some(l), Some(u)) => (l, u),
+            (None, None) => {
+                let attrs = match (left.rowtime, right.rowtime) {
+                    (Some(_), Some(_)) => format!("here {lrt_shown} and {rrt_shown}"),
+                    (None, _) => "the left input has none (declare WATERMARK FOR)".into(),
+                    (_, None) => "the right input has none (declare WATERMARK FOR)".into(),
+                };
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "regular joins (without bounds on both inputs' time attributes) keep every row in state forever and are not supported yet; bound the join on the time attributes ({attrs}), {example}"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "an interval join needs a lower and an upper bound on {lrt_shown} - {rrt_shown}; found only one, {example}"
+                    ),
+                ));
+            }
+        };
+        if lower > upper {
+            return Err(SqlError::at(
+                span,
+                format!(
+                    "the join's time bounds can never hold: {lrt_shown} - {rrt_shown} must lie in [{lower}, {upper}] ms"
+                ),
+            ));
+        }
+        // Keys: compiled over each input's columns (named as in the joined stream).
+        let (lcols, rcols) = cols.split_at(nl);
+        let mut lkeys = Vec::new();
+        let mut rkeys = Vec::new();
+        let mut to_double = Vec::new();
+        for (a, b) in &keys {
+            let ca = compile(&self.funcs, a, lcols)?;
+            let cb = compile(&self.funcs, b, rcols)?;
+            let numeric = |t: SqlType| matches!(t, SqlType::BigInt | SqlType::Double);
+            if ca.ty != cb.ty && !(numeric(ca.ty) && numeric(cb.ty)) {
+                return Err(SqlError::at(
+                    a.span(),
+                    format!(
+                        "join key '{a} = {b}' compares {} with {}; add a CAST",
+                        ca.ty.sql_name(),
+                        cb.ty.sql_name()
+                    ),
+                ));
+            }
+            to_double.push(ca.ty != cb.ty);
+            lkeys.push((ca.expr, ca.ty));
+            rkeys.push((cb.expr, cb.ty));
+        }
+        let residual_expr = conjoin(residual.iter().cloned());
+        let residual_c = match &residual_expr {
+            Some(e) => {
+                let c = compile(&self.funcs, e, &cols)?;
+                if c.ty != SqlType::Boolean {
+                    return Err(SqlError::at(e.span(), "a join condition must be BOOLEAN"));
+                }
+                Some(Calc::new(
+                    cols.clone(),
+                    None,
+                    vec![(c.expr, SqlType::Boolean)],
+                ))
+            }
+            None => None,
+        };
+        let nk = keys.len();
+        let luid = self.uid("join-left");
+        let lds = tag_side(
+            &self.funcs,
+            &left,
+            lkeys,
+            lcols,
+            0,
+            to_double.clone(),
+            &luid,
+        )?;
+        let ruid = self.uid("join-right");
+        let rds = tag_side(&self.funcs, &right, rkeys, rcols, 1, to_double, &ruid)?;
+        let juid = self.uid("interval-join");
+        let f = IntervalJoin {
+            kind,
+            nk,
+            nl,
+            nr: cols.len() - nl,
+            left_rt: left.rowtime.expect("bounded on both rowtimes"),
+            right_rt: right.rowtime.expect("bounded on both rowtimes"),
+            lower,
+            upper,
+            residual: residual_c,
+            left: MapState::default(),
+            right: MapState::default(),
+        };
+        let ds = lds
+            .union(&[rds])
+            .key_by(move |r: &Row| r.0[1..1 + nk].to_vec())
+            .process(f)
+            .name(&format!("IntervalJoin {}", kind.name()))
+            .uid(&juid);
+        let title = format!(
+            "IntervalJoin: type={} keys=[{}] bounds=[{lower} ms <= {lrt_shown} - {rrt_shown} <= {upper} ms]{} uid={juid}",
+            kind.name(),
+            shown_keys.join(", "),
+            if shown_residual.is_empty() {
+                String::new()
+            } else {
+                format!(" where=({})", shown_residual.join(" AND "))
+            }
+        );
+        let mut child = left.plan.clone();
+        child.extend(right.plan.iter().cloned());
+        Ok((
+            Stream {
+                ds,
+                cols,
+                // Both rowtimes become plain TIMESTAMP(3) columns (see docs/sql.md).
+                rowtime: None,
+                plan: nest(title, &child),
+            },
+            scope,
+        ))
+    }
+}
+
+type KeyExprs = Vec<(Arc<dyn PhysicalExpr>, SqlType)>;
+
+/// One join input as rows `[side, keys…, values…]` (`side` 0 is left, 1 right); keys
+/// compared with a key of the other type are carried as DOUBLE.
+fn tag_side(
+    funcs: &Functions,
+    st: &Stream,
+    keys: KeyExprs,
+    side_cols: &[Column],
+    side: i64,
+    to_double: Vec<bool>,
+    uid: &str,
+) -> Result<DataStream<Row>> {
+    let mut exprs = keys;
+    for c in side_cols {
+        let e = compile(
+            funcs,
+            &Expr::Identifier(quoted(&c.name, Span::empty())),
+            side_cols,
+        )?;
+        exprs.push((e.expr, e.ty));
+    }
+    let calc = Calc::new(side_cols.to_vec(), None, exprs);
+    let name = if side == 0 {
+        "Join input (left)"
+    } else {
+        "Join input (right)"
+    };
+    Ok(st
+        .ds
+        .transform_batches(name, move |recs: Vec<Rec<Row>>| {
+            let mut out = calc.apply(recs)?;
+            for r in &mut out {
+                for (v, d) in r.value.0.iter_mut().zip(&to_double) {
+                    if let (true, Value::Int(i)) = (*d, &*v) {
+                        *v = Value::Double(*i as f64);
+                    }
+                }
+                r.value.0.insert(0, Value::Int(side));
+            }
+            Ok(out)
+        })
+        .uid(uid))
+}
+
+/// Records `l.window_start = r.window_start`-style equalities (window joins).
+fn note_window_eq(a: &Expr, b: &Expr, scope: &[ScopeCol], seen: &mut BTreeSet<&'static str>) {
+    let name = |e: &Expr| match e {
+        Expr::Identifier(id) => scope
+            .iter()
+            .find(|c| c.internal == id.value)
+            .map(|c| c.name.clone()),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (name(a), name(b))
+        && x == y
+    {
+        if x == "window_start" {
+            seen.insert("window_start");
+        } else if x == "window_end" {
+            seen.insert("window_end");
+        }
+    }
+}
+
+fn distinct_to_group_by(s: &mut Select) -> Result<()> {
+    let span = s.select_token.0.span;
+    if !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty()) {
+        return Err(SqlError::at(
+            span,
+            "SELECT DISTINCT with GROUP BY is not supported yet",
+        ));
+    }
+    if let Some(a) = has_aggregate(&s.projection) {
+        return Err(SqlError::at(
+            a,
+            "SELECT DISTINCT with aggregates is not supported yet",
+        ));
+    }
+    let mut keys = Vec::new();
+    for it in &s.projection {
+        match it {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                keys.push(e.clone())
+            }
+            other => {
+                return Err(SqlError::at(
+                    other.span(),
+                    "SELECT DISTINCT * is not supported yet; list the columns",
+                ));
+            }
+        }
+    }
+    s.group_by = GroupByExpr::Expressions(keys, Vec::new());
+    s.distinct = None;
+    Ok(())
+}
+
+/// Buffered rows of one side at one rowtime: the row and whether it has matched yet.
+type Buffered = Vec<(Vec<Value>, bool)>;
+
+/// Flink's interval join on keyed state: each side's rows wait, keyed by the equi-join
+/// keys and indexed by rowtime, until the watermark makes a match impossible; an event-time
+/// timer then drops them (emitting the NULL-padded row of an unmatched row of an outer
+/// side). Input rows are `[side, keys…, values…]`; output rows are left ++ right values.
+#[derive(Clone)]
+struct IntervalJoin {
+    kind: JoinKind,
+    nk: usize,
+    nl: usize,
+    nr: usize,
+    left_rt: usize,
+    right_rt: usize,
+    /// `lower <= l.rowtime - r.rowtime <= upper`, in milliseconds.
+    lower: i64,
+    upper: i64,
+    residual: Option<Calc>,
+    left: MapState<i64, Buffered>,
+    right: MapState<i64, Buffered>,
+}
+
+impl IntervalJoin {
+    fn padded(&self, vals: Vec<Value>, is_left: bool) -> Row {
+        if is_left {
+            let mut v = vals;
+            v.extend(std::iter::repeat_n(Value::Null, self.nr));
+            Row(v)
+        } else {
+            let mut v: Vec<Value> = std::iter::repeat_n(Value::Null, self.nl).collect();
+            v.extend(vals);
+            Row(v)
+        }
+    }
+
+    /// Which joined rows satisfy the residual condition (NULL counts as false).
+    fn pass(&self, rows: &[Row]) -> weir_engine::Result<Vec<bool>> {
+        let Some(calc) = &self.residual else {
+            return Ok(vec![true; rows.len()]);
+        };
+        let recs = rows
+            .iter()
+            .map(|r| Rec {
+                ts: 0,
+                value: r.clone(),
+            })
+            .collect();
+        Ok(calc
+            .apply(recs)?
+            .into_iter()
+            .map(|r| matches!(r.value.0.first(), Some(Value::Bool(true))))
+            .collect())
+    }
+}
+
+impl KeyedProcessFunction for IntervalJoin {
+    type Key = Vec<Value>;
+    type In = Row;
+    type Out = Row;
+
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
+        self.left = ctx.map_state(StateDescriptor::new("left"));
+        self.right = ctx.map_state(StateDescriptor::new("right"));
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        row: Row,
+        ctx: &mut KeyedContext<'_, Vec<Value>>,
+        out: &mut Collector<Row>,
+    ) -> weir_engine::Result<()> {
+        let mut all = row.0;
+        let is_left = matches!(all.first(), Some(Value::Int(0)));
+        let vals = all.split_off(1 + self.nk);
+        let key_null = all[1..].iter().any(|v| matches!(v, Value::Null));
+        let rt = vals.get(if is_left { self.left_rt } else { self.right_rt });
+        let keeps = if is_left {
+            self.kind.keeps_left()
+        } else {
+            self.kind.keeps_right()
+        };
+        let (Some(Value::Ts(t)), false) = (rt, key_null) else {
+            // A NULL key or rowtime matches nothing.
+            if keeps {
+                out.collect(self.padded(vals, is_left));
+            }
+            return Ok(());
+        };
+        let t = *t;
+        let (lo, hi) = if is_left {
+            (t - self.upper, t - self.lower)
+        } else {
+            (t + self.lower, t + self.upper)
+        };
+        let (other, this, other_keeps) = if is_left {
+            (&self.right, &self.left, self.kind.keeps_right())
+        } else {
+            (&self.left, &self.right, self.kind.keeps_left())
+        };
+        let mut entries = other.entries(ctx);
+        let mut cand = Vec::new();
+        let mut joined = Vec::new();
+        for (ei, (ots, rows)) in entries.iter().enumerate() {
+            if *ots < lo || *ots > hi {
+                continue;
+            }
+            for (ri, (orow, _)) in rows.iter().enumerate() {
+                let mut v = Vec::with_capacity(self.nl + self.nr);
+                if is_left {
+                    v.extend(vals.iter().cloned());
+                    v.extend(orow.iter().cloned());
+                } else {
+                    v.extend(orow.iter().cloned());
+                    v.extend(vals.iter().cloned());
+                }
+                cand.push((ei, ri));
+                joined.push(Row(v));
+            }
+        }
+        let pass = self.pass(&joined)?;
+        let mut matched = false;
+        let mut dirty = BTreeSet::new();
+        for (((ei, ri), row), ok) in cand.into_iter().zip(joined).zip(pass) {
+            if !ok {
+                continue;
+            }
+            matched = true;
+            out.collect(row);
+            if other_keeps && !entries[ei].1[ri].1 {
+                entries[ei].1[ri].1 = true;
+                dirty.insert(ei);
+            }
+        }
+        for ei in dirty {
+            let (ts, rows) = entries[ei].clone();
+            other.put(ctx, ts, rows);
+        }
+        let expiry = if is_left {
+            t - self.lower
+        } else {
+            t + self.upper
+        };
+        if expiry > ctx.current_watermark() {
+            let mut list = this.get(ctx, &t).unwrap_or_default();
+            list.push((vals, matched));
+            this.put(ctx, t, list);
+            ctx.timer_service().register_event_time_timer(expiry);
+        } else if keeps && !matched {
+            out.collect(self.padded(vals, is_left));
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut KeyedContext<'_, Vec<Value>>,
+        out: &mut Collector<Row>,
+    ) -> weir_engine::Result<()> {
+        for is_left in [true, false] {
+            let (state, keeps) = if is_left {
+                (&self.left, self.kind.keeps_left())
+            } else {
+                (&self.right, self.kind.keeps_right())
+            };
+            for (ts, rows) in state.entries(ctx) {
+                let expiry = if is_left {
+                    ts - self.lower
+                } else {
+                    ts + self.upper
+                };
+                if expiry > t {
+                    continue;
+                }
+                if keeps {
+                    for (vals, matched) in rows {
+                        if !matched {
+                            out.collect(self.padded(vals, is_left));
+                        }
+                    }
+                }
+                state.remove(ctx, &ts);
+            }
+        }
+        Ok(())
+    }
+}
