@@ -712,6 +712,10 @@ fn joins_and_updating_results_are_refused_where_they_cannot_run_naming_the_const
             format!("{}:22: window joins are not supported yet", first_line + 4),
         ),
         (
+            "INSERT INTO p SELECT id, COUNT(*) FROM (SELECT o.id, o.rt FROM orders o JOIN shipments s ON o.id = s.order_id AND o.rt = s.rt) GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), id;",
+            format!("{first_line}:144: TUMBLE's first argument must be the time attribute of its input (the column of WATERMARK FOR, which the input does not declare)"),
+        ),
+        (
             "INSERT INTO files SELECT id, COUNT(*) FROM orders GROUP BY id;",
             format!("{first_line}:19: Table sink 'files' doesn't support consuming update changes which is produced by node GroupAggregate(groupBy=[id], select=[id, COUNT(*)])"),
         ),
