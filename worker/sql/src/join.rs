@@ -26,7 +26,7 @@ use std::sync::Arc;
 use weir_engine::api::DataStream;
 use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
 use weir_engine::runtime::Rec;
-use weir_engine::state::{MapState, StateDescriptor};
+use weir_engine::state::{MapState, StateDescriptor, ValueState};
 use weir_engine::time::Timestamp;
 
 /// The hidden column of an updating (changelog) stream; see `changelog.rs`.
@@ -519,13 +519,31 @@ impl Planner<'_> {
         Ok(Some(q2))
     }
 
-    /// Plans one relation of a FROM clause as `SELECT * FROM relation`.
+    /// Plans one relation of a FROM clause: a table or subquery directly, anything else as
+    /// `SELECT * FROM relation` (which the single-relation planner knows).
     fn relation(
         &mut self,
         q: &Query,
         select: &Select,
         rel: &TableFactor,
     ) -> Result<(Stream, Vec<ScopeCol>)> {
+        let planned = match rel {
+            TableFactor::Table {
+                name, args: None, ..
+            } if name.0.len() == 1 && name.0[0].as_ident().is_some() => {
+                let id = name.0[0].as_ident().expect("checked");
+                Some(self.scan(&norm(id), name.span())?)
+            }
+            TableFactor::Derived {
+                subquery,
+                lateral: false,
+                ..
+            } => Some(self.query(subquery)?),
+            _ => None,
+        };
+        if let Some(st) = planned {
+            return Ok(Self::scoped(st, rel));
+        }
         let mut s = select.clone();
         s.projection = vec![SelectItem::Wildcard(Default::default())];
         s.from = vec![TableWithJoins {
@@ -539,6 +557,11 @@ impl Planner<'_> {
         let mut wq = q.clone();
         *wq.body = SetExpr::Select(Box::new(s));
         let st = self.query(&wq)?;
+        Ok(Self::scoped(st, rel))
+    }
+
+    /// A planned relation with the columns it shows its FROM clause.
+    fn scoped(st: Stream, rel: &TableFactor) -> (Stream, Vec<ScopeCol>) {
         let qual = qualifier(rel);
         let scope = st
             .cols
@@ -550,7 +573,7 @@ impl Planner<'_> {
                 internal: c.name.clone(),
             })
             .collect();
-        Ok((st, scope))
+        (st, scope)
     }
 
     fn plan_join(&mut self, q: &Query, s: &mut Select) -> Result<()> {
@@ -902,6 +925,7 @@ impl Planner<'_> {
             residual: residual_c,
             left: MapState::default(),
             right: MapState::default(),
+            timer: ValueState::default(),
         };
         let ds = lds
             .union(&[rds])
@@ -1053,6 +1077,9 @@ struct IntervalJoin {
     residual: Option<Calc>,
     left: MapState<i64, Buffered>,
     right: MapState<i64, Buffered>,
+    /// The key's one cleanup timer: the earliest time a buffered row expires (as Flink,
+    /// one timer per key rather than one per row).
+    timer: ValueState<i64>,
 }
 
 impl IntervalJoin {
@@ -1096,6 +1123,7 @@ impl KeyedProcessFunction for IntervalJoin {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
         self.left = ctx.map_state(StateDescriptor::new("left"));
         self.right = ctx.map_state(StateDescriptor::new("right"));
+        self.timer = ctx.value_state(StateDescriptor::new("cleanup-timer"));
         Ok(())
     }
 
@@ -1180,7 +1208,16 @@ impl KeyedProcessFunction for IntervalJoin {
             let mut list = this.get(ctx, &t).unwrap_or_default();
             list.push((vals, matched));
             this.put(ctx, t, list);
-            ctx.timer_service().register_event_time_timer(expiry);
+            match self.timer.value(ctx) {
+                Some(due) if due <= expiry => {}
+                due => {
+                    if let Some(due) = due {
+                        ctx.timer_service().delete_event_time_timer(due);
+                    }
+                    ctx.timer_service().register_event_time_timer(expiry);
+                    self.timer.update(ctx, expiry);
+                }
+            }
         } else if keeps && !matched {
             out.collect(self.padded(vals, is_left));
         }
@@ -1193,6 +1230,7 @@ impl KeyedProcessFunction for IntervalJoin {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
+        let mut next: Option<i64> = None;
         for is_left in [true, false] {
             let (state, keeps) = if is_left {
                 (&self.left, self.kind.keeps_left())
@@ -1206,6 +1244,7 @@ impl KeyedProcessFunction for IntervalJoin {
                     ts + self.upper
                 };
                 if expiry > t {
+                    next = Some(next.map_or(expiry, |n| n.min(expiry)));
                     continue;
                 }
                 if keeps {
@@ -1217,6 +1256,13 @@ impl KeyedProcessFunction for IntervalJoin {
                 }
                 state.remove(ctx, &ts);
             }
+        }
+        match next {
+            Some(n) => {
+                ctx.timer_service().register_event_time_timer(n);
+                self.timer.update(ctx, n);
+            }
+            None => self.timer.clear(ctx),
         }
         Ok(())
     }

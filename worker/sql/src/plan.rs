@@ -539,7 +539,7 @@ impl<'e> Planner<'e> {
     }
 
     /// Reads table `name`: source, computed columns, watermark.
-    fn scan(&mut self, name: &str, span: Span) -> Result<Stream> {
+    pub(crate) fn scan(&mut self, name: &str, span: Span) -> Result<Stream> {
         if let Some(s) = self.planned.remove(name) {
             return Ok(s);
         }

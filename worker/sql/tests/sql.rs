@@ -543,7 +543,11 @@ fn an_interval_join_pairs_rows_whose_rowtimes_lie_within_the_bounds() {
 #[test]
 fn outer_interval_joins_pad_the_rows_that_found_no_match_with_nulls() {
     let dir = tempfile::tempdir().unwrap();
-    let (left, right) = (dir.path().join("left"), dir.path().join("right"));
+    let (left, right, full) = (
+        dir.path().join("left"),
+        dir.path().join("right"),
+        dir.path().join("full"),
+    );
     let sql = format!(
         "{}
          CREATE TABLE l_out (id BIGINT, item STRING, carrier STRING, shipped TIMESTAMP(3))
@@ -558,10 +562,18 @@ fn outer_interval_joins_pad_the_rows_that_found_no_match_with_nulls() {
          INSERT INTO r_out
          SELECT s.order_id, s.ts, o.item
          FROM orders o RIGHT OUTER JOIN shipments s
-           ON o.id = s.order_id AND s.rt BETWEEN o.rt AND o.rt + INTERVAL '10' SECOND;",
+           ON o.id = s.order_id AND s.rt BETWEEN o.rt AND o.rt + INTERVAL '10' SECOND;
+         CREATE TABLE f_out (id BIGINT, order_id BIGINT, ts BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO f_out
+         SELECT o.id, s.order_id, s.ts
+         FROM orders o FULL OUTER JOIN shipments s
+           ON o.id = s.order_id AND s.carrier <> 'slow'
+          AND s.rt BETWEEN o.rt AND o.rt + INTERVAL '10' SECOND;",
         orders_and_shipments(dir.path()),
         left.display(),
-        right.display()
+        right.display(),
+        full.display()
     );
     // One record per batch on two subtasks: rows wait in state while watermarks advance.
     run(
@@ -590,6 +602,21 @@ fn outer_interval_joins_pad_the_rows_that_found_no_match_with_nulls() {
             json!({"order_id": 5, "ts": 6000, "item": null}),
             json!({"order_id": 1, "ts": 12000, "item": null}),
             json!({"order_id": 4, "ts": 40000, "item": "fig"}),
+        ])
+    );
+    // Both: the two matches, orders 3 and 4 without a shipment, and the four shipments
+    // without an order (order 4's fails `carrier <> 'slow'`).
+    assert_eq!(
+        output(&full),
+        sorted(vec![
+            json!({"id": 1, "order_id": 1, "ts": 5000}),
+            json!({"id": 2, "order_id": 2, "ts": 2000}),
+            json!({"id": 3, "order_id": null, "ts": null}),
+            json!({"id": 4, "order_id": null, "ts": null}),
+            json!({"id": null, "order_id": 3, "ts": 2500}),
+            json!({"id": null, "order_id": 5, "ts": 6000}),
+            json!({"id": null, "order_id": 1, "ts": 12000}),
+            json!({"id": null, "order_id": 4, "ts": 40000}),
         ])
     );
 }
@@ -747,7 +774,8 @@ fn explain_shows_interval_joins_and_group_aggregates() {
          SELECT o.id, s.ts FROM orders o LEFT JOIN shipments s
            ON o.id = s.order_id AND s.rt BETWEEN o.rt AND o.rt + INTERVAL '10' SECOND;
          EXPLAIN INSERT INTO p SELECT id, COUNT(*) FROM orders GROUP BY id;
-         EXPLAIN SELECT DISTINCT item FROM orders;",
+         EXPLAIN SELECT DISTINCT item FROM orders;
+         EXPLAIN SELECT * FROM orders o, shipments s WHERE o.id = s.order_id AND o.rt = s.rt;",
         orders_and_shipments(dir.path())
     );
     let env = StreamExecutionEnvironment::new();
@@ -765,6 +793,18 @@ fn explain_shows_interval_joins_and_group_aggregates() {
     assert!(
         agg.contains("GroupAggregate(groupBy=[id], select=[id, COUNT(*)]) uid="),
         "{agg}"
+    );
+    // The right input's `ts` and `rt` are named as Flink names them.
+    let star = &planned.explained[3];
+    assert!(
+        star.contains("Calc: select=[id, item, ts, rt, order_id, carrier, ts0, rt0]"),
+        "{star}"
+    );
+    assert!(
+        star.contains(
+            "IntervalJoin: type=INNER keys=[o.id = s.order_id] bounds=[0 ms <= o.rt - s.rt <= 0 ms]"
+        ),
+        "{star}"
     );
     let distinct = &planned.explained[2];
     assert!(
