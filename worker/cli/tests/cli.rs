@@ -1640,6 +1640,24 @@ fn an_updating_sql_result_prints_flinks_changelog_of_inserts_and_updates() {
     let o = weir(&["run", distinct.to_str().unwrap(), "--no-progress"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().collect::<Vec<_>>(), ["+I[a]", "+I[b]"]);
+
+    // A filter over a changelog applies to each change on its own, keeping its kind.
+    let filtered = dir.path().join("filtered.sql");
+    std::fs::write(
+        &filtered,
+        format!(
+            "{table} SELECT name, n FROM (SELECT name, COUNT(*) AS n FROM prices GROUP BY name) WHERE n > 1;"
+        ),
+    )
+    .unwrap();
+    let o = weir(&["run", filtered.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        [
+            "+U[a, 2]", "-U[a, 2]", "+U[a, 3]", "-U[a, 3]", "+U[a, 4]", "+U[b, 2]",
+        ]
+    );
 }
 
 #[test]

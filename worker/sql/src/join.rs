@@ -103,9 +103,10 @@ fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
 /// The name a relation's columns can be qualified with: its alias, or the table's name.
 fn qualifier(rel: &TableFactor) -> Option<String> {
     match rel {
-        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
-            Some(norm(&a.name))
-        }
+        TableFactor::Table { alias: Some(a), .. }
+        | TableFactor::Derived { alias: Some(a), .. }
+        | TableFactor::TableFunction { alias: Some(a), .. }
+        | TableFactor::Function { alias: Some(a), .. } => Some(norm(&a.name)),
         TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).map(norm),
         _ => None,
     }
@@ -488,7 +489,12 @@ impl Planner<'_> {
         let joins = s.from.len() > 1 || s.from.iter().any(|t| !t.joins.is_empty());
         if joins {
             self.plan_join(q, &mut s)?;
-        } else if let [twj] = s.from.as_slice() {
+        } else if let [twj] = s.from.as_slice()
+            && (qualifier(&twj.relation).is_some()
+                || matches!(twj.relation, TableFactor::Derived { .. }))
+        {
+            // Other relations without a name (table functions) keep their qualified columns
+            // for their own planner.
             let qual = qualifier(&twj.relation);
             let mut f = |e: &mut Expr| -> Result<()> {
                 let mut u = Unqualify {
