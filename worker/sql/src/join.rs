@@ -10,6 +10,8 @@
 //! keyed state: both inputs, tagged with their side, are unioned (the union's watermark is
 //! the smaller of the two) and keyed by the equi-join keys.
 
+// `$kind`: the hidden column of an updating (changelog) stream.
+use crate::changelog::KIND;
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::plan::{Planner, Stream, has_aggregate, nest, non_negative_interval_ms, norm};
@@ -28,9 +30,6 @@ use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeCon
 use weir_engine::runtime::Rec;
 use weir_engine::state::{MapState, StateDescriptor, ValueState};
 use weir_engine::time::Timestamp;
-
-/// The hidden column of an updating (changelog) stream; see `changelog.rs`.
-use crate::changelog::KIND;
 
 /// A column visible in a FROM clause: the qualifier it can be named by, its own name, and
 /// its (unique) name in the joined stream.
