@@ -2,7 +2,11 @@
 # Weir images. Two targets from one build:
 #   docker build --target worker   -t weir-worker   .   # `weir`: run, jobmanager, taskmanager, job control
 #   docker build --target operator -t weir-operator .   # `weir-operator`: the StreamJob controller
-# Both run as a non-root user on a minimal glibc base (the worker links Debian's librocksdb).
+# Both run as a non-root user on Debian slim (the worker links Debian's librocksdb), under tini:
+# the binary is PID 1's child, so signals are forwarded and zombies reaped as usual, and a
+# `kubectl exec <pod> -- kill -9 <pid>` of the binary crashes the container the way a real crash
+# does (the kernel ignores SIGKILL sent to a namespace's PID 1 from inside it; e2e/run.sh relies
+# on this to crash a JobManager and the operator on any cluster).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
@@ -22,23 +26,26 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/weir target/release/weir-operator /out/
 
-FROM debian:${DEBIAN}-slim AS runtime
+FROM debian:${DEBIAN}-slim AS base
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates librocksdb7.8 \
+ && apt-get install -y --no-install-recommends ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 weir \
  && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin weir
 
-FROM runtime AS worker
+FROM base AS worker
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librocksdb7.8 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/weir /usr/local/bin/weir
 USER 65532:65532
 # REST API (rest.port) and the JobManager RPC port.
 EXPOSE 8081 6123
-ENTRYPOINT ["/usr/local/bin/weir"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/weir"]
 CMD ["--help"]
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS operator
+FROM base AS operator
 COPY --from=build /out/weir-operator /usr/local/bin/weir-operator
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/weir-operator"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/weir-operator"]

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The numbered end-to-end suite: a StreamJob driven by the operator on the local Kubernetes
-# control plane (e2e/controlplane) with the process-kubelet (e2e/kubelet), checkpoints and
-# savepoints on s3s-fs, output through the exactly-once file sink into a shared directory.
+# The numbered end-to-end suite: a StreamJob driven by the operator, checkpoints and
+# savepoints on S3, output through the exactly-once file sink into a directory all pods share.
+# Two targets (E2E_TARGET):
+#   local (default): the local Kubernetes control plane (e2e/controlplane) with the
+#     process-kubelet (e2e/kubelet), s3s-fs, the sink directory on this machine.
+#   cluster (or kind): any cluster in KUBECONFIG with the images loaded, an S3-compatible store
+#     (WEIR_E2E_S3_ENDPOINT) and a PersistentVolumeClaim for the sink; e2e/kind/run.sh sets
+#     everything up on kind and runs this.
 #
 #   e2e/run.sh            # builds weir, weir-operator, weir-kubelet (debug), runs, tears down
 #
@@ -9,7 +14,9 @@
 # kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
 # Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
 # WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
-# of the steps 5-10; 1-4, 11 and 12 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE. See README.md.
+# of the steps 5-10; 1-4, 11 and 12 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
+# cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
+# WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY, WEIR_E2E_OUTPUT_STORAGE_CLASS. See README.md.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,21 +29,39 @@ BIN_DIR="$CARGO_TARGET_DIR/debug"
 WORK="${WEIR_E2E_WORK:-$(mktemp -d /tmp/weir-e2e.XXXXXX)}"
 [[ -n "${WEIR_E2E_WORK:-}" ]] || REMOVE_WORK=1 # a scratch dir of our own goes after a pass
 mkdir -p "$WORK"
-OUT="$WORK/out"       # the exactly-once file sink's directory (shared by all pods)
-REF="$WORK/reference" # the same job run locally with `weir run`
+TARGET="${E2E_TARGET:-local}"
+case "$TARGET" in
+local | cluster) ;;
+kind) TARGET=cluster ;;
+*) die "E2E_TARGET=$TARGET: expected local, cluster or kind" ;;
+esac
 S3_ROOT="$WORK/s3"
 BUCKET=weir
 NS=e2e
 OPNS=weir-system
 JOB=clicks
+# Where the pods see the directory they share (the sink's output), and its copy here.
+if [[ "$TARGET" == local ]]; then
+  SHARED="$WORK"            # the kubelet's pods are processes on this machine
+else
+  SHARED=/weir-e2e          # the PersistentVolumeClaim $OUTPUT_PVC, mounted in every pod
+fi
+OUT="$SHARED/out"           # the exactly-once file sink's directory
+REF="$SHARED/reference"     # the same job run with `weir run` (step 12)
+OUTPUT_PVC=e2e-output
+TOOLBOX=e2e-toolbox         # cluster: a pod of the worker image with the volume and the S3 secret
+# Images: the process-kubelet maps them by name (registry and tag ignored); a cluster pulls them.
+WORKER_IMAGE="${WEIR_E2E_WORKER_IMAGE:-ghcr.io/weir/weir-worker:dev}"
+OPERATOR_IMAGE="${WEIR_E2E_OPERATOR_IMAGE:-weir-operator:dev}"
+[[ "${OPERATOR_IMAGE##*/}" == *:* ]] || die "WEIR_E2E_OPERATOR_IMAGE=$OPERATOR_IMAGE needs a tag (repository:tag)"
 # The job: user-metrics over EVENTS generated clicks, throttled to RATE events/s so it outlives
 # the upgrade steps; step 11 lifts the throttle (an upgrade restoring from a savepoint) so it
 # finishes, and step 12 compares the committed output with a local `weir run`.
 EVENTS="${WEIR_E2E_EVENTS:-200000}"
 USERS=8
 RATE="${WEIR_E2E_RATE:-150}"
-S3_KEY=e2e-access-key
-S3_SECRET=e2e-secret-key
+S3_KEY="${WEIR_E2E_S3_ACCESS_KEY:-e2e-access-key}"
+S3_SECRET="${WEIR_E2E_S3_SECRET_KEY:-e2e-secret-key}"
 S3_PID=""
 
 T0=$(date +%s.%N)
@@ -76,6 +101,143 @@ wait_until() { # timeout description command...
   done
 }
 
+# ---- the target: what differs between the process-kubelet and a real cluster -----------------
+# `weir` where the shared directory and the bucket are reachable: the workspace's binary here, or
+# the toolbox pod's (the worker image) on a cluster.
+weir_tool() {
+  if [[ "$TARGET" == local ]]; then
+    AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET" "$BIN_DIR/weir" "$@"
+  else
+    kubectl -n "$NS" exec "$TOOLBOX" -c toolbox -- weir "$@"
+  fi
+}
+# A shell command run where the shared directory is (here, or in the toolbox pod).
+shared_sh() {
+  if [[ "$TARGET" == local ]]; then sh -c "$1"; else kubectl -n "$NS" exec -i "$TOOLBOX" -c toolbox -- sh -c "$1"; fi
+}
+# fetch DIR LOCAL_DIR: a copy here of a directory of the shared volume (local: it is already here).
+fetch() {
+  if [[ "$TARGET" == local ]]; then
+    [[ "$1" == "$2" ]] || cp -a "$1/." "$2/"
+  else
+    rm -rf "$2" && mkdir -p "$2"
+    kubectl -n "$NS" exec "$TOOLBOX" -c toolbox -- tar -C "$1" -cf - . | tar -C "$2" -xf - ||
+      fail "copying $1 out of pod $TOOLBOX failed"
+  fi
+}
+# The bucket is read through the S3 API on both targets (weir objects: the engine's storage
+# layer), never as files of the server's directory.
+S3_SET=()
+bucket_ls() { # prefix -> the URI of every object below s3://$BUCKET/prefix
+  weir_tool objects ls "s3://$BUCKET/$1" "${S3_SET[@]}"
+}
+has_object() { # s3://bucket/key
+  weir_tool objects ls "${1%/*}" "${S3_SET[@]}" | grep -qxF "$1"
+}
+savepoints_in_bucket() { # the savepoint directories that hold objects, as s3:// URIs, sorted
+  bucket_ls savepoints/ | sed -n "s|^\(s3://$BUCKET/savepoints/[^/]*\)/.*|\1|p" | sort -u
+}
+# The JobManager's REST API: from here to the pod's own 127.0.0.x address under the
+# process-kubelet; through the API server's pod proxy on a cluster (pod IPs are not routed).
+jm_pod() { # jsonpath of the running JobManager pod's field, default its name
+  kn get pods -l "weir.dev/job=$JOB,app.kubernetes.io/component=jobmanager" \
+    --field-selector=status.phase=Running -o "jsonpath={.items[0].${1:-metadata.name}}"
+}
+rest() {
+  if [[ "$TARGET" == local ]]; then
+    curl -fsS --max-time 5 "http://$(jm_pod status.podIP):8081$1"
+  else
+    kubectl --request-timeout=5s get --raw "/api/v1/namespaces/$NS/pods/$(jm_pod):8081/proxy$1"
+  fi
+}
+# main_process NAMESPACE SELECTOR CONTAINER BINARY: a handle for kill_main on the main process of
+# the first selected pod's container. Local: the pid of the child of our weir-kubelet whose
+# command line names the pod's root (state/kubelet/pods/<uid>/), only processes this suite's
+# kubelet started. Cluster: pod and container; the images run the binary under tini (Dockerfile),
+# so it is not the container's PID 1 and a SIGKILL from inside the container reaches it.
+main_process() {
+  local pod
+  if [[ "$TARGET" == local ]]; then
+    pod="$(k -n "$1" get pods -l "$2" -o 'jsonpath={.items[0].metadata.uid}')"
+    container_pid "$pod" "$BIN_DIR/$4"
+  else
+    pod="$(k -n "$1" get pods -l "$2" -o 'jsonpath={.items[0].metadata.name}')"
+    [[ -n "$pod" ]] && echo "$1/$pod/$3/$4"
+  fi
+}
+container_pid() { # pod-uid binary
+  local kubelet pid
+  kubelet="$(cat "$K8S_STATE/pids/weir-kubelet.pid")"
+  for pid in $(pgrep -P "$kubelet"); do
+    if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$2" ]] &&
+      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^WEIR_PATH_PREFIX=.*/pods/$1/"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+kill_main() { # handle from main_process: SIGKILL, as a crash
+  if [[ "$TARGET" == local ]]; then
+    kill -KILL "$1"
+  else
+    local ns pod container binary
+    IFS=/ read -r ns pod container binary <<<"$1"
+    # shellcheck disable=SC2016 # expanded by the container's shell
+    kubectl -n "$ns" exec "$pod" -c "$container" -- sh -c '
+      killed=""
+      for d in /proc/[0-9]*; do
+        p="${d#/proc/}"
+        [ "$p" != 1 ] && [ "$p" != $$ ] && [ "$(cat "$d/comm" 2>/dev/null)" = "$1" ] || continue
+        kill -KILL "$p" && killed="$killed $p"
+      done
+      [ -n "$killed" ] || { echo "no $1 process other than PID 1 in this container" >&2; exit 1; }
+      echo "killed $1:$killed"' sh "$binary" >&2
+  fi
+}
+# spec lines of the StreamJob for the target: on a cluster every pod mounts the shared volume.
+pod_template() {
+  [[ "$TARGET" == cluster ]] || return 0
+  cat <<YAML
+  podTemplate:
+    spec:
+      containers:
+      - {name: jobmanager, volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]}
+      - {name: taskmanager, volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]}
+      volumes:
+      - {name: e2e-shared, persistentVolumeClaim: {claimName: $OUTPUT_PVC}}
+YAML
+}
+# Cluster: the shared volume and the toolbox pod that reads it and the bucket (after the
+# namespace and the S3 Secret exist). Runs as root to open the volume to the pods' user 65532.
+start_toolbox() {
+  kn apply -f - >&2 <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $OUTPUT_PVC, namespace: $NS}
+spec:
+  accessModes: [${WEIR_E2E_OUTPUT_ACCESS_MODE:-ReadWriteOnce}]
+  resources: {requests: {storage: 2Gi}}
+${WEIR_E2E_OUTPUT_STORAGE_CLASS:+  storageClassName: $WEIR_E2E_OUTPUT_STORAGE_CLASS}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $TOOLBOX, namespace: $NS}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: toolbox
+    image: $WORKER_IMAGE
+    command: [/bin/sh, -c, "chmod 0777 $SHARED && exec sleep infinity"]
+    securityContext: {runAsUser: 0, runAsNonRoot: false}
+    envFrom: [{secretRef: {name: s3-credentials}}]
+    volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]
+  volumes:
+  - {name: e2e-shared, persistentVolumeClaim: {claimName: $OUTPUT_PVC}}
+YAML
+  kn wait --for=condition=Ready "pod/$TOOLBOX" --timeout=180s >&2 || fail "toolbox pod $TOOLBOX not Ready"
+}
+
 # Events of both APIs (the operator writes events.k8s.io/v1, Kubernetes' controllers core/v1),
 # oldest first: time, type, reason, object, count, message.
 events_table() {
@@ -104,24 +266,42 @@ dump() {
     events_table | tail -60 || true
     echo "---- events in $OPNS"
     k -n "$OPNS" get events --sort-by=.lastTimestamp 2>&1 | tail -20 || true
-    local f
-    for f in "$K8S_STATE"/kubelet/logs/*.log; do
-      [[ -f "$f" ]] || continue
-      echo "---- $(basename "$f") (last 60 lines)"
-      tail -60 "$f"
-    done
-    echo "---- weir-kubelet log (last 40 lines)"
-    tail -40 "$K8S_STATE/logs/weir-kubelet.log" 2>/dev/null || true
-    echo "---- s3s-fs log (last 20 lines)"
-    tail -20 "$WORK/s3s-fs.log" 2>/dev/null || true
-    echo "---- bucket"
-    (cd "$S3_ROOT/$BUCKET" 2>/dev/null && find . -maxdepth 3 -type d | sort | head -80) || true
+    local f ns pod c
+    if [[ "$TARGET" == local ]]; then
+      for f in "$K8S_STATE"/kubelet/logs/*.log; do
+        [[ -f "$f" ]] || continue
+        echo "---- $(basename "$f") (last 60 lines)"
+        tail -60 "$f"
+      done
+      echo "---- weir-kubelet log (last 40 lines)"
+      tail -40 "$K8S_STATE/logs/weir-kubelet.log" 2>/dev/null || true
+      echo "---- s3s-fs log (last 20 lines)"
+      tail -20 "$WORK/s3s-fs.log" 2>/dev/null || true
+    else
+      for ns in "$OPNS" "$NS"; do
+        for pod in $(k -n "$ns" get pods -o name 2>/dev/null); do
+          for c in $(k -n "$ns" get "$pod" -o 'jsonpath={.spec.containers[*].name}' 2>/dev/null); do
+            echo "---- $ns/${pod#pod/} $c (last 60 lines; then the previous container's last 30)"
+            k -n "$ns" logs "$pod" -c "$c" --tail=60 2>&1 || true
+            k -n "$ns" logs "$pod" -c "$c" --previous --tail=30 2>/dev/null || true
+          done
+        done
+      done
+    fi
+    echo "---- bucket (objects, first 80)"
+    bucket_ls "" 2>&1 | head -80 || true
   } >&2
 }
 
 teardown() {
   if [[ "${WEIR_E2E_KEEP:-0}" == 1 ]]; then
-    log "WEIR_E2E_KEEP=1: leaving the control plane, kubelet and s3s-fs (pid ${S3_PID:-none}) running; work dir $WORK"
+    log "WEIR_E2E_KEEP=1: leaving the control plane, kubelet and s3s-fs (pid ${S3_PID:-none}) or the cluster's namespace $NS running; work dir $WORK"
+    return
+  fi
+  if [[ "$TARGET" == cluster ]]; then
+    # The operator stays installed (a shared cluster may have had it before); kind/down.sh
+    # deletes the whole kind cluster.
+    k delete ns "$NS" --ignore-not-found --wait=true --timeout=180s >&2 || true
     return
   fi
   "$HERE/kubelet.sh" stop >&2 || true
@@ -149,6 +329,15 @@ on_exit() {
 trap on_exit EXIT
 
 # ---- environment -------------------------------------------------------------------------------
+if [[ "$TARGET" == cluster ]]; then
+step "0 environment: the cluster in KUBECONFIG, its S3 store, the Helm SDK"
+[[ -n "${WEIR_E2E_S3_ENDPOINT:-}" ]] ||
+  fail "E2E_TARGET=$TARGET needs WEIR_E2E_S3_ENDPOINT: the S3 endpoint as the pods reach it (bucket '$BUCKET' must exist)"
+S3_ENDPOINT="$WEIR_E2E_S3_ENDPOINT"
+k get ns default >/dev/null || fail "no cluster reachable with KUBECONFIG=${KUBECONFIG:-~/.kube/config}"
+log "cluster $(kubectl config current-context 2>/dev/null || echo '?'), S3 $S3_ENDPOINT, images $WORKER_IMAGE $OPERATOR_IMAGE"
+HELM_PY="$(bash "$ROOT/charts/install-helm-sdk.sh" | tail -1)"
+else
 step "0 environment: build, control plane, kubelet, s3s-fs"
 if [[ "${WEIR_E2E_NO_BUILD:-0}" != 1 ]]; then
   # The binaries exactly as `cargo test --workspace` (make unit) builds them: a narrower
@@ -164,18 +353,21 @@ HELM_PY="$(bash "$ROOT/charts/install-helm-sdk.sh" | tail -1)"
 KUBECONFIG="$("$HERE/controlplane/up.sh")"
 export KUBECONFIG
 export WEIR_KUBELET_BIN="$BIN_DIR/weir-kubelet"
-WEIR_KUBELET_IMAGES="weir-worker=$BIN_DIR/weir weir-operator=$BIN_DIR/weir-operator" \
+image_name() { local n="${1##*/}"; echo "${n%%[:@]*}"; } # as the kubelet maps images
+WEIR_KUBELET_IMAGES="$(image_name "$WORKER_IMAGE")=$BIN_DIR/weir $(image_name "$OPERATOR_IMAGE")=$BIN_DIR/weir-operator" \
   "$HERE/kubelet.sh" start >&2
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 S3_PORT="$(free_port)"
-mkdir -p "$S3_ROOT/$BUCKET" "$OUT"
+mkdir -p "$S3_ROOT/$BUCKET"
 setsid "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
   "$S3_ROOT" >"$WORK/s3s-fs.log" 2>&1 </dev/null &
 S3_PID=$!
 wait_until 20 "s3s-fs on 127.0.0.1:$S3_PORT" bash -c "(exec 3<>/dev/tcp/127.0.0.1/$S3_PORT) 2>/dev/null"
 S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 log "s3s-fs on $S3_ENDPOINT over $S3_ROOT (pid $S3_PID)"
+fi
+S3_SET=(--set "s3.endpoint=$S3_ENDPOINT" --set s3.path-style-access=true --set s3.region=us-east-1)
 
 # Leftovers of an earlier run that kept its control plane.
 k delete ns "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
@@ -183,7 +375,8 @@ k delete ns "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 
 # ---- 1 ------------------------------------------------------------------------------------------
 step "1 CRDs and operator installed from the rendered Helm chart; operator pod Ready"
 "$HELM_PY" "$ROOT/charts/check-chart.py" --output "$WORK/chart.yaml" --namespace "$OPNS" \
-  --set image.tag=dev --set logLevel=info,weir_operator=debug >"$WORK/chart-check.log" 2>&1 ||
+  --set "image.repository=${OPERATOR_IMAGE%:*}" --set "image.tag=${OPERATOR_IMAGE##*:}" \
+  --set logLevel=info,weir_operator=debug >"$WORK/chart-check.log" 2>&1 ||
   { cat "$WORK/chart-check.log" >&2; fail "rendering the chart failed"; }
 k create namespace "$OPNS" --dry-run=client -o yaml | k apply -f - >/dev/null
 k apply -f "$WORK/chart.yaml" >&2 || fail "kubectl apply of the rendered chart failed"
@@ -199,6 +392,12 @@ step "2 StreamJob applied: user-metrics, exactly-once file sink, checkpoints and
 k create namespace "$NS" >/dev/null
 kn create secret generic s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_KEY" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$S3_SECRET" >/dev/null
+if [[ "$TARGET" == cluster ]]; then start_toolbox; fi
+shared_sh "mkdir -p -m 0777 '$OUT'" # the pods run as user 65532, the toolbox as root
+# The suite owns the bucket's checkpoints/ and savepoints/ (a kept S3 store has earlier runs' ones).
+for prefix in checkpoints savepoints; do
+  weir_tool objects rm "s3://$BUCKET/$prefix" "${S3_SET[@]}" >/dev/null || fail "emptying s3://$BUCKET/$prefix failed"
+done
 # manifest PARALLELISM UPGRADE_MODE RATE [extra spec.job lines] — the StreamJob as a user writes it
 manifest() {
   cat <<YAML
@@ -208,7 +407,7 @@ metadata:
   name: $JOB
   namespace: $NS
 spec:
-  image: ghcr.io/weir/weir-worker:dev
+  image: $WORKER_IMAGE
   job:
     entry: user-metrics
     args: [events=$EVENTS, users=$USERS, rate=$3, output=$OUT]
@@ -222,6 +421,7 @@ ${4:-}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
   config:
     restart-strategy.type: fixed-delay
+$(pod_template)
 YAML
 }
 manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
@@ -243,12 +443,8 @@ JOB1="$(sj '{.status.jobStatus.jobId}')"
 CHK="$(sj '{.status.jobStatus.lastCheckpoint}')"
 log "job $JOB1 RUNNING, last checkpoint $CHK"
 [[ "$CHK" == "s3://$BUCKET/checkpoints/$JOB1/chk-"* ]] || fail "checkpoint $CHK is not under s3://$BUCKET/checkpoints/$JOB1/"
-[[ -f "$S3_ROOT/${CHK#s3://}/_metadata" ]] || fail "no _metadata object for $CHK in the bucket"
+has_object "$CHK/_metadata" || fail "no _metadata object for $CHK in the bucket"
 
-# The JobManager's REST API, from the host (pods listen on their own 127.0.0.x address).
-jm_ip() { kn get pods -l "weir.dev/job=$JOB,app.kubernetes.io/component=jobmanager" \
-  --field-selector=status.phase=Running -o 'jsonpath={.items[0].status.podIP}'; }
-rest() { curl -fsS --max-time 5 "http://$(jm_ip):8081$1"; }
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The TaskManagers' memory limit became their budget (taskmanager.memory.process.size).
 budgets="$(rest /taskmanagers | jq_py '" ".join(str(t["memoryConfiguration"]["totalProcessMemory"]) for t in d["taskmanagers"])')"
@@ -265,7 +461,7 @@ JOB2="$(sj '{.status.jobStatus.jobId}')"
 SP1="$(sj '{.status.savepoints.last.location}')"
 [[ "$(sj '{.status.savepoints.last.trigger}')" == upgrade ]] || fail "last savepoint trigger is not 'upgrade'"
 [[ "$SP1" == "s3://$BUCKET/savepoints/savepoint-"* ]] || fail "upgrade savepoint '$SP1' not under s3://$BUCKET/savepoints/"
-[[ -f "$S3_ROOT/${SP1#s3://}/_metadata" ]] || fail "no _metadata object for savepoint $SP1 in the bucket"
+has_object "$SP1/_metadata" || fail "no _metadata object for savepoint $SP1 in the bucket"
 [[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP1" ]] || fail "restorePath is not the upgrade savepoint"
 restored="$(rest "/jobs/$JOB2/checkpoints" | jq_py 'd.get("latest",{}).get("restored") or {}')"
 log "JobManager reports restored: $restored"
@@ -281,7 +477,7 @@ HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn a
 manual_done() { [[ "$(sj '{.status.savepoints.last.trigger}')" == manual && "$(sj '{.status.savepoints.lastTriggerNonce}')" == 1 ]]; }
 wait_until 120 "a completed manual savepoint" manual_done
 SP_MANUAL="$(sj '{.status.savepoints.last.location}')"
-[[ -f "$S3_ROOT/${SP_MANUAL#s3://}/_metadata" ]] || fail "manual savepoint $SP_MANUAL not in the bucket"
+has_object "$SP_MANUAL/_metadata" || fail "manual savepoint $SP_MANUAL not in the bucket"
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "a manual savepoint restarted the job"
 PERIODIC=5s HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
 periodic_twice() { [[ "$(sj '{range .status.savepoints.history[*]}{.trigger}{"\n"}{end}' | grep -c periodic)" -ge 1 &&
@@ -299,8 +495,8 @@ unprotected() { sj '{range .status.savepoints.history[*]}{.location}{"\n"}{end}'
 pruned() { [[ "$(unprotected)" == 2 && -z "$(sj '{.status.savepoints.disposing[*]}')" ]]; }
 wait_until 60 "history pruned to 2 (besides the restore path) with nothing left to dispose" pruned
 kept="$(sj '{range .status.savepoints.history[*]}{.location}{"\n"}{end}' | sort)"
-# s3s-fs keeps a deleted prefix's empty directories: a savepoint exists while it has objects.
-on_disk="$(cd "$S3_ROOT/$BUCKET/savepoints" && find . -type f | cut -d/ -f2 | sort -u | sed "s|^|s3://$BUCKET/savepoints/|")"
+# A savepoint exists while it has objects (listed through the S3 API).
+on_disk="$(savepoints_in_bucket)"
 log "history: $(echo "$kept" | tr '\n' ' '); in the bucket: $(echo "$on_disk" | tr '\n' ' ')"
 [[ "$kept" == "$on_disk" ]] || fail "savepoints in the bucket differ from the history (pruned ones must be deleted)"
 [[ "$on_disk" != *"$SP_MANUAL"* ]] || fail "pruned manual savepoint $SP_MANUAL is still in the bucket"
@@ -335,7 +531,7 @@ no_pods() { [[ -z "$(kn get pods -l "weir.dev/job=$JOB" -o name 2>/dev/null)" ]]
 wait_until 90 "all job pods gone" no_pods
 SP_SUSPEND="$(sj '{.status.savepoints.last.location}')"
 [[ "$(sj '{.status.savepoints.last.trigger}')" == suspend ]] || fail "no suspend savepoint recorded"
-[[ -f "$S3_ROOT/${SP_SUSPEND#s3://}/_metadata" ]] || fail "suspend savepoint $SP_SUSPEND not in the bucket"
+has_object "$SP_SUSPEND/_metadata" || fail "suspend savepoint $SP_SUSPEND not in the bucket"
 kn get sj "$JOB" >/dev/null || fail "the resource is gone"
 manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
 wait_until 180 "STABLE after resume" stable
@@ -375,20 +571,6 @@ wait_until 60 "status.error cleared after fixing the spec" cleared
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "reverting to the running spec restarted the job"
 fi
 
-# A container's main process, found as the child of our weir-kubelet whose command line names
-# the pod's root (state/kubelet/pods/<uid>/): only processes this suite's kubelet started.
-container_pid() { # pod-uid binary
-  local kubelet pid
-  kubelet="$(cat "$K8S_STATE/pids/weir-kubelet.pid")"
-  for pid in $(pgrep -P "$kubelet"); do
-    if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$2" ]] &&
-      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^WEIR_PATH_PREFIX=.*/pods/$1/"; then
-      echo "$pid"
-      return 0
-    fi
-  done
-  return 1
-}
 restarts() { # label selector -> restartCount of the first pod
   k get pods -A -l "$1" -o 'jsonpath={.items[0].status.containerStatuses[0].restartCount}'
 }
@@ -398,12 +580,11 @@ if want 7; then
 step "7 JobManager process killed: recreated, job resumes from the latest checkpoint"
 JM_SEL="weir.dev/job=$JOB,app.kubernetes.io/component=jobmanager"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
-jm_uid="$(kn get pods -l "$JM_SEL" -o 'jsonpath={.items[0].metadata.uid}')"
-jm_pid="$(container_pid "$jm_uid" "$BIN_DIR/weir")" || fail "no JobManager process found for pod $jm_uid"
+jm_main="$(main_process "$NS" "$JM_SEL" jobmanager weir)" || fail "no JobManager process found"
 before="$(restarts "$JM_SEL")"
 CHK_BEFORE="$(rest "/jobs/$JOB_BEFORE/checkpoints" | jq_py 'd["latest"]["completed"]["external_path"]')"
-kill -KILL "$jm_pid"
-log "killed JobManager pid $jm_pid (latest checkpoint $CHK_BEFORE)"
+kill_main "$jm_main" || fail "killing the JobManager ($jm_main) failed"
+log "killed the JobManager's process ($jm_main; latest checkpoint $CHK_BEFORE)"
 jm_restarted() { [[ "$(restarts "$JM_SEL")" -gt "$before" ]]; }
 wait_until 60 "the JobManager container to be restarted" jm_restarted
 new_job_running() { [[ "$(rest /jobs | jq_py 'd["jobs"][0]["status"] if d["jobs"] else ""')" == RUNNING ]] 2>/dev/null; }
@@ -422,9 +603,8 @@ step "8 operator killed between savepoint taken and redeploy: the restarted one 
 OP_SEL="app.kubernetes.io/name=weir-operator"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
 RP_BEFORE="$(sj '{.status.reconciliation.restorePath}')"
-find "$S3_ROOT/$BUCKET/savepoints" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort >"$WORK/savepoints-before"
-op_uid="$(k -n "$OPNS" get pods -l "$OP_SEL" -o 'jsonpath={.items[0].metadata.uid}')"
-op_pid="$(container_pid "$op_uid" "$BIN_DIR/weir-operator")" || fail "no operator process found for pod $op_uid"
+savepoints_in_bucket >"$WORK/savepoints-before"
+op_main="$(main_process "$OPNS" "$OP_SEL" operator weir-operator)" || fail "no operator process found"
 op_before="$(restarts "$OP_SEL")"
 NONCE=2
 manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
@@ -435,19 +615,19 @@ until [[ "$(sj '{.status.reconciliation.phase}')" == TearingDown && "$(sj '{.sta
   [[ "$(sj '{.status.reconciliation.phase}')" != AwaitingReady ]] || fail "missed the window: already AwaitingReady"
   sleep 0.1
 done
-kill -KILL "$op_pid"
+kill_main "$op_main" || fail "killing the operator ($op_main) failed"
 SP_UPGRADE="$(sj '{.status.reconciliation.restorePath}')"
-log "killed operator pid $op_pid in phase TearingDown, savepoint $SP_UPGRADE recorded"
+log "killed the operator's process ($op_main) in phase TearingDown, savepoint $SP_UPGRADE recorded"
 op_restarted() { [[ "$(restarts "$OP_SEL")" -gt "$op_before" ]]; }
 wait_until 60 "the operator container to be restarted" op_restarted
 upgraded() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && -n "$(sj '{.status.jobStatus.jobId}')" ]]; }
 wait_until 180 "the restarted operator to deploy the new job" upgraded
 wait_until 180 "STABLE after the interrupted upgrade" stable
 [[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP_UPGRADE" ]] || fail "the new job does not restore from $SP_UPGRADE"
-find "$S3_ROOT/$BUCKET/savepoints" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort >"$WORK/savepoints-after"
+savepoints_in_bucket >"$WORK/savepoints-after"
 new_sps="$(comm -13 "$WORK/savepoints-before" "$WORK/savepoints-after")"
 log "savepoints written during the upgrade: $(echo "$new_sps" | tr '\n' ' ')"
-[[ "$(echo "$new_sps" | grep -c .)" == 1 && "s3://$BUCKET/savepoints/$new_sps" == "$SP_UPGRADE" ]] ||
+[[ "$(echo "$new_sps" | grep -c .)" == 1 && "$new_sps" == "$SP_UPGRADE" ]] ||
   fail "expected exactly one new savepoint ($SP_UPGRADE), found: $new_sps"
 fi
 
@@ -498,10 +678,14 @@ wait_until 120 "pods and owned objects to be gone" owned_gone
 
 # ---- 12 -----------------------------------------------------------------------------------------
 step "12 sink output holds every input record exactly once (per-key count and checksum vs weir run)"
-pending="$(find "$OUT/.inprogress" -type f 2>/dev/null | wc -l)"
+OUT_HERE="$WORK/out"
+REF_HERE="$WORK/reference"
+fetch "$OUT" "$OUT_HERE"
+pending="$(find "$OUT_HERE/.inprogress" -type f 2>/dev/null | wc -l)"
 ((pending == 0)) || log "note: $pending uncommitted file(s) of stopped or crashed runs remain in .inprogress (invisible)"
-"$BIN_DIR/weir" run user-metrics --parallelism 2 --arg "events=$EVENTS" --arg "users=$USERS" \
+weir_tool run user-metrics --parallelism 2 --arg "events=$EVENTS" --arg "users=$USERS" \
   --arg "output=$REF" >"$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log" >&2; fail "weir run failed"; }
+fetch "$REF" "$REF_HERE"
 summary() { # dir -> per key: window results, events counted, amount total, checksum of the lines
   python3 - "$1" <<'PY'
 import collections, glob, hashlib, json, os, re, sys
@@ -522,15 +706,15 @@ for key in sorted(lines):
 print(f"total events {total}")
 PY
 }
-summary "$OUT" >"$WORK/summary-e2e.txt"
-summary "$REF" >"$WORK/summary-reference.txt"
+summary "$OUT_HERE" >"$WORK/summary-e2e.txt"
+summary "$REF_HERE" >"$WORK/summary-reference.txt"
 cat "$WORK/summary-e2e.txt" >&2
 grep -q "^total events $EVENTS\$" "$WORK/summary-reference.txt" || fail "the reference run does not count $EVENTS events"
 diff "$WORK/summary-reference.txt" "$WORK/summary-e2e.txt" >&2 ||
   fail "the cluster's output differs from weir run's (lost or duplicated records)"
 # Line by line, too: every window result exactly once.
-sort "$OUT"/*.jsonl >"$WORK/lines-e2e.txt"
-sort "$REF"/*.jsonl >"$WORK/lines-reference.txt"
+sort "$OUT_HERE"/*.jsonl >"$WORK/lines-e2e.txt"
+sort "$REF_HERE"/*.jsonl >"$WORK/lines-reference.txt"
 cmp -s "$WORK/lines-e2e.txt" "$WORK/lines-reference.txt" ||
   fail "window results differ line by line: $(diff "$WORK/lines-reference.txt" "$WORK/lines-e2e.txt" | head -5)"
 log "output: $(wc -l <"$WORK/lines-e2e.txt") window results, identical to weir run's"
@@ -538,8 +722,8 @@ log "output: $(wc -l <"$WORK/lines-e2e.txt") window results, identical to weir r
 # ---- 13 -----------------------------------------------------------------------------------------
 step "13 a SQL StreamJob (spec.job.sql) runs on the cluster and writes exactly what weir run writes"
 SQL_JOB=sql-metrics
-SQL_OUT="$WORK/sql-out"
-SQL_REF="$WORK/sql-ref"
+SQL_OUT="$SHARED/sql-out"
+SQL_REF="$SHARED/sql-ref"
 sql_text() { # sink directory: the seed's user_metrics query over 30 000 generated clicks
   cat <<SQL
 CREATE TABLE clicks (
@@ -562,7 +746,7 @@ FROM clicks
 GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), user_id;
 SQL
 }
-mkdir -p "$SQL_OUT"
+shared_sh "mkdir -p -m 0777 '$SQL_OUT'"
 kn apply -f - >&2 <<YAML || fail "kubectl apply of the SQL StreamJob failed"
 apiVersion: weir.dev/v1alpha1
 kind: StreamJob
@@ -570,7 +754,7 @@ metadata:
   name: $SQL_JOB
   namespace: $NS
 spec:
-  image: ghcr.io/weir/weir-worker:dev
+  image: $WORKER_IMAGE
   job:
     sql: |
 $(sql_text "$SQL_OUT" | sed 's/^/      /')
@@ -580,14 +764,17 @@ $(sql_text "$SQL_OUT" | sed 's/^/      /')
   checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
   savepoints: {dir: "s3://$BUCKET/savepoints"}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
+$(pod_template)
 YAML
 sql_sj() { kn get sj "$SQL_JOB" -o "jsonpath=$1" 2>/dev/null; }
 sql_finished() { [[ "$(sql_sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 180 "the SQL job to run and finish" sql_finished
 log "SQL job $(sql_sj '{.status.jobStatus.jobId}') FINISHED, lifecycle $(sql_sj '{.status.lifecycleState}')"
-sql_text "$SQL_REF" >"$WORK/user_metrics.sql"
-"$BIN_DIR/weir" run "$WORK/user_metrics.sql" --parallelism 2 --no-progress \
+sql_text "$SQL_REF" | shared_sh "cat >'$SHARED/user_metrics.sql'"
+weir_tool run "$SHARED/user_metrics.sql" --parallelism 2 --no-progress \
   >"$WORK/sql-reference.log" 2>&1 || { tail -20 "$WORK/sql-reference.log" >&2; fail "weir run of the SQL failed"; }
+fetch "$SQL_OUT" "$WORK/sql-out"
+fetch "$SQL_REF" "$WORK/sql-ref"
 # Rows with the amount in cents: a SUM over DOUBLE depends on the order records from the two
 # source subtasks reach the window, which differs between runs in its last bits.
 sql_rows() { # dir
@@ -601,8 +788,8 @@ for f in glob.glob(os.path.join(sys.argv[1], "*.jsonl")):
             print(json.dumps(r, sort_keys=True))
 PY
 }
-sql_rows "$SQL_OUT" >"$WORK/sql-lines-e2e.txt"
-sql_rows "$SQL_REF" >"$WORK/sql-lines-reference.txt"
+sql_rows "$WORK/sql-out" >"$WORK/sql-lines-e2e.txt"
+sql_rows "$WORK/sql-ref" >"$WORK/sql-lines-reference.txt"
 [[ -s "$WORK/sql-lines-reference.txt" ]] || fail "weir run wrote no rows"
 cmp -s "$WORK/sql-lines-e2e.txt" "$WORK/sql-lines-reference.txt" ||
   fail "the SQL job's rows differ from weir run's: $(diff "$WORK/sql-lines-reference.txt" "$WORK/sql-lines-e2e.txt" | head -5)"

@@ -6,6 +6,7 @@
 mod cluster;
 mod control;
 mod jobs;
+mod objects;
 mod progress;
 mod sql;
 
@@ -148,6 +149,12 @@ Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000"
         #[command(flatten)]
         rest: control::RestArgs,
     },
+    /// List or read the objects of a checkpoint/savepoint store (for scripts and tests).
+    #[command(hide = true)]
+    Objects {
+        #[command(subcommand)]
+        command: objects::ObjectsCommand,
+    },
 }
 
 fn main() {
@@ -204,6 +211,7 @@ fn run(cli: Cli) -> Result<()> {
             rest,
         } => control::stop(&rest, &job_id, savepoint_path.as_deref(), drain),
         Command::Cancel { job_id, rest } => control::cancel(&rest, &job_id),
+        Command::Objects { command } => objects::run(&command),
         Command::Jobmanager {
             config,
             set,

@@ -427,6 +427,92 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
 }
 
 #[test]
+fn weir_objects_lists_reads_and_deletes_the_objects_of_a_bucket_through_the_s3_api() {
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let store = weir_storage::open("s3://weir", &s3.options()).unwrap();
+    store
+        .put(
+            "savepoints/savepoint-1/_metadata",
+            b"meta-1".to_vec().into(),
+        )
+        .unwrap();
+    store
+        .put("savepoints/savepoint-1/op-a", b"state".to_vec().into())
+        .unwrap();
+    store
+        .put("checkpoints/job-1/chk-1/_metadata", b"chk".to_vec().into())
+        .unwrap();
+    let s3_args = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(s3_checkpoint_args(&s3, "1s").into_iter().skip(4));
+        all
+    };
+
+    let ls = weir_with_s3_credentials(&s3_args(&["objects", "ls", "s3://weir/savepoints/"]))
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    assert_eq!(
+        stdout(&ls).lines().collect::<Vec<_>>(),
+        [
+            "s3://weir/savepoints/savepoint-1/_metadata",
+            "s3://weir/savepoints/savepoint-1/op-a"
+        ]
+    );
+    let all = weir_with_s3_credentials(&s3_args(&["objects", "ls", "s3://weir"]))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&all).lines().count(), 3, "{}", stdout(&all));
+
+    let cat = weir_with_s3_credentials(&s3_args(&[
+        "objects",
+        "cat",
+        "s3://weir/savepoints/savepoint-1/_metadata",
+    ]))
+    .output()
+    .unwrap();
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert_eq!(cat.stdout, b"meta-1");
+
+    let missing = weir_with_s3_credentials(&s3_args(&[
+        "objects",
+        "cat",
+        "s3://weir/savepoints/savepoint-2/_metadata",
+    ]))
+    .output()
+    .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("savepoint-2/_metadata"),
+        "{}",
+        stderr(&missing)
+    );
+    let rm = weir_with_s3_credentials(&s3_args(&["objects", "rm", "s3://weir/savepoints"]))
+        .output()
+        .unwrap();
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    assert_eq!(stdout(&rm).trim(), "2");
+    assert_eq!(
+        store
+            .list("")
+            .unwrap()
+            .iter()
+            .map(|o| o.path.as_str())
+            .collect::<Vec<_>>(),
+        ["checkpoints/job-1/chk-1/_metadata"],
+        "rm deletes below its prefix only"
+    );
+    let no_object = weir(&["objects", "cat", "s3://weir"]);
+    assert!(!no_object.status.success());
+    assert!(
+        stderr(&no_object).contains("names no object"),
+        "{}",
+        stderr(&no_object)
+    );
+}
+
+#[test]
 fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after() {
     let data = tempfile::tempdir().unwrap();
     let mut s3 = S3sFs::start(data.path(), &["weir"]);
