@@ -21,6 +21,10 @@ use weir_engine::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long `weir run` keeps its REST API up after the job ended, until the client of a
+/// savepoint triggered through it (`weir stop`) has read the savepoint's location.
+const SAVEPOINT_RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Parser)]
 #[command(
     name = "weir",
@@ -268,7 +272,7 @@ fn run(cli: Cli) -> Result<()> {
                 def.name.to_string()
             };
             let handle = env.execute_async(&name)?;
-            let _server = match rest.port {
+            let server = match rest.port {
                 Some(port) => {
                     let server = weir_cluster::RestServer::start(&rest.address, port)?;
                     server.add_job(handle.client());
@@ -277,7 +281,18 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            progress::run(handle, &name, !no_progress, summary_json.as_deref())
+            let result = progress::run(handle, &name, !no_progress, summary_json.as_deref());
+            // The `weir stop`/`weir savepoint` that ended the job is still polling for the
+            // savepoint's location: answer it before the process (and its REST API) goes away.
+            if let Some(server) = &server
+                && !server.await_savepoint_results(SAVEPOINT_RESULT_GRACE)
+            {
+                eprintln!(
+                    "a savepoint's outcome was not read within {}s of the job's end; the REST API stops now",
+                    SAVEPOINT_RESULT_GRACE.as_secs()
+                );
+            }
+            result
         }
     }
 }

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
 use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
@@ -48,6 +50,8 @@ struct Trigger {
     job_id: String,
     /// `None` while in progress; then the location or the failure message.
     outcome: Arc<Mutex<Option<Result<String, String>>>>,
+    /// Whether a client has been told the outcome (see [`RestServer::await_savepoint_results`]).
+    reported: Arc<AtomicBool>,
 }
 
 struct State {
@@ -148,6 +152,30 @@ impl RestServer {
     /// `http://host:port` of this server.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Keeps serving until every savepoint triggered through this server has ended and its
+    /// outcome has been read by a client, or `max` has passed; returns whether all were read.
+    /// A process that exits when its job ends (`weir run`) calls this first, so the `weir stop`
+    /// that ended the job still learns where the savepoint is.
+    pub fn await_savepoint_results(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        loop {
+            let unread = self
+                .state
+                .triggers
+                .lock()
+                .expect("not poisoned")
+                .values()
+                .any(|t| !t.reported.load(Ordering::Acquire));
+            if !unread {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -884,6 +912,7 @@ fn trigger(
         Trigger {
             job_id: job.job_id().to_string(),
             outcome: outcome.clone(),
+            reported: Arc::new(AtomicBool::new(false)),
         },
     );
     drop(triggers);
@@ -948,16 +977,20 @@ fn savepoint_status(state: &State, job: &JobClient, trigger_id: &str) -> Answer 
     let body = match &*t.outcome.lock().expect("not poisoned") {
         None => json!({"status": {"id": "IN_PROGRESS"}, "operation": null}),
         Some(Ok(location)) => {
+            t.reported.store(true, Ordering::Release);
             json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}})
         }
-        Some(Err(message)) => json!({
+        Some(Err(message)) => {
+            t.reported.store(true, Ordering::Release);
+            json!({
             "status": {"id": "COMPLETED"},
             "operation": {"failure-cause": {
                 "class": "weir_engine::Error",
                 "stack-trace": message,
                 "serialized-throwable": null,
             }},
-        }),
+            })
+        }
     };
     Ok((StatusCode::OK, body))
 }
