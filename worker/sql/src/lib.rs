@@ -21,7 +21,9 @@ pub mod error;
 pub mod expr;
 pub mod parse;
 pub mod plan;
+mod tvf;
 pub mod value;
+mod window_join;
 
 pub use error::{Result, SqlError};
 pub use value::{Row, Value};
