@@ -46,10 +46,12 @@ impl JoinKind {
 /// How column references of a query resolve over its FROM relations: `q.col` by the
 /// relation's alias (or table name), `col` when only one relation has it.
 pub(crate) struct Scope {
-    /// Per relation: its qualifier and, per column, (name in the relation, name in the
-    /// planned stream).
-    sides: Vec<(Option<String>, Vec<(String, String)>)>,
+    sides: Vec<Side>,
 }
+
+/// One relation of a scope: its qualifier and, per column, (name in the relation, name in
+/// the planned stream).
+type Side = (Option<String>, Vec<(String, String)>);
 
 impl Scope {
     /// The scope of a single relation: qualified names lose their qualifier.
