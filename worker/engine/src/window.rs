@@ -1,4 +1,4 @@
-//! Windows: tumbling, sliding and session windows on event or processing time, the
+//! Windows: tumbling, sliding, cumulating and session windows on event or processing time, the
 //! aggregate functions that fold them, and the operator that keeps their contents in keyed
 //! state and fires them with timers.
 //!
@@ -74,9 +74,23 @@ pub struct Windowed<K, V> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Tumbling { size: i64, offset: i64 },
-    Sliding { size: i64, slide: i64, offset: i64 },
-    Session { gap: i64 },
+    Tumbling {
+        size: i64,
+        offset: i64,
+    },
+    Sliding {
+        size: i64,
+        slide: i64,
+        offset: i64,
+    },
+    Cumulating {
+        max_size: i64,
+        step: i64,
+        offset: i64,
+    },
+    Session {
+        gap: i64,
+    },
 }
 
 /// Which windows a record belongs to.
@@ -86,6 +100,7 @@ enum Kind {
 /// use weir_engine::window::WindowSpec;
 /// let minute = WindowSpec::tumbling(Duration::from_secs(60));
 /// let hop = WindowSpec::sliding(Duration::from_secs(60), Duration::from_secs(10));
+/// let day_so_far = WindowSpec::cumulating(Duration::from_secs(86_400), Duration::from_secs(3_600));
 /// let session = WindowSpec::session(Duration::from_secs(30)).processing_time();
 /// # let _ = (minute, hop, session);
 /// ```
@@ -119,6 +134,29 @@ impl WindowSpec {
         }
     }
 
+    /// Windows that grow by `step` from the start of each `max_size` period: a record at
+    /// `ts` belongs to `[start, start + step)`, `[start, start + 2 step)` … up to
+    /// `[start, start + max_size)` where they contain `ts` (Flink's CUMULATE; event time).
+    /// `max_size` must be a multiple of `step`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_engine::window::WindowSpec;
+    /// let spec = WindowSpec::cumulating(Duration::from_secs(60), Duration::from_secs(20));
+    /// let ends: Vec<i64> = spec.windows_of(25_000).iter().map(|w| w.end).collect();
+    /// assert_eq!(ends, vec![40_000, 60_000]);
+    /// ```
+    pub fn cumulating(max_size: Duration, step: Duration) -> Self {
+        WindowSpec {
+            kind: Kind::Cumulating {
+                max_size: duration_ms(max_size),
+                step: duration_ms(step),
+                offset: 0,
+            },
+            event_time: true,
+        }
+    }
+
     /// Per-key windows that close after `gap` without records, merging when they meet
     /// (event time).
     pub fn session(gap: Duration) -> Self {
@@ -134,7 +172,9 @@ impl WindowSpec {
     pub fn with_offset(mut self, offset: Duration) -> Self {
         let o = duration_ms(offset);
         match &mut self.kind {
-            Kind::Tumbling { offset, .. } | Kind::Sliding { offset, .. } => *offset = o,
+            Kind::Tumbling { offset, .. }
+            | Kind::Sliding { offset, .. }
+            | Kind::Cumulating { offset, .. } => *offset = o,
             Kind::Session { .. } => {}
         }
         self
@@ -155,6 +195,13 @@ impl WindowSpec {
             Kind::Sliding { size, slide, .. } if size <= 0 || slide <= 0 => bad(format!(
                 "sliding window size and slide must be positive, got {size} ms / {slide} ms"
             )),
+            Kind::Cumulating { max_size, step, .. }
+                if step <= 0 || max_size <= 0 || max_size % step != 0 =>
+            {
+                bad(format!(
+                    "cumulating windows need a positive step and a max size that is a multiple of it, got step {step} ms / max size {max_size} ms"
+                ))
+            }
             Kind::Session { gap } if gap <= 0 => {
                 bad(format!("session gap must be positive, got {gap} ms"))
             }
@@ -164,6 +211,14 @@ impl WindowSpec {
 
     fn start_of(ts: i64, offset: i64, size: i64) -> i64 {
         ts - (ts - offset).rem_euclid(size)
+    }
+
+    /// The windows a record at `ts` belongs to (for sessions: its own `[ts, ts + gap)`,
+    /// before merging).
+    pub fn windows_of(&self, ts: Timestamp) -> Vec<TimeWindow> {
+        let mut out = Vec::new();
+        self.assign(ts, &mut out);
+        out
     }
 
     /// The windows `ts` falls into, appended to `out`.
@@ -189,6 +244,19 @@ impl WindowSpec {
                         end: start + size,
                     });
                     start -= slide;
+                }
+            }
+            Kind::Cumulating {
+                max_size,
+                step,
+                offset,
+            } => {
+                let start = Self::start_of(ts, offset, max_size);
+                // The first window that contains ts, then each longer one up to max_size.
+                let mut end = Self::start_of(ts, offset, step) + step;
+                while end <= start + max_size {
+                    out.push(TimeWindow { start, end });
+                    end += step;
                 }
             }
             Kind::Session { gap } => out.push(TimeWindow {
@@ -857,6 +925,26 @@ mod tests {
         assert_eq!(windows(s, 12_000), vec![(10_000, 20_000), (5_000, 15_000)]);
         assert_eq!(windows(s, 10_000), vec![(10_000, 20_000), (5_000, 15_000)]);
         assert_eq!(windows(s, 9_999), vec![(5_000, 15_000), (0, 10_000)]);
+    }
+
+    #[test]
+    fn cumulating_windows_grow_by_step_from_each_max_size_period() {
+        let c = WindowSpec::cumulating(Duration::from_secs(60), Duration::from_secs(20));
+        // 25 s is past the first step: every window ending after it, up to the full minute.
+        assert_eq!(windows(c, 25_000), vec![(0, 40_000), (0, 60_000)]);
+        assert_eq!(windows(c, 0), vec![(0, 20_000), (0, 40_000), (0, 60_000)]);
+        assert_eq!(windows(c, 19_999), windows(c, 0));
+        assert_eq!(windows(c, 59_999), vec![(0, 60_000)]);
+        // The next period starts over.
+        assert_eq!(
+            windows(c, 60_000),
+            vec![(60_000, 80_000), (60_000, 100_000), (60_000, 120_000)]
+        );
+        assert_eq!(windows(c, -1), vec![(-60_000, 0)]);
+        let shifted = c.with_offset(Duration::from_secs(10));
+        assert_eq!(windows(shifted, 5_000), vec![(-50_000, 10_000)]);
+        let uneven = WindowSpec::cumulating(Duration::from_secs(50), Duration::from_secs(20));
+        assert!(uneven.validate().is_err());
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl Planner<'_> {
             cols,
             rowtime: None,
             plan,
+            window: None,
         };
         let select: Vec<SelectItem> = out_items
             .into_iter()

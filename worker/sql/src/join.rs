@@ -526,7 +526,7 @@ impl Planner<'_> {
 
     /// Plans one relation of a FROM clause: a table or subquery directly, anything else as
     /// `SELECT * FROM relation` (which the single-relation planner knows).
-    fn relation(
+    fn join_input(
         &mut self,
         q: &Query,
         select: &Select,
@@ -591,7 +591,7 @@ impl Planner<'_> {
         let from = std::mem::take(&mut s.from);
         let mut acc: Option<(Stream, Vec<ScopeCol>)> = None;
         for twj in &from {
-            let right = self.relation(q, s, &twj.relation)?;
+            let right = self.join_input(q, s, &twj.relation)?;
             acc = Some(match acc {
                 None => right,
                 Some(left) => self.join_two(
@@ -644,7 +644,7 @@ impl Planner<'_> {
                         ));
                     }
                 };
-                let right = self.relation(q, s, &j.relation)?;
+                let right = self.join_input(q, s, &j.relation)?;
                 let left = acc
                     .take()
                     .expect("the FROM clause's first relation is planned");
@@ -829,9 +829,24 @@ impl Planner<'_> {
             residual.push(r);
             shown_residual.push(c.to_string());
         }
-        if window_eq.contains("window_start") && window_eq.contains("window_end") {
-            // Helper `tvf`'s Planner::window_join(left, right, on, …) plugs in here.
-            return Err(SqlError::at(span, "window joins are not supported yet"));
+        let windowed = left.window.is_some() && right.window.is_some();
+        if (window_eq.contains("window_start") && window_eq.contains("window_end"))
+            || (windowed && lower.is_none() && upper.is_none())
+        {
+            // Both sides carry windows (and no interval bounds): a window join
+            // (window_join.rs) over the same conditions, named as its FROM clause names them;
+            // it names what is missing when the window bounds are not equated.
+            let on = conjoin(conds.iter().cloned()).expect("the window bounds are equated");
+            let qual = |cols: &[ScopeCol]| cols.first().and_then(|c| c.qual.clone());
+            let (lq, rq) = (qual(&scope[..nl]), qual(&scope[nl..]));
+            let wkind = match kind {
+                JoinKind::Inner => crate::window_join::JoinKind::Inner,
+                JoinKind::Left => crate::window_join::JoinKind::Left,
+                JoinKind::Right => crate::window_join::JoinKind::Right,
+                JoinKind::Full => crate::window_join::JoinKind::Full,
+            };
+            let (joined, _) = self.window_join(left, lq, right, rq, &on, wkind)?;
+            return Ok((joined, scope));
         }
         let example = "e.g. ON a.k = b.k AND a.ts BETWEEN b.ts - INTERVAL '1' MINUTE AND b.ts";
         let (lower, upper) = match (lower, upper) {
@@ -957,6 +972,7 @@ impl Planner<'_> {
                 // Both rowtimes become plain TIMESTAMP(3) columns (see docs/sql.md).
                 rowtime: None,
                 plan: nest(title, &child),
+                window: None,
             },
             scope,
         ))

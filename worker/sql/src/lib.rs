@@ -23,7 +23,9 @@ pub mod expr;
 mod join;
 pub mod parse;
 pub mod plan;
+mod tvf;
 pub mod value;
+mod window_join;
 
 pub use error::{Result, SqlError};
 pub use value::{Row, Value};

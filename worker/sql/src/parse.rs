@@ -101,53 +101,19 @@ fn single_ident(p: &mut Parser<'_>, what: &str) -> Result<Ident> {
         .ok_or_else(|| SqlError::at(span, format!("'{name}' is not a valid {what} name")))
 }
 
-/// Where the statement ahead uses a window table-valued function, `TABLE(TUMBLE(…))`,
-/// which sqlparser cannot parse (`TABLE t` as an argument): its parse error would point at
-/// `t` and not say that the construct is unsupported.
-fn window_tvf_ahead(p: &Parser<'_>) -> Option<Span> {
-    let word = |i: usize| match &p.peek_nth_token_ref(i).token {
-        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
-        _ => None,
-    };
-    let mut i = 0;
-    loop {
-        match &p.peek_nth_token_ref(i).token {
-            Token::EOF | Token::SemiColon => return None,
-            Token::Word(w)
-                if w.keyword == Keyword::TABLE
-                    && p.peek_nth_token_ref(i + 1).token == Token::LParen
-                    && word(i + 2).is_some_and(|f| {
-                        matches!(f.as_str(), "tumble" | "hop" | "cumulate" | "session")
-                    })
-                    && p.peek_nth_token_ref(i + 3).token == Token::LParen =>
-            {
-                return Some(p.peek_nth_token_ref(i).span);
-            }
-            _ => i += 1,
-        }
-    }
-}
-
-/// Parses a query, naming unsupported window table-valued functions instead of failing on
-/// their syntax.
+/// Parses a query.
 fn parse_query(p: &mut Parser<'_>) -> Result<Box<Query>> {
-    let tvf = window_tvf_ahead(p);
-    p.parse_query().map_err(|e| match tvf {
-        Some(span) => SqlError::at(
-            span,
-            "window table-valued functions (TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))) are not \
-             supported yet; use GROUP BY TUMBLE(ts, INTERVAL …)",
-        ),
-        None => SqlError::from_parser(e),
-    })
+    p.parse_query().map_err(SqlError::from_parser)
 }
 
 /// Parses a whole script.
 pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
     let dialect = GenericDialect {};
-    let mut p = Parser::new(&dialect)
-        .try_with_sql(sql)
-        .map_err(SqlError::from_parser)?;
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::from_parser(e.into()))?;
+    let mut p =
+        Parser::new(&dialect).with_tokens_with_locations(crate::tvf::untable_tvf_args(tokens));
     let mut out = Vec::new();
     loop {
         while p.consume_token(&Token::SemiColon) {}

@@ -1,6 +1,7 @@
 //! Plans statements into engine operators: sources with computed columns and watermarks,
-//! Calc (filter + projection) over Arrow batches, group-window aggregates on the engine's
-//! window operator (keyed state), and sinks. Builds an EXPLAIN tree as it goes.
+//! Calc (filter + projection) over Arrow batches, window aggregates (group windows, window
+//! TVFs and cascades, see tvf.rs) on the engine's window operator (keyed state), window joins
+//! (window_join.rs) and sinks. Builds an EXPLAIN tree as it goes.
 
 use crate::agg::{AggCall, AggKind, SqlAggregate};
 use crate::changelog::{ChangeRow, KIND};
@@ -8,7 +9,9 @@ use crate::connectors::{self, Options, PhysicalColumn};
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::parse::{ColumnKind, Statement, TableDef};
+use crate::tvf::WindowProps;
 use crate::value::{Column, Row, SqlType, Value};
+use crate::window_join::Scope;
 use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
@@ -41,6 +44,9 @@ pub(crate) struct Stream {
     pub(crate) rowtime: Option<usize>,
     /// EXPLAIN lines, root first, indented by depth.
     pub(crate) plan: Vec<String>,
+    /// The window each row belongs to, when the rows come from a window TVF, a window
+    /// aggregate or a window join: its `window_start`/`window_end` columns.
+    pub(crate) window: Option<WindowProps>,
 }
 
 pub(crate) fn nest(title: String, child: &[String]) -> Vec<String> {
@@ -155,7 +161,7 @@ pub fn non_negative_interval_ms(e: &Expr) -> Result<i64> {
     Ok(ms)
 }
 
-fn function_args(f: &ast::Function) -> Vec<&Expr> {
+pub(crate) fn function_args(f: &ast::Function) -> Vec<&Expr> {
     match &f.args {
         FunctionArguments::List(l) => l
             .args
@@ -169,7 +175,7 @@ fn function_args(f: &ast::Function) -> Vec<&Expr> {
     }
 }
 
-fn fn_name(f: &ast::Function) -> String {
+pub(crate) fn fn_name(f: &ast::Function) -> String {
     f.name.to_string().to_ascii_lowercase()
 }
 
@@ -183,34 +189,53 @@ fn output_name(item: &SelectItem, i: usize) -> Option<String> {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Win {
     Tumble(i64),
-    Hop { slide: i64, size: i64 },
+    Hop {
+        slide: i64,
+        size: i64,
+    },
+    Cumulate {
+        step: i64,
+        size: i64,
+    },
     Session(i64),
+    /// The window the input's rows already carry in their `window_start`/`window_end`
+    /// columns (a cascade: a window aggregate over a window aggregate or window join).
+    Inherited,
 }
 
 impl Win {
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Win::Tumble(_) => "tumble",
             Win::Hop { .. } => "hop",
+            Win::Cumulate { .. } => "cumulate",
             Win::Session(_) => "session",
+            Win::Inherited => "cascade",
         }
     }
-    fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Win::Tumble(s) => format!("TUMBLE(size={s} ms)"),
             Win::Hop { slide, size } => format!("HOP(slide={slide} ms, size={size} ms)"),
+            Win::Cumulate { step, size } => format!("CUMULATE(step={step} ms, size={size} ms)"),
             Win::Session(g) => format!("SESSION(gap={g} ms)"),
+            Win::Inherited => "the input's (window_start, window_end)".into(),
         }
     }
-    fn spec(self) -> WindowSpec {
+    pub(crate) fn spec(self) -> WindowSpec {
         let d = |ms: i64| Duration::from_millis(ms as u64);
         match self {
             Win::Tumble(s) => WindowSpec::tumbling(d(s)),
             Win::Hop { slide, size } => WindowSpec::sliding(d(size), d(slide)),
+            Win::Cumulate { step, size } => WindowSpec::cumulating(d(size), d(step)),
             Win::Session(g) => WindowSpec::session(d(g)),
+            // Rows carry their window and the timestamp window_end - 1 (see
+            // aggregate_windows): a 1 ms window per (window_start, window_end) key fires
+            // when the watermark passes that window's end, like the window itself.
+            Win::Inherited => WindowSpec::tumbling(Duration::from_millis(1)),
         }
     }
 }
@@ -591,6 +616,7 @@ impl<'e> Planner<'e> {
             cols: phys_cols.clone(),
             rowtime: None,
             plan: Vec::new(),
+            window: None,
         };
         if def
             .columns
@@ -733,55 +759,14 @@ impl<'e> Planner<'e> {
         if select.qualify.is_some() {
             return Err(SqlError::at(span, "QUALIFY is not supported yet"));
         }
-        let input = match select.from.as_slice() {
+        let twj = match select.from.as_slice() {
             [] => {
                 return Err(SqlError::at(
                     span,
                     "a query needs FROM: Weir SQL reads from declared tables",
                 ));
             }
-            [twj] => {
-                if let Some(j) = twj.joins.first() {
-                    return Err(SqlError::at(
-                        j.relation.span(),
-                        "joins are not supported yet",
-                    ));
-                }
-                match &twj.relation {
-                    TableFactor::Table {
-                        name, args: None, ..
-                    } => {
-                        if name.0.len() != 1 {
-                            return Err(SqlError::at(
-                                name.span(),
-                                "catalogs and databases are not supported yet; use a plain table name",
-                            ));
-                        }
-                        let id = name.0[0]
-                            .as_ident()
-                            .cloned()
-                            .unwrap_or_else(|| Ident::new(name.to_string()));
-                        self.scan(&norm(&id), name.span())?
-                    }
-                    TableFactor::Derived {
-                        subquery,
-                        lateral: false,
-                        ..
-                    } => self.query(subquery)?,
-                    other => {
-                        let text = other.to_string().to_lowercase();
-                        let msg = if ["tumble(", "hop(", "cumulate(", "session("]
-                            .iter()
-                            .any(|w| text.contains(w))
-                        {
-                            "window table-valued functions (TABLE(TUMBLE(...))) are not supported yet; use GROUP BY TUMBLE(ts, INTERVAL ...)".to_string()
-                        } else {
-                            format!("this FROM clause is not supported yet: {other}")
-                        };
-                        return Err(SqlError::at(other.span(), msg));
-                    }
-                }
-            }
+            [twj] => twj,
             [_, second, ..] => {
                 return Err(SqlError::at(
                     second.relation.span(),
@@ -789,6 +774,65 @@ impl<'e> Planner<'e> {
                 ));
             }
         };
+        if let TableFactor::TableFunction { expr, alias } = &twj.relation {
+            return self.tvf_select(expr, alias.as_ref(), select, names.as_deref());
+        }
+        let (input, qualifier) = self.relation(&twj.relation)?;
+        let select = Scope::single(qualifier, &input.cols).rewrite_select(select)?;
+        self.select_over(input, &select, names.as_deref())
+    }
+
+    /// Plans one FROM relation (a table, a view, a subquery or a window TVF); returns it with
+    /// the name that qualifies its columns (`alias.col`).
+    pub(crate) fn relation(&mut self, rel: &TableFactor) -> Result<(Stream, Option<String>)> {
+        let alias_of = |a: &Option<ast::TableAlias>| a.as_ref().map(|a| norm(&a.name));
+        Ok(match rel {
+            TableFactor::Table {
+                name,
+                args: None,
+                alias,
+                ..
+            } => {
+                if name.0.len() != 1 {
+                    return Err(SqlError::at(
+                        name.span(),
+                        "catalogs and databases are not supported yet; use a plain table name",
+                    ));
+                }
+                let id = name.0[0]
+                    .as_ident()
+                    .cloned()
+                    .unwrap_or_else(|| Ident::new(name.to_string()));
+                let n = norm(&id);
+                (self.scan(&n, name.span())?, alias_of(alias).or(Some(n)))
+            }
+            TableFactor::Derived {
+                subquery,
+                lateral: false,
+                alias,
+                ..
+            } => (self.query(subquery)?, alias_of(alias)),
+            TableFactor::TableFunction { expr, alias } => {
+                let tvf = self.window_tvf(expr)?;
+                (self.assign_windows(tvf)?, alias_of(alias))
+            }
+            other => {
+                return Err(SqlError::at(
+                    other.span(),
+                    format!("this FROM clause is not supported yet: {other}"),
+                ));
+            }
+        })
+    }
+
+    /// Plans a SELECT's WHERE, GROUP BY, HAVING and projection over its planned input.
+    pub(crate) fn select_over(
+        &mut self,
+        input: Stream,
+        select: &ast::Select,
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
+        let span = select.span();
         let group = match &select.group_by {
             GroupByExpr::Expressions(e, mods) if mods.is_empty() => e.clone(),
             GroupByExpr::Expressions(..) | GroupByExpr::All(_) => {
@@ -812,12 +856,7 @@ impl<'e> Planner<'e> {
             if let Some(h) = &select.having {
                 return Err(SqlError::at(h.span(), "HAVING needs GROUP BY"));
             }
-            return self.calc(
-                input,
-                select.selection.as_ref(),
-                &select.projection,
-                names.as_deref(),
-            );
+            return self.calc(input, select.selection.as_ref(), &select.projection, names);
         }
         self.window_aggregate(
             input,
@@ -825,7 +864,7 @@ impl<'e> Planner<'e> {
             &group,
             &select.projection,
             select.having.as_ref(),
-            names.as_deref(),
+            names,
         )
     }
 
@@ -940,11 +979,12 @@ impl<'e> Planner<'e> {
             ds,
             cols,
             rowtime,
+            window: crate::tvf::carry_window(&input, &items),
             plan: nest(title, &input.plan),
         })
     }
 
-    fn window_aggregate(
+    pub(crate) fn window_aggregate(
         &mut self,
         input: Stream,
         filter: Option<&Expr>,
@@ -1018,7 +1058,7 @@ impl<'e> Planner<'e> {
                         _ => {
                             return Err(SqlError::at(
                                 g.span(),
-                                "CUMULATE windows are not supported yet",
+                                "CUMULATE is a window table-valued function: FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size)) ... GROUP BY window_start, window_end",
                             ));
                         }
                     });
@@ -1027,18 +1067,68 @@ impl<'e> Planner<'e> {
             }
             key_exprs.push(g.clone());
         }
-        let Some(win) = win else {
-            return self.group_aggregate(input, filter, &key_exprs, items, having, names);
+        let (win, key_exprs) = match win {
+            Some(win) => (win, key_exprs),
+            None => match crate::tvf::inherited_window_keys(&input, &key_exprs) {
+                Some(keys) => (Win::Inherited, keys),
+                None => {
+                    return self.group_aggregate(input, filter, &key_exprs, items, having, names);
+                }
+            },
         };
         crate::changelog::refuse_updating(&input, "a group window", group[0].span())?;
-        // Keys: named by their column when they are one.
+        self.aggregate_windows(
+            input,
+            filter,
+            win,
+            &key_exprs,
+            items,
+            having,
+            names,
+            if win == Win::Inherited {
+                "WindowAggregate"
+            } else {
+                "GroupWindowAggregate"
+            },
+        )
+    }
+
+    /// Aggregates `input` per window of `win` and key; for `Win::Inherited` the first two
+    /// keys are the input's window_start and window_end columns. The output has the keys,
+    /// the aggregates and window_start, window_end, window_time (its time attribute).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn aggregate_windows(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        win: Win,
+        key_exprs: &[Expr],
+        items: &[SelectItem],
+        having: Option<&Expr>,
+        names: Option<&[String]>,
+        title: &str,
+    ) -> Result<Stream> {
+        let inherited = win == Win::Inherited;
+        // A cascade's windows are still those of the window that made them.
+        let out_win = match input.window {
+            Some(w) if inherited => w.win,
+            _ => win,
+        };
+        // Keys: named by their column when they are one. Inherited window bounds are
+        // hidden keys; references to them read the output's window_start/window_end.
         let mut keys: Vec<(String, String)> = Vec::new();
+        let mut key_names: Vec<String> = Vec::new();
         for (i, k) in key_exprs.iter().enumerate() {
-            let col = match k {
-                Expr::Identifier(id) => norm(id),
-                _ => format!("$key{i}"),
+            let (col, refer) = match k {
+                _ if inherited && i < 2 => {
+                    let bound = ["window_start", "window_end"][i];
+                    (format!("${bound}"), bound.to_string())
+                }
+                Expr::Identifier(id) => (norm(id), norm(id)),
+                _ => (format!("$key{i}"), format!("$key{i}")),
             };
-            keys.push((k.to_string(), col));
+            keys.push((k.to_string(), refer));
+            key_names.push(col);
         }
         let items = self.expand(&input, items)?;
         let mut rw = AggRewriter {
@@ -1071,7 +1161,7 @@ impl<'e> Planner<'e> {
         // Pre-projection: keys, then each call's argument and filter.
         let mut pre = Vec::new();
         let mut pre_shown = Vec::new();
-        for k in &key_exprs {
+        for k in key_exprs {
             let c = compile(&self.funcs, k, &input.cols)?;
             pre.push((c.expr, c.ty));
             pre_shown.push(k.to_string());
@@ -1147,28 +1237,45 @@ impl<'e> Planner<'e> {
         let agg = SqlAggregate { calls: agg_calls };
         let windowed = input
             .ds
-            .transform_batches("Calc", move |r| calc.apply(r))
+            .transform_batches("Calc", move |r| {
+                let mut out = calc.apply(r)?;
+                if inherited {
+                    // A row's window is in its columns: its time is that window's last ms.
+                    for r in &mut out {
+                        if let Some(Value::Ts(end)) = r.value.0.get(1) {
+                            r.ts = end - 1;
+                        }
+                    }
+                }
+                Ok(out)
+            })
             .uid(&pre_uid)
             .key_by(move |r: &Row| r.0[..nk].to_vec())
             .window(win.spec())
             .aggregate(agg)
-            .name(&format!("GroupWindowAggregate {}", win.describe()))
+            .name(&format!("{title} {}", win.describe()))
             .uid(&win_uid);
         let flat_uid = self.uid("window-output");
         let ds = windowed
             .transform_batches(
                 "Window output",
-                |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
+                move |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
                     Ok(recs
                         .into_iter()
                         .map(|r| {
+                            let mut w = r.value.window;
+                            if inherited
+                                && let [Value::Ts(start), Value::Ts(end), ..] = r.value.key[..]
+                            {
+                                w = weir_engine::window::TimeWindow { start, end };
+                            }
                             let mut v = r.value.key;
                             v.extend(r.value.value);
-                            v.push(Value::Ts(r.value.window.start));
-                            v.push(Value::Ts(r.value.window.end));
-                            v.push(Value::Ts(r.value.window.max_timestamp()));
+                            v.push(Value::Ts(w.start));
+                            v.push(Value::Ts(w.end));
+                            v.push(Value::Ts(w.max_timestamp()));
                             Rec {
-                                ts: r.ts,
+                                ts: w.max_timestamp(),
                                 value: Row(v),
                             }
                         })
@@ -1176,10 +1283,10 @@ impl<'e> Planner<'e> {
                 },
             )
             .uid(&flat_uid);
-        let mut cols: Vec<Column> = keys
+        let mut cols: Vec<Column> = key_names
             .iter()
             .zip(&key_types)
-            .map(|((_, n), t)| Column {
+            .map(|(n, t)| Column {
                 name: n.clone(),
                 ty: *t,
             })
@@ -1196,7 +1303,7 @@ impl<'e> Planner<'e> {
         }
         let plan = nest(
             format!(
-                "GroupWindowAggregate: window={} keys=[{}] aggregates=[{}] uid={win_uid}",
+                "{title}: window={} keys=[{}] aggregates=[{}] uid={win_uid}",
                 win.describe(),
                 pre_shown.join(", "),
                 shown_calls.join(", ")
@@ -1212,6 +1319,11 @@ impl<'e> Planner<'e> {
         let rowtime = Some(cols.len() - 1);
         let agg_stream = Stream {
             ds,
+            window: Some(WindowProps {
+                win: out_win,
+                start: cols.len() - 3,
+                end: cols.len() - 2,
+            }),
             cols,
             rowtime,
             plan,
