@@ -850,7 +850,7 @@ impl<'e> Planner<'e> {
                     &[],
                     &select.projection,
                     select.having.as_ref(),
-                    names.as_deref(),
+                    names,
                 );
             }
             if let Some(h) = &select.having {
