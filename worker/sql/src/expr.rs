@@ -132,6 +132,35 @@ impl VisitorMut for FlinkFunctions {
                 if let ast::FunctionArguments::List(l) = &mut f.args {
                     l.args.truncate(1);
                 }
+            } else if name == "mod" {
+                // MOD(a, b) is Flink's remainder, a % b (the sign follows a); DataFusion has
+                // the operator but no function of that name.
+                let args = match &f.args {
+                    ast::FunctionArguments::List(l) => l.args.clone(),
+                    _ => Vec::new(),
+                };
+                let operand = |a: &ast::FunctionArg| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x.clone()),
+                    _ => None,
+                };
+                let [a, b] = args.as_slice() else {
+                    return ControlFlow::Break(SqlError::at(
+                        e.span(),
+                        format!("MOD takes 2 arguments (MOD(a, b)), found {}", args.len()),
+                    ));
+                };
+                let (Some(a), Some(b)) = (operand(a), operand(b)) else {
+                    return ControlFlow::Break(SqlError::at(
+                        e.span(),
+                        "MOD takes two expressions: MOD(a, b)",
+                    ));
+                };
+                *e = ast::Expr::Nested(Box::new(ast::Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: ast::BinaryOperator::Modulo,
+                    right: Box::new(b),
+                }));
+                return ControlFlow::Continue(());
             } else if ["count", "sum", "avg", "min", "max"].contains(&name.as_str()) {
                 return ControlFlow::Break(SqlError::at(
                     e.span(),
