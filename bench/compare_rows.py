@@ -5,7 +5,7 @@ Usage: compare_rows.py WEIR_DIR FLINK_DIR [--label NAME]
 
 Reads every committed file under each directory (files and directories whose name starts
 with '.' are in-progress/hidden and skipped), turns each JSON object into a tuple of its
-values in field order, normalises the values so that both engines' encodings compare equal
+values ordered by field name (Flink writes the sink's column order, Weir sorted names), normalises the values so that both engines' encodings compare equal
 (timestamps 'yyyy-MM-dd HH:mm:ss[.fff]' -> epoch ms, numbers -> float), sorts both lists
 and compares them position by position: exact for strings, integers and timestamps, 1e-9
 relative for doubles. Prints one line
@@ -52,7 +52,7 @@ def read_rows(d):
             with open(os.path.join(root, name)) as f:
                 for line in f:
                     if line.strip():
-                        rows.append(tuple(norm(v) for v in json.loads(line).values()))
+                        rows.append(tuple(norm(v) for _, v in sorted(json.loads(line).items())))
     rows.sort(key=sort_key)
     return rows
 
