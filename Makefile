@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
 WEIR := $(CARGO_TARGET_DIR)/release/weir
 
-.PHONY: help run test deps fmt lint crds chart unit e2e bench
+.PHONY: help run test deps fmt lint crds chart unit e2e bench bench-sql
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -39,3 +39,6 @@ e2e: ## the end-to-end suite: a StreamJob on the local Kubernetes control plane 
 
 bench: ## engine-core throughput side by side with Apache Flink (see bench/README.md)
 	bash bench/engine-core.sh
+
+bench-sql: ## the same SQL on Flink 2.3 and Weir: tumbling + Nexmark q0 q1 q2 q5 q7 q8 (see bench/README.md)
+	bash bench/sql.sh

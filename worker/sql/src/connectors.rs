@@ -114,8 +114,15 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>());
     let (hh, mm) = (t.next()?.ok()?, t.next()?.ok()?);
     let ss = t.next().map(|x| x.ok()).unwrap_or(Some(0))?;
-    let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
-    let ms: i64 = frac3.parse().ok()?;
+    // Milliseconds: the first three fraction digits ("5" is 500, "123456" is 123).
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
     // days from civil (Howard Hinnant)
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -127,18 +134,274 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
 }
 
-fn json_value(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
-    use serde_json::Value as J;
-    Some(match (v, ty) {
-        (J::Null, _) => Value::Null,
-        (J::String(s), _) => parse_text(s, ty)?,
-        (J::Bool(b), SqlType::Boolean) => Value::Bool(*b),
-        (J::Number(n), SqlType::BigInt) => Value::Int(n.as_i64()?),
-        (J::Number(n), SqlType::Double) => Value::Double(n.as_f64()?),
-        (J::Number(n), SqlType::Timestamp) => Value::Ts(n.as_i64()?),
-        (other, SqlType::String) => Value::Str(other.to_string()),
-        _ => return None,
-    })
+/// One JSON-lines record as the filesystem source reads it: the object's fields in order,
+/// flat (names and string values in two shared buffers), so decoding a line costs a few
+/// allocations instead of a `serde_json::Value` tree with one per name and per string.
+///
+/// From JSON it deserializes as any JSON value; between tasks (postcard, when the source is
+/// not chained to its decoder) it travels as the struct itself ([`JsonRecordWire`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct JsonRecord {
+    /// Field names, concatenated.
+    names: String,
+    /// String values and the JSON text of nested values, concatenated.
+    text: String,
+    /// Per field: where its name ends in `names`, and its value.
+    fields: Vec<(u32, JsonScalar)>,
+    /// The line's JSON text when it is not an object.
+    not_object: Option<String>,
+}
+
+/// [`JsonRecord`]'s fields, as it is serialized between tasks.
+#[derive(serde::Deserialize)]
+struct JsonRecordWire {
+    names: String,
+    text: String,
+    fields: Vec<(u32, JsonScalar)>,
+    not_object: Option<String>,
+}
+
+/// A field value; strings and nested values point into [`JsonRecord::text`].
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum JsonScalar {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(u32, u32),
+    /// An array or object, as JSON text.
+    Nested(u32, u32),
+}
+
+impl JsonRecord {
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.fields[i - 1].0 as usize
+        };
+        &self.names[start..self.fields[i].0 as usize]
+    }
+
+    /// The index of field `name`, trying `hint` first (records of a file usually share
+    /// their field order).
+    fn find(&self, name: &str, hint: usize) -> Option<usize> {
+        if hint < self.fields.len() && self.name(hint) == name {
+            return Some(hint);
+        }
+        (0..self.fields.len()).find(|&i| self.name(i) == name)
+    }
+
+    fn text(&self, start: u32, end: u32) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+
+    /// The value as JSON text, for messages.
+    fn json_text(&self, v: JsonScalar) -> String {
+        match v {
+            JsonScalar::Str(a, b) => serde_json::Value::from(self.text(a, b)).to_string(),
+            other => self.unquoted(other),
+        }
+    }
+
+    /// A non-string value's JSON text (what a STRING column reads from it).
+    fn unquoted(&self, v: JsonScalar) -> String {
+        match v {
+            JsonScalar::Null => "null".into(),
+            JsonScalar::Bool(b) => b.to_string(),
+            JsonScalar::I64(i) => i.to_string(),
+            JsonScalar::U64(u) => u.to_string(),
+            JsonScalar::F64(f) => serde_json::Number::from_f64(f)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| f.to_string()),
+            JsonScalar::Str(a, b) | JsonScalar::Nested(a, b) => self.text(a, b).to_string(),
+        }
+    }
+
+    /// Converts field value `v` to a value of `ty`, as the JSON format reads it.
+    fn value(&self, v: JsonScalar, ty: SqlType) -> Option<Value> {
+        use JsonScalar as J;
+        Some(match (v, ty) {
+            (J::Null, _) => Value::Null,
+            (J::Str(a, b), _) => parse_text(self.text(a, b), ty)?,
+            (J::Bool(b), SqlType::Boolean) => Value::Bool(b),
+            (J::I64(i), SqlType::BigInt) => Value::Int(i),
+            (J::U64(u), SqlType::BigInt) => Value::Int(i64::try_from(u).ok()?),
+            (J::I64(i), SqlType::Double) => Value::Double(i as f64),
+            (J::U64(u), SqlType::Double) => Value::Double(u as f64),
+            (J::F64(f), SqlType::Double) => Value::Double(f),
+            (J::I64(i), SqlType::Timestamp) => Value::Ts(i),
+            (J::U64(u), SqlType::Timestamp) => Value::Ts(i64::try_from(u).ok()?),
+            (other, SqlType::String) => Value::Str(self.unquoted(other)),
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            return d.deserialize_any(RecordVisitor);
+        }
+        let w = <JsonRecordWire as serde::Deserialize>::deserialize(d)?;
+        Ok(JsonRecord {
+            names: w.names,
+            text: w.text,
+            fields: w.fields,
+            not_object: w.not_object,
+        })
+    }
+}
+
+struct RecordVisitor;
+
+impl RecordVisitor {
+    fn not_object<E>(v: serde_json::Value) -> std::result::Result<JsonRecord, E> {
+        Ok(JsonRecord {
+            not_object: Some(v.to_string()),
+            ..JsonRecord::default()
+        })
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordVisitor {
+    type Value = JsonRecord;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<JsonRecord, A::Error> {
+        let mut rec = JsonRecord {
+            fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+            ..JsonRecord::default()
+        };
+        while map.next_key_seed(AppendStr(&mut rec.names))?.is_some() {
+            let v = map.next_value_seed(FieldValue(&mut rec.text))?;
+            rec.fields.push((rec.names.len() as u32, v));
+        }
+        Ok(rec)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        seq: A,
+    ) -> std::result::Result<JsonRecord, A::Error> {
+        use serde::Deserialize;
+        let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Self::not_object(v)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(v.into())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<JsonRecord, E> {
+        Self::not_object(serde_json::Value::Null)
+    }
+}
+
+/// Deserializes a map key by appending it to a buffer.
+struct AppendStr<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AppendStr<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AppendStr<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
+    }
+}
+
+/// Deserializes a field value, appending string (and nested) values to a buffer.
+struct FieldValue<'a>(&'a mut String);
+
+impl FieldValue<'_> {
+    fn push(self, s: &str) -> (u32, u32) {
+        let start = self.0.len() as u32;
+        self.0.push_str(s);
+        (start, self.0.len() as u32)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldValue<'_> {
+    type Value = JsonScalar;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<JsonScalar, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldValue<'_> {
+    type Value = JsonScalar;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<JsonScalar, E> {
+        Ok(JsonScalar::F64(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<JsonScalar, E> {
+        let (a, b) = self.push(v);
+        Ok(JsonScalar::Str(a, b))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        seq: A,
+    ) -> std::result::Result<JsonScalar, A::Error> {
+        use serde::Deserialize;
+        let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        let (a, b) = self.push(&v.to_string());
+        Ok(JsonScalar::Nested(a, b))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        map: A,
+    ) -> std::result::Result<JsonScalar, A::Error> {
+        use serde::Deserialize;
+        let v = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        let (a, b) = self.push(&v.to_string());
+        Ok(JsonScalar::Nested(a, b))
+    }
 }
 
 /// Turns decoded file records into rows of a table's columns. A record whose fields do not
@@ -155,7 +418,7 @@ impl Decoder {
     fn rows<T>(
         &self,
         recs: Vec<Rec<T>>,
-        row: impl Fn(&T) -> std::result::Result<Vec<Value>, String>,
+        mut row: impl FnMut(&T) -> std::result::Result<Vec<Value>, String>,
     ) -> weir_engine::Result<Vec<Rec<Row>>> {
         let mut out = Vec::with_capacity(recs.len());
         for r in recs {
@@ -236,22 +499,34 @@ pub fn source(
             match opts.required("format")? {
                 "json" => {
                     let raw = env
-                        .from_source(FileSource::<serde_json::Value>::json_lines(&path), None, &name)
+                        .from_source(FileSource::<JsonRecord>::json_lines(&path), None, &name)
                         .uid(uid);
                     Ok(raw
                         .transform_batches("Decode JSON", move |recs| {
-                            decode.rows(recs, |value| {
-                                let serde_json::Value::Object(fields) = value else {
-                                    return Err(format!("{value} is not a JSON object"));
-                                };
-                                cols.iter()
-                                    .map(|c| {
-                                        let v = fields.get(&c.field).unwrap_or(&serde_json::Value::Null);
-                                        json_value(v, c.col.ty).ok_or_else(|| {
-                                            format!("field '{}' = {v} is not a valid {}", c.field, c.col.ty.sql_name())
-                                        })
-                                    })
-                                    .collect()
+                            // Where each column's field was in the previous record.
+                            let mut hints: Vec<usize> = (0..cols.len()).collect();
+                            decode.rows(recs, |rec| {
+                                if let Some(text) = &rec.not_object {
+                                    return Err(format!("{text} is not a JSON object"));
+                                }
+                                let mut values = Vec::with_capacity(cols.len());
+                                for (c, hint) in cols.iter().zip(hints.iter_mut()) {
+                                    let Some(i) = rec.find(&c.field, *hint) else {
+                                        values.push(Value::Null);
+                                        continue;
+                                    };
+                                    *hint = i;
+                                    let v = rec.fields[i].1;
+                                    values.push(rec.value(v, c.col.ty).ok_or_else(|| {
+                                        format!(
+                                            "field '{}' = {} is not a valid {}",
+                                            c.field,
+                                            rec.json_text(v),
+                                            c.col.ty.sql_name()
+                                        )
+                                    })?);
+                                }
+                                Ok(values)
                             })
                         })
                         .uid(&format!("{uid}-decode")))

@@ -2,7 +2,7 @@
 //! batches built from rows.
 
 use crate::error::{Result, SqlError};
-use crate::value::{Column, Row, SqlType, append_column, arrow_schema, rows_to_batch};
+use crate::value::{Column, Row, SqlType, ValueReader, arrow_schema, rows_to_batch_columns};
 use arrow::array::BooleanArray;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::config::ConfigOptions;
@@ -132,6 +132,35 @@ impl VisitorMut for FlinkFunctions {
                 if let ast::FunctionArguments::List(l) = &mut f.args {
                     l.args.truncate(1);
                 }
+            } else if name == "mod" {
+                // MOD(a, b) is Flink's remainder, a % b (the sign follows a); DataFusion has
+                // the operator but no function of that name.
+                let args = match &f.args {
+                    ast::FunctionArguments::List(l) => l.args.clone(),
+                    _ => Vec::new(),
+                };
+                let operand = |a: &ast::FunctionArg| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x.clone()),
+                    _ => None,
+                };
+                let [a, b] = args.as_slice() else {
+                    return ControlFlow::Break(SqlError::at(
+                        e.span(),
+                        format!("MOD takes 2 arguments (MOD(a, b)), found {}", args.len()),
+                    ));
+                };
+                let (Some(a), Some(b)) = (operand(a), operand(b)) else {
+                    return ControlFlow::Break(SqlError::at(
+                        e.span(),
+                        "MOD takes two expressions: MOD(a, b)",
+                    ));
+                };
+                *e = ast::Expr::Nested(Box::new(ast::Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: ast::BinaryOperator::Modulo,
+                    right: Box::new(b),
+                }));
+                return ControlFlow::Continue(());
             } else if ["count", "sum", "avg", "min", "max"].contains(&name.as_str()) {
                 return ControlFlow::Break(SqlError::at(
                     e.span(),
@@ -246,13 +275,31 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     Ok(Compiled { expr, ty })
 }
 
+/// Where an output column of a [`Calc`] comes from.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    /// Input column `col`, unchanged: moved (or, when it is not the last use of that column
+    /// in the row, cloned) from the input row without going through Arrow.
+    Input { col: usize, take: bool },
+    /// The `n`-th evaluated expression.
+    Eval(usize),
+}
+
 /// Filter-and-project over a batch of rows, evaluated as one Arrow batch.
+///
+/// Only the input columns that the filter and the computed expressions read are converted to
+/// Arrow; output columns that are plain input columns are moved from the input rows, so a
+/// projection of columns (`SELECT a, b FROM t`) builds no Arrow batch at all.
 #[derive(Clone)]
 pub struct Calc {
     in_cols: Arc<Vec<Column>>,
     in_schema: SchemaRef,
     filter: Option<Arc<dyn PhysicalExpr>>,
-    exprs: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
+    /// The expressions evaluated over Arrow (outputs that are not plain input columns).
+    evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
+    outputs: Arc<Vec<Output>>,
+    /// Input columns read by the filter or an evaluated expression.
+    used: Arc<Vec<bool>>,
 }
 
 impl Calc {
@@ -262,31 +309,77 @@ impl Calc {
         filter: Option<Arc<dyn PhysicalExpr>>,
         exprs: Vec<(Arc<dyn PhysicalExpr>, SqlType)>,
     ) -> Self {
+        use datafusion_physical_expr::expressions::Column as ColumnExpr;
+        let mut used = vec![false; in_cols.len()];
+        let mut mark = |e: &Arc<dyn PhysicalExpr>| {
+            for c in datafusion_physical_expr::utils::collect_columns(e) {
+                if let Some(u) = used.get_mut(c.index()) {
+                    *u = true;
+                }
+            }
+        };
+        if let Some(f) = &filter {
+            mark(f);
+        }
+        let mut evals = Vec::new();
+        let mut outputs = Vec::with_capacity(exprs.len());
+        for (e, ty) in exprs {
+            match e.downcast_ref::<ColumnExpr>() {
+                Some(c) if in_cols.get(c.index()).is_some_and(|col| col.ty == ty) => {
+                    outputs.push(Output::Input {
+                        col: c.index(),
+                        take: false,
+                    });
+                }
+                _ => {
+                    mark(&e);
+                    outputs.push(Output::Eval(evals.len()));
+                    evals.push((e, ty));
+                }
+            }
+        }
+        // The last use of each input column may take the value instead of cloning it.
+        let mut seen = vec![false; in_cols.len()];
+        for o in outputs.iter_mut().rev() {
+            if let Output::Input { col, take } = o {
+                *take = !std::mem::replace(&mut seen[*col], true);
+            }
+        }
         Calc {
             in_schema: arrow_schema(&in_cols),
             in_cols: Arc::new(in_cols),
             filter,
-            exprs: Arc::new(exprs),
+            evals: Arc::new(evals),
+            outputs: Arc::new(outputs),
+            used: Arc::new(used),
         }
     }
 
     /// Evaluates the calc; records keep their timestamps.
-    pub fn apply(&self, recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
+    pub fn apply(&self, mut recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
         if recs.is_empty() {
             return Ok(recs);
         }
         let err = |e: &dyn std::fmt::Display| {
             weir_engine::Error::User(format!("SQL evaluation failed: {e}"))
         };
-        let batch = rows_to_batch(
-            &self.in_cols,
-            &self.in_schema,
-            recs.iter().map(|r| &r.value),
-        )
-        .map_err(|e| err(&e))?;
-        let (batch, ts): (_, Vec<i64>) = match &self.filter {
-            None => (batch, recs.iter().map(|r| r.ts).collect()),
-            Some(f) => {
+        let need_batch = self.filter.is_some() || !self.evals.is_empty();
+        let batch = if need_batch {
+            Some(
+                rows_to_batch_columns(
+                    &self.in_cols,
+                    &self.in_schema,
+                    recs.iter().map(|r| &r.value),
+                    &self.used,
+                )
+                .map_err(|e| err(&e))?,
+            )
+        } else {
+            None
+        };
+        // The input rows that pass the filter, and the batch of those rows.
+        let (batch, selected): (_, Option<Vec<usize>>) = match (&self.filter, batch) {
+            (Some(f), Some(batch)) => {
                 let mask = f
                     .evaluate(&batch)
                     .and_then(|v| v.into_array(batch.num_rows()))
@@ -299,31 +392,65 @@ impl Calc {
                     })?
                     .clone();
                 // NULL counts as false, as in SQL (and in Arrow's filter kernel).
-                let ts = recs
+                let selected: Vec<usize> = mask
                     .iter()
-                    .zip(mask.iter())
+                    .enumerate()
                     .filter(|(_, m)| m.unwrap_or(false))
-                    .map(|(r, _)| r.ts)
+                    .map(|(i, _)| i)
                     .collect();
-                let b = arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| err(&e))?;
-                (b, ts)
+                let batch = if self.evals.is_empty() || selected.len() == batch.num_rows() {
+                    batch
+                } else {
+                    arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| err(&e))?
+                };
+                (Some(batch), Some(selected))
             }
+            (_, batch) => (batch, None),
         };
-        let mut rows: Vec<Row> = (0..batch.num_rows())
-            .map(|_| Row(Vec::with_capacity(self.exprs.len())))
-            .collect();
-        for (e, ty) in self.exprs.iter() {
-            let a = e
-                .evaluate(&batch)
-                .and_then(|v| v.into_array(batch.num_rows()))
-                .map_err(|e| err(&e))?;
-            append_column(&a, *ty, &mut rows).map_err(|e| err(&e))?;
+        let mut columns = Vec::with_capacity(self.evals.len());
+        if let Some(batch) = &batch {
+            for (e, ty) in self.evals.iter() {
+                let a = e
+                    .evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(|e| err(&e))?;
+                columns.push(ValueReader::new(&a, *ty).map_err(|e| err(&e))?);
+            }
         }
-        Ok(rows
-            .into_iter()
-            .zip(ts)
-            .map(|(value, ts)| Rec { ts, value })
-            .collect())
+        let mut out = Vec::with_capacity(selected.as_ref().map_or(recs.len(), Vec::len));
+        let mut row_out = |j: usize, rec: &mut Rec<Row>| {
+            let input = &mut rec.value.0;
+            let mut values = Vec::with_capacity(self.outputs.len());
+            for o in self.outputs.iter() {
+                values.push(match *o {
+                    Output::Input { col, take: true } => input
+                        .get_mut(col)
+                        .map(std::mem::take)
+                        .unwrap_or(crate::value::Value::Null),
+                    Output::Input { col, take: false } => {
+                        input.get(col).cloned().unwrap_or(crate::value::Value::Null)
+                    }
+                    Output::Eval(n) => columns[n].get(j),
+                });
+            }
+            out.push(Rec {
+                ts: rec.ts,
+                value: Row(values),
+            });
+        };
+        match &selected {
+            None => {
+                for (j, rec) in recs.iter_mut().enumerate() {
+                    row_out(j, rec);
+                }
+            }
+            Some(selected) => {
+                for (j, &i) in selected.iter().enumerate() {
+                    row_out(j, &mut recs[i]);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -102,9 +102,10 @@ pub fn arrow_schema(cols: &[Column]) -> SchemaRef {
 }
 
 /// One SQL value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub enum Value {
     /// NULL
+    #[default]
     Null,
     /// BOOLEAN
     Bool(bool),
@@ -248,9 +249,24 @@ pub fn rows_to_batch<'a>(
     schema: &SchemaRef,
     rows: impl Iterator<Item = &'a Row> + Clone,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
+    rows_to_batch_columns(cols, schema, rows, &vec![true; cols.len()])
+}
+
+/// Builds an Arrow batch from rows of the given schema, converting only the columns whose
+/// `used` flag is set; the others are all-NULL arrays (cheap to build, never read).
+pub fn rows_to_batch_columns<'a>(
+    cols: &[Column],
+    schema: &SchemaRef,
+    rows: impl Iterator<Item = &'a Row> + Clone,
+    used: &[bool],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = rows.clone().count();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.len());
     for (i, c) in cols.iter().enumerate() {
+        if !used.get(i).copied().unwrap_or(true) {
+            arrays.push(arrow::array::new_null_array(&c.ty.arrow(), n));
+            continue;
+        }
         let vals = rows.clone().map(|r| r.0.get(i).unwrap_or(&Value::Null));
         let a: ArrayRef = match c.ty {
             SqlType::Boolean => {
@@ -281,7 +297,14 @@ pub fn rows_to_batch<'a>(
                 Arc::new(b.finish())
             }
             SqlType::String => {
-                let mut b = StringBuilder::new();
+                let bytes = vals
+                    .clone()
+                    .map(|v| match v {
+                        Value::Str(s) => s.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                let mut b = StringBuilder::with_capacity(n, bytes);
                 for v in vals {
                     match v {
                         Value::Str(s) => b.append_value(s),
@@ -308,6 +331,39 @@ pub fn rows_to_batch<'a>(
         arrays,
         &RecordBatchOptions::new().with_row_count(Some(n)),
     )
+}
+
+/// Reads the values of one evaluated column, cast once to the column's SQL type.
+pub struct ValueReader {
+    array: ArrayRef,
+    ty: SqlType,
+}
+
+impl ValueReader {
+    /// Casts `array` to `ty`'s Arrow type if needed.
+    pub fn new(array: &ArrayRef, ty: SqlType) -> Result<Self, arrow::error::ArrowError> {
+        let array = if array.data_type() == &ty.arrow() {
+            array.clone()
+        } else {
+            arrow::compute::cast(array, &ty.arrow())?
+        };
+        Ok(ValueReader { array, ty })
+    }
+
+    /// The value at row `i`.
+    pub fn get(&self, i: usize) -> Value {
+        let array = &self.array;
+        if array.is_null(i) {
+            return Value::Null;
+        }
+        match self.ty {
+            SqlType::Boolean => Value::Bool(as_arr::<BooleanArray>(array).value(i)),
+            SqlType::BigInt => Value::Int(as_arr::<Int64Array>(array).value(i)),
+            SqlType::Double => Value::Double(as_arr::<Float64Array>(array).value(i)),
+            SqlType::String => Value::Str(as_arr::<StringArray>(array).value(i).to_string()),
+            SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
+        }
+    }
 }
 
 /// Reads column `array` (cast to `ty` first) into `rows[i].0`, appending one value per row.

@@ -117,6 +117,102 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
 }
 
 #[test]
+fn mod_is_the_remainder_with_the_sign_of_the_dividend_in_filters_and_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let bids = input(
+        dir.path(),
+        "bids.jsonl",
+        &[
+            json!({"auction": 246, "price": 10}),
+            json!({"auction": 247, "price": 11}),
+            json!({"auction": -7, "price": 12}),
+            json!({"auction": 0, "price": 13}),
+            json!({"auction": 1000, "price": 14}),
+        ],
+    );
+    // Nexmark q2's filter, plus MOD in the SELECT list: 246 = 2 * 123, 0 = 0 * 123;
+    // MOD(-7, 3) = -1 and MOD(1000, 7) = 6 (Flink's MOD keeps the dividend's sign).
+    let sql = format!(
+        "CREATE TABLE bid (auction BIGINT, price BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{bids}', 'format' = 'json');
+         CREATE TABLE q2 (auction BIGINT, price BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}/q2', 'format' = 'json');
+         CREATE TABLE rems (auction BIGINT, by3 BIGINT, by7 BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}/rems', 'format' = 'json');
+         INSERT INTO q2 SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0;
+         INSERT INTO rems SELECT auction, MOD(auction, 3), mod(auction + 0, 7) FROM bid
+           WHERE auction IN (-7, 1000);",
+        out.display(),
+        out.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out.join("q2")),
+        sorted(vec![
+            json!({"auction": 246, "price": 10}),
+            json!({"auction": 0, "price": 13}),
+        ])
+    );
+    assert_eq!(
+        output(&out.join("rems")),
+        sorted(vec![
+            json!({"auction": -7, "by3": -1, "by7": 0}),
+            json!({"auction": 1000, "by3": 1, "by7": 6}),
+        ])
+    );
+    assert_eq!(
+        plan_error(
+            "CREATE TABLE t (a BIGINT) WITH ('connector' = 'datagen');
+             CREATE TABLE s (a BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO s SELECT MOD(a) FROM t;"
+        ),
+        "3:35: MOD takes 2 arguments (MOD(a, b)), found 1"
+    );
+}
+
+#[test]
+fn json_fields_are_read_by_name_in_any_order_even_when_the_decoder_runs_in_its_own_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = dir.path().join("t.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"id": 1, "price": 2, "note": {"a": [1, 2]}, "at": "2026-01-01 00:00:01.5", "flag": true}"#,
+            "\n",
+            r#"{"at": 1767225602000, "flag": false, "note": 7, "price": 2.25, "id": 2, "x": "y"}"#,
+            "\n",
+            r#"{"id": 3, "note": "plain \"q\""}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE t (id BIGINT, price DOUBLE, note STRING, `at` TIMESTAMP(3), flag BOOLEAN)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE o (id BIGINT, price DOUBLE, note STRING, `at` TIMESTAMP(3), flag BOOLEAN)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO o SELECT * FROM t;",
+        data.display(),
+        out.display()
+    );
+    // Unchained, the source's records travel to the decoder through the engine's codec.
+    run(
+        &sql,
+        config(&[("pipeline.operator-chaining.enabled", "false")]),
+    );
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"id": 1, "price": 2.0, "note": "{\"a\":[1,2]}", "at": "2026-01-01 00:00:01.500", "flag": true}),
+            json!({"id": 2, "price": 2.25, "note": "7", "at": "2026-01-01 00:00:02.000", "flag": false}),
+            json!({"id": 3, "price": null, "note": "plain \"q\"", "at": null, "flag": null}),
+        ])
+    );
+}
+
+#[test]
 fn a_tumbling_window_computes_every_aggregate_per_user_and_minute() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

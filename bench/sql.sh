@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# SQL benchmark: the same Flink SQL text on Apache Flink 2.3 and on Weir.
+#
+#   bash bench/sql.sh                  # every query, 1 run per engine
+#   RUNS=3 bash bench/sql.sh q0 q1 q2  # some queries, median of 3 runs
+#   bash bench/sql.sh --verify q1      # both engines write their rows to files; compare them
+#
+# Queries (bench/sql/<query>.sql): tumbling (the engine-core job as a window TVF), tumbling_gw
+# (the same in group-window syntax) over bench/gen_events.py's events-N.jsonl, and Nexmark
+# q0 q1 q2 q5 q7 q8 over bench/nexmark_gen.py's bid/person/auction files (bench/sql/
+# nexmark_ddl.sql is prepended). The runner substitutes ${NEXMARK_DIR} / ${EVENTS_PATH}; the
+# text is otherwise identical for both engines; the exact script each ran is kept in
+# bench/out/sql/<query>.sql.
+#
+# Prints one line per query:
+#   <query> weir=<events/s> flink=<events/s> ratio=<weir/flink>
+# where events = the input records the query reads (the rows of each input table, counted
+# once) and events/s = events / job_ms (Flink: JobExecutionResult net runtime; Weir: elapsed_ms
+# of --summary-json). A side that cannot run the query prints n/a and says why on stderr.
+#
+# Env:
+#   EVENTS            Nexmark events (default 4000000: 3.68M bids, 80k persons, 240k auctions)
+#   TUMBLING_EVENTS   events for tumbling/tumbling_gw (default 3000000, engine-core's file)
+#   RUNS              runs per engine and query (default 1); the median events/s is reported
+#   NICE              niceness (default 10; 0 on a quiet machine)
+#   WEIR_BIN          weir binary (default $CARGO_TARGET_DIR/release/weir, built if missing
+#                     unless WEIR_BUILD=0)
+#   REUSE_FLINK=1     report the Flink runs kept from an earlier run of the same query and
+#                     size (bench/out/sql/flink-<query>-<N>.runs.jsonl) instead of rerunning
+#   SKIP_FLINK=1 / SKIP_WEIR=1, FLINK_JVM_ARGS, BENCH_DATA_DIR, WEIR_CACHE, CARGO_TARGET_DIR
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+export WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
+EVENTS="${EVENTS:-4000000}"
+TUMBLING_EVENTS="${TUMBLING_EVENTS:-3000000}"
+RUNS="${RUNS:-1}"
+NICE="${NICE:-10}"
+RUN=(nice -n "$NICE")
+DATA_DIR="${BENCH_DATA_DIR:-$HERE/out}"
+OUT_DIR="$HERE/out/sql"
+VERIFY=0
+QUERIES=()
+for a in "$@"; do
+    case "$a" in
+        --verify) VERIFY=1 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) QUERIES+=("$a") ;;
+    esac
+done
+[ "${#QUERIES[@]}" -gt 0 ] || QUERIES=(tumbling tumbling_gw q0 q1 q2 q5 q7 q8)
+
+log() { echo "[sql] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+mkdir -p "$DATA_DIR" "$OUT_DIR"
+log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) nexmark_events=$EVENTS tumbling_events=$TUMBLING_EVENTS runs=$RUNS verify=$VERIFY"
+
+# ---- setup ------------------------------------------------------------------------------
+FLINK_VENV="$(bash "$HERE/setup.sh")" || die "setup failed"
+PY="$FLINK_VENV/bin/python"
+
+WEIR_STATUS=""
+if [ "${SKIP_WEIR:-0}" = 1 ]; then
+    WEIR_STATUS="skipped (SKIP_WEIR=1)"
+else
+    WEIR_BIN="${WEIR_BIN:-$CARGO_TARGET_DIR/release/weir}"
+    if ! [ -x "$WEIR_BIN" ] && [ "${WEIR_BUILD:-1}" != 0 ]; then
+        log "building weir: cargo build --release -p weir (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+        (cd "$REPO" && "${RUN[@]}" cargo build --release -p weir) >"$OUT_DIR/weir-build.log" 2>&1 \
+            || { tail -5 "$OUT_DIR/weir-build.log" >&2; WEIR_STATUS="build failed"; }
+    fi
+    [ -n "$WEIR_STATUS" ] || [ -x "$WEIR_BIN" ] || WEIR_STATUS="no weir binary at $WEIR_BIN"
+    [ -n "$WEIR_STATUS" ] || log "weir binary: $WEIR_BIN (modified $(date -u -r "$WEIR_BIN" +%Y-%m-%dT%H:%M:%SZ))"
+fi
+[ -z "$WEIR_STATUS" ] || log "weir: $WEIR_STATUS"
+
+# ---- data -------------------------------------------------------------------------------
+need_nexmark=0; need_events=0
+for q in "${QUERIES[@]}"; do
+    [ -f "$HERE/sql/$q.sql" ] || die "no such query: bench/sql/$q.sql"
+    case "$q" in tumbling*) need_events=1 ;; *) need_nexmark=1 ;; esac
+done
+NEXMARK_DIR="$DATA_DIR/nexmark-$EVENTS"
+EVENTS_PATH="$DATA_DIR/events-$TUMBLING_EVENTS.jsonl"
+if [ "$need_nexmark" = 1 ]; then
+    "${RUN[@]}" python3 "$HERE/nexmark_gen.py" "$EVENTS" "$NEXMARK_DIR" || die "nexmark generation failed"
+fi
+if [ "$need_events" = 1 ]; then
+    "${RUN[@]}" python3 "$HERE/gen_events.py" "$TUMBLING_EVENTS" "$EVENTS_PATH" || die "event generation failed"
+fi
+
+# rows of the tables named on the query's "-- inputs:" line
+input_events() {
+    "$PY" - "$HERE/sql/$1.sql" "$NEXMARK_DIR/counts.json" "$TUMBLING_EVENTS" <<'PYEOF'
+import json, sys
+tables = []
+for line in open(sys.argv[1]):
+    if line.startswith("-- inputs:"):
+        tables = line.split(":", 1)[1].split()
+        break
+total = 0
+for t in tables:
+    if t == "events":
+        total += int(sys.argv[3])
+    else:
+        total += json.load(open(sys.argv[2]))[t]
+print(total)
+PYEOF
+}
+
+# the script both engines run: paths substituted; with --verify the blackhole sink becomes a
+# filesystem/json sink writing to $2
+script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR]
+    local q="$1" out="$2" sink="${3:-}"
+    {
+        case "$q" in tumbling*) ;; *) cat "$HERE/sql/nexmark_ddl.sql"; echo ;; esac
+        cat "$HERE/sql/$q.sql"
+    } | NEXMARK_DIR="$NEXMARK_DIR" EVENTS_PATH="$EVENTS_PATH" SINK="$sink" "$PY" -c '
+import os, re, sys
+text = sys.stdin.read()
+text = text.replace("${NEXMARK_DIR}", os.environ["NEXMARK_DIR"])
+text = text.replace("${EVENTS_PATH}", os.environ["EVENTS_PATH"])
+sink = os.environ["SINK"]
+if sink:
+    n = len(re.findall(r"\x27connector\x27\s*=\s*\x27blackhole\x27", text))
+    if n != 1:
+        sys.exit(f"expected one blackhole sink, found {n}")
+    text = re.sub(r"\x27connector\x27\s*=\s*\x27blackhole\x27",
+                  f"\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27{sink}\x27, \x27format\x27 = \x27json\x27",
+                  text)
+sys.stdout.write(text)' >"$out"
+}
+
+measure() {  # measure OUT CMD... -> "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" in OUT
+    local out="$1"; shift
+    "$PY" - "$out" "$@" <<'PYEOF'
+import resource, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+t0 = time.monotonic()
+rc = subprocess.call(cmd)
+wall_ms = int((time.monotonic() - t0) * 1000)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(out, "w") as f:
+    f.write(f"{wall_ms} {ru.ru_maxrss} {rc} {int((ru.ru_utime + ru.ru_stime) * 1000)}\n")
+sys.exit(rc)
+PYEOF
+}
+
+add_fields() {  # JSON RUN LOAD
+    "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d["run"]=int(sys.argv[2]); d["loadavg_1m"]=float(sys.argv[3]); print(json.dumps(d))' "$@"
+}
+pick_median() {
+    "$PY" -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows.sort(key=lambda d: d.get("events_per_s") or 0)
+if rows: print(json.dumps(rows[(len(rows)-1)//2]))' "$1"
+}
+
+run_flink() {  # run_flink QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or nothing
+    local q="$1" script="$2" events="$3" tag="$4" line=""
+    if "${RUN[@]}" "$PY" "$HERE/flink_sql.py" "$script" --events "$events" --name "$q" \
+        >"$OUT_DIR/flink-$q.$tag.stdout" 2>"$OUT_DIR/flink-$q.$tag.log"; then
+        line="$(grep '^{"engine": "flink"' "$OUT_DIR/flink-$q.$tag.stdout" | tail -1)"
+    fi
+    if [ -z "$line" ]; then
+        log "$q: flink FAILED (log: $OUT_DIR/flink-$q.$tag.log):"
+        grep -m3 -E 'Exception|Error' "$OUT_DIR/flink-$q.$tag.log" | cut -c1-400 >&2
+    fi
+    echo "$line"
+}
+
+run_weir() {  # run_weir QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or nothing
+    local q="$1" script="$2" events="$3" tag="$4"
+    local summary="$OUT_DIR/weir-$q.$tag.summary.json" m="$OUT_DIR/weir-$q.$tag.measure"
+    local wlog="$OUT_DIR/weir-$q.$tag.log"
+    rm -f "$summary"
+    if measure "$m" "${RUN[@]}" "$WEIR_BIN" run "$script" --parallelism 1 --no-progress \
+        --summary-json "$summary" >"$wlog" 2>&1 && [ -s "$summary" ]; then
+        "$PY" - "$summary" "$m" "$events" "$q" <<'PYEOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+wall_ms, rss_kib, _, cpu_ms = (int(x) for x in open(sys.argv[2]).read().split())
+events = int(sys.argv[3])
+job_ms = s["elapsed_ms"]
+print(json.dumps({
+    "engine": "weir", "query": sys.argv[4], "events": events, "job_ms": job_ms,
+    "wall_ms": wall_ms,
+    "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
+    "peak_rss_mib": round(rss_kib / 1024), "cpu_ms": cpu_ms,
+    "records_in": s.get("records_in"), "records_out": s.get("records_out"),
+}))
+PYEOF
+    else
+        log "$q: weir cannot run it (log: $wlog):"
+        grep -v '^\s*$' "$wlog" | tail -3 >&2
+    fi
+}
+
+# ---- verify -----------------------------------------------------------------------------
+if [ "$VERIFY" = 1 ]; then
+    status=0
+    for q in "${QUERIES[@]}"; do
+        VDIR="$OUT_DIR/verify-$q"
+        rm -rf "$VDIR"; mkdir -p "$VDIR"
+        script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" || die "$q: cannot build the script"
+        script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" || die "$q: cannot build the script"
+        events="$(input_events "$q")"
+        [ "${SKIP_FLINK:-0}" = 1 ] || [ -n "$(run_flink "$q" "$VDIR/flink.sql" "$events" verify)" ] \
+            || { echo "$q verify=n/a (flink failed)"; status=1; continue; }
+        if [ -n "$WEIR_STATUS" ] || [ -z "$(run_weir "$q" "$VDIR/weir.sql" "$events" verify)" ]; then
+            echo "$q verify=n/a (weir cannot run it)"; status=1; continue
+        fi
+        "$PY" "$HERE/compare_rows.py" "$VDIR/weir-out" "$VDIR/flink-out" --label "$q" || status=1
+    done
+    exit "$status"
+fi
+
+# ---- bench ------------------------------------------------------------------------------
+SUMMARY_LINES=()
+for q in "${QUERIES[@]}"; do
+    SCRIPT="$OUT_DIR/$q.sql"
+    script_for "$q" "$SCRIPT" || die "$q: cannot build the script"
+    events="$(input_events "$q")"
+    FR="$OUT_DIR/flink-$q-$EVENTS.runs.jsonl"; WR="$OUT_DIR/weir-$q-$EVENTS.runs.jsonl"
+    case "$q" in tumbling*) FR="$OUT_DIR/flink-$q-$TUMBLING_EVENTS.runs.jsonl"; WR="$OUT_DIR/weir-$q-$TUMBLING_EVENTS.runs.jsonl" ;; esac
+    reuse_flink=0
+    if [ "${REUSE_FLINK:-0}" = 1 ] && [ -s "$FR" ]; then
+        reuse_flink=1
+        log "$q: REUSE_FLINK=1: Flink runs from $FR ($(wc -l <"$FR") runs) are reused, not rerun"
+    else
+        rm -f "$FR"
+    fi
+    rm -f "$WR"
+    log "$q: $events input records ($SCRIPT)"
+    weir_ok=1
+    for i in $(seq 1 "$RUNS"); do
+        if [ "${SKIP_FLINK:-0}" != 1 ] && [ "$reuse_flink" = 0 ]; then
+            load="$(cut -d' ' -f1 /proc/loadavg)"
+            line="$(run_flink "$q" "$SCRIPT" "$events" "run$i")"
+            [ -z "$line" ] || { line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$FR"; log "$line"; }
+        fi
+        if [ -z "$WEIR_STATUS" ] && [ "$weir_ok" = 1 ]; then
+            load="$(cut -d' ' -f1 /proc/loadavg)"
+            line="$(run_weir "$q" "$SCRIPT" "$events" "run$i")"
+            if [ -z "$line" ]; then
+                weir_ok=0
+            else
+                line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$WR"; log "$line"
+                "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["records_in"]==d["events"] else 1)' "$line" \
+                    || log "$q: WARNING: weir records_in differs from the input records ($events): $line"
+            fi
+        fi
+    done
+    F="$([ -s "$FR" ] && pick_median "$FR")"; W="$([ -s "$WR" ] && pick_median "$WR")"
+    SUMMARY_LINES+=("$("$PY" -c '
+import json, sys
+f = json.loads(sys.argv[2]) if sys.argv[2] else {}
+w = json.loads(sys.argv[3]) if sys.argv[3] else {}
+fe, we = f.get("events_per_s"), w.get("events_per_s")
+v = lambda x: "n/a" if x is None else str(x)
+ratio = f"{we / fe:.2f}" if fe and we else "n/a"
+print(f"{sys.argv[1]} weir={v(we)} flink={v(fe)} ratio={ratio}")
+' "$q" "$F" "$W")")
+done
+printf '%s\n' "${SUMMARY_LINES[@]}"
