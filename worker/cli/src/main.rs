@@ -8,6 +8,7 @@ mod control;
 mod jobs;
 mod progress;
 mod sql;
+mod udfs;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
