@@ -76,7 +76,9 @@ fn build(spec: &JobSpec) -> weir_engine::Result<PreparedJob> {
                 spec.name
             )));
         };
-        weir_sql::plan(&env, text)
+        // The registry the JobManager planned with: the same worker build.
+        let udfs = crate::udfs::registry().map_err(|e| user(e.into()))?;
+        weir_sql::plan_with_udfs(&env, text, &udfs)
             .map_err(|e| weir_engine::Error::User(format!("{}:{e}", spec.name)))?;
     } else {
         let def = jobs::find(&spec.name).map_err(user)?;
@@ -230,4 +232,38 @@ pub fn taskmanager(config: Option<&Path>, set: &[String]) -> Result<()> {
     );
     run_taskmanager(&cluster, &build, &shutdown)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql_spec(text: &str) -> JobSpec {
+        JobSpec {
+            name: "udf.sql".into(),
+            args: vec![text.into()],
+            config: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_taskmanager_plans_sql_calling_the_builds_udfs_from_the_job_spec() {
+        let script = |f: &str| {
+            format!(
+                "CREATE TABLE users (user_id STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '3');
+                 CREATE TABLE out (u STRING, e STRING) WITH ('connector' = 'blackhole');
+                 CREATE TEMPORARY FUNCTION enrich AS 'enrich_user';
+                 INSERT INTO out SELECT enrich_user(user_id), {f}(user_id) FROM users;"
+            )
+        };
+        // The job spec carries only the script: the functions come from this build's registry.
+        build(&sql_spec(&script("enrich"))).expect("the TaskManager resolves the UDFs");
+        let Err(e) = build(&sql_spec(&script("not_registered"))) else {
+            panic!("an unknown function must fail the TaskManager's planning");
+        };
+        assert!(
+            e.to_string().starts_with("udf.sql:4:") && e.to_string().contains("not_registered"),
+            "{e}"
+        );
+    }
 }

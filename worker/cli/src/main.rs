@@ -9,6 +9,7 @@ mod jobs;
 mod objects;
 mod progress;
 mod sql;
+mod udfs;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

@@ -1791,3 +1791,62 @@ fn a_global_sql_aggregate_restored_from_a_savepoint_continues_its_changelog() {
     }
     assert!(lines.len() < 2 * 20000 - 1, "resumed mid-stream: {out}");
 }
+
+#[test]
+fn a_sql_script_calls_the_rust_udfs_built_into_weir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out, script) = (
+        dir.path().join("users.jsonl"),
+        dir.path().join("enriched"),
+        dir.path().join("enrich.sql"),
+    );
+    std::fs::write(
+        &data,
+        "{\"user_id\": \"user_0\"}\n{\"user_id\": \"user_1\"}\n{\"user_id\": \"user_2\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE users (user_id STRING)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TEMPORARY FUNCTION tier_of AS 'enrich_user' LANGUAGE RUST;
+             CREATE TABLE enriched WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')
+             AS SELECT enrich_user(user_id) AS who, tier_of(UPPER(user_id)) AS shout FROM users;",
+            data.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let o = weir(&["run", script.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = committed(&out);
+    rows.sort();
+    // "user_" sums to 542 and "USER_" to 414; each digit adds 48 + n; tiers by sum % 3:
+    // 0 bronze, 1 silver, 2 gold.
+    assert_eq!(
+        rows,
+        [
+            r#"{"shout":"USER_0 (bronze)","who":"user_0 (gold)"}"#,
+            r#"{"shout":"USER_1 (silver)","who":"user_1 (bronze)"}"#,
+            r#"{"shout":"USER_2 (gold)","who":"user_2 (silver)"}"#,
+        ]
+    );
+
+    // A call that does not fit the signature fails at plan time, naming file, line and column.
+    std::fs::write(
+        &script,
+        "CREATE TABLE n (x BIGINT) WITH ('connector' = 'datagen');\nSELECT enrich_user(x) FROM n;",
+    )
+    .unwrap();
+    let o = weir(&["run", script.to_str().unwrap(), "--no-progress"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "{}:2:8: enrich_user(BIGINT) does not match the function's signature enrich_user(STRING) -> STRING",
+            script.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

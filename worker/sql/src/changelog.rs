@@ -355,6 +355,7 @@ impl Planner<'_> {
             rowtime: None,
             plan,
             window: None,
+            proctime: None,
         };
         let select: Vec<SelectItem> = out_items
             .into_iter()

@@ -20,9 +20,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use weir_engine::runtime::Rec;
 
-/// What DataFusion's SQL planner may look up: the scalar function library.
+/// What DataFusion's SQL planner may look up: the scalar function library (DataFusion's and
+/// `PROCTIME`), then the script's user functions, which come first.
 pub struct Functions {
     udfs: HashMap<String, Arc<ScalarUDF>>,
+    /// User functions by SQL name: registered UDFs and `CREATE TEMPORARY FUNCTION` names.
+    user: HashMap<String, Arc<ScalarUDF>>,
     planners: Vec<Arc<dyn ExprPlanner>>,
     options: ConfigOptions,
 }
@@ -42,6 +45,7 @@ impl Default for Functions {
             }
             udfs.insert(f.name().to_string(), f);
         }
+        udfs.insert("proctime".into(), Arc::new(crate::udf::ProcTime::udf()));
         let planners: Vec<Arc<dyn ExprPlanner>> = vec![
             Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
             Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
@@ -49,6 +53,7 @@ impl Default for Functions {
         ];
         Functions {
             udfs,
+            user: HashMap::new(),
             planners,
             options: ConfigOptions::default(),
         }
@@ -66,7 +71,11 @@ impl ContextProvider for Functions {
         &self.planners
     }
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
-        self.udfs.get(&name.to_ascii_lowercase()).cloned()
+        let name = name.to_ascii_lowercase();
+        self.user
+            .get(&name)
+            .or_else(|| self.udfs.get(&name))
+            .cloned()
     }
     fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<datafusion_expr::HigherOrderUDF>> {
         None
@@ -84,7 +93,7 @@ impl ContextProvider for Functions {
         &self.options
     }
     fn udf_names(&self) -> Vec<String> {
-        self.udfs.keys().cloned().collect()
+        self.user.keys().chain(self.udfs.keys()).cloned().collect()
     }
     fn higher_order_function_names(&self) -> Vec<String> {
         Vec::new()
@@ -94,6 +103,28 @@ impl ContextProvider for Functions {
     }
     fn udwf_names(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+impl Functions {
+    /// Whether `name` (lower case) is in the built-in library.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.udfs.contains_key(name)
+    }
+
+    /// The user function `name` (lower case) resolves to, if any.
+    pub fn user_function(&self, name: &str) -> Option<&Arc<ScalarUDF>> {
+        self.user.get(name)
+    }
+
+    /// Makes `name` (lower case) call `udf`, ahead of a built-in of that name.
+    pub fn set_user_function(&mut self, name: String, udf: Arc<ScalarUDF>) {
+        self.user.insert(name, udf);
+    }
+
+    /// Forgets the user function `name` (a built-in of that name is visible again).
+    pub fn remove_user_function(&mut self, name: &str) {
+        self.user.remove(name);
     }
 }
 
@@ -241,6 +272,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     if let ControlFlow::Break(err) = e.visit(&mut FlinkFunctions) {
         return Err(err);
     }
+    crate::udf::check_calls(funcs, &e, cols)?;
     let schema = arrow_schema(cols);
     let df = DFSchema::try_from(schema.as_ref().clone())
         .map_err(|x| SqlError::at(span, clean_df_message(&x.to_string())))?;

@@ -973,6 +973,7 @@ impl Planner<'_> {
                 rowtime: None,
                 plan: nest(title, &child),
                 window: None,
+                proctime: None,
             },
             scope,
         ))

@@ -24,11 +24,12 @@ mod join;
 pub mod parse;
 pub mod plan;
 mod tvf;
+pub mod udf;
 pub mod value;
 mod window_join;
 
 pub use error::{Result, SqlError};
-pub use value::{Row, Value};
+pub use value::{Row, SqlType, Value};
 
 use weir_engine::api::StreamExecutionEnvironment;
 
@@ -53,10 +54,22 @@ impl PlannedScript {
 }
 
 /// Parses `sql` (several `;`-separated statements) and adds its INSERT/SELECT pipelines to
-/// `env` as one job (a statement set).
+/// `env` as one job (a statement set). Only SQL's built-in functions are callable; see
+/// [`plan_with_udfs`].
 pub fn plan(env: &StreamExecutionEnvironment, sql: &str) -> Result<PlannedScript> {
+    plan_with_udfs(env, sql, &udf::Registry::new())
+}
+
+/// Like [`plan`], with the user-defined functions of `udfs` callable by name (and mappable
+/// with `CREATE TEMPORARY FUNCTION`). Every process planning the job (a cluster's
+/// JobManager and TaskManagers) must pass the same registry.
+pub fn plan_with_udfs(
+    env: &StreamExecutionEnvironment,
+    sql: &str,
+    udfs: &udf::Registry,
+) -> Result<PlannedScript> {
     let stmts = parse::parse_script(sql)?;
-    let mut p = plan::Planner::new(env);
+    let mut p = plan::Planner::with_udfs(env, udfs);
     p.plan_script(stmts)?;
     Ok(PlannedScript {
         plans: p.plans,

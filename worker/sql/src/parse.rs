@@ -78,13 +78,32 @@ pub enum Statement {
     Select(Box<Query>),
     /// `EXPLAIN stmt`: print the streaming plan of an INSERT or query.
     Explain(Box<Statement>),
+    /// `CREATE TABLE name [(columns)] WITH (…) AS query`: a sink table with the query's
+    /// schema, filled by the query.
+    CreateTableAs {
+        /// The table (no columns when the statement lists none).
+        def: Box<TableDef>,
+        /// The query.
+        query: Box<Query>,
+    },
+    /// `CREATE TEMPORARY [SYSTEM] FUNCTION`
+    CreateFunction(Box<crate::udf::FunctionDef>),
+    /// `DROP TEMPORARY [SYSTEM] FUNCTION [IF EXISTS] name`
+    DropFunction {
+        /// The function's SQL name.
+        name: Ident,
+        /// `SYSTEM`
+        system: bool,
+        /// `IF EXISTS`
+        if_exists: bool,
+    },
 }
 
-fn err_here(p: &Parser<'_>, msg: impl Into<String>) -> SqlError {
+pub(crate) fn err_here(p: &Parser<'_>, msg: impl Into<String>) -> SqlError {
     SqlError::at(p.peek_token_ref().span, msg)
 }
 
-fn single_ident(p: &mut Parser<'_>, what: &str) -> Result<Ident> {
+pub(crate) fn single_ident(p: &mut Parser<'_>, what: &str) -> Result<Ident> {
     let span = p.peek_token_ref().span;
     let name: ObjectName = p.parse_object_name(false).map_err(SqlError::from_parser)?;
     if name.0.len() != 1 {
@@ -148,7 +167,12 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
         };
     }
     if p.parse_keyword(Keyword::CREATE) {
-        let _ = p.parse_keyword(Keyword::TEMPORARY);
+        let temporary = p.parse_keyword(Keyword::TEMPORARY);
+        if temporary && p.parse_keyword(Keyword::SYSTEM) {
+            p.expect_keyword(Keyword::FUNCTION)
+                .map_err(SqlError::from_parser)?;
+            return crate::udf::parse_create_function(p, start, true, true);
+        }
         if p.parse_keyword(Keyword::TABLE) {
             if p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]) {
                 return Err(SqlError::at(
@@ -156,7 +180,7 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
                     "CREATE TABLE IF NOT EXISTS is not supported yet",
                 ));
             }
-            return parse_create_table(p, start).map(|t| Statement::CreateTable(Box::new(t)));
+            return parse_create_table(p, start);
         }
         if p.parse_keyword(Keyword::VIEW) {
             let name = single_ident(p, "view")?;
@@ -166,9 +190,12 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
             return Ok(Statement::CreateView { name, query });
         }
         if p.parse_keyword(Keyword::FUNCTION) {
-            return Err(SqlError::at(start, "CREATE FUNCTION is not supported yet"));
+            return crate::udf::parse_create_function(p, start, temporary, false);
         }
-        return Err(err_here(p, "expected TABLE or VIEW after CREATE"));
+        return Err(err_here(p, "expected TABLE, VIEW or FUNCTION after CREATE"));
+    }
+    if p.parse_keyword(Keyword::DROP) {
+        return crate::udf::parse_drop_function(p, start);
     }
     if p.parse_keyword(Keyword::INSERT) {
         if p.parse_keyword(Keyword::OVERWRITE) {
@@ -200,7 +227,7 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
     Err(SqlError::at(
         t.span,
         format!(
-            "unsupported statement starting with '{t}'; supported are CREATE TABLE, CREATE VIEW, INSERT INTO, SELECT and EXPLAIN"
+            "unsupported statement starting with '{t}'; supported are CREATE TABLE, CREATE VIEW, CREATE/DROP TEMPORARY FUNCTION, INSERT INTO, SELECT and EXPLAIN"
         ),
     ))
 }
@@ -217,56 +244,58 @@ fn parse_word(p: &mut Parser<'_>, w: &str) -> bool {
     false
 }
 
-fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
+fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
     let name = single_ident(p, "table")?;
-    p.expect_token(&Token::LParen)
-        .map_err(SqlError::from_parser)?;
     let mut columns = Vec::new();
     let mut watermark = None;
-    loop {
-        let at = p.peek_token_ref().span;
-        if parse_word(p, "WATERMARK") {
-            p.expect_keyword(Keyword::FOR)
-                .map_err(SqlError::from_parser)?;
-            let column = p.parse_identifier().map_err(SqlError::from_parser)?;
-            p.expect_keyword(Keyword::AS)
-                .map_err(SqlError::from_parser)?;
-            let expr = p.parse_expr().map_err(SqlError::from_parser)?;
-            if watermark.is_some() {
-                return Err(SqlError::at(at, "a table can declare only one WATERMARK"));
-            }
-            watermark = Some(WatermarkDef { column, expr });
-        } else if p.parse_keyword(Keyword::PRIMARY) || p.parse_keyword(Keyword::CONSTRAINT) {
-            return Err(SqlError::at(
-                at,
-                "PRIMARY KEY constraints are not supported yet",
-            ));
-        } else {
-            let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
-            let kind = if p.parse_keyword(Keyword::AS) {
-                ColumnKind::Computed(Box::new(p.parse_expr().map_err(SqlError::from_parser)?))
+    // CREATE TABLE … AS SELECT may leave the columns to its query.
+    let listed = p.consume_token(&Token::LParen);
+    if listed {
+        loop {
+            let at = p.peek_token_ref().span;
+            if parse_word(p, "WATERMARK") {
+                p.expect_keyword(Keyword::FOR)
+                    .map_err(SqlError::from_parser)?;
+                let column = p.parse_identifier().map_err(SqlError::from_parser)?;
+                p.expect_keyword(Keyword::AS)
+                    .map_err(SqlError::from_parser)?;
+                let expr = p.parse_expr().map_err(SqlError::from_parser)?;
+                if watermark.is_some() {
+                    return Err(SqlError::at(at, "a table can declare only one WATERMARK"));
+                }
+                watermark = Some(WatermarkDef { column, expr });
+            } else if p.parse_keyword(Keyword::PRIMARY) || p.parse_keyword(Keyword::CONSTRAINT) {
+                return Err(SqlError::at(
+                    at,
+                    "PRIMARY KEY constraints are not supported yet",
+                ));
             } else {
-                let ty = p.parse_data_type().map_err(SqlError::from_parser)?;
-                // Nullability is accepted and not enforced.
-                if p.parse_keyword(Keyword::NOT) {
-                    p.expect_keyword(Keyword::NULL)
-                        .map_err(SqlError::from_parser)?;
+                let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
+                let kind = if p.parse_keyword(Keyword::AS) {
+                    ColumnKind::Computed(Box::new(p.parse_expr().map_err(SqlError::from_parser)?))
                 } else {
-                    let _ = p.parse_keyword(Keyword::NULL);
-                }
-                if p.peek_keyword(Keyword::METADATA) {
-                    return Err(err_here(p, "METADATA columns are not supported yet"));
-                }
-                ColumnKind::Physical(ty)
-            };
-            columns.push(ColumnDef { ident, kind });
+                    let ty = p.parse_data_type().map_err(SqlError::from_parser)?;
+                    // Nullability is accepted and not enforced.
+                    if p.parse_keyword(Keyword::NOT) {
+                        p.expect_keyword(Keyword::NULL)
+                            .map_err(SqlError::from_parser)?;
+                    } else {
+                        let _ = p.parse_keyword(Keyword::NULL);
+                    }
+                    if p.peek_keyword(Keyword::METADATA) {
+                        return Err(err_here(p, "METADATA columns are not supported yet"));
+                    }
+                    ColumnKind::Physical(ty)
+                };
+                columns.push(ColumnDef { ident, kind });
+            }
+            if p.consume_token(&Token::Comma) {
+                continue;
+            }
+            p.expect_token(&Token::RParen)
+                .map_err(SqlError::from_parser)?;
+            break;
         }
-        if p.consume_token(&Token::Comma) {
-            continue;
-        }
-        p.expect_token(&Token::RParen)
-            .map_err(SqlError::from_parser)?;
-        break;
     }
     let mut options = BTreeMap::new();
     let mut option_spans = BTreeMap::new();
@@ -294,18 +323,26 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<TableDef> {
             break;
         }
     }
-    if p.parse_keyword(Keyword::AS) {
-        return Err(SqlError::at(
-            p.peek_token_ref().span,
-            "CREATE TABLE ... AS SELECT is not supported yet; use CREATE TABLE and INSERT INTO",
-        ));
-    }
-    Ok(TableDef {
+    let def = Box::new(TableDef {
         name,
         columns,
         watermark,
         options,
         option_spans,
         span,
-    })
+    });
+    if p.parse_keyword(Keyword::AS) {
+        let query = parse_query(p)?;
+        return Ok(Statement::CreateTableAs { def, query });
+    }
+    if !listed {
+        return Err(SqlError::at(
+            def.name.span,
+            format!(
+                "CREATE TABLE {} needs a column list, or AS SELECT … to take the query's columns",
+                def.name
+            ),
+        ));
+    }
+    Ok(Statement::CreateTable(def))
 }

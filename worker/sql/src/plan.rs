@@ -27,6 +27,9 @@ use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
 use weir_engine::window::{WindowSpec, Windowed};
 
+mod ctas;
+mod functions;
+
 /// The normalized name of an identifier: unquoted identifiers are case-insensitive.
 pub fn norm(id: &Ident) -> String {
     if id.quote_style.is_some() {
@@ -42,6 +45,8 @@ pub(crate) struct Stream {
     pub(crate) cols: Vec<Column>,
     /// Index of the event-time attribute column (declared by WATERMARK FOR), if any.
     pub(crate) rowtime: Option<usize>,
+    /// Index of the processing-time attribute column (`pt AS PROCTIME()`), if any.
+    pub(crate) proctime: Option<usize>,
     /// EXPLAIN lines, root first, indented by depth.
     pub(crate) plan: Vec<String>,
     /// The window each row belongs to, when the rows come from a window TVF, a window
@@ -64,6 +69,8 @@ struct TableEntry {
 pub struct Planner<'e> {
     pub(crate) env: &'e StreamExecutionEnvironment,
     pub(crate) funcs: Functions,
+    /// Registered UDFs and the script's temporary functions.
+    pub(crate) udfs: functions::Udfs,
     tables: HashMap<String, TableEntry>,
     views: HashMap<String, Query>,
     /// Index of the statement being planned and operators planned in it (for uids).
@@ -393,6 +400,7 @@ impl<'e> Planner<'e> {
         Planner {
             env,
             funcs: Functions::default(),
+            udfs: Default::default(),
             tables: HashMap::new(),
             views: HashMap::new(),
             stmt: 0,
@@ -465,12 +473,21 @@ impl<'e> Planner<'e> {
                 self.pipelines += 1;
                 Ok(())
             }
+            Statement::CreateTableAs { def, query } => self.create_table_as(*def, &query),
+            Statement::CreateFunction(def) => self.create_function(*def),
+            Statement::DropFunction {
+                name,
+                system,
+                if_exists,
+            } => self.drop_function(&name, system, if_exists),
             Statement::Explain(inner) => {
                 // Plan on a scratch environment: EXPLAIN does not run the statement.
                 let scratch = StreamExecutionEnvironment::with_config(self.env.config());
                 let mut sub = Planner::new(&scratch);
                 sub.tables = std::mem::take(&mut self.tables);
                 sub.views = std::mem::take(&mut self.views);
+                std::mem::swap(&mut sub.funcs, &mut self.funcs);
+                std::mem::swap(&mut sub.udfs, &mut self.udfs);
                 sub.stmt = self.stmt;
                 let res = match *inner {
                     Statement::Insert { table, query } => sub.insert(&table, &query),
@@ -479,6 +496,8 @@ impl<'e> Planner<'e> {
                 };
                 self.tables = std::mem::take(&mut sub.tables);
                 self.views = std::mem::take(&mut sub.views);
+                std::mem::swap(&mut sub.funcs, &mut self.funcs);
+                std::mem::swap(&mut sub.udfs, &mut self.udfs);
                 self.explained.push(res?);
                 Ok(())
             }
@@ -615,6 +634,7 @@ impl<'e> Planner<'e> {
             ds,
             cols: phys_cols.clone(),
             rowtime: None,
+            proctime: None,
             plan: Vec::new(),
             window: None,
         };
@@ -633,6 +653,9 @@ impl<'e> Planner<'e> {
                     }
                     ColumnKind::Computed(e) => {
                         shown.push(format!("{} := {e}", norm(&c.ident)));
+                        if crate::udf::is_proctime_call(e) && stream.proctime.is_none() {
+                            stream.proctime = Some(cols.len());
+                        }
                         e.as_ref().clone()
                     }
                 };
@@ -662,6 +685,14 @@ impl<'e> Planner<'e> {
                 .iter()
                 .position(|c| c.name == col)
                 .expect("checked in CREATE TABLE");
+            if stream.proctime == Some(idx) {
+                return Err(SqlError::at(
+                    w.column.span,
+                    format!(
+                        "WATERMARK FOR '{col}': '{col}' is a processing-time attribute (PROCTIME()); a watermark needs an event-time column"
+                    ),
+                ));
+            }
             if stream.cols[idx].ty != SqlType::Timestamp {
                 return Err(SqlError::at(
                     w.column.span,
@@ -932,6 +963,7 @@ impl<'e> Planner<'e> {
         let mut exprs = Vec::new();
         let mut cols = Vec::new();
         let mut rowtime = None;
+        let mut proctime = None;
         for (i, (name, e)) in items.iter().enumerate() {
             let c = compile(&self.funcs, e, &input.cols)?;
             if let (Expr::Identifier(id), Some(rt)) = (e, input.rowtime)
@@ -939,6 +971,12 @@ impl<'e> Planner<'e> {
                 && rowtime.is_none()
             {
                 rowtime = Some(i);
+            }
+            if let (Expr::Identifier(id), Some(pt)) = (e, input.proctime)
+                && norm(id) == input.cols[pt].name
+                && proctime.is_none()
+            {
+                proctime = Some(i);
             }
             cols.push(Column {
                 name: name.clone(),
@@ -980,6 +1018,7 @@ impl<'e> Planner<'e> {
             cols,
             rowtime,
             window: crate::tvf::carry_window(&input, &items),
+            proctime,
             plan: nest(title, &input.plan),
         })
     }
@@ -995,6 +1034,7 @@ impl<'e> Planner<'e> {
     ) -> Result<Stream> {
         // Find the group window and the keys.
         let mut win = None;
+        let mut on_proctime = false;
         let mut key_exprs = Vec::new();
         for g in group {
             if let Expr::Function(f) = g {
@@ -1012,11 +1052,13 @@ impl<'e> Planner<'e> {
                     })?;
                     let is_rowtime = matches!(time, Expr::Identifier(id)
                         if input.rowtime.is_some_and(|rt| input.cols[rt].name == norm(id)));
-                    if !is_rowtime {
+                    on_proctime = matches!(time, Expr::Identifier(id)
+                        if input.proctime.is_some_and(|pt| input.cols[pt].name == norm(id)));
+                    if !is_rowtime && !on_proctime {
                         return Err(SqlError::at(
                             time.span(),
                             format!(
-                                "{}'s first argument must be the time attribute of its input (the column of WATERMARK FOR{}); '{time}' is not",
+                                "{}'s first argument must be the time attribute of its input (the column of WATERMARK FOR{}, or a PROCTIME() column); '{time}' is not",
                                 name.to_uppercase(),
                                 input
                                     .rowtime
@@ -1081,6 +1123,7 @@ impl<'e> Planner<'e> {
             input,
             filter,
             win,
+            on_proctime,
             &key_exprs,
             items,
             having,
@@ -1095,13 +1138,15 @@ impl<'e> Planner<'e> {
 
     /// Aggregates `input` per window of `win` and key; for `Win::Inherited` the first two
     /// keys are the input's window_start and window_end columns. The output has the keys,
-    /// the aggregates and window_start, window_end, window_time (its time attribute).
+    /// the aggregates and window_start, window_end, window_time (its time attribute, unless
+    /// the windows are on processing time).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn aggregate_windows(
         &mut self,
         input: Stream,
         filter: Option<&Expr>,
         win: Win,
+        on_proctime: bool,
         key_exprs: &[Expr],
         items: &[SelectItem],
         having: Option<&Expr>,
@@ -1251,7 +1296,11 @@ impl<'e> Planner<'e> {
             })
             .uid(&pre_uid)
             .key_by(move |r: &Row| r.0[..nk].to_vec())
-            .window(win.spec())
+            .window(if on_proctime {
+                win.spec().processing_time()
+            } else {
+                win.spec()
+            })
             .aggregate(agg)
             .name(&format!("{title} {}", win.describe()))
             .uid(&win_uid);
@@ -1303,8 +1352,13 @@ impl<'e> Planner<'e> {
         }
         let plan = nest(
             format!(
-                "{title}: window={} keys=[{}] aggregates=[{}] uid={win_uid}",
+                "{title}: window={}{} keys=[{}] aggregates=[{}] uid={win_uid}",
                 win.describe(),
+                if on_proctime {
+                    " on processing time"
+                } else {
+                    ""
+                },
                 pre_shown.join(", "),
                 shown_calls.join(", ")
             ),
@@ -1316,7 +1370,8 @@ impl<'e> Planner<'e> {
                 &input.plan,
             ),
         );
-        let rowtime = Some(cols.len() - 1);
+        // Processing-time windows end on the wall clock: their output has no event time.
+        let rowtime = (!on_proctime).then(|| cols.len() - 1);
         let agg_stream = Stream {
             ds,
             window: Some(WindowProps {
@@ -1326,6 +1381,7 @@ impl<'e> Planner<'e> {
             }),
             cols,
             rowtime,
+            proctime: None,
             plan,
         };
         let select: Vec<SelectItem> = out_items

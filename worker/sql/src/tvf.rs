@@ -353,6 +353,7 @@ impl Planner<'_> {
         }));
         let n = cols.len();
         Ok(Stream {
+            proctime: None,
             ds,
             cols,
             rowtime: Some(n - 1),
@@ -423,6 +424,7 @@ impl Planner<'_> {
             input,
             select.selection.as_ref(),
             win,
+            false,
             &keys,
             &select.projection,
             select.having.as_ref(),

@@ -563,6 +563,7 @@ impl Planner<'_> {
                 ds,
                 cols,
                 rowtime: None,
+                proctime: None,
                 plan,
                 window,
             },

@@ -836,7 +836,7 @@ fn joins_and_updating_results_are_refused_where_they_cannot_run_naming_the_const
         ),
         (
             "INSERT INTO p SELECT id, COUNT(*) FROM (SELECT o.id, o.rt FROM orders o JOIN shipments s ON o.id = s.order_id AND o.rt = s.rt) GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), id;",
-            format!("{first_line}:144: TUMBLE's first argument must be the time attribute of its input (the column of WATERMARK FOR, which the input does not declare)"),
+            format!("{first_line}:144: TUMBLE's first argument must be the time attribute of its input (the column of WATERMARK FOR, which the input does not declare, or a PROCTIME() column)"),
         ),
         (
             "INSERT INTO files SELECT id, COUNT(*) FROM orders GROUP BY id;",
@@ -1444,4 +1444,505 @@ fn a_window_join_stopped_with_a_savepoint_and_restored_produces_the_uninterrupte
     weir_sql::plan(&env, &script(first.path(), "1000000000")).unwrap();
     env.execute("after").unwrap();
     assert_eq!(output(first.path()), expected);
+}
+
+// ---- User-defined functions, CREATE TEMPORARY FUNCTION, CTAS, PROCTIME() ----
+
+/// The UDFs of these tests: a string closure, a `&[Value]` closure with declared types, and a
+/// vectorised DataFusion function.
+fn test_udfs() -> weir_sql::udf::Registry {
+    use datafusion_expr::{ColumnarValue, Volatility, create_udf};
+    use std::sync::Arc;
+    use weir_sql::{SqlType, Value as V};
+    let mut r = weir_sql::udf::Registry::new();
+    r.register_string_fn("greet", |s| format!("hi {s}"))
+        .unwrap()
+        .register_scalar(
+            "weighted",
+            &[SqlType::BigInt, SqlType::Double],
+            SqlType::Double,
+            |args| match args {
+                [V::Int(n), V::Double(d)] => V::Double(*n as f64 * d),
+                _ => V::Null,
+            },
+        )
+        .unwrap();
+    let twice = create_udf(
+        "twice",
+        vec![arrow::datatypes::DataType::Int64],
+        arrow::datatypes::DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let a = a[0]
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("declared Int64");
+            let out: arrow::array::Int64Array = a.iter().map(|v| v.map(|v| v * 2)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    );
+    r.register_udf(twice).unwrap();
+    r
+}
+
+fn run_with_udfs(sql: &str) {
+    let env = StreamExecutionEnvironment::new();
+    weir_sql::plan_with_udfs(&env, sql, &test_udfs())
+        .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    env.execute("sql-udf-test").unwrap();
+}
+
+fn udf_plan_error(sql: &str) -> String {
+    let env = StreamExecutionEnvironment::new();
+    match weir_sql::plan_with_udfs(&env, sql, &test_udfs()) {
+        Ok(_) => panic!("expected an error for:\n{sql}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn visits(dir: &Path) -> String {
+    input(
+        dir,
+        "visits.jsonl",
+        &[
+            json!({"name": "ann", "visits": 3, "spend": 10.0}),
+            json!({"name": "bob", "visits": 2, "spend": null}),
+            json!({"name": null, "visits": 1, "spend": 2.5}),
+        ],
+    )
+}
+
+const VISITS_DDL: &str = "CREATE TABLE visits (name STRING, visits BIGINT, spend DOUBLE)
+  WITH ('connector' = 'filesystem', 'path' = '{in}', 'format' = 'json');\n";
+
+#[test]
+fn rust_udfs_registered_with_the_planner_are_called_by_name_on_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "{}CREATE TABLE result (g STRING, w DOUBLE, t BIGINT, ww DOUBLE, nested STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO result
+         SELECT greet(name), weighted(visits, spend), twice(visits),
+                weighted(visits, visits), greet(greet(UPPER(name)))
+         FROM visits WHERE twice(visits) > 2;",
+        VISITS_DDL.replace("{in}", &visits(dir.path())),
+        out.display()
+    );
+    run_with_udfs(&sql);
+    // ann: 3 * 10.0, 3 * 2, 3 * 3 (BIGINT widened to the declared DOUBLE);
+    // bob: a NULL spend gives NULL; the third row's twice(1) = 2 is filtered out.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"g": "hi ann", "w": 30.0, "t": 6, "ww": 9.0, "nested": "hi hi ANN"}),
+            json!({"g": "hi bob", "w": null, "t": 4, "ww": 4.0, "nested": "hi hi BOB"}),
+        ])
+    );
+}
+
+#[test]
+fn a_udf_called_with_the_wrong_arguments_fails_at_plan_time_with_its_signature() {
+    let t = VISITS_DDL.replace("{in}", "/nonexistent");
+    let s = "CREATE TABLE s (a STRING) WITH ('connector' = 'print');\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{t}{s}INSERT INTO s SELECT greet(visits) FROM visits;"),
+            "4:22: greet(BIGINT) does not match the function's signature greet(STRING) -> STRING; add a CAST",
+        ),
+        (
+            format!("{t}{s}INSERT INTO s SELECT\n  greet(name, name) FROM visits;"),
+            "5:3: greet(STRING, STRING) does not match the function's signature greet(STRING) -> STRING",
+        ),
+        (
+            format!(
+                "{t}{s}INSERT INTO s SELECT CAST(weighted(name, spend) AS STRING) FROM visits;"
+            ),
+            "4:27: weighted(STRING, DOUBLE) does not match the function's signature weighted(BIGINT, DOUBLE) -> DOUBLE; add a CAST",
+        ),
+        (
+            format!("{t}{s}INSERT INTO s SELECT greet(greet(spend)) FROM visits;"),
+            "4:28: greet(DOUBLE) does not match",
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = udf_plan_error(&sql);
+        assert!(
+            got.starts_with(want),
+            "for\n{sql}\nwant: {want}\ngot:  {got}"
+        );
+    }
+    // Without the registry the function does not exist.
+    let got = plan_error(&format!(
+        "{t}{s}INSERT INTO s SELECT greet(name) FROM visits;"
+    ));
+    assert!(got.starts_with("4:22: ") && got.contains("greet"), "{got}");
+}
+
+#[test]
+fn registering_a_udf_under_a_taken_or_invalid_name_is_refused() {
+    let mut r = weir_sql::udf::Registry::new();
+    r.register_string_fn("greet", |s| s.to_string()).unwrap();
+    let err = |e: weir_sql::udf::UdfError| e.to_string();
+    assert_eq!(
+        err(r
+            .register_string_fn("GREET", |s| s.to_string())
+            .unwrap_err()),
+        "a function named 'greet' is already registered; give one of them another name"
+    );
+    assert!(
+        err(r
+            .register_string_fn("upper", |s| s.to_string())
+            .unwrap_err())
+        .starts_with("'upper' is a built-in function of Weir SQL")
+    );
+    assert!(
+        err(r
+            .register_string_fn("tumble", |s| s.to_string())
+            .unwrap_err())
+        .starts_with("'tumble' is a built-in function")
+    );
+    assert!(
+        err(r
+            .register_string_fn("my-fn", |s| s.to_string())
+            .unwrap_err())
+        .starts_with("'my-fn' is not a valid function name")
+    );
+    assert_eq!(r.names(), ["greet"]);
+}
+
+#[test]
+fn temporary_functions_map_sql_names_to_registered_udfs_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let sql = format!(
+        "{}CREATE TABLE a (x STRING, y STRING, z STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE b (x STRING, z STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TEMPORARY FUNCTION hello AS 'greet' LANGUAGE RUST;
+         CREATE TEMPORARY FUNCTION IF NOT EXISTS hello AS 'weighted';
+         CREATE TEMPORARY SYSTEM FUNCTION upper AS 'GREET';
+         INSERT INTO a SELECT hello(name), upper(name), greet(name) FROM visits WHERE visits > 1;
+         DROP TEMPORARY SYSTEM FUNCTION upper;
+         DROP TEMPORARY FUNCTION IF EXISTS nothing_here;
+         INSERT INTO b SELECT hello(name), upper(name) FROM visits WHERE visits > 1;",
+        VISITS_DDL.replace("{in}", &visits(dir.path())),
+        a.display(),
+        b.display()
+    );
+    run_with_udfs(&sql);
+    // IF NOT EXISTS kept the first mapping; the SYSTEM function shadowed UPPER until dropped.
+    assert_eq!(
+        output(&a),
+        sorted(vec![
+            json!({"x": "hi ann", "y": "hi ann", "z": "hi ann"}),
+            json!({"x": "hi bob", "y": "hi bob", "z": "hi bob"}),
+        ])
+    );
+    assert_eq!(
+        output(&b),
+        sorted(vec![
+            json!({"x": "hi ann", "z": "ANN"}),
+            json!({"x": "hi bob", "z": "BOB"}),
+        ])
+    );
+}
+
+#[test]
+fn function_statements_that_cannot_work_are_rejected_naming_what_to_do() {
+    let t = VISITS_DDL.replace("{in}", "/nonexistent");
+    let s = "CREATE TABLE s (a STRING) WITH ('connector' = 'print');\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich';".to_string(),
+            "1:32: no function 'com.example.Enrich' is registered in this worker build; registered: greet, twice, weighted",
+        ),
+        (
+            "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich' LANGUAGE JAVA;".to_string(),
+            "1:62: LANGUAGE JAVA is not supported: Weir runs Rust UDFs registered in the worker build",
+        ),
+        (
+            "CREATE TEMPORARY SYSTEM FUNCTION f AS 'enrich.py'\n  LANGUAGE PYTHON;".to_string(),
+            "2:12: LANGUAGE PYTHON is not supported: Weir runs Rust UDFs registered in the worker build",
+        ),
+        (
+            "CREATE TEMPORARY FUNCTION f AS 'greet' USING JAR 'udfs.jar';".to_string(),
+            "1:40: USING JAR is not supported: Weir runs Rust UDFs registered in the worker build",
+        ),
+        (
+            "CREATE FUNCTION f AS 'greet';".to_string(),
+            "1:1: CREATE FUNCTION (a catalog function) is not supported",
+        ),
+        (
+            "CREATE TEMPORARY FUNCTION upper AS 'greet';".to_string(),
+            "1:27: 'upper' is a built-in or registered function, which a TEMPORARY FUNCTION cannot shadow; use CREATE TEMPORARY SYSTEM FUNCTION upper AS …",
+        ),
+        (
+            "CREATE TEMPORARY FUNCTION f AS 'greet';\nCREATE TEMPORARY FUNCTION f AS 'twice';"
+                .to_string(),
+            "2:27: temporary function 'f' already exists",
+        ),
+        (
+            "DROP TEMPORARY FUNCTION f;".to_string(),
+            "1:25: no TEMPORARY FUNCTION named 'f' to drop; add IF EXISTS to ignore that",
+        ),
+        (
+            "CREATE TEMPORARY SYSTEM FUNCTION f AS 'greet';\nDROP TEMPORARY FUNCTION f;"
+                .to_string(),
+            "2:25: 'f' is a TEMPORARY SYSTEM FUNCTION, not a TEMPORARY FUNCTION",
+        ),
+        (
+            "DROP TABLE t;".to_string(),
+            "1:1: only DROP TEMPORARY [SYSTEM] FUNCTION is supported",
+        ),
+        (
+            format!(
+                "{t}{s}CREATE TEMPORARY FUNCTION f AS 'greet';\nDROP TEMPORARY FUNCTION f;\nINSERT INTO s SELECT f(name) FROM visits;"
+            ),
+            "6:22: ",
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = udf_plan_error(&sql);
+        assert!(
+            got.starts_with(want),
+            "for\n{sql}\nwant: {want}\ngot:  {got}"
+        );
+    }
+}
+
+#[test]
+fn create_table_as_select_takes_the_query_schema_and_runs_in_the_statement_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let sql = format!(
+        "{}CREATE TABLE a WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')
+         AS SELECT UPPER(name) AS who, visits * 10 AS points, spend FROM visits WHERE visits > 1;
+         CREATE TABLE b (spend DOUBLE, who STRING, points DOUBLE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json')
+         AS SELECT greet(name) AS who, visits AS points, spend FROM visits WHERE name IS NOT NULL;
+         CREATE TABLE c (who STRING, points BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO c SELECT who, points + 1 FROM a_view;",
+        VISITS_DDL.replace("{in}", &visits(dir.path())),
+        a.display(),
+        b.display(),
+        c.display()
+    )
+    // c reads the same rows through a view, in the same job.
+    .replace(
+        "INSERT INTO c",
+        "CREATE VIEW a_view AS SELECT UPPER(name) AS who, visits * 10 AS points FROM visits WHERE visits > 1;\nINSERT INTO c",
+    );
+    let env = StreamExecutionEnvironment::new();
+    let planned = weir_sql::plan_with_udfs(&env, &sql, &test_udfs()).unwrap();
+    assert_eq!(planned.pipelines, 3);
+    env.execute("ctas").unwrap();
+    assert_eq!(
+        output(&a),
+        sorted(vec![
+            json!({"who": "ANN", "points": 30, "spend": 10.0}),
+            json!({"who": "BOB", "points": 20, "spend": null}),
+        ])
+    );
+    // The column list is matched by name; BIGINT points widen to the declared DOUBLE.
+    assert_eq!(
+        output(&b),
+        sorted(vec![
+            json!({"who": "hi ann", "points": 3.0, "spend": 10.0}),
+            json!({"who": "hi bob", "points": 2.0, "spend": null}),
+        ])
+    );
+    assert_eq!(
+        output(&c),
+        sorted(vec![
+            json!({"who": "ANN", "points": 31}),
+            json!({"who": "BOB", "points": 21}),
+        ])
+    );
+}
+
+#[test]
+fn create_table_as_select_with_a_mismatched_column_list_fails_naming_the_column() {
+    let t = VISITS_DDL.replace("{in}", "/nonexistent");
+    let w = "WITH ('connector' = 'print')";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                "{t}CREATE TABLE o (who STRING, n BIGINT) {w}\nAS SELECT name AS who, visits FROM visits;"
+            ),
+            "3:29: column 'n' of CREATE TABLE o is not a column of its query, which produces [who, visits]; name the query's columns with AS",
+        ),
+        (
+            format!(
+                "{t}CREATE TABLE o (who BIGINT, visits BIGINT) {w}\nAS SELECT name AS who, visits FROM visits;"
+            ),
+            "3:17: column 'who' of CREATE TABLE o is declared BIGINT but the query produces STRING",
+        ),
+        (
+            format!(
+                "{t}CREATE TABLE o (who STRING) {w}\nAS SELECT name AS who, visits FROM visits;"
+            ),
+            "4:4: the query produces 2 columns [who, visits] but CREATE TABLE o lists 1 [who]",
+        ),
+        (
+            format!(
+                "{t}CREATE TABLE o (who STRING, x AS 1) {w}\nAS SELECT name AS who FROM visits;"
+            ),
+            "3:29: column 'x' of CREATE TABLE o … AS SELECT is computed",
+        ),
+        (
+            format!("{t}CREATE TABLE visits {w} AS SELECT name FROM visits;"),
+            "3:14: a table or view named 'visits' already exists",
+        ),
+        (
+            format!("{t}CREATE TABLE o WITH ('connector' = 'datagen') AS SELECT name FROM visits;"),
+            "3:22: connector 'datagen' of table 'o' cannot be written to",
+        ),
+        (
+            format!("{t}CREATE TABLE o {w};"),
+            "3:14: CREATE TABLE o needs a column list, or AS SELECT … to take the query's columns",
+        ),
+        (
+            format!("{t}CREATE TABLE o {w} AS SELECT nope FROM visits;"),
+            "3:55: column 'nope' not found",
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = udf_plan_error(&sql);
+        assert!(
+            got.starts_with(want),
+            "for\n{sql}\nwant: {want}\ngot:  {got}"
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn proctime_columns_carry_the_wall_clock_when_the_rows_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE visits (name STRING, visits BIGINT, spend DOUBLE, pt AS PROCTIME())
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (name STRING, pt TIMESTAMP(3), ms BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT name, pt, CAST(pt AS BIGINT) FROM visits;",
+        visits(dir.path()),
+        out.display()
+    );
+    let before = now_ms();
+    run(&sql, Config::default());
+    let after = now_ms();
+    let rows = output(&out);
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let ms = r["ms"].as_i64().unwrap();
+        assert!(
+            (before..=after).contains(&ms),
+            "{r} not in [{before}, {after}]"
+        );
+        assert!(
+            r["pt"].as_str().unwrap().len() == "2026-01-01 00:00:00.000".len(),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn a_tumbling_window_on_proctime_fires_aligned_windows_that_count_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // 60 rows at 100 rows per second: about 0.6 s of processing time, 200 ms windows.
+    let sql = format!(
+        "CREATE TABLE gen (seq BIGINT, k AS seq % 2, pt AS PROCTIME())
+           WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+                 'fields.seq.start' = '0', 'fields.seq.end' = '59', 'rows-per-second' = '100');
+         CREATE TABLE out (k BIGINT, ws BIGINT, we BIGINT, n BIGINT, total BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT k, CAST(TUMBLE_START(pt, INTERVAL '200' MILLISECOND) AS BIGINT),
+                CAST(TUMBLE_END(pt, INTERVAL '200' MILLISECOND) AS BIGINT), COUNT(*), SUM(seq)
+         FROM gen GROUP BY TUMBLE(pt, INTERVAL '200' MILLISECOND), k;",
+        out.display()
+    );
+    let env = StreamExecutionEnvironment::new();
+    let planned = weir_sql::plan(&env, &sql).unwrap();
+    assert!(
+        planned.explain().contains(
+            "GroupWindowAggregate: window=TUMBLE(size=200 ms) on processing time keys=[k]"
+        ),
+        "{}",
+        planned.explain()
+    );
+    let before = now_ms();
+    env.execute("proctime").unwrap();
+    let after = now_ms();
+    let rows = output(&out);
+    let field = |r: &Value, f: &str| r[f].as_i64().unwrap();
+    // Every row is counted once: 30 even and 30 odd sequence numbers.
+    for k in [0, 1] {
+        let of_k: Vec<&Value> = rows.iter().filter(|r| field(r, "k") == k).collect();
+        assert_eq!(of_k.iter().map(|r| field(r, "n")).sum::<i64>(), 30);
+        // 0 + 2 + … + 58 = 870, 1 + 3 + … + 59 = 900
+        assert_eq!(
+            of_k.iter().map(|r| field(r, "total")).sum::<i64>(),
+            [870, 900][k as usize]
+        );
+    }
+    let mut starts: Vec<i64> = rows.iter().map(|r| field(r, "ws")).collect();
+    starts.sort();
+    starts.dedup();
+    assert!(
+        starts.len() >= 2,
+        "0.6 s of rows span several windows: {rows:?}"
+    );
+    for r in &rows {
+        let (ws, we) = (field(r, "ws"), field(r, "we"));
+        assert_eq!(ws % 200, 0, "aligned to the size: {r}");
+        assert_eq!(we - ws, 200, "{r}");
+        assert!(
+            ws >= before - 200 && we <= after + 200,
+            "{r} outside the run"
+        );
+    }
+}
+
+#[test]
+fn proctime_is_rejected_where_it_cannot_be_a_time_attribute() {
+    let s = "CREATE TABLE s (n BIGINT) WITH ('connector' = 'print');\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                "CREATE TABLE t (a INT, pt AS PROCTIME(), WATERMARK FOR pt AS pt) WITH ('connector' = 'datagen');\n{s}INSERT INTO s SELECT a FROM t;"
+            ),
+            "1:56: WATERMARK FOR 'pt': 'pt' is a processing-time attribute (PROCTIME())",
+        ),
+        (
+            // An expression over the attribute is a plain timestamp.
+            format!(
+                "CREATE TABLE t (a INT, pt AS PROCTIME()) WITH ('connector' = 'datagen');\n{s}INSERT INTO s SELECT COUNT(*) FROM (SELECT pt + INTERVAL '1' SECOND AS p2 FROM t)\nGROUP BY TUMBLE(p2, INTERVAL '1' SECOND);"
+            ),
+            "4:17: TUMBLE's first argument must be the time attribute of its input",
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = plan_error(&sql);
+        assert!(
+            got.starts_with(want),
+            "for\n{sql}\nwant: {want}\ngot:  {got}"
+        );
+    }
 }
