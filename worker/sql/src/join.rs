@@ -783,9 +783,33 @@ impl Planner<'_> {
         let mut shown_residual = Vec::new();
         let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
         let mut window_eq = BTreeSet::new();
+        // Both inputs carry windows (window TVFs or window aggregates) and the condition
+        // equates their window starts: a window join, even where their window ends are time
+        // attributes that would also bound an interval join.
+        let window_starts = match (left.window, right.window) {
+            (Some(lw), Some(rw)) => Some((
+                cols[lw.start].name.clone(),
+                cols[nl + rw.start].name.clone(),
+            )),
+            _ => None,
+        };
+        let mut starts_equated = false;
         for c in &conds {
             let mut r = c.clone();
             resolve(&mut r, &scope)?;
+            if let (
+                Some((ls, rs)),
+                Expr::BinaryOp {
+                    left: a,
+                    op: BinaryOperator::Eq,
+                    right: b,
+                },
+            ) = (&window_starts, &r)
+                && let (Expr::Identifier(x), Expr::Identifier(y)) = (a.as_ref(), b.as_ref())
+                && ((x.value == *ls && y.value == *rs) || (x.value == *rs && y.value == *ls))
+            {
+                starts_equated = true;
+            }
             if !lrt.is_empty()
                 && !rrt.is_empty()
                 && let Some(bounds) = time_bounds(&r, &lrt, &rrt)?
@@ -829,8 +853,9 @@ impl Planner<'_> {
             residual.push(r);
             shown_residual.push(c.to_string());
         }
-        let windowed = left.window.is_some() && right.window.is_some();
+        let windowed = window_starts.is_some();
         if (window_eq.contains("window_start") && window_eq.contains("window_end"))
+            || starts_equated
             || (windowed && lower.is_none() && upper.is_none())
         {
             // Both sides carry windows (and no interval bounds): a window join

@@ -964,6 +964,10 @@ impl<'e> Planner<'e> {
         let mut cols = Vec::new();
         let mut rowtime = None;
         let mut proctime = None;
+        // A window aggregate's rows are emitted before the watermark passes their window's
+        // end, so `window_end` can carry on as the time attribute when `window_time` is not
+        // selected (Nexmark q7 bounds a join on it).
+        let mut window_end = None;
         for (i, (name, e)) in items.iter().enumerate() {
             let c = compile(&self.funcs, e, &input.cols)?;
             if let (Expr::Identifier(id), Some(rt)) = (e, input.rowtime)
@@ -971,6 +975,12 @@ impl<'e> Planner<'e> {
                 && rowtime.is_none()
             {
                 rowtime = Some(i);
+            }
+            if let (Expr::Identifier(id), Some(_), Some(w)) = (e, input.rowtime, input.window)
+                && norm(id) == input.cols[w.end].name
+                && window_end.is_none()
+            {
+                window_end = Some(i);
             }
             if let (Expr::Identifier(id), Some(pt)) = (e, input.proctime)
                 && norm(id) == input.cols[pt].name
@@ -984,6 +994,7 @@ impl<'e> Planner<'e> {
             });
             exprs.push((c.expr, c.ty));
         }
+        let rowtime = rowtime.or(window_end);
         // A Calc over an updating result passes each row's kind through.
         if let Some(k) = input.cols.iter().position(|c| c.name == KIND) {
             let c = compile(
