@@ -4,10 +4,10 @@
 //! `$kind`; a Calc passes it through, the `print` sink shows it (`-U[a, 1]`), `blackhole`
 //! discards it, and append-only sinks refuse the stream at plan time.
 
-use crate::agg::{Acc, AggCall, AggKind, SqlAggregate};
+use crate::agg::{Acc, SqlAggregate};
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, compile};
-use crate::plan::{AggRewriter, FoundCall, Planner, Stream, nest, norm};
+use crate::plan::{AggRewriter, Planner, Stream, nest, norm};
 use crate::value::{Column, Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{Expr, Ident, SelectItem, Spanned, VisitMut};
@@ -234,65 +234,7 @@ impl Planner<'_> {
         }
         let mut agg_calls = Vec::new();
         let mut shown = Vec::new();
-        for FoundCall {
-            kind,
-            distinct,
-            arg,
-            filter: flt,
-        } in &rw.calls
-        {
-            let arg_idx = match arg {
-                Some(a) => {
-                    let c = compile(&self.funcs, a, &input.cols)?;
-                    if matches!(kind, AggKind::Sum | AggKind::Avg)
-                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
-                    {
-                        return Err(SqlError::at(
-                            a.span(),
-                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
-                                .to_uppercase(),
-                        ));
-                    }
-                    pre.push((c.expr, c.ty));
-                    Some((pre.len() - 1, c.ty))
-                }
-                None => None,
-            };
-            let filter_idx = match flt {
-                Some(f) => {
-                    let c = compile(&self.funcs, f, &input.cols)?;
-                    if c.ty != SqlType::Boolean {
-                        return Err(SqlError::at(
-                            f.span(),
-                            "FILTER (WHERE ...) needs a BOOLEAN condition",
-                        ));
-                    }
-                    pre.push((c.expr, c.ty));
-                    Some(pre.len() - 1)
-                }
-                None => None,
-            };
-            let ty = match kind {
-                AggKind::Count => SqlType::BigInt,
-                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
-            };
-            shown.push(format!(
-                "{}({}{}){}",
-                format!("{kind:?}").to_uppercase(),
-                if *distinct { "DISTINCT " } else { "" },
-                arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
-                flt.as_ref()
-                    .map(|f| format!(" FILTER (WHERE {f})"))
-                    .unwrap_or_default()
-            ));
-            agg_calls.push(AggCall {
-                kind: *kind,
-                arg: arg_idx.map(|a| a.0),
-                filter: filter_idx,
-                distinct: *distinct,
-                ty,
-            });
-        }
+        self.compile_agg_calls(&rw.calls, &input.cols, &mut pre, &mut agg_calls, &mut shown)?;
         let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("group-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);

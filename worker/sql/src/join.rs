@@ -66,7 +66,7 @@ impl JoinKind {
 }
 
 /// `a AND b AND c` as `[a, b, c]`.
-fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+pub(crate) fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::BinaryOp {
             left,

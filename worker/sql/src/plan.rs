@@ -1147,6 +1147,79 @@ impl<'e> Planner<'e> {
         )
     }
 
+    /// Compiles aggregate calls over `cols`: each argument and FILTER condition becomes an
+    /// expression of `pre` (the pre-aggregation Calc), each call an [`AggCall`] reading them,
+    /// and its text for EXPLAIN goes to `shown`. One place for window and group aggregates.
+    pub(crate) fn compile_agg_calls(
+        &self,
+        calls: &[FoundCall],
+        cols: &[Column],
+        pre: &mut Vec<(Arc<dyn PhysicalExpr>, SqlType)>,
+        agg_calls: &mut Vec<AggCall>,
+        shown: &mut Vec<String>,
+    ) -> Result<()> {
+        for FoundCall {
+            kind,
+            distinct,
+            arg,
+            filter: flt,
+        } in calls
+        {
+            let arg_idx = match arg {
+                Some(a) => {
+                    let c = compile(&self.funcs, a, cols)?;
+                    if matches!(kind, AggKind::Sum | AggKind::Avg)
+                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
+                    {
+                        return Err(SqlError::at(
+                            a.span(),
+                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
+                                .to_uppercase(),
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some((pre.len() - 1, c.ty))
+                }
+                None => None,
+            };
+            let filter_idx = match flt {
+                Some(f) => {
+                    let c = compile(&self.funcs, f, cols)?;
+                    if c.ty != SqlType::Boolean {
+                        return Err(SqlError::at(
+                            f.span(),
+                            "FILTER (WHERE ...) needs a BOOLEAN condition",
+                        ));
+                    }
+                    pre.push((c.expr, c.ty));
+                    Some(pre.len() - 1)
+                }
+                None => None,
+            };
+            let ty = match kind {
+                AggKind::Count => SqlType::BigInt,
+                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
+            };
+            shown.push(format!(
+                "{}({}{}){}",
+                format!("{kind:?}").to_uppercase(),
+                if *distinct { "DISTINCT " } else { "" },
+                arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
+                flt.as_ref()
+                    .map(|f| format!(" FILTER (WHERE {f})"))
+                    .unwrap_or_default()
+            ));
+            agg_calls.push(AggCall {
+                kind: *kind,
+                arg: arg_idx.map(|a| a.0),
+                filter: filter_idx,
+                distinct: *distinct,
+                ty,
+            });
+        }
+        Ok(())
+    }
+
     /// Aggregates `input` per window of `win` and key; for `Win::Inherited` the first two
     /// keys are the input's window_start and window_end columns. The output has the keys,
     /// the aggregates and window_start, window_end, window_time (its time attribute, unless
@@ -1225,65 +1298,13 @@ impl<'e> Planner<'e> {
         let key_types: Vec<SqlType> = pre.iter().map(|p| p.1).collect();
         let mut agg_calls = Vec::new();
         let mut shown_calls = Vec::new();
-        for FoundCall {
-            kind,
-            distinct,
-            arg,
-            filter: flt,
-        } in &calls
-        {
-            let arg_idx = match arg {
-                Some(a) => {
-                    let c = compile(&self.funcs, a, &input.cols)?;
-                    if matches!(kind, AggKind::Sum | AggKind::Avg)
-                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
-                    {
-                        return Err(SqlError::at(
-                            a.span(),
-                            format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
-                                .to_uppercase(),
-                        ));
-                    }
-                    pre.push((c.expr, c.ty));
-                    Some((pre.len() - 1, c.ty))
-                }
-                None => None,
-            };
-            let filter_idx = match flt {
-                Some(f) => {
-                    let c = compile(&self.funcs, f, &input.cols)?;
-                    if c.ty != SqlType::Boolean {
-                        return Err(SqlError::at(
-                            f.span(),
-                            "FILTER (WHERE ...) needs a BOOLEAN condition",
-                        ));
-                    }
-                    pre.push((c.expr, c.ty));
-                    Some(pre.len() - 1)
-                }
-                None => None,
-            };
-            let ty = match kind {
-                AggKind::Count => SqlType::BigInt,
-                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
-            };
-            shown_calls.push(format!(
-                "{}({}{}){}",
-                format!("{kind:?}").to_uppercase(),
-                if *distinct { "DISTINCT " } else { "" },
-                arg.as_ref().map(|a| a.to_string()).unwrap_or("*".into()),
-                flt.as_ref()
-                    .map(|f| format!(" FILTER (WHERE {f})"))
-                    .unwrap_or_default()
-            ));
-            agg_calls.push(AggCall {
-                kind: *kind,
-                arg: arg_idx.map(|a| a.0),
-                filter: filter_idx,
-                distinct: *distinct,
-                ty,
-            });
-        }
+        self.compile_agg_calls(
+            &calls,
+            &input.cols,
+            &mut pre,
+            &mut agg_calls,
+            &mut shown_calls,
+        )?;
         let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("window-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);

@@ -224,21 +224,6 @@ impl Scope {
     }
 }
 
-fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
-        }
-        Expr::Nested(inner) => conjuncts(inner, out),
-        other => out.push(other.clone()),
-    }
-}
-
 /// Buffers both sides' rows per (window, equi keys) until the window ends.
 #[derive(Clone)]
 struct WindowJoinFn {
@@ -418,7 +403,7 @@ impl Planner<'_> {
         let mut keys: Vec<(usize, usize)> = Vec::new();
         let mut rest: Vec<Expr> = Vec::new();
         let mut parts = Vec::new();
-        conjuncts(&on_r, &mut parts);
+        crate::join::conjuncts(&on_r, &mut parts);
         for p in parts {
             if let Expr::BinaryOp {
                 left: a,
