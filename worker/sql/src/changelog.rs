@@ -10,7 +10,7 @@ use crate::expr::{Calc, compile};
 use crate::plan::{AggRewriter, Planner, Stream, nest, norm};
 use crate::value::{Column, Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, Ident, SelectItem, Spanned, VisitMut};
+use sqlparser::ast::{Expr, Ident, SelectItem, Spanned};
 use sqlparser::tokenizer::Span;
 use std::fmt;
 use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
@@ -205,26 +205,11 @@ impl Planner<'_> {
             calls: Vec::new(),
             error: None,
         };
-        let mut out_items = Vec::new();
-        for (n, e) in &items {
-            let mut e = e.clone();
-            let _ = e.visit(&mut rw);
-            if let Some(err) = rw.error.take() {
-                return Err(err);
-            }
-            out_items.push((n.clone(), e));
-        }
-        let having = match having {
-            Some(h) => {
-                let mut h = h.clone();
-                let _ = h.visit(&mut rw);
-                if let Some(err) = rw.error.take() {
-                    return Err(err);
-                }
-                Some(h)
-            }
-            None => None,
-        };
+        let out_items = items
+            .iter()
+            .map(|(n, e)| Ok((n.clone(), rw.rewrite(e)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let having = having.map(|h| rw.rewrite(h)).transpose()?;
         let mut pre = Vec::new();
         let mut key_types = Vec::new();
         for k in key_exprs {

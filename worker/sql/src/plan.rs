@@ -267,6 +267,19 @@ pub(crate) struct AggRewriter<'a> {
     pub(crate) error: Option<SqlError>,
 }
 
+impl AggRewriter<'_> {
+    /// `e` with its aggregate calls collected into `calls` and replaced, like its group keys,
+    /// by references to the aggregate's output; the first error found, if any.
+    pub(crate) fn rewrite(&mut self, e: &Expr) -> Result<Expr> {
+        let mut e = e.clone();
+        let _ = e.visit(self);
+        match self.error.take() {
+            Some(err) => Err(err),
+            None => Ok(e),
+        }
+    }
+}
+
 impl VisitorMut for AggRewriter<'_> {
     type Break = ();
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
@@ -1266,26 +1279,11 @@ impl<'e> Planner<'e> {
             calls: Vec::new(),
             error: None,
         };
-        let mut out_items = Vec::new();
-        for (n, e) in &items {
-            let mut e = e.clone();
-            let _ = e.visit(&mut rw);
-            if let Some(err) = rw.error.take() {
-                return Err(err);
-            }
-            out_items.push((n.clone(), e));
-        }
-        let having = match having {
-            Some(h) => {
-                let mut h = h.clone();
-                let _ = h.visit(&mut rw);
-                if let Some(err) = rw.error.take() {
-                    return Err(err);
-                }
-                Some(h)
-            }
-            None => None,
-        };
+        let out_items = items
+            .iter()
+            .map(|(n, e)| Ok((n.clone(), rw.rewrite(e)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let having = having.map(|h| rw.rewrite(h)).transpose()?;
         let calls = rw.calls;
         // Pre-projection: keys, then each call's argument and filter.
         let mut pre = Vec::new();
