@@ -91,12 +91,62 @@ pub(crate) fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     }
 }
 
-fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+pub(crate) fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     es.into_iter().reduce(|a, b| Expr::BinaryOp {
         left: Box::new(a),
         op: BinaryOperator::And,
         right: Box::new(b),
     })
+}
+
+/// The part of a join's condition that is neither an equi-key nor a time bound: evaluated over
+/// each joined pair (left columns then right) by the interval and the window join alike.
+#[derive(Clone)]
+pub(crate) struct PairCondition(Calc);
+
+impl PairCondition {
+    /// Compiles the conjunction of `conds` over the joined columns; `None` when there are none.
+    pub(crate) fn compile(
+        funcs: &Functions,
+        conds: impl IntoIterator<Item = Expr>,
+        cols: &[Column],
+    ) -> Result<Option<Self>> {
+        let Some(e) = conjoin(conds) else {
+            return Ok(None);
+        };
+        let c = compile(funcs, &e, cols)?;
+        if c.ty != SqlType::Boolean {
+            return Err(SqlError::at(e.span(), "a join condition must be BOOLEAN"));
+        }
+        Ok(Some(PairCondition(Calc::new(
+            cols.to_vec(),
+            None,
+            vec![(c.expr, SqlType::Boolean)],
+        ))))
+    }
+
+    /// Which of the joined `rows` satisfy `cond` (all without one; NULL counts as false).
+    pub(crate) fn pass(
+        cond: Option<&Self>,
+        rows: &[Row],
+        ts: Timestamp,
+    ) -> weir_engine::Result<Vec<bool>> {
+        let Some(PairCondition(calc)) = cond else {
+            return Ok(vec![true; rows.len()]);
+        };
+        let recs = rows
+            .iter()
+            .map(|r| Rec {
+                ts,
+                value: r.clone(),
+            })
+            .collect();
+        Ok(calc
+            .apply(recs)?
+            .into_iter()
+            .map(|r| matches!(r.value.0.first(), Some(Value::Bool(true))))
+            .collect())
+    }
 }
 
 /// The name a relation's columns can be qualified with: its alias, or the table's name.
@@ -929,21 +979,7 @@ impl Planner<'_> {
             lkeys.push((ca.expr, ca.ty));
             rkeys.push((cb.expr, cb.ty));
         }
-        let residual_expr = conjoin(residual.iter().cloned());
-        let residual_c = match &residual_expr {
-            Some(e) => {
-                let c = compile(&self.funcs, e, &cols)?;
-                if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(e.span(), "a join condition must be BOOLEAN"));
-                }
-                Some(Calc::new(
-                    cols.clone(),
-                    None,
-                    vec![(c.expr, SqlType::Boolean)],
-                ))
-            }
-            None => None,
-        };
+        let residual_c = PairCondition::compile(&self.funcs, residual.iter().cloned(), &cols)?;
         let nk = keys.len();
         let luid = self.uid("join-left");
         let lds = tag_side(
@@ -1121,7 +1157,7 @@ struct IntervalJoin {
     /// `lower <= l.rowtime - r.rowtime <= upper`, in milliseconds.
     lower: i64,
     upper: i64,
-    residual: Option<Calc>,
+    residual: Option<PairCondition>,
     left: MapState<i64, Buffered>,
     right: MapState<i64, Buffered>,
     /// The key's one cleanup timer: the earliest time a buffered row expires (as Flink,
@@ -1144,21 +1180,7 @@ impl IntervalJoin {
 
     /// Which joined rows satisfy the residual condition (NULL counts as false).
     fn pass(&self, rows: &[Row]) -> weir_engine::Result<Vec<bool>> {
-        let Some(calc) = &self.residual else {
-            return Ok(vec![true; rows.len()]);
-        };
-        let recs = rows
-            .iter()
-            .map(|r| Rec {
-                ts: 0,
-                value: r.clone(),
-            })
-            .collect();
-        Ok(calc
-            .apply(recs)?
-            .into_iter()
-            .map(|r| matches!(r.value.0.first(), Some(Value::Bool(true))))
-            .collect())
+        PairCondition::pass(self.residual.as_ref(), rows, 0)
     }
 }
 

@@ -9,10 +9,10 @@
 //! joins) and clears the state. Rows arriving after their window fired are dropped.
 
 use crate::error::{Result, SqlError};
-use crate::expr::{Calc, compile};
+use crate::join::PairCondition;
 use crate::plan::{Planner, Stream, nest, norm};
 use crate::tvf::WindowProps;
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{Column, Row, Value};
 use sqlparser::ast::{
     self, BinaryOperator, Expr, Ident, SelectItem, Spanned, VisitMut, VisitorMut,
 };
@@ -233,7 +233,7 @@ struct WindowJoinFn {
     /// Column counts of the two sides.
     widths: [usize; 2],
     /// The non-equi conditions over a joined row.
-    cond: Option<Calc>,
+    cond: Option<PairCondition>,
     rows: [ListState<Row>; 2],
 }
 
@@ -283,31 +283,18 @@ impl KeyedProcessFunction for WindowJoinFn {
         self.rows[0].clear(ctx);
         self.rows[1].clear(ctx);
         let mut pairs = Vec::with_capacity(left.len() * right.len());
+        let mut rows = Vec::with_capacity(left.len() * right.len());
         for (i, l) in left.iter().enumerate() {
             for (j, r) in right.iter().enumerate() {
                 let mut v = l.0.clone();
                 v.extend(r.0.iter().cloned());
-                pairs.push((i, j, Row(v)));
+                pairs.push((i, j));
+                rows.push(Row(v));
             }
         }
-        let keep: Vec<bool> = match &self.cond {
-            None => vec![true; pairs.len()],
-            Some(c) => {
-                let recs = pairs
-                    .iter()
-                    .map(|(_, _, r)| Rec {
-                        ts,
-                        value: r.clone(),
-                    })
-                    .collect();
-                c.apply(recs)?
-                    .into_iter()
-                    .map(|r| matches!(r.value.0.first(), Some(Value::Bool(true))))
-                    .collect()
-            }
-        };
+        let keep = PairCondition::pass(self.cond.as_ref(), &rows, ts)?;
         let mut matched = [vec![false; left.len()], vec![false; right.len()]];
-        for ((i, j, row), k) in pairs.into_iter().zip(keep) {
+        for (((i, j), row), k) in pairs.into_iter().zip(rows).zip(keep) {
             if k {
                 matched[0][i] = true;
                 matched[1][j] = true;
@@ -453,21 +440,8 @@ impl Planner<'_> {
                 ),
             ));
         }
-        let residual = rest.into_iter().reduce(|a, b| Expr::BinaryOp {
-            left: Box::new(a),
-            op: BinaryOperator::And,
-            right: Box::new(b),
-        });
-        let cond = match &residual {
-            Some(r) => {
-                let c = compile(&self.funcs, r, &cols)?;
-                if c.ty != SqlType::Boolean {
-                    return Err(SqlError::at(r.span(), "a join condition must be BOOLEAN"));
-                }
-                Some(Calc::new(cols.clone(), None, vec![(c.expr, c.ty)]))
-            }
-            None => None,
-        };
+        let residual = crate::join::conjoin(rest);
+        let cond = PairCondition::compile(&self.funcs, residual.clone(), &cols)?;
         // Tag each side's rows (a trailing 0 or 1), union them and key them by window and
         // equi keys: the key function reads the tag to find the side's key columns.
         let tag = |s: &Stream, side: i64, uid: String| {
