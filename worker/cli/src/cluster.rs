@@ -21,11 +21,8 @@ fn pod_ip() -> Option<String> {
 
 fn load(config: Option<&Path>, set: &[String]) -> Result<Config> {
     let mut conf = Config::load(config)?;
-    for kv in set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set '{kv}' must look like key=value"))?;
-        conf.set(k.trim(), v.trim())?;
+    for (k, v) in crate::set_options(set)? {
+        conf.set(k, v)?;
     }
     Ok(conf)
 }

@@ -22,6 +22,17 @@ use weir_engine::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--set key=value` options as trimmed (key, value) pairs.
+fn set_options(set: &[String]) -> Result<Vec<(&str, &str)>> {
+    set.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .with_context(|| format!("--set '{kv}' must look like key=value"))
+        })
+        .collect()
+}
+
 /// How long `weir run` keeps its REST API up after the job ended, until the client of a
 /// savepoint triggered through it (`weir stop`) has read the savepoint's location.
 const SAVEPOINT_RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -249,11 +260,8 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &from_savepoint {
                 conf.set("execution.savepoint.path", path)?;
             }
-            for kv in &set {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("--set '{kv}' must look like key=value"))?;
-                conf.set(k.trim(), v.trim())?;
+            for (k, v) in set_options(&set)? {
+                conf.set(k, v)?;
             }
             let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);

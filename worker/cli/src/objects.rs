@@ -3,7 +3,7 @@
 //! S3-compatible server or a directory. For scripts and tests, e.g. the e2e suite reading the
 //! bucket of a cluster it cannot see as files (e2e/README.md); not a general S3 client.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::io::Write;
 use weir_storage::{StorageOptions, open};
 
@@ -37,15 +37,7 @@ pub enum ObjectsCommand {
 }
 
 fn options(set: &[String]) -> Result<StorageOptions> {
-    let pairs = set
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .with_context(|| format!("--set '{kv}' must look like key=value"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(StorageOptions::from_config(pairs)?)
+    Ok(StorageOptions::from_config(crate::set_options(set)?)?)
 }
 
 pub fn run(command: &ObjectsCommand) -> Result<()> {
