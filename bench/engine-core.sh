@@ -9,6 +9,10 @@
 # output discarded. Prints one JSON line per engine and ends with
 #   throughput weir=<events/s> flink=<events/s> ratio=<weir/flink>
 #   peak_rss_mib weir=<n> flink=<n>
+#   per_core weir=<events/CPU-s> flink=<events/CPU-s> ratio=<weir/flink>
+# per_core: events per CPU-second of the engine's process while the job runs (Weir: cpu_ms,
+# the weir process's utime+stime; Flink: job_cpu_ms, the JVM's utime+stime during the job's
+# net runtime, sampled from /proc by flink_tumbling.py).
 #
 # Env:
 #   EVENTS            number of events (default 3000000)
@@ -224,4 +228,10 @@ def v(x):
     return "n/a" if x is None else str(x)
 print(f"throughput weir={v(we)} flink={v(fe)} ratio={ratio}")
 print(f"peak_rss_mib weir={v(w.get('peak_rss_mib'))} flink={v(f.get('peak_rss_mib'))}")
+def per_core(d, cpu_field):
+    cpu = d.get(cpu_field)
+    return round(d["events"] / (cpu / 1000.0)) if cpu and d.get("events") else None
+fc, wc = per_core(f, "job_cpu_ms"), per_core(w, "cpu_ms")
+core_ratio = f"{wc / fc:.2f}" if fc and wc else "n/a"
+print(f"per_core weir={v(wc)} flink={v(fc)} ratio={core_ratio}")
 PYEOF

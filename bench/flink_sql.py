@@ -10,9 +10,12 @@ one; the INSERT statements run together as one job (a statement set), as `weir r
 
 Prints one JSON line:
   {"engine": "flink", "events": N, "job_ms", "submit_ms", "wall_ms", "events_per_s",
-   "peak_rss_mib", "driver_rss_mib", "jvm_cpu_ms", ...}
+   "peak_rss_mib", "driver_rss_mib", "jvm_cpu_ms", "job_cpu_ms", "job_cores",
+   "thread_cpu_ms", ...}
 with the fields of flink_tumbling.py (bench/README.md, "What the numbers mean"): job_ms is
-JobExecutionResult.getNetRuntime(), peak_rss_mib the JVM's VmHWM, jvm_cpu_ms its utime+stime.
+JobExecutionResult.getNetRuntime(), peak_rss_mib the JVM's VmHWM, jvm_cpu_ms its utime+stime
+from JVM start, job_cpu_ms its utime+stime while the job ran (sampled from /proc by
+flink_tumbling.CpuSampler), thread_cpu_ms that split by thread group.
 
 Env: FLINK_JVM_ARGS -> extra JVM flags for the Flink JVM.
 """
@@ -25,7 +28,8 @@ import time
 SCRIPT_START = time.monotonic()
 
 # Same directory; stdlib-only helpers (importing flink_tumbling does not import PyFlink).
-from flink_tumbling import cpu_ms, jvm_pids, vm_hwm_kib  # noqa: E402
+from flink_tumbling import (  # noqa: E402
+    cpu_ms, job_cpu_fields, jvm_pids, start_job_sampler, vm_hwm_kib)
 
 
 def split_statements(text):
@@ -91,6 +95,7 @@ def run(script, events, name):
             t_env.execute_sql(s)
     if not inserts:
         raise SystemExit(f"{script}: no INSERT statement to run")
+    sampler = start_job_sampler()
     t0 = time.monotonic()
     if len(inserts) == 1:
         result = t_env.execute_sql(inserts[0])
@@ -116,6 +121,7 @@ def run(script, events, name):
         "peak_rss_mib": round(jvm_kib / 1024) if jvm_kib else None,
         "driver_rss_mib": round((vm_hwm_kib(os.getpid()) or 0) / 1024),
         "jvm_cpu_ms": sum(cpu_ms(p) or 0 for p in jvms) if jvms else None,
+        **job_cpu_fields(sampler, t1, job_ms),
         "job_id": str(exec_result.get_job_id()),
     }), flush=True)
 

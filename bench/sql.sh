@@ -13,10 +13,15 @@
 # bench/out/sql/<query>.sql.
 #
 # Prints one line per query:
-#   <query> weir=<events/s> flink=<events/s> ratio=<weir/flink>
-# where events = the input records the query reads (the rows of each input table, counted
-# once) and events/s = events / job_ms (Flink: JobExecutionResult net runtime; Weir: elapsed_ms
-# of --summary-json). A side that cannot run the query prints n/a and says why on stderr.
+#   <query> weir=<events/s> flink=<events/s> ratio=<weir/flink> weir_per_core=<events/CPU-s>
+#     flink_per_core=<events/CPU-s> per_core_ratio=<weir_per_core/flink_per_core>
+# (one line) where events = the input records the query reads (the rows of each input table,
+# counted once) and events/s = events / job_ms (Flink: JobExecutionResult net runtime; Weir:
+# elapsed_ms of --summary-json). Per core = events per CPU-second of the engine's process
+# while the job runs: Weir's cpu_ms (utime+stime of the weir process), Flink's job_cpu_ms
+# (utime+stime of the JVM during the job's net runtime, sampled from /proc by flink_sql.py).
+# A side that cannot run the query prints n/a and says why on stderr; so do Flink runs kept
+# from before job_cpu_ms existed (REUSE_FLINK=1) for the per-core fields.
 #
 # Env:
 #   EVENTS            Nexmark events (default 4000000: 3.68M bids, 80k persons, 240k auctions)
@@ -46,7 +51,7 @@ QUERIES=()
 for a in "$@"; do
     case "$a" in
         --verify) VERIFY=1 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) QUERIES+=("$a") ;;
     esac
 done
@@ -112,6 +117,7 @@ PYEOF
 
 # the script both engines run: paths substituted; with --verify the blackhole sink becomes a
 # filesystem/json sink writing to $2
+# shellcheck disable=SC2016  # the ${...} in its Python text are placeholders, not expansions
 script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR]
     local q="$1" out="$2" sink="${3:-}"
     {
@@ -262,7 +268,13 @@ w = json.loads(sys.argv[3]) if sys.argv[3] else {}
 fe, we = f.get("events_per_s"), w.get("events_per_s")
 v = lambda x: "n/a" if x is None else str(x)
 ratio = f"{we / fe:.2f}" if fe and we else "n/a"
-print(f"{sys.argv[1]} weir={v(we)} flink={v(fe)} ratio={ratio}")
+def per_core(d, cpu_field):
+    cpu = d.get(cpu_field)
+    return round(d["events"] / (cpu / 1000.0)) if cpu and d.get("events") else None
+fc, wc = per_core(f, "job_cpu_ms"), per_core(w, "cpu_ms")
+core_ratio = f"{wc / fc:.2f}" if fc and wc else "n/a"
+print(f"{sys.argv[1]} weir={v(we)} flink={v(fe)} ratio={ratio}"
+      f" weir_per_core={v(wc)} flink_per_core={v(fc)} per_core_ratio={core_ratio}")
 ' "$q" "$F" "$W")")
 done
 printf '%s\n' "${SUMMARY_LINES[@]}"
