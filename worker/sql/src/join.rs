@@ -22,13 +22,13 @@ use sqlparser::ast::{
     Query, Select, SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 use sqlparser::tokenizer::Span;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use weir_engine::api::DataStream;
 use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
 use weir_engine::runtime::Rec;
-use weir_engine::state::{MapState, StateDescriptor, ValueState};
+use weir_engine::state::{StateDescriptor, ValueState};
 use weir_engine::time::Timestamp;
 
 /// A column visible in a FROM clause: the qualifier it can be named by, its own name, and
@@ -1004,8 +1004,8 @@ impl Planner<'_> {
             lower,
             upper,
             residual: residual_c,
-            left: MapState::default(),
-            right: MapState::default(),
+            left: ValueState::default(),
+            right: ValueState::default(),
             timer: ValueState::default(),
         };
         let ds = lds
@@ -1139,13 +1139,18 @@ fn distinct_to_group_by(s: &mut Select) -> Result<()> {
     Ok(())
 }
 
-/// Buffered rows of one side at one rowtime: the row and whether it has matched yet.
-type Buffered = Vec<(Vec<Value>, bool)>;
+/// One side's buffered rows of a key, by rowtime: each row and whether it has matched yet.
+/// Sorted, so a row probes only the rowtimes within its bounds and cleanup pops expired
+/// rowtimes from the front.
+type Buffer = BTreeMap<i64, Vec<(Vec<Value>, bool)>>;
 
 /// Flink's interval join on keyed state: each side's rows wait, keyed by the equi-join
-/// keys and indexed by rowtime, until the watermark makes a match impossible; an event-time
+/// keys and ordered by rowtime, until the watermark makes a match impossible; an event-time
 /// timer then drops them (emitting the NULL-padded row of an unmatched row of an outer
 /// side). Input rows are `[side, keys…, values…]`; output rows are left ++ right values.
+///
+/// The buffers are changed in place ([`ValueState::mutate`]): a row costs its probe of the
+/// other side's rows within its bounds and its insertion, not a copy of the key's buffer.
 #[derive(Clone)]
 struct IntervalJoin {
     kind: JoinKind,
@@ -1158,8 +1163,10 @@ struct IntervalJoin {
     lower: i64,
     upper: i64,
     residual: Option<PairCondition>,
-    left: MapState<i64, Buffered>,
-    right: MapState<i64, Buffered>,
+    /// State "left"/"right": encoded as a map from rowtime to rows, as the `MapState` of
+    /// earlier versions was, so their savepoints restore.
+    left: ValueState<Buffer>,
+    right: ValueState<Buffer>,
     /// The key's one cleanup timer: the earliest time a buffered row expires (as Flink,
     /// one timer per key rather than one per row).
     timer: ValueState<i64>,
@@ -1178,9 +1185,68 @@ impl IntervalJoin {
         }
     }
 
-    /// Which joined rows satisfy the residual condition (NULL counts as false).
-    fn pass(&self, rows: &[Row]) -> weir_engine::Result<Vec<bool>> {
-        PairCondition::pass(self.residual.as_ref(), rows, 0)
+    /// When a row of a side at rowtime `ts` can no longer match: the watermark passing it.
+    fn expiry(&self, is_left: bool, ts: i64) -> i64 {
+        if is_left {
+            ts - self.lower
+        } else {
+            ts + self.upper
+        }
+    }
+
+    /// Joins `vals` (of the left side when `is_left`, at rowtime `t`) with the other side's
+    /// rows `buf` within the bounds; marks the matched rows when the other side is outer.
+    /// Returns whether any joined row passed the residual condition.
+    fn probe(
+        &self,
+        vals: &[Value],
+        is_left: bool,
+        t: i64,
+        buf: &mut Buffer,
+        out: &mut Collector<Row>,
+    ) -> weir_engine::Result<bool> {
+        let (lo, hi) = if is_left {
+            (t - self.upper, t - self.lower)
+        } else {
+            (t + self.lower, t + self.upper)
+        };
+        let mut cand = Vec::new();
+        let mut joined = Vec::new();
+        for (ots, rows) in buf.range(lo..=hi) {
+            for (ri, (orow, _)) in rows.iter().enumerate() {
+                let mut v = Vec::with_capacity(self.nl + self.nr);
+                if is_left {
+                    v.extend(vals.iter().cloned());
+                    v.extend(orow.iter().cloned());
+                } else {
+                    v.extend(orow.iter().cloned());
+                    v.extend(vals.iter().cloned());
+                }
+                cand.push((*ots, ri));
+                joined.push(Row(v));
+            }
+        }
+        if joined.is_empty() {
+            return Ok(false);
+        }
+        let pass = PairCondition::pass(self.residual.as_ref(), &joined, 0)?;
+        let other_keeps = if is_left {
+            self.kind.keeps_right()
+        } else {
+            self.kind.keeps_left()
+        };
+        let mut matched = false;
+        for (((ots, ri), row), ok) in cand.into_iter().zip(joined).zip(pass) {
+            if !ok {
+                continue;
+            }
+            matched = true;
+            out.collect(row);
+            if other_keeps && let Some(rows) = buf.get_mut(&ots) {
+                rows[ri].1 = true;
+            }
+        }
+        Ok(matched)
     }
 }
 
@@ -1190,8 +1256,8 @@ impl KeyedProcessFunction for IntervalJoin {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        self.left = ctx.map_state(StateDescriptor::new("left"));
-        self.right = ctx.map_state(StateDescriptor::new("right"));
+        self.left = ctx.value_state(StateDescriptor::new("left"));
+        self.right = ctx.value_state(StateDescriptor::new("right"));
         self.timer = ctx.value_state(StateDescriptor::new("cleanup-timer"));
         Ok(())
     }
@@ -1220,63 +1286,20 @@ impl KeyedProcessFunction for IntervalJoin {
             return Ok(());
         };
         let t = *t;
-        let (lo, hi) = if is_left {
-            (t - self.upper, t - self.lower)
+        let (other, this) = if is_left {
+            (&self.right, &self.left)
         } else {
-            (t + self.lower, t + self.upper)
+            (&self.left, &self.right)
         };
-        let (other, this, other_keeps) = if is_left {
-            (&self.right, &self.left, self.kind.keeps_right())
-        } else {
-            (&self.left, &self.right, self.kind.keeps_left())
-        };
-        let mut entries = other.entries(ctx);
-        let mut cand = Vec::new();
-        let mut joined = Vec::new();
-        for (ei, (ots, rows)) in entries.iter().enumerate() {
-            if *ots < lo || *ots > hi {
-                continue;
-            }
-            for (ri, (orow, _)) in rows.iter().enumerate() {
-                let mut v = Vec::with_capacity(self.nl + self.nr);
-                if is_left {
-                    v.extend(vals.iter().cloned());
-                    v.extend(orow.iter().cloned());
-                } else {
-                    v.extend(orow.iter().cloned());
-                    v.extend(vals.iter().cloned());
-                }
-                cand.push((ei, ri));
-                joined.push(Row(v));
-            }
-        }
-        let pass = self.pass(&joined)?;
-        let mut matched = false;
-        let mut dirty = BTreeSet::new();
-        for (((ei, ri), row), ok) in cand.into_iter().zip(joined).zip(pass) {
-            if !ok {
-                continue;
-            }
-            matched = true;
-            out.collect(row);
-            if other_keeps && !entries[ei].1[ri].1 {
-                entries[ei].1[ri].1 = true;
-                dirty.insert(ei);
-            }
-        }
-        for ei in dirty {
-            let (ts, rows) = entries[ei].clone();
-            other.put(ctx, ts, rows);
-        }
-        let expiry = if is_left {
-            t - self.lower
-        } else {
-            t + self.upper
-        };
+        let matched = other
+            .mutate(ctx, |buf| self.probe(&vals, is_left, t, buf, out))
+            .transpose()?
+            .unwrap_or(false);
+        let expiry = self.expiry(is_left, t);
         if expiry > ctx.current_watermark() {
-            let mut list = this.get(ctx, &t).unwrap_or_default();
-            list.push((vals, matched));
-            this.put(ctx, t, list);
+            this.update_with(ctx, Buffer::new, |buf| {
+                buf.entry(t).or_default().push((vals, matched))
+            });
             match self.timer.value(ctx) {
                 Some(due) if due <= expiry => {}
                 due => {
@@ -1306,24 +1329,24 @@ impl KeyedProcessFunction for IntervalJoin {
             } else {
                 (&self.right, self.kind.keeps_right())
             };
-            for (ts, rows) in state.entries(ctx) {
-                let expiry = if is_left {
-                    ts - self.lower
-                } else {
-                    ts + self.upper
-                };
-                if expiry > t {
-                    next = Some(next.map_or(expiry, |n| n.min(expiry)));
-                    continue;
-                }
-                if keeps {
-                    for (vals, matched) in rows {
-                        if !matched {
+            // Expiry grows with the rowtime, so the expired rows are a prefix of the buffer.
+            let empty = state.mutate(ctx, |buf| {
+                while let Some(entry) = buf.first_entry() {
+                    let expiry = self.expiry(is_left, *entry.key());
+                    if expiry > t {
+                        next = Some(next.map_or(expiry, |n| n.min(expiry)));
+                        break;
+                    }
+                    for (vals, matched) in entry.remove() {
+                        if keeps && !matched {
                             out.collect(self.padded(vals, is_left));
                         }
                     }
                 }
-                state.remove(ctx, &ts);
+                buf.is_empty()
+            });
+            if empty == Some(true) {
+                state.clear(ctx);
             }
         }
         match next {

@@ -563,6 +563,34 @@ impl KeyedStateBackend {
         })
     }
 
+    /// Applies `f` to the value for the current key in `ns` in place, when there is one (not
+    /// expired); `None` otherwise. The `hashmap` backend never copies the value; `rocksdb`
+    /// reads, applies and writes it back.
+    pub(crate) fn mutate<V: StateValue, R>(
+        &mut self,
+        id: usize,
+        ns: &[u8],
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        if self.rocks.is_some() {
+            let mut v = self.get::<V>(id, ns)?;
+            let r = f(&mut v);
+            self.put(id, ns, v);
+            return Some(r);
+        }
+        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
+            if let Some(t) = ttl
+                && map.get(k).is_some_and(|e| now - e.stamp >= t.ttl_ms)
+            {
+                map.remove(k);
+                return None;
+            }
+            let e = map.get_mut(k)?;
+            e.stamp = now;
+            Some(f(&mut e.value))
+        })
+    }
+
     /// Replaces the value for the current key in `ns`.
     pub(crate) fn put<V: StateValue>(&mut self, id: usize, ns: &[u8], value: V) {
         if let Some(r) = &mut self.rocks {
@@ -688,6 +716,27 @@ impl<T: StateValue> ValueState<T> {
     /// Removes the value for the current key.
     pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
         ctx.backend().remove::<T>(bound(self.id), &[]);
+    }
+
+    /// Changes the current key's value in place, first setting it to `init()` when unset.
+    /// With the `hashmap` backend the value is never copied, so a large value (a buffer of
+    /// rows) costs only what `f` does with it; `rocksdb` reads and writes it back whole.
+    pub fn update_with<R>(
+        &self,
+        ctx: &mut impl KeyedStateAccess,
+        init: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        ctx.backend().update_with(bound(self.id), &[], init, f).0
+    }
+
+    /// Changes the current key's value in place; `None`, without calling `f`, when unset.
+    pub fn mutate<R>(
+        &self,
+        ctx: &mut impl KeyedStateAccess,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        ctx.backend().mutate(bound(self.id), &[], f)
     }
 }
 
