@@ -40,6 +40,7 @@ pub fn norm(id: &Ident) -> String {
 }
 
 /// A planned stream: the engine stream, its columns, its time attribute and its plan text.
+#[derive(Clone)]
 pub(crate) struct Stream {
     pub(crate) ds: DataStream<Row>,
     pub(crate) cols: Vec<Column>,
@@ -87,6 +88,10 @@ pub struct Planner<'e> {
     sink_names: Option<Vec<String>>,
     /// Streams planned ahead (joins), read by the rewritten query that names them.
     pub(crate) planned: HashMap<String, Stream>,
+    /// Tables already read: a table referenced again (a self-join, q5's two aggregates over
+    /// `bid`, several INSERTs of a statement set) reads the same source, as Flink's sub-plan
+    /// reuse does, instead of decoding its input a second time.
+    scans: HashMap<String, Stream>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
@@ -423,6 +428,7 @@ impl<'e> Planner<'e> {
             pipelines: 0,
             sink_names: None,
             planned: HashMap::new(),
+            scans: HashMap::new(),
         }
     }
 
@@ -626,6 +632,11 @@ impl<'e> Planner<'e> {
                 ),
             ));
         };
+        if let Some(s) = self.scans.get(name) {
+            let mut shared = s.clone();
+            shared.plan[0] = format!("{} (shared)", shared.plan[0]);
+            return Ok(shared);
+        }
         let def = entry.def.clone();
         let physical = entry.physical.clone();
         let src_uid = self.uid(&format!("source-{name}"));
@@ -752,6 +763,7 @@ impl<'e> Planner<'e> {
             );
         }
         stream.plan = plan;
+        self.scans.insert(name.to_string(), stream.clone());
         Ok(stream)
     }
 
