@@ -1610,15 +1610,39 @@ fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_con
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(s["skipped"], 1, "{s}");
 
-    // A well-formed record whose field does not fit its column fails naming table and field.
-    std::fs::write(&data, "{\"name\": \"ann\", \"age\": \"old\"}\n").unwrap();
+    // A well-formed record whose field does not fit its column fails naming the file, the
+    // line, the table and the field...
+    std::fs::write(
+        &data,
+        "{\"name\": \"ann\", \"age\": 34}\n{\"name\": \"bob\", \"age\": \"old\"}\n",
+    )
+    .unwrap();
     let o = weir(&["run", &script, "--no-progress"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("table 'people': field 'age' = \"old\" is not a valid BIGINT"),
+        stderr(&o).contains(&format!(
+            "{}:2: table 'people': field 'age' = \"old\" is not a valid BIGINT",
+            data.display()
+        )),
         "{}",
         stderr(&o)
     );
+    // ...and under `skip` it is skipped and counted like an undecodable one.
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = weir(&[
+        "run",
+        &script,
+        "--no-progress",
+        "--set",
+        "pipeline.decode-error-policy=skip",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(committed(&out), [r#"{"age":34,"name":"ANN"}"#]);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["skipped"], 1, "{s}");
 }
 
 /// A windowed SQL job over 20 000 generated rows (`rate` rows per second) writing to `out`.

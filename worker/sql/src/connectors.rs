@@ -3,6 +3,7 @@
 
 use crate::changelog::ChangeRow;
 use crate::error::{Result, SqlError};
+use crate::json::JsonRowDecoder;
 use crate::value::{Column, Row, SqlType, Value};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::DecodeErrorPolicy;
-use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, FileSource, PrintSink};
+use weir_engine::connectors::{
+    BlackholeSink, DataGen, FileSink, FileSource, MakeLineDecoder, PrintSink,
+};
 use weir_engine::runtime::Rec;
 
 /// Connectors usable as sources.
@@ -123,285 +126,18 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         .chain(std::iter::repeat(b'0'))
         .take(3)
         .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
-    // days from civil (Howard Hinnant)
+    Some(((days_from_civil(y, m, day) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: i64, day: i64) -> i64 {
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
     let yoe = y2 - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
-}
-
-/// One JSON-lines record as the filesystem source reads it: the object's fields in order,
-/// flat (names and string values in two shared buffers), so decoding a line costs a few
-/// allocations instead of a `serde_json::Value` tree with one per name and per string.
-///
-/// From JSON it deserializes as any JSON value; between tasks (postcard, when the source is
-/// not chained to its decoder) it travels as the struct itself ([`JsonRecordWire`]).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-struct JsonRecord {
-    /// Field names, concatenated.
-    names: String,
-    /// String values and the JSON text of nested values, concatenated.
-    text: String,
-    /// Per field: where its name ends in `names`, and its value.
-    fields: Vec<(u32, JsonScalar)>,
-    /// The line's JSON text when it is not an object.
-    not_object: Option<String>,
-}
-
-/// [`JsonRecord`]'s fields, as it is serialized between tasks.
-#[derive(serde::Deserialize)]
-struct JsonRecordWire {
-    names: String,
-    text: String,
-    fields: Vec<(u32, JsonScalar)>,
-    not_object: Option<String>,
-}
-
-/// A field value; strings and nested values point into [`JsonRecord::text`].
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-enum JsonScalar {
-    Null,
-    Bool(bool),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Str(u32, u32),
-    /// An array or object, as JSON text.
-    Nested(u32, u32),
-}
-
-impl JsonRecord {
-    fn name(&self, i: usize) -> &str {
-        let start = if i == 0 {
-            0
-        } else {
-            self.fields[i - 1].0 as usize
-        };
-        &self.names[start..self.fields[i].0 as usize]
-    }
-
-    /// The index of field `name`, trying `hint` first (records of a file usually share
-    /// their field order).
-    fn find(&self, name: &str, hint: usize) -> Option<usize> {
-        if hint < self.fields.len() && self.name(hint) == name {
-            return Some(hint);
-        }
-        (0..self.fields.len()).find(|&i| self.name(i) == name)
-    }
-
-    fn text(&self, start: u32, end: u32) -> &str {
-        &self.text[start as usize..end as usize]
-    }
-
-    /// The value as JSON text, for messages.
-    fn json_text(&self, v: JsonScalar) -> String {
-        match v {
-            JsonScalar::Str(a, b) => serde_json::Value::from(self.text(a, b)).to_string(),
-            other => self.unquoted(other),
-        }
-    }
-
-    /// A non-string value's JSON text (what a STRING column reads from it).
-    fn unquoted(&self, v: JsonScalar) -> String {
-        match v {
-            JsonScalar::Null => "null".into(),
-            JsonScalar::Bool(b) => b.to_string(),
-            JsonScalar::I64(i) => i.to_string(),
-            JsonScalar::U64(u) => u.to_string(),
-            JsonScalar::F64(f) => serde_json::Number::from_f64(f)
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| f.to_string()),
-            JsonScalar::Str(a, b) | JsonScalar::Nested(a, b) => self.text(a, b).to_string(),
-        }
-    }
-
-    /// Converts field value `v` to a value of `ty`, as the JSON format reads it.
-    fn value(&self, v: JsonScalar, ty: SqlType) -> Option<Value> {
-        use JsonScalar as J;
-        Some(match (v, ty) {
-            (J::Null, _) => Value::Null,
-            (J::Str(a, b), _) => parse_text(self.text(a, b), ty)?,
-            (J::Bool(b), SqlType::Boolean) => Value::Bool(b),
-            (J::I64(i), SqlType::BigInt) => Value::Int(i),
-            (J::U64(u), SqlType::BigInt) => Value::Int(i64::try_from(u).ok()?),
-            (J::I64(i), SqlType::Double) => Value::Double(i as f64),
-            (J::U64(u), SqlType::Double) => Value::Double(u as f64),
-            (J::F64(f), SqlType::Double) => Value::Double(f),
-            (J::I64(i), SqlType::Timestamp) => Value::Ts(i),
-            (J::U64(u), SqlType::Timestamp) => Value::Ts(i64::try_from(u).ok()?),
-            (other, SqlType::String) => Value::Str(self.unquoted(other)),
-            _ => return None,
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for JsonRecord {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        if d.is_human_readable() {
-            return d.deserialize_any(RecordVisitor);
-        }
-        let w = <JsonRecordWire as serde::Deserialize>::deserialize(d)?;
-        Ok(JsonRecord {
-            names: w.names,
-            text: w.text,
-            fields: w.fields,
-            not_object: w.not_object,
-        })
-    }
-}
-
-struct RecordVisitor;
-
-impl RecordVisitor {
-    fn not_object<E>(v: serde_json::Value) -> std::result::Result<JsonRecord, E> {
-        Ok(JsonRecord {
-            not_object: Some(v.to_string()),
-            ..JsonRecord::default()
-        })
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for RecordVisitor {
-    type Value = JsonRecord;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<JsonRecord, A::Error> {
-        let mut rec = JsonRecord {
-            fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
-            ..JsonRecord::default()
-        };
-        while map.next_key_seed(AppendStr(&mut rec.names))?.is_some() {
-            let v = map.next_value_seed(FieldValue(&mut rec.text))?;
-            rec.fields.push((rec.names.len() as u32, v));
-        }
-        Ok(rec)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        seq: A,
-    ) -> std::result::Result<JsonRecord, A::Error> {
-        use serde::Deserialize;
-        let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Self::not_object(v)
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(v.into())
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(v.into())
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(v.into())
-    }
-    fn visit_unit<E>(self) -> std::result::Result<JsonRecord, E> {
-        Self::not_object(serde_json::Value::Null)
-    }
-}
-
-/// Deserializes a map key by appending it to a buffer.
-struct AppendStr<'a>(&'a mut String);
-
-impl<'de> serde::de::DeserializeSeed<'de> for AppendStr<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for AppendStr<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
-        self.0.push_str(v);
-        Ok(())
-    }
-}
-
-/// Deserializes a field value, appending string (and nested) values to a buffer.
-struct FieldValue<'a>(&'a mut String);
-
-impl FieldValue<'_> {
-    fn push(self, s: &str) -> (u32, u32) {
-        let start = self.0.len() as u32;
-        self.0.push_str(s);
-        (start, self.0.len() as u32)
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for FieldValue<'_> {
-    type Value = JsonScalar;
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<JsonScalar, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for FieldValue<'_> {
-    type Value = JsonScalar;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::Null)
-    }
-    fn visit_none<E>(self) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::I64(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::U64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<JsonScalar, E> {
-        Ok(JsonScalar::F64(v))
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<JsonScalar, E> {
-        let (a, b) = self.push(v);
-        Ok(JsonScalar::Str(a, b))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        seq: A,
-    ) -> std::result::Result<JsonScalar, A::Error> {
-        use serde::Deserialize;
-        let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        let (a, b) = self.push(&v.to_string());
-        Ok(JsonScalar::Nested(a, b))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        map: A,
-    ) -> std::result::Result<JsonScalar, A::Error> {
-        use serde::Deserialize;
-        let v = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        let (a, b) = self.push(&v.to_string());
-        Ok(JsonScalar::Nested(a, b))
-    }
+    era * 146_097 + doe - 719_468
 }
 
 /// Turns decoded file records into rows of a table's columns. A record whose fields do not
@@ -478,11 +214,13 @@ pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
     }
 }
 
-/// Builds the source of a table.
+/// Builds the source of a table. `read[i]` says whether any query reads column `i`: the
+/// `json` format leaves the others NULL without converting them (projection push-down).
 pub fn source(
     env: &StreamExecutionEnvironment,
     opts: &Options<'_>,
     cols: &[PhysicalColumn],
+    read: &[bool],
     uid: &str,
 ) -> Result<DataStream<Row>> {
     let connector = opts.connector()?;
@@ -498,38 +236,17 @@ pub fn source(
             let decode = Decoder { table, policy, skipped: Arc::new(AtomicU64::new(0)) };
             match opts.required("format")? {
                 "json" => {
-                    let raw = env
-                        .from_source(FileSource::<JsonRecord>::json_lines(&path), None, &name)
-                        .uid(uid);
-                    Ok(raw
-                        .transform_batches("Decode JSON", move |recs| {
-                            // Where each column's field was in the previous record.
-                            let mut hints: Vec<usize> = (0..cols.len()).collect();
-                            decode.rows(recs, |rec| {
-                                if let Some(text) = &rec.not_object {
-                                    return Err(format!("{text} is not a JSON object"));
-                                }
-                                let mut values = Vec::with_capacity(cols.len());
-                                for (c, hint) in cols.iter().zip(hints.iter_mut()) {
-                                    let Some(i) = rec.find(&c.field, *hint) else {
-                                        values.push(Value::Null);
-                                        continue;
-                                    };
-                                    *hint = i;
-                                    let v = rec.fields[i].1;
-                                    values.push(rec.value(v, c.col.ty).ok_or_else(|| {
-                                        format!(
-                                            "field '{}' = {} is not a valid {}",
-                                            c.field,
-                                            rec.json_text(v),
-                                            c.col.ty.sql_name()
-                                        )
-                                    })?);
-                                }
-                                Ok(values)
-                            })
-                        })
-                        .uid(&format!("{uid}-decode")))
+                    // Decoded in the source reader, straight into rows: a line that is not
+                    // JSON or does not fit the columns is a decode error with its file and
+                    // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
+                    let (table, read) = (decode.table.clone(), read.to_vec());
+                    let make: MakeLineDecoder<Row> = Arc::new(move || {
+                        let mut d = JsonRowDecoder::new(&table, &cols, &read);
+                        Box::new(move |line: &[u8]| d.decode(line))
+                    });
+                    Ok(env
+                        .from_source(FileSource::lines_with(&path, make), None, &name)
+                        .uid(uid))
                 }
                 "csv" => {
                     let raw = env

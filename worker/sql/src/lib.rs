@@ -21,6 +21,7 @@ pub mod connectors;
 pub mod error;
 pub mod expr;
 mod join;
+mod json;
 pub mod parse;
 pub mod plan;
 mod tvf;

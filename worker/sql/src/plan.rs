@@ -15,10 +15,10 @@ use crate::window_join::Scope;
 use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
-    SelectItem, SetExpr, Spanned, TableFactor, VisitMut, VisitorMut,
+    SelectItem, SetExpr, Spanned, TableFactor, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::tokenizer::Span;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,82 @@ pub(crate) struct Stream {
     /// The window each row belongs to, when the rows come from a window TVF, a window
     /// aggregate or a window join: its `window_start`/`window_end` columns.
     pub(crate) window: Option<WindowProps>,
+}
+
+/// Every name the statements' queries, computed columns and watermarks mention (the last
+/// part of a qualified name too), lower-cased; `None` when a query selects `*` or `t.*`.
+/// A table column outside this set cannot be read by the script.
+fn referenced_names(stmts: &[Statement]) -> Option<HashSet<String>> {
+    struct Names(HashSet<String>);
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(id) => {
+                    self.0.insert(id.value.to_lowercase());
+                }
+                Expr::CompoundIdentifier(ids) => {
+                    self.0.extend(ids.iter().map(|id| id.value.to_lowercase()));
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            fn star(body: &SetExpr) -> bool {
+                match body {
+                    SetExpr::Select(s) => s.projection.iter().any(|it| {
+                        matches!(
+                            it,
+                            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                        )
+                    }),
+                    SetExpr::SetOperation { left, right, .. } => star(left) || star(right),
+                    _ => false,
+                }
+            }
+            if star(&q.body) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    fn visit(s: &Statement, v: &mut Names) -> ControlFlow<()> {
+        match s {
+            Statement::CreateTable(def) => table(def, v),
+            Statement::CreateTableAs { def, query } => {
+                table(def, v)?;
+                ast::Visit::visit(query.as_ref(), v)
+            }
+            Statement::CreateView { query, .. }
+            | Statement::Insert { query, .. }
+            | Statement::Select(query) => ast::Visit::visit(query.as_ref(), v),
+            Statement::Explain(inner) => visit(inner, v),
+            Statement::CreateFunction(_) | Statement::DropFunction { .. } => {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    fn table(def: &TableDef, v: &mut Names) -> ControlFlow<()> {
+        for c in &def.columns {
+            if let ColumnKind::Computed(e) = &c.kind {
+                ast::Visit::visit(e.as_ref(), v)?;
+            }
+        }
+        if let Some(w) = &def.watermark {
+            v.0.insert(w.column.value.to_lowercase());
+            ast::Visit::visit(&w.expr, v)?;
+        }
+        ControlFlow::Continue(())
+    }
+    let mut v = Names(HashSet::new());
+    for s in stmts {
+        if visit(s, &mut v).is_break() {
+            return None;
+        }
+    }
+    Some(v.0)
 }
 
 pub(crate) fn nest(title: String, child: &[String]) -> Vec<String> {
@@ -91,7 +167,11 @@ pub struct Planner<'e> {
     /// Tables already read: a table referenced again (a self-join, q5's two aggregates over
     /// `bid`, several INSERTs of a statement set) reads the same source, as Flink's sub-plan
     /// reuse does, instead of decoding its input a second time.
-    scans: HashMap<String, Stream>,
+    scans: HashMap<String, (Stream, String)>,
+    /// The (lower-cased) names the script's queries and table definitions mention; a
+    /// source column not among them is never read. `None`: every column is (a query
+    /// selects `*`, or the statements were not seen as a whole).
+    referenced: Option<HashSet<String>>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
@@ -429,6 +509,7 @@ impl<'e> Planner<'e> {
             sink_names: None,
             planned: HashMap::new(),
             scans: HashMap::new(),
+            referenced: None,
         }
     }
 
@@ -458,6 +539,7 @@ impl<'e> Planner<'e> {
 
     /// Plans every statement of a script, in order.
     pub fn plan_script(&mut self, stmts: Vec<Statement>) -> Result<()> {
+        self.referenced = referenced_names(&stmts);
         for (i, s) in stmts.into_iter().enumerate() {
             self.stmt = i + 1;
             self.op = 0;
@@ -632,18 +714,41 @@ impl<'e> Planner<'e> {
                 ),
             ));
         };
-        if let Some(s) = self.scans.get(name) {
-            let mut shared = s.clone();
-            shared.plan[0] = format!("{} (shared)", shared.plan[0]);
-            return Ok(shared);
+        if let Some((s, src_uid)) = self.scans.get(name) {
+            return Ok(Stream {
+                plan: vec![format!(
+                    "Reuse: {name} (the source uid={src_uid} and its watermarks, planned above)"
+                )],
+                ..s.clone()
+            });
         }
         let def = entry.def.clone();
         let physical = entry.physical.clone();
         let src_uid = self.uid(&format!("source-{name}"));
-        let ds = connectors::source(self.env, &Self::opts(name, &def), &physical, &src_uid)?;
+        let read: Vec<bool> = physical
+            .iter()
+            .map(|p| {
+                self.referenced
+                    .as_ref()
+                    .is_none_or(|r| r.contains(&p.col.name.to_lowercase()))
+            })
+            .collect();
+        let ds = connectors::source(
+            self.env,
+            &Self::opts(name, &def),
+            &physical,
+            &read,
+            &src_uid,
+        )?;
         let phys_cols: Vec<Column> = physical.iter().map(|p| p.col.clone()).collect();
+        let unread: Vec<&str> = phys_cols
+            .iter()
+            .zip(&read)
+            .filter(|(_, r)| !**r)
+            .map(|(c, _)| c.name.as_str())
+            .collect();
         let mut plan = vec![format!(
-            "Source: {name} connector={} columns=[{}] uid={src_uid}",
+            "Source: {name} connector={} columns=[{}]{} uid={src_uid}",
             def.options
                 .get("connector")
                 .map(String::as_str)
@@ -652,7 +757,12 @@ impl<'e> Planner<'e> {
                 .iter()
                 .map(|c| format!("{} {}", c.name, c.ty.sql_name()))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if unread.is_empty() {
+                String::new()
+            } else {
+                format!(" unread=[{}]", unread.join(", "))
+            }
         )];
         let mut stream = Stream {
             ds,
@@ -763,7 +873,8 @@ impl<'e> Planner<'e> {
             );
         }
         stream.plan = plan;
-        self.scans.insert(name.to_string(), stream.clone());
+        self.scans
+            .insert(name.to_string(), (stream.clone(), src_uid));
         Ok(stream)
     }
 

@@ -796,6 +796,67 @@ fn nexmark_q7_as_flink_writes_it_finds_the_highest_bids_of_each_ten_seconds() {
 }
 
 #[test]
+fn a_table_read_twice_has_one_source_that_decodes_only_the_columns_the_script_mentions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let ddl = bids(
+        dir.path(),
+        &[
+            (1_000, 1, 10, 5),
+            (2_000, 1, 11, 8),
+            (3_000, 2, 12, 8),
+            (12_000, 3, 13, 2),
+        ],
+    );
+    let sql = format!(
+        "{ddl}
+         CREATE TABLE top_bids (auction BIGINT, price BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO top_bids
+         SELECT B.auction, B.price FROM bid B
+         JOIN (SELECT MAX(price) AS top, TUMBLE_ROWTIME(dateTime, INTERVAL '10' SECOND) AS rt
+               FROM bid GROUP BY TUMBLE(dateTime, INTERVAL '10' SECOND)) M
+         ON B.price = M.top
+         WHERE B.dateTime BETWEEN M.rt - INTERVAL '10' SECOND AND M.rt;",
+        out.display()
+    );
+    let env = StreamExecutionEnvironment::new();
+    let text = weir_sql::plan(&env, &sql).unwrap().explain();
+    // One source, read by both sides of the join; bidder, channel, url and extra are
+    // mentioned nowhere, so they are not decoded.
+    let sources: Vec<&str> = text.lines().filter(|l| l.contains("Source: bid")).collect();
+    assert_eq!(sources.len(), 1, "{text}");
+    assert!(
+        sources[0].contains("unread=[bidder, channel, url, extra]"),
+        "{text}"
+    );
+    assert!(text.contains("Reuse: bid (the source uid="), "{text}");
+    let graph = env.explain().unwrap();
+    assert_eq!(graph.matches("Source: bid").count(), 1, "{graph}");
+    run(&sql, config(&[]));
+    // The window [0 s, 10 s) has maximum 8, bid twice; [10 s, 20 s) has 2.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"auction": 1, "price": 8}),
+            json!({"auction": 2, "price": 8}),
+            json!({"auction": 3, "price": 2}),
+        ])
+    );
+    // A query selecting * reads every column.
+    let env = StreamExecutionEnvironment::new();
+    let text = weir_sql::plan(
+        &env,
+        &format!(
+            "{ddl} CREATE TABLE p WITH ('connector' = 'print') AS SELECT * FROM bid WHERE price > 1;"
+        ),
+    )
+    .unwrap()
+    .explain();
+    assert!(!text.contains("unread"), "{text}");
+}
+
+#[test]
 fn nexmark_q7_with_a_window_tvf_bounds_the_join_on_window_end() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -7,7 +7,7 @@ mod file;
 mod sinks;
 
 pub use datagen::{DataGen, GenContext};
-pub use file::{FileFormat, FileSource};
+pub use file::{FileFormat, FileSource, LineDecoder, MakeLineDecoder};
 pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, FileSink, PrintSink};
 
 use crate::error::Result;

@@ -1,0 +1,619 @@
+//! The `json` format's reader: one JSON object per line, decoded straight into a row of the
+//! table's physical columns.
+//!
+//! It scans the line once, without building a tree or copying field names: each field name
+//! is matched against the columns (trying first the column the same position held in the
+//! previous line, as the records of a file usually share their field order), a column the
+//! query reads is converted to its type in place, and every other value is only skipped
+//! over (as Flink's JSON format does with projection push-down). Strings are copied once,
+//! into the row. Timestamps in the common `yyyy-MM-dd HH:mm:ss[.SSS]` form are read by byte
+//! offset.
+//!
+//! It is lenient where strictness would cost a pass over every byte: a control character
+//! inside a string is taken as it is, and a skipped nested value is checked only as far as
+//! matching its quotes and brackets. Any other malformed line is refused, with serde_json's
+//! message.
+
+use crate::connectors::{PhysicalColumn, days_from_civil, parse_text};
+use crate::value::{Row, SqlType, Value};
+
+/// Decodes the lines of one table's files (one decoder per source reader).
+pub(crate) struct JsonRowDecoder {
+    table: String,
+    cols: Vec<Col>,
+    /// The column the n-th field of the previous line was (`usize::MAX`: none).
+    order: Vec<usize>,
+}
+
+struct Col {
+    field: String,
+    ty: SqlType,
+    /// Whether any query reads it; unread columns stay NULL and are only skipped over.
+    read: bool,
+}
+
+impl JsonRowDecoder {
+    /// A decoder for `cols`; `read[i]` says whether column `i` is used by a query.
+    pub(crate) fn new(table: &str, cols: &[PhysicalColumn], read: &[bool]) -> Self {
+        JsonRowDecoder {
+            table: table.to_string(),
+            cols: cols
+                .iter()
+                .zip(read)
+                .map(|(c, &read)| Col {
+                    field: c.field.clone(),
+                    ty: c.col.ty,
+                    read,
+                })
+                .collect(),
+            order: Vec::new(),
+        }
+    }
+
+    /// Decodes one line (trimmed, not empty) into a row; the error names what is wrong.
+    pub(crate) fn decode(&mut self, line: &[u8]) -> Result<Row, String> {
+        let mut vals = vec![Value::Null; self.cols.len()];
+        let mut p = Scanner { b: line, i: 0 };
+        match self.object(&mut p, &mut vals) {
+            Ok(()) => Ok(Row(vals)),
+            Err(Fault::Syntax(ours)) => Err(syntax_message(line, ours)),
+            Err(Fault::Field(msg)) => Err(msg),
+        }
+    }
+
+    fn object(&mut self, p: &mut Scanner<'_>, vals: &mut [Value]) -> Result<(), Fault> {
+        p.ws();
+        if p.peek() != Some(b'{') {
+            return Err(Fault::Syntax("not a JSON object"));
+        }
+        p.i += 1;
+        p.ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            let mut pos = 0;
+            loop {
+                let (ks, ke, escaped) = p.string()?;
+                p.ws();
+                p.expect(b':')?;
+                p.ws();
+                let col = if escaped {
+                    let name: String =
+                        serde_json::from_slice(&p.b[ks - 1..=ke]).map_err(|_| Fault::BAD)?;
+                    self.lookup(pos, name.as_bytes())
+                } else {
+                    self.lookup(pos, &p.b[ks..ke])
+                };
+                match col {
+                    Some(c) if self.cols[c].read => vals[c] = self.value(p, c)?,
+                    _ => p.skip_value()?,
+                }
+                pos += 1;
+                p.ws();
+                match p.next() {
+                    Some(b',') => p.ws(),
+                    Some(b'}') => break,
+                    _ => return Err(Fault::Syntax("expected ',' or '}' after a field")),
+                }
+            }
+        }
+        p.ws();
+        if p.i != p.b.len() {
+            return Err(Fault::Syntax("trailing characters after the object"));
+        }
+        Ok(())
+    }
+
+    /// The column named `name`, trying first the column field `pos` held last time.
+    fn lookup(&mut self, pos: usize, name: &[u8]) -> Option<usize> {
+        if let Some(&c) = self.order.get(pos)
+            && c != usize::MAX
+            && self.cols[c].field.as_bytes() == name
+        {
+            return Some(c);
+        }
+        let found = self.cols.iter().position(|c| c.field.as_bytes() == name);
+        if self.order.len() <= pos {
+            self.order.resize(pos + 1, usize::MAX);
+        }
+        self.order[pos] = found.unwrap_or(usize::MAX);
+        found
+    }
+
+    /// Reads the value at the scanner as column `c`'s type.
+    fn value(&self, p: &mut Scanner<'_>, c: usize) -> Result<Value, Fault> {
+        let ty = self.cols[c].ty;
+        let start = p.i;
+        let v = match p.peek() {
+            Some(b'"') => {
+                let (s, e, escaped) = p.string()?;
+                if ty == SqlType::Timestamp
+                    && !escaped
+                    && let Some(ms) = fast_timestamp(&p.b[s..e])
+                {
+                    return Ok(Value::Ts(ms));
+                }
+                let owned;
+                let text = if escaped {
+                    owned = serde_json::from_slice::<String>(&p.b[s - 1..=e])
+                        .map_err(|_| Fault::BAD)?;
+                    owned.as_str()
+                } else {
+                    std::str::from_utf8(&p.b[s..e]).map_err(|_| Fault::BAD)?
+                };
+                parse_text(text, ty)
+            }
+            Some(b'n') => {
+                p.literal(b"null")?;
+                Some(Value::Null)
+            }
+            Some(b't') => {
+                p.literal(b"true")?;
+                bool_value(true, ty)
+            }
+            Some(b'f') => {
+                p.literal(b"false")?;
+                bool_value(false, ty)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let (text, int) = p.number()?;
+                match (int, ty) {
+                    (Some(i), SqlType::BigInt) => Some(Value::Int(i)),
+                    (Some(i), SqlType::Timestamp) => Some(Value::Ts(i)),
+                    _ => {
+                        let text = std::str::from_utf8(text).expect("a number is ASCII");
+                        number_value(text, int.is_some() || is_integer(text), ty)
+                    }
+                }
+            }
+            Some(b'[' | b'{') => {
+                p.skip_value()?;
+                match ty {
+                    // A nested value read as a STRING is its (compact) JSON text.
+                    SqlType::String => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
+                        Some(Value::Str(v.to_string()))
+                    }
+                    _ => None,
+                }
+            }
+            _ => return Err(Fault::Syntax("expected a value")),
+        };
+        v.ok_or_else(|| {
+            let col = &self.cols[c];
+            Fault::Field(format!(
+                "table '{}': field '{}' = {} is not a valid {}",
+                self.table,
+                col.field,
+                String::from_utf8_lossy(&p.b[start..p.i]),
+                col.ty.sql_name()
+            ))
+        })
+    }
+}
+
+/// Whether a JSON number's text is an integer (no fraction or exponent).
+fn is_integer(text: &str) -> bool {
+    !text.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+}
+
+fn bool_value(b: bool, ty: SqlType) -> Option<Value> {
+    match ty {
+        SqlType::Boolean => Some(Value::Bool(b)),
+        SqlType::String => Some(Value::Str(b.to_string())),
+        _ => None,
+    }
+}
+
+/// A JSON number as a value of `ty`: integers fit BIGINT, DOUBLE and TIMESTAMP (epoch ms);
+/// any number fits DOUBLE and STRING (its text, as serde_json prints the number).
+fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
+    Some(match ty {
+        SqlType::BigInt if int => Value::Int(text.parse().ok()?),
+        SqlType::Timestamp if int => Value::Ts(text.parse().ok()?),
+        SqlType::Double => Value::Double(text.parse().ok()?),
+        SqlType::String if int => Value::Str(text.to_string()),
+        SqlType::String => {
+            let f: f64 = text.parse().ok()?;
+            Value::Str(
+                serde_json::Number::from_f64(f)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| f.to_string()),
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
+/// other form (the caller then tries the general parser).
+fn fast_timestamp(b: &[u8]) -> Option<i64> {
+    let b = b.strip_suffix(b"Z").unwrap_or(b);
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = match &b[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) => frac
+            .iter()
+            .chain(std::iter::repeat(&b'0'))
+            .take(3)
+            .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0')),
+        _ => return None,
+    };
+    Some(((days_from_civil(y, m, d) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+/// Why a line did not decode.
+enum Fault {
+    /// Malformed JSON (our short description; serde_json's is preferred).
+    Syntax(&'static str),
+    /// Well-formed, but a field does not fit its column: the full message.
+    Field(String),
+}
+
+impl Fault {
+    const BAD: Fault = Fault::Syntax("malformed JSON");
+}
+
+/// The message for a malformed line: serde_json's (with its column), or ours when serde_json
+/// accepts what this reader does not.
+fn syntax_message(line: &[u8], ours: &str) -> String {
+    match serde_json::from_slice::<serde_json::Value>(line) {
+        Err(e) => e.to_string(),
+        Ok(v) if !v.is_object() => format!("{v} is not a JSON object"),
+        Ok(_) => ours.to_string(),
+    }
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), Fault> {
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(Fault::Syntax("expected ':' after a field name"))
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Fault> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Fault::BAD)
+        }
+    }
+
+    /// A string at the scanner: the bounds of its contents and whether it has escapes.
+    fn string(&mut self) -> Result<(usize, usize, bool), Fault> {
+        if self.next() != Some(b'"') {
+            return Err(Fault::Syntax("expected a string"));
+        }
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            // Field names and most values are short: look at a few bytes before paying
+            // for memchr's set-up.
+            let rest = &self.b[self.i..];
+            let head = &rest[..rest.len().min(16)];
+            let Some(off) = head
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')
+                .or_else(|| {
+                    memchr::memchr2(b'"', b'\\', &rest[head.len()..]).map(|o| o + head.len())
+                })
+            else {
+                return Err(Fault::Syntax("unterminated string"));
+            };
+            self.i += off;
+            if self.b[self.i] == b'"' {
+                let end = self.i;
+                self.i += 1;
+                return Ok((start, end, escaped));
+            }
+            escaped = true;
+            self.i += 2;
+            if self.i > self.b.len() {
+                return Err(Fault::Syntax("unterminated string"));
+            }
+        }
+    }
+
+    /// A number at the scanner (JSON's grammar): its text, and its value when it is an
+    /// integer that fits an i64.
+    fn number(&mut self) -> Result<(&[u8], Option<i64>), Fault> {
+        let start = self.i;
+        let digits = |s: &mut Self| {
+            let from = s.i;
+            while matches!(s.peek(), Some(b'0'..=b'9')) {
+                s.i += 1;
+            }
+            s.i > from
+        };
+        let neg = self.peek() == Some(b'-');
+        if neg {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match self.peek() {
+            // No leading zeros: "0" and "0.5", not "01".
+            Some(b'0') => {
+                self.i += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err(Fault::Syntax("malformed number"));
+                }
+            }
+            _ if digits(self) => {}
+            _ => return Err(Fault::Syntax("malformed number")),
+        }
+        let int_end = self.i;
+        let mut int = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            int = false;
+            if !digits(self) {
+                return Err(Fault::Syntax("malformed number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            int = false;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !digits(self) {
+                return Err(Fault::Syntax("malformed number"));
+            }
+        }
+        let text = &self.b[start..self.i];
+        // Up to 18 digits cannot overflow; longer integers go through `str::parse`.
+        let value = (int && int_end - int_start <= 18).then(|| {
+            let v = self.b[int_start..int_end]
+                .iter()
+                .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+            if neg { -v } else { v }
+        });
+        Ok((text, value))
+    }
+
+    /// Skips one value; nested values only as far as matching brackets and quotes.
+    fn skip_value(&mut self) -> Result<(), Fault> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            Some(b'[' | b'{') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'[' | b'{') => depth += 1,
+                        Some(b']' | b'}') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => {}
+                        None => return Err(Fault::Syntax("unterminated array or object")),
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => Err(Fault::Syntax("expected a value")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::parse_timestamp;
+    use crate::value::Column;
+
+    fn decoder(cols: &[(&str, SqlType)], read: &[bool]) -> JsonRowDecoder {
+        let cols: Vec<PhysicalColumn> = cols
+            .iter()
+            .map(|(f, ty)| PhysicalColumn {
+                col: Column {
+                    name: f.to_lowercase(),
+                    ty: *ty,
+                },
+                field: f.to_string(),
+            })
+            .collect();
+        JsonRowDecoder::new("t", &cols, read)
+    }
+
+    fn all_types() -> JsonRowDecoder {
+        use SqlType::*;
+        decoder(
+            &[
+                ("id", BigInt),
+                ("name", String),
+                ("score", Double),
+                ("ok", Boolean),
+                ("ts", Timestamp),
+            ],
+            &[true; 5],
+        )
+    }
+
+    #[test]
+    fn fields_are_read_by_name_in_any_order_with_missing_ones_null() {
+        let mut d = all_types();
+        let row = d
+            .decode(br#"{"id": 7, "name": "ann", "score": 1.5, "ok": true, "ts": "2026-01-01 00:00:01.250"}"#)
+            .unwrap();
+        assert_eq!(
+            row.0,
+            [
+                Value::Int(7),
+                Value::Str("ann".into()),
+                Value::Double(1.5),
+                Value::Bool(true),
+                Value::Ts(1_767_225_601_250)
+            ]
+        );
+        // Another order, an unknown nested field, a missing field and epoch-ms time.
+        let row = d
+            .decode(br#"{ "ts" : 1000 , "x": {"a": [1, "]"]}, "ok": false, "id": -3, "score": 2 }"#)
+            .unwrap();
+        assert_eq!(
+            row.0,
+            [
+                Value::Int(-3),
+                Value::Null,
+                Value::Double(2.0),
+                Value::Bool(false),
+                Value::Ts(1000)
+            ]
+        );
+        assert_eq!(d.decode(b"{}").unwrap().0, vec![Value::Null; 5]);
+    }
+
+    #[test]
+    fn escapes_are_decoded_in_names_and_values() {
+        let mut d = all_types();
+        let row = d
+            .decode(br#"{"na\u006de": "a \"quoted\" \\ line\n", "id": null}"#)
+            .unwrap();
+        assert_eq!(row.0[0], Value::Null);
+        assert_eq!(row.0[1], Value::Str("a \"quoted\" \\ line".into()));
+    }
+
+    #[test]
+    fn a_string_column_reads_numbers_booleans_and_nested_values_as_their_json_text() {
+        let mut d = decoder(&[("s", SqlType::String)], &[true]);
+        for (line, want) in [
+            (r#"{"s": 12}"#, "12"),
+            (r#"{"s": 1.50}"#, "1.5"),
+            (r#"{"s": true}"#, "true"),
+            (r#"{"s": {"a": [1, 2]}}"#, r#"{"a":[1,2]}"#),
+        ] {
+            assert_eq!(
+                d.decode(line.as_bytes()).unwrap().0,
+                [Value::Str(want.into())],
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn unread_columns_stay_null_and_their_values_are_not_converted() {
+        use SqlType::*;
+        let mut d = decoder(&[("a", BigInt), ("b", BigInt)], &[true, false]);
+        // "b" is not a BIGINT, but no query reads it.
+        let row = d.decode(br#"{"a": 1, "b": "not a number"}"#).unwrap();
+        assert_eq!(row.0, [Value::Int(1), Value::Null]);
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_its_column_is_refused_naming_table_field_and_value() {
+        let mut d = all_types();
+        for (line, msg) in [
+            (
+                r#"{"id": "x7"}"#,
+                r#"table 't': field 'id' = "x7" is not a valid BIGINT"#,
+            ),
+            (
+                r#"{"id": 1.5}"#,
+                "table 't': field 'id' = 1.5 is not a valid BIGINT",
+            ),
+            (
+                r#"{"ok": 1}"#,
+                "table 't': field 'ok' = 1 is not a valid BOOLEAN",
+            ),
+            (
+                r#"{"ts": "yesterday"}"#,
+                r#"table 't': field 'ts' = "yesterday" is not a valid TIMESTAMP(3)"#,
+            ),
+        ] {
+            assert_eq!(d.decode(line.as_bytes()).unwrap_err(), msg, "{line}");
+        }
+    }
+
+    #[test]
+    fn malformed_lines_are_refused_with_serde_json_s_message() {
+        let mut d = all_types();
+        for line in [
+            r#"{"id": 1"#,
+            r#"{"id" 1}"#,
+            r#"{"id": 01}"#,
+            r#"{"id": 1} x"#,
+            r#"{"name": "ann}"#,
+            r#"{"x": [1, 2}"#,
+        ] {
+            let err = d.decode(line.as_bytes()).unwrap_err();
+            let serde = serde_json::from_str::<serde_json::Value>(line).unwrap_err();
+            assert_eq!(err, serde.to_string(), "{line}");
+        }
+        assert_eq!(
+            d.decode(b"[1, 2]").unwrap_err(),
+            "[1,2] is not a JSON object"
+        );
+    }
+
+    #[test]
+    fn the_fixed_form_timestamp_reader_agrees_with_the_general_parser() {
+        for s in [
+            "2026-01-01 00:00:00.000",
+            "2026-01-01 00:00:19.999",
+            "1999-12-31T23:59:59.5Z",
+            "2024-02-29 12:34:56",
+            "1969-07-20 20:17:40.123456",
+            "2026-03-01 00:00:00.1",
+        ] {
+            assert_eq!(fast_timestamp(s.as_bytes()), parse_timestamp(s), "{s}");
+        }
+        for s in [
+            "2026-1-01 00:00:00",
+            "2026-01-01",
+            "2026-01-01 00:00:00.",
+            "x026-01-01 00:00:00",
+        ] {
+            assert_eq!(fast_timestamp(s.as_bytes()), None, "{s}");
+        }
+    }
+}
