@@ -492,6 +492,38 @@ fn file_sources_read_json_lines_and_csv_split_across_subtasks() {
 }
 
 #[test]
+fn lines_across_the_read_buffer_s_end_and_a_last_line_without_newline_are_read_whole() {
+    // 3 MiB of lines of varying length: many of them cross the reader's 256 KiB buffer.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let n = 20_000;
+    for i in 0..n {
+        let pad = "x".repeat(i % 300);
+        text.push_str(&format!(
+            "{{\"user_id\":\"u{i}{pad}\",\"amount\":{i}.5,\"ts\":{i}}}\n"
+        ));
+        if i % 1000 == 0 {
+            text.push_str("  \n");
+        }
+    }
+    text.push_str("{\"user_id\":\"last\",\"amount\":0,\"ts\":-1}");
+    write(dir.path(), "big.jsonl", &text);
+    let env = env_with(1, 100);
+    let (sink, out) = CollectSink::<Row>::new();
+    env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json")
+        .sink_to(sink);
+    env.execute("big").unwrap();
+    let got = out.values();
+    assert_eq!(got.len(), n + 1);
+    for (i, r) in got.iter().take(n).enumerate() {
+        assert_eq!(r.ts, i as i64);
+        assert_eq!(r.user_id, format!("u{i}{}", "x".repeat(i % 300)));
+        assert_eq!(r.amount, i as f64 + 0.5);
+    }
+    assert_eq!(got[n].user_id, "last");
+}
+
+#[test]
 fn a_corrupt_record_fails_the_job_naming_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     write(

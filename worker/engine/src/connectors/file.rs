@@ -301,31 +301,48 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                     buf,
                 } => {
                     while out.len() < max {
-                        buf.clear();
-                        // Bytes, not a String: serde_json validates UTF-8 inside strings itself.
-                        let n = reader
-                            .read_until(b'\n', buf)
+                        // A line wholly inside the read buffer is decoded where it lies; only
+                        // a line across the buffer's end is copied out first.
+                        let avail = reader
+                            .fill_buf()
                             .map_err(|e| Error::io("cannot read", path.clone(), e))?;
-                        if n == 0 {
-                            eof = true;
-                            break;
-                        }
-                        *line += 1;
-                        *offset += n as u64;
-                        let text = buf.trim_ascii();
-                        if text.is_empty() {
-                            continue;
-                        }
-                        let decoded = match &mut self.decoder {
-                            Some(decode) => decode(text),
-                            None => serde_json::from_slice::<T>(text).map_err(|e| e.to_string()),
+                        let (n, text) = match memchr::memchr(b'\n', avail) {
+                            Some(end) => (end + 1, &avail[..end]),
+                            None => {
+                                buf.clear();
+                                let n = reader
+                                    .read_until(b'\n', buf)
+                                    .map_err(|e| Error::io("cannot read", path.clone(), e))?;
+                                if n == 0 {
+                                    eof = true;
+                                    break;
+                                }
+                                (0, &buf[..])
+                            }
                         };
+                        *line += 1;
+                        *offset += if n > 0 { n } else { buf.len() } as u64;
+                        let text = text.trim_ascii();
+                        let decoded = if text.is_empty() {
+                            None
+                        } else {
+                            Some(match &mut self.decoder {
+                                Some(decode) => decode(text),
+                                // Bytes, not a String: serde_json validates UTF-8 in strings.
+                                None => {
+                                    serde_json::from_slice::<T>(text).map_err(|e| e.to_string())
+                                }
+                            })
+                        };
+                        // `n` > 0: the line was in the buffer, and is consumed only now.
+                        reader.consume(n);
                         match decoded {
-                            Ok(v) => out.push(Rec {
+                            None => {}
+                            Some(Ok(v)) => out.push(Rec {
                                 ts: NO_TIMESTAMP,
                                 value: v,
                             }),
-                            Err(reason) => {
+                            Some(Err(reason)) => {
                                 error = Some((path.clone(), *line, reason));
                                 break;
                             }
