@@ -131,6 +131,17 @@ fn referenced_names(stmts: &[Statement]) -> Option<HashSet<String>> {
     Some(v.0)
 }
 
+/// A window aggregate's compiled parts: the pre-projection (keys, then each call's argument
+/// and filter), the calls, the key columns, and their EXPLAIN text.
+struct WindowAggParts {
+    pre: Vec<(Arc<dyn PhysicalExpr>, SqlType)>,
+    agg_calls: Vec<AggCall>,
+    key_names: Vec<String>,
+    key_types: Vec<SqlType>,
+    pre_shown: Vec<String>,
+    shown_calls: Vec<String>,
+}
+
 pub(crate) fn nest(title: String, child: &[String]) -> Vec<String> {
     let mut v = vec![title];
     v.extend(child.iter().map(|l| format!("  {l}")));
@@ -168,6 +179,8 @@ pub struct Planner<'e> {
     /// `bid`, several INSERTs of a statement set) reads the same source, as Flink's sub-plan
     /// reuse does, instead of decoding its input a second time.
     scans: HashMap<String, (Stream, String)>,
+    /// Window aggregates planned so far, by input stream and aggregate, with their uid.
+    window_aggs: HashMap<String, (Stream, String)>,
     /// The (lower-cased) names the script's queries and table definitions mention; a
     /// source column not among them is never read. `None`: every column is (a query
     /// selects `*`, or the statements were not seen as a whole).
@@ -509,6 +522,7 @@ impl<'e> Planner<'e> {
             sink_names: None,
             planned: HashMap::new(),
             scans: HashMap::new(),
+            window_aggs: HashMap::new(),
             referenced: None,
         }
     }
@@ -1426,6 +1440,87 @@ impl<'e> Planner<'e> {
             &mut agg_calls,
             &mut shown_calls,
         )?;
+        // Sub-plan reuse (as Flink's): the same aggregate over the same stream (q5 computes
+        // its per-auction HOP counts twice) is computed once and read by both queries.
+        let reuse_key = format!(
+            "{:?}|{}|{:?}|{on_proctime}|{}|{}",
+            input.ds,
+            filter.map(|f| f.to_string()).unwrap_or_default(),
+            win,
+            pre_shown.join(", "),
+            shown_calls.join(", ")
+        );
+        let agg_stream = match self.window_aggs.get(&reuse_key) {
+            Some((s, uid)) => Stream {
+                plan: vec![format!(
+                    "Reuse: {title} uid={uid} (the same aggregate over the same input, planned above)"
+                )],
+                ..s.clone()
+            },
+            None => {
+                let agg = WindowAggParts {
+                    pre,
+                    agg_calls,
+                    key_names,
+                    key_types,
+                    pre_shown,
+                    shown_calls,
+                };
+                let (s, uid) = self.build_window_aggregate(
+                    input,
+                    filter,
+                    win,
+                    on_proctime,
+                    out_win,
+                    agg,
+                    title,
+                )?;
+                self.window_aggs.insert(reuse_key, (s.clone(), uid));
+                s
+            }
+        };
+        let select: Vec<SelectItem> = out_items
+            .into_iter()
+            .map(|(n, e)| SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::with_quote('"', n),
+            })
+            .collect();
+        self.calc(agg_stream, having.as_ref(), &select, names).map_err(|e| match e {
+            SqlError::At { line, column, message } if message.starts_with("column '") && message.contains("not found") => {
+                let col = message.split('\'').nth(1).unwrap_or("").to_string();
+                SqlError::At {
+                    line,
+                    column,
+                    message: format!("column '{col}' must appear in GROUP BY or be used in an aggregate function"),
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// The window aggregate of [`Self::aggregate_windows`] without its final projection:
+    /// rows of keys, aggregates and window bounds. Returns the stream and its operator uid.
+    #[allow(clippy::too_many_arguments)]
+    fn build_window_aggregate(
+        &mut self,
+        input: Stream,
+        filter: Option<&Expr>,
+        win: Win,
+        on_proctime: bool,
+        out_win: Win,
+        parts: WindowAggParts,
+        title: &str,
+    ) -> Result<(Stream, String)> {
+        let inherited = win == Win::Inherited;
+        let WindowAggParts {
+            pre,
+            agg_calls,
+            key_names,
+            key_types,
+            pre_shown,
+            shown_calls,
+        } = parts;
         let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("window-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);
@@ -1537,24 +1632,7 @@ impl<'e> Planner<'e> {
             proctime: None,
             plan,
         };
-        let select: Vec<SelectItem> = out_items
-            .into_iter()
-            .map(|(n, e)| SelectItem::ExprWithAlias {
-                expr: e,
-                alias: Ident::with_quote('"', n),
-            })
-            .collect();
-        self.calc(agg_stream, having.as_ref(), &select, names).map_err(|e| match e {
-            SqlError::At { line, column, message } if message.starts_with("column '") && message.contains("not found") => {
-                let col = message.split('\'').nth(1).unwrap_or("").to_string();
-                SqlError::At {
-                    line,
-                    column,
-                    message: format!("column '{col}' must appear in GROUP BY or be used in an aggregate function"),
-                }
-            }
-            other => other,
-        })
+        Ok((agg_stream, win_uid))
     }
 
     fn select_to_print(&mut self, q: &Query) -> Result<String> {

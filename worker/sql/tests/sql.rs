@@ -1342,6 +1342,12 @@ fn nexmark_q5_reports_the_auctions_with_the_most_bids_in_each_sliding_window() {
     ] {
         assert!(text.contains(part), "{part} missing in\n{text}");
     }
+    // Both subqueries count bids per auction and HOP window: one aggregate serves both,
+    // over one source.
+    assert!(text.contains("Reuse: WindowAggregate uid=sql-5-"), "{text}");
+    let graph = env.explain().unwrap();
+    assert_eq!(graph.matches("WindowAggregate HOP").count(), 1, "{graph}");
+    assert_eq!(graph.matches("Source: bid").count(), 1, "{graph}");
     env.execute("q5").unwrap();
     // Bids per window [s, s + 10 s), s every 2 s, as (auction: count), with the winners:
     // s=-8 {1:1} -> 1; s=-6 {1:2, 2:1} -> 1; s=-4, -2 {1:2, 2:2} -> 1, 2;
