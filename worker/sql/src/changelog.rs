@@ -10,7 +10,7 @@ use crate::expr::{Calc, compile};
 use crate::plan::{AggRewriter, Planner, Stream, nest, norm};
 use crate::value::{Column, Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, Ident, SelectItem, Spanned};
+use sqlparser::ast::{Expr, SelectItem, Spanned};
 use sqlparser::tokenizer::Span;
 use std::fmt;
 use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
@@ -284,30 +284,6 @@ impl Planner<'_> {
             window: None,
             proctime: None,
         };
-        let select: Vec<SelectItem> = out_items
-            .into_iter()
-            .map(|(n, e)| SelectItem::ExprWithAlias {
-                expr: e,
-                alias: Ident::with_quote('"', n),
-            })
-            .collect();
-        self.calc(agg_stream, having.as_ref(), &select, names)
-            .map_err(|e| match e {
-                SqlError::At {
-                    line,
-                    column,
-                    message,
-                } if message.starts_with("column '") && message.contains("not found") => {
-                    let col = message.split('\'').nth(1).unwrap_or("").to_string();
-                    SqlError::At {
-                        line,
-                        column,
-                        message: format!(
-                            "column '{col}' must appear in GROUP BY or be used in an aggregate function"
-                        ),
-                    }
-                }
-                other => other,
-            })
+        self.project_aggregate(agg_stream, out_items, having, names)
     }
 }

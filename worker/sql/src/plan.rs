@@ -1479,6 +1479,19 @@ impl<'e> Planner<'e> {
                 s
             }
         };
+        self.project_aggregate(agg_stream, out_items, having, names)
+    }
+
+    /// The SELECT list and HAVING of an aggregate, rewritten over its output columns
+    /// ([`AggRewriter`]), applied to that output. A column neither grouped nor aggregated
+    /// is named as such.
+    pub(crate) fn project_aggregate(
+        &mut self,
+        agg_stream: Stream,
+        out_items: Vec<(String, Expr)>,
+        having: Option<Expr>,
+        names: Option<&[String]>,
+    ) -> Result<Stream> {
         let select: Vec<SelectItem> = out_items
             .into_iter()
             .map(|(n, e)| SelectItem::ExprWithAlias {
@@ -1486,17 +1499,24 @@ impl<'e> Planner<'e> {
                 alias: Ident::with_quote('"', n),
             })
             .collect();
-        self.calc(agg_stream, having.as_ref(), &select, names).map_err(|e| match e {
-            SqlError::At { line, column, message } if message.starts_with("column '") && message.contains("not found") => {
-                let col = message.split('\'').nth(1).unwrap_or("").to_string();
+        self.calc(agg_stream, having.as_ref(), &select, names)
+            .map_err(|e| match e {
                 SqlError::At {
                     line,
                     column,
-                    message: format!("column '{col}' must appear in GROUP BY or be used in an aggregate function"),
+                    message,
+                } if message.starts_with("column '") && message.contains("not found") => {
+                    let col = message.split('\'').nth(1).unwrap_or("").to_string();
+                    SqlError::At {
+                        line,
+                        column,
+                        message: format!(
+                            "column '{col}' must appear in GROUP BY or be used in an aggregate function"
+                        ),
+                    }
                 }
-            }
-            other => other,
-        })
+                other => other,
+            })
     }
 
     /// The window aggregate of [`Self::aggregate_windows`] without its final projection:
