@@ -1,55 +1,144 @@
 //! Timer queues of keyed operators: event-time timers fire as the watermark passes them,
 //! processing-time timers as the wall clock does. A timer is identified by (time, key,
 //! namespace); registering the same one twice keeps one.
+//!
+//! Registering a timer that already exists is one hash lookup by the borrowed (time, key,
+//! namespace) and allocates nothing. A new timer allocates its key and namespace once, shared
+//! by the heap and the set. Timers due at the same time fire in the order they were
+//! registered (the heap orders by time and a registration number, so it never compares
+//! keys); restored timers are registered in (time, key, namespace) order.
 
 use crate::time::Timestamp;
-use hashbrown::HashSet;
-use std::cmp::Reverse;
+use hashbrown::{Equivalent, HashSet};
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A timer as stored in snapshots: (time, key, namespace).
 pub(crate) type TimerTriple = (Timestamp, Vec<u8>, Vec<u8>);
 
-/// A registered timer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A registered timer. Compared and hashed as (time, key, namespace).
+#[derive(Debug, Clone)]
 pub(crate) struct Timer {
     pub(crate) ts: Timestamp,
-    pub(crate) key: Box<[u8]>,
-    pub(crate) ns: Box<[u8]>,
+    /// The key's bytes followed by the namespace's.
+    bytes: Arc<[u8]>,
+    key_len: usize,
+}
+
+impl Timer {
+    /// The serialized key.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len]
+    }
+
+    /// The namespace (the window, for window operators; empty otherwise).
+    pub(crate) fn ns(&self) -> &[u8] {
+        &self.bytes[self.key_len..]
+    }
+
+    fn as_ref(&self) -> TimerRef<'_> {
+        TimerRef {
+            ts: self.ts,
+            key: self.key(),
+            ns: self.ns(),
+        }
+    }
+}
+
+/// A timer by reference: what lookups hash and compare, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct TimerRef<'a> {
+    ts: Timestamp,
+    key: &'a [u8],
+    ns: &'a [u8],
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, o: &Self) -> bool {
+        self.as_ref() == o.as_ref()
+    }
+}
+impl Eq for Timer {}
+impl Hash for Timer {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_ref().hash(h)
+    }
+}
+impl Equivalent<Timer> for TimerRef<'_> {
+    fn equivalent(&self, t: &Timer) -> bool {
+        *self == t.as_ref()
+    }
+}
+
+/// A heap entry: ordered by time, then registration number only.
+#[derive(Debug)]
+struct Queued {
+    ts: Timestamp,
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+    }
 }
 
 /// A priority queue of timers with de-duplication and lazy deletion.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<Timer>>,
+    heap: BinaryHeap<Reverse<Queued>>,
     live: HashSet<Timer>,
+    seq: u64,
+    scratch: Vec<u8>,
 }
 
 impl TimerQueue {
     pub(crate) fn register(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
+        let r = TimerRef { ts, key, ns };
+        if self.live.contains(&r) {
+            return;
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(key);
+        self.scratch.extend_from_slice(ns);
         let t = Timer {
             ts,
-            key: key.into(),
-            ns: ns.into(),
+            bytes: Arc::from(&self.scratch[..]),
+            key_len: key.len(),
         };
-        if self.live.insert(t.clone()) {
-            self.heap.push(Reverse(t));
-        }
+        self.live.insert(t.clone());
+        self.seq += 1;
+        self.heap.push(Reverse(Queued {
+            ts,
+            seq: self.seq,
+            timer: t,
+        }));
     }
 
     pub(crate) fn delete(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
-        self.live.remove(&Timer {
-            ts,
-            key: key.into(),
-            ns: ns.into(),
-        });
+        self.live.remove(&TimerRef { ts, key, ns });
     }
 
     /// The earliest live timer's time.
     pub(crate) fn peek(&mut self) -> Option<Timestamp> {
-        while let Some(Reverse(t)) = self.heap.peek() {
-            if self.live.contains(t) {
-                return Some(t.ts);
+        while let Some(Reverse(q)) = self.heap.peek() {
+            // With as many heap entries as live timers, every entry is live: no lookup needed.
+            if self.heap.len() == self.live.len() || self.live.contains(&q.timer.as_ref()) {
+                return Some(q.ts);
             }
             self.heap.pop();
         }
@@ -60,9 +149,9 @@ impl TimerQueue {
     pub(crate) fn pop_due(&mut self, time: Timestamp) -> Option<Timer> {
         match self.peek() {
             Some(ts) if ts <= time => {
-                let Reverse(t) = self.heap.pop().expect("peeked");
-                self.live.remove(&t);
-                Some(t)
+                let Reverse(q) = self.heap.pop().expect("peeked");
+                self.live.remove(&q.timer.as_ref());
+                Some(q.timer)
             }
             _ => None,
         }
@@ -79,10 +168,10 @@ impl TimerQueue {
     ) -> std::collections::BTreeMap<usize, Vec<TimerTriple>> {
         let mut out: std::collections::BTreeMap<usize, Vec<_>> = std::collections::BTreeMap::new();
         for t in &self.live {
-            let kg = crate::keygroup::key_group_for_bytes(&t.key, max_parallelism);
+            let kg = crate::keygroup::key_group_for_bytes(t.key(), max_parallelism);
             out.entry(kg)
                 .or_default()
-                .push((t.ts, t.key.to_vec(), t.ns.to_vec()));
+                .push((t.ts, t.key().to_vec(), t.ns().to_vec()));
         }
         for v in out.values_mut() {
             v.sort();
@@ -107,7 +196,7 @@ mod tests {
         assert_eq!(q.pop_due(25).map(|t| t.ts), Some(10));
         assert_eq!(q.pop_due(25), None, "20 was deleted, 30 is not due");
         assert_eq!(
-            q.pop_due(30).map(|t| (t.ts, t.key.to_vec())),
+            q.pop_due(30).map(|t| (t.ts, t.key().to_vec())),
             Some((30, b"a".to_vec()))
         );
         assert_eq!(q.peek(), None);
