@@ -4,14 +4,13 @@
 //!
 //! Registering a timer that already exists is one hash lookup by the borrowed (time, key,
 //! namespace) and allocates nothing. A new timer allocates its key and namespace once, shared
-//! by the heap and the set. Timers due at the same time fire in the order they were
-//! registered (the heap orders by time and a registration number, so it never compares
+//! by the queue and the set. Timers due at the same time fire in the order they were
+//! registered (the queue orders by time and a registration number, so it never compares
 //! keys); restored timers are registered in (time, key, namespace) order.
 
 use crate::time::Timestamp;
 use hashbrown::{Equivalent, HashSet};
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -72,35 +71,12 @@ impl Equivalent<Timer> for TimerRef<'_> {
     }
 }
 
-/// A heap entry: ordered by time, then registration number only.
-#[derive(Debug)]
-struct Queued {
-    ts: Timestamp,
-    seq: u64,
-    timer: Timer,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (self.ts, self.seq).cmp(&(o.ts, o.seq))
-    }
-}
-
-/// A priority queue of timers with de-duplication and lazy deletion.
+/// A priority queue of timers with de-duplication and lazy deletion. The queue is a B-tree
+/// ordered by (time, registration number): timers registered together sit together in its
+/// nodes, and taking the earliest reads the leftmost leaf, which stays in cache.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<Queued>>,
+    queue: BTreeMap<(Timestamp, u64), Timer>,
     live: HashSet<Timer>,
     seq: u64,
     scratch: Vec<u8>,
@@ -122,11 +98,7 @@ impl TimerQueue {
         };
         self.live.insert(t.clone());
         self.seq += 1;
-        self.heap.push(Reverse(Queued {
-            ts,
-            seq: self.seq,
-            timer: t,
-        }));
+        self.queue.insert((ts, self.seq), t);
     }
 
     pub(crate) fn delete(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
@@ -135,23 +107,24 @@ impl TimerQueue {
 
     /// The earliest live timer's time.
     pub(crate) fn peek(&mut self) -> Option<Timestamp> {
-        while let Some(Reverse(q)) = self.heap.peek() {
-            // With as many heap entries as live timers, every entry is live: no lookup needed.
-            if self.heap.len() == self.live.len() || self.live.contains(&q.timer.as_ref()) {
-                return Some(q.ts);
+        loop {
+            let all_live = self.queue.len() == self.live.len();
+            let entry = self.queue.first_entry()?;
+            // With as many queued entries as live timers, every entry is live: no lookup.
+            if all_live || self.live.contains(&entry.get().as_ref()) {
+                return Some(entry.key().0);
             }
-            self.heap.pop();
+            entry.remove();
         }
-        None
     }
 
     /// Removes and returns the earliest timer due at or before `time`.
     pub(crate) fn pop_due(&mut self, time: Timestamp) -> Option<Timer> {
         match self.peek() {
             Some(ts) if ts <= time => {
-                let Reverse(q) = self.heap.pop().expect("peeked");
-                self.live.remove(&q.timer.as_ref());
-                Some(q.timer)
+                let (_, t) = self.queue.pop_first().expect("peeked");
+                self.live.remove(&t.as_ref());
+                Some(t)
             }
             _ => None,
         }
