@@ -84,21 +84,26 @@ pub(crate) struct TimerQueue {
 
 impl TimerQueue {
     pub(crate) fn register(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
-        let r = TimerRef { ts, key, ns };
-        if self.live.contains(&r) {
-            return;
+        let scratch = &mut self.scratch;
+        let mut created = None;
+        // One hash either way; allocates only for a new timer.
+        self.live
+            .get_or_insert_with(&TimerRef { ts, key, ns }, |r| {
+                scratch.clear();
+                scratch.extend_from_slice(r.key);
+                scratch.extend_from_slice(r.ns);
+                let t = Timer {
+                    ts,
+                    bytes: Arc::from(&scratch[..]),
+                    key_len: r.key.len(),
+                };
+                created = Some(t.clone());
+                t
+            });
+        if let Some(t) = created {
+            self.seq += 1;
+            self.queue.insert((ts, self.seq), t);
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(key);
-        self.scratch.extend_from_slice(ns);
-        let t = Timer {
-            ts,
-            bytes: Arc::from(&self.scratch[..]),
-            key_len: key.len(),
-        };
-        self.live.insert(t.clone());
-        self.seq += 1;
-        self.queue.insert((ts, self.seq), t);
     }
 
     pub(crate) fn delete(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {

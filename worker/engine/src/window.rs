@@ -769,9 +769,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                     .event_timers
                     .register(w.max_timestamp(), key, &ns);
             }
-            self.keyed
-                .event_timers
-                .register(self.cleanup_time(w), key, &ns);
+            let cleanup = self.cleanup_time(w);
+            if cleanup != w.max_timestamp() || w.max_timestamp() <= self.watermark {
+                self.keyed.event_timers.register(cleanup, key, &ns);
+            }
         } else {
             self.keyed
                 .processing_timers
