@@ -395,9 +395,10 @@ trait WindowFunction<K, T>: Send + Sync + 'static {
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: &T);
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
+    /// Emits the result of `acc`; `key` is the window's key, decoded for this call.
     fn emit(
         &self,
-        key: &K,
+        key: K,
         window: &TimeWindow,
         acc: &Self::Acc,
         out: &mut Collector<Self::Out>,
@@ -420,13 +421,13 @@ impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
     }
     fn emit(
         &self,
-        key: &K,
+        key: K,
         window: &TimeWindow,
         acc: &A::Acc,
         out: &mut Collector<Self::Out>,
     ) -> Result<()> {
         out.collect(Windowed {
-            key: key.clone(),
+            key,
             window: *window,
             value: self.0.get_result(acc),
         });
@@ -456,14 +457,14 @@ impl<K: Key, T: StateValue> WindowFunction<K, T> for ReduceWindow<T> {
     }
     fn emit(
         &self,
-        key: &K,
+        key: K,
         window: &TimeWindow,
         acc: &Option<T>,
         out: &mut Collector<Self::Out>,
     ) -> Result<()> {
         if let Some(v) = acc {
             out.collect(Windowed {
-                key: key.clone(),
+                key,
                 window: *window,
                 value: v.clone(),
             });
@@ -490,12 +491,12 @@ impl<K: Key, T: StateValue, O: Data> WindowFunction<K, T> for ProcessWindow<K, T
     }
     fn emit(
         &self,
-        key: &K,
+        key: K,
         window: &TimeWindow,
         acc: &Vec<T>,
         out: &mut Collector<O>,
     ) -> Result<()> {
-        (self.0)(key, window, acc, out)
+        (self.0)(&key, window, acc, out)
     }
 }
 
@@ -590,6 +591,111 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     }
 }
 
+const NONE: u32 = u32::MAX;
+
+/// One batch's records grouped by key and window set. Keys are numbered ("slots") by first
+/// appearance; each slot has a chain of groups, each group a chain of records that fall into
+/// the same windows. A record joins its key's last group when its windows are the same
+/// (the common case: a batch spans little event time), else starts a new group, so walking
+/// a key's groups in order visits its records in batch order.
+#[derive(Default)]
+struct BatchGroups {
+    /// Serialized keys back to back; `spans[slot]` delimits one.
+    arena: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    /// Slot by key bytes.
+    table: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Per slot: its first and last group.
+    slot_groups: Vec<(u32, u32)>,
+    groups: Vec<Group>,
+    /// Per record of the batch: the next record of its group.
+    next_rec: Vec<u32>,
+}
+
+/// Records of one key that fall into the same windows.
+struct Group {
+    /// A record's time (what the windows are assigned from) and the windows it gives: the
+    /// first window and how many there are identify the set for every window kind.
+    ts: Timestamp,
+    first: TimeWindow,
+    windows: usize,
+    head: u32,
+    tail: u32,
+    next: u32,
+}
+
+impl BatchGroups {
+    fn clear(&mut self, records: usize) {
+        self.arena.clear();
+        self.spans.clear();
+        self.table.clear();
+        self.slot_groups.clear();
+        self.groups.clear();
+        self.next_rec.clear();
+        self.next_rec.resize(records, NONE);
+    }
+
+    fn key(&self, slot: usize) -> &[u8] {
+        let (a, b) = self.spans[slot];
+        &self.arena[a as usize..b as usize]
+    }
+
+    /// The number of the key `bytes`, assigning the next one when it is new to the batch.
+    fn slot_of(&mut self, bytes: &[u8]) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(bytes);
+        let (arena, spans) = (&self.arena, &self.spans);
+        let eq = |s: &u32| {
+            let (a, b) = spans[*s as usize];
+            &arena[a as usize..b as usize] == bytes
+        };
+        if let Some(s) = self.table.find(hash, eq) {
+            return *s;
+        }
+        let slot = self.spans.len() as u32;
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        self.spans.push((start, self.arena.len() as u32));
+        self.slot_groups.push((NONE, NONE));
+        let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
+        self.table.insert_unique(hash, slot, |s| {
+            let (a, b) = spans[*s as usize];
+            hasher.hash_one(&arena[a as usize..b as usize])
+        });
+        slot
+    }
+
+    /// Adds record `rec` at `ts` with windows `windows` (non-empty) to key `bytes`.
+    fn add(&mut self, bytes: &[u8], rec: u32, ts: Timestamp, windows: &[TimeWindow]) {
+        let slot = self.slot_of(bytes) as usize;
+        let last = self.slot_groups[slot].1;
+        if last != NONE {
+            let g = &mut self.groups[last as usize];
+            if g.first == windows[0] && g.windows == windows.len() {
+                self.next_rec[g.tail as usize] = rec;
+                g.tail = rec;
+                return;
+            }
+        }
+        let id = self.groups.len() as u32;
+        self.groups.push(Group {
+            ts,
+            first: windows[0],
+            windows: windows.len(),
+            head: rec,
+            tail: rec,
+            next: NONE,
+        });
+        if last == NONE {
+            self.slot_groups[slot].0 = id;
+        } else {
+            self.groups[last as usize].next = id;
+        }
+        self.slot_groups[slot].1 = id;
+    }
+}
+
 struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     spec: WindowSpec,
     lateness: i64,
@@ -602,6 +708,10 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     watermark: Timestamp,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
+    /// The current batch's keys and (key, window, record) triples, reused across batches.
+    batch: BatchGroups,
+    /// Per record of the current batch: whether a window took it.
+    accepted: Vec<bool>,
     late_dropped: u64,
     restored: Option<std::sync::Arc<crate::checkpoint::OperatorSubtaskState>>,
     _p: PhantomData<fn() -> T>,
@@ -637,6 +747,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             watermark: MIN_WATERMARK,
             key_buf: Vec::new(),
             windows: Vec::new(),
+            batch: BatchGroups::default(),
+            accepted: Vec::new(),
             late_dropped: 0,
             restored: info.restored.clone(),
             _p: PhantomData,
@@ -657,9 +769,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                     .event_timers
                     .register(w.max_timestamp(), key, &ns);
             }
-            self.keyed
-                .event_timers
-                .register(self.cleanup_time(w), key, &ns);
+            let cleanup = self.cleanup_time(w);
+            if cleanup != w.max_timestamp() || w.max_timestamp() <= self.watermark {
+                self.keyed.event_timers.register(cleanup, key, &ns);
+            }
         } else {
             self.keyed
                 .processing_timers
@@ -682,44 +795,115 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         }
     }
 
-    fn add_to_windows(
+    /// Adds the records of one batch to their (non-session) windows. Records that share a
+    /// key and a window are folded into that window's accumulator under one state access and
+    /// one timer registration, in their order in the batch, so results are those of adding
+    /// them one by one. Windows already behind the watermark (late but within allowed
+    /// lateness) take each record on its own, since each one fires the window again.
+    /// Returns, per record, whether any window took it.
+    fn add_batch_to_windows(
         &mut self,
-        key: &K,
-        rec: &Rec<T>,
-        ts: Timestamp,
+        recs: &[Rec<T>],
+        now: Timestamp,
         coll: &mut Collector<W::Out>,
-    ) -> Result<bool> {
+        accepted: &mut Vec<bool>,
+    ) -> Result<()> {
         let mut windows = std::mem::take(&mut self.windows);
-        self.spec.assign(ts, &mut windows);
-        let mut accepted = false;
-        for w in &windows {
-            if self.spec.event_time && self.cleanup_time(w) <= self.watermark {
-                continue; // window already purged
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear(recs.len());
+        accepted.clear();
+        for (i, rec) in recs.iter().enumerate() {
+            let ts = if self.spec.event_time {
+                if rec.ts == NO_TIMESTAMP {
+                    return Err(Error::MissingTimestamp("window".into()));
+                }
+                rec.ts
+            } else {
+                now
+            };
+            let key = (self.key_fn)(&rec.value);
+            serialize_key(&key, &mut self.key_buf);
+            self.spec.assign(ts, &mut windows);
+            let mut took = false;
+            let mut on_time = false;
+            for w in &windows {
+                if self.spec.event_time && self.cleanup_time(w) <= self.watermark {
+                    continue; // window already purged
+                }
+                took = true;
+                if self.spec.event_time && w.max_timestamp() <= self.watermark {
+                    self.keyed.backend.set_current_key_bytes(&self.key_buf);
+                    self.add_late(key.clone(), &rec.value, w, coll)?;
+                } else {
+                    on_time = true;
+                }
             }
-            accepted = true;
-            let f = &self.f;
-            let (_, created) = self.keyed.backend.update_with(
-                self.state,
-                &w.to_bytes(),
-                || f.create(),
-                |acc| f.add(acc, &rec.value),
-            );
-            if created {
-                self.register_timers(w);
+            if on_time {
+                batch.add(&self.key_buf, i as u32, ts, &windows);
             }
-            if self.spec.event_time && w.max_timestamp() <= self.watermark {
-                // Late but within allowed lateness: fire again with the updated contents.
-                let acc = self
-                    .keyed
-                    .backend
-                    .get::<W::Acc>(self.state, &w.to_bytes())
-                    .expect("just updated");
-                coll.ts = w.max_timestamp();
-                self.f.emit(key, w, &acc, coll)?;
+            accepted.push(took);
+        }
+        for slot in 0..batch.spans.len() {
+            self.keyed.backend.set_current_key_bytes(batch.key(slot));
+            let mut g = batch.slot_groups[slot].0;
+            while g != NONE {
+                let group = &batch.groups[g as usize];
+                self.spec.assign(group.ts, &mut windows);
+                for w in &windows {
+                    if self.spec.event_time && w.max_timestamp() <= self.watermark {
+                        continue; // purged, or late: taken record by record above
+                    }
+                    let f = &self.f;
+                    let next = &batch.next_rec;
+                    let (_, created) = self.keyed.backend.update_with(
+                        self.state,
+                        &w.to_bytes(),
+                        || f.create(),
+                        |acc| {
+                            let mut r = group.head;
+                            while r != NONE {
+                                f.add(acc, &recs[r as usize].value);
+                                r = next[r as usize];
+                            }
+                        },
+                    );
+                    if created {
+                        self.register_timers(w);
+                    }
+                }
+                g = group.next;
             }
         }
         self.windows = windows;
-        Ok(accepted)
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Adds one record to a window of the current key that has fired already and is kept
+    /// for allowed lateness: the window fires again with the updated contents.
+    fn add_late(
+        &mut self,
+        key: K,
+        value: &T,
+        w: &TimeWindow,
+        coll: &mut Collector<W::Out>,
+    ) -> Result<()> {
+        let f = &self.f;
+        let ns = w.to_bytes();
+        let (_, created) =
+            self.keyed
+                .backend
+                .update_with(self.state, &ns, || f.create(), |acc| f.add(acc, value));
+        if created {
+            self.register_timers(w);
+        }
+        let acc = self
+            .keyed
+            .backend
+            .get::<W::Acc>(self.state, &ns)
+            .expect("just updated");
+        coll.ts = w.max_timestamp();
+        self.f.emit(key, w, &acc, coll)
     }
 
     fn add_to_session(
@@ -764,7 +948,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         self.register_timers(&merged);
         if self.spec.event_time && merged.max_timestamp() <= self.watermark {
             coll.ts = merged.max_timestamp();
-            self.f.emit(key, &merged, &acc, coll)?;
+            self.f.emit(key.clone(), &merged, &acc, coll)?;
         }
         keep.push((merged, acc));
         keep.sort_by_key(|(w, _)| w.start);
@@ -774,12 +958,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
     /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
     fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
-        self.keyed.backend.set_current_key_bytes(&t.key);
-        let key: K = postcard::from_bytes(&t.key).map_err(|e| Error::State {
+        self.keyed.backend.set_current_key_bytes(t.key());
+        let key: K = postcard::from_bytes(t.key()).map_err(|e| Error::State {
             state: "window timer key".into(),
             reason: e.to_string(),
         })?;
-        let w = TimeWindow::from_bytes(&t.ns);
+        let w = TimeWindow::from_bytes(t.ns());
         let fire = t.ts == w.max_timestamp();
         let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
         coll.ts = w.max_timestamp();
@@ -791,7 +975,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 .unwrap_or_default();
             if let Some(pos) = sessions.iter().position(|(s, _)| *s == w) {
                 if fire {
-                    self.f.emit(&key, &w, &sessions[pos].1, coll)?;
+                    self.f.emit(key, &w, &sessions[pos].1, coll)?;
                 }
                 if cleanup {
                     sessions.remove(pos);
@@ -802,11 +986,14 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             }
         } else {
             let ns = w.to_bytes();
-            if fire && let Some(acc) = self.keyed.backend.get::<W::Acc>(self.state, &ns) {
-                self.f.emit(&key, &w, &acc, coll)?;
-            }
             if cleanup {
-                self.keyed.backend.remove::<W::Acc>(self.state, &ns);
+                // Fired and dropped at once (no allowed lateness): one removal, no copy.
+                let acc = self.keyed.backend.remove::<W::Acc>(self.state, &ns);
+                if fire && let Some(acc) = acc {
+                    self.f.emit(key, &w, &acc, coll)?;
+                }
+            } else if fire && let Some(acc) = self.keyed.backend.get::<W::Acc>(self.state, &ns) {
+                self.f.emit(key, &w, &acc, coll)?;
             }
         }
         Ok(())
@@ -829,28 +1016,38 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         let mut late = Vec::new();
         let now = now_ms();
         self.keyed.backend.now = now;
-        let session = matches!(self.spec.kind, Kind::Session { .. });
-        for rec in recs {
-            let ts = if self.spec.event_time {
-                if rec.ts == NO_TIMESTAMP {
-                    return Err(Error::MissingTimestamp("window".into()));
+        if !matches!(self.spec.kind, Kind::Session { .. }) {
+            let mut accepted = std::mem::take(&mut self.accepted);
+            self.add_batch_to_windows(&recs, now, &mut coll, &mut accepted)?;
+            if accepted.iter().any(|a| !a) {
+                for (rec, took) in recs.into_iter().zip(&accepted) {
+                    if !took {
+                        match self.late_port {
+                            Some(_) => late.push(rec),
+                            None => self.late_dropped += 1,
+                        }
+                    }
                 }
-                rec.ts
-            } else {
-                now
-            };
-            let key = (self.key_fn)(&rec.value);
-            serialize_key(&key, &mut self.key_buf);
-            self.keyed.backend.set_current_key_bytes(&self.key_buf);
-            let accepted = if session {
-                self.add_to_session(&key, &rec, ts, &mut coll)?
-            } else {
-                self.add_to_windows(&key, &rec, ts, &mut coll)?
-            };
-            if !accepted {
-                match self.late_port {
-                    Some(_) => late.push(rec),
-                    None => self.late_dropped += 1,
+            }
+            self.accepted = accepted;
+        } else {
+            for rec in recs {
+                let ts = if self.spec.event_time {
+                    if rec.ts == NO_TIMESTAMP {
+                        return Err(Error::MissingTimestamp("window".into()));
+                    }
+                    rec.ts
+                } else {
+                    now
+                };
+                let key = (self.key_fn)(&rec.value);
+                serialize_key(&key, &mut self.key_buf);
+                self.keyed.backend.set_current_key_bytes(&self.key_buf);
+                if !self.add_to_session(&key, &rec, ts, &mut coll)? {
+                    match self.late_port {
+                        Some(_) => late.push(rec),
+                        None => self.late_dropped += 1,
+                    }
                 }
             }
         }

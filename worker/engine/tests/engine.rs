@@ -219,6 +219,110 @@ fn late_records_without_a_side_output_are_counted_as_dropped() {
 }
 
 #[test]
+fn late_records_inside_a_batch_refire_their_window_one_by_one_while_on_time_records_fold_together()
+{
+    // Batches of 4 records; the watermark (bound 0) follows each batch.
+    let env = env_with(1, 4);
+    let late: OutputTag<Ev> = OutputTag::new("late");
+    let (sink, out) = CollectSink::new();
+    let (late_sink, late_out) = CollectSink::new();
+    let input = vec![
+        // Batch 1, all on time. Watermark 11_999 after it: [0,10000) fires for a, then b.
+        ev("a", 1_000, 1),
+        ev("a", 2_000, 2),
+        ev("b", 1_500, 10),
+        ev("a", 12_000, 3),
+        // Batch 2: three records late for [0,10000) (cleanup at 14_999) each fire it again,
+        // in batch order; a@13000 is on time for [10000,20000). Watermark 12_999.
+        ev("a", 3_000, 4),
+        ev("a", 13_000, 5),
+        ev("a", 4_000, 6),
+        ev("b", 5_000, 20),
+        // Batch 3: b@9000 is still within lateness: b's window fires a third time.
+        // Watermark 29_999: [10000,20000) fires for a with 4 records, [0,10000) is purged.
+        ev("a", 16_000, 7),
+        ev("c", 30_000, 1),
+        ev("a", 17_000, 8),
+        ev("b", 9_000, 9),
+        // Batch 4: a@2500 is too late for any window (side output); a@25000 opens
+        // [20000,30000) behind the watermark but within lateness: it fires at once.
+        ev("a", 2_500, 100),
+        ev("c", 31_000, 2),
+        ev("a", 25_000, 3),
+    ];
+    let windows = env
+        .from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(0))
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .allowed_lateness(Duration::from_secs(5))
+        .side_output_late_data(&late)
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)));
+    windows.sink_to(sink);
+    windows.get_side_output(&late).sink_to(late_sink);
+    env.execute("batched-lateness").unwrap();
+    assert_eq!(
+        out.values(),
+        vec![
+            count_sum("a", w(0, 10_000), 2, 3),
+            count_sum("b", w(0, 10_000), 1, 10),
+            count_sum("a", w(0, 10_000), 3, 7),
+            count_sum("a", w(0, 10_000), 4, 13),
+            count_sum("b", w(0, 10_000), 2, 30),
+            count_sum("b", w(0, 10_000), 3, 39),
+            count_sum("a", w(10_000, 20_000), 4, 23),
+            count_sum("a", w(20_000, 30_000), 1, 3),
+            // End of input.
+            count_sum("c", w(30_000, 40_000), 2, 3),
+        ]
+    );
+    assert_eq!(
+        late_out.values(),
+        vec![ev("a", 2_500, 100)],
+        "only the record too late for every window"
+    );
+}
+
+#[test]
+fn a_window_sees_its_records_in_arrival_order_however_many_share_a_batch() {
+    // Out-of-order input within the bound, few keys, sliding windows: with 256-record
+    // batches most records of a window arrive in the same batch as others of their key.
+    let input: Vec<Ev> = (0..2_000)
+        .map(|i| ev(&format!("k{}", i % 3), i * 10 + (i * 7919) % 400, i))
+        .collect();
+    let run = |batch: usize| {
+        let env = env_with(1, batch);
+        let (sink, out) = CollectSink::new();
+        env.from_collection(input.clone())
+            .assign_timestamps_and_watermarks(bounded(500))
+            .key_by(|e: &Ev| e.0.clone())
+            .window(WindowSpec::sliding(
+                Duration::from_secs(2),
+                Duration::from_millis(500),
+            ))
+            .process(|k: &String, w: &TimeWindow, items: &[Ev], out| {
+                out.collect((k.clone(), *w, items.iter().map(|e| e.2).collect::<Vec<_>>()));
+                Ok(())
+            })
+            .sink_to(sink);
+        env.execute("order").unwrap();
+        sorted(out.values())
+    };
+    let one = run(1);
+    let batched = run(256);
+    // Windows start every 500 ms from -1_500 to 20_000: 44 per key.
+    assert_eq!(one.len(), 3 * 44);
+    // Values are arrival numbers: a window's records in arrival order are increasing.
+    for (k, w, v) in &batched {
+        assert!(
+            v.windows(2).all(|p| p[0] < p[1]),
+            "{k} {w:?} got its records out of arrival order: {v:?}"
+        );
+    }
+    assert_eq!(batched, one);
+}
+
+#[test]
 fn processing_time_windows_are_flushed_at_end_of_input() {
     let env = env_with(2, 64);
     let (sink, out) = CollectSink::new();

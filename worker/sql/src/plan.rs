@@ -1586,7 +1586,10 @@ impl<'e> Planner<'e> {
                             {
                                 w = weir_engine::window::TimeWindow { start, end };
                             }
-                            let mut v = r.value.key;
+                            // One allocation per row: keys, aggregates, window bounds.
+                            let mut v =
+                                Vec::with_capacity(r.value.key.len() + r.value.value.len() + 3);
+                            v.extend(r.value.key);
                             v.extend(r.value.value);
                             v.push(Value::Ts(w.start));
                             v.push(Value::Ts(w.end));

@@ -252,8 +252,8 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
                 TimeDomain::ProcessingTime => &mut self.keyed.processing_timers,
             };
             let Some(t) = queue.pop_due(until) else { break };
-            self.keyed.backend.set_current_key_bytes(&t.key);
-            let key: F::Key = postcard::from_bytes(&t.key).map_err(|e| crate::Error::State {
+            self.keyed.backend.set_current_key_bytes(t.key());
+            let key: F::Key = postcard::from_bytes(t.key()).map_err(|e| crate::Error::State {
                 state: "timer key".into(),
                 reason: e.to_string(),
             })?;
