@@ -1167,8 +1167,8 @@ struct IntervalJoin {
     /// earlier versions was, so their savepoints restore.
     left: ValueState<Buffer>,
     right: ValueState<Buffer>,
-    /// The key's one cleanup timer: the earliest time a buffered row expires (as Flink,
-    /// one timer per key rather than one per row).
+    /// Unused since timers are per row; registered so that savepoints of versions that kept
+    /// one cleanup timer per key here restore (their entries are dropped as keys fire).
     timer: ValueState<i64>,
 }
 
@@ -1300,16 +1300,9 @@ impl KeyedProcessFunction for IntervalJoin {
             this.update_with(ctx, Buffer::new, |buf| {
                 buf.entry(t).or_default().push((vals, matched))
             });
-            match self.timer.value(ctx) {
-                Some(due) if due <= expiry => {}
-                due => {
-                    if let Some(due) = due {
-                        ctx.timer_service().delete_event_time_timer(due);
-                    }
-                    ctx.timer_service().register_event_time_timer(expiry);
-                    self.timer.update(ctx, expiry);
-                }
-            }
+            // A timer per row's expiry (rows of a key expiring together share one): cheaper
+            // than reading and writing a per-key "next timer" state for every row.
+            ctx.timer_service().register_event_time_timer(expiry);
         } else if keeps && !matched {
             out.collect(self.padded(vals, is_left));
         }
@@ -1349,13 +1342,12 @@ impl KeyedProcessFunction for IntervalJoin {
                 state.clear(ctx);
             }
         }
-        match next {
-            Some(n) => {
-                ctx.timer_service().register_event_time_timer(n);
-                self.timer.update(ctx, n);
-            }
-            None => self.timer.clear(ctx),
+        // Rows restored from a savepoint of a version with one timer per key have no timer
+        // of their own: the next one is registered here (a no-op when it exists).
+        if let Some(n) = next {
+            ctx.timer_service().register_event_time_timer(n);
         }
+        self.timer.clear(ctx);
         Ok(())
     }
 }
