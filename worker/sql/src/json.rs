@@ -23,6 +23,7 @@ pub(crate) struct JsonRowDecoder {
     cols: Vec<Col>,
     /// The column the n-th field of the previous line was (`usize::MAX`: none).
     order: Vec<usize>,
+    last_day: LastDay,
 }
 
 struct Col {
@@ -47,6 +48,7 @@ impl JsonRowDecoder {
                 })
                 .collect(),
             order: Vec::new(),
+            last_day: LastDay::default(),
         }
     }
 
@@ -123,7 +125,7 @@ impl JsonRowDecoder {
     }
 
     /// Reads the value at the scanner as column `c`'s type.
-    fn value(&self, p: &mut Scanner<'_>, c: usize) -> Result<Value, Fault> {
+    fn value(&mut self, p: &mut Scanner<'_>, c: usize) -> Result<Value, Fault> {
         let ty = self.cols[c].ty;
         let start = p.i;
         let v = match p.peek() {
@@ -131,7 +133,7 @@ impl JsonRowDecoder {
                 let (s, e, escaped) = p.string()?;
                 if ty == SqlType::Timestamp
                     && !escaped
-                    && let Some(ms) = fast_timestamp(&p.b[s..e])
+                    && let Some(ms) = fast_timestamp(&p.b[s..e], &mut self.last_day)
                 {
                     return Ok(Value::Ts(ms));
                 }
@@ -143,7 +145,11 @@ impl JsonRowDecoder {
                 } else {
                     std::str::from_utf8(&p.b[s..e]).map_err(|_| Fault::BAD)?
                 };
-                parse_text(text, ty)
+                match ty {
+                    // Kept as written, spaces included (as Flink's JSON format does).
+                    SqlType::String => Some(Value::Str(text.to_owned())),
+                    _ => parse_text(text, ty),
+                }
             }
             Some(b'n') => {
                 p.literal(b"null")?;
@@ -230,7 +236,14 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
 
 /// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
 /// other form (the caller then tries the general parser).
-fn fast_timestamp(b: &[u8]) -> Option<i64> {
+/// The day of the last date [`fast_timestamp`] read: the lines of a file mostly share it.
+#[derive(Default)]
+struct LastDay {
+    date: [u8; 10],
+    days: i64,
+}
+
+fn fast_timestamp(b: &[u8], last: &mut LastDay) -> Option<i64> {
     let b = b.strip_suffix(b"Z").unwrap_or(b);
     if b.len() < 19
         || b[4] != b'-'
@@ -246,8 +259,16 @@ fn fast_timestamp(b: &[u8]) -> Option<i64> {
         (d < 10).then_some(i64::from(d))
     };
     let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let y = two(0)? * 100 + two(2)?;
-    let (m, d) = (two(5)?, two(8)?);
+    let days = if b[..10] == last.date {
+        last.days
+    } else {
+        let y = two(0)? * 100 + two(2)?;
+        let (m, d) = (two(5)?, two(8)?);
+        let days = days_from_civil(y, m, d);
+        last.date.copy_from_slice(&b[..10]);
+        last.days = days;
+        days
+    };
     let (hh, mm, ss) = (two(11)?, two(14)?, two(17)?);
     let ms = match &b[19..] {
         [] => 0,
@@ -257,7 +278,7 @@ fn fast_timestamp(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(((days_from_civil(y, m, d) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
 }
 
 /// Why a line did not decode.
@@ -543,10 +564,11 @@ mod tests {
     fn escapes_are_decoded_in_names_and_values() {
         let mut d = all_types();
         let row = d
-            .decode(br#"{"na\u006de": "a \"quoted\" \\ line\n", "id": null}"#)
+            .decode(br#"{"na\u006de": " a \"quoted\" \\ line\n", "id": null}"#)
             .unwrap();
         assert_eq!(row.0[0], Value::Null);
-        assert_eq!(row.0[1], Value::Str("a \"quoted\" \\ line".into()));
+        // Strings are kept as written, leading space and newline included (Flink's JSON).
+        assert_eq!(row.0[1], Value::Str(" a \"quoted\" \\ line\n".into()));
     }
 
     #[test]
@@ -644,6 +666,8 @@ mod tests {
 
     #[test]
     fn the_fixed_form_timestamp_reader_agrees_with_the_general_parser() {
+        // One cache across different dates, as a file's lines would use it.
+        let mut last = LastDay::default();
         for s in [
             "2026-01-01 00:00:00.000",
             "2026-01-01 00:00:19.999",
@@ -652,7 +676,17 @@ mod tests {
             "1969-07-20 20:17:40.123456",
             "2026-03-01 00:00:00.1",
         ] {
-            assert_eq!(fast_timestamp(s.as_bytes()), parse_timestamp(s), "{s}");
+            assert_eq!(
+                fast_timestamp(s.as_bytes(), &mut last),
+                parse_timestamp(s),
+                "{s}"
+            );
+            // Again with the day cached.
+            assert_eq!(
+                fast_timestamp(s.as_bytes(), &mut last),
+                parse_timestamp(s),
+                "{s}"
+            );
         }
         for s in [
             "2026-1-01 00:00:00",
@@ -660,7 +694,11 @@ mod tests {
             "2026-01-01 00:00:00.",
             "x026-01-01 00:00:00",
         ] {
-            assert_eq!(fast_timestamp(s.as_bytes()), None, "{s}");
+            assert_eq!(
+                fast_timestamp(s.as_bytes(), &mut LastDay::default()),
+                None,
+                "{s}"
+            );
         }
     }
 }
