@@ -1590,16 +1590,19 @@ fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_con
 
     // skip: every other record is written and the skipped one is counted.
     let summary = dir.path().join("summary.json");
-    let o = weir(&[
-        "run",
-        &script,
-        "--no-progress",
-        "--set",
-        "pipeline.decode-error-policy=skip",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let run_skipping = || {
+        let o = weir(&[
+            "run",
+            &script,
+            "--no-progress",
+            "--set",
+            "pipeline.decode-error-policy=skip",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run_skipping();
     let mut rows = committed(&out);
     rows.sort();
     assert_eq!(
@@ -1629,16 +1632,7 @@ fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_con
     );
     // ...and under `skip` it is skipped and counted like an undecodable one.
     std::fs::remove_dir_all(&out).unwrap();
-    let o = weir(&[
-        "run",
-        &script,
-        "--no-progress",
-        "--set",
-        "pipeline.decode-error-policy=skip",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_skipping();
     assert_eq!(committed(&out), [r#"{"age":34,"name":"ANN"}"#]);
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();

@@ -755,6 +755,18 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         }
     }
 
+    /// The time that places a record in windows: its event time, or `now` for
+    /// processing-time windows.
+    fn record_time(&self, rec: &Rec<T>, now: Timestamp) -> Result<Timestamp> {
+        if !self.spec.event_time {
+            return Ok(now);
+        }
+        if rec.ts == NO_TIMESTAMP {
+            return Err(Error::MissingTimestamp("window".into()));
+        }
+        Ok(rec.ts)
+    }
+
     fn cleanup_time(&self, w: &TimeWindow) -> Timestamp {
         w.max_timestamp().saturating_add(self.lateness)
     }
@@ -813,14 +825,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         batch.clear(recs.len());
         accepted.clear();
         for (i, rec) in recs.iter().enumerate() {
-            let ts = if self.spec.event_time {
-                if rec.ts == NO_TIMESTAMP {
-                    return Err(Error::MissingTimestamp("window".into()));
-                }
-                rec.ts
-            } else {
-                now
-            };
+            let ts = self.record_time(rec, now)?;
             let key = (self.key_fn)(&rec.value);
             serialize_key(&key, &mut self.key_buf);
             self.spec.assign(ts, &mut windows);
@@ -1032,14 +1037,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
             self.accepted = accepted;
         } else {
             for rec in recs {
-                let ts = if self.spec.event_time {
-                    if rec.ts == NO_TIMESTAMP {
-                        return Err(Error::MissingTimestamp("window".into()));
-                    }
-                    rec.ts
-                } else {
-                    now
-                };
+                let ts = self.record_time(&rec, now)?;
                 let key = (self.key_fn)(&rec.value);
                 serialize_key(&key, &mut self.key_buf);
                 self.keyed.backend.set_current_key_bytes(&self.key_buf);
