@@ -7,7 +7,7 @@
 use crate::agg::{Acc, SqlAggregate};
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, compile};
-use crate::plan::{AggRewriter, Planner, Stream, nest, norm};
+use crate::plan::{AggRewriter, Planner, RewrittenAggregate, Stream, nest, norm};
 use crate::value::{Column, Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{Expr, SelectItem, Spanned};
@@ -199,17 +199,11 @@ impl Planner<'_> {
             keys.push((k.to_string(), col));
         }
         let items = self.expand(&input, items)?;
-        let mut rw = AggRewriter {
-            win: None,
-            keys: &keys,
-            calls: Vec::new(),
-            error: None,
-        };
-        let out_items = items
-            .iter()
-            .map(|(n, e)| Ok((n.clone(), rw.rewrite(e)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let having = having.map(|h| rw.rewrite(h)).transpose()?;
+        let RewrittenAggregate {
+            items: out_items,
+            having,
+            calls,
+        } = AggRewriter::rewrite_select(None, &keys, &items, having)?;
         let mut pre = Vec::new();
         let mut key_types = Vec::new();
         for k in key_exprs {
@@ -219,7 +213,7 @@ impl Planner<'_> {
         }
         let mut agg_calls = Vec::new();
         let mut shown = Vec::new();
-        self.compile_agg_calls(&rw.calls, &input.cols, &mut pre, &mut agg_calls, &mut shown)?;
+        self.compile_agg_calls(&calls, &input.cols, &mut pre, &mut agg_calls, &mut shown)?;
         let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("group-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);

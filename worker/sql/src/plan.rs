@@ -365,7 +365,41 @@ pub(crate) struct AggRewriter<'a> {
     pub(crate) error: Option<SqlError>,
 }
 
+/// An aggregate's SELECT list and HAVING rewritten over its output ([`AggRewriter`]), and the
+/// aggregate calls they make.
+pub(crate) struct RewrittenAggregate {
+    pub(crate) items: Vec<(String, Expr)>,
+    pub(crate) having: Option<Expr>,
+    pub(crate) calls: Vec<FoundCall>,
+}
+
 impl AggRewriter<'_> {
+    /// Rewrites the (expanded) SELECT list and HAVING of an aggregate keyed by `keys`
+    /// (`win`: `None` for a non-windowed GROUP BY).
+    pub(crate) fn rewrite_select(
+        win: Option<Win>,
+        keys: &[(String, String)],
+        items: &[(String, Expr)],
+        having: Option<&Expr>,
+    ) -> Result<RewrittenAggregate> {
+        let mut rw = AggRewriter {
+            win,
+            keys,
+            calls: Vec::new(),
+            error: None,
+        };
+        let items = items
+            .iter()
+            .map(|(n, e)| Ok((n.clone(), rw.rewrite(e)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let having = having.map(|h| rw.rewrite(h)).transpose()?;
+        Ok(RewrittenAggregate {
+            items,
+            having,
+            calls: rw.calls,
+        })
+    }
+
     /// `e` with its aggregate calls collected into `calls` and replaced, like its group keys,
     /// by references to the aggregate's output; the first error found, if any.
     pub(crate) fn rewrite(&mut self, e: &Expr) -> Result<Expr> {
@@ -1410,35 +1444,32 @@ impl<'e> Planner<'e> {
             key_names.push(col);
         }
         let items = self.expand(&input, items)?;
-        let mut rw = AggRewriter {
-            win: Some(win),
-            keys: &keys,
-            calls: Vec::new(),
-            error: None,
-        };
-        let out_items = items
-            .iter()
-            .map(|(n, e)| Ok((n.clone(), rw.rewrite(e)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let having = having.map(|h| rw.rewrite(h)).transpose()?;
-        let calls = rw.calls;
+        let RewrittenAggregate {
+            items: out_items,
+            having,
+            calls,
+        } = AggRewriter::rewrite_select(Some(win), &keys, &items, having)?;
         // Pre-projection: keys, then each call's argument and filter.
-        let mut pre = Vec::new();
-        let mut pre_shown = Vec::new();
+        let mut parts = WindowAggParts {
+            pre: Vec::new(),
+            agg_calls: Vec::new(),
+            key_names,
+            key_types: Vec::new(),
+            pre_shown: Vec::new(),
+            shown_calls: Vec::new(),
+        };
         for k in key_exprs {
             let c = compile(&self.funcs, k, &input.cols)?;
-            pre.push((c.expr, c.ty));
-            pre_shown.push(k.to_string());
+            parts.pre.push((c.expr, c.ty));
+            parts.key_types.push(c.ty);
+            parts.pre_shown.push(k.to_string());
         }
-        let key_types: Vec<SqlType> = pre.iter().map(|p| p.1).collect();
-        let mut agg_calls = Vec::new();
-        let mut shown_calls = Vec::new();
         self.compile_agg_calls(
             &calls,
             &input.cols,
-            &mut pre,
-            &mut agg_calls,
-            &mut shown_calls,
+            &mut parts.pre,
+            &mut parts.agg_calls,
+            &mut parts.shown_calls,
         )?;
         // Sub-plan reuse (as Flink's): the same aggregate over the same stream (q5 computes
         // its per-auction HOP counts twice) is computed once and read by both queries.
@@ -1447,8 +1478,8 @@ impl<'e> Planner<'e> {
             input.ds,
             filter.map(|f| f.to_string()).unwrap_or_default(),
             win,
-            pre_shown.join(", "),
-            shown_calls.join(", ")
+            parts.pre_shown.join(", "),
+            parts.shown_calls.join(", ")
         );
         let agg_stream = match self.window_aggs.get(&reuse_key) {
             Some((s, uid)) => Stream {
@@ -1458,21 +1489,13 @@ impl<'e> Planner<'e> {
                 ..s.clone()
             },
             None => {
-                let agg = WindowAggParts {
-                    pre,
-                    agg_calls,
-                    key_names,
-                    key_types,
-                    pre_shown,
-                    shown_calls,
-                };
                 let (s, uid) = self.build_window_aggregate(
                     input,
                     filter,
                     win,
                     on_proctime,
                     out_win,
-                    agg,
+                    parts,
                     title,
                 )?;
                 self.window_aggs.insert(reuse_key, (s.clone(), uid));
