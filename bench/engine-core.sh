@@ -47,24 +47,8 @@ log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) events=$EVEN
 FLINK_VENV="$(bash "$HERE/setup.sh")" || die "setup failed"
 PY="$FLINK_VENV/bin/python"
 
-# wall, peak RSS and CPU of a command: writes "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" to $1
-measure() {
-    local out="$1"; shift
-    "$PY" - "$out" "$@" <<'PYEOF'
-import os, resource, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-t0 = time.monotonic()
-rc = subprocess.call(cmd)
-wall_ms = int((time.monotonic() - t0) * 1000)
-# ru_maxrss of waited-for children (KiB on Linux); only child here is cmd
-# (nice execs into it), so this is the peak RSS of that one process.
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-cpu_ms = int((ru.ru_utime + ru.ru_stime) * 1000)
-with open(out, "w") as f:
-    f.write(f"{wall_ms} {ru.ru_maxrss} {rc} {cpu_ms}\n")
-sys.exit(rc)
-PYEOF
-}
+# wall, peak RSS and CPU of a command: "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" in $1
+measure() { "$PY" "$HERE/measure.py" "$@"; }
 
 # ---- 2. data ------------------------------------------------------------------
 INPUT="$DATA_DIR/events-$EVENTS.jsonl"

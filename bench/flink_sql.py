@@ -28,8 +28,7 @@ import time
 SCRIPT_START = time.monotonic()
 
 # Same directory; stdlib-only helpers (importing flink_tumbling does not import PyFlink).
-from flink_tumbling import (  # noqa: E402
-    cpu_ms, job_cpu_fields, jvm_pids, start_job_sampler, vm_hwm_kib)
+from flink_tumbling import job_result, start_job_sampler  # noqa: E402
 
 
 def split_statements(text):
@@ -106,24 +105,8 @@ def run(script, events, name):
         result = stmt_set.execute()
     exec_result = result.get_job_client().get_job_execution_result().result()
     t1 = time.monotonic()
-    job_ms = int(exec_result.get_net_runtime())
-    jvms = jvm_pids()
-    jvm_kib = sum(vm_hwm_kib(p) or 0 for p in jvms) if jvms else None
-    print(json.dumps({
-        "engine": "flink",
-        "version": "2.3.0",
-        "query": name,
-        "events": events,
-        "job_ms": job_ms,
-        "submit_ms": int((t1 - t0) * 1000),
-        "wall_ms": int((t1 - SCRIPT_START) * 1000),
-        "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
-        "peak_rss_mib": round(jvm_kib / 1024) if jvm_kib else None,
-        "driver_rss_mib": round((vm_hwm_kib(os.getpid()) or 0) / 1024),
-        "jvm_cpu_ms": sum(cpu_ms(p) or 0 for p in jvms) if jvms else None,
-        **job_cpu_fields(sampler, t1, job_ms),
-        "job_id": str(exec_result.get_job_id()),
-    }), flush=True)
+    out = job_result(exec_result, events, t0, t1, SCRIPT_START, sampler, query=name)
+    print(json.dumps(out), flush=True)
 
 
 def main():

@@ -326,6 +326,31 @@ def start_job_sampler():
     return CpuSampler(jvms[0]).start() if len(jvms) == 1 else None
 
 
+def job_result(exec_result, events, t0, t1, script_start, sampler, **extra):
+    """The JSON line of a finished Flink job (bench/README.md, "What the numbers mean"):
+    submitted at monotonic time t0, seen complete at t1, the driver started at script_start;
+    `extra` fields go after "events"."""
+    job_ms = int(exec_result.get_net_runtime())
+    jvms = jvm_pids()
+    jvm_kib = sum(vm_hwm_kib(p) or 0 for p in jvms) if jvms else None
+    return {
+        "engine": "flink",
+        "version": "2.3.0",
+        **extra,
+        "events": events,
+        "job_ms": job_ms,
+        "submit_ms": int((t1 - t0) * 1000),
+        "wall_ms": int((t1 - script_start) * 1000),
+        "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
+        "peak_rss_mib": round(jvm_kib / 1024) if jvm_kib else None,
+        "driver_rss_mib": round((vm_hwm_kib(os.getpid()) or 0) / 1024),
+        "jvm_cpu_ms": sum(cpu_ms(p) or 0 for p in jvms) if jvms else None,
+        **job_cpu_fields(sampler, t1, job_ms),
+        "jvm_pids": jvms,
+        "job_id": str(exec_result.get_job_id()),
+    }
+
+
 def job_cpu_fields(sampler, t_end, job_ms):
     """Fields for the JSON line: the JVM's CPU while the job ran, i.e. in
     [t_end - job_ms, t_end] with t_end the moment the driver saw the job complete, and its
@@ -368,24 +393,7 @@ def run_bench(path, events):
     job_client = result.get_job_client()
     exec_result = job_client.get_job_execution_result().result()
     t1 = time.monotonic()
-    job_ms = int(exec_result.get_net_runtime())
-    jvms = jvm_pids()
-    jvm_kib = sum(vm_hwm_kib(p) or 0 for p in jvms) if jvms else None
-    out = {
-        "engine": "flink",
-        "version": "2.3.0",
-        "events": events,
-        "job_ms": job_ms,
-        "submit_ms": int((t1 - t0) * 1000),
-        "wall_ms": int((t1 - SCRIPT_START) * 1000),
-        "events_per_s": round(events / (job_ms / 1000.0)) if job_ms > 0 else None,
-        "peak_rss_mib": round(jvm_kib / 1024) if jvm_kib else None,
-        "driver_rss_mib": round((vm_hwm_kib(os.getpid()) or 0) / 1024),
-        "jvm_cpu_ms": sum(cpu_ms(p) or 0 for p in jvms) if jvms else None,
-        **job_cpu_fields(sampler, t1, job_ms),
-        "jvm_pids": jvms,
-        "job_id": str(exec_result.get_job_id()),
-    }
+    out = job_result(exec_result, events, t0, t1, SCRIPT_START, sampler)
     print(json.dumps(out), flush=True)
 
 

@@ -139,20 +139,8 @@ if sink:
 sys.stdout.write(text)' >"$out"
 }
 
-measure() {  # measure OUT CMD... -> "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" in OUT
-    local out="$1"; shift
-    "$PY" - "$out" "$@" <<'PYEOF'
-import resource, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-t0 = time.monotonic()
-rc = subprocess.call(cmd)
-wall_ms = int((time.monotonic() - t0) * 1000)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(out, "w") as f:
-    f.write(f"{wall_ms} {ru.ru_maxrss} {rc} {int((ru.ru_utime + ru.ru_stime) * 1000)}\n")
-sys.exit(rc)
-PYEOF
-}
+# wall, peak RSS and CPU of a command: "<wall_ms> <maxrss_kib> <exit> <cpu_ms>" in $1
+measure() { "$PY" "$HERE/measure.py" "$@"; }
 
 add_fields() {  # JSON RUN LOAD
     "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d["run"]=int(sys.argv[2]); d["loadavg_1m"]=float(sys.argv[3]); print(json.dumps(d))' "$@"
