@@ -306,8 +306,10 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                         let avail = reader
                             .fill_buf()
                             .map_err(|e| Error::io("cannot read", path.clone(), e))?;
-                        let (n, text) = match memchr::memchr(b'\n', avail) {
-                            Some(end) => (end + 1, &avail[..end]),
+                        // Bytes of the line with its newline, and how many of them are
+                        // still in the read buffer (to consume once decoded).
+                        let (len, in_buffer, text) = match memchr::memchr(b'\n', avail) {
+                            Some(end) => (end + 1, end + 1, &avail[..end]),
                             None => {
                                 buf.clear();
                                 let n = reader
@@ -317,11 +319,11 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                                     eof = true;
                                     break;
                                 }
-                                (0, &buf[..])
+                                (n, 0, &buf[..])
                             }
                         };
                         *line += 1;
-                        *offset += if n > 0 { n } else { buf.len() } as u64;
+                        *offset += len as u64;
                         let text = text.trim_ascii();
                         let decoded = if text.is_empty() {
                             None
@@ -334,8 +336,7 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                                 }
                             })
                         };
-                        // `n` > 0: the line was in the buffer, and is consumed only now.
-                        reader.consume(n);
+                        reader.consume(in_buffer);
                         match decoded {
                             None => {}
                             Some(Ok(v)) => out.push(Rec {
