@@ -22,7 +22,7 @@ use sqlparser::ast::{
     Query, Select, SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 use sqlparser::tokenizer::Span;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use weir_engine::api::DataStream;
@@ -1004,9 +1004,7 @@ impl Planner<'_> {
             lower,
             upper,
             residual: residual_c,
-            left: ValueState::default(),
-            right: ValueState::default(),
-            timer: ValueState::default(),
+            rows: ValueState::default(),
         };
         let ds = lds
             .union(&[rds])
@@ -1054,6 +1052,41 @@ fn tag_side(
     to_double: Vec<bool>,
     uid: &str,
 ) -> Result<DataStream<Row>> {
+    let name = if side == 0 {
+        "Join input (left)"
+    } else {
+        "Join input (right)"
+    };
+    // Keys that are plain columns (`ON a.id = b.id`, the common case) are copied into the
+    // tagged row directly, with one allocation per row and no Arrow batch.
+    let key_cols: Option<Vec<usize>> = keys
+        .iter()
+        .map(|(e, _)| {
+            e.downcast_ref::<datafusion_physical_expr::expressions::Column>()
+                .map(|c| c.index())
+        })
+        .collect();
+    if let Some(key_cols) = key_cols {
+        return Ok(st
+            .ds
+            .transform_batches(name, move |mut recs: Vec<Rec<Row>>| {
+                for r in &mut recs {
+                    let vals = std::mem::take(&mut r.value.0);
+                    let mut v = Vec::with_capacity(1 + key_cols.len() + vals.len());
+                    v.push(Value::Int(side));
+                    for (&c, &d) in key_cols.iter().zip(&to_double) {
+                        v.push(match &vals[c] {
+                            Value::Int(i) if d => Value::Double(*i as f64),
+                            other => other.clone(),
+                        });
+                    }
+                    v.extend(vals);
+                    r.value.0 = v;
+                }
+                Ok(recs)
+            })
+            .uid(uid));
+    }
     let mut exprs = keys;
     for c in side_cols {
         let e = compile(
@@ -1064,11 +1097,6 @@ fn tag_side(
         exprs.push((e.expr, e.ty));
     }
     let calc = Calc::new(side_cols.to_vec(), None, exprs);
-    let name = if side == 0 {
-        "Join input (left)"
-    } else {
-        "Join input (right)"
-    };
     Ok(st
         .ds
         .transform_batches(name, move |recs: Vec<Rec<Row>>| {
@@ -1139,18 +1167,49 @@ fn distinct_to_group_by(s: &mut Select) -> Result<()> {
     Ok(())
 }
 
-/// One side's buffered rows of a key, by rowtime: each row and whether it has matched yet.
-/// Sorted, so a row probes only the rowtimes within its bounds and cleanup pops expired
-/// rowtimes from the front.
-type Buffer = BTreeMap<i64, Vec<(Vec<Value>, bool)>>;
+/// A buffered row of one join side: its rowtime, its values and whether it has matched yet.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Waiting {
+    ts: i64,
+    vals: Vec<Value>,
+    matched: bool,
+}
+
+/// The rows of one join key waiting for matches, per side, each side sorted by rowtime (rows
+/// of equal rowtime in arrival order). One state value holds both sides so that a row probes
+/// the other side and joins its own in one state lookup; rows mostly arrive in rowtime order,
+/// so joining is a push, and cleanup drains expired rows from the front.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Buffers {
+    left: Vec<Waiting>,
+    right: Vec<Waiting>,
+}
+
+impl Buffers {
+    /// (this side, the other side).
+    fn sides(&mut self, is_left: bool) -> (&mut Vec<Waiting>, &mut Vec<Waiting>) {
+        if is_left {
+            (&mut self.left, &mut self.right)
+        } else {
+            (&mut self.right, &mut self.left)
+        }
+    }
+}
+
+/// Adds `row` to a rowtime-sorted buffer, after the rows of equal rowtime.
+fn insert_sorted(buf: &mut Vec<Waiting>, row: Waiting) {
+    if buf.last().is_none_or(|l| l.ts <= row.ts) {
+        buf.push(row);
+    } else {
+        let at = buf.partition_point(|w| w.ts <= row.ts);
+        buf.insert(at, row);
+    }
+}
 
 /// Flink's interval join on keyed state: each side's rows wait, keyed by the equi-join
 /// keys and ordered by rowtime, until the watermark makes a match impossible; an event-time
 /// timer then drops them (emitting the NULL-padded row of an unmatched row of an outer
 /// side). Input rows are `[side, keys…, values…]`; output rows are left ++ right values.
-///
-/// The buffers are changed in place ([`ValueState::mutate`]): a row costs its probe of the
-/// other side's rows within its bounds and its insertion, not a copy of the key's buffer.
 #[derive(Clone)]
 struct IntervalJoin {
     kind: JoinKind,
@@ -1163,13 +1222,8 @@ struct IntervalJoin {
     lower: i64,
     upper: i64,
     residual: Option<PairCondition>,
-    /// State "left"/"right": encoded as a map from rowtime to rows, as the `MapState` of
-    /// earlier versions was, so their savepoints restore.
-    left: ValueState<Buffer>,
-    right: ValueState<Buffer>,
-    /// Unused since timers are per row; registered so that savepoints of versions that kept
-    /// one cleanup timer per key here restore (their entries are dropped as keys fire).
-    timer: ValueState<i64>,
+    /// State "rows": both sides' waiting rows of the key.
+    rows: ValueState<Buffers>,
 }
 
 impl IntervalJoin {
@@ -1185,6 +1239,14 @@ impl IntervalJoin {
         }
     }
 
+    fn keeps(&self, is_left: bool) -> bool {
+        if is_left {
+            self.kind.keeps_left()
+        } else {
+            self.kind.keeps_right()
+        }
+    }
+
     /// When a row of a side at rowtime `ts` can no longer match: the watermark passing it.
     fn expiry(&self, is_left: bool, ts: i64) -> i64 {
         if is_left {
@@ -1195,14 +1257,14 @@ impl IntervalJoin {
     }
 
     /// Joins `vals` (of the left side when `is_left`, at rowtime `t`) with the other side's
-    /// rows `buf` within the bounds; marks the matched rows when the other side is outer.
+    /// rows `other` within the bounds; marks the matched rows when the other side is outer.
     /// Returns whether any joined row passed the residual condition.
     fn probe(
         &self,
         vals: &[Value],
         is_left: bool,
         t: i64,
-        buf: &mut Buffer,
+        other: &mut [Waiting],
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<bool> {
         let (lo, hi) = if is_left {
@@ -1210,40 +1272,33 @@ impl IntervalJoin {
         } else {
             (t + self.lower, t + self.upper)
         };
-        let mut cand = Vec::new();
-        let mut joined = Vec::new();
-        for (ots, rows) in buf.range(lo..=hi) {
-            for (ri, (orow, _)) in rows.iter().enumerate() {
-                let mut v = Vec::with_capacity(self.nl + self.nr);
-                if is_left {
-                    v.extend(vals.iter().cloned());
-                    v.extend(orow.iter().cloned());
-                } else {
-                    v.extend(orow.iter().cloned());
-                    v.extend(vals.iter().cloned());
-                }
-                cand.push((*ots, ri));
-                joined.push(Row(v));
-            }
-        }
-        if joined.is_empty() {
+        let from = other.partition_point(|w| w.ts < lo);
+        let to = from + other[from..].partition_point(|w| w.ts <= hi);
+        if from == to {
             return Ok(false);
         }
+        let joined: Vec<Row> = other[from..to]
+            .iter()
+            .map(|o| {
+                let mut v = Vec::with_capacity(self.nl + self.nr);
+                let (l, r) = if is_left {
+                    (vals, &o.vals[..])
+                } else {
+                    (&o.vals[..], vals)
+                };
+                v.extend_from_slice(l);
+                v.extend_from_slice(r);
+                Row(v)
+            })
+            .collect();
         let pass = PairCondition::pass(self.residual.as_ref(), &joined, 0)?;
-        let other_keeps = if is_left {
-            self.kind.keeps_right()
-        } else {
-            self.kind.keeps_left()
-        };
+        let other_keeps = self.keeps(!is_left);
         let mut matched = false;
-        for (((ots, ri), row), ok) in cand.into_iter().zip(joined).zip(pass) {
-            if !ok {
-                continue;
-            }
-            matched = true;
-            out.collect(row);
-            if other_keeps && let Some(rows) = buf.get_mut(&ots) {
-                rows[ri].1 = true;
+        for ((o, row), ok) in other[from..to].iter_mut().zip(joined).zip(pass) {
+            if ok {
+                matched = true;
+                out.collect(row);
+                o.matched |= other_keeps;
             }
         }
         Ok(matched)
@@ -1256,9 +1311,7 @@ impl KeyedProcessFunction for IntervalJoin {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        self.left = ctx.value_state(StateDescriptor::new("left"));
-        self.right = ctx.value_state(StateDescriptor::new("right"));
-        self.timer = ctx.value_state(StateDescriptor::new("cleanup-timer"));
+        self.rows = ctx.value_state(StateDescriptor::new("rows"));
         Ok(())
     }
 
@@ -1268,43 +1321,51 @@ impl KeyedProcessFunction for IntervalJoin {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
-        let mut all = row.0;
-        let is_left = matches!(all.first(), Some(Value::Int(0)));
-        let vals = all.split_off(1 + self.nk);
-        let key_null = all[1..].iter().any(|v| matches!(v, Value::Null));
+        let mut vals = row.0;
+        let is_left = matches!(vals.first(), Some(Value::Int(0)));
+        let key_null = vals[1..1 + self.nk]
+            .iter()
+            .any(|v| matches!(v, Value::Null));
+        // In place: keeps the row's allocation.
+        vals.drain(..1 + self.nk);
         let rt = vals.get(if is_left { self.left_rt } else { self.right_rt });
-        let keeps = if is_left {
-            self.kind.keeps_left()
-        } else {
-            self.kind.keeps_right()
-        };
-        let (Some(Value::Ts(t)), false) = (rt, key_null) else {
+        let (Some(&Value::Ts(t)), false) = (rt, key_null) else {
             // A NULL key or rowtime matches nothing.
-            if keeps {
+            if self.keeps(is_left) {
                 out.collect(self.padded(vals, is_left));
             }
             return Ok(());
         };
-        let t = *t;
-        let (other, this) = if is_left {
-            (&self.right, &self.left)
-        } else {
-            (&self.left, &self.right)
-        };
-        let matched = other
-            .mutate(ctx, |buf| self.probe(&vals, is_left, t, buf, out))
-            .transpose()?
-            .unwrap_or(false);
         let expiry = self.expiry(is_left, t);
         if expiry > ctx.current_watermark() {
-            this.update_with(ctx, Buffer::new, |buf| {
-                buf.entry(t).or_default().push((vals, matched))
-            });
-            // A timer per row's expiry (rows of a key expiring together share one): cheaper
-            // than reading and writing a per-key "next timer" state for every row.
+            self.rows
+                .update_with(ctx, Buffers::default, |b| -> weir_engine::Result<()> {
+                    let (this, other) = b.sides(is_left);
+                    let matched = self.probe(&vals, is_left, t, other, out)?;
+                    insert_sorted(
+                        this,
+                        Waiting {
+                            ts: t,
+                            vals,
+                            matched,
+                        },
+                    );
+                    Ok(())
+                })?;
+            // A timer per row's expiry (rows of a key expiring together share one).
             ctx.timer_service().register_event_time_timer(expiry);
-        } else if keeps && !matched {
-            out.collect(self.padded(vals, is_left));
+        } else {
+            // Too late to wait for matches: joins what waits, then is dropped (or padded).
+            let matched = self
+                .rows
+                .mutate(ctx, |b| {
+                    self.probe(&vals, is_left, t, b.sides(is_left).1, out)
+                })
+                .transpose()?
+                .unwrap_or(false);
+            if self.keeps(is_left) && !matched {
+                out.collect(self.padded(vals, is_left));
+            }
         }
         Ok(())
     }
@@ -1315,39 +1376,20 @@ impl KeyedProcessFunction for IntervalJoin {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
-        let mut next: Option<i64> = None;
-        for is_left in [true, false] {
-            let (state, keeps) = if is_left {
-                (&self.left, self.kind.keeps_left())
-            } else {
-                (&self.right, self.kind.keeps_right())
-            };
-            // Expiry grows with the rowtime, so the expired rows are a prefix of the buffer.
-            let empty = state.mutate(ctx, |buf| {
-                while let Some(entry) = buf.first_entry() {
-                    let expiry = self.expiry(is_left, *entry.key());
-                    if expiry > t {
-                        next = Some(next.map_or(expiry, |n| n.min(expiry)));
-                        break;
-                    }
-                    for (vals, matched) in entry.remove() {
-                        if keeps && !matched {
-                            out.collect(self.padded(vals, is_left));
-                        }
+        self.rows.mutate_or_clear(ctx, |b| {
+            for is_left in [true, false] {
+                let keeps = self.keeps(is_left);
+                let buf = b.sides(is_left).0;
+                // Expiry grows with the rowtime, so the expired rows are a prefix.
+                let n = buf.partition_point(|w| self.expiry(is_left, w.ts) <= t);
+                for w in buf.drain(..n) {
+                    if keeps && !w.matched {
+                        out.collect(self.padded(w.vals, is_left));
                     }
                 }
-                buf.is_empty()
-            });
-            if empty == Some(true) {
-                state.clear(ctx);
             }
-        }
-        // Rows restored from a savepoint of a version with one timer per key have no timer
-        // of their own: the next one is registered here (a no-op when it exists).
-        if let Some(n) = next {
-            ctx.timer_service().register_event_time_timer(n);
-        }
-        self.timer.clear(ctx);
+            ((), !(b.left.is_empty() && b.right.is_empty()))
+        });
         Ok(())
     }
 }

@@ -564,30 +564,40 @@ impl KeyedStateBackend {
     }
 
     /// Applies `f` to the value for the current key in `ns` in place, when there is one (not
-    /// expired); `None` otherwise. The `hashmap` backend never copies the value; `rocksdb`
-    /// reads, applies and writes it back.
+    /// expired); `None` otherwise. `f` also says whether to keep the value: when it does not,
+    /// the entry is removed in the same lookup. The `hashmap` backend never copies the value;
+    /// `rocksdb` reads, applies and writes it back (or deletes it).
     pub(crate) fn mutate<V: StateValue, R>(
         &mut self,
         id: usize,
         ns: &[u8],
-        f: impl FnOnce(&mut V) -> R,
+        f: impl FnOnce(&mut V) -> (R, bool),
     ) -> Option<R> {
         if self.rocks.is_some() {
             let mut v = self.get::<V>(id, ns)?;
-            let r = f(&mut v);
-            self.put(id, ns, v);
+            let (r, keep) = f(&mut v);
+            if keep {
+                self.put(id, ns, v);
+            } else {
+                self.remove::<V>(id, ns);
+            }
             return Some(r);
         }
         self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
-            if let Some(t) = ttl
-                && map.get(k).is_some_and(|e| now - e.stamp >= t.ttl_ms)
-            {
-                map.remove(k);
+            let hashbrown::hash_map::EntryRef::Occupied(mut e) = map.entry_ref(k) else {
+                return None;
+            };
+            if ttl.is_some_and(|t| now - e.get().stamp >= t.ttl_ms) {
+                e.remove();
                 return None;
             }
-            let e = map.get_mut(k)?;
-            e.stamp = now;
-            Some(f(&mut e.value))
+            let entry = e.get_mut();
+            entry.stamp = now;
+            let (r, keep) = f(&mut entry.value);
+            if !keep {
+                e.remove();
+            }
+            Some(r)
         })
     }
 
@@ -735,6 +745,16 @@ impl<T: StateValue> ValueState<T> {
         &self,
         ctx: &mut impl KeyedStateAccess,
         f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        ctx.backend().mutate(bound(self.id), &[], |v| (f(v), true))
+    }
+
+    /// As [`mutate`](Self::mutate), then clears the value when `f` returns `false` beside
+    /// its result (a buffer `f` emptied): one lookup where `mutate` and `clear` take two.
+    pub fn mutate_or_clear<R>(
+        &self,
+        ctx: &mut impl KeyedStateAccess,
+        f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Option<R> {
         ctx.backend().mutate(bound(self.id), &[], f)
     }
@@ -1279,6 +1299,18 @@ mod tests {
         set_key(b, "bob");
         assert_eq!(v.value(b), None);
         assert_eq!(m.entries(b), vec![("y".to_string(), 2)]);
+        assert_eq!(
+            v.mutate(b, |x| *x += 1),
+            None,
+            "unset values are not created"
+        );
+        set_key(b, "carol");
+        assert_eq!(v.mutate_or_clear(b, |x| (*x, true)), Some(2));
+        assert_eq!(v.mutate(b, |x| *x += 10), Some(()));
+        assert_eq!(v.value(b), Some(12), "changed in place and kept");
+        set_key(b, "dave");
+        assert_eq!(v.mutate_or_clear(b, |x| (*x, false)), Some(3));
+        assert_eq!(v.value(b), None, "cleared when not kept");
     }
 
     fn canonical(b: &mut KeyedStateBackend) -> Vec<KeyGroupSnapshot> {
@@ -1314,7 +1346,7 @@ mod tests {
         ValueState::<i64>::register(&mut heap2, &StateDescriptor::new("r"));
         ValueState::<u32>::register(&mut heap2, &StateDescriptor::new("ttl"));
         set_key(&mut heap2, "carol");
-        assert_eq!(v.value(&mut heap2), Some(2));
+        assert_eq!(v.value(&mut heap2), Some(12));
         assert_eq!(canonical(&mut heap2), expected);
     }
 }
