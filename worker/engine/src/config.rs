@@ -112,7 +112,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "execution.savepoint.ignore-unclaimed-state",
         "false",
-        "allow restoring when the savepoint holds state of operators the job no longer has",
+        "allow restoring when the savepoint holds state of operators the job no longer has, \
+         or keyed state an operator no longer registers (that state is dropped)",
     ),
     (
         "restart-strategy.type",
@@ -533,6 +534,11 @@ impl Config {
         Ok(())
     }
 
+    /// `execution.savepoint.ignore-unclaimed-state`.
+    pub(crate) fn allow_unclaimed_state(&self) -> bool {
+        self.get("execution.savepoint.ignore-unclaimed-state") == "true"
+    }
+
     fn get(&self, key: &str) -> &str {
         self.values
             .get(key)
@@ -718,7 +724,7 @@ impl Config {
             retained,
             savepoints_dir: self.optional("state.savepoints.dir"),
             restore_from: self.optional("execution.savepoint.path"),
-            allow_non_restored: self.get("execution.savepoint.ignore-unclaimed-state") == "true",
+            allow_non_restored: self.allow_unclaimed_state(),
             restart,
             tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
             retention: match self

@@ -1293,3 +1293,50 @@ fn task_failures_with_incremental_rocksdb_checkpoints_on_s3_keep_the_output_exac
         task_failures_with_checkpoints_on_s3(Backend::RocksDb);
     }
 }
+
+/// A keyed operator whose state layout changed (here: a rolling reduce replaced by a window
+/// under the same uid) must not start with the old state silently gone.
+#[test]
+fn a_savepoint_with_state_the_operator_no_longer_has_is_refused_naming_it_unless_told_to_drop_it() {
+    let sp = tempfile::tempdir().unwrap();
+    let gen_ = || DataGen::new(5, |g| g.index);
+    let env = StreamExecutionEnvironment::with_config(config(&[]));
+    env.from_source(gen_().rows_per_second(2_000.0), None, "gen")
+        .uid("gen")
+        .key_by(|i: &u64| i % 10)
+        .reduce(|a, b| a + b)
+        .uid("state")
+        .sink_to(BlackholeSink)
+        .uid("sink");
+    let job = env.execute_async("before").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+
+    let run = |ignore: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let env = StreamExecutionEnvironment::with_config(config(&[
+            ("execution.savepoint.path", savepoint.clone()),
+            ("execution.savepoint.ignore-unclaimed-state", ignore.into()),
+        ]));
+        env.from_source(gen_().bounded(100_000), None, "gen")
+            .uid("gen")
+            .key_by(|i: &u64| i % 10)
+            .window(WindowSpec::tumbling(Duration::from_secs(3600)).processing_time())
+            .aggregate(agg::count())
+            .uid("state")
+            .map(|w| w.value.to_string())
+            .sink_to(FileSink::json_lines(out.path()))
+            .uid("sink");
+        env.execute("after").map(|_| committed(out.path()))
+    };
+    let err = weir_engine::error::report(&run("false").unwrap_err());
+    assert!(
+        err.contains("uid state")
+            && err.contains("'reduce'")
+            && err.contains("ignore-unclaimed-state"),
+        "{err}"
+    );
+    // Told to drop it, the job runs from the source's restored position without that state.
+    let counts = run("true").unwrap();
+    assert_eq!(counts.len(), 10, "one window per key: {counts:?}");
+}

@@ -162,6 +162,7 @@ impl StreamExecutionEnvironment {
             chaining: c.chaining()?,
             restore: None,
             state_backend: c.state_backend()?,
+            allow_unclaimed_state: c.allow_unclaimed_state(),
             savepoint_at: Default::default(),
             memory: None,
         })

@@ -214,6 +214,7 @@ mod tests {
             decode_errors: crate::config::DecodeErrorPolicy::Fail,
             uid: "gen".into(),
             state_backend: Default::default(),
+            allow_unclaimed_state: false,
             savepoint_at: Default::default(),
             restored: restored.map(|splits| {
                 Arc::new(OperatorSubtaskState {

@@ -200,6 +200,9 @@ pub(crate) struct PlanOptions {
     pub(crate) restore: Option<Arc<crate::checkpoint::RestorePlan>>,
     /// The keyed state backend.
     pub(crate) state_backend: crate::config::StateBackendConfig,
+    /// `execution.savepoint.ignore-unclaimed-state`: restored state that no operator (or no
+    /// state of an operator) claims is dropped instead of failing the restore.
+    pub(crate) allow_unclaimed_state: bool,
     /// Id of the latest savepoint triggered (set by the coordinator before its barrier).
     pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
     /// This process's memory budget: channel capacities and RocksDB memory are fitted to
@@ -562,6 +565,7 @@ impl JobGraph {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),
                         state_backend: state_backend.clone(),
+                        allow_unclaimed_state: opts.allow_unclaimed_state,
                         savepoint_at: opts.savepoint_at.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));

@@ -187,6 +187,9 @@ pub struct SubtaskInfo {
     pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
     /// The keyed state backend (`state.backend.*`).
     pub state_backend: crate::config::StateBackendConfig,
+    /// `execution.savepoint.ignore-unclaimed-state`: restored keyed state that the operator
+    /// does not register is dropped instead of failing the restore.
+    pub allow_unclaimed_state: bool,
     /// Id of the latest savepoint triggered: keyed operators snapshot canonically for it.
     pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
 }

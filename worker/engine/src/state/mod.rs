@@ -915,6 +915,11 @@ pub(crate) struct KeyedStore {
     incremental: bool,
     /// Id of the latest savepoint triggered: snapshots for it are always canonical.
     savepoint_at: Arc<std::sync::atomic::AtomicU64>,
+    /// The operator's uid and name, for restore errors.
+    uid: String,
+    name: String,
+    /// `execution.savepoint.ignore-unclaimed-state`.
+    allow_unclaimed_state: bool,
 }
 
 impl KeyedStore {
@@ -941,6 +946,9 @@ impl KeyedStore {
             processing_timers: Default::default(),
             incremental: cfg.incremental,
             savepoint_at: info.savepoint_at.clone(),
+            uid: info.uid.clone(),
+            name: info.name.clone(),
+            allow_unclaimed_state: info.allow_unclaimed_state,
         }
     }
 
@@ -1037,10 +1045,29 @@ impl KeyedStore {
                 }
             }
         }
-        match self.backend.take_restore_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = self.backend.take_restore_error() {
+            return Err(e);
         }
+        // States are registered before the restore (in `open()` or the operator's
+        // constructor): what none of them claimed would be lost silently.
+        let unclaimed = self.backend.unclaimed_states();
+        if !unclaimed.is_empty() && !self.allow_unclaimed_state {
+            return Err(Error::Restore(format!(
+                "operator '{}' (uid {}) has no state named {} that the checkpoint holds for it; \
+                 its state layout changed since the checkpoint was taken (for SQL, a different \
+                 Weir version or query). Restore from a checkpoint of the same job version, give \
+                 the operator a new uid, or set execution.savepoint.ignore-unclaimed-state: true \
+                 to drop that state",
+                self.name,
+                self.uid,
+                unclaimed
+                    .iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
     }
 }
 
