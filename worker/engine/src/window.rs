@@ -267,6 +267,58 @@ impl WindowSpec {
     }
 }
 
+/// Sliced windows merge at most this many slices per window; a sliding window with more
+/// (its size and slide have a small greatest common divisor) keeps per-window state.
+const MAX_SLICES_PER_WINDOW: i64 = 256;
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl WindowSpec {
+    /// The length of the slices sliding and cumulating windows are cut into (Flink's
+    /// `SliceAssigner`): `gcd(size, slide)` for sliding windows, the step for cumulating ones.
+    /// `None` for windows that are not sliced: tumbling and session windows, and windows of
+    /// more than [`MAX_SLICES_PER_WINDOW`] slices.
+    fn slice_len(&self) -> Option<i64> {
+        let (size, len) = match self.kind {
+            Kind::Sliding { size, slide, .. } => (size, gcd(size, slide)),
+            Kind::Cumulating { max_size, step, .. } => (max_size, step),
+            Kind::Tumbling { .. } | Kind::Session { .. } => return None,
+        };
+        (len > 0 && size / len <= MAX_SLICES_PER_WINDOW).then_some(len)
+    }
+
+    /// The slice of length `len` that `ts` falls into; slices align with the windows.
+    fn slice_of(&self, ts: Timestamp, len: i64) -> TimeWindow {
+        let offset = match self.kind {
+            Kind::Tumbling { offset, .. }
+            | Kind::Sliding { offset, .. }
+            | Kind::Cumulating { offset, .. } => offset,
+            Kind::Session { .. } => 0,
+        };
+        let start = Self::start_of(ts, offset, len);
+        TimeWindow {
+            start,
+            end: start + len,
+        }
+    }
+
+    /// The slices of `w` (as `[from, to)`) that no window firing after `w` covers: a
+    /// sliding window is the last to cover the slices of its first `slide`, a cumulating
+    /// window of the full `max_size` the last to cover all of its slices.
+    fn slices_freed_by(&self, w: &TimeWindow) -> (Timestamp, Timestamp) {
+        match self.kind {
+            Kind::Sliding { size, slide, .. } => (w.start, w.start + slide.min(size)),
+            Kind::Cumulating { max_size, .. } if w.end - w.start == max_size => (w.start, w.end),
+            _ => (w.start, w.start),
+        }
+    }
+}
+
 /// Incrementally aggregates records into an accumulator — Flink's `AggregateFunction`.
 /// Tuples of aggregate functions aggregate side by side: `(count(), sum(f))`.
 pub trait AggregateFunction<T>: Send + Sync + 'static {
@@ -280,7 +332,10 @@ pub trait AggregateFunction<T>: Send + Sync + 'static {
     fn add(&self, value: &T, acc: &mut Self::Acc);
     /// The result for an accumulator.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
-    /// Folds `other` into `acc` (session windows merge).
+    /// Folds `other` into `acc`: session windows merge, and sliding and cumulating windows
+    /// (without allowed lateness) keep one accumulator per slice and merge a window's slices,
+    /// oldest first, when it fires. Merging the accumulators of two sets of records must give
+    /// the accumulator of all of them.
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
 }
 
@@ -392,6 +447,11 @@ pub mod agg {
 trait WindowFunction<K, T>: Send + Sync + 'static {
     type Acc: StateValue;
     type Out: Data;
+    /// Whether sliding and cumulating windows may keep one accumulator per slice and merge
+    /// a window's slices when it fires. `reduce` and `process` may not: merging hands a
+    /// reduce function partial results (which needs it associative and commutative) and a
+    /// process function its records grouped by slice instead of in arrival order.
+    const SLICEABLE: bool = false;
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: &T);
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
@@ -410,6 +470,7 @@ struct AggWindow<A>(A);
 impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
     type Acc = A::Acc;
     type Out = Windowed<K, A::Out>;
+    const SLICEABLE: bool = true;
     fn create(&self) -> A::Acc {
         self.0.create_accumulator()
     }
@@ -696,6 +757,12 @@ impl BatchGroups {
     }
 }
 
+/// State names of the window operator's layouts: per (key, window), per key (sessions),
+/// per (key, slice).
+const WINDOWS_STATE: &str = "window-contents";
+const SESSIONS_STATE: &str = "window-sessions";
+const SLICES_STATE: &str = "window-slices";
+
 struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     spec: WindowSpec,
     lateness: i64,
@@ -703,8 +770,15 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     f: Arc<W>,
     key_fn: crate::api::KeyExtractor<K, T>,
     keyed: KeyedStore,
-    /// Per (key, window) accumulators; for sessions, per key a list of (window, acc).
+    /// Per (key, window) accumulators; for sessions, per key a list of (window, acc); for
+    /// sliced windows, per (key, slice).
     state: usize,
+    /// The slice length when the operator keeps per-slice state (sliding or cumulating
+    /// windows, a function that merges, no allowed lateness): one accumulator per (key,
+    /// slice), one timer per (key, window), a window's slices merged when it fires.
+    slice_len: Option<i64>,
+    /// The operator's uid, for error messages.
+    uid: String,
     watermark: Timestamp,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
@@ -727,18 +801,26 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         info: SubtaskInfo,
     ) -> Self {
         let mut keyed = KeyedStore::new(&info);
+        let lateness = if spec.event_time { lateness } else { 0 };
+        let slice_len = spec.slice_len().filter(|_| W::SLICEABLE && lateness == 0);
         let state = if matches!(spec.kind, Kind::Session { .. }) {
             keyed
                 .backend
-                .register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new("window-sessions"))
+                .register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new(SESSIONS_STATE))
+        } else if slice_len.is_some() {
+            keyed
+                .backend
+                .register::<W::Acc>(&StateDescriptor::new(SLICES_STATE))
         } else {
             keyed
                 .backend
-                .register::<W::Acc>(&StateDescriptor::new("window-contents"))
+                .register::<W::Acc>(&StateDescriptor::new(WINDOWS_STATE))
         };
         WindowOperator {
             spec,
-            lateness: if spec.event_time { lateness } else { 0 },
+            lateness,
+            slice_len,
+            uid: info.uid.clone(),
             late_port: late_tag.and_then(|t| info.side_port(&t)),
             f,
             key_fn,
@@ -884,6 +966,162 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         Ok(())
     }
 
+    /// Adds the records of one batch to their slices (sliced operators). Records that share a
+    /// key and a slice are folded into the slice's accumulator under one state access, in
+    /// their order in the batch. A slice new to its key registers a timer for each window
+    /// covering it that has not fired; a slice that exists has them already. A record is
+    /// taken when one of its windows has not fired (with no allowed lateness, the windows
+    /// that have fired never read the slice again); its slice is still in state then, since
+    /// a slice is dropped only once every window covering it has fired.
+    /// Returns, per record, whether a window took it.
+    fn add_batch_to_slices(
+        &mut self,
+        recs: &[Rec<T>],
+        now: Timestamp,
+        len: i64,
+        accepted: &mut Vec<bool>,
+    ) -> Result<()> {
+        let mut windows = std::mem::take(&mut self.windows);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear(recs.len());
+        accepted.clear();
+        let event_time = self.spec.event_time;
+        for (i, rec) in recs.iter().enumerate() {
+            let ts = self.record_time(rec, now)?;
+            self.spec.assign(ts, &mut windows);
+            let wm = self.watermark;
+            let took = windows
+                .iter()
+                .any(|w| !event_time || w.max_timestamp() > wm);
+            if took {
+                let key = (self.key_fn)(&rec.value);
+                serialize_key(&key, &mut self.key_buf);
+                let slice = self.spec.slice_of(ts, len);
+                batch.add(&self.key_buf, i as u32, ts, std::slice::from_ref(&slice));
+            }
+            accepted.push(took);
+        }
+        for slot in 0..batch.spans.len() {
+            self.keyed.backend.set_current_key_bytes(batch.key(slot));
+            let mut g = batch.slot_groups[slot].0;
+            while g != NONE {
+                let group = &batch.groups[g as usize];
+                let f = &self.f;
+                let next = &batch.next_rec;
+                let (_, created) = self.keyed.backend.update_with(
+                    self.state,
+                    &group.first.to_bytes(),
+                    || f.create(),
+                    |acc| {
+                        let mut r = group.head;
+                        while r != NONE {
+                            f.add(acc, &recs[r as usize].value);
+                            r = next[r as usize];
+                        }
+                    },
+                );
+                if created {
+                    self.spec.assign(group.ts, &mut windows);
+                    let key = &self.keyed.backend.current.bytes;
+                    for w in &windows {
+                        if !event_time {
+                            self.keyed.processing_timers.register(
+                                w.max_timestamp(),
+                                key,
+                                &w.to_bytes(),
+                            );
+                        } else if w.max_timestamp() > self.watermark {
+                            self.keyed
+                                .event_timers
+                                .register(w.max_timestamp(), key, &w.to_bytes());
+                        }
+                    }
+                }
+                g = group.next;
+            }
+        }
+        self.windows = windows;
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Fires window `w` of the current key on a sliced operator: merges the accumulators of
+    /// its slices, oldest first, emits the result, and drops the slices no later window
+    /// covers.
+    fn fire_slices(
+        &mut self,
+        key: K,
+        w: &TimeWindow,
+        len: i64,
+        coll: &mut Collector<W::Out>,
+    ) -> Result<()> {
+        let (free_from, free_to) = self.spec.slices_freed_by(w);
+        let mut acc: Option<W::Acc> = None;
+        let mut start = w.start;
+        while start < w.end {
+            let ns = TimeWindow {
+                start,
+                end: start + len,
+            }
+            .to_bytes();
+            let part = if start >= free_from && start < free_to {
+                self.keyed.backend.remove::<W::Acc>(self.state, &ns)
+            } else {
+                self.keyed.backend.get::<W::Acc>(self.state, &ns)
+            };
+            if let Some(part) = part {
+                match &mut acc {
+                    None => acc = Some(part),
+                    Some(a) => self.f.merge(part, a),
+                }
+            }
+            start += len;
+        }
+        match acc {
+            Some(acc) => {
+                coll.ts = w.max_timestamp();
+                self.f.emit(key, w, &acc, coll)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Fails when the restored state has the other layout of non-session windows (per
+    /// window vs per slice): its accumulators cannot be converted, and ignoring them would
+    /// silently lose the windows' contents.
+    fn check_restored_layout(&self) -> Result<()> {
+        if matches!(self.spec.kind, Kind::Session { .. }) {
+            return Ok(());
+        }
+        let (found, expected) = match self.slice_len {
+            Some(_) => (WINDOWS_STATE, "per slice"),
+            None => (SLICES_STATE, "per window"),
+        };
+        if self
+            .keyed
+            .backend
+            .unclaimed_states()
+            .iter()
+            .any(|n| n == found)
+        {
+            let found_layout = if found == WINDOWS_STATE {
+                "per window"
+            } else {
+                "per slice"
+            };
+            return Err(Error::Restore(format!(
+                "window operator with uid '{}' keeps its state {expected} but the checkpoint \
+                 holds it {found_layout} (state '{found}'), which cannot be converted; sliding \
+                 and cumulating window aggregates keep per-slice state unless they have allowed \
+                 lateness. Restore with the job (and Weir version) that wrote the checkpoint and \
+                 end it with a draining stop (`weir stop --drain`), whose savepoint holds no \
+                 window contents, or give the operator a new uid and start it empty",
+                self.uid
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds one record to a window of the current key that has fired already and is kept
     /// for allowed lateness: the window fires again with the updated contents.
     fn add_late(
@@ -969,6 +1207,9 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             reason: e.to_string(),
         })?;
         let w = TimeWindow::from_bytes(t.ns());
+        if let Some(len) = self.slice_len {
+            return self.fire_slices(key, &w, len, coll);
+        }
         let fire = t.ts == w.max_timestamp();
         let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
         coll.ts = w.max_timestamp();
@@ -1008,7 +1249,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
     fn open(&mut self) -> Result<()> {
         let restored = self.restored.take();
-        self.keyed.restore(restored.as_deref())
+        self.keyed.restore(restored.as_deref())?;
+        self.check_restored_layout()
     }
 
     fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
@@ -1023,7 +1265,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         self.keyed.backend.now = now;
         if !matches!(self.spec.kind, Kind::Session { .. }) {
             let mut accepted = std::mem::take(&mut self.accepted);
-            self.add_batch_to_windows(&recs, now, &mut coll, &mut accepted)?;
+            match self.slice_len {
+                Some(len) => self.add_batch_to_slices(&recs, now, len, &mut accepted)?,
+                None => self.add_batch_to_windows(&recs, now, &mut coll, &mut accepted)?,
+            }
             if accepted.iter().any(|a| !a) {
                 for (rec, took) in recs.into_iter().zip(&accepted) {
                     if !took {
