@@ -292,6 +292,26 @@ impl WindowSpec {
         (len > 0 && size / len <= MAX_SLICES_PER_WINDOW).then_some(len)
     }
 
+    /// The end of the window `ts` falls into that ends last; `None` when it falls into none
+    /// (sliding windows with a slide longer than their size leave gaps).
+    fn last_window_end(&self, ts: Timestamp) -> Option<Timestamp> {
+        match self.kind {
+            Kind::Tumbling { size, offset } => Some(Self::start_of(ts, offset, size) + size),
+            Kind::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
+                let end = Self::start_of(ts, offset, slide) + size;
+                (end > ts).then_some(end)
+            }
+            Kind::Cumulating {
+                max_size, offset, ..
+            } => Some(Self::start_of(ts, offset, max_size) + max_size),
+            Kind::Session { gap } => Some(ts + gap),
+        }
+    }
+
     /// The slice of length `len` that `ts` falls into; slices align with the windows.
     fn slice_of(&self, ts: Timestamp, len: i64) -> TimeWindow {
         let offset = match self.kind {
@@ -771,11 +791,13 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     key_fn: crate::api::KeyExtractor<K, T>,
     keyed: KeyedStore,
     /// Per (key, window) accumulators; for sessions, per key a list of (window, acc); for
-    /// sliced windows, per (key, slice).
+    /// sliced windows, per key a list of (slice start, acc), oldest first.
     state: usize,
     /// The slice length when the operator keeps per-slice state (sliding or cumulating
     /// windows, a function that merges, no allowed lateness): one accumulator per (key,
-    /// slice), one timer per (key, window), a window's slices merged when it fires.
+    /// slice), one timer per (key, window), a window's slices merged when it fires. A key's
+    /// slices are one state entry, so adding to a slice and firing a window are one state
+    /// access each, whichever of the window's slices the key has records in.
     slice_len: Option<i64>,
     /// The operator's uid, for error messages.
     uid: String,
@@ -810,7 +832,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         } else if slice_len.is_some() {
             keyed
                 .backend
-                .register::<W::Acc>(&StateDescriptor::new(SLICES_STATE))
+                .register::<Vec<(Timestamp, W::Acc)>>(&StateDescriptor::new(SLICES_STATE))
         } else {
             keyed
                 .backend
@@ -967,8 +989,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
     }
 
     /// Adds the records of one batch to their slices (sliced operators). Records that share a
-    /// key and a slice are folded into the slice's accumulator under one state access, in
-    /// their order in the batch. A slice new to its key registers a timer for each window
+    /// key and a slice are folded into the slice's accumulator under one access to the key's
+    /// slices, in their order in the batch. A slice new to its key registers a timer for each window
     /// covering it that has not fired; a slice that exists has them already. A record is
     /// taken when one of its windows has not fired (with no allowed lateness, the windows
     /// that have fired never read the slice again); its slice is still in state then, since
@@ -988,11 +1010,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         let event_time = self.spec.event_time;
         for (i, rec) in recs.iter().enumerate() {
             let ts = self.record_time(rec, now)?;
-            self.spec.assign(ts, &mut windows);
-            let wm = self.watermark;
-            let took = windows
-                .iter()
-                .any(|w| !event_time || w.max_timestamp() > wm);
+            // Taken when the window ending last has not fired.
+            let took = self
+                .spec
+                .last_window_end(ts)
+                .is_some_and(|end| !event_time || end - 1 > self.watermark);
             if took {
                 let key = (self.key_fn)(&rec.value);
                 serialize_key(&key, &mut self.key_buf);
@@ -1008,16 +1030,28 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 let group = &batch.groups[g as usize];
                 let f = &self.f;
                 let next = &batch.next_rec;
-                let (_, created) = self.keyed.backend.update_with(
+                let start = group.first.start;
+                let (created, _) = self.keyed.backend.update_with(
                     self.state,
-                    &group.first.to_bytes(),
-                    || f.create(),
-                    |acc| {
+                    &[],
+                    Vec::new,
+                    |slices: &mut Vec<(Timestamp, W::Acc)>| {
+                        // Records mostly go to the newest slice: search from the back.
+                        let at = slices
+                            .iter()
+                            .rposition(|(s, _)| *s <= start)
+                            .map_or(0, |p| p + 1);
+                        let created = at == 0 || slices[at - 1].0 != start;
+                        if created {
+                            slices.insert(at, (start, f.create()));
+                        }
+                        let acc = &mut slices[if created { at } else { at - 1 }].1;
                         let mut r = group.head;
                         while r != NONE {
                             f.add(acc, &recs[r as usize].value);
                             r = next[r as usize];
                         }
+                        created
                     },
                 );
                 if created {
@@ -1047,35 +1081,42 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
     /// Fires window `w` of the current key on a sliced operator: merges the accumulators of
     /// its slices, oldest first, emits the result, and drops the slices no later window
-    /// covers.
-    fn fire_slices(
-        &mut self,
-        key: K,
-        w: &TimeWindow,
-        len: i64,
-        coll: &mut Collector<W::Out>,
-    ) -> Result<()> {
+    /// covers (and the key's entry with its last slice).
+    fn fire_slices(&mut self, key: K, w: &TimeWindow, coll: &mut Collector<W::Out>) -> Result<()> {
         let (free_from, free_to) = self.spec.slices_freed_by(w);
-        let mut acc: Option<W::Acc> = None;
-        let mut start = w.start;
-        while start < w.end {
-            let ns = TimeWindow {
-                start,
-                end: start + len,
-            }
-            .to_bytes();
-            let part = if start >= free_from && start < free_to {
-                self.keyed.backend.remove::<W::Acc>(self.state, &ns)
-            } else {
-                self.keyed.backend.get::<W::Acc>(self.state, &ns)
-            };
-            if let Some(part) = part {
-                match &mut acc {
-                    None => acc = Some(part),
-                    Some(a) => self.f.merge(part, a),
-                }
-            }
-            start += len;
+        let f = &self.f;
+        let fired =
+            self.keyed
+                .backend
+                .mutate(self.state, &[], |slices: &mut Vec<(Timestamp, W::Acc)>| {
+                    let mut acc: Option<W::Acc> = None;
+                    let mut i = 0;
+                    while i < slices.len() && slices[i].0 < w.end {
+                        let start = slices[i].0;
+                        if start < w.start {
+                            i += 1;
+                            continue;
+                        }
+                        let part = if start >= free_from && start < free_to {
+                            slices.remove(i).1
+                        } else {
+                            i += 1;
+                            slices[i - 1].1.clone()
+                        };
+                        match &mut acc {
+                            None => acc = Some(part),
+                            Some(a) => f.merge(part, a),
+                        }
+                    }
+                    (acc, slices.is_empty())
+                });
+        let Some((acc, empty)) = fired else {
+            return Ok(());
+        };
+        if empty {
+            self.keyed
+                .backend
+                .remove::<Vec<(Timestamp, W::Acc)>>(self.state, &[]);
         }
         match acc {
             Some(acc) => {
@@ -1207,8 +1248,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             reason: e.to_string(),
         })?;
         let w = TimeWindow::from_bytes(t.ns());
-        if let Some(len) = self.slice_len {
-            return self.fire_slices(key, &w, len, coll);
+        if self.slice_len.is_some() {
+            return self.fire_slices(key, &w, coll);
         }
         let fire = t.ts == w.max_timestamp();
         let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
