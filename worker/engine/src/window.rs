@@ -990,8 +990,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
     /// Adds the records of one batch to their slices (sliced operators). Records that share a
     /// key and a slice are folded into the slice's accumulator under one access to the key's
-    /// slices, in their order in the batch. A slice new to its key registers a timer for each window
-    /// covering it that has not fired; a slice that exists has them already. A record is
+    /// slices, in their order in the batch. A slice new to its key registers a timer for each
+    /// window covering it that has not fired and covers no other slice of the key. A record is
     /// taken when one of its windows has not fired (with no allowed lateness, the windows
     /// that have fired never read the slice again); its slice is still in state then, since
     /// a slice is dropped only once every window covering it has fired.
@@ -1030,6 +1030,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 let group = &batch.groups[g as usize];
                 let f = &self.f;
                 let next = &batch.next_rec;
+                let spec = self.spec;
                 let start = group.first.start;
                 let (created, _) = self.keyed.backend.update_with(
                     self.state,
@@ -1044,6 +1045,16 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                         let created = at == 0 || slices[at - 1].0 != start;
                         if created {
                             slices.insert(at, (start, f.create()));
+                            // The new slice's windows that cover another slice of the key
+                            // have their timer: it was registered with that slice, and they
+                            // have not fired since (a window that fired before that slice
+                            // was created has not become unfired).
+                            spec.assign(group.ts, &mut windows);
+                            windows.retain(|w| {
+                                !slices
+                                    .iter()
+                                    .any(|(s, _)| *s != start && *s >= w.start && *s < w.end)
+                            });
                         }
                         let acc = &mut slices[if created { at } else { at - 1 }].1;
                         let mut r = group.head;
@@ -1055,7 +1066,6 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                     },
                 );
                 if created {
-                    self.spec.assign(group.ts, &mut windows);
                     let key = &self.keyed.backend.current.bytes;
                     for w in &windows {
                         if !event_time {
