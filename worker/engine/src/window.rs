@@ -6,6 +6,10 @@
 //! passes its last millisecond (`end - 1`); with allowed lateness it stays in state until
 //! `end - 1 + lateness`, and each late record fires it again with the updated result.
 //! Records too late for every window go to the late side output when one is set.
+//!
+//! Sliding and cumulating windows aggregated without allowed lateness are sliced, as Flink's
+//! window aggregation: a record updates the accumulator of its (key, slice) only, and a window
+//! merges its slices' accumulators when it fires (see `WindowOperator::slice_len`).
 
 use crate::api::DataStream;
 use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
@@ -694,7 +698,8 @@ struct BatchGroups {
     next_rec: Vec<u32>,
 }
 
-/// Records of one key that fall into the same windows.
+/// Records of one key that fall into the same windows (on sliced operators: into the same
+/// slice, which is `first`, with `windows` 1).
 struct Group {
     /// A record's time (what the windows are assigned from) and the windows it gives: the
     /// first window and how many there are identify the set for every window kind.
@@ -1436,6 +1441,36 @@ mod tests {
         assert_eq!(windows(shifted, 5_000), vec![(-50_000, 10_000)]);
         let uneven = WindowSpec::cumulating(Duration::from_secs(50), Duration::from_secs(20));
         assert!(uneven.validate().is_err());
+    }
+
+    #[test]
+    fn sliding_and_cumulating_windows_are_cut_into_slices_aligned_with_them() {
+        let w = |start, end| TimeWindow { start, end };
+        let secs = Duration::from_secs;
+        let hop = WindowSpec::sliding(secs(10), secs(4));
+        assert_eq!(hop.slice_len(), Some(2_000), "gcd of size and slide");
+        assert_eq!(hop.slice_of(5_500, 2_000), w(4_000, 6_000));
+        assert_eq!(hop.slice_of(-1, 2_000), w(-2_000, 0));
+        assert_eq!(hop.last_window_end(5_500), Some(14_000));
+        // [4,14) is the last window over the slices of [4,8); [8,18) covers the rest.
+        assert_eq!(hop.slices_freed_by(&w(4_000, 14_000)), (4_000, 8_000));
+        // A slide longer than the size leaves time in no window.
+        let gaps = WindowSpec::sliding(secs(2), secs(5));
+        assert_eq!(gaps.slice_len(), Some(1_000));
+        assert_eq!(gaps.last_window_end(1_000), Some(2_000));
+        assert_eq!(gaps.last_window_end(3_000), None);
+        assert_eq!(gaps.slices_freed_by(&w(0, 2_000)), (0, 2_000));
+        let cumulate = WindowSpec::cumulating(secs(60), secs(20));
+        assert_eq!(cumulate.slice_len(), Some(20_000));
+        assert_eq!(cumulate.last_window_end(25_000), Some(60_000));
+        assert_eq!(cumulate.slices_freed_by(&w(0, 40_000)), (0, 0));
+        assert_eq!(cumulate.slices_freed_by(&w(0, 60_000)), (0, 60_000));
+        let shifted = cumulate.with_offset(secs(10));
+        assert_eq!(shifted.slice_of(5_000, 20_000), w(-10_000, 10_000));
+        // Not sliced: tumbling windows, and windows of more than 256 slices.
+        assert_eq!(WindowSpec::tumbling(secs(10)).slice_len(), None);
+        let fine = WindowSpec::sliding(Duration::from_millis(1_001), secs(1));
+        assert_eq!(fine.slice_len(), None);
     }
 
     #[test]
