@@ -697,44 +697,61 @@ fn hop_and_cumulate_windows_restored_from_a_mid_stream_checkpoint_give_the_unint
     }
 }
 
-#[test]
-fn a_savepoint_of_per_window_hop_state_is_refused_by_sliced_hop_windows_naming_the_operator() {
-    // With allowed lateness the sliding windows keep per-window state; without, per-slice.
+/// A savepoint of sliding windows with allowed lateness `lateness`, taken mid-run; `drain`
+/// fires every window first. Keep the returned directories (the savepoint, and the output
+/// whose pending files it commits) while restoring it.
+fn hop_savepoint(lateness: Duration, drain: bool) -> ([tempfile::TempDir; 2], String) {
     let spec = WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500));
-    let first = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
     let sp = tempfile::tempdir().unwrap();
     let env = StreamExecutionEnvironment::with_config(config(&[]));
-    build_windows(
-        &env,
-        first.path(),
-        5_000.0,
-        None,
-        spec,
-        Duration::from_secs(1),
-    );
-    let job = env.execute_async("per-window").unwrap();
+    build_windows(&env, out.path(), 5_000.0, None, spec, lateness);
+    let job = env.execute_async("before").unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let savepoint = if drain {
+        job.drain_with_savepoint(Some(&uri(sp.path()))).unwrap()
+    } else {
+        job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap()
+    };
+    ([sp, out], savepoint)
+}
 
+/// Runs the sliding windows restored from `savepoint`; the output or the job's error.
+fn restore_hop(savepoint: &str, lateness: Duration) -> Result<Vec<String>, String> {
+    let spec = WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500));
     let out = tempfile::tempdir().unwrap();
     let env = StreamExecutionEnvironment::with_config(config(&[(
         "execution.savepoint.path",
-        savepoint.clone(),
+        savepoint.to_string(),
     )]));
-    build_windows(&env, out.path(), 1e9, None, spec, Duration::ZERO);
-    let err = weir_engine::report(&env.execute("sliced").unwrap_err());
-    assert!(
-        err.contains("uid 'windows'") && err.contains("per window") && err.contains("--drain"),
-        "{err}"
-    );
-    assert!(committed(out.path()).is_empty());
+    build_windows(&env, out.path(), 1e9, None, spec, lateness);
+    match env.execute("after") {
+        Ok(_) => Ok(committed(out.path())),
+        Err(e) => Err(weir_engine::report(&e)),
+    }
+}
 
-    // The same savepoint restores into the per-window layout it was written with.
-    let env =
-        StreamExecutionEnvironment::with_config(config(&[("execution.savepoint.path", savepoint)]));
-    build_windows(&env, out.path(), 1e9, None, spec, Duration::from_secs(1));
-    env.execute("per-window again").unwrap();
-    assert!(!committed(out.path()).is_empty());
+#[test]
+fn a_savepoint_of_one_window_state_layout_is_refused_by_the_other_naming_the_operator() {
+    // With allowed lateness sliding windows keep per-window state; without, per-slice state.
+    let (per_window, sliced) = (Duration::from_secs(1), Duration::ZERO);
+    for (from, to, holds) in [
+        (per_window, sliced, "holds it per window"),
+        (sliced, per_window, "holds it per slice"),
+    ] {
+        let (_dirs, savepoint) = hop_savepoint(from, false);
+        let err = restore_hop(&savepoint, to).unwrap_err();
+        assert!(
+            err.contains("uid 'windows'") && err.contains(holds) && err.contains("--drain"),
+            "{err}"
+        );
+        // The layout it was written with restores it.
+        let out = restore_hop(&savepoint, from).unwrap();
+        assert!(!out.is_empty());
+    }
+    // A draining stop leaves no window contents: its savepoint restores into either layout.
+    let (_dirs, drained) = hop_savepoint(per_window, true);
+    restore_hop(&drained, sliced).unwrap();
 }
 
 #[test]
