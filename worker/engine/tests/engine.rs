@@ -480,6 +480,33 @@ fn processing_time_windows_are_flushed_at_end_of_input() {
     );
 }
 
+#[test]
+fn sliced_processing_time_hop_windows_count_each_record_in_both_of_its_windows_at_end_of_input() {
+    let env = env_with(2, 64);
+    let (sink, out) = CollectSink::new();
+    env.from_collection(
+        (0..1_000)
+            .map(|i| ev(&format!("k{}", i % 3), 0, 1))
+            .collect::<Vec<_>>(),
+    )
+    .key_by(|e: &Ev| e.0.clone())
+    .window(
+        WindowSpec::sliding(Duration::from_secs(3_600), Duration::from_secs(1_800))
+            .processing_time(),
+    )
+    .aggregate(agg::count())
+    .sink_to(sink);
+    env.execute("proctime-hop").unwrap();
+    let results = out.values();
+    let total: u64 = results.iter().map(|r| r.value).sum();
+    assert_eq!(total, 2_000, "every record counted in its two windows");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.window.end - r.window.start == 3_600_000 && r.window.start % 1_800_000 == 0)
+    );
+}
+
 /// The seed's example: counts per key in ValueState, emitted and cleared by a timer.
 #[derive(Clone, Default)]
 struct CountWithTimeout {
