@@ -6,6 +6,10 @@
 //! passes its last millisecond (`end - 1`); with allowed lateness it stays in state until
 //! `end - 1 + lateness`, and each late record fires it again with the updated result.
 //! Records too late for every window go to the late side output when one is set.
+//!
+//! Sliding and cumulating windows aggregated without allowed lateness are sliced, as Flink's
+//! window aggregation: a record updates the accumulator of its (key, slice) only, and a window
+//! merges its slices' accumulators when it fires (see `WindowOperator::slice_len`).
 
 use crate::api::DataStream;
 use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
@@ -267,6 +271,78 @@ impl WindowSpec {
     }
 }
 
+/// Sliced windows merge at most this many slices per window; a sliding window with more
+/// (its size and slide have a small greatest common divisor) keeps per-window state.
+const MAX_SLICES_PER_WINDOW: i64 = 256;
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl WindowSpec {
+    /// The length of the slices sliding and cumulating windows are cut into (Flink's
+    /// `SliceAssigner`): `gcd(size, slide)` for sliding windows, the step for cumulating ones.
+    /// `None` for windows that are not sliced: tumbling and session windows, and windows of
+    /// more than [`MAX_SLICES_PER_WINDOW`] slices.
+    fn slice_len(&self) -> Option<i64> {
+        let (size, len) = match self.kind {
+            Kind::Sliding { size, slide, .. } => (size, gcd(size, slide)),
+            Kind::Cumulating { max_size, step, .. } => (max_size, step),
+            Kind::Tumbling { .. } | Kind::Session { .. } => return None,
+        };
+        (len > 0 && size / len <= MAX_SLICES_PER_WINDOW).then_some(len)
+    }
+
+    /// The end of the window `ts` falls into that ends last; `None` when it falls into none
+    /// (sliding windows with a slide longer than their size leave gaps).
+    fn last_window_end(&self, ts: Timestamp) -> Option<Timestamp> {
+        match self.kind {
+            Kind::Tumbling { size, offset } => Some(Self::start_of(ts, offset, size) + size),
+            Kind::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
+                let end = Self::start_of(ts, offset, slide) + size;
+                (end > ts).then_some(end)
+            }
+            Kind::Cumulating {
+                max_size, offset, ..
+            } => Some(Self::start_of(ts, offset, max_size) + max_size),
+            Kind::Session { gap } => Some(ts + gap),
+        }
+    }
+
+    /// The slice of length `len` that `ts` falls into; slices align with the windows.
+    fn slice_of(&self, ts: Timestamp, len: i64) -> TimeWindow {
+        let offset = match self.kind {
+            Kind::Tumbling { offset, .. }
+            | Kind::Sliding { offset, .. }
+            | Kind::Cumulating { offset, .. } => offset,
+            Kind::Session { .. } => 0,
+        };
+        let start = Self::start_of(ts, offset, len);
+        TimeWindow {
+            start,
+            end: start + len,
+        }
+    }
+
+    /// The slices of `w` (as `[from, to)`) that no window firing after `w` covers: a
+    /// sliding window is the last to cover the slices of its first `slide`, a cumulating
+    /// window of the full `max_size` the last to cover all of its slices.
+    fn slices_freed_by(&self, w: &TimeWindow) -> (Timestamp, Timestamp) {
+        match self.kind {
+            Kind::Sliding { size, slide, .. } => (w.start, w.start + slide.min(size)),
+            Kind::Cumulating { max_size, .. } if w.end - w.start == max_size => (w.start, w.end),
+            _ => (w.start, w.start),
+        }
+    }
+}
+
 /// Incrementally aggregates records into an accumulator — Flink's `AggregateFunction`.
 /// Tuples of aggregate functions aggregate side by side: `(count(), sum(f))`.
 pub trait AggregateFunction<T>: Send + Sync + 'static {
@@ -280,7 +356,10 @@ pub trait AggregateFunction<T>: Send + Sync + 'static {
     fn add(&self, value: &T, acc: &mut Self::Acc);
     /// The result for an accumulator.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
-    /// Folds `other` into `acc` (session windows merge).
+    /// Folds `other` into `acc`: session windows merge, and sliding and cumulating windows
+    /// (without allowed lateness) keep one accumulator per slice and merge a window's slices,
+    /// oldest first, when it fires. Merging the accumulators of two sets of records must give
+    /// the accumulator of all of them.
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
 }
 
@@ -392,6 +471,11 @@ pub mod agg {
 trait WindowFunction<K, T>: Send + Sync + 'static {
     type Acc: StateValue;
     type Out: Data;
+    /// Whether sliding and cumulating windows may keep one accumulator per slice and merge
+    /// a window's slices when it fires. `reduce` and `process` may not: merging hands a
+    /// reduce function partial results (which needs it associative and commutative) and a
+    /// process function its records grouped by slice instead of in arrival order.
+    const SLICEABLE: bool = false;
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: &T);
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
@@ -410,6 +494,7 @@ struct AggWindow<A>(A);
 impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
     type Acc = A::Acc;
     type Out = Windowed<K, A::Out>;
+    const SLICEABLE: bool = true;
     fn create(&self) -> A::Acc {
         self.0.create_accumulator()
     }
@@ -613,7 +698,8 @@ struct BatchGroups {
     next_rec: Vec<u32>,
 }
 
-/// Records of one key that fall into the same windows.
+/// Records of one key that fall into the same windows (on sliced operators: into the same
+/// slice, which is `first`, with `windows` 1).
 struct Group {
     /// A record's time (what the windows are assigned from) and the windows it gives: the
     /// first window and how many there are identify the set for every window kind.
@@ -696,6 +782,12 @@ impl BatchGroups {
     }
 }
 
+/// State names of the window operator's layouts: per (key, window), per key (sessions),
+/// per (key, slice).
+const WINDOWS_STATE: &str = "window-contents";
+const SESSIONS_STATE: &str = "window-sessions";
+const SLICES_STATE: &str = "window-slices";
+
 struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     spec: WindowSpec,
     lateness: i64,
@@ -703,8 +795,17 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     f: Arc<W>,
     key_fn: crate::api::KeyExtractor<K, T>,
     keyed: KeyedStore,
-    /// Per (key, window) accumulators; for sessions, per key a list of (window, acc).
+    /// Per (key, window) accumulators; for sessions, per key a list of (window, acc); for
+    /// sliced windows, per key a list of (slice start, acc), oldest first.
     state: usize,
+    /// The slice length when the operator keeps per-slice state (sliding or cumulating
+    /// windows, a function that merges, no allowed lateness): one accumulator per (key,
+    /// slice), one timer per (key, window), a window's slices merged when it fires. A key's
+    /// slices are one state entry, so adding to a slice and firing a window are one state
+    /// access each, whichever of the window's slices the key has records in.
+    slice_len: Option<i64>,
+    /// The operator's uid, for error messages.
+    uid: String,
     watermark: Timestamp,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
@@ -727,18 +828,26 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         info: SubtaskInfo,
     ) -> Self {
         let mut keyed = KeyedStore::new(&info);
+        let lateness = if spec.event_time { lateness } else { 0 };
+        let slice_len = spec.slice_len().filter(|_| W::SLICEABLE && lateness == 0);
         let state = if matches!(spec.kind, Kind::Session { .. }) {
             keyed
                 .backend
-                .register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new("window-sessions"))
+                .register::<Vec<(TimeWindow, W::Acc)>>(&StateDescriptor::new(SESSIONS_STATE))
+        } else if slice_len.is_some() {
+            keyed
+                .backend
+                .register::<Vec<(Timestamp, W::Acc)>>(&StateDescriptor::new(SLICES_STATE))
         } else {
             keyed
                 .backend
-                .register::<W::Acc>(&StateDescriptor::new("window-contents"))
+                .register::<W::Acc>(&StateDescriptor::new(WINDOWS_STATE))
         };
         WindowOperator {
             spec,
-            lateness: if spec.event_time { lateness } else { 0 },
+            lateness,
+            slice_len,
+            uid: info.uid.clone(),
             late_port: late_tag.and_then(|t| info.side_port(&t)),
             f,
             key_fn,
@@ -884,6 +993,191 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         Ok(())
     }
 
+    /// Adds the records of one batch to their slices (sliced operators). Records that share a
+    /// key and a slice are folded into the slice's accumulator under one access to the key's
+    /// slices, in their order in the batch. A slice new to its key registers a timer for each
+    /// window covering it that has not fired and covers no other slice of the key. A record is
+    /// taken when one of its windows has not fired (with no allowed lateness, the windows
+    /// that have fired never read the slice again); its slice is still in state then, since
+    /// a slice is dropped only once every window covering it has fired.
+    /// Returns, per record, whether a window took it.
+    fn add_batch_to_slices(
+        &mut self,
+        recs: &[Rec<T>],
+        now: Timestamp,
+        len: i64,
+        accepted: &mut Vec<bool>,
+    ) -> Result<()> {
+        let mut windows = std::mem::take(&mut self.windows);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear(recs.len());
+        accepted.clear();
+        let event_time = self.spec.event_time;
+        for (i, rec) in recs.iter().enumerate() {
+            let ts = self.record_time(rec, now)?;
+            // Taken when the window ending last has not fired.
+            let took = self
+                .spec
+                .last_window_end(ts)
+                .is_some_and(|end| !event_time || end - 1 > self.watermark);
+            if took {
+                let key = (self.key_fn)(&rec.value);
+                serialize_key(&key, &mut self.key_buf);
+                let slice = self.spec.slice_of(ts, len);
+                batch.add(&self.key_buf, i as u32, ts, std::slice::from_ref(&slice));
+            }
+            accepted.push(took);
+        }
+        for slot in 0..batch.spans.len() {
+            self.keyed.backend.set_current_key_bytes(batch.key(slot));
+            let mut g = batch.slot_groups[slot].0;
+            while g != NONE {
+                let group = &batch.groups[g as usize];
+                let f = &self.f;
+                let next = &batch.next_rec;
+                let spec = self.spec;
+                let start = group.first.start;
+                let (created, _) = self.keyed.backend.update_with(
+                    self.state,
+                    &[],
+                    Vec::new,
+                    |slices: &mut Vec<(Timestamp, W::Acc)>| {
+                        // Records mostly go to the newest slice: search from the back.
+                        let at = slices
+                            .iter()
+                            .rposition(|(s, _)| *s <= start)
+                            .map_or(0, |p| p + 1);
+                        let created = at == 0 || slices[at - 1].0 != start;
+                        if created {
+                            slices.insert(at, (start, f.create()));
+                            // The new slice's windows that cover another slice of the key
+                            // have their timer: it was registered with that slice, and they
+                            // have not fired since (a window that fired before that slice
+                            // was created has not become unfired).
+                            spec.assign(group.ts, &mut windows);
+                            windows.retain(|w| {
+                                !slices
+                                    .iter()
+                                    .any(|(s, _)| *s != start && *s >= w.start && *s < w.end)
+                            });
+                        }
+                        let acc = &mut slices[if created { at } else { at - 1 }].1;
+                        let mut r = group.head;
+                        while r != NONE {
+                            f.add(acc, &recs[r as usize].value);
+                            r = next[r as usize];
+                        }
+                        created
+                    },
+                );
+                if created {
+                    let key = &self.keyed.backend.current.bytes;
+                    for w in &windows {
+                        if !event_time {
+                            self.keyed.processing_timers.register(
+                                w.max_timestamp(),
+                                key,
+                                &w.to_bytes(),
+                            );
+                        } else if w.max_timestamp() > self.watermark {
+                            self.keyed
+                                .event_timers
+                                .register(w.max_timestamp(), key, &w.to_bytes());
+                        }
+                    }
+                }
+                g = group.next;
+            }
+        }
+        self.windows = windows;
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Fires window `w` of the current key on a sliced operator: merges the accumulators of
+    /// its slices, oldest first, emits the result, and drops the slices no later window
+    /// covers (and the key's entry with its last slice).
+    fn fire_slices(&mut self, key: K, w: &TimeWindow, coll: &mut Collector<W::Out>) -> Result<()> {
+        let (free_from, free_to) = self.spec.slices_freed_by(w);
+        let f = &self.f;
+        let fired =
+            self.keyed
+                .backend
+                .mutate(self.state, &[], |slices: &mut Vec<(Timestamp, W::Acc)>| {
+                    let mut acc: Option<W::Acc> = None;
+                    let mut i = 0;
+                    while i < slices.len() && slices[i].0 < w.end {
+                        let start = slices[i].0;
+                        if start < w.start {
+                            i += 1;
+                            continue;
+                        }
+                        let part = if start >= free_from && start < free_to {
+                            slices.remove(i).1
+                        } else {
+                            i += 1;
+                            slices[i - 1].1.clone()
+                        };
+                        match &mut acc {
+                            None => acc = Some(part),
+                            Some(a) => f.merge(part, a),
+                        }
+                    }
+                    (acc, slices.is_empty())
+                });
+        let Some((acc, empty)) = fired else {
+            return Ok(());
+        };
+        if empty {
+            self.keyed
+                .backend
+                .remove::<Vec<(Timestamp, W::Acc)>>(self.state, &[]);
+        }
+        match acc {
+            Some(acc) => {
+                coll.ts = w.max_timestamp();
+                self.f.emit(key, w, &acc, coll)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Fails when the restored state has the other layout of non-session windows (per
+    /// window vs per slice): its accumulators cannot be converted, and ignoring them would
+    /// silently lose the windows' contents.
+    fn check_restored_layout(&self) -> Result<()> {
+        if matches!(self.spec.kind, Kind::Session { .. }) {
+            return Ok(());
+        }
+        let (found, expected) = match self.slice_len {
+            Some(_) => (WINDOWS_STATE, "per slice"),
+            None => (SLICES_STATE, "per window"),
+        };
+        if self
+            .keyed
+            .backend
+            .unclaimed_states()
+            .iter()
+            .any(|n| n == found)
+        {
+            let found_layout = if found == WINDOWS_STATE {
+                "per window"
+            } else {
+                "per slice"
+            };
+            return Err(Error::Restore(format!(
+                "window operator with uid '{}' keeps its state {expected} but the checkpoint \
+                 holds it {found_layout} (state '{found}'), which cannot be converted; sliding \
+                 and cumulating window aggregates keep per-slice state unless they have allowed \
+                 lateness. Restore with the job (and Weir version) that wrote the checkpoint and \
+                 end it with a draining stop (`weir stop --drain`), whose savepoint holds no \
+                 window contents, or give the operator a new uid and start it empty",
+                self.uid
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds one record to a window of the current key that has fired already and is kept
     /// for allowed lateness: the window fires again with the updated contents.
     fn add_late(
@@ -969,6 +1263,9 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             reason: e.to_string(),
         })?;
         let w = TimeWindow::from_bytes(t.ns());
+        if self.slice_len.is_some() {
+            return self.fire_slices(key, &w, coll);
+        }
         let fire = t.ts == w.max_timestamp();
         let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
         coll.ts = w.max_timestamp();
@@ -1008,7 +1305,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
     fn open(&mut self) -> Result<()> {
         let restored = self.restored.take();
-        self.keyed.restore(restored.as_deref())
+        self.keyed.restore(restored.as_deref())?;
+        self.check_restored_layout()
     }
 
     fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
@@ -1023,7 +1321,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         self.keyed.backend.now = now;
         if !matches!(self.spec.kind, Kind::Session { .. }) {
             let mut accepted = std::mem::take(&mut self.accepted);
-            self.add_batch_to_windows(&recs, now, &mut coll, &mut accepted)?;
+            match self.slice_len {
+                Some(len) => self.add_batch_to_slices(&recs, now, len, &mut accepted)?,
+                None => self.add_batch_to_windows(&recs, now, &mut coll, &mut accepted)?,
+            }
             if accepted.iter().any(|a| !a) {
                 for (rec, took) in recs.into_iter().zip(&accepted) {
                     if !took {
@@ -1140,6 +1441,36 @@ mod tests {
         assert_eq!(windows(shifted, 5_000), vec![(-50_000, 10_000)]);
         let uneven = WindowSpec::cumulating(Duration::from_secs(50), Duration::from_secs(20));
         assert!(uneven.validate().is_err());
+    }
+
+    #[test]
+    fn sliding_and_cumulating_windows_are_cut_into_slices_aligned_with_them() {
+        let w = |start, end| TimeWindow { start, end };
+        let secs = Duration::from_secs;
+        let hop = WindowSpec::sliding(secs(10), secs(4));
+        assert_eq!(hop.slice_len(), Some(2_000), "gcd of size and slide");
+        assert_eq!(hop.slice_of(5_500, 2_000), w(4_000, 6_000));
+        assert_eq!(hop.slice_of(-1, 2_000), w(-2_000, 0));
+        assert_eq!(hop.last_window_end(5_500), Some(14_000));
+        // [4,14) is the last window over the slices of [4,8); [8,18) covers the rest.
+        assert_eq!(hop.slices_freed_by(&w(4_000, 14_000)), (4_000, 8_000));
+        // A slide longer than the size leaves time in no window.
+        let gaps = WindowSpec::sliding(secs(2), secs(5));
+        assert_eq!(gaps.slice_len(), Some(1_000));
+        assert_eq!(gaps.last_window_end(1_000), Some(2_000));
+        assert_eq!(gaps.last_window_end(3_000), None);
+        assert_eq!(gaps.slices_freed_by(&w(0, 2_000)), (0, 2_000));
+        let cumulate = WindowSpec::cumulating(secs(60), secs(20));
+        assert_eq!(cumulate.slice_len(), Some(20_000));
+        assert_eq!(cumulate.last_window_end(25_000), Some(60_000));
+        assert_eq!(cumulate.slices_freed_by(&w(0, 40_000)), (0, 0));
+        assert_eq!(cumulate.slices_freed_by(&w(0, 60_000)), (0, 60_000));
+        let shifted = cumulate.with_offset(secs(10));
+        assert_eq!(shifted.slice_of(5_000, 20_000), w(-10_000, 10_000));
+        // Not sliced: tumbling windows, and windows of more than 256 slices.
+        assert_eq!(WindowSpec::tumbling(secs(10)).slice_len(), None);
+        let fine = WindowSpec::sliding(Duration::from_millis(1_001), secs(1));
+        assert_eq!(fine.slice_len(), None);
     }
 
     #[test]

@@ -131,6 +131,136 @@ fn sliding_windows_put_each_record_in_every_overlapping_window() {
     );
 }
 
+/// Runs a (count, sum) window aggregate with a late side output over `input`, one record
+/// per batch and a watermark (bound 0) after each: returns results and late records.
+fn sliced_job(input: Vec<Ev>, spec: WindowSpec, batch: usize) -> (Vec<CountSum>, Vec<Ev>) {
+    let env = env_with(1, batch);
+    let late: OutputTag<Ev> = OutputTag::new("late");
+    let (sink, out) = CollectSink::new();
+    let (late_sink, late_out) = CollectSink::new();
+    let windows = env
+        .from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(0))
+        .key_by(|e: &Ev| e.0.clone())
+        .window(spec)
+        .side_output_late_data(&late)
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)));
+    windows.sink_to(sink);
+    windows.get_side_output(&late).sink_to(late_sink);
+    env.execute("sliced").unwrap();
+    assert!(out.records().iter().all(|r| r.ts == r.value.window.end - 1));
+    (out.values(), late_out.values())
+}
+
+#[test]
+fn hop_windows_merge_their_slices_and_take_a_row_late_for_some_of_its_windows() {
+    // Size 6 s, slide 4 s: windows start every 4 s, slices are gcd = 2 s long.
+    let spec = WindowSpec::sliding(Duration::from_secs(6), Duration::from_secs(4));
+    let input = vec![
+        ev("a", 1_000, 1),   // [-4,2) [0,6)
+        ev("a", 4_500, 2),   // [0,6) [4,10); watermark 4_499 fires a [-4,2): (1, 1)
+        ev("a", 7_000, 4),   // [4,10); watermark 6_999 fires a [0,6): (2, 3)
+        ev("a", 5_000, 8),   // [0,6) has fired, [4,10) has not: taken by [4,10) only
+        ev("a", 1_500, 16),  // [-4,2) and [0,6) have both fired: late
+        ev("b", 9_000, 32),  // [4,10) [8,14)
+        ev("a", 12_500, 64), // [8,14) [12,18); watermark 12_499 fires [4,10): a (3, 14), b
+    ];
+    let (out, late) = sliced_job(input, spec, 1);
+    assert_eq!(
+        out,
+        vec![
+            count_sum("a", w(-4_000, 2_000), 1, 1),
+            count_sum("a", w(0, 6_000), 2, 3),
+            count_sum("a", w(4_000, 10_000), 3, 14),
+            count_sum("b", w(4_000, 10_000), 1, 32),
+            // End of input, in the order the windows were opened.
+            count_sum("b", w(8_000, 14_000), 1, 32),
+            count_sum("a", w(8_000, 14_000), 1, 64),
+            count_sum("a", w(12_000, 18_000), 1, 64),
+        ]
+    );
+    assert_eq!(late, vec![ev("a", 1_500, 16)]);
+}
+
+#[test]
+fn cumulate_windows_merge_their_steps_and_take_a_row_late_for_some_of_its_windows() {
+    // Periods of 6 s growing by 2 s steps: [0,2) [0,4) [0,6), then [6,8) [6,10) [6,12).
+    let spec = WindowSpec::cumulating(Duration::from_secs(6), Duration::from_secs(2));
+    let input = vec![
+        ev("a", 500, 1),      // [0,2) [0,4) [0,6)
+        ev("a", 3_000, 2),    // [0,4) [0,6); watermark 2_999 fires a [0,2): (1, 1)
+        ev("a", 2_500, 4),    // out of order but on time for [0,4) and [0,6)
+        ev("a", 4_500, 8),    // [0,6); watermark 4_499 fires a [0,4): (3, 7)
+        ev("a", 1_000, 16),   // [0,2) and [0,4) have fired, [0,6) has not: taken by it
+        ev("a", 3_500, 32),   // [0,4) has fired, [0,6) has not
+        ev("b", 5_000, 64),   // [0,6)
+        ev("a", 6_500, 128),  // watermark 6_499 fires [0,6): a (6, 63), then b (1, 64)
+        ev("a", 200, 256),    // every window of [0,6) has fired: late
+        ev("b", 11_000, 512), // [6,12)
+    ];
+    let (out, late) = sliced_job(input, spec, 1);
+    assert_eq!(
+        out,
+        vec![
+            count_sum("a", w(0, 2_000), 1, 1),
+            count_sum("a", w(0, 4_000), 3, 7),
+            count_sum("a", w(0, 6_000), 6, 63),
+            count_sum("b", w(0, 6_000), 1, 64),
+            // Watermark 10_999 after b@11000, then end of input.
+            count_sum("a", w(6_000, 8_000), 1, 128),
+            count_sum("a", w(6_000, 10_000), 1, 128),
+            count_sum("a", w(6_000, 12_000), 1, 128),
+            count_sum("b", w(6_000, 12_000), 1, 512),
+        ]
+    );
+    assert_eq!(late, vec![ev("a", 200, 256)]);
+}
+
+#[test]
+fn sliced_window_aggregates_emit_what_per_window_processing_emits_in_the_same_order() {
+    // Disorder up to 3 s against a bound of 0: many rows are late for some of their windows,
+    // some for all. `process` keeps per-window state, `aggregate` per-slice state.
+    let input: Vec<Ev> = (0..3_000)
+        .map(|i| {
+            let ts = i * 37 + (i * 7919) % 3_000 + if i % 97 == 0 { -20_000 } else { 0 };
+            ev(&format!("k{}", i % 5), ts, i)
+        })
+        .collect();
+    for spec in [
+        WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(4)),
+        WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500)),
+        WindowSpec::cumulating(Duration::from_secs(8), Duration::from_secs(2))
+            .with_offset(Duration::from_millis(300)),
+    ] {
+        for batch in [1, 64] {
+            let (sliced, sliced_late) = sliced_job(input.clone(), spec, batch);
+            let env = env_with(1, batch);
+            let late: OutputTag<Ev> = OutputTag::new("late");
+            let (sink, out) = CollectSink::new();
+            let (late_sink, late_out) = CollectSink::new();
+            let windows = env
+                .from_collection(input.clone())
+                .assign_timestamps_and_watermarks(bounded(0))
+                .key_by(|e: &Ev| e.0.clone())
+                .window(spec)
+                .side_output_late_data(&late)
+                .process(|k: &String, win: &TimeWindow, items: &[Ev], out| {
+                    let sum = items.iter().map(|e| e.2).sum();
+                    out.collect(count_sum(k, *win, items.len() as u64, sum));
+                    Ok(())
+                });
+            windows.sink_to(sink);
+            windows.get_side_output(&late).sink_to(late_sink);
+            env.execute("per-window").unwrap();
+            let per_window = out.values();
+            assert!(per_window.len() > 100, "{spec:?}: {}", per_window.len());
+            assert!(!sliced_late.is_empty(), "{spec:?}: some rows are late");
+            assert_eq!(sliced, per_window, "{spec:?} in batches of {batch}");
+            assert_eq!(sliced_late, late_out.values(), "{spec:?} late rows");
+        }
+    }
+}
+
 #[test]
 fn session_windows_merge_when_a_record_bridges_the_gap() {
     let env = env_with(1, 1);
@@ -347,6 +477,33 @@ fn processing_time_windows_are_flushed_at_end_of_input() {
     let keys = sorted(results.iter().map(|r| r.key.clone()).collect::<Vec<_>>());
     assert!(
         keys.len() >= 3 && keys.contains(&"k0".to_string()) && keys.contains(&"k2".to_string())
+    );
+}
+
+#[test]
+fn sliced_processing_time_hop_windows_count_each_record_in_both_of_its_windows_at_end_of_input() {
+    let env = env_with(2, 64);
+    let (sink, out) = CollectSink::new();
+    env.from_collection(
+        (0..1_000)
+            .map(|i| ev(&format!("k{}", i % 3), 0, 1))
+            .collect::<Vec<_>>(),
+    )
+    .key_by(|e: &Ev| e.0.clone())
+    .window(
+        WindowSpec::sliding(Duration::from_secs(3_600), Duration::from_secs(1_800))
+            .processing_time(),
+    )
+    .aggregate(agg::count())
+    .sink_to(sink);
+    env.execute("proctime-hop").unwrap();
+    let results = out.values();
+    let total: u64 = results.iter().map(|r| r.value).sum();
+    assert_eq!(total, 2_000, "every record counted in its two windows");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.window.end - r.window.start == 3_600_000 && r.window.start % 1_800_000 == 0)
     );
 }
 

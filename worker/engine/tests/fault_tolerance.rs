@@ -625,6 +625,135 @@ fn a_draining_stop_fires_every_window_into_the_savepoint_and_finishes_the_job() 
     }
 }
 
+/// [`build`] with windows of `spec` (and allowed lateness `lateness` when not zero) instead
+/// of tumbling ones.
+fn build_windows(
+    env: &StreamExecutionEnvironment,
+    out: &Path,
+    rate: f64,
+    failures: Option<Failures>,
+    spec: WindowSpec,
+    lateness: Duration,
+) {
+    let mut windows = events(env, rate, failures)
+        .key_by(|e: &(String, u64)| e.0.clone())
+        .window(spec);
+    if !lateness.is_zero() {
+        windows = windows.allowed_lateness(lateness);
+    }
+    windows
+        .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+        .uid("windows")
+        .sink_to(FileSink::json_lines(out))
+        .uid("sink");
+}
+
+#[test]
+fn hop_and_cumulate_windows_restored_from_a_mid_stream_checkpoint_give_the_uninterrupted_output() {
+    let specs = [
+        WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500)),
+        WindowSpec::cumulating(Duration::from_secs(3), Duration::from_secs(1)),
+    ];
+    for spec in specs {
+        let dir = tempfile::tempdir().unwrap();
+        let env = StreamExecutionEnvironment::with_config(config(&[]));
+        build_windows(&env, dir.path(), 1e9, None, spec, Duration::ZERO);
+        env.execute("reference").unwrap();
+        let expected = committed(dir.path());
+        assert!(expected.len() > 7 * 100, "{spec:?}: {}", expected.len());
+        for backend in [Backend::HashMap, Backend::RocksDb] {
+            let dirs = JobDirs::new();
+            let env = dirs.env(
+                backend,
+                &[
+                    ("parallelism.default", "2".into()),
+                    ("execution.checkpointing.interval", "50ms".into()),
+                    ("restart-strategy.fixed-delay.delay", "10ms".into()),
+                ],
+            );
+            let failures = Failures::at(&[6_500]);
+            build_windows(
+                &env,
+                dirs.out.path(),
+                20_000.0,
+                Some(failures.clone()),
+                spec,
+                Duration::ZERO,
+            );
+            let result = env.execute("failing").unwrap();
+            assert_eq!(failures.fired(), vec![6_500]);
+            assert_eq!(result.restarts, 1, "{spec:?} on {backend:?}");
+            assert!(
+                result.checkpoints.completed >= 2,
+                "{:?}",
+                result.checkpoints
+            );
+            assert_same(
+                &committed(dirs.out.path()),
+                &expected,
+                &format!("{spec:?} on {backend:?} after a failure at event 6500"),
+            );
+        }
+    }
+}
+
+/// A savepoint of sliding windows with allowed lateness `lateness`, taken mid-run; `drain`
+/// fires every window first. Keep the returned directories (the savepoint, and the output
+/// whose pending files it commits) while restoring it.
+fn hop_savepoint(lateness: Duration, drain: bool) -> ([tempfile::TempDir; 2], String) {
+    let spec = WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500));
+    let out = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[]));
+    build_windows(&env, out.path(), 5_000.0, None, spec, lateness);
+    let job = env.execute_async("before").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let savepoint = if drain {
+        job.drain_with_savepoint(Some(&uri(sp.path()))).unwrap()
+    } else {
+        job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap()
+    };
+    ([sp, out], savepoint)
+}
+
+/// Runs the sliding windows restored from `savepoint`; the output or the job's error.
+fn restore_hop(savepoint: &str, lateness: Duration) -> Result<Vec<String>, String> {
+    let spec = WindowSpec::sliding(Duration::from_secs(2), Duration::from_millis(500));
+    let out = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "execution.savepoint.path",
+        savepoint.to_string(),
+    )]));
+    build_windows(&env, out.path(), 1e9, None, spec, lateness);
+    match env.execute("after") {
+        Ok(_) => Ok(committed(out.path())),
+        Err(e) => Err(weir_engine::report(&e)),
+    }
+}
+
+#[test]
+fn a_savepoint_of_one_window_state_layout_is_refused_by_the_other_naming_the_operator() {
+    // With allowed lateness sliding windows keep per-window state; without, per-slice state.
+    let (per_window, sliced) = (Duration::from_secs(1), Duration::ZERO);
+    for (from, to, holds) in [
+        (per_window, sliced, "holds it per window"),
+        (sliced, per_window, "holds it per slice"),
+    ] {
+        let (_dirs, savepoint) = hop_savepoint(from, false);
+        let err = restore_hop(&savepoint, to).unwrap_err();
+        assert!(
+            err.contains("uid 'windows'") && err.contains(holds) && err.contains("--drain"),
+            "{err}"
+        );
+        // The layout it was written with restores it.
+        let out = restore_hop(&savepoint, from).unwrap();
+        assert!(!out.is_empty());
+    }
+    // A draining stop leaves no window contents: its savepoint restores into either layout.
+    let (_dirs, drained) = hop_savepoint(per_window, true);
+    restore_hop(&drained, sliced).unwrap();
+}
+
 #[test]
 fn cancelling_with_delete_on_cancellation_removes_the_jobs_checkpoints() {
     for (retention, kept) in [

@@ -1213,6 +1213,57 @@ fn a_cumulate_tvf_over_a_subquery_aggregates_windows_growing_by_step_up_to_the_m
 }
 
 #[test]
+fn hop_tvf_aggregates_merge_their_slices_and_take_a_row_late_for_some_of_its_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // HOP(slide 10 s, size 30 s): each row is in 3 windows; state is kept per 10 s slice.
+    let data = input(
+        dir.path(),
+        "clicks.jsonl",
+        &[
+            (1.0, 5_000),   // [-20,10) [-10,20) [0,30)
+            (2.0, 25_000),  // [0,30) [10,40) [20,50); watermark 24999 fires the first two
+            (4.0, 35_000),  // [10,40) [20,50) [30,60); watermark 34999 fires [0,30)
+            (2.0, 28_000),  // [0,30) has fired: counted in [10,40) and [20,50) only
+            (8.0, 8_000),   // [-20,10) [-10,20) [0,30) have all fired: dropped
+            (16.0, 55_000), // [30,60) [40,70) [50,80); watermark 54999 fires [10,40) [20,50)
+        ]
+        .map(|(a, t)| json!({"user": "a", "amount": a, "item": "x", "ts": t})),
+    );
+    let sql = format!(
+        "{}
+         CREATE TABLE stats (ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT, total DOUBLE,
+                             lo DOUBLE, hi DOUBLE, d BIGINT, mean DOUBLE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO stats
+         SELECT window_start, window_end, COUNT(*), SUM(amount), MIN(amount), MAX(amount),
+                COUNT(DISTINCT amount), AVG(amount)
+         FROM TABLE(HOP(TABLE clicks, DESCRIPTOR(rt), INTERVAL '10' SECOND, INTERVAL '30' SECOND))
+         GROUP BY window_start, window_end;",
+        clicks(0, &data),
+        out.display()
+    );
+    run(&sql, config(&[("pipeline.batch-size", "1")]));
+    let row = |ws: &str, we: &str, n: u64, total: f64, lo: f64, hi: f64, d: u64| {
+        json!({"ws": format!("{ws}.000"), "we": format!("1970-01-01 {we}.000"),
+               "n": n, "total": total, "lo": lo, "hi": hi, "d": d, "mean": total / n as f64})
+    };
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            row("1969-12-31 23:59:40", "00:00:10", 1, 1.0, 1.0, 1.0, 1),
+            row("1969-12-31 23:59:50", "00:00:20", 1, 1.0, 1.0, 1.0, 1),
+            row("1970-01-01 00:00:00", "00:00:30", 2, 3.0, 1.0, 2.0, 2),
+            row("1970-01-01 00:00:10", "00:00:40", 3, 8.0, 2.0, 4.0, 2),
+            row("1970-01-01 00:00:20", "00:00:50", 3, 8.0, 2.0, 4.0, 2),
+            row("1970-01-01 00:00:30", "00:01:00", 2, 20.0, 4.0, 16.0, 2),
+            row("1970-01-01 00:00:40", "00:01:10", 1, 16.0, 16.0, 16.0, 1),
+            row("1970-01-01 00:00:50", "00:01:20", 1, 16.0, 16.0, 16.0, 1),
+        ])
+    );
+}
+
+#[test]
 fn a_window_aggregate_over_a_window_aggregate_counts_each_inner_result_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
