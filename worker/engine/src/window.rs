@@ -804,8 +804,6 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     /// slices are one state entry, so adding to a slice and firing a window are one state
     /// access each, whichever of the window's slices the key has records in.
     slice_len: Option<i64>,
-    /// The operator's uid, for error messages.
-    uid: String,
     watermark: Timestamp,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
@@ -847,7 +845,6 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             spec,
             lateness,
             slice_len,
-            uid: info.uid.clone(),
             late_port: late_tag.and_then(|t| info.side_port(&t)),
             f,
             key_fn,
@@ -1123,59 +1120,16 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                             Some(a) => f.merge(part, a),
                         }
                     }
-                    (acc, slices.is_empty())
+                    // The key's entry goes with its last slice, in the same lookup.
+                    (acc, !slices.is_empty())
                 });
-        let Some((acc, empty)) = fired else {
-            return Ok(());
-        };
-        if empty {
-            self.keyed
-                .backend
-                .remove::<Vec<(Timestamp, W::Acc)>>(self.state, &[]);
-        }
-        match acc {
+        match fired.flatten() {
             Some(acc) => {
                 coll.ts = w.max_timestamp();
                 self.f.emit(key, w, &acc, coll)
             }
             None => Ok(()),
         }
-    }
-
-    /// Fails when the restored state has the other layout of non-session windows (per
-    /// window vs per slice): its accumulators cannot be converted, and ignoring them would
-    /// silently lose the windows' contents.
-    fn check_restored_layout(&self) -> Result<()> {
-        if matches!(self.spec.kind, Kind::Session { .. }) {
-            return Ok(());
-        }
-        let (found, expected) = match self.slice_len {
-            Some(_) => (WINDOWS_STATE, "per slice"),
-            None => (SLICES_STATE, "per window"),
-        };
-        if self
-            .keyed
-            .backend
-            .unclaimed_states()
-            .iter()
-            .any(|n| n == found)
-        {
-            let found_layout = if found == WINDOWS_STATE {
-                "per window"
-            } else {
-                "per slice"
-            };
-            return Err(Error::Restore(format!(
-                "window operator with uid '{}' keeps its state {expected} but the checkpoint \
-                 holds it {found_layout} (state '{found}'), which cannot be converted; sliding \
-                 and cumulating window aggregates keep per-slice state unless they have allowed \
-                 lateness. Restore with the job (and Weir version) that wrote the checkpoint and \
-                 end it with a draining stop (`weir stop --drain`), whose savepoint holds no \
-                 window contents, or give the operator a new uid and start it empty",
-                self.uid
-            )));
-        }
-        Ok(())
     }
 
     /// Adds one record to a window of the current key that has fired already and is kept
@@ -1305,8 +1259,9 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T, W> {
     fn open(&mut self) -> Result<()> {
         let restored = self.restored.take();
-        self.keyed.restore(restored.as_deref())?;
-        self.check_restored_layout()
+        // A checkpoint of the other layout (per window vs per slice) cannot be converted:
+        // its state is unclaimed here, and the restore fails naming it.
+        self.keyed.restore(restored.as_deref())
     }
 
     fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {

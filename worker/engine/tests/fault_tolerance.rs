@@ -736,13 +736,13 @@ fn a_savepoint_of_one_window_state_layout_is_refused_by_the_other_naming_the_ope
     // With allowed lateness sliding windows keep per-window state; without, per-slice state.
     let (per_window, sliced) = (Duration::from_secs(1), Duration::ZERO);
     for (from, to, holds) in [
-        (per_window, sliced, "holds it per window"),
-        (sliced, per_window, "holds it per slice"),
+        (per_window, sliced, "'window-contents'"),
+        (sliced, per_window, "'window-slices'"),
     ] {
         let (_dirs, savepoint) = hop_savepoint(from, false);
         let err = restore_hop(&savepoint, to).unwrap_err();
         assert!(
-            err.contains("uid 'windows'") && err.contains(holds) && err.contains("--drain"),
+            err.contains("uid windows") && err.contains(holds) && err.contains("--drain"),
             "{err}"
         );
         // The layout it was written with restores it.

@@ -1055,9 +1055,10 @@ impl KeyedStore {
             return Err(Error::Restore(format!(
                 "operator '{}' (uid {}) has no state named {} that the checkpoint holds for it; \
                  its state layout changed since the checkpoint was taken (for SQL, a different \
-                 Weir version or query). Restore from a checkpoint of the same job version, give \
-                 the operator a new uid, or set execution.savepoint.ignore-unclaimed-state: true \
-                 to drop that state",
+                 Weir version or query). Restore from a checkpoint of the same job version; or \
+                 end that job with a draining stop (`weir stop --drain`), which leaves no window \
+                 or join state behind; or give the operator a new uid, or set \
+                 execution.savepoint.ignore-unclaimed-state: true to drop that state",
                 self.name,
                 self.uid,
                 unclaimed
