@@ -4,26 +4,28 @@
 //!
 //! Registering a timer that already exists is one hash lookup by the borrowed (time, key,
 //! namespace) and allocates nothing. A new timer allocates its key and namespace once, shared
-//! by the queue and the set. Timers due at the same time fire in the order they were
+//! by the queue and the set, and keeps its hash: firing or skipping it never hashes again. Timers due at the same time fire in the order they were
 //! registered (the queue orders by time and a registration number, so it never compares
 //! keys); restored timers are registered in (time, key, namespace) order.
 
 use crate::time::Timestamp;
-use hashbrown::{Equivalent, HashSet};
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A timer as stored in snapshots: (time, key, namespace).
 pub(crate) type TimerTriple = (Timestamp, Vec<u8>, Vec<u8>);
 
-/// A registered timer. Compared and hashed as (time, key, namespace).
+/// A registered timer. Equal to another with the same (time, key, namespace).
 #[derive(Debug, Clone)]
 pub(crate) struct Timer {
     pub(crate) ts: Timestamp,
     /// The key's bytes followed by the namespace's.
     bytes: Arc<[u8]>,
     key_len: usize,
+    /// The hash of (time, key, namespace), computed once at registration.
+    hash: u64,
 }
 
 impl Timer {
@@ -37,77 +39,67 @@ impl Timer {
         &self.bytes[self.key_len..]
     }
 
-    fn as_ref(&self) -> TimerRef<'_> {
-        TimerRef {
-            ts: self.ts,
-            key: self.key(),
-            ns: self.ns(),
-        }
+    fn is(&self, ts: Timestamp, key: &[u8], ns: &[u8]) -> bool {
+        self.ts == ts && self.key() == key && self.ns() == ns
     }
-}
 
-/// A timer by reference: what lookups hash and compare, without allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct TimerRef<'a> {
-    ts: Timestamp,
-    key: &'a [u8],
-    ns: &'a [u8],
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, o: &Self) -> bool {
-        self.as_ref() == o.as_ref()
-    }
-}
-impl Eq for Timer {}
-impl Hash for Timer {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_ref().hash(h)
-    }
-}
-impl Equivalent<Timer> for TimerRef<'_> {
-    fn equivalent(&self, t: &Timer) -> bool {
-        *self == t.as_ref()
+    /// The same registration (not merely an equal timer): queue entries and live timers
+    /// share their bytes.
+    fn same(&self, o: &Timer) -> bool {
+        Arc::ptr_eq(&self.bytes, &o.bytes)
     }
 }
 
 /// A priority queue of timers with de-duplication and lazy deletion. The queue is a B-tree
 /// ordered by (time, registration number): timers registered together sit together in its
-/// nodes, and taking the earliest reads the leftmost leaf, which stays in cache.
+/// nodes, and taking the earliest reads the leftmost leaf, which stays in cache. The live
+/// timers are a hash table whose entries keep their hash, so firing a timer removes it
+/// without hashing its key again.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
     queue: BTreeMap<(Timestamp, u64), Timer>,
-    live: HashSet<Timer>,
+    live: HashTable<Timer>,
+    hasher: DefaultHashBuilder,
     seq: u64,
     scratch: Vec<u8>,
 }
 
 impl TimerQueue {
+    fn hash(&self, ts: Timestamp, key: &[u8], ns: &[u8]) -> u64 {
+        self.hasher.hash_one((ts, key, ns))
+    }
+
     pub(crate) fn register(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
-        let scratch = &mut self.scratch;
-        let mut created = None;
-        // One hash either way; allocates only for a new timer.
-        self.live
-            .get_or_insert_with(&TimerRef { ts, key, ns }, |r| {
-                scratch.clear();
-                scratch.extend_from_slice(r.key);
-                scratch.extend_from_slice(r.ns);
-                let t = Timer {
-                    ts,
-                    bytes: Arc::from(&scratch[..]),
-                    key_len: r.key.len(),
-                };
-                created = Some(t.clone());
-                t
-            });
-        if let Some(t) = created {
-            self.seq += 1;
-            self.queue.insert((ts, self.seq), t);
-        }
+        let hash = self.hash(ts, key, ns);
+        // One probe either way; allocates only for a new timer.
+        let hashbrown::hash_table::Entry::Vacant(slot) =
+            self.live
+                .entry(hash, |t| t.hash == hash && t.is(ts, key, ns), |t| t.hash)
+        else {
+            return;
+        };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(key);
+        self.scratch.extend_from_slice(ns);
+        let t = Timer {
+            ts,
+            bytes: Arc::from(&self.scratch[..]),
+            key_len: key.len(),
+            hash,
+        };
+        slot.insert(t.clone());
+        self.seq += 1;
+        self.queue.insert((ts, self.seq), t);
     }
 
     pub(crate) fn delete(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
-        self.live.remove(&TimerRef { ts, key, ns });
+        let hash = self.hash(ts, key, ns);
+        if let Ok(e) = self
+            .live
+            .find_entry(hash, |t| t.hash == hash && t.is(ts, key, ns))
+        {
+            e.remove();
+        }
     }
 
     /// The earliest live timer's time.
@@ -116,7 +108,8 @@ impl TimerQueue {
             let all_live = self.queue.len() == self.live.len();
             let entry = self.queue.first_entry()?;
             // With as many queued entries as live timers, every entry is live: no lookup.
-            if all_live || self.live.contains(&entry.get().as_ref()) {
+            let t = entry.get();
+            if all_live || self.live.find(t.hash, |x| x.same(t)).is_some() {
                 return Some(entry.key().0);
             }
             entry.remove();
@@ -128,7 +121,9 @@ impl TimerQueue {
         match self.peek() {
             Some(ts) if ts <= time => {
                 let (_, t) = self.queue.pop_first().expect("peeked");
-                self.live.remove(&t.as_ref());
+                if let Ok(e) = self.live.find_entry(t.hash, |x| x.same(&t)) {
+                    e.remove();
+                }
                 Some(t)
             }
             _ => None,
@@ -145,7 +140,7 @@ impl TimerQueue {
         max_parallelism: usize,
     ) -> std::collections::BTreeMap<usize, Vec<TimerTriple>> {
         let mut out: std::collections::BTreeMap<usize, Vec<_>> = std::collections::BTreeMap::new();
-        for t in &self.live {
+        for t in self.live.iter() {
             let kg = crate::keygroup::key_group_for_bytes(t.key(), max_parallelism);
             out.entry(kg)
                 .or_default()
@@ -172,11 +167,31 @@ mod tests {
         q.delete(20, b"c", b"");
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop_due(25).map(|t| t.ts), Some(10));
-        assert_eq!(q.pop_due(25), None, "20 was deleted, 30 is not due");
+        assert_eq!(
+            q.pop_due(25).map(|t| t.ts),
+            None,
+            "20 was deleted, 30 is not due"
+        );
         assert_eq!(
             q.pop_due(30).map(|t| (t.ts, t.key().to_vec())),
             Some((30, b"a".to_vec()))
         );
+        assert_eq!(q.peek(), None);
+    }
+
+    #[test]
+    fn a_timer_deleted_and_registered_again_fires_once_in_its_new_registration_order() {
+        let mut q = TimerQueue::default();
+        q.register(10, b"a", b"");
+        q.register(10, b"b", b"");
+        q.delete(10, b"a", b"");
+        q.register(10, b"a", b"");
+        q.register(10, b"a", b""); // duplicate of the live one
+        let fired: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_due(10))
+            .map(|t| t.key().to_vec())
+            .collect();
+        assert_eq!(fired, vec![b"b".to_vec(), b"a".to_vec()]);
+        assert_eq!(q.len(), 0);
         assert_eq!(q.peek(), None);
     }
 }
