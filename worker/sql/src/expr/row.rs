@@ -32,7 +32,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-type Result<T> = std::result::Result<T, DataFusionError>;
+type Result<T> = std::result::Result<T, Box<DataFusionError>>;
 
 /// The Arrow types a compiled node's values can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +69,19 @@ impl Ty {
     }
 }
 
-/// One value during evaluation; timestamps are in their node's unit, strings borrow from the
-/// row or the expression where they can.
+/// A literal's value.
 #[derive(Debug, Clone)]
-enum Scalar<'a> {
+enum Lit {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Cow<'a, str>),
-    Ts(i64),
+    Str(String),
 }
+
+/// A value of type `T` or NULL, or the error that evaluating it raised (boxed, to keep the
+/// result small on the hot path).
+type Eval<T> = std::result::Result<Option<T>, Box<DataFusionError>>;
 
 #[derive(Debug, Clone, Copy)]
 enum Arith {
@@ -125,37 +127,39 @@ enum Node {
         idx: usize,
         ty: SqlType,
     },
-    Lit(Scalar<'static>),
+    Lit(Lit),
     /// `conv` applied to `arg`; `safe` gives NULL where the value does not fit (TRY_CAST).
     Cast {
         arg: Box<Node>,
         conv: Conv,
         safe: bool,
-        /// The result's type.
-        to: Ty,
         /// The type a value that does not fit is reported as not fitting.
         fail_to: DataType,
     },
     Arith {
         op: Arith,
-        float: bool,
         l: Box<Node>,
         r: Box<Node>,
     },
+    /// A comparison of two operands of type `ty`.
     Cmp {
         op: Cmp,
+        ty: Ty,
         l: Box<Node>,
         r: Box<Node>,
     },
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
-    IsNull(Box<Node>),
-    IsNotNull(Box<Node>),
+    /// IS NULL (`not`: IS NOT NULL) of an operand of type `Ty`.
+    IsNull {
+        arg: Box<Node>,
+        ty: Ty,
+        not: bool,
+    },
     /// Unary minus; `checked` for a constant operand (DataFusion negates it as a scalar).
     Neg {
         arg: Box<Node>,
-        float: bool,
         checked: bool,
     },
 }
@@ -195,24 +199,23 @@ impl RowExpr {
 
     /// The value of the expression for `row`, as its SQL type carries it.
     pub(super) fn eval(&self, row: &[Value]) -> Result<Value> {
-        let v = self.node.eval(row)?;
-        Ok(match v {
-            Scalar::Null => Value::Null,
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::Int(i) => Value::Int(i),
-            Scalar::Float(f) => Value::Double(f),
-            Scalar::Str(s) => Value::Str(s.into_owned()),
+        let n = &self.node;
+        Ok(match self.ty {
+            Ty::Null => None,
+            Ty::Bool => n.bool(row)?.map(Value::Bool),
+            Ty::Int => n.int(row)?.map(Value::Int),
+            Ty::Float => n.float(row)?.map(Value::Double),
+            Ty::Str => n.str(row)?.map(|s| Value::Str(s.into_owned())),
+            Ty::TsMs => n.int(row)?.map(Value::Ts),
             // Arrow's safe cast from seconds to milliseconds: NULL on overflow.
-            Scalar::Ts(t) if self.ty == Ty::TsSec => {
-                t.checked_mul(1000).map(Value::Ts).unwrap_or(Value::Null)
-            }
-            Scalar::Ts(t) => Value::Ts(t),
-        })
+            Ty::TsSec => n.int(row)?.and_then(|t| t.checked_mul(1000)).map(Value::Ts),
+        }
+        .unwrap_or(Value::Null))
     }
 
     /// Whether the (BOOLEAN) expression is TRUE for `row`: a filter's NULL counts as false.
     pub(super) fn is_true(&self, row: &[Value]) -> Result<bool> {
-        Ok(matches!(self.node.eval(row)?, Scalar::Bool(true)))
+        Ok(self.node.bool(row)? == Some(true))
     }
 
     /// The SQL type of the result.
@@ -246,13 +249,18 @@ fn compile(
     }
     if let Some(l) = e.downcast_ref::<Literal>() {
         let v = match (l.value(), ty) {
-            (v, _) if v.is_null() => Scalar::Null,
-            (ScalarValue::Boolean(Some(b)), Ty::Bool) => Scalar::Bool(*b),
-            (ScalarValue::Int64(Some(i)), Ty::Int) => Scalar::Int(*i),
-            (ScalarValue::Float64(Some(f)), Ty::Float) => Scalar::Float(*f),
-            (ScalarValue::Utf8(Some(s)), Ty::Str) => Scalar::Str(Cow::Owned(s.clone())),
-            (ScalarValue::TimestampMillisecond(Some(t), None), Ty::TsMs)
-            | (ScalarValue::TimestampSecond(Some(t), None), Ty::TsSec) => Scalar::Ts(*t),
+            (v, _) if v.is_null() => Lit::Null,
+            (ScalarValue::Boolean(Some(b)), Ty::Bool) => Lit::Bool(*b),
+            (ScalarValue::Int64(Some(i)), Ty::Int)
+            | (ScalarValue::TimestampMillisecond(Some(i), None), Ty::TsMs)
+            | (ScalarValue::TimestampSecond(Some(i), None), Ty::TsSec) => Lit::Int(*i),
+            (ScalarValue::Float64(Some(f)), Ty::Float) => Lit::Float(*f),
+            (
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                Ty::Str,
+            ) => Lit::Str(s.clone()),
             _ => return None,
         };
         return Some((Node::Lit(v), ty, true));
@@ -290,12 +298,7 @@ fn compile(
             if lt != ty || rt != ty || !matches!(ty, Ty::Int | Ty::Float) {
                 return None;
             }
-            Node::Arith {
-                op,
-                float: ty == Ty::Float,
-                l,
-                r,
-            }
+            Node::Arith { op, l, r }
         } else if matches!(b.op(), Operator::And | Operator::Or) {
             if lt != Ty::Bool || rt != Ty::Bool || ty != Ty::Bool {
                 return None;
@@ -322,7 +325,7 @@ fn compile(
             if lt == Ty::Null || lt != rt || ty != Ty::Bool {
                 return None;
             }
-            Node::Cmp { op, l, r }
+            Node::Cmp { op, ty: lt, l, r }
         };
         return Some((node, ty, ls && rs));
     }
@@ -330,13 +333,20 @@ fn compile(
         let (a, at, s) = compile(n.arg(), cols, schema)?;
         return (at == Ty::Bool && ty == Ty::Bool).then(|| (Node::Not(Box::new(a)), ty, s));
     }
+    let is_null = |arg, not| {
+        let (a, at, s) = compile(arg, cols, schema)?;
+        let node = Node::IsNull {
+            arg: Box::new(a),
+            ty: at,
+            not,
+        };
+        (ty == Ty::Bool).then_some((node, ty, s))
+    };
     if let Some(n) = e.downcast_ref::<IsNullExpr>() {
-        let (a, _, s) = compile(n.arg(), cols, schema)?;
-        return (ty == Ty::Bool).then(|| (Node::IsNull(Box::new(a)), ty, s));
+        return is_null(n.arg(), false);
     }
     if let Some(n) = e.downcast_ref::<IsNotNullExpr>() {
-        let (a, _, s) = compile(n.arg(), cols, schema)?;
-        return (ty == Ty::Bool).then(|| (Node::IsNotNull(Box::new(a)), ty, s));
+        return is_null(n.arg(), true);
     }
     if let Some(n) = e.downcast_ref::<NegativeExpr>() {
         let (a, at, s) = compile(n.arg(), cols, schema)?;
@@ -346,7 +356,6 @@ fn compile(
         return Some((
             Node::Neg {
                 arg: Box::new(a),
-                float: ty == Ty::Float,
                 checked: s,
             },
             ty,
@@ -380,7 +389,6 @@ fn compile(
                 arg: Box::new(a),
                 conv,
                 safe: false,
-                to: ty,
                 fail_to: DataType::Int64,
             },
             ty,
@@ -427,7 +435,6 @@ fn cast(
             arg: Box::new(a),
             conv,
             safe,
-            to: ty,
             // A DOUBLE goes to a timestamp through BIGINT, which Arrow's error names.
             fail_to: DataType::Int64,
         },
@@ -436,8 +443,8 @@ fn cast(
     ))
 }
 
-fn arrow_err(e: ArrowError) -> DataFusionError {
-    DataFusionError::from(e)
+fn arrow_err<T>(e: ArrowError) -> Eval<T> {
+    Err(Box::new(DataFusionError::from(e)))
 }
 
 /// Normalises `-0.0` to `0.0` (DataFusion does before comparing with the total order).
@@ -445,167 +452,205 @@ fn norm_zero(f: f64) -> f64 {
     if f == 0.0 { 0.0 } else { f }
 }
 
-fn compare(l: &Scalar<'_>, r: &Scalar<'_>) -> Ordering {
-    match (l, r) {
-        (Scalar::Bool(a), Scalar::Bool(b)) => a.cmp(b),
-        (Scalar::Int(a), Scalar::Int(b)) | (Scalar::Ts(a), Scalar::Ts(b)) => a.cmp(b),
-        (Scalar::Float(a), Scalar::Float(b)) => norm_zero(*a).total_cmp(&norm_zero(*b)),
-        (Scalar::Str(a), Scalar::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
-        // Compilation makes both operands one type.
-        _ => Ordering::Equal,
+/// `Some(f(a, b))` when both are values, else NULL.
+fn both<A, B, T>(a: Option<A>, b: Option<B>, f: impl FnOnce(A, B) -> T) -> Option<T> {
+    Some(f(a?, b?))
+}
+
+/// The result of comparison `op` (or NULL) given the operands' order, or which are NULL.
+fn compared(op: Cmp, o: Option<Ordering>, nulls: (bool, bool)) -> Option<bool> {
+    match (op, o) {
+        (Cmp::Distinct, None) => Some(nulls.0 != nulls.1),
+        (Cmp::NotDistinct, None) => Some(nulls.0 == nulls.1),
+        (_, None) => None,
+        (Cmp::Eq | Cmp::NotDistinct, Some(o)) => Some(o == Ordering::Equal),
+        (Cmp::NotEq | Cmp::Distinct, Some(o)) => Some(o != Ordering::Equal),
+        (Cmp::Lt, Some(o)) => Some(o == Ordering::Less),
+        (Cmp::LtEq, Some(o)) => Some(o != Ordering::Greater),
+        (Cmp::Gt, Some(o)) => Some(o == Ordering::Greater),
+        (Cmp::GtEq, Some(o)) => Some(o != Ordering::Less),
     }
 }
 
+/// Evaluation, one method per result type; compilation only asks a node for its own type
+/// (BIGINT and timestamps are `int`), so the other arms are unreachable and give NULL.
 impl Node {
-    fn eval<'a>(&'a self, row: &'a [Value]) -> Result<Scalar<'a>> {
+    fn int(&self, row: &[Value]) -> Eval<i64> {
         Ok(match self {
             Node::Col { idx, ty } => match (row.get(*idx), ty) {
-                (Some(Value::Bool(b)), SqlType::Boolean) => Scalar::Bool(*b),
-                (Some(Value::Int(i)), SqlType::BigInt) => Scalar::Int(*i),
-                (Some(Value::Int(i)), SqlType::Double) => Scalar::Float(*i as f64),
-                (Some(Value::Double(d)), SqlType::Double) => Scalar::Float(*d),
-                (Some(Value::Str(s)), SqlType::String) => Scalar::Str(Cow::Borrowed(s)),
-                (Some(Value::Ts(t)), SqlType::Timestamp) => Scalar::Ts(*t),
-                // What the Arrow path's batch builder makes NULL.
-                _ => Scalar::Null,
+                (Some(Value::Int(i)), SqlType::BigInt)
+                | (Some(Value::Ts(i)), SqlType::Timestamp) => Some(*i),
+                _ => None,
             },
-            Node::Lit(v) => match v {
-                Scalar::Str(Cow::Owned(s)) => Scalar::Str(Cow::Borrowed(s)),
-                v => v.clone(),
-            },
+            Node::Lit(Lit::Int(i)) => Some(*i),
             Node::Cast {
                 arg,
                 conv,
                 safe,
-                to,
                 fail_to,
-            } => {
-                let v = arg.eval(row)?;
-                let int = |i: i64| {
-                    if to.is_ts() {
-                        Scalar::Ts(i)
-                    } else {
-                        Scalar::Int(i)
-                    }
-                };
-                match (conv, v) {
-                    (_, Scalar::Null) => Scalar::Null,
-                    (Conv::Same, Scalar::Int(i) | Scalar::Ts(i)) => int(i),
-                    (Conv::Same, v) => v,
-                    (Conv::IntToFloat, Scalar::Int(i) | Scalar::Ts(i)) => Scalar::Float(i as f64),
-                    (Conv::FloatToInt, Scalar::Float(f)) => match num_cast::<f64, i64>(f) {
-                        Some(i) => int(i),
-                        None if *safe => Scalar::Null,
+                ..
+            } => match conv {
+                Conv::FloatToInt => match arg.float(row)? {
+                    None => None,
+                    Some(f) => match num_cast::<f64, i64>(f) {
+                        Some(i) => Some(i),
+                        None if *safe => None,
                         None => {
-                            return Err(arrow_err(ArrowError::CastError(format!(
+                            return arrow_err(ArrowError::CastError(format!(
                                 "Can't cast value {f:?} to type {fail_to}"
-                            ))));
+                            )));
                         }
                     },
-                    (Conv::IntToBool, Scalar::Int(i)) => Scalar::Bool(i != 0),
-                    (Conv::FloatToBool, Scalar::Float(f)) => Scalar::Bool(f != 0.0),
-                    (Conv::BoolToInt, Scalar::Bool(b)) => Scalar::Int(i64::from(b)),
-                    (Conv::BoolToFloat, Scalar::Bool(b)) => Scalar::Float(f64::from(u8::from(b))),
-                    (Conv::IntToStr, Scalar::Int(i)) => Scalar::Str(Cow::Owned(i.to_string())),
-                    (Conv::BoolToStr, Scalar::Bool(b)) => {
-                        Scalar::Str(Cow::Borrowed(if b { "true" } else { "false" }))
+                },
+                Conv::BoolToInt => arg.bool(row)?.map(i64::from),
+                _ => arg.int(row)?,
+            },
+            Node::Arith { op, l, r } => {
+                let (Some(a), Some(b)) = (l.int(row)?, r.int(row)?) else {
+                    return Ok(None);
+                };
+                Some(match op {
+                    Arith::Add => a.wrapping_add(b),
+                    Arith::Sub => a.wrapping_sub(b),
+                    Arith::Mul => a.wrapping_mul(b),
+                    Arith::Div | Arith::Rem if b == 0 => {
+                        return arrow_err(ArrowError::DivideByZero);
                     }
-                    // Compilation pairs each conversion with its operand type.
-                    (_, v) => v,
-                }
-            }
-            Node::Arith { op, float, l, r } => {
-                let a = l.eval(row)?;
-                let b = r.eval(row)?;
-                match (a, b) {
-                    (Scalar::Int(a), Scalar::Int(b)) if !float => Scalar::Int(match op {
-                        Arith::Add => a.wrapping_add(b),
-                        Arith::Sub => a.wrapping_sub(b),
-                        Arith::Mul => a.wrapping_mul(b),
-                        Arith::Div if b == 0 => return Err(arrow_err(ArrowError::DivideByZero)),
-                        Arith::Div => a.checked_div(b).ok_or_else(|| {
-                            arrow_err(ArrowError::ArithmeticOverflow(format!(
+                    Arith::Div => match a.checked_div(b) {
+                        Some(q) => q,
+                        None => {
+                            return arrow_err(ArrowError::ArithmeticOverflow(format!(
                                 "Overflow happened on: {a:?} / {b:?}"
-                            )))
-                        })?,
-                        Arith::Rem if b == 0 => return Err(arrow_err(ArrowError::DivideByZero)),
-                        Arith::Rem => a.wrapping_rem(b),
-                    }),
-                    (Scalar::Float(a), Scalar::Float(b)) => Scalar::Float(match op {
-                        Arith::Add => a + b,
-                        Arith::Sub => a - b,
-                        Arith::Mul => a * b,
-                        Arith::Div => a / b,
-                        Arith::Rem => a % b,
-                    }),
-                    _ => Scalar::Null,
-                }
+                            )));
+                        }
+                    },
+                    Arith::Rem => a.wrapping_rem(b),
+                })
             }
-            Node::Cmp { op, l, r } => {
-                let a = l.eval(row)?;
-                let b = r.eval(row)?;
-                let (an, bn) = (matches!(a, Scalar::Null), matches!(b, Scalar::Null));
-                match op {
-                    Cmp::Distinct => Scalar::Bool(match (an, bn) {
-                        (true, true) => false,
-                        (false, false) => compare(&a, &b) != Ordering::Equal,
-                        _ => true,
-                    }),
-                    Cmp::NotDistinct => Scalar::Bool(match (an, bn) {
-                        (true, true) => true,
-                        (false, false) => compare(&a, &b) == Ordering::Equal,
-                        _ => false,
-                    }),
-                    _ if an || bn => Scalar::Null,
-                    op => {
-                        let o = compare(&a, &b);
-                        Scalar::Bool(match op {
-                            Cmp::Eq => o == Ordering::Equal,
-                            Cmp::NotEq => o != Ordering::Equal,
-                            Cmp::Lt => o == Ordering::Less,
-                            Cmp::LtEq => o != Ordering::Greater,
-                            Cmp::Gt => o == Ordering::Greater,
-                            _ => o != Ordering::Less,
-                        })
+            Node::Neg { arg, checked, .. } => match arg.int(row)? {
+                None => None,
+                Some(i) if *checked => match i.checked_neg() {
+                    Some(n) => Some(n),
+                    None => {
+                        return arrow_err(ArrowError::ArithmeticOverflow(format!(
+                            "Overflow happened on: - {i:?}"
+                        )));
                     }
-                }
+                },
+                Some(i) => Some(i.wrapping_neg()),
+            },
+            _ => None,
+        })
+    }
+
+    fn float(&self, row: &[Value]) -> Eval<f64> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Double(d)) => Some(*d),
+                // What the Arrow path's batch builder makes of an integer in a DOUBLE column.
+                Some(Value::Int(i)) => Some(*i as f64),
+                _ => None,
+            },
+            Node::Lit(Lit::Float(f)) => Some(*f),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToFloat => arg.int(row)?.map(|i| i as f64),
+                Conv::BoolToFloat => arg.bool(row)?.map(|b| f64::from(u8::from(b))),
+                _ => arg.float(row)?,
+            },
+            Node::Arith { op, l, r } => both(l.float(row)?, r.float(row)?, |a, b| match op {
+                Arith::Add => a + b,
+                Arith::Sub => a - b,
+                Arith::Mul => a * b,
+                Arith::Div => a / b,
+                Arith::Rem => a % b,
+            }),
+            Node::Neg { arg, .. } => arg.float(row)?.map(|f| -f),
+            _ => None,
+        })
+    }
+
+    fn bool(&self, row: &[Value]) -> Eval<bool> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Bool(b)) => Some(*b),
+                _ => None,
+            },
+            Node::Lit(Lit::Bool(b)) => Some(*b),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToBool => arg.int(row)?.map(|i| i != 0),
+                Conv::FloatToBool => arg.float(row)?.map(|f| f != 0.0),
+                _ => arg.bool(row)?,
+            },
+            Node::Cmp { op, ty, l, r } => {
+                let o = match ty {
+                    Ty::Int | Ty::TsMs | Ty::TsSec => {
+                        let (a, b) = (l.int(row)?, r.int(row)?);
+                        (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
+                    }
+                    Ty::Float => {
+                        let (a, b) = (l.float(row)?, r.float(row)?);
+                        let o = both(a, b, |a, b| norm_zero(a).total_cmp(&norm_zero(b)));
+                        (o, (a.is_none(), b.is_none()))
+                    }
+                    Ty::Bool => {
+                        let (a, b) = (l.bool(row)?, r.bool(row)?);
+                        (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
+                    }
+                    Ty::Str => {
+                        let (a, b) = (l.str(row)?, r.str(row)?);
+                        let nulls = (a.is_none(), b.is_none());
+                        (both(a, b, |a, b| a.as_bytes().cmp(b.as_bytes())), nulls)
+                    }
+                    Ty::Null => (None, (true, true)),
+                };
+                compared(*op, o.0, o.1)
             }
-            Node::And(l, r) => match l.eval(row)? {
-                Scalar::Bool(false) => Scalar::Bool(false),
-                a => match (a, r.eval(row)?) {
-                    (_, Scalar::Bool(false)) => Scalar::Bool(false),
-                    (Scalar::Bool(true), Scalar::Bool(true)) => Scalar::Bool(true),
-                    _ => Scalar::Null,
+            Node::And(l, r) => match l.bool(row)? {
+                Some(false) => Some(false),
+                a => match (a, r.bool(row)?) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
                 },
             },
-            Node::Or(l, r) => match l.eval(row)? {
-                Scalar::Bool(true) => Scalar::Bool(true),
-                a => match (a, r.eval(row)?) {
-                    (_, Scalar::Bool(true)) => Scalar::Bool(true),
-                    (Scalar::Bool(false), Scalar::Bool(false)) => Scalar::Bool(false),
-                    _ => Scalar::Null,
+            Node::Or(l, r) => match l.bool(row)? {
+                Some(true) => Some(true),
+                a => match (a, r.bool(row)?) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
                 },
             },
-            Node::Not(a) => match a.eval(row)? {
-                Scalar::Bool(b) => Scalar::Bool(!b),
-                _ => Scalar::Null,
+            Node::Not(a) => a.bool(row)?.map(|b| !b),
+            Node::IsNull { arg, ty, not } => {
+                let null = match ty {
+                    Ty::Null => true,
+                    Ty::Bool => arg.bool(row)?.is_none(),
+                    Ty::Int | Ty::TsMs | Ty::TsSec => arg.int(row)?.is_none(),
+                    Ty::Float => arg.float(row)?.is_none(),
+                    Ty::Str => arg.str(row)?.is_none(),
+                };
+                Some(null != *not)
+            }
+            _ => None,
+        })
+    }
+
+    fn str<'a>(&'a self, row: &'a [Value]) -> Eval<Cow<'a, str>> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+                _ => None,
             },
-            Node::IsNull(a) => Scalar::Bool(matches!(a.eval(row)?, Scalar::Null)),
-            Node::IsNotNull(a) => Scalar::Bool(!matches!(a.eval(row)?, Scalar::Null)),
-            Node::Neg {
-                arg,
-                float,
-                checked,
-            } => match arg.eval(row)? {
-                Scalar::Float(f) if *float => Scalar::Float(-f),
-                Scalar::Int(i) if *checked => Scalar::Int(i.checked_neg().ok_or_else(|| {
-                    arrow_err(ArrowError::ArithmeticOverflow(format!(
-                        "Overflow happened on: - {i:?}"
-                    )))
-                })?),
-                Scalar::Int(i) => Scalar::Int(i.wrapping_neg()),
-                _ => Scalar::Null,
+            Node::Lit(Lit::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToStr => arg.int(row)?.map(|i| Cow::Owned(i.to_string())),
+                Conv::BoolToStr => arg
+                    .bool(row)?
+                    .map(|b| Cow::Borrowed(if b { "true" } else { "false" })),
+                _ => arg.str(row)?,
             },
+            _ => None,
         })
     }
 }
