@@ -202,20 +202,23 @@ impl RowExpr {
         let n = &self.node;
         Ok(match self.ty {
             Ty::Null => None,
-            Ty::Bool => n.bool(row)?.map(Value::Bool),
-            Ty::Int => n.int(row)?.map(Value::Int),
-            Ty::Float => n.float(row)?.map(Value::Double),
-            Ty::Str => n.str(row)?.map(|s| Value::Str(s.into_owned())),
-            Ty::TsMs => n.int(row)?.map(Value::Ts),
+            Ty::Bool => n.bool_at(row)?.map(Value::Bool),
+            Ty::Int => n.int_at(row)?.map(Value::Int),
+            Ty::Float => n.float_at(row)?.map(Value::Double),
+            Ty::Str => n.str_at(row)?.map(|s| Value::Str(s.into_owned())),
+            Ty::TsMs => n.int_at(row)?.map(Value::Ts),
             // Arrow's safe cast from seconds to milliseconds: NULL on overflow.
-            Ty::TsSec => n.int(row)?.and_then(|t| t.checked_mul(1000)).map(Value::Ts),
+            Ty::TsSec => n
+                .int_at(row)?
+                .and_then(|t| t.checked_mul(1000))
+                .map(Value::Ts),
         }
         .unwrap_or(Value::Null))
     }
 
     /// Whether the (BOOLEAN) expression is TRUE for `row`: a filter's NULL counts as false.
     pub(super) fn is_true(&self, row: &[Value]) -> Result<bool> {
-        Ok(self.node.bool(row)? == Some(true))
+        Ok(self.node.bool_at(row)? == Some(true))
     }
 
     /// The SQL type of the result.
@@ -475,6 +478,60 @@ fn compared(op: Cmp, o: Option<Ordering>, nulls: (bool, bool)) -> Option<bool> {
 /// Evaluation, one method per result type; compilation only asks a node for its own type
 /// (BIGINT and timestamps are `int`), so the other arms are unreachable and give NULL.
 impl Node {
+    // The `*_at` methods read a column or a literal inline and call the evaluation method
+    // for anything else: most operands are columns and literals, and a call per operand
+    // costs as much as the operation.
+
+    #[inline(always)]
+    fn int_at(&self, row: &[Value]) -> Eval<i64> {
+        match self {
+            Node::Col { idx, ty } => Ok(match (row.get(*idx), ty) {
+                (Some(Value::Int(i)), SqlType::BigInt)
+                | (Some(Value::Ts(i)), SqlType::Timestamp) => Some(*i),
+                _ => None,
+            }),
+            Node::Lit(Lit::Int(i)) => Ok(Some(*i)),
+            _ => self.int(row),
+        }
+    }
+
+    #[inline(always)]
+    fn float_at(&self, row: &[Value]) -> Eval<f64> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Double(d)) => Some(*d),
+                Some(Value::Int(i)) => Some(*i as f64),
+                _ => None,
+            }),
+            Node::Lit(Lit::Float(f)) => Ok(Some(*f)),
+            _ => self.float(row),
+        }
+    }
+
+    #[inline(always)]
+    fn bool_at(&self, row: &[Value]) -> Eval<bool> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Bool(b)) => Some(*b),
+                _ => None,
+            }),
+            Node::Lit(Lit::Bool(b)) => Ok(Some(*b)),
+            _ => self.bool(row),
+        }
+    }
+
+    #[inline(always)]
+    fn str_at<'a>(&'a self, row: &'a [Value]) -> Eval<Cow<'a, str>> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+                _ => None,
+            }),
+            Node::Lit(Lit::Str(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),
+            _ => self.str(row),
+        }
+    }
+
     fn int(&self, row: &[Value]) -> Eval<i64> {
         Ok(match self {
             Node::Col { idx, ty } => match (row.get(*idx), ty) {
@@ -490,7 +547,7 @@ impl Node {
                 fail_to,
                 ..
             } => match conv {
-                Conv::FloatToInt => match arg.float(row)? {
+                Conv::FloatToInt => match arg.float_at(row)? {
                     None => None,
                     Some(f) => match num_cast::<f64, i64>(f) {
                         Some(i) => Some(i),
@@ -502,11 +559,11 @@ impl Node {
                         }
                     },
                 },
-                Conv::BoolToInt => arg.bool(row)?.map(i64::from),
-                _ => arg.int(row)?,
+                Conv::BoolToInt => arg.bool_at(row)?.map(i64::from),
+                _ => arg.int_at(row)?,
             },
             Node::Arith { op, l, r } => {
-                let (Some(a), Some(b)) = (l.int(row)?, r.int(row)?) else {
+                let (Some(a), Some(b)) = (l.int_at(row)?, r.int_at(row)?) else {
                     return Ok(None);
                 };
                 Some(match op {
@@ -527,7 +584,7 @@ impl Node {
                     Arith::Rem => a.wrapping_rem(b),
                 })
             }
-            Node::Neg { arg, checked, .. } => match arg.int(row)? {
+            Node::Neg { arg, checked, .. } => match arg.int_at(row)? {
                 None => None,
                 Some(i) if *checked => match i.checked_neg() {
                     Some(n) => Some(n),
@@ -553,18 +610,18 @@ impl Node {
             },
             Node::Lit(Lit::Float(f)) => Some(*f),
             Node::Cast { arg, conv, .. } => match conv {
-                Conv::IntToFloat => arg.int(row)?.map(|i| i as f64),
-                Conv::BoolToFloat => arg.bool(row)?.map(|b| f64::from(u8::from(b))),
-                _ => arg.float(row)?,
+                Conv::IntToFloat => arg.int_at(row)?.map(|i| i as f64),
+                Conv::BoolToFloat => arg.bool_at(row)?.map(|b| f64::from(u8::from(b))),
+                _ => arg.float_at(row)?,
             },
-            Node::Arith { op, l, r } => both(l.float(row)?, r.float(row)?, |a, b| match op {
+            Node::Arith { op, l, r } => both(l.float_at(row)?, r.float_at(row)?, |a, b| match op {
                 Arith::Add => a + b,
                 Arith::Sub => a - b,
                 Arith::Mul => a * b,
                 Arith::Div => a / b,
                 Arith::Rem => a % b,
             }),
-            Node::Neg { arg, .. } => arg.float(row)?.map(|f| -f),
+            Node::Neg { arg, .. } => arg.float_at(row)?.map(|f| -f),
             _ => None,
         })
     }
@@ -577,27 +634,27 @@ impl Node {
             },
             Node::Lit(Lit::Bool(b)) => Some(*b),
             Node::Cast { arg, conv, .. } => match conv {
-                Conv::IntToBool => arg.int(row)?.map(|i| i != 0),
-                Conv::FloatToBool => arg.float(row)?.map(|f| f != 0.0),
-                _ => arg.bool(row)?,
+                Conv::IntToBool => arg.int_at(row)?.map(|i| i != 0),
+                Conv::FloatToBool => arg.float_at(row)?.map(|f| f != 0.0),
+                _ => arg.bool_at(row)?,
             },
             Node::Cmp { op, ty, l, r } => {
                 let o = match ty {
                     Ty::Int | Ty::TsMs | Ty::TsSec => {
-                        let (a, b) = (l.int(row)?, r.int(row)?);
+                        let (a, b) = (l.int_at(row)?, r.int_at(row)?);
                         (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
                     }
                     Ty::Float => {
-                        let (a, b) = (l.float(row)?, r.float(row)?);
+                        let (a, b) = (l.float_at(row)?, r.float_at(row)?);
                         let o = both(a, b, |a, b| norm_zero(a).total_cmp(&norm_zero(b)));
                         (o, (a.is_none(), b.is_none()))
                     }
                     Ty::Bool => {
-                        let (a, b) = (l.bool(row)?, r.bool(row)?);
+                        let (a, b) = (l.bool_at(row)?, r.bool_at(row)?);
                         (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
                     }
                     Ty::Str => {
-                        let (a, b) = (l.str(row)?, r.str(row)?);
+                        let (a, b) = (l.str_at(row)?, r.str_at(row)?);
                         let nulls = (a.is_none(), b.is_none());
                         (both(a, b, |a, b| a.as_bytes().cmp(b.as_bytes())), nulls)
                     }
@@ -605,30 +662,30 @@ impl Node {
                 };
                 compared(*op, o.0, o.1)
             }
-            Node::And(l, r) => match l.bool(row)? {
+            Node::And(l, r) => match l.bool_at(row)? {
                 Some(false) => Some(false),
-                a => match (a, r.bool(row)?) {
+                a => match (a, r.bool_at(row)?) {
                     (_, Some(false)) => Some(false),
                     (Some(true), Some(true)) => Some(true),
                     _ => None,
                 },
             },
-            Node::Or(l, r) => match l.bool(row)? {
+            Node::Or(l, r) => match l.bool_at(row)? {
                 Some(true) => Some(true),
-                a => match (a, r.bool(row)?) {
+                a => match (a, r.bool_at(row)?) {
                     (_, Some(true)) => Some(true),
                     (Some(false), Some(false)) => Some(false),
                     _ => None,
                 },
             },
-            Node::Not(a) => a.bool(row)?.map(|b| !b),
+            Node::Not(a) => a.bool_at(row)?.map(|b| !b),
             Node::IsNull { arg, ty, not } => {
                 let null = match ty {
                     Ty::Null => true,
-                    Ty::Bool => arg.bool(row)?.is_none(),
-                    Ty::Int | Ty::TsMs | Ty::TsSec => arg.int(row)?.is_none(),
-                    Ty::Float => arg.float(row)?.is_none(),
-                    Ty::Str => arg.str(row)?.is_none(),
+                    Ty::Bool => arg.bool_at(row)?.is_none(),
+                    Ty::Int | Ty::TsMs | Ty::TsSec => arg.int_at(row)?.is_none(),
+                    Ty::Float => arg.float_at(row)?.is_none(),
+                    Ty::Str => arg.str_at(row)?.is_none(),
                 };
                 Some(null != *not)
             }
@@ -644,11 +701,11 @@ impl Node {
             },
             Node::Lit(Lit::Str(s)) => Some(Cow::Borrowed(s.as_str())),
             Node::Cast { arg, conv, .. } => match conv {
-                Conv::IntToStr => arg.int(row)?.map(|i| Cow::Owned(i.to_string())),
+                Conv::IntToStr => arg.int_at(row)?.map(|i| Cow::Owned(i.to_string())),
                 Conv::BoolToStr => arg
                     .bool(row)?
                     .map(|b| Cow::Borrowed(if b { "true" } else { "false" })),
-                _ => arg.str(row)?,
+                _ => arg.str_at(row)?,
             },
             _ => None,
         })
