@@ -168,9 +168,8 @@ enum Node {
 #[derive(Debug)]
 pub(super) struct RowExpr {
     node: Node,
+    /// The result's type; converted to the SQL type it is carried as like `ValueReader` does.
     ty: Ty,
-    /// The SQL type the result is carried as; converted to it like `ValueReader` does.
-    out: SqlType,
 }
 
 impl RowExpr {
@@ -185,16 +184,16 @@ impl RowExpr {
         let (node, ty, _) = compile(e, cols, schema)?;
         // The conversion to the carried type must be one `ValueReader`'s cast does losslessly
         // in the same way (NULL, the same type, or seconds to milliseconds).
-        let ok = match (ty, out) {
-            (Ty::Null, _) => true,
-            (Ty::Bool, SqlType::Boolean)
-            | (Ty::Int, SqlType::BigInt)
-            | (Ty::Float, SqlType::Double)
-            | (Ty::Str, SqlType::String)
-            | (Ty::TsMs | Ty::TsSec, SqlType::Timestamp) => true,
-            _ => false,
-        };
-        ok.then_some(RowExpr { node, ty, out })
+        let ok = matches!(
+            (ty, out),
+            (Ty::Null, _)
+                | (Ty::Bool, SqlType::Boolean)
+                | (Ty::Int, SqlType::BigInt)
+                | (Ty::Float, SqlType::Double)
+                | (Ty::Str, SqlType::String)
+                | (Ty::TsMs | Ty::TsSec, SqlType::Timestamp)
+        );
+        ok.then_some(RowExpr { node, ty })
     }
 
     /// The value of the expression for `row`, as its SQL type carries it.
@@ -219,12 +218,6 @@ impl RowExpr {
     /// Whether the (BOOLEAN) expression is TRUE for `row`: a filter's NULL counts as false.
     pub(super) fn is_true(&self, row: &[Value]) -> Result<bool> {
         Ok(self.node.bool_at(row)? == Some(true))
-    }
-
-    /// The SQL type of the result.
-    #[allow(dead_code)]
-    pub(super) fn sql_type(&self) -> SqlType {
-        self.out
     }
 }
 
