@@ -439,8 +439,28 @@ fn cast(
     ))
 }
 
+// The failures are out of line, so that the evaluation methods stay small.
+
+#[cold]
+#[inline(never)]
 fn arrow_err<T>(e: ArrowError) -> Eval<T> {
     Err(Box::new(DataFusionError::from(e)))
+}
+
+#[cold]
+#[inline(never)]
+fn cast_failed<T>(f: f64, to: &DataType) -> Eval<T> {
+    arrow_err(ArrowError::CastError(format!(
+        "Can't cast value {f:?} to type {to}"
+    )))
+}
+
+#[cold]
+#[inline(never)]
+fn overflowed<T>(what: std::fmt::Arguments<'_>) -> Eval<T> {
+    arrow_err(ArrowError::ArithmeticOverflow(format!(
+        "Overflow happened on: {what}"
+    )))
 }
 
 /// Normalises `-0.0` to `0.0` (DataFusion does before comparing with the total order).
@@ -545,11 +565,7 @@ impl Node {
                     Some(f) => match num_cast::<f64, i64>(f) {
                         Some(i) => Some(i),
                         None if *safe => None,
-                        None => {
-                            return arrow_err(ArrowError::CastError(format!(
-                                "Can't cast value {f:?} to type {fail_to}"
-                            )));
-                        }
+                        None => return cast_failed(f, fail_to),
                     },
                 },
                 Conv::BoolToInt => arg.bool_at(row)?.map(i64::from),
@@ -568,11 +584,7 @@ impl Node {
                     }
                     Arith::Div => match a.checked_div(b) {
                         Some(q) => q,
-                        None => {
-                            return arrow_err(ArrowError::ArithmeticOverflow(format!(
-                                "Overflow happened on: {a:?} / {b:?}"
-                            )));
-                        }
+                        None => return overflowed(format_args!("{a:?} / {b:?}")),
                     },
                     Arith::Rem => a.wrapping_rem(b),
                 })
@@ -581,11 +593,7 @@ impl Node {
                 None => None,
                 Some(i) if *checked => match i.checked_neg() {
                     Some(n) => Some(n),
-                    None => {
-                        return arrow_err(ArrowError::ArithmeticOverflow(format!(
-                            "Overflow happened on: - {i:?}"
-                        )));
-                    }
+                    None => return overflowed(format_args!("- {i:?}")),
                 },
                 Some(i) => Some(i.wrapping_neg()),
             },
