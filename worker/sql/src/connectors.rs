@@ -216,11 +216,14 @@ pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
 
 /// Builds the source of a table. `read[i]` says whether any query reads column `i`: the
 /// `json` format leaves the others NULL without converting them (projection push-down).
+/// `row_width` is the number of columns with the table's computed columns: the `json` format
+/// allocates its rows that wide, so the computed columns are appended in place.
 pub fn source(
     env: &StreamExecutionEnvironment,
     opts: &Options<'_>,
     cols: &[PhysicalColumn],
     read: &[bool],
+    row_width: usize,
     uid: &str,
 ) -> Result<DataStream<Row>> {
     let connector = opts.connector()?;
@@ -241,7 +244,7 @@ pub fn source(
                     // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
                     let (table, read) = (decode.table.clone(), read.to_vec());
                     let make: MakeLineDecoder<Row> = Arc::new(move || {
-                        let mut d = JsonRowDecoder::new(&table, &cols, &read);
+                        let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width);
                         Box::new(move |line: &[u8]| d.decode(line))
                     });
                     Ok(env

@@ -2,8 +2,8 @@
 //! batches built from rows.
 
 use crate::error::{Result, SqlError};
-use crate::value::{Column, Row, SqlType, ValueReader, arrow_schema, rows_to_batch_columns};
-use arrow::array::BooleanArray;
+use crate::value::{Column, Row, SqlType, Value, ValueReader, arrow_schema, rows_to_batch_columns};
+use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::tree_node::TreeNode;
@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use weir_engine::runtime::Rec;
+
+mod row;
 
 /// What DataFusion's SQL planner may look up: the scalar function library (DataFusion's and
 /// `PROCTIME`), then the script's user functions, which come first.
@@ -317,11 +319,21 @@ enum Output {
     Eval(usize),
 }
 
-/// Filter-and-project over a batch of rows, evaluated as one Arrow batch.
+/// The filter and computed expressions of a [`Calc`], compiled for [`row`] evaluation.
+struct RowProgram {
+    filter: Option<row::RowExpr>,
+    evals: Vec<row::RowExpr>,
+}
+
+/// Filter-and-project over a batch of rows.
 ///
-/// Only the input columns that the filter and the computed expressions read are converted to
-/// Arrow; output columns that are plain input columns are moved from the input rows, so a
-/// projection of columns (`SELECT a, b FROM t`) builds no Arrow batch at all.
+/// When the filter and every computed expression are in the row evaluator's subset (see
+/// [`row`]: columns, literals, casts, arithmetic, comparisons, boolean logic, IS NULL,
+/// `TO_TIMESTAMP_LTZ`), they are evaluated on each row's values. Otherwise they are evaluated
+/// as one Arrow batch, built only from the input columns that the filter and the computed
+/// expressions read. Either way, output columns that are plain input columns are moved from
+/// the input rows, and each output row reuses its input row's allocation, so a projection of
+/// columns (`SELECT a, b FROM t`) copies nothing.
 #[derive(Clone)]
 pub struct Calc {
     in_cols: Arc<Vec<Column>>,
@@ -330,8 +342,13 @@ pub struct Calc {
     /// The expressions evaluated over Arrow (outputs that are not plain input columns).
     evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
     outputs: Arc<Vec<Output>>,
+    /// The outputs are the input columns in order followed by evaluated expressions in order
+    /// (computed columns): the evaluated values are appended to the input row.
+    appends: bool,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
+    /// The row-wise program, when every expression compiled to one.
+    rows: Option<Arc<RowProgram>>,
 }
 
 impl Calc {
@@ -377,24 +394,109 @@ impl Calc {
                 *take = !std::mem::replace(&mut seen[*col], true);
             }
         }
+        let appends = outputs.len() >= in_cols.len()
+            && outputs.iter().enumerate().all(|(i, o)| match *o {
+                Output::Input { col, .. } => col == i && i < in_cols.len(),
+                Output::Eval(n) => n + in_cols.len() == i,
+            });
+        let in_schema = arrow_schema(&in_cols);
+        let rows = (|| {
+            let filter = match &filter {
+                Some(f) => Some(row::RowExpr::compile(
+                    f,
+                    &in_cols,
+                    &in_schema,
+                    SqlType::Boolean,
+                )?),
+                None => None,
+            };
+            let evals = evals
+                .iter()
+                .map(|(e, ty)| row::RowExpr::compile(e, &in_cols, &in_schema, *ty))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Arc::new(RowProgram { filter, evals }))
+        })();
         Calc {
-            in_schema: arrow_schema(&in_cols),
+            in_schema,
             in_cols: Arc::new(in_cols),
             filter,
             evals: Arc::new(evals),
             outputs: Arc::new(outputs),
+            appends,
             used: Arc::new(used),
+            rows,
         }
     }
 
+    /// Whether the filter and the computed expressions are evaluated row by row (else over
+    /// Arrow batches).
+    pub fn evaluates_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
+    /// The same calc, always evaluating over Arrow batches (to compare the two paths).
+    pub fn over_arrow(mut self) -> Self {
+        self.rows = None;
+        self
+    }
+
     /// Evaluates the calc; records keep their timestamps.
-    pub fn apply(&self, mut recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
+    pub fn apply(&self, recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
         if recs.is_empty() {
             return Ok(recs);
         }
-        let err = |e: &dyn std::fmt::Display| {
-            weir_engine::Error::User(format!("SQL evaluation failed: {e}"))
-        };
+        match &self.rows {
+            Some(p) => self.apply_rows(p, recs),
+            None => self.apply_arrow(recs),
+        }
+    }
+
+    fn apply_rows(
+        &self,
+        p: &RowProgram,
+        mut recs: Vec<Rec<Row>>,
+    ) -> weir_engine::Result<Vec<Rec<Row>>> {
+        let mut failed = None;
+        let mut values = Vec::with_capacity(p.evals.len());
+        let mut spare = Vec::new();
+        recs.retain_mut(|rec| {
+            if failed.is_some() {
+                return false;
+            }
+            let row = &rec.value.0;
+            let kept = match &p.filter {
+                Some(f) => f.is_true(row),
+                None => Ok(true),
+            };
+            let evaluated = kept.and_then(|kept| {
+                values.clear();
+                if kept {
+                    for e in &p.evals {
+                        values.push(e.eval(row)?);
+                    }
+                }
+                Ok(kept)
+            });
+            match evaluated {
+                Ok(true) => {
+                    self.output(&mut rec.value.0, &mut values, &mut spare);
+                    true
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        });
+        match failed {
+            Some(e) => Err(eval_error(&e)),
+            None => Ok(recs),
+        }
+    }
+
+    fn apply_arrow(&self, mut recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
+        let err = |e: &dyn std::fmt::Display| eval_error(e);
         let need_batch = self.filter.is_some() || !self.evals.is_empty();
         let batch = if need_batch {
             Some(
@@ -409,8 +511,8 @@ impl Calc {
         } else {
             None
         };
-        // The input rows that pass the filter, and the batch of those rows.
-        let (batch, selected): (_, Option<Vec<usize>>) = match (&self.filter, batch) {
+        // Which input rows pass the filter, and the batch of those rows.
+        let (batch, mask): (_, Option<BooleanArray>) = match (&self.filter, batch) {
             (Some(f), Some(batch)) => {
                 let mask = f
                     .evaluate(&batch)
@@ -423,19 +525,13 @@ impl Calc {
                         weir_engine::Error::User("WHERE condition is not BOOLEAN".into())
                     })?
                     .clone();
-                // NULL counts as false, as in SQL (and in Arrow's filter kernel).
-                let selected: Vec<usize> = mask
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.unwrap_or(false))
-                    .map(|(i, _)| i)
-                    .collect();
-                let batch = if self.evals.is_empty() || selected.len() == batch.num_rows() {
+                let all = mask.true_count() == batch.num_rows();
+                let batch = if self.evals.is_empty() || all {
                     batch
                 } else {
                     arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| err(&e))?
                 };
-                (Some(batch), Some(selected))
+                (Some(batch), Some(mask))
             }
             (_, batch) => (batch, None),
         };
@@ -449,41 +545,56 @@ impl Calc {
                 columns.push(ValueReader::new(&a, *ty).map_err(|e| err(&e))?);
             }
         }
-        let mut out = Vec::with_capacity(selected.as_ref().map_or(recs.len(), Vec::len));
-        let mut row_out = |j: usize, rec: &mut Rec<Row>| {
-            let input = &mut rec.value.0;
-            let mut values = Vec::with_capacity(self.outputs.len());
-            for o in self.outputs.iter() {
-                values.push(match *o {
-                    Output::Input { col, take: true } => input
-                        .get_mut(col)
-                        .map(std::mem::take)
-                        .unwrap_or(crate::value::Value::Null),
-                    Output::Input { col, take: false } => {
-                        input.get(col).cloned().unwrap_or(crate::value::Value::Null)
-                    }
-                    Output::Eval(n) => columns[n].get(j),
-                });
+        let mut values = Vec::with_capacity(columns.len());
+        let mut spare = Vec::new();
+        // `i` counts input rows, `j` the rows that passed (the filtered batch's rows).
+        let (mut i, mut j) = (0, 0);
+        recs.retain_mut(|rec| {
+            // NULL counts as false, as in SQL (and in Arrow's filter kernel).
+            let kept = mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i));
+            i += 1;
+            if !kept {
+                return false;
             }
-            out.push(Rec {
-                ts: rec.ts,
-                value: Row(values),
-            });
-        };
-        match &selected {
-            None => {
-                for (j, rec) in recs.iter_mut().enumerate() {
-                    row_out(j, rec);
-                }
-            }
-            Some(selected) => {
-                for (j, &i) in selected.iter().enumerate() {
-                    row_out(j, &mut recs[i]);
-                }
-            }
-        }
-        Ok(out)
+            values.clear();
+            values.extend(columns.iter().map(|c| c.get(j)));
+            j += 1;
+            self.output(&mut rec.value.0, &mut values, &mut spare);
+            true
+        });
+        Ok(recs)
     }
+
+    /// Turns `input` into the output row, `values` holding the evaluated expressions. The
+    /// row keeps its allocation where it is large enough; `spare` is scratch space that is
+    /// passed from row to row.
+    fn output(&self, input: &mut Vec<Value>, values: &mut Vec<Value>, spare: &mut Vec<Value>) {
+        if self.appends {
+            input.truncate(self.in_cols.len());
+            input.resize_with(self.in_cols.len(), || Value::Null);
+            input.append(values);
+            return;
+        }
+        spare.clear();
+        for o in self.outputs.iter() {
+            spare.push(match *o {
+                Output::Input { col, take: true } => input
+                    .get_mut(col)
+                    .map(std::mem::take)
+                    .unwrap_or(Value::Null),
+                Output::Input { col, take: false } => {
+                    input.get(col).cloned().unwrap_or(Value::Null)
+                }
+                Output::Eval(n) => std::mem::take(&mut values[n]),
+            });
+        }
+        // The output row takes the scratch vector; the input's becomes the next scratch.
+        std::mem::swap(input, spare);
+    }
+}
+
+fn eval_error(e: &dyn std::fmt::Display) -> weir_engine::Error {
+    weir_engine::Error::User(format!("SQL evaluation failed: {e}"))
 }
 
 /// `true` if the array is boolean (used to check WHERE and FILTER conditions).

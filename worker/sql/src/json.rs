@@ -23,6 +23,9 @@ pub(crate) struct JsonRowDecoder {
     cols: Vec<Col>,
     /// The column the n-th field of the previous line was (`usize::MAX`: none).
     order: Vec<usize>,
+    /// The capacity rows are allocated with: room for the table's computed columns too,
+    /// which the next operator appends.
+    row_capacity: usize,
     last_day: LastDay,
 }
 
@@ -34,8 +37,14 @@ struct Col {
 }
 
 impl JsonRowDecoder {
-    /// A decoder for `cols`; `read[i]` says whether column `i` is used by a query.
-    pub(crate) fn new(table: &str, cols: &[PhysicalColumn], read: &[bool]) -> Self {
+    /// A decoder for `cols`; `read[i]` says whether column `i` is used by a query. Rows are
+    /// allocated with room for `row_width` values (at least one per column).
+    pub(crate) fn new(
+        table: &str,
+        cols: &[PhysicalColumn],
+        read: &[bool],
+        row_width: usize,
+    ) -> Self {
         JsonRowDecoder {
             table: table.to_string(),
             cols: cols
@@ -48,13 +57,14 @@ impl JsonRowDecoder {
                 })
                 .collect(),
             order: Vec::new(),
+            row_capacity: row_width.max(cols.len()),
             last_day: LastDay::default(),
         }
     }
 
     /// Decodes one line (trimmed, not empty) into a row; the error names what is wrong.
     pub(crate) fn decode(&mut self, line: &[u8]) -> Result<Row, String> {
-        let mut vals = Vec::with_capacity(self.cols.len());
+        let mut vals = Vec::with_capacity(self.row_capacity);
         vals.resize_with(self.cols.len(), || Value::Null);
         let mut p = Scanner { b: line, i: 0 };
         match self.object(&mut p, &mut vals) {
@@ -510,7 +520,7 @@ mod tests {
                 field: f.to_string(),
             })
             .collect();
-        JsonRowDecoder::new("t", &cols, read)
+        JsonRowDecoder::new("t", &cols, read, 0)
     }
 
     fn all_types() -> JsonRowDecoder {

@@ -786,6 +786,7 @@ impl<'e> Planner<'e> {
             &Self::opts(name, &def),
             &physical,
             &read,
+            def.columns.len(),
             &src_uid,
         )?;
         let phys_cols: Vec<Column> = physical.iter().map(|p| p.col.clone()).collect();

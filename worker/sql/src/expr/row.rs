@@ -1,0 +1,714 @@
+//! Row-at-a-time evaluation of the DataFusion physical expressions whose Arrow semantics can
+//! be reproduced exactly on single values: columns, literals, CAST / TRY_CAST between
+//! BOOLEAN, BIGINT, DOUBLE, STRING and TIMESTAMP, `+ - * / %`, comparisons, AND / OR / NOT,
+//! IS [NOT] NULL, unary minus and `TO_TIMESTAMP_LTZ` (DataFusion's `to_timestamp_millis` /
+//! `to_timestamp_seconds` over numbers).
+//!
+//! A [`Calc`](super::Calc) whose filter and computed expressions all compile here evaluates
+//! them on each row's values directly instead of building an Arrow batch; every other
+//! expression keeps going through Arrow. Each operation follows the Arrow kernel DataFusion
+//! runs for it: NULL in, NULL out (no error); BIGINT `+ - *` and unary minus wrap around (a
+//! constant's unary minus is checked, as DataFusion negates constants as scalars); BIGINT
+//! `/` and `%` by zero fail, `i64::MIN / -1` fails and `i64::MIN % -1` is 0; DOUBLE follows
+//! IEEE 754; DOUBLE comparisons use the total order with `-0.0 = 0.0`; AND/OR use
+//! three-valued logic; CAST fails (TRY_CAST gives NULL) where the value does not fit.
+//! Errors carry Arrow's message. Only the operand an AND/OR result depends on is evaluated,
+//! so a row whose other operand would fail (say, a division by zero) does not fail here,
+//! where DataFusion, which evaluates whole batches, may.
+
+use crate::value::{Column, SqlType, Value};
+use arrow::compute::kernels::cast::num_cast;
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use arrow::error::ArrowError;
+use datafusion_common::{DataFusionError, ScalarValue};
+use datafusion_expr::Operator;
+use datafusion_functions::datetime::to_timestamp::{ToTimestampMillisFunc, ToTimestampSecondsFunc};
+use datafusion_physical_expr::expressions::{
+    BinaryExpr, CastExpr, Column as ColumnExpr, IsNotNullExpr, IsNullExpr, Literal, NegativeExpr,
+    NotExpr, TryCastExpr,
+};
+use datafusion_physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, Box<DataFusionError>>;
+
+/// The Arrow types a compiled node's values can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    /// `DataType::Null` (an untyped NULL literal)
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    /// `Timestamp(Millisecond, None)`
+    TsMs,
+    /// `Timestamp(Second, None)` (what `TO_TIMESTAMP_LTZ(x, 0)` returns)
+    TsSec,
+}
+
+impl Ty {
+    fn of(t: &DataType) -> Option<Ty> {
+        Some(match t {
+            DataType::Null => Ty::Null,
+            DataType::Boolean => Ty::Bool,
+            DataType::Int64 => Ty::Int,
+            DataType::Float64 => Ty::Float,
+            // Arrow's string representations hold the same text.
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ty::Str,
+            DataType::Timestamp(TimeUnit::Millisecond, None) => Ty::TsMs,
+            DataType::Timestamp(TimeUnit::Second, None) => Ty::TsSec,
+            _ => return None,
+        })
+    }
+
+    fn is_ts(self) -> bool {
+        matches!(self, Ty::TsMs | Ty::TsSec)
+    }
+}
+
+/// A literal's value.
+#[derive(Debug, Clone)]
+enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// A value of type `T` or NULL, or the error that evaluating it raised (boxed, to keep the
+/// result small on the hot path).
+type Eval<T> = std::result::Result<Option<T>, Box<DataFusionError>>;
+
+#[derive(Debug, Clone, Copy)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    Distinct,
+    NotDistinct,
+}
+
+/// A conversion between two node types, as Arrow's cast kernel does it.
+#[derive(Debug, Clone, Copy)]
+enum Conv {
+    /// Same representation (same type, or a timestamp read as / made from its BIGINT).
+    Same,
+    IntToFloat,
+    /// DOUBLE to BIGINT: truncation, out of range (and NaN) does not fit.
+    FloatToInt,
+    IntToBool,
+    FloatToBool,
+    BoolToInt,
+    BoolToFloat,
+    IntToStr,
+    BoolToStr,
+}
+
+#[derive(Debug)]
+enum Node {
+    /// Input column `idx`, read as the Arrow path converts it (`SqlType` decides).
+    Col {
+        idx: usize,
+        ty: SqlType,
+    },
+    Lit(Lit),
+    /// `conv` applied to `arg`; `safe` gives NULL where the value does not fit (TRY_CAST).
+    Cast {
+        arg: Box<Node>,
+        conv: Conv,
+        safe: bool,
+        /// The type a value that does not fit is reported as not fitting.
+        fail_to: DataType,
+    },
+    Arith {
+        op: Arith,
+        l: Box<Node>,
+        r: Box<Node>,
+    },
+    /// A comparison of two operands of type `ty`.
+    Cmp {
+        op: Cmp,
+        ty: Ty,
+        l: Box<Node>,
+        r: Box<Node>,
+    },
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    /// IS NULL (`not`: IS NOT NULL) of an operand of type `Ty`.
+    IsNull {
+        arg: Box<Node>,
+        ty: Ty,
+        not: bool,
+    },
+    /// Unary minus; `checked` for a constant operand (DataFusion negates it as a scalar).
+    Neg {
+        arg: Box<Node>,
+        checked: bool,
+    },
+}
+
+/// A compiled expression: its tree and the Arrow type of its result.
+#[derive(Debug)]
+pub(super) struct RowExpr {
+    node: Node,
+    /// The result's type; converted to the SQL type it is carried as like `ValueReader` does.
+    ty: Ty,
+}
+
+impl RowExpr {
+    /// Compiles `e` over rows of `cols` (whose Arrow schema is `schema`); `None` if some
+    /// part of it is outside the row evaluator's subset.
+    pub(super) fn compile(
+        e: &Arc<dyn PhysicalExpr>,
+        cols: &[Column],
+        schema: &Schema,
+        out: SqlType,
+    ) -> Option<RowExpr> {
+        let (node, ty, _) = compile(e, cols, schema)?;
+        // The conversion to the carried type must be one `ValueReader`'s cast does losslessly
+        // in the same way (NULL, the same type, or seconds to milliseconds).
+        let ok = matches!(
+            (ty, out),
+            (Ty::Null, _)
+                | (Ty::Bool, SqlType::Boolean)
+                | (Ty::Int, SqlType::BigInt)
+                | (Ty::Float, SqlType::Double)
+                | (Ty::Str, SqlType::String)
+                | (Ty::TsMs | Ty::TsSec, SqlType::Timestamp)
+        );
+        ok.then_some(RowExpr { node, ty })
+    }
+
+    /// The value of the expression for `row`, as its SQL type carries it.
+    pub(super) fn eval(&self, row: &[Value]) -> Result<Value> {
+        let n = &self.node;
+        Ok(match self.ty {
+            Ty::Null => None,
+            Ty::Bool => n.bool_at(row)?.map(Value::Bool),
+            Ty::Int => n.int_at(row)?.map(Value::Int),
+            Ty::Float => n.float_at(row)?.map(Value::Double),
+            Ty::Str => n.str_at(row)?.map(|s| Value::Str(s.into_owned())),
+            Ty::TsMs => n.int_at(row)?.map(Value::Ts),
+            // Arrow's safe cast from seconds to milliseconds: NULL on overflow.
+            Ty::TsSec => n
+                .int_at(row)?
+                .and_then(|t| t.checked_mul(1000))
+                .map(Value::Ts),
+        }
+        .unwrap_or(Value::Null))
+    }
+
+    /// Whether the (BOOLEAN) expression is TRUE for `row`: a filter's NULL counts as false.
+    pub(super) fn is_true(&self, row: &[Value]) -> Result<bool> {
+        Ok(self.node.bool_at(row)? == Some(true))
+    }
+}
+
+/// Compiles one node: the node, its type, and whether DataFusion evaluates it as a scalar
+/// (it reads no column).
+fn compile(
+    e: &Arc<dyn PhysicalExpr>,
+    cols: &[Column],
+    schema: &Schema,
+) -> Option<(Node, Ty, bool)> {
+    let ty = Ty::of(&e.data_type(schema).ok()?)?;
+    if let Some(c) = e.downcast_ref::<ColumnExpr>() {
+        let col = cols.get(c.index())?;
+        if Ty::of(&col.ty.arrow())? != ty {
+            return None;
+        }
+        return Some((
+            Node::Col {
+                idx: c.index(),
+                ty: col.ty,
+            },
+            ty,
+            false,
+        ));
+    }
+    if let Some(l) = e.downcast_ref::<Literal>() {
+        let v = match (l.value(), ty) {
+            (v, _) if v.is_null() => Lit::Null,
+            (ScalarValue::Boolean(Some(b)), Ty::Bool) => Lit::Bool(*b),
+            (ScalarValue::Int64(Some(i)), Ty::Int)
+            | (ScalarValue::TimestampMillisecond(Some(i), None), Ty::TsMs)
+            | (ScalarValue::TimestampSecond(Some(i), None), Ty::TsSec) => Lit::Int(*i),
+            (ScalarValue::Float64(Some(f)), Ty::Float) => Lit::Float(*f),
+            (
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                Ty::Str,
+            ) => Lit::Str(s.clone()),
+            _ => return None,
+        };
+        return Some((Node::Lit(v), ty, true));
+    }
+    if let Some(c) = e.downcast_ref::<CastExpr>() {
+        return cast(
+            c.expr(),
+            c.cast_type(),
+            c.cast_options().safe,
+            ty,
+            cols,
+            schema,
+        );
+    }
+    if let Some(c) = e.downcast_ref::<TryCastExpr>() {
+        return cast(c.expr(), c.cast_type(), true, ty, cols, schema);
+    }
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        let (l, lt, ls) = compile(b.left(), cols, schema)?;
+        let (r, rt, rs) = compile(b.right(), cols, schema)?;
+        // Arrow's kernels take operands of one type; the type coercion inserted the casts.
+        if b.left().data_type(schema).ok()? != b.right().data_type(schema).ok()? {
+            return None;
+        }
+        let (l, r) = (Box::new(l), Box::new(r));
+        let arith = match b.op() {
+            Operator::Plus => Some(Arith::Add),
+            Operator::Minus => Some(Arith::Sub),
+            Operator::Multiply => Some(Arith::Mul),
+            Operator::Divide => Some(Arith::Div),
+            Operator::Modulo => Some(Arith::Rem),
+            _ => None,
+        };
+        let node = if let Some(op) = arith {
+            if lt != ty || rt != ty || !matches!(ty, Ty::Int | Ty::Float) {
+                return None;
+            }
+            Node::Arith { op, l, r }
+        } else if matches!(b.op(), Operator::And | Operator::Or) {
+            if lt != Ty::Bool || rt != Ty::Bool || ty != Ty::Bool {
+                return None;
+            }
+            // AND/OR results are arrays even over constants.
+            let node = if *b.op() == Operator::And {
+                Node::And(l, r)
+            } else {
+                Node::Or(l, r)
+            };
+            return Some((node, ty, false));
+        } else {
+            let op = match b.op() {
+                Operator::Eq => Cmp::Eq,
+                Operator::NotEq => Cmp::NotEq,
+                Operator::Lt => Cmp::Lt,
+                Operator::LtEq => Cmp::LtEq,
+                Operator::Gt => Cmp::Gt,
+                Operator::GtEq => Cmp::GtEq,
+                Operator::IsDistinctFrom => Cmp::Distinct,
+                Operator::IsNotDistinctFrom => Cmp::NotDistinct,
+                _ => return None,
+            };
+            if lt == Ty::Null || lt != rt || ty != Ty::Bool {
+                return None;
+            }
+            Node::Cmp { op, ty: lt, l, r }
+        };
+        return Some((node, ty, ls && rs));
+    }
+    if let Some(n) = e.downcast_ref::<NotExpr>() {
+        let (a, at, s) = compile(n.arg(), cols, schema)?;
+        return (at == Ty::Bool && ty == Ty::Bool).then(|| (Node::Not(Box::new(a)), ty, s));
+    }
+    let is_null = |arg, not| {
+        let (a, at, s) = compile(arg, cols, schema)?;
+        let node = Node::IsNull {
+            arg: Box::new(a),
+            ty: at,
+            not,
+        };
+        (ty == Ty::Bool).then_some((node, ty, s))
+    };
+    if let Some(n) = e.downcast_ref::<IsNullExpr>() {
+        return is_null(n.arg(), false);
+    }
+    if let Some(n) = e.downcast_ref::<IsNotNullExpr>() {
+        return is_null(n.arg(), true);
+    }
+    if let Some(n) = e.downcast_ref::<NegativeExpr>() {
+        let (a, at, s) = compile(n.arg(), cols, schema)?;
+        if at != ty || !matches!(ty, Ty::Int | Ty::Float) {
+            return None;
+        }
+        return Some((
+            Node::Neg {
+                arg: Box::new(a),
+                checked: s,
+            },
+            ty,
+            s,
+        ));
+    }
+    if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
+        // TO_TIMESTAMP_LTZ(x, 3) / (x, 0), as FlinkFunctions rewrites it: a number cast to a
+        // timestamp of that unit (DOUBLE through BIGINT, failing where it does not fit).
+        let inner = f.fun().inner();
+        let unit_ty = if inner.is::<ToTimestampMillisFunc>() {
+            Ty::TsMs
+        } else if inner.is::<ToTimestampSecondsFunc>() {
+            Ty::TsSec
+        } else {
+            return None;
+        };
+        let [arg] = f.args() else { return None };
+        if ty != unit_ty {
+            return None;
+        }
+        let (a, at, s) = compile(arg, cols, schema)?;
+        let conv = match at {
+            Ty::Null | Ty::Int => Conv::Same,
+            t if t == unit_ty => Conv::Same,
+            Ty::Float => Conv::FloatToInt,
+            _ => return None,
+        };
+        return Some((
+            Node::Cast {
+                arg: Box::new(a),
+                conv,
+                safe: false,
+                fail_to: DataType::Int64,
+            },
+            ty,
+            s,
+        ));
+    }
+    None
+}
+
+/// A cast of `arg` to `to` (the node's type `ty`).
+fn cast(
+    arg: &Arc<dyn PhysicalExpr>,
+    to: &DataType,
+    safe: bool,
+    ty: Ty,
+    cols: &[Column],
+    schema: &Schema,
+) -> Option<(Node, Ty, bool)> {
+    let (a, at, s) = compile(arg, cols, schema)?;
+    if Ty::of(to)? != ty {
+        return None;
+    }
+    let conv = match (at, ty) {
+        (Ty::Null, _) => Conv::Same,
+        (a, b) if a == b => Conv::Same,
+        (Ty::Int, Ty::Float) => Conv::IntToFloat,
+        (Ty::Float, Ty::Int) => Conv::FloatToInt,
+        (Ty::Int, Ty::Bool) => Conv::IntToBool,
+        (Ty::Float, Ty::Bool) => Conv::FloatToBool,
+        (Ty::Bool, Ty::Int) => Conv::BoolToInt,
+        (Ty::Bool, Ty::Float) => Conv::BoolToFloat,
+        (Ty::Int, Ty::Str) => Conv::IntToStr,
+        (Ty::Bool, Ty::Str) => Conv::BoolToStr,
+        // A number to a timestamp: its BIGINT value (a DOUBLE truncated first), in `to`'s unit.
+        (Ty::Int, t) if t.is_ts() => Conv::Same,
+        (Ty::Float, t) if t.is_ts() => Conv::FloatToInt,
+        // A timestamp to a number: its BIGINT value.
+        (t, Ty::Int) if t.is_ts() => Conv::Same,
+        (t, Ty::Float) if t.is_ts() => Conv::IntToFloat,
+        _ => return None,
+    };
+    Some((
+        Node::Cast {
+            arg: Box::new(a),
+            conv,
+            safe,
+            // A DOUBLE goes to a timestamp through BIGINT, which Arrow's error names.
+            fail_to: DataType::Int64,
+        },
+        ty,
+        s,
+    ))
+}
+
+// The failures are out of line, so that the evaluation methods stay small.
+
+#[cold]
+#[inline(never)]
+fn arrow_err<T>(e: ArrowError) -> Eval<T> {
+    Err(Box::new(DataFusionError::from(e)))
+}
+
+#[cold]
+#[inline(never)]
+fn cast_failed<T>(f: f64, to: &DataType) -> Eval<T> {
+    arrow_err(ArrowError::CastError(format!(
+        "Can't cast value {f:?} to type {to}"
+    )))
+}
+
+#[cold]
+#[inline(never)]
+fn overflowed<T>(what: std::fmt::Arguments<'_>) -> Eval<T> {
+    arrow_err(ArrowError::ArithmeticOverflow(format!(
+        "Overflow happened on: {what}"
+    )))
+}
+
+/// Normalises `-0.0` to `0.0` (DataFusion does before comparing with the total order).
+fn norm_zero(f: f64) -> f64 {
+    if f == 0.0 { 0.0 } else { f }
+}
+
+/// `Some(f(a, b))` when both are values, else NULL.
+fn both<A, B, T>(a: Option<A>, b: Option<B>, f: impl FnOnce(A, B) -> T) -> Option<T> {
+    Some(f(a?, b?))
+}
+
+/// The result of comparison `op` (or NULL) given the operands' order, or which are NULL.
+fn compared(op: Cmp, o: Option<Ordering>, nulls: (bool, bool)) -> Option<bool> {
+    match (op, o) {
+        (Cmp::Distinct, None) => Some(nulls.0 != nulls.1),
+        (Cmp::NotDistinct, None) => Some(nulls.0 == nulls.1),
+        (_, None) => None,
+        (Cmp::Eq | Cmp::NotDistinct, Some(o)) => Some(o == Ordering::Equal),
+        (Cmp::NotEq | Cmp::Distinct, Some(o)) => Some(o != Ordering::Equal),
+        (Cmp::Lt, Some(o)) => Some(o == Ordering::Less),
+        (Cmp::LtEq, Some(o)) => Some(o != Ordering::Greater),
+        (Cmp::Gt, Some(o)) => Some(o == Ordering::Greater),
+        (Cmp::GtEq, Some(o)) => Some(o != Ordering::Less),
+    }
+}
+
+/// Evaluation, one method per result type; compilation only asks a node for its own type
+/// (BIGINT and timestamps are `int`), so the other arms are unreachable and give NULL.
+impl Node {
+    // The `*_at` methods read a column or a literal inline and call the evaluation method
+    // for anything else: most operands are columns and literals, and a call per operand
+    // costs as much as the operation.
+
+    #[inline(always)]
+    fn int_at(&self, row: &[Value]) -> Eval<i64> {
+        match self {
+            Node::Col { idx, ty } => Ok(match (row.get(*idx), ty) {
+                (Some(Value::Int(i)), SqlType::BigInt)
+                | (Some(Value::Ts(i)), SqlType::Timestamp) => Some(*i),
+                _ => None,
+            }),
+            Node::Lit(Lit::Int(i)) => Ok(Some(*i)),
+            _ => self.int(row),
+        }
+    }
+
+    #[inline(always)]
+    fn float_at(&self, row: &[Value]) -> Eval<f64> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Double(d)) => Some(*d),
+                Some(Value::Int(i)) => Some(*i as f64),
+                _ => None,
+            }),
+            Node::Lit(Lit::Float(f)) => Ok(Some(*f)),
+            _ => self.float(row),
+        }
+    }
+
+    #[inline(always)]
+    fn bool_at(&self, row: &[Value]) -> Eval<bool> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Bool(b)) => Some(*b),
+                _ => None,
+            }),
+            Node::Lit(Lit::Bool(b)) => Ok(Some(*b)),
+            _ => self.bool(row),
+        }
+    }
+
+    #[inline(always)]
+    fn str_at<'a>(&'a self, row: &'a [Value]) -> Eval<Cow<'a, str>> {
+        match self {
+            Node::Col { idx, .. } => Ok(match row.get(*idx) {
+                Some(Value::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+                _ => None,
+            }),
+            Node::Lit(Lit::Str(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),
+            _ => self.str(row),
+        }
+    }
+
+    fn int(&self, row: &[Value]) -> Eval<i64> {
+        Ok(match self {
+            Node::Col { idx, ty } => match (row.get(*idx), ty) {
+                (Some(Value::Int(i)), SqlType::BigInt)
+                | (Some(Value::Ts(i)), SqlType::Timestamp) => Some(*i),
+                _ => None,
+            },
+            Node::Lit(Lit::Int(i)) => Some(*i),
+            Node::Cast {
+                arg,
+                conv,
+                safe,
+                fail_to,
+                ..
+            } => match conv {
+                Conv::FloatToInt => match arg.float_at(row)? {
+                    None => None,
+                    Some(f) => match num_cast::<f64, i64>(f) {
+                        Some(i) => Some(i),
+                        None if *safe => None,
+                        None => return cast_failed(f, fail_to),
+                    },
+                },
+                Conv::BoolToInt => arg.bool_at(row)?.map(i64::from),
+                _ => arg.int_at(row)?,
+            },
+            Node::Arith { op, l, r } => {
+                let (Some(a), Some(b)) = (l.int_at(row)?, r.int_at(row)?) else {
+                    return Ok(None);
+                };
+                Some(match op {
+                    Arith::Add => a.wrapping_add(b),
+                    Arith::Sub => a.wrapping_sub(b),
+                    Arith::Mul => a.wrapping_mul(b),
+                    Arith::Div | Arith::Rem if b == 0 => {
+                        return arrow_err(ArrowError::DivideByZero);
+                    }
+                    Arith::Div => match a.checked_div(b) {
+                        Some(q) => q,
+                        None => return overflowed(format_args!("{a:?} / {b:?}")),
+                    },
+                    Arith::Rem => a.wrapping_rem(b),
+                })
+            }
+            Node::Neg { arg, checked, .. } => match arg.int_at(row)? {
+                None => None,
+                Some(i) if *checked => match i.checked_neg() {
+                    Some(n) => Some(n),
+                    None => return overflowed(format_args!("- {i:?}")),
+                },
+                Some(i) => Some(i.wrapping_neg()),
+            },
+            _ => None,
+        })
+    }
+
+    fn float(&self, row: &[Value]) -> Eval<f64> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Double(d)) => Some(*d),
+                // What the Arrow path's batch builder makes of an integer in a DOUBLE column.
+                Some(Value::Int(i)) => Some(*i as f64),
+                _ => None,
+            },
+            Node::Lit(Lit::Float(f)) => Some(*f),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToFloat => arg.int_at(row)?.map(|i| i as f64),
+                Conv::BoolToFloat => arg.bool_at(row)?.map(|b| f64::from(u8::from(b))),
+                _ => arg.float_at(row)?,
+            },
+            Node::Arith { op, l, r } => both(l.float_at(row)?, r.float_at(row)?, |a, b| match op {
+                Arith::Add => a + b,
+                Arith::Sub => a - b,
+                Arith::Mul => a * b,
+                Arith::Div => a / b,
+                Arith::Rem => a % b,
+            }),
+            Node::Neg { arg, .. } => arg.float_at(row)?.map(|f| -f),
+            _ => None,
+        })
+    }
+
+    fn bool(&self, row: &[Value]) -> Eval<bool> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Bool(b)) => Some(*b),
+                _ => None,
+            },
+            Node::Lit(Lit::Bool(b)) => Some(*b),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToBool => arg.int_at(row)?.map(|i| i != 0),
+                Conv::FloatToBool => arg.float_at(row)?.map(|f| f != 0.0),
+                _ => arg.bool_at(row)?,
+            },
+            Node::Cmp { op, ty, l, r } => {
+                let o = match ty {
+                    Ty::Int | Ty::TsMs | Ty::TsSec => {
+                        let (a, b) = (l.int_at(row)?, r.int_at(row)?);
+                        (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
+                    }
+                    Ty::Float => {
+                        let (a, b) = (l.float_at(row)?, r.float_at(row)?);
+                        let o = both(a, b, |a, b| norm_zero(a).total_cmp(&norm_zero(b)));
+                        (o, (a.is_none(), b.is_none()))
+                    }
+                    Ty::Bool => {
+                        let (a, b) = (l.bool_at(row)?, r.bool_at(row)?);
+                        (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
+                    }
+                    Ty::Str => {
+                        let (a, b) = (l.str_at(row)?, r.str_at(row)?);
+                        let nulls = (a.is_none(), b.is_none());
+                        (both(a, b, |a, b| a.as_bytes().cmp(b.as_bytes())), nulls)
+                    }
+                    Ty::Null => (None, (true, true)),
+                };
+                compared(*op, o.0, o.1)
+            }
+            Node::And(l, r) => match l.bool_at(row)? {
+                Some(false) => Some(false),
+                a => match (a, r.bool_at(row)?) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                },
+            },
+            Node::Or(l, r) => match l.bool_at(row)? {
+                Some(true) => Some(true),
+                a => match (a, r.bool_at(row)?) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                },
+            },
+            Node::Not(a) => a.bool_at(row)?.map(|b| !b),
+            Node::IsNull { arg, ty, not } => {
+                let null = match ty {
+                    Ty::Null => true,
+                    Ty::Bool => arg.bool_at(row)?.is_none(),
+                    Ty::Int | Ty::TsMs | Ty::TsSec => arg.int_at(row)?.is_none(),
+                    Ty::Float => arg.float_at(row)?.is_none(),
+                    Ty::Str => arg.str_at(row)?.is_none(),
+                };
+                Some(null != *not)
+            }
+            _ => None,
+        })
+    }
+
+    fn str<'a>(&'a self, row: &'a [Value]) -> Eval<Cow<'a, str>> {
+        Ok(match self {
+            Node::Col { idx, .. } => match row.get(*idx) {
+                Some(Value::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+                _ => None,
+            },
+            Node::Lit(Lit::Str(s)) => Some(Cow::Borrowed(s.as_str())),
+            Node::Cast { arg, conv, .. } => match conv {
+                Conv::IntToStr => arg.int_at(row)?.map(|i| Cow::Owned(i.to_string())),
+                Conv::BoolToStr => arg
+                    .bool(row)?
+                    .map(|b| Cow::Borrowed(if b { "true" } else { "false" })),
+                _ => arg.str_at(row)?,
+            },
+            _ => None,
+        })
+    }
+}
