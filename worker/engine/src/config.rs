@@ -421,8 +421,6 @@ pub struct CheckpointConfig {
     pub savepoints_dir: Option<String>,
     /// `execution.savepoint.path`.
     pub restore_from: Option<String>,
-    /// `execution.savepoint.ignore-unclaimed-state`.
-    pub allow_non_restored: bool,
     /// What to do when a task fails.
     pub restart: RestartStrategy,
     /// Consecutive checkpoint failures tolerated before the job fails.
@@ -724,7 +722,6 @@ impl Config {
             retained,
             savepoints_dir: self.optional("state.savepoints.dir"),
             restore_from: self.optional("execution.savepoint.path"),
-            allow_non_restored: self.allow_unclaimed_state(),
             restart,
             tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
             retention: match self

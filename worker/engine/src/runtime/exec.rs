@@ -432,7 +432,11 @@ pub(crate) fn spawn(
         last_restore = Some((path.clone(), crate::time::now_ms()));
         let t = Instant::now();
         let plan = load_plan(path, &cfg.storage)?;
-        plan.validate(&graph.uids(), opts.max_parallelism, cfg.allow_non_restored)?;
+        plan.validate(
+            &graph.uids(),
+            opts.max_parallelism,
+            opts.allow_unclaimed_state,
+        )?;
         restore_ms = Some(t.elapsed().as_millis() as u64);
         initial = Some(Arc::new(plan));
     }
