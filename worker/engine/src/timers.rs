@@ -4,9 +4,10 @@
 //!
 //! Registering a timer that already exists is one hash lookup by the borrowed (time, key,
 //! namespace) and allocates nothing. A new timer allocates its key and namespace once, shared
-//! by the queue and the set, and keeps its hash: firing or skipping it never hashes again. Timers due at the same time fire in the order they were
-//! registered (the queue orders by time and a registration number, so it never compares
-//! keys); restored timers are registered in (time, key, namespace) order.
+//! by the queue and the table of live timers, and keeps its hash: firing or skipping it never
+//! hashes again. Timers due at the same time fire in the order they were registered (the
+//! queue orders by time and a registration number, so it never compares keys); restored
+//! timers are registered in (time, key, namespace) order.
 
 use crate::time::Timestamp;
 use hashbrown::{DefaultHashBuilder, HashTable};

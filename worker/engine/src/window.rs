@@ -1209,6 +1209,15 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         Ok(true)
     }
 
+    /// A record no window took: to the late side output when there is one, else dropped
+    /// and counted.
+    fn reject(&mut self, rec: Rec<T>, late: &mut Vec<Rec<T>>) {
+        match self.late_port {
+            Some(_) => late.push(rec),
+            None => self.late_dropped += 1,
+        }
+    }
+
     /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
     fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
         self.keyed.backend.set_current_key_bytes(t.key());
@@ -1283,10 +1292,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
             if accepted.iter().any(|a| !a) {
                 for (rec, took) in recs.into_iter().zip(&accepted) {
                     if !took {
-                        match self.late_port {
-                            Some(_) => late.push(rec),
-                            None => self.late_dropped += 1,
-                        }
+                        self.reject(rec, &mut late);
                     }
                 }
             }
@@ -1298,10 +1304,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
                 serialize_key(&key, &mut self.key_buf);
                 self.keyed.backend.set_current_key_bytes(&self.key_buf);
                 if !self.add_to_session(&key, &rec, ts, &mut coll)? {
-                    match self.late_port {
-                        Some(_) => late.push(rec),
-                        None => self.late_dropped += 1,
-                    }
+                    self.reject(rec, &mut late);
                 }
             }
         }
