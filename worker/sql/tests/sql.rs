@@ -595,6 +595,7 @@ fn orders_and_shipments(dir: &Path) -> String {
 fn an_interval_join_pairs_rows_whose_rowtimes_lie_within_the_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let (inner, comma) = (dir.path().join("inner"), dir.path().join("comma"));
+    let mixed = dir.path().join("mixed");
     let sql = format!(
         "{}
          CREATE TABLE shipped (id BIGINT, item STRING, carrier STRING, delay BIGINT)
@@ -608,10 +609,18 @@ fn an_interval_join_pairs_rows_whose_rowtimes_lie_within_the_bounds() {
          INSERT INTO shipped2
          SELECT id, item, s.ts - o.ts
          FROM orders o, shipments s
-         WHERE id = order_id AND s.rt >= o.rt AND o.rt > s.rt - INTERVAL '10' SECOND;",
+         WHERE id = order_id AND s.rt >= o.rt AND o.rt > s.rt - INTERVAL '10' SECOND;
+         CREATE TABLE shipped3 (id BIGINT, carrier STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO shipped3
+         SELECT o.id, carrier
+         FROM orders AS o JOIN shipments s
+           ON CAST(o.id AS DOUBLE) = s.order_id
+           AND s.rt BETWEEN o.rt AND o.rt + INTERVAL '10' SECOND;",
         orders_and_shipments(dir.path()),
         inner.display(),
-        comma.display()
+        comma.display(),
+        mixed.display()
     );
     run(&sql, Config::default());
     // Order 1 ships 4 s later (and again after 11 s: too late); order 2 at the same
@@ -632,6 +641,15 @@ fn an_interval_join_pairs_rows_whose_rowtimes_lie_within_the_bounds() {
         sorted(vec![
             json!({"id": 1, "item": "apple", "delay": 4000}),
             json!({"id": 2, "item": "pear", "delay": 0}),
+        ])
+    );
+    // A DOUBLE key compared with a BIGINT one: the BIGINT side is carried as DOUBLE.
+    assert_eq!(
+        output(&mixed),
+        sorted(vec![
+            json!({"id": 1, "carrier": "ups"}),
+            json!({"id": 2, "carrier": "dhl"}),
+            json!({"id": 4, "carrier": "slow"}),
         ])
     );
 }
