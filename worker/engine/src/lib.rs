@@ -5,13 +5,15 @@
 //! - [`state`] and timers: keyed state per key group, with TTL.
 //! - [`checkpoint`]: snapshot format, checkpoint storage, restore planning.
 //! - [`runtime`]: type-erased operators, chaining, bounded channels, watermarks, tasks.
-//! - [`connectors`], [`window`], [`api`]: the typed DataStream API and what plugs into it.
+//! - [`connectors`], [`window`], [`join`], [`api`]: the typed DataStream API and what plugs
+//!   into it.
 
 pub mod api;
 pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod join;
 pub mod keygroup;
 pub mod runtime;
 pub mod state;

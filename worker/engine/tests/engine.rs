@@ -1146,3 +1146,190 @@ fn processing_time_timers_fire_on_the_wall_clock_while_the_job_runs() {
     );
     assert!(got.iter().any(|g| g.0 == "a") && got.iter().any(|g| g.0 == "b"));
 }
+
+// ---- interval joins --------------------------------------------------------------------
+
+/// A record of the interval join tests' one source: (side: 0 left / 1 right, key, event
+/// time, id). Both inputs come from one source, so their order is the source's.
+type JoinEv = (u8, String, i64, i64);
+
+/// Joins the left and right records of `input` on their key with `right - left` in
+/// `[lower, upper]`, full outer, on `state.backend.type: backend`; returns (left id, right
+/// id) pairs, `None` for the padded side of an unmatched row, sorted.
+fn interval_join(
+    input: Vec<JoinEv>,
+    (lower, upper): (i64, i64),
+    bound_ms: u64,
+    parallelism: usize,
+    backend: &str,
+) -> Vec<(Option<i64>, Option<i64>)> {
+    use weir_engine::join::IntervalJoinFunction;
+    #[derive(Clone)]
+    struct Ids;
+    impl IntervalJoinFunction for Ids {
+        type Left = JoinEv;
+        type Right = JoinEv;
+        type Out = (Option<i64>, Option<i64>);
+        fn join(
+            &self,
+            l: &JoinEv,
+            r: &JoinEv,
+            out: &mut Collector<Self::Out>,
+        ) -> weir_engine::Result<bool> {
+            out.collect((Some(l.3), Some(r.3)));
+            Ok(true)
+        }
+        fn left_unmatched(
+            &self,
+            l: JoinEv,
+            out: &mut Collector<Self::Out>,
+        ) -> weir_engine::Result<()> {
+            out.collect((Some(l.3), None));
+            Ok(())
+        }
+        fn right_unmatched(
+            &self,
+            r: JoinEv,
+            out: &mut Collector<Self::Out>,
+        ) -> weir_engine::Result<()> {
+            out.collect((None, Some(r.3)));
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with(parallelism, 1);
+    let mut c = env.config();
+    c.set("state.backend.type", backend).unwrap();
+    c.set(
+        "state.backend.rocksdb.localdir",
+        &dir.path().display().to_string(),
+    )
+    .unwrap();
+    let env = StreamExecutionEnvironment::with_config(c);
+    let events = env.from_collection(input).assign_timestamps_and_watermarks(
+        WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(bound_ms))
+            .with_timestamp_assigner(|e: &JoinEv| e.2),
+    );
+    let left = events.filter(|e| e.0 == 0).key_by(|e: &JoinEv| e.1.clone());
+    let right = events.filter(|e| e.0 == 1).key_by(|e: &JoinEv| e.1.clone());
+    let (sink, out) = CollectSink::new();
+    left.interval_join(&right)
+        .between(lower, upper)
+        .left_outer()
+        .right_outer()
+        .process(Ids)
+        .sink_to(sink);
+    env.execute("interval join").unwrap();
+    sorted(out.values())
+}
+
+fn jev(side: u8, k: &str, ts: i64, id: i64) -> JoinEv {
+    (side, k.to_string(), ts, id)
+}
+
+#[test]
+fn an_interval_join_pairs_rows_within_bounds_and_pads_unmatched_rows_on_either_backend() {
+    // Payments (right) 0..=10 ms after their order (left); watermark = max time - 20 - 1.
+    let input = vec![
+        jev(0, "a", 100, 1),
+        jev(0, "a", 105, 2),
+        jev(1, "a", 104, 10), // joins a@100 (4 ms later), not a@105 (1 ms before it)
+        jev(0, "b", 110, 3),
+        jev(1, "a", 115, 11), // joins a@105 (10 ms: the upper bound is inclusive), not a@100
+        jev(1, "b", 140, 12), // 30 ms after b@110: joins nothing
+        jev(0, "c", 200, 4),  // watermark 179: b@110 and b@140 expire unmatched
+        jev(1, "d", 300, 13), // watermark 279: c@200 expires unmatched
+        jev(0, "d", 295, 7),  // out of order but in time: joins d@300, which still waits
+        jev(0, "a", 120, 5),  // late (it could only join rows up to 130 < watermark 279)
+    ];
+    let expected = vec![
+        (None, Some(12)),
+        (Some(1), Some(10)),
+        (Some(2), Some(11)),
+        (Some(3), None),
+        (Some(4), None),
+        (Some(5), None),
+        (Some(7), Some(13)),
+    ];
+    for backend in ["hashmap", "rocksdb"] {
+        for p in [1, 2] {
+            assert_eq!(
+                interval_join(input.clone(), (0, 10), 20, p, backend),
+                expected,
+                "{backend} at parallelism {p}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_interval_join_with_negative_bounds_joins_rows_that_came_before() {
+    // right - left in [-5, -2]: a payment 2..=5 ms before its order.
+    let input = vec![
+        jev(1, "a", 10, 10),
+        jev(1, "a", 14, 11),
+        jev(0, "a", 16, 1), // 16-14 = 2 ✓, 16-10 = 6 ✗
+        jev(0, "a", 15, 2), // 15-10 = 5 ✓, 15-14 = 1 ✗
+    ];
+    for backend in ["hashmap", "rocksdb"] {
+        assert_eq!(
+            interval_join(input.clone(), (-5, -2), 50, 1, backend),
+            vec![(Some(1), Some(11)), (Some(2), Some(10))],
+            "{backend}"
+        );
+    }
+}
+
+/// Every (left, right) pair with equal keys and `right - left` in the bounds, and every row
+/// in no pair padded: what a join without late rows must give.
+fn brute_force_join(
+    input: &[JoinEv],
+    (lower, upper): (i64, i64),
+) -> Vec<(Option<i64>, Option<i64>)> {
+    let (left, right): (Vec<&JoinEv>, Vec<&JoinEv>) = input.iter().partition(|e| e.0 == 0);
+    let mut out = Vec::new();
+    for l in &left {
+        for r in &right {
+            if l.1 == r.1 && (lower..=upper).contains(&(r.2 - l.2)) {
+                out.push((Some(l.3), Some(r.3)));
+            }
+        }
+    }
+    for l in &left {
+        if !out.iter().any(|p| p.0 == Some(l.3)) {
+            out.push((Some(l.3), None));
+        }
+    }
+    for r in &right {
+        if !out.iter().any(|p| p.1 == Some(r.3)) {
+            out.push((None, Some(r.3)));
+        }
+    }
+    sorted(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Disorder stays within the watermark's bound, so no row is late: both layouts, at any
+    /// parallelism, must give exactly the brute-force join. Enough rows to fill buckets past
+    /// the size where they index their keys.
+    #[test]
+    fn an_interval_join_without_late_rows_gives_the_brute_force_join(
+        rows in prop::collection::vec((0u8..2, 0u8..4, 0i64..3, 0i64..40), 50..600),
+        lower in -2500i64..500,
+        span in 0i64..3000,
+    ) {
+        let mut base = 0;
+        let input: Vec<JoinEv> = rows.iter().enumerate().map(|(i, (side, k, step, jitter))| {
+            base += step * 7;
+            (*side, format!("k{k}"), base + jitter, i as i64)
+        }).collect();
+        let bounds = (lower, lower + span);
+        let expected = brute_force_join(&input, bounds);
+        for (backend, p) in [("hashmap", 1), ("hashmap", 3), ("rocksdb", 2)] {
+            let got = interval_join(input.clone(), bounds, 40, p, backend);
+            prop_assert_eq!(&got, &expected, "{} at parallelism {}", backend, p);
+        }
+    }
+}

@@ -1469,3 +1469,123 @@ fn a_savepoint_with_state_the_operator_no_longer_has_is_refused_naming_it_unless
     let counts = run("true").unwrap();
     assert_eq!(counts.len(), 10, "one window per key: {counts:?}");
 }
+
+/// Generated rows joined by an interval join, written by the exactly-once file sink: left
+/// rows are the even events, right rows the odd events `i` with `i % 7 == 1`, keyed by
+/// `i % 5`, joined when 60 ms or less apart (6 events): a left row `i` joins `i ± 5` when
+/// that is a right row, so about 2 in 7 left rows join and the rest are padded (left outer).
+fn build_join(env: &StreamExecutionEnvironment, out: &Path, rate: f64) {
+    use weir_engine::api::Collector;
+    use weir_engine::join::IntervalJoinFunction;
+    #[derive(Clone)]
+    struct Pairs;
+    impl IntervalJoinFunction for Pairs {
+        type Left = u64;
+        type Right = u64;
+        type Out = (u64, Option<u64>);
+        fn join(
+            &self,
+            l: &u64,
+            r: &u64,
+            out: &mut Collector<Self::Out>,
+        ) -> weir_engine::Result<bool> {
+            out.collect((*l, Some(*r)));
+            Ok(true)
+        }
+        fn left_unmatched(
+            &self,
+            l: u64,
+            out: &mut Collector<Self::Out>,
+        ) -> weir_engine::Result<()> {
+            out.collect((l, None));
+            Ok(())
+        }
+    }
+    let events = env
+        .from_source(
+            DataGen::new(3, |g| g.index)
+                .bounded(EVENTS)
+                .rows_per_second(rate),
+            // Restored splits may be up to one round (128 events) apart: allow 2 s of disorder.
+            Some(
+                WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                    .with_timestamp_assigner(|i: &u64| *i as i64 * 10),
+            ),
+            "gen",
+        )
+        .uid("gen");
+    let left = events.filter(|i| i % 2 == 0).key_by(|i: &u64| i % 5);
+    let right = events
+        .filter(|i| i % 2 == 1 && i % 7 == 1)
+        .key_by(|i: &u64| i % 5);
+    left.interval_join(&right)
+        .between(-60, 60)
+        .left_outer()
+        .process(Pairs)
+        .uid("join")
+        .sink_to(FileSink::json_lines(out))
+        .uid("sink");
+}
+
+#[test]
+fn interval_join_savepoints_move_between_state_backends_at_parallelism_2_3_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    build_join(&env, dir.path(), 1e9);
+    env.execute("reference").unwrap();
+    let expected = committed(dir.path());
+    // Every left row once: 6,000, of which the rows `i` with `i ± 5` a right row join.
+    let joined = (0..EVENTS)
+        .filter(|i| i % 2 == 0 && (i % 7 == 3 || i % 7 == 6) && *i >= 5)
+        .count();
+    assert!(expected.len() >= 6_000 && expected.len() < 6_000 + joined);
+    assert_eq!(
+        expected.iter().filter(|l| !l.ends_with("null]")).count(),
+        (0..EVENTS)
+            .filter(|i| i % 2 == 0)
+            .map(|i| [i.wrapping_sub(5), i + 5]
+                .iter()
+                .filter(|&&j| j < EVENTS && j % 2 == 1 && j % 7 == 1)
+                .count())
+            .sum::<usize>(),
+        "joined pairs"
+    );
+
+    let dirs = JobDirs::new();
+    let sp = tempfile::tempdir().unwrap();
+    let mut savepoint = None;
+    for (i, (backend, p)) in [
+        (Backend::HashMap, 2),
+        (Backend::RocksDb, 3),
+        (Backend::HashMap, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut pairs = vec![("parallelism.default", p.to_string())];
+        if let Some(s) = savepoint.take() {
+            pairs.push(("execution.savepoint.path", s));
+        }
+        let env = dirs.env(backend, &pairs);
+        let last = i == 2;
+        build_join(&env, dirs.out.path(), if last { 1e9 } else { 4_000.0 });
+        if last {
+            env.execute("to the end").unwrap();
+        } else {
+            let job = env.execute_async("stopped").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            savepoint = Some(job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap());
+            let n = committed(dirs.out.path()).len();
+            assert!(
+                n > 0 && n < expected.len(),
+                "run {i} stopped mid-stream: {n} lines"
+            );
+        }
+    }
+    assert_same(
+        &committed(dirs.out.path()),
+        &expected,
+        "restored twice across backends",
+    );
+}

@@ -6,9 +6,10 @@
 //! an interval join, and the join's stream is stashed under a generated name; the query then
 //! reads that name as its only table, with every column reference resolved to the join's
 //! output columns (left ++ right, a right column whose name the left already has gets a
-//! digit, as Flink names them: `price`, `price0`). The interval join runs on the engine's
-//! keyed state: both inputs, tagged with their side, are unioned (the union's watermark is
-//! the smaller of the two) and keyed by the equi-join keys.
+//! digit, as Flink names them: `price`, `price0`). The interval join is the engine's
+//! (`KeyedStream::interval_join`): each input keyed by its equi-join keys, each row stamped
+//! with its rowtime; this module supplies the joined rows, the residual condition and the
+//! NULL padding of outer joins.
 
 // `$kind`: the hidden column of an updating (changelog) stream.
 use crate::changelog::KIND;
@@ -25,11 +26,10 @@ use sqlparser::tokenizer::Span;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use weir_engine::api::DataStream;
-use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
+use weir_engine::api::{Collector, KeyedStream};
+use weir_engine::join::IntervalJoinFunction;
 use weir_engine::runtime::Rec;
-use weir_engine::state::{StateDescriptor, ValueState};
-use weir_engine::time::Timestamp;
+use weir_engine::time::{NO_TIMESTAMP, Timestamp};
 
 /// A column visible in a FROM clause: the qualifier it can be named by, its own name, and
 /// its (unique) name in the joined stream.
@@ -980,36 +980,25 @@ impl Planner<'_> {
             rkeys.push((cb.expr, cb.ty));
         }
         let residual_c = PairCondition::compile(&self.funcs, residual.iter().cloned(), &cols)?;
-        let nk = keys.len();
         let luid = self.uid("join-left");
-        let lds = tag_side(
-            &self.funcs,
-            &left,
-            lkeys,
-            lcols,
-            0,
-            to_double.clone(),
-            &luid,
-        )?;
+        let lks = tag_side(&self.funcs, &left, lkeys, lcols, to_double.clone(), &luid)?;
         let ruid = self.uid("join-right");
-        let rds = tag_side(&self.funcs, &right, rkeys, rcols, 1, to_double, &ruid)?;
+        let rks = tag_side(&self.funcs, &right, rkeys, rcols, to_double, &ruid)?;
         let juid = self.uid("interval-join");
-        let f = IntervalJoin {
-            kind,
-            nk,
-            nl,
-            nr: cols.len() - nl,
-            left_rt: left.rowtime.expect("bounded on both rowtimes"),
-            right_rt: right.rowtime.expect("bounded on both rowtimes"),
-            lower,
-            upper,
-            residual: residual_c,
-            rows: ValueState::default(),
-        };
-        let ds = lds
-            .union(&[rds])
-            .key_by(move |r: &Row| r.0[1..1 + nk].to_vec())
-            .process(f)
+        // The engine bounds `right - left`; the plan bounds `left - right`.
+        let mut joining = lks.interval_join(&rks).between(-upper, -lower);
+        if kind.keeps_left() {
+            joining = joining.left_outer();
+        }
+        if kind.keeps_right() {
+            joining = joining.right_outer();
+        }
+        let ds = joining
+            .process(SqlIntervalJoin {
+                nl,
+                nr: cols.len() - nl,
+                residual: residual_c,
+            })
             .name(&format!("IntervalJoin {}", kind.name()))
             .uid(&juid);
         let title = format!(
@@ -1041,24 +1030,20 @@ impl Planner<'_> {
 
 type KeyExprs = Vec<(Arc<dyn PhysicalExpr>, SqlType)>;
 
-/// One join input as rows `[side, keys…, values…]` (`side` 0 is left, 1 right); keys
-/// compared with a key of the other type are carried as DOUBLE.
+/// One join input keyed by its equi-join keys, each record stamped with its rowtime (no
+/// timestamp, so it joins nothing, when the rowtime or a key is NULL). Keys compared with a
+/// key of the other type are carried as DOUBLE. Keys that are plain columns (`ON a.id =
+/// b.id`, the common case) are read from the row; computed keys are appended to it.
 fn tag_side(
     funcs: &Functions,
     st: &Stream,
     keys: KeyExprs,
     side_cols: &[Column],
-    side: i64,
     to_double: Vec<bool>,
     uid: &str,
-) -> Result<DataStream<Row>> {
-    let name = if side == 0 {
-        "Join input (left)"
-    } else {
-        "Join input (right)"
-    };
-    // Keys that are plain columns (`ON a.id = b.id`, the common case) are copied into the
-    // tagged row directly, with one allocation per row and no Arrow batch.
+) -> Result<KeyedStream<Vec<Value>, Row>> {
+    let rt = st.rowtime.expect("bounded on both rowtimes");
+    let n = side_cols.len();
     let key_cols: Option<Vec<usize>> = keys
         .iter()
         .map(|(e, _)| {
@@ -1066,52 +1051,55 @@ fn tag_side(
                 .map(|c| c.index())
         })
         .collect();
-    if let Some(key_cols) = key_cols {
-        return Ok(st
-            .ds
-            .transform_batches(name, move |mut recs: Vec<Rec<Row>>| {
-                for r in &mut recs {
-                    let vals = std::mem::take(&mut r.value.0);
-                    let mut v = Vec::with_capacity(1 + key_cols.len() + vals.len());
-                    v.push(Value::Int(side));
-                    for (&c, &d) in key_cols.iter().zip(&to_double) {
-                        v.push(match &vals[c] {
-                            Value::Int(i) if d => Value::Double(*i as f64),
-                            other => other.clone(),
-                        });
-                    }
-                    v.extend(vals);
-                    r.value.0 = v;
-                }
-                Ok(recs)
-            })
-            .uid(uid));
-    }
-    let mut exprs = keys;
-    for c in side_cols {
-        let e = compile(
-            funcs,
-            &Expr::Identifier(quoted(&c.name, Span::empty())),
-            side_cols,
-        )?;
-        exprs.push((e.expr, e.ty));
-    }
-    let calc = Calc::new(side_cols.to_vec(), None, exprs);
-    Ok(st
-        .ds
-        .transform_batches(name, move |recs: Vec<Rec<Row>>| {
-            let mut out = calc.apply(recs)?;
-            for r in &mut out {
-                for (v, d) in r.value.0.iter_mut().zip(&to_double) {
-                    if let (true, Value::Int(i)) = (*d, &*v) {
-                        *v = Value::Double(*i as f64);
-                    }
-                }
-                r.value.0.insert(0, Value::Int(side));
+    let computed = key_cols.is_none();
+    let key_at: Arc<Vec<usize>> =
+        Arc::new(key_cols.unwrap_or_else(|| (n..n + keys.len()).collect()));
+    let calc = computed.then(|| -> Result<Calc> {
+        let mut exprs = Vec::new();
+        for c in side_cols {
+            let e = compile(
+                funcs,
+                &Expr::Identifier(quoted(&c.name, Span::empty())),
+                side_cols,
+            )?;
+            exprs.push((e.expr, e.ty));
+        }
+        exprs.extend(keys);
+        Ok(Calc::new(side_cols.to_vec(), None, exprs))
+    });
+    let calc = calc.transpose()?;
+    let stamp_at = key_at.clone();
+    let stamped = st.ds.transform_batches(
+        if uid.contains("left") {
+            "Join input (left)"
+        } else {
+            "Join input (right)"
+        },
+        move |recs: Vec<Rec<Row>>| {
+            let mut recs = match &calc {
+                Some(calc) => calc.apply(recs)?,
+                None => recs,
+            };
+            for r in &mut recs {
+                let vals = &r.value.0;
+                r.ts = match vals[rt] {
+                    Value::Ts(t) if !stamp_at.iter().any(|&k| vals[k] == Value::Null) => t,
+                    _ => NO_TIMESTAMP,
+                };
             }
-            Ok(out)
-        })
-        .uid(uid))
+            Ok(recs)
+        },
+    );
+    Ok(stamped.uid(uid).key_by(move |r: &Row| {
+        key_at
+            .iter()
+            .zip(&to_double)
+            .map(|(&c, &d)| match &r.0[c] {
+                Value::Int(i) if d => Value::Double(*i as f64),
+                other => other.clone(),
+            })
+            .collect()
+    }))
 }
 
 /// Records `l.window_start = r.window_start`-style equalities (window joins).
@@ -1167,229 +1155,48 @@ fn distinct_to_group_by(s: &mut Select) -> Result<()> {
     Ok(())
 }
 
-/// A buffered row of one join side: its rowtime, its values and whether it has matched yet.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Waiting {
-    ts: i64,
-    vals: Vec<Value>,
-    matched: bool,
-}
-
-/// The rows of one join key waiting for matches, per side, each side sorted by rowtime (rows
-/// of equal rowtime in arrival order). One state value holds both sides so that a row probes
-/// the other side and joins its own in one state lookup; rows mostly arrive in rowtime order,
-/// so joining is a push, and cleanup drains expired rows from the front.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Buffers {
-    left: Vec<Waiting>,
-    right: Vec<Waiting>,
-}
-
-impl Buffers {
-    /// (this side, the other side).
-    fn sides(&mut self, is_left: bool) -> (&mut Vec<Waiting>, &mut Vec<Waiting>) {
-        if is_left {
-            (&mut self.left, &mut self.right)
-        } else {
-            (&mut self.right, &mut self.left)
-        }
-    }
-}
-
-/// Adds `row` to a rowtime-sorted buffer, after the rows of equal rowtime.
-fn insert_sorted(buf: &mut Vec<Waiting>, row: Waiting) {
-    if buf.last().is_none_or(|l| l.ts <= row.ts) {
-        buf.push(row);
-    } else {
-        let at = buf.partition_point(|w| w.ts <= row.ts);
-        buf.insert(at, row);
-    }
-}
-
-/// Flink's interval join on keyed state: each side's rows wait, keyed by the equi-join
-/// keys and ordered by rowtime, until the watermark makes a match impossible; an event-time
-/// timer then drops them (emitting the NULL-padded row of an unmatched row of an outer
-/// side). Input rows are `[side, keys…, values…]`; output rows are left ++ right values.
+/// The SQL side of an interval join (the engine's `KeyedStream::interval_join` keeps the
+/// rows and their time bounds): joined rows are left ++ right values, filtered by the
+/// residual condition; an outer side's rows that joined nothing are padded with NULLs.
 #[derive(Clone)]
-struct IntervalJoin {
-    kind: JoinKind,
-    nk: usize,
+struct SqlIntervalJoin {
+    /// Columns of each side (a side's rows may carry its computed keys after them).
     nl: usize,
     nr: usize,
-    left_rt: usize,
-    right_rt: usize,
-    /// `lower <= l.rowtime - r.rowtime <= upper`, in milliseconds.
-    lower: i64,
-    upper: i64,
     residual: Option<PairCondition>,
-    /// State "rows": both sides' waiting rows of the key.
-    rows: ValueState<Buffers>,
 }
 
-impl IntervalJoin {
-    fn padded(&self, vals: Vec<Value>, is_left: bool) -> Row {
-        if is_left {
-            let mut v = vals;
-            v.extend(std::iter::repeat_n(Value::Null, self.nr));
-            Row(v)
-        } else {
-            let mut v: Vec<Value> = std::iter::repeat_n(Value::Null, self.nl).collect();
-            v.extend(vals);
-            Row(v)
-        }
-    }
-
-    fn keeps(&self, is_left: bool) -> bool {
-        if is_left {
-            self.kind.keeps_left()
-        } else {
-            self.kind.keeps_right()
-        }
-    }
-
-    /// When a row of a side at rowtime `ts` can no longer match: the watermark passing it.
-    fn expiry(&self, is_left: bool, ts: i64) -> i64 {
-        if is_left {
-            ts - self.lower
-        } else {
-            ts + self.upper
-        }
-    }
-
-    /// Joins `vals` (of the left side when `is_left`, at rowtime `t`) with the other side's
-    /// rows `other` within the bounds; marks the matched rows when the other side is outer.
-    /// Returns whether any joined row passed the residual condition.
-    fn probe(
-        &self,
-        vals: &[Value],
-        is_left: bool,
-        t: i64,
-        other: &mut [Waiting],
-        out: &mut Collector<Row>,
-    ) -> weir_engine::Result<bool> {
-        let (lo, hi) = if is_left {
-            (t - self.upper, t - self.lower)
-        } else {
-            (t + self.lower, t + self.upper)
-        };
-        let from = other.partition_point(|w| w.ts < lo);
-        let to = from + other[from..].partition_point(|w| w.ts <= hi);
-        if from == to {
-            return Ok(false);
-        }
-        let joined: Vec<Row> = other[from..to]
-            .iter()
-            .map(|o| {
-                let mut v = Vec::with_capacity(self.nl + self.nr);
-                let (l, r) = if is_left {
-                    (vals, &o.vals[..])
-                } else {
-                    (&o.vals[..], vals)
-                };
-                v.extend_from_slice(l);
-                v.extend_from_slice(r);
-                Row(v)
-            })
-            .collect();
-        let pass = PairCondition::pass(self.residual.as_ref(), &joined, 0)?;
-        let other_keeps = self.keeps(!is_left);
-        let mut matched = false;
-        for ((o, row), ok) in other[from..to].iter_mut().zip(joined).zip(pass) {
-            if ok {
-                matched = true;
-                out.collect(row);
-                o.matched |= other_keeps;
-            }
-        }
-        Ok(matched)
-    }
-}
-
-impl KeyedProcessFunction for IntervalJoin {
-    type Key = Vec<Value>;
-    type In = Row;
+impl IntervalJoinFunction for SqlIntervalJoin {
+    type Left = Row;
+    type Right = Row;
     type Out = Row;
 
-    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        self.rows = ctx.value_state(StateDescriptor::new("rows"));
-        Ok(())
-    }
-
-    fn process_element(
-        &mut self,
-        row: Row,
-        ctx: &mut KeyedContext<'_, Vec<Value>>,
-        out: &mut Collector<Row>,
-    ) -> weir_engine::Result<()> {
-        let mut vals = row.0;
-        let is_left = matches!(vals.first(), Some(Value::Int(0)));
-        let key_null = vals[1..1 + self.nk]
-            .iter()
-            .any(|v| matches!(v, Value::Null));
-        // In place: keeps the row's allocation.
-        vals.drain(..1 + self.nk);
-        let rt = vals.get(if is_left { self.left_rt } else { self.right_rt });
-        let (Some(&Value::Ts(t)), false) = (rt, key_null) else {
-            // A NULL key or rowtime matches nothing.
-            if self.keeps(is_left) {
-                out.collect(self.padded(vals, is_left));
-            }
-            return Ok(());
-        };
-        let expiry = self.expiry(is_left, t);
-        if expiry > ctx.current_watermark() {
-            self.rows
-                .update_with(ctx, Buffers::default, |b| -> weir_engine::Result<()> {
-                    let (this, other) = b.sides(is_left);
-                    let matched = self.probe(&vals, is_left, t, other, out)?;
-                    insert_sorted(
-                        this,
-                        Waiting {
-                            ts: t,
-                            vals,
-                            matched,
-                        },
-                    );
-                    Ok(())
-                })?;
-            // A timer per row's expiry (rows of a key expiring together share one).
-            ctx.timer_service().register_event_time_timer(expiry);
-        } else {
-            // Too late to wait for matches: joins what waits, then is dropped (or padded).
-            let matched = self
-                .rows
-                .mutate(ctx, |b| {
-                    self.probe(&vals, is_left, t, b.sides(is_left).1, out)
-                })
-                .transpose()?
-                .unwrap_or(false);
-            if self.keeps(is_left) && !matched {
-                out.collect(self.padded(vals, is_left));
-            }
+    fn join(&self, l: &Row, r: &Row, out: &mut Collector<Row>) -> weir_engine::Result<bool> {
+        let mut v = Vec::with_capacity(self.nl + self.nr);
+        v.extend_from_slice(&l.0[..self.nl]);
+        v.extend_from_slice(&r.0[..self.nr]);
+        let row = Row(v);
+        if self.residual.is_some()
+            && !PairCondition::pass(self.residual.as_ref(), std::slice::from_ref(&row), 0)?[0]
+        {
+            return Ok(false);
         }
+        out.collect(row);
+        Ok(true)
+    }
+
+    fn left_unmatched(&self, l: Row, out: &mut Collector<Row>) -> weir_engine::Result<()> {
+        let mut v = l.0;
+        v.truncate(self.nl);
+        v.extend(std::iter::repeat_n(Value::Null, self.nr));
+        out.collect(Row(v));
         Ok(())
     }
 
-    fn on_timer(
-        &mut self,
-        t: Timestamp,
-        ctx: &mut KeyedContext<'_, Vec<Value>>,
-        out: &mut Collector<Row>,
-    ) -> weir_engine::Result<()> {
-        self.rows.mutate_or_clear(ctx, |b| {
-            for is_left in [true, false] {
-                let keeps = self.keeps(is_left);
-                let buf = b.sides(is_left).0;
-                // Expiry grows with the rowtime, so the expired rows are a prefix.
-                let n = buf.partition_point(|w| self.expiry(is_left, w.ts) <= t);
-                for w in buf.drain(..n) {
-                    if keeps && !w.matched {
-                        out.collect(self.padded(w.vals, is_left));
-                    }
-                }
-            }
-            ((), !(b.left.is_empty() && b.right.is_empty()))
-        });
+    fn right_unmatched(&self, r: Row, out: &mut Collector<Row>) -> weir_engine::Result<()> {
+        let mut v: Vec<Value> = std::iter::repeat_n(Value::Null, self.nl).collect();
+        v.extend_from_slice(&r.0[..self.nr]);
+        out.collect(Row(v));
         Ok(())
     }
 }

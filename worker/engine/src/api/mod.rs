@@ -34,13 +34,13 @@ use crate::runtime::graph::{EdgeSpec, JobGraph, NodeKind, NodeSpec, Partitioning
 use crate::runtime::{Operator, Rec};
 use crate::time::WatermarkStrategy;
 use crate::window::{WindowSpec, WindowedStream};
-use ops::{BatchFnOp, IdentityOp, KeyFn, KeyedProcessOp, ProcessOp, SinkOp, SourceOp, WatermarkOp};
+use ops::{BatchFnOp, IdentityOp, KeyFn, ProcessOp, SinkOp, SourceOp, WatermarkOp};
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub(crate) use ops::{KeyFn as KeyExtractor, key_partitioner};
+pub(crate) use ops::{KeyFn as KeyExtractor, KeyedProcessOp, key_partitioner};
 
 struct EnvInner {
     graph: JobGraph,

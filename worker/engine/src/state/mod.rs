@@ -456,6 +456,22 @@ impl KeyedStateBackend {
         crate::keygroup::debug_assert_owned(&self.range, self.current.key_group);
     }
 
+    /// Removes and returns every entry of state `id` (hashmap backend): (serialized key
+    /// ++ namespace, value). For operators that keep their state in their own layout
+    /// between checkpoints and read a restored snapshot through the backend.
+    pub(crate) fn take_entries<V: StateValue>(&mut self, id: usize) -> Vec<(Box<[u8]>, V)> {
+        let table = self.tables[id]
+            .as_any_mut()
+            .downcast_mut::<Table<V>>()
+            .expect("state accessed with the type it was registered with");
+        table
+            .groups
+            .iter_mut()
+            .flat_map(|g| std::mem::take(Arc::make_mut(g)))
+            .map(|(k, e)| (k, e.value))
+            .collect()
+    }
+
     /// Total number of entries across all states (a state-size metric).
     pub fn entries(&self) -> usize {
         if let Some(r) = &self.rocks {
