@@ -100,7 +100,9 @@ pub(crate) fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
 }
 
 /// The part of a join's condition that is neither an equi-key nor a time bound: evaluated over
-/// each joined pair (left columns then right) by the interval and the window join alike.
+/// each joined pair (left columns then right) by the interval and the window join alike. The
+/// calc passes every joined column through and appends the condition, so evaluating it moves
+/// the rows instead of copying them.
 #[derive(Clone)]
 pub(crate) struct PairCondition(Calc);
 
@@ -118,33 +120,41 @@ impl PairCondition {
         if c.ty != SqlType::Boolean {
             return Err(SqlError::at(e.span(), "a join condition must be BOOLEAN"));
         }
-        Ok(Some(PairCondition(Calc::new(
-            cols.to_vec(),
-            None,
-            vec![(c.expr, SqlType::Boolean)],
-        ))))
-    }
-
-    /// Which of the joined `rows` satisfy `cond` (all without one; NULL counts as false).
-    pub(crate) fn pass(
-        cond: Option<&Self>,
-        rows: &[Row],
-        ts: Timestamp,
-    ) -> weir_engine::Result<Vec<bool>> {
-        let Some(PairCondition(calc)) = cond else {
-            return Ok(vec![true; rows.len()]);
-        };
-        let recs = rows
+        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, SqlType)> = cols
             .iter()
-            .map(|r| Rec {
-                ts,
-                value: r.clone(),
+            .enumerate()
+            .map(|(i, col)| {
+                (
+                    Arc::new(datafusion_physical_expr::expressions::Column::new(
+                        &col.name, i,
+                    )) as Arc<dyn PhysicalExpr>,
+                    col.ty,
+                )
             })
             .collect();
+        exprs.push((c.expr, SqlType::Boolean));
+        Ok(Some(PairCondition(Calc::new(cols.to_vec(), None, exprs))))
+    }
+
+    /// The joined `rows`, each with whether it satisfies `cond` (all do without one; NULL
+    /// counts as false).
+    pub(crate) fn check(
+        cond: Option<&Self>,
+        rows: Vec<Row>,
+        ts: Timestamp,
+    ) -> weir_engine::Result<Vec<(Row, bool)>> {
+        let Some(PairCondition(calc)) = cond else {
+            return Ok(rows.into_iter().map(|r| (r, true)).collect());
+        };
+        let recs = rows.into_iter().map(|value| Rec { ts, value }).collect();
         Ok(calc
             .apply(recs)?
             .into_iter()
-            .map(|r| matches!(r.value.0.first(), Some(Value::Bool(true))))
+            .map(|r| {
+                let mut row = r.value;
+                let pass = matches!(row.0.pop(), Some(Value::Bool(true)));
+                (row, pass)
+            })
             .collect())
     }
 }
@@ -1176,13 +1186,17 @@ impl IntervalJoinFunction for SqlIntervalJoin {
         v.extend_from_slice(&l.0[..self.nl]);
         v.extend_from_slice(&r.0[..self.nr]);
         let row = Row(v);
-        if self.residual.is_some()
-            && !PairCondition::pass(self.residual.as_ref(), std::slice::from_ref(&row), 0)?[0]
-        {
-            return Ok(false);
+        let Some(cond) = &self.residual else {
+            out.collect(row);
+            return Ok(true);
+        };
+        let (row, pass) = PairCondition::check(Some(cond), vec![row], 0)?
+            .pop()
+            .expect("one row in, one out");
+        if pass {
+            out.collect(row);
         }
-        out.collect(row);
-        Ok(true)
+        Ok(pass)
     }
 
     fn left_unmatched(&self, l: Row, out: &mut Collector<Row>) -> weir_engine::Result<()> {

@@ -278,24 +278,26 @@ impl KeyedProcessFunction for WindowJoinFn {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
-        let left = self.rows[0].get(ctx);
-        let right = self.rows[1].get(ctx);
-        self.rows[0].clear(ctx);
-        self.rows[1].clear(ctx);
+        let left = self.rows[0].take(ctx);
+        let right = self.rows[1].take(ctx);
         let mut pairs = Vec::with_capacity(left.len() * right.len());
         let mut rows = Vec::with_capacity(left.len() * right.len());
         for (i, l) in left.iter().enumerate() {
             for (j, r) in right.iter().enumerate() {
-                let mut v = l.0.clone();
-                v.extend(r.0.iter().cloned());
+                let mut v = Vec::with_capacity(l.0.len() + r.0.len());
+                v.extend_from_slice(&l.0);
+                v.extend_from_slice(&r.0);
                 pairs.push((i, j));
                 rows.push(Row(v));
             }
         }
-        let keep = PairCondition::pass(self.cond.as_ref(), &rows, ts)?;
         let mut matched = [vec![false; left.len()], vec![false; right.len()]];
-        for (((i, j), row), k) in pairs.into_iter().zip(rows).zip(keep) {
-            if k {
+        for ((i, j), (row, pass)) in
+            pairs
+                .into_iter()
+                .zip(PairCondition::check(self.cond.as_ref(), rows, ts)?)
+        {
+            if pass {
                 matched[0][i] = true;
                 matched[1][j] = true;
                 out.collect_with_timestamp(row, ts);

@@ -806,6 +806,14 @@ impl<T: StateValue> ListState<T> {
     pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
         ctx.backend().remove::<Vec<T>>(bound(self.id), &[]);
     }
+
+    /// Removes the list and returns it (empty when unset): [`get`](Self::get) then
+    /// [`clear`](Self::clear) without copying the values.
+    pub fn take(&self, ctx: &mut impl KeyedStateAccess) -> Vec<T> {
+        ctx.backend()
+            .remove::<Vec<T>>(bound(self.id), &[])
+            .unwrap_or_default()
+    }
 }
 
 impl<K: crate::keygroup::Key, V: StateValue> MapState<K, V> {
