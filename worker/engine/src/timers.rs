@@ -8,6 +8,11 @@
 //! hashes again. Timers due at the same time fire in the order they were registered (the
 //! queue orders by time and a registration number, so it never compares keys); restored
 //! timers are registered in (time, key, namespace) order.
+//!
+//! [`TimerBatches`] holds timers that are unique by construction and never deleted (a sliced
+//! window operator registers each (key, window) once): registering one appends its key and
+//! namespace to its time's batch, and a due time fires its whole batch in registration order,
+//! without a hash table entry or a tree node per timer.
 
 use crate::time::Timestamp;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -154,9 +159,111 @@ impl TimerQueue {
     }
 }
 
+/// Timers registered at most once each and never deleted, fired a whole time at a time: per
+/// time, the keys and namespaces back to back in registration order (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct TimerBatches {
+    by_time: BTreeMap<Timestamp, TimerBatch>,
+    len: usize,
+}
+
+/// The timers due at one time: their keys and namespaces back to back.
+#[derive(Debug, Default)]
+pub(crate) struct TimerBatch {
+    bytes: Vec<u8>,
+    /// Per timer, where its key and its namespace end in `bytes`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl TimerBatch {
+    /// (key, namespace) of each timer, in registration order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(k, n)| {
+            let (k, n) = (k as usize, n as usize);
+            let t = (&self.bytes[start..k], &self.bytes[k..n]);
+            start = n;
+            t
+        })
+    }
+}
+
+impl TimerBatches {
+    /// Adds a timer; the caller guarantees it is not registered already.
+    pub(crate) fn register(&mut self, ts: Timestamp, key: &[u8], ns: &[u8]) {
+        let b = self.by_time.entry(ts).or_default();
+        b.bytes.extend_from_slice(key);
+        let k = b.bytes.len() as u32;
+        b.bytes.extend_from_slice(ns);
+        b.ends.push((k, b.bytes.len() as u32));
+        self.len += 1;
+    }
+
+    /// The earliest time with timers.
+    pub(crate) fn peek(&self) -> Option<Timestamp> {
+        self.by_time.first_key_value().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the timers of the earliest time, if it is at or before `time`.
+    pub(crate) fn pop_due(&mut self, time: Timestamp) -> Option<(Timestamp, TimerBatch)> {
+        let entry = self.by_time.first_entry().filter(|e| *e.key() <= time)?;
+        let (ts, b) = entry.remove_entry();
+        self.len -= b.ends.len();
+        Some((ts, b))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every timer, grouped by the key group of its key (each group sorted).
+    pub(crate) fn for_key_group(
+        &self,
+        max_parallelism: usize,
+    ) -> BTreeMap<usize, Vec<TimerTriple>> {
+        let mut out: BTreeMap<usize, Vec<TimerTriple>> = BTreeMap::new();
+        for (&ts, b) in &self.by_time {
+            for (key, ns) in b.iter() {
+                let kg = crate::keygroup::key_group_for_bytes(key, max_parallelism);
+                out.entry(kg)
+                    .or_default()
+                    .push((ts, key.to_vec(), ns.to_vec()));
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timer_batches_fire_each_time_whole_in_registration_order_and_group_by_key_group() {
+        let mut q = TimerBatches::default();
+        q.register(20, b"b", b"w2");
+        q.register(10, b"a", b"w1");
+        q.register(20, b"a", b"w2");
+        assert_eq!((q.len(), q.peek()), (3, Some(10)));
+        let (ts, b) = q.pop_due(15).expect("10 is due");
+        assert_eq!(ts, 10);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![(&b"a"[..], &b"w1"[..])]);
+        assert!(q.pop_due(15).is_none(), "20 is not due");
+        let groups = q.for_key_group(128);
+        let all: Vec<_> = groups.values().flatten().cloned().collect();
+        assert_eq!(all.len(), 2);
+        assert!(all.contains(&(20, b"a".to_vec(), b"w2".to_vec())));
+        let (_, b) = q.pop_due(20).expect("20 is due");
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            vec![(&b"b"[..], &b"w2"[..]), (&b"a"[..], &b"w2"[..])],
+            "registration order"
+        );
+        assert_eq!(q.len(), 0);
+    }
 
     #[test]
     fn timers_fire_in_time_order_once_and_respect_deletion() {

@@ -1077,9 +1077,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                                 &w.to_bytes(),
                             );
                         } else if w.max_timestamp() > self.watermark {
-                            self.keyed
-                                .event_timers
-                                .register(w.max_timestamp(), key, &w.to_bytes());
+                            // Registered once per (key, window): see the retain above.
+                            self.keyed.event_timer_batches.register(
+                                w.max_timestamp(),
+                                key,
+                                &w.to_bytes(),
+                            );
                         }
                     }
                 }
@@ -1220,17 +1223,28 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
     /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
     fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
-        self.keyed.backend.set_current_key_bytes(t.key());
-        let key: K = postcard::from_bytes(t.key()).map_err(|e| Error::State {
+        self.fire(t.ts, t.key(), t.ns(), coll)
+    }
+
+    /// A timer at `ts` of key `key_bytes` and window `ns` fired.
+    fn fire(
+        &mut self,
+        ts: Timestamp,
+        key_bytes: &[u8],
+        ns: &[u8],
+        coll: &mut Collector<W::Out>,
+    ) -> Result<()> {
+        self.keyed.backend.set_current_key_bytes(key_bytes);
+        let key: K = postcard::from_bytes(key_bytes).map_err(|e| Error::State {
             state: "window timer key".into(),
             reason: e.to_string(),
         })?;
-        let w = TimeWindow::from_bytes(t.ns());
+        let w = TimeWindow::from_bytes(ns);
         if self.slice_len.is_some() {
             return self.fire_slices(key, &w, coll);
         }
-        let fire = t.ts == w.max_timestamp();
-        let cleanup = !self.spec.event_time || t.ts == self.cleanup_time(&w);
+        let fire = ts == w.max_timestamp();
+        let cleanup = !self.spec.event_time || ts == self.cleanup_time(&w);
         coll.ts = w.max_timestamp();
         if matches!(self.spec.kind, Kind::Session { .. }) {
             let mut sessions: Vec<(TimeWindow, W::Acc)> = self
@@ -1318,8 +1332,24 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
     fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
         self.watermark = wm;
         let mut coll = Collector::new();
-        while let Some(t) = self.keyed.event_timers.pop_due(wm) {
-            self.on_timer(t, &mut coll)?;
+        // Both event-time queues, in time order (restored timers of a sliced operator sit in
+        // the per-timer queue, its new ones in batches).
+        loop {
+            let batch = self.keyed.event_timer_batches.peek();
+            match self.keyed.event_timers.peek() {
+                Some(t) if t <= wm && batch.is_none_or(|b| t <= b) => {
+                    let t = self.keyed.event_timers.pop_due(wm).expect("peeked");
+                    self.on_timer(t, &mut coll)?;
+                }
+                _ => match self.keyed.event_timer_batches.pop_due(wm) {
+                    Some((ts, timers)) => {
+                        for (key, ns) in timers.iter() {
+                            self.fire(ts, key, ns, &mut coll)?;
+                        }
+                    }
+                    None => break,
+                },
+            }
         }
         out.emit(0, Box::new(coll.buf));
         out.watermark(wm);

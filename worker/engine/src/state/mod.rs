@@ -934,6 +934,9 @@ impl<T: StateValue> ReducingState<T> {
 pub(crate) struct KeyedStore {
     pub(crate) backend: KeyedStateBackend,
     pub(crate) event_timers: crate::timers::TimerQueue,
+    /// Event-time timers unique by construction, fired a time at a time (sliced windows).
+    /// Snapshotted with `event_timers`; restored timers all go to `event_timers`.
+    pub(crate) event_timer_batches: crate::timers::TimerBatches,
     pub(crate) processing_timers: crate::timers::TimerQueue,
     /// `state.backend.incremental` (rocksdb only).
     incremental: bool,
@@ -967,6 +970,7 @@ impl KeyedStore {
         KeyedStore {
             backend,
             event_timers: Default::default(),
+            event_timer_batches: Default::default(),
             processing_timers: Default::default(),
             incremental: cfg.incremental,
             savepoint_at: info.savepoint_at.clone(),
@@ -978,7 +982,10 @@ impl KeyedStore {
 
     /// State entries plus timers (the state-size metric; estimated for rocksdb).
     pub(crate) fn entries(&self) -> usize {
-        self.backend.entries() + self.event_timers.len() + self.processing_timers.len()
+        self.backend.entries()
+            + self.event_timers.len()
+            + self.event_timer_batches.len()
+            + self.processing_timers.len()
     }
 
     /// Snapshots state and timers for checkpoint `id`: canonical key groups, except that the
@@ -1015,6 +1022,14 @@ impl KeyedStore {
             .for_key_group(self.backend.max_parallelism)
         {
             groups[kg - start].event_timers = timers;
+        }
+        for (kg, timers) in self
+            .event_timer_batches
+            .for_key_group(self.backend.max_parallelism)
+        {
+            let g = &mut groups[kg - start].event_timers;
+            g.extend(timers);
+            g.sort();
         }
         for (kg, timers) in self
             .processing_timers
