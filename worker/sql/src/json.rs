@@ -122,11 +122,14 @@ impl JsonRowDecoder {
     fn lookup(&mut self, pos: usize, name: &[u8]) -> Option<usize> {
         if let Some(&c) = self.order.get(pos)
             && c != usize::MAX
-            && self.cols[c].field.as_bytes() == name
+            && same_name(self.cols[c].field.as_bytes(), name)
         {
             return Some(c);
         }
-        let found = self.cols.iter().position(|c| c.field.as_bytes() == name);
+        let found = self
+            .cols
+            .iter()
+            .position(|c| same_name(c.field.as_bytes(), name));
         if self.order.len() <= pos {
             self.order.resize(pos + 1, usize::MAX);
         }
@@ -251,6 +254,23 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
 struct LastDay {
     date: [u8; 10],
     days: i64,
+}
+
+/// `a == b` for field names, inline: names of up to 16 bytes are compared as (at most) two
+/// 8-byte words or byte by byte, not through a call to `memcmp` (4.5 % of Nexmark q5's
+/// cycles went to that call for 7 fields a bid).
+#[inline(always)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    match n {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 fn fast_timestamp(b: &[u8], last: &mut LastDay) -> Option<i64> {
@@ -535,6 +555,31 @@ mod tests {
             ],
             &[true; 5],
         )
+    }
+
+    #[test]
+    fn field_names_compare_equal_exactly_when_their_bytes_do() {
+        let names: [&[u8]; 10] = [
+            b"",
+            b"a",
+            b"url",
+            b"auction",
+            b"auctioN",
+            b"dateTime",
+            b"dateTimf",
+            b"emailAddress",
+            b"emailAddrest",
+            b"a_name_longer_than_16",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{:?} vs {:?}", a, b);
+            }
+        }
+        assert!(!same_name(
+            b"a_name_longer_than_16",
+            b"a_name_longer_than_17"
+        ));
     }
 
     #[test]
