@@ -752,9 +752,9 @@ impl BatchGroups {
         slot
     }
 
-    /// Adds record `rec` at `ts` with windows `windows` (non-empty) to key `bytes`.
-    fn add(&mut self, bytes: &[u8], rec: u32, ts: Timestamp, windows: &[TimeWindow]) {
-        let slot = self.slot_of(bytes) as usize;
+    /// Adds record `rec` at `ts` with windows `windows` (non-empty) to the key in `slot`.
+    fn add(&mut self, slot: u32, rec: u32, ts: Timestamp, windows: &[TimeWindow]) {
+        let slot = slot as usize;
         let last = self.slot_groups[slot].1;
         if last != NONE {
             let g = &mut self.groups[last as usize];
@@ -805,6 +805,8 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     /// access each, whichever of the window's slices the key has records in.
     slice_len: Option<i64>,
     watermark: Timestamp,
+    /// The latest record's key, serialized in `key_buf`.
+    last_key: Option<K>,
     key_buf: Vec<u8>,
     windows: Vec<TimeWindow>,
     /// The current batch's keys and (key, window, record) triples, reused across batches.
@@ -851,6 +853,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             keyed,
             state,
             watermark: MIN_WATERMARK,
+            last_key: None,
             key_buf: Vec::new(),
             windows: Vec::new(),
             batch: BatchGroups::default(),
@@ -871,6 +874,18 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             return Err(Error::MissingTimestamp("window".into()));
         }
         Ok(rec.ts)
+    }
+
+    /// Makes `key` the current record's key in `key_buf`, serializing it only when it differs
+    /// from the previous record's (records of a key often come in runs: a hot key, or a
+    /// cascaded window's rows). Returns whether it changed.
+    fn note_key(&mut self, key: K) -> bool {
+        if self.last_key.as_ref() == Some(&key) {
+            return false;
+        }
+        serialize_key(&key, &mut self.key_buf);
+        self.last_key = Some(key);
+        true
     }
 
     fn cleanup_time(&self, w: &TimeWindow) -> Timestamp {
@@ -930,10 +945,13 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear(recs.len());
         accepted.clear();
+        // The slot of `last_key` in this batch, once known.
+        let mut slot = None;
         for (i, rec) in recs.iter().enumerate() {
             let ts = self.record_time(rec, now)?;
-            let key = (self.key_fn)(&rec.value);
-            serialize_key(&key, &mut self.key_buf);
+            if self.note_key((self.key_fn)(&rec.value)) {
+                slot = None;
+            }
             self.spec.assign(ts, &mut windows);
             let mut took = false;
             let mut on_time = false;
@@ -944,13 +962,15 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 took = true;
                 if self.spec.event_time && w.max_timestamp() <= self.watermark {
                     self.keyed.backend.set_current_key_bytes(&self.key_buf);
-                    self.add_late(key.clone(), &rec.value, w, coll)?;
+                    let key = self.last_key.clone().expect("noted above");
+                    self.add_late(key, &rec.value, w, coll)?;
                 } else {
                     on_time = true;
                 }
             }
             if on_time {
-                batch.add(&self.key_buf, i as u32, ts, &windows);
+                let s = *slot.get_or_insert_with(|| batch.slot_of(&self.key_buf));
+                batch.add(s, i as u32, ts, &windows);
             }
             accepted.push(took);
         }
@@ -1010,6 +1030,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         batch.clear(recs.len());
         accepted.clear();
         let event_time = self.spec.event_time;
+        let mut slot = None;
         for (i, rec) in recs.iter().enumerate() {
             let ts = self.record_time(rec, now)?;
             // Taken when the window ending last has not fired.
@@ -1018,10 +1039,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 .last_window_end(ts)
                 .is_some_and(|end| !event_time || end - 1 > self.watermark);
             if took {
-                let key = (self.key_fn)(&rec.value);
-                serialize_key(&key, &mut self.key_buf);
+                if self.note_key((self.key_fn)(&rec.value)) {
+                    slot = None;
+                }
+                let s = *slot.get_or_insert_with(|| batch.slot_of(&self.key_buf));
                 let slice = self.spec.slice_of(ts, len);
-                batch.add(&self.key_buf, i as u32, ts, std::slice::from_ref(&slice));
+                batch.add(s, i as u32, ts, std::slice::from_ref(&slice));
             }
             accepted.push(took);
         }
@@ -1314,9 +1337,9 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         } else {
             for rec in recs {
                 let ts = self.record_time(&rec, now)?;
-                let key = (self.key_fn)(&rec.value);
-                serialize_key(&key, &mut self.key_buf);
+                self.note_key((self.key_fn)(&rec.value));
                 self.keyed.backend.set_current_key_bytes(&self.key_buf);
+                let key = self.last_key.clone().expect("noted above");
                 if !self.add_to_session(&key, &rec, ts, &mut coll)? {
                     self.reject(rec, &mut late);
                 }
