@@ -267,8 +267,10 @@ impl KeyedProcessFunction for WindowJoinFn {
         if fire <= ctx.current_watermark() {
             return Ok(()); // the window was joined already: late, dropped
         }
-        self.rows[side].add(ctx, row);
-        ctx.timer_service().register_event_time_timer(fire);
+        // The window's timer comes with the first row of either side.
+        if self.rows[side].add(ctx, row) {
+            ctx.timer_service().register_event_time_timer(fire);
+        }
         Ok(())
     }
 

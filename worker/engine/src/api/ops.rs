@@ -299,14 +299,20 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
         let mut coll = Collector::new();
         self.keyed.backend.now = now_ms();
+        // Records of a key often come in runs: the key is serialized and set once per run.
+        // (Only within a batch: a timer firing between batches sets another key.)
+        let mut current: Option<F::Key> = None;
         for r in downcast::<F::In>(batch) {
             let key = (self.key_fn)(&r.value);
-            serialize_key(&key, &mut self.key_buf);
-            self.keyed.backend.set_current_key_bytes(&self.key_buf);
+            if current.as_ref() != Some(&key) {
+                serialize_key(&key, &mut self.key_buf);
+                self.keyed.backend.set_current_key_bytes(&self.key_buf);
+            }
+            let key = &*current.insert(key);
             coll.ts = r.ts;
             let mut ctx = KeyedContext {
                 backend: &mut self.keyed.backend,
-                key: &key,
+                key,
                 timestamp: r.ts,
                 event_timers: &mut self.keyed.event_timers,
                 processing_timers: &mut self.keyed.processing_timers,

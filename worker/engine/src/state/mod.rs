@@ -791,10 +791,11 @@ impl<T: StateValue> ListState<T> {
             .unwrap_or_default()
     }
 
-    /// Appends a value.
-    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) {
+    /// Appends a value; returns whether it is the list's first (the list was unset).
+    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) -> bool {
         ctx.backend()
-            .update_with(bound(self.id), &[], Vec::new, |l| l.push(value));
+            .update_with(bound(self.id), &[], Vec::new, |l| l.push(value))
+            .1
     }
 
     /// Replaces the whole list.
