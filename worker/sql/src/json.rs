@@ -256,9 +256,9 @@ struct LastDay {
     days: i64,
 }
 
-/// `a == b` for field names, inline: names of up to 16 bytes are compared as (at most) two
-/// 8-byte words or byte by byte, not through a call to `memcmp` (4.5 % of Nexmark q5's
-/// cycles went to that call for 7 fields a bid).
+/// `a == b` for field names, inline: names of 4 to 16 bytes are compared as two overlapping
+/// 4- or 8-byte words, not through a call to `memcmp` (4.5 % of Nexmark q5's cycles went to
+/// that call for 7 fields a bid) nor a byte loop (4 % more).
 #[inline(always)]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -266,8 +266,11 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    // Two overlapping loads cover every length in a range without a loop.
     match n {
-        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         _ => a == b,
     }
@@ -559,16 +562,21 @@ mod tests {
 
     #[test]
     fn field_names_compare_equal_exactly_when_their_bytes_do() {
-        let names: [&[u8]; 10] = [
+        let names: [&[u8]; 15] = [
             b"",
             b"a",
             b"url",
+            b"uri",
+            b"price",
+            b"pricf",
             b"auction",
             b"auctioN",
+            b"Auction",
             b"dateTime",
             b"dateTimf",
             b"emailAddress",
             b"emailAddrest",
+            b"email_address",
             b"a_name_longer_than_16",
         ];
         for a in names {
