@@ -428,6 +428,21 @@ impl Calc {
         }
     }
 
+    /// The input columns this calc's output consists of, when it only picks columns (no
+    /// filter, nothing computed): a consumer can read them in place instead of running it.
+    pub fn picked_columns(&self) -> Option<Vec<usize>> {
+        if self.filter.is_some() {
+            return None;
+        }
+        self.outputs
+            .iter()
+            .map(|o| match o {
+                Output::Input { col, .. } => Some(*col),
+                Output::Eval(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether the filter and the computed expressions are evaluated row by row (else over
     /// Arrow batches).
     pub fn evaluates_rows(&self) -> bool {

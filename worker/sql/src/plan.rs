@@ -1571,23 +1571,42 @@ impl<'e> Planner<'e> {
         let nk = key_types.len();
         let win_uid = self.uid(&format!("window-{}", win.prefix()));
         let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
+        // A window input that only picks columns is not run: the key and the aggregates' arguments
+        // are read from the input rows in place (a cascade's input sets record times, so runs).
+        let picked = calc.picked_columns().filter(|_| !inherited);
+        let mut agg_calls = agg_calls;
+        if let Some(cols) = &picked {
+            for c in &mut agg_calls {
+                c.arg = c.arg.map(|i| cols[i]);
+                c.filter = c.filter.map(|i| cols[i]);
+            }
+        }
         let agg = SqlAggregate { calls: agg_calls };
-        let windowed = input
-            .ds
-            .transform_batches("Calc", move |r| {
-                let mut out = calc.apply(r)?;
-                if inherited {
-                    // A row's window is in its columns: its time is that window's last ms.
-                    for r in &mut out {
-                        if let Some(Value::Ts(end)) = r.value.0.get(1) {
-                            r.ts = end - 1;
+        let keyed = match &picked {
+            Some(cols) => {
+                let key_cols = cols[..nk].to_vec();
+                input
+                    .ds
+                    .key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
+            }
+            None => input
+                .ds
+                .transform_batches("Calc", move |r| {
+                    let mut out = calc.apply(r)?;
+                    if inherited {
+                        // A row's window is in its columns: its time is that window's last ms.
+                        for r in &mut out {
+                            if let Some(Value::Ts(end)) = r.value.0.get(1) {
+                                r.ts = end - 1;
+                            }
                         }
                     }
-                }
-                Ok(out)
-            })
-            .uid(&pre_uid)
-            .key_by(move |r: &Row| r.0[..nk].to_vec())
+                    Ok(out)
+                })
+                .uid(&pre_uid)
+                .key_by(move |r: &Row| r.0[..nk].to_vec()),
+        };
+        let windowed = keyed
             .window(if on_proctime {
                 win.spec().processing_time()
             } else {
@@ -1659,8 +1678,13 @@ impl<'e> Planner<'e> {
             ),
             &nest(
                 format!(
-                    "Calc: {}uid={pre_uid}",
-                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default()
+                    "Calc: {}uid={pre_uid}{}",
+                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
+                    if picked.is_some() {
+                        " (fused: the window reads its columns in place)"
+                    } else {
+                        ""
+                    }
                 ),
                 &input.plan,
             ),
