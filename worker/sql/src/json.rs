@@ -247,8 +247,6 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
     })
 }
 
-/// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
-/// other form (the caller then tries the general parser).
 /// The day of the last date [`fast_timestamp`] read: the lines of a file mostly share it.
 #[derive(Default)]
 struct LastDay {
@@ -276,6 +274,8 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
+/// other form (the caller then tries the general parser).
 fn fast_timestamp(b: &[u8], last: &mut LastDay) -> Option<i64> {
     let b = b.strip_suffix(b"Z").unwrap_or(b);
     if b.len() < 19
