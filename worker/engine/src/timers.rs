@@ -144,18 +144,11 @@ impl TimerQueue {
     pub(crate) fn for_key_group(
         &self,
         max_parallelism: usize,
-    ) -> std::collections::BTreeMap<usize, Vec<TimerTriple>> {
-        let mut out: std::collections::BTreeMap<usize, Vec<_>> = std::collections::BTreeMap::new();
-        for t in self.live.iter() {
-            let kg = crate::keygroup::key_group_for_bytes(t.key(), max_parallelism);
-            out.entry(kg)
-                .or_default()
-                .push((t.ts, t.key().to_vec(), t.ns().to_vec()));
-        }
-        for v in out.values_mut() {
-            v.sort();
-        }
-        out
+    ) -> BTreeMap<usize, Vec<TimerTriple>> {
+        by_key_group(
+            self.live.iter().map(|t| (t.ts, t.key(), t.ns())),
+            max_parallelism,
+        )
     }
 }
 
@@ -221,20 +214,31 @@ impl TimerBatches {
         &self,
         max_parallelism: usize,
     ) -> BTreeMap<usize, Vec<TimerTriple>> {
-        let mut out: BTreeMap<usize, Vec<TimerTriple>> = BTreeMap::new();
-        for (&ts, b) in &self.by_time {
-            for (key, ns) in b.iter() {
-                let kg = crate::keygroup::key_group_for_bytes(key, max_parallelism);
-                out.entry(kg)
-                    .or_default()
-                    .push((ts, key.to_vec(), ns.to_vec()));
-            }
-        }
-        for v in out.values_mut() {
-            v.sort();
-        }
-        out
+        by_key_group(
+            self.by_time
+                .iter()
+                .flat_map(|(&ts, b)| b.iter().map(move |(key, ns)| (ts, key, ns))),
+            max_parallelism,
+        )
     }
+}
+
+/// Timers as snapshots store them: per key group of their key, sorted.
+fn by_key_group<'a>(
+    timers: impl Iterator<Item = (Timestamp, &'a [u8], &'a [u8])>,
+    max_parallelism: usize,
+) -> BTreeMap<usize, Vec<TimerTriple>> {
+    let mut out: BTreeMap<usize, Vec<TimerTriple>> = BTreeMap::new();
+    for (ts, key, ns) in timers {
+        let kg = crate::keygroup::key_group_for_bytes(key, max_parallelism);
+        out.entry(kg)
+            .or_default()
+            .push((ts, key.to_vec(), ns.to_vec()));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
 }
 
 #[cfg(test)]
