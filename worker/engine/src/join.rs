@@ -633,6 +633,16 @@ impl<T: Clone> Buckets<T> {
         self.len += 1;
     }
 
+    /// Puts each bucket's rows in time order (equal times keep their order); before any
+    /// probe, since an index refers to rows by position.
+    fn sort_rows(&mut self) {
+        for b in self.buckets.iter_mut() {
+            let b = Arc::make_mut(b);
+            debug_assert!(b.index.is_none());
+            b.rows.sort_by_key(|s| s.ts);
+        }
+    }
+
     /// The rows with key hash `hash` and a time in `[lo, hi]` for which `same_key` holds,
     /// as (bucket position, row) in time order (equal times in arrival order).
     fn find(
@@ -893,12 +903,8 @@ impl<K: Key, F: IntervalJoinFunction> BufferedIntervalJoin<K, F> {
             }
         }
         // Keys were restored one after another: put each bucket back in time order.
-        for b in self.left.buckets.iter_mut() {
-            Arc::make_mut(b).rows.sort_by_key(|s| s.ts);
-        }
-        for b in self.right.buckets.iter_mut() {
-            Arc::make_mut(b).rows.sort_by_key(|s| s.ts);
-        }
+        self.left.sort_rows();
+        self.right.sort_rows();
         Ok(())
     }
 }
@@ -994,49 +1000,51 @@ struct WaitingRef<'a, T> {
     matched: bool,
 }
 
+impl<L, R> Default for BuffersRef<'_, L, R> {
+    fn default() -> Self {
+        BuffersRef {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+/// The rows of one input's frozen buckets that have not expired (time after `dead`), each
+/// with its (key group, serialized key).
+fn live_rows<'a, K: Key, T>(
+    buckets: &'a [Arc<Bucket<T>>],
+    dead: Timestamp,
+    key: &'a crate::api::KeyExtractor<K, T>,
+    max_parallelism: usize,
+) -> impl Iterator<Item = ((usize, Vec<u8>), WaitingRef<'a, T>)> + 'a {
+    buckets
+        .iter()
+        .flat_map(|b| &b.rows)
+        .filter(move |s| s.ts > dead)
+        .map(move |s| {
+            let mut bytes = Vec::new();
+            serialize_key(&key(&s.value), &mut bytes);
+            let kg = key_group_for_bytes(&bytes, max_parallelism);
+            let w = WaitingRef {
+                ts: s.ts,
+                value: &s.value,
+                matched: s.matched,
+            };
+            ((kg, bytes), w)
+        })
+}
+
 impl<K: Key, L: StateValue, R: StateValue> Frozen<K, L, R> {
     /// The canonical keyed snapshot: per key group, a `rows` value per key and a timer per
     /// key and expiry time, as the keyed-state layout writes them.
     fn serialize(&self) -> Result<Vec<KeyGroupSnapshot>> {
         let mut per_key: BTreeMap<(usize, Vec<u8>), BuffersRef<'_, L, R>> = BTreeMap::new();
-        let mut buf = Vec::new();
-        let entry = |key: Vec<u8>| {
-            let kg = key_group_for_bytes(&key, self.max_parallelism);
-            (kg, key)
-        };
-        for s in self.left.iter().flat_map(|b| &b.rows) {
-            if s.ts > self.left_dead {
-                serialize_key(&(self.keys.left)(&s.value), &mut buf);
-                per_key
-                    .entry(entry(buf.clone()))
-                    .or_insert_with(|| BuffersRef {
-                        left: Vec::new(),
-                        right: Vec::new(),
-                    })
-                    .left
-                    .push(WaitingRef {
-                        ts: s.ts,
-                        value: &s.value,
-                        matched: s.matched,
-                    });
-            }
+        let max_par = self.max_parallelism;
+        for (key, w) in live_rows(&self.left, self.left_dead, &self.keys.left, max_par) {
+            per_key.entry(key).or_default().left.push(w);
         }
-        for s in self.right.iter().flat_map(|b| &b.rows) {
-            if s.ts > self.right_dead {
-                serialize_key(&(self.keys.right)(&s.value), &mut buf);
-                per_key
-                    .entry(entry(buf.clone()))
-                    .or_insert_with(|| BuffersRef {
-                        left: Vec::new(),
-                        right: Vec::new(),
-                    })
-                    .right
-                    .push(WaitingRef {
-                        ts: s.ts,
-                        value: &s.value,
-                        matched: s.matched,
-                    });
-            }
+        for (key, w) in live_rows(&self.right, self.right_dead, &self.keys.right, max_par) {
+            per_key.entry(key).or_default().right.push(w);
         }
         let mut groups: BTreeMap<usize, KeyGroupSnapshot> = BTreeMap::new();
         for ((kg, key), mut bufs) in per_key {
