@@ -991,9 +991,23 @@ impl Planner<'_> {
         }
         let residual_c = PairCondition::compile(&self.funcs, residual.iter().cloned(), &cols)?;
         let luid = self.uid("join-left");
-        let lks = tag_side(&self.funcs, &left, lkeys, lcols, to_double.clone(), &luid)?;
+        let lks = tag_side(
+            &self.funcs,
+            &left,
+            lkeys,
+            lcols,
+            to_double.clone(),
+            ("Join input (left)", &luid),
+        )?;
         let ruid = self.uid("join-right");
-        let rks = tag_side(&self.funcs, &right, rkeys, rcols, to_double, &ruid)?;
+        let rks = tag_side(
+            &self.funcs,
+            &right,
+            rkeys,
+            rcols,
+            to_double,
+            ("Join input (right)", &ruid),
+        )?;
         let juid = self.uid("interval-join");
         // The engine bounds `right - left`; the plan bounds `left - right`.
         let mut joining = lks.interval_join(&rks).between(-upper, -lower);
@@ -1050,7 +1064,7 @@ fn tag_side(
     keys: KeyExprs,
     side_cols: &[Column],
     to_double: Vec<bool>,
-    uid: &str,
+    (name, uid): (&str, &str),
 ) -> Result<KeyedStream<Vec<Value>, Row>> {
     let rt = st.rowtime.expect("bounded on both rowtimes");
     let n = side_cols.len();
@@ -1079,27 +1093,20 @@ fn tag_side(
     });
     let calc = calc.transpose()?;
     let stamp_at = key_at.clone();
-    let stamped = st.ds.transform_batches(
-        if uid.contains("left") {
-            "Join input (left)"
-        } else {
-            "Join input (right)"
-        },
-        move |recs: Vec<Rec<Row>>| {
-            let mut recs = match &calc {
-                Some(calc) => calc.apply(recs)?,
-                None => recs,
+    let stamped = st.ds.transform_batches(name, move |recs: Vec<Rec<Row>>| {
+        let mut recs = match &calc {
+            Some(calc) => calc.apply(recs)?,
+            None => recs,
+        };
+        for r in &mut recs {
+            let vals = &r.value.0;
+            r.ts = match vals[rt] {
+                Value::Ts(t) if !stamp_at.iter().any(|&k| vals[k] == Value::Null) => t,
+                _ => NO_TIMESTAMP,
             };
-            for r in &mut recs {
-                let vals = &r.value.0;
-                r.ts = match vals[rt] {
-                    Value::Ts(t) if !stamp_at.iter().any(|&k| vals[k] == Value::Null) => t,
-                    _ => NO_TIMESTAMP,
-                };
-            }
-            Ok(recs)
-        },
-    );
+        }
+        Ok(recs)
+    });
     Ok(stamped.uid(uid).key_by(move |r: &Row| {
         key_at
             .iter()
