@@ -1246,11 +1246,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
 
     /// Handles a due timer: fire the window at its end, drop it at its cleanup time.
     fn on_timer(&mut self, t: Timer, coll: &mut Collector<W::Out>) -> Result<()> {
-        self.fire(t.ts, t.key(), t.ns(), coll)
+        self.fire_timer(t.ts, t.key(), t.ns(), coll)
     }
 
     /// A timer at `ts` of key `key_bytes` and window `ns` fired.
-    fn fire(
+    fn fire_timer(
         &mut self,
         ts: Timestamp,
         key_bytes: &[u8],
@@ -1367,7 +1367,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
                 _ => match self.keyed.event_timer_batches.pop_due(wm) {
                     Some((ts, timers)) => {
                         for (key, ns) in timers.iter() {
-                            self.fire(ts, key, ns, &mut coll)?;
+                            self.fire_timer(ts, key, ns, &mut coll)?;
                         }
                     }
                     None => break,
