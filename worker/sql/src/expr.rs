@@ -443,6 +443,23 @@ impl Calc {
             .collect()
     }
 
+    /// Whether `row` passes the filter (a calc without one passes every row), evaluated on
+    /// the row in place when the row evaluator covers the filter, else over a one-row batch
+    /// of a copy.
+    pub fn test(&self, row: &[Value]) -> weir_engine::Result<bool> {
+        if self.filter.is_none() {
+            return Ok(true);
+        }
+        if let Some(f) = self.rows.as_ref().and_then(|p| p.filter.as_ref()) {
+            return f.is_true(row).map_err(|e| eval_error(&e));
+        }
+        let rec = Rec {
+            ts: weir_engine::time::NO_TIMESTAMP,
+            value: Row(row.to_vec()),
+        };
+        Ok(!self.apply(vec![rec])?.is_empty())
+    }
+
     /// Whether the filter and the computed expressions are evaluated row by row (else over
     /// Arrow batches).
     pub fn evaluates_rows(&self) -> bool {

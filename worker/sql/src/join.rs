@@ -29,7 +29,7 @@ use std::sync::Arc;
 use weir_engine::api::{Collector, KeyedStream};
 use weir_engine::join::IntervalJoinFunction;
 use weir_engine::runtime::Rec;
-use weir_engine::time::{NO_TIMESTAMP, Timestamp};
+use weir_engine::time::NO_TIMESTAMP;
 
 /// A column visible in a FROM clause: the qualifier it can be named by, its own name, and
 /// its (unique) name in the joined stream.
@@ -99,10 +99,9 @@ pub(crate) fn conjoin(es: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     })
 }
 
-/// The part of a join's condition that is neither an equi-key nor a time bound: evaluated over
-/// each joined pair (left columns then right) by the interval and the window join alike. The
-/// calc passes every joined column through and appends the condition, so evaluating it moves
-/// the rows instead of copying them.
+/// The part of a join's condition that is neither an equi-key nor a time bound: tested on
+/// each joined row (left columns then right) by the interval and the window join alike, in
+/// place when the row evaluator covers it, so a pair that fails costs no output row.
 #[derive(Clone)]
 pub(crate) struct PairCondition(Calc);
 
@@ -120,42 +119,17 @@ impl PairCondition {
         if c.ty != SqlType::Boolean {
             return Err(SqlError::at(e.span(), "a join condition must be BOOLEAN"));
         }
-        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, SqlType)> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, col)| {
-                (
-                    Arc::new(datafusion_physical_expr::expressions::Column::new(
-                        &col.name, i,
-                    )) as Arc<dyn PhysicalExpr>,
-                    col.ty,
-                )
-            })
-            .collect();
-        exprs.push((c.expr, SqlType::Boolean));
-        Ok(Some(PairCondition(Calc::new(cols.to_vec(), None, exprs))))
+        Ok(Some(PairCondition(Calc::new(
+            cols.to_vec(),
+            Some(c.expr),
+            Vec::new(),
+        ))))
     }
 
-    /// The joined `rows`, each with whether it satisfies `cond` (all do without one; NULL
-    /// counts as false).
-    pub(crate) fn check(
-        cond: Option<&Self>,
-        rows: Vec<Row>,
-        ts: Timestamp,
-    ) -> weir_engine::Result<Vec<(Row, bool)>> {
-        let Some(PairCondition(calc)) = cond else {
-            return Ok(rows.into_iter().map(|r| (r, true)).collect());
-        };
-        let recs = rows.into_iter().map(|value| Rec { ts, value }).collect();
-        Ok(calc
-            .apply(recs)?
-            .into_iter()
-            .map(|r| {
-                let mut row = r.value;
-                let pass = matches!(row.0.pop(), Some(Value::Bool(true)));
-                (row, pass)
-            })
-            .collect())
+    /// Whether the joined `row` satisfies `cond` (every row does without one; NULL counts as
+    /// false).
+    pub(crate) fn holds(cond: Option<&Self>, row: &[Value]) -> weir_engine::Result<bool> {
+        cond.map_or(Ok(true), |PairCondition(calc)| calc.test(row))
     }
 }
 
@@ -1192,16 +1166,9 @@ impl IntervalJoinFunction for SqlIntervalJoin {
         let mut v = Vec::with_capacity(self.nl + self.nr);
         v.extend_from_slice(&l.0[..self.nl]);
         v.extend_from_slice(&r.0[..self.nr]);
-        let row = Row(v);
-        let Some(cond) = &self.residual else {
-            out.collect(row);
-            return Ok(true);
-        };
-        let (row, pass) = PairCondition::check(Some(cond), vec![row], 0)?
-            .pop()
-            .expect("one row in, one out");
+        let pass = PairCondition::holds(self.residual.as_ref(), &v)?;
         if pass {
-            out.collect(row);
+            out.collect(Row(v));
         }
         Ok(pass)
     }

@@ -282,27 +282,22 @@ impl KeyedProcessFunction for WindowJoinFn {
     ) -> weir_engine::Result<()> {
         let left = self.rows[0].take(ctx);
         let right = self.rows[1].take(ctx);
-        let mut pairs = Vec::with_capacity(left.len() * right.len());
-        let mut rows = Vec::with_capacity(left.len() * right.len());
+        // Each pair is built in one scratch row and tested there; only a pair that satisfies
+        // the condition becomes an output row.
+        let width = self.widths[0] + self.widths[1];
+        let mut joined = Vec::with_capacity(width);
+        let mut matched = [vec![false; left.len()], vec![false; right.len()]];
         for (i, l) in left.iter().enumerate() {
             for (j, r) in right.iter().enumerate() {
-                let mut v = Vec::with_capacity(l.0.len() + r.0.len());
-                v.extend_from_slice(&l.0);
-                v.extend_from_slice(&r.0);
-                pairs.push((i, j));
-                rows.push(Row(v));
-            }
-        }
-        let mut matched = [vec![false; left.len()], vec![false; right.len()]];
-        for ((i, j), (row, pass)) in
-            pairs
-                .into_iter()
-                .zip(PairCondition::check(self.cond.as_ref(), rows, ts)?)
-        {
-            if pass {
-                matched[0][i] = true;
-                matched[1][j] = true;
-                out.collect_with_timestamp(row, ts);
+                joined.clear();
+                joined.extend_from_slice(&l.0);
+                joined.extend_from_slice(&r.0);
+                if PairCondition::holds(self.cond.as_ref(), &joined)? {
+                    matched[0][i] = true;
+                    matched[1][j] = true;
+                    let row = std::mem::replace(&mut joined, Vec::with_capacity(width));
+                    out.collect_with_timestamp(Row(row), ts);
+                }
             }
         }
         let nulls = |n: usize| std::iter::repeat_n(Value::Null, n);
