@@ -274,7 +274,8 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
 #[derive(Default)]
 struct LastDay {
     date: [u8; 10],
-    days: i64,
+    /// `None` until a date was read.
+    days: Option<i64>,
 }
 
 /// `a == b` for field names, inline: names of 4 to 16 bytes are compared as two overlapping
@@ -298,34 +299,48 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
-/// other form (the caller then tries the general parser).
+/// other form (the caller then tries the general parser). The date is compared with the
+/// previous value's as two words, and `HH:mm:ss` is checked and read as one.
+#[inline(always)]
 fn fast_timestamp(b: &[u8], last: &mut LastDay) -> Option<i64> {
     let b = b.strip_suffix(b"Z").unwrap_or(b);
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b' ' | b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 || !matches!(b[10], b' ' | b'T') {
         return None;
     }
-    let digit = |i: usize| {
-        let d = b[i].wrapping_sub(b'0');
-        (d < 10).then_some(i64::from(d))
-    };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let days = if b[..10] == last.date {
-        last.days
+    let days = if let Some(days) = last.days
+        && same_name(&b[..10], &last.date)
+    {
+        days
     } else {
+        if b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let digit = |i: usize| {
+            let d = b[i].wrapping_sub(b'0');
+            (d < 10).then_some(i64::from(d))
+        };
+        let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
         let y = two(0)? * 100 + two(2)?;
         let (m, d) = (two(5)?, two(8)?);
         let days = days_from_civil(y, m, d);
         last.date.copy_from_slice(&b[..10]);
-        last.days = days;
+        last.days = Some(days);
         days
     };
-    let (hh, mm, ss) = (two(11)?, two(14)?, two(17)?);
+    // `HH:mm:ss`, the first byte lowest: the colons are bytes 2 and 5.
+    let x = u64::from_le_bytes(b[11..19].try_into().expect("8 bytes"));
+    const COLONS: u64 = 0xFF << 16 | 0xFF << 40;
+    if x & COLONS != u64::from(b':') << 16 | u64::from(b':') << 40 {
+        return None;
+    }
+    // With zeros for the colons, all eight bytes must be digits.
+    let x = (x & !COLONS) | u64::from(b'0') << 16 | u64::from(b'0') << 40;
+    if leading_digits(x) != 8 {
+        return None;
+    }
+    let d = x - 0x3030_3030_3030_3030;
+    let two = |at: u32| ((d >> (8 * at)) & 0xFF) as i64 * 10 + ((d >> (8 * at + 8)) & 0xFF) as i64;
+    let (hh, mm, ss) = (two(0), two(3), two(6));
     let ms = match &b[19..] {
         [] => 0,
         [b'.', frac @ ..] if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) => {
@@ -891,6 +906,13 @@ mod tests {
             "2026-01-01",
             "2026-01-01 00:00:00.",
             "x026-01-01 00:00:00",
+            "2026-01-01 0:00:00.000",
+            "2026-01-01 00-00:00",
+            "2026-01-01 00:00-00",
+            "2026-01-01 0a:00:00",
+            "2026-01-01 00:0/:00",
+            "2026-01-01 00:00:5:",
+            "2026-01-01 00:00:00.0a0",
         ] {
             assert_eq!(
                 fast_timestamp(s.as_bytes(), &mut LastDay::default()),
