@@ -36,7 +36,7 @@ running_pid() {
   [[ -f "$PIDFILE" ]] || return 1
   pid="$(cat "$PIDFILE")"
   [[ -n "$pid" ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- weir-kubelet || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- weir-kubelet >/dev/null || return 1
   echo "$pid"
 }
 

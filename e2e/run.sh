@@ -131,8 +131,10 @@ S3_SET=()
 bucket_ls() { # prefix -> the URI of every object below s3://$BUCKET/prefix
   weir_tool objects ls "s3://$BUCKET/$1" "${S3_SET[@]}"
 }
+# Pipelines read to the end (`grep >/dev/null`, not `grep -q`): under pipefail, a grep that
+# quits at its first match makes the writer fail with a broken pipe.
 has_object() { # s3://bucket/key
-  weir_tool objects ls "${1%/*}" "${S3_SET[@]}" | grep -qxF "$1"
+  weir_tool objects ls "${1%/*}" "${S3_SET[@]}" | grep -xF "$1" >/dev/null
 }
 savepoints_in_bucket() { # the savepoint directories that hold objects, as s3:// URIs, sorted
   bucket_ls savepoints/ | sed -n "s|^\(s3://$BUCKET/savepoints/[^/]*\)/.*|\1|p" | sort -u
@@ -170,7 +172,7 @@ container_pid() { # pod-uid binary
   kubelet="$(cat "$K8S_STATE/pids/weir-kubelet.pid")"
   for pid in $(pgrep -P "$kubelet"); do
     if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$2" ]] &&
-      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^WEIR_PATH_PREFIX=.*/pods/$1/"; then
+      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep "^WEIR_PATH_PREFIX=.*/pods/$1/" >/dev/null; then
       echo "$pid"
       return 0
     fi
@@ -559,7 +561,7 @@ manifest 5 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
 has_error() { [[ -n "$(sj '{.status.error}')" ]]; }
 wait_until 60 "status.error" has_error
 log "status.error: $(sj '{.status.error}')"
-validation_event() { kn get events --field-selector reason=ValidationError -o name 2>/dev/null | grep -q .; }
+validation_event() { kn get events --field-selector reason=ValidationError -o name 2>/dev/null | grep . >/dev/null; }
 wait_until 30 "a ValidationError Event" validation_event
 sleep 5
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == RUNNING ]] ||
@@ -647,7 +649,7 @@ restored="$(rest "/jobs/$JOB_RB/checkpoints" | jq_py '(d.get("latest",{}).get("r
 args="$(kn get deploy "$JOB-jobmanager" -o 'jsonpath={.spec.template.spec.containers[0].args}')"
 [[ "$args" == *"events=$EVENTS"* ]] || fail "the JobManager does not run the last stable spec: $args"
 [[ "$(sj '{.status.reconciliation.lastStableSpec}')" == "$STABLE_SPEC" ]] || fail "lastStableSpec changed"
-rollback_event() { kn get events --field-selector reason=Rollback -o name 2>/dev/null | grep -q .; }
+rollback_event() { kn get events --field-selector reason=Rollback -o name 2>/dev/null | grep . >/dev/null; }
 wait_until 30 "a Rollback Event" rollback_event
 log "rolled back to the stable spec; job $JOB_RB restored from $SP_BAD"
 fi
