@@ -342,9 +342,10 @@ pub struct Calc {
     /// The expressions evaluated over Arrow (outputs that are not plain input columns).
     evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
     outputs: Arc<Vec<Output>>,
-    /// The outputs are the input columns in order followed by evaluated expressions in order
-    /// (computed columns): the evaluated values are appended to the input row.
-    appends: bool,
+    /// `Some((start, n))` when the outputs are the input columns `start..start + n` in order
+    /// followed by the evaluated expressions in order (computed columns appended, or a run
+    /// of columns kept): the output row is the input row cut to that run, values appended.
+    run: Option<(usize, usize)>,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
     /// The row-wise program, when every expression compiled to one.
@@ -394,11 +395,21 @@ impl Calc {
                 *take = !std::mem::replace(&mut seen[*col], true);
             }
         }
-        let appends = outputs.len() >= in_cols.len()
-            && outputs.iter().enumerate().all(|(i, o)| match *o {
-                Output::Input { col, .. } => col == i && i < in_cols.len(),
-                Output::Eval(n) => n + in_cols.len() == i,
+        let run = {
+            let n = outputs
+                .iter()
+                .take_while(|o| matches!(o, Output::Input { .. }))
+                .count();
+            let start = match outputs.first() {
+                Some(Output::Input { col, .. }) if n > 0 => *col,
+                _ => 0,
+            };
+            let in_order = outputs.iter().enumerate().all(|(i, o)| match *o {
+                Output::Input { col, .. } => i < n && col == start + i,
+                Output::Eval(e) => e + n == i,
             });
+            (in_order && start + n <= in_cols.len()).then_some((start, n))
+        };
         let in_schema = arrow_schema(&in_cols);
         let rows = (|| {
             let filter = match &filter {
@@ -422,7 +433,7 @@ impl Calc {
             filter,
             evals: Arc::new(evals),
             outputs: Arc::new(outputs),
-            appends,
+            run,
             used: Arc::new(used),
             rows,
         }
@@ -601,9 +612,9 @@ impl Calc {
     /// row keeps its allocation where it is large enough; `spare` is scratch space that is
     /// passed from row to row.
     fn output(&self, input: &mut Vec<Value>, values: &mut Vec<Value>, spare: &mut Vec<Value>) {
-        if self.appends {
-            input.truncate(self.in_cols.len());
-            input.resize_with(self.in_cols.len(), || Value::Null);
+        if let Some((start, n)) = self.run {
+            input.resize_with(start + n, || Value::Null);
+            input.drain(..start);
             input.append(values);
             return;
         }
