@@ -626,6 +626,7 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         let f = Arc::new(f);
         let (spec, lateness, late_tag) = (self.spec, self.lateness_ms, self.late_tag);
         let key_fn = self.keyed.key_fn.clone();
+        let key_writer = self.keyed.key_writer.clone();
         let invalid = spec.validate().err().map(|e| e.to_string());
         self.keyed.stream.add_operator(
             name,
@@ -641,7 +642,7 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
                     lateness,
                     late_tag.clone(),
                     f.clone(),
-                    key_fn.clone(),
+                    (key_fn.clone(), key_writer.clone()),
                     info.clone(),
                 )) as Box<dyn Operator>)
             },
@@ -794,6 +795,7 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     late_port: Option<usize>,
     f: Arc<W>,
     key_fn: crate::api::KeyExtractor<K, T>,
+    key_writer: Option<crate::api::KeyWriter<T>>,
     keyed: KeyedStore,
     /// Per (key, window) accumulators; for sessions, per key a list of (window, acc); for
     /// sliced windows, per key a list of (slice start, acc), oldest first.
@@ -805,9 +807,13 @@ struct WindowOperator<K, T, W: WindowFunction<K, T>> {
     /// access each, whichever of the window's slices the key has records in.
     slice_len: Option<i64>,
     watermark: Timestamp,
-    /// The latest record's key, serialized in `key_buf`.
+    /// The latest record's key, serialized in `key_buf` (`None` when the key writer wrote
+    /// it without building the key).
     last_key: Option<K>,
     key_buf: Vec<u8>,
+    /// Whether `key_buf` holds the latest record's key; the writer's scratch buffer.
+    key_noted: bool,
+    key_scratch: Vec<u8>,
     windows: Vec<TimeWindow>,
     /// The current batch's keys and (key, window, record) triples, reused across batches.
     batch: BatchGroups,
@@ -824,7 +830,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         lateness: i64,
         late_tag: Option<String>,
         f: Arc<W>,
-        key_fn: crate::api::KeyExtractor<K, T>,
+        (key_fn, key_writer): (
+            crate::api::KeyExtractor<K, T>,
+            Option<crate::api::KeyWriter<T>>,
+        ),
         info: SubtaskInfo,
     ) -> Self {
         let mut keyed = KeyedStore::new(&info);
@@ -850,11 +859,14 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             late_port: late_tag.and_then(|t| info.side_port(&t)),
             f,
             key_fn,
+            key_writer,
             keyed,
             state,
             watermark: MIN_WATERMARK,
             last_key: None,
             key_buf: Vec::new(),
+            key_noted: false,
+            key_scratch: Vec::new(),
             windows: Vec::new(),
             batch: BatchGroups::default(),
             accepted: Vec::new(),
@@ -885,7 +897,40 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         }
         serialize_key(&key, &mut self.key_buf);
         self.last_key = Some(key);
+        self.key_noted = true;
         true
+    }
+
+    /// [`note_key`](Self::note_key) for the key of `value`: with a key writer, its bytes are
+    /// written and compared without building the key. Returns whether it changed.
+    fn note_record_key(&mut self, value: &T) -> bool {
+        let Some(write) = &self.key_writer else {
+            return self.note_key((self.key_fn)(value));
+        };
+        write(value, &mut self.key_scratch);
+        debug_assert_eq!(
+            self.key_scratch,
+            {
+                let mut b = Vec::new();
+                serialize_key(&(self.key_fn)(value), &mut b);
+                b
+            },
+            "the key writer disagrees with the key function"
+        );
+        if self.key_noted && self.key_scratch == self.key_buf {
+            return false;
+        }
+        std::mem::swap(&mut self.key_scratch, &mut self.key_buf);
+        self.last_key = None;
+        self.key_noted = true;
+        true
+    }
+
+    /// The key of `value`, the record [`note_record_key`](Self::note_record_key) noted last.
+    fn record_key(&self, value: &T) -> K {
+        self.last_key
+            .clone()
+            .unwrap_or_else(|| (self.key_fn)(value))
     }
 
     fn cleanup_time(&self, w: &TimeWindow) -> Timestamp {
@@ -945,11 +990,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear(recs.len());
         accepted.clear();
-        // The slot of `last_key` in this batch, once known.
+        // The slot of the noted key in this batch, once known.
         let mut slot = None;
         for (i, rec) in recs.iter().enumerate() {
             let ts = self.record_time(rec, now)?;
-            if self.note_key((self.key_fn)(&rec.value)) {
+            if self.note_record_key(&rec.value) {
                 slot = None;
             }
             self.spec.assign(ts, &mut windows);
@@ -962,7 +1007,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 took = true;
                 if self.spec.event_time && w.max_timestamp() <= self.watermark {
                     self.keyed.backend.set_current_key_bytes(&self.key_buf);
-                    let key = self.last_key.clone().expect("noted above");
+                    let key = self.record_key(&rec.value);
                     self.add_late(key, &rec.value, w, coll)?;
                 } else {
                     on_time = true;
@@ -1039,7 +1084,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 .last_window_end(ts)
                 .is_some_and(|end| !event_time || end - 1 > self.watermark);
             if took {
-                if self.note_key((self.key_fn)(&rec.value)) {
+                if self.note_record_key(&rec.value) {
                     slot = None;
                 }
                 let s = *slot.get_or_insert_with(|| batch.slot_of(&self.key_buf));

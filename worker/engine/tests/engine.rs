@@ -331,6 +331,70 @@ fn allowed_lateness_refires_windows_and_later_records_go_to_the_late_side_output
 }
 
 #[test]
+fn a_key_writer_gives_the_windows_the_key_function_gives() {
+    // Keys in runs and interleaved, a late record that re-fires a window (its key is built
+    // from the record then), on a per-window (tumbling) and a sliced (hop) operator.
+    let input = vec![
+        ev("a", 1_000, 1),
+        ev("a", 2_000, 2),
+        ev("bb", 2_500, 3),
+        ev("a", 3_000, 4),
+        ev("bb", 12_000, 5),
+        ev("a", 4_000, 6), // late for [0, 10000), which fires again
+        ev("", 13_000, 7),
+        ev("a", 14_000, 8),
+    ];
+    let run = |spec: WindowSpec, lateness: u64, batch: usize, writer: bool| {
+        let env = env_with(1, batch);
+        let (sink, out) = CollectSink::new();
+        let keyed = env
+            .from_collection(input.clone())
+            .assign_timestamps_and_watermarks(bounded(0))
+            .key_by(|e: &Ev| e.0.clone());
+        let keyed = if writer {
+            keyed.with_key_bytes(|e: &Ev, buf| serialize_key(&e.0.as_str(), buf))
+        } else {
+            keyed
+        };
+        keyed
+            .window(spec)
+            .allowed_lateness(Duration::from_secs(lateness))
+            .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
+            .sink_to(sink);
+        env.execute("key writer").unwrap();
+        sort_windowed(out.values())
+    };
+    let tumbling = || WindowSpec::tumbling(Duration::from_secs(10));
+    // One record a batch: the watermark advances after each, so the late record is late.
+    assert_eq!(
+        run(tumbling(), 5, 1, true),
+        sort_windowed(vec![
+            count_sum("", w(10_000, 20_000), 1, 7),
+            count_sum("a", w(0, 10_000), 3, 7),
+            count_sum("a", w(0, 10_000), 4, 13),
+            count_sum("a", w(10_000, 20_000), 1, 8),
+            count_sum("bb", w(0, 10_000), 1, 3),
+            count_sum("bb", w(10_000, 20_000), 1, 5),
+        ])
+    );
+    // Without allowed lateness, the hop windows keep per-slice state.
+    let hop = || WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(5));
+    assert_eq!(run(hop(), 0, 1, true).len(), 10);
+    for batch in [1, 3, 100] {
+        assert_eq!(
+            run(tumbling(), 5, batch, true),
+            run(tumbling(), 5, batch, false),
+            "batch {batch}"
+        );
+        assert_eq!(
+            run(hop(), 0, batch, true),
+            run(hop(), 0, batch, false),
+            "batch {batch}"
+        );
+    }
+}
+
+#[test]
 fn late_records_without_a_side_output_are_counted_as_dropped() {
     let env = env_with(1, 1);
     let input = vec![ev("a", 1_000, 1), ev("a", 20_000, 2), ev("a", 2_000, 3)];

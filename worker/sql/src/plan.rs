@@ -23,6 +23,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::keygroup::serialize_key;
 use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
 use weir_engine::window::{WindowSpec, Windowed};
@@ -1582,12 +1583,18 @@ impl<'e> Planner<'e> {
             }
         }
         let agg = SqlAggregate { calls: agg_calls };
+        // The window writes each row's key bytes from the row (the key is built only to emit
+        // a window's result): the same bytes as serializing the key columns as a `Vec`.
         let keyed = match &picked {
             Some(cols) => {
                 let key_cols = cols[..nk].to_vec();
+                let cols_of_key = key_cols.clone();
                 input
                     .ds
                     .key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
+                    .with_key_bytes(move |r: &Row, buf| {
+                        serialize_key(&PickedKey(&r.0, &cols_of_key), buf)
+                    })
             }
             None => input
                 .ds
@@ -1604,7 +1611,8 @@ impl<'e> Planner<'e> {
                     Ok(out)
                 })
                 .uid(&pre_uid)
-                .key_by(move |r: &Row| r.0[..nk].to_vec()),
+                .key_by(move |r: &Row| r.0[..nk].to_vec())
+                .with_key_bytes(move |r: &Row, buf| serialize_key(&&r.0[..nk], buf)),
         };
         let windowed = keyed
             .window(if on_proctime {
@@ -1817,5 +1825,14 @@ impl<'e> Planner<'e> {
         let mut lines = nest(format!("Sink: {name} connector={conn} uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))
+    }
+}
+
+/// The columns `.1` of a row, serialized as the `Vec` of their values would be.
+struct PickedKey<'a>(&'a [Value], &'a [usize]);
+
+impl serde::Serialize for PickedKey<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.1.iter().map(|&c| &self.0[c]))
     }
 }

@@ -40,7 +40,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub(crate) use ops::{KeyFn as KeyExtractor, KeyedProcessOp, key_partitioner};
+pub(crate) use ops::{KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner};
 
 struct EnvInner {
     graph: JobGraph,
@@ -423,6 +423,7 @@ impl<T: Data> DataStream<T> {
         KeyedStream {
             stream: self.clone(),
             key_fn: Arc::new(f),
+            key_writer: None,
         }
     }
 
@@ -471,6 +472,7 @@ impl<T: Data> DataStream<T> {
 pub struct KeyedStream<K, T> {
     pub(crate) stream: DataStream<T>,
     pub(crate) key_fn: KeyFn<K, T>,
+    pub(crate) key_writer: Option<KeyWriter<T>>,
 }
 
 impl<K, T> std::fmt::Debug for KeyedStream<K, T> {
@@ -516,6 +518,15 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         .name("Reduce")
     }
 
+    /// Gives window operators a shorter way to a record's serialized key: `f` replaces the
+    /// buffer's contents with exactly the bytes [`serialize_key`](crate::keygroup::serialize_key)
+    /// gives for the key `key_by`'s function returns (debug builds check every record), without
+    /// building the key. A window operator then builds a key only to emit a window's result.
+    pub fn with_key_bytes(mut self, f: impl Fn(&T, &mut Vec<u8>) + Send + Sync + 'static) -> Self {
+        self.key_writer = Some(Arc::new(f));
+        self
+    }
+
     /// Groups each key's records into windows.
     pub fn window(&self, spec: WindowSpec) -> WindowedStream<K, T> {
         WindowedStream::new(self.clone(), spec)
@@ -527,6 +538,7 @@ impl<K, T> Clone for KeyedStream<K, T> {
         KeyedStream {
             stream: self.stream.clone(),
             key_fn: self.key_fn.clone(),
+            key_writer: self.key_writer.clone(),
         }
     }
 }

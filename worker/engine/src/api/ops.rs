@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// Extracts the key of a record.
 pub(crate) type KeyFn<K, T> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
+/// Writes the serialized key of a record into a buffer (see `KeyedStream::with_key_bytes`).
+pub(crate) type KeyWriter<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+
 /// The partitioner of a `key_by` edge: routes each record to the subtask owning its key group.
 pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> PartitionFn {
     Arc::new(
