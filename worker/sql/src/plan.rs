@@ -10,7 +10,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::parse::{ColumnKind, Statement, TableDef};
 use crate::tvf::WindowProps;
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{Column, Row, SqlType, Value, write_key};
 use crate::window_join::Scope;
 use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
@@ -23,7 +23,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
-use weir_engine::keygroup::serialize_key;
 use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
 use weir_engine::window::{WindowSpec, Windowed};
@@ -1584,7 +1583,7 @@ impl<'e> Planner<'e> {
         }
         let agg = SqlAggregate { calls: agg_calls };
         // The window writes each row's key bytes from the row (the key is built only to emit
-        // a window's result): the same bytes as serializing the key columns as a `Vec`.
+        // a window's result): the bytes of the key columns serialized as a `Vec`.
         let keyed = match &picked {
             Some(cols) => {
                 let key_cols = cols[..nk].to_vec();
@@ -1593,7 +1592,7 @@ impl<'e> Planner<'e> {
                     .ds
                     .key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
                     .with_key_bytes(move |r: &Row, buf| {
-                        serialize_key(&PickedKey(&r.0, &cols_of_key), buf)
+                        write_key(cols_of_key.iter().map(|&c| &r.0[c]), buf)
                     })
             }
             None => input
@@ -1612,7 +1611,7 @@ impl<'e> Planner<'e> {
                 })
                 .uid(&pre_uid)
                 .key_by(move |r: &Row| r.0[..nk].to_vec())
-                .with_key_bytes(move |r: &Row, buf| serialize_key(&&r.0[..nk], buf)),
+                .with_key_bytes(move |r: &Row, buf| write_key(r.0[..nk].iter(), buf)),
         };
         let windowed = keyed
             .window(if on_proctime {
@@ -1825,14 +1824,5 @@ impl<'e> Planner<'e> {
         let mut lines = nest(format!("Sink: {name} connector={conn} uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))
-    }
-}
-
-/// The columns `.1` of a row, serialized as the `Vec` of their values would be.
-struct PickedKey<'a>(&'a [Value], &'a [usize]);
-
-impl serde::Serialize for PickedKey<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.1.iter().map(|&c| &self.0[c]))
     }
 }

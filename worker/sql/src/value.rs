@@ -395,6 +395,46 @@ pub fn append_column(
     Ok(())
 }
 
+/// Writes `vals` into `buf` (replacing its contents) as the engine serializes a key of type
+/// `Vec<Value>` (postcard: a varint length, then per value its variant's index and payload,
+/// integers zigzag varints), without serde: window operators write every row's key.
+pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf: &mut Vec<u8>) {
+    fn varint(mut n: u64, buf: &mut Vec<u8>) {
+        while n >= 0x80 {
+            buf.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        buf.push(n as u8);
+    }
+    let zigzag = |i: i64| ((i << 1) ^ (i >> 63)) as u64;
+    buf.clear();
+    varint(vals.len() as u64, buf);
+    // The variant indexes follow the declaration order of `Value`.
+    for v in vals {
+        match v {
+            Value::Null => buf.push(0),
+            Value::Bool(b) => buf.extend_from_slice(&[1, u8::from(*b)]),
+            Value::Int(i) => {
+                buf.push(2);
+                varint(zigzag(*i), buf);
+            }
+            Value::Double(d) => {
+                buf.push(3);
+                buf.extend_from_slice(&d.to_le_bytes());
+            }
+            Value::Str(s) => {
+                buf.push(4);
+                varint(s.len() as u64, buf);
+                buf.extend_from_slice(s.as_bytes());
+            }
+            Value::Ts(t) => {
+                buf.push(5);
+                varint(zigzag(*t), buf);
+            }
+        }
+    }
+}
+
 fn as_arr<T: 'static>(a: &ArrayRef) -> &T {
     a.as_any()
         .downcast_ref::<T>()
@@ -404,6 +444,54 @@ fn as_arr<T: 'static>(a: &ArrayRef) -> &T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_written_as_the_engine_serializes_them() {
+        let ints = [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            127,
+            128,
+            300,
+            -300,
+            1 << 35,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut values = vec![Value::Null, Value::Bool(false), Value::Bool(true)];
+        values.extend(ints.iter().map(|&i| Value::Int(i)));
+        values.extend(ints.iter().map(|&i| Value::Ts(i)));
+        values.extend([0.0, -0.0, 1.5, f64::NAN, f64::INFINITY].map(Value::Double));
+        values.extend(
+            [
+                "",
+                "a",
+                "Ä€",
+                &"x".repeat(127),
+                &"y".repeat(128),
+                &"é".repeat(10_000),
+            ]
+            .map(|s| Value::Str(s.to_string())),
+        );
+        let (mut ours, mut theirs) = (vec![9], Vec::new());
+        for v in &values {
+            let key = vec![v.clone()];
+            write_key(key.iter(), &mut ours);
+            weir_engine::keygroup::serialize_key(&key, &mut theirs);
+            assert_eq!(ours, theirs, "{v:?}");
+        }
+        for n in [0, 2, 200] {
+            let key: Vec<Value> = values.iter().cycle().take(n).cloned().collect();
+            write_key(key.iter(), &mut ours);
+            weir_engine::keygroup::serialize_key(&key, &mut theirs);
+            assert_eq!(ours, theirs, "{n} values");
+        }
+    }
 
     #[test]
     fn timestamps_format_like_flinks_sql_client() {
