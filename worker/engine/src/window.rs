@@ -361,6 +361,11 @@ pub trait AggregateFunction<T>: Send + Sync + 'static {
     /// oldest first, when it fires. Merging the accumulators of two sets of records must give
     /// the accumulator of all of them.
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
+    /// [`merge`](Self::merge) from a borrowed accumulator: sliced windows merge the slices
+    /// that later windows still need this way. The default merges a clone of `other`.
+    fn merge_ref(&self, other: &Self::Acc, acc: &mut Self::Acc) {
+        self.merge(other.clone(), acc)
+    }
 }
 
 /// Built-in aggregate functions.
@@ -459,6 +464,7 @@ pub mod agg {
                 fn add(&self, value: &T, acc: &mut Self::Acc) { $(self.$n.add(value, &mut acc.$n);)* }
                 fn get_result(&self, acc: &Self::Acc) -> Self::Out { ($(self.$n.get_result(&acc.$n),)*) }
                 fn merge(&self, other: Self::Acc, acc: &mut Self::Acc) { $(self.$n.merge(other.$n, &mut acc.$n);)* }
+                fn merge_ref(&self, other: &Self::Acc, acc: &mut Self::Acc) { $(self.$n.merge_ref(&other.$n, &mut acc.$n);)* }
             }
         };
     }
@@ -479,6 +485,10 @@ trait WindowFunction<K, T>: Send + Sync + 'static {
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: &T);
     fn merge(&self, other: Self::Acc, acc: &mut Self::Acc);
+    /// [`merge`](Self::merge) from a borrowed accumulator (the default merges a clone).
+    fn merge_ref(&self, other: &Self::Acc, acc: &mut Self::Acc) {
+        self.merge(other.clone(), acc)
+    }
     /// Emits the result of `acc`; `key` is the window's key, decoded for this call.
     fn emit(
         &self,
@@ -503,6 +513,9 @@ impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
     }
     fn merge(&self, other: A::Acc, acc: &mut A::Acc) {
         self.0.merge(other, acc)
+    }
+    fn merge_ref(&self, other: &A::Acc, acc: &mut A::Acc) {
+        self.0.merge_ref(other, acc)
     }
     fn emit(
         &self,
@@ -1180,15 +1193,21 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                             i += 1;
                             continue;
                         }
-                        let part = if start >= free_from && start < free_to {
-                            slices.remove(i).1
+                        // A slice no later window needs is merged by value; the others
+                        // are merged from where they are (the first one copied).
+                        if start >= free_from && start < free_to {
+                            let part = slices.remove(i).1;
+                            match &mut acc {
+                                None => acc = Some(part),
+                                Some(a) => f.merge(part, a),
+                            }
                         } else {
                             i += 1;
-                            slices[i - 1].1.clone()
-                        };
-                        match &mut acc {
-                            None => acc = Some(part),
-                            Some(a) => f.merge(part, a),
+                            let part = &slices[i - 1].1;
+                            match &mut acc {
+                                None => acc = Some(part.clone()),
+                                Some(a) => f.merge_ref(part, a),
+                            }
                         }
                     }
                     // The key's entry goes with its last slice, in the same lookup.

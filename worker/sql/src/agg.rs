@@ -139,19 +139,29 @@ impl AggCall {
         plain.fold(acc, Some(v));
     }
 
-    fn merge_into(&self, other: Acc, acc: &mut Acc) {
+    /// Folds the accumulator `other` into `acc` (of the same call).
+    fn merge_ref_into(&self, other: &Acc, acc: &mut Acc) {
         match (other, acc) {
             (Acc::Count(a), Acc::Count(b)) => *b += a,
-            (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a),
+            (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a.iter().cloned()),
             (Acc::Sum(a, n), Acc::Sum(b, m)) => {
                 *b = match (a, b.take()) {
-                    (None, x) | (x, None) => x,
-                    (Some(x), Some(y)) => Some(add_values(&x, &y)),
+                    (None, x) => x,
+                    (Some(x), None) => Some(x.clone()),
+                    (Some(x), Some(y)) => Some(add_values(x, &y)),
                 };
                 *m += n;
             }
-            (Acc::Extreme(Some(v)), acc @ Acc::Extreme(_)) => self.fold(acc, Some(&v)),
+            (Acc::Extreme(Some(v)), acc @ Acc::Extreme(_)) => self.fold(acc, Some(v)),
             _ => {}
+        }
+    }
+
+    fn merge_into(&self, other: Acc, acc: &mut Acc) {
+        match (other, acc) {
+            // Distinct values are moved, not copied.
+            (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a),
+            (other, acc) => self.merge_ref_into(&other, acc),
         }
     }
 }
@@ -186,6 +196,12 @@ impl AggregateFunction<Row> for SqlAggregate {
     fn merge(&self, other: Vec<Acc>, acc: &mut Vec<Acc>) {
         for ((call, o), a) in self.calls.iter().zip(other).zip(acc.iter_mut()) {
             call.merge_into(o, a);
+        }
+    }
+
+    fn merge_ref(&self, other: &Vec<Acc>, acc: &mut Vec<Acc>) {
+        for ((call, o), a) in self.calls.iter().zip(other).zip(acc.iter_mut()) {
+            call.merge_ref_into(o, a);
         }
     }
 }
