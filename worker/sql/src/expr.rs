@@ -342,10 +342,11 @@ pub struct Calc {
     /// The expressions evaluated over Arrow (outputs that are not plain input columns).
     evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
     outputs: Arc<Vec<Output>>,
-    /// `Some((start, n))` when the outputs are the input columns `start..start + n` in order
-    /// followed by the evaluated expressions in order (computed columns appended, or a run
-    /// of columns kept): the output row is the input row cut to that run, values appended.
-    run: Option<(usize, usize)>,
+    /// `Some(cols)` when the outputs are input columns in increasing order (`cols`) followed
+    /// by the evaluated expressions in order (computed columns appended, columns dropped):
+    /// the output row is the input row with those columns moved down in place and the
+    /// evaluated values appended.
+    ascending: Option<Arc<Vec<usize>>>,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
     /// The row-wise program, when every expression compiled to one.
@@ -395,20 +396,22 @@ impl Calc {
                 *take = !std::mem::replace(&mut seen[*col], true);
             }
         }
-        let run = {
-            let n = outputs
+        let ascending = {
+            let cols: Vec<usize> = outputs
                 .iter()
-                .take_while(|o| matches!(o, Output::Input { .. }))
-                .count();
-            let start = match outputs.first() {
-                Some(Output::Input { col, .. }) if n > 0 => *col,
-                _ => 0,
-            };
-            let in_order = outputs.iter().enumerate().all(|(i, o)| match *o {
-                Output::Input { col, .. } => i < n && col == start + i,
-                Output::Eval(e) => e + n == i,
-            });
-            (in_order && start + n <= in_cols.len()).then_some((start, n))
+                .map_while(|o| match *o {
+                    Output::Input { col, .. } => Some(col),
+                    Output::Eval(_) => None,
+                })
+                .collect();
+            let n = cols.len();
+            let in_order = cols.windows(2).all(|w| w[0] < w[1])
+                && cols.last().is_none_or(|&c| c < in_cols.len())
+                && outputs[n..]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, o)| matches!(*o, Output::Eval(e) if e == i));
+            in_order.then(|| Arc::new(cols))
         };
         let in_schema = arrow_schema(&in_cols);
         let rows = (|| {
@@ -433,7 +436,7 @@ impl Calc {
             filter,
             evals: Arc::new(evals),
             outputs: Arc::new(outputs),
-            run,
+            ascending,
             used: Arc::new(used),
             rows,
         }
@@ -612,9 +615,27 @@ impl Calc {
     /// row keeps its allocation where it is large enough; `spare` is scratch space that is
     /// passed from row to row.
     fn output(&self, input: &mut Vec<Value>, values: &mut Vec<Value>, spare: &mut Vec<Value>) {
-        if let Some((start, n)) = self.run {
-            input.resize_with(start + n, || Value::Null);
-            input.drain(..start);
+        if let Some(cols) = &self.ascending {
+            if input.len() < self.in_cols.len() {
+                input.resize_with(self.in_cols.len(), || Value::Null);
+            }
+            match cols.first() {
+                // A run of columns: cut to it.
+                Some(&start) if cols[cols.len() - 1] == start + cols.len() - 1 => {
+                    input.truncate(start + cols.len());
+                    input.drain(..start);
+                }
+                // Output k comes from column cols[k] >= k; what it swaps out is read by no
+                // later output (they come from columns after cols[k]).
+                _ => {
+                    for (k, &c) in cols.iter().enumerate() {
+                        if c != k {
+                            input.swap(k, c);
+                        }
+                    }
+                    input.truncate(cols.len());
+                }
+            }
             input.append(values);
             return;
         }

@@ -117,7 +117,7 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
 }
 
 #[test]
-fn projections_keeping_runs_of_columns_reordering_or_repeating_them_give_each_row_as_written() {
+fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(
         dir.path(),
@@ -127,7 +127,7 @@ fn projections_keeping_runs_of_columns_reordering_or_repeating_them_give_each_ro
             json!({"a": 6, "b": "z", "c": 8, "d": null, "e": 10}),
         ],
     );
-    let outs: Vec<_> = (0..6).map(|i| dir.path().join(format!("out{i}"))).collect();
+    let outs: Vec<_> = (0..7).map(|i| dir.path().join(format!("out{i}"))).collect();
     let sink = |i: usize, cols: &str| {
         format!(
             "CREATE TABLE out{i} ({cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
@@ -137,19 +137,21 @@ fn projections_keeping_runs_of_columns_reordering_or_repeating_them_give_each_ro
     let sql = format!(
         "CREATE TABLE t (a BIGINT, b STRING, c BIGINT, d STRING, e BIGINT)
            WITH ('connector' = 'filesystem', 'path' = '{t}', 'format' = 'json');
-         {} {} {} {} {} {}
+         {} {} {} {} {} {} {}
          INSERT INTO out0 SELECT a, b FROM t;
          INSERT INTO out1 SELECT b, c, d FROM t;
          INSERT INTO out2 SELECT c, d, e, a + 1 FROM t;
          INSERT INTO out3 SELECT d, b, a FROM t;
          INSERT INTO out4 SELECT c AS x, c AS y, b FROM t;
-         INSERT INTO out5 SELECT e * 2, a FROM t;",
+         INSERT INTO out5 SELECT e * 2, a FROM t;
+         INSERT INTO out6 SELECT a, c, e, c * 10 + e FROM t;",
         sink(0, "a BIGINT, b STRING"),
         sink(1, "b STRING, c BIGINT, d STRING"),
         sink(2, "c BIGINT, d STRING, e BIGINT, a1 BIGINT"),
         sink(3, "d STRING, b STRING, a BIGINT"),
         sink(4, "x BIGINT, y BIGINT, b STRING"),
         sink(5, "e2 BIGINT, a BIGINT"),
+        sink(6, "a BIGINT, c BIGINT, e BIGINT, ce BIGINT"),
     );
     run(&sql, Config::default());
     let want = [
@@ -171,6 +173,10 @@ fn projections_keeping_runs_of_columns_reordering_or_repeating_them_give_each_ro
             json!({"x": 8, "y": 8, "b": "z"}),
         ],
         vec![json!({"e2": 10, "a": 1}), json!({"e2": 20, "a": 6})],
+        vec![
+            json!({"a": 1, "c": 3, "e": 5, "ce": 35}),
+            json!({"a": 6, "c": 8, "e": 10, "ce": 90}),
+        ],
     ];
     for (i, want) in want.into_iter().enumerate() {
         assert_eq!(output(&outs[i]), sorted(want), "out{i}");
