@@ -9,6 +9,7 @@
 //!   into it.
 
 pub mod api;
+pub mod bytes;
 pub mod checkpoint;
 pub mod config;
 pub mod connectors;

@@ -748,7 +748,7 @@ impl BatchGroups {
         let (arena, spans) = (&self.arena, &self.spans);
         let eq = |s: &u32| {
             let (a, b) = spans[*s as usize];
-            &arena[a as usize..b as usize] == bytes
+            crate::bytes::eq(&arena[a as usize..b as usize], bytes)
         };
         if let Some(s) = self.table.find(hash, eq) {
             return *s;
@@ -930,7 +930,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
             },
             "the key writer disagrees with the key function"
         );
-        if self.key_noted && self.key_scratch == self.key_buf {
+        if self.key_noted && crate::bytes::eq(&self.key_scratch, &self.key_buf) {
             return false;
         }
         std::mem::swap(&mut self.key_scratch, &mut self.key_buf);

@@ -16,6 +16,7 @@
 
 use crate::connectors::{PhysicalColumn, days_from_civil, parse_text};
 use crate::value::{Row, SqlType, Value};
+use weir_engine::bytes;
 
 /// Decodes the lines of one table's files (one decoder per source reader).
 pub(crate) struct JsonRowDecoder {
@@ -137,7 +138,7 @@ impl JsonRowDecoder {
     fn predicted(&self, pos: usize, rest: &[u8]) -> Option<usize> {
         let c = *self.order.get(pos)?;
         let q = &self.cols.get(c)?.quoted;
-        (!q.is_empty() && rest.len() >= q.len() && same_name(&rest[..q.len()], q)).then_some(c)
+        (!q.is_empty() && rest.len() >= q.len() && bytes::eq(&rest[..q.len()], q)).then_some(c)
     }
 
     /// The column named `name`, trying first the column field `pos` held last time.
@@ -145,14 +146,14 @@ impl JsonRowDecoder {
     fn lookup(&mut self, pos: usize, name: &[u8]) -> Option<usize> {
         if let Some(&c) = self.order.get(pos)
             && c != usize::MAX
-            && same_name(self.cols[c].field.as_bytes(), name)
+            && bytes::eq(self.cols[c].field.as_bytes(), name)
         {
             return Some(c);
         }
         let found = self
             .cols
             .iter()
-            .position(|c| same_name(c.field.as_bytes(), name));
+            .position(|c| bytes::eq(c.field.as_bytes(), name));
         if self.order.len() <= pos {
             self.order.resize(pos + 1, usize::MAX);
         }
@@ -278,26 +279,6 @@ struct LastDay {
     days: Option<i64>,
 }
 
-/// `a == b` for field names, inline: names of 4 to 16 bytes are compared as two overlapping
-/// 4- or 8-byte words, not through a call to `memcmp` (4.5 % of Nexmark q5's cycles went to
-/// that call for 7 fields a bid) nor a byte loop (4 % more).
-#[inline(always)]
-fn same_name(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
-    // Two overlapping loads cover every length in a range without a loop.
-    match n {
-        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
-        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// `yyyy-MM-dd[ T]HH:mm:ss[.f…][Z]` as epoch milliseconds, by byte offset; `None` for any
 /// other form (the caller then tries the general parser). The date is compared with the
 /// previous value's as two words, and `HH:mm:ss` is checked and read as one.
@@ -308,7 +289,7 @@ fn fast_timestamp(b: &[u8], last: &mut LastDay) -> Option<i64> {
         return None;
     }
     let days = if let Some(days) = last.days
-        && same_name(&b[..10], &last.date)
+        && bytes::eq(&b[..10], &last.date)
     {
         days
     } else {
@@ -635,36 +616,6 @@ mod tests {
             ],
             &[true; 5],
         )
-    }
-
-    #[test]
-    fn field_names_compare_equal_exactly_when_their_bytes_do() {
-        let names: [&[u8]; 15] = [
-            b"",
-            b"a",
-            b"url",
-            b"uri",
-            b"price",
-            b"pricf",
-            b"auction",
-            b"auctioN",
-            b"Auction",
-            b"dateTime",
-            b"dateTimf",
-            b"emailAddress",
-            b"emailAddrest",
-            b"email_address",
-            b"a_name_longer_than_16",
-        ];
-        for a in names {
-            for b in names {
-                assert_eq!(same_name(a, b), a == b, "{:?} vs {:?}", a, b);
-            }
-        }
-        assert!(!same_name(
-            b"a_name_longer_than_16",
-            b"a_name_longer_than_17"
-        ));
     }
 
     #[test]
