@@ -499,37 +499,38 @@ trait WindowFunction<K, T>: Send + Sync + 'static {
     ) -> Result<()>;
 }
 
-struct AggWindow<A>(A);
+/// An aggregate with the function that turns a window's result into output (for plain
+/// `aggregate`: a [`Windowed`]).
+struct AggWindow<A, E, O> {
+    agg: A,
+    emit: E,
+    _out: PhantomData<fn() -> O>,
+}
 
-impl<K: Key, T, A: AggregateFunction<T>> WindowFunction<K, T> for AggWindow<A> {
+impl<K, T, A, E, O> WindowFunction<K, T> for AggWindow<A, E, O>
+where
+    K: Key,
+    A: AggregateFunction<T>,
+    O: Data,
+    E: Fn(K, &TimeWindow, A::Out, &mut Collector<O>) -> Result<()> + Send + Sync + 'static,
+{
     type Acc = A::Acc;
-    type Out = Windowed<K, A::Out>;
+    type Out = O;
     const SLICEABLE: bool = true;
     fn create(&self) -> A::Acc {
-        self.0.create_accumulator()
+        self.agg.create_accumulator()
     }
     fn add(&self, acc: &mut A::Acc, value: &T) {
-        self.0.add(value, acc)
+        self.agg.add(value, acc)
     }
     fn merge(&self, other: A::Acc, acc: &mut A::Acc) {
-        self.0.merge(other, acc)
+        self.agg.merge(other, acc)
     }
     fn merge_ref(&self, other: &A::Acc, acc: &mut A::Acc) {
-        self.0.merge_ref(other, acc)
+        self.agg.merge_ref(other, acc)
     }
-    fn emit(
-        &self,
-        key: K,
-        window: &TimeWindow,
-        acc: &A::Acc,
-        out: &mut Collector<Self::Out>,
-    ) -> Result<()> {
-        out.collect(Windowed {
-            key,
-            window: *window,
-            value: self.0.get_result(acc),
-        });
-        Ok(())
+    fn emit(&self, key: K, window: &TimeWindow, acc: &A::Acc, out: &mut Collector<O>) -> Result<()> {
+        (self.emit)(key, window, self.agg.get_result(acc), out)
     }
 }
 
@@ -664,7 +665,40 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
 
     /// Aggregates each window incrementally; emits one `Windowed` result per key and window.
     pub fn aggregate<A: AggregateFunction<T>>(self, f: A) -> DataStream<Windowed<K, A::Out>> {
-        self.build("Window(aggregate)", AggWindow(f))
+        self.aggregate_with(f, |key, window, value, out| {
+            out.collect(Windowed {
+                key,
+                window: *window,
+                value,
+            });
+            Ok(())
+        })
+    }
+
+    /// Aggregates each window incrementally, then hands each window's key, bounds and result
+    /// to `emit` (Flink's `aggregate(aggregateFunction, windowFunction)`): output in any
+    /// shape, built once, without a [`Windowed`] in between. Records `emit` collects carry
+    /// the window's last millisecond as their time unless it collects them with another.
+    pub fn aggregate_with<A, O>(
+        self,
+        f: A,
+        emit: impl Fn(K, &TimeWindow, A::Out, &mut Collector<O>) -> Result<()>
+        + Send
+        + Sync
+        + 'static,
+    ) -> DataStream<O>
+    where
+        A: AggregateFunction<T>,
+        O: Data,
+    {
+        self.build(
+            "Window(aggregate)",
+            AggWindow {
+                agg: f,
+                emit,
+                _out: PhantomData,
+            },
+        )
     }
 
     /// Reduces each window's records pairwise.

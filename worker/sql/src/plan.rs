@@ -23,9 +23,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
-use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
-use weir_engine::window::{WindowSpec, Windowed};
+use weir_engine::window::{TimeWindow, WindowSpec};
 
 mod ctas;
 mod functions;
@@ -1613,46 +1612,35 @@ impl<'e> Planner<'e> {
                 .key_by(move |r: &Row| r.0[..nk].to_vec())
                 .with_key_bytes(move |r: &Row, buf| write_key(r.0[..nk].iter(), buf)),
         };
-        let windowed = keyed
+        // Each window's result becomes its output row as it fires: keys, aggregates, window
+        // bounds, in one allocation. (The uid a separate "Window output" step had is still
+        // taken, so the uids after it stay as they were.)
+        let _ = self.uid("window-output");
+        let ds = keyed
             .window(if on_proctime {
                 win.spec().processing_time()
             } else {
                 win.spec()
             })
-            .aggregate(agg)
-            .name(&format!("{title} {}", win.describe()))
-            .uid(&win_uid);
-        let flat_uid = self.uid("window-output");
-        let ds = windowed
-            .transform_batches(
-                "Window output",
-                move |recs: Vec<Rec<Windowed<Vec<Value>, Vec<Value>>>>| {
-                    Ok(recs
-                        .into_iter()
-                        .map(|r| {
-                            let mut w = r.value.window;
-                            if inherited
-                                && let [Value::Ts(start), Value::Ts(end), ..] = r.value.key[..]
-                            {
-                                w = weir_engine::window::TimeWindow { start, end };
-                            }
-                            // One allocation per row: keys, aggregates, window bounds.
-                            let mut v =
-                                Vec::with_capacity(r.value.key.len() + r.value.value.len() + 3);
-                            v.extend(r.value.key);
-                            v.extend(r.value.value);
-                            v.push(Value::Ts(w.start));
-                            v.push(Value::Ts(w.end));
-                            v.push(Value::Ts(w.max_timestamp()));
-                            Rec {
-                                ts: w.max_timestamp(),
-                                value: Row(v),
-                            }
-                        })
-                        .collect())
+            .aggregate_with(
+                agg,
+                move |key: Vec<Value>, w: &TimeWindow, value: Vec<Value>, out| {
+                    let mut w = *w;
+                    if inherited && let [Value::Ts(start), Value::Ts(end), ..] = key[..] {
+                        w = TimeWindow { start, end };
+                    }
+                    let mut v = Vec::with_capacity(key.len() + value.len() + 3);
+                    v.extend(key);
+                    v.extend(value);
+                    v.push(Value::Ts(w.start));
+                    v.push(Value::Ts(w.end));
+                    v.push(Value::Ts(w.max_timestamp()));
+                    out.collect_with_timestamp(Row(v), w.max_timestamp());
+                    Ok(())
                 },
             )
-            .uid(&flat_uid);
+            .name(&format!("{title} {}", win.describe()))
+            .uid(&win_uid);
         let mut cols: Vec<Column> = key_names
             .iter()
             .zip(&key_types)
