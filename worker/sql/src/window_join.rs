@@ -280,24 +280,27 @@ impl KeyedProcessFunction for WindowJoinFn {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
-        let left = self.rows[0].take(ctx);
+        let mut left = self.rows[0].take(ctx);
         let right = self.rows[1].take(ctx);
-        // Each pair is built in one scratch row and tested there; only a pair that satisfies
-        // the condition becomes an output row.
-        let width = self.widths[0] + self.widths[1];
-        let mut joined = Vec::with_capacity(width);
+        // Each pair is tested in one scratch row, the right row cloned into its tail once
+        // and each left row swapped into its head and back (no clones, no drops: a window
+        // often has one row on one side and thousands on the other); only a pair that
+        // satisfies the condition is copied out as an output row.
+        let nl = self.widths[0];
+        let mut joined = vec![Value::Null; nl + self.widths[1]];
         let mut matched = [vec![false; left.len()], vec![false; right.len()]];
-        for (i, l) in left.iter().enumerate() {
-            for (j, r) in right.iter().enumerate() {
-                joined.clear();
-                joined.extend_from_slice(&l.0);
-                joined.extend_from_slice(&r.0);
-                if PairCondition::holds(self.cond.as_ref(), &joined)? {
+        for (j, r) in right.iter().enumerate() {
+            joined[nl..].clone_from_slice(&r.0);
+            for (i, l) in left.iter_mut().enumerate() {
+                joined[..nl].swap_with_slice(&mut l.0);
+                let holds = PairCondition::holds(self.cond.as_ref(), &joined);
+                if matches!(holds, Ok(true)) {
                     matched[0][i] = true;
                     matched[1][j] = true;
-                    let row = std::mem::replace(&mut joined, Vec::with_capacity(width));
-                    out.collect_with_timestamp(Row(row), ts);
+                    out.collect_with_timestamp(Row(joined.clone()), ts);
                 }
+                joined[..nl].swap_with_slice(&mut l.0);
+                holds?;
             }
         }
         let nulls = |n: usize| std::iter::repeat_n(Value::Null, n);
