@@ -461,8 +461,15 @@ mod tests {
             -300,
             1 << 35,
             i64::MAX,
+            i64::MAX >> 1,
             i64::MIN,
         ];
+        // Around every varint length: 7 bits a byte, zigzag doubling the magnitude.
+        let edges = (1..10).flat_map(|k| {
+            let p = 1i64 << (7 * k - 1).min(62);
+            [p - 1, p, -p, -p - 1]
+        });
+        let ints: Vec<i64> = ints.into_iter().chain(edges).collect();
         let mut values = vec![Value::Null, Value::Bool(false), Value::Bool(true)];
         values.extend(ints.iter().map(|&i| Value::Int(i)));
         values.extend(ints.iter().map(|&i| Value::Ts(i)));
