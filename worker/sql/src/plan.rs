@@ -23,6 +23,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
 use weir_engine::window::{TimeWindow, WindowSpec};
 
@@ -139,6 +140,16 @@ struct WindowAggParts {
     key_types: Vec<SqlType>,
     pre_shown: Vec<String>,
     shown_calls: Vec<String>,
+}
+
+/// Gives each row of a cascade's input the time of the window it carries (`end`: the column
+/// of the window's end): the window's last millisecond.
+fn time_from_window_end(recs: &mut [Rec<Row>], end: usize) {
+    for r in recs {
+        if let Some(Value::Ts(e)) = r.value.0.get(end) {
+            r.ts = e - 1;
+        }
+    }
 }
 
 pub(crate) fn nest(title: String, child: &[String]) -> Vec<String> {
@@ -1571,8 +1582,9 @@ impl<'e> Planner<'e> {
         let win_uid = self.uid(&format!("window-{}", win.prefix()));
         let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
         // A window input that only picks columns is not run: the key and the aggregates' arguments
-        // are read from the input rows in place (a cascade's input sets record times, so runs).
-        let picked = calc.picked_columns().filter(|_| !inherited);
+        // are read from the input rows in place. (A cascade's rows only get their times set:
+        // each row's time is the last millisecond of the window it carries.)
+        let picked = calc.picked_columns();
         let mut agg_calls = agg_calls;
         if let Some(cols) = &picked {
             for c in &mut agg_calls {
@@ -1587,9 +1599,19 @@ impl<'e> Planner<'e> {
             Some(cols) => {
                 let key_cols = cols[..nk].to_vec();
                 let cols_of_key = key_cols.clone();
-                input
-                    .ds
-                    .key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
+                let ds = if inherited {
+                    let end = cols[1];
+                    input
+                        .ds
+                        .transform_batches("Window time", move |mut recs: Vec<Rec<Row>>| {
+                            time_from_window_end(&mut recs, end);
+                            Ok(recs)
+                        })
+                        .uid(&pre_uid)
+                } else {
+                    input.ds
+                };
+                ds.key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
                     .with_key_bytes(move |r: &Row, buf| {
                         write_key(cols_of_key.iter().map(|&c| &r.0[c]), buf)
                     })
@@ -1599,12 +1621,7 @@ impl<'e> Planner<'e> {
                 .transform_batches("Calc", move |r| {
                     let mut out = calc.apply(r)?;
                     if inherited {
-                        // A row's window is in its columns: its time is that window's last ms.
-                        for r in &mut out {
-                            if let Some(Value::Ts(end)) = r.value.0.get(1) {
-                                r.ts = end - 1;
-                            }
-                        }
+                        time_from_window_end(&mut out, 1);
                     }
                     Ok(out)
                 })
