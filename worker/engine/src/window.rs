@@ -529,7 +529,13 @@ where
     fn merge_ref(&self, other: &A::Acc, acc: &mut A::Acc) {
         self.agg.merge_ref(other, acc)
     }
-    fn emit(&self, key: K, window: &TimeWindow, acc: &A::Acc, out: &mut Collector<O>) -> Result<()> {
+    fn emit(
+        &self,
+        key: K,
+        window: &TimeWindow,
+        acc: &A::Acc,
+        out: &mut Collector<O>,
+    ) -> Result<()> {
         (self.emit)(key, window, self.agg.get_result(acc), out)
     }
 }
@@ -682,10 +688,7 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     pub fn aggregate_with<A, O>(
         self,
         f: A,
-        emit: impl Fn(K, &TimeWindow, A::Out, &mut Collector<O>) -> Result<()>
-        + Send
-        + Sync
-        + 'static,
+        emit: impl Fn(K, &TimeWindow, A::Out, &mut Collector<O>) -> Result<()> + Send + Sync + 'static,
     ) -> DataStream<O>
     where
         A: AggregateFunction<T>,
