@@ -395,6 +395,52 @@ fn a_key_writer_gives_the_windows_the_key_function_gives() {
 }
 
 #[test]
+fn a_key_writer_gives_keyed_process_functions_the_key_function_s_keys_and_state() {
+    // Keys in runs and interleaved: each record's running sum must be its own key's.
+    let input = vec![
+        ev("a", 1, 1),
+        ev("a", 2, 2),
+        ev("bb", 3, 10),
+        ev("a", 4, 3),
+        ev("", 5, 100),
+        ev("bb", 6, 20),
+        ev("bb", 7, 30),
+        ev("a", 8, 4),
+    ];
+    let run = |batch: usize, writer: bool| {
+        let env = env_with(1, batch);
+        let (sink, out) = CollectSink::new();
+        let keyed = env
+            .from_collection(input.clone())
+            .key_by(|e: &Ev| e.0.clone());
+        let keyed = if writer {
+            keyed.with_key_bytes(|e: &Ev, buf| serialize_key(&e.0.as_str(), buf))
+        } else {
+            keyed
+        };
+        keyed
+            .reduce(|x, y| (x.0.clone(), y.1, x.2 + y.2))
+            .sink_to(sink);
+        env.execute("key writer").unwrap();
+        out.values()
+    };
+    let expected = vec![
+        ev("a", 1, 1),
+        ev("a", 2, 3),
+        ev("bb", 3, 10),
+        ev("a", 4, 6),
+        ev("", 5, 100),
+        ev("bb", 6, 30),
+        ev("bb", 7, 60),
+        ev("a", 8, 10),
+    ];
+    for batch in [1, 3, 100] {
+        assert_eq!(run(batch, true), expected, "batch {batch}");
+        assert_eq!(run(batch, false), expected, "batch {batch}");
+    }
+}
+
+#[test]
 fn late_records_without_a_side_output_are_counted_as_dropped() {
     let env = env_with(1, 1);
     let input = vec![ev("a", 1_000, 1), ev("a", 20_000, 2), ev("a", 2_000, 3)];

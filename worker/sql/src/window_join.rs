@@ -12,7 +12,7 @@ use crate::error::{Result, SqlError};
 use crate::join::PairCondition;
 use crate::plan::{Planner, Stream, nest, norm};
 use crate::tvf::WindowProps;
-use crate::value::{Column, Row, Value};
+use crate::value::{Column, Row, Value, write_key};
 use sqlparser::ast::{
     self, BinaryOperator, Expr, Ident, SelectItem, Spanned, VisitMut, VisitorMut,
 };
@@ -478,14 +478,18 @@ impl Planner<'_> {
             cond,
             rows: Default::default(),
         };
+        let side = |r: &Row| usize::from(matches!(r.0.last(), Some(Value::Int(1))));
+        let cols_of_key = key_cols.clone();
         let ds = tag(&left, 0, luid)
             .union(&[tag(&right, 1, ruid)])
             .key_by(move |r: &Row| {
-                let side = usize::from(matches!(r.0.last(), Some(Value::Int(1))));
-                key_cols[side]
+                key_cols[side(r)]
                     .iter()
                     .map(|&i| r.0[i].clone())
                     .collect::<Vec<_>>()
+            })
+            .with_key_bytes(move |r: &Row, buf| {
+                write_key(cols_of_key[side(r)].iter().map(|&i| &r.0[i]), buf)
             })
             .process(f)
             .name(&format!("WindowJoin {}", kind.sql()))

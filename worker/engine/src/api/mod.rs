@@ -500,8 +500,12 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
 
     /// Runs a [`KeyedProcessFunction`] with keyed state and timers.
     pub fn process<F: KeyedProcessFunction<Key = K, In = T>>(&self, f: F) -> DataStream<F::Out> {
+        let key_writer = self.key_writer.clone();
         self.add_keyed_operator("KeyedProcess", move |info, key_fn| {
-            Ok(Box::new(KeyedProcessOp::new(f.clone(), key_fn, info.clone())) as Box<dyn Operator>)
+            Ok(Box::new(
+                KeyedProcessOp::new(f.clone(), key_fn, info.clone())
+                    .with_key_writer(key_writer.clone()),
+            ) as Box<dyn Operator>)
         })
     }
 
@@ -518,10 +522,12 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         .name("Reduce")
     }
 
-    /// Gives window operators a shorter way to a record's serialized key: `f` replaces the
-    /// buffer's contents with exactly the bytes [`serialize_key`](crate::keygroup::serialize_key)
-    /// gives for the key `key_by`'s function returns (debug builds check every record), without
-    /// building the key. A window operator then builds a key only to emit a window's result.
+    /// Gives window operators and [`process`](Self::process) a shorter way to a record's
+    /// serialized key: `f` replaces the buffer's contents with exactly the bytes
+    /// [`serialize_key`](crate::keygroup::serialize_key) gives for the key `key_by`'s function
+    /// returns (debug builds check every record), without building the key. A window
+    /// operator then builds a key only to emit a window's result; `process` once per run of
+    /// records with the same key.
     pub fn with_key_bytes(mut self, f: impl Fn(&T, &mut Vec<u8>) + Send + Sync + 'static) -> Self {
         self.key_writer = Some(Arc::new(f));
         self

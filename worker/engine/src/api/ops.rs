@@ -230,7 +230,11 @@ pub(crate) struct KeyedProcessOp<F: KeyedProcessFunction> {
     keyed: KeyedStore,
     watermark: Timestamp,
     side: SideOutputs,
+    /// The serialized key of the latest record (valid while a batch's key is set).
     key_buf: Vec<u8>,
+    /// Writes a record's serialized key without building it (see `with_key_bytes`).
+    key_writer: Option<KeyWriter<F::In>>,
+    key_scratch: Vec<u8>,
 }
 
 impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
@@ -243,7 +247,45 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
             watermark: MIN_WATERMARK,
             side: SideOutputs::default(),
             key_buf: Vec::new(),
+            key_writer: None,
+            key_scratch: Vec::new(),
         }
+    }
+
+    /// Finds each record's key bytes with `writer` (when there is one): the key is then
+    /// built once per run of records with the same key instead of once per record.
+    pub(crate) fn with_key_writer(mut self, writer: Option<KeyWriter<F::In>>) -> Self {
+        self.key_writer = writer;
+        self
+    }
+
+    /// Makes `value`'s key current (its bytes in `key_buf` and in the state backend) unless
+    /// it is `current` already; returns the current key.
+    fn note_key<'a>(&mut self, value: &F::In, current: &'a mut Option<F::Key>) -> &'a F::Key {
+        if let Some(write) = &self.key_writer {
+            write(value, &mut self.key_scratch);
+            debug_assert_eq!(
+                self.key_scratch,
+                {
+                    let mut b = Vec::new();
+                    serialize_key(&(self.key_fn)(value), &mut b);
+                    b
+                },
+                "the key writer disagrees with the key function"
+            );
+            if current.is_none() || !crate::bytes::eq(&self.key_scratch, &self.key_buf) {
+                std::mem::swap(&mut self.key_scratch, &mut self.key_buf);
+                self.keyed.backend.set_current_key_bytes(&self.key_buf);
+                *current = Some((self.key_fn)(value));
+            }
+            return current.as_ref().expect("set above");
+        }
+        let key = (self.key_fn)(value);
+        if current.as_ref() != Some(&key) {
+            serialize_key(&key, &mut self.key_buf);
+            self.keyed.backend.set_current_key_bytes(&self.key_buf);
+        }
+        current.insert(key)
     }
 
     fn fire(&mut self, domain: TimeDomain, until: Timestamp, out: &mut Output) -> Result<()> {
@@ -306,12 +348,7 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
         // (Only within a batch: a timer firing between batches sets another key.)
         let mut current: Option<F::Key> = None;
         for r in downcast::<F::In>(batch) {
-            let key = (self.key_fn)(&r.value);
-            if current.as_ref() != Some(&key) {
-                serialize_key(&key, &mut self.key_buf);
-                self.keyed.backend.set_current_key_bytes(&self.key_buf);
-            }
-            let key = &*current.insert(key);
+            let key = self.note_key(&r.value, &mut current);
             coll.ts = r.ts;
             let mut ctx = KeyedContext {
                 backend: &mut self.keyed.backend,
