@@ -1067,6 +1067,12 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
                 let s = *slot.get_or_insert_with(|| batch.slot_of(&self.key_buf));
                 batch.add(s, i as u32, ts, &windows);
             }
+            // A time no window covers (in the gaps of windows shorter than their slide) is
+            // passed over, and counted as late only if it is behind the watermark (as Flink
+            // does).
+            if windows.is_empty() {
+                took = !self.spec.event_time || ts.saturating_add(self.lateness) > self.watermark;
+            }
             accepted.push(took);
         }
         for slot in 0..batch.spans.len() {
@@ -1126,22 +1132,34 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         accepted.clear();
         let event_time = self.spec.event_time;
         let mut slot = None;
+        // The latest record's slice and the end of the last window covering it, the same for
+        // every time in the slice (slices align with window starts and ends): records mostly
+        // come in time order, so both are mostly reused rather than divided out again.
+        let mut last: Option<(TimeWindow, Option<Timestamp>)> = None;
         for (i, rec) in recs.iter().enumerate() {
             let ts = self.record_time(rec, now)?;
-            // Taken when the window ending last has not fired.
-            let took = self
-                .spec
-                .last_window_end(ts)
-                .is_some_and(|end| !event_time || end - 1 > self.watermark);
-            if took {
+            let (slice, last_end) = match last {
+                Some((s, end)) if s.start <= ts && ts < s.end => (s, end),
+                _ => *last.insert((self.spec.slice_of(ts, len), self.spec.last_window_end(ts))),
+            };
+            // Taken when the window ending last has not fired. A time no window covers (in
+            // the gaps of windows shorter than their slide) is passed over, and counted as
+            // late only if it is behind the watermark (as Flink does).
+            let (add, accept) = match last_end {
+                Some(end) => {
+                    let on_time = !event_time || end - 1 > self.watermark;
+                    (on_time, on_time)
+                }
+                None => (false, !event_time || ts > self.watermark),
+            };
+            if add {
                 if self.note_record_key(&rec.value) {
                     slot = None;
                 }
                 let s = *slot.get_or_insert_with(|| batch.slot_of(&self.key_buf));
-                let slice = self.spec.slice_of(ts, len);
                 batch.add(s, i as u32, ts, std::slice::from_ref(&slice));
             }
-            accepted.push(took);
+            accepted.push(accept);
         }
         for slot in 0..batch.spans.len() {
             self.keyed.backend.set_current_key_bytes(batch.key(slot));

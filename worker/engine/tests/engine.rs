@@ -183,6 +183,62 @@ fn hop_windows_merge_their_slices_and_take_a_row_late_for_some_of_its_windows() 
 }
 
 #[test]
+fn times_in_the_gaps_of_sampling_windows_are_passed_over_and_late_only_behind_the_watermark() {
+    // Windows of 2 s every 5 s: [0,2) [5,7) [10,12); times in between are in no window.
+    let spec = || WindowSpec::sliding(Duration::from_secs(2), Duration::from_secs(5));
+    let input = vec![
+        ev("a", 500, 1),    // [0,2)
+        ev("a", 3_000, 2),  // a gap, ahead of the watermark (499): passed over
+        ev("a", 1_500, 4),  // [0,2) fired at watermark 2_999: late
+        ev("a", 5_500, 8),  // [5,7)
+        ev("a", 4_000, 16), // a gap behind the watermark (5_499): late
+        ev("a", 9_000, 32), // a gap, ahead of the watermark: passed over
+        ev("a", 10_500, 64),
+    ];
+    // Sliced (an aggregate without allowed lateness), one record a batch.
+    let (out, late) = sliced_job(input.clone(), spec(), 1);
+    assert_eq!(
+        out,
+        vec![
+            count_sum("a", w(0, 2_000), 1, 1),
+            count_sum("a", w(5_000, 7_000), 1, 8),
+            count_sum("a", w(10_000, 12_000), 1, 64),
+        ]
+    );
+    assert_eq!(late, vec![ev("a", 1_500, 4), ev("a", 4_000, 16)]);
+    // One batch: every record is on time, the gaps' are passed over.
+    let (out, late) = sliced_job(input.clone(), spec(), 100);
+    assert_eq!(out[0], count_sum("a", w(0, 2_000), 2, 5));
+    assert_eq!(out.len(), 3);
+    assert!(late.is_empty(), "{late:?}");
+    // Per window (a reduce is not sliced), one record a batch: the same records are late.
+    let env = env_with(1, 1);
+    let tag: OutputTag<Ev> = OutputTag::new("late");
+    let (sink, out) = CollectSink::new();
+    let (late_sink, late_out) = CollectSink::new();
+    let sums = env
+        .from_collection(input)
+        .assign_timestamps_and_watermarks(bounded(0))
+        .key_by(|e: &Ev| e.0.clone())
+        .window(spec())
+        .side_output_late_data(&tag)
+        .reduce(|x, y| (x.0.clone(), x.1, x.2 + y.2));
+    sums.sink_to(sink);
+    sums.get_side_output(&tag).sink_to(late_sink);
+    env.execute("sampling").unwrap();
+    let sums: Vec<(i64, i64)> = out
+        .values()
+        .iter()
+        .map(|r| (r.window.start, r.value.2))
+        .collect();
+    assert_eq!(sums, vec![(0, 1), (5_000, 8), (10_000, 64)]);
+    assert_eq!(
+        late_out.values(),
+        vec![ev("a", 1_500, 4), ev("a", 4_000, 16)]
+    );
+}
+
+#[test]
 fn cumulate_windows_merge_their_steps_and_take_a_row_late_for_some_of_its_windows() {
     // Periods of 6 s growing by 2 s steps: [0,2) [0,4) [0,6), then [6,8) [6,10) [6,12).
     let spec = WindowSpec::cumulating(Duration::from_secs(6), Duration::from_secs(2));
