@@ -139,7 +139,7 @@ impl JsonRowDecoder {
     fn predicted(&self, pos: usize, rest: &[u8]) -> Option<usize> {
         let c = *self.order.get(pos)?;
         let q = &self.cols.get(c)?.quoted;
-        (!q.is_empty() && rest.len() >= q.len() && bytes::eq(&rest[..q.len()], q)).then_some(c)
+        (!q.is_empty() && rest.get(..q.len()).is_some_and(|r| bytes::eq(r, q))).then_some(c)
     }
 
     /// The column named `name`, trying first the column field `pos` held last time.
