@@ -495,7 +495,8 @@ impl Scanner<'_> {
         }
         let int_start = self.i;
         // The common case, an integer of 1 to 7 digits with 8 bytes to read: a word at a time,
-        // without a branch per digit (whose exit the varying lengths mispredict).
+        // without a branch per digit (whose exit the varying lengths mispredict); eight
+        // digits read the next word for up to seven more.
         if let Some(w) = self.b.get(self.i..self.i + 8) {
             let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
             let n = leading_digits(x);
@@ -506,6 +507,21 @@ impl Scanner<'_> {
                 self.i += n;
                 let v = digits_value(x, n);
                 return Ok((&self.b[start..self.i], Some(if neg { -v } else { v })));
+            }
+            if n == 8
+                && w[0] != b'0'
+                && let Some(w2) = self.b.get(self.i + 8..self.i + 16)
+            {
+                let x2 = u64::from_le_bytes(w2.try_into().expect("8 bytes"));
+                let m = leading_digits(x2);
+                if m < 8 && !matches!(w2[m], b'.' | b'e' | b'E') {
+                    let mut v = digits_value(x, 8);
+                    if m > 0 {
+                        v = v * 10i64.pow(m as u32) + digits_value(x2, m);
+                    }
+                    self.i += 8 + m;
+                    return Ok((&self.b[start..self.i], Some(if neg { -v } else { v })));
+                }
             }
         }
         match self.peek() {
