@@ -342,11 +342,15 @@ pub struct Calc {
     /// The expressions evaluated over Arrow (outputs that are not plain input columns).
     evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
     outputs: Arc<Vec<Output>>,
-    /// `Some(cols)` when the outputs are input columns in increasing order (`cols`) followed
-    /// by the evaluated expressions in order (computed columns appended, columns dropped):
-    /// the output row is the input row with those columns moved down in place and the
-    /// evaluated values appended.
-    ascending: Option<Arc<Vec<usize>>>,
+    /// `Some(plan)` when the output row can be made from the input row in place: per output,
+    /// an input column, or [`EVALUATED`] for the next evaluated value (in order), the input
+    /// columns in increasing order and none before its own position (columns kept, dropped
+    /// and computed ones inserted or appended, nothing repeated or moved up). Each output
+    /// position then takes its value by a swap or a write, and the row is cut.
+    in_place: Option<Arc<Vec<usize>>>,
+    /// With `in_place`: `Some(start)` when the outputs are the input columns `start..` in
+    /// order and nothing else (the row is cut to them).
+    run_from: Option<usize>,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
     /// The row-wise program, when every expression compiled to one.
@@ -396,23 +400,41 @@ impl Calc {
                 *take = !std::mem::replace(&mut seen[*col], true);
             }
         }
-        let ascending = {
-            let cols: Vec<usize> = outputs
+        let in_place = {
+            let plan: Vec<usize> = outputs
                 .iter()
-                .map_while(|o| match *o {
-                    Output::Input { col, .. } => Some(col),
-                    Output::Eval(_) => None,
+                .map(|o| match *o {
+                    Output::Input { col, .. } => col,
+                    Output::Eval(_) => EVALUATED,
                 })
                 .collect();
-            let n = cols.len();
-            let in_order = cols.windows(2).all(|w| w[0] < w[1])
-                && cols.last().is_none_or(|&c| c < in_cols.len())
-                && outputs[n..]
-                    .iter()
-                    .enumerate()
-                    .all(|(i, o)| matches!(*o, Output::Eval(e) if e == i));
-            in_order.then(|| Arc::new(cols))
+            let cols: Vec<(usize, usize)> = plan
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c != EVALUATED)
+                .map(|(k, c)| (k, *c))
+                .collect();
+            let evals_in_order = outputs
+                .iter()
+                .filter_map(|o| match *o {
+                    Output::Eval(e) => Some(e),
+                    Output::Input { .. } => None,
+                })
+                .enumerate()
+                .all(|(i, e)| i == e);
+            let fits = cols.windows(2).all(|w| w[0].1 < w[1].1)
+                && cols.iter().all(|&(k, c)| k <= c && c < in_cols.len())
+                && evals_in_order;
+            fits.then(|| Arc::new(plan))
         };
+        let run_from = in_place.as_ref().and_then(|plan| match plan.first() {
+            Some(&start)
+                if start != EVALUATED && plan.iter().enumerate().all(|(k, &c)| c == start + k) =>
+            {
+                Some(start)
+            }
+            _ => None,
+        });
         let in_schema = arrow_schema(&in_cols);
         let rows = (|| {
             let filter = match &filter {
@@ -436,7 +458,8 @@ impl Calc {
             filter,
             evals: Arc::new(evals),
             outputs: Arc::new(outputs),
-            ascending,
+            in_place,
+            run_from,
             used: Arc::new(used),
             rows,
         }
@@ -615,28 +638,34 @@ impl Calc {
     /// row keeps its allocation where it is large enough; `spare` is scratch space that is
     /// passed from row to row.
     fn output(&self, input: &mut Vec<Value>, values: &mut Vec<Value>, spare: &mut Vec<Value>) {
-        if let Some(cols) = &self.ascending {
+        if let Some(plan) = &self.in_place {
             if input.len() < self.in_cols.len() {
                 input.resize_with(self.in_cols.len(), || Value::Null);
             }
-            match cols.first() {
-                // A run of columns: cut to it.
-                Some(&start) if cols[cols.len() - 1] == start + cols.len() - 1 => {
-                    input.truncate(start + cols.len());
-                    input.drain(..start);
-                }
-                // Output k comes from column cols[k] >= k; what it swaps out is read by no
-                // later output (they come from columns after cols[k]).
-                _ => {
-                    for (k, &c) in cols.iter().enumerate() {
-                        if c != k {
-                            input.swap(k, c);
-                        }
+            // Only columns, a run of them: cut to it.
+            if let Some(start) = self.run_from {
+                input.truncate(start + plan.len());
+                input.drain(..start);
+                return;
+            }
+            // Output k comes from column c >= k, or is an evaluated value: what a swap or a
+            // write replaces at k is read by no later output (they read columns after c, at
+            // positions after k, untouched so far).
+            let mut e = 0;
+            for (k, &c) in plan.iter().enumerate() {
+                if c == EVALUATED {
+                    let v = values.get_mut(e).map(std::mem::take).unwrap_or_default();
+                    e += 1;
+                    match input.get_mut(k) {
+                        Some(slot) => *slot = v,
+                        None => input.push(v),
                     }
-                    input.truncate(cols.len());
+                } else if c != k {
+                    input.swap(k, c);
                 }
             }
-            input.append(values);
+            input.truncate(plan.len());
+            values.clear();
             return;
         }
         spare.clear();
@@ -656,6 +685,9 @@ impl Calc {
         std::mem::swap(input, spare);
     }
 }
+
+/// In a calc's in-place plan: the output is the next evaluated value.
+const EVALUATED: usize = usize::MAX;
 
 fn eval_error(e: &dyn std::fmt::Display) -> weir_engine::Error {
     weir_engine::Error::User(format!("SQL evaluation failed: {e}"))

@@ -127,7 +127,7 @@ fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as
             json!({"a": 6, "b": "z", "c": 8, "d": null, "e": 10}),
         ],
     );
-    let outs: Vec<_> = (0..7).map(|i| dir.path().join(format!("out{i}"))).collect();
+    let outs: Vec<_> = (0..9).map(|i| dir.path().join(format!("out{i}"))).collect();
     let sink = |i: usize, cols: &str| {
         format!(
             "CREATE TABLE out{i} ({cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
@@ -137,14 +137,16 @@ fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as
     let sql = format!(
         "CREATE TABLE t (a BIGINT, b STRING, c BIGINT, d STRING, e BIGINT)
            WITH ('connector' = 'filesystem', 'path' = '{t}', 'format' = 'json');
-         {} {} {} {} {} {} {}
+         {} {} {} {} {} {} {} {} {}
          INSERT INTO out0 SELECT a, b FROM t;
          INSERT INTO out1 SELECT b, c, d FROM t;
          INSERT INTO out2 SELECT c, d, e, a + 1 FROM t;
          INSERT INTO out3 SELECT d, b, a FROM t;
          INSERT INTO out4 SELECT c AS x, c AS y, b FROM t;
          INSERT INTO out5 SELECT e * 2, a FROM t;
-         INSERT INTO out6 SELECT a, c, e, c * 10 + e FROM t;",
+         INSERT INTO out6 SELECT a, c, e, c * 10 + e FROM t;
+         INSERT INTO out7 SELECT a, UPPER(b), c, e * 2, e FROM t;
+         INSERT INTO out8 SELECT a * 10, b, d, a + c, e, c - a, e + 1 FROM t;",
         sink(0, "a BIGINT, b STRING"),
         sink(1, "b STRING, c BIGINT, d STRING"),
         sink(2, "c BIGINT, d STRING, e BIGINT, a1 BIGINT"),
@@ -152,6 +154,11 @@ fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as
         sink(4, "x BIGINT, y BIGINT, b STRING"),
         sink(5, "e2 BIGINT, a BIGINT"),
         sink(6, "a BIGINT, c BIGINT, e BIGINT, ce BIGINT"),
+        sink(7, "a BIGINT, ub STRING, c BIGINT, e2 BIGINT, e BIGINT"),
+        sink(
+            8,
+            "a10 BIGINT, b STRING, d STRING, ac BIGINT, e BIGINT, ca BIGINT, e1 BIGINT"
+        ),
     );
     run(&sql, Config::default());
     let want = [
@@ -176,6 +183,15 @@ fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as
         vec![
             json!({"a": 1, "c": 3, "e": 5, "ce": 35}),
             json!({"a": 6, "c": 8, "e": 10, "ce": 90}),
+        ],
+        // Computed columns between kept ones, and more outputs than input columns.
+        vec![
+            json!({"a": 1, "ub": "X", "c": 3, "e2": 10, "e": 5}),
+            json!({"a": 6, "ub": "Z", "c": 8, "e2": 20, "e": 10}),
+        ],
+        vec![
+            json!({"a10": 10, "b": "x", "d": "y", "ac": 4, "e": 5, "ca": 2, "e1": 6}),
+            json!({"a10": 60, "b": "z", "d": null, "ac": 14, "e": 10, "ca": 2, "e1": 11}),
         ],
     ];
     for (i, want) in want.into_iter().enumerate() {
