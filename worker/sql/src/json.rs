@@ -117,6 +117,11 @@ impl JsonRowDecoder {
                     _ => p.skip_value()?,
                 }
                 pos += 1;
+                // Compact JSON: the comma right after the value, the next name right after it.
+                if p.peek() == Some(b',') && p.b.get(p.i + 1) == Some(&b'"') {
+                    p.i += 1;
+                    continue;
+                }
                 p.ws();
                 match p.next() {
                     Some(b',') => p.ws(),
