@@ -28,6 +28,8 @@
 #   TUMBLING_EVENTS   events for tumbling/tumbling_gw (default 3000000, engine-core's file)
 #   RUNS              runs per engine and query (default 1); the median events/s is reported
 #   NICE              niceness (default 10; 0 on a quiet machine)
+#   SETTLE            seconds to wait before each timed run (default 5); runs alternate which
+#                     engine goes first (odd runs Flink, even runs Weir)
 #   WEIR_BIN          weir binary (default $CARGO_TARGET_DIR/release/weir, built if missing
 #                     unless WEIR_BUILD=0)
 #   REUSE_FLINK=1     report the Flink runs kept from an earlier run of the same query and
@@ -42,6 +44,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 EVENTS="${EVENTS:-4000000}"
 TUMBLING_EVENTS="${TUMBLING_EVENTS:-3000000}"
 RUNS="${RUNS:-1}"
+SETTLE="${SETTLE:-5}"
 NICE="${NICE:-10}"
 RUN=(nice -n "$NICE")
 DATA_DIR="${BENCH_DATA_DIR:-$HERE/out}"
@@ -51,7 +54,7 @@ QUERIES=()
 for a in "$@"; do
     case "$a" in
         --verify) VERIFY=1 ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) QUERIES+=("$a") ;;
     esac
 done
@@ -231,22 +234,30 @@ for q in "${QUERIES[@]}"; do
     log "$q: $events input records ($SCRIPT)"
     weir_ok=1
     for i in $(seq 1 "$RUNS"); do
-        if [ "${SKIP_FLINK:-0}" != 1 ] && [ "$reuse_flink" = 0 ]; then
-            load="$(cut -d' ' -f1 /proc/loadavg)"
-            line="$(run_flink "$q" "$SCRIPT" "$events" "run$i")"
-            [ -z "$line" ] || { line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$FR"; log "$line"; }
-        fi
-        if [ -z "$WEIR_STATUS" ] && [ "$weir_ok" = 1 ]; then
-            load="$(cut -d' ' -f1 /proc/loadavg)"
-            line="$(run_weir "$q" "$SCRIPT" "$events" "run$i")"
-            if [ -z "$line" ]; then
-                weir_ok=0
-            else
-                line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$WR"; log "$line"
-                "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["records_in"]==d["events"] else 1)' "$line" \
-                    || log "$q: WARNING: weir records_in differs from the input records ($events): $line"
+        # Odd runs start with Flink, even runs with Weir, so neither engine always runs right
+        # after the other (a Flink run keeps both cores busy for 10-20 s; the next process on
+        # this kind of machine can run markedly slower). Each run starts after SETTLE seconds.
+        if [ $((i % 2)) = 1 ]; then order=(flink weir); else order=(weir flink); fi
+        for engine in "${order[@]}"; do
+            if [ "$engine" = flink ] && [ "${SKIP_FLINK:-0}" != 1 ] && [ "$reuse_flink" = 0 ]; then
+                sleep "$SETTLE"
+                load="$(cut -d' ' -f1 /proc/loadavg)"
+                line="$(run_flink "$q" "$SCRIPT" "$events" "run$i")"
+                [ -z "$line" ] || { line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$FR"; log "$line"; }
             fi
-        fi
+            if [ "$engine" = weir ] && [ -z "$WEIR_STATUS" ] && [ "$weir_ok" = 1 ]; then
+                sleep "$SETTLE"
+                load="$(cut -d' ' -f1 /proc/loadavg)"
+                line="$(run_weir "$q" "$SCRIPT" "$events" "run$i")"
+                if [ -z "$line" ]; then
+                    weir_ok=0
+                else
+                    line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$WR"; log "$line"
+                    "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["records_in"]==d["events"] else 1)' "$line" \
+                        || log "$q: WARNING: weir records_in differs from the input records ($events): $line"
+                fi
+            fi
+        done
     done
     F="$([ -s "$FR" ] && pick_median "$FR")"; W="$([ -s "$WR" ] && pick_median "$WR")"
     SUMMARY_LINES+=("$("$PY" -c '
