@@ -12,7 +12,7 @@
 //! merges its slices' accumulators when it fires (see `WindowOperator::slice_len`).
 
 use crate::api::DataStream;
-use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
+use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner, note_written_key};
 use crate::error::{Error, Result};
 use crate::keygroup::{Key, serialize_key};
 use crate::runtime::graph::Partitioning;
@@ -957,20 +957,10 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         let Some(write) = &self.key_writer else {
             return self.note_key((self.key_fn)(value));
         };
-        write(value, &mut self.key_scratch);
-        debug_assert_eq!(
-            self.key_scratch,
-            {
-                let mut b = Vec::new();
-                serialize_key(&(self.key_fn)(value), &mut b);
-                b
-            },
-            "the key writer disagrees with the key function"
-        );
-        if self.key_noted && crate::bytes::eq(&self.key_scratch, &self.key_buf) {
+        let (scratch, last) = (&mut self.key_scratch, &mut self.key_buf);
+        if !note_written_key(write, &self.key_fn, value, scratch, last, self.key_noted) {
             return false;
         }
-        std::mem::swap(&mut self.key_scratch, &mut self.key_buf);
         self.last_key = None;
         self.key_noted = true;
         true

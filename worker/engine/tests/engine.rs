@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use std::time::Duration;
 use weir_engine::api::{
-    Collector, KeyedContext, KeyedProcessFunction, OutputTag, ProcessContext, ProcessFunction,
-    RuntimeContext, StreamExecutionEnvironment,
+    Collector, DataStream, KeyedContext, KeyedProcessFunction, KeyedStream, OutputTag,
+    ProcessContext, ProcessFunction, RuntimeContext, StreamExecutionEnvironment,
 };
 use weir_engine::config::{Config, DecodeErrorPolicy};
 use weir_engine::connectors::{CollectSink, DataGen, FileSource, Sink, SinkWriter};
@@ -386,6 +386,16 @@ fn allowed_lateness_refires_windows_and_later_records_go_to_the_late_side_output
     );
 }
 
+/// `stream` keyed by each event's name, with a key writer for the name's bytes if `writer`.
+fn by_name(stream: DataStream<Ev>, writer: bool) -> KeyedStream<String, Ev> {
+    let keyed = stream.key_by(|e: &Ev| e.0.clone());
+    if writer {
+        keyed.with_key_bytes(|e: &Ev, buf| serialize_key(&e.0.as_str(), buf))
+    } else {
+        keyed
+    }
+}
+
 #[test]
 fn a_key_writer_gives_the_windows_the_key_function_gives() {
     // Keys in runs and interleaved, a late record that re-fires a window (its key is built
@@ -403,20 +413,15 @@ fn a_key_writer_gives_the_windows_the_key_function_gives() {
     let run = |spec: WindowSpec, lateness: u64, batch: usize, writer: bool| {
         let env = env_with(1, batch);
         let (sink, out) = CollectSink::new();
-        let keyed = env
-            .from_collection(input.clone())
-            .assign_timestamps_and_watermarks(bounded(0))
-            .key_by(|e: &Ev| e.0.clone());
-        let keyed = if writer {
-            keyed.with_key_bytes(|e: &Ev, buf| serialize_key(&e.0.as_str(), buf))
-        } else {
-            keyed
-        };
-        keyed
-            .window(spec)
-            .allowed_lateness(Duration::from_secs(lateness))
-            .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
-            .sink_to(sink);
+        by_name(
+            env.from_collection(input.clone())
+                .assign_timestamps_and_watermarks(bounded(0)),
+            writer,
+        )
+        .window(spec)
+        .allowed_lateness(Duration::from_secs(lateness))
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
+        .sink_to(sink);
         env.execute("key writer").unwrap();
         sort_windowed(out.values())
     };
@@ -466,15 +471,7 @@ fn a_key_writer_gives_keyed_process_functions_the_key_function_s_keys_and_state(
     let run = |batch: usize, writer: bool| {
         let env = env_with(1, batch);
         let (sink, out) = CollectSink::new();
-        let keyed = env
-            .from_collection(input.clone())
-            .key_by(|e: &Ev| e.0.clone());
-        let keyed = if writer {
-            keyed.with_key_bytes(|e: &Ev, buf| serialize_key(&e.0.as_str(), buf))
-        } else {
-            keyed
-        };
-        keyed
+        by_name(env.from_collection(input.clone()), writer)
             .reduce(|x, y| (x.0.clone(), y.1, x.2 + y.2))
             .sink_to(sink);
         env.execute("key writer").unwrap();

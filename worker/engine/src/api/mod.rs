@@ -40,7 +40,9 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub(crate) use ops::{KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner};
+pub(crate) use ops::{
+    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner, note_written_key,
+};
 
 struct EnvInner {
     graph: JobGraph,

@@ -25,6 +25,35 @@ pub(crate) type KeyFn<K, T> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 /// Writes the serialized key of a record into a buffer (see `KeyedStream::with_key_bytes`).
 pub(crate) type KeyWriter<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 
+/// Writes `value`'s key bytes with `write` into `scratch` and, unless they equal `last`
+/// (when `last` holds a key: `have_last`), swaps them into `last`. Returns whether the key
+/// changed. Debug builds check the bytes against what the key function's key serializes to.
+#[inline(always)]
+pub(crate) fn note_written_key<K: Key, T>(
+    write: &KeyWriter<T>,
+    key_fn: &KeyFn<K, T>,
+    value: &T,
+    scratch: &mut Vec<u8>,
+    last: &mut Vec<u8>,
+    have_last: bool,
+) -> bool {
+    write(value, scratch);
+    debug_assert_eq!(
+        *scratch,
+        {
+            let mut b = Vec::new();
+            serialize_key(&key_fn(value), &mut b);
+            b
+        },
+        "the key writer disagrees with the key function"
+    );
+    if have_last && crate::bytes::eq(scratch, last) {
+        return false;
+    }
+    std::mem::swap(scratch, last);
+    true
+}
+
 /// The partitioner of a `key_by` edge: routes each record to the subtask owning its key group.
 pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> PartitionFn {
     Arc::new(
@@ -263,18 +292,9 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
     /// it is `current` already; returns the current key.
     fn note_key<'a>(&mut self, value: &F::In, current: &'a mut Option<F::Key>) -> &'a F::Key {
         if let Some(write) = &self.key_writer {
-            write(value, &mut self.key_scratch);
-            debug_assert_eq!(
-                self.key_scratch,
-                {
-                    let mut b = Vec::new();
-                    serialize_key(&(self.key_fn)(value), &mut b);
-                    b
-                },
-                "the key writer disagrees with the key function"
-            );
-            if current.is_none() || !crate::bytes::eq(&self.key_scratch, &self.key_buf) {
-                std::mem::swap(&mut self.key_scratch, &mut self.key_buf);
+            let have_last = current.is_some();
+            let (scratch, last) = (&mut self.key_scratch, &mut self.key_buf);
+            if note_written_key(write, &self.key_fn, value, scratch, last, have_last) {
                 self.keyed.backend.set_current_key_bytes(&self.key_buf);
                 *current = Some((self.key_fn)(value));
             }
