@@ -214,9 +214,11 @@ pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
     }
 }
 
-/// Builds the source of a table. `read[i]` says whether any query reads column `i`: the
-/// `json` format leaves the others NULL without converting them (projection push-down).
-/// `row_width` is the number of columns with the table's computed columns: the `json` format
+/// Builds the source of a table. `read[i]` says whether any statement reads column `i`; the
+/// rows hold only those columns, in the table's order (projection push-down, as Flink's
+/// sources do): the `json` and `csv` formats do not convert the others, `datagen` generates
+/// them (its random sequence does not depend on what is read) and drops them. `row_width`
+/// is the number of read columns with the table's computed columns: the `json` format
 /// allocates its rows that wide, so the computed columns are appended in place.
 pub fn source(
     env: &StreamExecutionEnvironment,
@@ -229,7 +231,7 @@ pub fn source(
     let connector = opts.connector()?;
     let name = format!("Source: {} ({connector})", opts.table);
     match connector {
-        "datagen" => datagen(env, opts, cols, &name, uid),
+        "datagen" => datagen(env, opts, cols, read, &name, uid),
         "filesystem" => {
             opts.check_known(|k| matches!(k, "path" | "format"), connector)?;
             let path = opts.required("path")?.to_string();
@@ -252,6 +254,7 @@ pub fn source(
                         .uid(uid))
                 }
                 "csv" => {
+                    let read = read.to_vec();
                     let raw = env
                         .from_source(FileSource::<Vec<String>>::csv(&path), None, &name)
                         .uid(uid);
@@ -260,6 +263,7 @@ pub fn source(
                             decode.rows(recs, |fields| {
                                 cols.iter()
                                     .enumerate()
+                                    .filter(|&(i, _)| read[i])
                                     .map(|(i, c)| {
                                         let s = fields.get(i).map(String::as_str).unwrap_or("");
                                         parse_text(s, c.col.ty).ok_or_else(|| {
@@ -302,6 +306,7 @@ fn datagen(
     env: &StreamExecutionEnvironment,
     opts: &Options<'_>,
     cols: &[PhysicalColumn],
+    read: &[bool],
     name: &str,
     uid: &str,
 ) -> Result<DataStream<Row>> {
@@ -383,32 +388,37 @@ fn datagen(
         gens.push(g);
     }
     let seed: u64 = opts.number("seed")?.unwrap_or(0);
+    let read = read.to_vec();
     let mut g = DataGen::new(seed, move |ctx| {
         Row(gens
             .iter()
-            .map(|g| match g {
-                FieldGen::Sequence { start, ty } => {
-                    let v = start + ctx.index as i64;
-                    if *ty == SqlType::String {
-                        Value::Str(v.to_string())
-                    } else {
-                        Value::Int(v)
+            .zip(&read)
+            .filter_map(|(g, &read)| {
+                let v = match g {
+                    FieldGen::Sequence { start, ty } => {
+                        let v = start + ctx.index as i64;
+                        if *ty == SqlType::String {
+                            Value::Str(v.to_string())
+                        } else {
+                            Value::Int(v)
+                        }
                     }
-                }
-                FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
-                FieldGen::Double { min, max } => Value::Double(if min == max {
-                    *min
-                } else {
-                    ctx.rng.gen_range(*min..*max)
-                }),
-                FieldGen::Str { length } => Value::Str(
-                    (&mut ctx.rng)
-                        .sample_iter(&Alphanumeric)
-                        .take(*length)
-                        .map(char::from)
-                        .collect(),
-                ),
-                FieldGen::Bool => Value::Bool(ctx.rng.r#gen()),
+                    FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
+                    FieldGen::Double { min, max } => Value::Double(if min == max {
+                        *min
+                    } else {
+                        ctx.rng.gen_range(*min..*max)
+                    }),
+                    FieldGen::Str { length } => Value::Str(
+                        (&mut ctx.rng)
+                            .sample_iter(&Alphanumeric)
+                            .take(*length)
+                            .map(char::from)
+                            .collect(),
+                    ),
+                    FieldGen::Bool => Value::Bool(ctx.rng.r#gen()),
+                };
+                read.then_some(v)
             })
             .collect())
     });

@@ -497,6 +497,17 @@ impl Calc {
         Ok(!self.apply(vec![rec])?.is_empty())
     }
 
+    /// Whether the output rows are the input rows as they are: no filter, every input column
+    /// in order and nothing else (a projection of a source that already dropped the columns
+    /// nobody reads), and every row as wide as the input schema.
+    fn is_identity(&self, recs: &[Rec<Row>]) -> bool {
+        let n = self.in_cols.len();
+        self.filter.is_none()
+            && self.run_from == Some(0)
+            && self.outputs.len() == n
+            && recs.iter().all(|r| r.value.0.len() == n)
+    }
+
     /// Whether the filter and the computed expressions are evaluated row by row (else over
     /// Arrow batches).
     pub fn evaluates_rows(&self) -> bool {
@@ -511,7 +522,7 @@ impl Calc {
 
     /// Evaluates the calc; records keep their timestamps.
     pub fn apply(&self, recs: Vec<Rec<Row>>) -> weir_engine::Result<Vec<Rec<Row>>> {
-        if recs.is_empty() {
+        if recs.is_empty() || self.is_identity(&recs) {
             return Ok(recs);
         }
         match &self.rows {

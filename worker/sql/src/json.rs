@@ -4,8 +4,9 @@
 //! It scans the line once, without building a tree or copying field names: each field name
 //! is matched against the columns (trying first the column the same position held in the
 //! previous line, as the records of a file usually share their field order), a column the
-//! query reads is converted to its type in place, and every other value is only skipped
-//! over (as Flink's JSON format does with projection push-down). Strings are copied once,
+//! script reads is converted to its type in place, and every other value is only skipped
+//! over. Rows carry only the read columns, in the table's order (projection push-down, as
+//! Flink's JSON format does). Strings are copied once,
 //! into the row. Timestamps in the common `yyyy-MM-dd HH:mm:ss[.SSS]` form are read by byte
 //! offset.
 //!
@@ -24,6 +25,8 @@ pub(crate) struct JsonRowDecoder {
     cols: Vec<Col>,
     /// The column the n-th field of the previous line was (`usize::MAX`: none).
     order: Vec<usize>,
+    /// How many columns the rows hold (the read ones).
+    width: usize,
     /// The capacity rows are allocated with: room for the table's computed columns too,
     /// which the next operator appends.
     row_capacity: usize,
@@ -36,19 +39,22 @@ struct Col {
     /// (`"price":`); empty when the name has a character JSON must escape.
     quoted: Vec<u8>,
     ty: SqlType,
-    /// Whether any query reads it; unread columns stay NULL and are only skipped over.
-    read: bool,
+    /// Its position in the rows when some statement reads it; `None`: it is not in the rows
+    /// and its values are only skipped over.
+    slot: Option<usize>,
 }
 
 impl JsonRowDecoder {
-    /// A decoder for `cols`; `read[i]` says whether column `i` is used by a query. Rows are
-    /// allocated with room for `row_width` values (at least one per column).
+    /// A decoder for `cols`; `read[i]` says whether column `i` is used by a query. Rows hold
+    /// the read columns in order and are allocated with room for `row_width` values (at
+    /// least one per read column).
     pub(crate) fn new(
         table: &str,
         cols: &[PhysicalColumn],
         read: &[bool],
         row_width: usize,
     ) -> Self {
+        let mut width = 0;
         JsonRowDecoder {
             table: table.to_string(),
             cols: cols
@@ -62,11 +68,15 @@ impl JsonRowDecoder {
                     },
                     field: c.field.clone(),
                     ty: c.col.ty,
-                    read,
+                    slot: read.then(|| {
+                        width += 1;
+                        width - 1
+                    }),
                 })
                 .collect(),
             order: Vec::new(),
-            row_capacity: row_width.max(cols.len()),
+            width,
+            row_capacity: row_width.max(width),
             last_day: LastDay::default(),
         }
     }
@@ -74,7 +84,7 @@ impl JsonRowDecoder {
     /// Decodes one line (trimmed, not empty) into a row; the error names what is wrong.
     pub(crate) fn decode(&mut self, line: &[u8]) -> Result<Row, String> {
         let mut vals = Vec::with_capacity(self.row_capacity);
-        vals.resize_with(self.cols.len(), || Value::Null);
+        vals.resize_with(self.width, || Value::Null);
         let mut p = Scanner { b: line, i: 0 };
         match self.object(&mut p, &mut vals) {
             Ok(()) => Ok(Row(vals)),
@@ -112,9 +122,9 @@ impl JsonRowDecoder {
                     col
                 };
                 p.ws();
-                match col {
-                    Some(c) if self.cols[c].read => vals[c] = self.value(p, c)?,
-                    _ => p.skip_value()?,
+                match col.and_then(|c| Some((c, self.cols[c].slot?))) {
+                    Some((c, slot)) => vals[slot] = self.value(p, c)?,
+                    None => p.skip_value()?,
                 }
                 pos += 1;
                 // Compact JSON: the comma right after the value, the next name right after it.
@@ -738,12 +748,18 @@ mod tests {
     }
 
     #[test]
-    fn unread_columns_stay_null_and_their_values_are_not_converted() {
+    fn unread_columns_are_left_out_of_the_rows_and_their_values_are_not_converted() {
         use SqlType::*;
-        let mut d = decoder(&[("a", BigInt), ("b", BigInt)], &[true, false]);
-        // "b" is not a BIGINT, but no query reads it.
-        let row = d.decode(br#"{"a": 1, "b": "not a number"}"#).unwrap();
-        assert_eq!(row.0, [Value::Int(1), Value::Null]);
+        let mut d = decoder(
+            &[("a", BigInt), ("b", BigInt), ("c", String)],
+            &[true, false, true],
+        );
+        // "b" is not a BIGINT, but no query reads it; the rows hold a and c.
+        let row = d.decode(br#"{"a": 1, "b": "not a number", "c": "x"}"#);
+        assert_eq!(row.unwrap().0, [Value::Int(1), Value::Str("x".into())]);
+        let row = d.decode(br#"{"c": "y", "b": [1, {"z": 2}]}"#);
+        assert_eq!(row.unwrap().0, [Value::Null, Value::Str("y".into())]);
+        assert!(d.decode(br#"{"a": 1, "b": "no closing quote}"#).is_err());
     }
 
     #[test]

@@ -39,6 +39,62 @@ pub fn norm(id: &Ident) -> String {
     }
 }
 
+/// A "column not found" error whose list of columns lies within the columns of tables read
+/// only in part (`projected`): the list names every column of those tables, not only the
+/// ones the script reads (which are all the rows carry).
+fn with_table_columns(e: SqlError, projected: &[(String, Vec<String>)]) -> SqlError {
+    let SqlError::At {
+        line,
+        column,
+        message,
+    } = e
+    else {
+        return e;
+    };
+    let rewritten = (|| {
+        let (head, marker, list) = [
+            "; available columns: ",
+            "' has columns: ",
+            "; its columns: ",
+        ]
+        .into_iter()
+        .find_map(|m| message.split_once(m).map(|(h, l)| (h, m, l)))?;
+        if !head.starts_with("column '") {
+            return None;
+        }
+        let listed: Vec<&str> = list
+            .split(", ")
+            .map(|a| a.rsplit('.').next().unwrap_or(a))
+            .collect();
+        let has = |cols: &[String], a: &str| cols.iter().any(|c| c == a);
+        let tables: Vec<&(String, Vec<String>)> = projected
+            .iter()
+            .filter(|(_, cols)| listed.iter().any(|a| has(cols, a)))
+            .collect();
+        if tables.is_empty() || !listed.iter().all(|a| tables.iter().any(|(_, c)| has(c, a))) {
+            return None;
+        }
+        Some(match (marker, tables.as_slice()) {
+            // One input's columns ("'b' has columns: …"): all of its table's.
+            (m, [(_, cols)]) if m != "; available columns: " => {
+                format!("{head}{m}{}", cols.join(", "))
+            }
+            _ => {
+                let lists: Vec<String> = tables
+                    .iter()
+                    .map(|(t, cols)| format!("table '{t}' has columns: {}", cols.join(", ")))
+                    .collect();
+                format!("{head}; {}", lists.join("; "))
+            }
+        })
+    })();
+    SqlError::At {
+        line,
+        column,
+        message: rewritten.unwrap_or(message),
+    }
+}
+
 /// A planned stream: the engine stream, its columns, its time attribute and its plan text.
 #[derive(Clone)]
 pub(crate) struct Stream {
@@ -195,6 +251,9 @@ pub struct Planner<'e> {
     /// source column not among them is never read. `None`: every column is (a query
     /// selects `*`, or the statements were not seen as a whole).
     referenced: Option<HashSet<String>>,
+    /// The tables read so far of which the script reads only some columns, with all their
+    /// column names: a "column not found" message lists those, not just the read ones.
+    projected: Vec<(String, Vec<String>)>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
@@ -568,6 +627,7 @@ impl<'e> Planner<'e> {
             scans: HashMap::new(),
             window_aggs: HashMap::new(),
             referenced: None,
+            projected: Vec::new(),
         }
     }
 
@@ -601,7 +661,8 @@ impl<'e> Planner<'e> {
         for (i, s) in stmts.into_iter().enumerate() {
             self.stmt = i + 1;
             self.op = 0;
-            self.plan_statement(s)?;
+            self.plan_statement(s)
+                .map_err(|e| with_table_columns(e, &self.projected))?;
         }
         Ok(())
     }
@@ -791,21 +852,29 @@ impl<'e> Planner<'e> {
                     .is_none_or(|r| r.contains(&p.col.name.to_lowercase()))
             })
             .collect();
+        // The rows carry the read columns only (projection push-down).
+        let computed = def.columns.len() - physical.len();
         let ds = connectors::source(
             self.env,
             &Self::opts(name, &def),
             &physical,
             &read,
-            def.columns.len(),
+            read.iter().filter(|r| **r).count() + computed,
             &src_uid,
         )?;
-        let phys_cols: Vec<Column> = physical.iter().map(|p| p.col.clone()).collect();
-        let unread: Vec<&str> = phys_cols
-            .iter()
-            .zip(&read)
-            .filter(|(_, r)| !**r)
-            .map(|(c, _)| c.name.as_str())
+        let with_read = || physical.iter().zip(&read);
+        let phys_cols: Vec<Column> = with_read()
+            .filter(|(_, r)| **r)
+            .map(|(p, _)| p.col.clone())
             .collect();
+        let unread: Vec<&str> = with_read()
+            .filter(|(_, r)| !**r)
+            .map(|(p, _)| p.col.name.as_str())
+            .collect();
+        if !unread.is_empty() {
+            let all = def.columns.iter().map(|c| norm(&c.ident)).collect();
+            self.projected.push((name.to_string(), all));
+        }
         let mut plan = vec![format!(
             "Source: {name} connector={} columns=[{}]{} uid={src_uid}",
             def.options
@@ -841,6 +910,10 @@ impl<'e> Planner<'e> {
             let mut shown = Vec::new();
             for c in &def.columns {
                 let e = match &c.kind {
+                    // Unread physical columns are not in the rows.
+                    ColumnKind::Physical(_) if unread.contains(&norm(&c.ident).as_str()) => {
+                        continue;
+                    }
                     ColumnKind::Physical(_) => {
                         Expr::Identifier(Ident::with_quote('"', norm(&c.ident)))
                     }

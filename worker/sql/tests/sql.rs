@@ -535,7 +535,14 @@ fn errors_name_the_line_and_column_of_the_offending_text() {
     let cases: Vec<(String, &str)> = vec![
         (
             format!("{t}{s}INSERT INTO s SELECT nope FROM t;"),
-            "5:22: column 'nope' not found",
+            // Every column of t, though the rows carry only those the script mentions.
+            "5:22: column 'nope' not found; table 't' has columns: a, b, ts, rt",
+        ),
+        (
+            format!(
+                "{t}{s}INSERT INTO s SELECT x.a FROM t x JOIN t y\n  ON x.nope = y.a AND x.rt BETWEEN y.rt - INTERVAL '1' SECOND AND y.rt;"
+            ),
+            "6:6: column 'x.nope' not found; 'x' has columns: a, b, ts, rt",
         ),
         (
             format!("{t}{s}INSERT INTO s SELEC a FROM t;"),
@@ -955,6 +962,126 @@ fn a_table_read_twice_has_one_source_that_decodes_only_the_columns_the_script_me
     .unwrap()
     .explain();
     assert!(!text.contains("unread"), "{text}");
+}
+
+#[test]
+fn every_source_format_leaves_out_the_columns_no_statement_mentions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv_out, json_out, gen_out, gen_all) = (
+        dir.path().join("csv-out"),
+        dir.path().join("json-out"),
+        dir.path().join("gen-out"),
+        dir.path().join("gen-all"),
+    );
+    // The same records as CSV (first line a header, fields by position) and JSON lines; the
+    // second record's `junk` is no BIGINT, but no statement reads that column.
+    let csv = dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "name,junk,amount,ts\nann,7,1.5,1000\nbob,n/a,2.5,2000\n",
+    )
+    .unwrap();
+    let json = input(
+        dir.path(),
+        "in.jsonl",
+        &[
+            json!({"name": "ann", "junk": 7, "amount": 1.5, "ts": 1000}),
+            json!({"name": "bob", "junk": "n/a", "amount": 2.5, "ts": 2000}),
+        ],
+    );
+    let table = |name: &str, path: &str, format: &str| {
+        format!(
+            "CREATE TABLE {name} (name STRING, junk BIGINT, amount DOUBLE, ts BIGINT,
+               rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt)
+             WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = '{format}');"
+        )
+    };
+    let sink = |name: &str, cols: &str, path: &Path| {
+        format!(
+            "CREATE TABLE {name} ({cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+            path.display()
+        )
+    };
+    // datagen: two random columns and a sequence; `noise` is read by one script and not
+    // by the other, which must not change the values of the others.
+    let gen_ddl = "CREATE TABLE gen (a BIGINT, noise STRING, seq BIGINT, b DOUBLE)
+                 WITH ('connector' = 'datagen', 'number-of-rows' = '5', 'seed' = '3',
+                       'fields.seq.kind' = 'sequence', 'fields.seq.start' = '10',
+                       'fields.a.min' = '0', 'fields.a.max' = '1000000');";
+    let sql = format!(
+        "{}\n{}\n{gen_ddl}\n{}\n{}\n{}
+         INSERT INTO c_out SELECT name, amount * 2, rt FROM c;
+         INSERT INTO j_out SELECT name, amount * 2, rt FROM j;
+         INSERT INTO g_out SELECT seq, a, b FROM gen;",
+        table("c", &csv.display().to_string(), "csv"),
+        table("j", &json, "json"),
+        sink(
+            "c_out",
+            "name STRING, doubled DOUBLE, rt TIMESTAMP(3)",
+            &csv_out
+        ),
+        sink(
+            "j_out",
+            "name STRING, doubled DOUBLE, rt TIMESTAMP(3)",
+            &json_out
+        ),
+        sink("g_out", "seq BIGINT, a BIGINT, b DOUBLE", &gen_out),
+    );
+    let env = StreamExecutionEnvironment::new();
+    let text = weir_sql::plan(&env, &sql).unwrap().explain();
+    for (source, columns) in [
+        ("c", "[name STRING, amount DOUBLE, ts BIGINT] unread=[junk]"),
+        ("j", "[name STRING, amount DOUBLE, ts BIGINT] unread=[junk]"),
+        ("gen", "[a BIGINT, seq BIGINT, b DOUBLE] unread=[noise]"),
+    ] {
+        let line = format!("Source: {source} connector=");
+        let line = text.lines().find(|l| l.contains(&line)).unwrap();
+        assert!(line.contains(&format!("columns={columns}")), "{text}");
+    }
+    run(&sql, config(&[]));
+    let expected = sorted(vec![
+        json!({"name": "ann", "doubled": 3.0, "rt": "1970-01-01 00:00:01.000"}),
+        json!({"name": "bob", "doubled": 5.0, "rt": "1970-01-01 00:00:02.000"}),
+    ]);
+    assert_eq!(output(&csv_out), expected);
+    assert_eq!(output(&json_out), expected);
+    let projected = output(&gen_out);
+    let mut seqs: Vec<i64> = projected
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, [10, 11, 12, 13, 14]);
+    // The same generator with every column read: the same a and b for each seq.
+    run(
+        &format!(
+            "{gen_ddl}\n{}\nINSERT INTO g_all SELECT seq, a, b, noise FROM gen;",
+            sink(
+                "g_all",
+                "seq BIGINT, a BIGINT, b DOUBLE, noise STRING",
+                &gen_all
+            )
+        ),
+        config(&[]),
+    );
+    let all: Vec<Value> = output(&gen_all)
+        .into_iter()
+        .map(|mut r| {
+            assert_eq!(r["noise"].as_str().map(str::len), Some(10), "{r}");
+            r.as_object_mut().unwrap().remove("noise");
+            r
+        })
+        .collect();
+    assert_eq!(all, projected);
+    // A value that does not fit a column that is read is still an error naming it.
+    std::fs::write(&csv, "name,junk,amount,ts\nann,7,lots,1000\n").unwrap();
+    let env = StreamExecutionEnvironment::new();
+    weir_sql::plan(&env, &sql).unwrap();
+    let err = format!("{:?}", env.execute("bad-csv").unwrap_err());
+    assert!(
+        err.contains("'amount') = 'lots' is not a valid DOUBLE"),
+        "{err}"
+    );
 }
 
 #[test]
