@@ -14,6 +14,7 @@ use datafusion_expr::{AggregateUDF, ExprSchemable, ScalarUDF, TableSource, Windo
 use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
 use datafusion_physical_expr::PhysicalExpr;
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{self, Spanned, VisitMut, VisitorMut};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -193,6 +194,42 @@ impl VisitorMut for FlinkFunctions {
                     op: ast::BinaryOperator::Modulo,
                     right: Box::new(b),
                 }));
+                return ControlFlow::Continue(());
+            } else if name == "concat" {
+                // Flink's CONCAT is NULL when any argument is; DataFusion's skips NULLs.
+                let args: Vec<ast::Expr> = match &f.args {
+                    ast::FunctionArguments::List(l) => l
+                        .args
+                        .iter()
+                        .filter_map(|a| match a {
+                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => {
+                                Some(x.clone())
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let any_null = args
+                    .into_iter()
+                    .map(|a| ast::Expr::IsNull(Box::new(a)))
+                    .reduce(|l, r| ast::Expr::BinaryOp {
+                        left: Box::new(l),
+                        op: ast::BinaryOperator::Or,
+                        right: Box::new(r),
+                    });
+                if let Some(any_null) = any_null {
+                    *e = ast::Expr::Case {
+                        case_token: AttachedToken::empty(),
+                        end_token: AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![ast::CaseWhen {
+                            condition: any_null,
+                            result: ast::Expr::Value(ast::Value::Null.into()),
+                        }],
+                        else_result: Some(Box::new(e.clone())),
+                    };
+                }
                 return ControlFlow::Continue(());
             } else if ["count", "sum", "avg", "min", "max"].contains(&name.as_str()) {
                 return ControlFlow::Break(SqlError::at(

@@ -90,28 +90,34 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
             json!({"name": "bob", "age": 17, "score": "3"}),
             json!({"name": "dan", "age": 50, "score": "1"}),
             json!({"name": "eve", "age": 5, "score": "2"}),
+            json!({"name": null, "age": 40, "score": "0.5"}),
         ],
     );
     let sql = format!(
         "CREATE TABLE people (name STRING, age INT, score STRING)
            WITH ('connector' = 'filesystem', 'path' = '{people}', 'format' = 'json');
-         CREATE TABLE result (name STRING, next_age BIGINT, kind STRING, doubled DOUBLE, age_text STRING)
+         CREATE TABLE result (name STRING, next_age BIGINT, kind STRING, doubled DOUBLE, age_text STRING,
+                              tag STRING, tag_ws STRING)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO result
          SELECT UPPER(name), age + 1,
                 CASE WHEN age >= 18 THEN 'adult' ELSE 'minor' END,
                 CAST(score AS DOUBLE) * 2,
-                CAST(age AS STRING)
+                CAST(age AS STRING),
+                CONCAT(name, '-', CAST(age AS STRING)),
+                CONCAT_WS('-', name, CAST(age AS STRING))
          FROM people
-         WHERE age > 10 AND name <> 'dan';",
+         WHERE age > 10 AND (name IS NULL OR name <> 'dan');",
         out.display()
     );
     run(&sql, Config::default());
+    // As in Flink, CONCAT is NULL when an argument is; CONCAT_WS skips NULL arguments.
     assert_eq!(
         output(&out),
         sorted(vec![
-            json!({"name": "ANN", "next_age": 35, "kind": "adult", "doubled": 15.0, "age_text": "34"}),
-            json!({"name": "BOB", "next_age": 18, "kind": "minor", "doubled": 6.0, "age_text": "17"}),
+            json!({"name": "ANN", "next_age": 35, "kind": "adult", "doubled": 15.0, "age_text": "34", "tag": "ann-34", "tag_ws": "ann-34"}),
+            json!({"name": "BOB", "next_age": 18, "kind": "minor", "doubled": 6.0, "age_text": "17", "tag": "bob-17", "tag_ws": "bob-17"}),
+            json!({"name": null, "next_age": 41, "kind": "adult", "doubled": 1.0, "age_text": "40", "tag": null, "tag_ws": "40"}),
         ])
     );
 }
