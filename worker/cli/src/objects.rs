@@ -40,18 +40,49 @@ fn options(set: &[String]) -> Result<StorageOptions> {
     Ok(StorageOptions::from_config(crate::set_options(set)?)?)
 }
 
+/// The reader of stdout went away (`weir objects ls | head`): not an error of the command.
+#[derive(Debug)]
+struct PipeClosed;
+
+impl std::fmt::Display for PipeClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout closed")
+    }
+}
+
+impl std::error::Error for PipeClosed {}
+
+/// A failed write to stdout, with a closed pipe told apart from other failures.
+fn out_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        PipeClosed.into()
+    } else {
+        anyhow::Error::new(e).context("cannot write stdout")
+    }
+}
+
+/// Runs the command. When stdout's reader closes the pipe the output ends quietly with
+/// success, as Unix tools do; failures of the store are errors as usual.
 pub fn run(command: &ObjectsCommand) -> Result<()> {
+    match write_output(command) {
+        Err(e) if e.is::<PipeClosed>() => Ok(()),
+        other => other,
+    }
+}
+
+fn write_output(command: &ObjectsCommand) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match command {
         ObjectsCommand::Ls { uri, set } => {
             let store = open(uri.trim_end_matches('/'), &options(set)?)?;
             for object in store.list("")? {
-                writeln!(stdout, "{}", store.uri(&object.path))?;
+                writeln!(stdout, "{}", store.uri(&object.path)).map_err(out_error)?;
             }
         }
         ObjectsCommand::Rm { uri, set } => {
             let store = open(uri.trim_end_matches('/'), &options(set)?)?;
-            writeln!(stdout, "{}", store.delete_prefix("")?)?;
+            let deleted = store.delete_prefix("")?;
+            writeln!(stdout, "{deleted}").map_err(out_error)?;
         }
         ObjectsCommand::Cat { uri, set } => {
             // The store is the object's parent "directory", the path its last segment.
@@ -62,9 +93,9 @@ pub fn run(command: &ObjectsCommand) -> Result<()> {
                 bail!("'{uri}' names no object: expected s3://bucket/key or a file path");
             }
             let store = open(parent, &options(set)?)?;
-            stdout.write_all(&store.get(name)?)?;
+            let bytes = store.get(name)?;
+            stdout.write_all(&bytes).map_err(out_error)?;
         }
     }
-    stdout.flush()?;
-    Ok(())
+    stdout.flush().map_err(out_error)
 }

@@ -513,6 +513,40 @@ fn weir_objects_lists_reads_and_deletes_the_objects_of_a_bucket_through_the_s3_a
 }
 
 #[test]
+fn weir_objects_ls_into_a_reader_that_stops_early_ends_quietly_with_success() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // More listing than a pipe buffers (64 KiB), so writes go on after the reader has gone.
+    for i in 0..2000 {
+        std::fs::write(
+            dir.path().join(format!("object-{i:05}-{}", "x".repeat(40))),
+            b"",
+        )
+        .unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["objects", "ls", &dir.path().display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first
+            .trim_end()
+            .ends_with("object-00000-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+        "{first}"
+    );
+    // The reader (like `| head -1`) is dropped here; weir must not call that an error.
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
 fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after() {
     let data = tempfile::tempdir().unwrap();
     let mut s3 = S3sFs::start(data.path(), &["weir"]);
