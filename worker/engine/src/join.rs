@@ -966,6 +966,7 @@ impl<K: Key, F: IntervalJoinFunction> Operator for BufferedIntervalJoin<K, F> {
                 self.info.max_parallelism,
             ),
             max_parallelism: self.info.max_parallelism,
+            rows_name: crate::state::state_name(ROWS_STATE, &self.info),
         };
         Ok(OperatorSubtaskState {
             deferred_keyed: Some(DeferredKeyed::new(move || frozen.serialize())),
@@ -984,6 +985,8 @@ struct Frozen<K, L, R> {
     keys: Keys<K, L, R>,
     range: KeyGroupRange,
     max_parallelism: usize,
+    /// The `rows` state's name in checkpoints (with the operator's schema tag).
+    rows_name: String,
 }
 
 /// [`Buffers`] over borrowed rows: serializes identically.
@@ -1065,7 +1068,7 @@ impl<K: Key, L: StateValue, R: StateValue> Frozen<K, L, R> {
             let g = groups.entry(kg).or_insert_with(|| KeyGroupSnapshot {
                 key_group: kg as u32,
                 states: vec![StateSnapshot {
-                    name: ROWS_STATE.into(),
+                    name: self.rows_name.clone(),
                     entries: Vec::new(),
                 }],
                 ..Default::default()

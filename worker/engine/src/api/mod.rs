@@ -115,6 +115,7 @@ impl StreamExecutionEnvironment {
         inner.graph.nodes.push(NodeSpec {
             name: name.to_string(),
             uid: None,
+            state_schema: None,
             parallelism,
             kind,
             inputs,
@@ -324,6 +325,16 @@ impl<T: Data> DataStream<T> {
     /// Sets the operator's stable id, which identifies its state in savepoints.
     pub fn uid(self, uid: &str) -> Self {
         self.with_source_node(|n| n.uid = Some(uid.to_string()));
+        self
+    }
+
+    /// Declares what the operator's keyed state holds when that depends on more than the
+    /// operator's code (for SQL: the aggregate calls, the column types of buffered rows).
+    /// Every state the operator registers is named with it, so a savepoint written under
+    /// another schema is not read as this one: the restore fails naming the operator and
+    /// the state, as for any state the operator no longer has.
+    pub fn state_schema(self, schema: &str) -> Self {
+        self.with_source_node(|n| n.state_schema = Some(schema.to_string()));
         self
     }
 

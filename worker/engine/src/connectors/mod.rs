@@ -213,6 +213,7 @@ mod tests {
             side_ports: Arc::new(Vec::new()),
             decode_errors: crate::config::DecodeErrorPolicy::Fail,
             uid: "gen".into(),
+            state_schema: None,
             state_backend: Default::default(),
             allow_unclaimed_state: false,
             savepoint_at: Default::default(),

@@ -60,6 +60,9 @@ pub(crate) enum NodeKind {
 pub(crate) struct NodeSpec {
     pub(crate) name: String,
     pub(crate) uid: Option<String>,
+    /// What the operator's keyed state holds, when its code alone does not say (see
+    /// [`crate::api::DataStream::state_schema`]).
+    pub(crate) state_schema: Option<String>,
     pub(crate) parallelism: usize,
     pub(crate) kind: NodeKind,
     pub(crate) inputs: Vec<EdgeSpec>,
@@ -561,6 +564,7 @@ impl JobGraph {
                         side_ports: Arc::new(node.side_ports.clone()),
                         decode_errors: opts.decode_errors,
                         uid: self.uid(m),
+                        state_schema: node.state_schema.clone(),
                         restored: opts.restore.as_ref().and_then(|p| {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),

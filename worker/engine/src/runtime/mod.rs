@@ -183,6 +183,9 @@ pub struct SubtaskInfo {
     pub decode_errors: crate::config::DecodeErrorPolicy,
     /// The operator's uid (explicit or derived), which names its state in checkpoints.
     pub uid: String,
+    /// The operator's declared state schema ([`crate::api::DataStream::state_schema`]),
+    /// which names its states with their base names.
+    pub state_schema: Option<String>,
     /// State restored from a checkpoint or savepoint, already narrowed to this subtask.
     pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
     /// The keyed state backend (`state.backend.*`).

@@ -255,6 +255,22 @@ pub(crate) struct CurrentKey {
     pub(crate) key_group: usize,
 }
 
+/// The tag of a declared state schema that ends the names of the operator's states: ` @`
+/// and 8 hex digits of its hash (short: RocksDB keys start with the state's name).
+fn schema_tag(schema: &str) -> String {
+    let hash = crate::keygroup::hash_key_bytes(schema.as_bytes()) >> 32;
+    format!("@{hash:08x}")
+}
+
+/// The name state `base` of an operator has in checkpoints: with the tag of the operator's
+/// declared state schema, if any (for operators that write their snapshots themselves).
+pub(crate) fn state_name(base: &str, info: &crate::runtime::SubtaskInfo) -> String {
+    match &info.state_schema {
+        Some(s) => format!("{base} {}", schema_tag(s)),
+        None => base.to_string(),
+    }
+}
+
 /// The in-memory (`hashmap`) keyed state backend of one operator subtask.
 pub struct KeyedStateBackend {
     range: KeyGroupRange,
@@ -273,6 +289,9 @@ pub struct KeyedStateBackend {
     /// Per state (rocksdb): TTL and value type.
     ttls: Vec<Option<StateTtlConfig>>,
     types: Vec<TypeId>,
+    /// The operator's declared state schema, and the tag of it every state's name ends
+    /// with (` @` and 8 hex digits of its hash: RocksDB keys start with the state's name).
+    schema: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -300,7 +319,17 @@ impl KeyedStateBackend {
             rocks: None,
             ttls: Vec::new(),
             types: Vec::new(),
+            schema: None,
         }
+    }
+
+    /// Names every state registered from now on with a tag of `schema`
+    /// (`"<name> @<hash>"`).
+    pub(crate) fn set_schema(&mut self, schema: Option<String>) {
+        self.schema = schema.map(|s| {
+            let tag = schema_tag(&s);
+            (s, tag)
+        });
     }
 
     /// A backend keeping state in a local RocksDB instance under `local_dir`.
@@ -326,6 +355,17 @@ impl KeyedStateBackend {
 
     /// Registers (or finds) the table called `name` holding values of type `V`.
     pub(crate) fn register<V: StateValue>(&mut self, desc: &StateDescriptor) -> usize {
+        let named;
+        let desc = match &self.schema {
+            Some((_, tag)) => {
+                named = StateDescriptor {
+                    name: format!("{} {tag}", desc.name),
+                    ttl: desc.ttl,
+                };
+                &named
+            }
+            None => desc,
+        };
         if let Some(rocks) = &mut self.rocks {
             if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
                 assert!(
@@ -955,7 +995,7 @@ impl KeyedStore {
     pub(crate) fn new(info: &crate::runtime::SubtaskInfo) -> Self {
         let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
         let cfg = &info.state_backend;
-        let backend = match cfg.kind {
+        let mut backend = match cfg.kind {
             crate::config::StateBackendKind::HashMap => {
                 KeyedStateBackend::new(range, info.max_parallelism)
             }
@@ -968,6 +1008,7 @@ impl KeyedStore {
                 cfg.memory.clone(),
             ),
         };
+        backend.set_schema(info.state_schema.clone());
         KeyedStore {
             backend,
             event_timers: Default::default(),
@@ -1092,8 +1133,24 @@ impl KeyedStore {
         // constructor): what none of them claimed would be lost silently.
         let unclaimed = self.backend.unclaimed_states();
         if !unclaimed.is_empty() && !self.allow_unclaimed_state {
+            let mut now = match self.backend.state_names() {
+                [] => String::new(),
+                names => format!(
+                    " (it has {})",
+                    names
+                        .iter()
+                        .map(|n| format!("'{n}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            if let Some((schema, tag)) = &self.backend.schema {
+                now.push_str(&format!(
+                    "; its state schema {tag} is {schema}, the checkpoint's was another"
+                ));
+            }
             return Err(Error::Restore(format!(
-                "operator '{}' (uid {}) has no state named {} that the checkpoint holds for it; \
+                "operator '{}' (uid {}) has no state named {} that the checkpoint holds for it{now}; \
                  its state layout changed since the checkpoint was taken (for SQL, a different \
                  Weir version or query). Restore from a checkpoint of the same job version; or \
                  end that job with a draining stop (`weir stop --drain`), which leaves no window \
