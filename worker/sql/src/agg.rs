@@ -56,6 +56,38 @@ pub struct SqlAggregate {
     pub calls: Vec<AggCall>,
 }
 
+impl SqlAggregate {
+    /// What the accumulators of these calls, grouped by keys of `key_types`, hold: the state
+    /// schema of the operator keeping them (`keys(BIGINT) aggs(COUNT, SUM BIGINT)`). A query
+    /// whose aggregates or keys changed does not restore another's accumulators as its own.
+    pub fn state_schema(&self, key_types: &[SqlType]) -> String {
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:?}{}{} {}",
+                    c.kind,
+                    if c.distinct { " DISTINCT" } else { "" },
+                    if c.filter.is_some() { " FILTER" } else { "" },
+                    c.ty.sql_name()
+                )
+                .to_uppercase()
+            })
+            .collect();
+        format!("keys({}) aggs({})", types_list(key_types), calls.join(", "))
+    }
+}
+
+/// `BIGINT, STRING`: the state schema of rows or keys of these types.
+pub(crate) fn types_list(types: &[SqlType]) -> String {
+    types
+        .iter()
+        .map(|t| t.sql_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn add_values(a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Value::Int(x.wrapping_add(*y)),

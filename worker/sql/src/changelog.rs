@@ -231,8 +231,10 @@ impl Planner<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let agg = SqlAggregate { calls: agg_calls };
+        let schema = agg.state_schema(&key_types);
         let f = GroupAgg {
-            agg: SqlAggregate { calls: agg_calls },
+            agg,
             nk,
             acc: ValueState::default(),
         };
@@ -243,7 +245,8 @@ impl Planner<'_> {
             .key_by(move |r: &Row| r.0[..nk].to_vec())
             .process(f)
             .name(&node)
-            .uid(&agg_uid);
+            .uid(&agg_uid)
+            .state_schema(&schema);
         let mut cols: Vec<Column> = keys
             .iter()
             .zip(&key_types)

@@ -998,7 +998,8 @@ impl Planner<'_> {
                 residual: residual_c,
             })
             .name(&format!("IntervalJoin {}", kind.name()))
-            .uid(&juid);
+            .uid(&juid)
+            .state_schema(&rows_schema(lcols, rcols));
         let title = format!(
             "IntervalJoin: type={} keys=[{}] bounds=[{lower} ms <= {lrt_shown} - {rrt_shown} <= {upper} ms]{} uid={juid}",
             kind.name(),
@@ -1144,6 +1145,17 @@ fn distinct_to_group_by(s: &mut Select) -> Result<()> {
     s.group_by = GroupByExpr::Expressions(keys, Vec::new());
     s.distinct = None;
     Ok(())
+}
+
+/// The state schema of a join buffering rows of `left` and `right` (the column types of each
+/// side): a query whose inputs changed does not read another's buffered rows as its own.
+pub(crate) fn rows_schema(left: &[Column], right: &[Column]) -> String {
+    let types = |cols: &[Column]| cols.iter().map(|c| c.ty).collect::<Vec<_>>();
+    format!(
+        "left({}) right({})",
+        crate::agg::types_list(&types(left)),
+        crate::agg::types_list(&types(right))
+    )
 }
 
 /// The SQL side of an interval join (the engine's `KeyedStream::interval_join` keeps the

@@ -1666,6 +1666,15 @@ impl<'e> Planner<'e> {
             }
         }
         let agg = SqlAggregate { calls: agg_calls };
+        let schema = format!(
+            "{}{} {}",
+            match win {
+                Win::Inherited => "CASCADE".to_string(),
+                w => w.describe(),
+            },
+            if on_proctime { " proctime" } else { "" },
+            agg.state_schema(&key_types)
+        );
         // The window writes each row's key bytes from the row (the key is built only to emit
         // a window's result): the bytes of the key columns serialized as a `Vec`.
         let keyed = match &picked {
@@ -1730,7 +1739,8 @@ impl<'e> Planner<'e> {
                 },
             )
             .name(&format!("{title} {}", win.describe()))
-            .uid(&win_uid);
+            .uid(&win_uid)
+            .state_schema(&schema);
         let mut cols: Vec<Column> = key_names
             .iter()
             .zip(&key_types)

@@ -493,7 +493,12 @@ impl Planner<'_> {
             })
             .process(f)
             .name(&format!("WindowJoin {}", kind.sql()))
-            .uid(&join_uid);
+            .uid(&join_uid)
+            .state_schema(&format!(
+                "{} {}",
+                lw.win.describe(),
+                crate::join::rows_schema(&left.cols, &right.cols)
+            ));
         let shown = |i: usize, q: &Option<String>, s: &Stream| {
             format!("{}.{}", q.as_deref().unwrap_or("?"), s.cols[i].name)
         };

@@ -641,6 +641,25 @@ fn a_job_stopped_with_a_savepoint_and_restored_produces_the_uninterrupted_result
     let partial = output(first.path()).len();
     assert!(partial < expected.len(), "the job was stopped mid-stream");
 
+    // The query changed in place (MAX for SUM, the same uids): its window keeps other
+    // accumulators, so the restore fails naming the operator and its layout rather than
+    // reading SUM's accumulators as MAX's.
+    let changed = script(first.path(), "1000000000").replace("SUM(seq)", "MAX(seq)");
+    let env =
+        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
+    weir_sql::plan(&env, &changed).unwrap();
+    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    assert!(
+        err.contains("-window-tumble) has no state named 'window-")
+            && err.contains("TUMBLE(size=1000 ms) keys(BIGINT) aggs(COUNT BIGINT, MAX BIGINT)"),
+        "{err}"
+    );
+    assert_eq!(
+        output(first.path()).len(),
+        partial,
+        "the refused run wrote nothing"
+    );
+
     let env =
         StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
     weir_sql::plan(&env, &script(first.path(), "1000000000")).unwrap();
@@ -1846,6 +1865,24 @@ fn a_window_join_stopped_with_a_savepoint_and_restored_produces_the_uninterrupte
         .unwrap();
     let partial = output(first.path()).len();
     assert!(partial < expected.len(), "the job was stopped mid-stream");
+
+    // A column added to the table (the same uids): the rows the join buffers have another
+    // layout, so the restore is refused rather than reading the old rows as new ones.
+    let changed =
+        script(first.path(), "1000000000").replace("k AS seq % 7,", "k AS seq % 7, k3 AS seq % 3,");
+    let env =
+        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
+    weir_sql::plan(&env, &changed).unwrap();
+    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    assert!(
+        err.contains("-window-join) has no state named 'window-join-left @"),
+        "{err}"
+    );
+    assert_eq!(
+        output(first.path()).len(),
+        partial,
+        "the refused run wrote nothing"
+    );
 
     let env =
         StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
