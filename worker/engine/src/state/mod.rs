@@ -525,6 +525,7 @@ impl KeyedStateBackend {
         &self.names
     }
 
+    #[inline]
     fn with_entry<V: StateValue, R>(
         &mut self,
         id: usize,
@@ -584,6 +585,7 @@ impl KeyedStateBackend {
 
     /// Applies `f` to the value for the current key in `ns`, creating it with `init` when
     /// absent (or expired). Returns `f`'s result and whether the entry was newly created.
+    #[inline]
     pub(crate) fn update_with<V: StateValue, R>(
         &mut self,
         id: usize,
@@ -623,6 +625,7 @@ impl KeyedStateBackend {
     /// expired); `None` otherwise. `f` also says whether to keep the value: when it does not,
     /// the entry is removed in the same lookup. The `hashmap` backend never copies the value;
     /// `rocksdb` reads, applies and writes it back (or deletes it).
+    #[inline]
     pub(crate) fn mutate<V: StateValue, R>(
         &mut self,
         id: usize,
