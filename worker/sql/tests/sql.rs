@@ -1324,6 +1324,25 @@ fn an_interval_join_stopped_with_a_savepoint_and_restored_produces_the_uninterru
     let partial = output(first.path()).len();
     assert!(partial < expected.len(), "the job was stopped mid-stream");
 
+    // The right table's key became a DOUBLE (the same uids): the rows the join waits with
+    // have another layout, so the restore is refused naming the join and its new layout.
+    let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0,");
+    let env =
+        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
+    weir_sql::plan(&env, &changed).unwrap();
+    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    assert!(
+        err.contains("-interval-join) has no state named 'rows @")
+            && err
+                .contains("left(BIGINT, BIGINT, TIMESTAMP(3)) right(BIGINT, DOUBLE, TIMESTAMP(3))"),
+        "{err}"
+    );
+    assert_eq!(
+        output(first.path()).len(),
+        partial,
+        "the refused run wrote nothing"
+    );
+
     let env =
         StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
     weir_sql::plan(&env, &script(first.path(), "1000000000")).unwrap();
