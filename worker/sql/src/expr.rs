@@ -388,6 +388,9 @@ pub struct Calc {
     /// With `in_place`: `Some(start)` when the outputs are the input columns `start..` in
     /// order and nothing else (the row is cut to them).
     run_from: Option<usize>,
+    /// With `in_place`: its entries `(k, c)` that change the row (`c != k`), in order; an
+    /// output that is its own input column needs no step.
+    steps: Arc<Vec<(usize, usize)>>,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
     /// The row-wise program, when every expression compiled to one.
@@ -472,6 +475,13 @@ impl Calc {
             }
             _ => None,
         });
+        let steps = in_place.as_ref().map_or_else(Vec::new, |plan| {
+            plan.iter()
+                .enumerate()
+                .filter(|&(k, &c)| c != k)
+                .map(|(k, &c)| (k, c))
+                .collect()
+        });
         let in_schema = arrow_schema(&in_cols);
         let rows = (|| {
             let filter = match &filter {
@@ -497,6 +507,7 @@ impl Calc {
             outputs: Arc::new(outputs),
             in_place,
             run_from,
+            steps: Arc::new(steps),
             used: Arc::new(used),
             rows,
         }
@@ -698,9 +709,11 @@ impl Calc {
             }
             // Output k comes from column c >= k, or is an evaluated value: what a swap or a
             // write replaces at k is read by no later output (they read columns after c, at
-            // positions after k, untouched so far).
+            // positions after k, untouched so far). Outputs already in place are skipped; an
+            // evaluated value past the row's end is the next to append (the row is as wide as
+            // the input, and positions past it are all evaluated).
             let mut e = 0;
-            for (k, &c) in plan.iter().enumerate() {
+            for &(k, c) in self.steps.iter() {
                 if c == EVALUATED {
                     let v = values.get_mut(e).map(std::mem::take).unwrap_or_default();
                     e += 1;
