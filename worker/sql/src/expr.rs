@@ -197,22 +197,9 @@ impl VisitorMut for FlinkFunctions {
                 return ControlFlow::Continue(());
             } else if name == "concat" {
                 // Flink's CONCAT is NULL when any argument is; DataFusion's skips NULLs.
-                let args: Vec<ast::Expr> = match &f.args {
-                    ast::FunctionArguments::List(l) => l
-                        .args
-                        .iter()
-                        .filter_map(|a| match a {
-                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => {
-                                Some(x.clone())
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let any_null = args
+                let any_null = crate::plan::function_args(f)
                     .into_iter()
-                    .map(|a| ast::Expr::IsNull(Box::new(a)))
+                    .map(|a| ast::Expr::IsNull(Box::new(a.clone())))
                     .reduce(|l, r| ast::Expr::BinaryOp {
                         left: Box::new(l),
                         op: ast::BinaryOperator::Or,
