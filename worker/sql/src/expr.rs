@@ -366,18 +366,8 @@ pub struct Calc {
     /// The expressions evaluated over Arrow (outputs that are not plain input columns).
     evals: Arc<Vec<(Arc<dyn PhysicalExpr>, SqlType)>>,
     outputs: Arc<Vec<Output>>,
-    /// `Some(plan)` when the output row can be made from the input row in place: per output,
-    /// an input column, or [`EVALUATED`] for the next evaluated value (in order), the input
-    /// columns in increasing order and none before its own position (columns kept, dropped
-    /// and computed ones inserted or appended, nothing repeated or moved up). Each output
-    /// position then takes its value by a swap or a write, and the row is cut.
-    in_place: Option<Arc<Vec<usize>>>,
-    /// With `in_place`: `Some(start)` when the outputs are the input columns `start..` in
-    /// order and nothing else (the row is cut to them).
-    run_from: Option<usize>,
-    /// With `in_place`: its entries `(k, c)` that change the row (`c != k`), in order; an
-    /// output that is its own input column needs no step.
-    steps: Arc<Vec<(usize, usize)>>,
+    /// `Some` when the output row can be made from the input row in place.
+    in_place: Option<Arc<InPlace>>,
     /// Input columns read by the filter or an evaluated expression.
     used: Arc<Vec<bool>>,
     /// The row-wise program, when every expression compiled to one.
@@ -427,7 +417,7 @@ impl Calc {
                 *take = !std::mem::replace(&mut seen[*col], true);
             }
         }
-        let in_place = {
+        let in_place = 'plan: {
             let plan: Vec<usize> = outputs
                 .iter()
                 .map(|o| match *o {
@@ -452,23 +442,29 @@ impl Calc {
             let fits = cols.windows(2).all(|w| w[0].1 < w[1].1)
                 && cols.iter().all(|&(k, c)| k <= c && c < in_cols.len())
                 && evals_in_order;
-            fits.then(|| Arc::new(plan))
-        };
-        let run_from = in_place.as_ref().and_then(|plan| match plan.first() {
-            Some(&start)
-                if start != EVALUATED && plan.iter().enumerate().all(|(k, &c)| c == start + k) =>
-            {
-                Some(start)
+            if !fits {
+                break 'plan None;
             }
-            _ => None,
-        });
-        let steps = in_place.as_ref().map_or_else(Vec::new, |plan| {
-            plan.iter()
-                .enumerate()
-                .filter(|&(k, &c)| c != k)
-                .map(|(k, &c)| (k, c))
-                .collect()
-        });
+            let run_from = match plan.first() {
+                Some(&start)
+                    if start != EVALUATED
+                        && plan.iter().enumerate().all(|(k, &c)| c == start + k) =>
+                {
+                    Some(start)
+                }
+                _ => None,
+            };
+            Some(Arc::new(InPlace {
+                width: plan.len(),
+                run_from,
+                steps: plan
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, &c)| c != k)
+                    .map(|(k, &c)| (k, c))
+                    .collect(),
+            }))
+        };
         let in_schema = arrow_schema(&in_cols);
         let rows = (|| {
             let filter = match &filter {
@@ -493,8 +489,6 @@ impl Calc {
             evals: Arc::new(evals),
             outputs: Arc::new(outputs),
             in_place,
-            run_from,
-            steps: Arc::new(steps),
             used: Arc::new(used),
             rows,
         }
@@ -538,7 +532,10 @@ impl Calc {
     fn is_identity(&self, recs: &[Rec<Row>]) -> bool {
         let n = self.in_cols.len();
         self.filter.is_none()
-            && self.run_from == Some(0)
+            && self
+                .in_place
+                .as_ref()
+                .is_some_and(|p| p.run_from == Some(0))
             && self.outputs.len() == n
             && recs.iter().all(|r| r.value.0.len() == n)
     }
@@ -684,13 +681,13 @@ impl Calc {
     /// row keeps its allocation where it is large enough; `spare` is scratch space that is
     /// passed from row to row.
     fn output(&self, input: &mut Vec<Value>, values: &mut Vec<Value>, spare: &mut Vec<Value>) {
-        if let Some(plan) = &self.in_place {
+        if let Some(plan) = self.in_place.as_deref() {
             if input.len() < self.in_cols.len() {
                 input.resize_with(self.in_cols.len(), || Value::Null);
             }
             // Only columns, a run of them: cut to it.
-            if let Some(start) = self.run_from {
-                input.truncate(start + plan.len());
+            if let Some(start) = plan.run_from {
+                input.truncate(start + plan.width);
                 input.drain(..start);
                 return;
             }
@@ -700,7 +697,7 @@ impl Calc {
             // evaluated value past the row's end is the next to append (the row is as wide as
             // the input, and positions past it are all evaluated).
             let mut e = 0;
-            for &(k, c) in self.steps.iter() {
+            for &(k, c) in &plan.steps {
                 if c == EVALUATED {
                     let v = values.get_mut(e).map(std::mem::take).unwrap_or_default();
                     e += 1;
@@ -708,11 +705,11 @@ impl Calc {
                         Some(slot) => *slot = v,
                         None => input.push(v),
                     }
-                } else if c != k {
+                } else {
                     input.swap(k, c);
                 }
             }
-            input.truncate(plan.len());
+            input.truncate(plan.width);
             values.clear();
             return;
         }
@@ -732,6 +729,22 @@ impl Calc {
         // The output row takes the scratch vector; the input's becomes the next scratch.
         std::mem::swap(input, spare);
     }
+}
+
+/// How a calc makes its output row from the input row in place. Per output the plan is an
+/// input column, or [`EVALUATED`] for the next evaluated value (in order), with the input
+/// columns in increasing order and none before its own position (columns kept, dropped and
+/// computed ones inserted or appended, nothing repeated or moved up). Each output position
+/// then takes its value by a swap or a write, and the row is cut to `width`.
+struct InPlace {
+    /// How many outputs there are.
+    width: usize,
+    /// `Some(start)` when the outputs are the input columns `start..` in order and nothing
+    /// else (the row is cut to them).
+    run_from: Option<usize>,
+    /// The plan's entries `(k, c)` that change the row (`c != k`), in order; an output that
+    /// is its own input column needs no step.
+    steps: Vec<(usize, usize)>,
 }
 
 /// In a calc's in-place plan: the output is the next evaluated value.
