@@ -966,7 +966,7 @@ impl<K: Key, F: IntervalJoinFunction> Operator for BufferedIntervalJoin<K, F> {
                 self.info.max_parallelism,
             ),
             max_parallelism: self.info.max_parallelism,
-            rows_name: crate::state::state_name(ROWS_STATE, &self.info),
+            rows_name: crate::state::state_name(ROWS_STATE, self.info.state_schema.as_deref()),
         };
         Ok(OperatorSubtaskState {
             deferred_keyed: Some(DeferredKeyed::new(move || frozen.serialize())),

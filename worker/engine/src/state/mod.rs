@@ -262,10 +262,11 @@ fn schema_tag(schema: &str) -> String {
     format!("@{hash:08x}")
 }
 
-/// The name state `base` of an operator has in checkpoints: with the tag of the operator's
-/// declared state schema, if any (for operators that write their snapshots themselves).
-pub(crate) fn state_name(base: &str, info: &crate::runtime::SubtaskInfo) -> String {
-    match &info.state_schema {
+/// The name state `base` of an operator with the declared state `schema` has in
+/// checkpoints: `base` followed by the schema's tag, if there is a schema. The backend names
+/// registered states with it; operators that write their snapshots themselves call it too.
+pub(crate) fn state_name(base: &str, schema: Option<&str>) -> String {
+    match schema {
         Some(s) => format!("{base} {}", schema_tag(s)),
         None => base.to_string(),
     }
@@ -289,9 +290,9 @@ pub struct KeyedStateBackend {
     /// Per state (rocksdb): TTL and value type.
     ttls: Vec<Option<StateTtlConfig>>,
     types: Vec<TypeId>,
-    /// The operator's declared state schema, and the tag of it every state's name ends
-    /// with (` @` and 8 hex digits of its hash: RocksDB keys start with the state's name).
-    schema: Option<(String, String)>,
+    /// The operator's declared state schema, whose tag ends every state's name
+    /// ([`state_name`]).
+    schema: Option<String>,
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -326,10 +327,7 @@ impl KeyedStateBackend {
     /// Names every state registered from now on with a tag of `schema`
     /// (`"<name> @<hash>"`).
     pub(crate) fn set_schema(&mut self, schema: Option<String>) {
-        self.schema = schema.map(|s| {
-            let tag = schema_tag(&s);
-            (s, tag)
-        });
+        self.schema = schema;
     }
 
     /// A backend keeping state in a local RocksDB instance under `local_dir`.
@@ -357,9 +355,9 @@ impl KeyedStateBackend {
     pub(crate) fn register<V: StateValue>(&mut self, desc: &StateDescriptor) -> usize {
         let named;
         let desc = match &self.schema {
-            Some((_, tag)) => {
+            Some(schema) => {
                 named = StateDescriptor {
-                    name: format!("{} {tag}", desc.name),
+                    name: state_name(&desc.name, Some(schema)),
                     ttl: desc.ttl,
                 };
                 &named
@@ -1147,9 +1145,10 @@ impl KeyedStore {
                         .join(", ")
                 ),
             };
-            if let Some((schema, tag)) = &self.backend.schema {
+            if let Some(schema) = &self.backend.schema {
                 now.push_str(&format!(
-                    "; its state schema {tag} is {schema}, the checkpoint's was another"
+                    "; its state schema {} is {schema}, the checkpoint's was another",
+                    schema_tag(schema)
                 ));
             }
             return Err(Error::Restore(format!(
