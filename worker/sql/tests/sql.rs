@@ -53,6 +53,13 @@ fn run(sql: &str, conf: Config) {
     env.execute("sql-test").unwrap();
 }
 
+/// Runs a script that plans but must fail; returns the whole error chain.
+fn run_error(sql: &str, conf: Config) -> String {
+    let env = StreamExecutionEnvironment::with_config(conf);
+    weir_sql::plan(&env, sql).unwrap_or_else(|e| panic!("planning failed: {e}"));
+    weir_engine::error::report(&env.execute("sql-test").expect_err("the job must fail"))
+}
+
 fn plan_error(sql: &str) -> String {
     let env = StreamExecutionEnvironment::new();
     match weir_sql::plan(&env, sql) {
@@ -645,10 +652,7 @@ fn a_job_stopped_with_a_savepoint_and_restored_produces_the_uninterrupted_result
     // accumulators, so the restore fails naming the operator and its layout rather than
     // reading SUM's accumulators as MAX's.
     let changed = script(first.path(), "1000000000").replace("SUM(seq)", "MAX(seq)");
-    let env =
-        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
-    weir_sql::plan(&env, &changed).unwrap();
-    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-window-tumble) has no state named 'window-")
             && err.contains("TUMBLE(size=1000 ms) keys(BIGINT) aggs(COUNT BIGINT, MAX BIGINT)"),
@@ -1100,9 +1104,7 @@ fn every_source_format_leaves_out_the_columns_no_statement_mentions() {
     assert_eq!(all, projected);
     // A value that does not fit a column that is read is still an error naming it.
     std::fs::write(&csv, "name,junk,amount,ts\nann,7,lots,1000\n").unwrap();
-    let env = StreamExecutionEnvironment::new();
-    weir_sql::plan(&env, &sql).unwrap();
-    let err = format!("{:?}", env.execute("bad-csv").unwrap_err());
+    let err = run_error(&sql, config(&[]));
     assert!(
         err.contains("'amount') = 'lots' is not a valid DOUBLE"),
         "{err}"
@@ -1327,10 +1329,7 @@ fn an_interval_join_stopped_with_a_savepoint_and_restored_produces_the_uninterru
     // The right table's key became a DOUBLE (the same uids): the rows the join waits with
     // have another layout, so the restore is refused naming the join and its new layout.
     let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0,");
-    let env =
-        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
-    weir_sql::plan(&env, &changed).unwrap();
-    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-interval-join) has no state named 'rows @")
             && err
@@ -1889,10 +1888,7 @@ fn a_window_join_stopped_with_a_savepoint_and_restored_produces_the_uninterrupte
     // layout, so the restore is refused rather than reading the old rows as new ones.
     let changed =
         script(first.path(), "1000000000").replace("k AS seq % 7,", "k AS seq % 7, k3 AS seq % 3,");
-    let env =
-        StreamExecutionEnvironment::with_config(conf(&[("execution.savepoint.path", &savepoint)]));
-    weir_sql::plan(&env, &changed).unwrap();
-    let err = weir_engine::error::report(&env.execute("changed").unwrap_err());
+    let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-window-join) has no state named 'window-join-left @"),
         "{err}"
