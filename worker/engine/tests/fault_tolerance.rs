@@ -343,6 +343,135 @@ fn a_savepoint_at_parallelism_2_restores_at_1_and_4_with_identical_results() {
     }
 }
 
+/// A switch the job's map trips once: the first event after it is armed fails its task.
+#[derive(Clone, Default)]
+struct Tripwire(Arc<AtomicBool>);
+
+impl Tripwire {
+    fn arm(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) {
+        if self.0.swap(false, Ordering::SeqCst) {
+            panic!("injected failure (tripwire)");
+        }
+    }
+}
+
+/// Starts [`build`]'s job at parallelism 2 with `checkpoint_interval` and a 10 ms restart
+/// delay, its map failing once each time the returned tripwire is armed.
+fn tripwired_job(
+    dirs: &JobDirs,
+    checkpoint_interval: &str,
+    restart_delay: &str,
+    rate: f64,
+) -> (weir_engine::runtime::JobHandle, Tripwire) {
+    let env = dirs.env(
+        Backend::HashMap,
+        &[
+            ("parallelism.default", "2".into()),
+            (
+                "execution.checkpointing.interval",
+                checkpoint_interval.into(),
+            ),
+            ("restart-strategy.fixed-delay.delay", restart_delay.into()),
+        ],
+    );
+    let trip = Tripwire::default();
+    let t = trip.clone();
+    let events = events(&env, rate, None).map(move |e: (String, u64)| {
+        t.check();
+        e
+    });
+    windows_to_sink(events, dirs.out.path());
+    (env.execute_async("tripwired").unwrap(), trip)
+}
+
+/// Runs [`build`]'s job with checkpoints every second, takes a savepoint mid-run, then fails
+/// a task: right after the savepoint (`after_next_checkpoint` false), or once the first
+/// checkpoint after it completed. Returns the committed output.
+fn savepoint_then_failure(after_next_checkpoint: bool) -> Vec<String> {
+    let dirs = JobDirs::new();
+    let sp = tempfile::tempdir().unwrap();
+    let (job, trip) = tripwired_job(&dirs, "1s", "10ms", 4_000.0);
+    while job.checkpoints().completed < 1 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    job.trigger_savepoint(Some(&uri(sp.path()))).unwrap();
+    let completed = job.checkpoints().completed;
+    if after_next_checkpoint {
+        while job.checkpoints().completed == completed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        // Long enough for sinks to have committed had the savepoint told them to, well
+        // before the next checkpoint (1 s after the previous one).
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    trip.arm();
+    let result = job.wait().unwrap();
+    assert_eq!(result.restarts, 1, "failed once after the savepoint");
+    assert_eq!(result.checkpoints.savepoints_completed, 1);
+    committed(dirs.out.path())
+}
+
+#[test]
+fn a_failure_after_a_savepoint_writes_no_output_twice() {
+    let expected = reference(2);
+    assert_same(
+        &savepoint_then_failure(false),
+        &expected,
+        "failure right after a savepoint (restored from the checkpoint before it)",
+    );
+    assert_same(
+        &savepoint_then_failure(true),
+        &expected,
+        "failure after the checkpoint that followed a savepoint (which commits the savepoint's files)",
+    );
+}
+
+#[test]
+fn a_restore_that_cannot_read_its_checkpoint_is_retried_per_the_restart_strategy() {
+    let expected = reference(2);
+    let dirs = JobDirs::new();
+    let (job, trip) = tripwired_job(&dirs, "100ms", "150ms", 5_000.0);
+    let client = job.client();
+    while job.checkpoints().completed < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    trip.arm();
+    while client.status().as_str() != "RESTARTING" {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The checkpoints vanish while the job restarts (storage unreachable) and come back
+    // 600 ms later: the restores in between fail and are retried.
+    let checkpoints = dirs.chk.path().join(job.job_id());
+    let aside = dirs.chk.path().join("aside");
+    std::fs::rename(&checkpoints, &aside).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::rename(&aside, &checkpoints).unwrap();
+    let result = job.wait().unwrap();
+    assert!(
+        result.restarts >= 3,
+        "the failure and at least two unreadable restores each count as a restart: {}",
+        result.restarts
+    );
+    let failures = client.failures();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.message.contains("cannot read") && f.message.contains("_metadata")),
+        "an unreadable restore is recorded naming the file: {failures:?}"
+    );
+    assert_same(
+        &committed(dirs.out.path()),
+        &expected,
+        "output after the retried restore",
+    );
+}
+
 #[test]
 fn a_corrupt_or_truncated_metadata_file_is_rejected_on_restore() {
     let first = tempfile::tempdir().unwrap();

@@ -575,9 +575,15 @@ impl Coordinator {
                 full_size,
                 shared,
             }) => {
-                // Savepoints complete like checkpoints for sinks (their data is durable too);
-                // mark completion before answering so a stop that follows commits it.
-                self.ctl.completed.fetch_max(p.id, Relaxed);
+                // Only checkpoints and stop-with-savepoints commit side effects (Flink >= 1.15):
+                // recovery restores the latest *checkpoint*, so a savepoint that committed would
+                // have its output written again after a failure. What a savepoint's barrier
+                // pre-committed stays pending and is committed with the next checkpoint (or on
+                // restore from this savepoint). A stop is marked complete before answering, so
+                // the stopped tasks commit before the job ends.
+                if commits_side_effects(savepoint.as_ref()) {
+                    self.ctl.completed.fetch_max(p.id, Relaxed);
+                }
                 let mut s = self.stats.lock().expect("not poisoned");
                 s.last_operator_sizes = operator_sizes(&p.persisted);
                 s.finish(
@@ -714,6 +720,13 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// Whether completing a checkpoint lets sinks commit: every periodic checkpoint and every
+/// stop-with-savepoint does; a savepoint the job runs on after does not (docs/fault-tolerance.md,
+/// *Savepoints and side effects*).
+fn commits_side_effects(savepoint: Option<&SavepointRequest>) -> bool {
+    savepoint.is_none_or(|s| s.stop)
 }
 
 /// What writing a checkpoint produced.

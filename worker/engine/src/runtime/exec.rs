@@ -573,69 +573,92 @@ impl Supervisor {
 
     fn supervise(&self, mut attempt: Attempt) -> Result<JobSnapshot> {
         loop {
-            for t in attempt.threads.drain(..) {
-                let _ = t.join();
-            }
-            attempt.done.store(true, Relaxed);
-            if let Some(c) = attempt.coordinator.take() {
-                let _ = c.join();
-            }
-            *self.shared.savepoints.lock().expect("not poisoned") = None;
-            let mut errors = std::mem::take(&mut *attempt.errors.lock().expect("not poisoned"));
-            let Some(pos) = errors
-                .iter()
-                .position(|e| !is_cancellation(e))
-                .or((!errors.is_empty()).then_some(0))
-            else {
-                return Ok(attempt.metrics.snapshot());
+            let mut error = match self.join(attempt) {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(e) => e,
             };
-            let error = errors.swap_remove(pos);
-            let restarts = self.shared.restarts.load(Relaxed);
-            let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let delay = self.cfg.restart.delay(restarts, random);
-            let Some(delay) =
-                delay.filter(|_| !self.shared.cancel.load(Relaxed) && !is_cancellation(&error))
-            else {
-                return Err(error);
+            // A restart whose restore cannot be read or started (storage briefly down, too
+            // many open files) is a failed attempt like any other: the restart strategy
+            // decides whether and when to try again.
+            attempt = loop {
+                let restarts = self.shared.restarts.load(Relaxed);
+                let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let delay = self.cfg.restart.delay(restarts, random);
+                let Some(delay) =
+                    delay.filter(|_| !self.shared.cancel.load(Relaxed) && !is_cancellation(&error))
+                else {
+                    return Err(error);
+                };
+                tracing::warn!(job = %self.name, error = %crate::error::report(&error), restart = restarts + 1, "job failed; restarting from the latest checkpoint");
+                self.shared.record_failure(&error);
+                self.shared.set_status(JobStatus::Restarting);
+                std::thread::sleep(delay);
+                if self.shared.cancel.load(Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                self.shared.restarts.fetch_add(1, Relaxed);
+                match self.restart() {
+                    Ok(a) => break a,
+                    Err(e) => error = e,
+                }
             };
-            tracing::warn!(job = %self.name, error = %crate::error::report(&error), restart = restarts + 1, "job failed; restarting from the latest checkpoint");
-            self.shared.record_failure(&error);
-            self.shared.set_status(JobStatus::Restarting);
-            std::thread::sleep(delay);
-            if self.shared.cancel.load(Relaxed) {
-                return Err(Error::Cancelled);
-            }
-            self.shared.restarts.fetch_add(1, Relaxed);
-            let latest = self
-                .retained
-                .lock()
-                .expect("not poisoned")
-                .back()
-                .map(|(_, p)| p.clone());
-            let from = latest.clone().or_else(|| self.cfg.restore_from.clone());
-            let plan = match latest {
-                Some(path) => Some(Arc::new(load_plan(&path, &self.cfg.storage)?)),
-                // Nothing checkpointed yet: start over from the initial state.
-                None => self
-                    .cfg
-                    .restore_from
-                    .as_deref()
-                    .map(|p| load_plan(p, &self.cfg.storage))
-                    .transpose()?
-                    .map(Arc::new),
-            };
-            let path = from.filter(|_| plan.is_some());
-            if let Some(from) = path.clone() {
-                let mut s = self.shared.stats.lock().expect("not poisoned");
-                s.restored += 1;
-                s.last_restore = Some((from, crate::time::now_ms()));
-            }
-            attempt = self.start_attempt(plan, path)?;
             let mut status = self.shared.status.lock().expect("not poisoned");
             if *status == JobStatus::Restarting && self.cluster.is_none() {
                 *status = JobStatus::Running;
             }
         }
+    }
+
+    /// Waits for every task and the coordinator of `attempt`; its first error (a real one
+    /// before a cancellation), or the job's final counters when it ended without one.
+    fn join(&self, mut attempt: Attempt) -> Result<JobSnapshot> {
+        for t in attempt.threads.drain(..) {
+            let _ = t.join();
+        }
+        attempt.done.store(true, Relaxed);
+        if let Some(c) = attempt.coordinator.take() {
+            let _ = c.join();
+        }
+        *self.shared.savepoints.lock().expect("not poisoned") = None;
+        let mut errors = std::mem::take(&mut *attempt.errors.lock().expect("not poisoned"));
+        let Some(pos) = errors
+            .iter()
+            .position(|e| !is_cancellation(e))
+            .or((!errors.is_empty()).then_some(0))
+        else {
+            return Ok(attempt.metrics.snapshot());
+        };
+        Err(errors.swap_remove(pos))
+    }
+
+    /// Starts the next attempt from the latest completed checkpoint (or, before the first,
+    /// from where the job started).
+    fn restart(&self) -> Result<Attempt> {
+        let latest = self
+            .retained
+            .lock()
+            .expect("not poisoned")
+            .back()
+            .map(|(_, p)| p.clone());
+        let from = latest.clone().or_else(|| self.cfg.restore_from.clone());
+        let plan = match latest {
+            Some(path) => Some(Arc::new(load_plan(&path, &self.cfg.storage)?)),
+            // Nothing checkpointed yet: start over from the initial state.
+            None => self
+                .cfg
+                .restore_from
+                .as_deref()
+                .map(|p| load_plan(p, &self.cfg.storage))
+                .transpose()?
+                .map(Arc::new),
+        };
+        let path = from.filter(|_| plan.is_some());
+        if let Some(from) = path.clone() {
+            let mut s = self.shared.stats.lock().expect("not poisoned");
+            s.restored += 1;
+            s.last_restore = Some((from, crate::time::now_ms()));
+        }
+        self.start_attempt(plan, path)
     }
 
     /// Starts one attempt of the job from `restore` (loaded from `restore_path`).

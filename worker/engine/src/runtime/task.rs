@@ -140,7 +140,8 @@ impl Task {
 
     fn cancelled(&mut self) -> Result<()> {
         if self.cancel.load(Relaxed) {
-            // A savepoint that completed just before a stop still commits its side effects.
+            // A stop-with-savepoint that completed just before the stop still commits its side
+            // effects.
             let _ = self.notify_completed();
             return Err(Error::Cancelled);
         }
