@@ -568,8 +568,9 @@ fn in_flight_batches(path: &str) -> usize {
         for f in op["files"].as_array().unwrap() {
             if let Some(f) = f.as_str() {
                 let bytes = std::fs::read(dir.join(f)).unwrap();
-                n += weir_engine::checkpoint::decode_state(f, &bytes)
+                n += weir_engine::checkpoint::decode_state_file(f, &bytes)
                     .unwrap()
+                    .1
                     .in_flight
                     .len();
             }

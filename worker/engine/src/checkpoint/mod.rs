@@ -199,35 +199,75 @@ impl PartialEq for IncrementalRestore {
 }
 impl Eq for IncrementalRestore {}
 
-const STATE_MAGIC: &[u8; 8] = b"WEIRST01";
-/// Identifies the `_metadata` format.
-pub const METADATA_FORMAT: &str = "weir-checkpoint-v1";
+/// State files written before they carried a [`StateBinding`] (read, never written).
+const STATE_MAGIC_V1: &[u8; 8] = b"WEIRST01";
+/// State files that say which operator, subtask and checkpoint they belong to.
+const STATE_MAGIC: &[u8; 8] = b"WEIRST02";
+/// Identifies the `_metadata` format: v2 lists state files that carry their binding.
+pub const METADATA_FORMAT: &str = "weir-checkpoint-v2";
+/// `_metadata` of checkpoints whose state files carry no binding (still restored).
+const METADATA_FORMAT_V1: &str = "weir-checkpoint-v1";
 
 fn checksum(bytes: &[u8]) -> u64 {
     crate::keygroup::hash_key_bytes(bytes)
 }
 
-/// Encodes a subtask's state file: magic, postcard body, checksum of the body.
-pub fn encode_state(state: &OperatorSubtaskState) -> Result<Vec<u8>> {
-    let body = postcard::to_allocvec(state).map_err(|e| Error::State {
+/// What a state file says it is. `_metadata` lists a file under an operator and a subtask of
+/// one checkpoint; a restore checks the file's own binding against that place, so another
+/// operator's file, a stale file of an older checkpoint or one of another job is refused
+/// naming the file, instead of restoring the wrong state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateBinding {
+    /// The job that wrote it.
+    pub job_id: String,
+    /// The checkpoint or savepoint it belongs to.
+    pub checkpoint_id: u64,
+    /// The operator's uid.
+    pub uid: String,
+    /// The subtask's index at checkpoint time.
+    pub subtask: u32,
+}
+
+impl std::fmt::Display for StateBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "operator '{}' subtask {} of checkpoint {} of job {}",
+            self.uid, self.subtask, self.checkpoint_id, self.job_id
+        )
+    }
+}
+
+/// Encodes a subtask's state file: magic, postcard body (its binding, then its state),
+/// checksum of the body.
+pub fn encode_state(binding: &StateBinding, state: &OperatorSubtaskState) -> Result<Vec<u8>> {
+    let encode_err = |e: postcard::Error| Error::State {
         state: "checkpoint".into(),
         reason: e.to_string(),
-    })?;
-    let mut out = Vec::with_capacity(body.len() + 16);
+    };
+    let mut out = Vec::with_capacity(64);
     out.extend_from_slice(STATE_MAGIC);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&checksum(&body).to_le_bytes());
+    let out = postcard::to_extend(binding, out).map_err(encode_err)?;
+    let mut out = postcard::to_extend(state, out).map_err(encode_err)?;
+    let sum = checksum(&out[STATE_MAGIC.len()..]);
+    out.extend_from_slice(&sum.to_le_bytes());
     Ok(out)
 }
 
-/// Decodes a state file, rejecting anything truncated or corrupted.
-pub fn decode_state(path: &str, bytes: &[u8]) -> Result<OperatorSubtaskState> {
+/// Decodes a state file, rejecting anything truncated or corrupted; returns its binding
+/// (`None` for a file of the format before bindings) with its state. Restores use
+/// [`decode_state`], which also checks the binding.
+pub fn decode_state_file(
+    path: &str,
+    bytes: &[u8],
+) -> Result<(Option<StateBinding>, OperatorSubtaskState)> {
     let bad = |why: &str| {
         Error::Restore(format!(
             "state file {path} is {why}; the checkpoint cannot be used"
         ))
     };
-    if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
+    let v1 = bytes.get(..8) == Some(STATE_MAGIC_V1.as_slice());
+    if bytes.len() < 16 || !(v1 || &bytes[..8] == STATE_MAGIC) {
         return Err(bad("not a Weir state file or truncated"));
     }
     let body = &bytes[8..bytes.len() - 8];
@@ -235,7 +275,41 @@ pub fn decode_state(path: &str, bytes: &[u8]) -> Result<OperatorSubtaskState> {
     if checksum(body) != sum {
         return Err(bad("corrupt (checksum mismatch)"));
     }
-    postcard::from_bytes(body).map_err(|e| bad(&format!("undecodable ({e})")))
+    let undecodable = |e: postcard::Error| bad(&format!("undecodable ({e})"));
+    if v1 {
+        return Ok((None, postcard::from_bytes(body).map_err(undecodable)?));
+    }
+    let (binding, rest) = postcard::take_from_bytes(body).map_err(undecodable)?;
+    Ok((
+        Some(binding),
+        postcard::from_bytes(rest).map_err(undecodable)?,
+    ))
+}
+
+/// Decodes the state file `_metadata` lists at `expected` (`None`: a checkpoint of the format
+/// before bindings), refusing a file that belongs elsewhere.
+pub fn decode_state(
+    path: &str,
+    bytes: &[u8],
+    expected: Option<&StateBinding>,
+) -> Result<OperatorSubtaskState> {
+    let (binding, state) = decode_state_file(path, bytes)?;
+    match (binding, expected) {
+        (Some(b), Some(e)) if b == *e => Ok(state),
+        (None, None) => Ok(state),
+        (Some(b), Some(e)) => Err(Error::Restore(format!(
+            "state file {path} holds the state of {b}, but _metadata lists it for {e}: the \
+             checkpoint directory was changed by hand or mixed up; restore from an intact copy"
+        ))),
+        (None, Some(e)) => Err(Error::Restore(format!(
+            "state file {path} was written by an older Weir (no binding), but _metadata lists it \
+             for {e}: it is not part of this checkpoint"
+        ))),
+        (Some(b), None) => Err(Error::Restore(format!(
+            "state file {path} holds the state of {b}, but the checkpoint's _metadata is of the \
+             older format: it is not part of this checkpoint"
+        ))),
+    }
 }
 
 /// One operator in a checkpoint.
@@ -274,6 +348,12 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
+    /// Whether its state files carry a [`StateBinding`] to check (every checkpoint since
+    /// the v2 format).
+    pub fn binds_files(&self) -> bool {
+        self.format != METADATA_FORMAT_V1
+    }
+
     /// Parses and validates a `_metadata` file.
     pub fn decode(path: &str, bytes: &[u8]) -> Result<Self> {
         let m: CheckpointMetadata = serde_json::from_slice(bytes).map_err(|e| {
@@ -281,11 +361,19 @@ impl CheckpointMetadata {
                 "{path} is not a valid checkpoint metadata file (truncated or corrupt: {e})"
             ))
         })?;
-        if m.format != METADATA_FORMAT {
+        if m.format != METADATA_FORMAT && m.format != METADATA_FORMAT_V1 {
             return Err(Error::Restore(format!(
                 "{path} has format '{}', expected '{METADATA_FORMAT}'",
                 m.format
             )));
+        }
+        let mut listed = std::collections::HashSet::new();
+        for file in m.operators.iter().flat_map(|op| op.files.iter().flatten()) {
+            if !listed.insert(file) {
+                return Err(Error::Restore(format!(
+                    "{path} is inconsistent: it lists state file '{file}' more than once"
+                )));
+            }
         }
         for op in &m.operators {
             if op.files.len() != op.parallelism {
@@ -379,7 +467,8 @@ impl RestorePlan {
                 op.incremental.iter().flatten().cloned().collect::<Vec<_>>(),
             );
             let mut merged = OperatorSubtaskState::default();
-            for f in op.files.iter().flatten() {
+            for (subtask, f) in op.files.iter().enumerate() {
+                let Some(f) = f else { continue };
                 let p = join(f);
                 let bytes = store.get(&p).map_err(|e| {
                     Error::Restore(format!(
@@ -387,7 +476,13 @@ impl RestorePlan {
                         crate::error::report(&e)
                     ))
                 })?;
-                let s = decode_state(&p, &bytes)?;
+                let expected = metadata.binds_files().then(|| StateBinding {
+                    job_id: metadata.job_id.clone(),
+                    checkpoint_id: metadata.checkpoint_id,
+                    uid: op.uid.clone(),
+                    subtask: subtask as u32,
+                });
+                let s = decode_state(&p, &bytes, expected.as_ref())?;
                 merged.keyed.extend(s.keyed);
                 merged.list.extend(s.list);
                 merged.in_flight.extend(s.in_flight);
@@ -508,9 +603,10 @@ mod tests {
             list: vec![b"split".to_vec()],
             ..Default::default()
         };
-        let bytes = encode_state(&s).unwrap();
-        assert_eq!(decode_state("f", &bytes).unwrap(), s);
-        let err = decode_state("f", &bytes[..bytes.len() - 3])
+        let b = binding("op", 0, 1);
+        let bytes = encode_state(&b, &s).unwrap();
+        assert_eq!(decode_state("f", &bytes, Some(&b)).unwrap(), s);
+        let err = decode_state("f", &bytes[..bytes.len() - 3], Some(&b))
             .unwrap_err()
             .to_string();
         assert!(
@@ -520,7 +616,7 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[10] ^= 0xff;
         assert!(
-            decode_state("f", &flipped)
+            decode_state("f", &flipped, Some(&b))
                 .unwrap_err()
                 .to_string()
                 .contains("checksum mismatch")
@@ -568,10 +664,16 @@ mod tests {
             ..Default::default()
         };
         store
-            .put("chk-1/op-0", encode_state(&s0).unwrap().into())
+            .put(
+                "chk-1/op-0",
+                encode_state(&binding("op", 0, 1), &s0).unwrap().into(),
+            )
             .unwrap();
         store
-            .put("chk-1/op-1", encode_state(&s1).unwrap().into())
+            .put(
+                "chk-1/op-1",
+                encode_state(&binding("op", 1, 1), &s1).unwrap().into(),
+            )
             .unwrap();
         let meta = CheckpointMetadata {
             format: METADATA_FORMAT.into(),
@@ -618,6 +720,165 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("max-parallelism 8")
+        );
+    }
+
+    fn binding(uid: &str, subtask: u32, checkpoint_id: u64) -> StateBinding {
+        StateBinding {
+            job_id: "j".into(),
+            checkpoint_id,
+            uid: uid.into(),
+            subtask,
+        }
+    }
+
+    /// Writes a checkpoint `chk-<id>` of operators `a` and `b` (parallelism 2 each) and
+    /// returns its metadata.
+    fn write_checkpoint(store: &FileStore, id: u64) -> CheckpointMetadata {
+        let mut operators = Vec::new();
+        for uid in ["a", "b"] {
+            let mut files = Vec::new();
+            for subtask in 0..2u32 {
+                let state = OperatorSubtaskState {
+                    list: vec![format!("{uid}{subtask}@{id}").into_bytes()],
+                    ..Default::default()
+                };
+                let name = format!("{uid}-{subtask}");
+                let bytes = encode_state(&binding(uid, subtask, id), &state).unwrap();
+                store
+                    .put(&format!("chk-{id}/{name}"), bytes.into())
+                    .unwrap();
+                files.push(Some(name));
+            }
+            operators.push(OperatorMetadata {
+                uid: uid.into(),
+                name: uid.into(),
+                parallelism: 2,
+                files,
+                incremental: vec![],
+            });
+        }
+        let meta = CheckpointMetadata {
+            format: METADATA_FORMAT.into(),
+            job_id: "j".into(),
+            checkpoint_id: id,
+            savepoint: false,
+            max_parallelism: 8,
+            timestamp: 0,
+            operators,
+        };
+        store
+            .put(
+                &format!("chk-{id}/_metadata"),
+                serde_json::to_vec(&meta).unwrap().into(),
+            )
+            .unwrap();
+        meta
+    }
+
+    fn load_error(store: &FileStore, dir: &str) -> String {
+        crate::error::report(&RestorePlan::load(store, dir).unwrap_err())
+    }
+
+    #[test]
+    fn a_state_file_placed_where_it_does_not_belong_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        write_checkpoint(&store, 1);
+        let meta = write_checkpoint(&store, 2);
+        assert!(RestorePlan::load(&store, "chk-2").is_ok());
+        let copy = |from: &str, to: &str| {
+            let bytes = store.get(from).unwrap();
+            store.put(to, bytes).unwrap();
+        };
+
+        // Another operator's file under this operator's name.
+        copy("chk-2/b-0", "chk-2/a-0");
+        let err = load_error(&store, "chk-2");
+        assert!(
+            err.contains("state file chk-2/a-0 holds the state of operator 'b' subtask 0")
+                && err.contains("lists it for operator 'a' subtask 0 of checkpoint 2"),
+            "{err}"
+        );
+        write_checkpoint(&store, 2);
+
+        // Another subtask's file of the same operator.
+        copy("chk-2/a-1", "chk-2/a-0");
+        let err = load_error(&store, "chk-2");
+        assert!(
+            err.contains("holds the state of operator 'a' subtask 1"),
+            "{err}"
+        );
+        write_checkpoint(&store, 2);
+
+        // A stale file of an older checkpoint.
+        copy("chk-1/a-1", "chk-2/a-1");
+        let err = load_error(&store, "chk-2");
+        assert!(
+            err.contains(
+                "state file chk-2/a-1 holds the state of operator 'a' subtask 1 of checkpoint 1"
+            ),
+            "{err}"
+        );
+        write_checkpoint(&store, 2);
+
+        // `_metadata` naming one file twice.
+        let mut twice = meta.clone();
+        twice.operators[1].files[0] = Some("a-0".into());
+        store
+            .put(
+                "chk-2/_metadata",
+                serde_json::to_vec(&twice).unwrap().into(),
+            )
+            .unwrap();
+        let err = load_error(&store, "chk-2");
+        assert!(
+            err.contains("lists state file 'a-0' more than once"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checkpoints_of_the_format_before_bindings_still_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let state = OperatorSubtaskState {
+            list: vec![b"split".to_vec()],
+            ..Default::default()
+        };
+        // A v1 state file: magic, postcard body, checksum of the body.
+        let body = postcard::to_allocvec(&state).unwrap();
+        let mut v1 = STATE_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&body);
+        v1.extend_from_slice(&checksum(&body).to_le_bytes());
+        store.put("chk-1/op-0", v1.clone().into()).unwrap();
+        let meta = CheckpointMetadata {
+            format: METADATA_FORMAT_V1.into(),
+            job_id: "j".into(),
+            checkpoint_id: 1,
+            savepoint: false,
+            max_parallelism: 8,
+            timestamp: 0,
+            operators: vec![OperatorMetadata {
+                uid: "op".into(),
+                name: "op".into(),
+                parallelism: 1,
+                files: vec![Some("op-0".into())],
+                incremental: vec![],
+            }],
+        };
+        store
+            .put("chk-1/_metadata", serde_json::to_vec(&meta).unwrap().into())
+            .unwrap();
+        let plan = RestorePlan::load(&store, "chk-1").unwrap();
+        assert_eq!(plan.for_subtask("op", 0, 1, 8).unwrap().list, state.list);
+        // A v1 file listed by v2 metadata is not part of that checkpoint.
+        write_checkpoint(&store, 2);
+        store.put("chk-2/a-0", v1.into()).unwrap();
+        let err = load_error(&store, "chk-2");
+        assert!(
+            err.contains("state file chk-2/a-0 was written by an older Weir"),
+            "{err}"
         );
     }
 }

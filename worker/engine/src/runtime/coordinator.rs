@@ -422,6 +422,7 @@ impl Coordinator {
                     base,
                     job_id: self.job_id.clone(),
                     savepoint: true,
+                    checkpoint_id: id,
                 };
                 Ok((target, store))
             }
@@ -434,6 +435,7 @@ impl Coordinator {
                     base: format!("{}/chk-{id}", self.job_id),
                     job_id: self.job_id.clone(),
                     savepoint: false,
+                    checkpoint_id: id,
                 };
                 Ok((target, store))
             }

@@ -4,7 +4,9 @@
 //! coordinator only the small [`Persisted`] summary, so state never travels through the
 //! JobManager. Either way it runs off the task threads.
 
-use crate::checkpoint::{IncrementalHandle, ObjectStore, OperatorSubtaskState, encode_state};
+use crate::checkpoint::{
+    IncrementalHandle, ObjectStore, OperatorSubtaskState, StateBinding, encode_state,
+};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -23,6 +25,8 @@ pub(crate) struct PersistTarget {
     pub(crate) job_id: String,
     /// A savepoint (canonical state only).
     pub(crate) savepoint: bool,
+    /// The checkpoint's (or savepoint's) id, which its state files are bound to.
+    pub(crate) checkpoint_id: u64,
 }
 
 /// What one operator subtask's state became in storage: what `_metadata` records.
@@ -90,7 +94,13 @@ fn persist_inner(
     let state = &*state.resolved()?;
     let name = format!("{uid}-{subtask}");
     if !state.canonical_is_empty() {
-        let bytes = encode_state(state)?;
+        let binding = StateBinding {
+            job_id: target.job_id.clone(),
+            checkpoint_id: target.checkpoint_id,
+            uid: uid.to_string(),
+            subtask: subtask as u32,
+        };
+        let bytes = encode_state(&binding, state)?;
         out.size += bytes.len() as u64;
         out.full_size += bytes.len() as u64;
         store.put(&format!("{}/{name}", target.base), bytes.into())?;
