@@ -13,6 +13,7 @@
 //! Timers stay on the heap with either backend (Flink's `HEAP` timer service) and are
 //! checkpointed in the canonical format.
 
+mod local_dir;
 pub(crate) mod rocksdb;
 
 use crate::error::{Error, Result};

@@ -56,8 +56,15 @@ fn db_options(memory: &RocksMemory) -> Options {
 
 /// One keyed operator subtask's RocksDB instance and its working directory.
 pub(crate) struct RocksStore {
-    /// `<state.backend.rocksdb.localdir>/weir-rocksdb-<uid>-<subtask>-<instance>`.
+    /// `<state.backend.rocksdb.localdir>`.
+    local_dir: PathBuf,
+    /// `rocksdb-<uid>-<subtask>-<instance>`: the working directory's name.
+    name: String,
+    /// Once opened: `<local_dir>/weir-<pid>-…/<name>`, inside the process's own directory
+    /// ([`super::local_dir`]).
     dir: PathBuf,
+    /// The process's directory, kept while this instance lives.
+    process_dir: Option<std::sync::Arc<super::local_dir::ProcessDir>>,
     /// Random per instance: names this instance's SST files in `shared/`.
     instance: String,
     range: KeyGroupRange,
@@ -150,7 +157,10 @@ impl RocksStore {
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         RocksStore {
-            dir: local_dir.join(format!("weir-rocksdb-{slug}-{subtask}-{instance}")),
+            local_dir: local_dir.to_path_buf(),
+            name: format!("rocksdb-{slug}-{subtask}-{instance}"),
+            dir: PathBuf::new(),
+            process_dir: None,
             instance,
             range,
             db: None,
@@ -174,6 +184,9 @@ impl RocksStore {
         if self.db.is_some() {
             return Ok(());
         }
+        let process_dir = super::local_dir::claim(&self.local_dir)?;
+        self.dir = process_dir.path().join(&self.name);
+        self.process_dir = Some(process_dir);
         let path = self.db_path();
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("cannot create the RocksDB working directory", &self.dir, e))?;
@@ -523,7 +536,9 @@ impl Drop for RocksStore {
         self.db.take();
         // The whole working directory goes, including local checkpoints not uploaded yet: a
         // checkpoint still uploading when its task ends fails (it could not complete anyway).
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.process_dir.is_some() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
