@@ -195,10 +195,12 @@ pub fn jobmanager(
     let server = weir_cluster::RestServer::start(&rest.address, rest.port.unwrap_or(8081))?;
     server.add_job(handle.client());
     eprintln!(
-        "JobManager: REST API {}  RPC {}:{}  (job {})",
+        "JobManager: REST API {}  RPC {}  (job {})",
         server.url(),
-        cluster.rpc_bind_host,
-        cluster.rpc_port,
+        handle.client().rpc_address().map_or_else(
+            || format!("{}:{}", cluster.rpc_bind_host, cluster.rpc_port),
+            |a| a.to_string()
+        ),
         handle.job_id()
     );
     let client = handle.client();

@@ -901,6 +901,42 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+#[test]
+fn a_jobmanager_binds_rpc_to_loopback_off_kubernetes_and_prints_the_port_it_got() {
+    let mut procs = Processes::new();
+    procs.start(
+        "jobmanager",
+        &[
+            "jobmanager".to_string(),
+            "--set".into(),
+            "rest.port=0".into(),
+            "--set".into(),
+            "jobmanager.rpc.port=0".into(),
+            "user-metrics".into(),
+        ],
+    );
+    let log = procs.logs.path().join("jobmanager.log");
+    let start = std::time::Instant::now();
+    let rpc = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("  RPC ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(start.elapsed().as_secs() < 30, "{}", procs.logs());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let addr: std::net::SocketAddr = rpc.parse().unwrap();
+    assert!(
+        addr.ip().is_loopback(),
+        "binds loopback without POD_IP: {rpc}"
+    );
+    assert_ne!(addr.port(), 0, "prints the port it was given, not 0");
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "the printed RPC address accepts connections: {rpc}"
+    );
+}
+
 /// A JobManager and TaskManagers of `weir` on loopback, with checkpoints on `s3`.
 struct Cluster {
     procs: Processes,

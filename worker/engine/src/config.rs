@@ -804,7 +804,8 @@ impl Config {
         Ok(crate::runtime::cluster::ClusterConfig {
             rpc_address: self.get("jobmanager.rpc.address").to_string(),
             rpc_port: port("jobmanager.rpc.port")?,
-            rpc_bind_host: or("jobmanager.bind-host", "0.0.0.0"),
+            // Off Kubernetes only this host reaches the RPC port unless told otherwise.
+            rpc_bind_host: or("jobmanager.bind-host", "127.0.0.1"),
             slots: self.positive("taskmanager.numberOfTaskSlots")?,
             taskmanager_host: or("taskmanager.host", "127.0.0.1"),
             data_port: port("taskmanager.data.port")?,

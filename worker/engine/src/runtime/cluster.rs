@@ -289,6 +289,8 @@ impl RemoteAttempt {
 pub(crate) struct Deployer {
     spec: JobSpec,
     cfg: ClusterConfig,
+    /// Where the RPC port is bound (the real port when `jobmanager.rpc.port` is 0).
+    rpc_bound: SocketAddr,
     tms: Mutex<Vec<TmEntry>>,
     tms_changed: Condvar,
     current: Mutex<Option<Arc<RemoteAttempt>>>,
@@ -313,10 +315,14 @@ impl Deployer {
         let bind = format!("{}:{}", cfg.rpc_bind_host, cfg.rpc_port);
         let listener = TcpListener::bind(&bind)
             .map_err(|e| Error::io("cannot bind the JobManager RPC port", bind.clone(), e))?;
-        tracing::info!(address = %bind, "JobManager RPC listening");
+        let rpc_bound = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the address of", bind.clone(), e))?;
+        tracing::info!(address = %rpc_bound, "JobManager RPC listening");
         let d = Arc::new(Deployer {
             spec,
             cfg,
+            rpc_bound,
             tms: Mutex::new(Vec::new()),
             tms_changed: Condvar::new(),
             current: Mutex::new(None),
@@ -510,7 +516,11 @@ impl Deployer {
         }
     }
 
-    /// A TaskManager is gone: its slots leave the pool and the attempt using it fails.
+    /// Where the RPC port is bound.
+    pub(crate) fn rpc_bound(&self) -> SocketAddr {
+        self.rpc_bound
+    }
+
     /// The registered TaskManagers.
     pub(crate) fn taskmanagers(&self) -> Vec<TaskManagerInfo> {
         let in_use: Vec<u64> = self

@@ -199,6 +199,12 @@ impl JobClient {
         &self.cfg
     }
 
+    /// Where a JobManager's RPC port is bound (`None` for a job running in this process):
+    /// the real port when `jobmanager.rpc.port` is 0.
+    pub fn rpc_address(&self) -> Option<std::net::SocketAddr> {
+        self.shared.cluster.as_ref().map(|c| c.rpc_bound())
+    }
+
     /// Where the job's tasks run: the registered TaskManagers of a cluster, or this process
     /// (one TaskManager called `local`).
     pub fn taskmanagers(&self) -> Vec<super::cluster::TaskManagerInfo> {
