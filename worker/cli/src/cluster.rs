@@ -85,43 +85,6 @@ fn build(spec: &JobSpec) -> weir_engine::Result<PreparedJob> {
     env.prepare()
 }
 
-/// What a JobManager leaves in its `--recovery-dir` for the next process of the same pod.
-const RECOVERY_FILE: &str = "last-run";
-
-/// Where a restarted JobManager resumes: the newest completed checkpoint of the run the previous
-/// process of this pod recorded in `dir`, else what that run was restored from. `None` on the
-/// first start (nothing recorded), so `execution.savepoint.path` applies as configured.
-fn recover(dir: &Path, conf: &Config) -> Result<Option<String>> {
-    let file = dir.join(RECOVERY_FILE);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    };
-    let mut lines = text.lines();
-    let job_id = lines.next().unwrap_or("").trim().to_string();
-    let restored_from = lines.next().map(str::trim).filter(|l| !l.is_empty());
-    let checkpointing = conf.checkpointing()?;
-    if let (Some(checkpoints), false) = (&checkpointing.dir, job_id.is_empty()) {
-        let store = weir_storage::open(checkpoints, &checkpointing.storage)
-            .with_context(|| format!("cannot open state.checkpoints.dir '{checkpoints}'"))?;
-        let objects = store.list(&format!("{job_id}/")).with_context(|| {
-            format!("cannot list the checkpoints of run {job_id} in {checkpoints}")
-        })?;
-        let newest = objects
-            .iter()
-            .filter_map(|o| {
-                let rest = o.path.strip_prefix(&format!("{job_id}/chk-"))?;
-                rest.strip_suffix("/_metadata")?.parse::<u64>().ok()
-            })
-            .max();
-        if let Some(n) = newest {
-            return Ok(Some(store.uri(&format!("{job_id}/chk-{n}"))));
-        }
-    }
-    Ok(restored_from.map(str::to_string))
-}
-
 /// `weir jobmanager`: plans the job, serves REST, runs the job on TaskManagers; keeps
 /// serving REST after the job ended until terminated. With `recovery_dir` (a directory that
 /// outlives the process but not the pod, e.g. an emptyDir), a restarted JobManager resumes
@@ -134,14 +97,8 @@ pub fn jobmanager(
     args: &[String],
 ) -> Result<()> {
     let mut conf = load(config, set)?;
-    if let Some(dir) = recovery_dir
-        && let Some(path) = recover(dir, &conf)?
-    {
-        eprintln!(
-            "JobManager restarted: resuming from {path} (latest state of the previous run, from {})",
-            dir.display()
-        );
-        conf.set("execution.savepoint.path", &path)?;
+    if let Some(dir) = recovery_dir {
+        crate::recovery::resume(dir, &mut conf, "JobManager")?;
     }
     let restored_from = conf.checkpointing()?.restore_from;
     let pod_ip = pod_ip();
@@ -182,15 +139,7 @@ pub fn jobmanager(
     on_termination(shutdown.clone())?;
     let handle = env.execute_on_cluster(&name, spec, cluster.clone())?;
     if let Some(dir) = recovery_dir {
-        let file = dir.join(RECOVERY_FILE);
-        let record = format!(
-            "{}\n{}\n",
-            handle.job_id(),
-            restored_from.unwrap_or_default()
-        );
-        std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&file, record))
-            .with_context(|| format!("cannot write {} (--recovery-dir)", file.display()))?;
+        crate::recovery::record(dir, handle.job_id(), restored_from.as_deref())?;
     }
     let server = weir_cluster::RestServer::start(&rest.address, rest.port.unwrap_or(8081))?;
     server.add_job(handle.client());

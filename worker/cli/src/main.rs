@@ -8,6 +8,7 @@ mod control;
 mod jobs;
 mod objects;
 mod progress;
+mod recovery;
 mod sql;
 mod udfs;
 
@@ -88,6 +89,11 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
         /// Write the final summary as JSON to this file.
         #[arg(long, value_name = "FILE")]
         summary_json: Option<PathBuf>,
+        /// A directory where this run records its job id: started again with the same
+        /// directory after a crash, `weir run` resumes from that run's latest completed
+        /// checkpoint (as `weir jobmanager --recovery-dir`).
+        #[arg(long, value_name = "DIR")]
+        recovery_dir: Option<PathBuf>,
     },
     /// List the jobs built into this binary with their arguments.
     Jobs,
@@ -252,6 +258,7 @@ fn run(cli: Cli) -> Result<()> {
             explain,
             no_progress,
             summary_json,
+            recovery_dir,
         } => {
             let mut conf = Config::load(config.as_deref())?;
             if let Some(p) = parallelism {
@@ -263,6 +270,10 @@ fn run(cli: Cli) -> Result<()> {
             for (k, v) in set_options(&set)? {
                 conf.set(k, v)?;
             }
+            if let Some(dir) = &recovery_dir {
+                recovery::resume(dir, &mut conf, "weir run")?;
+            }
+            let checkpointing = conf.checkpointing()?;
             let rest = conf.rest()?;
             let env = StreamExecutionEnvironment::with_config(conf);
             let name = if job.ends_with(".sql") {
@@ -281,6 +292,18 @@ fn run(cli: Cli) -> Result<()> {
                 def.name.to_string()
             };
             let handle = env.execute_async(&name)?;
+            if let Some(dir) = &recovery_dir {
+                recovery::record(dir, handle.job_id(), checkpointing.restore_from.as_deref())?;
+            }
+            match (&checkpointing.dir, checkpointing.interval) {
+                (Some(dir), Some(_)) => eprintln!(
+                    "job {} started; checkpoints go to {}/{}/",
+                    handle.job_id(),
+                    dir.trim_end_matches('/'),
+                    handle.job_id()
+                ),
+                _ => eprintln!("job {} started; checkpointing is off", handle.job_id()),
+            }
             let server = match rest.port {
                 Some(port) => {
                     let server = weir_cluster::RestServer::start(&rest.address, port)?;

@@ -270,6 +270,107 @@ fn a_killed_rocksdb_weir_process_resumes_from_its_latest_checkpoint_with_exactly
     killed_process_resumes_exactly_once("rocksdb");
 }
 
+#[test]
+fn a_killed_weir_run_resumes_from_its_recovery_dir_and_its_rocksdb_leftovers_are_removed() {
+    let reference = tempfile::tempdir().unwrap();
+    let base = |out: &std::path::Path| {
+        vec![
+            "run".to_string(),
+            "user-metrics".into(),
+            "--arg".into(),
+            "events=60000".into(),
+            "--no-progress".into(),
+            "--arg".into(),
+            format!("output={}", out.display()),
+            "--set".into(),
+            "state.backend.type=rocksdb".into(),
+        ]
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(base(reference.path()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = committed(reference.path());
+
+    let (out, chk, local, recovery) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut args = base(out.path());
+    args.extend([
+        "--set".to_string(),
+        "execution.checkpointing.interval=100ms".into(),
+        "--set".into(),
+        format!("state.checkpoints.dir=file://{}", chk.path().display()),
+        "--set".into(),
+        format!("state.backend.rocksdb.localdir={}", local.path().display()),
+        "--recovery-dir".into(),
+        recovery.path().display().to_string(),
+    ]);
+    let log = recovery.path().join("first.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .args(["--arg", "rate=30000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let at = kill_after_a_checkpoint(&mut child, chk.path());
+    let first = std::fs::read_to_string(&log).unwrap();
+    let job_dir = std::fs::read_dir(chk.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let job_id = job_dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        first.contains(&format!(
+            "job {job_id} started; checkpoints go to file://{}/{job_id}/",
+            chk.path().display()
+        )),
+        "weir run names its job id and checkpoint directory at start: {first}"
+    );
+    let leftovers = || std::fs::read_dir(local.path()).unwrap().count();
+    assert_eq!(
+        leftovers(),
+        1,
+        "the killed process left its RocksDB directory"
+    );
+    assert!(
+        committed(out.path()).len() < expected.len(),
+        "killed mid-run after {at:?}"
+    );
+
+    // The same command again: it finds the latest checkpoint through the recovery dir.
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let second = stderr(&o);
+    assert!(o.status.success(), "{second}");
+    assert!(
+        second.contains(&format!(
+            "weir run restarted: resuming from file://{}/chk-",
+            job_dir.display()
+        )),
+        "{second}"
+    );
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "killed after {at:?}, resumed via --recovery-dir"
+    );
+    assert_eq!(
+        leftovers(),
+        0,
+        "the resumed run removed the killed process's RocksDB directory and its own"
+    );
+}
+
 /// Kills `weir run` (checkpoints on file:// every 100 ms, `backend`) at a random point of its
 /// run, resumes from the latest checkpoint, and compares with a failure-free run.
 fn killed_process_resumes_exactly_once(backend: &str) {
