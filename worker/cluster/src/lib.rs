@@ -22,4 +22,4 @@ pub mod prometheus;
 mod server;
 
 pub use client::{ClientError, RestClient};
-pub use server::{RestServer, ServerError};
+pub use server::{RestServer, ServerError, ServerLimits};

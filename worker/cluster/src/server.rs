@@ -27,6 +27,29 @@ use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobSta
 /// Request bodies larger than this are rejected (the API's bodies are a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
 
+/// What keeps clients from exhausting the process: however many connect, the REST server
+/// holds at most `max_connections` sockets (the rest wait in the kernel's listen backlog,
+/// costing the process nothing), and closes a connection that does not send a complete
+/// request header within `idle_timeout` — so idle or slow clients cannot use up the file
+/// descriptors the job needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Longest wait for a request's header, including between requests on a kept-alive
+    /// connection.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Why the REST server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -78,8 +101,18 @@ impl std::fmt::Debug for RestServer {
 }
 
 impl RestServer {
-    /// Listens on `address:port` (port 0: any free port) and serves until dropped.
+    /// Listens on `address:port` (port 0: any free port) and serves until dropped, within
+    /// the default [`ServerLimits`].
     pub fn start(address: &str, port: u16) -> Result<RestServer, ServerError> {
+        Self::start_with(address, port, ServerLimits::default())
+    }
+
+    /// [`RestServer::start`] within `limits`.
+    pub fn start_with(
+        address: &str,
+        port: u16,
+        limits: ServerLimits,
+    ) -> Result<RestServer, ServerError> {
         let bind_err = |source| ServerError::Bind {
             address: address.to_string(),
             port,
@@ -110,23 +143,38 @@ impl RestServer {
                             return;
                         }
                     };
+                    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
                     loop {
-                        tokio::select! {
+                        // Accept only with a free slot: a flood waits in the backlog.
+                        let slot = tokio::select! {
                             _ = &mut rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let state = served.clone();
-                                tokio::spawn(async move {
-                                    let svc = service_fn(move |req| {
-                                        let state = state.clone();
-                                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                                    });
-                                    let _ = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), svc)
-                                        .await;
-                                });
-                            }
-                        }
+                            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                        };
+                        let stream = tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => match accepted {
+                                Ok((stream, _)) => stream,
+                                Err(e) => {
+                                    // Out of file descriptors, most likely: back off, keep serving.
+                                    tracing::warn!(error = %e, "the REST server cannot accept a connection");
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    continue;
+                                }
+                            },
+                        };
+                        let state = served.clone();
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            let svc = service_fn(move |req| {
+                                let state = state.clone();
+                                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                            });
+                            let _ = http1::Builder::new()
+                                .timer(hyper_util::rt::TokioTimer::new())
+                                .header_read_timeout(limits.idle_timeout)
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
                     }
                 });
             })

@@ -501,3 +501,47 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
     drop(server);
     job.wait().unwrap();
 }
+
+#[test]
+fn idle_connections_beyond_the_limit_neither_block_the_api_nor_fail_the_job() {
+    use std::io::Read;
+    let out = tempfile::tempdir().unwrap();
+    let job = start(&[], out.path(), 4_000.0);
+    let limits = weir_cluster::ServerLimits {
+        max_connections: 4,
+        idle_timeout: Duration::from_millis(300),
+    };
+    let server = RestServer::start_with("127.0.0.1", 0, limits).unwrap();
+    server.add_job(job.client());
+    let client = RestClient::new(&server.url()).unwrap();
+    // A flood of clients that connect and never send a request: more than the limit.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(server.local_addr()).unwrap())
+        .collect();
+    let started = Instant::now();
+    let jobs = get(&client, "/jobs");
+    assert_eq!(jobs["jobs"][0]["id"], job.job_id(), "{jobs}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the API answered once idle connections timed out: {:?}",
+        started.elapsed()
+    );
+    // The idle connections the server accepted were closed after the idle timeout.
+    let mut first = idle.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).unwrap_or(usize::MAX);
+    assert!(
+        n != usize::MAX,
+        "an idle connection is closed by the server, not left open"
+    );
+    let result = job.wait().unwrap();
+    assert_eq!(result.restarts, 0);
+    assert_eq!(
+        committed(out.path()).len(),
+        7 * 120,
+        "the job's output is complete"
+    );
+}
