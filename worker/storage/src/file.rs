@@ -421,8 +421,8 @@ impl ObjectStore for FileStore {
                 continue;
             };
             if id.ends_with(".new") {
-                // A create that crashed before its rename: no upload was handed out.
-                let _ = fs::remove_dir_all(entry.path());
+                // Being created (or a create that crashed before its rename): no upload id
+                // was handed out yet. Never removed here: its creator may be running.
                 continue;
             }
             let path = match fs::read_to_string(entry.path().join("path")) {

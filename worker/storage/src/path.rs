@@ -25,7 +25,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The inverse of [`hex`]; `None` for anything [`hex`] did not produce.
 pub(crate) fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..s.len())
