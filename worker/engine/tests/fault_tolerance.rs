@@ -1505,6 +1505,48 @@ fn an_s3_file_sink_keeps_each_row_once_across_random_task_failures_and_leaves_no
     assert!(s3.open_uploads().is_empty(), "{what}");
 }
 
+/// A part file larger than the multipart part size (8 MiB) goes up in several parts, while
+/// records arrive, and is assembled byte-exact.
+#[test]
+fn a_large_part_file_is_uploaded_to_s3_in_parts_as_it_grows_and_read_back_whole() {
+    const NAME: &str =
+        "a_large_part_file_is_uploaded_to_s3_in_parts_as_it_grows_and_read_back_whole";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("s3.endpoint", s3.endpoint()),
+        ("s3.path-style-access", "true".into()),
+    ]));
+    // 2,500 records of ~8 KiB: about 19.5 MiB in one part file.
+    let records: Vec<(u32, String)> = (0..2_500u32)
+        .map(|i| (i, format!("{i:08}").repeat(1_024)))
+        .collect();
+    env.from_collection(records.clone())
+        .sink_to(FileSink::json_lines("s3://weir/big"))
+        .uid("sink");
+    env.execute("big").unwrap();
+
+    let out = weir_storage::open("s3://weir/big", &s3.options()).unwrap();
+    let objects = out.list("").unwrap();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(
+        objects[0].size > 16 << 20,
+        "more than two parts: {objects:?}"
+    );
+    assert_eq!(s3.requests("UploadPart"), 3, "8 + 8 + the rest MiB");
+    let mut got: Vec<(u32, String)> = std::str::from_utf8(&out.get(&objects[0].path).unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    got.sort();
+    assert!(got == records, "the object holds every record once");
+    assert!(s3.open_uploads().is_empty());
+}
+
 /// A sink that fails once when told that a checkpoint from `after` on completed, before
 /// committing it: the job dies between checkpoint completion and commit.
 struct FailBeforeCommit {
