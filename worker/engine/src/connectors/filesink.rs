@@ -566,6 +566,38 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_of_the_local_sink_before_multipart_uploads_commits_its_pending_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, target) = (dir.path().join(".inprogress-a"), dir.path().join("part-a"));
+        std::fs::write(&tmp, "{\"x\":1}\n").unwrap();
+        // What that sink checkpointed: (checkpoint, in-progress file, final name).
+        let legacy = postcard::to_allocvec(&(3u64, tmp.clone(), target.clone())).unwrap();
+        let info = SubtaskInfo {
+            name: "sink".into(),
+            index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            side_ports: Arc::new(Vec::new()),
+            decode_errors: crate::config::DecodeErrorPolicy::Fail,
+            uid: "sink".into(),
+            state_schema: None,
+            state_backend: Default::default(),
+            allow_unclaimed_state: false,
+            savepoint_at: Default::default(),
+            storage: Default::default(),
+            restored: Some(Arc::new(crate::checkpoint::OperatorSubtaskState {
+                list: vec![legacy],
+                ..Default::default()
+            })),
+        };
+        let sink = FileSink::json_lines(dir.path().join("out"));
+        let mut writer = Sink::<u32>::create_writer(&sink, &info).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{\"x\":1}\n");
+        assert!(!tmp.exists());
+    }
+
+    #[test]
     fn partition_values_are_escaped_as_flink_does() {
         assert_eq!(
             partition_value(&serde_json::json!("2026-01-01 10:00")),
