@@ -446,6 +446,25 @@ fn killed_process_resumes_exactly_once(backend: &str) {
     );
 }
 
+/// Every committed line of a file sink's output at `uri` on `s3`, sorted, read through the
+/// S3 API (completed objects only); asserts that no multipart upload is left open, neither
+/// in the sink's bookkeeping nor on the server.
+fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
+    let out = weir_storage::open(uri, &s3.options()).unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    for o in out.list("").unwrap() {
+        let bytes = out.get(&o.path).unwrap();
+        lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_string));
+    }
+    lines.sort();
+    assert!(
+        out.list_uploads("").unwrap().is_empty(),
+        "{uri}: uploads left open"
+    );
+    assert!(s3.open_uploads().is_empty(), "{:?}", s3.open_uploads());
+    lines
+}
+
 /// `weir` arguments that put checkpoints into `s3://weir/checkpoints` on `s3`.
 fn s3_checkpoint_args(s3: &S3sFs, interval: &str) -> Vec<String> {
     [
@@ -469,6 +488,10 @@ fn weir_with_s3_credentials(args: &[String]) -> Command {
     c
 }
 
+/// Kills `weir run` with checkpoints and its file sink's output on S3, at a random point
+/// after a checkpoint (so also between a checkpoint's completion and the sink's commit),
+/// resumes it from the latest checkpoint: the bucket holds exactly the failure-free output,
+/// and the server holds no open multipart upload.
 #[test]
 fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     let reference = tempfile::tempdir().unwrap();
@@ -486,7 +509,6 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
 
     let data = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
-    let out = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = [
         "run",
         "user-metrics",
@@ -494,11 +516,11 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
         "events=60000",
         "--no-progress",
         "--arg",
+        "output=s3://weir/out",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.push(format!("output={}", out.path().display()));
     args.extend(s3_checkpoint_args(&s3, "100ms"));
     let mut first = args.clone();
     first.extend(["--arg".to_string(), "rate=30000".to_string()]);
@@ -520,7 +542,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     let o = weir_with_s3_credentials(&resume).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        committed(out.path()),
+        committed_in_bucket(&s3, "s3://weir/out"),
         expected,
         "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()
@@ -863,9 +885,8 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
     let data = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
-    let out = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-    args.extend(["--arg".into(), format!("output={}", out.path().display())]);
+    args.extend(["--arg".into(), "output=s3://weir/out".into()]);
     args.extend(s3_checkpoint_args(&s3, "100ms"));
     for kv in [
         "state.backend.type=rocksdb".to_string(),
@@ -905,7 +926,7 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
     let o = weir_with_s3_credentials(&resume).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        committed(out.path()),
+        committed_in_bucket(&s3, "s3://weir/out"),
         expected,
         "killed after {at:?}, resumed from s3://weir/{}",
         rel.display()

@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
-use weir_engine::connectors::{BlackholeSink, DataGen, FileSink};
+use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, Sink, SinkWriter};
 use weir_engine::time::WatermarkStrategy;
-use weir_engine::window::{WindowSpec, agg};
-use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
+use weir_engine::window::{WindowSpec, Windowed, agg};
+use weir_storage::ObjectStore;
+use weir_storage::testing::{S3sFs, in_child_with_credentials};
 
 const EVENTS: u64 = 12_000;
 
@@ -150,12 +150,19 @@ fn events(
 }
 
 fn windows_to_sink(events: DataStream<(String, u64)>, out: &Path) {
+    windows_into(events, FileSink::json_lines(out));
+}
+
+/// What [`windows_into`] writes: a window's count and sum of a key.
+type WindowResult = Windowed<String, (u64, u64)>;
+
+fn windows_into<S: Sink<WindowResult>>(events: DataStream<(String, u64)>, sink: S) {
     events
         .key_by(|e: &(String, u64)| e.0.clone())
         .window(WindowSpec::tumbling(Duration::from_secs(1)))
         .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
         .uid("windows")
-        .sink_to(FileSink::json_lines(out))
+        .sink_to(sink)
         .uid("sink");
 }
 
@@ -1364,43 +1371,6 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
 
 // ---- Checkpoints on S3 ----
 
-/// Set in the child process [`in_child_with_s3_credentials`] starts.
-const S3_CHILD: &str = "WEIR_TEST_S3_CHILD";
-
-/// Whether this process should run the S3 test `test`'s body. In the test process, no: it
-/// runs `test` again in a child process of this test binary with the S3 test server's
-/// credentials in the standard AWS environment variables, where the engine's credential
-/// chain looks, and asserts that it passed. (Setting them here would race with the threads
-/// of the tests running in parallel, which read the environment.)
-fn in_child_with_s3_credentials(test: &str) -> bool {
-    if std::env::var_os(S3_CHILD).is_some() {
-        return true;
-    }
-    let o = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(S3_CHILD, "1")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/weir-test/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/weir-test/credentials",
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{test} in a child process with S3 credentials ({}):\n{stdout}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    false
-}
-
 /// The seed of a randomized test: `WEIR_TEST_SEED`, else the clock. Print it in every
 /// assertion so a failure can be replayed.
 fn test_seed() -> u64 {
@@ -1539,7 +1509,7 @@ fn task_failures_with_checkpoints_on_s3(backend: Backend) {
 #[test]
 fn task_failures_with_hashmap_checkpoints_on_s3_keep_the_output_exactly_once() {
     const NAME: &str = "task_failures_with_hashmap_checkpoints_on_s3_keep_the_output_exactly_once";
-    if in_child_with_s3_credentials(NAME) {
+    if in_child_with_credentials(NAME) {
         task_failures_with_checkpoints_on_s3(Backend::HashMap);
     }
 }
@@ -1548,9 +1518,334 @@ fn task_failures_with_hashmap_checkpoints_on_s3_keep_the_output_exactly_once() {
 fn task_failures_with_incremental_rocksdb_checkpoints_on_s3_keep_the_output_exactly_once() {
     const NAME: &str =
         "task_failures_with_incremental_rocksdb_checkpoints_on_s3_keep_the_output_exactly_once";
-    if in_child_with_s3_credentials(NAME) {
+    if in_child_with_credentials(NAME) {
         task_failures_with_checkpoints_on_s3(Backend::RocksDb);
     }
+}
+
+/// Every line of every committed object in `store`, sorted.
+fn committed_objects(store: &dyn ObjectStore) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for o in store.list("").unwrap() {
+        let bytes = store.get(&o.path).unwrap();
+        lines.extend(
+            std::str::from_utf8(&bytes)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    lines.sort();
+    lines
+}
+
+/// What a crashed attempt of sink subtask `subtask` leaves behind: an upload of a part file
+/// with one part, never completed. Returns its path.
+fn leftover_upload(store: &dyn ObjectStore, subtask: usize) -> String {
+    let path = format!("part-00000000-0000-4000-8000-00000000dead-{subtask}-0.jsonl");
+    let id = store.create_upload(&path).unwrap();
+    store
+        .upload_part(&path, &id, 1, b"{\"stale\":true}\n".to_vec().into())
+        .unwrap();
+    path
+}
+
+fn s3_job_config(s3: &S3sFs) -> Vec<(&'static str, String)> {
+    vec![
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "50ms".into()),
+        ("state.checkpoints.dir", "s3://weir/checkpoints".into()),
+        ("state.checkpoints.num-retained", "2".into()),
+        ("s3.endpoint", s3.endpoint()),
+        ("s3.path-style-access", "true".into()),
+        ("s3.region", "us-east-1".into()),
+        ("restart-strategy.type", "fixed-delay".into()),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]
+}
+
+/// The exactly-once file sink writing to `s3://`, its task failing at 1 to 3 random events:
+/// the bucket ends up with every window result exactly once, a dead attempt's leftover
+/// upload is aborted, and no multipart upload of the sink stays open on the server.
+#[test]
+fn an_s3_file_sink_keeps_each_row_once_across_random_task_failures_and_leaves_no_upload_open() {
+    const NAME: &str =
+        "an_s3_file_sink_keeps_each_row_once_across_random_task_failures_and_leaves_no_upload_open";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    use rand::{Rng, SeedableRng};
+    let seed = test_seed();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut points: Vec<u64> = (0..rng.gen_range(1..=3))
+        .map(|_| rng.gen_range(1_000..EVENTS - 500))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let what = format!("WEIR_TEST_SEED={seed}: failures at events {points:?}");
+    let expected = per_key(&reference(1));
+
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = weir_storage::open("s3://weir/out", &s3.options()).unwrap();
+    let stale = leftover_upload(&*out, 1);
+    // Not a part file of this sink: someone else's upload, left alone.
+    let foreign = out.create_upload("notes/upload").unwrap();
+
+    let dirs = JobDirs::new();
+    let env = dirs.env(Backend::HashMap, &s3_job_config(&s3));
+    let failures = Failures::at(&points);
+    windows_into(
+        events(&env, 10_000.0, Some(failures.clone())),
+        // Small files, so failures also strand files rolled since the last checkpoint.
+        FileSink::json_lines("s3://weir/out").with_rolling_file_size(1024),
+    );
+    let result = env
+        .execute("s3-sink")
+        .unwrap_or_else(|e| panic!("{what}: {}", weir_engine::report(&e)));
+    assert_eq!(failures.fired(), points, "{what}: every failure happened");
+    assert!(result.restarts >= 1, "{what}: {} restarts", result.restarts);
+
+    let lines = committed_objects(&*out);
+    assert!(!lines.iter().any(|l| l.contains("stale")), "{what}");
+    assert_eq!(
+        per_key(&lines),
+        expected,
+        "{what}: (windows, events, checksum) per key"
+    );
+    let objects = out.list("").unwrap();
+    assert!(
+        objects.len() > 10 && objects.iter().all(|o| o.path != stale),
+        "{what}: rolled part files: {objects:?}"
+    );
+    let open: Vec<String> = out
+        .list_uploads("")
+        .unwrap()
+        .into_iter()
+        .map(|u| u.path)
+        .collect();
+    assert_eq!(open, ["notes/upload"], "{what}: uploads left open");
+    assert_eq!(
+        s3.open_uploads().len(),
+        1,
+        "{what}: {:?}",
+        s3.open_uploads()
+    );
+    out.abort_upload("notes/upload", &foreign).unwrap();
+    assert!(s3.open_uploads().is_empty(), "{what}");
+}
+
+/// A part file larger than the multipart part size (8 MiB) goes up in several parts, while
+/// records arrive, and is assembled byte-exact.
+#[test]
+fn a_large_part_file_is_uploaded_to_s3_in_parts_as_it_grows_and_read_back_whole() {
+    const NAME: &str =
+        "a_large_part_file_is_uploaded_to_s3_in_parts_as_it_grows_and_read_back_whole";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("s3.endpoint", s3.endpoint()),
+        ("s3.path-style-access", "true".into()),
+    ]));
+    // 2,500 records of ~8 KiB: about 19.5 MiB in one part file.
+    let records: Vec<(u32, String)> = (0..2_500u32)
+        .map(|i| (i, format!("{i:08}").repeat(1_024)))
+        .collect();
+    env.from_collection(records.clone())
+        .sink_to(FileSink::json_lines("s3://weir/big"))
+        .uid("sink");
+    env.execute("big").unwrap();
+
+    let out = weir_storage::open("s3://weir/big", &s3.options()).unwrap();
+    let objects = out.list("").unwrap();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(
+        objects[0].size > 16 << 20,
+        "more than two parts: {objects:?}"
+    );
+    assert_eq!(s3.requests("UploadPart"), 3, "8 + 8 + the rest MiB");
+    let mut got: Vec<(u32, String)> = std::str::from_utf8(&out.get(&objects[0].path).unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    got.sort();
+    assert!(got == records, "the object holds every record once");
+    assert!(s3.open_uploads().is_empty());
+}
+
+/// A sink that fails once when told that a checkpoint from `after` on completed, before
+/// committing it: the job dies between checkpoint completion and commit.
+struct FailBeforeCommit {
+    sink: FileSink,
+    after: u64,
+    failed: Arc<AtomicBool>,
+}
+
+struct FailBeforeCommitWriter {
+    inner: Box<dyn SinkWriter<WindowResult>>,
+    after: u64,
+    failed: Arc<AtomicBool>,
+}
+
+impl Sink<WindowResult> for FailBeforeCommit {
+    fn create_writer(
+        &self,
+        info: &weir_engine::runtime::SubtaskInfo,
+    ) -> weir_engine::error::Result<Box<dyn SinkWriter<WindowResult>>> {
+        Ok(Box::new(FailBeforeCommitWriter {
+            inner: Sink::<WindowResult>::create_writer(&self.sink, info)?,
+            after: self.after,
+            failed: self.failed.clone(),
+        }))
+    }
+}
+
+impl SinkWriter<WindowResult> for FailBeforeCommitWriter {
+    fn write(
+        &mut self,
+        records: Vec<weir_engine::runtime::Rec<WindowResult>>,
+    ) -> weir_engine::error::Result<()> {
+        self.inner.write(records)
+    }
+    fn snapshot_state(&mut self, id: u64) -> weir_engine::error::Result<Vec<Vec<u8>>> {
+        self.inner.snapshot_state(id)
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::error::Result<()> {
+        if id >= self.after && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(weir_engine::error::Error::user(format!(
+                "injected failure after checkpoint {id} completed, before its commit"
+            )));
+        }
+        self.inner.notify_checkpoint_complete(id)
+    }
+    fn finish(&mut self) -> weir_engine::error::Result<()> {
+        self.inner.finish()
+    }
+}
+
+#[test]
+fn a_failure_between_checkpoint_completion_and_commit_still_leaves_each_row_once_in_s3() {
+    const NAME: &str =
+        "a_failure_between_checkpoint_completion_and_commit_still_leaves_each_row_once_in_s3";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    let expected = per_key(&reference(1));
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let dirs = JobDirs::new();
+    let env = dirs.env(Backend::HashMap, &s3_job_config(&s3));
+    let failed = Arc::new(AtomicBool::new(false));
+    windows_into(
+        events(&env, 10_000.0, None),
+        FailBeforeCommit {
+            sink: FileSink::json_lines("s3://weir/out"),
+            after: 4,
+            failed: failed.clone(),
+        },
+    );
+    let result = env
+        .execute("commit-failure")
+        .unwrap_or_else(|e| panic!("{}", weir_engine::report(&e)));
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(result.restarts, 1);
+    assert!(
+        result.checkpoints.last_restore.is_some(),
+        "restored from the completed checkpoint: {:?}",
+        result.checkpoints
+    );
+    let out = weir_storage::open("s3://weir/out", &s3.options()).unwrap();
+    assert_eq!(per_key(&committed_objects(&*out)), expected);
+    assert!(out.list_uploads("").unwrap().is_empty());
+    assert!(s3.open_uploads().is_empty(), "{:?}", s3.open_uploads());
+}
+
+#[test]
+fn an_unreachable_s3_endpoint_fails_the_sink_naming_it_and_the_job_restarts_per_its_strategy() {
+    const NAME: &str =
+        "an_unreachable_s3_endpoint_fails_the_sink_naming_it_and_the_job_restarts_per_its_strategy";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("s3.endpoint", endpoint.clone()),
+        ("s3.path-style-access", "true".into()),
+        ("restart-strategy.type", "fixed-delay".into()),
+        ("restart-strategy.fixed-delay.attempts", "2".into()),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]));
+    windows_into(
+        events(&env, 1e9, None),
+        FileSink::json_lines("s3://weir/out"),
+    );
+    let handle = env.execute_async("unreachable").unwrap();
+    let client = handle.client();
+    let msg = weir_engine::report(&handle.wait().unwrap_err());
+    assert!(
+        msg.contains(&endpoint) && msg.contains("s3://weir/out"),
+        "the error names endpoint and location: {msg}"
+    );
+    assert_eq!(client.restarts(), 2, "restarted per the strategy: {msg}");
+}
+
+/// The local file sink rolls part files by size, names them as Flink does, and removes an
+/// in-progress file a dead attempt left behind (issue: orphaned `.inprogress` files).
+#[test]
+fn a_local_file_sink_rolls_by_size_and_removes_what_a_dead_attempt_left_in_progress() {
+    let expected = reference(1);
+    let out = tempfile::tempdir().unwrap();
+    let store = weir_storage::FileStore::new(out.path());
+    leftover_upload(&store, 0);
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    windows_into(
+        events(&env, 1e9, None),
+        FileSink::json_lines(out.path()).with_rolling_file_size(2000),
+    );
+    env.execute("rolling").unwrap();
+    assert_same(&committed(out.path()), &expected, "rolled output");
+
+    let longest = expected.iter().map(|l| l.len() + 1).max().unwrap() as u64;
+    let total: u64 = expected.iter().map(|l| l.len() as u64 + 1).sum();
+    let files = store.list("").unwrap();
+    assert!(
+        files.len() as u64 >= total / (2000 + longest),
+        "{} files for {total} bytes",
+        files.len()
+    );
+    for f in &files {
+        assert!(f.size < 2000 + longest, "{} has {} bytes", f.path, f.size);
+        let rest = f
+            .path
+            .strip_prefix("part-")
+            .unwrap()
+            .strip_suffix(".jsonl")
+            .unwrap();
+        let mut fields = rest.rsplitn(3, '-');
+        let (count, subtask, uuid) = (fields.next(), fields.next(), fields.next());
+        assert!(
+            count.unwrap().parse::<u64>().is_ok()
+                && matches!(subtask, Some("0" | "1"))
+                && uuid.unwrap().len() == 36,
+            "part-<uuid>-<subtask>-<count>.jsonl: {}",
+            f.path
+        );
+    }
+    assert!(store.list_uploads("").unwrap().is_empty());
+    let staging: Vec<_> = std::fs::read_dir(out.path().join(".weir-tmp-uploads"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "in-progress staging left: {staging:?}");
 }
 
 /// A keyed operator whose state layout changed (here: a rolling reduce replaced by a window

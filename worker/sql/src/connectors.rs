@@ -7,6 +7,7 @@ use crate::json::JsonRowDecoder;
 use crate::value::{Column, Row, SqlType, Value};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
+use sqlparser::ast::Ident;
 use sqlparser::tokenizer::Span;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Options<'a> {
     pub spans: &'a BTreeMap<String, Span>,
     /// Where the table was declared.
     pub table_span: Span,
+    /// `PARTITIONED BY` columns (filesystem sinks only).
+    pub partition_keys: &'a [Ident],
 }
 
 impl Options<'_> {
@@ -76,6 +79,49 @@ impl Options<'_> {
                 self.err(key, format!("option '{key}' = '{v}' is not a valid number"))
             }),
         }
+    }
+
+    /// Refuses `PARTITIONED BY` where the connector cannot lay out partitions.
+    fn check_unpartitioned(&self, what: &str) -> Result<()> {
+        match self.partition_keys.first() {
+            Some(key) => Err(SqlError::at(
+                key.span,
+                format!(
+                    "table '{}' is PARTITIONED BY ({key}), which {what} does not support; \
+                     only the filesystem connector writes partitions",
+                    self.table
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// An option that is a memory size (`128mb`, `1g`, bytes), or `None` when absent.
+    fn memory_size(&self, key: &str) -> Result<Option<u64>> {
+        self.get(key)
+            .map(|v| {
+                weir_engine::config::parse_memory_size(v).ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("option '{key}' = '{v}' is not a memory size (e.g. 128mb, 1g)"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// An option that is a duration (`30 min`, `10s`, milliseconds), or `None` when absent.
+    fn duration(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        self.get(key)
+            .map(|v| {
+                weir_engine::config::parse_duration(v).ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("option '{key}' = '{v}' is not a duration (e.g. 30 min, 10s)"),
+                    )
+                })
+            })
+            .transpose()
     }
 
     fn check_known(&self, known: impl Fn(&str) -> bool, connector: &str) -> Result<()> {
@@ -203,12 +249,23 @@ fn datagen_option(k: &str, cols: &[PhysicalColumn]) -> bool {
         })
 }
 
+/// Options of the filesystem connector (the rolling policy applies when it is a sink).
+fn filesystem_option(k: &str) -> bool {
+    matches!(
+        k,
+        "path"
+            | "format"
+            | "sink.rolling-policy.file-size"
+            | "sink.rolling-policy.rollover-interval"
+    )
+}
+
 /// Rejects options the table's connector does not know, when the table is declared (and
 /// not only when a query first uses it).
 pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
     match opts.connector()? {
         "datagen" => opts.check_known(|k| datagen_option(k, cols), "datagen"),
-        "filesystem" => opts.check_known(|k| matches!(k, "path" | "format"), "filesystem"),
+        "filesystem" => opts.check_known(filesystem_option, "filesystem"),
         c @ ("print" | "blackhole") => opts.check_known(|_| false, c),
         _ => Ok(()),
     }
@@ -233,7 +290,8 @@ pub fn source(
     match connector {
         "datagen" => datagen(env, opts, cols, read, &name, uid),
         "filesystem" => {
-            opts.check_known(|k| matches!(k, "path" | "format"), connector)?;
+            opts.check_known(filesystem_option, connector)?;
+            opts.check_unpartitioned("reading a table")?;
             let path = opts.required("path")?.to_string();
             let table = opts.table.to_string();
             let cols = cols.to_vec();
@@ -448,6 +506,9 @@ pub fn sink(
 ) -> Result<()> {
     let connector = opts.connector()?;
     let name = format!("Sink: {} ({connector})", opts.table);
+    if connector != "filesystem" {
+        opts.check_unpartitioned(&format!("connector '{connector}'"))?;
+    }
     if updating && !consumes_updates(connector) {
         return Err(opts.err(
             "connector",
@@ -475,7 +536,7 @@ pub fn sink(
             stream.sink_to(BlackholeSink).name(&name).uid(uid);
         }
         "filesystem" => {
-            opts.check_known(|k| matches!(k, "path" | "format"), connector)?;
+            opts.check_known(filesystem_option, connector)?;
             let path = opts.required("path")?.to_string();
             match opts.required("format")? {
                 "json" => {}
@@ -484,6 +545,29 @@ pub fn sink(
                 }
             }
             let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
+            let mut sink = FileSink::json_lines(path);
+            if let Some(size) = opts.memory_size("sink.rolling-policy.file-size")? {
+                sink = sink.with_rolling_file_size(size);
+            }
+            if let Some(interval) = opts.duration("sink.rolling-policy.rollover-interval")? {
+                sink = sink.with_rollover_interval(interval);
+            }
+            for key in opts.partition_keys {
+                if !fields.iter().any(|f| f == &key.value) {
+                    return Err(SqlError::at(
+                        key.span,
+                        format!(
+                            "PARTITIONED BY column '{}' is not a column of table '{}'; columns: {}",
+                            key.value,
+                            opts.table,
+                            fields.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if !opts.partition_keys.is_empty() {
+                sink = sink.partitioned_by(opts.partition_keys.iter().map(|k| k.value.as_str()));
+            }
             stream
                 .map(move |r: Row| {
                     serde_json::Value::Object(
@@ -495,7 +579,7 @@ pub fn sink(
                     )
                 })
                 .uid(&format!("{uid}-encode"))
-                .sink_to(FileSink::json_lines(path))
+                .sink_to(sink)
                 .name(&name)
                 .uid(uid);
         }

@@ -47,6 +47,8 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// The watermark declaration, if any.
     pub watermark: Option<WatermarkDef>,
+    /// `PARTITIONED BY (…)` columns, in order.
+    pub partition_keys: Vec<Ident>,
     /// The `WITH` options, keys as written.
     pub options: BTreeMap<String, String>,
     /// Where each option key was written (for errors).
@@ -299,11 +301,21 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
     }
     let mut options = BTreeMap::new();
     let mut option_spans = BTreeMap::new();
+    let mut partition_keys = Vec::new();
     if p.parse_keyword(Keyword::PARTITIONED) {
-        return Err(SqlError::at(
-            p.peek_token_ref().span,
-            "PARTITIONED BY is not supported yet",
-        ));
+        p.expect_keyword(Keyword::BY)
+            .map_err(SqlError::from_parser)?;
+        p.expect_token(&Token::LParen)
+            .map_err(SqlError::from_parser)?;
+        loop {
+            partition_keys.push(p.parse_identifier().map_err(SqlError::from_parser)?);
+            if p.consume_token(&Token::Comma) {
+                continue;
+            }
+            p.expect_token(&Token::RParen)
+                .map_err(SqlError::from_parser)?;
+            break;
+        }
     }
     if p.parse_keyword(Keyword::WITH) {
         p.expect_token(&Token::LParen)
@@ -327,6 +339,7 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
         name,
         columns,
         watermark,
+        partition_keys,
         options,
         option_spans,
         span,

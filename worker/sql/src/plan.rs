@@ -799,6 +799,7 @@ impl<'e> Planner<'e> {
             map: &def.options,
             spans: &def.option_spans,
             table_span: def.span,
+            partition_keys: &def.partition_keys,
         }
     }
 

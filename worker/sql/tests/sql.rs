@@ -2675,3 +2675,112 @@ fn the_row_evaluator_gives_exactly_what_datafusion_gives_over_arrow() {
         assert_eq!(rowwise, arrow, "{e}");
     }
 }
+
+#[test]
+fn a_partitioned_filesystem_sink_on_s3_writes_each_row_once_into_flinks_partition_directories() {
+    const NAME: &str = "a_partitioned_filesystem_sink_on_s3_writes_each_row_once_into_flinks_partition_directories";
+    if !weir_storage::testing::in_child_with_credentials(NAME) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = weir_storage::testing::S3sFs::start(dir.path(), &["lake"]);
+    let rows: Vec<Value> = (0..300)
+        .map(|i| json!({"user": format!("u{}", i % 3), "amount": i, "item": if i % 2 == 0 { "a/b" } else { "c" }, "ts": 1_000 * i}))
+        .collect();
+    let input = input(dir.path(), "clicks.json", &rows);
+    let sql = format!(
+        "{}
+CREATE TABLE out (item STRING, `user` STRING, amount DOUBLE)
+  PARTITIONED BY (item)
+  WITH ('connector' = 'filesystem', 'path' = 's3://lake/clicks', 'format' = 'json',
+        'sink.rolling-policy.file-size' = '1kb', 'sink.rolling-policy.rollover-interval' = '10 min');
+INSERT INTO out SELECT item, `user`, amount FROM clicks;",
+        clicks(1, &input)
+    );
+    let endpoint = s3.endpoint();
+    run(
+        &sql,
+        config(&[
+            ("parallelism.default", "2"),
+            ("s3.endpoint", &endpoint),
+            ("s3.path-style-access", "true"),
+        ]),
+    );
+    let store = weir_storage::open("s3://lake/clicks", &s3.options()).unwrap();
+    let mut got = Vec::new();
+    let mut files_per_partition = std::collections::BTreeMap::<String, usize>::new();
+    for o in store.list("").unwrap() {
+        let (partition, name) = o.path.rsplit_once('/').unwrap();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".jsonl"),
+            "{}",
+            o.path
+        );
+        *files_per_partition
+            .entry(partition.to_string())
+            .or_default() += 1;
+        let item = match partition {
+            "item=a%2Fb" => "a/b",
+            "item=c" => "c",
+            other => panic!("unexpected partition directory {other}"),
+        };
+        for l in std::str::from_utf8(&store.get(&o.path).unwrap())
+            .unwrap()
+            .lines()
+        {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            assert!(
+                v.get("item").is_none(),
+                "the partition column is in the path only: {l}"
+            );
+            v["item"] = json!(item);
+            got.push(v);
+        }
+    }
+    let expected: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"item": r["item"], "user": r["user"], "amount": r["amount"].as_f64().unwrap()}))
+        .collect();
+    assert_eq!(sorted(got), sorted(expected));
+    assert!(
+        files_per_partition.values().all(|n| *n >= 3),
+        "1 kb files roll: {files_per_partition:?}"
+    );
+    assert!(store.list_uploads("").unwrap().is_empty());
+}
+
+#[test]
+fn partitioned_by_a_missing_column_or_on_a_connector_without_partitions_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), "clicks.json", &[]);
+    let err = plan_error(&format!(
+        "{}
+CREATE TABLE out (`user` STRING) PARTITIONED BY (dt)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+INSERT INTO out SELECT `user` FROM clicks;",
+        clicks(1, &input),
+        dir.path().join("out").display()
+    ));
+    assert!(
+        err.contains("PARTITIONED BY column 'dt' is not a column of table 'out'"),
+        "{err}"
+    );
+    let err = plan_error(&format!(
+        "{}
+CREATE TABLE out (`user` STRING) PARTITIONED BY (`user`) WITH ('connector' = 'print');
+INSERT INTO out SELECT `user` FROM clicks;",
+        clicks(1, &input)
+    ));
+    assert!(err.contains("connector 'print' does not support"), "{err}");
+    let err = plan_error(&format!(
+        "{}
+CREATE TABLE out (`user` STRING) WITH ('connector' = 'filesystem', 'path' = '/tmp/x',
+  'format' = 'json', 'sink.rolling-policy.file-size' = 'huge');
+INSERT INTO out SELECT `user` FROM clicks;",
+        clicks(1, &input)
+    ));
+    assert!(
+        err.contains("'sink.rolling-policy.file-size' = 'huge' is not a memory size"),
+        "{err}"
+    );
+}

@@ -2,6 +2,11 @@
 //! directory. Writes go to a temporary file in the target directory, are fsynced, renamed into
 //! place and the directory is fsynced, so a reader sees the old object, the new one, or none,
 //! never a partial one, and a completed `put` survives a crash.
+//!
+//! A multipart upload is a directory `<root>/.weir-tmp-uploads/<id>/` holding the object's
+//! path (file `path`) and one file per part (`part-<n>`); completing it concatenates the parts
+//! into a temporary file beside the target (a single part is renamed, not copied) and renames
+//! that into place, so the object appears atomically.
 
 use std::fs;
 use std::io::{self, Write};
@@ -11,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use crate::error::{Result, StorageError};
-use crate::path::{TEMP_PREFIX, validate_key, validate_prefix};
-use crate::{ObjectMeta, ObjectStore};
+use crate::path::{TEMP_PREFIX, UPLOADS_DIR, validate_key, validate_prefix};
+use crate::{ObjectMeta, ObjectStore, Upload, UploadedPart};
 
 /// Distinguishes temporary files of concurrent writers within one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -99,6 +104,48 @@ impl FileStore {
             }
         }
     }
+}
+
+impl FileStore {
+    fn uploads_dir(&self) -> PathBuf {
+        self.root.join(UPLOADS_DIR)
+    }
+
+    /// The directory of upload `id`; ids are this store's own hex names, anything else is
+    /// refused so an id can never point outside the uploads directory.
+    fn upload_dir(&self, id: &str) -> Result<PathBuf> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StorageError::InvalidPath {
+                path: id.to_owned(),
+                reason: "not an upload id of a file store (hex digits)",
+            });
+        }
+        Ok(self.uploads_dir().join(id))
+    }
+
+    /// The upload's directory, or `NotFound` naming path and upload when it does not exist.
+    fn existing_upload(&self, path: &str, id: &str) -> Result<PathBuf> {
+        let dir = self.upload_dir(id)?;
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(StorageError::NotFound {
+                location: format!("{} (multipart upload {id})", self.uri(path)),
+            })
+        }
+    }
+}
+
+fn part_file(dir: &Path, number: u32) -> PathBuf {
+    dir.join(format!("part-{number}"))
+}
+
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -242,6 +289,154 @@ impl ObjectStore for FileStore {
         } else {
             format!("file://{root}/{path}")
         }
+    }
+
+    fn create_upload(&self, path: &str) -> Result<String> {
+        validate_key(path)?;
+        let id = random_id();
+        let dir = self.upload_dir(&id)?;
+        // Written under a temporary name and renamed, so a listed upload always has its path.
+        let staging = self.uploads_dir().join(format!("{id}.new"));
+        fs::create_dir_all(&staging)
+            .map_err(|e| StorageError::io("create directory", &staging, e))?;
+        fs::write(staging.join("path"), path)
+            .map_err(|e| StorageError::io("write", staging.join("path"), e))?;
+        fs::rename(&staging, &dir).map_err(|e| StorageError::io("rename into", &dir, e))?;
+        sync_dir(&self.uploads_dir())?;
+        Ok(id)
+    }
+
+    fn upload_part(&self, path: &str, id: &str, number: u32, bytes: Bytes) -> Result<UploadedPart> {
+        validate_key(path)?;
+        let dir = self.existing_upload(path, id)?;
+        let target = part_file(&dir, number);
+        self.write_atomically(&target, &bytes)?;
+        Ok(UploadedPart {
+            number,
+            etag: format!("{number}-{}", bytes.len()),
+            size: bytes.len() as u64,
+        })
+    }
+
+    fn complete_upload(&self, path: &str, id: &str, parts: &[UploadedPart]) -> Result<()> {
+        validate_key(path)?;
+        let total: u64 = parts.iter().map(|p| p.size).sum();
+        let target = self.file_path(path);
+        let dir = match self.existing_upload(path, id) {
+            Ok(dir) => dir,
+            // Completed before (by a writer that crashed before recording it): done.
+            Err(e) if e.is_not_found() => {
+                return match fs::metadata(&target) {
+                    Ok(meta) if meta.is_file() && meta.len() == total => Ok(()),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        for part in parts {
+            let file = part_file(&dir, part.number);
+            let size = match fs::metadata(&file) {
+                Ok(meta) => meta.len(),
+                // A single part renamed into place by a completion that crashed before
+                // removing the upload's directory: done.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && fs::metadata(&target).is_ok_and(|m| m.len() == total) =>
+                {
+                    return fs::remove_dir_all(&dir)
+                        .map_err(|e| StorageError::io("delete", &dir, e));
+                }
+                Err(e) => return Err(StorageError::io("stat", &file, e)),
+            };
+            if size != part.size {
+                return Err(StorageError::io(
+                    "complete the upload from",
+                    file,
+                    io::Error::other(format!(
+                        "part {} has {size} bytes, expected {}",
+                        part.number, part.size
+                    )),
+                ));
+            }
+        }
+        let target_dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&target_dir)
+            .map_err(|e| StorageError::io("create directory", &target_dir, e))?;
+        if let [only] = parts {
+            // Already fsynced by upload_part: a rename is enough.
+            let file = part_file(&dir, only.number);
+            fs::rename(&file, &target).map_err(|e| StorageError::io("rename into", &target, e))?;
+        } else {
+            let temp = target_dir.join(format!(
+                "{TEMP_PREFIX}upload-{id}-{}",
+                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let result = (|| {
+                let mut out =
+                    fs::File::create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
+                for part in parts {
+                    let file = part_file(&dir, part.number);
+                    let mut input =
+                        fs::File::open(&file).map_err(|e| StorageError::io("read", &file, e))?;
+                    io::copy(&mut input, &mut out)
+                        .map_err(|e| StorageError::io("write", &temp, e))?;
+                }
+                out.sync_all()
+                    .map_err(|e| StorageError::io("fsync", &temp, e))?;
+                fs::rename(&temp, &target).map_err(|e| StorageError::io("rename into", &target, e))
+            })();
+            if result.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            result?;
+        }
+        sync_dir(&target_dir)?;
+        // The uploads directory itself stays: pruning it would race with concurrent creates.
+        fs::remove_dir_all(&dir).map_err(|e| StorageError::io("delete", &dir, e))
+    }
+
+    fn abort_upload(&self, path: &str, id: &str) -> Result<()> {
+        validate_key(path)?;
+        let dir = self.upload_dir(id)?;
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io("delete", dir, e)),
+        }
+        Ok(())
+    }
+
+    fn list_uploads(&self, prefix: &str) -> Result<Vec<Upload>> {
+        validate_prefix(prefix)?;
+        let uploads_dir = self.uploads_dir();
+        let entries = match fs::read_dir(&uploads_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::io("list", uploads_dir, e)),
+        };
+        let mut uploads = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("list", &uploads_dir, e))?;
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if id.ends_with(".new") {
+                // Being created (or a create that crashed before its rename): no upload id
+                // was handed out yet. Never removed here: its creator may be running.
+                continue;
+            }
+            let path = match fs::read_to_string(entry.path().join("path")) {
+                Ok(path) => path,
+                // Completed or aborted while we were listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("read", entry.path().join("path"), e)),
+            };
+            if path.starts_with(prefix) {
+                uploads.push(Upload { path, id });
+            }
+        }
+        uploads.sort();
+        Ok(uploads)
     }
 }
 
@@ -422,5 +617,54 @@ mod tests {
     fn uri_names_the_object_under_the_root() {
         let store = FileStore::new("/data/checkpoints/");
         assert_eq!(store.uri("job/chk-1"), "file:///data/checkpoints/job/chk-1");
+    }
+
+    #[test]
+    fn a_multipart_upload_is_invisible_until_completed_and_completing_again_is_harmless() {
+        let (_dir, store) = store();
+        let id = store.create_upload("out/part-a").unwrap();
+        let parts = vec![
+            store
+                .upload_part("out/part-a", &id, 1, Bytes::from_static(b"first "))
+                .unwrap(),
+            store
+                .upload_part("out/part-a", &id, 2, Bytes::from_static(b"second"))
+                .unwrap(),
+        ];
+        assert!(store.list("").unwrap().is_empty(), "nothing visible yet");
+        assert_eq!(
+            store.list_uploads("out/").unwrap(),
+            [Upload {
+                path: "out/part-a".into(),
+                id: id.clone()
+            }]
+        );
+        assert!(store.list_uploads("other/").unwrap().is_empty());
+        store.complete_upload("out/part-a", &id, &parts).unwrap();
+        assert_eq!(&store.get("out/part-a").unwrap()[..], b"first second");
+        assert!(store.list_uploads("").unwrap().is_empty());
+        store.complete_upload("out/part-a", &id, &parts).unwrap();
+        assert_eq!(keys(&store.list("").unwrap()), ["out/part-a"]);
+
+        let lost = store
+            .complete_upload("out/part-b", &id, &parts)
+            .unwrap_err();
+        assert!(lost.to_string().contains(&id), "{lost}");
+    }
+
+    #[test]
+    fn an_aborted_upload_leaves_nothing_and_aborting_again_succeeds() {
+        let (_dir, store) = store();
+        let id = store.create_upload("part-1").unwrap();
+        store
+            .upload_part("part-1", &id, 1, Bytes::from_static(b"x"))
+            .unwrap();
+        store.abort_upload("part-1", &id).unwrap();
+        store.abort_upload("part-1", &id).unwrap();
+        assert!(store.list_uploads("").unwrap().is_empty());
+        assert!(store.list("").unwrap().is_empty());
+        assert!(!store.exists("part-1").unwrap());
+        let err = store.abort_upload("part-1", "../../etc").unwrap_err();
+        assert!(err.to_string().contains("'../../etc'"), "{err}");
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Paths are relative `/`-separated keys such as `job-1/chk-3/_metadata`; a store maps them
 //! below its root directory or key prefix. A `put` is atomic (readers see the old object, the
-//! new one, or none, never a partial one). S3 requests retry transient failures within bounded
+//! new one, or none, never a partial one). Multipart uploads ([`ObjectStore::create_upload`]
+//! and its companions) let a writer stage an object part by part across checkpoints and make it
+//! visible, atomically, only when it completes the upload (the exactly-once file sink's
+//! two-phase commit). S3 requests retry transient failures within bounded
 //! attempts and time, so an unreachable store fails the operation (a checkpoint) promptly with
 //! an error naming endpoint, bucket and key.
 //!
@@ -52,6 +55,27 @@ pub struct ObjectMeta {
     pub size: u64,
 }
 
+/// One uploaded part of a multipart upload, as [`ObjectStore::upload_part`] returns it; a
+/// writer keeps them (in its checkpoint) to complete the upload later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    /// 1-based part number.
+    pub number: u32,
+    /// The store's tag for the part's content (S3's ETag), needed to complete the upload.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// An in-progress multipart upload listed by [`ObjectStore::list_uploads`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Upload {
+    /// The path of the object the upload will create.
+    pub path: String,
+    /// The upload's id.
+    pub id: String,
+}
+
 /// A blocking store of immutable-once-written objects addressed by relative paths.
 ///
 /// Methods block the calling thread (the engine runs one OS thread per task); implementations
@@ -83,6 +107,32 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The full URI of `path` in this store, e.g. `s3://bucket/prefix/job-1/chk-3` (for logs and
     /// the REST API's `external_path`).
     fn uri(&self, path: &str) -> String;
+
+    /// Starts a multipart upload of the object at `path` and returns its id. Nothing is
+    /// visible at `path` until [`complete_upload`](ObjectStore::complete_upload). The store
+    /// records the upload (bookkeeping objects under `.weir-tmp-uploads/`, which listings
+    /// never show) so that [`list_uploads`](ObjectStore::list_uploads) finds it after a crash,
+    /// also on S3-compatible servers without ListMultipartUploads.
+    fn create_upload(&self, path: &str) -> Result<String>;
+
+    /// Uploads part `number` (1-based, consecutive) of upload `id`. Every part but the last
+    /// must hold at least [`MIN_PART_SIZE`] bytes on S3 (the file store accepts any size).
+    /// Uploading a part number again replaces it.
+    fn upload_part(&self, path: &str, id: &str, number: u32, bytes: Bytes) -> Result<UploadedPart>;
+
+    /// Completes upload `id`: the object at `path` becomes, atomically, the concatenation of
+    /// `parts` (in order). Idempotent: an upload that was already completed (the object
+    /// exists with the parts' total size) succeeds again, so a restored writer can complete
+    /// what a crashed one may or may not have completed.
+    fn complete_upload(&self, path: &str, id: &str, parts: &[UploadedPart]) -> Result<()>;
+
+    /// Aborts upload `id` and discards its parts. Aborting an unknown or finished upload
+    /// succeeds.
+    fn abort_upload(&self, path: &str, id: &str) -> Result<()>;
+
+    /// Every upload created through this store (by any process) that was neither completed
+    /// nor aborted, whose path starts with `prefix`, sorted by path and id.
+    fn list_uploads(&self, prefix: &str) -> Result<Vec<Upload>>;
 }
 
 /// Opens the store a URI names:

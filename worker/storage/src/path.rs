@@ -7,6 +7,34 @@ use crate::error::{Result, StorageError};
 /// Keys whose segments start with it are rejected so a listing can skip them safely.
 pub(crate) const TEMP_PREFIX: &str = ".weir-tmp-";
 
+/// Directory (below a store's root) of the stores' multipart-upload bookkeeping. Its name
+/// starts with [`TEMP_PREFIX`], so no valid key can collide with it and listings skip it.
+pub(crate) const UPLOADS_DIR: &str = ".weir-tmp-uploads";
+
+/// Whether a key belongs to a store's own bookkeeping (a segment starts with [`TEMP_PREFIX`]):
+/// never listed, never deleted by prefix.
+pub(crate) fn is_internal(path: &str) -> bool {
+    path.split('/')
+        .any(|segment| segment.starts_with(TEMP_PREFIX))
+}
+
+/// Lower-case hex of `bytes`: upload ids (any characters) as a key segment.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inverse of [`hex`]; `None` for anything [`hex`] did not produce.
+pub(crate) fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// Checks an object path: non-empty, relative, no empty, `.` or `..` segments, no backslashes.
 pub(crate) fn validate_key(path: &str) -> Result<()> {
     if path.is_empty() {
@@ -72,6 +100,16 @@ mod tests {
         validate_prefix("").unwrap();
         validate_prefix("job-1/").unwrap();
         validate_prefix("job-1/chk-").unwrap();
+    }
+
+    #[test]
+    fn upload_ids_survive_hex_encoding_and_bookkeeping_keys_are_recognised() {
+        for id in ["2~abc/def+=", "0f3c9a", ""] {
+            assert_eq!(unhex(&hex(id.as_bytes())).as_deref(), Some(id));
+        }
+        assert_eq!(unhex("zz"), None);
+        assert!(is_internal(".weir-tmp-uploads/out/part-1/00"));
+        assert!(!is_internal("out/part-1"));
     }
 
     #[test]

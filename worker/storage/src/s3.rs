@@ -3,6 +3,11 @@
 //! task threads use it like a file. Requests are retried here (the SDK's own retries are off)
 //! so that attempts and total time are bounded in one place and the final error names the
 //! endpoint, bucket and key.
+//!
+//! Multipart uploads started through [`ObjectStore::create_upload`] are recorded by an empty
+//! marker object `.weir-tmp-uploads/<path>/<hex upload id>` below the store's prefix, removed
+//! when the upload completes or is aborted: listing the markers finds a crashed writer's
+//! uploads on every S3-compatible server, also those without ListMultipartUploads.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -23,8 +28,8 @@ use bytes::Bytes;
 
 use crate::error::{BoxError, Result, S3Error, StorageError};
 use crate::options::{MIN_PART_SIZE, RetryPolicy, StorageOptions};
-use crate::path::{validate_key, validate_prefix};
-use crate::{ObjectMeta, ObjectStore};
+use crate::path::{UPLOADS_DIR, hex, is_internal, unhex, validate_key, validate_prefix};
+use crate::{ObjectMeta, ObjectStore, Upload, UploadedPart};
 
 /// Region used with an endpoint override when none is configured: S3-compatible servers
 /// accept any, and signing needs one.
@@ -235,86 +240,174 @@ impl S3Store {
         .await
     }
 
-    async fn put_multipart(&self, key: &str, bytes: Bytes) -> Result<()> {
+    async fn create_multipart(&self, key: &str) -> Result<String> {
         let (client, bucket) = (&self.client, &self.bucket);
-        let upload_id = self
-            .retry("CreateMultipartUpload", key, move || async move {
+        self.retry("CreateMultipartUpload", key, move || async move {
+            let output = client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(Failure::from_sdk)?;
+            output
+                .upload_id
+                .ok_or_else(|| Failure::permanent("the response carries no upload id"))
+        })
+        .await
+    }
+
+    async fn upload_one_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        chunk: &Bytes,
+    ) -> Result<UploadedPart> {
+        let (client, bucket) = (&self.client, &self.bucket);
+        let number = i32::try_from(part_number).unwrap_or(i32::MAX);
+        let e_tag = self
+            .retry("UploadPart", key, move || async move {
                 let output = client
-                    .create_multipart_upload()
+                    .upload_part()
                     .bucket(bucket)
                     .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(chunk.clone()))
                     .send()
                     .await
                     .map_err(Failure::from_sdk)?;
-                output
-                    .upload_id
-                    .ok_or_else(|| Failure::permanent("the response carries no upload id"))
+                Ok(output.e_tag)
             })
             .await?;
+        Ok(UploadedPart {
+            number: part_number,
+            etag: e_tag.unwrap_or_default(),
+            size: chunk.len() as u64,
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<()> {
+        let (client, bucket) = (&self.client, &self.bucket);
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .set_e_tag((!p.etag.is_empty()).then(|| p.etag.clone()))
+                    .part_number(i32::try_from(p.number).unwrap_or(i32::MAX))
+                    .build()
+            })
+            .collect();
+        let completed = &CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        self.retry("CompleteMultipartUpload", key, move || async move {
+            client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(completed.clone())
+                .send()
+                .await
+                .map_err(Failure::from_sdk)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let (client, bucket) = (&self.client, &self.bucket);
+        self.retry("AbortMultipartUpload", key, move || async move {
+            match client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => match Failure::from_sdk(e) {
+                    // NoSuchUpload: aborted or completed before.
+                    f if f.kind == Kind::NotFound => Ok(()),
+                    f => Err(f),
+                },
+            }
+        })
+        .await
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let upload_id = self.create_multipart(key).await?;
         let upload_id = upload_id.as_str();
 
         let uploaded = async {
             let mut parts = Vec::new();
             for (index, offset) in (0..bytes.len()).step_by(self.part_size).enumerate() {
-                let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
-                let chunk = &bytes.slice(offset..bytes.len().min(offset + self.part_size));
-                let e_tag = self
-                    .retry("UploadPart", key, move || async move {
-                        let output = client
-                            .upload_part()
-                            .bucket(bucket)
-                            .key(key)
-                            .upload_id(upload_id)
-                            .part_number(part_number)
-                            .body(ByteStream::from(chunk.clone()))
-                            .send()
-                            .await
-                            .map_err(Failure::from_sdk)?;
-                        Ok(output.e_tag)
-                    })
-                    .await?;
-                parts.push(
-                    CompletedPart::builder()
-                        .set_e_tag(e_tag)
-                        .part_number(part_number)
-                        .build(),
-                );
+                let chunk = bytes.slice(offset..bytes.len().min(offset + self.part_size));
+                let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                parts.push(self.upload_one_part(key, upload_id, number, &chunk).await?);
             }
-            let completed = &CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build();
-            self.retry("CompleteMultipartUpload", key, move || async move {
-                client
-                    .complete_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .multipart_upload(completed.clone())
-                    .send()
-                    .await
-                    .map_err(Failure::from_sdk)?;
-                Ok(())
-            })
-            .await
+            self.complete_multipart(key, upload_id, &parts).await
         }
         .await;
 
         if uploaded.is_err() {
             // Best effort: parts of an abandoned upload cost storage until aborted (or until a
             // bucket lifecycle rule cleans them up).
-            let aborted = client
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .send()
-                .await;
-            if let Err(e) = aborted {
-                tracing::warn!(bucket = %bucket, key, upload_id, error = %Failure::from_sdk(e).cause,
+            if let Err(e) = self.abort_multipart(key, upload_id).await {
+                tracing::warn!(bucket = %self.bucket, key, upload_id, error = %e,
                     "cannot abort multipart upload; its parts stay until a lifecycle rule removes them");
             }
         }
         uploaded
+    }
+
+    /// The marker recording upload `id` of `path` (a store-relative path).
+    fn upload_marker(path: &str, id: &str) -> String {
+        format!("{UPLOADS_DIR}/{path}/{}", hex(id.as_bytes()))
+    }
+
+    /// The object's size, or `None` when it does not exist.
+    async fn head_size(&self, key: &str) -> Result<Option<u64>> {
+        let (client, bucket) = (&self.client, &self.bucket);
+        self.retry("HeadObject", key, move || async move {
+            match client.head_object().bucket(bucket).key(key).send().await {
+                Ok(output) => Ok(Some(
+                    output
+                        .content_length()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                )),
+                Err(e) => match Failure::from_sdk(e) {
+                    f if f.kind == Kind::NotFound => Ok(None),
+                    f => Err(f),
+                },
+            }
+        })
+        .await
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<()> {
+        let (client, bucket) = (&self.client, &self.bucket);
+        self.retry("DeleteObject", key, move || async move {
+            match client.delete_object().bucket(bucket).key(key).send().await {
+                Ok(_) => Ok(()),
+                Err(e) => match Failure::from_sdk(e) {
+                    // S3 answers 204 for a missing key; some compatible servers say 404.
+                    f if f.kind == Kind::NotFound => Ok(()),
+                    f => Err(f),
+                },
+            }
+        })
+        .await
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -464,26 +557,14 @@ impl ObjectStore for S3Store {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         validate_prefix(prefix)?;
-        block_on(&self.runtime, self.list_keys(prefix))
+        let mut objects = block_on(&self.runtime, self.list_keys(prefix))?;
+        objects.retain(|o| !is_internal(&o.path));
+        Ok(objects)
     }
 
     fn delete(&self, path: &str) -> Result<()> {
         validate_key(path)?;
-        let key = &self.key(path);
-        let (client, bucket) = (&self.client, &self.bucket);
-        block_on(
-            &self.runtime,
-            self.retry("DeleteObject", key, move || async move {
-                match client.delete_object().bucket(bucket).key(key).send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => match Failure::from_sdk(e) {
-                        // S3 answers 204 for a missing key; some compatible servers say 404.
-                        f if f.kind == Kind::NotFound => Ok(()),
-                        f => Err(f),
-                    },
-                }
-            }),
-        )
+        block_on(&self.runtime, self.delete_key(&self.key(path)))
     }
 
     fn delete_prefix(&self, prefix: &str) -> Result<usize> {
@@ -493,6 +574,7 @@ impl ObjectStore for S3Store {
                 .list_keys(prefix)
                 .await?
                 .into_iter()
+                .filter(|o| !is_internal(&o.path))
                 .map(|o| self.key(&o.path))
                 .collect();
             let prefix_key = self.key(prefix);
@@ -525,6 +607,93 @@ impl ObjectStore for S3Store {
     fn uri(&self, path: &str) -> String {
         let key = self.key(path);
         format!("s3://{}/{}", self.bucket, key.trim_end_matches('/'))
+    }
+
+    fn create_upload(&self, path: &str) -> Result<String> {
+        validate_key(path)?;
+        let key = &self.key(path);
+        block_on(&self.runtime, async {
+            let id = self.create_multipart(key).await?;
+            let marker = self.key(&Self::upload_marker(path, &id));
+            if let Err(e) = self.put_single(&marker, Bytes::new()).await {
+                // Unrecorded, the upload could not be found again: give it up now.
+                if let Err(abort) = self.abort_multipart(key, &id).await {
+                    tracing::warn!(bucket = %self.bucket, key, upload_id = %id, error = %abort,
+                        "cannot abort an unrecorded multipart upload; its parts stay until a lifecycle rule removes them");
+                }
+                return Err(e);
+            }
+            Ok(id)
+        })
+    }
+
+    fn upload_part(&self, path: &str, id: &str, number: u32, bytes: Bytes) -> Result<UploadedPart> {
+        validate_key(path)?;
+        let key = &self.key(path);
+        block_on(&self.runtime, self.upload_one_part(key, id, number, &bytes))
+    }
+
+    fn complete_upload(&self, path: &str, id: &str, parts: &[UploadedPart]) -> Result<()> {
+        validate_key(path)?;
+        let key = &self.key(path);
+        let total: u64 = parts.iter().map(|p| p.size).sum();
+        block_on(&self.runtime, async {
+            if let Err(e) = self.complete_multipart(key, id, parts).await {
+                // Servers answer a second completion with NoSuchUpload (or, like s3s-fs, with
+                // AccessDenied): the upload is done when its object is there in full. Keys
+                // are unique per upload, so an object of that size is this upload's.
+                match self.head_size(key).await {
+                    Ok(Some(size)) if size == total => {}
+                    _ => return Err(e),
+                }
+            }
+            self.delete_key(&self.key(&Self::upload_marker(path, id)))
+                .await
+        })
+    }
+
+    fn abort_upload(&self, path: &str, id: &str) -> Result<()> {
+        validate_key(path)?;
+        let key = &self.key(path);
+        let marker = &self.key(&Self::upload_marker(path, id));
+        block_on(&self.runtime, async {
+            if self.head_size(marker).await?.is_none() {
+                // Completed or aborted before: every upload this store starts has a marker
+                // until then. (Servers disagree on what a second abort answers.)
+                return Ok(());
+            }
+            if let Err(e) = self.abort_multipart(key, id).await {
+                // A marker left by a writer that crashed after completing its upload: the
+                // server no longer knows the id (NoSuchUpload, or AccessDenied on s3s-fs),
+                // and the object is there.
+                if !matches!(self.head_size(key).await, Ok(Some(_))) {
+                    return Err(e);
+                }
+            }
+            self.delete_key(marker).await
+        })
+    }
+
+    fn list_uploads(&self, prefix: &str) -> Result<Vec<Upload>> {
+        validate_prefix(prefix)?;
+        let markers = block_on(
+            &self.runtime,
+            self.list_keys(&format!("{UPLOADS_DIR}/{prefix}")),
+        )?;
+        let mut uploads: Vec<Upload> = markers
+            .iter()
+            .filter_map(|m| {
+                let rest = m.path.strip_prefix(UPLOADS_DIR)?.strip_prefix('/')?;
+                let (path, id) = rest.rsplit_once('/')?;
+                Some(Upload {
+                    path: path.to_owned(),
+                    id: unhex(id)?,
+                })
+            })
+            .filter(|u| u.path.starts_with(prefix))
+            .collect();
+        uploads.sort();
+        Ok(uploads)
     }
 }
 

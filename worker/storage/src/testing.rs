@@ -149,6 +149,19 @@ impl S3sFs {
         self.log_text().matches(&needle).count()
     }
 
+    /// The multipart uploads the server itself holds open (neither completed nor aborted),
+    /// whatever a client's bookkeeping says: s3s-fs keeps one `.upload-<id>.json` file per
+    /// upload in its root.
+    pub fn open_uploads(&self) -> Vec<String> {
+        let mut uploads: Vec<String> = std::fs::read_dir(&self.root)
+            .expect("the server's directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".upload-"))
+            .collect();
+        uploads.sort();
+        uploads
+    }
+
     /// The server's log so far.
     pub fn log_text(&self) -> String {
         let mut text = String::new();
@@ -157,6 +170,44 @@ impl S3sFs {
         }
         text
     }
+}
+
+/// Marks the child process [`in_child_with_credentials`] starts.
+const CHILD: &str = "WEIR_TEST_S3_CHILD";
+
+/// Whether this process should run the S3 test `test`'s body. In the test process, no: it
+/// runs `test` again in a child process of the same test binary with the server's
+/// credentials in the standard AWS environment variables, where a job's credential chain
+/// looks (and instance metadata turned off), and asserts that it passed. Setting them in the
+/// test process would race with the threads of tests running in parallel, which read the
+/// environment.
+pub fn in_child_with_credentials(test: &str) -> bool {
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let o = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/weir-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/weir-test/credentials",
+        )
+        .output()
+        .expect("cannot run the test binary again");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in a child process with S3 credentials ({}):\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    false
 }
 
 impl Drop for S3sFs {

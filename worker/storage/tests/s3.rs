@@ -168,6 +168,77 @@ fn put_get_list_delete_and_delete_prefix_work_against_a_real_s3_server() {
 }
 
 #[test]
+fn a_multipart_upload_stays_invisible_until_completed_is_listed_until_then_and_completes_once() {
+    let (_dir, server) = start();
+    let store = open(&format!("s3://{BUCKET}/out"), &options(&server)).unwrap();
+    let big = pattern(5 << 20);
+
+    // 1. Created and part-uploaded: listed as an upload, no object anywhere.
+    let id = store.create_upload("dt=1/part-a").unwrap();
+    let other = store.create_upload("dt=2/part-b").unwrap();
+    let parts = vec![
+        store
+            .upload_part("dt=1/part-a", &id, 1, big.clone())
+            .unwrap(),
+        store
+            .upload_part("dt=1/part-a", &id, 2, Bytes::from_static(b"tail"))
+            .unwrap(),
+    ];
+    assert!(
+        paths(&store, "").is_empty(),
+        "nothing visible before completion"
+    );
+    let listed = store.list_uploads("dt=1/").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].path.as_str(), listed[0].id.as_str()),
+        ("dt=1/part-a", id.as_str())
+    );
+    assert_eq!(store.list_uploads("").unwrap().len(), 2);
+
+    // 2. Completed: the object is the parts in order; completing again changes nothing.
+    store.complete_upload("dt=1/part-a", &id, &parts).unwrap();
+    let read = store.get("dt=1/part-a").unwrap();
+    assert_eq!(read.len(), (5 << 20) + 4);
+    assert!(read[..5 << 20] == big[..] && &read[5 << 20..] == b"tail");
+    store.complete_upload("dt=1/part-a", &id, &parts).unwrap();
+    assert_eq!(
+        paths(&store, ""),
+        ["dt=1/part-a"],
+        "bookkeeping is never listed"
+    );
+
+    // 3. Aborted: gone from the server; aborting again is fine.
+    store.abort_upload("dt=2/part-b", &other).unwrap();
+    store.abort_upload("dt=2/part-b", &other).unwrap();
+    assert!(store.list_uploads("").unwrap().is_empty());
+    assert!(
+        server.open_uploads().is_empty(),
+        "{:?}",
+        server.open_uploads()
+    );
+    assert_eq!(paths(&store, ""), ["dt=1/part-a"]);
+
+    // 4. A completion whose parts never made it fails, naming the key.
+    let lost = store.create_upload("part-c").unwrap();
+    let err = store
+        .complete_upload(
+            "part-c",
+            &lost,
+            &[weir_storage::UploadedPart {
+                number: 1,
+                etag: String::new(),
+                size: 3,
+            }],
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("s3://weir-test/out/part-c"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_20_mib_object_is_uploaded_in_parts_and_read_back_byte_exact() {
     let (_dir, server) = start();
     let options = StorageOptions {

@@ -168,6 +168,7 @@ impl StreamExecutionEnvironment {
             allow_unclaimed_state: c.allow_unclaimed_state(),
             savepoint_at: Default::default(),
             memory: None,
+            storage: Arc::new(c.checkpointing()?.storage),
         })
     }
 

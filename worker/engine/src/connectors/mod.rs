@@ -1,14 +1,16 @@
-//! Connectors: the source and sink traits, and the local connectors — data generator,
-//! in-memory collections, JSON-lines and CSV files in; print, JSON-lines files, blackhole and
-//! an in-memory collector out.
+//! Connectors: the source and sink traits, and the built-in connectors — data generator,
+//! in-memory collections, JSON-lines and CSV files in; print, exactly-once JSON-lines files
+//! (local or S3), blackhole and an in-memory collector out.
 
 mod datagen;
 mod file;
+mod filesink;
 mod sinks;
 
 pub use datagen::{DataGen, GenContext};
 pub use file::{FileFormat, FileSource, LineDecoder, MakeLineDecoder};
-pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, FileSink, PrintSink};
+pub use filesink::{DEFAULT_ROLLING_FILE_SIZE, DEFAULT_ROLLOVER_INTERVAL, FileSink};
+pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, PrintSink};
 
 use crate::error::Result;
 use crate::runtime::{Rec, SubtaskInfo};
@@ -217,6 +219,7 @@ mod tests {
             state_backend: Default::default(),
             allow_unclaimed_state: false,
             savepoint_at: Default::default(),
+            storage: Default::default(),
             restored: restored.map(|splits| {
                 Arc::new(OperatorSubtaskState {
                     list: splits

@@ -211,6 +211,8 @@ pub(crate) struct PlanOptions {
     /// This process's memory budget: channel capacities and RocksDB memory are fitted to
     /// it when tasks are instantiated (`None`: `pipeline.channel-capacity`, RocksDB defaults).
     pub(crate) memory: Option<super::memory::MemoryBudget>,
+    /// The job's storage settings (`s3.*`), handed to connectors.
+    pub(crate) storage: Arc<weir_storage::StorageOptions>,
 }
 
 impl JobGraph {
@@ -571,6 +573,7 @@ impl JobGraph {
                         state_backend: state_backend.clone(),
                         allow_unclaimed_state: opts.allow_unclaimed_state,
                         savepoint_at: opts.savepoint_at.clone(),
+                        storage: opts.storage.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {

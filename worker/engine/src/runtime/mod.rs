@@ -195,6 +195,9 @@ pub struct SubtaskInfo {
     pub allow_unclaimed_state: bool,
     /// Id of the latest savepoint triggered: keyed operators snapshot canonically for it.
     pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
+    /// How connectors open `s3://` and `file://` locations (the job's `s3.*` keys), as
+    /// checkpoints do.
+    pub storage: Arc<weir_storage::StorageOptions>,
 }
 
 impl SubtaskInfo {
