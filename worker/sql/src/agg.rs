@@ -139,6 +139,15 @@ impl AggCall {
     fn result(&self, acc: &Acc) -> Value {
         match acc {
             Acc::Count(c) => Value::Int(*c),
+            // Read off the set itself: an updating GROUP BY asks for the result after every
+            // row, and folding the whole set each time made a group's cost quadratic.
+            Acc::Distinct(set) if self.kind == AggKind::Count => Value::Int(set.len() as i64),
+            Acc::Distinct(set) if self.kind == AggKind::Min => {
+                set.first().cloned().unwrap_or(Value::Null)
+            }
+            Acc::Distinct(set) if self.kind == AggKind::Max => {
+                set.last().cloned().unwrap_or(Value::Null)
+            }
             Acc::Distinct(set) => {
                 let mut a = AggCall {
                     distinct: false,

@@ -153,12 +153,22 @@ impl KeyedProcessFunction for GroupAgg {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
-        let prev = self.acc.value(ctx);
-        let old = prev.as_ref().map(|a| self.agg.get_result(a));
-        let mut acc = prev.unwrap_or_else(|| self.agg.create_accumulator());
-        self.agg.add(&row, &mut acc);
-        let new = self.agg.get_result(&acc);
-        self.acc.update(ctx, acc);
+        // In place: a DISTINCT accumulator holds every value seen, and copying it for each
+        // row made a group's cost quadratic in its size.
+        let agg = &self.agg;
+        let fresh = std::cell::Cell::new(false);
+        let (old, new) = self.acc.update_with(
+            ctx,
+            || {
+                fresh.set(true);
+                agg.create_accumulator()
+            },
+            |acc| {
+                let old = (!fresh.get()).then(|| agg.get_result(acc));
+                agg.add(&row, acc);
+                (old, agg.get_result(acc))
+            },
+        );
         let key = &row.0[..self.nk];
         match old {
             None => self.emit(key, new, RowKind::Insert, out),
