@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
+use weir_contract::options;
 use weir_engine::api::StreamExecutionEnvironment;
 use weir_engine::config::Config;
 use weir_engine::runtime::cluster::{ClusterConfig, JobSpec, PreparedJob, run_taskmanager};
@@ -103,8 +104,12 @@ fn recover(dir: &Path, conf: &Config) -> Result<Option<String>> {
     let restored_from = lines.next().map(str::trim).filter(|l| !l.is_empty());
     let checkpointing = conf.checkpointing()?;
     if let (Some(checkpoints), false) = (&checkpointing.dir, job_id.is_empty()) {
-        let store = weir_storage::open(checkpoints, &checkpointing.storage)
-            .with_context(|| format!("cannot open state.checkpoints.dir '{checkpoints}'"))?;
+        let store = weir_storage::open(checkpoints, &checkpointing.storage).with_context(|| {
+            format!(
+                "cannot open {} '{checkpoints}'",
+                options::CHECKPOINTS_DIR.key
+            )
+        })?;
         let objects = store.list(&format!("{job_id}/")).with_context(|| {
             format!("cannot list the checkpoints of run {job_id} in {checkpoints}")
         })?;
@@ -141,7 +146,7 @@ pub fn jobmanager(
             "JobManager restarted: resuming from {path} (latest state of the previous run, from {})",
             dir.display()
         );
-        conf.set("execution.savepoint.path", &path)?;
+        conf.set(options::SAVEPOINT_PATH.key, &path)?;
     }
     let restored_from = conf.checkpointing()?.restore_from;
     let pod_ip = pod_ip();
@@ -149,10 +154,13 @@ pub fn jobmanager(
         && conf.rest()?.address == "127.0.0.1"
     {
         // On Kubernetes the REST API answers at the pod's address (probes, the Service).
-        conf.set("rest.address", ip)?;
+        conf.set(options::REST_ADDRESS.key, ip)?;
     }
     if conf.rest()?.port.is_none() {
-        conf.set("rest.port", "8081")?;
+        conf.set(
+            options::REST_PORT.key,
+            &weir_contract::rest::DEFAULT_PORT.to_string(),
+        )?;
     }
     let cluster = ClusterConfig::from_config(&conf, pod_ip.as_deref())?;
     let rest = conf.rest()?;
@@ -192,7 +200,10 @@ pub fn jobmanager(
             .and_then(|()| std::fs::write(&file, record))
             .with_context(|| format!("cannot write {} (--recovery-dir)", file.display()))?;
     }
-    let server = weir_cluster::RestServer::start(&rest.address, rest.port.unwrap_or(8081))?;
+    let server = weir_cluster::RestServer::start(
+        &rest.address,
+        rest.port.unwrap_or(weir_contract::rest::DEFAULT_PORT),
+    )?;
     server.add_job(handle.client());
     eprintln!(
         "JobManager: REST API {}  RPC {}:{}  (job {})",
@@ -210,7 +221,7 @@ pub fn jobmanager(
             eprintln!(
                 "job {} ended {}; the REST API stays up until the JobManager is terminated",
                 client.job_id(),
-                client.status().as_str()
+                weir_cluster::job_state(client.status())
             );
         }
     }
