@@ -583,7 +583,7 @@ fn every_rest_type_round_trips_between_the_server_and_both_clients() {
     assert_eq!(again, details);
     assert_eq!(details.state, JobState::Finished);
     assert!(details.timestamps.contains_key(&JobState::Finished));
-    assert!(details.vertices.len() >= 2);
+    assert!(!details.vertices.is_empty(), "{details:?}");
 
     let checkpoints: CheckpointingStatistics =
         round_trips(&get(&cli, &format!("/jobs/{id}/checkpoints")));
