@@ -11,9 +11,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Pattern every duration field accepts: an integer and one unit (`500ms`, `30s`, `5m`,
-/// `5min`, `2h`, `7d`).
-pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|min|h|d)$";
+/// Pattern every duration field accepts: the contract's duration grammar, an integer and an
+/// optional unit (`500ms`, `30s`, `5m`, `5min`, `2h`, `7d`; a bare number is milliseconds),
+/// exactly what the operator's validation and the worker accept.
+pub const DURATION_PATTERN: &str = weir_contract::duration::PATTERN;
 
 /// A Weir streaming job: the operator runs it as a JobManager and TaskManagers and carries its
 /// state across upgrades, suspensions and restarts.

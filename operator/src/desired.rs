@@ -347,7 +347,7 @@ fn pod_template(
             ]),
             Some(Probe {
                 http_get: Some(HTTPGetAction {
-                    path: Some(names::READY_PATH.to_string()),
+                    path: Some(names::ready_path()),
                     port: IntOrString::String(names::REST_PORT_NAME.to_string()),
                     ..HTTPGetAction::default()
                 }),

@@ -1,7 +1,8 @@
-//! Client for the JobManager REST API (Flink-compatible paths and field names, see
-//! ARCHITECTURE.md), reduced to what the lifecycle observes and triggers: the job, its latest
-//! checkpoint, and savepoint triggers and their status. Response parsing is split into pure
-//! functions so it is tested without a server.
+//! Client for the JobManager REST API, reduced to what the lifecycle observes and triggers: the
+//! job, its latest checkpoint, and savepoint triggers and their status. It is the contract's
+//! client ([`weir_contract::client`]) with the contract's types, the same the worker's server
+//! answers with; reading the answers into the lifecycle's terms is split into pure functions
+//! so it is tested without a server.
 //!
 //! Savepoint requests carry a `triggerId` chosen by the operator (as Flink's REST API accepts):
 //! the JobManager must treat a repeated trigger id as the same operation, which is what makes
@@ -9,65 +10,28 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Value, json};
+use serde_json::Value;
+use weir_contract::client::RestClient;
+use weir_contract::rest::{
+    CheckpointingStatistics, JobDetails, JobsList, Route, SavepointOutcome, SavepointStatus,
+    SavepointTriggerRequest, StopWithSavepointRequest,
+};
 
 use crate::lifecycle::{JobState, ObservedJob, SavepointProgress};
 use crate::names;
+
+/// Why a REST call failed: the contract client's errors.
+pub use weir_contract::client::ClientError as RestError;
 
 /// How long one REST call may take; a JobManager that does not answer in time counts as
 /// unreachable for this reconcile.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a REST call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RestError {
-    #[error("invalid JobManager URL {url}")]
-    Url {
-        url: String,
-        #[source]
-        source: hyper::http::Error,
-    },
-    #[error("JobManager at {url} is unreachable")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: hyper_util::client::legacy::Error,
-    },
-    #[error("JobManager at {url} did not answer within {}s", TIMEOUT.as_secs())]
-    Timeout { url: String },
-    #[error("reading the JobManager's answer from {url} failed")]
-    Body {
-        url: String,
-        #[source]
-        source: hyper::Error,
-    },
-    #[error("JobManager answered {status} for {url}: {body}")]
-    Status {
-        url: String,
-        status: StatusCode,
-        body: String,
-    },
-    #[error("JobManager sent malformed JSON for {url}")]
-    Json {
-        url: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("JobManager's answer for {url} lacks {field}")]
-    Missing { url: String, field: &'static str },
-}
-
-/// A REST client shared by all reconciles.
+/// A REST client shared by all reconciles (one connection pool for every JobManager).
 #[derive(Clone, Debug)]
 pub struct JobManagerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    rest: RestClient,
 }
 
 impl Default for JobManagerClient {
@@ -76,10 +40,19 @@ impl Default for JobManagerClient {
     }
 }
 
+/// `Ok(None)` for a 404 (no such job or trigger yet), the answer otherwise.
+fn found<T>(result: Result<T, RestError>) -> Result<Option<T>, RestError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl JobManagerClient {
     pub fn new() -> Self {
         JobManagerClient {
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            rest: RestClient::new("http://unset.invalid").with_timeout(TIMEOUT),
         }
     }
 
@@ -126,26 +99,20 @@ impl JobManagerClient {
 
     /// The job of an application-mode JobManager, with its latest completed checkpoint.
     pub async fn observe_job(&self, base: &str) -> Result<Option<ObservedJob>, RestError> {
-        let url = format!("{base}/jobs");
-        let Some(jobs) = self.call(Method::GET, &url, None).await? else {
+        let rest = self.rest.at(base);
+        let Some(jobs) = found(rest.jobs().await)? else {
             return Ok(None);
         };
-        let Some(job_id) = parse_first_job_id(&jobs) else {
+        let Some(job_id) = first_job_id(&jobs) else {
             return Ok(None);
         };
-        let url = format!("{base}/jobs/{job_id}");
-        let Some(details) = self.call(Method::GET, &url, None).await? else {
+        let Some(details) = found(rest.job(&job_id).await)? else {
             return Ok(None);
         };
-        let (state, start_time) = parse_job_details(&details).ok_or(RestError::Missing {
-            url: url.clone(),
-            field: "state",
-        })?;
-        let url = format!("{base}/jobs/{job_id}/checkpoints");
-        let latest_checkpoint = self
-            .call(Method::GET, &url, None)
-            .await?
-            .and_then(|c| parse_latest_checkpoint(&c));
+        let latest_checkpoint = found(rest.checkpoints(&job_id).await)?
+            .as_ref()
+            .and_then(latest_checkpoint);
+        let (state, start_time) = job_state_and_start(&details);
         Ok(Some(ObservedJob {
             job_id,
             state,
@@ -161,14 +128,13 @@ impl JobManagerClient {
         job_id: &str,
         trigger_id: &str,
     ) -> Result<SavepointProgress, RestError> {
-        let url = format!("{base}/jobs/{job_id}/savepoints/{trigger_id}");
-        match self.call(Method::GET, &url, None).await? {
-            None => Ok(SavepointProgress::Unknown),
-            Some(body) => parse_savepoint_status(&body).ok_or(RestError::Missing {
-                url,
-                field: "status.id",
-            }),
-        }
+        let rest = self.rest.at(base);
+        Ok(
+            match found(rest.savepoint_status(job_id, trigger_id).await)? {
+                None => SavepointProgress::Unknown,
+                Some(status) => progress(&status),
+            },
+        )
     }
 
     /// Triggers a savepoint (or a stop-with-savepoint) under the operator's trigger id.
@@ -180,66 +146,43 @@ impl JobManagerClient {
         target_directory: &str,
         stop: bool,
     ) -> Result<(), RestError> {
-        let (url, body) = savepoint_request(base, job_id, trigger_id, target_directory, stop);
-        self.call(Method::POST, &url, Some(body)).await?;
-        Ok(())
+        let rest = self.rest.at(base);
+        let sent = match trigger_request(trigger_id, target_directory, stop) {
+            TriggerRequest::Stop(request) => rest.stop(job_id, &request).await,
+            TriggerRequest::Savepoint(request) => rest.trigger_savepoint(job_id, &request).await,
+        };
+        // A 404 (the job is gone) is not an error here: the trigger's status then reads
+        // `Unknown`, and the lifecycle decides from that.
+        found(sent).map(|_| ())
+    }
+}
+
+/// A savepoint trigger as the operator sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TriggerRequest {
+    /// `POST /jobs/:jobid/stop`.
+    Stop(StopWithSavepointRequest),
+    /// `POST /jobs/:jobid/savepoints`.
+    Savepoint(SavepointTriggerRequest),
+}
+
+impl TriggerRequest {
+    /// The route it goes to.
+    pub fn route(&self, job_id: &str) -> Route {
+        let job = job_id.to_string();
+        match self {
+            TriggerRequest::Stop(_) => Route::Stop { job },
+            TriggerRequest::Savepoint(_) => Route::TriggerSavepoint { job },
+        }
     }
 
-    /// Sends one request; `Ok(None)` for 404.
-    async fn call(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<Value>,
-    ) -> Result<Option<Value>, RestError> {
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let request = Request::builder()
-            .method(method)
-            .uri(url)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes))
-            .map_err(|source| RestError::Url {
-                url: url.to_string(),
-                source,
-            })?;
-        let response = tokio::time::timeout(TIMEOUT, self.http.request(request))
-            .await
-            .map_err(|_| RestError::Timeout {
-                url: url.to_string(),
-            })?
-            .map_err(|source| RestError::Unreachable {
-                url: url.to_string(),
-                source,
-            })?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|source| RestError::Body {
-                url: url.to_string(),
-                source,
-            })?
-            .to_bytes();
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+    /// Its JSON body.
+    pub fn body(&self) -> Value {
+        match self {
+            TriggerRequest::Stop(r) => serde_json::to_value(r),
+            TriggerRequest::Savepoint(r) => serde_json::to_value(r),
         }
-        if !status.is_success() {
-            return Err(RestError::Status {
-                url: url.to_string(),
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-        }
-        if body.is_empty() {
-            return Ok(Some(Value::Null));
-        }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|source| RestError::Json {
-                url: url.to_string(),
-                source,
-            })
+        .expect("request types serialize")
     }
 }
 
@@ -252,93 +195,92 @@ pub fn savepoint_request(
     target_directory: &str,
     stop: bool,
 ) -> (String, Value) {
+    let request = trigger_request(trigger_id, target_directory, stop);
+    (
+        format!("{base}{}", request.route(job_id).path()),
+        request.body(),
+    )
+}
+
+/// The trigger the operator sends: stop-with-savepoint (never draining: the job is resumed
+/// from it) or a plain savepoint (never cancelling), both under the operator's `triggerId`.
+fn trigger_request(trigger_id: &str, target_directory: &str, stop: bool) -> TriggerRequest {
     if stop {
-        (
-            format!("{base}/jobs/{job_id}/stop"),
-            json!({"targetDirectory": target_directory, "drain": false, "triggerId": trigger_id}),
-        )
+        TriggerRequest::Stop(StopWithSavepointRequest {
+            target_directory: Some(target_directory.to_string()),
+            drain: false,
+            trigger_id: Some(trigger_id.to_string()),
+        })
     } else {
-        (
-            format!("{base}/jobs/{job_id}/savepoints"),
-            json!({"target-directory": target_directory, "cancel-job": false, "triggerId": trigger_id}),
-        )
+        TriggerRequest::Savepoint(SavepointTriggerRequest {
+            target_directory: Some(target_directory.to_string()),
+            cancel_job: false,
+            trigger_id: Some(trigger_id.to_string()),
+        })
     }
 }
 
-/// The id of the job in `GET /jobs` (`{"jobs":[{"id","status"}]}`). An application-mode
-/// JobManager runs one job; if several are listed, a non-terminal one is preferred.
-pub fn parse_first_job_id(body: &Value) -> Option<String> {
-    let jobs = body.get("jobs")?.as_array()?;
-    let terminal = |j: &&Value| {
-        matches!(
-            j.get("status").and_then(Value::as_str),
-            Some("FINISHED" | "CANCELED" | "FAILED")
-        )
-    };
-    jobs.iter()
-        .find(|j| !terminal(j))
-        .or_else(|| jobs.first())
-        .and_then(|j| j.get("id")?.as_str().map(str::to_string))
+/// The job of `GET /jobs`. An application-mode JobManager runs one job; if several are
+/// listed, a non-terminal one is preferred.
+pub fn first_job_id(jobs: &JobsList) -> Option<String> {
+    jobs.jobs
+        .iter()
+        .find(|j| !j.status.is_terminal())
+        .or_else(|| jobs.jobs.first())
+        .map(|j| j.id.clone())
 }
 
-/// State and start time from `GET /jobs/:id` (`state`, `start-time` in epoch milliseconds).
-pub fn parse_job_details(body: &Value) -> Option<(JobState, Option<String>)> {
-    let state = JobState::parse(body.get("state")?.as_str()?)?;
-    let start_time = body
-        .get("start-time")
-        .and_then(Value::as_i64)
+/// State and start time (RFC 3339) from `GET /jobs/:id`.
+pub fn job_state_and_start(details: &JobDetails) -> (JobState, Option<String>) {
+    let start_time = Some(details.start_time)
         .filter(|ms| *ms > 0)
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map(|t| t.to_string());
-    Some((state, start_time))
+    (details.state, start_time)
 }
 
 /// `external_path` of the latest completed checkpoint from `GET /jobs/:id/checkpoints`.
-pub fn parse_latest_checkpoint(body: &Value) -> Option<String> {
-    body.get("latest")?
-        .get("completed")?
-        .get("external_path")?
-        .as_str()
-        .map(str::to_string)
+pub fn latest_checkpoint(checkpoints: &CheckpointingStatistics) -> Option<String> {
+    checkpoints.latest.completed.as_ref()?.external_path.clone()
 }
 
-/// Progress from `GET /jobs/:id/savepoints/:triggerid`.
+/// The job id in `GET /jobs` (see [`first_job_id`]); `None` for another shape.
+pub fn parse_first_job_id(body: &Value) -> Option<String> {
+    first_job_id(&serde_json::from_value(body.clone()).ok()?)
+}
+
+/// State and start time from `GET /jobs/:id` (see [`job_state_and_start`]).
+pub fn parse_job_details(body: &Value) -> Option<(JobState, Option<String>)> {
+    Some(job_state_and_start(
+        &serde_json::from_value(body.clone()).ok()?,
+    ))
+}
+
+/// The latest completed checkpoint from `GET /jobs/:id/checkpoints` (see [`latest_checkpoint`]).
+pub fn parse_latest_checkpoint(body: &Value) -> Option<String> {
+    latest_checkpoint(&serde_json::from_value(body.clone()).ok()?)
+}
+
+/// Progress from `GET /jobs/:id/savepoints/:triggerid` (see [`progress`]).
 pub fn parse_savepoint_status(body: &Value) -> Option<SavepointProgress> {
-    match body.get("status")?.get("id")?.as_str()? {
-        "IN_PROGRESS" => Some(SavepointProgress::InProgress),
-        "COMPLETED" => {
-            let operation = body.get("operation");
-            if let Some(location) = operation
-                .and_then(|o| o.get("location"))
-                .and_then(Value::as_str)
-            {
-                return Some(SavepointProgress::Completed {
-                    location: location.to_string(),
-                });
-            }
-            // Flink reports the cause as an object with the exception; a string is accepted too.
-            let cause = operation
-                .and_then(|o| o.get("failure-cause"))
-                .map(|c| match c {
-                    Value::String(s) => s.clone(),
-                    other => other
-                        .get("stack-trace")
-                        .or_else(|| other.get("class"))
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.lines().next())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| other.to_string()),
-                })
-                .unwrap_or_else(|| "completed without a location".to_string());
-            Some(SavepointProgress::Failed { cause })
-        }
-        _ => None,
+    Some(progress(&serde_json::from_value(body.clone()).ok()?))
+}
+
+/// Progress from `GET /jobs/:id/savepoints/:triggerid`; a failure keeps the cause's first line.
+pub fn progress(status: &SavepointStatus) -> SavepointProgress {
+    match status.outcome() {
+        SavepointOutcome::InProgress => SavepointProgress::InProgress,
+        SavepointOutcome::Completed(location) => SavepointProgress::Completed { location },
+        SavepointOutcome::Failed(cause) => SavepointProgress::Failed {
+            cause: cause.lines().next().unwrap_or("").to_string(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_running_job_is_picked_from_the_job_list() {

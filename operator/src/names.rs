@@ -34,8 +34,8 @@ pub const APP_NAME: &str = "weir";
 pub const ANNOTATION_CONFIG_HASH: &str = "weir.dev/config-hash";
 
 /// Ports of the JobManager: REST (Flink's default 8081) and the TaskManager RPC port.
-pub const REST_PORT: i32 = 8081;
-pub const RPC_PORT: i32 = 6123;
+pub const REST_PORT: i32 = weir_contract::rest::DEFAULT_PORT as i32;
+pub const RPC_PORT: i32 = weir_contract::options::DEFAULT_RPC_PORT as i32;
 pub const REST_PORT_NAME: &str = "rest";
 pub const RPC_PORT_NAME: &str = "rpc";
 
@@ -46,8 +46,10 @@ pub const CONFIG_FILE: &str = "weir-conf.yaml";
 /// File in the same ConfigMap holding `job.sql`, passed to the JobManager as its job.
 pub const SQL_FILE: &str = "job.sql";
 
-/// JobManager readiness endpoint (REST contract in ARCHITECTURE.md).
-pub const READY_PATH: &str = "/readyz";
+/// JobManager readiness endpoint (the contract's `Route::Readyz`), for the readiness probe.
+pub fn ready_path() -> String {
+    weir_contract::rest::Route::Readyz.path()
+}
 
 /// Worker subcommands (`weir jobmanager --config <file>`).
 pub const CMD_JOBMANAGER: &str = "jobmanager";
@@ -65,25 +67,28 @@ pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Downward-API variable giving each pod its own address.
 pub const ENV_POD_IP: &str = "POD_IP";
 
-/// Flink-compatible configuration keys the operator writes (see ARCHITECTURE.md).
+/// Flink-compatible configuration keys the operator writes: the contract's options
+/// (`weir_contract::options`), whose keys the worker reads.
 pub mod config {
-    pub const PARALLELISM_DEFAULT: &str = "parallelism.default";
-    pub const TASK_SLOTS: &str = "taskmanager.numberOfTaskSlots";
-    pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
-    pub const SAVEPOINTS_DIR: &str = "state.savepoints.dir";
-    pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
-    pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
-    pub const SAVEPOINT_PATH: &str = "execution.savepoint.path";
-    pub const SAVEPOINT_IGNORE_UNCLAIMED: &str = "execution.savepoint.ignore-unclaimed-state";
-    pub const S3_ENDPOINT: &str = "s3.endpoint";
-    pub const S3_REGION: &str = "s3.region";
-    pub const S3_PATH_STYLE: &str = "s3.path-style-access";
-    pub const REST_ADDRESS: &str = "rest.address";
-    pub const REST_PORT: &str = "rest.port";
-    pub const RPC_ADDRESS: &str = "jobmanager.rpc.address";
-    pub const RPC_PORT: &str = "jobmanager.rpc.port";
+    use weir_contract::options as o;
+
+    pub const PARALLELISM_DEFAULT: &str = o::PARALLELISM_DEFAULT.key;
+    pub const TASK_SLOTS: &str = o::TASK_SLOTS.key;
+    pub const CHECKPOINTS_DIR: &str = o::CHECKPOINTS_DIR.key;
+    pub const SAVEPOINTS_DIR: &str = o::SAVEPOINTS_DIR.key;
+    pub const CHECKPOINT_INTERVAL: &str = o::CHECKPOINTING_INTERVAL.key;
+    pub const CHECKPOINTS_RETAINED: &str = o::CHECKPOINTS_RETAINED.key;
+    pub const SAVEPOINT_PATH: &str = o::SAVEPOINT_PATH.key;
+    pub const SAVEPOINT_IGNORE_UNCLAIMED: &str = o::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key;
+    pub const S3_ENDPOINT: &str = o::S3_ENDPOINT.key;
+    pub const S3_REGION: &str = o::S3_REGION.key;
+    pub const S3_PATH_STYLE: &str = o::S3_PATH_STYLE_ACCESS.key;
+    pub const REST_ADDRESS: &str = o::REST_ADDRESS.key;
+    pub const REST_PORT: &str = o::REST_PORT.key;
+    pub const RPC_ADDRESS: &str = o::RPC_ADDRESS.key;
+    pub const RPC_PORT: &str = o::RPC_PORT.key;
     /// Derived from the TaskManager container's memory limit unless the user sets it.
-    pub const MEMORY_PROCESS_SIZE: &str = "taskmanager.memory.process.size";
+    pub const MEMORY_PROCESS_SIZE: &str = o::MEMORY_PROCESS_SIZE.key;
 
     /// Keys the operator owns: a user `config` entry for one of these is rejected by
     /// validation, because silently overriding either side would hide a mistake.

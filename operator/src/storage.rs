@@ -6,6 +6,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use weir_contract::layout;
 use weir_storage::{ObjectStore, StorageOptions};
 
 /// Why a deletion failed.
@@ -107,13 +108,9 @@ impl Storage {
 
 /// Picks `<run>/chk-<n>` with the highest `n` among relative keys that end in `_metadata`.
 fn newest_checkpoint<'a>(run: &str, keys: impl Iterator<Item = &'a str>) -> Option<String> {
-    keys.filter_map(|key| {
-        let dir = key.trim_start_matches('/').strip_suffix("/_metadata")?;
-        let number: u64 = dir.strip_prefix("chk-")?.parse().ok()?;
-        Some((number, dir.to_string()))
-    })
-    .max()
-    .map(|(_, dir)| format!("{run}/{dir}"))
+    keys.filter_map(layout::checkpoint_of_metadata_key)
+        .max()
+        .map(|n| format!("{run}/{}", layout::checkpoint_dir_name(n)))
 }
 
 /// Whether the operator can delete `location`. The lifecycle leaves other locations alone
@@ -160,10 +157,10 @@ pub async fn latest_checkpoint(dir: &str, job_id: &str) -> Option<String> {
             .filter_map(Result::ok)
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let number: u64 = name.strip_prefix("chk-")?.parse().ok()?;
+                let number = layout::checkpoint_number(&name)?;
                 entry
                     .path()
-                    .join("_metadata")
+                    .join(layout::METADATA)
                     .is_file()
                     .then_some((number, name))
             })
@@ -175,10 +172,8 @@ pub async fn latest_checkpoint(dir: &str, job_id: &str) -> Option<String> {
     .flatten()
 }
 
-/// The checkpoint directory of one run: `<checkpoints.dir>/<job-id>`.
-pub fn checkpoint_run_dir(dir: &str, job_id: &str) -> String {
-    format!("{}/{job_id}", dir.trim_end_matches('/'))
-}
+/// The checkpoint directory of one run: `<checkpoints.dir>/<job-id>` (the contract's layout).
+pub use weir_contract::layout::checkpoint_run_dir;
 
 #[cfg(test)]
 mod tests {

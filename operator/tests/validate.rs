@@ -90,7 +90,7 @@ fn bad_and_zero_durations_name_the_field_and_value() {
 metadata: {name: a}
 spec:
   image: weir:dev
-  job: {sql: 'SELECT 1', upgradeReadinessTimeout: 5 minutes}
+  job: {sql: 'SELECT 1', upgradeReadinessTimeout: 5 weeks}
   checkpoints: {dir: 's3://b/c', interval: 0s}
 ",
     );
@@ -98,7 +98,7 @@ spec:
     assert!(matches!(
         &errors[0],
         ValidationError::BadDuration { field: "job.upgradeReadinessTimeout", value, .. }
-            if value == "5 minutes"
+            if value == "5 weeks"
     ));
     assert_eq!(
         errors[1],
@@ -110,7 +110,7 @@ spec:
     assert!(
         errors[0]
             .to_string()
-            .starts_with("job.upgradeReadinessTimeout is \"5 minutes\"")
+            .starts_with("job.upgradeReadinessTimeout is \"5 weeks\"")
     );
 }
 
@@ -218,4 +218,107 @@ spec:
         "{message}"
     );
     assert!(message.contains("savepoints.dir"), "{message}");
+}
+
+/// Duration spellings around the grammar: every number shape, separator and unit spelling,
+/// each unit also upper-cased and cut short, and words that are no unit at all.
+fn duration_spellings() -> Vec<String> {
+    let numbers = [
+        "",
+        "0",
+        "1",
+        "10",
+        "250",
+        "999999999999",
+        "99999999999999999999",
+    ];
+    let separators = ["", " ", "  ", "\t"];
+    let mut units: Vec<String> = vec!["".into(), "w".into(), "x".into(), ".5".into(), "-".into()];
+    for (unit, _) in weir_contract::duration::UNITS {
+        units.push(unit.to_string());
+        units.push(unit.to_uppercase());
+        units.push(unit[..unit.len() - 1].to_string());
+        units.push(format!("{unit}s"));
+    }
+    let mut out = Vec::new();
+    for n in numbers {
+        for sep in separators {
+            for unit in &units {
+                out.push(format!("{n}{sep}{unit}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_duration_the_crd_admits_is_read_alike_by_the_operator_and_the_worker() {
+    use weir_contract::options::{CHECKPOINTING_INTERVAL, CHECKPOINTS_DIR};
+    use weir_engine::config::Config;
+
+    // The pattern of the checked-in CRD, as the API server applies it.
+    let crd: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/streamjob.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let pattern =
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["checkpoints"]["properties"]["interval"]["pattern"]
+            .as_str()
+            .expect("checkpoints.interval has a pattern");
+    let pattern = regex::Regex::new(pattern).unwrap();
+
+    let (mut admitted, mut refused) = (0, 0);
+    for text in duration_spellings() {
+        let spec = job(&format!(
+            "
+metadata: {{name: a}}
+spec:
+  image: weir:dev
+  job: {{sql: 'SELECT 1'}}
+  checkpoints: {{dir: 'file:///c', interval: \"{}\"}}
+",
+            text.replace('\t', "\\t")
+        ));
+        // What the operator makes of it: a duration (zero included), or a refusal.
+        let operator = match validate(&spec.spec) {
+            Ok(()) => Ok(Some(weir_contract::duration::parse(&text).unwrap())),
+            Err(errors) => match &errors.0[..] {
+                [ValidationError::ZeroDuration { .. }] => Ok(None),
+                [ValidationError::BadDuration { field, .. }]
+                    if *field == "checkpoints.interval" =>
+                {
+                    Err(())
+                }
+                other => panic!("{text:?}: unexpected {other:?}"),
+            },
+        };
+        if !pattern.is_match(&text) {
+            // The API server refuses it; the operator's validation would too.
+            assert!(
+                operator.is_err(),
+                "{text:?}: outside the CRD's pattern yet valid"
+            );
+            refused += 1;
+            continue;
+        }
+        admitted += 1;
+        // What the worker makes of the config file the operator writes.
+        let mut config = Config::default();
+        config.set(CHECKPOINTS_DIR.key, "file:///c").unwrap();
+        let worker = config
+            .set(CHECKPOINTING_INTERVAL.key, &text)
+            .map(|()| config.checkpointing().unwrap().interval)
+            .map_err(|_| ());
+        assert_eq!(
+            worker,
+            operator.map(|d| d.filter(|d| !d.is_zero())),
+            "{text:?}: the worker and the operator read it differently"
+        );
+    }
+    assert!(admitted > 300 && refused > 300, "{admitted} / {refused}");
 }

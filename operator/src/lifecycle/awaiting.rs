@@ -122,11 +122,14 @@ fn ready(step: &mut Stepper<'_, '_>, rollback: bool) -> (Action, Duration) {
         step.status.reconciliation.last_stable_spec =
             step.status.reconciliation.last_reconciled_spec.clone();
         let message = if step.obs().job_state() == Some(JobState::Finished) {
-            "the job FINISHED its input"
+            format!("the job {} its input", JobState::Finished)
         } else {
-            "the job is RUNNING and has completed a checkpoint"
+            format!(
+                "the job is {} and has completed a checkpoint",
+                JobState::Running
+            )
         };
-        step.event(EventType::Normal, "Stable", message.into());
+        step.event(EventType::Normal, "Stable", message);
     }
     (Action::None, SETTLED)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::crd::{LifecycleState, PendingSavepoint, SavepointTrigger};
 
+use super::JobState;
 use super::stopping::savepoint_failed;
 use super::{
     Action, EventNote, EventType, Inputs, POLL, SavepointProgress, Stepper, elapsed,
@@ -135,7 +136,10 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             _ => step.event(
                 EventType::Warning,
                 "SavepointSkipped",
-                "the job is not RUNNING, so no deletion savepoint can be taken".into(),
+                format!(
+                    "the job is not {}, so no deletion savepoint can be taken",
+                    JobState::Running
+                ),
             ),
         }
     }

@@ -90,7 +90,8 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                 step.now(),
             ) {
                 step.status.error = Some(format!(
-                    "the job FAILED; restart {} is due {}s after the last deployment",
+                    "the job {}; restart {} is due {}s after the last deployment",
+                    JobState::Failed,
                     restarts + 1,
                     wait.as_secs()
                 ));
@@ -100,7 +101,10 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             step.event(
                 EventType::Warning,
                 "Restart",
-                "the job FAILED; restarting from its latest checkpoint (job.restartFailed)".into(),
+                format!(
+                    "the job {}; restarting from its latest checkpoint (job.restartFailed)",
+                    JobState::Failed
+                ),
             );
             return start_rollout(step, &spec, RolloutIntent::Restart);
         }

@@ -39,52 +39,8 @@ pub const DEFAULT_SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// Job states of the JobManager REST API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Created,
-    Running,
-    Failing,
-    Failed,
-    Cancelling,
-    Canceled,
-    Finished,
-    Restarting,
-    Suspended,
-}
-
-impl JobState {
-    /// Parses the REST spelling (`RUNNING`, …).
-    pub fn parse(text: &str) -> Option<JobState> {
-        Some(match text {
-            "CREATED" => JobState::Created,
-            "RUNNING" => JobState::Running,
-            "FAILING" => JobState::Failing,
-            "FAILED" => JobState::Failed,
-            "CANCELLING" => JobState::Cancelling,
-            "CANCELED" => JobState::Canceled,
-            "FINISHED" => JobState::Finished,
-            "RESTARTING" => JobState::Restarting,
-            "SUSPENDED" => JobState::Suspended,
-            _ => return None,
-        })
-    }
-
-    /// The REST spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Created => "CREATED",
-            JobState::Running => "RUNNING",
-            JobState::Failing => "FAILING",
-            JobState::Failed => "FAILED",
-            JobState::Cancelling => "CANCELLING",
-            JobState::Canceled => "CANCELED",
-            JobState::Finished => "FINISHED",
-            JobState::Restarting => "RESTARTING",
-            JobState::Suspended => "SUSPENDED",
-        }
-    }
-}
+/// Job states of the JobManager REST API: the contract's, with Flink's names.
+pub use weir_contract::JobState;
 
 /// The job as the JobManager reports it.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,6 +10,7 @@ use crate::crd::{
     PendingSavepoint, ReconcilePhase, RolloutIntent, SavepointTrigger, StreamJobSpec, UpgradeMode,
 };
 
+use super::JobState;
 use super::idle::trigger_name;
 use super::{Action, EventType, POLL, SavepointProgress, Stepper, elapsed, teardown};
 
@@ -45,9 +46,11 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                 step.event(
                     EventType::Warning,
                     "JobNotRunning",
-                    "the job is not RUNNING, so no savepoint can be taken; restoring from its \
-                     latest checkpoint instead"
-                        .into(),
+                    format!(
+                        "the job is not {}, so no savepoint can be taken; restoring from its \
+                         latest checkpoint instead",
+                        JobState::Running
+                    ),
                 );
                 return last_state(step);
             }

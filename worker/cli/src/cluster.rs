@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
+use weir_contract::options;
 use weir_engine::api::StreamExecutionEnvironment;
 use weir_engine::config::Config;
 use weir_engine::runtime::cluster::{ClusterConfig, JobSpec, PreparedJob, run_taskmanager};
@@ -106,10 +107,13 @@ pub fn jobmanager(
         && conf.rest()?.address == "127.0.0.1"
     {
         // On Kubernetes the REST API answers at the pod's address (probes, the Service).
-        conf.set("rest.address", ip)?;
+        conf.set(options::REST_ADDRESS.key, ip)?;
     }
     if conf.rest()?.port.is_none() {
-        conf.set("rest.port", "8081")?;
+        conf.set(
+            options::REST_PORT.key,
+            &weir_contract::rest::DEFAULT_PORT.to_string(),
+        )?;
     }
     let cluster = ClusterConfig::from_config(&conf, pod_ip.as_deref())?;
     let rest = conf.rest()?;
@@ -141,7 +145,10 @@ pub fn jobmanager(
     if let Some(dir) = recovery_dir {
         crate::recovery::record(dir, handle.job_id(), restored_from.as_deref())?;
     }
-    let server = weir_cluster::RestServer::start(&rest.address, rest.port.unwrap_or(8081))?;
+    let server = weir_cluster::RestServer::start(
+        &rest.address,
+        rest.port.unwrap_or(weir_contract::rest::DEFAULT_PORT),
+    )?;
     server.add_job(handle.client());
     eprintln!(
         "JobManager: REST API {}  RPC {}  (job {})",
@@ -161,7 +168,7 @@ pub fn jobmanager(
             eprintln!(
                 "job {} ended {}; the REST API stays up until the JobManager is terminated",
                 client.job_id(),
-                client.status().as_str()
+                weir_cluster::job_state(client.status())
             );
         }
     }

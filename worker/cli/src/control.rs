@@ -33,7 +33,11 @@ impl RestArgs {
             Some(a) => format!("http://{a}"),
             None => {
                 let rest = Config::load(self.config.as_deref())?.rest()?;
-                format!("http://{}:{}", rest.address, rest.port.unwrap_or(8081))
+                format!(
+                    "http://{}:{}",
+                    rest.address,
+                    rest.port.unwrap_or(weir_contract::rest::DEFAULT_PORT)
+                )
             }
         };
         Ok(RestClient::new(&url)?)
@@ -49,13 +53,7 @@ fn time(ms: i64) -> String {
 
 pub fn list(rest: &RestArgs) -> Result<()> {
     let jobs = rest.client()?.jobs_overview()?;
-    let field = |j: &serde_json::Value, k: &str| j[k].as_str().unwrap_or("").to_string();
-    let (active, ended): (Vec<_>, Vec<_>) = jobs.iter().partition(|j| {
-        !matches!(
-            j["state"].as_str(),
-            Some("FINISHED" | "CANCELED" | "FAILED")
-        )
-    });
+    let (active, ended): (Vec<_>, Vec<_>) = jobs.iter().partition(|j| !j.state.is_terminal());
     for (title, jobs) in [
         ("Running/Restarting Jobs", active),
         ("Terminated Jobs", ended),
@@ -68,10 +66,10 @@ pub fn list(rest: &RestArgs) -> Result<()> {
         for j in jobs {
             println!(
                 "{} : {} : {} ({})",
-                time(j["start-time"].as_i64().unwrap_or(0)),
-                field(j, "jid"),
-                field(j, "name"),
-                field(j, "state")
+                time(j.start_time),
+                j.jid,
+                j.name,
+                j.state
             );
         }
     }

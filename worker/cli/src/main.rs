@@ -15,6 +15,7 @@ mod udfs;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use weir_contract::options;
 use weir_engine::api::StreamExecutionEnvironment;
 use weir_engine::config::Config;
 
@@ -132,12 +133,13 @@ Example:\n  weir savepoint 3f1c... file:///tmp/savepoints --address http://127.0
     },
     /// Run a JobManager: plan the job, serve the REST API, run the job on TaskManagers.
     #[command(
-        long_about = "Run the JobManager of a cluster for one job (application mode): it \
-plans the job, serves the REST API (rest.port, default 8081), waits for TaskManagers to \
-register at jobmanager.rpc.port with enough slots, runs the job on them, coordinates \
+        long_about = format!("Run the JobManager of a cluster for one job (application mode): it \
+plans the job, serves the REST API ({}, default {}), waits for TaskManagers to \
+register at {} with enough slots, runs the job on them, coordinates \
 checkpoints and restarts the job from its latest checkpoint when a TaskManager is lost. \
 It keeps serving REST after the job ended, until SIGTERM.\n\n\
-Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000"
+Example:\n  weir jobmanager --config weir-conf.yaml user-metrics events=1000000",
+            options::REST_PORT.key, weir_contract::rest::DEFAULT_PORT, options::RPC_PORT.key)
     )]
     Jobmanager {
         /// Config file of `key: value` lines (see docs/configuration.md).
@@ -262,10 +264,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut conf = Config::load(config.as_deref())?;
             if let Some(p) = parallelism {
-                conf.set("parallelism.default", &p.to_string())?;
+                conf.set(options::PARALLELISM_DEFAULT.key, &p.to_string())?;
             }
             if let Some(path) = &from_savepoint {
-                conf.set("execution.savepoint.path", path)?;
+                conf.set(options::SAVEPOINT_PATH.key, path)?;
             }
             for (k, v) in set_options(&set)? {
                 conf.set(k, v)?;
@@ -297,10 +299,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             match (&checkpointing.dir, checkpointing.interval) {
                 (Some(dir), Some(_)) => eprintln!(
-                    "job {} started; checkpoints go to {}/{}/",
+                    "job {} started; checkpoints go to {}/",
                     handle.job_id(),
-                    dir.trim_end_matches('/'),
-                    handle.job_id()
+                    weir_contract::layout::checkpoint_run_dir(dir, handle.job_id())
                 ),
                 _ => eprintln!("job {} started; checkpointing is off", handle.job_id()),
             }

@@ -71,7 +71,8 @@ pub fn run(handle: JobHandle, name: &str, show: bool, summary_json: Option<&Path
         .with_context(|| format!("job '{name}' failed"))?;
     let m = &result.metrics;
     eprintln!(
-        "job '{name}' FINISHED in {:.2}s: {} records in ({}/s), {} records out, {} skipped",
+        "job '{name}' {} in {:.2}s: {} records in ({}/s), {} records out, {} skipped",
+        weir_contract::JobState::Finished,
         result.elapsed_ms as f64 / 1000.0,
         m.records_in,
         human(rate(m.records_in, result.elapsed_ms)),

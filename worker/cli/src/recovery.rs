@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::path::Path;
+use weir_contract::{layout, options};
 use weir_engine::config::Config;
 
 /// The file in the recovery directory: the run's job id, then what it was restored from.
@@ -26,19 +27,21 @@ pub fn recover(dir: &Path, conf: &Config) -> Result<Option<String>> {
     let checkpointing = conf.checkpointing()?;
     if let (Some(checkpoints), false) = (&checkpointing.dir, job_id.is_empty()) {
         let store = weir_storage::open(checkpoints, &checkpointing.storage)
-            .with_context(|| format!("cannot open state.checkpoints.dir '{checkpoints}'"))?;
+            .with_context(|| format!("cannot open {} '{checkpoints}'", options::CHECKPOINTS_DIR.key))?;
         let objects = store.list(&format!("{job_id}/")).with_context(|| {
             format!("cannot list the checkpoints of run {job_id} in {checkpoints}")
         })?;
         let newest = objects
             .iter()
             .filter_map(|o| {
-                let rest = o.path.strip_prefix(&format!("{job_id}/chk-"))?;
-                rest.strip_suffix("/_metadata")?.parse::<u64>().ok()
+                layout::checkpoint_of_metadata_key(o.path.strip_prefix(job_id.as_str())?)
             })
             .max();
         if let Some(n) = newest {
-            return Ok(Some(store.uri(&format!("{job_id}/chk-{n}"))));
+            return Ok(Some(store.uri(&format!(
+                "{job_id}/{}",
+                layout::checkpoint_dir_name(n)
+            ))));
         }
     }
     Ok(restored_from.map(str::to_string))
@@ -52,7 +55,7 @@ pub fn resume(dir: &Path, conf: &mut Config, who: &str) -> Result<()> {
             "{who} restarted: resuming from {path} (latest state of the previous run, from {})",
             dir.display()
         );
-        conf.set("execution.savepoint.path", &path)?;
+        conf.set(options::SAVEPOINT_PATH.key, &path)?;
     }
     Ok(())
 }

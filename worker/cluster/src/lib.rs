@@ -1,5 +1,6 @@
 //! Weir's cluster layer: the JobManager REST API, Flink-compatible in paths and JSON field
-//! names (jobs, checkpoints, savepoint and stop-with-savepoint triggers, cancel), the
+//! names (jobs, checkpoints, savepoint and stop-with-savepoint triggers, cancel; the paths and
+//! bodies are the contract's, `weir_contract::rest`), the
 //! Prometheus exposition of job metrics at `/metrics`, and a small blocking client for the
 //! `weir list|savepoint|stop|cancel` commands. It sits above the engine: it observes and
 //! controls jobs only through [`weir_engine::runtime::JobClient`].
@@ -22,4 +23,4 @@ pub mod prometheus;
 mod server;
 
 pub use client::{ClientError, RestClient};
-pub use server::{RestServer, ServerError, ServerLimits};
+pub use server::{RestServer, ServerError, ServerLimits, job_state};

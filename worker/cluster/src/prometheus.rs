@@ -26,7 +26,7 @@ pub struct JobView<'a> {
 /// A metric family: its samples in insertion order, with help and type once.
 struct Family {
     name: String,
-    help: &'static str,
+    help: String,
     kind: &'static str,
     samples: Vec<(String, f64)>,
 }
@@ -39,7 +39,7 @@ impl Families {
         &mut self,
         name: &str,
         kind: &'static str,
-        help: &'static str,
+        help: &str,
         labels: &[(&str, &str)],
         value: f64,
     ) {
@@ -48,7 +48,7 @@ impl Families {
             None => {
                 self.0.push(Family {
                     name: name.to_string(),
-                    help,
+                    help: help.to_string(),
                     kind,
                     samples: Vec::new(),
                 });
@@ -129,7 +129,7 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
     let s = job.checkpoints();
     let end = job.end_time().unwrap_or_else(now_ms);
     let g = "gauge";
-    let mut add = |name: &str, help: &'static str, v: f64| {
+    let mut add = |name: &str, help: &str, v: f64| {
         f.add(&format!("weir_jobmanager_job_{name}"), g, help, &labels, v)
     };
     add(
@@ -164,7 +164,10 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
     );
     add(
         "lastCompletedCheckpointId",
-        "id of the latest completed checkpoint (-1: none yet; its path is in GET /jobs/:id/checkpoints)",
+        &format!(
+            "id of the latest completed checkpoint (-1: none yet; its path is in GET {})",
+            weir_contract::rest::Route::Checkpoints { job: ":id".into() }.path()
+        ),
         s.last_completed_id.map_or(-1.0, |id| id as f64),
     );
     add(
@@ -195,7 +198,7 @@ fn job_metrics(f: &mut Families, view: &JobView<'_>) {
             *bytes as f64,
         );
     }
-    let mut add = |name: &str, help: &'static str, v: f64| {
+    let mut add = |name: &str, help: &str, v: f64| {
         f.add(&format!("weir_jobmanager_job_{name}"), g, help, &labels, v)
     };
     add(
@@ -247,7 +250,10 @@ fn taskmanager_metrics(f: &mut Families, tms: &[TaskManagerInfo]) {
                 f.add(
                     "weir_taskmanager_Status_Memory_Budget",
                     "gauge",
-                    "the TaskManager's memory budget (taskmanager.memory.process.size) and its split, in bytes",
+                    &format!(
+                        "the TaskManager's memory budget ({}) and its split, in bytes",
+                        weir_contract::options::MEMORY_PROCESS_SIZE.key
+                    ),
                     &[("tm_id", t.id.as_str()), ("component", component)],
                     bytes as f64,
                 );
@@ -255,7 +261,10 @@ fn taskmanager_metrics(f: &mut Families, tms: &[TaskManagerInfo]) {
             f.add(
                 "weir_taskmanager_Status_Shuffle_Netty_TotalMemorySegments",
                 "gauge",
-                "network buffers (taskmanager.memory.segment-size each) in the budget",
+                &format!(
+                    "network buffers ({} each) in the budget",
+                    weir_contract::options::MEMORY_SEGMENT_SIZE.key
+                ),
                 &labels,
                 m.buffers() as f64,
             );

@@ -19,6 +19,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir_contract::JobState;
+use weir_contract::options;
+use weir_contract::rest::{
+    self, CheckpointCounts, CheckpointState, CheckpointStatistics, CheckpointSummary,
+    CheckpointingStatistics, ErrorBody, JobDetails, JobIdWithState, JobOverview, JobsList,
+    JobsOverview, LatestCheckpoints, MinMaxAvg, Plan, PlanNode, Readiness, RestoredCheckpoint,
+    Route, SavepointStatus, SavepointTriggerRequest, StopWithSavepointRequest, TaskCounts,
+    TriggerResponse, VertexMetrics,
+};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
 use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
@@ -55,7 +64,9 @@ impl Default for ServerLimits {
 pub enum ServerError {
     /// The address is taken or not local.
     #[error(
-        "cannot listen on {address}:{port} (rest.address, rest.port): choose a free port, or 0 for any"
+        "cannot listen on {address}:{port} ({}, {}): choose a free port, or 0 for any",
+        options::REST_ADDRESS.key,
+        options::REST_PORT.key
     )]
     Bind {
         address: String,
@@ -263,6 +274,34 @@ impl ApiError {
 
 type Answer = Result<(StatusCode, Value), ApiError>;
 
+/// The contract's name of an engine job status.
+pub fn job_state(status: JobStatus) -> JobState {
+    match status {
+        JobStatus::Created => JobState::Created,
+        JobStatus::Running => JobState::Running,
+        JobStatus::Restarting => JobState::Restarting,
+        JobStatus::Cancelling => JobState::Cancelling,
+        JobStatus::Canceled => JobState::Canceled,
+        JobStatus::Finished => JobState::Finished,
+        JobStatus::Failed => JobState::Failed,
+    }
+}
+
+fn state_of(job: &JobClient) -> JobState {
+    job_state(job.status())
+}
+
+/// A contract type as a JSON answer.
+fn to_json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("REST types serialize")
+}
+
+fn error_json(message: String) -> Value {
+    to_json(&ErrorBody {
+        errors: vec![message],
+    })
+}
+
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
@@ -280,11 +319,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         Err(e) => {
             return json_response(
                 StatusCode::BAD_REQUEST,
-                &json!({"errors": [format!("cannot read the request body: {e}")]}),
+                &error_json(format!("cannot read the request body: {e}")),
             );
         }
     };
-    if path == "/metrics" && method == Method::GET {
+    if Route::parse(&path) == Some(Route::Metrics) && method == Method::GET {
         let text = metrics_text(state);
         let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
@@ -296,7 +335,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     match route(state, &method, &path, &query, &body) {
         Ok((status, value)) => json_response(status, &value),
         Err(e) => {
-            let mut r = json_response(e.status, &json!({"errors": [e.message]}));
+            let mut r = json_response(e.status, &error_json(e.message));
             if let Some(allow) = e.allow {
                 r.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allow));
@@ -306,9 +345,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-/// Checks the method against what a path allows: 405 with `Allow` otherwise.
-fn only(method: &Method, allowed: &[Method], allow: &'static str) -> Result<(), ApiError> {
-    if allowed.contains(method) {
+/// Checks the method against what the route allows: 405 with `Allow` otherwise.
+fn only(method: &Method, route: &Route) -> Result<(), ApiError> {
+    let allow = route.allow();
+    if allow.split(", ").any(|m| m == method.as_str()) {
         Ok(())
     } else {
         Err(ApiError {
@@ -320,104 +360,91 @@ fn only(method: &Method, allowed: &[Method], allow: &'static str) -> Result<(), 
 }
 
 fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let get = |m: &Method| only(m, &[Method::GET], "GET");
-    match parts.as_slice() {
-        ["overview"] => {
-            get(method)?;
-            Ok((StatusCode::OK, overview(state)))
-        }
-        ["config"] => {
-            get(method)?;
-            Ok((StatusCode::OK, dashboard_config()))
-        }
-        ["taskmanagers"] => {
-            get(method)?;
+    let route = Route::parse(path).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no such REST endpoint: {path} (see docs/rest-api.md)"
+        ))
+    })?;
+    only(method, &route)?;
+    match &route {
+        Route::Overview => Ok((StatusCode::OK, overview(state))),
+        Route::Config => Ok((StatusCode::OK, dashboard_config())),
+        Route::TaskManagers => {
             let list: Vec<Value> = taskmanagers(&jobs(state))
                 .iter()
                 .map(taskmanager_json)
                 .collect();
             Ok((StatusCode::OK, json!({"taskmanagers": list})))
         }
-        ["metrics"] => {
-            get(method)?;
-            unreachable!("served before routing")
+        Route::Metrics => unreachable!("served before routing"),
+        Route::Healthz => Ok((
+            StatusCode::OK,
+            to_json(&Readiness {
+                status: "ok".into(),
+                job: None,
+            }),
+        )),
+        Route::Readyz => readyz(state),
+        Route::Jobs => {
+            let jobs = JobsList {
+                jobs: jobs(state)
+                    .iter()
+                    .map(|j| JobIdWithState {
+                        id: j.job_id().to_string(),
+                        status: state_of(j),
+                    })
+                    .collect(),
+            };
+            Ok((StatusCode::OK, to_json(&jobs)))
         }
-        ["healthz"] => {
-            get(method)?;
-            Ok((StatusCode::OK, json!({"status": "ok"})))
+        Route::JobsOverview => {
+            let jobs = JobsOverview {
+                jobs: jobs(state).iter().map(job_overview).collect(),
+            };
+            Ok((StatusCode::OK, to_json(&jobs)))
         }
-        ["readyz"] => {
-            get(method)?;
-            readyz(state)
-        }
-        ["jobs"] => {
-            get(method)?;
-            let jobs = jobs(state);
-            let list: Vec<Value> = jobs
-                .iter()
-                .map(|j| json!({"id": j.job_id(), "status": j.status().as_str()}))
-                .collect();
-            Ok((StatusCode::OK, json!({"jobs": list})))
-        }
-        ["jobs", "overview"] => {
-            get(method)?;
-            let list: Vec<Value> = jobs(state).iter().map(job_overview).collect();
-            Ok((StatusCode::OK, json!({"jobs": list})))
-        }
-        ["jobs", id] => {
-            only(method, &[Method::GET, Method::PATCH], "GET, PATCH")?;
-            let job = find_job(state, id)?;
+        Route::Job { job } => {
+            let job = find_job(state, job)?;
             if method == Method::PATCH {
                 cancel(&job, query)
             } else {
-                Ok((StatusCode::OK, job_details(&job)))
+                Ok((StatusCode::OK, to_json(&job_details(&job))))
             }
         }
-        ["jobs", id, "checkpoints"] => {
-            get(method)?;
-            Ok((StatusCode::OK, checkpoints(&find_job(state, id)?)))
-        }
-        ["jobs", id, "checkpoints", "config"] => {
-            get(method)?;
-            checkpoint_config(&find_job(state, id)?)
-        }
-        ["jobs", id, "exceptions"] => {
-            get(method)?;
-            Ok((StatusCode::OK, exceptions(&find_job(state, id)?)))
-        }
-        ["jobs", id, "savepoints"] => {
-            only(method, &[Method::POST], "POST")?;
-            let job = find_job(state, id)?;
-            let b = parse_body(body)?;
-            let target = string_field(&b, "target-directory")?;
-            let cancel_job = bool_field(&b, "cancel-job")?;
-            let trigger_id = string_field(&b, "triggerId")?;
+        Route::Checkpoints { job } => Ok((
+            StatusCode::OK,
+            to_json(&checkpoints(&find_job(state, job)?)),
+        )),
+        Route::CheckpointConfig { job } => checkpoint_config(&find_job(state, job)?),
+        Route::Exceptions { job } => Ok((StatusCode::OK, exceptions(&find_job(state, job)?))),
+        Route::TriggerSavepoint { job } => {
+            let job = find_job(state, job)?;
+            let r: SavepointTriggerRequest = parse_body(body)?;
             trigger(
                 state,
                 &job,
-                target,
-                trigger_id,
-                Kind::Savepoint { cancel_job },
+                r.target_directory,
+                r.trigger_id,
+                Kind::Savepoint {
+                    cancel_job: r.cancel_job,
+                },
             )
         }
-        ["jobs", id, "stop"] => {
-            only(method, &[Method::POST], "POST")?;
-            let job = find_job(state, id)?;
-            let b = parse_body(body)?;
-            let target = string_field(&b, "targetDirectory")?;
-            let drain = bool_field(&b, "drain")?;
-            let trigger_id = string_field(&b, "triggerId")?;
-            trigger(state, &job, target, trigger_id, Kind::Stop { drain })
+        Route::Stop { job } => {
+            let job = find_job(state, job)?;
+            let r: StopWithSavepointRequest = parse_body(body)?;
+            trigger(
+                state,
+                &job,
+                r.target_directory,
+                r.trigger_id,
+                Kind::Stop { drain: r.drain },
+            )
         }
-        ["jobs", id, "savepoints", trigger_id] => {
-            get(method)?;
-            let job = find_job(state, id)?;
-            savepoint_status(state, &job, trigger_id)
+        Route::SavepointStatus { job, trigger } => {
+            let job = find_job(state, job)?;
+            savepoint_status(state, &job, trigger)
         }
-        _ => Err(ApiError::not_found(format!(
-            "no such REST endpoint: {path} (see docs/rest-api.md)"
-        ))),
     }
 }
 
@@ -432,38 +459,23 @@ fn find_job(state: &State, id: &str) -> Result<JobClient, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found; GET /jobs lists the jobs")))
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+/// A request body as the route's type: empty means every field at its default; anything
+/// else must be a JSON object whose fields have the right types.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?
+    };
     if !v.is_object() {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
         ));
     }
-    Ok(v)
-}
-
-fn string_field(body: &Value, key: &str) -> Result<Option<String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "field '{key}' must be a string, got {other}"
-        ))),
-    }
-}
-
-fn bool_field(body: &Value, key: &str) -> Result<bool, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "field '{key}' must be true or false, got {other}"
-        ))),
-    }
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::bad_request(format!("the request body does not fit: {e}")))
 }
 
 fn overview(state: &State) -> Value {
@@ -544,13 +556,16 @@ fn readyz(state: &State) -> Answer {
     match jobs.iter().find(|j| !j.status().is_terminal()) {
         Some(j) => Ok((
             StatusCode::OK,
-            json!({"status": "ready", "job": j.job_id()}),
+            to_json(&Readiness {
+                status: "ready".into(),
+                job: Some(j.job_id().to_string()),
+            }),
         )),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             match jobs.first() {
                 None => "no job yet".to_string(),
-                Some(j) => format!("job {} is {}", j.job_id(), j.status().as_str()),
+                Some(j) => format!("job {} is {}", j.job_id(), state_of(j)),
             },
         )),
     }
@@ -619,7 +634,7 @@ fn vertex_id(job: &JobClient, name: &str) -> String {
 }
 
 /// Task state counts in Flink's shape; subtasks of an ended job count in its end state.
-fn task_counts(job: &JobClient, running: usize, finished: usize) -> Value {
+fn task_counts(job: &JobClient, running: usize, finished: usize) -> TaskCounts {
     let status = job.status();
     let (mut r, mut canceled, mut failed) = (running, 0, 0);
     match status {
@@ -630,134 +645,155 @@ fn task_counts(job: &JobClient, running: usize, finished: usize) -> Value {
     if status == JobStatus::Finished {
         r = 0;
     }
-    json!({
-        "total": running + finished,
-        "created": 0, "scheduled": 0, "deploying": 0,
-        "running": r,
-        "finished": finished + if status == JobStatus::Finished { running } else { 0 },
-        "canceling": 0,
-        "canceled": canceled,
-        "failed": failed,
-        "reconciling": 0, "initializing": 0,
-    })
+    let finished = finished
+        + if status == JobStatus::Finished {
+            running
+        } else {
+            0
+        };
+    TaskCounts {
+        total: (running + finished) as u64,
+        running: r as u64,
+        finished: finished as u64,
+        canceled: canceled as u64,
+        failed: failed as u64,
+        ..TaskCounts::default()
+    }
 }
 
-fn job_overview(job: &JobClient) -> Value {
+fn job_overview(job: &JobClient) -> JobOverview {
     let vs = vertices(job);
     let (running, finished) = vs
         .iter()
         .fold((0, 0), |(r, f), v| (r + v.running, f + v.finished));
-    json!({
-        "jid": job.job_id(),
-        "name": job.name(),
-        "state": job.status().as_str(),
-        "start-time": job.start_time(),
-        "end-time": job.end_time().unwrap_or(-1),
-        "duration": duration(job),
-        "last-modification": job.end_time().unwrap_or(job.start_time()),
-        "tasks": task_counts(job, running, finished),
-    })
+    JobOverview {
+        jid: job.job_id().to_string(),
+        name: job.name().to_string(),
+        state: state_of(job),
+        start_time: job.start_time(),
+        end_time: job.end_time().unwrap_or(-1),
+        duration: duration(job),
+        last_modification: job.end_time().unwrap_or(job.start_time()),
+        tasks: task_counts(job, running, finished),
+    }
 }
 
-fn job_details(job: &JobClient) -> Value {
-    let status = job.status();
+fn job_details(job: &JobClient) -> JobDetails {
+    let state = state_of(job);
     let now = weir_engine::time::now_ms();
-    let mut timestamps = json!({"CREATED": job.start_time(), "RUNNING": job.start_time()});
+    let mut timestamps = std::collections::BTreeMap::from([
+        (JobState::Created, job.start_time()),
+        (JobState::Running, job.start_time()),
+    ]);
     if let Some(end) = job.end_time() {
-        timestamps[status.as_str()] = json!(end);
+        timestamps.insert(state, end);
     }
     let vs = vertices(job);
-    let vertices: Vec<Value> = vs
+    let vertices = vs
         .iter()
-        .map(|v| {
-            let vertex_status = if v.running == 0 && v.finished > 0 && !status.is_terminal() {
-                "FINISHED"
+        .map(|v| rest::Vertex {
+            id: vertex_id(job, &v.name),
+            name: v.name.clone(),
+            parallelism: v.parallelism as u64,
+            status: if v.running == 0 && v.finished > 0 && !state.is_terminal() {
+                JobState::Finished
             } else {
-                status.as_str()
-            };
-            json!({
-                "id": vertex_id(job, &v.name),
-                "name": v.name,
-                "parallelism": v.parallelism,
-                "status": vertex_status,
-                "start-time": job.start_time(),
-                "end-time": job.end_time().unwrap_or(-1),
-                "duration": duration(job),
-                "tasks": task_counts(job, v.running, v.finished),
-                "metrics": {
-                    "read-bytes": 0, "read-bytes-complete": false,
-                    "write-bytes": 0, "write-bytes-complete": false,
-                    "read-records": v.records_in, "read-records-complete": true,
-                    "write-records": v.records_out, "write-records-complete": true,
-                    "accumulated-backpressured-time": v.backpressured_ms,
-                },
-            })
+                state
+            },
+            start_time: job.start_time(),
+            end_time: job.end_time().unwrap_or(-1),
+            duration: duration(job),
+            tasks: task_counts(job, v.running, v.finished),
+            metrics: VertexMetrics {
+                read_records: v.records_in,
+                read_records_complete: true,
+                write_records: v.records_out,
+                write_records_complete: true,
+                accumulated_backpressured_time: v.backpressured_ms,
+                ..VertexMetrics::default()
+            },
         })
         .collect();
-    let nodes: Vec<Value> = vs
+    let nodes = vs
         .iter()
-        .map(|v| {
-            json!({"id": vertex_id(job, &v.name), "parallelism": v.parallelism,
-                   "operator": "", "description": v.name})
+        .map(|v| PlanNode {
+            id: vertex_id(job, &v.name),
+            parallelism: v.parallelism as u64,
+            operator: String::new(),
+            description: v.name.clone(),
         })
         .collect();
     let (running, finished) = vs
         .iter()
         .fold((0, 0), |(r, f), v| (r + v.running, f + v.finished));
-    json!({
-        "jid": job.job_id(),
-        "name": job.name(),
-        "isStoppable": false,
-        "state": status.as_str(),
-        "job-type": "STREAMING",
-        "start-time": job.start_time(),
-        "end-time": job.end_time().unwrap_or(-1),
-        "duration": duration(job),
-        "now": now,
-        "timestamps": timestamps,
-        "vertices": vertices,
-        "status-counts": task_counts(job, running, finished),
-        "plan": {"jid": job.job_id(), "name": job.name(), "type": "STREAMING", "nodes": nodes},
-    })
-}
-
-fn record_json(r: &CheckpointRecord) -> Value {
-    let end = r.end_timestamp.unwrap_or(-1);
-    let status = match r.status {
-        CheckpointStatus::InProgress => "IN_PROGRESS",
-        CheckpointStatus::Completed => "COMPLETED",
-        CheckpointStatus::Failed => "FAILED",
-    };
-    let mut v = json!({
-        "className": match r.status {
-            CheckpointStatus::InProgress => ".PendingCheckpointStatistics",
-            CheckpointStatus::Completed => ".CompletedCheckpointStatistics",
-            CheckpointStatus::Failed => ".FailedCheckpointStatistics",
+    JobDetails {
+        jid: job.job_id().to_string(),
+        name: job.name().to_string(),
+        is_stoppable: false,
+        state,
+        job_type: STREAMING.into(),
+        start_time: job.start_time(),
+        end_time: job.end_time().unwrap_or(-1),
+        duration: duration(job),
+        now,
+        timestamps,
+        vertices,
+        status_counts: task_counts(job, running, finished),
+        plan: Plan {
+            jid: job.job_id().to_string(),
+            name: job.name().to_string(),
+            job_type: STREAMING.into(),
+            nodes,
         },
-        "id": r.id,
-        "status": status,
-        "is_savepoint": r.is_savepoint,
-        "savepointFormat": if r.is_savepoint { json!("CANONICAL") } else { Value::Null },
-        "checkpoint_type": if r.is_savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
-        "trigger_timestamp": r.trigger_timestamp,
-        "latest_ack_timestamp": end,
-        "state_size": r.size_bytes,
-        "checkpointed_size": r.size_bytes,
-        "end_to_end_duration": r.end_timestamp.map_or(-1, |e| e - r.trigger_timestamp),
-        "alignment_buffered": 0,
-        "processed_data": 0,
-        "persisted_data": 0,
-        "external_path": r.external_path,
-        "discarded": false,
-    });
-    if r.status == CheckpointStatus::Failed {
-        v["failure_timestamp"] = json!(end);
-        v["failure_message"] = json!(r.failure);
     }
-    v
 }
 
-fn checkpoints(job: &JobClient) -> Value {
+/// Flink's job type of every Weir job.
+const STREAMING: &str = "STREAMING";
+
+fn record_json(r: &CheckpointRecord) -> CheckpointStatistics {
+    let end = r.end_timestamp.unwrap_or(-1);
+    let (status, class_name) = match r.status {
+        CheckpointStatus::InProgress => {
+            (CheckpointState::InProgress, ".PendingCheckpointStatistics")
+        }
+        CheckpointStatus::Completed => {
+            (CheckpointState::Completed, ".CompletedCheckpointStatistics")
+        }
+        CheckpointStatus::Failed => (CheckpointState::Failed, ".FailedCheckpointStatistics"),
+    };
+    let failed = r.status == CheckpointStatus::Failed;
+    CheckpointStatistics {
+        class_name: class_name.into(),
+        id: r.id,
+        status,
+        is_savepoint: r.is_savepoint,
+        savepoint_format: r.is_savepoint.then(|| "CANONICAL".to_string()),
+        checkpoint_type: checkpoint_type(r.is_savepoint).into(),
+        trigger_timestamp: r.trigger_timestamp,
+        latest_ack_timestamp: end,
+        state_size: r.size_bytes,
+        checkpointed_size: r.size_bytes,
+        end_to_end_duration: r.end_timestamp.map_or(-1, |e| e - r.trigger_timestamp),
+        alignment_buffered: 0,
+        processed_data: 0,
+        persisted_data: 0,
+        external_path: r.external_path.clone(),
+        discarded: false,
+        failure_timestamp: failed.then_some(end),
+        failure_message: if failed { r.failure.clone() } else { None },
+    }
+}
+
+fn checkpoint_type(is_savepoint: bool) -> &'static str {
+    if is_savepoint {
+        "SAVEPOINT"
+    } else {
+        "CHECKPOINT"
+    }
+}
+
+fn checkpoints(job: &JobClient) -> CheckpointingStatistics {
     let s = job.checkpoints();
     let completed: Vec<&CheckpointRecord> = s
         .history
@@ -767,11 +803,11 @@ fn checkpoints(job: &JobClient) -> Value {
     let stat = |f: &dyn Fn(&CheckpointRecord) -> i64| {
         let values: Vec<i64> = completed.iter().map(|r| f(r)).collect();
         let n = values.len().max(1) as i64;
-        json!({
-            "min": values.iter().min().copied().unwrap_or(0),
-            "max": values.iter().max().copied().unwrap_or(0),
-            "avg": values.iter().sum::<i64>() / n,
-        })
+        MinMaxAvg {
+            min: values.iter().min().copied().unwrap_or(0),
+            max: values.iter().max().copied().unwrap_or(0),
+            avg: values.iter().sum::<i64>() / n,
+        }
     };
     let latest_completed = s
         .history
@@ -781,11 +817,18 @@ fn checkpoints(job: &JobClient) -> Value {
         .map(record_json)
         .or_else(|| {
             // Older than the history: what the counters remember.
-            s.last_completed_id.map(|id| {
-                json!({"id": id, "status": "COMPLETED", "is_savepoint": false,
-                       "external_path": s.last_completed_path,
-                       "state_size": s.last_size_bytes, "checkpointed_size": s.last_size_bytes,
-                       "end_to_end_duration": s.last_duration_ms})
+            s.last_completed_id.map(|id| CheckpointStatistics {
+                class_name: ".CompletedCheckpointStatistics".into(),
+                id,
+                status: CheckpointState::Completed,
+                checkpoint_type: checkpoint_type(false).into(),
+                trigger_timestamp: -1,
+                latest_ack_timestamp: -1,
+                external_path: s.last_completed_path.clone(),
+                state_size: s.last_size_bytes,
+                checkpointed_size: s.last_size_bytes,
+                end_to_end_duration: s.last_duration_ms as i64,
+                ..CheckpointStatistics::default()
             })
         });
     let restored = s.last_restore.as_ref().map(|(path, ts)| {
@@ -793,44 +836,46 @@ fn checkpoints(job: &JobClient) -> Value {
             .trim_end_matches('/')
             .rsplit('/')
             .next()
-            .and_then(|n| n.strip_prefix("chk-"))
-            .and_then(|n| n.parse::<u64>().ok());
-        json!({
-            "id": id.unwrap_or(0),
-            "restore_timestamp": ts,
-            "is_savepoint": id.is_none(),
-            "external_path": path,
-        })
+            .and_then(weir_contract::layout::checkpoint_number);
+        RestoredCheckpoint {
+            id: id.unwrap_or(0),
+            restore_timestamp: *ts,
+            is_savepoint: id.is_none(),
+            external_path: path.clone(),
+        }
     });
-    json!({
-        "counts": {
-            "restored": s.restored,
-            "total": s.triggered,
-            "in_progress": s.in_progress(),
-            "completed": s.completed + s.savepoints_completed,
-            "failed": s.failed,
+    CheckpointingStatistics {
+        counts: CheckpointCounts {
+            restored: s.restored,
+            total: s.triggered,
+            in_progress: s.in_progress(),
+            completed: s.completed + s.savepoints_completed,
+            failed: s.failed,
         },
-        "summary": {
-            "state_size": stat(&|r| r.size_bytes as i64),
-            "checkpointed_size": stat(&|r| r.size_bytes as i64),
-            "end_to_end_duration": stat(&|r| r.end_timestamp.unwrap_or(r.trigger_timestamp) - r.trigger_timestamp),
+        summary: CheckpointSummary {
+            state_size: stat(&|r| r.size_bytes as i64),
+            checkpointed_size: stat(&|r| r.size_bytes as i64),
+            end_to_end_duration: stat(&|r| {
+                r.end_timestamp.unwrap_or(r.trigger_timestamp) - r.trigger_timestamp
+            }),
         },
-        "latest": {
-            "completed": latest_completed,
-            "savepoint": s.last_savepoint.as_ref().map(record_json),
-            "failed": s.last_failed.as_ref().map(record_json),
-            "restored": restored,
+        latest: LatestCheckpoints {
+            completed: latest_completed,
+            savepoint: s.last_savepoint.as_ref().map(record_json),
+            failed: s.last_failed.as_ref().map(record_json),
+            restored,
         },
-        "history": s.history.iter().rev().map(record_json).collect::<Vec<_>>(),
-    })
+        history: s.history.iter().rev().map(record_json).collect(),
+    }
 }
 
 fn checkpoint_config(job: &JobClient) -> Answer {
     let c = job.checkpoint_config();
     let Some(interval) = c.interval else {
         return Err(ApiError::not_found(format!(
-            "checkpointing is not enabled for job {} (set execution.checkpointing.interval)",
-            job.job_id()
+            "checkpointing is not enabled for job {} (set {})",
+            job.job_id(),
+            options::CHECKPOINTING_INTERVAL.key
         )));
     };
     Ok((
@@ -866,7 +911,7 @@ fn exceptions(job: &JobClient) -> Value {
         .rev()
         .map(|f| {
             json!({
-                "exceptionName": "weir_engine::Error",
+                "exceptionName": rest::FAILURE_CLASS,
                 "stacktrace": f.message,
                 "timestamp": f.timestamp,
                 "taskName": f.task,
@@ -890,25 +935,26 @@ fn exceptions(job: &JobClient) -> Value {
 }
 
 fn cancel(job: &JobClient, query: &str) -> Answer {
+    let (param, cancel_mode) = rest::CANCEL_QUERY;
     let mode = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "mode")
-        .map_or("cancel", |(_, v)| v);
-    if mode != "cancel" {
+        .find(|(k, _)| *k == param)
+        .map_or(cancel_mode, |(_, v)| v);
+    if mode != cancel_mode {
+        let stop_path = Route::Stop {
+            job: ":jobid".into(),
+        };
         return Err(ApiError::bad_request(format!(
-            "mode '{mode}' is not supported; use PATCH /jobs/:jobid?mode=cancel, or POST \
-             /jobs/:jobid/stop for stop-with-savepoint"
+            "mode '{mode}' is not supported; use PATCH {}, or POST {} for stop-with-savepoint",
+            rest::cancel_path(":jobid"),
+            stop_path.path()
         )));
     }
     if job.status().is_terminal() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!(
-                "job {} has already ended ({})",
-                job.job_id(),
-                job.status().as_str()
-            ),
+            format!("job {} has already ended ({})", job.job_id(), state_of(job)),
         ));
     }
     job.cancel();
@@ -932,7 +978,12 @@ fn trigger(
     if let Some(id) = &trigger_id
         && triggers.get(id).is_some_and(|t| t.job_id == job.job_id())
     {
-        return Ok((StatusCode::ACCEPTED, json!({"request-id": id})));
+        return Ok((
+            StatusCode::ACCEPTED,
+            to_json(&TriggerResponse {
+                request_id: id.clone(),
+            }),
+        ));
     }
     if target.is_none() && job.checkpoint_config().savepoints_dir.is_none() {
         let field = match kind {
@@ -940,7 +991,8 @@ fn trigger(
             Kind::Stop { .. } => "targetDirectory",
         };
         return Err(ApiError::bad_request(format!(
-            "no savepoint directory: pass '{field}' or set state.savepoints.dir"
+            "no savepoint directory: pass '{field}' or set {}",
+            options::SAVEPOINTS_DIR.key
         )));
     }
     if job.status().is_terminal() {
@@ -949,7 +1001,7 @@ fn trigger(
             format!(
                 "job {} has already ended ({}); no savepoint can be taken",
                 job.job_id(),
-                job.status().as_str()
+                state_of(job)
             ),
         ));
     }
@@ -988,7 +1040,10 @@ fn trigger(
             format!("cannot start the savepoint: {e}"),
         ));
     }
-    Ok((StatusCode::ACCEPTED, json!({"request-id": id})))
+    Ok((
+        StatusCode::ACCEPTED,
+        to_json(&TriggerResponse { request_id: id }),
+    ))
 }
 
 fn new_trigger_id() -> String {
@@ -1022,24 +1077,11 @@ fn savepoint_status(state: &State, job: &JobClient, trigger_id: &str) -> Answer 
                 job.job_id()
             ))
         })?;
-    let body = match &*t.outcome.lock().expect("not poisoned") {
-        None => json!({"status": {"id": "IN_PROGRESS"}, "operation": null}),
-        Some(Ok(location)) => {
-            t.reported.store(true, Ordering::Release);
-            json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}})
-        }
-        Some(Err(message)) => {
-            t.reported.store(true, Ordering::Release);
-            json!({
-            "status": {"id": "COMPLETED"},
-            "operation": {"failure-cause": {
-                "class": "weir_engine::Error",
-                "stack-trace": message,
-                "serialized-throwable": null,
-            }},
-            })
-        }
-    };
+    let outcome = t.outcome.lock().expect("not poisoned").clone();
+    if outcome.is_some() {
+        t.reported.store(true, Ordering::Release);
+    }
+    let body = to_json(&SavepointStatus::of(outcome));
     Ok((StatusCode::OK, body))
 }
 

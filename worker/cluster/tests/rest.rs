@@ -544,4 +544,134 @@ fn idle_connections_beyond_the_limit_neither_block_the_api_nor_fail_the_job() {
         7 * 120,
         "the job's output is complete"
     );
+/// The server's JSON read into the contract's type `T` serializes back to exactly the same
+/// JSON: no field lost, renamed or mistyped between the server and the clients.
+fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &Value) -> T {
+    let typed: T = serde_json::from_value(raw.clone())
+        .unwrap_or_else(|e| panic!("{e}: the contract's type does not read {raw}"));
+    assert_eq!(&serde_json::to_value(&typed).unwrap(), raw);
+    typed
+}
+
+#[test]
+fn every_rest_type_round_trips_between_the_server_and_both_clients() {
+    use weir_contract::JobState;
+    use weir_contract::client::RestClient as AsyncClient;
+    use weir_contract::rest::{
+        CheckpointingStatistics, ErrorBody, JobDetails, JobsList, JobsOverview, Readiness,
+        SavepointOutcome, SavepointStatus, SavepointTriggerRequest,
+    };
+
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let job = start(
+        &[
+            ("execution.checkpointing.interval", "30ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+        ],
+        out.path(),
+        2_000.0,
+    );
+    let id = job.job_id().to_string();
+    // The CLI's blocking client, and the async one the operator uses.
+    let (server, cli) = serve(&job);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let operator = {
+        let _guard = runtime.enter();
+        AsyncClient::new(&server.url())
+    };
+    wait_until("a checkpoint completes", || job.checkpoints().completed > 0);
+
+    // Requests: a savepoint from the operator's client, a stop from the CLI's.
+    let request = SavepointTriggerRequest {
+        target_directory: Some(uri(sp.path())),
+        cancel_job: false,
+        trigger_id: Some("rt-1".into()),
+    };
+    let trigger = runtime
+        .block_on(operator.trigger_savepoint(&id, &request))
+        .unwrap();
+    assert_eq!(trigger, "rt-1");
+    let savepoint = cli
+        .wait_for_savepoint(&id, &trigger, Duration::from_secs(30))
+        .unwrap();
+    let stop = cli.stop(&id, Some(&uri(sp.path())), false).unwrap();
+    let stopped = cli
+        .wait_for_savepoint(&id, &stop, Duration::from_secs(30))
+        .unwrap();
+    job.wait().unwrap();
+
+    // Every response the clients read, as the server sent it and as each client reads it.
+    let jobs: JobsList = round_trips(&get(&cli, "/jobs"));
+    assert_eq!(runtime.block_on(operator.jobs()).unwrap(), jobs);
+    assert_eq!(jobs.jobs[0].status, JobState::Finished);
+
+    let overview: JobsOverview = round_trips(&get(&cli, "/jobs/overview"));
+    assert_eq!(
+        runtime.block_on(operator.jobs_overview()).unwrap(),
+        overview
+    );
+    assert_eq!(cli.jobs_overview().unwrap(), overview.jobs);
+    assert_eq!(overview.jobs[0].jid, id);
+    assert!(overview.jobs[0].end_time > 0);
+
+    let mut details: JobDetails = round_trips(&get(&cli, &format!("/jobs/{id}")));
+    let mut again = runtime.block_on(operator.job(&id)).unwrap();
+    (details.now, again.now) = (0, 0);
+    assert_eq!(again, details);
+    assert_eq!(details.state, JobState::Finished);
+    assert!(details.timestamps.contains_key(&JobState::Finished));
+    assert!(!details.vertices.is_empty(), "{details:?}");
+
+    let checkpoints: CheckpointingStatistics =
+        round_trips(&get(&cli, &format!("/jobs/{id}/checkpoints")));
+    assert_eq!(
+        runtime.block_on(operator.checkpoints(&id)).unwrap(),
+        checkpoints
+    );
+    assert_eq!(
+        checkpoints.latest.savepoint.unwrap().external_path,
+        Some(stopped.clone())
+    );
+    assert!(checkpoints.latest.completed.is_some());
+    assert!(!checkpoints.history.is_empty());
+
+    for (trigger, location) in [(&trigger, &savepoint), (&stop, &stopped)] {
+        let status: SavepointStatus =
+            round_trips(&get(&cli, &format!("/jobs/{id}/savepoints/{trigger}")));
+        assert_eq!(
+            runtime
+                .block_on(operator.savepoint_status(&id, trigger))
+                .unwrap(),
+            status
+        );
+        assert_eq!(
+            status.outcome(),
+            SavepointOutcome::Completed(location.clone())
+        );
+        assert_eq!(
+            cli.savepoint_status(&id, trigger).unwrap(),
+            SavepointOutcome::Completed(location.clone())
+        );
+    }
+
+    let health: Readiness = round_trips(&get(&cli, "/healthz"));
+    assert_eq!(health.status, "ok");
+
+    // Errors: the body is the contract's, and both clients report its message.
+    let (status, raw) = cli.call(Method::GET, "/jobs/0123", None).unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error: ErrorBody = round_trips(&raw);
+    let from_operator = runtime.block_on(operator.job("0123")).unwrap_err();
+    assert!(from_operator.is_not_found(), "{from_operator}");
+    assert!(
+        from_operator.to_string().contains(&error.errors[0]),
+        "{from_operator}"
+    );
+    let from_cli = cli.cancel("0123").unwrap_err().to_string();
+    assert!(from_cli.contains(&error.errors[0]), "{from_cli}");
 }

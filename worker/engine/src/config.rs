@@ -1,11 +1,14 @@
-//! Job configuration, layered: built-in defaults, then a config file (`key: value` lines, as
-//! in Flink's `config.yaml` flat form), then the `WEIR_PROPERTIES` environment variable (same
-//! format), then explicit overrides. Key names follow Flink wherever the concept is the
-//! same. An unknown key is an error that names the closest valid key.
+//! Job configuration, layered: built-in defaults, then a config file (YAML, Flink's flat
+//! `key: value` form or Flink 2's nested `config.yaml`), then the `WEIR_PROPERTIES` environment
+//! variable (same format), then explicit overrides. The keys, their defaults and the duration
+//! grammar are the contract's ([`weir_contract::options`], [`weir_contract::duration`]); this
+//! module resolves values into the engine's types. An unknown key is an error that names the
+//! closest valid key.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+use weir_contract::options::{self as opt, ConfigOption, OPTIONS};
 
 /// What a source does with a record it cannot decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,236 +19,6 @@ pub enum DecodeErrorPolicy {
     /// Skip the record, count it in the `skipped` metric and log its location.
     Skip,
 }
-
-/// Every key Weir understands, with its default and a one-line description.
-pub const KEYS: &[(&str, &str, &str)] = &[
-    (
-        "parallelism.default",
-        "1",
-        "parallelism of operators that do not set their own",
-    ),
-    (
-        "pipeline.max-parallelism",
-        "128",
-        "number of key groups; the upper bound for rescaling keyed state",
-    ),
-    (
-        "pipeline.operator-chaining.enabled",
-        "true",
-        "fuse forward-connected operators into one task",
-    ),
-    (
-        "pipeline.batch-size",
-        "1024",
-        "records a source emits per batch",
-    ),
-    (
-        "pipeline.channel-capacity",
-        "8",
-        "batches buffered per channel between tasks (bounds memory, drives backpressure)",
-    ),
-    (
-        "pipeline.decode-error-policy",
-        "fail",
-        "what sources do with undecodable records: fail | skip",
-    ),
-    (
-        "execution.checkpointing.interval",
-        "0",
-        "time between checkpoint triggers (e.g. 1s, 500ms); 0 disables checkpointing",
-    ),
-    (
-        "execution.checkpointing.mode",
-        "EXACTLY_ONCE",
-        "EXACTLY_ONCE (aligned barriers) | AT_LEAST_ONCE (no alignment)",
-    ),
-    (
-        "execution.checkpointing.unaligned",
-        "false",
-        "barriers overtake in-flight records, which are stored with the checkpoint (EXACTLY_ONCE only; savepoints stay aligned)",
-    ),
-    (
-        "execution.checkpointing.timeout",
-        "10min",
-        "a checkpoint not complete after this is aborted and counted as failed",
-    ),
-    (
-        "execution.checkpointing.min-pause",
-        "0",
-        "minimum time between the end of one checkpoint and the next trigger",
-    ),
-    (
-        "state.checkpoints.dir",
-        "",
-        "where checkpoints go: file:///absolute/dir (required when checkpointing)",
-    ),
-    (
-        "state.checkpoints.num-retained",
-        "1",
-        "completed checkpoints kept; older ones are deleted",
-    ),
-    (
-        "state.backend.type",
-        "hashmap",
-        "where keyed state lives: hashmap (objects on the heap) | rocksdb (local RocksDB per subtask)",
-    ),
-    (
-        "state.backend.incremental",
-        "true",
-        "rocksdb only: checkpoints upload only new SST files (false: full canonical snapshots)",
-    ),
-    (
-        "state.backend.rocksdb.localdir",
-        "",
-        "rocksdb only: local working directory of the RocksDB instances (default: the system temp dir)",
-    ),
-    (
-        "state.savepoints.dir",
-        "",
-        "default target directory for savepoints: file:///absolute/dir",
-    ),
-    (
-        "execution.savepoint.path",
-        "",
-        "checkpoint or savepoint directory to restore the job from",
-    ),
-    (
-        "execution.savepoint.ignore-unclaimed-state",
-        "false",
-        "allow restoring when the savepoint holds state of operators the job no longer has, \
-         or keyed state an operator no longer registers (that state is dropped)",
-    ),
-    (
-        "restart-strategy.type",
-        "",
-        "none | fixed-delay; default: fixed-delay when checkpointing, else none",
-    ),
-    (
-        "restart-strategy.fixed-delay.attempts",
-        "2147483647",
-        "restarts allowed before the job fails",
-    ),
-    (
-        "restart-strategy.fixed-delay.delay",
-        "1s",
-        "wait between a failure and the restart",
-    ),
-    (
-        "restart-strategy.exponential-delay.initial-backoff",
-        "1s",
-        "wait before the first restart",
-    ),
-    (
-        "restart-strategy.exponential-delay.max-backoff",
-        "1min",
-        "the wait never grows beyond this",
-    ),
-    (
-        "restart-strategy.exponential-delay.backoff-multiplier",
-        "1.5",
-        "each restart waits this many times longer",
-    ),
-    (
-        "restart-strategy.exponential-delay.jitter-factor",
-        "0.1",
-        "random +/- share of the wait, so restarts of many jobs spread out",
-    ),
-    (
-        "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-        "2147483647",
-        "restarts allowed before the job fails",
-    ),
-    (
-        "execution.checkpointing.externalized-checkpoint-retention",
-        "RETAIN_ON_CANCELLATION",
-        "RETAIN_ON_CANCELLATION (keep checkpoints when the job is cancelled) | DELETE_ON_CANCELLATION",
-    ),
-    (
-        "rest.address",
-        "127.0.0.1",
-        "address the REST API binds to, and the one `weir list|savepoint|stop|cancel` call",
-    ),
-    (
-        "rest.port",
-        "",
-        "port of the REST API (0: any free port); empty: `weir run` serves none, the CLI calls 8081",
-    ),
-    (
-        "jobmanager.rpc.address",
-        "127.0.0.1",
-        "where TaskManagers reach the JobManager (a host name or address)",
-    ),
-    (
-        "jobmanager.rpc.port",
-        "6123",
-        "the JobManager's RPC port, which TaskManagers register at",
-    ),
-    (
-        "jobmanager.bind-host",
-        "",
-        "address the JobManager's RPC port binds to; empty: $POD_IP if set, else 0.0.0.0",
-    ),
-    (
-        "taskmanager.memory.process.size",
-        "",
-        "memory budget of a TaskManager process (e.g. 1g, 1728m); sizes network buffers and RocksDB memory. Empty: no budget",
-    ),
-    (
-        "taskmanager.memory.framework.size",
-        "32m",
-        "part of the budget reserved for the runtime itself (threads, allocator, RPC, REST)",
-    ),
-    (
-        "taskmanager.network.memory.fraction",
-        "0.1",
-        "share of the budget for buffers between tasks (in-process channels and the network exchange)",
-    ),
-    (
-        "taskmanager.memory.managed.fraction",
-        "0.4",
-        "share of the budget for RocksDB (block cache and write buffers, shared by the TaskManager's instances)",
-    ),
-    (
-        "taskmanager.memory.segment-size",
-        "32kb",
-        "size of one network buffer: a channel holds one batch per buffer",
-    ),
-    (
-        "state.backend.rocksdb.memory.write-buffer-ratio",
-        "0.5",
-        "share of managed memory for RocksDB write buffers (memtables); the rest is the block cache",
-    ),
-    (
-        "taskmanager.numberOfTaskSlots",
-        "1",
-        "slots a TaskManager offers; a slot runs one subtask of every task",
-    ),
-    (
-        "taskmanager.host",
-        "",
-        "address a TaskManager's data port binds to and advertises; empty: $POD_IP if set, else 127.0.0.1",
-    ),
-    (
-        "taskmanager.data.port",
-        "0",
-        "a TaskManager's data port for the network exchange (0: any free port)",
-    ),
-    (
-        "heartbeat.interval",
-        "10s",
-        "how often the JobManager pings TaskManagers (they report metrics at least every second)",
-    ),
-    (
-        "heartbeat.timeout",
-        "50s",
-        "silence after which a TaskManager (or, seen from it, the JobManager) counts as lost",
-    ),
-    (
-        "execution.checkpointing.tolerable-failed-checkpoints",
-        "2147483647",
-        "consecutive checkpoint failures tolerated before the job fails (and restarts)",
-    ),
-];
 
 /// What to do when a task fails.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,21 +91,10 @@ pub fn parse_memory_size(v: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
-/// Parses a duration the way Flink writes them: `500ms`, `1s`, `10 s`, `2min`, `1h`, or a
-/// bare number of milliseconds.
+/// Parses a duration the way Flink writes them: `500ms`, `1s`, `10 s`, `2min`, `1h`, `1d`, or a
+/// bare number of milliseconds (the contract's grammar, [`weir_contract::duration`]).
 pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" | "milli" | "millis" | "milliseconds" => n,
-        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
-        "min" | "m" | "minute" | "minutes" => n * 60_000,
-        "h" | "hour" | "hours" => n * 3_600_000,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(ms))
+    weir_contract::duration::parse(v.trim()).ok()
 }
 
 /// Which keyed state backend operators use (`state.backend.type`).
@@ -440,34 +202,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            values: all_keys()
-                .map(|(k, v, _)| (k.to_string(), v.to_string()))
+            values: OPTIONS
+                .iter()
+                .map(|o| (o.key.to_string(), o.default.to_string()))
                 .collect(),
         }
     }
-}
-
-/// Every key: the engine's and the storage layer's (`s3.*`, owned by `weir-storage`).
-fn all_keys() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    KEYS.iter().chain(weir_storage::KEYS.iter())
-}
-
-/// Edit distance, to suggest the intended key.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 impl Config {
@@ -485,40 +225,29 @@ impl Config {
         Ok(c)
     }
 
-    /// Merges `key: value` lines; `#` starts a comment.
+    /// Merges a config file's text: YAML, flat (`a.b: v`) or nested (`a:` / `  b: v`).
+    /// Errors name `origin` and the line.
     pub fn merge_text(&mut self, text: &str, origin: &str) -> Result<()> {
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.split(" #").next().unwrap_or("").trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (k, v) = line.split_once(':').ok_or_else(|| {
+        let entries = weir_contract::config_file::parse(text)
+            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        for e in entries {
+            self.set(&e.key, e.value.trim()).map_err(|err| {
                 Error::Config(format!(
-                    "{origin}:{}: expected `key: value`, found `{line}`",
-                    n + 1
+                    "{origin}:{}: {}",
+                    e.line,
+                    err.to_string().trim_start_matches("configuration: ")
                 ))
             })?;
-            self.set(k.trim(), v.trim().trim_matches('"').trim_matches('\''))
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "{origin}:{}: {}",
-                        n + 1,
-                        e.to_string().trim_start_matches("configuration: ")
-                    ))
-                })?;
         }
         Ok(())
     }
 
     /// Sets one key, validating name and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        if !all_keys().any(|(k, _, _)| *k == key) {
-            let nearest = all_keys()
-                .min_by_key(|(k, _, _)| distance(k, key))
-                .map(|(k, _, _)| *k)
-                .unwrap_or("");
+        if opt::find(key).is_none() {
             return Err(Error::Config(format!(
-                "unknown key '{key}'; did you mean '{nearest}'?"
+                "unknown key '{key}'; did you mean '{}'?",
+                opt::nearest(key)
             )));
         }
         let old = self.values.insert(key.to_string(), value.to_string());
@@ -534,18 +263,18 @@ impl Config {
 
     /// `execution.savepoint.ignore-unclaimed-state`.
     pub(crate) fn allow_unclaimed_state(&self) -> bool {
-        self.get("execution.savepoint.ignore-unclaimed-state") == "true"
+        self.get(opt::SAVEPOINT_IGNORE_UNCLAIMED_STATE) == "true"
     }
 
-    fn get(&self, key: &str) -> &str {
+    fn get(&self, o: ConfigOption) -> &str {
         self.values
-            .get(key)
+            .get(o.key)
             .map(String::as_str)
             .expect("every key has a default")
     }
 
-    fn positive(&self, key: &str) -> Result<usize> {
-        let v = self.get(key);
+    fn positive(&self, o: ConfigOption) -> Result<usize> {
+        let (key, v) = (o.key, self.get(o));
         match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(Error::Config(format!(
@@ -554,8 +283,8 @@ impl Config {
         }
     }
 
-    fn duration(&self, key: &str) -> Result<std::time::Duration> {
-        let v = self.get(key);
+    fn duration(&self, o: ConfigOption) -> Result<std::time::Duration> {
+        let (key, v) = (o.key, self.get(o));
         parse_duration(v).ok_or_else(|| {
             Error::Config(format!(
                 "'{key}' must be a duration like 500ms, 10s or 2min, got '{v}'"
@@ -563,8 +292,8 @@ impl Config {
         })
     }
 
-    fn memory_size(&self, key: &str) -> Result<u64> {
-        let v = self.get(key);
+    fn memory_size(&self, o: ConfigOption) -> Result<u64> {
+        let (key, v) = (o.key, self.get(o));
         parse_memory_size(v).ok_or_else(|| {
             Error::Config(format!(
                 "'{key}' must be a memory size like 512m, 1g or 64kb, got '{v}'"
@@ -572,8 +301,8 @@ impl Config {
         })
     }
 
-    fn fraction(&self, key: &str) -> Result<f64> {
-        let v = self.get(key);
+    fn fraction(&self, o: ConfigOption) -> Result<f64> {
+        let (key, v) = (o.key, self.get(o));
         match v.parse::<f64>() {
             Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
             _ => Err(Error::Config(format!(
@@ -584,56 +313,59 @@ impl Config {
 
     /// The TaskManager memory keys (`taskmanager.memory.*`, `taskmanager.network.memory.*`).
     pub fn memory(&self) -> Result<crate::runtime::memory::MemoryConfig> {
-        let network_fraction = self.fraction("taskmanager.network.memory.fraction")?;
-        let managed_fraction = self.fraction("taskmanager.memory.managed.fraction")?;
+        let network_fraction = self.fraction(opt::NETWORK_MEMORY_FRACTION)?;
+        let managed_fraction = self.fraction(opt::MANAGED_MEMORY_FRACTION)?;
         if network_fraction + managed_fraction >= 1.0 {
             return Err(Error::Config(format!(
-                "'taskmanager.network.memory.fraction' ({network_fraction}) and \
-                 'taskmanager.memory.managed.fraction' ({managed_fraction}) leave nothing of the \
-                 budget for tasks; their sum must be below 1"
+                "'{}' ({network_fraction}) and '{}' ({managed_fraction}) leave nothing of the \
+                 budget for tasks; their sum must be below 1",
+                opt::NETWORK_MEMORY_FRACTION.key,
+                opt::MANAGED_MEMORY_FRACTION.key
             )));
         }
-        let segment = self.memory_size("taskmanager.memory.segment-size")?;
+        let segment = self.memory_size(opt::MEMORY_SEGMENT_SIZE)?;
         if segment < 1024 {
             return Err(Error::Config(format!(
-                "'taskmanager.memory.segment-size' must be at least 1kb, got '{}'",
-                self.get("taskmanager.memory.segment-size")
+                "'{}' must be at least 1kb, got '{}'",
+                opt::MEMORY_SEGMENT_SIZE.key,
+                self.get(opt::MEMORY_SEGMENT_SIZE)
             )));
         }
         Ok(crate::runtime::memory::MemoryConfig {
-            process: match self.get("taskmanager.memory.process.size") {
+            process: match self.get(opt::MEMORY_PROCESS_SIZE) {
                 "" => None,
-                _ => Some(self.memory_size("taskmanager.memory.process.size")?),
+                _ => Some(self.memory_size(opt::MEMORY_PROCESS_SIZE)?),
             },
-            framework: self.memory_size("taskmanager.memory.framework.size")?,
+            framework: self.memory_size(opt::MEMORY_FRAMEWORK_SIZE)?,
             network_fraction,
             managed_fraction,
             segment,
-            write_buffer_ratio: self.fraction("state.backend.rocksdb.memory.write-buffer-ratio")?,
+            write_buffer_ratio: self.fraction(opt::ROCKSDB_WRITE_BUFFER_RATIO)?,
         })
     }
 
-    fn optional(&self, key: &str) -> Option<String> {
-        Some(self.get(key).to_string()).filter(|v| !v.is_empty())
+    fn optional(&self, o: ConfigOption) -> Option<String> {
+        Some(self.get(o).to_string()).filter(|v| !v.is_empty())
     }
 
     /// Checkpointing, restore and restart settings, checked for consistency.
     pub fn checkpointing(&self) -> Result<CheckpointConfig> {
         let c = self.checkpointing_values()?;
         if c.interval.is_some() && c.dir.is_none() {
-            return Err(Error::Config(
-                "execution.checkpointing.interval is set but state.checkpoints.dir is not; set it to file:///some/dir".into(),
-            ));
+            return Err(Error::Config(format!(
+                "{} is set but {} is not; set it to file:///some/dir",
+                opt::CHECKPOINTING_INTERVAL.key,
+                opt::CHECKPOINTS_DIR.key
+            )));
         }
         Ok(c)
     }
 
     /// The settings, each value checked on its own (keys may be set in any order).
     fn checkpointing_values(&self) -> Result<CheckpointConfig> {
-        let interval =
-            Some(self.duration("execution.checkpointing.interval")?).filter(|d| !d.is_zero());
+        let interval = Some(self.duration(opt::CHECKPOINTING_INTERVAL)?).filter(|d| !d.is_zero());
         let mode = match self
-            .get("execution.checkpointing.mode")
+            .get(opt::CHECKPOINTING_MODE)
             .to_ascii_uppercase()
             .as_str()
         {
@@ -641,74 +373,82 @@ impl Config {
             "AT_LEAST_ONCE" => CheckpointingMode::AtLeastOnce,
             v => {
                 return Err(Error::Config(format!(
-                    "'execution.checkpointing.mode' must be EXACTLY_ONCE or AT_LEAST_ONCE, got '{v}'"
+                    "'{}' must be EXACTLY_ONCE or AT_LEAST_ONCE, got '{v}'",
+                    opt::CHECKPOINTING_MODE.key
                 )));
             }
         };
-        let unaligned = self.boolean("execution.checkpointing.unaligned")?;
+        let unaligned = self.boolean(opt::CHECKPOINTING_UNALIGNED)?;
         if unaligned && mode == CheckpointingMode::AtLeastOnce {
-            return Err(Error::Config(
-                "'execution.checkpointing.unaligned' needs execution.checkpointing.mode EXACTLY_ONCE \
-                 (at-least-once checkpoints do not align, so there is nothing to overtake)"
-                    .into(),
-            ));
+            return Err(Error::Config(format!(
+                "'{}' needs {} EXACTLY_ONCE (at-least-once checkpoints do not align, so there is \
+                 nothing to overtake)",
+                opt::CHECKPOINTING_UNALIGNED.key,
+                opt::CHECKPOINTING_MODE.key
+            )));
         }
-        let dir = self.optional("state.checkpoints.dir");
+        let dir = self.optional(opt::CHECKPOINTS_DIR);
         let retained: usize = self
-            .get("state.checkpoints.num-retained")
+            .get(opt::CHECKPOINTS_RETAINED)
             .parse()
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "'state.checkpoints.num-retained' must be at least 1, got '{}'",
-                    self.get("state.checkpoints.num-retained")
+                    "'{}' must be at least 1, got '{}'",
+                    opt::CHECKPOINTS_RETAINED.key,
+                    self.get(opt::CHECKPOINTS_RETAINED)
                 ))
             })?;
-        let number = |key: &str| -> Result<u64> {
-            self.get(key).parse().map_err(|_| {
+        let number = |o: ConfigOption| -> Result<u64> {
+            self.get(o).parse().map_err(|_| {
                 Error::Config(format!(
-                    "'{key}' must be a whole number, got '{}'",
-                    self.get(key)
+                    "'{}' must be a whole number, got '{}'",
+                    o.key,
+                    self.get(o)
                 ))
             })
         };
-        let float = |key: &str| -> Result<f64> {
-            self.get(key).parse().map_err(|_| {
-                Error::Config(format!("'{key}' must be a number, got '{}'", self.get(key)))
+        let float = |o: ConfigOption| -> Result<f64> {
+            self.get(o).parse().map_err(|_| {
+                Error::Config(format!(
+                    "'{}' must be a number, got '{}'",
+                    o.key,
+                    self.get(o)
+                ))
             })
         };
         let fixed = || -> Result<RestartStrategy> {
             Ok(RestartStrategy::FixedDelay {
-                attempts: number("restart-strategy.fixed-delay.attempts")?,
-                delay: self.duration("restart-strategy.fixed-delay.delay")?,
+                attempts: number(opt::FIXED_DELAY_ATTEMPTS)?,
+                delay: self.duration(opt::FIXED_DELAY_DELAY)?,
             })
         };
-        let restart = match self.get("restart-strategy.type") {
+        let restart = match self.get(opt::RESTART_STRATEGY) {
             "none" | "disable" => RestartStrategy::None,
             "fixed-delay" => fixed()?,
             "exponential-delay" => {
-                let jitter = float("restart-strategy.exponential-delay.jitter-factor")?;
+                let jitter = float(opt::EXPONENTIAL_JITTER)?;
                 if !(0.0..=1.0).contains(&jitter) {
                     return Err(Error::Config(format!(
-                        "'restart-strategy.exponential-delay.jitter-factor' must be between 0 and 1, got {jitter}"
+                        "'{}' must be between 0 and 1, got {jitter}",
+                        opt::EXPONENTIAL_JITTER.key
                     )));
                 }
                 RestartStrategy::ExponentialDelay {
-                    initial: self.duration("restart-strategy.exponential-delay.initial-backoff")?,
-                    max: self.duration("restart-strategy.exponential-delay.max-backoff")?,
-                    multiplier: float("restart-strategy.exponential-delay.backoff-multiplier")?,
+                    initial: self.duration(opt::EXPONENTIAL_INITIAL_BACKOFF)?,
+                    max: self.duration(opt::EXPONENTIAL_MAX_BACKOFF)?,
+                    multiplier: float(opt::EXPONENTIAL_MULTIPLIER)?,
                     jitter,
-                    attempts: number(
-                        "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-                    )?,
+                    attempts: number(opt::EXPONENTIAL_ATTEMPTS)?,
                 }
             }
             "" if interval.is_some() => fixed()?,
             "" => RestartStrategy::None,
             v => {
                 return Err(Error::Config(format!(
-                    "'restart-strategy.type' must be none, fixed-delay or exponential-delay, got '{v}'"
+                    "'{}' must be none, fixed-delay or exponential-delay, got '{v}'",
+                    opt::RESTART_STRATEGY.key
                 )));
             }
         };
@@ -716,16 +456,16 @@ impl Config {
             interval,
             mode,
             unaligned,
-            timeout: self.duration("execution.checkpointing.timeout")?,
-            min_pause: self.duration("execution.checkpointing.min-pause")?,
+            timeout: self.duration(opt::CHECKPOINTING_TIMEOUT)?,
+            min_pause: self.duration(opt::CHECKPOINTING_MIN_PAUSE)?,
             dir,
             retained,
-            savepoints_dir: self.optional("state.savepoints.dir"),
-            restore_from: self.optional("execution.savepoint.path"),
+            savepoints_dir: self.optional(opt::SAVEPOINTS_DIR),
+            restore_from: self.optional(opt::SAVEPOINT_PATH),
             restart,
-            tolerable_failures: number("execution.checkpointing.tolerable-failed-checkpoints")?,
+            tolerable_failures: number(opt::TOLERABLE_FAILED_CHECKPOINTS)?,
             retention: match self
-                .get("execution.checkpointing.externalized-checkpoint-retention")
+                .get(opt::CHECKPOINT_RETENTION)
                 .to_ascii_uppercase()
                 .as_str()
             {
@@ -733,8 +473,8 @@ impl Config {
                 "DELETE_ON_CANCELLATION" => CheckpointRetention::DeleteOnCancellation,
                 v => {
                     return Err(Error::Config(format!(
-                        "'execution.checkpointing.externalized-checkpoint-retention' must be \
-                         RETAIN_ON_CANCELLATION or DELETE_ON_CANCELLATION, got '{v}'"
+                        "'{}' must be RETAIN_ON_CANCELLATION or DELETE_ON_CANCELLATION, got '{v}'",
+                        opt::CHECKPOINT_RETENTION.key
                     )));
                 }
             },
@@ -745,10 +485,10 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         for k in [
-            "parallelism.default",
-            "pipeline.max-parallelism",
-            "pipeline.batch-size",
-            "pipeline.channel-capacity",
+            opt::PARALLELISM_DEFAULT,
+            opt::MAX_PARALLELISM,
+            opt::BATCH_SIZE,
+            opt::CHANNEL_CAPACITY,
         ] {
             self.positive(k)?;
         }
@@ -760,9 +500,11 @@ impl Config {
         self.memory()?;
         if self.parallelism()? > self.max_parallelism()? {
             return Err(Error::Config(format!(
-                "parallelism.default ({}) exceeds pipeline.max-parallelism ({})",
-                self.get("parallelism.default"),
-                self.get("pipeline.max-parallelism")
+                "{} ({}) exceeds {} ({})",
+                opt::PARALLELISM_DEFAULT.key,
+                self.get(opt::PARALLELISM_DEFAULT),
+                opt::MAX_PARALLELISM.key,
+                self.get(opt::MAX_PARALLELISM)
             )));
         }
         Ok(())
@@ -780,35 +522,37 @@ impl Config {
     /// The cluster keys (`jobmanager.*`, `taskmanager.*`, `heartbeat.*`). Empty bind
     /// addresses default to `pod_ip` (the pod's address on Kubernetes).
     pub fn cluster(&self, pod_ip: Option<&str>) -> Result<crate::runtime::cluster::ClusterConfig> {
-        let port = |key: &str| -> Result<u16> {
-            let v = self.get(key);
+        let port = |o: ConfigOption| -> Result<u16> {
+            let (key, v) = (o.key, self.get(o));
             v.parse().map_err(|_| {
                 Error::Config(format!(
                     "'{key}' must be a port number (0-65535), got '{v}'"
                 ))
             })
         };
-        let or = |key: &str, fallback: &str| -> String {
-            match self.get(key) {
+        let or = |o: ConfigOption, fallback: &str| -> String {
+            match self.get(o) {
                 "" => pod_ip.unwrap_or(fallback).to_string(),
                 v => v.to_string(),
             }
         };
-        let heartbeat_interval = self.duration("heartbeat.interval")?;
-        let heartbeat_timeout = self.duration("heartbeat.timeout")?;
+        let heartbeat_interval = self.duration(opt::HEARTBEAT_INTERVAL)?;
+        let heartbeat_timeout = self.duration(opt::HEARTBEAT_TIMEOUT)?;
         if heartbeat_timeout <= heartbeat_interval {
             return Err(Error::Config(format!(
-                "'heartbeat.timeout' ({heartbeat_timeout:?}) must be longer than 'heartbeat.interval' ({heartbeat_interval:?})"
+                "'{}' ({heartbeat_timeout:?}) must be longer than '{}' ({heartbeat_interval:?})",
+                opt::HEARTBEAT_TIMEOUT.key,
+                opt::HEARTBEAT_INTERVAL.key
             )));
         }
         Ok(crate::runtime::cluster::ClusterConfig {
-            rpc_address: self.get("jobmanager.rpc.address").to_string(),
-            rpc_port: port("jobmanager.rpc.port")?,
+            rpc_address: self.get(opt::RPC_ADDRESS).to_string(),
+            rpc_port: port(opt::RPC_PORT)?,
             // Off Kubernetes only this host reaches the RPC port unless told otherwise.
-            rpc_bind_host: or("jobmanager.bind-host", "127.0.0.1"),
-            slots: self.positive("taskmanager.numberOfTaskSlots")?,
-            taskmanager_host: or("taskmanager.host", "127.0.0.1"),
-            data_port: port("taskmanager.data.port")?,
+            rpc_bind_host: or(opt::RPC_BIND_HOST, "127.0.0.1"),
+            slots: self.positive(opt::TASK_SLOTS)?,
+            taskmanager_host: or(opt::TASKMANAGER_HOST, "127.0.0.1"),
+            data_port: port(opt::DATA_PORT)?,
             heartbeat_interval,
             heartbeat_timeout,
             memory: self.memory()?,
@@ -817,43 +561,45 @@ impl Config {
 
     /// `rest.address` and `rest.port`.
     pub fn rest(&self) -> Result<RestConfig> {
-        let port = match self.get("rest.port") {
+        let port = match self.get(opt::REST_PORT) {
             "" => None,
             v => Some(v.parse().map_err(|_| {
                 Error::Config(format!(
-                    "'rest.port' must be a port number (0-65535), got '{v}'"
+                    "'{}' must be a port number (0-65535), got '{v}'",
+                    opt::REST_PORT.key
                 ))
             })?),
         };
         Ok(RestConfig {
-            address: self.get("rest.address").to_string(),
+            address: self.get(opt::REST_ADDRESS).to_string(),
             port,
         })
     }
 
     /// `parallelism.default`.
     pub fn parallelism(&self) -> Result<usize> {
-        self.positive("parallelism.default")
+        self.positive(opt::PARALLELISM_DEFAULT)
     }
     /// `pipeline.max-parallelism`.
     pub fn max_parallelism(&self) -> Result<usize> {
-        self.positive("pipeline.max-parallelism")
+        self.positive(opt::MAX_PARALLELISM)
     }
     /// `pipeline.batch-size`.
     pub fn batch_size(&self) -> Result<usize> {
-        self.positive("pipeline.batch-size")
+        self.positive(opt::BATCH_SIZE)
     }
     /// `pipeline.channel-capacity`.
     pub fn channel_capacity(&self) -> Result<usize> {
-        self.positive("pipeline.channel-capacity")
+        self.positive(opt::CHANNEL_CAPACITY)
     }
     /// `pipeline.operator-chaining.enabled`.
     pub fn chaining(&self) -> Result<bool> {
-        self.boolean("pipeline.operator-chaining.enabled")
+        self.boolean(opt::OPERATOR_CHAINING)
     }
     /// A `true`/`false` key.
-    fn boolean(&self, key: &str) -> Result<bool> {
-        match self.get(key) {
+    fn boolean(&self, o: ConfigOption) -> Result<bool> {
+        let key = o.key;
+        match self.get(o) {
             "true" => Ok(true),
             "false" => Ok(false),
             v => Err(Error::Config(format!(
@@ -864,31 +610,34 @@ impl Config {
     /// The keyed state backend: `state.backend.type`, `state.backend.incremental`,
     /// `state.backend.rocksdb.localdir`.
     pub fn state_backend(&self) -> Result<StateBackendConfig> {
-        let kind = match self.get("state.backend.type").to_ascii_lowercase().as_str() {
+        let kind = match self.get(opt::STATE_BACKEND).to_ascii_lowercase().as_str() {
             "hashmap" => StateBackendKind::HashMap,
             "rocksdb" => StateBackendKind::RocksDb,
             v => {
                 return Err(Error::Config(format!(
-                    "'state.backend.type' must be hashmap or rocksdb, got '{v}'"
+                    "'{}' must be hashmap or rocksdb, got '{v}'",
+                    opt::STATE_BACKEND.key
                 )));
             }
         };
-        let incremental = match self.get("state.backend.incremental") {
+        let incremental = match self.get(opt::STATE_BACKEND_INCREMENTAL) {
             "true" => true,
             "false" => false,
             v => {
                 return Err(Error::Config(format!(
-                    "'state.backend.incremental' must be true or false, got '{v}'"
+                    "'{}' must be true or false, got '{v}'",
+                    opt::STATE_BACKEND_INCREMENTAL.key
                 )));
             }
         };
-        let local_dir = match self.optional("state.backend.rocksdb.localdir") {
+        let local_dir = match self.optional(opt::ROCKSDB_LOCAL_DIR) {
             None => std::env::temp_dir(),
             Some(d) => {
                 let p = std::path::PathBuf::from(d.strip_prefix("file://").unwrap_or(&d));
                 if !p.is_absolute() {
                     return Err(Error::Config(format!(
-                        "'state.backend.rocksdb.localdir' must be an absolute local path, got '{d}'"
+                        "'{}' must be an absolute local path, got '{d}'",
+                        opt::ROCKSDB_LOCAL_DIR.key
                     )));
                 }
                 p
@@ -903,11 +652,12 @@ impl Config {
     }
     /// `pipeline.decode-error-policy`.
     pub fn decode_error_policy(&self) -> Result<DecodeErrorPolicy> {
-        match self.get("pipeline.decode-error-policy") {
+        match self.get(opt::DECODE_ERROR_POLICY) {
             "fail" => Ok(DecodeErrorPolicy::Fail),
             "skip" => Ok(DecodeErrorPolicy::Skip),
             v => Err(Error::Config(format!(
-                "'pipeline.decode-error-policy' must be fail or skip, got '{v}'"
+                "'{}' must be fail or skip, got '{v}'",
+                opt::DECODE_ERROR_POLICY.key
             ))),
         }
     }

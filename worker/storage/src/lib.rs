@@ -38,8 +38,7 @@ pub use bytes::Bytes;
 pub use crate::error::{BoxError, Result, S3Error, StorageError};
 pub use crate::file::FileStore;
 pub use crate::options::{
-    DEFAULT_PART_SIZE, KEYS, MIN_PART_SIZE, RetryPolicy, S3_ENDPOINT, S3_PATH_STYLE_ACCESS,
-    S3_REGION, StaticCredentials, StorageOptions,
+    DEFAULT_PART_SIZE, MIN_PART_SIZE, RetryPolicy, StaticCredentials, StorageOptions,
 };
 pub use crate::s3::S3Store;
 

@@ -1,38 +1,14 @@
 //! Settings for opening a store: the S3 connection (endpoint, region, path-style), retry and
 //! timeout bounds, and multipart sizes. Independent of the engine's configuration type: the
 //! engine hands over its key/value pairs and [`StorageOptions::from_config`] picks out the
-//! `s3.*` keys it knows.
+//! `s3.*` keys it knows (their names, defaults and descriptions are the contract's,
+//! `weir_contract::options`).
 
 use std::time::Duration;
 
 use crate::error::{Result, StorageError};
 
-/// Configuration key: S3 endpoint URL for S3-compatible servers, e.g. `http://127.0.0.1:9000`.
-pub const S3_ENDPOINT: &str = "s3.endpoint";
-/// Configuration key: address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`.
-pub const S3_PATH_STYLE_ACCESS: &str = "s3.path-style-access";
-/// Configuration key: the S3 region.
-pub const S3_REGION: &str = "s3.region";
-
-/// Every configuration key this crate reads, with its default and a one-line description, in
-/// the same shape as the engine's key table so it can be merged into it.
-pub const KEYS: &[(&str, &str, &str)] = &[
-    (
-        S3_ENDPOINT,
-        "",
-        "S3 endpoint URL for S3-compatible servers; empty means AWS's endpoint for the region",
-    ),
-    (
-        S3_PATH_STYLE_ACCESS,
-        "false",
-        "address buckets by path (endpoint/bucket/key) instead of virtual host; needed by most S3-compatible servers",
-    ),
-    (
-        S3_REGION,
-        "",
-        "S3 region; empty means the AWS region chain (AWS_REGION, profile), or us-east-1 when an endpoint is set",
-    ),
-];
+use weir_contract::options::{S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION};
 
 /// Default multipart part size, and the size above which uploads go multipart: 8 MiB.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -115,7 +91,7 @@ impl Default for StorageOptions {
 }
 
 impl StorageOptions {
-    /// Reads the `s3.*` keys ([`KEYS`]) from configuration key/value pairs, e.g. a
+    /// Reads the `s3.*` keys (`weir_contract::options::S3_*`) from configuration key/value pairs, e.g. a
     /// `&BTreeMap<String, String>`. Other keys are ignored (the engine validates unknown keys);
     /// empty values mean "not set". Fails on a malformed value, naming key and value.
     pub fn from_config<I, K, V>(config: I) -> Result<Self>
@@ -128,14 +104,16 @@ impl StorageOptions {
         for (key, value) in config {
             let (key, value) = (key.as_ref(), value.as_ref().trim());
             match key {
-                S3_ENDPOINT if !value.is_empty() => {
+                k if k == S3_ENDPOINT.key && !value.is_empty() => {
                     if !(value.starts_with("http://") || value.starts_with("https://")) {
                         return Err(invalid(key, value, "expected an http:// or https:// URL"));
                     }
                     options.endpoint = Some(value.trim_end_matches('/').to_owned());
                 }
-                S3_REGION if !value.is_empty() => options.region = Some(value.to_owned()),
-                S3_PATH_STYLE_ACCESS => {
+                k if k == S3_REGION.key && !value.is_empty() => {
+                    options.region = Some(value.to_owned())
+                }
+                k if k == S3_PATH_STYLE_ACCESS.key => {
                     options.path_style = match value.to_ascii_lowercase().as_str() {
                         "true" => true,
                         "false" | "" => false,

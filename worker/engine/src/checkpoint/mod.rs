@@ -417,7 +417,8 @@ impl RestorePlan {
     pub fn open(uri: &str, storage: &StorageOptions) -> Result<Self> {
         let store = weir_storage::open(uri, storage).map_err(|e| {
             Error::Restore(format!(
-                "cannot open '{uri}' (execution.savepoint.path): {}",
+                "cannot open '{uri}' ({}): {}",
+                weir_contract::options::SAVEPOINT_PATH.key,
                 crate::error::report(&e)
             ))
         })?;
@@ -508,8 +509,10 @@ impl RestorePlan {
     ) -> Result<()> {
         if self.metadata.max_parallelism != max_parallelism {
             return Err(Error::Restore(format!(
-                "{} was taken with pipeline.max-parallelism {} but the job has {max_parallelism}; they must match",
-                self.path, self.metadata.max_parallelism
+                "{} was taken with {} {} but the job has {max_parallelism}; they must match",
+                self.path,
+                weir_contract::options::MAX_PARALLELISM.key,
+                self.metadata.max_parallelism
             )));
         }
         let unclaimed: Vec<&String> = self
@@ -520,13 +523,14 @@ impl RestorePlan {
         if !unclaimed.is_empty() && !allow_non_restored {
             return Err(Error::Restore(format!(
                 "{} holds state for operators the job does not have: {}; give them the same uid, or set \
-                 execution.savepoint.ignore-unclaimed-state: true to drop that state",
+                 {}: true to drop that state",
                 self.path,
                 unclaimed
                     .iter()
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                weir_contract::options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key
             )));
         }
         Ok(())
