@@ -26,8 +26,12 @@ pub fn recover(dir: &Path, conf: &Config) -> Result<Option<String>> {
     let restored_from = lines.next().map(str::trim).filter(|l| !l.is_empty());
     let checkpointing = conf.checkpointing()?;
     if let (Some(checkpoints), false) = (&checkpointing.dir, job_id.is_empty()) {
-        let store = weir_storage::open(checkpoints, &checkpointing.storage)
-            .with_context(|| format!("cannot open {} '{checkpoints}'", options::CHECKPOINTS_DIR.key))?;
+        let store = weir_storage::open(checkpoints, &checkpointing.storage).with_context(|| {
+            format!(
+                "cannot open {} '{checkpoints}'",
+                options::CHECKPOINTS_DIR.key
+            )
+        })?;
         let objects = store.list(&format!("{job_id}/")).with_context(|| {
             format!("cannot list the checkpoints of run {job_id} in {checkpoints}")
         })?;
@@ -38,10 +42,9 @@ pub fn recover(dir: &Path, conf: &Config) -> Result<Option<String>> {
             })
             .max();
         if let Some(n) = newest {
-            return Ok(Some(store.uri(&format!(
-                "{job_id}/{}",
-                layout::checkpoint_dir_name(n)
-            ))));
+            return Ok(Some(
+                store.uri(&format!("{job_id}/{}", layout::checkpoint_dir_name(n))),
+            ));
         }
     }
     Ok(restored_from.map(str::to_string))

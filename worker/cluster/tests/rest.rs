@@ -544,6 +544,8 @@ fn idle_connections_beyond_the_limit_neither_block_the_api_nor_fail_the_job() {
         7 * 120,
         "the job's output is complete"
     );
+}
+
 /// The server's JSON read into the contract's type `T` serializes back to exactly the same
 /// JSON: no field lost, renamed or mistyped between the server and the clients.
 fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &Value) -> T {
