@@ -447,8 +447,11 @@ fn killed_process_resumes_exactly_once(backend: &str) {
 }
 
 /// Every committed line of a file sink's output at `uri` on `s3`, sorted, read through the
-/// S3 API (completed objects only); asserts that no multipart upload is left open, neither
-/// in the sink's bookkeeping nor on the server.
+/// S3 API (completed objects only); asserts that no multipart upload is left open in the
+/// sink's bookkeeping, and at most one per writer (one sink subtask here) on the server: a
+/// process killed between `CreateMultipartUpload` and writing the upload's marker leaves an
+/// upload nobody knows of — s3s-fs has no ListMultipartUploads to find it by, so only a
+/// bucket lifecycle rule removes it (docs/storage.md, *Multipart uploads for writers*).
 fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
     let out = weir_storage::open(uri, &s3.options()).unwrap();
     let mut lines: Vec<String> = Vec::new();
@@ -461,7 +464,7 @@ fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
         out.list_uploads("").unwrap().is_empty(),
         "{uri}: uploads left open"
     );
-    assert!(s3.open_uploads().is_empty(), "{:?}", s3.open_uploads());
+    assert!(s3.open_uploads().len() <= 1, "{:?}", s3.open_uploads());
     lines
 }
 
