@@ -275,6 +275,18 @@ pub enum RestartStrategy {
 }
 
 impl RestartStrategy {
+    /// The longest wait before any restart (`None` when the job never restarts): with
+    /// jitter, an exponential delay's cap can be exceeded by its jitter share.
+    pub fn longest_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay { delay, .. } => Some(*delay),
+            RestartStrategy::ExponentialDelay { max, jitter, .. } => {
+                Some(max.mul_f64(1.0 + jitter.clamp(0.0, 1.0)))
+            }
+        }
+    }
+
     /// The wait before restart number `n` (0-based), given `random` uniform in [0, 1);
     /// `None` when no restart is allowed.
     pub fn delay(&self, n: u64, random: f64) -> Option<std::time::Duration> {

@@ -211,6 +211,10 @@ pub(crate) struct PlanOptions {
     /// This process's memory budget: channel capacities and RocksDB memory are fitted to
     /// it when tasks are instantiated (`None`: `pipeline.channel-capacity`, RocksDB defaults).
     pub(crate) memory: Option<super::memory::MemoryBudget>,
+    /// `execution.checkpointing.interval` and the restart strategy, for connectors that
+    /// check their own timeouts against them (see [`SubtaskInfo::checkpoint_interval`]).
+    pub(crate) checkpoint_interval: Option<std::time::Duration>,
+    pub(crate) restart: crate::config::RestartStrategy,
 }
 
 impl JobGraph {
@@ -571,6 +575,8 @@ impl JobGraph {
                         state_backend: state_backend.clone(),
                         allow_unclaimed_state: opts.allow_unclaimed_state,
                         savepoint_at: opts.savepoint_at.clone(),
+                        checkpoint_interval: opts.checkpoint_interval,
+                        restart: opts.restart.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {
