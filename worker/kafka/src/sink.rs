@@ -85,6 +85,8 @@ impl std::fmt::Debug for Partitioner {
     }
 }
 
+type KeyFn<T> = Arc<dyn Fn(&T) -> Option<Vec<u8>> + Send + Sync>;
+type ValueFn<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 type SerializeFn<T> = Arc<dyn Fn(&T) -> ProducedRecord + Send + Sync>;
 
 struct SinkConfig<T> {
@@ -106,8 +108,8 @@ pub struct KafkaSink<T> {
 pub struct KafkaSinkBuilder<T> {
     client: ClientOptions,
     topic: Option<String>,
-    key: Option<Arc<dyn Fn(&T) -> Option<Vec<u8>> + Send + Sync>>,
-    value: Option<Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>>,
+    key: Option<KeyFn<T>>,
+    value: Option<ValueFn<T>>,
     record: Option<SerializeFn<T>>,
     partitioner: Partitioner,
     guarantee: DeliveryGuarantee,

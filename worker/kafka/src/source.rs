@@ -401,6 +401,9 @@ impl<T> KafkaReader<T> {
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "true"),
             ("allow.auto.create.topics", "false"),
+            // A checkpointed offset the broker no longer has (retention deleted it) resumes
+            // at the oldest record left rather than skipping everything to the end.
+            ("auto.offset.reset", "earliest"),
         ];
         // librdkafka refuses to assign partitions without a group id, even though the reader
         // never joins the group (it assigns partitions itself); nothing is committed to this
@@ -785,10 +788,10 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
                             best = Some((ts, i));
                         }
                     }
+                    // Not at its end: its next records may be older than the others'.
                     None if p.at_end.is_none() && !p.fetched_all && p.paused_until.is_none() => {
-                        if now.duration_since(*p.empty_since.get_or_insert(now)) < ALIGN_WAIT {
-                            blocked = true;
-                        }
+                        let since = *p.empty_since.get_or_insert(now);
+                        blocked |= now.duration_since(since) < ALIGN_WAIT;
                     }
                     None => {}
                 }

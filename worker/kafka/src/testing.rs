@@ -44,6 +44,12 @@ pub fn noida_db_binary() -> PathBuf {
     path
 }
 
+/// A record to produce: `(partition, key, value, timestamp)`.
+pub type TestRecord = (i32, Option<Vec<u8>>, Vec<u8>, i64);
+
+/// A record read back: `(partition, key, value)`.
+pub type ReadRecord = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A running noida-db Kafka broker; killed on drop.
 #[derive(Debug)]
 pub struct Broker {
@@ -158,7 +164,7 @@ impl Broker {
     }
 
     /// Writes records `(partition, key, value, timestamp)` to `topic` and waits for them.
-    pub fn produce(&self, topic: &str, records: &[(i32, Option<Vec<u8>>, Vec<u8>, i64)]) {
+    pub fn produce(&self, topic: &str, records: &[TestRecord]) {
         let p: BaseProducer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap_servers())
             .set("linger.ms", "5")
@@ -188,11 +194,7 @@ impl Broker {
 
     /// Every record of `topic` as `(partition, key, value)`, in partition and offset order,
     /// as a consumer with `isolation.level` (`read_committed` or `read_uncommitted`) sees it.
-    pub fn read_all(
-        &self,
-        topic: &str,
-        isolation: &str,
-    ) -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn read_all(&self, topic: &str, isolation: &str) -> Vec<ReadRecord> {
         let c: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap_servers())
             .set("group.id", "weir-test-reader")
@@ -212,14 +214,13 @@ impl Broker {
         }
         c.assign(&tpl).expect("assign");
         let mut at_end = BTreeSet::new();
-        let mut by_part: BTreeMap<i32, Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)>> =
-            BTreeMap::new();
+        let mut by_part: BTreeMap<i32, Vec<ReadRecord>> = BTreeMap::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while at_end.len() < parts.len() {
             assert!(Instant::now() < deadline, "reading {topic} took over 60 s");
             match c.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => by_part.entry(m.partition()).or_default().push((
-                    m.offset(),
+                    m.partition(),
                     m.key().map(<[u8]>::to_vec),
                     m.payload().map(<[u8]>::to_vec),
                 )),
@@ -230,10 +231,7 @@ impl Broker {
                 None => {}
             }
         }
-        by_part
-            .into_iter()
-            .flat_map(|(p, recs)| recs.into_iter().map(move |(_, k, v)| (p, k, v)))
-            .collect()
+        by_part.into_values().flatten().collect()
     }
 
     /// The offsets group `group` committed for `topic`, by partition.

@@ -19,8 +19,18 @@ use weir_kafka::{DeliveryGuarantee, KafkaSink, KafkaSource, StartingOffsets, Sto
 
 const PARTITIONS: i32 = 4;
 const EVENTS: u64 = 6_000;
-/// 2026-01-01T00:00:00Z.
-const BASE_TS: i64 = 1_767_225_600_000;
+/// Event time of the first event: ten minutes ago. Recent, because the broker deletes
+/// records older than its retention (7 days) while a test runs.
+fn base_ts() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 600_000
+    })
+}
 
 fn broker() -> (TempDir, Broker) {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +61,7 @@ fn produce_events(broker: &Broker, topic: &str) {
                 (i % PARTITIONS as u64) as i32,
                 None,
                 i.to_string().into_bytes(),
-                BASE_TS + i as i64 * 10,
+                base_ts() + i as i64 * 10,
             )
         })
         .collect();
@@ -66,7 +76,7 @@ fn result_line(key: &str, start: i64, count: u64, sum: u64) -> String {
 fn expected() -> Vec<String> {
     let mut m: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
     for i in 0..EVENTS {
-        let ts = BASE_TS + i as i64 * 10;
+        let ts = base_ts() + i as i64 * 10;
         let e = m
             .entry((format!("k{}", i % 7), ts - ts.rem_euclid(1000)))
             .or_default();
@@ -218,7 +228,7 @@ fn pipeline<S: Sink<String>>(
     .uid("results");
 }
 
-fn values(records: Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>) -> Vec<String> {
+fn values(records: Vec<weir_kafka::testing::ReadRecord>) -> Vec<String> {
     let mut v: Vec<String> = records
         .into_iter()
         .map(|(_, _, v)| String::from_utf8(v.unwrap_or_default()).unwrap())
@@ -286,9 +296,10 @@ fn kafka_to_windows_to_kafka_exactly_once_survives_failures_at_seeded_points_and
         before_commit.load(Ordering::SeqCst),
         "the failure before a commit fired"
     );
+    // Two failures of different subtasks may fall into one attempt (one restart).
     assert!(
-        result.restarts >= 4,
-        "three task failures and one before a commit, restarts: {}",
+        result.restarts >= 2,
+        "task failures and one before a commit, restarts: {}",
         result.restarts
     );
     assert_same(
@@ -411,7 +422,7 @@ fn a_restore_resumes_from_the_checkpointed_offsets_not_the_groups_committed_offs
     let (_dir, broker) = broker();
     broker.create_topic("resume", 2);
     let records: Vec<_> = (0..2_000u64)
-        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), BASE_TS))
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), base_ts()))
         .collect();
     broker.produce("resume", &records);
     let sp = tempfile::tempdir().unwrap();
@@ -453,7 +464,7 @@ fn a_restore_resumes_from_the_checkpointed_offsets_not_the_groups_committed_offs
 fn partitions_added_while_the_job_runs_are_discovered_and_read() {
     let (_dir, broker) = broker();
     broker.create_topic("growing", 1);
-    let rec = |p: i32, i: u64| (p, None, i.to_string().into_bytes(), BASE_TS);
+    let rec = |p: i32, i: u64| (p, None, i.to_string().into_bytes(), base_ts());
     broker.produce("growing", &(0..10).map(|i| rec(0, i)).collect::<Vec<_>>());
     let env = env(&[("parallelism.default", "2".into())]);
     let source = KafkaSource::<u64>::builder()
@@ -552,7 +563,7 @@ fn an_undecodable_record_fails_naming_its_position_or_is_skipped_by_policy() {
         "mixed",
         &values
             .iter()
-            .map(|v| (0, None, v.as_bytes().to_vec(), BASE_TS))
+            .map(|v| (0, None, v.as_bytes().to_vec(), base_ts()))
             .collect::<Vec<_>>(),
     );
     let msg = run_error(
@@ -587,7 +598,7 @@ fn an_undecodable_record_fails_naming_its_position_or_is_skipped_by_policy() {
 fn an_exactly_once_sink_refuses_a_transaction_timeout_shorter_than_checkpoint_plus_restart() {
     let (_dir, broker) = broker();
     broker.create_topic("short", 1);
-    broker.produce("short", &[(0, None, b"1".to_vec(), BASE_TS)]);
+    broker.produce("short", &[(0, None, b"1".to_vec(), base_ts())]);
     let chk = tempfile::tempdir().unwrap();
     let env = env(&[
         ("execution.checkpointing.interval", "2s".into()),
