@@ -6,7 +6,9 @@
 //! `${WEIR_CACHE:-$HOME/.cache/weir}/noida-db-0.2.3/noida_db/noida-db` (installed by
 //! `worker/kafka/install-noida-db.sh`). A missing binary fails the test. Known limits of the
 //! broker: it never aborts a timed-out transaction itself, a restart aborts open ones, it is
-//! a single broker, and it answers fetches at the end of a partition at once.
+//! a single broker, it answers fetches at the end of a partition at once, and `kill -9`
+//! loses records it acknowledged but had not saved yet ([`Broker::stop`] stops it as Ctrl-C
+//! does, which saves them).
 
 use crate::protocol::Connection;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -122,8 +124,27 @@ impl Broker {
         }
     }
 
-    /// Kills the process (the data directory stays).
+    /// Stops the process as Ctrl-C would (it saves its data), killing it after 10 s; the
+    /// data directory stays.
     pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process at once (`kill -9`): what was not yet on disk is lost.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -632,3 +632,19 @@ fn an_exactly_once_sink_refuses_a_transaction_timeout_shorter_than_checkpoint_pl
         "{msg}"
     );
 }
+
+#[test]
+fn the_test_broker_restarts_on_its_port_with_its_data() {
+    let (_dir, mut broker) = broker();
+    broker.create_topic("kept", 1);
+    broker.produce("kept", &[(0, None, b"before".to_vec(), base_ts())]);
+    let servers = broker.bootstrap_servers();
+    broker.stop();
+    broker.restart();
+    assert_eq!(broker.bootstrap_servers(), servers);
+    broker.produce("kept", &[(0, None, b"after".to_vec(), base_ts())]);
+    assert_eq!(
+        values(broker.read_all("kept", "read_committed")),
+        vec!["after".to_string(), "before".to_string()]
+    );
+}
