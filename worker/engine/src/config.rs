@@ -956,8 +956,11 @@ mod tests {
         assert_eq!(ms(6, 0.5), None, "six restarts allowed");
         // Jitter 0.1: between 90 % and 110 % of the base.
         assert_eq!((ms(1, 0.0).unwrap(), ms(1, 0.999_999).unwrap()), (180, 219));
+        // The longest wait any restart can see: the cap plus its jitter.
+        assert_eq!(r.longest_delay().map(|d| d.as_millis()), Some(1100));
         c.set("restart-strategy.type", "none").unwrap();
         assert_eq!(c.checkpointing().unwrap().restart.delay(0, 0.5), None);
+        assert_eq!(c.checkpointing().unwrap().restart.longest_delay(), None);
     }
 
     #[test]

@@ -648,3 +648,94 @@ fn the_test_broker_restarts_on_its_port_with_its_data() {
         vec!["after".to_string(), "before".to_string()]
     );
 }
+
+/// Wraps a sink: the first completed checkpoint at or after `at` is not notified (as a
+/// savepoint that does not stop the job), and the next notification fails before the wrapped
+/// sink commits.
+struct SavepointThenFail<S> {
+    inner: S,
+    at: u64,
+    state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
+}
+
+struct SavepointThenFailWriter<T> {
+    inner: Box<dyn SinkWriter<T>>,
+    at: u64,
+    state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
+}
+
+impl<T: Send + 'static, S: Sink<T>> Sink<T> for SavepointThenFail<S> {
+    fn create_writer(&self, info: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(SavepointThenFailWriter {
+            inner: self.inner.create_writer(info)?,
+            at: self.at,
+            state: self.state.clone(),
+        }))
+    }
+}
+
+impl<T: Send> SinkWriter<T> for SavepointThenFailWriter<T> {
+    fn write(&mut self, records: Vec<Rec<T>>) -> weir_engine::Result<()> {
+        self.inner.write(records)
+    }
+    fn finish(&mut self) -> weir_engine::Result<()> {
+        self.inner.finish()
+    }
+    fn snapshot_state(&mut self, id: u64) -> weir_engine::Result<Vec<Vec<u8>>> {
+        self.inner.snapshot_state(id)
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        match *s {
+            (None, _) if id >= self.at => {
+                s.0 = Some(id);
+                Ok(())
+            }
+            (Some(skipped), false) if id > skipped => {
+                s.1 = true;
+                Err(weir_engine::Error::user(format!(
+                    "injected failure after checkpoint {id} completed (checkpoint {skipped} was \
+                     not notified), before the commit"
+                )))
+            }
+            _ => self.inner.notify_checkpoint_complete(id),
+        }
+    }
+}
+
+#[test]
+fn a_transaction_left_pending_by_an_unnotified_checkpoint_is_carried_into_the_next_and_recovered() {
+    let (_dir, broker) = broker();
+    produce_events(&broker, "sp-in");
+    broker.create_topic("sp-out", 1);
+    let state = Arc::new(std::sync::Mutex::new((None, false)));
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    pipeline(
+        &env,
+        source(&broker, "sp-in"),
+        SavepointThenFail {
+            inner: sink(&broker, "sp-out", DeliveryGuarantee::ExactlyOnce),
+            at: 3,
+            state: state.clone(),
+        },
+        None,
+        Duration::from_micros(300),
+    );
+    let result = env.execute("savepoint-semantics").unwrap();
+    assert_eq!(
+        *state.lock().unwrap(),
+        (Some(3), true),
+        "skipped checkpoint 3, then failed"
+    );
+    assert_eq!(result.restarts, 1);
+    assert_same(
+        &values(broker.read_all("sp-out", "read_committed")),
+        &expected(),
+        "read_committed output",
+    );
+}

@@ -615,6 +615,12 @@ mod tests {
             .map(|i| plan.for_subtask("op", i, 3, 8).unwrap().list.len())
             .collect();
         assert_eq!(lists, vec![1, 1, 1]);
+        // Union list state: every subtask sees every element.
+        for i in 0..3 {
+            let mut all = plan.for_subtask("op", i, 3, 8).unwrap().list_union.clone();
+            all.sort();
+            assert_eq!(all, vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+        }
         let err = plan
             .validate(&["other".into()], 8, false)
             .unwrap_err()
