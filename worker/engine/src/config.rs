@@ -48,6 +48,18 @@ pub enum RestartStrategy {
 }
 
 impl RestartStrategy {
+    /// The longest wait before any restart (`None` when the job never restarts): with
+    /// jitter, an exponential delay's cap can be exceeded by its jitter share.
+    pub fn longest_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay { delay, .. } => Some(*delay),
+            RestartStrategy::ExponentialDelay { max, jitter, .. } => {
+                Some(max.mul_f64(1.0 + jitter.clamp(0.0, 1.0)))
+            }
+        }
+    }
+
     /// The wait before restart number `n` (0-based), given `random` uniform in [0, 1);
     /// `None` when no restart is allowed.
     pub fn delay(&self, n: u64, random: f64) -> Option<std::time::Duration> {
@@ -695,8 +707,11 @@ mod tests {
         assert_eq!(ms(6, 0.5), None, "six restarts allowed");
         // Jitter 0.1: between 90 % and 110 % of the base.
         assert_eq!((ms(1, 0.0).unwrap(), ms(1, 0.999_999).unwrap()), (180, 219));
+        // The longest wait any restart can see: the cap plus its jitter.
+        assert_eq!(r.longest_delay().map(|d| d.as_millis()), Some(1100));
         c.set("restart-strategy.type", "none").unwrap();
         assert_eq!(c.checkpointing().unwrap().restart.delay(0, 0.5), None);
+        assert_eq!(c.checkpointing().unwrap().restart.longest_delay(), None);
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub enum Error {
     /// A user function returned an error.
     #[error("{0}")]
     User(String),
+    /// A connector outside the engine (Kafka, …) failed; its own typed error is the cause.
+    #[error("{connector}")]
+    Connector {
+        /// The connector, e.g. `kafka`.
+        connector: &'static str,
+        /// The connector's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

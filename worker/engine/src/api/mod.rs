@@ -158,6 +158,7 @@ impl StreamExecutionEnvironment {
 
     fn plan_options(&self) -> Result<PlanOptions> {
         let c = &self.inner.borrow().config;
+        let checkpointing = c.checkpointing()?;
         Ok(PlanOptions {
             max_parallelism: c.max_parallelism()?,
             decode_errors: c.decode_error_policy()?,
@@ -168,7 +169,9 @@ impl StreamExecutionEnvironment {
             allow_unclaimed_state: c.allow_unclaimed_state(),
             savepoint_at: Default::default(),
             memory: None,
-            storage: Arc::new(c.checkpointing()?.storage),
+            checkpoint_interval: checkpointing.interval,
+            restart: checkpointing.restart,
+            storage: Arc::new(checkpointing.storage),
         })
     }
 

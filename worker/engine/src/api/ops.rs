@@ -472,4 +472,7 @@ impl<T: super::Data> SourceOperator for SourceOp<T> {
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         self.reader.snapshot_state()
     }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {
+        self.reader.notify_checkpoint_complete(id)
+    }
 }

@@ -28,6 +28,12 @@ pub struct OperatorSubtaskState {
     /// Non-keyed list state (source splits, pending sink files); elements are redistributed
     /// round-robin when the parallelism changes.
     pub list: Vec<Vec<u8>>,
+    /// Restoring: every element of the operator's list state, whatever the parallelism, for
+    /// operators that decide themselves which elements a subtask takes (as Flink's union list
+    /// state): a Kafka source's partitions belong to the subtask their hash names, a Kafka
+    /// sink's transactions to the subtask owning their transactional id. Never stored.
+    #[serde(skip)]
+    pub list_union: Vec<Vec<u8>>,
     /// Records an unaligned checkpoint overtook: read from an input channel after the task's
     /// snapshot and before that channel's barrier. Replayed before new input on restore.
     pub in_flight: Vec<InFlightBatch>,
@@ -121,6 +127,7 @@ impl OperatorSubtaskState {
         Ok(std::borrow::Cow::Owned(OperatorSubtaskState {
             keyed: merged.into_values().collect(),
             list: self.list.clone(),
+            list_union: Vec::new(),
             in_flight: self.in_flight.clone(),
             incremental: self.incremental.clone(),
             incremental_restore: None,
@@ -560,6 +567,7 @@ impl RestorePlan {
                 .filter(|(i, _)| i % parallelism == index)
                 .map(|(_, e)| e.clone())
                 .collect(),
+            list_union: all.list.clone(),
             // Every subtask sees all of it: only the task knows how its inputs are
             // partitioned, so it picks its share (see `graph::restored_in_flight`).
             in_flight: all.in_flight.clone(),
@@ -713,6 +721,12 @@ mod tests {
             .map(|i| plan.for_subtask("op", i, 3, 8).unwrap().list.len())
             .collect();
         assert_eq!(lists, vec![1, 1, 1]);
+        // Union list state: every subtask sees every element.
+        for i in 0..3 {
+            let mut all = plan.for_subtask("op", i, 3, 8).unwrap().list_union.clone();
+            all.sort();
+            assert_eq!(all, vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+        }
         let err = plan
             .validate(&["other".into()], 8, false)
             .unwrap_err()

@@ -585,6 +585,8 @@ mod tests {
             allow_unclaimed_state: false,
             savepoint_at: Default::default(),
             storage: Default::default(),
+            checkpoint_interval: None,
+            restart: crate::config::RestartStrategy::None,
             restored: Some(Arc::new(crate::checkpoint::OperatorSubtaskState {
                 list: vec![legacy],
                 ..Default::default()

@@ -44,6 +44,12 @@ pub trait SourceReader<T>: Send {
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         Ok(Vec::new())
     }
+    /// Checkpoint `checkpoint_id` completed (every checkpoint up to it covers what this
+    /// reader's snapshots before it recorded): e.g. report positions to an external system
+    /// for monitoring. Restores never read them back from there.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A destination for `T` records: creates one writer per subtask.
@@ -220,6 +226,8 @@ mod tests {
             allow_unclaimed_state: false,
             savepoint_at: Default::default(),
             storage: Default::default(),
+            checkpoint_interval: None,
+            restart: crate::config::RestartStrategy::None,
             restored: restored.map(|splits| {
                 Arc::new(OperatorSubtaskState {
                     list: splits

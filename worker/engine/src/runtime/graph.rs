@@ -213,6 +213,10 @@ pub(crate) struct PlanOptions {
     pub(crate) memory: Option<super::memory::MemoryBudget>,
     /// The job's storage settings (`s3.*`), handed to connectors.
     pub(crate) storage: Arc<weir_storage::StorageOptions>,
+    /// `execution.checkpointing.interval` and the restart strategy, for connectors that
+    /// check their own timeouts against them (see [`SubtaskInfo::checkpoint_interval`]).
+    pub(crate) checkpoint_interval: Option<std::time::Duration>,
+    pub(crate) restart: crate::config::RestartStrategy,
 }
 
 impl JobGraph {
@@ -574,6 +578,8 @@ impl JobGraph {
                         allow_unclaimed_state: opts.allow_unclaimed_state,
                         savepoint_at: opts.savepoint_at.clone(),
                         storage: opts.storage.clone(),
+                        checkpoint_interval: opts.checkpoint_interval,
+                        restart: opts.restart.clone(),
                     };
                     let is_source = matches!(node.kind, NodeKind::Source(_));
                     let op = match &node.kind {

@@ -198,6 +198,12 @@ pub struct SubtaskInfo {
     /// How connectors open `s3://` and `file://` locations (the job's `s3.*` keys), as
     /// checkpoints do.
     pub storage: Arc<weir_storage::StorageOptions>,
+    /// `execution.checkpointing.interval` (`None`: checkpointing disabled). With
+    /// [`SubtaskInfo::restart`], what a transactional sink checks its transaction timeout
+    /// against: a transaction must outlive a checkpoint interval plus a restart.
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// The job's restart strategy.
+    pub restart: crate::config::RestartStrategy,
 }
 
 impl SubtaskInfo {
@@ -281,5 +287,9 @@ pub trait SourceOperator: Send {
     /// The reader's position (one element per split), stored as list state.
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         Ok(Vec::new())
+    }
+    /// Checkpoint `checkpoint_id` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
     }
 }

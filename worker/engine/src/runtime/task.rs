@@ -557,8 +557,9 @@ impl Task {
         };
         self.notified = done;
         for m in &mut self.members {
-            if let MemberOp::Op(op) = &mut m.op {
-                op.notify_checkpoint_complete(done)?;
+            match &mut m.op {
+                MemberOp::Op(op) => op.notify_checkpoint_complete(done)?,
+                MemberOp::Source(src) => src.notify_checkpoint_complete(done)?,
             }
         }
         Ok(())

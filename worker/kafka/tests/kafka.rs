@@ -1,0 +1,741 @@
+//! The Kafka connector against a real broker (noida-db, started by each test): exactly-once
+//! results after failures and rescaling, at-least-once without loss, the source's positions
+//! in checkpoints, partition discovery, and the errors a user meets first.
+
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use weir_engine::api::StreamExecutionEnvironment;
+use weir_engine::config::Config;
+use weir_engine::connectors::{CollectSink, Sink, SinkWriter};
+use weir_engine::runtime::{Rec, SubtaskInfo};
+use weir_engine::time::WatermarkStrategy;
+use weir_engine::window::{WindowSpec, Windowed, agg};
+use weir_kafka::testing::Broker;
+use weir_kafka::{DeliveryGuarantee, KafkaSink, KafkaSource, StartingOffsets, StoppingOffsets};
+
+const PARTITIONS: i32 = 4;
+const EVENTS: u64 = 6_000;
+/// Event time of the first event: ten minutes ago. Recent, because the broker deletes
+/// records older than its retention (7 days) while a test runs.
+fn base_ts() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 600_000
+    })
+}
+
+fn broker() -> (TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path());
+    (dir, b)
+}
+
+fn uri(p: &std::path::Path) -> String {
+    format!("file://{}", p.display())
+}
+
+fn env(pairs: &[(&str, String)]) -> StreamExecutionEnvironment {
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "50").unwrap();
+    for (k, v) in pairs {
+        c.set(k, v).unwrap();
+    }
+    StreamExecutionEnvironment::with_config(c)
+}
+
+/// Event `i`: key `k{i % 7}`, 10 ms of event time after event `i - 1`, in partition
+/// `i % PARTITIONS`.
+fn produce_events(broker: &Broker, topic: &str) {
+    broker.create_topic(topic, PARTITIONS);
+    let records: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            (
+                (i % PARTITIONS as u64) as i32,
+                None,
+                i.to_string().into_bytes(),
+                base_ts() + i as i64 * 10,
+            )
+        })
+        .collect();
+    broker.produce(topic, &records);
+}
+
+fn result_line(key: &str, start: i64, count: u64, sum: u64) -> String {
+    format!("{key}@{start}:{count}:{sum}")
+}
+
+/// Count and sum per key and one-second window, computed directly.
+fn expected() -> Vec<String> {
+    let mut m: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for i in 0..EVENTS {
+        let ts = base_ts() + i as i64 * 10;
+        let e = m
+            .entry((format!("k{}", i % 7), ts - ts.rem_euclid(1000)))
+            .or_default();
+        e.0 += 1;
+        e.1 += i;
+    }
+    let mut v: Vec<String> = m
+        .into_iter()
+        .map(|((k, s), (c, sum))| result_line(&k, s, c, sum))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Events at which a task fails, each the first time it passes.
+#[derive(Clone)]
+struct Failures(Arc<Vec<(u64, AtomicBool)>>);
+
+impl Failures {
+    fn at(events: &[u64]) -> Failures {
+        Failures(Arc::new(
+            events
+                .iter()
+                .map(|&e| (e, AtomicBool::new(false)))
+                .collect(),
+        ))
+    }
+
+    fn check(&self, event: u64) {
+        for (at, fired) in self.0.iter() {
+            if *at == event && !fired.swap(true, Ordering::SeqCst) {
+                panic!("injected failure at event {at}");
+            }
+        }
+    }
+
+    fn all_fired(&self) -> bool {
+        self.0.iter().all(|(_, f)| f.load(Ordering::SeqCst))
+    }
+}
+
+/// Wraps a sink; the first notification of a completed checkpoint at or after `at` fails
+/// before the wrapped sink commits: the failure between completion and commit.
+struct FailBeforeCommit<S> {
+    inner: S,
+    at: u64,
+    fired: Arc<AtomicBool>,
+}
+
+struct FailBeforeCommitWriter<T> {
+    inner: Box<dyn SinkWriter<T>>,
+    at: u64,
+    fired: Arc<AtomicBool>,
+}
+
+impl<T: Send + 'static, S: Sink<T>> Sink<T> for FailBeforeCommit<S> {
+    fn create_writer(&self, info: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(FailBeforeCommitWriter {
+            inner: self.inner.create_writer(info)?,
+            at: self.at,
+            fired: self.fired.clone(),
+        }))
+    }
+}
+
+impl<T: Send> SinkWriter<T> for FailBeforeCommitWriter<T> {
+    fn write(&mut self, records: Vec<Rec<T>>) -> weir_engine::Result<()> {
+        self.inner.write(records)
+    }
+    fn finish(&mut self) -> weir_engine::Result<()> {
+        self.inner.finish()
+    }
+    fn snapshot_state(&mut self, id: u64) -> weir_engine::Result<Vec<Vec<u8>>> {
+        self.inner.snapshot_state(id)
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::Result<()> {
+        if id >= self.at && !self.fired.swap(true, Ordering::SeqCst) {
+            return Err(weir_engine::Error::user(format!(
+                "injected failure after checkpoint {id} completed, before its commit"
+            )));
+        }
+        self.inner.notify_checkpoint_complete(id)
+    }
+}
+
+fn source(broker: &Broker, topic: &str) -> KafkaSource<(String, u64)> {
+    KafkaSource::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics([topic])
+        .bounded(StoppingOffsets::Latest)
+        .value_deserializer(|v| {
+            let i: u64 = std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("not a number: {e}"))?;
+            Ok((format!("k{}", i % 7), i))
+        })
+        .build()
+        .unwrap()
+}
+
+fn sink(broker: &Broker, topic: &str, guarantee: DeliveryGuarantee) -> KafkaSink<String> {
+    KafkaSink::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topic(topic)
+        .value_serializer(|s: &String| s.clone().into_bytes())
+        .key_serializer(|s: &String| {
+            Some(s.split('@').next().unwrap_or_default().as_bytes().to_vec())
+        })
+        .delivery_guarantee(guarantee)
+        .transactional_id_prefix(format!("test-{topic}"))
+        .build()
+        .unwrap()
+}
+
+/// Kafka -> (slowed, failing) -> keyed one-second windows -> Kafka.
+fn pipeline<S: Sink<String>>(
+    env: &StreamExecutionEnvironment,
+    source: KafkaSource<(String, u64)>,
+    sink: S,
+    failures: Option<Failures>,
+    slow: Duration,
+) {
+    env.from_source(
+        source,
+        Some(WatermarkStrategy::for_bounded_out_of_orderness(
+            Duration::from_millis(500),
+        )),
+        "events",
+    )
+    .uid("events")
+    .map(move |e: (String, u64)| {
+        if let Some(f) = &failures {
+            f.check(e.1);
+        }
+        if !slow.is_zero() {
+            std::thread::sleep(slow);
+        }
+        e
+    })
+    .key_by(|e: &(String, u64)| e.0.clone())
+    .window(WindowSpec::tumbling(Duration::from_secs(1)))
+    .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+    .uid("windows")
+    .map(|w: Windowed<String, (u64, u64)>| {
+        result_line(&w.key, w.window.start, w.value.0, w.value.1)
+    })
+    .sink_to(sink)
+    .uid("results");
+}
+
+fn values(records: Vec<weir_kafka::testing::ReadRecord>) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .into_iter()
+        .map(|(_, _, v)| String::from_utf8(v.unwrap_or_default()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[track_caller]
+fn assert_same(actual: &[String], expected: &[String], what: &str) {
+    if actual != expected {
+        let missing: Vec<&String> = expected.iter().filter(|l| !actual.contains(l)).collect();
+        let mut dup = actual.to_vec();
+        dup.dedup();
+        panic!(
+            "{what}: {} results, expected {}; {} duplicates; missing {:?}",
+            actual.len(),
+            expected.len(),
+            actual.len() - dup.len(),
+            &missing[..missing.len().min(5)],
+        );
+    }
+}
+
+#[test]
+fn kafka_to_windows_to_kafka_exactly_once_survives_failures_at_seeded_points_and_before_a_commit() {
+    let (_dir, broker) = broker();
+    produce_events(&broker, "eo-in");
+    broker.create_topic("eo-out", 3);
+    let seed: u64 = std::env::var("WEIR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let points: Vec<u64> = (0..3).map(|_| rng.gen_range(300..EVENTS - 300)).collect();
+    eprintln!("seed {seed} (WEIR_TEST_SEED): failures at events {points:?}");
+    let failures = Failures::at(&points);
+    let before_commit = Arc::new(AtomicBool::new(false));
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    pipeline(
+        &env,
+        source(&broker, "eo-in"),
+        FailBeforeCommit {
+            inner: sink(&broker, "eo-out", DeliveryGuarantee::ExactlyOnce),
+            at: 3,
+            fired: before_commit.clone(),
+        },
+        Some(failures.clone()),
+        Duration::from_micros(300),
+    );
+    let result = env.execute("exactly-once").unwrap();
+    assert!(failures.all_fired(), "every failure point was passed");
+    assert!(
+        before_commit.load(Ordering::SeqCst),
+        "the failure before a commit fired"
+    );
+    // Two failures of different subtasks may fall into one attempt (one restart).
+    assert!(
+        result.restarts >= 2,
+        "task failures and one before a commit, restarts: {}",
+        result.restarts
+    );
+    assert_same(
+        &values(broker.read_all("eo-out", "read_committed")),
+        &expected(),
+        &format!("read_committed output (seed {seed})"),
+    );
+}
+
+#[test]
+fn a_savepoint_taken_at_parallelism_2_restores_at_3_and_the_output_holds_each_result_once() {
+    let (_dir, broker) = broker();
+    produce_events(&broker, "rescale-in");
+    broker.create_topic("rescale-out", 2);
+    let sp = tempfile::tempdir().unwrap();
+    let first = env(&[("parallelism.default", "2".into())]);
+    pipeline(
+        &first,
+        source(&broker, "rescale-in"),
+        sink(&broker, "rescale-out", DeliveryGuarantee::ExactlyOnce),
+        None,
+        Duration::from_micros(500),
+    );
+    let job = first.execute_async("before").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let before = values(broker.read_all("rescale-out", "read_committed"));
+    assert!(
+        !before.is_empty() && before.len() < expected().len(),
+        "stopped mid-run with {} results committed",
+        before.len()
+    );
+
+    let second = env(&[
+        ("parallelism.default", "3".into()),
+        ("execution.savepoint.path", savepoint),
+    ]);
+    pipeline(
+        &second,
+        source(&broker, "rescale-in"),
+        sink(&broker, "rescale-out", DeliveryGuarantee::ExactlyOnce),
+        None,
+        Duration::ZERO,
+    );
+    second.execute("after").unwrap();
+    assert_same(
+        &values(broker.read_all("rescale-out", "read_committed")),
+        &expected(),
+        "read_committed output after the restore at parallelism 3",
+    );
+}
+
+#[test]
+fn at_least_once_loses_nothing_across_failures() {
+    let (_dir, broker) = broker();
+    produce_events(&broker, "alo-in");
+    broker.create_topic("alo-out", 2);
+    let failures = Failures::at(&[1_500, 4_200]);
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    pipeline(
+        &env,
+        source(&broker, "alo-in"),
+        sink(&broker, "alo-out", DeliveryGuarantee::AtLeastOnce),
+        Some(failures.clone()),
+        Duration::from_micros(300),
+    );
+    let result = env.execute("at-least-once").unwrap();
+    assert!(failures.all_fired() && result.restarts >= 2);
+    let mut got = values(broker.read_all("alo-out", "read_uncommitted"));
+    let written = got.len();
+    got.dedup();
+    assert_same(&got, &expected(), "distinct at-least-once results");
+    assert!(written >= got.len());
+}
+
+/// Reads `topic` (2 partitions, values 0..n) into a collection, slowly.
+fn collect_job(
+    env: &StreamExecutionEnvironment,
+    source: KafkaSource<u64>,
+) -> weir_engine::connectors::CollectedRecords<u64> {
+    let (collect, got) = CollectSink::new();
+    env.from_source(source, None, "numbers")
+        .uid("numbers")
+        .map(|v: u64| {
+            std::thread::sleep(Duration::from_micros(500));
+            v
+        })
+        .sink_to(collect)
+        .uid("collect");
+    got
+}
+
+fn numbers(broker: &Broker, topic: &str, group: &str) -> KafkaSource<u64> {
+    KafkaSource::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics([topic])
+        .group_id(group)
+        .starting_offsets(StartingOffsets::Committed {
+            reset: Box::new(StartingOffsets::Earliest),
+        })
+        .bounded(StoppingOffsets::Latest)
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("not a number: {e}"))
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_restore_resumes_from_the_checkpointed_offsets_not_the_groups_committed_offsets() {
+    let (_dir, broker) = broker();
+    broker.create_topic("resume", 2);
+    let records: Vec<_> = (0..2_000u64)
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), base_ts()))
+        .collect();
+    broker.produce("resume", &records);
+    let sp = tempfile::tempdir().unwrap();
+    let first = env(&[]);
+    let got_first = collect_job(&first, numbers(&broker, "resume", "resumers"));
+    let job = first.execute_async("first").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let first_values = got_first.values();
+    assert!(
+        !first_values.is_empty() && first_values.len() < 2_000,
+        "stopped mid-run after {} records",
+        first_values.len()
+    );
+    // The completed savepoint committed its positions to the group, for monitoring.
+    let committed = broker.committed_offsets("resumers", "resume", 2);
+    assert_eq!(
+        committed.values().sum::<i64>(),
+        first_values.len() as i64,
+        "committed offsets {committed:?} match what was read"
+    );
+    // Someone rewinds the group: a restore must not care.
+    broker.commit_offsets("resumers", "resume", &BTreeMap::from([(0, 0), (1, 0)]));
+
+    let second = env(&[("execution.savepoint.path", savepoint)]);
+    let got_second = collect_job(&second, numbers(&broker, "resume", "resumers"));
+    second.execute("second").unwrap();
+    let mut all = first_values;
+    all.extend(got_second.values());
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..2_000).collect::<Vec<u64>>(),
+        "each record read exactly once"
+    );
+}
+
+#[test]
+fn partitions_added_while_the_job_runs_are_discovered_and_read() {
+    let (_dir, broker) = broker();
+    broker.create_topic("growing", 1);
+    let rec = |p: i32, i: u64| (p, None, i.to_string().into_bytes(), base_ts());
+    broker.produce("growing", &(0..10).map(|i| rec(0, i)).collect::<Vec<_>>());
+    let env = env(&[("parallelism.default", "2".into())]);
+    let source = KafkaSource::<u64>::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics(["growing"])
+        .partition_discovery_interval(Some(Duration::from_millis(200)))
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("{e}"))
+        })
+        .build()
+        .unwrap();
+    let got = collect_job(&env, source);
+    let job = env.execute_async("discovery").unwrap();
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.values().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {:?} read within 30 s",
+                got.values()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(10);
+    broker.create_partitions("growing", 3);
+    broker.produce(
+        "growing",
+        &(10..30)
+            .map(|i| rec(1 + (i % 2) as i32, i))
+            .collect::<Vec<_>>(),
+    );
+    wait_for(30);
+    job.cancel();
+    let mut v = got.values();
+    v.sort_unstable();
+    assert_eq!(v, (0..30).collect::<Vec<u64>>());
+}
+
+fn run_error(env: StreamExecutionEnvironment, source: KafkaSource<u64>) -> String {
+    let (collect, _) = CollectSink::new();
+    env.from_source(source, None, "numbers").sink_to(collect);
+    weir_engine::report(&env.execute("failing").unwrap_err())
+}
+
+fn number_source(servers: String, topic: &str) -> weir_kafka::KafkaSourceBuilder<u64> {
+    KafkaSource::<u64>::builder()
+        .bootstrap_servers(servers)
+        .topics([topic])
+        .bounded(StoppingOffsets::Latest)
+        .property("socket.connection.setup.timeout.ms", "1500")
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("'{}' is not a number: {e}", String::from_utf8_lossy(v)))
+        })
+}
+
+#[test]
+fn an_unreachable_broker_and_an_unknown_topic_fail_with_errors_naming_them() {
+    // Nothing listens on port 1.
+    let msg = run_error(
+        env(&[]),
+        number_source("127.0.0.1:1".into(), "t").build().unwrap(),
+    );
+    assert!(
+        msg.contains("cannot reach the Kafka brokers at 127.0.0.1:1 within 1500 ms"),
+        "{msg}"
+    );
+    let (_dir, broker) = broker();
+    let msg = run_error(
+        env(&[]),
+        number_source(broker.bootstrap_servers(), "no-such-topic")
+            .build()
+            .unwrap(),
+    );
+    assert!(
+        msg.contains(&format!(
+            "topic 'no-such-topic' does not exist on {}",
+            broker.bootstrap_servers()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_undecodable_record_fails_naming_its_position_or_is_skipped_by_policy() {
+    let (_dir, broker) = broker();
+    broker.create_topic("mixed", 1);
+    let values = ["1", "2", "oops", "4"];
+    broker.produce(
+        "mixed",
+        &values
+            .iter()
+            .map(|v| (0, None, v.as_bytes().to_vec(), base_ts()))
+            .collect::<Vec<_>>(),
+    );
+    let msg = run_error(
+        env(&[]),
+        number_source(broker.bootstrap_servers(), "mixed")
+            .build()
+            .unwrap(),
+    );
+    assert!(
+        msg.contains(
+            "cannot decode the record at topic 'mixed' partition 0 offset 2: 'oops' is not a number"
+        ),
+        "{msg}"
+    );
+
+    let env = env(&[("pipeline.decode-error-policy", "skip".into())]);
+    let (collect, got) = CollectSink::new();
+    env.from_source(
+        number_source(broker.bootstrap_servers(), "mixed")
+            .build()
+            .unwrap(),
+        None,
+        "numbers",
+    )
+    .sink_to(collect);
+    let result = env.execute("skipping").unwrap();
+    assert_eq!(got.values(), vec![1, 2, 4]);
+    assert_eq!(result.metrics.skipped, 1);
+}
+
+#[test]
+fn an_exactly_once_sink_refuses_a_transaction_timeout_shorter_than_checkpoint_plus_restart() {
+    let (_dir, broker) = broker();
+    broker.create_topic("short", 1);
+    broker.produce("short", &[(0, None, b"1".to_vec(), base_ts())]);
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("execution.checkpointing.interval", "2s".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "500ms".into()),
+        ("restart-strategy.fixed-delay.attempts", "1".into()),
+    ]);
+    let sink = KafkaSink::<u64>::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topic("short-out")
+        .value_serializer(|v: &u64| v.to_string().into_bytes())
+        .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+        .transactional_id_prefix("short")
+        .property("transaction.timeout.ms", "2400")
+        .build()
+        .unwrap();
+    env.from_source(
+        number_source(broker.bootstrap_servers(), "short")
+            .build()
+            .unwrap(),
+        None,
+        "numbers",
+    )
+    .sink_to(sink);
+    let msg = weir_engine::report(&env.execute("short").unwrap_err());
+    assert!(
+        msg.contains(
+            "transaction.timeout.ms is 2400 ms, but an exactly-once Kafka sink needs more than \
+             the checkpoint interval (2000 ms) plus the longest restart delay (500 ms)"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_test_broker_restarts_on_its_port_with_its_data() {
+    let (_dir, mut broker) = broker();
+    broker.create_topic("kept", 1);
+    broker.produce("kept", &[(0, None, b"before".to_vec(), base_ts())]);
+    let servers = broker.bootstrap_servers();
+    broker.stop();
+    broker.restart();
+    assert_eq!(broker.bootstrap_servers(), servers);
+    broker.produce("kept", &[(0, None, b"after".to_vec(), base_ts())]);
+    assert_eq!(
+        values(broker.read_all("kept", "read_committed")),
+        vec!["after".to_string(), "before".to_string()]
+    );
+}
+
+/// Wraps a sink: the first completed checkpoint at or after `at` is not notified (as a
+/// savepoint that does not stop the job), and the next notification fails before the wrapped
+/// sink commits.
+struct SavepointThenFail<S> {
+    inner: S,
+    at: u64,
+    state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
+}
+
+struct SavepointThenFailWriter<T> {
+    inner: Box<dyn SinkWriter<T>>,
+    at: u64,
+    state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
+}
+
+impl<T: Send + 'static, S: Sink<T>> Sink<T> for SavepointThenFail<S> {
+    fn create_writer(&self, info: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(SavepointThenFailWriter {
+            inner: self.inner.create_writer(info)?,
+            at: self.at,
+            state: self.state.clone(),
+        }))
+    }
+}
+
+impl<T: Send> SinkWriter<T> for SavepointThenFailWriter<T> {
+    fn write(&mut self, records: Vec<Rec<T>>) -> weir_engine::Result<()> {
+        self.inner.write(records)
+    }
+    fn finish(&mut self) -> weir_engine::Result<()> {
+        self.inner.finish()
+    }
+    fn snapshot_state(&mut self, id: u64) -> weir_engine::Result<Vec<Vec<u8>>> {
+        self.inner.snapshot_state(id)
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        match *s {
+            (None, _) if id >= self.at => {
+                s.0 = Some(id);
+                Ok(())
+            }
+            (Some(skipped), false) if id > skipped => {
+                s.1 = true;
+                Err(weir_engine::Error::user(format!(
+                    "injected failure after checkpoint {id} completed (checkpoint {skipped} was \
+                     not notified), before the commit"
+                )))
+            }
+            _ => self.inner.notify_checkpoint_complete(id),
+        }
+    }
+}
+
+#[test]
+fn a_transaction_left_pending_by_an_unnotified_checkpoint_is_carried_into_the_next_and_recovered() {
+    let (_dir, broker) = broker();
+    produce_events(&broker, "sp-in");
+    broker.create_topic("sp-out", 1);
+    let state = Arc::new(std::sync::Mutex::new((None, false)));
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    pipeline(
+        &env,
+        source(&broker, "sp-in"),
+        SavepointThenFail {
+            inner: sink(&broker, "sp-out", DeliveryGuarantee::ExactlyOnce),
+            at: 3,
+            state: state.clone(),
+        },
+        None,
+        Duration::from_micros(300),
+    );
+    let result = env.execute("savepoint-semantics").unwrap();
+    assert_eq!(
+        *state.lock().unwrap(),
+        (Some(3), true),
+        "skipped checkpoint 3, then failed"
+    );
+    assert_eq!(result.restarts, 1);
+    assert_same(
+        &values(broker.read_all("sp-out", "read_committed")),
+        &expected(),
+        "read_committed output",
+    );
+}
