@@ -546,11 +546,7 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
     let from_str = is_str(from);
     match (from, to) {
         (
-            DataType::Boolean
-            | DataType::Float64
-            | DataType::Float32
-            | DataType::Timestamp(..)
-            | DataType::Date32,
+            DataType::Boolean | DataType::Float64 | DataType::Float32 | DataType::Timestamp(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
         _ if !from_str => None,

@@ -475,6 +475,8 @@ fn flink_casts(
         let ret = call.get_type(schema)?;
         Ok(Transformed::yes(if &ret == to {
             call
+        } else if safe {
+            Expr::TryCast(TryCast::new(Box::new(call), to.clone()))
         } else {
             Expr::Cast(Cast::new(Box::new(call), to.clone()))
         }))

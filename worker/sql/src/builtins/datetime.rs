@@ -3,7 +3,7 @@
 //! `EXTRACT`, `TIMESTAMPADD`, `TIMESTAMPDIFF` and `FLOOR`/`CEIL … TO unit` on timestamps
 //! (UTC epoch milliseconds, proleptic Gregorian calendar).
 
-use crate::connectors::days_from_civil;
+use crate::connectors::{days_from_civil, fraction_millis};
 use weir_engine::time::civil_from_days;
 
 const DAY_MS: i64 = 86_400_000;
@@ -262,11 +262,7 @@ pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {
         if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
             return None;
         }
-        let millis = frac
-            .bytes()
-            .chain(std::iter::repeat(b'0'))
-            .take(3)
-            .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
+        let millis = fraction_millis(frac);
         ms = ((hh * 60 + mm) * 60 + ss) * 1000 + millis;
     }
     Some(days_from_civil(y, m, day) * DAY_MS + ms)
@@ -488,11 +484,7 @@ pub(super) fn parse(s: &str, pattern: &str, roll: bool) -> Result<Option<i64>, S
                     'm' => mi = v,
                     's' => sec = v,
                     'S' => {
-                        ms = digits
-                            .bytes()
-                            .chain(std::iter::repeat(b'0'))
-                            .take(3)
-                            .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
+                        ms = fraction_millis(digits);
                     }
                     _ => unreachable!("compile() accepts only the letters above"),
                 }
