@@ -2,7 +2,7 @@
 """Records Apache Flink 2.3's results for the scalar-expression conformance cases.
 
 Usage: record.py [CASES [EXPECTED]]   (defaults: cases.txt, expected.jsonl beside this script)
-Run with the Flink venv bench/setup.sh installs:
+Run with the Flink venv bench/setup.sh installs (`make sql-conformance-record` does both):
     ~/.cache/weir/flink-venv/bin/python worker/sql/tests/conformance/record.py
 
 For every case of CASES (format described at its top) this writes one JSON line to EXPECTED:
