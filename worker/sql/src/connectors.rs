@@ -163,16 +163,20 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>());
     let (hh, mm) = (t.next()?.ok()?, t.next()?.ok()?);
     let ss = t.next().map(|x| x.ok()).unwrap_or(Some(0))?;
-    // Milliseconds: the first three fraction digits ("5" is 500, "123456" is 123).
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let ms = frac
-        .bytes()
+    let ms = fraction_millis(frac);
+    Some(((days_from_civil(y, m, day) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+/// The milliseconds of a second's fraction digits: the first three ("5" is 500, "123456" is
+/// 123). The digits must be ASCII digits.
+pub(crate) fn fraction_millis(frac: &str) -> i64 {
+    frac.bytes()
         .chain(std::iter::repeat(b'0'))
         .take(3)
-        .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
-    Some(((days_from_civil(y, m, day) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+        .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -49,6 +49,10 @@ impl Default for Functions {
             udfs.insert(f.name().to_string(), f);
         }
         udfs.insert("proctime".into(), Arc::new(crate::udf::ProcTime::udf()));
+        // Flink's semantics where DataFusion's function of the same name differs.
+        for f in crate::builtins::all() {
+            udfs.insert(f.name().to_string(), f);
+        }
         let planners: Vec<Arc<dyn ExprPlanner>> = vec![
             Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
             Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
@@ -131,12 +135,165 @@ impl Functions {
     }
 }
 
+/// A call of the function `name` with positional `args`.
+fn call(name: &str, args: Vec<ast::Expr>) -> ast::Expr {
+    ast::Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+fn string_lit(s: String) -> ast::Expr {
+    ast::Expr::Value(ast::Value::SingleQuotedString(s).into())
+}
+
+/// `CASE WHEN c1 THEN r1 … ELSE e END`
+fn case(whens: Vec<(ast::Expr, ast::Expr)>, else_result: Option<ast::Expr>) -> ast::Expr {
+    ast::Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: whens
+            .into_iter()
+            .map(|(condition, result)| ast::CaseWhen { condition, result })
+            .collect(),
+        else_result: else_result.map(Box::new),
+    }
+}
+
+/// `a IS [NOT] DISTINCT FROM` binds tighter than AND and OR in Flink, but sqlparser parses
+/// its right side as a whole expression: `a IS DISTINCT FROM b AND c` arrives as
+/// `a IS DISTINCT FROM (b AND c)` (parentheses written in the query stay `Nested`).
+fn distinct_from(a: ast::Expr, b: ast::Expr, not: bool) -> ast::Expr {
+    match b {
+        ast::Expr::BinaryOp { left, op, right }
+            if matches!(op, ast::BinaryOperator::And | ast::BinaryOperator::Or) =>
+        {
+            ast::Expr::BinaryOp {
+                left: Box::new(distinct_from(a, *left, not)),
+                op,
+                right,
+            }
+        }
+        b if not => ast::Expr::IsNotDistinctFrom(Box::new(a), Box::new(b)),
+        b => ast::Expr::IsDistinctFrom(Box::new(a), Box::new(b)),
+    }
+}
+
+/// Flink's syntax for the functions of [`crate::builtins`] as calls of them, and the Flink
+/// functions that are shorthands for a CASE; None for everything else.
+fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
+    let is_and_or = |b: &ast::Expr| {
+        matches!(
+            b,
+            ast::Expr::BinaryOp {
+                op: ast::BinaryOperator::And | ast::BinaryOperator::Or,
+                ..
+            }
+        )
+    };
+    Some(match e {
+        ast::Expr::IsDistinctFrom(a, b) if is_and_or(b) => {
+            distinct_from((**a).clone(), (**b).clone(), false)
+        }
+        ast::Expr::IsNotDistinctFrom(a, b) if is_and_or(b) => {
+            distinct_from((**a).clone(), (**b).clone(), true)
+        }
+        ast::Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![(**expr).clone()];
+            args.push(
+                substring_from
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or(ast::Expr::Value(
+                        ast::Value::Number("1".into(), false).into(),
+                    )),
+            );
+            args.extend(substring_for.as_deref().cloned());
+            call("substring", args)
+        }
+        ast::Expr::Extract { field, expr, .. } => call(
+            "extract",
+            vec![
+                string_lit(field.to_string().to_uppercase()),
+                (**expr).clone(),
+            ],
+        ),
+        ast::Expr::Floor {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(field),
+        } if *field != ast::DateTimeField::NoDateTime => call(
+            "timestamp_floor",
+            vec![
+                string_lit(field.to_string().to_uppercase()),
+                (**expr).clone(),
+            ],
+        ),
+        ast::Expr::Ceil {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(field),
+        } if *field != ast::DateTimeField::NoDateTime => call(
+            "timestamp_ceil",
+            vec![
+                string_lit(field.to_string().to_uppercase()),
+                (**expr).clone(),
+            ],
+        ),
+        ast::Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let args: Vec<ast::Expr> = crate::plan::function_args(f).into_iter().cloned().collect();
+            match (name.as_str(), args.as_slice()) {
+                // IF(c, a, b): a when c is TRUE, else b (NULL counts as not TRUE).
+                ("if", [c, a, b]) => case(vec![(c.clone(), a.clone())], Some(b.clone())),
+                // The first argument that is not NULL (DataFusion's coalesce expects to be
+                // simplified away before it runs).
+                ("coalesce" | "ifnull" | "nvl", [_, .., last]) => case(
+                    args[..args.len() - 1]
+                        .iter()
+                        .map(|a| (ast::Expr::IsNotNull(Box::new(a.clone())), a.clone()))
+                        .collect(),
+                    Some(last.clone()),
+                ),
+                ("timestampadd" | "timestampdiff", [ast::Expr::Identifier(unit), rest @ ..]) => {
+                    let mut all = vec![string_lit(unit.value.to_uppercase())];
+                    all.extend(rest.iter().cloned());
+                    call(&name, all)
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
 /// Rewrites Flink functions DataFusion names differently.
 struct FlinkFunctions;
 
 impl VisitorMut for FlinkFunctions {
     type Break = SqlError;
     fn post_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<SqlError> {
+        if let Some(rewritten) = flink_syntax(e) {
+            *e = rewritten;
+            return ControlFlow::Continue(());
+        }
         if let ast::Expr::Function(f) = e {
             if f.over.is_some() {
                 return ControlFlow::Break(SqlError::at(
@@ -195,8 +352,9 @@ impl VisitorMut for FlinkFunctions {
                     right: Box::new(b),
                 }));
                 return ControlFlow::Continue(());
-            } else if name == "concat" {
-                // Flink's CONCAT is NULL when any argument is; DataFusion's skips NULLs.
+            } else if name == "concat" || name == "greatest" || name == "least" {
+                // Flink's CONCAT, GREATEST and LEAST are NULL when any argument is;
+                // DataFusion's skip NULLs.
                 let any_null = crate::plan::function_args(f)
                     .into_iter()
                     .map(|a| ast::Expr::IsNull(Box::new(a.clone())))
@@ -291,6 +449,41 @@ fn clean_df_message(msg: &str) -> String {
     msg.split('\n').next().unwrap_or(msg).to_string()
 }
 
+/// Replaces the CASTs (explicit, or inserted by the type coercion) whose result Flink writes
+/// or reads differently from Arrow's cast kernel with the functions of
+/// [`crate::builtins::cast_function`].
+fn flink_casts(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::Expr;
+    use datafusion_expr::expr::{Cast, ScalarFunction, TryCast};
+    e.transform_up(|e| {
+        let (arg, to, safe) = match &e {
+            Expr::Cast(Cast { expr, field }) => (expr, field.data_type(), false),
+            Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type(), true),
+            _ => return Ok(Transformed::no(e)),
+        };
+        let from = arg.get_type(schema)?;
+        let Some(f) = crate::builtins::cast_function(&from, to, safe) else {
+            return Ok(Transformed::no(e));
+        };
+        let call = Expr::ScalarFunction(ScalarFunction::new_udf(f, vec![(**arg).clone()]));
+        // The function gives Utf8; the plan around the cast expects the cast's own type
+        // (DataFusion's STRING is Utf8View).
+        let ret = call.get_type(schema)?;
+        Ok(Transformed::yes(if &ret == to {
+            call
+        } else if safe {
+            Expr::TryCast(TryCast::new(Box::new(call), to.clone()))
+        } else {
+            Expr::Cast(Cast::new(Box::new(call), to.clone()))
+        }))
+    })
+    .map(|t| t.data)
+}
+
 /// Compiles `e` over `cols`.
 pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Compiled> {
     let span = e.span();
@@ -313,6 +506,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?
         .data;
+    let logical = flink_casts(logical, &df).map_err(fail)?;
     let field = logical.to_field(&df).map_err(fail)?.1;
     let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
         SqlError::at(

@@ -268,21 +268,14 @@ fn bool_value(b: bool, ty: SqlType) -> Option<Value> {
 }
 
 /// A JSON number as a value of `ty`: integers fit BIGINT, DOUBLE and TIMESTAMP (epoch ms);
-/// any number fits DOUBLE and STRING (its text, as serde_json prints the number).
+/// any number fits DOUBLE and STRING (its text as written in the JSON).
 fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
     Some(match ty {
         SqlType::BigInt if int => Value::Int(text.parse().ok()?),
         SqlType::Timestamp if int => Value::Ts(text.parse().ok()?),
         SqlType::Double => Value::Double(text.parse().ok()?),
-        SqlType::String if int => Value::Str(text.to_string()),
-        SqlType::String => {
-            let f: f64 = text.parse().ok()?;
-            Value::Str(
-                serde_json::Number::from_f64(f)
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| f.to_string()),
-            )
-        }
+        // As Flink: the number's text as written (`1.50` stays `1.50`).
+        SqlType::String => Value::Str(text.to_string()),
         _ => return None,
     })
 }
@@ -735,7 +728,8 @@ mod tests {
         let mut d = decoder(&[("s", SqlType::String)], &[true]);
         for (line, want) in [
             (r#"{"s": 12}"#, "12"),
-            (r#"{"s": 1.50}"#, "1.5"),
+            // As Flink: the number's text, not the double's (a price keeps its cents).
+            (r#"{"s": 1.50}"#, "1.50"),
             (r#"{"s": true}"#, "true"),
             (r#"{"s": {"a": [1, 2]}}"#, r#"{"a":[1,2]}"#),
         ] {

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod agg;
+mod builtins;
 pub mod changelog;
 pub mod connectors;
 pub mod error;

@@ -202,7 +202,8 @@ impl fmt::Display for Value {
             Value::Null => f.write_str("NULL"),
             Value::Bool(b) => write!(f, "{}", if *b { "TRUE" } else { "FALSE" }),
             Value::Int(i) => write!(f, "{i}"),
-            Value::Double(d) => write!(f, "{d}"),
+            // As Java's Double.toString, which Flink's print uses: 1.6325E8, 3.0.
+            Value::Double(d) => f.write_str(&crate::builtins::java_double(*d)),
             Value::Str(s) => f.write_str(s),
             Value::Ts(t) => f.write_str(&format_timestamp(*t)),
         }

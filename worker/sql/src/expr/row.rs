@@ -724,7 +724,7 @@ impl Node {
                 Conv::IntToStr => arg.int_at(row)?.map(|i| Cow::Owned(i.to_string())),
                 Conv::BoolToStr => arg
                     .bool(row)?
-                    .map(|b| Cow::Borrowed(if b { "true" } else { "false" })),
+                    .map(|b| Cow::Borrowed(if b { "TRUE" } else { "FALSE" })),
                 _ => arg.str_at(row)?,
             },
             _ => None,

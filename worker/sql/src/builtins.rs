@@ -1,0 +1,1110 @@
+//! Flink's built-in scalar functions where DataFusion's differ from them or are missing, and
+//! Flink's CASTs to and from STRING: each a row-at-a-time function over [`Value`]s with
+//! Flink's semantics (argument and result types, NULL handling, rounding, text formats),
+//! wrapped as a DataFusion `ScalarUDF` so the planner resolves it by name ahead of
+//! DataFusion's function of that name.
+//!
+//! [`crate::expr`] rewrites Flink's special syntax (`EXTRACT`, `FLOOR(ts TO unit)`,
+//! `TIMESTAMPADD(unit, …)`, `SUBSTRING(s FROM …)`) into calls of these functions, and replaces
+//! the CASTs whose text DataFusion writes differently (BOOLEAN, DOUBLE and TIMESTAMP to
+//! STRING; STRING to numbers, BOOLEAN and TIMESTAMP) with the `cast_*` functions here.
+
+mod datetime;
+
+use crate::value::{Column, Row, SqlType, Value, append_column, arrow_schema, rows_to_batch};
+use arrow::datatypes::DataType;
+use datafusion_common::{Result as DfResult, exec_err, plan_err};
+use datafusion_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use std::cell::RefCell;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
+
+pub(crate) use datetime::java_double;
+
+/// The argument types of a call (`None`: an untyped NULL) to the types its arguments are
+/// converted to and its result type, or why the call does not fit.
+type Typing = fn(&[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String>;
+/// One row's result from its arguments (converted as [`Typing`] said), or a runtime error.
+type Eval = fn(&[Value]) -> Result<Value, String>;
+
+/// A Flink function evaluated a row at a time.
+pub(crate) struct Builtin {
+    name: &'static str,
+    /// How Flink writes a call, for errors: `ROUND(x [, digits])`.
+    usage: &'static str,
+    signature: Signature,
+    typing: Typing,
+    eval: Eval,
+}
+
+impl fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.usage)
+    }
+}
+
+impl PartialEq for Builtin {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Builtin {}
+
+impl Hash for Builtin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+fn arg_types(types: &[DataType]) -> Vec<Option<SqlType>> {
+    types
+        .iter()
+        .map(|t| match t {
+            DataType::Null => None,
+            t => SqlType::from_arrow(t),
+        })
+        .collect()
+}
+
+impl Builtin {
+    fn typed(&self, types: &[DataType]) -> DfResult<(Vec<SqlType>, SqlType)> {
+        match (self.typing)(&arg_types(types)) {
+            Ok(t) => Ok(t),
+            Err(why) => plan_err!(
+                "{}: {why} (called with {})",
+                self.usage,
+                types
+                    .iter()
+                    .map(|t| SqlType::from_arrow(t).map_or("NULL", |t| t.sql_name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Builtin {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.typed(arg_types)?.1.arrow())
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let (args, _) = self.typed(arg_types)?;
+        for (from, to) in arg_types.iter().zip(&args) {
+            if !arrow::compute::can_cast_types(from, &to.arrow()) {
+                return plan_err!(
+                    "{}: cannot take a {from} as a {}",
+                    self.usage,
+                    to.sql_name()
+                );
+            }
+        }
+        Ok(args.iter().map(|t| t.arrow()).collect())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
+        let (arg_tys, ret) = self.typed(&types)?;
+        let mut rows: Vec<Row> = (0..n)
+            .map(|_| Row(Vec::with_capacity(arg_tys.len())))
+            .collect();
+        for (a, ty) in args.args.into_iter().zip(&arg_tys) {
+            append_column(&a.into_array(n)?, *ty, &mut rows)?;
+        }
+        let mut out = Vec::with_capacity(n);
+        for r in &rows {
+            match (self.eval)(&r.0) {
+                Ok(v) => out.push(Row(vec![v])),
+                Err(why) => return exec_err!("{}: {why}", self.usage),
+            }
+        }
+        let col = [Column {
+            name: "out".into(),
+            ty: ret,
+        }];
+        let batch = rows_to_batch(&col, &arrow_schema(&col), out.iter())?;
+        Ok(ColumnarValue::Array(batch.column(0).clone()))
+    }
+}
+
+fn udf(name: &'static str, usage: &'static str, typing: Typing, eval: Eval) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(Builtin {
+        name,
+        usage,
+        signature: Signature::user_defined(Volatility::Immutable),
+        typing,
+        eval,
+    }))
+}
+
+// ---- typing helpers ------------------------------------------------------------------------
+
+fn count(args: &[Option<SqlType>], min: usize, max: usize) -> Result<(), String> {
+    if args.len() < min || args.len() > max {
+        return Err(if min == max {
+            format!("takes {min} arguments, not {}", args.len())
+        } else {
+            format!("takes {min} to {max} arguments, not {}", args.len())
+        });
+    }
+    Ok(())
+}
+
+fn is_numeric(t: Option<SqlType>) -> bool {
+    matches!(t, None | Some(SqlType::BigInt | SqlType::Double))
+}
+
+/// Numbers keep their type (BIGINT or DOUBLE); the other arguments are BIGINT.
+fn numeric_with_digits(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 1, 2)?;
+    if !is_numeric(args[0]) || !args.get(1).copied().is_none_or(is_numeric) {
+        return Err("takes a number and an integer number of digits".into());
+    }
+    let t = args[0].unwrap_or(SqlType::Double);
+    let mut tys = vec![t];
+    if args.len() == 2 {
+        tys.push(SqlType::BigInt);
+    }
+    Ok((tys, t))
+}
+
+macro_rules! fixed {
+    ($($arg:ident),* => $ret:ident) => {
+        |args: &[Option<SqlType>]| -> Result<(Vec<SqlType>, SqlType), String> {
+            let want = [$(SqlType::$arg),*];
+            count(args, want.len(), want.len())?;
+            Ok((want.to_vec(), SqlType::$ret))
+        }
+    };
+}
+
+/// The first `min..=max` of `tys`, as many as there are arguments.
+fn optional(
+    args: &[Option<SqlType>],
+    tys: &[SqlType],
+    min: usize,
+    ret: SqlType,
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, min, tys.len())?;
+    Ok((tys[..args.len()].to_vec(), ret))
+}
+
+// ---- evaluation helpers --------------------------------------------------------------------
+
+fn str_arg(v: &Value) -> Option<&str> {
+    match v {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn int_arg(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) | Value::Ts(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn ts_arg(v: &Value) -> Option<i64> {
+    match v {
+        Value::Ts(t) => Some(*t),
+        _ => None,
+    }
+}
+
+thread_local! {
+    /// The last patterns compiled on this thread: a query's patterns are mostly constants.
+    static REGEXES: RefCell<Vec<(String, Option<regex::Regex>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `pattern` compiled (None: not a valid regular expression), cached per thread.
+fn with_regex<T>(pattern: &str, f: impl FnOnce(Option<&regex::Regex>) -> T) -> T {
+    REGEXES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(i) = cache.iter().position(|(p, _)| p == pattern) {
+            return f(cache[i].1.as_ref());
+        }
+        if cache.len() >= 16 {
+            cache.remove(0);
+        }
+        cache.push((pattern.to_string(), regex::Regex::new(pattern).ok()));
+        f(cache.last().and_then(|(_, r)| r.as_ref()))
+    })
+}
+
+// ---- strings -------------------------------------------------------------------------------
+
+/// Flink's INITCAP: words are runs of ASCII letters and digits; each word's first letter is
+/// upper-cased and its other ASCII letters lower-cased; every other character (non-ASCII
+/// letters included) is kept and ends a word.
+fn initcap(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(if start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
+            start = false;
+        } else {
+            out.push(c);
+            start = true;
+        }
+    }
+    out
+}
+
+/// Flink's SUBSTRING(s, start [, length]) over characters: `start` 1 is the first character,
+/// 0 counts as 1 and a negative start counts from the end.
+fn substring(s: &str, start: i64, len: Option<i64>) -> Option<String> {
+    if len.is_some_and(|l| l < 0) {
+        return None;
+    }
+    let n = s.chars().count() as i64;
+    let from = match start {
+        p if p > 0 => p - 1,
+        0 => 0,
+        // Counting from the end past the first character gives the empty string.
+        p if n + p < 0 => return Some(String::new()),
+        p => n + p,
+    };
+    let to = match len {
+        Some(l) => from.saturating_add(l).min(n),
+        None => n,
+    };
+    let from = from.max(0);
+    if from >= to {
+        return Some(String::new());
+    }
+    Some(
+        s.chars()
+            .skip(from as usize)
+            .take((to - from) as usize)
+            .collect(),
+    )
+}
+
+fn eval_substring(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(start)) = (str_arg(&a[0]), int_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let len = match a.get(2) {
+        Some(Value::Null) => return Ok(Value::Null),
+        Some(v) => int_arg(v),
+        None => None,
+    };
+    Ok(substring(s, start, len).map_or(Value::Null, Value::Str))
+}
+
+fn eval_split_index(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(sep), Some(i)) = (str_arg(&a[0]), str_arg(&a[1]), int_arg(&a[2])) else {
+        return Ok(Value::Null);
+    };
+    if i < 0 || s.is_empty() {
+        return Ok(Value::Null);
+    }
+    // An empty separator splits at whitespace (as Flink's, Apache Commons' split does).
+    let part = if sep.is_empty() {
+        s.split(char::is_whitespace).nth(i as usize)
+    } else {
+        s.split(sep).nth(i as usize)
+    };
+    Ok(part.map_or(Value::Null, |p| Value::Str(p.to_string())))
+}
+
+/// Flink replaces every match with the replacement taken literally (`$1` is the text `$1`);
+/// an invalid pattern gives NULL.
+fn eval_regexp_replace(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(p), Some(r)) = (str_arg(&a[0]), str_arg(&a[1]), str_arg(&a[2])) else {
+        return Ok(Value::Null);
+    };
+    Ok(with_regex(p, |re| match re {
+        Some(re) => Value::Str(re.replace_all(s, regex::NoExpand(r)).into_owned()),
+        None => Value::Null,
+    }))
+}
+
+/// The group `index` (default 1) of the first match; NULL without a match or such a group.
+fn eval_regexp_extract(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(p)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let index = match a.get(2) {
+        Some(v) => match int_arg(v) {
+            Some(i) if i >= 0 => i as usize,
+            _ => return Ok(Value::Null),
+        },
+        None => 1,
+    };
+    Ok(with_regex(p, |re| {
+        re.and_then(|re| re.captures(s))
+            .and_then(|c| c.get(index))
+            .map_or(Value::Null, |m| Value::Str(m.as_str().to_string()))
+    }))
+}
+
+fn eval_regexp(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(p)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    Ok(with_regex(p, |re| {
+        re.map_or(Value::Null, |re| Value::Bool(re.is_match(s)))
+    }))
+}
+
+// ---- numbers -------------------------------------------------------------------------------
+
+/// `d` rounded to `digits` decimal places as Flink does: on the decimal text of the double
+/// (its shortest representation, as Java's `BigDecimal.valueOf`), half away from zero, so
+/// `ROUND(1.005, 2)` is 1.01. `truncate` drops the digits instead.
+fn round_double(d: f64, digits: i64, truncate: bool) -> f64 {
+    if !d.is_finite() || digits > 300 {
+        return d;
+    }
+    let text = format!("{:e}", d.abs());
+    let (mantissa, exp) = text.split_once('e').expect("{:e} has an exponent");
+    let exp: i64 = exp.parse().expect("{:e}'s exponent is a number");
+    let all: Vec<u8> = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    // |d| is 0.d1d2d3… × 10^(exp + 1): the digits before position `keep` are the result's,
+    // which is an integer × 10^-digits.
+    let keep = exp + 1 + digits;
+    // Java's BigDecimal has no negative zero.
+    if keep < 0 {
+        return 0.0;
+    }
+    let keep = keep as usize;
+    let mut kept: Vec<u8> = all.iter().copied().take(keep).collect();
+    kept.resize(keep, 0);
+    let mut carry = !truncate && all.get(keep).is_some_and(|&x| x >= 5);
+    for x in kept.iter_mut().rev() {
+        if !carry {
+            break;
+        }
+        *x = (*x + 1) % 10;
+        carry = *x == 0;
+    }
+    let mut int = String::from(if carry { "1" } else { "0" });
+    int.extend(kept.iter().map(|x| char::from(b'0' + x)));
+    let v: f64 = format!("{int}e{}", -digits).parse().unwrap_or(0.0);
+    if d < 0.0 && v != 0.0 { -v } else { v }
+}
+
+/// `i` rounded (or truncated) to `digits` decimal places; only negative digits change it.
+fn round_int(i: i64, digits: i64, truncate: bool) -> Result<i64, String> {
+    if digits >= 0 {
+        return Ok(i);
+    }
+    if digits < -18 {
+        return Ok(0);
+    }
+    let p = 10i64.pow((-digits) as u32);
+    let down = i / p * p;
+    let rest = (i - down).abs();
+    if truncate || rest * 2 < p {
+        return Ok(down);
+    }
+    // Flink's BIGINT arithmetic wraps around.
+    Ok(down.wrapping_add(if i < 0 { -p } else { p }))
+}
+
+fn round_or_truncate(a: &[Value], truncate: bool) -> Result<Value, String> {
+    let digits = match a.get(1) {
+        Some(Value::Null) => return Ok(Value::Null),
+        Some(v) => int_arg(v).unwrap_or(0),
+        None => 0,
+    };
+    Ok(match &a[0] {
+        Value::Int(i) => Value::Int(round_int(*i, digits, truncate)?),
+        Value::Double(d) => Value::Double(round_double(*d, digits, truncate)),
+        _ => Value::Null,
+    })
+}
+
+// ---- casts ---------------------------------------------------------------------------------
+
+/// A value as Flink's `CAST(… AS STRING)` writes it.
+pub(crate) fn flink_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => java_double(*d),
+        Value::Str(s) => s.clone(),
+        Value::Ts(t) => crate::value::format_timestamp(*t),
+    })
+}
+
+fn parse_bigint(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Ok(i);
+    }
+    // Flink reads a decimal and drops its fraction: CAST('1.5' AS INT) is 1.
+    match t.parse::<f64>() {
+        Ok(d) if d.is_finite() && t.bytes().all(|b| b.is_ascii_digit() || b"+-.".contains(&b)) => {
+            let x = d.trunc();
+            if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&x) {
+                Ok(x as i64)
+            } else {
+                Err(format!("'{s}' is out of the range of BIGINT"))
+            }
+        }
+        _ => Err(format!("'{s}' is not a number")),
+    }
+}
+
+fn parse_double(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    match t {
+        "NaN" => return Ok(f64::NAN),
+        "Infinity" | "+Infinity" => return Ok(f64::INFINITY),
+        "-Infinity" => return Ok(f64::NEG_INFINITY),
+        _ => {}
+    }
+    // Java reads a type suffix (1.5d, 2f); Rust reads "inf" and "nan", which Java does not.
+    let t = t.strip_suffix(['d', 'D', 'f', 'F']).unwrap_or(t);
+    if t.bytes()
+        .any(|b| b.is_ascii_alphabetic() && !b"eE".contains(&b))
+    {
+        return Err(format!("'{s}' is not a number"));
+    }
+    t.parse().map_err(|_| format!("'{s}' is not a number"))
+}
+
+fn parse_boolean(s: &str) -> Result<bool, String> {
+    // Unlike numbers, Flink does not trim a BOOLEAN's text.
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Ok(true),
+        "false" | "f" | "no" | "n" | "0" => Ok(false),
+        _ => Err(format!(
+            "'{s}' is not a BOOLEAN (true/false, t/f, yes/no, y/n, 1/0)"
+        )),
+    }
+}
+
+fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
+    let Some(s) = str_arg(&a[0]) else {
+        return Ok(Value::Null);
+    };
+    Ok(match to {
+        SqlType::BigInt => Value::Int(parse_bigint(s)?),
+        SqlType::Double => Value::Double(parse_double(s)?),
+        SqlType::Boolean => Value::Bool(parse_boolean(s)?),
+        SqlType::Timestamp => Value::Ts(
+            datetime::parse_sql_timestamp(s)
+                .ok_or_else(|| format!("'{s}' is not a TIMESTAMP (yyyy-MM-dd[ HH:mm:ss[.SSS]])"))?,
+        ),
+        SqlType::String => Value::Str(s.to_string()),
+    })
+}
+
+fn nullify(r: Result<Value, String>) -> Result<Value, String> {
+    Ok(r.unwrap_or(Value::Null))
+}
+
+/// The function replacing a `CAST` (`safe`: `TRY_CAST`) from `from` to `to`, where Flink's
+/// result differs from Arrow's cast.
+pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Option<Arc<ScalarUDF>> {
+    static TO_STRING: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+        udf(
+            "cast_to_string",
+            "CAST(x AS STRING)",
+            |args| {
+                count(args, 1, 1)?;
+                Ok((vec![args[0].unwrap_or(SqlType::String)], SqlType::String))
+            },
+            |a| Ok(flink_text(&a[0]).map_or(Value::Null, Value::Str)),
+        )
+    });
+    macro_rules! from_string {
+        ($name:literal, $usage:literal, $ty:ident, $eval:expr) => {{
+            static F: LazyLock<Arc<ScalarUDF>> =
+        LazyLock::new(|| udf($name, $usage, fixed!(String => $ty), $eval));
+            F.clone()
+        }};
+    }
+    let is_str =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+    let from_str = is_str(from);
+    match (from, to) {
+        (
+            DataType::Boolean | DataType::Float64 | DataType::Float32 | DataType::Timestamp(..),
+            to,
+        ) if is_str(to) => Some(TO_STRING.clone()),
+        _ if !from_str => None,
+        // Narrower integers read as BIGINT, then cast down (by the caller).
+        (_, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64) if safe => {
+            Some(from_string!(
+                "try_cast_string_to_bigint",
+                "TRY_CAST(s AS BIGINT)",
+                BigInt,
+                |a| nullify(cast_from_string(a, SqlType::BigInt))
+            ))
+        }
+        (_, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64) => Some(
+            from_string!("cast_string_to_bigint", "CAST(s AS BIGINT)", BigInt, |a| {
+                cast_from_string(a, SqlType::BigInt)
+            }),
+        ),
+        (_, DataType::Float64) if safe => Some(from_string!(
+            "try_cast_string_to_double",
+            "TRY_CAST(s AS DOUBLE)",
+            Double,
+            |a| nullify(cast_from_string(a, SqlType::Double))
+        )),
+        (_, DataType::Float64) => Some(from_string!(
+            "cast_string_to_double",
+            "CAST(s AS DOUBLE)",
+            Double,
+            |a| cast_from_string(a, SqlType::Double)
+        )),
+        (_, DataType::Boolean) if safe => Some(from_string!(
+            "try_cast_string_to_boolean",
+            "TRY_CAST(s AS BOOLEAN)",
+            Boolean,
+            |a| nullify(cast_from_string(a, SqlType::Boolean))
+        )),
+        (_, DataType::Boolean) => Some(from_string!(
+            "cast_string_to_boolean",
+            "CAST(s AS BOOLEAN)",
+            Boolean,
+            |a| cast_from_string(a, SqlType::Boolean)
+        )),
+        (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) if safe => {
+            Some(from_string!(
+                "try_cast_string_to_timestamp",
+                "TRY_CAST(s AS TIMESTAMP(3))",
+                Timestamp,
+                |a| nullify(cast_from_string(a, SqlType::Timestamp))
+            ))
+        }
+        (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
+            Some(from_string!(
+                "cast_string_to_timestamp",
+                "CAST(s AS TIMESTAMP(3))",
+                Timestamp,
+                |a| cast_from_string(a, SqlType::Timestamp)
+            ))
+        }
+        _ => None,
+    }
+}
+
+// ---- more strings and numbers --------------------------------------------------------------
+
+/// The 1-based character position of `needle` in `s` at or after `from` (0: none).
+fn locate(needle: &str, s: &str, from: i64) -> i64 {
+    let from = from.max(1) as usize - 1;
+    let Some(start) = s.char_indices().nth(from).map(|(i, _)| i) else {
+        return 0;
+    };
+    s[start..].find(needle).map_or(0, |b| {
+        (from + s[start..start + b].chars().count() + 1) as i64
+    })
+}
+
+fn eval_locate(a: &[Value]) -> Result<Value, String> {
+    let (Some(needle), Some(s)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let from = match a.get(2) {
+        Some(v) => match int_arg(v) {
+            Some(i) => i,
+            None => return Ok(Value::Null),
+        },
+        None => 1,
+    };
+    Ok(Value::Int(locate(needle, s, from)))
+}
+
+/// LPAD / RPAD: `s` cut or padded with `pad` to `len` characters; NULL for a negative length
+/// or an empty pad that would be needed.
+fn pad(a: &[Value], left: bool) -> Result<Value, String> {
+    let (Some(s), Some(len), Some(pad)) = (str_arg(&a[0]), int_arg(&a[1]), str_arg(&a[2])) else {
+        return Ok(Value::Null);
+    };
+    let n = s.chars().count() as i64;
+    if len < 0 || (len > n && pad.is_empty()) {
+        return Ok(Value::Null);
+    }
+    if len <= n {
+        return Ok(Value::Str(s.chars().take(len as usize).collect()));
+    }
+    let fill: String = pad.chars().cycle().take((len - n) as usize).collect();
+    Ok(Value::Str(if left {
+        fill + s
+    } else {
+        format!("{s}{fill}")
+    }))
+}
+
+fn left_right(a: &[Value], left: bool) -> Result<Value, String> {
+    let (Some(s), Some(k)) = (str_arg(&a[0]), int_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let n = s.chars().count() as i64;
+    let k = k.clamp(0, n) as usize;
+    Ok(Value::Str(if left {
+        s.chars().take(k).collect()
+    } else {
+        s.chars().skip(n as usize - k).collect()
+    }))
+}
+
+/// REPLACE as Java's `String.replace`: an empty search string matches between characters.
+fn eval_replace(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(from), Some(to)) = (str_arg(&a[0]), str_arg(&a[1]), str_arg(&a[2])) else {
+        return Ok(Value::Null);
+    };
+    if from.is_empty() {
+        let mut out = String::from(to);
+        for c in s.chars() {
+            out.push(c);
+            out.push_str(to);
+        }
+        return Ok(Value::Str(out));
+    }
+    Ok(Value::Str(s.replace(from, to)))
+}
+
+fn eval_hex(a: &[Value]) -> Result<Value, String> {
+    Ok(match &a[0] {
+        Value::Int(i) => Value::Str(format!("{i:X}")),
+        Value::Str(s) => Value::Str(s.bytes().map(|b| format!("{b:02X}")).collect()),
+        _ => Value::Null,
+    })
+}
+
+fn one_number(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 1, 1)?;
+    if !is_numeric(args[0]) {
+        return Err("takes a number".into());
+    }
+    let t = args[0].unwrap_or(SqlType::Double);
+    Ok((vec![t], t))
+}
+
+fn one_double(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 1, 1)?;
+    if !is_numeric(args[0]) {
+        return Err("takes a number".into());
+    }
+    Ok((vec![SqlType::Double], SqlType::Double))
+}
+
+/// An integer stays an integer; a DOUBLE goes through `f`.
+fn int_or(a: &[Value], int: fn(i64) -> i64, f: fn(f64) -> f64) -> Result<Value, String> {
+    Ok(match &a[0] {
+        Value::Int(i) => Value::Int(int(*i)),
+        Value::Double(d) => Value::Double(f(*d)),
+        _ => Value::Null,
+    })
+}
+
+fn double_fn(a: &[Value], f: fn(f64) -> f64) -> Result<Value, String> {
+    Ok(a[0].as_f64().map_or(Value::Null, |d| Value::Double(f(d))))
+}
+
+fn more() -> Vec<Arc<ScalarUDF>> {
+    use SqlType::{BigInt, String as Str};
+    vec![
+        udf(
+            "locate",
+            "LOCATE(needle, s [, from])",
+            |a| optional(a, &[Str, Str, BigInt], 2, BigInt),
+            eval_locate,
+        ),
+        udf(
+            "lpad",
+            "LPAD(s, length, pad)",
+            fixed!(String, BigInt, String => String),
+            |a| pad(a, true),
+        ),
+        udf(
+            "rpad",
+            "RPAD(s, length, pad)",
+            fixed!(String, BigInt, String => String),
+            |a| pad(a, false),
+        ),
+        udf(
+            "left",
+            "LEFT(s, n)",
+            fixed!(String, BigInt => String),
+            |a| left_right(a, true),
+        ),
+        udf(
+            "right",
+            "RIGHT(s, n)",
+            fixed!(String, BigInt => String),
+            |a| left_right(a, false),
+        ),
+        udf(
+            "replace",
+            "REPLACE(s, search, replacement)",
+            fixed!(String, String, String => String),
+            eval_replace,
+        ),
+        // Flink's ASCII is the first UTF-8 byte as a signed byte.
+        udf("ascii", "ASCII(s)", fixed!(String => BigInt), |a| {
+            Ok(str_arg(&a[0]).map_or(Value::Null, |s| {
+                Value::Int(s.bytes().next().map_or(0, |b| i64::from(b as i8)))
+            }))
+        }),
+        udf("bin", "BIN(n)", fixed!(BigInt => String), |a| {
+            Ok(int_arg(&a[0]).map_or(Value::Null, |i| Value::Str(format!("{i:b}"))))
+        }),
+        udf(
+            "hex",
+            "HEX(n or s)",
+            |a| {
+                count(a, 1, 1)?;
+                Ok((vec![a[0].filter(|t| *t == Str).unwrap_or(BigInt)], Str))
+            },
+            eval_hex,
+        ),
+        udf(
+            "elt",
+            "ELT(index, s1, s2, …)",
+            |a| {
+                if a.len() < 2 {
+                    return Err("takes an index and at least one string".into());
+                }
+                let mut tys = vec![BigInt];
+                tys.extend(std::iter::repeat_n(Str, a.len() - 1));
+                Ok((tys, Str))
+            },
+            |a| {
+                Ok(match int_arg(&a[0]) {
+                    Some(i) if i >= 1 && (i as usize) < a.len() => a[i as usize].clone(),
+                    _ => Value::Null,
+                })
+            },
+        ),
+        udf("abs", "ABS(x)", one_number, |a| {
+            int_or(a, i64::wrapping_abs, f64::abs)
+        }),
+        udf("floor", "FLOOR(x)", one_number, |a| {
+            int_or(a, |i| i, f64::floor)
+        }),
+        udf("ceil", "CEIL(x)", one_number, |a| {
+            int_or(a, |i| i, f64::ceil)
+        }),
+        udf("ceiling", "CEILING(x)", one_number, |a| {
+            int_or(a, |i| i, f64::ceil)
+        }),
+        udf("sign", "SIGN(x)", one_number, |a| {
+            int_or(a, i64::signum, |d| {
+                if d == 0.0 || d.is_nan() {
+                    d
+                } else {
+                    d.signum()
+                }
+            })
+        }),
+        udf("sqrt", "SQRT(x)", one_double, |a| double_fn(a, f64::sqrt)),
+        udf(
+            "e",
+            "E()",
+            |a| {
+                count(a, 0, 0)?;
+                Ok((vec![], SqlType::Double))
+            },
+            |_| Ok(Value::Double(std::f64::consts::E)),
+        ),
+        // LOG(x) is the natural logarithm; LOG(base, x).
+        udf(
+            "log",
+            "LOG([base,] x)",
+            |a| {
+                count(a, 1, 2)?;
+                Ok((vec![SqlType::Double; a.len()], SqlType::Double))
+            },
+            |a| {
+                Ok(match a {
+                    [x] => x.as_f64().map_or(Value::Null, |x| Value::Double(x.ln())),
+                    [b, x] => match (b.as_f64(), x.as_f64()) {
+                        (Some(b), Some(x)) => Value::Double(x.ln() / b.ln()),
+                        _ => Value::Null,
+                    },
+                    _ => Value::Null,
+                })
+            },
+        ),
+    ]
+}
+
+// ---- the library ---------------------------------------------------------------------------
+
+/// Every function of this module callable by name, with the names they take over from
+/// DataFusion's library.
+pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
+    use SqlType::{BigInt, String as Str, Timestamp};
+    let mut fns = vec![
+        udf("initcap", "INITCAP(s)", fixed!(String => String), |a| {
+            Ok(str_arg(&a[0]).map_or(Value::Null, |s| Value::Str(initcap(s))))
+        }),
+        udf(
+            "substring",
+            "SUBSTRING(s, start [, length])",
+            |a| optional(a, &[Str, BigInt, BigInt], 2, Str),
+            eval_substring,
+        ),
+        udf(
+            "substr",
+            "SUBSTR(s, start [, length])",
+            |a| optional(a, &[Str, BigInt, BigInt], 2, Str),
+            eval_substring,
+        ),
+        udf(
+            "split_index",
+            "SPLIT_INDEX(s, separator, index)",
+            fixed!(String, String, BigInt => String),
+            eval_split_index,
+        ),
+        udf(
+            "regexp_replace",
+            "REGEXP_REPLACE(s, regex, replacement)",
+            fixed!(String, String, String => String),
+            eval_regexp_replace,
+        ),
+        udf(
+            "regexp_extract",
+            "REGEXP_EXTRACT(s, regex [, group])",
+            |a| optional(a, &[Str, Str, BigInt], 2, Str),
+            eval_regexp_extract,
+        ),
+        udf(
+            "regexp",
+            "REGEXP(s, regex)",
+            fixed!(String, String => Boolean),
+            eval_regexp,
+        ),
+        udf("round", "ROUND(x [, digits])", numeric_with_digits, |a| {
+            round_or_truncate(a, false)
+        }),
+        udf(
+            "truncate",
+            "TRUNCATE(x [, digits])",
+            numeric_with_digits,
+            |a| round_or_truncate(a, true),
+        ),
+        udf(
+            "date_format",
+            "DATE_FORMAT(timestamp, format)",
+            |a| {
+                count(a, 2, 2)?;
+                let first = match a[0] {
+                    Some(SqlType::String) => Str,
+                    _ => Timestamp,
+                };
+                Ok((vec![first, Str], Str))
+            },
+            |a| {
+                let t = match &a[0] {
+                    Value::Ts(t) => *t,
+                    Value::Str(s) => match datetime::parse_sql_timestamp(s.trim()) {
+                        Some(t) => t,
+                        None => return Ok(Value::Null),
+                    },
+                    _ => return Ok(Value::Null),
+                };
+                let Some(f) = str_arg(&a[1]) else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Str(datetime::format(t, f)?))
+            },
+        ),
+        udf(
+            "from_unixtime",
+            "FROM_UNIXTIME(seconds [, format])",
+            |a| optional(a, &[BigInt, Str], 1, Str),
+            |a| {
+                let Some(s) = int_arg(&a[0]) else {
+                    return Ok(Value::Null);
+                };
+                let f = match a.get(1) {
+                    Some(Value::Str(f)) => f.as_str(),
+                    Some(_) => return Ok(Value::Null),
+                    None => "yyyy-MM-dd HH:mm:ss",
+                };
+                let ms = s
+                    .checked_mul(1000)
+                    .ok_or_else(|| format!("{s} seconds is out of range"))?;
+                Ok(Value::Str(datetime::format(ms, f)?))
+            },
+        ),
+        udf(
+            "unix_timestamp",
+            "UNIX_TIMESTAMP(s [, format])",
+            |a| optional(a, &[Str, Str], 1, BigInt),
+            |a| {
+                let Some(s) = str_arg(&a[0]) else {
+                    return Ok(Value::Null);
+                };
+                let f = match a.get(1) {
+                    Some(Value::Str(f)) => f.as_str(),
+                    Some(_) => return Ok(Value::Null),
+                    None => "yyyy-MM-dd HH:mm:ss",
+                };
+                // As Flink: a day past the month's end rolls into the next month, and text
+                // that does not parse gives Long.MIN_VALUE.
+                Ok(Value::Int(
+                    datetime::parse(s, f, true)?.map_or(i64::MIN, |ms| ms.div_euclid(1000)),
+                ))
+            },
+        ),
+        udf(
+            "to_timestamp",
+            "TO_TIMESTAMP(s [, format])",
+            |a| optional(a, &[Str, Str], 1, Timestamp),
+            |a| {
+                let Some(s) = str_arg(&a[0]) else {
+                    return Ok(Value::Null);
+                };
+                Ok(match a.get(1) {
+                    Some(Value::Str(f)) => datetime::parse(s, f, false)?,
+                    Some(_) => None,
+                    None => datetime::parse_sql_timestamp(s.trim()),
+                }
+                .map_or(Value::Null, Value::Ts))
+            },
+        ),
+        udf(
+            "timestampadd",
+            "TIMESTAMPADD(unit, count, timestamp)",
+            fixed!(String, BigInt, Timestamp => Timestamp),
+            |a| {
+                let (Some(unit), Some(n), Some(t)) =
+                    (str_arg(&a[0]), int_arg(&a[1]), ts_arg(&a[2]))
+                else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Ts(datetime::add(unit, n, t)?))
+            },
+        ),
+        udf(
+            "timestampdiff",
+            "TIMESTAMPDIFF(unit, timestamp1, timestamp2)",
+            fixed!(String, Timestamp, Timestamp => BigInt),
+            |a| {
+                let (Some(unit), Some(t1), Some(t2)) =
+                    (str_arg(&a[0]), ts_arg(&a[1]), ts_arg(&a[2]))
+                else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Int(datetime::diff(unit, t1, t2)?))
+            },
+        ),
+        udf(
+            "timestamp_floor",
+            "FLOOR(timestamp TO unit)",
+            fixed!(String, Timestamp => Timestamp),
+            |a| {
+                let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Ts(datetime::floor(unit, t)?))
+            },
+        ),
+        udf(
+            "timestamp_ceil",
+            "CEIL(timestamp TO unit)",
+            fixed!(String, Timestamp => Timestamp),
+            |a| {
+                let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Ts(datetime::ceil(unit, t)?))
+            },
+        ),
+        udf(
+            "extract",
+            "EXTRACT(unit FROM timestamp)",
+            fixed!(String, Timestamp => BigInt),
+            |a| {
+                let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Int(datetime::extract(unit, t)?))
+            },
+        ),
+    ];
+    // HOUR(ts), DAYOFWEEK(ts), …: EXTRACT of that field.
+    macro_rules! field {
+        ($name:literal, $usage:literal, $unit:literal) => {
+            udf($name, $usage, fixed!(Timestamp => BigInt), |a| {
+                ts_arg(&a[0]).map_or(Ok(Value::Null), |t| {
+                    datetime::extract($unit, t).map(Value::Int)
+                })
+            })
+        };
+    }
+    fns.extend(more());
+    fns.extend([
+        field!("year", "YEAR(timestamp)", "YEAR"),
+        field!("quarter", "QUARTER(timestamp)", "QUARTER"),
+        field!("month", "MONTH(timestamp)", "MONTH"),
+        field!("week", "WEEK(timestamp)", "WEEK"),
+        field!("dayofyear", "DAYOFYEAR(timestamp)", "DOY"),
+        field!("dayofmonth", "DAYOFMONTH(timestamp)", "DAY"),
+        field!("dayofweek", "DAYOFWEEK(timestamp)", "DOW"),
+        field!("hour", "HOUR(timestamp)", "HOUR"),
+        field!("minute", "MINUTE(timestamp)", "MINUTE"),
+        field!("second", "SECOND(timestamp)", "SECOND"),
+    ]);
+    fns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_round_half_up_on_their_decimal_text() {
+        assert_eq!(round_double(1.005, 2, false), 1.01);
+        assert_eq!(round_double(2.675, 2, false), 2.68);
+        assert_eq!(round_double(-2.5, 0, false), -3.0);
+        assert_eq!(round_double(15.0, -1, false), 20.0);
+        assert_eq!(round_double(9.99, 1, false), 10.0);
+        assert_eq!(round_double(0.004, 2, false), 0.0);
+        assert_eq!(round_double(5.4321, 2, true), 5.43);
+        assert_eq!(round_double(-3.9, 0, true), -3.0);
+        assert_eq!(round_double(1234.5, -2, true), 1200.0);
+        assert_eq!(round_int(1250, -2, false), Ok(1300));
+        assert_eq!(round_int(-15, -1, false), Ok(-20));
+        assert_eq!(round_int(1234, -1, true), Ok(1230));
+    }
+
+    #[test]
+    fn initcap_capitalises_ascii_words_only() {
+        assert_eq!(initcap("élan vital"), "éLan Vital");
+        assert_eq!(initcap("o'neil mc-donald"), "O'Neil Mc-Donald");
+        assert_eq!(initcap("HELLO wORLD"), "Hello World");
+    }
+
+    #[test]
+    fn substring_counts_characters_from_one_or_from_the_end() {
+        assert_eq!(substring("héllo", 2, None).as_deref(), Some("éllo"));
+        assert_eq!(substring("hello", 0, Some(3)).as_deref(), Some("hel"));
+        assert_eq!(substring("hello", -3, None).as_deref(), Some("llo"));
+        assert_eq!(substring("hello", 10, None).as_deref(), Some(""));
+    }
+}
