@@ -118,7 +118,7 @@ options! {
         "parallelism of operators that do not set their own");
     /// `pipeline.max-parallelism`.
     MAX_PARALLELISM = ("pipeline.max-parallelism", Integer, "128", Pipeline,
-        "number of key groups; the upper bound for rescaling keyed state");
+        "number of key groups; the upper bound for rescaling keyed state; at most 32768");
     /// `pipeline.operator-chaining.enabled`.
     OPERATOR_CHAINING = ("pipeline.operator-chaining.enabled", Boolean, "true", Pipeline,
         "fuse forward-connected operators into one task");
@@ -203,7 +203,7 @@ options! {
         "the pause never grows beyond this");
     /// `restart-strategy.exponential-delay.backoff-multiplier`.
     EXPONENTIAL_MULTIPLIER = ("restart-strategy.exponential-delay.backoff-multiplier", Number, "1.5", Checkpoints,
-        "each restart waits this many times longer than the previous");
+        "each restart waits this many times longer than the previous; at least 1");
     /// `restart-strategy.exponential-delay.jitter-factor`.
     EXPONENTIAL_JITTER = ("restart-strategy.exponential-delay.jitter-factor", Number, "0.1", Checkpoints,
         "random ± share of each pause (0 to 1)");

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use weir_contract::options::{self as opt, ConfigOption, OPTIONS};
 
+/// The most key groups `pipeline.max-parallelism` may ask for, as in Flink (32768).
+pub const MAX_KEY_GROUPS: usize = 1 << 15;
+
 /// What a source does with a record it cannot decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecodeErrorPolicy {
@@ -447,10 +450,17 @@ impl Config {
                         opt::EXPONENTIAL_JITTER.key
                     )));
                 }
+                let multiplier = float(opt::EXPONENTIAL_MULTIPLIER)?;
+                if !(multiplier.is_finite() && multiplier >= 1.0) {
+                    return Err(Error::Config(format!(
+                        "'{}' must be a number of at least 1, got {multiplier}",
+                        opt::EXPONENTIAL_MULTIPLIER.key
+                    )));
+                }
                 RestartStrategy::ExponentialDelay {
                     initial: self.duration(opt::EXPONENTIAL_INITIAL_BACKOFF)?,
                     max: self.duration(opt::EXPONENTIAL_MAX_BACKOFF)?,
-                    multiplier: float(opt::EXPONENTIAL_MULTIPLIER)?,
+                    multiplier,
                     jitter,
                     attempts: number(opt::EXPONENTIAL_ATTEMPTS)?,
                 }
@@ -594,7 +604,13 @@ impl Config {
     }
     /// `pipeline.max-parallelism`.
     pub fn max_parallelism(&self) -> Result<usize> {
-        self.positive(opt::MAX_PARALLELISM)
+        match self.positive(opt::MAX_PARALLELISM)? {
+            n if n <= MAX_KEY_GROUPS => Ok(n),
+            n => Err(Error::Config(format!(
+                "'{}' must be at most {MAX_KEY_GROUPS} (Flink's limit; key groups are numbered in 16 bits), got {n}",
+                opt::MAX_PARALLELISM.key
+            ))),
+        }
     }
     /// `pipeline.batch-size`.
     pub fn batch_size(&self) -> Result<usize> {
@@ -722,6 +738,40 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown key 'paralelism.default'"), "{err}");
         assert!(err.contains("did you mean 'parallelism.default'"), "{err}");
+    }
+
+    #[test]
+    fn values_that_would_exhaust_the_process_or_hang_are_refused_naming_them() {
+        let mut c = Config::default();
+        c.set("execution.checkpointing.interval", "1s").unwrap();
+        c.set("restart-strategy.type", "exponential-delay").unwrap();
+        // Refused when set or, at the latest, when resolved.
+        let mut refused = |key: &str, value: &str| -> String {
+            let err = match c.set(key, value) {
+                Err(e) => e,
+                Ok(()) => match (c.max_parallelism(), c.checkpointing()) {
+                    (Err(e), _) | (_, Err(e)) => e,
+                    _ => panic!("{key}: {value} was accepted"),
+                },
+            };
+            err.to_string()
+        };
+        let err = refused("pipeline.max-parallelism", "4294967296");
+        assert!(
+            err.contains("'pipeline.max-parallelism' must be at most 32768")
+                && err.contains("got 4294967296"),
+            "{err}"
+        );
+        for bad in ["NaN", "-2", "0.5", "inf"] {
+            let err = refused("restart-strategy.exponential-delay.backoff-multiplier", bad);
+            assert!(
+                err.contains("'restart-strategy.exponential-delay.backoff-multiplier' must be a number of at least 1"),
+                "{bad}: {err}"
+            );
+        }
+        let mut c = Config::default();
+        c.set("pipeline.max-parallelism", "32768").unwrap();
+        assert_eq!(c.max_parallelism().unwrap(), 32768);
     }
 
     #[test]

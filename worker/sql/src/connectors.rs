@@ -243,6 +243,10 @@ pub struct PhysicalColumn {
     pub field: String,
 }
 
+/// The longest string `datagen` generates (1 MiB): a mistyped length must fail the plan, not
+/// abort the process allocating it for every row.
+const MAX_DATAGEN_LENGTH: usize = 1 << 20;
+
 fn datagen_option(k: &str, cols: &[PhysicalColumn]) -> bool {
     matches!(k, "number-of-rows" | "rows-per-second" | "seed")
         || k.strip_prefix("fields.").is_some_and(|rest| {
@@ -411,7 +415,18 @@ fn datagen(
                     max: opts.number(&key("max"))?.unwrap_or(1.0),
                 },
                 SqlType::String => FieldGen::Str {
-                    length: opts.number(&key("length"))?.unwrap_or(10),
+                    length: match opts.number(&key("length"))?.unwrap_or(10) {
+                        n if n <= MAX_DATAGEN_LENGTH => n,
+                        n => {
+                            return Err(opts.err(
+                                &key("length"),
+                                format!(
+                                    "fields.{}.length ({n}) is longer than a generated string may be ({MAX_DATAGEN_LENGTH})",
+                                    c.field
+                                ),
+                            ));
+                        }
+                    },
                 },
                 SqlType::Boolean => FieldGen::Bool,
                 SqlType::Timestamp => {
@@ -488,6 +503,12 @@ fn datagen(
         g = g.bounded(n);
     }
     if let Some(r) = opts.number::<f64>("rows-per-second")? {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(opts.err(
+                "rows-per-second",
+                format!("'rows-per-second' must be a positive number of rows, got {r}"),
+            ));
+        }
         g = g.rows_per_second(r);
     }
     Ok(env.from_source(g, None, name).uid(uid))

@@ -2796,3 +2796,28 @@ INSERT INTO out SELECT `user` FROM clicks;",
 fn scalar_expressions_give_the_results_apache_flink_recorded() {
     conformance::run();
 }
+
+#[test]
+fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_refused() {
+    for (opts, expected) in [
+        (
+            "'rows-per-second' = '0'",
+            "'rows-per-second' must be a positive number of rows, got 0",
+        ),
+        (
+            "'rows-per-second' = '-5'",
+            "'rows-per-second' must be a positive number of rows, got -5",
+        ),
+        (
+            "'fields.name.length' = '100000000000'",
+            "fields.name.length (100000000000) is longer than a generated string may be (1048576)",
+        ),
+    ] {
+        let err = plan_error(&format!(
+            "CREATE TABLE t (name STRING) WITH ('connector' = 'datagen', {opts});
+             CREATE TABLE out (name STRING) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT name FROM t;"
+        ));
+        assert!(err.contains(expected), "{opts}: {err}");
+    }
+}
