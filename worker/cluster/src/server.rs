@@ -961,6 +961,40 @@ fn cancel(job: &JobClient, query: &str) -> Answer {
     Ok((StatusCode::ACCEPTED, json!({})))
 }
 
+/// Whether a savepoint may be written to `target`, a directory a REST client asked for: never
+/// through a `.` or `..` segment, and, once the job names any root (`state.savepoints.dir`,
+/// `state.savepoints.allowed-roots`), only at or below one of them — anyone who reaches the
+/// port could otherwise make the process write wherever it may.
+fn confine_target(target: &str, roots: &[&str]) -> Result<(), String> {
+    let path = |uri: &str| {
+        uri.strip_prefix("file://")
+            .unwrap_or(uri)
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let t = path(target);
+    let after_scheme = t.split_once("://").map_or(t.as_str(), |(_, rest)| rest);
+    if after_scheme.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(format!(
+            "savepoint target '{target}' has a '.' or '..' segment; name the directory plainly"
+        ));
+    }
+    if roots.is_empty()
+        || roots.iter().any(|r| {
+            let r = path(r);
+            t == r || t.starts_with(&format!("{r}/"))
+        })
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "savepoint target '{target}' is outside the directories savepoints may be written to ({}); \
+         use one of them, or add it to {}",
+        roots.join(", "),
+        options::SAVEPOINT_ALLOWED_ROOTS.key
+    ))
+}
+
 enum Kind {
     Savepoint { cancel_job: bool },
     Stop { drain: bool },
@@ -994,6 +1028,16 @@ fn trigger(
             "no savepoint directory: pass '{field}' or set {}",
             options::SAVEPOINTS_DIR.key
         )));
+    }
+    if let Some(t) = &target {
+        let cfg = job.checkpoint_config();
+        let roots: Vec<&str> = cfg
+            .savepoints_dir
+            .iter()
+            .chain(&cfg.savepoint_roots)
+            .map(String::as_str)
+            .collect();
+        confine_target(t, &roots).map_err(ApiError::bad_request)?;
     }
     if job.status().is_terminal() {
         return Err(ApiError::new(

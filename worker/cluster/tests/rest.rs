@@ -546,6 +546,76 @@ fn idle_connections_beyond_the_limit_neither_block_the_api_nor_fail_the_job() {
     );
 }
 
+#[test]
+fn savepoint_targets_over_rest_stay_below_the_configured_roots() {
+    let out = tempfile::tempdir().unwrap();
+    let roots = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let job = start(
+        &[
+            ("state.savepoints.dir", uri(roots[0].path())),
+            ("state.savepoints.allowed-roots", uri(roots[1].path())),
+        ],
+        out.path(),
+        2_000.0,
+    );
+    let (_server, c) = serve(&job);
+    let sp = format!("/jobs/{}/savepoints", job.job_id());
+    let refused = |target: String, why: &str| {
+        let (s, v) = c
+            .call(
+                Method::POST,
+                &sp,
+                Some(&json!({"target-directory": target})),
+            )
+            .unwrap();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{target}: {v}");
+        let msg = v["errors"][0].as_str().unwrap().to_string();
+        assert!(msg.contains(why) && msg.contains(&target), "{msg}");
+    };
+    refused(
+        "file:///etc/weir".into(),
+        "outside the directories savepoints may be written to",
+    );
+    refused(
+        format!("{}/../escape", uri(roots[0].path())),
+        "has a '.' or '..' segment",
+    );
+    // A sibling whose name merely starts like a root is not below it.
+    refused(
+        format!("{}-other", uri(roots[1].path())),
+        "state.savepoints.allowed-roots",
+    );
+    // Below either root: taken, and the savepoint lands there.
+    for (i, root) in roots.iter().enumerate() {
+        let target = format!("{}/sub{i}", uri(root.path()));
+        let (s, v) = c
+            .call(
+                Method::POST,
+                &sp,
+                Some(&json!({"target-directory": target})),
+            )
+            .unwrap();
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let trigger = v["request-id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let location = loop {
+            let v = get(&c, &format!("{sp}/{trigger}"));
+            if v["status"]["id"] == "COMPLETED" {
+                break v["operation"]["location"].as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "{v}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(location.starts_with(&target), "{location}");
+        assert!(
+            Path::new(location.strip_prefix("file://").unwrap())
+                .join("_metadata")
+                .exists()
+        );
+    }
+    job.cancel();
+}
+
 /// The server's JSON read into the contract's type `T` serializes back to exactly the same
 /// JSON: no field lost, renamed or mistyped between the server and the clients.
 fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &Value) -> T {

@@ -165,6 +165,9 @@ options! {
     /// `state.savepoints.dir`.
     SAVEPOINTS_DIR = ("state.savepoints.dir", Text, "", Checkpoints,
         "default savepoint target, `file:///…` or `s3://…`");
+    /// `state.savepoints.allowed-roots`.
+    SAVEPOINT_ALLOWED_ROOTS = ("state.savepoints.allowed-roots", Text, "", Checkpoints,
+        "comma-separated directories (`file:///…`, `s3://…`) below which a savepoint requested over REST may be written, besides `state.savepoints.dir`; with neither set any target is accepted; a target with a `.` or `..` segment is always refused (security.md)");
     /// `s3.endpoint`.
     S3_ENDPOINT = ("s3.endpoint", Text, "", Checkpoints,
         "S3 endpoint URL for S3-compatible servers (storage.md); unset: AWS's endpoint for the region");

@@ -196,6 +196,9 @@ pub struct CheckpointConfig {
     pub retained: usize,
     /// `state.savepoints.dir`.
     pub savepoints_dir: Option<String>,
+    /// `state.savepoints.allowed-roots`: besides `savepoints_dir`, where savepoints requested
+    /// over REST may go.
+    pub savepoint_roots: Vec<String>,
     /// `execution.savepoint.path`.
     pub restore_from: Option<String>,
     /// What to do when a task fails.
@@ -483,6 +486,13 @@ impl Config {
             dir,
             retained,
             savepoints_dir: self.optional(opt::SAVEPOINTS_DIR),
+            savepoint_roots: self
+                .get(opt::SAVEPOINT_ALLOWED_ROOTS)
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
             restore_from: self.optional(opt::SAVEPOINT_PATH),
             restart,
             tolerable_failures: number(opt::TOLERABLE_FAILED_CHECKPOINTS)?,
