@@ -559,15 +559,16 @@ fn savepoint_targets_over_rest_stay_below_the_configured_roots() {
         2_000.0,
     );
     let (_server, c) = serve(&job);
-    let sp = format!("/jobs/{}/savepoints", job.job_id());
+    let post = |target: &str| {
+        c.call(
+            Method::POST,
+            &format!("/jobs/{}/savepoints", job.job_id()),
+            Some(&json!({"target-directory": target})),
+        )
+        .unwrap()
+    };
     let refused = |target: String, why: &str| {
-        let (s, v) = c
-            .call(
-                Method::POST,
-                &sp,
-                Some(&json!({"target-directory": target})),
-            )
-            .unwrap();
+        let (s, v) = post(&target);
         assert_eq!(s, StatusCode::BAD_REQUEST, "{target}: {v}");
         let msg = v["errors"][0].as_str().unwrap().to_string();
         assert!(msg.contains(why) && msg.contains(&target), "{msg}");
@@ -588,24 +589,11 @@ fn savepoint_targets_over_rest_stay_below_the_configured_roots() {
     // Below either root: taken, and the savepoint lands there.
     for (i, root) in roots.iter().enumerate() {
         let target = format!("{}/sub{i}", uri(root.path()));
-        let (s, v) = c
-            .call(
-                Method::POST,
-                &sp,
-                Some(&json!({"target-directory": target})),
-            )
-            .unwrap();
+        let (s, v) = post(&target);
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        let trigger = v["request-id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let location = loop {
-            let v = get(&c, &format!("{sp}/{trigger}"));
-            if v["status"]["id"] == "COMPLETED" {
-                break v["operation"]["location"].as_str().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "{v}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let trigger = v["request-id"].as_str().unwrap();
+        let done = outcome(&c, job.job_id(), trigger);
+        let location = done["operation"]["location"].as_str().unwrap();
         assert!(location.starts_with(&target), "{location}");
         assert!(
             Path::new(location.strip_prefix("file://").unwrap())
