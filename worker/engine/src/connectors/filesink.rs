@@ -572,26 +572,13 @@ mod tests {
         std::fs::write(&tmp, "{\"x\":1}\n").unwrap();
         // What that sink checkpointed: (checkpoint, in-progress file, final name).
         let legacy = postcard::to_allocvec(&(3u64, tmp.clone(), target.clone())).unwrap();
-        let info = SubtaskInfo {
-            name: "sink".into(),
-            index: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            side_ports: Arc::new(Vec::new()),
-            decode_errors: crate::config::DecodeErrorPolicy::Fail,
-            uid: "sink".into(),
-            state_schema: None,
-            state_backend: Default::default(),
-            allow_unclaimed_state: false,
-            savepoint_at: Default::default(),
-            storage: Default::default(),
-            checkpoint_interval: None,
-            restart: crate::config::RestartStrategy::None,
-            restored: Some(Arc::new(crate::checkpoint::OperatorSubtaskState {
+        let info = SubtaskInfo::for_test(
+            "sink",
+            Some(crate::checkpoint::OperatorSubtaskState {
                 list: vec![legacy],
                 ..Default::default()
-            })),
-        };
+            }),
+        );
         let sink = FileSink::json_lines(dir.path().join("out"));
         let mut writer = Sink::<u32>::create_writer(&sink, &info).unwrap();
         writer.finish().unwrap();

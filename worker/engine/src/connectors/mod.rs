@@ -210,34 +210,18 @@ impl IndexSplits {
 mod tests {
     use super::*;
     use crate::checkpoint::OperatorSubtaskState;
-    use std::sync::Arc;
 
     fn info(restored: Option<Vec<(u64, u64)>>) -> SubtaskInfo {
-        SubtaskInfo {
-            name: "gen".into(),
-            index: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            side_ports: Arc::new(Vec::new()),
-            decode_errors: crate::config::DecodeErrorPolicy::Fail,
-            uid: "gen".into(),
-            state_schema: None,
-            state_backend: Default::default(),
-            allow_unclaimed_state: false,
-            savepoint_at: Default::default(),
-            storage: Default::default(),
-            checkpoint_interval: None,
-            restart: crate::config::RestartStrategy::None,
-            restored: restored.map(|splits| {
-                Arc::new(OperatorSubtaskState {
-                    list: splits
-                        .iter()
-                        .map(|s| postcard::to_allocvec(s).unwrap())
-                        .collect(),
-                    ..Default::default()
-                })
+        SubtaskInfo::for_test(
+            "gen",
+            restored.map(|splits| OperatorSubtaskState {
+                list: splits
+                    .iter()
+                    .map(|s| postcard::to_allocvec(s).unwrap())
+                    .collect(),
+                ..Default::default()
             }),
-        }
+        )
     }
 
     #[test]

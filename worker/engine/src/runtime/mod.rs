@@ -211,6 +211,32 @@ impl SubtaskInfo {
     pub fn side_port(&self, id: &str) -> Option<usize> {
         self.side_ports.iter().position(|t| t == id).map(|i| i + 1)
     }
+
+    /// Subtask 0 of 1 of an operator named and uid'ed `name`, restoring `restored`, with
+    /// every other field at its default: for unit tests of sources and sinks.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        name: &str,
+        restored: Option<crate::checkpoint::OperatorSubtaskState>,
+    ) -> Self {
+        SubtaskInfo {
+            name: name.into(),
+            index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            side_ports: Arc::new(Vec::new()),
+            decode_errors: crate::config::DecodeErrorPolicy::Fail,
+            uid: name.into(),
+            state_schema: None,
+            state_backend: Default::default(),
+            allow_unclaimed_state: false,
+            savepoint_at: Default::default(),
+            storage: Default::default(),
+            checkpoint_interval: None,
+            restart: crate::config::RestartStrategy::None,
+            restored: restored.map(Arc::new),
+        }
+    }
 }
 
 /// A stream operator as the runtime drives it. Implemented by the typed API's wrappers; user
