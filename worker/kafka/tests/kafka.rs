@@ -118,31 +118,32 @@ impl Failures {
     }
 }
 
-/// Wraps a sink; the first notification of a completed checkpoint at or after `at` fails
-/// before the wrapped sink commits: the failure between completion and commit.
-struct FailBeforeCommit<S> {
+/// What a [`NotifyHook`] does with a checkpoint-complete notification: `Some(result)` answers
+/// it without telling the wrapped sink, `None` passes it on.
+type Hook = Arc<dyn Fn(u64) -> Option<weir_engine::Result<()>> + Send + Sync>;
+
+/// Wraps a sink, letting a test intercept its checkpoint-complete notifications (to fail
+/// between a checkpoint's completion and its commit, or to skip one as a savepoint would).
+struct NotifyHook<S> {
     inner: S,
-    at: u64,
-    fired: Arc<AtomicBool>,
+    hook: Hook,
 }
 
-struct FailBeforeCommitWriter<T> {
+struct NotifyHookWriter<T> {
     inner: Box<dyn SinkWriter<T>>,
-    at: u64,
-    fired: Arc<AtomicBool>,
+    hook: Hook,
 }
 
-impl<T: Send + 'static, S: Sink<T>> Sink<T> for FailBeforeCommit<S> {
+impl<T: Send + 'static, S: Sink<T>> Sink<T> for NotifyHook<S> {
     fn create_writer(&self, info: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(FailBeforeCommitWriter {
+        Ok(Box::new(NotifyHookWriter {
             inner: self.inner.create_writer(info)?,
-            at: self.at,
-            fired: self.fired.clone(),
+            hook: self.hook.clone(),
         }))
     }
 }
 
-impl<T: Send> SinkWriter<T> for FailBeforeCommitWriter<T> {
+impl<T: Send> SinkWriter<T> for NotifyHookWriter<T> {
     fn write(&mut self, records: Vec<Rec<T>>) -> weir_engine::Result<()> {
         self.inner.write(records)
     }
@@ -153,12 +154,22 @@ impl<T: Send> SinkWriter<T> for FailBeforeCommitWriter<T> {
         self.inner.snapshot_state(id)
     }
     fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::Result<()> {
-        if id >= self.at && !self.fired.swap(true, Ordering::SeqCst) {
-            return Err(weir_engine::Error::user(format!(
-                "injected failure after checkpoint {id} completed, before its commit"
-            )));
-        }
-        self.inner.notify_checkpoint_complete(id)
+        (self.hook)(id).unwrap_or_else(|| self.inner.notify_checkpoint_complete(id))
+    }
+}
+
+/// Wraps a sink; the first notification of a completed checkpoint at or after `at` fails
+/// before the wrapped sink commits: the failure between completion and commit.
+fn fail_before_commit<S>(inner: S, at: u64, fired: Arc<AtomicBool>) -> NotifyHook<S> {
+    NotifyHook {
+        inner,
+        hook: Arc::new(move |id| {
+            (id >= at && !fired.swap(true, Ordering::SeqCst)).then(|| {
+                Err(weir_engine::Error::user(format!(
+                    "injected failure after checkpoint {id} completed, before its commit"
+                )))
+            })
+        }),
     }
 }
 
@@ -282,11 +293,11 @@ fn kafka_to_windows_to_kafka_exactly_once_survives_failures_at_seeded_points_and
     pipeline(
         &env,
         source(&broker, "eo-in"),
-        FailBeforeCommit {
-            inner: sink(&broker, "eo-out", DeliveryGuarantee::ExactlyOnce),
-            at: 3,
-            fired: before_commit.clone(),
-        },
+        fail_before_commit(
+            sink(&broker, "eo-out", DeliveryGuarantee::ExactlyOnce),
+            3,
+            before_commit.clone(),
+        ),
         Some(failures.clone()),
         Duration::from_micros(300),
     );
@@ -651,55 +662,31 @@ fn the_test_broker_restarts_on_its_port_with_its_data() {
 
 /// Wraps a sink: the first completed checkpoint at or after `at` is not notified (as a
 /// savepoint that does not stop the job), and the next notification fails before the wrapped
-/// sink commits.
-struct SavepointThenFail<S> {
+/// sink commits. `state` records (the skipped checkpoint, whether the failure fired).
+fn savepoint_then_fail<S>(
     inner: S,
     at: u64,
     state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
-}
-
-struct SavepointThenFailWriter<T> {
-    inner: Box<dyn SinkWriter<T>>,
-    at: u64,
-    state: Arc<std::sync::Mutex<(Option<u64>, bool)>>,
-}
-
-impl<T: Send + 'static, S: Sink<T>> Sink<T> for SavepointThenFail<S> {
-    fn create_writer(&self, info: &SubtaskInfo) -> weir_engine::Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(SavepointThenFailWriter {
-            inner: self.inner.create_writer(info)?,
-            at: self.at,
-            state: self.state.clone(),
-        }))
-    }
-}
-
-impl<T: Send> SinkWriter<T> for SavepointThenFailWriter<T> {
-    fn write(&mut self, records: Vec<Rec<T>>) -> weir_engine::Result<()> {
-        self.inner.write(records)
-    }
-    fn finish(&mut self) -> weir_engine::Result<()> {
-        self.inner.finish()
-    }
-    fn snapshot_state(&mut self, id: u64) -> weir_engine::Result<Vec<Vec<u8>>> {
-        self.inner.snapshot_state(id)
-    }
-    fn notify_checkpoint_complete(&mut self, id: u64) -> weir_engine::Result<()> {
-        let mut s = self.state.lock().unwrap();
-        match *s {
-            (None, _) if id >= self.at => {
-                s.0 = Some(id);
-                Ok(())
+) -> NotifyHook<S> {
+    NotifyHook {
+        inner,
+        hook: Arc::new(move |id| {
+            let mut s = state.lock().unwrap();
+            match *s {
+                (None, _) if id >= at => {
+                    s.0 = Some(id);
+                    Some(Ok(()))
+                }
+                (Some(skipped), false) if id > skipped => {
+                    s.1 = true;
+                    Some(Err(weir_engine::Error::user(format!(
+                        "injected failure after checkpoint {id} completed (checkpoint {skipped} \
+                         was not notified), before the commit"
+                    ))))
+                }
+                _ => None,
             }
-            (Some(skipped), false) if id > skipped => {
-                s.1 = true;
-                Err(weir_engine::Error::user(format!(
-                    "injected failure after checkpoint {id} completed (checkpoint {skipped} was \
-                     not notified), before the commit"
-                )))
-            }
-            _ => self.inner.notify_checkpoint_complete(id),
-        }
+        }),
     }
 }
 
@@ -718,11 +705,11 @@ fn a_transaction_left_pending_by_an_unnotified_checkpoint_is_carried_into_the_ne
     pipeline(
         &env,
         source(&broker, "sp-in"),
-        SavepointThenFail {
-            inner: sink(&broker, "sp-out", DeliveryGuarantee::ExactlyOnce),
-            at: 3,
-            state: state.clone(),
-        },
+        savepoint_then_fail(
+            sink(&broker, "sp-out", DeliveryGuarantee::ExactlyOnce),
+            3,
+            state.clone(),
+        ),
         None,
         Duration::from_micros(300),
     );
