@@ -735,3 +735,347 @@ fn every_rest_type_round_trips_between_the_server_and_both_clients() {
     let from_cli = cli.cancel("0123").unwrap_err().to_string();
     assert!(from_cli.contains(&error.errors[0]), "{from_cli}");
 }
+
+/// The soak (`bench/soak.sh` runs it for 10 minutes; CI for `WEIR_SOAK_SECS`, default 20 s):
+/// keyed one-second windows over generated events with checkpoints every 200 ms in a real S3
+/// server (s3s-fs), written exactly once to the same bucket, while savepoints are triggered
+/// over REST every 2 s, tasks fail at random moments, the S3 server goes away and comes back
+/// at random moments, and REST clients flood the API (a bounded number of busy clients and of
+/// connections that never send a request). The job must finish with the output of a
+/// failure-free run, every savepoint that reported success must be in the bucket, and the API
+/// must keep answering.
+#[test]
+fn a_soak_of_checkpoints_savepoints_task_failures_s3_outages_and_a_rest_flood_keeps_the_output_exact()
+ {
+    const NAME: &str = "a_soak_of_checkpoints_savepoints_task_failures_s3_outages_and_a_rest_flood_keeps_the_output_exact";
+    if weir_storage::testing::in_child_with_credentials(NAME) {
+        soak::run();
+    }
+}
+
+mod soak {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use weir_storage::testing::S3sFs;
+
+    /// Generated events per second of wall time (each 10 ms of event time apart).
+    const RATE: f64 = 2_000.0;
+
+    /// What the chaos threads did, for the report and the assertions.
+    #[derive(Default)]
+    struct Counts {
+        failures_requested: AtomicU64,
+        failures_fired: AtomicU64,
+        outages: AtomicU64,
+        savepoints_completed: AtomicU64,
+        savepoints_failed: AtomicU64,
+        rest_ok: AtomicU64,
+        rest_failed: AtomicU64,
+        idle_connections: AtomicU64,
+    }
+
+    fn build(
+        env: &StreamExecutionEnvironment,
+        events: u64,
+        rate: f64,
+        fail: Arc<AtomicBool>,
+        fired: Arc<Counts>,
+        out: &str,
+    ) {
+        env.from_source(
+            DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
+                .bounded(events)
+                .rows_per_second(rate),
+            Some(
+                WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                    .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
+            ),
+            "gen",
+        )
+        .uid("gen")
+        .map(move |e: (String, u64)| {
+            if fail.swap(false, Ordering::SeqCst) {
+                fired.failures_fired.fetch_add(1, Ordering::SeqCst);
+                panic!("soak: injected task failure at event {}", e.1);
+            }
+            e
+        })
+        .uid("chaos")
+        .key_by(|e: &(String, u64)| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(1)))
+        .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+        .uid("windows")
+        .sink_to(FileSink::json_lines(out))
+        .uid("sink");
+    }
+
+    fn seed() -> u64 {
+        match std::env::var("WEIR_TEST_SEED") {
+            Ok(v) => v
+                .parse()
+                .unwrap_or_else(|_| panic!("WEIR_TEST_SEED must be a number, got '{v}'")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        }
+    }
+
+    /// Every line of every object below `prefix` in the bucket, sorted.
+    fn lines_in(store: &dyn weir_storage::ObjectStore, prefix: &str) -> Vec<String> {
+        let mut lines: Vec<String> = Vec::new();
+        for o in store.list(prefix).unwrap() {
+            let bytes = store.get(&o.path).unwrap();
+            lines.extend(
+                std::str::from_utf8(&bytes)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+        lines.sort();
+        lines
+    }
+
+    /// Sleeps up to `d`, returning early (false) once `done` is set.
+    fn pause(done: &AtomicBool, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if done.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
+        }
+        !done.load(Ordering::SeqCst)
+    }
+
+    pub fn run() {
+        let secs: u64 = std::env::var("WEIR_SOAK_SECS")
+            .map(|v| v.parse().expect("WEIR_SOAK_SECS is a number of seconds"))
+            .unwrap_or(20);
+        let seed = seed();
+        let what = format!("WEIR_TEST_SEED={seed} WEIR_SOAK_SECS={secs}");
+        let events = (RATE * secs as f64) as u64;
+
+        // The failure-free run, at full speed into a local directory.
+        let reference = {
+            let dir = tempfile::tempdir().unwrap();
+            let env = StreamExecutionEnvironment::with_config(Config::default());
+            let never = Arc::new(AtomicBool::new(false));
+            build(
+                &env,
+                events,
+                1e9,
+                never,
+                Arc::default(),
+                &dir.path().display().to_string(),
+            );
+            env.execute("reference").unwrap();
+            let mut lines = committed(dir.path());
+            lines.sort();
+            lines
+        };
+        assert_eq!(
+            reference.len() as u64,
+            7 * (events / 100),
+            "{what}: 7 keys, 1 s windows"
+        );
+
+        let data = tempfile::tempdir().unwrap();
+        let s3 = S3sFs::start(data.path(), &["weir"]);
+        let endpoint = s3.endpoint();
+        let options = s3.options();
+        let mut c = Config::default();
+        for (k, v) in [
+            ("parallelism.default", "2".to_string()),
+            ("pipeline.batch-size", "50".into()),
+            ("execution.checkpointing.interval", "200ms".into()),
+            ("state.checkpoints.dir", "s3://weir/checkpoints".into()),
+            ("state.checkpoints.num-retained", "2".into()),
+            ("state.savepoints.dir", "s3://weir/savepoints".into()),
+            ("s3.endpoint", endpoint),
+            ("s3.path-style-access", "true".into()),
+            ("s3.region", "us-east-1".into()),
+            ("restart-strategy.type", "fixed-delay".into()),
+            ("restart-strategy.fixed-delay.delay", "100ms".into()),
+        ] {
+            c.set(k, &v).unwrap();
+        }
+        let env = StreamExecutionEnvironment::with_config(c);
+        let fail = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        build(
+            &env,
+            events,
+            RATE,
+            fail.clone(),
+            counts.clone(),
+            "s3://weir/out",
+        );
+        let started = Instant::now();
+        let job = env.execute_async("soak").unwrap();
+        let id = job.job_id().to_string();
+        let server = RestServer::start("127.0.0.1", 0).unwrap();
+        server.add_job(job.client());
+        let url = server.url();
+        let addr = server.local_addr();
+        let done = Arc::new(AtomicBool::new(false));
+        let s3 = Arc::new(Mutex::new(s3));
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        // Task failures: one every 5–25 s.
+        let failure_thread = {
+            let (done, fail, counts) = (done.clone(), fail.clone(), counts.clone());
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(rng.r#gen());
+            std::thread::spawn(move || {
+                while pause(&done, Duration::from_millis(rng.gen_range(5_000..25_000))) {
+                    counts.failures_requested.fetch_add(1, Ordering::SeqCst);
+                    fail.store(true, Ordering::SeqCst);
+                }
+            })
+        };
+        // S3 outages: the server is killed for 0.2–3 s every 3–15 s (and is up at the end).
+        let outage_thread = {
+            let (done, s3, counts) = (done.clone(), s3.clone(), counts.clone());
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(rng.r#gen());
+            std::thread::spawn(move || {
+                while pause(&done, Duration::from_millis(rng.gen_range(3_000..15_000))) {
+                    s3.lock().unwrap().stop();
+                    counts.outages.fetch_add(1, Ordering::SeqCst);
+                    pause(&done, Duration::from_millis(rng.gen_range(200..3_000)));
+                    s3.lock().unwrap().restart();
+                }
+            })
+        };
+        // Savepoints every 2 s, each awaited; returns the locations reported complete.
+        let savepoint_thread = {
+            let (done, counts, id, url) = (done.clone(), counts.clone(), id.clone(), url.clone());
+            std::thread::spawn(move || {
+                let client = RestClient::new(&url).unwrap();
+                let mut locations = Vec::new();
+                while pause(&done, Duration::from_secs(2)) {
+                    let outcome = client
+                        .trigger_savepoint(&id, None, false)
+                        .and_then(|t| client.wait_for_savepoint(&id, &t, Duration::from_secs(120)));
+                    match outcome {
+                        Ok(location) => {
+                            counts.savepoints_completed.fetch_add(1, Ordering::SeqCst);
+                            locations.push(location);
+                        }
+                        Err(_) => {
+                            counts.savepoints_failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                locations
+            })
+        };
+        let mut threads = Vec::new();
+        // Busy REST clients: two, each at most ~200 requests per second.
+        for n in 0..2 {
+            let (done, counts, id, url) = (done.clone(), counts.clone(), id.clone(), url.clone());
+            threads.push(std::thread::spawn(move || {
+                let client = RestClient::new(&url).unwrap();
+                let paths = [
+                    format!("/jobs/{id}"),
+                    format!("/jobs/{id}/checkpoints"),
+                    "/jobs/overview".to_string(),
+                    "/metrics".to_string(),
+                ];
+                let mut i = n;
+                while pause(&done, Duration::from_millis(5)) {
+                    match client.call(Method::GET, &paths[i % paths.len()], None) {
+                        Ok((status, _)) if status.is_success() => {
+                            counts.rest_ok.fetch_add(1, Ordering::SeqCst)
+                        }
+                        _ => counts.rest_failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                    i += 1;
+                }
+            }));
+        }
+        // Connections that never send a request: 100 at a time (above the server's limit),
+        // renewed every 10 s.
+        {
+            let (done, counts) = (done.clone(), counts.clone());
+            threads.push(std::thread::spawn(move || {
+                loop {
+                    let idle: Vec<std::net::TcpStream> = (0..100)
+                        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+                        .collect();
+                    counts
+                        .idle_connections
+                        .fetch_add(idle.len() as u64, Ordering::SeqCst);
+                    if !pause(&done, Duration::from_secs(10)) {
+                        return;
+                    }
+                }
+            }));
+        }
+
+        let result = job.wait();
+        done.store(true, Ordering::SeqCst);
+        failure_thread.join().unwrap();
+        outage_thread.join().unwrap();
+        let savepoints = savepoint_thread.join().unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let elapsed = started.elapsed();
+        let s3 = Arc::try_unwrap(s3).unwrap().into_inner().unwrap();
+        let result = result.unwrap_or_else(|e| panic!("{what}: {}", weir_engine::report(&e)));
+
+        let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
+        let report = format!(
+            "soak {what}: {:.0} s wall, {events} events, {} windows; task failures injected {} \
+             (fired {}), restarts {}; S3 outages {}; checkpoints completed {} failed {}; \
+             savepoints completed {} failed {}; REST requests ok {} failed {}; idle connections \
+             opened {}",
+            elapsed.as_secs_f64(),
+            reference.len(),
+            get(&counts.failures_requested),
+            get(&counts.failures_fired),
+            result.restarts,
+            get(&counts.outages),
+            result.checkpoints.completed,
+            result.checkpoints.failed,
+            get(&counts.savepoints_completed),
+            get(&counts.savepoints_failed),
+            get(&counts.rest_ok),
+            get(&counts.rest_failed),
+            get(&counts.idle_connections),
+        );
+        println!("{report}");
+        if let Ok(path) = std::env::var("WEIR_SOAK_REPORT") {
+            std::fs::write(path, format!("{report}\n")).unwrap();
+        }
+
+        let store = weir_storage::open("s3://weir", &options).unwrap();
+        assert_eq!(
+            lines_in(&*store, "out/"),
+            reference,
+            "{what}: the output equals a failure-free run's"
+        );
+        assert!(
+            result.restarts >= get(&counts.failures_fired).min(1),
+            "{what}: fired failures restart the job"
+        );
+        for location in &savepoints {
+            let prefix = location
+                .strip_prefix("s3://weir/")
+                .unwrap_or_else(|| panic!("{what}: savepoint {location} in the bucket"));
+            assert!(
+                store.get(&format!("{prefix}/_metadata")).is_ok(),
+                "{what}: savepoint {location} reported complete has its _metadata"
+            );
+        }
+        assert!(get(&counts.savepoints_completed) > 0, "{what}: {report}");
+        assert!(
+            get(&counts.rest_ok) > 0,
+            "{what}: the API answered: {report}"
+        );
+        drop(server);
+        drop(s3);
+    }
+}
