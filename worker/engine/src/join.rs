@@ -950,7 +950,10 @@ impl<K: Key, F: IntervalJoinFunction> Operator for BufferedIntervalJoin<K, F> {
         self.left.len + self.right.len
     }
 
-    fn snapshot_state(&mut self, _id: u64) -> Result<OperatorSubtaskState> {
+    fn snapshot_state(
+        &mut self,
+        _barrier: crate::checkpoint::Barrier,
+    ) -> Result<OperatorSubtaskState> {
         // The buckets are shared with the checkpoint (the next write to one copies it) and
         // serialized off the task thread.
         let frozen = Frozen {

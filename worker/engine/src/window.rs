@@ -1419,8 +1419,11 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         self.keyed.restore(restored.as_deref())
     }
 
-    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot(id)
+    fn snapshot_state(
+        &mut self,
+        barrier: crate::checkpoint::Barrier,
+    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        self.keyed.snapshot(barrier)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {

@@ -167,7 +167,6 @@ impl StreamExecutionEnvironment {
             restore: None,
             state_backend: c.state_backend()?,
             allow_unclaimed_state: c.allow_unclaimed_state(),
-            savepoint_at: Default::default(),
             memory: None,
             checkpoint_interval: checkpointing.interval,
             restart: checkpointing.restart,

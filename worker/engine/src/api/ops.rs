@@ -357,8 +357,11 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
         self.keyed.restore(self.info.restored.as_deref())
     }
 
-    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot(id)
+    fn snapshot_state(
+        &mut self,
+        barrier: crate::checkpoint::Barrier,
+    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        self.keyed.snapshot(barrier)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
@@ -432,9 +435,12 @@ impl<T: super::Data> Operator for SinkOp<T> {
     fn end_of_input(&mut self, _out: &mut Output) -> Result<()> {
         self.writer.finish()
     }
-    fn snapshot_state(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
+    fn snapshot_state(
+        &mut self,
+        barrier: crate::checkpoint::Barrier,
+    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
         Ok(crate::checkpoint::OperatorSubtaskState {
-            list: self.writer.snapshot_state(id)?,
+            list: self.writer.snapshot_state(barrier.id)?,
             ..Default::default()
         })
     }

@@ -20,6 +20,60 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What a snapshot is taken for (Flink's `SnapshotType` in its `CheckpointOptions`). It
+/// travels with the barrier, so every task decides from the barrier itself how to take its
+/// part, not from job-wide flags that a later trigger could overwrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotKind {
+    /// A periodic checkpoint: may be unaligned and incremental; its completion commits sinks.
+    Checkpoint,
+    /// A savepoint: always aligned and canonical; it commits no side effects (a later
+    /// checkpoint does; see fault-tolerance.md, "Savepoints and side effects").
+    Savepoint,
+    /// A stop-with-savepoint: a savepoint after which tasks process nothing more; with
+    /// `drain`, sources first end event time so every window and timer fires into it.
+    StopWithSavepoint {
+        /// Emit the final watermark before the barrier.
+        drain: bool,
+    },
+}
+
+impl SnapshotKind {
+    /// A savepoint of either kind: aligned, canonical, owned by the user.
+    pub fn is_savepoint(self) -> bool {
+        !matches!(self, SnapshotKind::Checkpoint)
+    }
+
+    /// Tasks stop at this barrier once the snapshot completes.
+    pub fn stops(self) -> bool {
+        matches!(self, SnapshotKind::StopWithSavepoint { .. })
+    }
+
+    /// Sources end event time before this barrier.
+    pub fn drains(self) -> bool {
+        matches!(self, SnapshotKind::StopWithSavepoint { drain: true })
+    }
+}
+
+/// A checkpoint barrier: everything a task received before it belongs to snapshot `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Barrier {
+    /// The checkpoint id (savepoints take ids from the same sequence).
+    pub id: u64,
+    /// What the snapshot is for.
+    pub kind: SnapshotKind,
+}
+
+impl Barrier {
+    /// The barrier of periodic checkpoint `id`.
+    pub fn checkpoint(id: u64) -> Barrier {
+        Barrier {
+            id,
+            kind: SnapshotKind::Checkpoint,
+        }
+    }
+}
+
 /// The state one operator subtask contributes to a checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorSubtaskState {

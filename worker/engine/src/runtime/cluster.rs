@@ -20,7 +20,7 @@ use super::memory::{MemoryBudget, MemoryConfig};
 use super::metrics::{JobMetrics, OperatorMetrics, TaskMetrics};
 use super::net::{DataServer, OnBroken, read_frame, start_outputs, write_frame};
 use super::persist::{ConfirmedShared, PersistTarget, Persisted, SubtaskAck, open_target, persist};
-use crate::checkpoint::{ObjectStore, RestorePlan};
+use crate::checkpoint::{Barrier, ObjectStore, RestorePlan, SnapshotKind};
 use crate::config::{CheckpointConfig, CheckpointingMode, Config};
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
@@ -150,15 +150,16 @@ enum ToTm {
         slots: Vec<u32>,
         peers: Vec<(u32, String)>,
         restore: Option<String>,
-        checkpoint_base: u64,
+        /// The latest barrier triggered when the tasks were deployed: sources inject it
+        /// first (the JobManager does not send that trigger again).
+        checkpoint_base: Barrier,
     },
     Trigger {
         attempt: u64,
         id: u64,
         target: PersistTarget,
-        savepoint: bool,
-        stop: bool,
-        drain: bool,
+        /// What the snapshot is for; travels with the barrier.
+        kind: SnapshotKind,
     },
     Completed {
         attempt: u64,
@@ -688,7 +689,7 @@ impl Deployer {
                     .map(|t| (slot as u32, t.2.clone()))
             })
             .collect();
-        let base = a.ctl.trigger.load(SeqCst);
+        let base = a.ctl.latest_barrier();
         for (id, conn, _) in &tms {
             let slots = assignment
                 .iter()
@@ -743,14 +744,13 @@ impl Deployer {
             if t > trigger {
                 trigger = t;
                 let target = ctl.target.lock().expect("not poisoned").clone();
-                if let Some((id, target)) = target.filter(|(id, _)| *id == t) {
+                let barrier = *ctl.barrier.lock().expect("not poisoned");
+                if let Some((id, target)) = target.filter(|(id, _)| *id == t && barrier.id == t) {
                     send(&ToTm::Trigger {
                         attempt: a.attempt,
                         id,
                         target,
-                        savepoint: ctl.savepoint.load(SeqCst) == id,
-                        stop: ctl.stop_at.load(SeqCst) == id,
-                        drain: ctl.drain_at.load(SeqCst) == id,
+                        kind: barrier.kind,
                     });
                 }
             }
@@ -836,7 +836,6 @@ struct TmAttempt {
     attempt: u64,
     cancel: Arc<AtomicBool>,
     ctl: Arc<CheckpointControl>,
-    savepoint_at: Arc<AtomicU64>,
     targets: Arc<Mutex<HashMap<u64, PersistTarget>>>,
     confirmed: Arc<Mutex<ConfirmedShared>>,
     /// Global task index and metrics of each local task.
@@ -1098,25 +1097,13 @@ fn handle_tm(
             attempt,
             id,
             target,
-            savepoint,
-            stop,
-            drain,
+            kind,
         } => with(attempt, &|a| {
             a.targets
                 .lock()
                 .expect("not poisoned")
                 .insert(id, target.clone());
-            if savepoint {
-                a.ctl.savepoint.store(id, SeqCst);
-                a.savepoint_at.store(id, SeqCst);
-            }
-            if stop {
-                if drain {
-                    a.ctl.drain_at.store(id, SeqCst);
-                }
-                a.ctl.stop_at.store(id, SeqCst);
-            }
-            a.ctl.trigger.fetch_max(id, SeqCst);
+            a.ctl.announce(Barrier { id, kind });
         }),
         ToTm::Completed { attempt, id } => with(attempt, &|a| {
             a.confirmed.lock().expect("not poisoned").completed(id);
@@ -1151,7 +1138,7 @@ fn deploy(
     slots: &[u32],
     peers: &[(u32, String)],
     restore: Option<String>,
-    checkpoint_base: u64,
+    checkpoint_base: Barrier,
     conn: &Arc<Conn>,
     data: &Arc<DataServer>,
     job: &PreparedJob,
@@ -1160,7 +1147,6 @@ fn deploy(
     let local: BTreeSet<usize> = slots.iter().map(|s| *s as usize).collect();
     let mut opts = job.opts.clone();
     opts.memory = memory.clone();
-    opts.savepoint_at = Arc::new(AtomicU64::new(0));
     opts.restore = match &restore {
         Some(path) => Some(Arc::new(RestorePlan::open(
             path,
@@ -1175,15 +1161,13 @@ fn deploy(
     let cancel = Arc::new(AtomicBool::new(false));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let ctl = Arc::new(CheckpointControl {
-        trigger: AtomicU64::new(checkpoint_base),
-        completed: AtomicU64::new(checkpoint_base),
+        trigger: AtomicU64::new(checkpoint_base.id),
+        completed: AtomicU64::new(checkpoint_base.id),
         acks: ack_tx,
         exactly_once: job.checkpointing.mode == CheckpointingMode::ExactlyOnce,
         unaligned: job.checkpointing.unaligned,
-        savepoint: AtomicU64::new(0),
-        stop_at: AtomicU64::new(0),
         aborted: AtomicU64::new(0),
-        drain_at: AtomicU64::new(0),
+        barrier: Mutex::new(checkpoint_base),
         target: Mutex::new(None),
     });
     let targets: Arc<Mutex<HashMap<u64, PersistTarget>>> = Arc::default();
@@ -1299,7 +1283,6 @@ fn deploy(
         attempt,
         cancel,
         ctl,
-        savepoint_at: opts.savepoint_at.clone(),
         targets,
         confirmed,
         tasks: globals.into_iter().zip(task_metrics).collect(),

@@ -11,7 +11,8 @@
 
 use super::persist::{PersistTarget, Persisted, SubtaskAck, persist};
 use crate::checkpoint::{
-    CheckpointMetadata, IncrementalHandle, METADATA_FORMAT, ObjectStore, OperatorMetadata,
+    Barrier, CheckpointMetadata, IncrementalHandle, METADATA_FORMAT, ObjectStore, OperatorMetadata,
+    SnapshotKind,
 };
 use crate::config::CheckpointConfig;
 use crate::error::{Error, Result};
@@ -26,6 +27,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct CheckpointControl {
     /// Highest checkpoint id triggered; sources inject its barrier when they see it.
     pub(crate) trigger: AtomicU64,
+    /// The barrier of the latest trigger (set before `trigger`, its id never below it):
+    /// what sources inject.
+    pub(crate) barrier: Mutex<Barrier>,
     /// Highest checkpoint id completed; tasks notify their operators.
     pub(crate) completed: AtomicU64,
     /// Where tasks acknowledge.
@@ -34,19 +38,25 @@ pub(crate) struct CheckpointControl {
     pub(crate) exactly_once: bool,
     /// Checkpoints let barriers overtake queued records (exactly-once only).
     pub(crate) unaligned: bool,
-    /// Id of the latest savepoint: its barriers always align, so savepoints hold no
-    /// in-flight records and stay canonical.
-    pub(crate) savepoint: AtomicU64,
-    /// Id of a stop-with-savepoint: tasks stop at its barrier (0: none).
-    pub(crate) stop_at: AtomicU64,
     /// Highest checkpoint id that failed; tasks stopped at it resume.
     pub(crate) aborted: AtomicU64,
-    /// Id of a draining stop-with-savepoint: sources emit the final (MAX) watermark before
-    /// its barrier, so every event-time window and timer fires into the savepoint (0: none).
-    pub(crate) drain_at: AtomicU64,
     /// Where the latest triggered checkpoint is written (set before `trigger`): what a
     /// TaskManager needs to persist its tasks' state itself.
     pub(crate) target: Mutex<Option<(u64, PersistTarget)>>,
+}
+
+impl CheckpointControl {
+    /// Triggers `barrier`: sources see its id in `trigger` and inject it.
+    pub(crate) fn announce(&self, barrier: Barrier) {
+        *self.barrier.lock().expect("not poisoned") = barrier;
+        self.trigger.fetch_max(barrier.id, SeqCst);
+    }
+
+    /// The barrier a source injects once it sees `trigger` above its last one: the latest
+    /// triggered (a source that missed a trigger skips to the newest, as before).
+    pub(crate) fn latest_barrier(&self) -> Barrier {
+        *self.barrier.lock().expect("not poisoned")
+    }
 }
 
 /// A task's acknowledgement of a checkpoint: the state of each chained operator.
@@ -200,8 +210,6 @@ pub(crate) struct Coordinator {
     /// Fails the current attempt (too many consecutive checkpoint failures).
     pub(crate) fail_job: Arc<dyn Fn(Error) + Send + Sync>,
     pub(crate) consecutive_failures: AtomicU64,
-    /// Id of the latest savepoint triggered; keyed operators snapshot canonically for it.
-    pub(crate) savepoint_at: Arc<AtomicU64>,
     /// Reference counts of `shared/` files across retained checkpoints.
     pub(crate) shared: RefCell<SharedFiles>,
 }
@@ -466,20 +474,13 @@ impl Coordinator {
             stats.history.pop_front();
         }
         drop(stats);
-        // Set before the trigger so every task sees them with the barrier.
-        if savepoint.is_some() {
-            self.ctl.savepoint.store(id, SeqCst);
-            // Keyed operators then snapshot canonically (no incremental handles).
-            self.savepoint_at.store(id, SeqCst);
-        }
-        if let Some(s) = savepoint.as_ref().filter(|s| s.stop) {
-            if s.drain {
-                self.ctl.drain_at.store(id, SeqCst);
-            }
-            self.ctl.stop_at.store(id, SeqCst);
-        }
+        let kind = match &savepoint {
+            None => SnapshotKind::Checkpoint,
+            Some(s) if s.stop => SnapshotKind::StopWithSavepoint { drain: s.drain },
+            Some(_) => SnapshotKind::Savepoint,
+        };
         *self.ctl.target.lock().expect("not poisoned") = Some((id, target.clone()));
-        self.ctl.trigger.store(id, SeqCst);
+        self.ctl.announce(Barrier { id, kind });
         Pending {
             id,
             started: Instant::now(),

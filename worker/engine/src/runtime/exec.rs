@@ -9,7 +9,7 @@ use super::coordinator::{
 use super::graph::{JobGraph, PlanOptions};
 use super::metrics::{JobMetrics, JobSnapshot, TaskMetrics};
 use super::task::Task;
-use crate::checkpoint::{ObjectStore, RestorePlan};
+use crate::checkpoint::{Barrier, ObjectStore, RestorePlan};
 use crate::config::{CheckpointConfig, CheckpointRetention, CheckpointingMode};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Sender, unbounded};
@@ -679,16 +679,17 @@ impl Supervisor {
         *self.shared.attempt_cancel.lock().expect("not poisoned") = cancel.clone();
         let errors = Arc::new(Mutex::new(Vec::new()));
         let (ack_tx, ack_rx) = unbounded::<Ack>();
+        let base = self.next_id.load(Relaxed);
         let ctl = Arc::new(CheckpointControl {
-            trigger: AtomicU64::new(self.next_id.load(Relaxed)),
-            completed: AtomicU64::new(self.next_id.load(Relaxed)),
+            trigger: AtomicU64::new(base),
+            completed: AtomicU64::new(base),
             acks: ack_tx,
             exactly_once: self.cfg.mode == CheckpointingMode::ExactlyOnce,
             unaligned: self.cfg.unaligned,
-            savepoint: AtomicU64::new(0),
-            stop_at: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
-            drain_at: AtomicU64::new(0),
+            // `trigger` and `barrier` agree from the start: a source injects what
+            // `barrier` holds once `trigger` is above its last barrier.
+            barrier: Mutex::new(Barrier::checkpoint(base)),
             target: Mutex::new(None),
         });
         let attempt_no = self.attempts.fetch_add(1, Relaxed) + 1;
@@ -748,7 +749,6 @@ impl Supervisor {
                 })
             },
             consecutive_failures: AtomicU64::new(0),
-            savepoint_at: opts.savepoint_at.clone(),
             shared: Default::default(),
         };
         let coordinator = std::thread::Builder::new()

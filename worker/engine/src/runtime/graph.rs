@@ -206,8 +206,6 @@ pub(crate) struct PlanOptions {
     /// `execution.savepoint.ignore-unclaimed-state`: restored state that no operator (or no
     /// state of an operator) claims is dropped instead of failing the restore.
     pub(crate) allow_unclaimed_state: bool,
-    /// Id of the latest savepoint triggered (set by the coordinator before its barrier).
-    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
     /// This process's memory budget: channel capacities and RocksDB memory are fitted to
     /// it when tasks are instantiated (`None`: `pipeline.channel-capacity`, RocksDB defaults).
     pub(crate) memory: Option<super::memory::MemoryBudget>,
@@ -576,7 +574,6 @@ impl JobGraph {
                         }),
                         state_backend: state_backend.clone(),
                         allow_unclaimed_state: opts.allow_unclaimed_state,
-                        savepoint_at: opts.savepoint_at.clone(),
                         storage: opts.storage.clone(),
                         checkpoint_interval: opts.checkpoint_interval,
                         restart: opts.restart.clone(),

@@ -129,8 +129,9 @@ pub(crate) enum Event {
     Watermark(Timestamp),
     /// The sender went idle (`true`) or active again (`false`).
     Idle(bool),
-    /// Checkpoint barrier: everything before it belongs to checkpoint `n`.
-    Barrier(u64),
+    /// Checkpoint barrier: everything before it belongs to its snapshot, and it says what
+    /// the snapshot is for.
+    Barrier(crate::checkpoint::Barrier),
     End,
 }
 
@@ -193,8 +194,6 @@ pub struct SubtaskInfo {
     /// `execution.savepoint.ignore-unclaimed-state`: restored keyed state that the operator
     /// does not register is dropped instead of failing the restore.
     pub allow_unclaimed_state: bool,
-    /// Id of the latest savepoint triggered: keyed operators snapshot canonically for it.
-    pub(crate) savepoint_at: Arc<std::sync::atomic::AtomicU64>,
     /// How connectors open `s3://` and `file://` locations (the job's `s3.*` keys), as
     /// checkpoints do.
     pub storage: Arc<weir_storage::StorageOptions>,
@@ -230,7 +229,6 @@ impl SubtaskInfo {
             state_schema: None,
             state_backend: Default::default(),
             allow_unclaimed_state: false,
-            savepoint_at: Default::default(),
             storage: Default::default(),
             checkpoint_interval: None,
             restart: crate::config::RestartStrategy::None,
@@ -278,11 +276,11 @@ pub trait Operator: Send {
     fn skipped(&self) -> u64 {
         0
     }
-    /// The synchronous part of checkpoint `checkpoint_id`: a copy of this subtask's state.
-    /// Runs when the barrier has passed every input, before the barrier moves on.
+    /// The synchronous part of the snapshot `barrier` stands for: a copy of this subtask's
+    /// state. Runs when the barrier has passed every input, before the barrier moves on.
     fn snapshot_state(
         &mut self,
-        _checkpoint_id: u64,
+        _barrier: crate::checkpoint::Barrier,
     ) -> Result<crate::checkpoint::OperatorSubtaskState> {
         Ok(Default::default())
     }

@@ -18,6 +18,7 @@
 
 use super::graph::{ChannelId, RemoteInput, RemoteOutput};
 use super::{BatchCodec, Event};
+use crate::checkpoint::{Barrier, SnapshotKind};
 use crate::error::{Error, Result};
 use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
 use std::collections::HashMap;
@@ -73,7 +74,16 @@ fn encode(ev: &Event, codec: &BatchCodec) -> Result<(u8, Vec<u8>)> {
         Event::Data(b) => (DATA, (codec.encode)(&**b)?),
         Event::Watermark(w) => (WATERMARK, w.to_le_bytes().to_vec()),
         Event::Idle(i) => (IDLE, vec![u8::from(*i)]),
-        Event::Barrier(id) => (BARRIER, id.to_le_bytes().to_vec()),
+        Event::Barrier(b) => {
+            let mut payload = b.id.to_le_bytes().to_vec();
+            payload.push(match b.kind {
+                SnapshotKind::Checkpoint => 0,
+                SnapshotKind::Savepoint => 1,
+                SnapshotKind::StopWithSavepoint { drain: false } => 2,
+                SnapshotKind::StopWithSavepoint { drain: true } => 3,
+            });
+            (BARRIER, payload)
+        }
         Event::End => (END, Vec::new()),
     })
 }
@@ -89,7 +99,25 @@ fn decode(kind: u8, payload: &[u8], codec: &BatchCodec) -> Result<Event> {
         DATA => Event::Data((codec.decode)(payload)?),
         WATERMARK => Event::Watermark(u64_of(payload)? as i64),
         IDLE => Event::Idle(payload.first() == Some(&1)),
-        BARRIER => Event::Barrier(u64_of(payload)?),
+        BARRIER => {
+            let (id, kind) = match payload {
+                [id @ .., kind] if id.len() == 8 => (u64_of(id)?, *kind),
+                _ => {
+                    return Err(Error::User(format!(
+                        "malformed barrier of {} bytes",
+                        payload.len()
+                    )));
+                }
+            };
+            let kind = match kind {
+                0 => SnapshotKind::Checkpoint,
+                1 => SnapshotKind::Savepoint,
+                2 => SnapshotKind::StopWithSavepoint { drain: false },
+                3 => SnapshotKind::StopWithSavepoint { drain: true },
+                k => return Err(Error::User(format!("unknown barrier kind {k}"))),
+            };
+            Event::Barrier(Barrier { id, kind })
+        }
         END => Event::End,
         k => return Err(Error::User(format!("unknown frame kind {k}"))),
     })
@@ -422,5 +450,39 @@ fn send(attempt: u64, out: &RemoteOutput, addr: SocketAddr, cancel: &AtomicBool)
         if out.rx.is_empty() {
             w.flush().map_err(io)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A barrier crossing the network keeps what its snapshot is for: a TaskManager must
+    /// align a savepoint, stop at a stop-with-savepoint and drain for a draining one.
+    #[test]
+    fn every_barrier_kind_survives_the_wire_and_a_malformed_one_is_an_error() {
+        let codec = BatchCodec::of::<u64>();
+        for kind in [
+            SnapshotKind::Checkpoint,
+            SnapshotKind::Savepoint,
+            SnapshotKind::StopWithSavepoint { drain: false },
+            SnapshotKind::StopWithSavepoint { drain: true },
+        ] {
+            let barrier = Barrier { id: 7 << 40, kind };
+            let (frame, payload) = encode(&Event::Barrier(barrier), &codec).unwrap();
+            match decode(frame, &payload, &codec).unwrap() {
+                Event::Barrier(b) => assert_eq!(b, barrier),
+                _ => panic!("{kind:?}: not a barrier"),
+            }
+        }
+        let err = decode(BARRIER, &7u64.to_le_bytes(), &codec).err().unwrap();
+        assert!(
+            err.to_string().contains("malformed barrier of 8 bytes"),
+            "{err}"
+        );
+        let mut unknown = 7u64.to_le_bytes().to_vec();
+        unknown.push(9);
+        let err = decode(BARRIER, &unknown, &codec).err().unwrap();
+        assert!(err.to_string().contains("unknown barrier kind 9"), "{err}");
     }
 }

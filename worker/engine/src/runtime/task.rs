@@ -10,7 +10,7 @@ use super::graph::{
 use super::metrics::TaskMetrics;
 use super::persist::SubtaskAck;
 use super::{Batch, Event, OutItem, Output, SourcePoll};
-use crate::checkpoint::{InFlightBatch, OperatorSubtaskState};
+use crate::checkpoint::{Barrier, InFlightBatch, OperatorSubtaskState};
 use crate::error::{Error, Result};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, now_ms};
 use crossbeam_channel::{Select, SendTimeoutError, Sender, TrySendError};
@@ -153,20 +153,20 @@ impl Task {
             self.cancelled()?;
             self.fire_processing_time()?;
             self.notify_completed()?;
-            let trigger = self.ckpt.as_ref().map_or(0, |c| c.trigger.load(Relaxed));
-            if trigger > self.last_barrier {
+            let barrier = self
+                .ckpt
+                .as_ref()
+                .filter(|c| c.trigger.load(Relaxed) > self.last_barrier)
+                .map(|c| c.latest_barrier());
+            if let Some(barrier) = barrier {
                 // Draining stop: event time ends before the barrier, so every window and
                 // timer fires into the savepoint's output.
-                if self
-                    .ckpt
-                    .as_ref()
-                    .is_some_and(|c| c.drain_at.load(Relaxed) == trigger)
-                {
+                if barrier.kind.drains() {
                     let mut out = Output::default();
                     out.watermark(MAX_WATERMARK);
                     self.emit(0, out)?;
                 }
-                if self.checkpoint(trigger)? == Flow::Stop {
+                if self.checkpoint(barrier)? == Flow::Stop {
                     return Ok(());
                 }
             }
@@ -218,7 +218,7 @@ impl Task {
         // Channels whose barrier arrived while aligning (exactly-once: not read until the
         // checkpoint is taken, so their later records stay out of this checkpoint).
         let mut arrived = vec![false; receivers.len()];
-        let mut aligning: Option<u64> = None;
+        let mut aligning: Option<Barrier> = None;
         let mut overtaking: Option<Overtaking> = None;
         // Per channel: events taken out of it by an unaligned checkpoint, not processed yet.
         let mut stash: Vec<VecDeque<Event>> = receivers.iter().map(|_| VecDeque::new()).collect();
@@ -276,24 +276,24 @@ impl Task {
                     }
                 }
             };
-            if let Event::Barrier(id) = ev
-                && self.unaligned_for(id)
+            if let Event::Barrier(b) = ev
+                && self.unaligned_for(b)
             {
-                if id > self.last_barrier {
+                if b.id > self.last_barrier {
                     // Its barrier came before we saw it announced.
-                    overtaking = Some(self.overtake(id, &receivers, &states, &stash)?);
+                    overtaking = Some(self.overtake(b, &receivers, &states, &stash)?);
                 }
-                if let Some(o) = overtaking.as_mut().filter(|o| o.id == id) {
+                if let Some(o) = overtaking.as_mut().filter(|o| o.id == b.id) {
                     o.before_barrier[i] = false;
                 }
-            } else if let Event::Barrier(id) = ev
-                && id > self.last_barrier
-                && aligning.is_none_or(|a| id >= a)
+            } else if let Event::Barrier(b) = ev
+                && b.id > self.last_barrier
+                && aligning.is_none_or(|a| b.id >= a.id)
             {
-                if aligning != Some(id) {
+                if aligning.map(|a| a.id) != Some(b.id) {
                     // A newer checkpoint supersedes one that never completed here.
                     arrived.iter_mut().for_each(|a| *a = false);
-                    aligning = Some(id);
+                    aligning = Some(b);
                 }
                 arrived[i] = true;
                 if exactly_once {
@@ -308,10 +308,10 @@ impl Task {
                     o.before_barrier[i] = false;
                 }
             }
-            if let Some(id) = aligning
+            if let Some(barrier) = aligning
                 && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
             {
-                if self.checkpoint(id)? == Flow::Stop {
+                if self.checkpoint(barrier)? == Flow::Stop {
                     return Ok(());
                 }
                 aligning = None;
@@ -364,11 +364,14 @@ impl Task {
         self.finish(0)
     }
 
-    /// Whether checkpoint `id` is unaligned: the job asks for it and `id` is no savepoint.
-    fn unaligned_for(&self, id: u64) -> bool {
-        self.ckpt
-            .as_ref()
-            .is_some_and(|c| c.exactly_once && c.unaligned && c.savepoint.load(SeqCst) != id)
+    /// Whether `barrier` is unaligned: the job asks for it and it is no savepoint
+    /// (savepoints always align, so they hold no in-flight records and stay canonical).
+    fn unaligned_for(&self, barrier: Barrier) -> bool {
+        !barrier.kind.is_savepoint()
+            && self
+                .ckpt
+                .as_ref()
+                .is_some_and(|c| c.exactly_once && c.unaligned)
     }
 
     /// Starts an unaligned checkpoint as soon as any input announces its barrier, without
@@ -394,7 +397,10 @@ impl Task {
             .map(|c| c.announced.load(SeqCst))
             .max()
             .unwrap_or(0);
-        if announced > self.last_barrier && self.unaligned_for(announced) {
+        // Only unaligned barriers are announced, and savepoints never are: an announced
+        // id is a periodic checkpoint's.
+        let announced = Barrier::checkpoint(announced);
+        if announced.id > self.last_barrier && self.unaligned_for(announced) {
             *overtaking = Some(self.overtake(announced, receivers, states, stash)?);
         }
         if let Some(o) = overtaking.as_mut() {
@@ -415,9 +421,9 @@ impl Task {
             while o.before_barrier[i] {
                 let Ok(ev) = c.rx.try_recv() else { break };
                 match ev {
-                    Event::Barrier(id) if id == o.id => o.before_barrier[i] = false,
+                    Event::Barrier(b) if b.id == o.id => o.before_barrier[i] = false,
                     // An older barrier that never completed: nothing to do.
-                    Event::Barrier(id) if id < o.id => {}
+                    Event::Barrier(b) if b.id < o.id => {}
                     // The sender skipped ours (it was aborted): it decides when processed.
                     Event::Barrier(_) | Event::End => {
                         stash[i].push_back(ev);
@@ -434,18 +440,18 @@ impl Task {
         Ok(())
     }
 
-    /// Takes the unaligned checkpoint `id` now: snapshot, pass the barrier on ahead of
-    /// everything queued downstream, then collect what it overtook on every open input.
+    /// Takes the unaligned checkpoint of `barrier` now: snapshot, pass the barrier on ahead
+    /// of everything queued downstream, then collect what it overtook on every open input.
     fn overtake(
         &mut self,
-        id: u64,
+        barrier: Barrier,
         receivers: &[InputChannel],
         states: &[InputState],
         stash: &[VecDeque<Event>],
     ) -> Result<Overtaking> {
-        let snapshot = self.snapshot(id)?;
-        self.last_barrier = id;
-        self.forward_barrier(id, true)?;
+        let snapshot = self.snapshot(barrier)?;
+        self.last_barrier = barrier.id;
+        self.forward_barrier(barrier, true)?;
         let owner = self.subtask as u32;
         // Records stashed by an earlier checkpoint and not processed yet precede this
         // barrier too.
@@ -458,7 +464,7 @@ impl Task {
             }
         }
         Ok(Overtaking {
-            id,
+            id: barrier.id,
             owner,
             states: snapshot,
             before_barrier: states
@@ -478,8 +484,8 @@ impl Task {
         self.acknowledge(o.id, o.states);
     }
 
-    /// Snapshots every chained operator for checkpoint `id`.
-    fn snapshot(&mut self, id: u64) -> Result<Snapshot> {
+    /// Snapshots every chained operator for the snapshot `barrier` stands for.
+    fn snapshot(&mut self, barrier: Barrier) -> Result<Snapshot> {
         let mut states = Vec::new();
         for m in &mut self.members {
             let state = match &mut m.op {
@@ -487,7 +493,7 @@ impl Task {
                     list: s.snapshot_state()?,
                     ..Default::default()
                 },
-                MemberOp::Op(op) => op.snapshot_state(id)?,
+                MemberOp::Op(op) => op.snapshot_state(barrier)?,
             };
             states.push((m.uid.clone(), m.metrics.subtask, state));
         }
@@ -505,30 +511,32 @@ impl Task {
         }
     }
 
-    /// Sends barrier `id` on every output channel. `announce`: first tell every receiver it
+    /// Sends `barrier` on every output channel. `announce`: first tell every receiver it
     /// is coming (unaligned checkpoints), since sending may block behind queued records.
-    fn forward_barrier(&self, id: u64, announce: bool) -> Result<()> {
+    fn forward_barrier(&self, barrier: Barrier, announce: bool) -> Result<()> {
         if announce {
             for out in &self.outputs {
                 out.announce.iter().for_each(|a| {
-                    a.fetch_max(id, SeqCst);
+                    a.fetch_max(barrier.id, SeqCst);
                 });
             }
         }
-        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(id)))
+        (0..self.outputs.len()).try_for_each(|o| self.send_all(o, || Event::Barrier(barrier)))
     }
 
-    /// Takes this task's part of checkpoint `id`: snapshot every chained operator (all input
-    /// before the barrier has been processed), acknowledge, pass the barrier on.
-    fn checkpoint(&mut self, id: u64) -> Result<Flow> {
+    /// Takes this task's part of the snapshot `barrier` stands for: snapshot every chained
+    /// operator (all input before the barrier has been processed), acknowledge, pass the
+    /// barrier on.
+    fn checkpoint(&mut self, barrier: Barrier) -> Result<Flow> {
         let Some(ctl) = self.ckpt.clone() else {
             return Ok(Flow::Continue);
         };
-        let states = self.snapshot(id)?;
+        let id = barrier.id;
+        let states = self.snapshot(barrier)?;
         self.acknowledge(id, states);
         self.last_barrier = id;
-        self.forward_barrier(id, self.unaligned_for(id))?;
-        if ctl.stop_at.load(Relaxed) != id {
+        self.forward_barrier(barrier, self.unaligned_for(barrier))?;
+        if !barrier.kind.stops() {
             return Ok(Flow::Continue);
         }
         // Stop-with-savepoint: process nothing more; wait for the savepoint's fate.

@@ -983,8 +983,6 @@ pub(crate) struct KeyedStore {
     pub(crate) processing_timers: crate::timers::TimerQueue,
     /// `state.backend.incremental` (rocksdb only).
     incremental: bool,
-    /// Id of the latest savepoint triggered: snapshots for it are always canonical.
-    savepoint_at: Arc<std::sync::atomic::AtomicU64>,
     /// The operator's uid and name, for restore errors.
     uid: String,
     name: String,
@@ -1017,7 +1015,6 @@ impl KeyedStore {
             event_timer_batches: Default::default(),
             processing_timers: Default::default(),
             incremental: cfg.incremental,
-            savepoint_at: info.savepoint_at.clone(),
             uid: info.uid.clone(),
             name: info.name.clone(),
             allow_unclaimed_state: info.allow_unclaimed_state,
@@ -1032,11 +1029,14 @@ impl KeyedStore {
             + self.processing_timers.len()
     }
 
-    /// Snapshots state and timers for checkpoint `id`: canonical key groups, except that the
-    /// rocksdb backend with incremental checkpoints (and `id` not a savepoint) contributes a
+    /// Snapshots state and timers for `barrier`'s snapshot: canonical key groups, except that
+    /// the rocksdb backend with incremental checkpoints (and no savepoint) contributes a
     /// local RocksDB checkpoint the coordinator uploads, and only timers canonically.
-    pub(crate) fn snapshot(&mut self, id: u64) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        let savepoint = self.savepoint_at.load(std::sync::atomic::Ordering::SeqCst) == id;
+    pub(crate) fn snapshot(
+        &mut self,
+        barrier: crate::checkpoint::Barrier,
+    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
+        let (id, savepoint) = (barrier.id, barrier.kind.is_savepoint());
         let range = self.backend.range;
         let mut incremental = None;
         let mut deferred_keyed = None;
