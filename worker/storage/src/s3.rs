@@ -12,7 +12,7 @@
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::{ErrorKind, RetryConfig};
@@ -47,6 +47,8 @@ pub struct S3Store {
     /// For error messages: the endpoint override, or a description of AWS's endpoint.
     endpoint: String,
     retry: RetryPolicy,
+    /// Bound of one whole attempt, body included (`StorageOptions::attempt_timeout`).
+    attempt_timeout: Duration,
     multipart_threshold: usize,
     part_size: usize,
 }
@@ -156,6 +158,7 @@ impl S3Store {
             root,
             endpoint,
             retry: options.retry.clone(),
+            attempt_timeout: options.attempt_timeout,
             multipart_threshold: options.multipart_threshold.max(part_size),
             part_size,
         })
@@ -185,9 +188,23 @@ impl S3Store {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let failure = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(failure) => failure,
+            // The SDK's attempt timeout ends at the response's head; a body that stops
+            // arriving (a server killed or stalled mid-response on a connection that stays
+            // open) would otherwise hold the caller forever.
+            let failure = match tokio::time::timeout(self.attempt_timeout, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(failure)) => failure,
+                Err(_) => {
+                    let cause = format!(
+                        "timed out: no complete answer within {:?}",
+                        self.attempt_timeout
+                    );
+                    Failure {
+                        kind: Kind::Transient,
+                        source: cause.clone().into(),
+                        cause,
+                    }
+                }
             };
             let give_up = |failure: Failure| match failure.kind {
                 Kind::NotFound => StorageError::NotFound {

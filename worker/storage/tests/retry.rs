@@ -18,6 +18,9 @@ enum Reply {
     AccessDenied,
     /// Reads the request and never answers.
     Hang,
+    /// Answers 200 with a 1000-byte body, sends 10 bytes of it and then nothing, keeping the
+    /// connection open (a server that stalled mid-response).
+    StallMidBody,
 }
 
 /// A loopback HTTP server answering requests from a script (the last entry repeats).
@@ -88,6 +91,13 @@ fn serve(stream: TcpStream, script: &Mutex<Vec<Reply>>, counter: &AtomicUsize) {
             Reply::SlowDown => error(503, "SlowDown", "Please reduce your request rate."),
             Reply::AccessDenied => error(403, "AccessDenied", "Access Denied"),
             Reply::Hang => {
+                std::thread::sleep(Duration::from_secs(10));
+                return;
+            }
+            Reply::StallMidBody => {
+                let head = "HTTP/1.1 200 OK\r\nETag: \"etag\"\r\nContent-Length: 1000\r\n\r\n";
+                let _ = writer.write_all(format!("{head}0123456789").as_bytes());
+                let _ = writer.flush();
                 std::thread::sleep(Duration::from_secs(10));
                 return;
             }
@@ -176,6 +186,29 @@ fn access_denied_is_not_retried() {
     assert_eq!(server.requests(), 1);
     assert!(err.to_string().contains("after 1 attempt(s)"), "{err}");
     assert!(err.to_string().contains("HTTP 403 AccessDenied"), "{err}");
+}
+
+/// The SDK's own attempt timeout ends when the response's head arrives; a body that stops
+/// arriving must not hold a reader (a restore, the checkpoint coordinator) forever. Found by
+/// the soak (`bench/soak.sh`): a GetObject waited on a restarted server for good. A scripted
+/// server stands in for S3 here because a real one cannot be made to stall on cue.
+#[test]
+fn a_body_that_stops_arriving_fails_the_read_within_the_attempt_timeouts() {
+    let server = FakeS3::start(&[Reply::StallMidBody]);
+    let store = store(&server, Duration::from_millis(300));
+    let started = Instant::now();
+    let err = store.get("job/chk-1/_metadata").unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}: {err}");
+    assert_eq!(
+        server.requests(),
+        3,
+        "each stalled attempt is retried: {err}"
+    );
+    assert!(
+        err.to_string().contains("no complete answer within 300ms"),
+        "{err}"
+    );
 }
 
 #[test]
