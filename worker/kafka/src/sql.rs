@@ -653,7 +653,14 @@ impl RowDecoder {
         d.lock()
             .expect("a decoder panicked")
             .decode(bytes)
-            .map_err(|e| format!("table '{}': key: {e}", self.table))
+            .map_err(|e| self.message("the key: ", &e))
+    }
+
+    /// A decoder's message with the table's name in front, once (the JSON decoder's field
+    /// errors name it already).
+    fn message(&self, part: &str, e: &str) -> String {
+        let prefix = format!("table '{}': ", self.table);
+        format!("{prefix}{part}{}", e.strip_prefix(&prefix).unwrap_or(e))
     }
 
     /// The row of a record with a value, given its key's values.
@@ -668,7 +675,7 @@ impl RowDecoder {
             .lock()
             .expect("a decoder panicked")
             .decode(value)
-            .map_err(|e| format!("table '{}': {e}", self.table))?;
+            .map_err(|e| self.message("", &e))?;
         Ok(Row(self
             .slots
             .iter()
