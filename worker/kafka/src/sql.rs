@@ -776,6 +776,17 @@ impl ConnectorFactory for KafkaConnector {
     }
 
     fn validate(&self, opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
+        if let (false, Some(k)) = (self.upsert, opts.primary_key.first()) {
+            // Flink refuses it too: an append-only topic cannot honour a key.
+            return Err(SqlError::at(
+                k.span,
+                format!(
+                    "table '{}': the 'kafka' connector does not support a PRIMARY KEY, as it cannot \
+                     guarantee one per key; use 'upsert-kafka' for a table keyed by it",
+                    opts.table
+                ),
+            ));
+        }
         Layout::of(self, opts, cols)?;
         if opts.get("properties.bootstrap.servers").is_none() {
             return Err(SqlError::at(

@@ -1046,6 +1046,10 @@ fn kafka_tables_with_bad_options_formats_or_records_fail_with_errors_naming_them
             "'upsert-kafka' needs a PRIMARY KEY (…) NOT ENFORCED",
         ),
         (
+            table(", 'format' = 'json'").replace("(a BIGINT)", "(a BIGINT PRIMARY KEY NOT ENFORCED)"),
+            "1:17: table 't': the 'kafka' connector does not support a PRIMARY KEY",
+        ),
+        (
             "CREATE TABLE t (a BIGINT, PRIMARY KEY (a)) WITH ('connector' = 'upsert-kafka');"
                 .into(),
             "a PRIMARY KEY must be declared NOT ENFORCED",

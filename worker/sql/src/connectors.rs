@@ -63,26 +63,38 @@ pub trait ConnectorFactory: Send + Sync {
     /// Builds the source of a table. `read[i]` says whether any statement reads column `i`;
     /// the rows hold only those columns, in the table's order (projection push-down), then
     /// the `$kind` column when the source produces updates. `row_width` is the number of read
-    /// columns with the table's computed columns (room to allocate rows with).
+    /// columns with the table's computed columns (room to allocate rows with). Only called
+    /// when [`reads`](Self::reads) says so.
     fn source(
         &self,
-        env: &StreamExecutionEnvironment,
+        _env: &StreamExecutionEnvironment,
         opts: &Options<'_>,
-        cols: &[PhysicalColumn],
-        read: &[bool],
-        row_width: usize,
-        uid: &str,
-    ) -> Result<DataStream<Row>>;
+        _cols: &[PhysicalColumn],
+        _read: &[bool],
+        _row_width: usize,
+        _uid: &str,
+    ) -> Result<DataStream<Row>> {
+        Err(opts.err(
+            "connector",
+            format!("connector '{}' cannot be read", self.name()),
+        ))
+    }
     /// Attaches the sink of a table. `cols` are the written columns (virtual metadata columns
-    /// excluded); `updating` streams carry their row kind in a last, hidden column.
+    /// excluded); `updating` streams carry their row kind in a last, hidden column. Only
+    /// called when [`writes`](Self::writes) says so.
     fn sink(
         &self,
-        stream: DataStream<Row>,
+        _stream: DataStream<Row>,
         opts: &Options<'_>,
-        cols: &[PhysicalColumn],
-        uid: &str,
-        updating: bool,
-    ) -> Result<()>;
+        _cols: &[PhysicalColumn],
+        _uid: &str,
+        _updating: bool,
+    ) -> Result<()> {
+        Err(opts.err(
+            "connector",
+            format!("connector '{}' cannot be written to", self.name()),
+        ))
+    }
 }
 
 /// A connector name registered twice.
@@ -222,13 +234,6 @@ impl Connectors {
                     ),
                 ));
             }
-        }
-        if !opts.primary_key.is_empty() && !f.consumes_updates() && !f.produces_updates() {
-            // Accepted and ignored, as Flink does for connectors without upsert semantics.
-            tracing::debug!(
-                table = opts.table,
-                "PRIMARY KEY on an append-only connector"
-            );
         }
         f.validate(opts, cols)
     }
@@ -557,11 +562,6 @@ const FILESYSTEM_OPTIONS: &[&str] = &[
     "sink.rolling-policy.rollover-interval",
 ];
 
-/// The `source` of a connector that only writes: the registry never calls it.
-fn not_a_source() -> Result<DataStream<Row>> {
-    unreachable!("the registry refuses reading a connector that does not read")
-}
-
 /// `'connector' = 'datagen'`: generated rows (random or sequences), bounded or not.
 struct Datagen;
 
@@ -589,16 +589,6 @@ impl ConnectorFactory for Datagen {
     ) -> Result<DataStream<Row>> {
         let name = format!("Source: {} (datagen)", opts.table);
         datagen(env, opts, cols, read, &name, uid)
-    }
-    fn sink(
-        &self,
-        _: DataStream<Row>,
-        _: &Options<'_>,
-        _: &[PhysicalColumn],
-        _: &str,
-        _: bool,
-    ) -> Result<()> {
-        unreachable!("the registry refuses writing a connector that does not write")
     }
 }
 
@@ -659,21 +649,9 @@ impl ConnectorFactory for Filesystem {
                 Ok(raw
                     .transform_batches("Decode CSV", move |recs| {
                         decode.rows(recs, |fields| {
-                            cols.iter()
-                                .enumerate()
-                                .filter(|&(i, _)| read[i])
-                                .map(|(i, c)| {
-                                    let s = fields.get(i).map(String::as_str).unwrap_or("");
-                                    parse_text(s, c.col.ty).ok_or_else(|| {
-                                        format!(
-                                            "CSV field {} ('{}') = '{s}' is not a valid {}",
-                                            i + 1,
-                                            c.field,
-                                            c.col.ty.sql_name()
-                                        )
-                                    })
-                                })
-                                .collect()
+                            crate::format::csv_values(&cols, &read, |i| {
+                                fields.get(i).map(String::as_str)
+                            })
                         })
                     })
                     .uid(&format!("{uid}-decode")))
@@ -766,17 +744,6 @@ impl ConnectorFactory for Print {
     fn consumes_updates(&self) -> bool {
         true
     }
-    fn source(
-        &self,
-        _: &StreamExecutionEnvironment,
-        _: &Options<'_>,
-        _: &[PhysicalColumn],
-        _: &[bool],
-        _: usize,
-        _: &str,
-    ) -> Result<DataStream<Row>> {
-        not_a_source()
-    }
     fn sink(
         &self,
         stream: DataStream<Row>,
@@ -820,17 +787,6 @@ impl ConnectorFactory for Blackhole {
     }
     fn consumes_updates(&self) -> bool {
         true
-    }
-    fn source(
-        &self,
-        _: &StreamExecutionEnvironment,
-        _: &Options<'_>,
-        _: &[PhysicalColumn],
-        _: &[bool],
-        _: usize,
-        _: &str,
-    ) -> Result<DataStream<Row>> {
-        not_a_source()
     }
     fn sink(
         &self,

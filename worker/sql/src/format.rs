@@ -104,6 +104,30 @@ impl Format {
     }
 }
 
+/// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a
+/// missing field is empty, which is NULL but for STRING columns).
+pub(crate) fn csv_values<'a>(
+    cols: &[PhysicalColumn],
+    read: &[bool],
+    field: impl Fn(usize) -> Option<&'a str>,
+) -> Result<Vec<Value>, String> {
+    cols.iter()
+        .enumerate()
+        .filter(|&(i, _)| read[i])
+        .map(|(i, c)| {
+            let s = field(i).unwrap_or("");
+            parse_text(s, c.col.ty).ok_or_else(|| {
+                format!(
+                    "CSV field {} ('{}') = '{s}' is not a valid {}",
+                    i + 1,
+                    c.field,
+                    c.col.ty.sql_name()
+                )
+            })
+        })
+        .collect()
+}
+
 enum Kind {
     Json(Box<JsonRowDecoder>),
     Csv,
@@ -139,22 +163,7 @@ impl RecordDecoder {
                     Ok(_) => {}
                     Err(e) => return Err(format!("not a CSV line: {e}")),
                 }
-                self.cols
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, _)| self.read[i])
-                    .map(|(i, c)| {
-                        let s = rec.get(i).unwrap_or("");
-                        parse_text(s, c.col.ty).ok_or_else(|| {
-                            format!(
-                                "CSV field {} ('{}') = '{s}' is not a valid {}",
-                                i + 1,
-                                c.field,
-                                c.col.ty.sql_name()
-                            )
-                        })
-                    })
-                    .collect()
+                csv_values(&self.cols, &self.read, |i| rec.get(i))
             }
             Kind::Raw => Ok(if self.read.first().copied().unwrap_or(false) {
                 vec![Value::Str(String::from_utf8_lossy(bytes).into_owned())]
@@ -162,5 +171,85 @@ impl RecordDecoder {
                 Vec::new()
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Column;
+
+    fn cols(spec: &[(&str, SqlType)]) -> Vec<PhysicalColumn> {
+        spec.iter()
+            .map(|(f, ty)| PhysicalColumn {
+                col: Column {
+                    name: f.to_string(),
+                    ty: *ty,
+                },
+                field: f.to_string(),
+                metadata: None,
+                is_virtual: false,
+                span: sqlparser::tokenizer::Span::empty(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_records_round_trip_quoted_commas_nulls_and_timestamps() {
+        let c = cols(&[
+            ("name", SqlType::String),
+            ("n", SqlType::BigInt),
+            ("at", SqlType::Timestamp),
+            ("x", SqlType::Double),
+        ]);
+        let vals = [
+            Value::Str("a, \"b\"".into()),
+            Value::Null,
+            Value::Ts(1_767_225_661_005),
+            Value::Double(2.5),
+        ];
+        let bytes = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#""a, ""b""",,2026-01-01 00:01:01.005,2.5"#
+        );
+        let mut d = Format::Csv.decoder("t", &c, &[true; 4]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        // Only the read columns, in order.
+        let mut d = Format::Csv.decoder("t", &c, &[false, true, false, true]);
+        assert_eq!(
+            d.decode(b"z,7,,1.5").unwrap(),
+            [Value::Int(7), Value::Double(1.5)]
+        );
+        assert_eq!(
+            d.decode(b"z,seven").unwrap_err(),
+            "CSV field 2 ('n') = 'seven' is not a valid BIGINT"
+        );
+    }
+
+    #[test]
+    fn json_records_decode_by_name_and_encode_every_column() {
+        let c = cols(&[("id", SqlType::BigInt), ("who", SqlType::String)]);
+        let mut d = Format::Json.decoder("t", &c, &[true, true]);
+        assert_eq!(
+            d.decode(b" {\"who\": \"x\", \"id\": 3}\n").unwrap(),
+            [Value::Int(3), Value::Str("x".into())]
+        );
+        assert!(d.decode(b"").unwrap_err().contains("empty"));
+        let bytes = Format::Json.encode(&c, &[&Value::Int(3), &Value::Null]);
+        assert_eq!(bytes, br#"{"id":3,"who":null}"#);
+    }
+
+    #[test]
+    fn raw_holds_exactly_one_string_column() {
+        let one = cols(&[("line", SqlType::String)]);
+        assert!(Format::Raw.check_columns(&one).is_ok());
+        let err = Format::Raw
+            .check_columns(&cols(&[("n", SqlType::BigInt)]))
+            .unwrap_err();
+        assert!(err.contains("[n BIGINT]"), "{err}");
+        let mut d = Format::Raw.decoder("t", &one, &[true]);
+        assert_eq!(d.decode(b"a b,c").unwrap(), [Value::Str("a b,c".into())]);
+        assert_eq!(Format::Raw.encode(&one, &[&Value::Str("x".into())]), b"x");
     }
 }
