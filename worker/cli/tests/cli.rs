@@ -2066,6 +2066,109 @@ fn a_sql_script_calls_the_rust_udfs_built_into_weir() {
     );
 }
 
+/// `yyyy-MM-dd HH:mm:ss.SSS` in UTC, as Flink shows a `TIMESTAMP(3)` (computed here rather
+/// than with weir's formatter).
+fn utc_text(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// The issue's seed table, exactly as written, runs in `weir run` (unbounded: the test stops
+/// it once the first window's results are printed).
+#[test]
+fn the_seed_kafka_table_runs_as_written_in_weir_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = weir_kafka::testing::Broker::start(dir.path());
+    broker.create_topic("events", 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = now - now.rem_euclid(1000) - 60_000;
+    // Two clicks of user 1 and one of user 2 in the window at t0; an event 7 s later moves
+    // the watermark (5 s behind) past the window's end.
+    let events = [(1, t0), (2, t0 + 300), (1, t0 + 900), (3, t0 + 7_000)];
+    let records: Vec<weir_kafka::testing::TestRecord> = events
+        .iter()
+        .map(|(user, ts)| {
+            let v = format!(
+                r#"{{"user_id": {user}, "event_type": "click", "event_time": "{}"}}"#,
+                utc_text(*ts)
+            );
+            (0, None, v.into_bytes(), *ts)
+        })
+        .collect();
+    broker.produce("events", &records);
+    let script = dir.path().join("seed.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE events (user_id BIGINT, event_type STRING, event_time TIMESTAMP(3), WATERMARK
+FOR event_time AS event_time - INTERVAL '5' SECOND) WITH ('connector' = 'kafka', 'topic' =
+'events', 'properties.bootstrap.servers' = '{}', 'format' = 'json');
+CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, events BIGINT)
+WITH ('connector' = 'print');
+INSERT INTO per_user
+SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND), user_id, COUNT(*)
+FROM events GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;",
+            broker.bootstrap_servers()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", script.to_str().unwrap(), "--no-progress"])
+        .args(["--set", "parallelism.default=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = [
+        format!("+I[{}, 1, 2]", utc_text(t0)),
+        format!("+I[{}, 2, 1]", utc_text(t0)),
+    ];
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !want.iter().all(|w| got.contains(w)) && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            got.push(line);
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    got.sort();
+    assert_eq!(
+        got,
+        want,
+        "{}",
+        std::fs::read_to_string(dir.path().join("run.log")).unwrap()
+    );
+    assert!(still_running, "an unbounded Kafka source keeps the job running");
+}
+
 /// Kafka → one-second tumbling windows → Kafka exactly once, in SQL, as `weir run` runs it.
 fn kafka_window_script(servers: &str) -> String {
     format!(
@@ -2103,26 +2206,7 @@ fn a_kafka_sql_job_killed_at_random_points_resumes_with_each_result_once_in_the_
         .as_millis() as i64
         - 3_600_000;
     let base = base - base.rem_euclid(1000);
-    // yyyy-MM-dd HH:mm:ss.SSS in UTC, computed here rather than with weir's formatter.
-    let ts_text = |ms: i64| {
-        let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        format!(
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-            rem / 3_600_000,
-            rem / 60_000 % 60,
-            rem / 1000 % 60,
-            rem % 1000
-        )
-    };
+    let ts_text = utc_text;
     // Event i: user i % 7, one millisecond after event i - 1.
     let records: Vec<weir_kafka::testing::TestRecord> = (0..N)
         .map(|i| {
