@@ -2141,7 +2141,10 @@ FROM events GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;",
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -2166,7 +2169,10 @@ FROM events GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;",
         "{}",
         std::fs::read_to_string(dir.path().join("run.log")).unwrap()
     );
-    assert!(still_running, "an unbounded Kafka source keeps the job running");
+    assert!(
+        still_running,
+        "an unbounded Kafka source keeps the job running"
+    );
 }
 
 /// Kafka → one-second tumbling windows → Kafka exactly once, in SQL, as `weir run` runs it.

@@ -970,6 +970,8 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
         .collect();
     broker.produce("meta-in", &records);
     let bs = broker.bootstrap_servers();
+    // Written as the output records' timestamps: an hour after the input's.
+    let later = base_ts() + 3_600_000;
     let env = env(&[]);
     plan_sql(
         &env,
@@ -984,10 +986,12 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
              WITH ('connector' = 'kafka', 'topic' = 'meta-in', 'properties.bootstrap.servers' = '{bs}',
                'format' = 'csv', 'scan.bounded.mode' = 'latest-offset');
              CREATE TABLE dst (v BIGINT, name STRING, tp STRING, part BIGINT, off BIGINT,
-               ts TIMESTAMP(3), k STRING, headers STRING)
+               ts TIMESTAMP(3), k STRING, headers STRING,
+               written TIMESTAMP(3) METADATA FROM 'timestamp')
              WITH ('connector' = 'kafka', 'topic' = 'meta-out', 'properties.bootstrap.servers' = '{bs}',
                'format' = 'json');
-             INSERT INTO dst SELECT v, name, tp, part, off, ts, k, headers FROM src;"
+             INSERT INTO dst SELECT v, name, tp, part, off, ts, k, headers,
+               TO_TIMESTAMP_LTZ({later} + v, 3) FROM src;"
         ),
     )
     .unwrap();
@@ -1005,6 +1009,30 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
         });
         assert_eq!(serde_json::Value::Object(o.clone()), want, "record {i}");
     }
+
+    // The sink wrote the `timestamp` metadata column as each record's timestamp.
+    broker.create_topic("meta-back", 1);
+    let env = self::env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE written (v BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'meta-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE back (v BIGINT, at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'meta-back', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv');
+             INSERT INTO back SELECT v, at FROM written;"
+        ),
+    )
+    .unwrap();
+    env.execute("timestamps").unwrap();
+    let mut back = values(broker.read_all("meta-back", "read_committed"));
+    back.sort_by_key(|l| l.split(',').next().unwrap().parse::<i64>().unwrap());
+    let want: Vec<String> = (0..20)
+        .map(|i| format!("{i},{}", weir_sql::value::format_timestamp(later + i)))
+        .collect();
+    assert_eq!(back, want);
 }
 
 #[test]
