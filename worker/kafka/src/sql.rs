@@ -9,6 +9,26 @@
 //! `value.format`; `METADATA` columns come from the record itself. `upsert-kafka` reads a
 //! topic as a changelog (per key: the first record inserts, later ones update, a tombstone
 //! deletes) and writes updating results as upserts and tombstones.
+//!
+//! ```
+//! use weir_engine::api::StreamExecutionEnvironment;
+//! use weir_sql::connectors::Connectors;
+//!
+//! let mut connectors = Connectors::builtin();
+//! weir_kafka::sql::register(&mut connectors).unwrap();
+//! let env = StreamExecutionEnvironment::new();
+//! // Planning checks the options; nothing connects until the job runs.
+//! let planned = weir_sql::plan_with(&env, "
+//!   CREATE TABLE clicks (user_id BIGINT, url STRING) WITH ('connector' = 'kafka',
+//!     'topic' = 'clicks', 'properties.bootstrap.servers' = 'kafka:9092', 'format' = 'json');
+//!   CREATE TABLE per_user (user_id BIGINT, clicks BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
+//!   WITH ('connector' = 'upsert-kafka', 'topic' = 'clicks-per-user',
+//!     'properties.bootstrap.servers' = 'kafka:9092', 'key.format' = 'json',
+//!     'value.format' = 'json');
+//!   INSERT INTO per_user SELECT user_id, COUNT(*) FROM clicks GROUP BY user_id;
+//! ", &weir_sql::udf::Registry::new(), &connectors).unwrap();
+//! assert!(planned.explain().contains("connector=upsert-kafka"));
+//! ```
 
 use crate::{
     DeliveryGuarantee, KafkaRecord, KafkaSink, KafkaSource, Partitioner, ProducedRecord,
