@@ -76,7 +76,8 @@ fn build(spec: &JobSpec) -> weir_engine::Result<PreparedJob> {
         };
         // The registry the JobManager planned with: the same worker build.
         let udfs = crate::udfs::registry().map_err(|e| user(e.into()))?;
-        weir_sql::plan_with_udfs(&env, text, &udfs)
+        let connectors = crate::connectors::registry().map_err(|e| user(e.into()))?;
+        weir_sql::plan_with(&env, text, &udfs, &connectors)
             .map_err(|e| weir_engine::Error::User(format!("{}:{e}", spec.name)))?;
     } else {
         let def = jobs::find(&spec.name).map_err(user)?;

@@ -4,6 +4,7 @@
 //! that API like Flink's CLI.
 
 mod cluster;
+mod connectors;
 mod control;
 mod jobs;
 mod objects;

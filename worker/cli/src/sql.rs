@@ -29,8 +29,13 @@ pub fn plan(
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read SQL script {path}"))?;
-    let planned = weir_sql::plan_with_udfs(env, &text, &crate::udfs::registry()?)
-        .map_err(|e| anyhow::anyhow!("{path}:{e}"))?;
+    let planned = weir_sql::plan_with(
+        env,
+        &text,
+        &crate::udfs::registry()?,
+        &crate::connectors::registry()?,
+    )
+    .map_err(|e| anyhow::anyhow!("{path}:{e}"))?;
     for e in &planned.explained {
         println!("{e}\n");
     }

@@ -2065,3 +2065,271 @@ fn a_sql_script_calls_the_rust_udfs_built_into_weir() {
         stderr(&o)
     );
 }
+
+/// `yyyy-MM-dd HH:mm:ss.SSS` in UTC, as Flink shows a `TIMESTAMP(3)` (computed here rather
+/// than with weir's formatter).
+fn utc_text(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// The issue's seed table, exactly as written, runs in `weir run` (unbounded: the test stops
+/// it once the first window's results are printed).
+#[test]
+fn the_seed_kafka_table_runs_as_written_in_weir_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = weir_kafka::testing::Broker::start(dir.path());
+    broker.create_topic("events", 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = now - now.rem_euclid(1000) - 60_000;
+    // Two clicks of user 1 and one of user 2 in the window at t0; an event 7 s later moves
+    // the watermark (5 s behind) past the window's end.
+    let events = [(1, t0), (2, t0 + 300), (1, t0 + 900), (3, t0 + 7_000)];
+    let records: Vec<weir_kafka::testing::TestRecord> = events
+        .iter()
+        .map(|(user, ts)| {
+            let v = format!(
+                r#"{{"user_id": {user}, "event_type": "click", "event_time": "{}"}}"#,
+                utc_text(*ts)
+            );
+            (0, None, v.into_bytes(), *ts)
+        })
+        .collect();
+    broker.produce("events", &records);
+    let script = dir.path().join("seed.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE events (user_id BIGINT, event_type STRING, event_time TIMESTAMP(3), WATERMARK
+FOR event_time AS event_time - INTERVAL '5' SECOND) WITH ('connector' = 'kafka', 'topic' =
+'events', 'properties.bootstrap.servers' = '{}', 'format' = 'json');
+CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, events BIGINT)
+WITH ('connector' = 'print');
+INSERT INTO per_user
+SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND), user_id, COUNT(*)
+FROM events GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;",
+            broker.bootstrap_servers()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", script.to_str().unwrap(), "--no-progress"])
+        .args(["--set", "parallelism.default=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let want = [
+        format!("+I[{}, 1, 2]", utc_text(t0)),
+        format!("+I[{}, 2, 1]", utc_text(t0)),
+    ];
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !want.iter().all(|w| got.contains(w)) && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            got.push(line);
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    got.sort();
+    assert_eq!(
+        got,
+        want,
+        "{}",
+        std::fs::read_to_string(dir.path().join("run.log")).unwrap()
+    );
+    assert!(
+        still_running,
+        "an unbounded Kafka source keeps the job running"
+    );
+}
+
+/// Kafka → one-second tumbling windows → Kafka exactly once, in SQL, as `weir run` runs it.
+fn kafka_window_script(servers: &str) -> String {
+    format!(
+        "CREATE TABLE events (user_id BIGINT, event_type STRING, event_time TIMESTAMP(3),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND)
+         WITH ('connector' = 'kafka', 'topic' = 'events', 'properties.bootstrap.servers' = '{servers}',
+           'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE per_user (window_start TIMESTAMP(3), user_id BIGINT, events BIGINT)
+         WITH ('connector' = 'kafka', 'topic' = 'per-user', 'properties.bootstrap.servers' = '{servers}',
+           'format' = 'csv', 'sink.delivery-guarantee' = 'exactly-once',
+           'sink.transactional-id-prefix' = 'per-user');
+         INSERT INTO per_user
+         SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND), user_id, COUNT(*)
+         FROM events GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;"
+    )
+}
+
+/// `weir run` of a Kafka SQL job, killed with SIGKILL at seeded random points (one of them
+/// right after a checkpoint completed, before the commit it triggers can have happened) and
+/// restarted with the same `--recovery-dir` each time: the output topic, read with
+/// `read_committed`, holds every expected row exactly once.
+#[test]
+fn a_kafka_sql_job_killed_at_random_points_resumes_with_each_result_once_in_the_topic() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = weir_kafka::testing::Broker::start(dir.path());
+    // One partition per source subtask: a subtask reading several emits them merged, and a
+    // partition lagging by more than the watermark delay would have late rows dropped.
+    broker.create_topic("events", 2);
+    broker.create_topic("per-user", 2);
+    const N: i64 = 150_000;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    let base = base - base.rem_euclid(1000);
+    let ts_text = utc_text;
+    // Event i: user i % 7, one millisecond after event i - 1.
+    let records: Vec<weir_kafka::testing::TestRecord> = (0..N)
+        .map(|i| {
+            let ts = base + i;
+            let v = format!(
+                r#"{{"user_id":{},"event_type":"click","event_time":"{}"}}"#,
+                i % 7,
+                ts_text(ts)
+            );
+            ((i % 2) as i32, None, v.into_bytes(), ts)
+        })
+        .collect();
+    broker.produce("events", &records);
+    let mut want: std::collections::BTreeMap<(i64, i64), u64> = Default::default();
+    for i in 0..N {
+        let ts = base + i;
+        *want.entry((ts - ts.rem_euclid(1000), i % 7)).or_default() += 1;
+    }
+    let mut want: Vec<String> = want
+        .into_iter()
+        .map(|((start, user), n)| format!("{},{user},{n}", ts_text(start)))
+        .collect();
+    want.sort();
+
+    let script = dir.path().join("per_user.sql");
+    std::fs::write(&script, kafka_window_script(&broker.bootstrap_servers())).unwrap();
+    let (chk, recovery) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args: Vec<String> = [
+        "run",
+        script.to_str().unwrap(),
+        "--no-progress",
+        "--set",
+        "parallelism.default=2",
+        "--set",
+        "execution.checkpointing.interval=100ms",
+        "--set",
+        &format!("state.checkpoints.dir=file://{}", chk.path().display()),
+        "--recovery-dir",
+        recovery.path().to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    let seed: u64 = std::env::var("WEIR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    eprintln!("seed {seed} (WEIR_TEST_SEED)");
+    // Every completed checkpoint of every run (each run has its own job id directory).
+    let completed = || {
+        std::fs::read_dir(chk.path())
+            .unwrap()
+            .flat_map(|job| std::fs::read_dir(job.unwrap().path()).unwrap())
+            .map(|c| c.unwrap().path())
+            .filter(|c| c.join("_metadata").exists())
+            .count()
+    };
+    for kill in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("run-{kill}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let before = completed();
+        // Wait for a checkpoint of this run to complete; then kill at once (the first kill:
+        // between the checkpoint's completion and its commit) or after a random delay.
+        while completed() == before {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "run {kill} ended before its first checkpoint (seed {seed}): {}",
+                std::fs::read_to_string(dir.path().join(format!("run-{kill}.log"))).unwrap()
+            );
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no checkpoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let delay = if kill == 0 { 0 } else { rng.gen_range(0..800) };
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run {kill} ended before the kill {delay} ms after a checkpoint (seed {seed})"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!("killed run {kill} {delay} ms after its first checkpoint");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("weir run restarted: resuming from"),
+        "{}",
+        stderr(&o)
+    );
+    let mut got: Vec<String> = broker
+        .read_all("per-user", "read_committed")
+        .into_iter()
+        .map(|(_, _, v)| String::from_utf8(v.unwrap()).unwrap())
+        .collect();
+    got.sort();
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(
+        got.len() - distinct.len(),
+        0,
+        "no result twice (seed {seed})"
+    );
+    assert_eq!(got, want, "every result exactly once (seed {seed})");
+}

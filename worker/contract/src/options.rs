@@ -278,12 +278,13 @@ pub fn find(key: &str) -> Option<&'static ConfigOption> {
 pub fn nearest(key: &str) -> &'static str {
     OPTIONS
         .iter()
-        .min_by_key(|o| distance(o.key, key))
+        .min_by_key(|o| edit_distance(o.key, key))
         .map_or("", |o| o.key)
 }
 
-/// Edit distance between two keys.
-fn distance(a: &str, b: &str) -> usize {
+/// Edit distance between two keys (what "did you mean" suggestions are ranked by, here and
+/// for SQL connector options).
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -42,12 +42,15 @@
 mod protocol;
 mod sink;
 mod source;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use sink::{DeliveryGuarantee, KafkaSink, KafkaSinkBuilder, Partitioner, ProducedRecord};
 pub use source::{
-    KafkaRecord, KafkaSource, KafkaSourceBuilder, StartingOffsets, StoppingOffsets, split_owner,
+    Headers, KafkaRecord, KafkaSource, KafkaSourceBuilder, StartingOffsets, StoppingOffsets,
+    split_owner,
 };
 
 /// What went wrong in the Kafka connector. Every message names the offending value (broker

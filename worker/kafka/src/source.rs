@@ -39,6 +39,33 @@ pub struct KafkaRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Its value (`None`: a tombstone).
     pub value: Option<&'a [u8]>,
+    /// Its headers.
+    pub headers: Headers<'a>,
+}
+
+/// A record's headers, in order (a name may repeat).
+#[derive(Clone, Copy, Default)]
+pub struct Headers<'a>(Option<&'a rdkafka::message::BorrowedHeaders>);
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(k, v)| (k, v.map(String::from_utf8_lossy))),
+            )
+            .finish()
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// Each header's name and value (`None`: a null value).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        use rdkafka::message::Headers as _;
+        self.0
+            .into_iter()
+            .flat_map(|h| h.iter().map(|h| (h.key, h.value)))
+    }
 }
 
 /// Where a partition's reading starts when no checkpoint says otherwise.
@@ -890,6 +917,7 @@ impl<T> KafkaReader<T> {
                         timestamp: m.timestamp().to_millis(),
                         key: m.key(),
                         value: m.payload(),
+                        headers: Headers(m.headers()),
                     };
                     let rec = match (self.cfg.deserializer)(&record) {
                         Ok(v) => Some(Rec {

@@ -213,6 +213,22 @@ impl Broker {
         p.flush(Duration::from_secs(30)).expect("flush");
     }
 
+    /// Writes a tombstone (a record with `key` and no value) to `topic`'s `partition`.
+    pub fn produce_tombstone(&self, topic: &str, partition: i32, key: &[u8]) {
+        let p: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .create()
+            .expect("producer");
+        p.send(
+            BaseRecord::<'_, [u8], [u8]>::to(topic)
+                .partition(partition)
+                .key(key),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send a tombstone");
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+
     /// Every record of `topic` as `(partition, key, value)`, in partition and offset order,
     /// as a consumer with `isolation.level` (`read_committed` or `read_uncommitted`) sees it.
     pub fn read_all(&self, topic: &str, isolation: &str) -> Vec<ReadRecord> {

@@ -726,3 +726,396 @@ fn a_transaction_left_pending_by_an_unnotified_checkpoint_is_carried_into_the_ne
         "read_committed output",
     );
 }
+
+// ---- SQL: the `kafka` and `upsert-kafka` connectors ----
+
+/// The connectors the `weir` binary plans with: the built-in ones and weir-kafka's.
+fn sql_connectors() -> weir_sql::connectors::Connectors {
+    let mut c = weir_sql::connectors::Connectors::builtin();
+    weir_kafka::sql::register(&mut c).unwrap();
+    c
+}
+
+fn plan_sql(env: &StreamExecutionEnvironment, sql: &str) -> Result<(), String> {
+    weir_sql::plan_with(env, sql, &weir_sql::udf::Registry::new(), &sql_connectors())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Every value of `topic` (read_committed) as a JSON object.
+fn json_values(broker: &Broker, topic: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    broker
+        .read_all(topic, "read_committed")
+        .into_iter()
+        .map(
+            |(_, _, v)| match serde_json::from_slice(&v.expect("a value")) {
+                Ok(serde_json::Value::Object(o)) => o,
+                other => panic!("not a JSON object: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn sql_kafka_to_tumbling_windows_to_kafka_exactly_once_writes_each_expected_row_once() {
+    let (_dir, broker) = broker();
+    broker.create_topic("sql-events", PARTITIONS);
+    broker.create_topic("sql-clicks", 2);
+    const N: i64 = 3_000;
+    // Event i: user i % 5, a click unless i % 4 == 3, 7 ms of event time after event i - 1.
+    let records: Vec<_> = (0..N)
+        .map(|i| {
+            let ts = base_ts() + i * 7;
+            let kind = if i % 4 == 3 { "view" } else { "click" };
+            let v = format!(
+                r#"{{"user_id": {}, "event_type": "{kind}", "event_time": "{}"}}"#,
+                i % 5,
+                weir_sql::value::format_timestamp(ts)
+            );
+            ((i % PARTITIONS as i64) as i32, None, v.into_bytes(), ts)
+        })
+        .collect();
+    broker.produce("sql-events", &records);
+    let mut want: BTreeMap<(i64, i64), u64> = BTreeMap::new();
+    for i in 0..N {
+        if i % 4 != 3 {
+            let ts = base_ts() + i * 7;
+            *want.entry((ts - ts.rem_euclid(1000), i % 5)).or_default() += 1;
+        }
+    }
+    let want: Vec<String> = want
+        .into_iter()
+        .map(|((start, user), n)| {
+            format!("{} {user} {n}", weir_sql::value::format_timestamp(start))
+        })
+        .collect();
+
+    let bs = broker.bootstrap_servers();
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+    ]);
+    // The seed's table as written, bounded so that the test ends.
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE events (user_id BIGINT, event_type STRING, event_time TIMESTAMP(3),
+               WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'sql-events',
+               'properties.bootstrap.servers' = '{bs}', 'format' = 'json',
+               'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE clicks (window_start TIMESTAMP(3), user_id BIGINT, clicks BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'sql-clicks',
+               'properties.bootstrap.servers' = '{bs}', 'format' = 'json',
+               'sink.delivery-guarantee' = 'exactly-once',
+               'sink.transactional-id-prefix' = 'sql-clicks');
+             INSERT INTO clicks
+             SELECT TUMBLE_START(event_time, INTERVAL '1' SECOND), user_id, COUNT(*)
+             FROM events WHERE event_type = 'click'
+             GROUP BY TUMBLE(event_time, INTERVAL '1' SECOND), user_id;"
+        ),
+    )
+    .unwrap();
+    env.execute("sql-clicks").unwrap();
+    let mut got: Vec<String> = json_values(&broker, "sql-clicks")
+        .into_iter()
+        .map(|o| {
+            format!(
+                "{} {} {}",
+                o["window_start"].as_str().unwrap(),
+                o["user_id"],
+                o["clicks"]
+            )
+        })
+        .collect();
+    got.sort();
+    assert_same(&got, &want, "read_committed SQL window output");
+}
+
+/// The compacted view of an upsert topic: each key's last value; a tombstone removes it.
+fn compacted(broker: &Broker, topic: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (_, k, v) in broker.read_all(topic, "read_committed") {
+        let k = String::from_utf8(k.expect("an upsert record has a key")).unwrap();
+        match v {
+            Some(v) => m.insert(k, String::from_utf8(v).unwrap()),
+            None => m.remove(&k),
+        };
+    }
+    m
+}
+
+#[test]
+fn upsert_kafka_holds_the_group_by_result_and_a_tombstone_read_back_deletes_its_key() {
+    let (_dir, broker) = broker();
+    broker.create_topic("orders", 2);
+    broker.create_topic("totals", 2);
+    broker.create_topic("totals-copy", 2);
+    // Order i: user u{i % 4}, amount i.
+    let records: Vec<_> = (0..400)
+        .map(|i| {
+            let v = format!(r#"{{"user": "u{}", "amount": {i}}}"#, i % 4);
+            (i % 2, None, v.into_bytes(), base_ts() + i64::from(i))
+        })
+        .collect();
+    broker.produce("orders", &records);
+    let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for i in 0..400u64 {
+        let e = want.entry(format!("u{}", i % 4)).or_default();
+        e.0 += 1;
+        e.1 += i;
+    }
+    let bs = broker.bootstrap_servers();
+    let env = env(&[("parallelism.default", "2".into())]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE orders (`user` STRING, amount BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'orders', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE totals (`user` STRING, orders BIGINT, total BIGINT,
+               PRIMARY KEY (`user`) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = 'totals',
+               'properties.bootstrap.servers' = '{bs}', 'key.format' = 'raw', 'value.format' = 'json');
+             INSERT INTO totals SELECT `user`, COUNT(*), SUM(amount) FROM orders GROUP BY `user`;"
+        ),
+    )
+    .unwrap();
+    env.execute("totals").unwrap();
+    let view = compacted(&broker, "totals");
+    let expect_json = |u: &str, (n, sum): (u64, u64)| {
+        serde_json::json!({"user": u, "orders": n, "total": sum}).to_string()
+    };
+    let want_view: BTreeMap<String, String> = want
+        .iter()
+        .map(|(u, v)| (u.clone(), expect_json(u, *v)))
+        .collect();
+    assert_eq!(
+        view, want_view,
+        "the compacted upsert topic holds the aggregate"
+    );
+    let written = broker.read_all("totals", "read_committed").len();
+    assert!(
+        written > want.len(),
+        "updates were written as upserts ({written} records for {} keys)",
+        want.len()
+    );
+
+    // Read back as a changelog: u0 is deleted by a tombstone; the copy (values without the
+    // key, EXCEPT_KEY) drops u0 with a tombstone of its own.
+    let part = broker
+        .read_all("totals", "read_committed")
+        .into_iter()
+        .find(|(_, k, _)| k.as_deref() == Some(b"u0"))
+        .unwrap()
+        .0;
+    broker.produce_tombstone("totals", part, b"u0");
+    let env2 = self::env(&[("parallelism.default", "2".into())]);
+    plan_sql(
+        &env2,
+        &format!(
+            "CREATE TABLE totals (`user` STRING, orders BIGINT, total BIGINT,
+               PRIMARY KEY (`user`) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = 'totals',
+               'properties.bootstrap.servers' = '{bs}', 'key.format' = 'raw',
+               'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE copy (`user` STRING, orders BIGINT, total BIGINT,
+               PRIMARY KEY (`user`) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = 'totals-copy',
+               'properties.bootstrap.servers' = '{bs}', 'key.format' = 'raw',
+               'value.format' = 'json', 'value.fields-include' = 'EXCEPT_KEY');
+             INSERT INTO copy SELECT * FROM totals;"
+        ),
+    )
+    .unwrap();
+    env2.execute("copy").unwrap();
+    let copy = compacted(&broker, "totals-copy");
+    let want_copy: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(u, _)| u.as_str() != "u0")
+        .map(|(u, (n, sum))| {
+            (
+                u.clone(),
+                serde_json::json!({"orders": n, "total": sum}).to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(copy, want_copy, "the tombstone deleted u0 from the copy");
+    let copied = broker.read_all("totals-copy", "read_committed");
+    assert!(
+        copied
+            .iter()
+            .any(|(_, k, v)| k.as_deref() == Some(b"u0") && v.is_none()),
+        "the deletion was written as a tombstone"
+    );
+}
+
+#[test]
+fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key() {
+    let (_dir, broker) = broker();
+    broker.create_topic("meta-in", 2);
+    broker.create_topic("meta-out", 1);
+    // Record i: partition i % 2, key k{i}, CSV value `i,name{i}`, timestamp base + i.
+    let records: Vec<_> = (0..20)
+        .map(|i: i64| {
+            (
+                (i % 2) as i32,
+                Some(format!("k{i}").into_bytes()),
+                format!("{i},name{i}").into_bytes(),
+                base_ts() + i,
+            )
+        })
+        .collect();
+    broker.produce("meta-in", &records);
+    let bs = broker.bootstrap_servers();
+    // Written as the output records' timestamps: an hour after the input's.
+    let later = base_ts() + 3_600_000;
+    let env = env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE src (v BIGINT, name STRING,
+               tp STRING METADATA FROM 'topic' VIRTUAL,
+               part BIGINT METADATA FROM 'partition' VIRTUAL,
+               off BIGINT METADATA FROM 'offset' VIRTUAL,
+               ts TIMESTAMP(3) METADATA FROM 'timestamp',
+               k STRING METADATA FROM 'key' VIRTUAL,
+               headers STRING METADATA VIRTUAL)
+             WITH ('connector' = 'kafka', 'topic' = 'meta-in', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE dst (v BIGINT, name STRING, tp STRING, part BIGINT, off BIGINT,
+               ts TIMESTAMP(3), k STRING, headers STRING,
+               written TIMESTAMP(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'meta-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json');
+             INSERT INTO dst SELECT v, name, tp, part, off, ts, k, headers,
+               TO_TIMESTAMP_LTZ({later} + v, 3) FROM src;"
+        ),
+    )
+    .unwrap();
+    env.execute("metadata").unwrap();
+    let mut got = json_values(&broker, "meta-out");
+    got.sort_by_key(|o| o["v"].as_i64());
+    assert_eq!(got.len(), 20);
+    for (i, o) in got.iter().enumerate() {
+        let i = i as i64;
+        let want = serde_json::json!({
+            "v": i, "name": format!("name{i}"), "tp": "meta-in", "part": i % 2,
+            // Partition p holds records p, p + 2, p + 4, … in that order.
+            "off": i / 2, "ts": weir_sql::value::format_timestamp(base_ts() + i),
+            "k": format!("k{i}"), "headers": "{}",
+        });
+        assert_eq!(serde_json::Value::Object(o.clone()), want, "record {i}");
+    }
+
+    // The sink wrote the `timestamp` metadata column as each record's timestamp.
+    broker.create_topic("meta-back", 1);
+    let env = self::env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE written (v BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'meta-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE back (v BIGINT, at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'meta-back', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv');
+             INSERT INTO back SELECT v, at FROM written;"
+        ),
+    )
+    .unwrap();
+    env.execute("timestamps").unwrap();
+    let mut back = values(broker.read_all("meta-back", "read_committed"));
+    back.sort_by_key(|l| l.split(',').next().unwrap().parse::<i64>().unwrap());
+    let want: Vec<String> = (0..20)
+        .map(|i| format!("{i},{}", weir_sql::value::format_timestamp(later + i)))
+        .collect();
+    assert_eq!(back, want);
+}
+
+#[test]
+fn kafka_tables_with_bad_options_formats_or_records_fail_with_errors_naming_them() {
+    let table = |with: &str| {
+        format!(
+            "CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 't',
+               'properties.bootstrap.servers' = '127.0.0.1:1'{with});"
+        )
+    };
+    let cases = [
+        (
+            table(", 'format' = 'json', 'scan.startup.mod' = 'earliest-offset'"),
+            "2:83: unknown option 'scan.startup.mod' for connector 'kafka'; did you mean 'scan.startup.mode'?",
+        ),
+        (
+            table(", 'format' = 'avro'"),
+            "format 'avro' is not supported; use one of 'json', 'csv', 'raw'",
+        ),
+        (
+            table(", 'format' = 'json', 'scan.startup.mode' = 'earliest'"),
+            "'scan.startup.mode' = 'earliest'; use 'earliest-offset'",
+        ),
+        (
+            table(", 'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once'"),
+            "'sink.delivery-guarantee' = 'exactly-once' needs 'sink.transactional-id-prefix'",
+        ),
+        (table(""), "table 't' needs the option 'format' (one of 'json', 'csv', 'raw')"),
+        (
+            "CREATE TABLE t (a BIGINT, o BIGINT METADATA FROM 'offsets') WITH ('connector' = 'kafka',
+               'topic' = 't', 'properties.bootstrap.servers' = 'h:1', 'format' = 'json');"
+                .into(),
+            "1:27: column 'o': connector 'kafka' has no metadata 'offsets'; did you mean 'offset'?",
+        ),
+        (
+            "CREATE TABLE t (a BIGINT) WITH ('connector' = 'upsert-kafka', 'topic' = 't',
+               'properties.bootstrap.servers' = 'h:1', 'key.format' = 'json', 'value.format' = 'json');"
+                .into(),
+            "'upsert-kafka' needs a PRIMARY KEY (…) NOT ENFORCED",
+        ),
+        (
+            table(", 'format' = 'json'").replace("(a BIGINT)", "(a BIGINT PRIMARY KEY NOT ENFORCED)"),
+            "1:17: table 't': the 'kafka' connector does not support a PRIMARY KEY",
+        ),
+        (
+            "CREATE TABLE t (a BIGINT, PRIMARY KEY (a)) WITH ('connector' = 'upsert-kafka');"
+                .into(),
+            "a PRIMARY KEY must be declared NOT ENFORCED",
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = plan_sql(&env(&[]), &sql).unwrap_err();
+        assert!(got.contains(want), "for\n{sql}\nwant: {want}\ngot:  {got}");
+    }
+
+    let (_dir, broker) = broker();
+    broker.create_topic("bad-json", 1);
+    let values = [r#"{"a": 1}"#, r#"{"a": "x"}"#, r#"{"a": 3}"#];
+    broker.produce(
+        "bad-json",
+        &values
+            .iter()
+            .map(|v| (0, None, v.as_bytes().to_vec(), base_ts()))
+            .collect::<Vec<_>>(),
+    );
+    let sql = format!(
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 'bad-json',
+           'properties.bootstrap.servers' = '{}', 'format' = 'json',
+           'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE out (a BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT a FROM t;",
+        broker.bootstrap_servers()
+    );
+    let env1 = env(&[]);
+    plan_sql(&env1, &sql).unwrap();
+    let msg = weir_engine::report(&env1.execute("bad").unwrap_err());
+    assert!(
+        msg.contains(
+            "cannot decode the record at topic 'bad-json' partition 0 offset 1: table 't'"
+        ),
+        "{msg}"
+    );
+    let env2 = env(&[("pipeline.decode-error-policy", "skip".into())]);
+    plan_sql(&env2, &sql).unwrap();
+    assert_eq!(env2.execute("skip").unwrap().metrics.skipped, 1);
+}

@@ -92,12 +92,17 @@ pub(crate) fn producer(s: &Stream) -> String {
 }
 
 /// Refuses an updating stream for a sink that only takes inserts, with Flink's message.
-pub(crate) fn check_sink(connector: &str, table: &str, s: &Stream, span: Span) -> Result<()> {
-    if is_updating(s) && !crate::connectors::consumes_updates(connector) {
+pub(crate) fn check_sink(
+    consumes_updates: bool,
+    table: &str,
+    s: &Stream,
+    span: Span,
+) -> Result<()> {
+    if is_updating(s) && !consumes_updates {
         return Err(SqlError::at(
             span,
             format!(
-                "Table sink '{table}' doesn't support consuming update changes which is produced by node {}; write it to a 'print' or 'blackhole' sink, or group by a window",
+                "Table sink '{table}' doesn't support consuming update changes which is produced by node {}; write it to a 'print', 'blackhole' or 'upsert-kafka' sink, or group by a window",
                 producer(s)
             ),
         ));

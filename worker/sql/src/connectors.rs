@@ -1,5 +1,10 @@
 //! The SQL connector registry: `'connector' = '…'` in `CREATE TABLE … WITH (…)` picks a
-//! source or sink here. Sources produce rows of the table's physical columns.
+//! [`ConnectorFactory`] from a [`Connectors`] registry, which validates the table's options
+//! when it is declared and builds its source or sink when a statement reads or writes it.
+//! The built-in connectors (`datagen`, `filesystem`, `print`, `blackhole`) are factories like
+//! any other; crates outside weir-sql add theirs (the `weir` binary registers weir-kafka's
+//! `kafka` and `upsert-kafka`), so weir-sql does not depend on them. Sources produce rows of
+//! the table's physical and metadata columns.
 
 use crate::changelog::ChangeRow;
 use crate::error::{Result, SqlError};
@@ -19,10 +24,299 @@ use weir_engine::connectors::{
 };
 use weir_engine::runtime::Rec;
 
-/// Connectors usable as sources.
-pub const SOURCES: &[&str] = &["datagen", "filesystem"];
-/// Connectors usable as sinks.
-pub const SINKS: &[&str] = &["print", "blackhole", "filesystem"];
+/// A connector: what `'connector' = '<name>'` builds. Implementations check their own
+/// options' values and build engine streams of SQL rows; the [`Connectors`] registry does
+/// the checks every connector shares (unknown options with a suggestion, metadata keys,
+/// reading a sink-only connector, an updating result into an append-only sink), so the
+/// messages are the same for all.
+pub trait ConnectorFactory: Send + Sync {
+    /// The `'connector'` value.
+    fn name(&self) -> &str;
+    /// Whether tables of this connector can be read.
+    fn reads(&self) -> bool;
+    /// Whether tables of this connector can be written (INSERT INTO).
+    fn writes(&self) -> bool;
+    /// The option keys it accepts (besides `connector`) for a table with these columns.
+    fn option_keys(&self, cols: &[PhysicalColumn]) -> Vec<String>;
+    /// Prefixes of option keys it passes through (e.g. `properties.`).
+    fn option_prefixes(&self) -> &[&str] {
+        &[]
+    }
+    /// The metadata keys `METADATA FROM '…'` columns may name.
+    fn metadata_keys(&self) -> &[&str] {
+        &[]
+    }
+    /// Checks the option values (and anything else about the table) when it is declared;
+    /// the keys are already known to be accepted.
+    fn validate(&self, _opts: &Options<'_>, _cols: &[PhysicalColumn]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the sink consumes updating results (rows with `-U`/`+U`/`-D` kinds).
+    fn consumes_updates(&self) -> bool {
+        false
+    }
+    /// Whether the source produces an updating result: its rows end with the hidden
+    /// `$kind` column (see `changelog.rs`).
+    fn produces_updates(&self) -> bool {
+        false
+    }
+    /// Builds the source of a table. `read[i]` says whether any statement reads column `i`;
+    /// the rows hold only those columns, in the table's order (projection push-down), then
+    /// the `$kind` column when the source produces updates. `row_width` is the number of read
+    /// columns with the table's computed columns (room to allocate rows with). Only called
+    /// when [`reads`](Self::reads) says so.
+    fn source(
+        &self,
+        _env: &StreamExecutionEnvironment,
+        opts: &Options<'_>,
+        _cols: &[PhysicalColumn],
+        _read: &[bool],
+        _row_width: usize,
+        _uid: &str,
+    ) -> Result<DataStream<Row>> {
+        Err(opts.err(
+            "connector",
+            format!("connector '{}' cannot be read", self.name()),
+        ))
+    }
+    /// Attaches the sink of a table. `cols` are the written columns (virtual metadata columns
+    /// excluded); `updating` streams carry their row kind in a last, hidden column. Only
+    /// called when [`writes`](Self::writes) says so.
+    fn sink(
+        &self,
+        _stream: DataStream<Row>,
+        opts: &Options<'_>,
+        _cols: &[PhysicalColumn],
+        _uid: &str,
+        _updating: bool,
+    ) -> Result<()> {
+        Err(opts.err(
+            "connector",
+            format!("connector '{}' cannot be written to", self.name()),
+        ))
+    }
+}
+
+/// A connector name registered twice.
+#[derive(Debug, thiserror::Error)]
+#[error("a SQL connector named '{0}' is already registered")]
+pub struct DuplicateConnector(pub String);
+
+/// The connectors a planner can use, by name.
+#[derive(Clone)]
+pub struct Connectors {
+    factories: BTreeMap<String, Arc<dyn ConnectorFactory>>,
+}
+
+impl std::fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+/// The closest of `candidates` to `key`, as a "; did you mean 'x'?" suffix.
+fn suggestion<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|c| (weir_contract::options::edit_distance(c, key), c))
+        .filter(|(d, c)| *d <= c.len().max(key.len()) / 2)
+        .min()
+        .map(|(_, c)| format!("; did you mean '{c}'?"))
+        .unwrap_or_default()
+}
+
+impl Connectors {
+    /// The connectors built into weir-sql: `datagen`, `filesystem`, `print`, `blackhole`.
+    pub fn builtin() -> Self {
+        let mut c = Connectors {
+            factories: BTreeMap::new(),
+        };
+        for f in [
+            Arc::new(Datagen) as Arc<dyn ConnectorFactory>,
+            Arc::new(Filesystem),
+            Arc::new(Print),
+            Arc::new(Blackhole),
+        ] {
+            c.factories.insert(f.name().to_string(), f);
+        }
+        c
+    }
+
+    /// Adds a connector; its name must be new.
+    pub fn register(
+        &mut self,
+        factory: Arc<dyn ConnectorFactory>,
+    ) -> std::result::Result<(), DuplicateConnector> {
+        let name = factory.name().to_string();
+        if self.factories.contains_key(&name) {
+            return Err(DuplicateConnector(name));
+        }
+        self.factories.insert(name, factory);
+        Ok(())
+    }
+
+    /// The registered connector names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.factories.keys().map(String::as_str).collect()
+    }
+
+    fn listed(&self, pick: impl Fn(&dyn ConnectorFactory) -> bool) -> String {
+        self.factories
+            .values()
+            .filter(|f| pick(f.as_ref()))
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The table's connector; an unknown or missing one is an error at its option.
+    pub fn factory(&self, opts: &Options<'_>) -> Result<&dyn ConnectorFactory> {
+        let name = opts.connector()?;
+        self.factories.get(name).map(|f| f.as_ref()).ok_or_else(|| {
+            opts.err(
+                "connector",
+                format!(
+                    "unknown connector '{name}'{}; available: {}",
+                    suggestion(name, self.names()),
+                    self.names().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Checks a table when it is declared: its connector exists, it knows every option and
+    /// metadata key, and the values are valid.
+    pub fn validate(&self, opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
+        let f = self.factory(opts)?;
+        let keys = f.option_keys(cols);
+        for k in opts.map.keys() {
+            let known = k == "connector"
+                || keys.iter().any(|o| o == k)
+                || f.option_prefixes().iter().any(|p| k.starts_with(p));
+            if !known {
+                let hint = suggestion(
+                    k,
+                    keys.iter()
+                        .map(String::as_str)
+                        .chain(f.option_prefixes().iter().copied()),
+                );
+                return Err(opts.err(
+                    k,
+                    format!(
+                        "unknown option '{k}' for connector '{}'{hint} (see docs/sql.md)",
+                        f.name()
+                    ),
+                ));
+            }
+        }
+        for c in cols {
+            if let Some(key) = &c.metadata
+                && !f.metadata_keys().contains(&key.as_str())
+            {
+                return Err(SqlError::at(
+                    c.span,
+                    format!(
+                        "column '{}': connector '{}' has no metadata '{key}'{}; it has: {}",
+                        c.field,
+                        f.name(),
+                        suggestion(key, f.metadata_keys().iter().copied()),
+                        if f.metadata_keys().is_empty() {
+                            "none".to_string()
+                        } else {
+                            f.metadata_keys().join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        f.validate(opts, cols)
+    }
+
+    /// Whether the table's connector produces an updating result when read.
+    pub fn produces_updates(&self, opts: &Options<'_>) -> Result<bool> {
+        Ok(self.factory(opts)?.produces_updates())
+    }
+
+    /// Whether the table's connector consumes updating results.
+    pub fn consumes_updates(&self, opts: &Options<'_>) -> Result<bool> {
+        Ok(self.factory(opts)?.consumes_updates())
+    }
+
+    /// Whether the table can be written; the error names the connectors that can.
+    pub fn check_writable(&self, opts: &Options<'_>) -> Result<()> {
+        let f = self.factory(opts)?;
+        if !f.writes() {
+            return Err(opts.err(
+                "connector",
+                format!(
+                    "connector '{}' of table '{}' cannot be written to; sinks are: {}",
+                    f.name(),
+                    opts.table,
+                    self.listed(|f| f.writes())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the source of a table (see [`ConnectorFactory::source`]).
+    pub fn source(
+        &self,
+        env: &StreamExecutionEnvironment,
+        opts: &Options<'_>,
+        cols: &[PhysicalColumn],
+        read: &[bool],
+        row_width: usize,
+        uid: &str,
+    ) -> Result<DataStream<Row>> {
+        let f = self.factory(opts)?;
+        if !f.reads() {
+            return Err(opts.err(
+                "connector",
+                format!(
+                    "connector '{}' can only be written to (INSERT INTO), not read; sources are: {}",
+                    f.name(),
+                    self.listed(|f| f.reads())
+                ),
+            ));
+        }
+        opts.check_unpartitioned("reading a table")?;
+        f.source(env, opts, cols, read, row_width, uid)
+    }
+
+    /// Attaches the sink of a table (see [`ConnectorFactory::sink`]).
+    pub fn sink(
+        &self,
+        stream: DataStream<Row>,
+        opts: &Options<'_>,
+        cols: &[PhysicalColumn],
+        uid: &str,
+        updating: bool,
+    ) -> Result<()> {
+        self.check_writable(opts)?;
+        let f = self.factory(opts)?;
+        if f.name() != "filesystem" {
+            opts.check_unpartitioned(&format!("connector '{}'", f.name()))?;
+        }
+        if updating && !f.consumes_updates() {
+            return Err(opts.err(
+                "connector",
+                format!(
+                    "table '{}': connector '{}' is append-only and cannot consume an updating result",
+                    opts.table,
+                    f.name()
+                ),
+            ));
+        }
+        f.sink(stream, opts, cols, uid, updating)
+    }
+}
 
 /// A table's connector options with positions, for validation errors.
 pub struct Options<'a> {
@@ -36,10 +330,13 @@ pub struct Options<'a> {
     pub table_span: Span,
     /// `PARTITIONED BY` columns (filesystem sinks only).
     pub partition_keys: &'a [Ident],
+    /// `PRIMARY KEY (…) NOT ENFORCED` columns (empty: none).
+    pub primary_key: &'a [Ident],
 }
 
 impl Options<'_> {
-    fn err(&self, key: &str, msg: impl Into<String>) -> SqlError {
+    /// An error at option `key` (at the table when the option is absent).
+    pub fn err(&self, key: &str, msg: impl Into<String>) -> SqlError {
         SqlError::at(self.spans.get(key).copied().unwrap_or(self.table_span), msg)
     }
 
@@ -59,11 +356,13 @@ impl Options<'_> {
             })
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    /// The value of option `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
     }
 
-    fn required(&self, key: &str) -> Result<&str> {
+    /// The value of option `key`; its absence is an error naming it.
+    pub fn required(&self, key: &str) -> Result<&str> {
         self.get(key).ok_or_else(|| {
             SqlError::at(
                 self.table_span,
@@ -72,7 +371,8 @@ impl Options<'_> {
         })
     }
 
-    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+    /// Option `key` as a number, or `None` when absent.
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|_| {
@@ -82,7 +382,7 @@ impl Options<'_> {
     }
 
     /// Refuses `PARTITIONED BY` where the connector cannot lay out partitions.
-    fn check_unpartitioned(&self, what: &str) -> Result<()> {
+    pub fn check_unpartitioned(&self, what: &str) -> Result<()> {
         match self.partition_keys.first() {
             Some(key) => Err(SqlError::at(
                 key.span,
@@ -97,7 +397,7 @@ impl Options<'_> {
     }
 
     /// An option that is a memory size (`128mb`, `1g`, bytes), or `None` when absent.
-    fn memory_size(&self, key: &str) -> Result<Option<u64>> {
+    pub fn memory_size(&self, key: &str) -> Result<Option<u64>> {
         self.get(key)
             .map(|v| {
                 weir_engine::config::parse_memory_size(v).ok_or_else(|| {
@@ -111,7 +411,7 @@ impl Options<'_> {
     }
 
     /// An option that is a duration (`30 min`, `10s`, milliseconds), or `None` when absent.
-    fn duration(&self, key: &str) -> Result<Option<std::time::Duration>> {
+    pub fn duration(&self, key: &str) -> Result<Option<std::time::Duration>> {
         self.get(key)
             .map(|v| {
                 weir_engine::config::parse_duration(v).ok_or_else(|| {
@@ -122,18 +422,6 @@ impl Options<'_> {
                 })
             })
             .transpose()
-    }
-
-    fn check_known(&self, known: impl Fn(&str) -> bool, connector: &str) -> Result<()> {
-        for k in self.map.keys() {
-            if k != "connector" && !known(k) {
-                return Err(self.err(
-                    k,
-                    format!("unknown option '{k}' for connector '{connector}' (see docs/sql.md)"),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -241,122 +529,276 @@ pub struct PhysicalColumn {
     pub col: Column,
     /// Field name as written in the DDL.
     pub field: String,
+    /// `METADATA [FROM 'key']`: the metadata key; `None`: a payload column.
+    pub metadata: Option<String>,
+    /// `VIRTUAL` metadata: read only, never written.
+    pub is_virtual: bool,
+    /// Where the column is declared.
+    pub span: Span,
 }
 
 /// The longest string `datagen` generates (1 MiB): a mistyped length must fail the plan, not
 /// abort the process allocating it for every row.
 const MAX_DATAGEN_LENGTH: usize = 1 << 20;
 
-fn datagen_option(k: &str, cols: &[PhysicalColumn]) -> bool {
-    matches!(k, "number-of-rows" | "rows-per-second" | "seed")
-        || k.strip_prefix("fields.").is_some_and(|rest| {
-            rest.rsplit_once('.').is_some_and(|(f, o)| {
-                cols.iter().any(|c| c.field == f)
-                    && matches!(o, "kind" | "min" | "max" | "length" | "start" | "end")
-            })
-        })
+/// Options of `datagen` for a table with `cols`.
+fn datagen_options(cols: &[PhysicalColumn]) -> Vec<String> {
+    let mut keys: Vec<String> = ["number-of-rows", "rows-per-second", "seed"]
+        .map(String::from)
+        .into();
+    for c in cols {
+        for o in ["kind", "min", "max", "length", "start", "end"] {
+            keys.push(format!("fields.{}.{o}", c.field));
+        }
+    }
+    keys
 }
 
 /// Options of the filesystem connector (the rolling policy applies when it is a sink).
-fn filesystem_option(k: &str) -> bool {
-    matches!(
-        k,
-        "path"
-            | "format"
-            | "sink.rolling-policy.file-size"
-            | "sink.rolling-policy.rollover-interval"
-    )
-}
+const FILESYSTEM_OPTIONS: &[&str] = &[
+    "path",
+    "format",
+    "sink.rolling-policy.file-size",
+    "sink.rolling-policy.rollover-interval",
+];
 
-/// Rejects options the table's connector does not know, when the table is declared (and
-/// not only when a query first uses it).
-pub fn validate(opts: &Options<'_>, cols: &[PhysicalColumn]) -> Result<()> {
-    match opts.connector()? {
-        "datagen" => opts.check_known(|k| datagen_option(k, cols), "datagen"),
-        "filesystem" => opts.check_known(filesystem_option, "filesystem"),
-        c @ ("print" | "blackhole") => opts.check_known(|_| false, c),
-        _ => Ok(()),
+/// `'connector' = 'datagen'`: generated rows (random or sequences), bounded or not.
+struct Datagen;
+
+impl ConnectorFactory for Datagen {
+    fn name(&self) -> &str {
+        "datagen"
+    }
+    fn reads(&self) -> bool {
+        true
+    }
+    fn writes(&self) -> bool {
+        false
+    }
+    fn option_keys(&self, cols: &[PhysicalColumn]) -> Vec<String> {
+        datagen_options(cols)
+    }
+    fn source(
+        &self,
+        env: &StreamExecutionEnvironment,
+        opts: &Options<'_>,
+        cols: &[PhysicalColumn],
+        read: &[bool],
+        _row_width: usize,
+        uid: &str,
+    ) -> Result<DataStream<Row>> {
+        let name = format!("Source: {} (datagen)", opts.table);
+        datagen(env, opts, cols, read, &name, uid)
     }
 }
 
-/// Builds the source of a table. `read[i]` says whether any statement reads column `i`; the
-/// rows hold only those columns, in the table's order (projection push-down, as Flink's
-/// sources do): the `json` and `csv` formats do not convert the others, `datagen` generates
-/// them (its random sequence does not depend on what is read) and drops them. `row_width`
-/// is the number of read columns with the table's computed columns: the `json` format
-/// allocates its rows that wide, so the computed columns are appended in place.
-pub fn source(
-    env: &StreamExecutionEnvironment,
-    opts: &Options<'_>,
-    cols: &[PhysicalColumn],
-    read: &[bool],
-    row_width: usize,
-    uid: &str,
-) -> Result<DataStream<Row>> {
-    let connector = opts.connector()?;
-    let name = format!("Source: {} ({connector})", opts.table);
-    match connector {
-        "datagen" => datagen(env, opts, cols, read, &name, uid),
-        "filesystem" => {
-            opts.check_known(filesystem_option, connector)?;
-            opts.check_unpartitioned("reading a table")?;
-            let path = opts.required("path")?.to_string();
-            let table = opts.table.to_string();
-            let cols = cols.to_vec();
-            let policy = env.config().decode_error_policy()?;
-            let decode = Decoder { table, policy, skipped: Arc::new(AtomicU64::new(0)) };
-            match opts.required("format")? {
-                "json" => {
-                    // Decoded in the source reader, straight into rows: a line that is not
-                    // JSON or does not fit the columns is a decode error with its file and
-                    // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
-                    let (table, read) = (decode.table.clone(), read.to_vec());
-                    let make: MakeLineDecoder<Row> = Arc::new(move || {
-                        let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width);
-                        Box::new(move |line: &[u8]| d.decode(line))
-                    });
-                    Ok(env
-                        .from_source(FileSource::lines_with(&path, make), None, &name)
-                        .uid(uid))
-                }
-                "csv" => {
-                    let read = read.to_vec();
-                    let raw = env
-                        .from_source(FileSource::<Vec<String>>::csv(&path), None, &name)
-                        .uid(uid);
-                    Ok(raw
-                        .transform_batches("Decode CSV", move |recs| {
-                            decode.rows(recs, |fields| {
-                                cols.iter()
-                                    .enumerate()
-                                    .filter(|&(i, _)| read[i])
-                                    .map(|(i, c)| {
-                                        let s = fields.get(i).map(String::as_str).unwrap_or("");
-                                        parse_text(s, c.col.ty).ok_or_else(|| {
-                                            format!(
-                                                "CSV field {} ('{}') = '{s}' is not a valid {}",
-                                                i + 1,
-                                                c.field,
-                                                c.col.ty.sql_name()
-                                            )
-                                        })
-                                    })
-                                    .collect()
+/// `'connector' = 'filesystem'`: JSON or CSV files read, JSON lines written exactly once.
+struct Filesystem;
+
+impl ConnectorFactory for Filesystem {
+    fn name(&self) -> &str {
+        "filesystem"
+    }
+    fn reads(&self) -> bool {
+        true
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn option_keys(&self, _: &[PhysicalColumn]) -> Vec<String> {
+        FILESYSTEM_OPTIONS.iter().map(|k| k.to_string()).collect()
+    }
+    fn source(
+        &self,
+        env: &StreamExecutionEnvironment,
+        opts: &Options<'_>,
+        cols: &[PhysicalColumn],
+        read: &[bool],
+        row_width: usize,
+        uid: &str,
+    ) -> Result<DataStream<Row>> {
+        let name = format!("Source: {} (filesystem)", opts.table);
+        let path = opts.required("path")?.to_string();
+        let table = opts.table.to_string();
+        let cols = cols.to_vec();
+        let policy = env.config().decode_error_policy()?;
+        let decode = Decoder {
+            table,
+            policy,
+            skipped: Arc::new(AtomicU64::new(0)),
+        };
+        match opts.required("format")? {
+            "json" => {
+                // Decoded in the source reader, straight into rows: a line that is not
+                // JSON or does not fit the columns is a decode error with its file and
+                // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
+                let (table, read) = (decode.table.clone(), read.to_vec());
+                let make: MakeLineDecoder<Row> = Arc::new(move || {
+                    let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width);
+                    Box::new(move |line: &[u8]| d.decode(line))
+                });
+                Ok(env
+                    .from_source(FileSource::lines_with(&path, make), None, &name)
+                    .uid(uid))
+            }
+            "csv" => {
+                let read = read.to_vec();
+                let raw = env
+                    .from_source(FileSource::<Vec<String>>::csv(&path), None, &name)
+                    .uid(uid);
+                Ok(raw
+                    .transform_batches("Decode CSV", move |recs| {
+                        decode.rows(recs, |fields| {
+                            crate::format::csv_values(&cols, &read, |i| {
+                                fields.get(i).map(String::as_str)
                             })
                         })
-                        .uid(&format!("{uid}-decode")))
-                }
-                other => Err(opts.err("format", format!("format '{other}' is not supported; use 'json' or 'csv'"))),
+                    })
+                    .uid(&format!("{uid}-decode")))
+            }
+            other => Err(opts.err(
+                "format",
+                format!("format '{other}' is not supported; use 'json' or 'csv'"),
+            )),
+        }
+    }
+    fn sink(
+        &self,
+        stream: DataStream<Row>,
+        opts: &Options<'_>,
+        cols: &[PhysicalColumn],
+        uid: &str,
+        _updating: bool,
+    ) -> Result<()> {
+        let name = format!("Sink: {} (filesystem)", opts.table);
+        let path = opts.required("path")?.to_string();
+        match opts.required("format")? {
+            "json" => {}
+            other => {
+                return Err(opts.err(
+                    "format",
+                    format!(
+                        "the filesystem sink writes format 'json' only; '{other}' is not supported yet"
+                    ),
+                ));
             }
         }
-        other if SINKS.contains(&other) => Err(opts.err(
-            "connector",
-            format!("connector '{other}' can only be written to (INSERT INTO), not read; sources are: {}", SOURCES.join(", ")),
-        )),
-        other => Err(opts.err(
-            "connector",
-            format!("unknown connector '{other}'; available sources: {}", SOURCES.join(", ")),
-        )),
+        let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
+        let mut sink = FileSink::json_lines(path);
+        if let Some(size) = opts.memory_size("sink.rolling-policy.file-size")? {
+            sink = sink.with_rolling_file_size(size);
+        }
+        if let Some(interval) = opts.duration("sink.rolling-policy.rollover-interval")? {
+            sink = sink.with_rollover_interval(interval);
+        }
+        for key in opts.partition_keys {
+            if !fields.iter().any(|f| f == &key.value) {
+                return Err(SqlError::at(
+                    key.span,
+                    format!(
+                        "PARTITIONED BY column '{}' is not a column of table '{}'; columns: {}",
+                        key.value,
+                        opts.table,
+                        fields.join(", ")
+                    ),
+                ));
+            }
+        }
+        if !opts.partition_keys.is_empty() {
+            sink = sink.partitioned_by(opts.partition_keys.iter().map(|k| k.value.as_str()));
+        }
+        stream
+            .map(move |r: Row| {
+                serde_json::Value::Object(
+                    fields
+                        .iter()
+                        .zip(r.0.iter())
+                        .map(|(f, v)| (f.clone(), v.to_json()))
+                        .collect(),
+                )
+            })
+            .uid(&format!("{uid}-encode"))
+            .sink_to(sink)
+            .name(&name)
+            .uid(uid);
+        Ok(())
+    }
+}
+
+/// `'connector' = 'print'`: rows (or changes, `-U[…]`) to standard output.
+struct Print;
+
+impl ConnectorFactory for Print {
+    fn name(&self) -> &str {
+        "print"
+    }
+    fn reads(&self) -> bool {
+        false
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn option_keys(&self, _: &[PhysicalColumn]) -> Vec<String> {
+        Vec::new()
+    }
+    fn consumes_updates(&self) -> bool {
+        true
+    }
+    fn sink(
+        &self,
+        stream: DataStream<Row>,
+        opts: &Options<'_>,
+        _: &[PhysicalColumn],
+        uid: &str,
+        updating: bool,
+    ) -> Result<()> {
+        let name = format!("Sink: {} (print)", opts.table);
+        if updating {
+            stream
+                .map(ChangeRow)
+                .sink_to(PrintSink::<ChangeRow>::display())
+                .name(&name)
+                .uid(uid);
+        } else {
+            stream
+                .sink_to(PrintSink::<Row>::display())
+                .name(&name)
+                .uid(uid);
+        }
+        Ok(())
+    }
+}
+
+/// `'connector' = 'blackhole'`: discards everything (benchmarks).
+struct Blackhole;
+
+impl ConnectorFactory for Blackhole {
+    fn name(&self) -> &str {
+        "blackhole"
+    }
+    fn reads(&self) -> bool {
+        false
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn option_keys(&self, _: &[PhysicalColumn]) -> Vec<String> {
+        Vec::new()
+    }
+    fn consumes_updates(&self) -> bool {
+        true
+    }
+    fn sink(
+        &self,
+        stream: DataStream<Row>,
+        opts: &Options<'_>,
+        _: &[PhysicalColumn],
+        uid: &str,
+        _updating: bool,
+    ) -> Result<()> {
+        let name = format!("Sink: {} (blackhole)", opts.table);
+        stream.sink_to(BlackholeSink).name(&name).uid(uid);
+        Ok(())
     }
 }
 
@@ -376,7 +818,6 @@ fn datagen(
     name: &str,
     uid: &str,
 ) -> Result<DataStream<Row>> {
-    validate(opts, cols)?;
     let mut gens = Vec::new();
     let mut rows: Option<u64> = opts.number("number-of-rows")?;
     for c in cols {
@@ -512,120 +953,4 @@ fn datagen(
         g = g.rows_per_second(r);
     }
     Ok(env.from_source(g, None, name).uid(uid))
-}
-
-/// Whether a sink connector consumes updating results (changelogs with `-U`/`+U`); the
-/// others are append-only.
-pub fn consumes_updates(connector: &str) -> bool {
-    matches!(connector, "print" | "blackhole")
-}
-
-/// Attaches the sink of a table; `updating` streams carry their row kind in a last,
-/// hidden column (see `changelog.rs`).
-pub fn sink(
-    stream: DataStream<Row>,
-    opts: &Options<'_>,
-    cols: &[PhysicalColumn],
-    uid: &str,
-    updating: bool,
-) -> Result<()> {
-    let connector = opts.connector()?;
-    let name = format!("Sink: {} ({connector})", opts.table);
-    if connector != "filesystem" {
-        opts.check_unpartitioned(&format!("connector '{connector}'"))?;
-    }
-    if updating && !consumes_updates(connector) {
-        return Err(opts.err(
-            "connector",
-            format!("table '{}': connector '{connector}' is append-only and cannot consume an updating result", opts.table),
-        ));
-    }
-    match connector {
-        "print" if updating => {
-            opts.check_known(|_| false, connector)?;
-            stream
-                .map(ChangeRow)
-                .sink_to(PrintSink::<ChangeRow>::display())
-                .name(&name)
-                .uid(uid);
-        }
-        "print" => {
-            opts.check_known(|_| false, connector)?;
-            stream
-                .sink_to(PrintSink::<Row>::display())
-                .name(&name)
-                .uid(uid);
-        }
-        "blackhole" => {
-            opts.check_known(|_| false, connector)?;
-            stream.sink_to(BlackholeSink).name(&name).uid(uid);
-        }
-        "filesystem" => {
-            opts.check_known(filesystem_option, connector)?;
-            let path = opts.required("path")?.to_string();
-            match opts.required("format")? {
-                "json" => {}
-                other => {
-                    return Err(opts.err("format", format!("the filesystem sink writes format 'json' only; '{other}' is not supported yet")));
-                }
-            }
-            let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
-            let mut sink = FileSink::json_lines(path);
-            if let Some(size) = opts.memory_size("sink.rolling-policy.file-size")? {
-                sink = sink.with_rolling_file_size(size);
-            }
-            if let Some(interval) = opts.duration("sink.rolling-policy.rollover-interval")? {
-                sink = sink.with_rollover_interval(interval);
-            }
-            for key in opts.partition_keys {
-                if !fields.iter().any(|f| f == &key.value) {
-                    return Err(SqlError::at(
-                        key.span,
-                        format!(
-                            "PARTITIONED BY column '{}' is not a column of table '{}'; columns: {}",
-                            key.value,
-                            opts.table,
-                            fields.join(", ")
-                        ),
-                    ));
-                }
-            }
-            if !opts.partition_keys.is_empty() {
-                sink = sink.partitioned_by(opts.partition_keys.iter().map(|k| k.value.as_str()));
-            }
-            stream
-                .map(move |r: Row| {
-                    serde_json::Value::Object(
-                        fields
-                            .iter()
-                            .zip(r.0.iter())
-                            .map(|(f, v)| (f.clone(), v.to_json()))
-                            .collect(),
-                    )
-                })
-                .uid(&format!("{uid}-encode"))
-                .sink_to(sink)
-                .name(&name)
-                .uid(uid);
-        }
-        other if SOURCES.contains(&other) => {
-            return Err(opts.err(
-                "connector",
-                format!(
-                    "connector '{other}' can only be read, not written; sinks are: {}",
-                    SINKS.join(", ")
-                ),
-            ));
-        }
-        other => {
-            return Err(opts.err(
-                "connector",
-                format!(
-                    "unknown connector '{other}'; available sinks: {}",
-                    SINKS.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
 }

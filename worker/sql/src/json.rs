@@ -624,6 +624,9 @@ mod tests {
                     ty: *ty,
                 },
                 field: f.to_string(),
+                metadata: None,
+                is_virtual: false,
+                span: sqlparser::tokenizer::Span::empty(),
             })
             .collect();
         JsonRowDecoder::new("t", &cols, read, 0)

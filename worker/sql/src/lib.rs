@@ -21,6 +21,7 @@ pub mod changelog;
 pub mod connectors;
 pub mod error;
 pub mod expr;
+pub mod format;
 mod join;
 mod json;
 pub mod parse;
@@ -70,8 +71,21 @@ pub fn plan_with_udfs(
     sql: &str,
     udfs: &udf::Registry,
 ) -> Result<PlannedScript> {
+    plan_with(env, sql, udfs, &connectors::Connectors::builtin())
+}
+
+/// Like [`plan_with_udfs`], with the connectors of `connectors` (the built-in ones and those
+/// registered outside weir-sql, such as weir-kafka's) usable in `CREATE TABLE … WITH
+/// ('connector' = '…')`. Every process planning the job must pass the same connectors.
+pub fn plan_with(
+    env: &StreamExecutionEnvironment,
+    sql: &str,
+    udfs: &udf::Registry,
+    connectors: &connectors::Connectors,
+) -> Result<PlannedScript> {
     let stmts = parse::parse_script(sql)?;
-    let mut p = plan::Planner::with_udfs(env, udfs);
+    let mut p = plan::Planner::with_udfs(env, udfs)
+        .with_connectors(std::sync::Arc::new(connectors.clone()));
     p.plan_script(stmts)?;
     Ok(PlannedScript {
         plans: p.plans,

@@ -27,6 +27,16 @@ pub enum ColumnKind {
     Physical(DataType),
     /// `name AS expr`, computed from the physical columns.
     Computed(Box<Expr>),
+    /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`: read from (or, unless virtual, written
+    /// to) the connector's metadata about a record rather than its payload.
+    Metadata {
+        /// The declared type.
+        ty: DataType,
+        /// The metadata key (`FROM 'key'`; the column's name when absent).
+        key: Option<String>,
+        /// `VIRTUAL`: read only, never written by a sink.
+        is_virtual: bool,
+    },
 }
 
 /// `WATERMARK FOR col AS expr`.
@@ -49,6 +59,8 @@ pub struct TableDef {
     pub watermark: Option<WatermarkDef>,
     /// `PARTITIONED BY (…)` columns, in order.
     pub partition_keys: Vec<Ident>,
+    /// `PRIMARY KEY (…) NOT ENFORCED` columns, in order (empty: none declared).
+    pub primary_key: Vec<Ident>,
     /// The `WITH` options, keys as written.
     pub options: BTreeMap<String, String>,
     /// Where each option key was written (for errors).
@@ -246,10 +258,23 @@ fn parse_word(p: &mut Parser<'_>, w: &str) -> bool {
     false
 }
 
+/// `NOT ENFORCED` after a primary key: Flink does not check keys, and says so in the DDL.
+fn not_enforced(p: &mut Parser<'_>, at: Span) -> Result<()> {
+    if p.parse_keyword(Keyword::NOT) && parse_word(p, "ENFORCED") {
+        return Ok(());
+    }
+    Err(SqlError::at(
+        at,
+        "a PRIMARY KEY must be declared NOT ENFORCED (Weir, like Flink, does not check it): \
+         write PRIMARY KEY (…) NOT ENFORCED",
+    ))
+}
+
 fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
     let name = single_ident(p, "table")?;
     let mut columns = Vec::new();
     let mut watermark = None;
+    let mut primary_key = Vec::new();
     // CREATE TABLE … AS SELECT may leave the columns to its query.
     let listed = p.consume_token(&Token::LParen);
     if listed {
@@ -267,10 +292,30 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
                 }
                 watermark = Some(WatermarkDef { column, expr });
             } else if p.parse_keyword(Keyword::PRIMARY) || p.parse_keyword(Keyword::CONSTRAINT) {
-                return Err(SqlError::at(
-                    at,
-                    "PRIMARY KEY constraints are not supported yet",
-                ));
+                // `[CONSTRAINT name] PRIMARY KEY (a, b) NOT ENFORCED`
+                if p.peek_keyword(Keyword::KEY) {
+                    p.expect_keyword(Keyword::KEY)
+                        .map_err(SqlError::from_parser)?;
+                } else {
+                    p.parse_identifier().map_err(SqlError::from_parser)?;
+                    p.expect_keywords(&[Keyword::PRIMARY, Keyword::KEY])
+                        .map_err(SqlError::from_parser)?;
+                }
+                if !primary_key.is_empty() {
+                    return Err(SqlError::at(at, "a table can declare only one PRIMARY KEY"));
+                }
+                p.expect_token(&Token::LParen)
+                    .map_err(SqlError::from_parser)?;
+                loop {
+                    primary_key.push(p.parse_identifier().map_err(SqlError::from_parser)?);
+                    if p.consume_token(&Token::Comma) {
+                        continue;
+                    }
+                    p.expect_token(&Token::RParen)
+                        .map_err(SqlError::from_parser)?;
+                    break;
+                }
+                not_enforced(p, at)?;
             } else {
                 let ident = p.parse_identifier().map_err(SqlError::from_parser)?;
                 let kind = if p.parse_keyword(Keyword::AS) {
@@ -284,10 +329,31 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
                     } else {
                         let _ = p.parse_keyword(Keyword::NULL);
                     }
-                    if p.peek_keyword(Keyword::METADATA) {
-                        return Err(err_here(p, "METADATA columns are not supported yet"));
+                    if p.parse_keyword(Keyword::METADATA) {
+                        let key = if p.parse_keyword(Keyword::FROM) {
+                            Some(p.parse_literal_string().map_err(SqlError::from_parser)?)
+                        } else {
+                            None
+                        };
+                        let is_virtual = parse_word(p, "VIRTUAL");
+                        ColumnKind::Metadata {
+                            ty,
+                            key,
+                            is_virtual,
+                        }
+                    } else {
+                        if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+                            if !primary_key.is_empty() {
+                                return Err(SqlError::at(
+                                    at,
+                                    "a table can declare only one PRIMARY KEY",
+                                ));
+                            }
+                            not_enforced(p, at)?;
+                            primary_key.push(ident.clone());
+                        }
+                        ColumnKind::Physical(ty)
                     }
-                    ColumnKind::Physical(ty)
                 };
                 columns.push(ColumnDef { ident, kind });
             }
@@ -340,6 +406,7 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
         columns,
         watermark,
         partition_keys,
+        primary_key,
         options,
         option_spans,
         span,

@@ -5,7 +5,7 @@
 
 use crate::agg::{AggCall, AggKind, SqlAggregate};
 use crate::changelog::{ChangeRow, KIND};
-use crate::connectors::{self, Options, PhysicalColumn};
+use crate::connectors::{Connectors, Options, PhysicalColumn};
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::parse::{ColumnKind, Statement, TableDef};
@@ -254,6 +254,8 @@ pub struct Planner<'e> {
     /// The tables read so far of which the script reads only some columns, with all their
     /// column names: a "column not found" message lists those, not just the read ones.
     projected: Vec<(String, Vec<String>)>,
+    /// The connectors `'connector' = '…'` can name.
+    pub(crate) connectors: Arc<Connectors>,
 }
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
@@ -628,7 +630,15 @@ impl<'e> Planner<'e> {
             window_aggs: HashMap::new(),
             referenced: None,
             projected: Vec::new(),
+            connectors: Arc::new(Connectors::builtin()),
         }
+    }
+
+    /// The same planner with `connectors` (the built-in ones and any registered outside
+    /// weir-sql) instead of the built-in connectors only.
+    pub fn with_connectors(mut self, connectors: Arc<Connectors>) -> Self {
+        self.connectors = connectors;
+        self
     }
 
     /// A WHERE clause compiled over `cols`; it must be BOOLEAN.
@@ -703,7 +713,7 @@ impl<'e> Planner<'e> {
             Statement::Explain(inner) => {
                 // Plan on a scratch environment: EXPLAIN does not run the statement.
                 let scratch = StreamExecutionEnvironment::with_config(self.env.config());
-                let mut sub = Planner::new(&scratch);
+                let mut sub = Planner::new(&scratch).with_connectors(self.connectors.clone());
                 sub.tables = std::mem::take(&mut self.tables);
                 sub.views = std::mem::take(&mut self.views);
                 std::mem::swap(&mut sub.funcs, &mut self.funcs);
@@ -741,14 +751,39 @@ impl<'e> Planner<'e> {
                     format!("column '{}' is declared twice", c.ident.value),
                 ));
             }
-            if let ColumnKind::Physical(t) = &c.kind {
-                physical.push(PhysicalColumn {
-                    col: Column {
-                        name: norm(&c.ident),
-                        ty: sql_type(t, c.ident.span)?,
-                    },
-                    field: c.ident.value.clone(),
-                });
+            let (t, metadata, is_virtual) = match &c.kind {
+                ColumnKind::Physical(t) => (t, None, false),
+                ColumnKind::Metadata {
+                    ty,
+                    key,
+                    is_virtual,
+                } => (
+                    ty,
+                    Some(key.clone().unwrap_or_else(|| c.ident.value.clone())),
+                    *is_virtual,
+                ),
+                ColumnKind::Computed(_) => continue,
+            };
+            physical.push(PhysicalColumn {
+                col: Column {
+                    name: norm(&c.ident),
+                    ty: sql_type(t, c.ident.span)?,
+                },
+                field: c.ident.value.clone(),
+                metadata,
+                is_virtual,
+                span: c.ident.span,
+            });
+        }
+        for k in &def.primary_key {
+            if !physical.iter().any(|c| c.col.name == norm(k)) {
+                return Err(SqlError::at(
+                    k.span,
+                    format!(
+                        "PRIMARY KEY column '{}' is not a physical column of table '{n}'",
+                        k.value
+                    ),
+                ));
             }
         }
         if let Some(w) = &def.watermark
@@ -765,30 +800,7 @@ impl<'e> Planner<'e> {
                 ),
             ));
         }
-        let connector = def.options.get("connector").cloned().unwrap_or_default();
-        let known: Vec<&str> = connectors::SOURCES
-            .iter()
-            .chain(connectors::SINKS)
-            .copied()
-            .collect();
-        if !known.contains(&connector.as_str()) {
-            let span = def
-                .option_spans
-                .get("connector")
-                .copied()
-                .unwrap_or(def.span);
-            return Err(SqlError::at(
-                span,
-                if connector.is_empty() {
-                    format!("table '{n}' has no 'connector' option; add WITH ('connector' = '…')")
-                } else {
-                    format!(
-                        "unknown connector '{connector}'; available: datagen, filesystem, print, blackhole"
-                    )
-                },
-            ));
-        }
-        connectors::validate(&Self::opts(&n, &def), &physical)?;
+        self.connectors.validate(&Self::opts(&n, &def), &physical)?;
         self.tables.insert(n, TableEntry { def, physical });
         Ok(())
     }
@@ -800,6 +812,7 @@ impl<'e> Planner<'e> {
             spans: &def.option_spans,
             table_span: def.span,
             partition_keys: &def.partition_keys,
+            primary_key: &def.primary_key,
         }
     }
 
@@ -855,7 +868,23 @@ impl<'e> Planner<'e> {
             .collect();
         // The rows carry the read columns only (projection push-down).
         let computed = def.columns.len() - physical.len();
-        let ds = connectors::source(
+        let connectors = self.connectors.clone();
+        let updating_source = connectors.produces_updates(&Self::opts(name, &def))?;
+        if updating_source
+            && (def.watermark.is_some()
+                || def
+                    .columns
+                    .iter()
+                    .any(|c| matches!(c.kind, ColumnKind::Computed(_))))
+        {
+            return Err(SqlError::at(
+                def.name.span,
+                format!(
+                    "table '{name}' is read as a changelog, which cannot have computed columns or a WATERMARK yet"
+                ),
+            ));
+        }
+        let ds = connectors.source(
             self.env,
             &Self::opts(name, &def),
             &physical,
@@ -893,9 +922,16 @@ impl<'e> Planner<'e> {
                 format!(" unread=[{}]", unread.join(", "))
             }
         )];
+        let mut stream_cols = phys_cols.clone();
+        if updating_source {
+            stream_cols.push(Column {
+                name: KIND.into(),
+                ty: SqlType::BigInt,
+            });
+        }
         let mut stream = Stream {
             ds,
-            cols: phys_cols.clone(),
+            cols: stream_cols,
             rowtime: None,
             proctime: None,
             plan: Vec::new(),
@@ -912,10 +948,12 @@ impl<'e> Planner<'e> {
             for c in &def.columns {
                 let e = match &c.kind {
                     // Unread physical columns are not in the rows.
-                    ColumnKind::Physical(_) if unread.contains(&norm(&c.ident).as_str()) => {
+                    ColumnKind::Physical(_) | ColumnKind::Metadata { .. }
+                        if unread.contains(&norm(&c.ident).as_str()) =>
+                    {
                         continue;
                     }
-                    ColumnKind::Physical(_) => {
+                    ColumnKind::Physical(_) | ColumnKind::Metadata { .. } => {
                         Expr::Identifier(Ident::with_quote('"', norm(&c.ident)))
                     }
                     ColumnKind::Computed(e) => {
@@ -1840,21 +1878,15 @@ impl<'e> Planner<'e> {
             ));
         }
         let conn = def.options.get("connector").cloned().unwrap_or_default();
-        if !connectors::SINKS.contains(&conn.as_str()) {
-            return Err(SqlError::at(
-                def.option_spans
-                    .get("connector")
-                    .copied()
-                    .unwrap_or(table.span),
-                format!(
-                    "connector '{conn}' of table '{name}' cannot be written to; sinks are: {}",
-                    connectors::SINKS.join(", ")
-                ),
-            ));
-        }
+        let opts = Self::opts(&name, &def);
+        self.connectors.check_writable(&opts)?;
+        let consumes_updates = self.connectors.consumes_updates(&opts)?;
+        // Virtual metadata columns are read only: INSERT writes the others.
+        let physical: Vec<PhysicalColumn> =
+            physical.into_iter().filter(|c| !c.is_virtual).collect();
         self.sink_names = Some(physical.iter().map(|c| c.col.name.clone()).collect());
         let s = self.query(q)?;
-        crate::changelog::check_sink(&conn, &name, &s, q.span())?;
+        crate::changelog::check_sink(consumes_updates, &name, &s, q.span())?;
         let updating = crate::changelog::is_updating(&s);
         let q_cols: Vec<&Column> = s.cols.iter().filter(|c| c.name != KIND).collect();
         if q_cols.len() != physical.len() {
@@ -1909,7 +1941,8 @@ impl<'e> Planner<'e> {
             });
         }
         let uid = self.uid(&format!("sink-{name}"));
-        connectors::sink(ds, &Self::opts(&name, &def), &physical, &uid, updating)?;
+        self.connectors
+            .sink(ds, &Self::opts(&name, &def), &physical, &uid, updating)?;
         let mut lines = nest(format!("Sink: {name} connector={conn} uid={uid}"), &s.plan);
         lines.insert(0, format!("== statement {} ==", self.stmt));
         Ok(lines.join("\n"))

@@ -600,7 +600,25 @@ fn errors_name_the_line_and_column_of_the_offending_text() {
         (
             "CREATE TABLE g (a INT) WITH ('connector' = 'datagen', 'fields.a.mn' = '1');"
                 .to_string(),
-            "1:55: unknown option 'fields.a.mn' for connector 'datagen'",
+            "1:55: unknown option 'fields.a.mn' for connector 'datagen'; did you mean 'fields.a.min'?",
+        ),
+        (
+            "CREATE TABLE p (a INT) WITH ('connector' = 'printt');".to_string(),
+            "1:30: unknown connector 'printt'; did you mean 'print'?",
+        ),
+        (
+            "CREATE TABLE m (a INT, b BIGINT METADATA FROM 'offset') WITH ('connector' = 'datagen');"
+                .to_string(),
+            "1:24: column 'b': connector 'datagen' has no metadata 'offset'; it has: none",
+        ),
+        (
+            "CREATE TABLE p (a INT, PRIMARY KEY (z) NOT ENFORCED) WITH ('connector' = 'print');"
+                .to_string(),
+            "1:37: PRIMARY KEY column 'z' is not a physical column of table 'p'",
+        ),
+        (
+            "CREATE TABLE p (a INT PRIMARY KEY, b INT) WITH ('connector' = 'print');".to_string(),
+            "1:17: a PRIMARY KEY must be declared NOT ENFORCED",
         ),
     ];
     for (sql, want) in cases {

@@ -139,7 +139,7 @@ impl Planner<'_> {
     /// job, and the uids of this statement's operators are unaffected).
     fn query_columns(&mut self, q: &Query) -> Result<Vec<Column>> {
         let scratch = StreamExecutionEnvironment::with_config(self.env.config());
-        let mut sub = Planner::new(&scratch);
+        let mut sub = Planner::new(&scratch).with_connectors(self.connectors.clone());
         std::mem::swap(&mut sub.tables, &mut self.tables);
         std::mem::swap(&mut sub.views, &mut self.views);
         std::mem::swap(&mut sub.funcs, &mut self.funcs);

@@ -1,0 +1,255 @@
+//! Record formats (`'format' = 'json' | 'csv' | 'raw'`) for connectors whose records are
+//! byte strings, such as Kafka's keys and values: one record's bytes decode into the
+//! values of some of a table's columns, and a row's values encode into one record. The JSON
+//! decoder is the filesystem connector's ([`crate::json`]); CSV fields and JSON strings
+//! convert with [`crate::connectors::parse_text`], so every connector reads text the same way.
+
+use crate::connectors::{PhysicalColumn, parse_text};
+use crate::json::JsonRowDecoder;
+use crate::value::{SqlType, Value};
+
+/// The formats a record-oriented connector can read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per record, fields named as the columns.
+    Json,
+    /// One CSV line per record (no header), fields in column order.
+    Csv,
+    /// The record's bytes as the value of a single STRING column (UTF-8).
+    Raw,
+}
+
+/// The format names, as a message lists them.
+pub const FORMATS: &str = "'json', 'csv', 'raw'";
+
+impl Format {
+    /// The format named `name` (`None`: not one Weir knows).
+    pub fn named(name: &str) -> Option<Format> {
+        match name {
+            "json" => Some(Format::Json),
+            "csv" => Some(Format::Csv),
+            "raw" => Some(Format::Raw),
+            _ => None,
+        }
+    }
+
+    /// Why `cols` cannot be carried by this format, if they cannot (`raw` holds exactly one
+    /// STRING column).
+    pub fn check_columns(self, cols: &[PhysicalColumn]) -> Result<(), String> {
+        if self == Format::Raw && !matches!(cols, [c] if c.col.ty == SqlType::String) {
+            return Err(format!(
+                "format 'raw' holds exactly one STRING column, but the format's columns are [{}]",
+                cols.iter()
+                    .map(|c| format!("{} {}", c.field, c.col.ty.sql_name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// A decoder of records into the values of `cols` whose `read` flag is set, in order.
+    pub fn decoder(self, table: &str, cols: &[PhysicalColumn], read: &[bool]) -> RecordDecoder {
+        RecordDecoder {
+            kind: match self {
+                Format::Json => Kind::Json(Box::new(JsonRowDecoder::new(table, cols, read, 0))),
+                Format::Csv => Kind::Csv,
+                Format::Raw => Kind::Raw,
+            },
+            cols: cols.to_vec(),
+            read: read.to_vec(),
+        }
+    }
+
+    /// Encodes the values of `cols` (one per column, in order) as one record.
+    pub fn encode(self, cols: &[PhysicalColumn], vals: &[&Value]) -> Vec<u8> {
+        match self {
+            Format::Json => {
+                let obj: serde_json::Map<String, serde_json::Value> = cols
+                    .iter()
+                    .zip(vals)
+                    .map(|(c, v)| (c.field.clone(), v.to_json()))
+                    .collect();
+                serde_json::to_vec(&serde_json::Value::Object(obj))
+                    .expect("a JSON object of plain values serializes")
+            }
+            Format::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .from_writer(Vec::new());
+                let fields: Vec<String> = vals
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => String::new(),
+                        // The JSON form of a timestamp (`2026-01-01 00:00:00.000`) parses back.
+                        other => other.to_string(),
+                    })
+                    .collect();
+                w.write_record(&fields)
+                    .expect("writing CSV into memory cannot fail");
+                let mut out = w
+                    .into_inner()
+                    .expect("flushing CSV into memory cannot fail");
+                if out.last() == Some(&b'\n') {
+                    out.pop();
+                }
+                out
+            }
+            Format::Raw => match vals.first() {
+                Some(Value::Null) | None => Vec::new(),
+                Some(v) => v.to_string().into_bytes(),
+            },
+        }
+    }
+}
+
+/// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a
+/// missing field is empty, which is NULL but for STRING columns).
+pub(crate) fn csv_values<'a>(
+    cols: &[PhysicalColumn],
+    read: &[bool],
+    field: impl Fn(usize) -> Option<&'a str>,
+) -> Result<Vec<Value>, String> {
+    cols.iter()
+        .enumerate()
+        .filter(|&(i, _)| read[i])
+        .map(|(i, c)| {
+            let s = field(i).unwrap_or("");
+            parse_text(s, c.col.ty).ok_or_else(|| {
+                format!(
+                    "CSV field {} ('{}') = '{s}' is not a valid {}",
+                    i + 1,
+                    c.field,
+                    c.col.ty.sql_name()
+                )
+            })
+        })
+        .collect()
+}
+
+enum Kind {
+    Json(Box<JsonRowDecoder>),
+    Csv,
+    Raw,
+}
+
+/// Decodes records of one format (one decoder per reader: it keeps the JSON decoder's field
+/// order guess).
+pub struct RecordDecoder {
+    kind: Kind,
+    cols: Vec<PhysicalColumn>,
+    read: Vec<bool>,
+}
+
+impl RecordDecoder {
+    /// The values of the read columns; the error says what does not fit.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Value>, String> {
+        match &mut self.kind {
+            Kind::Json(d) => {
+                let trimmed = bytes.trim_ascii();
+                if trimmed.is_empty() {
+                    return Err("the record is empty, not a JSON object".into());
+                }
+                d.decode(trimmed).map(|r| r.0)
+            }
+            Kind::Csv => {
+                let mut r = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(bytes.trim_ascii_end());
+                let mut rec = csv::StringRecord::new();
+                match r.read_record(&mut rec) {
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("not a CSV line: {e}")),
+                }
+                csv_values(&self.cols, &self.read, |i| rec.get(i))
+            }
+            Kind::Raw => Ok(if self.read.first().copied().unwrap_or(false) {
+                vec![Value::Str(String::from_utf8_lossy(bytes).into_owned())]
+            } else {
+                Vec::new()
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Column;
+
+    fn cols(spec: &[(&str, SqlType)]) -> Vec<PhysicalColumn> {
+        spec.iter()
+            .map(|(f, ty)| PhysicalColumn {
+                col: Column {
+                    name: f.to_string(),
+                    ty: *ty,
+                },
+                field: f.to_string(),
+                metadata: None,
+                is_virtual: false,
+                span: sqlparser::tokenizer::Span::empty(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_records_round_trip_quoted_commas_nulls_and_timestamps() {
+        let c = cols(&[
+            ("name", SqlType::String),
+            ("n", SqlType::BigInt),
+            ("at", SqlType::Timestamp),
+            ("x", SqlType::Double),
+        ]);
+        let vals = [
+            Value::Str("a, \"b\"".into()),
+            Value::Null,
+            Value::Ts(1_767_225_661_005),
+            Value::Double(2.5),
+        ];
+        let bytes = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#""a, ""b""",,2026-01-01 00:01:01.005,2.5"#
+        );
+        let mut d = Format::Csv.decoder("t", &c, &[true; 4]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        // Only the read columns, in order.
+        let mut d = Format::Csv.decoder("t", &c, &[false, true, false, true]);
+        assert_eq!(
+            d.decode(b"z,7,,1.5").unwrap(),
+            [Value::Int(7), Value::Double(1.5)]
+        );
+        assert_eq!(
+            d.decode(b"z,seven").unwrap_err(),
+            "CSV field 2 ('n') = 'seven' is not a valid BIGINT"
+        );
+    }
+
+    #[test]
+    fn json_records_decode_by_name_and_encode_every_column() {
+        let c = cols(&[("id", SqlType::BigInt), ("who", SqlType::String)]);
+        let mut d = Format::Json.decoder("t", &c, &[true, true]);
+        assert_eq!(
+            d.decode(b" {\"who\": \"x\", \"id\": 3}\n").unwrap(),
+            [Value::Int(3), Value::Str("x".into())]
+        );
+        assert!(d.decode(b"").unwrap_err().contains("empty"));
+        let bytes = Format::Json.encode(&c, &[&Value::Int(3), &Value::Null]);
+        assert_eq!(bytes, br#"{"id":3,"who":null}"#);
+    }
+
+    #[test]
+    fn raw_holds_exactly_one_string_column() {
+        let one = cols(&[("line", SqlType::String)]);
+        assert!(Format::Raw.check_columns(&one).is_ok());
+        let err = Format::Raw
+            .check_columns(&cols(&[("n", SqlType::BigInt)]))
+            .unwrap_err();
+        assert!(err.contains("[n BIGINT]"), "{err}");
+        let mut d = Format::Raw.decoder("t", &one, &[true]);
+        assert_eq!(d.decode(b"a b,c").unwrap(), [Value::Str("a b,c".into())]);
+        assert_eq!(Format::Raw.encode(&one, &[&Value::Str("x".into())]), b"x");
+    }
+}
