@@ -119,6 +119,16 @@ pub enum Value {
     Ts(i64),
 }
 
+/// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
+pub const MIN_TIMESTAMP_MS: i64 = -62_167_219_200_000;
+/// The latest TIMESTAMP(3), 9999-12-31 23:59:59.999, in epoch milliseconds.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
+/// Whether `ms` is a TIMESTAMP(3) (years 0000 to 9999, as Flink's).
+pub fn timestamp_in_range(ms: i64) -> bool {
+    (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms)
+}
+
 impl Value {
     fn rank(&self) -> u8 {
         match self {

@@ -2821,3 +2821,114 @@ fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_ref
         assert!(err.contains(expected), "{opts}: {err}");
     }
 }
+
+/// `INSERT INTO out SELECT <select> FROM nums` over n = 1, 2, 3, into `out`.
+fn over_nums(select: &str, out: &Path) -> String {
+    format!(
+        "CREATE TABLE nums (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3',
+           'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '3');
+         CREATE TABLE out (v BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT {select} FROM nums;",
+        out.display()
+    )
+}
+
+#[test]
+fn flat_chains_of_thousands_of_or_and_and_terms_plan_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // n = 2 OR n = 4 OR … holds for n = 2 of 1..3; n <> 1 AND n <> 3 AND … for n = 2 too.
+    let ors: Vec<String> = (1..=5000).map(|i| format!("n = {}", 2 * i)).collect();
+    let ands: Vec<String> = (0..3000).map(|i| format!("n <> {}", 2 * i + 1)).collect();
+    let select = format!(
+        "CASE WHEN {} THEN 10 ELSE 0 END + CASE WHEN {} THEN 1 ELSE 0 END",
+        ors.join(" OR "),
+        ands.join(" AND ")
+    );
+    let started = std::time::Instant::now();
+    run(&over_nums(&select, &out), Config::default());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        output(&out),
+        vec![json!({"v": 0}), json!({"v": 0}), json!({"v": 11})]
+    );
+}
+
+#[test]
+fn expressions_nested_or_chained_beyond_the_limits_are_refused_naming_the_limit_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let plus = vec!["n"; 2000].join(" + ");
+    let err = plan_error(&over_nums(&plus, &out));
+    assert!(
+        err.starts_with("5:33: ") && err.contains("more than 256 levels deep"),
+        "{err}"
+    );
+    // Nested CASTs hung the parser at 49 levels.
+    let casts = format!("{}n{}", "CAST(".repeat(49), " AS BIGINT)".repeat(49));
+    let started = std::time::Instant::now();
+    let err = plan_error(&over_nums(&casts, &out));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.starts_with("5:197: ") && err.contains("parentheses nest more than 32 deep"),
+        "{err}"
+    );
+    // Up to the limits they plan and run.
+    let plus = vec!["n"; 200].join(" + ");
+    let casts = format!("{}n{}", "CAST(".repeat(30), " AS BIGINT)".repeat(30));
+    run(
+        &over_nums(&format!("{plus} + {casts}"), &out),
+        Config::default(),
+    );
+    assert_eq!(
+        output(&out),
+        vec![json!({"v": 201}), json!({"v": 402}), json!({"v": 603})]
+    );
+}
+
+#[test]
+fn an_interval_beyond_the_timestamp_range_is_refused_naming_the_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = over_nums(
+        "CAST(EXTRACT(YEAR FROM TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '99999999999999' DAY) AS BIGINT)",
+        &out,
+    );
+    let err = plan_error(&sql);
+    assert!(
+        err.starts_with("5:99: ") && err.contains("INTERVAL '99999999999999' DAY is out of range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lpad_rpad_and_repeat_beyond_a_mebibyte_fail_the_task_naming_function_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (call, length) in [
+        ("LPAD('x', 2147483648, '*')", "2147483648"),
+        ("RPAD('x', 1048577, '*')", "1048577"),
+        ("REPEAT('ab', 1000000000)", "2000000000"),
+    ] {
+        let sql = over_nums(&format!("CHAR_LENGTH({call})"), &out);
+        let err = run_error(&sql, Config::default());
+        let name = &call[..call.find('(').unwrap()];
+        assert!(
+            err.contains(&format!("{name}(s, "))
+                && err.contains(&format!("would be {length} characters long"))
+                && err.contains("at most 1048576"),
+            "{call}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    run(
+        &over_nums("CHAR_LENGTH(LPAD('x', 1048576, '*'))", &out),
+        Config::default(),
+    );
+    assert_eq!(output(&out)[0], json!({"v": 1_048_576}));
+}
