@@ -2822,6 +2822,160 @@ fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_ref
     }
 }
 
+/// Runs a script with `pipeline.decode-error-policy: skip`; returns how many records it skipped.
+fn skipped_running(sql: &str) -> u64 {
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "pipeline.decode-error-policy",
+        "skip",
+    )]));
+    weir_sql::plan(&env, sql).unwrap_or_else(|e| panic!("planning failed: {e}"));
+    env.execute("skip").unwrap().metrics.skipped
+}
+
+/// A table of clicks with a physical event-time column `ts` read from `{in}` in `format`.
+fn timed_clicks(format: &str, input: &str) -> String {
+    format!(
+        "CREATE TABLE clicks (`user` STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = '{format}');
+         CREATE TABLE out (`user` STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{{out}}', 'format' = 'json');
+         INSERT INTO out SELECT `user`, COUNT(*) FROM clicks
+           GROUP BY `user`, TUMBLE(ts, INTERVAL '1' MINUTE);"
+    )
+}
+
+#[test]
+fn rows_without_a_valid_event_time_fail_naming_file_line_and_column_or_are_skipped_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |u: &str| json!({"user": u, "ts": "2026-01-01 00:00:01"});
+    for (bad, why) in [
+        (json!({"user": "x", "ts": null}), "is NULL or missing"),
+        (json!({"user": "x"}), "is NULL or missing"),
+        // Beyond TIMESTAMP(3) (and far beyond i64 milliseconds as a date).
+        (
+            json!({"user": "x", "ts": "99999999999-01-01 00:00:00"}),
+            "is not a valid TIMESTAMP(3)",
+        ),
+        (
+            json!({"user": "x", "ts": 9_223_372_036_854_775_807i64}),
+            "is not a valid TIMESTAMP(3)",
+        ),
+    ] {
+        let path = input(
+            dir.path(),
+            "clicks.json",
+            &[good("a"), bad.clone(), good("b")],
+        );
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let sql = timed_clicks("json", &path).replace("{out}", &out.display().to_string());
+        let err = run_error(&sql, Config::default());
+        assert!(
+            err.contains(&format!("{path}:2")) && err.contains("'ts'") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert_eq!(skipped_running(&sql), 1, "{bad}");
+        assert_eq!(
+            output(&out),
+            vec![json!({"user": "a", "n": 1}), json!({"user": "b", "n": 1})],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_csv_row_without_an_event_time_names_its_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clicks.csv");
+    std::fs::write(
+        &path,
+        "user,ts\na,2026-01-01 00:00:01\nx,\nb,2026-01-01 00:00:02\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let out = dir.path().join("out").display().to_string();
+    let sql = timed_clicks("csv", &path).replace("{out}", &out);
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains(&format!("{path}:3"))
+            && err.contains("table 'clicks': event-time column 'ts' (WATERMARK FOR) is NULL"),
+        "{err}"
+    );
+    assert!(!err.contains("assign_timestamps_and_watermarks"), "{err}");
+}
+
+#[test]
+fn a_computed_event_time_that_is_null_follows_the_decode_error_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = input(
+        dir.path(),
+        "clicks.json",
+        &[
+            json!({"user": "a", "s": "2026-01-01 00:00:01"}),
+            json!({"user": "x", "s": "not a time"}),
+            json!({"user": "b", "s": "2026-01-01 00:00:02"}),
+        ],
+    );
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE clicks (`user` STRING, s STRING, ts AS TO_TIMESTAMP(s),
+           WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');
+         CREATE TABLE out (`user` STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT `user`, COUNT(*) FROM clicks
+           GROUP BY `user`, TUMBLE(ts, INTERVAL '1' MINUTE);",
+        out.display()
+    );
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains("table 'clicks': event-time column 'ts' (WATERMARK FOR) is NULL")
+            && err.contains("pipeline.decode-error-policy: skip")
+            && !err.contains("assign_timestamps_and_watermarks"),
+        "{err}"
+    );
+    assert_eq!(skipped_running(&sql), 1);
+    assert_eq!(
+        output(&out),
+        vec![json!({"user": "a", "n": 1}), json!({"user": "b", "n": 1})]
+    );
+}
+
+#[test]
+fn an_unterminated_csv_quote_is_an_error_of_its_line_and_does_not_swallow_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.csv");
+    std::fs::write(
+        &path,
+        "name,n\n\"a, with comma\",1\n\"broken,2\nc,3\n\"say \"\"hi\"\"\",4\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE t (name STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv');
+         CREATE TABLE out (name STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT name, n FROM t;",
+        out.display()
+    );
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains(&format!("{path}:3")) && err.contains("unterminated quote in CSV field 1"),
+        "{err}"
+    );
+    assert_eq!(skipped_running(&sql), 1);
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"name": "a, with comma", "n": 1}),
+            json!({"name": "c", "n": 3}),
+            json!({"name": "say \"hi\"", "n": 4}),
+        ])
+    );
+}
+
 /// `INSERT INTO out SELECT <select> FROM nums` over n = 1, 2, 3, into `out`.
 fn over_nums(select: &str, out: &Path) -> String {
     format!(
