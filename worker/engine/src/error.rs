@@ -43,8 +43,10 @@ pub enum Error {
     },
     /// A record reached an event-time operation without a timestamp.
     #[error(
-        "operator '{0}' received a record without an event timestamp; \
-         call assign_timestamps_and_watermarks (or pass a WatermarkStrategy to from_source) upstream"
+        "operator '{0}' received a record without an event timestamp; in a DataStream job, \
+         call assign_timestamps_and_watermarks (or pass a WatermarkStrategy to from_source) \
+         upstream (SQL gives every row the event time of its table's WATERMARK FOR column, \
+         and handles rows without one per the job's decode-error policy)"
     )]
     MissingTimestamp(String),
     /// A task failed; carries the task name so the user knows where.

@@ -67,6 +67,9 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 type TimestampFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 
+/// Says why a record has no timestamp (for the decode-error policy's error or warning).
+pub(crate) type MissingFn<T> = Arc<dyn Fn(&T) -> String + Send + Sync>;
+
 /// How records get their event timestamps and how watermarks are derived from them.
 ///
 /// ```
@@ -83,6 +86,8 @@ pub struct WatermarkStrategy<T> {
     pub(crate) bound_ms: i64,
     pub(crate) idleness_ms: Option<i64>,
     pub(crate) assigner: Option<TimestampFn<T>>,
+    /// What to do with a record the assigner gives no timestamp (`None`: pass it on).
+    pub(crate) missing: Option<(crate::config::DecodeErrorPolicy, MissingFn<T>)>,
 }
 
 impl<T> Clone for WatermarkStrategy<T> {
@@ -91,6 +96,7 @@ impl<T> Clone for WatermarkStrategy<T> {
             bound_ms: self.bound_ms,
             idleness_ms: self.idleness_ms,
             assigner: self.assigner.clone(),
+            missing: self.missing.clone(),
         }
     }
 }
@@ -102,6 +108,7 @@ impl<T> WatermarkStrategy<T> {
             bound_ms: duration_ms(bound),
             idleness_ms: None,
             assigner: None,
+            missing: None,
         }
     }
 
@@ -116,6 +123,19 @@ impl<T> WatermarkStrategy<T> {
         f: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
     ) -> Self {
         self.assigner = Some(Arc::new(f));
+        self
+    }
+
+    /// Handles records the assigner gives no timestamp ([`NO_TIMESTAMP`]) as undecodable
+    /// input: policy `fail` fails the task with `why`'s message, `skip` drops the record and
+    /// counts it in the `skipped` metric. Without this they pass on untimed, and an event-time
+    /// operator downstream fails on them.
+    pub fn on_missing_timestamp(
+        mut self,
+        policy: crate::config::DecodeErrorPolicy,
+        why: impl Fn(&T) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.missing = Some((policy, Arc::new(why)));
         self
     }
 

@@ -45,8 +45,12 @@ pub enum Acc {
     Sum(Option<Value>, i64),
     /// Minimum or maximum so far.
     Extreme(Option<Value>),
-    /// Distinct values seen (for DISTINCT).
+    /// Distinct values seen (for COUNT/MIN/MAX DISTINCT, and SUM/AVG DISTINCT accumulators
+    /// stored before [`Acc::DistinctSum`] existed).
     Distinct(BTreeSet<Value>),
+    /// Distinct values seen with the running sum and count of them (SUM/AVG DISTINCT): a
+    /// new value is added once, so reading the result never re-folds the whole set.
+    DistinctSum(BTreeSet<Value>, Option<Value>, i64),
 }
 
 /// All aggregate calls of one GROUP BY.
@@ -88,6 +92,15 @@ pub(crate) fn types_list(types: &[SqlType]) -> String {
         .join(", ")
 }
 
+/// Adds `v` to a running sum of `n` values.
+fn add_to_sum(s: &mut Option<Value>, n: &mut i64, v: &Value) {
+    *s = Some(match s.take() {
+        None => v.clone(),
+        Some(cur) => add_values(&cur, v),
+    });
+    *n += 1;
+}
+
 fn add_values(a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Value::Int(x.wrapping_add(*y)),
@@ -98,7 +111,10 @@ fn add_values(a: &Value, b: &Value) -> Value {
 impl AggCall {
     fn fresh(&self) -> Acc {
         if self.distinct {
-            return Acc::Distinct(BTreeSet::new());
+            return match self.kind {
+                AggKind::Sum | AggKind::Avg => Acc::DistinctSum(BTreeSet::new(), None, 0),
+                _ => Acc::Distinct(BTreeSet::new()),
+            };
         }
         match self.kind {
             AggKind::Count => Acc::Count(0),
@@ -115,13 +131,11 @@ impl AggCall {
             (Acc::Distinct(set), Some(v)) => {
                 set.insert(v.clone());
             }
-            (Acc::Sum(s, n), Some(v)) => {
-                *s = Some(match s.take() {
-                    None => v.clone(),
-                    Some(cur) => add_values(&cur, v),
-                });
-                *n += 1;
+            (Acc::DistinctSum(set, s, n), Some(v)) if !set.contains(v) => {
+                set.insert(v.clone());
+                add_to_sum(s, n, v);
             }
+            (Acc::Sum(s, n), Some(v)) => add_to_sum(s, n, v),
             (Acc::Extreme(cur), Some(v)) => {
                 let replace = match cur {
                     None => true,
@@ -148,6 +162,7 @@ impl AggCall {
             Acc::Distinct(set) if self.kind == AggKind::Max => {
                 set.last().cloned().unwrap_or(Value::Null)
             }
+            Acc::DistinctSum(_, s, n) => self.sum_result(s, *n),
             Acc::Distinct(set) => {
                 let mut a = AggCall {
                     distinct: false,
@@ -159,16 +174,21 @@ impl AggCall {
                 }
                 self.result(&a)
             }
-            Acc::Sum(None, _) => Value::Null,
-            Acc::Sum(Some(s), n) => match self.kind {
-                AggKind::Avg => match (s, self.ty) {
-                    // Flink's AVG keeps the argument's type: integer averages truncate.
-                    (Value::Int(x), SqlType::BigInt) => Value::Int(x / (*n).max(1)),
-                    _ => Value::Double(s.as_f64().unwrap_or(0.0) / (*n).max(1) as f64),
-                },
-                _ => s.clone(),
-            },
+            Acc::Sum(s, n) => self.sum_result(s, *n),
             Acc::Extreme(v) => v.clone().unwrap_or(Value::Null),
+        }
+    }
+
+    /// SUM or AVG of `n` values summing to `s`.
+    fn sum_result(&self, s: &Option<Value>, n: i64) -> Value {
+        let Some(s) = s else { return Value::Null };
+        match self.kind {
+            AggKind::Avg => match (s, self.ty) {
+                // Flink's AVG keeps the argument's type: integer averages truncate.
+                (Value::Int(x), SqlType::BigInt) => Value::Int(x / n.max(1)),
+                _ => Value::Double(s.as_f64().unwrap_or(0.0) / n.max(1) as f64),
+            },
+            _ => s.clone(),
         }
     }
 
@@ -185,6 +205,13 @@ impl AggCall {
         match (other, acc) {
             (Acc::Count(a), Acc::Count(b)) => *b += a,
             (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a.iter().cloned()),
+            (Acc::DistinctSum(a, ..), Acc::DistinctSum(b, s, n)) => {
+                for v in a {
+                    if b.insert(v.clone()) {
+                        add_to_sum(s, n, v);
+                    }
+                }
+            }
             (Acc::Sum(a, n), Acc::Sum(b, m)) => {
                 *b = match (a, b.take()) {
                     (None, x) => x,
@@ -244,5 +271,72 @@ impl AggregateFunction<Row> for SqlAggregate {
         for ((call, o), a) in self.calls.iter().zip(other).zip(acc.iter_mut()) {
             call.merge_ref_into(o, a);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(kind: AggKind, ty: SqlType) -> AggCall {
+        AggCall {
+            kind,
+            arg: Some(0),
+            filter: None,
+            distinct: true,
+            ty,
+        }
+    }
+
+    #[test]
+    fn sum_and_avg_distinct_count_each_value_once_through_adds_and_merges() {
+        let agg = SqlAggregate {
+            calls: vec![
+                call(AggKind::Sum, SqlType::BigInt),
+                call(AggKind::Avg, SqlType::BigInt),
+                call(AggKind::Avg, SqlType::Double),
+            ],
+        };
+        let row = |v: i64| Row(vec![Value::Int(v)]);
+        let (mut a, mut b) = (agg.create_accumulator(), agg.create_accumulator());
+        for v in [1, 2, 2, 7] {
+            agg.add(&row(v), &mut a);
+        }
+        for v in [7, 3, 1] {
+            agg.add(&row(v), &mut b);
+        }
+        agg.add(&Row(vec![Value::Null]), &mut b);
+        assert_eq!(
+            agg.get_result(&a),
+            vec![Value::Int(10), Value::Int(3), Value::Double(10.0 / 3.0)]
+        );
+        // {1, 2, 7} ∪ {7, 3, 1} = {1, 2, 3, 7}
+        agg.merge_ref(&b, &mut a);
+        assert_eq!(
+            agg.get_result(&a),
+            vec![Value::Int(13), Value::Int(3), Value::Double(13.0 / 4.0)]
+        );
+    }
+
+    #[test]
+    fn an_updating_sum_distinct_reads_its_result_without_refolding_the_set() {
+        // A non-windowed GROUP BY asks for the result after every row: re-folding the set
+        // each time made 50 000 rows of one group take minutes (quadratic); a running sum
+        // takes milliseconds.
+        let agg = SqlAggregate {
+            calls: vec![call(AggKind::Sum, SqlType::BigInt)],
+        };
+        let mut acc = agg.create_accumulator();
+        let started = std::time::Instant::now();
+        for v in 0..50_000i64 {
+            agg.add(&Row(vec![Value::Int(v % 40_000)]), &mut acc);
+            let _ = agg.get_result(&acc);
+        }
+        assert_eq!(agg.get_result(&acc), vec![Value::Int(39_999 * 40_000 / 2)]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

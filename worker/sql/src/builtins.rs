@@ -635,6 +635,21 @@ fn eval_locate(a: &[Value]) -> Result<Value, String> {
     Ok(Value::Int(locate(needle, s, from)))
 }
 
+/// The longest string LPAD, RPAD and REPEAT build, in characters (1 Mi, as datagen's longest
+/// string): a mistyped length fails the task naming it instead of aborting the process on an
+/// allocation of gigabytes.
+pub(crate) const MAX_BUILT_STRING: i64 = 1 << 20;
+
+fn check_built_length(len: i64) -> Result<(), String> {
+    if len > MAX_BUILT_STRING {
+        return Err(format!(
+            "the result would be {len} characters long; Weir builds strings of at most \
+             {MAX_BUILT_STRING} characters"
+        ));
+    }
+    Ok(())
+}
+
 /// LPAD / RPAD: `s` cut or padded with `pad` to `len` characters; NULL for a negative length
 /// or an empty pad that would be needed.
 fn pad(a: &[Value], left: bool) -> Result<Value, String> {
@@ -645,6 +660,7 @@ fn pad(a: &[Value], left: bool) -> Result<Value, String> {
     if len < 0 || (len > n && pad.is_empty()) {
         return Ok(Value::Null);
     }
+    check_built_length(len)?;
     if len <= n {
         return Ok(Value::Str(s.chars().take(len as usize).collect()));
     }
@@ -654,6 +670,18 @@ fn pad(a: &[Value], left: bool) -> Result<Value, String> {
     } else {
         format!("{s}{fill}")
     }))
+}
+
+/// REPEAT(s, n): `s` `n` times; empty for `n` ≤ 0.
+fn eval_repeat(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(n)) = (str_arg(&a[0]), int_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    if n <= 0 || s.is_empty() {
+        return Ok(Value::Str(String::new()));
+    }
+    check_built_length((s.chars().count() as i64).saturating_mul(n))?;
+    Ok(Value::Str(s.repeat(n as usize)))
 }
 
 fn left_right(a: &[Value], left: bool) -> Result<Value, String> {
@@ -743,6 +771,12 @@ fn more() -> Vec<Arc<ScalarUDF>> {
             "RPAD(s, length, pad)",
             fixed!(String, BigInt, String => String),
             |a| pad(a, false),
+        ),
+        udf(
+            "repeat",
+            "REPEAT(s, n)",
+            fixed!(String, BigInt => String),
+            eval_repeat,
         ),
         udf(
             "left",

@@ -9,20 +9,18 @@
 use crate::changelog::ChangeRow;
 use crate::error::{Result, SqlError};
 use crate::json::JsonRowDecoder;
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{Column, EventTime, Row, SqlType, Value};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sqlparser::ast::Ident;
 use sqlparser::tokenizer::Span;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
-use weir_engine::config::DecodeErrorPolicy;
 use weir_engine::connectors::{
-    BlackholeSink, DataGen, FileSink, FileSource, MakeLineDecoder, PrintSink,
+    BlackholeSink, DataGen, FileSink, FileSource, MakeCsvDecoder, MakeLineDecoder, PrintSink,
+    StringRecord,
 };
-use weir_engine::runtime::Rec;
 
 /// A connector: what `'connector' = '<name>'` builds. Implementations check their own
 /// options' values and build engine streams of SQL rows; the [`Connectors`] registry does
@@ -332,6 +330,8 @@ pub struct Options<'a> {
     pub partition_keys: &'a [Ident],
     /// `PRIMARY KEY (…) NOT ENFORCED` columns (empty: none).
     pub primary_key: &'a [Ident],
+    /// The `WATERMARK FOR` column (normalized name), which every row read must carry.
+    pub event_time: Option<String>,
 }
 
 impl Options<'_> {
@@ -435,13 +435,15 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         SqlType::BigInt => Value::Int(s.parse().ok()?),
         SqlType::Double => Value::Double(s.parse().ok()?),
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
-            Ok(ms) => ms,
+            Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
+            Ok(_) => return None,
             Err(_) => parse_timestamp(s)?,
         }),
     })
 }
 
-/// Parses `YYYY-MM-DD[ T]HH:MM:SS[.fff][Z]` as UTC epoch milliseconds.
+/// Parses `YYYY-MM-DD[ T]HH:MM:SS[.fff][Z]` as UTC epoch milliseconds; `None` for text that
+/// is not such a timestamp or lies outside TIMESTAMP(3) (years 0000 to 9999).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim_end_matches('Z');
     let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
@@ -451,11 +453,21 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>());
     let (hh, mm) = (t.next()?.ok()?, t.next()?.ok()?);
     let ss = t.next().map(|x| x.ok()).unwrap_or(Some(0))?;
+    // Bounded fields cannot overflow the arithmetic below (a day past the month's end, or
+    // an hour past the day's, still rolls over as before).
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || [hh, mm, ss].iter().any(|f| !(0..100).contains(f))
+    {
+        return None;
+    }
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let ms = fraction_millis(frac);
     Some(((days_from_civil(y, m, day) * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+        .filter(|ms| crate::value::timestamp_in_range(*ms))
 }
 
 /// The milliseconds of a second's fraction digits: the first three ("5" is 500, "123456" is
@@ -476,50 +488,6 @@ pub(crate) fn days_from_civil(y: i64, m: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Turns decoded file records into rows of a table's columns. A record whose fields do not
-/// fit the columns is handled like an undecodable one (`pipeline.decode-error-policy`): the
-/// job fails naming the table, field and value, or the record is skipped with a warning.
-#[derive(Clone)]
-struct Decoder {
-    table: String,
-    policy: DecodeErrorPolicy,
-    skipped: Arc<AtomicU64>,
-}
-
-impl Decoder {
-    fn rows<T>(
-        &self,
-        recs: Vec<Rec<T>>,
-        mut row: impl FnMut(&T) -> std::result::Result<Vec<Value>, String>,
-    ) -> weir_engine::Result<Vec<Rec<Row>>> {
-        let mut out = Vec::with_capacity(recs.len());
-        for r in recs {
-            match row(&r.value) {
-                Ok(values) => out.push(Rec {
-                    ts: r.ts,
-                    value: Row(values),
-                }),
-                Err(reason) => match self.policy {
-                    DecodeErrorPolicy::Fail => {
-                        return Err(weir_engine::Error::User(format!(
-                            "table '{}': {reason}; fix the input, or set \
-                             pipeline.decode-error-policy: skip to skip such records",
-                            self.table
-                        )));
-                    }
-                    DecodeErrorPolicy::Skip => {
-                        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n <= 10 || n.is_power_of_two() {
-                            tracing::warn!(table = %self.table, %reason, skipped = n, "skipping a record that does not fit the table's columns");
-                        }
-                    }
-                },
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// A physical column and the field name it is read from / written to.
@@ -621,40 +589,52 @@ impl ConnectorFactory for Filesystem {
         let path = opts.required("path")?.to_string();
         let table = opts.table.to_string();
         let cols = cols.to_vec();
-        let policy = env.config().decode_error_policy()?;
-        let decode = Decoder {
-            table,
-            policy,
-            skipped: Arc::new(AtomicU64::new(0)),
+        // A physical event-time column is checked as its record is decoded, where the file
+        // and line are known (and the policy applies as to any undecodable record).
+        let event_time = opts.event_time.as_ref().and_then(|column| {
+            let i = cols.iter().position(|c| &c.col.name == column)?;
+            read[i].then(|| EventTime {
+                table: opts.table.to_string(),
+                column: column.clone(),
+                slot: read[..i].iter().filter(|r| **r).count(),
+            })
+        });
+        let checked = move |row: Row| match &event_time {
+            Some(et) => et.of(&row.0).map(|_| row),
+            None => Ok(row),
         };
         match opts.required("format")? {
             "json" => {
                 // Decoded in the source reader, straight into rows: a line that is not
                 // JSON or does not fit the columns is a decode error with its file and
                 // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
-                let (table, read) = (decode.table.clone(), read.to_vec());
+                let (table, read) = (table.clone(), read.to_vec());
                 let make: MakeLineDecoder<Row> = Arc::new(move || {
                     let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width);
-                    Box::new(move |line: &[u8]| d.decode(line))
+                    let checked = checked.clone();
+                    Box::new(move |line: &[u8]| d.decode(line).and_then(&checked))
                 });
                 Ok(env
                     .from_source(FileSource::lines_with(&path, make), None, &name)
                     .uid(uid))
             }
             "csv" => {
+                // Decoded in the source reader too: a field that does not fit its column
+                // is reported with its file and line.
                 let read = read.to_vec();
-                let raw = env
-                    .from_source(FileSource::<Vec<String>>::csv(&path), None, &name)
-                    .uid(uid);
-                Ok(raw
-                    .transform_batches("Decode CSV", move |recs| {
-                        decode.rows(recs, |fields| {
-                            crate::format::csv_values(&cols, &read, |i| {
-                                fields.get(i).map(String::as_str)
-                            })
-                        })
+                let make: MakeCsvDecoder<Row> = Arc::new(move || {
+                    let (table, cols, read, checked) =
+                        (table.clone(), cols.clone(), read.clone(), checked.clone());
+                    Box::new(move |fields: &StringRecord| {
+                        crate::format::csv_values(&cols, &read, |i| fields.get(i))
+                            .map_err(|e| format!("table '{table}': {e}"))
+                            .map(Row)
+                            .and_then(&checked)
                     })
-                    .uid(&format!("{uid}-decode")))
+                });
+                Ok(env
+                    .from_source(FileSource::csv_with(&path, make), None, &name)
+                    .uid(uid))
             }
             other => Err(opts.err(
                 "format",

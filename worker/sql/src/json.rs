@@ -220,7 +220,9 @@ impl JsonRowDecoder {
                 let (text, int) = p.number()?;
                 match (int, ty) {
                     (Some(i), SqlType::BigInt) => Some(Value::Int(i)),
-                    (Some(i), SqlType::Timestamp) => Some(Value::Ts(i)),
+                    (Some(i), SqlType::Timestamp) => {
+                        crate::value::timestamp_in_range(i).then_some(Value::Ts(i))
+                    }
                     _ => {
                         let text = std::str::from_utf8(text).expect("a number is ASCII");
                         number_value(text, int.is_some() || is_integer(text), ty)
@@ -272,7 +274,11 @@ fn bool_value(b: bool, ty: SqlType) -> Option<Value> {
 fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
     Some(match ty {
         SqlType::BigInt if int => Value::Int(text.parse().ok()?),
-        SqlType::Timestamp if int => Value::Ts(text.parse().ok()?),
+        SqlType::Timestamp if int => Value::Ts(
+            text.parse()
+                .ok()
+                .filter(|ms| crate::value::timestamp_in_range(*ms))?,
+        ),
         SqlType::Double => Value::Double(text.parse().ok()?),
         // As Flink: the number's text as written (`1.50` stays `1.50`).
         SqlType::String => Value::Str(text.to_string()),

@@ -24,6 +24,7 @@ pub mod expr;
 pub mod format;
 mod join;
 mod json;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 mod tvf;
@@ -83,13 +84,21 @@ pub fn plan_with(
     udfs: &udf::Registry,
     connectors: &connectors::Connectors,
 ) -> Result<PlannedScript> {
-    let stmts = parse::parse_script(sql)?;
-    let mut p = plan::Planner::with_udfs(env, udfs)
-        .with_connectors(std::sync::Arc::new(connectors.clone()));
-    p.plan_script(stmts)?;
-    Ok(PlannedScript {
-        plans: p.plans,
-        explained: p.explained,
-        pipelines: p.pipelines,
+    // Parsing, planning and DataFusion's rewrites recurse on an expression's depth (bounded
+    // by `limits`): on a stack of its own, the caller's thread (a test's 2 MiB, a runtime
+    // worker's) does not decide whether a script plans.
+    stacker::maybe_grow(PLANNING_STACK / 4, PLANNING_STACK, || {
+        let stmts = parse::parse_script(sql)?;
+        let mut p = plan::Planner::with_udfs(env, udfs)
+            .with_connectors(std::sync::Arc::new(connectors.clone()));
+        p.plan_script(stmts)?;
+        Ok(PlannedScript {
+            plans: p.plans,
+            explained: p.explained,
+            pipelines: p.pipelines,
+        })
     })
 }
+
+/// The stack planning runs on (reserved, and committed only as far as it is used).
+const PLANNING_STACK: usize = 256 << 20;

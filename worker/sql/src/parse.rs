@@ -145,6 +145,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
     let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| SqlError::from_parser(e.into()))?;
+    crate::limits::check_nesting(&tokens)?;
     let mut p =
         Parser::new(&dialect).with_tokens_with_locations(crate::tvf::untable_tvf_args(tokens));
     let mut out = Vec::new();
@@ -153,7 +154,9 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
         if p.peek_token_ref().token == Token::EOF {
             break;
         }
-        out.push(parse_statement(&mut p)?);
+        let mut stmt = parse_statement(&mut p)?;
+        crate::limits::shape(&mut stmt)?;
+        out.push(stmt);
         let t = p.peek_token();
         if t.token != Token::SemiColon && t.token != Token::EOF {
             return Err(SqlError::at(

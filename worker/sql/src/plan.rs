@@ -10,7 +10,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::parse::{ColumnKind, Statement, TableDef};
 use crate::tvf::WindowProps;
-use crate::value::{Column, Row, SqlType, Value, write_key};
+use crate::value::{Column, EventTime, Row, SqlType, Value, write_key};
 use crate::window_join::Scope;
 use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
@@ -813,6 +813,7 @@ impl<'e> Planner<'e> {
             table_span: def.span,
             partition_keys: &def.partition_keys,
             primary_key: &def.primary_key,
+            event_time: def.watermark.as_ref().map(|w| norm(&w.column)),
         }
     }
 
@@ -1026,12 +1027,20 @@ impl<'e> Planner<'e> {
                 }
             };
             let uid = self.uid("watermark");
+            // A row without a valid event time follows the decode-error policy here too
+            // (a computed column's, or a connector's that does not check it while decoding).
+            let event_time = EventTime {
+                table: name.to_string(),
+                column: col.clone(),
+                slot: idx,
+            };
+            let why = event_time.clone();
             let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(
                 delay as u64,
             ))
-            .with_timestamp_assigner(move |r: &Row| match r.0.get(idx) {
-                Some(Value::Ts(t)) => *t,
-                _ => NO_TIMESTAMP,
+            .with_timestamp_assigner(move |r: &Row| event_time.of(&r.0).unwrap_or(NO_TIMESTAMP))
+            .on_missing_timestamp(self.env.config().decode_error_policy()?, move |r: &Row| {
+                why.of(&r.0).err().unwrap_or_default()
             });
             stream.ds = stream
                 .ds

@@ -119,6 +119,49 @@ pub enum Value {
     Ts(i64),
 }
 
+/// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
+pub const MIN_TIMESTAMP_MS: i64 = -62_167_219_200_000;
+/// The latest TIMESTAMP(3), 9999-12-31 23:59:59.999, in epoch milliseconds.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
+/// Whether `ms` is a TIMESTAMP(3) (years 0000 to 9999, as Flink's).
+pub fn timestamp_in_range(ms: i64) -> bool {
+    (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms)
+}
+
+/// A table's event-time (`WATERMARK FOR`) column and where rows hold it: every row needs a
+/// TIMESTAMP(3) there. Checked where a row is decoded (so the error names the file and line)
+/// and again where timestamps are assigned (for computed columns).
+#[derive(Debug, Clone)]
+pub(crate) struct EventTime {
+    /// Table name, for messages.
+    pub table: String,
+    /// The column's name.
+    pub column: String,
+    /// Its position in the rows.
+    pub slot: usize,
+}
+
+impl EventTime {
+    /// The row's event time, or why it has none.
+    pub(crate) fn of(&self, row: &[Value]) -> Result<i64, String> {
+        let problem = match row.get(self.slot) {
+            Some(Value::Ts(t)) if timestamp_in_range(*t) => return Ok(*t),
+            Some(Value::Ts(t)) => {
+                format!("= {t} ms since the epoch, outside TIMESTAMP(3) (years 0000 to 9999)")
+            }
+            None | Some(Value::Null) => "is NULL or missing".to_string(),
+            Some(other) => format!("= {other} is not a TIMESTAMP(3)"),
+        };
+        Err(format!(
+            "table '{}': event-time column '{}' (WATERMARK FOR) {problem}; every row needs an \
+             event time: fix the input, or set pipeline.decode-error-policy: skip to drop such \
+             rows",
+            self.table, self.column
+        ))
+    }
+}
+
 impl Value {
     fn rank(&self) -> u8 {
         match self {

@@ -2839,3 +2839,268 @@ fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_ref
         assert!(err.contains(expected), "{opts}: {err}");
     }
 }
+
+/// Runs a script with `pipeline.decode-error-policy: skip`; returns how many records it skipped.
+fn skipped_running(sql: &str) -> u64 {
+    let env = StreamExecutionEnvironment::with_config(config(&[(
+        "pipeline.decode-error-policy",
+        "skip",
+    )]));
+    weir_sql::plan(&env, sql).unwrap_or_else(|e| panic!("planning failed: {e}"));
+    env.execute("skip").unwrap().metrics.skipped
+}
+
+/// A table of clicks with a physical event-time column `ts` read from `{in}` in `format`.
+fn timed_clicks(format: &str, input: &str) -> String {
+    format!(
+        "CREATE TABLE clicks (`user` STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = '{format}');
+         CREATE TABLE out (`user` STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{{out}}', 'format' = 'json');
+         INSERT INTO out SELECT `user`, COUNT(*) FROM clicks
+           GROUP BY `user`, TUMBLE(ts, INTERVAL '1' MINUTE);"
+    )
+}
+
+#[test]
+fn rows_without_a_valid_event_time_fail_naming_file_line_and_column_or_are_skipped_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |u: &str| json!({"user": u, "ts": "2026-01-01 00:00:01"});
+    for (bad, why) in [
+        (json!({"user": "x", "ts": null}), "is NULL or missing"),
+        (json!({"user": "x"}), "is NULL or missing"),
+        // Beyond TIMESTAMP(3) (and far beyond i64 milliseconds as a date).
+        (
+            json!({"user": "x", "ts": "99999999999-01-01 00:00:00"}),
+            "is not a valid TIMESTAMP(3)",
+        ),
+        (
+            json!({"user": "x", "ts": 9_223_372_036_854_775_807i64}),
+            "is not a valid TIMESTAMP(3)",
+        ),
+    ] {
+        let path = input(
+            dir.path(),
+            "clicks.json",
+            &[good("a"), bad.clone(), good("b")],
+        );
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let sql = timed_clicks("json", &path).replace("{out}", &out.display().to_string());
+        let err = run_error(&sql, Config::default());
+        assert!(
+            err.contains(&format!("{path}:2")) && err.contains("'ts'") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert_eq!(skipped_running(&sql), 1, "{bad}");
+        assert_eq!(
+            output(&out),
+            vec![json!({"user": "a", "n": 1}), json!({"user": "b", "n": 1})],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_csv_row_without_an_event_time_names_its_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clicks.csv");
+    std::fs::write(
+        &path,
+        "user,ts\na,2026-01-01 00:00:01\nx,\nb,2026-01-01 00:00:02\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let out = dir.path().join("out").display().to_string();
+    let sql = timed_clicks("csv", &path).replace("{out}", &out);
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains(&format!("{path}:3"))
+            && err.contains("table 'clicks': event-time column 'ts' (WATERMARK FOR) is NULL"),
+        "{err}"
+    );
+    assert!(!err.contains("assign_timestamps_and_watermarks"), "{err}");
+}
+
+#[test]
+fn a_computed_event_time_that_is_null_follows_the_decode_error_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = input(
+        dir.path(),
+        "clicks.json",
+        &[
+            json!({"user": "a", "s": "2026-01-01 00:00:01"}),
+            json!({"user": "x", "s": "not a time"}),
+            json!({"user": "b", "s": "2026-01-01 00:00:02"}),
+        ],
+    );
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE clicks (`user` STRING, s STRING, ts AS TO_TIMESTAMP(s),
+           WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');
+         CREATE TABLE out (`user` STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT `user`, COUNT(*) FROM clicks
+           GROUP BY `user`, TUMBLE(ts, INTERVAL '1' MINUTE);",
+        out.display()
+    );
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains("table 'clicks': event-time column 'ts' (WATERMARK FOR) is NULL")
+            && err.contains("pipeline.decode-error-policy: skip")
+            && !err.contains("assign_timestamps_and_watermarks"),
+        "{err}"
+    );
+    assert_eq!(skipped_running(&sql), 1);
+    assert_eq!(
+        output(&out),
+        vec![json!({"user": "a", "n": 1}), json!({"user": "b", "n": 1})]
+    );
+}
+
+#[test]
+fn an_unterminated_csv_quote_is_an_error_of_its_line_and_does_not_swallow_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.csv");
+    std::fs::write(
+        &path,
+        "name,n\n\"a, with comma\",1\n\"broken,2\nc,3\n\"say \"\"hi\"\"\",4\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE t (name STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv');
+         CREATE TABLE out (name STRING, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT name, n FROM t;",
+        out.display()
+    );
+    let err = run_error(&sql, Config::default());
+    assert!(
+        err.contains(&format!("{path}:3")) && err.contains("unterminated quote in CSV field 1"),
+        "{err}"
+    );
+    assert_eq!(skipped_running(&sql), 1);
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"name": "a, with comma", "n": 1}),
+            json!({"name": "c", "n": 3}),
+            json!({"name": "say \"hi\"", "n": 4}),
+        ])
+    );
+}
+
+/// `INSERT INTO out SELECT <select> FROM nums` over n = 1, 2, 3, into `out`.
+fn over_nums(select: &str, out: &Path) -> String {
+    format!(
+        "CREATE TABLE nums (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3',
+           'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '3');
+         CREATE TABLE out (v BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out SELECT {select} FROM nums;",
+        out.display()
+    )
+}
+
+#[test]
+fn flat_chains_of_thousands_of_or_and_and_terms_plan_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // n = 2 OR n = 4 OR … holds for n = 2 of 1..3; n <> 1 AND n <> 3 AND … for n = 2 too.
+    let ors: Vec<String> = (1..=5000).map(|i| format!("n = {}", 2 * i)).collect();
+    let ands: Vec<String> = (0..3000).map(|i| format!("n <> {}", 2 * i + 1)).collect();
+    let select = format!(
+        "CASE WHEN {} THEN 10 ELSE 0 END + CASE WHEN {} THEN 1 ELSE 0 END",
+        ors.join(" OR "),
+        ands.join(" AND ")
+    );
+    let started = std::time::Instant::now();
+    run(&over_nums(&select, &out), Config::default());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        output(&out),
+        vec![json!({"v": 0}), json!({"v": 0}), json!({"v": 11})]
+    );
+}
+
+#[test]
+fn expressions_nested_or_chained_beyond_the_limits_are_refused_naming_the_limit_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let plus = vec!["n"; 2000].join(" + ");
+    let err = plan_error(&over_nums(&plus, &out));
+    assert!(
+        err.starts_with("5:33: ") && err.contains("more than 256 levels deep"),
+        "{err}"
+    );
+    // Nested CASTs hung the parser at 49 levels.
+    let casts = format!("{}n{}", "CAST(".repeat(49), " AS BIGINT)".repeat(49));
+    let started = std::time::Instant::now();
+    let err = plan_error(&over_nums(&casts, &out));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.starts_with("5:197: ") && err.contains("parentheses nest more than 32 deep"),
+        "{err}"
+    );
+    // Up to the limits they plan and run.
+    let plus = vec!["n"; 200].join(" + ");
+    let casts = format!("{}n{}", "CAST(".repeat(30), " AS BIGINT)".repeat(30));
+    run(
+        &over_nums(&format!("{plus} + {casts}"), &out),
+        Config::default(),
+    );
+    assert_eq!(
+        output(&out),
+        vec![json!({"v": 201}), json!({"v": 402}), json!({"v": 603})]
+    );
+}
+
+#[test]
+fn an_interval_beyond_the_timestamp_range_is_refused_naming_the_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = over_nums(
+        "CAST(EXTRACT(YEAR FROM TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '99999999999999' DAY) AS BIGINT)",
+        &out,
+    );
+    let err = plan_error(&sql);
+    assert!(
+        err.starts_with("5:99: ") && err.contains("INTERVAL '99999999999999' DAY is out of range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lpad_rpad_and_repeat_beyond_a_mebibyte_fail_the_task_naming_function_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (call, length) in [
+        ("LPAD('x', 2147483648, '*')", "2147483648"),
+        ("RPAD('x', 1048577, '*')", "1048577"),
+        ("REPEAT('ab', 1000000000)", "2000000000"),
+    ] {
+        let sql = over_nums(&format!("CHAR_LENGTH({call})"), &out);
+        let err = run_error(&sql, Config::default());
+        let name = &call[..call.find('(').unwrap()];
+        assert!(
+            err.contains(&format!("{name}(s, "))
+                && err.contains(&format!("would be {length} characters long"))
+                && err.contains("at most 1048576"),
+            "{call}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    run(
+        &over_nums("CHAR_LENGTH(LPAD('x', 1048576, '*'))", &out),
+        Config::default(),
+    );
+    assert_eq!(output(&out)[0], json!({"v": 1_048_576}));
+}

@@ -132,6 +132,8 @@ pub(crate) struct WatermarkOp<T> {
     emitted: Timestamp,
     last_record: Timestamp,
     idle: bool,
+    /// Records dropped for want of a timestamp (`on_missing_timestamp` with `skip`).
+    skipped: u64,
 }
 
 impl<T> WatermarkOp<T> {
@@ -142,6 +144,7 @@ impl<T> WatermarkOp<T> {
             emitted: MIN_WATERMARK,
             last_record: now_ms(),
             idle: false,
+            skipped: 0,
         }
     }
 }
@@ -152,6 +155,25 @@ impl<T: super::Data> Operator for WatermarkOp<T> {
         if let Some(f) = &self.strategy.assigner {
             for r in &mut recs {
                 r.ts = f(&r.value);
+            }
+            if let Some((policy, why)) = &self.strategy.missing
+                && recs.iter().any(|r| r.ts == NO_TIMESTAMP)
+            {
+                if let Some(bad) = recs.iter().find(|r| r.ts == NO_TIMESTAMP)
+                    && *policy == crate::config::DecodeErrorPolicy::Fail
+                {
+                    return Err(crate::error::Error::User(why(&bad.value)));
+                }
+                recs.retain(|r| {
+                    let keep = r.ts != NO_TIMESTAMP;
+                    if !keep {
+                        self.skipped += 1;
+                        if self.skipped <= 10 || self.skipped.is_power_of_two() {
+                            tracing::warn!(reason = %why(&r.value), skipped = self.skipped, "skipping a record without an event timestamp");
+                        }
+                    }
+                    keep
+                });
             }
         }
         for r in &recs {
@@ -178,6 +200,10 @@ impl<T: super::Data> Operator for WatermarkOp<T> {
             }
         }
         Ok(())
+    }
+
+    fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Upstream watermarks are replaced by this strategy's; only end-of-input passes.

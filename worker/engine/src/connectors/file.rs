@@ -1,5 +1,5 @@
-//! Bounded file sources: JSON lines and CSV (with a header row). A directory is split
-//! across subtasks file by file. A record that cannot be decoded is reported with its file,
+//! Bounded file sources: JSON lines and CSV (with a header row, one record per line). A
+//! directory is split across subtasks file by file. A record that cannot be decoded is reported with its file,
 //! line and reason; the decode-error policy fails the job (default) or skips and counts it.
 
 use super::{ReaderPoll, Source, SourceReader};
@@ -41,6 +41,8 @@ pub struct FileSource<T> {
     policy: Option<DecodeErrorPolicy>,
     /// Makes each reader's line decoder, replacing serde for JSON lines.
     decoder: Option<MakeLineDecoder<T>>,
+    /// Makes each reader's record decoder, replacing serde for CSV.
+    csv_decoder: Option<MakeCsvDecoder<T>>,
     _p: PhantomData<fn() -> T>,
 }
 
@@ -51,6 +53,14 @@ pub type LineDecoder<T> = Box<dyn FnMut(&[u8]) -> std::result::Result<T, String>
 /// fields of the previous line were).
 pub type MakeLineDecoder<T> = Arc<dyn Fn() -> LineDecoder<T> + Send + Sync>;
 
+/// Decodes the fields of one CSV record (the header row excluded) into a record, or says why
+/// it cannot.
+pub type CsvDecoder<T> =
+    Box<dyn FnMut(&csv::StringRecord) -> std::result::Result<T, String> + Send>;
+
+/// Makes a [`CsvDecoder`] for each reader.
+pub type MakeCsvDecoder<T> = Arc<dyn Fn() -> CsvDecoder<T> + Send + Sync>;
+
 impl<T> FileSource<T> {
     /// JSON lines from `path` (a file, or every file in a directory).
     pub fn json_lines(path: impl Into<PathBuf>) -> Self {
@@ -59,6 +69,7 @@ impl<T> FileSource<T> {
             format: FileFormat::JsonLines,
             policy: None,
             decoder: None,
+            csv_decoder: None,
             _p: PhantomData,
         }
     }
@@ -81,7 +92,18 @@ impl<T> FileSource<T> {
             format: FileFormat::Csv,
             policy: None,
             decoder: None,
+            csv_decoder: None,
             _p: PhantomData,
+        }
+    }
+
+    /// CSV with a header row from `path`, each record decoded by a decoder `make` returns
+    /// (one per reader) from its fields instead of by serde. A record the decoder refuses is
+    /// a decode error like any other (file, line, reason; the policy applies).
+    pub fn csv_with(path: impl Into<PathBuf>, make: MakeCsvDecoder<T>) -> Self {
+        FileSource {
+            csv_decoder: Some(make),
+            ..Self::csv(path)
         }
     }
 
@@ -151,6 +173,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
             current: None,
             skipped: 0,
             decoder: self.decoder.as_ref().map(|make| make()),
+            csv_decoder: self.csv_decoder.as_ref().map(|make| make()),
             _p: PhantomData,
         }))
     }
@@ -167,20 +190,21 @@ struct FileSplit {
     done: bool,
 }
 
-enum Open {
-    Json {
-        path: PathBuf,
-        reader: BufReader<File>,
-        line: u64,
-        offset: u64,
-        buf: Vec<u8>,
-    },
-    Csv {
-        path: PathBuf,
-        reader: Box<csv::Reader<File>>,
-        headers: csv::StringRecord,
-        record: csv::StringRecord,
-    },
+/// A file being read, line by line for both formats: a CSV record is one line, so a quote
+/// left open is that line's error and never swallows the lines after it.
+struct Open {
+    path: PathBuf,
+    reader: BufReader<File>,
+    /// Lines consumed so far.
+    line: u64,
+    /// Byte offset of the next unread line.
+    offset: u64,
+    /// A line across the read buffer's end, copied out.
+    buf: Vec<u8>,
+    /// The header row (CSV only).
+    headers: Option<csv::StringRecord>,
+    /// The fields of the current CSV line (reused).
+    record: csv::StringRecord,
 }
 
 struct FileReader<T> {
@@ -192,7 +216,70 @@ struct FileReader<T> {
     current: Option<Open>,
     skipped: u64,
     decoder: Option<LineDecoder<T>>,
+    csv_decoder: Option<CsvDecoder<T>>,
     _p: PhantomData<fn() -> T>,
+}
+
+/// Reads one line with its newline into `buf`; 0 at the end of the file.
+fn read_line(reader: &mut BufReader<File>, buf: &mut Vec<u8>, path: &Path) -> Result<usize> {
+    buf.clear();
+    reader
+        .read_until(b'\n', buf)
+        .map_err(|e| Error::io("cannot read", path, e))
+}
+
+/// Splits one CSV line (RFC 4180 within the line: `"` quotes a field, `""` is a quote
+/// inside one) into `record`. A quote still open at the end of the line is an error: records
+/// are one line each.
+fn split_csv_line(line: &[u8], record: &mut csv::StringRecord) -> std::result::Result<(), String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    record.clear();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut column = 1;
+    loop {
+        field.clear();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => {
+                        return Err(format!(
+                            "unterminated quote in CSV field {column}: a quoted field must end \
+                             with '\"' on the same line (a CSV record is one line)"
+                        ));
+                    }
+                }
+            }
+            // Anything between the closing quote and the next comma belongs to the field.
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+        }
+        record.push_field(&field);
+        if chars.next().is_none() {
+            return Ok(());
+        }
+        column += 1;
+    }
 }
 
 impl<T: DeserializeOwned> FileReader<T> {
@@ -204,50 +291,43 @@ impl<T: DeserializeOwned> FileReader<T> {
             return Ok(false);
         };
         let path = PathBuf::from(&split.path);
-        let (offset, line) = (split.offset, split.line);
-        let mut file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
-        self.current = Some(match self.format {
-            FileFormat::JsonLines => {
-                use std::io::Seek;
-                file.seek(std::io::SeekFrom::Start(offset))
-                    .map_err(|e| Error::io("cannot seek in", &path, e))?;
-                Open::Json {
-                    reader: BufReader::with_capacity(1 << 18, file),
-                    path,
-                    line,
-                    offset,
-                    buf: Vec::new(),
-                }
-            }
+        let (mut offset, mut line) = (split.offset, split.line);
+        let file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 18, file);
+        let mut buf = Vec::new();
+        let mut record = csv::StringRecord::new();
+        let headers = match self.format {
+            FileFormat::JsonLines => None,
             FileFormat::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .from_reader(file);
-                let headers = reader
-                    .headers()
-                    .map_err(|e| Error::Decode {
+                // The header is read again on a restore; the position then skips past it.
+                let n = read_line(&mut reader, &mut buf, &path)?;
+                split_csv_line(trim_newline(&buf), &mut record).map_err(|reason| {
+                    Error::Decode {
                         file: path.clone(),
                         line: 1,
-                        reason: format!("bad CSV header: {e}"),
-                    })?
-                    .clone();
-                if offset > 0 {
-                    let mut pos = csv::Position::new();
-                    pos.set_byte(offset).set_line(line);
-                    reader.seek(pos).map_err(|e| {
-                        Error::Restore(format!(
-                            "cannot resume {} at byte {offset}: {e}",
-                            path.display()
-                        ))
-                    })?;
+                        reason: format!("bad CSV header: {reason}"),
+                    }
+                })?;
+                if offset == 0 {
+                    (offset, line) = (n as u64, 1);
                 }
-                Open::Csv {
-                    path,
-                    reader: Box::new(reader),
-                    headers,
-                    record: csv::StringRecord::new(),
-                }
+                Some(record.clone())
             }
+        };
+        if offset > 0 {
+            use std::io::Seek;
+            reader
+                .seek(std::io::SeekFrom::Start(offset))
+                .map_err(|e| Error::io("cannot seek in", &path, e))?;
+        }
+        self.current = Some(Open {
+            path,
+            reader,
+            line,
+            offset,
+            buf,
+            headers,
+            record,
         });
         Ok(true)
     }
@@ -256,12 +336,7 @@ impl<T: DeserializeOwned> FileReader<T> {
     fn sync_position(&mut self) {
         let Some(open) = &self.current else { return };
         let split = &mut self.splits[self.next];
-        match open {
-            Open::Json { line, offset, .. } => (split.offset, split.line) = (*offset, *line),
-            Open::Csv { reader, .. } => {
-                (split.offset, split.line) = (reader.position().byte(), reader.position().line())
-            }
-        }
+        (split.offset, split.line) = (open.offset, open.line);
     }
 
     fn bad(&mut self, file: &Path, line: u64, reason: String) -> Result<()> {
@@ -282,6 +357,12 @@ impl<T: DeserializeOwned> FileReader<T> {
     }
 }
 
+/// The line without its `\n` or `\r\n`.
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
     fn poll(&mut self, max: usize) -> Result<ReaderPoll<T>> {
         let mut out = Vec::with_capacity(max);
@@ -292,95 +373,68 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
             // Decode errors are collected, then handled after the borrow of `current` ends.
             let mut error = None;
             let mut eof = false;
-            match self.current.as_mut().expect("opened above") {
-                Open::Json {
-                    path,
-                    reader,
-                    line,
-                    offset,
-                    buf,
-                } => {
-                    while out.len() < max {
-                        // A line wholly inside the read buffer is decoded where it lies; only
-                        // a line across the buffer's end is copied out first.
-                        let avail = reader
-                            .fill_buf()
-                            .map_err(|e| Error::io("cannot read", path.clone(), e))?;
-                        // Bytes of the line with its newline, and how many of them are
-                        // still in the read buffer (to consume once decoded).
-                        let (len, in_buffer, text) = match memchr::memchr(b'\n', avail) {
-                            Some(end) => (end + 1, end + 1, &avail[..end]),
-                            None => {
-                                buf.clear();
-                                let n = reader
-                                    .read_until(b'\n', buf)
-                                    .map_err(|e| Error::io("cannot read", path.clone(), e))?;
-                                if n == 0 {
-                                    eof = true;
-                                    break;
-                                }
-                                (n, 0, &buf[..])
-                            }
-                        };
-                        *line += 1;
-                        *offset += len as u64;
-                        let text = text.trim_ascii();
-                        let decoded = if text.is_empty() {
-                            None
-                        } else {
-                            Some(match &mut self.decoder {
-                                Some(decode) => decode(text),
-                                // Bytes, not a String: serde_json validates UTF-8 in strings.
-                                None => {
-                                    serde_json::from_slice::<T>(text).map_err(|e| e.to_string())
-                                }
-                            })
-                        };
-                        reader.consume(in_buffer);
-                        match decoded {
-                            None => {}
-                            Some(Ok(v)) => out.push(Rec {
-                                ts: NO_TIMESTAMP,
-                                value: v,
-                            }),
-                            Some(Err(reason)) => {
-                                error = Some((path.clone(), *line, reason));
-                                break;
-                            }
+            let Open {
+                path,
+                reader,
+                line,
+                offset,
+                buf,
+                headers,
+                record,
+            } = self.current.as_mut().expect("opened above");
+            while out.len() < max {
+                // A line wholly inside the read buffer is decoded where it lies; only a line
+                // across the buffer's end is copied out first.
+                let avail = reader
+                    .fill_buf()
+                    .map_err(|e| Error::io("cannot read", path.clone(), e))?;
+                // Bytes of the line with its newline, and how many of them are still in the
+                // read buffer (to consume once decoded).
+                let (len, in_buffer, text) = match memchr::memchr(b'\n', avail) {
+                    Some(end) => (end + 1, end + 1, &avail[..end]),
+                    None => {
+                        let n = read_line(reader, buf, path)?;
+                        if n == 0 {
+                            eof = true;
+                            break;
                         }
+                        (n, 0, trim_newline(buf))
                     }
-                }
-                Open::Csv {
-                    path,
-                    reader,
-                    headers,
-                    record,
-                } => {
-                    while out.len() < max {
-                        match reader.read_record(record) {
-                            Ok(false) => {
-                                eof = true;
-                                break;
+                };
+                *line += 1;
+                *offset += len as u64;
+                let decoded = match headers {
+                    None => {
+                        let text = text.trim_ascii();
+                        (!text.is_empty()).then(|| match &mut self.decoder {
+                            Some(decode) => decode(text),
+                            // Bytes, not a String: serde_json validates UTF-8 in strings.
+                            None => serde_json::from_slice::<T>(text).map_err(|e| e.to_string()),
+                        })
+                    }
+                    Some(headers) => {
+                        let text = text.strip_suffix(b"\r").unwrap_or(text);
+                        (!text.trim_ascii().is_empty()).then(|| {
+                            split_csv_line(text, record)?;
+                            match &mut self.csv_decoder {
+                                Some(decode) => decode(record),
+                                None => record
+                                    .deserialize::<T>(Some(headers))
+                                    .map_err(|e| e.to_string()),
                             }
-                            Ok(true) => {
-                                let line = record.position().map_or(0, |p| p.line());
-                                match record.deserialize::<T>(Some(headers)) {
-                                    Ok(v) => out.push(Rec {
-                                        ts: NO_TIMESTAMP,
-                                        value: v,
-                                    }),
-                                    Err(e) => {
-                                        error = Some((path.clone(), line, e.to_string()));
-                                        break;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                let line = e.position().map_or(0, |p| p.line());
-                                error = Some((path.clone(), line, e.to_string()));
-                                break;
-                            }
-                        }
+                        })
+                    }
+                };
+                reader.consume(in_buffer);
+                match decoded {
+                    None => {}
+                    Some(Ok(v)) => out.push(Rec {
+                        ts: NO_TIMESTAMP,
+                        value: v,
+                    }),
+                    Some(Err(reason)) => {
+                        error = Some((path.clone(), *line, reason));
+                        break;
                     }
                 }
             }

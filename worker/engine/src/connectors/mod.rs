@@ -7,8 +7,10 @@ mod file;
 mod filesink;
 mod sinks;
 
+/// The fields of a CSV record, as [`CsvDecoder`]s see them.
+pub use csv::StringRecord;
 pub use datagen::{DataGen, GenContext};
-pub use file::{FileFormat, FileSource, LineDecoder, MakeLineDecoder};
+pub use file::{CsvDecoder, FileFormat, FileSource, LineDecoder, MakeCsvDecoder, MakeLineDecoder};
 pub use filesink::{DEFAULT_ROLLING_FILE_SIZE, DEFAULT_ROLLOVER_INTERVAL, FileSink};
 pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, PrintSink};
 
