@@ -12,6 +12,12 @@
 //! with a small summary. A TaskManager that is lost (connection closed, heartbeat timeout)
 //! fails the attempt; the supervisor restarts the job from its latest completed checkpoint
 //! once enough slots are registered again.
+//!
+//! Every control connection opens with a handshake ([`Handshake`]) before any message: with
+//! `security.internal.token-file` set, the TaskManager and the JobManager each prove they
+//! hold the shared secret (HMAC-SHA256 over both sides' random challenges; the secret never
+//! crosses the wire), so a process without it can neither register as a TaskManager nor pose
+//! as the JobManager and send commands.
 
 use super::coordinator::{Ack, CheckpointControl};
 use super::exec::{Shared, StartedTasks, TaskEnded, prepare_tasks, spawn_tasks};
@@ -31,6 +37,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use weir_contract::security::{self, Token};
 
 /// The job a cluster runs, as the JobManager was told (`weir jobmanager <job> [args]`):
 /// TaskManagers build the same graph from it.
@@ -82,6 +89,8 @@ pub struct ClusterConfig {
     pub heartbeat_timeout: Duration,
     /// The memory keys: a TaskManager's budget.
     pub memory: MemoryConfig,
+    /// `security.internal.token-file`'s secret, which both ends of the RPC must hold.
+    pub rpc_token: Option<Token>,
 }
 
 impl ClusterConfig {
@@ -172,6 +181,123 @@ enum ToTm {
         attempt: u64,
     },
     Ping,
+}
+
+/// The first frames of every control connection, before [`ToJm::Register`]: the JobManager
+/// challenges, the TaskManager answers with its proof and a challenge of its own, and the
+/// JobManager accepts with its proof (or refuses, saying why).
+#[derive(Debug, Serialize, Deserialize)]
+enum Handshake {
+    Challenge {
+        nonce: [u8; 32],
+    },
+    Proof {
+        /// HMAC of [`TM_PROOF`] and both challenges; `None` without a secret.
+        tag: Option<Vec<u8>>,
+        nonce: [u8; 32],
+    },
+    Accepted {
+        /// HMAC of [`JM_PROOF`] and both challenges; `None` without a secret.
+        tag: Option<Vec<u8>>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// What each side signs, so neither side's proof can be replayed as the other's.
+const TM_PROOF: &[u8] = b"weir rpc: taskmanager";
+const JM_PROOF: &[u8] = b"weir rpc: jobmanager";
+
+fn proof_message(role: &[u8], jm_nonce: &[u8; 32], tm_nonce: &[u8; 32]) -> Vec<u8> {
+    [role, jm_nonce, tm_nonce].concat()
+}
+
+/// The key a refusal names, so the log says what to set.
+fn secret_key() -> &'static str {
+    weir_contract::options::INTERNAL_TOKEN_FILE.key
+}
+
+/// The JobManager's side of the handshake; `Err` says why the peer was refused (and has
+/// been told so).
+fn accept_handshake(
+    conn: &Conn,
+    reader: &mut impl std::io::Read,
+    token: Option<&Token>,
+) -> std::result::Result<(), String> {
+    let jm_nonce = security::nonce();
+    conn.send(&Handshake::Challenge { nonce: jm_nonce })
+        .map_err(|e| crate::error::report(&e))?;
+    let Handshake::Proof {
+        tag,
+        nonce: tm_nonce,
+    } = recv::<Handshake>(reader, &conn.peer).map_err(|e| crate::error::report(&e))?
+    else {
+        return Err("it did not answer the challenge".into());
+    };
+    let refusal = match (token, &tag) {
+        (None, _) => None,
+        (Some(_), None) => Some(format!(
+            "it presented no RPC secret (set {} on the TaskManager)",
+            secret_key()
+        )),
+        (Some(t), Some(tag)) if !t.verify(&proof_message(TM_PROOF, &jm_nonce, &tm_nonce), tag) => {
+            Some(format!(
+                "its RPC secret differs from this JobManager's ({})",
+                secret_key()
+            ))
+        }
+        (Some(_), Some(_)) => None,
+    };
+    if let Some(reason) = refusal {
+        let _ = conn.send(&Handshake::Refused {
+            reason: reason.clone(),
+        });
+        return Err(reason);
+    }
+    let tag = token.map(|t| t.sign(&proof_message(JM_PROOF, &jm_nonce, &tm_nonce)));
+    conn.send(&Handshake::Accepted { tag })
+        .map_err(|e| crate::error::report(&e))
+}
+
+/// The TaskManager's side: answers the challenge and checks the JobManager's proof.
+fn offer_handshake(
+    conn: &Conn,
+    reader: &mut impl std::io::Read,
+    token: Option<&Token>,
+) -> Result<()> {
+    let peer = &conn.peer;
+    let Handshake::Challenge { nonce: jm_nonce } = recv::<Handshake>(reader, peer)? else {
+        return Err(Error::User(format!(
+            "{peer} did not open the RPC handshake: is it a Weir JobManager?"
+        )));
+    };
+    let tm_nonce = security::nonce();
+    let tag = token.map(|t| t.sign(&proof_message(TM_PROOF, &jm_nonce, &tm_nonce)));
+    conn.send(&Handshake::Proof {
+        tag,
+        nonce: tm_nonce,
+    })?;
+    match recv::<Handshake>(reader, peer)? {
+        Handshake::Accepted { tag } => match (token, tag) {
+            (None, _) => Ok(()),
+            (Some(t), Some(tag))
+                if t.verify(&proof_message(JM_PROOF, &jm_nonce, &tm_nonce), &tag) =>
+            {
+                Ok(())
+            }
+            (Some(_), _) => Err(Error::User(format!(
+                "the JobManager at {peer} did not prove it holds this TaskManager's RPC secret ({}): refusing its commands",
+                secret_key()
+            ))),
+        },
+        Handshake::Refused { reason } => Err(Error::User(format!(
+            "the JobManager at {peer} refused this TaskManager: {reason}"
+        ))),
+        other => Err(Error::User(format!(
+            "unexpected RPC handshake message from {peer}: {other:?}"
+        ))),
+    }
 }
 
 /// One end of a control connection: sends whole messages, one writer at a time.
@@ -384,7 +510,14 @@ impl Deployer {
             Err(_) => return,
         };
         let peer = conn.peer.clone();
+        // A peer that goes silent in the handshake or before registering gives up its thread.
+        let _ = stream.set_read_timeout(Some(self.cfg.heartbeat_timeout));
         let mut reader = BufReader::new(stream);
+        if let Err(reason) = accept_handshake(&conn, &mut reader, self.cfg.rpc_token.as_ref()) {
+            tracing::warn!(%peer, %reason, "refused a TaskManager connection");
+            conn.close();
+            return;
+        }
         let Ok(ToJm::Register {
             slots,
             data_addr,
@@ -393,6 +526,7 @@ impl Deployer {
         else {
             return;
         };
+        let _ = reader.get_ref().set_read_timeout(None);
         let id = self.next_tm.fetch_add(1, Relaxed);
         if conn
             .send(&ToTm::Registered {
@@ -877,7 +1011,9 @@ pub fn run_taskmanager(
         match serve_jobmanager(cfg, &memory, stream, &data, build, &mut job, shutdown) {
             Ok(()) => {}
             Err(e) => {
-                tracing::warn!(jobmanager = %jm, error = %crate::error::report(&e), "lost the JobManager; re-registering")
+                tracing::warn!(jobmanager = %jm, error = %crate::error::report(&e), "lost the JobManager; re-registering");
+                // A refused handshake fails again at once: do not hammer the JobManager.
+                std::thread::sleep(Duration::from_millis(500));
             }
         }
     }
@@ -921,6 +1057,7 @@ fn serve_jobmanager(
         })?)?);
     let peer = conn.peer.clone();
     let mut reader = BufReader::new(stream);
+    offer_handshake(&conn, &mut reader, cfg.rpc_token.as_ref())?;
     conn.send(&ToJm::Register {
         slots: cfg.slots as u32,
         data_addr: data.addr().to_string(),
