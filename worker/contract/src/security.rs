@@ -388,13 +388,31 @@ pub mod tls {
     pub fn client_config(
         ca: (&Path, &'static str),
     ) -> Result<Arc<rustls::ClientConfig>, SecurityError> {
+        trusting(certificates(ca)?).map_err(|source| SecurityError::Tls {
+            key: ca.1,
+            path: ca.0.to_path_buf(),
+            source,
+        })
+    }
+
+    /// A client trusting the CA certificates of `pem` (read from elsewhere than a file, such
+    /// as a Kubernetes Secret); the error says what is wrong with them.
+    pub fn client_config_from_pem(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("not PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err("holds no PEM certificate".into());
+        }
+        trusting(certs).map_err(|e| format!("not a usable CA certificate: {e}"))
+    }
+
+    fn trusting(
+        certs: Vec<CertificateDer<'static>>,
+    ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in certificates(ca)? {
-            roots.add(cert).map_err(|source| SecurityError::Tls {
-                key: ca.1,
-                path: ca.0.to_path_buf(),
-                source,
-            })?;
+        for cert in certs {
+            roots.add(cert)?;
         }
         Ok(Arc::new(
             client_builder()
