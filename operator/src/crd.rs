@@ -351,6 +351,14 @@ pub struct SecuritySpec {
     /// TLS for the REST API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+
+    /// Mutually authenticated TLS for the RPC between the JobManager and the TaskManagers:
+    /// a Secret like `tls`'s, mounted on every pod, whose certificate is valid for
+    /// `<name>-jobmanager` (`jobmanager.rpc.address`) and for both server and client
+    /// authentication. Every process presents it and accepts only peers whose certificate
+    /// chains to its `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_tls: Option<TlsSpec>,
 }
 
 /// The REST API's certificate (`spec.security.tls`).

@@ -152,13 +152,41 @@ pub fn worker_config(
             set(keys::REST_TOKEN_FILE, token.clone());
             set(keys::INTERNAL_TOKEN_FILE, token);
         }
-        if security.tls.is_some() {
-            let file = |key: &str| format!("{}/{key}", names::TLS_MOUNT_PATH);
-            set(keys::SSL_REST_ENABLED, "true".to_string());
-            set(keys::SSL_REST_CERT_FILE, file(names::TLS_CERT_KEY));
-            set(keys::SSL_REST_KEY_FILE, file(names::TLS_KEY_KEY));
-            // For `weir` run inside the JobManager pod (`kubectl exec`).
-            set(keys::SSL_REST_CA_FILE, file(names::TLS_CA_KEY));
+        // Each TLS Secret's switch on, its file keys at its mount. The REST CA is for `weir`
+        // run inside the JobManager pod (`kubectl exec`).
+        let tls_secrets = [
+            (
+                security.tls.is_some(),
+                names::TLS_MOUNT_PATH,
+                [
+                    keys::SSL_REST_ENABLED,
+                    keys::SSL_REST_CERT_FILE,
+                    keys::SSL_REST_KEY_FILE,
+                    keys::SSL_REST_CA_FILE,
+                ],
+            ),
+            (
+                security.internal_tls.is_some(),
+                names::INTERNAL_TLS_MOUNT_PATH,
+                [
+                    keys::SSL_INTERNAL_ENABLED,
+                    keys::SSL_INTERNAL_CERT_FILE,
+                    keys::SSL_INTERNAL_KEY_FILE,
+                    keys::SSL_INTERNAL_CA_FILE,
+                ],
+            ),
+        ];
+        for (on, mount, [enabled, cert, key, ca]) in tls_secrets {
+            if on {
+                set(enabled, "true".to_string());
+                for (k, file) in [
+                    (cert, names::TLS_CERT_KEY),
+                    (key, names::TLS_KEY_KEY),
+                    (ca, names::TLS_CA_KEY),
+                ] {
+                    set(k, format!("{mount}/{file}"));
+                }
+            }
         }
     }
     // A TaskManager lives within its container's memory (limit, else request), unless the
@@ -413,6 +441,18 @@ fn pod_template(
             names::TOKEN_VOLUME,
             secret,
             &[names::TOKEN_KEY],
+        ));
+    }
+    // Every process presents the RPC's certificate.
+    if let Some(tls) = spec.security.as_ref().and_then(|s| s.internal_tls.as_ref()) {
+        mounts.push(secret_mount(
+            names::INTERNAL_TLS_VOLUME,
+            names::INTERNAL_TLS_MOUNT_PATH,
+        ));
+        volumes.push(secret_volume(
+            names::INTERNAL_TLS_VOLUME,
+            &tls.secret_name,
+            &[names::TLS_CERT_KEY, names::TLS_KEY_KEY, names::TLS_CA_KEY],
         ));
     }
     // Only the JobManager serves REST; TaskManagers never see its private key.

@@ -78,6 +78,8 @@ pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/weir/token";
 pub const TOKEN_KEY: &str = "token";
 pub const TLS_VOLUME: &str = "weir-tls";
 pub const TLS_MOUNT_PATH: &str = "/var/run/secrets/weir/tls";
+pub const INTERNAL_TLS_VOLUME: &str = "weir-internal-tls";
+pub const INTERNAL_TLS_MOUNT_PATH: &str = "/var/run/secrets/weir/internal-tls";
 /// The keys of a `kubernetes.io/tls` Secret (plus cert-manager's `ca.crt`).
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_KEY_KEY: &str = "tls.key";
@@ -116,6 +118,10 @@ pub mod config {
     pub const SSL_REST_CERT_FILE: &str = o::SSL_REST_CERT_FILE.key;
     pub const SSL_REST_KEY_FILE: &str = o::SSL_REST_KEY_FILE.key;
     pub const SSL_REST_CA_FILE: &str = o::SSL_REST_CA_FILE.key;
+    pub const SSL_INTERNAL_ENABLED: &str = o::SSL_INTERNAL_ENABLED.key;
+    pub const SSL_INTERNAL_CERT_FILE: &str = o::SSL_INTERNAL_CERT_FILE.key;
+    pub const SSL_INTERNAL_KEY_FILE: &str = o::SSL_INTERNAL_KEY_FILE.key;
+    pub const SSL_INTERNAL_CA_FILE: &str = o::SSL_INTERNAL_CA_FILE.key;
 
     /// Keys the operator owns: a user `config` entry for one of these is rejected by
     /// validation, because silently overriding either side would hide a mistake.
@@ -141,6 +147,10 @@ pub mod config {
         SSL_REST_CERT_FILE,
         SSL_REST_KEY_FILE,
         SSL_REST_CA_FILE,
+        SSL_INTERNAL_ENABLED,
+        SSL_INTERNAL_CERT_FILE,
+        SSL_INTERNAL_KEY_FILE,
+        SSL_INTERNAL_CA_FILE,
     ];
 }
 

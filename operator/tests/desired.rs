@@ -472,7 +472,7 @@ fn mount_path(deployment: &Deployment, container_name: &str, volume: &str) -> Op
 }
 
 #[test]
-fn security_mounts_the_token_everywhere_and_the_certificate_on_the_jobmanager_and_points_the_config_at_them()
+fn security_mounts_the_token_and_rpc_certificate_everywhere_and_the_rest_certificate_on_the_jobmanager()
  {
     let objects = render("secured.yaml", None);
     let config = config_file(&objects);
@@ -492,6 +492,13 @@ fn security_mounts_the_token_everywhere_and_the_certificate_on_the_jobmanager_an
         config["security.ssl.rest.ca-file"],
         format!("{}/ca.crt", names::TLS_MOUNT_PATH)
     );
+    assert_eq!(config["security.ssl.internal.enabled"], "true");
+    for (key, file) in [("cert", "tls.crt"), ("key", "tls.key"), ("ca", "ca.crt")] {
+        assert_eq!(
+            config[&format!("security.ssl.internal.{key}-file")],
+            format!("{}/{file}", names::INTERNAL_TLS_MOUNT_PATH)
+        );
+    }
 
     for (deployment, name) in [
         (&objects.jobmanager, names::JOBMANAGER_CONTAINER),
@@ -505,6 +512,19 @@ fn security_mounts_the_token_everywhere_and_the_certificate_on_the_jobmanager_an
         assert_eq!(
             mount_path(deployment, name, names::TOKEN_VOLUME).as_deref(),
             Some(names::TOKEN_MOUNT_PATH)
+        );
+        // Both ends of the RPC present the internal certificate.
+        assert_eq!(
+            secret_volume(deployment, names::INTERNAL_TLS_VOLUME),
+            Some((
+                "orders-rpc-tls".to_string(),
+                vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]
+            )),
+            "{name}"
+        );
+        assert_eq!(
+            mount_path(deployment, name, names::INTERNAL_TLS_VOLUME).as_deref(),
+            Some(names::INTERNAL_TLS_MOUNT_PATH)
         );
     }
     assert_eq!(

@@ -2072,7 +2072,7 @@ fn a_sql_script_calls_the_rust_udfs_built_into_weir() {
 }
 
 #[test]
-fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses_a_taskmanager_without_them()
+fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses_taskmanagers_without_them()
  {
     let expected = user_metrics_reference(40000);
     let secrets = tempfile::tempdir().unwrap();
@@ -2097,6 +2097,10 @@ fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses
         format!("security.ssl.rest.cert-file={}", certs.cert.display()),
         format!("security.ssl.rest.key-file={}", certs.key.display()),
         format!("security.internal.token-file={rpc_token}"),
+        "security.ssl.internal.enabled=true".to_string(),
+        format!("security.ssl.internal.cert-file={}", certs.cert.display()),
+        format!("security.ssl.internal.key-file={}", certs.key.display()),
+        format!("security.ssl.internal.ca-file={}", certs.ca.display()),
     ];
     let job_args = [
         "events=40000".to_string(),
@@ -2136,10 +2140,18 @@ fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses
         stderr(&o)
     );
 
-    // Two processes posing as TaskManagers: one with a wrong RPC secret, one with none.
-    for (name, token) in [
-        ("intruder-wrong", wrong_token.as_str()),
-        ("intruder-none", ""),
+    // Processes posing as TaskManagers: with the certificate but a wrong RPC secret or
+    // none, and with the secret but without TLS.
+    let no_tls = [
+        "security.ssl.internal.enabled=false",
+        "security.ssl.internal.cert-file=",
+        "security.ssl.internal.key-file=",
+        "security.ssl.internal.ca-file=",
+    ];
+    for (name, token, plain) in [
+        ("intruder-wrong", wrong_token.as_str(), false),
+        ("intruder-none", "", false),
+        ("intruder-plain", rpc_token.as_str(), true),
     ] {
         let mut a = vec!["taskmanager".to_string()];
         a.extend(cluster.common.iter().cloned());
@@ -2147,6 +2159,11 @@ fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses
             "--set".to_string(),
             format!("security.internal.token-file={token}"),
         ]);
+        if plain {
+            for kv in no_tls {
+                a.extend(["--set".to_string(), kv.to_string()]);
+            }
+        }
         cluster.procs.start(name, &a);
     }
     let jm_log = cluster.procs.logs.path().join("jobmanager.log");
@@ -2163,6 +2180,7 @@ fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses
             && refused
                 .iter()
                 .any(|l| l.contains("presented no RPC secret"))
+            && refused.iter().any(|l| l.contains("TLS handshake failed"))
         {
             assert!(
                 !log.contains("rpc-secret") && !log.contains("not-the-rpc-secret"),

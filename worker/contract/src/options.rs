@@ -284,6 +284,18 @@ options! {
     /// `security.ssl.rest.ca-file`.
     SSL_REST_CA_FILE = ("security.ssl.rest.ca-file", Text, "", Security,
         "PEM CA certificate(s) a REST client (`weir list/savepoint/stop/cancel`) trusts; needed by clients when TLS is on");
+    /// `security.ssl.internal.enabled`.
+    SSL_INTERNAL_ENABLED = ("security.ssl.internal.enabled", Boolean, "false", Security,
+        "run the JobManager–TaskManager RPC over mutually authenticated TLS: every process presents `security.ssl.internal.cert-file` and accepts only peers whose certificate chains to `security.ssl.internal.ca-file`; a TaskManager also checks the JobManager's certificate against `jobmanager.rpc.address`");
+    /// `security.ssl.internal.cert-file`.
+    SSL_INTERNAL_CERT_FILE = ("security.ssl.internal.cert-file", Text, "", Security,
+        "PEM certificate chain a JobManager or TaskManager presents on the RPC (extended key usage: server and client authentication)");
+    /// `security.ssl.internal.key-file`.
+    SSL_INTERNAL_KEY_FILE = ("security.ssl.internal.key-file", Text, "", Security,
+        "PEM private key of that certificate");
+    /// `security.ssl.internal.ca-file`.
+    SSL_INTERNAL_CA_FILE = ("security.ssl.internal.ca-file", Text, "", Security,
+        "PEM CA certificate(s) the RPC peers' certificates must chain to");
     /// `security.internal.token-file`.
     INTERNAL_TOKEN_FILE = ("security.internal.token-file", Text, "", Security,
         "file holding the shared secret of the JobManager–TaskManager RPC; set on both: each side proves it holds the secret (HMAC-SHA256 challenge–response, the secret never crosses the wire) before any command is taken, and a TaskManager without it is refused and logged");

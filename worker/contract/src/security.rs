@@ -301,6 +301,51 @@ impl RestSecurity {
     }
 }
 
+/// The RPC's TLS (`security.ssl.internal.*`): this process's certificate and key and the
+/// CA its peers must chain to, as a server configuration requiring client certificates and a
+/// client configuration presenting one; `None` when TLS is off. Every file is read here.
+#[cfg(feature = "tls")]
+pub fn internal_tls(
+    get: impl Fn(ConfigOption) -> String,
+) -> Result<Option<tls::Mutual>, SecurityError> {
+    let keys = [
+        options::SSL_INTERNAL_CERT_FILE,
+        options::SSL_INTERNAL_KEY_FILE,
+        options::SSL_INTERNAL_CA_FILE,
+    ];
+    let enabled = options::SSL_INTERNAL_ENABLED;
+    let [cert, key, ca] = keys.map(|o| path_of(&get, o));
+    if !bool_of(&get, enabled)? {
+        if let Some((_, o)) = [&cert, &key, &ca]
+            .into_iter()
+            .zip(keys)
+            .find(|(p, _)| p.is_some())
+        {
+            return Err(SecurityError::NotEnabled {
+                key: o.key,
+                enabled: enabled.key,
+            });
+        }
+        return Ok(None);
+    }
+    let need = |path: Option<PathBuf>, o: ConfigOption| {
+        path.ok_or(SecurityError::Missing {
+            enabled: enabled.key,
+            missing: o.key,
+            why: "each JobManager and TaskManager needs its certificate, its key and the CA (PEM)",
+        })
+    };
+    let cert = need(cert, keys[0])?;
+    let key = need(key, keys[1])?;
+    let ca = need(ca, keys[2])?;
+    tls::mutual(
+        (&cert, keys[0].key),
+        (&key, keys[1].key),
+        (&ca, keys[2].key),
+    )
+    .map(Some)
+}
+
 /// The token of the RPC handshake (`security.internal.token-file`), `None` when unset.
 pub fn internal_token(
     get: impl Fn(ConfigOption) -> String,
@@ -393,6 +438,54 @@ pub mod tls {
             path: ca.0.to_path_buf(),
             source,
         })
+    }
+
+    /// The server and the client configuration of one process in a mutually authenticated
+    /// exchange.
+    pub type Mutual = (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>);
+
+    /// Both ends of a mutually authenticated connection: a server presenting `cert` and
+    /// requiring a client certificate from `ca`, and a client presenting `cert` and trusting
+    /// only `ca`.
+    pub fn mutual(
+        cert: (&Path, &'static str),
+        key: (&Path, &'static str),
+        ca: (&Path, &'static str),
+    ) -> Result<Mutual, SecurityError> {
+        let chain = certificates(cert)?;
+        let private = private_key(key)?;
+        fn refused((path, key): (&Path, &'static str)) -> impl Fn(rustls::Error) -> SecurityError {
+            let path = path.to_path_buf();
+            move |source| SecurityError::Tls {
+                key,
+                path: path.clone(),
+                source,
+            }
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certificates(ca)? {
+            roots.add(c).map_err(refused(ca))?;
+        }
+        let roots = Arc::new(roots);
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .map_err(|e| SecurityError::Tls {
+                    key: ca.1,
+                    path: ca.0.to_path_buf(),
+                    source: rustls::Error::General(e.to_string()),
+                })?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(refused(key))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), private.clone_key())
+            .map_err(refused(key))?;
+        let client = client_builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, private)
+            .map_err(refused(key))?;
+        Ok((Arc::new(server), Arc::new(client)))
     }
 
     /// A client trusting the CA certificates of `pem` (read from elsewhere than a file, such
@@ -514,6 +607,37 @@ mod tests {
     }
 
     #[test]
+    fn rpc_tls_without_its_files_or_files_without_rpc_tls_are_refused() {
+        let e = internal_tls(getter(&[(options::SSL_INTERNAL_ENABLED, "true")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'security.ssl.internal.cert-file' is not set"),
+            "{e}"
+        );
+        let e = internal_tls(getter(&[(options::SSL_INTERNAL_CA_FILE, "/ca.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'security.ssl.internal.ca-file' is set but 'security.ssl.internal.enabled' is not true"),
+            "{e}"
+        );
+        assert!(internal_tls(getter(&[])).unwrap().is_none());
+        let e = internal_tls(getter(&[
+            (options::SSL_INTERNAL_ENABLED, "true"),
+            (options::SSL_INTERNAL_CERT_FILE, "/nonexistent/tls.crt"),
+            (options::SSL_INTERNAL_KEY_FILE, "/nonexistent/tls.key"),
+            (options::SSL_INTERNAL_CA_FILE, "/nonexistent/ca.crt"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cannot read the certificate file '/nonexistent/tls.crt' (security.ssl.internal.cert-file)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_certificate_file_without_pem_is_refused_naming_it() {
         let path = std::env::temp_dir().join(format!("weir-notpem-{}", std::process::id()));
         std::fs::write(&path, "not a certificate").unwrap();
@@ -628,7 +752,7 @@ pub mod testing {
             std::fs::write(
                 dir.join("tls.ext"),
                 format!(
-                    "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+                    "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
                     san.join(",")
                 ),
             )

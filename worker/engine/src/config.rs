@@ -590,6 +590,9 @@ impl Config {
             memory: self.memory()?,
             rpc_token: weir_contract::security::internal_token(|o| self.get(o).to_string())
                 .map_err(|e| Error::Config(e.to_string()))?,
+            rpc_tls: weir_contract::security::internal_tls(|o| self.get(o).to_string())
+                .map_err(|e| Error::Config(e.to_string()))?
+                .map(|(server, client)| crate::runtime::secure::RpcTls { server, client }),
         })
     }
 

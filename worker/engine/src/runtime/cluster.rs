@@ -13,7 +13,9 @@
 //! fails the attempt; the supervisor restarts the job from its latest completed checkpoint
 //! once enough slots are registered again.
 //!
-//! Every control connection opens with a handshake ([`Handshake`]) before any message: with
+//! Every control connection first passes the connection layer ([`super::secure`]: TLS with
+//! certificates on both sides when `security.ssl.internal.enabled`), then opens with a
+//! handshake ([`Handshake`]) before any message: with
 //! `security.internal.token-file` set, the TaskManager and the JobManager each prove they
 //! hold the shared secret (HMAC-SHA256 over both sides' random challenges; the secret never
 //! crosses the wire), so a process without it can neither register as a TaskManager nor pose
@@ -26,6 +28,7 @@ use super::memory::{MemoryBudget, MemoryConfig};
 use super::metrics::{JobMetrics, OperatorMetrics, TaskMetrics};
 use super::net::{DataServer, OnBroken, read_frame, start_outputs, write_frame};
 use super::persist::{ConfirmedShared, PersistTarget, Persisted, SubtaskAck, open_target, persist};
+use super::secure::{self as rpc, RpcStream, RpcTls};
 use crate::checkpoint::{ObjectStore, RestorePlan};
 use crate::config::{CheckpointConfig, CheckpointingMode, Config};
 use crate::error::{Error, Result};
@@ -91,6 +94,8 @@ pub struct ClusterConfig {
     pub memory: MemoryConfig,
     /// `security.internal.token-file`'s secret, which both ends of the RPC must hold.
     pub rpc_token: Option<Token>,
+    /// `security.ssl.internal.*`: TLS with certificates on both ends of the RPC.
+    pub rpc_tls: Option<RpcTls>,
 }
 
 impl ClusterConfig {
@@ -302,17 +307,20 @@ fn offer_handshake(
 
 /// One end of a control connection: sends whole messages, one writer at a time.
 struct Conn {
-    stream: Mutex<TcpStream>,
+    stream: Mutex<RpcStream>,
     peer: String,
 }
 
+/// The address of the far end of `stream`, for messages.
+fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
 impl Conn {
-    fn new(stream: TcpStream) -> Result<Self> {
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
-        let _ = stream.set_nodelay(true);
+    fn new(stream: RpcStream, peer: String) -> Result<Self> {
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| Error::io("cannot configure connection to", peer.clone(), e))?;
@@ -330,11 +338,7 @@ impl Conn {
     }
 
     fn close(&self) {
-        let _ = self
-            .stream
-            .lock()
-            .expect("not poisoned")
-            .shutdown(std::net::Shutdown::Both);
+        self.stream.lock().expect("not poisoned").shutdown();
     }
 }
 
@@ -500,16 +504,24 @@ impl Deployer {
             .filter(|a| a.attempt == attempt)
     }
 
-    fn serve(&self, stream: TcpStream) {
+    fn serve(&self, tcp: TcpStream) {
+        let peer = peer_of(&tcp);
+        let stream = match rpc::accept(tcp, self.cfg.rpc_tls.as_ref(), self.cfg.heartbeat_timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = crate::error::report(&e);
+                tracing::warn!(%peer, %reason, "refused a TaskManager connection");
+                return;
+            }
+        };
         let conn = match stream
             .try_clone()
             .map_err(|e| Error::io("cannot clone", "a TaskManager connection", e))
-            .and_then(Conn::new)
+            .and_then(|s| Conn::new(s, peer.clone()))
         {
             Ok(c) => Arc::new(c),
             Err(_) => return,
         };
-        let peer = conn.peer.clone();
         // A peer that goes silent in the handshake or before registering gives up its thread.
         let _ = stream.set_read_timeout(Some(self.cfg.heartbeat_timeout));
         let mut reader = BufReader::new(stream);
@@ -1042,20 +1054,34 @@ fn connect(addr: &str) -> Result<TcpStream> {
 fn serve_jobmanager(
     cfg: &ClusterConfig,
     memory: &Option<MemoryBudget>,
-    stream: TcpStream,
+    tcp: TcpStream,
     data: &Arc<DataServer>,
     build: &dyn Fn(&JobSpec) -> Result<PreparedJob>,
     job: &mut Option<(JobSpec, Arc<PreparedJob>)>,
     shutdown: &AtomicBool,
 ) -> Result<()> {
+    let peer = peer_of(&tcp);
+    let stream = rpc::connect(
+        tcp,
+        &cfg.rpc_address,
+        cfg.rpc_tls.as_ref(),
+        cfg.heartbeat_timeout,
+    )
+    .map_err(|e| {
+        Error::User(format!(
+            "the JobManager at {peer}: {}",
+            crate::error::report(&e)
+        ))
+    })?;
     stream
         .set_read_timeout(Some(cfg.heartbeat_timeout))
         .map_err(|e| Error::io("cannot configure", "the JobManager connection", e))?;
-    let conn =
-        Arc::new(Conn::new(stream.try_clone().map_err(|e| {
-            Error::io("cannot clone", "the JobManager connection", e)
-        })?)?);
-    let peer = conn.peer.clone();
+    let conn = Arc::new(Conn::new(
+        stream
+            .try_clone()
+            .map_err(|e| Error::io("cannot clone", "the JobManager connection", e))?,
+        peer.clone(),
+    )?);
     let mut reader = BufReader::new(stream);
     offer_handshake(&conn, &mut reader, cfg.rpc_token.as_ref())?;
     conn.send(&ToJm::Register {
