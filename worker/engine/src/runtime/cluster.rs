@@ -1469,3 +1469,51 @@ fn deploy(
         threads,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the handshake over loopback TCP with the JobManager holding `jm` and the
+    /// TaskManager `tm`; returns the JobManager's refusal and the TaskManager's error.
+    fn handshake(jm: Option<&str>, tm: Option<&str>) -> (Option<String>, Option<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let jm = jm.and_then(Token::new);
+        let jm_side = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let stream = RpcStream::Tcp(tcp);
+            let conn = Conn::new(stream.try_clone().unwrap(), "tm".into()).unwrap();
+            let mut reader = BufReader::new(stream);
+            accept_handshake(&conn, &mut reader, jm.as_ref()).err()
+        });
+        let stream = RpcStream::Tcp(TcpStream::connect(addr).unwrap());
+        let conn = Conn::new(stream.try_clone().unwrap(), "jm".into()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let tm_error = offer_handshake(&conn, &mut reader, tm.and_then(Token::new).as_ref())
+            .err()
+            .map(|e| e.to_string());
+        (jm_side.join().unwrap(), tm_error)
+    }
+
+    #[test]
+    fn the_rpc_handshake_passes_only_when_both_sides_hold_the_same_secret() {
+        assert_eq!(handshake(Some("s"), Some("s")), (None, None));
+        assert_eq!(handshake(None, None), (None, None));
+        let (jm, tm) = handshake(Some("s"), Some("other"));
+        assert!(jm.unwrap().contains("its RPC secret differs"));
+        assert!(tm.unwrap().contains("refused this TaskManager"));
+        let (jm, tm) = handshake(Some("s"), None);
+        assert!(jm.unwrap().contains("presented no RPC secret"));
+        assert!(tm.unwrap().contains("refused this TaskManager"));
+        // A JobManager without the secret cannot command a TaskManager that holds it.
+        let (jm, tm) = handshake(None, Some("s"));
+        assert_eq!(jm, None);
+        assert!(
+            tm.as_deref()
+                .unwrap()
+                .contains("did not prove it holds this TaskManager's RPC secret"),
+            "{tm:?}"
+        );
+    }
+}
