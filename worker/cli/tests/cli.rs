@@ -2217,3 +2217,62 @@ fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses
         "only the two TaskManagers with the secret registered\n{jm}"
     );
 }
+
+#[test]
+fn inconsistent_security_settings_stop_every_process_at_start_naming_the_key_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let missing = missing.display().to_string();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let not_pem = not_pem.display().to_string();
+    let run = |set: &[String]| {
+        let mut a = vec![
+            "run",
+            "user-metrics",
+            "--no-progress",
+            "--set",
+            "rest.port=0",
+        ];
+        for kv in set {
+            a.extend(["--set", kv.as_str()]);
+        }
+        a.extend(["--arg", "events=10"]);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            run(&["security.ssl.rest.enabled=true".into()]),
+            "'security.ssl.rest.enabled' is true but 'security.ssl.rest.cert-file' is not set"
+                .into(),
+        ),
+        (
+            run(&[format!("security.rest.token-file={missing}")]),
+            format!("cannot read the token file '{missing}' (security.rest.token-file)"),
+        ),
+        (
+            run(&[
+                "security.ssl.rest.enabled=true".into(),
+                format!("security.ssl.rest.cert-file={not_pem}"),
+                format!("security.ssl.rest.key-file={not_pem}"),
+            ]),
+            format!("'{not_pem}' (security.ssl.rest.cert-file) holds no PEM certificate"),
+        ),
+        (
+            vec![
+                "taskmanager".into(),
+                "--set".into(),
+                format!("security.internal.token-file={missing}"),
+            ],
+            format!("cannot read the token file '{missing}' (security.internal.token-file)"),
+        ),
+        (
+            vec!["list".into(), "-m".into(), "https://127.0.0.1:1".into()],
+            "no CA is configured".into(),
+        ),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&args, &message);
+    }
+}
