@@ -1007,6 +1007,9 @@ pub fn run_taskmanager(
     let jm = format!("{}:{}", cfg.rpc_address, cfg.rpc_port);
     let mut job: Option<(JobSpec, Arc<PreparedJob>)> = None;
     let mut logged = false;
+    // The last loss logged and when: a refusal repeats every half second, its log line at
+    // most every 30 s.
+    let mut last_loss: Option<(String, Instant)> = None;
     while !shutdown.load(Relaxed) {
         let stream = match connect(&jm) {
             Ok(s) => s,
@@ -1023,7 +1026,14 @@ pub fn run_taskmanager(
         match serve_jobmanager(cfg, &memory, stream, &data, build, &mut job, shutdown) {
             Ok(()) => {}
             Err(e) => {
-                tracing::warn!(jobmanager = %jm, error = %crate::error::report(&e), "lost the JobManager; re-registering");
+                let error = crate::error::report(&e);
+                let repeated = last_loss.as_ref().is_some_and(|(last, at)| {
+                    *last == error && at.elapsed() < Duration::from_secs(30)
+                });
+                if !repeated {
+                    tracing::warn!(jobmanager = %jm, %error, "lost the JobManager; re-registering");
+                    last_loss = Some((error, Instant::now()));
+                }
                 // A refused handshake fails again at once: do not hammer the JobManager.
                 std::thread::sleep(Duration::from_millis(500));
             }
