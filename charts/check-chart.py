@@ -79,6 +79,7 @@ def main():
     check(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace",
           "POD_NAMESPACE from the downward API (leader election)")
     check(env["WEIR_OPERATOR_METRICS_ADDR"]["value"] == "0.0.0.0:8080", "metrics address from metrics.port")
+    check(env["WEIR_OPERATOR_REQUIRE_SECURITY"]["value"] == "false", "jobSecurity.required is off by default")
     check(c["readinessProbe"]["httpGet"]["path"] == "/healthz" and c["livenessProbe"]["httpGet"]["port"] == "metrics",
           "liveness and readiness probes on /healthz")
     check(pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -110,6 +111,9 @@ def main():
     check(dep2["spec"]["replicas"] == 2 and dep2["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/acme/weir-operator:1.2.3",
           "image and replicas overrides")
     check(not [d for d in docs2 if d["kind"] in ("ClusterRole", "Role", "Service")], "rbac.create=false and metrics.service.enabled=false render no RBAC or Service")
+    _, docs3 = render({"jobSecurity": {"required": True}})
+    env3 = {e["name"]: e for e in find(docs3, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env3["WEIR_OPERATOR_REQUIRE_SECURITY"]["value"] == "true", "jobSecurity.required=true tells the operator to require spec.security")
 
     for bad, want in [({"replicaCount": "two"}, "replicaCount"), ({"imag": {}}, "imag")]:
         try:

@@ -27,7 +27,9 @@ use crate::lifecycle::{self, Action, EventNote, EventType, Inputs, Observation};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::storage::{self, Storage, StorageError};
-use crate::validate::{ValidationErrors, validate};
+use crate::validate::{Policy, ValidationErrors, validate_with};
+use weir_contract::client::ClientSecurity;
+use weir_contract::security::Token;
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -41,6 +43,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per StreamJob, for the error policy's backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// What this installation demands of every StreamJob (`jobSecurity.required`).
+    pub policy: Policy,
 }
 
 /// Why a reconcile failed.
@@ -63,6 +67,9 @@ pub enum Error {
 
     #[error("JobManager REST call failed")]
     Rest(#[source] RestError),
+
+    #[error("spec.security: {0}")]
+    Security(String),
 
     #[error("storage cleanup failed")]
     Storage(#[source] StorageError),
@@ -91,8 +98,9 @@ impl Error {
 }
 
 /// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, metrics: Arc<Metrics>) {
+pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
     let context = Arc::new(Context {
+        policy,
         recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
         jobmanager: JobManagerClient::new(),
         metrics,
@@ -175,7 +183,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     let status = job.status.clone().unwrap_or_default();
 
     // An invalid spec leaves the running job alone on its last valid spec.
-    if let Err(errors) = validate(&job.spec) {
+    if let Err(errors) = validate_with(&job.spec, ctx.policy) {
         let mut invalid = status.clone();
         invalid.error = Some(errors.to_string());
         invalid.observed_generation = job.metadata.generation;
@@ -298,14 +306,14 @@ async fn observe(
             cluster_exists = true;
         }
     }
-    let base = jobmanager_base(ctx, &name, namespace).await?;
+    let (jm, base) = jobmanager(job, ctx, namespace).await?;
     let mut observation = Observation {
         cluster_exists,
         can_delete_s3: storage.s3.is_some(),
         ..Observation::default()
     };
     if cluster_exists {
-        match ctx.jobmanager.observe_job(&base).await {
+        match jm.observe_job(&base).await {
             Ok(observed) => observation.job = observed,
             Err(error) => tracing::info!(job = %name, error = %error, "JobManager not answering"),
         }
@@ -322,8 +330,7 @@ async fn observe(
     if let Some(pending) = &status.savepoints.pending
         && observation.job.is_some()
     {
-        match ctx
-            .jobmanager
+        match jm
             .savepoint_status(&base, &pending.job_id, &pending.trigger_id)
             .await
         {
@@ -375,6 +382,64 @@ async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<
             ..Default::default()
         }),
     })
+}
+
+/// The client for a job's JobManager and its REST base URL. With `spec.security` the client
+/// sends the token from the token Secret and trusts the TLS Secret's `ca.crt`, checking the
+/// Service's DNS name on the certificate (the URL is the pod's address).
+async fn jobmanager(
+    job: &StreamJob,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<(JobManagerClient, String), Error> {
+    let name = job.name_any();
+    let base = jobmanager_base(ctx, &name, namespace).await?;
+    let Some(security) = &job.spec.security else {
+        return Ok((ctx.jobmanager.clone(), base));
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let read = async |secret: &str, key: &str| -> Result<Vec<u8>, Error> {
+        let found = secrets.get_opt(secret).await.map_err(Error::Kube)?;
+        found
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(key))
+            .map(|v| v.0)
+            .ok_or_else(|| {
+                Error::Security(format!(
+                    "Secret {namespace}/{secret} has no key {key:?} (or does not exist)"
+                ))
+            })
+    };
+    let mut client = ClientSecurity::default();
+    if let Some(secret) = &security.token_secret_name {
+        let bytes = read(secret, names::TOKEN_KEY).await?;
+        client.token = Token::new(&String::from_utf8_lossy(&bytes));
+        if client.token.is_none() {
+            return Err(Error::Security(format!(
+                "the key {:?} of Secret {namespace}/{secret} is empty",
+                names::TOKEN_KEY
+            )));
+        }
+    }
+    let base = match &security.tls {
+        Some(tls) => {
+            let ca = read(&tls.secret_name, names::TLS_CA_KEY).await?;
+            let config =
+                weir_contract::security::tls::client_config_from_pem(&ca).map_err(|e| {
+                    Error::Security(format!(
+                        "{:?} of Secret {namespace}/{}: {e}",
+                        names::TLS_CA_KEY,
+                        tls.secret_name
+                    ))
+                })?;
+            client.tls = Some(config);
+            client.server_name = Some(names::jobmanager_service_dns(&name, namespace));
+            JobManagerClient::https(&base)
+        }
+        None => base,
+    };
+    let jm = ctx.jobmanager.secured(&client).map_err(Error::Rest)?;
+    Ok((jm, base))
 }
 
 /// The JobManager's REST base URL: its pod's address, else the Service's DNS name.
@@ -438,9 +503,8 @@ async fn act(
             target_directory,
             stop,
         } => {
-            let base = jobmanager_base(ctx, &name, namespace).await?;
-            ctx.jobmanager
-                .trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
+            let (jm, base) = jobmanager(job, ctx, namespace).await?;
+            jm.trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
                 .await
                 .map_err(Error::Rest)
         }

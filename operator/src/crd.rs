@@ -98,6 +98,12 @@ pub struct StreamJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
 
+    /// Authentication and TLS of the job's REST API and of the RPC between its JobManager
+    /// and TaskManagers, from Secrets the operator mounts into the pods (and reads itself to
+    /// call the REST API). Unset: both are open to whoever reaches the pods (security.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecuritySpec>,
+
     /// Extra worker configuration keys (Flink-style names such as
     /// `execution.checkpointing.mode`), written into the worker config file. Keys the operator
     /// derives from other fields are rejected here.
@@ -327,6 +333,44 @@ pub struct StorageSpec {
     /// `AWS_SECRET_ACCESS_KEY`; passed to the worker as environment variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+}
+
+/// Token authentication and TLS (`spec.security`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// Name of a Secret in the job's namespace whose key `token` holds a shared secret (for
+    /// example `kubectl create secret generic orders-token --from-literal=token=$(openssl
+    /// rand -hex 32)`). It becomes the REST API's bearer token (every endpoint but the probes'
+    /// requires it) and the secret the TaskManagers must prove to register with the
+    /// JobManager. The operator sends it on its own REST calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub token_secret_name: Option<String>,
+
+    /// TLS for the REST API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Mutually authenticated TLS for the RPC between the JobManager and the TaskManagers:
+    /// a Secret like `tls`'s, mounted on every pod, whose certificate is valid for
+    /// `<name>-jobmanager` (`jobmanager.rpc.address`) and for both server and client
+    /// authentication. Every process presents it and accepts only peers whose certificate
+    /// chains to its `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_tls: Option<TlsSpec>,
+}
+
+/// The REST API's certificate (`spec.security.tls`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Name of a Secret in the job's namespace with the keys `tls.crt`, `tls.key` and
+    /// `ca.crt` (PEM; what cert-manager writes). The certificate must be valid for the
+    /// JobManager Service's name, `<name>-jobmanager.<namespace>.svc`: the JobManager serves
+    /// HTTPS with it, and the operator trusts `ca.crt` and checks that name.
+    #[schemars(length(min = 1))]
+    pub secret_name: String,
 }
 
 /// Observed state, written by the operator before each action it takes.

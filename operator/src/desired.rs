@@ -9,8 +9,8 @@ use k8s_openapi::DeepMerge;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -144,6 +144,50 @@ pub fn worker_config(
             set(keys::S3_REGION, region.clone());
         }
         set(keys::S3_PATH_STYLE, storage.path_style.to_string());
+    }
+    if let Some(security) = &spec.security {
+        if security.token_secret_name.is_some() {
+            // One secret serves both: the REST API's bearer token and the RPC's handshake.
+            let token = format!("{}/{}", names::TOKEN_MOUNT_PATH, names::TOKEN_KEY);
+            set(keys::REST_TOKEN_FILE, token.clone());
+            set(keys::INTERNAL_TOKEN_FILE, token);
+        }
+        // Each TLS Secret's switch on, its file keys at its mount. The REST CA is for `weir`
+        // run inside the JobManager pod (`kubectl exec`).
+        let tls_secrets = [
+            (
+                security.tls.is_some(),
+                names::TLS_MOUNT_PATH,
+                [
+                    keys::SSL_REST_ENABLED,
+                    keys::SSL_REST_CERT_FILE,
+                    keys::SSL_REST_KEY_FILE,
+                    keys::SSL_REST_CA_FILE,
+                ],
+            ),
+            (
+                security.internal_tls.is_some(),
+                names::INTERNAL_TLS_MOUNT_PATH,
+                [
+                    keys::SSL_INTERNAL_ENABLED,
+                    keys::SSL_INTERNAL_CERT_FILE,
+                    keys::SSL_INTERNAL_KEY_FILE,
+                    keys::SSL_INTERNAL_CA_FILE,
+                ],
+            ),
+        ];
+        for (on, mount, [enabled, cert, key, ca]) in tls_secrets {
+            if on {
+                set(enabled, "true".to_string());
+                for (k, file) in [
+                    (cert, names::TLS_CERT_KEY),
+                    (key, names::TLS_KEY_KEY),
+                    (ca, names::TLS_CA_KEY),
+                ] {
+                    set(k, format!("{mount}/{file}"));
+                }
+            }
+        }
     }
     // A TaskManager lives within its container's memory (limit, else request), unless the
     // user budgets it explicitly.
@@ -349,6 +393,9 @@ fn pod_template(
                 http_get: Some(HTTPGetAction {
                     path: Some(names::ready_path()),
                     port: IntOrString::String(names::REST_PORT_NAME.to_string()),
+                    // The kubelet does not verify the certificate of an HTTPS probe, and
+                    // the readiness path needs no token.
+                    scheme: tls_secret(spec).map(|_| "HTTPS".to_string()),
                     ..HTTPGetAction::default()
                 }),
                 period_seconds: Some(5),
@@ -384,6 +431,39 @@ fn pod_template(
             ..Volume::default()
         });
     }
+    let token_secret = spec
+        .security
+        .as_ref()
+        .and_then(|s| s.token_secret_name.as_ref());
+    if let Some(secret) = token_secret {
+        mounts.push(secret_mount(names::TOKEN_VOLUME, names::TOKEN_MOUNT_PATH));
+        volumes.push(secret_volume(
+            names::TOKEN_VOLUME,
+            secret,
+            &[names::TOKEN_KEY],
+        ));
+    }
+    // Every process presents the RPC's certificate.
+    if let Some(tls) = spec.security.as_ref().and_then(|s| s.internal_tls.as_ref()) {
+        mounts.push(secret_mount(
+            names::INTERNAL_TLS_VOLUME,
+            names::INTERNAL_TLS_MOUNT_PATH,
+        ));
+        volumes.push(secret_volume(
+            names::INTERNAL_TLS_VOLUME,
+            &tls.secret_name,
+            &[names::TLS_CERT_KEY, names::TLS_KEY_KEY, names::TLS_CA_KEY],
+        ));
+    }
+    // Only the JobManager serves REST; TaskManagers never see its private key.
+    if let (Role::JobManager, Some(secret)) = (role, tls_secret(spec)) {
+        mounts.push(secret_mount(names::TLS_VOLUME, names::TLS_MOUNT_PATH));
+        volumes.push(secret_volume(
+            names::TLS_VOLUME,
+            secret,
+            &[names::TLS_CERT_KEY, names::TLS_KEY_KEY, names::TLS_CA_KEY],
+        ));
+    }
     let container = Container {
         name: role.container().to_string(),
         image: Some(spec.image.clone()),
@@ -414,6 +494,45 @@ fn pod_template(
             volumes: Some(volumes),
             ..PodSpec::default()
         }),
+    }
+}
+
+/// The Secret holding the REST API's certificate, if TLS is on.
+fn tls_secret(spec: &StreamJobSpec) -> Option<&String> {
+    spec.security
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .map(|t| &t.secret_name)
+}
+
+fn secret_mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// A volume of `keys` of `secret`, each a file of its own name. The default mode (0644) stays:
+/// the files belong to root and the worker runs as another user.
+fn secret_volume(volume: &str, secret: &str, keys: &[&str]) -> Volume {
+    Volume {
+        name: volume.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: k.to_string(),
+                        path: k.to_string(),
+                        ..KeyToPath::default()
+                    })
+                    .collect(),
+            ),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
     }
 }
 

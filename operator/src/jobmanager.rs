@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
-use weir_contract::client::RestClient;
+use weir_contract::client::{ClientSecurity, RestClient};
 use weir_contract::rest::{
     CheckpointingStatistics, JobDetails, JobsList, Route, SavepointOutcome, SavepointStatus,
     SavepointTriggerRequest, StopWithSavepointRequest,
@@ -53,6 +53,21 @@ impl JobManagerClient {
     pub fn new() -> Self {
         JobManagerClient {
             rest: RestClient::new("http://unset.invalid").with_timeout(TIMEOUT),
+        }
+    }
+
+    /// The same client sending a job's token and trusting its CA (`spec.security`).
+    pub fn secured(&self, security: &ClientSecurity) -> Result<JobManagerClient, RestError> {
+        Ok(JobManagerClient {
+            rest: self.rest.clone().with_security(security)?,
+        })
+    }
+
+    /// `base` with the `https` scheme, for a JobManager serving TLS.
+    pub fn https(base: &str) -> String {
+        match base.strip_prefix("http://") {
+            Some(rest) => format!("https://{rest}"),
+            None => base.to_string(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
-use weir_operator::{controller, leader, metrics};
+use weir_operator::{controller, leader, metrics, names, validate};
 
 /// Where `/metrics` and `/healthz` are served; `WEIR_OPERATOR_METRICS_ADDR` overrides it.
 const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
@@ -30,6 +30,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("no Kubernetes configuration found (in-cluster or kubeconfig)")?;
 
+    let policy = validate::Policy {
+        require_security: match std::env::var(names::ENV_REQUIRE_SECURITY).as_deref() {
+            Ok("true") => true,
+            Ok("false") | Ok("") | Err(_) => false,
+            Ok(other) => anyhow::bail!(
+                "{} must be true or false, got '{other}'",
+                names::ENV_REQUIRE_SECURITY
+            ),
+        },
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     let server = tokio::spawn(metrics::serve(addr, metrics.clone()));
     tracing::info!(%addr, "serving /metrics and /healthz");
@@ -51,12 +61,12 @@ async fn main() -> anyhow::Result<()> {
 
     let result = match &election {
         Some(elector) => tokio::select! {
-            () = controller::run(client, metrics) => Ok(()),
+            () = controller::run(client, metrics, policy) => Ok(()),
             lost = elector.keep() => Err(anyhow::Error::new(lost)
                 .context("stopped reconciling: another replica may lead now")),
         },
         None => {
-            controller::run(client, metrics).await;
+            controller::run(client, metrics, policy).await;
             Ok(())
         }
     };

@@ -67,6 +67,29 @@ pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Downward-API variable giving each pod its own address.
 pub const ENV_POD_IP: &str = "POD_IP";
 
+/// The operator's switch (set by the chart's `jobSecurity.required`) that makes `spec.security`
+/// with a token and TLS mandatory for every StreamJob.
+pub const ENV_REQUIRE_SECURITY: &str = "WEIR_OPERATOR_REQUIRE_SECURITY";
+
+/// `spec.security`: where the token and TLS Secrets are mounted, and their keys.
+pub const TOKEN_VOLUME: &str = "weir-token";
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/weir/token";
+/// The token Secret's key (and the file it becomes).
+pub const TOKEN_KEY: &str = "token";
+pub const TLS_VOLUME: &str = "weir-tls";
+pub const TLS_MOUNT_PATH: &str = "/var/run/secrets/weir/tls";
+pub const INTERNAL_TLS_VOLUME: &str = "weir-internal-tls";
+pub const INTERNAL_TLS_MOUNT_PATH: &str = "/var/run/secrets/weir/internal-tls";
+/// The keys of a `kubernetes.io/tls` Secret (plus cert-manager's `ca.crt`).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+pub const TLS_CA_KEY: &str = "ca.crt";
+
+/// The DNS name of the JobManager Service, which its certificate must carry.
+pub fn jobmanager_service_dns(job: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc", jobmanager_name(job))
+}
+
 /// Flink-compatible configuration keys the operator writes: the contract's options
 /// (`weir_contract::options`), whose keys the worker reads.
 pub mod config {
@@ -89,6 +112,16 @@ pub mod config {
     pub const RPC_PORT: &str = o::RPC_PORT.key;
     /// Derived from the TaskManager container's memory limit unless the user sets it.
     pub const MEMORY_PROCESS_SIZE: &str = o::MEMORY_PROCESS_SIZE.key;
+    pub const REST_TOKEN_FILE: &str = o::REST_TOKEN_FILE.key;
+    pub const INTERNAL_TOKEN_FILE: &str = o::INTERNAL_TOKEN_FILE.key;
+    pub const SSL_REST_ENABLED: &str = o::SSL_REST_ENABLED.key;
+    pub const SSL_REST_CERT_FILE: &str = o::SSL_REST_CERT_FILE.key;
+    pub const SSL_REST_KEY_FILE: &str = o::SSL_REST_KEY_FILE.key;
+    pub const SSL_REST_CA_FILE: &str = o::SSL_REST_CA_FILE.key;
+    pub const SSL_INTERNAL_ENABLED: &str = o::SSL_INTERNAL_ENABLED.key;
+    pub const SSL_INTERNAL_CERT_FILE: &str = o::SSL_INTERNAL_CERT_FILE.key;
+    pub const SSL_INTERNAL_KEY_FILE: &str = o::SSL_INTERNAL_KEY_FILE.key;
+    pub const SSL_INTERNAL_CA_FILE: &str = o::SSL_INTERNAL_CA_FILE.key;
 
     /// Keys the operator owns: a user `config` entry for one of these is rejected by
     /// validation, because silently overriding either side would hide a mistake.
@@ -108,6 +141,16 @@ pub mod config {
         REST_PORT,
         RPC_ADDRESS,
         RPC_PORT,
+        REST_TOKEN_FILE,
+        INTERNAL_TOKEN_FILE,
+        SSL_REST_ENABLED,
+        SSL_REST_CERT_FILE,
+        SSL_REST_KEY_FILE,
+        SSL_REST_CA_FILE,
+        SSL_INTERNAL_ENABLED,
+        SSL_INTERNAL_CERT_FILE,
+        SSL_INTERNAL_KEY_FILE,
+        SSL_INTERNAL_CA_FILE,
     ];
 }
 

@@ -62,6 +62,12 @@ pub enum ValidationError {
 
     #[error("podTemplate is not a valid PodTemplateSpec: {reason}")]
     BadPodTemplate { reason: String },
+
+    #[error(
+        "{field} is not set, and this operator requires it of every StreamJob (installed with \
+         the chart value jobSecurity.required): set spec.{field}"
+    )]
+    SecurityRequired { field: &'static str },
 }
 
 /// Every problem found in a spec, in field order.
@@ -84,6 +90,37 @@ impl ValidationErrors {
     /// Whether any error equals `error`.
     pub fn contains(&self, error: &ValidationError) -> bool {
         self.0.contains(error)
+    }
+}
+
+/// What this installation of the operator demands of every StreamJob beyond the schema.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Every job must set `security.tokenSecretName` and `security.tls` (chart value
+    /// `jobSecurity.required`, environment variable [`crate::names::ENV_REQUIRE_SECURITY`]).
+    pub require_security: bool,
+}
+
+/// [`validate`], plus what `policy` demands.
+pub fn validate_with(spec: &StreamJobSpec, policy: Policy) -> Result<(), ValidationErrors> {
+    let mut errors = validate(spec).err().map(|e| e.0).unwrap_or_default();
+    if policy.require_security {
+        let security = spec.security.clone().unwrap_or_default();
+        if security.token_secret_name.is_none() {
+            errors.push(ValidationError::SecurityRequired {
+                field: "security.tokenSecretName",
+            });
+        }
+        if security.tls.is_none() {
+            errors.push(ValidationError::SecurityRequired {
+                field: "security.tls.secretName",
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
     }
 }
 

@@ -443,3 +443,141 @@ fn the_worker_config_lets_the_operator_keys_win_over_user_keys() {
     let config = worker_config("clicks", &job.spec, Some("s3://right"));
     assert_eq!(config["execution.savepoint.path"], "s3://right");
 }
+
+/// The Secret volume `volume` of a pod (`None` when it has none), as (secret, keys).
+fn secret_volume(deployment: &Deployment, volume: &str) -> Option<(String, Vec<String>)> {
+    let v = pod_spec(deployment)
+        .volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == volume)?;
+    let secret = v.secret.as_ref().unwrap();
+    let keys = secret
+        .items
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|i| i.key.clone())
+        .collect();
+    Some((secret.secret_name.clone().unwrap(), keys))
+}
+
+fn mount_path(deployment: &Deployment, container_name: &str, volume: &str) -> Option<String> {
+    container(deployment, container_name)
+        .volume_mounts
+        .as_ref()?
+        .iter()
+        .find(|m| m.name == volume)
+        .map(|m| m.mount_path.clone())
+}
+
+#[test]
+fn security_mounts_the_token_and_rpc_certificate_everywhere_and_the_rest_certificate_on_the_jobmanager()
+ {
+    let objects = render("secured.yaml", None);
+    let config = config_file(&objects);
+    let token = format!("{}/{}", names::TOKEN_MOUNT_PATH, names::TOKEN_KEY);
+    assert_eq!(config["security.rest.token-file"], token);
+    assert_eq!(config["security.internal.token-file"], token);
+    assert_eq!(config["security.ssl.rest.enabled"], "true");
+    assert_eq!(
+        config["security.ssl.rest.cert-file"],
+        format!("{}/tls.crt", names::TLS_MOUNT_PATH)
+    );
+    assert_eq!(
+        config["security.ssl.rest.key-file"],
+        format!("{}/tls.key", names::TLS_MOUNT_PATH)
+    );
+    assert_eq!(
+        config["security.ssl.rest.ca-file"],
+        format!("{}/ca.crt", names::TLS_MOUNT_PATH)
+    );
+    assert_eq!(config["security.ssl.internal.enabled"], "true");
+    for (key, file) in [("cert", "tls.crt"), ("key", "tls.key"), ("ca", "ca.crt")] {
+        assert_eq!(
+            config[&format!("security.ssl.internal.{key}-file")],
+            format!("{}/{file}", names::INTERNAL_TLS_MOUNT_PATH)
+        );
+    }
+
+    for (deployment, name) in [
+        (&objects.jobmanager, names::JOBMANAGER_CONTAINER),
+        (&objects.taskmanager, names::TASKMANAGER_CONTAINER),
+    ] {
+        assert_eq!(
+            secret_volume(deployment, names::TOKEN_VOLUME),
+            Some(("orders-token".to_string(), vec!["token".to_string()])),
+            "{name}"
+        );
+        assert_eq!(
+            mount_path(deployment, name, names::TOKEN_VOLUME).as_deref(),
+            Some(names::TOKEN_MOUNT_PATH)
+        );
+        // Both ends of the RPC present the internal certificate.
+        assert_eq!(
+            secret_volume(deployment, names::INTERNAL_TLS_VOLUME),
+            Some((
+                "orders-rpc-tls".to_string(),
+                vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]
+            )),
+            "{name}"
+        );
+        assert_eq!(
+            mount_path(deployment, name, names::INTERNAL_TLS_VOLUME).as_deref(),
+            Some(names::INTERNAL_TLS_MOUNT_PATH)
+        );
+    }
+    assert_eq!(
+        secret_volume(&objects.jobmanager, names::TLS_VOLUME),
+        Some((
+            "orders-jobmanager-tls".to_string(),
+            vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]
+        ))
+    );
+    assert_eq!(
+        mount_path(
+            &objects.jobmanager,
+            names::JOBMANAGER_CONTAINER,
+            names::TLS_VOLUME
+        )
+        .as_deref(),
+        Some(names::TLS_MOUNT_PATH)
+    );
+    assert_eq!(
+        secret_volume(&objects.taskmanager, names::TLS_VOLUME),
+        None,
+        "TaskManagers serve no REST and never get the private key"
+    );
+    // The readiness probe speaks HTTPS to the open readiness path.
+    let probe = container(&objects.jobmanager, names::JOBMANAGER_CONTAINER)
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.scheme.as_deref(), Some("HTTPS"));
+    assert_eq!(probe.path.as_deref(), Some("/readyz"));
+}
+
+#[test]
+fn without_security_no_secret_is_mounted_and_the_probe_speaks_http() {
+    let objects = render("stateless.yaml", None);
+    let config = config_file(&objects);
+    assert!(
+        config.keys().all(|k| !k.starts_with("security.")),
+        "{config:?}"
+    );
+    assert_eq!(
+        secret_volume(&objects.jobmanager, names::TOKEN_VOLUME),
+        None
+    );
+    assert_eq!(secret_volume(&objects.jobmanager, names::TLS_VOLUME), None);
+    let probe = container(&objects.jobmanager, names::JOBMANAGER_CONTAINER)
+        .readiness_probe
+        .clone()
+        .unwrap()
+        .http_get
+        .unwrap();
+    assert_eq!(probe.scheme, None);
+}

@@ -1,5 +1,6 @@
 //! The JobManager REST client against a stub JobManager on 127.0.0.1 that answers with the
-//! contract's JSON and records what it was sent.
+//! contract's JSON and records what it was sent, and against a real REST server with a token
+//! and TLS, as `spec.security` sets them up.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -158,4 +159,77 @@ async fn an_unreachable_jobmanager_is_an_error_not_a_hang() {
         .observe_job("http://127.0.0.1:9")
         .await;
     assert!(result.is_err());
+}
+
+/// A real REST server requiring `token` over TLS with `certs`, serving a running job.
+fn secured_jobmanager(
+    certs: &weir_contract::security::testing::TestCertificates,
+    out: &std::path::Path,
+) -> (weir_cluster::RestServer, weir_engine::runtime::JobHandle) {
+    use weir_engine::api::StreamExecutionEnvironment;
+    use weir_engine::connectors::{DataGen, FileSink};
+    let env = StreamExecutionEnvironment::with_config(weir_engine::config::Config::default());
+    env.from_source(
+        DataGen::new(1, |g| g.index).rows_per_second(50.0),
+        None,
+        "gen",
+    )
+    .sink_to(FileSink::json_lines(out));
+    let job = env.execute_async("secured").unwrap();
+    let security = weir_contract::security::RestSecurity {
+        token: weir_contract::security::Token::new("operator-token"),
+        tls: Some(weir_contract::security::TlsFiles {
+            cert: Some(certs.cert.clone()),
+            key: Some(certs.key.clone()),
+            ca: None,
+        }),
+    };
+    let server =
+        weir_cluster::RestServer::start_secured("127.0.0.1", 0, Default::default(), &security)
+            .unwrap();
+    server.add_job(job.client());
+    (server, job)
+}
+
+#[tokio::test]
+async fn with_spec_security_the_client_sends_the_token_and_checks_the_service_name_on_the_certificate()
+ {
+    use weir_contract::client::ClientSecurity;
+    use weir_contract::security::{Token, testing::TestCertificates, tls};
+    use weir_operator::names;
+    let dir = tempfile::tempdir().unwrap();
+    // Valid for the Service's name only, as the docs ask; the operator calls the pod's IP.
+    let service = names::jobmanager_service_dns("orders", "shop");
+    let certs = TestCertificates::generate(dir.path(), &[&service]);
+    let out = tempfile::tempdir().unwrap();
+    let (server, job) = secured_jobmanager(&certs, out.path());
+    let base = JobManagerClient::https(&format!("http://{}", server.local_addr()));
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let ca = tls::client_config_from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
+    let security = |token: Option<&str>, server_name: Option<&str>| ClientSecurity {
+        token: token.and_then(Token::new),
+        tls: Some(ca.clone()),
+        server_name: server_name.map(str::to_string),
+    };
+
+    let operator = JobManagerClient::new()
+        .secured(&security(Some("operator-token"), Some(&service)))
+        .unwrap();
+    let observed = operator.observe_job(&base).await.unwrap().unwrap();
+    assert_eq!(observed.job_id, job.job_id());
+    assert_eq!(observed.state, JobState::Running);
+
+    // Without the name the certificate does not match the address.
+    let by_address = JobManagerClient::new()
+        .secured(&security(Some("operator-token"), None))
+        .unwrap();
+    let e = by_address.observe_job(&base).await.unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+    // Without the token the JobManager refuses.
+    let anonymous = JobManagerClient::new()
+        .secured(&security(None, Some(&service)))
+        .unwrap();
+    let e = anonymous.observe_job(&base).await.unwrap_err().to_string();
+    assert!(e.contains("401") && e.contains("bearer token"), "{e}");
+    job.cancel();
 }

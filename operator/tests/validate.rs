@@ -3,7 +3,7 @@
 mod common;
 
 use common::{fixture, job};
-use weir_operator::validate::{ValidationError, validate};
+use weir_operator::validate::{Policy, ValidationError, validate, validate_with};
 
 fn errors_of(yaml: &str) -> Vec<ValidationError> {
     match validate(&job(yaml).spec) {
@@ -19,6 +19,7 @@ fn every_fixture_is_valid() {
         "savepoint.yaml",
         "last-state.yaml",
         "pod-template.yaml",
+        "secured.yaml",
     ] {
         assert_eq!(validate(&fixture(name).spec), Ok(()), "{name}");
     }
@@ -321,4 +322,55 @@ spec:
         );
     }
     assert!(admitted > 300 && refused > 300, "{admitted} / {refused}");
+}
+
+#[test]
+fn an_operator_requiring_security_refuses_jobs_without_a_token_or_tls_naming_the_fields() {
+    let policy = Policy {
+        require_security: true,
+    };
+    let errors = validate_with(&fixture("stateless.yaml").spec, policy)
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        errors,
+        vec![
+            ValidationError::SecurityRequired {
+                field: "security.tokenSecretName"
+            },
+            ValidationError::SecurityRequired {
+                field: "security.tls.secretName"
+            },
+        ]
+    );
+    assert!(
+        errors[0].to_string().contains("jobSecurity.required"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(validate_with(&fixture("secured.yaml").spec, policy), Ok(()));
+    assert_eq!(
+        validate_with(&fixture("stateless.yaml").spec, Policy::default()),
+        Ok(())
+    );
+}
+
+#[test]
+fn security_config_keys_belong_to_the_operator() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1'}
+  config:
+    security.rest.token-file: /tmp/token
+",
+    );
+    assert_eq!(
+        errors,
+        vec![ValidationError::OperatorOwnedConfigKey {
+            key: "security.rest.token-file".into()
+        }]
+    );
 }

@@ -3,10 +3,12 @@
 # The `rocksdb` crate links the distribution's librocksdb (7.8.3) instead of compiling
 # RocksDB's C++ (which takes ~20+ minutes on 2 cores); bindgen needs libclang for the C header.
 # The link location is set in .cargo/config.toml ([env] ROCKSDB_LIB_DIR, SNAPPY_LIB_DIR, ...).
+# Also the `openssl` command, with which the TLS tests make their CA and certificates
+# (weir_contract::security::testing).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libclang-dev clang)
+packages=(librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libclang-dev clang openssl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -118,6 +118,8 @@ pub fn jobmanager(
     }
     let cluster = ClusterConfig::from_config(&conf, pod_ip.as_deref())?;
     let rest = conf.rest()?;
+    // Read before the job starts: a missing token or certificate file fails the start.
+    let rest_security = conf.rest_security()?;
     let config = conf.entries();
     let env = StreamExecutionEnvironment::with_config(conf);
     let (name, spec) = if job.ends_with(".sql") {
@@ -146,9 +148,11 @@ pub fn jobmanager(
     if let Some(dir) = recovery_dir {
         crate::recovery::record(dir, handle.job_id(), restored_from.as_deref())?;
     }
-    let server = weir_cluster::RestServer::start(
+    let server = weir_cluster::RestServer::start_secured(
         &rest.address,
         rest.port.unwrap_or(weir_contract::rest::DEFAULT_PORT),
+        weir_cluster::ServerLimits::default(),
+        &rest_security,
     )?;
     server.add_job(handle.client());
     eprintln!(

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use std::time::Duration;
 use weir_cluster::RestClient;
+use weir_contract::client::ClientSecurity;
 use weir_engine::config::Config;
 
 /// How long `weir savepoint` and `weir stop` wait for the savepoint.
@@ -16,7 +17,8 @@ pub struct RestArgs {
     /// `--config`/`WEIR_PROPERTIES`, port 8081 when unset).
     #[arg(long, short = 'm', value_name = "URL")]
     address: Option<String>,
-    /// Config file to take `rest.address` and `rest.port` from.
+    /// Config file to take `rest.address`, `rest.port` and the `security.*` keys (token
+    /// file, TLS and CA file) from.
     #[arg(long, short, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 }
@@ -28,19 +30,29 @@ impl RestArgs {
                 .ok()
                 .filter(|a| !a.is_empty())
         });
+        let config = Config::load(self.config.as_deref())?;
+        // The same keys the server reads: its token, and TLS with the CA that signed its
+        // certificate.
+        let security = config.rest_security()?;
+        let scheme = security.scheme();
         let url = match &address {
             Some(a) if a.contains("://") => a.clone(),
-            Some(a) => format!("http://{a}"),
+            Some(a) => format!("{scheme}://{a}"),
             None => {
-                let rest = Config::load(self.config.as_deref())?.rest()?;
+                let rest = config.rest()?;
                 format!(
-                    "http://{}:{}",
+                    "{scheme}://{}:{}",
                     rest.address,
                     rest.port.unwrap_or(weir_contract::rest::DEFAULT_PORT)
                 )
             }
         };
-        Ok(RestClient::new(&url)?)
+        let client = RestClient::new(&url)?.with_security(&ClientSecurity {
+            token: security.token.clone(),
+            tls: security.client_tls()?,
+            server_name: None,
+        })?;
+        Ok(client)
     }
 }
 

@@ -278,6 +278,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let checkpointing = conf.checkpointing()?;
             let rest = conf.rest()?;
+            // Read before the job starts: a missing token or certificate file fails the start.
+            let rest_security = match rest.port {
+                Some(_) => conf.rest_security()?,
+                None => Default::default(),
+            };
             let env = StreamExecutionEnvironment::with_config(conf);
             let name = if job.ends_with(".sql") {
                 match sql::plan(&env, &job, &args, explain)? {
@@ -308,7 +313,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             let server = match rest.port {
                 Some(port) => {
-                    let server = weir_cluster::RestServer::start(&rest.address, port)?;
+                    let server = weir_cluster::RestServer::start_secured(
+                        &rest.address,
+                        port,
+                        weir_cluster::ServerLimits::default(),
+                        &rest_security,
+                    )?;
                     server.add_job(handle.client());
                     eprintln!("REST API: {}  (job {})", server.url(), handle.job_id());
                     Some(server)

@@ -2,6 +2,7 @@
 //! file, and the errors for mistakes on the command line.
 
 use std::process::{Command, Output};
+use weir_contract::security::testing::TestCertificates;
 use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
 
 fn weir(args: &[&str]) -> Output {
@@ -1073,6 +1074,8 @@ struct Cluster {
     taskmanagers: usize,
     jm_args: Vec<String>,
     jm_starts: usize,
+    /// `WEIR_PROPERTIES` of the `weir` client commands (their token and CA), if any.
+    client_properties: Option<String>,
 }
 
 impl Cluster {
@@ -1145,6 +1148,7 @@ impl Cluster {
             taskmanagers: 0,
             jm_args: jm,
             jm_starts: 0,
+            client_properties: None,
         };
         c.start_jobmanager();
         for _ in 0..tms {
@@ -1210,11 +1214,12 @@ impl Cluster {
 
     /// `weir <command> ... -m <url>`.
     fn weir(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(args)
-            .args(["-m", &self.url])
-            .output()
-            .unwrap()
+        let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.args(args).args(["-m", &self.url]);
+        if let Some(p) = &self.client_properties {
+            c.env("WEIR_PROPERTIES", p);
+        }
+        c.output().unwrap()
     }
 
     /// Waits until a checkpoint is complete under `dir` and the job has run for 1.5 s: the
@@ -2332,4 +2337,210 @@ fn a_kafka_sql_job_killed_at_random_points_resumes_with_each_result_once_in_the_
         "no result twice (seed {seed})"
     );
     assert_eq!(got, want, "every result exactly once (seed {seed})");
+}
+
+#[test]
+fn a_cluster_with_tls_and_tokens_answers_only_holders_of_the_secrets_and_refuses_taskmanagers_without_them()
+ {
+    let expected = user_metrics_reference(40000);
+    let secrets = tempfile::tempdir().unwrap();
+    let certs = TestCertificates::generate(secrets.path(), &["127.0.0.1"]);
+    let file = |name: &str, text: &str| {
+        let p = secrets.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (rest_token, rpc_token) = (
+        file("rest.token", "rest-secret\n"),
+        file("rpc.token", "rpc-secret"),
+    );
+    let wrong_token = file("wrong.token", "not-the-rpc-secret");
+    let data = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let out = tempfile::tempdir().unwrap();
+    let set = [
+        "parallelism.default=4".to_string(),
+        format!("security.rest.token-file={rest_token}"),
+        "security.ssl.rest.enabled=true".to_string(),
+        format!("security.ssl.rest.cert-file={}", certs.cert.display()),
+        format!("security.ssl.rest.key-file={}", certs.key.display()),
+        format!("security.internal.token-file={rpc_token}"),
+        "security.ssl.internal.enabled=true".to_string(),
+        format!("security.ssl.internal.cert-file={}", certs.cert.display()),
+        format!("security.ssl.internal.key-file={}", certs.key.display()),
+        format!("security.ssl.internal.ca-file={}", certs.ca.display()),
+    ];
+    let job_args = [
+        "events=40000".to_string(),
+        "rate=8000".to_string(),
+        format!("output={}", out.path().display()),
+    ];
+    let mut cluster = Cluster::start(&s3, 2, 2, &set, &job_args);
+    cluster.url = cluster.url.replace("http://", "https://");
+    cluster.client_properties = Some(format!(
+        "security.rest.token-file: {rest_token}\nsecurity.ssl.rest.enabled: true\nsecurity.ssl.rest.ca-file: {}\n",
+        certs.ca.display()
+    ));
+    cluster.wait_for("RUNNING", 30);
+
+    // Clients without the CA, or with the CA but without the token, are turned away.
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["list", "-m", &cluster.url])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no CA is configured"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["cancel", &cluster.job, "-m", &cluster.url])
+        .env(
+            "WEIR_PROPERTIES",
+            format!(
+                "security.ssl.rest.enabled: true\nsecurity.ssl.rest.ca-file: {}\n",
+                certs.ca.display()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("401") && stderr(&o).contains("bearer token"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Processes posing as TaskManagers: with the certificate but a wrong RPC secret or
+    // none, and with the secret but without TLS.
+    let no_tls = [
+        "security.ssl.internal.enabled=false",
+        "security.ssl.internal.cert-file=",
+        "security.ssl.internal.key-file=",
+        "security.ssl.internal.ca-file=",
+    ];
+    for (name, token, plain) in [
+        ("intruder-wrong", wrong_token.as_str(), false),
+        ("intruder-none", "", false),
+        ("intruder-plain", rpc_token.as_str(), true),
+    ] {
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(cluster.common.iter().cloned());
+        a.extend([
+            "--set".to_string(),
+            format!("security.internal.token-file={token}"),
+        ]);
+        if plain {
+            for kv in no_tls {
+                a.extend(["--set".to_string(), kv.to_string()]);
+            }
+        }
+        cluster.procs.start(name, &a);
+    }
+    let jm_log = cluster.procs.logs.path().join("jobmanager.log");
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&jm_log).unwrap_or_default();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("refused a TaskManager connection"))
+            .collect();
+        if refused
+            .iter()
+            .any(|l| l.contains("differs from this JobManager's"))
+            && refused
+                .iter()
+                .any(|l| l.contains("presented no RPC secret"))
+            && refused.iter().any(|l| l.contains("TLS handshake failed"))
+        {
+            assert!(
+                !log.contains("rpc-secret") && !log.contains("not-the-rpc-secret"),
+                "no secret in the log"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "no refusal logged\n{}",
+            cluster.procs.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let intruder =
+        std::fs::read_to_string(cluster.procs.logs.path().join("intruder-wrong.log")).unwrap();
+    assert!(intruder.contains("refused this TaskManager"), "{intruder}");
+
+    // The job runs on with the TaskManagers holding the secret, and `weir` with the token
+    // and CA follows it to the end.
+    cluster.wait_for("FINISHED", 60);
+    let o = cluster.weir(&["list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        committed(out.path()),
+        expected,
+        "the refused TaskManagers did not disturb the job\n{}",
+        cluster.procs.logs()
+    );
+    let jm = std::fs::read_to_string(&jm_log).unwrap();
+    assert_eq!(
+        jm.matches("TaskManager registered").count(),
+        2,
+        "only the two TaskManagers with the secret registered\n{jm}"
+    );
+}
+
+#[test]
+fn inconsistent_security_settings_stop_every_process_at_start_naming_the_key_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let missing = missing.display().to_string();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let not_pem = not_pem.display().to_string();
+    let run = |set: &[String]| {
+        let mut a = vec![
+            "run",
+            "user-metrics",
+            "--no-progress",
+            "--set",
+            "rest.port=0",
+        ];
+        for kv in set {
+            a.extend(["--set", kv.as_str()]);
+        }
+        a.extend(["--arg", "events=10"]);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            run(&["security.ssl.rest.enabled=true".into()]),
+            "'security.ssl.rest.enabled' is true but 'security.ssl.rest.cert-file' is not set"
+                .into(),
+        ),
+        (
+            run(&[format!("security.rest.token-file={missing}")]),
+            format!("cannot read the token file '{missing}' (security.rest.token-file)"),
+        ),
+        (
+            run(&[
+                "security.ssl.rest.enabled=true".into(),
+                format!("security.ssl.rest.cert-file={not_pem}"),
+                format!("security.ssl.rest.key-file={not_pem}"),
+            ]),
+            format!("'{not_pem}' (security.ssl.rest.cert-file) holds no PEM certificate"),
+        ),
+        (
+            vec![
+                "taskmanager".into(),
+                "--set".into(),
+                format!("security.internal.token-file={missing}"),
+            ],
+            format!("cannot read the token file '{missing}' (security.internal.token-file)"),
+        ),
+        (
+            vec!["list".into(), "-m".into(), "https://127.0.0.1:1".into()],
+            "no CA is configured".into(),
+        ),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&args, &message);
+    }
 }

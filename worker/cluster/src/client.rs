@@ -67,6 +67,19 @@ impl RestClient {
         Ok(RestClient { runtime, rest })
     }
 
+    /// The same client sending `security`'s token and trusting its CA.
+    pub fn with_security(
+        mut self,
+        security: &weir_contract::client::ClientSecurity,
+    ) -> Result<RestClient, ClientError> {
+        let rest = {
+            let _guard = self.runtime.enter();
+            self.rest.clone().with_security(security)?
+        };
+        self.rest = rest;
+        Ok(self)
+    }
+
     fn block<T>(
         &self,
         call: impl Future<Output = Result<T, weir_contract::client::ClientError>>,

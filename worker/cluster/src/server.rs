@@ -2,12 +2,16 @@
 //! is thread-based; nothing here may block that runtime). Savepoint triggers are recorded and
 //! answered at once; the savepoint itself runs on a plain thread through the job's
 //! [`JobClient`], and its outcome is kept under the trigger id for polling.
+//!
+//! With a [`RestSecurity`] it serves TLS (tokio-rustls) and, with a token, answers `401` to
+//! every request without `Authorization: Bearer <token>` except the probes' `/healthz` and
+//! `/readyz`, which must work for a kubelet that holds no secret.
 
 use crate::prometheus;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -28,6 +32,7 @@ use weir_contract::rest::{
     Route, SavepointStatus, SavepointTriggerRequest, StopWithSavepointRequest, TaskCounts,
     TriggerResponse, VertexMetrics,
 };
+use weir_contract::security::{RestSecurity, SecurityError, Token};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
 use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
@@ -77,6 +82,9 @@ pub enum ServerError {
     /// The runtime or thread could not be created.
     #[error("cannot start the REST server's runtime")]
     Runtime(#[source] std::io::Error),
+    /// The token or TLS files cannot be used.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
 }
 
 /// A savepoint or stop-with-savepoint requested over REST, by trigger id.
@@ -89,6 +97,8 @@ struct Trigger {
 }
 
 struct State {
+    /// Required of every request but the probes', when set.
+    token: Option<Token>,
     jobs: Mutex<Vec<JobClient>>,
     triggers: Mutex<HashMap<String, Trigger>>,
     /// The snapshot each job's per-second rates in `/metrics` are measured against.
@@ -98,6 +108,7 @@ struct State {
 /// The REST API of this process's jobs; stops when dropped.
 pub struct RestServer {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -124,6 +135,18 @@ impl RestServer {
         port: u16,
         limits: ServerLimits,
     ) -> Result<RestServer, ServerError> {
+        Self::start_secured(address, port, limits, &RestSecurity::default())
+    }
+
+    /// [`RestServer::start_with`], serving TLS and requiring the token as `security` says.
+    /// The certificate and key are loaded here, so bad files fail the start naming them.
+    pub fn start_secured(
+        address: &str,
+        port: u16,
+        limits: ServerLimits,
+        security: &RestSecurity,
+    ) -> Result<RestServer, ServerError> {
+        let tls = security.server_tls()?.map(tokio_rustls::TlsAcceptor::from);
         let bind_err = |source| ServerError::Bind {
             address: address.to_string(),
             port,
@@ -137,6 +160,7 @@ impl RestServer {
             .build()
             .map_err(ServerError::Runtime)?;
         let state = Arc::new(State {
+            token: security.token.clone(),
             jobs: Mutex::new(Vec::new()),
             triggers: Mutex::new(HashMap::new()),
             baselines: Mutex::new(HashMap::new()),
@@ -174,17 +198,25 @@ impl RestServer {
                             },
                         };
                         let state = served.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
                             let _slot = slot;
-                            let svc = service_fn(move |req| {
-                                let state = state.clone();
-                                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                            });
-                            let _ = http1::Builder::new()
-                                .timer(hyper_util::rt::TokioTimer::new())
-                                .header_read_timeout(limits.idle_timeout)
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await;
+                            match tls {
+                                None => serve_connection(stream, state, limits).await,
+                                Some(acceptor) => {
+                                    // A client that never completes the handshake holds a
+                                    // slot no longer than one that never sends a header.
+                                    let handshake = tokio::time::timeout(
+                                        limits.idle_timeout,
+                                        acceptor.accept(stream),
+                                    );
+                                    match handshake.await {
+                                        Ok(Ok(stream)) => serve_connection(stream, state, limits).await,
+                                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake with a REST client failed"),
+                                        Err(_) => tracing::debug!("a REST client did not complete the TLS handshake in time"),
+                                    }
+                                }
+                            }
                         });
                     }
                 });
@@ -192,6 +224,7 @@ impl RestServer {
             .map_err(ServerError::Runtime)?;
         Ok(RestServer {
             addr,
+            scheme: security.scheme(),
             state,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -208,9 +241,9 @@ impl RestServer {
         self.addr
     }
 
-    /// `http://host:port` of this server.
+    /// `http://host:port` of this server (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Keeps serving until every savepoint triggered through this server has ended and its
@@ -236,6 +269,22 @@ impl RestServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS) until it closes.
+async fn serve_connection<I>(io: I, state: Arc<State>, limits: ServerLimits)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 impl Drop for RestServer {
@@ -310,7 +359,34 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// Whether a request may pass: always without a token, and for the probes' paths, which a
+/// kubelet calls without credentials (they tell only whether the process and its job run).
+fn authorized(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    if matches!(
+        Route::parse(req.uri().path()),
+        Some(Route::Healthz | Route::Readyz)
+    ) {
+        return true;
+    }
+    token.matches_bearer(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))
+}
+
 async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !authorized(state, &req) {
+        let mut r = json_response(
+            StatusCode::UNAUTHORIZED,
+            &error_json(format!(
+                "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token of {} (security.md)",
+                options::REST_TOKEN_FILE.key
+            )),
+        );
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();

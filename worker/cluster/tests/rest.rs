@@ -1,12 +1,16 @@
 //! The REST API against real jobs running in this process: job and checkpoint views,
 //! savepoint and stop-with-savepoint triggers (files in storage, idempotent trigger ids,
-//! draining), cancel, error statuses, and the Prometheus exposition.
+//! draining), cancel, error statuses, the Prometheus exposition, and the bearer token and
+//! TLS (with a CA made by `openssl` for the test).
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use weir_cluster::{RestClient, RestServer};
+use weir_contract::client::ClientSecurity;
+use weir_contract::security::testing::TestCertificates;
+use weir_contract::security::{RestSecurity, TlsFiles, Token, tls};
 use weir_engine::api::StreamExecutionEnvironment;
 use weir_engine::config::Config;
 use weir_engine::connectors::{DataGen, FileSink};
@@ -1078,4 +1082,143 @@ mod soak {
         drop(server);
         drop(s3);
     }
+}
+
+/// A server requiring `token` (and serving TLS with `certs`, if given) for `job`.
+fn serve_secured(job: &JobHandle, token: &str, certs: Option<&TestCertificates>) -> RestServer {
+    let security = RestSecurity {
+        token: Token::new(token),
+        tls: certs.map(|c| TlsFiles {
+            cert: Some(c.cert.clone()),
+            key: Some(c.key.clone()),
+            ca: None,
+        }),
+    };
+    let server = RestServer::start_secured("127.0.0.1", 0, Default::default(), &security).unwrap();
+    server.add_job(job.client());
+    server
+}
+
+fn client_with(url: &str, token: Option<&str>, ca: Option<&Path>) -> RestClient {
+    RestClient::new(url)
+        .unwrap()
+        .with_security(&ClientSecurity {
+            token: token.and_then(Token::new),
+            tls: ca.map(|ca| tls::client_config((ca, "ca")).unwrap()),
+            server_name: None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn with_a_token_every_endpoint_but_the_probes_answers_401_without_it() {
+    let out = tempfile::tempdir().unwrap();
+    let job = start(&[], out.path(), 500.0);
+    let id = job.job_id().to_string();
+    let server = serve_secured(&job, "s3cret-token", None);
+    let anonymous = client_with(&server.url(), None, None);
+    let wrong = client_with(&server.url(), Some("s3cret-tokeN"), None);
+    let cancel = format!("/jobs/{id}?mode=cancel");
+    for (client, who) in [(&anonymous, "no token"), (&wrong, "a wrong token")] {
+        for (method, path) in [
+            (Method::GET, "/jobs"),
+            (Method::GET, "/metrics"),
+            (Method::GET, "/overview"),
+            (Method::PATCH, cancel.as_str()),
+        ] {
+            let (status, body) = client.call(method.clone(), path, None).unwrap();
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {who}"
+            );
+            let message = body["errors"][0].as_str().unwrap();
+            assert!(
+                message.contains("bearer token") && message.contains("security.rest.token-file"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("s3cret"),
+                "the token is never echoed: {message}"
+            );
+        }
+        // The probes' paths stay open: a kubelet holds no token.
+        for path in ["/healthz", "/readyz"] {
+            let (status, body) = client.call(Method::GET, path, None).unwrap();
+            assert_eq!(status, StatusCode::OK, "{path} with {who}: {body}");
+        }
+    }
+    // The refused cancel did nothing: the job still runs.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !job.is_finished(),
+        "a cancel without the token must not stop the job"
+    );
+    let holder = client_with(&server.url(), Some("s3cret-token"), None);
+    let jobs = get(&holder, "/jobs");
+    assert_eq!(jobs["jobs"][0]["id"], id.as_str(), "{jobs}");
+    assert!(get_text(&holder, "/metrics").contains("weir_"));
+    holder.cancel(&id).unwrap();
+    wait_until("the cancel with the token ends the job", || {
+        get(&holder, &format!("/jobs/{id}"))["state"] == "CANCELED"
+    });
+}
+
+/// A non-JSON body (the Prometheus exposition) as text.
+fn get_text(c: &RestClient, path: &str) -> String {
+    let (status, v) = c.call(Method::GET, path, None).unwrap();
+    assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+    v.as_str().unwrap().to_string()
+}
+
+#[test]
+fn over_tls_clients_trusting_the_ca_get_answers_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCertificates::generate(dir.path(), &["127.0.0.1", "localhost"]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCertificates::generate(other_dir.path(), &["127.0.0.1"]);
+    let out = tempfile::tempdir().unwrap();
+    let job = start(&[], out.path(), 500.0);
+    let id = job.job_id().to_string();
+    let server = serve_secured(&job, "tls-token", Some(&certs));
+    let url = server.url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let trusted = client_with(&url, Some("tls-token"), Some(&certs.ca));
+    assert_eq!(get(&trusted, "/jobs")["jobs"][0]["id"], id.as_str());
+    // The name on the certificate, not the address, is what is verified.
+    let by_name = client_with(
+        &url.replace("127.0.0.1", "localhost"),
+        Some("tls-token"),
+        Some(&certs.ca),
+    );
+    assert_eq!(get(&by_name, "/jobs")["jobs"][0]["id"], id.as_str());
+    // Over TLS the token is still required.
+    let (status, _) = client_with(&url, None, Some(&certs.ca))
+        .call(Method::GET, "/jobs", None)
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A client trusting another CA does not talk to this server.
+    let e = client_with(&url, Some("tls-token"), Some(&other.ca))
+        .call(Method::GET, "/jobs", None)
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+    // A client without any CA is told what to configure.
+    let e = client_with(&url, Some("tls-token"), None)
+        .call(Method::GET, "/jobs", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no CA is configured") && e.contains("security.ssl.rest.ca-file"),
+        "{e}"
+    );
+    // Plain HTTP to the TLS port gets no answer from the API.
+    let plain = client_with(&url.replace("https://", "http://"), Some("tls-token"), None);
+    assert!(plain.call(Method::GET, "/jobs", None).is_err());
+
+    trusted.cancel(&id).unwrap();
+    wait_until("the job is cancelled over TLS", || {
+        get(&trusted, &format!("/jobs/{id}"))["state"] == "CANCELED"
+    });
 }

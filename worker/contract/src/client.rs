@@ -1,22 +1,27 @@
 //! The one client of the REST API ([`crate::rest`]): hyper's HTTP/1.1 client with a timeout
 //! per request, typed calls for what clients read and trigger, and one error taxonomy. The
 //! operator calls it from its async reconcilers; the `weir` CLI through the blocking wrapper
-//! in `weir-cluster`.
+//! in `weir-cluster`. With [`RestClient::with_security`] it sends the bearer token and speaks
+//! TLS to `https://` servers, trusting only the configured CA.
 
 use crate::rest::{
     CheckpointingStatistics, ErrorBody, JobDetails, JobsList, JobsOverview, Route, SavepointStatus,
     SavepointTriggerRequest, StopWithSavepointRequest, TriggerResponse, cancel_path,
 };
+use crate::security::{Token, tls};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::header::{AUTHORIZATION, HeaderValue};
 pub use hyper::{Method, StatusCode};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one request may take unless [`RestClient::with_timeout`] says otherwise.
@@ -45,6 +50,23 @@ pub enum ClientError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// An `https://` address, but no CA to verify the server with.
+    #[error(
+        "{url} is https but no CA is configured to verify it: set security.ssl.rest.enabled and security.ssl.rest.ca-file"
+    )]
+    NoCa {
+        /// The URL.
+        url: String,
+    },
+    /// The server name to verify the certificate against is not a DNS name or address.
+    #[error("'{name}' cannot be a TLS server name")]
+    ServerName {
+        /// The name.
+        name: String,
+    },
+    /// The token cannot be sent in a header.
+    #[error("the REST token holds characters an HTTP header cannot carry (use printable ASCII)")]
+    Token,
     /// No answer in time.
     #[error("the REST API at {url} did not answer within {timeout:?}")]
     Timeout {
@@ -92,23 +114,70 @@ impl ClientError {
     }
 }
 
+/// How a client proves itself and checks the server: the bearer token to send, and for
+/// `https://` the TLS configuration (its trusted CA) and, optionally, the name the server's
+/// certificate must carry when it differs from the URL's host (the operator calls pod IPs
+/// but verifies the Service's DNS name).
+#[derive(Clone, Debug, Default)]
+pub struct ClientSecurity {
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<Token>,
+    /// Trusted CAs; `None`: plain HTTP only.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name to verify the server's certificate against instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
 /// A client of one REST server. Cloning shares the connection pool; [`RestClient::at`]
-/// addresses another server with the same pool.
+/// addresses another server with the same pool (and the same token and trust).
 #[derive(Clone, Debug)]
 pub struct RestClient {
     base: String,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    token: Option<Token>,
+    has_ca: bool,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+fn http_client(
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<&str>,
+) -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, ClientError> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http();
+    let builder = match server_name {
+        Some(name) => {
+            let server = rustls::pki_types::ServerName::try_from(name.to_string())
+                .map_err(|_| ClientError::ServerName { name: name.into() })?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(server))
+        }
+        None => builder,
+    };
+    Ok(Client::builder(TokioExecutor::new()).build(builder.enable_http1().build()))
 }
 
 impl RestClient {
-    /// A client for the server at `base` (`http://host:port`).
+    /// A client for the server at `base` (`http://host:port`), without token or TLS.
     pub fn new(base: &str) -> RestClient {
         RestClient {
             base: base.trim_end_matches('/').to_string(),
             timeout: DEFAULT_TIMEOUT,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            token: None,
+            has_ca: false,
+            http: http_client(tls::untrusting_client(), None).expect("no server name to check"),
         }
+    }
+
+    /// The same client sending `security`'s token and trusting its CA (a new connection
+    /// pool).
+    pub fn with_security(mut self, security: &ClientSecurity) -> Result<RestClient, ClientError> {
+        self.token = security.token.clone();
+        if let Some(tls) = &security.tls {
+            self.http = http_client(tls.clone(), security.server_name.as_deref())?;
+            self.has_ca = true;
+        }
+        Ok(self)
     }
 
     /// The same client with another time limit per request.
@@ -155,10 +224,19 @@ impl RestClient {
         url: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let request = Request::builder()
+        if url.starts_with("https:") && !self.has_ca {
+            return Err(ClientError::NoCa { url: url.into() });
+        }
+        let mut request = Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            let value = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
+                .map_err(|_| ClientError::Token)?;
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
             .body(Full::new(
                 body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
             ))

@@ -7,9 +7,11 @@
 //! - [`duration`]: the one duration grammar, and the CRD's pattern for it;
 //! - [`JobState`]: the job states, with Flink's names;
 //! - [`rest`]: the REST API's paths and bodies; [`client`] (feature `client`): its client;
-//! - [`layout`]: where checkpoints and savepoints live in storage.
+//! - [`layout`]: where checkpoints and savepoints live in storage;
+//! - [`security`]: the REST and RPC tokens, and TLS files (rustls, feature `tls`).
 //!
-//! It stays a leaf: serde, serde_json, serde_yaml and thiserror, plus hyper for the client.
+//! It stays a leaf: serde, serde_json, serde_yaml and thiserror, plus hyper for the client
+//! and rustls (with `ring`) for TLS and the handshake's HMAC.
 
 pub mod config_file;
 pub mod duration;
@@ -17,6 +19,7 @@ mod job_state;
 pub mod layout;
 pub mod options;
 pub mod rest;
+pub mod security;
 
 #[cfg(feature = "client")]
 pub mod client;

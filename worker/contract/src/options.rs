@@ -57,16 +57,19 @@ pub enum Section {
     Cluster,
     /// A TaskManager's memory budget.
     Memory,
+    /// Authentication and TLS.
+    Security,
 }
 
 impl Section {
     /// Every section, in document order.
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Pipeline,
         Section::Checkpoints,
         Section::Rest,
         Section::Cluster,
         Section::Memory,
+        Section::Security,
     ];
 
     /// The section's name in the markers of docs/configuration.md.
@@ -77,6 +80,7 @@ impl Section {
             Section::Rest => "rest",
             Section::Cluster => "cluster",
             Section::Memory => "memory",
+            Section::Security => "security",
         }
     }
 }
@@ -264,6 +268,37 @@ options! {
     /// `state.backend.rocksdb.memory.write-buffer-ratio`.
     ROCKSDB_WRITE_BUFFER_RATIO = ("state.backend.rocksdb.memory.write-buffer-ratio", Fraction, "0.5", Memory,
         "share of managed memory for RocksDB memtables (split evenly between the instances); the rest is the block cache");
+
+    /// `security.rest.token-file`.
+    REST_TOKEN_FILE = ("security.rest.token-file", Text, "", Security,
+        "file holding the REST API's bearer token (surrounding whitespace ignored). Set: every endpoint but `/healthz` and `/readyz` answers `401` unless the request carries `Authorization: Bearer <token>`, and `weir list/savepoint/stop/cancel` send it (security.md)");
+    /// `security.ssl.rest.enabled`.
+    SSL_REST_ENABLED = ("security.ssl.rest.enabled", Boolean, "false", Security,
+        "serve the REST API over TLS (`https://`), and make the job-control commands call it so");
+    /// `security.ssl.rest.cert-file`.
+    SSL_REST_CERT_FILE = ("security.ssl.rest.cert-file", Text, "", Security,
+        "PEM certificate chain the REST API presents; needed by the server when TLS is on");
+    /// `security.ssl.rest.key-file`.
+    SSL_REST_KEY_FILE = ("security.ssl.rest.key-file", Text, "", Security,
+        "PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate");
+    /// `security.ssl.rest.ca-file`.
+    SSL_REST_CA_FILE = ("security.ssl.rest.ca-file", Text, "", Security,
+        "PEM CA certificate(s) a REST client (`weir list/savepoint/stop/cancel`) trusts; needed by clients when TLS is on");
+    /// `security.ssl.internal.enabled`.
+    SSL_INTERNAL_ENABLED = ("security.ssl.internal.enabled", Boolean, "false", Security,
+        "run the JobManager–TaskManager RPC over mutually authenticated TLS: every process presents `security.ssl.internal.cert-file` and accepts only peers whose certificate chains to `security.ssl.internal.ca-file`; a TaskManager also checks the JobManager's certificate against `jobmanager.rpc.address`");
+    /// `security.ssl.internal.cert-file`.
+    SSL_INTERNAL_CERT_FILE = ("security.ssl.internal.cert-file", Text, "", Security,
+        "PEM certificate chain a JobManager or TaskManager presents on the RPC (extended key usage: server and client authentication)");
+    /// `security.ssl.internal.key-file`.
+    SSL_INTERNAL_KEY_FILE = ("security.ssl.internal.key-file", Text, "", Security,
+        "PEM private key of that certificate");
+    /// `security.ssl.internal.ca-file`.
+    SSL_INTERNAL_CA_FILE = ("security.ssl.internal.ca-file", Text, "", Security,
+        "PEM CA certificate(s) the RPC peers' certificates must chain to");
+    /// `security.internal.token-file`.
+    INTERNAL_TOKEN_FILE = ("security.internal.token-file", Text, "", Security,
+        "file holding the shared secret of the JobManager–TaskManager RPC; set on both: each side proves it holds the secret (HMAC-SHA256 challenge–response, the secret never crosses the wire) before any command is taken, and a TaskManager without it is refused and logged");
 }
 
 /// The JobManager's RPC port when `jobmanager.rpc.port` is unset: [`RPC_PORT`]'s default.

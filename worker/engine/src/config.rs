@@ -588,7 +588,21 @@ impl Config {
             heartbeat_interval,
             heartbeat_timeout,
             memory: self.memory()?,
+            rpc_token: weir_contract::security::internal_token(|o| self.get(o).to_string())
+                .map_err(|e| Error::Config(e.to_string()))?,
+            rpc_tls: weir_contract::security::internal_tls(|o| self.get(o).to_string())
+                .map_err(|e| Error::Config(e.to_string()))?
+                .map(|(server, client)| crate::runtime::secure::RpcTls { server, client }),
         })
+    }
+
+    /// The REST API's token and TLS files (`security.rest.token-file`, `security.ssl.rest.*`):
+    /// reads the token file, refuses TLS files named while TLS is off. Called by whoever
+    /// serves or calls the API, not when validating, so a process that does neither needs
+    /// none of the files.
+    pub fn rest_security(&self) -> Result<weir_contract::security::RestSecurity> {
+        weir_contract::security::RestSecurity::from_options(|o| self.get(o).to_string())
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// `rest.address` and `rest.port`.

@@ -12,6 +12,14 @@
 //! with a small summary. A TaskManager that is lost (connection closed, heartbeat timeout)
 //! fails the attempt; the supervisor restarts the job from its latest completed checkpoint
 //! once enough slots are registered again.
+//!
+//! Every control connection first passes the connection layer ([`super::secure`]: TLS with
+//! certificates on both sides when `security.ssl.internal.enabled`), then opens with a
+//! handshake ([`Handshake`]) before any message: with
+//! `security.internal.token-file` set, the TaskManager and the JobManager each prove they
+//! hold the shared secret (HMAC-SHA256 over both sides' random challenges; the secret never
+//! crosses the wire), so a process without it can neither register as a TaskManager nor pose
+//! as the JobManager and send commands.
 
 use super::coordinator::{Ack, CheckpointControl};
 use super::exec::{Shared, StartedTasks, TaskEnded, prepare_tasks, spawn_tasks};
@@ -20,6 +28,7 @@ use super::memory::{MemoryBudget, MemoryConfig};
 use super::metrics::{JobMetrics, OperatorMetrics, TaskMetrics};
 use super::net::{DataServer, OnBroken, read_frame, start_outputs, write_frame};
 use super::persist::{ConfirmedShared, PersistTarget, Persisted, SubtaskAck, open_target, persist};
+use super::secure::{self as rpc, RpcStream, RpcTls};
 use crate::checkpoint::{Barrier, ObjectStore, RestorePlan, SnapshotKind};
 use crate::config::{CheckpointConfig, CheckpointingMode, Config};
 use crate::error::{Error, Result};
@@ -31,6 +40,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use weir_contract::security::{self, Token};
 
 /// The job a cluster runs, as the JobManager was told (`weir jobmanager <job> [args]`):
 /// TaskManagers build the same graph from it.
@@ -82,6 +92,10 @@ pub struct ClusterConfig {
     pub heartbeat_timeout: Duration,
     /// The memory keys: a TaskManager's budget.
     pub memory: MemoryConfig,
+    /// `security.internal.token-file`'s secret, which both ends of the RPC must hold.
+    pub rpc_token: Option<Token>,
+    /// `security.ssl.internal.*`: TLS with certificates on both ends of the RPC.
+    pub rpc_tls: Option<RpcTls>,
 }
 
 impl ClusterConfig {
@@ -175,19 +189,139 @@ enum ToTm {
     Ping,
 }
 
+/// The first frames of every control connection, before [`ToJm::Register`]: the JobManager
+/// challenges, the TaskManager answers with its proof and a challenge of its own, and the
+/// JobManager accepts with its proof (or refuses, saying why).
+#[derive(Debug, Serialize, Deserialize)]
+enum Handshake {
+    Challenge {
+        nonce: [u8; 32],
+    },
+    Proof {
+        /// HMAC of [`TM_PROOF`] and both challenges; `None` without a secret.
+        tag: Option<Vec<u8>>,
+        nonce: [u8; 32],
+    },
+    Accepted {
+        /// HMAC of [`JM_PROOF`] and both challenges; `None` without a secret.
+        tag: Option<Vec<u8>>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// What each side signs, so neither side's proof can be replayed as the other's.
+const TM_PROOF: &[u8] = b"weir rpc: taskmanager";
+const JM_PROOF: &[u8] = b"weir rpc: jobmanager";
+
+fn proof_message(role: &[u8], jm_nonce: &[u8; 32], tm_nonce: &[u8; 32]) -> Vec<u8> {
+    [role, jm_nonce, tm_nonce].concat()
+}
+
+/// The key a refusal names, so the log says what to set.
+fn secret_key() -> &'static str {
+    weir_contract::options::INTERNAL_TOKEN_FILE.key
+}
+
+/// The JobManager's side of the handshake; `Err` says why the peer was refused (and has
+/// been told so).
+fn accept_handshake(
+    conn: &Conn,
+    reader: &mut impl std::io::Read,
+    token: Option<&Token>,
+) -> std::result::Result<(), String> {
+    let jm_nonce = security::nonce();
+    conn.send(&Handshake::Challenge { nonce: jm_nonce })
+        .map_err(|e| crate::error::report(&e))?;
+    let Handshake::Proof {
+        tag,
+        nonce: tm_nonce,
+    } = recv::<Handshake>(reader, &conn.peer).map_err(|e| crate::error::report(&e))?
+    else {
+        return Err("it did not answer the challenge".into());
+    };
+    let refusal = match (token, &tag) {
+        (None, _) => None,
+        (Some(_), None) => Some(format!(
+            "it presented no RPC secret (set {} on the TaskManager)",
+            secret_key()
+        )),
+        (Some(t), Some(tag)) if !t.verify(&proof_message(TM_PROOF, &jm_nonce, &tm_nonce), tag) => {
+            Some(format!(
+                "its RPC secret differs from this JobManager's ({})",
+                secret_key()
+            ))
+        }
+        (Some(_), Some(_)) => None,
+    };
+    if let Some(reason) = refusal {
+        let _ = conn.send(&Handshake::Refused {
+            reason: reason.clone(),
+        });
+        return Err(reason);
+    }
+    let tag = token.map(|t| t.sign(&proof_message(JM_PROOF, &jm_nonce, &tm_nonce)));
+    conn.send(&Handshake::Accepted { tag })
+        .map_err(|e| crate::error::report(&e))
+}
+
+/// The TaskManager's side: answers the challenge and checks the JobManager's proof.
+fn offer_handshake(
+    conn: &Conn,
+    reader: &mut impl std::io::Read,
+    token: Option<&Token>,
+) -> Result<()> {
+    let peer = &conn.peer;
+    let Handshake::Challenge { nonce: jm_nonce } = recv::<Handshake>(reader, peer)? else {
+        return Err(Error::User(format!(
+            "{peer} did not open the RPC handshake: is it a Weir JobManager?"
+        )));
+    };
+    let tm_nonce = security::nonce();
+    let tag = token.map(|t| t.sign(&proof_message(TM_PROOF, &jm_nonce, &tm_nonce)));
+    conn.send(&Handshake::Proof {
+        tag,
+        nonce: tm_nonce,
+    })?;
+    match recv::<Handshake>(reader, peer)? {
+        Handshake::Accepted { tag } => match (token, tag) {
+            (None, _) => Ok(()),
+            (Some(t), Some(tag))
+                if t.verify(&proof_message(JM_PROOF, &jm_nonce, &tm_nonce), &tag) =>
+            {
+                Ok(())
+            }
+            (Some(_), _) => Err(Error::User(format!(
+                "the JobManager at {peer} did not prove it holds this TaskManager's RPC secret ({}): refusing its commands",
+                secret_key()
+            ))),
+        },
+        Handshake::Refused { reason } => Err(Error::User(format!(
+            "the JobManager at {peer} refused this TaskManager: {reason}"
+        ))),
+        other => Err(Error::User(format!(
+            "unexpected RPC handshake message from {peer}: {other:?}"
+        ))),
+    }
+}
+
 /// One end of a control connection: sends whole messages, one writer at a time.
 struct Conn {
-    stream: Mutex<TcpStream>,
+    stream: Mutex<RpcStream>,
     peer: String,
 }
 
+/// The address of the far end of `stream`, for messages.
+fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
 impl Conn {
-    fn new(stream: TcpStream) -> Result<Self> {
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
-        let _ = stream.set_nodelay(true);
+    fn new(stream: RpcStream, peer: String) -> Result<Self> {
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| Error::io("cannot configure connection to", peer.clone(), e))?;
@@ -205,11 +339,7 @@ impl Conn {
     }
 
     fn close(&self) {
-        let _ = self
-            .stream
-            .lock()
-            .expect("not poisoned")
-            .shutdown(std::net::Shutdown::Both);
+        self.stream.lock().expect("not poisoned").shutdown();
     }
 }
 
@@ -375,17 +505,32 @@ impl Deployer {
             .filter(|a| a.attempt == attempt)
     }
 
-    fn serve(&self, stream: TcpStream) {
+    fn serve(&self, tcp: TcpStream) {
+        let peer = peer_of(&tcp);
+        let stream = match rpc::accept(tcp, self.cfg.rpc_tls.as_ref(), self.cfg.heartbeat_timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = crate::error::report(&e);
+                tracing::warn!(%peer, %reason, "refused a TaskManager connection");
+                return;
+            }
+        };
         let conn = match stream
             .try_clone()
             .map_err(|e| Error::io("cannot clone", "a TaskManager connection", e))
-            .and_then(Conn::new)
+            .and_then(|s| Conn::new(s, peer.clone()))
         {
             Ok(c) => Arc::new(c),
             Err(_) => return,
         };
-        let peer = conn.peer.clone();
+        // A peer that goes silent in the handshake or before registering gives up its thread.
+        let _ = stream.set_read_timeout(Some(self.cfg.heartbeat_timeout));
         let mut reader = BufReader::new(stream);
+        if let Err(reason) = accept_handshake(&conn, &mut reader, self.cfg.rpc_token.as_ref()) {
+            tracing::warn!(%peer, %reason, "refused a TaskManager connection");
+            conn.close();
+            return;
+        }
         let Ok(ToJm::Register {
             slots,
             data_addr,
@@ -394,6 +539,7 @@ impl Deployer {
         else {
             return;
         };
+        let _ = reader.get_ref().set_read_timeout(None);
         let id = self.next_tm.fetch_add(1, Relaxed);
         if conn
             .send(&ToTm::Registered {
@@ -860,6 +1006,9 @@ pub fn run_taskmanager(
     let jm = format!("{}:{}", cfg.rpc_address, cfg.rpc_port);
     let mut job: Option<(JobSpec, Arc<PreparedJob>)> = None;
     let mut logged = false;
+    // The last loss logged and when: a refusal repeats every half second, its log line at
+    // most every 30 s.
+    let mut last_loss: Option<(String, Instant)> = None;
     while !shutdown.load(Relaxed) {
         let stream = match connect(&jm) {
             Ok(s) => s,
@@ -876,7 +1025,16 @@ pub fn run_taskmanager(
         match serve_jobmanager(cfg, &memory, stream, &data, build, &mut job, shutdown) {
             Ok(()) => {}
             Err(e) => {
-                tracing::warn!(jobmanager = %jm, error = %crate::error::report(&e), "lost the JobManager; re-registering")
+                let error = crate::error::report(&e);
+                let repeated = last_loss.as_ref().is_some_and(|(last, at)| {
+                    *last == error && at.elapsed() < Duration::from_secs(30)
+                });
+                if !repeated {
+                    tracing::warn!(jobmanager = %jm, %error, "lost the JobManager; re-registering");
+                    last_loss = Some((error, Instant::now()));
+                }
+                // A refused handshake fails again at once: do not hammer the JobManager.
+                std::thread::sleep(Duration::from_millis(500));
             }
         }
     }
@@ -905,21 +1063,36 @@ fn connect(addr: &str) -> Result<TcpStream> {
 fn serve_jobmanager(
     cfg: &ClusterConfig,
     memory: &Option<MemoryBudget>,
-    stream: TcpStream,
+    tcp: TcpStream,
     data: &Arc<DataServer>,
     build: &dyn Fn(&JobSpec) -> Result<PreparedJob>,
     job: &mut Option<(JobSpec, Arc<PreparedJob>)>,
     shutdown: &AtomicBool,
 ) -> Result<()> {
+    let peer = peer_of(&tcp);
+    let stream = rpc::connect(
+        tcp,
+        &cfg.rpc_address,
+        cfg.rpc_tls.as_ref(),
+        cfg.heartbeat_timeout,
+    )
+    .map_err(|e| {
+        Error::User(format!(
+            "the JobManager at {peer}: {}",
+            crate::error::report(&e)
+        ))
+    })?;
     stream
         .set_read_timeout(Some(cfg.heartbeat_timeout))
         .map_err(|e| Error::io("cannot configure", "the JobManager connection", e))?;
-    let conn =
-        Arc::new(Conn::new(stream.try_clone().map_err(|e| {
-            Error::io("cannot clone", "the JobManager connection", e)
-        })?)?);
-    let peer = conn.peer.clone();
+    let conn = Arc::new(Conn::new(
+        stream
+            .try_clone()
+            .map_err(|e| Error::io("cannot clone", "the JobManager connection", e))?,
+        peer.clone(),
+    )?);
     let mut reader = BufReader::new(stream);
+    offer_handshake(&conn, &mut reader, cfg.rpc_token.as_ref())?;
     conn.send(&ToJm::Register {
         slots: cfg.slots as u32,
         data_addr: data.addr().to_string(),
@@ -1288,4 +1461,52 @@ fn deploy(
         tasks: globals.into_iter().zip(task_metrics).collect(),
         threads,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the handshake over loopback TCP with the JobManager holding `jm` and the
+    /// TaskManager `tm`; returns the JobManager's refusal and the TaskManager's error.
+    fn handshake(jm: Option<&str>, tm: Option<&str>) -> (Option<String>, Option<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let jm = jm.and_then(Token::new);
+        let jm_side = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let stream = RpcStream::Tcp(tcp);
+            let conn = Conn::new(stream.try_clone().unwrap(), "tm".into()).unwrap();
+            let mut reader = BufReader::new(stream);
+            accept_handshake(&conn, &mut reader, jm.as_ref()).err()
+        });
+        let stream = RpcStream::Tcp(TcpStream::connect(addr).unwrap());
+        let conn = Conn::new(stream.try_clone().unwrap(), "jm".into()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let tm_error = offer_handshake(&conn, &mut reader, tm.and_then(Token::new).as_ref())
+            .err()
+            .map(|e| e.to_string());
+        (jm_side.join().unwrap(), tm_error)
+    }
+
+    #[test]
+    fn the_rpc_handshake_passes_only_when_both_sides_hold_the_same_secret() {
+        assert_eq!(handshake(Some("s"), Some("s")), (None, None));
+        assert_eq!(handshake(None, None), (None, None));
+        let (jm, tm) = handshake(Some("s"), Some("other"));
+        assert!(jm.unwrap().contains("its RPC secret differs"));
+        assert!(tm.unwrap().contains("refused this TaskManager"));
+        let (jm, tm) = handshake(Some("s"), None);
+        assert!(jm.unwrap().contains("presented no RPC secret"));
+        assert!(tm.unwrap().contains("refused this TaskManager"));
+        // A JobManager without the secret cannot command a TaskManager that holds it.
+        let (jm, tm) = handshake(None, Some("s"));
+        assert_eq!(jm, None);
+        assert!(
+            tm.as_deref()
+                .unwrap()
+                .contains("did not prove it holds this TaskManager's RPC secret"),
+            "{tm:?}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub(crate) mod net;
 pub(crate) mod persist;
+pub mod secure;
 pub(crate) mod task;
 
 use crate::error::Result;
