@@ -15,11 +15,24 @@ pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, PrintSink};
 use crate::error::Result;
 use crate::runtime::{Rec, SubtaskInfo};
 
+/// Names a split within one reader (a Kafka partition, a file): chosen by the reader, and
+/// stable while it reads that split.
+pub type SplitId = u64;
+
 /// What a reader produced on one poll.
 #[derive(Debug)]
 pub enum ReaderPoll<T> {
     /// Some records (may be empty).
     Records(Vec<Rec<T>>),
+    /// Records of several splits, for per-split watermarks (see
+    /// [`SourceReader::open_splits`]): the first `runs[0].1` records come from split
+    /// `runs[0].0`, the next `runs[1].1` from `runs[1].0`, and so on.
+    SplitRecords {
+        /// The records, in runs of one split each.
+        records: Vec<Rec<T>>,
+        /// `(split, number of records)` of each run, in order.
+        runs: Vec<(SplitId, usize)>,
+    },
     /// Nothing available; poll again after this many milliseconds.
     Pending(u64),
     /// Exhausted.
@@ -39,6 +52,16 @@ pub trait SourceReader<T>: Send {
     /// Records skipped as undecodable.
     fn skipped(&self) -> u64 {
         0
+    }
+    /// The splits this reader reads now, finished ones left out, for per-split watermarks
+    /// (Flink's): with a watermark strategy, the source generates one watermark per split
+    /// and emits the minimum over the splits that are not idle, so a split that is behind
+    /// (or empty) holds back the subtask's watermark until the strategy's idleness timeout
+    /// passes, and a reader with no split is idle. Such a reader tags its records with
+    /// [`ReaderPoll::SplitRecords`]. `None` (the default): the reader's output is one
+    /// stream with one watermark.
+    fn open_splits(&self) -> Option<Vec<SplitId>> {
+        None
     }
     /// The reader's position, one element per split (restored via `SubtaskInfo::restored`).
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {

@@ -292,10 +292,10 @@ pub trait Operator: Send {
     }
 }
 
-/// What a source subtask produced on one poll.
+/// What a source subtask's poll says about what comes next.
 pub enum SourcePoll {
-    /// Records (possibly empty).
-    Batch(Batch),
+    /// Records may be ready: poll again at once.
+    Ready,
     /// Nothing now; poll again after the given number of milliseconds.
     Pending(u64),
     /// This subtask's input is exhausted.
@@ -304,8 +304,14 @@ pub enum SourcePoll {
 
 /// A source subtask as the runtime drives it.
 pub trait SourceOperator: Send {
-    /// Produces the next batch of at most `max` records.
-    fn poll(&mut self, max: usize) -> Result<SourcePoll>;
+    /// Emits at most `max` records into `out`, with the watermarks and idleness changes the
+    /// source generates.
+    fn poll(&mut self, max: usize, out: &mut Output) -> Result<SourcePoll>;
+    /// The earliest processing time (epoch ms) at which the source must be polled again
+    /// whatever the reader said (an idleness timeout).
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        None
+    }
     /// Records skipped because they could not be decoded (policy `skip`).
     fn skipped(&self) -> u64 {
         0

@@ -183,12 +183,13 @@ impl Task {
             let MemberOp::Source(src) = &mut self.members[0].op else {
                 unreachable!("checked by caller")
             };
-            match src.poll(self.batch_size)? {
-                SourcePoll::Batch(b) => {
-                    let mut out = Output::default();
-                    out.emit(0, b);
-                    self.emit(0, out)?;
-                }
+            let mut out = Output::default();
+            let poll = src.poll(self.batch_size, &mut out)?;
+            if !out.items.is_empty() {
+                self.emit(0, out)?;
+            }
+            match poll {
+                SourcePoll::Ready => {}
                 SourcePoll::Pending(ms) => {
                     let wake = self
                         .next_processing_time()
@@ -582,7 +583,7 @@ impl Task {
             .iter_mut()
             .filter_map(|m| match &mut m.op {
                 MemberOp::Op(op) => op.next_processing_time(),
-                MemberOp::Source(_) => None,
+                MemberOp::Source(src) => src.next_processing_time(),
             })
             .min()
     }
