@@ -2,8 +2,9 @@
 //! as Flink's assigner), where it starts and stops, and its position in checkpoints.
 //!
 //! Each subtask discovers the topics' partitions itself and reads the ones it owns, each from
-//! its own librdkafka partition queue so partitions interleave evenly (one far ahead of the
-//! others would run the subtask's watermark ahead of them). Its checkpoint state is one
+//! its own librdkafka partition queue, and hands each partition's records to the engine as
+//! a split of their own, so watermarks are generated per partition (an empty or lagging
+//! partition holds the subtask's watermark back until it goes idle). Its checkpoint state is one
 //! element per partition (topic, partition, next offset, stop offset), restored as union
 //! list state: every subtask sees every partition's position and takes those it owns at the
 //! new parallelism, so a restore resumes each partition exactly after the last record the
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_engine::config::DecodeErrorPolicy;
-use weir_engine::connectors::{ReaderPoll, Source, SourceReader};
+use weir_engine::connectors::{ReaderPoll, Source, SourceReader, SplitId};
 use weir_engine::runtime::{Rec, SubtaskInfo};
 use weir_engine::time::NO_TIMESTAMP;
 
@@ -352,8 +353,6 @@ struct Part<T> {
     paused_until: Option<Instant>,
     /// Bounded: the stop offset was fetched, nothing more is.
     fetched_all: bool,
-    /// Since when it has had nothing buffered while not at its end.
-    empty_since: Option<Instant>,
     done: bool,
 }
 
@@ -362,10 +361,6 @@ const END_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Records decoded ahead per partition.
 const READ_AHEAD: usize = 256;
-
-/// How long the reader holds back the other partitions while one with nothing fetched
-/// yet (and not at its end) may still deliver older records.
-const ALIGN_WAIT: Duration = Duration::from_millis(100);
 
 struct KafkaReader<T> {
     cfg: Arc<SourceConfig<T>>,
@@ -378,6 +373,8 @@ struct KafkaReader<T> {
     /// Every (topic, partition) seen so far, owned or not: discovery adds the others.
     known: BTreeSet<(String, i32)>,
     next_discovery: Option<Instant>,
+    /// The partition served first on the next poll.
+    rotation: usize,
     skipped: u64,
     /// Positions of the last snapshot, committed to the group when a checkpoint completes.
     last_snapshot: Vec<PartitionState>,
@@ -427,6 +424,7 @@ impl<T> KafkaReader<T> {
             parts: Vec::new(),
             known: BTreeSet::new(),
             next_discovery: None,
+            rotation: 0,
             skipped: 0,
             last_snapshot: Vec::new(),
             cfg,
@@ -680,7 +678,6 @@ impl<T> KafkaReader<T> {
                 at_end: None,
                 paused_until: None,
                 fetched_all: done,
-                empty_since: None,
                 done,
             });
         }
@@ -751,11 +748,9 @@ fn tpl_names(tpl: &TopicPartitionList) -> Vec<String> {
 }
 
 impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
-    /// Emits the buffered records of all partitions in timestamp order (a merge), so the
-    /// subtask's watermark, which follows the largest timestamp emitted, never runs ahead
-    /// of a partition that is behind: the effect of Flink's per-partition watermarks. A
-    /// partition at its end, or with nothing fetched for [`ALIGN_WAIT`], is idle and holds
-    /// nothing back.
+    /// Emits the buffered records partition by partition, each partition's records tagged
+    /// as its own split: the source generates a watermark per partition, so one partition
+    /// running ahead never moves the subtask's watermark past another that is behind.
     fn poll(&mut self, max: usize) -> weir_engine::Result<ReaderPoll<T>> {
         if self.next_discovery.is_some_and(|t| Instant::now() >= t) {
             self.discover()?;
@@ -773,49 +768,40 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
             }
             self.fill(i)?;
         }
-        let mut out: Vec<Rec<T>> = Vec::with_capacity(max.min(4096));
-        while out.len() < max {
-            let mut best: Option<(i64, usize)> = None;
-            let mut blocked = false;
-            for (i, p) in self.parts.iter_mut().enumerate() {
-                if p.done {
-                    continue;
-                }
-                match p.buffered.front() {
-                    Some((_, r)) => {
-                        let ts = r.as_ref().map_or(i64::MIN, |r| r.ts);
-                        if best.is_none_or(|(b, _)| ts < b) {
-                            best = Some((ts, i));
-                        }
-                    }
-                    // Not at its end: its next records may be older than the others'.
-                    None if p.at_end.is_none() && !p.fetched_all && p.paused_until.is_none() => {
-                        let since = *p.empty_since.get_or_insert(now);
-                        blocked |= now.duration_since(since) < ALIGN_WAIT;
-                    }
-                    None => {}
-                }
-            }
-            let Some((_, i)) = best.filter(|_| !blocked) else {
+        let mut records: Vec<Rec<T>> = Vec::with_capacity(max.min(4096));
+        let mut runs: Vec<(SplitId, usize)> = Vec::new();
+        let n = self.parts.len();
+        // Each partition's records form one run (its split's watermark follows them); the
+        // partition served first rotates so a busy one does not starve the others.
+        for k in 0..n {
+            if records.len() >= max {
                 break;
-            };
-            let (offset, rec) = self.parts[i]
-                .buffered
-                .pop_front()
-                .expect("chosen for its head");
-            self.parts[i].state.next = offset + 1;
-            if let Some(r) = rec {
-                out.push(r);
             }
-            if self.parts[i].buffered.is_empty() {
-                self.fill(i)?;
+            let i = (self.rotation + k) % n;
+            let before = records.len();
+            while records.len() < max {
+                let Some((offset, rec)) = self.parts[i].buffered.pop_front() else {
+                    self.fill(i)?;
+                    if self.parts[i].buffered.is_empty() {
+                        break;
+                    }
+                    continue;
+                };
+                self.parts[i].state.next = offset + 1;
+                if let Some(r) = rec {
+                    records.push(r);
+                }
+            }
+            if records.len() > before {
+                runs.push((i as SplitId, records.len() - before));
             }
         }
+        self.rotation = self.rotation.wrapping_add(1);
         for i in 0..self.parts.len() {
             self.settle(i)?;
         }
-        if !out.is_empty() {
-            return Ok(ReaderPoll::Records(out));
+        if !records.is_empty() {
+            return Ok(ReaderPoll::SplitRecords { records, runs });
         }
         if self.cfg.stopping.is_some() && self.parts.iter().all(|p| p.done) {
             return Ok(ReaderPoll::End);
@@ -825,6 +811,17 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
 
     fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// Every partition not finished (bounded reads finish theirs), named by its index in
+    /// `parts`, which only grows.
+    fn open_splits(&self) -> Option<Vec<SplitId>> {
+        Some(
+            (0..self.parts.len())
+                .filter(|&i| !self.parts[i].done)
+                .map(|i| i as SplitId)
+                .collect(),
+        )
     }
 
     fn snapshot_state(&mut self) -> weir_engine::Result<Vec<Vec<u8>>> {
@@ -879,7 +876,6 @@ impl<T> KafkaReader<T> {
                         return Ok(());
                     }
                     part.at_end = None;
-                    part.empty_since = None;
                     if stop.is_some_and(|s| offset + 1 >= s) {
                         part.fetched_all = true;
                     }
@@ -924,7 +920,6 @@ impl<T> KafkaReader<T> {
                     let pos = self.position(&state).unwrap_or(state.next);
                     let part = &mut self.parts[i];
                     part.at_end = Some(pos);
-                    part.empty_since = None;
                     part.paused_until = Some(Instant::now() + END_BACKOFF);
                     self.set_paused(&state, true)?;
                     return Ok(());

@@ -726,3 +726,116 @@ fn a_transaction_left_pending_by_an_unnotified_checkpoint_is_carried_into_the_ne
         "read_committed output",
     );
 }
+
+/// Event times (ms after an aligned base) read from a two-partition topic by one subtask,
+/// counted per ten-second window: `"<window start>:<count>"` lines, as they fire.
+fn window_counts(
+    broker: &Broker,
+    topic: &str,
+    idleness: Option<Duration>,
+) -> (
+    weir_engine::runtime::JobHandle,
+    weir_engine::connectors::CollectedRecords<String>,
+) {
+    let base = aligned_base();
+    let source = KafkaSource::<i64>::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics([topic])
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("{e}"))
+        })
+        .build()
+        .unwrap();
+    let mut strategy =
+        WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(move |t| base + t);
+    if let Some(d) = idleness {
+        strategy = strategy.with_idleness(d);
+    }
+    let env = env(&[]);
+    let (collect, got) = CollectSink::new();
+    env.from_source(source, Some(strategy), "times")
+        .key_by(|_: &i64| "all".to_string())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .aggregate(agg::count())
+        .map(move |w: Windowed<String, u64>| format!("{}:{}", w.window.start - base, w.value))
+        .sink_to(collect);
+    (env.execute_async("event-time").unwrap(), got)
+}
+
+/// `base_ts()` rounded down to a ten-second window boundary.
+fn aligned_base() -> i64 {
+    base_ts() - base_ts().rem_euclid(10_000)
+}
+
+fn produce_times(broker: &Broker, topic: &str, partition: i32, times: &[i64]) {
+    let records: Vec<_> = times
+        .iter()
+        .map(|t| {
+            (
+                partition,
+                None,
+                t.to_string().into_bytes(),
+                aligned_base() + t,
+            )
+        })
+        .collect();
+    broker.produce(topic, &records);
+}
+
+/// Waits until `got` holds something, then a little longer for anything that follows.
+fn first_results(got: &weir_engine::connectors::CollectedRecords<String>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.values().is_empty() {
+        assert!(Instant::now() < deadline, "no window fired within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    got.values()
+}
+
+#[test]
+fn an_empty_partition_holds_back_windows_until_it_has_data_or_goes_idle() {
+    let (_dir, broker) = broker();
+    for topic in ["held", "released"] {
+        broker.create_topic(topic, 2);
+        produce_times(&broker, topic, 0, &[1_000, 2_000, 15_000]);
+    }
+
+    // Without idleness, partition 1 (empty) holds the watermark at its start.
+    let (job, got) = window_counts(&broker, "held", None);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        got.values(),
+        Vec::<String>::new(),
+        "no window fires while partition 1 is empty"
+    );
+    produce_times(&broker, "held", 1, &[16_000]);
+    assert_eq!(first_results(&got), vec!["0:2".to_string()]);
+    job.cancel();
+
+    // With idleness, the empty partition stops holding it back.
+    let (job, got) = window_counts(&broker, "released", Some(Duration::from_millis(500)));
+    assert_eq!(first_results(&got), vec!["0:2".to_string()]);
+    job.cancel();
+}
+
+#[test]
+fn a_partition_behind_another_keeps_its_records_on_time() {
+    let (_dir, broker) = broker();
+    broker.create_topic("behind", 2);
+    produce_times(&broker, "behind", 0, &[1_000, 2_000, 15_000]);
+    let (job, got) = window_counts(&broker, "behind", None);
+    // Partition 0 is read to its end and partition 1 is still empty: a watermark of the
+    // subtask as a whole would now pass 10 s and close the first window.
+    std::thread::sleep(Duration::from_millis(1_500));
+    produce_times(&broker, "behind", 1, &[3_000, 16_000]);
+    assert_eq!(
+        first_results(&got),
+        vec!["0:3".to_string()],
+        "partition 1's record at 3 s counts in the first window"
+    );
+    job.cancel();
+}
