@@ -39,6 +39,8 @@
 //! # }
 //! ```
 
+mod commit;
+pub mod metrics;
 mod protocol;
 mod sink;
 mod source;

@@ -11,8 +11,10 @@
 //! checkpoint covered. Offsets are committed to the consumer group when a checkpoint
 //! completes, for monitoring only; restores never read them.
 
+use crate::commit::Committer;
+use crate::metrics::{self, ReaderContext};
 use crate::{ClientOptions, KafkaError, client_error};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
@@ -22,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_engine::config::DecodeErrorPolicy;
 use weir_engine::connectors::{ReaderPoll, Source, SourceReader, SplitId};
-use weir_engine::runtime::{Rec, SubtaskInfo};
-use weir_engine::time::NO_TIMESTAMP;
+use weir_engine::runtime::{Gauge, Rec, SubtaskInfo};
+use weir_engine::time::{NO_TIMESTAMP, now_ms};
 
 /// A record as read from Kafka, handed to the deserializer.
 #[derive(Debug, Clone, Copy)]
@@ -342,7 +344,7 @@ struct PartitionState {
 struct Part<T> {
     /// `next` is the offset after the last record emitted (what a checkpoint stores).
     state: PartitionState,
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<ReaderContext>,
     /// Fetched and decoded, not emitted yet: `(offset, record)`, `None` for a record
     /// skipped as undecodable.
     buffered: VecDeque<(i64, Option<Rec<T>>)>,
@@ -368,7 +370,9 @@ struct KafkaReader<T> {
     index: usize,
     parallelism: usize,
     decode_errors: DecodeErrorPolicy,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<ReaderContext>>,
+    /// Milliseconds between the last fetched record's timestamp and its fetch.
+    fetch_lag: Option<i64>,
     parts: Vec<Part<T>>,
     /// Every (topic, partition) seen so far, owned or not: discovery adds the others.
     known: BTreeSet<(String, i32)>,
@@ -378,6 +382,8 @@ struct KafkaReader<T> {
     skipped: u64,
     /// Positions of the last snapshot, committed to the group when a checkpoint completes.
     last_snapshot: Vec<PartitionState>,
+    /// Started with the first commit.
+    committer: Option<Committer>,
 }
 
 impl<T: Send + 'static> Source<T> for KafkaSource<T> {
@@ -410,10 +416,13 @@ impl<T> KafkaReader<T> {
             None => format!("weir-source-{}", info.uid),
         };
         defaults.push(("group.id", group.as_str()));
-        let consumer: BaseConsumer = cfg
+        // librdkafka's statistics carry each partition's end offset, for the lag metrics.
+        defaults.push(("statistics.interval.ms", "1000"));
+        let read_committed = cfg.client.get("isolation.level") != Some("read_uncommitted");
+        let consumer: BaseConsumer<ReaderContext> = cfg
             .client
             .config(&defaults)
-            .create()
+            .create_with_context(ReaderContext::new(read_committed))
             .map_err(|e| client_error("consumer", e))?;
         let mut reader = KafkaReader {
             name: info.name.clone(),
@@ -421,12 +430,14 @@ impl<T> KafkaReader<T> {
             parallelism: info.parallelism,
             decode_errors: info.decode_errors,
             consumer: Arc::new(consumer),
+            fetch_lag: None,
             parts: Vec::new(),
             known: BTreeSet::new(),
             next_discovery: None,
             rotation: 0,
             skipped: 0,
             last_snapshot: Vec::new(),
+            committer: None,
             cfg,
         };
         // Reached or not, fail fast with the addresses rather than wait forever.
@@ -813,6 +824,54 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
         self.skipped
     }
 
+    fn gauges(&self) -> Vec<Gauge> {
+        // Serves librdkafka's statistics and commit callbacks also while the subtask is
+        // backpressured and does not poll for records.
+        if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
+            tracing::warn!(source = %self.name, "Kafka consumer: {e}");
+        }
+        let ctx = self.consumer.context();
+        let mut out = Vec::with_capacity(3 * self.parts.len() + 4);
+        let mut pending = Some(0i64);
+        for p in &self.parts {
+            let s = &p.state;
+            let gauge = |name: &str, v: i64| {
+                Gauge::new(name, v as f64)
+                    .label("topic", s.topic.as_str())
+                    .label("partition", s.partition.to_string())
+            };
+            out.push(gauge(metrics::CURRENT_OFFSET, s.next - 1));
+            out.push(gauge(
+                metrics::COMMITTED_OFFSET,
+                ctx.committed(&s.topic, s.partition).unwrap_or(-1),
+            ));
+            // A bounded read ends at its stop offset; otherwise the partition's end is
+            // known once librdkafka's statistics reported it.
+            let end = match s.stop {
+                Some(stop) => Some(stop),
+                None => ctx.end(&s.topic, s.partition),
+            };
+            match end {
+                Some(end) => {
+                    let lag = (end - s.next).max(0);
+                    out.push(gauge(metrics::RECORDS_LAG, lag));
+                    pending = pending.map(|n| n + lag);
+                }
+                None => pending = None,
+            }
+        }
+        if let Some(n) = pending {
+            out.push(Gauge::new(metrics::PENDING_RECORDS, n as f64));
+        }
+        if let Some(lag) = self.fetch_lag {
+            out.push(Gauge::new(metrics::FETCH_EVENT_TIME_LAG, lag as f64));
+        }
+        let (ok, failed) = ctx.commits();
+        out.push(Gauge::new(metrics::COMMITS_SUCCEEDED, ok as f64));
+        out.push(Gauge::new(metrics::COMMITS_FAILED, failed as f64));
+        out
+    }
+
     /// Every partition not finished (bounded reads finish theirs), named by its index in
     /// `parts`, which only grows.
     fn open_splits(&self) -> Option<Vec<SplitId>> {
@@ -837,15 +896,16 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
         if !self.cfg.commit_on_checkpoint || self.cfg.group_id.is_none() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for s in &self.last_snapshot {
-            let _ = tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.next));
-        }
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            // Monitoring only: a failed commit never fails the job.
-            tracing::warn!(source = %self.name, "cannot commit offsets to the group: {e}");
+        if !self.last_snapshot.is_empty() {
+            let committer = self
+                .committer
+                .get_or_insert_with(|| Committer::start(self.consumer.clone(), &self.name));
+            committer.commit(
+                self.last_snapshot
+                    .iter()
+                    .map(|s| (s.topic.clone(), s.partition, s.next))
+                    .collect(),
+            );
         }
         Ok(())
     }
@@ -854,6 +914,7 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
 impl<T> KafkaReader<T> {
     /// Fetches and decodes records of partition `i` up to [`READ_AHEAD`] buffered.
     fn fill(&mut self, i: usize) -> Result<(), KafkaError> {
+        let now = now_ms();
         loop {
             let part = &mut self.parts[i];
             if part.done
@@ -887,6 +948,9 @@ impl<T> KafkaReader<T> {
                         key: m.key(),
                         value: m.payload(),
                     };
+                    if let Some(ts) = record.timestamp {
+                        self.fetch_lag = Some(now - ts);
+                    }
                     let rec = match (self.cfg.deserializer)(&record) {
                         Ok(v) => Some(Rec {
                             ts: record.timestamp.unwrap_or(NO_TIMESTAMP),

@@ -408,6 +408,8 @@ impl<T: super::Data> Operator for SinkOp<T> {
 pub(crate) struct SourceOp<T> {
     reader: Box<dyn SourceReader<T>>,
     watermarks: Option<WatermarkGenerator<T>>,
+    /// Milliseconds between the last emitted record's event time and its emission.
+    emit_lag: Option<i64>,
 }
 
 impl<T> SourceOp<T> {
@@ -418,29 +420,41 @@ impl<T> SourceOp<T> {
         SourceOp {
             reader,
             watermarks: strategy.map(|s| WatermarkGenerator::new(s, now_ms())),
+            emit_lag: None,
         }
+    }
+
+    fn emit(&mut self, records: Vec<Rec<T>>, now: Timestamp, out: &mut Output)
+    where
+        T: super::Data,
+    {
+        if let Some(last) = records.iter().rev().find(|r| r.ts != NO_TIMESTAMP) {
+            self.emit_lag = Some(now.saturating_sub(last.ts));
+        }
+        out.emit(0, Box::new(records));
     }
 }
 
 impl<T: super::Data> SourceOperator for SourceOp<T> {
     fn poll(&mut self, max: usize, out: &mut Output) -> Result<SourcePoll> {
         let polled = self.reader.poll(max)?;
-        let Some(clock) = &mut self.watermarks else {
+        let now = now_ms();
+        if self.watermarks.is_none() {
             return Ok(match polled {
                 ReaderPoll::Records(r) | ReaderPoll::SplitRecords { records: r, .. } => {
-                    out.emit(0, Box::new(r));
+                    self.emit(r, now, out);
                     SourcePoll::Ready
                 }
                 ReaderPoll::Pending(ms) => SourcePoll::Pending(ms),
                 ReaderPoll::End => SourcePoll::End,
             });
-        };
-        let now = now_ms();
+        }
         let split_aware = self.reader.open_splits();
+        let clock = self.watermarks.as_mut().expect("checked above");
         let next = match polled {
             ReaderPoll::Records(mut r) => {
                 clock.on_records(WHOLE_STREAM, &mut r, now, out);
-                out.emit(0, Box::new(r));
+                self.emit(r, now, out);
                 SourcePoll::Ready
             }
             ReaderPoll::SplitRecords { mut records, runs } => {
@@ -454,13 +468,14 @@ impl<T: super::Data> SourceOperator for SourceOp<T> {
                 } else {
                     clock.on_records(WHOLE_STREAM, &mut records, now, out);
                 }
-                out.emit(0, Box::new(records));
+                self.emit(records, now, out);
                 SourcePoll::Ready
             }
             ReaderPoll::Pending(ms) => SourcePoll::Pending(ms),
             // The runtime sends the final watermark.
             ReaderPoll::End => return Ok(SourcePoll::End),
         };
+        let clock = self.watermarks.as_mut().expect("checked above");
         if let Some(open) = split_aware {
             clock.set_splits(&open, now);
         }
@@ -472,6 +487,16 @@ impl<T: super::Data> SourceOperator for SourceOp<T> {
     }
     fn skipped(&self) -> u64 {
         self.reader.skipped()
+    }
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        let mut g = self.reader.gauges();
+        if let Some(lag) = self.emit_lag {
+            g.push(crate::runtime::Gauge::new(
+                crate::runtime::metrics::CURRENT_EMIT_EVENT_TIME_LAG,
+                lag as f64,
+            ));
+        }
+        g
     }
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         self.reader.snapshot_state()

@@ -67,6 +67,12 @@ pub trait SourceReader<T>: Send {
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         Ok(Vec::new())
     }
+    /// The reader's own metrics, named as Flink's connectors name them (see
+    /// [`Gauge`](crate::runtime::Gauge)): read a few times a second and exported with the
+    /// operator's metrics.
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        Vec::new()
+    }
     /// Checkpoint `checkpoint_id` completed (every checkpoint up to it covers what this
     /// reader's snapshots before it recorded): e.g. report positions to an external system
     /// for monitoring. Restores never read them back from there.

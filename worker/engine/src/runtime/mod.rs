@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
 pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
-pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
+pub use metrics::{Gauge, JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
 /// A batch of records as the runtime sees it: countable, clonable, and downcastable by the
 /// operator that knows its type.
@@ -323,5 +323,9 @@ pub trait SourceOperator: Send {
     /// Checkpoint `checkpoint_id` completed.
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
         Ok(())
+    }
+    /// The reader's own metrics (lag, offsets), read a few times a second.
+    fn gauges(&self) -> Vec<metrics::Gauge> {
+        Vec::new()
     }
 }

@@ -615,6 +615,9 @@ impl Task {
             };
             m.metrics.state_entries.store(entries, Relaxed);
             m.metrics.skipped.store(skipped, Relaxed);
+            if let MemberOp::Source(s) = &m.op {
+                *m.metrics.gauges.lock().expect("never poisoned") = s.gauges();
+            }
         }
     }
 
@@ -764,12 +767,20 @@ impl Task {
             Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
         };
         let start = Instant::now();
+        let mut waits = 0u32;
         let r = loop {
             match tx.send_timeout(ev, CANCEL_POLL) {
                 Ok(()) => break Ok(()),
                 Err(SendTimeoutError::Timeout(e)) => {
                     if self.cancel.load(Relaxed) {
                         break Err(Error::Cancelled);
+                    }
+                    // A task blocked here (a barrier behind a full channel) still reports
+                    // its metrics: a source's lag matters most while it is backpressured.
+                    waits += 1;
+                    if u128::from(waits) * CANCEL_POLL.as_millis() >= HOUSEKEEPING_MS as u128 {
+                        waits = 0;
+                        self.housekeeping();
                     }
                     ev = e;
                 }
