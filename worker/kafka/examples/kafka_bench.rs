@@ -175,8 +175,11 @@ fn pipeline(brokers: &str, input: &str, output: &str, guarantee: DeliveryGuarant
     let mut c = Config::default();
     c.set("parallelism.default", "1").unwrap();
     c.set("execution.checkpointing.interval", "1s").unwrap();
-    c.set("state.checkpoints.dir", format!("file://{}", chk.display()))
-        .unwrap();
+    c.set(
+        "state.checkpoints.dir",
+        &format!("file://{}", chk.display()),
+    )
+    .unwrap();
     let env = StreamExecutionEnvironment::with_config(c);
     let source = KafkaSource::<String>::builder()
         .bootstrap_servers(brokers)
