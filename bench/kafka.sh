@@ -3,6 +3,7 @@
 # with exactly-once and at-least-once delivery (checkpoints every second, parallelism 1),
 # next to the ceiling: plain librdkafka consuming the same records and producing each one,
 # against the same broker (noida-db, the integration tests' broker, started by the example).
+# A consume-only line shows plain librdkafka reading the records without writing them.
 #
 #   bash bench/kafka.sh                 # 1,000,000 records
 #   RECORDS=200000 bash bench/kafka.sh  # fewer
@@ -31,12 +32,12 @@ for line in open(sys.argv[1]):
     f = dict(kv.split("=", 1) for kv in line.split())
     rows[f["mode"]] = f
 print()
-print(f"{'phase':<15}{'records':>10}{'wall s':>9}{'CPU s':>8}{'records/CPU-s':>15}{'of ceiling':>12}")
+print(f"{'phase':<15}{'records':>10}{'wall s':>9}{'CPU s':>8}{'records/CPU-s':>15}{'of ceiling':>12}{'checkpoints':>13}")
 ceiling = float(rows["ceiling"]["per_cpu_s"])
-for mode in ["produce", "ceiling", "exactly-once", "at-least-once"]:
+for mode in ["produce", "consume-only", "ceiling", "exactly-once", "at-least-once"]:
     r = rows[mode]
-    share = "" if mode == "produce" else f"{float(r['per_cpu_s']) / ceiling:.2f}"
-    print(f"{mode:<15}{r['records']:>10}{r['wall_s']:>9}{r['cpu_s']:>8}{r['per_cpu_s']:>15}{share:>12}")
+    share = "" if mode in ("produce", "consume-only") else f"{float(r['per_cpu_s']) / ceiling:.2f}"
+    print(f"{mode:<15}{r['records']:>10}{r['wall_s']:>9}{r['cpu_s']:>8}{r['per_cpu_s']:>15}{share:>12}{r['checkpoints']:>13}")
 eo = float(rows["exactly-once"]["per_cpu_s"]) / ceiling
 alo = float(rows["at-least-once"]["per_cpu_s"]) / ceiling
 print(f"kafka exactly_once/ceiling={eo:.2f} at_least_once/ceiling={alo:.2f}")

@@ -6,7 +6,7 @@
 //! cargo run --release -p weir-kafka --features test-support --example kafka_bench -- [records]
 //! ```
 //!
-//! Prints one line per phase, `mode=… records=… wall_s=… cpu_s=… per_cpu_s=…`, where
+//! Prints one line per phase, `mode=… records=… wall_s=… cpu_s=… per_cpu_s=… checkpoints=…`, where
 //! `cpu_s` is this process's user + system time during the phase (the broker runs in its
 //! own process and is not counted) and `per_cpu_s` is records read per CPU-second.
 
@@ -40,9 +40,12 @@ fn main() {
     }
     phase("produce", || {
         produce(&brokers, "bench-in", records);
-        records
+        (records, 0)
     });
-    phase("ceiling", || ceiling(&brokers, "bench-in", "ceiling-out"));
+    phase("consume-only", || (ceiling(&brokers, "bench-in", None), 0));
+    phase("ceiling", || {
+        (ceiling(&brokers, "bench-in", Some("ceiling-out")), 0)
+    });
     phase("exactly-once", || {
         pipeline(
             &brokers,
@@ -63,15 +66,16 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs one phase and prints its line.
-fn phase(mode: &str, run: impl FnOnce() -> u64) {
+/// Runs one phase and prints its line; `run` returns the records read and the checkpoints
+/// completed.
+fn phase(mode: &str, run: impl FnOnce() -> (u64, u64)) {
     let start = Instant::now();
     let cpu0 = cpu_seconds();
-    let records = run();
+    let (records, checkpoints) = run();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     println!(
-        "mode={mode} records={records} wall_s={wall:.2} cpu_s={cpu:.2} per_cpu_s={:.0}",
+        "mode={mode} records={records} wall_s={wall:.2} cpu_s={cpu:.2} per_cpu_s={:.0} checkpoints={checkpoints}",
         records as f64 / cpu.max(0.01)
     );
 }
@@ -118,8 +122,9 @@ fn produce(brokers: &str, topic: &str, records: u64) {
     p.flush(Duration::from_secs(120)).expect("flush");
 }
 
-/// Reads every record of `input` with a plain consumer and writes each to `output`.
-fn ceiling(brokers: &str, input: &str, output: &str) -> u64 {
+/// Reads every record of `input` with a plain consumer and writes each to `output` (if
+/// given).
+fn ceiling(brokers: &str, input: &str, output: Option<&str>) -> u64 {
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "kafka-bench-ceiling")
@@ -143,6 +148,7 @@ fn ceiling(brokers: &str, input: &str, output: &str) -> u64 {
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 n += 1;
+                let Some(output) = output else { continue };
                 let mut rec = BaseRecord::to(output)
                     .payload(m.payload().unwrap_or_default())
                     .key(m.key().unwrap_or_default());
@@ -170,7 +176,7 @@ fn ceiling(brokers: &str, input: &str, output: &str) -> u64 {
 
 /// Weir: `input` → one-second tumbling windows counting per key → `output`, at
 /// parallelism 1 with a checkpoint every second; the source is bounded at the topic's end.
-fn pipeline(brokers: &str, input: &str, output: &str, guarantee: DeliveryGuarantee) -> u64 {
+fn pipeline(brokers: &str, input: &str, output: &str, guarantee: DeliveryGuarantee) -> (u64, u64) {
     let chk = std::env::temp_dir().join(format!("kafka-bench-chk-{}", std::process::id()));
     let mut c = Config::default();
     c.set("parallelism.default", "1").unwrap();
@@ -217,7 +223,7 @@ fn pipeline(brokers: &str, input: &str, output: &str, guarantee: DeliveryGuarant
     .uid("out");
     let result = env.execute("kafka-bench").expect("job");
     let _ = std::fs::remove_dir_all(&chk);
-    result.metrics.records_in
+    (result.metrics.records_in, result.checkpoints.completed)
 }
 
 fn now_ms() -> i64 {
