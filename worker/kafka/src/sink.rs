@@ -337,12 +337,35 @@ struct EosStats {
 }
 
 impl ClientContext for SinkContext {
+    /// Runs on librdkafka's threads as things happen, unlike [`ClientContext::error`]
+    /// (served by polls): a broker connection that closes (facility `FAIL`, at the info
+    /// level) is noticed here even while the producer is idle, which librdkafka reports as
+    /// an error only when it has requests in flight. Idle producers reconnect only to send,
+    /// so the sink learns of the loss before it sends into a transaction a restarted broker
+    /// no longer knows.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "FAIL" && disconnected(log_message) {
+            self.connection_lost
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!("librdkafka: {fac} {log_message}")
+            }
+            L::Warning => tracing::warn!("librdkafka: {fac} {log_message}"),
+            L::Notice | L::Info => tracing::info!("librdkafka: {fac} {log_message}"),
+            L::Debug => tracing::debug!("librdkafka: {fac} {log_message}"),
+        }
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
         if matches!(
             error.rdkafka_error_code(),
             Some(BrokerTransportFailure | AllBrokersDown)
-        ) {
+        ) && disconnected(reason)
+        {
             self.connection_lost
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -372,6 +395,13 @@ impl ProducerContext for SinkContext {
             }
         }
     }
+}
+
+/// Whether librdkafka's message reports a connection that was up and broke ("…:
+/// Disconnected (after 1234ms in state UP)"), not a broker that could not be reached (one of
+/// several bootstrap servers being down must not fail every transaction).
+fn disconnected(message: &str) -> bool {
+    message.contains("Disconnected")
 }
 
 type KProducer = BaseProducer<SinkContext>;
@@ -485,9 +515,12 @@ impl<T> KafkaWriter<T> {
         } else if self.cfg.guarantee == DeliveryGuarantee::AtLeastOnce {
             defaults.push(("acks", "all"));
         }
-        self.cfg
-            .client
-            .config(&defaults)
+        let mut config = self.cfg.client.config(&defaults);
+        if transactional_id.is_some() {
+            // Connection losses are logged at the info level (see `SinkContext::log`).
+            config.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
+        }
+        config
             .create_with_context(SinkContext::default())
             .map_err(|e| client_error("producer", e))
     }
