@@ -97,6 +97,16 @@ fn number(v: f64) -> String {
     }
 }
 
+/// A connector metric's identifier as a Prometheus name: scope separators and other
+/// characters Prometheus does not allow become `_`, as Flink's reporter does
+/// (`KafkaSourceReader.topic.partition.currentOffset` →
+/// `KafkaSourceReader_topic_partition_currentOffset`).
+fn metric_name(id: &str) -> String {
+    id.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 fn rate(now: u64, then: u64, ms: u64) -> f64 {
     now.saturating_sub(then) as f64 * 1000.0 / ms.max(1) as f64
 }
@@ -337,6 +347,17 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
             &labels,
             o.state_entries as f64,
         );
+        for gauge in &o.gauges {
+            let mut l: Vec<(&str, &str)> = labels.to_vec();
+            l.extend(gauge.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            f.add(
+                &format!("{p}{}", metric_name(&gauge.name)),
+                g,
+                "reported by the operator's connector (docs/kafka.md)",
+                &l,
+                gauge.value,
+            );
+        }
         if o.watermark != MIN_WATERMARK {
             f.add(
                 &format!("{p}currentOutputWatermark"),
@@ -396,6 +417,15 @@ mod tests {
     #[test]
     fn label_values_escape_quotes_backslashes_and_newlines() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn connector_metric_identifiers_become_prometheus_names() {
+        assert_eq!(
+            metric_name("KafkaSourceReader.topic.partition.currentOffset"),
+            "KafkaSourceReader_topic_partition_currentOffset"
+        );
+        assert_eq!(metric_name("records-lag"), "records_lag");
     }
 
     #[test]

@@ -441,6 +441,31 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
         ),
         EVENTS as f64
     );
+    // A source whose records carry event time reports how long after it they are emitted,
+    // a connector-style gauge carried to /metrics as it was last read.
+    let lag = job
+        .metrics()
+        .operators
+        .iter()
+        .filter(|o| o.name == "gen")
+        .flat_map(|o| o.gauges.clone())
+        .find(|g| g.name == "currentEmitEventTimeLag")
+        .expect("the source reports currentEmitEventTimeLag")
+        .value;
+    assert_eq!(
+        value(
+            "weir_taskmanager_job_task_operator_currentEmitEventTimeLag",
+            Some("gen")
+        ),
+        lag,
+        "{text}"
+    );
+    // Its records are stamped 10 ms apart from the epoch: the lag is about the wall clock.
+    let now = weir_engine::time::now_ms() as f64;
+    assert!(
+        lag <= now && lag > now - (EVENTS * 10) as f64 - 600_000.0,
+        "lag {lag} at {now}"
+    );
     let checkpoints = job.checkpoints();
     assert!(checkpoints.completed > 0);
     assert_eq!(

@@ -39,6 +39,8 @@
 //! # }
 //! ```
 
+mod commit;
+pub mod metrics;
 mod protocol;
 mod sink;
 mod source;
@@ -128,6 +130,20 @@ pub enum KafkaError {
         topic: String,
         /// librdkafka's report.
         reason: String,
+    },
+    /// The connection to the broker broke while a transaction was open or waiting for its
+    /// checkpoint: a broker that restarts may abort it, and committing it would then report
+    /// success for records that are gone.
+    #[error(
+        "the connection to the Kafka broker {servers} was lost while transaction \
+         '{transactional_id}' was open (a broker restart may have aborted it): it is not \
+         committed, and the job restarts from its last completed checkpoint"
+    )]
+    TransactionInterrupted {
+        /// The brokers.
+        servers: String,
+        /// The transaction's id.
+        transactional_id: String,
     },
     /// The raw protocol client got an unexpected answer.
     #[error("Kafka broker {broker}: {reason}")]

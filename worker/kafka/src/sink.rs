@@ -25,7 +25,7 @@ use crate::protocol::{Connection, code};
 use crate::{ClientOptions, KafkaError, client_error};
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -312,12 +312,16 @@ struct PendingTxn {
     epoch: i16,
 }
 
-/// Callbacks of one producer: the first delivery failure and the producer id and epoch
-/// (from librdkafka's statistics, its only public report of them).
+/// Callbacks of one producer: the first delivery failure, the producer id and epoch
+/// (from librdkafka's statistics, its only public report of them), and whether a broker
+/// connection broke.
 #[derive(Default)]
 struct SinkContext {
     failure: Mutex<Option<(String, String)>>,
     eos: Mutex<Option<(i64, i16)>>,
+    /// A connection to a broker failed since the producer was created (each transaction
+    /// has its own producer, so: since its transaction began).
+    connection_lost: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +337,41 @@ struct EosStats {
 }
 
 impl ClientContext for SinkContext {
+    /// Runs on librdkafka's threads as things happen, unlike [`ClientContext::error`]
+    /// (served by polls): a broker connection that closes (facility `FAIL`, at the info
+    /// level) is noticed here even while the producer is idle, which librdkafka reports as
+    /// an error only when it has requests in flight. Idle producers reconnect only to send,
+    /// so the sink learns of the loss before it sends into a transaction a restarted broker
+    /// no longer knows.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "FAIL" && disconnected(log_message) {
+            self.connection_lost
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!("librdkafka: {fac} {log_message}")
+            }
+            L::Warning => tracing::warn!("librdkafka: {fac} {log_message}"),
+            L::Notice | L::Info => tracing::info!("librdkafka: {fac} {log_message}"),
+            L::Debug => tracing::debug!("librdkafka: {fac} {log_message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(BrokerTransportFailure | AllBrokersDown)
+        ) && disconnected(reason)
+        {
+            self.connection_lost
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        tracing::warn!("librdkafka: {error}: {reason}");
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         if let Ok(Stats { eos: Some(e) }) = serde_json::from_slice::<Stats>(statistics)
             && e.idemp_state == "Assigned"
@@ -356,6 +395,13 @@ impl ProducerContext for SinkContext {
             }
         }
     }
+}
+
+/// Whether librdkafka's message reports a connection that was up and broke ("…:
+/// Disconnected (after 1234ms in state UP)"), not a broker that could not be reached (one of
+/// several bootstrap servers being down must not fail every transaction).
+fn disconnected(message: &str) -> bool {
+    message.contains("Disconnected")
 }
 
 type KProducer = BaseProducer<SinkContext>;
@@ -384,6 +430,9 @@ struct KafkaWriter<T> {
     partitions: BTreeMap<String, i32>,
     timeout: Duration,
 }
+
+/// How long one step of flushing a transaction waits before the connections are checked.
+const FLUSH_SLICE: Duration = Duration::from_millis(20);
 
 /// librdkafka's default `transaction.timeout.ms`.
 const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 60_000;
@@ -466,9 +515,12 @@ impl<T> KafkaWriter<T> {
         } else if self.cfg.guarantee == DeliveryGuarantee::AtLeastOnce {
             defaults.push(("acks", "all"));
         }
-        self.cfg
-            .client
-            .config(&defaults)
+        let mut config = self.cfg.client.config(&defaults);
+        if transactional_id.is_some() {
+            // Connection losses are logged at the info level (see `SinkContext::log`).
+            config.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
+        }
+        config
             .create_with_context(SinkContext::default())
             .map_err(|e| client_error("producer", e))
     }
@@ -646,6 +698,34 @@ impl<T> KafkaWriter<T> {
             .expect("a producer exists while writing")
     }
 
+    /// Exactly-once: fails if a broker connection of the open transaction, or of one
+    /// waiting for its checkpoint, broke. Failing before the checkpoint completes makes the
+    /// job restart from the previous one and write those records again, instead of
+    /// committing a transaction a restarted broker may have aborted (the test broker
+    /// answers such a commit with success).
+    fn check_connections(&self) -> Result<(), KafkaError> {
+        for txn in self.pending.iter().chain(self.open.as_ref()) {
+            // Serves the producer's error callbacks.
+            txn.producer.poll(Duration::ZERO);
+            if txn
+                .producer
+                .context()
+                .connection_lost
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                // Nothing of it may reach a restarted broker: records sent into a
+                // transaction the broker forgot would hold back read_committed readers.
+                txn.producer
+                    .purge(PurgeConfig::default().queue().inflight());
+                return Err(KafkaError::TransactionInterrupted {
+                    servers: self.cfg.client.servers.clone(),
+                    transactional_id: txn.transactional_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn check_failures(producer: &KProducer) -> Result<(), KafkaError> {
         if let Some((topic, reason)) = producer
             .context()
@@ -669,10 +749,28 @@ impl<T> KafkaWriter<T> {
 
     /// Exactly-once at a barrier: flushes the open transaction and keeps it for `checkpoint`.
     fn pre_commit(&mut self, checkpoint: u64) -> Result<(), KafkaError> {
-        let Some(mut txn) = self.open.take() else {
+        let Some(txn) = &self.open else {
             return Ok(());
         };
-        Self::flush(&txn.producer, self.timeout, &txn.transactional_id)?;
+        // Flushes in slices, watching the connections: records held back while the broker
+        // is away must not go out to it once it is back, in a transaction it aborted.
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            self.check_connections()?;
+            match txn.producer.flush(FLUSH_SLICE) {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => {}
+                Err(e) => {
+                    return Err(KafkaError::Client {
+                        action: format!("cannot flush {}", txn.transactional_id),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Self::check_failures(&txn.producer)?;
+        self.check_connections()?;
+        let mut txn = self.open.take().expect("checked above");
         // librdkafka reports the producer id and epoch only in its statistics.
         let deadline = Instant::now() + self.timeout;
         loop {
@@ -704,6 +802,24 @@ impl<T> KafkaWriter<T> {
             .is_some_and(|t| t.checkpoint <= checkpoint)
         {
             let txn = self.pending.remove(0);
+            txn.producer.poll(Duration::ZERO);
+            if txn
+                .producer
+                .context()
+                .connection_lost
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                // Its checkpoint completed, so it must be committed; Apache Kafka keeps a
+                // pre-committed transaction across broker restarts, but a broker that
+                // aborts it on restart would lose its records here.
+                tracing::warn!(
+                    sink = %self.name,
+                    "committing transaction '{}' of checkpoint {} after its broker connection broke: \
+                     if the broker restarted and aborted it, its records are lost",
+                    txn.transactional_id,
+                    txn.checkpoint
+                );
+            }
             txn.producer
                 .commit_transaction(self.timeout)
                 .map_err(|e| KafkaError::Client {
@@ -719,6 +835,7 @@ impl<T> KafkaWriter<T> {
 
     fn write_records(&mut self, records: Vec<Rec<T>>) -> Result<(), KafkaError> {
         self.begin_if_needed()?;
+        self.check_connections()?;
         for r in records {
             let rec = (self.cfg.serializer)(&r.value);
             let topic = match rec.topic.as_deref().or(self.cfg.topic.as_deref()) {
@@ -842,10 +959,15 @@ impl<T> Drop for KafkaWriter<T> {
         // The open transaction is covered by no checkpoint: abort it rather than leave it
         // to the next run's fencing (read_committed readers wait behind open transactions).
         // Pre-committed ones stay open: a completed checkpoint may cover them.
-        if let Some(txn) = self.open.take()
-            && let Err(e) = txn.producer.abort_transaction(Duration::from_secs(5))
-        {
-            tracing::warn!(sink = %self.name, "cannot abort transaction '{}': {e}", txn.transactional_id);
+        if let Some(txn) = self.open.take() {
+            // Its records are discarded anyway: none still queued or awaiting an answer may
+            // be sent (again) once a restarted broker is back, into a transaction it no
+            // longer knows.
+            txn.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            if let Err(e) = txn.producer.abort_transaction(Duration::from_secs(5)) {
+                tracing::warn!(sink = %self.name, "cannot abort transaction '{}': {e}", txn.transactional_id);
+            }
         }
     }
 }

@@ -2,16 +2,19 @@
 //! as Flink's assigner), where it starts and stops, and its position in checkpoints.
 //!
 //! Each subtask discovers the topics' partitions itself and reads the ones it owns, each from
-//! its own librdkafka partition queue so partitions interleave evenly (one far ahead of the
-//! others would run the subtask's watermark ahead of them). Its checkpoint state is one
+//! its own librdkafka partition queue, and hands each partition's records to the engine as
+//! a split of their own, so watermarks are generated per partition (an empty or lagging
+//! partition holds the subtask's watermark back until it goes idle). Its checkpoint state is one
 //! element per partition (topic, partition, next offset, stop offset), restored as union
 //! list state: every subtask sees every partition's position and takes those it owns at the
 //! new parallelism, so a restore resumes each partition exactly after the last record the
 //! checkpoint covered. Offsets are committed to the consumer group when a checkpoint
 //! completes, for monitoring only; restores never read them.
 
+use crate::commit::Committer;
+use crate::metrics::{self, ReaderContext};
 use crate::{ClientOptions, KafkaError, client_error};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
@@ -20,9 +23,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_engine::config::DecodeErrorPolicy;
-use weir_engine::connectors::{ReaderPoll, Source, SourceReader};
-use weir_engine::runtime::{Rec, SubtaskInfo};
-use weir_engine::time::NO_TIMESTAMP;
+use weir_engine::connectors::{ReaderPoll, Source, SourceReader, SplitId};
+use weir_engine::runtime::{Gauge, Rec, SubtaskInfo};
+use weir_engine::time::{NO_TIMESTAMP, now_ms};
 
 /// A record as read from Kafka, handed to the deserializer.
 #[derive(Debug, Clone, Copy)]
@@ -368,7 +371,7 @@ struct PartitionState {
 struct Part<T> {
     /// `next` is the offset after the last record emitted (what a checkpoint stores).
     state: PartitionState,
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<ReaderContext>,
     /// Fetched and decoded, not emitted yet: `(offset, record)`, `None` for a record
     /// skipped as undecodable.
     buffered: VecDeque<(i64, Option<Rec<T>>)>,
@@ -379,8 +382,6 @@ struct Part<T> {
     paused_until: Option<Instant>,
     /// Bounded: the stop offset was fetched, nothing more is.
     fetched_all: bool,
-    /// Since when it has had nothing buffered while not at its end.
-    empty_since: Option<Instant>,
     done: bool,
 }
 
@@ -390,24 +391,26 @@ const END_BACKOFF: Duration = Duration::from_millis(50);
 /// Records decoded ahead per partition.
 const READ_AHEAD: usize = 256;
 
-/// How long the reader holds back the other partitions while one with nothing fetched
-/// yet (and not at its end) may still deliver older records.
-const ALIGN_WAIT: Duration = Duration::from_millis(100);
-
 struct KafkaReader<T> {
     cfg: Arc<SourceConfig<T>>,
     name: String,
     index: usize,
     parallelism: usize,
     decode_errors: DecodeErrorPolicy,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<ReaderContext>>,
+    /// Milliseconds between the last fetched record's timestamp and its fetch.
+    fetch_lag: Option<i64>,
     parts: Vec<Part<T>>,
     /// Every (topic, partition) seen so far, owned or not: discovery adds the others.
     known: BTreeSet<(String, i32)>,
     next_discovery: Option<Instant>,
+    /// The partition served first on the next poll.
+    rotation: usize,
     skipped: u64,
     /// Positions of the last snapshot, committed to the group when a checkpoint completes.
     last_snapshot: Vec<PartitionState>,
+    /// Started with the first commit.
+    committer: Option<Committer>,
 }
 
 impl<T: Send + 'static> Source<T> for KafkaSource<T> {
@@ -440,10 +443,13 @@ impl<T> KafkaReader<T> {
             None => format!("weir-source-{}", info.uid),
         };
         defaults.push(("group.id", group.as_str()));
-        let consumer: BaseConsumer = cfg
+        // librdkafka's statistics carry each partition's end offset, for the lag metrics.
+        defaults.push(("statistics.interval.ms", "1000"));
+        let read_committed = cfg.client.get("isolation.level") != Some("read_uncommitted");
+        let consumer: BaseConsumer<ReaderContext> = cfg
             .client
             .config(&defaults)
-            .create()
+            .create_with_context(ReaderContext::new(read_committed))
             .map_err(|e| client_error("consumer", e))?;
         let mut reader = KafkaReader {
             name: info.name.clone(),
@@ -451,11 +457,14 @@ impl<T> KafkaReader<T> {
             parallelism: info.parallelism,
             decode_errors: info.decode_errors,
             consumer: Arc::new(consumer),
+            fetch_lag: None,
             parts: Vec::new(),
             known: BTreeSet::new(),
             next_discovery: None,
+            rotation: 0,
             skipped: 0,
             last_snapshot: Vec::new(),
+            committer: None,
             cfg,
         };
         // Reached or not, fail fast with the addresses rather than wait forever.
@@ -707,7 +716,6 @@ impl<T> KafkaReader<T> {
                 at_end: None,
                 paused_until: None,
                 fetched_all: done,
-                empty_since: None,
                 done,
             });
         }
@@ -778,11 +786,9 @@ fn tpl_names(tpl: &TopicPartitionList) -> Vec<String> {
 }
 
 impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
-    /// Emits the buffered records of all partitions in timestamp order (a merge), so the
-    /// subtask's watermark, which follows the largest timestamp emitted, never runs ahead
-    /// of a partition that is behind: the effect of Flink's per-partition watermarks. A
-    /// partition at its end, or with nothing fetched for [`ALIGN_WAIT`], is idle and holds
-    /// nothing back.
+    /// Emits the buffered records partition by partition, each partition's records tagged
+    /// as its own split: the source generates a watermark per partition, so one partition
+    /// running ahead never moves the subtask's watermark past another that is behind.
     fn poll(&mut self, max: usize) -> weir_engine::Result<ReaderPoll<T>> {
         if self.next_discovery.is_some_and(|t| Instant::now() >= t) {
             self.discover()?;
@@ -800,49 +806,40 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
             }
             self.fill(i)?;
         }
-        let mut out: Vec<Rec<T>> = Vec::with_capacity(max.min(4096));
-        while out.len() < max {
-            let mut best: Option<(i64, usize)> = None;
-            let mut blocked = false;
-            for (i, p) in self.parts.iter_mut().enumerate() {
-                if p.done {
-                    continue;
-                }
-                match p.buffered.front() {
-                    Some((_, r)) => {
-                        let ts = r.as_ref().map_or(i64::MIN, |r| r.ts);
-                        if best.is_none_or(|(b, _)| ts < b) {
-                            best = Some((ts, i));
-                        }
-                    }
-                    // Not at its end: its next records may be older than the others'.
-                    None if p.at_end.is_none() && !p.fetched_all && p.paused_until.is_none() => {
-                        let since = *p.empty_since.get_or_insert(now);
-                        blocked |= now.duration_since(since) < ALIGN_WAIT;
-                    }
-                    None => {}
-                }
-            }
-            let Some((_, i)) = best.filter(|_| !blocked) else {
+        let mut records: Vec<Rec<T>> = Vec::with_capacity(max.min(4096));
+        let mut runs: Vec<(SplitId, usize)> = Vec::new();
+        let n = self.parts.len();
+        // Each partition's records form one run (its split's watermark follows them); the
+        // partition served first rotates so a busy one does not starve the others.
+        for k in 0..n {
+            if records.len() >= max {
                 break;
-            };
-            let (offset, rec) = self.parts[i]
-                .buffered
-                .pop_front()
-                .expect("chosen for its head");
-            self.parts[i].state.next = offset + 1;
-            if let Some(r) = rec {
-                out.push(r);
             }
-            if self.parts[i].buffered.is_empty() {
-                self.fill(i)?;
+            let i = (self.rotation + k) % n;
+            let before = records.len();
+            while records.len() < max {
+                let Some((offset, rec)) = self.parts[i].buffered.pop_front() else {
+                    self.fill(i)?;
+                    if self.parts[i].buffered.is_empty() {
+                        break;
+                    }
+                    continue;
+                };
+                self.parts[i].state.next = offset + 1;
+                if let Some(r) = rec {
+                    records.push(r);
+                }
+            }
+            if records.len() > before {
+                runs.push((i as SplitId, records.len() - before));
             }
         }
+        self.rotation = self.rotation.wrapping_add(1);
         for i in 0..self.parts.len() {
             self.settle(i)?;
         }
-        if !out.is_empty() {
-            return Ok(ReaderPoll::Records(out));
+        if !records.is_empty() {
+            return Ok(ReaderPoll::SplitRecords { records, runs });
         }
         if self.cfg.stopping.is_some() && self.parts.iter().all(|p| p.done) {
             return Ok(ReaderPoll::End);
@@ -852,6 +849,65 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
 
     fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        // Serves librdkafka's statistics and commit callbacks also while the subtask is
+        // backpressured and does not poll for records.
+        if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
+            tracing::warn!(source = %self.name, "Kafka consumer: {e}");
+        }
+        let ctx = self.consumer.context();
+        let mut out = Vec::with_capacity(3 * self.parts.len() + 4);
+        let mut pending = Some(0i64);
+        for p in &self.parts {
+            let s = &p.state;
+            let gauge = |name: &str, v: i64| {
+                Gauge::new(name, v as f64)
+                    .label("topic", s.topic.as_str())
+                    .label("partition", s.partition.to_string())
+            };
+            out.push(gauge(metrics::CURRENT_OFFSET, s.next - 1));
+            out.push(gauge(
+                metrics::COMMITTED_OFFSET,
+                ctx.committed(&s.topic, s.partition).unwrap_or(-1),
+            ));
+            // A bounded read ends at its stop offset; otherwise the partition's end is
+            // known once librdkafka's statistics reported it.
+            let end = match s.stop {
+                Some(stop) => Some(stop),
+                None => ctx.end(&s.topic, s.partition),
+            };
+            match end {
+                Some(end) => {
+                    let lag = (end - s.next).max(0);
+                    out.push(gauge(metrics::RECORDS_LAG, lag));
+                    pending = pending.map(|n| n + lag);
+                }
+                None => pending = None,
+            }
+        }
+        if let Some(n) = pending {
+            out.push(Gauge::new(metrics::PENDING_RECORDS, n as f64));
+        }
+        if let Some(lag) = self.fetch_lag {
+            out.push(Gauge::new(metrics::FETCH_EVENT_TIME_LAG, lag as f64));
+        }
+        let (ok, failed) = ctx.commits();
+        out.push(Gauge::new(metrics::COMMITS_SUCCEEDED, ok as f64));
+        out.push(Gauge::new(metrics::COMMITS_FAILED, failed as f64));
+        out
+    }
+
+    /// Every partition not finished (bounded reads finish theirs), named by its index in
+    /// `parts`, which only grows.
+    fn open_splits(&self) -> Option<Vec<SplitId>> {
+        Some(
+            (0..self.parts.len())
+                .filter(|&i| !self.parts[i].done)
+                .map(|i| i as SplitId)
+                .collect(),
+        )
     }
 
     fn snapshot_state(&mut self) -> weir_engine::Result<Vec<Vec<u8>>> {
@@ -867,15 +923,16 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
         if !self.cfg.commit_on_checkpoint || self.cfg.group_id.is_none() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for s in &self.last_snapshot {
-            let _ = tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.next));
-        }
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            // Monitoring only: a failed commit never fails the job.
-            tracing::warn!(source = %self.name, "cannot commit offsets to the group: {e}");
+        if !self.last_snapshot.is_empty() {
+            let committer = self
+                .committer
+                .get_or_insert_with(|| Committer::start(self.consumer.clone(), &self.name));
+            committer.commit(
+                self.last_snapshot
+                    .iter()
+                    .map(|s| (s.topic.clone(), s.partition, s.next))
+                    .collect(),
+            );
         }
         Ok(())
     }
@@ -884,6 +941,7 @@ impl<T: Send + 'static> SourceReader<T> for KafkaReader<T> {
 impl<T> KafkaReader<T> {
     /// Fetches and decodes records of partition `i` up to [`READ_AHEAD`] buffered.
     fn fill(&mut self, i: usize) -> Result<(), KafkaError> {
+        let now = now_ms();
         loop {
             let part = &mut self.parts[i];
             if part.done
@@ -906,7 +964,6 @@ impl<T> KafkaReader<T> {
                         return Ok(());
                     }
                     part.at_end = None;
-                    part.empty_since = None;
                     if stop.is_some_and(|s| offset + 1 >= s) {
                         part.fetched_all = true;
                     }
@@ -919,6 +976,9 @@ impl<T> KafkaReader<T> {
                         value: m.payload(),
                         headers: Headers(m.headers()),
                     };
+                    if let Some(ts) = record.timestamp {
+                        self.fetch_lag = Some(now - ts);
+                    }
                     let rec = match (self.cfg.deserializer)(&record) {
                         Ok(v) => Some(Rec {
                             ts: record.timestamp.unwrap_or(NO_TIMESTAMP),
@@ -952,7 +1012,6 @@ impl<T> KafkaReader<T> {
                     let pos = self.position(&state).unwrap_or(state.next);
                     let part = &mut self.parts[i];
                     part.at_end = Some(pos);
-                    part.empty_since = None;
                     part.paused_until = Some(Instant::now() + END_BACKOFF);
                     self.set_paused(&state, true)?;
                     return Ok(());

@@ -1119,3 +1119,280 @@ fn kafka_tables_with_bad_options_formats_or_records_fail_with_errors_naming_them
     plan_sql(&env2, &sql).unwrap();
     assert_eq!(env2.execute("skip").unwrap().metrics.skipped, 1);
 }
+
+/// Event times (ms after an aligned base) read from a two-partition topic by one subtask,
+/// counted per ten-second window: `"<window start>:<count>"` lines, as they fire.
+fn window_counts(
+    broker: &Broker,
+    topic: &str,
+    idleness: Option<Duration>,
+) -> (
+    weir_engine::runtime::JobHandle,
+    weir_engine::connectors::CollectedRecords<String>,
+) {
+    let base = aligned_base();
+    let source = KafkaSource::<i64>::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics([topic])
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("{e}"))
+        })
+        .build()
+        .unwrap();
+    let mut strategy =
+        WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(move |t| base + t);
+    if let Some(d) = idleness {
+        strategy = strategy.with_idleness(d);
+    }
+    let env = env(&[]);
+    let (collect, got) = CollectSink::new();
+    env.from_source(source, Some(strategy), "times")
+        .key_by(|_: &i64| "all".to_string())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .aggregate(agg::count())
+        .map(move |w: Windowed<String, u64>| format!("{}:{}", w.window.start - base, w.value))
+        .sink_to(collect);
+    (env.execute_async("event-time").unwrap(), got)
+}
+
+/// `base_ts()` rounded down to a ten-second window boundary.
+fn aligned_base() -> i64 {
+    base_ts() - base_ts().rem_euclid(10_000)
+}
+
+fn produce_times(broker: &Broker, topic: &str, partition: i32, times: &[i64]) {
+    let records: Vec<_> = times
+        .iter()
+        .map(|t| {
+            (
+                partition,
+                None,
+                t.to_string().into_bytes(),
+                aligned_base() + t,
+            )
+        })
+        .collect();
+    broker.produce(topic, &records);
+}
+
+/// Waits until `got` holds something, then a little longer for anything that follows.
+fn first_results(got: &weir_engine::connectors::CollectedRecords<String>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.values().is_empty() {
+        assert!(Instant::now() < deadline, "no window fired within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    got.values()
+}
+
+#[test]
+fn an_empty_partition_holds_back_windows_until_it_has_data_or_goes_idle() {
+    let (_dir, broker) = broker();
+    for topic in ["held", "released"] {
+        broker.create_topic(topic, 2);
+        produce_times(&broker, topic, 0, &[1_000, 2_000, 15_000]);
+    }
+
+    // Without idleness, partition 1 (empty) holds the watermark at its start.
+    let (job, got) = window_counts(&broker, "held", None);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        got.values(),
+        Vec::<String>::new(),
+        "no window fires while partition 1 is empty"
+    );
+    produce_times(&broker, "held", 1, &[16_000]);
+    assert_eq!(first_results(&got), vec!["0:2".to_string()]);
+    job.cancel();
+
+    // With idleness, the empty partition stops holding it back.
+    let (job, got) = window_counts(&broker, "released", Some(Duration::from_millis(500)));
+    assert_eq!(first_results(&got), vec!["0:2".to_string()]);
+    job.cancel();
+}
+
+#[test]
+fn a_partition_behind_another_keeps_its_records_on_time() {
+    let (_dir, broker) = broker();
+    broker.create_topic("behind", 2);
+    produce_times(&broker, "behind", 0, &[1_000, 2_000, 15_000]);
+    let (job, got) = window_counts(&broker, "behind", None);
+    // Partition 0 is read to its end and partition 1 is still empty: a watermark of the
+    // subtask as a whole would now pass 10 s and close the first window.
+    std::thread::sleep(Duration::from_millis(1_500));
+    produce_times(&broker, "behind", 1, &[3_000, 16_000]);
+    assert_eq!(
+        first_results(&got),
+        vec!["0:3".to_string()],
+        "partition 1's record at 3 s counts in the first window"
+    );
+    job.cancel();
+}
+
+/// The source subtask's gauges named `name`, as `(labels, value)`.
+fn gauges(
+    snap: &weir_engine::runtime::metrics::JobSnapshot,
+    name: &str,
+) -> Vec<(Vec<(String, String)>, f64)> {
+    snap.operators
+        .iter()
+        .filter(|o| o.name == "metered")
+        .flat_map(|o| o.gauges.iter())
+        .filter(|g| g.name == name)
+        .map(|g| (g.labels.clone(), g.value))
+        .collect()
+}
+
+/// One gauge per partition (`partition` label → value).
+fn per_partition(
+    snap: &weir_engine::runtime::metrics::JobSnapshot,
+    name: &str,
+) -> BTreeMap<String, i64> {
+    gauges(snap, name)
+        .into_iter()
+        .map(|(labels, v)| {
+            let p = labels.iter().find(|(k, _)| k == "partition").unwrap();
+            (p.1.clone(), v as i64)
+        })
+        .collect()
+}
+
+fn single(snap: &weir_engine::runtime::metrics::JobSnapshot, name: &str) -> Option<f64> {
+    gauges(snap, name).first().map(|g| g.1)
+}
+
+#[test]
+fn source_metrics_report_pending_records_lag_offsets_and_event_time_lags() {
+    use weir_kafka::metrics::*;
+    let (_dir, broker) = broker();
+    broker.create_topic("metered", 2);
+    // 1000 records per partition, stamped a minute ago.
+    let stamp = base_ts() + 540_000;
+    let records: Vec<_> = (0..2_000u64)
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), stamp))
+        .collect();
+    broker.produce("metered", &records);
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+    ]);
+    let source = KafkaSource::<u64>::builder()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .topics(["metered"])
+        .group_id("meters")
+        .value_deserializer(|v| {
+            std::str::from_utf8(v)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("{e}"))
+        })
+        .build()
+        .unwrap();
+    // A closed gate after 300 records backpressures the source (in another task, which
+    // keeps reporting) part-way through the topic.
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    let passed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (collect, got) = CollectSink::new();
+    env.from_source(source, None, "metered")
+        .map(move |v: u64| {
+            if passed.fetch_add(1, Ordering::SeqCst) >= 300 {
+                while !gate.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            v
+        })
+        .start_new_chain()
+        .sink_to(collect);
+    let job = env.execute_async("metered").unwrap();
+
+    // 1. Paused part-way: the lag is what was produced minus what the source emitted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let paused = loop {
+        let a = job.metrics();
+        std::thread::sleep(Duration::from_millis(700));
+        let b = job.metrics();
+        let emitted = |s: &weir_engine::runtime::metrics::JobSnapshot| s.records_in;
+        if single(&b, PENDING_RECORDS).is_some()
+            && emitted(&a) == emitted(&b)
+            && per_partition(&a, CURRENT_OFFSET) == per_partition(&b, CURRENT_OFFSET)
+        {
+            break b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the source never settled paused: {} emitted, gauges {:?}",
+            b.records_in,
+            b.operators.iter().map(|o| &o.gauges).collect::<Vec<_>>()
+        );
+    };
+    let emitted = paused.records_in as i64;
+    assert!(
+        (300..2_000).contains(&emitted),
+        "paused part-way, {emitted} emitted"
+    );
+    let current = per_partition(&paused, CURRENT_OFFSET);
+    let lag = per_partition(&paused, RECORDS_LAG);
+    assert_eq!(
+        current.values().map(|o| o + 1).sum::<i64>(),
+        emitted,
+        "current offsets {current:?} match the records emitted"
+    );
+    for (p, off) in &current {
+        assert_eq!(lag[p], 1_000 - (off + 1), "records-lag of partition {p}");
+    }
+    assert_eq!(
+        single(&paused, PENDING_RECORDS),
+        Some((2_000 - emitted) as f64),
+        "pendingRecords"
+    );
+    // The records were stamped a minute before they were fetched and emitted.
+    for name in [
+        FETCH_EVENT_TIME_LAG,
+        weir_engine::runtime::metrics::CURRENT_EMIT_EVENT_TIME_LAG,
+    ] {
+        let lag = single(&paused, name).unwrap_or_else(|| panic!("{name} reported"));
+        assert!((60_000.0..120_000.0).contains(&lag), "{name} = {lag}");
+    }
+
+    // 2. Released and read to the end: a completed checkpoint covers every record and its
+    // offsets are committed; nothing is pending.
+    open.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let s = job.metrics();
+        let committed = per_partition(&s, COMMITTED_OFFSET);
+        if got.values().len() == 2_000 && committed.values().all(|&o| o == 1_000) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} read, committed offsets {committed:?} (group: {:?}), commits {:?}/{:?}, {} checkpoints completed",
+            got.values().len(),
+            broker.committed_offsets("meters", "metered", 2),
+            single(&s, COMMITS_SUCCEEDED),
+            single(&s, COMMITS_FAILED),
+            job.checkpoints().completed,
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    job.cancel();
+    assert_eq!(
+        per_partition(&done, COMMITTED_OFFSET),
+        BTreeMap::from([("0".to_string(), 1_000), ("1".to_string(), 1_000)])
+    );
+    assert_eq!(
+        broker.committed_offsets("meters", "metered", 2),
+        BTreeMap::from([(0, 1_000), (1, 1_000)]),
+        "the group holds the checkpointed offsets"
+    );
+    assert_eq!(single(&done, PENDING_RECORDS), Some(0.0));
+    assert!(single(&done, COMMITS_SUCCEEDED).unwrap() >= 1.0);
+    assert_eq!(single(&done, COMMITS_FAILED), Some(0.0));
+}

@@ -19,6 +19,7 @@
 
 mod functions;
 mod ops;
+mod watermarks;
 
 pub use functions::{
     Collector, Data, KeyedContext, KeyedProcessFunction, OutputTag, ProcessContext,
@@ -135,15 +136,25 @@ impl StreamExecutionEnvironment {
         name: &str,
     ) -> DataStream<T> {
         let source = Arc::new(source);
+        let generate = strategy.clone();
         let factory: crate::runtime::graph::SourceFactory = Arc::new(move |info| {
-            Ok(Box::new(SourceOp::new(source.create_reader(info)?))
-                as Box<dyn crate::runtime::SourceOperator>)
+            Ok(
+                Box::new(SourceOp::new(source.create_reader(info)?, generate.clone()))
+                    as Box<dyn crate::runtime::SourceOperator>,
+            )
         });
         let node = self.add_node(name, NodeKind::Source(factory), Vec::new(), None);
         let s = DataStream::new(self.clone(), node, 0);
         match strategy {
-            Some(st) => {
-                let mut with_wm = s.assign_timestamps_and_watermarks(st);
+            // The source generates the watermarks (per split). The chained node where they
+            // used to be generated stays, passing them on: it keeps the plan's shape, so the
+            // derived uids of the operators after it, and the savepoints of jobs that set no
+            // uids, stay valid.
+            Some(_) => {
+                let mut with_wm: DataStream<T> =
+                    s.add_operator("Timestamps/Watermarks", Partitioning::Forward, |_| {
+                        Ok(Box::new(IdentityOp) as Box<dyn Operator>)
+                    });
                 with_wm.source = Some(node);
                 with_wm
             }

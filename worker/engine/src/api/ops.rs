@@ -5,6 +5,7 @@ use super::functions::{
     Collector, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RuntimeContext,
     SideOutputs, TimeDomain,
 };
+use super::watermarks::{WHOLE_STREAM, WatermarkGenerator};
 use crate::connectors::{ReaderPoll, SinkWriter, SourceReader};
 use crate::error::Result;
 use crate::keygroup::{Key, key_group_for_bytes, serialize_key, subtask_for_key_group};
@@ -16,7 +17,6 @@ use crate::state::KeyedStore;
 use crate::time::{
     MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP, Timestamp, WatermarkStrategy, now_ms,
 };
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Extracts the key of a record.
@@ -125,26 +125,16 @@ impl Operator for IdentityOp {
     }
 }
 
-/// Assigns timestamps and generates watermarks (bounded out-of-orderness, idleness).
+/// Assigns timestamps and generates watermarks (bounded out-of-orderness, idleness) in the
+/// middle of a job: the stream is one split.
 pub(crate) struct WatermarkOp<T> {
-    strategy: WatermarkStrategy<T>,
-    max_ts: Timestamp,
-    emitted: Timestamp,
-    last_record: Timestamp,
-    idle: bool,
-    /// Records dropped for want of a timestamp (`on_missing_timestamp` with `skip`).
-    skipped: u64,
+    clock: WatermarkGenerator<T>,
 }
 
 impl<T> WatermarkOp<T> {
     pub(crate) fn new(strategy: WatermarkStrategy<T>) -> Self {
         WatermarkOp {
-            strategy,
-            max_ts: MIN_WATERMARK,
-            emitted: MIN_WATERMARK,
-            last_record: now_ms(),
-            idle: false,
-            skipped: 0,
+            clock: WatermarkGenerator::new(strategy, now_ms()),
         }
     }
 }
@@ -152,84 +142,33 @@ impl<T> WatermarkOp<T> {
 impl<T: super::Data> Operator for WatermarkOp<T> {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {
         let mut recs = downcast::<T>(batch);
-        if let Some(f) = &self.strategy.assigner {
-            for r in &mut recs {
-                r.ts = f(&r.value);
-            }
-            if let Some((policy, why)) = &self.strategy.missing
-                && recs.iter().any(|r| r.ts == NO_TIMESTAMP)
-            {
-                if let Some(bad) = recs.iter().find(|r| r.ts == NO_TIMESTAMP)
-                    && *policy == crate::config::DecodeErrorPolicy::Fail
-                {
-                    return Err(crate::error::Error::User(why(&bad.value)));
-                }
-                recs.retain(|r| {
-                    let keep = r.ts != NO_TIMESTAMP;
-                    if !keep {
-                        self.skipped += 1;
-                        if self.skipped <= 10 || self.skipped.is_power_of_two() {
-                            tracing::warn!(reason = %why(&r.value), skipped = self.skipped, "skipping a record without an event timestamp");
-                        }
-                    }
-                    keep
-                });
-            }
-        }
-        for r in &recs {
-            if r.ts != NO_TIMESTAMP {
-                self.max_ts = self.max_ts.max(r.ts);
-            }
-        }
-        if self.strategy.idleness_ms.is_some() {
-            self.last_record = now_ms();
-            if self.idle {
-                self.idle = false;
-                out.idle(false);
-            }
-        }
+        let now = now_ms();
+        self.clock.on_records(WHOLE_STREAM, &mut recs, now, out)?;
+        self.clock.drop_missing(&mut recs);
         out.emit(0, Box::new(recs));
-        if self.max_ts != MIN_WATERMARK {
-            let wm = self
-                .max_ts
-                .saturating_sub(self.strategy.bound_ms)
-                .saturating_sub(1);
-            if wm > self.emitted {
-                self.emitted = wm;
-                out.watermark(wm);
-            }
-        }
+        self.clock.advance(now, out);
         Ok(())
     }
 
     fn skipped(&self) -> u64 {
-        self.skipped
+        self.clock.skipped()
     }
 
     /// Upstream watermarks are replaced by this strategy's; only end-of-input passes.
     fn watermark(&mut self, wm: Timestamp, out: &mut Output) -> Result<()> {
-        if wm == MAX_WATERMARK && self.emitted < MAX_WATERMARK {
-            self.emitted = MAX_WATERMARK;
+        if wm == MAX_WATERMARK && self.clock.emitted() < MAX_WATERMARK {
+            self.clock.set_emitted(MAX_WATERMARK);
             out.watermark(wm);
         }
         Ok(())
     }
 
     fn next_processing_time(&mut self) -> Option<Timestamp> {
-        match self.strategy.idleness_ms {
-            Some(ms) if !self.idle => Some(self.last_record + ms),
-            _ => None,
-        }
+        self.clock.next_idle_check()
     }
 
     fn processing_time(&mut self, now: Timestamp, out: &mut Output) -> Result<()> {
-        if let Some(ms) = self.strategy.idleness_ms
-            && !self.idle
-            && now - self.last_record >= ms
-        {
-            self.idle = true;
-            out.idle(true);
-        }
+        self.clock.advance(now, out);
         Ok(())
     }
 }
@@ -475,31 +414,102 @@ impl<T: super::Data> Operator for SinkOp<T> {
     }
 }
 
-/// Adapts a typed [`SourceReader`] to the runtime.
+/// Adapts a typed [`SourceReader`] to the runtime and, given a watermark strategy,
+/// generates the source's watermarks per split (see [`SourceReader::open_splits`]).
 pub(crate) struct SourceOp<T> {
     reader: Box<dyn SourceReader<T>>,
-    _p: PhantomData<fn() -> T>,
+    watermarks: Option<WatermarkGenerator<T>>,
+    /// Milliseconds between the last emitted record's event time and its emission.
+    emit_lag: Option<i64>,
 }
 
 impl<T> SourceOp<T> {
-    pub(crate) fn new(reader: Box<dyn SourceReader<T>>) -> Self {
+    pub(crate) fn new(
+        reader: Box<dyn SourceReader<T>>,
+        strategy: Option<WatermarkStrategy<T>>,
+    ) -> Self {
         SourceOp {
             reader,
-            _p: PhantomData,
+            watermarks: strategy.map(|s| WatermarkGenerator::new(s, now_ms())),
+            emit_lag: None,
         }
+    }
+
+    fn emit(&mut self, records: Vec<Rec<T>>, now: Timestamp, out: &mut Output)
+    where
+        T: super::Data,
+    {
+        if let Some(last) = records.iter().rev().find(|r| r.ts != NO_TIMESTAMP) {
+            self.emit_lag = Some(now.saturating_sub(last.ts));
+        }
+        out.emit(0, Box::new(records));
     }
 }
 
 impl<T: super::Data> SourceOperator for SourceOp<T> {
-    fn poll(&mut self, max: usize) -> Result<SourcePoll> {
-        Ok(match self.reader.poll(max)? {
-            ReaderPoll::Records(r) => SourcePoll::Batch(Box::new(r)),
+    fn poll(&mut self, max: usize, out: &mut Output) -> Result<SourcePoll> {
+        let polled = self.reader.poll(max)?;
+        let now = now_ms();
+        if self.watermarks.is_none() {
+            return Ok(match polled {
+                ReaderPoll::Records(r) | ReaderPoll::SplitRecords { records: r, .. } => {
+                    self.emit(r, now, out);
+                    SourcePoll::Ready
+                }
+                ReaderPoll::Pending(ms) => SourcePoll::Pending(ms),
+                ReaderPoll::End => SourcePoll::End,
+            });
+        }
+        let split_aware = self.reader.open_splits();
+        let clock = self.watermarks.as_mut().expect("checked above");
+        let next = match polled {
+            ReaderPoll::Records(mut r) => {
+                clock.on_records(WHOLE_STREAM, &mut r, now, out)?;
+                clock.drop_missing(&mut r);
+                self.emit(r, now, out);
+                SourcePoll::Ready
+            }
+            ReaderPoll::SplitRecords { mut records, runs } => {
+                if split_aware.is_some() {
+                    let mut at = 0;
+                    for (split, n) in runs {
+                        let end = (at + n).min(records.len());
+                        clock.on_records(split, &mut records[at..end], now, out)?;
+                        at = end;
+                    }
+                } else {
+                    clock.on_records(WHOLE_STREAM, &mut records, now, out)?;
+                }
+                clock.drop_missing(&mut records);
+                self.emit(records, now, out);
+                SourcePoll::Ready
+            }
             ReaderPoll::Pending(ms) => SourcePoll::Pending(ms),
-            ReaderPoll::End => SourcePoll::End,
-        })
+            // The runtime sends the final watermark.
+            ReaderPoll::End => return Ok(SourcePoll::End),
+        };
+        let clock = self.watermarks.as_mut().expect("checked above");
+        if let Some(open) = split_aware {
+            clock.set_splits(&open, now);
+        }
+        clock.advance(now, out);
+        Ok(next)
+    }
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        self.watermarks.as_ref()?.next_idle_check()
     }
     fn skipped(&self) -> u64 {
-        self.reader.skipped()
+        self.reader.skipped() + self.watermarks.as_ref().map_or(0, |w| w.skipped())
+    }
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        let mut g = self.reader.gauges();
+        if let Some(lag) = self.emit_lag {
+            g.push(crate::runtime::Gauge::new(
+                crate::runtime::metrics::CURRENT_EMIT_EVENT_TIME_LAG,
+                lag as f64,
+            ));
+        }
+        g
     }
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         self.reader.snapshot_state()

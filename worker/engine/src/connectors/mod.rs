@@ -17,11 +17,24 @@ pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, PrintSink};
 use crate::error::Result;
 use crate::runtime::{Rec, SubtaskInfo};
 
+/// Names a split within one reader (a Kafka partition, a file): chosen by the reader, and
+/// stable while it reads that split.
+pub type SplitId = u64;
+
 /// What a reader produced on one poll.
 #[derive(Debug)]
 pub enum ReaderPoll<T> {
     /// Some records (may be empty).
     Records(Vec<Rec<T>>),
+    /// Records of several splits, for per-split watermarks (see
+    /// [`SourceReader::open_splits`]): the first `runs[0].1` records come from split
+    /// `runs[0].0`, the next `runs[1].1` from `runs[1].0`, and so on.
+    SplitRecords {
+        /// The records, in runs of one split each.
+        records: Vec<Rec<T>>,
+        /// `(split, number of records)` of each run, in order.
+        runs: Vec<(SplitId, usize)>,
+    },
     /// Nothing available; poll again after this many milliseconds.
     Pending(u64),
     /// Exhausted.
@@ -42,9 +55,25 @@ pub trait SourceReader<T>: Send {
     fn skipped(&self) -> u64 {
         0
     }
+    /// The splits this reader reads now, finished ones left out, for per-split watermarks
+    /// (Flink's): with a watermark strategy, the source generates one watermark per split
+    /// and emits the minimum over the splits that are not idle, so a split that is behind
+    /// (or empty) holds back the subtask's watermark until the strategy's idleness timeout
+    /// passes, and a reader with no split is idle. Such a reader tags its records with
+    /// [`ReaderPoll::SplitRecords`]. `None` (the default): the reader's output is one
+    /// stream with one watermark.
+    fn open_splits(&self) -> Option<Vec<SplitId>> {
+        None
+    }
     /// The reader's position, one element per split (restored via `SubtaskInfo::restored`).
     fn snapshot_state(&mut self) -> Result<Vec<Vec<u8>>> {
         Ok(Vec::new())
+    }
+    /// The reader's own metrics, named as Flink's connectors name them (see
+    /// [`Gauge`](crate::runtime::Gauge)): read a few times a second and exported with the
+    /// operator's metrics.
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        Vec::new()
     }
     /// Checkpoint `checkpoint_id` completed (every checkpoint up to it covers what this
     /// reader's snapshots before it recorded): e.g. report positions to an external system

@@ -113,6 +113,7 @@ struct OpReport {
     watermark: Timestamp,
     state_entries: u64,
     skipped: u64,
+    gauges: Vec<super::metrics::Gauge>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -605,6 +606,10 @@ impl Deployer {
                             m.watermark.store(o.watermark, Relaxed);
                             m.state_entries.store(o.state_entries, Relaxed);
                             m.skipped.store(o.skipped, Relaxed);
+                            m.gauges
+                                .lock()
+                                .expect("never poisoned")
+                                .clone_from(&o.gauges);
                         }
                     }
                 }
@@ -1191,6 +1196,7 @@ fn report(tasks: &[(u32, Arc<TaskMetrics>)]) -> Vec<TaskReport> {
                     watermark: o.watermark.load(Relaxed),
                     state_entries: o.state_entries.load(Relaxed),
                     skipped: o.skipped.load(Relaxed),
+                    gauges: o.gauges.lock().expect("never poisoned").clone(),
                 })
                 .collect(),
         })

@@ -1,11 +1,49 @@
 //! Live counters of a running job: records in/out and watermark per operator subtask, time
-//! blocked on full output channels (backpressure) per task, and state size. Updated with
+//! blocked on full output channels (backpressure) per task, state size, and the gauges a
+//! connector reports (Flink's connector metrics: a Kafka source's lag and offsets). Updated with
 //! relaxed atomics by the tasks, read by the progress display, the REST API and `/metrics`.
 
 use crate::time::{MIN_WATERMARK, Timestamp};
-use std::sync::Arc;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Every source's gauge: milliseconds between the last emitted record's event time and its
+/// emission (Flink's standard source metric).
+pub const CURRENT_EMIT_EVENT_TIME_LAG: &str = "currentEmitEventTimeLag";
+
+/// A value a connector reports about one operator subtask, named as in Flink: `name` is the
+/// metric's identifier below the operator's scope, its groups joined by `.`
+/// (`pendingRecords`, `KafkaSourceReader.topic.partition.currentOffset`), and `labels` the
+/// values of its key-value groups (`topic`, `partition`), which Flink's Prometheus reporter
+/// also turns into labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    /// The identifier below the operator scope.
+    pub name: String,
+    /// Key-value group values.
+    pub labels: Vec<(String, String)>,
+    /// The value now.
+    pub value: f64,
+}
+
+impl Gauge {
+    /// A gauge without labels.
+    pub fn new(name: impl Into<String>, value: f64) -> Self {
+        Gauge {
+            name: name.into(),
+            labels: Vec::new(),
+            value,
+        }
+    }
+
+    /// Adds a key-value group's value.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+}
 
 /// Counters of one operator subtask.
 #[derive(Debug)]
@@ -19,6 +57,8 @@ pub(crate) struct OperatorMetrics {
     pub(crate) watermark: AtomicI64,
     pub(crate) state_entries: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    /// What the operator's connector reported last (see [`Gauge`]).
+    pub(crate) gauges: Mutex<Vec<Gauge>>,
 }
 
 impl OperatorMetrics {
@@ -33,6 +73,7 @@ impl OperatorMetrics {
             watermark: AtomicI64::new(MIN_WATERMARK),
             state_entries: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            gauges: Mutex::new(Vec::new()),
         }
     }
 }
@@ -75,6 +116,8 @@ pub struct OperatorMetricsSnapshot {
     pub state_entries: u64,
     /// Records skipped (undecodable input) or dropped as late without a side output.
     pub skipped: u64,
+    /// What its connector reports (a source's lag, offsets).
+    pub gauges: Vec<Gauge>,
 }
 
 /// A point-in-time copy of a task's counters.
@@ -148,6 +191,7 @@ impl JobMetrics {
                 watermark: m.watermark.load(Relaxed),
                 state_entries: m.state_entries.load(Relaxed),
                 skipped: m.skipped.load(Relaxed),
+                gauges: m.gauges.lock().expect("never poisoned").clone(),
             })
             .collect();
         let records_in = self

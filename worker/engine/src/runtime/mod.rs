@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
 pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
-pub use metrics::{JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
+pub use metrics::{Gauge, JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
 /// A batch of records as the runtime sees it: countable, clonable, and downcastable by the
 /// operator that knows its type.
@@ -291,10 +291,10 @@ pub trait Operator: Send {
     }
 }
 
-/// What a source subtask produced on one poll.
+/// What a source subtask's poll says about what comes next.
 pub enum SourcePoll {
-    /// Records (possibly empty).
-    Batch(Batch),
+    /// Records may be ready: poll again at once.
+    Ready,
     /// Nothing now; poll again after the given number of milliseconds.
     Pending(u64),
     /// This subtask's input is exhausted.
@@ -303,8 +303,14 @@ pub enum SourcePoll {
 
 /// A source subtask as the runtime drives it.
 pub trait SourceOperator: Send {
-    /// Produces the next batch of at most `max` records.
-    fn poll(&mut self, max: usize) -> Result<SourcePoll>;
+    /// Emits at most `max` records into `out`, with the watermarks and idleness changes the
+    /// source generates.
+    fn poll(&mut self, max: usize, out: &mut Output) -> Result<SourcePoll>;
+    /// The earliest processing time (epoch ms) at which the source must be polled again
+    /// whatever the reader said (an idleness timeout).
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        None
+    }
     /// Records skipped because they could not be decoded (policy `skip`).
     fn skipped(&self) -> u64 {
         0
@@ -316,5 +322,9 @@ pub trait SourceOperator: Send {
     /// Checkpoint `checkpoint_id` completed.
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
         Ok(())
+    }
+    /// The reader's own metrics (lag, offsets), read a few times a second.
+    fn gauges(&self) -> Vec<metrics::Gauge> {
+        Vec::new()
     }
 }

@@ -183,12 +183,13 @@ impl Task {
             let MemberOp::Source(src) = &mut self.members[0].op else {
                 unreachable!("checked by caller")
             };
-            match src.poll(self.batch_size)? {
-                SourcePoll::Batch(b) => {
-                    let mut out = Output::default();
-                    out.emit(0, b);
-                    self.emit(0, out)?;
-                }
+            let mut out = Output::default();
+            let poll = src.poll(self.batch_size, &mut out)?;
+            if !out.items.is_empty() {
+                self.emit(0, out)?;
+            }
+            match poll {
+                SourcePoll::Ready => {}
                 SourcePoll::Pending(ms) => {
                     let wake = self
                         .next_processing_time()
@@ -590,7 +591,7 @@ impl Task {
             .iter_mut()
             .filter_map(|m| match &mut m.op {
                 MemberOp::Op(op) => op.next_processing_time(),
-                MemberOp::Source(_) => None,
+                MemberOp::Source(src) => src.next_processing_time(),
             })
             .min()
     }
@@ -622,6 +623,9 @@ impl Task {
             };
             m.metrics.state_entries.store(entries, Relaxed);
             m.metrics.skipped.store(skipped, Relaxed);
+            if let MemberOp::Source(s) = &m.op {
+                *m.metrics.gauges.lock().expect("never poisoned") = s.gauges();
+            }
         }
     }
 
@@ -771,12 +775,20 @@ impl Task {
             Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
         };
         let start = Instant::now();
+        let mut waits = 0u32;
         let r = loop {
             match tx.send_timeout(ev, CANCEL_POLL) {
                 Ok(()) => break Ok(()),
                 Err(SendTimeoutError::Timeout(e)) => {
                     if self.cancel.load(Relaxed) {
                         break Err(Error::Cancelled);
+                    }
+                    // A task blocked here (a barrier behind a full channel) still reports
+                    // its metrics: a source's lag matters most while it is backpressured.
+                    waits += 1;
+                    if u128::from(waits) * CANCEL_POLL.as_millis() >= HOUSEKEEPING_MS as u128 {
+                        waits = 0;
+                        self.housekeeping();
                     }
                     ev = e;
                 }
