@@ -935,9 +935,11 @@ impl ConnectorFactory for KafkaConnector {
                     // A deletion is a tombstone: the key with no value.
                     value: (kind != RowKind::Delete)
                         .then(|| value_format.encode(&value_cols, &pick(&value_idx))),
-                    timestamp: timestamp.and_then(|i| match r.0[i] {
-                        Value::Ts(t) => Some(t),
-                        _ => None,
+                    // As Flink SQL: the `timestamp` column if the table has one, else the
+                    // time of writing (a NULL too), never the row's event time.
+                    timestamp: Some(match timestamp.map(|i| &r.0[i]) {
+                        Some(Value::Ts(t)) => *t,
+                        _ => weir_engine::time::now_ms(),
                     }),
                 }
             })

@@ -1035,6 +1035,69 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
     assert_eq!(back, want);
 }
 
+/// Without a `timestamp` metadata column a SQL sink stamps its records with the time they are
+/// written, as Flink SQL's does, not with the row's event time: the windows of a day long past
+/// would otherwise carry that day's time and be deleted at once by time-based retention (found
+/// by the e2e suite, whose broker did exactly that).
+#[test]
+fn a_sql_sink_without_a_timestamp_column_stamps_its_records_with_the_time_of_writing() {
+    let (_dir, broker) = broker();
+    broker.create_topic("stamp-in", 1);
+    broker.create_topic("stamp-out", 1);
+    broker.create_topic("stamp-back", 1);
+    // Ten records a second apart, thirty days ago, from the start of a five-second window.
+    let old = (base_ts() - 30 * 86_400_000) / 5_000 * 5_000;
+    let records: Vec<_> = (0..10)
+        .map(|i: i64| (0, None, format!("{i},{}", old + i * 1000).into_bytes(), old))
+        .collect();
+    broker.produce("stamp-in", &records);
+    let bs = broker.bootstrap_servers();
+    let started = weir_engine::time::now_ms();
+    let env = env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE src (v BIGINT, ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ms, 3),
+               WATERMARK FOR ts AS ts)
+             WITH ('connector' = 'kafka', 'topic' = 'stamp-in', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE dst (w TIMESTAMP(3), n BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'stamp-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json');
+             INSERT INTO dst SELECT TUMBLE_START(ts, INTERVAL '5' SECOND), COUNT(*) FROM src
+             GROUP BY TUMBLE(ts, INTERVAL '5' SECOND);"
+        ),
+    )
+    .unwrap();
+    env.execute("windows").unwrap();
+    let env = self::env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE written (n BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'stamp-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE back (n BIGINT, at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'stamp-back', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv');
+             INSERT INTO back SELECT n, at FROM written;"
+        ),
+    )
+    .unwrap();
+    env.execute("timestamps").unwrap();
+    let back = values(broker.read_all("stamp-back", "read_committed"));
+    assert_eq!(back.len(), 2, "two windows of five records: {back:?}");
+    for line in &back {
+        let (n, at) = line.split_once(',').unwrap();
+        assert_eq!(n, "5", "{line}");
+        let at = weir_sql::connectors::parse_timestamp(at).unwrap();
+        assert!(
+            at >= started - 1000,
+            "record '{line}' is stamped {at}, before the job ran ({started}): the window's event time"
+        );
+    }
+}
+
 #[test]
 fn kafka_tables_with_bad_options_formats_or_records_fail_with_errors_naming_them() {
     let table = |with: &str| {
