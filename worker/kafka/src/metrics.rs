@@ -108,6 +108,17 @@ impl ClientContext for ReaderContext {
             }
         }
     }
+
+    /// librdkafka reports reaching a partition's end (`enable.partition.eof`, which the
+    /// reader needs for bounded reads and idleness) as a "global error" too; it is the normal
+    /// course of reading, not worth an ERROR line a second per partition.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!("librdkafka: {error}: {reason}");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
 }
 
 /// Commits go through the committer thread, which reports their results itself.
