@@ -168,6 +168,10 @@ enum ToTm {
         /// The latest barrier triggered when the tasks were deployed: sources inject it
         /// first (the JobManager does not send that trigger again).
         checkpoint_base: Barrier,
+        /// Where that barrier's snapshot is written, if it is one in flight (a checkpoint
+        /// triggered while the tasks were being deployed); without it the TaskManager could
+        /// not persist what its sources snapshot for it.
+        base_target: Option<PersistTarget>,
     },
     Trigger {
         attempt: u64,
@@ -841,6 +845,14 @@ impl Deployer {
             })
             .collect();
         let base = a.ctl.latest_barrier();
+        let base_target = a
+            .ctl
+            .target
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .filter(|(id, _)| *id == base.id)
+            .map(|(_, target)| target);
         for (id, conn, _) in &tms {
             let slots = assignment
                 .iter()
@@ -854,6 +866,7 @@ impl Deployer {
                 peers: peers.clone(),
                 restore: restore.clone(),
                 checkpoint_base: base,
+                base_target: base_target.clone(),
             };
             if let Err(e) = conn.send(&msg) {
                 a.fail(e);
@@ -1237,6 +1250,7 @@ fn handle_tm(
             peers,
             restore,
             checkpoint_base,
+            base_target,
         } => {
             let old = current.lock().expect("not poisoned").take();
             if let Some(old) = old {
@@ -1248,7 +1262,7 @@ fn handle_tm(
                 &slots,
                 &peers,
                 restore,
-                checkpoint_base,
+                (checkpoint_base, base_target),
                 conn,
                 data,
                 job,
@@ -1317,7 +1331,7 @@ fn deploy(
     slots: &[u32],
     peers: &[(u32, String)],
     restore: Option<String>,
-    checkpoint_base: Barrier,
+    (checkpoint_base, base_target): (Barrier, Option<PersistTarget>),
     conn: &Arc<Conn>,
     data: &Arc<DataServer>,
     job: &PreparedJob,
@@ -1349,7 +1363,12 @@ fn deploy(
         barrier: Mutex::new(checkpoint_base),
         target: Mutex::new(None),
     });
-    let targets: Arc<Mutex<HashMap<u64, PersistTarget>>> = Arc::default();
+    let targets: Arc<Mutex<HashMap<u64, PersistTarget>>> = Arc::new(Mutex::new(
+        base_target
+            .map(|t| (checkpoint_base.id, t))
+            .into_iter()
+            .collect(),
+    ));
     let confirmed: Arc<Mutex<ConfirmedShared>> = Arc::default();
     // Persist acknowledged state off the task threads and tell the JobManager.
     {
