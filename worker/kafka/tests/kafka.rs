@@ -1098,6 +1098,69 @@ fn a_sql_sink_without_a_timestamp_column_stamps_its_records_with_the_time_of_wri
     }
 }
 
+/// More source subtasks than partitions: the subtask without one is idle, so the windows
+/// that SQL's WATERMARK (assigned after the source) closes fire while the job runs. They
+/// used to wait for the empty subtask for good (found by the e2e suite).
+#[test]
+fn sql_windows_fire_when_a_source_subtask_has_no_partition() {
+    let (_dir, broker) = broker();
+    broker.create_topic("few-in", 1);
+    broker.create_topic("few-out", 1);
+    let base = base_ts() / 10_000 * 10_000;
+    // 30 seconds of event time, a record every 100 ms: three closed windows and an open one.
+    let records: Vec<_> = (0..300)
+        .map(|i: i64| {
+            (
+                0,
+                None,
+                format!("{i},{}", base + i * 100).into_bytes(),
+                base,
+            )
+        })
+        .collect();
+    broker.produce("few-in", &records);
+    let bs = broker.bootstrap_servers();
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "200ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+    ]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE src (v BIGINT, ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ms, 3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'few-in', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv', 'scan.startup.mode' = 'earliest-offset');
+             CREATE TABLE dst (w BIGINT, n BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'few-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv', 'sink.delivery-guarantee' = 'exactly-once',
+               'sink.transactional-id-prefix' = 'few');
+             INSERT INTO dst SELECT MIN(v) / 100, COUNT(*) FROM src
+             GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);"
+        ),
+    )
+    .unwrap();
+    let job = env.execute_async("few partitions").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = vec!["0,100".to_string(), "1,100".into()];
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        got = values(broker.read_all("few-out", "read_committed"));
+        if got.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    job.cancel();
+    assert_eq!(
+        &got[..got.len().min(2)],
+        &want[..],
+        "the closed windows fire while the job runs: {got:?}"
+    );
+}
+
 #[test]
 fn kafka_tables_with_bad_options_formats_or_records_fail_with_errors_naming_them() {
     let table = |with: &str| {

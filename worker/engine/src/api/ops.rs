@@ -421,6 +421,8 @@ pub(crate) struct SourceOp<T> {
     watermarks: Option<WatermarkGenerator<T>>,
     /// Milliseconds between the last emitted record's event time and its emission.
     emit_lag: Option<i64>,
+    /// Declared idle: without a strategy, a split-aware reader with no split open.
+    idle: bool,
 }
 
 impl<T> SourceOp<T> {
@@ -432,6 +434,7 @@ impl<T> SourceOp<T> {
             reader,
             watermarks: strategy.map(|s| WatermarkGenerator::new(s, now_ms())),
             emit_lag: None,
+            idle: false,
         }
     }
 
@@ -451,6 +454,17 @@ impl<T: super::Data> SourceOperator for SourceOp<T> {
         let polled = self.reader.poll(max)?;
         let now = now_ms();
         if self.watermarks.is_none() {
+            // A split-aware reader with nothing to read (a Kafka subtask without a
+            // partition) is idle, as Flink's readers without splits are: otherwise the
+            // watermarks assigned downstream (SQL's WATERMARK FOR) would wait on it for good.
+            if let Some(open) = self.reader.open_splits() {
+                let records = matches!(&polled, ReaderPoll::Records(r) | ReaderPoll::SplitRecords { records: r, .. } if !r.is_empty());
+                let idle = open.is_empty() && !records;
+                if idle != self.idle {
+                    self.idle = idle;
+                    out.idle(idle);
+                }
+            }
             return Ok(match polled {
                 ReaderPoll::Records(r) | ReaderPoll::SplitRecords { records: r, .. } => {
                     self.emit(r, now, out);
