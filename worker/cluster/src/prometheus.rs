@@ -343,7 +343,7 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
         f.add(
             &format!("{p}stateEntries"),
             g,
-            "keyed state entries held by the operator subtask",
+            "keyed state entries and timers held by the operator subtask (exact on hashmap; on rocksdb RocksDB's estimate-num-keys)",
             &labels,
             o.state_entries as f64,
         );
