@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The numbered end-to-end suite: a StreamJob driven by the operator, checkpoints and
-# savepoints on S3, output through the exactly-once file sink into a directory all pods share.
+# savepoints on S3, output through the exactly-once file sink into the same bucket.
 # Two targets (E2E_TARGET):
 #   local (default): the local Kubernetes control plane (e2e/controlplane) with the
-#     process-kubelet (e2e/kubelet), s3s-fs, the sink directory on this machine.
-#   cluster (or kind): any cluster in KUBECONFIG with the images loaded, an S3-compatible store
-#     (WEIR_E2E_S3_ENDPOINT) and a PersistentVolumeClaim for the sink; e2e/kind/run.sh sets
-#     everything up on kind and runs this.
+#     process-kubelet (e2e/kubelet) and s3s-fs on this machine.
+#   cluster (or kind): any cluster in KUBECONFIG with the images loaded and an S3-compatible
+#     store (WEIR_E2E_S3_ENDPOINT); e2e/kind/run.sh sets everything up on kind and runs this.
 #
 #   e2e/run.sh            # builds weir, weir-operator, weir-kubelet (debug), runs, tears down
 #
@@ -14,9 +13,9 @@
 # kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
 # Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
 # WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
-# of the steps 5-10; 1-4, 11 and 12 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
+# of the steps 5-10; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
 # cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
-# WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY, WEIR_E2E_OUTPUT_STORAGE_CLASS. See README.md.
+# WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY. See README.md.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,16 +39,13 @@ BUCKET=weir
 NS=e2e
 OPNS=weir-system
 JOB=clicks
-# Where the pods see the directory they share (the sink's output), and its copy here.
-if [[ "$TARGET" == local ]]; then
-  SHARED="$WORK"            # the kubelet's pods are processes on this machine
-else
-  SHARED=/weir-e2e          # the PersistentVolumeClaim $OUTPUT_PVC, mounted in every pod
-fi
-OUT="$SHARED/out"           # the exactly-once file sink's directory
-REF="$SHARED/reference"     # the same job run with `weir run` (step 12)
-OUTPUT_PVC=e2e-output
-TOOLBOX=e2e-toolbox         # cluster: a pod of the worker image with the volume and the S3 secret
+# Every output goes to the bucket (pods share no volume), and is read back through the S3 API.
+OUT="s3://$BUCKET/out"       # the exactly-once file sink's output
+REF="s3://$BUCKET/reference" # the same job run with `weir run` (step 12)
+# Where `weir_tool` finds a file this script writes (step 13's SQL script): here, or the
+# toolbox pod's own /tmp.
+if [[ "$TARGET" == local ]]; then TOOL_DIR="$WORK"; else TOOL_DIR=/tmp; fi
+TOOLBOX=e2e-toolbox          # cluster: a pod of the worker image with the S3 secret
 # Images: the process-kubelet maps them by name (registry and tag ignored); a cluster pulls them.
 WORKER_IMAGE="${WEIR_E2E_WORKER_IMAGE:-ghcr.io/weir/weir-worker:dev}"
 OPERATOR_IMAGE="${WEIR_E2E_OPERATOR_IMAGE:-weir-operator:dev}"
@@ -63,6 +59,8 @@ RATE="${WEIR_E2E_RATE:-150}"
 S3_KEY="${WEIR_E2E_S3_ACCESS_KEY:-e2e-access-key}"
 S3_SECRET="${WEIR_E2E_S3_SECRET_KEY:-e2e-secret-key}"
 S3_PID=""
+KAFKA_PID=""
+KAFKA="" # the broker of step 14 (local target only)
 
 T0=$(date +%s.%N)
 STEP=setup
@@ -102,8 +100,8 @@ wait_until() { # timeout description command...
 }
 
 # ---- the target: what differs between the process-kubelet and a real cluster -----------------
-# `weir` where the shared directory and the bucket are reachable: the workspace's binary here, or
-# the toolbox pod's (the worker image) on a cluster.
+# `weir` where the bucket is reachable: the workspace's binary here, or the toolbox pod's (the
+# worker image) on a cluster.
 weir_tool() {
   if [[ "$TARGET" == local ]]; then
     AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET" "$BIN_DIR/weir" "$@"
@@ -111,19 +109,9 @@ weir_tool() {
     kubectl -n "$NS" exec "$TOOLBOX" -c toolbox -- weir "$@"
   fi
 }
-# A shell command run where the shared directory is (here, or in the toolbox pod).
-shared_sh() {
+# A shell command run where `weir_tool` runs (here, or in the toolbox pod).
+tool_sh() {
   if [[ "$TARGET" == local ]]; then sh -c "$1"; else kubectl -n "$NS" exec -i "$TOOLBOX" -c toolbox -- sh -c "$1"; fi
-}
-# fetch DIR LOCAL_DIR: a copy here of a directory of the shared volume (local: it is already here).
-fetch() {
-  if [[ "$TARGET" == local ]]; then
-    [[ "$1" == "$2" ]] || cp -a "$1/." "$2/"
-  else
-    rm -rf "$2" && mkdir -p "$2"
-    kubectl -n "$NS" exec "$TOOLBOX" -c toolbox -- tar -C "$1" -cf - . | tar -C "$2" -xf - ||
-      fail "copying $1 out of pod $TOOLBOX failed"
-  fi
 }
 # The bucket is read through the S3 API on both targets (weir objects: the engine's storage
 # layer), never as files of the server's directory.
@@ -135,6 +123,17 @@ bucket_ls() { # prefix -> the URI of every object below s3://$BUCKET/prefix
 # quits at its first match makes the writer fail with a broken pipe.
 has_object() { # s3://bucket/key
   weir_tool objects ls "${1%/*}" "${S3_SET[@]}" | grep -xF "$1" >/dev/null
+}
+# fetch s3://BUCKET/PREFIX LOCAL_DIR: a copy here of every object below the prefix, through the
+# S3 API (uploads in progress are not objects, so only committed part files arrive).
+fetch() {
+  local uri rel
+  rm -rf "$2" && mkdir -p "$2"
+  for uri in $(weir_tool objects ls "$1" "${S3_SET[@]}"); do
+    rel="${uri#"$1"/}"
+    mkdir -p "$2/$(dirname "$rel")"
+    weir_tool objects cat "$uri" "${S3_SET[@]}" >"$2/$rel" || fail "reading $uri failed"
+  done
 }
 savepoints_in_bucket() { # the savepoint directories that hold objects, as s3:// URIs, sorted
   bucket_ls savepoints/ | sed -n "s|^\(s3://$BUCKET/savepoints/[^/]*\)/.*|\1|p" | sort -u
@@ -197,31 +196,10 @@ kill_main() { # handle from main_process: SIGKILL, as a crash
       echo "killed $1:$killed"' sh "$binary" >&2
   fi
 }
-# spec lines of the StreamJob for the target: on a cluster every pod mounts the shared volume.
-pod_template() {
-  [[ "$TARGET" == cluster ]] || return 0
-  cat <<YAML
-  podTemplate:
-    spec:
-      containers:
-      - {name: jobmanager, volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]}
-      - {name: taskmanager, volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]}
-      volumes:
-      - {name: e2e-shared, persistentVolumeClaim: {claimName: $OUTPUT_PVC}}
-YAML
-}
-# Cluster: the shared volume and the toolbox pod that reads it and the bucket (after the
-# namespace and the S3 Secret exist). Runs as root to open the volume to the pods' user 65532.
+# Cluster: the toolbox pod that reads the bucket and runs the reference jobs (after the
+# namespace and the S3 Secret exist).
 start_toolbox() {
   kn apply -f - >&2 <<YAML
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: $OUTPUT_PVC, namespace: $NS}
-spec:
-  accessModes: [${WEIR_E2E_OUTPUT_ACCESS_MODE:-ReadWriteOnce}]
-  resources: {requests: {storage: 2Gi}}
-${WEIR_E2E_OUTPUT_STORAGE_CLASS:+  storageClassName: $WEIR_E2E_OUTPUT_STORAGE_CLASS}
----
 apiVersion: v1
 kind: Pod
 metadata: {name: $TOOLBOX, namespace: $NS}
@@ -230,12 +208,8 @@ spec:
   containers:
   - name: toolbox
     image: $WORKER_IMAGE
-    command: [/bin/sh, -c, "chmod 0777 $SHARED && exec sleep infinity"]
-    securityContext: {runAsUser: 0, runAsNonRoot: false}
+    command: [/bin/sh, -c, "exec sleep infinity"]
     envFrom: [{secretRef: {name: s3-credentials}}]
-    volumeMounts: [{name: e2e-shared, mountPath: $SHARED}]
-  volumes:
-  - {name: e2e-shared, persistentVolumeClaim: {claimName: $OUTPUT_PVC}}
 YAML
   kn wait --for=condition=Ready "pod/$TOOLBOX" --timeout=180s >&2 || fail "toolbox pod $TOOLBOX not Ready"
 }
@@ -308,6 +282,8 @@ teardown() {
   fi
   "$HERE/kubelet.sh" stop >&2 || true
   if [[ -n "$S3_PID" ]]; then kill "$S3_PID" 2>/dev/null || true; fi
+  if [[ -n "$KAFKA_PID" ]]; then kill "$KAFKA_PID" 2>/dev/null || true; fi
+  if [[ -n "${PRODUCER_PID:-}" ]]; then kill "$PRODUCER_PID" 2>/dev/null || true; fi
   "$HERE/controlplane/down.sh" >&2 || true
 }
 
@@ -368,6 +344,19 @@ S3_PID=$!
 wait_until 20 "s3s-fs on 127.0.0.1:$S3_PORT" bash -c "(exec 3<>/dev/tcp/127.0.0.1/$S3_PORT) 2>/dev/null"
 S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 log "s3s-fs on $S3_ENDPOINT over $S3_ROOT (pid $S3_PID)"
+
+# The Kafka-protocol broker of step 14 (noida-db, with transactions), on a port it picks.
+bash "$ROOT/worker/kafka/install-noida-db.sh" >&2
+NOIDA_DB="$WEIR_CACHE/noida-db-0.2.3/noida_db/noida-db"
+mkdir -p "$WORK/kafka"
+setsid "$NOIDA_DB" start --only kafka --host 127.0.0.1 --kafka-port 0 --data-dir "$WORK/kafka/data" \
+  >"$WORK/kafka/broker.log" 2>&1 </dev/null &
+KAFKA_PID=$!
+kafka_port() { sed -n 's/^ *kafka *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/kafka/broker.log" | head -1; }
+kafka_listening() { [[ -n "$(kafka_port)" ]]; }
+wait_until 20 "the Kafka broker to listen" kafka_listening
+KAFKA="127.0.0.1:$(kafka_port)"
+log "Kafka broker (noida-db) on $KAFKA (pid $KAFKA_PID)"
 fi
 S3_SET=(--set "s3.endpoint=$S3_ENDPOINT" --set s3.path-style-access=true --set s3.region=us-east-1)
 
@@ -395,9 +384,8 @@ k create namespace "$NS" >/dev/null
 kn create secret generic s3-credentials --from-literal=AWS_ACCESS_KEY_ID="$S3_KEY" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$S3_SECRET" >/dev/null
 if [[ "$TARGET" == cluster ]]; then start_toolbox; fi
-shared_sh "mkdir -p -m 0777 '$OUT'" # the pods run as user 65532, the toolbox as root
-# The suite owns the bucket's checkpoints/ and savepoints/ (a kept S3 store has earlier runs' ones).
-for prefix in checkpoints savepoints; do
+# The suite owns these prefixes of the bucket (a kept S3 store has earlier runs' objects).
+for prefix in checkpoints savepoints out reference sql-out sql-ref; do
   weir_tool objects rm "s3://$BUCKET/$prefix" "${S3_SET[@]}" >/dev/null || fail "emptying s3://$BUCKET/$prefix failed"
 done
 # manifest PARALLELISM UPGRADE_MODE RATE [extra spec.job lines] — the StreamJob as a user writes it
@@ -423,7 +411,6 @@ ${4:-}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
   config:
     restart-strategy.type: fixed-delay
-$(pod_template)
 YAML
 }
 manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
@@ -683,12 +670,8 @@ step "12 sink output holds every input record exactly once (per-key count and ch
 OUT_HERE="$WORK/out"
 REF_HERE="$WORK/reference"
 fetch "$OUT" "$OUT_HERE"
-# The file sink stages uncommitted part files under .weir-tmp-uploads/ (absent when none is
-# open); recovery aborts those of crashed runs, so none should remain.
-pending="$( (find "$OUT_HERE/.weir-tmp-uploads" -type f 2>/dev/null || true) | wc -l)"
-((pending == 0)) || log "note: $pending staged file(s) of uncommitted part files remain in .weir-tmp-uploads (invisible)"
 weir_tool run user-metrics --parallelism 2 --arg "events=$EVENTS" --arg "users=$USERS" \
-  --arg "output=$REF" >"$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log" >&2; fail "weir run failed"; }
+  --arg "output=$REF" "${S3_SET[@]}" >"$WORK/reference.log" 2>&1 || { tail -20 "$WORK/reference.log" >&2; fail "weir run failed"; }
 fetch "$REF" "$REF_HERE"
 summary() { # dir -> per key: window results, events counted, amount total, checksum of the lines
   python3 - "$1" <<'PY'
@@ -726,8 +709,8 @@ log "output: $(wc -l <"$WORK/lines-e2e.txt") window results, identical to weir r
 # ---- 13 -----------------------------------------------------------------------------------------
 step "13 a SQL StreamJob (spec.job.sql) runs on the cluster and writes exactly what weir run writes"
 SQL_JOB=sql-metrics
-SQL_OUT="$SHARED/sql-out"
-SQL_REF="$SHARED/sql-ref"
+SQL_OUT="s3://$BUCKET/sql-out"
+SQL_REF="s3://$BUCKET/sql-ref"
 sql_text() { # sink directory: the seed's user_metrics query over 30 000 generated clicks
   cat <<SQL
 CREATE TABLE clicks (
@@ -750,7 +733,6 @@ FROM clicks
 GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), user_id;
 SQL
 }
-shared_sh "mkdir -p -m 0777 '$SQL_OUT'"
 kn apply -f - >&2 <<YAML || fail "kubectl apply of the SQL StreamJob failed"
 apiVersion: weir.dev/v1alpha1
 kind: StreamJob
@@ -768,14 +750,13 @@ $(sql_text "$SQL_OUT" | sed 's/^/      /')
   checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
   savepoints: {dir: "s3://$BUCKET/savepoints"}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
-$(pod_template)
 YAML
 sql_sj() { kn get sj "$SQL_JOB" -o "jsonpath=$1" 2>/dev/null; }
 sql_finished() { [[ "$(sql_sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 180 "the SQL job to run and finish" sql_finished
 log "SQL job $(sql_sj '{.status.jobStatus.jobId}') FINISHED, lifecycle $(sql_sj '{.status.lifecycleState}')"
-sql_text "$SQL_REF" | shared_sh "cat >'$SHARED/user_metrics.sql'"
-weir_tool run "$SHARED/user_metrics.sql" --parallelism 2 --no-progress \
+sql_text "$SQL_REF" | tool_sh "cat >'$TOOL_DIR/user_metrics.sql'"
+weir_tool run "$TOOL_DIR/user_metrics.sql" --parallelism 2 --no-progress "${S3_SET[@]}" \
   >"$WORK/sql-reference.log" 2>&1 || { tail -20 "$WORK/sql-reference.log" >&2; fail "weir run of the SQL failed"; }
 fetch "$SQL_OUT" "$WORK/sql-out"
 fetch "$SQL_REF" "$WORK/sql-ref"
@@ -801,5 +782,177 @@ log "SQL output: $(wc -l <"$WORK/sql-lines-e2e.txt") rows, identical to weir run
 kn delete sj "$SQL_JOB" --wait=false >&2
 sql_gone() { ! kn get sj "$SQL_JOB" >/dev/null 2>&1; }
 wait_until 120 "the SQL StreamJob to be deleted" sql_gone
+
+# ---- 14 -----------------------------------------------------------------------------------------
+step "14 Kafka in, Kafka out, exactly once: savepoint upgrade, last-state upgrade, JobManager and operator killed"
+if [[ "$TARGET" != local ]]; then
+  log "step 14 runs on the local target only (its broker, producer and readers run on this machine)"
+else
+KJOB=kafka-metrics
+KIN="clicks-$RANDOM"   # topics of this run (a kept broker has earlier runs' ones)
+KOUT="per-user-$RANDOM"
+KROWS=15000            # produced at 100 rows/s while the steps below run
+KBASE=1767225600000    # event time of row 0; row n is n * 100 ms later
+ksj() { kn get sj "$KJOB" -o "jsonpath=$1" 2>/dev/null; }
+kstable() { [[ "$(ksj '{.status.lifecycleState}')" == STABLE && -n "$(ksj '{.status.jobStatus.lastCheckpoint}')" ]]; }
+kjob() { ksj '{.status.jobStatus.jobId}'; }
+# The clicks, produced by `weir run` here into $KIN (one partition: the broker creates it).
+cat >"$WORK/kafka/produce.sql" <<SQL
+CREATE TABLE gen (
+  user_no INT, cents INT, seq BIGINT,
+  ts AS TO_TIMESTAMP_LTZ($KBASE + seq * 100, 3)
+) WITH ('connector' = 'datagen', 'number-of-rows' = '$KROWS', 'rows-per-second' = '100',
+  'fields.user_no.min' = '0', 'fields.user_no.max' = '7', 'fields.cents.min' = '100',
+  'fields.cents.max' = '9999', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0',
+  'fields.seq.end' = '$((KROWS - 1))');
+CREATE TABLE clicks (user_no INT, cents INT, seq BIGINT, ts TIMESTAMP(3)) WITH (
+  'connector' = 'kafka', 'topic' = '$KIN', 'properties.bootstrap.servers' = '$KAFKA',
+  'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
+INSERT INTO clicks SELECT user_no, cents, seq, ts FROM gen;
+SQL
+"$BIN_DIR/weir" run "$WORK/kafka/produce.sql" --no-progress >"$WORK/kafka/produce.log" 2>&1 &
+PRODUCER_PID=$!
+# The query: per user and 10 seconds of event time, clicks and cents; SOURCE_EXTRA bounds the
+# source (the reference run), SINK the output table's options.
+kafka_sql() { # source-extra-options sink-options
+  cat <<SQL
+CREATE TABLE clicks (user_no INT, cents INT, seq BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH ('connector' = 'kafka', 'topic' = '$KIN', 'properties.bootstrap.servers' = '$KAFKA',
+  'format' = 'json', 'scan.startup.mode' = 'earliest-offset'$1);
+CREATE TABLE per_user (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT)
+  WITH ($2);
+INSERT INTO per_user
+SELECT TUMBLE_START(ts, INTERVAL '10' SECOND), user_no, COUNT(*), SUM(cents)
+FROM clicks GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), user_no;
+SQL
+}
+kmanifest() { # parallelism upgradeMode
+  cat <<YAML
+apiVersion: weir.dev/v1alpha1
+kind: StreamJob
+metadata:
+  name: $KJOB
+  namespace: $NS
+spec:
+  image: $WORKER_IMAGE
+  job:
+    sql: |
+$(kafka_sql "" "'connector' = 'kafka', 'topic' = '$KOUT', 'properties.bootstrap.servers' = '$KAFKA', 'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '$KOUT'" | sed 's/^/      /')
+    parallelism: $1
+    upgradeMode: $2
+    upgradeReadinessTimeout: 45s
+  taskManager: {replicas: 1, slots: 2}
+  checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
+  savepoints: {dir: "s3://$BUCKET/savepoints"}
+  storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
+  config:
+    restart-strategy.type: fixed-delay
+YAML
+}
+kmanifest 2 savepoint | kn apply -f - >&2 || fail "kubectl apply of the Kafka StreamJob failed"
+wait_until 180 "the Kafka job STABLE with a completed checkpoint" kstable
+K1="$(kjob)"
+log "Kafka job $K1 RUNNING: $KIN -> $KOUT"
+
+kmanifest 1 savepoint | kn apply -f - >&2
+knew() { [[ -n "$(kjob)" && "$(kjob)" != "$1" ]]; }
+wait_until 180 "a new job after the savepoint upgrade" knew "$K1"
+wait_until 180 "STABLE after the savepoint upgrade" kstable
+K2="$(kjob)"
+[[ "$(ksj '{.status.savepoints.last.trigger}')" == upgrade ]] || fail "the upgrade took no savepoint"
+log "savepoint upgrade: $K2 restored from $(ksj '{.status.reconciliation.restorePath}')"
+
+kmanifest 2 last-state | kn apply -f - >&2
+wait_until 180 "a new job after the last-state upgrade" knew "$K2"
+wait_until 180 "STABLE after the last-state upgrade" kstable
+K3="$(kjob)"
+[[ "$(ksj '{.status.reconciliation.restorePath}')" == "s3://$BUCKET/checkpoints/$K2/chk-"* ]] ||
+  fail "the last-state upgrade restored from '$(ksj '{.status.reconciliation.restorePath}')', not a checkpoint of $K2"
+log "last-state upgrade: $K3 restored from $(ksj '{.status.reconciliation.restorePath}')"
+
+KJM_SEL="weir.dev/job=$KJOB,app.kubernetes.io/component=jobmanager"
+kjm="$(main_process "$NS" "$KJM_SEL" jobmanager weir)" || fail "no JobManager process of $KJOB"
+kbefore="$(restarts "$KJM_SEL")"
+kill_main "$kjm" || fail "killing the JobManager ($kjm) failed"
+log "killed the Kafka job's JobManager ($kjm)"
+kjm_restarted() { [[ "$(restarts "$KJM_SEL")" -gt "$kbefore" ]]; }
+wait_until 60 "the JobManager container to be restarted" kjm_restarted
+krunning() { [[ "$(ksj '{.status.jobStatus.state}')" == RUNNING ]]; }
+wait_until 180 "the job RUNNING under the restarted JobManager" krunning
+wait_until 180 "STABLE with the restarted JobManager" kstable
+
+OP_SEL="app.kubernetes.io/name=weir-operator"
+kop="$(main_process "$OPNS" "$OP_SEL" operator weir-operator)" || fail "no operator process found"
+kop_before="$(restarts "$OP_SEL")"
+kill_main "$kop" || fail "killing the operator ($kop) failed"
+log "killed the operator ($kop)"
+kop_restarted() { [[ "$(restarts "$OP_SEL")" -gt "$kop_before" ]]; }
+wait_until 60 "the operator container to be restarted" kop_restarted
+wait_until 120 "STABLE after the operator restart" kstable
+
+# Every click is in; then every window the watermark (last event - 1 s) closed is committed.
+produced() { ! kill -0 "$PRODUCER_PID" 2>/dev/null; }
+wait_until 300 "the producer to write its $KROWS clicks" produced
+wait "$PRODUCER_PID" || { tail -20 "$WORK/kafka/produce.log" >&2; fail "the producer failed"; }
+PRODUCER_PID=""
+# read TOPIC DIR: every committed record of the topic (read_committed, to its end at start).
+kafka_read() {
+  cat >"$WORK/kafka/read.sql" <<SQL
+CREATE TABLE t (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT) WITH (
+  'connector' = 'kafka', 'topic' = '$1', 'properties.bootstrap.servers' = '$KAFKA', 'format' = 'json',
+  'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+  'properties.isolation.level' = 'read_committed');
+CREATE TABLE o (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '$2', 'format' = 'json');
+INSERT INTO o SELECT * FROM t;
+SQL
+  rm -rf "$2"
+  "$BIN_DIR/weir" run "$WORK/kafka/read.sql" --no-progress >"$WORK/kafka/read.log" 2>&1 ||
+    { tail -20 "$WORK/kafka/read.log" >&2; fail "reading $1 failed"; }
+}
+# The reference: the same query over the same clicks with `weir run`, the source bounded.
+kafka_sql ", 'scan.bounded.mode' = 'latest-offset'" \
+  "'connector' = 'filesystem', 'path' = '$WORK/kafka/reference', 'format' = 'json'" >"$WORK/kafka/reference.sql"
+"$BIN_DIR/weir" run "$WORK/kafka/reference.sql" --no-progress >"$WORK/kafka/reference.log" 2>&1 ||
+  { tail -20 "$WORK/kafka/reference.log" >&2; fail "the reference run failed"; }
+# compare: prints the verdict; exit 0 when every closed window is there once and right.
+kafka_compare() {
+  python3 - "$WORK/kafka/out" "$WORK/kafka/reference" "$KBASE" "$KROWS" <<'PY'
+import collections, datetime, glob, json, os, sys
+out_dir, ref_dir, base, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def load(d):
+    rs = []
+    for f in glob.glob(os.path.join(d, "*.jsonl")):
+        rs += [json.loads(l) for l in open(f) if l.strip()]
+    return rs
+def ms(ts):
+    fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in ts else "%Y-%m-%d %H:%M:%S"
+    t = datetime.datetime.strptime(ts, fmt).replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp() * 1000)
+out, ref = load(out_dir), load(ref_dir)
+key = lambda r: (r["window_start"], r["user_no"])
+counts = collections.Counter(key(r) for r in out)
+dups = [k for k, n in counts.items() if n > 1]
+ref_by = {key(r): r for r in ref}
+wrong = [r for r in out if ref_by.get(key(r)) != r]
+# Closed by the job's watermark: the last click's event time minus 1 s.
+closed = base + (rows - 1) * 100 - 1000
+missing = [k for k, r in ref_by.items() if ms(r["window_start"]) + 10000 <= closed and k not in counts]
+print(f"{len(out)} rows committed, {len(ref)} in the reference; {len(dups)} duplicated, {len(wrong)} differing, {len(missing)} closed windows missing")
+if dups: print("duplicated:", dups[:3])
+if wrong: print("differing:", wrong[:3])
+if missing: print("missing:", missing[:3])
+sys.exit(0 if not dups and not wrong and not missing and sum(r["clicks"] for r in ref) == rows else 1)
+PY
+}
+kcomplete() { kafka_read "$KOUT" "$WORK/kafka/out" && kafka_compare >"$WORK/kafka/verdict" 2>&1; }
+wait_until 180 "every closed window committed to $KOUT" kcomplete
+log "Kafka output (read_committed): $(cat "$WORK/kafka/verdict")"
+[[ "$(ksj '{.status.jobStatus.state}')" == RUNNING ]] || fail "the Kafka job is $(ksj '{.status.jobStatus.state}'), not RUNNING"
+kn delete sj "$KJOB" --wait=false >&2
+kgone() { ! kn get sj "$KJOB" >/dev/null 2>&1; }
+wait_until 120 "the Kafka StreamJob to be deleted" kgone
+fi
 
 step "finished"
