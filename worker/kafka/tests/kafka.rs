@@ -1144,7 +1144,7 @@ fn sql_windows_fire_when_a_source_subtask_has_no_partition() {
     .unwrap();
     let job = env.execute_async("few partitions").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let want = vec!["0,100".to_string(), "1,100".into()];
+    let want = ["0,100".to_string(), "1,100".into()];
     let mut got = Vec::new();
     while Instant::now() < deadline {
         got = values(broker.read_all("few-out", "read_committed"));
