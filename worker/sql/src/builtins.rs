@@ -11,6 +11,7 @@
 
 mod datetime;
 mod encoding;
+mod json_path;
 
 use crate::value::{Column, Row, SqlType, Value, append_column, arrow_schema, rows_to_batch};
 use arrow::datatypes::DataType;
@@ -1099,6 +1100,7 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
     }
     fns.extend(more());
     fns.extend(encoding::functions());
+    fns.extend(json_path::functions());
     fns.extend([
         field!("year", "YEAR(timestamp)", "YEAR"),
         field!("quarter", "QUARTER(timestamp)", "QUARTER"),

@@ -1,0 +1,508 @@
+//! Flink's `JSON_VALUE(json, path)` and `JSON_EXISTS(json, path)` (their default `NULL ON
+//! EMPTY`, `NULL ON ERROR` and `FALSE ON ERROR` behaviour), over a JSON path subset:
+//! `$`, `.name`, `['name']`, `["name"]` and `[index]` (negative: from the end), optionally
+//! after a `lax` or `strict` mode word; a path without `$` is read as `$.` + path, as
+//! Flink's (Jayway's) does.
+//!
+//! The document is read as Flink's Jackson reads it: the first JSON value of the text (what
+//! follows it is ignored), the last of duplicate keys wins, and numbers keep their text as
+//! Java's `BigDecimal` writes it (`1.50` stays `1.50`, `1e3` is `1E+3`). Text that is not JSON,
+//! a path that is not valid and a path that finds nothing all give NULL (JSON_EXISTS: FALSE).
+
+use super::{Typing, count, str_arg, udf};
+use crate::value::{SqlType, Value};
+use datafusion_expr::ScalarUDF;
+use std::sync::Arc;
+
+/// How deep arrays and objects may nest (Jackson's default limit is 1000); deeper is an error.
+const MAX_DEPTH: usize = 1000;
+
+/// A parsed JSON value; numbers keep the text Flink gives them.
+#[derive(Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(String),
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self
+            .b
+            .get(self.pos)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.b.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Json> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        let rest = &self.b[self.pos..];
+        for (word, v) in [
+            (&b"null"[..], Json::Null),
+            (b"true", Json::Bool(true)),
+            (b"false", Json::Bool(false)),
+        ] {
+            // Jackson reads `nullx` as one unrecognised token.
+            if rest.starts_with(word)
+                && !rest
+                    .get(word.len())
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+            {
+                self.pos += word.len();
+                return Some(v);
+            }
+        }
+        match rest.first()? {
+            b'"' => self.string().map(Json::Str),
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if self.eat(b']') {
+                    return Some(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Some(Json::Array(items));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'{' => {
+                self.pos += 1;
+                let mut fields = Vec::new();
+                if self.eat(b'}') {
+                    return Some(Json::Object(fields));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    fields.push((key, self.value(depth + 1)?));
+                    if self.eat(b'}') {
+                        return Some(Json::Object(fields));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            _ => self.number().map(Json::Number),
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        if self.b.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let c = *self.b.get(self.pos)?;
+            self.pos += 1;
+            match c {
+                b'"' => return String::from_utf8(out).ok(),
+                // Jackson refuses unescaped control characters.
+                0..=0x1f => return None,
+                b'\\' => {
+                    let e = *self.b.get(self.pos)?;
+                    self.pos += 1;
+                    let ch = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return None,
+                    };
+                    out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    /// The character of `\uXXXX` (a surrogate pair is two escapes); a lone surrogate, which
+    /// Java keeps in its UTF-16 string, becomes U+FFFD.
+    fn unicode_escape(&mut self) -> Option<char> {
+        let hex4 = |p: &mut Self| -> Option<u32> {
+            let h = std::str::from_utf8(p.b.get(p.pos..p.pos + 4)?).ok()?;
+            p.pos += 4;
+            u32::from_str_radix(h, 16).ok()
+        };
+        let hi = hex4(self)?;
+        if (0xD800..0xDC00).contains(&hi) && self.b[self.pos..].starts_with(b"\\u") {
+            let save = self.pos;
+            self.pos += 2;
+            let lo = hex4(self)?;
+            if (0xDC00..0xE000).contains(&lo) {
+                return char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
+            }
+            self.pos = save;
+        }
+        Some(char::from_u32(hi).unwrap_or('\u{fffd}'))
+    }
+
+    /// A JSON number, as Flink writes it: an integer's digits (`-0` is `0`), a number with a
+    /// fraction or an exponent as Java's `BigDecimal.toString`.
+    fn number(&mut self) -> Option<String> {
+        let start = self.pos;
+        let digits = |p: &mut Self| {
+            let s = p.pos;
+            while p.b.get(p.pos).is_some_and(u8::is_ascii_digit) {
+                p.pos += 1;
+            }
+            std::str::from_utf8(&p.b[s..p.pos]).expect("ASCII digits")
+        };
+        let negative = self.b.get(self.pos) == Some(&b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int = digits(self);
+        // JSON (and Jackson) refuse leading zeros and a missing integer part.
+        if int.is_empty() || (int.len() > 1 && int.starts_with('0')) {
+            return None;
+        }
+        let mut frac = "";
+        if self.b.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            frac = digits(self);
+            if frac.is_empty() {
+                return None;
+            }
+        }
+        let mut exp = 0i64;
+        let mut has_exp = false;
+        if matches!(self.b.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            has_exp = true;
+            let neg = match self.b.get(self.pos) {
+                Some(b'-') => {
+                    self.pos += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.pos += 1;
+                    false
+                }
+                _ => false,
+            };
+            let e = digits(self);
+            // BigDecimal's scale is a 32-bit int.
+            exp = e.parse::<i32>().ok()?.into();
+            if neg {
+                exp = -exp;
+            }
+        }
+        debug_assert!(self.pos > start);
+        if frac.is_empty() && !has_exp {
+            let int = int.trim_start_matches('0');
+            return Some(match (int.is_empty(), negative) {
+                (true, _) => "0".to_string(),
+                (false, true) => format!("-{int}"),
+                (false, false) => int.to_string(),
+            });
+        }
+        let all = format!("{int}{frac}");
+        let coeff = match all.trim_start_matches('0') {
+            "" => "0",
+            c => c,
+        };
+        let scale = frac.len() as i64 - exp;
+        Some(big_decimal_text(negative && coeff != "0", coeff, scale))
+    }
+}
+
+/// Java's `BigDecimal.toString` of ±`coeff` × 10^-`scale` (`coeff` without leading zeros).
+fn big_decimal_text(negative: bool, coeff: &str, scale: i64) -> String {
+    let sign = if negative { "-" } else { "" };
+    let n = coeff.len() as i64;
+    let adjusted = -scale + (n - 1);
+    if scale == 0 {
+        return format!("{sign}{coeff}");
+    }
+    if scale > 0 && adjusted >= -6 {
+        return if n > scale {
+            let (i, f) = coeff.split_at((n - scale) as usize);
+            format!("{sign}{i}.{f}")
+        } else {
+            format!("{sign}0.{}{coeff}", "0".repeat((scale - n) as usize))
+        };
+    }
+    let (first, rest) = coeff.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let plus = if adjusted > 0 { "+" } else { "" };
+    format!("{sign}{first}{point}{rest}E{plus}{adjusted}")
+}
+
+/// The first JSON value of `text` (None: it does not start with one).
+fn parse(text: &str) -> Option<Json> {
+    Parser {
+        b: text.as_bytes(),
+        pos: 0,
+    }
+    .value(0)
+}
+
+/// One step of a path.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Key(String),
+    Index(i64),
+}
+
+/// What a path is.
+#[derive(Debug, PartialEq)]
+enum Path {
+    /// A path to at most one value.
+    Definite(Vec<Step>),
+    /// A path with a wildcard, deep scan, filter, slice or list of keys or indexes: it finds
+    /// a list of values, never one scalar. Weir does not evaluate these yet.
+    Indefinite,
+}
+
+/// `path` parsed (None: not a valid path).
+fn parse_path(path: &str) -> Option<Path> {
+    let mut p = path.trim_start();
+    for mode in ["lax", "strict"] {
+        if p.len() > mode.len()
+            && p[..mode.len()].eq_ignore_ascii_case(mode)
+            && p.as_bytes()[mode.len()].is_ascii_whitespace()
+        {
+            p = p[mode.len()..].trim_start();
+            break;
+        }
+    }
+    let p = p.trim_end();
+    let owned;
+    let mut rest = match p.strip_prefix('$') {
+        Some(r) => r,
+        None => {
+            owned = format!(".{p}");
+            &owned
+        }
+    };
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if rest.starts_with("..") || rest.starts_with(".*") || rest.starts_with("[*") {
+            return Some(Path::Indefinite);
+        }
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return None;
+            }
+            steps.push(Step::Key(name.to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = r[..end].trim();
+            rest = &r[end + 1..];
+            let quoted = inner.len() >= 2
+                && ((inner.starts_with('\'') && inner.ends_with('\''))
+                    || (inner.starts_with('"') && inner.ends_with('"')));
+            if quoted {
+                let name = &inner[1..inner.len() - 1];
+                if name.contains(['\'', '"']) {
+                    // Lists of keys (`['a','b']`).
+                    return Some(Path::Indefinite);
+                }
+                steps.push(Step::Key(name.to_string()));
+            } else if let Ok(i) = inner.parse::<i64>() {
+                steps.push(Step::Index(i));
+            } else if inner.contains([',', ':', '?']) {
+                return Some(Path::Indefinite);
+            } else {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    Some(Path::Definite(steps))
+}
+
+/// The value `steps` lead to in `doc` (None: there is none).
+fn find<'a>(doc: &'a Json, steps: &[Step]) -> Option<&'a Json> {
+    let mut at = doc;
+    for step in steps {
+        at = match (step, at) {
+            (Step::Key(k), Json::Object(fields)) => &fields.iter().rev().find(|(n, _)| n == k)?.1,
+            (Step::Index(i), Json::Array(items)) => {
+                let i = if *i < 0 { items.len() as i64 + i } else { *i };
+                items.get(usize::try_from(i).ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+fn eval_json_value(a: &[Value]) -> Result<Value, String> {
+    let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    // An indefinite path finds a list, which is never the scalar JSON_VALUE needs: NULL, as
+    // in Flink.
+    let Some(Path::Definite(steps)) = parse_path(path) else {
+        return Ok(Value::Null);
+    };
+    let Some(doc) = parse(json) else {
+        return Ok(Value::Null);
+    };
+    Ok(match find(&doc, &steps) {
+        Some(Json::Str(s)) => Value::Str(s.clone()),
+        Some(Json::Number(n)) => Value::Str(n.clone()),
+        Some(Json::Bool(b)) => Value::Str(b.to_string()),
+        _ => Value::Null,
+    })
+}
+
+fn eval_json_exists(a: &[Value]) -> Result<Value, String> {
+    let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let steps = match parse_path(path) {
+        None => return Ok(Value::Bool(false)),
+        Some(Path::Indefinite) => {
+            return Err(format!(
+                "the JSON path '{path}' has a wildcard, deep scan, filter, slice or list, \
+                 which Weir does not evaluate yet"
+            ));
+        }
+        Some(Path::Definite(steps)) => steps,
+    };
+    let found =
+        parse(json).is_some_and(|doc| !matches!(find(&doc, &steps), None | Some(Json::Null)));
+    Ok(Value::Bool(found))
+}
+
+/// Both arguments are STRING (Flink refuses other types rather than casting them).
+fn json_and_path(
+    args: &[Option<SqlType>],
+    ret: SqlType,
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 2, 2)?;
+    if !args
+        .iter()
+        .all(|t| matches!(t, None | Some(SqlType::String)))
+    {
+        return Err("takes a STRING of JSON and a STRING path".into());
+    }
+    Ok((vec![SqlType::String, SqlType::String], ret))
+}
+
+const VALUE_TYPING: Typing = |a| json_and_path(a, SqlType::String);
+const EXISTS_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
+
+/// The functions of this module, by their SQL names.
+pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        udf(
+            "json_value",
+            "JSON_VALUE(json, path)",
+            VALUE_TYPING,
+            eval_json_value,
+        ),
+        udf(
+            "json_exists",
+            "JSON_EXISTS(json, path)",
+            EXISTS_TYPING,
+            eval_json_exists,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(json: &str, path: &str) -> Value {
+        eval_json_value(&[Value::Str(json.into()), Value::Str(path.into())]).unwrap()
+    }
+
+    #[test]
+    fn numbers_keep_the_text_java_s_big_decimal_gives_them() {
+        for (json, text) in [
+            ("1.50", "1.50"),
+            ("1e3", "1E+3"),
+            ("1.5e2", "1.5E+2"),
+            ("0.0000001", "1E-7"),
+            ("0.000001", "0.000001"),
+            ("-0.0", "0.0"),
+            ("-0", "0"),
+            ("12345678901234567890", "12345678901234567890"),
+            ("-12.5E-1", "-1.25"),
+        ] {
+            assert_eq!(parse(json), Some(Json::Number(text.into())), "{json}");
+        }
+        assert_eq!(parse("01"), None, "leading zeros");
+        assert_eq!(parse("nullx"), None);
+        assert_eq!(
+            parse("[1] [2]"),
+            Some(Json::Array(vec![Json::Number("1".into())]))
+        );
+        assert_eq!(parse("-"), None);
+        assert_eq!(parse("1."), None);
+    }
+
+    #[test]
+    fn paths_find_keys_and_indexes_and_anything_else_is_null() {
+        let doc = r#"{"a": {"b": [10, {"c": "x\u00e9"}]}, "a": {"b": [1, {"c": "last"}]}}"#;
+        assert_eq!(value(doc, "$.a.b[1].c"), Value::Str("last".into()));
+        assert_eq!(value(doc, "lax $['a'][\"b\"][0]"), Value::Str("1".into()));
+        assert_eq!(value(doc, "a.b[-2]"), Value::Str("1".into()));
+        assert_eq!(value(doc, "$.a.b"), Value::Null, "not a scalar");
+        assert_eq!(value(doc, "$.a.b[*]"), Value::Null, "a list");
+        assert_eq!(value(doc, "$.a b"), Value::Null, "not a path");
+        assert_eq!(
+            value(r#"{"s": "\ud83d\ude00\n"}"#, "$.s"),
+            Value::Str("😀\n".into())
+        );
+        assert_eq!(value("{'a': 1}", "$.a"), Value::Null);
+    }
+
+    #[test]
+    fn json_exists_is_false_for_null_and_refuses_paths_it_cannot_evaluate() {
+        let exists = |json: &str, path: &str| {
+            eval_json_exists(&[Value::Str(json.into()), Value::Str(path.into())])
+        };
+        assert_eq!(exists(r#"{"a": null}"#, "$.a"), Ok(Value::Bool(false)));
+        assert_eq!(exists(r#"{"a": []}"#, "strict $.a"), Ok(Value::Bool(true)));
+        assert_eq!(exists("not json", "$.a"), Ok(Value::Bool(false)));
+        let err = exists(r#"{"a": [1]}"#, "$..a").unwrap_err();
+        assert!(err.contains("'$..a'"), "{err}");
+    }
+}
