@@ -296,9 +296,11 @@ enum Path {
 fn parse_path(path: &str) -> Option<Path> {
     let mut p = path.trim_start();
     for mode in ["lax", "strict"] {
-        if p.len() > mode.len()
-            && p[..mode.len()].eq_ignore_ascii_case(mode)
-            && p.as_bytes()[mode.len()].is_ascii_whitespace()
+        // Compared as bytes: the path's text may have a multi-byte character there.
+        let b = p.as_bytes();
+        if b.get(..mode.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(mode.as_bytes()))
+            && b.get(mode.len()).is_some_and(u8::is_ascii_whitespace)
         {
             p = p[mode.len()..].trim_start();
             break;
@@ -492,6 +494,8 @@ mod tests {
             Value::Str("😀\n".into())
         );
         assert_eq!(value("{'a': 1}", "$.a"), Value::Null);
+        assert_eq!(value(r#"{"é": "ü"}"#, "$.é"), Value::Str("ü".into()));
+        assert_eq!(value(r#"{"éa": 1}"#, "éa"), Value::Str("1".into()));
     }
 
     #[test]
