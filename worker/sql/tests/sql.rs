@@ -2816,6 +2816,21 @@ fn scalar_expressions_give_the_results_apache_flink_recorded() {
 }
 
 #[test]
+fn json_value_returning_a_type_weir_does_not_convert_to_is_refused_naming_it() {
+    for (ty, shown) in [("BIGINT", "BIGINT"), ("TIMESTAMP(3)", "TIMESTAMP(3)")] {
+        let err = plan_error(&format!(
+            "CREATE TABLE t (s STRING) WITH ('connector' = 'datagen');
+             CREATE TABLE out (v STRING) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT CAST(JSON_VALUE(s, '$.a' RETURNING {ty}) AS STRING) FROM t;"
+        ));
+        assert!(
+            err.contains(&format!("JSON_VALUE(… RETURNING {shown}) is not supported")),
+            "{ty}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_refused() {
     for (opts, expected) in [
         (

@@ -22,7 +22,11 @@ const MAX_DEPTH: usize = 1000;
 enum Json {
     Null,
     Bool(bool),
+    /// A number without fraction or exponent (Jackson's Integer, Long or BigInteger).
     Number(String),
+    /// A number with a fraction or an exponent (Jackson's BigDecimal), as `BigDecimal`
+    /// writes it.
+    Decimal(String),
     Str(String),
     Array(Vec<Json>),
     Object(Vec<(String, Json)>),
@@ -114,7 +118,7 @@ impl Parser<'_> {
                     }
                 }
             }
-            _ => self.number().map(Json::Number),
+            _ => self.number(),
         }
     }
 
@@ -176,7 +180,7 @@ impl Parser<'_> {
 
     /// A JSON number, as Flink writes it: an integer's digits (`-0` is `0`), a number with a
     /// fraction or an exponent as Java's `BigDecimal.toString`.
-    fn number(&mut self) -> Option<String> {
+    fn number(&mut self) -> Option<Json> {
         let start = self.pos;
         let digits = |p: &mut Self| {
             let s = p.pos;
@@ -228,11 +232,11 @@ impl Parser<'_> {
         debug_assert!(self.pos > start);
         if frac.is_empty() && !has_exp {
             let int = int.trim_start_matches('0');
-            return Some(match (int.is_empty(), negative) {
+            return Some(Json::Number(match (int.is_empty(), negative) {
                 (true, _) => "0".to_string(),
                 (false, true) => format!("-{int}"),
                 (false, false) => int.to_string(),
-            });
+            }));
         }
         let all = format!("{int}{frac}");
         let coeff = match all.trim_start_matches('0') {
@@ -240,7 +244,11 @@ impl Parser<'_> {
             c => c,
         };
         let scale = frac.len() as i64 - exp;
-        Some(big_decimal_text(negative && coeff != "0", coeff, scale))
+        Some(Json::Decimal(big_decimal_text(
+            negative && coeff != "0",
+            coeff,
+            scale,
+        )))
     }
 }
 
@@ -372,23 +380,80 @@ fn find<'a>(doc: &'a Json, steps: &[Step]) -> Option<&'a Json> {
     Some(at)
 }
 
-fn eval_json_value(a: &[Value]) -> Result<Value, String> {
-    let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
-        return Ok(Value::Null);
-    };
+/// The scalar `path` finds in `json` (None: NULL — an argument is NULL, the text is not
+/// JSON, the path is not valid or finds nothing, JSON null, an object or an array).
+fn json_scalar<T>(a: &[Value], f: impl FnOnce(&Json) -> T) -> Option<T> {
+    let (json, path) = (str_arg(&a[0])?, str_arg(&a[1])?);
     // An indefinite path finds a list, which is never the scalar JSON_VALUE needs: NULL, as
     // in Flink.
     let Some(Path::Definite(steps)) = parse_path(path) else {
-        return Ok(Value::Null);
+        return None;
     };
-    let Some(doc) = parse(json) else {
-        return Ok(Value::Null);
+    let doc = parse(json)?;
+    match find(&doc, &steps)? {
+        Json::Null | Json::Array(_) | Json::Object(_) => None,
+        v => Some(f(v)),
+    }
+}
+
+/// The JSON text of a scalar (a string as its value, for JSON_VALUE's STRING result).
+fn scalar_text(v: &Json) -> String {
+    match v {
+        Json::Str(s) | Json::Number(s) | Json::Decimal(s) => s.clone(),
+        Json::Bool(b) => b.to_string(),
+        Json::Null | Json::Array(_) | Json::Object(_) => String::new(),
+    }
+}
+
+fn eval_json_value(a: &[Value]) -> Result<Value, String> {
+    Ok(json_scalar(a, |v| Value::Str(scalar_text(v))).unwrap_or(Value::Null))
+}
+
+/// The scalar `path` finds converted by `convert`; a scalar it does not take fails the job,
+/// naming the value and `what` it must be.
+fn typed_scalar(
+    a: &[Value],
+    what: &str,
+    convert: impl FnOnce(&Json) -> Option<Value>,
+) -> Result<Value, String> {
+    let quoted = |v: &Json| match v {
+        Json::Str(s) => format!("'{s}'"),
+        v => scalar_text(v),
     };
-    Ok(match find(&doc, &steps) {
-        Some(Json::Str(s)) => Value::Str(s.clone()),
-        Some(Json::Number(n)) => Value::Str(n.clone()),
-        Some(Json::Bool(b)) => Value::Str(b.to_string()),
-        _ => Value::Null,
+    match json_scalar(a, |v| convert(v).ok_or_else(|| quoted(v))) {
+        None => Ok(Value::Null),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(text)) => Err(format!("the JSON value {text} is not {what}")),
+    }
+}
+
+/// `JSON_VALUE(json, path RETURNING INT)`: Flink takes only a JSON integer of INT's range
+/// (its Jackson reads an Integer) and fails the job on any other scalar.
+fn eval_json_value_int(a: &[Value]) -> Result<Value, String> {
+    typed_scalar(a, "a JSON integer of INT's range", |v| match v {
+        Json::Number(n) => n.parse::<i32>().ok().map(|i| Value::Int(i.into())),
+        _ => None,
+    })
+}
+
+/// `RETURNING DOUBLE`: Flink takes only a JSON number with a fraction or an exponent (its
+/// Jackson reads a BigDecimal; `2` is an Integer and fails the job).
+fn eval_json_value_double(a: &[Value]) -> Result<Value, String> {
+    typed_scalar(
+        a,
+        "a JSON number with a fraction or an exponent",
+        |v| match v {
+            Json::Decimal(d) => d.parse::<f64>().ok().map(Value::Double),
+            _ => None,
+        },
+    )
+}
+
+/// `RETURNING BOOLEAN`: only JSON `true` and `false`.
+fn eval_json_value_boolean(a: &[Value]) -> Result<Value, String> {
+    typed_scalar(a, "a JSON boolean", |v| match v {
+        Json::Bool(b) => Some(Value::Bool(*b)),
+        _ => None,
     })
 }
 
@@ -427,6 +492,9 @@ fn json_and_path(
 }
 
 const VALUE_TYPING: Typing = |a| json_and_path(a, SqlType::String);
+const INT_TYPING: Typing = |a| json_and_path(a, SqlType::BigInt);
+const DOUBLE_TYPING: Typing = |a| json_and_path(a, SqlType::Double);
+const BOOLEAN_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
 const EXISTS_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
 
 /// The functions of this module, by their SQL names.
@@ -437,6 +505,24 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "JSON_VALUE(json, path)",
             VALUE_TYPING,
             eval_json_value,
+        ),
+        udf(
+            "json_value_int",
+            "JSON_VALUE(json, path RETURNING INT)",
+            INT_TYPING,
+            eval_json_value_int,
+        ),
+        udf(
+            "json_value_double",
+            "JSON_VALUE(json, path RETURNING DOUBLE)",
+            DOUBLE_TYPING,
+            eval_json_value_double,
+        ),
+        udf(
+            "json_value_boolean",
+            "JSON_VALUE(json, path RETURNING BOOLEAN)",
+            BOOLEAN_TYPING,
+            eval_json_value_boolean,
         ),
         udf(
             "json_exists",
@@ -468,7 +554,12 @@ mod tests {
             ("12345678901234567890", "12345678901234567890"),
             ("-12.5E-1", "-1.25"),
         ] {
-            assert_eq!(parse(json), Some(Json::Number(text.into())), "{json}");
+            let number = if json.contains(['.', 'e', 'E']) {
+                Json::Decimal(text.into())
+            } else {
+                Json::Number(text.into())
+            };
+            assert_eq!(parse(json), Some(number), "{json}");
         }
         assert_eq!(parse("01"), None, "leading zeros");
         assert_eq!(parse("nullx"), None);
@@ -508,5 +599,32 @@ mod tests {
         assert_eq!(exists("not json", "$.a"), Ok(Value::Bool(false)));
         let err = exists(r#"{"a": [1]}"#, "$..a").unwrap_err();
         assert!(err.contains("'$..a'"), "{err}");
+    }
+
+    #[test]
+    fn returning_takes_only_the_json_type_flink_s_jackson_reads() {
+        let args = |json: &str| [Value::Str(json.into()), Value::Str("$.a".into())];
+        assert_eq!(
+            eval_json_value_int(&args(r#"{"a": -7}"#)),
+            Ok(Value::Int(-7))
+        );
+        assert_eq!(eval_json_value_int(&args(r#"{"b": 1}"#)), Ok(Value::Null));
+        let err = eval_json_value_int(&args(r#"{"a": 12345678901234}"#)).unwrap_err();
+        assert_eq!(
+            err,
+            "the JSON value 12345678901234 is not a JSON integer of INT's range"
+        );
+        assert_eq!(
+            eval_json_value_double(&args(r#"{"a": 1.50}"#)),
+            Ok(Value::Double(1.5))
+        );
+        let err = eval_json_value_double(&args(r#"{"a": "2.5"}"#)).unwrap_err();
+        assert!(err.contains("'2.5'"), "{err}");
+        assert!(eval_json_value_double(&args(r#"{"a": 2}"#)).is_err());
+        assert_eq!(
+            eval_json_value_boolean(&args(r#"{"a": false}"#)),
+            Ok(Value::Bool(false))
+        );
+        assert!(eval_json_value_boolean(&args(r#"{"a": 1}"#)).is_err());
     }
 }
