@@ -1,5 +1,6 @@
-//! Flink's `JSON_VALUE(json, path)` and `JSON_EXISTS(json, path)` (their default `NULL ON
-//! EMPTY`, `NULL ON ERROR` and `FALSE ON ERROR` behaviour), over a JSON path subset:
+//! Flink's `JSON_VALUE(json, path [RETURNING type])`, `JSON_QUERY(json, path)` and
+//! `JSON_EXISTS(json, path)` (their default `NULL ON EMPTY`, `NULL ON ERROR` and `FALSE ON
+//! ERROR` behaviour), and `JSON_STRING(value)`. Paths are a subset:
 //! `$`, `.name`, `['name']`, `["name"]` and `[index]` (negative: from the end), optionally
 //! after a `lax` or `strict` mode word; a path without `$` is read as `$.` + path, as
 //! Flink's (Jayway's) does.
@@ -457,23 +458,149 @@ fn eval_json_value_boolean(a: &[Value]) -> Result<Value, String> {
     })
 }
 
+/// The steps of a definite `path` (None: not a valid path); an indefinite one is an error.
+fn definite_steps(path: &str) -> Result<Option<Vec<Step>>, String> {
+    match parse_path(path) {
+        None => Ok(None),
+        Some(Path::Indefinite) => Err(format!(
+            "the JSON path '{path}' has a wildcard, deep scan, filter, slice or list, \
+             which Weir does not evaluate yet"
+        )),
+        Some(Path::Definite(steps)) => Ok(Some(steps)),
+    }
+}
+
 fn eval_json_exists(a: &[Value]) -> Result<Value, String> {
     let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
         return Ok(Value::Null);
     };
-    let steps = match parse_path(path) {
-        None => return Ok(Value::Bool(false)),
-        Some(Path::Indefinite) => {
-            return Err(format!(
-                "the JSON path '{path}' has a wildcard, deep scan, filter, slice or list, \
-                 which Weir does not evaluate yet"
-            ));
-        }
-        Some(Path::Definite(steps)) => steps,
+    let Some(steps) = definite_steps(path)? else {
+        return Ok(Value::Bool(false));
     };
     let found =
         parse(json).is_some_and(|doc| !matches!(find(&doc, &steps), None | Some(Json::Null)));
     Ok(Value::Bool(found))
+}
+
+/// `JSON_QUERY(json, path)`: the object or array `path` finds, as compact JSON text (Flink's
+/// default `WITHOUT ARRAY WRAPPER`, `NULL ON EMPTY`, `NULL ON ERROR`: a scalar is NULL).
+fn eval_json_query(a: &[Value]) -> Result<Value, String> {
+    let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let Some(steps) = definite_steps(path)? else {
+        return Ok(Value::Null);
+    };
+    Ok(
+        match parse(json).as_ref().and_then(|doc| find(doc, &steps)) {
+            Some(v @ (Json::Array(_) | Json::Object(_))) => {
+                let mut out = String::new();
+                write_json(v, &mut out);
+                Value::Str(out)
+            }
+            _ => Value::Null,
+        },
+    )
+}
+
+/// `s` as a JSON string, as Jackson writes it: `"` and `\` escaped, the control characters
+/// as `\n`-style or `\u00XX` escapes, everything else as it is.
+fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `v` as compact JSON text, as Flink's Jackson writes the maps and lists it read: an
+/// object's duplicate key keeps its first position and takes its last value.
+fn write_json(v: &Json, out: &mut String) {
+    match v {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) | Json::Decimal(n) => out.push_str(n),
+        Json::Str(s) => write_json_string(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Json::Object(fields) => {
+            out.push('{');
+            let mut first = true;
+            for (i, (k, _)) in fields.iter().enumerate() {
+                if fields[..i].iter().any(|(n, _)| n == k) {
+                    continue;
+                }
+                let last = &fields
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == k)
+                    .expect("k is a key")
+                    .1;
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_json_string(k, out);
+                out.push(':');
+                write_json(last, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// `JSON_STRING(value)`: the value as JSON text, as Flink writes it (a DOUBLE as Java's
+/// `BigDecimal.valueOf(d)` writes it, `1.0E+10`; a TIMESTAMP as an ISO-8601 string without
+/// trailing fractional zeros).
+fn eval_json_string(a: &[Value]) -> Result<Value, String> {
+    let mut out = String::new();
+    match &a[0] {
+        Value::Null => return Ok(Value::Null),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Double(d) => {
+            let text = super::java_double(*d);
+            let mut p = Parser {
+                b: text.as_bytes(),
+                pos: 0,
+            };
+            match p.number() {
+                Some(Json::Number(n) | Json::Decimal(n)) if p.pos == text.len() => {
+                    out.push_str(&n);
+                }
+                _ => return Err(format!("{text} cannot be written as a JSON number")),
+            }
+        }
+        Value::Str(s) => write_json_string(s, &mut out),
+        Value::Ts(t) => {
+            let text = crate::value::format_timestamp(*t).replacen(' ', "T", 1);
+            let text = match text.split_once('.') {
+                Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_string(),
+                Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+                None => text,
+            };
+            write_json_string(&text, &mut out);
+        }
+    }
+    Ok(Value::Str(out))
 }
 
 /// Both arguments are STRING (Flink refuses other types rather than casting them).
@@ -523,6 +650,21 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "JSON_VALUE(json, path RETURNING BOOLEAN)",
             BOOLEAN_TYPING,
             eval_json_value_boolean,
+        ),
+        udf(
+            "json_query",
+            "JSON_QUERY(json, path)",
+            VALUE_TYPING,
+            eval_json_query,
+        ),
+        udf(
+            "json_string",
+            "JSON_STRING(value)",
+            |a| {
+                count(a, 1, 1)?;
+                Ok((vec![a[0].unwrap_or(SqlType::String)], SqlType::String))
+            },
+            eval_json_string,
         ),
         udf(
             "json_exists",
@@ -626,5 +768,45 @@ mod tests {
             Ok(Value::Bool(false))
         );
         assert!(eval_json_value_boolean(&args(r#"{"a": 1}"#)).is_err());
+    }
+
+    #[test]
+    fn json_query_writes_objects_and_arrays_compactly_as_jackson_does() {
+        let query = |json: &str, path: &str| {
+            eval_json_query(&[Value::Str(json.into()), Value::Str(path.into())])
+        };
+        let doc = r#" { "k" : "v\"q\\\/é\n\u0001" , "n": [1, 2.50, 1e3, -0], "k" : 2 } "#;
+        assert_eq!(
+            query(doc, "$"),
+            Ok(Value::Str(r#"{"k":2,"n":[1,2.50,1E+3,0]}"#.into()))
+        );
+        assert_eq!(
+            query(r#"{"a": {"s": "v\"q\\/é\n\u0001"}}"#, "$.a"),
+            Ok(Value::Str(r#"{"s":"v\"q\\/é\n\u0001"}"#.into()))
+        );
+        assert_eq!(query(r#"{"a": 1}"#, "$.a"), Ok(Value::Null), "a scalar");
+        assert!(query(r#"{"a": [1]}"#, "$.a[*]").is_err());
+    }
+
+    #[test]
+    fn json_string_writes_values_as_flink_does() {
+        let js = |v: Value| eval_json_string(&[v]);
+        assert_eq!(js(Value::Double(1.0e10)), Ok(Value::Str("1.0E+10".into())));
+        assert_eq!(js(Value::Double(0.1)), Ok(Value::Str("0.1".into())));
+        assert!(js(Value::Double(f64::NAN)).unwrap_err().contains("NaN"));
+        assert_eq!(
+            js(Value::Str("a\"b".into())),
+            Ok(Value::Str(r#""a\"b""#.into()))
+        );
+        // 2024-01-01 10:00:00.500 and 10:00:00.000
+        assert_eq!(
+            js(Value::Ts(1_704_103_200_500)),
+            Ok(Value::Str(r#""2024-01-01T10:00:00.5""#.into()))
+        );
+        assert_eq!(
+            js(Value::Ts(1_704_103_200_000)),
+            Ok(Value::Str(r#""2024-01-01T10:00:00""#.into()))
+        );
+        assert_eq!(js(Value::Null), Ok(Value::Null));
     }
 }
