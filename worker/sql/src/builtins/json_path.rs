@@ -1,9 +1,9 @@
 //! Flink's `JSON_VALUE(json, path [RETURNING type])`, `JSON_QUERY(json, path)` and
 //! `JSON_EXISTS(json, path)` (their default `NULL ON EMPTY`, `NULL ON ERROR` and `FALSE ON
-//! ERROR` behaviour), and `JSON_STRING(value)`. Paths are a subset:
-//! `$`, `.name`, `['name']`, `["name"]` and `[index]` (negative: from the end), optionally
-//! after a `lax` or `strict` mode word; a path without `$` is read as `$.` + path, as
-//! Flink's (Jayway's) does.
+//! ERROR` behaviour), and `JSON_STRING(value)`. Paths are Flink's (Jayway's) without
+//! filters, functions and lists of keys: `$`, `.name`, `['name']`, `["name"]`, `[index]`
+//! (negative: from the end), `.*` and `[*]`, `[i, j]`, `[from:to]` and `..name`, optionally
+//! after a `lax` or `strict` mode word; a path without `$` is read as `$.` + path.
 //!
 //! The document is read as Flink's Jackson reads it: the first JSON value of the text (what
 //! follows it is ignored), the last of duplicate keys wins, and numbers keep their text as
@@ -287,18 +287,34 @@ fn parse(text: &str) -> Option<Json> {
 /// One step of a path.
 #[derive(Debug, PartialEq)]
 enum Step {
+    /// `.name`, `['name']`
     Key(String),
+    /// `[i]` (negative: from the end)
     Index(i64),
+    /// `.*`, `[*]`: an object's values or an array's items
+    Wildcard,
+    /// `[i, j, …]`
+    Indexes(Vec<i64>),
+    /// `[from:to]` (to exclusive; negative: from the end)
+    Slice(Option<i64>, Option<i64>),
+    /// `..name`: the values of `name` in this value and all values below it
+    Scan(String),
+}
+
+impl Step {
+    fn definite(&self) -> bool {
+        matches!(self, Step::Key(_) | Step::Index(_))
+    }
 }
 
 /// What a path is.
 #[derive(Debug, PartialEq)]
 enum Path {
-    /// A path to at most one value.
-    Definite(Vec<Step>),
-    /// A path with a wildcard, deep scan, filter, slice or list of keys or indexes: it finds
-    /// a list of values, never one scalar. Weir does not evaluate these yet.
-    Indefinite,
+    /// The steps; a path with a step that is not definite finds a list of values.
+    Steps(Vec<Step>),
+    /// A path with a filter (`[?(…)]`), a function (`.length()`) or a list of keys, which
+    /// Weir does not evaluate yet.
+    Unsupported,
 }
 
 /// `path` parsed (None: not a valid path).
@@ -324,18 +340,33 @@ fn parse_path(path: &str) -> Option<Path> {
             &owned
         }
     };
+    let name_end = |r: &str| r.find(['.', '[']).unwrap_or(r.len());
+    let valid_name = |n: &str| !n.is_empty() && !n.contains(char::is_whitespace);
     let mut steps = Vec::new();
     while !rest.is_empty() {
-        if rest.starts_with("..") || rest.starts_with(".*") || rest.starts_with("[*") {
-            return Some(Path::Indefinite);
-        }
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
+        if let Some(r) = rest.strip_prefix("..") {
+            let end = name_end(r);
             let name = &r[..end];
-            if name.is_empty() || name.contains(char::is_whitespace) {
+            if name == "*" || name.is_empty() {
+                return Some(Path::Unsupported);
+            }
+            if !valid_name(name) {
                 return None;
             }
-            steps.push(Step::Key(name.to_string()));
+            steps.push(Step::Scan(name.to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('.') {
+            let end = name_end(r);
+            let name = &r[..end];
+            if name == "*" {
+                steps.push(Step::Wildcard);
+            } else if name.ends_with(')') {
+                return Some(Path::Unsupported);
+            } else if valid_name(name) {
+                steps.push(Step::Key(name.to_string()));
+            } else {
+                return None;
+            }
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
             let end = r.find(']')?;
@@ -344,17 +375,30 @@ fn parse_path(path: &str) -> Option<Path> {
             let quoted = inner.len() >= 2
                 && ((inner.starts_with('\'') && inner.ends_with('\''))
                     || (inner.starts_with('"') && inner.ends_with('"')));
+            let int = |t: &str| t.trim().parse::<i64>().ok();
+            let bound = |t: &str| match t.trim() {
+                "" => Some(None),
+                t => t.parse::<i64>().ok().map(Some),
+            };
             if quoted {
                 let name = &inner[1..inner.len() - 1];
                 if name.contains(['\'', '"']) {
-                    // Lists of keys (`['a','b']`).
-                    return Some(Path::Indefinite);
+                    // A list of keys (`['a','b']`).
+                    return Some(Path::Unsupported);
                 }
                 steps.push(Step::Key(name.to_string()));
-            } else if let Ok(i) = inner.parse::<i64>() {
+            } else if inner == "*" {
+                steps.push(Step::Wildcard);
+            } else if let Some(i) = int(inner) {
                 steps.push(Step::Index(i));
-            } else if inner.contains([',', ':', '?']) {
-                return Some(Path::Indefinite);
+            } else if inner.starts_with('?') {
+                return Some(Path::Unsupported);
+            } else if let Some((from, to)) = inner.split_once(':') {
+                steps.push(Step::Slice(bound(from)?, bound(to)?));
+            } else if inner.contains(',') {
+                steps.push(Step::Indexes(
+                    inner.split(',').map(int).collect::<Option<_>>()?,
+                ));
             } else {
                 return None;
             }
@@ -362,23 +406,98 @@ fn parse_path(path: &str) -> Option<Path> {
             return None;
         }
     }
-    Some(Path::Definite(steps))
+    Some(Path::Steps(steps))
 }
 
-/// The value `steps` lead to in `doc` (None: there is none).
+/// An object's values in Flink's order: a duplicate key keeps its first position and takes
+/// its last value (Jackson reads objects into a `LinkedHashMap`).
+fn object_entries(fields: &[(String, Json)]) -> Vec<(&str, &Json)> {
+    let mut out: Vec<(&str, &Json)> = Vec::with_capacity(fields.len());
+    for (k, v) in fields {
+        match out.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// An array index counted from the end when negative.
+fn array_index(len: usize, i: i64) -> Option<usize> {
+    let i = if i < 0 { len as i64 + i } else { i };
+    usize::try_from(i).ok().filter(|&i| i < len)
+}
+
+/// The value the definite `steps` lead to in `doc` (None: there is none).
 fn find<'a>(doc: &'a Json, steps: &[Step]) -> Option<&'a Json> {
     let mut at = doc;
     for step in steps {
         at = match (step, at) {
             (Step::Key(k), Json::Object(fields)) => &fields.iter().rev().find(|(n, _)| n == k)?.1,
-            (Step::Index(i), Json::Array(items)) => {
-                let i = if *i < 0 { items.len() as i64 + i } else { *i };
-                items.get(usize::try_from(i).ok()?)?
-            }
+            (Step::Index(i), Json::Array(items)) => &items[array_index(items.len(), *i)?],
             _ => return None,
         };
     }
     Some(at)
+}
+
+/// The values `path` finds in `doc` as Flink's (Jayway's) indefinite paths do: None when the
+/// definite steps before the first indefinite one find nothing; after it, values a step
+/// does not apply to are left out (so the list may be empty).
+fn find_all<'a>(doc: &'a Json, steps: &[Step]) -> Option<Vec<&'a Json>> {
+    let first = steps
+        .iter()
+        .position(|s| !s.definite())
+        .unwrap_or(steps.len());
+    let mut at = vec![find(doc, &steps[..first])?];
+    for step in &steps[first..] {
+        let mut next = Vec::new();
+        for v in at {
+            match (step, v) {
+                (Step::Key(k), Json::Object(fields)) => {
+                    next.extend(fields.iter().rev().find(|(n, _)| n == k).map(|f| &f.1));
+                }
+                (Step::Index(i), Json::Array(items)) => {
+                    next.extend(array_index(items.len(), *i).map(|i| &items[i]));
+                }
+                (Step::Wildcard, Json::Object(fields)) => {
+                    next.extend(object_entries(fields).into_iter().map(|(_, v)| v));
+                }
+                (Step::Wildcard, Json::Array(items)) => next.extend(items),
+                (Step::Indexes(ix), Json::Array(items)) => next.extend(
+                    ix.iter()
+                        .filter_map(|&i| array_index(items.len(), i).map(|i| &items[i])),
+                ),
+                (Step::Slice(from, to), Json::Array(items)) => {
+                    let n = items.len() as i64;
+                    let clamp = |b: i64| (if b < 0 { n + b } else { b }).clamp(0, n) as usize;
+                    let (from, to) = (clamp(from.unwrap_or(0)), clamp(to.unwrap_or(n)));
+                    if from < to {
+                        next.extend(&items[from..to]);
+                    }
+                }
+                (Step::Scan(k), v) => scan(v, k, &mut next),
+                _ => {}
+            }
+        }
+        at = next;
+    }
+    Some(at)
+}
+
+/// `..k`: the value of `k` in `v` (when an object), then the same below each of its values.
+fn scan<'a>(v: &'a Json, k: &str, out: &mut Vec<&'a Json>) {
+    match v {
+        Json::Object(fields) => {
+            let entries = object_entries(fields);
+            out.extend(entries.iter().filter(|(n, _)| *n == k).map(|(_, v)| *v));
+            for (_, v) in entries {
+                scan(v, k, out);
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|i| scan(i, k, out)),
+        _ => {}
+    }
 }
 
 /// The scalar `path` finds in `json` (None: NULL — an argument is NULL, the text is not
@@ -387,8 +506,9 @@ fn json_scalar<T>(a: &[Value], f: impl FnOnce(&Json) -> T) -> Option<T> {
     let (json, path) = (str_arg(&a[0])?, str_arg(&a[1])?);
     // An indefinite path finds a list, which is never the scalar JSON_VALUE needs: NULL, as
     // in Flink.
-    let Some(Path::Definite(steps)) = parse_path(path) else {
-        return None;
+    let steps = match parse_path(path) {
+        Some(Path::Steps(steps)) if steps.iter().all(Step::definite) => steps,
+        _ => return None,
     };
     let doc = parse(json)?;
     match find(&doc, &steps)? {
@@ -458,15 +578,15 @@ fn eval_json_value_boolean(a: &[Value]) -> Result<Value, String> {
     })
 }
 
-/// The steps of a definite `path` (None: not a valid path); an indefinite one is an error.
-fn definite_steps(path: &str) -> Result<Option<Vec<Step>>, String> {
+/// The steps of `path` (None: not a valid path); a path Weir does not evaluate is an error.
+fn path_steps(path: &str) -> Result<Option<Vec<Step>>, String> {
     match parse_path(path) {
         None => Ok(None),
-        Some(Path::Indefinite) => Err(format!(
-            "the JSON path '{path}' has a wildcard, deep scan, filter, slice or list, \
-             which Weir does not evaluate yet"
+        Some(Path::Unsupported) => Err(format!(
+            "the JSON path '{path}' has a filter, a function or a list of keys, which Weir \
+             does not evaluate yet"
         )),
-        Some(Path::Definite(steps)) => Ok(Some(steps)),
+        Some(Path::Steps(steps)) => Ok(Some(steps)),
     }
 }
 
@@ -474,33 +594,54 @@ fn eval_json_exists(a: &[Value]) -> Result<Value, String> {
     let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
         return Ok(Value::Null);
     };
-    let Some(steps) = definite_steps(path)? else {
+    let Some(steps) = path_steps(path)? else {
         return Ok(Value::Bool(false));
     };
-    let found =
-        parse(json).is_some_and(|doc| !matches!(find(&doc, &steps), None | Some(Json::Null)));
-    Ok(Value::Bool(found))
+    let Some(doc) = parse(json) else {
+        return Ok(Value::Bool(false));
+    };
+    // A definite path exists when it finds a value other than null; an indefinite one when
+    // it finds a list, even an empty one (as in Flink).
+    Ok(Value::Bool(if steps.iter().all(Step::definite) {
+        !matches!(find(&doc, &steps), None | Some(Json::Null))
+    } else {
+        find_all(&doc, &steps).is_some()
+    }))
 }
 
 /// `JSON_QUERY(json, path)`: the object or array `path` finds, as compact JSON text (Flink's
-/// default `WITHOUT ARRAY WRAPPER`, `NULL ON EMPTY`, `NULL ON ERROR`: a scalar is NULL).
+/// default `WITHOUT ARRAY WRAPPER`, `NULL ON EMPTY`, `NULL ON ERROR`: a scalar is NULL); an
+/// indefinite path's values as an array.
 fn eval_json_query(a: &[Value]) -> Result<Value, String> {
     let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
         return Ok(Value::Null);
     };
-    let Some(steps) = definite_steps(path)? else {
+    let Some(steps) = path_steps(path)? else {
         return Ok(Value::Null);
     };
-    Ok(
-        match parse(json).as_ref().and_then(|doc| find(doc, &steps)) {
-            Some(v @ (Json::Array(_) | Json::Object(_))) => {
-                let mut out = String::new();
-                write_json(v, &mut out);
-                Value::Str(out)
+    let Some(doc) = parse(json) else {
+        return Ok(Value::Null);
+    };
+    let mut out = String::new();
+    if steps.iter().all(Step::definite) {
+        match find(&doc, &steps) {
+            Some(v @ (Json::Array(_) | Json::Object(_))) => write_json(v, &mut out),
+            _ => return Ok(Value::Null),
+        }
+    } else {
+        let Some(found) = find_all(&doc, &steps) else {
+            return Ok(Value::Null);
+        };
+        out.push('[');
+        for (i, v) in found.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            _ => Value::Null,
-        },
-    )
+            write_json(v, &mut out);
+        }
+        out.push(']');
+    }
+    Ok(Value::Str(out))
 }
 
 /// `s` as a JSON string, as Jackson writes it: `"` and `\` escaped, the control characters
@@ -523,8 +664,7 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// `v` as compact JSON text, as Flink's Jackson writes the maps and lists it read: an
-/// object's duplicate key keeps its first position and takes its last value.
+/// `v` as compact JSON text, as Flink's Jackson writes the maps and lists it read.
 fn write_json(v: &Json, out: &mut String) {
     match v {
         Json::Null => out.push_str("null"),
@@ -543,24 +683,13 @@ fn write_json(v: &Json, out: &mut String) {
         }
         Json::Object(fields) => {
             out.push('{');
-            let mut first = true;
-            for (i, (k, _)) in fields.iter().enumerate() {
-                if fields[..i].iter().any(|(n, _)| n == k) {
-                    continue;
-                }
-                let last = &fields
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| n == k)
-                    .expect("k is a key")
-                    .1;
-                if !first {
+            for (i, (k, v)) in object_entries(fields).into_iter().enumerate() {
+                if i > 0 {
                     out.push(',');
                 }
-                first = false;
                 write_json_string(k, out);
                 out.push(':');
-                write_json(last, out);
+                write_json(v, out);
             }
             out.push('}');
         }
@@ -739,8 +868,10 @@ mod tests {
         assert_eq!(exists(r#"{"a": null}"#, "$.a"), Ok(Value::Bool(false)));
         assert_eq!(exists(r#"{"a": []}"#, "strict $.a"), Ok(Value::Bool(true)));
         assert_eq!(exists("not json", "$.a"), Ok(Value::Bool(false)));
-        let err = exists(r#"{"a": [1]}"#, "$..a").unwrap_err();
-        assert!(err.contains("'$..a'"), "{err}");
+        assert_eq!(exists(r#"{"a": []}"#, "$.a[*]"), Ok(Value::Bool(true)));
+        assert_eq!(exists(r#"{"a": 1}"#, "$.x[*]"), Ok(Value::Bool(false)));
+        let err = exists(r#"{"a": [1]}"#, "$['a','b']").unwrap_err();
+        assert!(err.contains("'$['a','b']'"), "{err}");
     }
 
     #[test]
@@ -785,7 +916,18 @@ mod tests {
             Ok(Value::Str(r#"{"s":"v\"q\\/é\n\u0001"}"#.into()))
         );
         assert_eq!(query(r#"{"a": 1}"#, "$.a"), Ok(Value::Null), "a scalar");
-        assert!(query(r#"{"a": [1]}"#, "$.a[*]").is_err());
+        assert_eq!(query(r#"{"a": 5}"#, "$.a[*]"), Ok(Value::Str("[]".into())));
+        assert_eq!(query(r#"{"b": 5}"#, "$.a[*]"), Ok(Value::Null));
+        let doc = r#"{"a": {"b": 1}, "b": 2, "c": [{"b": 3}], "d": [10, 11, 12, 13]}"#;
+        assert_eq!(query(doc, "$..b"), Ok(Value::Str("[2,1,3]".into())));
+        assert_eq!(query(doc, "$.d[1:3]"), Ok(Value::Str("[11,12]".into())));
+        assert_eq!(query(doc, "$.d[-2:]"), Ok(Value::Str("[12,13]".into())));
+        assert_eq!(
+            query(doc, "$.d[0, -1, 9]"),
+            Ok(Value::Str("[10,13]".into()))
+        );
+        assert_eq!(query(doc, "$.c[*].b"), Ok(Value::Str("[3]".into())));
+        assert!(query(doc, "$.d[?(@ > 10)]").unwrap_err().contains("filter"));
     }
 
     #[test]
