@@ -12,12 +12,19 @@ use sha2::Digest as _;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// Java's `Base64.getDecoder()`: the standard alphabet, padding accepted but not required,
-/// no whitespace or line breaks.
-const JAVA_DECODER: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+/// Java's `Base64.getDecoder()`: the standard alphabet, the unused bits of the last
+/// character ignored (`YR==` is `a`), no whitespace or line breaks; padding is not required,
+/// but when there is some it must complete the last group of four (`YQ=` is refused).
+const fn java_decoder(padding: DecodePaddingMode) -> GeneralPurpose {
+    GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(padding)
+            .with_decode_allow_trailing_bits(true),
+    )
+}
+const PADDED: GeneralPurpose = java_decoder(DecodePaddingMode::RequireCanonical);
+const UNPADDED: GeneralPurpose = java_decoder(DecodePaddingMode::RequireNone);
 
 /// The arguments are STRING (and, with `bits`, one integer); Flink refuses other types rather
 /// than casting them to text.
@@ -83,7 +90,8 @@ fn eval_from_base64(a: &[Value]) -> Result<Value, String> {
     let Some(s) = str_arg(&a[0]) else {
         return Ok(Value::Null);
     };
-    let bytes = JAVA_DECODER
+    let decoder = if s.ends_with('=') { &PADDED } else { &UNPADDED };
+    let bytes = decoder
         .decode(s)
         .map_err(|e| format!("'{s}' is not Base64: {e}"))?;
     Ok(Value::Str(String::from_utf8_lossy(&bytes).into_owned()))
@@ -142,6 +150,9 @@ mod tests {
         let dec = |s: &str| eval_from_base64(&[Value::Str(s.into())]);
         assert_eq!(dec("aGVsbG8="), Ok(Value::Str("hello".into())));
         assert_eq!(dec("aGVsbG8"), Ok(Value::Str("hello".into())));
+        assert_eq!(dec("YR=="), Ok(Value::Str("a".into())));
+        assert!(dec("YQ==YQ==").is_err());
+        assert!(dec("YQ=").is_err());
         assert_eq!(dec("/w=="), Ok(Value::Str("\u{fffd}".into())));
         let err = dec("not base64!").unwrap_err();
         assert!(err.contains("'not base64!' is not Base64"), "{err}");
