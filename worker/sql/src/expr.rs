@@ -206,6 +206,28 @@ fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
         )
     };
     Some(match e {
+        // Flink's `a IS [NOT] JSON kind`, as `crate::parse` writes it.
+        ast::Expr::IsNormalized {
+            expr,
+            form,
+            negated,
+        } => {
+            let kind = match form {
+                None => "VALUE",
+                Some(ast::NormalizationForm::NFC) => "SCALAR",
+                Some(ast::NormalizationForm::NFD) => "ARRAY",
+                Some(_) => "OBJECT",
+            };
+            let test = call("is_json", vec![(**expr).clone(), string_lit(kind.into())]);
+            if *negated {
+                ast::Expr::UnaryOp {
+                    op: ast::UnaryOperator::Not,
+                    expr: Box::new(ast::Expr::Nested(Box::new(test))),
+                }
+            } else {
+                test
+            }
+        }
         ast::Expr::IsDistinctFrom(a, b) if is_and_or(b) => {
             distinct_from((**a).clone(), (**b).clone(), false)
         }

@@ -732,6 +732,20 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
     Ok(Value::Str(out))
 }
 
+/// `s IS JSON kind` (`kind`: VALUE, SCALAR, ARRAY or OBJECT): whether `s` is JSON text of
+/// that kind; FALSE for NULL, as in Flink.
+fn eval_is_json(a: &[Value]) -> Result<Value, String> {
+    let (Some(s), Some(kind)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Bool(false));
+    };
+    Ok(Value::Bool(parse(s).is_some_and(|doc| match kind {
+        "SCALAR" => !matches!(doc, Json::Array(_) | Json::Object(_)),
+        "ARRAY" => matches!(doc, Json::Array(_)),
+        "OBJECT" => matches!(doc, Json::Object(_)),
+        _ => true,
+    })))
+}
+
 /// Both arguments are STRING (Flink refuses other types rather than casting them).
 fn json_and_path(
     args: &[Option<SqlType>],
@@ -794,6 +808,12 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok((vec![a[0].unwrap_or(SqlType::String)], SqlType::String))
             },
             eval_json_string,
+        ),
+        udf(
+            "is_json",
+            "s IS JSON [VALUE | SCALAR | ARRAY | OBJECT]",
+            EXISTS_TYPING,
+            eval_is_json,
         ),
         udf(
             "json_exists",
