@@ -10,6 +10,8 @@
 //! STRING; STRING to numbers, BOOLEAN and TIMESTAMP) with the `cast_*` functions here.
 
 mod datetime;
+mod encoding;
+mod json_path;
 
 use crate::value::{Column, Row, SqlType, Value, append_column, arrow_schema, rows_to_batch};
 use arrow::datatypes::DataType;
@@ -810,7 +812,12 @@ fn more() -> Vec<Arc<ScalarUDF>> {
             "HEX(n or s)",
             |a| {
                 count(a, 1, 1)?;
-                Ok((vec![a[0].filter(|t| *t == Str).unwrap_or(BigInt)], Str))
+                match a[0] {
+                    None | Some(BigInt) => Ok((vec![BigInt], Str)),
+                    Some(Str) => Ok((vec![Str], Str)),
+                    // Flink refuses DOUBLE, BOOLEAN, …, rather than casting them.
+                    Some(_) => Err("takes an integer or a STRING".into()),
+                }
             },
             eval_hex,
         ),
@@ -1092,6 +1099,8 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         };
     }
     fns.extend(more());
+    fns.extend(encoding::functions());
+    fns.extend(json_path::functions());
     fns.extend([
         field!("year", "YEAR(timestamp)", "YEAR"),
         field!("quarter", "QUARTER(timestamp)", "QUARTER"),

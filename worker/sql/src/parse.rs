@@ -8,7 +8,7 @@ use sqlparser::ast::{DataType, Expr, Ident, ObjectName, Query};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Span, Token};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Whitespace};
 use std::collections::BTreeMap;
 
 /// A column of `CREATE TABLE`.
@@ -146,8 +146,8 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| SqlError::from_parser(e.into()))?;
     crate::limits::check_nesting(&tokens)?;
-    let mut p =
-        Parser::new(&dialect).with_tokens_with_locations(crate::tvf::untable_tvf_args(tokens));
+    let mut p = Parser::new(&dialect)
+        .with_tokens_with_locations(crate::tvf::untable_tvf_args(is_json_tokens(tokens)));
     let mut out = Vec::new();
     loop {
         while p.consume_token(&Token::SemiColon) {}
@@ -166,6 +166,84 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(out)
+}
+
+/// Parses one expression as a script's expressions are parsed (Flink's `IS JSON` included).
+pub fn parse_expression(sql: &str) -> Result<Expr> {
+    let dialect = GenericDialect {};
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::from_parser(e.into()))?;
+    crate::limits::check_nesting(&tokens)?;
+    Parser::new(&dialect)
+        .with_tokens_with_locations(is_json_tokens(tokens))
+        .parse_expr()
+        .map_err(SqlError::from_parser)
+}
+
+/// Flink's `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]`, which sqlparser does not
+/// parse, as the postfix predicate sqlparser has with the same precedence and four forms,
+/// `x IS [NOT] [form] NORMALIZED` (VALUE: no form, SCALAR: NFC, ARRAY: NFD, OBJECT: NFKC);
+/// [`crate::expr`] turns it into a call of `is_json`. Flink has no `IS NORMALIZED`: one
+/// written in the script is made an identifier, which sqlparser refuses where it stands.
+fn is_json_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    let next = |from: usize| {
+        (from..tokens.len()).find(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
+    };
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if word(&tokens[i], Keyword::NORMALIZED) {
+            out.push(TokenWithSpan {
+                token: Token::make_word("NORMALIZED", Some('"')),
+                span: tokens[i].span,
+            });
+            i += 1;
+            continue;
+        }
+        if word(&tokens[i], Keyword::IS) {
+            let mut j = next(i + 1);
+            let not = j.is_some_and(|j| word(&tokens[j], Keyword::NOT));
+            if not {
+                j = j.and_then(|j| next(j + 1));
+            }
+            if let Some(json) = j.filter(|&j| word(&tokens[j], Keyword::JSON)) {
+                let span = tokens[json].span;
+                let mut end = json + 1;
+                let mut form = None;
+                if let Some(k) = next(json + 1)
+                    && let Token::Word(w) = &tokens[k].token
+                {
+                    form = match w.value.to_ascii_uppercase().as_str() {
+                        "VALUE" => Some(None),
+                        "SCALAR" => Some(Some("NFC")),
+                        "ARRAY" => Some(Some("NFD")),
+                        "OBJECT" => Some(Some("NFKC")),
+                        _ => None,
+                    };
+                    if form.is_some() {
+                        end = k + 1;
+                    }
+                }
+                let t = |token: Token| TokenWithSpan { token, span };
+                let space = || t(Token::Whitespace(Whitespace::Space));
+                out.extend([tokens[i].clone(), space()]);
+                if not {
+                    out.extend([t(Token::make_keyword("NOT")), space()]);
+                }
+                if let Some(Some(form)) = form {
+                    out.extend([t(Token::make_keyword(form)), space()]);
+                }
+                out.push(t(Token::make_keyword("NORMALIZED")));
+                i = end;
+                continue;
+            }
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out
 }
 
 fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {

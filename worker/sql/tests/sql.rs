@@ -2816,6 +2816,80 @@ fn scalar_expressions_give_the_results_apache_flink_recorded() {
 }
 
 #[test]
+fn json_hash_and_base64_functions_compute_each_row_of_a_script_as_flink_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let events = input(
+        dir.path(),
+        "events.jsonl",
+        &[
+            json!({"id": 1, "payload": r#"{"user": {"name": "ann"}, "amount": 12.50, "tags": ["a", "b"]}"#}),
+            json!({"id": 2, "payload": r#"{"amount": 3.0, "tags": []}"#}),
+            json!({"id": 3, "payload": "not json"}),
+            json!({"id": 4, "payload": "[1, 2]"}),
+            json!({"id": 5, "payload": null}),
+        ],
+    );
+    let sql = format!(
+        "CREATE TABLE events (id INT, payload STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{events}', 'format' = 'json');
+         CREATE TABLE result (id INT, name STRING, amount DOUBLE, tags STRING, has_user BOOLEAN,
+                              digest STRING, b64 STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO result
+         SELECT id, JSON_VALUE(payload, '$.user.name'),
+                JSON_VALUE(payload, '$.amount' RETURNING DOUBLE),
+                JSON_QUERY(payload, '$.tags'), JSON_EXISTS(payload, '$.user'),
+                SHA2(JSON_VALUE(payload, '$.user.name'), 256),
+                TO_BASE64(JSON_QUERY(payload, '$.tags[*]'))
+         FROM events
+         WHERE payload IS JSON OBJECT AND payload IS NOT JSON ARRAY OR id = 3;",
+        out.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"id": 1, "name": "ann", "amount": 12.5, "tags": r#"["a","b"]"#, "has_user": true,
+                   "digest": "49915e0d7d4b402e3017d010bc1c0e83cac6c797d6c16e66340fe3268693a6a1",
+                   "b64": "WyJhIiwiYiJd"}),
+            json!({"id": 2, "name": null, "amount": 3.0, "tags": "[]", "has_user": false,
+                   "digest": null, "b64": "W10="}),
+            json!({"id": 3, "name": null, "amount": null, "tags": null, "has_user": false,
+                   "digest": null, "b64": null}),
+        ])
+    );
+}
+
+#[test]
+fn is_normalized_which_flink_does_not_have_is_refused_where_it_stands() {
+    let err = plan_error(
+        "CREATE TABLE t (s STRING) WITH ('connector' = 'datagen');
+         CREATE TABLE out (v BOOLEAN) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT s IS NFC NORMALIZED FROM t;",
+    );
+    assert!(
+        err.starts_with("3:42: syntax error") && err.contains("NORMALIZED"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_value_returning_a_type_weir_does_not_convert_to_is_refused_naming_it() {
+    for (ty, shown) in [("BIGINT", "BIGINT"), ("TIMESTAMP(3)", "TIMESTAMP(3)")] {
+        let err = plan_error(&format!(
+            "CREATE TABLE t (s STRING) WITH ('connector' = 'datagen');
+             CREATE TABLE out (v STRING) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT CAST(JSON_VALUE(s, '$.a' RETURNING {ty}) AS STRING) FROM t;"
+        ));
+        assert!(
+            err.contains(&format!("JSON_VALUE(… RETURNING {shown}) is not supported")),
+            "{ty}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_datagen_rate_or_string_length_that_would_hang_or_exhaust_the_process_is_refused() {
     for (opts, expected) in [
         (

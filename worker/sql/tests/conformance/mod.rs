@@ -188,10 +188,7 @@ fn parse_expected() -> Vec<(String, Outcome)> {
 }
 
 fn parse(sql: &str) -> Result<sqlparser::ast::Expr, String> {
-    sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| e.to_string())
+    weir_sql::parse::parse_expression(sql).map_err(|e| e.to_string())
 }
 
 /// Weir's outcome of a case, by the row evaluator (when it covers the expression) and by
