@@ -868,6 +868,63 @@ mod soak {
         lines
     }
 
+    /// A TCP proxy in front of the S3 server. An outage cuts every open connection and
+    /// refuses new ones until restored: S3 unreachable, as a network partition or an
+    /// endpoint outage looks to a client. (Killing the server instead broke s3s-fs itself: it
+    /// forgets an upload before writing its object, so a kill in between loses a completed
+    /// multipart upload, which S3 never does.)
+    struct Outages {
+        addr: std::net::SocketAddr,
+        down: Arc<AtomicBool>,
+        open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    }
+
+    impl Outages {
+        fn start(upstream: &str) -> Outages {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let down = Arc::new(AtomicBool::new(false));
+            let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+            let (upstream, d, o) = (upstream.to_string(), down.clone(), open.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { return };
+                    if d.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection closed
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    let mut o = o.lock().unwrap();
+                    o.retain(|s| s.peer_addr().is_ok());
+                    o.push(client.try_clone().unwrap());
+                    o.push(server.try_clone().unwrap());
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            });
+            Outages { addr, down, open }
+        }
+
+        fn cut(&self) {
+            self.down.store(true, Ordering::SeqCst);
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+
+        fn restore(&self) {
+            self.down.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Sleeps up to `d`, returning early (false) once `done` is set.
     fn pause(done: &AtomicBool, d: Duration) -> bool {
         let until = Instant::now() + d;
@@ -914,7 +971,9 @@ mod soak {
 
         let data = tempfile::tempdir().unwrap();
         let s3 = S3sFs::start(data.path(), &["weir"]);
-        let endpoint = s3.endpoint();
+        // The job reaches S3 through a proxy that the outages cut.
+        let proxy = Outages::start(s3.endpoint().trim_start_matches("http://"));
+        let endpoint = format!("http://{}", proxy.addr);
         let options = s3.options();
         let mut c = Config::default();
         for (k, v) in [
@@ -951,7 +1010,7 @@ mod soak {
         let url = server.url();
         let addr = server.local_addr();
         let done = Arc::new(AtomicBool::new(false));
-        let s3 = Arc::new(Mutex::new(s3));
+        let proxy = Arc::new(proxy);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         // Task failures: one every 5–25 s.
         let failure_thread = {
@@ -964,16 +1023,16 @@ mod soak {
                 }
             })
         };
-        // S3 outages: the server is killed for 0.2–3 s every 3–15 s (and is up at the end).
+        // S3 outages: S3 is unreachable for 0.2–3 s every 3–15 s (and reachable at the end).
         let outage_thread = {
-            let (done, s3, counts) = (done.clone(), s3.clone(), counts.clone());
+            let (done, proxy, counts) = (done.clone(), proxy.clone(), counts.clone());
             let mut rng = rand::rngs::SmallRng::seed_from_u64(rng.r#gen());
             std::thread::spawn(move || {
                 while pause(&done, Duration::from_millis(rng.gen_range(3_000..15_000))) {
-                    s3.lock().unwrap().stop();
+                    proxy.cut();
                     counts.outages.fetch_add(1, Ordering::SeqCst);
                     pause(&done, Duration::from_millis(rng.gen_range(200..3_000)));
-                    s3.lock().unwrap().restart();
+                    proxy.restore();
                 }
             })
         };
@@ -1052,7 +1111,6 @@ mod soak {
             t.join().unwrap();
         }
         let elapsed = started.elapsed();
-        let s3 = Arc::try_unwrap(s3).unwrap().into_inner().unwrap();
         let result = result.unwrap_or_else(|e| panic!("{what}: {}", weir_engine::report(&e)));
 
         let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
