@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The soak of issue 19: a keyed windowed job (parallelism 2, 2,000 events/s) with checkpoints
 # every 200 ms in a real S3 server (s3s-fs) and its exactly-once output in the same bucket,
-# savepoints over REST every 2 s, a task failure every 5-25 s, the S3 server killed for
-# 0.2-3 s every 3-15 s, two busy REST clients and 100 never-speaking connections, for
+# savepoints over REST every 2 s, a task failure every 5-25 s, S3 unreachable (a proxy cutting
+# its connections) for 0.2-3 s every 3-15 s, two busy REST clients and 100 never-speaking connections, for
 # SOAK_SECS seconds (default 600). It fails unless the output equals a failure-free run's,
 # every savepoint reported complete is in the bucket and the API kept answering; it prints
 # one line with what was injected and what happened:
