@@ -785,8 +785,8 @@ fn a_soak_of_checkpoints_savepoints_task_failures_s3_outages_and_a_rest_flood_ke
 mod soak {
     use super::*;
     use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
     use weir_storage::testing::S3sFs;
 
     /// Generated events per second of wall time (each 10 ms of event time apart).
@@ -868,15 +868,16 @@ mod soak {
         lines
     }
 
-    /// A TCP proxy in front of the S3 server. An outage cuts every open connection and
-    /// refuses new ones until restored: S3 unreachable, as a network partition or an
-    /// endpoint outage looks to a client. (Killing the server instead broke s3s-fs itself: it
-    /// forgets an upload before writing its object, so a kill in between loses a completed
-    /// multipart upload, which S3 never does.)
+    /// A TCP proxy in front of the S3 server. During an outage new connections are refused
+    /// (closed at once) and open ones stall — nothing crosses in either direction — until it
+    /// ends: S3 unreachable, as a short network partition looks to a client. Requests over
+    /// new connections fail; requests in flight are delayed, never cut. (Cutting them, or
+    /// killing the server, broke s3s-fs itself: its CompleteMultipartUpload forgets the
+    /// upload before writing the object, so an interruption in between loses a completed
+    /// upload, which S3 never does.)
     struct Outages {
         addr: std::net::SocketAddr,
         down: Arc<AtomicBool>,
-        open: Arc<Mutex<Vec<std::net::TcpStream>>>,
     }
 
     impl Outages {
@@ -884,8 +885,7 @@ mod soak {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let down = Arc::new(AtomicBool::new(false));
-            let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-            let (upstream, d, o) = (upstream.to_string(), down.clone(), open.clone());
+            let (upstream, d) = (upstream.to_string(), down.clone());
             std::thread::spawn(move || {
                 for client in listener.incoming() {
                     let Ok(client) = client else { return };
@@ -895,29 +895,35 @@ mod soak {
                     let Ok(server) = std::net::TcpStream::connect(&upstream) else {
                         continue;
                     };
-                    let mut o = o.lock().unwrap();
-                    o.retain(|s| s.peer_addr().is_ok());
-                    o.push(client.try_clone().unwrap());
-                    o.push(server.try_clone().unwrap());
                     for (mut from, mut to) in [
                         (client.try_clone().unwrap(), server.try_clone().unwrap()),
                         (server, client),
                     ] {
+                        let d = d.clone();
                         std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut from, &mut to);
+                            use std::io::{Read, Write};
+                            let mut buf = vec![0u8; 64 << 10];
+                            while let Ok(n) = from.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                while d.load(Ordering::SeqCst) {
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
                             let _ = to.shutdown(std::net::Shutdown::Both);
                         });
                     }
                 }
             });
-            Outages { addr, down, open }
+            Outages { addr, down }
         }
 
         fn cut(&self) {
             self.down.store(true, Ordering::SeqCst);
-            for s in self.open.lock().unwrap().drain(..) {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
         }
 
         fn restore(&self) {
