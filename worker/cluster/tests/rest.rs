@@ -11,7 +11,7 @@ use weir_cluster::{RestClient, RestServer};
 use weir_contract::client::ClientSecurity;
 use weir_contract::security::testing::TestCertificates;
 use weir_contract::security::{RestSecurity, TlsFiles, Token, tls};
-use weir_engine::api::StreamExecutionEnvironment;
+use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
 use weir_engine::connectors::{DataGen, FileSink};
 use weir_engine::runtime::JobHandle;
@@ -33,9 +33,16 @@ fn start(pairs: &[(&str, String)], out: &Path, rate: f64) -> JobHandle {
         c.set(k, v).unwrap();
     }
     let env = StreamExecutionEnvironment::with_config(c);
+    windows_to(events(&env, EVENTS, rate), out);
+    env.execute_async("windows").unwrap()
+}
+
+/// `count` generated events `(k<index % 7>, index)`, 10 ms of event time apart, at `rate`
+/// per second.
+fn events(env: &StreamExecutionEnvironment, count: u64, rate: f64) -> DataStream<(String, u64)> {
     env.from_source(
         DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
-            .bounded(EVENTS)
+            .bounded(count)
             .rows_per_second(rate),
         Some(
             WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
@@ -44,13 +51,18 @@ fn start(pairs: &[(&str, String)], out: &Path, rate: f64) -> JobHandle {
         "gen",
     )
     .uid("gen")
-    .key_by(|e: &(String, u64)| e.0.clone())
-    .window(WindowSpec::tumbling(Duration::from_secs(1)))
-    .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
-    .uid("windows")
-    .sink_to(FileSink::json_lines(out))
-    .uid("sink");
-    env.execute_async("windows").unwrap()
+}
+
+/// Keyed one-second windows (count and sum) of `events`, written by the exactly-once file
+/// sink to `out` (a directory or an `s3://` location).
+fn windows_to(events: DataStream<(String, u64)>, out: impl AsRef<Path>) {
+    events
+        .key_by(|e: &(String, u64)| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(1)))
+        .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
+        .uid("windows")
+        .sink_to(FileSink::json_lines(out))
+        .uid("sink");
 }
 
 fn serve(job: &JobHandle) -> (RestServer, RestClient) {
@@ -813,31 +825,16 @@ mod soak {
         fired: Arc<Counts>,
         out: &str,
     ) {
-        env.from_source(
-            DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
-                .bounded(events)
-                .rows_per_second(rate),
-            Some(
-                WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
-                    .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
-            ),
-            "gen",
-        )
-        .uid("gen")
-        .map(move |e: (String, u64)| {
-            if fail.swap(false, Ordering::SeqCst) {
-                fired.failures_fired.fetch_add(1, Ordering::SeqCst);
-                panic!("soak: injected task failure at event {}", e.1);
-            }
-            e
-        })
-        .uid("chaos")
-        .key_by(|e: &(String, u64)| e.0.clone())
-        .window(WindowSpec::tumbling(Duration::from_secs(1)))
-        .aggregate((agg::count(), agg::sum(|e: &(String, u64)| e.1)))
-        .uid("windows")
-        .sink_to(FileSink::json_lines(out))
-        .uid("sink");
+        let chaos = super::events(env, events, rate)
+            .map(move |e: (String, u64)| {
+                if fail.swap(false, Ordering::SeqCst) {
+                    fired.failures_fired.fetch_add(1, Ordering::SeqCst);
+                    panic!("soak: injected task failure at event {}", e.1);
+                }
+                e
+            })
+            .uid("chaos");
+        windows_to(chaos, out);
     }
 
     fn seed() -> u64 {
