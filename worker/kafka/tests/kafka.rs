@@ -1011,28 +1011,37 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
     }
 
     // The sink wrote the `timestamp` metadata column as each record's timestamp.
-    broker.create_topic("meta-back", 1);
-    let env = self::env(&[]);
-    plan_sql(
-        &env,
-        &format!(
-            "CREATE TABLE written (v BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
-             WITH ('connector' = 'kafka', 'topic' = 'meta-out', 'properties.bootstrap.servers' = '{bs}',
-               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
-             CREATE TABLE back (v BIGINT, at TIMESTAMP(3))
-             WITH ('connector' = 'kafka', 'topic' = 'meta-back', 'properties.bootstrap.servers' = '{bs}',
-               'format' = 'csv');
-             INSERT INTO back SELECT v, at FROM written;"
-        ),
-    )
-    .unwrap();
-    env.execute("timestamps").unwrap();
-    let mut back = values(broker.read_all("meta-back", "read_committed"));
+    let mut back = record_timestamps(&broker, "meta-out", "v");
     back.sort_by_key(|l| l.split(',').next().unwrap().parse::<i64>().unwrap());
     let want: Vec<String> = (0..20)
         .map(|i| format!("{i},{}", weir_sql::value::format_timestamp(later + i)))
         .collect();
     assert_eq!(back, want);
+}
+
+/// `<column>,<record timestamp>` of every record of the JSON topic `topic` (its BIGINT
+/// `column`), read through a second SQL job's `timestamp` metadata column and written as CSV
+/// to the topic `<topic>-back`; sorted as text.
+fn record_timestamps(broker: &Broker, topic: &str, column: &str) -> Vec<String> {
+    let back = format!("{topic}-back");
+    broker.create_topic(&back, 1);
+    let bs = broker.bootstrap_servers();
+    let env = env(&[]);
+    plan_sql(
+        &env,
+        &format!(
+            "CREATE TABLE written ({column} BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE back ({column} BIGINT, at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = '{back}', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'csv');
+             INSERT INTO back SELECT {column}, at FROM written;"
+        ),
+    )
+    .unwrap();
+    env.execute("timestamps").unwrap();
+    values(broker.read_all(&back, "read_committed"))
 }
 
 /// Without a `timestamp` metadata column a SQL sink stamps its records with the time they are
@@ -1044,7 +1053,6 @@ fn a_sql_sink_without_a_timestamp_column_stamps_its_records_with_the_time_of_wri
     let (_dir, broker) = broker();
     broker.create_topic("stamp-in", 1);
     broker.create_topic("stamp-out", 1);
-    broker.create_topic("stamp-back", 1);
     // Ten records a second apart, thirty days ago, from the start of a five-second window.
     let old = (base_ts() - 30 * 86_400_000) / 5_000 * 5_000;
     let records: Vec<_> = (0..10)
@@ -1070,22 +1078,7 @@ fn a_sql_sink_without_a_timestamp_column_stamps_its_records_with_the_time_of_wri
     )
     .unwrap();
     env.execute("windows").unwrap();
-    let env = self::env(&[]);
-    plan_sql(
-        &env,
-        &format!(
-            "CREATE TABLE written (n BIGINT, at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp')
-             WITH ('connector' = 'kafka', 'topic' = 'stamp-out', 'properties.bootstrap.servers' = '{bs}',
-               'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
-             CREATE TABLE back (n BIGINT, at TIMESTAMP(3))
-             WITH ('connector' = 'kafka', 'topic' = 'stamp-back', 'properties.bootstrap.servers' = '{bs}',
-               'format' = 'csv');
-             INSERT INTO back SELECT n, at FROM written;"
-        ),
-    )
-    .unwrap();
-    env.execute("timestamps").unwrap();
-    let back = values(broker.read_all("stamp-back", "read_committed"));
+    let back = record_timestamps(&broker, "stamp-out", "n");
     assert_eq!(back.len(), 2, "two windows of five records: {back:?}");
     for line in &back {
         let (n, at) = line.split_once(',').unwrap();
