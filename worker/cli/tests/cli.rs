@@ -452,7 +452,9 @@ fn killed_process_resumes_exactly_once(backend: &str) {
 /// sink's bookkeeping, and at most one per writer (one sink subtask here) on the server: a
 /// process killed between `CreateMultipartUpload` and writing the upload's marker leaves an
 /// upload nobody knows of — s3s-fs has no ListMultipartUploads to find it by, so only a
-/// bucket lifecycle rule removes it (docs/storage.md, *Multipart uploads for writers*).
+/// bucket lifecycle rule removes it (docs/storage.md, *Multipart uploads for writers*); on a
+/// server that lists uploads the sink aborts it (fault_tolerance.rs,
+/// `an_s3_file_sink_aborts_the_upload_a_killed_writer_never_recorded`).
 fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
     let out = weir_storage::open(uri, &s3.options()).unwrap();
     let mut lines: Vec<String> = Vec::new();

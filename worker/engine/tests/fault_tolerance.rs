@@ -14,7 +14,7 @@ use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, Sink, SinkWriter
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, Windowed, agg};
 use weir_storage::ObjectStore;
-use weir_storage::testing::{S3sFs, in_child_with_credentials};
+use weir_storage::testing::{Moto, S3sFs, in_child_with_credentials};
 
 const EVENTS: u64 = 12_000;
 
@@ -1550,13 +1550,13 @@ fn leftover_upload(store: &dyn ObjectStore, subtask: usize) -> String {
     path
 }
 
-fn s3_job_config(s3: &S3sFs) -> Vec<(&'static str, String)> {
+fn s3_job_config(endpoint: String) -> Vec<(&'static str, String)> {
     vec![
         ("parallelism.default", "2".into()),
         ("execution.checkpointing.interval", "50ms".into()),
         ("state.checkpoints.dir", "s3://weir/checkpoints".into()),
         ("state.checkpoints.num-retained", "2".into()),
-        ("s3.endpoint", s3.endpoint()),
+        ("s3.endpoint", endpoint),
         ("s3.path-style-access", "true".into()),
         ("s3.region", "us-east-1".into()),
         ("restart-strategy.type", "fixed-delay".into()),
@@ -1593,7 +1593,7 @@ fn an_s3_file_sink_keeps_each_row_once_across_random_task_failures_and_leaves_no
     let foreign = out.create_upload("notes/upload").unwrap();
 
     let dirs = JobDirs::new();
-    let env = dirs.env(Backend::HashMap, &s3_job_config(&s3));
+    let env = dirs.env(Backend::HashMap, &s3_job_config(s3.endpoint()));
     let failures = Failures::at(&points);
     windows_into(
         events(&env, 10_000.0, Some(failures.clone())),
@@ -1633,6 +1633,42 @@ fn an_s3_file_sink_keeps_each_row_once_across_random_task_failures_and_leaves_no
     );
     out.abort_upload("notes/upload", &foreign).unwrap();
     assert!(s3.open_uploads().is_empty(), "{what}");
+}
+
+/// A writer killed between starting a part file's upload (`CreateMultipartUpload`) and
+/// recording it leaves an upload only the server knows of. On a server that lists uploads, as
+/// S3 does (moto here; s3s-fs cannot list them), the sink's recovery finds and aborts it, and
+/// leaves uploads that are not its part files alone.
+#[test]
+fn an_s3_file_sink_aborts_the_upload_a_killed_writer_never_recorded() {
+    const NAME: &str = "an_s3_file_sink_aborts_the_upload_a_killed_writer_never_recorded";
+    if !in_child_with_credentials(NAME) {
+        return;
+    }
+    let expected = per_key(&reference(1));
+    let data = tempfile::tempdir().unwrap();
+    let s3 = Moto::start(data.path(), &["weir"]);
+    let stale = "out/part-00000000-0000-4000-8000-00000000dead-1-0.jsonl";
+    s3.create_unrecorded_upload("weir", stale);
+    s3.create_unrecorded_upload("weir", "out/notes/upload");
+    assert_eq!(s3.open_uploads("weir").len(), 2);
+
+    let dirs = JobDirs::new();
+    let env = dirs.env(Backend::HashMap, &s3_job_config(s3.endpoint()));
+    windows_into(
+        events(&env, 1e9, None),
+        FileSink::json_lines("s3://weir/out"),
+    );
+    env.execute("s3-sink")
+        .unwrap_or_else(|e| panic!("{}", weir_engine::report(&e)));
+
+    let out = weir_storage::open("s3://weir/out", &s3.options()).unwrap();
+    assert_eq!(per_key(&committed_objects(&*out)), expected);
+    assert_eq!(
+        s3.open_uploads("weir"),
+        ["out/notes/upload"],
+        "the unrecorded part file's upload is aborted, the foreign one kept"
+    );
 }
 
 /// A part file larger than the multipart part size (8 MiB) goes up in several parts, while
@@ -1738,7 +1774,7 @@ fn a_failure_between_checkpoint_completion_and_commit_still_leaves_each_row_once
     let data = tempfile::tempdir().unwrap();
     let s3 = S3sFs::start(data.path(), &["weir"]);
     let dirs = JobDirs::new();
-    let env = dirs.env(Backend::HashMap, &s3_job_config(&s3));
+    let env = dirs.env(Backend::HashMap, &s3_job_config(s3.endpoint()));
     let failed = Arc::new(AtomicBool::new(false));
     windows_into(
         events(&env, 10_000.0, None),

@@ -7,11 +7,14 @@
 //! Multipart uploads started through [`ObjectStore::create_upload`] are recorded by an empty
 //! marker object `.weir-tmp-uploads/<path>/<hex upload id>` below the store's prefix, removed
 //! when the upload completes or is aborted: listing the markers finds a crashed writer's
-//! uploads on every S3-compatible server, also those without ListMultipartUploads.
+//! uploads on every S3-compatible server, also those without ListMultipartUploads. Where the
+//! server has ListMultipartUploads (S3 itself, MinIO, …), its answer is merged in, so an upload
+//! whose writer died between `CreateMultipartUpload` and writing the marker is found too.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -51,7 +54,14 @@ pub struct S3Store {
     attempt_timeout: Duration,
     multipart_threshold: usize,
     part_size: usize,
+    /// Whether the server implements ListMultipartUploads: [`UNKNOWN`] until the first
+    /// listing, then [`LISTS_UPLOADS`] or [`NO_UPLOAD_LISTING`] (s3s-fs answers 501).
+    upload_listing: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const LISTS_UPLOADS: u8 = 1;
+const NO_UPLOAD_LISTING: u8 = 2;
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +171,7 @@ impl S3Store {
             attempt_timeout: options.attempt_timeout,
             multipart_threshold: options.multipart_threshold.max(part_size),
             part_size,
+            upload_listing: AtomicU8::new(UNKNOWN),
         })
     }
 
@@ -467,6 +478,72 @@ impl S3Store {
         Ok(objects)
     }
 
+    /// The uploads the server holds open below the store-relative `prefix`, as (path, id), or
+    /// `None` when the server does not implement ListMultipartUploads (HTTP 501
+    /// `NotImplemented`, as s3s-fs answers).
+    async fn list_multipart(&self, prefix: &str) -> Result<Option<Vec<Upload>>> {
+        if self.upload_listing.load(Ordering::Relaxed) == NO_UPLOAD_LISTING {
+            return Ok(None);
+        }
+        let full_prefix = self.key(prefix);
+        let (client, bucket, full_prefix_ref) = (&self.client, &self.bucket, &full_prefix);
+        let mut uploads = Vec::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let markers_ref = &markers;
+            let page = self
+                .retry(
+                    "ListMultipartUploads",
+                    full_prefix_ref,
+                    move || async move {
+                        match client
+                            .list_multipart_uploads()
+                            .bucket(bucket)
+                            .prefix(full_prefix_ref)
+                            .set_key_marker(markers_ref.0.clone())
+                            .set_upload_id_marker(markers_ref.1.clone())
+                            .send()
+                            .await
+                        {
+                            Ok(page) => Ok(Some(page)),
+                            Err(e) if not_implemented(&e) => Ok(None),
+                            Err(e) => Err(Failure::from_sdk(e)),
+                        }
+                    },
+                )
+                .await?;
+            let Some(page) = page else {
+                self.upload_listing
+                    .store(NO_UPLOAD_LISTING, Ordering::Relaxed);
+                return Ok(None);
+            };
+            self.upload_listing.store(LISTS_UPLOADS, Ordering::Relaxed);
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let Some(path) = key.strip_prefix(&self.root) else {
+                    continue;
+                };
+                uploads.push(Upload {
+                    path: path.to_owned(),
+                    id: id.to_owned(),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            markers = (
+                page.next_key_marker().map(str::to_owned),
+                page.next_upload_id_marker().map(str::to_owned),
+            );
+            if markers.0.is_none() {
+                break;
+            }
+        }
+        Ok(Some(uploads))
+    }
+
     async fn delete_batch(&self, prefix_key: &str, keys: &[String]) -> Result<usize> {
         let mut identifiers = Vec::with_capacity(keys.len());
         for key in keys {
@@ -675,8 +752,14 @@ impl ObjectStore for S3Store {
         let marker = &self.key(&Self::upload_marker(path, id));
         block_on(&self.runtime, async {
             if self.head_size(marker).await?.is_none() {
-                // Completed or aborted before: every upload this store starts has a marker
-                // until then. (Servers disagree on what a second abort answers.)
+                // Completed or aborted before (every upload this store starts has a marker
+                // until then; servers disagree on what a second abort answers), or listed by
+                // the server without a marker: its writer died before writing one. Only a
+                // server that lists uploads can have shown us such an upload, and such servers
+                // answer an unknown upload with NoSuchUpload, which `abort_multipart` accepts.
+                if self.upload_listing.load(Ordering::Relaxed) == LISTS_UPLOADS {
+                    return self.abort_multipart(key, id).await;
+                }
                 return Ok(());
             }
             if let Err(e) = self.abort_multipart(key, id).await {
@@ -709,7 +792,11 @@ impl ObjectStore for S3Store {
             })
             .filter(|u| u.path.starts_with(prefix))
             .collect();
+        if let Some(listed) = block_on(&self.runtime, self.list_multipart(prefix))? {
+            uploads.extend(listed.into_iter().filter(|u| !is_internal(&u.path)));
+        }
         uploads.sort();
+        uploads.dedup();
         Ok(uploads)
     }
 }
@@ -847,6 +934,16 @@ impl Failure {
             source: Box::new(error),
         }
     }
+}
+
+/// Whether the server answered that it does not implement the operation (HTTP 501).
+fn not_implemented<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+    SdkError<E, R>: HasStatus,
+{
+    error.status() == Some(501)
+        || matches!(error, SdkError::ServiceError(s) if s.err().code() == Some("NotImplemented"))
 }
 
 /// The HTTP status of an SDK error's raw response, when there is one.

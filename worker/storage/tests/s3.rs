@@ -9,7 +9,7 @@
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
+use weir_storage::testing::{ACCESS_KEY, Moto, S3sFs, SECRET_KEY};
 use weir_storage::{Bytes, ObjectStore, RetryPolicy, StorageOptions, open};
 
 const BUCKET: &str = "weir-test";
@@ -44,8 +44,13 @@ fn aws_environment() {
 type Server = S3sFs;
 
 fn options(server: &Server) -> StorageOptions {
+    options_at(server.endpoint())
+}
+
+/// The test retry policy and timeouts, for the server at `endpoint`.
+fn options_at(endpoint: String) -> StorageOptions {
     StorageOptions {
-        endpoint: Some(server.endpoint()),
+        endpoint: Some(endpoint),
         region: Some("us-east-1".into()),
         path_style: true,
         retry: RetryPolicy {
@@ -171,6 +176,65 @@ fn put_get_list_delete_and_delete_prefix_work_against_a_real_s3_server() {
 fn a_multipart_upload_stays_invisible_until_completed_is_listed_until_then_and_completes_once() {
     let (_dir, server) = start();
     let store = open(&format!("s3://{BUCKET}/out"), &options(&server)).unwrap();
+    multipart_upload_contract(&store, &|| server.open_uploads());
+}
+
+/// moto's server and a store below `out/` in its bucket.
+fn start_moto() -> (tempfile::TempDir, Moto, Arc<dyn ObjectStore>) {
+    aws_environment();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Moto::start(dir.path(), &[BUCKET]);
+    let store = open(
+        &format!("s3://{BUCKET}/out"),
+        &options_at(server.endpoint()),
+    )
+    .unwrap();
+    (dir, server, store)
+}
+
+/// The same contract on a server with ListMultipartUploads (moto), where uploads are found
+/// without their markers too.
+#[test]
+fn the_multipart_contract_holds_where_the_server_lists_uploads() {
+    let (_dir, server, store) = start_moto();
+    multipart_upload_contract(&store, &|| server.open_uploads(BUCKET));
+}
+
+/// A writer killed between `CreateMultipartUpload` and recording the upload leaves an upload
+/// that only the server knows of. Where the server lists uploads, the store finds it below its
+/// prefix (and only there) and aborts it, so the file sink's recovery leaves nothing open.
+#[test]
+fn an_upload_whose_writer_died_before_recording_it_is_listed_and_aborted_where_the_server_lists_uploads()
+ {
+    let (_dir, server, store) = start_moto();
+    let recorded = store.create_upload("dt=1/part-a").unwrap();
+    let unrecorded = server.create_unrecorded_upload(BUCKET, "out/dt=2/part-b");
+    let elsewhere = server.create_unrecorded_upload(BUCKET, "other/part-c");
+    let listed: Vec<(String, String)> = store
+        .list_uploads("")
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.path, u.id))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("dt=1/part-a".to_owned(), recorded.clone()),
+            ("dt=2/part-b".to_owned(), unrecorded.clone())
+        ],
+        "both uploads below the prefix, each once, nothing outside it ({elsewhere})"
+    );
+    assert_eq!(store.list_uploads("dt=2/").unwrap().len(), 1);
+
+    for (path, id) in &listed {
+        store.abort_upload(path, id).unwrap();
+        store.abort_upload(path, id).unwrap();
+    }
+    assert!(store.list_uploads("").unwrap().is_empty());
+    assert_eq!(server.open_uploads(BUCKET), ["other/part-c"]);
+}
+
+fn multipart_upload_contract(store: &Arc<dyn ObjectStore>, open_uploads: &dyn Fn() -> Vec<String>) {
     let big = pattern(5 << 20);
 
     // 1. Created and part-uploaded: listed as an upload, no object anywhere.
@@ -185,7 +249,7 @@ fn a_multipart_upload_stays_invisible_until_completed_is_listed_until_then_and_c
             .unwrap(),
     ];
     assert!(
-        paths(&store, "").is_empty(),
+        paths(store, "").is_empty(),
         "nothing visible before completion"
     );
     let listed = store.list_uploads("dt=1/").unwrap();
@@ -203,7 +267,7 @@ fn a_multipart_upload_stays_invisible_until_completed_is_listed_until_then_and_c
     assert!(read[..5 << 20] == big[..] && &read[5 << 20..] == b"tail");
     store.complete_upload("dt=1/part-a", &id, &parts).unwrap();
     assert_eq!(
-        paths(&store, ""),
+        paths(store, ""),
         ["dt=1/part-a"],
         "bookkeeping is never listed"
     );
@@ -212,12 +276,8 @@ fn a_multipart_upload_stays_invisible_until_completed_is_listed_until_then_and_c
     store.abort_upload("dt=2/part-b", &other).unwrap();
     store.abort_upload("dt=2/part-b", &other).unwrap();
     assert!(store.list_uploads("").unwrap().is_empty());
-    assert!(
-        server.open_uploads().is_empty(),
-        "{:?}",
-        server.open_uploads()
-    );
-    assert_eq!(paths(&store, ""), ["dt=1/part-a"]);
+    assert!(open_uploads().is_empty(), "{:?}", open_uploads());
+    assert_eq!(paths(store, ""), ["dt=1/part-a"]);
 
     // 4. A completion whose parts never made it fails, naming the key.
     let lost = store.create_upload("part-c").unwrap();
