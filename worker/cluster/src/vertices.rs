@@ -1,0 +1,292 @@
+//! What the REST API says about a job's vertices (its tasks, i.e. operator chains) beyond the
+//! job overview: the plan with its edges, each vertex's subtasks with their counters and
+//! rates, their backpressured / idle / busy shares, and their watermarks. Rates and shares
+//! are measured between two snapshots of the job's counters at least a second apart
+//! ([`Samples`]); before a second has passed, since the job (attempt) started.
+
+use std::collections::{HashMap, VecDeque};
+use weir_contract::JobState;
+use weir_contract::rest::{
+    Plan, PlanInput, PlanNode, SubtaskBackPressure, SubtaskDetails, SubtaskGauges,
+    VertexBackPressure, VertexDetails, VertexMetrics, WatermarkMetric,
+};
+use weir_engine::runtime::metrics::JobSnapshot;
+use weir_engine::runtime::{JobClient, JobTopology};
+
+/// Flink's job type of every Weir job.
+pub(crate) const STREAMING: &str = "STREAMING";
+
+/// How far apart the two snapshots of a rate are, at least.
+const RATE_WINDOW_MS: u64 = 1000;
+/// Snapshots are kept no closer than this, so a busy poller keeps a short queue.
+const SAMPLE_SPACING_MS: u64 = 200;
+
+/// Snapshots of each job's counters, taken as requests come, oldest first.
+#[derive(Default)]
+pub(crate) struct Samples {
+    by_job: HashMap<String, VecDeque<JobSnapshot>>,
+}
+
+impl Samples {
+    /// The job's counters now and the newest snapshot at least [`RATE_WINDOW_MS`] older
+    /// (`None` until one is).
+    pub(crate) fn measure(&mut self, job: &JobClient) -> (JobSnapshot, Option<JobSnapshot>) {
+        let now = job.metrics();
+        let q = self.by_job.entry(job.job_id().to_string()).or_default();
+        // A restart starts the counters (and the clock) of a new attempt.
+        q.retain(|s| s.elapsed_ms <= now.elapsed_ms);
+        if q.back()
+            .is_none_or(|b| now.elapsed_ms - b.elapsed_ms >= SAMPLE_SPACING_MS)
+        {
+            q.push_back(now.clone());
+        }
+        let old_enough = |s: &JobSnapshot| now.elapsed_ms - s.elapsed_ms >= RATE_WINDOW_MS;
+        while q.len() > 1 && old_enough(&q[1]) {
+            q.pop_front();
+        }
+        let earlier = q.front().filter(|s| old_enough(s)).cloned();
+        (now, earlier)
+    }
+}
+
+/// The vertices of a job in the order their tasks appear in its metrics.
+pub(crate) fn vertex_names(snapshot: &JobSnapshot) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for t in &snapshot.tasks {
+        if !names.contains(&t.name) {
+            names.push(t.name.clone());
+        }
+    }
+    names
+}
+
+/// A stable 32-hex-digit id for a vertex, as Flink's are (FNV-1a of job id and name).
+pub(crate) fn vertex_id(job: &JobClient, name: &str) -> String {
+    let hash = |seed: u64| {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+        for b in job.job_id().bytes().chain(name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    format!("{:016x}{:016x}", hash(0), hash(1))
+}
+
+/// The name of the vertex `id` names, if the job has it.
+pub(crate) fn vertex_named(job: &JobClient, snapshot: &JobSnapshot, id: &str) -> Option<String> {
+    vertex_names(snapshot)
+        .into_iter()
+        .find(|n| vertex_id(job, n) == id)
+}
+
+/// Flink's plan: one node per vertex, with its inputs when the job's topology is known.
+pub(crate) fn plan(job: &JobClient, topology: Option<&JobTopology>) -> Plan {
+    let nodes = match topology {
+        Some(t) => t
+            .tasks
+            .iter()
+            .map(|task| PlanNode {
+                id: vertex_id(job, &task.name),
+                parallelism: task.parallelism as u64,
+                operator: String::new(),
+                description: task.name.clone(),
+                inputs: task
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(num, e)| PlanInput {
+                        num: num as u64,
+                        id: vertex_id(job, &t.tasks[e.from].name),
+                        ship_strategy: e.partitioning.clone(),
+                        exchange: "pipelined_bounded".into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        None => {
+            let snapshot = job.metrics();
+            vertex_names(&snapshot)
+                .into_iter()
+                .map(|name| PlanNode {
+                    id: vertex_id(job, &name),
+                    parallelism: snapshot.tasks.iter().filter(|t| t.name == name).count() as u64,
+                    operator: String::new(),
+                    description: name,
+                    inputs: Vec::new(),
+                })
+                .collect()
+        }
+    };
+    Plan {
+        jid: job.job_id().to_string(),
+        name: job.name().to_string(),
+        job_type: STREAMING.into(),
+        nodes,
+    }
+}
+
+/// Time shares of one subtask between two snapshots: (backpressured, idle, busy).
+fn shares(
+    now: &JobSnapshot,
+    earlier: Option<&JobSnapshot>,
+    name: &str,
+    subtask: usize,
+) -> (f64, f64, f64) {
+    let find = |s: &JobSnapshot| {
+        s.tasks
+            .iter()
+            .find(|t| t.name == name && t.subtask == subtask)
+            .map(|t| (t.backpressured_ms, t.idle_ms))
+    };
+    let (bp, idle) = find(now).unwrap_or_default();
+    let (bp0, idle0, t0) = earlier
+        .and_then(|e| find(e).map(|(b, i)| (b, i, e.elapsed_ms)))
+        .unwrap_or((0, 0, 0));
+    let dt = now.elapsed_ms.saturating_sub(t0).max(1) as f64;
+    let bp = (bp.saturating_sub(bp0) as f64 / dt).min(1.0);
+    let idle = (idle.saturating_sub(idle0) as f64 / dt).min(1.0 - bp);
+    (bp, idle, (1.0 - bp - idle).max(0.0))
+}
+
+/// Flink's backpressure level of a ratio.
+fn level(ratio: f64) -> &'static str {
+    if ratio <= 0.10 {
+        "ok"
+    } else if ratio <= 0.5 {
+        "low"
+    } else {
+        "high"
+    }
+}
+
+/// `/jobs/:jobid/vertices/:vertexid/backpressure`.
+pub(crate) fn backpressure(
+    now: &JobSnapshot,
+    earlier: Option<&JobSnapshot>,
+    name: &str,
+) -> VertexBackPressure {
+    let subtasks: Vec<SubtaskBackPressure> = now
+        .tasks
+        .iter()
+        .filter(|t| t.name == name)
+        .map(|t| {
+            let (bp, idle, busy) = shares(now, earlier, name, t.subtask);
+            SubtaskBackPressure {
+                subtask: t.subtask as u64,
+                backpressure_level: level(bp).into(),
+                ratio: bp,
+                idle_ratio: idle,
+                busy_ratio: busy,
+            }
+        })
+        .collect();
+    let worst = subtasks.iter().map(|s| s.ratio).fold(0.0, f64::max);
+    VertexBackPressure {
+        status: "ok".into(),
+        backpressure_level: level(worst).into(),
+        end_timestamp: weir_engine::time::now_ms(),
+        subtasks,
+    }
+}
+
+/// The input watermark of each subtask of a vertex: its first operator's.
+fn subtask_watermarks(now: &JobSnapshot, name: &str) -> Vec<(usize, i64)> {
+    now.tasks
+        .iter()
+        .filter(|t| t.name == name)
+        .map(|t| {
+            let wm = now
+                .operators
+                .iter()
+                .find(|o| o.task == name && o.subtask == t.subtask)
+                .map_or(i64::MIN, |o| o.watermark);
+            (t.subtask, wm)
+        })
+        .collect()
+}
+
+/// `/jobs/:jobid/vertices/:vertexid/watermarks`.
+pub(crate) fn watermarks(now: &JobSnapshot, name: &str) -> Vec<WatermarkMetric> {
+    subtask_watermarks(now, name)
+        .into_iter()
+        .map(|(subtask, wm)| WatermarkMetric {
+            id: format!("{subtask}.currentInputWatermark"),
+            value: wm.to_string(),
+        })
+        .collect()
+}
+
+/// `/jobs/:jobid/vertices/:vertexid`.
+pub(crate) fn details(
+    job: &JobClient,
+    now: &JobSnapshot,
+    earlier: Option<&JobSnapshot>,
+    name: &str,
+    taskmanager: &str,
+) -> VertexDetails {
+    let state = crate::server::job_state(job.status());
+    let dt_s = |t0: u64| now.elapsed_ms.saturating_sub(t0).max(1) as f64 / 1000.0;
+    let wms = subtask_watermarks(now, name);
+    let subtasks: Vec<SubtaskDetails> = now
+        .tasks
+        .iter()
+        .filter(|t| t.name == name)
+        .map(|t| {
+            let then = earlier.and_then(|e| {
+                e.tasks
+                    .iter()
+                    .find(|x| x.name == name && x.subtask == t.subtask)
+                    .map(|x| (x.records_in, x.records_out, e.elapsed_ms))
+            });
+            let (in0, out0, t0) = then.unwrap_or((0, 0, 0));
+            let elapsed = now.elapsed_ms;
+            let busy = elapsed.saturating_sub(t.backpressured_ms + t.idle_ms);
+            let entries: u64 = now
+                .operators
+                .iter()
+                .filter(|o| o.task == name && o.subtask == t.subtask)
+                .map(|o| o.state_entries)
+                .sum();
+            SubtaskDetails {
+                subtask: t.subtask as u64,
+                status: if t.finished && !state.is_terminal() {
+                    JobState::Finished
+                } else {
+                    state
+                },
+                attempt: job.restarts(),
+                taskmanager_id: taskmanager.to_string(),
+                start_time: job.start_time(),
+                end_time: job.end_time().unwrap_or(-1),
+                duration: crate::server::duration(job),
+                metrics: VertexMetrics {
+                    read_records: t.records_in,
+                    read_records_complete: true,
+                    write_records: t.records_out,
+                    write_records_complete: true,
+                    accumulated_backpressured_time: t.backpressured_ms,
+                    accumulated_idle_time: t.idle_ms,
+                    accumulated_busy_time: busy,
+                    ..VertexMetrics::default()
+                },
+                weir: SubtaskGauges {
+                    current_input_watermark: wms
+                        .iter()
+                        .find(|(s, _)| *s == t.subtask)
+                        .map_or(i64::MIN, |(_, w)| *w),
+                    state_entries: entries,
+                    records_in_per_second: t.records_in.saturating_sub(in0) as f64 / dt_s(t0),
+                    records_out_per_second: t.records_out.saturating_sub(out0) as f64 / dt_s(t0),
+                },
+            }
+        })
+        .collect();
+    VertexDetails {
+        id: vertex_id(job, name),
+        name: name.to_string(),
+        parallelism: subtasks.len() as u64,
+        now: weir_engine::time::now_ms(),
+        subtasks,
+    }
+}
