@@ -157,10 +157,10 @@ async function jobPage(jid, tab, vertexId) {
     body.append(
       h(
         "div",
-        { class: explain ? "graph-layout with-explain" : "graph-layout" },
+        { class: "graph-layout" },
         h("div", { class: "panel graph-panel" }, h("div", { class: "graph-scroll" }, graph), legend),
         explain
-          ? h("details", { class: "panel explain", open: !vertical }, h("summary", {}, "SQL plan (EXPLAIN)"), h("pre", { id: "sql-explain" }, explain))
+          ? h("details", { class: "panel explain", open: true }, h("summary", {}, "SQL streaming plan (EXPLAIN)"), h("pre", { id: "sql-explain" }, explain))
           : null,
       ),
     );
@@ -172,8 +172,9 @@ async function jobPage(jid, tab, vertexId) {
     }
   } else if (tab === "checkpoints") {
     const [stats, config] = await Promise.all([get(paths.checkpoints(jid)), get(paths.checkpointConfig(jid)).catch(() => null)]);
-    const opened = openCheckpoint.get(jid);
-    const details = opened === undefined ? null : await get(paths.checkpointDetails(jid, opened)).catch(() => null);
+    // Only the checkpoints still in the history have details.
+    const opened = stats.history.some((x) => x.id === openCheckpoint.get(jid)) ? openCheckpoint.get(jid) : undefined;
+    const details = opened === undefined ? null : await get(paths.checkpointDetails(jid, opened));
     body.append(
       renderCheckpoints(stats, config, details, (id) => {
         openCheckpoint.set(jid, id);

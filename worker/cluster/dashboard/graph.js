@@ -6,7 +6,7 @@
 import { fmt } from "./pages.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 264;
+const W = 300;
 const H = 134;
 const GAP_LAYER = 96;
 const GAP = 34;
@@ -155,7 +155,7 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
     const rect = s("rect", { width: W, height: H, rx: 10, class: "box" });
     rect.style.setProperty("--busy-hue", hue);
     g.append(rect);
-    const lines = wrap(n.description, 34, 2);
+    const lines = wrap(n.description, 33, 2);
     lines.forEach((l, i) => g.append(text(12, 21 + i * 16, l, "node-title")));
     let y = 21 + lines.length * 16 + 2;
     g.append(text(12, y, `Parallelism ${n.parallelism}`, "node-meta"));
