@@ -111,7 +111,8 @@ async function vertexStats(jid, job) {
       stats.set(v.id, {
         inRate: sum((s) => s.weir.recordsInPerSecond),
         outRate: sum((s) => s.weir.recordsOutPerSecond),
-        backpressure: Math.max(0, ...bp.subtasks.map((s) => s.ratio)),
+        // Shares are the subtasks' average (they add up to 1); the level is the worst subtask's.
+        backpressure: avg((s) => s.ratio),
         idle: avg((s) => s.idleRatio),
         busy: avg((s) => s.busyRatio),
         level: bp["backpressure-level"],

@@ -149,19 +149,32 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
       tabindex: 0,
       role: "link",
     });
-    g.append(s("title", {}, `${n.description}\n(click for its subtasks)`));
+    g.append(
+      s(
+        "title",
+        {},
+        `${n.description}\nbusy ${fmt.pct(busy)}, backpressured ${fmt.pct(st.backpressure)}, idle ${fmt.pct(st.idle)}\n(click for its subtasks)`,
+      ),
+    );
     // The fill's warmth says how busy the vertex is (0% cool … 100% hot).
     const hue = Math.round(210 - 190 * Math.min(1, busy));
     const rect = s("rect", { width: W, height: H, rx: 10, class: "box" });
     rect.style.setProperty("--busy-hue", hue);
     g.append(rect);
-    const lines = wrap(n.description, 33, 2);
-    lines.forEach((l, i) => g.append(text(12, 21 + i * 16, l, "node-title")));
+    const lines = wrap(n.description, 34, 2);
+    // Names are clipped to the box, whatever the font's width.
+    const clip = `clip-${n.id}`;
+    g.append(s("clipPath", { id: clip }, s("rect", { x: 8, y: 0, width: W - 16, height: H })));
+    const title = s("g", { "clip-path": `url(#${clip})` });
+    lines.forEach((l, i) => title.append(text(12, 21 + i * 16, l, "node-title")));
+    g.append(title);
     let y = 21 + lines.length * 16 + 2;
     g.append(text(12, y, `Parallelism ${n.parallelism}`, "node-meta"));
     if (st.status) g.append(text(W - 12, y, st.status, `node-meta end status-${st.status}`));
     y += 18;
-    g.append(text(12, y, `In ${fmt.rate(st.inRate)}`, "node-rate"));
+    // A source reads from no other task: only its output rate means something.
+    const source = !(n.inputs || []).length;
+    g.append(text(12, y, source ? "Source" : `In ${fmt.rate(st.inRate)}`, "node-rate"));
     g.append(text(W / 2 + 4, y, `Out ${fmt.rate(st.outRate)}`, "node-rate"));
     y += 10;
     // Busy / backpressured / idle as one bar.
@@ -192,13 +205,18 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
     );
     y += 16;
     g.append(
-      text(12, y, `WM ${fmt.watermark(st.watermark)} · state ${fmt.count(st.stateEntries)}`, "node-meta"),
+      text(
+        12,
+        y,
+        source ? `state ${fmt.count(st.stateEntries)} entries` : `WM ${fmt.watermark(st.watermark)} · state ${fmt.count(st.stateEntries)} entries`,
+        "node-meta",
+      ),
     );
     if (level !== "ok") {
       const label = level === "high" ? "BACKPRESSURED" : "backpressure low";
-      const lw = label.length * 7 + 14;
-      g.append(s("rect", { x: W - lw - 8, y: -10, width: lw, height: 20, rx: 10, class: "badge-bg" }));
-      g.append(text(W - lw / 2 - 8, 4, label, "badge-text"));
+      const lw = label.length * 8 + 16;
+      g.append(s("rect", { x: W - lw - 10, y: -11, width: lw, height: 22, rx: 11, class: "badge-bg" }));
+      g.append(text(W - lw / 2 - 10, 4, label, "badge-text"));
     }
     g.addEventListener("click", () => onOpen(n.id));
     g.addEventListener("keydown", (e) => {

@@ -517,6 +517,10 @@ fn dashboard_response(asset: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(a.body)));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    r.headers_mut().insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // The page may only load its own scripts and styles, and talk to this server.
     r.headers_mut().insert(
         hyper::header::CONTENT_SECURITY_POLICY,

@@ -1402,40 +1402,24 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
                 .unwrap()
                 > 0.0
     });
-    let rate: f64 = source["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["weir"]["recordsOutPerSecond"].as_f64().unwrap())
-        .sum();
+    let rate = over_subtasks(&source, "weir", "recordsOutPerSecond");
     assert!(
         (1_500.0..6_000.0).contains(&rate),
         "source rate {rate}/s: {source}"
     );
-    let emitted: u64 = source["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["metrics"]["write-records"].as_u64().unwrap())
-        .sum();
-    assert!(emitted > 0 && emitted < EVENTS, "{source}");
+    let emitted = over_subtasks(&source, "metrics", "write-records");
+    assert!(emitted > 0.0 && emitted < EVENTS as f64, "{source}");
     assert_eq!(source["subtasks"][0]["taskmanager-id"], "local");
     assert_eq!(source["subtasks"][0]["status"], "RUNNING");
     let sink = get(&c, &format!("/jobs/{id}/vertices/{windows}"));
-    let read: u64 = sink["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["metrics"]["read-records"].as_u64().unwrap())
-        .sum();
-    assert!(read > 0, "{sink}");
-    let entries: u64 = sink["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["weir"]["stateEntries"].as_u64().unwrap())
-        .sum();
-    assert!(entries > 0, "open windows hold state: {sink}");
+    assert!(
+        over_subtasks(&sink, "metrics", "read-records") > 0.0,
+        "{sink}"
+    );
+    assert!(
+        over_subtasks(&sink, "weir", "stateEntries") > 0.0,
+        "open windows hold state: {sink}"
+    );
     // A generator at its rate limit waits most of the time: it is idle, not backpressured.
     let bp = get(&c, &format!("/jobs/{id}/vertices/{generator}/backpressure"));
     assert_eq!(bp["backpressure-level"], "ok", "{bp}");
@@ -1555,6 +1539,16 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
     let (status, body) = c.call(Method::GET, "/web/secrets.txt", None).unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     job.cancel();
+}
+
+/// The sum of `subtasks[*][group][field]` of a `GET /jobs/:jobid/vertices/:vertexid` answer.
+fn over_subtasks(vertex: &Value, group: &str, field: &str) -> f64 {
+    vertex["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[group][field].as_f64().unwrap())
+        .sum()
 }
 
 /// Bytes of the files below `dir`.
