@@ -45,6 +45,14 @@ function showError(e) {
   );
 }
 
+/** The header's indicator: live, or showing the last answer (`weir run` ends with its job). */
+function setLive(live) {
+  const el = document.getElementById("live");
+  el.classList.toggle("stale", !live);
+  el.textContent = live ? "live" : "offline";
+  el.title = live ? "Updates every few seconds" : "The server does not answer: this is its last answer";
+}
+
 /** Renders the page for the current hash now and then every refresh interval. */
 async function show() {
   const my = ++generation;
@@ -58,12 +66,12 @@ async function show() {
       const y = window.scrollY;
       main.replaceChildren(node);
       window.scrollTo(0, y);
-      document.getElementById("live").classList.remove("stale");
+      setLive(true);
     } catch (e) {
       if (my !== generation) return;
       if (e instanceof ApiError && e.status === 404) showError(e);
       else if (!main.querySelector(".page")) showError(e);
-      else document.getElementById("live").classList.add("stale");
+      else setLive(false);
     }
     setTimeout(tick, dashboard["refresh-interval"] || 3000);
   };
@@ -118,6 +126,7 @@ async function vertexStats(jid, job) {
         level: bp["backpressure-level"],
         watermark: wms.length ? Math.min(...wms) : null,
         stateEntries: sum((s) => s.weir.stateEntries),
+        stateSize: d.weir ? d.weir.checkpointedStateSize : null,
         status: v.status,
         details: d,
         bp,
@@ -210,15 +219,18 @@ function confirmAction(title, text, { target = false, action = "Confirm" } = {})
   });
 }
 
+/** Shows an action's outcome above the tabs now (the server may be gone by the next refresh). */
 function setNotice(jid, kind, text) {
   notices.set(jid, { kind, text });
-  const el = document.getElementById("notice");
-  if (el) {
-    el.className = `notice ${kind}`;
-    el.textContent = text;
-  } else {
-    show();
+  let el = document.getElementById("notice");
+  if (!el) {
+    const tabs = main.querySelector(".tabs");
+    if (!tabs) return;
+    el = h("div", { id: "notice" });
+    tabs.before(el);
   }
+  el.className = `notice ${kind}`;
+  el.textContent = text;
 }
 
 function jobControls(job) {

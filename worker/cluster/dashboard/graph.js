@@ -45,6 +45,12 @@ function wrap(name, n, maxLines) {
   return lines;
 }
 
+/** Keyed state: entries now, and bytes in the latest checkpoint when there is one. */
+function stateText(st) {
+  const size = st.stateSize === null || st.stateSize === undefined ? "" : `, ${fmt.bytes(st.stateSize)}`;
+  return `state ${fmt.count(st.stateEntries)}${size}`;
+}
+
 function layers(nodes) {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const layer = new Map();
@@ -208,7 +214,7 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
       text(
         12,
         y,
-        source ? `state ${fmt.count(st.stateEntries)} entries` : `WM ${fmt.watermark(st.watermark)} · state ${fmt.count(st.stateEntries)} entries`,
+        `${source ? "" : `WM ${fmt.watermark(st.watermark)} · `}${stateText(st)}`,
         "node-meta",
       ),
     );

@@ -315,7 +315,18 @@ export function renderSubtasks(job, vertex, backpressure, select) {
   return h(
     "div",
     {},
-    h("label", { class: "picker" }, "Operator chain ", picker),
+    h(
+      "div",
+      { class: "picker" },
+      h("label", {}, "Operator chain ", picker),
+      h(
+        "span",
+        { class: "muted" },
+        vertex.weir && vertex.weir.checkpointedStateSize !== null && vertex.weir.checkpointedStateSize !== undefined
+          ? `state in the latest checkpoint: ${fmt.bytes(vertex.weir.checkpointedStateSize)}`
+          : "",
+      ),
+    ),
     table(
       [num("#"), "Status", num("Records in"), num("Records out"), num("In/s"), num("Out/s"), num("Backpressured"), num("Busy"), num("Idle"), "Watermark", num("State entries"), "TaskManager"],
       rows,

@@ -655,7 +655,15 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
                         [only] => only.id.clone(),
                         _ => String::new(),
                     };
-                    to_json(&vertices::details(&job, &now, earlier.as_ref(), &name, &tm))
+                    let topology = description(state, &job).topology.clone();
+                    to_json(&vertices::details(
+                        &job,
+                        topology.as_ref(),
+                        &now,
+                        earlier.as_ref(),
+                        &name,
+                        &tm,
+                    ))
                 }
                 Route::VertexBackPressure { .. } => {
                     to_json(&vertices::backpressure(&now, earlier.as_ref(), &name))
@@ -851,10 +859,10 @@ struct Vertex {
     idle_ms: u64,
 }
 
-fn vertices(job: &JobClient) -> (Vec<Vertex>, u64) {
+fn vertices(job: &JobClient) -> (Vec<Vertex>, JobSnapshot) {
     let snapshot = job.metrics();
     let mut out: Vec<Vertex> = Vec::new();
-    for t in snapshot.tasks {
+    for t in &snapshot.tasks {
         let i = match out.iter().position(|v| v.name == t.name) {
             Some(i) => i,
             None => {
@@ -883,7 +891,7 @@ fn vertices(job: &JobClient) -> (Vec<Vertex>, u64) {
         v.backpressured_ms += t.backpressured_ms;
         v.idle_ms += t.idle_ms;
     }
-    (out, snapshot.elapsed_ms)
+    (out, snapshot)
 }
 
 /// Task state counts in Flink's shape; subtasks of an ended job count in its end state.
@@ -941,7 +949,7 @@ fn job_details(job: &JobClient, topology: Option<&JobTopology>) -> JobDetails {
     if let Some(end) = job.end_time() {
         timestamps.insert(state, end);
     }
-    let (vs, elapsed_ms) = vertices(job);
+    let (vs, snapshot) = vertices(job);
     let vertex_list = vs
         .iter()
         .map(|v| rest::Vertex {
@@ -964,7 +972,8 @@ fn job_details(job: &JobClient, topology: Option<&JobTopology>) -> JobDetails {
                 write_records_complete: true,
                 accumulated_backpressured_time: v.backpressured_ms,
                 accumulated_idle_time: v.idle_ms,
-                accumulated_busy_time: (elapsed_ms * v.parallelism as u64)
+                accumulated_busy_time: (vertices::busy_ms(job, &snapshot, 0)
+                    * v.parallelism as u64)
                     .saturating_sub(v.backpressured_ms + v.idle_ms),
                 ..VertexMetrics::default()
             },

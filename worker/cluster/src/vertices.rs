@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use weir_contract::JobState;
 use weir_contract::rest::{
     Plan, PlanInput, PlanNode, SubtaskBackPressure, SubtaskDetails, SubtaskGauges,
-    VertexBackPressure, VertexDetails, VertexMetrics, WatermarkMetric,
+    VertexBackPressure, VertexDetails, VertexGauges, VertexMetrics, WatermarkMetric,
 };
 use weir_engine::runtime::metrics::JobSnapshot;
 use weir_engine::runtime::{JobClient, JobTopology};
@@ -139,7 +139,17 @@ fn shares(
             .find(|t| t.name == name && t.subtask == subtask)
             .map(|t| (t.backpressured_ms, t.idle_ms))
     };
-    let (bp, idle) = find(now).unwrap_or_default();
+    let Some((bp, idle)) = find(now) else {
+        return (0.0, 0.0, 0.0);
+    };
+    // A finished subtask does nothing any more: it counts as idle.
+    if now
+        .tasks
+        .iter()
+        .any(|t| t.name == name && t.subtask == subtask && t.finished)
+    {
+        return (0.0, 1.0, 0.0);
+    }
     let (bp0, idle0, t0) = earlier
         .and_then(|e| find(e).map(|(b, i)| (b, i, e.elapsed_ms)))
         .unwrap_or((0, 0, 0));
@@ -147,6 +157,18 @@ fn shares(
     let bp = (bp.saturating_sub(bp0) as f64 / dt).min(1.0);
     let idle = (idle.saturating_sub(idle0) as f64 / dt).min(1.0 - bp);
     (bp, idle, (1.0 - bp - idle).max(0.0))
+}
+
+/// Time neither backpressured nor idle out of `not_busy` ms, up to now or, once the job has
+/// ended, its end (the snapshot's clock runs on after it).
+pub(crate) fn busy_ms(job: &JobClient, now: &JobSnapshot, not_busy: u64) -> u64 {
+    let elapsed = match job.end_time() {
+        Some(end) => now
+            .elapsed_ms
+            .min(end.saturating_sub(job.start_time()) as u64),
+        None => now.elapsed_ms,
+    };
+    elapsed.saturating_sub(not_busy)
 }
 
 /// Flink's backpressure level of a ratio.
@@ -217,9 +239,30 @@ pub(crate) fn watermarks(now: &JobSnapshot, name: &str) -> Vec<WatermarkMetric> 
         .collect()
 }
 
+/// Bytes the operators of vertex `name` hold in the latest completed checkpoint or
+/// savepoint, when the topology names them and one has completed.
+fn checkpointed_state_size(
+    job: &JobClient,
+    topology: Option<&JobTopology>,
+    name: &str,
+) -> Option<u64> {
+    let task = topology?.tasks.iter().find(|t| t.name == name)?;
+    let stats = job.checkpoints();
+    if stats.last_completed_id.is_none() && stats.last_savepoint.is_none() {
+        return None;
+    }
+    Some(
+        task.uids
+            .iter()
+            .filter_map(|uid| stats.last_operator_sizes.get(uid))
+            .sum(),
+    )
+}
+
 /// `/jobs/:jobid/vertices/:vertexid`.
 pub(crate) fn details(
     job: &JobClient,
+    topology: Option<&JobTopology>,
     now: &JobSnapshot,
     earlier: Option<&JobSnapshot>,
     name: &str,
@@ -240,8 +283,7 @@ pub(crate) fn details(
                     .map(|x| (x.records_in, x.records_out, e.elapsed_ms))
             });
             let (in0, out0, t0) = then.unwrap_or((0, 0, 0));
-            let elapsed = now.elapsed_ms;
-            let busy = elapsed.saturating_sub(t.backpressured_ms + t.idle_ms);
+            let busy = busy_ms(job, now, t.backpressured_ms + t.idle_ms);
             let entries: u64 = now
                 .operators
                 .iter()
@@ -288,5 +330,8 @@ pub(crate) fn details(
         parallelism: subtasks.len() as u64,
         now: weir_engine::time::now_ms(),
         subtasks,
+        weir: VertexGauges {
+            checkpointed_state_size: checkpointed_state_size(job, topology, name),
+        },
     }
 }

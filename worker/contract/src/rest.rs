@@ -505,6 +505,17 @@ pub struct VertexDetails {
     pub now: i64,
     /// One entry per subtask.
     pub subtasks: Vec<SubtaskDetails>,
+    /// What Flink reports only through its metric system or checkpoint details.
+    pub weir: VertexGauges,
+}
+
+/// The `weir` part of [`VertexDetails`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VertexGauges {
+    /// Bytes its operators' state takes in the latest completed checkpoint or savepoint
+    /// (`null` before the first, or when the server does not know the vertex's operators).
+    pub checkpointed_state_size: Option<u64>,
 }
 
 /// One subtask of [`VertexDetails`].

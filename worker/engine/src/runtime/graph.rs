@@ -90,6 +90,8 @@ pub struct TopologyTask {
     pub parallelism: usize,
     /// The chained operators, in chain order.
     pub operators: Vec<String>,
+    /// Their uids (what checkpoints key their state by), in the same order.
+    pub uids: Vec<String>,
     /// The edges feeding it.
     pub inputs: Vec<TopologyEdge>,
 }
@@ -339,6 +341,7 @@ impl JobGraph {
                     name: operators.join(" -> "),
                     parallelism: head.parallelism,
                     operators,
+                    uids: members.iter().map(|&m| self.uid(m)).collect(),
                     inputs: head
                         .inputs
                         .iter()
