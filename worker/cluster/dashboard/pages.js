@@ -243,7 +243,7 @@ export function renderConfig(entries, dashboard) {
 
 /** The job header: name, state, times and the control buttons. */
 export function renderJobHeader(job, controls) {
-  const live = !["FINISHED", "CANCELED", "FAILED"].includes(job.state);
+  const live = !["FINISHED", "CANCELED", "CANCELLING", "FAILED"].includes(job.state);
   return h(
     "div",
     { class: "job-head" },

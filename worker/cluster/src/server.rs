@@ -956,7 +956,11 @@ fn job_details(job: &JobClient, topology: Option<&JobTopology>) -> JobDetails {
             id: vertices::vertex_id(job, &v.name),
             name: v.name.clone(),
             parallelism: v.parallelism as u64,
-            status: if v.running == 0 && v.finished > 0 && !state.is_terminal() {
+            status: if v.running == 0
+                && v.finished > 0
+                && !state.is_terminal()
+                && state != JobState::Cancelling
+            {
                 JobState::Finished
             } else {
                 state

@@ -292,7 +292,8 @@ pub(crate) fn details(
                 .sum();
             SubtaskDetails {
                 subtask: t.subtask as u64,
-                status: if t.finished && !state.is_terminal() {
+                // A cancel stops the tasks: they are not finished but being cancelled.
+                status: if t.finished && !state.is_terminal() && state != JobState::Cancelling {
                     JobState::Finished
                 } else {
                     state
