@@ -167,7 +167,7 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
     const rect = s("rect", { width: W, height: H, rx: 10, class: "box" });
     rect.style.setProperty("--busy-hue", hue);
     g.append(rect);
-    const lines = wrap(n.description, 34, 2);
+    const lines = wrap(n.description, 31, 2);
     // Names are clipped to the box, whatever the font's width.
     const clip = `clip-${n.id}`;
     g.append(s("clipPath", { id: clip }, s("rect", { x: 8, y: 0, width: W - 16, height: H })));
@@ -181,7 +181,9 @@ export function drawGraph(plan, stats, { vertical, onOpen }) {
     // A source reads from no other task: only its output rate means something.
     const source = !(n.inputs || []).length;
     g.append(text(12, y, source ? "Source" : `In ${fmt.rate(st.inRate)}`, "node-rate"));
-    g.append(text(W / 2 + 4, y, `Out ${fmt.rate(st.outRate)}`, "node-rate"));
+    // Nothing reads what the last task emits: a sink's output rate is not records sent on.
+    const sink = !plan.nodes.some((m) => (m.inputs || []).some((i) => i.id === n.id));
+    g.append(text(W / 2 + 4, y, sink ? "Sink" : `Out ${fmt.rate(st.outRate)}`, "node-rate"));
     y += 10;
     // Busy / backpressured / idle as one bar.
     const bw = W - 24;
