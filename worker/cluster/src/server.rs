@@ -5,7 +5,9 @@
 //!
 //! With a [`RestSecurity`] it serves TLS (tokio-rustls) and, with a token, answers `401` to
 //! every request without `Authorization: Bearer <token>` except the probes' `/healthz` and
-//! `/readyz`, which must work for a kubelet that holds no secret.
+//! `/readyz`, which must work for a kubelet that holds no secret, and the dashboard's files
+//! (`/`, `/web/*`, crate::dashboard), which hold no data. What the dashboard reads about
+//! vertices is built in crate::vertices.
 
 use crate::prometheus;
 use crate::vertices::{self, STREAMING, Samples};

@@ -32,7 +32,14 @@ impl Samples {
     /// (`None` until one is).
     pub(crate) fn measure(&mut self, job: &JobClient) -> (JobSnapshot, Option<JobSnapshot>) {
         let now = job.metrics();
-        let q = self.by_job.entry(job.job_id().to_string()).or_default();
+        let earlier = self.add(job.job_id(), &now);
+        (now, earlier)
+    }
+
+    /// Keeps `now` (unless one was kept less than [`SAMPLE_SPACING_MS`] ago) and returns the
+    /// newest kept snapshot at least [`RATE_WINDOW_MS`] older.
+    fn add(&mut self, job: &str, now: &JobSnapshot) -> Option<JobSnapshot> {
+        let q = self.by_job.entry(job.to_string()).or_default();
         // A restart starts the counters (and the clock) of a new attempt.
         q.retain(|s| s.elapsed_ms <= now.elapsed_ms);
         if q.back()
@@ -44,8 +51,7 @@ impl Samples {
         while q.len() > 1 && old_enough(&q[1]) {
             q.pop_front();
         }
-        let earlier = q.front().filter(|s| old_enough(s)).cloned();
-        (now, earlier)
+        q.front().filter(|s| old_enough(s)).cloned()
     }
 }
 
@@ -334,5 +340,78 @@ pub(crate) fn details(
         weir: VertexGauges {
             checkpointed_state_size: checkpointed_state_size(job, topology, name),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_engine::runtime::TaskMetricsSnapshot;
+
+    /// A job of one task with two subtasks at `elapsed_ms`, each with (backpressured, idle)
+    /// milliseconds so far.
+    fn snapshot(elapsed_ms: u64, subtasks: [(u64, u64); 2], finished: bool) -> JobSnapshot {
+        JobSnapshot {
+            elapsed_ms,
+            records_in: 0,
+            records_out: 0,
+            skipped: 0,
+            watermark: i64::MIN,
+            operators: Vec::new(),
+            tasks: subtasks
+                .iter()
+                .enumerate()
+                .map(|(i, (bp, idle))| TaskMetricsSnapshot {
+                    name: "gen".into(),
+                    subtask: i,
+                    records_in: 0,
+                    records_out: 0,
+                    backpressured_ms: *bp,
+                    idle_ms: *idle,
+                    finished: finished && i == 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rates_are_measured_against_a_snapshot_at_least_a_second_old() {
+        let mut samples = Samples::default();
+        let s = |t| snapshot(t, [(0, 0), (0, 0)], false);
+        assert!(samples.add("j", &s(100)).is_none(), "nothing older yet");
+        assert!(samples.add("j", &s(900)).is_none());
+        assert_eq!(samples.add("j", &s(1150)).unwrap().elapsed_ms, 100);
+        // The newest snapshot a second old is used, and older ones are dropped.
+        assert_eq!(samples.add("j", &s(2000)).unwrap().elapsed_ms, 900);
+        assert_eq!(samples.by_job["j"].front().unwrap().elapsed_ms, 900);
+        // A restarted job's counters start again: its old snapshots are forgotten.
+        assert!(samples.add("j", &s(300)).is_none());
+        assert_eq!(samples.by_job["j"].len(), 1);
+    }
+
+    #[test]
+    fn shares_of_a_window_add_up_and_set_flinks_levels() {
+        let earlier = snapshot(1000, [(100, 800), (0, 0)], false);
+        let now = snapshot(3000, [(1900, 900), (200, 0)], false);
+        let (bp, idle, busy) = shares(&now, Some(&earlier), "gen", 0);
+        assert!(
+            (bp - 0.9).abs() < 1e-9 && (idle - 0.05).abs() < 1e-9,
+            "{bp} {idle}"
+        );
+        assert!((bp + idle + busy - 1.0).abs() < 1e-9);
+        let v = backpressure(&now, Some(&earlier), "gen");
+        assert_eq!(v.backpressure_level, "high", "the worst subtask's level");
+        assert_eq!(v.subtasks[1].backpressure_level, "ok", "10% is ok");
+        assert_eq!(level(0.11), "low");
+        // Without an older snapshot: since the attempt started.
+        let (bp, _, _) = shares(&now, None, "gen", 1);
+        assert!((bp - 200.0 / 3000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_finished_subtask_counts_as_idle() {
+        let now = snapshot(3000, [(0, 0), (0, 0)], true);
+        assert_eq!(shares(&now, None, "gen", 1), (0.0, 1.0, 0.0));
+        assert_eq!(shares(&now, None, "gen", 0), (0.0, 0.0, 1.0));
     }
 }
