@@ -2574,6 +2574,20 @@ fn windowed_clicks_sql(rate: Option<u32>, users: u32, millis_per_row: u32) -> St
     )
 }
 
+/// Whether `child` exits on its own within `secs` seconds; it is killed otherwise.
+fn exits_within(child: &mut std::process::Child, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
 /// The dashboard in headless Chromium (worker/cluster/browser/dashboard.mjs): this test
 /// starts the `weir run` processes it is pointed at, so it runs with the other CLI tests on
 /// the binary they build (a separate `make` step would build `weir` a second time, with
@@ -2651,6 +2665,15 @@ fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure
         std::process::Stdio::piped(),
     );
     let unread = slow.stdout.take();
+    // A third run of the first job, for the Stop with savepoint button.
+    let (mut stopped, stop_url, stop_id) = run_with_rest(&[
+        "run".into(),
+        job_sql.display().to_string(),
+        "--parallelism".into(),
+        "2".into(),
+        "--set".into(),
+        format!("state.savepoints.dir=file://{}", savepoints.display()),
+    ]);
 
     let o = Command::new("node")
         .arg(browser.join("dashboard.mjs"))
@@ -2662,29 +2685,25 @@ fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure
         .env("CHECKPOINT_INTERVAL_MS", interval_ms.to_string())
         .env("SAVEPOINTS_DIR", savepoints.display().to_string())
         .env("SCREENSHOTS", &shots)
+        .env("STOP_URL", &stop_url)
+        .env("STOP_ID", &stop_id)
         .output()
         .expect("node runs");
     let _ = slow.kill();
     drop(unread);
     let _ = slow.wait();
-    // The Cancel button ended the job, and with it `weir run`.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let ended = loop {
-        match job.try_wait().unwrap() {
-            Some(status) => break Some(status),
-            None if std::time::Instant::now() > deadline => break None,
-            None => std::thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    };
-    if ended.is_none() {
-        let _ = job.kill();
-        let _ = job.wait();
-    }
+    // The Stop and Cancel buttons ended their jobs, and with them `weir run`.
+    let stop_ended = exits_within(&mut stopped, 20);
+    let cancel_ended = exits_within(&mut job, 20);
     println!("{}", stdout(&o));
     eprintln!("screenshots: {}", shots.display());
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(
-        ended.is_some(),
+        stop_ended,
+        "the job stopped from the dashboard ended weir run"
+    );
+    assert!(
+        cancel_ended,
         "the job cancelled from the dashboard ended weir run"
     );
     for page in [
@@ -2692,7 +2711,8 @@ fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure
         "2-job-graph",
         "4-checkpoints",
         "11-backpressure",
-        "12-cancelled",
+        "12-stopped-with-savepoint",
+        "13-cancelled",
     ] {
         let png = shots.join(format!("{page}.png"));
         let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));

@@ -2,11 +2,12 @@
 // `weir run` processes that worker/cli/tests/cli.rs started: a windowed SQL job with
 // checkpoints (JOB_URL, JOB_ID), and the same job whose printed output nobody reads, so its
 // sink blocks and the operators before it are backpressured, served with a REST token
-// (SLOW_URL, SLOW_TOKEN). Numbered steps, each with its assertion; a screenshot of each
+// (SLOW_URL, SLOW_TOKEN), and a third copy of the first to stop with a savepoint
+// (STOP_URL, STOP_ID). Numbered steps, each with its assertion; a screenshot of each
 // page goes to SCREENSHOTS. Exits non-zero on the first failed step.
 //
 //   PLAYWRIGHT_MODULES=<dir with playwright-core> JOB_URL=... JOB_ID=... SLOW_URL=...
-//   SLOW_TOKEN=... CHECKPOINT_INTERVAL_MS=... SAVEPOINTS_DIR=/path SCREENSHOTS=/dir node dashboard.mjs
+//   SLOW_TOKEN=... STOP_URL=... STOP_ID=... CHECKPOINT_INTERVAL_MS=... SAVEPOINTS_DIR=/path SCREENSHOTS=/dir node dashboard.mjs
 
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
@@ -29,6 +30,8 @@ const SLOW_TOKEN = env("SLOW_TOKEN");
 const INTERVAL = Number(env("CHECKPOINT_INTERVAL_MS"));
 const SAVEPOINTS_DIR = env("SAVEPOINTS_DIR");
 const SHOTS = env("SCREENSHOTS");
+const STOP_URL = env("STOP_URL");
+const STOP_ID = env("STOP_ID");
 
 let step = 0;
 async function the(what, f) {
@@ -233,18 +236,35 @@ try {
     await shot(page, "11-backpressure");
   });
 
+  await the("Stop with savepoint, confirmed, shows the savepoint and ends the job", async () => {
+    await page.goto(`${STOP_URL}/#/jobs/${STOP_ID}/graph`);
+    await page.locator("#btn-stop:not([disabled])").waitFor();
+    await page.locator("#btn-stop").click();
+    await page.locator("#confirm-dialog[open]").waitFor();
+    serverGone = true;
+    await page.locator("#confirm-ok").click();
+    const notice = page.locator("#notice.ok");
+    await notice.waitFor({ timeout: 30000 });
+    const m = (await notice.innerText()).match(/Stop with savepoint completed: (\S+)/);
+    assert.ok(m, await notice.innerText());
+    assert.ok(m[1].includes(SAVEPOINTS_DIR), `${m[1]} is under ${SAVEPOINTS_DIR}`);
+    assert.ok(existsSync(join(m[1].replace(/^file:\/\//, ""), "_metadata")));
+    await shot(page, "12-stopped-with-savepoint");
+    serverGone = false;
+  });
+
   await the("Cancel, confirmed, cancels the job", async () => {
     await page.goto(`${JOB_URL}/#/jobs/${JOB_ID}/graph`);
     await page.locator("#btn-cancel:not([disabled])").waitFor();
     await page.locator("#btn-cancel").click();
     await page.locator("#confirm-dialog[open]").waitFor();
-    await shot(page, "12-cancel-confirm");
+    await shot(page, "13-cancel-confirm");
     serverGone = true;
     await page.locator("#confirm-ok").click();
     // The page shows the cancel under way (or already done), and the job ends: `weir run`
     // then exits, taking its REST API with it (the caller checks the process ended).
     await page.waitForFunction(() => /Cancelling|CANCELED|CANCELLING/.test(document.querySelector("#main").innerText), null, { timeout: 10000 });
-    await shot(page, "12-cancelled");
+    await shot(page, "13-cancelled");
     const deadline = Date.now() + 20000;
     for (;;) {
       const state = await rest(`jobs/${JOB_ID}`).then((j) => j.state, () => "gone");
