@@ -14,9 +14,10 @@ run: ## run the main example, a SQL job, locally (examples/user_metrics.sql: gen
 
 test: deps fmt lint crds chart unit e2e ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite
 
-deps: ## install what the tests start: s3s-fs and moto (S3), the noida-db Kafka broker, the RocksDB libraries and openssl, the local Kubernetes control plane (all cached in ~/.cache/weir)
+deps: ## install what the tests start: s3s-fs and moto (S3), the noida-db Kafka broker, the RocksDB libraries and openssl, the local Kubernetes control plane, Chromium with playwright-core for the dashboard test (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
 	bash worker/storage/install-moto.sh
+	bash worker/cluster/browser/install.sh
 	bash worker/kafka/install-noida-db.sh
 	bash worker/engine/install-rocksdb-deps.sh
 	bash e2e/controlplane/install.sh

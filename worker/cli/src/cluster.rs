@@ -122,13 +122,15 @@ pub fn jobmanager(
     let rest_security = conf.rest_security()?;
     let config = conf.entries();
     let env = StreamExecutionEnvironment::with_config(conf);
+    let mut sql_explain = None;
     let (name, spec) = if job.ends_with(".sql") {
         let planned = crate::sql::plan(&env, job, args, false)?
             .with_context(|| format!("{job} has nothing to run on a cluster"))?;
+        sql_explain = Some(planned.explain);
         let spec = JobSpec {
             name: job.to_string(),
             args: vec![planned.text],
-            config,
+            config: config.clone(),
         };
         (planned.name, spec)
     } else {
@@ -138,12 +140,16 @@ pub fn jobmanager(
         let spec = JobSpec {
             name: def.name.to_string(),
             args: args.to_vec(),
-            config,
+            config: config.clone(),
         };
         (def.name.to_string(), spec)
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     on_termination(shutdown.clone())?;
+    let description = weir_cluster::JobDescription {
+        topology: Some(env.topology()?),
+        sql_explain,
+    };
     let handle = env.execute_on_cluster(&name, spec, cluster.clone())?;
     if let Some(dir) = recovery_dir {
         crate::recovery::record(dir, handle.job_id(), restored_from.as_deref())?;
@@ -154,7 +160,8 @@ pub fn jobmanager(
         weir_cluster::ServerLimits::default(),
         &rest_security,
     )?;
-    server.add_job(handle.client());
+    server.set_configuration(config);
+    server.add_described_job(handle.client(), description);
     eprintln!(
         "JobManager: REST API {}  RPC {}  (job {})",
         server.url(),

@@ -283,10 +283,15 @@ fn run(cli: Cli) -> Result<()> {
                 Some(_) => conf.rest_security()?,
                 None => Default::default(),
             };
+            let config = conf.entries();
             let env = StreamExecutionEnvironment::with_config(conf);
+            let mut sql_explain = None;
             let name = if job.ends_with(".sql") {
                 match sql::plan(&env, &job, &args, explain)? {
-                    Some(planned) => planned.name,
+                    Some(planned) => {
+                        sql_explain = Some(planned.explain);
+                        planned.name
+                    }
                     None => return Ok(()),
                 }
             } else {
@@ -298,6 +303,10 @@ fn run(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
                 def.name.to_string()
+            };
+            let description = weir_cluster::JobDescription {
+                topology: Some(env.topology()?),
+                sql_explain,
             };
             let handle = env.execute_async(&name)?;
             if let Some(dir) = &recovery_dir {
@@ -319,8 +328,10 @@ fn run(cli: Cli) -> Result<()> {
                         weir_cluster::ServerLimits::default(),
                         &rest_security,
                     )?;
-                    server.add_job(handle.client());
+                    server.set_configuration(config);
+                    server.add_described_job(handle.client(), description);
                     eprintln!("REST API: {}  (job {})", server.url(), handle.job_id());
+                    eprintln!("dashboard: {}/", server.url());
                     Some(server)
                 }
                 None => None,

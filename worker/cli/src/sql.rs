@@ -11,6 +11,8 @@ pub struct Planned {
     pub name: String,
     /// The script text (what a cluster's TaskManagers plan again).
     pub text: String,
+    /// The streaming plan, as EXPLAIN prints it (the dashboard shows it).
+    pub explain: String,
 }
 
 /// Plans the SQL script at `path` onto `env` and prints its EXPLAIN statements' output.
@@ -55,5 +57,9 @@ pub fn plan(
         .and_then(|s| s.to_str())
         .unwrap_or("sql")
         .to_string();
-    Ok(Some(Planned { name, text }))
+    Ok(Some(Planned {
+        name,
+        text,
+        explain: planned.explain(),
+    }))
 }

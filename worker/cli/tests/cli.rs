@@ -733,11 +733,19 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
 /// Starts `weir run` with the REST API on a free port; returns the child, the API's URL and
 /// the job id (both printed on stderr).
 fn run_with_rest(args: &[String]) -> (std::process::Child, String, String) {
+    run_with_rest_to(args, std::process::Stdio::null())
+}
+
+/// [`run_with_rest`] with the job's standard output (a print sink's) going to `stdout`.
+fn run_with_rest_to(
+    args: &[String],
+    stdout: std::process::Stdio,
+) -> (std::process::Child, String, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .args(["--set", "rest.port=0", "--no-progress"])
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -2544,5 +2552,172 @@ fn inconsistent_security_settings_stop_every_process_at_start_naming_the_key_and
     for (args, message) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         fails_with(&args, &message);
+    }
+}
+
+/// Clicks per user in 1-second event-time windows over generated events (`millis_per_row`
+/// of event time apart, `users` distinct users), printed.
+fn windowed_clicks_sql(rate: Option<u32>, users: u32, millis_per_row: u32) -> String {
+    let rate = rate.map_or(String::new(), |r| format!(", 'rows-per-second' = '{r}'"));
+    format!(
+        "CREATE TABLE clicks (
+           user_no INT, cents INT, seq BIGINT,
+           ts AS TO_TIMESTAMP_LTZ(1767225600000 + seq * {millis_per_row}, 3),
+           WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+         ) WITH ('connector' = 'datagen', 'fields.user_no.min' = '0',
+           'fields.user_no.max' = '{}', 'fields.cents.min' = '100', 'fields.cents.max' = '999',
+           'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0'{rate});
+         CREATE TABLE per_user (window_start TIMESTAMP(3), user_no INT, clicks BIGINT,
+           cents INT) WITH ('connector' = 'print');
+         INSERT INTO per_user
+         SELECT TUMBLE_START(ts, INTERVAL '1' SECOND), user_no, COUNT(*), SUM(cents)
+         FROM clicks GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), user_no;",
+        users - 1
+    )
+}
+
+/// Whether `child` exits on its own within `secs` seconds; it is killed otherwise.
+fn exits_within(child: &mut std::process::Child, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// The dashboard in headless Chromium (worker/cluster/browser/dashboard.mjs): this test
+/// starts the `weir run` processes it is pointed at, so it runs with the other CLI tests on
+/// the binary they build (a separate `make` step would build `weir` a second time, with
+/// other features). Chromium, Node.js and playwright-core come from
+/// worker/cluster/browser/install.sh (`make deps`); the screenshots of every page land in
+/// `<target>/dashboard-screenshots/`.
+#[test]
+fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure_and_cancels() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let browser = root.join("worker/cluster/browser");
+    let cache = std::env::var("WEIR_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir")
+        });
+    let modules = cache.join("playwright-core-1.65.1/node_modules");
+    let have = |bin: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        modules.join("playwright-core").is_dir() && have("node") && have("chromium"),
+        "the browser test needs Chromium, Node.js and playwright-core: run `bash {}` (part of `make deps`)",
+        browser.join("install.sh").display()
+    );
+    // The build directory: <target>/debug/weir.
+    let target = std::path::Path::new(env!("CARGO_BIN_EXE_weir"))
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let shots = target.join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let interval_ms = 2000;
+    let job_sql = dir.path().join("clicks.sql");
+    std::fs::write(&job_sql, windowed_clicks_sql(Some(400), 8, 20)).unwrap();
+    let savepoints = dir.path().join("savepoints");
+    let (mut job, job_url, job_id) = run_with_rest(&[
+        "run".into(),
+        job_sql.display().to_string(),
+        "--parallelism".into(),
+        "2".into(),
+        "--set".into(),
+        format!("execution.checkpointing.interval={interval_ms}ms"),
+        "--set".into(),
+        format!(
+            "state.checkpoints.dir=file://{}",
+            dir.path().join("chk").display()
+        ),
+        "--set".into(),
+        format!("state.savepoints.dir=file://{}", savepoints.display()),
+        "--set".into(),
+        "taskmanager.memory.process.size=512m".into(),
+    ]);
+    // The same query as fast as it goes over many users, printing to a pipe nobody reads:
+    // once the pipe is full, the sink blocks like a slow external system.
+    let slow_sql = dir.path().join("slow.sql");
+    std::fs::write(&slow_sql, windowed_clicks_sql(None, 100_000, 1)).unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "dashboard-test-token\n").unwrap();
+    let (mut slow, slow_url, _) = run_with_rest_to(
+        &[
+            "run".into(),
+            slow_sql.display().to_string(),
+            "--parallelism".into(),
+            "2".into(),
+            "--set".into(),
+            format!("security.rest.token-file={}", token_file.display()),
+        ],
+        std::process::Stdio::piped(),
+    );
+    let unread = slow.stdout.take();
+    // A third run of the first job, for the Stop with savepoint button.
+    let (mut stopped, stop_url, stop_id) = run_with_rest(&[
+        "run".into(),
+        job_sql.display().to_string(),
+        "--parallelism".into(),
+        "2".into(),
+        "--set".into(),
+        format!("state.savepoints.dir=file://{}", savepoints.display()),
+    ]);
+
+    let o = Command::new("node")
+        .arg(browser.join("dashboard.mjs"))
+        .env("PLAYWRIGHT_MODULES", &modules)
+        .env("JOB_URL", &job_url)
+        .env("JOB_ID", &job_id)
+        .env("SLOW_URL", &slow_url)
+        .env("SLOW_TOKEN", "dashboard-test-token")
+        .env("CHECKPOINT_INTERVAL_MS", interval_ms.to_string())
+        .env("SAVEPOINTS_DIR", savepoints.display().to_string())
+        .env("SCREENSHOTS", &shots)
+        .env("STOP_URL", &stop_url)
+        .env("STOP_ID", &stop_id)
+        .output()
+        .expect("node runs");
+    let _ = slow.kill();
+    drop(unread);
+    let _ = slow.wait();
+    // The Stop and Cancel buttons ended their jobs, and with them `weir run`.
+    let stop_ended = exits_within(&mut stopped, 20);
+    let cancel_ended = exits_within(&mut job, 20);
+    println!("{}", stdout(&o));
+    eprintln!("screenshots: {}", shots.display());
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stop_ended,
+        "the job stopped from the dashboard ended weir run"
+    );
+    assert!(
+        cancel_ended,
+        "the job cancelled from the dashboard ended weir run"
+    );
+    for page in [
+        "1-overview",
+        "2-job-graph",
+        "4-checkpoints",
+        "11-backpressure",
+        "12-stopped-with-savepoint",
+        "13-cancelled",
+    ] {
+        let png = shots.join(format!("{page}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
     }
 }

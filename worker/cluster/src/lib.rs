@@ -1,7 +1,8 @@
 //! Weir's cluster layer: the JobManager REST API, Flink-compatible in paths and JSON field
 //! names (jobs, checkpoints, savepoint and stop-with-savepoint triggers, cancel; the paths and
 //! bodies are the contract's, `weir_contract::rest`), the
-//! Prometheus exposition of job metrics at `/metrics`, and a small blocking client for the
+//! Prometheus exposition of job metrics at `/metrics`, the web dashboard at `/` (its assets
+//! built into the binary, `dashboard/`), and a small blocking client for the
 //! `weir list|savepoint|stop|cancel` commands. It sits above the engine: it observes and
 //! controls jobs only through [`weir_engine::runtime::JobClient`].
 //!
@@ -19,8 +20,10 @@
 //! ```
 
 pub mod client;
+mod dashboard;
 pub mod prometheus;
 mod server;
+mod vertices;
 
 pub use client::{ClientError, RestClient};
-pub use server::{RestServer, ServerError, ServerLimits, job_state};
+pub use server::{JobDescription, RestServer, ServerError, ServerLimits, job_state};

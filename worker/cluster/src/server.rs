@@ -5,9 +5,12 @@
 //!
 //! With a [`RestSecurity`] it serves TLS (tokio-rustls) and, with a token, answers `401` to
 //! every request without `Authorization: Bearer <token>` except the probes' `/healthz` and
-//! `/readyz`, which must work for a kubelet that holds no secret.
+//! `/readyz`, which must work for a kubelet that holds no secret, and the dashboard's files
+//! (`/`, `/web/*`, crate::dashboard), which hold no data. What the dashboard reads about
+//! vertices is built in crate::vertices.
 
 use crate::prometheus;
+use crate::vertices::{self, STREAMING, Samples};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -27,8 +30,8 @@ use weir_contract::JobState;
 use weir_contract::options;
 use weir_contract::rest::{
     self, CheckpointCounts, CheckpointState, CheckpointStatistics, CheckpointSummary,
-    CheckpointingStatistics, ErrorBody, JobDetails, JobIdWithState, JobOverview, JobsList,
-    JobsOverview, LatestCheckpoints, MinMaxAvg, Plan, PlanNode, Readiness, RestoredCheckpoint,
+    CheckpointingStatistics, ConfigEntry, ErrorBody, JobDetails, JobIdWithState, JobOverview,
+    JobPlan, JobsList, JobsOverview, LatestCheckpoints, MinMaxAvg, Readiness, RestoredCheckpoint,
     Route, SavepointStatus, SavepointTriggerRequest, StopWithSavepointRequest, TaskCounts,
     TriggerResponse, VertexMetrics,
 };
@@ -36,7 +39,7 @@ use weir_contract::security::{RestSecurity, SecurityError, Token};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
 use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
-use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobStatus};
+use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobStatus, JobTopology};
 
 /// Request bodies larger than this are rejected (the API's bodies are a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
@@ -96,10 +99,27 @@ struct Trigger {
     reported: Arc<AtomicBool>,
 }
 
+/// What the server knows of a job beyond its [`JobClient`]: how it was built, for the plan
+/// and the dashboard. Whoever builds the job (`weir run`, `weir jobmanager`) passes it to
+/// [`RestServer::add_described_job`].
+#[derive(Debug, Clone, Default)]
+pub struct JobDescription {
+    /// Its tasks and the edges between them (`StreamExecutionEnvironment::topology`).
+    pub topology: Option<JobTopology>,
+    /// For a SQL job, the streaming plan its EXPLAIN prints.
+    pub sql_explain: Option<String>,
+}
+
 struct State {
     /// Required of every request but the probes', when set.
     token: Option<Token>,
     jobs: Mutex<Vec<JobClient>>,
+    /// By job id.
+    descriptions: Mutex<HashMap<String, Arc<JobDescription>>>,
+    /// `/jobmanager/config`: the process's configuration, secrets redacted.
+    config: Mutex<Vec<ConfigEntry>>,
+    /// What rates and time shares are measured against.
+    samples: Mutex<Samples>,
     triggers: Mutex<HashMap<String, Trigger>>,
     /// The snapshot each job's per-second rates in `/metrics` are measured against.
     baselines: Mutex<HashMap<String, JobSnapshot>>,
@@ -162,6 +182,9 @@ impl RestServer {
         let state = Arc::new(State {
             token: security.token.clone(),
             jobs: Mutex::new(Vec::new()),
+            descriptions: Mutex::new(HashMap::new()),
+            config: Mutex::new(Vec::new()),
+            samples: Mutex::new(Samples::default()),
             triggers: Mutex::new(HashMap::new()),
             baselines: Mutex::new(HashMap::new()),
         });
@@ -234,6 +257,33 @@ impl RestServer {
     /// Serves `job` from now on.
     pub fn add_job(&self, job: JobClient) {
         self.state.jobs.lock().expect("not poisoned").push(job);
+    }
+
+    /// Serves `job` from now on, with its plan's edges and EXPLAIN text.
+    pub fn add_described_job(&self, job: JobClient, description: JobDescription) {
+        self.state
+            .descriptions
+            .lock()
+            .expect("not poisoned")
+            .insert(job.job_id().to_string(), Arc::new(description));
+        self.add_job(job);
+    }
+
+    /// What `/jobmanager/config` lists: the process's configuration (every key with its
+    /// value). Values of keys that name a secret (a password, a secret, an access key) are
+    /// replaced by `******`, as Flink's web UI does.
+    pub fn set_configuration(&self, entries: Vec<(String, String)>) {
+        *self.state.config.lock().expect("not poisoned") = entries
+            .into_iter()
+            .map(|(key, value)| {
+                let value = if is_sensitive(&key) {
+                    "******".to_string()
+                } else {
+                    value
+                };
+                ConfigEntry { key, value }
+            })
+            .collect();
     }
 
     /// The address actually bound (the port is known here when 0 was asked for).
@@ -359,15 +409,33 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// Whether a configuration key's value is a secret (Flink's `GlobalConfiguration`
+/// sensitive keys): a file naming where a secret is, is not one.
+fn is_sensitive(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !k.ends_with("-file")
+        && [
+            "password",
+            "secret",
+            "access-key",
+            "apikey",
+            "api-key",
+            "token",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
 /// Whether a request may pass: always without a token, and for the probes' paths, which a
-/// kubelet calls without credentials (they tell only whether the process and its job run).
+/// kubelet calls without credentials (they tell only whether the process and its job run),
+/// and the dashboard's page and assets (they hold no data; the page asks for the token).
 fn authorized(state: &State, req: &Request<Incoming>) -> bool {
     let Some(token) = &state.token else {
         return true;
     };
     if matches!(
         Route::parse(req.uri().path()),
-        Some(Route::Healthz | Route::Readyz)
+        Some(Route::Healthz | Route::Readyz | Route::Dashboard { .. })
     ) {
         return true;
     }
@@ -399,6 +467,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             );
         }
     };
+    if let Some(Route::Dashboard { asset }) = Route::parse(&path)
+        && method == Method::GET
+    {
+        return dashboard_response(&asset);
+    }
     if Route::parse(&path) == Some(Route::Metrics) && method == Method::GET {
         let text = metrics_text(state);
         let mut r = Response::new(Full::new(Bytes::from(text)));
@@ -433,6 +506,31 @@ fn only(method: &Method, route: &Route) -> Result<(), ApiError> {
             allow: Some(allow),
         })
     }
+}
+
+/// A dashboard asset, or 404 naming the file.
+fn dashboard_response(asset: &str) -> Response<Full<Bytes>> {
+    let Some(a) = crate::dashboard::asset(asset) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &error_json(format!("the dashboard has no file '{asset}'")),
+        );
+    };
+    let mut r = Response::new(Full::new(Bytes::from_static(a.body)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    r.headers_mut().insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The page may only load its own scripts and styles, and talk to this server.
+    r.headers_mut().insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    r
 }
 
 fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
@@ -484,7 +582,11 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             if method == Method::PATCH {
                 cancel(&job, query)
             } else {
-                Ok((StatusCode::OK, to_json(&job_details(&job))))
+                let description = description(state, &job);
+                Ok((
+                    StatusCode::OK,
+                    to_json(&job_details(&job, description.topology.as_ref())),
+                ))
             }
         }
         Route::Checkpoints { job } => Ok((
@@ -521,7 +623,101 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             let job = find_job(state, job)?;
             savepoint_status(state, &job, trigger)
         }
+        Route::JobPlan { job } => {
+            let job = find_job(state, job)?;
+            let description = description(state, &job);
+            Ok((
+                StatusCode::OK,
+                to_json(&JobPlan {
+                    plan: vertices::plan(&job, description.topology.as_ref()),
+                    sql_explain: description.sql_explain.clone(),
+                }),
+            ))
+        }
+        Route::Vertex { job, vertex }
+        | Route::VertexBackPressure { job, vertex }
+        | Route::VertexWatermarks { job, vertex } => {
+            let job = find_job(state, job)?;
+            let (now, earlier) = state.samples.lock().expect("not poisoned").measure(&job);
+            let name = vertices::vertex_named(&job, &now, vertex).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "job {} has no vertex {vertex}; GET {} lists its vertices",
+                    job.job_id(),
+                    Route::Job {
+                        job: job.job_id().into()
+                    }
+                    .path()
+                ))
+            })?;
+            let body = match &route {
+                Route::Vertex { .. } => {
+                    let tms = taskmanagers(std::slice::from_ref(&job));
+                    // Which TaskManager runs a subtask is known only when there is one.
+                    let tm = match tms.as_slice() {
+                        [only] => only.id.clone(),
+                        _ => String::new(),
+                    };
+                    let topology = description(state, &job).topology.clone();
+                    to_json(&vertices::details(
+                        &job,
+                        topology.as_ref(),
+                        &now,
+                        earlier.as_ref(),
+                        &name,
+                        &tm,
+                    ))
+                }
+                Route::VertexBackPressure { .. } => {
+                    to_json(&vertices::backpressure(&now, earlier.as_ref(), &name))
+                }
+                _ => to_json(&vertices::watermarks(&now, &name)),
+            };
+            Ok((StatusCode::OK, body))
+        }
+        Route::CheckpointDetails { job, checkpoint } => {
+            let job = find_job(state, job)?;
+            let stats = job.checkpoints();
+            let record = stats
+                .history
+                .iter()
+                .find(|r| r.id == *checkpoint)
+                .or(stats.last_savepoint.as_ref().filter(|r| r.id == *checkpoint))
+                .or(stats.last_failed.as_ref().filter(|r| r.id == *checkpoint))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "job {} has no checkpoint {checkpoint} in its history (only the most recent are kept); GET {} lists them",
+                        job.job_id(),
+                        Route::Checkpoints { job: job.job_id().into() }.path()
+                    ))
+                })?;
+            Ok((StatusCode::OK, to_json(&record_json(record))))
+        }
+        Route::TaskManager { taskmanager } => {
+            let tms = taskmanagers(&jobs(state));
+            let t = tms.iter().find(|t| &t.id == taskmanager).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no TaskManager {taskmanager}; GET {} lists them",
+                    Route::TaskManagers.path()
+                ))
+            })?;
+            Ok((StatusCode::OK, taskmanager_json(t)))
+        }
+        Route::JobManagerConfig => Ok((
+            StatusCode::OK,
+            to_json(&*state.config.lock().expect("not poisoned")),
+        )),
+        Route::Dashboard { .. } => unreachable!("served before routing"),
     }
+}
+
+fn description(state: &State, job: &JobClient) -> Arc<JobDescription> {
+    state
+        .descriptions
+        .lock()
+        .expect("not poisoned")
+        .get(job.job_id())
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn jobs(state: &State) -> Vec<JobClient> {
@@ -647,7 +843,7 @@ fn readyz(state: &State) -> Answer {
     }
 }
 
-fn duration(job: &JobClient) -> i64 {
+pub(crate) fn duration(job: &JobClient) -> i64 {
     job.end_time()
         .unwrap_or_else(weir_engine::time::now_ms)
         .saturating_sub(job.start_time())
@@ -662,11 +858,13 @@ struct Vertex {
     records_in: u64,
     records_out: u64,
     backpressured_ms: u64,
+    idle_ms: u64,
 }
 
-fn vertices(job: &JobClient) -> Vec<Vertex> {
+fn vertices(job: &JobClient) -> (Vec<Vertex>, JobSnapshot) {
+    let snapshot = job.metrics();
     let mut out: Vec<Vertex> = Vec::new();
-    for t in job.metrics().tasks {
+    for t in &snapshot.tasks {
         let i = match out.iter().position(|v| v.name == t.name) {
             Some(i) => i,
             None => {
@@ -678,6 +876,7 @@ fn vertices(job: &JobClient) -> Vec<Vertex> {
                     records_in: 0,
                     records_out: 0,
                     backpressured_ms: 0,
+                    idle_ms: 0,
                 });
                 out.len() - 1
             }
@@ -692,21 +891,9 @@ fn vertices(job: &JobClient) -> Vec<Vertex> {
         v.records_in += t.records_in;
         v.records_out += t.records_out;
         v.backpressured_ms += t.backpressured_ms;
+        v.idle_ms += t.idle_ms;
     }
-    out
-}
-
-/// A stable 32-hex-digit id for a vertex, as Flink's are (FNV-1a of job id and name).
-fn vertex_id(job: &JobClient, name: &str) -> String {
-    let hash = |seed: u64| {
-        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-        for b in job.job_id().bytes().chain(name.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
-    };
-    format!("{:016x}{:016x}", hash(0), hash(1))
+    (out, snapshot)
 }
 
 /// Task state counts in Flink's shape; subtasks of an ended job count in its end state.
@@ -738,7 +925,7 @@ fn task_counts(job: &JobClient, running: usize, finished: usize) -> TaskCounts {
 }
 
 fn job_overview(job: &JobClient) -> JobOverview {
-    let vs = vertices(job);
+    let (vs, _) = vertices(job);
     let (running, finished) = vs
         .iter()
         .fold((0, 0), |(r, f), v| (r + v.running, f + v.finished));
@@ -754,7 +941,7 @@ fn job_overview(job: &JobClient) -> JobOverview {
     }
 }
 
-fn job_details(job: &JobClient) -> JobDetails {
+fn job_details(job: &JobClient, topology: Option<&JobTopology>) -> JobDetails {
     let state = state_of(job);
     let now = weir_engine::time::now_ms();
     let mut timestamps = std::collections::BTreeMap::from([
@@ -764,14 +951,18 @@ fn job_details(job: &JobClient) -> JobDetails {
     if let Some(end) = job.end_time() {
         timestamps.insert(state, end);
     }
-    let vs = vertices(job);
-    let vertices = vs
+    let (vs, snapshot) = vertices(job);
+    let vertex_list = vs
         .iter()
         .map(|v| rest::Vertex {
-            id: vertex_id(job, &v.name),
+            id: vertices::vertex_id(job, &v.name),
             name: v.name.clone(),
             parallelism: v.parallelism as u64,
-            status: if v.running == 0 && v.finished > 0 && !state.is_terminal() {
+            status: if v.running == 0
+                && v.finished > 0
+                && !state.is_terminal()
+                && state != JobState::Cancelling
+            {
                 JobState::Finished
             } else {
                 state
@@ -786,17 +977,12 @@ fn job_details(job: &JobClient) -> JobDetails {
                 write_records: v.records_out,
                 write_records_complete: true,
                 accumulated_backpressured_time: v.backpressured_ms,
+                accumulated_idle_time: v.idle_ms,
+                accumulated_busy_time: (vertices::busy_ms(job, &snapshot, 0)
+                    * v.parallelism as u64)
+                    .saturating_sub(v.backpressured_ms + v.idle_ms),
                 ..VertexMetrics::default()
             },
-        })
-        .collect();
-    let nodes = vs
-        .iter()
-        .map(|v| PlanNode {
-            id: vertex_id(job, &v.name),
-            parallelism: v.parallelism as u64,
-            operator: String::new(),
-            description: v.name.clone(),
         })
         .collect();
     let (running, finished) = vs
@@ -813,19 +999,11 @@ fn job_details(job: &JobClient) -> JobDetails {
         duration: duration(job),
         now,
         timestamps,
-        vertices,
+        vertices: vertex_list,
         status_counts: task_counts(job, running, finished),
-        plan: Plan {
-            jid: job.job_id().to_string(),
-            name: job.name().to_string(),
-            job_type: STREAMING.into(),
-            nodes,
-        },
+        plan: vertices::plan(job, topology),
     }
 }
-
-/// Flink's job type of every Weir job.
-const STREAMING: &str = "STREAMING";
 
 fn record_json(r: &CheckpointRecord) -> CheckpointStatistics {
     let end = r.end_timestamp.unwrap_or(-1);
@@ -848,7 +1026,7 @@ fn record_json(r: &CheckpointRecord) -> CheckpointStatistics {
         checkpoint_type: checkpoint_type(r.is_savepoint).into(),
         trigger_timestamp: r.trigger_timestamp,
         latest_ack_timestamp: end,
-        state_size: r.size_bytes,
+        state_size: r.full_size_bytes.max(r.size_bytes),
         checkpointed_size: r.size_bytes,
         end_to_end_duration: r.end_timestamp.map_or(-1, |e| e - r.trigger_timestamp),
         alignment_buffered: 0,
@@ -929,7 +1107,7 @@ fn checkpoints(job: &JobClient) -> CheckpointingStatistics {
             failed: s.failed,
         },
         summary: CheckpointSummary {
-            state_size: stat(&|r| r.size_bytes as i64),
+            state_size: stat(&|r| r.full_size_bytes.max(r.size_bytes) as i64),
             checkpointed_size: stat(&|r| r.size_bytes as i64),
             end_to_end_duration: stat(&|r| {
                 r.end_timestamp.unwrap_or(r.trigger_timestamp) - r.trigger_timestamp

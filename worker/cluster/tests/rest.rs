@@ -7,7 +7,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weir_cluster::{RestClient, RestServer};
+use weir_cluster::{JobDescription, RestClient, RestServer};
 use weir_contract::client::ClientSecurity;
 use weir_contract::security::testing::TestCertificates;
 use weir_contract::security::{RestSecurity, TlsFiles, Token, tls};
@@ -1228,8 +1228,18 @@ fn with_a_token_every_endpoint_but_the_probes_answers_401_without_it() {
                 "the token is never echoed: {message}"
             );
         }
-        // The probes' paths stay open: a kubelet holds no token.
-        for path in ["/healthz", "/readyz"] {
+        // The dashboard's data needs the token like every other endpoint.
+        for path in [
+            format!("/jobs/{id}/plan"),
+            "/jobmanager/config".to_string(),
+            "/taskmanagers/local".to_string(),
+        ] {
+            let (status, _) = client.call(Method::GET, &path, None).unwrap();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "GET {path} with {who}");
+        }
+        // The probes' paths stay open: a kubelet holds no token. So do the dashboard's page
+        // and scripts, which hold no data: the page asks the user for the token.
+        for path in ["/healthz", "/readyz", "/", "/web/app.js"] {
             let (status, body) = client.call(Method::GET, path, None).unwrap();
             assert_eq!(status, StatusCode::OK, "{path} with {who}: {body}");
         }
@@ -1307,4 +1317,325 @@ fn over_tls_clients_trusting_the_ca_get_answers_and_others_are_refused() {
     wait_until("the job is cancelled over TLS", || {
         get(&trusted, &format!("/jobs/{id}"))["state"] == "CANCELED"
     });
+}
+
+/// A running windowed job served with its topology, as `weir run` serves it.
+fn serve_described(env: &StreamExecutionEnvironment, job: &JobHandle) -> (RestServer, RestClient) {
+    let server = RestServer::start("127.0.0.1", 0).unwrap();
+    server.set_configuration(vec![
+        ("pipeline.batch-size".into(), "50".into()),
+        ("s3.secret-key".into(), "do-not-show".into()),
+        ("security.rest.token-file".into(), "/etc/weir/token".into()),
+    ]);
+    server.add_described_job(
+        job.client(),
+        JobDescription {
+            topology: Some(env.topology().unwrap()),
+            sql_explain: None,
+        },
+    );
+    let client = RestClient::new(&server.url()).unwrap();
+    (server, client)
+}
+
+/// The vertex whose name contains `part`, from `GET /jobs/:id`.
+fn vertex_id(c: &RestClient, job: &str, part: &str) -> String {
+    let details = get(c, &format!("/jobs/{job}"));
+    details["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str().unwrap().contains(part))
+        .unwrap_or_else(|| panic!("no vertex named like {part}: {details}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoint_sizes() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "50").unwrap();
+    c.set("execution.checkpointing.interval", "200ms").unwrap();
+    c.set("state.checkpoints.dir", &uri(chk.path())).unwrap();
+    c.set("taskmanager.memory.process.size", "256m").unwrap();
+    let env = StreamExecutionEnvironment::with_config(c);
+    env.set_parallelism(3);
+    windows_to(events(&env, EVENTS, 3_000.0), out.path());
+    let job = env.execute_async("windows").unwrap();
+    let id = job.job_id().to_string();
+    let (_server, c) = serve_described(&env, &job);
+
+    // 1. The plan: the source vertex feeds the window vertex by key (HASH).
+    let plan = get(&c, &format!("/jobs/{id}/plan"));
+    let generator = vertex_id(&c, &id, "gen");
+    let windows = vertex_id(&c, &id, "Window");
+    let nodes = plan["plan"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{plan}");
+    let window_node = nodes.iter().find(|n| n["id"] == windows.as_str()).unwrap();
+    assert_eq!(window_node["parallelism"], 3, "{plan}");
+    assert_eq!(window_node["inputs"][0]["id"], generator.as_str(), "{plan}");
+    assert_eq!(window_node["inputs"][0]["ship_strategy"], "HASH", "{plan}");
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["id"] == generator.as_str() && n.get("inputs").is_none())
+    );
+    assert_eq!(
+        plan["sql-explain"],
+        Value::Null,
+        "a DataStream job has no SQL plan"
+    );
+    assert_eq!(get(&c, &format!("/jobs/{id}"))["plan"], plan["plan"]);
+
+    // 2. Records flow: the source's subtasks emit at about the generator's rate (3,000/s
+    // over 3 subtasks), and the window vertex reads them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut source = Value::Null;
+    wait_until("the rates are measured over a second", || {
+        source = get(&c, &format!("/jobs/{id}/vertices/{generator}"));
+        source["subtasks"].as_array().unwrap().len() == 3
+            && source["subtasks"][0]["weir"]["recordsOutPerSecond"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+    });
+    let rate = over_subtasks(&source, "weir", "recordsOutPerSecond");
+    assert!(
+        (1_500.0..6_000.0).contains(&rate),
+        "source rate {rate}/s: {source}"
+    );
+    let emitted = over_subtasks(&source, "metrics", "write-records");
+    assert!(emitted > 0.0 && emitted < EVENTS as f64, "{source}");
+    assert_eq!(source["subtasks"][0]["taskmanager-id"], "local");
+    assert_eq!(source["subtasks"][0]["status"], "RUNNING");
+    let sink = get(&c, &format!("/jobs/{id}/vertices/{windows}"));
+    assert!(
+        over_subtasks(&sink, "metrics", "read-records") > 0.0,
+        "{sink}"
+    );
+    assert!(
+        over_subtasks(&sink, "weir", "stateEntries") > 0.0,
+        "open windows hold state: {sink}"
+    );
+    // A generator at its rate limit waits most of the time: it is idle, not backpressured.
+    let bp = get(&c, &format!("/jobs/{id}/vertices/{generator}/backpressure"));
+    assert_ne!(bp["backpressure-level"], "high", "{bp}");
+    for s in bp["subtasks"].as_array().unwrap() {
+        let (r, i, b) = (
+            s["ratio"].as_f64().unwrap(),
+            s["idleRatio"].as_f64().unwrap(),
+            s["busyRatio"].as_f64().unwrap(),
+        );
+        assert!(i > 0.5, "{bp}");
+        assert!((r + i + b - 1.0).abs() < 1e-6, "the shares add up: {bp}");
+    }
+
+    // 3. Watermarks: the window vertex's input watermark follows event time (10 ms per
+    // event), behind the generated events by the 2 s bound.
+    let mut wms = Value::Null;
+    wait_until("a watermark reaches the windows", || {
+        wms = get(&c, &format!("/jobs/{id}/vertices/{windows}/watermarks"));
+        wms.as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["value"].as_str().unwrap().parse::<i64>().unwrap() > 0)
+    });
+    let wms = wms.as_array().unwrap();
+    assert_eq!(wms.len(), 3);
+    assert_eq!(wms[0]["id"], "0.currentInputWatermark");
+    for w in wms {
+        let v: i64 = w["value"].as_str().unwrap().parse().unwrap();
+        assert!(v < EVENTS as i64 * 10, "{w:?}");
+    }
+
+    // 4. A completed checkpoint's details: its size is what it wrote to storage.
+    let mut stats = Value::Null;
+    wait_until("a checkpoint completes", || {
+        stats = get(&c, &format!("/jobs/{id}/checkpoints"));
+        stats["latest"]["completed"].is_object()
+    });
+    let latest = stats["latest"]["completed"].clone();
+    let ckpt = latest["id"].as_u64().unwrap();
+    let details = get(&c, &format!("/jobs/{id}/checkpoints/details/{ckpt}"));
+    assert_eq!(details["status"], "COMPLETED", "{details}");
+    assert_eq!(details["id"], ckpt);
+    let path = details["external_path"].as_str().unwrap();
+    let dir = Path::new(path.strip_prefix("file://").unwrap_or(path));
+    let on_disk: u64 = walk_sizes(dir);
+    let size = details["state_size"].as_u64().unwrap();
+    assert!(size > 0, "{details}");
+    assert!(
+        size <= on_disk,
+        "a checkpoint's size ({size}) counts what it wrote ({on_disk} bytes in {path})"
+    );
+    assert_eq!(
+        details["checkpointed_size"], details["state_size"],
+        "full checkpoints"
+    );
+    // The window vertex's state in the latest checkpoint: part of what the checkpoint wrote.
+    let window_state =
+        get(&c, &format!("/jobs/{id}/vertices/{windows}"))["weir"]["checkpointedStateSize"]
+            .as_u64()
+            .unwrap();
+    let latest_size =
+        get(&c, &format!("/jobs/{id}/checkpoints"))["latest"]["completed"]["state_size"]
+            .as_u64()
+            .unwrap();
+    assert!(
+        window_state > 0 && window_state < latest_size,
+        "window state {window_state} of a {latest_size}-byte checkpoint"
+    );
+    let (status, body) = c
+        .call(
+            Method::GET,
+            &format!("/jobs/{id}/checkpoints/details/999999"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("999999"),
+        "{body}"
+    );
+
+    // 5. The TaskManager and the configuration, secrets redacted.
+    let tm = get(&c, "/taskmanagers/local");
+    assert_eq!(tm["id"], "local");
+    assert!(
+        tm["memoryConfiguration"]["totalProcessMemory"]
+            .as_u64()
+            .unwrap()
+            == 256 << 20,
+        "{tm}"
+    );
+    assert!(
+        tm["weir"]["residentMemory"].as_u64().unwrap() > 1 << 20,
+        "{tm}"
+    );
+    let (status, _) = c.call(Method::GET, "/taskmanagers/nope", None).unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let config = get(&c, "/jobmanager/config");
+    let value = |k: &str| {
+        config
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == k)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(value("pipeline.batch-size"), Some(json!("50")));
+    assert_eq!(value("s3.secret-key"), Some(json!("******")));
+    assert_eq!(
+        value("security.rest.token-file"),
+        Some(json!("/etc/weir/token"))
+    );
+
+    // 6. The page and its scripts, from the binary.
+    let (status, page) = c.call(Method::GET, "/", None).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains("<script type=\"module\" src=\"web/app.js\">"),
+        "{page}"
+    );
+    let (status, script) = c.call(Method::GET, "/web/graph.js", None).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        script
+            .as_str()
+            .unwrap()
+            .contains("export function drawGraph")
+    );
+    let (status, body) = c.call(Method::GET, "/web/secrets.txt", None).unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    job.cancel();
+}
+
+/// The sum of `subtasks[*][group][field]` of a `GET /jobs/:jobid/vertices/:vertexid` answer.
+fn over_subtasks(vertex: &Value, group: &str, field: &str) -> f64 {
+    vertex["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[group][field].as_f64().unwrap())
+        .sum()
+}
+
+/// Bytes of the files below `dir`.
+fn walk_sizes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk_sizes(&p)
+            } else {
+                p.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn a_slow_operator_shows_as_busy_and_its_upstream_vertex_as_backpressured() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "10").unwrap();
+    let env = StreamExecutionEnvironment::with_config(c);
+    env.set_parallelism(1);
+    env.from_source(
+        DataGen::new(1, |g| (format!("k{}", g.index % 7), g.index)).bounded(1_000_000),
+        None,
+        "fast source",
+    )
+    .map(|e: (String, u64)| {
+        // 2 ms per record: a sink-side bottleneck like a slow external system.
+        std::thread::sleep(Duration::from_millis(2));
+        e
+    })
+    .start_new_chain()
+    .sink_to(FileSink::json_lines(out.path()));
+    let job = env.execute_async("slow").unwrap();
+    let id = job.job_id().to_string();
+    let (_server, c) = serve_described(&env, &job);
+    let source = vertex_id(&c, &id, "fast source");
+    let slow = vertex_id(&c, &id, "Map");
+    // Once its channel is full, the source spends its time waiting for room.
+    let mut bp = Value::Null;
+    wait_until("the source is backpressured", || {
+        std::thread::sleep(Duration::from_millis(300));
+        bp = get(&c, &format!("/jobs/{id}/vertices/{source}/backpressure"));
+        bp["backpressure-level"] == "high"
+    });
+    assert!(bp["subtasks"][0]["ratio"].as_f64().unwrap() > 0.5, "{bp}");
+    let slow_bp = get(&c, &format!("/jobs/{id}/vertices/{slow}/backpressure"));
+    assert_eq!(slow_bp["backpressure-level"], "ok", "{slow_bp}");
+    assert!(
+        slow_bp["subtasks"][0]["busyRatio"].as_f64().unwrap() > 0.5,
+        "the slow operator is busy: {slow_bp}"
+    );
+    // The slow vertex processes about 500 records a second, whatever the source could do.
+    let details = get(&c, &format!("/jobs/{id}/vertices/{slow}"));
+    let rate = details["subtasks"][0]["weir"]["recordsInPerSecond"]
+        .as_f64()
+        .unwrap();
+    assert!((100.0..600.0).contains(&rate), "{details}");
+    let job_details = get(&c, &format!("/jobs/{id}"));
+    let source_vertex = job_details["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == source.as_str())
+        .unwrap();
+    assert!(
+        source_vertex["metrics"]["accumulated-backpressured-time"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{job_details}"
+    );
+    job.cancel();
 }

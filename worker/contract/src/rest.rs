@@ -2,9 +2,10 @@
 //! every path as a [`Route`], and the JSON bodies the clients send and read as typed values.
 //! Paths and field names are Flink's (its `*Headers` and message classes), so Flink tooling
 //! carries over. The server builds these types and the clients parse them, so a renamed field
-//! is one edit; endpoints no client reads (`/overview`, `/config`, `/taskmanagers`,
-//! `/jobs/:id/exceptions`, `/jobs/:id/checkpoints/config`, `/metrics`) have a route but their
-//! bodies are the server's alone. docs/rest-api.md describes each endpoint.
+//! is one edit; endpoints only the dashboard (worker/cluster/dashboard) or no client reads
+//! (`/overview`, `/config`, `/taskmanagers`, `/jobs/:id/exceptions`,
+//! `/jobs/:id/checkpoints/config`, `/metrics`) have a route but their bodies are the
+//! server's alone. docs/rest-api.md describes each endpoint.
 //!
 //! Response types read leniently (a missing field takes its default), as Flink's clients do:
 //! a client can read a JobManager that reports less than Weir does.
@@ -80,7 +81,60 @@ pub enum Route {
         /// The trigger id.
         trigger: String,
     },
+    /// `GET /jobs/:jobid/plan`: [`JobPlan`].
+    JobPlan {
+        /// The job id.
+        job: String,
+    },
+    /// `GET /jobs/:jobid/vertices/:vertexid`: [`VertexDetails`], per subtask.
+    Vertex {
+        /// The job id.
+        job: String,
+        /// The vertex id (as in [`Vertex::id`]).
+        vertex: String,
+    },
+    /// `GET /jobs/:jobid/vertices/:vertexid/backpressure`: [`VertexBackPressure`].
+    VertexBackPressure {
+        /// The job id.
+        job: String,
+        /// The vertex id.
+        vertex: String,
+    },
+    /// `GET /jobs/:jobid/vertices/:vertexid/watermarks`: a list of [`WatermarkMetric`].
+    VertexWatermarks {
+        /// The job id.
+        job: String,
+        /// The vertex id.
+        vertex: String,
+    },
+    /// `GET /jobs/:jobid/checkpoints/details/:checkpointid`: [`CheckpointStatistics`].
+    CheckpointDetails {
+        /// The job id.
+        job: String,
+        /// The checkpoint id.
+        checkpoint: u64,
+    },
+    /// `GET /taskmanagers/:taskmanagerid`: one TaskManager with its memory.
+    TaskManager {
+        /// The TaskManager id.
+        taskmanager: String,
+    },
+    /// `GET /jobmanager/config`: the process's configuration as `[{"key", "value"}]`
+    /// ([`ConfigEntry`]), secrets redacted.
+    JobManagerConfig,
+    /// `GET /` and `GET /web/:file`: the dashboard's page and assets (no token needed: they
+    /// hold no data; the page asks for the token).
+    Dashboard {
+        /// The asset's file name; [`DASHBOARD_INDEX`] for `/`.
+        asset: String,
+    },
 }
+
+/// The dashboard asset served at `/`.
+pub const DASHBOARD_INDEX: &str = "index.html";
+
+/// Where the dashboard's assets other than the page are served: `/web/<file>`.
+const WEB: &str = "web";
 
 const JOBS: &str = "jobs";
 
@@ -105,6 +159,21 @@ impl Route {
             Route::SavepointStatus { job, trigger } => {
                 format!("/{JOBS}/{job}/savepoints/{trigger}")
             }
+            Route::JobPlan { job } => format!("/{JOBS}/{job}/plan"),
+            Route::Vertex { job, vertex } => format!("/{JOBS}/{job}/vertices/{vertex}"),
+            Route::VertexBackPressure { job, vertex } => {
+                format!("/{JOBS}/{job}/vertices/{vertex}/backpressure")
+            }
+            Route::VertexWatermarks { job, vertex } => {
+                format!("/{JOBS}/{job}/vertices/{vertex}/watermarks")
+            }
+            Route::CheckpointDetails { job, checkpoint } => {
+                format!("/{JOBS}/{job}/checkpoints/details/{checkpoint}")
+            }
+            Route::TaskManager { taskmanager } => format!("/taskmanagers/{taskmanager}"),
+            Route::JobManagerConfig => "/jobmanager/config".into(),
+            Route::Dashboard { asset } if asset == DASHBOARD_INDEX => "/".into(),
+            Route::Dashboard { asset } => format!("/{WEB}/{asset}"),
         }
     }
 
@@ -130,6 +199,33 @@ impl Route {
             [JOBS, id, "savepoints", trigger] => Route::SavepointStatus {
                 job: job(id),
                 trigger: trigger.to_string(),
+            },
+            [JOBS, id, "plan"] => Route::JobPlan { job: job(id) },
+            [JOBS, id, "vertices", v] => Route::Vertex {
+                job: job(id),
+                vertex: v.to_string(),
+            },
+            [JOBS, id, "vertices", v, "backpressure"] => Route::VertexBackPressure {
+                job: job(id),
+                vertex: v.to_string(),
+            },
+            [JOBS, id, "vertices", v, "watermarks"] => Route::VertexWatermarks {
+                job: job(id),
+                vertex: v.to_string(),
+            },
+            [JOBS, id, "checkpoints", "details", c] => Route::CheckpointDetails {
+                job: job(id),
+                checkpoint: c.parse().ok()?,
+            },
+            ["taskmanagers", tm] => Route::TaskManager {
+                taskmanager: tm.to_string(),
+            },
+            ["jobmanager", "config"] => Route::JobManagerConfig,
+            [""] => Route::Dashboard {
+                asset: DASHBOARD_INDEX.into(),
+            },
+            [WEB, file] if !file.is_empty() => Route::Dashboard {
+                asset: file.to_string(),
             },
             _ => return None,
         })
@@ -318,8 +414,9 @@ pub struct Vertex {
     pub metrics: VertexMetrics,
 }
 
-/// Record counts of a [`Vertex`]: `read-records` came from other tasks (0 for sources),
-/// `write-records` were emitted by its last operator. Bytes are not measured.
+/// Record counts and time shares of a [`Vertex`] (or one subtask): `read-records` came from
+/// other tasks (0 for sources), `write-records` were emitted by its last operator. Bytes are
+/// not measured.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 #[allow(missing_docs)]
@@ -333,6 +430,10 @@ pub struct VertexMetrics {
     pub write_records: u64,
     pub write_records_complete: bool,
     pub accumulated_backpressured_time: u64,
+    /// Milliseconds spent waiting for input, summed over subtasks.
+    pub accumulated_idle_time: u64,
+    /// Milliseconds neither backpressured nor idle, summed over subtasks.
+    pub accumulated_busy_time: u64,
 }
 
 /// The job graph of [`JobDetails`].
@@ -359,6 +460,160 @@ pub struct PlanNode {
     pub parallelism: u64,
     pub operator: String,
     pub description: String,
+    /// The edges feeding it (none for a source).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<PlanInput>,
+}
+
+/// An edge into a [`PlanNode`], as Flink's plan has it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanInput {
+    /// The input's position.
+    pub num: u64,
+    /// The producing node's id.
+    pub id: String,
+    /// How records are distributed: `FORWARD`, `REBALANCE` or `HASH`.
+    pub ship_strategy: String,
+    /// `pipelined_bounded`: bounded channels, as Flink's streaming exchanges.
+    pub exchange: String,
+}
+
+/// `GET /jobs/:jobid/plan`: Flink's `{"plan": ...}`, and for SQL jobs the streaming plan
+/// the SQL planner printed for EXPLAIN.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobPlan {
+    /// The job graph.
+    pub plan: Plan,
+    /// The EXPLAIN text of a SQL job; `null` for other jobs.
+    #[serde(rename = "sql-explain")]
+    pub sql_explain: Option<String>,
+}
+
+/// `GET /jobs/:jobid/vertices/:vertexid`: one vertex and its subtasks.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VertexDetails {
+    /// The vertex id.
+    pub id: String,
+    /// The chain's name.
+    pub name: String,
+    /// Its subtasks.
+    pub parallelism: u64,
+    /// The server's clock when answering.
+    pub now: i64,
+    /// One entry per subtask.
+    pub subtasks: Vec<SubtaskDetails>,
+    /// What Flink reports only through its metric system or checkpoint details.
+    pub weir: VertexGauges,
+}
+
+/// The `weir` part of [`VertexDetails`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VertexGauges {
+    /// Bytes its operators' state takes in the latest completed checkpoint or savepoint
+    /// (`null` before the first, or when the server does not know the vertex's operators).
+    pub checkpointed_state_size: Option<u64>,
+}
+
+/// One subtask of [`VertexDetails`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskDetails {
+    /// The subtask index.
+    pub subtask: u64,
+    /// Its state.
+    pub status: JobState,
+    /// The job's restarts so far (Flink's attempt number).
+    pub attempt: u64,
+    /// The TaskManager it runs on.
+    #[serde(rename = "taskmanager-id")]
+    pub taskmanager_id: String,
+    /// When it started (epoch ms).
+    #[serde(rename = "start-time")]
+    pub start_time: i64,
+    /// When it ended, `-1` while running.
+    #[serde(rename = "end-time")]
+    pub end_time: i64,
+    /// Milliseconds from start to end (or now).
+    pub duration: i64,
+    /// Its counters.
+    pub metrics: VertexMetrics,
+    /// What Flink reports only through its metric system.
+    pub weir: SubtaskGauges,
+}
+
+/// The `weir` part of [`SubtaskDetails`]: live values per subtask.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SubtaskGauges {
+    /// Its input watermark (epoch ms; `i64::MIN` before the first).
+    pub current_input_watermark: i64,
+    /// Keyed state entries its operators hold.
+    pub state_entries: u64,
+    /// Records received per second, over the last second or more.
+    pub records_in_per_second: f64,
+    /// Records emitted per second.
+    pub records_out_per_second: f64,
+}
+
+/// `GET /jobs/:jobid/vertices/:vertexid/backpressure`: the share of time each subtask
+/// spent blocked on full output channels, waiting for input, and working, over the last
+/// second or more. Levels are Flink's: `ok` up to 10%, `low` up to 50%, `high` above.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VertexBackPressure {
+    /// `ok` (measured) or `deprecated`.
+    pub status: String,
+    /// The worst subtask's level.
+    #[serde(rename = "backpressure-level")]
+    pub backpressure_level: String,
+    /// When the ratios were measured (epoch ms).
+    #[serde(rename = "end-timestamp")]
+    pub end_timestamp: i64,
+    /// One entry per subtask.
+    pub subtasks: Vec<SubtaskBackPressure>,
+}
+
+/// One subtask of [`VertexBackPressure`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubtaskBackPressure {
+    /// The subtask index.
+    pub subtask: u64,
+    /// `ok`, `low` or `high`.
+    #[serde(rename = "backpressure-level")]
+    pub backpressure_level: String,
+    /// Backpressured share, 0–1.
+    pub ratio: f64,
+    /// Idle share, 0–1.
+    #[serde(rename = "idleRatio")]
+    pub idle_ratio: f64,
+    /// Busy share, 0–1.
+    #[serde(rename = "busyRatio")]
+    pub busy_ratio: f64,
+}
+
+/// One entry of `GET /jobs/:jobid/vertices/:vertexid/watermarks`: Flink's metric shape,
+/// `{"id": "<subtask>.currentInputWatermark", "value": "<epoch ms>"}` (a string, as Flink's).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WatermarkMetric {
+    /// `<subtask>.currentInputWatermark`.
+    pub id: String,
+    /// The watermark in epoch milliseconds.
+    pub value: String,
+}
+
+/// One entry of `GET /jobmanager/config`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigEntry {
+    /// The option's key.
+    pub key: String,
+    /// Its value (`******` for secrets).
+    pub value: String,
 }
 
 /// `GET /jobs/:jobid/checkpoints`. Counts include savepoints, as Flink's do.
@@ -456,9 +711,9 @@ pub struct CheckpointStatistics {
     pub trigger_timestamp: i64,
     /// When the last acknowledgement arrived.
     pub latest_ack_timestamp: i64,
-    /// Bytes written.
+    /// Bytes it references, including files shared with earlier incremental checkpoints.
     pub state_size: u64,
-    /// Bytes written (full checkpoints: the same as `state_size`).
+    /// Bytes this checkpoint wrote (full checkpoints: the same as `state_size`).
     pub checkpointed_size: u64,
     /// Milliseconds from trigger to completion.
     pub end_to_end_duration: i64,

@@ -204,6 +204,33 @@ fn every_route_is_parsed_back_from_its_path() {
             job: job(),
             trigger: "upgrade-42".into(),
         },
+        Route::JobPlan { job: job() },
+        Route::Vertex {
+            job: job(),
+            vertex: "cbc357ccb763df2852fee8c4fc7d55f2".into(),
+        },
+        Route::VertexBackPressure {
+            job: job(),
+            vertex: "cbc357ccb763df2852fee8c4fc7d55f2".into(),
+        },
+        Route::VertexWatermarks {
+            job: job(),
+            vertex: "cbc357ccb763df2852fee8c4fc7d55f2".into(),
+        },
+        Route::CheckpointDetails {
+            job: job(),
+            checkpoint: 42,
+        },
+        Route::TaskManager {
+            taskmanager: "local".into(),
+        },
+        Route::JobManagerConfig,
+        Route::Dashboard {
+            asset: rest::DASHBOARD_INDEX.into(),
+        },
+        Route::Dashboard {
+            asset: "app.js".into(),
+        },
     ];
     for route in routes {
         assert_eq!(
@@ -213,6 +240,18 @@ fn every_route_is_parsed_back_from_its_path() {
         );
     }
     assert_eq!(Route::parse("/nothing/here"), None);
+    assert_eq!(
+        Route::Dashboard {
+            asset: "index.html".into()
+        }
+        .path(),
+        "/"
+    );
+    assert_eq!(
+        Route::parse(&format!("/jobs/{}/checkpoints/details/latest", job())),
+        None,
+        "a checkpoint id is a number"
+    );
     assert_eq!(rest::cancel_path("a1"), "/jobs/a1?mode=cancel");
 }
 

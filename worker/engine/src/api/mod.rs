@@ -185,6 +185,16 @@ impl StreamExecutionEnvironment {
         })
     }
 
+    /// The job's tasks (chained operators) and the edges between them, as the REST API and
+    /// the dashboard show them.
+    pub fn topology(&self) -> Result<crate::runtime::JobTopology> {
+        Ok(self
+            .inner
+            .borrow()
+            .graph
+            .topology(self.plan_options()?.chaining))
+    }
+
     /// The physical plan: one line per operator with its parallelism and how it is fed.
     pub fn explain(&self) -> Result<String> {
         Ok(self.inner.borrow().graph.explain(&self.plan_options()?))

@@ -120,6 +120,7 @@ struct OpReport {
 struct TaskReport {
     task: u32,
     backpressured_ns: u64,
+    idle_ns: u64,
     finished: bool,
     operators: Vec<OpReport>,
 }
@@ -604,6 +605,7 @@ impl Deployer {
                             continue;
                         };
                         t.backpressured_ns.store(r.backpressured_ns, Relaxed);
+                        t.idle_ns.store(r.idle_ns, Relaxed);
                         for (m, o) in t.operators.iter().zip(&r.operators) {
                             m.records_in.store(o.records_in, Relaxed);
                             m.records_out.store(o.records_out, Relaxed);
@@ -757,6 +759,7 @@ impl Deployer {
                     subtask: *subtask,
                     operators: ops,
                     backpressured_ns: AtomicU64::new(0),
+                    idle_ns: AtomicU64::new(0),
                     finished: AtomicBool::new(false),
                 })
             })
@@ -1199,6 +1202,7 @@ fn report(tasks: &[(u32, Arc<TaskMetrics>)]) -> Vec<TaskReport> {
         .map(|(g, t)| TaskReport {
             task: *g,
             backpressured_ns: t.backpressured_ns.load(Relaxed),
+            idle_ns: t.idle_ns.load(Relaxed),
             finished: t.finished.load(Relaxed),
             operators: t
                 .operators

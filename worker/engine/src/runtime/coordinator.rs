@@ -146,8 +146,12 @@ pub struct CheckpointRecord {
     pub trigger_timestamp: i64,
     /// When it completed or failed (epoch ms).
     pub end_timestamp: Option<i64>,
-    /// Bytes written.
+    /// Bytes written (for incremental RocksDB checkpoints only the new files: Flink's
+    /// checkpointed size).
     pub size_bytes: u64,
+    /// Bytes it references, including shared files earlier checkpoints uploaded (Flink's
+    /// full checkpoint data size); the same as `size_bytes` unless incremental.
+    pub full_size_bytes: u64,
     /// Where it was written.
     pub external_path: Option<String>,
     /// Why it failed.
@@ -467,6 +471,7 @@ impl Coordinator {
             trigger_timestamp: crate::time::now_ms(),
             end_timestamp: None,
             size_bytes: 0,
+            full_size_bytes: 0,
             external_path: None,
             failure: None,
         });
@@ -596,6 +601,9 @@ impl Coordinator {
                     size,
                     None,
                 );
+                if let Some(r) = s.record(p.id) {
+                    r.full_size_bytes = full_size;
+                }
                 if let Some(r) = savepoint {
                     tracing::info!(savepoint = %path, "savepoint completed");
                     s.savepoints_completed += 1;

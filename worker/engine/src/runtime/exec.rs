@@ -826,6 +826,7 @@ pub(crate) fn prepare_tasks(
             subtask: inst.subtask,
             operators: inst.members.iter().map(|m| m.metrics.clone()).collect(),
             backpressured_ns: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         });
         task_metrics.push(m.clone());

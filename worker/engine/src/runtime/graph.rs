@@ -73,6 +73,38 @@ pub(crate) struct NodeSpec {
     pub(crate) chainable: bool,
 }
 
+/// A job's tasks (operator chains) and the edges between them: what the REST API's plan and
+/// the dashboard's graph show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobTopology {
+    /// The tasks, sources first (a task's inputs come before it).
+    pub tasks: Vec<TopologyTask>,
+}
+
+/// One task of a [`JobTopology`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyTask {
+    /// Its chained operators' names joined by ` -> `, as its metrics name it.
+    pub name: String,
+    /// Its subtasks.
+    pub parallelism: usize,
+    /// The chained operators, in chain order.
+    pub operators: Vec<String>,
+    /// Their uids (what checkpoints key their state by), in the same order.
+    pub uids: Vec<String>,
+    /// The edges feeding it.
+    pub inputs: Vec<TopologyEdge>,
+}
+
+/// An edge into a [`TopologyTask`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyEdge {
+    /// The producing task's index in [`JobTopology::tasks`].
+    pub from: usize,
+    /// How records are distributed: `FORWARD`, `REBALANCE` or `HASH` (Flink's ship strategy).
+    pub partitioning: String,
+}
+
 /// An operator of a task: name, is a source, is a sink.
 pub(crate) type OperatorEntry = (String, bool, bool);
 /// A task instance: task name, subtask index, its operators.
@@ -291,6 +323,47 @@ impl JobGraph {
                 one_to_one.then_some(e.from)
             })
             .collect()
+    }
+
+    /// The tasks with their chained operators and the edges between them, as a dashboard
+    /// draws the job: task names match the tasks' metrics ([`super::TaskMetricsSnapshot`]).
+    pub(crate) fn topology(&self, chaining: bool) -> JobTopology {
+        let (members_of, task_of, _) = self.layout(chaining);
+        let tasks = members_of
+            .iter()
+            .map(|members| {
+                let head = &self.nodes[members[0]];
+                let operators: Vec<String> = members
+                    .iter()
+                    .map(|&m| self.nodes[m].name.clone())
+                    .collect();
+                TopologyTask {
+                    name: operators.join(" -> "),
+                    parallelism: head.parallelism,
+                    operators,
+                    uids: members.iter().map(|&m| self.uid(m)).collect(),
+                    inputs: head
+                        .inputs
+                        .iter()
+                        .map(|e| {
+                            // A forward edge between different parallelisms rebalances.
+                            let rebalanced = matches!(e.partitioning, Partitioning::Forward)
+                                && self.nodes[e.from].parallelism != head.parallelism;
+                            TopologyEdge {
+                                from: task_of[e.from],
+                                partitioning: if rebalanced {
+                                    Partitioning::Rebalance.label()
+                                } else {
+                                    e.partitioning.label()
+                                }
+                                .to_string(),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        JobTopology { tasks }
     }
 
     /// A human-readable plan: tasks, their chained operators and the edges between them.

@@ -1,5 +1,5 @@
 //! Live counters of a running job: records in/out and watermark per operator subtask, time
-//! blocked on full output channels (backpressure) per task, state size, and the gauges a
+//! blocked on full output channels (backpressure) and waiting for input (idle) per task, state size, and the gauges a
 //! connector reports (Flink's connector metrics: a Kafka source's lag and offsets). Updated with
 //! relaxed atomics by the tasks, read by the progress display, the REST API and `/metrics`.
 
@@ -86,6 +86,9 @@ pub(crate) struct TaskMetrics {
     /// The chained operators, in chain order.
     pub(crate) operators: Vec<Arc<OperatorMetrics>>,
     pub(crate) backpressured_ns: AtomicU64,
+    /// Time spent waiting for input (or, for a source, for data to poll): with
+    /// backpressure, what tells a busy task from an idle one.
+    pub(crate) idle_ns: AtomicU64,
     pub(crate) finished: AtomicBool,
 }
 
@@ -133,6 +136,8 @@ pub struct TaskMetricsSnapshot {
     pub records_out: u64,
     /// Total time spent blocked on full output channels.
     pub backpressured_ms: u64,
+    /// Total time spent waiting for input (Flink's idle time); the rest is busy time.
+    pub idle_ms: u64,
     /// Whether the task has finished.
     pub finished: bool,
 }
@@ -238,6 +243,7 @@ impl JobMetrics {
                         .last()
                         .map_or(0, |o| o.records_out.load(Relaxed)),
                     backpressured_ms: t.backpressured_ns.load(Relaxed) / 1_000_000,
+                    idle_ms: t.idle_ns.load(Relaxed) / 1_000_000,
                     finished: t.finished.load(Relaxed),
                 })
                 .collect(),

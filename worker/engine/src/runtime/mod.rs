@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
 pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
+pub use graph::{JobTopology, TopologyEdge, TopologyTask};
 pub use metrics::{Gauge, JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};
 
 /// A batch of records as the runtime sees it: countable, clonable, and downcastable by the

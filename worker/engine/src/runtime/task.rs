@@ -1,7 +1,8 @@
 //! The task loop: one thread drives a chain of operators at one subtask index. It selects
 //! over its input channels, tracks per-channel watermarks and idleness, fires
 //! processing-time callbacks, routes what operators emit (by call to chained operators, by
-//! channel to other tasks) and measures time blocked on full channels (backpressure).
+//! channel to other tasks) and measures time blocked on full channels (backpressure) and
+//! waiting for input (idle).
 
 use super::coordinator::{Ack, CheckpointControl};
 use super::graph::{
@@ -194,7 +195,11 @@ impl Task {
                     let wake = self
                         .next_processing_time()
                         .map_or(ms as i64, |t| (t - now_ms()).clamp(0, ms as i64));
+                    let waiting = Instant::now();
                     std::thread::sleep(Duration::from_millis(wake as u64).min(CANCEL_POLL));
+                    self.metrics
+                        .idle_ns
+                        .fetch_add(waiting.elapsed().as_nanos() as u64, Relaxed);
                 }
                 SourcePoll::End => break,
             }
@@ -264,7 +269,12 @@ impl Task {
                 let timeout = self.next_processing_time().map_or(CANCEL_POLL, |t| {
                     Duration::from_millis((t - now_ms()).max(0) as u64).min(CANCEL_POLL)
                 });
-                let Ok(oper) = sel.select_timeout(timeout) else {
+                let waiting = Instant::now();
+                let selected = sel.select_timeout(timeout);
+                self.metrics
+                    .idle_ns
+                    .fetch_add(waiting.elapsed().as_nanos() as u64, Relaxed);
+                let Ok(oper) = selected else {
                     continue;
                 };
                 let i = map[oper.index()];
