@@ -6,10 +6,11 @@
 //! The binary comes from `WEIR_NOIDA_DB`, else
 //! `${WEIR_CACHE:-$HOME/.cache/weir}/noida-db-0.2.3/noida_db/noida-db` (installed by
 //! `worker/kafka/install-noida-db.sh`). A missing binary fails the test. Known limits of the
-//! broker: it never aborts a timed-out transaction itself, a restart aborts open ones, it is
-//! a single broker, it answers fetches at the end of a partition at once, and `kill -9`
-//! loses records it acknowledged but had not saved yet ([`Broker::stop`] stops it as Ctrl-C
-//! does, which saves them).
+//! broker: it never aborts a timed-out transaction itself, a restart aborts open ones (and
+//! records sent into them afterwards block `read_committed` readers for good), it is a
+//! single broker, it answers fetches at the end of a partition at once, it accepts any
+//! SASL/PLAIN password, and `kill -9` loses records it acknowledged but had not saved yet
+//! ([`Broker::stop`] stops it as Ctrl-C does, which saves most of them; docs/kafka.md).
 
 use crate::protocol::{Connection, Login};
 use rdkafka::consumer::{BaseConsumer, Consumer};
