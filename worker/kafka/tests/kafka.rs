@@ -269,18 +269,10 @@ fn kafka_to_windows_to_kafka_exactly_once_survives_failures_at_seeded_points_and
     let (_dir, broker) = broker();
     produce_events(&broker, "eo-in");
     broker.create_topic("eo-out", 3);
-    let seed: u64 = std::env::var("WEIR_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = test_seed();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let points: Vec<u64> = (0..3).map(|_| rng.gen_range(300..EVENTS - 300)).collect();
-    eprintln!("seed {seed} (WEIR_TEST_SEED): failures at events {points:?}");
+    eprintln!("failures at events {points:?}");
     let failures = Failures::at(&points);
     let before_commit = Arc::new(AtomicBool::new(false));
     let chk = tempfile::tempdir().unwrap();
@@ -803,6 +795,79 @@ fn the_test_broker_restarts_on_its_port_with_its_data() {
         values(broker.read_all("kept", "read_committed")),
         vec!["after".to_string(), "before".to_string()]
     );
+}
+
+/// `WEIR_TEST_SEED`, else a fresh seed (printed).
+fn test_seed() -> u64 {
+    let seed = std::env::var("WEIR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed} (WEIR_TEST_SEED)");
+    seed
+}
+
+#[test]
+fn the_source_reads_on_across_broker_restarts_each_record_once() {
+    // Only the reading side: the test broker loses what producers send across its restart
+    // (docs/kafka.md), so a sink's output would show its faults, not Weir's.
+    let (_dir, mut broker) = broker();
+    broker.create_topic("restarts", 2);
+    const N: u64 = 3_000;
+    let records: Vec<_> = (0..N)
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), base_ts()))
+        .collect();
+    broker.produce("restarts", &records);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(test_seed());
+    // Two restarts, each once the job has read a seeded share of the records.
+    let mut points: Vec<usize> = (0..2)
+        .map(|_| rng.gen_range(300..(N as usize) - 600))
+        .collect();
+    points.sort_unstable();
+    points[1] = points[1].max(points[0] + 300);
+    eprintln!("broker restarts after {points:?} records");
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    // Small fetches and a small prefetch queue: the source keeps fetching while the broker
+    // restarts rather than holding the whole topic in librdkafka's buffer.
+    let source = number_source(broker.bootstrap_servers(), "restarts")
+        .group_id("restart-readers")
+        .property("fetch.message.max.bytes", "1024")
+        .property("queued.max.messages.kbytes", "1")
+        .build()
+        .unwrap();
+    let got = collect_job(&env, source);
+    let job = env.execute_async("restarts").unwrap();
+    for at in points {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.values().len() < at {
+            assert!(
+                Instant::now() < deadline,
+                "{} read within 60 s",
+                got.values().len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(300));
+        broker.restart();
+    }
+    let restarts = job.restarts();
+    job.wait().unwrap();
+    assert_eq!(restarts, 0, "the source rides through broker restarts");
+    let mut v = got.values();
+    v.sort_unstable();
+    assert_eq!(v, (0..N).collect::<Vec<u64>>(), "each record read once");
 }
 
 /// Wraps a sink: the first completed checkpoint at or after `at` is not notified (as a
