@@ -6,8 +6,8 @@
 //! protocols and mechanisms are refused with an error saying so).
 //!
 //! Only non-flexible request versions are used (classic encoding: big-endian integers,
-//! `i16`-prefixed strings, `i32`-prefixed arrays); `ApiVersions` checks the broker supports
-//! each one before it is sent.
+//! `i16`-prefixed strings, `i32`-prefixed arrays): of the versions of a request that share
+//! one encoding, the newest the broker lists in `ApiVersions` is sent.
 
 use crate::{ClientOptions, KafkaError};
 use std::io::{Read, Write};
@@ -183,10 +183,10 @@ impl Connection {
             mechanism: "PLAIN".into(),
             reason,
         };
-        self.check_version(SASL_HANDSHAKE, 1, "SaslHandshake")?;
+        let v = self.version(SASL_HANDSHAKE, 1..=1, "SaslHandshake")?;
         let mut body = Vec::new();
         put_str(&mut body, "PLAIN");
-        let mut r = self.call(SASL_HANDSHAKE, 1, &body)?;
+        let mut r = self.call(SASL_HANDSHAKE, v, &body)?;
         let err = r.i16()?;
         if err != code::NONE {
             let mut enabled = Vec::new();
@@ -205,13 +205,14 @@ impl Connection {
                 },
             ));
         }
-        self.check_version(SASL_AUTHENTICATE, 0, "SaslAuthenticate")?;
+        // v1 adds the session lifetime after the fields read here.
+        let v = self.version(SASL_AUTHENTICATE, 0..=1, "SaslAuthenticate")?;
         // RFC 4616: authorization id (empty), user name and password, NUL-separated.
         let token = format!("\0{username}\0{password}");
         let mut body = Vec::new();
         put_i32(&mut body, token.len() as i32);
         body.extend_from_slice(token.as_bytes());
-        let mut r = self.call(SASL_AUTHENTICATE, 0, &body)?;
+        let mut r = self.call(SASL_AUTHENTICATE, v, &body)?;
         let err = r.i16()?;
         let message = r.nullable_str()?;
         if err != code::NONE {
@@ -233,12 +234,27 @@ impl Connection {
         }
     }
 
-    fn check_version(&self, key: i16, version: i16, name: &str) -> Result<(), KafkaError> {
+    /// The newest version in `speaks` (versions that share one wire format) the broker
+    /// supports: brokers drop old versions (Apache Kafka 4 removed many, KIP-896), so the
+    /// client does not insist on the oldest.
+    fn version(
+        &self,
+        key: i16,
+        speaks: std::ops::RangeInclusive<i16>,
+        name: &str,
+    ) -> Result<i16, KafkaError> {
         match self.versions.iter().find(|v| v.0 == key) {
-            Some(&(_, min, max)) if (min..=max).contains(&version) => Ok(()),
-            Some(&(_, min, max)) => Err(self.error(format!(
-                "the broker supports {name} versions {min}..={max}, Weir needs version {version}"
-            ))),
+            Some(&(_, min, max)) => speaks
+                .clone()
+                .rev()
+                .find(|v| (min..=max).contains(v))
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "the broker supports {name} versions {min}..={max}, Weir speaks {}..={}",
+                        speaks.start(),
+                        speaks.end()
+                    ))
+                }),
             None => Err(self.error(format!("the broker does not support {name}"))),
         }
     }
@@ -286,20 +302,20 @@ impl Connection {
         Ok(r)
     }
 
-    /// The transaction coordinator of `transactional_id` (FindCoordinator v1, key type 1),
+    /// The transaction coordinator of `transactional_id` (FindCoordinator v1–v2, key type 1),
     /// as a new connection (the same broker's when it is the coordinator).
     pub(crate) fn transaction_coordinator(
         &mut self,
         transactional_id: &str,
         timeout: Duration,
     ) -> Result<Connection, KafkaError> {
-        self.check_version(FIND_COORDINATOR, 1, "FindCoordinator")?;
+        let v = self.version(FIND_COORDINATOR, 1..=2, "FindCoordinator")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
             put_str(&mut body, transactional_id);
             body.push(1);
-            let mut r = self.call(FIND_COORDINATOR, 1, &body)?;
+            let mut r = self.call(FIND_COORDINATOR, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             let message = r.nullable_str()?;
@@ -321,20 +337,20 @@ impl Connection {
         }
     }
 
-    /// InitProducerId v0 for `transactional_id`: bumps its epoch, which fences every producer
+    /// InitProducerId (v0–v1) for `transactional_id`: bumps its epoch, which fences every producer
     /// using it and aborts its open transaction. Returns `(producer id, epoch)`.
     pub(crate) fn init_producer_id(
         &mut self,
         transactional_id: &str,
         transaction_timeout_ms: i32,
     ) -> Result<(i64, i16), KafkaError> {
-        self.check_version(INIT_PRODUCER_ID, 0, "InitProducerId")?;
+        let v = self.version(INIT_PRODUCER_ID, 0..=1, "InitProducerId")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
             put_str(&mut body, transactional_id);
             put_i32(&mut body, transaction_timeout_ms);
-            let mut r = self.call(INIT_PRODUCER_ID, 0, &body)?;
+            let mut r = self.call(INIT_PRODUCER_ID, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             let pid = r.i64()?;
@@ -352,7 +368,7 @@ impl Connection {
         }
     }
 
-    /// EndTxn v0: commits (or aborts) the transaction of `transactional_id` that producer
+    /// EndTxn (v0–v2): commits (or aborts) the transaction of `transactional_id` that producer
     /// `producer_id` at `epoch` left open. Returns the broker's final error code (retriable
     /// ones are retried); the caller decides what a non-zero code means.
     pub(crate) fn end_txn(
@@ -362,7 +378,8 @@ impl Connection {
         epoch: i16,
         commit: bool,
     ) -> Result<i16, KafkaError> {
-        self.check_version(END_TXN, 0, "EndTxn")?;
+        // v2 only adds the PRODUCER_FENCED answer.
+        let v = self.version(END_TXN, 0..=2, "EndTxn")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
@@ -370,7 +387,7 @@ impl Connection {
             body.extend_from_slice(&producer_id.to_be_bytes());
             put_i16(&mut body, epoch);
             body.push(u8::from(commit));
-            let mut r = self.call(END_TXN, 0, &body)?;
+            let mut r = self.call(END_TXN, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             if !retriable(err) || Instant::now() > deadline {
@@ -380,10 +397,10 @@ impl Connection {
         }
     }
 
-    /// CreateTopics v2 for one topic; an existing topic is not an error. (v2, not v0: the
+    /// CreateTopics (v2–v4) for one topic; an existing topic is not an error. (v2, not v0: the
     /// test broker lists v0 in ApiVersions but closes the connection on it.)
     pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
-        self.check_version(CREATE_TOPICS, 2, "CreateTopics")?;
+        let v = self.version(CREATE_TOPICS, 2..=4, "CreateTopics")?;
         let mut body = Vec::new();
         put_i32(&mut body, 1);
         put_str(&mut body, topic);
@@ -393,7 +410,7 @@ impl Connection {
         put_i32(&mut body, 0); // configs
         put_i32(&mut body, 10_000);
         body.push(0); // validate_only
-        let mut r = self.call(CREATE_TOPICS, 2, &body)?;
+        let mut r = self.call(CREATE_TOPICS, v, &body)?;
         let _throttle = r.i32()?;
         for _ in 0..r.i32()? {
             let name = r.str()?;
@@ -411,7 +428,7 @@ impl Connection {
 
     /// CreatePartitions v0: grows `topic` to `count` partitions.
     pub(crate) fn create_partitions(&mut self, topic: &str, count: i32) -> Result<(), KafkaError> {
-        self.check_version(CREATE_PARTITIONS, 0, "CreatePartitions")?;
+        let v = self.version(CREATE_PARTITIONS, 0..=1, "CreatePartitions")?;
         let mut body = Vec::new();
         put_i32(&mut body, 1);
         put_str(&mut body, topic);
@@ -419,7 +436,7 @@ impl Connection {
         put_i32(&mut body, -1); // no explicit assignment
         put_i32(&mut body, 10_000);
         body.push(0); // validate_only
-        let mut r = self.call(CREATE_PARTITIONS, 0, &body)?;
+        let mut r = self.call(CREATE_PARTITIONS, v, &body)?;
         let _throttle = r.i32()?;
         for _ in 0..r.i32()? {
             let name = r.str()?;
