@@ -321,10 +321,16 @@ struct AuthWatch(std::sync::Mutex<Option<String>>);
 impl AuthWatch {
     /// Looks at one of librdkafka's log lines (facility `FAIL`: a connection failed).
     fn observe(&self, fac: &str, message: &str) {
-        // "…: SASL authentication error: Authentication failed: Invalid username or
-        // password (after 3ms in state AUTH_REQ)", "SASL handshake failed …", "Failed to
-        // initialize SASL authentication …": the broker address comes first.
-        if fac == "FAIL" && message.contains("SASL") {
+        // "[thrd:…]: sasl_plaintext://h:p/bootstrap: SASL authentication error:
+        // Authentication failed: Invalid username or password (after 3ms in state
+        // AUTH_REQ)", "… SASL handshake failed …", "… SASL mechanism PLAIN not supported by
+        // broker": the thread's name (left out) and the broker come first.
+        let refused = ["SASL authentication", "SASL handshake", "SASL mechanism"];
+        if fac == "FAIL" && refused.iter().any(|r| message.contains(r)) {
+            let message = match message.strip_prefix("[thrd:") {
+                Some(rest) => rest.split_once("]: ").map_or(message, |(_, m)| m),
+                None => message,
+            };
             let mut first = self.0.lock().expect("never poisoned");
             if first.is_none() {
                 *first = Some(message.to_string());

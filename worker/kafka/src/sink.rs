@@ -341,9 +341,9 @@ struct EosStats {
 impl ClientContext for SinkContext {
     /// Served by the producer's polls (each check polls first): a broker connection that
     /// closes (facility `FAIL`, at the info level) is noticed here even while the producer
-    /// is idle, which librdkafka reports as an error only when it has requests in flight. Idle producers reconnect only to send,
-    /// so the sink learns of the loss before it sends into a transaction a restarted broker
-    /// no longer knows.
+    /// is idle, which librdkafka reports as an error only when it has requests in flight.
+    /// Idle producers reconnect only to send, so the sink learns of the loss before it
+    /// sends into a transaction a restarted broker no longer knows.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         if fac == "FAIL" && disconnected(log_message) {
             self.connection_lost
