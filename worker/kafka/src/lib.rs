@@ -91,6 +91,22 @@ pub enum KafkaError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The brokers refused the client's credentials (SASL).
+    #[error(
+        "authentication to the Kafka brokers at {servers} failed (security.protocol \
+         {protocol}, sasl.mechanism {mechanism}): {reason}; check sasl.username and \
+         sasl.password"
+    )]
+    Authentication {
+        /// `bootstrap.servers` (or the broker that refused).
+        servers: String,
+        /// `security.protocol`.
+        protocol: String,
+        /// `sasl.mechanism`.
+        mechanism: String,
+        /// What the broker or librdkafka said.
+        reason: String,
+    },
     /// A topic the source reads does not exist.
     #[error("topic '{topic}' does not exist on {servers}")]
     UnknownTopic {
@@ -248,6 +264,31 @@ impl ClientOptions {
         c
     }
 
+    /// `security.protocol` (librdkafka's default `plaintext`), upper-cased as Kafka writes it.
+    fn security_protocol(&self) -> String {
+        self.get("security.protocol")
+            .unwrap_or("plaintext")
+            .to_ascii_uppercase()
+    }
+
+    /// `sasl.mechanism` (`sasl.mechanisms` is librdkafka's older name; default `GSSAPI`).
+    fn sasl_mechanism(&self) -> String {
+        self.get("sasl.mechanism")
+            .or(self.get("sasl.mechanisms"))
+            .unwrap_or("GSSAPI")
+            .to_ascii_uppercase()
+    }
+
+    /// An [`KafkaError::Authentication`] for a refusal `reason`.
+    fn authentication_error(&self, reason: String) -> KafkaError {
+        KafkaError::Authentication {
+            servers: self.servers.clone(),
+            protocol: self.security_protocol(),
+            mechanism: self.sasl_mechanism(),
+            reason,
+        }
+    }
+
     /// How long connecting may take before the broker counts as unreachable
     /// (`socket.connection.setup.timeout.ms`, librdkafka's default 30 s).
     fn connect_timeout(&self) -> std::time::Duration {
@@ -266,6 +307,53 @@ impl ClientOptions {
             });
         }
         Ok(())
+    }
+}
+
+/// The first authentication failure librdkafka reported for one client. librdkafka retries
+/// a refused login forever and shows the application only timeouts (a metadata request
+/// that gets no answer, a record never delivered); its log line is the one place that says
+/// why, so the log callback records it and the source and sink fail with it at once. (The
+/// `rdkafka` crate queues log lines: a client's polls deliver them.)
+#[derive(Default)]
+struct AuthWatch(std::sync::Mutex<Option<String>>);
+
+impl AuthWatch {
+    /// Looks at one of librdkafka's log lines (facility `FAIL`: a connection failed).
+    fn observe(&self, fac: &str, message: &str) {
+        // "[thrd:…]: sasl_plaintext://h:p/bootstrap: SASL authentication error:
+        // Authentication failed: Invalid username or password (after 3ms in state
+        // AUTH_REQ)", "… SASL handshake failed …", "… SASL mechanism PLAIN not supported by
+        // broker": the thread's name (left out) and the broker come first.
+        let refused = ["SASL authentication", "SASL handshake", "SASL mechanism"];
+        if fac == "FAIL" && refused.iter().any(|r| message.contains(r)) {
+            let message = match message.strip_prefix("[thrd:") {
+                Some(rest) => rest.split_once("]: ").map_or(message, |(_, m)| m),
+                None => message,
+            };
+            let mut first = self.0.lock().expect("never poisoned");
+            if first.is_none() {
+                *first = Some(message.to_string());
+            }
+        }
+    }
+
+    /// The refusal librdkafka reported, if any.
+    fn failure(&self) -> Option<String> {
+        self.0.lock().expect("never poisoned").clone()
+    }
+}
+
+/// librdkafka's log line to tracing, at its level.
+fn log_librdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!("librdkafka: {fac} {message}")
+        }
+        L::Warning => tracing::warn!("librdkafka: {fac} {message}"),
+        L::Notice | L::Info => tracing::info!("librdkafka: {fac} {message}"),
+        L::Debug => tracing::debug!("librdkafka: {fac} {message}"),
     }
 }
 

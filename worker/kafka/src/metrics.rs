@@ -42,6 +42,8 @@ pub(crate) struct ReaderContext {
     committed: Mutex<HashMap<(String, i32), i64>>,
     commits_succeeded: AtomicU64,
     commits_failed: AtomicU64,
+    /// The brokers refused the consumer's credentials.
+    pub(crate) auth: crate::AuthWatch,
 }
 
 impl ReaderContext {
@@ -52,6 +54,7 @@ impl ReaderContext {
             committed: Mutex::default(),
             commits_succeeded: AtomicU64::new(0),
             commits_failed: AtomicU64::new(0),
+            auth: crate::AuthWatch::default(),
         }
     }
 
@@ -77,6 +80,13 @@ impl ReaderContext {
 }
 
 impl ClientContext for ReaderContext {
+    /// Served by the consumer's polls: records a refused login, so that the metadata
+    /// request it holds up fails with it (see `AuthWatch`).
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.auth.observe(fac, log_message);
+        crate::log_librdkafka(level, fac, log_message);
+    }
+
     /// Takes only the partition ends from the statistics JSON (decoding it whole into
     /// rdkafka's `Statistics` would fail on any field a broker leaves out).
     fn stats_raw(&self, statistics: &[u8]) {

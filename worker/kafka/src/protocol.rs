@@ -1,13 +1,15 @@
 //! A tiny client of the Kafka wire protocol for what librdkafka cannot do: finish a
 //! transaction that another producer instance (a previous run) pre-committed (`EndTxn` with
 //! the producer id and epoch stored in the checkpoint), fence a transactional id
-//! (`InitProducerId`), and, for tests, create topics and add partitions.
+//! (`InitProducerId`), and, for tests, create topics and add partitions. It logs in with
+//! SASL/PLAIN when the client properties say `security.protocol=SASL_PLAINTEXT` (other
+//! protocols and mechanisms are refused with an error saying so).
 //!
 //! Only non-flexible request versions are used (classic encoding: big-endian integers,
-//! `i16`-prefixed strings, `i32`-prefixed arrays); `ApiVersions` checks the broker supports
-//! each one before it is sent.
+//! `i16`-prefixed strings, `i32`-prefixed arrays): of the versions of a request that share
+//! one encoding, the newest the broker lists in `ApiVersions` is sent.
 
-use crate::KafkaError;
+use crate::{ClientOptions, KafkaError};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ const INIT_PRODUCER_ID: i16 = 22;
 const END_TXN: i16 = 26;
 const CREATE_TOPICS: i16 = 19;
 const CREATE_PARTITIONS: i16 = 37;
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_AUTHENTICATE: i16 = 36;
 
 /// Error codes this client acts on (Kafka's `Errors` enum).
 pub(crate) mod code {
@@ -29,6 +33,7 @@ pub(crate) mod code {
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     pub const CONCURRENT_TRANSACTIONS: i16 = 51;
     pub const PRODUCER_FENCED: i16 = 90;
 }
@@ -48,10 +53,58 @@ fn retriable(code: i16) -> bool {
 /// How long retriable errors are retried.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
+/// How a connection logs in: as the librdkafka clients of the same source or sink do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Login {
+    /// `security.protocol=PLAINTEXT`: no login.
+    None,
+    /// `SASL_PLAINTEXT` with `sasl.mechanism=PLAIN`.
+    Plain { username: String, password: String },
+}
+
+impl Login {
+    /// The login the client properties ask for; protocols and mechanisms this client does
+    /// not speak (TLS, SCRAM, GSSAPI, OAUTHBEARER) are refused naming the property.
+    pub(crate) fn of(client: &ClientOptions) -> Result<Login, KafkaError> {
+        let unsupported = |key: &str, value: String| KafkaError::Option {
+            key: key.into(),
+            value,
+            reason: "the exactly-once Kafka sink commits and fences transactions after a \
+                     restore with its own Kafka protocol client, which speaks PLAINTEXT and \
+                     SASL_PLAINTEXT with sasl.mechanism PLAIN only"
+                .into(),
+        };
+        match client.security_protocol().as_str() {
+            "PLAINTEXT" => Ok(Login::None),
+            "SASL_PLAINTEXT" => {
+                let mechanism = client.sasl_mechanism();
+                if mechanism != "PLAIN" {
+                    return Err(unsupported("sasl.mechanism", mechanism));
+                }
+                let get = |key: &'static str| {
+                    client
+                        .get(key)
+                        .map(str::to_string)
+                        .ok_or(KafkaError::Missing {
+                            what: key,
+                            call: ".property(…) with SASL/PLAIN",
+                        })
+                };
+                Ok(Login::Plain {
+                    username: get("sasl.username")?,
+                    password: get("sasl.password")?,
+                })
+            }
+            other => Err(unsupported("security.protocol", other.to_string())),
+        }
+    }
+}
+
 /// One connection to one broker.
 pub(crate) struct Connection {
     stream: TcpStream,
     addr: String,
+    login: Login,
     correlation: i32,
     /// `(api key, min version, max version)` the broker supports.
     versions: Vec<(i16, i16, i16)>,
@@ -59,10 +112,17 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Connects to the first reachable broker of a `host:port,host:port` list.
-    pub(crate) fn bootstrap(servers: &str, timeout: Duration) -> Result<Connection, KafkaError> {
+    pub(crate) fn bootstrap(
+        servers: &str,
+        login: &Login,
+        timeout: Duration,
+    ) -> Result<Connection, KafkaError> {
         let mut last = None;
         for addr in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            match Connection::open(addr, timeout) {
+            match Connection::open(addr, login, timeout) {
+                // Refused credentials are not a broker that is down: another would refuse
+                // them too.
+                Err(e @ KafkaError::Authentication { .. }) => return Err(e),
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -74,7 +134,7 @@ impl Connection {
         }))
     }
 
-    fn open(addr: &str, timeout: Duration) -> Result<Connection, KafkaError> {
+    fn open(addr: &str, login: &Login, timeout: Duration) -> Result<Connection, KafkaError> {
         let unreachable = |e: std::io::Error| KafkaError::Protocol {
             broker: addr.to_string(),
             reason: format!("cannot connect: {e}"),
@@ -97,6 +157,7 @@ impl Connection {
         let mut c = Connection {
             stream,
             addr: addr.to_string(),
+            login: login.clone(),
             correlation: 0,
             versions: Vec::new(),
         };
@@ -108,7 +169,62 @@ impl Connection {
         for _ in 0..r.i32()? {
             c.versions.push((r.i16()?, r.i16()?, r.i16()?));
         }
+        if let Login::Plain { username, password } = login {
+            c.authenticate_plain(username, password)?;
+        }
         Ok(c)
+    }
+
+    /// SASL/PLAIN: SaslHandshake v1, then the credentials in one SaslAuthenticate v0.
+    fn authenticate_plain(&mut self, username: &str, password: &str) -> Result<(), KafkaError> {
+        let refused = |addr: &str, reason: String| KafkaError::Authentication {
+            servers: addr.to_string(),
+            protocol: "SASL_PLAINTEXT".into(),
+            mechanism: "PLAIN".into(),
+            reason,
+        };
+        let v = self.version(SASL_HANDSHAKE, 1..=1, "SaslHandshake")?;
+        let mut body = Vec::new();
+        put_str(&mut body, "PLAIN");
+        let mut r = self.call(SASL_HANDSHAKE, v, &body)?;
+        let err = r.i16()?;
+        if err != code::NONE {
+            let mut enabled = Vec::new();
+            for _ in 0..r.i32()?.max(0) {
+                enabled.push(r.str()?);
+            }
+            return Err(refused(
+                &self.addr,
+                if err == code::UNSUPPORTED_SASL_MECHANISM {
+                    format!(
+                        "the broker does not enable mechanism PLAIN (it enables: {})",
+                        enabled.join(", ")
+                    )
+                } else {
+                    format!("SaslHandshake answered error code {err}")
+                },
+            ));
+        }
+        // v1 adds the session lifetime after the fields read here.
+        let v = self.version(SASL_AUTHENTICATE, 0..=1, "SaslAuthenticate")?;
+        // RFC 4616: authorization id (empty), user name and password, NUL-separated.
+        let token = format!("\0{username}\0{password}");
+        let mut body = Vec::new();
+        put_i32(&mut body, token.len() as i32);
+        body.extend_from_slice(token.as_bytes());
+        let mut r = self.call(SASL_AUTHENTICATE, v, &body)?;
+        let err = r.i16()?;
+        let message = r.nullable_str()?;
+        if err != code::NONE {
+            return Err(refused(
+                &self.addr,
+                format!(
+                    "the broker refused user '{username}' (error code {err}{})",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn error(&self, reason: String) -> KafkaError {
@@ -118,12 +234,27 @@ impl Connection {
         }
     }
 
-    fn check_version(&self, key: i16, version: i16, name: &str) -> Result<(), KafkaError> {
+    /// The newest version in `speaks` (versions that share one wire format) the broker
+    /// supports: brokers drop old versions (Apache Kafka 4 removed many, KIP-896), so the
+    /// client does not insist on the oldest.
+    fn version(
+        &self,
+        key: i16,
+        speaks: std::ops::RangeInclusive<i16>,
+        name: &str,
+    ) -> Result<i16, KafkaError> {
         match self.versions.iter().find(|v| v.0 == key) {
-            Some(&(_, min, max)) if (min..=max).contains(&version) => Ok(()),
-            Some(&(_, min, max)) => Err(self.error(format!(
-                "the broker supports {name} versions {min}..={max}, Weir needs version {version}"
-            ))),
+            Some(&(_, min, max)) => speaks
+                .clone()
+                .rev()
+                .find(|v| (min..=max).contains(v))
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "the broker supports {name} versions {min}..={max}, Weir speaks {}..={}",
+                        speaks.start(),
+                        speaks.end()
+                    ))
+                }),
             None => Err(self.error(format!("the broker does not support {name}"))),
         }
     }
@@ -171,20 +302,20 @@ impl Connection {
         Ok(r)
     }
 
-    /// The transaction coordinator of `transactional_id` (FindCoordinator v1, key type 1),
+    /// The transaction coordinator of `transactional_id` (FindCoordinator v1–v2, key type 1),
     /// as a new connection (the same broker's when it is the coordinator).
     pub(crate) fn transaction_coordinator(
         &mut self,
         transactional_id: &str,
         timeout: Duration,
     ) -> Result<Connection, KafkaError> {
-        self.check_version(FIND_COORDINATOR, 1, "FindCoordinator")?;
+        let v = self.version(FIND_COORDINATOR, 1..=2, "FindCoordinator")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
             put_str(&mut body, transactional_id);
             body.push(1);
-            let mut r = self.call(FIND_COORDINATOR, 1, &body)?;
+            let mut r = self.call(FIND_COORDINATOR, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             let message = r.nullable_str()?;
@@ -193,11 +324,7 @@ impl Connection {
             let port = r.i32()?;
             if err == code::NONE {
                 let addr = format!("{host}:{port}");
-                return if addr == self.addr {
-                    Connection::open(&self.addr, timeout)
-                } else {
-                    Connection::open(&addr, timeout)
-                };
+                return Connection::open(&addr, &self.login, timeout);
             }
             if !retriable(err) || Instant::now() > deadline {
                 return Err(self.error(format!(
@@ -210,20 +337,20 @@ impl Connection {
         }
     }
 
-    /// InitProducerId v0 for `transactional_id`: bumps its epoch, which fences every producer
+    /// InitProducerId (v0–v1) for `transactional_id`: bumps its epoch, which fences every producer
     /// using it and aborts its open transaction. Returns `(producer id, epoch)`.
     pub(crate) fn init_producer_id(
         &mut self,
         transactional_id: &str,
         transaction_timeout_ms: i32,
     ) -> Result<(i64, i16), KafkaError> {
-        self.check_version(INIT_PRODUCER_ID, 0, "InitProducerId")?;
+        let v = self.version(INIT_PRODUCER_ID, 0..=1, "InitProducerId")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
             put_str(&mut body, transactional_id);
             put_i32(&mut body, transaction_timeout_ms);
-            let mut r = self.call(INIT_PRODUCER_ID, 0, &body)?;
+            let mut r = self.call(INIT_PRODUCER_ID, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             let pid = r.i64()?;
@@ -241,7 +368,7 @@ impl Connection {
         }
     }
 
-    /// EndTxn v0: commits (or aborts) the transaction of `transactional_id` that producer
+    /// EndTxn (v0–v2): commits (or aborts) the transaction of `transactional_id` that producer
     /// `producer_id` at `epoch` left open. Returns the broker's final error code (retriable
     /// ones are retried); the caller decides what a non-zero code means.
     pub(crate) fn end_txn(
@@ -251,7 +378,8 @@ impl Connection {
         epoch: i16,
         commit: bool,
     ) -> Result<i16, KafkaError> {
-        self.check_version(END_TXN, 0, "EndTxn")?;
+        // v2 only adds the PRODUCER_FENCED answer.
+        let v = self.version(END_TXN, 0..=2, "EndTxn")?;
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             let mut body = Vec::new();
@@ -259,7 +387,7 @@ impl Connection {
             body.extend_from_slice(&producer_id.to_be_bytes());
             put_i16(&mut body, epoch);
             body.push(u8::from(commit));
-            let mut r = self.call(END_TXN, 0, &body)?;
+            let mut r = self.call(END_TXN, v, &body)?;
             let _throttle = r.i32()?;
             let err = r.i16()?;
             if !retriable(err) || Instant::now() > deadline {
@@ -269,10 +397,10 @@ impl Connection {
         }
     }
 
-    /// CreateTopics v2 for one topic; an existing topic is not an error. (v2, not v0: the
+    /// CreateTopics (v2–v4) for one topic; an existing topic is not an error. (v2, not v0: the
     /// test broker lists v0 in ApiVersions but closes the connection on it.)
     pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
-        self.check_version(CREATE_TOPICS, 2, "CreateTopics")?;
+        let v = self.version(CREATE_TOPICS, 2..=4, "CreateTopics")?;
         let mut body = Vec::new();
         put_i32(&mut body, 1);
         put_str(&mut body, topic);
@@ -282,7 +410,7 @@ impl Connection {
         put_i32(&mut body, 0); // configs
         put_i32(&mut body, 10_000);
         body.push(0); // validate_only
-        let mut r = self.call(CREATE_TOPICS, 2, &body)?;
+        let mut r = self.call(CREATE_TOPICS, v, &body)?;
         let _throttle = r.i32()?;
         for _ in 0..r.i32()? {
             let name = r.str()?;
@@ -300,7 +428,7 @@ impl Connection {
 
     /// CreatePartitions v0: grows `topic` to `count` partitions.
     pub(crate) fn create_partitions(&mut self, topic: &str, count: i32) -> Result<(), KafkaError> {
-        self.check_version(CREATE_PARTITIONS, 0, "CreatePartitions")?;
+        let v = self.version(CREATE_PARTITIONS, 0..=1, "CreatePartitions")?;
         let mut body = Vec::new();
         put_i32(&mut body, 1);
         put_str(&mut body, topic);
@@ -308,7 +436,7 @@ impl Connection {
         put_i32(&mut body, -1); // no explicit assignment
         put_i32(&mut body, 10_000);
         body.push(0); // validate_only
-        let mut r = self.call(CREATE_PARTITIONS, 0, &body)?;
+        let mut r = self.call(CREATE_PARTITIONS, v, &body)?;
         let _throttle = r.i32()?;
         for _ in 0..r.i32()? {
             let name = r.str()?;

@@ -21,7 +21,7 @@
 //! left open — in this order, so a fence never aborts a transaction a completed checkpoint
 //! covers.
 
-use crate::protocol::{Connection, code};
+use crate::protocol::{Connection, Login, code};
 use crate::{ClientOptions, KafkaError, client_error};
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
@@ -322,6 +322,8 @@ struct SinkContext {
     /// A connection to a broker failed since the producer was created (each transaction
     /// has its own producer, so: since its transaction began).
     connection_lost: std::sync::atomic::AtomicBool,
+    /// The brokers refused the producer's credentials.
+    auth: crate::AuthWatch,
 }
 
 #[derive(Deserialize)]
@@ -337,26 +339,18 @@ struct EosStats {
 }
 
 impl ClientContext for SinkContext {
-    /// Runs on librdkafka's threads as things happen, unlike [`ClientContext::error`]
-    /// (served by polls): a broker connection that closes (facility `FAIL`, at the info
-    /// level) is noticed here even while the producer is idle, which librdkafka reports as
-    /// an error only when it has requests in flight. Idle producers reconnect only to send,
-    /// so the sink learns of the loss before it sends into a transaction a restarted broker
-    /// no longer knows.
+    /// Served by the producer's polls (each check polls first): a broker connection that
+    /// closes (facility `FAIL`, at the info level) is noticed here even while the producer
+    /// is idle, which librdkafka reports as an error only when it has requests in flight.
+    /// Idle producers reconnect only to send, so the sink learns of the loss before it
+    /// sends into a transaction a restarted broker no longer knows.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
         if fac == "FAIL" && disconnected(log_message) {
             self.connection_lost
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!("librdkafka: {fac} {log_message}")
-            }
-            L::Warning => tracing::warn!("librdkafka: {fac} {log_message}"),
-            L::Notice | L::Info => tracing::info!("librdkafka: {fac} {log_message}"),
-            L::Debug => tracing::debug!("librdkafka: {fac} {log_message}"),
-        }
+        self.auth.observe(fac, log_message);
+        crate::log_librdkafka(level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -566,7 +560,8 @@ impl<T> KafkaWriter<T> {
             }
         }
         let timeout_ms = self.transaction_timeout_ms()?;
-        let mut bootstrap = Connection::bootstrap(&self.cfg.client.servers, self.timeout)?;
+        let login = Login::of(&self.cfg.client)?;
+        let mut bootstrap = Connection::bootstrap(&self.cfg.client.servers, &login, self.timeout)?;
         txns.sort_by_key(|t| t.checkpoint);
         for t in &txns {
             let mut coord = bootstrap.transaction_coordinator(&t.transactional_id, self.timeout)?;
@@ -631,9 +626,12 @@ impl<T> KafkaWriter<T> {
                 let md = producer
                     .client()
                     .fetch_metadata(Some(topic), self.timeout)
-                    .map_err(|e| KafkaError::Client {
-                        action: format!("cannot read the partitions of topic '{topic}'"),
-                        source: e,
+                    .map_err(|e| match producer.context().auth.failure() {
+                        Some(reason) => self.cfg.client.authentication_error(reason),
+                        None => KafkaError::Client {
+                            action: format!("cannot read the partitions of topic '{topic}'"),
+                            source: e,
+                        },
                     })?;
                 let n = md
                     .topics()
@@ -669,12 +667,16 @@ impl<T> KafkaWriter<T> {
             })?;
         let id = self.pool_id(slot);
         let producer = self.create_producer(Some(&id))?;
-        producer
-            .init_transactions(self.timeout)
-            .map_err(|e| KafkaError::Client {
-                action: format!("cannot initialize transactional id '{id}'"),
-                source: e,
-            })?;
+        producer.init_transactions(self.timeout).map_err(|e| {
+            producer.poll(Duration::ZERO);
+            match producer.context().auth.failure() {
+                Some(reason) => self.cfg.client.authentication_error(reason),
+                None => KafkaError::Client {
+                    action: format!("cannot initialize transactional id '{id}'"),
+                    source: e,
+                },
+            }
+        })?;
         producer
             .begin_transaction()
             .map_err(|e| KafkaError::Client {
@@ -726,7 +728,11 @@ impl<T> KafkaWriter<T> {
         Ok(())
     }
 
-    fn check_failures(producer: &KProducer) -> Result<(), KafkaError> {
+    /// A delivery that failed or credentials the brokers refused, as an error.
+    fn check_failures(client: &ClientOptions, producer: &KProducer) -> Result<(), KafkaError> {
+        if let Some(reason) = producer.context().auth.failure() {
+            return Err(client.authentication_error(reason));
+        }
         if let Some((topic, reason)) = producer
             .context()
             .failure
@@ -739,12 +745,29 @@ impl<T> KafkaWriter<T> {
         Ok(())
     }
 
-    fn flush(producer: &KProducer, timeout: Duration, what: &str) -> Result<(), KafkaError> {
-        producer.flush(timeout).map_err(|e| KafkaError::Client {
-            action: format!("cannot flush {what}"),
-            source: e,
-        })?;
-        Self::check_failures(producer)
+    /// Waits until every record is acknowledged, in slices: refused credentials fail at
+    /// once rather than after `timeout` (librdkafka keeps retrying the login).
+    fn flush(
+        client: &ClientOptions,
+        producer: &KProducer,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            Self::check_failures(client, producer)?;
+            match producer.flush(FLUSH_SLICE) {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => {}
+                Err(e) => {
+                    return Err(KafkaError::Client {
+                        action: format!("cannot flush {what}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Self::check_failures(client, producer)
     }
 
     /// Exactly-once at a barrier: flushes the open transaction and keeps it for `checkpoint`.
@@ -757,6 +780,7 @@ impl<T> KafkaWriter<T> {
         let deadline = Instant::now() + self.timeout;
         loop {
             self.check_connections()?;
+            Self::check_failures(&self.cfg.client, &txn.producer)?;
             match txn.producer.flush(FLUSH_SLICE) {
                 Ok(()) => break,
                 Err(_) if Instant::now() < deadline => {}
@@ -768,7 +792,7 @@ impl<T> KafkaWriter<T> {
                 }
             }
         }
-        Self::check_failures(&txn.producer)?;
+        Self::check_failures(&self.cfg.client, &txn.producer)?;
         self.check_connections()?;
         let mut txn = self.open.take().expect("checked above");
         // librdkafka reports the producer id and epoch only in its statistics.
@@ -888,7 +912,7 @@ impl<T> KafkaWriter<T> {
         }
         let producer = self.current();
         producer.poll(Duration::ZERO);
-        Self::check_failures(producer)
+        Self::check_failures(&self.cfg.client, producer)
     }
 
     fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<Vec<u8>>, KafkaError> {
@@ -896,7 +920,12 @@ impl<T> KafkaWriter<T> {
             DeliveryGuarantee::None => Ok(Vec::new()),
             DeliveryGuarantee::AtLeastOnce => {
                 if let Some(p) = &self.producer {
-                    Self::flush(p, self.timeout, "the records before the checkpoint")?;
+                    Self::flush(
+                        &self.cfg.client,
+                        p,
+                        self.timeout,
+                        "the records before the checkpoint",
+                    )?;
                 }
                 Ok(Vec::new())
             }
@@ -946,7 +975,7 @@ impl<T: Send + 'static> SinkWriter<T> for KafkaWriter<T> {
             }
             _ => {
                 if let Some(p) = &self.producer {
-                    Self::flush(p, self.timeout, "the last records")?;
+                    Self::flush(&self.cfg.client, p, self.timeout, "the last records")?;
                 }
             }
         }

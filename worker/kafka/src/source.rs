@@ -525,14 +525,39 @@ impl<T> KafkaReader<T> {
     fn discover_topics(&self, at_start: bool) -> Result<Vec<(String, i32)>, KafkaError> {
         let timeout = op_timeout(&self.cfg.client);
         let mut out = Vec::new();
+        // Asked in short slices: a login the brokers refuse fails at once, not after the
+        // whole timeout (librdkafka keeps retrying it and only reports the log line).
         let fetch = |topic: Option<&str>| {
-            self.consumer
-                .fetch_metadata(topic, Timeout::After(timeout))
-                .map_err(|e| KafkaError::Unreachable {
-                    servers: self.servers(),
-                    timeout_ms: timeout.as_millis() as u64,
-                    source: e,
-                })
+            let deadline = Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let slice = left.min(Duration::from_millis(500));
+                match self.consumer.fetch_metadata(topic, Timeout::After(slice)) {
+                    Ok(md) => return Ok(md),
+                    Err(e) => {
+                        if at_start {
+                            // Delivers queued log lines (see `AuthWatch`); no partition is
+                            // assigned yet, so no record can be taken by it.
+                            for _ in 0..100 {
+                                if self.consumer.poll(Duration::ZERO).is_none() {
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(reason) = self.consumer.context().auth.failure() {
+                            return Err(self.cfg.client.authentication_error(reason));
+                        }
+                        if Instant::now() >= deadline {
+                            return Err(KafkaError::Unreachable {
+                                servers: self.servers(),
+                                timeout_ms: timeout.as_millis() as u64,
+                                source: e,
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
         };
         match &self.cfg.subscription {
             Subscription::Topics(topics) => {

@@ -1,16 +1,18 @@
 //! Test support (feature `test-support`): a real Kafka-protocol broker with transactions,
 //! `noida-db`, started on a loopback port over a directory and killed on drop, and small
-//! clients to create topics, produce input and read output back (`read_committed` or not).
+//! clients to create topics, produce input and read output back (`read_committed` or not);
+//! [`SaslFront`] checks SASL/PLAIN passwords in front of it.
 //!
 //! The binary comes from `WEIR_NOIDA_DB`, else
 //! `${WEIR_CACHE:-$HOME/.cache/weir}/noida-db-0.2.3/noida_db/noida-db` (installed by
 //! `worker/kafka/install-noida-db.sh`). A missing binary fails the test. Known limits of the
-//! broker: it never aborts a timed-out transaction itself, a restart aborts open ones, it is
-//! a single broker, it answers fetches at the end of a partition at once, and `kill -9`
-//! loses records it acknowledged but had not saved yet ([`Broker::stop`] stops it as Ctrl-C
-//! does, which saves them).
+//! broker: it never aborts a timed-out transaction itself, a restart aborts open ones (and
+//! records sent into them afterwards block `read_committed` readers for good), it is a
+//! single broker, it answers fetches at the end of a partition at once, it accepts any
+//! SASL/PLAIN password, and `kill -9` loses records it acknowledged but had not saved yet
+//! ([`Broker::stop`] stops it as Ctrl-C does, which saves most of them; docs/kafka.md).
 
-use crate::protocol::Connection;
+use crate::protocol::{Connection, Login};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -166,8 +168,12 @@ impl Broker {
     }
 
     fn connection(&self) -> Connection {
-        Connection::bootstrap(&self.bootstrap_servers(), Duration::from_secs(10))
-            .expect("cannot connect to the test broker")
+        Connection::bootstrap(
+            &self.bootstrap_servers(),
+            &Login::None,
+            Duration::from_secs(10),
+        )
+        .expect("cannot connect to the test broker")
     }
 
     /// Creates `topic` with `partitions` partitions (an existing topic is left as it is).
@@ -320,4 +326,171 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A SASL/PLAIN password check in front of the test broker, which accepts any password:
+/// a loopback port that forwards Kafka connections to the broker, except that a
+/// `SaslAuthenticate` whose PLAIN user or password is not one of `users` is answered as
+/// Apache Kafka answers it (error 58, `SASL_AUTHENTICATION_FAILED`, "Authentication failed:
+/// Invalid username or password") and the connection closed. Clients bootstrap through it;
+/// the broker's metadata then sends them to the broker itself, where the same (accepted)
+/// credentials log in. Stops on drop.
+#[derive(Debug)]
+pub struct SaslFront {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SaslFront {
+    /// Listens on a free loopback port, forwarding to `broker` (`host:port`).
+    pub fn start(broker: &str, users: &[(&str, &str)]) -> SaslFront {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let users: Arc<Vec<(String, String)>> = Arc::new(
+            users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+        );
+        let broker = broker.to_string();
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = std::net::TcpStream::connect(&broker) else {
+                    continue;
+                };
+                let users = users.clone();
+                std::thread::spawn(move || front_connection(client, upstream, &users));
+            }
+        });
+        SaslFront { port, stop }
+    }
+
+    /// `127.0.0.1:<port>`: bootstrap servers that check the password.
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SaslFront {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accepting thread up so that it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies the broker's answers back as they come, and the client's requests forward one
+/// frame at a time, checking each `SaslAuthenticate`.
+fn front_connection(
+    mut client: std::net::TcpStream,
+    upstream: std::net::TcpStream,
+    users: &[(String, String)],
+) {
+    use std::io::Write;
+    let (Ok(mut down), Ok(mut back_to)) = (upstream.try_clone(), client.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut down, &mut back_to);
+        let _ = back_to.shutdown(std::net::Shutdown::Both);
+    });
+    let mut upstream = upstream;
+    loop {
+        let mut len = [0u8; 4];
+        if client.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut frame = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+        if client.read_exact(&mut frame).is_err() {
+            break;
+        }
+        if let Some(refusal) = refuse_login(&frame, users) {
+            let _ = client.write_all(&refusal);
+            let _ = client.flush();
+            break;
+        }
+        if upstream.write_all(&len).is_err() || upstream.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = upstream.shutdown(std::net::Shutdown::Both);
+}
+
+/// The response refusing a `SaslAuthenticate` request (`frame`, without its size) whose
+/// PLAIN credentials are not in `users`; `None` for any other request, or good credentials.
+fn refuse_login(frame: &[u8], users: &[(String, String)]) -> Option<Vec<u8>> {
+    const SASL_AUTHENTICATE: i16 = 36;
+    const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    let key = i16::from_be_bytes(frame.get(0..2)?.try_into().ok()?);
+    if key != SASL_AUTHENTICATE {
+        return None;
+    }
+    let version = i16::from_be_bytes(frame.get(2..4)?.try_into().ok()?);
+    let correlation = frame.get(4..8)?;
+    // Request header: client id (a classic nullable string in every header version), then
+    // tagged fields from version 2 (flexible) on.
+    let client_id = i16::from_be_bytes(frame.get(8..10)?.try_into().ok()?).max(0) as usize;
+    let mut at = 10 + client_id;
+    let token = if version >= 2 {
+        at += 1; // no tagged fields
+        let (len, n) = uvarint(frame.get(at..)?)?;
+        frame.get(at + n..at + n + (len as usize).checked_sub(1)?)?
+    } else {
+        let len = i32::from_be_bytes(frame.get(at..at + 4)?.try_into().ok()?) as usize;
+        frame.get(at + 4..at + 4 + len)?
+    };
+    // PLAIN (RFC 4616): authorization id, user, password, NUL-separated.
+    let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
+    let accepted = parts.len() == 3
+        && users
+            .iter()
+            .any(|(u, p)| parts[1] == u.as_bytes() && parts[2] == p.as_bytes());
+    if accepted {
+        return None;
+    }
+    let message = b"Authentication failed: Invalid username or password";
+    let mut body = correlation.to_vec();
+    if version >= 2 {
+        body.push(0); // response header tagged fields
+    }
+    body.extend_from_slice(&SASL_AUTHENTICATION_FAILED.to_be_bytes());
+    if version >= 2 {
+        body.push(message.len() as u8 + 1);
+        body.extend_from_slice(message);
+        body.push(1); // empty auth bytes
+    } else {
+        body.extend_from_slice(&(message.len() as i16).to_be_bytes());
+        body.extend_from_slice(message);
+        body.extend_from_slice(&0i32.to_be_bytes());
+    }
+    if version >= 1 {
+        body.extend_from_slice(&0i64.to_be_bytes()); // session lifetime
+    }
+    if version >= 2 {
+        body.push(0); // tagged fields
+    }
+    let mut out = (body.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// An unsigned varint: `(value, bytes read)`.
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }

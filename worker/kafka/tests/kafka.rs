@@ -14,7 +14,7 @@ use weir_engine::connectors::{CollectSink, Sink, SinkWriter};
 use weir_engine::runtime::{Rec, SubtaskInfo};
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, Windowed, agg};
-use weir_kafka::testing::Broker;
+use weir_kafka::testing::{Broker, SaslFront};
 use weir_kafka::{DeliveryGuarantee, KafkaSink, KafkaSource, StartingOffsets, StoppingOffsets};
 
 const PARTITIONS: i32 = 4;
@@ -269,18 +269,10 @@ fn kafka_to_windows_to_kafka_exactly_once_survives_failures_at_seeded_points_and
     let (_dir, broker) = broker();
     produce_events(&broker, "eo-in");
     broker.create_topic("eo-out", 3);
-    let seed: u64 = std::env::var("WEIR_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = test_seed();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let points: Vec<u64> = (0..3).map(|_| rng.gen_range(300..EVENTS - 300)).collect();
-    eprintln!("seed {seed} (WEIR_TEST_SEED): failures at events {points:?}");
+    eprintln!("failures at events {points:?}");
     let failures = Failures::at(&points);
     let before_commit = Arc::new(AtomicBool::new(false));
     let chk = tempfile::tempdir().unwrap();
@@ -565,6 +557,151 @@ fn an_unreachable_broker_and_an_unknown_topic_fail_with_errors_naming_them() {
     );
 }
 
+/// SASL/PLAIN as user `weir` with `password`: the test broker accepts any password, so
+/// the tests log in through a [`SaslFront`] that accepts only `secret`.
+fn plain_login(password: &'static str) -> [(&'static str, &'static str); 4] {
+    [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "weir"),
+        ("sasl.password", password),
+    ]
+}
+
+fn sasl_front(broker: &Broker) -> SaslFront {
+    SaslFront::start(&broker.bootstrap_servers(), &[("weir", "secret")])
+}
+
+/// Runs a job that must fail; returns its restarts, its final error and how long it took.
+fn run_failing(env: &StreamExecutionEnvironment) -> (u64, String, Duration) {
+    let started = Instant::now();
+    let job = env.execute_async("failing").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.is_finished() {
+        assert!(Instant::now() < deadline, "still running after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let restarts = job.restarts();
+    let msg = weir_engine::report(&job.wait().unwrap_err());
+    (restarts, msg, started.elapsed())
+}
+
+#[test]
+fn a_wrong_password_fails_the_source_and_the_sink_naming_authentication() {
+    let (_dir, broker) = broker();
+    let front = sasl_front(&broker);
+    let bs = front.bootstrap_servers();
+    broker.create_topic("login-in", 2);
+    let records: Vec<_> = (0..100u64)
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), base_ts()))
+        .collect();
+    broker.produce("login-in", &records);
+    broker.create_topic("login-out", 2);
+    let chk = tempfile::tempdir().unwrap();
+    let retrying = || {
+        env(&[
+            ("execution.checkpointing.interval", "100ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("restart-strategy.fixed-delay.delay", "10ms".into()),
+            ("restart-strategy.fixed-delay.attempts", "2".into()),
+        ])
+    };
+    let refused = format!(
+        "authentication to the Kafka brokers at {bs} failed (security.protocol SASL_PLAINTEXT, \
+         sasl.mechanism PLAIN): "
+    );
+    let sink_with = |login: &[(&str, &str)], guarantee, prefix: &str| {
+        let mut b = KafkaSink::<u64>::builder()
+            .bootstrap_servers(bs.clone())
+            .topic("login-out")
+            .value_serializer(|v: &u64| v.to_string().into_bytes())
+            .delivery_guarantee(guarantee)
+            .transactional_id_prefix(prefix);
+        for (k, v) in login {
+            b = b.property(*k, *v);
+        }
+        b.build().unwrap()
+    };
+
+    // The source: fails at once (not after socket.connection.setup.timeout.ms, 30 s), with
+    // librdkafka's reason, and the job restarts twice (its strategy) before it fails.
+    let mut source = number_source(bs.clone(), "login-in")
+        .property("socket.connection.setup.timeout.ms", "30000");
+    for (k, v) in plain_login("wrong") {
+        source = source.property(k, v);
+    }
+    let env = retrying();
+    let (collect, got) = CollectSink::new();
+    env.from_source(source.build().unwrap(), None, "numbers")
+        .sink_to(collect);
+    let (restarts, msg, took) = run_failing(&env);
+    assert!(
+        msg.contains(&refused) && msg.contains("Invalid username or password"),
+        "{msg}"
+    );
+    assert_eq!(restarts, 2, "{msg}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(got.values().is_empty());
+
+    // Sinks with the wrong password fail the same way, and nothing reaches the topic. An
+    // exactly-once sink logs in with Weir's own protocol client first (it commits and fences
+    // transactions after a restore), whose refusal names the user.
+    for (guarantee, reason) in [
+        (
+            DeliveryGuarantee::AtLeastOnce,
+            "SASL authentication error: Authentication failed: Invalid username or password",
+        ),
+        (
+            DeliveryGuarantee::ExactlyOnce,
+            "the broker refused user 'weir' (error code 58: Authentication failed: Invalid username or password)",
+        ),
+    ] {
+        let env = retrying();
+        env.from_source(
+            number_source(bs.clone(), "login-in").build().unwrap(),
+            None,
+            "numbers",
+        )
+        .sink_to(sink_with(&plain_login("wrong"), guarantee, "login"));
+        let (restarts, msg, took) = run_failing(&env);
+        assert!(msg.contains(&refused) && msg.contains(reason), "{msg}");
+        assert_eq!(restarts, 2, "{msg}");
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+        assert!(broker.read_all("login-out", "read_uncommitted").is_empty());
+    }
+
+    // With the right password the same job writes each record once, across a failure that
+    // makes it recover (the recovery client logs in too).
+    let failures = Failures::at(&[60]);
+    let env = retrying();
+    let mut source = number_source(bs.clone(), "login-in");
+    for (k, v) in plain_login("secret") {
+        source = source.property(k, v);
+    }
+    let f = failures.clone();
+    env.from_source(source.build().unwrap(), None, "numbers")
+        .uid("numbers")
+        .map(move |v: u64| {
+            f.check(v);
+            std::thread::sleep(Duration::from_millis(2));
+            v
+        })
+        .sink_to(sink_with(
+            &plain_login("secret"),
+            DeliveryGuarantee::ExactlyOnce,
+            "login",
+        ))
+        .uid("out");
+    let result = env.execute("login").unwrap();
+    assert!(failures.all_fired() && result.restarts == 1);
+    let mut got: Vec<u64> = values(broker.read_all("login-out", "read_committed"))
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..100).collect::<Vec<u64>>(), "each record once");
+}
+
 #[test]
 fn an_undecodable_record_fails_naming_its_position_or_is_skipped_by_policy() {
     let (_dir, broker) = broker();
@@ -658,6 +795,79 @@ fn the_test_broker_restarts_on_its_port_with_its_data() {
         values(broker.read_all("kept", "read_committed")),
         vec!["after".to_string(), "before".to_string()]
     );
+}
+
+/// `WEIR_TEST_SEED`, else a fresh seed (printed).
+fn test_seed() -> u64 {
+    let seed = std::env::var("WEIR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed} (WEIR_TEST_SEED)");
+    seed
+}
+
+#[test]
+fn the_source_reads_on_across_broker_restarts_each_record_once() {
+    // Only the reading side: the test broker loses what producers send across its restart
+    // (docs/kafka.md), so a sink's output would show its faults, not Weir's.
+    let (_dir, mut broker) = broker();
+    broker.create_topic("restarts", 2);
+    const N: u64 = 3_000;
+    let records: Vec<_> = (0..N)
+        .map(|i| ((i % 2) as i32, None, i.to_string().into_bytes(), base_ts()))
+        .collect();
+    broker.produce("restarts", &records);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(test_seed());
+    // Two restarts, each once the job has read a seeded share of the records.
+    let mut points: Vec<usize> = (0..2)
+        .map(|_| rng.gen_range(300..(N as usize) - 600))
+        .collect();
+    points.sort_unstable();
+    points[1] = points[1].max(points[0] + 300);
+    eprintln!("broker restarts after {points:?} records");
+    let chk = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("parallelism.default", "2".into()),
+        ("execution.checkpointing.interval", "100ms".into()),
+        ("state.checkpoints.dir", uri(chk.path())),
+        ("restart-strategy.fixed-delay.delay", "10ms".into()),
+    ]);
+    // Small fetches and a small prefetch queue: the source keeps fetching while the broker
+    // restarts rather than holding the whole topic in librdkafka's buffer.
+    let source = number_source(broker.bootstrap_servers(), "restarts")
+        .group_id("restart-readers")
+        .property("fetch.message.max.bytes", "1024")
+        .property("queued.max.messages.kbytes", "1")
+        .build()
+        .unwrap();
+    let got = collect_job(&env, source);
+    let job = env.execute_async("restarts").unwrap();
+    for at in points {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.values().len() < at {
+            assert!(
+                Instant::now() < deadline,
+                "{} read within 60 s",
+                got.values().len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(300));
+        broker.restart();
+    }
+    let restarts = job.restarts();
+    job.wait().unwrap();
+    assert_eq!(restarts, 0, "the source rides through broker restarts");
+    let mut v = got.values();
+    v.sort_unstable();
+    assert_eq!(v, (0..N).collect::<Vec<u64>>(), "each record read once");
 }
 
 /// Wraps a sink: the first completed checkpoint at or after `at` is not notified (as a
@@ -832,6 +1042,75 @@ fn sql_kafka_to_tumbling_windows_to_kafka_exactly_once_writes_each_expected_row_
         .collect();
     got.sort();
     assert_same(&got, &want, "read_committed SQL window output");
+}
+
+#[test]
+fn sql_kafka_tables_pass_sasl_properties_to_their_clients() {
+    let (_dir, broker) = broker();
+    let front = sasl_front(&broker);
+    let bs = front.bootstrap_servers();
+    broker.create_topic("sql-login-in", 2);
+    broker.create_topic("sql-login-out", 2);
+    let records: Vec<_> = (0..200i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                None,
+                format!(r#"{{"n": {i}}}"#).into_bytes(),
+                base_ts(),
+            )
+        })
+        .collect();
+    broker.produce("sql-login-in", &records);
+    let script = |login: [(&str, &str); 4]| {
+        let props: String = login
+            .iter()
+            .map(|(k, v)| format!(", 'properties.{k}' = '{v}'"))
+            .collect();
+        format!(
+            "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'kafka',
+               'topic' = 'sql-login-in', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'scan.bounded.mode' = 'latest-offset'{props});
+             CREATE TABLE copies (n BIGINT) WITH ('connector' = 'kafka',
+               'topic' = 'sql-login-out', 'properties.bootstrap.servers' = '{bs}',
+               'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once',
+               'sink.transactional-id-prefix' = 'sql-login'{props});
+             INSERT INTO copies SELECT n FROM numbers;"
+        )
+    };
+    let chk = tempfile::tempdir().unwrap();
+    let env_for = || {
+        env(&[
+            ("execution.checkpointing.interval", "100ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("restart-strategy.type", "none".into()),
+        ])
+    };
+    // The properties reach the clients: a wrong password fails the job, naming it.
+    let env = env_for();
+    plan_sql(&env, &script(plain_login("wrong"))).unwrap();
+    let msg = weir_engine::report(&env.execute("refused").unwrap_err());
+    assert!(
+        msg.contains(&format!(
+            "authentication to the Kafka brokers at {bs} failed"
+        )) && msg.contains("Invalid username or password"),
+        "{msg}"
+    );
+    assert!(
+        broker
+            .read_all("sql-login-out", "read_uncommitted")
+            .is_empty()
+    );
+    // With the right one the script copies every row once.
+    let env = env_for();
+    plan_sql(&env, &script(plain_login("secret"))).unwrap();
+    env.execute("plain").unwrap();
+    let mut got: Vec<i64> = json_values(&broker, "sql-login-out")
+        .iter()
+        .map(|o| o["n"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..200).collect::<Vec<i64>>());
 }
 
 /// The compacted view of an upsert topic: each key's last value; a tombstone removes it.

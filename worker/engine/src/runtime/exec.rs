@@ -489,8 +489,13 @@ pub(crate) fn spawn(
         cluster,
         attempts: AtomicU64::new(0),
     };
-    // Instantiate the first attempt here so graph errors surface from execute().
-    let first = sup.start_attempt(initial, cfg_restore(&sup.cfg))?;
+    // Instantiate the first attempt here so graph errors surface from execute(). A
+    // connector that cannot start (a broker unreachable, a login refused) fails the attempt
+    // as a failing task does, and the restart strategy decides, as in Flink.
+    let first = match sup.start_attempt(initial, cfg_restore(&sup.cfg)) {
+        Err(e @ Error::Connector { .. }) => Err(e),
+        other => Ok(other?),
+    };
     let supervisor = std::thread::Builder::new()
         .name(format!("{name} supervisor"))
         .spawn(move || {
@@ -577,9 +582,10 @@ impl Supervisor {
         self.shared.finished.store(true, Relaxed);
     }
 
-    fn supervise(&self, mut attempt: Attempt) -> Result<JobSnapshot> {
+    fn supervise(&self, first: Result<Attempt>) -> Result<JobSnapshot> {
+        let mut attempt = first;
         loop {
-            let mut error = match self.join(attempt) {
+            let mut error = match attempt.and_then(|a| self.join(a)) {
                 Ok(snapshot) => return Ok(snapshot),
                 Err(e) => e,
             };
@@ -604,7 +610,7 @@ impl Supervisor {
                 }
                 self.shared.restarts.fetch_add(1, Relaxed);
                 match self.restart() {
-                    Ok(a) => break a,
+                    Ok(a) => break Ok(a),
                     Err(e) => error = e,
                 }
             };
