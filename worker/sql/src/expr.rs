@@ -546,6 +546,23 @@ fn flink_casts(
     .map(|t| t.data)
 }
 
+/// Types integer literals as Flink does: INT when the value fits 32 bits, else BIGINT
+/// (DataFusion's planner makes every one BIGINT). `100000 * 100000` is then INT arithmetic
+/// and wraps around as in Flink; next to a BIGINT the type coercion widens the literal back,
+/// a cast the row evaluator leaves out.
+fn int_literals(e: datafusion_expr::Expr) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::ScalarValue;
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::Expr;
+    e.transform_up(|e| match e {
+        Expr::Literal(ScalarValue::Int64(Some(i)), meta) if i32::try_from(i).is_ok() => Ok(
+            Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(i as i32)), meta)),
+        ),
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
 /// Compiles `e` over `cols`.
 pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Compiled> {
     let span = e.span();
@@ -564,6 +581,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     let logical = planner
         .sql_to_expr(e, &df, &mut PlannerContext::new())
         .map_err(fail)?;
+    let logical = int_literals(logical).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

@@ -762,7 +762,7 @@ fn json_and_path(
 }
 
 const VALUE_TYPING: Typing = |a| json_and_path(a, SqlType::String);
-const INT_TYPING: Typing = |a| json_and_path(a, SqlType::BigInt);
+const INT_TYPING: Typing = |a| json_and_path(a, SqlType::Int);
 const DOUBLE_TYPING: Typing = |a| json_and_path(a, SqlType::Double);
 const BOOLEAN_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
 const EXISTS_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
