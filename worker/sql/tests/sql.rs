@@ -3310,3 +3310,48 @@ fn an_integer_beyond_its_columns_type_fails_naming_the_value_or_is_skipped_per_p
         );
     }
 }
+
+#[test]
+fn json_value_defaults_on_empty_and_on_error_feed_a_window_aggregate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = input(
+        dir.path(),
+        "events.jsonl",
+        &[
+            json!({"user": "a", "payload": "{\"qty\": 5}", "ts": 1000}),
+            // No qty: ON EMPTY's default 1.
+            json!({"user": "a", "payload": "{\"other\": 9}", "ts": 2000}),
+            // Not JSON: ON ERROR's default 100.
+            json!({"user": "a", "payload": "oops", "ts": 3000}),
+            json!({"user": "b", "payload": "{\"qty\": null}", "ts": 4000}),
+        ],
+    );
+    let sql = format!(
+        "CREATE TABLE events (`user` STRING, payload STRING, ts BIGINT,
+           rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt)
+           WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'json');
+         CREATE TABLE totals (`user` STRING, qty INT, strict_misses BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO totals
+         SELECT `user`,
+                SUM(JSON_VALUE(payload, '$.qty' RETURNING INT DEFAULT 1 ON EMPTY
+                               DEFAULT 100 ON ERROR)),
+                COUNT(*) FILTER (WHERE JSON_EXISTS(payload, 'strict $.qty' TRUE ON ERROR)
+                                   AND NOT JSON_EXISTS(payload, 'lax $.qty'))
+         FROM events
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), `user`;",
+        out.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            // 5 + 1 + 100; the second and third rows miss qty in strict mode (an error,
+            // TRUE ON ERROR) and in lax mode.
+            json!({"user": "a", "qty": 106, "strict_misses": 2}),
+            // JSON null is empty too; strict mode finds it (a null, not an error).
+            json!({"user": "b", "qty": 1, "strict_misses": 0}),
+        ])
+    );
+}
