@@ -672,17 +672,17 @@ mod tests {
     fn json_on_empty_and_on_error_clauses_become_arguments_of_the_call() {
         for (flink, call) in [
             (
-                "JSON_VALUE(s, '$.a' RETURNING INT DEFAULT 1 + 2 ON EMPTY ERROR ON ERROR)",
-                "JSON_VALUE(s, '$.a', 'DEFAULT', 1 + 2, 'ERROR', NULL RETURNING INT)",
+                "JSON_VALUE(s, '$.a' RETURNING INT DEFAULT -1 ON EMPTY ERROR ON ERROR)",
+                "JSON_VALUE(s, '$.a', 'DEFAULT', -1, 'ERROR', NULL RETURNING INT)",
             ),
             (
                 "json_value(s, '$.a' null on empty default 'x' on error)",
                 "json_value(s, '$.a', 'NULL', NULL, 'DEFAULT', 'x')",
             ),
-            // Only ON ERROR; a DEFAULT that is itself a call with clauses.
+            // Only ON ERROR; an argument that is itself a call with clauses.
             (
-                "JSON_VALUE(s, p DEFAULT JSON_VALUE(t, '$.b' ERROR ON EMPTY) ON ERROR)",
-                "JSON_VALUE(s, p, 'NULL', NULL, 'DEFAULT', JSON_VALUE(t, '$.b', 'ERROR', NULL, 'NULL', NULL))",
+                "JSON_VALUE(JSON_VALUE(t, '$.b' ERROR ON EMPTY), p DEFAULT 'x' ON ERROR)",
+                "JSON_VALUE(JSON_VALUE(t, '$.b', 'ERROR', NULL, 'NULL', NULL), p, 'NULL', NULL, 'DEFAULT', 'x')",
             ),
             (
                 "JSON_EXISTS(s, 'strict $.a' UNKNOWN ON ERROR)",

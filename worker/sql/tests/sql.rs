@@ -3335,7 +3335,7 @@ fn json_value_defaults_on_empty_and_on_error_feed_a_window_aggregate() {
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO totals
          SELECT `user`,
-                SUM(JSON_VALUE(payload, '$.qty' RETURNING INT DEFAULT 1 ON EMPTY
+                SUM(JSON_VALUE(payload, 'lax $.qty' RETURNING INT DEFAULT 1 ON EMPTY
                                DEFAULT 100 ON ERROR)),
                 COUNT(*) FILTER (WHERE JSON_EXISTS(payload, 'strict $.qty' TRUE ON ERROR)
                                    AND NOT JSON_EXISTS(payload, 'lax $.qty'))
@@ -3350,8 +3350,8 @@ fn json_value_defaults_on_empty_and_on_error_feed_a_window_aggregate() {
             // 5 + 1 + 100; the second and third rows miss qty in strict mode (an error,
             // TRUE ON ERROR) and in lax mode.
             json!({"user": "a", "qty": 106, "strict_misses": 2}),
-            // JSON null is empty too; strict mode finds it (a null, not an error).
-            json!({"user": "b", "qty": 1, "strict_misses": 0}),
+            // JSON null is empty in lax mode, and an error in strict mode.
+            json!({"user": "b", "qty": 1, "strict_misses": 1}),
         ])
     );
 }

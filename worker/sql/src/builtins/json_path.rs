@@ -317,7 +317,8 @@ enum Path {
     Unsupported,
 }
 
-/// Whether `path` starts with the `strict` mode word (else it is lax), and the rest of it.
+/// Whether `path` is in strict mode, and the rest of it: `lax` and `strict` say, and a path
+/// without either is strict (as in Flink and Calcite).
 fn path_mode(path: &str) -> (bool, &str) {
     let p = path.trim_start();
     for mode in ["lax", "strict"] {
@@ -330,7 +331,7 @@ fn path_mode(path: &str) -> (bool, &str) {
             return (mode == "strict", p[mode.len()..].trim_start());
         }
     }
-    (false, p)
+    (true, p)
 }
 
 /// `path` parsed (None: not a valid path).
@@ -504,15 +505,15 @@ fn scan<'a>(v: &'a Json, k: &str, out: &mut Vec<&'a Json>) {
     }
 }
 
-/// What JSON_VALUE's path finds, as Flink (Calcite) tells them apart.
+/// What JSON_VALUE's path finds, as Flink 2.3 tells them apart.
 enum Found<T> {
+    /// In lax mode: nothing, JSON null, an object, an array or a list of values (a
+    /// wildcard, a scan): the ON EMPTY behaviour applies.
+    Empty,
     /// A scalar (converted).
     Scalar(T),
-    /// Nothing, JSON null, or (in lax mode) an object, an array or a list of values: the
-    /// ON EMPTY behaviour applies.
-    Empty,
-    /// The text is not JSON, the path is not valid, or in strict mode it finds nothing or
-    /// no scalar: the ON ERROR behaviour applies.
+    /// The text is not JSON or the path is not valid, or in strict mode (a path's default)
+    /// it finds nothing, null or no scalar: the ON ERROR behaviour applies.
     Error(String),
 }
 
@@ -539,6 +540,7 @@ fn json_scalar<T>(json: &str, path: &str, f: impl FnOnce(&Json) -> T) -> Found<T
     };
     match find(&doc, &steps) {
         None if strict => Found::Error(format!("the path '{path}' finds nothing")),
+        Some(Json::Null) if strict => Found::Error(format!("the path '{path}' finds null")),
         None | Some(Json::Null) => Found::Empty,
         Some(Json::Array(_)) => no_scalar("an array"),
         Some(Json::Object(_)) => no_scalar("an object"),
@@ -668,9 +670,9 @@ fn eval_json_exists(a: &[Value]) -> Result<Value, String> {
     // it finds a list, even an empty one (as in Flink).
     if steps.iter().all(Step::definite) {
         match find(&doc, &steps) {
-            None if path_mode(path).0 => {
-                on_error(format!("the path '{path}' finds nothing in strict mode"))
-            }
+            None | Some(Json::Null) if path_mode(path).0 => on_error(format!(
+                "the path '{path}' finds nothing or null, which strict mode refuses"
+            )),
             found => Ok(Value::Bool(!matches!(found, None | Some(Json::Null)))),
         }
     } else {
@@ -990,22 +992,25 @@ mod tests {
         };
         for (json, path, want) in [
             (r#"{"a": 1}"#, "$.a", "1"),
-            (r#"{"a": 1}"#, "$.b", "empty"),
-            (r#"{"a": null}"#, "$.a", "empty"),
+            (r#"{"a": 1}"#, "lax $.b", "empty"),
+            (r#"{"a": null}"#, "lax $.a", "empty"),
             (r#"{"a": [1]}"#, "lax $.a", "empty"),
-            (r#"{"a": [1]}"#, "$.a[*]", "empty"),
-            ("not json", "$.a", "error"),
-            (r#"{"a": 1}"#, "$.a b", "error"),
+            (r#"{"a": [1]}"#, "lax $.a[*]", "empty"),
+            ("not json", "lax $.a", "error"),
+            (r#"{"a": 1}"#, "lax $.a b", "error"),
+            // Without a mode word a path is strict.
+            (r#"{"a": 1}"#, "$.b", "error"),
             (r#"{"a": 1}"#, "strict $.b", "error"),
-            (r#"{"a": null}"#, "strict $.a", "empty"),
+            (r#"{"a": null}"#, "$.a", "error"),
             (r#"{"a": {"b": 1}}"#, "strict $.a", "error"),
+            (r#"{"a": [1]}"#, "$.a[*]", "error"),
         ] {
             assert_eq!(both(json, path), s(want), "{json} {path}");
         }
         // ERROR fails the call, naming why; without clauses (and with NULL) it is NULL.
         let err = eval_json_value(&[
             s("{}"),
-            s("$.b"),
+            s("lax $.b"),
             s("ERROR"),
             Value::Null,
             s("NULL"),
@@ -1013,7 +1018,7 @@ mod tests {
         ])
         .unwrap_err();
         assert!(
-            err.contains("'$.b' finds no scalar value (ERROR ON EMPTY)"),
+            err.contains("'lax $.b' finds no scalar value (ERROR ON EMPTY)"),
             "{err}"
         );
         assert_eq!(value("not json", "$.a"), Value::Null);
@@ -1040,10 +1045,7 @@ mod tests {
         );
         assert_eq!(exists("[", "$.a", "UNKNOWN"), Ok(Value::Null));
         assert!(exists("[", "$.a", "ERROR").is_err());
-        assert_eq!(
-            exists(r#"{"a": null}"#, "strict $.a", "ERROR"),
-            Ok(Value::Bool(false))
-        );
+        assert!(exists(r#"{"a": null}"#, "strict $.a", "ERROR").is_err());
     }
 
     #[test]
