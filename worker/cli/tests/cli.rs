@@ -1836,7 +1836,7 @@ fn a_corrupt_record_fails_a_sql_job_naming_it_or_is_skipped_and_counted_when_con
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains(&format!(
-            "{}:2: table 'people': field 'age' = \"old\" is not a valid BIGINT",
+            "{}:2: table 'people': field 'age' = \"old\" is not a valid INT",
             data.display()
         )),
         "{}",

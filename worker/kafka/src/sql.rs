@@ -111,7 +111,7 @@ enum Slot {
     Meta(Meta),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Meta {
     Topic,
     Partition,
@@ -137,9 +137,17 @@ impl Meta {
     fn ty(self) -> SqlType {
         match self {
             Meta::Topic | Meta::Headers | Meta::Key => SqlType::String,
-            Meta::Partition | Meta::Offset => SqlType::BigInt,
+            // Flink's partition is INT; BIGINT columns, which scripts declared before INT
+            // was a type of its own, read it too (see `fits`).
+            Meta::Partition => SqlType::Int,
+            Meta::Offset => SqlType::BigInt,
             Meta::Timestamp => SqlType::Timestamp,
         }
+    }
+
+    /// Whether a column of type `ty` can hold this metadata.
+    fn fits(self, ty: SqlType) -> bool {
+        ty == self.ty() || (self == Meta::Partition && ty == SqlType::BigInt)
     }
 
     fn value(self, r: &KafkaRecord<'_>) -> Value {
@@ -310,7 +318,7 @@ impl Layout {
             .map_err(|e| opts.err(at, format!("table '{}': {e}", opts.table)))?;
         for p in cols {
             if let Some(m) = &p.metadata
-                && p.col.ty != Meta::named(m).ty()
+                && !Meta::named(m).fits(p.col.ty)
             {
                 return Err(SqlError::at(
                     p.span,

@@ -1257,7 +1257,7 @@ fn metadata_columns_carry_each_records_topic_partition_offset_timestamp_and_key(
         &format!(
             "CREATE TABLE src (v BIGINT, name STRING,
                tp STRING METADATA FROM 'topic' VIRTUAL,
-               part BIGINT METADATA FROM 'partition' VIRTUAL,
+               part INT METADATA FROM 'partition' VIRTUAL,
                off BIGINT METADATA FROM 'offset' VIRTUAL,
                ts TIMESTAMP(3) METADATA FROM 'timestamp',
                k STRING METADATA FROM 'key' VIRTUAL,

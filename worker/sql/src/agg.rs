@@ -74,7 +74,7 @@ impl SqlAggregate {
                     c.kind,
                     if c.distinct { " DISTINCT" } else { "" },
                     if c.filter.is_some() { " FILTER" } else { "" },
-                    c.ty.sql_name()
+                    state_name(c.ty)
                 )
                 .to_uppercase()
             })
@@ -83,11 +83,22 @@ impl SqlAggregate {
     }
 }
 
+/// The name a type has in state schemas. Integers of every width are stored alike (as
+/// `Value::Int`, a SUM's accumulator holding the 64-bit sum), and were all BIGINT before INT,
+/// SMALLINT and TINYINT were types of their own: state written then restores unchanged.
+fn state_name(t: SqlType) -> &'static str {
+    if t.is_integer() {
+        SqlType::BigInt.sql_name()
+    } else {
+        t.sql_name()
+    }
+}
+
 /// `BIGINT, STRING`: the state schema of rows or keys of these types.
 pub(crate) fn types_list(types: &[SqlType]) -> String {
     types
         .iter()
-        .map(|t| t.sql_name())
+        .map(|&t| state_name(t))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -184,11 +195,18 @@ impl AggCall {
         let Some(s) = s else { return Value::Null };
         match self.kind {
             AggKind::Avg => match (s, self.ty) {
-                // Flink's AVG keeps the argument's type: integer averages truncate.
-                (Value::Int(x), SqlType::BigInt) => Value::Int(x / n.max(1)),
+                // Flink's AVG keeps the argument's type: integer averages truncate (of the
+                // 64-bit sum, as Flink's accumulator is a BIGINT for every integer type).
+                (Value::Int(x), t) if t.is_integer() => Value::Int(x / n.max(1)),
                 _ => Value::Double(s.as_f64().unwrap_or(0.0) / n.max(1) as f64),
             },
-            _ => s.clone(),
+            // SUM keeps the argument's type too, wrapping around as Java's `int` does: the
+            // accumulator holds the 64-bit sum (so accumulators stored before INT was a type
+            // read the same), and wrapping it once equals wrapping every addition.
+            _ => match s {
+                Value::Int(x) => Value::Int(self.ty.wrap(*x)),
+                s => s.clone(),
+            },
         }
     }
 
@@ -315,6 +333,57 @@ mod tests {
         assert_eq!(
             agg.get_result(&a),
             vec![Value::Int(13), Value::Int(3), Value::Double(13.0 / 4.0)]
+        );
+    }
+
+    #[test]
+    fn sums_of_narrow_integers_wrap_at_their_width_and_keep_the_state_schema_of_bigint() {
+        let plain = |kind, ty| AggCall {
+            distinct: false,
+            ..call(kind, ty)
+        };
+        let agg = SqlAggregate {
+            calls: vec![
+                plain(AggKind::Sum, SqlType::Int),
+                plain(AggKind::Avg, SqlType::Int),
+                plain(AggKind::Sum, SqlType::TinyInt),
+                plain(AggKind::Max, SqlType::Int),
+            ],
+        };
+        let mut acc = agg.create_accumulator();
+        for v in [2_000_000_000, 2_000_000_000, 100] {
+            agg.add(&Row(vec![Value::Int(v)]), &mut acc);
+        }
+        // 4000000100 wraps to 4000000100 − 2³² as INT and to its low 8 bits (100) as TINYINT;
+        // AVG divides the 64-bit sum.
+        assert_eq!(
+            agg.get_result(&acc),
+            vec![
+                Value::Int(4_000_000_100 - (1 << 32)),
+                Value::Int(4_000_000_100 / 3),
+                Value::Int(100),
+                Value::Int(2_000_000_000),
+            ]
+        );
+        // Accumulators of integers of any width are stored alike, and savepoints taken when
+        // INT was carried as BIGINT declared BIGINT: the schema stays the same.
+        let as_bigint = SqlAggregate {
+            calls: agg
+                .calls
+                .iter()
+                .map(|c| AggCall {
+                    ty: SqlType::BigInt,
+                    ..c.clone()
+                })
+                .collect(),
+        };
+        assert_eq!(
+            agg.state_schema(&[SqlType::SmallInt]),
+            as_bigint.state_schema(&[SqlType::BigInt])
+        );
+        assert_eq!(
+            agg.state_schema(&[SqlType::Int]),
+            "keys(BIGINT) aggs(SUM BIGINT, AVG BIGINT, SUM BIGINT, MAX BIGINT)"
         );
     }
 

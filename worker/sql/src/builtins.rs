@@ -165,7 +165,7 @@ fn count(args: &[Option<SqlType>], min: usize, max: usize) -> Result<(), String>
 }
 
 fn is_numeric(t: Option<SqlType>) -> bool {
-    matches!(t, None | Some(SqlType::BigInt | SqlType::Double))
+    t.is_none_or(SqlType::is_numeric)
 }
 
 /// Numbers keep their type (BIGINT or DOUBLE); the other arguments are BIGINT.
@@ -507,7 +507,9 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
         return Ok(Value::Null);
     };
     Ok(match to {
-        SqlType::BigInt => Value::Int(parse_bigint(s)?),
+        t @ (SqlType::BigInt | SqlType::Int | SqlType::SmallInt | SqlType::TinyInt) => {
+            Value::Int(t.checked_int(parse_bigint(s)?)?)
+        }
         SqlType::Double => Value::Double(parse_double(s)?),
         SqlType::Boolean => Value::Bool(parse_boolean(s)?),
         SqlType::Timestamp => Value::Ts(
@@ -536,78 +538,104 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
             |a| Ok(flink_text(&a[0]).map_or(Value::Null, Value::Str)),
         )
     });
+    // `cast_string_to_<name>` and `try_cast_string_to_<name>` (giving NULL where the text
+    // does not parse), for `safe` (TRY_CAST).
     macro_rules! from_string {
-        ($name:literal, $usage:literal, $ty:ident, $eval:expr) => {{
-            static F: LazyLock<Arc<ScalarUDF>> =
-        LazyLock::new(|| udf($name, $usage, fixed!(String => $ty), $eval));
-            F.clone()
+        ($safe:expr, $name:literal, $sql:literal, $ty:ident) => {{
+            static CAST: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    concat!("cast_string_to_", $name),
+                    concat!("CAST(s AS ", $sql, ")"),
+            fixed!(String => $ty),
+                    |a| cast_from_string(a, SqlType::$ty),
+                )
+            });
+            static TRY_CAST: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    concat!("try_cast_string_to_", $name),
+                    concat!("TRY_CAST(s AS ", $sql, ")"),
+            fixed!(String => $ty),
+                    |a| nullify(cast_from_string(a, SqlType::$ty)),
+                )
+            });
+            Some(if $safe {
+                TRY_CAST.clone()
+            } else {
+                CAST.clone()
+            })
         }};
     }
     let is_str =
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
     let from_str = is_str(from);
+    if let Some(f) = narrowing_cast(from, to) {
+        return Some(f);
+    }
     match (from, to) {
         (
             DataType::Boolean | DataType::Float64 | DataType::Float32 | DataType::Timestamp(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
         _ if !from_str => None,
-        // Narrower integers read as BIGINT, then cast down (by the caller).
-        (_, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64) if safe => {
-            Some(from_string!(
-                "try_cast_string_to_bigint",
-                "TRY_CAST(s AS BIGINT)",
-                BigInt,
-                |a| nullify(cast_from_string(a, SqlType::BigInt))
-            ))
-        }
-        (_, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64) => Some(
-            from_string!("cast_string_to_bigint", "CAST(s AS BIGINT)", BigInt, |a| {
-                cast_from_string(a, SqlType::BigInt)
-            }),
-        ),
-        (_, DataType::Float64) if safe => Some(from_string!(
-            "try_cast_string_to_double",
-            "TRY_CAST(s AS DOUBLE)",
-            Double,
-            |a| nullify(cast_from_string(a, SqlType::Double))
-        )),
-        (_, DataType::Float64) => Some(from_string!(
-            "cast_string_to_double",
-            "CAST(s AS DOUBLE)",
-            Double,
-            |a| cast_from_string(a, SqlType::Double)
-        )),
-        (_, DataType::Boolean) if safe => Some(from_string!(
-            "try_cast_string_to_boolean",
-            "TRY_CAST(s AS BOOLEAN)",
-            Boolean,
-            |a| nullify(cast_from_string(a, SqlType::Boolean))
-        )),
-        (_, DataType::Boolean) => Some(from_string!(
-            "cast_string_to_boolean",
-            "CAST(s AS BOOLEAN)",
-            Boolean,
-            |a| cast_from_string(a, SqlType::Boolean)
-        )),
-        (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) if safe => {
-            Some(from_string!(
-                "try_cast_string_to_timestamp",
-                "TRY_CAST(s AS TIMESTAMP(3))",
-                Timestamp,
-                |a| nullify(cast_from_string(a, SqlType::Timestamp))
-            ))
-        }
+        // Out of an integer type's range is an error (TRY_CAST: NULL), as Java's parseInt.
+        (_, DataType::Int64) => from_string!(safe, "bigint", "BIGINT", BigInt),
+        (_, DataType::Int32) => from_string!(safe, "int", "INT", Int),
+        (_, DataType::Int16) => from_string!(safe, "smallint", "SMALLINT", SmallInt),
+        (_, DataType::Int8) => from_string!(safe, "tinyint", "TINYINT", TinyInt),
+        (_, DataType::Float64) => from_string!(safe, "double", "DOUBLE", Double),
+        (_, DataType::Boolean) => from_string!(safe, "boolean", "BOOLEAN", Boolean),
         (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
-            Some(from_string!(
-                "cast_string_to_timestamp",
-                "CAST(s AS TIMESTAMP(3))",
-                Timestamp,
-                |a| cast_from_string(a, SqlType::Timestamp)
-            ))
+            from_string!(safe, "timestamp", "TIMESTAMP(3)", Timestamp)
         }
         _ => None,
     }
+}
+
+/// A number cast to INT, SMALLINT or TINYINT (`to`), as Java narrows: an integer wraps
+/// around, a DOUBLE is cut to an `int` (saturating; NaN is 0) and then wraps. Arrow's cast
+/// kernel fails (or, for TRY_CAST, gives NULL) where the value does not fit instead.
+fn narrow(a: &[Value], to: SqlType) -> Result<Value, String> {
+    Ok(match &a[0] {
+        Value::Int(i) => Value::Int(to.wrap(*i)),
+        Value::Double(d) => Value::Int(to.wrap(i64::from(*d as i32))),
+        _ => Value::Null,
+    })
+}
+
+/// The function for a CAST from a number to a narrower integer type (widening casts and
+/// casts from other types keep Arrow's kernel).
+fn narrowing_cast(from: &DataType, to: &DataType) -> Option<Arc<ScalarUDF>> {
+    let from = SqlType::from_arrow(from).filter(|t| t.is_numeric())?;
+    let to = SqlType::from_arrow(to).filter(|t| t.int_range().is_some())?;
+    let bits = |t: SqlType| t.int_range().map_or(64, |(_, hi)| 64 - hi.leading_zeros());
+    if from.is_integer() && bits(from) <= bits(to) {
+        return None;
+    }
+    macro_rules! narrowing {
+        ($name:literal, $usage:literal, $ty:ident) => {{
+            static F: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    $name,
+                    $usage,
+                    |a| {
+                        count(a, 1, 1)?;
+                        let arg = match a[0] {
+                            Some(SqlType::Double) => SqlType::Double,
+                            _ => SqlType::BigInt,
+                        };
+                        Ok((vec![arg], SqlType::$ty))
+                    },
+                    |a| narrow(a, SqlType::$ty),
+                )
+            });
+            F.clone()
+        }};
+    }
+    Some(match to {
+        SqlType::Int => narrowing!("cast_to_int", "CAST(x AS INT)", Int),
+        SqlType::SmallInt => narrowing!("cast_to_smallint", "CAST(x AS SMALLINT)", SmallInt),
+        _ => narrowing!("cast_to_tinyint", "CAST(x AS TINYINT)", TinyInt),
+    })
 }
 
 // ---- more strings and numbers --------------------------------------------------------------
@@ -759,7 +787,7 @@ fn more() -> Vec<Arc<ScalarUDF>> {
         udf(
             "locate",
             "LOCATE(needle, s [, from])",
-            |a| optional(a, &[Str, Str, BigInt], 2, BigInt),
+            |a| optional(a, &[Str, Str, BigInt], 2, SqlType::Int),
             eval_locate,
         ),
         udf(
@@ -799,7 +827,7 @@ fn more() -> Vec<Arc<ScalarUDF>> {
             eval_replace,
         ),
         // Flink's ASCII is the first UTF-8 byte as a signed byte.
-        udf("ascii", "ASCII(s)", fixed!(String => BigInt), |a| {
+        udf("ascii", "ASCII(s)", fixed!(String => Int), |a| {
             Ok(str_arg(&a[0]).map_or(Value::Null, |s| {
                 Value::Int(s.bytes().next().map_or(0, |b| i64::from(b as i8)))
             }))
@@ -813,7 +841,8 @@ fn more() -> Vec<Arc<ScalarUDF>> {
             |a| {
                 count(a, 1, 1)?;
                 match a[0] {
-                    None | Some(BigInt) => Ok((vec![BigInt], Str)),
+                    None => Ok((vec![BigInt], Str)),
+                    Some(t) if t.is_integer() => Ok((vec![BigInt], Str)),
                     Some(Str) => Ok((vec![Str], Str)),
                     // Flink refuses DOUBLE, BOOLEAN, …, rather than casting them.
                     Some(_) => Err("takes an integer or a STRING".into()),
@@ -1044,7 +1073,8 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         udf(
             "timestampdiff",
             "TIMESTAMPDIFF(unit, timestamp1, timestamp2)",
-            fixed!(String, Timestamp, Timestamp => BigInt),
+            // INT, as Flink's: a difference beyond its range wraps around.
+            fixed!(String, Timestamp, Timestamp => Int),
             |a| {
                 let (Some(unit), Some(t1), Some(t2)) =
                     (str_arg(&a[0]), ts_arg(&a[1]), ts_arg(&a[2]))

@@ -432,7 +432,9 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         SqlType::String => Value::Str(s.to_string()),
         _ if s.is_empty() => Value::Null,
         SqlType::Boolean => Value::Bool(s.eq_ignore_ascii_case("true")),
-        SqlType::BigInt => Value::Int(s.parse().ok()?),
+        t @ (SqlType::BigInt | SqlType::Int | SqlType::SmallInt | SqlType::TinyInt) => {
+            Value::Int(t.checked_int(s.parse().ok()?).ok()?)
+        }
         SqlType::Double => Value::Double(s.parse().ok()?),
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
@@ -811,7 +813,7 @@ fn datagen(
                     let n = u64::try_from(end - start + 1).unwrap_or(0);
                     rows = Some(rows.map_or(n, |r| r.min(n)));
                 }
-                if !matches!(c.col.ty, SqlType::BigInt | SqlType::String) {
+                if !(c.col.ty.is_integer() || c.col.ty == SqlType::String) {
                     return Err(opts.err(
                         &key("kind"),
                         format!(
@@ -827,10 +829,21 @@ fn datagen(
                 }
             }
             "random" => match c.col.ty {
-                SqlType::BigInt => FieldGen::Int {
-                    min: opts.number(&key("min"))?.unwrap_or(0),
-                    max: opts.number(&key("max"))?.unwrap_or(i32::MAX as i64),
-                },
+                t @ (SqlType::BigInt | SqlType::Int | SqlType::SmallInt | SqlType::TinyInt) => {
+                    // BIGINT and INT default to 0..=INT's maximum; the narrower types to
+                    // their own maximum, and no bound may leave the column's range.
+                    let (lo, hi) = t.int_range().unwrap_or((i64::MIN, i64::MAX));
+                    let bound = |o: &str, default: i64| -> Result<i64> {
+                        let v = opts.number(&key(o))?.unwrap_or(default);
+                        t.checked_int(v).map_err(|why| {
+                            opts.err(&key(o), format!("fields.{}.{o}: {why}", c.field))
+                        })
+                    };
+                    FieldGen::Int {
+                        min: bound("min", 0.max(lo))?,
+                        max: bound("max", hi.min(i32::MAX.into()))?,
+                    }
+                }
                 SqlType::Double => FieldGen::Double {
                     min: opts.number(&key("min"))?.unwrap_or(0.0),
                     max: opts.number(&key("max"))?.unwrap_or(1.0),
@@ -898,7 +911,9 @@ fn datagen(
                         if *ty == SqlType::String {
                             Value::Str(v.to_string())
                         } else {
-                            Value::Int(v)
+                            // A sequence running past a narrow type's range wraps around, as
+                            // the column's arithmetic does.
+                            Value::Int(ty.wrap(v))
                         }
                     }
                     FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),

@@ -340,6 +340,31 @@ fn json_value_returning(f: &mut ast::Function) -> std::result::Result<(), String
     Ok(())
 }
 
+/// Checks that the DEFAULT values of JSON_VALUE's ON EMPTY / ON ERROR clauses (arguments 4
+/// and 6, as [`crate::parse`] writes them) are literals: Flink 2.3's job fails on any other
+/// expression there.
+fn json_value_defaults(f: &ast::Function) -> std::result::Result<(), String> {
+    let args = crate::plan::function_args(f);
+    let literal = |e: &ast::Expr| match e {
+        ast::Expr::Value(_) => true,
+        ast::Expr::UnaryOp { op, expr } => {
+            matches!(op, ast::UnaryOperator::Minus | ast::UnaryOperator::Plus)
+                && matches!(**expr, ast::Expr::Value(_))
+        }
+        _ => false,
+    };
+    match args.as_slice() {
+        [_, _, _, d1, _, d2] => match [d1, d2].into_iter().find(|d| !literal(d)) {
+            Some(d) => Err(format!(
+                "JSON_VALUE's DEFAULT must be a literal, not {d} (Flink 2.3's job fails on \
+                 other expressions)"
+            )),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Rewrites Flink functions DataFusion names differently.
 struct FlinkFunctions;
 
@@ -359,7 +384,7 @@ impl VisitorMut for FlinkFunctions {
             }
             let name = f.name.to_string().to_ascii_lowercase();
             if name == "json_value" {
-                if let Err(err) = json_value_returning(f) {
+                if let Err(err) = json_value_defaults(f).and_then(|()| json_value_returning(f)) {
                     return ControlFlow::Break(SqlError::at(e.span(), err));
                 }
                 return ControlFlow::Continue(());
@@ -546,6 +571,23 @@ fn flink_casts(
     .map(|t| t.data)
 }
 
+/// Types integer literals as Flink does: INT when the value fits 32 bits, else BIGINT
+/// (DataFusion's planner makes every one BIGINT). `100000 * 100000` is then INT arithmetic
+/// and wraps around as in Flink; next to a BIGINT the type coercion widens the literal back,
+/// a cast the row evaluator leaves out.
+fn int_literals(e: datafusion_expr::Expr) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::ScalarValue;
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::Expr;
+    e.transform_up(|e| match e {
+        Expr::Literal(ScalarValue::Int64(Some(i)), meta) if i32::try_from(i).is_ok() => Ok(
+            Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(i as i32)), meta)),
+        ),
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
 /// Compiles `e` over `cols`.
 pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Compiled> {
     let span = e.span();
@@ -564,6 +606,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     let logical = planner
         .sql_to_expr(e, &df, &mut PlannerContext::new())
         .map_err(fail)?;
+    let logical = int_literals(logical).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

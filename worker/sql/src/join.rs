@@ -948,8 +948,7 @@ impl Planner<'_> {
         for (a, b) in &keys {
             let ca = compile(&self.funcs, a, lcols)?;
             let cb = compile(&self.funcs, b, rcols)?;
-            let numeric = |t: SqlType| matches!(t, SqlType::BigInt | SqlType::Double);
-            if ca.ty != cb.ty && !(numeric(ca.ty) && numeric(cb.ty)) {
+            if ca.ty != cb.ty && !(ca.ty.is_numeric() && cb.ty.is_numeric()) {
                 return Err(SqlError::at(
                     a.span(),
                     format!(
@@ -959,7 +958,9 @@ impl Planner<'_> {
                     ),
                 ));
             }
-            to_double.push(ca.ty != cb.ty);
+            // Integers of any width are one representation; only DOUBLE differs.
+            to_double
+                .push(ca.ty != cb.ty && (ca.ty == SqlType::Double || cb.ty == SqlType::Double));
             lkeys.push((ca.expr, ca.ty));
             rkeys.push((cb.expr, cb.ty));
         }

@@ -219,7 +219,7 @@ impl JsonRowDecoder {
             Some(b'-' | b'0'..=b'9') => {
                 let (text, int) = p.number()?;
                 match (int, ty) {
-                    (Some(i), SqlType::BigInt) => Some(Value::Int(i)),
+                    (Some(i), t) if t.is_integer() => t.checked_int(i).ok().map(Value::Int),
                     (Some(i), SqlType::Timestamp) => {
                         crate::value::timestamp_in_range(i).then_some(Value::Ts(i))
                     }
@@ -269,11 +269,11 @@ fn bool_value(b: bool, ty: SqlType) -> Option<Value> {
     }
 }
 
-/// A JSON number as a value of `ty`: integers fit BIGINT, DOUBLE and TIMESTAMP (epoch ms);
+/// A JSON number as a value of `ty`: integers fit the integer types (in their range), DOUBLE and TIMESTAMP (epoch ms);
 /// any number fits DOUBLE and STRING (its text as written in the JSON).
 fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
     Some(match ty {
-        SqlType::BigInt if int => Value::Int(text.parse().ok()?),
+        t if int && t.is_integer() => Value::Int(t.checked_int(text.parse().ok()?).ok()?),
         SqlType::Timestamp if int => Value::Ts(
             text.parse()
                 .ok()

@@ -146,8 +146,9 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| SqlError::from_parser(e.into()))?;
     crate::limits::check_nesting(&tokens)?;
-    let mut p = Parser::new(&dialect)
-        .with_tokens_with_locations(crate::tvf::untable_tvf_args(is_json_tokens(tokens)));
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(crate::tvf::untable_tvf_args(
+        json_clause_tokens(is_json_tokens(tokens)),
+    ));
     let mut out = Vec::new();
     loop {
         while p.consume_token(&Token::SemiColon) {}
@@ -176,7 +177,7 @@ pub fn parse_expression(sql: &str) -> Result<Expr> {
         .map_err(|e| SqlError::from_parser(e.into()))?;
     crate::limits::check_nesting(&tokens)?;
     Parser::new(&dialect)
-        .with_tokens_with_locations(is_json_tokens(tokens))
+        .with_tokens_with_locations(json_clause_tokens(is_json_tokens(tokens)))
         .parse_expr()
         .map_err(SqlError::from_parser)
 }
@@ -243,6 +244,155 @@ fn is_json_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         out.push(tokens[i].clone());
         i += 1;
     }
+    out
+}
+
+/// Flink's `JSON_VALUE(json, path [RETURNING type] [behaviour ON EMPTY] [behaviour ON ERROR])`
+/// (behaviour: `NULL`, `ERROR` or `DEFAULT expr`) and `JSON_EXISTS(json, path [TRUE | FALSE |
+/// UNKNOWN | ERROR ON ERROR])`, which sqlparser does not parse, as calls with the behaviours
+/// as more arguments: `JSON_VALUE(json, path, 'NULL', NULL, 'DEFAULT', expr [RETURNING
+/// type])`, `JSON_EXISTS(json, path, 'TRUE')`; [`crate::builtins`] evaluates them. A call
+/// without such clauses is left as it is.
+fn json_clause_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_ws = |t: &TokenWithSpan| matches!(t.token, Token::Whitespace(_));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let name = match &tokens[i].token {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        };
+        let open = (i + 1..tokens.len()).find(|&j| !is_ws(&tokens[j]));
+        let close = open
+            .filter(|&o| tokens[o].token == Token::LParen)
+            .and_then(|o| matching_paren(&tokens, o));
+        let (Some(open), Some(close), true) =
+            (open, close, name == "JSON_VALUE" || name == "JSON_EXISTS")
+        else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        // Calls inside the arguments (and inside DEFAULT expressions) first.
+        let inner = json_clause_tokens(tokens[open + 1..close].to_vec());
+        out.extend(tokens[i..=open].iter().cloned());
+        out.extend(with_behaviour_args(inner, name == "JSON_VALUE"));
+        out.push(tokens[close].clone());
+        i = close + 1;
+    }
+    out
+}
+
+/// The index of the `)` closing the `(` at `open`.
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The arguments of a JSON_VALUE (`value`) or JSON_EXISTS call with their ON EMPTY / ON ERROR
+/// clauses made arguments (see [`json_clause_tokens`]); unchanged without clauses.
+fn with_behaviour_args(args: Vec<TokenWithSpan>, value: bool) -> Vec<TokenWithSpan> {
+    let word = |t: &TokenWithSpan| match &t.token {
+        Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+        _ => String::new(),
+    };
+    // The non-whitespace tokens at the call's top level, by position.
+    let mut depth = 0usize;
+    let mut top = Vec::new();
+    for (j, t) in args.iter().enumerate() {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Whitespace(_) => continue,
+            _ if depth == 0 => top.push(j),
+            _ => {}
+        }
+    }
+    // `… ON EMPTY|ERROR` at the top level, each with the top-level position its behaviour
+    // starts at (a DEFAULT's expression runs from after DEFAULT to ON).
+    let mut clauses: Vec<(usize, usize, String, String)> = Vec::new(); // (from, to, target, behaviour)
+    let mut k = 0;
+    while k + 1 < top.len() {
+        let target = word(&args[top[k + 1]]);
+        if word(&args[top[k]]) != "ON" || (target != "EMPTY" && target != "ERROR") {
+            k += 1;
+            continue;
+        }
+        let from_k = match clauses.last() {
+            Some(&(_, to, ..)) => top.iter().position(|&t| t > to).unwrap_or(k),
+            None => 0,
+        };
+        // The behaviour: the word before ON, or DEFAULT and everything after it.
+        let default_at = (from_k..k)
+            .rev()
+            .find(|&d| word(&args[top[d]]) == "DEFAULT");
+        let start = match default_at {
+            Some(d) if value => d,
+            _ if k > 0 => k - 1,
+            _ => {
+                k += 1;
+                continue;
+            }
+        };
+        let behaviour = word(&args[top[start]]);
+        clauses.push((top[start], top[k + 1], target, behaviour));
+        k += 2;
+    }
+    if clauses.is_empty() {
+        return args;
+    }
+    let span = args[clauses[0].0].span;
+    let t = |token: Token| TokenWithSpan { token, span };
+    let lit = |s: &str| t(Token::SingleQuotedString(s.to_string()));
+    let comma = || t(Token::Comma);
+    let null = || t(Token::make_keyword("NULL"));
+    // What the call's arguments end at: RETURNING, or the first clause.
+    let returning = top
+        .iter()
+        .copied()
+        .find(|&j| word(&args[j]) == "RETURNING" && j < clauses[0].0);
+    let end = returning.unwrap_or(clauses[0].0);
+    let mut out: Vec<TokenWithSpan> = args[..end].to_vec();
+    let behaviour = |target: &str| clauses.iter().find(|c| c.2 == target);
+    if value {
+        for target in ["EMPTY", "ERROR"] {
+            match behaviour(target) {
+                Some((from, _, _, b)) if b == "DEFAULT" => {
+                    // The expression: from after DEFAULT to before ON.
+                    let on = top
+                        .iter()
+                        .copied()
+                        .find(|&j| j > *from && word(&args[j]) == "ON")
+                        .unwrap_or(*from + 1);
+                    out.extend([comma(), lit("DEFAULT"), comma()]);
+                    out.extend(args[from + 1..on].iter().cloned());
+                }
+                Some((_, _, _, b)) => out.extend([comma(), lit(b), comma(), null()]),
+                None => out.extend([comma(), lit("NULL"), comma(), null()]),
+            }
+        }
+    } else if let Some((_, _, _, b)) = behaviour("ERROR") {
+        out.extend([comma(), lit(b)]);
+    }
+    if let Some(r) = returning {
+        out.push(t(Token::Whitespace(Whitespace::Space)));
+        out.extend(args[r..clauses[0].0].iter().cloned());
+    }
+    // Anything after the last clause stays (sqlparser reports it where it stands).
+    let last = clauses.last().map_or(args.len(), |c| c.1 + 1);
+    out.extend(args[last..].iter().cloned());
     out
 }
 
@@ -506,4 +656,46 @@ fn parse_create_table(p: &mut Parser<'_>, span: Span) -> Result<Statement> {
         ));
     }
     Ok(Statement::CreateTable(def))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(sql: &str) -> String {
+        parse_expression(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .to_string()
+    }
+
+    #[test]
+    fn json_on_empty_and_on_error_clauses_become_arguments_of_the_call() {
+        for (flink, call) in [
+            (
+                "JSON_VALUE(s, '$.a' RETURNING INT DEFAULT -1 ON EMPTY ERROR ON ERROR)",
+                "JSON_VALUE(s, '$.a', 'DEFAULT', -1, 'ERROR', NULL RETURNING INT)",
+            ),
+            (
+                "json_value(s, '$.a' null on empty default 'x' on error)",
+                "json_value(s, '$.a', 'NULL', NULL, 'DEFAULT', 'x')",
+            ),
+            // Only ON ERROR; an argument that is itself a call with clauses.
+            (
+                "JSON_VALUE(JSON_VALUE(t, '$.b' ERROR ON EMPTY), p DEFAULT 'x' ON ERROR)",
+                "JSON_VALUE(JSON_VALUE(t, '$.b', 'ERROR', NULL, 'NULL', NULL), p, 'NULL', NULL, 'DEFAULT', 'x')",
+            ),
+            (
+                "JSON_EXISTS(s, 'strict $.a' UNKNOWN ON ERROR)",
+                "JSON_EXISTS(s, 'strict $.a', 'UNKNOWN')",
+            ),
+            // Without clauses (and a NULL that is an argument) nothing changes.
+            (
+                "JSON_VALUE(NULL, '$.a' RETURNING DOUBLE)",
+                "JSON_VALUE(NULL, '$.a' RETURNING DOUBLE)",
+            ),
+            ("JSON_EXISTS(s, '$.a')", "JSON_EXISTS(s, '$.a')"),
+        ] {
+            assert_eq!(parsed(flink), call, "{flink}");
+        }
+    }
 }

@@ -258,13 +258,28 @@ pub struct Planner<'e> {
     pub(crate) connectors: Arc<Connectors>,
 }
 
+/// Whether a query's column of type `from` may be written to a column of type `to` (an
+/// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT).
+pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
+    let rank = |t: SqlType| match t {
+        SqlType::TinyInt => Some(1),
+        SqlType::SmallInt => Some(2),
+        SqlType::Int => Some(3),
+        SqlType::BigInt => Some(4),
+        SqlType::Double => Some(5),
+        _ => None,
+    };
+    from.is_integer() && matches!((rank(from), rank(to)), (Some(f), Some(t)) if f < t)
+}
+
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
     use ast::DataType as D;
     Ok(match t {
         D::Boolean | D::Bool => SqlType::Boolean,
-        D::TinyInt(_) | D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) => {
-            SqlType::BigInt
-        }
+        D::TinyInt(_) => SqlType::TinyInt,
+        D::SmallInt(_) => SqlType::SmallInt,
+        D::Int(_) | D::Integer(_) => SqlType::Int,
+        D::BigInt(_) => SqlType::BigInt,
         D::Float(_)
         | D::Double(..)
         | D::DoublePrecision
@@ -1484,9 +1499,7 @@ impl<'e> Planner<'e> {
             let arg_idx = match arg {
                 Some(a) => {
                     let c = compile(&self.funcs, a, cols)?;
-                    if matches!(kind, AggKind::Sum | AggKind::Avg)
-                        && !matches!(c.ty, SqlType::BigInt | SqlType::Double)
-                    {
+                    if matches!(kind, AggKind::Sum | AggKind::Avg) && !c.ty.is_numeric() {
                         return Err(SqlError::at(
                             a.span(),
                             format!("{kind:?} needs a numeric argument, not {}", c.ty.sql_name())
@@ -1921,7 +1934,7 @@ impl<'e> Planner<'e> {
         let mut needs_cast = false;
         for (q_col, s_col) in q_cols.iter().zip(&physical) {
             if q_col.ty != s_col.col.ty {
-                if q_col.ty == SqlType::BigInt && s_col.col.ty == SqlType::Double {
+                if widens(q_col.ty, s_col.col.ty) {
                     needs_cast = true;
                     continue;
                 }
@@ -1942,6 +1955,8 @@ impl<'e> Planner<'e> {
             let targets: Arc<Vec<SqlType>> = Arc::new(physical.iter().map(|c| c.col.ty).collect());
             ds = ds.map(move |mut r: Row| {
                 for (v, t) in r.0.iter_mut().zip(targets.iter()) {
+                    // Integers of any width are carried as `Value::Int`: only a DOUBLE
+                    // column changes their representation.
                     if let (Value::Int(i), SqlType::Double) = (&*v, t) {
                         *v = Value::Double(*i as f64);
                     }

@@ -303,6 +303,8 @@ impl ScalarUDFImpl for RowUdf {
             let v = (self.f)(&r.0);
             let v = match (v, self.ret) {
                 (Value::Int(i), SqlType::Double) => Value::Double(i as f64),
+                // As Java narrows a `long` returned for an `int`.
+                (Value::Int(i), t) if t.is_integer() => Value::Int(t.wrap(i)),
                 (v @ Value::Null, _)
                 | (v @ Value::Bool(_), SqlType::Boolean)
                 | (v @ Value::Int(_), SqlType::BigInt)
@@ -416,7 +418,7 @@ pub(crate) fn check_calls(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> 
             }
             let fits = types.len() == row.args.len()
                 && types.iter().zip(&row.args).all(|((got, null), want)| {
-                    *null || got == want || (*got == SqlType::BigInt && *want == SqlType::Double)
+                    *null || got == want || crate::plan::widens(*got, *want)
                 });
             if !fits {
                 return ControlFlow::Break(SqlError::at(

@@ -5,11 +5,14 @@
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array,
-    Int64Builder, StringArray, StringBuilder, TimestampMillisecondArray,
-    TimestampMillisecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int8Array,
+    Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray, StringBuilder,
+    TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
+    SchemaRef, TimeUnit,
+};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -22,8 +25,15 @@ use std::sync::Arc;
 pub enum SqlType {
     /// BOOLEAN
     Boolean,
-    /// TINYINT, SMALLINT, INT, BIGINT (all carried as 64-bit)
+    /// BIGINT
     BigInt,
+    /// INT (32-bit; values are carried as `Value::Int` and wrap around at 32 bits in
+    /// arithmetic, as Java's `int`)
+    Int,
+    /// SMALLINT (16-bit)
+    SmallInt,
+    /// TINYINT (8-bit)
+    TinyInt,
     /// FLOAT, DOUBLE, DECIMAL (carried as 64-bit floating point)
     Double,
     /// STRING, VARCHAR, CHAR
@@ -38,6 +48,9 @@ impl SqlType {
         match self {
             SqlType::Boolean => DataType::Boolean,
             SqlType::BigInt => DataType::Int64,
+            SqlType::Int => DataType::Int32,
+            SqlType::SmallInt => DataType::Int16,
+            SqlType::TinyInt => DataType::Int8,
             SqlType::Double => DataType::Float64,
             SqlType::String => DataType::Utf8,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
@@ -48,14 +61,10 @@ impl SqlType {
     pub fn from_arrow(t: &DataType) -> Option<SqlType> {
         Some(match t {
             DataType::Boolean => SqlType::Boolean,
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => SqlType::BigInt,
+            DataType::Int8 => SqlType::TinyInt,
+            DataType::Int16 | DataType::UInt8 => SqlType::SmallInt,
+            DataType::Int32 | DataType::UInt16 => SqlType::Int,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::BigInt,
             DataType::Float16
             | DataType::Float32
             | DataType::Float64
@@ -76,9 +85,59 @@ impl SqlType {
         match self {
             SqlType::Boolean => "BOOLEAN",
             SqlType::BigInt => "BIGINT",
+            SqlType::Int => "INT",
+            SqlType::SmallInt => "SMALLINT",
+            SqlType::TinyInt => "TINYINT",
             SqlType::Double => "DOUBLE",
             SqlType::String => "STRING",
             SqlType::Timestamp => "TIMESTAMP(3)",
+        }
+    }
+
+    /// Whether the type is TINYINT, SMALLINT, INT or BIGINT.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            SqlType::BigInt | SqlType::Int | SqlType::SmallInt | SqlType::TinyInt
+        )
+    }
+
+    /// Whether the type is an integer type or DOUBLE.
+    pub fn is_numeric(self) -> bool {
+        self.is_integer() || self == SqlType::Double
+    }
+
+    /// For TINYINT, SMALLINT and INT, the value range (BIGINT: None): a value outside it
+    /// read from text is an error, and arithmetic wraps around into it.
+    pub fn int_range(self) -> Option<(i64, i64)> {
+        match self {
+            SqlType::Int => Some((i32::MIN.into(), i32::MAX.into())),
+            SqlType::SmallInt => Some((i16::MIN.into(), i16::MAX.into())),
+            SqlType::TinyInt => Some((i8::MIN.into(), i8::MAX.into())),
+            _ => None,
+        }
+    }
+
+    /// `i` wrapped around into this integer type's range, as Java's narrowing conversion
+    /// (`(int) l`) does; BIGINT and other types keep it.
+    pub fn wrap(self, i: i64) -> i64 {
+        match self {
+            SqlType::Int => i64::from(i as i32),
+            SqlType::SmallInt => i64::from(i as i16),
+            SqlType::TinyInt => i64::from(i as i8),
+            _ => i,
+        }
+    }
+
+    /// `i` as a value of this integer type, or why it does not fit (for text read into a
+    /// column: Flink's decoders refuse such values rather than wrap them).
+    pub fn checked_int(self, i: i64) -> Result<i64, String> {
+        match self.int_range() {
+            Some((lo, hi)) if !(lo..=hi).contains(&i) => Err(format!(
+                "{i} is out of range for {} ({lo} to {hi})",
+                self.sql_name()
+            )),
+            _ => Ok(i),
         }
     }
 }
@@ -323,16 +382,12 @@ pub fn rows_to_batch_columns<'a>(
                 }
                 Arc::new(b.finish())
             }
-            SqlType::BigInt => {
-                let mut b = Int64Builder::with_capacity(n);
-                for v in vals {
-                    b.append_option(match v {
-                        Value::Int(x) => Some(*x),
-                        _ => None,
-                    });
-                }
-                Arc::new(b.finish())
-            }
+            SqlType::BigInt => int_array::<Int64Type>(vals, n, |x| x),
+            // Narrower integers wrap around (a function's INT result computed as 64 bits,
+            // such as ABS of INT's minimum, is what Java's `int` holds).
+            SqlType::Int => int_array::<Int32Type>(vals, n, |x| x as i32),
+            SqlType::SmallInt => int_array::<Int16Type>(vals, n, |x| x as i16),
+            SqlType::TinyInt => int_array::<Int8Type>(vals, n, |x| x as i8),
             SqlType::Double => {
                 let mut b = Float64Builder::with_capacity(n);
                 for v in vals {
@@ -377,6 +432,23 @@ pub fn rows_to_batch_columns<'a>(
     )
 }
 
+/// An Arrow array of the integers among `vals` (anything else is NULL), each converted by
+/// `narrow`.
+fn int_array<'a, T: ArrowPrimitiveType>(
+    vals: impl Iterator<Item = &'a Value>,
+    n: usize,
+    narrow: fn(i64) -> T::Native,
+) -> ArrayRef {
+    let mut b = PrimitiveBuilder::<T>::with_capacity(n);
+    for v in vals {
+        b.append_option(match v {
+            Value::Int(x) => Some(narrow(*x)),
+            _ => None,
+        });
+    }
+    Arc::new(b.finish())
+}
+
 /// Reads the values of one evaluated column, cast once to the column's SQL type.
 pub struct ValueReader {
     array: ArrayRef,
@@ -403,6 +475,9 @@ impl ValueReader {
         match self.ty {
             SqlType::Boolean => Value::Bool(as_arr::<BooleanArray>(array).value(i)),
             SqlType::BigInt => Value::Int(as_arr::<Int64Array>(array).value(i)),
+            SqlType::Int => Value::Int(as_arr::<Int32Array>(array).value(i).into()),
+            SqlType::SmallInt => Value::Int(as_arr::<Int16Array>(array).value(i).into()),
+            SqlType::TinyInt => Value::Int(as_arr::<Int8Array>(array).value(i).into()),
             SqlType::Double => Value::Double(as_arr::<Float64Array>(array).value(i)),
             SqlType::String => Value::Str(as_arr::<StringArray>(array).value(i).to_string()),
             SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
@@ -416,25 +491,9 @@ pub fn append_column(
     ty: SqlType,
     rows: &mut [Row],
 ) -> Result<(), arrow::error::ArrowError> {
-    let array = if array.data_type() == &ty.arrow() {
-        array.clone()
-    } else {
-        arrow::compute::cast(array, &ty.arrow())?
-    };
-    let get = |i: usize| -> Value {
-        if array.is_null(i) {
-            return Value::Null;
-        }
-        match ty {
-            SqlType::Boolean => Value::Bool(as_arr::<BooleanArray>(&array).value(i)),
-            SqlType::BigInt => Value::Int(as_arr::<Int64Array>(&array).value(i)),
-            SqlType::Double => Value::Double(as_arr::<Float64Array>(&array).value(i)),
-            SqlType::String => Value::Str(as_arr::<StringArray>(&array).value(i).to_string()),
-            SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(&array).value(i)),
-        }
-    };
+    let reader = ValueReader::new(array, ty)?;
     for (i, r) in rows.iter_mut().enumerate() {
-        r.0.push(get(i));
+        r.0.push(reader.get(i));
     }
     Ok(())
 }

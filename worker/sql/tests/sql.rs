@@ -532,7 +532,7 @@ fn explain_shows_the_streaming_plan_from_sink_to_source() {
         "GroupWindowAggregate: window=TUMBLE(size=60000 ms) keys=[user_no] aggregates=[COUNT(*)]",
         "WatermarkAssigner: rowtime=ts delay=5000 ms",
         "ComputedColumns: ts := TO_TIMESTAMP_LTZ(seq * 1000, 3)",
-        "Source: gen connector=datagen columns=[user_no BIGINT, seq BIGINT]",
+        "Source: gen connector=datagen columns=[user_no INT, seq BIGINT]",
     ]
     .iter()
     .map(|s| {
@@ -2446,6 +2446,8 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
         col("e", SqlType::Double),
         col("s", SqlType::String),
         col("t", SqlType::Timestamp),
+        col("n", SqlType::Int),
+        col("m", SqlType::SmallInt),
     ];
     let bools = [V::Bool(true), V::Bool(false), V::Null];
     let ints = [
@@ -2483,6 +2485,8 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
         V::Null,
     ];
     let stamps = [V::Ts(0), V::Ts(1_767_225_660_500), V::Ts(-1), V::Null];
+    let int32s = [0, 1, -1, 7, -3, 65_536, i32::MAX.into(), i32::MIN.into()].map(V::Int);
+    let int16s = [0, 1, -1, 300, -300, i16::MAX.into(), i16::MIN.into()].map(V::Int);
     let rows = (0..240)
         .map(|k: usize| {
             Row(vec![
@@ -2493,6 +2497,14 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
                 doubles[(k / doubles.len() + 5 * k) % doubles.len()].clone(),
                 strings[(k / 2) % strings.len()].clone(),
                 stamps[(k / 3) % stamps.len()].clone(),
+                match k % 9 {
+                    8 => V::Null,
+                    r => int32s[(r + k / 9) % int32s.len()].clone(),
+                },
+                match k % 11 {
+                    10 => V::Null,
+                    r => int16s[(r + 2 * (k / 11)) % int16s.len()].clone(),
+                },
             ])
         })
         .collect();
@@ -2631,6 +2643,35 @@ fn the_row_evaluator_gives_exactly_what_datafusion_gives_over_arrow() {
         "TO_TIMESTAMP_LTZ(i, 0)",
         "TO_TIMESTAMP_LTZ(d, 3)",
         "TO_TIMESTAMP_LTZ(j + 1000, 0)",
+        // INT and SMALLINT: wrapping at their width, MIN / -1 failing as Arrow's kernel,
+        // mixed with wider types, widening casts
+        "n + n",
+        "n - n",
+        "n * n",
+        "n / n",
+        "n % n",
+        "n / m",
+        "n % m",
+        "n * 100000",
+        "-n",
+        "m * m",
+        "m + n",
+        "m / m",
+        "-m",
+        "n + i",
+        "n * d",
+        "n = i",
+        "n < d",
+        "m >= n",
+        "n IS NULL",
+        "CAST(n AS BIGINT)",
+        "CAST(m AS INT)",
+        "CAST(n AS DOUBLE)",
+        "CAST(m AS STRING)",
+        "CAST(b AS INT)",
+        "CAST(n AS BOOLEAN)",
+        "100000 * 100000",
+        "MOD(n, 123) = 0",
         // constants
         "1",
         "'x'",
@@ -3177,4 +3218,140 @@ fn lpad_rpad_and_repeat_beyond_a_mebibyte_fail_the_task_naming_function_and_leng
         Config::default(),
     );
     assert_eq!(output(&out)[0], json!({"v": 1_048_576}));
+}
+
+/// A table of orders with INT, SMALLINT and TINYINT columns read from JSON at `{in}`.
+fn typed_orders(input: &str) -> String {
+    format!(
+        "CREATE TABLE orders (`user` STRING, qty INT, cents INT, small SMALLINT, tiny TINYINT,
+           ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt)
+           WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');"
+    )
+}
+
+#[test]
+fn int_smallint_and_tinyint_wrap_around_as_java_through_a_window_aggregate_into_a_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = input(
+        dir.path(),
+        "orders.jsonl",
+        &[
+            json!({"user": "a", "qty": 2_000_000_000, "cents": 100_000, "small": 300, "tiny": 100, "ts": 1000}),
+            json!({"user": "a", "qty": 2_000_000_000, "cents": 3, "small": -5, "tiny": 100, "ts": 2000}),
+            json!({"user": "b", "qty": 7, "cents": 1, "small": 1, "tiny": -128, "ts": 3000}),
+            json!({"user": "b", "qty": 8, "cents": 2, "small": 2, "tiny": 1, "ts": 60_000}),
+        ],
+    );
+    let sql = format!(
+        "{}
+         CREATE TABLE stats (`user` STRING, total INT, mean INT, big_cents INT, least_sq SMALLINT,
+            tinies TINYINT, widened BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO stats
+         SELECT `user`, SUM(qty), AVG(qty), MAX(cents * 100000), MIN(small * small), SUM(tiny),
+                SUM(CAST(qty AS BIGINT))
+         FROM orders
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), `user`;",
+        typed_orders(&data),
+        out.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            // 2 × 2e9 = 4e9 wraps to 4e9 − 2³²; AVG divides the 64-bit sum, as Flink's;
+            // 100000 × 100000 = 1e10 wraps to 1e10 − 2·2³²; 300 × 300 = 90000 wraps to
+            // 90000 − 2¹⁶ = 24464 (above 25); 100 + 100 wraps to 200 − 2⁸.
+            json!({"user": "a", "total": -294_967_296, "mean": 2_000_000_000,
+                   "big_cents": 1_410_065_408, "least_sq": 25, "tinies": -56,
+                   "widened": 4_000_000_000i64}),
+            json!({"user": "b", "total": 7, "mean": 7, "big_cents": 100_000, "least_sq": 1,
+                   "tinies": -128, "widened": 7}),
+            json!({"user": "b", "total": 8, "mean": 8, "big_cents": 200_000, "least_sq": 4,
+                   "tinies": 1, "widened": 8}),
+        ])
+    );
+}
+
+#[test]
+fn an_integer_beyond_its_columns_type_fails_naming_the_value_or_is_skipped_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |qty: i64, tiny: i64| json!({"user": "a", "qty": qty, "cents": 1, "small": 1, "tiny": tiny, "ts": 1000});
+    for (bad, why) in [
+        (
+            row(3_000_000_000, 1),
+            "field 'qty' = 3000000000 is not a valid INT",
+        ),
+        (row(1, 128), "field 'tiny' = 128 is not a valid TINYINT"),
+    ] {
+        let path = input(
+            dir.path(),
+            "orders.json",
+            &[row(5, 1), bad.clone(), row(6, -1)],
+        );
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let sql = format!(
+            "{}
+             CREATE TABLE out (qty INT, tiny TINYINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT qty, tiny FROM orders;",
+            typed_orders(&path),
+            out.display()
+        );
+        let err = run_error(&sql, Config::default());
+        assert!(err.contains(why), "{bad}: {err}");
+        assert_eq!(skipped_running(&sql), 1, "{bad}");
+        assert_eq!(
+            output(&out),
+            vec![json!({"qty": 5, "tiny": 1}), json!({"qty": 6, "tiny": -1})],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn json_value_defaults_on_empty_and_on_error_feed_a_window_aggregate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = input(
+        dir.path(),
+        "events.jsonl",
+        &[
+            json!({"user": "a", "payload": "{\"qty\": 5}", "ts": 1000}),
+            // No qty: ON EMPTY's default 1.
+            json!({"user": "a", "payload": "{\"other\": 9}", "ts": 2000}),
+            // Not JSON: ON ERROR's default 100.
+            json!({"user": "a", "payload": "oops", "ts": 3000}),
+            json!({"user": "b", "payload": "{\"qty\": null}", "ts": 4000}),
+        ],
+    );
+    let sql = format!(
+        "CREATE TABLE events (`user` STRING, payload STRING, ts BIGINT,
+           rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt)
+           WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'json');
+         CREATE TABLE totals (`user` STRING, qty INT, strict_misses BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO totals
+         SELECT `user`,
+                SUM(JSON_VALUE(payload, 'lax $.qty' RETURNING INT DEFAULT 1 ON EMPTY
+                               DEFAULT 100 ON ERROR)),
+                COUNT(*) FILTER (WHERE JSON_EXISTS(payload, 'strict $.qty' TRUE ON ERROR)
+                                   AND NOT JSON_EXISTS(payload, 'lax $.qty'))
+         FROM events
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), `user`;",
+        out.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            // 5 + 1 + 100; the second and third rows miss qty in strict mode (an error,
+            // TRUE ON ERROR) and in lax mode.
+            json!({"user": "a", "qty": 106, "strict_misses": 2}),
+            // JSON null is empty in lax mode, and an error in strict mode.
+            json!({"user": "b", "qty": 1, "strict_misses": 1}),
+        ])
+    );
 }

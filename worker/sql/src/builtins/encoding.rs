@@ -39,7 +39,7 @@ fn strings(
     }
     let mut tys = vec![SqlType::String];
     if bits {
-        if !matches!(args[1], None | Some(SqlType::BigInt)) {
+        if !args[1].is_none_or(SqlType::is_integer) {
             return Err("takes a STRING and a bit length (224, 256, 384 or 512)".into());
         }
         tys.push(SqlType::BigInt);

@@ -317,9 +317,10 @@ enum Path {
     Unsupported,
 }
 
-/// `path` parsed (None: not a valid path).
-fn parse_path(path: &str) -> Option<Path> {
-    let mut p = path.trim_start();
+/// Whether `path` is in strict mode, and the rest of it: `lax` and `strict` say, and a path
+/// without either is strict (as in Flink and Calcite).
+fn path_mode(path: &str) -> (bool, &str) {
+    let p = path.trim_start();
     for mode in ["lax", "strict"] {
         // Compared as bytes: the path's text may have a multi-byte character there.
         let b = p.as_bytes();
@@ -327,11 +328,15 @@ fn parse_path(path: &str) -> Option<Path> {
             .is_some_and(|head| head.eq_ignore_ascii_case(mode.as_bytes()))
             && b.get(mode.len()).is_some_and(u8::is_ascii_whitespace)
         {
-            p = p[mode.len()..].trim_start();
-            break;
+            return (mode == "strict", p[mode.len()..].trim_start());
         }
     }
-    let p = p.trim_end();
+    (true, p)
+}
+
+/// `path` parsed (None: not a valid path).
+fn parse_path(path: &str) -> Option<Path> {
+    let p = path_mode(path).1.trim_end();
     let owned;
     let mut rest = match p.strip_prefix('$') {
         Some(r) => r,
@@ -500,20 +505,75 @@ fn scan<'a>(v: &'a Json, k: &str, out: &mut Vec<&'a Json>) {
     }
 }
 
-/// The scalar `path` finds in `json` (None: NULL — an argument is NULL, the text is not
-/// JSON, the path is not valid or finds nothing, JSON null, an object or an array).
-fn json_scalar<T>(a: &[Value], f: impl FnOnce(&Json) -> T) -> Option<T> {
-    let (json, path) = (str_arg(&a[0])?, str_arg(&a[1])?);
-    // An indefinite path finds a list, which is never the scalar JSON_VALUE needs: NULL, as
-    // in Flink.
-    let steps = match parse_path(path) {
-        Some(Path::Steps(steps)) if steps.iter().all(Step::definite) => steps,
-        _ => return None,
+/// What JSON_VALUE's path finds, as Flink 2.3 tells them apart.
+enum Found<T> {
+    /// In lax mode: nothing, JSON null, an object, an array or a list of values (a
+    /// wildcard, a scan): the ON EMPTY behaviour applies.
+    Empty,
+    /// A scalar (converted).
+    Scalar(T),
+    /// The text is not JSON or the path is not valid, or in strict mode (a path's default)
+    /// it finds nothing, null or no scalar: the ON ERROR behaviour applies.
+    Error(String),
+}
+
+/// What `path` finds in `json`, the scalar converted by `f`.
+fn json_scalar<T>(json: &str, path: &str, f: impl FnOnce(&Json) -> T) -> Found<T> {
+    let strict = path_mode(path).0;
+    let no_scalar = |what: &str| {
+        if strict {
+            Found::Error(format!(
+                "the path '{path}' finds {what}, and strict mode requires a scalar"
+            ))
+        } else {
+            Found::Empty
+        }
     };
-    let doc = parse(json)?;
-    match find(&doc, &steps)? {
-        Json::Null | Json::Array(_) | Json::Object(_) => None,
-        v => Some(f(v)),
+    // An indefinite path finds a list, which is never the scalar JSON_VALUE needs.
+    let steps = match parse_path(path) {
+        None => return Found::Error(format!("'{path}' is not a valid JSON path")),
+        Some(Path::Steps(steps)) if steps.iter().all(Step::definite) => steps,
+        Some(_) => return no_scalar("a list of values"),
+    };
+    let Some(doc) = parse(json) else {
+        return Found::Error("the text is not JSON".into());
+    };
+    match find(&doc, &steps) {
+        None if strict => Found::Error(format!("the path '{path}' finds nothing")),
+        Some(Json::Null) if strict => Found::Error(format!("the path '{path}' finds null")),
+        None | Some(Json::Null) => Found::Empty,
+        Some(Json::Array(_)) => no_scalar("an array"),
+        Some(Json::Object(_)) => no_scalar("an object"),
+        Some(v) => Found::Scalar(f(v)),
+    }
+}
+
+/// JSON_VALUE's `behaviour ON EMPTY` or `ON ERROR`: its kind and DEFAULT value (arguments
+/// `k` and `k + 1`, as [`crate::parse`] writes the clauses; `NULL` without them).
+fn on(a: &[Value], k: usize, case: &str, why: impl FnOnce() -> String) -> Result<Value, String> {
+    match a.get(k).and_then(str_arg) {
+        None | Some("NULL") => Ok(Value::Null),
+        Some("DEFAULT") => Ok(a.get(k + 1).cloned().unwrap_or_default()),
+        Some(_) => Err(format!("{} (ERROR ON {case})", why())),
+    }
+}
+
+/// JSON_VALUE with `convert` reading the scalar found (a scalar it does not take fails the
+/// job, whatever the ON ERROR clause says, as Flink 2.3's does), NULL, ERROR or DEFAULT as
+/// the ON EMPTY and ON ERROR clauses say otherwise.
+fn json_value_with(
+    a: &[Value],
+    convert: impl FnOnce(&Json) -> Result<Value, String>,
+) -> Result<Value, String> {
+    let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    match json_scalar(json, path, convert) {
+        Found::Scalar(v) => v,
+        Found::Empty => on(a, 2, "EMPTY", || {
+            format!("the path '{path}' finds no scalar value")
+        }),
+        Found::Error(why) => on(a, 4, "ERROR", || why),
     }
 }
 
@@ -527,7 +587,7 @@ fn scalar_text(v: &Json) -> String {
 }
 
 fn eval_json_value(a: &[Value]) -> Result<Value, String> {
-    Ok(json_scalar(a, |v| Value::Str(scalar_text(v))).unwrap_or(Value::Null))
+    json_value_with(a, |v| Ok(Value::Str(scalar_text(v))))
 }
 
 /// The scalar `path` finds converted by `convert`; a scalar it does not take fails the job,
@@ -541,11 +601,9 @@ fn typed_scalar(
         Json::Str(s) => format!("'{s}'"),
         v => scalar_text(v),
     };
-    match json_scalar(a, |v| convert(v).ok_or_else(|| quoted(v))) {
-        None => Ok(Value::Null),
-        Some(Ok(v)) => Ok(v),
-        Some(Err(text)) => Err(format!("the JSON value {text} is not {what}")),
-    }
+    json_value_with(a, |v| {
+        convert(v).ok_or_else(|| format!("the JSON value {} is not {what}", quoted(v)))
+    })
 }
 
 /// `JSON_VALUE(json, path RETURNING INT)`: Flink takes only a JSON integer of INT's range
@@ -594,19 +652,32 @@ fn eval_json_exists(a: &[Value]) -> Result<Value, String> {
     let (Some(json), Some(path)) = (str_arg(&a[0]), str_arg(&a[1])) else {
         return Ok(Value::Null);
     };
+    // Text that is not JSON, a path that is not valid, and (in strict mode) a path that
+    // finds nothing are errors: `FALSE ON ERROR` unless the call says otherwise.
+    let on_error = |why: String| match a.get(2).and_then(str_arg) {
+        None | Some("FALSE") => Ok(Value::Bool(false)),
+        Some("TRUE") => Ok(Value::Bool(true)),
+        Some("UNKNOWN") => Ok(Value::Null),
+        Some(_) => Err(format!("{why} (ERROR ON ERROR)")),
+    };
     let Some(steps) = path_steps(path)? else {
-        return Ok(Value::Bool(false));
+        return on_error(format!("'{path}' is not a valid JSON path"));
     };
     let Some(doc) = parse(json) else {
-        return Ok(Value::Bool(false));
+        return on_error("the text is not JSON".into());
     };
     // A definite path exists when it finds a value other than null; an indefinite one when
     // it finds a list, even an empty one (as in Flink).
-    Ok(Value::Bool(if steps.iter().all(Step::definite) {
-        !matches!(find(&doc, &steps), None | Some(Json::Null))
+    if steps.iter().all(Step::definite) {
+        match find(&doc, &steps) {
+            None | Some(Json::Null) if path_mode(path).0 => on_error(format!(
+                "the path '{path}' finds nothing or null, which strict mode refuses"
+            )),
+            found => Ok(Value::Bool(!matches!(found, None | Some(Json::Null)))),
+        }
     } else {
-        find_all(&doc, &steps).is_some()
-    }))
+        Ok(Value::Bool(find_all(&doc, &steps).is_some()))
+    }
 }
 
 /// `JSON_QUERY(json, path)`: the object or array `path` finds, as compact JSON text (Flink's
@@ -761,18 +832,42 @@ fn json_and_path(
     Ok((vec![SqlType::String, SqlType::String], ret))
 }
 
-const VALUE_TYPING: Typing = |a| json_and_path(a, SqlType::String);
-const INT_TYPING: Typing = |a| json_and_path(a, SqlType::BigInt);
-const DOUBLE_TYPING: Typing = |a| json_and_path(a, SqlType::Double);
-const BOOLEAN_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
-const EXISTS_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
+/// JSON_VALUE's: the JSON and the path, then (written by [`crate::parse`] from ON EMPTY and
+/// ON ERROR clauses) each behaviour's kind and DEFAULT value, which is of the result type.
+fn json_value_typing(
+    args: &[Option<SqlType>],
+    ret: SqlType,
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    if args.len() != 6 {
+        return json_and_path(args, ret);
+    }
+    let (tys, ret) = json_and_path(&args[..2], ret)?;
+    let s = SqlType::String;
+    Ok(([tys, vec![s, ret, s, ret]].concat(), ret))
+}
+
+/// JSON_EXISTS's: the JSON and the path, and the ON ERROR behaviour when written.
+fn json_exists_typing(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 2, 3)?;
+    let (mut tys, ret) = json_and_path(&args[..2], SqlType::Boolean)?;
+    tys.resize(args.len(), SqlType::String);
+    Ok((tys, ret))
+}
+
+const VALUE_TYPING: Typing = |a| json_value_typing(a, SqlType::String);
+const QUERY_TYPING: Typing = |a| json_and_path(a, SqlType::String);
+const INT_TYPING: Typing = |a| json_value_typing(a, SqlType::Int);
+const DOUBLE_TYPING: Typing = |a| json_value_typing(a, SqlType::Double);
+const BOOLEAN_TYPING: Typing = |a| json_value_typing(a, SqlType::Boolean);
+const EXISTS_TYPING: Typing = json_exists_typing;
+const IS_JSON_TYPING: Typing = |a| json_and_path(a, SqlType::Boolean);
 
 /// The functions of this module, by their SQL names.
 pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
     vec![
         udf(
             "json_value",
-            "JSON_VALUE(json, path)",
+            "JSON_VALUE(json, path [behaviour ON EMPTY] [behaviour ON ERROR])",
             VALUE_TYPING,
             eval_json_value,
         ),
@@ -797,7 +892,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
         udf(
             "json_query",
             "JSON_QUERY(json, path)",
-            VALUE_TYPING,
+            QUERY_TYPING,
             eval_json_query,
         ),
         udf(
@@ -812,12 +907,12 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
         udf(
             "is_json",
             "s IS JSON [VALUE | SCALAR | ARRAY | OBJECT]",
-            EXISTS_TYPING,
+            IS_JSON_TYPING,
             eval_is_json,
         ),
         udf(
             "json_exists",
-            "JSON_EXISTS(json, path)",
+            "JSON_EXISTS(json, path [TRUE | FALSE | UNKNOWN | ERROR ON ERROR])",
             EXISTS_TYPING,
             eval_json_exists,
         ),
@@ -878,6 +973,79 @@ mod tests {
         assert_eq!(value("{'a': 1}", "$.a"), Value::Null);
         assert_eq!(value(r#"{"é": "ü"}"#, "$.é"), Value::Str("ü".into()));
         assert_eq!(value(r#"{"éa": 1}"#, "éa"), Value::Str("1".into()));
+    }
+
+    #[test]
+    fn on_empty_and_on_error_tell_a_missing_value_from_bad_text_and_strict_misses() {
+        let s = |t: &str| Value::Str(t.into());
+        // JSON_VALUE(json, path DEFAULT 'empty' ON EMPTY DEFAULT 'error' ON ERROR)
+        let both = |json: &str, path: &str| {
+            let a = [
+                s(json),
+                s(path),
+                s("DEFAULT"),
+                s("empty"),
+                s("DEFAULT"),
+                s("error"),
+            ];
+            eval_json_value(&a).unwrap()
+        };
+        for (json, path, want) in [
+            (r#"{"a": 1}"#, "$.a", "1"),
+            (r#"{"a": 1}"#, "lax $.b", "empty"),
+            (r#"{"a": null}"#, "lax $.a", "empty"),
+            (r#"{"a": [1]}"#, "lax $.a", "empty"),
+            (r#"{"a": [1]}"#, "lax $.a[*]", "empty"),
+            ("not json", "lax $.a", "error"),
+            (r#"{"a": 1}"#, "lax $.a b", "error"),
+            // Without a mode word a path is strict.
+            (r#"{"a": 1}"#, "$.b", "error"),
+            (r#"{"a": 1}"#, "strict $.b", "error"),
+            (r#"{"a": null}"#, "$.a", "error"),
+            (r#"{"a": {"b": 1}}"#, "strict $.a", "error"),
+            (r#"{"a": [1]}"#, "$.a[*]", "error"),
+        ] {
+            assert_eq!(both(json, path), s(want), "{json} {path}");
+        }
+        // ERROR fails the call, naming why; without clauses (and with NULL) it is NULL.
+        let err = eval_json_value(&[
+            s("{}"),
+            s("lax $.b"),
+            s("ERROR"),
+            Value::Null,
+            s("NULL"),
+            Value::Null,
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("'lax $.b' finds no scalar value (ERROR ON EMPTY)"),
+            "{err}"
+        );
+        assert_eq!(value("not json", "$.a"), Value::Null);
+        // A scalar RETURNING does not take fails whatever ON ERROR says.
+        let a = [
+            s(r#"{"a": "x"}"#),
+            s("$.a"),
+            s("NULL"),
+            Value::Null,
+            s("DEFAULT"),
+            Value::Int(7),
+        ];
+        assert!(eval_json_value_int(&a).is_err());
+        // JSON_EXISTS(json, path behaviour ON ERROR)
+        let exists =
+            |json: &str, path: &str, on: &str| eval_json_exists(&[s(json), s(path), s(on)]);
+        assert_eq!(
+            exists(r#"{"a": 1}"#, "strict $.b", "TRUE"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            exists(r#"{"a": 1}"#, "lax $.b", "TRUE"),
+            Ok(Value::Bool(false))
+        );
+        assert_eq!(exists("[", "$.a", "UNKNOWN"), Ok(Value::Null));
+        assert!(exists("[", "$.a", "ERROR").is_err());
+        assert!(exists(r#"{"a": null}"#, "strict $.a", "ERROR").is_err());
     }
 
     #[test]

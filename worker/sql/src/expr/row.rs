@@ -1,6 +1,7 @@
 //! Row-at-a-time evaluation of the DataFusion physical expressions whose Arrow semantics can
 //! be reproduced exactly on single values: columns, literals, CAST / TRY_CAST between
-//! BOOLEAN, BIGINT, DOUBLE, STRING and TIMESTAMP, `+ - * / %`, comparisons, AND / OR / NOT,
+//! BOOLEAN, the integer types (widening), DOUBLE, STRING and TIMESTAMP, `+ - * / %`,
+//! comparisons, AND / OR / NOT,
 //! IS [NOT] NULL, unary minus and `TO_TIMESTAMP_LTZ` (DataFusion's `to_timestamp_millis` /
 //! `to_timestamp_seconds` over numbers).
 //!
@@ -8,7 +9,8 @@
 //! them on each row's values directly instead of building an Arrow batch; every other
 //! expression keeps going through Arrow. Each operation follows the Arrow kernel DataFusion
 //! runs for it: NULL in, NULL out (no error); BIGINT `+ - *` and unary minus wrap around (a
-//! constant's unary minus is checked, as DataFusion negates constants as scalars); BIGINT
+//! constant's unary minus is checked, as DataFusion negates constants as scalars), INT,
+//! SMALLINT and TINYINT likewise at their width (all integers are `Value::Int`); BIGINT
 //! `/` and `%` by zero fail, `i64::MIN / -1` fails and `i64::MIN % -1` is 0; DOUBLE follows
 //! IEEE 754; DOUBLE comparisons use the total order with `-0.0 = 0.0`; AND/OR use
 //! three-valued logic; CAST fails (TRY_CAST gives NULL) where the value does not fit.
@@ -40,7 +42,13 @@ enum Ty {
     /// `DataType::Null` (an untyped NULL literal)
     Null,
     Bool,
+    /// `Int64`
     Int,
+    /// `Int32`, `Int16`, `Int8`: carried as `Value::Int` like BIGINT; their arithmetic wraps
+    /// around at their width.
+    I32,
+    I16,
+    I8,
     Float,
     Str,
     /// `Timestamp(Millisecond, None)`
@@ -55,6 +63,9 @@ impl Ty {
             DataType::Null => Ty::Null,
             DataType::Boolean => Ty::Bool,
             DataType::Int64 => Ty::Int,
+            DataType::Int32 => Ty::I32,
+            DataType::Int16 => Ty::I16,
+            DataType::Int8 => Ty::I8,
             DataType::Float64 => Ty::Float,
             // Arrow's string representations hold the same text.
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ty::Str,
@@ -66,6 +77,32 @@ impl Ty {
 
     fn is_ts(self) -> bool {
         matches!(self, Ty::TsMs | Ty::TsSec)
+    }
+
+    /// Whether values of the type are integers read with `int_at` (timestamps aside).
+    fn is_int(self) -> bool {
+        matches!(self, Ty::Int | Ty::I32 | Ty::I16 | Ty::I8)
+    }
+
+    /// The SQL type of a narrower integer (its arithmetic wraps to it); None for the others.
+    fn narrow(self) -> Option<SqlType> {
+        match self {
+            Ty::I32 => Some(SqlType::Int),
+            Ty::I16 => Some(SqlType::SmallInt),
+            Ty::I8 => Some(SqlType::TinyInt),
+            _ => None,
+        }
+    }
+
+    /// How many bits an integer type holds (0 for the others).
+    fn int_bits(self) -> u32 {
+        match self {
+            Ty::Int => 64,
+            Ty::I32 => 32,
+            Ty::I16 => 16,
+            Ty::I8 => 8,
+            _ => 0,
+        }
     }
 }
 
@@ -141,6 +178,21 @@ enum Node {
         l: Box<Node>,
         r: Box<Node>,
     },
+    /// Arithmetic on INT, SMALLINT or TINYINT operands (of type `to`): computed on 64 bits,
+    /// where their `+ - *` cannot overflow, then wrapped around to `to`. A node of its own
+    /// so that BIGINT's arithmetic stays as it is.
+    NarrowArith {
+        op: Arith,
+        to: SqlType,
+        l: Box<Node>,
+        r: Box<Node>,
+    },
+    /// Unary minus of an INT, SMALLINT or TINYINT operand (of type `to`).
+    NarrowNeg {
+        arg: Box<Node>,
+        to: SqlType,
+        checked: bool,
+    },
     /// A comparison of two operands of type `ty`.
     Cmp {
         op: Cmp,
@@ -189,6 +241,9 @@ impl RowExpr {
             (Ty::Null, _)
                 | (Ty::Bool, SqlType::Boolean)
                 | (Ty::Int, SqlType::BigInt)
+                | (Ty::I32, SqlType::Int)
+                | (Ty::I16, SqlType::SmallInt)
+                | (Ty::I8, SqlType::TinyInt)
                 | (Ty::Float, SqlType::Double)
                 | (Ty::Str, SqlType::String)
                 | (Ty::TsMs | Ty::TsSec, SqlType::Timestamp)
@@ -202,7 +257,7 @@ impl RowExpr {
         Ok(match self.ty {
             Ty::Null => None,
             Ty::Bool => n.bool_at(row)?.map(Value::Bool),
-            Ty::Int => n.int_at(row)?.map(Value::Int),
+            Ty::Int | Ty::I32 | Ty::I16 | Ty::I8 => n.int_at(row)?.map(Value::Int),
             Ty::Float => n.float_at(row)?.map(Value::Double),
             Ty::Str => n.str_at(row)?.map(|s| Value::Str(s.into_owned())),
             Ty::TsMs => n.int_at(row)?.map(Value::Ts),
@@ -234,10 +289,16 @@ fn compile(
         if Ty::of(&col.ty.arrow())? != ty {
             return None;
         }
+        // Integers of every width are read alike, as BIGINT's `Value::Int`.
+        let read_as = if col.ty.is_integer() {
+            SqlType::BigInt
+        } else {
+            col.ty
+        };
         return Some((
             Node::Col {
                 idx: c.index(),
-                ty: col.ty,
+                ty: read_as,
             },
             ty,
             false,
@@ -250,6 +311,9 @@ fn compile(
             (ScalarValue::Int64(Some(i)), Ty::Int)
             | (ScalarValue::TimestampMillisecond(Some(i), None), Ty::TsMs)
             | (ScalarValue::TimestampSecond(Some(i), None), Ty::TsSec) => Lit::Int(*i),
+            (ScalarValue::Int32(Some(i)), Ty::I32) => Lit::Int(i64::from(*i)),
+            (ScalarValue::Int16(Some(i)), Ty::I16) => Lit::Int(i64::from(*i)),
+            (ScalarValue::Int8(Some(i)), Ty::I8) => Lit::Int(i64::from(*i)),
             (ScalarValue::Float64(Some(f)), Ty::Float) => Lit::Float(*f),
             (
                 ScalarValue::Utf8(Some(s))
@@ -291,10 +355,13 @@ fn compile(
             _ => None,
         };
         let node = if let Some(op) = arith {
-            if lt != ty || rt != ty || !matches!(ty, Ty::Int | Ty::Float) {
+            if lt != ty || rt != ty || !matches!(ty, Ty::Int | Ty::Float) && ty.narrow().is_none() {
                 return None;
             }
-            Node::Arith { op, l, r }
+            match ty.narrow() {
+                Some(to) => Node::NarrowArith { op, to, l, r },
+                None => Node::Arith { op, l, r },
+            }
         } else if matches!(b.op(), Operator::And | Operator::Or) {
             if lt != Ty::Bool || rt != Ty::Bool || ty != Ty::Bool {
                 return None;
@@ -346,7 +413,18 @@ fn compile(
     }
     if let Some(n) = e.downcast_ref::<NegativeExpr>() {
         let (a, at, s) = compile(n.arg(), cols, schema)?;
-        if at != ty || !matches!(ty, Ty::Int | Ty::Float) {
+        if at != ty {
+            return None;
+        }
+        if let Some(to) = ty.narrow() {
+            let node = Node::NarrowNeg {
+                arg: Box::new(a),
+                to,
+                checked: s,
+            };
+            return Some((node, ty, s));
+        }
+        if !matches!(ty, Ty::Int | Ty::Float) {
             return None;
         }
         return Some((
@@ -375,7 +453,8 @@ fn compile(
         }
         let (a, at, s) = compile(arg, cols, schema)?;
         let conv = match at {
-            Ty::Null | Ty::Int => Conv::Same,
+            Ty::Null => Conv::Same,
+            t if t.is_int() => Conv::Same,
             t if t == unit_ty => Conv::Same,
             Ty::Float => Conv::FloatToInt,
             _ => return None,
@@ -410,13 +489,16 @@ fn cast(
     let conv = match (at, ty) {
         (Ty::Null, _) => Conv::Same,
         (a, b) if a == b => Conv::Same,
-        (Ty::Int, Ty::Float) => Conv::IntToFloat,
+        // Widening keeps the value; narrowing is left to Arrow (or to Flink's cast function
+        // that replaces it).
+        (a, b) if a.is_int() && b.is_int() && a.int_bits() < b.int_bits() => Conv::Same,
+        (a, Ty::Float) if a.is_int() => Conv::IntToFloat,
         (Ty::Float, Ty::Int) => Conv::FloatToInt,
-        (Ty::Int, Ty::Bool) => Conv::IntToBool,
+        (a, Ty::Bool) if a.is_int() => Conv::IntToBool,
         (Ty::Float, Ty::Bool) => Conv::FloatToBool,
-        (Ty::Bool, Ty::Int) => Conv::BoolToInt,
+        (Ty::Bool, b) if b.is_int() => Conv::BoolToInt,
         (Ty::Bool, Ty::Float) => Conv::BoolToFloat,
-        (Ty::Int, Ty::Str) => Conv::IntToStr,
+        (a, Ty::Str) if a.is_int() => Conv::IntToStr,
         (Ty::Bool, Ty::Str) => Conv::BoolToStr,
         // A number to a timestamp: its BIGINT value (a DOUBLE truncated first), in `to`'s unit.
         (Ty::Int, t) if t.is_ts() => Conv::Same,
@@ -616,6 +698,34 @@ impl Node {
                 },
                 Some(i) => Some(i.wrapping_neg()),
             },
+            Node::NarrowArith { op, to, l, r } => {
+                let (Some(a), Some(b)) = (l.int_at(row)?, r.int_at(row)?) else {
+                    return Ok(None);
+                };
+                // Values of the type are in its range (every reader and writer wraps them),
+                // so the wrapping operations are exact here before the result is wrapped.
+                Some(match op {
+                    Arith::Add => to.wrap(a.wrapping_add(b)),
+                    Arith::Sub => to.wrap(a.wrapping_sub(b)),
+                    Arith::Mul => to.wrap(a.wrapping_mul(b)),
+                    Arith::Div | Arith::Rem if b == 0 => {
+                        return arrow_err(ArrowError::DivideByZero);
+                    }
+                    // Only MIN / -1 leaves the range; Arrow's kernel fails on it.
+                    Arith::Div if to.wrap(a.wrapping_div(b)) != a.wrapping_div(b) => {
+                        return overflowed(format_args!("{a:?} / {b:?}"));
+                    }
+                    Arith::Div => a.wrapping_div(b),
+                    Arith::Rem => a.wrapping_rem(b),
+                })
+            }
+            Node::NarrowNeg { arg, to, checked } => match arg.int_at(row)? {
+                None => None,
+                Some(i) if *checked && to.wrap(i.wrapping_neg()) != i.wrapping_neg() => {
+                    return overflowed(format_args!("- {i:?}"));
+                }
+                Some(i) => Some(to.wrap(i.wrapping_neg())),
+            },
             _ => None,
         })
     }
@@ -660,7 +770,7 @@ impl Node {
             },
             Node::Cmp { op, ty, l, r } => {
                 let o = match ty {
-                    Ty::Int | Ty::TsMs | Ty::TsSec => {
+                    Ty::Int | Ty::I32 | Ty::I16 | Ty::I8 | Ty::TsMs | Ty::TsSec => {
                         let (a, b) = (l.int_at(row)?, r.int_at(row)?);
                         (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
                     }
@@ -703,7 +813,9 @@ impl Node {
                 let null = match ty {
                     Ty::Null => true,
                     Ty::Bool => arg.bool_at(row)?.is_none(),
-                    Ty::Int | Ty::TsMs | Ty::TsSec => arg.int_at(row)?.is_none(),
+                    Ty::Int | Ty::I32 | Ty::I16 | Ty::I8 | Ty::TsMs | Ty::TsSec => {
+                        arg.int_at(row)?.is_none()
+                    }
                     Ty::Float => arg.float_at(row)?.is_none(),
                     Ty::Str => arg.str_at(row)?.is_none(),
                 };

@@ -14,6 +14,9 @@ fn declared_type(ty: SqlType) -> ast::DataType {
     match ty {
         SqlType::Boolean => ast::DataType::Boolean,
         SqlType::BigInt => ast::DataType::BigInt(None),
+        SqlType::Int => ast::DataType::Int(None),
+        SqlType::SmallInt => ast::DataType::SmallInt(None),
+        SqlType::TinyInt => ast::DataType::TinyInt(None),
         SqlType::Double => ast::DataType::Double(ast::ExactNumberInfo::None),
         SqlType::String => ast::DataType::String(None),
         SqlType::Timestamp => ast::DataType::Timestamp(Some(3), ast::TimezoneInfo::None),
@@ -88,7 +91,7 @@ impl Planner<'_> {
                 ));
             };
             let ty = super::sql_type(t, c.ident.span)?;
-            if ty != q.ty && !(q.ty == SqlType::BigInt && ty == SqlType::Double) {
+            if ty != q.ty && !super::widens(q.ty, ty) {
                 return Err(SqlError::at(
                     c.ident.span,
                     format!(
