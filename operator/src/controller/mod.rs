@@ -10,26 +10,28 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::Api;
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde_json::json;
+use kube::{Client, ResourceExt};
 
 use crate::crd::{Condition, StreamJob, StreamJobStatus};
-use crate::desired::{self, BuildError};
+use crate::desired::BuildError;
 use crate::jobmanager::{JobManagerClient, RestError};
-use crate::lifecycle::{self, Action, EventNote, EventType, Inputs, Observation};
+use crate::lifecycle::{self, EventNote, EventType, Inputs};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::storage::{self, Storage, StorageError};
+use crate::storage::StorageError;
 use crate::validate::{Policy, ValidationErrors, validate_with};
-use weir_contract::client::ClientSecurity;
-use weir_contract::security::Token;
+
+mod act;
+mod observe;
+
+use act::{act, publish, write_status};
+use observe::{observe, storage_for};
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -281,330 +283,12 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     Err(Error::CleanupPending(deletion.requeue_after))
 }
 
-/// Looks at the Deployments and asks the JobManager about the job and the pending savepoint.
-/// An unreachable JobManager is an observation (no job), not an error.
-async fn observe(
-    job: &StreamJob,
-    status: &StreamJobStatus,
-    ctx: &Context,
-    namespace: &str,
-    storage: &Storage,
-) -> Result<Observation, Error> {
-    let name = job.name_any();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut cluster_exists = false;
-    for child in [
-        names::jobmanager_name(&name),
-        names::taskmanager_name(&name),
-    ] {
-        if deployments
-            .get_opt(&child)
-            .await
-            .map_err(Error::Kube)?
-            .is_some()
-        {
-            cluster_exists = true;
-        }
-    }
-    let (jm, base) = jobmanager(job, ctx, namespace).await?;
-    let mut observation = Observation {
-        cluster_exists,
-        can_delete_s3: storage.s3.is_some(),
-        ..Observation::default()
-    };
-    if cluster_exists {
-        match jm.observe_job(&base).await {
-            Ok(observed) => observation.job = observed,
-            Err(error) => tracing::info!(job = %name, error = %error, "JobManager not answering"),
-        }
-    }
-    if observation.job.is_none()
-        && let (Some(checkpoints), Some(job_id)) =
-            (&job.spec.checkpoints, &status.job_status.job_id)
-    {
-        // Without a JobManager, storage is the only witness of checkpoints completed since the
-        // status last recorded one.
-        observation.storage_latest_checkpoint =
-            storage.latest_checkpoint(&checkpoints.dir, job_id).await;
-    }
-    if let Some(pending) = &status.savepoints.pending
-        && observation.job.is_some()
-    {
-        match jm
-            .savepoint_status(&base, &pending.job_id, &pending.trigger_id)
-            .await
-        {
-            Ok(progress) => observation.savepoint = Some(progress),
-            Err(error) => tracing::info!(job = %name, error = %error, "savepoint status unknown"),
-        }
-    }
-    Ok(observation)
-}
-
-/// The job's storage: S3 access with its endpoint, region and path style, and credentials from
-/// `storage.credentialsSecret` or, failing that, the operator's own credential chain.
-async fn storage_for(job: &StreamJob, ctx: &Context, namespace: &str) -> Result<Storage, Error> {
-    let Some(settings) = &job.spec.storage else {
-        return Ok(Storage::default());
-    };
-    let from_secret = match &settings.credentials_secret {
-        Some(name) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            secrets
-                .get_opt(name)
-                .await
-                .map_err(Error::Kube)?
-                .and_then(|secret| {
-                    let data = secret.data.unwrap_or_default();
-                    let value = |key: &str| {
-                        data.get(key)
-                            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                    };
-                    Some((
-                        value(names::ENV_AWS_ACCESS_KEY_ID)?,
-                        value(names::ENV_AWS_SECRET_ACCESS_KEY)?,
-                    ))
-                })
-        }
-        None => None,
-    };
-    Ok(Storage {
-        s3: Some(weir_storage::StorageOptions {
-            endpoint: settings.endpoint.clone(),
-            region: settings.region.clone(),
-            path_style: settings.path_style,
-            credentials: from_secret.map(|(access_key_id, secret_access_key)| {
-                weir_storage::StaticCredentials {
-                    access_key_id,
-                    secret_access_key,
-                }
-            }),
-            ..Default::default()
-        }),
-    })
-}
-
-/// The client for a job's JobManager and its REST base URL. With `spec.security` the client
-/// sends the token from the token Secret and trusts the TLS Secret's `ca.crt`, checking the
-/// Service's DNS name on the certificate (the URL is the pod's address).
-async fn jobmanager(
-    job: &StreamJob,
-    ctx: &Context,
-    namespace: &str,
-) -> Result<(JobManagerClient, String), Error> {
-    let name = job.name_any();
-    let base = jobmanager_base(ctx, &name, namespace).await?;
-    let Some(security) = &job.spec.security else {
-        return Ok((ctx.jobmanager.clone(), base));
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let read = async |secret: &str, key: &str| -> Result<Vec<u8>, Error> {
-        let found = secrets.get_opt(secret).await.map_err(Error::Kube)?;
-        found
-            .and_then(|s| s.data)
-            .and_then(|mut d| d.remove(key))
-            .map(|v| v.0)
-            .ok_or_else(|| {
-                Error::Security(format!(
-                    "Secret {namespace}/{secret} has no key {key:?} (or does not exist)"
-                ))
-            })
-    };
-    let mut client = ClientSecurity::default();
-    if let Some(secret) = &security.token_secret_name {
-        let bytes = read(secret, names::TOKEN_KEY).await?;
-        client.token = Token::new(&String::from_utf8_lossy(&bytes));
-        if client.token.is_none() {
-            return Err(Error::Security(format!(
-                "the key {:?} of Secret {namespace}/{secret} is empty",
-                names::TOKEN_KEY
-            )));
-        }
-    }
-    let base = match &security.tls {
-        Some(tls) => {
-            let ca = read(&tls.secret_name, names::TLS_CA_KEY).await?;
-            let config =
-                weir_contract::security::tls::client_config_from_pem(&ca).map_err(|e| {
-                    Error::Security(format!(
-                        "{:?} of Secret {namespace}/{}: {e}",
-                        names::TLS_CA_KEY,
-                        tls.secret_name
-                    ))
-                })?;
-            client.tls = Some(config);
-            client.server_name = Some(names::jobmanager_service_dns(&name, namespace));
-            JobManagerClient::https(&base)
-        }
-        None => base,
-    };
-    let jm = ctx.jobmanager.secured(&client).map_err(Error::Rest)?;
-    Ok((jm, base))
-}
-
-/// The JobManager's REST base URL: its pod's address, else the Service's DNS name.
-async fn jobmanager_base(ctx: &Context, name: &str, namespace: &str) -> Result<String, Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = format!(
-        "{}={name},{}={}",
-        names::LABEL_JOB,
-        names::LABEL_COMPONENT,
-        names::COMPONENT_JOBMANAGER
-    );
-    let pods = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::Kube)?;
-    Ok(JobManagerClient::base_url_from_pods(&pods.items)
-        .unwrap_or_else(|| JobManagerClient::base_url(name, namespace)))
-}
-
-async fn act(
-    job: &StreamJob,
-    ctx: &Context,
-    api: &Api<StreamJob>,
-    namespace: &str,
-    storage: &Storage,
-    action: &Action,
-    mut status: StreamJobStatus,
-) -> Result<(), Error> {
-    let name = job.name_any();
-    match action {
-        Action::None => Ok(()),
-        Action::Deploy { spec, restore_path } => {
-            let objects =
-                desired::build(job, spec, restore_path.as_deref()).map_err(Error::Build)?;
-            let params = PatchParams::apply(names::FIELD_MANAGER).force();
-            apply_object(ctx, namespace, &params, &objects.config_map).await?;
-            apply_object(ctx, namespace, &params, &objects.jobmanager_service).await?;
-            apply_object(ctx, namespace, &params, &objects.jobmanager).await?;
-            apply_object(ctx, namespace, &params, &objects.taskmanager).await
-        }
-        Action::TearDown => {
-            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-            // Foreground deletion keeps the Deployment visible until its pods are gone, so the
-            // next deployment never overlaps a still-running old JobManager.
-            let params = DeleteParams::foreground();
-            for child in [
-                names::jobmanager_name(&name),
-                names::taskmanager_name(&name),
-            ] {
-                match deployments.delete(&child, &params).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(Error::Kube(e)),
-                }
-            }
-            Ok(())
-        }
-        Action::TriggerSavepoint {
-            job_id,
-            trigger_id,
-            target_directory,
-            stop,
-        } => {
-            let (jm, base) = jobmanager(job, ctx, namespace).await?;
-            jm.trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
-                .await
-                .map_err(Error::Rest)
-        }
-        Action::DisposeSavepoints { locations } => {
-            let mut deleted = Vec::new();
-            let mut failure = None;
-            for location in locations {
-                match storage.delete(location).await {
-                    Ok(()) => deleted.push(location.clone()),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            lifecycle::disposed(&mut status, &deleted);
-            write_status(api, &name, &status).await?;
-            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
-        }
-        Action::DeleteCheckpoints { dir, job_ids } => {
-            let mut deleted = Vec::new();
-            let mut failure = None;
-            for job_id in job_ids {
-                match storage
-                    .delete(&storage::checkpoint_run_dir(dir, job_id))
-                    .await
-                {
-                    Ok(()) => deleted.push(job_id.clone()),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            lifecycle::checkpoints_deleted(&mut status, &deleted);
-            write_status(api, &name, &status).await?;
-            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
-        }
-    }
-}
-
-async fn apply_object<K>(
-    ctx: &Context,
-    namespace: &str,
-    params: &PatchParams,
-    object: &K,
-) -> Result<(), Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(&name, params, &Patch::Apply(object))
-        .await
-        .map(|_| ())
-        .map_err(Error::Kube)
-}
-
-async fn write_status(
-    api: &Api<StreamJob>,
-    name: &str,
-    status: &StreamJobStatus,
-) -> Result<(), Error> {
-    let patch = json!({
-        "apiVersion": StreamJob::api_version(&()),
-        "kind": StreamJob::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(names::FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(Error::Kube)
-}
-
-async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
-    let event = Event {
-        type_: match note.type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: note.reason.to_string(),
-        note: Some(note.message.clone()),
-        action: event_action(note),
-        secondary: None,
-    };
-    // Events are best effort: losing one must not fail the reconcile.
-    if let Err(error) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::info!(error = %error, "could not publish event");
-    }
-}
-
 /// The Event's `action`. kube-rs' recorder folds an Event into an earlier one with the same
 /// type, reason and action (counting a series and keeping the *first* note), so the action
 /// carries a digest of the message: a repeated message still counts up one Event, while a new
 /// message (another savepoint, another error) becomes its own Event instead of being shown
 /// with an old note.
-fn event_action(note: &EventNote) -> String {
+pub(super) fn event_action(note: &EventNote) -> String {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in note.message.bytes() {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
