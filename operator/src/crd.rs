@@ -42,6 +42,18 @@ pub const DURATION_PATTERN: &str = weir_contract::duration::PATTERN;
         description = "Lifecycle state of the resource"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the job runs on the requested (or last stable) spec"
+    ),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].reason",
+        description = "Why the job needs attention (Healthy when it does not)"
+    ),
+    printcolumn(
         name = "Last Savepoint",
         type_ = "date",
         json_path = ".status.savepoints.last.timestamp",
@@ -397,7 +409,10 @@ pub struct StreamJobStatus {
     #[serde(default)]
     pub reconciliation: ReconciliationStatus,
 
-    /// Standard conditions (`Ready`, `Reconciling`).
+    /// Standard conditions: `Ready` (running on the requested or last stable spec), `Running`
+    /// (the JobManager reports RUNNING), `Reconciling` (a rollout, savepoint or deletion is in
+    /// flight) and `Degraded` (the last step failed, the job FAILED or was rolled back, the
+    /// spec is invalid, or the health check redeployed it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 

@@ -122,7 +122,7 @@ fn field_doc_comments_become_descriptions() {
 }
 
 #[test]
-fn printer_columns_show_state_lifecycle_savepoint_age_parallelism_and_age() {
+fn printer_columns_show_state_lifecycle_ready_degraded_savepoint_age_parallelism_and_age() {
     let columns = crd()["spec"]["versions"][0]["additionalPrinterColumns"].clone();
     let shown: Vec<(String, String, String)> = columns
         .as_array()
@@ -139,6 +139,17 @@ fn printer_columns_show_state_lifecycle_savepoint_age_parallelism_and_age() {
     let expected = [
         ("Job State", "string", ".status.jobStatus.state"),
         ("Lifecycle", "string", ".status.lifecycleState"),
+        // What `kubectl wait --for=condition=Ready` waits for, and why a job needs attention.
+        (
+            "Ready",
+            "string",
+            r#".status.conditions[?(@.type=="Ready")].status"#,
+        ),
+        (
+            "Degraded",
+            "string",
+            r#".status.conditions[?(@.type=="Degraded")].reason"#,
+        ),
         (
             "Last Savepoint",
             "date",

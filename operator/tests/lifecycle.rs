@@ -1307,3 +1307,226 @@ fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
         }
     );
 }
+
+/// `(status, reason)` of each condition, in the order Ready, Running, Reconciling, Degraded.
+fn conditions(world: &World) -> Vec<(String, String, String)> {
+    world
+        .status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn condition(world: &World, type_: &str) -> weir_operator::crd::Condition {
+    lifecycle::conditions::get(&world.status, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:#?}", world.status.conditions))
+        .clone()
+}
+
+fn expect(items: [(&str, &str, &str); 4]) -> Vec<(String, String, String)> {
+    items
+        .iter()
+        .map(|(t, s, r)| (t.to_string(), s.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn conditions_follow_a_job_from_its_first_deployment_to_stable() {
+    let mut world = World::new("savepoint.yaml");
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Reconciling"),
+            ("Running", "False", "NoJob"),
+            ("Reconciling", "True", "Deploying"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+    assert!(
+        world
+            .status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(condition(&world, "Running").status, "True");
+    assert_eq!(condition(&world, "Ready").status, "False");
+
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "True", "Stable"),
+            ("Running", "True", "JobRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+    assert_eq!(
+        condition(&world, "Ready").last_transition_time,
+        world.now.to_string()
+    );
+}
+
+#[test]
+fn a_condition_keeps_its_transition_time_until_its_status_flips() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let ready_since = condition(&world, "Ready").last_transition_time;
+    let degraded_since = condition(&world, "Degraded").last_transition_time;
+
+    // Many reconciles later, nothing flipped: the times stay.
+    for _ in 0..3 {
+        world.tick(60);
+        world.reconcile();
+    }
+    assert_eq!(condition(&world, "Ready").last_transition_time, ready_since);
+
+    // A failing manual savepoint: Degraded flips (new time), Ready holds (same time).
+    world.jm.script = vec![Err("disk full".into())];
+    world.spec.job.savepoint_trigger_nonce = Some(1);
+    world.reconcile();
+    assert_eq!(
+        condition(&world, "Reconciling").reason,
+        "SavepointInProgress"
+    );
+    world.tick(5);
+    world.reconcile();
+    let degraded = condition(&world, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "Error")
+    );
+    assert!(
+        degraded.message.contains("disk full"),
+        "{}",
+        degraded.message
+    );
+    assert_ne!(degraded.last_transition_time, degraded_since);
+    assert_eq!(condition(&world, "Ready").last_transition_time, ready_since);
+
+    // The next manual savepoint succeeds: Degraded flips back.
+    world.tick(60);
+    world.spec.job.savepoint_trigger_nonce = Some(2);
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(condition(&world, "Degraded").status, "False");
+    assert_eq!(
+        condition(&world, "Degraded").last_transition_time,
+        world.now.to_string()
+    );
+
+    // An upgrade flips Ready to False while it runs, and back to True once stable.
+    world.spec.image = "weir:1.3".into();
+    world.reconcile();
+    let ready = condition(&world, "Ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(condition(&world, "Reconciling").reason, "Upgrading");
+    world.settle(10);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(condition(&world, "Ready").status, "True");
+    assert_ne!(condition(&world, "Ready").last_transition_time, ready_since);
+}
+
+#[test]
+fn a_suspended_job_is_neither_ready_nor_running_nor_reconciling() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.reconcile();
+    assert_eq!(condition(&world, "Reconciling").reason, "Suspending");
+    world.settle(6);
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Suspended"),
+            ("Running", "False", "Suspended"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+}
+
+#[test]
+fn a_rolled_back_job_is_ready_but_degraded_and_a_failed_one_is_neither() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.image = "weir:broken".into();
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    world.reconcile();
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.tick(301);
+    world.reconcile();
+    assert_eq!(condition(&world, "Reconciling").reason, "RollingBack");
+    world.reconcile();
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::RolledBack);
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "True", "RolledBack"),
+            ("Running", "True", "JobRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "True", "RolledBack"),
+        ])
+    );
+
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Failed"),
+            ("Running", "False", "JobNotRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "True", "Failed"),
+        ])
+    );
+}
+
+#[test]
+fn a_job_being_deleted_is_reconciling_and_not_ready() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.reconcile_deletion();
+    assert_eq!(condition(&world, "Ready").reason, "Deleting");
+    assert_eq!(condition(&world, "Ready").status, "False");
+    assert_eq!(condition(&world, "Reconciling").status, "True");
+}
+
+#[test]
+fn an_invalid_spec_makes_the_job_degraded_with_the_validation_message() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut status = world.status.clone();
+    lifecycle::conditions::update(&mut status, Some(2), world.now, Some("job.parallelism: 0"));
+    let ready = lifecycle::conditions::get(&status, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ValidationError")
+    );
+    let degraded = lifecycle::conditions::get(&status, "Degraded").unwrap();
+    assert_eq!(degraded.message, "job.parallelism: 0");
+    assert_eq!(degraded.observed_generation, Some(2));
+    // The job itself still runs on its last valid spec.
+    assert_eq!(
+        lifecycle::conditions::get(&status, "Running")
+            .unwrap()
+            .status,
+        "True"
+    );
+}

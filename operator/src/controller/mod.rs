@@ -18,10 +18,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::crd::{Condition, StreamJob, StreamJobStatus};
+use crate::crd::StreamJob;
 use crate::desired::BuildError;
 use crate::jobmanager::{JobManagerClient, RestError};
-use crate::lifecycle::{self, EventNote, EventType, Inputs};
+use crate::lifecycle::{self, EventNote, EventType, Inputs, conditions};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::storage::StorageError;
@@ -189,12 +189,11 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         let mut invalid = status.clone();
         invalid.error = Some(errors.to_string());
         invalid.observed_generation = job.metadata.generation;
-        set_condition(
+        conditions::update(
             &mut invalid,
-            job,
-            "False",
-            "ValidationError",
-            &errors.to_string(),
+            job.metadata.generation,
+            jiff::Timestamp::now(),
+            Some(&errors.to_string()),
         );
         write_status(&api, &name, &invalid).await?;
         publish(
@@ -202,7 +201,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
             job,
             &EventNote {
                 type_: EventType::Warning,
-                reason: "ValidationError",
+                reason: conditions::VALIDATION_ERROR,
                 message: errors.to_string(),
             },
         )
@@ -211,10 +210,8 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     }
 
     let mut status = status;
-    if status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.reason == "ValidationError")
+    if conditions::get(&status, conditions::READY)
+        .is_some_and(|c| c.reason == conditions::VALIDATION_ERROR)
     {
         // The spec is valid again: the validation message no longer applies.
         status.error = None;
@@ -229,10 +226,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         now: jiff::Timestamp::now(),
         fresh_trigger_id: new_trigger_id(job),
     });
-    let mut next = step.status;
-    let (ready, reason) = readiness(&next);
-    let message = next.error.clone().unwrap_or_default();
-    set_condition(&mut next, job, ready, reason, &message);
+    let next = step.status;
     // Write-ahead: the status names the action before the action happens.
     write_status(&api, &name, &next).await?;
     ctx.metrics.set_state(key(job), next.lifecycle_state);
@@ -296,43 +290,6 @@ pub(super) fn event_action(note: &EventNote) -> String {
     format!("{}-{hash:08x}", note.reason)
 }
 
-/// The Ready condition's status and reason for a lifecycle state.
-fn readiness(status: &StreamJobStatus) -> (&'static str, &'static str) {
-    use crate::crd::LifecycleState as L;
-    match status.lifecycle_state {
-        L::Stable => ("True", "Stable"),
-        L::RolledBack => ("True", "RolledBack"),
-        L::Suspended => ("False", "Suspended"),
-        L::Failed => ("False", "Failed"),
-        _ if status.error.is_some() => ("False", "Error"),
-        _ => ("False", "Reconciling"),
-    }
-}
-
-fn set_condition(
-    status: &mut StreamJobStatus,
-    job: &StreamJob,
-    value: &str,
-    reason: &str,
-    message: &str,
-) {
-    let now = jiff::Timestamp::now().to_string();
-    let previous = status.conditions.iter().find(|c| c.type_ == "Ready");
-    // The transition time only moves when the status value does.
-    let last_transition_time = match previous {
-        Some(c) if c.status == value => c.last_transition_time.clone(),
-        _ => now,
-    };
-    status.conditions = vec![Condition {
-        type_: "Ready".to_string(),
-        status: value.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time,
-        observed_generation: job.metadata.generation,
-    }];
-}
-
 /// An error with all its causes, since the outer ones alone ("finalizer step failed") do not
 /// say what went wrong.
 fn chain(error: &dyn std::error::Error) -> String {
@@ -375,7 +332,6 @@ fn new_trigger_id(job: &StreamJob) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::LifecycleState;
 
     #[test]
     fn events_with_the_same_reason_but_another_message_get_another_action() {
@@ -451,39 +407,5 @@ spec: {image: 'weir:1', job: {sql: 'SELECT 1'}}
         let text = chain(&error);
         assert!(text.starts_with("finalizer step failed: "), "{text}");
         assert!(text.ends_with("set exactly one of them"), "{text}");
-    }
-
-    #[test]
-    fn only_stable_and_rolled_back_jobs_are_ready() {
-        let mut status = StreamJobStatus::default();
-        for (state, ready) in [
-            (LifecycleState::Stable, "True"),
-            (LifecycleState::RolledBack, "True"),
-            (LifecycleState::Upgrading, "False"),
-            (LifecycleState::Suspended, "False"),
-            (LifecycleState::Failed, "False"),
-        ] {
-            status.lifecycle_state = state;
-            assert_eq!(readiness(&status).0, ready, "{state:?}");
-        }
-        status.lifecycle_state = LifecycleState::Upgrading;
-        status.error = Some("savepoint failed".into());
-        assert_eq!(readiness(&status), ("False", "Error"));
-    }
-
-    #[test]
-    fn the_ready_condition_keeps_its_transition_time_while_its_value_holds() {
-        let job = job();
-        let mut status = StreamJobStatus::default();
-        set_condition(&mut status, &job, "False", "Reconciling", "");
-        let first = status.conditions[0].last_transition_time.clone();
-        std::thread::sleep(Duration::from_millis(5));
-        set_condition(&mut status, &job, "False", "Error", "boom");
-        assert_eq!(status.conditions[0].last_transition_time, first);
-        assert_eq!(status.conditions[0].reason, "Error");
-        assert_eq!(status.conditions[0].observed_generation, Some(3));
-        set_condition(&mut status, &job, "True", "Stable", "");
-        assert_ne!(status.conditions[0].last_transition_time, first);
-        assert_eq!(status.conditions.len(), 1);
     }
 }

@@ -38,6 +38,7 @@ pub fn decide_deletion(inputs: &Inputs<'_>) -> Deletion {
         events: Vec::new(),
     };
     let (action, requeue_after) = savepoint_then_teardown(&mut step);
+    super::conditions::update(&mut step.status, inputs.generation, inputs.now, None);
     let done = action == Action::None
         && !inputs.observation.cluster_exists
         && { step.status.savepoints.pending.is_none() }

@@ -12,6 +12,7 @@
 //! phase; [`idle`] starts rollouts and handles manual and periodic savepoints and retention.
 
 mod awaiting;
+pub mod conditions;
 mod deleting;
 mod deploying;
 pub mod history;
@@ -174,6 +175,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Step {
         ReconcilePhase::Deploying => deploying::decide(&mut step),
         ReconcilePhase::AwaitingReady => awaiting::decide(&mut step),
     };
+    conditions::update(&mut step.status, inputs.generation, inputs.now, None);
     Step {
         status: step.status,
         action,
