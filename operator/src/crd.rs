@@ -129,9 +129,12 @@ pub struct StreamJobSpec {
     #[schemars(schema_with = "preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
 
-    /// Take a savepoint before the resource is deleted (the deletion waits for it).
-    #[serde(default)]
-    pub savepoint_on_deletion: bool,
+    /// Stop the job with a savepoint when the resource is deleted, recorded as a
+    /// StreamJobSnapshot that outlives the StreamJob (a new StreamJob starts from it with
+    /// `job.initialSnapshotName`). Unset: on whenever `savepoints.dir` is set. `false` opts
+    /// out; `true` requires `savepoints.dir`. Change takes effect: at once, no restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_on_deletion: Option<bool>,
 }
 
 /// What the job runs and how its state is carried.
@@ -169,6 +172,12 @@ pub struct JobSpec {
     /// Savepoint or checkpoint the first deployment restores from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_savepoint_path: Option<String>,
+
+    /// Name of a StreamJobSnapshot in the same namespace the first deployment restores from
+    /// (for example the snapshot a deleted StreamJob left behind). The deployment waits until
+    /// that snapshot is `Completed`. Not together with `initialSavepointPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_snapshot_name: Option<String>,
 
     /// Allow restoring when the savepoint holds state no operator of the job claims.
     #[serde(default)]
@@ -528,6 +537,12 @@ pub struct SavepointInfo {
     pub timestamp: String,
     /// Why it was taken.
     pub trigger: SavepointTrigger,
+    /// The job it was taken of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Name of the StreamJobSnapshot recording it, once the operator has created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// Why a savepoint was taken.
@@ -695,4 +710,157 @@ impl StreamJobSpec {
     pub fn savepoint_dir(&self) -> Option<&str> {
         self.savepoints.as_ref().and_then(|s| s.dir.as_deref())
     }
+
+    /// Whether deleting the resource stops the job with a savepoint: `savepointOnDeletion`,
+    /// on by default whenever there is a savepoint directory.
+    pub fn deletion_savepoint(&self) -> bool {
+        self.savepoint_on_deletion
+            .unwrap_or(self.savepoint_dir().is_some())
+    }
+}
+
+/// A savepoint or checkpoint of a StreamJob as a resource of its own. Creating one takes a
+/// savepoint of the referenced job (or registers `spec.path`); deleting one with
+/// `disposeOnDelete` deletes its objects from storage, whether the job runs or not.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "StreamJobSnapshot",
+    namespaced,
+    shortname = "sjs",
+    status = "StreamJobSnapshotStatus",
+    doc = "A savepoint or checkpoint of a StreamJob, taken or registered by weir-operator.",
+    printcolumn(
+        name = "Job",
+        type_ = "string",
+        json_path = ".spec.jobName",
+        description = "The StreamJob this snapshot is of"
+    ),
+    printcolumn(
+        name = "Kind",
+        type_ = "string",
+        json_path = ".spec.kind",
+        description = "savepoint or checkpoint"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Pending, InProgress, Completed or Failed"
+    ),
+    printcolumn(
+        name = "Trigger",
+        type_ = "string",
+        json_path = ".status.trigger",
+        description = "Why it was taken"
+    ),
+    printcolumn(
+        name = "Path",
+        type_ = "string",
+        json_path = ".status.path",
+        description = "Where it is in storage"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSnapshotSpec {
+    /// Name of the StreamJob (same namespace) the snapshot is of. Its `savepoints.dir` is
+    /// where a new savepoint goes, and its `storage` how the operator reaches it.
+    #[schemars(length(min = 1))]
+    pub job_name: String,
+
+    /// `savepoint` or `checkpoint`. A checkpoint cannot be taken on request: a `checkpoint`
+    /// snapshot registers `path`.
+    #[serde(default)]
+    pub kind: SnapshotKind,
+
+    /// An existing savepoint or checkpoint to register instead of taking a new savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(s3|file)://.+"))]
+    pub path: Option<String>,
+
+    /// Delete the snapshot's objects from storage when this resource is deleted (done by the
+    /// operator, also while the job is suspended or gone). Off by default: the data is kept.
+    #[serde(default)]
+    pub dispose_on_delete: bool,
+}
+
+/// What a StreamJobSnapshot holds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    #[default]
+    Savepoint,
+    Checkpoint,
+}
+
+/// Observed state of a StreamJobSnapshot, written by the operator before each action.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSnapshotStatus {
+    /// `Pending` (waiting to trigger or retry), `InProgress`, `Completed` or `Failed` (for
+    /// good; `reason` says why).
+    #[serde(default)]
+    pub state: SnapshotState,
+
+    /// Location of the completed snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// Why it was taken; absent for a registered `spec.path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<SavepointTrigger>,
+
+    /// The savepoint trigger id, recorded before the request is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
+
+    /// The job it was taken of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+
+    /// Bytes in storage, when the operator could list them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+
+    /// When the current attempt was triggered (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_at: Option<String>,
+
+    /// When it completed or failed for good (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+
+    /// Why the last attempt failed (with the retry to come), or why it failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+
+    /// Earliest time of the next attempt (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+
+    /// The job's storage settings when the snapshot completed, so the operator can delete it
+    /// after the StreamJob is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// Where a StreamJobSnapshot is in its life.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum SnapshotState {
+    #[default]
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
 }

@@ -12,6 +12,14 @@ pub const FIELD_MANAGER: &str = "weir-operator";
 /// Finalizer that holds a StreamJob until its deletion savepoint and cleanup have run.
 pub const FINALIZER: &str = "weir.dev/cleanup";
 
+/// Finalizer that holds a StreamJobSnapshot with `disposeOnDelete` until its objects are
+/// deleted from storage.
+pub const SNAPSHOT_FINALIZER: &str = "weir.dev/dispose";
+
+/// Label on the StreamJobSnapshots a StreamJob's own savepoints create: why it was taken
+/// (`upgrade`, `suspend`, `deletion`, `manual`, `periodic`).
+pub const LABEL_SNAPSHOT_TRIGGER: &str = "weir.dev/snapshot-trigger";
+
 /// Container names inside the generated pods; a user's `podTemplate` merges into the container
 /// with the same name.
 pub const JOBMANAGER_CONTAINER: &str = "jobmanager";

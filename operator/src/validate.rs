@@ -35,6 +35,12 @@ pub enum ValidationError {
     )]
     LastStateWithoutCheckpoints,
 
+    #[error(
+        "job.initialSavepointPath and job.initialSnapshotName are both set; set at most one of \
+         them"
+    )]
+    TwoInitialStates,
+
     #[error("{field} is set but savepoints.dir is not; set savepoints.dir")]
     NeedsSavepointDir { field: &'static str },
 
@@ -137,6 +143,9 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
     if !job.args.is_empty() && job.entry.is_none() {
         errors.push(ValidationError::ArgsWithoutEntry);
     }
+    if job.initial_savepoint_path.is_some() && job.initial_snapshot_name.is_some() {
+        errors.push(ValidationError::TwoInitialStates);
+    }
 
     let has_savepoint_dir = spec.savepoint_dir().is_some();
     match job.upgrade_mode {
@@ -149,7 +158,7 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
         _ => {}
     }
     if !has_savepoint_dir {
-        if spec.savepoint_on_deletion {
+        if spec.savepoint_on_deletion == Some(true) {
             errors.push(ValidationError::NeedsSavepointDir {
                 field: "savepointOnDeletion",
             });

@@ -12,8 +12,8 @@ use weir_operator::crd::{
     LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
 };
 use weir_operator::lifecycle::{
-    self, Action, EventNote, EventType, Inputs, JobState, Observation, ObservedJob,
-    SavepointProgress, Step,
+    self, Action, EventNote, EventType, InitialSnapshot, Inputs, JobState, Observation,
+    ObservedJob, SavepointProgress, Step,
 };
 
 /// A savepoint operation inside the fake JobManager.
@@ -56,6 +56,8 @@ struct World {
     storage_checkpoint: Option<String>,
     /// Whether the controller has S3 access for this job.
     s3_configured: bool,
+    /// What the controller found for `job.initialSnapshotName`.
+    initial_snapshot: Option<InitialSnapshot>,
 }
 
 impl World {
@@ -72,6 +74,7 @@ impl World {
             deleted_checkpoint_runs: Vec::new(),
             storage_checkpoint: None,
             s3_configured: false,
+            initial_snapshot: None,
         }
     }
 
@@ -101,6 +104,7 @@ impl World {
             cluster_exists: self.cluster.exists,
             storage_latest_checkpoint: self.storage_checkpoint.clone(),
             can_delete_s3: self.s3_configured,
+            initial_snapshot: self.initial_snapshot.clone(),
         }
     }
 
@@ -859,6 +863,8 @@ fn history_cleanup_deletes_old_savepoints_but_never_the_newest_or_the_restore_pa
         location: format!("file:///state/orders/savepoints/{name}"),
         timestamp: format!("2025-12-{day:02}T00:00:00Z"),
         trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
     };
     world.status.savepoints.history = vec![
         info("a", 1),
@@ -1052,9 +1058,9 @@ impl World {
 }
 
 #[test]
-fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_the_pods() {
+fn deletion_stops_the_job_with_a_savepoint_by_default_before_removing_the_pods() {
     let mut world = World::new("savepoint.yaml");
-    world.spec.savepoint_on_deletion = true;
+    assert_eq!(world.spec.savepoint_on_deletion, None);
     world.deploy_stable();
 
     assert!(!world.reconcile_deletion());
@@ -1077,7 +1083,7 @@ fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_th
 #[test]
 fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
     let mut world = World::new("savepoint.yaml");
-    world.spec.savepoint_on_deletion = true;
+    world.spec.savepoint_on_deletion = Some(true);
     world.deploy_stable();
     world.jm.script = vec![Err("bucket gone".into())];
 
@@ -1096,8 +1102,9 @@ fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
 }
 
 #[test]
-fn deletion_without_savepoint_on_deletion_just_removes_the_pods() {
+fn deletion_with_savepoint_on_deletion_false_just_removes_the_pods() {
     let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = Some(false);
     world.deploy_stable();
     assert!(!world.reconcile_deletion());
     assert!(!world.cluster.exists);
@@ -1262,6 +1269,8 @@ fn savepoints_and_checkpoints_the_operator_cannot_delete_are_kept_and_block_noth
         location: format!("s3://state/orders/savepoints/old-{day}"),
         timestamp: format!("2025-12-{day:02}T00:00:00Z"),
         trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
     };
     world
         .status
@@ -1297,6 +1306,8 @@ fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
             location: "s3://state/orders/savepoints/ancient".into(),
             timestamp: "2025-01-01T00:00:00Z".into(),
             trigger: SavepointTrigger::Periodic,
+            job_id: None,
+            snapshot: None,
         },
     );
     let action = world.reconcile();
@@ -1528,5 +1539,383 @@ fn an_invalid_spec_makes_the_job_degraded_with_the_validation_message() {
             .unwrap()
             .status,
         "True"
+    );
+}
+
+// ---- StreamJobSnapshot ------------------------------------------------------------------------
+
+use weir_operator::crd::{
+    SnapshotKind, SnapshotState, StreamJobSnapshotSpec, StreamJobSnapshotStatus,
+};
+use weir_operator::snapshot::{
+    self, Disposal, MAX_ATTEMPTS, SnapshotAction, SnapshotInputs, SnapshotObservation,
+};
+
+/// A hand-created snapshot of the World's job: decides and acts against the same fake
+/// JobManager as the StreamJob.
+struct SnapshotWorld {
+    spec: StreamJobSnapshotSpec,
+    status: StreamJobSnapshotStatus,
+    triggers: u32,
+    reasons: Vec<&'static str>,
+}
+
+impl SnapshotWorld {
+    fn new(job_name: &str) -> SnapshotWorld {
+        SnapshotWorld {
+            spec: StreamJobSnapshotSpec {
+                job_name: job_name.into(),
+                kind: SnapshotKind::Savepoint,
+                path: None,
+                dispose_on_delete: true,
+            },
+            status: StreamJobSnapshotStatus::default(),
+            triggers: 0,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn observe(&self, world: &World, job_exists: bool) -> SnapshotObservation {
+        let savepoint = self.status.trigger_id.as_ref().and_then(|id| {
+            world.jm.job.as_ref()?;
+            Some(match world.jm.operations.get(id) {
+                None => SavepointProgress::Unknown,
+                Some(op) if op.polls_left > 0 => SavepointProgress::InProgress,
+                Some(Operation {
+                    outcome: Ok(location),
+                    ..
+                }) => SavepointProgress::Completed {
+                    location: location.clone(),
+                },
+                Some(Operation {
+                    outcome: Err(cause),
+                    ..
+                }) => SavepointProgress::Failed {
+                    cause: cause.clone(),
+                },
+            })
+        });
+        SnapshotObservation {
+            job_exists,
+            savepoint_dir: world.spec.savepoint_dir().map(str::to_string),
+            timeout: lifecycle::DEFAULT_SAVEPOINT_TIMEOUT,
+            storage: world.spec.storage.clone(),
+            job: world.jm.job.clone(),
+            savepoint,
+        }
+    }
+
+    /// Decides, writes the status, and (unless `crash`) acts on the World's JobManager.
+    fn reconcile_with(&mut self, world: &mut World, crash: bool) -> SnapshotAction {
+        self.triggers += 1;
+        let observation = self.observe(world, true);
+        let step = snapshot::decide(&SnapshotInputs {
+            spec: &self.spec,
+            status: &self.status,
+            observation: &observation,
+            now: world.now,
+            fresh_trigger_id: format!("snap-trigger-{}", self.triggers),
+        });
+        self.status = step.status;
+        self.reasons.extend(step.events.iter().map(|e| e.reason));
+        if let SnapshotAction::TriggerSavepoint {
+            job_id,
+            trigger_id,
+            target_directory,
+        } = &step.action
+            && !crash
+        {
+            world.act(&Action::TriggerSavepoint {
+                job_id: job_id.clone(),
+                trigger_id: trigger_id.clone(),
+                target_directory: target_directory.clone(),
+                stop: false,
+            });
+        }
+        step.action
+    }
+
+    fn reconcile(&mut self, world: &mut World) -> SnapshotAction {
+        self.reconcile_with(world, false)
+    }
+}
+
+#[test]
+fn a_hand_created_snapshot_takes_one_savepoint_and_completes_with_its_path() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+
+    let action = snap.reconcile(&mut world);
+    assert!(matches!(action, SnapshotAction::TriggerSavepoint { .. }));
+    assert_eq!(snap.status.state, SnapshotState::InProgress);
+    assert_eq!(snap.status.job_id.as_deref(), Some("job1"));
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(
+        snap.status.path.as_deref(),
+        Some("s3://state/orders/savepoints/savepoint-snap-trigger-1")
+    );
+    assert_eq!(snap.status.trigger, Some(SavepointTrigger::Manual));
+    assert!(snap.status.time.is_some());
+    assert_eq!(world.jm.started, ["snap-trigger-1"]);
+    // The job keeps running, and a settled snapshot does nothing more.
+    assert_eq!(world.jm.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn an_operator_restart_after_recording_the_snapshot_trigger_resends_the_same_id() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile_with(&mut world, true); // recorded, never sent
+    let recorded = snap.status.trigger_id.clone().unwrap();
+    let action = snap.reconcile(&mut world);
+    assert!(
+        matches!(action, SnapshotAction::TriggerSavepoint { ref trigger_id, .. } if *trigger_id == recorded)
+    );
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(world.jm.started, [recorded]);
+}
+
+#[test]
+fn a_snapshot_of_a_job_that_is_not_running_is_retried_with_backoff_then_fails_with_the_reason() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    let mut snap = SnapshotWorld::new("orders");
+    for attempt in 1..MAX_ATTEMPTS {
+        assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+        assert_eq!(snap.status.state, SnapshotState::Pending);
+        assert_eq!(snap.status.attempts, attempt);
+        assert!(
+            snap.status.reason.as_ref().unwrap().contains("RESTARTING"),
+            "{:?}",
+            snap.status.reason
+        );
+        // Backing off: nothing happens before the retry time.
+        assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+        assert_eq!(snap.status.attempts, attempt);
+        world.tick(300);
+    }
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Failed);
+    assert!(
+        snap.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains(&format!("attempt {MAX_ATTEMPTS} of {MAX_ATTEMPTS}"))
+    );
+    assert!(snap.reasons.contains(&"SnapshotFailed"));
+    assert!(world.jm.started.is_empty());
+}
+
+#[test]
+fn a_failed_snapshot_savepoint_is_retried_and_the_retry_can_succeed() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.script = vec![Err("bucket unreachable".into())];
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Pending);
+    assert!(
+        snap.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("bucket unreachable")
+    );
+    world.tick(10);
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(world.jm.started.len(), 2);
+    assert_eq!(snap.status.reason, None);
+}
+
+#[test]
+fn a_snapshot_of_a_missing_job_or_a_checkpoint_on_request_fails_with_the_reason() {
+    let world = World::new("savepoint.yaml");
+    let mut snap = SnapshotWorld::new("nope");
+    let mut observation = snap.observe(&world, false);
+    let decide = |snap: &SnapshotWorld, observation: &SnapshotObservation| {
+        snapshot::decide(&SnapshotInputs {
+            spec: &snap.spec,
+            status: &snap.status,
+            observation,
+            now: world.now,
+            fresh_trigger_id: "t".into(),
+        })
+    };
+    let step = decide(&snap, &observation);
+    assert!(
+        step.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("StreamJob nope not found")
+    );
+
+    observation.job_exists = true;
+    snap.spec.kind = SnapshotKind::Checkpoint;
+    let step = decide(&snap, &observation);
+    assert_eq!(step.status.state, SnapshotState::Failed);
+    assert!(step.status.reason.unwrap().contains("spec.path"));
+
+    snap.spec.kind = SnapshotKind::Savepoint;
+    observation.savepoint_dir = None;
+    let step = decide(&snap, &observation);
+    assert_eq!(step.status.state, SnapshotState::Failed);
+    assert!(step.status.reason.unwrap().contains("no savepoints.dir"));
+}
+
+#[test]
+fn a_snapshot_with_a_path_is_registered_without_taking_a_savepoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.spec.kind = SnapshotKind::Checkpoint;
+    snap.spec.path = Some("s3://state/orders/checkpoints/job1/chk-7".into());
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(snap.status.path, snap.spec.path);
+    assert_eq!(snap.status.trigger, None);
+    assert!(world.jm.started.is_empty());
+}
+
+#[test]
+fn a_snapshot_deleted_while_its_job_is_suspended_deletes_its_objects_unless_a_job_restores_from_it()
+{
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    let path = snap.status.path.clone().unwrap();
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert!(!world.cluster.exists);
+    // Disposal needs no JobManager: only the snapshot's own spec and status.
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, None),
+        Disposal::Delete(path.clone())
+    );
+    // A StreamJob whose deployment restores from it holds the deletion.
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, Some("orders-v2")),
+        Disposal::InUse {
+            location: path,
+            by: "orders-v2".into()
+        }
+    );
+    snap.spec.dispose_on_delete = false;
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, None),
+        Disposal::Keep
+    );
+    // One that never completed has nothing to delete.
+    let pending = SnapshotWorld::new("orders");
+    let mut spec = pending.spec.clone();
+    spec.dispose_on_delete = true;
+    assert_eq!(
+        snapshot::disposal(&spec, &pending.status, None),
+        Disposal::Keep
+    );
+}
+
+#[test]
+fn the_jobs_own_savepoints_become_snapshots_that_never_dispose_their_data() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:1.3".into();
+    world.settle(8);
+    let upgrade = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(upgrade.job_id.as_deref(), Some("job1"));
+    let name = snapshot::name_for("orders", &upgrade);
+    assert!(name.starts_with("orders-upgrade-"), "{name}");
+    assert_eq!(name, snapshot::name_for("orders", &upgrade), "stable names");
+    let (spec, status) = snapshot::for_savepoint("orders", &upgrade, None);
+    assert_eq!(spec.path.as_deref(), Some(upgrade.location.as_str()));
+    assert!(!spec.dispose_on_delete);
+    assert_eq!(status.state, SnapshotState::Completed);
+    assert_eq!(status.trigger, Some(SavepointTrigger::Upgrade));
+    assert_eq!(status.job_id.as_deref(), Some("job1"));
+}
+
+#[test]
+fn a_job_starting_from_a_snapshot_waits_for_it_and_then_restores_from_its_path() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.job.initial_snapshot_name = Some("orders-deletion-1a2b3c4d".into());
+    world.initial_snapshot = Some(InitialSnapshot::NotReady("it is InProgress".into()));
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(!world.cluster.exists);
+    assert!(world.status.reconciliation.last_reconciled_spec.is_none());
+    assert!(
+        world
+            .status
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("orders-deletion-1a2b3c4d")
+    );
+    assert!(world.reasons().contains(&"InitialSnapshotNotReady"));
+
+    world.initial_snapshot = Some(InitialSnapshot::Ready(
+        "s3://state/orders/savepoints/savepoint-final".into(),
+    ));
+    world.reconcile();
+    assert_eq!(
+        world.cluster.restores,
+        [Some(
+            "s3://state/orders/savepoints/savepoint-final".to_string()
+        )]
+    );
+    assert_eq!(world.status.error, None);
+}
+
+#[test]
+fn history_cleanup_runs_while_the_job_is_suspended_and_keeps_the_resume_savepoint() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    let resume_from = world.status.reconciliation.restore_path.clone().unwrap();
+    let old = |name: &str| SavepointInfo {
+        location: format!("file:///state/orders/savepoints/{name}"),
+        timestamp: "2025-12-01T00:00:00Z".into(),
+        trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
+    };
+    // historyMaxCount is 3: four older ones beside the suspend savepoint.
+    for name in ["a", "b", "c", "d"] {
+        world.status.savepoints.history.insert(0, old(name));
+    }
+    world.tick(60);
+    let action = world.reconcile();
+    let Action::DisposeSavepoints { locations } = action else {
+        panic!("expected a disposal, got {action:?}");
+    };
+    assert!(!locations.contains(&resume_from));
+    assert!(!world.cluster.exists, "cleanup does not start the job");
+    assert!(
+        world
+            .status
+            .savepoints
+            .history
+            .iter()
+            .any(|s| s.location == resume_from)
     );
 }

@@ -77,6 +77,11 @@ pub(super) async fn act(
             }
             lifecycle::disposed(&mut status, &deleted);
             write_status(api, &name, &status).await?;
+            if let Err(error) =
+                super::snapshots::forget_savepoints(job, ctx, namespace, &deleted).await
+            {
+                tracing::warn!(job = %name, error = %super::chain(&error), "snapshots of deleted savepoints not removed");
+            }
             failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
         }
         Action::DeleteCheckpoints { dir, job_ids } => {
@@ -141,6 +146,15 @@ pub(super) async fn write_status(
 }
 
 pub(super) async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
+    publish_on(ctx, &job.object_ref(&()), note).await;
+}
+
+/// Publishes an Event about any object (a StreamJob or a StreamJobSnapshot).
+pub(super) async fn publish_on(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    note: &EventNote,
+) {
     let event = Event {
         type_: match note.type_ {
             EventType::Normal => KubeEventType::Normal,
@@ -152,7 +166,7 @@ pub(super) async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
         secondary: None,
     };
     // Events are best effort: losing one must not fail the reconcile.
-    if let Err(error) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
         tracing::info!(error = %error, "could not publish event");
     }
 }

@@ -16,9 +16,9 @@ use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
-use crate::crd::StreamJob;
+use crate::crd::{StreamJob, StreamJobSnapshot};
 use crate::desired::BuildError;
 use crate::jobmanager::{JobManagerClient, RestError};
 use crate::lifecycle::{self, EventNote, EventType, Inputs, conditions};
@@ -29,6 +29,7 @@ use crate::validate::{Policy, ValidationErrors, validate_with};
 
 mod act;
 mod observe;
+mod snapshots;
 
 use act::{act, publish, write_status};
 use observe::{observe, storage_for};
@@ -110,13 +111,28 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
         client: client.clone(),
     });
     let jobs = Api::<StreamJob>::all(client.clone());
+    let snapshots = Controller::new(
+        Api::<StreamJobSnapshot>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        snapshots::reconcile,
+        snapshots::error_policy,
+        context.clone(),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(error = %chain(&error), "snapshot reconcile not run");
+        }
+    });
     // Only the operator's children are watched, so unrelated Deployments cost nothing.
     let children = watcher::Config::default().labels(&format!(
         "{}={}",
         names::LABEL_MANAGED_BY,
         names::FIELD_MANAGER
     ));
-    Controller::new(jobs, watcher::Config::default())
+    let streamjobs = Controller::new(jobs, watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<ConfigMap>::all(client), children)
@@ -129,8 +145,8 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
                 // object gone from the cache).
                 Err(error) => tracing::debug!(error = %chain(&error), "reconcile not run"),
             }
-        })
-        .await;
+        });
+    futures::join!(streamjobs, snapshots);
 }
 
 /// Runs the finalizer, which dispatches to `apply` or `cleanup`.
@@ -226,9 +242,17 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         now: jiff::Timestamp::now(),
         fresh_trigger_id: new_trigger_id(job),
     });
-    let next = step.status;
+    let mut next = step.status;
     // Write-ahead: the status names the action before the action happens.
     write_status(&api, &name, &next).await?;
+    // Recording savepoints as snapshots is bookkeeping: it must never hold up the job.
+    match snapshots::record_savepoints(job, ctx, &namespace, &mut next).await {
+        Ok(true) => write_status(&api, &name, &next).await?,
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(job = %name, error = %chain(&error), "savepoints not recorded as snapshots");
+        }
+    }
     ctx.metrics.set_state(key(job), next.lifecycle_state);
     for note in &step.events {
         publish(ctx, job, note).await;
@@ -255,20 +279,17 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         now: jiff::Timestamp::now(),
         fresh_trigger_id: new_trigger_id(job),
     });
-    write_status(&api, &name, &deletion.status).await?;
+    let mut next = deletion.status.clone();
+    write_status(&api, &name, &next).await?;
     for note in &deletion.events {
         publish(ctx, job, note).await;
     }
-    act(
-        job,
-        ctx,
-        &api,
-        &namespace,
-        &storage,
-        &deletion.action,
-        deletion.status.clone(),
-    )
-    .await?;
+    // The deletion savepoint's snapshot is how it is found once the StreamJob is gone: it is
+    // recorded before the finalizer goes.
+    if snapshots::record_savepoints(job, ctx, &namespace, &mut next).await? {
+        write_status(&api, &name, &next).await?;
+    }
+    act(job, ctx, &api, &namespace, &storage, &deletion.action, next).await?;
     if deletion.done {
         ctx.metrics.forget(&key(job));
         // Returning Ok lets the finalizer helper remove the finalizer.
@@ -313,7 +334,7 @@ fn key(job: &StreamJob) -> String {
 
 /// A 32-hex-digit trigger id (the shape of Flink's trigger ids), unique per operator process
 /// and StreamJob: time, uid and a process-wide counter go into it.
-fn new_trigger_id(job: &StreamJob) -> String {
+fn new_trigger_id<K: Resource>(job: &K) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = jiff::Timestamp::now().as_nanosecond();

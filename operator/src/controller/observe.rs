@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::{Context, Error};
-use crate::crd::{StreamJob, StreamJobStatus};
+use crate::crd::{StorageSpec, StreamJob, StreamJobStatus};
 use crate::jobmanager::JobManagerClient;
 use crate::lifecycle::Observation;
 use crate::names;
@@ -74,6 +74,12 @@ pub(super) async fn observe(
             Err(error) => tracing::info!(job = %name, error = %error, "savepoint status unknown"),
         }
     }
+    if status.reconciliation.last_reconciled_spec.is_none()
+        && let Some(snapshot) = &job.spec.job.initial_snapshot_name
+    {
+        observation.initial_snapshot =
+            Some(super::snapshots::initial_snapshot(ctx, namespace, snapshot).await?);
+    }
     Ok(observation)
 }
 
@@ -84,7 +90,16 @@ pub(super) async fn storage_for(
     ctx: &Context,
     namespace: &str,
 ) -> Result<Storage, Error> {
-    let Some(settings) = &job.spec.storage else {
+    storage_from(job.spec.storage.as_ref(), ctx, namespace).await
+}
+
+/// Storage access from a job's storage settings (a StreamJob's, or those a snapshot recorded).
+pub(super) async fn storage_from(
+    settings: Option<&StorageSpec>,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Storage, Error> {
+    let Some(settings) = settings else {
         return Ok(Storage::default());
     };
     let from_secret = match &settings.credentials_secret {

@@ -53,7 +53,7 @@ pub fn decide_deletion(inputs: &Inputs<'_>) -> Deletion {
 }
 
 fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
-    let wants_savepoint = step.spec().savepoint_on_deletion;
+    let wants_savepoint = step.spec().deletion_savepoint();
     let taken = step
         .status
         .savepoints
@@ -68,7 +68,7 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             match step.obs().savepoint.clone() {
                 Some(SavepointProgress::Completed { location }) => {
                     step.status.savepoints.pending = None;
-                    step.record_savepoint(location.clone(), pending.trigger);
+                    step.record_savepoint(location.clone(), &pending);
                     step.status.error = None;
                     step.event(
                         EventType::Normal,

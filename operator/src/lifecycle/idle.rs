@@ -11,8 +11,8 @@ use crate::crd::{
 use crate::duration;
 
 use super::{
-    Action, EventType, JobState, POLL, SETTLED, Stepper, add, backoff, deploying, elapsed, history,
-    needs_restart, parse_time, running_spec, spec_json, stopping,
+    Action, EventType, InitialSnapshot, JobState, POLL, SETTLED, Stepper, add, backoff, deploying,
+    elapsed, history, needs_restart, parse_time, running_spec, spec_json, stopping,
 };
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
@@ -132,9 +132,37 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
 }
 
 fn first_deployment(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> (Action, Duration) {
+    let mut restore_path = spec.job.initial_savepoint_path.clone();
+    if let Some(name) = &spec.job.initial_snapshot_name {
+        // Nothing is recorded until the snapshot is there: deploying without it would start
+        // from empty state.
+        match step.obs().initial_snapshot.clone() {
+            Some(InitialSnapshot::Ready(path)) => restore_path = Some(path),
+            other => {
+                let why = match other {
+                    Some(InitialSnapshot::NotReady(why)) => why,
+                    _ => "not looked up yet".to_string(),
+                };
+                let message = format!(
+                    "waiting for StreamJobSnapshot {name} (job.initialSnapshotName) to complete: \
+                     {why}"
+                );
+                if step.status.error.as_deref() != Some(message.as_str()) {
+                    step.event(
+                        EventType::Warning,
+                        "InitialSnapshotNotReady",
+                        message.clone(),
+                    );
+                }
+                step.status.error = Some(message);
+                return (Action::None, POLL);
+            }
+        }
+    }
+    step.status.error = None;
     let reconciliation = &mut step.status.reconciliation;
     reconciliation.last_reconciled_spec = Some(spec_json(spec));
-    reconciliation.restore_path = spec.job.initial_savepoint_path.clone();
+    reconciliation.restore_path = restore_path;
     if spec.job.state == DesiredJobState::Suspended {
         step.status.lifecycle_state = LifecycleState::Suspended;
         return (Action::None, SETTLED);
@@ -322,7 +350,8 @@ fn upgrade_mode_name(spec: &StreamJobSpec) -> &'static str {
     }
 }
 
-pub(super) fn trigger_name(trigger: SavepointTrigger) -> &'static str {
+/// How a savepoint trigger is spelled in messages and snapshot names.
+pub fn trigger_name(trigger: SavepointTrigger) -> &'static str {
     match trigger {
         SavepointTrigger::Upgrade => "upgrade",
         SavepointTrigger::Suspend => "suspend",

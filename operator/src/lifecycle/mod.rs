@@ -25,9 +25,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use deleting::{Deletion, decide_deletion};
+pub use idle::trigger_name;
 
 use crate::crd::{
-    LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
+    LifecycleState, PendingSavepoint, ReconcilePhase, SavepointInfo, StreamJobSpec, StreamJobStatus,
 };
 use crate::duration;
 
@@ -83,6 +84,18 @@ pub struct Observation {
     /// Whether the operator can delete `s3://` locations of this job (an `http://` endpoint and
     /// credentials are configured). `file://` locations can always be deleted.
     pub can_delete_s3: bool,
+    /// The StreamJobSnapshot named by `job.initialSnapshotName`, looked up before the first
+    /// deployment.
+    pub initial_snapshot: Option<InitialSnapshot>,
+}
+
+/// The snapshot a first deployment restores from, as far as it is known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InitialSnapshot {
+    /// Completed at this location.
+    Ready(String),
+    /// Missing, not completed yet, or failed: why.
+    NotReady(String),
 }
 
 impl Observation {
@@ -235,7 +248,8 @@ fn restart_relevant(spec: &StreamJobSpec) -> StreamJobSpec {
     spec.job.upgrade_readiness_timeout = None;
     spec.job.upgrade_mode = Default::default();
     spec.job.initial_savepoint_path = None;
-    spec.savepoint_on_deletion = false;
+    spec.savepoint_on_deletion = None;
+    spec.job.initial_snapshot_name = None;
     if let Some(savepoints) = spec.savepoints.as_mut() {
         savepoints.periodic_interval = None;
         savepoints.history_max_count = None;
@@ -306,11 +320,13 @@ impl Stepper<'_, '_> {
     }
 
     /// Appends a completed savepoint to `last` and the history.
-    fn record_savepoint(&mut self, location: String, trigger: SavepointTrigger) {
+    fn record_savepoint(&mut self, location: String, pending: &PendingSavepoint) {
         let info = SavepointInfo {
             location,
             timestamp: self.now_text(),
-            trigger,
+            trigger: pending.trigger,
+            job_id: Some(pending.job_id.clone()),
+            snapshot: None,
         };
         let savepoints = &mut self.status.savepoints;
         if !savepoints

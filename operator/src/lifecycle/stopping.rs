@@ -128,7 +128,7 @@ fn stop_with_savepoint(
     match step.obs().savepoint.clone() {
         Some(SavepointProgress::Completed { location }) => {
             step.status.savepoints.pending = None;
-            step.record_savepoint(location.clone(), pending.trigger);
+            step.record_savepoint(location.clone(), &pending);
             step.status.reconciliation.restore_path = Some(location.clone());
             step.event(
                 EventType::Normal,
@@ -216,7 +216,7 @@ pub(super) fn poll_running_savepoint(step: &mut Stepper<'_, '_>) -> (Action, Dur
             if pending.trigger == SavepointTrigger::Manual {
                 step.status.savepoints.last_trigger_nonce = pending.nonce;
             }
-            step.record_savepoint(location.clone(), pending.trigger);
+            step.record_savepoint(location.clone(), &pending);
             step.status.error = None;
             step.status.reconciliation.retries = 0;
             step.status.reconciliation.retry_at = None;
