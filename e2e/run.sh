@@ -425,9 +425,6 @@ wait_until 120 "1 JobManager and 2 TaskManager pods Running" bash -c \
 
 # ---- 3 ------------------------------------------------------------------------------------------
 step "3 RUNNING, then STABLE with a completed checkpoint in status; kubectl wait --for=condition=Ready"
-kn wait --for=condition=Ready "sj/$JOB" --timeout=180s >&2 || fail "condition Ready not met: $(sj '{.status.conditions}')"
-[[ "$(sj '{.status.conditions[?(@.type=="Running")].status}')" == True ]] || fail "condition Running is not True: $(sj '{.status.conditions}')"
-[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].reason}')" == Healthy ]] || fail "condition Degraded is not Healthy: $(sj '{.status.conditions}')"
 stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE && -n "$(sj '{.status.jobStatus.lastCheckpoint}')" ]]; }
 wait_until 180 "lifecycleState STABLE and status.jobStatus.lastCheckpoint" stable
 [[ "$(sj '{.status.jobStatus.state}')" == RUNNING ]] || fail "job state is $(sj '{.status.jobStatus.state}'), not RUNNING"
@@ -436,6 +433,10 @@ CHK="$(sj '{.status.jobStatus.lastCheckpoint}')"
 log "job $JOB1 RUNNING, last checkpoint $CHK"
 [[ "$CHK" == "s3://$BUCKET/checkpoints/$JOB1/chk-"* ]] || fail "checkpoint $CHK is not under s3://$BUCKET/checkpoints/$JOB1/"
 has_object "$CHK/_metadata" || fail "no _metadata object for $CHK in the bucket"
+# (Checked after the checkpoint: the live job keeps only the 2 newest, 2 s apart.)
+kn wait --for=condition=Ready "sj/$JOB" --timeout=10s >&2 || fail "condition Ready not met: $(sj '{.status.conditions}')"
+[[ "$(sj '{.status.conditions[?(@.type=="Running")].status}')" == True ]] || fail "condition Running is not True: $(sj '{.status.conditions}')"
+[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].reason}')" == Healthy ]] || fail "condition Degraded is not Healthy: $(sj '{.status.conditions}')"
 
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The TaskManagers' memory limit became their budget (taskmanager.memory.process.size).
