@@ -129,6 +129,12 @@ pub struct StreamJobSpec {
     #[schemars(schema_with = "preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
 
+    /// Health checks: a job that keeps restarting or stops completing checkpoints is
+    /// redeployed from its newest completed checkpoint. Change takes effect: at once, no
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+
     /// Stop the job with a savepoint when the resource is deleted, recorded as a
     /// StreamJobSnapshot that outlives the StreamJob (a new StreamJob starts from it with
     /// `job.initialSnapshotName`). Unset: on whenever `savepoints.dir` is set. `false` opts
@@ -332,6 +338,36 @@ pub struct SavepointSpec {
     pub timeout: Option<String>,
 }
 
+/// Health checks that need no HA setup: the operator watches the JobManager's counters and
+/// redeploys an unhealthy job from its newest completed checkpoint (last-state), with a
+/// `HealthRestart` Warning Event and the `Degraded` condition saying why. A FINISHED job, or
+/// one being suspended or deleted, is never restarted.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// Redeploy when the job restarts (restores from a checkpoint after a failure) more than
+    /// this many times within `restartsWindow`. Unset: restarts are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub restarts_threshold: Option<i32>,
+
+    /// The window `restartsThreshold` counts in (e.g. `10m`).
+    #[serde(default = "default_restarts_window")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub restarts_window: String,
+
+    /// Redeploy when the job, RUNNING, completes no checkpoint for this long (e.g. `10m`);
+    /// counted from its deployment or its last completed checkpoint. Needs `checkpoints`.
+    /// Unset: checkpoint progress is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub checkpoint_progress_timeout: Option<String>,
+}
+
+fn default_restarts_window() -> String {
+    "10m".to_string()
+}
+
 /// S3-compatible object storage settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -417,6 +453,10 @@ pub struct StreamJobStatus {
     /// Progress of the operator's own work, written ahead of each step.
     #[serde(default)]
     pub reconciliation: ReconciliationStatus,
+
+    /// What the health checks (`spec.health`) have seen.
+    #[serde(default)]
+    pub health: HealthStatus,
 
     /// Standard conditions: `Ready` (running on the requested or last stable spec), `Running`
     /// (the JobManager reports RUNNING), `Reconciling` (a rollout, savepoint or deletion is in
@@ -587,6 +627,32 @@ pub struct PendingSavepoint {
     /// The `savepointTriggerNonce` a manual savepoint answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<i64>,
+}
+
+/// What the health checks have seen of the current run.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// The run the counters below belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Start of the current restart-counting window (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The job's restore count at the start of the window.
+    #[serde(default)]
+    pub restores_at_window_start: u64,
+    /// The newest completed checkpoint seen, and when it was first seen (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_at: Option<String>,
+    /// Why the health check last redeployed the job; cleared once it is stable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_reason: Option<String>,
+    /// Redeployments by the health check since the resource was created.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// The operator's own progress, written ahead of each action.

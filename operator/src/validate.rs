@@ -41,6 +41,12 @@ pub enum ValidationError {
     )]
     TwoInitialStates,
 
+    #[error(
+        "health.checkpointProgressTimeout is set but checkpoints is not; configure checkpoints \
+         or remove the timeout"
+    )]
+    ProgressWithoutCheckpoints,
+
     #[error("{field} is set but savepoints.dir is not; set savepoints.dir")]
     NeedsSavepointDir { field: &'static str },
 
@@ -207,6 +213,21 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
             "savepoints.timeout",
             savepoints.timeout.as_deref(),
         );
+    }
+    if let Some(health) = &spec.health {
+        check_duration(
+            &mut errors,
+            "health.restartsWindow",
+            Some(&health.restarts_window),
+        );
+        check_duration(
+            &mut errors,
+            "health.checkpointProgressTimeout",
+            health.checkpoint_progress_timeout.as_deref(),
+        );
+        if health.checkpoint_progress_timeout.is_some() && spec.checkpoints.is_none() {
+            errors.push(ValidationError::ProgressWithoutCheckpoints);
+        }
     }
 
     let slots = i64::from(spec.task_manager.replicas) * i64::from(spec.task_manager.slots);

@@ -159,6 +159,7 @@ impl World {
                         state: JobState::Running,
                         start_time: Some(self.now.to_string()),
                         latest_checkpoint: None,
+                        restores: u64::from(restore_path.is_some()),
                     });
                 }
                 self.cluster.deployed = wanted;
@@ -1918,4 +1919,150 @@ fn history_cleanup_runs_while_the_job_is_suspended_and_keeps_the_resume_savepoin
             .iter()
             .any(|s| s.location == resume_from)
     );
+}
+
+// ---- Health ----------------------------------------------------------------------------------
+
+fn with_health(world: &mut World, restarts: Option<i32>, progress: Option<&str>) {
+    world.spec.health = Some(weir_operator::crd::HealthSpec {
+        restarts_threshold: restarts,
+        restarts_window: "10m".into(),
+        checkpoint_progress_timeout: progress.map(str::to_string),
+    });
+}
+
+/// One reconcile that leaves the job running as it is (at most re-applying its objects).
+fn keeps_running(world: &mut World) -> bool {
+    let action = world.reconcile();
+    matches!(action, Action::None | Action::Deploy { .. })
+        && world.jm.runs == 1
+        && !world.reasons().contains(&"HealthRestart")
+}
+
+/// The fake job fails over `n` times, restoring from its checkpoint each time.
+fn restart(world: &mut World, n: u64) {
+    world.jm.job.as_mut().unwrap().restores += n;
+}
+
+#[test]
+fn a_job_restarting_more_than_the_threshold_within_the_window_is_redeployed_from_its_newest_checkpoint()
+ {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(3), None);
+    world.deploy_stable();
+    world.complete_checkpoint();
+    world.tick(60);
+    world.reconcile();
+    let newest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+
+    restart(&mut world, 3);
+    world.tick(60);
+    assert!(keeps_running(&mut world), "3 restarts are not more than 3");
+    restart(&mut world, 1);
+    world.tick(60);
+    let action = world.reconcile();
+    assert_eq!(action, Action::TearDown);
+    assert!(world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.status.health.restarts, 1);
+    assert_eq!(world.status.reconciliation.restore_path, newest);
+    let degraded = condition(&world, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "HealthRestart")
+    );
+    assert!(
+        degraded.message.contains("restarted 4 times"),
+        "{}",
+        degraded.message
+    );
+
+    // Redeployed from that checkpoint; stable again clears Degraded.
+    world.reconcile();
+    assert_eq!(world.cluster.restores.last().unwrap(), &newest);
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(condition(&world, "Degraded").status, "False");
+    assert_eq!(world.jm.runs, 2);
+}
+
+#[test]
+fn restarts_spread_over_several_windows_do_not_trigger_a_redeployment() {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(3), None);
+    world.deploy_stable();
+    // 12 restarts in an hour, but never more than 3 within one 10-minute window.
+    for _ in 0..6 {
+        restart(&mut world, 2);
+        world.tick(11 * 60);
+        assert!(keeps_running(&mut world));
+    }
+    assert!(!world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.jm.runs, 1);
+}
+
+#[test]
+fn a_running_job_that_completes_no_checkpoint_for_too_long_is_redeployed_from_the_last_one() {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, None, Some("5m"));
+    world.deploy_stable();
+    let last = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    for _ in 0..4 {
+        world.tick(60);
+        world.complete_checkpoint();
+        assert!(keeps_running(&mut world), "checkpoints progress");
+    }
+    let last_completed = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    assert_ne!(last, last_completed);
+    // Storage becomes unreachable: no checkpoint completes any more.
+    world.tick(4 * 60);
+    assert!(keeps_running(&mut world));
+    world.tick(61);
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert_eq!(world.status.reconciliation.restore_path, last_completed);
+    let event = world
+        .events
+        .iter()
+        .find(|e| e.reason == "HealthRestart")
+        .unwrap();
+    assert_eq!(event.type_, EventType::Warning);
+    assert!(
+        event.message.contains("no checkpoint completed for 300s"),
+        "{}",
+        event.message
+    );
+}
+
+#[test]
+fn finished_suspending_and_deleting_jobs_are_never_health_restarted() {
+    // FINISHED.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Finished;
+    world.tick(600);
+    world.reconcile();
+    assert!(!world.reasons().contains(&"HealthRestart"));
+
+    // Being suspended: the suspension wins, however unhealthy the job looks.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    restart(&mut world, 5);
+    world.tick(600);
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.reasons().contains(&"HealthRestart"));
+
+    // Being deleted.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    restart(&mut world, 5);
+    world.tick(600);
+    while !world.reconcile_deletion() {}
+    assert!(!world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.jm.runs, 1);
 }

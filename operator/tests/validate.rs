@@ -175,6 +175,29 @@ spec:
 }
 
 #[test]
+fn health_checks_need_valid_durations_and_checkpoint_progress_needs_checkpoints() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1'}
+  health: {restartsThreshold: 3, restartsWindow: 0s, checkpointProgressTimeout: 10m}
+",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            ValidationError::ZeroDuration {
+                field: "health.restartsWindow",
+                value: "0s".into()
+            },
+            ValidationError::ProgressWithoutCheckpoints,
+        ]
+    );
+}
+
+#[test]
 fn parallelism_beyond_the_available_slots_is_rejected() {
     let errors = errors_of(
         "

@@ -7,7 +7,8 @@
 //! - `Reconciling`: the operator is in the middle of something (a rollout, a savepoint, the
 //!   deletion) and will look again soon.
 //! - `Degraded`: something needs attention: the last step failed, the job FAILED, the spec is
-//!   invalid, an upgrade was rolled back, or the health check redeployed the job.
+//!   invalid, an upgrade was rolled back, or the health check redeployed the job (until it is
+//!   stable again).
 //!
 //! A condition's `lastTransitionTime` moves only when its `status` flips; a new reason or
 //! message alone keeps it.
@@ -154,6 +155,17 @@ fn reconciling(status: &StreamJobStatus) -> Value {
 }
 
 fn degraded(status: &StreamJobStatus, error: &str, invalid: Option<&str>) -> Value {
+    if invalid.is_none()
+        && let Some(why) = &status.health.last_restart_reason
+    {
+        // Until the redeployed job is stable again.
+        return Value {
+            type_: DEGRADED,
+            status: true,
+            reason: "HealthRestart",
+            message: why.clone(),
+        };
+    }
     let (bad, reason) = match status.lifecycle_state {
         _ if invalid.is_some() => (true, VALIDATION_ERROR),
         LifecycleState::Failed => (true, "Failed"),

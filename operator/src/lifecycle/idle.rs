@@ -12,7 +12,7 @@ use crate::duration;
 
 use super::{
     Action, EventType, InitialSnapshot, JobState, POLL, SETTLED, Stepper, add, backoff, deploying,
-    elapsed, history, needs_restart, parse_time, running_spec, spec_json, stopping,
+    elapsed, health, history, needs_restart, parse_time, running_spec, spec_json, stopping,
 };
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
@@ -110,6 +110,9 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         }
     }
 
+    if let Some(step_out) = health::check(step, &spec) {
+        return step_out;
+    }
     if let Some(step_out) = manual_or_periodic_savepoint(step, &spec) {
         return step_out;
     }

@@ -15,6 +15,7 @@ mod awaiting;
 pub mod conditions;
 mod deleting;
 mod deploying;
+mod health;
 pub mod history;
 mod idle;
 mod stopping;
@@ -53,6 +54,9 @@ pub struct ObservedJob {
     pub start_time: Option<String>,
     /// `external_path` of the latest completed checkpoint.
     pub latest_checkpoint: Option<String>,
+    /// How often the run restored from a checkpoint (`counts.restored`): its restarts after
+    /// failures, plus one when it was deployed from a savepoint or checkpoint.
+    pub restores: u64,
 }
 
 /// What the JobManager says about the pending savepoint's trigger id.
@@ -176,6 +180,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Step {
     let mut status = inputs.status.clone();
     status.observed_generation = inputs.generation;
     record_observation(&mut status, inputs.observation);
+    health::track(&mut status, inputs.observation, inputs.now);
     let mut step = Stepper {
         inputs,
         status,
