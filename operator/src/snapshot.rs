@@ -328,9 +328,21 @@ pub fn for_savepoint(
     savepoint: &SavepointInfo,
     storage: Option<&StorageSpec>,
 ) -> (StreamJobSnapshotSpec, StreamJobSnapshotStatus) {
+    // A deletion that could take no savepoint keeps the newest checkpoint instead.
+    let is_checkpoint = savepoint
+        .location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .and_then(weir_contract::layout::checkpoint_number)
+        .is_some();
     let spec = StreamJobSnapshotSpec {
         job_name: job_name.to_string(),
-        kind: SnapshotKind::Savepoint,
+        kind: if is_checkpoint {
+            SnapshotKind::Checkpoint
+        } else {
+            SnapshotKind::Savepoint
+        },
         path: Some(savepoint.location.clone()),
         // The StreamJob's retention decides when its savepoints go, and a deleted StreamJob
         // keeps them: the resource alone never deletes the data.

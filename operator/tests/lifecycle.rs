@@ -2066,3 +2066,191 @@ fn finished_suspending_and_deleting_jobs_are_never_health_restarted() {
     assert!(!world.reasons().contains(&"HealthRestart"));
     assert_eq!(world.jm.runs, 1);
 }
+
+// ---- Never stuck -------------------------------------------------------------------------------
+
+/// A savepoint-mode job, STABLE, whose upgrade savepoints all fail.
+fn failing_upgrade() -> World {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.complete_checkpoint();
+    world.tick(5);
+    world.reconcile();
+    world.jm.script = vec![Err("bucket unreachable".into()); 20];
+    world.spec.image = "weir:1.3".into();
+    world.reconcile(); // trigger
+    world.tick(5);
+    world.reconcile(); // failed: the old job keeps running, retry after 10 s
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Stopping);
+    assert!(world.status.error.is_some());
+    world
+}
+
+#[test]
+fn stopping_a_new_spec_during_a_failing_upgrade_becomes_the_rollouts_target() {
+    let mut world = failing_upgrade();
+    world.spec.image = "weir:1.4".into();
+    world.jm.script.clear();
+    world.tick(15);
+    world.settle(10);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.cluster.deployed.as_ref().unwrap().0.image, "weir:1.4");
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|e| e.reason == "SpecChanged" && e.message.contains("now deploys the new spec"))
+    );
+}
+
+#[test]
+fn stopping_going_back_to_the_running_spec_cancels_a_failing_upgrade() {
+    let running_image = World::new("savepoint.yaml").spec.image;
+    let mut world = failing_upgrade();
+    world.spec.image = running_image;
+    world.tick(15);
+    world.reconcile();
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.error, None);
+    assert!(world.reasons().contains(&"RolloutCancelled"));
+    assert_eq!(world.jm.runs, 1, "the running job was never touched");
+    assert_eq!(condition(&world, "Ready").status, "True");
+}
+
+#[test]
+fn stopping_a_suspend_during_a_failing_upgrade_suspends_with_the_newest_checkpoint_after_three_failures()
+ {
+    let mut world = failing_upgrade();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    let newest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    for _ in 0..12 {
+        world.tick(60);
+        world.reconcile();
+        if world.status.lifecycle_state == LifecycleState::Suspended {
+            break;
+        }
+    }
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    assert_eq!(
+        world.jm.started.len(),
+        3,
+        "three savepoint attempts, then the fallback"
+    );
+    assert!(world.reasons().contains(&"SavepointFallback"));
+    assert_eq!(world.status.reconciliation.restore_path, newest);
+}
+
+#[test]
+fn stopping_a_delete_during_a_failing_upgrade_keeps_the_newest_checkpoint_and_finishes() {
+    let mut world = failing_upgrade();
+    let mut done = false;
+    for _ in 0..12 {
+        world.tick(60);
+        if world.reconcile_deletion() {
+            done = true;
+            break;
+        }
+    }
+    assert!(
+        done,
+        "the deletion finished: {:#?}",
+        world.status.reconciliation
+    );
+    assert!(!world.cluster.exists);
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(last.location.contains("/chk-"), "{}", last.location);
+    assert!(world.reasons().contains(&"SavepointFallback"));
+    let (spec, _) = snapshot::for_savepoint("orders", &last, None);
+    assert_eq!(spec.kind, SnapshotKind::Checkpoint);
+}
+
+#[test]
+fn stopping_a_delete_while_an_upgrade_savepoint_is_in_flight_keeps_that_savepoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:1.3".into();
+    world.reconcile(); // upgrade stop-with-savepoint sent
+    world.tick(5);
+    while !world.reconcile_deletion() {}
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(
+        last.location.contains("savepoint-trigger-"),
+        "{}",
+        last.location
+    );
+    assert_eq!(world.jm.started.len(), 1, "no second savepoint");
+}
+
+#[test]
+fn awaiting_ready_a_delete_of_a_job_that_never_became_ready_keeps_its_newest_checkpoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:broken".into();
+    world.settle(6);
+    // The new run restarts and completes nothing; its predecessor's checkpoint is in storage.
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.storage_checkpoint = Some("s3://state/orders/checkpoints/job2/chk-4".into());
+    let started = world.jm.started.len();
+    while !world.reconcile_deletion() {}
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(
+        (last.location.as_str(), last.trigger),
+        (
+            "s3://state/orders/checkpoints/job2/chk-4",
+            SavepointTrigger::Deletion
+        )
+    );
+    assert_eq!(
+        world.jm.started.len(),
+        started,
+        "no savepoint of a job that is not RUNNING"
+    );
+    assert!(!world.cluster.exists);
+}
+
+#[test]
+fn deleting_a_suspended_job_keeps_its_suspend_savepoint_as_the_deletion_snapshot() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    let suspend = world.status.reconciliation.restore_path.clone().unwrap();
+    world.storage_checkpoint = Some("s3://state/orders/checkpoints/job1/chk-1".into());
+    assert!(world.reconcile_deletion());
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(
+        (last.location.as_str(), last.trigger),
+        (suspend.as_str(), SavepointTrigger::Deletion)
+    );
+}
+
+#[test]
+fn idle_a_spec_change_waits_at_most_a_minute_for_a_periodic_savepoint_that_hangs() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.savepoint_trigger_nonce = Some(1);
+    world.reconcile(); // manual savepoint sent; it never finishes
+    world
+        .jm
+        .operations
+        .values_mut()
+        .for_each(|op| op.polls_left = u32::MAX);
+    world.spec.image = "weir:1.3".into();
+    world.tick(30);
+    world.reconcile();
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    world.tick(31);
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    assert!(world.reasons().contains(&"SavepointAbandoned"));
+    assert_eq!(world.status.savepoints.last_trigger_nonce, Some(1));
+}

@@ -28,9 +28,29 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     };
 
     // A savepoint in flight finishes before anything else starts: its trigger id is the only
-    // handle on it.
-    if step.status.savepoints.pending.is_some() {
-        return stopping::poll_running_savepoint(step);
+    // handle on it. Never stuck: a change waiting for it waits at most CHANGE_GRACE, then the
+    // savepoint is abandoned (the rollout takes its own state).
+    if let Some(pending) = step.status.savepoints.pending.clone() {
+        let waited_enough = elapsed(Some(&pending.triggered_at), CHANGE_GRACE, step.now());
+        if !(waited_enough && change_waiting(step, &spec, &deployed)) {
+            return stopping::poll_running_savepoint(step);
+        }
+        step.status.savepoints.pending = None;
+        if pending.trigger == SavepointTrigger::Manual {
+            step.status.savepoints.last_trigger_nonce = pending.nonce;
+        }
+        step.status.reconciliation.retry_at = None;
+        step.event(
+            EventType::Warning,
+            "SavepointAbandoned",
+            format!(
+                "{} savepoint {} is not done after {}s and a change is waiting; it is no \
+                 longer waited for",
+                trigger_name(pending.trigger),
+                pending.trigger_id,
+                CHANGE_GRACE.as_secs()
+            ),
+        );
     }
     if let Some(wait) = step.backing_off() {
         return (Action::None, wait);
@@ -132,6 +152,17 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         _ => false,
     };
     (action, if settled { wait } else { wait.min(POLL) })
+}
+
+/// How long a spec change or suspension waits for a manual or periodic savepoint in flight.
+pub const CHANGE_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether the spec asks for something a savepoint in flight holds up.
+fn change_waiting(step: &Stepper<'_, '_>, spec: &StreamJobSpec, deployed: &StreamJobSpec) -> bool {
+    let suspended = step.status.lifecycle_state == LifecycleState::Suspended;
+    (spec.job.state == DesiredJobState::Suspended) != suspended
+        || needs_restart(deployed, spec)
+        || spec.job.restart_nonce != deployed.job.restart_nonce
 }
 
 fn first_deployment(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> (Action, Duration) {
