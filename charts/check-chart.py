@@ -120,7 +120,17 @@ def main():
     env3 = {e["name"]: e for e in find(docs3, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     check(env3["WEIR_OPERATOR_REQUIRE_SECURITY"]["value"] == "true", "jobSecurity.required=true tells the operator to require spec.security")
 
-    for bad, want in [({"replicaCount": "two"}, "replicaCount"), ({"imag": {}}, "imag")]:
+    _, docs4 = render({"watchNamespaces": ["team-a", "team-b"]})
+    roles4 = [d for d in docs4 if d["kind"] == "Role" and d["metadata"]["namespace"] in ("team-a", "team-b")]
+    bindings4 = [d for d in docs4 if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] in ("team-a", "team-b")]
+    check(len(roles4) == 2 and len(bindings4) == 2 and all(allows(r, "", "secrets", "get") and allows(r, "weir.dev", "streamjobsnapshots", "create") for r in roles4),
+          "watchNamespaces: a Role and RoleBinding with the operator's rules in each watched namespace")
+    check(not [d for d in docs4 if d["kind"] in ("ClusterRole", "ClusterRoleBinding")], "watchNamespaces: no ClusterRole, so no Secret outside them is readable")
+    env4 = {e["name"]: e for e in find(docs4, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env4["WEIR_OPERATOR_WATCH_NAMESPACES"]["value"] == "team-a,team-b", "watchNamespaces reach the operator")
+    check("WEIR_OPERATOR_WATCH_NAMESPACES" not in env, "cluster-wide by default")
+
+    for bad, want in [({"replicaCount": "two"}, "replicaCount"), ({"imag": {}}, "imag"), ({"watchNamespaces": ["Team A"]}, "watchNamespaces")]:
         try:
             render(bad)
         except helm.HelmError as e:

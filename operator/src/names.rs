@@ -75,6 +75,10 @@ pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Downward-API variable giving each pod its own address.
 pub const ENV_POD_IP: &str = "POD_IP";
 
+/// Comma-separated namespaces the operator watches (the chart's `watchNamespaces`); unset or
+/// empty: every namespace.
+pub const ENV_WATCH_NAMESPACES: &str = "WEIR_OPERATOR_WATCH_NAMESPACES";
+
 /// The operator's switch (set by the chart's `jobSecurity.required`) that makes `spec.security`
 /// with a token and TLS mandatory for every StreamJob.
 pub const ENV_REQUIRE_SECURITY: &str = "WEIR_OPERATOR_REQUIRE_SECURITY";

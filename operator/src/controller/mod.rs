@@ -17,6 +17,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use tracing::Instrument;
 
 use crate::crd::{StreamJob, StreamJobSnapshot};
 use crate::desired::BuildError;
@@ -100,8 +101,59 @@ impl Error {
     }
 }
 
-/// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
+/// A namespace in `WEIR_OPERATOR_WATCH_NAMESPACES` that Kubernetes would not accept.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} lists {value:?}, which is not a namespace name (lowercase letters, digits and '-', at \
+     most 63, starting and ending with a letter or digit)",
+    names::ENV_WATCH_NAMESPACES
+)]
+pub struct BadNamespace {
+    pub value: String,
+}
+
+/// The namespaces to watch from `WEIR_OPERATOR_WATCH_NAMESPACES`: comma-separated, blanks
+/// ignored; empty means every namespace.
+pub fn watch_namespaces(value: Option<&str>) -> Result<Vec<String>, BadNamespace> {
+    let mut namespaces: Vec<String> = Vec::new();
+    for name in value.unwrap_or("").split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        let valid = name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            return Err(BadNamespace {
+                value: name.to_string(),
+            });
+        }
+        if !namespaces.iter().any(|n| n == name) {
+            namespaces.push(name.to_string());
+        }
+    }
+    Ok(namespaces)
+}
+
+/// The API for `K` in one namespace, or in all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controllers until a shutdown signal: in every namespace, or with `namespaces` one
+/// pair of controllers (StreamJobs, StreamJobSnapshots) per namespace, so the operator needs
+/// permissions only there.
+pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy, namespaces: Vec<String>) {
     let context = Arc::new(Context {
         policy,
         recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
@@ -110,9 +162,23 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
         failures: Mutex::default(),
         client: client.clone(),
     });
-    let jobs = Api::<StreamJob>::all(client.clone());
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|scope| run_in(client.clone(), context.clone(), scope)),
+    )
+    .await;
+}
+
+async fn run_in(client: Client, context: Arc<Context>, scope: Option<&str>) {
+    let jobs = scoped::<StreamJob>(&client, scope);
     let snapshots = Controller::new(
-        Api::<StreamJobSnapshot>::all(client.clone()),
+        scoped::<StreamJobSnapshot>(&client, scope),
         watcher::Config::default(),
     )
     .shutdown_on_signal()
@@ -133,9 +199,9 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
         names::FIELD_MANAGER
     ));
     let streamjobs = Controller::new(jobs, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<ConfigMap>::all(client), children)
+        .owns(scoped::<Deployment>(&client, scope), children.clone())
+        .owns(scoped::<Service>(&client, scope), children.clone())
+        .owns(scoped::<ConfigMap>(&client, scope), children)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -149,10 +215,18 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, policy: Policy) {
     futures::join!(streamjobs, snapshots);
 }
 
-/// Runs the finalizer, which dispatches to `apply` or `cleanup`.
+/// Runs the finalizer, which dispatches to `apply` or `cleanup`, in one tracing span per
+/// reconcile that names the resource.
 pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
     let namespace = job.namespace().ok_or(Error::NoNamespace)?;
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = "StreamJob",
+        namespace = %namespace,
+        name = %job.name_any(),
+        generation = job.metadata.generation.unwrap_or_default(),
+    );
     let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, names::FINALIZER, job, |event| async {
         match event {
@@ -160,6 +234,7 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
             Finalizer::Cleanup(job) => cleanup(&job, &ctx).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(started.elapsed());
@@ -253,7 +328,10 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
             tracing::warn!(job = %name, error = %chain(&error), "savepoints not recorded as snapshots");
         }
     }
-    ctx.metrics.set_state(key(job), next.lifecycle_state);
+    ctx.metrics
+        .set_state(key(job), next.lifecycle_state, Instant::now());
+    ctx.metrics
+        .rollout(&key(job), next.reconciliation.intent, Instant::now());
     for note in &step.events {
         publish(ctx, job, note).await;
     }
@@ -281,6 +359,8 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     });
     let mut next = deletion.status.clone();
     write_status(&api, &name, &next).await?;
+    ctx.metrics
+        .set_state(key(job), next.lifecycle_state, Instant::now());
     for note in &deletion.events {
         publish(ctx, job, note).await;
     }
@@ -385,6 +465,19 @@ spec: {image: 'weir:1', job: {sql: 'SELECT 1'}}
         .unwrap();
         job.status = None;
         job
+    }
+
+    #[test]
+    fn watched_namespaces_are_a_comma_separated_list_and_a_bad_one_is_named() {
+        assert!(watch_namespaces(None).unwrap().is_empty());
+        assert!(watch_namespaces(Some(" , ")).unwrap().is_empty());
+        assert_eq!(
+            watch_namespaces(Some("team-a, team-b,team-a")).unwrap(),
+            ["team-a", "team-b"]
+        );
+        let error = watch_namespaces(Some("team-a,Team_B")).unwrap_err();
+        assert_eq!(error.value, "Team_B");
+        assert!(error.to_string().contains("\"Team_B\""), "{error}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::act::{publish, publish_on};
 use super::observe::{jobmanager, storage_from};
@@ -30,6 +31,12 @@ use crate::{duration, names};
 /// Runs the finalizer, which dispatches to `apply` or `cleanup`.
 pub async fn reconcile(snap: Arc<StreamJobSnapshot>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let namespace = snap.namespace().ok_or(Error::NoNamespace)?;
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = "StreamJobSnapshot",
+        namespace = %namespace,
+        name = %snap.name_any(),
+    );
     let api: Api<StreamJobSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, names::SNAPSHOT_FINALIZER, snap, |event| async {
         match event {
@@ -37,6 +44,7 @@ pub async fn reconcile(snap: Arc<StreamJobSnapshot>, ctx: Arc<Context>) -> Resul
             Finalizer::Cleanup(snap) => cleanup(&snap, &ctx, &namespace).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
@@ -117,6 +125,16 @@ async fn apply(snap: &StreamJobSnapshot, ctx: &Context, namespace: &str) -> Resu
             .and_then(|bytes| i64::try_from(bytes).ok());
     }
     write_snapshot_status(ctx, namespace, &snap.name_any(), &next).await?;
+    if status.state == SnapshotState::InProgress
+        && next.state == SnapshotState::Completed
+        && let Some(triggered) = next
+            .triggered_at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        && let Ok(took) = Duration::try_from(triggered.duration_until(jiff::Timestamp::now()))
+    {
+        ctx.metrics.snapshot_completed(took);
+    }
     for note in &step.events {
         publish_on(ctx, &snap.object_ref(&()), note).await;
     }
