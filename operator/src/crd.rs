@@ -74,63 +74,75 @@ pub const DURATION_PATTERN: &str = weir_contract::duration::PATTERN;
 #[serde(rename_all = "camelCase")]
 pub struct StreamJobSpec {
     /// Worker image running both the JobManager and the TaskManagers.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[schemars(length(min = 1))]
     pub image: String,
 
     /// Pull policy for the worker image; the cluster default applies when unset.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
     /// Service account the worker pods run as; it needs no Kubernetes permissions.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
 
     /// What to run and how to carry its state across changes.
+    /// Changing it: see each field.
     pub job: JobSpec,
 
     /// JobManager pod settings.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub job_manager: JobManagerSpec,
 
     /// TaskManager pod settings.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub task_manager: TaskManagerSpec,
 
     /// Periodic checkpoints. Without them `last-state` upgrades and `restartFailed` have
     /// nothing to restore from.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<CheckpointSpec>,
 
     /// Savepoint location, periodic savepoints and savepoint history retention. Required by
     /// `upgradeMode: savepoint`.
+    /// Changing it: `dir` restarts the job with its state, the rest takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoints: Option<SavepointSpec>,
 
     /// S3-compatible object storage used by `s3://` checkpoint and savepoint directories.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
 
     /// Authentication and TLS of the job's REST API and of the RPC between its JobManager
     /// and TaskManagers, from Secrets the operator mounts into the pods (and reads itself to
     /// call the REST API). Unset: both are open to whoever reaches the pods (security.md).
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<SecuritySpec>,
 
     /// Extra worker configuration keys (Flink-style names such as
     /// `execution.checkpointing.mode`), written into the worker config file. Keys the operator
     /// derives from other fields are rejected here.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 
     /// A PodTemplateSpec merged under the generated JobManager and TaskManager pod templates:
     /// the operator's fields win, containers and volumes merge by name, anything else (sidecars,
     /// tolerations, node selectors, extra volumes) is kept.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
 
     /// Health checks: a job that keeps restarting or stops completing checkpoints is
-    /// redeployed from its newest completed checkpoint. Change takes effect: at once, no
+    /// redeployed from its newest completed checkpoint. Changing it takes effect without a
     /// restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSpec>,
@@ -138,7 +150,7 @@ pub struct StreamJobSpec {
     /// Stop the job with a savepoint when the resource is deleted, recorded as a
     /// StreamJobSnapshot that outlives the StreamJob (a new StreamJob starts from it with
     /// `job.initialSnapshotName`). Unset: on whenever `savepoints.dir` is set. `false` opts
-    /// out; `true` requires `savepoints.dir`. Change takes effect: at once, no restart.
+    /// out; `true` requires `savepoints.dir`. Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_on_deletion: Option<bool>,
 }
@@ -148,18 +160,22 @@ pub struct StreamJobSpec {
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// Streaming SQL statements to run. Exactly one of `sql` and `entry` is set.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
 
     /// Name of a job registered in the worker image. Exactly one of `sql` and `entry` is set.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
 
     /// Arguments passed to the `entry` job.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
 
     /// Default parallelism of the job's operators.
+    /// Changing it rescales: the job restarts with its state (per `upgradeMode`) at the new parallelism.
     #[serde(default = "default_one")]
     #[schemars(range(min = 1))]
     pub parallelism: i32,
@@ -167,42 +183,51 @@ pub struct JobSpec {
     /// How state is carried across a change that needs a restart: `stateless` starts empty,
     /// `savepoint` stops with a savepoint and restores from it, `last-state` restores from the
     /// latest completed checkpoint.
+    /// Changing it takes effect without a restart.
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
 
     /// Desired state: `running`, or `suspended` to stop the job (with a savepoint in
     /// `savepoint` mode) and remove its pods while keeping the resource.
+    /// Changing it suspends or resumes the job (with its state); nothing else restarts.
     #[serde(default)]
     pub state: DesiredJobState,
 
     /// Savepoint or checkpoint the first deployment restores from.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_savepoint_path: Option<String>,
 
     /// Name of a StreamJobSnapshot in the same namespace the first deployment restores from
     /// (for example the snapshot a deleted StreamJob left behind). The deployment waits until
     /// that snapshot is `Completed`. Not together with `initialSavepointPath`.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_snapshot_name: Option<String>,
 
     /// Allow restoring when the savepoint holds state no operator of the job claims.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub allow_non_restored_state: bool,
 
     /// Change this number to take a savepoint now (the job keeps running).
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
 
     /// Change this number to redeploy the job, carrying state per `upgradeMode`.
+    /// Changing it restarts the job with its state (that is its purpose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,
 
     /// Restart a FAILED job from its latest completed checkpoint.
+    /// Changing it takes effect without a restart.
     #[serde(default)]
     pub restart_failed: bool,
 
     /// After an upgrade, roll back to the last stable spec when the new job is not RUNNING with
     /// a completed checkpoint within this duration (e.g. `5m`). Unset disables rollback.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub upgrade_readiness_timeout: Option<String>,
@@ -311,28 +336,33 @@ pub struct CheckpointSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SavepointSpec {
     /// Savepoint directory URI (`s3://bucket/path` or `file:///path`).
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(s3|file)://.+"))]
     pub dir: Option<String>,
 
     /// Take a savepoint this often while the job runs (e.g. `6h`). Unset disables periodic
     /// savepoints.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub periodic_interval: Option<String>,
 
     /// Keep at most this many savepoints in the history; older ones are deleted from storage.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub history_max_count: Option<i32>,
 
     /// Delete savepoints older than this (e.g. `7d`). The newest completed savepoint and one an
     /// upgrade or restore still needs are never deleted.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub history_max_age: Option<String>,
 
     /// How long a savepoint may take before it counts as failed and is retried (e.g. `10m`).
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<String>,
@@ -771,7 +801,85 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     })
 }
 
+/// The parts of a spec whose change restarts the job, carrying its state per `upgradeMode`,
+/// as each field's doc comment says ("Changing it …"). Every field is named in
+/// [`StreamJobSpec::restart_fields`], so a new field does not compile until it is classified.
+#[derive(Debug, PartialEq)]
+pub struct RestartFields<'a> {
+    image: &'a String,
+    image_pull_policy: &'a Option<ImagePullPolicy>,
+    service_account: &'a Option<String>,
+    sql: &'a Option<String>,
+    entry: &'a Option<String>,
+    args: &'a Vec<String>,
+    parallelism: i32,
+    allow_non_restored_state: bool,
+    restart_nonce: Option<i64>,
+    job_manager: &'a JobManagerSpec,
+    task_manager: &'a TaskManagerSpec,
+    checkpoints: &'a Option<CheckpointSpec>,
+    savepoint_dir: Option<&'a String>,
+    storage: &'a Option<StorageSpec>,
+    security: &'a Option<SecuritySpec>,
+    config: &'a BTreeMap<String, String>,
+    pod_template: &'a Option<serde_json::Value>,
+}
+
 impl StreamJobSpec {
+    /// What of this spec restarts the job when it changes; see [`RestartFields`].
+    pub fn restart_fields(&self) -> RestartFields<'_> {
+        let StreamJobSpec {
+            image,
+            image_pull_policy,
+            service_account,
+            job,
+            job_manager,
+            task_manager,
+            checkpoints,
+            savepoints,
+            storage,
+            security,
+            config,
+            pod_template,
+            health: _,
+            savepoint_on_deletion: _,
+        } = self;
+        let JobSpec {
+            sql,
+            entry,
+            args,
+            parallelism,
+            upgrade_mode: _,
+            state: _,
+            initial_savepoint_path: _,
+            initial_snapshot_name: _,
+            allow_non_restored_state,
+            savepoint_trigger_nonce: _,
+            restart_nonce,
+            restart_failed: _,
+            upgrade_readiness_timeout: _,
+        } = job;
+        RestartFields {
+            image,
+            image_pull_policy,
+            service_account,
+            sql,
+            entry,
+            args,
+            parallelism: *parallelism,
+            allow_non_restored_state: *allow_non_restored_state,
+            restart_nonce: *restart_nonce,
+            job_manager,
+            task_manager,
+            checkpoints,
+            savepoint_dir: savepoints.as_ref().and_then(|s| s.dir.as_ref()),
+            storage,
+            security,
+            config,
+            pod_template,
+        }
+    }
+
     /// The savepoint directory, if configured.
     pub fn savepoint_dir(&self) -> Option<&str> {
         self.savepoints.as_ref().and_then(|s| s.dir.as_deref())

@@ -238,30 +238,10 @@ pub fn spec_json(spec: &StreamJobSpec) -> String {
     serde_json::to_string(spec).unwrap_or_default()
 }
 
-/// Whether going from `deployed` to `desired` needs the job restarted. Fields the operator
-/// handles without a restart (desired state, savepoint triggers and retention, rollback and
-/// deletion settings) are ignored.
+/// Whether going from `deployed` to `desired` needs the job restarted: whether a field whose
+/// doc comment says "Changing it restarts the job" changed ([`StreamJobSpec::restart_fields`]).
 pub fn needs_restart(deployed: &StreamJobSpec, desired: &StreamJobSpec) -> bool {
-    restart_relevant(deployed) != restart_relevant(desired)
-}
-
-fn restart_relevant(spec: &StreamJobSpec) -> StreamJobSpec {
-    let mut spec = spec.clone();
-    spec.job.state = Default::default();
-    spec.job.savepoint_trigger_nonce = None;
-    spec.job.restart_failed = false;
-    spec.job.upgrade_readiness_timeout = None;
-    spec.job.upgrade_mode = Default::default();
-    spec.job.initial_savepoint_path = None;
-    spec.savepoint_on_deletion = None;
-    spec.job.initial_snapshot_name = None;
-    if let Some(savepoints) = spec.savepoints.as_mut() {
-        savepoints.periodic_interval = None;
-        savepoints.history_max_count = None;
-        savepoints.history_max_age = None;
-        savepoints.timeout = None;
-    }
-    spec
+    deployed.restart_fields() != desired.restart_fields()
 }
 
 /// Mutable state of one decision, shared by the phase functions.
