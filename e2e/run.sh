@@ -13,7 +13,7 @@
 # kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
 # Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
 # WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
-# of the steps 5-10 and 15; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
+# of the steps 5-10, 15 and 16; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
 # cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
 # WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY. See README.md.
 set -euo pipefail
@@ -89,6 +89,14 @@ k() { kubectl --request-timeout=20s "$@"; }
 kn() { k -n "$NS" "$@"; }
 sj() { kn get sj "$JOB" -o "jsonpath=$1" 2>/dev/null; }
 
+wait_until_soft() { # timeout command...: like wait_until, but returns 1 instead of failing
+  local deadline=$(($(date +%s) + $1))
+  shift
+  until "$@"; do
+    (($(date +%s) < deadline)) || return 1
+    sleep 1
+  done
+}
 wait_until() { # timeout description command...
   local timeout="$1" what="$2" deadline
   shift 2
@@ -411,6 +419,7 @@ ${4:-}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
   config:
     restart-strategy.type: fixed-delay
+${HEALTH:+  health: $HEALTH}
 YAML
 }
 manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
@@ -652,6 +661,30 @@ log "savepoints written during the upgrade: $(echo "$new_sps" | tr '\n' ' ')"
 fi
 
 # ---- 9 ------------------------------------------------------------------------------------------
+# ---- 16 -----------------------------------------------------------------------------------------
+if want 16 && [[ "$TARGET" == local ]]; then
+step "16 health without HA: storage made unreachable stalls checkpoints; the job is redeployed from its newest checkpoint once it returns"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+HEALTH="{checkpointProgressTimeout: 15s}" manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+sleep 3
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "turning the health check on restarted the job"
+kill -STOP "$S3_PID"
+log "s3s-fs (pid $S3_PID) stopped: checkpoints stall"
+health_event() { kn get events --field-selector reason=HealthRestart -o name 2>/dev/null | grep . >/dev/null; }
+if ! wait_until_soft 90 health_event; then kill -CONT "$S3_PID"; fail "no HealthRestart Event within 90 s of stalled checkpoints"; fi
+kill -CONT "$S3_PID"
+log "HealthRestart: $(kn get events --field-selector reason=HealthRestart -o 'jsonpath={.items[0].message}'); s3s-fs resumed"
+new_run() { [[ -n "$(sj '{.status.jobStatus.jobId}')" && "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" ]]; }
+wait_until 180 "a new job id after the health restart" new_run
+wait_until 180 "STABLE after the health restart" stable
+RP="$(sj '{.status.reconciliation.restorePath}')"
+[[ "$RP" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] || fail "the health restart restored from '$RP', not a checkpoint of $JOB_BEFORE"
+[[ "$(sj '{.status.health.restarts}')" == 1 ]] || fail "status.health.restarts is '$(sj '{.status.health.restarts}')', not 1"
+[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].status}')" == False ]] || fail "still Degraded once STABLE again"
+manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+log "job $(sj '{.status.jobStatus.jobId}') restored from $RP"
+fi
+
 if want 9; then
 step "9 bad upgrade (job cannot start): rolled back to lastStableSpec from the upgrade savepoint"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"

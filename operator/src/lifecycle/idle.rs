@@ -144,6 +144,13 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     };
     // A job that is not observed RUNNING with a checkpoint (e.g. its JobManager container was
     // restarted and resumes as a new run) is looked at again soon, so the status catches up.
+    // The health checks look on every reconcile: a settled job is looked at every
+    // HEALTH_POLL instead of every minute.
+    let wait = if spec.health.is_some() {
+        wait.min(HEALTH_POLL)
+    } else {
+        wait
+    };
     let settled = match step.obs().job_state() {
         Some(JobState::Running) => {
             spec.checkpoints.is_none() || step.status.job_status.last_checkpoint.is_some()
@@ -153,6 +160,9 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     };
     (action, if settled { wait } else { wait.min(POLL) })
 }
+
+/// How often a settled job with `spec.health` is looked at.
+pub const HEALTH_POLL: Duration = Duration::from_secs(10);
 
 /// How long a spec change or suspension waits for a manual or periodic savepoint in flight.
 pub const CHANGE_GRACE: Duration = Duration::from_secs(60);
