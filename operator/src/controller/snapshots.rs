@@ -28,6 +28,9 @@ use crate::lifecycle::{
 use crate::snapshot::{self, Disposal, SnapshotAction, SnapshotInputs, SnapshotObservation};
 use crate::{duration, names};
 
+/// How long a StreamJob's own snapshot is left to its controller to fill in.
+const RECORD_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs the finalizer, which dispatches to `apply` or `cleanup`.
 pub async fn reconcile(snap: Arc<StreamJobSnapshot>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let namespace = snap.namespace().ok_or(Error::NoNamespace)?;
@@ -69,6 +72,17 @@ async fn apply(snap: &StreamJobSnapshot, ctx: &Context, namespace: &str) -> Resu
         SnapshotState::Completed | SnapshotState::Failed
     ) {
         return Ok(Requeue::await_change());
+    }
+    // A StreamJob's own savepoint: its controller writes the status (trigger, job id) right
+    // after creating the object. Registering it here as well would race that write and lose
+    // them; only a snapshot whose status never came (the operator stopped in between) is
+    // registered here, after a grace period.
+    if snap.labels().contains_key(names::LABEL_SNAPSHOT_TRIGGER)
+        && let Some(created) = &snap.metadata.creation_timestamp
+        && let Ok(age) = Duration::try_from(created.0.duration_until(jiff::Timestamp::now()))
+        && age < RECORD_GRACE
+    {
+        return Ok(Requeue::requeue(RECORD_GRACE.saturating_sub(age)));
     }
     let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), namespace);
     let job = jobs
