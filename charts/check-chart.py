@@ -66,9 +66,12 @@ def main():
     problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + report.get("errors", [])
     check(not problems, f"helm lint --strict (kube 1.20.2): {problems or 'clean'}")
 
-    chart_crd = (CHART / "crds" / "streamjob.yaml").read_text()
-    check(chart_crd == (ROOT / "crds" / "streamjob.yaml").read_text(),
-          "chart CRD equals crds/streamjob.yaml (copy it after `make crds` regenerates)")
+    chart_crds = []
+    for name in ("streamjob.yaml", "streamjobsnapshot.yaml"):
+        chart_crds.append((CHART / "crds" / name).read_text())
+        check(chart_crds[-1] == (ROOT / "crds" / name).read_text(),
+              f"chart CRD equals crds/{name} (operator/check-crds.sh --write regenerates both)")
+    chart_crd = "\n---\n".join(c.rstrip() for c in chart_crds)
 
     chart, docs = render()
     dep = find(docs, "Deployment", "weir-weir-operator")
@@ -91,6 +94,8 @@ def main():
     needed = [
         ("weir.dev", "streamjobs", v) for v in ("get", "list", "watch", "patch")
     ] + [("weir.dev", "streamjobs/status", "patch")] + [
+        ("weir.dev", "streamjobsnapshots", v) for v in ("get", "list", "watch", "create", "patch", "delete")
+    ] + [("weir.dev", "streamjobsnapshots/status", "patch"), ("weir.dev", "streamjobsnapshots/finalizers", "update")] + [
         ("apps", "deployments", v) for v in ("list", "watch", "patch", "delete")
     ] + [("", r, v) for r in ("services", "configmaps") for v in ("list", "watch", "patch", "delete")] + [
         ("", "pods", "list"), ("", "secrets", "get"), ("events.k8s.io", "events", "create"),
@@ -115,7 +120,17 @@ def main():
     env3 = {e["name"]: e for e in find(docs3, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     check(env3["WEIR_OPERATOR_REQUIRE_SECURITY"]["value"] == "true", "jobSecurity.required=true tells the operator to require spec.security")
 
-    for bad, want in [({"replicaCount": "two"}, "replicaCount"), ({"imag": {}}, "imag")]:
+    _, docs4 = render({"watchNamespaces": ["team-a", "team-b"]})
+    roles4 = [d for d in docs4 if d["kind"] == "Role" and d["metadata"]["namespace"] in ("team-a", "team-b")]
+    bindings4 = [d for d in docs4 if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] in ("team-a", "team-b")]
+    check(len(roles4) == 2 and len(bindings4) == 2 and all(allows(r, "", "secrets", "get") and allows(r, "weir.dev", "streamjobsnapshots", "create") for r in roles4),
+          "watchNamespaces: a Role and RoleBinding with the operator's rules in each watched namespace")
+    check(not [d for d in docs4 if d["kind"] in ("ClusterRole", "ClusterRoleBinding")], "watchNamespaces: no ClusterRole, so no Secret outside them is readable")
+    env4 = {e["name"]: e for e in find(docs4, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env4["WEIR_OPERATOR_WATCH_NAMESPACES"]["value"] == "team-a,team-b", "watchNamespaces reach the operator")
+    check("WEIR_OPERATOR_WATCH_NAMESPACES" not in env, "cluster-wide by default")
+
+    for bad, want in [({"replicaCount": "two"}, "replicaCount"), ({"imag": {}}, "imag"), ({"watchNamespaces": ["Team A"]}, "watchNamespaces")]:
         try:
             render(bad)
         except helm.HelmError as e:
@@ -145,7 +160,7 @@ def main():
         docs.sort(key=lambda d: order.index(d["kind"]) if d["kind"] in order else len(order))
         text = chart_crd.rstrip() + "\n---\n" + "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
         pathlib.Path(args.output).write_text(text)
-        print(f"wrote {args.output} ({len(docs)} objects + CRD)")
+        print(f"wrote {args.output} ({len(docs)} objects + {len(chart_crds)} CRDs)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 # kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
 # Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
 # WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
-# of the steps 5-10; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
+# of the steps 5-10, 15 and 16; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
 # cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
 # WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY. See README.md.
 set -euo pipefail
@@ -89,6 +89,14 @@ k() { kubectl --request-timeout=20s "$@"; }
 kn() { k -n "$NS" "$@"; }
 sj() { kn get sj "$JOB" -o "jsonpath=$1" 2>/dev/null; }
 
+wait_until_soft() { # timeout command...: like wait_until, but returns 1 instead of failing
+  local deadline=$(($(date +%s) + $1))
+  shift
+  until "$@"; do
+    (($(date +%s) < deadline)) || return 1
+    sleep 1
+  done
+}
 wait_until() { # timeout description command...
   local timeout="$1" what="$2" deadline
   shift 2
@@ -371,8 +379,8 @@ step "1 CRDs and operator installed from the rendered Helm chart; operator pod R
   { cat "$WORK/chart-check.log" >&2; fail "rendering the chart failed"; }
 k create namespace "$OPNS" --dry-run=client -o yaml | k apply -f - >/dev/null
 k apply -f "$WORK/chart.yaml" >&2 || fail "kubectl apply of the rendered chart failed"
-k wait --for condition=established --timeout=60s crd/streamjobs.weir.dev >/dev/null ||
-  fail "CRD streamjobs.weir.dev not Established"
+k wait --for condition=established --timeout=60s crd/streamjobs.weir.dev crd/streamjobsnapshots.weir.dev >/dev/null ||
+  fail "CRDs streamjobs.weir.dev and streamjobsnapshots.weir.dev not Established"
 k -n "$OPNS" rollout status deploy/weir-weir-operator --timeout=120s >&2 ||
   fail "operator Deployment did not become Available"
 op_ready() { [[ "$(k -n "$OPNS" get pods -l app.kubernetes.io/name=weir-operator -o 'jsonpath={.items[0].status.containerStatuses[0].ready}')" == true ]]; }
@@ -411,6 +419,7 @@ ${4:-}
   storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
   config:
     restart-strategy.type: fixed-delay
+${HEALTH:+  health: $HEALTH}
 YAML
 }
 manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
@@ -424,7 +433,7 @@ wait_until 120 "1 JobManager and 2 TaskManager pods Running" bash -c \
   "$(declare -f k kn pods_running); NS=$NS JOB=$JOB; pods_running jobmanager 1 && pods_running taskmanager 2"
 
 # ---- 3 ------------------------------------------------------------------------------------------
-step "3 RUNNING, then STABLE with a completed checkpoint in status"
+step "3 RUNNING, then STABLE with a completed checkpoint in status; kubectl wait --for=condition=Ready"
 stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE && -n "$(sj '{.status.jobStatus.lastCheckpoint}')" ]]; }
 wait_until 180 "lifecycleState STABLE and status.jobStatus.lastCheckpoint" stable
 [[ "$(sj '{.status.jobStatus.state}')" == RUNNING ]] || fail "job state is $(sj '{.status.jobStatus.state}'), not RUNNING"
@@ -432,7 +441,19 @@ JOB1="$(sj '{.status.jobStatus.jobId}')"
 CHK="$(sj '{.status.jobStatus.lastCheckpoint}')"
 log "job $JOB1 RUNNING, last checkpoint $CHK"
 [[ "$CHK" == "s3://$BUCKET/checkpoints/$JOB1/chk-"* ]] || fail "checkpoint $CHK is not under s3://$BUCKET/checkpoints/$JOB1/"
-has_object "$CHK/_metadata" || fail "no _metadata object for $CHK in the bucket"
+# The status records a checkpoint when the operator looks (a settled job every minute) while
+# the live job keeps only its 2 newest, 2 s apart: the recorded one, or a newer one of the same
+# run that replaced it, has its _metadata object.
+checkpoint_kept() { # s3://…/<job>/chk-<n>
+  local n="${1##*/chk-}"
+  has_object "$1/_metadata" ||
+    bucket_ls "checkpoints/$JOB1" | sed -n 's|.*/chk-\([0-9]*\)/_metadata$|\1|p' | awk -v n="$n" '$1 > n { found = 1 } END { exit !found }'
+}
+checkpoint_kept "$CHK" || fail "no _metadata object for $CHK (or a newer checkpoint of $JOB1) in the bucket"
+# (Checked after the checkpoint: the live job keeps only the 2 newest, 2 s apart.)
+kn wait --for=condition=Ready "sj/$JOB" --timeout=10s >&2 || fail "condition Ready not met: $(sj '{.status.conditions}')"
+[[ "$(sj '{.status.conditions[?(@.type=="Running")].status}')" == True ]] || fail "condition Running is not True: $(sj '{.status.conditions}')"
+[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].reason}')" == Healthy ]] || fail "condition Degraded is not Healthy: $(sj '{.status.conditions}')"
 
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The TaskManagers' memory limit became their budget (taskmanager.memory.process.size).
@@ -458,6 +479,31 @@ log "JobManager reports restored: $restored"
 par="$(rest "/jobs/$JOB2" | jq_py 'max(v.get("parallelism",0) for v in d.get("vertices",[]))')"
 [[ "$par" == 3 ]] || fail "job runs at parallelism $par, not 3"
 log "job $JOB2 restored from $SP1 at parallelism 3"
+
+# ---- 15 -----------------------------------------------------------------------------------------
+if want 15; then
+step "15 snapshots as resources: the upgrade savepoint is one; a hand-made one completes, its objects exist, deleting it deletes them"
+snap() { kn get sjs "$1" -o "jsonpath=$2" 2>/dev/null; }
+UPGRADE_SNAP="$(kn get sjs -l "weir.dev/job=$JOB,weir.dev/snapshot-trigger=upgrade" -o 'jsonpath={.items[0].metadata.name}')"
+[[ -n "$UPGRADE_SNAP" ]] || fail "no StreamJobSnapshot records the upgrade savepoint: $(kn get sjs 2>&1)"
+[[ "$(snap "$UPGRADE_SNAP" '{.status.path}')" == "$SP1" && "$(snap "$UPGRADE_SNAP" '{.status.state}')" == Completed ]] ||
+  fail "snapshot $UPGRADE_SNAP does not record $SP1 as Completed"
+[[ "$(snap "$UPGRADE_SNAP" '{.metadata.ownerReferences[0].name}')" == "$JOB" ]] || fail "snapshot $UPGRADE_SNAP is not owned by the StreamJob"
+kn apply -f "$ROOT/examples/streamjobsnapshot.yaml" >&2 || fail "kubectl apply of examples/streamjobsnapshot.yaml failed"
+HAND=clicks-by-hand
+snap_done() { [[ "$(snap "$HAND" '{.status.state}')" == Completed ]]; }
+wait_until 120 "snapshot $HAND Completed" snap_done
+HAND_PATH="$(snap "$HAND" '{.status.path}')"
+log "snapshot $HAND: $(snap "$HAND" '{.status.trigger} {.status.jobId} {.status.sizeBytes} bytes at {.status.path}')"
+[[ "$HAND_PATH" == "s3://$BUCKET/savepoints/savepoint-"* ]] || fail "snapshot path '$HAND_PATH' not under s3://$BUCKET/savepoints/"
+has_object "$HAND_PATH/_metadata" || fail "no _metadata object for snapshot $HAND_PATH in the bucket"
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "a snapshot restarted the job"
+kn delete sjs "$HAND" --wait=false >&2
+hand_gone() { ! kn get sjs "$HAND" >/dev/null 2>&1; }
+wait_until 60 "snapshot $HAND deleted (finalizer released)" hand_gone
+! has_object "$HAND_PATH/_metadata" || fail "disposeOnDelete left $HAND_PATH in the bucket"
+log "deleting $HAND deleted $HAND_PATH from the bucket"
+fi
 
 # ---- 5 ------------------------------------------------------------------------------------------
 if want 5; then
@@ -547,6 +593,8 @@ log "schema rejected: $(tr '\n' ' ' <"$WORK/invalid.log" | cut -c1-200)"
 manifest 5 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
 has_error() { [[ -n "$(sj '{.status.error}')" ]]; }
 wait_until 60 "status.error" has_error
+[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].reason}')" == ValidationError ]] ||
+  fail "condition Degraded does not say ValidationError: $(sj '{.status.conditions}')"
 log "status.error: $(sj '{.status.error}')"
 validation_event() { kn get events --field-selector reason=ValidationError -o name 2>/dev/null | grep . >/dev/null; }
 wait_until 30 "a ValidationError Event" validation_event
@@ -621,6 +669,30 @@ log "savepoints written during the upgrade: $(echo "$new_sps" | tr '\n' ' ')"
 fi
 
 # ---- 9 ------------------------------------------------------------------------------------------
+# ---- 16 -----------------------------------------------------------------------------------------
+if want 16 && [[ "$TARGET" == local ]]; then
+step "16 health without HA: storage made unreachable stalls checkpoints; the job is redeployed from its newest checkpoint once it returns"
+JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
+HEALTH="{checkpointProgressTimeout: 15s}" manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+sleep 3
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "turning the health check on restarted the job"
+kill -STOP "$S3_PID"
+log "s3s-fs (pid $S3_PID) stopped: checkpoints stall"
+health_event() { kn get events --field-selector reason=HealthRestart -o name 2>/dev/null | grep . >/dev/null; }
+if ! wait_until_soft 90 health_event; then kill -CONT "$S3_PID"; fail "no HealthRestart Event within 90 s of stalled checkpoints"; fi
+kill -CONT "$S3_PID"
+log "HealthRestart: $(kn get events --field-selector reason=HealthRestart -o 'jsonpath={.items[0].message}'); s3s-fs resumed"
+new_run() { [[ -n "$(sj '{.status.jobStatus.jobId}')" && "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" ]]; }
+wait_until 180 "a new job id after the health restart" new_run
+wait_until 180 "STABLE after the health restart" stable
+RP="$(sj '{.status.reconciliation.restorePath}')"
+[[ "$RP" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] || fail "the health restart restored from '$RP', not a checkpoint of $JOB_BEFORE"
+[[ "$(sj '{.status.health.restarts}')" == 1 ]] || fail "status.health.restarts is '$(sj '{.status.health.restarts}')', not 1"
+[[ "$(sj '{.status.conditions[?(@.type=="Degraded")].status}')" == False ]] || fail "still Degraded once STABLE again"
+manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+log "job $(sj '{.status.jobStatus.jobId}') restored from $RP"
+fi
+
 if want 9; then
 step "9 bad upgrade (job cannot start): rolled back to lastStableSpec from the upgrade savepoint"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
@@ -642,17 +714,31 @@ log "rolled back to the stable spec; job $JOB_RB restored from $SP_BAD"
 fi
 
 # ---- 11 -----------------------------------------------------------------------------------------
-step "11 throttle lifted (savepoint upgrade), job FINISHED; StreamJob deleted: pods, owned objects, finalizer gone"
+step "11 running StreamJob deleted: a deletion savepoint as a snapshot that outlives it; a new StreamJob (throttle lifted) starts from it and FINISHES; deleted: pods, owned objects, finalizer gone"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
-manifest 3 savepoint 0 "$(extra)" | kn apply -f - >&2
+UID_SJ="$(sj '{.metadata.uid}')"
+kn delete sj "$JOB" --wait=false >&2
+sj_gone() { ! kn get sj "$JOB" >/dev/null 2>&1; }
+wait_until 180 "the running StreamJob to be deleted after its deletion savepoint" sj_gone
+FINAL="$(kn get sjs -l "weir.dev/job=$JOB,weir.dev/snapshot-trigger=deletion" -o 'jsonpath={.items[0].metadata.name}')"
+[[ -n "$FINAL" ]] || fail "no deletion StreamJobSnapshot outlives the StreamJob: $(kn get sjs 2>&1)"
+FINAL_PATH="$(kn get sjs "$FINAL" -o 'jsonpath={.status.path}')"
+[[ "$(kn get sjs "$FINAL" -o 'jsonpath={.status.state} {.status.trigger} {.status.jobId}')" == "Completed deletion $JOB_BEFORE" ]] ||
+  fail "snapshot $FINAL is not a completed deletion savepoint of $JOB_BEFORE"
+[[ -z "$(kn get sjs "$FINAL" -o 'jsonpath={.metadata.ownerReferences}')" ]] || fail "the deletion snapshot has an owner and would be collected"
+has_object "$FINAL_PATH/_metadata" || fail "no _metadata object for the deletion savepoint $FINAL_PATH"
+owned_snaps_gone() { [[ -z "$(kn get sjs -l "weir.dev/job=$JOB,weir.dev/snapshot-trigger!=deletion" -o name 2>/dev/null)" ]]; }
+wait_until 120 "the StreamJob's other snapshots to be collected with it" owned_snaps_gone
+log "deleted job $JOB_BEFORE left StreamJobSnapshot $FINAL at $FINAL_PATH"
+manifest 3 savepoint 0 "    initialSnapshotName: $FINAL" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob from $FINAL failed"
 finished() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 300 "the unthrottled job to finish" finished
 finished_stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE ]]; }
 wait_until 60 "STABLE for the finished job (not rolled back after upgradeReadinessTimeout)" finished_stable
-log "job $(sj '{.status.jobStatus.jobId}') FINISHED, lifecycle STABLE"
+[[ "$(sj '{.status.reconciliation.restorePath}')" == "$FINAL_PATH" ]] || fail "the new StreamJob did not restore from $FINAL_PATH"
+log "job $(sj '{.status.jobStatus.jobId}') restored from $FINAL_PATH, FINISHED, lifecycle STABLE"
 UID_SJ="$(sj '{.metadata.uid}')"
 kn delete sj "$JOB" --wait=false >&2
-sj_gone() { ! kn get sj "$JOB" >/dev/null 2>&1; }
 wait_until 120 "the StreamJob to be deleted (finalizer released)" sj_gone
 owned_gone() {
   [[ -z "$(kn get deploy,svc,cm,pods,rs -o json | python3 -c "

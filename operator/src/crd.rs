@@ -42,6 +42,18 @@ pub const DURATION_PATTERN: &str = weir_contract::duration::PATTERN;
         description = "Lifecycle state of the resource"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the job runs on the requested (or last stable) spec"
+    ),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].reason",
+        description = "Why the job needs attention (Healthy when it does not)"
+    ),
+    printcolumn(
         name = "Last Savepoint",
         type_ = "date",
         json_path = ".status.savepoints.last.timestamp",
@@ -62,64 +74,85 @@ pub const DURATION_PATTERN: &str = weir_contract::duration::PATTERN;
 #[serde(rename_all = "camelCase")]
 pub struct StreamJobSpec {
     /// Worker image running both the JobManager and the TaskManagers.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[schemars(length(min = 1))]
     pub image: String,
 
     /// Pull policy for the worker image; the cluster default applies when unset.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
     /// Service account the worker pods run as; it needs no Kubernetes permissions.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
 
     /// What to run and how to carry its state across changes.
+    /// Changing it: see each field.
     pub job: JobSpec,
 
     /// JobManager pod settings.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub job_manager: JobManagerSpec,
 
     /// TaskManager pod settings.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub task_manager: TaskManagerSpec,
 
     /// Periodic checkpoints. Without them `last-state` upgrades and `restartFailed` have
     /// nothing to restore from.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<CheckpointSpec>,
 
     /// Savepoint location, periodic savepoints and savepoint history retention. Required by
     /// `upgradeMode: savepoint`.
+    /// Changing it: `dir` restarts the job with its state, the rest takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoints: Option<SavepointSpec>,
 
     /// S3-compatible object storage used by `s3://` checkpoint and savepoint directories.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
 
     /// Authentication and TLS of the job's REST API and of the RPC between its JobManager
     /// and TaskManagers, from Secrets the operator mounts into the pods (and reads itself to
     /// call the REST API). Unset: both are open to whoever reaches the pods (security.md).
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<SecuritySpec>,
 
     /// Extra worker configuration keys (Flink-style names such as
     /// `execution.checkpointing.mode`), written into the worker config file. Keys the operator
     /// derives from other fields are rejected here.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 
     /// A PodTemplateSpec merged under the generated JobManager and TaskManager pod templates:
     /// the operator's fields win, containers and volumes merge by name, anything else (sidecars,
     /// tolerations, node selectors, extra volumes) is kept.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
 
-    /// Take a savepoint before the resource is deleted (the deletion waits for it).
-    #[serde(default)]
-    pub savepoint_on_deletion: bool,
+    /// Health checks: a job that keeps restarting or stops completing checkpoints is
+    /// redeployed from its newest completed checkpoint. Changing it takes effect without a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+
+    /// Stop the job with a savepoint when the resource is deleted, recorded as a
+    /// StreamJobSnapshot that outlives the StreamJob (a new StreamJob starts from it with
+    /// `job.initialSnapshotName`). Unset: on whenever `savepoints.dir` is set. `false` opts
+    /// out; `true` requires `savepoints.dir`. Changing it takes effect without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_on_deletion: Option<bool>,
 }
 
 /// What the job runs and how its state is carried.
@@ -127,18 +160,22 @@ pub struct StreamJobSpec {
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// Streaming SQL statements to run. Exactly one of `sql` and `entry` is set.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
 
     /// Name of a job registered in the worker image. Exactly one of `sql` and `entry` is set.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
 
     /// Arguments passed to the `entry` job.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
 
     /// Default parallelism of the job's operators.
+    /// Changing it rescales: the job restarts with its state (per `upgradeMode`) at the new parallelism.
     #[serde(default = "default_one")]
     #[schemars(range(min = 1))]
     pub parallelism: i32,
@@ -146,36 +183,51 @@ pub struct JobSpec {
     /// How state is carried across a change that needs a restart: `stateless` starts empty,
     /// `savepoint` stops with a savepoint and restores from it, `last-state` restores from the
     /// latest completed checkpoint.
+    /// Changing it takes effect without a restart.
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
 
     /// Desired state: `running`, or `suspended` to stop the job (with a savepoint in
     /// `savepoint` mode) and remove its pods while keeping the resource.
+    /// Changing it suspends or resumes the job (with its state); nothing else restarts.
     #[serde(default)]
     pub state: DesiredJobState,
 
     /// Savepoint or checkpoint the first deployment restores from.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_savepoint_path: Option<String>,
 
+    /// Name of a StreamJobSnapshot in the same namespace the first deployment restores from
+    /// (for example the snapshot a deleted StreamJob left behind). The deployment waits until
+    /// that snapshot is `Completed`. Not together with `initialSavepointPath`.
+    /// Changing it takes effect without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_snapshot_name: Option<String>,
+
     /// Allow restoring when the savepoint holds state no operator of the job claims.
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default)]
     pub allow_non_restored_state: bool,
 
     /// Change this number to take a savepoint now (the job keeps running).
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
 
     /// Change this number to redeploy the job, carrying state per `upgradeMode`.
+    /// Changing it restarts the job with its state (that is its purpose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,
 
     /// Restart a FAILED job from its latest completed checkpoint.
+    /// Changing it takes effect without a restart.
     #[serde(default)]
     pub restart_failed: bool,
 
     /// After an upgrade, roll back to the last stable spec when the new job is not RUNNING with
     /// a completed checkpoint within this duration (e.g. `5m`). Unset disables rollback.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub upgrade_readiness_timeout: Option<String>,
@@ -284,31 +336,66 @@ pub struct CheckpointSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SavepointSpec {
     /// Savepoint directory URI (`s3://bucket/path` or `file:///path`).
+    /// Changing it restarts the job with its state (per `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(s3|file)://.+"))]
     pub dir: Option<String>,
 
     /// Take a savepoint this often while the job runs (e.g. `6h`). Unset disables periodic
     /// savepoints.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub periodic_interval: Option<String>,
 
     /// Keep at most this many savepoints in the history; older ones are deleted from storage.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub history_max_count: Option<i32>,
 
     /// Delete savepoints older than this (e.g. `7d`). The newest completed savepoint and one an
     /// upgrade or restore still needs are never deleted.
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub history_max_age: Option<String>,
 
     /// How long a savepoint may take before it counts as failed and is retried (e.g. `10m`).
+    /// Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<String>,
+}
+
+/// Health checks that need no HA setup: the operator watches the JobManager's counters and
+/// redeploys an unhealthy job from its newest completed checkpoint (last-state), with a
+/// `HealthRestart` Warning Event and the `Degraded` condition saying why. A FINISHED job, or
+/// one being suspended or deleted, is never restarted.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// Redeploy when the job restarts (restores from a checkpoint after a failure) more than
+    /// this many times within `restartsWindow`. Unset: restarts are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub restarts_threshold: Option<i32>,
+
+    /// The window `restartsThreshold` counts in (e.g. `10m`).
+    #[serde(default = "default_restarts_window")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub restarts_window: String,
+
+    /// Redeploy when the job, RUNNING, completes no checkpoint for this long (e.g. `10m`);
+    /// counted from its deployment or its last completed checkpoint. Needs `checkpoints`.
+    /// Unset: checkpoint progress is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub checkpoint_progress_timeout: Option<String>,
+}
+
+fn default_restarts_window() -> String {
+    "10m".to_string()
 }
 
 /// S3-compatible object storage settings.
@@ -397,7 +484,14 @@ pub struct StreamJobStatus {
     #[serde(default)]
     pub reconciliation: ReconciliationStatus,
 
-    /// Standard conditions (`Ready`, `Reconciling`).
+    /// What the health checks (`spec.health`) have seen.
+    #[serde(default)]
+    pub health: HealthStatus,
+
+    /// Standard conditions: `Ready` (running on the requested or last stable spec), `Running`
+    /// (the JobManager reports RUNNING), `Reconciling` (a rollout, savepoint or deletion is in
+    /// flight) and `Degraded` (the last step failed, the job FAILED or was rolled back, the
+    /// spec is invalid, or the health check redeployed it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
@@ -513,6 +607,12 @@ pub struct SavepointInfo {
     pub timestamp: String,
     /// Why it was taken.
     pub trigger: SavepointTrigger,
+    /// The job it was taken of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Name of the StreamJobSnapshot recording it, once the operator has created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// Why a savepoint was taken.
@@ -557,6 +657,32 @@ pub struct PendingSavepoint {
     /// The `savepointTriggerNonce` a manual savepoint answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<i64>,
+}
+
+/// What the health checks have seen of the current run.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// The run the counters below belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Start of the current restart-counting window (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The job's restore count at the start of the window.
+    #[serde(default)]
+    pub restores_at_window_start: u64,
+    /// The newest completed checkpoint seen, and when it was first seen (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_at: Option<String>,
+    /// Why the health check last redeployed the job; cleared once it is stable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_reason: Option<String>,
+    /// Redeployments by the health check since the resource was created.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// The operator's own progress, written ahead of each action.
@@ -675,9 +801,240 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     })
 }
 
+/// The parts of a spec whose change restarts the job, carrying its state per `upgradeMode`,
+/// as each field's doc comment says ("Changing it …"). Every field is named in
+/// [`StreamJobSpec::restart_fields`], so a new field does not compile until it is classified.
+#[derive(Debug, PartialEq)]
+pub struct RestartFields<'a> {
+    image: &'a String,
+    image_pull_policy: &'a Option<ImagePullPolicy>,
+    service_account: &'a Option<String>,
+    sql: &'a Option<String>,
+    entry: &'a Option<String>,
+    args: &'a Vec<String>,
+    parallelism: i32,
+    allow_non_restored_state: bool,
+    restart_nonce: Option<i64>,
+    job_manager: &'a JobManagerSpec,
+    task_manager: &'a TaskManagerSpec,
+    checkpoints: &'a Option<CheckpointSpec>,
+    savepoint_dir: Option<&'a String>,
+    storage: &'a Option<StorageSpec>,
+    security: &'a Option<SecuritySpec>,
+    config: &'a BTreeMap<String, String>,
+    pod_template: &'a Option<serde_json::Value>,
+}
+
 impl StreamJobSpec {
+    /// What of this spec restarts the job when it changes; see [`RestartFields`].
+    pub fn restart_fields(&self) -> RestartFields<'_> {
+        let StreamJobSpec {
+            image,
+            image_pull_policy,
+            service_account,
+            job,
+            job_manager,
+            task_manager,
+            checkpoints,
+            savepoints,
+            storage,
+            security,
+            config,
+            pod_template,
+            health: _,
+            savepoint_on_deletion: _,
+        } = self;
+        let JobSpec {
+            sql,
+            entry,
+            args,
+            parallelism,
+            upgrade_mode: _,
+            state: _,
+            initial_savepoint_path: _,
+            initial_snapshot_name: _,
+            allow_non_restored_state,
+            savepoint_trigger_nonce: _,
+            restart_nonce,
+            restart_failed: _,
+            upgrade_readiness_timeout: _,
+        } = job;
+        RestartFields {
+            image,
+            image_pull_policy,
+            service_account,
+            sql,
+            entry,
+            args,
+            parallelism: *parallelism,
+            allow_non_restored_state: *allow_non_restored_state,
+            restart_nonce: *restart_nonce,
+            job_manager,
+            task_manager,
+            checkpoints,
+            savepoint_dir: savepoints.as_ref().and_then(|s| s.dir.as_ref()),
+            storage,
+            security,
+            config,
+            pod_template,
+        }
+    }
+
     /// The savepoint directory, if configured.
     pub fn savepoint_dir(&self) -> Option<&str> {
         self.savepoints.as_ref().and_then(|s| s.dir.as_deref())
     }
+
+    /// Whether deleting the resource stops the job with a savepoint: `savepointOnDeletion`,
+    /// on by default whenever there is a savepoint directory.
+    pub fn deletion_savepoint(&self) -> bool {
+        self.savepoint_on_deletion
+            .unwrap_or(self.savepoint_dir().is_some())
+    }
+}
+
+/// A savepoint or checkpoint of a StreamJob as a resource of its own. Creating one takes a
+/// savepoint of the referenced job (or registers `spec.path`); deleting one with
+/// `disposeOnDelete` deletes its objects from storage, whether the job runs or not.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "StreamJobSnapshot",
+    namespaced,
+    shortname = "sjs",
+    status = "StreamJobSnapshotStatus",
+    doc = "A savepoint or checkpoint of a StreamJob, taken or registered by weir-operator.",
+    printcolumn(
+        name = "Job",
+        type_ = "string",
+        json_path = ".spec.jobName",
+        description = "The StreamJob this snapshot is of"
+    ),
+    printcolumn(
+        name = "Kind",
+        type_ = "string",
+        json_path = ".spec.kind",
+        description = "savepoint or checkpoint"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Pending, InProgress, Completed or Failed"
+    ),
+    printcolumn(
+        name = "Trigger",
+        type_ = "string",
+        json_path = ".status.trigger",
+        description = "Why it was taken"
+    ),
+    printcolumn(
+        name = "Path",
+        type_ = "string",
+        json_path = ".status.path",
+        description = "Where it is in storage"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSnapshotSpec {
+    /// Name of the StreamJob (same namespace) the snapshot is of. Its `savepoints.dir` is
+    /// where a new savepoint goes, and its `storage` how the operator reaches it.
+    #[schemars(length(min = 1))]
+    pub job_name: String,
+
+    /// `savepoint` or `checkpoint`. A checkpoint cannot be taken on request: a `checkpoint`
+    /// snapshot registers `path`.
+    #[serde(default)]
+    pub kind: SnapshotKind,
+
+    /// An existing savepoint or checkpoint to register instead of taking a new savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(s3|file)://.+"))]
+    pub path: Option<String>,
+
+    /// Delete the snapshot's objects from storage when this resource is deleted (done by the
+    /// operator, also while the job is suspended or gone). Off by default: the data is kept.
+    #[serde(default)]
+    pub dispose_on_delete: bool,
+}
+
+/// What a StreamJobSnapshot holds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    #[default]
+    Savepoint,
+    Checkpoint,
+}
+
+/// Observed state of a StreamJobSnapshot, written by the operator before each action.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSnapshotStatus {
+    /// `Pending` (waiting to trigger or retry), `InProgress`, `Completed` or `Failed` (for
+    /// good; `reason` says why).
+    #[serde(default)]
+    pub state: SnapshotState,
+
+    /// Location of the completed snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// Why it was taken; absent for a registered `spec.path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<SavepointTrigger>,
+
+    /// The savepoint trigger id, recorded before the request is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
+
+    /// The job it was taken of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+
+    /// Bytes in storage, when the operator could list them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+
+    /// When the current attempt was triggered (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_at: Option<String>,
+
+    /// When it completed or failed for good (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+
+    /// Why the last attempt failed (with the retry to come), or why it failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+
+    /// Earliest time of the next attempt (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+
+    /// The job's storage settings when the snapshot completed, so the operator can delete it
+    /// after the StreamJob is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// Where a StreamJobSnapshot is in its life.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum SnapshotState {
+    #[default]
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
 }

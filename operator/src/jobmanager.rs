@@ -124,15 +124,16 @@ impl JobManagerClient {
         let Some(details) = found(rest.job(&job_id).await)? else {
             return Ok(None);
         };
-        let latest_checkpoint = found(rest.checkpoints(&job_id).await)?
-            .as_ref()
-            .and_then(latest_checkpoint);
+        let checkpoints = found(rest.checkpoints(&job_id).await)?;
+        let latest_checkpoint = checkpoints.as_ref().and_then(latest_checkpoint);
+        let restores = checkpoints.as_ref().map_or(0, |c| c.counts.restored);
         let (state, start_time) = job_state_and_start(&details);
         Ok(Some(ObservedJob {
             job_id,
             state,
             start_time,
             latest_checkpoint,
+            restores,
         }))
     }
 

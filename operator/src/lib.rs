@@ -6,7 +6,8 @@
 //! Kubernetes objects, and [`lifecycle`] decides the next rollout step from the spec, the
 //! status and what the JobManager reports. None of them touch the Kubernetes client; the
 //! [`controller`] connects them to the API server, the [`jobmanager`] REST client and
-//! [`storage`], and exports [`metrics`].
+//! [`storage`], and exports [`metrics`]. [`snapshot`] is the same kind of pure machine for
+//! `StreamJobSnapshot` resources.
 
 pub mod controller;
 pub mod crd;
@@ -17,6 +18,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
+pub mod snapshot;
 pub mod storage;
 pub mod validate;
 
@@ -27,15 +29,28 @@ use kube::CustomResourceExt;
 /// member (`nullable: true` already admits null, and the operator never writes null), so the
 /// schema means the same to every apiserver since 1.16.
 pub fn crd() -> CustomResourceDefinition {
-    let crd = crd::StreamJob::crd();
-    let mut value = serde_json::to_value(&crd).unwrap_or_default();
-    strip_null_enum_members(&mut value);
-    serde_json::from_value(value).unwrap_or(crd)
+    for_old_apiservers(crd::StreamJob::crd())
+}
+
+/// The StreamJobSnapshot CRD, adjusted like [`crd`].
+pub fn snapshot_crd() -> CustomResourceDefinition {
+    for_old_apiservers(crd::StreamJobSnapshot::crd())
 }
 
 /// The StreamJob CRD as YAML, exactly as `crdgen` prints it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&crd())
+}
+
+/// The StreamJobSnapshot CRD as YAML, exactly as `crdgen streamjobsnapshot` prints it.
+pub fn snapshot_crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&snapshot_crd())
+}
+
+fn for_old_apiservers(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut value = serde_json::to_value(&crd).unwrap_or_default();
+    strip_null_enum_members(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 fn strip_null_enum_members(value: &mut serde_json::Value) {

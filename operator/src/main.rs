@@ -40,6 +40,13 @@ async fn main() -> anyhow::Result<()> {
             ),
         },
     };
+    let namespaces =
+        controller::watch_namespaces(std::env::var(names::ENV_WATCH_NAMESPACES).ok().as_deref())?;
+    if namespaces.is_empty() {
+        tracing::info!("watching every namespace");
+    } else {
+        tracing::info!(?namespaces, "watching only these namespaces");
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let server = tokio::spawn(metrics::serve(addr, metrics.clone()));
     tracing::info!(%addr, "serving /metrics and /healthz");
@@ -61,12 +68,12 @@ async fn main() -> anyhow::Result<()> {
 
     let result = match &election {
         Some(elector) => tokio::select! {
-            () = controller::run(client, metrics, policy) => Ok(()),
+            () = controller::run(client, metrics, policy, namespaces.clone()) => Ok(()),
             lost = elector.keep() => Err(anyhow::Error::new(lost)
                 .context("stopped reconciling: another replica may lead now")),
         },
         None => {
-            controller::run(client, metrics, policy).await;
+            controller::run(client, metrics, policy, namespaces.clone()).await;
             Ok(())
         }
     };

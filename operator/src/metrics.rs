@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,15 +19,24 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::crd::LifecycleState;
+use crate::crd::{LifecycleState, RolloutIntent};
 
-/// Reconcile counters and the lifecycle state of every StreamJob.
+/// Reconcile counters, the lifecycle state of every StreamJob with the time spent in each, and
+/// how long rollouts and snapshots take.
 #[derive(Debug, Default)]
 pub struct Metrics {
     reconciles: AtomicU64,
     failures: AtomicU64,
     reconcile_micros: AtomicU64,
-    states: Mutex<BTreeMap<String, LifecycleState>>,
+    states: Mutex<BTreeMap<String, (LifecycleState, Instant)>>,
+    /// Seconds StreamJobs spent in each state, summed over jobs.
+    state_seconds: Mutex<BTreeMap<&'static str, f64>>,
+    /// Rollouts in flight: what for and since when.
+    rollouts: Mutex<BTreeMap<String, (RolloutIntent, Instant)>>,
+    /// Finished rollouts per intent: count and total seconds.
+    rollout_durations: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    /// Completed snapshots: count and total seconds from trigger to completion.
+    snapshot_durations: Mutex<(u64, f64)>,
 }
 
 impl Metrics {
@@ -43,10 +52,50 @@ impl Metrics {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records the lifecycle state of `namespace/name`.
-    pub fn set_state(&self, key: String, state: LifecycleState) {
-        if let Ok(mut states) = self.states.lock() {
-            states.insert(key, state);
+    /// Records the lifecycle state of `namespace/name` at `now`, adding the time since the
+    /// previous record to the state it was in.
+    pub fn set_state(&self, key: String, state: LifecycleState, now: Instant) {
+        let Ok(mut states) = self.states.lock() else {
+            return;
+        };
+        if let Some((previous, since)) = states.insert(key, (state, now))
+            && let Ok(mut seconds) = self.state_seconds.lock()
+        {
+            *seconds.entry(state_name(previous)).or_default() +=
+                now.saturating_duration_since(since).as_secs_f64();
+        }
+    }
+
+    /// Follows the rollout of `namespace/name`: `intent` is the status' current one. A rollout
+    /// ends when the intent clears (or changes, e.g. an upgrade turning into a rollback).
+    pub fn rollout(&self, key: &str, intent: Option<RolloutIntent>, now: Instant) {
+        let Ok(mut rollouts) = self.rollouts.lock() else {
+            return;
+        };
+        let running = rollouts.get(key).copied();
+        match (running, intent) {
+            (Some((was, _)), Some(is)) if was == is => {}
+            (running, intent) => {
+                if let Some((was, since)) = running {
+                    rollouts.remove(key);
+                    if let Ok(mut durations) = self.rollout_durations.lock() {
+                        let entry = durations.entry(intent_name(was)).or_default();
+                        entry.0 += 1;
+                        entry.1 += now.saturating_duration_since(since).as_secs_f64();
+                    }
+                }
+                if let Some(is) = intent {
+                    rollouts.insert(key.to_string(), (is, now));
+                }
+            }
+        }
+    }
+
+    /// Counts a completed snapshot and how long it took.
+    pub fn snapshot_completed(&self, took: Duration) {
+        if let Ok(mut durations) = self.snapshot_durations.lock() {
+            durations.0 += 1;
+            durations.1 += took.as_secs_f64();
         }
     }
 
@@ -54,6 +103,9 @@ impl Metrics {
     pub fn forget(&self, key: &str) {
         if let Ok(mut states) = self.states.lock() {
             states.remove(key);
+        }
+        if let Ok(mut rollouts) = self.rollouts.lock() {
+            rollouts.remove(key);
         }
     }
 
@@ -89,7 +141,7 @@ impl Metrics {
             .map(|s| (state_name(*s), 0))
             .collect();
         if let Ok(states) = self.states.lock() {
-            for state in states.values() {
+            for (state, _) in states.values() {
                 *counts.entry(state_name(*state)).or_default() += 1;
             }
         }
@@ -100,7 +152,50 @@ impl Metrics {
         for (state, count) in counts {
             let _ = writeln!(out, "weir_operator_streamjobs{{state=\"{state}\"}} {count}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP weir_operator_state_seconds_total Time StreamJobs spent in each lifecycle state.\n# TYPE weir_operator_state_seconds_total counter"
+        );
+        if let Ok(seconds) = self.state_seconds.lock() {
+            for (state, total) in seconds.iter() {
+                let _ = writeln!(
+                    out,
+                    "weir_operator_state_seconds_total{{state=\"{state}\"}} {total}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weir_operator_rollout_duration_seconds Rollouts (deploy, upgrade, suspend, resume, restart, rollback) from start to end.\n# TYPE weir_operator_rollout_duration_seconds summary"
+        );
+        if let Ok(durations) = self.rollout_durations.lock() {
+            for (intent, (count, total)) in durations.iter() {
+                let _ = writeln!(
+                    out,
+                    "weir_operator_rollout_duration_seconds_sum{{intent=\"{intent}\"}} {total}\nweir_operator_rollout_duration_seconds_count{{intent=\"{intent}\"}} {count}"
+                );
+            }
+        }
+        if let Ok(durations) = self.snapshot_durations.lock() {
+            let _ = writeln!(
+                out,
+                "# HELP weir_operator_snapshot_duration_seconds StreamJobSnapshots from trigger to completion.\n# TYPE weir_operator_snapshot_duration_seconds summary\nweir_operator_snapshot_duration_seconds_sum {}\nweir_operator_snapshot_duration_seconds_count {}",
+                durations.1, durations.0
+            );
+        }
         out
+    }
+}
+
+/// The metric label of a rollout intent.
+fn intent_name(intent: RolloutIntent) -> &'static str {
+    match intent {
+        RolloutIntent::Deploy => "deploy",
+        RolloutIntent::Upgrade => "upgrade",
+        RolloutIntent::Suspend => "suspend",
+        RolloutIntent::Resume => "resume",
+        RolloutIntent::Restart => "restart",
+        RolloutIntent::Rollback => "rollback",
     }
 }
 
@@ -160,9 +255,10 @@ mod tests {
         metrics.reconciled(Duration::from_millis(250));
         metrics.reconciled(Duration::from_millis(250));
         metrics.failed();
-        metrics.set_state("a/x".into(), LifecycleState::Stable);
-        metrics.set_state("a/y".into(), LifecycleState::Stable);
-        metrics.set_state("b/z".into(), LifecycleState::Upgrading);
+        let now = Instant::now();
+        metrics.set_state("a/x".into(), LifecycleState::Stable, now);
+        metrics.set_state("a/y".into(), LifecycleState::Stable, now);
+        metrics.set_state("b/z".into(), LifecycleState::Upgrading, now);
         metrics.forget("b/z");
         let text = metrics.render();
         assert!(
@@ -185,6 +281,39 @@ mod tests {
             text.contains("weir_operator_streamjobs{state=\"UPGRADING\"} 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn time_in_each_state_and_rollout_and_snapshot_durations_are_exported() {
+        let metrics = Metrics::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        metrics.set_state("a/x".into(), LifecycleState::Deploying, at(0));
+        metrics.rollout("a/x", Some(RolloutIntent::Deploy), at(0));
+        metrics.set_state("a/x".into(), LifecycleState::Stable, at(30));
+        metrics.rollout("a/x", None, at(30));
+        metrics.set_state("a/x".into(), LifecycleState::Upgrading, at(90));
+        metrics.rollout("a/x", Some(RolloutIntent::Upgrade), at(90));
+        metrics.rollout("a/x", Some(RolloutIntent::Upgrade), at(95));
+        // The upgrade fails and turns into a rollback: two rollouts.
+        metrics.rollout("a/x", Some(RolloutIntent::Rollback), at(100));
+        metrics.set_state("a/x".into(), LifecycleState::RolledBack, at(120));
+        metrics.rollout("a/x", None, at(120));
+        metrics.snapshot_completed(Duration::from_millis(1500));
+        let text = metrics.render();
+        for line in [
+            "weir_operator_state_seconds_total{state=\"DEPLOYING\"} 30\n",
+            "weir_operator_state_seconds_total{state=\"STABLE\"} 60\n",
+            "weir_operator_state_seconds_total{state=\"UPGRADING\"} 30\n",
+            "weir_operator_rollout_duration_seconds_sum{intent=\"deploy\"} 30\n",
+            "weir_operator_rollout_duration_seconds_count{intent=\"upgrade\"} 1\n",
+            "weir_operator_rollout_duration_seconds_sum{intent=\"upgrade\"} 10\n",
+            "weir_operator_rollout_duration_seconds_sum{intent=\"rollback\"} 20\n",
+            "weir_operator_snapshot_duration_seconds_sum 1.5\n",
+            "weir_operator_snapshot_duration_seconds_count 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -12,6 +12,14 @@ pub const FIELD_MANAGER: &str = "weir-operator";
 /// Finalizer that holds a StreamJob until its deletion savepoint and cleanup have run.
 pub const FINALIZER: &str = "weir.dev/cleanup";
 
+/// Finalizer that holds a StreamJobSnapshot with `disposeOnDelete` until its objects are
+/// deleted from storage.
+pub const SNAPSHOT_FINALIZER: &str = "weir.dev/dispose";
+
+/// Label on the StreamJobSnapshots a StreamJob's own savepoints create: why it was taken
+/// (`upgrade`, `suspend`, `deletion`, `manual`, `periodic`).
+pub const LABEL_SNAPSHOT_TRIGGER: &str = "weir.dev/snapshot-trigger";
+
 /// Container names inside the generated pods; a user's `podTemplate` merges into the container
 /// with the same name.
 pub const JOBMANAGER_CONTAINER: &str = "jobmanager";
@@ -66,6 +74,10 @@ pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Downward-API variable giving each pod its own address.
 pub const ENV_POD_IP: &str = "POD_IP";
+
+/// Comma-separated namespaces the operator watches (the chart's `watchNamespaces`); unset or
+/// empty: every namespace.
+pub const ENV_WATCH_NAMESPACES: &str = "WEIR_OPERATOR_WATCH_NAMESPACES";
 
 /// The operator's switch (set by the chart's `jobSecurity.required`) that makes `spec.security`
 /// with a token and TLS mandatory for every StreamJob.

@@ -85,6 +85,27 @@ impl Storage {
         }
     }
 
+    /// Bytes stored under a savepoint or checkpoint location; `None` when it cannot be listed.
+    pub async fn size(&self, location: &str) -> Option<u64> {
+        match &self.s3 {
+            Some(options) if location.starts_with("s3://") => {
+                let (bucket, key) = split(location).ok()?;
+                let prefix = format!("{key}/");
+                let objects = blocking(options.clone(), bucket, move |store| store.list(&prefix))
+                    .await
+                    .ok()?;
+                Some(objects.iter().map(|o| o.size).sum())
+            }
+            _ => {
+                let path = PathBuf::from(location.strip_prefix("file://")?);
+                tokio::task::spawn_blocking(move || directory_size(&path))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        }
+    }
+
     /// The newest completed checkpoint of one run; see [`latest_checkpoint`].
     pub async fn latest_checkpoint(&self, dir: &str, job_id: &str) -> Option<String> {
         match &self.s3 {
@@ -117,6 +138,21 @@ fn newest_checkpoint<'a>(run: &str, keys: impl Iterator<Item = &'a str>) -> Opti
 /// (still listed in the status) instead of retrying a deletion that cannot succeed.
 pub fn supports(location: &str) -> bool {
     location.starts_with("file://")
+}
+
+/// Total size of the files under `path`.
+fn directory_size(path: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).ok()? {
+        let entry = entry.ok()?;
+        let meta = entry.metadata().ok()?;
+        total += if meta.is_dir() {
+            directory_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Some(total)
 }
 
 /// Deletes a savepoint directory. Deleting what is already gone succeeds, so a deletion

@@ -35,6 +35,18 @@ pub enum ValidationError {
     )]
     LastStateWithoutCheckpoints,
 
+    #[error(
+        "job.initialSavepointPath and job.initialSnapshotName are both set; set at most one of \
+         them"
+    )]
+    TwoInitialStates,
+
+    #[error(
+        "health.checkpointProgressTimeout is set but checkpoints is not; configure checkpoints \
+         or remove the timeout"
+    )]
+    ProgressWithoutCheckpoints,
+
     #[error("{field} is set but savepoints.dir is not; set savepoints.dir")]
     NeedsSavepointDir { field: &'static str },
 
@@ -137,6 +149,9 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
     if !job.args.is_empty() && job.entry.is_none() {
         errors.push(ValidationError::ArgsWithoutEntry);
     }
+    if job.initial_savepoint_path.is_some() && job.initial_snapshot_name.is_some() {
+        errors.push(ValidationError::TwoInitialStates);
+    }
 
     let has_savepoint_dir = spec.savepoint_dir().is_some();
     match job.upgrade_mode {
@@ -149,7 +164,7 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
         _ => {}
     }
     if !has_savepoint_dir {
-        if spec.savepoint_on_deletion {
+        if spec.savepoint_on_deletion == Some(true) {
             errors.push(ValidationError::NeedsSavepointDir {
                 field: "savepointOnDeletion",
             });
@@ -198,6 +213,21 @@ pub fn validate(spec: &StreamJobSpec) -> Result<(), ValidationErrors> {
             "savepoints.timeout",
             savepoints.timeout.as_deref(),
         );
+    }
+    if let Some(health) = &spec.health {
+        check_duration(
+            &mut errors,
+            "health.restartsWindow",
+            Some(&health.restarts_window),
+        );
+        check_duration(
+            &mut errors,
+            "health.checkpointProgressTimeout",
+            health.checkpoint_progress_timeout.as_deref(),
+        );
+        if health.checkpoint_progress_timeout.is_some() && spec.checkpoints.is_none() {
+            errors.push(ValidationError::ProgressWithoutCheckpoints);
+        }
     }
 
     let slots = i64::from(spec.task_manager.replicas) * i64::from(spec.task_manager.slots);

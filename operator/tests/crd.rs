@@ -49,8 +49,17 @@ fn the_crd_names_group_version_scope_and_short_name() {
 
 #[test]
 fn the_schema_is_structural_and_uses_nothing_newer_than_kubernetes_1_20() {
-    let schema = schema();
-    walk(&schema, &mut |node| {
+    let snapshot = serde_json::to_value(weir_operator::snapshot_crd()).unwrap();
+    for schema in [
+        schema(),
+        snapshot["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone(),
+    ] {
+        assert_structural(&schema);
+    }
+}
+
+fn assert_structural(schema: &Value) {
+    walk(schema, &mut |node| {
         if let Value::Object(map) = node {
             for key in map.keys() {
                 assert!(
@@ -122,7 +131,7 @@ fn field_doc_comments_become_descriptions() {
 }
 
 #[test]
-fn printer_columns_show_state_lifecycle_savepoint_age_parallelism_and_age() {
+fn printer_columns_show_state_lifecycle_ready_degraded_savepoint_age_parallelism_and_age() {
     let columns = crd()["spec"]["versions"][0]["additionalPrinterColumns"].clone();
     let shown: Vec<(String, String, String)> = columns
         .as_array()
@@ -139,6 +148,17 @@ fn printer_columns_show_state_lifecycle_savepoint_age_parallelism_and_age() {
     let expected = [
         ("Job State", "string", ".status.jobStatus.state"),
         ("Lifecycle", "string", ".status.lifecycleState"),
+        // What `kubectl wait --for=condition=Ready` waits for, and why a job needs attention.
+        (
+            "Ready",
+            "string",
+            r#".status.conditions[?(@.type=="Ready")].status"#,
+        ),
+        (
+            "Degraded",
+            "string",
+            r#".status.conditions[?(@.type=="Degraded")].reason"#,
+        ),
         (
             "Last Savepoint",
             "date",
@@ -152,4 +172,45 @@ fn printer_columns_show_state_lifecycle_savepoint_age_parallelism_and_age() {
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
         .collect();
     assert_eq!(shown, expected);
+}
+
+#[test]
+fn the_snapshot_crd_is_checked_in_and_names_its_kind_fields_and_columns() {
+    let path = format!(
+        "{}/../crds/streamjobsnapshot.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let checked_in = std::fs::read_to_string(&path).expect("crds/streamjobsnapshot.yaml exists");
+    assert!(
+        checked_in == weir_operator::snapshot_crd_yaml().unwrap(),
+        "crds/streamjobsnapshot.yaml is stale; run: operator/check-crds.sh --write"
+    );
+    let crd = serde_json::to_value(weir_operator::snapshot_crd()).unwrap();
+    assert_eq!(crd["metadata"]["name"], "streamjobsnapshots.weir.dev");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(
+        crd["spec"]["names"]["shortNames"],
+        serde_json::json!(["sjs"])
+    );
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["required"], serde_json::json!(["jobName"]));
+    assert_eq!(
+        spec["properties"]["kind"]["enum"],
+        serde_json::json!(["savepoint", "checkpoint"])
+    );
+    assert_eq!(spec["properties"]["disposeOnDelete"]["default"], false);
+    let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    assert_eq!(
+        status["state"]["enum"],
+        serde_json::json!(["Pending", "InProgress", "Completed", "Failed"])
+    );
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Job", "Kind", "State", "Trigger", "Path", "Age"]);
 }

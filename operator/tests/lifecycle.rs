@@ -12,8 +12,8 @@ use weir_operator::crd::{
     LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
 };
 use weir_operator::lifecycle::{
-    self, Action, EventNote, EventType, Inputs, JobState, Observation, ObservedJob,
-    SavepointProgress, Step,
+    self, Action, EventNote, EventType, InitialSnapshot, Inputs, JobState, Observation,
+    ObservedJob, SavepointProgress, Step,
 };
 
 /// A savepoint operation inside the fake JobManager.
@@ -56,6 +56,8 @@ struct World {
     storage_checkpoint: Option<String>,
     /// Whether the controller has S3 access for this job.
     s3_configured: bool,
+    /// What the controller found for `job.initialSnapshotName`.
+    initial_snapshot: Option<InitialSnapshot>,
 }
 
 impl World {
@@ -72,6 +74,7 @@ impl World {
             deleted_checkpoint_runs: Vec::new(),
             storage_checkpoint: None,
             s3_configured: false,
+            initial_snapshot: None,
         }
     }
 
@@ -101,6 +104,7 @@ impl World {
             cluster_exists: self.cluster.exists,
             storage_latest_checkpoint: self.storage_checkpoint.clone(),
             can_delete_s3: self.s3_configured,
+            initial_snapshot: self.initial_snapshot.clone(),
         }
     }
 
@@ -155,6 +159,7 @@ impl World {
                         state: JobState::Running,
                         start_time: Some(self.now.to_string()),
                         latest_checkpoint: None,
+                        restores: u64::from(restore_path.is_some()),
                     });
                 }
                 self.cluster.deployed = wanted;
@@ -859,6 +864,8 @@ fn history_cleanup_deletes_old_savepoints_but_never_the_newest_or_the_restore_pa
         location: format!("file:///state/orders/savepoints/{name}"),
         timestamp: format!("2025-12-{day:02}T00:00:00Z"),
         trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
     };
     world.status.savepoints.history = vec![
         info("a", 1),
@@ -1052,9 +1059,9 @@ impl World {
 }
 
 #[test]
-fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_the_pods() {
+fn deletion_stops_the_job_with_a_savepoint_by_default_before_removing_the_pods() {
     let mut world = World::new("savepoint.yaml");
-    world.spec.savepoint_on_deletion = true;
+    assert_eq!(world.spec.savepoint_on_deletion, None);
     world.deploy_stable();
 
     assert!(!world.reconcile_deletion());
@@ -1077,7 +1084,7 @@ fn deletion_with_savepoint_on_deletion_stops_with_a_savepoint_before_removing_th
 #[test]
 fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
     let mut world = World::new("savepoint.yaml");
-    world.spec.savepoint_on_deletion = true;
+    world.spec.savepoint_on_deletion = Some(true);
     world.deploy_stable();
     world.jm.script = vec![Err("bucket gone".into())];
 
@@ -1096,8 +1103,9 @@ fn a_failed_deletion_savepoint_blocks_the_deletion_and_is_retried() {
 }
 
 #[test]
-fn deletion_without_savepoint_on_deletion_just_removes_the_pods() {
+fn deletion_with_savepoint_on_deletion_false_just_removes_the_pods() {
     let mut world = World::new("savepoint.yaml");
+    world.spec.savepoint_on_deletion = Some(false);
     world.deploy_stable();
     assert!(!world.reconcile_deletion());
     assert!(!world.cluster.exists);
@@ -1262,6 +1270,8 @@ fn savepoints_and_checkpoints_the_operator_cannot_delete_are_kept_and_block_noth
         location: format!("s3://state/orders/savepoints/old-{day}"),
         timestamp: format!("2025-12-{day:02}T00:00:00Z"),
         trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
     };
     world
         .status
@@ -1297,6 +1307,8 @@ fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
             location: "s3://state/orders/savepoints/ancient".into(),
             timestamp: "2025-01-01T00:00:00Z".into(),
             trigger: SavepointTrigger::Periodic,
+            job_id: None,
+            snapshot: None,
         },
     );
     let action = world.reconcile();
@@ -1306,4 +1318,939 @@ fn with_s3_access_expired_s3_savepoints_and_old_runs_are_deleted() {
             locations: vec!["s3://state/orders/savepoints/ancient".into()]
         }
     );
+}
+
+/// `(status, reason)` of each condition, in the order Ready, Running, Reconciling, Degraded.
+fn conditions(world: &World) -> Vec<(String, String, String)> {
+    world
+        .status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn condition(world: &World, type_: &str) -> weir_operator::crd::Condition {
+    lifecycle::conditions::get(&world.status, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:#?}", world.status.conditions))
+        .clone()
+}
+
+fn expect(items: [(&str, &str, &str); 4]) -> Vec<(String, String, String)> {
+    items
+        .iter()
+        .map(|(t, s, r)| (t.to_string(), s.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn conditions_follow_a_job_from_its_first_deployment_to_stable() {
+    let mut world = World::new("savepoint.yaml");
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Reconciling"),
+            ("Running", "False", "NoJob"),
+            ("Reconciling", "True", "Deploying"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+    assert!(
+        world
+            .status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(condition(&world, "Running").status, "True");
+    assert_eq!(condition(&world, "Ready").status, "False");
+
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "True", "Stable"),
+            ("Running", "True", "JobRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+    assert_eq!(
+        condition(&world, "Ready").last_transition_time,
+        world.now.to_string()
+    );
+}
+
+#[test]
+fn a_condition_keeps_its_transition_time_until_its_status_flips() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let ready_since = condition(&world, "Ready").last_transition_time;
+    let degraded_since = condition(&world, "Degraded").last_transition_time;
+
+    // Many reconciles later, nothing flipped: the times stay.
+    for _ in 0..3 {
+        world.tick(60);
+        world.reconcile();
+    }
+    assert_eq!(condition(&world, "Ready").last_transition_time, ready_since);
+
+    // A failing manual savepoint: Degraded flips (new time), Ready holds (same time).
+    world.jm.script = vec![Err("disk full".into())];
+    world.spec.job.savepoint_trigger_nonce = Some(1);
+    world.reconcile();
+    assert_eq!(
+        condition(&world, "Reconciling").reason,
+        "SavepointInProgress"
+    );
+    world.tick(5);
+    world.reconcile();
+    let degraded = condition(&world, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "Error")
+    );
+    assert!(
+        degraded.message.contains("disk full"),
+        "{}",
+        degraded.message
+    );
+    assert_ne!(degraded.last_transition_time, degraded_since);
+    assert_eq!(condition(&world, "Ready").last_transition_time, ready_since);
+
+    // The next manual savepoint succeeds: Degraded flips back.
+    world.tick(60);
+    world.spec.job.savepoint_trigger_nonce = Some(2);
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(condition(&world, "Degraded").status, "False");
+    assert_eq!(
+        condition(&world, "Degraded").last_transition_time,
+        world.now.to_string()
+    );
+
+    // An upgrade flips Ready to False while it runs, and back to True once stable.
+    world.spec.image = "weir:1.3".into();
+    world.reconcile();
+    let ready = condition(&world, "Ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(condition(&world, "Reconciling").reason, "Upgrading");
+    world.settle(10);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(condition(&world, "Ready").status, "True");
+    assert_ne!(condition(&world, "Ready").last_transition_time, ready_since);
+}
+
+#[test]
+fn a_suspended_job_is_neither_ready_nor_running_nor_reconciling() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.reconcile();
+    assert_eq!(condition(&world, "Reconciling").reason, "Suspending");
+    world.settle(6);
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Suspended"),
+            ("Running", "False", "Suspended"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "False", "Healthy"),
+        ])
+    );
+}
+
+#[test]
+fn a_rolled_back_job_is_ready_but_degraded_and_a_failed_one_is_neither() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.image = "weir:broken".into();
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    world.reconcile();
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.tick(301);
+    world.reconcile();
+    assert_eq!(condition(&world, "Reconciling").reason, "RollingBack");
+    world.reconcile();
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::RolledBack);
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "True", "RolledBack"),
+            ("Running", "True", "JobRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "True", "RolledBack"),
+        ])
+    );
+
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Failed;
+    world.reconcile();
+    assert_eq!(
+        conditions(&world),
+        expect([
+            ("Ready", "False", "Failed"),
+            ("Running", "False", "JobNotRunning"),
+            ("Reconciling", "False", "Idle"),
+            ("Degraded", "True", "Failed"),
+        ])
+    );
+}
+
+#[test]
+fn a_job_being_deleted_is_reconciling_and_not_ready() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.reconcile_deletion();
+    assert_eq!(condition(&world, "Ready").reason, "Deleting");
+    assert_eq!(condition(&world, "Ready").status, "False");
+    assert_eq!(condition(&world, "Reconciling").status, "True");
+}
+
+#[test]
+fn an_invalid_spec_makes_the_job_degraded_with_the_validation_message() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut status = world.status.clone();
+    lifecycle::conditions::update(&mut status, Some(2), world.now, Some("job.parallelism: 0"));
+    let ready = lifecycle::conditions::get(&status, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ValidationError")
+    );
+    let degraded = lifecycle::conditions::get(&status, "Degraded").unwrap();
+    assert_eq!(degraded.message, "job.parallelism: 0");
+    assert_eq!(degraded.observed_generation, Some(2));
+    // The job itself still runs on its last valid spec.
+    assert_eq!(
+        lifecycle::conditions::get(&status, "Running")
+            .unwrap()
+            .status,
+        "True"
+    );
+}
+
+// ---- StreamJobSnapshot ------------------------------------------------------------------------
+
+use weir_operator::crd::{
+    SnapshotKind, SnapshotState, StreamJobSnapshotSpec, StreamJobSnapshotStatus,
+};
+use weir_operator::snapshot::{
+    self, Disposal, MAX_ATTEMPTS, SnapshotAction, SnapshotInputs, SnapshotObservation,
+};
+
+/// A hand-created snapshot of the World's job: decides and acts against the same fake
+/// JobManager as the StreamJob.
+struct SnapshotWorld {
+    spec: StreamJobSnapshotSpec,
+    status: StreamJobSnapshotStatus,
+    triggers: u32,
+    reasons: Vec<&'static str>,
+}
+
+impl SnapshotWorld {
+    fn new(job_name: &str) -> SnapshotWorld {
+        SnapshotWorld {
+            spec: StreamJobSnapshotSpec {
+                job_name: job_name.into(),
+                kind: SnapshotKind::Savepoint,
+                path: None,
+                dispose_on_delete: true,
+            },
+            status: StreamJobSnapshotStatus::default(),
+            triggers: 0,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn observe(&self, world: &World, job_exists: bool) -> SnapshotObservation {
+        let savepoint = self.status.trigger_id.as_ref().and_then(|id| {
+            world.jm.job.as_ref()?;
+            Some(match world.jm.operations.get(id) {
+                None => SavepointProgress::Unknown,
+                Some(op) if op.polls_left > 0 => SavepointProgress::InProgress,
+                Some(Operation {
+                    outcome: Ok(location),
+                    ..
+                }) => SavepointProgress::Completed {
+                    location: location.clone(),
+                },
+                Some(Operation {
+                    outcome: Err(cause),
+                    ..
+                }) => SavepointProgress::Failed {
+                    cause: cause.clone(),
+                },
+            })
+        });
+        SnapshotObservation {
+            job_exists,
+            savepoint_dir: world.spec.savepoint_dir().map(str::to_string),
+            timeout: lifecycle::DEFAULT_SAVEPOINT_TIMEOUT,
+            storage: world.spec.storage.clone(),
+            job: world.jm.job.clone(),
+            savepoint,
+        }
+    }
+
+    /// Decides, writes the status, and (unless `crash`) acts on the World's JobManager.
+    fn reconcile_with(&mut self, world: &mut World, crash: bool) -> SnapshotAction {
+        self.triggers += 1;
+        let observation = self.observe(world, true);
+        let step = snapshot::decide(&SnapshotInputs {
+            spec: &self.spec,
+            status: &self.status,
+            observation: &observation,
+            now: world.now,
+            fresh_trigger_id: format!("snap-trigger-{}", self.triggers),
+        });
+        self.status = step.status;
+        self.reasons.extend(step.events.iter().map(|e| e.reason));
+        if let SnapshotAction::TriggerSavepoint {
+            job_id,
+            trigger_id,
+            target_directory,
+        } = &step.action
+            && !crash
+        {
+            world.act(&Action::TriggerSavepoint {
+                job_id: job_id.clone(),
+                trigger_id: trigger_id.clone(),
+                target_directory: target_directory.clone(),
+                stop: false,
+            });
+        }
+        step.action
+    }
+
+    fn reconcile(&mut self, world: &mut World) -> SnapshotAction {
+        self.reconcile_with(world, false)
+    }
+}
+
+#[test]
+fn a_hand_created_snapshot_takes_one_savepoint_and_completes_with_its_path() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+
+    let action = snap.reconcile(&mut world);
+    assert!(matches!(action, SnapshotAction::TriggerSavepoint { .. }));
+    assert_eq!(snap.status.state, SnapshotState::InProgress);
+    assert_eq!(snap.status.job_id.as_deref(), Some("job1"));
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(
+        snap.status.path.as_deref(),
+        Some("s3://state/orders/savepoints/savepoint-snap-trigger-1")
+    );
+    assert_eq!(snap.status.trigger, Some(SavepointTrigger::Manual));
+    assert!(snap.status.time.is_some());
+    assert_eq!(world.jm.started, ["snap-trigger-1"]);
+    // The job keeps running, and a settled snapshot does nothing more.
+    assert_eq!(world.jm.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    assert_eq!(world.jm.started.len(), 1);
+}
+
+#[test]
+fn an_operator_restart_after_recording_the_snapshot_trigger_resends_the_same_id() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile_with(&mut world, true); // recorded, never sent
+    let recorded = snap.status.trigger_id.clone().unwrap();
+    let action = snap.reconcile(&mut world);
+    assert!(
+        matches!(action, SnapshotAction::TriggerSavepoint { ref trigger_id, .. } if *trigger_id == recorded)
+    );
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(world.jm.started, [recorded]);
+}
+
+#[test]
+fn a_snapshot_of_a_job_that_is_not_running_is_retried_with_backoff_then_fails_with_the_reason() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    let mut snap = SnapshotWorld::new("orders");
+    for attempt in 1..MAX_ATTEMPTS {
+        assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+        assert_eq!(snap.status.state, SnapshotState::Pending);
+        assert_eq!(snap.status.attempts, attempt);
+        assert!(
+            snap.status.reason.as_ref().unwrap().contains("RESTARTING"),
+            "{:?}",
+            snap.status.reason
+        );
+        // Backing off: nothing happens before the retry time.
+        assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+        assert_eq!(snap.status.attempts, attempt);
+        world.tick(300);
+    }
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Failed);
+    assert!(
+        snap.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains(&format!("attempt {MAX_ATTEMPTS} of {MAX_ATTEMPTS}"))
+    );
+    assert!(snap.reasons.contains(&"SnapshotFailed"));
+    assert!(world.jm.started.is_empty());
+}
+
+#[test]
+fn a_failed_snapshot_savepoint_is_retried_and_the_retry_can_succeed() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.jm.script = vec![Err("bucket unreachable".into())];
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Pending);
+    assert!(
+        snap.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("bucket unreachable")
+    );
+    world.tick(10);
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(world.jm.started.len(), 2);
+    assert_eq!(snap.status.reason, None);
+}
+
+#[test]
+fn a_snapshot_of_a_missing_job_or_a_checkpoint_on_request_fails_with_the_reason() {
+    let world = World::new("savepoint.yaml");
+    let mut snap = SnapshotWorld::new("nope");
+    let mut observation = snap.observe(&world, false);
+    let decide = |snap: &SnapshotWorld, observation: &SnapshotObservation| {
+        snapshot::decide(&SnapshotInputs {
+            spec: &snap.spec,
+            status: &snap.status,
+            observation,
+            now: world.now,
+            fresh_trigger_id: "t".into(),
+        })
+    };
+    let step = decide(&snap, &observation);
+    assert!(
+        step.status
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("StreamJob nope not found")
+    );
+
+    observation.job_exists = true;
+    snap.spec.kind = SnapshotKind::Checkpoint;
+    let step = decide(&snap, &observation);
+    assert_eq!(step.status.state, SnapshotState::Failed);
+    assert!(step.status.reason.unwrap().contains("spec.path"));
+
+    snap.spec.kind = SnapshotKind::Savepoint;
+    observation.savepoint_dir = None;
+    let step = decide(&snap, &observation);
+    assert_eq!(step.status.state, SnapshotState::Failed);
+    assert!(step.status.reason.unwrap().contains("no savepoints.dir"));
+}
+
+#[test]
+fn a_snapshot_with_a_path_is_registered_without_taking_a_savepoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.spec.kind = SnapshotKind::Checkpoint;
+    snap.spec.path = Some("s3://state/orders/checkpoints/job1/chk-7".into());
+    assert_eq!(snap.reconcile(&mut world), SnapshotAction::None);
+    assert_eq!(snap.status.state, SnapshotState::Completed);
+    assert_eq!(snap.status.path, snap.spec.path);
+    assert_eq!(snap.status.trigger, None);
+    assert!(world.jm.started.is_empty());
+}
+
+#[test]
+fn a_snapshot_deleted_while_its_job_is_suspended_deletes_its_objects_unless_a_job_restores_from_it()
+{
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    let mut snap = SnapshotWorld::new("orders");
+    snap.reconcile(&mut world);
+    world.tick(5);
+    snap.reconcile(&mut world);
+    let path = snap.status.path.clone().unwrap();
+
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert!(!world.cluster.exists);
+    // Disposal needs no JobManager: only the snapshot's own spec and status.
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, None),
+        Disposal::Delete(path.clone())
+    );
+    // A StreamJob whose deployment restores from it holds the deletion.
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, Some("orders-v2")),
+        Disposal::InUse {
+            location: path,
+            by: "orders-v2".into()
+        }
+    );
+    snap.spec.dispose_on_delete = false;
+    assert_eq!(
+        snapshot::disposal(&snap.spec, &snap.status, None),
+        Disposal::Keep
+    );
+    // One that never completed has nothing to delete.
+    let pending = SnapshotWorld::new("orders");
+    let mut spec = pending.spec.clone();
+    spec.dispose_on_delete = true;
+    assert_eq!(
+        snapshot::disposal(&spec, &pending.status, None),
+        Disposal::Keep
+    );
+}
+
+#[test]
+fn the_jobs_own_savepoints_become_snapshots_that_never_dispose_their_data() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:1.3".into();
+    world.settle(8);
+    let upgrade = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(upgrade.job_id.as_deref(), Some("job1"));
+    let name = snapshot::name_for("orders", &upgrade);
+    assert!(name.starts_with("orders-upgrade-"), "{name}");
+    assert_eq!(name, snapshot::name_for("orders", &upgrade), "stable names");
+    let (spec, status) = snapshot::for_savepoint("orders", &upgrade, None);
+    assert_eq!(spec.path.as_deref(), Some(upgrade.location.as_str()));
+    assert!(!spec.dispose_on_delete);
+    assert_eq!(status.state, SnapshotState::Completed);
+    assert_eq!(status.trigger, Some(SavepointTrigger::Upgrade));
+    assert_eq!(status.job_id.as_deref(), Some("job1"));
+}
+
+#[test]
+fn a_job_starting_from_a_snapshot_waits_for_it_and_then_restores_from_its_path() {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.job.initial_snapshot_name = Some("orders-deletion-1a2b3c4d".into());
+    world.initial_snapshot = Some(InitialSnapshot::NotReady("it is InProgress".into()));
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(!world.cluster.exists);
+    assert!(world.status.reconciliation.last_reconciled_spec.is_none());
+    assert!(
+        world
+            .status
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("orders-deletion-1a2b3c4d")
+    );
+    assert!(world.reasons().contains(&"InitialSnapshotNotReady"));
+
+    world.initial_snapshot = Some(InitialSnapshot::Ready(
+        "s3://state/orders/savepoints/savepoint-final".into(),
+    ));
+    world.reconcile();
+    assert_eq!(
+        world.cluster.restores,
+        [Some(
+            "s3://state/orders/savepoints/savepoint-final".to_string()
+        )]
+    );
+    assert_eq!(world.status.error, None);
+}
+
+#[test]
+fn history_cleanup_runs_while_the_job_is_suspended_and_keeps_the_resume_savepoint() {
+    let mut world = World::new("savepoint.yaml").with_file_storage();
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    let resume_from = world.status.reconciliation.restore_path.clone().unwrap();
+    let old = |name: &str| SavepointInfo {
+        location: format!("file:///state/orders/savepoints/{name}"),
+        timestamp: "2025-12-01T00:00:00Z".into(),
+        trigger: SavepointTrigger::Periodic,
+        job_id: None,
+        snapshot: None,
+    };
+    // historyMaxCount is 3: four older ones beside the suspend savepoint.
+    for name in ["a", "b", "c", "d"] {
+        world.status.savepoints.history.insert(0, old(name));
+    }
+    world.tick(60);
+    let action = world.reconcile();
+    let Action::DisposeSavepoints { locations } = action else {
+        panic!("expected a disposal, got {action:?}");
+    };
+    assert!(!locations.contains(&resume_from));
+    assert!(!world.cluster.exists, "cleanup does not start the job");
+    assert!(
+        world
+            .status
+            .savepoints
+            .history
+            .iter()
+            .any(|s| s.location == resume_from)
+    );
+}
+
+// ---- Health ----------------------------------------------------------------------------------
+
+fn with_health(world: &mut World, restarts: Option<i32>, progress: Option<&str>) {
+    world.spec.health = Some(weir_operator::crd::HealthSpec {
+        restarts_threshold: restarts,
+        restarts_window: "10m".into(),
+        checkpoint_progress_timeout: progress.map(str::to_string),
+    });
+}
+
+/// One reconcile that leaves the job running as it is (at most re-applying its objects).
+fn keeps_running(world: &mut World) -> bool {
+    let action = world.reconcile();
+    matches!(action, Action::None | Action::Deploy { .. })
+        && world.jm.runs == 1
+        && !world.reasons().contains(&"HealthRestart")
+}
+
+/// The fake job fails over `n` times, restoring from its checkpoint each time.
+fn restart(world: &mut World, n: u64) {
+    world.jm.job.as_mut().unwrap().restores += n;
+}
+
+#[test]
+fn a_job_restarting_more_than_the_threshold_within_the_window_is_redeployed_from_its_newest_checkpoint()
+ {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(3), None);
+    world.deploy_stable();
+    world.complete_checkpoint();
+    world.tick(60);
+    world.reconcile();
+    let newest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+
+    restart(&mut world, 3);
+    world.tick(60);
+    assert!(keeps_running(&mut world), "3 restarts are not more than 3");
+    restart(&mut world, 1);
+    world.tick(60);
+    let action = world.reconcile();
+    assert_eq!(action, Action::TearDown);
+    assert!(world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.status.health.restarts, 1);
+    assert_eq!(world.status.reconciliation.restore_path, newest);
+    let degraded = condition(&world, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "HealthRestart")
+    );
+    assert!(
+        degraded.message.contains("restarted 4 times"),
+        "{}",
+        degraded.message
+    );
+
+    // Redeployed from that checkpoint; stable again clears Degraded.
+    world.reconcile();
+    assert_eq!(world.cluster.restores.last().unwrap(), &newest);
+    world.tick(5);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(condition(&world, "Degraded").status, "False");
+    assert_eq!(world.jm.runs, 2);
+}
+
+#[test]
+fn restarts_spread_over_several_windows_do_not_trigger_a_redeployment() {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(3), None);
+    world.deploy_stable();
+    // 12 restarts in an hour, but never more than 3 within one 10-minute window.
+    for _ in 0..6 {
+        restart(&mut world, 2);
+        world.tick(11 * 60);
+        assert!(keeps_running(&mut world));
+    }
+    assert!(!world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.jm.runs, 1);
+}
+
+#[test]
+fn a_running_job_that_completes_no_checkpoint_for_too_long_is_redeployed_from_the_last_one() {
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, None, Some("5m"));
+    world.deploy_stable();
+    let last = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    for _ in 0..4 {
+        world.tick(60);
+        world.complete_checkpoint();
+        assert!(keeps_running(&mut world), "checkpoints progress");
+    }
+    let last_completed = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    assert_ne!(last, last_completed);
+    // Storage becomes unreachable: no checkpoint completes any more.
+    world.tick(4 * 60);
+    assert!(keeps_running(&mut world));
+    world.tick(61);
+    assert_eq!(world.reconcile(), Action::TearDown);
+    assert_eq!(world.status.reconciliation.restore_path, last_completed);
+    let event = world
+        .events
+        .iter()
+        .find(|e| e.reason == "HealthRestart")
+        .unwrap();
+    assert_eq!(event.type_, EventType::Warning);
+    assert!(
+        event.message.contains("no checkpoint completed for 300s"),
+        "{}",
+        event.message
+    );
+}
+
+#[test]
+fn finished_suspending_and_deleting_jobs_are_never_health_restarted() {
+    // FINISHED.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    world.jm.job.as_mut().unwrap().state = JobState::Finished;
+    world.tick(600);
+    world.reconcile();
+    assert!(!world.reasons().contains(&"HealthRestart"));
+
+    // Being suspended: the suspension wins, however unhealthy the job looks.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    restart(&mut world, 5);
+    world.tick(600);
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.reasons().contains(&"HealthRestart"));
+
+    // Being deleted.
+    let mut world = World::new("last-state.yaml");
+    with_health(&mut world, Some(1), Some("1m"));
+    world.deploy_stable();
+    restart(&mut world, 5);
+    world.tick(600);
+    while !world.reconcile_deletion() {}
+    assert!(!world.reasons().contains(&"HealthRestart"));
+    assert_eq!(world.jm.runs, 1);
+}
+
+// ---- Never stuck -------------------------------------------------------------------------------
+
+/// A savepoint-mode job, STABLE, whose upgrade savepoints all fail.
+fn failing_upgrade() -> World {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.complete_checkpoint();
+    world.tick(5);
+    world.reconcile();
+    world.jm.script = vec![Err("bucket unreachable".into()); 20];
+    world.spec.image = "weir:1.3".into();
+    world.reconcile(); // trigger
+    world.tick(5);
+    world.reconcile(); // failed: the old job keeps running, retry after 10 s
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Stopping);
+    assert!(world.status.error.is_some());
+    world
+}
+
+#[test]
+fn stopping_a_new_spec_during_a_failing_upgrade_becomes_the_rollouts_target() {
+    let mut world = failing_upgrade();
+    world.spec.image = "weir:1.4".into();
+    world.jm.script.clear();
+    world.tick(15);
+    world.settle(10);
+    world.complete_checkpoint();
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.cluster.deployed.as_ref().unwrap().0.image, "weir:1.4");
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|e| e.reason == "SpecChanged" && e.message.contains("now deploys the new spec"))
+    );
+}
+
+#[test]
+fn stopping_going_back_to_the_running_spec_cancels_a_failing_upgrade() {
+    let running_image = World::new("savepoint.yaml").spec.image;
+    let mut world = failing_upgrade();
+    world.spec.image = running_image;
+    world.tick(15);
+    world.reconcile();
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.error, None);
+    assert!(world.reasons().contains(&"RolloutCancelled"));
+    assert_eq!(world.jm.runs, 1, "the running job was never touched");
+    assert_eq!(condition(&world, "Ready").status, "True");
+}
+
+#[test]
+fn stopping_a_suspend_during_a_failing_upgrade_suspends_with_the_newest_checkpoint_after_three_failures()
+ {
+    let mut world = failing_upgrade();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    let newest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
+    for _ in 0..12 {
+        world.tick(60);
+        world.reconcile();
+        if world.status.lifecycle_state == LifecycleState::Suspended {
+            break;
+        }
+    }
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    assert_eq!(
+        world.jm.started.len(),
+        3,
+        "three savepoint attempts, then the fallback"
+    );
+    assert!(world.reasons().contains(&"SavepointFallback"));
+    assert_eq!(world.status.reconciliation.restore_path, newest);
+}
+
+#[test]
+fn stopping_a_delete_during_a_failing_upgrade_keeps_the_newest_checkpoint_and_finishes() {
+    let mut world = failing_upgrade();
+    let mut done = false;
+    for _ in 0..12 {
+        world.tick(60);
+        if world.reconcile_deletion() {
+            done = true;
+            break;
+        }
+    }
+    assert!(
+        done,
+        "the deletion finished: {:#?}",
+        world.status.reconciliation
+    );
+    assert!(!world.cluster.exists);
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(last.location.contains("/chk-"), "{}", last.location);
+    assert!(world.reasons().contains(&"SavepointFallback"));
+    let (spec, _) = snapshot::for_savepoint("orders", &last, None);
+    assert_eq!(spec.kind, SnapshotKind::Checkpoint);
+}
+
+#[test]
+fn stopping_a_delete_while_an_upgrade_savepoint_is_in_flight_keeps_that_savepoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:1.3".into();
+    world.reconcile(); // upgrade stop-with-savepoint sent
+    world.tick(5);
+    while !world.reconcile_deletion() {}
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(
+        last.location.contains("savepoint-trigger-"),
+        "{}",
+        last.location
+    );
+    assert_eq!(world.jm.started.len(), 1, "no second savepoint");
+}
+
+#[test]
+fn awaiting_ready_a_delete_of_a_job_that_never_became_ready_keeps_its_newest_checkpoint() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.image = "weir:broken".into();
+    world.settle(6);
+    // The new run restarts and completes nothing; its predecessor's checkpoint is in storage.
+    world.jm.job.as_mut().unwrap().state = JobState::Restarting;
+    world.storage_checkpoint = Some("s3://state/orders/checkpoints/job2/chk-4".into());
+    let started = world.jm.started.len();
+    while !world.reconcile_deletion() {}
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(
+        (last.location.as_str(), last.trigger),
+        (
+            "s3://state/orders/checkpoints/job2/chk-4",
+            SavepointTrigger::Deletion
+        )
+    );
+    assert_eq!(
+        world.jm.started.len(),
+        started,
+        "no savepoint of a job that is not RUNNING"
+    );
+    assert!(!world.cluster.exists);
+}
+
+#[test]
+fn deleting_a_suspended_job_keeps_its_suspend_savepoint_as_the_deletion_snapshot() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    world.settle(6);
+    let suspend = world.status.reconciliation.restore_path.clone().unwrap();
+    world.storage_checkpoint = Some("s3://state/orders/checkpoints/job1/chk-1".into());
+    assert!(world.reconcile_deletion());
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(
+        (last.location.as_str(), last.trigger),
+        (suspend.as_str(), SavepointTrigger::Deletion)
+    );
+}
+
+#[test]
+fn idle_a_spec_change_waits_at_most_a_minute_for_a_periodic_savepoint_that_hangs() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.savepoint_trigger_nonce = Some(1);
+    world.reconcile(); // manual savepoint sent; it never finishes
+    world
+        .jm
+        .operations
+        .values_mut()
+        .for_each(|op| op.polls_left = u32::MAX);
+    world.spec.image = "weir:1.3".into();
+    world.tick(30);
+    world.reconcile();
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    world.tick(31);
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    assert!(world.reasons().contains(&"SavepointAbandoned"));
+    assert_eq!(world.status.savepoints.last_trigger_nonce, Some(1));
 }

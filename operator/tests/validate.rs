@@ -144,6 +144,60 @@ spec:
 }
 
 #[test]
+fn a_deletion_savepoint_is_on_by_default_only_with_a_savepoint_dir_and_can_be_opted_out() {
+    let without_dir = job("
+metadata: {name: a}
+spec: {image: weir:dev, job: {sql: 'SELECT 1'}}
+");
+    assert!(validate(&without_dir.spec).is_ok());
+    assert!(!without_dir.spec.deletion_savepoint());
+    let mut with_dir = without_dir.clone();
+    with_dir.spec.savepoints = Some(weir_operator::crd::SavepointSpec {
+        dir: Some("s3://b/sp".into()),
+        ..Default::default()
+    });
+    assert!(with_dir.spec.deletion_savepoint());
+    with_dir.spec.savepoint_on_deletion = Some(false);
+    assert!(!with_dir.spec.deletion_savepoint());
+}
+
+#[test]
+fn an_initial_savepoint_path_and_an_initial_snapshot_name_together_are_rejected() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1', initialSavepointPath: 's3://b/sp/1', initialSnapshotName: orders-final}
+",
+    );
+    assert_eq!(errors, vec![ValidationError::TwoInitialStates]);
+}
+
+#[test]
+fn health_checks_need_valid_durations_and_checkpoint_progress_needs_checkpoints() {
+    let errors = errors_of(
+        "
+metadata: {name: a}
+spec:
+  image: weir:dev
+  job: {sql: 'SELECT 1'}
+  health: {restartsThreshold: 3, restartsWindow: 0s, checkpointProgressTimeout: 10m}
+",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            ValidationError::ZeroDuration {
+                field: "health.restartsWindow",
+                value: "0s".into()
+            },
+            ValidationError::ProgressWithoutCheckpoints,
+        ]
+    );
+}
+
+#[test]
 fn parallelism_beyond_the_available_slots_is_rejected() {
     let errors = errors_of(
         "

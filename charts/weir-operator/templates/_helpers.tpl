@@ -33,3 +33,43 @@ app.kubernetes.io/part-of: weir
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* What the operator may do where it works: a ClusterRole, or a Role per watched namespace. */}}
+{{- define "weir-operator.rules" -}}
+- apiGroups: [weir.dev]
+  resources: [streamjobs]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [weir.dev]
+  resources: [streamjobs/status]
+  verbs: [get, patch, update]
+- apiGroups: [weir.dev]
+  resources: [streamjobs/finalizers]
+  verbs: [update]
+- apiGroups: [weir.dev]
+  resources: [streamjobsnapshots]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [weir.dev]
+  resources: [streamjobsnapshots/status]
+  verbs: [get, patch, update]
+- apiGroups: [weir.dev]
+  resources: [streamjobsnapshots/finalizers]
+  verbs: [update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}

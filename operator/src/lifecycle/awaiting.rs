@@ -119,6 +119,7 @@ fn ready(step: &mut Stepper<'_, '_>, rollback: bool) -> (Action, Duration) {
     } else {
         step.status.lifecycle_state = LifecycleState::Stable;
         step.status.reconciliation.failed_restarts = 0;
+        step.status.health.last_restart_reason = None;
         step.status.reconciliation.last_stable_spec =
             step.status.reconciliation.last_reconciled_spec.clone();
         let message = if step.obs().job_state() == Some(JobState::Finished) {

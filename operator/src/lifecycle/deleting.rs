@@ -1,15 +1,20 @@
-//! Deleting: the finalizer's cleanup. With `savepointOnDeletion` the job is first stopped with a
-//! savepoint (same write-ahead trigger id and failure handling as an upgrade: a failed
-//! savepoint blocks the deletion and is retried; set `savepointOnDeletion: false` to give up on
-//! it). Then the JobManager and TaskManagers are removed; the ConfigMap and Service go with
-//! their owner. Savepoints in storage are the user's data and are kept.
+//! Deleting: the finalizer's cleanup. With a deletion savepoint (`savepointOnDeletion`, on by
+//! default with a savepoint directory) the job is first stopped with a savepoint (same
+//! write-ahead trigger id as an upgrade; a stop-with-savepoint of an upgrade or suspension
+//! already in flight counts as it). Never stuck: after [`STOP_SAVEPOINT_ATTEMPTS`] failed
+//! attempts, or when the job is not RUNNING, the pods are removed and the newest state there is
+//! (a suspended job's suspend savepoint, else the newest completed checkpoint) is recorded as
+//! the deletion snapshot instead. Then the JobManager and TaskManagers are removed; the
+//! ConfigMap and Service go with their owner. Savepoints in storage are the user's data and
+//! are kept.
 
 use std::time::Duration;
 
 use crate::crd::{LifecycleState, PendingSavepoint, SavepointTrigger};
 
 use super::JobState;
-use super::stopping::savepoint_failed;
+use super::idle::trigger_name;
+use super::stopping::{STOP_SAVEPOINT_ATTEMPTS, savepoint_failed};
 use super::{
     Action, EventNote, EventType, Inputs, POLL, SavepointProgress, Stepper, elapsed,
     record_observation,
@@ -38,6 +43,7 @@ pub fn decide_deletion(inputs: &Inputs<'_>) -> Deletion {
         events: Vec::new(),
     };
     let (action, requeue_after) = savepoint_then_teardown(&mut step);
+    super::conditions::update(&mut step.status, inputs.generation, inputs.now, None);
     let done = action == Action::None
         && !inputs.observation.cluster_exists
         && { step.status.savepoints.pending.is_none() }
@@ -52,7 +58,7 @@ pub fn decide_deletion(inputs: &Inputs<'_>) -> Deletion {
 }
 
 fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
-    let wants_savepoint = step.spec().savepoint_on_deletion;
+    let wants_savepoint = step.spec().deletion_savepoint();
     let taken = step
         .status
         .savepoints
@@ -67,16 +73,30 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             match step.obs().savepoint.clone() {
                 Some(SavepointProgress::Completed { location }) => {
                     step.status.savepoints.pending = None;
-                    step.record_savepoint(location.clone(), pending.trigger);
+                    // A stop-with-savepoint of an upgrade or suspension in flight when the
+                    // deletion came stopped the job: it is the state to keep.
+                    let recorded = if pending.trigger.stops_job() {
+                        deletion(&pending.job_id)
+                    } else {
+                        pending.clone()
+                    };
+                    step.record_savepoint(location.clone(), &recorded);
                     step.status.error = None;
                     step.event(
                         EventType::Normal,
                         "SavepointCompleted",
-                        format!("deletion savepoint completed at {location}"),
+                        format!(
+                            "{} savepoint completed at {location}",
+                            trigger_name(pending.trigger)
+                        ),
                     );
+                    return savepoint_then_teardown(step);
                 }
                 Some(SavepointProgress::Failed { cause }) => {
-                    return savepoint_failed(step, &pending, cause);
+                    let out = savepoint_failed(step, &pending, cause);
+                    if !gave_up(step) {
+                        return out;
+                    }
                 }
                 Some(SavepointProgress::Unknown) => {
                     let dir = step.spec().savepoint_dir().unwrap_or_default().to_string();
@@ -85,38 +105,37 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                             job_id: pending.job_id.clone(),
                             trigger_id: pending.trigger_id.clone(),
                             target_directory: dir,
-                            stop: true,
+                            stop: pending.trigger.stops_job(),
                         },
                         POLL,
                     );
                 }
                 Some(SavepointProgress::InProgress) | None => {
                     let timeout = step.savepoint_timeout();
-                    if elapsed(Some(&pending.triggered_at), timeout, step.now()) {
-                        let cause = format!("not completed within {}s", timeout.as_secs());
-                        return savepoint_failed(step, &pending, cause);
+                    if !elapsed(Some(&pending.triggered_at), timeout, step.now()) {
+                        return (Action::None, POLL);
                     }
-                    return (Action::None, POLL);
+                    let cause = format!("not completed within {}s", timeout.as_secs());
+                    let out = savepoint_failed(step, &pending, cause);
+                    if !gave_up(step) {
+                        return out;
+                    }
                 }
             }
         }
     } else if wants_savepoint && !taken {
-        if let Some(wait) = step.backing_off() {
-            return (Action::None, wait);
-        }
-        match (
-            step.obs().running_job().cloned(),
-            step.spec().savepoint_dir(),
-        ) {
-            (Some(job), Some(dir)) => {
+        let running = step.obs().running_job().cloned();
+        match (running, step.spec().savepoint_dir()) {
+            (Some(job), Some(dir)) if !gave_up(step) => {
+                if let Some(wait) = step.backing_off() {
+                    return (Action::None, wait);
+                }
                 let dir = dir.to_string();
                 let trigger_id = step.inputs.fresh_trigger_id.clone();
                 step.status.savepoints.pending = Some(PendingSavepoint {
                     trigger_id: trigger_id.clone(),
-                    job_id: job.job_id.clone(),
-                    trigger: SavepointTrigger::Deletion,
                     triggered_at: step.now_text(),
-                    nonce: None,
+                    ..deletion(&job.job_id)
                 });
                 step.event(
                     EventType::Normal,
@@ -133,14 +152,10 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                     POLL,
                 );
             }
-            _ => step.event(
-                EventType::Warning,
-                "SavepointSkipped",
-                format!(
-                    "the job is not {}, so no deletion savepoint can be taken",
-                    JobState::Running
-                ),
-            ),
+            // No savepoint can be taken (the job is not RUNNING, or its savepoints keep
+            // failing): once the pods are gone, keep the newest state there is instead.
+            _ if step.obs().cluster_exists => {}
+            _ => keep_newest_state(step),
         }
     }
 
@@ -154,4 +169,60 @@ fn savepoint_then_teardown(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         return (Action::TearDown, POLL);
     }
     (Action::None, POLL)
+}
+
+/// A pending deletion savepoint of `job_id`, to be filled in.
+fn deletion(job_id: &str) -> PendingSavepoint {
+    PendingSavepoint {
+        trigger_id: String::new(),
+        job_id: job_id.to_string(),
+        trigger: SavepointTrigger::Deletion,
+        triggered_at: String::new(),
+        nonce: None,
+    }
+}
+
+/// Whether the deletion savepoint failed often enough to settle for a checkpoint.
+fn gave_up(step: &Stepper<'_, '_>) -> bool {
+    step.status.reconciliation.retries >= STOP_SAVEPOINT_ATTEMPTS
+}
+
+/// With the pods gone, records the newest state the job has as its deletion snapshot: the
+/// suspend savepoint of a suspended job, else the newest completed checkpoint (storage has the
+/// final word once the pods are gone, so no committed output is replayed). Without any, a
+/// Warning says the job is deleted without state.
+fn keep_newest_state(step: &mut Stepper<'_, '_>) {
+    if step.status.job_status.state.as_deref() == Some(JobState::Finished.as_str()) {
+        // A finished job has no state worth resuming.
+        return;
+    }
+    let suspended = step.inputs.status.lifecycle_state == LifecycleState::Suspended;
+    let newest = if suspended {
+        step.status.reconciliation.restore_path.clone()
+    } else {
+        step.last_state()
+    };
+    let job_id = step.status.job_status.job_id.clone().unwrap_or_default();
+    match newest {
+        Some(location) => {
+            step.record_savepoint(location.clone(), &deletion(&job_id));
+            step.status.error = None;
+            step.event(
+                EventType::Warning,
+                "SavepointFallback",
+                format!(
+                    "no deletion savepoint could be taken; the job's newest state {location} is \
+                     kept as its deletion snapshot instead"
+                ),
+            );
+        }
+        None => step.event(
+            EventType::Warning,
+            "SavepointSkipped",
+            format!(
+                "the job is not {} and has no checkpoint, so it is deleted without state",
+                JobState::Running
+            ),
+        ),
+    }
 }

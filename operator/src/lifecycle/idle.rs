@@ -11,8 +11,8 @@ use crate::crd::{
 use crate::duration;
 
 use super::{
-    Action, EventType, JobState, POLL, SETTLED, Stepper, add, backoff, deploying, elapsed, history,
-    needs_restart, parse_time, running_spec, spec_json, stopping,
+    Action, EventType, InitialSnapshot, JobState, POLL, SETTLED, Stepper, add, backoff, deploying,
+    elapsed, health, history, needs_restart, parse_time, running_spec, spec_json, stopping,
 };
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
@@ -28,9 +28,29 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     };
 
     // A savepoint in flight finishes before anything else starts: its trigger id is the only
-    // handle on it.
-    if step.status.savepoints.pending.is_some() {
-        return stopping::poll_running_savepoint(step);
+    // handle on it. Never stuck: a change waiting for it waits at most CHANGE_GRACE, then the
+    // savepoint is abandoned (the rollout takes its own state).
+    if let Some(pending) = step.status.savepoints.pending.clone() {
+        let waited_enough = elapsed(Some(&pending.triggered_at), CHANGE_GRACE, step.now());
+        if !(waited_enough && change_waiting(step, &spec, &deployed)) {
+            return stopping::poll_running_savepoint(step);
+        }
+        step.status.savepoints.pending = None;
+        if pending.trigger == SavepointTrigger::Manual {
+            step.status.savepoints.last_trigger_nonce = pending.nonce;
+        }
+        step.status.reconciliation.retry_at = None;
+        step.event(
+            EventType::Warning,
+            "SavepointAbandoned",
+            format!(
+                "{} savepoint {} is not done after {}s and a change is waiting; it is no \
+                 longer waited for",
+                trigger_name(pending.trigger),
+                pending.trigger_id,
+                CHANGE_GRACE.as_secs()
+            ),
+        );
     }
     if let Some(wait) = step.backing_off() {
         return (Action::None, wait);
@@ -110,6 +130,9 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         }
     }
 
+    if let Some(step_out) = health::check(step, &spec) {
+        return step_out;
+    }
     if let Some(step_out) = manual_or_periodic_savepoint(step, &spec) {
         return step_out;
     }
@@ -121,6 +144,13 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     };
     // A job that is not observed RUNNING with a checkpoint (e.g. its JobManager container was
     // restarted and resumes as a new run) is looked at again soon, so the status catches up.
+    // The health checks look on every reconcile: a settled job is looked at every
+    // HEALTH_POLL instead of every minute.
+    let wait = if spec.health.is_some() {
+        wait.min(HEALTH_POLL)
+    } else {
+        wait
+    };
     let settled = match step.obs().job_state() {
         Some(JobState::Running) => {
             spec.checkpoints.is_none() || step.status.job_status.last_checkpoint.is_some()
@@ -131,10 +161,52 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     (action, if settled { wait } else { wait.min(POLL) })
 }
 
+/// How often a settled job with `spec.health` is looked at.
+pub const HEALTH_POLL: Duration = Duration::from_secs(10);
+
+/// How long a spec change or suspension waits for a manual or periodic savepoint in flight.
+pub const CHANGE_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether the spec asks for something a savepoint in flight holds up.
+fn change_waiting(step: &Stepper<'_, '_>, spec: &StreamJobSpec, deployed: &StreamJobSpec) -> bool {
+    let suspended = step.status.lifecycle_state == LifecycleState::Suspended;
+    (spec.job.state == DesiredJobState::Suspended) != suspended
+        || needs_restart(deployed, spec)
+        || spec.job.restart_nonce != deployed.job.restart_nonce
+}
+
 fn first_deployment(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> (Action, Duration) {
+    let mut restore_path = spec.job.initial_savepoint_path.clone();
+    if let Some(name) = &spec.job.initial_snapshot_name {
+        // Nothing is recorded until the snapshot is there: deploying without it would start
+        // from empty state.
+        match step.obs().initial_snapshot.clone() {
+            Some(InitialSnapshot::Ready(path)) => restore_path = Some(path),
+            other => {
+                let why = match other {
+                    Some(InitialSnapshot::NotReady(why)) => why,
+                    _ => "not looked up yet".to_string(),
+                };
+                let message = format!(
+                    "waiting for StreamJobSnapshot {name} (job.initialSnapshotName) to complete: \
+                     {why}"
+                );
+                if step.status.error.as_deref() != Some(message.as_str()) {
+                    step.event(
+                        EventType::Warning,
+                        "InitialSnapshotNotReady",
+                        message.clone(),
+                    );
+                }
+                step.status.error = Some(message);
+                return (Action::None, POLL);
+            }
+        }
+    }
+    step.status.error = None;
     let reconciliation = &mut step.status.reconciliation;
     reconciliation.last_reconciled_spec = Some(spec_json(spec));
-    reconciliation.restore_path = spec.job.initial_savepoint_path.clone();
+    reconciliation.restore_path = restore_path;
     if spec.job.state == DesiredJobState::Suspended {
         step.status.lifecycle_state = LifecycleState::Suspended;
         return (Action::None, SETTLED);
@@ -322,7 +394,8 @@ fn upgrade_mode_name(spec: &StreamJobSpec) -> &'static str {
     }
 }
 
-pub(super) fn trigger_name(trigger: SavepointTrigger) -> &'static str {
+/// How a savepoint trigger is spelled in messages and snapshot names.
+pub fn trigger_name(trigger: SavepointTrigger) -> &'static str {
     match trigger {
         SavepointTrigger::Upgrade => "upgrade",
         SavepointTrigger::Suspend => "suspend",

@@ -12,8 +12,10 @@
 //! phase; [`idle`] starts rollouts and handles manual and periodic savepoints and retention.
 
 mod awaiting;
+pub mod conditions;
 mod deleting;
 mod deploying;
+mod health;
 pub mod history;
 mod idle;
 mod stopping;
@@ -24,9 +26,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use deleting::{Deletion, decide_deletion};
+pub use idle::trigger_name;
 
 use crate::crd::{
-    LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
+    LifecycleState, PendingSavepoint, ReconcilePhase, SavepointInfo, StreamJobSpec, StreamJobStatus,
 };
 use crate::duration;
 
@@ -51,6 +54,9 @@ pub struct ObservedJob {
     pub start_time: Option<String>,
     /// `external_path` of the latest completed checkpoint.
     pub latest_checkpoint: Option<String>,
+    /// How often the run restored from a checkpoint (`counts.restored`): its restarts after
+    /// failures, plus one when it was deployed from a savepoint or checkpoint.
+    pub restores: u64,
 }
 
 /// What the JobManager says about the pending savepoint's trigger id.
@@ -82,6 +88,18 @@ pub struct Observation {
     /// Whether the operator can delete `s3://` locations of this job (an `http://` endpoint and
     /// credentials are configured). `file://` locations can always be deleted.
     pub can_delete_s3: bool,
+    /// The StreamJobSnapshot named by `job.initialSnapshotName`, looked up before the first
+    /// deployment.
+    pub initial_snapshot: Option<InitialSnapshot>,
+}
+
+/// The snapshot a first deployment restores from, as far as it is known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InitialSnapshot {
+    /// Completed at this location.
+    Ready(String),
+    /// Missing, not completed yet, or failed: why.
+    NotReady(String),
 }
 
 impl Observation {
@@ -162,6 +180,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Step {
     let mut status = inputs.status.clone();
     status.observed_generation = inputs.generation;
     record_observation(&mut status, inputs.observation);
+    health::track(&mut status, inputs.observation, inputs.now);
     let mut step = Stepper {
         inputs,
         status,
@@ -174,6 +193,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Step {
         ReconcilePhase::Deploying => deploying::decide(&mut step),
         ReconcilePhase::AwaitingReady => awaiting::decide(&mut step),
     };
+    conditions::update(&mut step.status, inputs.generation, inputs.now, None);
     Step {
         status: step.status,
         action,
@@ -218,29 +238,10 @@ pub fn spec_json(spec: &StreamJobSpec) -> String {
     serde_json::to_string(spec).unwrap_or_default()
 }
 
-/// Whether going from `deployed` to `desired` needs the job restarted. Fields the operator
-/// handles without a restart (desired state, savepoint triggers and retention, rollback and
-/// deletion settings) are ignored.
+/// Whether going from `deployed` to `desired` needs the job restarted: whether a field whose
+/// doc comment says "Changing it restarts the job" changed ([`StreamJobSpec::restart_fields`]).
 pub fn needs_restart(deployed: &StreamJobSpec, desired: &StreamJobSpec) -> bool {
-    restart_relevant(deployed) != restart_relevant(desired)
-}
-
-fn restart_relevant(spec: &StreamJobSpec) -> StreamJobSpec {
-    let mut spec = spec.clone();
-    spec.job.state = Default::default();
-    spec.job.savepoint_trigger_nonce = None;
-    spec.job.restart_failed = false;
-    spec.job.upgrade_readiness_timeout = None;
-    spec.job.upgrade_mode = Default::default();
-    spec.job.initial_savepoint_path = None;
-    spec.savepoint_on_deletion = false;
-    if let Some(savepoints) = spec.savepoints.as_mut() {
-        savepoints.periodic_interval = None;
-        savepoints.history_max_count = None;
-        savepoints.history_max_age = None;
-        savepoints.timeout = None;
-    }
-    spec
+    deployed.restart_fields() != desired.restart_fields()
 }
 
 /// Mutable state of one decision, shared by the phase functions.
@@ -304,11 +305,13 @@ impl Stepper<'_, '_> {
     }
 
     /// Appends a completed savepoint to `last` and the history.
-    fn record_savepoint(&mut self, location: String, trigger: SavepointTrigger) {
+    fn record_savepoint(&mut self, location: String, pending: &PendingSavepoint) {
         let info = SavepointInfo {
             location,
             timestamp: self.now_text(),
-            trigger,
+            trigger: pending.trigger,
+            job_id: Some(pending.job_id.clone()),
+            snapshot: None,
         };
         let savepoints = &mut self.status.savepoints;
         if !savepoints

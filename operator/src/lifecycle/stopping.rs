@@ -7,15 +7,22 @@
 use std::time::Duration;
 
 use crate::crd::{
-    PendingSavepoint, ReconcilePhase, RolloutIntent, SavepointTrigger, StreamJobSpec, UpgradeMode,
+    DesiredJobState, LifecycleState, PendingSavepoint, ReconcilePhase, RolloutIntent,
+    SavepointTrigger, StreamJobSpec, UpgradeMode,
 };
 
 use super::JobState;
 use super::idle::trigger_name;
-use super::{Action, EventType, POLL, SavepointProgress, Stepper, elapsed, teardown};
+use super::{
+    Action, EventType, POLL, SavepointProgress, Stepper, elapsed, needs_restart, spec_json,
+    teardown,
+};
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     let spec: StreamJobSpec = step.spec().clone();
+    if let Some(out) = follow_the_spec(step, &spec) {
+        return out;
+    }
     let intent = step
         .status
         .reconciliation
@@ -59,6 +66,91 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     }
 }
 
+/// Never stuck: while this phase waits (for a savepoint, or a retry after one failed), the
+/// user may change their mind. `job.state: suspended` turns the rollout into a suspension; a
+/// new spec becomes the rollout's target; going back to the running spec while nothing has
+/// been stopped yet cancels the rollout. `None`: carry on.
+fn follow_the_spec(step: &mut Stepper<'_, '_>, spec: &StreamJobSpec) -> Option<(Action, Duration)> {
+    let intent = step.status.reconciliation.intent;
+    let stop_in_flight = step
+        .status
+        .savepoints
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.trigger.stops_job());
+    if spec.job.state == DesiredJobState::Suspended {
+        if !matches!(intent, Some(RolloutIntent::Suspend)) {
+            step.status.reconciliation.intent = Some(RolloutIntent::Suspend);
+            step.event(
+                EventType::Normal,
+                "SpecChanged",
+                "job.state is suspended: the rollout in progress becomes a suspension".into(),
+            );
+        }
+        return None;
+    }
+    if !matches!(
+        intent,
+        Some(RolloutIntent::Upgrade | RolloutIntent::Suspend | RolloutIntent::Restart)
+    ) {
+        return None;
+    }
+    let target = step
+        .status
+        .reconciliation
+        .last_reconciled_spec
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<StreamJobSpec>(s).ok())?;
+    let running = step
+        .status
+        .reconciliation
+        .last_stable_spec
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<StreamJobSpec>(s).ok());
+    let same = |a: &StreamJobSpec, b: &StreamJobSpec| {
+        !needs_restart(a, b) && a.job.restart_nonce == b.job.restart_nonce
+    };
+    let back_to_running = running.as_ref().is_some_and(|r| same(r, spec));
+    if !stop_in_flight
+        && back_to_running
+        && intent != Some(RolloutIntent::Restart)
+        && step.obs().running_job().is_some()
+    {
+        // Nothing was stopped and the job already runs what is asked for.
+        step.status.reconciliation.last_reconciled_spec = Some(spec_json(spec));
+        step.status.reconciliation.intent = None;
+        step.status.lifecycle_state = LifecycleState::Stable;
+        step.status.error = None;
+        step.enter(ReconcilePhase::Idle);
+        step.event(
+            EventType::Normal,
+            "RolloutCancelled",
+            "the spec is back to the running one; the rollout is cancelled".into(),
+        );
+        return Some((Action::None, POLL));
+    }
+    if !same(&target, spec) || intent == Some(RolloutIntent::Suspend) {
+        step.status.reconciliation.last_reconciled_spec = Some(spec_json(spec));
+        if intent == Some(RolloutIntent::Suspend) {
+            step.status.reconciliation.intent = Some(RolloutIntent::Upgrade);
+            step.event(
+                EventType::Normal,
+                "SpecChanged",
+                "job.state is running again: the suspension in progress becomes an upgrade".into(),
+            );
+        } else {
+            step.event(
+                EventType::Normal,
+                "SpecChanged",
+                "the spec changed while the job was being stopped; the rollout now deploys the \
+                 new spec"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
 fn last_state(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     let state = step.last_state();
     step.status.reconciliation.restore_path = state;
@@ -86,6 +178,9 @@ fn stop_with_savepoint(
     };
 
     let Some(pending) = step.status.savepoints.pending.clone() else {
+        if let Some(out) = suspend_fallback(step, intent) {
+            return out;
+        }
         if let Some(wait) = step.backing_off() {
             return (Action::None, wait);
         }
@@ -128,7 +223,7 @@ fn stop_with_savepoint(
     match step.obs().savepoint.clone() {
         Some(SavepointProgress::Completed { location }) => {
             step.status.savepoints.pending = None;
-            step.record_savepoint(location.clone(), pending.trigger);
+            step.record_savepoint(location.clone(), &pending);
             step.status.reconciliation.restore_path = Some(location.clone());
             step.event(
                 EventType::Normal,
@@ -137,10 +232,46 @@ fn stop_with_savepoint(
             );
             proceed(step)
         }
-        Some(SavepointProgress::Failed { cause }) => savepoint_failed(step, &pending, cause),
+        Some(SavepointProgress::Failed { cause }) => {
+            let out = savepoint_failed(step, &pending, cause);
+            suspend_fallback(step, intent).unwrap_or(out)
+        }
         Some(SavepointProgress::Unknown) => resend(step, &pending, dir),
-        Some(SavepointProgress::InProgress) | None => wait_or_time_out(step, &pending),
+        Some(SavepointProgress::InProgress) | None => {
+            let out = wait_or_time_out(step, &pending);
+            suspend_fallback(step, intent).unwrap_or(out)
+        }
     }
+}
+
+/// Failed stop-with-savepoint attempts after which a suspension (or a deletion) settles for
+/// the newest completed checkpoint instead.
+pub const STOP_SAVEPOINT_ATTEMPTS: u32 = 3;
+
+/// A suspension whose savepoint failed [`STOP_SAVEPOINT_ATTEMPTS`] times suspends with the
+/// newest completed checkpoint instead: the job is stopped either way, and a checkpoint loses
+/// no state (exactly-once sinks absorb the replay). Without any checkpoint it keeps retrying.
+fn suspend_fallback(
+    step: &mut Stepper<'_, '_>,
+    intent: RolloutIntent,
+) -> Option<(Action, Duration)> {
+    if intent != RolloutIntent::Suspend
+        || step.status.savepoints.pending.is_some()
+        || step.status.reconciliation.retries < STOP_SAVEPOINT_ATTEMPTS
+    {
+        return None;
+    }
+    let checkpoint = step.last_state()?;
+    step.event(
+        EventType::Warning,
+        "SavepointFallback",
+        format!(
+            "the suspend savepoint failed {} times; suspending with the newest completed \
+             checkpoint {checkpoint} instead",
+            step.status.reconciliation.retries
+        ),
+    );
+    Some(last_state(step))
 }
 
 /// The savepoint is still running (or not reported yet): poll again, or fail it once it has
@@ -216,7 +347,7 @@ pub(super) fn poll_running_savepoint(step: &mut Stepper<'_, '_>) -> (Action, Dur
             if pending.trigger == SavepointTrigger::Manual {
                 step.status.savepoints.last_trigger_nonce = pending.nonce;
             }
-            step.record_savepoint(location.clone(), pending.trigger);
+            step.record_savepoint(location.clone(), &pending);
             step.status.error = None;
             step.status.reconciliation.retries = 0;
             step.status.reconciliation.retry_at = None;

@@ -1,0 +1,172 @@
+//! Act: carries out the one action the lifecycle decided, after its status is written —
+//! applying the desired objects, tearing down, triggering savepoints, deleting from storage —
+//! and writes status and Events. Every write is server-side apply under one field manager.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType as KubeEventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+
+use super::observe::jobmanager;
+use super::{Context, Error, event_action};
+use crate::crd::{StreamJob, StreamJobStatus};
+use crate::desired;
+use crate::lifecycle::{self, Action, EventNote, EventType};
+use crate::names;
+use crate::storage::{self, Storage};
+
+pub(super) async fn act(
+    job: &StreamJob,
+    ctx: &Context,
+    api: &Api<StreamJob>,
+    namespace: &str,
+    storage: &Storage,
+    action: &Action,
+    mut status: StreamJobStatus,
+) -> Result<(), Error> {
+    let name = job.name_any();
+    match action {
+        Action::None => Ok(()),
+        Action::Deploy { spec, restore_path } => {
+            let objects =
+                desired::build(job, spec, restore_path.as_deref()).map_err(Error::Build)?;
+            let params = PatchParams::apply(names::FIELD_MANAGER).force();
+            apply_object(ctx, namespace, &params, &objects.config_map).await?;
+            apply_object(ctx, namespace, &params, &objects.jobmanager_service).await?;
+            apply_object(ctx, namespace, &params, &objects.jobmanager).await?;
+            apply_object(ctx, namespace, &params, &objects.taskmanager).await
+        }
+        Action::TearDown => {
+            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+            // Foreground deletion keeps the Deployment visible until its pods are gone, so the
+            // next deployment never overlaps a still-running old JobManager.
+            let params = DeleteParams::foreground();
+            for child in [
+                names::jobmanager_name(&name),
+                names::taskmanager_name(&name),
+            ] {
+                match deployments.delete(&child, &params).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(Error::Kube(e)),
+                }
+            }
+            Ok(())
+        }
+        Action::TriggerSavepoint {
+            job_id,
+            trigger_id,
+            target_directory,
+            stop,
+        } => {
+            let (jm, base) = jobmanager(job, ctx, namespace).await?;
+            jm.trigger_savepoint(&base, job_id, trigger_id, target_directory, *stop)
+                .await
+                .map_err(Error::Rest)
+        }
+        Action::DisposeSavepoints { locations } => {
+            let mut deleted = Vec::new();
+            let mut failure = None;
+            for location in locations {
+                match storage.delete(location).await {
+                    Ok(()) => deleted.push(location.clone()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            lifecycle::disposed(&mut status, &deleted);
+            write_status(api, &name, &status).await?;
+            if let Err(error) =
+                super::snapshots::forget_savepoints(job, ctx, namespace, &deleted).await
+            {
+                tracing::warn!(job = %name, error = %super::chain(&error), "snapshots of deleted savepoints not removed");
+            }
+            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
+        }
+        Action::DeleteCheckpoints { dir, job_ids } => {
+            let mut deleted = Vec::new();
+            let mut failure = None;
+            for job_id in job_ids {
+                match storage
+                    .delete(&storage::checkpoint_run_dir(dir, job_id))
+                    .await
+                {
+                    Ok(()) => deleted.push(job_id.clone()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            lifecycle::checkpoints_deleted(&mut status, &deleted);
+            write_status(api, &name, &status).await?;
+            failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
+        }
+    }
+}
+
+async fn apply_object<K>(
+    ctx: &Context,
+    namespace: &str,
+    params: &PatchParams,
+    object: &K,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, params, &Patch::Apply(object))
+        .await
+        .map(|_| ())
+        .map_err(Error::Kube)
+}
+
+pub(super) async fn write_status(
+    api: &Api<StreamJob>,
+    name: &str,
+    status: &StreamJobStatus,
+) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": StreamJob::api_version(&()),
+        "kind": StreamJob::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::Kube)
+}
+
+pub(super) async fn publish(ctx: &Context, job: &StreamJob, note: &EventNote) {
+    publish_on(ctx, &job.object_ref(&()), note).await;
+}
+
+/// Publishes an Event about any object (a StreamJob or a StreamJobSnapshot).
+pub(super) async fn publish_on(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    note: &EventNote,
+) {
+    let event = Event {
+        type_: match note.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: note.reason.to_string(),
+        note: Some(note.message.clone()),
+        action: event_action(note),
+        secondary: None,
+    };
+    // Events are best effort: losing one must not fail the reconcile.
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
+        tracing::info!(error = %error, "could not publish event");
+    }
+}
