@@ -886,7 +886,7 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> WindowOperator<K, T, W> {
         ),
         info: SubtaskInfo,
     ) -> Self {
-        let mut keyed = KeyedStore::new(&info);
+        let mut keyed = info.keyed_store();
         let lateness = if spec.event_time { lateness } else { 0 };
         let slice_len = spec.slice_len().filter(|_| W::SLICEABLE && lateness == 0);
         let state = if matches!(spec.kind, Kind::Session { .. }) {
@@ -1416,14 +1416,20 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
         let restored = self.restored.take();
         // A checkpoint of the other layout (per window vs per slice) cannot be converted:
         // its state is unclaimed here, and the restore fails naming it.
-        self.keyed.restore(restored.as_deref())
+        self.keyed.restore(
+            restored
+                .as_deref()
+                .map(crate::checkpoint::OperatorSubtaskState::keyed_restore),
+        )
     }
 
     fn snapshot_state(
         &mut self,
         barrier: crate::checkpoint::Barrier,
     ) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot(barrier)
+        self.keyed
+            .snapshot(barrier.id, barrier.kind.is_savepoint())
+            .map(Into::into)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {

@@ -40,6 +40,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use weir_contract::options::{self as opt, ConfigOption};
 use weir_contract::security::{self, Token};
 
 /// The job a cluster runs, as the JobManager was told (`weir jobmanager <job> [args]`):
@@ -102,7 +103,46 @@ impl ClusterConfig {
     /// Reads the cluster keys; `pod_ip` (the `POD_IP` environment variable) is the default
     /// bind address of both ports.
     pub fn from_config(c: &Config, pod_ip: Option<&str>) -> Result<Self> {
-        c.cluster(pod_ip)
+        let port = |o: ConfigOption| -> Result<u16> {
+            let (key, v) = (o.key, c.get(o));
+            v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "'{key}' must be a port number (0-65535), got '{v}'"
+                ))
+            })
+        };
+        let or = |o: ConfigOption, fallback: &str| -> String {
+            match c.get(o) {
+                "" => pod_ip.unwrap_or(fallback).to_string(),
+                v => v.to_string(),
+            }
+        };
+        let heartbeat_interval = c.duration(opt::HEARTBEAT_INTERVAL)?;
+        let heartbeat_timeout = c.duration(opt::HEARTBEAT_TIMEOUT)?;
+        if heartbeat_timeout <= heartbeat_interval {
+            return Err(Error::Config(format!(
+                "'{}' ({heartbeat_timeout:?}) must be longer than '{}' ({heartbeat_interval:?})",
+                opt::HEARTBEAT_TIMEOUT.key,
+                opt::HEARTBEAT_INTERVAL.key
+            )));
+        }
+        Ok(ClusterConfig {
+            rpc_address: c.get(opt::RPC_ADDRESS).to_string(),
+            rpc_port: port(opt::RPC_PORT)?,
+            // Off Kubernetes only this host reaches the RPC port unless told otherwise.
+            rpc_bind_host: or(opt::RPC_BIND_HOST, "127.0.0.1"),
+            slots: c.positive(opt::TASK_SLOTS)?,
+            taskmanager_host: or(opt::TASKMANAGER_HOST, "127.0.0.1"),
+            data_port: port(opt::DATA_PORT)?,
+            heartbeat_interval,
+            heartbeat_timeout,
+            memory: c.memory()?,
+            rpc_token: weir_contract::security::internal_token(|o| c.get(o).to_string())
+                .map_err(|e| Error::Config(e.to_string()))?,
+            rpc_tls: weir_contract::security::internal_tls(|o| c.get(o).to_string())
+                .map_err(|e| Error::Config(e.to_string()))?
+                .map(|(server, client)| RpcTls { server, client }),
+        })
     }
 }
 

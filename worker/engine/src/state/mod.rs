@@ -16,6 +16,10 @@
 mod local_dir;
 pub(crate) mod rocksdb;
 
+pub use self::rocksdb::{
+    IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, RocksMemory, StateFile,
+};
+
 use crate::error::{Error, Result};
 use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
 use crate::time::{Timestamp, duration_ms};
@@ -338,7 +342,7 @@ impl KeyedStateBackend {
         local_dir: &std::path::Path,
         uid: &str,
         subtask: usize,
-        memory: crate::runtime::memory::RocksMemory,
+        memory: RocksMemory,
     ) -> Self {
         let mut b = Self::new(range, max_parallelism);
         b.rocks = Some(rocksdb::RocksStore::new(
@@ -429,14 +433,14 @@ impl KeyedStateBackend {
 
     /// The `hashmap` backend's state frozen copy-on-write, to be serialized by the caller
     /// (on another thread) into what [`Self::snapshot`] returns. `None` for rocksdb.
-    pub(crate) fn snapshot_deferred(&self) -> Option<crate::checkpoint::DeferredKeyed> {
+    pub(crate) fn snapshot_deferred(&self) -> Option<DeferredKeyed> {
         if self.rocks.is_some() {
             return None;
         }
         let names = self.names.clone();
         let frozen = self.frozen_tables();
         let range = self.range;
-        Some(crate::checkpoint::DeferredKeyed::new(move || {
+        Some(DeferredKeyed::new(move || {
             serialize_frozen(range, &names, &frozen)
         }))
     }
@@ -972,6 +976,78 @@ impl<T: StateValue> ReducingState<T> {
     }
 }
 
+/// Produces keyed state off the task thread: serializes a frozen (copy-on-write) view.
+type KeyedProducer = Box<dyn FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send>;
+
+/// Keyed state whose serialization was deferred to the coordinator (runs once).
+#[derive(Clone)]
+pub struct DeferredKeyed(Arc<std::sync::Mutex<Option<KeyedProducer>>>);
+
+impl DeferredKeyed {
+    /// Wraps the producer.
+    pub fn new(f: impl FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send + 'static) -> Self {
+        DeferredKeyed(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))))
+    }
+
+    /// Runs the producer; it runs once, so a second call is an error.
+    pub fn produce(&self) -> Result<Vec<KeyGroupSnapshot>> {
+        let produce = self
+            .0
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .ok_or_else(|| Error::User("deferred keyed state was already serialized".into()))?;
+        produce()
+    }
+}
+
+impl std::fmt::Debug for DeferredKeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredKeyed")
+    }
+}
+
+impl PartialEq for DeferredKeyed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DeferredKeyed {}
+
+/// Who a [`KeyedStore`] belongs to: the subtask (its key groups), the operator (its uid
+/// names the RocksDB directory and restore errors) and the backend it runs on.
+pub(crate) struct StoreOwner<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) uid: &'a str,
+    pub(crate) index: usize,
+    pub(crate) parallelism: usize,
+    pub(crate) max_parallelism: usize,
+    pub(crate) state_schema: Option<String>,
+    pub(crate) backend: &'a crate::config::StateBackendConfig,
+    pub(crate) rocksdb_memory: RocksMemory,
+    pub(crate) allow_unclaimed_state: bool,
+}
+
+/// What a [`KeyedStore`] contributes to a snapshot; the checkpoint layer files it into the
+/// subtask's state.
+pub(crate) struct KeyedSnapshot {
+    /// Canonical key groups: state (unless deferred or incremental) and timers.
+    pub(crate) keyed: Vec<KeyGroupSnapshot>,
+    /// rocksdb with incremental checkpoints: the local checkpoint to upload.
+    pub(crate) incremental: Option<LocalIncrementalSnapshot>,
+    /// hashmap: the state frozen copy-on-write, serialized by the coordinator.
+    pub(crate) deferred_keyed: Option<DeferredKeyed>,
+}
+
+/// What a [`KeyedStore`] restores from: the canonical key groups narrowed to its subtask,
+/// and the incremental RocksDB handles overlapping them.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyedRestore<'a> {
+    pub(crate) keyed: &'a [KeyGroupSnapshot],
+    pub(crate) incremental: Option<&'a IncrementalRestore>,
+}
+
 /// Everything keyed that one operator subtask owns and checkpoints: its state backend and
 /// its event-time and processing-time timers.
 pub(crate) struct KeyedStore {
@@ -991,33 +1067,34 @@ pub(crate) struct KeyedStore {
 }
 
 impl KeyedStore {
-    /// An empty store for the key groups of subtask `info.index`, on the configured backend.
-    pub(crate) fn new(info: &crate::runtime::SubtaskInfo) -> Self {
-        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
-        let cfg = &info.state_backend;
+    /// An empty store for the key groups of subtask `owner.index`, on the configured backend.
+    pub(crate) fn new(owner: StoreOwner<'_>) -> Self {
+        let range =
+            KeyGroupRange::for_subtask(owner.index, owner.parallelism, owner.max_parallelism);
+        let cfg = owner.backend;
         let mut backend = match cfg.kind {
             crate::config::StateBackendKind::HashMap => {
-                KeyedStateBackend::new(range, info.max_parallelism)
+                KeyedStateBackend::new(range, owner.max_parallelism)
             }
             crate::config::StateBackendKind::RocksDb => KeyedStateBackend::new_rocksdb(
                 range,
-                info.max_parallelism,
+                owner.max_parallelism,
                 &cfg.local_dir,
-                &info.uid,
-                info.index,
-                cfg.memory.clone(),
+                owner.uid,
+                owner.index,
+                owner.rocksdb_memory,
             ),
         };
-        backend.set_schema(info.state_schema.clone());
+        backend.set_schema(owner.state_schema);
         KeyedStore {
             backend,
             event_timers: Default::default(),
             event_timer_batches: Default::default(),
             processing_timers: Default::default(),
             incremental: cfg.incremental,
-            uid: info.uid.clone(),
-            name: info.name.clone(),
-            allow_unclaimed_state: info.allow_unclaimed_state,
+            uid: owner.uid.to_string(),
+            name: owner.name.to_string(),
+            allow_unclaimed_state: owner.allow_unclaimed_state,
         }
     }
 
@@ -1029,14 +1106,11 @@ impl KeyedStore {
             + self.processing_timers.len()
     }
 
-    /// Snapshots state and timers for `barrier`'s snapshot: canonical key groups, except that
-    /// the rocksdb backend with incremental checkpoints (and no savepoint) contributes a
-    /// local RocksDB checkpoint the coordinator uploads, and only timers canonically.
-    pub(crate) fn snapshot(
-        &mut self,
-        barrier: crate::checkpoint::Barrier,
-    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        let (id, savepoint) = (barrier.id, barrier.kind.is_savepoint());
+    /// Snapshots state and timers for checkpoint `id`: canonical key groups, except that the
+    /// rocksdb backend with incremental checkpoints (and no savepoint, which is always
+    /// canonical) contributes a local RocksDB checkpoint the coordinator uploads, and only
+    /// timers canonically.
+    pub(crate) fn snapshot(&mut self, id: u64, savepoint: bool) -> Result<KeyedSnapshot> {
         let range = self.backend.range;
         let mut incremental = None;
         let mut deferred_keyed = None;
@@ -1084,11 +1158,10 @@ impl KeyedStore {
         groups.retain(|g| {
             !g.states.is_empty() || !g.event_timers.is_empty() || !g.processing_timers.is_empty()
         });
-        Ok(crate::checkpoint::OperatorSubtaskState {
+        Ok(KeyedSnapshot {
             keyed: groups,
             incremental,
             deferred_keyed,
-            ..Default::default()
         })
     }
 
@@ -1096,11 +1169,8 @@ impl KeyedStore {
     /// first error met applying state to states registered before the restore. The rocksdb
     /// backend opens its database here: from an incremental checkpoint's files when they
     /// cover exactly this range, else by copying the overlapping key groups.
-    pub(crate) fn restore(
-        &mut self,
-        restored: Option<&crate::checkpoint::OperatorSubtaskState>,
-    ) -> Result<()> {
-        let handles = restored.and_then(|s| s.incremental_restore.as_ref());
+    pub(crate) fn restore(&mut self, restored: Option<KeyedRestore<'_>>) -> Result<()> {
+        let handles = restored.as_ref().and_then(|s| s.incremental);
         match &mut self.backend.rocks {
             Some(rocks) => rocks.open(handles)?,
             None if handles.is_some_and(|h| !h.handles.is_empty()) => {
@@ -1114,7 +1184,7 @@ impl KeyedStore {
             None => {}
         }
         if let Some(state) = restored {
-            self.backend.restore(&state.keyed)?;
+            self.backend.restore(state.keyed)?;
             for g in state
                 .keyed
                 .iter()
