@@ -837,18 +837,6 @@ mod soak {
         windows_to(chaos, out);
     }
 
-    fn seed() -> u64 {
-        match std::env::var("WEIR_TEST_SEED") {
-            Ok(v) => v
-                .parse()
-                .unwrap_or_else(|_| panic!("WEIR_TEST_SEED must be a number, got '{v}'")),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64,
-        }
-    }
-
     /// Every line of every object below `prefix` in the bucket, sorted.
     fn lines_in(store: &dyn weir_storage::ObjectStore, prefix: &str) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
@@ -944,7 +932,7 @@ mod soak {
         let secs: u64 = std::env::var("WEIR_SOAK_SECS")
             .map(|v| v.parse().expect("WEIR_SOAK_SECS is a number of seconds"))
             .unwrap_or(20);
-        let seed = seed();
+        let seed = weir_engine::testing::test_seed();
         let what = format!("WEIR_TEST_SEED={seed} WEIR_SOAK_SECS={secs}");
         let events = (RATE * secs as f64) as u64;
 

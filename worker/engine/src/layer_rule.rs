@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// The engine's layers, lowest first (as the crate documentation lists them).
 const LAYERS: &[&[&str]] = &[
-    &["error", "time", "keygroup", "config", "bytes"],
+    &["error", "time", "keygroup", "config", "bytes", "testing"],
     &["state", "timers"],
     &["checkpoint"],
     &["runtime"],

@@ -9,6 +9,8 @@
 //! - [`runtime`]: type-erased operators, chaining, bounded channels, watermarks, tasks.
 //! - [`connectors`], [`window`], [`join`], [`api`]: the typed DataStream API and what plugs
 //!   into it.
+//!
+//! [`testing`] holds what the tests of this crate and the crates above it share.
 
 pub mod api;
 pub mod bytes;
@@ -20,6 +22,7 @@ pub mod join;
 pub mod keygroup;
 pub mod runtime;
 pub mod state;
+pub mod testing;
 pub mod time;
 mod timers;
 pub mod window;
