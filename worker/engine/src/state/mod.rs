@@ -186,8 +186,9 @@ pub struct KeyedStateBackend {
 enum Store {
     /// Typed values in memory ([`heap`]).
     HashMap(heap::HeapStore),
-    /// Postcard-encoded values in a local RocksDB instance ([`rocksdb`]).
-    RocksDb(RocksBackend),
+    /// Postcard-encoded values in a local RocksDB instance ([`rocksdb`]); boxed, as it is
+    /// large and its accesses go to RocksDB anyway.
+    RocksDb(Box<RocksBackend>),
 }
 
 /// The rocksdb store with what it needs per registered state to decode and expire values.
@@ -279,11 +280,11 @@ impl KeyedStateBackend {
         memory: RocksMemory,
     ) -> Self {
         let db = rocksdb::RocksStore::new(local_dir, uid, subtask, range, memory);
-        let store = Store::RocksDb(RocksBackend {
+        let store = Store::RocksDb(Box::new(RocksBackend {
             db,
             ttls: Vec::new(),
             types: Vec::new(),
-        });
+        }));
         Self::with_store(range, max_parallelism, store)
     }
 
