@@ -1152,7 +1152,22 @@ fn nexmark_q7_with_a_window_tvf_bounds_the_join_on_window_end() {
     // Nexmark q7 as the nexmark repository writes it for window TVFs (bench/sql/q7.sql): the
     // maximum's time is window_end, which stays a time attribute, so the join is an
     // interval join.
-    let sql = format!("{ddl}\n{}", bench_query("q7.sql", &out));
+    let sql = format!(
+        "{ddl}
+         CREATE TABLE nexmark_q7 (auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), extra STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO nexmark_q7
+         SELECT B.auction, B.bidder, B.price, B.dateTime, B.extra
+         from bid B
+         JOIN (
+           SELECT MAX(price) AS maxprice, window_end as dateTime
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+           GROUP BY window_start, window_end
+         ) B1
+         ON B.price = B1.maxprice
+         WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '10' SECOND AND B1.dateTime;",
+        out.display()
+    );
     run(
         &sql,
         config(&[("pipeline.batch-size", "1"), ("parallelism.default", "2")]),
@@ -1599,29 +1614,6 @@ CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, u
 WITH ('connector' = 'filesystem', 'path' = '{bid}', 'format' = 'json');
 ";
 
-/// Benchmark query `file` of `bench/sql/` (the queries the benchmark runs, as the nexmark
-/// repository writes them), its blackhole sink replaced by JSON files under `out`.
-fn bench_query(file: &str, out: &Path) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bench/sql")
-        .join(file);
-    let sql = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let sink = "'connector' = 'blackhole'";
-    assert!(
-        sql.contains(sink),
-        "{} no longer writes to a blackhole sink",
-        path.display()
-    );
-    sql.replace(
-        sink,
-        &format!(
-            "'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'",
-            out.display()
-        ),
-    )
-}
-
 /// The Nexmark tables over the given person, auction and bid rows.
 fn nexmark(dir: &Path, person: &[Value], auction: &[Value], bid: &[Value]) -> String {
     NEXMARK_DDL
@@ -1643,8 +1635,44 @@ fn nexmark_q5_reports_the_auctions_with_the_most_bids_in_each_sliding_window() {
         })
         .collect();
     let ddl = nexmark(dir.path(), &[], &[], &bids);
-    // q5.sql as github.com/nexmark/nexmark writes it (bench/sql/q5.sql), into a filesystem sink.
-    let sql = format!("{ddl}\n{}", bench_query("q5.sql", &out));
+    // q5.sql as github.com/nexmark/nexmark writes it, into a filesystem sink.
+    let sql = format!(
+        "{ddl}
+         CREATE TABLE nexmark_q5 (auction BIGINT, num BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO nexmark_q5
+         SELECT AuctionBids.auction, AuctionBids.num
+          FROM (
+            SELECT
+              auction,
+              count(*) AS num,
+              window_start AS starttime,
+              window_end AS endtime
+              FROM TABLE(
+                      HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+              GROUP BY auction, window_start, window_end
+          ) AS AuctionBids
+          JOIN (
+            SELECT
+              max(CountBids.num) AS maxn,
+              CountBids.starttime,
+              CountBids.endtime
+            FROM (
+              SELECT
+                count(*) AS num,
+                window_start AS starttime,
+                window_end AS endtime
+              FROM TABLE(
+                         HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+              GROUP BY auction, window_start, window_end
+              ) AS CountBids
+            GROUP BY CountBids.starttime, CountBids.endtime
+          ) AS MaxBids
+          ON AuctionBids.starttime = MaxBids.starttime AND
+             AuctionBids.endtime = MaxBids.endtime AND
+             AuctionBids.num >= MaxBids.maxn;",
+        out.display()
+    );
     let env = StreamExecutionEnvironment::with_config(config(&[("pipeline.batch-size", "1")]));
     let planned = weir_sql::plan(&env, &sql).unwrap();
     let text = planned.explain();
@@ -1688,8 +1716,32 @@ fn nexmark_q8_reports_people_who_opened_auctions_in_the_window_they_registered()
         })
         .to_vec();
     let ddl = nexmark(dir.path(), &person, &auction, &[]);
-    // q8.sql as github.com/nexmark/nexmark writes it (bench/sql/q8.sql), into a filesystem sink.
-    let sql = format!("{ddl}\n{}", bench_query("q8.sql", &out));
+    // q8.sql as github.com/nexmark/nexmark writes it, into a filesystem sink.
+    let sql = format!(
+        "{ddl}
+         CREATE TABLE nexmark_q8 (id BIGINT, name STRING, stime TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO nexmark_q8
+         SELECT P.id, P.name, P.starttime
+         FROM (
+           SELECT id, name,
+                 window_start AS starttime,
+                 window_end AS endtime
+           FROM TABLE(
+                     TUMBLE(TABLE person, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+           GROUP BY id, name, window_start, window_end
+         ) P
+         JOIN (
+           SELECT seller,
+                 window_start AS starttime,
+                 window_end AS endtime
+           FROM TABLE(
+                 TUMBLE(TABLE auction, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+           GROUP BY seller, window_start, window_end
+         ) A
+         ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
+        out.display()
+    );
     run(&sql, config(&[("pipeline.batch-size", "1")]));
     // [0 s, 10 s): ann and bob registered, ann (twice) sold; [10 s, 20 s): cy registered,
     // bob and cy sold. bob sold in a later window than he registered in.
