@@ -137,6 +137,7 @@ fn violations(src: &Path) -> Vec<String> {
             }
         }
     }
+    out.sort();
     out.dedup();
     out
 }
