@@ -13,9 +13,8 @@ use weir_contract::security::testing::TestCertificates;
 use weir_contract::security::{RestSecurity, TlsFiles, Token, tls};
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
-use weir_engine::connectors::{DataGen, FileSink};
+use weir_engine::connectors::FileSink;
 use weir_engine::runtime::JobHandle;
-use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, agg};
 
 const EVENTS: u64 = 12_000;
@@ -40,17 +39,7 @@ fn start(pairs: &[(&str, String)], out: &Path, rate: f64) -> JobHandle {
 /// `count` generated events `(k<index % 7>, index)`, 10 ms of event time apart, at `rate`
 /// per second.
 fn events(env: &StreamExecutionEnvironment, count: u64, rate: f64) -> DataStream<(String, u64)> {
-    env.from_source(
-        DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
-            .bounded(count)
-            .rows_per_second(rate),
-        Some(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
-                .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
-        ),
-        "gen",
-    )
-    .uid("gen")
+    weir_engine::testing::keyed_events(env, count, rate)
 }
 
 /// Keyed one-second windows (count and sum) of `events`, written by the exactly-once file

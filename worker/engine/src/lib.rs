@@ -10,7 +10,7 @@
 //! - [`connectors`], [`window`], [`join`], [`api`]: the typed DataStream API and what plugs
 //!   into it.
 //!
-//! [`testing`] holds what the tests of this crate and the crates above it share.
+//! [`testing`] (top layer) holds what the tests of this crate and the crates above it share.
 
 pub mod api;
 pub mod bytes;
