@@ -2270,15 +2270,7 @@ fn a_kafka_sql_job_killed_at_random_points_resumes_with_each_result_once_in_the_
     ]
     .map(String::from)
     .into();
-    let seed: u64 = std::env::var("WEIR_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = weir_engine::testing::test_seed();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     eprintln!("seed {seed} (WEIR_TEST_SEED)");
     // Every completed checkpoint of every run (each run has its own job id directory).

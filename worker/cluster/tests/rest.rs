@@ -15,7 +15,6 @@ use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
 use weir_engine::connectors::{DataGen, FileSink};
 use weir_engine::runtime::JobHandle;
-use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, agg};
 
 const EVENTS: u64 = 12_000;
@@ -40,17 +39,7 @@ fn start(pairs: &[(&str, String)], out: &Path, rate: f64) -> JobHandle {
 /// `count` generated events `(k<index % 7>, index)`, 10 ms of event time apart, at `rate`
 /// per second.
 fn events(env: &StreamExecutionEnvironment, count: u64, rate: f64) -> DataStream<(String, u64)> {
-    env.from_source(
-        DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
-            .bounded(count)
-            .rows_per_second(rate),
-        Some(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
-                .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
-        ),
-        "gen",
-    )
-    .uid("gen")
+    weir_engine::testing::keyed_events(env, count, rate)
 }
 
 /// Keyed one-second windows (count and sum) of `events`, written by the exactly-once file
@@ -837,18 +826,6 @@ mod soak {
         windows_to(chaos, out);
     }
 
-    fn seed() -> u64 {
-        match std::env::var("WEIR_TEST_SEED") {
-            Ok(v) => v
-                .parse()
-                .unwrap_or_else(|_| panic!("WEIR_TEST_SEED must be a number, got '{v}'")),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64,
-        }
-    }
-
     /// Every line of every object below `prefix` in the bucket, sorted.
     fn lines_in(store: &dyn weir_storage::ObjectStore, prefix: &str) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
@@ -944,7 +921,7 @@ mod soak {
         let secs: u64 = std::env::var("WEIR_SOAK_SECS")
             .map(|v| v.parse().expect("WEIR_SOAK_SECS is a number of seconds"))
             .unwrap_or(20);
-        let seed = seed();
+        let seed = weir_engine::testing::test_seed();
         let what = format!("WEIR_TEST_SEED={seed} WEIR_SOAK_SECS={secs}");
         let events = (RATE * secs as f64) as u64;
 

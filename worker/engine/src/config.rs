@@ -131,8 +131,6 @@ pub struct StateBackendConfig {
     pub incremental: bool,
     /// `state.backend.rocksdb.localdir`: parent of the RocksDB working directories.
     pub local_dir: std::path::PathBuf,
-    /// RocksDB memory from the process's budget (set when tasks are deployed).
-    pub memory: crate::runtime::memory::RocksMemory,
 }
 
 impl Default for StateBackendConfig {
@@ -141,9 +139,25 @@ impl Default for StateBackendConfig {
             kind: StateBackendKind::HashMap,
             incremental: true,
             local_dir: std::env::temp_dir(),
-            memory: Default::default(),
         }
     }
+}
+
+/// The memory keys as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    /// `taskmanager.memory.process.size` (`None`: no budget).
+    pub process: Option<u64>,
+    /// `taskmanager.memory.framework.size`.
+    pub framework: u64,
+    /// `taskmanager.network.memory.fraction`.
+    pub network_fraction: f64,
+    /// `taskmanager.memory.managed.fraction`.
+    pub managed_fraction: f64,
+    /// `taskmanager.memory.segment-size`.
+    pub segment: u64,
+    /// `state.backend.rocksdb.memory.write-buffer-ratio`.
+    pub write_buffer_ratio: f64,
 }
 
 /// Checkpointing mode.
@@ -284,14 +298,14 @@ impl Config {
         self.get(opt::SAVEPOINT_IGNORE_UNCLAIMED_STATE) == "true"
     }
 
-    fn get(&self, o: ConfigOption) -> &str {
+    pub(crate) fn get(&self, o: ConfigOption) -> &str {
         self.values
             .get(o.key)
             .map(String::as_str)
             .expect("every key has a default")
     }
 
-    fn positive(&self, o: ConfigOption) -> Result<usize> {
+    pub(crate) fn positive(&self, o: ConfigOption) -> Result<usize> {
         let (key, v) = (o.key, self.get(o));
         match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
@@ -301,7 +315,7 @@ impl Config {
         }
     }
 
-    fn duration(&self, o: ConfigOption) -> Result<std::time::Duration> {
+    pub(crate) fn duration(&self, o: ConfigOption) -> Result<std::time::Duration> {
         let (key, v) = (o.key, self.get(o));
         parse_duration(v).ok_or_else(|| {
             Error::Config(format!(
@@ -330,7 +344,7 @@ impl Config {
     }
 
     /// The TaskManager memory keys (`taskmanager.memory.*`, `taskmanager.network.memory.*`).
-    pub fn memory(&self) -> Result<crate::runtime::memory::MemoryConfig> {
+    pub fn memory(&self) -> Result<MemoryConfig> {
         let network_fraction = self.fraction(opt::NETWORK_MEMORY_FRACTION)?;
         let managed_fraction = self.fraction(opt::MANAGED_MEMORY_FRACTION)?;
         if network_fraction + managed_fraction >= 1.0 {
@@ -349,7 +363,7 @@ impl Config {
                 self.get(opt::MEMORY_SEGMENT_SIZE)
             )));
         }
-        Ok(crate::runtime::memory::MemoryConfig {
+        Ok(MemoryConfig {
             process: match self.get(opt::MEMORY_PROCESS_SIZE) {
                 "" => None,
                 _ => Some(self.memory_size(opt::MEMORY_PROCESS_SIZE)?),
@@ -551,51 +565,6 @@ impl Config {
             .collect()
     }
 
-    /// The cluster keys (`jobmanager.*`, `taskmanager.*`, `heartbeat.*`). Empty bind
-    /// addresses default to `pod_ip` (the pod's address on Kubernetes).
-    pub fn cluster(&self, pod_ip: Option<&str>) -> Result<crate::runtime::cluster::ClusterConfig> {
-        let port = |o: ConfigOption| -> Result<u16> {
-            let (key, v) = (o.key, self.get(o));
-            v.parse().map_err(|_| {
-                Error::Config(format!(
-                    "'{key}' must be a port number (0-65535), got '{v}'"
-                ))
-            })
-        };
-        let or = |o: ConfigOption, fallback: &str| -> String {
-            match self.get(o) {
-                "" => pod_ip.unwrap_or(fallback).to_string(),
-                v => v.to_string(),
-            }
-        };
-        let heartbeat_interval = self.duration(opt::HEARTBEAT_INTERVAL)?;
-        let heartbeat_timeout = self.duration(opt::HEARTBEAT_TIMEOUT)?;
-        if heartbeat_timeout <= heartbeat_interval {
-            return Err(Error::Config(format!(
-                "'{}' ({heartbeat_timeout:?}) must be longer than '{}' ({heartbeat_interval:?})",
-                opt::HEARTBEAT_TIMEOUT.key,
-                opt::HEARTBEAT_INTERVAL.key
-            )));
-        }
-        Ok(crate::runtime::cluster::ClusterConfig {
-            rpc_address: self.get(opt::RPC_ADDRESS).to_string(),
-            rpc_port: port(opt::RPC_PORT)?,
-            // Off Kubernetes only this host reaches the RPC port unless told otherwise.
-            rpc_bind_host: or(opt::RPC_BIND_HOST, "127.0.0.1"),
-            slots: self.positive(opt::TASK_SLOTS)?,
-            taskmanager_host: or(opt::TASKMANAGER_HOST, "127.0.0.1"),
-            data_port: port(opt::DATA_PORT)?,
-            heartbeat_interval,
-            heartbeat_timeout,
-            memory: self.memory()?,
-            rpc_token: weir_contract::security::internal_token(|o| self.get(o).to_string())
-                .map_err(|e| Error::Config(e.to_string()))?,
-            rpc_tls: weir_contract::security::internal_tls(|o| self.get(o).to_string())
-                .map_err(|e| Error::Config(e.to_string()))?
-                .map(|(server, client)| crate::runtime::secure::RpcTls { server, client }),
-        })
-    }
-
     /// The REST API's token and TLS files (`security.rest.token-file`, `security.ssl.rest.*`):
     /// reads the token file, refuses TLS files named while TLS is off. Called by whoever
     /// serves or calls the API, not when validating, so a process that does neither needs
@@ -699,7 +668,6 @@ impl Config {
             kind,
             incremental,
             local_dir,
-            memory: Default::default(),
         })
     }
     /// `pipeline.decode-error-policy`.

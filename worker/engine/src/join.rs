@@ -30,8 +30,7 @@ use crate::keygroup::{Key, KeyGroupRange, key_group_for_bytes, serialize_key};
 use crate::runtime::graph::Partitioning;
 use crate::runtime::{Batch, Operator, Output, SubtaskInfo, downcast};
 use crate::state::{
-    KeyGroupSnapshot, KeyedStore, SnapshotEntry, StateDescriptor, StateSnapshot, StateValue,
-    ValueState,
+    KeyGroupSnapshot, SnapshotEntry, StateDescriptor, StateSnapshot, StateValue, ValueState,
 };
 use crate::time::{MIN_WATERMARK, NO_TIMESTAMP, Timestamp};
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -883,12 +882,12 @@ impl<K: Key, F: IntervalJoinFunction> BufferedIntervalJoin<K, F> {
 
     /// Loads restored `rows` entries (of either layout) into buckets.
     fn restore(&mut self, restored: &OperatorSubtaskState) -> Result<()> {
-        let mut store = KeyedStore::new(&self.info);
+        let mut store = self.info.keyed_store();
         let id = store
             .backend
             .register::<Buffers<F::Left, F::Right>>(&StateDescriptor::new(ROWS_STATE));
         // Refuses state this join does not own; timers are implied by the rows.
-        store.restore(Some(restored))?;
+        store.restore(Some(restored.keyed_restore()))?;
         for (key, bufs) in store.backend.take_entries::<Buffers<F::Left, F::Right>>(id) {
             let key: K = postcard::from_bytes(&key).map_err(|e| Error::State {
                 state: ROWS_STATE.into(),

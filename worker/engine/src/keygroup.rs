@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Default `pipeline.max-parallelism`.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -113,6 +114,21 @@ pub(crate) fn debug_assert_owned(range: &KeyGroupRange, kg: usize) {
         range.contains(kg),
         "key group {kg} routed to subtask owning {range:?}"
     );
+}
+
+/// A random number for ids (temporary files, RocksDB instances, transactions): clock,
+/// process id and a counter, mixed by the key hash.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(28);
+    bytes.extend_from_slice(&nanos.to_le_bytes());
+    bytes.extend_from_slice(&std::process::id().to_le_bytes());
+    bytes.extend_from_slice(&COUNTER.fetch_add(1, Relaxed).to_le_bytes());
+    hash_key_bytes(&bytes)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::config::Config;
 use weir_engine::connectors::{BlackholeSink, DataGen, FileSink, Sink, SinkWriter};
+use weir_engine::testing::{keyed_events, test_seed};
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::window::{WindowSpec, Windowed, agg};
 use weir_storage::ObjectStore;
@@ -129,19 +130,7 @@ fn events(
     rate: f64,
     failures: Option<Failures>,
 ) -> DataStream<(String, u64)> {
-    env.from_source(
-        DataGen::new(3, |g| (format!("k{}", g.index % 7), g.index))
-            .bounded(EVENTS)
-            .rows_per_second(rate),
-        // Restored splits may be up to one round (128 events) apart: allow 2 s of disorder.
-        Some(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
-                .with_timestamp_assigner(|e: &(String, u64)| e.1 as i64 * 10),
-        ),
-        "gen",
-    )
-    .uid("gen")
-    .map(move |e: (String, u64)| {
+    keyed_events(env, EVENTS, rate).map(move |e: (String, u64)| {
         if let Some(f) = &failures {
             f.check(e.1);
         }
@@ -1370,20 +1359,6 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
 }
 
 // ---- Checkpoints on S3 ----
-
-/// The seed of a randomized test: `WEIR_TEST_SEED`, else the clock. Print it in every
-/// assertion so a failure can be replayed.
-fn test_seed() -> u64 {
-    match std::env::var("WEIR_TEST_SEED") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("WEIR_TEST_SEED must be a number, got '{v}'")),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    }
-}
 
 /// Per key: window results, events counted, and an order-independent checksum of the lines.
 fn per_key(lines: &[String]) -> BTreeMap<String, (usize, u64, u64)> {

@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use crate::keygroup::Key;
+pub use crate::runtime::Data;
 use crate::runtime::{BatchData, Rec};
 use crate::state::{
     KeyedStateAccess, KeyedStateBackend, ListState, MapState, ReducingState, StateDescriptor,
@@ -12,14 +13,6 @@ use crate::time::{NO_TIMESTAMP, Timestamp, now_ms};
 use crate::timers::TimerQueue;
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-/// Anything that can flow through a stream. Implemented for every type that qualifies.
-///
-/// Records are serializable (derive `serde::Serialize` and `serde::Deserialize`) because they
-/// may leave the process: in-flight data persisted by unaligned checkpoints, and exchanges
-/// between TaskManagers. Within a process they move by ownership and are never encoded.
-pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
-impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
 /// Identifies a side output of type `T`.
 ///

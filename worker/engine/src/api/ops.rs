@@ -236,7 +236,7 @@ impl<F: KeyedProcessFunction> KeyedProcessOp<F> {
         KeyedProcessOp {
             f,
             key_fn,
-            keyed: KeyedStore::new(&info),
+            keyed: info.keyed_store(),
             info,
             watermark: MIN_WATERMARK,
             side: SideOutputs::default(),
@@ -319,14 +319,21 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
         };
         self.f.open(&mut ctx)?;
         // After open(): states registered there receive their restored entries.
-        self.keyed.restore(self.info.restored.as_deref())
+        self.keyed.restore(
+            self.info
+                .restored
+                .as_deref()
+                .map(crate::checkpoint::OperatorSubtaskState::keyed_restore),
+        )
     }
 
     fn snapshot_state(
         &mut self,
         barrier: crate::checkpoint::Barrier,
     ) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        self.keyed.snapshot(barrier)
+        self.keyed
+            .snapshot(barrier.id, barrier.kind.is_savepoint())
+            .map(Into::into)
     }
 
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> Result<()> {

@@ -15,7 +15,10 @@ pub use weir_storage::{Bytes, FileStore, ObjectStore, StorageOptions};
 
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
-use crate::state::KeyGroupSnapshot;
+pub use crate::state::{
+    DeferredKeyed, IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, StateFile,
+};
+use crate::state::{KeyGroupSnapshot, KeyedRestore, KeyedSnapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,33 +107,16 @@ pub struct OperatorSubtaskState {
     pub deferred_keyed: Option<DeferredKeyed>,
 }
 
-/// Produces keyed state off the task thread: serializes a frozen (copy-on-write) view.
-type KeyedProducer = Box<dyn FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send>;
-
-/// Keyed state whose serialization was deferred to the coordinator (runs once).
-#[derive(Clone)]
-pub struct DeferredKeyed(Arc<std::sync::Mutex<Option<KeyedProducer>>>);
-
-impl DeferredKeyed {
-    /// Wraps the producer.
-    pub fn new(f: impl FnOnce() -> Result<Vec<KeyGroupSnapshot>> + Send + 'static) -> Self {
-        DeferredKeyed(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))))
+impl From<KeyedSnapshot> for OperatorSubtaskState {
+    fn from(s: KeyedSnapshot) -> Self {
+        OperatorSubtaskState {
+            keyed: s.keyed,
+            incremental: s.incremental,
+            deferred_keyed: s.deferred_keyed,
+            ..Default::default()
+        }
     }
 }
-
-impl std::fmt::Debug for DeferredKeyed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeferredKeyed")
-    }
-}
-
-impl PartialEq for DeferredKeyed {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for DeferredKeyed {}
 
 /// One batch of in-flight records of an unaligned checkpoint, in channel order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,18 +141,12 @@ impl OperatorSubtaskState {
         let Some(deferred) = &self.deferred_keyed else {
             return Ok(std::borrow::Cow::Borrowed(self));
         };
-        let produce = deferred
-            .0
-            .lock()
-            .expect("not poisoned")
-            .take()
-            .ok_or_else(|| Error::User("deferred keyed state was already serialized".into()))?;
         let mut merged: BTreeMap<u32, KeyGroupSnapshot> = self
             .keyed
             .iter()
             .map(|g| (g.key_group, g.clone()))
             .collect();
-        for g in produce()? {
+        for g in deferred.produce()? {
             if g.states.is_empty() {
                 continue;
             }
@@ -189,6 +169,14 @@ impl OperatorSubtaskState {
         }))
     }
 
+    /// The keyed part, as a keyed store restores it.
+    pub(crate) fn keyed_restore(&self) -> KeyedRestore<'_> {
+        KeyedRestore {
+            keyed: &self.keyed,
+            incremental: self.incremental_restore.as_ref(),
+        }
+    }
+
     /// True when the canonical part (the state file) would hold nothing.
     pub fn canonical_is_empty(&self) -> bool {
         self.list.is_empty()
@@ -198,67 +186,6 @@ impl OperatorSubtaskState {
             })
     }
 }
-
-/// A file of an incremental RocksDB checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateFile {
-    /// Its name in the RocksDB directory (`000012.sst`, `MANIFEST-000005`, ...).
-    pub name: String,
-    /// Where it is stored, relative to the job's checkpoint directory (`<dir>/<job-id>/`):
-    /// `shared/<instance>-000012.sst` or `chk-<n>/<uid>-<subtask>-rocksdb/MANIFEST-000005`.
-    pub object: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-/// What one rocksdb subtask's incremental checkpoint consists of (recorded in `_metadata`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IncrementalHandle {
-    /// The key groups the database holds.
-    pub key_groups: KeyGroupRange,
-    /// Names of the states in the database.
-    pub states: Vec<String>,
-    /// SST files, immutable and shared between checkpoints (reference-counted).
-    pub shared: Vec<StateFile>,
-    /// MANIFEST, CURRENT, OPTIONS and the like: this checkpoint's own copies.
-    pub private: Vec<StateFile>,
-}
-
-impl IncrementalHandle {
-    /// Bytes of every file the handle references.
-    pub fn full_size(&self) -> u64 {
-        self.shared
-            .iter()
-            .chain(&self.private)
-            .map(|f| f.size)
-            .sum()
-    }
-}
-
-/// A RocksDB checkpoint on local disk waiting for the coordinator to upload it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalIncrementalSnapshot {
-    /// The directory of hard links (removed once uploaded or abandoned).
-    pub dir: std::path::PathBuf,
-    /// The handle, with private files' objects still empty.
-    pub handle: IncrementalHandle,
-}
-
-/// Incremental handles to restore from, with the store of the job directory they live in.
-#[derive(Debug, Clone)]
-pub struct IncrementalRestore {
-    /// The store rooted at the checkpoint's job directory (`<dir>/<job-id>`).
-    pub store: Arc<dyn ObjectStore>,
-    /// Handles overlapping the restoring subtask's key groups.
-    pub handles: Vec<IncrementalHandle>,
-}
-
-impl PartialEq for IncrementalRestore {
-    fn eq(&self, other: &Self) -> bool {
-        self.handles == other.handles && self.store.uri("") == other.store.uri("")
-    }
-}
-impl Eq for IncrementalRestore {}
 
 /// State files written before they carried a [`StateBinding`] (read, never written).
 const STATE_MAGIC_V1: &[u8; 8] = b"WEIRST01";

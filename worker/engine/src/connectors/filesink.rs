@@ -248,10 +248,7 @@ impl<T: Serialize + Send + 'static> Sink<T> for FileSink {
 
 /// A random (version 4) UUID.
 fn uuid() -> String {
-    let (a, b) = (
-        crate::runtime::exec::random_u64(),
-        crate::runtime::exec::random_u64(),
-    );
+    let (a, b) = (crate::keygroup::random_u64(), crate::keygroup::random_u64());
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
         a >> 32,

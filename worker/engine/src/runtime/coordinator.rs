@@ -422,7 +422,7 @@ impl Coordinator {
                             "no savepoint directory: pass one or set state.savepoints.dir".into(),
                         )
                     })?;
-                let suffix = super::exec::random_u64();
+                let suffix = crate::keygroup::random_u64();
                 let base = format!(
                     "savepoint-{}-{:012x}",
                     &self.job_id[..6],

@@ -12,6 +12,7 @@ use super::task::Task;
 use crate::checkpoint::{Barrier, ObjectStore, RestorePlan};
 use crate::config::{CheckpointConfig, CheckpointRetention, CheckpointingMode};
 use crate::error::{Error, Result};
+use crate::keygroup::random_u64;
 use crossbeam_channel::{Sender, unbounded};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -395,20 +396,6 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// A random number for ids: clock, process id and a counter, mixed.
-pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut bytes = Vec::with_capacity(28);
-    bytes.extend_from_slice(&nanos.to_le_bytes());
-    bytes.extend_from_slice(&std::process::id().to_le_bytes());
-    bytes.extend_from_slice(&COUNTER.fetch_add(1, Relaxed).to_le_bytes());
-    crate::keygroup::hash_key_bytes(&bytes)
 }
 
 fn new_job_id() -> String {

@@ -501,7 +501,7 @@ impl JobGraph {
     ) -> Result<Instantiated> {
         let parents = self.chain_parents(opts.chaining);
         let (members_of, task_of, local) = self.layout(opts.chaining);
-        let mut state_backend = opts.state_backend.clone();
+        let mut rocksdb_memory = crate::state::RocksMemory::default();
         let channel_capacity = match &opts.memory {
             None => opts.channel_capacity,
             Some(budget) => {
@@ -515,7 +515,7 @@ impl JobGraph {
                     rocksdb_write_buffer_bytes = fitted.rocks.write_buffer_bytes(),
                     "memory fitted to the deployed tasks"
                 );
-                state_backend.memory = fitted.rocks;
+                rocksdb_memory = fitted.rocks;
                 fitted.channel_capacity
             }
         };
@@ -645,7 +645,8 @@ impl JobGraph {
                         restored: opts.restore.as_ref().and_then(|p| {
                             p.for_subtask(&self.uid(m), s, par, opts.max_parallelism)
                         }),
-                        state_backend: state_backend.clone(),
+                        state_backend: opts.state_backend.clone(),
+                        rocksdb_memory: rocksdb_memory.clone(),
                         allow_unclaimed_state: opts.allow_unclaimed_state,
                         storage: opts.storage.clone(),
                         checkpoint_interval: opts.checkpoint_interval,

@@ -16,7 +16,9 @@
 //! `pipeline.channel-capacity`, at least two); managed memory becomes one block cache shared
 //! by all RocksDB instances here plus a write-buffer limit per instance.
 
+pub use crate::config::MemoryConfig;
 use crate::error::{Error, Result};
+use crate::state::RocksMemory;
 use serde::{Deserialize, Serialize};
 
 /// Tasks need at least this much per slot beyond buffers and RocksDB.
@@ -25,23 +27,6 @@ const MIN_TASK_PER_SLOT: u64 = 16 << 20;
 const MIN_BUFFERS_PER_CHANNEL: u64 = 2;
 /// RocksDB write buffers below this per instance flush constantly.
 const MIN_WRITE_BUFFER: u64 = 1 << 20;
-
-/// The memory keys as configured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryConfig {
-    /// `taskmanager.memory.process.size` (`None`: no budget).
-    pub process: Option<u64>,
-    /// `taskmanager.memory.framework.size`.
-    pub framework: u64,
-    /// `taskmanager.network.memory.fraction`.
-    pub network_fraction: f64,
-    /// `taskmanager.memory.managed.fraction`.
-    pub managed_fraction: f64,
-    /// `taskmanager.memory.segment-size`.
-    pub segment: u64,
-    /// `state.backend.rocksdb.memory.write-buffer-ratio`.
-    pub write_buffer_ratio: f64,
-}
 
 /// How a TaskManager's budget is split (bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,45 +173,6 @@ impl MemoryBudget {
         );
     }
 }
-
-/// The RocksDB memory of one instance: a block cache shared with the other instances of the
-/// process, and a limit on its memtables. Empty without a budget (RocksDB's defaults).
-#[derive(Clone, Default)]
-pub struct RocksMemory {
-    pub(crate) block_cache: Option<rocksdb::Cache>,
-    pub(crate) block_cache_bytes: u64,
-    pub(crate) write_buffer_bytes: u64,
-}
-
-impl RocksMemory {
-    /// The shared block cache's capacity (0: RocksDB's default cache per instance).
-    pub fn block_cache_bytes(&self) -> u64 {
-        self.block_cache_bytes
-    }
-
-    /// This instance's memtable limit (0: RocksDB's default).
-    pub fn write_buffer_bytes(&self) -> u64 {
-        self.write_buffer_bytes
-    }
-}
-
-impl std::fmt::Debug for RocksMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksMemory")
-            .field("block_cache_bytes", &self.block_cache_bytes)
-            .field("write_buffer_bytes", &self.write_buffer_bytes)
-            .finish()
-    }
-}
-
-impl PartialEq for RocksMemory {
-    fn eq(&self, other: &Self) -> bool {
-        self.block_cache_bytes == other.block_cache_bytes
-            && self.write_buffer_bytes == other.write_buffer_bytes
-    }
-}
-
-impl Eq for RocksMemory {}
 
 /// Resident memory of this process (Linux `/proc/self/statm`), if known.
 pub fn resident_bytes() -> Option<u64> {

@@ -80,6 +80,14 @@ impl<T: Clone + Send + 'static> BatchData for Vec<Rec<T>> {
 /// A type-erased batch.
 pub type Batch = Box<dyn BatchData>;
 
+/// Anything that can flow through a stream. Implemented for every type that qualifies.
+///
+/// Records are serializable (derive `serde::Serialize` and `serde::Deserialize`) because they
+/// may leave the process: in-flight data persisted by unaligned checkpoints, and exchanges
+/// between TaskManagers. Within a process they move by ownership and are never encoded.
+pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
+
 /// Encodes and decodes the batches of one stream type: in-flight data of unaligned
 /// checkpoints (and, later, batches crossing process boundaries). Chosen where the stream's
 /// type is known, when the graph is built.
@@ -91,8 +99,8 @@ pub(crate) struct BatchCodec {
 
 impl BatchCodec {
     /// The codec of `Vec<Rec<T>>` batches (postcard).
-    pub(crate) fn of<T: crate::api::Data>() -> Self {
-        fn encode<T: crate::api::Data>(b: &dyn BatchData) -> Result<Vec<u8>> {
+    pub(crate) fn of<T: Data>() -> Self {
+        fn encode<T: Data>(b: &dyn BatchData) -> Result<Vec<u8>> {
             let recs = b
                 .as_any()
                 .downcast_ref::<Vec<Rec<T>>>()
@@ -102,7 +110,7 @@ impl BatchCodec {
                 reason: e.to_string(),
             })
         }
-        fn decode<T: crate::api::Data>(bytes: &[u8]) -> Result<Batch> {
+        fn decode<T: Data>(bytes: &[u8]) -> Result<Batch> {
             let recs: Vec<Rec<T>> = postcard::from_bytes(bytes).map_err(|e| {
                 crate::error::Error::Restore(format!(
                     "cannot decode in-flight records of type {} ({e}); did the stream's type change?",
@@ -186,13 +194,15 @@ pub struct SubtaskInfo {
     pub decode_errors: crate::config::DecodeErrorPolicy,
     /// The operator's uid (explicit or derived), which names its state in checkpoints.
     pub uid: String,
-    /// The operator's declared state schema ([`crate::api::DataStream::state_schema`]),
+    /// The operator's declared state schema ([`DataStream::state_schema`]),
     /// which names its states with their base names.
     pub state_schema: Option<String>,
     /// State restored from a checkpoint or savepoint, already narrowed to this subtask.
     pub restored: Option<Arc<crate::checkpoint::OperatorSubtaskState>>,
     /// The keyed state backend (`state.backend.*`).
     pub state_backend: crate::config::StateBackendConfig,
+    /// RocksDB memory from the process's budget (fitted when tasks are deployed).
+    pub rocksdb_memory: crate::state::RocksMemory,
     /// `execution.savepoint.ignore-unclaimed-state`: restored keyed state that the operator
     /// does not register is dropped instead of failing the restore.
     pub allow_unclaimed_state: bool,
@@ -213,6 +223,22 @@ impl SubtaskInfo {
         self.side_ports.iter().position(|t| t == id).map(|i| i + 1)
     }
 
+    /// An empty keyed store (state and timers) for this subtask's key groups, on the
+    /// configured backend.
+    pub(crate) fn keyed_store(&self) -> crate::state::KeyedStore {
+        crate::state::KeyedStore::new(crate::state::StoreOwner {
+            name: &self.name,
+            uid: &self.uid,
+            index: self.index,
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            state_schema: self.state_schema.clone(),
+            backend: &self.state_backend,
+            rocksdb_memory: self.rocksdb_memory.clone(),
+            allow_unclaimed_state: self.allow_unclaimed_state,
+        })
+    }
+
     /// Subtask 0 of 1 of an operator named and uid'ed `name`, restoring `restored`, with
     /// every other field at its default: for unit tests of sources and sinks.
     #[cfg(test)]
@@ -230,6 +256,7 @@ impl SubtaskInfo {
             uid: name.into(),
             state_schema: None,
             state_backend: Default::default(),
+            rocksdb_memory: Default::default(),
             allow_unclaimed_state: false,
             storage: Default::default(),
             checkpoint_interval: None,

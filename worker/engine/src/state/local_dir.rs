@@ -54,7 +54,7 @@ pub(crate) fn claim(local_dir: &Path) -> Result<Arc<ProcessDir>> {
     let path = local_dir.join(format!(
         "{PREFIX}{}-{:08x}-{}",
         std::process::id(),
-        NONCE.get_or_init(|| crate::runtime::exec::random_u64() as u32),
+        NONCE.get_or_init(|| crate::keygroup::random_u64() as u32),
         GENERATION.fetch_add(1, Relaxed)
     ));
     std::fs::create_dir_all(&path)

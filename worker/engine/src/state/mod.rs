@@ -5,26 +5,43 @@
 //! namespace is empty for plain keyed state and holds the window for window state. Two
 //! backends sit behind the same typed API (`state.backend.type`):
 //!
-//! - `hashmap`: values are kept as typed Rust values in memory; serialization happens only
-//!   when a snapshot is taken, so the hot path never encodes values.
+//! - `hashmap`: values are kept as typed Rust values in memory ([`heap`](self::heap));
+//!   serialization happens only when a snapshot is taken, so the hot path never encodes
+//!   values.
 //! - `rocksdb`: values live postcard-encoded in a local RocksDB instance per operator subtask
 //!   ([`rocksdb`](self::rocksdb)), checkpointed incrementally (only new SST files upload).
+//!
+//! [`KeyedStateBackend`] holds what both share (the registered states, the key in scope, the
+//! clock for TTL) and one `Store` per backend, an enum matched in each accessor, so that every
+//! access is statically dispatched.
+//!
+//! Files: this one holds the backend and the snapshot format; `heap` and `rocksdb` the two
+//! stores; `handles` the typed handles; `store` what one keyed operator subtask owns and
+//! checkpoints (`KeyedStore`: backend and timers).
 //!
 //! Timers stay on the heap with either backend (Flink's `HEAP` timer service) and are
 //! checkpointed in the canonical format.
 
+mod handles;
+mod heap;
 mod local_dir;
 pub(crate) mod rocksdb;
+mod store;
+
+pub use handles::{KeyedStateAccess, ListState, MapState, ReducingState, ValueState};
+pub use store::DeferredKeyed;
+pub(crate) use store::{KeyedRestore, KeyedSnapshot, KeyedStore, StoreOwner};
+
+pub use self::rocksdb::{
+    IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, RocksMemory, StateFile,
+};
 
 use crate::error::{Error, Result};
 use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
 use crate::time::{Timestamp, duration_ms};
-use hashbrown::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::any::{Any, TypeId};
-use std::marker::PhantomData;
-use std::sync::Arc;
+use std::any::TypeId;
 use std::time::Duration;
 
 /// A value that can live in keyed state. Implemented for every type that qualifies.
@@ -97,123 +114,6 @@ impl StateDescriptor {
     }
 }
 
-#[derive(Clone)]
-struct Entry<V> {
-    value: V,
-    stamp: Timestamp,
-}
-
-trait AnyTable: Send {
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn entries(&self) -> usize;
-    /// Encodes the entries of key group index `idx` (canonical, backend-independent).
-    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
-    /// Decodes entries into key group index `idx`.
-    fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()>;
-    /// A read-only view of the table as it is now, for serializing on another thread: it
-    /// shares each key group's map, and the next write to a shared map copies it first.
-    fn freeze(&self) -> Box<dyn FrozenTable>;
-}
-
-/// The canonical snapshot of frozen tables: one entry per key group in `range`, holding the
-/// named states with entries there.
-fn serialize_frozen(
-    range: KeyGroupRange,
-    names: &[String],
-    frozen: &[Box<dyn FrozenTable>],
-) -> Result<Vec<KeyGroupSnapshot>> {
-    let mut out = Vec::new();
-    for idx in 0..range.len() {
-        let mut g = KeyGroupSnapshot {
-            key_group: (range.start + idx) as u32,
-            ..Default::default()
-        };
-        for (name, table) in names.iter().zip(frozen) {
-            let entries = table.snapshot_group(idx, name)?;
-            if !entries.is_empty() {
-                g.states.push(StateSnapshot {
-                    name: name.clone(),
-                    entries,
-                });
-            }
-        }
-        out.push(g);
-    }
-    Ok(out)
-}
-
-/// A frozen table: what a checkpoint serializes off the task thread.
-trait FrozenTable: Send {
-    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>>;
-}
-
-impl<V: StateValue> FrozenTable for Table<V> {
-    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
-        AnyTable::snapshot_group(self, idx, name)
-    }
-}
-
-struct Table<V> {
-    ttl: Option<StateTtlConfig>,
-    /// One map per key group of the owning subtask, indexed by `kg - range.start`. Shared
-    /// with a checkpoint being serialized; copied on the first write after that (per key
-    /// group), so snapshots never stall processing for longer than cloning the pointers.
-    groups: Vec<Arc<GroupMap<V>>>,
-}
-
-/// The entries of one state in one key group: serialized key ++ namespace → value.
-type GroupMap<V> = HashMap<Box<[u8]>, Entry<V>>;
-
-impl<V: StateValue> AnyTable for Table<V> {
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn entries(&self) -> usize {
-        self.groups.iter().map(|g| g.len()).sum()
-    }
-    fn snapshot_group(&self, idx: usize, name: &str) -> Result<Vec<SnapshotEntry>> {
-        let mut out: Vec<SnapshotEntry> = self.groups[idx]
-            .iter()
-            .map(|(k, e)| {
-                let value = postcard::to_allocvec(&e.value).map_err(|err| Error::State {
-                    state: name.to_string(),
-                    reason: err.to_string(),
-                })?;
-                Ok(SnapshotEntry {
-                    key: k.to_vec(),
-                    value,
-                    stamp: e.stamp,
-                })
-            })
-            .collect::<Result<_>>()?;
-        // Canonical order: identical state gives identical bytes.
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
-    }
-    fn restore_group(&mut self, idx: usize, name: &str, entries: &[SnapshotEntry]) -> Result<()> {
-        for e in entries {
-            let value: V = postcard::from_bytes(&e.value).map_err(|err| Error::State {
-                state: name.to_string(),
-                reason: format!("cannot decode a value written by a snapshot ({err}); did the state's type change?"),
-            })?;
-            Arc::make_mut(&mut self.groups[idx]).insert(
-                e.key.clone().into_boxed_slice(),
-                Entry {
-                    value,
-                    stamp: e.stamp,
-                },
-            );
-        }
-        Ok(())
-    }
-    fn freeze(&self) -> Box<dyn FrozenTable> {
-        Box::new(Table {
-            ttl: self.ttl,
-            groups: self.groups.clone(),
-        })
-    }
-}
-
 /// One state entry in a snapshot: serialized key and namespace, serialized value, and the
 /// TTL time stamp.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -273,27 +173,76 @@ pub(crate) fn state_name(base: &str, schema: Option<&str>) -> String {
     }
 }
 
-/// The in-memory (`hashmap`) keyed state backend of one operator subtask.
+/// The keyed state backend of one operator subtask: the states registered, the key in
+/// scope, and the store holding the values ([`Store`]: one implementation per backend).
 pub struct KeyedStateBackend {
     range: KeyGroupRange,
     max_parallelism: usize,
     names: Vec<String>,
-    tables: Vec<Box<dyn AnyTable>>,
     pub(crate) current: CurrentKey,
     /// Processing time used for TTL decisions; set by the operator before user code runs.
     pub(crate) now: Timestamp,
-    scratch: Vec<u8>,
-    /// Restored entries of states not registered yet, by name; applied on registration.
-    pending: std::collections::HashMap<String, Vec<(usize, Vec<SnapshotEntry>)>>,
-    restore_error: Option<Error>,
-    /// `Some` for the `rocksdb` backend: then `tables` stays empty and values live there.
-    rocks: Option<rocksdb::RocksStore>,
-    /// Per state (rocksdb): TTL and value type.
-    ttls: Vec<Option<StateTtlConfig>>,
-    types: Vec<TypeId>,
     /// The operator's declared state schema, whose tag ends every state's name
     /// ([`state_name`]).
     schema: Option<String>,
+    store: Store,
+}
+
+/// Where the values live (`state.backend.type`). An enum rather than a trait object: state
+/// is read and written per record, and matching two variants costs no more than the check
+/// for a backend it replaces, with every access statically dispatched and inlined.
+enum Store {
+    /// Typed values in memory ([`heap`]).
+    HashMap(heap::HeapStore),
+    /// Postcard-encoded values in a local RocksDB instance ([`rocksdb`]); boxed, as it is
+    /// large and its accesses go to RocksDB anyway.
+    RocksDb(Box<RocksBackend>),
+}
+
+/// The rocksdb store with what it needs per registered state to decode and expire values.
+struct RocksBackend {
+    db: rocksdb::RocksStore,
+    /// Per state: TTL and value type.
+    ttls: Vec<Option<StateTtlConfig>>,
+    types: Vec<TypeId>,
+}
+
+impl RocksBackend {
+    fn get<V: StateValue>(
+        &mut self,
+        id: usize,
+        c: &CurrentKey,
+        ns: &[u8],
+        now: Timestamp,
+        name: &str,
+    ) -> Option<V> {
+        self.db
+            .get(id, c.key_group, &c.bytes, ns, self.ttls[id], now, name)
+    }
+
+    fn put<V: StateValue>(
+        &mut self,
+        id: usize,
+        c: &CurrentKey,
+        ns: &[u8],
+        now: Timestamp,
+        name: &str,
+        value: &V,
+    ) {
+        self.db.put(id, c.key_group, &c.bytes, ns, now, name, value)
+    }
+
+    fn remove<V: StateValue>(
+        &mut self,
+        id: usize,
+        c: &CurrentKey,
+        ns: &[u8],
+        now: Timestamp,
+        name: &str,
+    ) -> Option<V> {
+        self.db
+            .remove(id, c.key_group, &c.bytes, ns, self.ttls[id], now, name)
+    }
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -308,20 +257,18 @@ impl std::fmt::Debug for KeyedStateBackend {
 impl KeyedStateBackend {
     /// A backend for the key groups in `range`.
     pub fn new(range: KeyGroupRange, max_parallelism: usize) -> Self {
+        Self::with_store(range, max_parallelism, Store::HashMap(Default::default()))
+    }
+
+    fn with_store(range: KeyGroupRange, max_parallelism: usize, store: Store) -> Self {
         KeyedStateBackend {
             range,
             max_parallelism,
             names: Vec::new(),
-            tables: Vec::new(),
             current: CurrentKey::default(),
             now: 0,
-            scratch: Vec::new(),
-            pending: std::collections::HashMap::new(),
-            restore_error: None,
-            rocks: None,
-            ttls: Vec::new(),
-            types: Vec::new(),
             schema: None,
+            store,
         }
     }
 
@@ -338,18 +285,28 @@ impl KeyedStateBackend {
         local_dir: &std::path::Path,
         uid: &str,
         subtask: usize,
-        memory: crate::runtime::memory::RocksMemory,
+        memory: RocksMemory,
     ) -> Self {
-        let mut b = Self::new(range, max_parallelism);
-        b.rocks = Some(rocksdb::RocksStore::new(
-            local_dir, uid, subtask, range, memory,
-        ));
-        b
+        let db = rocksdb::RocksStore::new(local_dir, uid, subtask, range, memory);
+        let store = Store::RocksDb(Box::new(RocksBackend {
+            db,
+            ttls: Vec::new(),
+            types: Vec::new(),
+        }));
+        Self::with_store(range, max_parallelism, store)
     }
 
     /// True for the `rocksdb` backend.
     pub fn is_rocksdb(&self) -> bool {
-        self.rocks.is_some()
+        matches!(self.store, Store::RocksDb(_))
+    }
+
+    /// The RocksDB instance of the `rocksdb` backend.
+    pub(crate) fn rocks(&mut self) -> Option<&mut rocksdb::RocksStore> {
+        match &mut self.store {
+            Store::RocksDb(r) => Some(&mut r.db),
+            Store::HashMap(_) => None,
+        }
     }
 
     /// Registers (or finds) the table called `name` holding values of type `V`.
@@ -365,46 +322,27 @@ impl KeyedStateBackend {
             }
             None => desc,
         };
-        if let Some(rocks) = &mut self.rocks {
-            if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
-                assert!(
-                    self.types[id] == TypeId::of::<V>(),
-                    "state '{}' registered twice with different types",
-                    desc.name
-                );
-                return id;
-            }
-            let id = rocks.register(&desc.name);
-            self.names.push(desc.name.clone());
-            self.ttls.push(desc.ttl);
-            self.types.push(TypeId::of::<V>());
-            return id;
-        }
         if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
+            let same_type = match &mut self.store {
+                Store::HashMap(h) => h.holds::<V>(id),
+                Store::RocksDb(r) => r.types[id] == TypeId::of::<V>(),
+            };
             assert!(
-                self.tables[id].as_any_mut().is::<Table<V>>(),
+                same_type,
                 "state '{}' registered twice with different types",
                 desc.name
             );
             return id;
         }
-        let groups = (0..self.range.len())
-            .map(|_| Arc::new(HashMap::new()))
-            .collect();
-        let mut table = Table::<V> {
-            ttl: desc.ttl,
-            groups,
-        };
-        if let Some(restored) = self.pending.remove(&desc.name) {
-            for (idx, entries) in restored {
-                // Surfaced by the operator after open(): the job fails instead of running
-                // with silently lost state.
-                if let Err(e) = table.restore_group(idx, &desc.name, &entries) {
-                    self.restore_error.get_or_insert(e);
-                }
+        match &mut self.store {
+            Store::HashMap(h) => h.register::<V>(desc, self.range.len()),
+            Store::RocksDb(r) => {
+                let id = r.db.register(&desc.name);
+                debug_assert_eq!(id, self.names.len());
+                r.ttls.push(desc.ttl);
+                r.types.push(TypeId::of::<V>());
             }
         }
-        self.tables.push(Box::new(table));
         self.names.push(desc.name.clone());
         self.names.len() - 1
     }
@@ -416,72 +354,49 @@ impl KeyedStateBackend {
 
     /// Snapshots every registered state, one entry per key group that holds data.
     pub fn snapshot(&mut self) -> Result<Vec<KeyGroupSnapshot>> {
-        if let Some(rocks) = &mut self.rocks {
-            return rocks.snapshot_canonical();
+        match &mut self.store {
+            Store::HashMap(h) => h.snapshot(self.range, &self.names),
+            Store::RocksDb(r) => r.db.snapshot_canonical(),
         }
-        serialize_frozen(self.range, &self.names, &self.frozen_tables())
-    }
-
-    /// Every table frozen copy-on-write (one pointer per key group and state).
-    fn frozen_tables(&self) -> Vec<Box<dyn FrozenTable>> {
-        self.tables.iter().map(|t| t.freeze()).collect()
     }
 
     /// The `hashmap` backend's state frozen copy-on-write, to be serialized by the caller
     /// (on another thread) into what [`Self::snapshot`] returns. `None` for rocksdb.
-    pub(crate) fn snapshot_deferred(&self) -> Option<crate::checkpoint::DeferredKeyed> {
-        if self.rocks.is_some() {
-            return None;
+    pub(crate) fn snapshot_deferred(&self) -> Option<DeferredKeyed> {
+        match &self.store {
+            Store::HashMap(h) => Some(h.snapshot_deferred(self.range, &self.names)),
+            Store::RocksDb(_) => None,
         }
-        let names = self.names.clone();
-        let frozen = self.frozen_tables();
-        let range = self.range;
-        Some(crate::checkpoint::DeferredKeyed::new(move || {
-            serialize_frozen(range, &names, &frozen)
-        }))
     }
 
     /// Loads restored key groups. Groups outside this backend's range are ignored (another
     /// subtask owns them); states not registered yet are applied when they are.
     pub fn restore(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
-        if let Some(rocks) = &mut self.rocks {
-            return rocks.restore_canonical(groups);
+        match &mut self.store {
+            Store::HashMap(h) => h.restore(self.range, &self.names, groups),
+            Store::RocksDb(r) => r.db.restore_canonical(groups),
         }
-        for g in groups {
-            let kg = g.key_group as usize;
-            if !self.range.contains(kg) {
-                continue;
-            }
-            let idx = kg - self.range.start;
-            for st in &g.states {
-                match self.names.iter().position(|n| *n == st.name) {
-                    Some(id) => self.tables[id].restore_group(idx, &st.name, &st.entries)?,
-                    None => self
-                        .pending
-                        .entry(st.name.clone())
-                        .or_default()
-                        .push((idx, st.entries.clone())),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The first error met while applying restored state to a state registered late.
     pub(crate) fn take_restore_error(&mut self) -> Option<Error> {
-        self.restore_error.take()
+        match &mut self.store {
+            Store::HashMap(h) => h.take_restore_error(),
+            Store::RocksDb(_) => None,
+        }
     }
 
     /// Names of restored states that no registered state claimed.
     pub fn unclaimed_states(&self) -> Vec<String> {
-        let mut v: Vec<String> = match &self.rocks {
-            Some(r) => r
-                .restored_names()
-                .iter()
-                .filter(|n| !self.names.contains(n))
-                .cloned()
-                .collect(),
-            None => self.pending.keys().cloned().collect(),
+        let mut v: Vec<String> = match &self.store {
+            Store::RocksDb(r) => {
+                r.db.restored_names()
+                    .iter()
+                    .filter(|n| !self.names.contains(n))
+                    .cloned()
+                    .collect()
+            }
+            Store::HashMap(h) => h.unclaimed(),
         };
         v.sort();
         v
@@ -499,24 +414,18 @@ impl KeyedStateBackend {
     /// ++ namespace, value). For operators that keep their state in their own layout
     /// between checkpoints and read a restored snapshot through the backend.
     pub(crate) fn take_entries<V: StateValue>(&mut self, id: usize) -> Vec<(Box<[u8]>, V)> {
-        let table = self.tables[id]
-            .as_any_mut()
-            .downcast_mut::<Table<V>>()
-            .expect("state accessed with the type it was registered with");
-        table
-            .groups
-            .iter_mut()
-            .flat_map(|g| std::mem::take(Arc::make_mut(g)))
-            .map(|(k, e)| (k, e.value))
-            .collect()
+        match &mut self.store {
+            Store::HashMap(h) => h.take_entries(id),
+            Store::RocksDb(_) => panic!("take_entries reads the hashmap backend only"),
+        }
     }
 
     /// Total number of entries across all states (a state-size metric).
     pub fn entries(&self) -> usize {
-        if let Some(r) = &self.rocks {
-            return r.entries();
+        match &self.store {
+            Store::HashMap(h) => h.entries(),
+            Store::RocksDb(r) => r.db.entries(),
         }
-        self.tables.iter().map(|t| t.entries()).sum()
     }
 
     /// The state names registered so far, in registration order.
@@ -524,62 +433,20 @@ impl KeyedStateBackend {
         &self.names
     }
 
+    /// Index of the current key's group among this backend's key groups.
     #[inline]
-    fn with_entry<V: StateValue, R>(
-        &mut self,
-        id: usize,
-        ns: &[u8],
-        f: impl FnOnce(&mut HashMap<Box<[u8]>, Entry<V>>, &[u8], Option<StateTtlConfig>, Timestamp) -> R,
-    ) -> R {
-        let idx = self.current.key_group - self.range.start;
-        let now = self.now;
-        let mut composite = std::mem::take(&mut self.scratch);
-        composite.clear();
-        composite.extend_from_slice(&self.current.bytes);
-        composite.extend_from_slice(ns);
-        let table = self.tables[id]
-            .as_any_mut()
-            .downcast_mut::<Table<V>>()
-            .expect("state accessed with the type it was registered with");
-        let ttl = table.ttl;
-        let r = f(Arc::make_mut(&mut table.groups[idx]), &composite, ttl, now);
-        self.scratch = composite;
-        r
+    fn group_index(&self) -> usize {
+        self.current.key_group - self.range.start
     }
 
     /// Reads the value for the current key in namespace `ns`, honouring TTL.
+    #[inline]
     pub(crate) fn get<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
-        if let Some(r) = &mut self.rocks {
-            let c = &self.current;
-            return r.get(
-                id,
-                c.key_group,
-                &c.bytes,
-                ns,
-                self.ttls[id],
-                self.now,
-                &self.names[id],
-            );
+        let idx = self.group_index();
+        match &mut self.store {
+            Store::HashMap(h) => h.get(id, idx, &self.current, ns, self.now),
+            Store::RocksDb(r) => r.get(id, &self.current, ns, self.now, &self.names[id]),
         }
-        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
-            let expired = match (map.get_mut(k), ttl) {
-                (None, _) => return None,
-                (Some(e), None) => return Some(e.value.clone()),
-                (Some(e), Some(t)) => {
-                    if now - e.stamp >= t.ttl_ms {
-                        true
-                    } else {
-                        if t.update == TtlUpdateType::OnReadAndWrite {
-                            e.stamp = now;
-                        }
-                        return Some(e.value.clone());
-                    }
-                }
-            };
-            debug_assert!(expired);
-            map.remove(k);
-            None
-        })
     }
 
     /// Applies `f` to the value for the current key in `ns`, creating it with `init` when
@@ -592,32 +459,20 @@ impl KeyedStateBackend {
         init: impl FnOnce() -> V,
         f: impl FnOnce(&mut V) -> R,
     ) -> (R, bool) {
-        if self.rocks.is_some() {
-            let (mut v, created) = match self.get::<V>(id, ns) {
-                Some(v) => (v, false),
-                None => (init(), true),
-            };
-            let r = f(&mut v);
-            self.put(id, ns, v);
-            return (r, created);
-        }
-        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
-            if let Some(t) = ttl
-                && map.get(k).is_some_and(|e| now - e.stamp >= t.ttl_ms)
-            {
-                map.remove(k);
+        let idx = self.group_index();
+        match &mut self.store {
+            Store::HashMap(h) => h.update_with(id, idx, &self.current, ns, self.now, init, f),
+            Store::RocksDb(r) => {
+                let name = &self.names[id];
+                let (mut v, created) = match r.get::<V>(id, &self.current, ns, self.now, name) {
+                    Some(v) => (v, false),
+                    None => (init(), true),
+                };
+                let out = f(&mut v);
+                r.put(id, &self.current, ns, self.now, name, &v);
+                (out, created)
             }
-            let mut created = false;
-            let entry = map.entry_ref(k).or_insert_with(|| {
-                created = true;
-                Entry {
-                    value: init(),
-                    stamp: now,
-                }
-            });
-            entry.stamp = now;
-            (f(&mut entry.value), created)
-        })
+        }
     }
 
     /// Applies `f` to the value for the current key in `ns` in place, when there is one (not
@@ -631,544 +486,41 @@ impl KeyedStateBackend {
         ns: &[u8],
         f: impl FnOnce(&mut V) -> (R, bool),
     ) -> Option<R> {
-        if self.rocks.is_some() {
-            let mut v = self.get::<V>(id, ns)?;
-            let (r, keep) = f(&mut v);
-            if keep {
-                self.put(id, ns, v);
-            } else {
-                self.remove::<V>(id, ns);
+        let idx = self.group_index();
+        match &mut self.store {
+            Store::HashMap(h) => h.mutate(id, idx, &self.current, ns, self.now, f),
+            Store::RocksDb(r) => {
+                let name = &self.names[id];
+                let mut v = r.get::<V>(id, &self.current, ns, self.now, name)?;
+                let (out, keep) = f(&mut v);
+                if keep {
+                    r.put(id, &self.current, ns, self.now, name, &v);
+                } else {
+                    r.remove::<V>(id, &self.current, ns, self.now, name);
+                }
+                Some(out)
             }
-            return Some(r);
         }
-        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
-            let hashbrown::hash_map::EntryRef::Occupied(mut e) = map.entry_ref(k) else {
-                return None;
-            };
-            if ttl.is_some_and(|t| now - e.get().stamp >= t.ttl_ms) {
-                e.remove();
-                return None;
-            }
-            let entry = e.get_mut();
-            entry.stamp = now;
-            let (r, keep) = f(&mut entry.value);
-            if !keep {
-                e.remove();
-            }
-            Some(r)
-        })
     }
 
     /// Replaces the value for the current key in `ns`.
+    #[inline]
     pub(crate) fn put<V: StateValue>(&mut self, id: usize, ns: &[u8], value: V) {
-        if let Some(r) = &mut self.rocks {
-            let c = &self.current;
-            return r.put(
-                id,
-                c.key_group,
-                &c.bytes,
-                ns,
-                self.now,
-                &self.names[id],
-                &value,
-            );
+        let idx = self.group_index();
+        match &mut self.store {
+            Store::HashMap(h) => h.put(id, idx, &self.current, ns, self.now, value),
+            Store::RocksDb(r) => r.put(id, &self.current, ns, self.now, &self.names[id], &value),
         }
-        self.with_entry::<V, _>(id, ns, |map, k, _, now| {
-            map.insert(k.into(), Entry { value, stamp: now });
-        })
     }
 
     /// Removes and returns the value for the current key in `ns`.
+    #[inline]
     pub(crate) fn remove<V: StateValue>(&mut self, id: usize, ns: &[u8]) -> Option<V> {
-        if let Some(r) = &mut self.rocks {
-            let c = &self.current;
-            return r.remove(
-                id,
-                c.key_group,
-                &c.bytes,
-                ns,
-                self.ttls[id],
-                self.now,
-                &self.names[id],
-            );
+        let idx = self.group_index();
+        match &mut self.store {
+            Store::HashMap(h) => h.remove(id, idx, &self.current, ns, self.now),
+            Store::RocksDb(r) => r.remove(id, &self.current, ns, self.now, &self.names[id]),
         }
-        self.with_entry::<V, _>(id, ns, |map, k, ttl, now| {
-            let e = map.remove(k)?;
-            match ttl {
-                Some(t) if now - e.stamp >= t.ttl_ms => None,
-                _ => Some(e.value),
-            }
-        })
-    }
-}
-
-/// Gives typed state handles access to the backend with the current key in scope.
-/// Implemented by the contexts passed to keyed user functions.
-pub trait KeyedStateAccess {
-    /// The backend, with the current key set.
-    fn backend(&mut self) -> &mut KeyedStateBackend;
-}
-
-impl KeyedStateAccess for KeyedStateBackend {
-    fn backend(&mut self) -> &mut KeyedStateBackend {
-        self
-    }
-}
-
-const UNBOUND: usize = usize::MAX;
-
-fn bound(id: usize) -> usize {
-    assert!(
-        id != UNBOUND,
-        "state handle used before it was registered in open()"
-    );
-    id
-}
-
-macro_rules! handle {
-    ($(#[$m:meta])* $name:ident < $($g:ident),* >) => {
-        $(#[$m])*
-        pub struct $name<$($g),*> {
-            id: usize,
-            _p: PhantomData<fn() -> ($($g,)*)>,
-        }
-        impl<$($g),*> Default for $name<$($g),*> {
-            fn default() -> Self {
-                $name { id: UNBOUND, _p: PhantomData }
-            }
-        }
-        impl<$($g),*> Clone for $name<$($g),*> {
-            fn clone(&self) -> Self {
-                $name { id: self.id, _p: PhantomData }
-            }
-        }
-        impl<$($g),*> std::fmt::Debug for $name<$($g),*> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{}#{}", stringify!($name), self.id)
-            }
-        }
-    };
-}
-
-handle!(
-    /// A single value per key. Register it in `open()` with `ctx.value_state(..)`.
-    ValueState<T>
-);
-handle!(
-    /// A list of values per key.
-    ListState<T>
-);
-handle!(
-    /// A map per key.
-    MapState<K, V>
-);
-
-impl<T: StateValue> ValueState<T> {
-    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
-        ValueState {
-            id: backend.register::<T>(desc),
-            _p: PhantomData,
-        }
-    }
-
-    /// The value for the current key, or `None` when unset or expired.
-    pub fn value(&self, ctx: &mut impl KeyedStateAccess) -> Option<T> {
-        ctx.backend().get(bound(self.id), &[])
-    }
-
-    /// Sets the value for the current key.
-    pub fn update(&self, ctx: &mut impl KeyedStateAccess, value: T) {
-        ctx.backend().put(bound(self.id), &[], value)
-    }
-
-    /// Removes the value for the current key.
-    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
-        ctx.backend().remove::<T>(bound(self.id), &[]);
-    }
-
-    /// Changes the current key's value in place, first setting it to `init()` when unset.
-    /// With the `hashmap` backend the value is never copied, so a large value (a buffer of
-    /// rows) costs only what `f` does with it; `rocksdb` reads and writes it back whole.
-    pub fn update_with<R>(
-        &self,
-        ctx: &mut impl KeyedStateAccess,
-        init: impl FnOnce() -> T,
-        f: impl FnOnce(&mut T) -> R,
-    ) -> R {
-        ctx.backend().update_with(bound(self.id), &[], init, f).0
-    }
-
-    /// Changes the current key's value in place; `None`, without calling `f`, when unset.
-    pub fn mutate<R>(
-        &self,
-        ctx: &mut impl KeyedStateAccess,
-        f: impl FnOnce(&mut T) -> R,
-    ) -> Option<R> {
-        ctx.backend().mutate(bound(self.id), &[], |v| (f(v), true))
-    }
-
-    /// As [`mutate`](Self::mutate), then clears the value when `f` returns `false` beside
-    /// its result (a buffer `f` emptied): one lookup where `mutate` and `clear` take two.
-    pub fn mutate_or_clear<R>(
-        &self,
-        ctx: &mut impl KeyedStateAccess,
-        f: impl FnOnce(&mut T) -> (R, bool),
-    ) -> Option<R> {
-        ctx.backend().mutate(bound(self.id), &[], f)
-    }
-}
-
-impl<T: StateValue> ListState<T> {
-    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
-        ListState {
-            id: backend.register::<Vec<T>>(desc),
-            _p: PhantomData,
-        }
-    }
-
-    /// The list for the current key (empty when unset).
-    pub fn get(&self, ctx: &mut impl KeyedStateAccess) -> Vec<T> {
-        ctx.backend()
-            .get::<Vec<T>>(bound(self.id), &[])
-            .unwrap_or_default()
-    }
-
-    /// Appends a value; returns whether it is the list's first (the list was unset).
-    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) -> bool {
-        ctx.backend()
-            .update_with(bound(self.id), &[], Vec::new, |l| l.push(value))
-            .1
-    }
-
-    /// Replaces the whole list.
-    pub fn update(&self, ctx: &mut impl KeyedStateAccess, values: Vec<T>) {
-        ctx.backend().put(bound(self.id), &[], values)
-    }
-
-    /// Removes the list.
-    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
-        ctx.backend().remove::<Vec<T>>(bound(self.id), &[]);
-    }
-
-    /// Removes the list and returns it (empty when unset): [`get`](Self::get) then
-    /// [`clear`](Self::clear) without copying the values.
-    pub fn take(&self, ctx: &mut impl KeyedStateAccess) -> Vec<T> {
-        ctx.backend()
-            .remove::<Vec<T>>(bound(self.id), &[])
-            .unwrap_or_default()
-    }
-}
-
-impl<K: crate::keygroup::Key, V: StateValue> MapState<K, V> {
-    pub(crate) fn register(backend: &mut KeyedStateBackend, desc: &StateDescriptor) -> Self {
-        MapState {
-            id: backend.register::<std::collections::HashMap<K, V>>(desc),
-            _p: PhantomData,
-        }
-    }
-
-    /// The value under `key` in the current key's map.
-    pub fn get(&self, ctx: &mut impl KeyedStateAccess, key: &K) -> Option<V> {
-        // Clone only the requested entry rather than the whole map.
-        ctx.backend()
-            .update_with(
-                bound(self.id),
-                &[],
-                std::collections::HashMap::<K, V>::new,
-                |m| m.get(key).cloned(),
-            )
-            .0
-    }
-
-    /// Inserts or replaces `key` → `value`.
-    pub fn put(&self, ctx: &mut impl KeyedStateAccess, key: K, value: V) {
-        ctx.backend()
-            .update_with(bound(self.id), &[], std::collections::HashMap::new, |m| {
-                m.insert(key, value);
-            });
-    }
-
-    /// Removes `key` from the current key's map.
-    pub fn remove(&self, ctx: &mut impl KeyedStateAccess, key: &K) {
-        ctx.backend().update_with(
-            bound(self.id),
-            &[],
-            std::collections::HashMap::<K, V>::new,
-            |m| {
-                m.remove(key);
-            },
-        );
-    }
-
-    /// All entries of the current key's map, sorted by nothing in particular.
-    pub fn entries(&self, ctx: &mut impl KeyedStateAccess) -> Vec<(K, V)> {
-        ctx.backend()
-            .get::<std::collections::HashMap<K, V>>(bound(self.id), &[])
-            .map(|m| m.into_iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Removes the whole map.
-    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
-        ctx.backend()
-            .remove::<std::collections::HashMap<K, V>>(bound(self.id), &[]);
-    }
-}
-
-type ReduceFn<T> = Arc<dyn Fn(&T, &T) -> T + Send + Sync>;
-
-/// A value per key that folds every added value in with a reduce function.
-pub struct ReducingState<T> {
-    id: usize,
-    reduce: Option<ReduceFn<T>>,
-}
-
-impl<T> Default for ReducingState<T> {
-    fn default() -> Self {
-        ReducingState {
-            id: UNBOUND,
-            reduce: None,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for ReducingState<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReducingState#{}", self.id)
-    }
-}
-
-impl<T: StateValue> ReducingState<T> {
-    pub(crate) fn register(
-        backend: &mut KeyedStateBackend,
-        desc: &StateDescriptor,
-        reduce: ReduceFn<T>,
-    ) -> Self {
-        ReducingState {
-            id: backend.register::<T>(desc),
-            reduce: Some(reduce),
-        }
-    }
-
-    /// The reduced value for the current key.
-    pub fn get(&self, ctx: &mut impl KeyedStateAccess) -> Option<T> {
-        ctx.backend().get(bound(self.id), &[])
-    }
-
-    /// Folds `value` into the current key's value.
-    pub fn add(&self, ctx: &mut impl KeyedStateAccess, value: T) {
-        let reduce = self.reduce.as_ref().expect("registered");
-        let backend = ctx.backend();
-        let next = match backend.get::<T>(bound(self.id), &[]) {
-            Some(cur) => reduce(&cur, &value),
-            None => value,
-        };
-        backend.put(self.id, &[], next);
-    }
-
-    /// Removes the current key's value.
-    pub fn clear(&self, ctx: &mut impl KeyedStateAccess) {
-        ctx.backend().remove::<T>(bound(self.id), &[]);
-    }
-}
-
-/// Everything keyed that one operator subtask owns and checkpoints: its state backend and
-/// its event-time and processing-time timers.
-pub(crate) struct KeyedStore {
-    pub(crate) backend: KeyedStateBackend,
-    pub(crate) event_timers: crate::timers::TimerQueue,
-    /// Event-time timers unique by construction, fired a time at a time (sliced windows).
-    /// Snapshotted with `event_timers`; restored timers all go to `event_timers`.
-    pub(crate) event_timer_batches: crate::timers::TimerBatches,
-    pub(crate) processing_timers: crate::timers::TimerQueue,
-    /// `state.backend.incremental` (rocksdb only).
-    incremental: bool,
-    /// The operator's uid and name, for restore errors.
-    uid: String,
-    name: String,
-    /// `execution.savepoint.ignore-unclaimed-state`.
-    allow_unclaimed_state: bool,
-}
-
-impl KeyedStore {
-    /// An empty store for the key groups of subtask `info.index`, on the configured backend.
-    pub(crate) fn new(info: &crate::runtime::SubtaskInfo) -> Self {
-        let range = KeyGroupRange::for_subtask(info.index, info.parallelism, info.max_parallelism);
-        let cfg = &info.state_backend;
-        let mut backend = match cfg.kind {
-            crate::config::StateBackendKind::HashMap => {
-                KeyedStateBackend::new(range, info.max_parallelism)
-            }
-            crate::config::StateBackendKind::RocksDb => KeyedStateBackend::new_rocksdb(
-                range,
-                info.max_parallelism,
-                &cfg.local_dir,
-                &info.uid,
-                info.index,
-                cfg.memory.clone(),
-            ),
-        };
-        backend.set_schema(info.state_schema.clone());
-        KeyedStore {
-            backend,
-            event_timers: Default::default(),
-            event_timer_batches: Default::default(),
-            processing_timers: Default::default(),
-            incremental: cfg.incremental,
-            uid: info.uid.clone(),
-            name: info.name.clone(),
-            allow_unclaimed_state: info.allow_unclaimed_state,
-        }
-    }
-
-    /// State entries plus timers (the state-size metric; estimated for rocksdb).
-    pub(crate) fn entries(&self) -> usize {
-        self.backend.entries()
-            + self.event_timers.len()
-            + self.event_timer_batches.len()
-            + self.processing_timers.len()
-    }
-
-    /// Snapshots state and timers for `barrier`'s snapshot: canonical key groups, except that
-    /// the rocksdb backend with incremental checkpoints (and no savepoint) contributes a
-    /// local RocksDB checkpoint the coordinator uploads, and only timers canonically.
-    pub(crate) fn snapshot(
-        &mut self,
-        barrier: crate::checkpoint::Barrier,
-    ) -> Result<crate::checkpoint::OperatorSubtaskState> {
-        let (id, savepoint) = (barrier.id, barrier.kind.is_savepoint());
-        let range = self.backend.range;
-        let mut incremental = None;
-        let mut deferred_keyed = None;
-        let empty_groups = || -> Vec<KeyGroupSnapshot> {
-            (range.start..range.end)
-                .map(|kg| KeyGroupSnapshot {
-                    key_group: kg as u32,
-                    ..Default::default()
-                })
-                .collect()
-        };
-        let mut groups = match &mut self.backend.rocks {
-            Some(rocks) if self.incremental && !savepoint => {
-                incremental = Some(rocks.checkpoint(id, self.backend.names.clone())?);
-                empty_groups()
-            }
-            Some(_) => self.backend.snapshot()?,
-            // hashmap: freeze copy-on-write here; the coordinator serializes.
-            None => {
-                deferred_keyed = self.backend.snapshot_deferred();
-                empty_groups()
-            }
-        };
-        let start = range.start;
-        for (kg, timers) in self
-            .event_timers
-            .for_key_group(self.backend.max_parallelism)
-        {
-            groups[kg - start].event_timers = timers;
-        }
-        for (kg, timers) in self
-            .event_timer_batches
-            .for_key_group(self.backend.max_parallelism)
-        {
-            let g = &mut groups[kg - start].event_timers;
-            g.extend(timers);
-            g.sort();
-        }
-        for (kg, timers) in self
-            .processing_timers
-            .for_key_group(self.backend.max_parallelism)
-        {
-            groups[kg - start].processing_timers = timers;
-        }
-        groups.retain(|g| {
-            !g.states.is_empty() || !g.event_timers.is_empty() || !g.processing_timers.is_empty()
-        });
-        Ok(crate::checkpoint::OperatorSubtaskState {
-            keyed: groups,
-            incremental,
-            deferred_keyed,
-            ..Default::default()
-        })
-    }
-
-    /// Restores state and timers (key groups outside the range are ignored), then reports the
-    /// first error met applying state to states registered before the restore. The rocksdb
-    /// backend opens its database here: from an incremental checkpoint's files when they
-    /// cover exactly this range, else by copying the overlapping key groups.
-    pub(crate) fn restore(
-        &mut self,
-        restored: Option<&crate::checkpoint::OperatorSubtaskState>,
-    ) -> Result<()> {
-        let handles = restored.and_then(|s| s.incremental_restore.as_ref());
-        match &mut self.backend.rocks {
-            Some(rocks) => rocks.open(handles)?,
-            None if handles.is_some_and(|h| !h.handles.is_empty()) => {
-                return Err(Error::Restore(
-                    "this checkpoint holds incremental RocksDB state; restore it with \
-                     state.backend.type: rocksdb, or take a savepoint (always canonical) to \
-                     switch backends"
-                        .into(),
-                ));
-            }
-            None => {}
-        }
-        if let Some(state) = restored {
-            self.backend.restore(&state.keyed)?;
-            for g in state
-                .keyed
-                .iter()
-                .filter(|g| self.backend.range.contains(g.key_group as usize))
-            {
-                for (ts, k, ns) in &g.event_timers {
-                    self.event_timers.register(*ts, k, ns);
-                }
-                for (ts, k, ns) in &g.processing_timers {
-                    self.processing_timers.register(*ts, k, ns);
-                }
-            }
-        }
-        if let Some(e) = self.backend.take_restore_error() {
-            return Err(e);
-        }
-        // States are registered before the restore (in `open()` or the operator's
-        // constructor): what none of them claimed would be lost silently.
-        let unclaimed = self.backend.unclaimed_states();
-        if !unclaimed.is_empty() && !self.allow_unclaimed_state {
-            let mut now = match self.backend.state_names() {
-                [] => String::new(),
-                names => format!(
-                    " (it has {})",
-                    names
-                        .iter()
-                        .map(|n| format!("'{n}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            if let Some(schema) = &self.backend.schema {
-                now.push_str(&format!(
-                    "; its state schema {} is {schema}, the checkpoint's was another",
-                    schema_tag(schema)
-                ));
-            }
-            return Err(Error::Restore(format!(
-                "operator '{}' (uid {}) has no state named {} that the checkpoint holds for it{now}; \
-                 its state layout changed since the checkpoint was taken (for SQL, a different \
-                 Weir version or query). Restore from a checkpoint of the same job version; or \
-                 end that job with a draining stop (`weir stop --drain`), which leaves no window \
-                 or join state behind; or give the operator a new uid, or set \
-                 execution.savepoint.ignore-unclaimed-state: true to drop that state",
-                self.name,
-                self.uid,
-                unclaimed
-                    .iter()
-                    .map(|n| format!("'{n}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -1176,6 +528,7 @@ impl KeyedStore {
 mod tests {
     use super::*;
     use crate::keygroup::serialize_key;
+    use std::sync::Arc;
 
     fn backend() -> KeyedStateBackend {
         KeyedStateBackend::new(KeyGroupRange { start: 0, end: 128 }, 128)
@@ -1314,7 +667,7 @@ mod tests {
     fn rocks_backend(dir: &std::path::Path) -> KeyedStateBackend {
         let range = KeyGroupRange { start: 0, end: 128 };
         let mut b = KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0, Default::default());
-        b.rocks.as_mut().unwrap().open(None).unwrap();
+        b.rocks().unwrap().open(None).unwrap();
         b
     }
 
@@ -1345,7 +698,7 @@ mod tests {
                     i,
                     fitted.rocks.clone(),
                 );
-                b.rocks.as_mut().unwrap().open(None).unwrap();
+                b.rocks().unwrap().open(None).unwrap();
                 b
             })
             .collect();
@@ -1353,7 +706,7 @@ mod tests {
         assert_eq!(cache, budget.managed - (budget.managed as f64 * 0.5) as u64);
         for b in &mut stores {
             exercise(b);
-            let rocks = b.rocks.as_mut().unwrap();
+            let rocks = b.rocks().unwrap();
             let (capacity, path) = rocks.property("rocksdb.block-cache-capacity");
             assert_eq!(capacity, Some(cache), "the budget's block cache");
             // RocksDB records the options it runs with in OPTIONS-* files.
@@ -1372,13 +725,11 @@ mod tests {
         }
         // One cache for both: what one instance reads counts against the other's capacity.
         let (a, _) = stores[0]
-            .rocks
-            .as_mut()
+            .rocks()
             .unwrap()
             .property("rocksdb.block-cache-usage");
         let (b, _) = stores[1]
-            .rocks
-            .as_mut()
+            .rocks()
             .unwrap()
             .property("rocksdb.block-cache-usage");
         assert!(

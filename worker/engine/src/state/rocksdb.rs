@@ -15,16 +15,15 @@
 
 use super::TtlUpdateType;
 use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateTtlConfig, StateValue};
-use crate::checkpoint::{
-    IncrementalHandle, IncrementalRestore, LocalIncrementalSnapshot, StateFile,
-};
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
-use crate::runtime::memory::RocksMemory;
 use crate::time::Timestamp;
 use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weir_storage::ObjectStore;
 
 fn db_error(action: &'static str, path: &Path, e: rocksdb::Error) -> Error {
     Error::RocksDb {
@@ -33,6 +32,106 @@ fn db_error(action: &'static str, path: &Path, e: rocksdb::Error) -> Error {
         reason: e.into_string(),
     }
 }
+
+/// A file of an incremental RocksDB checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Its name in the RocksDB directory (`000012.sst`, `MANIFEST-000005`, ...).
+    pub name: String,
+    /// Where it is stored, relative to the job's checkpoint directory (`<dir>/<job-id>/`):
+    /// `shared/<instance>-000012.sst` or `chk-<n>/<uid>-<subtask>-rocksdb/MANIFEST-000005`.
+    pub object: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What one rocksdb subtask's incremental checkpoint consists of (recorded in `_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalHandle {
+    /// The key groups the database holds.
+    pub key_groups: KeyGroupRange,
+    /// Names of the states in the database.
+    pub states: Vec<String>,
+    /// SST files, immutable and shared between checkpoints (reference-counted).
+    pub shared: Vec<StateFile>,
+    /// MANIFEST, CURRENT, OPTIONS and the like: this checkpoint's own copies.
+    pub private: Vec<StateFile>,
+}
+
+impl IncrementalHandle {
+    /// Bytes of every file the handle references.
+    pub fn full_size(&self) -> u64 {
+        self.shared
+            .iter()
+            .chain(&self.private)
+            .map(|f| f.size)
+            .sum()
+    }
+}
+
+/// A RocksDB checkpoint on local disk waiting for the coordinator to upload it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIncrementalSnapshot {
+    /// The directory of hard links (removed once uploaded or abandoned).
+    pub dir: std::path::PathBuf,
+    /// The handle, with private files' objects still empty.
+    pub handle: IncrementalHandle,
+}
+
+/// Incremental handles to restore from, with the store of the job directory they live in.
+#[derive(Debug, Clone)]
+pub struct IncrementalRestore {
+    /// The store rooted at the checkpoint's job directory (`<dir>/<job-id>`).
+    pub store: Arc<dyn ObjectStore>,
+    /// Handles overlapping the restoring subtask's key groups.
+    pub handles: Vec<IncrementalHandle>,
+}
+
+impl PartialEq for IncrementalRestore {
+    fn eq(&self, other: &Self) -> bool {
+        self.handles == other.handles && self.store.uri("") == other.store.uri("")
+    }
+}
+impl Eq for IncrementalRestore {}
+
+/// The RocksDB memory of one instance: a block cache shared with the other instances of the
+/// process, and a limit on its memtables. Empty without a budget (RocksDB's defaults).
+#[derive(Clone, Default)]
+pub struct RocksMemory {
+    pub(crate) block_cache: Option<rocksdb::Cache>,
+    pub(crate) block_cache_bytes: u64,
+    pub(crate) write_buffer_bytes: u64,
+}
+
+impl RocksMemory {
+    /// The shared block cache's capacity (0: RocksDB's default cache per instance).
+    pub fn block_cache_bytes(&self) -> u64 {
+        self.block_cache_bytes
+    }
+
+    /// This instance's memtable limit (0: RocksDB's default).
+    pub fn write_buffer_bytes(&self) -> u64 {
+        self.write_buffer_bytes
+    }
+}
+
+impl std::fmt::Debug for RocksMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksMemory")
+            .field("block_cache_bytes", &self.block_cache_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .finish()
+    }
+}
+
+impl PartialEq for RocksMemory {
+    fn eq(&self, other: &Self) -> bool {
+        self.block_cache_bytes == other.block_cache_bytes
+            && self.write_buffer_bytes == other.write_buffer_bytes
+    }
+}
+
+impl Eq for RocksMemory {}
 
 /// Options of every instance; with a memory budget, blocks go to the process's shared
 /// cache (index and filter blocks included, so they count too) and memtables are capped.
@@ -142,7 +241,7 @@ impl RocksStore {
         range: KeyGroupRange,
         memory: RocksMemory,
     ) -> Self {
-        let instance = format!("{:016x}", crate::runtime::exec::random_u64());
+        let instance = format!("{:016x}", crate::keygroup::random_u64());
         let slug: String = uid
             .chars()
             .map(|c| {
