@@ -1397,7 +1397,8 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
         over_subtasks(&sink, "weir", "stateEntries") > 0.0,
         "open windows hold state: {sink}"
     );
-    // A generator at its rate limit waits most of the time: it is idle, not backpressured.
+    // A generator at its rate limit waits much of the time: it is idle, not backpressured.
+    // (Most of the time on a quiet machine; a loaded CI machine stretches its busy time.)
     let bp = get(&c, &format!("/jobs/{id}/vertices/{generator}/backpressure"));
     assert_ne!(bp["backpressure-level"], "high", "{bp}");
     for s in bp["subtasks"].as_array().unwrap() {
@@ -1406,7 +1407,7 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
             s["idleRatio"].as_f64().unwrap(),
             s["busyRatio"].as_f64().unwrap(),
         );
-        assert!(i > 0.5, "{bp}");
+        assert!(i > 0.25 && i > r, "{bp}");
         assert!((r + i + b - 1.0).abs() < 1e-6, "the shares add up: {bp}");
     }
 

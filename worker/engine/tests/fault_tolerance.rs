@@ -398,7 +398,13 @@ fn savepoint_then_failure(after_next_checkpoint: bool) -> Vec<String> {
     job.trigger_savepoint(Some(&uri(sp.path()))).unwrap();
     let completed = job.checkpoints().completed;
     if after_next_checkpoint {
+        // Bounded: a job that ended meanwhile completes no more checkpoints.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while job.checkpoints().completed == completed {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint completed within 30 s after the savepoint"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     } else {
