@@ -433,7 +433,7 @@ wait_until 120 "1 JobManager and 2 TaskManager pods Running" bash -c \
   "$(declare -f k kn pods_running); NS=$NS JOB=$JOB; pods_running jobmanager 1 && pods_running taskmanager 2"
 
 # ---- 3 ------------------------------------------------------------------------------------------
-step "3 RUNNING, then STABLE with a completed checkpoint in status; kubectl wait --for=condition=Ready"
+step "3 RUNNING, then STABLE with a completed checkpoint in status; kubectl wait --for=condition=Ready; spec.ingress makes and removes an Ingress"
 stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE && -n "$(sj '{.status.jobStatus.lastCheckpoint}')" ]]; }
 wait_until 180 "lifecycleState STABLE and status.jobStatus.lastCheckpoint" stable
 [[ "$(sj '{.status.jobStatus.state}')" == RUNNING ]] || fail "job state is $(sj '{.status.jobStatus.state}'), not RUNNING"
@@ -460,6 +460,19 @@ jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 budgets="$(rest /taskmanagers | jq_py '" ".join(str(t["memoryConfiguration"]["totalProcessMemory"]) for t in d["taskmanagers"])')"
 [[ "$budgets" == "268435456 268435456" ]] || fail "TaskManager memory budgets are '$budgets', not 256Mi each"
 log "both TaskManagers live within their 256Mi limit as their memory budget"
+
+# spec.ingress: the operator creates an Ingress to the JobManager's REST port (no Ingress
+# controller runs here: the object is what is checked), without restarting the job, and
+# deletes it when the field goes.
+kn patch sj "$JOB" --type merge -p '{"spec":{"ingress":{"template":"weir.example.com/{{namespace}}/{{name}}(/|$)(.*)","className":"nginx"}}}' >&2
+ingress_backend() { kn get ingress "$JOB-jobmanager" -o 'jsonpath={.spec.rules[0].host} {.spec.rules[0].http.paths[0].path} {.spec.rules[0].http.paths[0].backend.service.name} {.spec.rules[0].http.paths[0].backend.service.port.name}' 2>/dev/null; }
+want_ingress="weir.example.com /$NS/$JOB(/|\$)(.*) $JOB-jobmanager rest"
+wait_until 60 "Ingress $JOB-jobmanager routing to the JobManager's rest port" eval '[[ "$(ingress_backend)" == "$want_ingress" ]]'
+[[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB1" && "$(sj '{.status.lifecycleState}')" == STABLE ]] ||
+  fail "adding spec.ingress restarted the job: $(sj '{.status.jobStatus.jobId}') $(sj '{.status.lifecycleState}')"
+kn patch sj "$JOB" --type json -p '[{"op":"remove","path":"/spec/ingress"}]' >&2
+wait_until 60 "Ingress $JOB-jobmanager deleted with the field" eval '! kn get ingress "$JOB-jobmanager" >/dev/null 2>&1'
+log "spec.ingress created Ingress $JOB-jobmanager ($want_ingress) and removed it with the field, job $JOB1 untouched"
 
 # ---- 4 ------------------------------------------------------------------------------------------
 step "4 parallelism 2 -> 3 with upgradeMode savepoint: savepoint taken and restored, STABLE again"

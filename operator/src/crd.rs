@@ -153,6 +153,53 @@ pub struct StreamJobSpec {
     /// out; `true` requires `savepoints.dir`. Changing it takes effect without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_on_deletion: Option<bool>,
+
+    /// An Ingress for the JobManager's REST API and dashboard, created by the operator, owned by
+    /// the StreamJob and removed with it (or when this field is removed). Changing it takes
+    /// effect without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+}
+
+/// The per-StreamJob Ingress, as the Flink Kubernetes operator's `spec.ingress`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// `host/path`, either part optional, with `{{name}}` and `{{namespace}}` replaced by the
+    /// StreamJob's: `{{name}}.{{namespace}}.weir.example.com` (a host per job, path `/`) or
+    /// `weir.example.com/{{namespace}}/{{name}}(/|$)(.*)` (one host, a path per job; a path
+    /// with a regular expression has pathType `ImplementationSpecific`, pair it with the
+    /// controller's rewrite annotation, e.g. nginx's `rewrite-target: /$2`).
+    #[schemars(length(min = 1))]
+    pub template: String,
+
+    /// The IngressClass (`spec.ingressClassName`). Unset: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+
+    /// Annotations of the Ingress (a controller's settings: rewrites, auth, timeouts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Labels added to the operator's own labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// TLS: hosts and the Secret holding their certificate, as the Ingress's `spec.tls`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTls>,
+}
+
+/// One `spec.tls` entry of the Ingress.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Hosts the certificate covers (`{{name}}` and `{{namespace}}` are replaced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The Secret holding `tls.crt` and `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 /// What the job runs and how its state is carried.
@@ -843,6 +890,7 @@ impl StreamJobSpec {
             pod_template,
             health: _,
             savepoint_on_deletion: _,
+            ingress: _,
         } = self;
         let JobSpec {
             sql,

@@ -1,5 +1,5 @@
 //! Renders the Kubernetes objects a StreamJob should own: the worker ConfigMap, the JobManager
-//! Service and Deployment, and the TaskManager Deployment. Pure: it reads a spec (which may be
+//! Service and Deployment, the TaskManager Deployment, and the optional Ingress. Pure: it reads a spec (which may be
 //! the last stable spec during a rollback, not the one in the resource) and the restore path
 //! the lifecycle chose, and never talks to the API server.
 
@@ -11,6 +11,10 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
     SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -104,6 +108,78 @@ pub fn build(
         jobmanager,
         taskmanager,
     })
+}
+
+/// The Ingress `spec.ingress` asks for, routing to the JobManager Service's REST port (the
+/// REST API and the dashboard), or `None` without `spec.ingress`. Pure, like [`build`]; the
+/// controller applies it on every reconcile and deletes it when the field goes.
+pub fn ingress(job: &StreamJob, spec: &StreamJobSpec) -> Result<Option<Ingress>, BuildError> {
+    let Some(wanted) = &spec.ingress else {
+        return Ok(None);
+    };
+    let meta = JobMeta::of(job)?;
+    let fill = |text: &str| {
+        text.replace("{{name}}", &meta.name)
+            .replace("{{namespace}}", &meta.namespace)
+    };
+    let template = fill(&wanted.template);
+    let (host, path) = match template.split_once('/') {
+        Some((host, path)) => (host.to_string(), format!("/{path}")),
+        None => (template.clone(), "/".to_string()),
+    };
+    // A path with a regular expression is the controller's to interpret.
+    let path_type = if path.contains(['(', '[', '*', '$', '|']) {
+        "ImplementationSpecific"
+    } else {
+        "Prefix"
+    };
+    let mut metadata = meta.object_meta(
+        names::jobmanager_name(&meta.name),
+        Some(names::COMPONENT_JOBMANAGER),
+    );
+    if let Some(labels) = metadata.labels.as_mut() {
+        for (key, value) in &wanted.labels {
+            labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    metadata.annotations = (!wanted.annotations.is_empty()).then(|| wanted.annotations.clone());
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: names::jobmanager_name(&meta.name),
+            port: Some(ServiceBackendPort {
+                name: Some(names::REST_PORT_NAME.to_string()),
+                number: None,
+            }),
+        }),
+        ..IngressBackend::default()
+    };
+    let tls: Vec<IngressTLS> = wanted
+        .tls
+        .iter()
+        .map(|t| IngressTLS {
+            hosts: (!t.hosts.is_empty()).then(|| t.hosts.iter().map(|h| fill(h)).collect()),
+            secret_name: t.secret_name.clone(),
+        })
+        .collect();
+    Ok(Some(Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: wanted.class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: (!host.is_empty()).then_some(host),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(path),
+                        path_type: path_type.to_string(),
+                        backend,
+                    }],
+                }),
+            }]),
+            tls: (!tls.is_empty()).then_some(tls),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }))
 }
 
 /// The worker configuration as flat Flink-style keys. User `config` keys come first and the

@@ -581,3 +581,78 @@ fn without_security_no_secret_is_mounted_and_the_probe_speaks_http() {
         .unwrap();
     assert_eq!(probe.scheme, None);
 }
+
+#[test]
+fn an_ingress_template_routes_a_host_or_a_path_to_the_jobmanager_rest_port() {
+    let mut job = fixture("stateless.yaml");
+    assert!(
+        weir_operator::desired::ingress(&job, &job.spec)
+            .unwrap()
+            .is_none(),
+        "no spec.ingress, no Ingress"
+    );
+    let namespace = job.metadata.namespace.clone().unwrap();
+
+    // A path per job below one host, with a regular expression and a rewrite annotation.
+    job.spec.ingress = Some(
+        serde_yaml::from_str(
+            "template: weir.example.com/{{namespace}}/{{name}}(/|$)(.*)\n\
+         className: nginx\n\
+         annotations: {nginx.ingress.kubernetes.io/rewrite-target: /$2}\n\
+         labels: {team: data}\n\
+         tls: [{hosts: ['weir.example.com'], secretName: weir-tls}]\n",
+        )
+        .unwrap(),
+    );
+    let ingress = weir_operator::desired::ingress(&job, &job.spec)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ingress.metadata.name.as_deref(), Some("clicks-jobmanager"));
+    assert_eq!(
+        ingress.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "StreamJob"
+    );
+    assert_eq!(ingress.metadata.labels.as_ref().unwrap()["team"], "data");
+    assert_eq!(
+        ingress.metadata.annotations.as_ref().unwrap()["nginx.ingress.kubernetes.io/rewrite-target"],
+        "/$2"
+    );
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &spec.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("weir.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(
+        path.path.as_deref(),
+        Some(format!("/{namespace}/clicks(/|$)(.*)").as_str())
+    );
+    assert_eq!(path.path_type, "ImplementationSpecific");
+    let service = path.backend.service.as_ref().unwrap();
+    assert_eq!(service.name, "clicks-jobmanager");
+    assert_eq!(
+        service.port.as_ref().unwrap().name.as_deref(),
+        Some(names::REST_PORT_NAME)
+    );
+    let tls = &spec.tls.as_ref().unwrap()[0];
+    assert_eq!(tls.secret_name.as_deref(), Some("weir-tls"));
+
+    // A host per job: the whole host, path `/` as a prefix, the cluster's default class.
+    job.spec.ingress =
+        Some(serde_yaml::from_str("template: '{{name}}.{{namespace}}.weir.example.com'").unwrap());
+    let ingress = weir_operator::desired::ingress(&job, &job.spec)
+        .unwrap()
+        .unwrap();
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name, None);
+    let rule = &spec.rules.as_ref().unwrap()[0];
+    assert_eq!(
+        rule.host.as_deref(),
+        Some(format!("clicks.{namespace}.weir.example.com").as_str())
+    );
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(
+        (path.path.as_deref(), path.path_type.as_str()),
+        (Some("/"), "Prefix")
+    );
+    assert!(ingress.metadata.annotations.is_none() && spec.tls.is_none());
+}

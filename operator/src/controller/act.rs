@@ -3,6 +3,7 @@
 //! and writes status and Events. Every write is server-side apply under one field manager.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Resource, ResourceExt};
@@ -99,6 +100,50 @@ pub(super) async fn act(
             lifecycle::checkpoints_deleted(&mut status, &deleted);
             write_status(api, &name, &status).await?;
             failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
+        }
+    }
+}
+
+/// Keeps the Ingress `spec.ingress` asks for: applied on every reconcile (server-side apply of
+/// an unchanged object changes nothing), deleted when the field is gone. It routes to the
+/// JobManager Service whether or not the job runs, so it does not follow the lifecycle.
+pub(super) async fn sync_ingress(
+    job: &StreamJob,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<(), Error> {
+    let wanted = desired::ingress(job, &job.spec).map_err(Error::Build)?;
+    match wanted {
+        Some(ingress) => {
+            let params = PatchParams::apply(names::FIELD_MANAGER).force();
+            apply_object(ctx, namespace, &params, &ingress).await
+        }
+        None => {
+            let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
+            let name = names::jobmanager_name(&job.name_any());
+            // Only ours: a user's own Ingress of that name (without the owner reference)
+            // stays.
+            let existing = match ingresses.get_opt(&name).await {
+                Ok(existing) => existing,
+                // Without the right to read Ingresses the operator cannot have made one.
+                Err(kube::Error::Api(e)) if e.code == 403 => None,
+                Err(e) => return Err(Error::Kube(e)),
+            };
+            match existing {
+                Some(existing)
+                    if existing
+                        .owner_references()
+                        .iter()
+                        .any(|o| Some(&o.uid) == job.metadata.uid.as_ref()) =>
+                {
+                    match ingresses.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => Ok(()),
+                        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                        Err(e) => Err(Error::Kube(e)),
+                    }
+                }
+                _ => Ok(()),
+            }
         }
     }
 }

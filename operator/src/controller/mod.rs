@@ -336,6 +336,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         publish(ctx, job, note).await;
     }
     act(job, ctx, &api, &namespace, &storage, &step.action, next).await?;
+    act::sync_ingress(job, ctx, &namespace).await?;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key(job));
     }
