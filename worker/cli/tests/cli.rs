@@ -1196,7 +1196,11 @@ impl Cluster {
         let start = std::time::Instant::now();
         while c.job.is_empty() {
             let log = std::fs::read_to_string(&log_file).unwrap_or_default();
-            if let Some(line) = log.lines().find(|l| l.starts_with("JobManager: REST API")) {
+            // Only a whole line: stderr is unbuffered, so the log may end in a partial one.
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.starts_with("JobManager: REST API") && l.ends_with(')'))
+            {
                 c.job = line
                     .rsplit("(job ")
                     .next()
