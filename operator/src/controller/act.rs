@@ -175,9 +175,22 @@ pub(super) async fn write_status(
     name: &str,
     status: &StreamJobStatus,
 ) -> Result<(), Error> {
+    apply_status(api, name, status).await
+}
+
+/// Writes `status` as the status of resource `name` of kind `K` (server-side apply under the
+/// operator's field manager): the StreamJob's and the StreamJobSnapshot's status writes.
+pub(super) async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!({
-        "apiVersion": StreamJob::api_version(&()),
-        "kind": StreamJob::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(

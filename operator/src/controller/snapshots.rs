@@ -12,7 +12,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::Instrument;
 
 use super::act::{publish, publish_on};
@@ -241,19 +240,7 @@ async fn write_snapshot_status(
     status: &StreamJobSnapshotStatus,
 ) -> Result<(), Error> {
     let api: Api<StreamJobSnapshot> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": StreamJobSnapshot::api_version(&()),
-        "kind": StreamJobSnapshot::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(names::FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(Error::Kube)
+    super::act::apply_status(&api, name, status).await
 }
 
 /// Creates a StreamJobSnapshot for each savepoint of `status` that has none yet, and records
