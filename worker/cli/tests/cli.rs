@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 use weir_contract::security::testing::TestCertificates;
-use weir_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
+use weir_storage::testing::{ACCESS_KEY, Moto, S3sFs, SECRET_KEY};
 
 fn weir(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -242,23 +242,51 @@ fn kill_after_a_checkpoint(
     child: &mut std::process::Child,
     dir: &std::path::Path,
 ) -> std::time::Duration {
+    kill_once(child, &dir.display().to_string(), || {
+        latest_checkpoint(dir).is_some()
+    })
+}
+
+/// Kills `child` (SIGKILL) at a random point 0.7–1.5 s into its run, once `checkpointed`
+/// says a checkpoint is complete in `place`; returns when it was killed.
+fn kill_once(
+    child: &mut std::process::Child,
+    place: &str,
+    checkpointed: impl Fn() -> bool,
+) -> std::time::Duration {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
     let at = std::time::Duration::from_millis(700 + seed % 800);
     let start = std::time::Instant::now();
-    while latest_checkpoint(dir).is_none() || start.elapsed() < at {
+    while !checkpointed() || start.elapsed() < at {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
-            "no checkpoint appeared under {}",
-            dir.display()
+            "no checkpoint appeared in {place}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     start.elapsed()
+}
+
+/// The newest complete checkpoint (`<job-id>/chk-<n>`, with its `_metadata`) under
+/// `s3://weir/checkpoints` on the server `options` reach.
+fn latest_s3_checkpoint(options: &weir_storage::StorageOptions) -> Option<String> {
+    let store = weir_storage::open("s3://weir/checkpoints", options).ok()?;
+    store
+        .list("")
+        .ok()?
+        .into_iter()
+        .filter_map(|o| {
+            let dir = o.path.strip_suffix("/_metadata")?;
+            let n = dir.rsplit_once("/chk-")?.1.parse::<u64>().ok()?;
+            Some((n, dir.to_string()))
+        })
+        .max()
+        .map(|(_, dir)| dir)
 }
 
 #[test]
@@ -448,14 +476,13 @@ fn killed_process_resumes_exactly_once(backend: &str) {
 }
 
 /// Every committed line of a file sink's output at `uri` on `s3`, sorted, read through the
-/// S3 API (completed objects only); asserts that no multipart upload is left open in the
-/// sink's bookkeeping, and at most one per writer (one sink subtask here) on the server: a
-/// process killed between `CreateMultipartUpload` and writing the upload's marker leaves an
-/// upload nobody knows of — s3s-fs has no ListMultipartUploads to find it by, so only a
-/// bucket lifecycle rule removes it (docs/storage.md, *Multipart uploads for writers*); on a
-/// server that lists uploads the sink aborts it (fault_tolerance.rs,
-/// `an_s3_file_sink_aborts_the_upload_a_killed_writer_never_recorded`).
-fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
+/// S3 API (completed objects only); asserts that no multipart upload under `uri` is left
+/// open, neither in the sink's bookkeeping nor on the server. The kill tests run on moto:
+/// it lists the uploads a writer killed before recording them left (which the sink's
+/// recovery then aborts), and completes an upload atomically, where s3s-fs's
+/// non-atomic completion, interrupted by the kill, can leave an upload that no retry finishes
+/// (docs/storage.md, *Multipart uploads for writers*).
+fn committed_in_bucket(s3: &Moto, uri: &str) -> Vec<String> {
     let out = weir_storage::open(uri, &s3.options()).unwrap();
     let mut lines: Vec<String> = Vec::new();
     for o in out.list("").unwrap() {
@@ -467,16 +494,21 @@ fn committed_in_bucket(s3: &S3sFs, uri: &str) -> Vec<String> {
         out.list_uploads("").unwrap().is_empty(),
         "{uri}: uploads left open"
     );
-    assert!(s3.open_uploads().len() <= 1, "{:?}", s3.open_uploads());
+    let prefix = uri.strip_prefix("s3://weir/").unwrap();
+    let open: Vec<String> = (s3.open_uploads("weir").into_iter())
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    assert!(open.is_empty(), "uploads left open on the server: {open:?}");
     lines
 }
 
-/// `weir` arguments that put checkpoints into `s3://weir/checkpoints` on `s3`.
-fn s3_checkpoint_args(s3: &S3sFs, interval: &str) -> Vec<String> {
+/// `weir` arguments that put checkpoints into `s3://weir/checkpoints` on the server at
+/// `endpoint`.
+fn s3_checkpoint_args(endpoint: &str, interval: &str) -> Vec<String> {
     [
         format!("execution.checkpointing.interval={interval}"),
         "state.checkpoints.dir=s3://weir/checkpoints".to_string(),
-        format!("s3.endpoint={}", s3.endpoint()),
+        format!("s3.endpoint={endpoint}"),
         "s3.path-style-access=true".to_string(),
         "s3.region=us-east-1".to_string(),
     ]
@@ -514,7 +546,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     let expected = committed(reference.path());
 
     let data = tempfile::tempdir().unwrap();
-    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let s3 = Moto::start(data.path(), &["weir"]);
     let mut args: Vec<String> = [
         "run",
         "user-metrics",
@@ -527,7 +559,7 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    args.extend(s3_checkpoint_args(&s3.endpoint(), "100ms"));
     let mut first = args.clone();
     first.extend(["--arg".to_string(), "rate=30000".to_string()]);
     let mut child = weir_with_s3_credentials(&first)
@@ -535,23 +567,22 @@ fn checkpoints_on_s3_let_a_killed_process_resume_with_exactly_once_output() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Objects live as files under the server's root: find the newest complete checkpoint.
-    let bucket_dir = s3.root().join("weir/checkpoints");
-    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
-    let chk = latest_checkpoint(&bucket_dir).unwrap();
-    let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
+    let options = s3.options();
+    let at = kill_once(&mut child, "s3://weir/checkpoints", || {
+        latest_s3_checkpoint(&options).is_some()
+    });
+    let chk = latest_s3_checkpoint(&options).unwrap();
     let mut resume = args.clone();
     resume.extend([
         "--from-savepoint".to_string(),
-        format!("s3://weir/{}", rel.display()),
+        format!("s3://weir/checkpoints/{chk}"),
     ]);
     let o = weir_with_s3_credentials(&resume).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         committed_in_bucket(&s3, "s3://weir/out"),
         expected,
-        "killed after {at:?}, resumed from s3://weir/{}",
-        rel.display()
+        "killed after {at:?}, resumed from s3://weir/checkpoints/{chk}"
     );
 }
 
@@ -574,7 +605,7 @@ fn weir_objects_lists_reads_and_deletes_the_objects_of_a_bucket_through_the_s3_a
         .unwrap();
     let s3_args = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(s3_checkpoint_args(&s3, "1s").into_iter().skip(4));
+        all.extend(s3_checkpoint_args(&s3.endpoint(), "1s").into_iter().skip(4));
         all
     };
 
@@ -697,7 +728,7 @@ fn an_s3_outage_fails_checkpoints_but_not_the_job_and_checkpoints_resume_after()
     .collect();
     args.push(format!("output={}", results.display()));
     args.extend(["--summary-json".to_string(), summary.display().to_string()]);
-    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    args.extend(s3_checkpoint_args(&s3.endpoint(), "100ms"));
     let child = weir_with_s3_credentials(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -900,10 +931,10 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
 
     let data = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let s3 = S3sFs::start(data.path(), &["weir"]);
+    let s3 = Moto::start(data.path(), &["weir"]);
     let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
     args.extend(["--arg".into(), "output=s3://weir/out".into()]);
-    args.extend(s3_checkpoint_args(&s3, "100ms"));
+    args.extend(s3_checkpoint_args(&s3.endpoint(), "100ms"));
     for kv in [
         "state.backend.type=rocksdb".to_string(),
         format!("state.backend.rocksdb.localdir={}", local.path().display()),
@@ -918,34 +949,40 @@ fn incremental_rocksdb_checkpoints_on_s3_let_a_killed_process_resume_exactly_onc
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let bucket_dir = s3.root().join("weir/checkpoints");
-    let at = kill_after_a_checkpoint(&mut child, &bucket_dir);
-    let chk = latest_checkpoint(&bucket_dir).unwrap();
-    // The keyed state went up as SST files under <job-id>/shared/, referenced by _metadata.
-    let meta = std::fs::read_to_string(chk.join("_metadata")).unwrap();
-    let shared: Vec<_> = std::fs::read_dir(chk.parent().unwrap().join("shared"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
+    // The keyed state goes up as SST files under <job-id>/shared/, referenced by _metadata:
+    // kill once the latest checkpoint references some (under load the first checkpoints may
+    // come before the job holds any state).
+    let options = s3.options();
+    let store = weir_storage::open("s3://weir/checkpoints", &options).unwrap();
+    let with_sst_files = || {
+        let chk = latest_s3_checkpoint(&options)?;
+        let meta =
+            String::from_utf8_lossy(&store.get(&format!("{chk}/_metadata")).ok()?).into_owned();
+        let job = chk.split_once('/')?.0;
+        let shared = store.list(&format!("{job}/shared/")).ok()?;
         shared
             .iter()
-            .any(|f| f.ends_with(".sst") && meta.contains(f.as_str())),
-        "shared/ holds the SST files _metadata references: {shared:?}"
+            .filter_map(|o| o.path.rsplit('/').next())
+            .any(|f| f.ends_with(".sst") && meta.contains(f))
+            .then_some(chk)
+    };
+    let at = kill_once(
+        &mut child,
+        "s3://weir/checkpoints (one referencing SST files in shared/)",
+        || with_sst_files().is_some(),
     );
-    let rel = chk.strip_prefix(s3.root().join("weir")).unwrap();
+    let chk = with_sst_files().expect("the latest checkpoint references SST files");
     let mut resume = args.clone();
     resume.extend([
         "--from-savepoint".to_string(),
-        format!("s3://weir/{}", rel.display()),
+        format!("s3://weir/checkpoints/{chk}"),
     ]);
     let o = weir_with_s3_credentials(&resume).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         committed_in_bucket(&s3, "s3://weir/out"),
         expected,
-        "killed after {at:?}, resumed from s3://weir/{}",
-        rel.display()
+        "killed after {at:?}, resumed from s3://weir/checkpoints/{chk}"
     );
 }
 
@@ -1131,7 +1168,7 @@ impl Cluster {
         jm_flags: &[String],
     ) -> Self {
         let (rpc, rest) = (free_port(), free_port());
-        let mut common: Vec<String> = s3_checkpoint_args(s3, "100ms");
+        let mut common: Vec<String> = s3_checkpoint_args(&s3.endpoint(), "100ms");
         for kv in [
             format!("jobmanager.rpc.port={rpc}"),
             "heartbeat.interval=200ms".to_string(),
