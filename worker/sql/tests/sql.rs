@@ -1136,38 +1136,25 @@ fn nexmark_q7_with_a_window_tvf_bounds_the_join_on_window_end() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // (dateTime ms, auction, bidder, price), in time order.
-    let ddl = bids(
-        dir.path(),
-        &[
-            (1_000, 1, 10, 5),
-            (4_000, 2, 11, 9),
-            (9_999, 1, 12, 7),
-            (12_000, 3, 13, 9),
-            (15_000, 3, 14, 20),
-            (19_999, 4, 15, 3),
-            (25_000, 5, 16, 3),
-            (40_000, 6, 17, 1),
-        ],
-    );
-    // Nexmark q7 as the nexmark repository writes it for window TVFs (bench/sql/q7.sql): the
-    // maximum's time is window_end, which stays a time attribute, so the join is an
-    // interval join.
-    let sql = format!(
-        "{ddl}
-         CREATE TABLE nexmark_q7 (auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), extra STRING)
-           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         INSERT INTO nexmark_q7
-         SELECT B.auction, B.bidder, B.price, B.dateTime, B.extra
-         from bid B
-         JOIN (
-           SELECT MAX(price) AS maxprice, window_end as dateTime
-           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
-           GROUP BY window_start, window_end
-         ) B1
-         ON B.price = B1.maxprice
-         WHERE B.dateTime BETWEEN B1.dateTime - INTERVAL '10' SECOND AND B1.dateTime;",
-        out.display()
-    );
+    let bids: Vec<Value> = [
+        (1_000, 1, 10, 5),
+        (4_000, 2, 11, 9),
+        (9_999, 1, 12, 7),
+        (12_000, 3, 13, 9),
+        (15_000, 3, 14, 20),
+        (19_999, 4, 15, 3),
+        (25_000, 5, 16, 3),
+        (40_000, 6, 17, 1),
+    ]
+    .map(|(t, auction, bidder, price)| {
+        json!({"auction": auction, "bidder": bidder, "price": price, "channel": "web",
+               "url": "u", "dateTime": t, "extra": format!("e{auction}")})
+    })
+    .to_vec();
+    nexmark_files(dir.path(), &[], &[], &bids);
+    // Nexmark q7 as the nexmark repository writes it for window TVFs: the maximum's time is
+    // window_end, which stays a time attribute, so the join is an interval join.
+    let sql = bench_query("q7", dir.path(), &out);
     run(
         &sql,
         config(&[("pipeline.batch-size", "1"), ("parallelism.default", "2")]),
@@ -1598,28 +1585,41 @@ fn a_window_aggregate_over_a_window_aggregate_counts_each_inner_result_once() {
     );
 }
 
-const NEXMARK_DDL: &str = "
-CREATE TABLE person (id BIGINT, name STRING, emailAddress STRING, creditCard STRING, city STRING,
-  state STRING, dateTime TIMESTAMP(3), extra STRING,
-  WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND)
-WITH ('connector' = 'filesystem', 'path' = '{person}', 'format' = 'json');
-CREATE TABLE auction (id BIGINT, itemName STRING, description STRING, initialBid BIGINT,
-  reserve BIGINT, dateTime TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT,
-  extra STRING,
-  WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND)
-WITH ('connector' = 'filesystem', 'path' = '{auction}', 'format' = 'json');
-CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
-  dateTime TIMESTAMP(3), extra STRING,
-  WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND)
-WITH ('connector' = 'filesystem', 'path' = '{bid}', 'format' = 'json');
-";
+/// Benchmark query `name` exactly as bench/sql.sh runs it on both engines
+/// (bench/sql/nexmark_ddl.sql, then bench/sql/<name>.sql), over the Nexmark files in `dir`
+/// (`person.jsonl`, `auction.jsonl`, `bid.jsonl`), with its blackhole sink swapped for a JSON
+/// filesystem sink at `out`: the tests check the very text the benchmark measures.
+fn bench_query(name: &str, dir: &Path, out: &Path) -> String {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sql");
+    let read = |file: &str| std::fs::read_to_string(bench.join(file)).unwrap();
+    let query = read(&format!("{name}.sql"));
+    let blackhole = "'connector' = 'blackhole'";
+    assert_eq!(
+        query.matches(blackhole).count(),
+        1,
+        "one sink in {name}.sql"
+    );
+    let sink = format!(
+        "'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'",
+        out.display()
+    );
+    format!(
+        "{}\n{}",
+        read("nexmark_ddl.sql"),
+        query.replace(blackhole, &sink)
+    )
+    .replace("${NEXMARK_DIR}", &dir.display().to_string())
+}
 
-/// The Nexmark tables over the given person, auction and bid rows.
-fn nexmark(dir: &Path, person: &[Value], auction: &[Value], bid: &[Value]) -> String {
-    NEXMARK_DDL
-        .replace("{person}", &input(dir, "person.jsonl", person))
-        .replace("{auction}", &input(dir, "auction.jsonl", auction))
-        .replace("{bid}", &input(dir, "bid.jsonl", bid))
+/// Writes the Nexmark input files [`bench_query`] reads into `dir`.
+fn nexmark_files(dir: &Path, person: &[Value], auction: &[Value], bid: &[Value]) {
+    for (name, rows) in [
+        ("person.jsonl", person),
+        ("auction.jsonl", auction),
+        ("bid.jsonl", bid),
+    ] {
+        input(dir, name, rows);
+    }
 }
 
 #[test]
@@ -1634,45 +1634,8 @@ fn nexmark_q5_reports_the_auctions_with_the_most_bids_in_each_sliding_window() {
                    "dateTime": t, "extra": ""})
         })
         .collect();
-    let ddl = nexmark(dir.path(), &[], &[], &bids);
-    // q5.sql as github.com/nexmark/nexmark writes it, into a filesystem sink.
-    let sql = format!(
-        "{ddl}
-         CREATE TABLE nexmark_q5 (auction BIGINT, num BIGINT)
-           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         INSERT INTO nexmark_q5
-         SELECT AuctionBids.auction, AuctionBids.num
-          FROM (
-            SELECT
-              auction,
-              count(*) AS num,
-              window_start AS starttime,
-              window_end AS endtime
-              FROM TABLE(
-                      HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
-              GROUP BY auction, window_start, window_end
-          ) AS AuctionBids
-          JOIN (
-            SELECT
-              max(CountBids.num) AS maxn,
-              CountBids.starttime,
-              CountBids.endtime
-            FROM (
-              SELECT
-                count(*) AS num,
-                window_start AS starttime,
-                window_end AS endtime
-              FROM TABLE(
-                         HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
-              GROUP BY auction, window_start, window_end
-              ) AS CountBids
-            GROUP BY CountBids.starttime, CountBids.endtime
-          ) AS MaxBids
-          ON AuctionBids.starttime = MaxBids.starttime AND
-             AuctionBids.endtime = MaxBids.endtime AND
-             AuctionBids.num >= MaxBids.maxn;",
-        out.display()
-    );
+    nexmark_files(dir.path(), &[], &[], &bids);
+    let sql = bench_query("q5", dir.path(), &out);
     let env = StreamExecutionEnvironment::with_config(config(&[("pipeline.batch-size", "1")]));
     let planned = weir_sql::plan(&env, &sql).unwrap();
     let text = planned.explain();
@@ -1680,7 +1643,7 @@ fn nexmark_q5_reports_the_auctions_with_the_most_bids_in_each_sliding_window() {
         "WindowJoin: type=INNER window=HOP(slide=2000 ms, size=10000 ms) on=[auctionbids.starttime = maxbids.starttime, auctionbids.endtime = maxbids.endtime] where=(\"num\" >= \"maxn\")",
         "WindowAggregate: window=HOP(slide=2000 ms, size=10000 ms) keys=[auction] aggregates=[COUNT(*)]",
         "WindowAggregate: window=the input's (window_start, window_end) keys=[starttime, endtime] aggregates=[MAX(num)]",
-        "WindowTableFunction: HOP(slide=2000 ms, size=10000 ms) time=datetime",
+        "WindowTableFunction: HOP(slide=2000 ms, size=10000 ms) time=dateTime",
     ] {
         assert!(text.contains(part), "{part} missing in\n{text}");
     }
@@ -1715,33 +1678,8 @@ fn nexmark_q8_reports_people_who_opened_auctions_in_the_window_they_registered()
             json!({"id": id, "itemName": "i", "seller": seller, "category": 1, "dateTime": t})
         })
         .to_vec();
-    let ddl = nexmark(dir.path(), &person, &auction, &[]);
-    // q8.sql as github.com/nexmark/nexmark writes it, into a filesystem sink.
-    let sql = format!(
-        "{ddl}
-         CREATE TABLE nexmark_q8 (id BIGINT, name STRING, stime TIMESTAMP(3))
-           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         INSERT INTO nexmark_q8
-         SELECT P.id, P.name, P.starttime
-         FROM (
-           SELECT id, name,
-                 window_start AS starttime,
-                 window_end AS endtime
-           FROM TABLE(
-                     TUMBLE(TABLE person, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
-           GROUP BY id, name, window_start, window_end
-         ) P
-         JOIN (
-           SELECT seller,
-                 window_start AS starttime,
-                 window_end AS endtime
-           FROM TABLE(
-                 TUMBLE(TABLE auction, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
-           GROUP BY seller, window_start, window_end
-         ) A
-         ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;",
-        out.display()
-    );
+    nexmark_files(dir.path(), &person, &auction, &[]);
+    let sql = bench_query("q8", dir.path(), &out);
     run(&sql, config(&[("pipeline.batch-size", "1")]));
     // [0 s, 10 s): ann and bob registered, ann (twice) sold; [10 s, 20 s): cy registered,
     // bob and cy sold. bob sold in a later window than he registered in.
