@@ -18,7 +18,10 @@ const API_VERSIONS: i16 = 18;
 const FIND_COORDINATOR: i16 = 10;
 const INIT_PRODUCER_ID: i16 = 22;
 const END_TXN: i16 = 26;
+// Topic administration serves only the test broker's setup (`testing::Broker`).
+#[cfg(feature = "test-support")]
 const CREATE_TOPICS: i16 = 19;
+#[cfg(feature = "test-support")]
 const CREATE_PARTITIONS: i16 = 37;
 const SASL_HANDSHAKE: i16 = 17;
 const SASL_AUTHENTICATE: i16 = 36;
@@ -29,6 +32,7 @@ pub(crate) mod code {
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
+    #[cfg(feature = "test-support")]
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const INVALID_TXN_STATE: i16 = 48;
@@ -397,6 +401,7 @@ impl Connection {
         }
     }
 
+    #[cfg(feature = "test-support")]
     /// CreateTopics (v2–v4) for one topic; an existing topic is not an error. (v2, not v0: the
     /// test broker lists v0 in ApiVersions but closes the connection on it.)
     pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
@@ -426,6 +431,7 @@ impl Connection {
         Ok(())
     }
 
+    #[cfg(feature = "test-support")]
     /// CreatePartitions v0: grows `topic` to `count` partitions.
     pub(crate) fn create_partitions(&mut self, topic: &str, count: i32) -> Result<(), KafkaError> {
         let v = self.version(CREATE_PARTITIONS, 0..=1, "CreatePartitions")?;
