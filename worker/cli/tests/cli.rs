@@ -2784,6 +2784,7 @@ fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure
         "1-overview",
         "2-job-graph",
         "4-checkpoints",
+        "4b-checkpoint-breakdown",
         "11-backpressure",
         "12-stopped-with-savepoint",
         "13-cancelled",
