@@ -1636,14 +1636,20 @@ fn walk_sizes(dir: &Path) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_union_whose_second_input_is_slow_reports_how_long_its_checkpoints_waited_for_alignment() {
-    let out = tempfile::tempdir().unwrap();
-    let chk = tempfile::tempdir().unwrap();
+/// A union of a fast source and a slow one (behind a map taking 2 ms per record) into a file
+/// sink, checkpointing every 100 ms with `extra` settings; served over REST. Returns the job,
+/// its client and the id and latest completed checkpoint of `/jobs/:id/checkpoints`.
+fn union_with_a_slow_input(
+    extra: &[(&str, &str)],
+    dirs: &(tempfile::TempDir, tempfile::TempDir),
+) -> (JobHandle, RestServer, RestClient, Value) {
     let mut c = Config::default();
     c.set("pipeline.batch-size", "10").unwrap();
     c.set("execution.checkpointing.interval", "100ms").unwrap();
-    c.set("state.checkpoints.dir", &uri(chk.path())).unwrap();
+    c.set("state.checkpoints.dir", &uri(dirs.1.path())).unwrap();
+    for (k, v) in extra {
+        c.set(k, v).unwrap();
+    }
     let env = StreamExecutionEnvironment::with_config(c);
     env.set_parallelism(1);
     let generate = |name: &str| {
@@ -1662,21 +1668,29 @@ fn a_union_whose_second_input_is_slow_reports_how_long_its_checkpoints_waited_fo
         })
         .start_new_chain();
     fast.union(&[slow])
-        .sink_to(FileSink::json_lines(out.path()));
+        .sink_to(FileSink::json_lines(dirs.0.path()));
     let job = env.execute_async("union").unwrap();
     let id = job.job_id().to_string();
-    let (_server, c) = serve_described(&env, &job);
+    let (server, c) = serve_described(&env, &job);
+    let mut stats = Value::Null;
+    wait_until("a checkpoint completes", || {
+        stats = get(&c, &format!("/jobs/{id}/checkpoints"));
+        stats["latest"]["completed"].is_object()
+    });
+    (job, server, c, stats)
+}
+
+#[test]
+fn a_union_whose_second_input_is_slow_reports_how_long_its_checkpoints_waited_for_alignment() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (job, _server, c, stats) = union_with_a_slow_input(&[], &dirs);
+    let id = job.job_id().to_string();
     let union = vertex_id(&c, &id, "Union");
     let map = vertex_id(&c, &id, "Map");
     let fast = vertex_id(&c, &id, "fast source");
 
     // The union's fast input delivers its barrier at once; the slow one only after the map
     // worked through its queue: the union's subtask aligned for that long.
-    let mut stats = Value::Null;
-    wait_until("a checkpoint completes", || {
-        stats = get(&c, &format!("/jobs/{id}/checkpoints"));
-        stats["latest"]["completed"].is_object()
-    });
     let latest = &stats["latest"]["completed"];
     let ckpt = latest["id"].as_u64().unwrap();
     let breakdown = |vertex: &str| {
@@ -1735,6 +1749,35 @@ fn a_union_whose_second_input_is_slow_reports_how_long_its_checkpoints_waited_fo
         union_start + alignment <= union_e2e,
         "first barrier, then alignment, then the ack: {aligned}"
     );
+    job.cancel();
+}
+
+#[test]
+fn an_unaligned_checkpoint_reports_the_in_flight_records_its_barrier_overtook() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (job, _server, c, stats) =
+        union_with_a_slow_input(&[("execution.checkpointing.unaligned", "true")], &dirs);
+    let id = job.job_id().to_string();
+    let map = vertex_id(&c, &id, "Map");
+    let latest = &stats["latest"]["completed"];
+    let ckpt = latest["id"].as_u64().unwrap();
+    // The map's input is full of the slow source's batches: its barrier overtakes them, and
+    // they are stored with the checkpoint.
+    let b = get(
+        &c,
+        &format!("/jobs/{id}/checkpoints/details/{ckpt}/subtasks/{map}"),
+    );
+    let subtask = &b["subtasks"][0];
+    assert_eq!(subtask["unaligned_checkpoint"], true, "{b}");
+    let persisted = subtask["alignment"]["persisted"].as_u64().unwrap();
+    assert!(persisted > 0, "records were in flight: {b}");
+    assert_eq!(latest["tasks"][map.as_str()]["persisted_data"], persisted);
+    assert!(
+        latest["persisted_data"].as_u64().unwrap() >= persisted,
+        "{latest}"
+    );
+    // Its in-flight data is part of what the map's subtask wrote.
+    assert!(subtask["checkpointed_size"].as_u64().unwrap() > 0, "{b}");
     job.cancel();
 }
 
