@@ -1591,6 +1591,8 @@ fn a_taskmanager_memory_budget_sizes_its_buffers_and_is_reported() {
             (Some(1), Some(0))
         );
     }
+    let tm_ids: Vec<&str> = tms.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    subtasks_name_their_taskmanagers_and_acknowledge_checkpoints(&cluster, &tm_ids);
     let metrics = http_get(&cluster.url, "/metrics").expect("GET /metrics");
     let network = metric_sum(
         &metrics,
@@ -1603,6 +1605,80 @@ fn a_taskmanager_memory_budget_sizes_its_buffers_and_is_reported() {
         logs.contains("memory budget") && logs.contains("batches_per_channel=2"),
         "{logs}"
     );
+}
+
+/// Checks, on a cluster of one-slot TaskManagers `tm_ids` running a job at parallelism 2,
+/// that each vertex's two subtasks name the TaskManager and host they run on (a different
+/// one each), and that every subtask's acknowledgement of a checkpoint reached the
+/// JobManager with its figures.
+fn subtasks_name_their_taskmanagers_and_acknowledge_checkpoints(
+    cluster: &Cluster,
+    tm_ids: &[&str],
+) {
+    let get = |path: &str| -> serde_json::Value {
+        let body = http_get(&cluster.url, path).unwrap_or_else(|| panic!("GET {path}"));
+        serde_json::from_str(&body).unwrap()
+    };
+    let job = get(&format!("/jobs/{}", cluster.job));
+    let vertices: Vec<String> = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(vertices.len() >= 2, "{job}");
+    for v in &vertices {
+        let details = get(&format!("/jobs/{}/vertices/{v}", cluster.job));
+        let placed: Vec<&str> = details["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["host"], "127.0.0.1", "{details}");
+                s["taskmanager-id"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(placed.len(), 2, "{details}");
+        assert!(
+            placed.iter().all(|id| tm_ids.contains(id)),
+            "{placed:?} of {tm_ids:?}"
+        );
+        assert_ne!(
+            placed[0], placed[1],
+            "one subtask per one-slot TaskManager: {details}"
+        );
+    }
+    let mut latest = serde_json::Value::Null;
+    let start = std::time::Instant::now();
+    while !latest.is_object() {
+        assert!(start.elapsed().as_secs() < 30, "no checkpoint completes");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        latest = get(&format!("/jobs/{}/checkpoints", cluster.job))["latest"]["completed"].clone();
+    }
+    let ckpt = &latest["id"];
+    assert_eq!(
+        latest["num_acknowledged_subtasks"], latest["num_subtasks"],
+        "{latest}"
+    );
+    for v in &vertices {
+        assert_eq!(
+            latest["tasks"][v.as_str()]["num_acknowledged_subtasks"],
+            2,
+            "{latest}"
+        );
+        let breakdown = get(&format!(
+            "/jobs/{}/checkpoints/details/{ckpt}/subtasks/{v}",
+            cluster.job
+        ));
+        for s in breakdown["subtasks"].as_array().unwrap() {
+            assert_eq!(s["status"], "completed", "{breakdown}");
+            assert!(
+                s["ack_timestamp"].as_i64().unwrap()
+                    >= latest["trigger_timestamp"].as_i64().unwrap(),
+                "{breakdown}"
+            );
+        }
+    }
 }
 
 /// Runs `slow-sink` on two one-slot TaskManagers with `set` added, whose channels hold
@@ -2745,6 +2821,7 @@ fn the_dashboard_in_chromium_shows_the_graph_checkpoints_savepoints_backpressure
         "1-overview",
         "2-job-graph",
         "4-checkpoints",
+        "4b-checkpoint-breakdown",
         "11-backpressure",
         "12-stopped-with-savepoint",
         "13-cancelled",

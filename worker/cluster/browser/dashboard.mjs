@@ -159,6 +159,35 @@ try {
     await shot(page, "4-checkpoints");
   });
 
+  await the("a checkpoint's breakdown shows every operator chain and, opened, its subtasks", async () => {
+    const job = await rest(`jobs/${JOB_ID}`);
+    const tasks = page.locator("#checkpoint-tasks tbody tr");
+    await tasks.first().waitFor();
+    assert.equal(await tasks.count(), job.vertices.length);
+    for (const v of job.vertices) {
+      const text = await page.locator(`#checkpoint-tasks tr[data-vertex="${v.id}"]`).innerText();
+      assert.match(text, new RegExp(`${v.parallelism}/${v.parallelism}`), `every subtask of ${v.name} acknowledged: ${text}`);
+    }
+    // The last chain holds the windows' state.
+    const last = job.vertices[job.vertices.length - 1];
+    await page.locator(`#checkpoint-tasks tr[data-vertex="${last.id}"]`).click();
+    const subtasks = page.locator("#checkpoint-subtasks tbody tr");
+    await subtasks.first().waitFor();
+    assert.equal(await subtasks.count(), last.parallelism);
+    const id = Number((await page.getByRole("heading", { name: /Checkpoint #\d+/ }).innerText()).match(/#(\d+)/)[1]);
+    const breakdown = await rest(`jobs/${JOB_ID}/checkpoints/details/${id}/subtasks/${last.id}`);
+    const written = breakdown.subtasks.reduce((n, s) => n + s.checkpointed_size, 0);
+    assert.equal(written, breakdown.checkpointed_size, "the subtasks' sizes add up to the chain's");
+    for (const [i, s] of breakdown.subtasks.entries()) {
+      assert.equal(s.status, "completed");
+      const text = await subtasks.nth(i).innerText();
+      assert.match(text, /acknowledged/);
+      assert.match(text, /aligned/);
+      assert.match(text, /\d+(\.\d)? (B|KiB|MiB)/, `its size: ${text}`);
+    }
+    await shot(page, "4b-checkpoint-breakdown");
+  });
+
   let savepoint;
   await the("the Savepoint button, confirmed, shows where the savepoint was written", async () => {
     await page.locator("#btn-savepoint").click();

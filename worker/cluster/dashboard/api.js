@@ -96,6 +96,7 @@ export const paths = {
   checkpoints: (j) => `jobs/${j}/checkpoints`,
   checkpointConfig: (j) => `jobs/${j}/checkpoints/config`,
   checkpointDetails: (j, c) => `jobs/${j}/checkpoints/details/${c}`,
+  checkpointSubtasks: (j, c, v) => `jobs/${j}/checkpoints/details/${c}/subtasks/${v}`,
   exceptions: (j) => `jobs/${j}/exceptions`,
   savepoints: (j) => `jobs/${j}/savepoints`,
   savepointStatus: (j, t) => `jobs/${j}/savepoints/${t}`,

@@ -27,8 +27,9 @@ let generation = 0;
 const notices = new Map();
 // The plan (and EXPLAIN) per job: fetched once, it does not change while the job runs.
 const plans = new Map();
-// The checkpoint opened in the history, per job.
+// The checkpoint opened in the history, and the vertex opened in its breakdown, per job.
 const openCheckpoint = new Map();
+const openCheckpointVertex = new Map();
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -185,10 +186,22 @@ async function jobPage(jid, tab, vertexId) {
     // Only the checkpoints still in the history have details.
     const opened = stats.history.some((x) => x.id === openCheckpoint.get(jid)) ? openCheckpoint.get(jid) : undefined;
     const details = opened === undefined ? null : await get(paths.checkpointDetails(jid, opened));
+    const vertex = details && details.tasks && details.tasks[openCheckpointVertex.get(jid)] ? openCheckpointVertex.get(jid) : undefined;
+    const breakdown = vertex === undefined ? null : await get(paths.checkpointSubtasks(jid, opened, vertex));
     body.append(
-      renderCheckpoints(stats, config, details, (id) => {
-        openCheckpoint.set(jid, id);
-        show();
+      renderCheckpoints(stats, config, {
+        details,
+        vertices: job.vertices,
+        vertex,
+        breakdown,
+        open: (id) => {
+          openCheckpoint.set(jid, id);
+          show();
+        },
+        openVertex: (v) => {
+          openCheckpointVertex.set(jid, v);
+          show();
+        },
       }),
     );
   } else if (tab === "exceptions") {

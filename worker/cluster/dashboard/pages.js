@@ -347,11 +347,78 @@ function checkpointRow(c, open) {
     h("td", { class: "num" }, fmt.ms(c.end_to_end_duration)),
     h("td", { class: "num" }, fmt.bytes(c.state_size)),
     h("td", { class: "num" }, fmt.bytes(c.checkpointed_size)),
+    h("td", { class: "num" }, fmt.ms(c.weir ? c.weir.alignmentDuration : null)),
     h("td", { class: "mono wrap small" }, c.external_path || c.failure_message || "–"),
   );
 }
 
-export function renderCheckpoints(stats, config, details, open) {
+/** One checkpoint's part per vertex (operator chain): a row opens its subtasks. */
+function checkpointTasks(details, vertices, opened, openVertex) {
+  const rows = vertices
+    .filter((v) => details.tasks && details.tasks[v.id])
+    .map((v) => {
+      const t = details.tasks[v.id];
+      return h(
+        "tr",
+        { class: `clickable${v.id === opened ? " selected" : ""}`, "data-vertex": v.id, onclick: () => openVertex(v.id) },
+        h("td", {}, v.name),
+        h("td", {}, h("span", { class: `state state-${t.status}` }, t.status.replace("_", " "))),
+        h("td", { class: "num" }, `${t.num_acknowledged_subtasks}/${t.num_subtasks}`),
+        h("td", { class: "num" }, fmt.ms(t.end_to_end_duration)),
+        h("td", { class: "num" }, fmt.bytes(t.state_size)),
+        h("td", { class: "num" }, fmt.bytes(t.checkpointed_size)),
+        h("td", { class: "num" }, fmt.ms(t.weir.alignmentDuration)),
+        h("td", { class: "num" }, fmt.ms(t.weir.startDelay)),
+        h("td", { class: "num" }, fmt.bytes(t.persisted_data)),
+      );
+    });
+  return table(
+    ["Operator chain", "Status", num("Acknowledged"), num("Duration"), num("Size"), num("Written"), num("Max alignment"), num("Max start delay"), num("In-flight")],
+    rows,
+    { id: "checkpoint-tasks" },
+  );
+}
+
+/** One vertex's part of a checkpoint per subtask. */
+function checkpointSubtasks(b, name) {
+  const rows = b.subtasks.map((s) =>
+    s.status === "completed"
+      ? h(
+          "tr",
+          {},
+          h("td", { class: "num" }, `${s.index}`),
+          h("td", {}, "acknowledged"),
+          h("td", {}, fmt.time(s.ack_timestamp)),
+          h("td", { class: "num" }, fmt.ms(s.end_to_end_duration)),
+          h("td", { class: "num" }, fmt.bytes(s.state_size)),
+          h("td", { class: "num" }, fmt.bytes(s.checkpointed_size)),
+          h("td", { class: "num" }, fmt.ms(s.checkpoint.sync)),
+          h("td", { class: "num" }, fmt.ms(s.checkpoint.async)),
+          h("td", { class: "num" }, fmt.ms(s.alignment.duration)),
+          h("td", { class: "num" }, fmt.ms(s.start_delay)),
+          h("td", {}, s.unaligned_checkpoint ? `unaligned, ${fmt.bytes(s.alignment.persisted)} in flight` : "aligned"),
+        )
+      : h("tr", {}, h("td", { class: "num" }, `${s.index}`), h("td", { colspan: 10, class: "muted" }, "not acknowledged")),
+  );
+  return h(
+    "div",
+    {},
+    h("h3", {}, `${name}: subtasks`),
+    table(
+      [num("#"), "Status", "Acknowledged", num("Duration"), num("Size"), num("Written"), num("Sync"), num("Async"), num("Alignment"), num("Start delay"), "Barrier"],
+      rows,
+      { id: "checkpoint-subtasks" },
+    ),
+  );
+}
+
+/**
+ * The checkpoints tab. `opened`: the checkpoint opened in the history (`details`), the job's
+ * `vertices`, the `vertex` opened in its breakdown with its per-subtask `breakdown`, and the
+ * `open(id)` / `openVertex(id)` callbacks.
+ */
+export function renderCheckpoints(stats, config, opened) {
+  const { details, vertices, vertex, breakdown, open, openVertex } = opened;
   const c = stats.counts;
   const latest = stats.latest || {};
   const restored = latest.restored;
@@ -386,7 +453,7 @@ export function renderCheckpoints(stats, config, details, open) {
     section(
       "History",
       stats.history.length
-        ? table([num("ID"), "Status", "Type", "Triggered", num("Duration"), num("Size"), num("Incremental"), "Path"], stats.history.map((x) => checkpointRow(x, open)), { id: "checkpoint-history" })
+        ? table([num("ID"), "Status", "Type", "Triggered", num("Duration"), num("Size"), num("Incremental"), num("Alignment"), "Path"], stats.history.map((x) => checkpointRow(x, open)), { id: "checkpoint-history" })
         : h("p", { class: "muted", id: "checkpoint-history-empty" }, "No checkpoint yet."),
     ),
   ];
@@ -402,9 +469,13 @@ export function renderCheckpoints(stats, config, details, open) {
           ["Duration", fmt.ms(details.end_to_end_duration)],
           ["Size", fmt.bytes(details.state_size)],
           ["Written by this checkpoint (incremental)", fmt.bytes(details.checkpointed_size)],
+          ["Acknowledged subtasks", `${details.num_acknowledged_subtasks} of ${details.num_subtasks}`],
+          ["Longest alignment", fmt.ms(details.weir ? details.weir.alignmentDuration : null)],
           ["Path", details.external_path || "–"],
           ["Failure", details.failure_message || "–"],
         ]),
+        checkpointTasks(details, vertices, vertex, openVertex),
+        breakdown ? checkpointSubtasks(breakdown, (vertices.find((v) => v.id === vertex) || {}).name || vertex) : h("p", { class: "muted small" }, "Open an operator chain for its subtasks."),
       ),
     );
   }

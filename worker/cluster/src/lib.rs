@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoints;
 pub mod client;
 mod dashboard;
 pub mod prometheus;

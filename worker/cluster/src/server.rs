@@ -9,6 +9,7 @@
 //! (`/`, `/web/*`, crate::dashboard), which hold no data. What the dashboard reads about
 //! vertices is built in crate::vertices.
 
+use crate::checkpoints::{self, Vertices};
 use crate::prometheus;
 use crate::vertices::{self, STREAMING, Samples};
 use bytes::Bytes;
@@ -29,17 +30,15 @@ use std::time::{Duration, Instant};
 use weir_contract::JobState;
 use weir_contract::options;
 use weir_contract::rest::{
-    self, CheckpointCounts, CheckpointState, CheckpointStatistics, CheckpointSummary,
-    CheckpointingStatistics, ConfigEntry, ErrorBody, JobDetails, JobIdWithState, JobOverview,
-    JobPlan, JobsList, JobsOverview, LatestCheckpoints, MinMaxAvg, Readiness, RestoredCheckpoint,
-    Route, SavepointStatus, SavepointTriggerRequest, StopWithSavepointRequest, TaskCounts,
-    TriggerResponse, VertexMetrics,
+    self, ConfigEntry, ErrorBody, JobDetails, JobIdWithState, JobOverview, JobPlan, JobsList,
+    JobsOverview, Readiness, Route, SavepointStatus, SavepointTriggerRequest,
+    StopWithSavepointRequest, TaskCounts, TriggerResponse, VertexMetrics,
 };
 use weir_contract::security::{RestSecurity, SecurityError, Token};
 use weir_engine::config::{CheckpointRetention, CheckpointingMode};
 use weir_engine::runtime::cluster::TaskManagerInfo;
 use weir_engine::runtime::metrics::JobSnapshot;
-use weir_engine::runtime::{CheckpointRecord, CheckpointStatus, JobClient, JobStatus, JobTopology};
+use weir_engine::runtime::{JobClient, JobStatus, JobTopology};
 
 /// Request bodies larger than this are rejected (the API's bodies are a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
@@ -591,7 +590,7 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
         }
         Route::Checkpoints { job } => Ok((
             StatusCode::OK,
-            to_json(&checkpoints(&find_job(state, job)?)),
+            to_json(&checkpoints::checkpoints(&find_job(state, job)?)),
         )),
         Route::CheckpointConfig { job } => checkpoint_config(&find_job(state, job)?),
         Route::Exceptions { job } => Ok((StatusCode::OK, exceptions(&find_job(state, job)?))),
@@ -651,12 +650,20 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             })?;
             let body = match &route {
                 Route::Vertex { .. } => {
-                    let tms = taskmanagers(std::slice::from_ref(&job));
-                    // Which TaskManager runs a subtask is known only when there is one.
-                    let tm = match tms.as_slice() {
-                        [only] => only.id.clone(),
-                        _ => String::new(),
-                    };
+                    let tms = job.taskmanagers();
+                    // Subtask i of every vertex runs in slot i.
+                    let placement: Vec<(String, String)> = job
+                        .subtask_taskmanagers()
+                        .into_iter()
+                        .map(|id| {
+                            let host = tms
+                                .iter()
+                                .find(|t| t.id == id)
+                                .and_then(|t| t.data_addr.rsplit_once(':'))
+                                .map_or(String::new(), |(host, _)| host.to_string());
+                            (id, host)
+                        })
+                        .collect();
                     let topology = description(state, &job).topology.clone();
                     to_json(&vertices::details(
                         &job,
@@ -664,7 +671,7 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
                         &now,
                         earlier.as_ref(),
                         &name,
-                        &tm,
+                        &placement,
                     ))
                 }
                 Route::VertexBackPressure { .. } => {
@@ -674,23 +681,39 @@ fn route(state: &State, method: &Method, path: &str, query: &str, body: &[u8]) -
             };
             Ok((StatusCode::OK, body))
         }
-        Route::CheckpointDetails { job, checkpoint } => {
+        Route::CheckpointDetails { job, checkpoint }
+        | Route::CheckpointSubtasks {
+            job, checkpoint, ..
+        } => {
             let job = find_job(state, job)?;
-            let stats = job.checkpoints();
-            let record = stats
-                .history
-                .iter()
-                .find(|r| r.id == *checkpoint)
-                .or(stats.last_savepoint.as_ref().filter(|r| r.id == *checkpoint))
-                .or(stats.last_failed.as_ref().filter(|r| r.id == *checkpoint))
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "job {} has no checkpoint {checkpoint} in its history (only the most recent are kept); GET {} lists them",
-                        job.job_id(),
-                        Route::Checkpoints { job: job.job_id().into() }.path()
-                    ))
-                })?;
-            Ok((StatusCode::OK, to_json(&record_json(record))))
+            let record = checkpoints::find(&job, *checkpoint).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "job {} has no checkpoint {checkpoint} in its history (only the most recent are kept); GET {} lists them",
+                    job.job_id(),
+                    Route::Checkpoints { job: job.job_id().into() }.path()
+                ))
+            })?;
+            let vertices = Vertices::of(&job);
+            let Route::CheckpointSubtasks { vertex, .. } = &route else {
+                return Ok((
+                    StatusCode::OK,
+                    to_json(&checkpoints::record_json(&vertices, &record)),
+                ));
+            };
+            let (name, n) = vertices.named(vertex).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "job {} has no vertex {vertex}; GET {} lists its vertices",
+                    job.job_id(),
+                    Route::Job {
+                        job: job.job_id().into()
+                    }
+                    .path()
+                ))
+            })?;
+            Ok((
+                StatusCode::OK,
+                to_json(&checkpoints::task_details(&record, name, n)),
+            ))
         }
         Route::TaskManager { taskmanager } => {
             let tms = taskmanagers(&jobs(state));
@@ -1002,124 +1025,6 @@ fn job_details(job: &JobClient, topology: Option<&JobTopology>) -> JobDetails {
         vertices: vertex_list,
         status_counts: task_counts(job, running, finished),
         plan: vertices::plan(job, topology),
-    }
-}
-
-fn record_json(r: &CheckpointRecord) -> CheckpointStatistics {
-    let end = r.end_timestamp.unwrap_or(-1);
-    let (status, class_name) = match r.status {
-        CheckpointStatus::InProgress => {
-            (CheckpointState::InProgress, ".PendingCheckpointStatistics")
-        }
-        CheckpointStatus::Completed => {
-            (CheckpointState::Completed, ".CompletedCheckpointStatistics")
-        }
-        CheckpointStatus::Failed => (CheckpointState::Failed, ".FailedCheckpointStatistics"),
-    };
-    let failed = r.status == CheckpointStatus::Failed;
-    CheckpointStatistics {
-        class_name: class_name.into(),
-        id: r.id,
-        status,
-        is_savepoint: r.is_savepoint,
-        savepoint_format: r.is_savepoint.then(|| "CANONICAL".to_string()),
-        checkpoint_type: checkpoint_type(r.is_savepoint).into(),
-        trigger_timestamp: r.trigger_timestamp,
-        latest_ack_timestamp: end,
-        state_size: r.full_size_bytes.max(r.size_bytes),
-        checkpointed_size: r.size_bytes,
-        end_to_end_duration: r.end_timestamp.map_or(-1, |e| e - r.trigger_timestamp),
-        alignment_buffered: 0,
-        processed_data: 0,
-        persisted_data: 0,
-        external_path: r.external_path.clone(),
-        discarded: false,
-        failure_timestamp: failed.then_some(end),
-        failure_message: if failed { r.failure.clone() } else { None },
-    }
-}
-
-fn checkpoint_type(is_savepoint: bool) -> &'static str {
-    if is_savepoint {
-        "SAVEPOINT"
-    } else {
-        "CHECKPOINT"
-    }
-}
-
-fn checkpoints(job: &JobClient) -> CheckpointingStatistics {
-    let s = job.checkpoints();
-    let completed: Vec<&CheckpointRecord> = s
-        .history
-        .iter()
-        .filter(|r| r.status == CheckpointStatus::Completed)
-        .collect();
-    let stat = |f: &dyn Fn(&CheckpointRecord) -> i64| {
-        let values: Vec<i64> = completed.iter().map(|r| f(r)).collect();
-        let n = values.len().max(1) as i64;
-        MinMaxAvg {
-            min: values.iter().min().copied().unwrap_or(0),
-            max: values.iter().max().copied().unwrap_or(0),
-            avg: values.iter().sum::<i64>() / n,
-        }
-    };
-    let latest_completed = s
-        .history
-        .iter()
-        .rev()
-        .find(|r| !r.is_savepoint && r.status == CheckpointStatus::Completed)
-        .map(record_json)
-        .or_else(|| {
-            // Older than the history: what the counters remember.
-            s.last_completed_id.map(|id| CheckpointStatistics {
-                class_name: ".CompletedCheckpointStatistics".into(),
-                id,
-                status: CheckpointState::Completed,
-                checkpoint_type: checkpoint_type(false).into(),
-                trigger_timestamp: -1,
-                latest_ack_timestamp: -1,
-                external_path: s.last_completed_path.clone(),
-                state_size: s.last_size_bytes,
-                checkpointed_size: s.last_size_bytes,
-                end_to_end_duration: s.last_duration_ms as i64,
-                ..CheckpointStatistics::default()
-            })
-        });
-    let restored = s.last_restore.as_ref().map(|(path, ts)| {
-        let id = path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .and_then(weir_contract::layout::checkpoint_number);
-        RestoredCheckpoint {
-            id: id.unwrap_or(0),
-            restore_timestamp: *ts,
-            is_savepoint: id.is_none(),
-            external_path: path.clone(),
-        }
-    });
-    CheckpointingStatistics {
-        counts: CheckpointCounts {
-            restored: s.restored,
-            total: s.triggered,
-            in_progress: s.in_progress(),
-            completed: s.completed + s.savepoints_completed,
-            failed: s.failed,
-        },
-        summary: CheckpointSummary {
-            state_size: stat(&|r| r.full_size_bytes.max(r.size_bytes) as i64),
-            checkpointed_size: stat(&|r| r.size_bytes as i64),
-            end_to_end_duration: stat(&|r| {
-                r.end_timestamp.unwrap_or(r.trigger_timestamp) - r.trigger_timestamp
-            }),
-        },
-        latest: LatestCheckpoints {
-            completed: latest_completed,
-            savepoint: s.last_savepoint.as_ref().map(record_json),
-            failed: s.last_failed.as_ref().map(record_json),
-            restored,
-        },
-        history: s.history.iter().rev().map(record_json).collect(),
     }
 }
 

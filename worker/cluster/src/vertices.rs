@@ -265,14 +265,14 @@ fn checkpointed_state_size(
     )
 }
 
-/// `/jobs/:jobid/vertices/:vertexid`.
+/// `/jobs/:jobid/vertices/:vertexid`; `placement`: the TaskManager id and host per subtask index.
 pub(crate) fn details(
     job: &JobClient,
     topology: Option<&JobTopology>,
     now: &JobSnapshot,
     earlier: Option<&JobSnapshot>,
     name: &str,
-    taskmanager: &str,
+    placement: &[(String, String)],
 ) -> VertexDetails {
     let state = crate::server::job_state(job.status());
     let dt_s = |t0: u64| now.elapsed_ms.saturating_sub(t0).max(1) as f64 / 1000.0;
@@ -305,7 +305,12 @@ pub(crate) fn details(
                     state
                 },
                 attempt: job.restarts(),
-                taskmanager_id: taskmanager.to_string(),
+                taskmanager_id: placement
+                    .get(t.subtask)
+                    .map_or(String::new(), |(id, _)| id.clone()),
+                host: placement
+                    .get(t.subtask)
+                    .map_or(String::new(), |(_, host)| host.clone()),
                 start_time: job.start_time(),
                 end_time: job.end_time().unwrap_or(-1),
                 duration: crate::server::duration(job),

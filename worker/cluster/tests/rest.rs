@@ -649,7 +649,7 @@ fn every_rest_type_round_trips_between_the_server_and_both_clients() {
     use weir_contract::client::RestClient as AsyncClient;
     use weir_contract::rest::{
         CheckpointingStatistics, ErrorBody, JobDetails, JobsList, JobsOverview, Readiness,
-        SavepointOutcome, SavepointStatus, SavepointTriggerRequest,
+        SavepointOutcome, SavepointStatus, SavepointTriggerRequest, TaskCheckpointDetails,
     };
 
     let out = tempfile::tempdir().unwrap();
@@ -729,6 +729,18 @@ fn every_rest_type_round_trips_between_the_server_and_both_clients() {
     );
     assert!(checkpoints.latest.completed.is_some());
     assert!(!checkpoints.history.is_empty());
+    // A vertex's part of a savepoint.
+    let taken = checkpoints.history.iter().find(|c| c.is_savepoint).unwrap();
+    let vertex = taken.tasks.keys().next().unwrap();
+    let breakdown: TaskCheckpointDetails = round_trips(&get(
+        &cli,
+        &format!(
+            "/jobs/{id}/checkpoints/details/{}/subtasks/{vertex}",
+            taken.id
+        ),
+    ));
+    assert_eq!(breakdown.task, taken.tasks[vertex]);
+    assert!(breakdown.subtasks.iter().all(|s| s.acknowledged.is_some()));
 
     for (trigger, location) in [(&trigger, &savepoint), (&stop, &stopped)] {
         let status: SavepointStatus =
@@ -1337,6 +1349,8 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
     c.set("pipeline.batch-size", "50").unwrap();
     c.set("execution.checkpointing.interval", "200ms").unwrap();
     c.set("state.checkpoints.dir", &uri(chk.path())).unwrap();
+    // The checkpoint examined below stays on disk while it is compared with its files.
+    c.set("state.checkpoints.num-retained", "1000").unwrap();
     c.set("taskmanager.memory.process.size", "256m").unwrap();
     let env = StreamExecutionEnvironment::with_config(c);
     env.set_parallelism(3);
@@ -1466,6 +1480,71 @@ fn the_dashboard_endpoints_show_the_plan_flowing_records_watermarks_and_checkpoi
         window_state > 0 && window_state < latest_size,
         "window state {window_state} of a {latest_size}-byte checkpoint"
     );
+    // Its breakdown: every subtask of both vertices acknowledged, and what they wrote plus
+    // the `_metadata` file is what the checkpoint wrote.
+    assert_eq!(details["num_subtasks"], 6, "{details}");
+    assert_eq!(details["num_acknowledged_subtasks"], 6, "{details}");
+    let trigger = details["trigger_timestamp"].as_i64().unwrap();
+    let mut written = 0;
+    for vertex in [&generator, &windows] {
+        let task = &details["tasks"][vertex.as_str()];
+        assert_eq!(task["status"], "COMPLETED", "{details}");
+        assert_eq!(task["num_acknowledged_subtasks"], 3, "{details}");
+        let breakdown = get(
+            &c,
+            &format!("/jobs/{id}/checkpoints/details/{ckpt}/subtasks/{vertex}"),
+        );
+        assert_eq!(breakdown["id"], ckpt, "{breakdown}");
+        let subtasks = breakdown["subtasks"].as_array().unwrap();
+        assert_eq!(subtasks.len(), 3, "{breakdown}");
+        let mut sizes = Vec::new();
+        for (i, s) in subtasks.iter().enumerate() {
+            assert_eq!(s["index"], i, "{breakdown}");
+            assert_eq!(s["status"], "completed", "{breakdown}");
+            let ack = s["ack_timestamp"].as_i64().unwrap();
+            assert!(
+                ack >= trigger && ack <= details["latest_ack_timestamp"].as_i64().unwrap(),
+                "acknowledged between trigger and the last ack: {s} of {details}"
+            );
+            assert_eq!(s["end_to_end_duration"], ack - trigger, "{s}");
+            assert!(
+                s["start_delay"].as_i64().unwrap() <= ack - trigger,
+                "its barrier came before its ack: {s}"
+            );
+            assert_eq!(s["state_size"], s["checkpointed_size"], "full: {s}");
+            sizes.push(s["checkpointed_size"].as_u64().unwrap());
+        }
+        assert!(
+            sizes.iter().all(|&b| b > 0),
+            "sources keep offsets, windows their contents: {breakdown}"
+        );
+        let sum: u64 = sizes.iter().sum();
+        assert_eq!(task["checkpointed_size"], sum, "{details}");
+        assert_eq!(breakdown["checkpointed_size"], sum, "{breakdown}");
+        assert_eq!(
+            breakdown["summary"]["checkpointed_size"]["max"],
+            *sizes.iter().max().unwrap(),
+            "{breakdown}"
+        );
+        written += sum;
+    }
+    let metadata = std::fs::metadata(dir.join("_metadata")).unwrap().len();
+    assert_eq!(written + metadata, size, "{details}");
+    let (status, body) = c
+        .call(
+            Method::GET,
+            &format!("/jobs/{id}/checkpoints/details/{ckpt}/subtasks/feed"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("no vertex feed"),
+        "{body}"
+    );
     let (status, body) = c
         .call(
             Method::GET,
@@ -1555,6 +1634,151 @@ fn walk_sizes(dir: &Path) -> u64 {
             }
         })
         .sum()
+}
+
+/// A union of a fast source and a slow one (behind a map taking 2 ms per record) into a file
+/// sink, checkpointing every 100 ms with `extra` settings; served over REST. Returns the job,
+/// its client and the id and latest completed checkpoint of `/jobs/:id/checkpoints`.
+fn union_with_a_slow_input(
+    extra: &[(&str, &str)],
+    dirs: &(tempfile::TempDir, tempfile::TempDir),
+) -> (JobHandle, RestServer, RestClient, Value) {
+    let mut c = Config::default();
+    c.set("pipeline.batch-size", "10").unwrap();
+    c.set("execution.checkpointing.interval", "100ms").unwrap();
+    c.set("state.checkpoints.dir", &uri(dirs.1.path())).unwrap();
+    for (k, v) in extra {
+        c.set(k, v).unwrap();
+    }
+    let env = StreamExecutionEnvironment::with_config(c);
+    env.set_parallelism(1);
+    let generate = |name: &str| {
+        env.from_source(
+            DataGen::new(1, |g| (format!("k{}", g.index % 7), g.index)).bounded(1_000_000),
+            None,
+            name,
+        )
+    };
+    let fast = generate("fast source");
+    let slow = generate("slow source")
+        .map(|e: (String, u64)| {
+            // 2 ms per record: a barrier waits behind every queued batch (20 ms each).
+            std::thread::sleep(Duration::from_millis(2));
+            e
+        })
+        .start_new_chain();
+    fast.union(&[slow])
+        .sink_to(FileSink::json_lines(dirs.0.path()));
+    let job = env.execute_async("union").unwrap();
+    let id = job.job_id().to_string();
+    let (server, c) = serve_described(&env, &job);
+    let mut stats = Value::Null;
+    wait_until("a checkpoint completes", || {
+        stats = get(&c, &format!("/jobs/{id}/checkpoints"));
+        stats["latest"]["completed"].is_object()
+    });
+    (job, server, c, stats)
+}
+
+#[test]
+fn a_union_whose_second_input_is_slow_reports_how_long_its_checkpoints_waited_for_alignment() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (job, _server, c, stats) = union_with_a_slow_input(&[], &dirs);
+    let id = job.job_id().to_string();
+    let union = vertex_id(&c, &id, "Union");
+    let map = vertex_id(&c, &id, "Map");
+    let fast = vertex_id(&c, &id, "fast source");
+
+    // The union's fast input delivers its barrier at once; the slow one only after the map
+    // worked through its queue: the union's subtask aligned for that long.
+    let latest = &stats["latest"]["completed"];
+    let ckpt = latest["id"].as_u64().unwrap();
+    let breakdown = |vertex: &str| {
+        get(
+            &c,
+            &format!("/jobs/{id}/checkpoints/details/{ckpt}/subtasks/{vertex}"),
+        )
+    };
+    let aligned = breakdown(&union);
+    let alignment = aligned["subtasks"][0]["alignment"]["duration"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        alignment >= 10,
+        "the union waited for its slow input's barrier: {aligned}"
+    );
+    assert_eq!(
+        aligned["summary"]["alignment"]["duration"]["max"], alignment,
+        "{aligned}"
+    );
+    assert_eq!(aligned["subtasks"][0]["unaligned_checkpoint"], false);
+    assert_eq!(
+        latest["tasks"][union.as_str()]["weir"]["alignmentDuration"],
+        alignment,
+        "{latest}"
+    );
+    assert_eq!(latest["weir"]["alignmentDuration"], alignment, "{latest}");
+    let history = stats["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == ckpt)
+        .unwrap();
+    assert_eq!(history["weir"]["alignmentDuration"], alignment);
+    // A task with one input has nothing to align; a source has no input at all.
+    for single in [&map, &fast] {
+        let b = breakdown(single);
+        assert_eq!(b["subtasks"][0]["status"], "completed", "{b}");
+        assert!(
+            b["subtasks"][0]["alignment"]["duration"].as_u64().unwrap() < alignment,
+            "{b}"
+        );
+    }
+    assert_eq!(
+        breakdown(&fast)["subtasks"][0]["alignment"]["duration"],
+        0,
+        "a source takes its snapshot when it sees the trigger"
+    );
+    // The slow path's barrier also starts late at the union: its start delay counts the
+    // wait for the first barrier only, which the fast input brought.
+    let union_start = aligned["subtasks"][0]["start_delay"].as_u64().unwrap();
+    let union_e2e = aligned["subtasks"][0]["end_to_end_duration"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        union_start + alignment <= union_e2e,
+        "first barrier, then alignment, then the ack: {aligned}"
+    );
+    job.cancel();
+}
+
+#[test]
+fn an_unaligned_checkpoint_reports_the_in_flight_records_its_barrier_overtook() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (job, _server, c, stats) =
+        union_with_a_slow_input(&[("execution.checkpointing.unaligned", "true")], &dirs);
+    let id = job.job_id().to_string();
+    let map = vertex_id(&c, &id, "Map");
+    let latest = &stats["latest"]["completed"];
+    let ckpt = latest["id"].as_u64().unwrap();
+    // The map's input is full of the slow source's batches: its barrier overtakes them, and
+    // they are stored with the checkpoint.
+    let b = get(
+        &c,
+        &format!("/jobs/{id}/checkpoints/details/{ckpt}/subtasks/{map}"),
+    );
+    let subtask = &b["subtasks"][0];
+    assert_eq!(subtask["unaligned_checkpoint"], true, "{b}");
+    let persisted = subtask["alignment"]["persisted"].as_u64().unwrap();
+    assert!(persisted > 0, "records were in flight: {b}");
+    assert_eq!(latest["tasks"][map.as_str()]["persisted_data"], persisted);
+    assert!(
+        latest["persisted_data"].as_u64().unwrap() >= persisted,
+        "{latest}"
+    );
+    // Its in-flight data is part of what the map's subtask wrote.
+    assert!(subtask["checkpointed_size"].as_u64().unwrap() > 0, "{b}");
+    job.cancel();
 }
 
 #[test]

@@ -114,6 +114,16 @@ pub enum Route {
         /// The checkpoint id.
         checkpoint: u64,
     },
+    /// `GET /jobs/:jobid/checkpoints/details/:checkpointid/subtasks/:vertexid`:
+    /// [`TaskCheckpointDetails`], one vertex's part of a checkpoint per subtask.
+    CheckpointSubtasks {
+        /// The job id.
+        job: String,
+        /// The checkpoint id.
+        checkpoint: u64,
+        /// The vertex id.
+        vertex: String,
+    },
     /// `GET /taskmanagers/:taskmanagerid`: one TaskManager with its memory.
     TaskManager {
         /// The TaskManager id.
@@ -170,6 +180,11 @@ impl Route {
             Route::CheckpointDetails { job, checkpoint } => {
                 format!("/{JOBS}/{job}/checkpoints/details/{checkpoint}")
             }
+            Route::CheckpointSubtasks {
+                job,
+                checkpoint,
+                vertex,
+            } => format!("/{JOBS}/{job}/checkpoints/details/{checkpoint}/subtasks/{vertex}"),
             Route::TaskManager { taskmanager } => format!("/taskmanagers/{taskmanager}"),
             Route::JobManagerConfig => "/jobmanager/config".into(),
             Route::Dashboard { asset } if asset == DASHBOARD_INDEX => "/".into(),
@@ -216,6 +231,11 @@ impl Route {
             [JOBS, id, "checkpoints", "details", c] => Route::CheckpointDetails {
                 job: job(id),
                 checkpoint: c.parse().ok()?,
+            },
+            [JOBS, id, "checkpoints", "details", c, "subtasks", v] => Route::CheckpointSubtasks {
+                job: job(id),
+                checkpoint: c.parse().ok()?,
+                vertex: v.to_string(),
             },
             ["taskmanagers", tm] => Route::TaskManager {
                 taskmanager: tm.to_string(),
@@ -527,9 +547,12 @@ pub struct SubtaskDetails {
     pub status: JobState,
     /// The job's restarts so far (Flink's attempt number).
     pub attempt: u64,
-    /// The TaskManager it runs on.
+    /// The TaskManager it runs on (`local` in `weir run`; empty while not deployed).
     #[serde(rename = "taskmanager-id")]
     pub taskmanager_id: String,
+    /// That TaskManager's host (its data address without the port; empty in `weir run`).
+    #[serde(default)]
+    pub host: String,
     /// When it started (epoch ms).
     #[serde(rename = "start-time")]
     pub start_time: i64,
@@ -717,12 +740,21 @@ pub struct CheckpointStatistics {
     pub checkpointed_size: u64,
     /// Milliseconds from trigger to completion.
     pub end_to_end_duration: i64,
-    /// Always 0 (Flink's alignment statistics).
+    /// Always 0: an aligning task leaves a blocked channel's records in the channel rather
+    /// than buffering them.
     pub alignment_buffered: u64,
     /// Always 0.
     pub processed_data: u64,
-    /// Always 0.
+    /// Bytes of in-flight records unaligned barriers overtook, stored with it.
     pub persisted_data: u64,
+    /// Subtasks (tasks at a subtask index) that take part.
+    pub num_subtasks: u64,
+    /// Subtasks that acknowledged it so far.
+    pub num_acknowledged_subtasks: u64,
+    /// Per vertex id: its subtasks' part.
+    pub tasks: BTreeMap<String, TaskCheckpointStatistics>,
+    /// What Flink reports only per subtask: the slowest subtask's figures.
+    pub weir: CheckpointTimes,
     /// Its directory.
     pub external_path: Option<String>,
     /// Whether it was discarded.
@@ -733,6 +765,153 @@ pub struct CheckpointStatistics {
     /// Why it failed (failed ones only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
+}
+
+/// The `weir` part of [`CheckpointStatistics`] and [`TaskCheckpointStatistics`]: the
+/// largest of their subtasks' figures, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CheckpointTimes {
+    /// From a subtask's first barrier to its last (aligned checkpoints), or until it had
+    /// collected the records its barrier overtook (unaligned).
+    pub alignment_duration: u64,
+    /// From the trigger to a subtask's first barrier.
+    pub start_delay: u64,
+}
+
+/// One vertex's part of a checkpoint (an entry of [`CheckpointStatistics::tasks`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskCheckpointStatistics {
+    /// The checkpoint id.
+    pub id: u64,
+    /// `COMPLETED` once every subtask acknowledged, else the checkpoint's state.
+    pub status: CheckpointState,
+    /// When its last acknowledgement arrived (epoch ms; `-1` before the first).
+    pub latest_ack_timestamp: i64,
+    /// Bytes its subtasks wrote.
+    pub checkpointed_size: u64,
+    /// Bytes its subtasks' state references.
+    pub state_size: u64,
+    /// Milliseconds from the trigger to its last acknowledgement.
+    pub end_to_end_duration: i64,
+    /// Always 0 (see [`CheckpointStatistics::alignment_buffered`]).
+    pub alignment_buffered: u64,
+    /// Always 0.
+    pub processed_data: u64,
+    /// Bytes of overtaken in-flight records its subtasks stored.
+    pub persisted_data: u64,
+    /// Its subtasks.
+    pub num_subtasks: u64,
+    /// Those that acknowledged.
+    pub num_acknowledged_subtasks: u64,
+    /// Its slowest subtask's alignment and start delay.
+    pub weir: CheckpointTimes,
+}
+
+/// `GET /jobs/:jobid/checkpoints/details/:checkpointid/subtasks/:vertexid`: a vertex's part
+/// of a checkpoint, summarised and per subtask (Flink's
+/// `TaskCheckpointStatisticsWithSubtaskDetails`; summaries give min, max and average only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskCheckpointDetails {
+    /// The vertex's totals.
+    #[serde(flatten)]
+    pub task: TaskCheckpointStatistics,
+    /// Over the subtasks that acknowledged.
+    pub summary: TaskCheckpointSummary,
+    /// Every subtask, by index.
+    pub subtasks: Vec<SubtaskCheckpointStatistics>,
+}
+
+/// The `summary` of [`TaskCheckpointDetails`], in bytes and milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct TaskCheckpointSummary {
+    pub checkpointed_size: MinMaxAvg,
+    pub state_size: MinMaxAvg,
+    pub end_to_end_duration: MinMaxAvg,
+    pub checkpoint_duration: CheckpointDurationSummary,
+    pub alignment: CheckpointAlignmentSummary,
+    pub start_delay: MinMaxAvg,
+}
+
+/// Synchronous (snapshot on the task thread) and asynchronous (writing to storage) parts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct CheckpointDurationSummary {
+    pub sync: MinMaxAvg,
+    #[serde(rename = "async")]
+    pub async_: MinMaxAvg,
+}
+
+/// Alignment over the subtasks: bytes buffered, processed, persisted, and its duration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct CheckpointAlignmentSummary {
+    pub buffered: MinMaxAvg,
+    pub processed: MinMaxAvg,
+    pub persisted: MinMaxAvg,
+    pub duration: MinMaxAvg,
+}
+
+/// One subtask of [`TaskCheckpointDetails`]: its index and status (`completed`, or
+/// `pending_or_failed` before it acknowledged), and once acknowledged its figures.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SubtaskCheckpointStatistics {
+    /// The subtask index.
+    pub index: u64,
+    /// `completed` or `pending_or_failed`.
+    pub status: String,
+    /// What it reported, once it acknowledged.
+    #[serde(flatten)]
+    pub acknowledged: Option<SubtaskAcknowledgement>,
+}
+
+/// An acknowledged subtask's part of a checkpoint (bytes and milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SubtaskAcknowledgement {
+    /// When its acknowledgement arrived (epoch ms).
+    pub ack_timestamp: i64,
+    /// From the trigger to its acknowledgement.
+    pub end_to_end_duration: i64,
+    /// Bytes its state references.
+    pub state_size: u64,
+    /// Bytes it wrote.
+    pub checkpointed_size: u64,
+    /// Its synchronous and asynchronous parts.
+    pub checkpoint: CheckpointDuration,
+    /// Its alignment.
+    pub alignment: CheckpointAlignment,
+    /// From the trigger to its first barrier.
+    pub start_delay: u64,
+    /// Whether its barrier overtook queued records.
+    pub unaligned_checkpoint: bool,
+    /// Whether the checkpoint was aborted before it completed.
+    pub aborted: bool,
+}
+
+/// A subtask's synchronous and asynchronous checkpoint durations (ms).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CheckpointDuration {
+    pub sync: u64,
+    #[serde(rename = "async")]
+    pub async_: u64,
+}
+
+/// A subtask's alignment: bytes buffered (always 0), processed (0), persisted (overtaken
+/// in-flight records), and its duration (ms).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CheckpointAlignment {
+    pub buffered: u64,
+    pub processed: u64,
+    pub persisted: u64,
+    pub duration: u64,
 }
 
 /// `latest.restored` of [`CheckpointingStatistics`].

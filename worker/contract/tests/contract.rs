@@ -221,6 +221,11 @@ fn every_route_is_parsed_back_from_its_path() {
             job: job(),
             checkpoint: 42,
         },
+        Route::CheckpointSubtasks {
+            job: job(),
+            checkpoint: 42,
+            vertex: "cbc357ccb763df2852fee8c4fc7d55f2".into(),
+        },
         Route::TaskManager {
             taskmanager: "local".into(),
         },

@@ -59,10 +59,32 @@ impl CheckpointControl {
     }
 }
 
-/// A task's acknowledgement of a checkpoint: the state of each chained operator.
+/// A task's acknowledgement of a checkpoint: the state of each chained operator, and how
+/// the task took it.
 pub(crate) struct Ack {
     pub(crate) id: u64,
     pub(crate) states: Vec<(String, usize, SubtaskAck)>,
+    pub(crate) timing: TaskTiming,
+}
+
+/// How one task (an operator chain at one subtask index) took its part of a checkpoint,
+/// measured on its thread; travels with the acknowledgement, also from a TaskManager.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TaskTiming {
+    /// The task's name (the vertex).
+    pub(crate) task: String,
+    pub(crate) subtask: usize,
+    /// When its first barrier arrived (epoch ms; for a source: when it saw the trigger).
+    pub(crate) first_barrier_ms: i64,
+    /// From the first barrier to the last (aligned), or until every record the barrier
+    /// overtook was collected (unaligned).
+    pub(crate) alignment_us: u64,
+    /// Snapshotting its operators on the task thread.
+    pub(crate) sync_us: u64,
+    /// Whether the barrier overtook queued records.
+    pub(crate) unaligned: bool,
+    /// Bytes of overtaken records stored with the checkpoint (unaligned only).
+    pub(crate) persisted_bytes: u64,
 }
 
 /// A request to take a savepoint; answered with its location.
@@ -156,6 +178,48 @@ pub struct CheckpointRecord {
     pub external_path: Option<String>,
     /// Why it failed.
     pub failure: Option<String>,
+    /// Every subtask that acknowledged it so far, in order of acknowledgement.
+    pub subtasks: Vec<SubtaskCheckpointStats>,
+}
+
+/// One subtask's part of a checkpoint (Flink's per-subtask checkpoint statistics). A
+/// subtask is a task (operator chain) at one subtask index; sizes sum over its operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubtaskCheckpointStats {
+    /// The task's name (the REST API's vertex).
+    pub task: String,
+    /// The subtask index.
+    pub subtask: usize,
+    /// When the coordinator received its acknowledgement (epoch ms).
+    pub ack_timestamp: i64,
+    /// Bytes its state references, shared incremental files included.
+    pub state_size: u64,
+    /// Bytes it wrote for this checkpoint.
+    pub checkpointed_size: u64,
+    /// Milliseconds snapshotting on the task thread.
+    pub sync_ms: u64,
+    /// Milliseconds writing its state to storage.
+    pub async_ms: u64,
+    /// Milliseconds from its first barrier to its last (aligned checkpoints), or until it had
+    /// collected every record its barrier overtook (unaligned).
+    pub alignment_ms: u64,
+    /// Milliseconds from the trigger to its first barrier.
+    pub start_delay_ms: u64,
+    /// Whether its barrier overtook queued records.
+    pub unaligned: bool,
+    /// Bytes of overtaken records stored with the checkpoint.
+    pub persisted_data: u64,
+}
+
+impl CheckpointRecord {
+    /// The longest alignment of any of its subtasks, in milliseconds: what held it up.
+    pub fn alignment_ms(&self) -> u64 {
+        self.subtasks
+            .iter()
+            .map(|s| s.alignment_ms)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl CheckpointStats {
@@ -474,6 +538,7 @@ impl Coordinator {
             full_size_bytes: 0,
             external_path: None,
             failure: None,
+            subtasks: Vec::new(),
         });
         while stats.history.len() > HISTORY {
             stats.history.pop_front();
@@ -498,10 +563,38 @@ impl Coordinator {
     }
 
     /// Takes one task's acknowledgement: writes the state it carries (state persisted by a
-    /// TaskManager is only recorded).
+    /// TaskManager is only recorded) and records the task's figures in the history.
     fn accept(&self, p: &mut Pending, ack: Ack) -> Result<()> {
+        let ack_timestamp = crate::time::now_ms();
+        let first = p.persisted.len();
+        let result = self.persist_ack(p, ack.states);
+        let mine = &p.persisted[first..];
+        let t = ack.timing;
+        let mut stats = self.stats.lock().expect("not poisoned");
+        if let Some(r) = stats.record(p.id) {
+            let ms = |us: u64| us / 1000;
+            r.subtasks.push(SubtaskCheckpointStats {
+                start_delay_ms: (t.first_barrier_ms - r.trigger_timestamp).max(0) as u64,
+                task: t.task,
+                subtask: t.subtask,
+                ack_timestamp,
+                state_size: mine.iter().map(|(_, _, d)| d.full_size).sum(),
+                checkpointed_size: mine.iter().map(|(_, _, d)| d.size).sum(),
+                sync_ms: ms(t.sync_us),
+                async_ms: ms(mine.iter().map(|(_, _, d)| d.write_us).sum()),
+                alignment_ms: ms(t.alignment_us),
+                unaligned: t.unaligned,
+                persisted_data: t.persisted_bytes,
+            });
+        }
+        result
+    }
+
+    /// Writes (or, when a TaskManager wrote it, records) each operator's state of one
+    /// acknowledgement into `p.persisted`.
+    fn persist_ack(&self, p: &mut Pending, states: Vec<(String, usize, SubtaskAck)>) -> Result<()> {
         let mut result = Ok(());
-        for (uid, subtask, state) in ack.states {
+        for (uid, subtask, state) in states {
             let persisted = match state {
                 SubtaskAck::Persisted(done) => done,
                 SubtaskAck::Raw(state) if result.is_ok() => {

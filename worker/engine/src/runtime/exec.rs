@@ -230,6 +230,16 @@ impl JobClient {
         }
     }
 
+    /// The id (as in [`JobClient::taskmanagers`]) of the TaskManager each subtask index runs
+    /// on: subtask `i` of every task shares slot `i`. Empty while a cluster job waits for
+    /// slots or between attempts.
+    pub fn subtask_taskmanagers(&self) -> Vec<String> {
+        match &self.shared.cluster {
+            Some(c) => c.placement().iter().map(u64::to_string).collect(),
+            None => vec!["local".to_string(); self.shared.local.0],
+        }
+    }
+
     /// Restarts so far.
     pub fn restarts(&self) -> u64 {
         self.shared.restarts.load(Relaxed)

@@ -21,7 +21,9 @@ use crate::time::Timestamp;
 use std::any::Any;
 use std::sync::Arc;
 
-pub use coordinator::{CheckpointRecord, CheckpointStats, CheckpointStatus};
+pub use coordinator::{
+    CheckpointRecord, CheckpointStats, CheckpointStatus, SubtaskCheckpointStats,
+};
 pub use exec::{JobClient, JobFailure, JobHandle, JobResult, JobStatus};
 pub use graph::{JobTopology, TopologyEdge, TopologyTask};
 pub use metrics::{Gauge, JobMetrics, OperatorMetricsSnapshot, TaskMetricsSnapshot};

@@ -43,6 +43,8 @@ pub(crate) struct Persisted {
     /// Shared objects uploaded now (relative to `<job-id>/`): deleted again if the
     /// checkpoint fails and nothing else references them.
     pub(crate) uploaded: Vec<String>,
+    /// Microseconds spent writing it (Flink's asynchronous part of a subtask's checkpoint).
+    pub(crate) write_us: u64,
 }
 
 /// A subtask's acknowledgement payload: its state as taken on the task thread, or already
@@ -69,7 +71,9 @@ pub(crate) fn persist(
         discard_local(state);
         return Ok(out);
     }
+    let started = std::time::Instant::now();
     let r = persist_inner(store, target, uid, subtask, state, stored, &mut out);
+    out.write_us = started.elapsed().as_micros() as u64;
     discard_local(state);
     if r.is_err() {
         // The checkpoint fails and its directory goes with it, but shared objects live

@@ -4,7 +4,7 @@
 //! channel to other tasks) and measures time blocked on full channels (backpressure) and
 //! waiting for input (idle).
 
-use super::coordinator::{Ack, CheckpointControl};
+use super::coordinator::{Ack, CheckpointControl, TaskTiming};
 use super::graph::{
     InputChannel, Member, MemberOp, Partitioning, Target, TaskInstance, TaskOutput,
 };
@@ -49,6 +49,23 @@ struct InputState {
 /// The snapshot of each chained operator: `(uid, subtask, state)`.
 type Snapshot = Vec<(String, usize, OperatorSubtaskState)>;
 
+/// When a checkpoint's first barrier reached this task: where its alignment time and start
+/// delay are measured from.
+#[derive(Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    epoch_ms: Timestamp,
+}
+
+impl Arrival {
+    fn now() -> Self {
+        Arrival {
+            at: Instant::now(),
+            epoch_ms: now_ms(),
+        }
+    }
+}
+
 /// An unaligned checkpoint this task has taken and passed on, still collecting the records
 /// its barrier overtook: everything queued in a channel before that channel's own barrier.
 /// They are taken out of the channels at once (into the task's stash, processed next) rather
@@ -59,6 +76,9 @@ struct Overtaking {
     /// This subtask's index, recorded with the in-flight data.
     owner: u32,
     states: Snapshot,
+    /// Its first barrier (or announcement) and how long the snapshot took.
+    arrival: Arrival,
+    sync_us: u64,
     /// Per input channel: its barrier has not arrived yet.
     before_barrier: Vec<bool>,
     in_flight: Vec<InFlightBatch>,
@@ -167,7 +187,7 @@ impl Task {
                     out.watermark(MAX_WATERMARK);
                     self.emit(0, out)?;
                 }
-                if self.checkpoint(barrier)? == Flow::Stop {
+                if self.checkpoint(barrier, Arrival::now())? == Flow::Stop {
                     return Ok(());
                 }
             }
@@ -224,7 +244,7 @@ impl Task {
         // Channels whose barrier arrived while aligning (exactly-once: not read until the
         // checkpoint is taken, so their later records stay out of this checkpoint).
         let mut arrived = vec![false; receivers.len()];
-        let mut aligning: Option<Barrier> = None;
+        let mut aligning: Option<(Barrier, Arrival)> = None;
         let mut overtaking: Option<Overtaking> = None;
         // Per channel: events taken out of it by an unaligned checkpoint, not processed yet.
         let mut stash: Vec<VecDeque<Event>> = receivers.iter().map(|_| VecDeque::new()).collect();
@@ -299,12 +319,12 @@ impl Task {
                 }
             } else if let Event::Barrier(b) = ev
                 && b.id > self.last_barrier
-                && aligning.is_none_or(|a| b.id >= a.id)
+                && aligning.is_none_or(|(a, _)| b.id >= a.id)
             {
-                if aligning.map(|a| a.id) != Some(b.id) {
+                if aligning.map(|(a, _)| a.id) != Some(b.id) {
                     // A newer checkpoint supersedes one that never completed here.
                     arrived.iter_mut().for_each(|a| *a = false);
-                    aligning = Some(b);
+                    aligning = Some((b, Arrival::now()));
                 }
                 arrived[i] = true;
                 if exactly_once {
@@ -319,10 +339,10 @@ impl Task {
                     o.before_barrier[i] = false;
                 }
             }
-            if let Some(barrier) = aligning
+            if let Some((barrier, arrival)) = aligning
                 && (0..arrived.len()).all(|c| arrived[c] || states[c].ended)
             {
-                if self.checkpoint(barrier)? == Flow::Stop {
+                if self.checkpoint(barrier, arrival)? == Flow::Stop {
                     return Ok(());
                 }
                 aligning = None;
@@ -460,7 +480,9 @@ impl Task {
         states: &[InputState],
         stash: &[VecDeque<Event>],
     ) -> Result<Overtaking> {
+        let arrival = Arrival::now();
         let snapshot = self.snapshot(barrier)?;
+        let sync_us = arrival.at.elapsed().as_micros() as u64;
         self.last_barrier = barrier.id;
         self.forward_barrier(barrier, true)?;
         let owner = self.subtask as u32;
@@ -478,6 +500,8 @@ impl Task {
             id: barrier.id,
             owner,
             states: snapshot,
+            arrival,
+            sync_us,
             before_barrier: states
                 .iter()
                 .zip(stash)
@@ -489,10 +513,27 @@ impl Task {
 
     /// Every overtaken record is collected: acknowledge, with them in the head's state.
     fn acknowledge_overtaking(&self, mut o: Overtaking) {
+        let timing = TaskTiming {
+            alignment_us: o.arrival.at.elapsed().as_micros() as u64,
+            sync_us: o.sync_us,
+            unaligned: true,
+            persisted_bytes: o.in_flight.iter().map(|b| b.data.len() as u64).sum(),
+            ..self.timing(o.arrival)
+        };
         if let Some((_, _, head)) = o.states.first_mut() {
             head.in_flight = o.in_flight;
         }
-        self.acknowledge(o.id, o.states);
+        self.acknowledge(o.id, o.states, timing);
+    }
+
+    /// What every acknowledgement says about this task and its first barrier.
+    fn timing(&self, arrival: Arrival) -> TaskTiming {
+        TaskTiming {
+            task: self.name.clone(),
+            subtask: self.subtask,
+            first_barrier_ms: arrival.epoch_ms,
+            ..TaskTiming::default()
+        }
     }
 
     /// Snapshots every chained operator for the snapshot `barrier` stands for.
@@ -511,14 +552,14 @@ impl Task {
         Ok(states)
     }
 
-    fn acknowledge(&self, id: u64, states: Snapshot) {
+    fn acknowledge(&self, id: u64, states: Snapshot, timing: TaskTiming) {
         if let Some(ctl) = &self.ckpt {
             // The coordinator may be gone when the job is shutting down; nothing to do then.
             let states = states
                 .into_iter()
                 .map(|(uid, subtask, s)| (uid, subtask, SubtaskAck::Raw(s)))
                 .collect();
-            let _ = ctl.acks.send(Ack { id, states });
+            let _ = ctl.acks.send(Ack { id, states, timing });
         }
     }
 
@@ -537,14 +578,20 @@ impl Task {
 
     /// Takes this task's part of the snapshot `barrier` stands for: snapshot every chained
     /// operator (all input before the barrier has been processed), acknowledge, pass the
-    /// barrier on.
-    fn checkpoint(&mut self, barrier: Barrier) -> Result<Flow> {
+    /// barrier on. `arrival`: when its first barrier came (its last comes now).
+    fn checkpoint(&mut self, barrier: Barrier, arrival: Arrival) -> Result<Flow> {
         let Some(ctl) = self.ckpt.clone() else {
             return Ok(Flow::Continue);
         };
         let id = barrier.id;
+        let aligned = Instant::now();
         let states = self.snapshot(barrier)?;
-        self.acknowledge(id, states);
+        let timing = TaskTiming {
+            alignment_us: aligned.duration_since(arrival.at).as_micros() as u64,
+            sync_us: aligned.elapsed().as_micros() as u64,
+            ..self.timing(arrival)
+        };
+        self.acknowledge(id, states, timing);
         self.last_barrier = id;
         self.forward_barrier(barrier, self.unaligned_for(barrier))?;
         if !barrier.kind.stops() {

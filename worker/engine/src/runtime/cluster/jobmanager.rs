@@ -284,6 +284,7 @@ impl Deployer {
                 attempt,
                 id,
                 states,
+                timing,
             } => {
                 if let Some(a) = self.current(attempt) {
                     let states = states
@@ -296,7 +297,7 @@ impl Deployer {
                             (uid, sub as usize, s)
                         })
                         .collect();
-                    let _ = a.ctl.acks.send(Ack { id, states });
+                    let _ = a.ctl.acks.send(Ack { id, states, timing });
                 }
             }
             ToJm::TaskEnded {
@@ -362,6 +363,17 @@ impl Deployer {
                 rss_bytes: t.rss_bytes,
             })
             .collect()
+    }
+
+    /// The TaskManager each slot of the current attempt was deployed to: slot `i` runs
+    /// subtask `i` of every task. Empty between attempts.
+    pub(crate) fn placement(&self) -> Vec<u64> {
+        self.current
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|a| a.slots.lock().expect("not poisoned").clone())
+            .unwrap_or_default()
     }
 
     fn lost(&self, id: u64, reason: &str) {

@@ -4,6 +4,7 @@
 use super::JobSpec;
 use crate::checkpoint::{Barrier, SnapshotKind};
 use crate::error::{Error, Result};
+use crate::runtime::coordinator::TaskTiming;
 use crate::runtime::memory::MemoryBudget;
 use crate::runtime::net::{read_frame, write_frame};
 use crate::runtime::persist::{PersistTarget, Persisted};
@@ -51,6 +52,8 @@ pub(super) enum ToJm {
         attempt: u64,
         id: u64,
         states: Vec<(String, u32, std::result::Result<Persisted, String>)>,
+        /// How the task took it: the JobManager's checkpoint statistics per subtask.
+        timing: TaskTiming,
     },
     TaskEnded {
         attempt: u64,

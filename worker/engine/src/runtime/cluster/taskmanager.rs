@@ -446,6 +446,7 @@ pub(super) fn deploy(
                             attempt,
                             id: ack.id,
                             states,
+                            timing: ack.timing,
                         })
                         .is_err()
                     {
