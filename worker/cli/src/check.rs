@@ -5,8 +5,8 @@
 //! job for an upgrade, so an upgrade that could not restore is refused while the old job
 //! still runs.
 //!
-//! Exit codes: 0 compatible, [`EXIT_INCOMPATIBLE`] incompatible, 1 an error (the job does
-//! not plan, the checkpoint cannot be read).
+//! Exit codes (`weir_contract::check`): 0 compatible, 2 incompatible, 1 an error (the job
+//! does not plan, the checkpoint cannot be read).
 
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -16,8 +16,7 @@ use weir_engine::api::StreamExecutionEnvironment;
 use weir_engine::checkpoint::RestoreCheck;
 use weir_engine::config::Config;
 
-/// The exit code of a job that cannot restore the checkpoint (1 is any error).
-pub const EXIT_INCOMPATIBLE: i32 = 2;
+use weir_contract::check::{EXIT_COMPATIBLE, EXIT_INCOMPATIBLE, REFUSED_PREFIX};
 
 /// What `weir check` is given.
 #[derive(clap::Args)]
@@ -55,7 +54,7 @@ pub fn run(a: &CheckArgs) -> i32 {
     let outcome = check(a);
     let mut out = std::io::stdout().lock();
     let code = match &outcome {
-        Ok(c) if c.compatible => 0,
+        Ok(c) if c.compatible => EXIT_COMPATIBLE,
         Ok(_) => EXIT_INCOMPATIBLE,
         Err(_) => 1,
     };
@@ -133,8 +132,12 @@ fn report(c: &RestoreCheck, job: &str) -> String {
         let _ = writeln!(s, "INCOMPATIBLE: {job} cannot restore from {}", c.path);
     }
     for f in &c.findings {
-        let mark = if f.refuses() { "refused" } else { "dropped" };
-        let _ = writeln!(s, "  {mark}: {f}");
+        let mark = if f.refuses() {
+            REFUSED_PREFIX
+        } else {
+            "dropped: "
+        };
+        let _ = writeln!(s, "  {mark}{f}");
     }
     s
 }

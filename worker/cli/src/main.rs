@@ -100,16 +100,18 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
     },
     /// Check, without running it, that a job can restore a checkpoint or savepoint.
     #[command(
-        long_about = "Plan the job as `weir run` would (same job, arguments and configuration) \
-and check it against a checkpoint or savepoint with the rules of a restore: the same \
-pipeline.max-parallelism, state of every operator in it claimed by an operator of the job with \
-the same uid (unless --allow-non-restored-state), and each operator's state schema unchanged \
-(for SQL: the aggregates, GROUP BY keys and join inputs). Nothing runs and no cluster is needed.\n\n\
+        long_about = format!("Plan the job as `weir run` would (same job, arguments and \
+configuration) and check it against a checkpoint or savepoint with the rules of a restore: the \
+same {}, state of every operator in it claimed by an operator of the job with the same uid \
+(unless --allow-non-restored-state), and each operator's state schema unchanged (for SQL: the \
+aggregates, GROUP BY keys and join inputs). Nothing runs and no cluster is needed.\n\n\
 Exit code: 0 compatible, 2 incompatible, 1 an error (the job does not plan, the checkpoint \
 cannot be read).\n\n\
 Examples:\n  weir check --state file:///tmp/savepoints/savepoint-1a2b3c examples/user_metrics.sql\n  \
-weir check --state s3://state/orders/cp/3f1c.../chk-42 --config weir-conf.yaml --json job.sql"
+weir check --state s3://state/orders/cp/3f1c.../chk-42 --config weir-conf.yaml --json job.sql",
+            options::MAX_PARALLELISM.key)
     )]
+    #[command(name = weir_contract::check::COMMAND)]
     Check(check::CheckArgs),
     /// List the jobs built into this binary with their arguments.
     Jobs,
