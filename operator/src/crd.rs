@@ -282,7 +282,7 @@ pub struct JobSpec {
     /// Pre-flight state compatibility check before a `savepoint` or `last-state` upgrade:
     /// the new image runs `weir check` in a short-lived pod against the running job's newest
     /// checkpoint (else its last savepoint), and an upgrade whose job could not restore that
-    /// state is refused before the running job is stopped. `off` (the default) skips it;
+    /// state is refused before the running job is stopped. `disabled` (the default) skips it;
     /// `bestEffort` refuses incompatible state and upgrades anyway, with a Warning, when the
     /// check cannot run or decide (image, storage, timeout); `required` refuses then too.
     /// Changing it takes effect without a restart.
@@ -294,9 +294,10 @@ pub struct JobSpec {
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PreflightMode {
-    /// No check.
+    /// No check. (Not `off`: YAML 1.1, which kubectl reads, takes an unquoted `off` for
+    /// `false`.)
     #[default]
-    Off,
+    Disabled,
     /// Refuse incompatible state; upgrade with a Warning when the check cannot decide.
     BestEffort,
     /// Refuse incompatible state, and refuse when the check cannot decide.

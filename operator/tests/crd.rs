@@ -442,3 +442,29 @@ fn the_example_schema_check_rejects_what_the_api_server_rejects() {
         assert!(e.starts_with(&format!("{at}:")), "{errors:#?}");
     }
 }
+
+#[test]
+fn no_enum_member_or_default_is_a_word_kubectl_reads_as_a_boolean() {
+    // serde_yaml writes YAML 1.2, where an unquoted `off` is a string; kubectl reads YAML 1.1,
+    // where it is `false`, and the API server then refuses the CRD (or a user's manifest).
+    let snapshot = serde_json::to_value(weir_operator::snapshot_crd()).unwrap();
+    let yaml_1_1_booleans = ["y", "n", "yes", "no", "on", "off", "true", "false"];
+    for crd in [crd(), snapshot] {
+        walk(&crd, &mut |node| {
+            let Value::Object(map) = node else { return };
+            let words = map
+                .get("enum")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .chain(map.get("default"))
+                .filter_map(Value::as_str);
+            for word in words {
+                assert!(
+                    !yaml_1_1_booleans.contains(&word.to_lowercase().as_str()),
+                    "'{word}' is a boolean to kubectl: {node}"
+                );
+            }
+        });
+    }
+}

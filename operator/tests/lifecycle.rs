@@ -603,7 +603,7 @@ fn a_suspension_or_another_change_during_the_check_is_not_held_up_by_it() {
 
 #[test]
 fn without_preflight_or_in_stateless_mode_an_upgrade_is_not_checked() {
-    let mut world = checked_upgrade(PreflightMode::Off);
+    let mut world = checked_upgrade(PreflightMode::Disabled);
     assert!(matches!(world.reconcile(), Action::TriggerSavepoint { .. }));
     let mut world = checked_upgrade(PreflightMode::Required);
     world.spec.job.upgrade_mode = weir_operator::crd::UpgradeMode::Stateless;

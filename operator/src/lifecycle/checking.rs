@@ -33,7 +33,7 @@ pub(super) fn begin(
     deployed: &StreamJobSpec,
     spec: &StreamJobSpec,
 ) -> Option<(Action, Duration)> {
-    if spec.job.preflight == PreflightMode::Off
+    if spec.job.preflight == PreflightMode::Disabled
         || spec.job.upgrade_mode == UpgradeMode::Stateless
         || !needs_restart(deployed, spec)
     {
@@ -99,7 +99,7 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
             format!(
                 "the new spec cannot restore the running job's state {}: {why}; the job keeps \
                  running on its previous spec. Change the spec (or set job.allowNonRestoredState \
-                 to drop that state, or job.preflight: off)",
+                 to drop that state, or job.preflight: disabled)",
                 check.state
             ),
         ),
