@@ -98,7 +98,7 @@ def main():
     ] + [("weir.dev", "streamjobsnapshots/status", "patch"), ("weir.dev", "streamjobsnapshots/finalizers", "update")] + [
         ("apps", "deployments", v) for v in ("list", "watch", "patch", "delete")
     ] + [("", r, v) for r in ("services", "configmaps") for v in ("list", "watch", "patch", "delete")] + [
-        ("", "pods", "list"), ("", "secrets", "get"), ("events.k8s.io", "events", "create"),
+        ("", "pods", "list"), ("", "pods", "create"), ("", "pods", "deletecollection"), ("", "secrets", "get"), ("events.k8s.io", "events", "create"),
     ]
     missing = [n for n in needed if not allows(role, *n)]
     check(not missing, f"ClusterRole grants what the operator calls (missing: {missing or 'none'})")

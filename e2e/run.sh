@@ -883,7 +883,7 @@ sql_gone() { ! kn get sj "$SQL_JOB" >/dev/null 2>&1; }
 wait_until 120 "the SQL StreamJob to be deleted" sql_gone
 
 # ---- 14 -----------------------------------------------------------------------------------------
-step "14 Kafka in, Kafka out, exactly once: savepoint upgrade, last-state upgrade, JobManager and operator killed"
+step "14 Kafka in, Kafka out, exactly once: incompatible SQL refused by the pre-flight check, savepoint upgrade, last-state upgrade, JobManager and operator killed"
 if [[ "$TARGET" != local ]]; then
   log "step 14 runs on the local target only (its broker, producer and readers run on this machine)"
 else
@@ -912,17 +912,18 @@ SQL
 "$BIN_DIR/weir" run "$WORK/kafka/produce.sql" --no-progress >"$WORK/kafka/produce.log" 2>&1 &
 PRODUCER_PID=$!
 # The query: per user and 10 seconds of event time, clicks and cents; SOURCE_EXTRA bounds the
-# source (the reference run), SINK the output table's options.
+# source (the reference run), SINK the output table's options; KEXTRA adds a MAX(cents) column
+# (another aggregate: state the running job's savepoint cannot restore).
 kafka_sql() { # source-extra-options sink-options
   cat <<SQL
 CREATE TABLE clicks (user_no INT, cents INT, seq BIGINT, ts TIMESTAMP(3),
   WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
 ) WITH ('connector' = 'kafka', 'topic' = '$KIN', 'properties.bootstrap.servers' = '$KAFKA',
   'format' = 'json', 'scan.startup.mode' = 'earliest-offset'$1);
-CREATE TABLE per_user (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT)
+CREATE TABLE per_user (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT${KEXTRA:+, top INT})
   WITH ($2);
 INSERT INTO per_user
-SELECT TUMBLE_START(ts, INTERVAL '10' SECOND), user_no, COUNT(*), SUM(cents)
+SELECT TUMBLE_START(ts, INTERVAL '10' SECOND), user_no, COUNT(*), SUM(cents)${KEXTRA:+, MAX(cents)}
 FROM clicks GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), user_no;
 SQL
 }
@@ -941,6 +942,7 @@ $(kafka_sql "" "'connector' = 'kafka', 'topic' = '$KOUT', 'properties.bootstrap.
     parallelism: $1
     upgradeMode: $2
     upgradeReadinessTimeout: 45s
+    preflight: required
   taskManager: {replicas: 1, slots: 2}
   checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
   savepoints: {dir: "s3://$BUCKET/savepoints"}
@@ -953,6 +955,20 @@ kmanifest 2 savepoint | kn apply -f - >&2 || fail "kubectl apply of the Kafka St
 wait_until 180 "the Kafka job STABLE with a completed checkpoint" kstable
 K1="$(kjob)"
 log "Kafka job $K1 RUNNING: $KIN -> $KOUT"
+
+# Pre-flight: another aggregate cannot restore the running job's window state; the upgrade is
+# refused before anything stops (same job id, still RUNNING), naming the operator.
+KEXTRA=1 kmanifest 2 savepoint | kn apply -f - >&2
+krefused() { [[ "$(ksj '{.status.conditions[?(@.type=="Degraded")].reason}')" == IncompatibleState ]]; }
+wait_until 120 "the pre-flight check to refuse the changed aggregate" krefused
+[[ "$(kjob)" == "$K1" && "$(ksj '{.status.jobStatus.state}')" == RUNNING ]] ||
+  fail "the refused upgrade touched the job: $(kjob) is $(ksj '{.status.jobStatus.state}')"
+kwhy="$(ksj '{.status.error}')"
+[[ "$kwhy" == *"changed its state schema"* && "$kwhy" == *"MAX BIGINT"* ]] ||
+  fail "the refusal does not name the changed operator: $kwhy"
+kn get events --field-selector reason=IncompatibleState -o name | grep -q . ||
+  fail "no IncompatibleState Event"
+log "pre-flight refused the changed aggregate, $K1 still RUNNING: ${kwhy:0:160}…"
 
 kmanifest 1 savepoint | kn apply -f - >&2
 knew() { [[ -n "$(kjob)" && "$(kjob)" != "$1" ]]; }

@@ -278,6 +278,30 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub upgrade_readiness_timeout: Option<String>,
+
+    /// Pre-flight state compatibility check before a `savepoint` or `last-state` upgrade:
+    /// the new image runs `weir check` in a short-lived pod against the running job's newest
+    /// checkpoint (else its last savepoint), and an upgrade whose job could not restore that
+    /// state is refused before the running job is stopped. `disabled` (the default) skips it;
+    /// `bestEffort` refuses incompatible state and upgrades anyway, with a Warning, when the
+    /// check cannot run or decide (image, storage, timeout); `required` refuses then too.
+    /// Changing it takes effect without a restart.
+    #[serde(default)]
+    pub preflight: PreflightMode,
+}
+
+/// Whether and how strictly upgrades are checked before the running job is stopped.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PreflightMode {
+    /// No check. (Not `off`: YAML 1.1, which kubectl reads, takes an unquoted `off` for
+    /// `false`.)
+    #[default]
+    Disabled,
+    /// Refuse incompatible state; upgrade with a Warning when the check cannot decide.
+    BestEffort,
+    /// Refuse incompatible state, and refuse when the check cannot decide.
+    Required,
 }
 
 /// How state is carried across a restart.
@@ -773,15 +797,50 @@ pub struct ReconciliationStatus {
     /// Earliest time of the next attempt after a failure (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,
+
+    /// The pre-flight check in flight (phase `Checking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightStatus>,
+
+    /// A spec the pre-flight check refused: it is not rolled out (and not checked again)
+    /// until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<PreflightRefusal>,
+}
+
+/// A spec the pre-flight check refused, and why.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightRefusal {
+    /// JSON of the refused spec.
+    pub spec: String,
+    /// Why: the operators whose state it cannot restore, or why the check could not decide.
+    pub message: String,
+}
+
+/// A pre-flight check: what it checks and since when. Its pod is `NAME-preflight-<hash of
+/// the spec>`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightStatus {
+    /// The checkpoint or savepoint it checks the new spec against.
+    pub state: String,
+    /// JSON of the spec being checked.
+    pub spec: String,
+    /// When the check started (RFC 3339).
+    pub started_at: String,
 }
 
 /// Step of a rollout. Every rollout walks a prefix of Stopping → TearingDown → Deploying →
-/// AwaitingReady and ends in Idle.
+/// AwaitingReady and ends in Idle; a checked upgrade (`job.preflight`) starts with Checking.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 pub enum ReconcilePhase {
     /// Nothing in flight.
     #[default]
     Idle,
+    /// Checking that the new spec can restore the running job's state (`job.preflight`),
+    /// before anything is stopped.
+    Checking,
     /// Taking the savepoint or choosing the checkpoint the next deployment restores from.
     Stopping,
     /// Removing the old JobManager and TaskManagers.
@@ -906,6 +965,7 @@ impl StreamJobSpec {
             restart_nonce,
             restart_failed: _,
             upgrade_readiness_timeout: _,
+            preflight: _,
         } = job;
         RestartFields {
             image,

@@ -1,5 +1,6 @@
 //! Renders the Kubernetes objects a StreamJob should own: the worker ConfigMap, the JobManager
-//! Service and Deployment, the TaskManager Deployment, and the optional Ingress. Pure: it reads a spec (which may be
+//! Service and Deployment, the TaskManager Deployment, the optional Ingress, and the pod of a
+//! pre-flight check. Pure: it reads a spec (which may be
 //! the last stable spec during a rollback, not the one in the resource) and the restore path
 //! the lifecycle chose, and never talks to the API server.
 
@@ -9,8 +10,9 @@ use k8s_openapi::DeepMerge;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec,
+    Probe, SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -55,7 +57,7 @@ pub fn build(
     let meta = JobMeta::of(job)?;
     let config = worker_config(&meta.name, spec, restore_path);
     let config_text = serde_yaml::to_string(&config).map_err(BuildError::ConfigFile)?;
-    let config_hash = fnv1a_hex(config_text.as_bytes());
+    let config_hash = names::fnv1a_hex(config_text.as_bytes());
 
     let mut config_data = BTreeMap::from([(names::CONFIG_FILE.to_string(), config_text)]);
     if let Some(sql) = &spec.job.sql {
@@ -409,15 +411,7 @@ fn pod_template(
     if role == Role::JobManager {
         args.push(names::ARG_RECOVERY_DIR.to_string());
         args.push(names::RECOVERY_MOUNT_PATH.to_string());
-        // Same positional form as `weir run <job.sql | registered-job-name> [args]`.
-        match (&spec.job.sql, &spec.job.entry) {
-            (Some(_), _) => args.push(format!("{}/{}", names::CONFIG_MOUNT_PATH, names::SQL_FILE)),
-            (None, Some(entry)) => {
-                args.push(entry.clone());
-                args.extend(spec.job.args.iter().cloned());
-            }
-            (None, None) => {}
-        }
+        args.extend(job_args(spec));
     }
 
     let mut env = vec![EnvVar {
@@ -431,29 +425,7 @@ fn pod_template(
         }),
         ..EnvVar::default()
     }];
-    if let Some(secret) = spec
-        .storage
-        .as_ref()
-        .and_then(|s| s.credentials_secret.as_ref())
-    {
-        for variable in [
-            names::ENV_AWS_ACCESS_KEY_ID,
-            names::ENV_AWS_SECRET_ACCESS_KEY,
-        ] {
-            env.push(EnvVar {
-                name: variable.to_string(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: secret.clone(),
-                        key: variable.to_string(),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            });
-        }
-    }
+    env.extend(storage_env(spec));
 
     let resources = match role {
         Role::JobManager => spec.job_manager.resources.clone(),
@@ -571,6 +543,119 @@ fn pod_template(
             ..PodSpec::default()
         }),
     }
+}
+
+/// The job on the `weir` command line (`jobmanager`, `check`), in the positional form of
+/// `weir run <job.sql | registered-job-name> [args]`.
+fn job_args(spec: &StreamJobSpec) -> Vec<String> {
+    match (&spec.job.sql, &spec.job.entry) {
+        (Some(_), _) => vec![format!("{}/{}", names::CONFIG_MOUNT_PATH, names::SQL_FILE)],
+        (None, Some(entry)) => std::iter::once(entry.clone())
+            .chain(spec.job.args.iter().cloned())
+            .collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// The storage credentials from `storage.credentialsSecret` as environment variables (by
+/// reference, never copied).
+fn storage_env(spec: &StreamJobSpec) -> Vec<EnvVar> {
+    let Some(secret) = spec
+        .storage
+        .as_ref()
+        .and_then(|s| s.credentials_secret.as_ref())
+    else {
+        return Vec::new();
+    };
+    [
+        names::ENV_AWS_ACCESS_KEY_ID,
+        names::ENV_AWS_SECRET_ACCESS_KEY,
+    ]
+    .into_iter()
+    .map(|variable| EnvVar {
+        name: variable.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.clone(),
+                key: variable.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    })
+    .collect()
+}
+
+/// The objects of a pre-flight check: a ConfigMap with the worker configuration (and SQL) of
+/// `spec`, the spec about to be rolled out, and the pod `pod` running `weir check` from
+/// `spec`'s image against the checkpoint or savepoint `state`. The pod runs once (restart
+/// policy `Never`); its report is the tail of its log, which Kubernetes keeps as the
+/// container's termination message when the check fails.
+pub fn preflight(
+    job: &StreamJob,
+    spec: &StreamJobSpec,
+    state: &str,
+    pod: &str,
+) -> Result<(ConfigMap, Pod), BuildError> {
+    let meta = JobMeta::of(job)?;
+    let config = worker_config(&meta.name, spec, Some(state));
+    let config_text = serde_yaml::to_string(&config).map_err(BuildError::ConfigFile)?;
+    let mut data = BTreeMap::from([(names::CONFIG_FILE.to_string(), config_text)]);
+    if let Some(sql) = &spec.job.sql {
+        data.insert(names::SQL_FILE.to_string(), sql.clone());
+    }
+    let config_map_name = names::preflight_config_map_name(&meta.name);
+    let config_map = ConfigMap {
+        metadata: meta.object_meta(config_map_name.clone(), Some(names::COMPONENT_PREFLIGHT)),
+        data: Some(data),
+        ..ConfigMap::default()
+    };
+    use weir_contract::check;
+    let mut args = vec![
+        check::COMMAND.to_string(),
+        names::ARG_CONFIG.to_string(),
+        format!("{}/{}", names::CONFIG_MOUNT_PATH, names::CONFIG_FILE),
+        check::ARG_STATE.to_string(),
+        state.to_string(),
+    ];
+    args.extend(job_args(spec));
+    let container = Container {
+        name: names::COMPONENT_PREFLIGHT.to_string(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        args: Some(args),
+        env: Some(storage_env(spec)),
+        // It plans the job as the JobManager does.
+        resources: spec.job_manager.resources.clone(),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: names::CONFIG_VOLUME.to_string(),
+            mount_path: names::CONFIG_MOUNT_PATH.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let pod = Pod {
+        metadata: meta.object_meta(pod.to_string(), Some(names::COMPONENT_PREFLIGHT)),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            restart_policy: Some("Never".to_string()),
+            service_account_name: spec.service_account.clone(),
+            volumes: Some(vec![Volume {
+                name: names::CONFIG_VOLUME.to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map_name,
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    Ok((config_map, pod))
 }
 
 /// The Secret holding the REST API's certificate, if TLS is on.
@@ -694,15 +779,4 @@ impl JobMeta {
             ..ObjectMeta::default()
         }
     }
-}
-
-/// A stable, dependency-free hash of the rendered config. It only has to change when the
-/// config changes, so a 64-bit FNV-1a is plenty.
-fn fnv1a_hex(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }

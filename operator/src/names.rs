@@ -180,3 +180,29 @@ pub fn taskmanager_name(job: &str) -> String {
 pub fn config_map_name(job: &str) -> String {
     format!("{job}-config")
 }
+
+/// Component label and container name of the pre-flight check's pod.
+pub const COMPONENT_PREFLIGHT: &str = "preflight";
+
+/// Name of the ConfigMap holding the worker configuration (and SQL) of the spec being
+/// checked before an upgrade.
+pub fn preflight_config_map_name(job: &str) -> String {
+    format!("{job}-preflight")
+}
+
+/// Name of the pod checking `spec_json` before an upgrade: one per spec checked, so a
+/// repeated start finds the same pod and a changed spec gets a new one.
+pub fn preflight_pod_name(job: &str, spec_json: &str) -> String {
+    format!("{job}-preflight-{}", &fnv1a_hex(spec_json.as_bytes())[..8])
+}
+
+/// A stable, dependency-free 64-bit FNV-1a hash in hex: enough to tell rendered configs or
+/// specs apart in names and annotations.
+pub(crate) fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -656,3 +656,114 @@ fn an_ingress_template_routes_a_host_or_a_path_to_the_jobmanager_rest_port() {
     );
     assert!(ingress.metadata.annotations.is_none() && spec.tls.is_none());
 }
+
+#[test]
+fn a_preflight_check_runs_weir_check_from_the_new_image_against_the_state_with_its_storage() {
+    let job = fixture("savepoint.yaml");
+    let mut spec = job.spec.clone();
+    spec.image = "weir:1.3".into();
+    let state = "s3://state/orders/checkpoints/j1/chk-7";
+    let pod_name = names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&spec));
+    let (config_map, pod) =
+        weir_operator::desired::preflight(&job, &spec, state, &pod_name).unwrap();
+    assert_eq!(pod.metadata.name.as_deref(), Some(pod_name.as_str()));
+    assert!(pod_name.starts_with("orders-preflight-"), "{pod_name}");
+    // Another spec, another pod.
+    assert_ne!(
+        pod_name,
+        names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&job.spec))
+    );
+    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("StreamJob", "orders")
+    );
+    let spec_of_pod = pod.spec.as_ref().unwrap();
+    assert_eq!(spec_of_pod.restart_policy.as_deref(), Some("Never"));
+    let c = &spec_of_pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("weir:1.3"));
+    assert_eq!(
+        c.args.as_ref().unwrap(),
+        &[
+            "check",
+            "--config",
+            "/etc/weir/weir-conf.yaml",
+            "--state",
+            state,
+            "order-totals",
+            "--window",
+            "1m"
+        ]
+    );
+    assert_eq!(
+        c.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    let env: Vec<&str> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+    let volume = &spec_of_pod.volumes.as_ref().unwrap()[0];
+    assert_eq!(
+        volume.config_map.as_ref().unwrap().name,
+        config_map.metadata.name.clone().unwrap()
+    );
+    // The configuration the new job would get: its storage and allowNonRestoredState.
+    let config: BTreeMap<String, String> =
+        serde_yaml::from_str(&config_map.data.as_ref().unwrap()[names::CONFIG_FILE]).unwrap();
+    assert_eq!(config["s3.endpoint"], "http://s3.storage:9000");
+    assert_eq!(config["execution.savepoint.ignore-unclaimed-state"], "true");
+    assert_eq!(config["parallelism.default"], "4");
+}
+
+#[test]
+fn a_preflight_pod_is_read_as_compatible_incompatible_naming_operators_or_undecided() {
+    use weir_operator::controller::preflight_outcome;
+    use weir_operator::lifecycle::PreflightOutcome;
+    let pod = |status: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "status": status}))
+            .unwrap()
+    };
+    let exited = |code: i32, message: &str| {
+        pod(
+            serde_json::json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+            "containerStatuses": [{"name": "preflight", "image": "weir", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": code, "message": message}}}]}),
+        )
+    };
+    assert_eq!(
+        preflight_outcome(&pod(serde_json::json!({"phase": "Pending"}))),
+        PreflightOutcome::Running
+    );
+    assert_eq!(
+        preflight_outcome(&exited(0, "")),
+        PreflightOutcome::Compatible
+    );
+    let report = "s3://b/chk-3 (checkpoint 3 of job j, pipeline.max-parallelism 128)\n  \
+        sql-3-3-group-aggregate 'GroupAggregate': parallelism 1 -> 1; states accumulators @6826110c\n\
+        INCOMPATIBLE: /etc/weir/job.sql cannot restore from s3://b/chk-3\n  \
+        refused: operator 'GroupAggregate' (uid sql-3-3-group-aggregate) changed its state schema\n  \
+        refused: operator 'Sink' (uid x) has state in the checkpoint but is not in the job\n";
+    assert_eq!(
+        preflight_outcome(&exited(2, report)),
+        PreflightOutcome::Incompatible(
+            "operator 'GroupAggregate' (uid sql-3-3-group-aggregate) changed its state schema; \
+             operator 'Sink' (uid x) has state in the checkpoint but is not in the job"
+                .into()
+        )
+    );
+    let PreflightOutcome::Failed(why) = preflight_outcome(&exited(
+        1,
+        "error: cannot restore: cannot read _metadata: access denied",
+    )) else {
+        panic!("exit code 1 is undecided");
+    };
+    assert!(
+        why.contains("code 1") && why.contains("access denied"),
+        "{why}"
+    );
+}

@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use common::fixture;
 use jiff::Timestamp;
 use weir_operator::crd::{
-    LifecycleState, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec, StreamJobStatus,
+    LifecycleState, PreflightMode, ReconcilePhase, SavepointInfo, SavepointTrigger, StreamJobSpec,
+    StreamJobStatus,
 };
+use weir_operator::lifecycle::conditions;
 use weir_operator::lifecycle::{
     self, Action, EventNote, EventType, InitialSnapshot, Inputs, JobState, Observation,
-    ObservedJob, SavepointProgress, Step,
+    ObservedJob, PreflightOutcome, SavepointProgress, Step,
 };
 
 /// A savepoint operation inside the fake JobManager.
@@ -58,6 +60,10 @@ struct World {
     s3_configured: bool,
     /// What the controller found for `job.initialSnapshotName`.
     initial_snapshot: Option<InitialSnapshot>,
+    /// Pre-flight check pods started: the spec checked and the state it was checked against.
+    preflight_pods: Vec<(StreamJobSpec, String)>,
+    /// What the check pod of the spec last started says (`None`: no such pod).
+    preflight: Option<PreflightOutcome>,
 }
 
 impl World {
@@ -75,6 +81,8 @@ impl World {
             storage_checkpoint: None,
             s3_configured: false,
             initial_snapshot: None,
+            preflight_pods: Vec::new(),
+            preflight: None,
         }
     }
 
@@ -105,6 +113,12 @@ impl World {
             storage_latest_checkpoint: self.storage_checkpoint.clone(),
             can_delete_s3: self.s3_configured,
             initial_snapshot: self.initial_snapshot.clone(),
+            preflight: self
+                .status
+                .reconciliation
+                .preflight
+                .as_ref()
+                .and(self.preflight.clone()),
         }
     }
 
@@ -203,6 +217,10 @@ impl World {
             Action::DeleteCheckpoints { job_ids, .. } => {
                 self.deleted_checkpoint_runs.extend(job_ids.iter().cloned());
                 lifecycle::checkpoints_deleted(&mut self.status, job_ids);
+            }
+            Action::RunPreflight { spec, state } => {
+                self.preflight_pods.push(((**spec).clone(), state.clone()));
+                self.preflight.get_or_insert(PreflightOutcome::Running);
             }
         }
     }
@@ -392,6 +410,205 @@ fn a_savepoint_upgrade_stops_with_a_savepoint_and_restores_from_it() {
     .unwrap();
     assert_eq!(stable.image, "weir:1.3");
     assert_eq!(world.jm.started.len(), 1);
+}
+
+/// A stable job with `job.preflight` set, whose spec then changes to a new SQL query.
+fn checked_upgrade(mode: PreflightMode) -> World {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.job.entry = None;
+    world.spec.job.args.clear();
+    world.spec.job.sql =
+        Some("INSERT INTO totals SELECT k, COUNT(*) FROM clicks GROUP BY k".into());
+    world.spec.job.preflight = mode;
+    world.deploy_stable();
+    world.spec.job.sql =
+        Some("INSERT INTO totals SELECT k, COUNT(*), MAX(v) FROM clicks GROUP BY k".into());
+    world
+}
+
+#[test]
+fn a_checked_upgrade_checks_the_new_spec_against_the_newest_checkpoint_before_stopping() {
+    let mut world = checked_upgrade(PreflightMode::Required);
+    let checkpoint = world
+        .jm
+        .job
+        .as_ref()
+        .unwrap()
+        .latest_checkpoint
+        .clone()
+        .unwrap();
+    let action = world.reconcile();
+    let Action::RunPreflight { spec, state } = action else {
+        panic!("expected the check, got {action:?}");
+    };
+    assert_eq!(spec.job.sql, world.spec.job.sql);
+    assert_eq!(state, checkpoint);
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Checking);
+    assert!(
+        world.jm.started.is_empty(),
+        "nothing is stopped while checking"
+    );
+    // Running: wait; an operator restart finds the pod and waits too, starting nothing new.
+    assert_eq!(world.reconcile(), Action::None);
+    world.reconcile_and_crash();
+    assert_eq!(world.reconcile(), Action::None);
+    assert_eq!(world.preflight_pods.len(), 1);
+
+    world.preflight = Some(PreflightOutcome::Compatible);
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    assert!(world.reasons().contains(&"PreflightPassed"));
+    world.settle(20);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(
+        world.cluster.deployed.as_ref().unwrap().0.job.sql,
+        world.spec.job.sql
+    );
+}
+
+#[test]
+fn a_preflight_refusal_keeps_the_old_job_running_and_waits_for_a_spec_change() {
+    let mut world = checked_upgrade(PreflightMode::BestEffort);
+    let old_sql = world.cluster.deployed.as_ref().unwrap().0.job.sql.clone();
+    let job_id = world.jm.job.as_ref().unwrap().job_id.clone();
+    world.reconcile();
+    let why = "operator 'GroupAggregate' (uid sql-3-3-group-aggregate) changed its state schema";
+    world.preflight = Some(PreflightOutcome::Incompatible(why.into()));
+    assert_eq!(world.reconcile(), Action::None);
+
+    // Nothing stopped, nothing deployed: the old job runs the old query.
+    assert!(world.jm.started.is_empty());
+    assert_eq!(world.jm.job.as_ref().unwrap().job_id, job_id);
+    assert_eq!(world.jm.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(world.cluster.deployed.as_ref().unwrap().0.job.sql, old_sql);
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    let error = world.status.error.clone().unwrap();
+    assert!(
+        error.contains(why) && error.contains("keeps running"),
+        "{error}"
+    );
+    let event = world
+        .events
+        .iter()
+        .find(|e| e.reason == "IncompatibleState")
+        .unwrap();
+    assert_eq!(event.type_, EventType::Warning);
+    assert!(
+        event.message.contains("sql-3-3-group-aggregate"),
+        "{}",
+        event.message
+    );
+    let degraded = conditions::get(&world.status, conditions::DEGRADED).unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "IncompatibleState")
+    );
+
+    // The refused spec is not checked or rolled out again, while the job keeps being looked
+    // after on its old spec.
+    for _ in 0..3 {
+        world.tick(60);
+        let action = world.reconcile();
+        assert!(
+            matches!(action, Action::Deploy { ref spec, .. } if spec.job.sql == old_sql),
+            "{action:?}"
+        );
+    }
+    assert_eq!(world.preflight_pods.len(), 1);
+
+    // The user fixes the query: checked again, passes, upgraded; the refusal is gone.
+    world.spec.job.sql =
+        Some("INSERT INTO totals SELECT k, COUNT(*) FROM clicks GROUP BY k -- v2".into());
+    world.preflight = None;
+    assert!(matches!(world.reconcile(), Action::RunPreflight { .. }));
+    assert_eq!(world.preflight_pods.len(), 2);
+    world.preflight = Some(PreflightOutcome::Compatible);
+    world.settle(20);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(world.status.reconciliation.refused, None);
+    assert_eq!(world.status.error, None);
+    let degraded = conditions::get(&world.status, conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.status, "False");
+}
+
+#[test]
+fn a_check_that_cannot_decide_blocks_when_required_and_upgrades_with_a_warning_otherwise() {
+    let mut required = checked_upgrade(PreflightMode::Required);
+    required.reconcile();
+    required.preflight = Some(PreflightOutcome::Failed(
+        "weir check exited with code 1: no such job".into(),
+    ));
+    assert_eq!(required.reconcile(), Action::None);
+    assert!(required.jm.started.is_empty());
+    assert!(required.reasons().contains(&"PreflightFailed"));
+    assert!(
+        required
+            .status
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no such job")
+    );
+    assert!(required.status.reconciliation.refused.is_some());
+
+    // A check that never finishes counts as undecided after savepoints.timeout.
+    let mut best_effort = checked_upgrade(PreflightMode::BestEffort);
+    best_effort.reconcile();
+    best_effort.tick(30);
+    assert_eq!(best_effort.reconcile(), Action::None);
+    best_effort.tick(600);
+    let action = best_effort.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    let warning = best_effort
+        .events
+        .iter()
+        .find(|e| e.reason == "PreflightFailed")
+        .unwrap();
+    assert!(
+        warning.message.contains("did not finish"),
+        "{}",
+        warning.message
+    );
+}
+
+#[test]
+fn a_suspension_or_another_change_during_the_check_is_not_held_up_by_it() {
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    assert_eq!(world.status.reconciliation.preflight, None);
+
+    // Another spec while checking: that one is checked instead.
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    world.spec.job.parallelism = 3;
+    let action = world.reconcile();
+    let Action::RunPreflight { spec, .. } = action else {
+        panic!("expected a check of the newer spec, got {action:?}");
+    };
+    assert_eq!(spec.job.parallelism, 3);
+}
+
+#[test]
+fn without_preflight_or_in_stateless_mode_an_upgrade_is_not_checked() {
+    let mut world = checked_upgrade(PreflightMode::Disabled);
+    assert!(matches!(world.reconcile(), Action::TriggerSavepoint { .. }));
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.spec.job.upgrade_mode = weir_operator::crd::UpgradeMode::Stateless;
+    assert!(matches!(world.reconcile(), Action::TearDown));
+    assert!(world.preflight_pods.is_empty());
 }
 
 #[test]

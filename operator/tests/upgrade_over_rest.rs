@@ -167,6 +167,7 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
             storage_latest_checkpoint: None,
             can_delete_s3: false,
             initial_snapshot: None,
+            preflight: None,
         };
         let decided = lifecycle::decide(&Inputs {
             spec: &spec,

@@ -63,9 +63,11 @@ app.kubernetes.io/part-of: weir
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [get, create, patch, update, delete]
+# Pods: the JobManager's address; the pre-flight check's pod (job.preflight) is created,
+# read and removed.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, delete, deletecollection]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

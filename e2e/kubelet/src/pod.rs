@@ -254,6 +254,10 @@ impl PodRt {
             .map(|m| m.mounts.clone())
             .unwrap_or_default();
         let key = self.key();
+        let log_file = self.ctx.logs_dir.join(format!(
+            "{}_{}_{}.log",
+            self.ns, self.name, self.containers[i].spec.name
+        ));
         let c = &mut self.containers[i];
 
         // Exited?
@@ -268,10 +272,18 @@ impl PodRt {
             }
             let finished = now();
             let reason = if code == 0 { "Completed" } else { "Error" };
-            let terminated = json!({ "terminated": {
+            let mut terminated = json!({ "terminated": {
                 "exitCode": code, "reason": reason, "startedAt": c.started_at,
                 "finishedAt": finished, "containerID": format!("process://{}", c.pid.unwrap_or(0)),
             }});
+            // As the kubelet does for `FallbackToLogsOnError` (no termination-log file here):
+            // a failed container's message is the tail of its log, at most 80 lines and 2 KiB.
+            if code != 0
+                && c.spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+                && let Some(tail) = log_tail(&log_file)
+            {
+                terminated["terminated"]["message"] = json!(tail);
+            }
             tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
             c.child = None;
             c.kill_at = None;
@@ -365,10 +377,7 @@ impl PodRt {
                 .map(|w| PathBuf::from(rewrite_path(w, &mounts, &root)))
                 .filter(|p| p.is_dir())
                 .unwrap_or_else(|| root.clone());
-            let log_path = self
-                .ctx
-                .logs_dir
-                .join(format!("{}_{}_{}.log", self.ns, self.name, c.spec.name));
+            let log_path = log_file.clone();
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -619,4 +628,15 @@ impl PodRt {
             Err(e) => tracing::warn!(pod = %self.key(), error = %e, "status update failed"),
         }
     }
+}
+
+/// The last 80 lines, at most 2048 bytes, of a container's log: what Kubernetes keeps as the
+/// termination message of a failed container with `FallbackToLogsOnError`.
+fn log_tail(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let start = text.len().saturating_sub(2048);
+    let text = String::from_utf8_lossy(&text[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    (!tail.is_empty()).then_some(tail)
 }

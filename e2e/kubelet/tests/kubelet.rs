@@ -468,7 +468,8 @@ while true; do sleep 0.2; done"#;
             "spec": {
                 "restartPolicy": "Never",
                 "containers": [{ "name": "main", "image": "bitnami/kubectl:1.20",
-                                 "command": ["kubectl", "get", "pods", "--namespace", NS] }],
+                                 "command": ["kubectl", "get", "pods", "--namespace", NS],
+                                 "terminationMessagePolicy": "FallbackToLogsOnError" }],
             },
         })),
     )
@@ -498,7 +499,14 @@ while true; do sleep 0.2; done"#;
     );
     let cs = finished.container_statuses.unwrap().pop().unwrap();
     assert_eq!(cs.restart_count, 0);
-    assert_eq!(cs.state.unwrap().terminated.unwrap().exit_code, 1);
+    let terminated = cs.state.unwrap().terminated.unwrap();
+    assert_eq!(terminated.exit_code, 1);
+    // FallbackToLogsOnError: the failed container's message is the tail of its log.
+    let message = terminated.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("system:serviceaccount:{NS}:default")),
+        "termination message: {message}"
+    );
 
     step(
         7,

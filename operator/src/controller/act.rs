@@ -1,10 +1,12 @@
 //! Act: carries out the one action the lifecycle decided, after its status is written —
-//! applying the desired objects, tearing down, triggering savepoints, deleting from storage —
+//! applying the desired objects, tearing down, triggering savepoints, deleting from storage,
+//! starting a pre-flight check —
 //! and writes status and Events. Every write is server-side apply under one field manager.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -85,6 +87,20 @@ pub(super) async fn act(
             }
             failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
         }
+        Action::RunPreflight { spec, state } => {
+            let pod_name = names::preflight_pod_name(&name, &lifecycle::spec_json(spec));
+            let (config_map, pod) =
+                desired::preflight(job, spec, state, &pod_name).map_err(Error::Build)?;
+            let params = PatchParams::apply(names::FIELD_MANAGER).force();
+            apply_object(ctx, namespace, &params, &config_map).await?;
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+            // A pod is created once: one of that name already checks this very spec.
+            match pods.create(&PostParams::default(), &pod).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(Error::Kube(e)),
+            }
+        }
         Action::DeleteCheckpoints { dir, job_ids } => {
             let mut deleted = Vec::new();
             let mut failure = None;
@@ -102,6 +118,29 @@ pub(super) async fn act(
             failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
         }
     }
+}
+
+/// Deletes the pre-flight check pods of `job` once no check is in flight (they are kept
+/// until then: a restarted operator reads the outcome from the pod). Best effort: the pods
+/// are owned by the StreamJob, so they go with it at the latest.
+pub(super) async fn remove_preflight_pods(
+    job: &StreamJob,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!(
+        "{}={},{}={}",
+        names::LABEL_JOB,
+        job.name_any(),
+        names::LABEL_COMPONENT,
+        names::COMPONENT_PREFLIGHT
+    );
+    let params = ListParams::default().labels(&selector);
+    pods.delete_collection(&DeleteParams::background(), &params)
+        .await
+        .map(|_| ())
+        .map_err(Error::Kube)
 }
 
 /// Keeps the Ingress `spec.ingress` asks for: applied on every reconcile (server-side apply of

@@ -32,6 +32,8 @@ mod act;
 mod observe;
 mod snapshots;
 
+pub use observe::preflight_outcome;
+
 use act::{act, publish, write_status};
 use observe::{observe, storage_for};
 
@@ -335,7 +337,12 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     for note in &step.events {
         publish(ctx, job, note).await;
     }
+    let checked =
+        status.reconciliation.preflight.is_some() && next.reconciliation.preflight.is_none();
     act(job, ctx, &api, &namespace, &storage, &step.action, next).await?;
+    if checked && let Err(error) = act::remove_preflight_pods(job, ctx, &namespace).await {
+        tracing::warn!(job = %name, error = %chain(&error), "pre-flight check pods not removed");
+    }
     act::sync_ingress(job, ctx, &namespace).await?;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key(job));

@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams};
 use super::{Context, Error};
 use crate::crd::{StorageSpec, StreamJob, StreamJobStatus};
 use crate::jobmanager::JobManagerClient;
-use crate::lifecycle::Observation;
+use crate::lifecycle::{Observation, PreflightOutcome};
 use crate::names;
 use crate::storage::Storage;
 use weir_contract::client::ClientSecurity;
@@ -74,6 +74,14 @@ pub(super) async fn observe(
             Err(error) => tracing::info!(job = %name, error = %error, "savepoint status unknown"),
         }
     }
+    if let Some(check) = &status.reconciliation.preflight {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        let pod = pods
+            .get_opt(&names::preflight_pod_name(&name, &check.spec))
+            .await
+            .map_err(Error::Kube)?;
+        observation.preflight = pod.as_ref().map(preflight_outcome);
+    }
     if status.reconciliation.last_reconciled_spec.is_none()
         && let Some(snapshot) = &job.spec.job.initial_snapshot_name
     {
@@ -81,6 +89,61 @@ pub(super) async fn observe(
             Some(super::snapshots::initial_snapshot(ctx, namespace, snapshot).await?);
     }
     Ok(observation)
+}
+
+/// What a pre-flight check's pod says: `weir check`'s exit code, with its report (the tail of
+/// its log, kept as the termination message) when it failed.
+pub fn preflight_outcome(pod: &Pod) -> PreflightOutcome {
+    use weir_contract::check::{EXIT_COMPATIBLE, EXIT_INCOMPATIBLE, REFUSED_PREFIX};
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    let phase = status.and_then(|s| s.phase.as_deref());
+    let Some(terminated) = terminated else {
+        return match phase {
+            // Failed without ever running its container (e.g. the image could not be pulled
+            // and the pod was given up on).
+            Some("Failed") => PreflightOutcome::Failed(
+                status
+                    .and_then(|s| s.message.clone())
+                    .unwrap_or_else(|| "the pod failed before the check ran".to_string()),
+            ),
+            _ => PreflightOutcome::Running,
+        };
+    };
+    let report = terminated.message.clone().unwrap_or_default();
+    match terminated.exit_code {
+        EXIT_COMPATIBLE => PreflightOutcome::Compatible,
+        EXIT_INCOMPATIBLE => {
+            // The report's refusal lines name the operators; without them (no message kept),
+            // at least say what the exit code means.
+            let refusals: Vec<&str> = report
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix(REFUSED_PREFIX))
+                .collect();
+            PreflightOutcome::Incompatible(if refusals.is_empty() {
+                "weir check found state it cannot restore (exit code 2)".to_string()
+            } else {
+                refusals.join("; ")
+            })
+        }
+        code => PreflightOutcome::Failed(format!(
+            "weir check exited with code {code}{}",
+            match report.trim() {
+                "" => String::new(),
+                text => format!(": {}", last_lines(text, 5)),
+            }
+        )),
+    }
+}
+
+/// The last `n` lines of `text`, joined with "; ".
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("; ")
 }
 
 /// The job's storage: S3 access with its endpoint, region and path style, and credentials from

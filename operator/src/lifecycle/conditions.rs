@@ -7,8 +7,8 @@
 //! - `Reconciling`: the operator is in the middle of something (a rollout, a savepoint, the
 //!   deletion) and will look again soon.
 //! - `Degraded`: something needs attention: the last step failed, the job FAILED, the spec is
-//!   invalid, an upgrade was rolled back, or the health check redeployed the job (until it is
-//!   stable again).
+//!   invalid, an upgrade was rolled back, the pre-flight check refused the spec (until it
+//!   changes), or the health check redeployed the job (until it is stable again).
 //!
 //! A condition's `lastTransitionTime` moves only when its `status` flips; a new reason or
 //! message alone keeps it.
@@ -27,6 +27,8 @@ pub const DEGRADED: &str = "Degraded";
 
 /// The `Ready` and `Degraded` reason of a spec the operator refused.
 pub const VALIDATION_ERROR: &str = "ValidationError";
+/// `Degraded` while the pre-flight check's refusal of the spec stands.
+pub const INCOMPATIBLE_STATE: &str = "IncompatibleState";
 
 /// One condition's new value, before its transition time is settled.
 struct Value {
@@ -164,6 +166,17 @@ fn degraded(status: &StreamJobStatus, error: &str, invalid: Option<&str>) -> Val
             status: true,
             reason: "HealthRestart",
             message: why.clone(),
+        };
+    }
+    if invalid.is_none()
+        && let Some(refused) = &status.reconciliation.refused
+    {
+        // Until the spec changes: the job runs its previous spec.
+        return Value {
+            type_: DEGRADED,
+            status: true,
+            reason: INCOMPATIBLE_STATE,
+            message: refused.message.clone(),
         };
     }
     let (bad, reason) = match status.lifecycle_state {

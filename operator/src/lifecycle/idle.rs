@@ -11,8 +11,9 @@ use crate::crd::{
 use crate::duration;
 
 use super::{
-    Action, EventType, InitialSnapshot, JobState, POLL, SETTLED, Stepper, add, backoff, deploying,
-    elapsed, health, history, needs_restart, parse_time, running_spec, spec_json, stopping,
+    Action, EventType, InitialSnapshot, JobState, POLL, SETTLED, Stepper, add, backoff, checking,
+    deploying, elapsed, health, history, needs_restart, parse_time, running_spec, spec_json,
+    stopping,
 };
 
 pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
@@ -81,7 +82,17 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     }
 
     let rolled_back = step.status.lifecycle_state == LifecycleState::RolledBack;
-    if needs_restart(&deployed, &spec) || spec.job.restart_nonce != deployed.job.restart_nonce {
+    // A spec the pre-flight check refused waits for the next change; a changed one is new.
+    let refused = checking::refused(step, &spec);
+    if !refused
+        && let Some(old) = step.status.reconciliation.refused.take()
+        && step.status.error.as_deref() == Some(old.message.as_str())
+    {
+        step.status.error = None;
+    }
+    if !refused
+        && (needs_restart(&deployed, &spec) || spec.job.restart_nonce != deployed.job.restart_nonce)
+    {
         step.event(
             EventType::Normal,
             "SpecChanged",
@@ -90,11 +101,15 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                 upgrade_mode_name(&spec)
             ),
         );
+        if let Some(checked) = checking::begin(step, &deployed, &spec) {
+            return checked;
+        }
         return start_rollout(step, &spec, RolloutIntent::Upgrade);
     }
     // Same job, other settings (savepoint schedule, retention, timeouts): take them as they are.
-    // After a rollback the rejected spec stays recorded, so it is not retried until it changes.
-    if !rolled_back {
+    // After a rollback the rejected spec stays recorded, so it is not retried until it changes;
+    // a spec the pre-flight check refused is not taken at all (the job runs the previous one).
+    if !rolled_back && !refused {
         step.status.reconciliation.last_reconciled_spec = Some(spec_json(&spec));
     }
 

@@ -10,8 +10,11 @@
 //!
 //! A rollout walks Stopping → TearingDown → Deploying → AwaitingReady → Idle, one file per
 //! phase; [`idle`] starts rollouts and handles manual and periodic savepoints and retention.
+//! An upgrade with `job.preflight` first walks Checking: the new spec is checked against the
+//! running job's state, and a refusal ends it before anything is stopped.
 
 mod awaiting;
+mod checking;
 pub mod conditions;
 mod deleting;
 mod deploying;
@@ -91,6 +94,22 @@ pub struct Observation {
     /// The StreamJobSnapshot named by `job.initialSnapshotName`, looked up before the first
     /// deployment.
     pub initial_snapshot: Option<InitialSnapshot>,
+    /// What the pre-flight check's pod says (`status.reconciliation.preflight`), when the pod
+    /// exists.
+    pub preflight: Option<PreflightOutcome>,
+}
+
+/// What the pre-flight check's pod says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PreflightOutcome {
+    /// Not finished.
+    Running,
+    /// `weir check` exited 0: the new spec can restore the state.
+    Compatible,
+    /// `weir check` exited 2: it cannot; why (the operators and what changed).
+    Incompatible(String),
+    /// The check could not decide (another exit code, the image did not start): why.
+    Failed(String),
 }
 
 /// The snapshot a first deployment restores from, as far as it is known.
@@ -148,6 +167,13 @@ pub enum Action {
     DisposeSavepoints { locations: Vec<String> },
     /// Delete `<dir>/<job-id>/` of earlier runs; then call [`checkpoints_deleted`].
     DeleteCheckpoints { dir: String, job_ids: Vec<String> },
+    /// Start the pre-flight check's pod (with the new image, named after `spec`) checking
+    /// `spec` against the checkpoint or savepoint `state`; an existing pod of that name is
+    /// left as it is.
+    RunPreflight {
+        spec: Box<StreamJobSpec>,
+        state: String,
+    },
 }
 
 /// Severity of an event.
@@ -188,6 +214,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Step {
     };
     let (action, requeue_after) = match step.status.reconciliation.phase {
         ReconcilePhase::Idle => idle::decide(&mut step),
+        ReconcilePhase::Checking => checking::decide(&mut step),
         ReconcilePhase::Stopping => stopping::decide(&mut step),
         ReconcilePhase::TearingDown => teardown::decide(&mut step),
         ReconcilePhase::Deploying => deploying::decide(&mut step),

@@ -124,7 +124,7 @@ pub fn jobmanager(
     let env = StreamExecutionEnvironment::with_config(conf);
     let mut sql_explain = None;
     let (name, spec) = if job.ends_with(".sql") {
-        let planned = crate::sql::plan(&env, job, args, false)?
+        let planned = crate::sql::plan(&env, job, args, false, true)?
             .with_context(|| format!("{job} has nothing to run on a cluster"))?;
         sql_explain = Some(planned.explain);
         let spec = JobSpec {

@@ -1,8 +1,9 @@
 //! `weir`: run stream jobs. `weir run` executes a job in this process (an embedded
 //! mini-cluster: every operator subtask on its own thread), showing live progress, and
 //! serves the REST API when `rest.port` is set; `weir list|savepoint|stop|cancel` talk to
-//! that API like Flink's CLI.
+//! that API like Flink's CLI; `weir check` tells whether a job can restore a checkpoint.
 
+mod check;
 mod cluster;
 mod connectors;
 mod control;
@@ -97,6 +98,21 @@ weir run bench-tumbling --arg input=events.jsonl --summary-json out.json"
         #[arg(long, value_name = "DIR")]
         recovery_dir: Option<PathBuf>,
     },
+    /// Check, without running it, that a job can restore a checkpoint or savepoint.
+    #[command(
+        long_about = format!("Plan the job as `weir run` would (same job, arguments and \
+configuration) and check it against a checkpoint or savepoint with the rules of a restore: the \
+same {}, state of every operator in it claimed by an operator of the job with the same uid \
+(unless --allow-non-restored-state), and each operator's state schema unchanged (for SQL: the \
+aggregates, GROUP BY keys and join inputs). Nothing runs and no cluster is needed.\n\n\
+Exit code: 0 compatible, 2 incompatible, 1 an error (the job does not plan, the checkpoint \
+cannot be read).\n\n\
+Examples:\n  weir check --state file:///tmp/savepoints/savepoint-1a2b3c examples/user_metrics.sql\n  \
+weir check --state s3://state/orders/cp/3f1c.../chk-42 --config weir-conf.yaml --json job.sql",
+            options::MAX_PARALLELISM.key)
+    )]
+    #[command(name = weir_contract::check::COMMAND)]
+    Check(check::CheckArgs),
     /// List the jobs built into this binary with their arguments.
     Jobs,
     /// List the jobs of a running `weir` process (over its REST API).
@@ -207,6 +223,30 @@ fn main() {
     }
 }
 
+/// Plans `job` (a registered job's name or a `.sql` script) with its `key=value` `args`
+/// onto `env`: its name and, for SQL, its streaming plan. `None` when there is nothing to
+/// run: with `explain` (the plans are printed instead) or a script that only explains.
+/// `echo` prints the output of a script's EXPLAIN statements.
+fn plan_job(
+    env: &StreamExecutionEnvironment,
+    job: &str,
+    args: &[String],
+    explain: bool,
+    echo: bool,
+) -> Result<Option<(String, Option<String>)>> {
+    if job.ends_with(".sql") {
+        return Ok(sql::plan(env, job, args, explain, echo)?.map(|p| (p.name, Some(p.explain))));
+    }
+    let def = jobs::find(job)?;
+    let job_args = jobs::JobArgs::parse(def, args)?;
+    (def.build)(env, &job_args)?;
+    if explain {
+        print!("{}", env.explain()?);
+        return Ok(None);
+    }
+    Ok(Some((def.name.to_string(), None)))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Jobs => {
@@ -220,6 +260,13 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     println!("    --arg {name}=...  {help} ({d})");
                 }
+            }
+            Ok(())
+        }
+        Command::Check(args) => {
+            let code = check::run(&args);
+            if code != 0 {
+                std::process::exit(code);
             }
             Ok(())
         }
@@ -285,24 +332,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             let config = conf.entries();
             let env = StreamExecutionEnvironment::with_config(conf);
-            let mut sql_explain = None;
-            let name = if job.ends_with(".sql") {
-                match sql::plan(&env, &job, &args, explain)? {
-                    Some(planned) => {
-                        sql_explain = Some(planned.explain);
-                        planned.name
-                    }
-                    None => return Ok(()),
-                }
-            } else {
-                let def = jobs::find(&job)?;
-                let job_args = jobs::JobArgs::parse(def, &args)?;
-                (def.build)(&env, &job_args)?;
-                if explain {
-                    print!("{}", env.explain()?);
-                    return Ok(());
-                }
-                def.name.to_string()
+            let Some((name, sql_explain)) = plan_job(&env, &job, &args, explain, true)? else {
+                return Ok(());
             };
             let description = weir_cluster::JobDescription {
                 topology: Some(env.topology()?),

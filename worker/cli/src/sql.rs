@@ -15,7 +15,7 @@ pub struct Planned {
     pub explain: String,
 }
 
-/// Plans the SQL script at `path` onto `env` and prints its EXPLAIN statements' output.
+/// Plans the SQL script at `path` onto `env`; `echo` prints its EXPLAIN statements' output.
 /// Returns `None` when there is nothing to run: with `explain` (the plans are printed
 /// instead) or when the script only explains.
 pub fn plan(
@@ -23,6 +23,7 @@ pub fn plan(
     path: &str,
     args: &[String],
     explain: bool,
+    echo: bool,
 ) -> Result<Option<Planned>> {
     if !args.is_empty() {
         bail!(
@@ -38,8 +39,10 @@ pub fn plan(
         &crate::connectors::registry()?,
     )
     .map_err(|e| anyhow::anyhow!("{path}:{e}"))?;
-    for e in &planned.explained {
-        println!("{e}\n");
+    if echo {
+        for e in &planned.explained {
+            println!("{e}\n");
+        }
     }
     if explain {
         println!("== streaming plan ==\n{}", planned.explain());

@@ -2093,6 +2093,25 @@ fn an_updating_sql_result_prints_flinks_changelog_of_inserts_and_updates() {
     );
 }
 
+/// Runs `script` with `weir run` for `millis`, then stops it with a savepoint into `dir`:
+/// the savepoint's location and the job id.
+fn savepoint_after(script: &str, millis: u64, dir: &std::path::Path) -> (String, String) {
+    let (mut child, url, job) = run_with_rest(&["run".to_string(), script.to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(millis));
+    let target = format!("file://{}", dir.display());
+    // `weir stop` ends the job with a savepoint and still learns its location from the
+    // `weir run` process, which keeps its REST API up until the location was read.
+    let o = weir(&["stop", &job, "-p", &target, "--address", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let location = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
+        .expect("the location is printed")
+        .to_string();
+    assert!(child.wait().unwrap().success());
+    (location, job)
+}
+
 #[test]
 fn a_global_sql_aggregate_restored_from_a_savepoint_continues_its_changelog() {
     let dir = tempfile::tempdir().unwrap();
@@ -2106,20 +2125,8 @@ fn a_global_sql_aggregate_restored_from_a_savepoint_continues_its_changelog() {
     )
     .unwrap();
     let script = script.to_str().unwrap().to_string();
-    let (mut child, url, job) = run_with_rest(&["run".to_string(), script.clone()]);
-    std::thread::sleep(std::time::Duration::from_millis(800));
     let sp = tempfile::tempdir().unwrap();
-    let target = format!("file://{}", sp.path().display());
-    // `weir stop` ends the job with a savepoint and still learns its location from the
-    // `weir run` process, which keeps its REST API up until the location was read.
-    let o = weir(&["stop", &job, "-p", &target, "--address", &url]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let location = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
-        .expect("the location is printed")
-        .to_string();
-    assert!(child.wait().unwrap().success());
+    let (location, _) = savepoint_after(&script, 800, sp.path());
 
     let o = weir(&["run", &script, "-s", &location, "--no-progress"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -2137,6 +2144,146 @@ fn a_global_sql_aggregate_restored_from_a_savepoint_continues_its_changelog() {
         assert_eq!(total, n * (n - 1) / 2, "{l}");
     }
     assert!(lines.len() < 2 * 20000 - 1, "resumed mid-stream: {out}");
+}
+
+/// `weir check --json` of `job` against `state`: its exit code and its JSON outcome.
+fn check_json(state: &str, job: &str, more: &[&str]) -> (i32, serde_json::Value) {
+    let o = weir(&[&["check", "--json", "--state", state, job], more].concat());
+    let json = serde_json::from_str(stdout(&o).trim())
+        .unwrap_or_else(|e| panic!("weir check --json printed no JSON ({e}): {o:?}"));
+    (o.status.code().expect("weir check exits"), json)
+}
+
+#[test]
+fn weir_check_tells_which_changed_queries_can_restore_a_savepoint_of_the_running_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = "CREATE TABLE gen (seq BIGINT) WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+           'fields.seq.start' = '0', 'fields.seq.end' = '99999', 'rows-per-second' = '5000');";
+    let script = |name: &str, out: &str, query: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("{source} CREATE TABLE out ({out}) WITH ('connector' = 'blackhole'); INSERT INTO out {query};"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let v1 = script(
+        "v1.sql",
+        "k BIGINT, n BIGINT, total BIGINT",
+        "SELECT seq % 10, COUNT(*), SUM(seq) FROM gen GROUP BY seq % 10",
+    );
+    let sp = tempfile::tempdir().unwrap();
+    let (location, job) = savepoint_after(&v1, 800, sp.path());
+
+    // The same query: compatible, and the report lists the aggregate's state.
+    let o = weir(&["check", "--state", &location, &v1]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let report = stdout(&o);
+    assert!(
+        report.contains(&format!("compatible: {v1} can restore from {location}")),
+        "{report}"
+    );
+    let (code, json) = check_json(&location, &v1, &[]);
+    assert_eq!(
+        (code, &json["compatible"]),
+        (0, &serde_json::json!(true)),
+        "{json}"
+    );
+    assert_eq!(json["jobId"], serde_json::json!(job), "{json}");
+    let agg = json["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["states"].as_array().is_some_and(|s| !s.is_empty()))
+        .unwrap_or_else(|| panic!("the aggregate's state is in the savepoint: {json}"))
+        .clone();
+    let agg_uid = agg["uid"].as_str().unwrap().to_string();
+    assert!(agg_uid.contains("aggregate"), "{agg}");
+    assert_eq!(agg["jobParallelism"], agg["parallelism"], "{agg}");
+
+    // Another aggregate (MAX added): the accumulators do not fit; refused, naming the operator.
+    let v2 = script(
+        "v2.sql",
+        "k BIGINT, n BIGINT, total BIGINT, top BIGINT",
+        "SELECT seq % 10, COUNT(*), SUM(seq), MAX(seq) FROM gen GROUP BY seq % 10",
+    );
+    let o = weir(&["check", "--state", &location, &v2]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let report = stdout(&o);
+    assert!(
+        report.contains(&format!("INCOMPATIBLE: {v2} cannot restore")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("(uid {agg_uid}) changed its state schema"))
+            && report.contains("MAX BIGINT"),
+        "{report}"
+    );
+    let (code, json) = check_json(&location, &v2, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["findings"][0]["kind"], "stateSchemaChanged", "{json}");
+    assert_eq!(
+        json["findings"][0]["uid"],
+        serde_json::json!(agg_uid),
+        "{json}"
+    );
+    // What the check predicted is what the restore does.
+    let o = weir(&["run", &v2, "-s", &location, "--no-progress"]);
+    assert!(!o.status.success(), "v2 restored the v1 savepoint");
+    assert!(stderr(&o).contains(&agg_uid), "{}", stderr(&o));
+
+    // No aggregate any more: its state has no operator; refused unless it may be dropped.
+    let v3 = script(
+        "v3.sql",
+        "k BIGINT, n BIGINT, total BIGINT",
+        "SELECT seq, seq * 2, seq * 3 FROM gen",
+    );
+    let (code, json) = check_json(&location, &v3, &[]);
+    assert_eq!(code, 2, "{json}");
+    let removed = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "operatorRemoved" && f["uid"] == serde_json::json!(agg_uid))
+        .unwrap_or_else(|| panic!("the aggregate is reported removed: {json}"));
+    assert_eq!(removed["dropped"], false, "{json}");
+    let o = weir(&[
+        "check",
+        "--state",
+        &location,
+        &v3,
+        "--allow-non-restored-state",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("dropped: operator"), "{}", stdout(&o));
+    // A registered DataStream job planned with its arguments, positional as the operator
+    // passes them: none of its operators has the query's state.
+    let (code, json) = check_json(&location, "user-metrics", &["events=10"]);
+    assert_eq!(code, 2, "{json}");
+
+    // Errors are exit code 1 and say what is wrong: a corrupt _metadata, a query that does
+    // not plan.
+    let corrupt = tempfile::tempdir().unwrap();
+    std::fs::write(corrupt.path().join("_metadata"), "{\"format\": \"weir-chec").unwrap();
+    let corrupt = format!("file://{}", corrupt.path().display());
+    let o = weir(&["check", "--state", &corrupt, &v1]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("_metadata is not a valid checkpoint metadata file"),
+        "{}",
+        stderr(&o)
+    );
+    let (code, json) = check_json(&corrupt, &v1, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        json["error"].as_str().unwrap().contains("_metadata"),
+        "{json}"
+    );
+    let bad = script("bad.sql", "k BIGINT", "SELECT nope FROM gen");
+    let o = weir(&["check", "--state", &location, &bad]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
 
 #[test]

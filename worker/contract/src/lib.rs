@@ -8,11 +8,13 @@
 //! - [`JobState`]: the job states, with Flink's names;
 //! - [`rest`]: the REST API's paths and bodies; [`client`] (feature `client`): its client;
 //! - [`layout`]: where checkpoints and savepoints live in storage;
-//! - [`security`]: the REST and RPC tokens, and TLS files (rustls, feature `tls`).
+//! - [`security`]: the REST and RPC tokens, and TLS files (rustls, feature `tls`);
+//! - [`check`]: `weir check` (the pre-flight check) as the operator runs it.
 //!
 //! It stays a leaf: serde, serde_json, serde_yaml and thiserror, plus hyper for the client
 //! and rustls (with `ring`) for TLS and the handshake's HMAC.
 
+pub mod check;
 pub mod config_file;
 pub mod duration;
 mod job_state;

@@ -200,6 +200,38 @@ impl StreamExecutionEnvironment {
         Ok(self.inner.borrow().graph.explain(&self.plan_options()?))
     }
 
+    /// Whether this job can restore the checkpoint or savepoint at `path` (read with the
+    /// configured `s3.*` storage settings), decided without running it: the restore's own
+    /// rules ([`crate::checkpoint::Finding`]) applied to this job's plan, with its
+    /// `pipeline.max-parallelism` and `execution.savepoint.ignore-unclaimed-state`. An
+    /// invalid job or an unreadable checkpoint is an error. What `weir check` runs.
+    pub fn check_restore(&self, path: &str) -> Result<crate::checkpoint::RestoreCheck> {
+        let inner = self.inner.borrow();
+        let max_parallelism = inner.config.max_parallelism()?;
+        inner.graph.validate(max_parallelism)?;
+        let storage = inner.config.checkpointing()?.storage;
+        let plan = crate::checkpoint::RestorePlan::open(path, &storage)?;
+        let operators: Vec<crate::checkpoint::JobOperator> = (0..inner.graph.nodes.len())
+            .map(|i| {
+                let n = &inner.graph.nodes[i];
+                crate::checkpoint::JobOperator {
+                    uid: inner.graph.uid(i),
+                    name: n.name.clone(),
+                    parallelism: n.parallelism,
+                    state_schema: n.state_schema.clone(),
+                }
+            })
+            .collect();
+        let findings = plan.check(
+            &operators,
+            max_parallelism,
+            inner.config.allow_unclaimed_state(),
+        );
+        Ok(crate::checkpoint::RestoreCheck::new(
+            &plan, operators, findings,
+        ))
+    }
+
     /// Starts the job on local threads and returns at once.
     pub fn execute_async(&self, name: &str) -> Result<JobHandle> {
         let mut opts = self.plan_options()?;

@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod compat;
+pub use compat::{CheckedOperator, Finding, JobOperator, RestoreCheck};
+
 /// What a snapshot is taken for (Flink's `SnapshotType` in its `CheckpointOptions`). It
 /// travels with the barrier, so every task decides from the barrier itself how to take its
 /// part, not from job-wide flags that a later trigger could overwrite.
@@ -488,36 +491,30 @@ impl RestorePlan {
     }
 
     /// Checks the plan against the job's operators: max parallelism must match, and state
-    /// of operators the job no longer has is an error unless `allow_non_restored`.
+    /// of operators the job no longer has is an error unless `allow_non_restored`. The rules
+    /// are [`RestorePlan::job_findings`], which `weir check` reports too.
     pub fn validate(
         &self,
         uids: &[String],
         max_parallelism: usize,
         allow_non_restored: bool,
     ) -> Result<()> {
-        if self.metadata.max_parallelism != max_parallelism {
-            return Err(Error::Restore(format!(
-                "{} was taken with {} {} but the job has {max_parallelism}; they must match",
-                self.path,
-                weir_contract::options::MAX_PARALLELISM.key,
-                self.metadata.max_parallelism
-            )));
+        let findings = self.job_findings(uids, max_parallelism, allow_non_restored);
+        if let Some(f @ Finding::MaxParallelism { .. }) = findings.first() {
+            return Err(Error::Restore(format!("{}: {f}", self.path)));
         }
-        let unclaimed: Vec<&String> = self
-            .operators
-            .keys()
-            .filter(|u| !uids.contains(u))
+        let mut removed: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.refuses())
+            .filter_map(Finding::uid)
             .collect();
-        if !unclaimed.is_empty() && !allow_non_restored {
+        removed.sort_unstable();
+        if !removed.is_empty() {
             return Err(Error::Restore(format!(
                 "{} holds state for operators the job does not have: {}; give them the same uid, or set \
                  {}: true to drop that state",
                 self.path,
-                unclaimed
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                removed.join(", "),
                 weir_contract::options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key
             )));
         }

@@ -158,9 +158,16 @@ pub(crate) struct CurrentKey {
 
 /// The tag of a declared state schema that ends the names of the operator's states: ` @`
 /// and 8 hex digits of its hash (short: RocksDB keys start with the state's name).
-fn schema_tag(schema: &str) -> String {
+pub(crate) fn schema_tag(schema: &str) -> String {
     let hash = crate::keygroup::hash_key_bytes(schema.as_bytes()) >> 32;
     format!("@{hash:08x}")
+}
+
+/// The schema tag a checkpointed state's name ends with ([`state_name`]), if it has one.
+pub(crate) fn schema_tag_of(name: &str) -> Option<&str> {
+    let (_, tag) = name.rsplit_once(' ')?;
+    let hex = tag.strip_prefix('@')?;
+    (hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(tag)
 }
 
 /// The name state `base` of an operator with the declared state `schema` has in

@@ -1,0 +1,184 @@
+//! Checking: before an upgrade stops the running job, the new spec's image runs `weir check`
+//! against the job's newest checkpoint (else its last savepoint) in a pod of its own
+//! (`job.preflight`). A job that could not restore that state is refused here, with nothing
+//! stopped: the old job keeps running on the old spec, the status and a Warning Event name
+//! the operators, and the refused spec is not tried again until the spec changes. A check
+//! that cannot decide (the pod fails otherwise, or takes longer than `savepoints.timeout`)
+//! refuses with `required` and upgrades anyway, with a Warning, with `bestEffort`.
+
+use std::time::Duration;
+
+use crate::crd::{
+    DesiredJobState, PreflightMode, PreflightRefusal, PreflightStatus, ReconcilePhase,
+    RolloutIntent, StreamJobSpec, UpgradeMode,
+};
+
+use super::{
+    Action, EventType, POLL, PreflightOutcome, Stepper, elapsed, idle, needs_restart, spec_json,
+};
+
+/// Whether the pre-flight check refused `spec` (and it has not changed since).
+pub(super) fn refused(step: &Stepper<'_, '_>, spec: &StreamJobSpec) -> bool {
+    step.status
+        .reconciliation
+        .refused
+        .as_ref()
+        .is_some_and(|r| r.spec == spec_json(spec))
+}
+
+/// Starts the check of an upgrade from `deployed` to `spec` when `job.preflight` asks for one
+/// and there is state to check; `None` when the upgrade goes ahead unchecked.
+pub(super) fn begin(
+    step: &mut Stepper<'_, '_>,
+    deployed: &StreamJobSpec,
+    spec: &StreamJobSpec,
+) -> Option<(Action, Duration)> {
+    if spec.job.preflight == PreflightMode::Disabled
+        || spec.job.upgrade_mode == UpgradeMode::Stateless
+        || !needs_restart(deployed, spec)
+    {
+        return None;
+    }
+    // The state the upgrade would restore: the newest checkpoint (a savepoint taken now has
+    // the same operators and schemas), else the last savepoint. A job with neither has
+    // nothing a restore could refuse.
+    let state = step.last_state().or_else(|| {
+        step.status
+            .savepoints
+            .last
+            .as_ref()
+            .map(|s| s.location.clone())
+    })?;
+    step.status.reconciliation.intent = Some(RolloutIntent::Upgrade);
+    step.enter(ReconcilePhase::Checking);
+    step.status.reconciliation.preflight = Some(PreflightStatus {
+        state: state.clone(),
+        spec: spec_json(spec),
+        started_at: step.now_text(),
+    });
+    step.event(
+        EventType::Normal,
+        "PreflightCheck",
+        format!("checking that the new spec can restore {state} before stopping the job"),
+    );
+    Some((
+        Action::RunPreflight {
+            spec: Box::new(spec.clone()),
+            state,
+        },
+        POLL,
+    ))
+}
+
+pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    let spec = step.spec().clone();
+    let Some(check) = step.status.reconciliation.preflight.clone() else {
+        // Nothing recorded to wait for: start over.
+        return abandon(step);
+    };
+    // Never stuck: a suspension or another spec change ends this check at once.
+    if spec.job.state == DesiredJobState::Suspended || check.spec != spec_json(&spec) {
+        return abandon(step);
+    }
+    let timeout = step.savepoint_timeout();
+    let timed_out = elapsed(Some(&check.started_at), timeout, step.now());
+    match step.obs().preflight.clone() {
+        Some(PreflightOutcome::Compatible) => {
+            step.status.reconciliation.preflight = None;
+            step.event(
+                EventType::Normal,
+                "PreflightPassed",
+                format!("the new spec can restore {}; upgrading", check.state),
+            );
+            idle::start_rollout(step, &spec, RolloutIntent::Upgrade)
+        }
+        Some(PreflightOutcome::Incompatible(why)) => refuse(
+            step,
+            &spec,
+            "IncompatibleState",
+            format!(
+                "the new spec cannot restore the running job's state {}: {why}; the job keeps \
+                 running on its previous spec. Change the spec (or set job.allowNonRestoredState \
+                 to drop that state, or job.preflight: disabled)",
+                check.state
+            ),
+        ),
+        Some(PreflightOutcome::Failed(why)) => undecided(step, &spec, &check, why),
+        None | Some(PreflightOutcome::Running) if timed_out => undecided(
+            step,
+            &spec,
+            &check,
+            format!(
+                "it did not finish within {}s (savepoints.timeout)",
+                timeout.as_secs()
+            ),
+        ),
+        // Gone before it reported (deleted by hand, evicted): started again, idempotently.
+        None => (
+            Action::RunPreflight {
+                spec: Box::new(spec),
+                state: check.state,
+            },
+            POLL,
+        ),
+        Some(PreflightOutcome::Running) => (Action::None, POLL),
+    }
+}
+
+/// The check could not decide: refuse with `required`, upgrade with a Warning otherwise.
+fn undecided(
+    step: &mut Stepper<'_, '_>,
+    spec: &StreamJobSpec,
+    check: &PreflightStatus,
+    why: String,
+) -> (Action, Duration) {
+    let message = format!(
+        "the pre-flight check of {} could not decide: {why}",
+        check.state
+    );
+    if spec.job.preflight == PreflightMode::Required {
+        return refuse(
+            step,
+            spec,
+            "PreflightFailed",
+            format!(
+                "{message}; job.preflight is required, so the job keeps running on its previous spec"
+            ),
+        );
+    }
+    step.status.reconciliation.preflight = None;
+    step.event(
+        EventType::Warning,
+        "PreflightFailed",
+        format!("{message}; upgrading anyway (job.preflight: bestEffort)"),
+    );
+    idle::start_rollout(step, spec, RolloutIntent::Upgrade)
+}
+
+/// Ends the rollout before anything was stopped, recording the refused spec.
+fn refuse(
+    step: &mut Stepper<'_, '_>,
+    spec: &StreamJobSpec,
+    reason: &'static str,
+    message: String,
+) -> (Action, Duration) {
+    let reconciliation = &mut step.status.reconciliation;
+    reconciliation.preflight = None;
+    reconciliation.intent = None;
+    reconciliation.refused = Some(PreflightRefusal {
+        spec: spec_json(spec),
+        message: message.clone(),
+    });
+    step.enter(ReconcilePhase::Idle);
+    step.status.error = Some(message.clone());
+    step.event(EventType::Warning, reason, message);
+    (Action::None, POLL)
+}
+
+/// Drops the check and decides again from Idle (which checks the current spec, suspends, …).
+fn abandon(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
+    step.status.reconciliation.preflight = None;
+    step.status.reconciliation.intent = None;
+    step.enter(ReconcilePhase::Idle);
+    idle::decide(step)
+}
