@@ -601,20 +601,17 @@ impl ConnectorFactory for Filesystem {
                 slot: read[..i].iter().filter(|r| **r).count(),
             })
         });
-        let checked = move |row: Row| match &event_time {
-            Some(et) => et.of(&row.0).map(|_| row),
-            None => Ok(row),
-        };
         match opts.required("format")? {
             "json" => {
                 // Decoded in the source reader, straight into rows: a line that is not
                 // JSON or does not fit the columns is a decode error with its file and
                 // line, and counts as skipped under `pipeline.decode-error-policy: skip`.
                 let (table, read) = (table.clone(), read.to_vec());
+                let event_time = event_time.clone();
                 let make: MakeLineDecoder<Row> = Arc::new(move || {
-                    let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width);
-                    let checked = checked.clone();
-                    Box::new(move |line: &[u8]| d.decode(line).and_then(&checked))
+                    let mut d = JsonRowDecoder::new(&table, &cols, &read, row_width)
+                        .with_event_time(event_time.clone());
+                    Box::new(move |line: &[u8]| d.decode(line))
                 });
                 Ok(env
                     .from_source(FileSource::lines_with(&path, make), None, &name)
@@ -624,6 +621,10 @@ impl ConnectorFactory for Filesystem {
                 // Decoded in the source reader too: a field that does not fit its column
                 // is reported with its file and line.
                 let read = read.to_vec();
+                let checked = move |row: Row| match &event_time {
+                    Some(et) => et.of(&row.0).map(|_| row),
+                    None => Ok(row),
+                };
                 let make: MakeCsvDecoder<Row> = Arc::new(move || {
                     let (table, cols, read, checked) =
                         (table.clone(), cols.clone(), read.clone(), checked.clone());

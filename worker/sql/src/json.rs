@@ -16,7 +16,7 @@
 //! message.
 
 use crate::connectors::{PhysicalColumn, days_from_civil, parse_text};
-use crate::value::{Row, SqlType, Value};
+use crate::value::{EventTime, Row, SqlType, Value};
 use weir_engine::bytes;
 
 /// Decodes the lines of one table's files (one decoder per source reader).
@@ -31,6 +31,9 @@ pub(crate) struct JsonRowDecoder {
     /// which the next operator appends.
     row_capacity: usize,
     last_day: LastDay,
+    /// The table's event-time column when rows hold it: checked as each line is decoded,
+    /// where its file and line are known.
+    event_time: Option<EventTime>,
 }
 
 struct Col {
@@ -78,7 +81,14 @@ impl JsonRowDecoder {
             width,
             row_capacity: row_width.max(width),
             last_day: LastDay::default(),
+            event_time: None,
         }
+    }
+
+    /// Refuses lines whose `event_time` column is not a TIMESTAMP(3) (a decode error).
+    pub(crate) fn with_event_time(mut self, event_time: Option<EventTime>) -> Self {
+        self.event_time = event_time;
+        self
     }
 
     /// Decodes one line (trimmed, not empty) into a row; the error names what is wrong.
@@ -87,7 +97,10 @@ impl JsonRowDecoder {
         vals.resize_with(self.width, || Value::Null);
         let mut p = Scanner { b: line, i: 0 };
         match self.object(&mut p, &mut vals) {
-            Ok(()) => Ok(Row(vals)),
+            Ok(()) => match &self.event_time {
+                Some(et) => et.of(&vals).map(|_| Row(vals)),
+                None => Ok(Row(vals)),
+            },
             Err(Fault::Syntax(ours)) => Err(syntax_message(line, ours)),
             Err(Fault::Field(msg)) => Err(msg),
         }
@@ -219,7 +232,7 @@ impl JsonRowDecoder {
             Some(b'-' | b'0'..=b'9') => {
                 let (text, int) = p.number()?;
                 match (int, ty) {
-                    (Some(i), t) if t.is_integer() => t.checked_int(i).ok().map(Value::Int),
+                    (Some(i), t) if t.is_integer() => t.holds_int(i).then_some(Value::Int(i)),
                     (Some(i), SqlType::Timestamp) => {
                         crate::value::timestamp_in_range(i).then_some(Value::Ts(i))
                     }

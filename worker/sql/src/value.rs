@@ -121,6 +121,7 @@ impl SqlType {
 
     /// `i` wrapped around into this integer type's range, as Java's narrowing conversion
     /// (`(int) l`) does; BIGINT and other types keep it.
+    #[inline]
     pub fn wrap(self, i: i64) -> i64 {
         match self {
             SqlType::Int => i64::from(i as i32),
@@ -128,6 +129,13 @@ impl SqlType {
             SqlType::TinyInt => i64::from(i as i8),
             _ => i,
         }
+    }
+
+    /// Whether `i` is a value of this integer type (always for BIGINT): the JSON decoder's
+    /// per-field check, without building a message.
+    #[inline]
+    pub fn holds_int(self, i: i64) -> bool {
+        self.wrap(i) == i
     }
 
     /// `i` as a value of this integer type, or why it does not fit (for text read into a
@@ -209,22 +217,32 @@ pub(crate) struct EventTime {
 }
 
 impl EventTime {
-    /// The row's event time, or why it has none.
+    /// The row's event time, or why it has none. Called once or twice per row: the check
+    /// inlines into the caller and the message is built out of line.
+    #[inline]
     pub(crate) fn of(&self, row: &[Value]) -> Result<i64, String> {
-        let problem = match row.get(self.slot) {
-            Some(Value::Ts(t)) if timestamp_in_range(*t) => return Ok(*t),
+        match row.get(self.slot) {
+            Some(Value::Ts(t)) if timestamp_in_range(*t) => Ok(*t),
+            other => Err(self.missing(other)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn missing(&self, value: Option<&Value>) -> String {
+        let problem = match value {
             Some(Value::Ts(t)) => {
                 format!("= {t} ms since the epoch, outside TIMESTAMP(3) (years 0000 to 9999)")
             }
             None | Some(Value::Null) => "is NULL or missing".to_string(),
             Some(other) => format!("= {other} is not a TIMESTAMP(3)"),
         };
-        Err(format!(
+        format!(
             "table '{}': event-time column '{}' (WATERMARK FOR) {problem}; every row needs an \
              event time: fix the input, or set pipeline.decode-error-policy: skip to drop such \
              rows",
             self.table, self.column
-        ))
+        )
     }
 }
 

@@ -449,7 +449,11 @@ impl<T> SourceOp<T> {
     where
         T: super::Data,
     {
-        if let Some(last) = records.iter().rev().find(|r| r.ts != NO_TIMESTAMP) {
+        // The last record only: a source's records all carry timestamps or none do (those
+        // left without one were dropped), and a search would walk every untimed batch.
+        if let Some(last) = records.last()
+            && last.ts != NO_TIMESTAMP
+        {
             self.emit_lag = Some(now.saturating_sub(last.ts));
         }
         out.emit(0, Box::new(records));

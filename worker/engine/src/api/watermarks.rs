@@ -51,6 +51,9 @@ pub(crate) struct WatermarkGenerator<T> {
     idle: bool,
     /// Records left without a timestamp and dropped (`on_missing_timestamp` with `skip`).
     skipped: u64,
+    /// Whether records since the last [`Self::drop_missing`] were left without a timestamp
+    /// to drop (most batches have none: no pass over them).
+    untimed: bool,
 }
 
 impl<T> WatermarkGenerator<T> {
@@ -62,6 +65,7 @@ impl<T> WatermarkGenerator<T> {
             emitted: MIN_WATERMARK,
             idle: false,
             skipped: 0,
+            untimed: false,
         }
     }
 
@@ -73,8 +77,8 @@ impl<T> WatermarkGenerator<T> {
     /// Drops the records [`Self::on_records`] left without a timestamp, when the strategy
     /// handles them as undecodable input (`on_missing_timestamp` with `skip`); otherwise
     /// they pass on untimed, as before.
-    pub(crate) fn drop_missing(&self, recs: &mut Vec<Rec<T>>) {
-        if self.strategy.missing.is_some() {
+    pub(crate) fn drop_missing(&mut self, recs: &mut Vec<Rec<T>>) {
+        if std::mem::take(&mut self.untimed) {
             recs.retain(|r| r.ts != NO_TIMESTAMP);
         }
     }
@@ -95,12 +99,29 @@ impl<T> WatermarkGenerator<T> {
         if recs.is_empty() {
             return Ok(());
         }
-        if let Some(f) = &self.strategy.assigner {
-            for r in recs.iter_mut() {
-                r.ts = f(&r.value);
+        // One pass: assign, take the maximum and count the untimed records. NO_TIMESTAMP is
+        // MIN_WATERMARK, so an untimed record never raises the maximum.
+        const _: () = assert!(NO_TIMESTAMP == MIN_WATERMARK);
+        let (mut max, mut missing) = (MIN_WATERMARK, 0usize);
+        match &self.strategy.assigner {
+            Some(f) => {
+                for r in recs.iter_mut() {
+                    r.ts = f(&r.value);
+                    max = max.max(r.ts);
+                    missing += usize::from(r.ts == NO_TIMESTAMP);
+                }
+            }
+            None => {
+                for r in recs.iter() {
+                    max = max.max(r.ts);
+                    missing += usize::from(r.ts == NO_TIMESTAMP);
+                }
             }
         }
-        if let Some((policy, why)) = &self.strategy.missing {
+        if missing > 0
+            && let Some((policy, why)) = &self.strategy.missing
+        {
+            self.untimed = true;
             for r in recs.iter().filter(|r| r.ts == NO_TIMESTAMP) {
                 if *policy == crate::config::DecodeErrorPolicy::Fail {
                     return Err(crate::error::Error::User(why(&r.value)));
@@ -111,12 +132,6 @@ impl<T> WatermarkGenerator<T> {
                 }
             }
         }
-        let max = recs
-            .iter()
-            .map(|r| r.ts)
-            .filter(|&ts| ts != NO_TIMESTAMP)
-            .max()
-            .unwrap_or(MIN_WATERMARK);
         let clock = match self.splits.iter().position(|s| s.id == split) {
             Some(i) => &mut self.splits[i],
             None => {
