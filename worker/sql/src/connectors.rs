@@ -436,11 +436,22 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
             Value::Int(t.checked_int(s.parse().ok()?).ok()?)
         }
         SqlType::Double => Value::Double(s.parse().ok()?),
+        SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
             Ok(_) => return None,
             Err(_) => parse_timestamp(s)?,
         }),
+    })
+}
+
+/// A number's text as a DECIMAL(p, s) value: rounded HALF_UP to the scale, NULL when it has
+/// more digits than the precision (as Flink's formats read it); None for text that is not a
+/// number.
+pub(crate) fn decimal_text(text: &str, p: u8, s: u8) -> Option<Value> {
+    Some(match crate::decimal::parse(text, p, s).ok()? {
+        Some(v) => Value::Decimal(v, s),
+        None => Value::Null,
     })
 }
 
@@ -863,6 +874,15 @@ fn datagen(
                     },
                 },
                 SqlType::Boolean => FieldGen::Bool,
+                SqlType::Decimal(..) => {
+                    return Err(SqlError::at(
+                        opts.table_span,
+                        format!(
+                            "datagen cannot generate DECIMAL column '{}' yet; generate a DOUBLE or BIGINT and add a computed column with a CAST",
+                            c.field
+                        ),
+                    ));
+                }
                 SqlType::Timestamp => {
                     return Err(SqlError::at(
                         opts.table_span,

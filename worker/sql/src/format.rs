@@ -65,13 +65,28 @@ impl Format {
     pub fn encode(self, cols: &[PhysicalColumn], vals: &[&Value]) -> Vec<u8> {
         match self {
             Format::Json => {
-                let obj: serde_json::Map<String, serde_json::Value> = cols
-                    .iter()
-                    .zip(vals)
-                    .map(|(c, v)| (c.field.clone(), v.to_json()))
-                    .collect();
-                serde_json::to_vec(&serde_json::Value::Object(obj))
-                    .expect("a JSON object of plain values serializes")
+                // Written field by field: a DECIMAL is a number with its exact text (`1.50`,
+                // as Flink writes it), which serde_json's 64-bit numbers cannot hold. Fields in
+                // name order, as a `serde_json::Map` writes them.
+                let mut fields: Vec<_> = cols.iter().zip(vals).collect();
+                fields.sort_by(|a, b| a.0.field.cmp(&b.0.field));
+                let mut out = vec![b'{'];
+                for (i, (c, v)) in fields.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, &c.field).expect("a string serializes");
+                    out.push(b':');
+                    match v {
+                        Value::Decimal(x, s) => {
+                            out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
+                        }
+                        v => serde_json::to_writer(&mut out, &v.to_json())
+                            .expect("a plain JSON value serializes"),
+                    }
+                }
+                out.push(b'}');
+                out
             }
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()

@@ -259,8 +259,15 @@ pub struct Planner<'e> {
 }
 
 /// Whether a query's column of type `from` may be written to a column of type `to` (an
-/// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT).
+/// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT; an
+/// integer or DECIMAL into a DECIMAL, rounded HALF_UP to its scale and NULL where it does not
+/// fit its precision, and a DECIMAL into a DOUBLE, as Flink's INSERT casts them).
 pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
+    if matches!(to, SqlType::Decimal(..)) && from.decimal().is_some()
+        || matches!((from, to), (SqlType::Decimal(..), SqlType::Double))
+    {
+        return true;
+    }
     let rank = |t: SqlType| match t {
         SqlType::TinyInt => Some(1),
         SqlType::SmallInt => Some(2),
@@ -280,13 +287,8 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         D::SmallInt(_) => SqlType::SmallInt,
         D::Int(_) | D::Integer(_) => SqlType::Int,
         D::BigInt(_) => SqlType::BigInt,
-        D::Float(_)
-        | D::Double(..)
-        | D::DoublePrecision
-        | D::Real
-        | D::Decimal(_)
-        | D::Numeric(_)
-        | D::Dec(_) => SqlType::Double,
+        D::Float(_) | D::Double(..) | D::DoublePrecision | D::Real => SqlType::Double,
+        D::Decimal(info) | D::Numeric(info) | D::Dec(info) => decimal_type(info, span)?,
         D::String(_)
         | D::Varchar(_)
         | D::Char(_)
@@ -306,6 +308,26 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
             ));
         }
     })
+}
+
+/// DECIMAL, DECIMAL(p) and DECIMAL(p, s) as Flink reads them (DECIMAL is DECIMAL(10, 0)).
+fn decimal_type(info: &ast::ExactNumberInfo, span: Span) -> Result<SqlType> {
+    let (p, s) = match *info {
+        ast::ExactNumberInfo::None => (10, 0),
+        ast::ExactNumberInfo::Precision(p) => (p, 0),
+        ast::ExactNumberInfo::PrecisionAndScale(p, s) => (p, s),
+    };
+    let max = crate::decimal::MAX_PRECISION;
+    if !(1..=u64::from(max)).contains(&p) || !(0..=p as i64).contains(&s) {
+        return Err(SqlError::at(
+            span,
+            format!(
+                "DECIMAL({p}, {s}) is not a valid type: the precision must be between 1 and \
+                 {max}, the scale between 0 and the precision"
+            ),
+        ));
+    }
+    Ok(SqlType::Decimal(p as u8, s as u8))
 }
 
 /// `INTERVAL 'n' UNIT` in milliseconds, positive (window sizes, gaps).
@@ -1957,8 +1979,18 @@ impl<'e> Planner<'e> {
                 for (v, t) in r.0.iter_mut().zip(targets.iter()) {
                     // Integers of any width are carried as `Value::Int`: only a DOUBLE
                     // column changes their representation.
-                    if let (Value::Int(i), SqlType::Double) = (&*v, t) {
-                        *v = Value::Double(*i as f64);
+                    match (&*v, *t) {
+                        (Value::Int(i), SqlType::Double) => *v = Value::Double(*i as f64),
+                        (Value::Decimal(..), SqlType::Double) => {
+                            *v = v.as_f64().map_or(Value::Null, Value::Double);
+                        }
+                        (Value::Int(_) | Value::Decimal(..), SqlType::Decimal(p, s)) => {
+                            *v = v
+                                .as_decimal()
+                                .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s))
+                                .map_or(Value::Null, |x| Value::Decimal(x, s));
+                        }
+                        _ => {}
                     }
                 }
                 r
