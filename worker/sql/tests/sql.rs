@@ -2448,6 +2448,8 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
         col("t", SqlType::Timestamp),
         col("n", SqlType::Int),
         col("m", SqlType::SmallInt),
+        col("x", SqlType::Decimal(10, 2)),
+        col("y", SqlType::Decimal(38, 3)),
     ];
     let bools = [V::Bool(true), V::Bool(false), V::Null];
     let ints = [
@@ -2487,6 +2489,9 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
     let stamps = [V::Ts(0), V::Ts(1_767_225_660_500), V::Ts(-1), V::Null];
     let int32s = [0, 1, -1, 7, -3, 65_536, i32::MAX.into(), i32::MIN.into()].map(V::Int);
     let int16s = [0, 1, -1, 300, -300, i16::MAX.into(), i16::MIN.into()].map(V::Int);
+    // DECIMAL(10, 2) and DECIMAL(38, 3): zero, halves to round, their types' extremes.
+    let dec2 = [0, 150, -150, 5, -5, 9_999_999_999, -9_999_999_999].map(|v| V::Decimal(v, 2));
+    let dec3 = [0, 1, -2_125, 10i128.pow(38) - 1, 1 - 10i128.pow(38)].map(|v| V::Decimal(v, 3));
     let rows = (0..240)
         .map(|k: usize| {
             Row(vec![
@@ -2505,6 +2510,11 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
                     10 => V::Null,
                     r => int16s[(r + 2 * (k / 11)) % int16s.len()].clone(),
                 },
+                match k % 8 {
+                    7 => V::Null,
+                    r => dec2[(r + k / 8) % dec2.len()].clone(),
+                },
+                dec3[(k / 2) % dec3.len()].clone(),
             ])
         })
         .collect();
@@ -2672,6 +2682,26 @@ fn the_row_evaluator_gives_exactly_what_datafusion_gives_over_arrow() {
         "CAST(n AS BOOLEAN)",
         "100000 * 100000",
         "MOD(n, 123) = 0",
+        // DECIMAL: Flink's arithmetic (overflow is NULL, division by zero fails), mixed with
+        // integers, comparisons and casts between DECIMALs
+        "x + x",
+        "x - y",
+        "x * y",
+        "x / x",
+        "y / x",
+        "x % x",
+        "x * i",
+        "i * 0.908",
+        "0.908 * n",
+        "x + m",
+        "x / 3",
+        "x = y",
+        "x < 1.5",
+        "x >= i",
+        "x IS NULL",
+        "CAST(x AS DECIMAL(5, 1))",
+        "CAST(i AS DECIMAL(12, 2))",
+        "CAST(y AS DECIMAL(38, 0))",
         // constants
         "1",
         "'x'",
