@@ -1547,9 +1547,19 @@ impl<'e> Planner<'e> {
                 }
                 None => None,
             };
-            let ty = match kind {
-                AggKind::Count => SqlType::BigInt,
-                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
+            let ty = match (kind, arg_idx.map(|a| a.1)) {
+                (AggKind::Count, _) => SqlType::BigInt,
+                // Flink's SUM of a DECIMAL(p, s) is a DECIMAL(38, s), its AVG a
+                // DECIMAL(38, max(6, s)).
+                (AggKind::Sum, Some(SqlType::Decimal(_, s))) => {
+                    let (p, s) = crate::decimal::sum_type(s);
+                    SqlType::Decimal(p, s)
+                }
+                (AggKind::Avg, Some(SqlType::Decimal(_, s))) => {
+                    let (p, s) = crate::decimal::avg_type(s);
+                    SqlType::Decimal(p, s)
+                }
+                (_, t) => t.unwrap_or(SqlType::BigInt),
             };
             shown.push(format!(
                 "{}({}{}){}",

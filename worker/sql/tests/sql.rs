@@ -132,6 +132,78 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
 }
 
 #[test]
+fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, totals) = (dir.path().join("out"), dir.path().join("totals"));
+    // Written as text: `1.50` must be read as 1.50, not as the double 1.5.
+    let orders = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &orders,
+        "{\"item\": \"a\", \"price\": 1.50, \"qty\": 3, \"ts\": 1000}\n\
+         {\"item\": \"a\", \"price\": 0.10, \"qty\": 1, \"ts\": 2000}\n\
+         {\"item\": \"b\", \"price\": \"2.675\", \"qty\": 7, \"ts\": 3000}\n\
+         {\"item\": \"a\", \"price\": 0.2, \"qty\": 2, \"ts\": 4000}\n\
+         {\"item\": \"b\", \"price\": null, \"qty\": 1, \"ts\": 5000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE orders (item STRING, price DECIMAL(10, 2), qty INT, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE lines (item STRING, price STRING, total STRING, euros STRING, third STRING,
+                             rounded STRING, cheap BOOLEAN, as_double DOUBLE, narrowed DECIMAL(3, 1))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE totals (item STRING, n BIGINT, total STRING, mean STRING, lo STRING, hi STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO lines
+         SELECT item, CAST(price AS STRING), CAST(price * qty AS STRING),
+                CAST(0.908 * price AS STRING), CAST(price / 3 AS STRING),
+                CAST(ROUND(price / 3, 2) AS STRING), price < 0.5, CAST(price AS DOUBLE), price
+         FROM orders;
+         INSERT INTO totals
+         SELECT item, COUNT(price), CAST(SUM(price) AS STRING), CAST(AVG(price) AS STRING),
+                CAST(MIN(price) AS STRING), CAST(MAX(price) AS STRING)
+         FROM orders
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;",
+        orders.display(),
+        out.display(),
+        totals.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 computes them: DECIMAL(10, 2) * INT is DECIMAL(21, 2), 0.908 * it
+    // DECIMAL(15, 5), / 3 DECIMAL(21, 13) rounded HALF_UP; 2.675 is read as 2.68.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"item": "a", "price": "1.50", "total": "4.50", "euros": "1.36200",
+                   "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
+                   "as_double": 1.5, "narrowed": 1.5}),
+            json!({"item": "a", "price": "0.10", "total": "0.10", "euros": "0.09080",
+                   "third": "0.0333333333333", "rounded": "0.03", "cheap": true,
+                   "as_double": 0.1, "narrowed": 0.1}),
+            json!({"item": "b", "price": "2.68", "total": "18.76", "euros": "2.43344",
+                   "third": "0.8933333333333", "rounded": "0.89", "cheap": false,
+                   "as_double": 2.68, "narrowed": 2.7}),
+            json!({"item": "a", "price": "0.20", "total": "0.40", "euros": "0.18160",
+                   "third": "0.0666666666667", "rounded": "0.07", "cheap": true,
+                   "as_double": 0.2, "narrowed": 0.2}),
+            json!({"item": "b", "price": null, "total": null, "euros": null, "third": null,
+                   "rounded": null, "cheap": null, "as_double": null, "narrowed": null}),
+        ])
+    );
+    // SUM is DECIMAL(38, 2), AVG DECIMAL(38, 6) rounded HALF_UP; NULL prices are skipped.
+    assert_eq!(
+        output(&totals),
+        sorted(vec![
+            json!({"item": "a", "n": 3, "total": "1.80", "mean": "0.600000", "lo": "0.10",
+                   "hi": "1.50"}),
+            json!({"item": "b", "n": 1, "total": "2.68", "mean": "2.680000", "lo": "2.68",
+                   "hi": "2.68"}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(
