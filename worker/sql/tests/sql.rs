@@ -1420,7 +1420,7 @@ fn an_interval_join_stopped_with_a_savepoint_and_restored_produces_the_uninterru
 
     // The right table's key became a DOUBLE (the same uids): the rows the join waits with
     // have another layout, so the restore is refused naming the join and its new layout.
-    let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0,");
+    let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0E0,");
     let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-interval-join) has no state named 'rows @")
