@@ -1420,7 +1420,8 @@ fn an_interval_join_stopped_with_a_savepoint_and_restored_produces_the_uninterru
 
     // The right table's key became a DOUBLE (the same uids): the rows the join waits with
     // have another layout, so the restore is refused naming the join and its new layout.
-    let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0E0,");
+    let changed =
+        script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0E0,");
     let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-interval-join) has no state named 'rows @")
@@ -2018,6 +2019,17 @@ fn test_udfs() -> weir_sql::udf::Registry {
                 _ => V::Null,
             },
         )
+        .unwrap()
+        // Returns a DECIMAL of scale 2 where DECIMAL(10, 1) is declared: rounded to it.
+        .register_scalar(
+            "halve",
+            &[SqlType::BigInt],
+            SqlType::Decimal(10, 1),
+            |args| match args {
+                [V::Int(n)] => V::Decimal(i128::from(*n) * 50, 2),
+                _ => V::Null,
+            },
+        )
         .unwrap();
     let twice = create_udf(
         "twice",
@@ -2073,11 +2085,11 @@ fn rust_udfs_registered_with_the_planner_are_called_by_name_on_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sql = format!(
-        "{}CREATE TABLE result (g STRING, w DOUBLE, t BIGINT, ww DOUBLE, nested STRING)
+        "{}CREATE TABLE result (g STRING, w DOUBLE, t BIGINT, ww DOUBLE, nested STRING, h STRING)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO result
          SELECT greet(name), weighted(visits, spend), twice(visits),
-                weighted(visits, visits), greet(greet(UPPER(name)))
+                weighted(visits, visits), greet(greet(UPPER(name))), CAST(halve(visits) AS STRING)
          FROM visits WHERE twice(visits) > 2;",
         VISITS_DDL.replace("{in}", &visits(dir.path())),
         out.display()
@@ -2088,8 +2100,8 @@ fn rust_udfs_registered_with_the_planner_are_called_by_name_on_every_row() {
     assert_eq!(
         output(&out),
         sorted(vec![
-            json!({"g": "hi ann", "w": 30.0, "t": 6, "ww": 9.0, "nested": "hi hi ANN"}),
-            json!({"g": "hi bob", "w": null, "t": 4, "ww": 4.0, "nested": "hi hi BOB"}),
+            json!({"g": "hi ann", "w": 30.0, "t": 6, "ww": 9.0, "nested": "hi hi ANN", "h": "1.5"}),
+            json!({"g": "hi bob", "w": null, "t": 4, "ww": 4.0, "nested": "hi hi BOB", "h": "1.0"}),
         ])
     );
 }
