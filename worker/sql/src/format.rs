@@ -256,6 +256,42 @@ mod tests {
     }
 
     #[test]
+    fn decimals_keep_their_digits_through_json_and_csv_records() {
+        let c = cols(&[
+            ("price", SqlType::Decimal(10, 2)),
+            ("a \"quoted\" name", SqlType::String),
+            ("id", SqlType::BigInt),
+        ]);
+        let vals = [
+            Value::Decimal(150, 2),
+            Value::Str("x".into()),
+            Value::Int(-4),
+        ];
+        // Fields in name order, as before decimals were written by hand.
+        let bytes = Format::Json.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"a \"quoted\" name":"x","id":-4,"price":1.50}"#
+        );
+        let mut d = Format::Json.decoder("t", &c, &[true; 3]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        // Text is rounded HALF_UP to the scale; too many digits is NULL (Flink's formats).
+        assert_eq!(
+            d.decode(br#"{"price": "2.675"}"#).unwrap()[0],
+            Value::Decimal(268, 2)
+        );
+        assert_eq!(
+            d.decode(br#"{"price": 123456789.5}"#).unwrap()[0],
+            Value::Null
+        );
+        let csv = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(String::from_utf8_lossy(&csv), "1.50,x,-4");
+        let mut d = Format::Csv.decoder("t", &c, &[true; 3]);
+        assert_eq!(d.decode(&csv).unwrap(), vals);
+        assert!(d.decode(b"1.5x,y,1").is_err());
+    }
+
+    #[test]
     fn raw_holds_exactly_one_string_column() {
         let one = cols(&[("line", SqlType::String)]);
         assert!(Format::Raw.check_columns(&one).is_ok());
