@@ -135,6 +135,7 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
 fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink() {
     let dir = tempfile::tempdir().unwrap();
     let (out, totals) = (dir.path().join("out"), dir.path().join("totals"));
+    let by_price = dir.path().join("by_price");
     // Written as text: `1.50` must be read as 1.50, not as the double 1.5.
     let orders = dir.path().join("orders.jsonl");
     std::fs::write(
@@ -143,7 +144,8 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
          {\"item\": \"a\", \"price\": 0.10, \"qty\": 1, \"ts\": 2000}\n\
          {\"item\": \"b\", \"price\": \"2.675\", \"qty\": 7, \"ts\": 3000}\n\
          {\"item\": \"a\", \"price\": 0.2, \"qty\": 2, \"ts\": 4000}\n\
-         {\"item\": \"b\", \"price\": null, \"qty\": 1, \"ts\": 5000}\n",
+         {\"item\": \"b\", \"price\": null, \"qty\": 1, \"ts\": 5000}\n\
+         {\"item\": \"c\", \"price\": 1.5, \"qty\": 0, \"ts\": 6000}\n",
     )
     .unwrap();
     let sql = format!(
@@ -155,6 +157,8 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          CREATE TABLE totals (item STRING, n BIGINT, total STRING, mean STRING, lo STRING, hi STRING)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE by_price (price STRING, n BIGINT, items STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO lines
          SELECT item, CAST(price AS STRING), CAST(price * qty AS STRING),
                 CAST(0.908 * price AS STRING), CAST(price / 3 AS STRING),
@@ -164,10 +168,15 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
          SELECT item, COUNT(price), CAST(SUM(price) AS STRING), CAST(AVG(price) AS STRING),
                 CAST(MIN(price) AS STRING), CAST(MAX(price) AS STRING)
          FROM orders
-         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;",
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;
+         INSERT INTO by_price
+         SELECT CAST(price AS STRING), COUNT(*), CAST(MAX(item) AS STRING)
+         FROM orders
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), price;",
         orders.display(),
         out.display(),
-        totals.display()
+        totals.display(),
+        by_price.display()
     );
     run(&sql, Config::default());
     // As Flink 2.3 computes them: DECIMAL(10, 2) * INT is DECIMAL(21, 2), 0.908 * it
@@ -189,6 +198,9 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
                    "as_double": 0.2, "narrowed": 0.2}),
             json!({"item": "b", "price": null, "total": null, "euros": null, "third": null,
                    "rounded": null, "cheap": null, "as_double": null, "narrowed": null}),
+            json!({"item": "c", "price": "1.50", "total": "0.00", "euros": "1.36200",
+                   "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
+                   "as_double": 1.5, "narrowed": 1.5}),
         ])
     );
     // SUM is DECIMAL(38, 2), AVG DECIMAL(38, 6) rounded HALF_UP; NULL prices are skipped.
@@ -199,6 +211,19 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
                    "hi": "1.50"}),
             json!({"item": "b", "n": 1, "total": "2.68", "mean": "2.680000", "lo": "2.68",
                    "hi": "2.68"}),
+            json!({"item": "c", "n": 1, "total": "1.50", "mean": "1.500000", "lo": "1.50",
+                   "hi": "1.50"}),
+        ])
+    );
+    // 1.50 and 1.5 are one GROUP BY key; NULL is a key of its own.
+    assert_eq!(
+        output(&by_price),
+        sorted(vec![
+            json!({"price": "1.50", "n": 2, "items": "c"}),
+            json!({"price": "0.10", "n": 1, "items": "a"}),
+            json!({"price": "0.20", "n": 1, "items": "a"}),
+            json!({"price": "2.68", "n": 1, "items": "b"}),
+            json!({"price": null, "n": 1, "items": "b"}),
         ])
     );
 }
