@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::connectors::{
-    BlackholeSink, DataGen, FileSink, FileSource, MakeCsvDecoder, MakeLineDecoder, PrintSink,
-    StringRecord,
+    BlackholeSink, DataGen, FileSink, FileSource, JsonText, MakeCsvDecoder, MakeLineDecoder,
+    PrintSink, StringRecord,
 };
 
 /// A connector: what `'connector' = '<name>'` builds. Implementations check their own
@@ -702,13 +702,9 @@ impl ConnectorFactory for Filesystem {
         }
         stream
             .map(move |r: Row| {
-                serde_json::Value::Object(
-                    fields
-                        .iter()
-                        .zip(r.0.iter())
-                        .map(|(f, v)| (f.clone(), v.to_json()))
-                        .collect(),
-                )
+                // The JSON text, written by hand so that a DECIMAL keeps its digits (`1.50`).
+                let line = crate::format::json_object(fields.iter().map(String::as_str).zip(&r.0));
+                JsonText(String::from_utf8(line).expect("JSON text is UTF-8"))
             })
             .uid(&format!("{uid}-encode"))
             .sink_to(sink)

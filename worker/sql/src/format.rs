@@ -64,30 +64,11 @@ impl Format {
     /// Encodes the values of `cols` (one per column, in order) as one record.
     pub fn encode(self, cols: &[PhysicalColumn], vals: &[&Value]) -> Vec<u8> {
         match self {
-            Format::Json => {
-                // Written field by field: a DECIMAL is a number with its exact text (`1.50`,
-                // as Flink writes it), which serde_json's 64-bit numbers cannot hold. Fields in
-                // name order, as a `serde_json::Map` writes them.
-                let mut fields: Vec<_> = cols.iter().zip(vals).collect();
-                fields.sort_by(|a, b| a.0.field.cmp(&b.0.field));
-                let mut out = vec![b'{'];
-                for (i, (c, v)) in fields.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    serde_json::to_writer(&mut out, &c.field).expect("a string serializes");
-                    out.push(b':');
-                    match v {
-                        Value::Decimal(x, s) => {
-                            out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
-                        }
-                        v => serde_json::to_writer(&mut out, &v.to_json())
-                            .expect("a plain JSON value serializes"),
-                    }
-                }
-                out.push(b'}');
-                out
-            }
+            Format::Json => json_object(
+                cols.iter()
+                    .map(|c| c.field.as_str())
+                    .zip(vals.iter().copied()),
+            ),
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
@@ -117,6 +98,31 @@ impl Format {
             },
         }
     }
+}
+
+/// One JSON object of `fields`, written by hand: a DECIMAL is a number with its exact text
+/// (`1.50`, as Flink writes it), which serde_json's 64-bit numbers cannot hold. Fields in
+/// name order, as a `serde_json::Map` writes them.
+pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>) -> Vec<u8> {
+    let mut fields: Vec<_> = fields.collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = vec![b'{'];
+    for (i, (name, v)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("a string serializes");
+        out.push(b':');
+        match v {
+            Value::Decimal(x, s) => {
+                out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
+            }
+            v => serde_json::to_writer(&mut out, &v.to_json())
+                .expect("a plain JSON value serializes"),
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 /// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a

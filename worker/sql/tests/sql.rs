@@ -153,7 +153,8 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
             rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          CREATE TABLE lines (item STRING, price STRING, total STRING, euros STRING, third STRING,
-                             rounded STRING, cheap BOOLEAN, as_double DOUBLE, narrowed DECIMAL(3, 1))
+                             rounded STRING, cheap BOOLEAN, as_double DOUBLE, narrowed DECIMAL(3, 1),
+                             exact DECIMAL(10, 2))
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          CREATE TABLE totals (item STRING, n BIGINT, total STRING, mean STRING, lo STRING, hi STRING)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
@@ -162,7 +163,8 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
          INSERT INTO lines
          SELECT item, CAST(price AS STRING), CAST(price * qty AS STRING),
                 CAST(0.908 * price AS STRING), CAST(price / 3 AS STRING),
-                CAST(ROUND(price / 3, 2) AS STRING), price < 0.5, CAST(price AS DOUBLE), price
+                CAST(ROUND(price / 3, 2) AS STRING), price < 0.5, CAST(price AS DOUBLE), price,
+                price AS exact
          FROM orders;
          INSERT INTO totals
          SELECT item, COUNT(price), CAST(SUM(price) AS STRING), CAST(AVG(price) AS STRING),
@@ -186,21 +188,22 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
         sorted(vec![
             json!({"item": "a", "price": "1.50", "total": "4.50", "euros": "1.36200",
                    "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
-                   "as_double": 1.5, "narrowed": 1.5}),
+                   "as_double": 1.5, "narrowed": 1.5, "exact": 1.5}),
             json!({"item": "a", "price": "0.10", "total": "0.10", "euros": "0.09080",
                    "third": "0.0333333333333", "rounded": "0.03", "cheap": true,
-                   "as_double": 0.1, "narrowed": 0.1}),
+                   "as_double": 0.1, "narrowed": 0.1, "exact": 0.1}),
             json!({"item": "b", "price": "2.68", "total": "18.76", "euros": "2.43344",
                    "third": "0.8933333333333", "rounded": "0.89", "cheap": false,
-                   "as_double": 2.68, "narrowed": 2.7}),
+                   "as_double": 2.68, "narrowed": 2.7, "exact": 2.68}),
             json!({"item": "a", "price": "0.20", "total": "0.40", "euros": "0.18160",
                    "third": "0.0666666666667", "rounded": "0.07", "cheap": true,
-                   "as_double": 0.2, "narrowed": 0.2}),
+                   "as_double": 0.2, "narrowed": 0.2, "exact": 0.2}),
             json!({"item": "b", "price": null, "total": null, "euros": null, "third": null,
-                   "rounded": null, "cheap": null, "as_double": null, "narrowed": null}),
+                   "rounded": null, "cheap": null, "as_double": null, "narrowed": null,
+                   "exact": null}),
             json!({"item": "c", "price": "1.50", "total": "0.00", "euros": "1.36200",
                    "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
-                   "as_double": 1.5, "narrowed": 1.5}),
+                   "as_double": 1.5, "narrowed": 1.5, "exact": 1.5}),
         ])
     );
     // SUM is DECIMAL(38, 2), AVG DECIMAL(38, 6) rounded HALF_UP; NULL prices are skipped.
@@ -215,6 +218,21 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
                    "hi": "1.50"}),
         ])
     );
+    // The sink writes a DECIMAL as a JSON number with its digits, as Flink does.
+    let text: String = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for exact in [
+        r#""exact":1.50"#,
+        r#""exact":0.10"#,
+        r#""exact":2.68"#,
+        r#""exact":0.20"#,
+    ] {
+        assert!(text.contains(exact), "{exact} in {text}");
+    }
     // 1.50 and 1.5 are one GROUP BY key; NULL is a key of its own.
     assert_eq!(
         output(&by_price),
