@@ -1963,11 +1963,15 @@ impl<'e> Planner<'e> {
                 ),
             ));
         }
-        let mut needs_cast = false;
-        for (q_col, s_col) in q_cols.iter().zip(&physical) {
+        // The columns whose values change representation on the way into the sink (integers
+        // of any width are all `Value::Int`: widening one to another changes nothing).
+        let mut casts: Vec<(usize, SqlType)> = Vec::new();
+        for (k, (q_col, s_col)) in q_cols.iter().zip(&physical).enumerate() {
             if q_col.ty != s_col.col.ty {
                 if widens(q_col.ty, s_col.col.ty) {
-                    needs_cast = true;
+                    if !s_col.col.ty.is_integer() {
+                        casts.push((k, s_col.col.ty));
+                    }
                     continue;
                 }
                 return Err(SqlError::at(
@@ -1983,13 +1987,11 @@ impl<'e> Planner<'e> {
             }
         }
         let mut ds = s.ds;
-        if needs_cast {
-            let targets: Arc<Vec<SqlType>> = Arc::new(physical.iter().map(|c| c.col.ty).collect());
+        if !casts.is_empty() {
             ds = ds.map(move |mut r: Row| {
-                for (v, t) in r.0.iter_mut().zip(targets.iter()) {
-                    // Integers of any width are carried as `Value::Int`: only a DOUBLE
-                    // column changes their representation.
-                    match (&*v, *t) {
+                for &(k, t) in &casts {
+                    let Some(v) = r.0.get_mut(k) else { continue };
+                    match (&*v, t) {
                         (Value::Int(i), SqlType::Double) => *v = Value::Double(*i as f64),
                         (Value::Decimal(..), SqlType::Double) => {
                             *v = v.as_f64().map_or(Value::Null, Value::Double);
