@@ -2264,7 +2264,7 @@ fn function_statements_that_cannot_work_are_rejected_naming_what_to_do() {
     let cases: Vec<(String, &str)> = vec![
         (
             "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich';".to_string(),
-            "1:32: no function 'com.example.Enrich' is registered in this worker build; registered: greet, twice, weighted",
+            "1:32: no function 'com.example.Enrich' is registered in this worker build; registered: greet, halve, twice, weighted",
         ),
         (
             "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich' LANGUAGE JAVA;".to_string(),
