@@ -115,6 +115,21 @@ fn add_to_sum(s: &mut Option<Value>, n: &mut i64, v: &Value) {
 fn add_values(a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Value::Int(x.wrapping_add(*y)),
+        // A DECIMAL sum is exact, at the values' scale, and NULL from the first overflow of
+        // 38 digits on (as Flink's).
+        (Value::Decimal(..) | Value::Null, _) | (_, Value::Decimal(..)) => {
+            match (a.as_decimal(), b.as_decimal()) {
+                (Some(x), Some(y)) => {
+                    let s = x.1.max(y.1);
+                    crate::decimal::Op::Add
+                        .apply(x, y, (crate::decimal::MAX_PRECISION, s))
+                        .ok()
+                        .flatten()
+                        .map_or(Value::Null, |v| Value::Decimal(v, s))
+                }
+                _ => Value::Null,
+            }
+        }
         _ => Value::Double(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
     }
 }
@@ -195,6 +210,14 @@ impl AggCall {
         let Some(s) = s else { return Value::Null };
         match self.kind {
             AggKind::Avg => match (s, self.ty) {
+                // The sum divided by the count, rounded HALF_UP to the result's scale
+                // (DECIMAL(38, max(6, s)), see `crate::decimal::avg_type`).
+                (Value::Decimal(v, vs), SqlType::Decimal(p, rs)) => crate::decimal::Op::Div
+                    .apply((*v, *vs), (i128::from(n.max(1)), 0), (p, rs))
+                    .ok()
+                    .flatten()
+                    .map_or(Value::Null, |v| Value::Decimal(v, rs)),
+                (Value::Null, _) => Value::Null,
                 // Flink's AVG keeps the argument's type: integer averages truncate (of the
                 // 64-bit sum, as Flink's accumulator is a BIGINT for every integer type).
                 (Value::Int(x), t) if t.is_integer() => Value::Int(x / n.max(1)),

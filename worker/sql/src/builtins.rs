@@ -10,6 +10,7 @@
 //! STRING; STRING to numbers, BOOLEAN and TIMESTAMP) with the `cast_*` functions here.
 
 mod datetime;
+pub(crate) mod decimal;
 mod encoding;
 mod json_path;
 
@@ -436,6 +437,7 @@ fn round_or_truncate(a: &[Value], truncate: bool) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(round_int(*i, digits, truncate)?),
         Value::Double(d) => Value::Double(round_double(*d, digits, truncate)),
+        Value::Decimal(v, s) => Value::Decimal(crate::decimal::round(*v, *s, digits, truncate), *s),
         _ => Value::Null,
     })
 }
@@ -451,6 +453,7 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         Value::Double(d) => java_double(*d),
         Value::Str(s) => s.clone(),
         Value::Ts(t) => crate::value::format_timestamp(*t),
+        Value::Decimal(x, s) => crate::decimal::format(*x, *s),
     })
 }
 
@@ -511,6 +514,9 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
             Value::Int(t.checked_int(parse_bigint(s)?)?)
         }
         SqlType::Double => Value::Double(parse_double(s)?),
+        SqlType::Decimal(p, sc) => {
+            crate::decimal::parse(s, p, sc)?.map_or(Value::Null, |v| Value::Decimal(v, sc))
+        }
         SqlType::Boolean => Value::Bool(parse_boolean(s)?),
         SqlType::Timestamp => Value::Ts(
             datetime::parse_sql_timestamp(s)
@@ -571,9 +577,41 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
     if let Some(f) = narrowing_cast(from, to) {
         return Some(f);
     }
+    if let (DataType::Decimal128(..), DataType::Boolean) = (from, to) {
+        // Arrow has no such cast; Flink's is TRUE for every number but zero.
+        static TO_BOOLEAN: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+            udf(
+                "cast_decimal_to_boolean",
+                "CAST(x AS BOOLEAN)",
+                |args| {
+                    count(args, 1, 1)?;
+                    Ok((vec![args[0].unwrap_or(SqlType::Boolean)], SqlType::Boolean))
+                },
+                |a| {
+                    Ok(match a[0] {
+                        Value::Decimal(v, _) => Value::Bool(v != 0),
+                        _ => Value::Null,
+                    })
+                },
+            )
+        });
+        return Some(TO_BOOLEAN.clone());
+    }
+    if let DataType::Decimal128(p, s) = *to {
+        // Rounded HALF_UP, NULL where the value does not fit (Arrow's kernel fails there).
+        return Some(decimal::function(decimal::Kind::Cast {
+            p,
+            s: u8::try_from(s).ok()?,
+            safe,
+        }));
+    }
     match (from, to) {
         (
-            DataType::Boolean | DataType::Float64 | DataType::Float32 | DataType::Timestamp(..),
+            DataType::Boolean
+            | DataType::Float64
+            | DataType::Float32
+            | DataType::Timestamp(..)
+            | DataType::Decimal128(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
         _ if !from_str => None,
@@ -760,6 +798,26 @@ fn one_number(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), Strin
     Ok((vec![t], t))
 }
 
+/// FLOOR and CEIL: a number of the argument's type, a DECIMAL's with scale 0 (Flink's
+/// DECIMAL(p, 0)).
+fn integral_number(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
+    let (tys, ret) = one_number(args)?;
+    Ok(match ret {
+        SqlType::Decimal(p, _) => (tys, SqlType::Decimal(p, 0)),
+        _ => (tys, ret),
+    })
+}
+
+/// FLOOR (`ceil`: CEIL) of a decimal `v` at scale `s`, at scale 0.
+fn decimal_integral(v: i128, s: u8, ceil: bool) -> i128 {
+    let unit = crate::decimal::pow10(u32::from(s)).unwrap_or(1);
+    if ceil {
+        -(-v).div_euclid(unit)
+    } else {
+        v.div_euclid(unit)
+    }
+}
+
 fn one_double(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), String> {
     count(args, 1, 1)?;
     if !is_numeric(args[0]) {
@@ -868,19 +926,27 @@ fn more() -> Vec<Arc<ScalarUDF>> {
                 })
             },
         ),
-        udf("abs", "ABS(x)", one_number, |a| {
-            int_or(a, i64::wrapping_abs, f64::abs)
+        udf("abs", "ABS(x)", one_number, |a| match a[0] {
+            Value::Decimal(v, s) => Ok(Value::Decimal(v.abs(), s)),
+            _ => int_or(a, i64::wrapping_abs, f64::abs),
         }),
-        udf("floor", "FLOOR(x)", one_number, |a| {
-            int_or(a, |i| i, f64::floor)
+        udf("floor", "FLOOR(x)", integral_number, |a| match a[0] {
+            Value::Decimal(v, s) => Ok(Value::Decimal(decimal_integral(v, s, false), 0)),
+            _ => int_or(a, |i| i, f64::floor),
         }),
-        udf("ceil", "CEIL(x)", one_number, |a| {
-            int_or(a, |i| i, f64::ceil)
+        udf("ceil", "CEIL(x)", integral_number, |a| match a[0] {
+            Value::Decimal(v, s) => Ok(Value::Decimal(decimal_integral(v, s, true), 0)),
+            _ => int_or(a, |i| i, f64::ceil),
         }),
-        udf("ceiling", "CEILING(x)", one_number, |a| {
-            int_or(a, |i| i, f64::ceil)
+        udf("ceiling", "CEILING(x)", integral_number, |a| match a[0] {
+            Value::Decimal(v, s) => Ok(Value::Decimal(decimal_integral(v, s, true), 0)),
+            _ => int_or(a, |i| i, f64::ceil),
         }),
         udf("sign", "SIGN(x)", one_number, |a| {
+            if let Value::Decimal(v, s) = a[0] {
+                let one = crate::decimal::pow10(u32::from(s)).unwrap_or(0);
+                return Ok(Value::Decimal(v.signum() * one, s));
+            }
             int_or(a, i64::signum, |d| {
                 if d == 0.0 || d.is_nan() {
                     d

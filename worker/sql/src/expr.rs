@@ -62,7 +62,12 @@ impl Default for Functions {
             udfs,
             user: HashMap::new(),
             planners,
-            options: ConfigOptions::default(),
+            options: {
+                // `1.50` is a DECIMAL(3, 2) literal, as in Flink.
+                let mut o = ConfigOptions::default();
+                o.sql_parser.parse_float_as_decimal = true;
+                o
+            },
         }
     }
 }
@@ -206,6 +211,17 @@ fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
         )
     };
     Some(match e {
+        // A number with an exponent is a DOUBLE in Flink; the planner reads every number
+        // with a fraction or an exponent as a DECIMAL (see `decimal_ops`).
+        ast::Expr::Value(v) if matches!(&v.value, ast::Value::Number(n, _) if n.contains(['e', 'E'])) => {
+            ast::Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(e.clone()),
+                data_type: ast::DataType::Double(ast::ExactNumberInfo::None),
+                array: false,
+                format: None,
+            }
+        }
         // Flink's `a IS [NOT] JSON kind`, as `crate::parse` writes it.
         ast::Expr::IsNormalized {
             expr,
@@ -552,6 +568,21 @@ fn flink_casts(
             Expr::TryCast(TryCast { expr, field }) => (expr, field.data_type(), true),
             _ => return Ok(Transformed::no(e)),
         };
+        // A DECIMAL literal next to a DOUBLE (`d * 1.5`) is the DOUBLE its text is: a
+        // constant the row evaluator reads.
+        if let (
+            Expr::Literal(datafusion_common::ScalarValue::Decimal128(Some(v), _, s), meta),
+            DataType::Float64,
+        ) = (&**arg, to)
+        {
+            let d = format!("{v}e{}", -i32::from(*s))
+                .parse()
+                .unwrap_or(f64::NAN);
+            return Ok(Transformed::yes(Expr::Literal(
+                datafusion_common::ScalarValue::Float64(Some(d)),
+                meta.clone(),
+            )));
+        }
         let from = arg.get_type(schema)?;
         let Some(f) = crate::builtins::cast_function(&from, to, safe) else {
             return Ok(Transformed::no(e));
@@ -588,6 +619,111 @@ fn int_literals(e: datafusion_expr::Expr) -> datafusion_common::Result<datafusio
     .map(|t| t.data)
 }
 
+/// Flink's DECIMAL semantics where DataFusion's differ: `+ - * / %` with a DECIMAL operand
+/// (and an integer or DECIMAL other one), and ROUND/TRUNCATE of a DECIMAL to literal digits,
+/// become the functions of [`crate::builtins::decimal`] with Flink's result types; a number
+/// literal written with an exponent (`2.5E0`), which DataFusion's planner reads as a DECIMAL
+/// like the others, is a DOUBLE as in Flink ([`FlinkFunctions`] marks it with a CAST).
+fn decimal_ops(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use crate::builtins::decimal::{Kind, function, operand};
+    use crate::decimal::Op;
+    use datafusion_common::ScalarValue;
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::expr::{BinaryExpr, Cast, ScalarFunction};
+    use datafusion_expr::{Expr, Operator};
+    e.transform_up(|e| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let kind = match op {
+                Operator::Plus => Some(Op::Add),
+                Operator::Minus => Some(Op::Sub),
+                Operator::Multiply => Some(Op::Mul),
+                Operator::Divide => Some(Op::Div),
+                Operator::Modulo => Some(Op::Rem),
+                _ => None,
+            };
+            let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+            let is_decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+            match kind {
+                Some(k)
+                    if (is_decimal(&lt) || is_decimal(&rt))
+                        && operand(&lt).is_some()
+                        && operand(&rt).is_some() =>
+                {
+                    Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(function(Kind::Arith(k)), vec![*left, *right]),
+                    )))
+                }
+                _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                }))),
+            }
+        }
+        Expr::ScalarFunction(f)
+            if matches!(f.name(), "round" | "truncate")
+                && matches!(
+                    f.args.first().map(|a| a.get_type(schema)).transpose()?,
+                    Some(DataType::Decimal128(..))
+                ) =>
+        {
+            let digits = match f.args.get(1) {
+                None => Some(0),
+                Some(Expr::Literal(v, _)) => match v {
+                    ScalarValue::Int64(Some(i)) => Some(*i),
+                    ScalarValue::Int32(Some(i)) => Some(i64::from(*i)),
+                    _ => None,
+                },
+                Some(_) => None,
+            };
+            match digits {
+                Some(digits) => {
+                    let kind = Kind::Round {
+                        digits,
+                        truncate: f.name() == "truncate",
+                    };
+                    let arg = f.args.into_iter().next().expect("checked above");
+                    Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(function(kind), vec![arg]),
+                    )))
+                }
+                None => Ok(Transformed::no(Expr::ScalarFunction(f))),
+            }
+        }
+        // A literal has as many digits as its text: 0.908 is DECIMAL(4, 3) in Flink (the
+        // planner counts 3).
+        Expr::Literal(ScalarValue::Decimal128(Some(v), p, s), meta) if s >= 0 => {
+            let p = p.max(s as u8 + 1).min(crate::decimal::MAX_PRECISION);
+            Ok(Transformed::yes(Expr::Literal(
+                ScalarValue::Decimal128(Some(v), p, s),
+                meta,
+            )))
+        }
+        // `2.5E0`: the DOUBLE the literal's text is.
+        Expr::Cast(Cast { expr, field })
+            if field.data_type() == &DataType::Float64
+                && matches!(
+                    *expr,
+                    Expr::Literal(ScalarValue::Decimal128(Some(_), _, _), _)
+                ) =>
+        {
+            let Expr::Literal(ScalarValue::Decimal128(Some(v), _, s), meta) = *expr else {
+                unreachable!("matched above");
+            };
+            let d = format!("{v}e{}", -i32::from(s)).parse().unwrap_or(f64::NAN);
+            Ok(Transformed::yes(Expr::Literal(
+                ScalarValue::Float64(Some(d)),
+                meta,
+            )))
+        }
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
 /// Compiles `e` over `cols`.
 pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Compiled> {
     let span = e.span();
@@ -607,6 +743,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
         .sql_to_expr(e, &df, &mut PlannerContext::new())
         .map_err(fail)?;
     let logical = int_literals(logical).map_err(fail)?;
+    let logical = decimal_ops(logical, &df).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

@@ -64,15 +64,11 @@ impl Format {
     /// Encodes the values of `cols` (one per column, in order) as one record.
     pub fn encode(self, cols: &[PhysicalColumn], vals: &[&Value]) -> Vec<u8> {
         match self {
-            Format::Json => {
-                let obj: serde_json::Map<String, serde_json::Value> = cols
-                    .iter()
-                    .zip(vals)
-                    .map(|(c, v)| (c.field.clone(), v.to_json()))
-                    .collect();
-                serde_json::to_vec(&serde_json::Value::Object(obj))
-                    .expect("a JSON object of plain values serializes")
-            }
+            Format::Json => json_object(
+                cols.iter()
+                    .map(|c| c.field.as_str())
+                    .zip(vals.iter().copied()),
+            ),
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
@@ -102,6 +98,31 @@ impl Format {
             },
         }
     }
+}
+
+/// One JSON object of `fields`, written by hand: a DECIMAL is a number with its exact text
+/// (`1.50`, as Flink writes it), which serde_json's 64-bit numbers cannot hold. Fields in
+/// name order, as a `serde_json::Map` writes them.
+pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>) -> Vec<u8> {
+    let mut fields: Vec<_> = fields.collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = vec![b'{'];
+    for (i, (name, v)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("a string serializes");
+        out.push(b':');
+        match v {
+            Value::Decimal(x, s) => {
+                out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
+            }
+            v => serde_json::to_writer(&mut out, &v.to_json())
+                .expect("a plain JSON value serializes"),
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 /// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a
@@ -238,6 +259,42 @@ mod tests {
         assert!(d.decode(b"").unwrap_err().contains("empty"));
         let bytes = Format::Json.encode(&c, &[&Value::Int(3), &Value::Null]);
         assert_eq!(bytes, br#"{"id":3,"who":null}"#);
+    }
+
+    #[test]
+    fn decimals_keep_their_digits_through_json_and_csv_records() {
+        let c = cols(&[
+            ("price", SqlType::Decimal(10, 2)),
+            ("a \"quoted\" name", SqlType::String),
+            ("id", SqlType::BigInt),
+        ]);
+        let vals = [
+            Value::Decimal(150, 2),
+            Value::Str("x".into()),
+            Value::Int(-4),
+        ];
+        // Fields in name order, as before decimals were written by hand.
+        let bytes = Format::Json.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"a \"quoted\" name":"x","id":-4,"price":1.50}"#
+        );
+        let mut d = Format::Json.decoder("t", &c, &[true; 3]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        // Text is rounded HALF_UP to the scale; too many digits is NULL (Flink's formats).
+        assert_eq!(
+            d.decode(br#"{"price": "2.675"}"#).unwrap()[0],
+            Value::Decimal(268, 2)
+        );
+        assert_eq!(
+            d.decode(br#"{"price": 123456789.5}"#).unwrap()[0],
+            Value::Null
+        );
+        let csv = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(String::from_utf8_lossy(&csv), "1.50,x,-4");
+        let mut d = Format::Csv.decoder("t", &c, &[true; 3]);
+        assert_eq!(d.decode(&csv).unwrap(), vals);
+        assert!(d.decode(b"1.5x,y,1").is_err());
     }
 
     #[test]

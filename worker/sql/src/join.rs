@@ -948,7 +948,17 @@ impl Planner<'_> {
         for (a, b) in &keys {
             let ca = compile(&self.funcs, a, lcols)?;
             let cb = compile(&self.funcs, b, rcols)?;
-            if ca.ty != cb.ty && !(ca.ty.is_numeric() && cb.ty.is_numeric()) {
+            // Keys are compared by their serialized form: a DECIMAL only equals a DECIMAL of
+            // its scale there.
+            let decimal_scales = |t: SqlType| match t {
+                SqlType::Decimal(_, s) => Some(s),
+                _ => None,
+            };
+            let comparable = match (decimal_scales(ca.ty), decimal_scales(cb.ty)) {
+                (None, None) => ca.ty.is_numeric() && cb.ty.is_numeric(),
+                (a, b) => a == b,
+            };
+            if ca.ty != cb.ty && !comparable {
                 return Err(SqlError::at(
                     a.span(),
                     format!(

@@ -233,6 +233,10 @@ impl JsonRowDecoder {
                 let (text, int) = p.number()?;
                 match (int, ty) {
                     (Some(i), t) if t.is_integer() => t.holds_int(i).then_some(Value::Int(i)),
+                    (Some(i), SqlType::Decimal(p, s)) => Some(
+                        crate::decimal::to_type(i128::from(i), 0, p, s)
+                            .map_or(Value::Null, |v| Value::Decimal(v, s)),
+                    ),
                     (Some(i), SqlType::Timestamp) => {
                         crate::value::timestamp_in_range(i).then_some(Value::Ts(i))
                     }
@@ -293,6 +297,8 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
                 .filter(|ms| crate::value::timestamp_in_range(*ms))?,
         ),
         SqlType::Double => Value::Double(text.parse().ok()?),
+        // Exactly as written: `1.50` read into DECIMAL(10, 2) stays 1.50.
+        SqlType::Decimal(p, s) => crate::connectors::decimal_text(text, p, s)?,
         // As Flink: the number's text as written (`1.50` stays `1.50`).
         SqlType::String => Value::Str(text.to_string()),
         _ => return None,

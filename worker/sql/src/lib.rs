@@ -19,6 +19,7 @@ pub mod agg;
 mod builtins;
 pub mod changelog;
 pub mod connectors;
+pub mod decimal;
 pub mod error;
 pub mod expr;
 pub mod format;

@@ -259,8 +259,15 @@ pub struct Planner<'e> {
 }
 
 /// Whether a query's column of type `from` may be written to a column of type `to` (an
-/// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT).
+/// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT; an
+/// integer or DECIMAL into a DECIMAL, rounded HALF_UP to its scale and NULL where it does not
+/// fit its precision, and a DECIMAL into a DOUBLE, as Flink's INSERT casts them).
 pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
+    if matches!(to, SqlType::Decimal(..)) && from.decimal().is_some()
+        || matches!((from, to), (SqlType::Decimal(..), SqlType::Double))
+    {
+        return true;
+    }
     let rank = |t: SqlType| match t {
         SqlType::TinyInt => Some(1),
         SqlType::SmallInt => Some(2),
@@ -280,13 +287,8 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         D::SmallInt(_) => SqlType::SmallInt,
         D::Int(_) | D::Integer(_) => SqlType::Int,
         D::BigInt(_) => SqlType::BigInt,
-        D::Float(_)
-        | D::Double(..)
-        | D::DoublePrecision
-        | D::Real
-        | D::Decimal(_)
-        | D::Numeric(_)
-        | D::Dec(_) => SqlType::Double,
+        D::Float(_) | D::Double(..) | D::DoublePrecision | D::Real => SqlType::Double,
+        D::Decimal(info) | D::Numeric(info) | D::Dec(info) => decimal_type(info, span)?,
         D::String(_)
         | D::Varchar(_)
         | D::Char(_)
@@ -306,6 +308,26 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
             ));
         }
     })
+}
+
+/// DECIMAL, DECIMAL(p) and DECIMAL(p, s) as Flink reads them (DECIMAL is DECIMAL(10, 0)).
+fn decimal_type(info: &ast::ExactNumberInfo, span: Span) -> Result<SqlType> {
+    let (p, s) = match *info {
+        ast::ExactNumberInfo::None => (10, 0),
+        ast::ExactNumberInfo::Precision(p) => (p, 0),
+        ast::ExactNumberInfo::PrecisionAndScale(p, s) => (p, s),
+    };
+    let max = crate::decimal::MAX_PRECISION;
+    if !(1..=u64::from(max)).contains(&p) || !(0..=p as i64).contains(&s) {
+        return Err(SqlError::at(
+            span,
+            format!(
+                "DECIMAL({p}, {s}) is not a valid type: the precision must be between 1 and \
+                 {max}, the scale between 0 and the precision"
+            ),
+        ));
+    }
+    Ok(SqlType::Decimal(p as u8, s as u8))
 }
 
 /// `INTERVAL 'n' UNIT` in milliseconds, positive (window sizes, gaps).
@@ -1525,9 +1547,19 @@ impl<'e> Planner<'e> {
                 }
                 None => None,
             };
-            let ty = match kind {
-                AggKind::Count => SqlType::BigInt,
-                _ => arg_idx.map(|a| a.1).unwrap_or(SqlType::BigInt),
+            let ty = match (kind, arg_idx.map(|a| a.1)) {
+                (AggKind::Count, _) => SqlType::BigInt,
+                // Flink's SUM of a DECIMAL(p, s) is a DECIMAL(38, s), its AVG a
+                // DECIMAL(38, max(6, s)).
+                (AggKind::Sum, Some(SqlType::Decimal(_, s))) => {
+                    let (p, s) = crate::decimal::sum_type(s);
+                    SqlType::Decimal(p, s)
+                }
+                (AggKind::Avg, Some(SqlType::Decimal(_, s))) => {
+                    let (p, s) = crate::decimal::avg_type(s);
+                    SqlType::Decimal(p, s)
+                }
+                (_, t) => t.unwrap_or(SqlType::BigInt),
             };
             shown.push(format!(
                 "{}({}{}){}",
@@ -1931,11 +1963,15 @@ impl<'e> Planner<'e> {
                 ),
             ));
         }
-        let mut needs_cast = false;
-        for (q_col, s_col) in q_cols.iter().zip(&physical) {
+        // The columns whose values change representation on the way into the sink (integers
+        // of any width are all `Value::Int`: widening one to another changes nothing).
+        let mut casts: Vec<(usize, SqlType)> = Vec::new();
+        for (k, (q_col, s_col)) in q_cols.iter().zip(&physical).enumerate() {
             if q_col.ty != s_col.col.ty {
                 if widens(q_col.ty, s_col.col.ty) {
-                    needs_cast = true;
+                    if !s_col.col.ty.is_integer() {
+                        casts.push((k, s_col.col.ty));
+                    }
                     continue;
                 }
                 return Err(SqlError::at(
@@ -1951,14 +1987,22 @@ impl<'e> Planner<'e> {
             }
         }
         let mut ds = s.ds;
-        if needs_cast {
-            let targets: Arc<Vec<SqlType>> = Arc::new(physical.iter().map(|c| c.col.ty).collect());
+        if !casts.is_empty() {
             ds = ds.map(move |mut r: Row| {
-                for (v, t) in r.0.iter_mut().zip(targets.iter()) {
-                    // Integers of any width are carried as `Value::Int`: only a DOUBLE
-                    // column changes their representation.
-                    if let (Value::Int(i), SqlType::Double) = (&*v, t) {
-                        *v = Value::Double(*i as f64);
+                for &(k, t) in &casts {
+                    let Some(v) = r.0.get_mut(k) else { continue };
+                    match (&*v, t) {
+                        (Value::Int(i), SqlType::Double) => *v = Value::Double(*i as f64),
+                        (Value::Decimal(..), SqlType::Double) => {
+                            *v = v.as_f64().map_or(Value::Null, Value::Double);
+                        }
+                        (Value::Int(_) | Value::Decimal(..), SqlType::Decimal(p, s)) => {
+                            *v = v
+                                .as_decimal()
+                                .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s))
+                                .map_or(Value::Null, |x| Value::Decimal(x, s));
+                        }
+                        _ => {}
                     }
                 }
                 r

@@ -303,6 +303,15 @@ impl ScalarUDFImpl for RowUdf {
             let v = (self.f)(&r.0);
             let v = match (v, self.ret) {
                 (Value::Int(i), SqlType::Double) => Value::Double(i as f64),
+                (d @ Value::Decimal(..), SqlType::Double) => {
+                    d.as_f64().map_or(Value::Null, Value::Double)
+                }
+                // A DECIMAL of another scale, or an integer, as the declared DECIMAL(p, s):
+                // rounded HALF_UP, NULL where it does not fit (as a CAST does).
+                (d @ (Value::Int(_) | Value::Decimal(..)), SqlType::Decimal(p, s)) => d
+                    .as_decimal()
+                    .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s))
+                    .map_or(Value::Null, |x| Value::Decimal(x, s)),
                 // As Java narrows a `long` returned for an `int`.
                 (Value::Int(i), t) if t.is_integer() => Value::Int(t.wrap(i)),
                 (v @ Value::Null, _)

@@ -5,9 +5,9 @@
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int8Array,
-    Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Decimal128Array, Decimal128Builder,
+    Float64Array, Float64Builder, Int8Array, Int16Array, Int32Array, Int64Array, PrimitiveBuilder,
+    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
@@ -34,12 +34,14 @@ pub enum SqlType {
     SmallInt,
     /// TINYINT (8-bit)
     TinyInt,
-    /// FLOAT, DOUBLE, DECIMAL (carried as 64-bit floating point)
+    /// FLOAT, DOUBLE (carried as 64-bit floating point)
     Double,
     /// STRING, VARCHAR, CHAR
     String,
     /// TIMESTAMP(3), TIMESTAMP_LTZ(3) (epoch milliseconds)
     Timestamp,
+    /// DECIMAL(precision, scale): exact, `Value::Decimal` in rows (see [`crate::decimal`])
+    Decimal(u8, u8),
 }
 
 impl SqlType {
@@ -54,6 +56,7 @@ impl SqlType {
             SqlType::Double => DataType::Float64,
             SqlType::String => DataType::Utf8,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+            SqlType::Decimal(p, s) => DataType::Decimal128(p, s as i8),
         }
     }
 
@@ -65,6 +68,11 @@ impl SqlType {
             DataType::Int16 | DataType::UInt8 => SqlType::SmallInt,
             DataType::Int32 | DataType::UInt16 => SqlType::Int,
             DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::BigInt,
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s)
+                if *p <= crate::decimal::MAX_PRECISION && (0..=*p as i8).contains(s) =>
+            {
+                SqlType::Decimal(*p, *s as u8)
+            }
             DataType::Float16
             | DataType::Float32
             | DataType::Float64
@@ -83,6 +91,7 @@ impl SqlType {
     /// The type's name in Flink SQL.
     pub fn sql_name(self) -> &'static str {
         match self {
+            SqlType::Decimal(p, s) => decimal_name(p, s),
             SqlType::Boolean => "BOOLEAN",
             SqlType::BigInt => "BIGINT",
             SqlType::Int => "INT",
@@ -102,9 +111,22 @@ impl SqlType {
         )
     }
 
-    /// Whether the type is an integer type or DOUBLE.
+    /// Whether the type is an integer type, DECIMAL or DOUBLE.
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || self == SqlType::Double
+        self.is_integer() || matches!(self, SqlType::Double | SqlType::Decimal(..))
+    }
+
+    /// DECIMAL's (precision, scale); an integer type's as it converts to DECIMAL in
+    /// arithmetic with one (INT is DECIMAL(10, 0)); None for the other types.
+    pub fn decimal(self) -> Option<(u8, u8)> {
+        Some(match self {
+            SqlType::Decimal(p, s) => (p, s),
+            SqlType::TinyInt => crate::decimal::integer_type(8),
+            SqlType::SmallInt => crate::decimal::integer_type(16),
+            SqlType::Int => crate::decimal::integer_type(32),
+            SqlType::BigInt => crate::decimal::integer_type(64),
+            _ => return None,
+        })
     }
 
     /// For TINYINT, SMALLINT and INT, the value range (BIGINT: None): a value outside it
@@ -157,6 +179,20 @@ impl SqlType {
     }
 }
 
+/// `DECIMAL(p, s)` as a static string (types are named in messages and state schemas; there
+/// are 741 of them, each leaked once).
+fn decimal_name(p: u8, s: u8) -> &'static str {
+    use std::sync::Mutex;
+    static NAMES: Mutex<Vec<((u8, u8), &'static str)>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, n)) = names.iter().find(|(k, _)| *k == (p, s)) {
+        return n;
+    }
+    let n: &'static str = Box::leak(format!("DECIMAL({p}, {s})").into_boxed_str());
+    names.push(((p, s), n));
+    n
+}
+
 /// A named, typed column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Column {
@@ -191,6 +227,9 @@ pub enum Value {
     Str(String),
     /// timestamps in epoch milliseconds
     Ts(i64),
+    /// DECIMAL: the unscaled number and the scale (`1.50` is `Decimal(150, 2)`). Last, so
+    /// that the encodings of the other variants in state stay as they were.
+    Decimal(i128, u8),
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -251,7 +290,7 @@ impl Value {
         match self {
             Value::Null => 0,
             Value::Bool(_) => 1,
-            Value::Int(_) | Value::Double(_) => 2,
+            Value::Int(_) | Value::Double(_) | Value::Decimal(..) => 2,
             Value::Str(_) => 3,
             Value::Ts(_) => 4,
         }
@@ -262,9 +301,28 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i as f64),
             Value::Double(d) => Some(*d),
+            Value::Decimal(v, s) => Some(crate::decimal::to_f64(*v, *s)),
             _ => None,
         }
     }
+
+    /// The value as a decimal (unscaled, scale): integers at scale 0.
+    pub fn as_decimal(&self) -> Option<(i128, u8)> {
+        match self {
+            Value::Int(i) => Some((i128::from(*i), 0)),
+            Value::Decimal(v, s) => Some((*v, *s)),
+            _ => None,
+        }
+    }
+}
+
+/// Two decimals (or integers) compared by value; None when one of them cannot be brought to
+/// the other's scale (then they compare as doubles).
+fn cmp_decimals((a, sa): (i128, u8), (b, sb): (i128, u8)) -> Option<Ordering> {
+    let s = sa.max(sb);
+    let a = crate::decimal::rescale(a, sa, s)?;
+    let b = crate::decimal::rescale(b, sb, s)?;
+    Some(a.cmp(&b))
 }
 
 impl PartialEq for Value {
@@ -290,6 +348,21 @@ impl Ord for Value {
             (Value::Double(a), Value::Int(b)) => a.total_cmp(&(*b as f64)),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
             (Value::Ts(a), Value::Ts(b)) => a.cmp(b),
+            (Value::Decimal(..), Value::Decimal(..) | Value::Int(_))
+            | (Value::Int(_), Value::Decimal(..)) => {
+                let (a, b) = (self.as_decimal(), other.as_decimal());
+                match a.zip(b).and_then(|(a, b)| cmp_decimals(a, b)) {
+                    Some(o) => o,
+                    None => self
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        .total_cmp(&other.as_f64().unwrap_or(0.0)),
+                }
+            }
+            (Value::Decimal(..), Value::Double(_)) | (Value::Double(_), Value::Decimal(..)) => self
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&other.as_f64().unwrap_or(0.0)),
             _ => self.rank().cmp(&other.rank()),
         }
     }
@@ -304,6 +377,16 @@ impl Hash for Value {
             Value::Double(d) => d.to_bits().hash(state),
             Value::Str(s) => s.hash(state),
             Value::Ts(t) => t.hash(state),
+            // Equal decimals of different scales (1.5, 1.50) hash alike: by the value with
+            // its trailing zeros dropped.
+            Value::Decimal(v, s) => {
+                let (mut v, mut s) = (*v, *s);
+                while s > 0 && v % 10 == 0 {
+                    v /= 10;
+                    s -= 1;
+                }
+                (v, s).hash(state)
+            }
         }
     }
 }
@@ -333,6 +416,7 @@ impl fmt::Display for Value {
             Value::Double(d) => f.write_str(&crate::builtins::java_double(*d)),
             Value::Str(s) => f.write_str(s),
             Value::Ts(t) => f.write_str(&format_timestamp(*t)),
+            Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
         }
     }
 }
@@ -349,6 +433,14 @@ impl Value {
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => s.clone().into(),
             Value::Ts(t) => format_timestamp(*t).into(),
+            // A JSON number; serde_json's numbers are 64-bit, so the text's trailing zeros
+            // are lost here (the record formats write the exact text, see `format`).
+            Value::Decimal(v, s) => match crate::decimal::format(*v, *s).parse::<f64>() {
+                Ok(d) => serde_json::Number::from_f64(d)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::Null),
+                Err(_) => serde_json::Value::Null,
+            },
         }
     }
 }
@@ -447,6 +539,18 @@ pub fn rows_to_batch_columns<'a>(
                 }
                 Arc::new(b.finish())
             }
+            SqlType::Decimal(p, s) => {
+                let mut b = Decimal128Builder::with_capacity(n);
+                for v in vals {
+                    // A value of another scale (or an integer) is brought to the column's;
+                    // NULL where it does not fit.
+                    b.append_option(
+                        v.as_decimal()
+                            .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s)),
+                    );
+                }
+                Arc::new(b.finish().with_precision_and_scale(p, s as i8)?)
+            }
         };
         arrays.push(a);
     }
@@ -506,6 +610,7 @@ impl ValueReader {
             SqlType::Double => Value::Double(as_arr::<Float64Array>(array).value(i)),
             SqlType::String => Value::Str(as_arr::<StringArray>(array).value(i).to_string()),
             SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
+            SqlType::Decimal(_, s) => Value::Decimal(as_arr::<Decimal128Array>(array).value(i), s),
         }
     }
 }
@@ -559,6 +664,17 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 buf.push(5);
                 varint(zigzag(*t), buf);
             }
+            Value::Decimal(v, s) => {
+                // postcard writes an i128 as a zigzag varint of 128 bits, a u8 as its byte.
+                buf.push(6);
+                let mut z = ((*v << 1) ^ (*v >> 127)) as u128;
+                while z >= 0x80 {
+                    buf.push((z as u8) | 0x80);
+                    z >>= 7;
+                }
+                buf.push(z as u8);
+                buf.push(*s);
+            }
         }
     }
 }
@@ -604,6 +720,17 @@ mod tests {
         values.extend([0.0, -0.0, 1.5, f64::NAN, f64::INFINITY].map(Value::Double));
         values.extend(
             [
+                0,
+                1,
+                -1,
+                150,
+                i128::from(i64::MAX) * 1000,
+                -(10i128.pow(38) - 1),
+            ]
+            .map(|v| Value::Decimal(v, 2)),
+        );
+        values.extend(
+            [
                 "",
                 "a",
                 "Ä€",
@@ -626,6 +753,13 @@ mod tests {
             weir_engine::keygroup::serialize_key(&key, &mut theirs);
             assert_eq!(ours, theirs, "{n} values");
         }
+    }
+
+    #[test]
+    fn a_value_is_as_large_as_before_decimals() {
+        // 32 bytes, as when the largest variant was a String: rows are vectors of values,
+        // and every operator moves them.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
     }
 
     #[test]

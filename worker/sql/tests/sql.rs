@@ -132,6 +132,121 @@ fn projection_filter_case_and_cast_compute_each_row_as_written() {
 }
 
 #[test]
+fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, totals) = (dir.path().join("out"), dir.path().join("totals"));
+    let by_price = dir.path().join("by_price");
+    // Written as text: `1.50` must be read as 1.50, not as the double 1.5.
+    let orders = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &orders,
+        "{\"item\": \"a\", \"price\": 1.50, \"qty\": 3, \"ts\": 1000}\n\
+         {\"item\": \"a\", \"price\": 0.10, \"qty\": 1, \"ts\": 2000}\n\
+         {\"item\": \"b\", \"price\": \"2.675\", \"qty\": 7, \"ts\": 3000}\n\
+         {\"item\": \"a\", \"price\": 0.2, \"qty\": 2, \"ts\": 4000}\n\
+         {\"item\": \"b\", \"price\": null, \"qty\": 1, \"ts\": 5000}\n\
+         {\"item\": \"c\", \"price\": 1.5, \"qty\": 0, \"ts\": 6000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE orders (item STRING, price DECIMAL(10, 2), qty INT, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE lines (item STRING, price STRING, total STRING, euros STRING, third STRING,
+                             rounded STRING, cheap BOOLEAN, as_double DOUBLE, narrowed DECIMAL(3, 1),
+                             exact DECIMAL(10, 2))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE totals (item STRING, n BIGINT, total STRING, mean STRING, lo STRING, hi STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE by_price (price STRING, n BIGINT, items STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO lines
+         SELECT item, CAST(price AS STRING), CAST(price * qty AS STRING),
+                CAST(0.908 * price AS STRING), CAST(price / 3 AS STRING),
+                CAST(ROUND(price / 3, 2) AS STRING), price < 0.5, CAST(price AS DOUBLE), price,
+                price AS exact
+         FROM orders;
+         INSERT INTO totals
+         SELECT item, COUNT(price), CAST(SUM(price) AS STRING), CAST(AVG(price) AS STRING),
+                CAST(MIN(price) AS STRING), CAST(MAX(price) AS STRING)
+         FROM orders
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;
+         INSERT INTO by_price
+         SELECT CAST(price AS STRING), COUNT(*), CAST(MAX(item) AS STRING)
+         FROM orders
+         GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), price;",
+        orders.display(),
+        out.display(),
+        totals.display(),
+        by_price.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 computes them: DECIMAL(10, 2) * INT is DECIMAL(21, 2), 0.908 * it
+    // DECIMAL(15, 5), / 3 DECIMAL(21, 13) rounded HALF_UP; 2.675 is read as 2.68.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"item": "a", "price": "1.50", "total": "4.50", "euros": "1.36200",
+                   "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
+                   "as_double": 1.5, "narrowed": 1.5, "exact": 1.5}),
+            json!({"item": "a", "price": "0.10", "total": "0.10", "euros": "0.09080",
+                   "third": "0.0333333333333", "rounded": "0.03", "cheap": true,
+                   "as_double": 0.1, "narrowed": 0.1, "exact": 0.1}),
+            json!({"item": "b", "price": "2.68", "total": "18.76", "euros": "2.43344",
+                   "third": "0.8933333333333", "rounded": "0.89", "cheap": false,
+                   "as_double": 2.68, "narrowed": 2.7, "exact": 2.68}),
+            json!({"item": "a", "price": "0.20", "total": "0.40", "euros": "0.18160",
+                   "third": "0.0666666666667", "rounded": "0.07", "cheap": true,
+                   "as_double": 0.2, "narrowed": 0.2, "exact": 0.2}),
+            json!({"item": "b", "price": null, "total": null, "euros": null, "third": null,
+                   "rounded": null, "cheap": null, "as_double": null, "narrowed": null,
+                   "exact": null}),
+            json!({"item": "c", "price": "1.50", "total": "0.00", "euros": "1.36200",
+                   "third": "0.5000000000000", "rounded": "0.50", "cheap": false,
+                   "as_double": 1.5, "narrowed": 1.5, "exact": 1.5}),
+        ])
+    );
+    // SUM is DECIMAL(38, 2), AVG DECIMAL(38, 6) rounded HALF_UP; NULL prices are skipped.
+    assert_eq!(
+        output(&totals),
+        sorted(vec![
+            json!({"item": "a", "n": 3, "total": "1.80", "mean": "0.600000", "lo": "0.10",
+                   "hi": "1.50"}),
+            json!({"item": "b", "n": 1, "total": "2.68", "mean": "2.680000", "lo": "2.68",
+                   "hi": "2.68"}),
+            json!({"item": "c", "n": 1, "total": "1.50", "mean": "1.500000", "lo": "1.50",
+                   "hi": "1.50"}),
+        ])
+    );
+    // The sink writes a DECIMAL as a JSON number with its digits, as Flink does.
+    let text: String = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for exact in [
+        r#""exact":1.50"#,
+        r#""exact":0.10"#,
+        r#""exact":2.68"#,
+        r#""exact":0.20"#,
+    ] {
+        assert!(text.contains(exact), "{exact} in {text}");
+    }
+    // 1.50 and 1.5 are one GROUP BY key; NULL is a key of its own.
+    assert_eq!(
+        output(&by_price),
+        sorted(vec![
+            json!({"price": "1.50", "n": 2, "items": "c"}),
+            json!({"price": "0.10", "n": 1, "items": "a"}),
+            json!({"price": "0.20", "n": 1, "items": "a"}),
+            json!({"price": "2.68", "n": 1, "items": "b"}),
+            json!({"price": null, "n": 1, "items": "b"}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(
@@ -1335,7 +1450,8 @@ fn an_interval_join_stopped_with_a_savepoint_and_restored_produces_the_uninterru
 
     // The right table's key became a DOUBLE (the same uids): the rows the join waits with
     // have another layout, so the restore is refused naming the join and its new layout.
-    let changed = script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0,");
+    let changed =
+        script(first.path(), "1000000000").replace("k AS seq % 10,", "k AS seq / 10.0E0,");
     let err = run_error(&changed, conf(&[("execution.savepoint.path", &savepoint)]));
     assert!(
         err.contains("-interval-join) has no state named 'rows @")
@@ -1884,6 +2000,17 @@ fn test_udfs() -> weir_sql::udf::Registry {
                 _ => V::Null,
             },
         )
+        .unwrap()
+        // Returns a DECIMAL of scale 2 where DECIMAL(10, 1) is declared: rounded to it.
+        .register_scalar(
+            "halve",
+            &[SqlType::BigInt],
+            SqlType::Decimal(10, 1),
+            |args| match args {
+                [V::Int(n)] => V::Decimal(i128::from(*n) * 50, 2),
+                _ => V::Null,
+            },
+        )
         .unwrap();
     let twice = create_udf(
         "twice",
@@ -1939,11 +2066,11 @@ fn rust_udfs_registered_with_the_planner_are_called_by_name_on_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sql = format!(
-        "{}CREATE TABLE result (g STRING, w DOUBLE, t BIGINT, ww DOUBLE, nested STRING)
+        "{}CREATE TABLE result (g STRING, w DOUBLE, t BIGINT, ww DOUBLE, nested STRING, h STRING)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO result
          SELECT greet(name), weighted(visits, spend), twice(visits),
-                weighted(visits, visits), greet(greet(UPPER(name)))
+                weighted(visits, visits), greet(greet(UPPER(name))), CAST(halve(visits) AS STRING)
          FROM visits WHERE twice(visits) > 2;",
         VISITS_DDL.replace("{in}", &visits(dir.path())),
         out.display()
@@ -1954,8 +2081,8 @@ fn rust_udfs_registered_with_the_planner_are_called_by_name_on_every_row() {
     assert_eq!(
         output(&out),
         sorted(vec![
-            json!({"g": "hi ann", "w": 30.0, "t": 6, "ww": 9.0, "nested": "hi hi ANN"}),
-            json!({"g": "hi bob", "w": null, "t": 4, "ww": 4.0, "nested": "hi hi BOB"}),
+            json!({"g": "hi ann", "w": 30.0, "t": 6, "ww": 9.0, "nested": "hi hi ANN", "h": "1.5"}),
+            json!({"g": "hi bob", "w": null, "t": 4, "ww": 4.0, "nested": "hi hi BOB", "h": "1.0"}),
         ])
     );
 }
@@ -2075,7 +2202,7 @@ fn function_statements_that_cannot_work_are_rejected_naming_what_to_do() {
     let cases: Vec<(String, &str)> = vec![
         (
             "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich';".to_string(),
-            "1:32: no function 'com.example.Enrich' is registered in this worker build; registered: greet, twice, weighted",
+            "1:32: no function 'com.example.Enrich' is registered in this worker build; registered: greet, halve, twice, weighted",
         ),
         (
             "CREATE TEMPORARY FUNCTION f AS 'com.example.Enrich' LANGUAGE JAVA;".to_string(),
@@ -2386,6 +2513,8 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
         col("t", SqlType::Timestamp),
         col("n", SqlType::Int),
         col("m", SqlType::SmallInt),
+        col("x", SqlType::Decimal(10, 2)),
+        col("y", SqlType::Decimal(38, 3)),
     ];
     let bools = [V::Bool(true), V::Bool(false), V::Null];
     let ints = [
@@ -2425,6 +2554,9 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
     let stamps = [V::Ts(0), V::Ts(1_767_225_660_500), V::Ts(-1), V::Null];
     let int32s = [0, 1, -1, 7, -3, 65_536, i32::MAX.into(), i32::MIN.into()].map(V::Int);
     let int16s = [0, 1, -1, 300, -300, i16::MAX.into(), i16::MIN.into()].map(V::Int);
+    // DECIMAL(10, 2) and DECIMAL(38, 3): zero, halves to round, their types' extremes.
+    let dec2 = [0, 150, -150, 5, -5, 9_999_999_999, -9_999_999_999].map(|v| V::Decimal(v, 2));
+    let dec3 = [0, 1, -2_125, 10i128.pow(38) - 1, 1 - 10i128.pow(38)].map(|v| V::Decimal(v, 3));
     let rows = (0..240)
         .map(|k: usize| {
             Row(vec![
@@ -2443,6 +2575,11 @@ fn edge_case_rows() -> (Vec<weir_sql::value::Column>, Vec<weir_sql::Row>) {
                     10 => V::Null,
                     r => int16s[(r + 2 * (k / 11)) % int16s.len()].clone(),
                 },
+                match k % 8 {
+                    7 => V::Null,
+                    r => dec2[(r + k / 8) % dec2.len()].clone(),
+                },
+                dec3[(k / 2) % dec3.len()].clone(),
             ])
         })
         .collect();
@@ -2610,6 +2747,26 @@ fn the_row_evaluator_gives_exactly_what_datafusion_gives_over_arrow() {
         "CAST(n AS BOOLEAN)",
         "100000 * 100000",
         "MOD(n, 123) = 0",
+        // DECIMAL: Flink's arithmetic (overflow is NULL, division by zero fails), mixed with
+        // integers, comparisons and casts between DECIMALs
+        "x + x",
+        "x - y",
+        "x * y",
+        "x / x",
+        "y / x",
+        "x % x",
+        "x * i",
+        "i * 0.908",
+        "0.908 * n",
+        "x + m",
+        "x / 3",
+        "x = y",
+        "x < 1.5",
+        "x >= i",
+        "x IS NULL",
+        "CAST(x AS DECIMAL(5, 1))",
+        "CAST(i AS DECIMAL(12, 2))",
+        "CAST(y AS DECIMAL(38, 0))",
         // constants
         "1",
         "'x'",

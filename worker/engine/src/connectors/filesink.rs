@@ -63,6 +63,12 @@ pub struct FileSink {
     partition_fields: Vec<String>,
 }
 
+/// A record that is already the text of one JSON object, written by a [`FileSink`] as it is
+/// (not as a JSON string): for values whose text `serde_json::Value` cannot hold (a SQL
+/// DECIMAL's `1.50`). A sink that partitions reads its fields through `serde_json::Value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonText(pub String);
+
 impl FileSink {
     /// A sink writing JSON lines into `location`: a directory path (relative paths are
     /// resolved against the working directory), `file:///dir` or `s3://bucket/prefix`.
@@ -400,16 +406,23 @@ impl FileWriter {
 
     /// The record's JSON line (into `self.line`) and its partition directory (`""`, or
     /// `f=v/…/` ending in `/`).
-    fn encode<T: Serialize>(&mut self, value: &T) -> Result<String> {
+    fn encode<T: Serialize + 'static>(&mut self, value: &T) -> Result<String> {
         self.line.clear();
+        let text = (value as &dyn std::any::Any).downcast_ref::<JsonText>();
         if self.sink.partition_fields.is_empty() {
-            serde_json::to_writer(&mut self.line, value)
-                .map_err(|e| Error::User(format!("cannot encode record as JSON: {e}")))?;
+            match text {
+                Some(JsonText(text)) => self.line.extend_from_slice(text.as_bytes()),
+                None => serde_json::to_writer(&mut self.line, value)
+                    .map_err(|e| Error::User(format!("cannot encode record as JSON: {e}")))?,
+            }
             self.line.push(b'\n');
             return Ok(String::new());
         }
-        let json = serde_json::to_value(value)
-            .map_err(|e| Error::User(format!("cannot encode record as JSON: {e}")))?;
+        let json = match text {
+            Some(JsonText(text)) => serde_json::from_str(text),
+            None => serde_json::to_value(value),
+        }
+        .map_err(|e| Error::User(format!("cannot encode record as JSON: {e}")))?;
         let mut map = match json {
             serde_json::Value::Object(map) => map,
             other => {
@@ -483,7 +496,7 @@ fn commit_legacy(p: &LegacyPendingFile) -> Result<()> {
     }
 }
 
-impl<T: Serialize + Send> SinkWriter<T> for FileWriter {
+impl<T: Serialize + Send + 'static> SinkWriter<T> for FileWriter {
     fn write(&mut self, records: Vec<Rec<T>>) -> Result<()> {
         self.recover()?;
         for r in &records {

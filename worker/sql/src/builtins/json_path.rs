@@ -776,6 +776,7 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
         Value::Null => return Ok(Value::Null),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Decimal(v, s) => out.push_str(&crate::decimal::format(*v, *s)),
         Value::Double(d) => {
             let text = super::java_double(*d);
             let mut p = Parser {

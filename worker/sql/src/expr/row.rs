@@ -2,8 +2,10 @@
 //! be reproduced exactly on single values: columns, literals, CAST / TRY_CAST between
 //! BOOLEAN, the integer types (widening), DOUBLE, STRING and TIMESTAMP, `+ - * / %`,
 //! comparisons, AND / OR / NOT,
-//! IS [NOT] NULL, unary minus and `TO_TIMESTAMP_LTZ` (DataFusion's `to_timestamp_millis` /
-//! `to_timestamp_seconds` over numbers).
+//! IS [NOT] NULL, unary minus, `TO_TIMESTAMP_LTZ` (DataFusion's `to_timestamp_millis` /
+//! `to_timestamp_seconds` over numbers), and DECIMAL arithmetic, comparisons and casts between
+//! DECIMALs and from integers (the functions of [`crate::builtins::decimal`], computed by
+//! [`crate::decimal`] as there: Nexmark q1's `0.908 * price` is one per row).
 //!
 //! A [`Calc`](super::Calc) whose filter and computed expressions all compile here evaluates
 //! them on each row's values directly instead of building an Arrow batch; every other
@@ -18,6 +20,8 @@
 //! so a row whose other operand would fail (say, a division by zero) does not fail here,
 //! where DataFusion, which evaluates whole batches, may.
 
+use crate::builtins::decimal::{DecimalFn, Kind as DecKind};
+use crate::decimal::Op as DecOp;
 use crate::value::{Column, SqlType, Value};
 use arrow::compute::kernels::cast::num_cast;
 use arrow::datatypes::{DataType, Schema, TimeUnit};
@@ -55,6 +59,8 @@ enum Ty {
     TsMs,
     /// `Timestamp(Second, None)` (what `TO_TIMESTAMP_LTZ(x, 0)` returns)
     TsSec,
+    /// `Decimal128(p, s)`: `Value::Decimal` in rows, its unscaled `i128` here.
+    Dec(u8, u8),
 }
 
 impl Ty {
@@ -71,6 +77,7 @@ impl Ty {
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ty::Str,
             DataType::Timestamp(TimeUnit::Millisecond, None) => Ty::TsMs,
             DataType::Timestamp(TimeUnit::Second, None) => Ty::TsSec,
+            DataType::Decimal128(p, s) if *s >= 0 => Ty::Dec(*p, *s as u8),
             _ => return None,
         })
     }
@@ -114,6 +121,8 @@ enum Lit {
     Int(i64),
     Float(f64),
     Str(String),
+    /// A DECIMAL's unscaled value (at the node type's scale).
+    Dec(i128),
 }
 
 /// A value of type `T` or NULL, or the error that evaluating it raised (boxed, to keep the
@@ -193,6 +202,28 @@ enum Node {
         to: SqlType,
         checked: bool,
     },
+    /// DECIMAL arithmetic (Flink's, see [`crate::decimal`]) with a DECIMAL(p, s) result;
+    /// each operand a DECIMAL at its scale or an integer (`*_int`, scale 0).
+    DecArith {
+        op: DecOp,
+        l: Box<Node>,
+        l_int: bool,
+        ls: u8,
+        r: Box<Node>,
+        r_int: bool,
+        rs: u8,
+        p: u8,
+        s: u8,
+    },
+    /// A DECIMAL (at scale `from`, or an integer: `int`) cast to DECIMAL(p, s): rounded
+    /// HALF_UP, NULL where it does not fit.
+    DecCast {
+        arg: Box<Node>,
+        int: bool,
+        from: u8,
+        p: u8,
+        s: u8,
+    },
     /// A comparison of two operands of type `ty`.
     Cmp {
         op: Cmp,
@@ -247,7 +278,7 @@ impl RowExpr {
                 | (Ty::Float, SqlType::Double)
                 | (Ty::Str, SqlType::String)
                 | (Ty::TsMs | Ty::TsSec, SqlType::Timestamp)
-        );
+        ) || matches!((ty, out), (Ty::Dec(p, s), SqlType::Decimal(q, t)) if (p, s) == (q, t));
         ok.then_some(RowExpr { node, ty })
     }
 
@@ -260,6 +291,7 @@ impl RowExpr {
             Ty::Int | Ty::I32 | Ty::I16 | Ty::I8 => n.int_at(row)?.map(Value::Int),
             Ty::Float => n.float_at(row)?.map(Value::Double),
             Ty::Str => n.str_at(row)?.map(|s| Value::Str(s.into_owned())),
+            Ty::Dec(_, s) => n.dec_at(row)?.map(|v| Value::Decimal(v, s)),
             Ty::TsMs => n.int_at(row)?.map(Value::Ts),
             // Arrow's safe cast from seconds to milliseconds: NULL on overflow.
             Ty::TsSec => n
@@ -315,6 +347,7 @@ fn compile(
             (ScalarValue::Int16(Some(i)), Ty::I16) => Lit::Int(i64::from(*i)),
             (ScalarValue::Int8(Some(i)), Ty::I8) => Lit::Int(i64::from(*i)),
             (ScalarValue::Float64(Some(f)), Ty::Float) => Lit::Float(*f),
+            (ScalarValue::Decimal128(Some(v), ..), Ty::Dec(..)) => Lit::Dec(*v),
             (
                 ScalarValue::Utf8(Some(s))
                 | ScalarValue::Utf8View(Some(s))
@@ -436,6 +469,50 @@ fn compile(
             s,
         ));
     }
+    if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>()
+        && let Some(d) = f.fun().inner().downcast_ref::<DecimalFn>()
+    {
+        let Ty::Dec(p, s) = ty else { return None };
+        // An operand: a DECIMAL at its scale, or an integer at scale 0.
+        let operand = |a: &Arc<dyn PhysicalExpr>| {
+            let (n, t, c) = compile(a, cols, schema)?;
+            match t {
+                Ty::Dec(_, s) => Some((n, false, s, c)),
+                t if t.is_int() => Some((n, true, 0, c)),
+                _ => None,
+            }
+        };
+        return match (d.kind, f.args()) {
+            (DecKind::Arith(op), [a, b]) => {
+                let (l, l_int, ls, lc) = operand(a)?;
+                let (r, r_int, rs, rc) = operand(b)?;
+                let node = Node::DecArith {
+                    op,
+                    l: Box::new(l),
+                    l_int,
+                    ls,
+                    r: Box::new(r),
+                    r_int,
+                    rs,
+                    p,
+                    s,
+                };
+                Some((node, ty, lc && rc))
+            }
+            (DecKind::Cast { .. }, [a]) => {
+                let (arg, int, from, c) = operand(a)?;
+                let node = Node::DecCast {
+                    arg: Box::new(arg),
+                    int,
+                    from,
+                    p,
+                    s,
+                };
+                Some((node, ty, c))
+            }
+            _ => None,
+        };
+    }
     if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
         // TO_TIMESTAMP_LTZ(x, 3) / (x, 0), as FlinkFunctions rewrites it: a number cast to a
         // timestamp of that unit (DOUBLE through BIGINT, failing where it does not fit).
@@ -550,6 +627,12 @@ fn arrow_err<T>(e: ArrowError) -> Eval<T> {
 
 #[cold]
 #[inline(never)]
+fn exec_failed<T>(why: &str) -> Eval<T> {
+    Err(Box::new(DataFusionError::Execution(why.to_string())))
+}
+
+#[cold]
+#[inline(never)]
 fn cast_failed<T>(f: f64, to: &DataType) -> Eval<T> {
     arrow_err(ArrowError::CastError(format!(
         "Can't cast value {f:?} to type {to}"
@@ -607,6 +690,72 @@ impl Node {
             Node::Lit(Lit::Int(i)) => Ok(Some(*i)),
             _ => self.int(row),
         }
+    }
+
+    #[inline(always)]
+    fn dec_at(&self, row: &[Value]) -> Eval<i128> {
+        match self {
+            Node::Col {
+                idx,
+                ty: SqlType::Decimal(_, s),
+            } => Ok(match row.get(*idx) {
+                Some(Value::Decimal(v, vs)) if vs == s => Some(*v),
+                // A value of another scale (never written so) is read as the Arrow path's
+                // batch builder reads it.
+                Some(v) => v
+                    .as_decimal()
+                    .and_then(|(v, vs)| crate::decimal::rescale(v, vs, *s)),
+                None => None,
+            }),
+            Node::Lit(Lit::Dec(v)) => Ok(Some(*v)),
+            _ => self.dec(row),
+        }
+    }
+
+    /// A DECIMAL operand's unscaled value, or an integer operand's (`int`).
+    #[inline(always)]
+    fn dec_operand(&self, int: bool, row: &[Value]) -> Eval<i128> {
+        if int {
+            Ok(self.int_at(row)?.map(i128::from))
+        } else {
+            self.dec_at(row)
+        }
+    }
+
+    fn dec(&self, row: &[Value]) -> Eval<i128> {
+        Ok(match self {
+            Node::DecArith {
+                op,
+                l,
+                l_int,
+                ls,
+                r,
+                r_int,
+                rs,
+                p,
+                s,
+            } => {
+                let (Some(a), Some(b)) = (l.dec_operand(*l_int, row)?, r.dec_operand(*r_int, row)?)
+                else {
+                    return Ok(None);
+                };
+                match op.apply((a, *ls), (b, *rs), (*p, *s)) {
+                    Ok(v) => v,
+                    Err(why) => return exec_failed(why),
+                }
+            }
+            Node::DecCast {
+                arg,
+                int,
+                from,
+                p,
+                s,
+            } => arg
+                .dec_operand(*int, row)?
+                .and_then(|v| crate::decimal::to_type(v, *from, *p, *s)),
+            Node::Col { .. } | Node::Lit(_) => self.dec_at(row)?,
+            _ => None,
+        })
     }
 
     #[inline(always)]
@@ -788,6 +937,10 @@ impl Node {
                         let nulls = (a.is_none(), b.is_none());
                         (both(a, b, |a, b| a.as_bytes().cmp(b.as_bytes())), nulls)
                     }
+                    Ty::Dec(..) => {
+                        let (a, b) = (l.dec_at(row)?, r.dec_at(row)?);
+                        (both(a, b, |a, b| a.cmp(&b)), (a.is_none(), b.is_none()))
+                    }
                     Ty::Null => (None, (true, true)),
                 };
                 compared(*op, o.0, o.1)
@@ -818,6 +971,7 @@ impl Node {
                     }
                     Ty::Float => arg.float_at(row)?.is_none(),
                     Ty::Str => arg.str_at(row)?.is_none(),
+                    Ty::Dec(..) => arg.dec_at(row)?.is_none(),
                 };
                 Some(null != *not)
             }

@@ -20,6 +20,9 @@ fn declared_type(ty: SqlType) -> ast::DataType {
         SqlType::Double => ast::DataType::Double(ast::ExactNumberInfo::None),
         SqlType::String => ast::DataType::String(None),
         SqlType::Timestamp => ast::DataType::Timestamp(Some(3), ast::TimezoneInfo::None),
+        SqlType::Decimal(p, s) => {
+            ast::DataType::Decimal(ast::ExactNumberInfo::PrecisionAndScale(p.into(), s.into()))
+        }
     }
 }
 
