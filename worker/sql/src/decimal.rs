@@ -258,7 +258,13 @@ impl Op {
                 }
                 .map(|v| (v, common))
             }
-            Op::Mul => a.checked_mul(b).map(|v| (v, sa + sb)),
+            // Two values that fit an i64 (most do: a BIGINT times a literal) multiply
+            // without overflow checks; i128's checked multiply is a library call.
+            Op::Mul => match (i64::try_from(a), i64::try_from(b)) {
+                (Ok(x), Ok(y)) => Some(i128::from(x) * i128::from(y)),
+                _ => a.checked_mul(b),
+            }
+            .map(|v| (v, sa + sb)),
             Op::Div => {
                 if b == 0 {
                     return Err("Division by zero");
