@@ -384,6 +384,10 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     fn state_entries(&self) -> usize {
         self.keyed.entries()
     }
+
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        self.keyed.gauges()
+    }
 }
 
 /// Feeds batches to a [`SinkWriter`].
