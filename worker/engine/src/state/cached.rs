@@ -104,12 +104,6 @@ impl CachedRocks {
         self.states[id].ty == TypeId::of::<V>()
     }
 
-    /// Entries cached now (tests).
-    #[cfg(test)]
-    pub(super) fn cached(&self) -> usize {
-        self.cache.len()
-    }
-
     /// The entry of state `id` for the current key in `ns`, read from RocksDB when it is not
     /// cached, with an expired value already dropped.
     fn slot<V: StateValue>(
