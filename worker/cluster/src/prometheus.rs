@@ -353,7 +353,7 @@ fn task_metrics(f: &mut Families, view: &JobView<'_>) {
             f.add(
                 &format!("{p}{}", metric_name(&gauge.name)),
                 g,
-                "reported by the operator's connector (docs/kafka.md)",
+                "reported by the operator's connector (docs/kafka.md) or RocksDB state backend (state.backend.rocksdb.metrics.*)",
                 &l,
                 gauge.value,
             );

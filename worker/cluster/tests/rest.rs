@@ -535,6 +535,85 @@ fn metrics_expose_the_record_counts_the_job_really_produced() {
 }
 
 #[test]
+fn rocksdb_metrics_switched_on_show_the_window_state_in_rocksdb_on_metrics() {
+    let out = tempfile::tempdir().unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let on = |m: &'static str| (m, "true".to_string());
+    let job = start(
+        &[
+            ("state.backend.type", "rocksdb".into()),
+            (
+                "state.backend.rocksdb.localdir",
+                local.path().display().to_string(),
+            ),
+            // A write cache smaller than the 7 keys' windows: entries reach RocksDB between
+            // checkpoints too.
+            ("state.backend.rocksdb.write-cache.entries", "4".into()),
+            ("execution.checkpointing.interval", "50ms".into()),
+            ("state.checkpoints.dir", uri(chk.path())),
+            ("taskmanager.memory.process.size", "256m".into()),
+            on("state.backend.rocksdb.metrics.block-cache-capacity"),
+            on("state.backend.rocksdb.metrics.block-cache-usage"),
+            on("state.backend.rocksdb.metrics.cur-size-all-mem-tables"),
+            on("state.backend.rocksdb.metrics.estimate-live-data-size"),
+            on("state.backend.rocksdb.metrics.total-sst-files-size"),
+            on("state.backend.rocksdb.metrics.estimate-pending-compaction-bytes"),
+        ],
+        out.path(),
+        6_000.0,
+    );
+    let id = job.job_id().to_string();
+    let (server, c) = serve(&job);
+    let scrape = || -> Vec<Sample> {
+        let (status, body) = c.call(Method::GET, "/metrics", None).unwrap();
+        assert_eq!(status, StatusCode::OK);
+        parse_exposition(body.as_str().expect("text exposition"))
+    };
+    let window = |samples: &[Sample], metric: &str| -> Option<f64> {
+        let name = format!("weir_taskmanager_job_task_operator_rocksdb_{metric}");
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                *n == name
+                    && l.iter().any(|(k, v)| k == "job_id" && *v == id)
+                    && l.iter()
+                        .any(|(k, v)| k == "operator_name" && v.contains("Window"))
+            })
+            .map(|(_, _, v)| *v)
+    };
+    // While the job runs and checkpoints (each flushes the memtable into an SST file).
+    let mut samples = Vec::new();
+    wait_until("RocksDB holds SST files of the window state", || {
+        samples = scrape();
+        window(&samples, "total_sst_files_size").is_some_and(|v| v > 0.0)
+    });
+    let get = |m: &str| window(&samples, m).unwrap_or_else(|| panic!("no gauge {m}"));
+    // The budget's shared cache: 256m minus framework and network, 40 % managed, half of
+    // that for the cache; the index and filter blocks of the SST files sit in it.
+    let capacity = get("block_cache_capacity");
+    assert!(capacity > 10e6 && capacity < 100e6, "capacity {capacity}");
+    let usage = get("block_cache_usage");
+    assert!(
+        usage > 0.0 && usage <= capacity,
+        "usage {usage} of {capacity}"
+    );
+    assert!(get("cur_size_all_mem_tables") > 0.0);
+    let live = get("estimate_live_data_size");
+    assert!(live > 0.0 && live < 10e6, "live data {live}");
+    assert!(get("estimate_pending_compaction_bytes") >= 0.0);
+    // Only the metrics switched on are reported.
+    assert_eq!(window(&samples, "estimate_num_keys"), None);
+    wait_until("the job ends", || job.is_finished());
+    assert_eq!(
+        committed(out.path()).len(),
+        7 * 120,
+        "every window's result"
+    );
+    drop(server);
+}
+
+#[test]
 fn idle_connections_beyond_the_limit_neither_block_the_api_nor_fail_the_job() {
     use std::io::Read;
     let out = tempfile::tempdir().unwrap();

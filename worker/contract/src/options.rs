@@ -166,6 +166,60 @@ options! {
     /// `state.backend.rocksdb.localdir`.
     ROCKSDB_LOCAL_DIR = ("state.backend.rocksdb.localdir", Text, "", Checkpoints,
         "`rocksdb` only: absolute local directory for the RocksDB working directories; each process keeps them in its own `weir-<pid>-<nonce>-<n>/` (holding a locked `.lock` file), removed when its last instance closes; directories of processes that were killed are removed by the next process that opens a RocksDB instance there; unset: the system temp dir");
+    /// `state.backend.rocksdb.write-cache.entries`.
+    ROCKSDB_WRITE_CACHE_ENTRIES = ("state.backend.rocksdb.write-cache.entries", Integer, "1000000", Checkpoints,
+        "`rocksdb` only: entries each keyed operator subtask keeps decoded in memory in front of RocksDB; an entry is read once, changed in memory and written back when the cache is full or a checkpoint or savepoint is taken, and one removed before that never reaches RocksDB (fault-tolerance.md); its values live on the heap. `0`: only the entry in use");
+    /// `state.backend.rocksdb.metrics.block-cache-capacity`.
+    ROCKSDB_METRIC_BLOCK_CACHE_CAPACITY = ("state.backend.rocksdb.metrics.block-cache-capacity", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.block-cache-capacity` per keyed operator subtask as the gauge `rocksdb.block-cache-capacity` (docs/rest-api.md, `/metrics`): block cache capacity in bytes (the budget's shared cache, or RocksDB's default cache of the instance)");
+    /// `state.backend.rocksdb.metrics.block-cache-usage`.
+    ROCKSDB_METRIC_BLOCK_CACHE_USAGE = ("state.backend.rocksdb.metrics.block-cache-usage", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.block-cache-usage` per keyed operator subtask as the gauge `rocksdb.block-cache-usage` (docs/rest-api.md, `/metrics`): bytes of the entries residing in the block cache (shared: every instance of the process reports the same cache)");
+    /// `state.backend.rocksdb.metrics.block-cache-pinned-usage`.
+    ROCKSDB_METRIC_BLOCK_CACHE_PINNED_USAGE = ("state.backend.rocksdb.metrics.block-cache-pinned-usage", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.block-cache-pinned-usage` per keyed operator subtask as the gauge `rocksdb.block-cache-pinned-usage` (docs/rest-api.md, `/metrics`): bytes of the block cache's entries that are pinned");
+    /// `state.backend.rocksdb.metrics.cur-size-active-mem-table`.
+    ROCKSDB_METRIC_CUR_SIZE_ACTIVE_MEM_TABLE = ("state.backend.rocksdb.metrics.cur-size-active-mem-table", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.cur-size-active-mem-table` per keyed operator subtask as the gauge `rocksdb.cur-size-active-mem-table` (docs/rest-api.md, `/metrics`): approximate bytes of the active memtable");
+    /// `state.backend.rocksdb.metrics.cur-size-all-mem-tables`.
+    ROCKSDB_METRIC_CUR_SIZE_ALL_MEM_TABLES = ("state.backend.rocksdb.metrics.cur-size-all-mem-tables", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.cur-size-all-mem-tables` per keyed operator subtask as the gauge `rocksdb.cur-size-all-mem-tables` (docs/rest-api.md, `/metrics`): approximate bytes of the active and unflushed immutable memtables");
+    /// `state.backend.rocksdb.metrics.size-all-mem-tables`.
+    ROCKSDB_METRIC_SIZE_ALL_MEM_TABLES = ("state.backend.rocksdb.metrics.size-all-mem-tables", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.size-all-mem-tables` per keyed operator subtask as the gauge `rocksdb.size-all-mem-tables` (docs/rest-api.md, `/metrics`): approximate bytes of the active, unflushed immutable and pinned immutable memtables");
+    /// `state.backend.rocksdb.metrics.num-immutable-mem-table`.
+    ROCKSDB_METRIC_NUM_IMMUTABLE_MEM_TABLE = ("state.backend.rocksdb.metrics.num-immutable-mem-table", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.num-immutable-mem-table` per keyed operator subtask as the gauge `rocksdb.num-immutable-mem-table` (docs/rest-api.md, `/metrics`): immutable memtables not flushed yet");
+    /// `state.backend.rocksdb.metrics.mem-table-flush-pending`.
+    ROCKSDB_METRIC_MEM_TABLE_FLUSH_PENDING = ("state.backend.rocksdb.metrics.mem-table-flush-pending", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.mem-table-flush-pending` per keyed operator subtask as the gauge `rocksdb.mem-table-flush-pending` (docs/rest-api.md, `/metrics`): 1 when a memtable flush is pending, else 0");
+    /// `state.backend.rocksdb.metrics.num-running-flushes`.
+    ROCKSDB_METRIC_NUM_RUNNING_FLUSHES = ("state.backend.rocksdb.metrics.num-running-flushes", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.num-running-flushes` per keyed operator subtask as the gauge `rocksdb.num-running-flushes` (docs/rest-api.md, `/metrics`): memtable flushes running");
+    /// `state.backend.rocksdb.metrics.compaction-pending`.
+    ROCKSDB_METRIC_COMPACTION_PENDING = ("state.backend.rocksdb.metrics.compaction-pending", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.compaction-pending` per keyed operator subtask as the gauge `rocksdb.compaction-pending` (docs/rest-api.md, `/metrics`): 1 when a compaction is pending, else 0");
+    /// `state.backend.rocksdb.metrics.num-running-compactions`.
+    ROCKSDB_METRIC_NUM_RUNNING_COMPACTIONS = ("state.backend.rocksdb.metrics.num-running-compactions", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.num-running-compactions` per keyed operator subtask as the gauge `rocksdb.num-running-compactions` (docs/rest-api.md, `/metrics`): compactions running");
+    /// `state.backend.rocksdb.metrics.estimate-pending-compaction-bytes`.
+    ROCKSDB_METRIC_ESTIMATE_PENDING_COMPACTION_BYTES = ("state.backend.rocksdb.metrics.estimate-pending-compaction-bytes", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.estimate-pending-compaction-bytes` per keyed operator subtask as the gauge `rocksdb.estimate-pending-compaction-bytes` (docs/rest-api.md, `/metrics`): estimated bytes compaction has to rewrite to bring every level under its target size");
+    /// `state.backend.rocksdb.metrics.estimate-num-keys`.
+    ROCKSDB_METRIC_ESTIMATE_NUM_KEYS = ("state.backend.rocksdb.metrics.estimate-num-keys", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.estimate-num-keys` per keyed operator subtask as the gauge `rocksdb.estimate-num-keys` (docs/rest-api.md, `/metrics`): estimated number of keys in RocksDB (entries only in the write cache are not counted)");
+    /// `state.backend.rocksdb.metrics.estimate-live-data-size`.
+    ROCKSDB_METRIC_ESTIMATE_LIVE_DATA_SIZE = ("state.backend.rocksdb.metrics.estimate-live-data-size", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.estimate-live-data-size` per keyed operator subtask as the gauge `rocksdb.estimate-live-data-size` (docs/rest-api.md, `/metrics`): estimated bytes of live data in SST files");
+    /// `state.backend.rocksdb.metrics.total-sst-files-size`.
+    ROCKSDB_METRIC_TOTAL_SST_FILES_SIZE = ("state.backend.rocksdb.metrics.total-sst-files-size", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.total-sst-files-size` per keyed operator subtask as the gauge `rocksdb.total-sst-files-size` (docs/rest-api.md, `/metrics`): bytes of all SST files of all versions");
+    /// `state.backend.rocksdb.metrics.live-sst-files-size`.
+    ROCKSDB_METRIC_LIVE_SST_FILES_SIZE = ("state.backend.rocksdb.metrics.live-sst-files-size", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.live-sst-files-size` per keyed operator subtask as the gauge `rocksdb.live-sst-files-size` (docs/rest-api.md, `/metrics`): bytes of the SST files of the current version");
+    /// `state.backend.rocksdb.metrics.background-errors`.
+    ROCKSDB_METRIC_BACKGROUND_ERRORS = ("state.backend.rocksdb.metrics.background-errors", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report RocksDB's `rocksdb.background-errors` per keyed operator subtask as the gauge `rocksdb.background-errors` (docs/rest-api.md, `/metrics`): background errors RocksDB met (flushes, compactions)");
     /// `state.savepoints.dir`.
     SAVEPOINTS_DIR = ("state.savepoints.dir", Text, "", Checkpoints,
         "default savepoint target, `file:///…` or `s3://…`");
@@ -335,6 +389,28 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+/// The opt-in RocksDB native metrics (Flink's `state.backend.rocksdb.metrics.*`): each key
+/// switches on the RocksDB property `rocksdb.<the key's last segment>`.
+pub const ROCKSDB_METRICS: &[ConfigOption] = &[
+    ROCKSDB_METRIC_BLOCK_CACHE_CAPACITY,
+    ROCKSDB_METRIC_BLOCK_CACHE_USAGE,
+    ROCKSDB_METRIC_BLOCK_CACHE_PINNED_USAGE,
+    ROCKSDB_METRIC_CUR_SIZE_ACTIVE_MEM_TABLE,
+    ROCKSDB_METRIC_CUR_SIZE_ALL_MEM_TABLES,
+    ROCKSDB_METRIC_SIZE_ALL_MEM_TABLES,
+    ROCKSDB_METRIC_NUM_IMMUTABLE_MEM_TABLE,
+    ROCKSDB_METRIC_MEM_TABLE_FLUSH_PENDING,
+    ROCKSDB_METRIC_NUM_RUNNING_FLUSHES,
+    ROCKSDB_METRIC_COMPACTION_PENDING,
+    ROCKSDB_METRIC_NUM_RUNNING_COMPACTIONS,
+    ROCKSDB_METRIC_ESTIMATE_PENDING_COMPACTION_BYTES,
+    ROCKSDB_METRIC_ESTIMATE_NUM_KEYS,
+    ROCKSDB_METRIC_ESTIMATE_LIVE_DATA_SIZE,
+    ROCKSDB_METRIC_TOTAL_SST_FILES_SIZE,
+    ROCKSDB_METRIC_LIVE_SST_FILES_SIZE,
+    ROCKSDB_METRIC_BACKGROUND_ERRORS,
+];
 
 /// The reference table of one section, as docs/configuration.md shows it.
 pub fn reference(section: Section) -> String {

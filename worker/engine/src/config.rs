@@ -131,6 +131,11 @@ pub struct StateBackendConfig {
     pub incremental: bool,
     /// `state.backend.rocksdb.localdir`: parent of the RocksDB working directories.
     pub local_dir: std::path::PathBuf,
+    /// `state.backend.rocksdb.write-cache.entries`: decoded entries kept in front of RocksDB.
+    pub write_cache_entries: usize,
+    /// The RocksDB properties switched on by `state.backend.rocksdb.metrics.*`
+    /// (`rocksdb.block-cache-usage`, ...), reported as gauges of the same names.
+    pub rocksdb_metrics: Vec<String>,
 }
 
 impl Default for StateBackendConfig {
@@ -139,6 +144,11 @@ impl Default for StateBackendConfig {
             kind: StateBackendKind::HashMap,
             incremental: true,
             local_dir: std::env::temp_dir(),
+            write_cache_entries: opt::ROCKSDB_WRITE_CACHE_ENTRIES
+                .default
+                .parse()
+                .expect("a number"),
+            rocksdb_metrics: Vec::new(),
         }
     }
 }
@@ -664,10 +674,26 @@ impl Config {
                 p
             }
         };
+        let key = opt::ROCKSDB_WRITE_CACHE_ENTRIES.key;
+        let v = self.get(opt::ROCKSDB_WRITE_CACHE_ENTRIES);
+        let write_cache_entries = v.parse::<usize>().map_err(|_| {
+            Error::Config(format!(
+                "'{key}' must be a number of entries (0 or more), got '{v}'"
+            ))
+        })?;
+        let mut rocksdb_metrics = Vec::new();
+        for o in opt::ROCKSDB_METRICS {
+            if self.boolean(*o)? {
+                let metric = o.key.rsplit('.').next().expect("a key has segments");
+                rocksdb_metrics.push(format!("rocksdb.{metric}"));
+            }
+        }
         Ok(StateBackendConfig {
             kind,
             incremental,
             local_dir,
+            write_cache_entries,
+            rocksdb_metrics,
         })
     }
     /// `pipeline.decode-error-policy`.

@@ -384,6 +384,10 @@ impl<F: KeyedProcessFunction> Operator for KeyedProcessOp<F> {
     fn state_entries(&self) -> usize {
         self.keyed.entries()
     }
+
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        crate::runtime::Gauge::all(self.keyed.rocksdb_properties())
+    }
 }
 
 /// Feeds batches to a [`SinkWriter`].

@@ -38,6 +38,11 @@ impl Gauge {
         }
     }
 
+    /// Gauges without labels, one per `(name, value)`.
+    pub(crate) fn all(values: Vec<(String, f64)>) -> Vec<Gauge> {
+        values.into_iter().map(|(n, v)| Gauge::new(n, v)).collect()
+    }
+
     /// Adds a key-value group's value.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.push((key.into(), value.into()));

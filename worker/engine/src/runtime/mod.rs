@@ -307,6 +307,11 @@ pub trait Operator: Send {
     fn skipped(&self) -> u64 {
         0
     }
+    /// The operator's own gauges (its state backend's RocksDB metrics), read a few times a
+    /// second on the task thread.
+    fn gauges(&self) -> Vec<metrics::Gauge> {
+        Vec::new()
+    }
     /// The synchronous part of the snapshot `barrier` stands for: a copy of this subtask's
     /// state. Runs when the barrier has passed every input, before the barrier moves on.
     fn snapshot_state(

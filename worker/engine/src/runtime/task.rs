@@ -680,9 +680,11 @@ impl Task {
             };
             m.metrics.state_entries.store(entries, Relaxed);
             m.metrics.skipped.store(skipped, Relaxed);
-            if let MemberOp::Source(s) = &m.op {
-                *m.metrics.gauges.lock().expect("never poisoned") = s.gauges();
-            }
+            let gauges = match &m.op {
+                MemberOp::Source(s) => s.gauges(),
+                MemberOp::Op(op) => op.gauges(),
+            };
+            *m.metrics.gauges.lock().expect("never poisoned") = gauges;
         }
     }
 

@@ -9,19 +9,22 @@
 //!   serialization happens only when a snapshot is taken, so the hot path never encodes
 //!   values.
 //! - `rocksdb`: values live postcard-encoded in a local RocksDB instance per operator subtask
-//!   ([`rocksdb`](self::rocksdb)), checkpointed incrementally (only new SST files upload).
+//!   ([`rocksdb`](self::rocksdb)), checkpointed incrementally (only new SST files upload),
+//!   behind a write-back cache of decoded values ([`cached`](self::cached)) so that an entry
+//!   used again and again is read, decoded, encoded and written once per cache cycle.
 //!
 //! [`KeyedStateBackend`] holds what both share (the registered states, the key in scope, the
 //! clock for TTL) and one `Store` per backend, an enum matched in each accessor, so that every
 //! access is statically dispatched.
 //!
 //! Files: this one holds the backend and the snapshot format; `heap` and `rocksdb` the two
-//! stores; `handles` the typed handles; `store` what one keyed operator subtask owns and
-//! checkpoints (`KeyedStore`: backend and timers).
+//! stores, `cached` the rocksdb store's typed cache; `handles` the typed handles; `store`
+//! what one keyed operator subtask owns and checkpoints (`KeyedStore`: backend and timers).
 //!
 //! Timers stay on the heap with either backend (Flink's `HEAP` timer service) and are
 //! checkpointed in the canonical format.
 
+mod cached;
 mod handles;
 mod heap;
 mod local_dir;
@@ -41,7 +44,6 @@ use crate::keygroup::{KeyGroupRange, key_group_for_bytes};
 use crate::time::{Timestamp, duration_ms};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::any::TypeId;
 use std::time::Duration;
 
 /// A value that can live in keyed state. Implemented for every type that qualifies.
@@ -201,55 +203,9 @@ pub struct KeyedStateBackend {
 enum Store {
     /// Typed values in memory ([`heap`]).
     HashMap(heap::HeapStore),
-    /// Postcard-encoded values in a local RocksDB instance ([`rocksdb`]); boxed, as it is
-    /// large and its accesses go to RocksDB anyway.
-    RocksDb(Box<RocksBackend>),
-}
-
-/// The rocksdb store with what it needs per registered state to decode and expire values.
-struct RocksBackend {
-    db: rocksdb::RocksStore,
-    /// Per state: TTL and value type.
-    ttls: Vec<Option<StateTtlConfig>>,
-    types: Vec<TypeId>,
-}
-
-impl RocksBackend {
-    fn get<V: StateValue>(
-        &mut self,
-        id: usize,
-        c: &CurrentKey,
-        ns: &[u8],
-        now: Timestamp,
-        name: &str,
-    ) -> Option<V> {
-        self.db
-            .get(id, c.key_group, &c.bytes, ns, self.ttls[id], now, name)
-    }
-
-    fn put<V: StateValue>(
-        &mut self,
-        id: usize,
-        c: &CurrentKey,
-        ns: &[u8],
-        now: Timestamp,
-        name: &str,
-        value: &V,
-    ) {
-        self.db.put(id, c.key_group, &c.bytes, ns, now, name, value)
-    }
-
-    fn remove<V: StateValue>(
-        &mut self,
-        id: usize,
-        c: &CurrentKey,
-        ns: &[u8],
-        now: Timestamp,
-        name: &str,
-    ) -> Option<V> {
-        self.db
-            .remove(id, c.key_group, &c.bytes, ns, self.ttls[id], now, name)
-    }
+    /// Postcard-encoded values in a local RocksDB instance ([`rocksdb`]) behind a write-back
+    /// cache of decoded values ([`cached`]); boxed, as it is large.
+    RocksDb(Box<cached::CachedRocks>),
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -293,13 +249,10 @@ impl KeyedStateBackend {
         uid: &str,
         subtask: usize,
         memory: RocksMemory,
+        cache_entries: usize,
     ) -> Self {
         let db = rocksdb::RocksStore::new(local_dir, uid, subtask, range, memory);
-        let store = Store::RocksDb(Box::new(RocksBackend {
-            db,
-            ttls: Vec::new(),
-            types: Vec::new(),
-        }));
+        let store = Store::RocksDb(Box::new(cached::CachedRocks::new(db, cache_entries)));
         Self::with_store(range, max_parallelism, store)
     }
 
@@ -308,11 +261,15 @@ impl KeyedStateBackend {
         matches!(self.store, Store::RocksDb(_))
     }
 
-    /// The RocksDB instance of the `rocksdb` backend.
-    pub(crate) fn rocks(&mut self) -> Option<&mut rocksdb::RocksStore> {
+    /// The RocksDB instance of the `rocksdb` backend, holding the whole state: the write
+    /// cache's changes are written to it first.
+    pub(crate) fn rocks(&mut self) -> Result<Option<&mut rocksdb::RocksStore>> {
         match &mut self.store {
-            Store::RocksDb(r) => Some(&mut r.db),
-            Store::HashMap(_) => None,
+            Store::RocksDb(r) => {
+                r.write_back()?;
+                Ok(Some(&mut r.db))
+            }
+            Store::HashMap(_) => Ok(None),
         }
     }
 
@@ -332,7 +289,7 @@ impl KeyedStateBackend {
         if let Some(id) = self.names.iter().position(|n| *n == desc.name) {
             let same_type = match &mut self.store {
                 Store::HashMap(h) => h.holds::<V>(id),
-                Store::RocksDb(r) => r.types[id] == TypeId::of::<V>(),
+                Store::RocksDb(r) => r.holds::<V>(id),
             };
             assert!(
                 same_type,
@@ -344,10 +301,8 @@ impl KeyedStateBackend {
         match &mut self.store {
             Store::HashMap(h) => h.register::<V>(desc, self.range.len()),
             Store::RocksDb(r) => {
-                let id = r.db.register(&desc.name);
+                let id = r.register::<V>(&desc.name, desc.ttl);
                 debug_assert_eq!(id, self.names.len());
-                r.ttls.push(desc.ttl);
-                r.types.push(TypeId::of::<V>());
             }
         }
         self.names.push(desc.name.clone());
@@ -363,7 +318,10 @@ impl KeyedStateBackend {
     pub fn snapshot(&mut self) -> Result<Vec<KeyGroupSnapshot>> {
         match &mut self.store {
             Store::HashMap(h) => h.snapshot(self.range, &self.names),
-            Store::RocksDb(r) => r.db.snapshot_canonical(),
+            Store::RocksDb(r) => {
+                r.write_back()?;
+                r.db.snapshot_canonical()
+            }
         }
     }
 
@@ -381,7 +339,10 @@ impl KeyedStateBackend {
     pub fn restore(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
         match &mut self.store {
             Store::HashMap(h) => h.restore(self.range, &self.names, groups),
-            Store::RocksDb(r) => r.db.restore_canonical(groups),
+            Store::RocksDb(r) => {
+                r.discard();
+                r.db.restore_canonical(groups)
+            }
         }
     }
 
@@ -435,6 +396,14 @@ impl KeyedStateBackend {
         }
     }
 
+    /// A RocksDB integer property of the `rocksdb` backend's open instance (metrics).
+    pub(crate) fn rocks_property(&self, name: &str) -> Option<u64> {
+        match &self.store {
+            Store::RocksDb(r) => r.db.int_property(name),
+            Store::HashMap(_) => None,
+        }
+    }
+
     /// The state names registered so far, in registration order.
     pub fn state_names(&self) -> &[String] {
         &self.names
@@ -452,7 +421,7 @@ impl KeyedStateBackend {
         let idx = self.group_index();
         match &mut self.store {
             Store::HashMap(h) => h.get(id, idx, &self.current, ns, self.now),
-            Store::RocksDb(r) => r.get(id, &self.current, ns, self.now, &self.names[id]),
+            Store::RocksDb(r) => r.get(id, &self.current, ns, self.now),
         }
     }
 
@@ -469,16 +438,7 @@ impl KeyedStateBackend {
         let idx = self.group_index();
         match &mut self.store {
             Store::HashMap(h) => h.update_with(id, idx, &self.current, ns, self.now, init, f),
-            Store::RocksDb(r) => {
-                let name = &self.names[id];
-                let (mut v, created) = match r.get::<V>(id, &self.current, ns, self.now, name) {
-                    Some(v) => (v, false),
-                    None => (init(), true),
-                };
-                let out = f(&mut v);
-                r.put(id, &self.current, ns, self.now, name, &v);
-                (out, created)
-            }
+            Store::RocksDb(r) => r.update_with(id, &self.current, ns, self.now, init, f),
         }
     }
 
@@ -496,17 +456,7 @@ impl KeyedStateBackend {
         let idx = self.group_index();
         match &mut self.store {
             Store::HashMap(h) => h.mutate(id, idx, &self.current, ns, self.now, f),
-            Store::RocksDb(r) => {
-                let name = &self.names[id];
-                let mut v = r.get::<V>(id, &self.current, ns, self.now, name)?;
-                let (out, keep) = f(&mut v);
-                if keep {
-                    r.put(id, &self.current, ns, self.now, name, &v);
-                } else {
-                    r.remove::<V>(id, &self.current, ns, self.now, name);
-                }
-                Some(out)
-            }
+            Store::RocksDb(r) => r.mutate(id, &self.current, ns, self.now, f),
         }
     }
 
@@ -516,7 +466,7 @@ impl KeyedStateBackend {
         let idx = self.group_index();
         match &mut self.store {
             Store::HashMap(h) => h.put(id, idx, &self.current, ns, self.now, value),
-            Store::RocksDb(r) => r.put(id, &self.current, ns, self.now, &self.names[id], &value),
+            Store::RocksDb(r) => r.put(id, &self.current, ns, self.now, value),
         }
     }
 
@@ -526,7 +476,7 @@ impl KeyedStateBackend {
         let idx = self.group_index();
         match &mut self.store {
             Store::HashMap(h) => h.remove(id, idx, &self.current, ns, self.now),
-            Store::RocksDb(r) => r.remove(id, &self.current, ns, self.now, &self.names[id]),
+            Store::RocksDb(r) => r.remove(id, &self.current, ns, self.now),
         }
     }
 }
@@ -671,10 +621,18 @@ mod tests {
         assert_eq!(w.value(&mut b), None, "on-create-and-write ignores reads");
     }
 
-    fn rocks_backend(dir: &std::path::Path) -> KeyedStateBackend {
+    fn rocks_backend(dir: &std::path::Path, cache_entries: usize) -> KeyedStateBackend {
         let range = KeyGroupRange { start: 0, end: 128 };
-        let mut b = KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0, Default::default());
-        b.rocks().unwrap().open(None).unwrap();
+        let mut b = KeyedStateBackend::new_rocksdb(
+            range,
+            128,
+            dir,
+            "op",
+            0,
+            Default::default(),
+            cache_entries,
+        );
+        b.rocks().unwrap().unwrap().open(None).unwrap();
         b
     }
 
@@ -704,8 +662,9 @@ mod tests {
                     "op",
                     i,
                     fitted.rocks.clone(),
+                    100,
                 );
-                b.rocks().unwrap().open(None).unwrap();
+                b.rocks().unwrap().unwrap().open(None).unwrap();
                 b
             })
             .collect();
@@ -713,7 +672,7 @@ mod tests {
         assert_eq!(cache, budget.managed - (budget.managed as f64 * 0.5) as u64);
         for b in &mut stores {
             exercise(b);
-            let rocks = b.rocks().unwrap();
+            let rocks = b.rocks().unwrap().unwrap();
             let (capacity, path) = rocks.property("rocksdb.block-cache-capacity");
             assert_eq!(capacity, Some(cache), "the budget's block cache");
             // RocksDB records the options it runs with in OPTIONS-* files.
@@ -734,9 +693,11 @@ mod tests {
         let (a, _) = stores[0]
             .rocks()
             .unwrap()
+            .unwrap()
             .property("rocksdb.block-cache-usage");
         let (b, _) = stores[1]
             .rocks()
+            .unwrap()
             .unwrap()
             .property("rocksdb.block-cache-usage");
         assert!(
@@ -810,29 +771,122 @@ mod tests {
 
     #[test]
     fn rocksdb_and_hashmap_backends_behave_alike_and_snapshot_identically() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut heap = backend();
-        let mut rocks = rocks_backend(dir.path());
-        exercise(&mut heap);
-        exercise(&mut rocks);
-        let expected = canonical(&mut heap);
-        assert!(!expected.is_empty());
-        assert_eq!(canonical(&mut rocks), expected);
+        // Write caches of no entry, of fewer entries than the test touches (written back and
+        // read again in between), and of all of them.
+        for cache in [0, 3, 100_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut heap = backend();
+            let mut rocks = rocks_backend(dir.path(), cache);
+            exercise(&mut heap);
+            exercise(&mut rocks);
+            let expected = canonical(&mut heap);
+            assert!(!expected.is_empty());
+            assert_eq!(canonical(&mut rocks), expected, "cache of {cache}");
 
-        // A canonical snapshot restores into the other backend and back unchanged.
-        let dir2 = tempfile::tempdir().unwrap();
-        let mut rocks2 = rocks_backend(dir2.path());
-        rocks2.restore(&expected).unwrap();
-        assert_eq!(canonical(&mut rocks2), expected);
-        let mut heap2 = backend();
-        heap2.restore(&canonical(&mut rocks2)).unwrap();
-        let v = ValueState::<u64>::register(&mut heap2, &StateDescriptor::new("count"));
-        ListState::<String>::register(&mut heap2, &StateDescriptor::new("l"));
-        MapState::<String, i32>::register(&mut heap2, &StateDescriptor::new("m"));
-        ValueState::<i64>::register(&mut heap2, &StateDescriptor::new("r"));
-        ValueState::<u32>::register(&mut heap2, &StateDescriptor::new("ttl"));
-        set_key(&mut heap2, "carol");
-        assert_eq!(v.value(&mut heap2), Some(12));
-        assert_eq!(canonical(&mut heap2), expected);
+            // A canonical snapshot restores into the other backend and back unchanged.
+            let dir2 = tempfile::tempdir().unwrap();
+            let mut rocks2 = rocks_backend(dir2.path(), cache);
+            rocks2.restore(&expected).unwrap();
+            assert_eq!(canonical(&mut rocks2), expected);
+            let mut heap2 = backend();
+            heap2.restore(&canonical(&mut rocks2)).unwrap();
+            let v = ValueState::<u64>::register(&mut heap2, &StateDescriptor::new("count"));
+            ListState::<String>::register(&mut heap2, &StateDescriptor::new("l"));
+            MapState::<String, i32>::register(&mut heap2, &StateDescriptor::new("m"));
+            ValueState::<i64>::register(&mut heap2, &StateDescriptor::new("r"));
+            ValueState::<u32>::register(&mut heap2, &StateDescriptor::new("ttl"));
+            set_key(&mut heap2, "carol");
+            assert_eq!(v.value(&mut heap2), Some(12));
+            assert_eq!(canonical(&mut heap2), expected);
+        }
+    }
+
+    /// What RocksDB itself holds, bypassing the write cache: (state, key ++ namespace) →
+    /// value bytes.
+    fn in_rocksdb(b: &mut KeyedStateBackend) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let Store::RocksDb(r) = &mut b.store else {
+            panic!("rocksdb backend")
+        };
+        r.db.snapshot_canonical()
+            .unwrap()
+            .into_iter()
+            .flat_map(|g| g.states)
+            .flat_map(|s| {
+                let name = s.name;
+                s.entries
+                    .into_iter()
+                    .map(move |e| (name.clone(), e.key, e.value))
+            })
+            .collect()
+    }
+
+    fn key_bytes(k: &str) -> Vec<u8> {
+        let mut buf = Vec::new();
+        serialize_key(&k.to_string(), &mut buf);
+        buf
+    }
+
+    #[test]
+    fn the_rocksdb_write_cache_writes_each_entry_once_when_full_or_asked_and_never_a_short_lived_one()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = rocks_backend(dir.path(), 3);
+        let v = ValueState::<u64>::register(&mut b, &StateDescriptor::new("v"));
+        let l = ListState::<u32>::register(&mut b, &StateDescriptor::new("l"));
+        set_key(&mut b, "a");
+        for _ in 0..100 {
+            v.update_with(&mut b, || 0, |x| *x += 1);
+        }
+        for i in 0..50 {
+            l.add(&mut b, i);
+        }
+        // A row list that lives and dies within one cache cycle (a window join's window).
+        set_key(&mut b, "gone");
+        l.add(&mut b, 7);
+        assert_eq!(l.take(&mut b), vec![7]);
+        assert!(in_rocksdb(&mut b).is_empty(), "nothing written yet");
+
+        // A checkpoint needs RocksDB to hold the state: each live entry written once.
+        b.rocks().unwrap().unwrap();
+        let stored = in_rocksdb(&mut b);
+        let a = key_bytes("a");
+        assert_eq!(
+            stored,
+            vec![
+                (
+                    "l".to_string(),
+                    a.clone(),
+                    postcard::to_allocvec(&(0..50u32).collect::<Vec<_>>()).unwrap()
+                ),
+                (
+                    "v".to_string(),
+                    a.clone(),
+                    postcard::to_allocvec(&100u64).unwrap()
+                ),
+            ],
+            "the entry removed before the write-back never reached RocksDB"
+        );
+
+        // More keys than the cache holds: the cache writes back and starts over; values
+        // evicted are read back from RocksDB.
+        for k in ["b", "c", "d", "e", "f"] {
+            set_key(&mut b, k);
+            v.update(&mut b, 1);
+        }
+        let written: Vec<Vec<u8>> = in_rocksdb(&mut b).into_iter().map(|(_, k, _)| k).collect();
+        assert!(written.contains(&key_bytes("b")), "{written:?}");
+        set_key(&mut b, "a");
+        assert_eq!(v.value(&mut b), Some(100));
+        assert_eq!(l.get(&mut b).len(), 50);
+        // A removal of a written entry is a delete at the next write-back.
+        v.clear(&mut b);
+        b.rocks().unwrap().unwrap();
+        let after: Vec<(String, Vec<u8>)> = in_rocksdb(&mut b)
+            .into_iter()
+            .map(|(s, k, _)| (s, k))
+            .collect();
+        assert!(!after.contains(&("v".to_string(), a.clone())), "{after:?}");
+        assert!(after.contains(&("l".to_string(), a)));
+        assert_eq!(after.len(), 6, "l of a, v of b..f: {after:?}");
     }
 }

@@ -13,8 +13,7 @@
 //! RocksDB calls block; they run on the task's own thread (tasks are threads), never on an
 //! async executor.
 
-use super::TtlUpdateType;
-use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateTtlConfig, StateValue};
+use super::{KeyGroupSnapshot, SnapshotEntry, StateSnapshot, StateValue};
 use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
 use crate::time::Timestamp;
@@ -135,15 +134,22 @@ impl Eq for RocksMemory {}
 
 /// Options of every instance; with a memory budget, blocks go to the process's shared
 /// cache (index and filter blocks included, so they count too) and memtables are capped.
+///
+/// Bloom filters (SST files and memtables): most reads that miss the write cache are for
+/// keys RocksDB does not hold (a new window, a new join key), and without a filter each such
+/// read searches every level-0 file's blocks.
 fn db_options(memory: &RocksMemory) -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
     if let Some(cache) = &memory.block_cache {
-        let mut table = BlockBasedOptions::default();
         table.set_block_cache(cache);
         table.set_cache_index_and_filter_blocks(true);
-        o.set_block_based_table_factory(&table);
     }
+    o.set_block_based_table_factory(&table);
+    o.set_memtable_prefix_bloom_ratio(0.1);
+    o.set_memtable_whole_key_filtering(true);
     if memory.write_buffer_bytes > 0 {
         let limit = memory.write_buffer_bytes as usize;
         o.set_db_write_buffer_size(limit);
@@ -176,7 +182,6 @@ pub(crate) struct RocksStore {
     restored_shared: HashMap<String, String>,
     /// State names found in restored data (for unclaimed-state reporting).
     restored_names: Vec<String>,
-    key: Vec<u8>,
     memory: RocksMemory,
 }
 
@@ -218,18 +223,16 @@ fn join_value(stamp: Timestamp, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn decode<V: StateValue>(name: &str, bytes: &[u8]) -> V {
-    postcard::from_bytes(bytes).unwrap_or_else(|e| {
+/// A stored value of state `name`: its TTL stamp and the value decoded as `V`.
+pub(crate) fn decode_entry<V: StateValue>(name: &str, stored: &[u8]) -> (Timestamp, V) {
+    let (stamp, bytes) = split_value(stored);
+    let v = postcard::from_bytes(bytes).unwrap_or_else(|e| {
         panic!(
             "state '{name}' in RocksDB cannot be decoded as the registered type ({e}); \
              did the state's type change since the checkpoint was taken?"
         )
-    })
-}
-
-fn encode<V: StateValue>(name: &str, v: &V) -> Vec<u8> {
-    postcard::to_allocvec(v)
-        .unwrap_or_else(|e| panic!("state '{name}' cannot be serialized for RocksDB: {e}"))
+    });
+    (stamp, v)
 }
 
 impl RocksStore {
@@ -267,7 +270,6 @@ impl RocksStore {
             prefixes: Vec::new(),
             restored_shared: HashMap::new(),
             restored_names: Vec::new(),
-            key: Vec::new(),
             memory,
         }
     }
@@ -376,106 +378,49 @@ impl RocksStore {
         self.prefixes.len() - 1
     }
 
-    fn set_key(&mut self, id: usize, kg: usize, key: &[u8], ns: &[u8]) {
-        self.key.clear();
-        self.key.extend_from_slice(&(kg as u16).to_be_bytes());
-        self.key.extend_from_slice(&self.prefixes[id]);
-        self.key.extend_from_slice(key);
-        self.key.extend_from_slice(ns);
-    }
-
-    fn read(&mut self) -> Option<Vec<u8>> {
-        let key = std::mem::take(&mut self.key);
-        let r = self
-            .db()
-            .get(&key)
-            .unwrap_or_else(|e| panic!("RocksDB read failed: {e}"));
-        self.key = key;
-        r
-    }
-
-    fn write_current(&mut self, value: &[u8]) {
-        let key = std::mem::take(&mut self.key);
-        let db = self.db.as_ref().expect("opened by read or open");
-        db.put_opt(&key, value, &self.write)
-            .unwrap_or_else(|e| panic!("RocksDB write failed: {e}"));
-        self.key = key;
-    }
-
-    fn delete_current(&mut self) {
-        let key = std::mem::take(&mut self.key);
-        self.db()
-            .delete_opt(&key, &WriteOptions::default())
-            .unwrap_or_else(|e| panic!("RocksDB delete failed: {e}"));
-        self.key = key;
-    }
-
-    /// The live value of the current entry, honouring TTL (expired entries are deleted;
-    /// on-read-and-write TTL restarts the clock).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn get<V: StateValue>(
-        &mut self,
+    /// Writes the RocksDB key of state `id`'s entry for `key` in `ns` (key group `kg`) to `out`.
+    pub(crate) fn encode_key(
+        &self,
         id: usize,
         kg: usize,
         key: &[u8],
         ns: &[u8],
-        ttl: Option<StateTtlConfig>,
-        now: Timestamp,
-        name: &str,
-    ) -> Option<V> {
-        self.set_key(id, kg, key, ns);
-        let raw = self.read()?;
-        let (stamp, bytes) = split_value(&raw);
-        if let Some(t) = ttl {
-            if now - stamp >= t.ttl_ms {
-                self.delete_current();
-                return None;
-            }
-            if t.update == TtlUpdateType::OnReadAndWrite {
-                self.write_current(&join_value(now, bytes));
-            }
-        }
-        Some(decode(name, bytes))
-    }
-
-    /// Writes the current entry with stamp `now`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn put<V: StateValue>(
-        &mut self,
-        id: usize,
-        kg: usize,
-        key: &[u8],
-        ns: &[u8],
-        now: Timestamp,
-        name: &str,
-        value: &V,
+        out: &mut Vec<u8>,
     ) {
-        self.set_key(id, kg, key, ns);
-        let v = join_value(now, &encode(name, value));
-        self.db();
-        self.write_current(&v);
+        out.clear();
+        out.extend_from_slice(&(kg as u16).to_be_bytes());
+        out.extend_from_slice(&self.prefixes[id]);
+        out.extend_from_slice(key);
+        out.extend_from_slice(ns);
     }
 
-    /// Deletes the current entry; returns its live value.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn remove<V: StateValue>(
-        &mut self,
-        id: usize,
-        kg: usize,
-        key: &[u8],
-        ns: &[u8],
-        ttl: Option<StateTtlConfig>,
-        now: Timestamp,
-        name: &str,
-    ) -> Option<V> {
-        self.set_key(id, kg, key, ns);
-        let raw = self.read()?;
-        self.delete_current();
-        let (stamp, bytes) = split_value(&raw);
-        match ttl {
-            Some(t) if now - stamp >= t.ttl_ms => None,
-            _ => Some(decode(name, bytes)),
-        }
+    /// Opens the database if no keyed operator did (a safety net: every one opens its store
+    /// in `open()`).
+    pub(crate) fn ensure_open(&mut self) {
+        self.db();
+    }
+
+    /// Hands the stored value under `key` (stamp and value bytes) to `f`, without copying it.
+    pub(crate) fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let db = self.db.as_ref().expect("opened by ensure_open");
+        let v = db
+            .get_pinned(key)
+            .unwrap_or_else(|e| panic!("RocksDB read of {} failed: {e}", self.dir.display()));
+        f(v.as_deref())
+    }
+
+    /// Applies a batch of writes (without WAL: checkpoints provide durability).
+    pub(crate) fn write(&mut self, batch: WriteBatch) -> Result<()> {
+        let path = self.db_path();
+        let write = std::mem::take(&mut self.write);
+        let r = self.db().write_opt(batch, &write);
+        self.write = write;
+        r.map_err(|e| db_error("cannot write to", &path, e))
+    }
+
+    /// A RocksDB integer property (`rocksdb.block-cache-usage`, ...) of the open instance.
+    pub(crate) fn int_property(&self, name: &str) -> Option<u64> {
+        self.db.as_ref()?.property_int_value(name).ok().flatten()
     }
 
     /// Estimated number of entries (RocksDB's `estimate-num-keys`).

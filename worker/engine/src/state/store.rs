@@ -97,6 +97,8 @@ pub(crate) struct KeyedStore {
     name: String,
     /// `execution.savepoint.ignore-unclaimed-state`.
     allow_unclaimed_state: bool,
+    /// RocksDB properties reported as gauges (`state.backend.rocksdb.metrics.*`).
+    rocksdb_metrics: Vec<String>,
 }
 
 impl KeyedStore {
@@ -116,6 +118,7 @@ impl KeyedStore {
                 owner.uid,
                 owner.index,
                 owner.rocksdb_memory,
+                cfg.write_cache_entries,
             ),
         };
         backend.set_schema(owner.state_schema);
@@ -128,7 +131,18 @@ impl KeyedStore {
             uid: owner.uid.to_string(),
             name: owner.name.to_string(),
             allow_unclaimed_state: owner.allow_unclaimed_state,
+            rocksdb_metrics: cfg.rocksdb_metrics.clone(),
         }
+    }
+
+    /// The RocksDB properties switched on by `state.backend.rocksdb.metrics.*`, named like
+    /// them (Flink's names), with their values; none on `hashmap` or before the database is
+    /// open. (Operators report them as gauges: the runtime's type, a layer up.)
+    pub(crate) fn rocksdb_properties(&self) -> Vec<(String, f64)> {
+        self.rocksdb_metrics
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.backend.rocks_property(name)? as f64)))
+            .collect()
     }
 
     /// State entries plus timers (the state-size metric; estimated for rocksdb).
@@ -158,7 +172,7 @@ impl KeyedStore {
         let rocksdb = self.backend.is_rocksdb();
         let mut groups = if rocksdb && self.incremental && !savepoint {
             let names = self.backend.names.clone();
-            let db = self.backend.rocks().expect("the rocksdb backend");
+            let db = self.backend.rocks()?.expect("the rocksdb backend");
             incremental = Some(db.checkpoint(id, names)?);
             empty_groups()
         } else if rocksdb {
@@ -205,7 +219,7 @@ impl KeyedStore {
     /// cover exactly this range, else by copying the overlapping key groups.
     pub(crate) fn restore(&mut self, restored: Option<KeyedRestore<'_>>) -> Result<()> {
         let handles = restored.as_ref().and_then(|s| s.incremental);
-        match self.backend.rocks() {
+        match self.backend.rocks()? {
             Some(rocks) => rocks.open(handles)?,
             None if handles.is_some_and(|h| !h.handles.is_empty()) => {
                 return Err(Error::Restore(

@@ -808,4 +808,8 @@ impl<K: Key, T: Data, W: WindowFunction<K, T>> Operator for WindowOperator<K, T,
     fn skipped(&self) -> u64 {
         self.late_dropped
     }
+
+    fn gauges(&self) -> Vec<crate::runtime::Gauge> {
+        crate::runtime::Gauge::all(self.keyed.rocksdb_properties())
+    }
 }
