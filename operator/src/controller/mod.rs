@@ -311,14 +311,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     }
     let storage = storage_for(job, ctx, &namespace).await?;
     let observation = observe(job, &status, ctx, &namespace, &storage).await?;
-    let step = lifecycle::decide(&Inputs {
-        spec: &job.spec,
-        generation: job.metadata.generation,
-        status: &status,
-        observation: &observation,
-        now: jiff::Timestamp::now(),
-        fresh_trigger_id: new_trigger_id(job),
-    });
+    let step = lifecycle::decide(&inputs_now(job, &status, &observation));
     let mut next = step.status;
     // Write-ahead: the status names the action before the action happens.
     write_status(&api, &name, &next).await?;
@@ -357,14 +350,7 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     let status = job.status.clone().unwrap_or_default();
     let storage = storage_for(job, ctx, &namespace).await?;
     let observation = observe(job, &status, ctx, &namespace, &storage).await?;
-    let deletion = lifecycle::decide_deletion(&Inputs {
-        spec: &job.spec,
-        generation: job.metadata.generation,
-        status: &status,
-        observation: &observation,
-        now: jiff::Timestamp::now(),
-        fresh_trigger_id: new_trigger_id(job),
-    });
+    let deletion = lifecycle::decide_deletion(&inputs_now(job, &status, &observation));
     let mut next = deletion.status.clone();
     write_status(&api, &name, &next).await?;
     ctx.metrics
@@ -418,6 +404,23 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 fn key(job: &StreamJob) -> String {
     format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+}
+
+/// What the lifecycle decides from, for `job` as `status` records it and as observed now
+/// (shared by reconciling and by deletion).
+fn inputs_now<'a>(
+    job: &'a StreamJob,
+    status: &'a crate::crd::StreamJobStatus,
+    observation: &'a lifecycle::Observation,
+) -> Inputs<'a> {
+    Inputs {
+        spec: &job.spec,
+        generation: job.metadata.generation,
+        status,
+        observation,
+        now: jiff::Timestamp::now(),
+        fresh_trigger_id: new_trigger_id(job),
+    }
 }
 
 /// A 32-hex-digit trigger id (the shape of Flink's trigger ids), unique per operator process
