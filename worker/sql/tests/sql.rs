@@ -989,19 +989,19 @@ fn outer_interval_joins_pad_the_rows_that_found_no_match_with_nulls() {
     );
 }
 
+/// Nexmark bid records from `(dateTime ms, auction, bidder, price)`.
+fn bid_records(rows: &[(i64, i64, i64, i64)]) -> Vec<Value> {
+    rows.iter()
+        .map(|(t, auction, bidder, price)| {
+            json!({"auction": auction, "bidder": bidder, "price": price, "channel": "web",
+                   "url": "u", "dateTime": t, "extra": format!("e{auction}")})
+        })
+        .collect()
+}
+
 /// Nexmark's `bid` table, as Flink's Nexmark benchmark declares it.
 fn bids(dir: &Path, rows: &[(i64, i64, i64, i64)]) -> String {
-    let path = input(
-        dir,
-        "bids.jsonl",
-        &rows
-            .iter()
-            .map(|(t, auction, bidder, price)| {
-                json!({"auction": auction, "bidder": bidder, "price": price, "channel": "web",
-                       "url": "u", "dateTime": t, "extra": format!("e{auction}")})
-            })
-            .collect::<Vec<_>>(),
-    );
+    let path = input(dir, "bids.jsonl", &bid_records(rows));
     format!(
         "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
            dateTime TIMESTAMP(3), extra STRING,
@@ -1251,7 +1251,7 @@ fn nexmark_q7_with_a_window_tvf_bounds_the_join_on_window_end() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // (dateTime ms, auction, bidder, price), in time order.
-    let bids: Vec<Value> = [
+    let bids = bid_records(&[
         (1_000, 1, 10, 5),
         (4_000, 2, 11, 9),
         (9_999, 1, 12, 7),
@@ -1260,12 +1260,7 @@ fn nexmark_q7_with_a_window_tvf_bounds_the_join_on_window_end() {
         (19_999, 4, 15, 3),
         (25_000, 5, 16, 3),
         (40_000, 6, 17, 1),
-    ]
-    .map(|(t, auction, bidder, price)| {
-        json!({"auction": auction, "bidder": bidder, "price": price, "channel": "web",
-               "url": "u", "dateTime": t, "extra": format!("e{auction}")})
-    })
-    .to_vec();
+    ]);
     nexmark_files(dir.path(), &[], &[], &bids);
     // Nexmark q7 as the nexmark repository writes it for window TVFs: the maximum's time is
     // window_end, which stays a time attribute, so the join is an interval join.
