@@ -260,11 +260,7 @@ impl Op {
             }
             // Two values that fit an i64 (most do: a BIGINT times a literal) multiply
             // without overflow checks; i128's checked multiply is a library call.
-            Op::Mul => match (i64::try_from(a), i64::try_from(b)) {
-                (Ok(x), Ok(y)) => Some(i128::from(x) * i128::from(y)),
-                _ => a.checked_mul(b),
-            }
-            .map(|v| (v, sa + sb)),
+            Op::Mul => product(a, b).map(|v| (v, sa + sb)),
             Op::Div => {
                 if b == 0 {
                     return Err("Division by zero");
@@ -284,6 +280,25 @@ impl Op {
         };
         Ok(exact.and_then(|(v, scale)| to_type(v, scale, p, s)))
     }
+}
+
+/// `a * b` exactly (its scale is the sum of theirs), None when it does not fit an `i128`.
+#[inline(always)]
+pub fn product(a: i128, b: i128) -> Option<i128> {
+    // Two values that fit an i64 (most do: a BIGINT times a literal) multiply without
+    // overflow checks; i128's checked multiply is a library call.
+    match (i64::try_from(a), i64::try_from(b)) {
+        (Ok(x), Ok(y)) => Some(i128::from(x) * i128::from(y)),
+        _ => a.checked_mul(b),
+    }
+}
+
+/// `a * b` as a DECIMAL(p, s) whose scale `s` is the sum of the operands' scales (what
+/// Flink's multiply type gives unless the precision is capped): no rescale, only the
+/// precision check. Equal to `Op::Mul.apply` for such types.
+#[inline(always)]
+pub fn product_at_scale(a: i128, b: i128, p: u8) -> Option<i128> {
+    product(a, b).filter(|&v| fits(v, p))
 }
 
 /// The (precision, scale) of ROUND(DECIMAL(p, s), r) (Flink's `findRoundDecimalType`).
@@ -389,5 +404,32 @@ mod tests {
         assert_eq!(Op::Add.apply((big, 0), (1, 0), (38, 0)), Ok(None));
         assert_eq!(round(-1005, 3, 2, false), -1010);
         assert_eq!(round(1005, 3, 2, true), 1000);
+    }
+
+    #[test]
+    fn a_product_at_the_sum_of_the_scales_is_the_multiply_of_apply() {
+        // (a, scale a, b, scale b, result precision): the evaluator's shortcut for a product
+        // typed at the sum of its operands' scales must agree with the general path,
+        // overflow (to None) included.
+        let big = POW10[38] - 1;
+        for (a, sa, b, sb, p) in [
+            (908, 3, 123_456_789, 0, 23),
+            (-908, 3, i64::MAX as i128, 0, 23),
+            (i64::MIN as i128, 0, 999, 3, 24),
+            (150, 2, -25, 1, 6),
+            (99_999, 2, 99_999, 2, 9),
+            (99_999, 2, 99_999, 2, 10),
+            (big, 0, 2, 0, 38),
+            (big / 2, 1, 2, 0, 38),
+            (POW10[20], 0, POW10[20], 0, 38),
+        ] {
+            assert_eq!(
+                product_at_scale(a, b, p),
+                Op::Mul.apply((a, sa), (b, sb), (p, sa + sb)).unwrap(),
+                "{a}e-{sa} * {b}e-{sb} as DECIMAL({p}, {})",
+                sa + sb
+            );
+        }
+        assert_eq!(product_at_scale(99_999, 99_999, 9), None);
     }
 }

@@ -215,6 +215,15 @@ enum Node {
         p: u8,
         s: u8,
     },
+    /// A DECIMAL product whose scale is the sum of its operands' (no rescale): the common
+    /// `price * 0.908`, kept apart from [`Node::DecArith`] because it is a per-row hot path.
+    DecMul {
+        l: Box<Node>,
+        l_int: bool,
+        r: Box<Node>,
+        r_int: bool,
+        p: u8,
+    },
     /// A DECIMAL (at scale `from`, or an integer: `int`) cast to DECIMAL(p, s): rounded
     /// HALF_UP, NULL where it does not fit.
     DecCast {
@@ -486,16 +495,26 @@ fn compile(
             (DecKind::Arith(op), [a, b]) => {
                 let (l, l_int, ls, lc) = operand(a)?;
                 let (r, r_int, rs, rc) = operand(b)?;
-                let node = Node::DecArith {
-                    op,
-                    l: Box::new(l),
-                    l_int,
-                    ls,
-                    r: Box::new(r),
-                    r_int,
-                    rs,
-                    p,
-                    s,
+                let node = if op == DecOp::Mul && ls + rs == s {
+                    Node::DecMul {
+                        l: Box::new(l),
+                        l_int,
+                        r: Box::new(r),
+                        r_int,
+                        p,
+                    }
+                } else {
+                    Node::DecArith {
+                        op,
+                        l: Box::new(l),
+                        l_int,
+                        ls,
+                        r: Box::new(r),
+                        r_int,
+                        rs,
+                        p,
+                        s,
+                    }
                 };
                 Some((node, ty, lc && rc))
             }
@@ -743,6 +762,19 @@ impl Node {
                     Ok(v) => v,
                     Err(why) => return exec_failed(why),
                 }
+            }
+            Node::DecMul {
+                l,
+                l_int,
+                r,
+                r_int,
+                p,
+            } => {
+                let (Some(a), Some(b)) = (l.dec_operand(*l_int, row)?, r.dec_operand(*r_int, row)?)
+                else {
+                    return Ok(None);
+                };
+                crate::decimal::product_at_scale(a, b, *p)
             }
             Node::DecCast {
                 arg,
