@@ -760,7 +760,11 @@ log "deleted job $JOB_BEFORE left StreamJobSnapshot $FINAL at $FINAL_PATH"
 example datastream-job.yaml | kn create --dry-run=client -o json -f - | python3 -c '
 import json, sys
 snapshot = sys.argv[1]
-items = json.load(sys.stdin)["items"]
+# kubectl prints the objects one after another (a List only with --output of one list).
+text, decoder, items, at = sys.stdin.read(), json.JSONDecoder(), [], 0
+while text[at:].strip():
+    o, at = decoder.raw_decode(text, len(text) - len(text[at:].lstrip()))
+    items += o["items"] if o.get("kind") == "List" else [o]
 for o in items:
     if o["kind"] == "StreamJob":
         job = o["spec"]["job"]

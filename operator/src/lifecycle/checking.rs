@@ -93,12 +93,7 @@ pub(super) fn begin(
         );
         return Begin::Unchecked;
     };
-    if step
-        .status
-        .error
-        .as_deref()
-        .is_some_and(|e| e.starts_with(WAITING))
-    {
+    if waiting(step) {
         step.status.error = None;
     }
     step.status.reconciliation.intent = Some(RolloutIntent::Upgrade);
