@@ -736,6 +736,10 @@ args="$(kn get deploy "$JOB-jobmanager" -o 'jsonpath={.spec.template.spec.contai
 [[ "$(sj '{.status.reconciliation.lastStableSpec}')" == "$STABLE_SPEC" ]] || fail "lastStableSpec changed"
 rollback_event() { kn get events --field-selector reason=Rollback -o name 2>/dev/null | grep . >/dev/null; }
 wait_until 30 "a Rollback Event" rollback_event
+# Its job cannot even be planned: the pre-flight check (bestEffort) could not decide, said
+# so in a Warning, and let the upgrade go on.
+kn get events --field-selector reason=PreflightFailed -o 'jsonpath={.items[*].message}' |
+  grep -F "events=lots" >/dev/null || fail "no PreflightFailed Event naming events=lots"
 log "rolled back to the stable spec; job $JOB_RB restored from $SP_BAD"
 fi
 

@@ -820,7 +820,7 @@ pub struct PreflightRefusal {
 }
 
 /// A pre-flight check: what it checks and since when. Its pod is `NAME-preflight-<hash of
-/// the spec>`.
+/// the spec and state>`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreflightStatus {

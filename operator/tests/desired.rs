@@ -663,7 +663,8 @@ fn a_preflight_check_runs_weir_check_from_the_new_image_against_the_state_with_i
     let mut spec = job.spec.clone();
     spec.image = "weir:1.3".into();
     let state = "s3://state/orders/checkpoints/j1/chk-7";
-    let pod_name = names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&spec));
+    let pod_name =
+        names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&spec), state);
     let (config_map, pod) =
         weir_operator::desired::preflight(&job, &spec, state, &pod_name).unwrap();
     assert_eq!(pod.metadata.name.as_deref(), Some(pod_name.as_str()));
@@ -671,7 +672,11 @@ fn a_preflight_check_runs_weir_check_from_the_new_image_against_the_state_with_i
     // Another spec, another pod.
     assert_ne!(
         pod_name,
-        names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&job.spec))
+        names::preflight_pod_name(
+            "orders",
+            &weir_operator::lifecycle::spec_json(&job.spec),
+            state
+        )
     );
     let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(

@@ -228,10 +228,10 @@ impl World {
                 lifecycle::checkpoints_deleted(&mut self.status, job_ids);
             }
             Action::RunPreflight { spec, state } => {
-                // One pod per spec: an existing pod of this spec is left as it is.
+                // One pod per spec and state: an existing one is left as it is.
                 let same_pod = self.preflight.is_some()
-                    && self.preflight_pods.last().is_some_and(|(s, _)| {
-                        lifecycle::spec_json(s) == lifecycle::spec_json(spec)
+                    && self.preflight_pods.last().is_some_and(|(s, at)| {
+                        lifecycle::spec_json(s) == lifecycle::spec_json(spec) && at == state
                     });
                 if !same_pod {
                     self.preflight_pods.push(((**spec).clone(), state.clone()));
@@ -615,6 +615,51 @@ fn a_check_that_cannot_decide_blocks_when_required_and_upgrades_with_a_warning_o
         "{}",
         warning.message
     );
+}
+
+#[test]
+fn a_check_whose_checkpoint_the_running_job_deleted_meanwhile_is_retried_against_the_newer_one() {
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    let first = world.preflight_pods[0].1.clone();
+    // Retention removed the checkpoint while the check read it; the job has checkpointed on.
+    world.complete_checkpoint();
+    let newer = world
+        .jm
+        .job
+        .as_ref()
+        .unwrap()
+        .latest_checkpoint
+        .clone()
+        .unwrap();
+    world.preflight = Some(PreflightOutcome::Failed(format!(
+        "weir check exited with code 1: error: cannot restore: object '{first}/op-0' does not exist"
+    )));
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::RunPreflight { ref state, .. } if *state == newer),
+        "{action:?}"
+    );
+    assert_eq!(world.preflight_pods.len(), 2);
+    assert!(world.reasons().contains(&"PreflightRetry"));
+    assert_eq!(world.status.reconciliation.refused, None);
+    world.preflight = Some(PreflightOutcome::Compatible);
+    world.settle(20);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(
+        world.cluster.deployed.as_ref().unwrap().0.job.sql,
+        world.spec.job.sql
+    );
+
+    // A check that cannot decide against the same state is not retried: required refuses.
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    world.preflight = Some(PreflightOutcome::Failed(
+        "weir check exited with code 1".into(),
+    ));
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(world.status.reconciliation.refused.is_some());
+    assert_eq!(world.preflight_pods.len(), 1);
 }
 
 #[test]

@@ -77,7 +77,7 @@ pub(super) async fn observe(
     if let Some(check) = &status.reconciliation.preflight {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
         let pod = pods
-            .get_opt(&names::preflight_pod_name(&name, &check.spec))
+            .get_opt(&names::preflight_pod_name(&name, &check.spec, &check.state))
             .await
             .map_err(Error::Kube)?;
         observation.preflight = pod.as_ref().map(preflight_outcome);

@@ -158,7 +158,16 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
                 check.state
             ),
         ),
-        Some(PreflightOutcome::Failed(why)) => undecided(step, &spec, &check, why),
+        Some(PreflightOutcome::Failed(why)) => match step.last_state() {
+            // The job checkpointed on while the check read its state, and retention may have
+            // deleted what the check was reading: check the newer state, a few times.
+            Some(newer)
+                if newer != check.state && step.status.reconciliation.retries < RECHECKS =>
+            {
+                recheck(step, spec, check, newer, why)
+            }
+            _ => undecided(step, &spec, &check, why),
+        },
         None | Some(PreflightOutcome::Running) if timed_out => undecided(
             step,
             &spec,
@@ -178,6 +187,41 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
         ),
         Some(PreflightOutcome::Running) => (Action::None, POLL),
     }
+}
+
+/// How often a check that could not decide is started again against newer state.
+const RECHECKS: u32 = 3;
+
+/// Starts the check again against `newer`, the job's newest state since the check started.
+fn recheck(
+    step: &mut Stepper<'_, '_>,
+    spec: StreamJobSpec,
+    check: PreflightStatus,
+    newer: String,
+    why: String,
+) -> (Action, Duration) {
+    step.status.reconciliation.retries += 1;
+    step.event(
+        EventType::Normal,
+        "PreflightRetry",
+        format!(
+            "the pre-flight check of {} could not decide ({why}); the job has newer state since: \
+             checking against {newer}",
+            check.state
+        ),
+    );
+    step.status.reconciliation.preflight = Some(PreflightStatus {
+        state: newer.clone(),
+        started_at: step.now_text(),
+        ..check
+    });
+    (
+        Action::RunPreflight {
+            spec: Box::new(spec),
+            state: newer,
+        },
+        POLL,
+    )
 }
 
 /// The check could not decide: refuse with `required`, upgrade with a Warning otherwise.
