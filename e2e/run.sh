@@ -13,8 +13,7 @@
 # kubelet and worker logs, then tears everything down (WEIR_E2E_KEEP=1 keeps it all running).
 # Variables: CARGO_TARGET_DIR, WEIR_E2E_WORK (scratch dir, default a fresh mktemp -d),
 # WEIR_E2E_NO_BUILD=1 (use the binaries as built), WEIR_E2E_STEPS (e.g. "5 10": run only these
-# of the steps 5-10, 15 and 16; 1-4 and 11-14 always run), WEIR_E2E_EVENTS, WEIR_E2E_RATE; for the
-# cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
+# of the steps 5-10, 15 and 16; 1-4 and 11-14 always run); for the cluster target also WEIR_E2E_WORKER_IMAGE, WEIR_E2E_OPERATOR_IMAGE, WEIR_E2E_S3_ENDPOINT,
 # WEIR_E2E_S3_ACCESS_KEY, WEIR_E2E_S3_SECRET_KEY. See README.md.
 set -euo pipefail
 
@@ -47,15 +46,15 @@ REF="s3://$BUCKET/reference" # the same job run with `weir run` (step 12)
 if [[ "$TARGET" == local ]]; then TOOL_DIR="$WORK"; else TOOL_DIR=/tmp; fi
 TOOLBOX=e2e-toolbox          # cluster: a pod of the worker image with the S3 secret
 # Images: the process-kubelet maps them by name (registry and tag ignored); a cluster pulls them.
+# The StreamJobs are examples/*.yaml as written, with what this environment supplies in place
+# of the examples' own values (`example`, below).
 WORKER_IMAGE="${WEIR_E2E_WORKER_IMAGE:-ghcr.io/weir/weir-worker:dev}"
 OPERATOR_IMAGE="${WEIR_E2E_OPERATOR_IMAGE:-weir-operator:dev}"
 [[ "${OPERATOR_IMAGE##*/}" == *:* ]] || die "WEIR_E2E_OPERATOR_IMAGE=$OPERATOR_IMAGE needs a tag (repository:tag)"
-# The job: user-metrics over EVENTS generated clicks, throttled to RATE events/s so it outlives
-# the upgrade steps; step 11 lifts the throttle (an upgrade restoring from a savepoint) so it
-# finishes, and step 12 compares the committed output with a local `weir run`.
-EVENTS="${WEIR_E2E_EVENTS:-200000}"
-USERS=8
-RATE="${WEIR_E2E_RATE:-150}"
+# The job (examples/datastream-job.yaml): user-metrics over generated clicks, throttled so it
+# outlives the upgrade steps; step 11 lifts the throttle (a new StreamJob restoring from the
+# deleted one's snapshot) so it finishes, and step 12 compares the committed output with a
+# local `weir run` of the same arguments.
 S3_KEY="${WEIR_E2E_S3_ACCESS_KEY:-e2e-access-key}"
 S3_SECRET="${WEIR_E2E_S3_SECRET_KEY:-e2e-secret-key}"
 S3_PID=""
@@ -238,6 +237,24 @@ for r in sorted(rows):
 '
 }
 
+# event_gap OBJECT FIRST THEN: seconds from OBJECT's first FIRST Event to its first THEN Event
+# after it (events.k8s.io eventTime); fails when either is missing.
+event_gap() {
+  kn get events.v1.events.k8s.io -o json 2>/dev/null | python3 -c '
+import datetime, json, sys
+obj, first, then = sys.argv[1:]
+def t(e):
+    s = e.get("eventTime") or e.get("deprecatedFirstTimestamp") or ""
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
+es = [e for e in json.load(sys.stdin)["items"] if e["regarding"].get("name") == obj and t(e)]
+a = sorted(t(e) for e in es if e.get("reason") == first)
+if not a: sys.exit(1)
+b = sorted(t(e) for e in es if e.get("reason") == then and t(e) >= a[0])
+if not b: sys.exit(1)
+print("%.1f" % (b[0] - a[0]).total_seconds())
+' "$@"
+}
+
 # ---- teardown and failure dumps ---------------------------------------------------------------
 dump() {
   {
@@ -356,6 +373,7 @@ log "s3s-fs on $S3_ENDPOINT over $S3_ROOT (pid $S3_PID)"
 # The Kafka-protocol broker of step 14 (noida-db, with transactions), on a port it picks.
 bash "$ROOT/worker/kafka/install-noida-db.sh" >&2
 NOIDA_DB="$WEIR_CACHE/noida-db-0.2.3/noida_db/noida-db"
+rm -rf "$WORK/kafka/data" # topics of an earlier run in a reused work dir
 mkdir -p "$WORK/kafka"
 setsid "$NOIDA_DB" start --only kafka --host 127.0.0.1 --kafka-port 0 --data-dir "$WORK/kafka/data" \
   >"$WORK/kafka/broker.log" 2>&1 </dev/null &
@@ -396,33 +414,30 @@ if [[ "$TARGET" == cluster ]]; then start_toolbox; fi
 for prefix in checkpoints savepoints out reference sql-out sql-ref; do
   weir_tool objects rm "s3://$BUCKET/$prefix" "${S3_SET[@]}" >/dev/null || fail "emptying s3://$BUCKET/$prefix failed"
 done
-# manifest PARALLELISM UPGRADE_MODE RATE [extra spec.job lines] — the StreamJob as a user writes it
-manifest() {
-  cat <<YAML
-apiVersion: weir.dev/v1alpha1
-kind: StreamJob
-metadata:
-  name: $JOB
-  namespace: $NS
-spec:
-  image: $WORKER_IMAGE
-  job:
-    entry: user-metrics
-    args: [events=$EVENTS, users=$USERS, rate=$3, output=$OUT]
-    parallelism: $1
-    upgradeMode: $2
-    upgradeReadinessTimeout: 45s
-${4:-}
-  taskManager: {replicas: 2, slots: 2, resources: {limits: {memory: 256Mi}}}
-  checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 2s, retained: 2}
-  savepoints: {dir: "s3://$BUCKET/savepoints", historyMaxCount: ${HISTORY_MAX:-10}${PERIODIC:+, periodicInterval: $PERIODIC}}
-  storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
-  config:
-    restart-strategy.type: fixed-delay
-${HEALTH:+  health: $HEALTH}
-YAML
+# example FILE: examples/FILE as written, but for what this environment supplies, each a value
+# the examples spell exactly so (e2e/README.md, "The examples as written"): the worker image,
+# the S3 endpoint and keys, the Kafka broker.
+example() {
+  local file="$ROOT/examples/$1" value
+  for value in weir-worker:latest http://minio.storage:9000 change-me-access-key change-me-secret-key; do
+    grep -qF "$value" "$file" || fail "examples/$1 does not spell '$value', which the suite replaces"
+  done
+  sed -e "s|weir-worker:latest|$WORKER_IMAGE|g" -e "s|http://minio.storage:9000|$S3_ENDPOINT|g" \
+    -e "s|change-me-access-key|$S3_KEY|g" -e "s|change-me-secret-key|$S3_SECRET|g" \
+    -e "s|kafka\.kafka:9092|${KAFKA:-kafka.kafka:9092}|g" "$file"
 }
-manifest 2 savepoint "$RATE" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob failed"
+# Changes to the applied StreamJob, as a user makes them: merge patches of its spec.
+patch_sj() { # json [name]
+  kn patch sj "${2:-$JOB}" --type merge -p "$1" >&2 || fail "kubectl patch $1 failed"
+}
+example datastream-job.yaml | kn apply -f - >&2 || fail "kubectl apply of examples/datastream-job.yaml failed"
+job_arg() { # name -> its value in the job's args (name=value)
+  sj '{.spec.job.args[*]}' | tr ' ' '\n' | sed -n "s|^$1=||p"
+}
+EVENTS="$(job_arg events)"
+USERS="$(job_arg users)"
+[[ "$(job_arg output)" == "$OUT" && -n "$EVENTS" && -n "$USERS" ]] ||
+  fail "examples/datastream-job.yaml: expected output=$OUT, events and users in its args: $(sj '{.spec.job.args}')"
 has_finalizer() { [[ "$(sj '{.metadata.finalizers}')" == *weir.dev/cleanup* ]]; }
 wait_until 60 "the operator to add its finalizer" has_finalizer
 pods_running() { # component count
@@ -476,7 +491,8 @@ log "spec.ingress created Ingress $JOB-jobmanager ($want_ingress) and removed it
 
 # ---- 4 ------------------------------------------------------------------------------------------
 step "4 parallelism 2 -> 3 with upgradeMode savepoint: savepoint taken and restored, STABLE again"
-manifest 3 savepoint "$RATE" | kn apply -f - >&2
+T_UPGRADE=$(now)
+patch_sj '{"spec":{"job":{"parallelism":3}}}'
 upgraded() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB1" && -n "$(sj '{.status.jobStatus.jobId}')" ]]; }
 wait_until 180 "a new job id after the upgrade" upgraded
 wait_until 180 "STABLE after the upgrade" stable
@@ -492,6 +508,10 @@ log "JobManager reports restored: $restored"
 par="$(rest "/jobs/$JOB2" | jq_py 'max(v.get("parallelism",0) for v in d.get("vertices",[]))')"
 [[ "$par" == 3 ]] || fail "job runs at parallelism $par, not 3"
 log "job $JOB2 restored from $SP1 at parallelism 3"
+# The pre-flight check is on by default (bestEffort): it ran, and passed, before the old job
+# was stopped. What it adds to the upgrade: from its PreflightCheck Event to PreflightPassed.
+check_secs="$(event_gap "$JOB" PreflightCheck PreflightPassed)" || fail "no PreflightCheck then PreflightPassed Event of $JOB: $(events_table | tail -20)"
+log "pre-flight check: ${check_secs}s of the $(secs "$T_UPGRADE" "$(now)")s upgrade"
 
 # ---- 15 -----------------------------------------------------------------------------------------
 if want 15; then
@@ -521,13 +541,13 @@ fi
 # ---- 5 ------------------------------------------------------------------------------------------
 if want 5; then
 step "5 manual savepoint (nonce), periodic savepoints, history pruned to historyMaxCount"
-HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"savepointTriggerNonce":1},"savepoints":{"historyMaxCount":2}}}'
 manual_done() { [[ "$(sj '{.status.savepoints.last.trigger}')" == manual && "$(sj '{.status.savepoints.lastTriggerNonce}')" == 1 ]]; }
 wait_until 120 "a completed manual savepoint" manual_done
 SP_MANUAL="$(sj '{.status.savepoints.last.location}')"
 has_object "$SP_MANUAL/_metadata" || fail "manual savepoint $SP_MANUAL not in the bucket"
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "a manual savepoint restarted the job"
-PERIODIC=5s HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+patch_sj '{"spec":{"savepoints":{"periodicInterval":"5s"}}}'
 periodic_twice() { [[ "$(sj '{range .status.savepoints.history[*]}{.trigger}{"\n"}{end}' | grep -c periodic)" -ge 1 &&
   "$(sj '{.status.savepoints.last.trigger}')" == periodic && "$(sj '{.status.savepoints.last.location}')" != "$LAST_PERIODIC" ]]; }
 LAST_PERIODIC=none
@@ -535,7 +555,7 @@ wait_until 60 "a periodic savepoint" periodic_twice
 LAST_PERIODIC="$(sj '{.status.savepoints.last.location}')"
 wait_until 30 "a second periodic savepoint (5 s later)" periodic_twice
 # Periodic savepoints off again, then the history must settle at historyMaxCount.
-HISTORY_MAX=2 manifest 3 savepoint "$RATE" "    savepointTriggerNonce: 1" | kn apply -f - >&2
+patch_sj '{"spec":{"savepoints":{"periodicInterval":null}}}'
 # The savepoint the current deployment restores from is never pruned; of the others the newest
 # historyMaxCount stay.
 RESTORE="$(sj '{.status.reconciliation.restorePath}')"
@@ -551,20 +571,12 @@ log "history: $(echo "$kept" | tr '\n' ' '); in the bucket: $(echo "$on_disk" | 
 [[ "$on_disk" == *"$RESTORE"* ]] || fail "the restore path $RESTORE was pruned"
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB2" ]] || fail "savepoints restarted the job"
 fi
-# spec.job lines the later steps keep: the manual savepoint's nonce, the current restartNonce.
-extra() {
-  echo "    savepointTriggerNonce: 1"
-  [[ -z "$NONCE" ]] || echo "    restartNonce: $NONCE"
-  [[ -z "${1:-}" ]] || echo "$1"
-}
-NONCE=""
 
 # ---- 6 ------------------------------------------------------------------------------------------
 if want 6; then
 step "6 last-state upgrade; suspend (pods gone, savepoint recorded) and resume (restored from it)"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
-NONCE=1
-manifest 3 last-state "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"upgradeMode":"last-state","restartNonce":1}}}'
 wait_until 180 "a new job id after the last-state upgrade" bash -c \
   "[[ \"\$(kubectl -n $NS get sj $JOB -o 'jsonpath={.status.jobStatus.jobId}')\" != '$JOB_BEFORE' ]]"
 wait_until 180 "STABLE after the last-state upgrade" stable
@@ -572,7 +584,7 @@ RP="$(sj '{.status.reconciliation.restorePath}')"
 [[ "$RP" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] || fail "last-state restorePath '$RP' is not a checkpoint of $JOB_BEFORE"
 log "last-state upgrade restored from $RP"
 
-manifest 3 savepoint "$RATE" "$(extra "    state: suspended")" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"upgradeMode":"savepoint","state":"suspended"}}}'
 suspended() { [[ "$(sj '{.status.lifecycleState}')" == SUSPENDED ]]; }
 wait_until 180 "SUSPENDED" suspended
 no_pods() { [[ -z "$(kn get pods -l "weir.dev/job=$JOB" -o name 2>/dev/null)" ]]; }
@@ -581,7 +593,7 @@ SP_SUSPEND="$(sj '{.status.savepoints.last.location}')"
 [[ "$(sj '{.status.savepoints.last.trigger}')" == suspend ]] || fail "no suspend savepoint recorded"
 has_object "$SP_SUSPEND/_metadata" || fail "suspend savepoint $SP_SUSPEND not in the bucket"
 kn get sj "$JOB" >/dev/null || fail "the resource is gone"
-manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"state":"running"}}}'
 wait_until 180 "STABLE after resume" stable
 [[ "$(sj '{.status.reconciliation.restorePath}')" == "$SP_SUSPEND" ]] || fail "resume did not restore from $SP_SUSPEND"
 JOB3="$(sj '{.status.jobStatus.jobId}')"
@@ -593,17 +605,17 @@ fi
 if want 10; then
 step "10 invalid manifests: schema rejects at apply; operator validation sets status.error + Event, job keeps running"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
-if manifest 0 savepoint "$RATE" "$(extra)" | kn apply -f - >"$WORK/invalid.log" 2>&1; then
+if kn patch sj "$JOB" --type merge -p '{"spec":{"job":{"parallelism":0}}}' >"$WORK/invalid.log" 2>&1; then
   fail "parallelism 0 was accepted"
 fi
 grep -q "parallelism" "$WORK/invalid.log" || fail "rejection does not name parallelism: $(cat "$WORK/invalid.log")"
-if manifest 3 sometimes "$RATE" | kn apply -f - >"$WORK/invalid.log" 2>&1; then
+if kn patch sj "$JOB" --type merge -p '{"spec":{"job":{"upgradeMode":"sometimes"}}}' >"$WORK/invalid.log" 2>&1; then
   fail "upgradeMode 'sometimes' was accepted"
 fi
 grep -q "upgradeMode" "$WORK/invalid.log" || fail "rejection does not name upgradeMode: $(cat "$WORK/invalid.log")"
 log "schema rejected: $(tr '\n' ' ' <"$WORK/invalid.log" | cut -c1-200)"
 # Valid for the schema, not for the operator: more parallelism than replicas x slots.
-manifest 5 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"parallelism":5}}}'
 has_error() { [[ -n "$(sj '{.status.error}')" ]]; }
 wait_until 60 "status.error" has_error
 [[ "$(sj '{.status.conditions[?(@.type=="Degraded")].reason}')" == ValidationError ]] ||
@@ -615,7 +627,7 @@ sleep 5
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == RUNNING ]] ||
   fail "the running job was disturbed by an invalid spec"
 [[ "$(rest "/jobs/$JOB_BEFORE" | jq_py 'd["state"]')" == RUNNING ]] || fail "JM does not report the job RUNNING"
-manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"parallelism":3}}}'
 cleared() { [[ -z "$(sj '{.status.error}')" ]]; }
 wait_until 60 "status.error cleared after fixing the spec" cleared
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "reverting to the running spec restarted the job"
@@ -656,8 +668,7 @@ RP_BEFORE="$(sj '{.status.reconciliation.restorePath}')"
 savepoints_in_bucket >"$WORK/savepoints-before"
 op_main="$(main_process "$OPNS" "$OP_SEL" operator weir-operator)" || fail "no operator process found"
 op_before="$(restarts "$OP_SEL")"
-NONCE=2
-manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"restartNonce":2}}}'
 # The window: the savepoint is recorded as the restore path, the old pods are being removed.
 deadline=$(($(date +%s) + 120))
 until [[ "$(sj '{.status.reconciliation.phase}')" == TearingDown && "$(sj '{.status.reconciliation.restorePath}')" != "$RP_BEFORE" ]]; do
@@ -686,7 +697,7 @@ fi
 if want 16 && [[ "$TARGET" == local ]]; then
 step "16 health without HA: storage made unreachable stalls checkpoints; the job is redeployed from its newest checkpoint once it returns"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
-HEALTH="{checkpointProgressTimeout: 15s}" manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"health":{"checkpointProgressTimeout":"15s"}}}'
 sleep 3
 [[ "$(sj '{.status.jobStatus.jobId}')" == "$JOB_BEFORE" ]] || fail "turning the health check on restarted the job"
 kill -STOP "$S3_PID"
@@ -702,7 +713,7 @@ RP="$(sj '{.status.reconciliation.restorePath}')"
 [[ "$RP" == "s3://$BUCKET/checkpoints/$JOB_BEFORE/chk-"* ]] || fail "the health restart restored from '$RP', not a checkpoint of $JOB_BEFORE"
 [[ "$(sj '{.status.health.restarts}')" == 1 ]] || fail "status.health.restarts is '$(sj '{.status.health.restarts}')', not 1"
 [[ "$(sj '{.status.conditions[?(@.type=="Degraded")].status}')" == False ]] || fail "still Degraded once STABLE again"
-manifest 3 savepoint "$RATE" "$(extra)" | kn apply -f - >&2
+patch_sj '{"spec":{"health":null}}'
 log "job $(sj '{.status.jobStatus.jobId}') restored from $RP"
 fi
 
@@ -710,7 +721,9 @@ if want 9; then
 step "9 bad upgrade (job cannot start): rolled back to lastStableSpec from the upgrade savepoint"
 JOB_BEFORE="$(sj '{.status.jobStatus.jobId}')"
 STABLE_SPEC="$(sj '{.status.reconciliation.lastStableSpec}')"
-manifest 3 savepoint "$RATE" "$(extra)" | sed "s/events=$EVENTS/events=lots/" | kn apply -f - >&2
+# The same args with events=lots (a JSON merge patch replaces the whole list).
+bad_args="$(sj '{.spec.job.args}' | python3 -c 'import json,sys; print(json.dumps(["events=lots" if a.startswith("events=") else a for a in json.load(sys.stdin)]))')"
+patch_sj "{\"spec\":{\"job\":{\"args\":$bad_args}}}"
 rolled_back() { [[ "$(sj '{.status.lifecycleState}')" == ROLLED_BACK && "$(sj '{.status.jobStatus.state}')" == RUNNING ]]; }
 wait_until 240 "ROLLED_BACK with the job RUNNING" rolled_back
 SP_BAD="$(sj '{.status.reconciliation.restorePath}')"
@@ -723,6 +736,10 @@ args="$(kn get deploy "$JOB-jobmanager" -o 'jsonpath={.spec.template.spec.contai
 [[ "$(sj '{.status.reconciliation.lastStableSpec}')" == "$STABLE_SPEC" ]] || fail "lastStableSpec changed"
 rollback_event() { kn get events --field-selector reason=Rollback -o name 2>/dev/null | grep . >/dev/null; }
 wait_until 30 "a Rollback Event" rollback_event
+# Its job cannot even be planned: the pre-flight check (bestEffort) could not decide, said
+# so in a Warning, and let the upgrade go on.
+kn get events --field-selector reason=PreflightFailed -o 'jsonpath={.items[*].message}' |
+  grep -F "events=lots" >/dev/null || fail "no PreflightFailed Event naming events=lots"
 log "rolled back to the stable spec; job $JOB_RB restored from $SP_BAD"
 fi
 
@@ -743,7 +760,22 @@ has_object "$FINAL_PATH/_metadata" || fail "no _metadata object for the deletion
 owned_snaps_gone() { [[ -z "$(kn get sjs -l "weir.dev/job=$JOB,weir.dev/snapshot-trigger!=deletion" -o name 2>/dev/null)" ]]; }
 wait_until 120 "the StreamJob's other snapshots to be collected with it" owned_snaps_gone
 log "deleted job $JOB_BEFORE left StreamJobSnapshot $FINAL at $FINAL_PATH"
-manifest 3 savepoint 0 "    initialSnapshotName: $FINAL" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob from $FINAL failed"
+# examples/datastream-job.yaml again, unthrottled (rate=0) and starting from the snapshot.
+example datastream-job.yaml | kn create --dry-run=client -o json -f - | python3 -c '
+import json, sys
+snapshot = sys.argv[1]
+# kubectl prints the objects one after another (a List only with --output of one list).
+text, decoder, items, at = sys.stdin.read(), json.JSONDecoder(), [], 0
+while text[at:].strip():
+    o, at = decoder.raw_decode(text, len(text) - len(text[at:].lstrip()))
+    items += o["items"] if o.get("kind") == "List" else [o]
+for o in items:
+    if o["kind"] == "StreamJob":
+        job = o["spec"]["job"]
+        job["args"] = ["rate=0" if a.startswith("rate=") else a for a in job["args"]]
+        job["initialSnapshotName"] = snapshot
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+' "$FINAL" | kn apply -f - >&2 || fail "kubectl apply of the StreamJob from $FINAL failed"
 finished() { [[ "$(sj '{.status.jobStatus.jobId}')" != "$JOB_BEFORE" && "$(sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 300 "the unthrottled job to finish" finished
 finished_stable() { [[ "$(sj '{.status.lifecycleState}')" == STABLE ]]; }
@@ -806,55 +838,19 @@ cmp -s "$WORK/lines-e2e.txt" "$WORK/lines-reference.txt" ||
 log "output: $(wc -l <"$WORK/lines-e2e.txt") window results, identical to weir run's"
 
 # ---- 13 -----------------------------------------------------------------------------------------
-step "13 a SQL StreamJob (spec.job.sql) runs on the cluster and writes exactly what weir run writes"
+step "13 a SQL StreamJob (examples/sql-job.yaml) runs on the cluster and writes exactly what weir run writes"
 SQL_JOB=sql-metrics
 SQL_OUT="s3://$BUCKET/sql-out"
 SQL_REF="s3://$BUCKET/sql-ref"
-sql_text() { # sink directory: the seed's user_metrics query over 30 000 generated clicks
-  cat <<SQL
-CREATE TABLE clicks (
-  user_no INT, cents INT, seq BIGINT,
-  user_id AS CONCAT('user_', CAST(user_no AS STRING)),
-  amount AS CAST(cents AS DOUBLE) / 100,
-  ts AS TO_TIMESTAMP_LTZ(1767225600000 + seq * 20, 3),
-  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-) WITH ('connector' = 'datagen', 'number-of-rows' = '30000', 'rows-per-second' = '5000',
-  'fields.user_no.min' = '0', 'fields.user_no.max' = '7', 'fields.cents.min' = '100',
-  'fields.cents.max' = '9999', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0',
-  'fields.seq.end' = '29999');
-CREATE TABLE user_metrics (
-  window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_id STRING, events BIGINT, amount DOUBLE
-) WITH ('connector' = 'filesystem', 'path' = '$1', 'format' = 'json');
-INSERT INTO user_metrics
-SELECT TUMBLE_START(ts, INTERVAL '1' MINUTE), TUMBLE_END(ts, INTERVAL '1' MINUTE), user_id,
-       COUNT(*), SUM(amount)
-FROM clicks
-GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), user_id;
-SQL
-}
-kn apply -f - >&2 <<YAML || fail "kubectl apply of the SQL StreamJob failed"
-apiVersion: weir.dev/v1alpha1
-kind: StreamJob
-metadata:
-  name: $SQL_JOB
-  namespace: $NS
-spec:
-  image: $WORKER_IMAGE
-  job:
-    sql: |
-$(sql_text "$SQL_OUT" | sed 's/^/      /')
-    parallelism: 2
-    upgradeMode: savepoint
-  taskManager: {replicas: 1, slots: 2}
-  checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
-  savepoints: {dir: "s3://$BUCKET/savepoints"}
-  storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
-YAML
+example sql-job.yaml | kn apply -f - >&2 || fail "kubectl apply of examples/sql-job.yaml failed"
 sql_sj() { kn get sj "$SQL_JOB" -o "jsonpath=$1" 2>/dev/null; }
 sql_finished() { [[ "$(sql_sj '{.status.jobStatus.state}')" == FINISHED ]]; }
 wait_until 180 "the SQL job to run and finish" sql_finished
 log "SQL job $(sql_sj '{.status.jobStatus.jobId}') FINISHED, lifecycle $(sql_sj '{.status.lifecycleState}')"
-sql_text "$SQL_REF" | tool_sh "cat >'$TOOL_DIR/user_metrics.sql'"
+# The reference runs the StreamJob's own script, its sink pointed elsewhere.
+sql_sj '{.spec.job.sql}' >"$WORK/sql-job.sql"
+grep -qF "'$SQL_OUT'" "$WORK/sql-job.sql" || fail "examples/sql-job.yaml does not write to '$SQL_OUT'"
+sed "s|'$SQL_OUT'|'$SQL_REF'|" "$WORK/sql-job.sql" | tool_sh "cat >'$TOOL_DIR/user_metrics.sql'"
 weir_tool run "$TOOL_DIR/user_metrics.sql" --parallelism 2 --no-progress "${S3_SET[@]}" \
   >"$WORK/sql-reference.log" 2>&1 || { tail -20 "$WORK/sql-reference.log" >&2; fail "weir run of the SQL failed"; }
 fetch "$SQL_OUT" "$WORK/sql-out"
@@ -887,9 +883,10 @@ step "14 Kafka in, Kafka out, exactly once: incompatible SQL refused by the pre-
 if [[ "$TARGET" != local ]]; then
   log "step 14 runs on the local target only (its broker, producer and readers run on this machine)"
 else
-KJOB=kafka-metrics
-KIN="clicks-$RANDOM"   # topics of this run (a kept broker has earlier runs' ones)
-KOUT="per-user-$RANDOM"
+# The StreamJob and its topics are examples/kafka-sql-job.yaml's (the broker is this run's own).
+KJOB=clicks-per-user
+KIN=clicks
+KOUT=clicks-per-user
 KROWS=15000            # produced at 100 rows/s while the steps below run
 KBASE=1767225600000    # event time of row 0; row n is n * 100 ms later
 ksj() { kn get sj "$KJOB" -o "jsonpath=$1" 2>/dev/null; }
@@ -911,54 +908,37 @@ INSERT INTO clicks SELECT user_no, cents, seq, ts FROM gen;
 SQL
 "$BIN_DIR/weir" run "$WORK/kafka/produce.sql" --no-progress >"$WORK/kafka/produce.log" 2>&1 &
 PRODUCER_PID=$!
-# The query: per user and 10 seconds of event time, clicks and cents; SOURCE_EXTRA bounds the
-# source (the reference run), SINK the output table's options; KEXTRA adds a MAX(cents) column
-# (another aggregate: state the running job's savepoint cannot restore).
-kafka_sql() { # source-extra-options sink-options
-  cat <<SQL
-CREATE TABLE clicks (user_no INT, cents INT, seq BIGINT, ts TIMESTAMP(3),
-  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
-) WITH ('connector' = 'kafka', 'topic' = '$KIN', 'properties.bootstrap.servers' = '$KAFKA',
-  'format' = 'json', 'scan.startup.mode' = 'earliest-offset'$1);
-CREATE TABLE per_user (window_start TIMESTAMP(3), user_no INT, clicks BIGINT, cents BIGINT${KEXTRA:+, top INT})
-  WITH ($2);
-INSERT INTO per_user
-SELECT TUMBLE_START(ts, INTERVAL '10' SECOND), user_no, COUNT(*), SUM(cents)${KEXTRA:+, MAX(cents)}
-FROM clicks GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), user_no;
-SQL
+example kafka-sql-job.yaml | kn apply -f - >&2 || fail "kubectl apply of examples/kafka-sql-job.yaml failed"
+# ksql EDIT: the StreamJob's query as a JSON string, as applied (EDIT '') or edited: `max` adds
+# a MAX(cents) column (another aggregate: state the running job's savepoint cannot restore),
+# `reference:DIR` bounds the source and writes to files in DIR instead (the reference run).
+ksql() {
+  kn get sj "$KJOB" -o json | python3 -c '
+import json, re, sys
+edit, q = sys.argv[1], json.load(sys.stdin)["spec"]["job"]["sql"]
+def sub(old, new, text, **kw):
+    out = re.sub(old, new, text, count=1, **kw)
+    if out == text: sys.exit("examples/kafka-sql-job.yaml: no %r in its query" % old)
+    return out
+if edit == "max":
+    q = sub(r"cents BIGINT\)", "cents BIGINT, top INT)", q)
+    q = sub(r"SUM\(cents\)\n", "SUM(cents), MAX(cents)\n", q)
+elif edit.startswith("reference:"):
+    q = sub(r"\x27scan.startup.mode\x27 = \x27earliest-offset\x27", lambda m: m.group(0) + ", \x27scan.bounded.mode\x27 = \x27latest-offset\x27", q)
+    q = sub(r"(CREATE TABLE per_user.*?WITH \().*?\);", lambda m: m.group(1) + "\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27%s\x27, \x27format\x27 = \x27json\x27);" % edit[10:], q, flags=re.S)
+    print(q)
+    sys.exit(0)
+print(json.dumps(q))
+' "$1"
 }
-kmanifest() { # parallelism upgradeMode
-  cat <<YAML
-apiVersion: weir.dev/v1alpha1
-kind: StreamJob
-metadata:
-  name: $KJOB
-  namespace: $NS
-spec:
-  image: $WORKER_IMAGE
-  job:
-    sql: |
-$(kafka_sql "" "'connector' = 'kafka', 'topic' = '$KOUT', 'properties.bootstrap.servers' = '$KAFKA', 'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '$KOUT'" | sed 's/^/      /')
-    parallelism: $1
-    upgradeMode: $2
-    upgradeReadinessTimeout: 45s
-    preflight: required
-  taskManager: {replicas: 1, slots: 2}
-  checkpoints: {dir: "s3://$BUCKET/checkpoints", interval: 1s, retained: 2}
-  savepoints: {dir: "s3://$BUCKET/savepoints"}
-  storage: {endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, credentialsSecret: s3-credentials}
-  config:
-    restart-strategy.type: fixed-delay
-YAML
-}
-kmanifest 2 savepoint | kn apply -f - >&2 || fail "kubectl apply of the Kafka StreamJob failed"
 wait_until 180 "the Kafka job STABLE with a completed checkpoint" kstable
+KSQL="$(ksql '')"
 K1="$(kjob)"
 log "Kafka job $K1 RUNNING: $KIN -> $KOUT"
 
 # Pre-flight: another aggregate cannot restore the running job's window state; the upgrade is
 # refused before anything stops (same job id, still RUNNING), naming the operator.
-KEXTRA=1 kmanifest 2 savepoint | kn apply -f - >&2
+patch_sj "{\"spec\":{\"job\":{\"sql\":$(ksql max)}}}" "$KJOB"
 krefused() { [[ "$(ksj '{.status.conditions[?(@.type=="Degraded")].reason}')" == IncompatibleState ]]; }
 wait_until 120 "the pre-flight check to refuse the changed aggregate" krefused
 [[ "$(kjob)" == "$K1" && "$(ksj '{.status.jobStatus.state}')" == RUNNING ]] ||
@@ -970,7 +950,7 @@ kn get events --field-selector reason=IncompatibleState -o name | grep -q . ||
   fail "no IncompatibleState Event"
 log "pre-flight refused the changed aggregate, $K1 still RUNNING: ${kwhy:0:160}…"
 
-kmanifest 1 savepoint | kn apply -f - >&2
+patch_sj "{\"spec\":{\"job\":{\"sql\":$KSQL,\"parallelism\":1}}}" "$KJOB"
 knew() { [[ -n "$(kjob)" && "$(kjob)" != "$1" ]]; }
 wait_until 180 "a new job after the savepoint upgrade" knew "$K1"
 wait_until 180 "STABLE after the savepoint upgrade" kstable
@@ -978,7 +958,7 @@ K2="$(kjob)"
 [[ "$(ksj '{.status.savepoints.last.trigger}')" == upgrade ]] || fail "the upgrade took no savepoint"
 log "savepoint upgrade: $K2 restored from $(ksj '{.status.reconciliation.restorePath}')"
 
-kmanifest 2 last-state | kn apply -f - >&2
+patch_sj '{"spec":{"job":{"upgradeMode":"last-state","parallelism":2}}}' "$KJOB"
 wait_until 180 "a new job after the last-state upgrade" knew "$K2"
 wait_until 180 "STABLE after the last-state upgrade" kstable
 K3="$(kjob)"
@@ -1027,8 +1007,7 @@ SQL
     { tail -20 "$WORK/kafka/read.log" >&2; fail "reading $1 failed"; }
 }
 # The reference: the same query over the same clicks with `weir run`, the source bounded.
-kafka_sql ", 'scan.bounded.mode' = 'latest-offset'" \
-  "'connector' = 'filesystem', 'path' = '$WORK/kafka/reference', 'format' = 'json'" >"$WORK/kafka/reference.sql"
+ksql "reference:$WORK/kafka/reference" >"$WORK/kafka/reference.sql" || fail "no reference query"
 "$BIN_DIR/weir" run "$WORK/kafka/reference.sql" --no-progress >"$WORK/kafka/reference.log" 2>&1 ||
   { tail -20 "$WORK/kafka/reference.log" >&2; fail "the reference run failed"; }
 # compare: prints the verdict; exit 0 when every closed window is there once and right.

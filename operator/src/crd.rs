@@ -282,9 +282,10 @@ pub struct JobSpec {
     /// Pre-flight state compatibility check before a `savepoint` or `last-state` upgrade:
     /// the new image runs `weir check` in a short-lived pod against the running job's newest
     /// checkpoint (else its last savepoint), and an upgrade whose job could not restore that
-    /// state is refused before the running job is stopped. `disabled` (the default) skips it;
-    /// `bestEffort` refuses incompatible state and upgrades anyway, with a Warning, when the
-    /// check cannot run or decide (image, storage, timeout); `required` refuses then too.
+    /// state is refused before the running job is stopped. `bestEffort` (the default) refuses
+    /// incompatible state and upgrades anyway, with an Event saying why the check was
+    /// skipped, when it cannot run or decide (no checkpoint yet, image, storage, timeout);
+    /// `required` refuses then too (and waits for a first checkpoint); `disabled` skips it.
     /// Changing it takes effect without a restart.
     #[serde(default)]
     pub preflight: PreflightMode,
@@ -296,9 +297,9 @@ pub struct JobSpec {
 pub enum PreflightMode {
     /// No check. (Not `off`: YAML 1.1, which kubectl reads, takes an unquoted `off` for
     /// `false`.)
-    #[default]
     Disabled,
-    /// Refuse incompatible state; upgrade with a Warning when the check cannot decide.
+    /// Refuse incompatible state; upgrade with an Event when the check cannot run or decide.
+    #[default]
     BestEffort,
     /// Refuse incompatible state, and refuse when the check cannot decide.
     Required,
@@ -819,7 +820,7 @@ pub struct PreflightRefusal {
 }
 
 /// A pre-flight check: what it checks and since when. Its pod is `NAME-preflight-<hash of
-/// the spec>`.
+/// the spec and state>`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreflightStatus {

@@ -11,13 +11,14 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec,
-    Probe, SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    Probe, ResourceRequirements, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
@@ -587,11 +588,26 @@ fn storage_env(spec: &StreamJobSpec) -> Vec<EnvVar> {
     .collect()
 }
 
+/// What the pre-flight check's container asks for and may use: `weir check` plans the job and
+/// reads one checkpoint's metadata, far less than the JobManager it stands in for needs.
+pub const PREFLIGHT_CPU_REQUEST: &str = "100m";
+pub const PREFLIGHT_MEMORY_REQUEST: &str = "256Mi";
+pub const PREFLIGHT_CPU_LIMIT: &str = "1";
+pub const PREFLIGHT_MEMORY_LIMIT: &str = "512Mi";
+
 /// The objects of a pre-flight check: a ConfigMap with the worker configuration (and SQL) of
 /// `spec`, the spec about to be rolled out, and the pod `pod` running `weir check` from
 /// `spec`'s image against the checkpoint or savepoint `state`. The pod runs once (restart
 /// policy `Never`); its report is the tail of its log, which Kubernetes keeps as the
 /// container's termination message when the check fails.
+///
+/// It runs where and as the job's pods run: from `podTemplate` it takes the pod's pull
+/// Secrets, service account (`serviceAccount` wins), security context and scheduling
+/// (node selector, tolerations, affinity, priority and runtime class), host aliases and DNS
+/// settings, and of the `jobmanager` container the env, `envFrom`, volume mounts (with the
+/// volumes they mount) and security context, so it reads the state with the job's
+/// credentials. Sidecars, init containers and labels are left out: a sidecar would keep a
+/// run-once pod from ever finishing.
 pub fn preflight(
     job: &StreamJob,
     spec: &StreamJobSpec,
@@ -611,6 +627,18 @@ pub fn preflight(
         data: Some(data),
         ..ConfigMap::default()
     };
+    let template: PodTemplateSpec = match &spec.pod_template {
+        Some(user) => serde_json::from_value(user.clone()).map_err(BuildError::PodTemplate)?,
+        None => PodTemplateSpec::default(),
+    };
+    let user_pod = template.spec.unwrap_or_default();
+    let user_container = user_pod
+        .containers
+        .iter()
+        .find(|c| c.name == names::JOBMANAGER_CONTAINER)
+        .cloned()
+        .unwrap_or_default();
+
     use weir_contract::check;
     let mut args = vec![
         check::COMMAND.to_string(),
@@ -620,21 +648,59 @@ pub fn preflight(
         state.to_string(),
     ];
     args.extend(job_args(spec));
+    // The user's variables, with the storage Secret's laid over them as on the job's pods.
+    let mut env = user_container.env.unwrap_or_default();
+    for variable in storage_env(spec) {
+        env.retain(|e| e.name != variable.name);
+        env.push(variable);
+    }
+    let mut mounts: Vec<VolumeMount> = user_container
+        .volume_mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.name != names::CONFIG_VOLUME && m.mount_path != names::CONFIG_MOUNT_PATH)
+        .collect();
+    let mut volumes: Vec<Volume> = user_pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| mounts.iter().any(|m| m.name == v.name))
+        .collect();
+    mounts.push(VolumeMount {
+        name: names::CONFIG_VOLUME.to_string(),
+        mount_path: names::CONFIG_MOUNT_PATH.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
+    volumes.push(Volume {
+        name: names::CONFIG_VOLUME.to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map_name,
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    let quantities = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])
+    };
     let container = Container {
         name: names::COMPONENT_PREFLIGHT.to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         args: Some(args),
-        env: Some(storage_env(spec)),
-        // It plans the job as the JobManager does.
-        resources: spec.job_manager.resources.clone(),
+        env: Some(env),
+        env_from: user_container.env_from,
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(PREFLIGHT_CPU_REQUEST, PREFLIGHT_MEMORY_REQUEST)),
+            limits: Some(quantities(PREFLIGHT_CPU_LIMIT, PREFLIGHT_MEMORY_LIMIT)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: user_container.security_context,
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: names::CONFIG_VOLUME.to_string(),
-            mount_path: names::CONFIG_MOUNT_PATH.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let pod = Pod {
@@ -642,15 +708,22 @@ pub fn preflight(
         spec: Some(PodSpec {
             containers: vec![container],
             restart_policy: Some("Never".to_string()),
-            service_account_name: spec.service_account.clone(),
-            volumes: Some(vec![Volume {
-                name: names::CONFIG_VOLUME.to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_map_name,
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]),
+            service_account_name: spec
+                .service_account
+                .clone()
+                .or(user_pod.service_account_name),
+            automount_service_account_token: user_pod.automount_service_account_token,
+            image_pull_secrets: user_pod.image_pull_secrets,
+            security_context: user_pod.security_context,
+            node_selector: user_pod.node_selector,
+            tolerations: user_pod.tolerations,
+            affinity: user_pod.affinity,
+            priority_class_name: user_pod.priority_class_name,
+            runtime_class_name: user_pod.runtime_class_name,
+            host_aliases: user_pod.host_aliases,
+            dns_policy: user_pod.dns_policy,
+            dns_config: user_pod.dns_config,
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
         ..Pod::default()

@@ -190,10 +190,12 @@ pub fn preflight_config_map_name(job: &str) -> String {
     format!("{job}-preflight")
 }
 
-/// Name of the pod checking `spec_json` before an upgrade: one per spec checked, so a
-/// repeated start finds the same pod and a changed spec gets a new one.
-pub fn preflight_pod_name(job: &str, spec_json: &str) -> String {
-    format!("{job}-preflight-{}", &fnv1a_hex(spec_json.as_bytes())[..8])
+/// Name of the pod checking `spec_json` against the checkpoint or savepoint `state` before an
+/// upgrade: one per spec and state checked, so a repeated start finds the same pod and a
+/// changed spec (or a check retried against newer state) gets a new one.
+pub fn preflight_pod_name(job: &str, spec_json: &str, state: &str) -> String {
+    let key = format!("{spec_json}\n{state}");
+    format!("{job}-preflight-{}", &fnv1a_hex(key.as_bytes())[..8])
 }
 
 /// A stable, dependency-free 64-bit FNV-1a hash in hex: enough to tell rendered configs or

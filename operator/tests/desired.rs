@@ -663,7 +663,8 @@ fn a_preflight_check_runs_weir_check_from_the_new_image_against_the_state_with_i
     let mut spec = job.spec.clone();
     spec.image = "weir:1.3".into();
     let state = "s3://state/orders/checkpoints/j1/chk-7";
-    let pod_name = names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&spec));
+    let pod_name =
+        names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&spec), state);
     let (config_map, pod) =
         weir_operator::desired::preflight(&job, &spec, state, &pod_name).unwrap();
     assert_eq!(pod.metadata.name.as_deref(), Some(pod_name.as_str()));
@@ -671,7 +672,11 @@ fn a_preflight_check_runs_weir_check_from_the_new_image_against_the_state_with_i
     // Another spec, another pod.
     assert_ne!(
         pod_name,
-        names::preflight_pod_name("orders", &weir_operator::lifecycle::spec_json(&job.spec))
+        names::preflight_pod_name(
+            "orders",
+            &weir_operator::lifecycle::spec_json(&job.spec),
+            state
+        )
     );
     let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
@@ -766,4 +771,181 @@ fn a_preflight_pod_is_read_as_compatible_incompatible_naming_operators_or_undeci
         why.contains("code 1") && why.contains("access denied"),
         "{why}"
     );
+    // A container that cannot start is a check that cannot run, not one still running.
+    let PreflightOutcome::Failed(why) = preflight_outcome(&pod(serde_json::json!({
+        "phase": "Pending",
+        "containerStatuses": [{"name": "preflight", "image": "weir:typo", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"weir:typo\""}}}]
+    }))) else {
+        panic!("an image that cannot be pulled is undecided");
+    };
+    assert!(
+        why.contains("ImagePullBackOff") && why.contains("weir:typo"),
+        "{why}"
+    );
+    // Waiting to be started is still running.
+    assert_eq!(
+        preflight_outcome(&pod(serde_json::json!({
+            "phase": "Pending",
+            "containerStatuses": [{"name": "preflight", "image": "weir", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]
+        }))),
+        PreflightOutcome::Running
+    );
+}
+
+#[test]
+fn a_preflight_pod_runs_where_and_as_the_jobs_pods_run_with_their_credentials_and_a_small_fixed_size()
+ {
+    let mut job = fixture("savepoint.yaml");
+    job.spec.service_account = None;
+    job.spec.job_manager.resources = Some(
+        serde_json::from_value(serde_json::json!({"limits": {"cpu": "4", "memory": "8Gi"}}))
+            .unwrap(),
+    );
+    job.spec.pod_template = Some(serde_json::json!({
+        "metadata": {"labels": {"team": "data"}, "annotations": {"sidecar.istio.io/inject": "true"}},
+        "spec": {
+            "serviceAccountName": "streaming",
+            "imagePullSecrets": [{"name": "registry"}],
+            "securityContext": {"runAsNonRoot": true, "fsGroup": 2000},
+            "nodeSelector": {"disktype": "ssd"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "streaming",
+                             "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+            "volumes": [
+                {"name": "aws-token", "projected": {"sources": [{"serviceAccountToken":
+                    {"audience": "sts.amazonaws.com", "path": "token"}}]}},
+                {"name": "cache", "emptyDir": {}}
+            ],
+            "initContainers": [{"name": "warm-up", "image": "busybox"}],
+            "containers": [
+                {"name": "jobmanager",
+                 "env": [{"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/aws/token"},
+                         {"name": "AWS_ACCESS_KEY_ID", "value": "overridden-by-the-secret"}],
+                 "envFrom": [{"secretRef": {"name": "extra-credentials"}}],
+                 "volumeMounts": [{"name": "aws-token", "mountPath": "/var/run/aws"}],
+                 "securityContext": {"readOnlyRootFilesystem": true}},
+                {"name": "taskmanager", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]},
+                {"name": "log-shipper", "image": "shipper:1"}
+            ]
+        }
+    }));
+    let state = "s3://state/orders/checkpoints/j1/chk-7";
+    let (_, pod) =
+        weir_operator::desired::preflight(&job, &job.spec, state, "orders-preflight-1").unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    // Where and as whom: the template's pod settings.
+    assert_eq!(spec.service_account_name.as_deref(), Some("streaming"));
+    assert_eq!(
+        json(&spec.image_pull_secrets),
+        serde_json::json!([{"name": "registry"}])
+    );
+    assert_eq!(
+        json(&spec.security_context),
+        serde_json::json!({"runAsNonRoot": true, "fsGroup": 2000})
+    );
+    assert_eq!(
+        json(&spec.node_selector),
+        serde_json::json!({"disktype": "ssd"})
+    );
+    assert_eq!(
+        json(&spec.tolerations),
+        serde_json::json!([{"key": "dedicated", "operator": "Equal", "value": "streaming",
+                            "effect": "NoSchedule"}])
+    );
+    assert_eq!(
+        json(&spec.affinity)["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["key"],
+        "zone"
+    );
+    // One container, run once: no sidecar or init container could keep it from finishing.
+    assert_eq!(spec.containers.len(), 1);
+    assert!(spec.init_containers.is_none());
+    assert_eq!(pod.metadata.annotations, None);
+    let c = &spec.containers[0];
+    assert_eq!(c.name, "preflight");
+    // The JobManager container's credentials: its env (the storage Secret's keys win) and
+    // envFrom, and the volumes its mounts need, besides the check's own configuration.
+    let env: Vec<(String, serde_json::Value)> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.clone(), serde_json::to_value(e).unwrap()))
+        .collect();
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY"
+        ]
+    );
+    assert_eq!(
+        env[1].1["valueFrom"]["secretKeyRef"]["name"],
+        job.spec
+            .storage
+            .as_ref()
+            .unwrap()
+            .credentials_secret
+            .clone()
+            .unwrap()
+            .as_str()
+    );
+    assert_eq!(
+        json(&c.env_from),
+        serde_json::json!([{"secretRef": {"name": "extra-credentials"}}])
+    );
+    let mounts: Vec<(&str, &str)> = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("aws-token", "/var/run/aws"),
+            (names::CONFIG_VOLUME, "/etc/weir")
+        ]
+    );
+    let volumes: Vec<&str> = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(volumes, ["aws-token", names::CONFIG_VOLUME]);
+    assert_eq!(
+        json(&c.security_context),
+        serde_json::json!({"readOnlyRootFilesystem": true})
+    );
+    // A small fixed size, not the JobManager's 4 CPUs and 8 GiB.
+    assert_eq!(
+        json(&c.resources),
+        serde_json::json!({"requests": {"cpu": "100m", "memory": "256Mi"},
+                           "limits": {"cpu": "1", "memory": "512Mi"}})
+    );
+
+    // The StreamJob's serviceAccount wins over the template's, as on the job's pods.
+    job.spec.service_account = Some("weir-jobs".into());
+    let (_, pod) =
+        weir_operator::desired::preflight(&job, &job.spec, state, "orders-preflight-1").unwrap();
+    assert_eq!(
+        pod.spec.unwrap().service_account_name.as_deref(),
+        Some("weir-jobs")
+    );
+}
+
+/// A field as JSON, for comparing with `json!` literals.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
 }

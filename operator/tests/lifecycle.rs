@@ -64,6 +64,9 @@ struct World {
     preflight_pods: Vec<(StreamJobSpec, String)>,
     /// What the check pod of the spec last started says (`None`: no such pod).
     preflight: Option<PreflightOutcome>,
+    /// What a check pod reports once time passes after it started (`weir check` finishes);
+    /// `None` leaves it running until a test says otherwise.
+    preflight_verdict: Option<PreflightOutcome>,
 }
 
 impl World {
@@ -83,6 +86,7 @@ impl World {
             initial_snapshot: None,
             preflight_pods: Vec::new(),
             preflight: None,
+            preflight_verdict: Some(PreflightOutcome::Compatible),
         }
     }
 
@@ -141,8 +145,13 @@ impl World {
 
     /// One reconcile: decide, write the status, act.
     fn reconcile(&mut self) -> Action {
+        let checking = self.status.reconciliation.preflight.is_some();
         let step = self.decide();
         self.act(&step.action);
+        // The controller removes the check pods once no check is in flight.
+        if checking && self.status.reconciliation.preflight.is_none() {
+            self.preflight = None;
+        }
         step.action
     }
 
@@ -219,8 +228,15 @@ impl World {
                 lifecycle::checkpoints_deleted(&mut self.status, job_ids);
             }
             Action::RunPreflight { spec, state } => {
-                self.preflight_pods.push(((**spec).clone(), state.clone()));
-                self.preflight.get_or_insert(PreflightOutcome::Running);
+                // One pod per spec and state: an existing one is left as it is.
+                let same_pod = self.preflight.is_some()
+                    && self.preflight_pods.last().is_some_and(|(s, at)| {
+                        lifecycle::spec_json(s) == lifecycle::spec_json(spec) && at == state
+                    });
+                if !same_pod {
+                    self.preflight_pods.push(((**spec).clone(), state.clone()));
+                    self.preflight = Some(PreflightOutcome::Running);
+                }
             }
         }
     }
@@ -228,6 +244,9 @@ impl World {
     /// Time passes: savepoints progress, and a completed stop-with-savepoint finishes the job.
     fn tick(&mut self, seconds: i64) {
         self.now += jiff::SignedDuration::from_secs(seconds);
+        if self.preflight == Some(PreflightOutcome::Running) {
+            self.preflight = self.preflight_verdict.clone().or(self.preflight.take());
+        }
         for op in self.jm.operations.values_mut() {
             if op.polls_left > 0 {
                 op.polls_left -= 1;
@@ -292,6 +311,23 @@ impl World {
         assert_eq!(self.status.lifecycle_state, LifecycleState::Stable);
     }
 
+    /// The pre-flight check a `savepoint` or `last-state` upgrade starts with (`bestEffort` by
+    /// default): the check pod is started in phase Checking with nothing stopped yet, and it
+    /// finds the new spec compatible. The next reconcile goes on with the upgrade.
+    fn pass_preflight(&mut self) {
+        let action = self.reconcile();
+        assert!(
+            matches!(action, Action::RunPreflight { .. }),
+            "expected the pre-flight check, got {action:?}"
+        );
+        assert_eq!(self.status.reconciliation.phase, ReconcilePhase::Checking);
+        assert!(
+            self.status.savepoints.pending.is_none() && self.cluster.exists,
+            "nothing is stopped while checking"
+        );
+        self.preflight = Some(PreflightOutcome::Compatible);
+    }
+
     fn reasons(&self) -> Vec<&'static str> {
         self.events.iter().map(|e| e.reason).collect()
     }
@@ -349,6 +385,7 @@ fn a_savepoint_upgrade_stops_with_a_savepoint_and_restores_from_it() {
     world.deploy_stable();
 
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     // Step 1: the trigger is recorded, then sent as a stop-with-savepoint.
     let action = world.reconcile();
     let Action::TriggerSavepoint {
@@ -420,6 +457,8 @@ fn checked_upgrade(mode: PreflightMode) -> World {
     world.spec.job.sql =
         Some("INSERT INTO totals SELECT k, COUNT(*) FROM clicks GROUP BY k".into());
     world.spec.job.preflight = mode;
+    // The tests below say what the check pod reports, and when.
+    world.preflight_verdict = None;
     world.deploy_stable();
     world.spec.job.sql =
         Some("INSERT INTO totals SELECT k, COUNT(*), MAX(v) FROM clicks GROUP BY k".into());
@@ -579,6 +618,51 @@ fn a_check_that_cannot_decide_blocks_when_required_and_upgrades_with_a_warning_o
 }
 
 #[test]
+fn a_check_whose_checkpoint_the_running_job_deleted_meanwhile_is_retried_against_the_newer_one() {
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    let first = world.preflight_pods[0].1.clone();
+    // Retention removed the checkpoint while the check read it; the job has checkpointed on.
+    world.complete_checkpoint();
+    let newer = world
+        .jm
+        .job
+        .as_ref()
+        .unwrap()
+        .latest_checkpoint
+        .clone()
+        .unwrap();
+    world.preflight = Some(PreflightOutcome::Failed(format!(
+        "weir check exited with code 1: error: cannot restore: object '{first}/op-0' does not exist"
+    )));
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::RunPreflight { ref state, .. } if *state == newer),
+        "{action:?}"
+    );
+    assert_eq!(world.preflight_pods.len(), 2);
+    assert!(world.reasons().contains(&"PreflightRetry"));
+    assert_eq!(world.status.reconciliation.refused, None);
+    world.preflight = Some(PreflightOutcome::Compatible);
+    world.settle(20);
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    assert_eq!(
+        world.cluster.deployed.as_ref().unwrap().0.job.sql,
+        world.spec.job.sql
+    );
+
+    // A check that cannot decide against the same state is not retried: required refuses.
+    let mut world = checked_upgrade(PreflightMode::Required);
+    world.reconcile();
+    world.preflight = Some(PreflightOutcome::Failed(
+        "weir check exited with code 1".into(),
+    ));
+    assert_eq!(world.reconcile(), Action::None);
+    assert!(world.status.reconciliation.refused.is_some());
+    assert_eq!(world.preflight_pods.len(), 1);
+}
+
+#[test]
 fn a_suspension_or_another_change_during_the_check_is_not_held_up_by_it() {
     let mut world = checked_upgrade(PreflightMode::Required);
     world.reconcile();
@@ -599,6 +683,122 @@ fn a_suspension_or_another_change_during_the_check_is_not_held_up_by_it() {
         panic!("expected a check of the newer spec, got {action:?}");
     };
     assert_eq!(spec.job.parallelism, 3);
+}
+
+/// A stable job that takes no checkpoints and has no savepoint yet: nothing to check against.
+fn stable_without_state(mode: PreflightMode) -> World {
+    let mut world = World::new("savepoint.yaml");
+    world.spec.checkpoints = None;
+    world.spec.job.preflight = mode;
+    world.reconcile();
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    world
+}
+
+#[test]
+fn the_check_is_on_by_default_and_skipped_with_an_event_when_there_is_no_state_to_check() {
+    assert_eq!(
+        World::new("savepoint.yaml").spec.job.preflight,
+        PreflightMode::BestEffort
+    );
+    let mut world = stable_without_state(PreflightMode::BestEffort);
+    world.spec.image = "weir:1.3".into();
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::TriggerSavepoint { stop: true, .. }),
+        "{action:?}"
+    );
+    assert!(world.preflight_pods.is_empty());
+    let skipped = world
+        .events
+        .iter()
+        .find(|e| e.reason == "PreflightSkipped")
+        .expect("a PreflightSkipped Event");
+    assert!(
+        skipped
+            .message
+            .contains("no completed checkpoint or savepoint"),
+        "{}",
+        skipped.message
+    );
+    world.settle(20);
+    assert_eq!(world.cluster.deployed.as_ref().unwrap().0.image, "weir:1.3");
+}
+
+#[test]
+fn required_keeps_the_job_on_its_spec_until_there_is_state_to_check_then_checks_it() {
+    let mut world = stable_without_state(PreflightMode::Required);
+    let old_image = world.spec.image.clone();
+    world.spec.image = "weir:1.3".into();
+    for _ in 0..3 {
+        let action = world.reconcile();
+        assert!(
+            matches!(action, Action::Deploy { ref spec, .. } if spec.image == old_image),
+            "{action:?}"
+        );
+        world.tick(5);
+    }
+    assert!(world.jm.started.is_empty() && world.preflight_pods.is_empty());
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Stable);
+    let error = world.status.error.clone().unwrap();
+    assert!(error.contains("job.preflight is required"), "{error}");
+    // Said once, not on every look.
+    let reasons = world.reasons();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "PreflightWaiting").count(),
+        1
+    );
+    assert_eq!(reasons.iter().filter(|r| **r == "SpecChanged").count(), 1);
+    let degraded = conditions::get(&world.status, conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.status, "True");
+
+    // A manual savepoint is state to check against: the check runs, passes, upgrades.
+    world.spec.job.savepoint_trigger_nonce = Some(1);
+    assert!(matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { stop: false, .. }
+    ));
+    world.tick(5);
+    world.reconcile();
+    let savepoint = world.status.savepoints.last.clone().unwrap().location;
+    let action = world.reconcile();
+    assert!(
+        matches!(action, Action::RunPreflight { ref state, .. } if *state == savepoint),
+        "{action:?}"
+    );
+    assert_eq!(world.status.error, None);
+    world.tick(5);
+    world.settle(20);
+    assert_eq!(world.cluster.deployed.as_ref().unwrap().0.image, "weir:1.3");
+
+    // Reverting the change while waiting ends the wait and its error.
+    let mut world = stable_without_state(PreflightMode::Required);
+    world.spec.image = "weir:1.3".into();
+    world.reconcile();
+    assert!(world.status.error.is_some());
+    world.spec.image = old_image;
+    world.reconcile();
+    assert_eq!(world.status.error, None);
+}
+
+#[test]
+fn a_new_restart_nonce_alone_redeploys_the_same_job_unchecked() {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.restart_nonce = Some(7);
+    assert!(matches!(
+        world.reconcile(),
+        Action::TriggerSavepoint { stop: true, .. }
+    ));
+    assert!(world.preflight_pods.is_empty());
+    // With another change it is checked.
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.spec.job.restart_nonce = Some(7);
+    world.spec.job.parallelism = 3;
+    world.pass_preflight();
 }
 
 #[test]
@@ -680,6 +880,7 @@ fn savepoint_failure_keeps_the_old_job_running_sets_error_and_retries_with_backo
     world.jm.script = vec![Err("disk full".into()), Err("disk full".into())];
 
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     world.reconcile(); // trigger 1
     world.tick(5);
     assert_eq!(world.reconcile(), Action::None); // fails
@@ -743,6 +944,7 @@ fn a_savepoint_that_times_out_counts_as_failed_and_the_job_keeps_running() {
     world.spec.savepoints.as_mut().unwrap().timeout = Some("1m".into());
     world.deploy_stable();
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     world.reconcile();
     // The JobManager never finishes it.
     world
@@ -776,6 +978,7 @@ fn a_last_state_upgrade_restores_from_the_latest_checkpoint() {
 
     world.spec.job.parallelism = 1;
     world.spec.image = "weir:next".into();
+    world.pass_preflight();
     assert_eq!(world.reconcile(), Action::TearDown);
     assert_eq!(world.status.reconciliation.restore_path, latest);
     let action = world.reconcile();
@@ -791,6 +994,7 @@ fn a_last_state_upgrade_restores_from_the_newest_checkpoint_the_old_run_complete
     world.complete_checkpoint();
     let chosen = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
     world.spec.image = "weir:next".into();
+    world.pass_preflight();
     assert_eq!(world.reconcile(), Action::TearDown);
     assert_eq!(world.status.reconciliation.restore_path, chosen);
     // Until its pods were gone the old run completed another checkpoint, and its sinks
@@ -811,6 +1015,7 @@ fn a_last_state_upgrade_restores_from_the_newest_checkpoint_the_old_run_complete
     world.deploy_stable();
     world.complete_checkpoint();
     world.spec.image = "weir:next".into();
+    world.pass_preflight();
     world.reconcile();
     world.storage_checkpoint = Some(format!("{run}-other/chk-50"));
     let action = world.reconcile();
@@ -859,6 +1064,7 @@ fn a_savepoint_upgrade_of_a_job_that_is_not_running_restores_its_last_checkpoint
     world.jm.job.as_mut().unwrap().state = JobState::Restarting;
 
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     assert_eq!(world.reconcile(), Action::TearDown);
     assert!(world.reasons().contains(&"JobNotRunning"));
     assert_eq!(world.status.reconciliation.restore_path, checkpoint);
@@ -898,6 +1104,7 @@ fn an_upgrade_that_is_not_ready_in_time_rolls_back_to_the_last_stable_spec() {
     let stable_image = world.spec.image.clone();
 
     world.spec.image = "weir:broken".into();
+    world.pass_preflight();
     world.reconcile(); // trigger
     world.tick(5);
     world.reconcile(); // savepoint done, tear down
@@ -940,8 +1147,9 @@ fn an_upgrade_that_is_not_ready_in_time_rolls_back_to_the_last_stable_spec() {
     assert!(matches!(action, Action::Deploy { ref spec, .. } if spec.image == stable_image));
     assert_eq!(world.status.lifecycle_state, LifecycleState::RolledBack);
 
-    // A new spec is a new upgrade.
+    // A new spec is a new upgrade, checked first like any other.
     world.spec.image = "weir:fixed".into();
+    world.pass_preflight();
     assert!(matches!(
         world.reconcile(),
         Action::TriggerSavepoint { stop: true, .. }
@@ -953,6 +1161,7 @@ fn an_upgraded_bounded_job_that_finishes_before_its_first_checkpoint_is_not_roll
     let mut world = World::new("savepoint.yaml").with_file_storage();
     world.deploy_stable();
     world.spec.image = "weir:faster".into();
+    world.pass_preflight();
     world.reconcile(); // trigger
     world.tick(5);
     world.reconcile(); // savepoint done, tear down
@@ -1139,6 +1348,7 @@ fn checkpoints_of_earlier_runs_are_deleted_once_the_new_run_has_checkpointed() {
     let mut world = World::new("savepoint.yaml").with_file_storage();
     world.deploy_stable();
     world.spec.image = "weir:next".into();
+    world.pass_preflight();
     world.reconcile(); // stop with savepoint
     world.tick(5);
     world.reconcile(); // tear down
@@ -1338,6 +1548,7 @@ fn without_a_jobmanager_a_newer_checkpoint_in_storage_beats_the_recorded_one() {
     world.jm.job = None;
     world.storage_checkpoint = Some("file:///data/checkpoints/job1/chk-99".into());
     world.spec.image = "weir:next".into();
+    world.pass_preflight();
     world.reconcile();
     assert_ne!(
         world.status.reconciliation.restore_path.as_deref(),
@@ -1392,6 +1603,7 @@ fn an_operator_restart_at_any_step_of_a_rollback_still_restores_the_upgrade_save
         world.deploy_stable();
         let stable_image = world.spec.image.clone();
         world.spec.image = "weir:broken".into();
+        world.pass_preflight();
         world.reconcile();
         world.tick(5);
         world.reconcile();
@@ -1689,6 +1901,7 @@ fn a_rolled_back_job_is_ready_but_degraded_and_a_failed_one_is_neither() {
     let mut world = World::new("savepoint.yaml").with_file_storage();
     world.deploy_stable();
     world.spec.image = "weir:broken".into();
+    world.pass_preflight();
     world.reconcile();
     world.tick(5);
     world.reconcile();
@@ -2295,6 +2508,7 @@ fn failing_upgrade() -> World {
     world.reconcile();
     world.jm.script = vec![Err("bucket unreachable".into()); 20];
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     world.reconcile(); // trigger
     world.tick(5);
     world.reconcile(); // failed: the old job keeps running, retry after 10 s
@@ -2391,6 +2605,7 @@ fn stopping_a_delete_while_an_upgrade_savepoint_is_in_flight_keeps_that_savepoin
     let mut world = World::new("savepoint.yaml");
     world.deploy_stable();
     world.spec.image = "weir:1.3".into();
+    world.pass_preflight();
     world.reconcile(); // upgrade stop-with-savepoint sent
     world.tick(5);
     while !world.reconcile_deletion() {}
@@ -2463,6 +2678,7 @@ fn idle_a_spec_change_waits_at_most_a_minute_for_a_periodic_savepoint_that_hangs
     world.reconcile();
     assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Idle);
     world.tick(31);
+    world.pass_preflight();
     let action = world.reconcile();
     assert!(
         matches!(action, Action::TriggerSavepoint { stop: true, .. }),

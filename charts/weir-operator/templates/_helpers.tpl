@@ -63,8 +63,8 @@ app.kubernetes.io/part-of: weir
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [get, create, patch, update, delete]
-# Pods: the JobManager's address; the pre-flight check's pod (job.preflight) is created,
-# read and removed.
+# Pods: the JobManager's address; the pre-flight check's pod (job.preflight, on by default)
+# is created, watched (its end wakes the operator) and removed.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete, deletecollection]

@@ -88,7 +88,7 @@ pub(super) async fn act(
             failure.map_or(Ok(()), |e| Err(Error::Storage(e)))
         }
         Action::RunPreflight { spec, state } => {
-            let pod_name = names::preflight_pod_name(&name, &lifecycle::spec_json(spec));
+            let pod_name = names::preflight_pod_name(&name, &lifecycle::spec_json(spec), state);
             let (config_map, pod) =
                 desired::preflight(job, spec, state, &pod_name).map_err(Error::Build)?;
             let params = PatchParams::apply(names::FIELD_MANAGER).force();

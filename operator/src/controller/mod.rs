@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -200,10 +200,21 @@ async fn run_in(client: Client, context: Arc<Context>, scope: Option<&str>) {
         names::LABEL_MANAGED_BY,
         names::FIELD_MANAGER
     ));
+    // Of the pods only the pre-flight checks' are the StreamJob's own: watching them means a
+    // finished check is acted on at once, not at the next poll, which keeps the time a check
+    // adds to an upgrade short.
+    let preflight_pods = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        names::LABEL_MANAGED_BY,
+        names::FIELD_MANAGER,
+        names::LABEL_COMPONENT,
+        names::COMPONENT_PREFLIGHT
+    ));
     let streamjobs = Controller::new(jobs, watcher::Config::default())
         .owns(scoped::<Deployment>(&client, scope), children.clone())
         .owns(scoped::<Service>(&client, scope), children.clone())
         .owns(scoped::<ConfigMap>(&client, scope), children)
+        .owns(scoped::<Pod>(&client, scope), preflight_pods)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -77,7 +77,7 @@ pub(super) async fn observe(
     if let Some(check) = &status.reconciliation.preflight {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
         let pod = pods
-            .get_opt(&names::preflight_pod_name(&name, &check.spec))
+            .get_opt(&names::preflight_pod_name(&name, &check.spec, &check.state))
             .await
             .map_err(Error::Kube)?;
         observation.preflight = pod.as_ref().map(preflight_outcome);
@@ -102,6 +102,30 @@ pub fn preflight_outcome(pod: &Pod) -> PreflightOutcome {
         .and_then(|c| c.state.as_ref())
         .and_then(|s| s.terminated.as_ref());
     let phase = status.and_then(|s| s.phase.as_deref());
+    // A container that cannot start (its image cannot be pulled, a Secret it names is missing)
+    // waits with a reason the kubelet keeps retrying; the check is over as far as the upgrade
+    // goes: it cannot run.
+    let stuck = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .filter(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| CANNOT_START.contains(&r))
+        });
+    if let Some(waiting) = stuck {
+        return PreflightOutcome::Failed(format!(
+            "its container cannot start: {}{}",
+            waiting.reason.as_deref().unwrap_or_default(),
+            waiting
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ));
+    }
     let Some(terminated) = terminated else {
         return match phase {
             // Failed without ever running its container (e.g. the image could not be pulled
@@ -139,6 +163,16 @@ pub fn preflight_outcome(pod: &Pod) -> PreflightOutcome {
         )),
     }
 }
+
+/// Reasons a container waits with when it cannot start until something outside it changes.
+const CANNOT_START: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
 
 /// The last `n` lines of `text`, joined with "; ".
 fn last_lines(text: &str, n: usize) -> String {

@@ -84,6 +84,8 @@ fn ready(status: &StreamJobStatus, error: &str, invalid: Option<&str>) -> Value 
     use LifecycleState as L;
     let (ok, reason) = match status.lifecycle_state {
         _ if invalid.is_some() => (false, VALIDATION_ERROR),
+        // Checking a new spec: the job still runs the previous one, untouched.
+        _ if status.reconciliation.phase == ReconcilePhase::Checking => (false, "Reconciling"),
         L::Stable => (true, "Stable"),
         L::RolledBack => (true, "RolledBack"),
         L::Suspended => (false, "Suspended"),

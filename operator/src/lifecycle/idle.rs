@@ -90,26 +90,38 @@ pub(super) fn decide(step: &mut Stepper<'_, '_>) -> (Action, Duration) {
     {
         step.status.error = None;
     }
+    let mut waiting = false;
     if !refused
         && (needs_restart(&deployed, &spec) || spec.job.restart_nonce != deployed.job.restart_nonce)
     {
-        step.event(
-            EventType::Normal,
-            "SpecChanged",
-            format!(
-                "spec changed; upgrading with upgradeMode {}",
-                upgrade_mode_name(&spec)
-            ),
-        );
-        if let Some(checked) = checking::begin(step, &deployed, &spec) {
-            return checked;
+        // Said once, not on every look while `required` waits for state to check against.
+        if !checking::waiting(step) {
+            step.event(
+                EventType::Normal,
+                "SpecChanged",
+                format!(
+                    "spec changed; upgrading with upgradeMode {}",
+                    upgrade_mode_name(&spec)
+                ),
+            );
         }
-        return start_rollout(step, &spec, RolloutIntent::Upgrade);
+        match checking::begin(step, &deployed, &spec) {
+            checking::Begin::Checking(checked) => return checked,
+            checking::Begin::Unchecked => {
+                return start_rollout(step, &spec, RolloutIntent::Upgrade);
+            }
+            checking::Begin::Waiting => waiting = true,
+        }
+    }
+    if !waiting && checking::waiting(step) {
+        // The change it waited to check is gone (reverted).
+        step.status.error = None;
     }
     // Same job, other settings (savepoint schedule, retention, timeouts): take them as they are.
     // After a rollback the rejected spec stays recorded, so it is not retried until it changes;
-    // a spec the pre-flight check refused is not taken at all (the job runs the previous one).
-    if !rolled_back && !refused {
+    // a spec the pre-flight check refused, or is waiting to check, is not taken at all (the
+    // job runs the previous one).
+    if !rolled_back && !refused && !waiting {
         step.status.reconciliation.last_reconciled_spec = Some(spec_json(&spec));
     }
 
