@@ -9,6 +9,7 @@
 # line:
 #   <query> weir_p1=<ev/s> weir_p2=<ev/s> weir_ratio=<p2/p1> flink_p1=<ev/s> flink_p2=<ev/s>
 #     flink_ratio=<p2/p1> weir_cpu_p1=<events/CPU-s> weir_cpu_p2=<events/CPU-s>
+#     flink_cpu_p1=<events/CPU-s> flink_cpu_p2=<events/CPU-s>
 # (one line; events/s and events per CPU-second as bench/sql.sh defines them). On 2 cores a
 # ratio near 2 means the second core is used; events per CPU-second falling from p1 to p2 is
 # what the parallel plan costs on top (exchanges, more threads). The 1-minute load average
@@ -48,7 +49,8 @@ def ratio(k):
 v = lambda d, k: d.get(k, "n/a")
 print(f"{q} weir_p1={v(a, 'weir')} weir_p2={v(b, 'weir')} weir_ratio={ratio('weir')}"
       f" flink_p1={v(a, 'flink')} flink_p2={v(b, 'flink')} flink_ratio={ratio('flink')}"
-      f" weir_cpu_p1={v(a, 'weir_per_core')} weir_cpu_p2={v(b, 'weir_per_core')}")
+      f" weir_cpu_p1={v(a, 'weir_per_core')} weir_cpu_p2={v(b, 'weir_per_core')}"
+      f" flink_cpu_p1={v(a, 'flink_per_core')} flink_cpu_p2={v(b, 'flink_per_core')}")
 PYEOF
 )")
     echo "[scaling] ${LINES[-1]}" >&2
