@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
 WEIR := $(CARGO_TARGET_DIR)/release/weir
 
-.PHONY: help run test deps fmt lint crds chart unit e2e bench bench-sql sql-conformance-record
+.PHONY: help run test deps fmt lint crds chart unit e2e bench bench-sql bench-scaling sql-conformance-record
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -45,6 +45,9 @@ bench: ## engine-core throughput side by side with Apache Flink (see bench/READM
 
 bench-sql: ## the same SQL on Flink 2.3 and Weir: tumbling + Nexmark q0 q1 q2 q5 q7 q8 (see bench/README.md)
 	bash bench/sql.sh
+
+bench-scaling: ## Nexmark q0 q1 q5 q7 at parallelism 1 and 2 on Weir and Flink 2.3 (run on an idle machine; see bench/README.md)
+	bash bench/scaling.sh
 
 sql-conformance-record: ## re-record Apache Flink 2.3's results for worker/sql/tests/conformance/cases.txt (a deliberate step, not CI; a few minutes)
 	"$$(bash bench/setup.sh | tail -1)/bin/python" worker/sql/tests/conformance/record.py

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Runs a SQL script on Apache Flink 2.3 (PyFlink, streaming mode, parallelism 1) and measures
-its job the way flink_tumbling.py does.
+"""Runs a SQL script on Apache Flink 2.3 (PyFlink, streaming mode, parallelism 1 unless told)
+and measures its job the way flink_tumbling.py does.
 
-Usage: flink_sql.py SCRIPT.sql --events N [--name NAME]
+Usage: flink_sql.py SCRIPT.sql --events N [--name NAME] [--parallelism P]
 
 SCRIPT is a ';'-separated list of statements (CREATE TABLE/VIEW, INSERT INTO), the exact text
 Weir runs too (bench/sql.sh substitutes the file paths first). CREATE statements run one by
@@ -70,22 +70,22 @@ def split_statements(text):
     return stmts
 
 
-def make_env(name):
+def make_env(name, parallelism):
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
-    conf.set("parallelism.default", "1")
-    conf.set("table.exec.resource.default-parallelism", "1")
+    conf.set("parallelism.default", str(parallelism))
+    conf.set("table.exec.resource.default-parallelism", str(parallelism))
     conf.set("table.local-time-zone", "UTC")
     conf.set("pipeline.name", name)
     return t_env
 
 
-def run(script, events, name):
+def run(script, events, name, parallelism):
     with open(script) as f:
         stmts = split_statements(f.read())
-    t_env = make_env(name)
+    t_env = make_env(name, parallelism)
     inserts = []
     for s in stmts:
         if s.split(None, 1)[0].upper() == "INSERT":
@@ -114,12 +114,13 @@ def main():
     ap.add_argument("script", help="SQL script (paths already substituted)")
     ap.add_argument("--events", type=int, required=True, help="input records the job reads")
     ap.add_argument("--name", default=None, help="job name (default: the script's file name)")
+    ap.add_argument("--parallelism", type=int, default=1, help="job parallelism (default 1)")
     args = ap.parse_args()
     extra = os.environ.get("FLINK_JVM_ARGS")
     if extra:
         os.environ["JVM_ARGS"] = (os.environ.get("JVM_ARGS", "") + " " + extra).strip()
     name = args.name or os.path.splitext(os.path.basename(args.script))[0]
-    run(args.script, args.events, name)
+    run(args.script, args.events, name, args.parallelism)
     return 0
 
 

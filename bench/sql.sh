@@ -27,6 +27,7 @@
 #   EVENTS            Nexmark events (default 4000000: 3.68M bids, 80k persons, 240k auctions)
 #   TUMBLING_EVENTS   events for tumbling/tumbling_gw (default 3000000, engine-core's file)
 #   RUNS              runs per engine and query (default 1); the median events/s is reported
+#   PARALLELISM       parallelism of both engines' jobs (default 1; bench/scaling.sh runs 1 and 2)
 #   NICE              niceness (default 10; 0 on a quiet machine)
 #   SETTLE            seconds to wait before each timed run (default 5); runs alternate which
 #                     engine goes first (odd runs Flink, even runs Weir)
@@ -44,6 +45,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 EVENTS="${EVENTS:-4000000}"
 TUMBLING_EVENTS="${TUMBLING_EVENTS:-3000000}"
 RUNS="${RUNS:-1}"
+PARALLELISM="${PARALLELISM:-1}"
 SETTLE="${SETTLE:-5}"
 NICE="${NICE:-10}"
 RUN=(nice -n "$NICE")
@@ -54,7 +56,7 @@ QUERIES=()
 for a in "$@"; do
     case "$a" in
         --verify) VERIFY=1 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) QUERIES+=("$a") ;;
     esac
 done
@@ -63,7 +65,7 @@ done
 log() { echo "[sql] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 mkdir -p "$DATA_DIR" "$OUT_DIR"
-log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) nexmark_events=$EVENTS tumbling_events=$TUMBLING_EVENTS runs=$RUNS verify=$VERIFY"
+log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) nexmark_events=$EVENTS tumbling_events=$TUMBLING_EVENTS runs=$RUNS parallelism=$PARALLELISM verify=$VERIFY"
 
 # ---- setup ------------------------------------------------------------------------------
 FLINK_VENV="$(bash "$HERE/setup.sh")" || die "setup failed"
@@ -159,6 +161,7 @@ if rows: print(json.dumps(rows[(len(rows)-1)//2]))' "$1"
 run_flink() {  # run_flink QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or nothing
     local q="$1" script="$2" events="$3" tag="$4" line=""
     if "${RUN[@]}" "$PY" "$HERE/flink_sql.py" "$script" --events "$events" --name "$q" \
+        --parallelism "$PARALLELISM" \
         >"$OUT_DIR/flink-$q.$tag.stdout" 2>"$OUT_DIR/flink-$q.$tag.log"; then
         line="$(grep '^{"engine": "flink"' "$OUT_DIR/flink-$q.$tag.stdout" | tail -1)"
     fi
@@ -174,7 +177,7 @@ run_weir() {  # run_weir QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or noth
     local summary="$OUT_DIR/weir-$q.$tag.summary.json" m="$OUT_DIR/weir-$q.$tag.measure"
     local wlog="$OUT_DIR/weir-$q.$tag.log"
     rm -f "$summary"
-    if measure "$m" "${RUN[@]}" "$WEIR_BIN" run "$script" --parallelism 1 --no-progress \
+    if measure "$m" "${RUN[@]}" "$WEIR_BIN" run "$script" --parallelism "$PARALLELISM" --no-progress \
         --summary-json "$summary" >"$wlog" 2>&1 && [ -s "$summary" ]; then
         "$PY" - "$summary" "$m" "$events" "$q" <<'PYEOF'
 import json, sys
@@ -221,8 +224,10 @@ for q in "${QUERIES[@]}"; do
     SCRIPT="$OUT_DIR/$q.sql"
     script_for "$q" "$SCRIPT" || die "$q: cannot build the script"
     events="$(input_events "$q")"
-    FR="$OUT_DIR/flink-$q-$EVENTS.runs.jsonl"; WR="$OUT_DIR/weir-$q-$EVENTS.runs.jsonl"
-    case "$q" in tumbling*) FR="$OUT_DIR/flink-$q-$TUMBLING_EVENTS.runs.jsonl"; WR="$OUT_DIR/weir-$q-$TUMBLING_EVENTS.runs.jsonl" ;; esac
+    # runs at parallelism 1 keep their old names (REUSE_FLINK finds them)
+    n="$EVENTS"; case "$q" in tumbling*) n="$TUMBLING_EVENTS" ;; esac
+    [ "$PARALLELISM" = 1 ] || n="$n-p$PARALLELISM"
+    FR="$OUT_DIR/flink-$q-$n.runs.jsonl"; WR="$OUT_DIR/weir-$q-$n.runs.jsonl"
     reuse_flink=0
     if [ "${REUSE_FLINK:-0}" = 1 ] && [ -s "$FR" ]; then
         reuse_flink=1
@@ -242,13 +247,13 @@ for q in "${QUERIES[@]}"; do
             if [ "$engine" = flink ] && [ "${SKIP_FLINK:-0}" != 1 ] && [ "$reuse_flink" = 0 ]; then
                 sleep "$SETTLE"
                 load="$(cut -d' ' -f1 /proc/loadavg)"
-                line="$(run_flink "$q" "$SCRIPT" "$events" "run$i")"
+                line="$(run_flink "$q" "$SCRIPT" "$events" "p$PARALLELISM.run$i")"
                 [ -z "$line" ] || { line="$(add_fields "$line" "$i" "$load")"; echo "$line" >>"$FR"; log "$line"; }
             fi
             if [ "$engine" = weir ] && [ -z "$WEIR_STATUS" ] && [ "$weir_ok" = 1 ]; then
                 sleep "$SETTLE"
                 load="$(cut -d' ' -f1 /proc/loadavg)"
-                line="$(run_weir "$q" "$SCRIPT" "$events" "run$i")"
+                line="$(run_weir "$q" "$SCRIPT" "$events" "p$PARALLELISM.run$i")"
                 if [ -z "$line" ]; then
                     weir_ok=0
                 else

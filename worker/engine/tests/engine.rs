@@ -947,6 +947,79 @@ fn lines_across_the_read_buffer_s_end_and_a_last_line_without_newline_are_read_w
     assert_eq!(got[n].user_id, "last");
 }
 
+/// `n` JSON lines of varying length (some blank), record `i` with `ts` = `i`.
+fn varied_lines(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let pad = "x".repeat(i * 7 % 200);
+        text.push_str(&format!(
+            "{{\"user_id\":\"u{i}{pad}\",\"amount\":{i}.5,\"ts\":{i}}}\n"
+        ));
+        if i % 500 == 0 {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[test]
+fn parallel_subtasks_share_one_file_by_byte_ranges_and_read_each_line_once() {
+    // ~1.3 MB: cut into ranges of 64 KiB that mostly start inside a line.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    write(dir.path(), "one.jsonl", &varied_lines(n));
+    let env = env_with(3, 100);
+    let (sink, out) = CollectSink::<Row>::new();
+    env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json")
+        .sink_to(sink);
+    let result = env.execute("ranges").unwrap();
+    let mut got = out.values();
+    got.sort_by_key(|r| r.ts);
+    assert_eq!(got.len(), n, "every line once");
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.ts, i as i64);
+        assert_eq!(r.user_id, format!("u{i}{}", "x".repeat(i * 7 % 200)));
+    }
+    let per_subtask: Vec<u64> = result
+        .metrics
+        .operators
+        .iter()
+        .filter(|o| o.name == "json")
+        .map(|o| o.records_out)
+        .collect();
+    assert_eq!(per_subtask.len(), 3);
+    for (s, records) in per_subtask.iter().enumerate() {
+        assert!(
+            *records > n as u64 / 5,
+            "subtask {s} read {records} of {n} records: {per_subtask:?}"
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_record_in_a_later_byte_range_is_reported_at_its_line_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    let mut text = varied_lines(n);
+    // Near the end, so a subtask other than the first reads it, from a range starting
+    // inside the file: the line number counts the lines of the ranges before it.
+    let bad_line = text.lines().count() - 3;
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[bad_line - 1] = "{\"user_id\":\"bad\",\"amount\":\"lots\",\"ts\":0}";
+    text = lines.join("\n") + "\n";
+    write(dir.path(), "in.jsonl", &text);
+    let env = env_with(2, 100);
+    let (sink, _out) = CollectSink::<Row>::new();
+    env.from_source(FileSource::<Row>::json_lines(dir.path()), None, "json")
+        .sink_to(sink);
+    let msg = weir_engine::report(&env.execute("corrupt").unwrap_err());
+    assert!(msg.contains(&format!("in.jsonl:{bad_line}")), "{msg}");
+    assert!(
+        msg.contains("invalid type: string \"lots\", expected f64"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn a_corrupt_record_fails_the_job_naming_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();

@@ -339,6 +339,64 @@ fn a_savepoint_at_parallelism_2_restores_at_1_and_4_with_identical_results() {
     }
 }
 
+/// A file source at parallelism 2 (byte ranges of one file) into the exactly-once file sink,
+/// slowed so a savepoint lands mid-file.
+fn file_job(env: &StreamExecutionEnvironment, input: &Path, out: &Path) {
+    env.from_source(
+        weir_engine::connectors::FileSource::<(u64, String)>::json_lines(input),
+        None,
+        "lines",
+    )
+    .uid("lines")
+    .map(|r: (u64, String)| {
+        std::thread::sleep(Duration::from_micros(500));
+        r
+    })
+    .uid("slow")
+    .sink_to(FileSink::json_lines(out))
+    .uid("sink");
+}
+
+#[test]
+fn a_file_read_in_byte_ranges_at_parallelism_2_resumes_at_1_and_3_reading_each_line_once() {
+    let input = tempfile::tempdir().unwrap();
+    let n = 6_000u64;
+    let text: String = (0..n)
+        .map(|i| format!("[{i},\"{}\"]\n", "y".repeat((i * 13 % 150) as usize)))
+        .collect();
+    std::fs::write(input.path().join("in.jsonl"), text).unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let env =
+        StreamExecutionEnvironment::with_config(config(&[("parallelism.default", "2".into())]));
+    file_job(&env, input.path(), first.path());
+    let job = env.execute_async("before").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let savepoint = job.stop_with_savepoint(Some(&uri(sp.path()))).unwrap();
+    let before = committed(first.path()).len() as u64;
+    assert!(before > 0 && before < n, "stopped mid-file: {before} lines");
+    for p in [1usize, 3] {
+        let out = tempfile::tempdir().unwrap();
+        copy_committed(first.path(), out.path());
+        let env = StreamExecutionEnvironment::with_config(config(&[
+            ("parallelism.default", p.to_string()),
+            ("execution.savepoint.path", savepoint.clone()),
+        ]));
+        file_job(&env, input.path(), out.path());
+        env.execute("after").unwrap();
+        let mut ids: Vec<u64> = committed(out.path())
+            .iter()
+            .map(|l| serde_json::from_str::<(u64, String)>(l).unwrap().0)
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (0..n).collect::<Vec<_>>(),
+            "restored at parallelism {p}"
+        );
+    }
+}
+
 /// A switch the job's map trips once: the first event after it is armed fails its task.
 #[derive(Clone, Default)]
 struct Tripwire(Arc<AtomicBool>);

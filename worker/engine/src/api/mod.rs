@@ -42,7 +42,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub(crate) use ops::{
-    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner, note_written_key,
+    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner, key_partitioner_with,
+    note_written_key,
 };
 
 struct EnvInner {
@@ -551,6 +552,15 @@ impl<K, T> std::fmt::Debug for KeyedStream<K, T> {
 }
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
+    /// The exchange into a keyed operator: by key group, through the key writer when the
+    /// stream has one.
+    pub(crate) fn partitioning(&self) -> Partitioning {
+        Partitioning::Hash(key_partitioner_with(
+            self.key_fn.clone(),
+            self.key_writer.clone(),
+        ))
+    }
+
     pub(crate) fn add_keyed_operator<U: Data>(
         &self,
         name: &str,
@@ -560,11 +570,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         + 'static,
     ) -> DataStream<U> {
         let key_fn = self.key_fn.clone();
-        self.stream.add_operator(
-            name,
-            Partitioning::Hash(key_partitioner(self.key_fn.clone())),
-            move |info| factory(info, key_fn.clone()),
-        )
+        self.stream
+            .add_operator(name, self.partitioning(), move |info| {
+                factory(info, key_fn.clone())
+            })
     }
 
     /// Runs a [`KeyedProcessFunction`] with keyed state and timers.

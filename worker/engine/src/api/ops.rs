@@ -56,6 +56,17 @@ pub(crate) fn note_written_key<K: Key, T>(
 
 /// The partitioner of a `key_by` edge: routes each record to the subtask owning its key group.
 pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> PartitionFn {
+    key_partitioner_with(key_fn, None)
+}
+
+/// [`key_partitioner`] that, given the stream's key writer (`with_key_bytes`), hashes the
+/// bytes it writes instead of building and serializing each record's key: this runs for every
+/// record crossing a keyed exchange, which a job at parallelism 1 (the edge chained) never
+/// pays.
+pub(crate) fn key_partitioner_with<K: Key, T: super::Data>(
+    key_fn: KeyFn<K, T>,
+    key_writer: Option<KeyWriter<T>>,
+) -> PartitionFn {
     Arc::new(
         move |batch: Batch, n: usize, max_par: usize, out: &mut Vec<(usize, Batch)>| {
             let recs = downcast::<T>(batch);
@@ -64,7 +75,21 @@ pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> Pa
                 .collect();
             let mut buf = Vec::new();
             for r in recs {
-                serialize_key(&key_fn(&r.value), &mut buf);
+                match &key_writer {
+                    Some(write) => {
+                        write(&r.value, &mut buf);
+                        debug_assert_eq!(
+                            buf,
+                            {
+                                let mut b = Vec::new();
+                                serialize_key(&key_fn(&r.value), &mut b);
+                                b
+                            },
+                            "the key writer disagrees with the key function"
+                        );
+                    }
+                    None => serialize_key(&key_fn(&r.value), &mut buf),
+                }
                 let kg = key_group_for_bytes(&buf, max_par);
                 parts[subtask_for_key_group(kg, n, max_par)].push(r);
             }

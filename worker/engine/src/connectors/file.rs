@@ -1,6 +1,8 @@
-//! Bounded file sources: JSON lines and CSV (with a header row, one record per line). A
-//! directory is split across subtasks file by file. A record that cannot be decoded is reported with its file,
-//! line and reason; the decode-error policy fails the job (default) or skips and counts it.
+//! Bounded file sources: JSON lines and CSV (with a header row, one record per line). The
+//! files are cut into byte ranges dealt round-robin to the subtasks, so parallel subtasks
+//! share even a single file and move through it side by side (see [`byte_ranges`]). A
+//! record that cannot be decoded is reported with its file, line and reason; the
+//! decode-error policy fails the job (default) or skips and counts it.
 
 use super::{ReaderPoll, Source, SourceReader};
 use crate::config::DecodeErrorPolicy;
@@ -137,33 +139,90 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Byte ranges per subtask the source aims for: enough that subtasks reading ranges in turn
+/// stay close together in the file (and so in event time), few enough that opening a range
+/// costs nothing measurable.
+const RANGES_PER_SUBTASK: u64 = 8;
+/// The smallest range cut from a file: smaller files are read whole by one subtask.
+const MIN_RANGE_BYTES: u64 = 64 << 10;
+/// The largest range: bounds how far apart in a huge file two subtasks' positions get.
+const MAX_RANGE_BYTES: u64 = 64 << 20;
+
+/// Cuts `files` (with their sizes) into byte ranges and returns subtask `index`'s share, in
+/// file order: range `k` (counted over all files) goes to subtask `k % parallelism`.
+/// Dealing consecutive ranges round-robin (rather than one contiguous block per subtask)
+/// keeps every subtask at about the same position in time-ordered input, so the watermark,
+/// the minimum over subtasks, advances steadily and windows fire as they would with one
+/// reader. A range owns the lines that start inside it (see [`FileSplit`]).
+fn byte_ranges(files: &[(PathBuf, u64)], index: usize, parallelism: usize) -> Vec<FileSplit> {
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    let range =
+        (total / (parallelism as u64 * RANGES_PER_SUBTASK)).clamp(MIN_RANGE_BYTES, MAX_RANGE_BYTES);
+    let mut k = 0usize;
+    let mut out = Vec::new();
+    for (path, len) in files {
+        let mut start = 0;
+        loop {
+            // The last range of a file takes the rest, so no range is a sliver.
+            let end = if len - start < range + range / 2 {
+                u64::MAX
+            } else {
+                start + range
+            };
+            if k % parallelism == index {
+                out.push(FileSplit {
+                    path: path.to_string_lossy().into_owned(),
+                    start,
+                    end,
+                    offset: start,
+                    line: 0,
+                    done: false,
+                });
+            }
+            k += 1;
+            if end == u64::MAX {
+                break;
+            }
+            start = end;
+        }
+    }
+    out
+}
+
 impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
     fn create_reader(&self, info: &SubtaskInfo) -> Result<Box<dyn SourceReader<T>>> {
         let splits = match &info.restored {
-            // A restored reader resumes the splits its checkpoint recorded, wherever they were.
-            Some(state) => state
-                .list
-                .iter()
-                .map(|b| {
-                    postcard::from_bytes::<FileSplit>(b).map_err(|e| {
-                        Error::Restore(format!(
-                            "file source '{}' split state is corrupt: {e}",
-                            info.name
-                        ))
+            // A restored reader resumes the splits its checkpoint recorded, wherever they
+            // were: in file order, so ranges that came from different subtasks are still
+            // read in the order their records were written.
+            Some(state) => {
+                let mut splits: Vec<FileSplit> = state
+                    .list
+                    .iter()
+                    .map(|b| {
+                        FileSplit::decode(b).map_err(|e| {
+                            Error::Restore(format!(
+                                "file source '{}' split state is corrupt: {e}",
+                                info.name
+                            ))
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>>>()?,
-            None => list_files(&self.path)?
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| i % info.parallelism == info.index)
-                .map(|(_, f)| FileSplit {
-                    path: f.to_string_lossy().into_owned(),
-                    offset: 0,
-                    line: 0,
-                    done: false,
-                })
-                .collect(),
+                    .collect::<Result<Vec<_>>>()?;
+                splits.sort_by(|a, b| (&a.path, a.start).cmp(&(&b.path, b.start)));
+                splits
+            }
+            None => {
+                let files = list_files(&self.path)?
+                    .into_iter()
+                    .map(|f| {
+                        let len = std::fs::metadata(&f)
+                            .map_err(|e| Error::io("cannot read input", &f, e))?
+                            .len();
+                        Ok((f, len))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                byte_ranges(&files, info.index, info.parallelism)
+            }
         };
         Ok(Box::new(FileReader {
             splits,
@@ -179,15 +238,50 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source<T> for FileSource<T> {
     }
 }
 
-/// One file and how far it has been read: the checkpointed state of a file source.
+/// A byte range of one file and how far it has been read: the checkpointed state of a file
+/// source. The range owns every line that starts at an offset in `[start, end)` (a line
+/// starts at 0 or right after a `\n`), so ranges cut anywhere share a file's lines out
+/// exactly once: the last line may run past `end`, and a range starting inside a line
+/// begins at the next one.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileSplit {
     path: String,
+    start: u64,
+    /// `u64::MAX`: to the end of the file.
+    end: u64,
     /// Byte offset of the next unread record.
     offset: u64,
-    /// Lines consumed so far (for error messages after a restore).
+    /// Lines consumed since `start` (for error messages after a restore).
     line: u64,
     done: bool,
+}
+
+/// A split as checkpoints before byte ranges recorded it: a whole file.
+#[derive(serde::Deserialize)]
+struct WholeFileSplit {
+    path: String,
+    offset: u64,
+    line: u64,
+    done: bool,
+}
+
+impl FileSplit {
+    /// Decodes a split of the current format or, failing that, a whole-file split of older
+    /// checkpoints (postcard is positional: the older record is too short for this one).
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, postcard::Error> {
+        postcard::from_bytes::<FileSplit>(bytes).or_else(|e| {
+            postcard::from_bytes::<WholeFileSplit>(bytes)
+                .map(|w| FileSplit {
+                    path: w.path,
+                    start: 0,
+                    end: u64::MAX,
+                    offset: w.offset,
+                    line: w.line,
+                    done: w.done,
+                })
+                .map_err(|_| e)
+        })
+    }
 }
 
 /// A file being read, line by line for both formats: a CSV record is one line, so a quote
@@ -195,8 +289,13 @@ struct FileSplit {
 struct Open {
     path: PathBuf,
     reader: BufReader<File>,
-    /// Lines consumed so far.
+    /// Lines consumed so far: since the file's start when the range starts there, else
+    /// since the range's first line (error messages then count the lines before it).
     line: u64,
+    /// Whether `line` counts from the file's start.
+    line_absolute: bool,
+    /// Where the range ends: the first line starting at or after it belongs to the next.
+    end: u64,
     /// Byte offset of the next unread line.
     offset: u64,
     /// A line across the read buffer's end, copied out.
@@ -292,6 +391,7 @@ impl<T: DeserializeOwned> FileReader<T> {
         };
         let path = PathBuf::from(&split.path);
         let (mut offset, mut line) = (split.offset, split.line);
+        let (start, end) = (split.start, split.end);
         let file = File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
         let mut reader = BufReader::with_capacity(1 << 18, file);
         let mut buf = Vec::new();
@@ -314,8 +414,16 @@ impl<T: DeserializeOwned> FileReader<T> {
                 Some(record.clone())
             }
         };
-        if offset > 0 {
-            use std::io::Seek;
+        use std::io::Seek;
+        if offset == start && start > 0 {
+            // A range starting inside a line begins at the next line: skip through the first
+            // newline at or after `start - 1` (just that newline when a line starts at
+            // `start`, so doing it again after a restore lands on the same line).
+            reader
+                .seek(std::io::SeekFrom::Start(start - 1))
+                .map_err(|e| Error::io("cannot seek in", &path, e))?;
+            offset = start - 1 + read_line(&mut reader, &mut buf, &path)? as u64;
+        } else if offset > 0 {
             reader
                 .seek(std::io::SeekFrom::Start(offset))
                 .map_err(|e| Error::io("cannot seek in", &path, e))?;
@@ -324,6 +432,8 @@ impl<T: DeserializeOwned> FileReader<T> {
             path,
             reader,
             line,
+            line_absolute: start == 0,
+            end,
             offset,
             buf,
             headers,
@@ -339,20 +449,57 @@ impl<T: DeserializeOwned> FileReader<T> {
         (split.offset, split.line) = (open.offset, open.line);
     }
 
-    fn bad(&mut self, file: &Path, line: u64, reason: String) -> Result<()> {
+    fn bad(&mut self, file: &Path, at: LineAt, reason: String) -> Result<()> {
         match self.policy {
             DecodeErrorPolicy::Fail => Err(Error::Decode {
                 file: file.to_path_buf(),
-                line,
+                line: at.line(file)?,
                 reason,
             }),
             DecodeErrorPolicy::Skip => {
                 self.skipped += 1;
                 if self.skipped <= 10 || self.skipped.is_power_of_two() {
+                    let line = at.line(file)?;
                     tracing::warn!(file = %file.display(), line, %reason, skipped = self.skipped, "skipping undecodable record");
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// Where an undecodable record is, to name its line.
+struct LineAt {
+    /// Its line as the reader counted it.
+    counted: u64,
+    /// Whether the reader counted from the file's start.
+    absolute: bool,
+    /// Byte offset of the record's first byte.
+    offset: u64,
+}
+
+impl LineAt {
+    /// The record's 1-based line in its file. A range that starts inside the file did not
+    /// count the lines before it: they are counted now, once per reported error, rather
+    /// than by every reader for every range.
+    fn line(&self, file: &Path) -> Result<u64> {
+        if self.absolute {
+            return Ok(self.counted);
+        }
+        use std::io::Read;
+        let mut f = File::open(file)
+            .map_err(|e| Error::io("cannot open", file, e))?
+            .take(self.offset);
+        let mut chunk = vec![0u8; 1 << 18];
+        let mut newlines = 0u64;
+        loop {
+            let n = f
+                .read(&mut chunk)
+                .map_err(|e| Error::io("cannot read", file, e))?;
+            if n == 0 {
+                return Ok(newlines + 1);
+            }
+            newlines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
         }
     }
 }
@@ -377,12 +524,19 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                 path,
                 reader,
                 line,
+                line_absolute,
+                end,
                 offset,
                 buf,
                 headers,
                 record,
             } = self.current.as_mut().expect("opened above");
             while out.len() < max {
+                if *offset >= *end {
+                    // The next line belongs to the next range.
+                    eof = true;
+                    break;
+                }
                 // A line wholly inside the read buffer is decoded where it lies; only a line
                 // across the buffer's end is copied out first.
                 let avail = reader
@@ -433,13 +587,18 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
                         value: v,
                     }),
                     Some(Err(reason)) => {
-                        error = Some((path.clone(), *line, reason));
+                        let at = LineAt {
+                            counted: *line,
+                            absolute: *line_absolute,
+                            offset: *offset - len as u64,
+                        };
+                        error = Some((path.clone(), at, reason));
                         break;
                     }
                 }
             }
-            if let Some((path, line, reason)) = error {
-                self.bad(&path, line, reason)?;
+            if let Some((path, at, reason)) = error {
+                self.bad(&path, at, reason)?;
             }
             if eof {
                 self.sync_position();
@@ -465,5 +624,86 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader<T> for FileReader<T> {
             .iter()
             .map(|s| postcard::to_allocvec(s).expect("plain data encodes"))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_cover_every_file_once_and_alternate_between_subtasks() {
+        let files = vec![
+            (PathBuf::from("a"), 10 << 20),
+            (PathBuf::from("b"), 1000),
+            (PathBuf::from("c"), 3 << 20),
+        ];
+        let shares: Vec<Vec<FileSplit>> = (0..2).map(|i| byte_ranges(&files, i, 2)).collect();
+        // 13 MiB over 2 x 8 ranges: 832 KiB each; b is too small to cut.
+        let mut all: Vec<(String, u64, u64)> = shares
+            .iter()
+            .flatten()
+            .map(|s| (s.path.clone(), s.start, s.end))
+            .collect();
+        all.sort();
+        for (path, len) in [("a", 10u64 << 20), ("b", 1000), ("c", 3 << 20)] {
+            let mut at = 0;
+            for (_, start, end) in all.iter().filter(|r| r.0 == path) {
+                assert_eq!(*start, at, "{path}: ranges are contiguous");
+                assert!(*end == u64::MAX || end - start >= MIN_RANGE_BYTES);
+                at = *end;
+            }
+            assert_eq!(at, u64::MAX, "{path}: the last range runs to the end");
+            assert!(all.iter().filter(|r| r.0 == path).count() as u64 <= len / MIN_RANGE_BYTES + 1);
+        }
+        // Consecutive ranges of a file go to different subtasks.
+        let a0: Vec<u64> = shares[0]
+            .iter()
+            .filter(|s| s.path == "a")
+            .map(|s| s.start)
+            .collect();
+        let a1: Vec<u64> = shares[1]
+            .iter()
+            .filter(|s| s.path == "a")
+            .map(|s| s.start)
+            .collect();
+        assert!(
+            a0.len().abs_diff(a1.len()) <= 1 && !a1.is_empty(),
+            "{a0:?} {a1:?}"
+        );
+        assert!(a0.iter().all(|s| !a1.contains(s)));
+    }
+
+    #[test]
+    fn whole_file_splits_of_older_checkpoints_still_restore() {
+        #[derive(serde::Serialize)]
+        struct Old<'a> {
+            path: &'a str,
+            offset: u64,
+            line: u64,
+            done: bool,
+        }
+        let old = Old {
+            path: "/data/in.jsonl",
+            offset: 1234,
+            line: 17,
+            done: false,
+        };
+        let split = FileSplit::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(split.path, "/data/in.jsonl");
+        assert_eq!((split.start, split.end), (0, u64::MAX));
+        assert_eq!((split.offset, split.line, split.done), (1234, 17, false));
+
+        let new = FileSplit {
+            path: "/data/in.jsonl".into(),
+            start: 4096,
+            end: 8192,
+            offset: 5000,
+            line: 3,
+            done: false,
+        };
+        let back = FileSplit::decode(&postcard::to_allocvec(&new).unwrap()).unwrap();
+        assert_eq!((back.start, back.end, back.offset), (4096, 8192, 5000));
+        assert!(FileSplit::decode(b"\x01").is_err());
     }
 }

@@ -5,11 +5,10 @@ use super::function::{AggWindow, ProcessWindow, ReduceWindow, WindowFunction};
 use super::operator::WindowOperator;
 use super::{AggregateFunction, TimeWindow, WindowSpec, Windowed};
 use crate::api::DataStream;
-use crate::api::{Collector, Data, KeyedStream, OutputTag, key_partitioner};
+use crate::api::{Collector, Data, KeyedStream, OutputTag};
 use crate::error::{Error, Result};
 use crate::keygroup::Key;
 use crate::runtime::Operator;
-use crate::runtime::graph::Partitioning;
 use crate::state::StateValue;
 use crate::time::duration_ms;
 use std::marker::PhantomData;
@@ -59,10 +58,9 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         let key_fn = self.keyed.key_fn.clone();
         let key_writer = self.keyed.key_writer.clone();
         let invalid = spec.validate().err().map(|e| e.to_string());
-        self.keyed.stream.add_operator(
-            name,
-            Partitioning::Hash(key_partitioner(self.keyed.key_fn.clone())),
-            move |info| {
+        self.keyed
+            .stream
+            .add_operator(name, self.keyed.partitioning(), move |info| {
                 if let Some(msg) = &invalid {
                     return Err(Error::InvalidJob(
                         msg.trim_start_matches("invalid job: ").to_string(),
@@ -76,8 +74,7 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
                     (key_fn.clone(), key_writer.clone()),
                     info.clone(),
                 )) as Box<dyn Operator>)
-            },
-        )
+            })
     }
 
     /// Aggregates each window incrementally; emits one `Windowed` result per key and window.
