@@ -2687,3 +2687,68 @@ fn idle_a_spec_change_waits_at_most_a_minute_for_a_periodic_savepoint_that_hangs
     assert!(world.reasons().contains(&"SavepointAbandoned"));
     assert_eq!(world.status.savepoints.last_trigger_nonce, Some(1));
 }
+
+/// A job whose upgrade to a new image is being pre-flight checked: the check pod runs and has
+/// not decided yet.
+fn checking_upgrade() -> World {
+    let mut world = World::new("savepoint.yaml");
+    world.deploy_stable();
+    world.preflight_verdict = None; // `weir check` keeps running
+    world.spec.image = "weir:1.3".into();
+    let action = world.reconcile();
+    assert!(matches!(action, Action::RunPreflight { .. }), "{action:?}");
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Checking);
+    world.tick(5);
+    world.reconcile();
+    assert_eq!(world.status.reconciliation.phase, ReconcilePhase::Checking);
+    world
+}
+
+#[test]
+fn checking_a_delete_during_the_preflight_check_stops_the_old_job_with_a_savepoint_and_finishes() {
+    let mut world = checking_upgrade();
+    let runs = world.jm.runs;
+    let mut done = false;
+    for _ in 0..12 {
+        world.tick(5);
+        if world.reconcile_deletion() {
+            done = true;
+            break;
+        }
+    }
+    assert!(
+        done,
+        "the deletion finished: {:#?}",
+        world.status.reconciliation
+    );
+    assert!(!world.cluster.exists);
+    let last = world.status.savepoints.last.clone().unwrap();
+    assert_eq!(last.trigger, SavepointTrigger::Deletion);
+    assert!(
+        last.location.contains("savepoint-trigger-"),
+        "a savepoint of the running job: {}",
+        last.location
+    );
+    assert_eq!(world.jm.runs, runs, "the checked spec was never deployed");
+}
+
+#[test]
+fn checking_a_suspend_during_the_preflight_check_suspends_the_old_job_with_a_savepoint() {
+    let mut world = checking_upgrade();
+    world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
+    for _ in 0..12 {
+        world.tick(5);
+        world.reconcile();
+        if world.status.lifecycle_state == LifecycleState::Suspended {
+            break;
+        }
+    }
+    assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
+    assert!(!world.cluster.exists);
+    let restore = world.status.reconciliation.restore_path.clone().unwrap();
+    assert!(restore.contains("savepoint-trigger-"), "{restore}");
+    assert_eq!(
+        world.status.reconciliation.preflight, None,
+        "no check is left pending"
+    );
+}
