@@ -2,7 +2,9 @@
 """Runs a SQL script on Apache Flink 2.3 (PyFlink, streaming mode, parallelism 1 unless told)
 and measures its job the way flink_tumbling.py does.
 
-Usage: flink_sql.py SCRIPT.sql --events N [--name NAME] [--parallelism P]
+Usage: flink_sql.py SCRIPT.sql --events N [--name NAME] [--parallelism P] [--conf KEY=VALUE]...
+
+--conf sets a Flink configuration key for the job (e.g. state.backend.type=rocksdb).
 
 SCRIPT is a ';'-separated list of statements (CREATE TABLE/VIEW, INSERT INTO), the exact text
 Weir runs too (bench/sql.sh substitutes the file paths first). CREATE statements run one by
@@ -70,10 +72,18 @@ def split_statements(text):
     return stmts
 
 
-def make_env(name, parallelism):
+def make_env(name, parallelism, settings=()):
+    from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    # Set before the environment exists, so that they reach the local cluster the job runs on
+    # (the state backend and checkpointing are read there).
+    base = Configuration()
+    for key, value in settings:
+        base.set_string(key, value)
+    t_env = TableEnvironment.create(
+        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(base).build()
+    )
     conf = t_env.get_config()
     conf.set("parallelism.default", str(parallelism))
     conf.set("table.exec.resource.default-parallelism", str(parallelism))
@@ -82,10 +92,10 @@ def make_env(name, parallelism):
     return t_env
 
 
-def run(script, events, name, parallelism):
+def run(script, events, name, parallelism, settings=()):
     with open(script) as f:
         stmts = split_statements(f.read())
-    t_env = make_env(name, parallelism)
+    t_env = make_env(name, parallelism, settings)
     inserts = []
     for s in stmts:
         if s.split(None, 1)[0].upper() == "INSERT":
@@ -115,12 +125,20 @@ def main():
     ap.add_argument("--events", type=int, required=True, help="input records the job reads")
     ap.add_argument("--name", default=None, help="job name (default: the script's file name)")
     ap.add_argument("--parallelism", type=int, default=1, help="job parallelism (default 1)")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Flink configuration key for the job (repeatable)")
     args = ap.parse_args()
+    settings = []
+    for kv in args.conf:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            ap.error(f"--conf {kv!r}: expected KEY=VALUE")
+        settings.append((key, value))
     extra = os.environ.get("FLINK_JVM_ARGS")
     if extra:
         os.environ["JVM_ARGS"] = (os.environ.get("JVM_ARGS", "") + " " + extra).strip()
     name = args.name or os.path.splitext(os.path.basename(args.script))[0]
-    run(args.script, args.events, name, args.parallelism)
+    run(args.script, args.events, name, args.parallelism, settings)
     return 0
 
 

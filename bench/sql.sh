@@ -28,6 +28,9 @@
 #   TUMBLING_EVENTS   events for tumbling/tumbling_gw (default 3000000, engine-core's file)
 #   RUNS              runs per engine and query (default 1); the median events/s is reported
 #   PARALLELISM       parallelism of both engines' jobs (default 1; bench/scaling.sh runs 1 and 2)
+#   STATE_BACKEND     hashmap (default) or rocksdb: both engines keep keyed state in RocksDB
+#                     and checkpoint it every CHECKPOINT_INTERVAL (default 10s), incrementally,
+#                     to a fresh local file:// directory
 #   NICE              niceness (default 10; 0 on a quiet machine)
 #   SETTLE            seconds to wait before each timed run (default 5); runs alternate which
 #                     engine goes first (odd runs Flink, even runs Weir)
@@ -46,6 +49,8 @@ EVENTS="${EVENTS:-4000000}"
 TUMBLING_EVENTS="${TUMBLING_EVENTS:-3000000}"
 RUNS="${RUNS:-1}"
 PARALLELISM="${PARALLELISM:-1}"
+STATE_BACKEND="${STATE_BACKEND:-hashmap}"
+CHECKPOINT_INTERVAL="${CHECKPOINT_INTERVAL:-10s}"
 SETTLE="${SETTLE:-5}"
 NICE="${NICE:-10}"
 RUN=(nice -n "$NICE")
@@ -65,7 +70,7 @@ done
 log() { echo "[sql] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 mkdir -p "$DATA_DIR" "$OUT_DIR"
-log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) nexmark_events=$EVENTS tumbling_events=$TUMBLING_EVENTS runs=$RUNS parallelism=$PARALLELISM verify=$VERIFY"
+log "$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) nexmark_events=$EVENTS tumbling_events=$TUMBLING_EVENTS runs=$RUNS parallelism=$PARALLELISM state_backend=$STATE_BACKEND verify=$VERIFY"
 
 # ---- setup ------------------------------------------------------------------------------
 FLINK_VENV="$(bash "$HERE/setup.sh")" || die "setup failed"
@@ -158,10 +163,21 @@ rows.sort(key=lambda d: d.get("events_per_s") or 0)
 if rows: print(json.dumps(rows[(len(rows)-1)//2]))' "$1"
 }
 
+# The state backend settings of one run (STATE_BACKEND=rocksdb), with a fresh checkpoint
+# directory each: the same keys on both engines (Flink 2 still reads these 1.x names).
+state_sets() {  # state_sets FLAG -> "FLAG key=value" words on stdout
+    [ "$STATE_BACKEND" = rocksdb ] || return 0
+    rm -rf "$OUT_DIR"/checkpoints.*  # the previous run's
+    local ck; ck="$(mktemp -d "$OUT_DIR/checkpoints.XXXXXX")"
+    printf '%s\n' "$1" state.backend.type=rocksdb "$1" "execution.checkpointing.interval=$CHECKPOINT_INTERVAL" \
+        "$1" state.backend.incremental=true "$1" "state.checkpoints.dir=file://$ck"
+}
+
 run_flink() {  # run_flink QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or nothing
     local q="$1" script="$2" events="$3" tag="$4" line=""
+    local sets; mapfile -t sets < <(state_sets --conf)
     if "${RUN[@]}" "$PY" "$HERE/flink_sql.py" "$script" --events "$events" --name "$q" \
-        --parallelism "$PARALLELISM" \
+        --parallelism "$PARALLELISM" "${sets[@]}" \
         >"$OUT_DIR/flink-$q.$tag.stdout" 2>"$OUT_DIR/flink-$q.$tag.log"; then
         line="$(grep '^{"engine": "flink"' "$OUT_DIR/flink-$q.$tag.stdout" | tail -1)"
     fi
@@ -177,8 +193,9 @@ run_weir() {  # run_weir QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or noth
     local summary="$OUT_DIR/weir-$q.$tag.summary.json" m="$OUT_DIR/weir-$q.$tag.measure"
     local wlog="$OUT_DIR/weir-$q.$tag.log"
     rm -f "$summary"
+    local sets; mapfile -t sets < <(state_sets --set)
     if measure "$m" "${RUN[@]}" "$WEIR_BIN" run "$script" --parallelism "$PARALLELISM" --no-progress \
-        --summary-json "$summary" >"$wlog" 2>&1 && [ -s "$summary" ]; then
+        "${sets[@]}" --summary-json "$summary" >"$wlog" 2>&1 && [ -s "$summary" ]; then
         "$PY" - "$summary" "$m" "$events" "$q" <<'PYEOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -227,6 +244,7 @@ for q in "${QUERIES[@]}"; do
     # runs at parallelism 1 keep their old names (REUSE_FLINK finds them)
     n="$EVENTS"; case "$q" in tumbling*) n="$TUMBLING_EVENTS" ;; esac
     [ "$PARALLELISM" = 1 ] || n="$n-p$PARALLELISM"
+    [ "$STATE_BACKEND" = hashmap ] || n="$n-$STATE_BACKEND"
     FR="$OUT_DIR/flink-$q-$n.runs.jsonl"; WR="$OUT_DIR/weir-$q-$n.runs.jsonl"
     reuse_flink=0
     if [ "${REUSE_FLINK:-0}" = 1 ] && [ -s "$FR" ]; then
