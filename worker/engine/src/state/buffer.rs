@@ -1067,3 +1067,144 @@ impl<K: Key, T: super::StateValue> AnyBuffer for TimeBuffer<K, T> {
         self.rows.sort_rows();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{KeyGroupSnapshot, KeyedStateBackend};
+    use super::*;
+
+    type Row = (String, Timestamp);
+
+    fn heap() -> KeyedStateBackend {
+        KeyedStateBackend::new(KeyGroupRange { start: 0, end: 128 }, 128)
+    }
+
+    fn rocks(dir: &std::path::Path, cache: usize) -> KeyedStateBackend {
+        let range = KeyGroupRange { start: 0, end: 128 };
+        let mut b =
+            KeyedStateBackend::new_rocksdb(range, 128, dir, "op", 0, Default::default(), cache);
+        b.rocks().unwrap().unwrap().open(None).unwrap();
+        b
+    }
+
+    fn register(
+        b: &mut KeyedStateBackend,
+        hasher: &DefaultHashBuilder,
+    ) -> TimeBufferState<String, Row> {
+        b.register_time_buffer(
+            "rows",
+            1,
+            10,
+            Arc::new(|r: &Row| r.0.clone()),
+            hasher.clone(),
+        )
+        .unwrap()
+    }
+
+    /// Pushes rows of keys a..d at times 0..60, joins and marks some, expires the oldest
+    /// (handing on unmatched rows); returns what joined and what was handed on.
+    fn exercise(
+        b: &mut KeyedStateBackend,
+        s: &TimeBufferState<String, Row>,
+        h: &DefaultHashBuilder,
+    ) -> (Vec<Row>, Vec<Row>) {
+        for i in 0..60i64 {
+            let row = (format!("{}", ["a", "b", "c", "d"][i as usize % 4]), i);
+            let hash = h.hash_one(&row.0);
+            let (buf, db) = b.time_buffer(s);
+            buf.push(db, hash, row.1, false, row).unwrap();
+        }
+        let mut joined = Vec::new();
+        for (k, range) in [("a", (3, 30)), ("c", (0, 45)), ("b", (50, 70))] {
+            let key = k.to_string();
+            let (buf, db) = b.time_buffer(s);
+            buf.join(db, h.hash_one(&key), &key, range, true, |r, _| {
+                joined.push(r.clone());
+                Ok(true)
+            })
+            .unwrap();
+        }
+        let mut unmatched = Vec::new();
+        for dead in [15, 25] {
+            let (buf, db) = b.time_buffer(s);
+            buf.expire(db, dead, true, |_, r| {
+                unmatched.push(r);
+                Ok(())
+            })
+            .unwrap();
+        }
+        (joined, unmatched)
+    }
+
+    fn canonical(b: &mut KeyedStateBackend) -> Vec<KeyGroupSnapshot> {
+        let mut groups = b.snapshot().unwrap();
+        groups.retain(|g| !g.states.is_empty());
+        groups
+    }
+
+    #[test]
+    fn a_buffer_behaves_and_snapshots_alike_in_memory_and_in_rocksdb_and_restores_into_either() {
+        let h = DefaultHashBuilder::default();
+        let mut mem = heap();
+        let s = register(&mut mem, &h);
+        let (joined, unmatched) = exercise(&mut mem, &s, &h);
+        // Rows of a in [3, 30] in time order, then c in [0, 45], then b in [50, 70].
+        let times = |k: &str, lo: i64, hi: i64| -> Vec<Row> {
+            (lo..=hi)
+                .filter(|i| ["a", "b", "c", "d"][*i as usize % 4] == k)
+                .map(|i| (k.to_string(), i))
+                .collect()
+        };
+        let mut want = times("a", 3, 30);
+        want.extend(times("c", 0, 45));
+        want.extend(times("b", 50, 59));
+        assert_eq!(joined, want);
+        // Rows at or before 25 that joined nothing: b and d, and a at 0, in time order.
+        let mut want: Vec<Row> = (0..=25)
+            .filter(|i| i % 4 == 1 || i % 4 == 3 || *i == 0)
+            .map(|i| (["a", "b", "c", "d"][i as usize % 4].to_string(), i))
+            .collect();
+        want.sort_by_key(|r| r.1);
+        assert_eq!(unmatched, want);
+        let expected = canonical(&mut mem);
+        let rows: usize = expected
+            .iter()
+            .flat_map(|g| &g.states)
+            .map(|s| s.entries.len())
+            .sum();
+        assert_eq!(rows, 60 - 26, "expired rows are not in the snapshot");
+
+        // In RocksDB behind memory for 3 rows (most rows in RocksDB only), or for all of them.
+        for cache in [3, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut db = rocks(dir.path(), cache);
+            let s = register(&mut db, &h);
+            assert_eq!(
+                exercise(&mut db, &s, &h),
+                (joined.clone(), unmatched.clone())
+            );
+            assert_eq!(canonical(&mut db), expected, "cache of {cache}");
+
+            // A snapshot of either restores into the other and goes on alike.
+            let dir2 = tempfile::tempdir().unwrap();
+            let mut db2 = rocks(dir2.path(), cache);
+            let s2 = register(&mut db2, &h);
+            db2.restore(&expected).unwrap();
+            let mut mem2 = heap();
+            let m2 = register(&mut mem2, &h);
+            mem2.restore(&canonical(&mut db)).unwrap();
+            for (b, s) in [(&mut db2, &s2), (&mut mem2, &m2)] {
+                let key = "d".to_string();
+                let (buf, db) = b.time_buffer(s);
+                let mut got = Vec::new();
+                buf.join(db, h.hash_one(&key), &key, (0, 100), false, |r, _| {
+                    got.push(r.1);
+                    Ok(true)
+                })
+                .unwrap();
+                assert_eq!(got, (27..60).filter(|i| i % 4 == 3).collect::<Vec<_>>());
+                assert_eq!(canonical(b), expected);
+            }
+        }
+    }
+}
