@@ -300,14 +300,14 @@ impl<K: Key, F: IntervalJoinFunction> IntervalJoin<K, F> {
             LEFT,
             width,
             keys.left.clone(),
-            hasher.clone(),
+            hasher,
         )?;
         let right = keyed.backend.register_time_buffer(
             ROWS_STATE,
             RIGHT,
             width,
             keys.right.clone(),
-            hasher.clone(),
+            hasher,
         )?;
         Ok(IntervalJoin {
             f,

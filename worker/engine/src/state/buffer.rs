@@ -173,6 +173,7 @@ impl<T: Clone> Buckets<T> {
         ts - ts.rem_euclid(self.width)
     }
 
+    #[inline]
     fn push(&mut self, slot: Slot<T>) {
         let start = self.start_of(slot.ts);
         // Rows mostly arrive in time order: their bucket is the newest.
@@ -208,6 +209,7 @@ impl<T: Clone> Buckets<T> {
 
     /// The rows with key hash `hash` and a time in `[lo, hi]` for which `same_key` holds,
     /// as (bucket position, row) in time order (equal times in arrival order).
+    #[inline]
     fn find(
         &mut self,
         hash: u64,
@@ -270,6 +272,7 @@ impl<T: Clone> Buckets<T> {
     /// Joins a new row with the rows of key hash `hash` in `range` that have its key
     /// (`same_key`), oldest first: `join` says whether a pair joined, and those rows are
     /// marked matched when `mark`. Returns whether any pair joined.
+    #[inline]
     fn join_waiting(
         &mut self,
         hash: u64,
@@ -492,6 +495,7 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
     }
 
     /// Appends a row of key hash `hash` at `ts`.
+    #[inline]
     pub(crate) fn push(
         &mut self,
         db: Option<&mut RocksStore>,
@@ -548,6 +552,7 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
     /// Joins a new row of key `key` (hash `hash`) with the rows of that key in `range`,
     /// oldest first: `join` says whether a pair joined, and those rows are marked matched
     /// when `mark`. Returns whether any pair joined.
+    #[inline]
     pub(crate) fn join(
         &mut self,
         db: Option<&mut RocksStore>,
@@ -586,7 +591,7 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
                 any |= self.rows.join_waiting(
                     hash,
                     part,
-                    &same_key,
+                    same_key,
                     mark,
                     &mut self.found,
                     &mut join,
@@ -697,14 +702,17 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
                 .map_or(0, |d| d.spilled.iter().map(|s| s.rows).sum())
     }
 
-    /// Writes every row RocksDB does not hold as it is, and deletes expired rows (rocksdb).
-    fn write_back_rows(&mut self, db: &mut RocksStore) -> Result<()> {
+    /// Writes every row RocksDB does not hold as it is (rocksdb). For a `snapshot`, also
+    /// deletes the expired rows RocksDB still holds; between snapshots they stay, as no probe
+    /// reaches them, so that range deletes (which every RocksDB read then passes) come once
+    /// per checkpoint, not once per cache cycle.
+    fn write_back_rows(&mut self, db: &mut RocksStore, snapshot: bool) -> Result<()> {
         let Some(disk) = &mut self.disk else {
             return Ok(());
         };
         let mut batch = WriteBatch::default();
         let mut k = Vec::new();
-        if disk.delete_to > disk.deleted_to {
+        if snapshot && disk.delete_to > disk.deleted_to {
             let (from, to) = (disk.deleted_to, disk.delete_to);
             for &kg in &disk.key_groups {
                 let mut a = Vec::new();
@@ -749,7 +757,8 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
             b.dirty = false;
         }
         // The same for the partly expired bucket in RocksDB.
-        if let Some(sp) = disk.spilled.front()
+        if snapshot
+            && let Some(sp) = disk.spilled.front()
             && sp.start <= dead
         {
             for &kg in &disk.key_groups {
@@ -773,7 +782,7 @@ impl<K: Key, T: super::StateValue> TimeBuffer<K, T> {
     /// Writes the memory back and moves its oldest buckets to RocksDB until half of the
     /// capacity is left.
     fn spill(&mut self, db: &mut RocksStore) -> Result<()> {
-        self.write_back_rows(db)?;
+        self.write_back_rows(db, false)?;
         let disk = self.disk.as_mut().expect("rocksdb");
         while self.rows.len > disk.capacity / 2
             && let Some(b) = self.rows.buckets.pop_front()
@@ -1011,7 +1020,7 @@ impl<K: Key, T: super::StateValue> AnyBuffer for TimeBuffer<K, T> {
     }
 
     fn write_back(&mut self, db: &mut RocksStore) -> Result<()> {
-        self.write_back_rows(db)
+        self.write_back_rows(db, true)
     }
 
     fn reload(&mut self, db: &mut RocksStore, range: KeyGroupRange) -> Result<()> {
