@@ -22,7 +22,7 @@
 //! per cache cycle, and never when they expire within it. When the cache is full its oldest
 //! buckets go to RocksDB whole, leaving behind the hashes of their keys so that a probe seeks
 //! RocksDB only for a bucket that holds its key; expired buckets go with one range delete per
-//! key group at the next write-back. A checkpoint writes the cache back first (the cache stays).
+//! key group when a checkpoint or savepoint writes the cache back (the cache stays).
 //!
 //! The canonical (savepoint) format of both backends: per key group, one entry per row whose
 //! key is the RocksDB key after the state's name and whose value is `(matched, row)`.
@@ -377,7 +377,7 @@ struct Disk {
     /// Key groups RocksDB may hold rows of.
     key_groups: BTreeSet<u16>,
     /// Buckets before this start are deleted from RocksDB; those before `delete_to` are to
-    /// be at the next write-back.
+    /// be at the next snapshot's write-back.
     deleted_to: Timestamp,
     delete_to: Timestamp,
     /// Scratch: a serialized key and a RocksDB key.
@@ -1100,14 +1100,8 @@ mod tests {
         b: &mut KeyedStateBackend,
         hasher: &DefaultHashBuilder,
     ) -> TimeBufferState<String, Row> {
-        b.register_time_buffer(
-            "rows",
-            1,
-            10,
-            Arc::new(|r: &Row| r.0.clone()),
-            hasher.clone(),
-        )
-        .unwrap()
+        b.register_time_buffer("rows", 1, 10, Arc::new(|r: &Row| r.0.clone()), *hasher)
+            .unwrap()
     }
 
     /// Pushes rows of keys a..d at times 0..60, joins and marks some, expires the oldest
@@ -1118,7 +1112,7 @@ mod tests {
         h: &DefaultHashBuilder,
     ) -> (Vec<Row>, Vec<Row>) {
         for i in 0..60i64 {
-            let row = (format!("{}", ["a", "b", "c", "d"][i as usize % 4]), i);
+            let row = (["a", "b", "c", "d"][i as usize % 4].to_string(), i);
             let hash = h.hash_one(&row.0);
             let (buf, db) = b.time_buffer(s);
             buf.push(db, hash, row.1, false, row).unwrap();
