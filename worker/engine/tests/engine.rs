@@ -1394,10 +1394,23 @@ type JoinEv = (u8, String, i64, i64);
 /// id) pairs, `None` for the padded side of an unmatched row, sorted.
 fn interval_join(
     input: Vec<JoinEv>,
+    bounds: (i64, i64),
+    bound_ms: u64,
+    parallelism: usize,
+    backend: &str,
+) -> Vec<(Option<i64>, Option<i64>)> {
+    interval_join_cached(input, bounds, bound_ms, parallelism, backend, None)
+}
+
+/// [`interval_join`] with `state.backend.rocksdb.write-cache.entries: write_cache` (rows the
+/// rocksdb backend keeps in memory before it moves the oldest to RocksDB).
+fn interval_join_cached(
+    input: Vec<JoinEv>,
     (lower, upper): (i64, i64),
     bound_ms: u64,
     parallelism: usize,
     backend: &str,
+    write_cache: Option<usize>,
 ) -> Vec<(Option<i64>, Option<i64>)> {
     use weir_engine::join::IntervalJoinFunction;
     #[derive(Clone)]
@@ -1441,6 +1454,10 @@ fn interval_join(
         &dir.path().display().to_string(),
     )
     .unwrap();
+    if let Some(n) = write_cache {
+        c.set("state.backend.rocksdb.write-cache.entries", &n.to_string())
+            .unwrap();
+    }
     let env = StreamExecutionEnvironment::with_config(c);
     let events = env.from_collection(input).assign_timestamps_and_watermarks(
         WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(bound_ms))
@@ -1567,5 +1584,9 @@ proptest! {
             let got = interval_join(input.clone(), bounds, 40, p, backend);
             prop_assert_eq!(&got, &expected, "{} at parallelism {}", backend, p);
         }
+        // Rows beyond a write cache of 8 per subtask wait in RocksDB only: probed, marked
+        // matched and expired there.
+        let got = interval_join_cached(input.clone(), bounds, 40, 2, "rocksdb", Some(8));
+        prop_assert_eq!(&got, &expected, "rocksdb with a write cache of 8 rows");
     }
 }

@@ -99,6 +99,11 @@ impl CachedRocks {
         id
     }
 
+    /// The entries the cache holds at most (`state.backend.rocksdb.write-cache.entries`).
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Whether state `id` holds values of type `V`.
     pub(super) fn holds<V: StateValue>(&self, id: usize) -> bool {
         self.states[id].ty == TypeId::of::<V>()

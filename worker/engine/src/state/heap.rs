@@ -195,6 +195,7 @@ impl HeapStore {
         &mut self,
         range: KeyGroupRange,
         names: &[String],
+        buffers: &[&str],
         groups: &[KeyGroupSnapshot],
     ) -> Result<()> {
         for g in groups {
@@ -203,7 +204,11 @@ impl HeapStore {
                 continue;
             }
             let idx = kg - range.start;
-            for st in &g.states {
+            for st in g
+                .states
+                .iter()
+                .filter(|st| !buffers.contains(&st.name.as_str()))
+            {
                 match names.iter().position(|n| *n == st.name) {
                     Some(id) => self.tables[id].restore_group(idx, &st.name, &st.entries)?,
                     None => self
@@ -225,20 +230,6 @@ impl HeapStore {
     /// Names of restored states no registered state claimed.
     pub(super) fn unclaimed(&self) -> Vec<String> {
         self.pending.keys().cloned().collect()
-    }
-
-    /// Removes and returns every entry of state `id`.
-    pub(super) fn take_entries<V: StateValue>(&mut self, id: usize) -> Vec<(Box<[u8]>, V)> {
-        let table = self.tables[id]
-            .as_any_mut()
-            .downcast_mut::<Table<V>>()
-            .expect("state accessed with the type it was registered with");
-        table
-            .groups
-            .iter_mut()
-            .flat_map(|g| std::mem::take(Arc::make_mut(g)))
-            .map(|(k, e)| (k, e.value))
-            .collect()
     }
 
     /// Total number of entries across all states.

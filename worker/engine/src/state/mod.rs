@@ -24,6 +24,7 @@
 //! Timers stay on the heap with either backend (Flink's `HEAP` timer service) and are
 //! checkpointed in the canonical format.
 
+mod buffer;
 mod cached;
 mod handles;
 mod heap;
@@ -31,6 +32,7 @@ mod local_dir;
 pub(crate) mod rocksdb;
 mod store;
 
+pub(crate) use buffer::{RowKeyFn, TimeBuffer, TimeBufferState};
 pub use handles::{KeyedStateAccess, ListState, MapState, ReducingState, ValueState};
 pub use store::DeferredKeyed;
 pub(crate) use store::{KeyedRestore, KeyedSnapshot, KeyedStore, StoreOwner};
@@ -182,6 +184,42 @@ pub(crate) fn state_name(base: &str, schema: Option<&str>) -> String {
     }
 }
 
+/// Adds the canonical entries of frozen buffers to `groups` (one per key group of `range`, in
+/// order), each state's entries sorted by key.
+fn add_buffers(
+    range: KeyGroupRange,
+    groups: &mut [KeyGroupSnapshot],
+    frozen: &[Box<dyn buffer::FrozenBuffer>],
+) -> Result<()> {
+    for f in frozen {
+        let mut per_group: Vec<Vec<SnapshotEntry>> = vec![Vec::new(); range.len()];
+        for (kg, e) in f.serialize()? {
+            per_group[kg - range.start].push(e);
+        }
+        for (g, entries) in groups.iter_mut().zip(per_group) {
+            if entries.is_empty() {
+                continue;
+            }
+            // The sides of a state share its name (and the key's first byte tells them apart).
+            match g.states.iter_mut().find(|s| s.name == f.name()) {
+                Some(s) => s.entries.extend(entries),
+                None => g.states.push(StateSnapshot {
+                    name: f.name().to_string(),
+                    entries,
+                }),
+            }
+        }
+    }
+    for g in groups.iter_mut() {
+        for s in g.states.iter_mut() {
+            if frozen.iter().any(|f| f.name() == s.name) {
+                s.entries.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The keyed state backend of one operator subtask: the states registered, the key in
 /// scope, and the store holding the values ([`Store`]: one implementation per backend).
 pub struct KeyedStateBackend {
@@ -195,6 +233,8 @@ pub struct KeyedStateBackend {
     /// ([`state_name`]).
     schema: Option<String>,
     store: Store,
+    /// Time-bucketed buffer states ([`buffer`]), named apart from the states in `names`.
+    buffers: Vec<Box<dyn buffer::AnyBuffer>>,
 }
 
 /// Where the values live (`state.backend.type`). An enum rather than a trait object: state
@@ -232,6 +272,7 @@ impl KeyedStateBackend {
             now: 0,
             schema: None,
             store,
+            buffers: Vec::new(),
         }
     }
 
@@ -267,6 +308,9 @@ impl KeyedStateBackend {
         match &mut self.store {
             Store::RocksDb(r) => {
                 r.write_back()?;
+                for b in &mut self.buffers {
+                    b.write_back(&mut r.db)?;
+                }
                 Ok(Some(&mut r.db))
             }
             Store::HashMap(_) => Ok(None),
@@ -317,9 +361,17 @@ impl KeyedStateBackend {
     /// Snapshots every registered state, one entry per key group that holds data.
     pub fn snapshot(&mut self) -> Result<Vec<KeyGroupSnapshot>> {
         match &mut self.store {
-            Store::HashMap(h) => h.snapshot(self.range, &self.names),
+            Store::HashMap(h) => {
+                let mut groups = h.snapshot(self.range, &self.names)?;
+                let frozen: Vec<_> = self.buffers.iter().map(|b| b.freeze()).collect();
+                add_buffers(self.range, &mut groups, &frozen)?;
+                Ok(groups)
+            }
             Store::RocksDb(r) => {
                 r.write_back()?;
+                for b in &mut self.buffers {
+                    b.write_back(&mut r.db)?;
+                }
                 r.db.snapshot_canonical()
             }
         }
@@ -329,7 +381,19 @@ impl KeyedStateBackend {
     /// (on another thread) into what [`Self::snapshot`] returns. `None` for rocksdb.
     pub(crate) fn snapshot_deferred(&self) -> Option<DeferredKeyed> {
         match &self.store {
-            Store::HashMap(h) => Some(h.snapshot_deferred(self.range, &self.names)),
+            Store::HashMap(h) if self.buffers.is_empty() => {
+                Some(h.snapshot_deferred(self.range, &self.names))
+            }
+            Store::HashMap(h) => {
+                let tables = h.snapshot_deferred(self.range, &self.names);
+                let frozen: Vec<_> = self.buffers.iter().map(|b| b.freeze()).collect();
+                let range = self.range;
+                Some(DeferredKeyed::new(move || {
+                    let mut groups = tables.produce()?;
+                    add_buffers(range, &mut groups, &frozen)?;
+                    Ok(groups)
+                }))
+            }
             Store::RocksDb(_) => None,
         }
     }
@@ -338,10 +402,30 @@ impl KeyedStateBackend {
     /// subtask owns them); states not registered yet are applied when they are.
     pub fn restore(&mut self, groups: &[KeyGroupSnapshot]) -> Result<()> {
         match &mut self.store {
-            Store::HashMap(h) => h.restore(self.range, &self.names, groups),
+            Store::HashMap(h) => {
+                let buffer_names: Vec<&str> = self.buffers.iter().map(|b| b.name()).collect();
+                h.restore(self.range, &self.names, &buffer_names, groups)?;
+                for b in &mut self.buffers {
+                    let name = b.name().to_string();
+                    for g in groups
+                        .iter()
+                        .filter(|g| self.range.contains(g.key_group as usize))
+                    {
+                        for st in g.states.iter().filter(|st| st.name == name) {
+                            b.restore_group(g.key_group as usize, &st.entries)?;
+                        }
+                    }
+                    b.finish_restore();
+                }
+                Ok(())
+            }
             Store::RocksDb(r) => {
                 r.discard();
-                r.db.restore_canonical(groups)
+                r.db.restore_canonical(groups)?;
+                for b in &mut self.buffers {
+                    b.reload(&mut r.db, self.range)?;
+                }
+                Ok(())
             }
         }
     }
@@ -357,13 +441,13 @@ impl KeyedStateBackend {
     /// Names of restored states that no registered state claimed.
     pub fn unclaimed_states(&self) -> Vec<String> {
         let mut v: Vec<String> = match &self.store {
-            Store::RocksDb(r) => {
-                r.db.restored_names()
-                    .iter()
-                    .filter(|n| !self.names.contains(n))
-                    .cloned()
-                    .collect()
-            }
+            Store::RocksDb(r) => r
+                .db
+                .restored_names()
+                .iter()
+                .filter(|n| !self.names.contains(n) && !self.buffers.iter().any(|b| b.name() == *n))
+                .cloned()
+                .collect(),
             Store::HashMap(h) => h.unclaimed(),
         };
         v.sort();
@@ -378,22 +462,87 @@ impl KeyedStateBackend {
         crate::keygroup::debug_assert_owned(&self.range, self.current.key_group);
     }
 
-    /// Removes and returns every entry of state `id` (hashmap backend): (serialized key
-    /// ++ namespace, value). For operators that keep their state in their own layout
-    /// between checkpoints and read a restored snapshot through the backend.
-    pub(crate) fn take_entries<V: StateValue>(&mut self, id: usize) -> Vec<(Box<[u8]>, V)> {
-        match &mut self.store {
-            Store::HashMap(h) => h.take_entries(id),
-            Store::RocksDb(_) => panic!("take_entries reads the hashmap backend only"),
-        }
-    }
-
     /// Total number of entries across all states (a state-size metric).
     pub fn entries(&self) -> usize {
-        match &self.store {
-            Store::HashMap(h) => h.entries(),
-            Store::RocksDb(r) => r.db.entries(),
+        let buffered: usize = self.buffers.iter().map(|b| b.len()).sum();
+        buffered
+            + match &self.store {
+                Store::HashMap(h) => h.entries(),
+                Store::RocksDb(r) => r.db.entries(),
+            }
+    }
+
+    /// The names of every registered state, buffers included (an incremental checkpoint
+    /// lists them).
+    pub(crate) fn all_state_names(&self) -> Vec<String> {
+        let mut names = self.names.clone();
+        for b in &self.buffers {
+            if !names.iter().any(|n| n == b.name()) {
+                names.push(b.name().to_string());
+            }
         }
+        names
+    }
+
+    /// Registers side `side` of the time-bucketed buffer state called `name` ([`buffer`]):
+    /// rows of type `T` keyed by `key_fn` (hashed with `hasher`, as the caller hashes the
+    /// keys it passes), in buckets `width` ms wide. Register before the restore (restored
+    /// entries of a buffer registered later are reported unclaimed).
+    pub(crate) fn register_time_buffer<K: crate::keygroup::Key, T: StateValue>(
+        &mut self,
+        name: &str,
+        side: u8,
+        width: i64,
+        key_fn: RowKeyFn<K, T>,
+        hasher: hashbrown::DefaultHashBuilder,
+    ) -> Result<TimeBufferState<K, T>> {
+        let name = state_name(name, self.schema.as_deref());
+        assert!(
+            !self.names.contains(&name)
+                && !self
+                    .buffers
+                    .iter()
+                    .any(|b| b.name() == name && b.side() == side),
+            "state '{name}' (side {side}) registered twice"
+        );
+        let capacity = match &self.store {
+            Store::RocksDb(r) => Some(r.capacity()),
+            Store::HashMap(_) => None,
+        };
+        let b = TimeBuffer::new(
+            name.clone(),
+            side,
+            width,
+            key_fn,
+            hasher,
+            self.max_parallelism,
+            capacity,
+        );
+        self.buffers.push(Box::new(b));
+        Ok(TimeBufferState {
+            id: self.buffers.len() - 1,
+            _p: std::marker::PhantomData,
+        })
+    }
+
+    /// The buffer `state` and, on rocksdb, the database behind it.
+    #[inline]
+    pub(crate) fn time_buffer<K: crate::keygroup::Key, T: StateValue>(
+        &mut self,
+        state: &TimeBufferState<K, T>,
+    ) -> (&mut TimeBuffer<K, T>, Option<&mut rocksdb::RocksStore>) {
+        let b = self.buffers[state.id]
+            .as_any_mut()
+            .downcast_mut::<TimeBuffer<K, T>>()
+            .expect("a buffer accessed with the types it was registered with");
+        let db = match &mut self.store {
+            Store::RocksDb(r) => {
+                r.db.ensure_open();
+                Some(&mut r.db)
+            }
+            Store::HashMap(_) => None,
+        };
+        (b, db)
     }
 
     /// A RocksDB integer property of the `rocksdb` backend's open instance (metrics).

@@ -193,7 +193,7 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
-fn name_prefix(name: &str) -> Vec<u8> {
+pub(super) fn name_prefix(name: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(2 + name.len());
     p.extend_from_slice(&(name.len() as u16).to_be_bytes());
     p.extend_from_slice(name.as_bytes());
@@ -208,7 +208,7 @@ fn split_key(k: &[u8]) -> Option<(usize, &str, &[u8])> {
     Some((kg, name, &k[4 + len..]))
 }
 
-fn split_value(v: &[u8]) -> (Timestamp, &[u8]) {
+pub(super) fn split_value(v: &[u8]) -> (Timestamp, &[u8]) {
     if v.len() < 8 {
         return (0, v);
     }
@@ -407,6 +407,26 @@ impl RocksStore {
             .get_pinned(key)
             .unwrap_or_else(|e| panic!("RocksDB read of {} failed: {e}", self.dir.display()));
         f(v.as_deref())
+    }
+
+    /// Hands every entry with a key in `[from, to)` to `f`, in key order.
+    pub(crate) fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let db = self.db.as_ref().expect("opened by ensure_open");
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(to.to_vec());
+        let mut it = db.raw_iterator_opt(opts);
+        it.seek(from);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            f(k, v)?;
+            it.next();
+        }
+        it.status()
+            .map_err(|e| db_error("cannot read", &self.db_path(), e))
     }
 
     /// Applies a batch of writes (without WAL: checkpoints provide durability).

@@ -171,7 +171,7 @@ impl KeyedStore {
         };
         let rocksdb = self.backend.is_rocksdb();
         let mut groups = if rocksdb && self.incremental && !savepoint {
-            let names = self.backend.names.clone();
+            let names = self.backend.all_state_names();
             let db = self.backend.rocks()?.expect("the rocksdb backend");
             incremental = Some(db.checkpoint(id, names)?);
             empty_groups()
