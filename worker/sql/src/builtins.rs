@@ -25,7 +25,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-pub(crate) use datetime::java_double;
+pub(crate) use datetime::{java_double, java_float};
 
 /// The argument types of a call (`None`: an untyped NULL) to the types its arguments are
 /// converted to and its result type, or why the call does not fit.
@@ -410,6 +410,12 @@ fn round_double(d: f64, digits: i64, truncate: bool) -> f64 {
     if d < 0.0 && v != 0.0 { -v } else { v }
 }
 
+/// A FLOAT rounded as Flink's: the float widened to a double, rounded as DOUBLE is
+/// ([`round_double`]), and narrowed back.
+fn round_float(f: f32, digits: i64, truncate: bool) -> f32 {
+    round_double(f64::from(f), digits, truncate) as f32
+}
+
 /// `i` rounded (or truncated) to `digits` decimal places; only negative digits change it.
 fn round_int(i: i64, digits: i64, truncate: bool) -> Result<i64, String> {
     if digits >= 0 {
@@ -437,6 +443,7 @@ fn round_or_truncate(a: &[Value], truncate: bool) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(round_int(*i, digits, truncate)?),
         Value::Double(d) => Value::Double(round_double(*d, digits, truncate)),
+        Value::Float(f) => Value::Float(round_float(*f, digits, truncate)),
         Value::Decimal(v, s) => Value::Decimal(crate::decimal::round(*v, *s, digits, truncate), *s),
         _ => Value::Null,
     })
@@ -454,6 +461,7 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         Value::Str(s) => s.clone(),
         Value::Ts(t) => crate::value::format_timestamp(*t),
         Value::Decimal(x, s) => crate::decimal::format(*x, *s),
+        Value::Float(f) => java_float(*f),
     })
 }
 
@@ -494,6 +502,15 @@ fn parse_double(s: &str) -> Result<f64, String> {
     t.parse().map_err(|_| format!("'{s}' is not a number"))
 }
 
+/// The text as Java's `Float.parseFloat` reads it: the same syntax as DOUBLE's, rounded once to
+/// the nearest float (not through a double).
+fn parse_float(s: &str) -> Result<f32, String> {
+    let d = parse_double(s)?;
+    let t = s.trim();
+    let t = t.strip_suffix(['d', 'D', 'f', 'F']).unwrap_or(t);
+    Ok(t.parse::<f32>().unwrap_or(d as f32))
+}
+
 fn parse_boolean(s: &str) -> Result<bool, String> {
     // Unlike numbers, Flink does not trim a BOOLEAN's text.
     match s.to_ascii_lowercase().as_str() {
@@ -514,6 +531,8 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
             Value::Int(t.checked_int(parse_bigint(s)?)?)
         }
         SqlType::Double => Value::Double(parse_double(s)?),
+        // Java's Float.parseFloat rounds the text to the nearest float.
+        SqlType::Float => Value::Float(parse_float(s)?),
         SqlType::Decimal(p, sc) => {
             crate::decimal::parse(s, p, sc)?.map_or(Value::Null, |v| Value::Decimal(v, sc))
         }
@@ -621,6 +640,7 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
         (_, DataType::Int16) => from_string!(safe, "smallint", "SMALLINT", SmallInt),
         (_, DataType::Int8) => from_string!(safe, "tinyint", "TINYINT", TinyInt),
         (_, DataType::Float64) => from_string!(safe, "double", "DOUBLE", Double),
+        (_, DataType::Float32) => from_string!(safe, "float", "FLOAT", Float),
         (_, DataType::Boolean) => from_string!(safe, "boolean", "BOOLEAN", Boolean),
         (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
             from_string!(safe, "timestamp", "TIMESTAMP(3)", Timestamp)
@@ -636,6 +656,7 @@ fn narrow(a: &[Value], to: SqlType) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(to.wrap(*i)),
         Value::Double(d) => Value::Int(to.wrap(i64::from(*d as i32))),
+        Value::Float(f) => Value::Int(to.wrap(i64::from(*f as i32))),
         _ => Value::Null,
     })
 }
@@ -658,7 +679,7 @@ fn narrowing_cast(from: &DataType, to: &DataType) -> Option<Arc<ScalarUDF>> {
                     |a| {
                         count(a, 1, 1)?;
                         let arg = match a[0] {
-                            Some(SqlType::Double) => SqlType::Double,
+                            Some(t @ (SqlType::Double | SqlType::Float)) => t,
                             _ => SqlType::BigInt,
                         };
                         Ok((vec![arg], SqlType::$ty))
@@ -826,11 +847,13 @@ fn one_double(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), Strin
     Ok((vec![SqlType::Double], SqlType::Double))
 }
 
-/// An integer stays an integer; a DOUBLE goes through `f`.
+/// An integer stays an integer; a DOUBLE goes through `f`, a FLOAT too (exact for ABS,
+/// FLOOR, CEIL and SIGN, whose results a float holds).
 fn int_or(a: &[Value], int: fn(i64) -> i64, f: fn(f64) -> f64) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(int(*i)),
         Value::Double(d) => Value::Double(f(*d)),
+        Value::Float(x) => Value::Float(f(f64::from(*x)) as f32),
         _ => Value::Null,
     })
 }

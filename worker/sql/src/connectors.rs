@@ -436,6 +436,7 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
             Value::Int(t.checked_int(s.parse().ok()?).ok()?)
         }
         SqlType::Double => Value::Double(s.parse().ok()?),
+        SqlType::Float => Value::Float(s.parse().ok()?),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
@@ -793,10 +794,23 @@ impl ConnectorFactory for Blackhole {
 }
 
 enum FieldGen {
-    Sequence { start: i64, ty: SqlType },
-    Int { min: i64, max: i64 },
-    Double { min: f64, max: f64 },
-    Str { length: usize },
+    Sequence {
+        start: i64,
+        ty: SqlType,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// DOUBLE, or FLOAT (`float`: the value rounded to 32 bits).
+    Double {
+        min: f64,
+        max: f64,
+        float: bool,
+    },
+    Str {
+        length: usize,
+    },
     Bool,
 }
 
@@ -852,9 +866,10 @@ fn datagen(
                         max: bound("max", hi.min(i32::MAX.into()))?,
                     }
                 }
-                SqlType::Double => FieldGen::Double {
+                t @ (SqlType::Double | SqlType::Float) => FieldGen::Double {
                     min: opts.number(&key("min"))?.unwrap_or(0.0),
                     max: opts.number(&key("max"))?.unwrap_or(1.0),
+                    float: t == SqlType::Float,
                 },
                 SqlType::String => FieldGen::Str {
                     length: match opts.number(&key("length"))?.unwrap_or(10) {
@@ -905,7 +920,7 @@ fn datagen(
                 format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
             ));
         }
-        if let FieldGen::Double { min, max } = g
+        if let FieldGen::Double { min, max, .. } = g
             && min > max
         {
             return Err(opts.err(
@@ -934,11 +949,18 @@ fn datagen(
                         }
                     }
                     FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
-                    FieldGen::Double { min, max } => Value::Double(if min == max {
-                        *min
-                    } else {
-                        ctx.rng.gen_range(*min..*max)
-                    }),
+                    FieldGen::Double { min, max, float } => {
+                        let d = if min == max {
+                            *min
+                        } else {
+                            ctx.rng.gen_range(*min..*max)
+                        };
+                        if *float {
+                            Value::Float(d as f32)
+                        } else {
+                            Value::Double(d)
+                        }
+                    }
                     FieldGen::Str { length } => Value::Str(
                         (&mut ctx.rng)
                             .sample_iter(&Alphanumeric)

@@ -387,6 +387,13 @@ struct FlinkFunctions;
 impl VisitorMut for FlinkFunctions {
     type Break = SqlError;
     fn post_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<SqlError> {
+        if let ast::Expr::Cast {
+            data_type: ast::DataType::Real,
+            ..
+        } = e
+        {
+            return ControlFlow::Break(SqlError::at(e.span(), crate::plan::NO_REAL));
+        }
         if let Some(rewritten) = flink_syntax(e) {
             *e = rewritten;
             return ControlFlow::Continue(());
@@ -602,6 +609,83 @@ fn flink_casts(
     .map(|t| t.data)
 }
 
+/// Flink's result types where FLOAT meets DOUBLE or DECIMAL, which DataFusion's type coercion
+/// widens otherwise: with a DOUBLE, the first operand's type wins (Calcite's least restrictive
+/// type: `f + d` and `f = d` are FLOAT, the DOUBLE narrowed; `d - f` is DOUBLE), also among a
+/// CASE's results; with a DECIMAL, FLOAT is DOUBLE (`f * 1.5` is a DOUBLE).
+fn float_ops(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::expr::{BinaryExpr, Case};
+    use datafusion_expr::{Expr, Operator, cast};
+    let to = |e: Expr, t: DataType| Box::new(cast(e, t));
+    e.transform_up(|e| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if op.is_numerical_operators()
+                || matches!(
+                    op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ) =>
+        {
+            let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+            let is_dec = |t: &DataType| matches!(t, DataType::Decimal128(..));
+            let (left, right, changed) = match (&lt, &rt) {
+                (DataType::Float32, DataType::Float64) => {
+                    (left, to(*right, DataType::Float32), true)
+                }
+                (DataType::Float32, r) if is_dec(r) => (to(*left, DataType::Float64), right, true),
+                (l, DataType::Float32) if is_dec(l) => (left, to(*right, DataType::Float64), true),
+                _ => (left, right, false),
+            };
+            let e = Expr::BinaryExpr(BinaryExpr { left, op, right });
+            Ok(if changed {
+                Transformed::yes(e)
+            } else {
+                Transformed::no(e)
+            })
+        }
+        Expr::Case(c)
+            if matches!(
+                c.when_then_expr
+                    .first()
+                    .map(|(_, t)| t.get_type(schema))
+                    .transpose()?,
+                Some(DataType::Float32)
+            ) =>
+        {
+            let narrow = |e: Box<Expr>| -> datafusion_common::Result<Box<Expr>> {
+                Ok(if e.get_type(schema)? == DataType::Float64 {
+                    to(*e, DataType::Float32)
+                } else {
+                    e
+                })
+            };
+            let when_then_expr = c
+                .when_then_expr
+                .into_iter()
+                .map(|(w, t)| Ok((w, narrow(t)?)))
+                .collect::<datafusion_common::Result<_>>()?;
+            let else_expr = c.else_expr.map(narrow).transpose()?;
+            Ok(Transformed::yes(Expr::Case(Case {
+                expr: c.expr,
+                when_then_expr,
+                else_expr,
+            })))
+        }
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
 /// Types integer literals as Flink does: INT when the value fits 32 bits, else BIGINT
 /// (DataFusion's planner makes every one BIGINT). `100000 * 100000` is then INT arithmetic
 /// and wraps around as in Flink; next to a BIGINT the type coercion widens the literal back,
@@ -744,6 +828,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
         .map_err(fail)?;
     let logical = int_literals(logical).map_err(fail)?;
     let logical = decimal_ops(logical, &df).map_err(fail)?;
+    let logical = float_ops(logical, &df).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

@@ -117,6 +117,11 @@ pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>
             Value::Decimal(x, s) => {
                 out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
             }
+            // Java's Float.toString (`0.1`, `1.0E-5`), as Jackson writes a float; the
+            // widened double's digits (`0.10000000149011612`) would be another number.
+            Value::Float(f) if f.is_finite() => {
+                out.extend_from_slice(crate::builtins::java_float(*f).as_bytes())
+            }
             v => serde_json::to_writer(&mut out, &v.to_json())
                 .expect("a plain JSON value serializes"),
         }

@@ -6,8 +6,9 @@
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Decimal128Array, Decimal128Builder,
-    Float64Array, Float64Builder, Int8Array, Int16Array, Int32Array, Int64Array, PrimitiveBuilder,
-    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Float32Array, Float32Builder, Float64Array, Float64Builder, Int8Array, Int16Array, Int32Array,
+    Int64Array, PrimitiveBuilder, StringArray, StringBuilder, TimestampMillisecondArray,
+    TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
@@ -34,7 +35,7 @@ pub enum SqlType {
     SmallInt,
     /// TINYINT (8-bit)
     TinyInt,
-    /// FLOAT, DOUBLE (carried as 64-bit floating point)
+    /// DOUBLE (64-bit floating point; `DOUBLE PRECISION`)
     Double,
     /// STRING, VARCHAR, CHAR
     String,
@@ -42,6 +43,9 @@ pub enum SqlType {
     Timestamp,
     /// DECIMAL(precision, scale): exact, `Value::Decimal` in rows (see [`crate::decimal`])
     Decimal(u8, u8),
+    /// FLOAT, REAL (32-bit floating point, `Value::Float` in rows: arithmetic rounds to 32
+    /// bits as Java's `float`). After the others, so that their encodings stay as they were.
+    Float,
 }
 
 impl SqlType {
@@ -57,6 +61,7 @@ impl SqlType {
             SqlType::String => DataType::Utf8,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
             SqlType::Decimal(p, s) => DataType::Decimal128(p, s as i8),
+            SqlType::Float => DataType::Float32,
         }
     }
 
@@ -73,9 +78,8 @@ impl SqlType {
             {
                 SqlType::Decimal(*p, *s as u8)
             }
-            DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
+            DataType::Float16 | DataType::Float32 => SqlType::Float,
+            DataType::Float64
             | DataType::Decimal32(..)
             | DataType::Decimal64(..)
             | DataType::Decimal128(..)
@@ -100,6 +104,7 @@ impl SqlType {
             SqlType::Double => "DOUBLE",
             SqlType::String => "STRING",
             SqlType::Timestamp => "TIMESTAMP(3)",
+            SqlType::Float => "FLOAT",
         }
     }
 
@@ -111,9 +116,13 @@ impl SqlType {
         )
     }
 
-    /// Whether the type is an integer type, DECIMAL or DOUBLE.
+    /// Whether the type is an integer type, DECIMAL, FLOAT or DOUBLE.
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || matches!(self, SqlType::Double | SqlType::Decimal(..))
+        self.is_integer()
+            || matches!(
+                self,
+                SqlType::Double | SqlType::Float | SqlType::Decimal(..)
+            )
     }
 
     /// DECIMAL's (precision, scale); an integer type's as it converts to DECIMAL in
@@ -230,6 +239,8 @@ pub enum Value {
     /// DECIMAL: the unscaled number and the scale (`1.50` is `Decimal(150, 2)`). Last, so
     /// that the encodings of the other variants in state stay as they were.
     Decimal(i128, u8),
+    /// FLOAT (32-bit floating point).
+    Float(f32),
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -290,7 +301,7 @@ impl Value {
         match self {
             Value::Null => 0,
             Value::Bool(_) => 1,
-            Value::Int(_) | Value::Double(_) | Value::Decimal(..) => 2,
+            Value::Int(_) | Value::Double(_) | Value::Decimal(..) | Value::Float(_) => 2,
             Value::Str(_) => 3,
             Value::Ts(_) => 4,
         }
@@ -302,6 +313,7 @@ impl Value {
             Value::Int(i) => Some(*i as f64),
             Value::Double(d) => Some(*d),
             Value::Decimal(v, s) => Some(crate::decimal::to_f64(*v, *s)),
+            Value::Float(f) => Some(f64::from(*f)),
             _ => None,
         }
     }
@@ -359,7 +371,12 @@ impl Ord for Value {
                         .total_cmp(&other.as_f64().unwrap_or(0.0)),
                 }
             }
-            (Value::Decimal(..), Value::Double(_)) | (Value::Double(_), Value::Decimal(..)) => self
+            (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            // A FLOAT next to another number compares as the DOUBLE it widens to (Java's).
+            (Value::Decimal(..), Value::Double(_))
+            | (Value::Double(_), Value::Decimal(..))
+            | (Value::Float(_), Value::Int(_) | Value::Double(_) | Value::Decimal(..))
+            | (Value::Int(_) | Value::Double(_) | Value::Decimal(..), Value::Float(_)) => self
                 .as_f64()
                 .unwrap_or(0.0)
                 .total_cmp(&other.as_f64().unwrap_or(0.0)),
@@ -387,6 +404,7 @@ impl Hash for Value {
                 }
                 (v, s).hash(state)
             }
+            Value::Float(f) => f.to_bits().hash(state),
         }
     }
 }
@@ -417,6 +435,8 @@ impl fmt::Display for Value {
             Value::Str(s) => f.write_str(s),
             Value::Ts(t) => f.write_str(&format_timestamp(*t)),
             Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
+            // As Java's Float.toString: 1.0E-5, 3.4028235E38.
+            Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
         }
     }
 }
@@ -441,6 +461,13 @@ impl Value {
                     .unwrap_or(serde_json::Value::Null),
                 Err(_) => serde_json::Value::Null,
             },
+            // The number Java's Float.toString writes (0.1, not the double 0.100000001…),
+            // as Flink's json format does; NaN and infinities are NULL as for DOUBLE.
+            Value::Float(f) => crate::builtins::java_float(*f)
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
         }
     }
 }
@@ -509,6 +536,17 @@ pub fn rows_to_batch_columns<'a>(
                 let mut b = Float64Builder::with_capacity(n);
                 for v in vals {
                     b.append_option(v.as_f64());
+                }
+                Arc::new(b.finish())
+            }
+            SqlType::Float => {
+                let mut b = Float32Builder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Float(f) => Some(*f),
+                        // A wider number rounds to the nearest float, as Java's `(float)`.
+                        v => v.as_f64().map(|d| d as f32),
+                    });
                 }
                 Arc::new(b.finish())
             }
@@ -611,6 +649,7 @@ impl ValueReader {
             SqlType::String => Value::Str(as_arr::<StringArray>(array).value(i).to_string()),
             SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
             SqlType::Decimal(_, s) => Value::Decimal(as_arr::<Decimal128Array>(array).value(i), s),
+            SqlType::Float => Value::Float(as_arr::<Float32Array>(array).value(i)),
         }
     }
 }
@@ -675,6 +714,10 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 buf.push(z as u8);
                 buf.push(*s);
             }
+            Value::Float(f) => {
+                buf.push(7);
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
         }
     }
 }
@@ -718,6 +761,7 @@ mod tests {
         values.extend(ints.iter().map(|&i| Value::Int(i)));
         values.extend(ints.iter().map(|&i| Value::Ts(i)));
         values.extend([0.0, -0.0, 1.5, f64::NAN, f64::INFINITY].map(Value::Double));
+        values.extend([0.0, -0.0, 0.1, f32::MIN_POSITIVE, f32::NAN, f32::MAX].map(Value::Float));
         values.extend(
             [
                 0,

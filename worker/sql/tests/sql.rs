@@ -247,6 +247,98 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
 }
 
 #[test]
+fn float_columns_compute_in_32_bits_and_are_written_as_java_floats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, totals, keys) = (
+        dir.path().join("out"),
+        dir.path().join("totals"),
+        dir.path().join("keys"),
+    );
+    let readings = dir.path().join("readings.jsonl");
+    std::fs::write(
+        &readings,
+        "{\"item\": \"a\", \"f\": 0.1, \"ts\": 1000}\n\
+         {\"item\": \"a\", \"f\": 0.2, \"ts\": 2000}\n\
+         {\"item\": \"a\", \"f\": 0.7, \"ts\": 3000}\n\
+         {\"item\": \"b\", \"f\": 16777217, \"ts\": 4000}\n\
+         {\"item\": \"b\", \"f\": 1.0, \"ts\": 5000}\n\
+         {\"item\": \"b\", \"f\": null, \"ts\": 6000}\n\
+         {\"item\": \"c\", \"f\": \"2.5\", \"ts\": 7000}\n\
+         {\"item\": \"c\", \"f\": 0.1, \"ts\": 8000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE readings (item STRING, f FLOAT, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE lines (item STRING, f FLOAT, t STRING, third FLOAT, wide DOUBLE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE totals (item STRING, total FLOAT, mean FLOAT, lo FLOAT, hi FLOAT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE keys (f FLOAT, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO lines
+         SELECT item, f, CAST(f AS STRING), f / 3, CAST(f AS DOUBLE) FROM readings;
+         INSERT INTO totals
+         SELECT item, SUM(f), AVG(f), MIN(f), MAX(f)
+         FROM readings GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;
+         INSERT INTO keys
+         SELECT f, COUNT(*) FROM readings GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), f;",
+        readings.display(),
+        out.display(),
+        totals.display(),
+        keys.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 computes them (checked with Java's float): 16777217 is the float 16777216
+    // (1.6777216E7), f / 3 is a float quotient (0.1 / 3 is 0.033333335, not the double
+    // 0.0333333338…), and the json format writes Java's Float.toString digits (0.1, not the
+    // widened 0.10000000149011612).
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"item": "a", "f": 0.1, "t": "0.1", "third": 0.033333335,
+                   "wide": 0.10000000149011612}),
+            json!({"item": "a", "f": 0.2, "t": "0.2", "third": 0.06666667,
+                   "wide": 0.20000000298023224}),
+            json!({"item": "a", "f": 0.7, "t": "0.7", "third": 0.23333333,
+                   "wide": 0.699999988079071}),
+            json!({"item": "b", "f": 16777216.0, "t": "1.6777216E7", "third": 5592405.5,
+                   "wide": 16777216.0}),
+            json!({"item": "b", "f": 1.0, "t": "1.0", "third": 0.33333334, "wide": 1.0}),
+            json!({"item": "b", "f": null, "t": null, "third": null, "wide": null}),
+            json!({"item": "c", "f": 2.5, "t": "2.5", "third": 0.8333333, "wide": 2.5}),
+            json!({"item": "c", "f": 0.1, "t": "0.1", "third": 0.033333335,
+                   "wide": 0.10000000149011612}),
+        ])
+    );
+    // SUM adds in 32 bits (16777216 + 1 stays 16777216), AVG divides the DOUBLE sum and
+    // narrows it (8388608.5 rounds to 8388608); NULLs are skipped.
+    assert_eq!(
+        output(&totals),
+        sorted(vec![
+            json!({"item": "a", "total": 1.0, "mean": 0.33333334, "lo": 0.1, "hi": 0.7}),
+            json!({"item": "b", "total": 16777216.0, "mean": 8388608.0, "lo": 1.0,
+                   "hi": 16777216.0}),
+            json!({"item": "c", "total": 2.6, "mean": 1.3, "lo": 0.1, "hi": 2.5}),
+        ])
+    );
+    // A FLOAT key: the two 0.1s (items a and c) are one group, NULL its own.
+    assert_eq!(
+        output(&keys),
+        sorted(vec![
+            json!({"f": 0.1, "n": 2}),
+            json!({"f": 0.2, "n": 1}),
+            json!({"f": 0.7, "n": 1}),
+            json!({"f": 16777216.0, "n": 1}),
+            json!({"f": 1.0, "n": 1}),
+            json!({"f": null, "n": 1}),
+            json!({"f": 2.5, "n": 1}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(

@@ -13,6 +13,23 @@ const DAY_MS: i64 = 86_400_000;
 /// least one fractional digit from 10^-3 up to 10^7 (`0.001`, `1234567.0`), otherwise
 /// scientific (`1.6325E8`, `1.0E-4`); `NaN`, `Infinity`, `-Infinity`.
 pub(crate) fn java_double(d: f64) -> String {
+    java_text(d, || format!("{}", d.abs()), || format!("{:e}", d.abs()))
+}
+
+/// A float as Java's `Float.toString` writes it (Flink's `CAST(f AS STRING)` of a FLOAT):
+/// the shortest digits that read back as the same 32-bit float, with `Double.toString`'s
+/// notation (`0.1`, `1.0E-5`, `3.4028235E38`).
+pub(crate) fn java_float(f: f32) -> String {
+    java_text(
+        f64::from(f),
+        || format!("{}", f.abs()),
+        || format!("{:e}", f.abs()),
+    )
+}
+
+/// Java's notation for a number `d` whose shortest digits are `plain` (`{}`) and `sci`
+/// (`{:e}`) for its type.
+fn java_text(d: f64, plain: impl FnOnce() -> String, sci: impl FnOnce() -> String) -> String {
     if d.is_nan() {
         return "NaN".into();
     }
@@ -25,14 +42,14 @@ pub(crate) fn java_double(d: f64) -> String {
     let sign = if d < 0.0 { "-" } else { "" };
     let a = d.abs();
     if (1e-3..1e7).contains(&a) {
-        let s = format!("{a}");
+        let s = plain();
         return if s.contains('.') {
             format!("{sign}{s}")
         } else {
             format!("{sign}{s}.0")
         };
     }
-    let s = format!("{a:e}");
+    let s = sci();
     let (mantissa, exp) = s.split_once('e').expect("{:e} has an exponent");
     let mantissa = if mantissa.contains('.') {
         mantissa.to_string()

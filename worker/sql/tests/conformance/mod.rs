@@ -5,7 +5,7 @@
 //! columns and evaluates it as a SQL Calc does, row by row and over Arrow; the value compared
 //! is `CAST((expr) AS STRING)`, as Flink's is, so the text is what a user sees in a STRING
 //! column (and in `print`). The result type is compared by the type Weir carries it as
-//! (FLOAT and DOUBLE are both Weir's DOUBLE). A case Flink
+//! (TIMESTAMP and TIMESTAMP_LTZ are both Weir's TIMESTAMP(3)). A case Flink
 //! refuses, at planning or at runtime, must fail on Weir too.
 //!
 //! `known_differences.txt` lists the cases Weir still gets wrong; they are reported, and a
@@ -133,6 +133,7 @@ fn parse_columns(text: &str) -> (Vec<Column>, Vec<Value>) {
                     Value::Int(value_text.parse().expect("integer literal"))
                 }
                 SqlType::Double => Value::Double(value_text.parse().expect("number literal")),
+                SqlType::Float => Value::Float(value_text.parse().expect("number literal")),
                 SqlType::Decimal(p, s) => {
                     match weir_sql::decimal::parse(&value_text, p, s).expect("decimal literal") {
                         Some(v) => Value::Decimal(v, s),
@@ -166,7 +167,8 @@ fn carried_type(flink: &str) -> Option<SqlType> {
         "SMALLINT" => SqlType::SmallInt,
         "INT" | "INTEGER" => SqlType::Int,
         "BIGINT" => SqlType::BigInt,
-        "FLOAT" | "DOUBLE" => SqlType::Double,
+        "FLOAT" | "REAL" => SqlType::Float,
+        "DOUBLE" => SqlType::Double,
         "DECIMAL" => {
             let args = t.split_once('(').map(|(_, a)| a.trim_end_matches(')'));
             let mut nums = args
