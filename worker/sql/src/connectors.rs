@@ -19,7 +19,7 @@ use std::sync::Arc;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::connectors::{
     BlackholeSink, DataGen, FileSink, FileSource, JsonText, MakeCsvDecoder, MakeLineDecoder,
-    PrintSink, StringRecord,
+    PartitionedJsonText, PrintSink, StringRecord,
 };
 
 /// A connector: what `'connector' = '<name>'` builds. Implementations check their own
@@ -701,6 +701,39 @@ impl ConnectorFactory for Filesystem {
         }
         if !opts.partition_keys.is_empty() {
             sink = sink.partitioned_by(opts.partition_keys.iter().map(|k| k.value.as_str()));
+            // The row split here, each value's text written by the same writer as the
+            // unpartitioned lines' (a DECIMAL keeps its digits: `1.50`, in the line and in
+            // the directory name).
+            let keys: Vec<usize> = opts
+                .partition_keys
+                .iter()
+                .filter_map(|k| fields.iter().position(|f| f == &k.value))
+                .collect();
+            stream
+                .map(move |r: Row| {
+                    let values = keys
+                        .iter()
+                        .map(|&k| crate::format::partition_text(&r.0[k]))
+                        .collect();
+                    let line = crate::format::json_object(
+                        fields
+                            .iter()
+                            .map(String::as_str)
+                            .zip(&r.0)
+                            .enumerate()
+                            .filter(|(i, _)| !keys.contains(i))
+                            .map(|(_, f)| f),
+                    );
+                    PartitionedJsonText {
+                        values,
+                        text: String::from_utf8(line).expect("JSON text is UTF-8"),
+                    }
+                })
+                .uid(&format!("{uid}-encode"))
+                .sink_to(sink)
+                .name(&name)
+                .uid(uid);
+            return Ok(());
         }
         stream
             .map(move |r: Row| {

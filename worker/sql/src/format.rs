@@ -113,21 +113,38 @@ pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>
         }
         serde_json::to_writer(&mut out, name).expect("a string serializes");
         out.push(b':');
-        match v {
-            Value::Decimal(x, s) => {
-                out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
-            }
-            // Java's Float.toString (`0.1`, `1.0E-5`), as Jackson writes a float; the
-            // widened double's digits (`0.10000000149011612`) would be another number.
-            Value::Float(f) if f.is_finite() => {
-                out.extend_from_slice(crate::builtins::java_float(*f).as_bytes())
-            }
-            v => serde_json::to_writer(&mut out, &v.to_json())
-                .expect("a plain JSON value serializes"),
-        }
+        json_value(v, &mut out);
     }
     out.push(b'}');
     out
+}
+
+/// Appends one value's JSON text (see [`json_object`]).
+fn json_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Decimal(x, s) => out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes()),
+        // Java's Float.toString (`0.1`, `1.0E-5`), as Jackson writes a float; the
+        // widened double's digits (`0.10000000149011612`) would be another number.
+        Value::Float(f) if f.is_finite() => {
+            out.extend_from_slice(crate::builtins::java_float(*f).as_bytes())
+        }
+        v => serde_json::to_writer(out, &v.to_json()).expect("a plain JSON value serializes"),
+    }
+}
+
+/// A value as a partition directory holds it (None: NULL): a string's (or a timestamp's)
+/// text, any other value's JSON text as the `json` format writes it (a DECIMAL `1.50`).
+pub(crate) fn partition_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Str(s) => Some(s.clone()),
+        Value::Ts(t) => Some(crate::value::format_timestamp(*t)),
+        v => {
+            let mut out = Vec::new();
+            json_value(v, &mut out);
+            Some(String::from_utf8(out).expect("JSON text is UTF-8"))
+        }
+    }
 }
 
 /// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a

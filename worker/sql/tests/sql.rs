@@ -2996,6 +2996,75 @@ INSERT INTO out SELECT item, `user`, amount FROM clicks;",
 }
 
 #[test]
+fn a_partitioned_filesystem_sink_writes_decimals_with_their_digits_as_the_unpartitioned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parts, flat) = (dir.path().join("parts"), dir.path().join("flat"));
+    let orders = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &orders,
+        "{\"band\": 1.50, \"price\": 2.50, \"item\": \"a\"}\n\
+         {\"band\": 1.50, \"price\": 0.10, \"item\": \"b\"}\n\
+         {\"band\": null, \"price\": 3.00, \"item\": \"c\"}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE orders (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE parts (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           PARTITIONED BY (band)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE flat (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO parts SELECT * FROM orders;
+         INSERT INTO flat SELECT * FROM orders;",
+        orders.display(),
+        parts.display(),
+        flat.display()
+    );
+    run(&sql, Config::default());
+    // Every line's text, by partition directory ("" for the unpartitioned sink's).
+    fn lines(dir: &Path, below: &str, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                lines(&p, &format!("{below}{name}/"), out);
+            } else if !name.starts_with('.') {
+                for l in std::fs::read_to_string(&p).unwrap().lines() {
+                    out.push((below.to_string(), l.to_string()));
+                }
+            }
+        }
+    }
+    let (mut got_parts, mut got_flat) = (Vec::new(), Vec::new());
+    lines(&parts, "", &mut got_parts);
+    lines(&flat, "", &mut got_flat);
+    got_parts.sort();
+    got_flat.sort();
+    // The same text for the same value: `1.50` and `0.10` keep their digits in the lines and
+    // in the directory names (the partitioned path wrote `1.5` before).
+    assert_eq!(
+        got_flat,
+        vec![
+            ("".into(), r#"{"band":1.50,"item":"a","price":2.50}"#.into()),
+            ("".into(), r#"{"band":1.50,"item":"b","price":0.10}"#.into()),
+            ("".into(), r#"{"band":null,"item":"c","price":3.00}"#.into()),
+        ]
+    );
+    assert_eq!(
+        got_parts,
+        vec![
+            ("band=1.50/".into(), r#"{"item":"a","price":2.50}"#.into()),
+            ("band=1.50/".into(), r#"{"item":"b","price":0.10}"#.into()),
+            (
+                "band=__DEFAULT_PARTITION__/".into(),
+                r#"{"item":"c","price":3.00}"#.into()
+            ),
+        ]
+    );
+}
+
+#[test]
 fn partitioned_by_a_missing_column_or_on_a_connector_without_partitions_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path(), "clicks.json", &[]);
