@@ -25,7 +25,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-pub(crate) use datetime::{java_double, java_float};
+pub(crate) use datetime::{java_double, java_float, parse_date};
 
 /// The argument types of a call (`None`: an untyped NULL) to the types its arguments are
 /// converted to and its result type, or why the call does not fit.
@@ -220,11 +220,42 @@ fn int_arg(v: &Value) -> Option<i64> {
     }
 }
 
+/// A TIMESTAMP's epoch milliseconds, or a DATE's start (its midnight).
 fn ts_arg(v: &Value) -> Option<i64> {
     match v {
         Value::Ts(t) => Some(*t),
+        Value::Date(d) => Some(i64::from(*d) * DAY_MS),
         _ => None,
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The result `t` (epoch milliseconds) of a function of `arg`: a DATE (its day, the time
+/// dropped, as Flink's DATE + INTERVAL) when `arg` is one, else a TIMESTAMP.
+fn same_kind(arg: &Value, t: i64) -> Value {
+    match arg {
+        Value::Date(_) => Value::Date(t.div_euclid(DAY_MS) as i32),
+        _ => Value::Ts(t),
+    }
+}
+
+/// `lead` argument types, then a TIMESTAMP or DATE at position `at` (the last), whose type
+/// is the result's (Flink's `FLOOR(date TO MONTH)` and `TIMESTAMPADD(DAY, 1, date)` are
+/// DATEs).
+fn date_or_timestamp(
+    args: &[Option<SqlType>],
+    at: usize,
+    lead: &[SqlType],
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, at + 1, at + 1)?;
+    let t = match args[at] {
+        Some(SqlType::Date) => SqlType::Date,
+        _ => SqlType::Timestamp,
+    };
+    let mut tys = lead.to_vec();
+    tys.push(t);
+    Ok((tys, t))
 }
 
 thread_local! {
@@ -462,6 +493,7 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         Value::Ts(t) => crate::value::format_timestamp(*t),
         Value::Decimal(x, s) => crate::decimal::format(*x, *s),
         Value::Float(f) => java_float(*f),
+        Value::Date(d) => crate::value::format_date(*d),
     })
 }
 
@@ -540,6 +572,10 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
         SqlType::Timestamp => Value::Ts(
             datetime::parse_sql_timestamp(s)
                 .ok_or_else(|| format!("'{s}' is not a TIMESTAMP (yyyy-MM-dd[ HH:mm:ss[.SSS]])"))?,
+        ),
+        SqlType::Date => Value::Date(
+            datetime::parse_date(s.trim())
+                .ok_or_else(|| format!("'{s}' is not a DATE (yyyy-MM-dd)"))?,
         ),
         SqlType::String => Value::Str(s.to_string()),
     })
@@ -630,9 +666,27 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
             | DataType::Float64
             | DataType::Float32
             | DataType::Timestamp(..)
+            | DataType::Date32
             | DataType::Decimal128(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
+        (DataType::Timestamp(..), DataType::Date32) => {
+            // Flink's day of a timestamp is its epoch milliseconds divided by a day's,
+            // rounded toward zero: before 1970, the next day (1969-12-31 12:00 is
+            // 1970-01-01), where Arrow's kernel gives the calendar's.
+            static TO_DATE: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    "cast_timestamp_to_date",
+                    "CAST(ts AS DATE)",
+                    fixed!(Timestamp => Date),
+                    |a| {
+                        Ok(ts_arg(&a[0])
+                            .map_or(Value::Null, |t| Value::Date((t / 86_400_000) as i32)))
+                    },
+                )
+            });
+            Some(TO_DATE.clone())
+        }
         _ if !from_str => None,
         // Out of an integer type's range is an error (TRY_CAST: NULL), as Java's parseInt.
         (_, DataType::Int64) => from_string!(safe, "bigint", "BIGINT", BigInt),
@@ -641,6 +695,7 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
         (_, DataType::Int8) => from_string!(safe, "tinyint", "TINYINT", TinyInt),
         (_, DataType::Float64) => from_string!(safe, "double", "DOUBLE", Double),
         (_, DataType::Float32) => from_string!(safe, "float", "FLOAT", Float),
+        (_, DataType::Date32) => from_string!(safe, "date", "DATE", Date),
         (_, DataType::Boolean) => from_string!(safe, "boolean", "BOOLEAN", Boolean),
         (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
             from_string!(safe, "timestamp", "TIMESTAMP(3)", Timestamp)
@@ -1072,6 +1127,8 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
                 count(a, 2, 2)?;
                 let first = match a[0] {
                     Some(SqlType::String) => Str,
+                    // Flink's planner refuses a DATE (cast it to TIMESTAMP(3) first).
+                    Some(SqlType::Date) => return Err("takes a TIMESTAMP or a STRING".into()),
                     _ => Timestamp,
                 };
                 Ok((vec![first, Str], Str))
@@ -1147,16 +1204,34 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
             },
         ),
         udf(
+            "to_date",
+            "TO_DATE(s [, format])",
+            |a| optional(a, &[Str, Str], 1, SqlType::Date),
+            |a| {
+                let Some(s) = str_arg(&a[0]) else {
+                    return Ok(Value::Null);
+                };
+                // NULL for text that is no date, as Flink's.
+                Ok(match a.get(1) {
+                    Some(Value::Str(f)) => datetime::parse(s, f, false)?
+                        .map(|ms| Value::Date(ms.div_euclid(DAY_MS) as i32)),
+                    Some(_) => None,
+                    None => datetime::parse_date(s.trim()).map(Value::Date),
+                }
+                .unwrap_or(Value::Null))
+            },
+        ),
+        udf(
             "timestampadd",
             "TIMESTAMPADD(unit, count, timestamp)",
-            fixed!(String, BigInt, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 2, &[Str, BigInt]),
             |a| {
                 let (Some(unit), Some(n), Some(t)) =
                     (str_arg(&a[0]), int_arg(&a[1]), ts_arg(&a[2]))
                 else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::add(unit, n, t)?))
+                Ok(same_kind(&a[2], datetime::add(unit, n, t)?))
             },
         ),
         udf(
@@ -1176,23 +1251,23 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         udf(
             "timestamp_floor",
             "FLOOR(timestamp TO unit)",
-            fixed!(String, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 1, &[Str]),
             |a| {
                 let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::floor(unit, t)?))
+                Ok(same_kind(&a[1], datetime::floor(unit, t)?))
             },
         ),
         udf(
             "timestamp_ceil",
             "CEIL(timestamp TO unit)",
-            fixed!(String, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 1, &[Str]),
             |a| {
                 let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::ceil(unit, t)?))
+                Ok(same_kind(&a[1], datetime::ceil(unit, t)?))
             },
         ),
         udf(

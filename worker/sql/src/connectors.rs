@@ -437,6 +437,8 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         }
         SqlType::Double => Value::Double(s.parse().ok()?),
         SqlType::Float => Value::Float(s.parse().ok()?),
+        // ISO `yyyy-MM-dd`, as Flink's json and csv formats read a DATE.
+        SqlType::Date => Value::Date(crate::builtins::parse_date(s)?),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
@@ -926,6 +928,12 @@ fn datagen(
                             "datagen cannot generate DECIMAL column '{}' yet; generate a DOUBLE or BIGINT and add a computed column with a CAST",
                             c.field
                         ),
+                    ));
+                }
+                SqlType::Date => {
+                    return Err(SqlError::at(
+                        opts.table_span,
+                        format!("datagen cannot generate DATE column '{}' yet", c.field),
                     ));
                 }
                 SqlType::Timestamp => {

@@ -591,6 +591,14 @@ fn flink_casts(
             )));
         }
         let from = arg.get_type(schema)?;
+        if from == DataType::Date32
+            && SqlType::from_arrow(to).is_some_and(|t| t.is_numeric() || t == SqlType::Boolean)
+        {
+            return datafusion_common::plan_err!(
+                "a DATE cannot be cast to {} (as in Flink)",
+                SqlType::from_arrow(to).map_or("?", |t| t.sql_name())
+            );
+        }
         let Some(f) = crate::builtins::cast_function(&from, to, safe) else {
             return Ok(Transformed::no(e));
         };
@@ -622,6 +630,24 @@ fn float_ops(
     use datafusion_expr::{Expr, Operator, cast};
     let to = |e: Expr, t: DataType| Box::new(cast(e, t));
     e.transform_up(|e| match e {
+        // Flink's planner refuses DATE - DATE and a DATE next to a TIMESTAMP (DataFusion
+        // would subtract the days or widen the DATE).
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                (left.get_type(schema)?, right.get_type(schema)?),
+                (DataType::Date32, DataType::Date32) if op == Operator::Minus
+            ) || matches!(
+                (left.get_type(schema)?, right.get_type(schema)?),
+                (DataType::Date32, DataType::Timestamp(..))
+                    | (DataType::Timestamp(..), DataType::Date32)
+            ) =>
+        {
+            datafusion_common::plan_err!(
+                "cannot apply '{op}' to a DATE and a {}: cast one side (CAST(d AS TIMESTAMP(3)), \
+                 TIMESTAMPDIFF(DAY, d1, d2))",
+                SqlType::from_arrow(&right.get_type(schema)?).map_or("?", |t| t.sql_name())
+            )
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if op.is_numerical_operators()
                 || matches!(

@@ -304,6 +304,7 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         | D::CharVarying(_)
         | D::Character(_) => SqlType::String,
         D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
+        D::Date => SqlType::Date,
         D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
             SqlType::Timestamp
         }

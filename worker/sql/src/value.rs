@@ -5,10 +5,10 @@
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Decimal128Array, Decimal128Builder,
-    Float32Array, Float32Builder, Float64Array, Float64Builder, Int8Array, Int16Array, Int32Array,
-    Int64Array, PrimitiveBuilder, StringArray, StringBuilder, TimestampMillisecondArray,
-    TimestampMillisecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Decimal128Array,
+    Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int8Array,
+    Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray, StringBuilder,
+    TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
@@ -46,6 +46,8 @@ pub enum SqlType {
     /// FLOAT, REAL (32-bit floating point, `Value::Float` in rows: arithmetic rounds to 32
     /// bits as Java's `float`). After the others, so that their encodings stay as they were.
     Float,
+    /// DATE (days since 1970-01-01, `Value::Date` in rows).
+    Date,
 }
 
 impl SqlType {
@@ -62,6 +64,7 @@ impl SqlType {
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
             SqlType::Decimal(p, s) => DataType::Decimal128(p, s as i8),
             SqlType::Float => DataType::Float32,
+            SqlType::Date => DataType::Date32,
         }
     }
 
@@ -87,7 +90,8 @@ impl SqlType {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
                 SqlType::String
             }
-            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => SqlType::Timestamp,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Timestamp(..) => SqlType::Timestamp,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl SqlType {
             SqlType::String => "STRING",
             SqlType::Timestamp => "TIMESTAMP(3)",
             SqlType::Float => "FLOAT",
+            SqlType::Date => "DATE",
         }
     }
 
@@ -241,6 +246,8 @@ pub enum Value {
     Decimal(i128, u8),
     /// FLOAT (32-bit floating point).
     Float(f32),
+    /// DATE: days since 1970-01-01.
+    Date(i32),
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -304,6 +311,7 @@ impl Value {
             Value::Int(_) | Value::Double(_) | Value::Decimal(..) | Value::Float(_) => 2,
             Value::Str(_) => 3,
             Value::Ts(_) => 4,
+            Value::Date(_) => 5,
         }
     }
 
@@ -372,6 +380,7 @@ impl Ord for Value {
                 }
             }
             (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
             // A FLOAT next to another number compares as the DOUBLE it widens to (Java's).
             (Value::Decimal(..), Value::Double(_))
             | (Value::Double(_), Value::Decimal(..))
@@ -405,8 +414,15 @@ impl Hash for Value {
                 (v, s).hash(state)
             }
             Value::Float(f) => f.to_bits().hash(state),
+            Value::Date(d) => d.hash(state),
         }
     }
+}
+
+/// Formats a DATE (days since the epoch) as Flink writes it: `2024-02-29`.
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = weir_engine::time::civil_from_days(i64::from(days));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Formats a timestamp the way Flink's SQL client shows `TIMESTAMP(3)`:
@@ -437,6 +453,7 @@ impl fmt::Display for Value {
             Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
             // As Java's Float.toString: 1.0E-5, 3.4028235E38.
             Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
+            Value::Date(d) => f.write_str(&format_date(*d)),
         }
     }
 }
@@ -468,6 +485,8 @@ impl Value {
                 .ok()
                 .and_then(serde_json::Number::from_f64)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            // As Flink's json format: `"2024-02-29"`.
+            Value::Date(d) => format_date(*d).into(),
         }
     }
 }
@@ -567,6 +586,16 @@ pub fn rows_to_batch_columns<'a>(
                 }
                 Arc::new(b.finish())
             }
+            SqlType::Date => {
+                let mut b = Date32Builder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Date(x) => Some(*x),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
             SqlType::Timestamp => {
                 let mut b = TimestampMillisecondBuilder::with_capacity(n);
                 for v in vals {
@@ -650,6 +679,7 @@ impl ValueReader {
             SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
             SqlType::Decimal(_, s) => Value::Decimal(as_arr::<Decimal128Array>(array).value(i), s),
             SqlType::Float => Value::Float(as_arr::<Float32Array>(array).value(i)),
+            SqlType::Date => Value::Date(as_arr::<Date32Array>(array).value(i)),
         }
     }
 }
@@ -718,6 +748,10 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 buf.push(7);
                 buf.extend_from_slice(&f.to_le_bytes());
             }
+            Value::Date(d) => {
+                buf.push(8);
+                varint(zigzag(i64::from(*d)), buf);
+            }
         }
     }
 }
@@ -762,6 +796,7 @@ mod tests {
         values.extend(ints.iter().map(|&i| Value::Ts(i)));
         values.extend([0.0, -0.0, 1.5, f64::NAN, f64::INFINITY].map(Value::Double));
         values.extend([0.0, -0.0, 0.1, f32::MIN_POSITIVE, f32::NAN, f32::MAX].map(Value::Float));
+        values.extend([0, 1, -1, 19_782, -719_162, 2_932_896, i32::MIN, i32::MAX].map(Value::Date));
         values.extend(
             [
                 0,

@@ -339,6 +339,78 @@ fn float_columns_compute_in_32_bits_and_are_written_as_java_floats() {
 }
 
 #[test]
+fn date_columns_read_compare_group_and_are_written_as_flink_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, per_day) = (dir.path().join("out"), dir.path().join("per_day"));
+    let visits = dir.path().join("visits.jsonl");
+    std::fs::write(
+        &visits,
+        "{\"d\": \"2024-02-28\", \"who\": \"a\", \"ts\": 1000}\n\
+         {\"d\": \"2024-02-29\", \"who\": \"b\", \"ts\": 2000}\n\
+         {\"d\": \"2024-02-29\", \"who\": \"c\", \"ts\": 3000}\n\
+         {\"d\": \"1969-12-31\", \"who\": \"d\", \"ts\": 4000}\n\
+         {\"d\": null, \"who\": \"e\", \"ts\": 5000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE visits (d DATE, who STRING, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (who STRING, d DATE, next_day DATE, next_month DATE, leap BOOLEAN,
+                           dow BIGINT, t STRING, at_midnight TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE per_day (d DATE, n BIGINT, first_day DATE, last_day DATE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT who, d, d + INTERVAL '1' DAY, d + INTERVAL '1' MONTH,
+                d = DATE '2024-02-29', EXTRACT(DOW FROM d), CAST(d AS STRING),
+                CAST(d AS TIMESTAMP(3))
+         FROM visits;
+         INSERT INTO per_day
+         SELECT d, COUNT(*), MIN(d), MAX(d)
+         FROM visits GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), d;",
+        visits.display(),
+        out.display(),
+        per_day.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 gives them: a month after 2024-01-31 would clamp, after 2024-02-29 is
+    // 2024-03-29; 2024-02-29 was a Thursday (DOW 5); the json format writes `2024-02-29`.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"who": "a", "d": "2024-02-28", "next_day": "2024-02-29",
+                   "next_month": "2024-03-28", "leap": false, "dow": 4, "t": "2024-02-28",
+                   "at_midnight": "2024-02-28 00:00:00.000"}),
+            json!({"who": "b", "d": "2024-02-29", "next_day": "2024-03-01",
+                   "next_month": "2024-03-29", "leap": true, "dow": 5, "t": "2024-02-29",
+                   "at_midnight": "2024-02-29 00:00:00.000"}),
+            json!({"who": "c", "d": "2024-02-29", "next_day": "2024-03-01",
+                   "next_month": "2024-03-29", "leap": true, "dow": 5, "t": "2024-02-29",
+                   "at_midnight": "2024-02-29 00:00:00.000"}),
+            json!({"who": "d", "d": "1969-12-31", "next_day": "1970-01-01",
+                   "next_month": "1970-01-31", "leap": false, "dow": 4, "t": "1969-12-31",
+                   "at_midnight": "1969-12-31 00:00:00.000"}),
+            json!({"who": "e", "d": null, "next_day": null, "next_month": null, "leap": null,
+                   "dow": null, "t": null, "at_midnight": null}),
+        ])
+    );
+    // A DATE key: the two leap-day rows are one group, NULL its own.
+    assert_eq!(
+        output(&per_day),
+        sorted(vec![
+            json!({"d": "2024-02-28", "n": 1, "first_day": "2024-02-28",
+                   "last_day": "2024-02-28"}),
+            json!({"d": "2024-02-29", "n": 2, "first_day": "2024-02-29",
+                   "last_day": "2024-02-29"}),
+            json!({"d": "1969-12-31", "n": 1, "first_day": "1969-12-31",
+                   "last_day": "1969-12-31"}),
+            json!({"d": null, "n": 1, "first_day": null, "last_day": null}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(

@@ -239,6 +239,29 @@ pub(super) fn ceil(unit: &str, t: i64) -> Result<i64, String> {
 
 /// Reads `yyyy-MM-dd[ HH:mm:ss[.S…]]` (Flink's TIMESTAMP text; no `T`, no zone, no spaces
 /// around it).
+/// A DATE's text as Flink's `CAST(s AS DATE)` reads it: `yyyy-M-d` (one or two digits for
+/// the month and the day), optionally followed by a time (` 12:00:00`, ignored); a day that
+/// the month does not have is no date (None), unlike TIMESTAMP's clamping.
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
+    let date = s.split([' ', 'T']).next()?;
+    let mut parts = date.split('-');
+    let mut num = |max_len: usize| -> Option<i64> {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > max_len || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let (y, m, d) = (num(4)?, num(2)?, num(2)?);
+    if parts.next().is_some() || !(1..=12).contains(&m) {
+        return None;
+    }
+    if !(1..=i64::from(month_days(y, m as u32))).contains(&d) {
+        return None;
+    }
+    i32::try_from(days_from_civil(y, m, d)).ok()
+}
+
 pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {
     let (date, time) = s.split_once(' ').unwrap_or((s, ""));
     let mut d = date.split('-');

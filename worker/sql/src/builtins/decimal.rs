@@ -145,6 +145,7 @@ fn eval(kind: Kind, args: &[Value], ret: SqlType) -> Result<Value, String> {
                 Err(why) => return Err(why),
             },
             Value::Ts(_) => return Err("a TIMESTAMP cannot be cast to DECIMAL".into()),
+            Value::Date(_) => return Err("a DATE cannot be cast to DECIMAL".into()),
         },
     })
 }

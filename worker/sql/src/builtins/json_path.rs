@@ -794,6 +794,7 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
             }
         }
         Value::Str(s) => write_json_string(s, &mut out),
+        Value::Date(d) => write_json_string(&crate::value::format_date(*d), &mut out),
         Value::Ts(t) => {
             let text = crate::value::format_timestamp(*t).replacen(' ', "T", 1);
             let text = match text.split_once('.') {

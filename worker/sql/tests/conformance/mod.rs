@@ -134,6 +134,14 @@ fn parse_columns(text: &str) -> (Vec<Column>, Vec<Value>) {
                 }
                 SqlType::Double => Value::Double(value_text.parse().expect("number literal")),
                 SqlType::Float => Value::Float(value_text.parse().expect("number literal")),
+                SqlType::Date => Value::Date(
+                    weir_sql::connectors::parse_text(&value_text, SqlType::Date)
+                        .and_then(|v| match v {
+                            Value::Date(d) => Some(d),
+                            _ => None,
+                        })
+                        .expect("date literal"),
+                ),
                 SqlType::Decimal(p, s) => {
                     match weir_sql::decimal::parse(&value_text, p, s).expect("decimal literal") {
                         Some(v) => Value::Decimal(v, s),
@@ -181,6 +189,7 @@ fn carried_type(flink: &str) -> Option<SqlType> {
         }
         "CHAR" | "VARCHAR" | "STRING" => SqlType::String,
         "TIMESTAMP" | "TIMESTAMP_LTZ" => SqlType::Timestamp,
+        "DATE" => SqlType::Date,
         _ if t.starts_with("TIMESTAMP(") => SqlType::Timestamp,
         _ => return None,
     })
