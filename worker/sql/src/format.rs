@@ -320,6 +320,32 @@ mod tests {
     }
 
     #[test]
+    fn floats_and_dates_go_through_json_and_csv_records_as_flink_writes_them() {
+        let c = cols(&[("f", SqlType::Float), ("d", SqlType::Date)]);
+        // 2024-02-29 is day 19782; 0.1 is the float nearest it, written with its own digits.
+        let vals = [Value::Float(0.1), Value::Date(19_782)];
+        let bytes = Format::Json.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"d":"2024-02-29","f":0.1}"#
+        );
+        let mut d = Format::Json.decoder("t", &c, &[true; 2]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        let csv = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(String::from_utf8_lossy(&csv), "0.1,2024-02-29");
+        let mut d = Format::Csv.decoder("t", &c, &[true; 2]);
+        assert_eq!(d.decode(&csv).unwrap(), vals);
+        assert_eq!(
+            d.decode(b"1.0E-5,1969-12-31").unwrap(),
+            [Value::Float(1.0e-5), Value::Date(-1)]
+        );
+        assert_eq!(
+            d.decode(b"0.5,2023-02-29").unwrap_err(),
+            "CSV field 2 ('d') = '2023-02-29' is not a valid DATE"
+        );
+    }
+
+    #[test]
     fn raw_holds_exactly_one_string_column() {
         let one = cols(&[("line", SqlType::String)]);
         assert!(Format::Raw.check_columns(&one).is_ok());

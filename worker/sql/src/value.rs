@@ -588,12 +588,10 @@ pub fn rows_to_batch_columns<'a>(
             }
             SqlType::Date => {
                 let mut b = Date32Builder::with_capacity(n);
-                for v in vals {
-                    b.append_option(match v {
-                        Value::Date(x) => Some(*x),
-                        _ => None,
-                    });
-                }
+                b.extend(vals.map(|v| match v {
+                    Value::Date(x) => Some(*x),
+                    _ => None,
+                }));
                 Arc::new(b.finish())
             }
             SqlType::Timestamp => {
