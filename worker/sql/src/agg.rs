@@ -103,8 +103,17 @@ pub(crate) fn types_list(types: &[SqlType]) -> String {
         .join(", ")
 }
 
-/// Adds `v` to a running sum of `n` values.
-fn add_to_sum(s: &mut Option<Value>, n: &mut i64, v: &Value) {
+/// Adds `v` to a running sum of `n` values (`avg`: of AVG, which sums FLOATs as DOUBLEs, as
+/// Flink's accumulator does).
+fn add_to_sum(s: &mut Option<Value>, n: &mut i64, v: &Value, avg: bool) {
+    let widened;
+    let v = match v {
+        Value::Float(f) if avg => {
+            widened = Value::Double(f64::from(*f));
+            &widened
+        }
+        v => v,
+    };
     *s = Some(match s.take() {
         None => v.clone(),
         Some(cur) => add_values(&cur, v),
@@ -115,6 +124,8 @@ fn add_to_sum(s: &mut Option<Value>, n: &mut i64, v: &Value) {
 fn add_values(a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Value::Int(x.wrapping_add(*y)),
+        // SUM of FLOAT adds in 32 bits, as Java's `float`.
+        (Value::Float(x), Value::Float(y)) => Value::Float(x + y),
         // A DECIMAL sum is exact, at the values' scale, and NULL from the first overflow of
         // 38 digits on (as Flink's).
         (Value::Decimal(..) | Value::Null, _) | (_, Value::Decimal(..)) => {
@@ -159,9 +170,9 @@ impl AggCall {
             }
             (Acc::DistinctSum(set, s, n), Some(v)) if !set.contains(v) => {
                 set.insert(v.clone());
-                add_to_sum(s, n, v);
+                add_to_sum(s, n, v, self.kind == AggKind::Avg);
             }
-            (Acc::Sum(s, n), Some(v)) => add_to_sum(s, n, v),
+            (Acc::Sum(s, n), Some(v)) => add_to_sum(s, n, v, self.kind == AggKind::Avg),
             (Acc::Extreme(cur), Some(v)) => {
                 let replace = match cur {
                     None => true,
@@ -221,6 +232,10 @@ impl AggCall {
                 // Flink's AVG keeps the argument's type: integer averages truncate (of the
                 // 64-bit sum, as Flink's accumulator is a BIGINT for every integer type).
                 (Value::Int(x), t) if t.is_integer() => Value::Int(x / n.max(1)),
+                // AVG of FLOAT: the DOUBLE sum's average, narrowed to FLOAT.
+                (s, SqlType::Float) => {
+                    Value::Float((s.as_f64().unwrap_or(0.0) / n.max(1) as f64) as f32)
+                }
                 _ => Value::Double(s.as_f64().unwrap_or(0.0) / n.max(1) as f64),
             },
             // SUM keeps the argument's type too, wrapping around as Java's `int` does: the
@@ -249,7 +264,7 @@ impl AggCall {
             (Acc::DistinctSum(a, ..), Acc::DistinctSum(b, s, n)) => {
                 for v in a {
                     if b.insert(v.clone()) {
-                        add_to_sum(s, n, v);
+                        add_to_sum(s, n, v, self.kind == AggKind::Avg);
                     }
                 }
             }

@@ -25,7 +25,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-pub(crate) use datetime::java_double;
+pub(crate) use datetime::{java_double, java_float, parse_date};
 
 /// The argument types of a call (`None`: an untyped NULL) to the types its arguments are
 /// converted to and its result type, or why the call does not fit.
@@ -220,11 +220,42 @@ fn int_arg(v: &Value) -> Option<i64> {
     }
 }
 
+/// A TIMESTAMP's epoch milliseconds, or a DATE's start (its midnight).
 fn ts_arg(v: &Value) -> Option<i64> {
     match v {
         Value::Ts(t) => Some(*t),
+        Value::Date(d) => Some(i64::from(*d) * DAY_MS),
         _ => None,
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The result `t` (epoch milliseconds) of a function of `arg`: a DATE (its day, the time
+/// dropped, as Flink's DATE + INTERVAL) when `arg` is one, else a TIMESTAMP.
+fn same_kind(arg: &Value, t: i64) -> Value {
+    match arg {
+        Value::Date(_) => Value::Date(t.div_euclid(DAY_MS) as i32),
+        _ => Value::Ts(t),
+    }
+}
+
+/// `lead` argument types, then a TIMESTAMP or DATE at position `at` (the last), whose type
+/// is the result's (Flink's `FLOOR(date TO MONTH)` and `TIMESTAMPADD(DAY, 1, date)` are
+/// DATEs).
+fn date_or_timestamp(
+    args: &[Option<SqlType>],
+    at: usize,
+    lead: &[SqlType],
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, at + 1, at + 1)?;
+    let t = match args[at] {
+        Some(SqlType::Date) => SqlType::Date,
+        _ => SqlType::Timestamp,
+    };
+    let mut tys = lead.to_vec();
+    tys.push(t);
+    Ok((tys, t))
 }
 
 thread_local! {
@@ -410,6 +441,12 @@ fn round_double(d: f64, digits: i64, truncate: bool) -> f64 {
     if d < 0.0 && v != 0.0 { -v } else { v }
 }
 
+/// A FLOAT rounded as Flink's: the float widened to a double, rounded as DOUBLE is
+/// ([`round_double`]), and narrowed back.
+fn round_float(f: f32, digits: i64, truncate: bool) -> f32 {
+    round_double(f64::from(f), digits, truncate) as f32
+}
+
 /// `i` rounded (or truncated) to `digits` decimal places; only negative digits change it.
 fn round_int(i: i64, digits: i64, truncate: bool) -> Result<i64, String> {
     if digits >= 0 {
@@ -437,6 +474,7 @@ fn round_or_truncate(a: &[Value], truncate: bool) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(round_int(*i, digits, truncate)?),
         Value::Double(d) => Value::Double(round_double(*d, digits, truncate)),
+        Value::Float(f) => Value::Float(round_float(*f, digits, truncate)),
         Value::Decimal(v, s) => Value::Decimal(crate::decimal::round(*v, *s, digits, truncate), *s),
         _ => Value::Null,
     })
@@ -454,6 +492,8 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         Value::Str(s) => s.clone(),
         Value::Ts(t) => crate::value::format_timestamp(*t),
         Value::Decimal(x, s) => crate::decimal::format(*x, *s),
+        Value::Float(f) => java_float(*f),
+        Value::Date(d) => crate::value::format_date(*d),
     })
 }
 
@@ -494,6 +534,15 @@ fn parse_double(s: &str) -> Result<f64, String> {
     t.parse().map_err(|_| format!("'{s}' is not a number"))
 }
 
+/// The text as Java's `Float.parseFloat` reads it: the same syntax as DOUBLE's, rounded once to
+/// the nearest float (not through a double).
+fn parse_float(s: &str) -> Result<f32, String> {
+    let d = parse_double(s)?;
+    let t = s.trim();
+    let t = t.strip_suffix(['d', 'D', 'f', 'F']).unwrap_or(t);
+    Ok(t.parse::<f32>().unwrap_or(d as f32))
+}
+
 fn parse_boolean(s: &str) -> Result<bool, String> {
     // Unlike numbers, Flink does not trim a BOOLEAN's text.
     match s.to_ascii_lowercase().as_str() {
@@ -514,6 +563,8 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
             Value::Int(t.checked_int(parse_bigint(s)?)?)
         }
         SqlType::Double => Value::Double(parse_double(s)?),
+        // Java's Float.parseFloat rounds the text to the nearest float.
+        SqlType::Float => Value::Float(parse_float(s)?),
         SqlType::Decimal(p, sc) => {
             crate::decimal::parse(s, p, sc)?.map_or(Value::Null, |v| Value::Decimal(v, sc))
         }
@@ -521,6 +572,10 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
         SqlType::Timestamp => Value::Ts(
             datetime::parse_sql_timestamp(s)
                 .ok_or_else(|| format!("'{s}' is not a TIMESTAMP (yyyy-MM-dd[ HH:mm:ss[.SSS]])"))?,
+        ),
+        SqlType::Date => Value::Date(
+            datetime::parse_date(s.trim())
+                .ok_or_else(|| format!("'{s}' is not a DATE (yyyy-MM-dd)"))?,
         ),
         SqlType::String => Value::Str(s.to_string()),
     })
@@ -611,9 +666,27 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
             | DataType::Float64
             | DataType::Float32
             | DataType::Timestamp(..)
+            | DataType::Date32
             | DataType::Decimal128(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
+        (DataType::Timestamp(..), DataType::Date32) => {
+            // Flink's day of a timestamp is its epoch milliseconds divided by a day's,
+            // rounded toward zero: before 1970, the next day (1969-12-31 12:00 is
+            // 1970-01-01), where Arrow's kernel gives the calendar's.
+            static TO_DATE: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    "cast_timestamp_to_date",
+                    "CAST(ts AS DATE)",
+                    fixed!(Timestamp => Date),
+                    |a| {
+                        Ok(ts_arg(&a[0])
+                            .map_or(Value::Null, |t| Value::Date((t / 86_400_000) as i32)))
+                    },
+                )
+            });
+            Some(TO_DATE.clone())
+        }
         _ if !from_str => None,
         // Out of an integer type's range is an error (TRY_CAST: NULL), as Java's parseInt.
         (_, DataType::Int64) => from_string!(safe, "bigint", "BIGINT", BigInt),
@@ -621,6 +694,8 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
         (_, DataType::Int16) => from_string!(safe, "smallint", "SMALLINT", SmallInt),
         (_, DataType::Int8) => from_string!(safe, "tinyint", "TINYINT", TinyInt),
         (_, DataType::Float64) => from_string!(safe, "double", "DOUBLE", Double),
+        (_, DataType::Float32) => from_string!(safe, "float", "FLOAT", Float),
+        (_, DataType::Date32) => from_string!(safe, "date", "DATE", Date),
         (_, DataType::Boolean) => from_string!(safe, "boolean", "BOOLEAN", Boolean),
         (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
             from_string!(safe, "timestamp", "TIMESTAMP(3)", Timestamp)
@@ -636,6 +711,7 @@ fn narrow(a: &[Value], to: SqlType) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(to.wrap(*i)),
         Value::Double(d) => Value::Int(to.wrap(i64::from(*d as i32))),
+        Value::Float(f) => Value::Int(to.wrap(i64::from(*f as i32))),
         _ => Value::Null,
     })
 }
@@ -658,7 +734,7 @@ fn narrowing_cast(from: &DataType, to: &DataType) -> Option<Arc<ScalarUDF>> {
                     |a| {
                         count(a, 1, 1)?;
                         let arg = match a[0] {
-                            Some(SqlType::Double) => SqlType::Double,
+                            Some(t @ (SqlType::Double | SqlType::Float)) => t,
                             _ => SqlType::BigInt,
                         };
                         Ok((vec![arg], SqlType::$ty))
@@ -826,11 +902,13 @@ fn one_double(args: &[Option<SqlType>]) -> Result<(Vec<SqlType>, SqlType), Strin
     Ok((vec![SqlType::Double], SqlType::Double))
 }
 
-/// An integer stays an integer; a DOUBLE goes through `f`.
+/// An integer stays an integer; a DOUBLE goes through `f`, a FLOAT too (exact for ABS,
+/// FLOOR, CEIL and SIGN, whose results a float holds).
 fn int_or(a: &[Value], int: fn(i64) -> i64, f: fn(f64) -> f64) -> Result<Value, String> {
     Ok(match &a[0] {
         Value::Int(i) => Value::Int(int(*i)),
         Value::Double(d) => Value::Double(f(*d)),
+        Value::Float(x) => Value::Float(f(f64::from(*x)) as f32),
         _ => Value::Null,
     })
 }
@@ -1049,6 +1127,8 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
                 count(a, 2, 2)?;
                 let first = match a[0] {
                     Some(SqlType::String) => Str,
+                    // Flink's planner refuses a DATE (cast it to TIMESTAMP(3) first).
+                    Some(SqlType::Date) => return Err("takes a TIMESTAMP or a STRING".into()),
                     _ => Timestamp,
                 };
                 Ok((vec![first, Str], Str))
@@ -1124,16 +1204,34 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
             },
         ),
         udf(
+            "to_date",
+            "TO_DATE(s [, format])",
+            |a| optional(a, &[Str, Str], 1, SqlType::Date),
+            |a| {
+                let Some(s) = str_arg(&a[0]) else {
+                    return Ok(Value::Null);
+                };
+                // NULL for text that is no date, as Flink's.
+                Ok(match a.get(1) {
+                    Some(Value::Str(f)) => datetime::parse(s, f, false)?
+                        .map(|ms| Value::Date(ms.div_euclid(DAY_MS) as i32)),
+                    Some(_) => None,
+                    None => datetime::parse_date(s.trim()).map(Value::Date),
+                }
+                .unwrap_or(Value::Null))
+            },
+        ),
+        udf(
             "timestampadd",
             "TIMESTAMPADD(unit, count, timestamp)",
-            fixed!(String, BigInt, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 2, &[Str, BigInt]),
             |a| {
                 let (Some(unit), Some(n), Some(t)) =
                     (str_arg(&a[0]), int_arg(&a[1]), ts_arg(&a[2]))
                 else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::add(unit, n, t)?))
+                Ok(same_kind(&a[2], datetime::add(unit, n, t)?))
             },
         ),
         udf(
@@ -1153,23 +1251,23 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         udf(
             "timestamp_floor",
             "FLOOR(timestamp TO unit)",
-            fixed!(String, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 1, &[Str]),
             |a| {
                 let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::floor(unit, t)?))
+                Ok(same_kind(&a[1], datetime::floor(unit, t)?))
             },
         ),
         udf(
             "timestamp_ceil",
             "CEIL(timestamp TO unit)",
-            fixed!(String, Timestamp => Timestamp),
+            |a| date_or_timestamp(a, 1, &[Str]),
             |a| {
                 let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Ts(datetime::ceil(unit, t)?))
+                Ok(same_kind(&a[1], datetime::ceil(unit, t)?))
             },
         ),
         udf(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use weir_engine::api::{DataStream, StreamExecutionEnvironment};
 use weir_engine::connectors::{
     BlackholeSink, DataGen, FileSink, FileSource, JsonText, MakeCsvDecoder, MakeLineDecoder,
-    PrintSink, StringRecord,
+    PartitionedJsonText, PrintSink, StringRecord,
 };
 
 /// A connector: what `'connector' = '<name>'` builds. Implementations check their own
@@ -436,6 +436,9 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
             Value::Int(t.checked_int(s.parse().ok()?).ok()?)
         }
         SqlType::Double => Value::Double(s.parse().ok()?),
+        SqlType::Float => Value::Float(s.parse().ok()?),
+        // ISO `yyyy-MM-dd`, as Flink's json and csv formats read a DATE.
+        SqlType::Date => Value::Date(crate::builtins::parse_date(s)?),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
@@ -700,6 +703,39 @@ impl ConnectorFactory for Filesystem {
         }
         if !opts.partition_keys.is_empty() {
             sink = sink.partitioned_by(opts.partition_keys.iter().map(|k| k.value.as_str()));
+            // The row split here, each value's text written by the same writer as the
+            // unpartitioned lines' (a DECIMAL keeps its digits: `1.50`, in the line and in
+            // the directory name).
+            let keys: Vec<usize> = opts
+                .partition_keys
+                .iter()
+                .filter_map(|k| fields.iter().position(|f| f == &k.value))
+                .collect();
+            stream
+                .map(move |r: Row| {
+                    let values = keys
+                        .iter()
+                        .map(|&k| crate::format::partition_text(&r.0[k]))
+                        .collect();
+                    let line = crate::format::json_object(
+                        fields
+                            .iter()
+                            .map(String::as_str)
+                            .zip(&r.0)
+                            .enumerate()
+                            .filter(|(i, _)| !keys.contains(i))
+                            .map(|(_, f)| f),
+                    );
+                    PartitionedJsonText {
+                        values,
+                        text: String::from_utf8(line).expect("JSON text is UTF-8"),
+                    }
+                })
+                .uid(&format!("{uid}-encode"))
+                .sink_to(sink)
+                .name(&name)
+                .uid(uid);
+            return Ok(());
         }
         stream
             .map(move |r: Row| {
@@ -793,10 +829,23 @@ impl ConnectorFactory for Blackhole {
 }
 
 enum FieldGen {
-    Sequence { start: i64, ty: SqlType },
-    Int { min: i64, max: i64 },
-    Double { min: f64, max: f64 },
-    Str { length: usize },
+    Sequence {
+        start: i64,
+        ty: SqlType,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// DOUBLE, or FLOAT (`float`: the value rounded to 32 bits).
+    Double {
+        min: f64,
+        max: f64,
+        float: bool,
+    },
+    Str {
+        length: usize,
+    },
     Bool,
 }
 
@@ -852,9 +901,10 @@ fn datagen(
                         max: bound("max", hi.min(i32::MAX.into()))?,
                     }
                 }
-                SqlType::Double => FieldGen::Double {
+                t @ (SqlType::Double | SqlType::Float) => FieldGen::Double {
                     min: opts.number(&key("min"))?.unwrap_or(0.0),
                     max: opts.number(&key("max"))?.unwrap_or(1.0),
+                    float: t == SqlType::Float,
                 },
                 SqlType::String => FieldGen::Str {
                     length: match opts.number(&key("length"))?.unwrap_or(10) {
@@ -878,6 +928,12 @@ fn datagen(
                             "datagen cannot generate DECIMAL column '{}' yet; generate a DOUBLE or BIGINT and add a computed column with a CAST",
                             c.field
                         ),
+                    ));
+                }
+                SqlType::Date => {
+                    return Err(SqlError::at(
+                        opts.table_span,
+                        format!("datagen cannot generate DATE column '{}' yet", c.field),
                     ));
                 }
                 SqlType::Timestamp => {
@@ -905,7 +961,7 @@ fn datagen(
                 format!("fields.{}.min ({min}) is greater than max ({max})", c.field),
             ));
         }
-        if let FieldGen::Double { min, max } = g
+        if let FieldGen::Double { min, max, .. } = g
             && min > max
         {
             return Err(opts.err(
@@ -934,11 +990,18 @@ fn datagen(
                         }
                     }
                     FieldGen::Int { min, max } => Value::Int(ctx.rng.gen_range(*min..=*max)),
-                    FieldGen::Double { min, max } => Value::Double(if min == max {
-                        *min
-                    } else {
-                        ctx.rng.gen_range(*min..*max)
-                    }),
+                    FieldGen::Double { min, max, float } => {
+                        let d = if min == max {
+                            *min
+                        } else {
+                            ctx.rng.gen_range(*min..*max)
+                        };
+                        if *float {
+                            Value::Float(d as f32)
+                        } else {
+                            Value::Double(d)
+                        }
+                    }
                     FieldGen::Str { length } => Value::Str(
                         (&mut ctx.rng)
                             .sample_iter(&Alphanumeric)

@@ -387,6 +387,13 @@ struct FlinkFunctions;
 impl VisitorMut for FlinkFunctions {
     type Break = SqlError;
     fn post_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<SqlError> {
+        if let ast::Expr::Cast {
+            data_type: ast::DataType::Real,
+            ..
+        } = e
+        {
+            return ControlFlow::Break(SqlError::at(e.span(), crate::plan::NO_REAL));
+        }
         if let Some(rewritten) = flink_syntax(e) {
             *e = rewritten;
             return ControlFlow::Continue(());
@@ -584,6 +591,14 @@ fn flink_casts(
             )));
         }
         let from = arg.get_type(schema)?;
+        if from == DataType::Date32
+            && SqlType::from_arrow(to).is_some_and(|t| t.is_numeric() || t == SqlType::Boolean)
+        {
+            return datafusion_common::plan_err!(
+                "a DATE cannot be cast to {} (as in Flink)",
+                SqlType::from_arrow(to).map_or("?", |t| t.sql_name())
+            );
+        }
         let Some(f) = crate::builtins::cast_function(&from, to, safe) else {
             return Ok(Transformed::no(e));
         };
@@ -598,6 +613,101 @@ fn flink_casts(
         } else {
             Expr::Cast(Cast::new(Box::new(call), to.clone()))
         }))
+    })
+    .map(|t| t.data)
+}
+
+/// Flink's result types where FLOAT meets DOUBLE or DECIMAL, which DataFusion's type coercion
+/// widens otherwise: with a DOUBLE, the first operand's type wins (Calcite's least restrictive
+/// type: `f + d` and `f = d` are FLOAT, the DOUBLE narrowed; `d - f` is DOUBLE), also among a
+/// CASE's results; with a DECIMAL, FLOAT is DOUBLE (`f * 1.5` is a DOUBLE).
+fn float_ops(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::expr::{BinaryExpr, Case};
+    use datafusion_expr::{Expr, Operator, cast};
+    let to = |e: Expr, t: DataType| Box::new(cast(e, t));
+    e.transform_up(|e| match e {
+        // Flink's planner refuses DATE - DATE and a DATE next to a TIMESTAMP (DataFusion
+        // would subtract the days or widen the DATE).
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                (left.get_type(schema)?, right.get_type(schema)?),
+                (DataType::Date32, DataType::Date32) if op == Operator::Minus
+            ) || matches!(
+                (left.get_type(schema)?, right.get_type(schema)?),
+                (DataType::Date32, DataType::Timestamp(..))
+                    | (DataType::Timestamp(..), DataType::Date32)
+            ) =>
+        {
+            datafusion_common::plan_err!(
+                "cannot apply '{op}' to a DATE and a {}: cast one side (CAST(d AS TIMESTAMP(3)), \
+                 TIMESTAMPDIFF(DAY, d1, d2))",
+                SqlType::from_arrow(&right.get_type(schema)?).map_or("?", |t| t.sql_name())
+            )
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if op.is_numerical_operators()
+                || matches!(
+                    op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ) =>
+        {
+            let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+            let is_dec = |t: &DataType| matches!(t, DataType::Decimal128(..));
+            let (left, right, changed) = match (&lt, &rt) {
+                (DataType::Float32, DataType::Float64) => {
+                    (left, to(*right, DataType::Float32), true)
+                }
+                (DataType::Float32, r) if is_dec(r) => (to(*left, DataType::Float64), right, true),
+                (l, DataType::Float32) if is_dec(l) => (left, to(*right, DataType::Float64), true),
+                _ => (left, right, false),
+            };
+            let e = Expr::BinaryExpr(BinaryExpr { left, op, right });
+            Ok(if changed {
+                Transformed::yes(e)
+            } else {
+                Transformed::no(e)
+            })
+        }
+        Expr::Case(c)
+            if matches!(
+                c.when_then_expr
+                    .first()
+                    .map(|(_, t)| t.get_type(schema))
+                    .transpose()?,
+                Some(DataType::Float32)
+            ) =>
+        {
+            let narrow = |e: Box<Expr>| -> datafusion_common::Result<Box<Expr>> {
+                Ok(if e.get_type(schema)? == DataType::Float64 {
+                    to(*e, DataType::Float32)
+                } else {
+                    e
+                })
+            };
+            let when_then_expr = c
+                .when_then_expr
+                .into_iter()
+                .map(|(w, t)| Ok((w, narrow(t)?)))
+                .collect::<datafusion_common::Result<_>>()?;
+            let else_expr = c.else_expr.map(narrow).transpose()?;
+            Ok(Transformed::yes(Expr::Case(Case {
+                expr: c.expr,
+                when_then_expr,
+                else_expr,
+            })))
+        }
+        e => Ok(Transformed::no(e)),
     })
     .map(|t| t.data)
 }
@@ -744,6 +854,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
         .map_err(fail)?;
     let logical = int_literals(logical).map_err(fail)?;
     let logical = decimal_ops(logical, &df).map_err(fail)?;
+    let logical = float_ops(logical, &df).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

@@ -113,16 +113,38 @@ pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>
         }
         serde_json::to_writer(&mut out, name).expect("a string serializes");
         out.push(b':');
-        match v {
-            Value::Decimal(x, s) => {
-                out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes())
-            }
-            v => serde_json::to_writer(&mut out, &v.to_json())
-                .expect("a plain JSON value serializes"),
-        }
+        json_value(v, &mut out);
     }
     out.push(b'}');
     out
+}
+
+/// Appends one value's JSON text (see [`json_object`]).
+fn json_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Decimal(x, s) => out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes()),
+        // Java's Float.toString (`0.1`, `1.0E-5`), as Jackson writes a float; the
+        // widened double's digits (`0.10000000149011612`) would be another number.
+        Value::Float(f) if f.is_finite() => {
+            out.extend_from_slice(crate::builtins::java_float(*f).as_bytes())
+        }
+        v => serde_json::to_writer(out, &v.to_json()).expect("a plain JSON value serializes"),
+    }
+}
+
+/// A value as a partition directory holds it (None: NULL): a string's (or a timestamp's)
+/// text, any other value's JSON text as the `json` format writes it (a DECIMAL `1.50`).
+pub(crate) fn partition_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Str(s) => Some(s.clone()),
+        Value::Ts(t) => Some(crate::value::format_timestamp(*t)),
+        v => {
+            let mut out = Vec::new();
+            json_value(v, &mut out);
+            Some(String::from_utf8(out).expect("JSON text is UTF-8"))
+        }
+    }
 }
 
 /// The values of the read columns of a CSV record whose `i`-th field is `field(i)` (a
@@ -295,6 +317,32 @@ mod tests {
         let mut d = Format::Csv.decoder("t", &c, &[true; 3]);
         assert_eq!(d.decode(&csv).unwrap(), vals);
         assert!(d.decode(b"1.5x,y,1").is_err());
+    }
+
+    #[test]
+    fn floats_and_dates_go_through_json_and_csv_records_as_flink_writes_them() {
+        let c = cols(&[("f", SqlType::Float), ("d", SqlType::Date)]);
+        // 2024-02-29 is day 19782; 0.1 is the float nearest it, written with its own digits.
+        let vals = [Value::Float(0.1), Value::Date(19_782)];
+        let bytes = Format::Json.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"d":"2024-02-29","f":0.1}"#
+        );
+        let mut d = Format::Json.decoder("t", &c, &[true; 2]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        let csv = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(String::from_utf8_lossy(&csv), "0.1,2024-02-29");
+        let mut d = Format::Csv.decoder("t", &c, &[true; 2]);
+        assert_eq!(d.decode(&csv).unwrap(), vals);
+        assert_eq!(
+            d.decode(b"1.0E-5,1969-12-31").unwrap(),
+            [Value::Float(1.0e-5), Value::Date(-1)]
+        );
+        assert_eq!(
+            d.decode(b"0.5,2023-02-29").unwrap_err(),
+            "CSV field 2 ('d') = '2023-02-29' is not a valid DATE"
+        );
     }
 
     #[test]

@@ -297,6 +297,8 @@ fn number_value(text: &str, int: bool, ty: SqlType) -> Option<Value> {
                 .filter(|ms| crate::value::timestamp_in_range(*ms))?,
         ),
         SqlType::Double => Value::Double(text.parse().ok()?),
+        // Rounded once from the text to the nearest float, as Jackson's `getFloatValue`.
+        SqlType::Float => Value::Float(text.parse().ok()?),
         // Exactly as written: `1.50` read into DECIMAL(10, 2) stays 1.50.
         SqlType::Decimal(p, s) => crate::connectors::decimal_text(text, p, s)?,
         // As Flink: the number's text as written (`1.50` stays `1.50`).

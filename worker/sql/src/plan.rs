@@ -273,11 +273,17 @@ pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
         SqlType::SmallInt => Some(2),
         SqlType::Int => Some(3),
         SqlType::BigInt => Some(4),
-        SqlType::Double => Some(5),
+        SqlType::Float => Some(5),
+        SqlType::Double => Some(6),
         _ => None,
     };
-    from.is_integer() && matches!((rank(from), rank(to)), (Some(f), Some(t)) if f < t)
+    (from.is_integer() || from == SqlType::Float)
+        && matches!((rank(from), rank(to)), (Some(f), Some(t)) if f < t)
 }
+
+/// Flink has no REAL type (its planner refuses it): the message for it.
+pub(crate) const NO_REAL: &str =
+    "type REAL is not supported (as in Flink); use FLOAT (32 bits) or DOUBLE";
 
 fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
     use ast::DataType as D;
@@ -287,7 +293,9 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         D::SmallInt(_) => SqlType::SmallInt,
         D::Int(_) | D::Integer(_) => SqlType::Int,
         D::BigInt(_) => SqlType::BigInt,
-        D::Float(_) | D::Double(..) | D::DoublePrecision | D::Real => SqlType::Double,
+        D::Float(_) => SqlType::Float,
+        D::Real => return Err(SqlError::at(span, NO_REAL)),
+        D::Double(..) | D::DoublePrecision => SqlType::Double,
         D::Decimal(info) | D::Numeric(info) | D::Dec(info) => decimal_type(info, span)?,
         D::String(_)
         | D::Varchar(_)
@@ -296,6 +304,7 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         | D::CharVarying(_)
         | D::Character(_) => SqlType::String,
         D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
+        D::Date => SqlType::Date,
         D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
             SqlType::Timestamp
         }
@@ -1998,6 +2007,10 @@ impl<'e> Planner<'e> {
                         };
                         match (&*v, t) {
                             (Value::Int(i), SqlType::Double) => *v = Value::Double(*i as f64),
+                            (Value::Int(i), SqlType::Float) => *v = Value::Float(*i as f32),
+                            (Value::Float(f), SqlType::Double) => {
+                                *v = Value::Double(f64::from(*f));
+                            }
                             (Value::Decimal(..), SqlType::Double) => {
                                 *v = v.as_f64().map_or(Value::Null, Value::Double);
                             }

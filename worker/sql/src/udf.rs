@@ -303,6 +303,9 @@ impl ScalarUDFImpl for RowUdf {
             let v = (self.f)(&r.0);
             let v = match (v, self.ret) {
                 (Value::Int(i), SqlType::Double) => Value::Double(i as f64),
+                // A FLOAT for a DOUBLE widens; a DOUBLE for a FLOAT rounds, as Java's casts.
+                (Value::Float(f), SqlType::Double) => Value::Double(f64::from(f)),
+                (Value::Double(d), SqlType::Float) => Value::Float(d as f32),
                 (d @ Value::Decimal(..), SqlType::Double) => {
                     d.as_f64().map_or(Value::Null, Value::Double)
                 }
@@ -319,7 +322,9 @@ impl ScalarUDFImpl for RowUdf {
                 | (v @ Value::Int(_), SqlType::BigInt)
                 | (v @ Value::Double(_), SqlType::Double)
                 | (v @ Value::Str(_), SqlType::String)
-                | (v @ Value::Ts(_), SqlType::Timestamp) => v,
+                | (v @ Value::Ts(_), SqlType::Timestamp)
+                | (v @ Value::Float(_), SqlType::Float)
+                | (v @ Value::Date(_), SqlType::Date) => v,
                 (v, _) => {
                     return exec_err!(
                         "UDF {} returned {v:?}, which is not a {}",

@@ -5,9 +5,10 @@
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Decimal128Array, Decimal128Builder,
-    Float64Array, Float64Builder, Int8Array, Int16Array, Int32Array, Int64Array, PrimitiveBuilder,
-    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Decimal128Array,
+    Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int8Array,
+    Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray, StringBuilder,
+    TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
@@ -34,7 +35,7 @@ pub enum SqlType {
     SmallInt,
     /// TINYINT (8-bit)
     TinyInt,
-    /// FLOAT, DOUBLE (carried as 64-bit floating point)
+    /// DOUBLE (64-bit floating point; `DOUBLE PRECISION`)
     Double,
     /// STRING, VARCHAR, CHAR
     String,
@@ -42,6 +43,11 @@ pub enum SqlType {
     Timestamp,
     /// DECIMAL(precision, scale): exact, `Value::Decimal` in rows (see [`crate::decimal`])
     Decimal(u8, u8),
+    /// FLOAT, REAL (32-bit floating point, `Value::Float` in rows: arithmetic rounds to 32
+    /// bits as Java's `float`). After the others, so that their encodings stay as they were.
+    Float,
+    /// DATE (days since 1970-01-01, `Value::Date` in rows).
+    Date,
 }
 
 impl SqlType {
@@ -57,6 +63,8 @@ impl SqlType {
             SqlType::String => DataType::Utf8,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
             SqlType::Decimal(p, s) => DataType::Decimal128(p, s as i8),
+            SqlType::Float => DataType::Float32,
+            SqlType::Date => DataType::Date32,
         }
     }
 
@@ -73,9 +81,8 @@ impl SqlType {
             {
                 SqlType::Decimal(*p, *s as u8)
             }
-            DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
+            DataType::Float16 | DataType::Float32 => SqlType::Float,
+            DataType::Float64
             | DataType::Decimal32(..)
             | DataType::Decimal64(..)
             | DataType::Decimal128(..)
@@ -83,7 +90,8 @@ impl SqlType {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
                 SqlType::String
             }
-            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => SqlType::Timestamp,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Timestamp(..) => SqlType::Timestamp,
             _ => return None,
         })
     }
@@ -100,6 +108,8 @@ impl SqlType {
             SqlType::Double => "DOUBLE",
             SqlType::String => "STRING",
             SqlType::Timestamp => "TIMESTAMP(3)",
+            SqlType::Float => "FLOAT",
+            SqlType::Date => "DATE",
         }
     }
 
@@ -111,9 +121,13 @@ impl SqlType {
         )
     }
 
-    /// Whether the type is an integer type, DECIMAL or DOUBLE.
+    /// Whether the type is an integer type, DECIMAL, FLOAT or DOUBLE.
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || matches!(self, SqlType::Double | SqlType::Decimal(..))
+        self.is_integer()
+            || matches!(
+                self,
+                SqlType::Double | SqlType::Float | SqlType::Decimal(..)
+            )
     }
 
     /// DECIMAL's (precision, scale); an integer type's as it converts to DECIMAL in
@@ -230,6 +244,10 @@ pub enum Value {
     /// DECIMAL: the unscaled number and the scale (`1.50` is `Decimal(150, 2)`). Last, so
     /// that the encodings of the other variants in state stay as they were.
     Decimal(i128, u8),
+    /// FLOAT (32-bit floating point).
+    Float(f32),
+    /// DATE: days since 1970-01-01.
+    Date(i32),
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -290,9 +308,10 @@ impl Value {
         match self {
             Value::Null => 0,
             Value::Bool(_) => 1,
-            Value::Int(_) | Value::Double(_) | Value::Decimal(..) => 2,
+            Value::Int(_) | Value::Double(_) | Value::Decimal(..) | Value::Float(_) => 2,
             Value::Str(_) => 3,
             Value::Ts(_) => 4,
+            Value::Date(_) => 5,
         }
     }
 
@@ -302,6 +321,7 @@ impl Value {
             Value::Int(i) => Some(*i as f64),
             Value::Double(d) => Some(*d),
             Value::Decimal(v, s) => Some(crate::decimal::to_f64(*v, *s)),
+            Value::Float(f) => Some(f64::from(*f)),
             _ => None,
         }
     }
@@ -359,7 +379,13 @@ impl Ord for Value {
                         .total_cmp(&other.as_f64().unwrap_or(0.0)),
                 }
             }
-            (Value::Decimal(..), Value::Double(_)) | (Value::Double(_), Value::Decimal(..)) => self
+            (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            // A FLOAT next to another number compares as the DOUBLE it widens to (Java's).
+            (Value::Decimal(..), Value::Double(_))
+            | (Value::Double(_), Value::Decimal(..))
+            | (Value::Float(_), Value::Int(_) | Value::Double(_) | Value::Decimal(..))
+            | (Value::Int(_) | Value::Double(_) | Value::Decimal(..), Value::Float(_)) => self
                 .as_f64()
                 .unwrap_or(0.0)
                 .total_cmp(&other.as_f64().unwrap_or(0.0)),
@@ -387,8 +413,16 @@ impl Hash for Value {
                 }
                 (v, s).hash(state)
             }
+            Value::Float(f) => f.to_bits().hash(state),
+            Value::Date(d) => d.hash(state),
         }
     }
+}
+
+/// Formats a DATE (days since the epoch) as Flink writes it: `2024-02-29`.
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = weir_engine::time::civil_from_days(i64::from(days));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Formats a timestamp the way Flink's SQL client shows `TIMESTAMP(3)`:
@@ -417,6 +451,9 @@ impl fmt::Display for Value {
             Value::Str(s) => f.write_str(s),
             Value::Ts(t) => f.write_str(&format_timestamp(*t)),
             Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
+            // As Java's Float.toString: 1.0E-5, 3.4028235E38.
+            Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
+            Value::Date(d) => f.write_str(&format_date(*d)),
         }
     }
 }
@@ -441,6 +478,15 @@ impl Value {
                     .unwrap_or(serde_json::Value::Null),
                 Err(_) => serde_json::Value::Null,
             },
+            // The number Java's Float.toString writes (0.1, not the double 0.100000001…),
+            // as Flink's json format does; NaN and infinities are NULL as for DOUBLE.
+            Value::Float(f) => crate::builtins::java_float(*f)
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            // As Flink's json format: `"2024-02-29"`.
+            Value::Date(d) => format_date(*d).into(),
         }
     }
 }
@@ -512,6 +558,17 @@ pub fn rows_to_batch_columns<'a>(
                 }
                 Arc::new(b.finish())
             }
+            SqlType::Float => {
+                let mut b = Float32Builder::with_capacity(n);
+                for v in vals {
+                    b.append_option(match v {
+                        Value::Float(f) => Some(*f),
+                        // A wider number rounds to the nearest float, as Java's `(float)`.
+                        v => v.as_f64().map(|d| d as f32),
+                    });
+                }
+                Arc::new(b.finish())
+            }
             SqlType::String => {
                 let bytes = vals
                     .clone()
@@ -527,6 +584,14 @@ pub fn rows_to_batch_columns<'a>(
                         _ => b.append_null(),
                     }
                 }
+                Arc::new(b.finish())
+            }
+            SqlType::Date => {
+                let mut b = Date32Builder::with_capacity(n);
+                b.extend(vals.map(|v| match v {
+                    Value::Date(x) => Some(*x),
+                    _ => None,
+                }));
                 Arc::new(b.finish())
             }
             SqlType::Timestamp => {
@@ -611,6 +676,8 @@ impl ValueReader {
             SqlType::String => Value::Str(as_arr::<StringArray>(array).value(i).to_string()),
             SqlType::Timestamp => Value::Ts(as_arr::<TimestampMillisecondArray>(array).value(i)),
             SqlType::Decimal(_, s) => Value::Decimal(as_arr::<Decimal128Array>(array).value(i), s),
+            SqlType::Float => Value::Float(as_arr::<Float32Array>(array).value(i)),
+            SqlType::Date => Value::Date(as_arr::<Date32Array>(array).value(i)),
         }
     }
 }
@@ -675,6 +742,14 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 buf.push(z as u8);
                 buf.push(*s);
             }
+            Value::Float(f) => {
+                buf.push(7);
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
+            Value::Date(d) => {
+                buf.push(8);
+                varint(zigzag(i64::from(*d)), buf);
+            }
         }
     }
 }
@@ -718,6 +793,8 @@ mod tests {
         values.extend(ints.iter().map(|&i| Value::Int(i)));
         values.extend(ints.iter().map(|&i| Value::Ts(i)));
         values.extend([0.0, -0.0, 1.5, f64::NAN, f64::INFINITY].map(Value::Double));
+        values.extend([0.0, -0.0, 0.1, f32::MIN_POSITIVE, f32::NAN, f32::MAX].map(Value::Float));
+        values.extend([0, 1, -1, 19_782, -719_162, 2_932_896, i32::MIN, i32::MAX].map(Value::Date));
         values.extend(
             [
                 0,

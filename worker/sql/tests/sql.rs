@@ -247,6 +247,170 @@ fn decimal_prices_keep_their_digits_through_arithmetic_aggregates_and_the_sink()
 }
 
 #[test]
+fn float_columns_compute_in_32_bits_and_are_written_as_java_floats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, totals, keys) = (
+        dir.path().join("out"),
+        dir.path().join("totals"),
+        dir.path().join("keys"),
+    );
+    let readings = dir.path().join("readings.jsonl");
+    std::fs::write(
+        &readings,
+        "{\"item\": \"a\", \"f\": 0.1, \"ts\": 1000}\n\
+         {\"item\": \"a\", \"f\": 0.2, \"ts\": 2000}\n\
+         {\"item\": \"a\", \"f\": 0.7, \"ts\": 3000}\n\
+         {\"item\": \"b\", \"f\": 16777217, \"ts\": 4000}\n\
+         {\"item\": \"b\", \"f\": 1.0, \"ts\": 5000}\n\
+         {\"item\": \"b\", \"f\": null, \"ts\": 6000}\n\
+         {\"item\": \"c\", \"f\": \"2.5\", \"ts\": 7000}\n\
+         {\"item\": \"c\", \"f\": 0.1, \"ts\": 8000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE readings (item STRING, f FLOAT, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE lines (item STRING, f FLOAT, t STRING, third FLOAT, wide DOUBLE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE totals (item STRING, total FLOAT, mean FLOAT, lo FLOAT, hi FLOAT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE keys (f FLOAT, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO lines
+         SELECT item, f, CAST(f AS STRING), f / 3, CAST(f AS DOUBLE) FROM readings;
+         INSERT INTO totals
+         SELECT item, SUM(f), AVG(f), MIN(f), MAX(f)
+         FROM readings GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), item;
+         INSERT INTO keys
+         SELECT f, COUNT(*) FROM readings GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), f;",
+        readings.display(),
+        out.display(),
+        totals.display(),
+        keys.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 computes them (checked with Java's float): 16777217 is the float 16777216
+    // (1.6777216E7), f / 3 is a float quotient (0.1 / 3 is 0.033333335, not the double
+    // 0.0333333338…), and the json format writes Java's Float.toString digits (0.1, not the
+    // widened 0.10000000149011612).
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"item": "a", "f": 0.1, "t": "0.1", "third": 0.033333335,
+                   "wide": 0.10000000149011612}),
+            json!({"item": "a", "f": 0.2, "t": "0.2", "third": 0.06666667,
+                   "wide": 0.20000000298023224}),
+            json!({"item": "a", "f": 0.7, "t": "0.7", "third": 0.23333333,
+                   "wide": 0.699999988079071}),
+            json!({"item": "b", "f": 16777216.0, "t": "1.6777216E7", "third": 5592405.5,
+                   "wide": 16777216.0}),
+            json!({"item": "b", "f": 1.0, "t": "1.0", "third": 0.33333334, "wide": 1.0}),
+            json!({"item": "b", "f": null, "t": null, "third": null, "wide": null}),
+            json!({"item": "c", "f": 2.5, "t": "2.5", "third": 0.8333333, "wide": 2.5}),
+            json!({"item": "c", "f": 0.1, "t": "0.1", "third": 0.033333335,
+                   "wide": 0.10000000149011612}),
+        ])
+    );
+    // SUM adds in 32 bits (16777216 + 1 stays 16777216), AVG divides the DOUBLE sum and
+    // narrows it (8388608.5 rounds to 8388608); NULLs are skipped.
+    assert_eq!(
+        output(&totals),
+        sorted(vec![
+            json!({"item": "a", "total": 1.0, "mean": 0.33333334, "lo": 0.1, "hi": 0.7}),
+            json!({"item": "b", "total": 16777216.0, "mean": 8388608.0, "lo": 1.0,
+                   "hi": 16777216.0}),
+            json!({"item": "c", "total": 2.6, "mean": 1.3, "lo": 0.1, "hi": 2.5}),
+        ])
+    );
+    // A FLOAT key: the two 0.1s (items a and c) are one group, NULL its own.
+    assert_eq!(
+        output(&keys),
+        sorted(vec![
+            json!({"f": 0.1, "n": 2}),
+            json!({"f": 0.2, "n": 1}),
+            json!({"f": 0.7, "n": 1}),
+            json!({"f": 16777216.0, "n": 1}),
+            json!({"f": 1.0, "n": 1}),
+            json!({"f": null, "n": 1}),
+            json!({"f": 2.5, "n": 1}),
+        ])
+    );
+}
+
+#[test]
+fn date_columns_read_compare_group_and_are_written_as_flink_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, per_day) = (dir.path().join("out"), dir.path().join("per_day"));
+    let visits = dir.path().join("visits.jsonl");
+    std::fs::write(
+        &visits,
+        "{\"d\": \"2024-02-28\", \"who\": \"a\", \"ts\": 1000}\n\
+         {\"d\": \"2024-02-29\", \"who\": \"b\", \"ts\": 2000}\n\
+         {\"d\": \"2024-02-29\", \"who\": \"c\", \"ts\": 3000}\n\
+         {\"d\": \"1969-12-31\", \"who\": \"d\", \"ts\": 4000}\n\
+         {\"d\": null, \"who\": \"e\", \"ts\": 5000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE visits (d DATE, who STRING, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (who STRING, d DATE, next_day DATE, next_month DATE, leap BOOLEAN,
+                           dow BIGINT, t STRING, at_midnight TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE per_day (d DATE, n BIGINT, first_day DATE, last_day DATE)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT who, d, d + INTERVAL '1' DAY, d + INTERVAL '1' MONTH,
+                d = DATE '2024-02-29', EXTRACT(DOW FROM d), CAST(d AS STRING),
+                CAST(d AS TIMESTAMP(3))
+         FROM visits;
+         INSERT INTO per_day
+         SELECT d, COUNT(*), MIN(d), MAX(d)
+         FROM visits GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), d;",
+        visits.display(),
+        out.display(),
+        per_day.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 gives them: a month after 2024-01-31 would clamp, after 2024-02-29 is
+    // 2024-03-29; 2024-02-29 was a Thursday (DOW 5); the json format writes `2024-02-29`.
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"who": "a", "d": "2024-02-28", "next_day": "2024-02-29",
+                   "next_month": "2024-03-28", "leap": false, "dow": 4, "t": "2024-02-28",
+                   "at_midnight": "2024-02-28 00:00:00.000"}),
+            json!({"who": "b", "d": "2024-02-29", "next_day": "2024-03-01",
+                   "next_month": "2024-03-29", "leap": true, "dow": 5, "t": "2024-02-29",
+                   "at_midnight": "2024-02-29 00:00:00.000"}),
+            json!({"who": "c", "d": "2024-02-29", "next_day": "2024-03-01",
+                   "next_month": "2024-03-29", "leap": true, "dow": 5, "t": "2024-02-29",
+                   "at_midnight": "2024-02-29 00:00:00.000"}),
+            json!({"who": "d", "d": "1969-12-31", "next_day": "1970-01-01",
+                   "next_month": "1970-01-31", "leap": false, "dow": 4, "t": "1969-12-31",
+                   "at_midnight": "1969-12-31 00:00:00.000"}),
+            json!({"who": "e", "d": null, "next_day": null, "next_month": null, "leap": null,
+                   "dow": null, "t": null, "at_midnight": null}),
+        ])
+    );
+    // A DATE key: the two leap-day rows are one group, NULL its own.
+    assert_eq!(
+        output(&per_day),
+        sorted(vec![
+            json!({"d": "2024-02-28", "n": 1, "first_day": "2024-02-28",
+                   "last_day": "2024-02-28"}),
+            json!({"d": "2024-02-29", "n": 2, "first_day": "2024-02-29",
+                   "last_day": "2024-02-29"}),
+            json!({"d": "1969-12-31", "n": 1, "first_day": "1969-12-31",
+                   "last_day": "1969-12-31"}),
+            json!({"d": null, "n": 1, "first_day": null, "last_day": null}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(
@@ -2901,6 +3065,75 @@ INSERT INTO out SELECT item, `user`, amount FROM clicks;",
         "1 kb files roll: {files_per_partition:?}"
     );
     assert!(store.list_uploads("").unwrap().is_empty());
+}
+
+#[test]
+fn a_partitioned_filesystem_sink_writes_decimals_with_their_digits_as_the_unpartitioned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parts, flat) = (dir.path().join("parts"), dir.path().join("flat"));
+    let orders = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &orders,
+        "{\"band\": 1.50, \"price\": 2.50, \"item\": \"a\"}\n\
+         {\"band\": 1.50, \"price\": 0.10, \"item\": \"b\"}\n\
+         {\"band\": null, \"price\": 3.00, \"item\": \"c\"}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE orders (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE parts (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           PARTITIONED BY (band)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE flat (band DECIMAL(3, 2), price DECIMAL(3, 2), item STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO parts SELECT * FROM orders;
+         INSERT INTO flat SELECT * FROM orders;",
+        orders.display(),
+        parts.display(),
+        flat.display()
+    );
+    run(&sql, Config::default());
+    // Every line's text, by partition directory ("" for the unpartitioned sink's).
+    fn lines(dir: &Path, below: &str, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                lines(&p, &format!("{below}{name}/"), out);
+            } else if !name.starts_with('.') {
+                for l in std::fs::read_to_string(&p).unwrap().lines() {
+                    out.push((below.to_string(), l.to_string()));
+                }
+            }
+        }
+    }
+    let (mut got_parts, mut got_flat) = (Vec::new(), Vec::new());
+    lines(&parts, "", &mut got_parts);
+    lines(&flat, "", &mut got_flat);
+    got_parts.sort();
+    got_flat.sort();
+    // The same text for the same value: `1.50` and `0.10` keep their digits in the lines and
+    // in the directory names (the partitioned path wrote `1.5` before).
+    assert_eq!(
+        got_flat,
+        vec![
+            ("".into(), r#"{"band":1.50,"item":"a","price":2.50}"#.into()),
+            ("".into(), r#"{"band":1.50,"item":"b","price":0.10}"#.into()),
+            ("".into(), r#"{"band":null,"item":"c","price":3.00}"#.into()),
+        ]
+    );
+    assert_eq!(
+        got_parts,
+        vec![
+            ("band=1.50/".into(), r#"{"item":"a","price":2.50}"#.into()),
+            ("band=1.50/".into(), r#"{"item":"b","price":0.10}"#.into()),
+            (
+                "band=__DEFAULT_PARTITION__/".into(),
+                r#"{"item":"c","price":3.00}"#.into()
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -65,9 +65,22 @@ pub struct FileSink {
 
 /// A record that is already the text of one JSON object, written by a [`FileSink`] as it is
 /// (not as a JSON string): for values whose text `serde_json::Value` cannot hold (a SQL
-/// DECIMAL's `1.50`). A sink that partitions reads its fields through `serde_json::Value`.
+/// DECIMAL's `1.50`). A sink that partitions reads its fields through `serde_json::Value`
+/// (which keeps no such text): give it [`PartitionedJsonText`] records instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonText(pub String);
+
+/// A record for a [`FileSink`] that partitions, already split by its writer: the values of
+/// the partition fields as text (in [`FileSink::partitioned_by`]'s order; None for NULL) and
+/// the JSON object of the other fields, written as it is. The sink reads nothing back, so
+/// the line keeps every value's text (a DECIMAL's `1.50`), as [`JsonText`] does unpartitioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionedJsonText {
+    /// The partition fields' values as text.
+    pub values: Vec<Option<String>>,
+    /// One JSON object: the other fields.
+    pub text: String,
+}
 
 impl FileSink {
     /// A sink writing JSON lines into `location`: a directory path (relative paths are
@@ -408,7 +421,24 @@ impl FileWriter {
     /// `f=v/…/` ending in `/`).
     fn encode<T: Serialize + 'static>(&mut self, value: &T) -> Result<String> {
         self.line.clear();
-        let text = (value as &dyn std::any::Any).downcast_ref::<JsonText>();
+        let any = value as &dyn std::any::Any;
+        if let Some(p) = any.downcast_ref::<PartitionedJsonText>() {
+            if p.values.len() != self.sink.partition_fields.len() {
+                return Err(Error::User(format!(
+                    "the file sink partitions by {:?} but a record has {} partition values",
+                    self.sink.partition_fields,
+                    p.values.len()
+                )));
+            }
+            let mut dir = String::new();
+            for (field, value) in self.sink.partition_fields.iter().zip(&p.values) {
+                push_partition(&mut dir, field, value.as_deref());
+            }
+            self.line.extend_from_slice(p.text.as_bytes());
+            self.line.push(b'\n');
+            return Ok(dir);
+        }
+        let text = any.downcast_ref::<JsonText>();
         if self.sink.partition_fields.is_empty() {
             match text {
                 Some(JsonText(text)) => self.line.extend_from_slice(text.as_bytes()),
@@ -440,10 +470,12 @@ impl FileWriter {
                     serde_json::Value::Object(map.clone())
                 ))
             })?;
-            dir.push_str(&escape_partition(field));
-            dir.push('=');
-            dir.push_str(&partition_value(&value));
-            dir.push('/');
+            let text = match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            };
+            push_partition(&mut dir, field, text.as_deref());
         }
         serde_json::to_writer(&mut self.line, &map)
             .map_err(|e| Error::User(format!("cannot encode record as JSON: {e}")))?;
@@ -455,12 +487,19 @@ impl FileWriter {
 /// Flink's name for the partition of NULL values.
 const DEFAULT_PARTITION: &str = "__DEFAULT_PARTITION__";
 
-fn partition_value(value: &serde_json::Value) -> String {
+/// Appends `field=value/` (escaped) to a partition directory.
+fn push_partition(dir: &mut String, field: &str, value: Option<&str>) {
+    dir.push_str(&escape_partition(field));
+    dir.push('=');
+    dir.push_str(&partition_value(value));
+    dir.push('/');
+}
+
+/// A partition value's path segment (`None`: NULL).
+fn partition_value(value: Option<&str>) -> String {
     match value {
-        serde_json::Value::Null => DEFAULT_PARTITION.to_string(),
-        serde_json::Value::String(s) if s.is_empty() => DEFAULT_PARTITION.to_string(),
-        serde_json::Value::String(s) => escape_partition(s),
-        other => escape_partition(&other.to_string()),
+        None | Some("") => DEFAULT_PARTITION.to_string(),
+        Some(s) => escape_partition(s),
     }
 }
 
@@ -599,12 +638,13 @@ mod tests {
     #[test]
     fn partition_values_are_escaped_as_flink_does() {
         assert_eq!(
-            partition_value(&serde_json::json!("2026-01-01 10:00")),
+            partition_value(Some("2026-01-01 10:00")),
             "2026-01-01 10%3A00"
         );
-        assert_eq!(partition_value(&serde_json::json!("a/b")), "a%2Fb");
-        assert_eq!(partition_value(&serde_json::json!(null)), DEFAULT_PARTITION);
-        assert_eq!(partition_value(&serde_json::json!(7)), "7");
-        assert_eq!(partition_value(&serde_json::json!("..")), "%2E%2E");
+        assert_eq!(partition_value(Some("a/b")), "a%2Fb");
+        assert_eq!(partition_value(None), DEFAULT_PARTITION);
+        assert_eq!(partition_value(Some("")), DEFAULT_PARTITION);
+        assert_eq!(partition_value(Some("7")), "7");
+        assert_eq!(partition_value(Some("..")), "%2E%2E");
     }
 }

@@ -11,7 +11,9 @@ mod sinks;
 pub use csv::StringRecord;
 pub use datagen::{DataGen, GenContext};
 pub use file::{CsvDecoder, FileFormat, FileSource, LineDecoder, MakeCsvDecoder, MakeLineDecoder};
-pub use filesink::{DEFAULT_ROLLING_FILE_SIZE, DEFAULT_ROLLOVER_INTERVAL, FileSink, JsonText};
+pub use filesink::{
+    DEFAULT_ROLLING_FILE_SIZE, DEFAULT_ROLLOVER_INTERVAL, FileSink, JsonText, PartitionedJsonText,
+};
 pub use sinks::{BlackholeSink, CollectSink, CollectedRecords, PrintSink};
 
 use crate::error::Result;

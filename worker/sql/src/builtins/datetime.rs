@@ -13,6 +13,23 @@ const DAY_MS: i64 = 86_400_000;
 /// least one fractional digit from 10^-3 up to 10^7 (`0.001`, `1234567.0`), otherwise
 /// scientific (`1.6325E8`, `1.0E-4`); `NaN`, `Infinity`, `-Infinity`.
 pub(crate) fn java_double(d: f64) -> String {
+    java_text(d, || format!("{}", d.abs()), || format!("{:e}", d.abs()))
+}
+
+/// A float as Java's `Float.toString` writes it (Flink's `CAST(f AS STRING)` of a FLOAT):
+/// the shortest digits that read back as the same 32-bit float, with `Double.toString`'s
+/// notation (`0.1`, `1.0E-5`, `3.4028235E38`).
+pub(crate) fn java_float(f: f32) -> String {
+    java_text(
+        f64::from(f),
+        || format!("{}", f.abs()),
+        || format!("{:e}", f.abs()),
+    )
+}
+
+/// Java's notation for a number `d` whose shortest digits are `plain` (`{}`) and `sci`
+/// (`{:e}`) for its type.
+fn java_text(d: f64, plain: impl FnOnce() -> String, sci: impl FnOnce() -> String) -> String {
     if d.is_nan() {
         return "NaN".into();
     }
@@ -25,14 +42,14 @@ pub(crate) fn java_double(d: f64) -> String {
     let sign = if d < 0.0 { "-" } else { "" };
     let a = d.abs();
     if (1e-3..1e7).contains(&a) {
-        let s = format!("{a}");
+        let s = plain();
         return if s.contains('.') {
             format!("{sign}{s}")
         } else {
             format!("{sign}{s}.0")
         };
     }
-    let s = format!("{a:e}");
+    let s = sci();
     let (mantissa, exp) = s.split_once('e').expect("{:e} has an exponent");
     let mantissa = if mantissa.contains('.') {
         mantissa.to_string()
@@ -222,6 +239,29 @@ pub(super) fn ceil(unit: &str, t: i64) -> Result<i64, String> {
 
 /// Reads `yyyy-MM-dd[ HH:mm:ss[.S…]]` (Flink's TIMESTAMP text; no `T`, no zone, no spaces
 /// around it).
+/// A DATE's text as Flink's `CAST(s AS DATE)` reads it: `yyyy-M-d` (one or two digits for
+/// the month and the day), optionally followed by a time (` 12:00:00`, ignored); a day that
+/// the month does not have is no date (None), unlike TIMESTAMP's clamping.
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
+    let date = s.split([' ', 'T']).next()?;
+    let mut parts = date.split('-');
+    let mut num = |max_len: usize| -> Option<i64> {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > max_len || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let (y, m, d) = (num(4)?, num(2)?, num(2)?);
+    if parts.next().is_some() || !(1..=12).contains(&m) {
+        return None;
+    }
+    if !(1..=i64::from(month_days(y, m as u32))).contains(&d) {
+        return None;
+    }
+    i32::try_from(days_from_civil(y, m, d)).ok()
+}
+
 pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {
     let (date, time) = s.split_once(' ').unwrap_or((s, ""));
     let mut d = date.split('-');

@@ -133,6 +133,8 @@ fn eval(kind: Kind, args: &[Value], ret: SqlType) -> Result<Value, String> {
             Value::Int(i) => out(decimal::to_type(i128::from(*i), 0, p, s)),
             Value::Decimal(v, from) => out(decimal::to_type(*v, *from, p, s)),
             Value::Double(d) => out(decimal::from_f64(*d, p, s)),
+            // As Flink's, through the double the float widens to.
+            Value::Float(f) => out(decimal::from_f64(f64::from(*f), p, s)),
             Value::Bool(b) => out(decimal::to_type(i128::from(*b), 0, p, s)),
             // Text too long for the type is an error, as one that is no number (Flink's
             // NumberFormatException); numbers too long are NULL.
@@ -143,6 +145,7 @@ fn eval(kind: Kind, args: &[Value], ret: SqlType) -> Result<Value, String> {
                 Err(why) => return Err(why),
             },
             Value::Ts(_) => return Err("a TIMESTAMP cannot be cast to DECIMAL".into()),
+            Value::Date(_) => return Err("a DATE cannot be cast to DECIMAL".into()),
         },
     })
 }

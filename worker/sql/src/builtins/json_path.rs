@@ -777,8 +777,11 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(&i.to_string()),
         Value::Decimal(v, s) => out.push_str(&crate::decimal::format(*v, *s)),
-        Value::Double(d) => {
-            let text = super::java_double(*d);
+        Value::Double(_) | Value::Float(_) => {
+            let text = match &a[0] {
+                Value::Float(f) => super::java_float(*f),
+                v => super::java_double(v.as_f64().unwrap_or(f64::NAN)),
+            };
             let mut p = Parser {
                 b: text.as_bytes(),
                 pos: 0,
@@ -791,6 +794,7 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
             }
         }
         Value::Str(s) => write_json_string(s, &mut out),
+        Value::Date(d) => write_json_string(&crate::value::format_date(*d), &mut out),
         Value::Ts(t) => {
             let text = crate::value::format_timestamp(*t).replacen(' ', "T", 1);
             let text = match text.split_once('.') {

@@ -18,6 +18,8 @@ fn declared_type(ty: SqlType) -> ast::DataType {
         SqlType::SmallInt => ast::DataType::SmallInt(None),
         SqlType::TinyInt => ast::DataType::TinyInt(None),
         SqlType::Double => ast::DataType::Double(ast::ExactNumberInfo::None),
+        SqlType::Float => ast::DataType::Float(ast::ExactNumberInfo::None),
+        SqlType::Date => ast::DataType::Date,
         SqlType::String => ast::DataType::String(None),
         SqlType::Timestamp => ast::DataType::Timestamp(Some(3), ast::TimezoneInfo::None),
         SqlType::Decimal(p, s) => {
