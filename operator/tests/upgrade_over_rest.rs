@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use weir_operator::crd::{LifecycleState, StreamJobStatus};
 use weir_operator::jobmanager::JobManagerClient;
-use weir_operator::lifecycle::{self, Action, Inputs, Observation};
+use weir_operator::lifecycle::{self, Action, Inputs, Observation, PreflightOutcome};
 
 #[derive(Default)]
 struct Stub {
@@ -139,6 +139,8 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
     let mut cluster_exists = false;
     let mut deployed_restores: Vec<Option<String>> = Vec::new();
     let mut now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    // What the pre-flight check's pod reports (the check is on by default).
+    let mut preflight: Option<PreflightOutcome> = None;
 
     for step in 0..40 {
         if step == 3 {
@@ -167,7 +169,7 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
             storage_latest_checkpoint: None,
             can_delete_s3: false,
             initial_snapshot: None,
-            preflight: None,
+            preflight: preflight.clone(),
         };
         let decided = lifecycle::decide(&Inputs {
             spec: &spec,
@@ -179,8 +181,23 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
         });
         status = decided.status;
         if step == 3 {
+            // The upgrade starts with the pre-flight check; its pod finds the state compatible.
+            assert!(
+                matches!(decided.action, Action::RunPreflight { .. }),
+                "{:?}",
+                decided.action
+            );
+            preflight = Some(PreflightOutcome::Compatible);
+            now += jiff::SignedDuration::from_secs(5);
+            continue;
+        }
+        if step == 4 {
             // The operator dies right after recording the savepoint trigger, before sending it.
-            assert!(matches!(decided.action, Action::TriggerSavepoint { .. }));
+            assert!(
+                matches!(decided.action, Action::TriggerSavepoint { .. }),
+                "{:?}",
+                decided.action
+            );
             now += jiff::SignedDuration::from_secs(5);
             continue;
         }
@@ -212,7 +229,7 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
             _ => {}
         }
         now += jiff::SignedDuration::from_secs(5);
-        if step > 3
+        if step > 4
             && status.lifecycle_state == LifecycleState::Stable
             && deployed_restores.len() == 2
         {
@@ -230,11 +247,11 @@ async fn a_savepoint_upgrade_over_http_survives_a_crash_between_recording_and_se
     );
     assert_eq!(
         stub.requests,
-        ["03aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+        ["04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
         "the trigger recorded before the crash is the one sent after it"
     );
     let location = status.savepoints.last.as_ref().unwrap().location.clone();
-    assert_eq!(location, "s3://state/orders/savepoints/savepoint-03aaaa");
+    assert_eq!(location, "s3://state/orders/savepoints/savepoint-04aaaa");
     assert_eq!(deployed_restores, [None, Some(location)]);
     assert_eq!(
         status.job_status.job_id.as_deref(),
