@@ -1483,6 +1483,21 @@ impl World {
         self.act(&deletion.action);
         deletion.done
     }
+
+    /// Reconciles the deletion, `seconds` apart, until it is done; fails the test when twelve
+    /// rounds do not finish it.
+    fn finish_deletion(&mut self, seconds: i64) {
+        for _ in 0..12 {
+            self.tick(seconds);
+            if self.reconcile_deletion() {
+                return;
+            }
+        }
+        panic!(
+            "the deletion did not finish: {:#?}",
+            self.status.reconciliation
+        );
+    }
 }
 
 #[test]
@@ -2578,19 +2593,7 @@ fn stopping_a_suspend_during_a_failing_upgrade_suspends_with_the_newest_checkpoi
 #[test]
 fn stopping_a_delete_during_a_failing_upgrade_keeps_the_newest_checkpoint_and_finishes() {
     let mut world = failing_upgrade();
-    let mut done = false;
-    for _ in 0..12 {
-        world.tick(60);
-        if world.reconcile_deletion() {
-            done = true;
-            break;
-        }
-    }
-    assert!(
-        done,
-        "the deletion finished: {:#?}",
-        world.status.reconciliation
-    );
+    world.finish_deletion(60);
     assert!(!world.cluster.exists);
     let last = world.status.savepoints.last.clone().unwrap();
     assert_eq!(last.trigger, SavepointTrigger::Deletion);
@@ -2708,19 +2711,7 @@ fn checking_upgrade() -> World {
 fn checking_a_delete_during_the_preflight_check_stops_the_old_job_with_a_savepoint_and_finishes() {
     let mut world = checking_upgrade();
     let runs = world.jm.runs;
-    let mut done = false;
-    for _ in 0..12 {
-        world.tick(5);
-        if world.reconcile_deletion() {
-            done = true;
-            break;
-        }
-    }
-    assert!(
-        done,
-        "the deletion finished: {:#?}",
-        world.status.reconciliation
-    );
+    world.finish_deletion(5);
     assert!(!world.cluster.exists);
     let last = world.status.savepoints.last.clone().unwrap();
     assert_eq!(last.trigger, SavepointTrigger::Deletion);
