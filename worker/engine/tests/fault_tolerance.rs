@@ -112,6 +112,24 @@ fn build(env: &StreamExecutionEnvironment, out: &Path, rate: f64, failures: Opti
     windows_to_sink(events(env, rate, failures), out);
 }
 
+/// Runs the job `env` holds until it has completed three checkpoints, cancels it, and returns
+/// the URI of its last one, an incremental RocksDB checkpoint sharing SST files.
+fn cancel_after_three_checkpoints(env: &StreamExecutionEnvironment, dirs: &JobDirs) -> String {
+    let job = env.execute_async("before").unwrap();
+    let job_id = job.job_id().to_string();
+    while job.checkpoints().completed < 3 {
+        assert!(!job.is_finished(), "{:?}", job.checkpoints());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    job.cancel();
+    assert!(job.wait().is_err(), "cancelled");
+    let (last, meta) = checkpoint_metadata(&dirs.chk.path().join(&job_id))
+        .pop()
+        .expect("a completed checkpoint");
+    assert!(!referenced_shared(&meta).is_empty(), "{meta}");
+    format!("{}/{job_id}/chk-{last}", uri(dirs.chk.path()))
+}
+
 /// [`build`] with a slow identity map behind a rebalance: the channels into it stay full,
 /// so barriers queue behind records (what unaligned checkpoints overtake).
 fn build_backpressured(env: &StreamExecutionEnvironment, out: &Path, failures: Option<Failures>) {
@@ -1379,19 +1397,7 @@ fn an_incremental_rocksdb_checkpoint_restores_at_another_parallelism() {
         ],
     );
     build(&env, dirs.out.path(), 5_000.0, None);
-    let job = env.execute_async("before").unwrap();
-    let job_id = job.job_id().to_string();
-    while job.checkpoints().completed < 3 {
-        assert!(!job.is_finished(), "{:?}", job.checkpoints());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    job.cancel();
-    assert!(job.wait().is_err(), "cancelled");
-    let (last, meta) = checkpoint_metadata(&dirs.chk.path().join(&job_id))
-        .pop()
-        .expect("a completed checkpoint");
-    assert!(!referenced_shared(&meta).is_empty(), "{meta}");
-    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(dirs.chk.path()));
+    let checkpoint = cancel_after_three_checkpoints(&env, &dirs);
 
     for p in [3usize, 1] {
         let out = tempfile::tempdir().unwrap();
@@ -2116,19 +2122,7 @@ fn an_interval_join_restores_from_an_incremental_rocksdb_checkpoint_at_paralleli
         ],
     );
     build_join(&env, dirs.out.path(), 4_000.0);
-    let job = env.execute_async("before").unwrap();
-    let job_id = job.job_id().to_string();
-    while job.checkpoints().completed < 3 {
-        assert!(!job.is_finished(), "{:?}", job.checkpoints());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    job.cancel();
-    assert!(job.wait().is_err(), "cancelled");
-    let (last, meta) = checkpoint_metadata(&dirs.chk.path().join(&job_id))
-        .pop()
-        .expect("a completed checkpoint");
-    assert!(!referenced_shared(&meta).is_empty(), "{meta}");
-    let checkpoint = format!("{}/{job_id}/chk-{last}", uri(dirs.chk.path()));
+    let checkpoint = cancel_after_three_checkpoints(&env, &dirs);
 
     for p in [3usize, 1] {
         let out = tempfile::tempdir().unwrap();
