@@ -1484,6 +1484,18 @@ impl World {
         deletion.done
     }
 
+    /// Reconciles, `seconds` apart, until the job is suspended or twelve rounds have passed
+    /// (the caller asserts which).
+    fn reconcile_until_suspended(&mut self, seconds: i64) {
+        for _ in 0..12 {
+            self.tick(seconds);
+            self.reconcile();
+            if self.status.lifecycle_state == LifecycleState::Suspended {
+                return;
+            }
+        }
+    }
+
     /// Reconciles the deletion, `seconds` apart, until it is done; fails the test when twelve
     /// rounds do not finish it.
     fn finish_deletion(&mut self, seconds: i64) {
@@ -2572,13 +2584,7 @@ fn stopping_a_suspend_during_a_failing_upgrade_suspends_with_the_newest_checkpoi
     let mut world = failing_upgrade();
     world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
     let newest = world.jm.job.as_ref().unwrap().latest_checkpoint.clone();
-    for _ in 0..12 {
-        world.tick(60);
-        world.reconcile();
-        if world.status.lifecycle_state == LifecycleState::Suspended {
-            break;
-        }
-    }
+    world.reconcile_until_suspended(60);
     assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
     assert!(!world.cluster.exists);
     assert_eq!(
@@ -2727,13 +2733,7 @@ fn checking_a_delete_during_the_preflight_check_stops_the_old_job_with_a_savepoi
 fn checking_a_suspend_during_the_preflight_check_suspends_the_old_job_with_a_savepoint() {
     let mut world = checking_upgrade();
     world.spec.job.state = weir_operator::crd::DesiredJobState::Suspended;
-    for _ in 0..12 {
-        world.tick(5);
-        world.reconcile();
-        if world.status.lifecycle_state == LifecycleState::Suspended {
-            break;
-        }
-    }
+    world.reconcile_until_suspended(5);
     assert_eq!(world.status.lifecycle_state, LifecycleState::Suspended);
     assert!(!world.cluster.exists);
     let restore = world.status.reconciliation.restore_path.clone().unwrap();
