@@ -704,6 +704,18 @@ mod tests {
             ]
         );
         assert_eq!(d.decode(b"{}").unwrap().0, vec![Value::Null; 5]);
+        // A repeated field: the last value counts (as a JSON object read into a map).
+        let row = d.decode(br#"{"name": "a", "id": 1, "name": "b"}"#).unwrap();
+        assert_eq!(
+            row.0,
+            [
+                Value::Int(1),
+                Value::Str("b".into()),
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ]
+        );
     }
 
     #[test]
