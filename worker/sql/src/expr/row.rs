@@ -224,6 +224,14 @@ enum Node {
         r_int: bool,
         p: u8,
     },
+    /// A BIGINT column times a DECIMAL or integer literal that fits an i64 (`0.908 * price`),
+    /// at the sum of their scales: [`Node::DecMul`] without the operand dispatch, the product
+    /// unable to overflow the i128, and only the precision to check (`limit` = 10^p).
+    DecScale {
+        idx: usize,
+        by: i64,
+        limit: u128,
+    },
     /// A DECIMAL (at scale `from`, or an integer: `int`) cast to DECIMAL(p, s): rounded
     /// HALF_UP, NULL where it does not fit.
     DecCast {
@@ -496,13 +504,39 @@ fn compile(
                 let (l, l_int, ls, lc) = operand(a)?;
                 let (r, r_int, rs, rc) = operand(b)?;
                 let node = if op == DecOp::Mul && ls + rs == s {
-                    Node::DecMul {
+                    let scale = match (&l, &r) {
+                        (
+                            Node::Col {
+                                idx,
+                                ty: SqlType::BigInt,
+                            },
+                            Node::Lit(Lit::Dec(by)),
+                        )
+                        | (
+                            Node::Lit(Lit::Dec(by)),
+                            Node::Col {
+                                idx,
+                                ty: SqlType::BigInt,
+                            },
+                        ) => {
+                            let limit = crate::decimal::pow10(u32::from(p));
+                            limit
+                                .zip(i64::try_from(*by).ok())
+                                .map(|(limit, by)| Node::DecScale {
+                                    idx: *idx,
+                                    by,
+                                    limit: limit.unsigned_abs(),
+                                })
+                        }
+                        _ => None,
+                    };
+                    scale.unwrap_or_else(|| Node::DecMul {
                         l: Box::new(l),
                         l_int,
                         r: Box::new(r),
                         r_int,
                         p,
-                    }
+                    })
                 } else {
                     Node::DecArith {
                         op,
@@ -727,6 +761,13 @@ impl Node {
                 None => None,
             }),
             Node::Lit(Lit::Dec(v)) => Ok(Some(*v)),
+            Node::DecScale { idx, by, limit } => Ok(match row.get(*idx) {
+                Some(Value::Int(i)) => {
+                    let v = i128::from(*i) * i128::from(*by);
+                    (v.unsigned_abs() < *limit).then_some(v)
+                }
+                _ => None,
+            }),
             _ => self.dec(row),
         }
     }
@@ -785,7 +826,7 @@ impl Node {
             } => arg
                 .dec_operand(*int, row)?
                 .and_then(|v| crate::decimal::to_type(v, *from, *p, *s)),
-            Node::Col { .. } | Node::Lit(_) => self.dec_at(row)?,
+            Node::Col { .. } | Node::Lit(_) | Node::DecScale { .. } => self.dec_at(row)?,
             _ => None,
         })
     }
