@@ -305,6 +305,12 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         | D::Character(_) => SqlType::String,
         D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
         D::Date => SqlType::Date,
+        D::Time(p, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            time_type(*p, span)?
+        }
+        // Flink's lengths of BINARY(n) and VARBINARY(n) are not kept: every byte string
+        // is BYTES.
+        D::Bytes(_) | D::Varbinary(_) | D::Binary(_) => SqlType::Bytes,
         D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
             SqlType::Timestamp
         }
@@ -317,6 +323,18 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
             ));
         }
     })
+}
+
+/// TIME and TIME(p) as Flink reads them (TIME is TIME(0); p is 0 to 9, and as in Flink a
+/// TIME keeps at most milliseconds: TIME(6) and TIME(9) are TIME(3)).
+pub(crate) fn time_type(p: Option<u64>, span: Span) -> Result<SqlType> {
+    match p.unwrap_or(0) {
+        p @ 0..=9 => Ok(SqlType::Time(p.min(3) as u8)),
+        p => Err(SqlError::at(
+            span,
+            format!("TIME({p}): the precision of TIME must be between 0 and 9"),
+        )),
+    }
 }
 
 /// DECIMAL, DECIMAL(p) and DECIMAL(p, s) as Flink reads them (DECIMAL is DECIMAL(10, 0)).
