@@ -136,6 +136,14 @@ fn json_value(v: &Value, out: &mut Vec<u8>) {
         Value::Double(d) if d.is_finite() => {
             out.extend_from_slice(crate::builtins::java_double(*d).as_bytes())
         }
+        // NaN and the infinities as strings (`"NaN"`, `"-Infinity"`), as Flink's Jackson
+        // writes them; they read back into a DOUBLE or FLOAT column.
+        Value::Double(d) => {
+            serde_json::to_writer(out, &crate::builtins::java_double(*d)).expect("a string")
+        }
+        Value::Float(f) => {
+            serde_json::to_writer(out, &crate::builtins::java_float(*f)).expect("a string")
+        }
         v => serde_json::to_writer(out, &v.to_json()).expect("a plain JSON value serializes"),
     }
 }
@@ -394,6 +402,16 @@ mod tests {
         );
         let mut d = Format::Csv.decoder("t", &c, &[true; 5]);
         assert_eq!(d.decode(&csv).unwrap(), vals);
+        // NaN and infinities are strings in JSON (Flink writes `"g":"NaN"`) and read back.
+        let special = [Value::Double(f64::NAN), Value::Double(f64::NEG_INFINITY)];
+        let two = &c[3..];
+        let bytes = Format::Json.encode(two, &special.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"d":"NaN","e":"-Infinity"}"#
+        );
+        let mut j = Format::Json.decoder("t", two, &[true; 2]);
+        assert_eq!(j.decode(&bytes).unwrap(), special);
         // A TIME read into TIME(0) loses its fraction; empty BYTES are no bytes, as Flink
         // writes them; text that is no time, or no Base64, is a bad record naming the field.
         assert_eq!(
