@@ -25,7 +25,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-pub(crate) use datetime::{java_double, java_float, parse_date, parse_time};
+pub(crate) use datetime::{java_double, java_float, parse_date, parse_time, truncate_time};
 pub(crate) use encoding::{base64, from_base64};
 
 /// The argument types of a call (`None`: an untyped NULL) to the types its arguments are

@@ -261,10 +261,14 @@ pub struct Planner<'e> {
 /// Whether a query's column of type `from` may be written to a column of type `to` (an
 /// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT; an
 /// integer or DECIMAL into a DECIMAL, rounded HALF_UP to its scale and NULL where it does not
-/// fit its precision, and a DECIMAL into a DOUBLE, as Flink's INSERT casts them).
+/// fit its precision, a DECIMAL into a DOUBLE, and a TIME into a TIME of any precision, cut
+/// to its digits, as Flink's INSERT casts them).
 pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
     if matches!(to, SqlType::Decimal(..)) && from.decimal().is_some()
-        || matches!((from, to), (SqlType::Decimal(..), SqlType::Double))
+        || matches!(
+            (from, to),
+            (SqlType::Decimal(..), SqlType::Double) | (SqlType::Time(_), SqlType::Time(_))
+        )
     {
         return true;
     }
@@ -2037,6 +2041,12 @@ impl<'e> Planner<'e> {
                                     .as_decimal()
                                     .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s))
                                     .map_or(Value::Null, |x| Value::Decimal(x, s));
+                            }
+                            (Value::Time(ms, _), SqlType::Time(p)) => {
+                                *v = Value::Time(
+                                    crate::builtins::truncate_time(i64::from(*ms), p),
+                                    p,
+                                );
                             }
                             _ => {}
                         }

@@ -430,14 +430,14 @@ fn time_and_bytes_columns_read_compare_group_and_are_written_as_flink_writes_the
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          CREATE TABLE out (who STRING, t TIME(3), t0 TIME(0), later TIME(3), h BIGINT,
                            txt STRING, pm BOOLEAN, tag BYTES, tag_text STRING, hex BYTES,
-                           big DOUBLE)
+                           big DOUBLE, t1 TIME(1))
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          CREATE TABLE per_time (t0 TIME(0), n BIGINT, first_t TIME(3), last_t TIME(3))
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
          INSERT INTO out
          SELECT who, t, CAST(t AS TIME), t + INTERVAL '1' MINUTE, HOUR(t), CAST(t AS STRING),
                 t > TIME '12:00:00', tag, CAST(tag AS STRING), UNHEX('68FF'),
-                CAST(ts AS DOUBLE) * 163250
+                CAST(ts AS DOUBLE) * 163250, t AS t1
          FROM shifts;
          INSERT INTO per_time
          SELECT CAST(t AS TIME), COUNT(*), MIN(t), MAX(t)
@@ -449,7 +449,8 @@ fn time_and_bytes_columns_read_compare_group_and_are_written_as_flink_writes_the
     run(&sql, Config::default());
     // As Flink 2.3 gives them: TIME + INTERVAL goes around the clock; CAST to STRING keeps
     // one fractional digit at least (`12:34:56.5`), the json format none when there is no
-    // fraction; a DOUBLE is written as Java's Double.toString (`1.6325E8`).
+    // fraction; a DOUBLE is written as Java's Double.toString (`1.6325E8`); a TIME(3)
+    // written to a TIME(1) column is cut to one digit.
     let out_lines: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|f| f.unwrap().path())
@@ -468,16 +469,17 @@ fn time_and_bytes_columns_read_compare_group_and_are_written_as_flink_writes_the
         sorted(vec![
             json!({"who": "a", "t": "12:34:56.5", "t0": "12:34:56", "later": "12:35:56.5",
                    "h": 12, "txt": "12:34:56.5", "pm": true, "tag": "aP8=",
-                   "tag_text": "h\u{fffd}", "hex": "aP8=", "big": 163_250_000.0}),
+                   "tag_text": "h\u{fffd}", "hex": "aP8=", "big": 163_250_000.0,
+                   "t1": "12:34:56.5"}),
             json!({"who": "b", "t": "23:59:59.999", "t0": "23:59:59", "later": "00:00:59.999",
                    "h": 23, "txt": "23:59:59.999", "pm": true, "tag": "", "tag_text": "",
-                   "hex": "aP8=", "big": 326_500_000.0}),
+                   "hex": "aP8=", "big": 326_500_000.0, "t1": "23:59:59.9"}),
             json!({"who": "c", "t": "12:34:56.5", "t0": "12:34:56", "later": "12:35:56.5",
                    "h": 12, "txt": "12:34:56.5", "pm": true, "tag": null, "tag_text": null,
-                   "hex": "aP8=", "big": 489_750_000.0}),
+                   "hex": "aP8=", "big": 489_750_000.0, "t1": "12:34:56.5"}),
             json!({"who": "d", "t": null, "t0": null, "later": null, "h": null, "txt": null,
                    "pm": null, "tag": "aGVsbG8=", "tag_text": "hello", "hex": "aP8=",
-                   "big": 653_000_000.0}),
+                   "big": 653_000_000.0, "t1": null}),
         ])
     );
     // A TIME key: the two 12:34:56.5 rows are one group, NULL its own.
