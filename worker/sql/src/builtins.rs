@@ -25,7 +25,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-pub(crate) use datetime::{java_double, java_float, parse_date};
+pub(crate) use datetime::{java_double, java_float, parse_date, parse_time, truncate_time};
+pub(crate) use encoding::{base64, from_base64};
 
 /// The argument types of a call (`None`: an untyped NULL) to the types its arguments are
 /// converted to and its result type, or why the call does not fit.
@@ -105,6 +106,14 @@ impl ScalarUDFImpl for Builtin {
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
         let (args, _) = self.typed(arg_types)?;
         for (from, to) in arg_types.iter().zip(&args) {
+            // Flink never takes BYTES or a TIME for a STRING argument (cast it first).
+            if matches!(from, DataType::Binary | DataType::Time32(_)) && *to == SqlType::String {
+                return plan_err!(
+                    "{}: takes a STRING, not {} (as in Flink)",
+                    self.usage,
+                    SqlType::from_arrow(from).map_or("?", |t| t.sql_name())
+                );
+            }
             if !arrow::compute::can_cast_types(from, &to.arrow()) {
                 return plan_err!(
                     "{}: cannot take a {from} as a {}",
@@ -140,6 +149,16 @@ impl ScalarUDFImpl for Builtin {
         let batch = rows_to_batch(&col, &arrow_schema(&col), out.iter())?;
         Ok(ColumnarValue::Array(batch.column(0).clone()))
     }
+}
+
+/// Whether `f` is one of Weir's functions (this module's, the DECIMAL ones, user functions,
+/// `PROCTIME`) rather than DataFusion's.
+pub(crate) fn is_weirs(f: &ScalarUDF) -> bool {
+    let f = f.inner();
+    f.is::<Builtin>()
+        || f.is::<decimal::DecimalFn>()
+        || f.is::<crate::udf::RowUdf>()
+        || f.is::<crate::udf::ProcTime>()
 }
 
 fn udf(name: &'static str, usage: &'static str, typing: Typing, eval: Eval) -> Arc<ScalarUDF> {
@@ -220,11 +239,13 @@ fn int_arg(v: &Value) -> Option<i64> {
     }
 }
 
-/// A TIMESTAMP's epoch milliseconds, or a DATE's start (its midnight).
+/// A TIMESTAMP's epoch milliseconds, a DATE's start (its midnight), or a TIME's instant on
+/// 1970-01-01 (as Flink's functions over times compute).
 fn ts_arg(v: &Value) -> Option<i64> {
     match v {
         Value::Ts(t) => Some(*t),
         Value::Date(d) => Some(i64::from(*d) * DAY_MS),
+        Value::Time(ms, _) => Some(i64::from(*ms)),
         _ => None,
     }
 }
@@ -232,10 +253,12 @@ fn ts_arg(v: &Value) -> Option<i64> {
 const DAY_MS: i64 = 86_400_000;
 
 /// The result `t` (epoch milliseconds) of a function of `arg`: a DATE (its day, the time
-/// dropped, as Flink's DATE + INTERVAL) when `arg` is one, else a TIMESTAMP.
+/// dropped, as Flink's DATE + INTERVAL) when `arg` is one, a TIME (its time of day, around
+/// the clock) when `arg` is one, else a TIMESTAMP.
 fn same_kind(arg: &Value, t: i64) -> Value {
     match arg {
         Value::Date(_) => Value::Date(t.div_euclid(DAY_MS) as i32),
+        Value::Time(_, p) => Value::Time(t.rem_euclid(DAY_MS) as i32, *p),
         _ => Value::Ts(t),
     }
 }
@@ -250,12 +273,24 @@ fn date_or_timestamp(
 ) -> Result<(Vec<SqlType>, SqlType), String> {
     count(args, at + 1, at + 1)?;
     let t = match args[at] {
-        Some(SqlType::Date) => SqlType::Date,
+        Some(t @ (SqlType::Date | SqlType::Time(_))) => t,
         _ => SqlType::Timestamp,
     };
     let mut tys = lead.to_vec();
     tys.push(t);
     Ok((tys, t))
+}
+
+/// The typing of a function of a TIMESTAMP's (or a TIME's) field at position `at` (the last),
+/// after STRING units: BIGINT.
+fn time_field(args: &[Option<SqlType>], at: usize) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, at + 1, at + 1)?;
+    let mut tys = vec![SqlType::String; at];
+    tys.push(match args[at] {
+        Some(t @ SqlType::Time(_)) => t,
+        _ => SqlType::Timestamp,
+    });
+    Ok((tys, SqlType::BigInt))
 }
 
 thread_local! {
@@ -494,6 +529,10 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         Value::Decimal(x, s) => crate::decimal::format(*x, *s),
         Value::Float(f) => java_float(*f),
         Value::Date(d) => crate::value::format_date(*d),
+        Value::Time(ms, p) => crate::value::format_time(*ms, *p),
+        // The bytes decoded as UTF-8, each malformed sequence a U+FFFD (Java's `new
+        // String(bytes, UTF_8)`).
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
     })
 }
 
@@ -577,8 +616,57 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
             datetime::parse_date(s.trim())
                 .ok_or_else(|| format!("'{s}' is not a DATE (yyyy-MM-dd)"))?,
         ),
+        SqlType::Time(p) => Value::Time(
+            datetime::parse_time(s.trim(), p)
+                .ok_or_else(|| format!("'{s}' is not a TIME (HH:mm:ss[.SSS])"))?,
+            p,
+        ),
+        // The text's UTF-8 bytes.
+        SqlType::Bytes => Value::Bytes(s.as_bytes().to_vec()),
         SqlType::String => Value::Str(s.to_string()),
     })
+}
+
+/// `CAST(x AS TIME(p))` (a[1] is `p`; a[2] TRUE for TRY_CAST) of a STRING, a TIMESTAMP or a
+/// TIME: the time of day, cut to `p` fractional digits.
+fn cast_to_time(a: &[Value]) -> Result<Value, String> {
+    let p = int_arg(&a[1]).unwrap_or(0).clamp(0, 3) as u8;
+    let ms = match &a[0] {
+        Value::Str(s) => match datetime::parse_time(s.trim(), p) {
+            Some(ms) => ms,
+            None if matches!(a[2], Value::Bool(true)) => return Ok(Value::Null),
+            None => return Err(format!("'{s}' is not a TIME (HH:mm:ss[.SSS])")),
+        },
+        // Flink's time of a timestamp: the remainder of its epoch milliseconds by a day's
+        // (negative before 1970), cut toward zero to `p` digits, then around the clock:
+        // 1969-12-31 23:59:59.999 is 00:00:00 as a TIME(0) and 23:59:59.999 as a TIME(3).
+        v => match ts_arg(v) {
+            Some(t) => datetime::truncate_time(t % DAY_MS, p).rem_euclid(DAY_MS as i32),
+            None => return Ok(Value::Null),
+        },
+    };
+    Ok(Value::Time(ms, p))
+}
+
+/// The typing of `to_time0` and `to_time3`, the rewritten `CAST(x AS TIME(p))` (for
+/// TIME(0), and for the other precisions): STRING, TIMESTAMP and TIME cast to TIME, as in
+/// Flink; other types are refused.
+fn to_time_typing(
+    args: &[Option<SqlType>],
+    ret: SqlType,
+) -> Result<(Vec<SqlType>, SqlType), String> {
+    count(args, 3, 3)?;
+    let from = match args[0] {
+        None => SqlType::String,
+        Some(t @ (SqlType::String | SqlType::Timestamp | SqlType::Time(_))) => t,
+        Some(t) => {
+            return Err(format!(
+                "a {} cannot be cast to TIME (as in Flink)",
+                t.sql_name()
+            ));
+        }
+    };
+    Ok((vec![from, SqlType::BigInt, SqlType::Boolean], ret))
 }
 
 fn nullify(r: Result<Value, String>) -> Result<Value, String> {
@@ -667,9 +755,26 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
             | DataType::Float32
             | DataType::Timestamp(..)
             | DataType::Date32
+            | DataType::Time32(_)
+            | DataType::Binary
             | DataType::Decimal128(..),
             to,
         ) if is_str(to) => Some(TO_STRING.clone()),
+        (DataType::Time32(_), DataType::Timestamp(..)) => {
+            // The time on 1970-01-01, as Flink's.
+            static TO_TIMESTAMP: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+                udf(
+                    "cast_time_to_timestamp",
+                    "CAST(t AS TIMESTAMP(3))",
+                    |a| {
+                        count(a, 1, 1)?;
+                        Ok((vec![a[0].unwrap_or(SqlType::Time(3))], SqlType::Timestamp))
+                    },
+                    |a| Ok(ts_arg(&a[0]).map_or(Value::Null, Value::Ts)),
+                )
+            });
+            Some(TO_TIMESTAMP.clone())
+        }
         (DataType::Timestamp(..), DataType::Date32) => {
             // Flink's day of a timestamp is its epoch milliseconds divided by a day's,
             // rounded toward zero: before 1970, the next day (1969-12-31 12:00 is
@@ -696,6 +801,7 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
         (_, DataType::Float64) => from_string!(safe, "double", "DOUBLE", Double),
         (_, DataType::Float32) => from_string!(safe, "float", "FLOAT", Float),
         (_, DataType::Date32) => from_string!(safe, "date", "DATE", Date),
+        (_, DataType::Binary) => from_string!(safe, "bytes", "BYTES", Bytes),
         (_, DataType::Boolean) => from_string!(safe, "boolean", "BOOLEAN", Boolean),
         (_, DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)) => {
             from_string!(safe, "timestamp", "TIMESTAMP(3)", Timestamp)
@@ -1128,7 +1234,9 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
                 let first = match a[0] {
                     Some(SqlType::String) => Str,
                     // Flink's planner refuses a DATE (cast it to TIMESTAMP(3) first).
-                    Some(SqlType::Date) => return Err("takes a TIMESTAMP or a STRING".into()),
+                    Some(SqlType::Date | SqlType::Time(_)) => {
+                        return Err("takes a TIMESTAMP or a STRING".into());
+                    }
                     _ => Timestamp,
                 };
                 Ok((vec![first, Str], Str))
@@ -1237,15 +1345,33 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         udf(
             "timestampdiff",
             "TIMESTAMPDIFF(unit, timestamp1, timestamp2)",
-            // INT, as Flink's: a difference beyond its range wraps around.
-            fixed!(String, Timestamp, Timestamp => Int),
+            // INT, as Flink's: a difference beyond its range wraps around. Two TIMEs are
+            // instants of 1970-01-01.
+            |a| {
+                count(a, 3, 3)?;
+                let t = |x: Option<SqlType>| match x {
+                    Some(t @ SqlType::Time(_)) => t,
+                    _ => Timestamp,
+                };
+                Ok((vec![Str, t(a[1]), t(a[2])], SqlType::Int))
+            },
             |a| {
                 let (Some(unit), Some(t1), Some(t2)) =
                     (str_arg(&a[0]), ts_arg(&a[1]), ts_arg(&a[2]))
                 else {
                     return Ok(Value::Null);
                 };
-                Ok(Value::Int(datetime::diff(unit, t1, t2)?))
+                // Flink's difference of two TIMEs is of their whole seconds (00:00:00.001 to
+                // 23:59:59.999 is 86399000 milliseconds).
+                let secs = |v: &Value, t: i64| match v {
+                    Value::Time(..) => t - t % 1000,
+                    _ => t,
+                };
+                Ok(Value::Int(datetime::diff(
+                    unit,
+                    secs(&a[1], t1),
+                    secs(&a[2], t2),
+                )?))
             },
         ),
         udf(
@@ -1273,11 +1399,15 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         udf(
             "extract",
             "EXTRACT(unit FROM timestamp)",
-            fixed!(String, Timestamp => BigInt),
+            |a| time_field(a, 1),
             |a| {
                 let (Some(unit), Some(t)) = (str_arg(&a[0]), ts_arg(&a[1])) else {
                     return Ok(Value::Null);
                 };
+                if matches!(a[1], Value::Time(..)) && !datetime::is_time_unit(unit) {
+                    // Flink's job fails on a date field of a TIME.
+                    return Err(format!("a TIME has no {unit}"));
+                }
                 Ok(Value::Int(datetime::extract(unit, t)?))
             },
         ),
@@ -1285,15 +1415,34 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
     // HOUR(ts), DAYOFWEEK(ts), …: EXTRACT of that field.
     macro_rules! field {
         ($name:literal, $usage:literal, $unit:literal) => {
-            udf($name, $usage, fixed!(Timestamp => BigInt), |a| {
-                ts_arg(&a[0]).map_or(Ok(Value::Null), |t| {
-                    datetime::extract($unit, t).map(Value::Int)
-                })
-            })
+            udf(
+                $name,
+                $usage,
+                |a| time_field(a, 0),
+                |a| {
+                    ts_arg(&a[0]).map_or(Ok(Value::Null), |t| {
+                        datetime::extract($unit, t).map(Value::Int)
+                    })
+                },
+            )
         };
     }
     fns.extend(more());
     fns.extend(encoding::functions());
+    fns.extend([
+        udf(
+            "to_time0",
+            "CAST(x AS TIME)",
+            |a| to_time_typing(a, SqlType::Time(0)),
+            cast_to_time,
+        ),
+        udf(
+            "to_time3",
+            "CAST(x AS TIME(p))",
+            |a| to_time_typing(a, SqlType::Time(3)),
+            cast_to_time,
+        ),
+    ]);
     fns.extend(json_path::functions());
     fns.extend([
         field!("year", "YEAR(timestamp)", "YEAR"),

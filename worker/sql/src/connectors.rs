@@ -430,6 +430,8 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
     let s = s.trim();
     Some(match ty {
         SqlType::String => Value::Str(s.to_string()),
+        // Empty text is no bytes (as Flink writes them), not NULL.
+        SqlType::Bytes => Value::Bytes(crate::builtins::from_base64(s)?),
         _ if s.is_empty() => Value::Null,
         SqlType::Boolean => Value::Bool(s.eq_ignore_ascii_case("true")),
         t @ (SqlType::BigInt | SqlType::Int | SqlType::SmallInt | SqlType::TinyInt) => {
@@ -439,6 +441,8 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         SqlType::Float => Value::Float(s.parse().ok()?),
         // ISO `yyyy-MM-dd`, as Flink's json and csv formats read a DATE.
         SqlType::Date => Value::Date(crate::builtins::parse_date(s)?),
+        // `HH:mm:ss[.SSS]`, as Flink's json and csv formats read a TIME.
+        SqlType::Time(p) => Value::Time(crate::builtins::parse_time(s, p)?, p),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
@@ -930,10 +934,14 @@ fn datagen(
                         ),
                     ));
                 }
-                SqlType::Date => {
+                t @ (SqlType::Date | SqlType::Time(_) | SqlType::Bytes) => {
                     return Err(SqlError::at(
                         opts.table_span,
-                        format!("datagen cannot generate DATE column '{}' yet", c.field),
+                        format!(
+                            "datagen cannot generate {} column '{}' yet",
+                            t.sql_name(),
+                            c.field
+                        ),
                     ));
                 }
                 SqlType::Timestamp => {

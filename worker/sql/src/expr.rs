@@ -322,6 +322,82 @@ fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
     })
 }
 
+/// `CAST(x AS TIME(p))`, `TRY_CAST(x AS TIME(p))` and `TIME '12:34:56'` as calls of the
+/// `to_time0` / `to_time3` functions of [`crate::builtins`] (DataFusion has no TIME(p), and
+/// its CAST to TIME is nanoseconds); a TIME literal is checked here, as Flink's planner does,
+/// and has as many fractional digits as its text (at most 9).
+fn time_syntax(e: &ast::Expr) -> std::result::Result<Option<ast::Expr>, String> {
+    let to_time = |x: ast::Expr, p: u8, safe: bool| {
+        let n = |v: String| ast::Expr::Value(ast::Value::Number(v, false).into());
+        call(
+            if p == 0 { "to_time0" } else { "to_time3" },
+            vec![
+                x,
+                n(p.to_string()),
+                ast::Expr::Value(ast::Value::Boolean(safe).into()),
+            ],
+        )
+    };
+    Ok(Some(match e {
+        ast::Expr::Cast {
+            kind,
+            expr,
+            data_type: ast::DataType::Time(p, tz),
+            ..
+        } => {
+            if !matches!(
+                tz,
+                ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone
+            ) {
+                return Err("TIME WITH TIME ZONE is not a type of Flink".into());
+            }
+            let Ok(crate::value::SqlType::Time(p)) = crate::plan::time_type(*p, e.span()) else {
+                return Err(format!(
+                    "TIME({}): the precision of TIME must be between 0 and 9",
+                    p.unwrap_or(0)
+                ));
+            };
+            let safe = matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast);
+            to_time((**expr).clone(), p, safe)
+        }
+        // BYTES, VARBINARY and BINARY(n) are DataFusion's BYTEA (Flink's lengths are not
+        // kept).
+        ast::Expr::Cast {
+            kind,
+            expr,
+            data_type:
+                ast::DataType::Bytes(_) | ast::DataType::Varbinary(_) | ast::DataType::Binary(_),
+            array,
+            format,
+        } => ast::Expr::Cast {
+            kind: kind.clone(),
+            expr: expr.clone(),
+            data_type: ast::DataType::Bytea,
+            array: *array,
+            format: format.clone(),
+        },
+        ast::Expr::TypedString(ast::TypedString {
+            data_type: ast::DataType::Time(..),
+            value,
+            ..
+        }) => {
+            let text = value.clone().into_string().unwrap_or_default();
+            // Flink's literal is TIME(p) for p fractional digits, at most 3.
+            let digits = text.split_once('.').map_or(0, |(_, f)| f.len());
+            let well_formed = text.matches(':').count() == 2
+                && digits <= 9
+                && crate::builtins::parse_time(&text, 3).is_some();
+            if !well_formed {
+                return Err(format!(
+                    "Illegal TIME literal '{text}': not in format 'HH:mm:ss'"
+                ));
+            }
+            to_time(string_lit(text), digits.min(3) as u8, false)
+        }
+        _ => return Ok(None),
+    }))
+}
+
 /// `JSON_VALUE(json, path RETURNING type)` as a call of the function of
 /// [`crate::builtins`] returning that type (Flink's JSON_VALUE converts by the JSON value's
 /// own type, which no CAST of the STRING result does).
@@ -393,6 +469,14 @@ impl VisitorMut for FlinkFunctions {
         } = e
         {
             return ControlFlow::Break(SqlError::at(e.span(), crate::plan::NO_REAL));
+        }
+        match time_syntax(e) {
+            Ok(Some(rewritten)) => {
+                *e = rewritten;
+                return ControlFlow::Continue(());
+            }
+            Ok(None) => {}
+            Err(why) => return ControlFlow::Break(SqlError::at(e.span(), why)),
         }
         if let Some(rewritten) = flink_syntax(e) {
             *e = rewritten;
@@ -591,12 +675,24 @@ fn flink_casts(
             )));
         }
         let from = arg.get_type(schema)?;
-        if from == DataType::Date32
-            && SqlType::from_arrow(to).is_some_and(|t| t.is_numeric() || t == SqlType::Boolean)
-        {
+        // The CASTs Flink's planner refuses: a DATE to numbers and BOOLEAN, a TIME to
+        // anything but STRING, TIMESTAMP and TIME, BYTES to anything but STRING and BYTES,
+        // and numbers to BYTES.
+        let (from_ty, to_ty) = (SqlType::from_arrow(&from), SqlType::from_arrow(to));
+        let refused = match (from_ty, to_ty) {
+            (Some(SqlType::Date), Some(t)) => t.is_numeric() || t == SqlType::Boolean,
+            (Some(SqlType::Time(_)), Some(t)) => {
+                !matches!(t, SqlType::String | SqlType::Timestamp | SqlType::Time(_))
+            }
+            (Some(SqlType::Bytes), Some(t)) => !matches!(t, SqlType::String | SqlType::Bytes),
+            (Some(f), Some(SqlType::Bytes)) => !matches!(f, SqlType::String | SqlType::Bytes),
+            _ => false,
+        };
+        if refused {
             return datafusion_common::plan_err!(
-                "a DATE cannot be cast to {} (as in Flink)",
-                SqlType::from_arrow(to).map_or("?", |t| t.sql_name())
+                "a {} cannot be cast to {} (as in Flink)",
+                from_ty.map_or("?", |t| t.sql_name()),
+                to_ty.map_or("?", |t| t.sql_name())
             );
         }
         let Some(f) = crate::builtins::cast_function(&from, to, safe) else {
@@ -617,6 +713,24 @@ fn flink_casts(
     .map(|t| t.data)
 }
 
+/// The CASE `c` with `f` applied to each of its results (THEN and ELSE expressions).
+fn map_case_results(
+    c: datafusion_expr::expr::Case,
+    f: impl Fn(Box<datafusion_expr::Expr>) -> datafusion_common::Result<Box<datafusion_expr::Expr>>,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    let when_then_expr = c
+        .when_then_expr
+        .into_iter()
+        .map(|(w, t)| Ok((w, f(t)?)))
+        .collect::<datafusion_common::Result<_>>()?;
+    let else_expr = c.else_expr.map(f).transpose()?;
+    Ok(datafusion_expr::Expr::Case(datafusion_expr::expr::Case {
+        expr: c.expr,
+        when_then_expr,
+        else_expr,
+    }))
+}
+
 /// Flink's result types where FLOAT meets DOUBLE or DECIMAL, which DataFusion's type coercion
 /// widens otherwise: with a DOUBLE, the first operand's type wins (Calcite's least restrictive
 /// type: `f + d` and `f = d` are FLOAT, the DOUBLE narrowed; `d - f` is DOUBLE), also among a
@@ -626,7 +740,7 @@ fn float_ops(
     schema: &DFSchema,
 ) -> datafusion_common::Result<datafusion_expr::Expr> {
     use datafusion_common::tree_node::Transformed;
-    use datafusion_expr::expr::{BinaryExpr, Case};
+    use datafusion_expr::expr::BinaryExpr;
     use datafusion_expr::{Expr, Operator, cast};
     let to = |e: Expr, t: DataType| Box::new(cast(e, t));
     e.transform_up(|e| match e {
@@ -695,17 +809,110 @@ fn float_ops(
                     e
                 })
             };
-            let when_then_expr = c
+            Ok(Transformed::yes(map_case_results(c, narrow)?))
+        }
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
+/// TIME(0) (Arrow's `Time32(Second)`) next to a TIME of another precision (`Time32(Millisecond)`)
+/// in a comparison, or among a CASE's results, is widened to it, as Flink compares and
+/// unifies TIMEs of any precision (DataFusion's coercion has no rule for two time units).
+/// What Flink's planner refuses and DataFusion would coerce is refused: a TIME next to a
+/// DATE or a TIMESTAMP (DataFusion widens both to a TIMESTAMP), TIME - TIME, BYTES next to
+/// a STRING, and TIMEs and BYTES as arguments of DataFusion's string functions and `||`.
+fn time_units(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use arrow::datatypes::TimeUnit;
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::expr::BinaryExpr;
+    use datafusion_expr::{Expr, cast};
+    const SECONDS: DataType = DataType::Time32(TimeUnit::Second);
+    const MILLIS: DataType = DataType::Time32(TimeUnit::Millisecond);
+    let widen = |e: Box<Expr>| -> datafusion_common::Result<Box<Expr>> {
+        Ok(if e.get_type(schema)? == SECONDS {
+            Box::new(cast(*e, MILLIS))
+        } else {
+            e
+        })
+    };
+    e.transform_up(|e| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+            let is_time = |t: &DataType| matches!(t, DataType::Time32(_));
+            let is_day = |t: &DataType| matches!(t, DataType::Date32 | DataType::Timestamp(..));
+            if (is_time(&lt) && is_day(&rt)) || (is_day(&lt) && is_time(&rt)) {
+                return datafusion_common::plan_err!(
+                    "cannot apply '{op}' to a {} and a {} (as in Flink): cast one side",
+                    SqlType::from_arrow(&lt).map_or("?", |t| t.sql_name()),
+                    SqlType::from_arrow(&rt).map_or("?", |t| t.sql_name())
+                );
+            }
+            if is_time(&lt) && is_time(&rt) && op == datafusion_expr::Operator::Minus {
+                return datafusion_common::plan_err!(
+                    "cannot subtract a TIME from a TIME (as in Flink): use TIMESTAMPDIFF(SECOND, t1, t2)"
+                );
+            }
+            let is_bytes = |t: &DataType| matches!(t, DataType::Binary);
+            let is_text = |t: &DataType| {
+                matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+            };
+            if op == datafusion_expr::Operator::StringConcat
+                && [&lt, &rt].iter().any(|t| is_time(t) || is_bytes(t))
+            {
+                return datafusion_common::plan_err!(
+                    "'||' takes STRINGs, not {} (as in Flink): cast it to STRING first",
+                    SqlType::from_arrow(if is_text(&lt) { &rt } else { &lt })
+                        .map_or("?", |t| t.sql_name())
+                );
+            }
+            if (is_bytes(&lt) && is_text(&rt)) || (is_text(&lt) && is_bytes(&rt)) {
+                return datafusion_common::plan_err!(
+                    "cannot apply '{op}' to BYTES and a STRING (as in Flink): cast one side"
+                );
+            }
+            if is_time(&lt) && is_time(&rt) && lt != rt {
+                let e = Expr::BinaryExpr(BinaryExpr {
+                    left: widen(left)?,
+                    op,
+                    right: widen(right)?,
+                });
+                return Ok(Transformed::yes(e));
+            }
+            Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })))
+        }
+        // DataFusion's string functions take BYTES and TIMEs (as text); Flink's take neither.
+        Expr::ScalarFunction(f)
+            if !crate::builtins::is_weirs(&f.func)
+                && !matches!(f.name(), "greatest" | "least" | "nullif") =>
+        {
+            for a in &f.args {
+                let t = a.get_type(schema)?;
+                if matches!(t, DataType::Time32(_) | DataType::Binary) {
+                    return datafusion_common::plan_err!(
+                        "{}: takes no {} (as in Flink)",
+                        f.name().to_uppercase(),
+                        SqlType::from_arrow(&t).map_or("?", |t| t.sql_name())
+                    );
+                }
+            }
+            Ok(Transformed::no(Expr::ScalarFunction(f)))
+        }
+        Expr::Case(c) => {
+            let mut types = c
                 .when_then_expr
-                .into_iter()
-                .map(|(w, t)| Ok((w, narrow(t)?)))
-                .collect::<datafusion_common::Result<_>>()?;
-            let else_expr = c.else_expr.map(narrow).transpose()?;
-            Ok(Transformed::yes(Expr::Case(Case {
-                expr: c.expr,
-                when_then_expr,
-                else_expr,
-            })))
+                .iter()
+                .map(|(_, t)| t.get_type(schema))
+                .chain(c.else_expr.iter().map(|e| e.get_type(schema)))
+                .collect::<datafusion_common::Result<Vec<_>>>()?;
+            types.dedup();
+            if !(types.contains(&SECONDS) && types.contains(&MILLIS)) {
+                return Ok(Transformed::no(Expr::Case(c)));
+            }
+            Ok(Transformed::yes(map_case_results(c, widen)?))
         }
         e => Ok(Transformed::no(e)),
     })
@@ -855,6 +1062,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
     let logical = int_literals(logical).map_err(fail)?;
     let logical = decimal_ops(logical, &df).map_err(fail)?;
     let logical = float_ops(logical, &df).map_err(fail)?;
+    let logical = time_units(logical, &df).map_err(fail)?;
     let logical = logical
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?

@@ -78,6 +78,9 @@ impl Format {
                     .iter()
                     .map(|v| match v {
                         Value::Null => String::new(),
+                        // As Flink's csv format: `12:34:56.5`, Base64.
+                        Value::Time(ms, p) => json_time(*ms, *p),
+                        Value::Bytes(b) => crate::builtins::base64(b),
                         // The JSON form of a timestamp (`2026-01-01 00:00:00.000`) parses back.
                         other => other.to_string(),
                     })
@@ -128,8 +131,31 @@ fn json_value(v: &Value, out: &mut Vec<u8>) {
         Value::Float(f) if f.is_finite() => {
             out.extend_from_slice(crate::builtins::java_float(*f).as_bytes())
         }
+        // Java's Double.toString (`1.6325E8`, `0.001`, `3.0`), as Jackson writes a double and
+        // as CAST and `print` write it: one formatter for all three.
+        Value::Double(d) if d.is_finite() => {
+            out.extend_from_slice(crate::builtins::java_double(*d).as_bytes())
+        }
+        // NaN and the infinities as strings (`"NaN"`, `"-Infinity"`), as Flink's Jackson
+        // writes them; they read back into a DOUBLE or FLOAT column.
+        Value::Double(d) => {
+            serde_json::to_writer(out, &crate::builtins::java_double(*d)).expect("a string")
+        }
+        Value::Float(f) => {
+            serde_json::to_writer(out, &crate::builtins::java_float(*f)).expect("a string")
+        }
         v => serde_json::to_writer(out, &v.to_json()).expect("a plain JSON value serializes"),
     }
+}
+
+/// A TIME as Flink's json and csv formats write it: `HH:mm:ss`, then the fraction without
+/// its trailing zeros, if any (`12:34:56.5`).
+pub(crate) fn json_time(ms: i32, _p: u8) -> String {
+    let mut text = crate::value::format_time(ms, 3);
+    if text.ends_with(".0") {
+        text.truncate(text.len() - 2);
+    }
+    text
 }
 
 /// A value as a partition directory holds it (None: NULL): a string's (or a timestamp's)
@@ -342,6 +368,67 @@ mod tests {
         assert_eq!(
             d.decode(b"0.5,2023-02-29").unwrap_err(),
             "CSV field 2 ('d') = '2023-02-29' is not a valid DATE"
+        );
+    }
+
+    #[test]
+    fn times_bytes_and_doubles_go_through_json_and_csv_records_as_flink_writes_them() {
+        // Flink 2.3 wrote these (json and csv formats of the filesystem connector).
+        let c = cols(&[
+            ("a", SqlType::Time(0)),
+            ("b", SqlType::Time(3)),
+            ("c", SqlType::Bytes),
+            ("d", SqlType::Double),
+            ("e", SqlType::Double),
+        ]);
+        let vals = [
+            Value::Time(45_296_000, 0),
+            Value::Time(45_296_500, 3),
+            Value::Bytes(vec![0x68, 0xff]),
+            Value::Double(163_250_000.0),
+            Value::Double(0.001),
+        ];
+        let bytes = Format::Json.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"a":"12:34:56","b":"12:34:56.5","c":"aP8=","d":1.6325E8,"e":0.001}"#
+        );
+        let mut d = Format::Json.decoder("t", &c, &[true; 5]);
+        assert_eq!(d.decode(&bytes).unwrap(), vals);
+        let csv = Format::Csv.encode(&c, &vals.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&csv),
+            "12:34:56,12:34:56.5,aP8=,1.6325E8,0.001"
+        );
+        let mut d = Format::Csv.decoder("t", &c, &[true; 5]);
+        assert_eq!(d.decode(&csv).unwrap(), vals);
+        // NaN and infinities are strings in JSON (Flink writes `"g":"NaN"`) and read back.
+        let special = [Value::Double(f64::NAN), Value::Double(f64::NEG_INFINITY)];
+        let two = &c[3..];
+        let bytes = Format::Json.encode(two, &special.iter().collect::<Vec<_>>());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"d":"NaN","e":"-Infinity"}"#
+        );
+        let mut j = Format::Json.decoder("t", two, &[true; 2]);
+        assert_eq!(j.decode(&bytes).unwrap(), special);
+        // A TIME read into TIME(0) loses its fraction; empty BYTES are no bytes, as Flink
+        // writes them; text that is no time, or no Base64, is a bad record naming the field.
+        assert_eq!(
+            d.decode(b"23:59:59.999,00:00,,1,2").unwrap()[..3],
+            [
+                Value::Time(86_399_000, 0),
+                Value::Time(0, 3),
+                Value::Bytes(Vec::new())
+            ]
+        );
+        assert_eq!(
+            d.decode(b"24:00:00,,,,").unwrap_err(),
+            "CSV field 1 ('a') = '24:00:00' is not a valid TIME(0)"
+        );
+        assert_eq!(
+            d.decode(b",,not base64!,,").unwrap_err(),
+            "CSV field 3 ('c') = 'not base64!' is not a valid BYTES"
         );
     }
 

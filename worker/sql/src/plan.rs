@@ -261,10 +261,14 @@ pub struct Planner<'e> {
 /// Whether a query's column of type `from` may be written to a column of type `to` (an
 /// integer into a wider integer or DOUBLE, as Flink's implicit widening for INSERT; an
 /// integer or DECIMAL into a DECIMAL, rounded HALF_UP to its scale and NULL where it does not
-/// fit its precision, and a DECIMAL into a DOUBLE, as Flink's INSERT casts them).
+/// fit its precision, a DECIMAL into a DOUBLE, and a TIME into a TIME of any precision, cut
+/// to its digits, as Flink's INSERT casts them).
 pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
     if matches!(to, SqlType::Decimal(..)) && from.decimal().is_some()
-        || matches!((from, to), (SqlType::Decimal(..), SqlType::Double))
+        || matches!(
+            (from, to),
+            (SqlType::Decimal(..), SqlType::Double) | (SqlType::Time(_), SqlType::Time(_))
+        )
     {
         return true;
     }
@@ -305,6 +309,12 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         | D::Character(_) => SqlType::String,
         D::Timestamp(..) | D::Datetime(_) => SqlType::Timestamp,
         D::Date => SqlType::Date,
+        D::Time(p, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            time_type(*p, span)?
+        }
+        // Flink's lengths of BINARY(n) and VARBINARY(n) are not kept: every byte string
+        // is BYTES.
+        D::Bytes(_) | D::Varbinary(_) | D::Binary(_) => SqlType::Bytes,
         D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
             SqlType::Timestamp
         }
@@ -317,6 +327,18 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
             ));
         }
     })
+}
+
+/// TIME and TIME(p) as Flink reads them (TIME is TIME(0); p is 0 to 9, and as in Flink a
+/// TIME keeps at most milliseconds: TIME(6) and TIME(9) are TIME(3)).
+pub(crate) fn time_type(p: Option<u64>, span: Span) -> Result<SqlType> {
+    match p.unwrap_or(0) {
+        p @ 0..=9 => Ok(SqlType::Time(p.min(3) as u8)),
+        p => Err(SqlError::at(
+            span,
+            format!("TIME({p}): the precision of TIME must be between 0 and 9"),
+        )),
+    }
 }
 
 /// DECIMAL, DECIMAL(p) and DECIMAL(p, s) as Flink reads them (DECIMAL is DECIMAL(10, 0)).
@@ -2019,6 +2041,12 @@ impl<'e> Planner<'e> {
                                     .as_decimal()
                                     .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s))
                                     .map_or(Value::Null, |x| Value::Decimal(x, s));
+                            }
+                            (Value::Time(ms, _), SqlType::Time(p)) => {
+                                *v = Value::Time(
+                                    crate::builtins::truncate_time(i64::from(*ms), p),
+                                    p,
+                                );
                             }
                             _ => {}
                         }

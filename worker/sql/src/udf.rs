@@ -220,7 +220,7 @@ type RowFn = Arc<dyn Fn(&[Value]) -> Value + Send + Sync>;
 
 /// A row-at-a-time Rust closure with declared argument and return types, as a DataFusion
 /// scalar function.
-struct RowUdf {
+pub(crate) struct RowUdf {
     name: String,
     signature: Signature,
     args: Vec<SqlType>,
@@ -324,7 +324,9 @@ impl ScalarUDFImpl for RowUdf {
                 | (v @ Value::Str(_), SqlType::String)
                 | (v @ Value::Ts(_), SqlType::Timestamp)
                 | (v @ Value::Float(_), SqlType::Float)
-                | (v @ Value::Date(_), SqlType::Date) => v,
+                | (v @ Value::Date(_), SqlType::Date)
+                | (v @ Value::Time(..), SqlType::Time(_))
+                | (v @ Value::Bytes(_), SqlType::Bytes) => v,
                 (v, _) => {
                     return exec_err!(
                         "UDF {} returned {v:?}, which is not a {}",

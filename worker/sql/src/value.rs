@@ -5,10 +5,11 @@
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Decimal128Array,
-    Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int8Array,
-    Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
+    Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
+    Float64Builder, Int8Array, Int16Array, Int32Array, Int64Array, PrimitiveBuilder, StringArray,
+    StringBuilder, Time32MillisecondArray, Time32MillisecondBuilder, Time32SecondArray,
+    Time32SecondBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
@@ -48,6 +49,13 @@ pub enum SqlType {
     Float,
     /// DATE (days since 1970-01-01, `Value::Date` in rows).
     Date,
+    /// TIME(p), p 0 to 3 (TIME(6) and TIME(9) are TIME(3), as in Flink): a time of day,
+    /// `Value::Time` in rows (milliseconds of the day, as Flink keeps it). Evaluated as
+    /// Arrow's `Time32(Second)` for TIME(0) and `Time32(Millisecond)` for the other
+    /// precisions, so an expression's TIME result is TIME(0) or TIME(3).
+    Time(u8),
+    /// BYTES, VARBINARY, BINARY (`Value::Bytes` in rows).
+    Bytes,
 }
 
 impl SqlType {
@@ -65,6 +73,9 @@ impl SqlType {
             SqlType::Decimal(p, s) => DataType::Decimal128(p, s as i8),
             SqlType::Float => DataType::Float32,
             SqlType::Date => DataType::Date32,
+            SqlType::Time(0) => DataType::Time32(TimeUnit::Second),
+            SqlType::Time(_) => DataType::Time32(TimeUnit::Millisecond),
+            SqlType::Bytes => DataType::Binary,
         }
     }
 
@@ -92,6 +103,9 @@ impl SqlType {
             }
             DataType::Date32 | DataType::Date64 => SqlType::Date,
             DataType::Timestamp(..) => SqlType::Timestamp,
+            DataType::Time32(TimeUnit::Second) => SqlType::Time(0),
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time(3),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytes,
             _ => return None,
         })
     }
@@ -110,6 +124,11 @@ impl SqlType {
             SqlType::Timestamp => "TIMESTAMP(3)",
             SqlType::Float => "FLOAT",
             SqlType::Date => "DATE",
+            SqlType::Time(0) => "TIME(0)",
+            SqlType::Time(1) => "TIME(1)",
+            SqlType::Time(2) => "TIME(2)",
+            SqlType::Time(_) => "TIME(3)",
+            SqlType::Bytes => "BYTES",
         }
     }
 
@@ -248,6 +267,12 @@ pub enum Value {
     Float(f32),
     /// DATE: days since 1970-01-01.
     Date(i32),
+    /// TIME(p): milliseconds of the day (0 to 86,399,999) and the precision `p`, which
+    /// decides how it is written (TIME(0) `12:34:56`, TIME(3) `12:34:56.0`); values of any
+    /// precision compare by their milliseconds.
+    Time(i32, u8),
+    /// BYTES, VARBINARY.
+    Bytes(Vec<u8>),
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -312,6 +337,8 @@ impl Value {
             Value::Str(_) => 3,
             Value::Ts(_) => 4,
             Value::Date(_) => 5,
+            Value::Time(..) => 6,
+            Value::Bytes(_) => 7,
         }
     }
 
@@ -381,6 +408,9 @@ impl Ord for Value {
             }
             (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
             (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            (Value::Time(a, _), Value::Time(b, _)) => a.cmp(b),
+            // Unsigned bytes, shorter first where one is the other's prefix (as Flink's).
+            (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
             // A FLOAT next to another number compares as the DOUBLE it widens to (Java's).
             (Value::Decimal(..), Value::Double(_))
             | (Value::Double(_), Value::Decimal(..))
@@ -415,6 +445,8 @@ impl Hash for Value {
             }
             Value::Float(f) => f.to_bits().hash(state),
             Value::Date(d) => d.hash(state),
+            Value::Time(ms, _) => ms.hash(state),
+            Value::Bytes(b) => b.hash(state),
         }
     }
 }
@@ -423,6 +455,39 @@ impl Hash for Value {
 pub fn format_date(days: i32) -> String {
     let (y, m, d) = weir_engine::time::civil_from_days(i64::from(days));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Formats a TIME of precision `p` as Flink's CAST to STRING writes it: `12:34:56` for
+/// TIME(0); else at least one fractional digit and at most `min(p, 3)`, trailing zeros
+/// dropped (`12:34:56.0`, `12:34:56.5`, `12:34:56.789`), as Flink's `unixTimeToString`.
+pub fn format_time(ms: i32, p: u8) -> String {
+    let ms = ms.rem_euclid(86_400_000);
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut out = format!("{h:02}:{m:02}:{s:02}");
+    if p > 0 {
+        out.push('.');
+        let mut frac = ms % 1000;
+        for _ in 0..p.min(3) {
+            out.push(char::from(b'0' + (frac / 100) as u8));
+            frac = frac % 100 * 10;
+            if frac == 0 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A TIME as Java's `LocalTime.toString` writes it (Flink's `print`): `12:34`, `12:34:56`,
+/// `12:34:56.500` (the seconds only when the time has some, milliseconds as three digits).
+pub fn java_local_time(ms: i32) -> String {
+    let ms = ms.rem_euclid(86_400_000);
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    match (s, frac) {
+        (0, 0) => format!("{h:02}:{m:02}"),
+        (s, 0) => format!("{h:02}:{m:02}:{s:02}"),
+        (s, f) => format!("{h:02}:{m:02}:{s:02}.{f:03}"),
+    }
 }
 
 /// Formats a timestamp the way Flink's SQL client shows `TIMESTAMP(3)`:
@@ -454,6 +519,19 @@ impl fmt::Display for Value {
             // As Java's Float.toString: 1.0E-5, 3.4028235E38.
             Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
             Value::Date(d) => f.write_str(&format_date(*d)),
+            // As Flink's print connector writes a TIME: Java's `LocalTime.toString`.
+            Value::Time(ms, _) => f.write_str(&java_local_time(*ms)),
+            // As Flink's print connector writes a byte[]: Java's Arrays.toString.
+            Value::Bytes(b) => {
+                f.write_str("[")?;
+                for (i, x) in b.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}", *x as i8)?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }
@@ -487,6 +565,10 @@ impl Value {
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             // As Flink's json format: `"2024-02-29"`.
             Value::Date(d) => format_date(*d).into(),
+            // As Flink's json format: `"12:34:56"`, `"12:34:56.5"`.
+            Value::Time(ms, p) => crate::format::json_time(*ms, *p).into(),
+            // As Flink's json format: Base64 text.
+            Value::Bytes(b) => crate::builtins::base64(b).into(),
         }
     }
 }
@@ -594,6 +676,32 @@ pub fn rows_to_batch_columns<'a>(
                 }));
                 Arc::new(b.finish())
             }
+            SqlType::Time(0) => {
+                let mut b = Time32SecondBuilder::with_capacity(n);
+                b.extend(vals.map(|v| match v {
+                    Value::Time(x, _) => Some(x / 1000),
+                    _ => None,
+                }));
+                Arc::new(b.finish())
+            }
+            SqlType::Time(_) => {
+                let mut b = Time32MillisecondBuilder::with_capacity(n);
+                b.extend(vals.map(|v| match v {
+                    Value::Time(x, _) => Some(*x),
+                    _ => None,
+                }));
+                Arc::new(b.finish())
+            }
+            SqlType::Bytes => {
+                let mut b = BinaryBuilder::with_capacity(n, 0);
+                for v in vals {
+                    match v {
+                        Value::Bytes(x) => b.append_value(x),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
             SqlType::Timestamp => {
                 let mut b = TimestampMillisecondBuilder::with_capacity(n);
                 for v in vals {
@@ -678,6 +786,9 @@ impl ValueReader {
             SqlType::Decimal(_, s) => Value::Decimal(as_arr::<Decimal128Array>(array).value(i), s),
             SqlType::Float => Value::Float(as_arr::<Float32Array>(array).value(i)),
             SqlType::Date => Value::Date(as_arr::<Date32Array>(array).value(i)),
+            SqlType::Time(0) => Value::Time(as_arr::<Time32SecondArray>(array).value(i) * 1000, 0),
+            SqlType::Time(p) => Value::Time(as_arr::<Time32MillisecondArray>(array).value(i), p),
+            SqlType::Bytes => Value::Bytes(as_arr::<BinaryArray>(array).value(i).to_vec()),
         }
     }
 }
@@ -750,6 +861,16 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 buf.push(8);
                 varint(zigzag(i64::from(*d)), buf);
             }
+            Value::Time(ms, p) => {
+                buf.push(9);
+                varint(zigzag(i64::from(*ms)), buf);
+                buf.push(*p);
+            }
+            Value::Bytes(b) => {
+                buf.push(10);
+                varint(b.len() as u64, buf);
+                buf.extend_from_slice(b);
+            }
         }
     }
 }
@@ -796,6 +917,10 @@ mod tests {
         values.extend([0.0, -0.0, 0.1, f32::MIN_POSITIVE, f32::NAN, f32::MAX].map(Value::Float));
         values.extend([0, 1, -1, 19_782, -719_162, 2_932_896, i32::MIN, i32::MAX].map(Value::Date));
         values.extend(
+            [(0, 0), (45_296_000, 0), (86_399_999, 3), (1, 9)].map(|(t, p)| Value::Time(t, p)),
+        );
+        values.extend([vec![], vec![0], vec![0xff; 200]].map(Value::Bytes));
+        values.extend(
             [
                 0,
                 1,
@@ -837,6 +962,27 @@ mod tests {
         // 32 bytes, as when the largest variant was a String: rows are vectors of values,
         // and every operator moves them.
         assert_eq!(std::mem::size_of::<Value>(), 32);
+    }
+
+    #[test]
+    fn times_and_bytes_print_as_flinks_print_connector_and_cast_write_them() {
+        // Flink 2.3's `print`: `+I[12:34, 00:00, 12:34:56.050, [104, -1], []]`.
+        let row = Row(vec![
+            Value::Time(45_240_000, 0),
+            Value::Time(0, 3),
+            Value::Time(45_296_050, 3),
+            Value::Bytes(vec![104, 0xff]),
+            Value::Bytes(Vec::new()),
+        ]);
+        assert_eq!(
+            row.to_string(),
+            "+I[12:34, 00:00, 12:34:56.050, [104, -1], []]"
+        );
+        // Flink's CAST(t AS STRING): at least one fractional digit for TIME(1..3).
+        assert_eq!(format_time(45_296_050, 3), "12:34:56.05");
+        assert_eq!(format_time(0, 3), "00:00:00.0");
+        assert_eq!(format_time(86_399_999, 0), "23:59:59");
+        assert_eq!(format_time(86_399_999, 3), "23:59:59.999");
     }
 
     #[test]

@@ -411,6 +411,90 @@ fn date_columns_read_compare_group_and_are_written_as_flink_writes_them() {
 }
 
 #[test]
+fn time_and_bytes_columns_read_compare_group_and_are_written_as_flink_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, per_time) = (dir.path().join("out"), dir.path().join("per_time"));
+    let shifts = dir.path().join("shifts.jsonl");
+    // BYTES are Base64 in JSON, as Flink's json format reads and writes them.
+    std::fs::write(
+        &shifts,
+        "{\"t\": \"12:34:56.5\", \"tag\": \"aP8=\", \"who\": \"a\", \"ts\": 1000}\n\
+         {\"t\": \"23:59:59.999\", \"tag\": \"\", \"who\": \"b\", \"ts\": 2000}\n\
+         {\"t\": \"12:34:56.5\", \"tag\": null, \"who\": \"c\", \"ts\": 3000}\n\
+         {\"t\": null, \"tag\": \"aGVsbG8=\", \"who\": \"d\", \"ts\": 4000}\n",
+    )
+    .unwrap();
+    let sql = format!(
+        "CREATE TABLE shifts (t TIME(3), tag BYTES, who STRING, ts BIGINT,
+            rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE out (who STRING, t TIME(3), t0 TIME(0), later TIME(3), h BIGINT,
+                           txt STRING, pm BOOLEAN, tag BYTES, tag_text STRING, hex BYTES,
+                           big DOUBLE, t1 TIME(1))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE per_time (t0 TIME(0), n BIGINT, first_t TIME(3), last_t TIME(3))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT who, t, CAST(t AS TIME), t + INTERVAL '1' MINUTE, HOUR(t), CAST(t AS STRING),
+                t > TIME '12:00:00', tag, CAST(tag AS STRING), UNHEX('68FF'),
+                CAST(ts AS DOUBLE) * 163250, t AS t1
+         FROM shifts;
+         INSERT INTO per_time
+         SELECT CAST(t AS TIME), COUNT(*), MIN(t), MAX(t)
+         FROM shifts GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), CAST(t AS TIME);",
+        shifts.display(),
+        out.display(),
+        per_time.display()
+    );
+    run(&sql, Config::default());
+    // As Flink 2.3 gives them: TIME + INTERVAL goes around the clock; CAST to STRING keeps
+    // one fractional digit at least (`12:34:56.5`), the json format none when there is no
+    // fraction; a DOUBLE is written as Java's Double.toString (`1.6325E8`); a TIME(3)
+    // written to a TIME(1) column is cut to one digit.
+    let out_lines: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.is_file())
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines().map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        out_lines.iter().any(|l| l.contains(r#""big":1.6325E8"#)),
+        "a DOUBLE in Java's text: {out_lines:?}"
+    );
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"who": "a", "t": "12:34:56.5", "t0": "12:34:56", "later": "12:35:56.5",
+                   "h": 12, "txt": "12:34:56.5", "pm": true, "tag": "aP8=",
+                   "tag_text": "h\u{fffd}", "hex": "aP8=", "big": 163_250_000.0,
+                   "t1": "12:34:56.5"}),
+            json!({"who": "b", "t": "23:59:59.999", "t0": "23:59:59", "later": "00:00:59.999",
+                   "h": 23, "txt": "23:59:59.999", "pm": true, "tag": "", "tag_text": "",
+                   "hex": "aP8=", "big": 326_500_000.0, "t1": "23:59:59.9"}),
+            json!({"who": "c", "t": "12:34:56.5", "t0": "12:34:56", "later": "12:35:56.5",
+                   "h": 12, "txt": "12:34:56.5", "pm": true, "tag": null, "tag_text": null,
+                   "hex": "aP8=", "big": 489_750_000.0, "t1": "12:34:56.5"}),
+            json!({"who": "d", "t": null, "t0": null, "later": null, "h": null, "txt": null,
+                   "pm": null, "tag": "aGVsbG8=", "tag_text": "hello", "hex": "aP8=",
+                   "big": 653_000_000.0, "t1": null}),
+        ])
+    );
+    // A TIME key: the two 12:34:56.5 rows are one group, NULL its own.
+    assert_eq!(
+        output(&per_time),
+        sorted(vec![
+            json!({"t0": "12:34:56", "n": 2, "first_t": "12:34:56.5", "last_t": "12:34:56.5"}),
+            json!({"t0": "23:59:59", "n": 1, "first_t": "23:59:59.999",
+                   "last_t": "23:59:59.999"}),
+            json!({"t0": null, "n": 1, "first_t": null, "last_t": null}),
+        ])
+    );
+}
+
+#[test]
 fn projections_keeping_dropping_reordering_or_repeating_columns_give_each_row_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let t = input(

@@ -130,9 +130,19 @@ pub(super) fn extract(unit: &str, t: i64) -> Result<i64, String> {
         "SECOND" => c.ms / 1000 % 60,
         "MILLISECOND" => c.ms % 1000,
         "MICROSECOND" => c.ms % 1000 * 1000,
+        "NANOSECOND" => c.ms % 1000 * 1_000_000,
         "EPOCH" => t.div_euclid(1000),
         other => return Err(format!("unknown time unit '{other}'")),
     })
+}
+
+/// Whether EXTRACT's `unit` is a field Flink extracts from a TIME (its job fails on the
+/// others, microseconds included).
+pub(super) fn is_time_unit(unit: &str) -> bool {
+    matches!(
+        unit.to_ascii_uppercase().as_str(),
+        "HOUR" | "MINUTE" | "SECOND" | "MILLISECOND"
+    )
 }
 
 /// `t` plus `n` months, the day clamped to the end of the month (Jan 31 + 1 month = Feb 28/29).
@@ -260,6 +270,49 @@ pub(crate) fn parse_date(s: &str) -> Option<i32> {
         return None;
     }
     i32::try_from(days_from_civil(y, m, d)).ok()
+}
+
+/// A TIME's text as Flink reads it: `H[:m[:s[.f…]]]` (one or two digits each; hours 0 to 23,
+/// minutes and seconds 0 to 59), as milliseconds of the day, the fraction cut to
+/// milliseconds and then to `p` digits. None for any other text.
+pub(crate) fn parse_time(s: &str, p: u8) -> Option<i32> {
+    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
+    let colons = hms.matches(':').count();
+    if colons > 2 || (!frac.is_empty() && colons != 2) || (s.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let mut parts = hms.split(':');
+    let mut num = |max: i64| -> Option<i64> {
+        let Some(t) = parts.next() else {
+            return Some(0);
+        };
+        if t.is_empty() || t.len() > 2 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok().filter(|v| *v <= max)
+    };
+    let (h, m, sec) = (num(23)?, num(59)?, num(59)?);
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |acc, b| acc * 10 + i64::from(b - b'0'));
+    Some(truncate_time(((h * 60 + m) * 60 + sec) * 1000 + ms, p))
+}
+
+/// Milliseconds of the day cut to `p` fractional digits (TIME(0): whole seconds), as Flink's
+/// CAST to TIME(p) does.
+pub(crate) fn truncate_time(ms: i64, p: u8) -> i32 {
+    let unit = match p {
+        0 => 1000,
+        1 => 100,
+        2 => 10,
+        _ => 1,
+    };
+    (ms - ms % unit) as i32
 }
 
 pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {

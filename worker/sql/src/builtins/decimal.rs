@@ -146,6 +146,8 @@ fn eval(kind: Kind, args: &[Value], ret: SqlType) -> Result<Value, String> {
             },
             Value::Ts(_) => return Err("a TIMESTAMP cannot be cast to DECIMAL".into()),
             Value::Date(_) => return Err("a DATE cannot be cast to DECIMAL".into()),
+            Value::Time(..) => return Err("a TIME cannot be cast to DECIMAL".into()),
+            Value::Bytes(_) => return Err("BYTES cannot be cast to DECIMAL".into()),
         },
     })
 }

@@ -795,6 +795,9 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
         }
         Value::Str(s) => write_json_string(s, &mut out),
         Value::Date(d) => write_json_string(&crate::value::format_date(*d), &mut out),
+        // Base64, as Flink writes BYTES.
+        Value::Bytes(b) => write_json_string(&crate::builtins::base64(b), &mut out),
+        Value::Time(..) => return Err("takes no TIME (cast it to STRING first)".into()),
         Value::Ts(t) => {
             let text = crate::value::format_timestamp(*t).replacen(' ', "T", 1);
             let text = match text.split_once('.') {
@@ -905,6 +908,10 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "JSON_STRING(value)",
             |a| {
                 count(a, 1, 1)?;
+                // Flink's planner refuses a TIME.
+                if matches!(a[0], Some(SqlType::Time(_))) {
+                    return Err("takes no TIME (cast it to STRING first)".into());
+                }
                 Ok((vec![a[0].unwrap_or(SqlType::String)], SqlType::String))
             },
             eval_json_string,

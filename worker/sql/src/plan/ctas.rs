@@ -20,6 +20,8 @@ fn declared_type(ty: SqlType) -> ast::DataType {
         SqlType::Double => ast::DataType::Double(ast::ExactNumberInfo::None),
         SqlType::Float => ast::DataType::Float(ast::ExactNumberInfo::None),
         SqlType::Date => ast::DataType::Date,
+        SqlType::Time(p) => ast::DataType::Time(Some(p.into()), ast::TimezoneInfo::None),
+        SqlType::Bytes => ast::DataType::Bytes(None),
         SqlType::String => ast::DataType::String(None),
         SqlType::Timestamp => ast::DataType::Timestamp(Some(3), ast::TimezoneInfo::None),
         SqlType::Decimal(p, s) => {
