@@ -42,6 +42,9 @@ struct Col {
     /// (`"price":`); empty when the name has a character JSON must escape.
     quoted: Vec<u8>,
     ty: SqlType,
+    /// `ty` reduced to the cases with a fast path, compared once per field instead of
+    /// `SqlType`'s (data-carrying) variants.
+    fast: Fast,
     /// Its position in the rows when some statement reads it; `None`: it is not in the rows
     /// and its values are only skipped over.
     slot: Option<usize>,
@@ -71,6 +74,7 @@ impl JsonRowDecoder {
                     },
                     field: c.field.clone(),
                     ty: c.col.ty,
+                    fast: Fast::of(c.col.ty),
                     slot: read.then(|| {
                         width += 1;
                         width - 1
@@ -193,12 +197,12 @@ impl JsonRowDecoder {
     /// Reads the value at the scanner as column `c`'s type into `out`. (Written in place, not
     /// returned: a returned value was copied three times on its way into the row.)
     fn value(&mut self, p: &mut Scanner<'_>, c: usize, out: &mut Value) -> Result<(), Fault> {
-        let ty = self.cols[c].ty;
+        let Col { ty, fast, .. } = self.cols[c];
         let start = p.i;
         let v = match p.peek() {
             Some(b'"') => {
                 let (s, e, escaped) = p.string()?;
-                if ty == SqlType::Timestamp
+                if fast == Fast::Timestamp
                     && !escaped
                     && let Some(ms) = fast_timestamp(&p.b[s..e], &mut self.last_day)
                 {
@@ -213,9 +217,9 @@ impl JsonRowDecoder {
                 } else {
                     std::str::from_utf8(&p.b[s..e]).map_err(|_| Fault::BAD)?
                 };
-                match ty {
+                match fast {
                     // Kept as written, spaces included (as Flink's JSON format does).
-                    SqlType::String => Some(Value::Str(text.to_owned())),
+                    Fast::String => Some(Value::Str(text.to_owned())),
                     _ => parse_text(text, ty),
                 }
             }
@@ -234,6 +238,7 @@ impl JsonRowDecoder {
             Some(b'-' | b'0'..=b'9') => {
                 let (text, int) = p.number()?;
                 match (int, ty) {
+                    (Some(i), _) if fast == Fast::BigInt => Some(Value::Int(i)),
                     (Some(i), t) if t.is_integer() => t.holds_int(i).then_some(Value::Int(i)),
                     (Some(i), SqlType::Decimal(p, s)) => Some(
                         crate::decimal::to_type(i128::from(i), 0, p, s)
@@ -283,6 +288,26 @@ impl JsonRowDecoder {
             String::from_utf8_lossy(text),
             col.ty.sql_name()
         ))
+    }
+}
+
+/// The column types whose values the decoder reads without looking at the `SqlType`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    BigInt,
+    Timestamp,
+    String,
+    Other,
+}
+
+impl Fast {
+    fn of(ty: SqlType) -> Fast {
+        match ty {
+            SqlType::BigInt => Fast::BigInt,
+            SqlType::Timestamp => Fast::Timestamp,
+            SqlType::String => Fast::String,
+            _ => Fast::Other,
+        }
     }
 }
 
