@@ -42,7 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub(crate) use ops::{
-    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner, key_partitioner_with,
+    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner_with,
     note_written_key,
 };
 
