@@ -169,7 +169,26 @@ impl Task {
         Ok(())
     }
 
+    /// Records a source subtask reads per poll: `pipeline.batch-size` times the fewest
+    /// subtasks any keyed exchange of this task splits a batch between, so each receiver
+    /// gets batches of about `pipeline.batch-size` records, as a chained operator would (at
+    /// parallelism 2, one poll of 1024 made two channel messages of ~512: twice the sends,
+    /// wake-ups and per-batch work in the receiving operators per record).
+    fn source_poll_size(&self) -> usize {
+        let split = self
+            .outputs
+            .iter()
+            .map(|o| match o.partitioning {
+                Partitioning::Hash(_) => o.senders.len().max(1),
+                _ => 1,
+            })
+            .min()
+            .unwrap_or(1);
+        self.batch_size * split
+    }
+
     fn run_source(&mut self) -> Result<()> {
+        let poll_size = self.source_poll_size();
         loop {
             self.cancelled()?;
             self.fire_processing_time()?;
@@ -205,7 +224,7 @@ impl Task {
                 unreachable!("checked by caller")
             };
             let mut out = Output::default();
-            let poll = src.poll(self.batch_size, &mut out)?;
+            let poll = src.poll(poll_size, &mut out)?;
             if !out.items.is_empty() {
                 self.emit(0, out)?;
             }
