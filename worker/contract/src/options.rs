@@ -128,7 +128,7 @@ options! {
         "fuse forward-connected operators into one task");
     /// `pipeline.batch-size`.
     BATCH_SIZE = ("pipeline.batch-size", Integer, "1024", Pipeline,
-        "records a source emits per batch");
+        "records per batch: what a source reads per poll, and what each subtask behind a keyed exchange receives (a source feeding one reads this many per receiving subtask)");
     /// `pipeline.channel-capacity`.
     CHANNEL_CAPACITY = ("pipeline.channel-capacity", Integer, "8", Pipeline,
         "batches buffered per channel between tasks; bounds memory and drives backpressure");

@@ -797,6 +797,77 @@ fn map_filter_flat_map_union_and_rebalance_compose() {
 }
 
 #[test]
+fn a_union_read_through_a_keyed_exchange_runs_no_task_and_its_windows_see_every_input() {
+    // Two timed sources at parallelism 2, unioned and windowed by key: the union runs no task
+    // (each source hashes its records straight to the window), and every window still fires
+    // once, after the watermark of both inputs (of both subtasks each) passed it.
+    let env = env_with(2, 3);
+    let timed = |input: Vec<Ev>| {
+        env.from_collection(input)
+            .assign_timestamps_and_watermarks(bounded(0))
+    };
+    let a = timed(
+        (0..40)
+            .map(|i| ev(["x", "y", "z"][i % 3], i as i64 * 500, 1))
+            .collect(),
+    );
+    let b = timed(
+        (0..40)
+            .map(|i| ev(["x", "y"][i % 2], i as i64 * 500, 10))
+            .collect(),
+    );
+    let (sink, out) = CollectSink::new();
+    a.union(&[b])
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowSpec::tumbling(Duration::from_secs(10)))
+        .aggregate((agg::count(), agg::sum(|e: &Ev| e.2)))
+        .sink_to(sink);
+    let topology = env.topology().unwrap();
+    assert!(
+        topology
+            .tasks
+            .iter()
+            .all(|t| !t.operators.iter().any(|o| o == "Union")),
+        "{topology:?}"
+    );
+    let window = topology
+        .tasks
+        .iter()
+        .find(|t| t.operators[0].starts_with("Window"))
+        .expect("a window task");
+    let kinds: Vec<&str> = window
+        .inputs
+        .iter()
+        .map(|e| e.partitioning.as_str())
+        .collect();
+    assert_eq!(kinds, ["HASH", "HASH"], "{topology:?}");
+    env.execute("union by key").unwrap();
+    let got: Vec<(String, i64, u64, i64)> = sorted(
+        out.values()
+            .into_iter()
+            .map(|w| (w.key, w.window.start, w.value.0, w.value.1))
+            .collect(),
+    );
+    // Per 10 s window (20 records of each source): a gives x/y/z 7/7/6 or 7/6/7 ...,
+    // b gives x and y 10 each.
+    let mut expected = Vec::new();
+    for start in [0i64, 10_000] {
+        let first = (start / 500) as usize;
+        for k in ["x", "y", "z"] {
+            let from_a = (first..first + 20)
+                .filter(|i| ["x", "y", "z"][i % 3] == k)
+                .count();
+            let from_b = (first..first + 20)
+                .filter(|i| ["x", "y"][i % 2] == k)
+                .count();
+            let n = (from_a + from_b) as u64;
+            expected.push((k.to_string(), start, n, (from_a + 10 * from_b) as i64));
+        }
+    }
+    assert_eq!(got, sorted(expected));
+}
+
+#[test]
 fn keyed_rolling_reduce_emits_running_totals_per_key() {
     let env = env_with(2, 1);
     let (sink, out) = CollectSink::new();

@@ -16,7 +16,7 @@ use crate::changelog::KIND;
 use crate::error::{Result, SqlError};
 use crate::expr::{Calc, Functions, compile};
 use crate::plan::{Planner, Stream, has_aggregate, nest, non_negative_interval_ms, norm};
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{Column, Row, SqlType, Value, write_key};
 use datafusion_physical_expr::PhysicalExpr;
 use sqlparser::ast::{
     self, BinaryOperator, Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName,
@@ -1093,7 +1093,9 @@ fn tag_side(
         }
         Ok(recs)
     });
-    Ok(stamped.uid(uid).key_by(move |r: &Row| {
+    let converts = to_double.contains(&true);
+    let write_at = key_at.clone();
+    let keyed = stamped.uid(uid).key_by(move |r: &Row| {
         key_at
             .iter()
             .zip(&to_double)
@@ -1102,7 +1104,15 @@ fn tag_side(
                 other => other.clone(),
             })
             .collect()
-    }))
+    });
+    // The exchange into the join (at parallelism > 1) hashes each row's key bytes as written
+    // from the row, not a key built and serialized per row. Keys converted to DOUBLE keep the
+    // key function.
+    Ok(if converts {
+        keyed
+    } else {
+        keyed.with_key_bytes(move |r: &Row, buf| write_key(write_at.iter().map(|&c| &r.0[c]), buf))
+    })
 }
 
 /// Records `l.window_start = r.window_start`-style equalities (window joins).

@@ -42,8 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub(crate) use ops::{
-    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner, key_partitioner_with,
-    note_written_key,
+    KeyFn as KeyExtractor, KeyWriter, KeyedProcessOp, key_partitioner_with, note_written_key,
 };
 
 struct EnvInner {
@@ -114,6 +113,10 @@ impl StreamExecutionEnvironment {
     ) -> usize {
         let mut inner = self.inner.borrow_mut();
         let parallelism = parallelism.unwrap_or(inner.default_parallelism);
+        let mut inputs = inputs;
+        for (k, e) in inputs.iter_mut().enumerate() {
+            e.input = k;
+        }
         inner.graph.nodes.push(NodeSpec {
             name: name.to_string(),
             uid: None,
@@ -124,6 +127,7 @@ impl StreamExecutionEnvironment {
             side_ports: Vec::new(),
             is_sink: false,
             chainable: true,
+            union: false,
         });
         inner.graph.nodes.len() - 1
     }
@@ -329,6 +333,7 @@ impl<T: Data> DataStream<T> {
             port: self.port,
             partitioning,
             codec: crate::runtime::BatchCodec::of::<T>(),
+            input: 0,
         }
     }
 
@@ -475,7 +480,8 @@ impl<T: Data> DataStream<T> {
         })
     }
 
-    /// Merges streams of the same type.
+    /// Merges streams of the same type. A union read only through keyed exchanges (`key_by`,
+    /// joins) runs no task of its own: its inputs feed the exchange directly.
     pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
         let mut inputs = vec![self.edge(Partitioning::Forward)];
         inputs.extend(others.iter().map(|o| o.edge(Partitioning::Forward)));
@@ -484,7 +490,9 @@ impl<T: Data> DataStream<T> {
         let node = self
             .env
             .add_node("Union", NodeKind::Operator(f), inputs, None);
-        DataStream::new(self.env.clone(), node, 0)
+        let union = DataStream::new(self.env.clone(), node, 0);
+        union.with_node(|n| n.union = true);
+        union
     }
 
     /// Partitions the stream by key: records with equal keys go to the same subtask and

@@ -55,14 +55,9 @@ pub(crate) fn note_written_key<K: Key, T>(
 }
 
 /// The partitioner of a `key_by` edge: routes each record to the subtask owning its key group.
-pub(crate) fn key_partitioner<K: Key, T: super::Data>(key_fn: KeyFn<K, T>) -> PartitionFn {
-    key_partitioner_with(key_fn, None)
-}
-
-/// [`key_partitioner`] that, given the stream's key writer (`with_key_bytes`), hashes the
-/// bytes it writes instead of building and serializing each record's key: this runs for every
-/// record crossing a keyed exchange, which a job at parallelism 1 (the edge chained) never
-/// pays.
+/// Given the stream's key writer (`with_key_bytes`), it hashes the bytes the writer writes
+/// instead of building and serializing each record's key: this runs for every record crossing
+/// a keyed exchange, which a job at parallelism 1 (the edge chained) never pays.
 pub(crate) fn key_partitioner_with<K: Key, T: super::Data>(
     key_fn: KeyFn<K, T>,
     key_writer: Option<KeyWriter<T>>,

@@ -48,6 +48,9 @@ pub(crate) struct EdgeSpec {
     pub(crate) partitioning: Partitioning,
     /// Encodes the edge's batches (in-flight data of unaligned checkpoints).
     pub(crate) codec: super::BatchCodec,
+    /// The consumer's input it feeds (0, or 1 for a second input): its position among the
+    /// consumer's edges, unless a bypassed union put several edges in one input's place.
+    pub(crate) input: usize,
 }
 
 #[derive(Clone)]
@@ -71,6 +74,17 @@ pub(crate) struct NodeSpec {
     pub(crate) is_sink: bool,
     /// Whether this node may be chained to its input (false e.g. for `start_new_chain`).
     pub(crate) chainable: bool,
+    /// An identity over several inputs (`DataStream::union`), which the runtime may bypass
+    /// (see [`JobGraph::physical`]).
+    pub(crate) union: bool,
+}
+
+impl NodeSpec {
+    /// A union the physical plan bypasses: it keeps its place (and uid) in the graph but has
+    /// no inputs and runs no task.
+    fn bypassed(&self) -> bool {
+        self.union && self.inputs.is_empty()
+    }
 }
 
 /// A job's tasks (operator chains) and the edges between them: what the REST API's plan and
@@ -270,6 +284,69 @@ impl JobGraph {
         })
     }
 
+    /// The graph the runtime runs. A union whose every consumer reads it through a keyed
+    /// exchange is bypassed: each consumer's exchange takes the union's inputs directly, so
+    /// their records are hashed and sent on the threads that produce them instead of
+    /// crossing a channel into a union task first (a thread hop and a channel per record;
+    /// an interval join's inputs meet in such a union). The union keeps its place, so every
+    /// uid stays as it was; it is stateless, so checkpoints lose nothing. Watermarks,
+    /// idleness and barriers are combined over the consumer's channels as the union did over
+    /// its inputs. Only unions whose inputs are forward edges at the union's parallelism
+    /// are bypassed (nothing is redistributed before the exchange).
+    pub(crate) fn physical(&self) -> std::borrow::Cow<'_, JobGraph> {
+        let bypass: Vec<bool> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(u, n)| {
+                let mut consumers = self
+                    .nodes
+                    .iter()
+                    .flat_map(|c| &c.inputs)
+                    .filter(|e| e.from == u)
+                    .peekable();
+                n.union
+                    && !n.is_sink
+                    && n.side_ports.is_empty()
+                    && n.inputs.iter().all(|e| {
+                        matches!(e.partitioning, Partitioning::Forward)
+                            && self.nodes[e.from].parallelism == n.parallelism
+                    })
+                    && consumers.peek().is_some()
+                    && consumers.all(|e| matches!(e.partitioning, Partitioning::Hash(_)))
+            })
+            .collect();
+        if !bypass.contains(&true) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut g = self.clone();
+        for c in &mut g.nodes {
+            let mut inputs = Vec::with_capacity(c.inputs.len());
+            for e in c.inputs.drain(..) {
+                if !bypass[e.from] {
+                    inputs.push(e);
+                    continue;
+                }
+                // A bypassed union's inputs are never bypassed unions themselves: their
+                // consumer (this union) reads them through forward edges.
+                inputs.extend(self.nodes[e.from].inputs.iter().map(|ue| EdgeSpec {
+                    from: ue.from,
+                    port: ue.port,
+                    partitioning: e.partitioning.clone(),
+                    codec: e.codec,
+                    input: e.input,
+                }));
+            }
+            c.inputs = inputs;
+        }
+        for (u, b) in bypass.iter().enumerate() {
+            if *b {
+                g.nodes[u].inputs.clear();
+            }
+        }
+        std::borrow::Cow::Owned(g)
+    }
+
     /// Every node's uid, in node order.
     pub(crate) fn uids(&self) -> Vec<String> {
         (0..self.nodes.len()).map(|i| self.uid(i)).collect()
@@ -328,27 +405,29 @@ impl JobGraph {
     /// The tasks with their chained operators and the edges between them, as a dashboard
     /// draws the job: task names match the tasks' metrics ([`super::TaskMetricsSnapshot`]).
     pub(crate) fn topology(&self, chaining: bool) -> JobTopology {
-        let (members_of, task_of, _) = self.layout(chaining);
+        let physical = self.physical();
+        let this = physical.as_ref();
+        let (members_of, task_of, _) = this.layout(chaining);
         let tasks = members_of
             .iter()
             .map(|members| {
-                let head = &self.nodes[members[0]];
+                let head = &this.nodes[members[0]];
                 let operators: Vec<String> = members
                     .iter()
-                    .map(|&m| self.nodes[m].name.clone())
+                    .map(|&m| this.nodes[m].name.clone())
                     .collect();
                 TopologyTask {
                     name: operators.join(" -> "),
                     parallelism: head.parallelism,
                     operators,
-                    uids: members.iter().map(|&m| self.uid(m)).collect(),
+                    uids: members.iter().map(|&m| this.uid(m)).collect(),
                     inputs: head
                         .inputs
                         .iter()
                         .map(|e| {
                             // A forward edge between different parallelisms rebalances.
                             let rebalanced = matches!(e.partitioning, Partitioning::Forward)
-                                && self.nodes[e.from].parallelism != head.parallelism;
+                                && this.nodes[e.from].parallelism != head.parallelism;
                             TopologyEdge {
                                 from: task_of[e.from],
                                 partitioning: if rebalanced {
@@ -368,11 +447,14 @@ impl JobGraph {
 
     /// A human-readable plan: tasks, their chained operators and the edges between them.
     pub(crate) fn explain(&self, opts: &PlanOptions) -> String {
-        let parents = self.chain_parents(opts.chaining);
+        let physical = self.physical();
+        let this = physical.as_ref();
+        let parents = this.chain_parents(opts.chaining);
         let mut s = String::new();
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in this.nodes.iter().enumerate() {
             let how = match parents[i] {
                 Some(p) => format!("chained to #{p}"),
+                None if n.bypassed() => "bypassed: its inputs feed its consumers' exchanges".into(),
                 None => n
                     .inputs
                     .iter()
@@ -398,6 +480,9 @@ impl JobGraph {
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         let mut task_of_head = std::collections::HashMap::new();
         for i in 0..self.nodes.len() {
+            if self.nodes[i].bypassed() {
+                continue;
+            }
             head[i] = match parents[i] {
                 Some(p) => head[p],
                 None => i,
@@ -416,18 +501,20 @@ impl JobGraph {
     /// Every task instance as `(task name, subtask, operator names)`, in the order
     /// [`JobGraph::instantiate`] creates them: what a JobManager tracks without running any.
     pub(crate) fn task_list(&self, chaining: bool) -> Vec<TaskEntry> {
-        let (members_of, _, _) = self.layout(chaining);
+        let physical = self.physical();
+        let this = physical.as_ref();
+        let (members_of, _, _) = this.layout(chaining);
         let mut out = Vec::new();
         for members in &members_of {
             let name = members
                 .iter()
-                .map(|&m| self.nodes[m].name.as_str())
+                .map(|&m| this.nodes[m].name.as_str())
                 .collect::<Vec<_>>()
                 .join(" -> ");
             let ops: Vec<OperatorEntry> = members
                 .iter()
                 .map(|&m| {
-                    let n = &self.nodes[m];
+                    let n = &this.nodes[m];
                     (
                         n.name.clone(),
                         matches!(n.kind, NodeKind::Source(_)),
@@ -435,7 +522,7 @@ impl JobGraph {
                     )
                 })
                 .collect();
-            for s in 0..self.nodes[members[0]].parallelism {
+            for s in 0..this.nodes[members[0]].parallelism {
                 out.push((name.clone(), s, ops.clone()));
             }
         }
@@ -495,6 +582,50 @@ impl JobGraph {
     /// Channels between two local subtasks are in-process; channels to or from another
     /// process are returned for the network exchange to bridge.
     pub(crate) fn instantiate_slots(
+        &self,
+        opts: &PlanOptions,
+        is_local: &dyn Fn(usize) -> bool,
+    ) -> Result<Instantiated> {
+        match self.physical() {
+            std::borrow::Cow::Borrowed(g) => g.instantiate_physical(opts, is_local),
+            std::borrow::Cow::Owned(g) => {
+                g.refuse_bypassed_in_flight(opts, is_local)?;
+                g.instantiate_physical(opts, is_local)
+            }
+        }
+    }
+
+    /// An unaligned checkpoint taken before unions were bypassed may hold records in flight
+    /// into a union's task, which no longer runs: refuse it rather than lose them.
+    fn refuse_bypassed_in_flight(
+        &self,
+        opts: &PlanOptions,
+        is_local: &dyn Fn(usize) -> bool,
+    ) -> Result<()> {
+        let Some(plan) = &opts.restore else {
+            return Ok(());
+        };
+        for (u, n) in self.nodes.iter().enumerate() {
+            if !n.bypassed() {
+                continue;
+            }
+            let uid = self.uid(u);
+            for s in (0..n.parallelism).filter(|&s| is_local(s)) {
+                if plan
+                    .for_subtask(&uid, s, n.parallelism, opts.max_parallelism)
+                    .is_some_and(|st| !st.in_flight.is_empty())
+                {
+                    return Err(Error::Restore(format!(
+                        "the checkpoint holds records in flight into union '{uid}' (an unaligned checkpoint of an older version, which ran the union as a task); this version feeds the union's inputs to its keyed consumers directly. Restore from a savepoint or an aligned checkpoint"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`JobGraph::instantiate_slots`] of a graph already made [`physical`](JobGraph::physical).
+    fn instantiate_physical(
         &self,
         opts: &PlanOptions,
         is_local: &dyn Fn(usize) -> bool,
@@ -589,7 +720,7 @@ impl JobGraph {
                         drop(tx);
                         if down_local {
                             inputs[dt][i].push(InputChannel {
-                                input: k,
+                                input: e.input,
                                 rx,
                                 announced,
                                 codec: e.codec,
@@ -706,7 +837,8 @@ impl JobGraph {
         let mut out = Vec::new();
         let mut parts = Vec::new();
         for f in &state.in_flight {
-            let edge = inputs.get(f.input as usize).ok_or_else(|| {
+            let edge = inputs.iter().find(|e| e.input == f.input as usize);
+            let edge = edge.ok_or_else(|| {
                 Error::Restore(format!(
                     "in-flight records of operator '{}' are for input {}, which it no longer has",
                     self.uid(node),

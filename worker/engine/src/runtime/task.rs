@@ -169,7 +169,26 @@ impl Task {
         Ok(())
     }
 
+    /// Records a source subtask reads per poll: `pipeline.batch-size` times the fewest
+    /// subtasks any keyed exchange of this task splits a batch between, so each receiver
+    /// gets batches of about `pipeline.batch-size` records, as a chained operator would (at
+    /// parallelism 2, one poll of 1024 made two channel messages of ~512: twice the sends,
+    /// wake-ups and per-batch work in the receiving operators per record).
+    fn source_poll_size(&self) -> usize {
+        let split = self
+            .outputs
+            .iter()
+            .map(|o| match o.partitioning {
+                Partitioning::Hash(_) => o.senders.len().max(1),
+                _ => 1,
+            })
+            .min()
+            .unwrap_or(1);
+        self.batch_size * split
+    }
+
     fn run_source(&mut self) -> Result<()> {
+        let poll_size = self.source_poll_size();
         loop {
             self.cancelled()?;
             self.fire_processing_time()?;
@@ -205,7 +224,7 @@ impl Task {
                 unreachable!("checked by caller")
             };
             let mut out = Output::default();
-            let poll = src.poll(self.batch_size, &mut out)?;
+            let poll = src.poll(poll_size, &mut out)?;
             if !out.items.is_empty() {
                 self.emit(0, out)?;
             }
@@ -787,10 +806,7 @@ impl Task {
                 }
                 Target::Remote(o) if !seen_remote.contains(&o) => {
                     seen_remote.push(o);
-                    for s in 0..self.outputs[o].senders.len() {
-                        let tx = self.outputs[o].senders[s].clone();
-                        self.send(&tx, ev())?;
-                    }
+                    self.send_all(o, &ev)?;
                 }
                 _ => {}
             }
@@ -799,31 +815,28 @@ impl Task {
     }
 
     fn send_data(&mut self, o: usize, batch: Batch) -> Result<()> {
+        // The senders are borrowed, not cloned: a clone per batch is an allocation and a
+        // reference count bumped on every channel of the output.
         let out = &mut self.outputs[o];
         let n = out.senders.len();
-        match &out.partitioning {
-            _ if n == 1 => {
-                let tx = out.senders[0].clone();
-                self.send(&tx, Event::Data(batch))
-            }
+        let to = match &out.partitioning {
+            _ if n == 1 => 0,
             Partitioning::Forward => unreachable!("forward outputs have one sender"),
             Partitioning::Rebalance => {
                 out.next = (out.next + 1) % n;
-                let tx = out.senders[out.next].clone();
-                self.send(&tx, Event::Data(batch))
+                out.next
             }
             Partitioning::Hash(f) => {
-                let f = f.clone();
                 let mut parts = std::mem::take(&mut self.scratch);
                 f(batch, n, self.max_parallelism, &mut parts);
-                let senders = self.outputs[o].senders.clone();
-                for (i, b) in parts.drain(..) {
-                    self.send(&senders[i], Event::Data(b))?;
-                }
+                let sent = parts
+                    .drain(..)
+                    .try_for_each(|(i, b)| self.send(&self.outputs[o].senders[i], Event::Data(b)));
                 self.scratch = parts;
-                Ok(())
+                return sent;
             }
-        }
+        };
+        self.send(&self.outputs[o].senders[to], Event::Data(batch))
     }
 
     /// Sends one event, blocking while the channel is full (that time is backpressure).
