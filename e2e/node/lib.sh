@@ -38,3 +38,12 @@ PAUSE_IMAGE=registry.k8s.io/pause:weir-3.4
 KUBELET_PORT=10250
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+
+# Images built here (images.sh): our own Docker daemon, the debootstrap base and the two images
+# of the repository's Dockerfile. Tags other than `latest`, so pull policy IfNotPresent uses them.
+DOCKER_STATE="${WEIR_DOCKER_STATE:-/run/weir-docker}"
+DOCKER_ROOT="$WEIR_CACHE/docker"
+DEBIAN_SUITE=bookworm
+BASE_IMAGE="weir-debian:$DEBIAN_SUITE"
+NODE_WORKER_IMAGE="${WEIR_NODE_WORKER_IMAGE:-weir-worker:e2e}"
+NODE_OPERATOR_IMAGE="${WEIR_NODE_OPERATOR_IMAGE:-weir-operator:e2e}"
