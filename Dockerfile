@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # Weir images. Two targets from one build:
 #   docker build --target worker   -t weir-worker   .   # `weir`: run, jobmanager, taskmanager, job control
 #   docker build --target operator -t weir-operator .   # `weir-operator`: the StreamJob controller
@@ -7,11 +6,22 @@
 # `kubectl exec <pod> -- kill -9 <pid>` of the binary crashes the container the way a real crash
 # does (the kernel ignores SIGKILL sent to a namespace's PID 1 from inside it; e2e/run.sh relies
 # on this to crash a JobManager and the operator on any cluster).
+#
+# The two images everything else comes from are build arguments, so the same file builds where
+# no registry is reachable (e2e/node/images.sh passes a debootstrap base and a builder made from
+# it with CI's Rust toolchain):
+#   BUILDER_IMAGE  a Debian image with cargo on PATH and CARGO_HOME=/usr/local/cargo
+#                  (default: the official rust:<RUST_VERSION>-<DEBIAN>)
+#   BASE_IMAGE     the runtime's Debian with apt (default: debian:<DEBIAN>-slim)
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend (Docker 20.10 and later) has the
+# cache mounts used below, and an external frontend would have to be pulled from a registry.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
+ARG BUILDER_IMAGE=rust:${RUST_VERSION}-${DEBIAN}
+ARG BASE_IMAGE=debian:${DEBIAN}-slim
 
-FROM rust:${RUST_VERSION}-${DEBIAN} AS build
+FROM ${BUILDER_IMAGE} AS build
 # The RocksDB state backend links Debian's librocksdb (bindgen needs libclang), as in CI
 # (worker/engine/install-rocksdb-deps.sh).
 RUN apt-get update \
@@ -26,7 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/weir target/release/weir-operator /out/
 
-FROM debian:${DEBIAN}-slim AS base
+FROM ${BASE_IMAGE} AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \

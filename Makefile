@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
 WEIR := $(CARGO_TARGET_DIR)/release/weir
 
-.PHONY: help run test deps fmt lint crds chart unit e2e bench bench-sql bench-scaling sql-conformance-record
+.PHONY: help run test deps fmt lint crds chart unit e2e node-smoke bench bench-sql bench-scaling sql-conformance-record
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -14,13 +14,14 @@ run: ## run the main example, a SQL job, locally (examples/user_metrics.sql: gen
 
 test: deps fmt lint crds chart unit e2e ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite
 
-deps: ## install what the tests start: s3s-fs and moto (S3), the noida-db Kafka broker, the RocksDB libraries and openssl, the local Kubernetes control plane, Chromium with playwright-core for the dashboard test (all cached in ~/.cache/weir)
+deps: ## install what the tests start: s3s-fs and moto (S3), the noida-db Kafka broker, the RocksDB libraries and openssl, the local Kubernetes control plane and a real node (containerd, kubelet, kube-proxy), Chromium with playwright-core for the dashboard test (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
 	bash worker/storage/install-moto.sh
 	bash worker/cluster/browser/install.sh
 	bash worker/kafka/install-noida-db.sh
 	bash worker/engine/install-rocksdb-deps.sh
 	bash e2e/controlplane/install.sh
+	bash e2e/node/install.sh
 
 crds: ## fail when crds/ (or the chart's copy) differs from what crdgen generates from the Rust types
 	bash operator/check-crds.sh
@@ -39,6 +40,9 @@ unit: ## unit, integration and doc tests of every crate
 
 e2e: ## the end-to-end suite: a StreamJob on the local Kubernetes control plane (process-kubelet, s3s-fs), see e2e/README.md
 	bash e2e/run.sh
+
+node-smoke: ## a real node next to the local control plane (containerd, kubelet, kube-proxy, cluster DNS): pods, logs/exec, Services, DNS, OOM kills (root; see e2e/README.md)
+	bash e2e/node/smoke.sh
 
 bench: ## engine-core throughput side by side with Apache Flink (see bench/README.md)
 	bash bench/engine-core.sh

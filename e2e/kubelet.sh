@@ -25,12 +25,6 @@ GRACE="${WEIR_KUBELET_STOP_GRACE:-40}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${WEIR_KUBELET_BIN:-$TARGET/debug/weir-kubelet}"
 
-alive() { # pid
-  local state
-  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
 running_pid() {
   local pid
   [[ -f "$PIDFILE" ]] || return 1

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The numbered end-to-end suite: a StreamJob driven by the operator, checkpoints and
 # savepoints on S3, output through the exactly-once file sink into the same bucket.
-# Two targets (E2E_TARGET):
+# Targets (E2E_TARGET):
 #   local (default): the local Kubernetes control plane (e2e/controlplane) with the
 #     process-kubelet (e2e/kubelet) and s3s-fs on this machine.
 #   cluster (or kind): any cluster in KUBECONFIG with the images loaded and an S3-compatible
 #     store (WEIR_E2E_S3_ENDPOINT); e2e/kind/run.sh sets everything up on kind and runs this.
+#   node: e2e/node/run.sh: the real local node (containerd, kubelet) with the images built
+#     here, then this script as the cluster target.
 #
 #   e2e/run.sh            # builds weir, weir-operator, weir-kubelet (debug), runs, tears down
 #
@@ -31,7 +33,12 @@ TARGET="${E2E_TARGET:-local}"
 case "$TARGET" in
 local | cluster) ;;
 kind) TARGET=cluster ;;
-*) die "E2E_TARGET=$TARGET: expected local, cluster or kind" ;;
+# The real node (e2e/node/run.sh) sets it up, then runs this script as the cluster target.
+node)
+  [[ "${REMOVE_WORK:-0}" != 1 ]] || rmdir "$WORK"
+  exec bash "$HERE/node/run.sh"
+  ;;
+*) die "E2E_TARGET=$TARGET: expected local, node, cluster or kind" ;;
 esac
 S3_ROOT="$WORK/s3"
 BUCKET=weir
@@ -472,8 +479,18 @@ kn wait --for=condition=Ready "sj/$JOB" --timeout=10s >&2 || fail "condition Rea
 
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The TaskManagers' memory limit became their budget (taskmanager.memory.process.size).
-budgets="$(rest /taskmanagers | jq_py '" ".join(str(t["memoryConfiguration"]["totalProcessMemory"]) for t in d["taskmanagers"])')"
-[[ "$budgets" == "268435456 268435456" ]] || fail "TaskManager memory budgets are '$budgets', not 256Mi each"
+# The job can run on the first TaskManager's slots before the second has registered (on a real
+# node its container may start seconds later): wait for both.
+budgets=""
+tm_budgets() {
+  budgets="$(rest /taskmanagers | jq_py '" ".join(str(t["memoryConfiguration"]["totalProcessMemory"]) for t in d["taskmanagers"])')"
+  [[ "$budgets" == "268435456 268435456" ]]
+}
+deadline=$(($(date +%s) + 30))
+until tm_budgets; do
+  (($(date +%s) < deadline)) || fail "TaskManager memory budgets are '$budgets', not 256Mi each"
+  sleep 1
+done
 log "both TaskManagers live within their 256Mi limit as their memory budget"
 
 # spec.ingress: the operator creates an Ingress to the JobManager's REST port (no Ingress

@@ -28,12 +28,6 @@ pid_of() { # name -> pid if that process is still the one we started
   echo "$pid"
 }
 
-alive() { # pid: running and not a zombie waiting to be reaped
-  local state
-  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
 for name in "${PROCS[@]}"; do
   pid="$(pid_of "$name")" || continue
   log "stopping $name (pid $pid)"

@@ -17,14 +17,6 @@ source "$HERE/lib.sh"
 
 APT_PACKAGES=(etcd-server rsync openssl curl make gcc dpkg-dev xz-utils ca-certificates)
 
-missing_apt_packages() {
-  local p status
-  for p in "${APT_PACKAGES[@]}"; do
-    status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
-    [[ "$status" == "install ok installed" ]] || printf '%s\n' "$p"
-  done
-}
-
 binaries_ok() {
   local b
   [[ -f "$K8S_BIN/STAMP" && "$(cat "$K8S_BIN/STAMP")" == "$K8S_STAMP" ]] || return 1
@@ -32,7 +24,7 @@ binaries_ok() {
 }
 
 # Fast path: nothing to do.
-if binaries_ok && [[ -z "$(missing_apt_packages)" ]]; then
+if binaries_ok && [[ -z "$(missing_apt_packages "${APT_PACKAGES[@]}")" ]]; then
   log "control plane binaries up to date in $K8S_BIN ($K8S_STAMP)"
   exit 0
 fi
@@ -43,17 +35,7 @@ exec 9>"$K8S_CACHE/.install.lock"
 flock 9 # one install at a time
 
 # 1. System packages from the machine's normal (bookworm) sources.
-mapfile -t missing < <(missing_apt_packages)
-if ((${#missing[@]})); then
-  log "installing apt packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$K8S_CACHE/apt-install.log" 2>&1; then
-    log "apt-get install failed; running apt-get update and retrying"
-    apt-get update >>"$K8S_CACHE/apt-install.log" 2>&1
-    apt-get install -y --no-install-recommends "${missing[@]}" >>"$K8S_CACHE/apt-install.log" 2>&1 ||
-      { tail -20 "$K8S_CACHE/apt-install.log" >&2; die "apt-get install ${missing[*]} failed"; }
-  fi
-fi
+apt_install "$K8S_CACHE/apt-install.log" "${APT_PACKAGES[@]}"
 
 if binaries_ok; then
   log "control plane binaries up to date in $K8S_BIN ($K8S_STAMP)"

@@ -25,3 +25,36 @@ K8S_SCHED_PORT="${WEIR_K8S_SCHED_PORT:-10259}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+# The packages of the arguments that dpkg does not list as installed, one per line.
+missing_apt_packages() {
+  local p status
+  for p in "$@"; do
+    status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+    [[ "$status" == "install ok installed" ]] || printf '%s\n' "$p"
+  done
+}
+
+# apt_install LOG package...: installs the missing ones (bookworm, the machine's own sources);
+# runs `apt-get update` and retries once when the first attempt fails.
+apt_install() {
+  local logfile="$1" missing
+  shift
+  mapfile -t missing < <(missing_apt_packages "$@")
+  ((${#missing[@]})) || return 0
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$logfile" 2>&1; then
+    log "apt-get install failed; running apt-get update and retrying"
+    apt-get update >>"$logfile" 2>&1
+    apt-get install -y --no-install-recommends "${missing[@]}" >>"$logfile" 2>&1 ||
+      { tail -20 "$logfile" >&2; die "apt-get install ${missing[*]} failed"; }
+  fi
+}
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local state
+  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}

@@ -23,6 +23,11 @@ PIDS="$STATE/pids"
 PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 READY_TIMEOUT="${WEIR_K8S_READY_TIMEOUT:-120}"
 API="https://127.0.0.1:$K8S_APISERVER_PORT"
+# WEIR_K8S_ADVERTISE_ADDRESS (e2e/node sets it to the pod bridge's address): the apiserver then
+# listens on all addresses and publishes that one as the endpoint of Service default/kubernetes,
+# so pods on a real node reach it at the Service's ClusterIP (kube-proxy) as on any cluster.
+# Unset: loopback only, as the process-kubelet needs.
+ADVERTISE="${WEIR_K8S_ADVERTISE_ADDRESS:-}"
 
 pid_running() { # pid: exists and is not a zombie
   local state
@@ -50,12 +55,12 @@ healthy() {
 }
 
 if [[ -d "$STATE" ]]; then
-  if [[ -f "$STATE/UP" ]] && healthy; then
+  if [[ -f "$STATE/UP" ]] && [[ "$(cat "$STATE/advertise" 2>/dev/null)" == "$ADVERTISE" ]] && healthy; then
     log "control plane already up ($API)"
     echo "$KUBECONFIG_PATH"
     exit 0
   fi
-  log "control plane state found but not up and healthy; tearing it down first"
+  log "control plane state found but not up and healthy (or with another advertise address); tearing it down first"
   "$HERE/down.sh" >&2
 fi
 
@@ -90,11 +95,20 @@ cat >"$PKI/apiserver.ext" <<EXT
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1${ADVERTISE:+,IP:$ADVERTISE},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EXT
 openssl_q req -new -key "$PKI/apiserver.key" -subj "/CN=kube-apiserver" -out "$PKI/apiserver.csr"
 openssl_q x509 -req -in "$PKI/apiserver.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
   -days 3650 -sha256 -extfile "$PKI/apiserver.ext" -out "$PKI/apiserver.crt"
+# The apiserver's client certificate towards kubelets (`kubectl logs/exec` go through them); a
+# real kubelet (e2e/node) trusts clients signed by this CA, and system:masters may do anything.
+openssl_q genrsa -out "$PKI/apiserver-kubelet-client.key" 2048
+openssl_q req -new -key "$PKI/apiserver-kubelet-client.key" -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+  -out "$PKI/apiserver-kubelet-client.csr"
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+  >"$PKI/client.ext"
+openssl_q x509 -req -in "$PKI/apiserver-kubelet-client.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  -days 3650 -sha256 -extfile "$PKI/client.ext" -out "$PKI/apiserver-kubelet-client.crt"
 # Service-account token signing key pair.
 openssl_q genrsa -out "$PKI/sa.key" 2048
 openssl_q rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
@@ -193,19 +207,23 @@ launch etcd etcd \
   --log-level warn
 wait_for "etcd health" 30 curl -fsS --max-time 2 "$ETCD_URL/health"
 
-# --endpoint-reconciler-type none: the apiserver would otherwise publish its advertise address
-#   as the endpoint of Service default/kubernetes, and 1.20 rejects a loopback address there
-#   ("may not be in the loopback range"), logging an error every 10 s. In-cluster clients reach
-#   the apiserver through KUBERNETES_SERVICE_HOST/PORT, which the process-kubelet sets to
-#   127.0.0.1 and the secure port (the certificate has 127.0.0.1 and the kubernetes.default.svc
-#   names as SANs).
+# --endpoint-reconciler-type none (loopback only, without WEIR_K8S_ADVERTISE_ADDRESS): the
+#   apiserver would otherwise publish its advertise address as the endpoint of Service
+#   default/kubernetes, and 1.20 rejects a loopback address there ("may not be in the loopback
+#   range"), logging an error every 10 s. In-cluster clients reach the apiserver through
+#   KUBERNETES_SERVICE_HOST/PORT, which the process-kubelet sets to 127.0.0.1 and the secure
+#   port (the certificate has 127.0.0.1 and the kubernetes.default.svc names as SANs).
 # --cert-dir: only for the self-signed fallback pair, which --tls-cert-file leaves unused;
 #   kept so that nothing is ever written outside the state directory.
 log "starting kube-apiserver on $API"
+if [[ -n "$ADVERTISE" ]]; then
+  API_ADDRESSES=(--bind-address 0.0.0.0 --advertise-address "$ADVERTISE" --endpoint-reconciler-type lease)
+else
+  API_ADDRESSES=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+fi
 launch kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers "$ETCD_URL" \
-  --bind-address 127.0.0.1 \
-  --advertise-address 127.0.0.1 \
+  "${API_ADDRESSES[@]}" \
   --secure-port "$K8S_APISERVER_PORT" \
   --insecure-port 0 \
   --cert-dir "$STATE/apiserver-certs" \
@@ -218,7 +236,10 @@ launch kube-apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-key-file "$PKI/sa.pub" \
   --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.0.0.0/24 \
-  --endpoint-reconciler-type none \
+  --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority "$PKI/ca.crt" \
+  --kubelet-preferred-address-types InternalIP \
   --allow-privileged=true \
   --profiling=false \
   --v=1
@@ -271,6 +292,7 @@ export WEIR_K8S_API_PORT=$K8S_APISERVER_PORT
 export WEIR_K8S_CA=$PKI/ca.crt
 export WEIR_K8S_LOGS=$LOGS
 ENV
+echo "$ADVERTISE" >"$STATE/advertise"
 touch "$STATE/UP"
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 log "control plane up in ${elapsed}s: $API; logs in $LOGS"
