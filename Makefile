@@ -12,7 +12,7 @@ run: ## run the main example, a SQL job, locally (examples/user_metrics.sql: gen
 	cargo build --release --locked -p weir
 	$(WEIR) run examples/user_metrics.sql
 
-test: deps fmt lint crds chart unit e2e ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite
+test: deps fmt lint crds chart unit e2e node-smoke ## everything CI runs: installs test servers, format check, clippy, CRD and chart checks, all tests, the end-to-end suite, the real node's smoke test
 
 deps: ## install what the tests start: s3s-fs and moto (S3), the noida-db Kafka broker, the RocksDB libraries and openssl, the local Kubernetes control plane and a real node (containerd, kubelet, kube-proxy), Chromium with playwright-core for the dashboard test (all cached in ~/.cache/weir)
 	bash worker/storage/install-s3s-fs.sh
