@@ -71,8 +71,6 @@ KAFKA="" # the broker of step 14 (local target only)
 T0=$(date +%s.%N)
 STEP=setup
 TS=$T0
-now() { date +%s.%N; }
-secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", e - s }'; }
 TIMES=()
 step() { # name
   local t
@@ -100,15 +98,6 @@ wait_until_soft() { # timeout command...: like wait_until, but returns 1 instead
   shift
   until "$@"; do
     (($(date +%s) < deadline)) || return 1
-    sleep 1
-  done
-}
-wait_until() { # timeout description command...
-  local timeout="$1" what="$2" deadline
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@"; do
-    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
     sleep 1
   done
 }

@@ -58,3 +58,28 @@ alive() {
   state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
   [[ -n "$state" && "$state" != Z ]]
 }
+
+# Step timing for the e2e scripts, which set STEP=setup and TS=$(date +%s.%N) first:
+# `step NAME` logs how long the previous step took and starts NAME.
+now() { date +%s.%N; }
+secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", e - s }'; }
+step() { # name
+  local t
+  t=$(now)
+  [[ "$STEP" == setup ]] || log "ok   $STEP ($(secs "$TS" "$t")s)"
+  STEP="$1"
+  TS=$t
+  log "step $STEP"
+}
+
+# wait_until TIMEOUT DESCRIPTION COMMAND...: runs COMMAND every WAIT_POLL seconds (default 1)
+# until it succeeds; after TIMEOUT seconds calls the script's `fail` naming DESCRIPTION.
+wait_until() {
+  local timeout="$1" what="$2" deadline
+  shift 2
+  deadline=$(($(date +%s) + timeout))
+  until "$@"; do
+    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
+    sleep "${WAIT_POLL:-1}"
+  done
+}

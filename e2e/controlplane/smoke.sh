@@ -26,16 +26,6 @@ kn() { k -n "$NS" "$@"; }
 STEP="setup"
 T0=$(date +%s.%N)
 TS=$T0
-now() { date +%s.%N; }
-secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", e - s }'; }
-step() { # name
-  local t
-  t=$(now)
-  [[ "$STEP" == setup ]] || log "ok   $STEP ($(secs "$TS" "$t")s)"
-  STEP="$1"
-  TS=$t
-  log "step $STEP"
-}
 
 cleanup() {
   k delete deployment -n "$NS" weir-smoke --ignore-not-found --wait=false >/dev/null 2>&1 || true
@@ -60,15 +50,7 @@ on_exit() {
 trap on_exit EXIT
 fail() { die "$STEP: $*"; }
 
-wait_until() { # timeout description command...
-  local timeout="$1" what="$2" deadline
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@"; do
-    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
-    sleep 0.5
-  done
-}
+WAIT_POLL=0.5 # the control plane answers quickly
 
 # ------------------------------------------------------------------------------------------------
 step "1 apiserver ready, kubectl works"

@@ -30,26 +30,7 @@ kn() { k -n "$NS" "$@"; }
 STEP=setup
 T0=$(date +%s.%N)
 TS=$T0
-now() { date +%s.%N; }
-secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", e - s }'; }
-step() { # name
-  local t
-  t=$(now)
-  [[ "$STEP" == setup ]] || log "ok   $STEP ($(secs "$TS" "$t")s)"
-  STEP="$1"
-  TS=$t
-  log "step $STEP"
-}
 fail() { die "step $STEP: $*"; }
-wait_until() { # timeout description command...
-  local timeout="$1" what="$2" deadline
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@"; do
-    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
-    sleep 1
-  done
-}
 
 on_exit() {
   local rc=$?
