@@ -30,15 +30,7 @@ pid_of() { # name -> pid if that process is still the one we started
 
 for name in "${PROCS[@]}"; do
   pid="$(pid_of "$name")" || continue
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(($(date +%s) + GRACE))
-  while alive "$pid" && (($(date +%s) < deadline)); do sleep 0.2; done
-  if alive "$pid"; then
-    log "$name did not stop within ${GRACE}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pid "$name" "$pid"
 done
 
 if [[ "${WEIR_K8S_KEEP_STATE:-0}" == 1 ]]; then
@@ -47,5 +39,5 @@ if [[ "${WEIR_K8S_KEEP_STATE:-0}" == 1 ]]; then
 else
   rm -rf "$STATE"
 fi
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(secs "$start" "$(now)")
 log "control plane down in ${elapsed}s"

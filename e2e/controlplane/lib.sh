@@ -83,3 +83,47 @@ wait_until() {
     sleep "${WAIT_POLL:-1}"
   done
 }
+
+# Processes the up/down scripts start and stop, each with its log in $LOGS and its pid file in
+# $PIDS (set by the script, as is PROCS, the names `wait_for` watches, and `fail`).
+
+# launch NAME COMMAND...: starts COMMAND in its own session (setsid: it outlives the script
+# and its terminal), output to $LOGS/NAME.log, pid to $PIDS/NAME.pid.
+launch() {
+  local name="$1"
+  shift
+  setsid nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+# wait_for DESCRIPTION TIMEOUT COMMAND...: polls COMMAND (quietly) every 0.5 s; `fail`s when
+# one of PROCS has exited meanwhile or after TIMEOUT seconds.
+wait_for() {
+  local what="$1" timeout="$2" deadline p
+  shift 2
+  deadline=$(($(date +%s) + timeout))
+  until "$@" >/dev/null 2>&1; do
+    for p in "${PROCS[@]}"; do
+      [[ -f "$PIDS/$p.pid" ]] && ! alive "$(cat "$PIDS/$p.pid")" && fail "$p exited while waiting for $what"
+    done
+    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+# stop_pid NAME PID: SIGTERM, then SIGKILL when it has not exited after $GRACE seconds.
+stop_pid() {
+  local deadline
+  log "stopping $1 (pid $2)"
+  kill -TERM "$2" 2>/dev/null || true
+  deadline=$(($(date +%s) + GRACE))
+  while alive "$2" && (($(date +%s) < deadline)); do sleep 0.2; done
+  if alive "$2"; then
+    log "$1 did not stop within ${GRACE}s; sending SIGKILL"
+    kill -KILL "$2" 2>/dev/null || true
+    while alive "$2"; do sleep 0.1; done
+  fi
+}
+
+# openssl, quiet: its chatter goes to $LOGS/openssl.log.
+openssl_q() { openssl "$@" 2>>"$LOGS/openssl.log" >/dev/null; }

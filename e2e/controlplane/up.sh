@@ -29,17 +29,11 @@ API="https://127.0.0.1:$K8S_APISERVER_PORT"
 # Unset: loopback only, as the process-kubelet needs.
 ADVERTISE="${WEIR_K8S_ADVERTISE_ADDRESS:-}"
 
-pid_running() { # pid: exists and is not a zombie
-  local state
-  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
 proc_alive() { # name
   local pidfile="$PIDS/$1.pid" pid
   [[ -f "$pidfile" ]] || return 1
   pid="$(cat "$pidfile")"
-  [[ -n "$pid" ]] && pid_running "$pid" || return 1
+  [[ -n "$pid" ]] && alive "$pid" || return 1
   # Guard against a recycled pid: the process must still be the binary we started.
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1" || return 1
 }
@@ -85,7 +79,6 @@ chmod 700 "$STATE" "$STATE/etcd"
 # The same CA is the controller-manager's --root-ca-file, i.e. the ca.crt mounted into every
 # service-account token, so kubectl, kube-rs (rustls) from the host and in-cluster clients all
 # verify the server against one CA.
-openssl_q() { openssl "$@" 2>>"$LOGS/openssl.log" >/dev/null; }
 openssl_q genrsa -out "$PKI/ca.key" 2048
 openssl_q req -x509 -new -key "$PKI/ca.key" -sha256 -days 3650 -subj "/CN=weir-local-ca" \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -157,14 +150,6 @@ write_kubeconfig "$STATE/kcm.kubeconfig" system:kube-controller-manager "$KCM_TO
 write_kubeconfig "$STATE/scheduler.kubeconfig" system:kube-scheduler "$SCHED_TOKEN"
 
 # --- processes ---------------------------------------------------------------------------------
-launch() { # name cmd...
-  local name="$1"
-  shift
-  # setsid: own session, so the processes outlive this script and its terminal.
-  setsid nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$PIDS/$name.pid"
-}
-
 fail() { # message
   local p
   log "ERROR: $1"
@@ -178,19 +163,6 @@ fail() { # message
   exit 1
 }
 
-wait_for() { # description timeout command...
-  local what="$1" timeout="$2" deadline
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@" >/dev/null 2>&1; do
-    local p
-    for p in "${PROCS[@]}"; do
-      [[ -f "$PIDS/$p.pid" ]] && ! pid_running "$(cat "$PIDS/$p.pid")" && fail "$p exited while waiting for $what"
-    done
-    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
-    sleep 0.5
-  done
-}
 
 ETCD_URL="http://127.0.0.1:$K8S_ETCD_PORT"
 log "starting etcd on $ETCD_URL"
@@ -294,7 +266,7 @@ export WEIR_K8S_LOGS=$LOGS
 ENV
 echo "$ADVERTISE" >"$STATE/advertise"
 touch "$STATE/UP"
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(secs "$start" "$(now)")
 log "control plane up in ${elapsed}s: $API; logs in $LOGS"
 log "use: export KUBECONFIG=$KUBECONFIG_PATH"
 echo "$KUBECONFIG_PATH"

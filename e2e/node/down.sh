@@ -29,17 +29,9 @@ pid_of() { # name -> pid when it still runs
   echo "$pid"
 }
 stop() { # name
-  local pid deadline
+  local pid
   pid="$(pid_of "$1")" || return 0
-  log "stopping $1 (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(($(date +%s) + GRACE))
-  while alive "$pid" && (($(date +%s) < deadline)); do sleep 0.2; done
-  if alive "$pid"; then
-    log "$1 did not stop within ${GRACE}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pid "$1" "$pid"
 }
 running_tasks() { ctr_k8s tasks ls -q 2>/dev/null | grep -c . || true; }
 
@@ -117,5 +109,5 @@ for dir in "$NODE_STATE" "$CONTAINERD_STATE"; do
   done
 done
 rm -rf "$NODE_STATE" "$CONTAINERD_STATE"
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(secs "$start" "$(now)")
 log "node $NODE_NAME down in ${elapsed}s"

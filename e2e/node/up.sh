@@ -71,27 +71,8 @@ fail() { # message
   done
   exit 1
 }
-wait_for() { # description timeout command...
-  local what="$1" timeout="$2" deadline p
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@" >/dev/null 2>&1; do
-    for p in "${PROCS[@]}"; do
-      [[ -f "$PIDS/$p.pid" ]] && ! alive "$(cat "$PIDS/$p.pid")" && fail "$p exited while waiting for $what"
-    done
-    (($(date +%s) < deadline)) || fail "timed out after ${timeout}s waiting for $what"
-    sleep 0.5
-  done
-}
-launch() { # name cmd...
-  local name="$1"
-  shift
-  setsid nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$PIDS/$name.pid"
-}
 
 # --- certificates, signed by the control plane's CA --------------------------------------------
-openssl_q() { openssl "$@" 2>>"$LOGS/openssl.log" >/dev/null; }
 sign() { # name subject ext-lines
   local key="$NODE_STATE/pki/$1.key"
   openssl_q genrsa -out "$key" 2048
@@ -297,5 +278,5 @@ wait_for "kube-proxy healthz" 60 curl -fsS --max-time 2 http://127.0.0.1:10256/h
 wait_for "cluster DNS" 30 grep -q "serving $CLUSTER_DOMAIN" "$LOGS/cluster-dns.log"
 for p in "${PROCS[@]}"; do proc_alive "$p" || fail "$p is not running"; done
 touch "$NODE_STATE/UP"
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(secs "$start" "$(now)")
 log "node $NODE_NAME up in ${elapsed}s: pods on $NODE_POD_CIDR via $NODE_BRIDGE, DNS $NODE_IP; logs in $LOGS"
