@@ -3,7 +3,9 @@
 
 use crate::value::{Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use weir_engine::runtime::Rec;
+use weir_engine::time::{NO_TIMESTAMP, Timestamp};
 use weir_engine::window::AggregateFunction;
 
 /// Which aggregate.
@@ -330,6 +332,87 @@ impl AggregateFunction<Row> for SqlAggregate {
     }
 }
 
+/// The accumulators of one subtask's rows of one slice of time: what the local phase of a
+/// two-phase window aggregate sends to the global phase instead of the rows (Flink's
+/// local-global window aggregation). Timed at the slice's last millisecond, it falls into
+/// exactly the windows its rows fall into: windows are unions of whole slices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial(pub Vec<Acc>);
+
+impl SqlAggregate {
+    /// The local phase: folds the rows of one batch into one [`Partial`] per slice of `slice`
+    /// milliseconds (aligned to the epoch, as the engine aligns windows). Nothing is kept
+    /// between batches, so the phase has no state and a checkpoint barrier finds nothing
+    /// buffered. Rows without a timestamp pass as a partial of their own, for the global
+    /// window to refuse as it refuses such a row.
+    pub fn pre_aggregate(&self, rows: Vec<Rec<Row>>, slice: i64) -> Vec<Rec<Partial>> {
+        let mut out: Vec<Rec<Partial>> = Vec::new();
+        // Most batches cover one or two slices: the last one is checked first, and an index
+        // is only built for batches that scatter over many.
+        let mut index: HashMap<Timestamp, usize> = HashMap::new();
+        for r in rows {
+            let ts = if r.ts == NO_TIMESTAMP {
+                NO_TIMESTAMP
+            } else {
+                (r.ts - r.ts.rem_euclid(slice)).saturating_add(slice - 1)
+            };
+            let fresh = |ts| Rec {
+                ts,
+                value: Partial(self.create_accumulator()),
+            };
+            let i = match out.last() {
+                Some(last) if last.ts == ts => out.len() - 1,
+                None => {
+                    out.push(fresh(ts));
+                    0
+                }
+                Some(_) => {
+                    if index.is_empty() {
+                        index.extend(out.iter().enumerate().map(|(i, p)| (p.ts, i)));
+                    }
+                    *index.entry(ts).or_insert_with(|| {
+                        out.push(fresh(ts));
+                        out.len() - 1
+                    })
+                }
+            };
+            self.add(&r.value, &mut out[i].value.0);
+        }
+        out
+    }
+}
+
+/// The global phase of a two-phase window aggregate: the same calls, folding partial
+/// accumulators in. Its state (one accumulator list per key and window or slice) has the
+/// single-phase aggregate's type and schema.
+#[derive(Debug, Clone)]
+pub struct MergePartials(pub SqlAggregate);
+
+impl AggregateFunction<Partial> for MergePartials {
+    type Acc = Vec<Acc>;
+    type Out = Vec<Value>;
+
+    fn create_accumulator(&self) -> Vec<Acc> {
+        self.0.create_accumulator()
+    }
+
+    fn add(&self, p: &Partial, acc: &mut Vec<Acc>) {
+        self.0.merge_ref(&p.0, acc)
+    }
+
+    fn get_result(&self, acc: &Vec<Acc>) -> Vec<Value> {
+        self.0.get_result(acc)
+    }
+
+    fn merge(&self, other: Vec<Acc>, acc: &mut Vec<Acc>) {
+        self.0.merge(other, acc)
+    }
+
+    fn merge_ref(&self, other: &Vec<Acc>, acc: &mut Vec<Acc>) {
+        self.0.merge_ref(other, acc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +424,73 @@ mod tests {
             filter: None,
             distinct: true,
             ty,
+        }
+    }
+
+    #[test]
+    fn partials_of_slices_merged_give_each_window_what_its_rows_give() {
+        let plain = |kind, ty| AggCall {
+            distinct: false,
+            ..call(kind, ty)
+        };
+        let agg = SqlAggregate {
+            calls: vec![
+                plain(AggKind::Count, SqlType::BigInt),
+                plain(AggKind::Sum, SqlType::BigInt),
+                plain(AggKind::Max, SqlType::BigInt),
+                plain(AggKind::Min, SqlType::BigInt),
+                call(AggKind::Count, SqlType::BigInt),
+                plain(AggKind::Avg, SqlType::Double),
+            ],
+        };
+        // Rows out of order over slices of 10 ms, some before the epoch, split into batches
+        // as two subtasks would see them; and one row without a timestamp.
+        let rows: Vec<(i64, i64)> = (0..500)
+            .map(|i: i64| ((i * 7919) % 97 - 20, (i * 31) % 13 - 4))
+            .collect();
+        let rec = |&(ts, v): &(i64, i64)| Rec {
+            ts,
+            value: Row(vec![Value::Int(v)]),
+        };
+        let mut partials = Vec::new();
+        for batch in rows.chunks(37) {
+            let out = agg.pre_aggregate(batch.iter().map(rec).collect(), 10);
+            // One partial per slice a batch touches, timed at the slice's last millisecond.
+            let mut slices: Vec<i64> = batch.iter().map(|r| r.0.div_euclid(10) * 10 + 9).collect();
+            slices.sort();
+            slices.dedup();
+            let mut got: Vec<i64> = out.iter().map(|p| p.ts).collect();
+            got.sort();
+            assert_eq!(got, slices);
+            partials.extend(out);
+        }
+        let untimed = agg.pre_aggregate(
+            vec![Rec {
+                ts: NO_TIMESTAMP,
+                value: Row(vec![Value::Int(1)]),
+            }],
+            10,
+        );
+        assert_eq!(untimed.len(), 1);
+        assert_eq!(untimed[0].ts, NO_TIMESTAMP);
+        // A HOP window of 30 ms sliding by 10 ms merges three slices' partials: the result
+        // is the single-phase aggregate of its rows.
+        let global = MergePartials(agg.clone());
+        for start in (-30..100).step_by(10) {
+            let in_window = |ts: i64| (start..start + 30).contains(&ts);
+            let mut direct = agg.create_accumulator();
+            for r in rows.iter().filter(|r| in_window(r.0)) {
+                agg.add(&rec(r).value, &mut direct);
+            }
+            let mut merged = global.create_accumulator();
+            for p in partials.iter().filter(|p| in_window(p.ts)) {
+                global.add(&p.value, &mut merged);
+            }
+            assert_eq!(
+                global.get_result(&merged),
+                agg.get_result(&direct),
+                "window at {start}"
+            );
         }
     }
 

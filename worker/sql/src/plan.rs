@@ -3,7 +3,7 @@
 //! TVFs and cascades, see tvf.rs) on the engine's window operator (keyed state), window joins
 //! (window_join.rs) and sinks. Builds an EXPLAIN tree as it goes.
 
-use crate::agg::{AggCall, AggKind, SqlAggregate};
+use crate::agg::{AggCall, AggKind, MergePartials, Partial, SqlAggregate};
 use crate::changelog::{ChangeRow, KIND};
 use crate::connectors::{Connectors, Options, PhysicalColumn};
 use crate::error::{Result, SqlError};
@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_engine::api::{DataStream, StreamExecutionEnvironment};
+use weir_engine::api::{Collector, DataStream, StreamExecutionEnvironment};
 use weir_engine::runtime::Rec;
 use weir_engine::time::{NO_TIMESTAMP, WatermarkStrategy};
 use weir_engine::window::{TimeWindow, WindowSpec};
@@ -480,6 +480,17 @@ impl Win {
             // aggregate_windows): a 1 ms window per (window_start, window_end) key fires
             // when the watermark passes that window's end, like the window itself.
             Win::Inherited => WindowSpec::tumbling(Duration::from_millis(1)),
+        }
+    }
+    /// The slices of time the windows are unions of (the engine's alignment: from the epoch,
+    /// no offset): a record's windows are exactly those of its slice's last millisecond.
+    /// None for windows that are not fixed in time (sessions, a cascade's).
+    pub(crate) fn slice(self) -> Option<i64> {
+        match self {
+            Win::Tumble(size) => Some(size),
+            Win::Hop { slide, .. } => Some(slide),
+            Win::Cumulate { step, .. } => Some(step),
+            Win::Session(_) | Win::Inherited => None,
         }
     }
 }
@@ -1799,69 +1810,95 @@ impl<'e> Planner<'e> {
             if on_proctime { " proctime" } else { "" },
             agg.state_schema(&key_types)
         );
-        // The window writes each row's key bytes from the row (the key is built only to emit
-        // a window's result): the bytes of the key columns serialized as a `Vec`.
-        let keyed = match &picked {
-            Some(cols) => {
-                let key_cols = cols[..nk].to_vec();
-                let cols_of_key = key_cols.clone();
-                let ds = if inherited {
-                    let end = cols[1];
-                    input
-                        .ds
-                        .transform_batches("Window time", move |mut recs: Vec<Rec<Row>>| {
-                            time_from_window_end(&mut recs, end);
-                            Ok(recs)
-                        })
-                        .uid(&pre_uid)
-                } else {
-                    input.ds
-                };
-                ds.key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
-                    .with_key_bytes(move |r: &Row, buf| {
-                        write_key(cols_of_key.iter().map(|&c| &r.0[c]), buf)
-                    })
-            }
-            None => input
-                .ds
-                .transform_batches("Calc", move |r| {
-                    let mut out = calc.apply(r)?;
-                    if inherited {
-                        time_from_window_end(&mut out, 1);
-                    }
-                    Ok(out)
-                })
-                .uid(&pre_uid)
-                .key_by(move |r: &Row| r.0[..nk].to_vec())
-                .with_key_bytes(move |r: &Row, buf| write_key(r.0[..nk].iter(), buf)),
-        };
         // Each window's result becomes its output row as it fires: keys, aggregates, window
         // bounds, in one allocation. (The uid a separate "Window output" step had is still
         // taken, so the uids after it stay as they were.)
         let _ = self.uid("window-output");
-        let ds = keyed
-            .window(if on_proctime {
-                win.spec().processing_time()
-            } else {
-                win.spec()
-            })
-            .aggregate_with(
-                agg,
-                move |key: Vec<Value>, w: &TimeWindow, value: Vec<Value>, out| {
-                    let mut w = *w;
-                    if inherited && let [Value::Ts(start), Value::Ts(end), ..] = key[..] {
-                        w = TimeWindow { start, end };
+        let spec = if on_proctime {
+            win.spec().processing_time()
+        } else {
+            win.spec()
+        };
+        let emit =
+            move |key: Vec<Value>, w: &TimeWindow, value: Vec<Value>, out: &mut Collector<Row>| {
+                let mut w = *w;
+                if inherited && let [Value::Ts(start), Value::Ts(end), ..] = key[..] {
+                    w = TimeWindow { start, end };
+                }
+                let mut v = Vec::with_capacity(key.len() + value.len() + 3);
+                v.extend(key);
+                v.extend(value);
+                v.push(Value::Ts(w.start));
+                v.push(Value::Ts(w.end));
+                v.push(Value::Ts(w.max_timestamp()));
+                out.collect_with_timestamp(Row(v), w.max_timestamp());
+                Ok(())
+            };
+        // Without keys besides the window, every row of a window would go to one subtask
+        // (one key per window). Each subtask aggregates its rows per slice of time first and
+        // sends the slices' accumulators instead (Flink's local-global window aggregation);
+        // the global window merges them, with the single-phase operator's uid, key and state schema.
+        let slice = win.slice().filter(|_| key_types.is_empty() && !on_proctime);
+        let ds = match slice {
+            Some(slice) => {
+                let calc = picked.is_none().then_some(calc);
+                let local = agg.clone();
+                input
+                    .ds
+                    .transform_batches("LocalWindowAggregate", move |recs: Vec<Rec<Row>>| {
+                        let rows = match &calc {
+                            Some(calc) => calc.apply(recs)?,
+                            None => recs,
+                        };
+                        Ok(local.pre_aggregate(rows, slice))
+                    })
+                    .uid(&pre_uid)
+                    .key_by(|_: &Partial| Vec::<Value>::new())
+                    .with_key_bytes(|_: &Partial, buf| write_key(std::iter::empty(), buf))
+                    .window(spec)
+                    .aggregate_with(MergePartials(agg), emit)
+            }
+            None => {
+                // The window writes each row's key bytes from the row (the key is built only
+                // to emit a window's result): the bytes of the key columns serialized as a `Vec`.
+                let keyed = match &picked {
+                    Some(cols) => {
+                        let key_cols = cols[..nk].to_vec();
+                        let cols_of_key = key_cols.clone();
+                        let ds = if inherited {
+                            let end = cols[1];
+                            input
+                                .ds
+                                .transform_batches("Window time", move |mut recs: Vec<Rec<Row>>| {
+                                    time_from_window_end(&mut recs, end);
+                                    Ok(recs)
+                                })
+                                .uid(&pre_uid)
+                        } else {
+                            input.ds
+                        };
+                        ds.key_by(move |r: &Row| key_cols.iter().map(|&c| r.0[c].clone()).collect())
+                            .with_key_bytes(move |r: &Row, buf| {
+                                write_key(cols_of_key.iter().map(|&c| &r.0[c]), buf)
+                            })
                     }
-                    let mut v = Vec::with_capacity(key.len() + value.len() + 3);
-                    v.extend(key);
-                    v.extend(value);
-                    v.push(Value::Ts(w.start));
-                    v.push(Value::Ts(w.end));
-                    v.push(Value::Ts(w.max_timestamp()));
-                    out.collect_with_timestamp(Row(v), w.max_timestamp());
-                    Ok(())
-                },
-            )
+                    None => input
+                        .ds
+                        .transform_batches("Calc", move |r| {
+                            let mut out = calc.apply(r)?;
+                            if inherited {
+                                time_from_window_end(&mut out, 1);
+                            }
+                            Ok(out)
+                        })
+                        .uid(&pre_uid)
+                        .key_by(move |r: &Row| r.0[..nk].to_vec())
+                        .with_key_bytes(move |r: &Row, buf| write_key(r.0[..nk].iter(), buf)),
+                };
+                keyed.window(spec).aggregate_with(agg, emit)
+            }
+        };
+        let ds = ds
             .name(&format!("{title} {}", win.describe()))
             .uid(&win_uid)
             .state_schema(&schema);
@@ -1896,15 +1933,22 @@ impl<'e> Planner<'e> {
                 shown_calls.join(", ")
             ),
             &nest(
-                format!(
-                    "Calc: {}uid={pre_uid}{}",
-                    filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
-                    if picked.is_some() {
-                        " (fused: the window reads its columns in place)"
-                    } else {
-                        ""
-                    }
-                ),
+                match slice {
+                    Some(slice) => format!(
+                        "LocalWindowAggregate: {}slices={slice} ms aggregates=[{}] uid={pre_uid} (each subtask's rows of a batch, before the exchange)",
+                        filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
+                        shown_calls.join(", ")
+                    ),
+                    None => format!(
+                        "Calc: {}uid={pre_uid}{}",
+                        filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
+                        if picked.is_some() {
+                            " (fused: the window reads its columns in place)"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
                 &input.plan,
             ),
         );

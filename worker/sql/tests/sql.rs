@@ -1850,6 +1850,113 @@ fn a_cumulate_tvf_over_a_subquery_aggregates_windows_growing_by_step_up_to_the_m
 }
 
 #[test]
+fn window_aggregates_without_keys_aggregate_locally_first_and_give_the_same_rows_at_any_parallelism()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // 3,000 clicks over a minute, in time order, amounts 0-96 with repeats.
+    let clicks_at: Vec<(f64, i64)> = (0..3000i64)
+        .map(|i| (((i * 7919) % 97) as f64, i * 20))
+        .collect();
+    let data = input(
+        dir.path(),
+        "clicks.jsonl",
+        &clicks_at
+            .iter()
+            .map(
+                |&(a, t)| json!({"user": format!("u{}", t % 7), "amount": a, "item": "x", "ts": t}),
+            )
+            .collect::<Vec<_>>(),
+    );
+    // What each window must hold, computed from the rows.
+    let expect = |size: i64, slide: i64| {
+        let mut rows = Vec::new();
+        let mut start = -size + slide;
+        while start < 60_000 {
+            let amounts: Vec<f64> = clicks_at
+                .iter()
+                .filter(|&&(_, t)| (start..start + size).contains(&t))
+                .map(|&(a, _)| a)
+                .collect();
+            if !amounts.is_empty() {
+                let mut distinct = amounts.clone();
+                distinct.sort_by(f64::total_cmp);
+                distinct.dedup();
+                // The json format's text of the window start (within a minute of the epoch).
+                let ws = match start {
+                    s if s < 0 => format!("1969-12-31 23:59:{:02}.000", 60 + s / 1000),
+                    s => format!("1970-01-01 00:{:02}:{:02}.000", s / 60_000, s / 1000 % 60),
+                };
+                rows.push(
+                    json!({"ws": ws, "n": amounts.len(), "total": amounts.iter().sum::<f64>(),
+                                 "hi": amounts.iter().cloned().fold(f64::MIN, f64::max),
+                                 "d": distinct.len()}),
+                );
+            }
+            start += slide;
+        }
+        sorted(rows)
+    };
+    for (parallelism, batch) in [("1", "64"), ("2", "64"), ("2", "1")] {
+        let (tumbling, hopping) = (
+            dir.path().join(format!("tumble-{parallelism}-{batch}")),
+            dir.path().join(format!("hop-{parallelism}-{batch}")),
+        );
+        let sql = format!(
+            "{}
+             CREATE TABLE t (ws TIMESTAMP(3), n BIGINT, total DOUBLE, hi DOUBLE, d BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE h (ws TIMESTAMP(3), n BIGINT, total DOUBLE, hi DOUBLE, d BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO t
+             SELECT window_start, COUNT(*), SUM(amount),
+                    MAX(amount), COUNT(DISTINCT amount)
+             FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(rt), INTERVAL '10' SECOND))
+             GROUP BY window_start, window_end;
+             INSERT INTO h
+             SELECT window_start, COUNT(*), SUM(amount),
+                    MAX(amount), COUNT(DISTINCT amount)
+             FROM TABLE(HOP(TABLE clicks, DESCRIPTOR(rt), INTERVAL '5' SECOND, INTERVAL '15' SECOND))
+             GROUP BY window_start, window_end;",
+            clicks(0, &data),
+            tumbling.display(),
+            hopping.display()
+        );
+        let conf = || {
+            config(&[
+                ("parallelism.default", parallelism),
+                ("pipeline.batch-size", batch),
+            ])
+        };
+        let env = StreamExecutionEnvironment::with_config(conf());
+        let text = weir_sql::plan(&env, &sql).unwrap().explain();
+        // Each subtask folds its rows per slice before the exchange; the global window merges.
+        assert!(text.contains("LocalWindowAggregate: slices=10000 ms aggregates=[COUNT(*), SUM(amount), MAX(amount), COUNT(DISTINCT amount)]"), "{text}");
+        assert!(
+            text.contains("LocalWindowAggregate: slices=5000 ms"),
+            "{text}"
+        );
+        run(&sql, conf());
+        assert_eq!(output(&tumbling), expect(10_000, 10_000), "p={parallelism}");
+        assert_eq!(output(&hopping), expect(15_000, 5_000), "p={parallelism}");
+    }
+    // Windows with keys spread over subtasks by key: no local phase.
+    let env = StreamExecutionEnvironment::new();
+    let text = weir_sql::plan(
+        &env,
+        &format!(
+            "{} CREATE TABLE k (u STRING, n BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO k SELECT `user`, COUNT(*)
+             FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(rt), INTERVAL '10' SECOND))
+             GROUP BY window_start, window_end, `user`;",
+            clicks(0, &data)
+        ),
+    )
+    .unwrap()
+    .explain();
+    assert!(!text.contains("LocalWindowAggregate"), "{text}");
+}
+
+#[test]
 fn hop_tvf_aggregates_merge_their_slices_and_take_a_row_late_for_some_of_its_windows() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
