@@ -332,12 +332,18 @@ impl AggregateFunction<Row> for SqlAggregate {
     }
 }
 
-/// The accumulators of one subtask's rows of one slice of time: what the local phase of a
-/// two-phase window aggregate sends to the global phase instead of the rows (Flink's
-/// local-global window aggregation). Timed at the slice's last millisecond, it falls into
-/// exactly the windows its rows fall into: windows are unions of whole slices.
+/// The accumulators of one subtask's rows of one slice of time (or of one window of a
+/// cascade): what the local phase of a two-phase window aggregate sends to the global phase
+/// instead of the rows (Flink's local-global window aggregation). Timed at the slice's last
+/// millisecond, it falls into exactly the windows its rows fall into: windows are unions of
+/// whole slices. `key` is the global phase's key: empty, or a cascade's window bounds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Partial(pub Vec<Acc>);
+pub struct Partial {
+    /// The key the global phase groups by.
+    pub key: Vec<Value>,
+    /// The calls' accumulators.
+    pub accs: Vec<Acc>,
+}
 
 impl SqlAggregate {
     /// The local phase: folds the rows of one batch into one [`Partial`] per slice of `slice`
@@ -346,37 +352,79 @@ impl SqlAggregate {
     /// buffered. Rows without a timestamp pass as a partial of their own, for the global
     /// window to refuse as it refuses such a row.
     pub fn pre_aggregate(&self, rows: Vec<Rec<Row>>, slice: i64) -> Vec<Rec<Partial>> {
-        let mut out: Vec<Rec<Partial>> = Vec::new();
-        // Most batches cover one or two slices: the last one is checked first, and an index
-        // is only built for batches that scatter over many.
-        let mut index: HashMap<Timestamp, usize> = HashMap::new();
-        for r in rows {
-            let ts = if r.ts == NO_TIMESTAMP {
+        self.fold_partials(rows, &[], |r| {
+            if r.ts == NO_TIMESTAMP {
                 NO_TIMESTAMP
             } else {
                 (r.ts - r.ts.rem_euclid(slice)).saturating_add(slice - 1)
-            };
-            let fresh = |ts| Rec {
+            }
+        })
+    }
+
+    /// The local phase of a cascade (a window aggregate over a window's result) keyed only
+    /// by the windows its rows carry in columns `start` and `end`: one [`Partial`] per window,
+    /// keyed by its bounds and timed at its last millisecond.
+    pub fn pre_aggregate_windows(
+        &self,
+        rows: Vec<Rec<Row>>,
+        start: usize,
+        end: usize,
+    ) -> Vec<Rec<Partial>> {
+        self.fold_partials(rows, &[start, end], |r| match r.value.0[end] {
+            Value::Ts(e) => e - 1,
+            _ => r.ts,
+        })
+    }
+
+    fn fold_partials(
+        &self,
+        rows: Vec<Rec<Row>>,
+        key_cols: &[usize],
+        time_of: impl Fn(&Rec<Row>) -> Timestamp,
+    ) -> Vec<Rec<Partial>> {
+        let mut out: Vec<Rec<Partial>> = Vec::new();
+        // Most batches cover one or two slices or windows: the last one is checked first, and
+        // an index is only built for batches that scatter over many.
+        let mut index: HashMap<(Timestamp, Vec<Value>), usize> = HashMap::new();
+        for r in rows {
+            let ts = time_of(&r);
+            let key = || key_cols.iter().map(|&c| r.value.0[c].clone()).collect();
+            let fresh = |key| Rec {
                 ts,
-                value: Partial(self.create_accumulator()),
+                value: Partial {
+                    key,
+                    accs: self.create_accumulator(),
+                },
             };
             let i = match out.last() {
-                Some(last) if last.ts == ts => out.len() - 1,
+                Some(last)
+                    if last.ts == ts
+                        && key_cols
+                            .iter()
+                            .zip(&last.value.key)
+                            .all(|(&c, k)| r.value.0[c] == *k) =>
+                {
+                    out.len() - 1
+                }
                 None => {
-                    out.push(fresh(ts));
+                    out.push(fresh(key()));
                     0
                 }
                 Some(_) => {
                     if index.is_empty() {
-                        index.extend(out.iter().enumerate().map(|(i, p)| (p.ts, i)));
+                        index.extend(
+                            out.iter()
+                                .enumerate()
+                                .map(|(i, p)| ((p.ts, p.value.key.clone()), i)),
+                        );
                     }
-                    *index.entry(ts).or_insert_with(|| {
-                        out.push(fresh(ts));
+                    *index.entry((ts, key())).or_insert_with(|| {
+                        out.push(fresh(key()));
                         out.len() - 1
                     })
                 }
             };
-            self.add(&r.value, &mut out[i].value.0);
+            self.add(&r.value, &mut out[i].value.accs);
         }
         out
     }
@@ -397,7 +445,7 @@ impl AggregateFunction<Partial> for MergePartials {
     }
 
     fn add(&self, p: &Partial, acc: &mut Vec<Acc>) {
-        self.0.merge_ref(&p.0, acc)
+        self.0.merge_ref(&p.accs, acc)
     }
 
     fn get_result(&self, acc: &Vec<Acc>) -> Vec<Value> {
@@ -484,6 +532,7 @@ mod tests {
             }
             let mut merged = global.create_accumulator();
             for p in partials.iter().filter(|p| in_window(p.ts)) {
+                assert!(p.value.key.is_empty());
                 global.add(&p.value, &mut merged);
             }
             assert_eq!(

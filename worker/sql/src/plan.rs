@@ -450,6 +450,15 @@ pub(crate) enum Win {
     Inherited,
 }
 
+/// The local phase of a two-phase window aggregate: what its partial aggregates are of.
+#[derive(Clone, Copy)]
+enum Local {
+    /// Slices of this many milliseconds.
+    Slices(i64),
+    /// The windows the rows carry in these columns (start, end): a cascade's.
+    Windows(usize, usize),
+}
+
 impl Win {
     pub(crate) fn prefix(self) -> &'static str {
         match self {
@@ -1835,12 +1844,22 @@ impl<'e> Planner<'e> {
                 Ok(())
             };
         // Without keys besides the window, every row of a window would go to one subtask
-        // (one key per window). Each subtask aggregates its rows per slice of time first and
-        // sends the slices' accumulators instead (Flink's local-global window aggregation);
-        // the global window merges them, with the single-phase operator's uid, key and state schema.
-        let slice = win.slice().filter(|_| key_types.is_empty() && !on_proctime);
-        let ds = match slice {
-            Some(slice) => {
+        // (one key per window). Each subtask aggregates its rows per slice of time (a
+        // cascade's: per window its rows carry) first and sends the accumulators instead
+        // (Flink's local-global window aggregation); the global window merges them, with the
+        // single-phase operator's uid, key and state schema.
+        let local = if on_proctime {
+            None
+        } else if inherited && nk == 2 {
+            let bounds = picked.as_ref().map_or((0, 1), |cols| (cols[0], cols[1]));
+            Some(Local::Windows(bounds.0, bounds.1))
+        } else if nk == 0 {
+            win.slice().map(Local::Slices)
+        } else {
+            None
+        };
+        let ds = match local {
+            Some(phase) => {
                 let calc = picked.is_none().then_some(calc);
                 let local = agg.clone();
                 input
@@ -1850,11 +1869,16 @@ impl<'e> Planner<'e> {
                             Some(calc) => calc.apply(recs)?,
                             None => recs,
                         };
-                        Ok(local.pre_aggregate(rows, slice))
+                        Ok(match phase {
+                            Local::Slices(slice) => local.pre_aggregate(rows, slice),
+                            Local::Windows(start, end) => {
+                                local.pre_aggregate_windows(rows, start, end)
+                            }
+                        })
                     })
                     .uid(&pre_uid)
-                    .key_by(|_: &Partial| Vec::<Value>::new())
-                    .with_key_bytes(|_: &Partial, buf| write_key(std::iter::empty(), buf))
+                    .key_by(|p: &Partial| p.key.clone())
+                    .with_key_bytes(|p: &Partial, buf| write_key(p.key.iter(), buf))
                     .window(spec)
                     .aggregate_with(MergePartials(agg), emit)
             }
@@ -1933,10 +1957,14 @@ impl<'e> Planner<'e> {
                 shown_calls.join(", ")
             ),
             &nest(
-                match slice {
-                    Some(slice) => format!(
-                        "LocalWindowAggregate: {}slices={slice} ms aggregates=[{}] uid={pre_uid} (each subtask's rows of a batch, before the exchange)",
+                match local {
+                    Some(phase) => format!(
+                        "LocalWindowAggregate: {}{} aggregates=[{}] uid={pre_uid} (each subtask's rows of a batch, before the exchange)",
                         filter.map(|f| format!("where=({f}) ")).unwrap_or_default(),
+                        match phase {
+                            Local::Slices(slice) => format!("slices={slice} ms"),
+                            Local::Windows(..) => "per window of the input".to_string(),
+                        },
                         shown_calls.join(", ")
                     ),
                     None => format!(

@@ -1897,9 +1897,10 @@ fn window_aggregates_without_keys_aggregate_locally_first_and_give_the_same_rows
         sorted(rows)
     };
     for (parallelism, batch) in [("1", "64"), ("2", "64"), ("2", "1")] {
-        let (tumbling, hopping) = (
+        let (tumbling, hopping, cascade) = (
             dir.path().join(format!("tumble-{parallelism}-{batch}")),
             dir.path().join(format!("hop-{parallelism}-{batch}")),
+            dir.path().join(format!("cascade-{parallelism}-{batch}")),
         );
         let sql = format!(
             "{}
@@ -1916,10 +1917,19 @@ fn window_aggregates_without_keys_aggregate_locally_first_and_give_the_same_rows
              SELECT window_start, COUNT(*), SUM(amount),
                     MAX(amount), COUNT(DISTINCT amount)
              FROM TABLE(HOP(TABLE clicks, DESCRIPTOR(rt), INTERVAL '5' SECOND, INTERVAL '15' SECOND))
+             GROUP BY window_start, window_end;
+             CREATE TABLE c (n BIGINT, busiest BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO c
+             SELECT SUM(n), MAX(n)
+             FROM (SELECT window_start, window_end, `user`, COUNT(*) AS n
+                   FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(rt), INTERVAL '10' SECOND))
+                   GROUP BY window_start, window_end, `user`)
              GROUP BY window_start, window_end;",
             clicks(0, &data),
             tumbling.display(),
-            hopping.display()
+            hopping.display(),
+            cascade.display()
         );
         let conf = || {
             config(&[
@@ -1938,6 +1948,17 @@ fn window_aggregates_without_keys_aggregate_locally_first_and_give_the_same_rows
         run(&sql, conf());
         assert_eq!(output(&tumbling), expect(10_000, 10_000), "p={parallelism}");
         assert_eq!(output(&hopping), expect(15_000, 5_000), "p={parallelism}");
+        // Each 10 s window: all its clicks, and the most any one user made.
+        let busiest: Vec<_> = (0..6)
+            .map(|w| {
+                let mut per_user = [0u64; 7];
+                for &(_, t) in clicks_at.iter().filter(|c| c.1 / 10_000 == w) {
+                    per_user[(t % 7) as usize] += 1;
+                }
+                json!({"n": per_user.iter().sum::<u64>(), "busiest": per_user.iter().max()})
+            })
+            .collect();
+        assert_eq!(output(&cascade), sorted(busiest), "p={parallelism}");
     }
     // Windows with keys spread over subtasks by key: no local phase.
     let env = StreamExecutionEnvironment::new();
