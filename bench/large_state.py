@@ -427,6 +427,15 @@ def metrics(args, r):
                 ("mid_checkpoint_incremental_bytes", mid["incremental_bytes"], "bytes"),
                 ("mid_checkpoint_full_bytes", mid["full_bytes"], "bytes"),
                 ("last_checkpoint_full_bytes", cks[-1]["full_bytes"], "bytes")]
+        # every checkpoint after the first (which holds the whole state by definition): one
+        # checkpoint picked mid-run may or may not be one that follows a compaction
+        inc = [c["incremental_bytes"] for c in cks[1:] if c["incremental_bytes"] is not None]
+        out += [("incremental_bytes_median", round(statistics.median(inc)) if inc else None,
+                 "bytes"),
+                ("incremental_bytes_mean", round(statistics.mean(inc)) if inc else None,
+                 "bytes"),
+                ("uploaded_bytes_total",
+                 sum(c["incremental_bytes"] or 0 for c in cks), "bytes")]
     out.append(("empty_start_ms", r["empty"]["restore_ms"], "ms"))
     if "restore" in r:
         out += [("restored_checkpoint_id", r["restored_checkpoint"]["id"], ""),

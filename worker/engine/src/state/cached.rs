@@ -35,6 +35,10 @@ use std::any::{Any, TypeId};
 /// Entries per `WriteBatch` when the cache is written back ([`CachedRocks::write_back`]).
 const WRITE_BACK_BATCH: usize = 16_384;
 
+/// What a memtable entry costs RocksDB besides its key and value (skiplist node, sequence
+/// number, length prefixes; an estimate).
+const MEMTABLE_ENTRY_BYTES: usize = 32;
+
 /// What an entry costs the cache besides its key and value: its slot in the table (key box
 /// and [`Cached`]) at hashbrown's maximum load of 7/8, plus its control byte.
 const SLOT_BYTES: usize = std::mem::size_of::<(Box<[u8]>, Cached)>() * 8 / 7 + 1;
@@ -74,6 +78,8 @@ struct Cached {
     stored: bool,
     /// Bytes charged to the cache for this entry (see the module doc).
     charge: u32,
+    /// The length of its last encoding (stamp and value), 0 before it has one.
+    encoded: u32,
 }
 
 /// The rocksdb store with its write-back cache and what it needs per registered state to
@@ -175,6 +181,7 @@ impl CachedRocks {
                     state: id as u32,
                     dirty: false,
                     charge,
+                    encoded: len as u32,
                 })
             }
         };
@@ -288,6 +295,7 @@ impl CachedRocks {
                 // Not read: RocksDB may hold an older value.
                 stored: true,
                 charge,
+                encoded: 0,
             }
         });
         slot.value = Some(Box::new(value));
@@ -331,8 +339,18 @@ impl CachedRocks {
             self.cache.iter_mut().filter(|(_, s)| s.dirty).collect();
         dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let (states, buf, bytes) = (&self.states, &mut self.buf, &mut self.bytes);
-        // The charges stand for the memtable bytes the entries would take.
-        let size: u64 = dirty.iter().map(|(_, s)| u64::from(s.charge)).sum();
+        // What the entries would take in a memtable: key, encoding (the value's size in
+        // memory before its first one) and the skiplist's own bytes per entry.
+        let size: u64 = dirty
+            .iter()
+            .map(|(k, s)| {
+                let value = match s.encoded {
+                    0 => states[s.state as usize].size,
+                    n => n as usize,
+                };
+                (k.len() + value + MEMTABLE_ENTRY_BYTES) as u64
+            })
+            .sum();
         if size > self.db.memtable_bytes() {
             self.db.ingest_sorted(|add| {
                 for (k, slot) in dirty {
@@ -429,6 +447,7 @@ fn settle(
             slot.stored = true;
             let old = slot.charge as usize;
             slot.charge = charge(key, info.size, buf.len());
+            slot.encoded = buf.len() as u32;
             *bytes = *bytes + slot.charge as usize - old;
             Ok(Op::Put)
         }

@@ -1051,13 +1051,13 @@ mod tests {
     #[test]
     fn an_incremental_checkpoint_after_touching_a_tenth_of_the_keys_adds_files_of_about_a_tenth_of_the_state()
      {
-        // Memtables far smaller than what an interval changes (the large-state benchmark's
-        // shape): 2 MiB for the instance, 1 MiB each; the write cache holds every key.
+        // Memtables smaller than what an interval changes (the large-state benchmark's
+        // shape): 1 MiB for the instance, 512 KiB each; the write cache holds every key.
         let dir = tempfile::tempdir().unwrap();
         let memory = RocksMemory {
             block_cache: Some(::rocksdb::Cache::new_lru_cache(8 << 20)),
             block_cache_bytes: 8 << 20,
-            write_buffer_bytes: 2 << 20,
+            write_buffer_bytes: 1 << 20,
             write_cache_bytes: 0,
         };
         let range = KeyGroupRange { start: 0, end: 128 };
