@@ -1084,7 +1084,7 @@ mod tests {
             (new, full)
         };
         let mut touch = |b: &mut KeyedStateBackend, round: u64, every: u64| {
-            for i in (0..KEYS).filter(|i| (i * 7_919 + round * 104_729) % every == 0) {
+            for i in (0..KEYS).filter(|i| (i * 7_919 + round * 104_729).is_multiple_of(every)) {
                 set_key(b, &format!("key-{i}"));
                 count.update_with(b, || 0, |c| *c += 1);
                 expected[i as usize] += 1;
