@@ -112,6 +112,21 @@ def get_json(port, path, timeout=2.0):
 def tree_cpu_ms(root):
     """utime+stime (ms) of process `root` and its descendants (the JVM PyFlink spawns, the
     weir process measure.py and nice exec)."""
+    procs, tree = process_tree(root)
+    return sum(procs[p][1] for p in tree if p in procs) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
+def kill_tree(root):
+    """SIGKILL to process `root` and its descendants (the JVM outlives a killed PyFlink)."""
+    for p in process_tree(root)[1]:
+        try:
+            os.kill(p, 9)
+        except OSError:
+            pass
+
+
+def process_tree(root):
+    """({pid: (ppid, utime+stime ticks)} of every process, pids of `root` and descendants)."""
     procs = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -126,7 +141,7 @@ def tree_cpu_ms(root):
         p = todo.pop()
         tree.add(p)
         todo += [c for c, (ppid, _) in procs.items() if ppid == p and c not in tree]
-    return sum(procs[p][1] for p in tree if p in procs) * 1000 // os.sysconf("SC_CLK_TCK")
+    return procs, tree
 
 
 def local_path(uri):
@@ -322,6 +337,14 @@ class Run:
                 capped = True
                 poller.stop.set()
                 poller.join()
+                if poller.jid is None:
+                    # no job to cancel (its REST API never answered): end the process tree
+                    # instead of leaving it running, and say why there is no figure
+                    kill_tree(proc.pid)
+                    proc.communicate()
+                    raise SystemExit(
+                        f"{self.engine} {tag}: no job seen running within {a.max_seconds} s "
+                        f"(load {open('/proc/loadavg').read().split()[0]}); see {logf}")
                 log(f"{self.engine} {tag}: still running after {a.max_seconds} s; cancelling "
                     f"(read {poller.progress[0]} of {a.events} events)")
                 req = urllib.request.Request(
@@ -427,6 +450,15 @@ def metrics(args, r):
                 ("mid_checkpoint_incremental_bytes", mid["incremental_bytes"], "bytes"),
                 ("mid_checkpoint_full_bytes", mid["full_bytes"], "bytes"),
                 ("last_checkpoint_full_bytes", cks[-1]["full_bytes"], "bytes")]
+        # every checkpoint after the first (which holds the whole state by definition): one
+        # checkpoint picked mid-run may or may not be one that follows a compaction
+        inc = [c["incremental_bytes"] for c in cks[1:] if c["incremental_bytes"] is not None]
+        out += [("incremental_bytes_median", round(statistics.median(inc)) if inc else None,
+                 "bytes"),
+                ("incremental_bytes_mean", round(statistics.mean(inc)) if inc else None,
+                 "bytes"),
+                ("uploaded_bytes_total",
+                 sum(c["incremental_bytes"] or 0 for c in cks), "bytes")]
     out.append(("empty_start_ms", r["empty"]["restore_ms"], "ms"))
     if "restore" in r:
         out += [("restored_checkpoint_id", r["restored_checkpoint"]["id"], ""),

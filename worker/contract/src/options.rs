@@ -168,7 +168,7 @@ options! {
         "`rocksdb` only: absolute local directory for the RocksDB working directories; each process keeps them in its own `weir-<pid>-<nonce>-<n>/` (holding a locked `.lock` file), removed when its last instance closes; directories of processes that were killed are removed by the next process that opens a RocksDB instance there; unset: the system temp dir");
     /// `state.backend.rocksdb.write-cache.entries`.
     ROCKSDB_WRITE_CACHE_ENTRIES = ("state.backend.rocksdb.write-cache.entries", Integer, "1000000", Checkpoints,
-        "`rocksdb` only: entries each keyed operator subtask keeps decoded in memory in front of RocksDB; an entry is read once, changed in memory and written back when the cache is full or a checkpoint or savepoint is taken, and one removed before that never reaches RocksDB (fault-tolerance.md); its values live on the heap. An interval join keeps up to this many rows per input in memory the same way, the rest in RocksDB only (fault-tolerance.md, *Interval join state*). `0`: only the entry in use");
+        "`rocksdb` only: entries each keyed operator subtask keeps decoded in memory in front of RocksDB; an entry is read once, changed in memory and written back when the cache is full or a checkpoint or savepoint is taken, and one removed before that never reaches RocksDB (fault-tolerance.md); its values live on the heap, and under a memory budget the cache is also bounded in bytes by its share of managed memory (`state.backend.rocksdb.memory.write-cache-ratio`). An interval join keeps up to this many rows per input in memory the same way, the rest in RocksDB only (fault-tolerance.md, *Interval join state*). `0`: only the entry in use");
     /// `state.backend.rocksdb.metrics.block-cache-capacity`.
     ROCKSDB_METRIC_BLOCK_CACHE_CAPACITY = ("state.backend.rocksdb.metrics.block-cache-capacity", Boolean, "false", Checkpoints,
         "`rocksdb` only: report RocksDB's `rocksdb.block-cache-capacity` per keyed operator subtask as the gauge `rocksdb.block-cache-capacity` (docs/rest-api.md, `/metrics`): block cache capacity in bytes (the budget's shared cache, or RocksDB's default cache of the instance)");
@@ -220,6 +220,9 @@ options! {
     /// `state.backend.rocksdb.metrics.background-errors`.
     ROCKSDB_METRIC_BACKGROUND_ERRORS = ("state.backend.rocksdb.metrics.background-errors", Boolean, "false", Checkpoints,
         "`rocksdb` only: report RocksDB's `rocksdb.background-errors` per keyed operator subtask as the gauge `rocksdb.background-errors` (docs/rest-api.md, `/metrics`): background errors RocksDB met (flushes, compactions)");
+    /// `state.backend.rocksdb.metrics.write-cache-usage`.
+    ROCKSDB_METRIC_WRITE_CACHE_USAGE = ("state.backend.rocksdb.metrics.write-cache-usage", Boolean, "false", Checkpoints,
+        "`rocksdb` only: report the bytes charged to the keyed operator subtask's write cache (`state.backend.rocksdb.write-cache.entries`, `state.backend.rocksdb.memory.write-cache-ratio`) as the gauge `rocksdb.write-cache-usage` (docs/rest-api.md, `/metrics`): Weir's own, not a RocksDB property; estimated per entry from its key, value size and last encoding");
     /// `state.savepoints.dir`.
     SAVEPOINTS_DIR = ("state.savepoints.dir", Text, "", Checkpoints,
         "default savepoint target, `file:///…` or `s3://…`");
@@ -321,7 +324,10 @@ options! {
         "one network buffer; a channel holds one batch per buffer, at least 2, at most `pipeline.channel-capacity`");
     /// `state.backend.rocksdb.memory.write-buffer-ratio`.
     ROCKSDB_WRITE_BUFFER_RATIO = ("state.backend.rocksdb.memory.write-buffer-ratio", Fraction, "0.5", Memory,
-        "share of managed memory for RocksDB memtables (split evenly between the instances); the rest is the block cache");
+        "share of managed memory for RocksDB memtables (split evenly between the instances); what `write-cache-ratio` leaves of the rest is the block cache");
+    /// `state.backend.rocksdb.memory.write-cache-ratio`.
+    ROCKSDB_WRITE_CACHE_RATIO = ("state.backend.rocksdb.memory.write-cache-ratio", Fraction, "0.25", Memory,
+        "share of managed memory for the write caches of decoded entries in front of RocksDB (split evenly between the instances; each cache also holds at most `state.backend.rocksdb.write-cache.entries`); with `write-buffer-ratio` it must leave some of managed memory to the block cache");
 
     /// `security.rest.token-file`.
     REST_TOKEN_FILE = ("security.rest.token-file", Text, "", Security,
@@ -410,6 +416,7 @@ pub const ROCKSDB_METRICS: &[ConfigOption] = &[
     ROCKSDB_METRIC_TOTAL_SST_FILES_SIZE,
     ROCKSDB_METRIC_LIVE_SST_FILES_SIZE,
     ROCKSDB_METRIC_BACKGROUND_ERRORS,
+    ROCKSDB_METRIC_WRITE_CACHE_USAGE,
 ];
 
 /// The reference table of one section, as docs/configuration.md shows it.

@@ -168,6 +168,8 @@ pub struct MemoryConfig {
     pub segment: u64,
     /// `state.backend.rocksdb.memory.write-buffer-ratio`.
     pub write_buffer_ratio: f64,
+    /// `state.backend.rocksdb.memory.write-cache-ratio`.
+    pub write_cache_ratio: f64,
 }
 
 /// Checkpointing mode.
@@ -373,6 +375,16 @@ impl Config {
                 self.get(opt::MEMORY_SEGMENT_SIZE)
             )));
         }
+        let write_buffer_ratio = self.fraction(opt::ROCKSDB_WRITE_BUFFER_RATIO)?;
+        let write_cache_ratio = self.fraction(opt::ROCKSDB_WRITE_CACHE_RATIO)?;
+        if write_buffer_ratio + write_cache_ratio >= 1.0 {
+            return Err(Error::Config(format!(
+                "'{}' ({write_buffer_ratio}) and '{}' ({write_cache_ratio}) leave nothing of \
+                 managed memory for RocksDB's block cache; their sum must be below 1",
+                opt::ROCKSDB_WRITE_BUFFER_RATIO.key,
+                opt::ROCKSDB_WRITE_CACHE_RATIO.key
+            )));
+        }
         Ok(MemoryConfig {
             process: match self.get(opt::MEMORY_PROCESS_SIZE) {
                 "" => None,
@@ -382,7 +394,8 @@ impl Config {
             network_fraction,
             managed_fraction,
             segment,
-            write_buffer_ratio: self.fraction(opt::ROCKSDB_WRITE_BUFFER_RATIO)?,
+            write_buffer_ratio,
+            write_cache_ratio,
         })
     }
 

@@ -644,6 +644,7 @@ impl JobGraph {
                     rocksdb_instances = f.rocksdb_instances,
                     rocksdb_block_cache_bytes = fitted.rocks.block_cache_bytes(),
                     rocksdb_write_buffer_bytes = fitted.rocks.write_buffer_bytes(),
+                    rocksdb_write_cache_bytes = fitted.rocks.write_cache_bytes(),
                     "memory fitted to the deployed tasks"
                 );
                 rocksdb_memory = fitted.rocks;

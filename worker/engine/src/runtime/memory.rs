@@ -7,14 +7,15 @@
 //! | --- | --- |
 //! | framework | `taskmanager.memory.framework.size`: the runtime itself |
 //! | network | `taskmanager.network.memory.fraction` × budget: buffers between tasks |
-//! | managed | `taskmanager.memory.managed.fraction` × budget: RocksDB |
+//! | managed | `taskmanager.memory.managed.fraction` × budget: RocksDB and its write caches |
 //! | task | the rest: operators' own objects (the hashmap backend's state lives here) |
 //!
 //! When tasks are deployed, the parts are fitted to what this process runs: the network part,
 //! cut into `taskmanager.memory.segment-size` buffers, is shared by every channel with an end
 //! in this process (a channel holds one batch per buffer, at most
 //! `pipeline.channel-capacity`, at least two); managed memory becomes one block cache shared
-//! by all RocksDB instances here plus a write-buffer limit per instance.
+//! by all RocksDB instances here, plus a write-buffer limit and a write-cache limit per
+//! instance.
 
 pub use crate::config::MemoryConfig;
 use crate::error::{Error, Result};
@@ -45,6 +46,8 @@ pub struct MemoryBudget {
     pub segment: u64,
     /// Share of managed memory for RocksDB write buffers.
     pub write_buffer_ratio: f64,
+    /// Share of managed memory for the write caches in front of RocksDB.
+    pub write_cache_ratio: f64,
     /// Slots the budget was planned for.
     pub slots: usize,
 }
@@ -82,6 +85,7 @@ impl MemoryConfig {
             task: process - reserved,
             segment: self.segment,
             write_buffer_ratio: self.write_buffer_ratio,
+            write_cache_ratio: self.write_cache_ratio,
             slots,
         }))
     }
@@ -146,11 +150,13 @@ impl MemoryBudget {
                     mib(MIN_WRITE_BUFFER),
                 )));
             }
-            let cache = self.managed - write;
+            let write_cache = (self.managed as f64 * self.write_cache_ratio) as u64;
+            let cache = self.managed - write - write_cache;
             RocksMemory {
                 block_cache: Some(rocksdb::Cache::new_lru_cache(cache as usize)),
                 block_cache_bytes: cache,
                 write_buffer_bytes: per_instance,
+                write_cache_bytes: write_cache / f.rocksdb_instances as u64,
             }
         };
         Ok(Fitted {
@@ -201,6 +207,7 @@ mod tests {
             managed_fraction: 0.4,
             segment: 32 << 10,
             write_buffer_ratio: 0.5,
+            write_cache_ratio: 0.25,
         }
     }
 
@@ -280,8 +287,13 @@ mod tests {
                 8,
             )
             .unwrap();
-        assert_eq!(fitted.rocks.block_cache_bytes(), b.managed - b.managed / 2);
+        let quarter = (b.managed as f64 * 0.25) as u64;
+        assert_eq!(
+            fitted.rocks.block_cache_bytes(),
+            b.managed - b.managed / 2 - quarter
+        );
         assert_eq!(fitted.rocks.write_buffer_bytes(), b.managed / 2 / 4);
+        assert_eq!(fitted.rocks.write_cache_bytes(), quarter / 4);
         let e = b
             .fit(
                 Footprint {

@@ -292,8 +292,10 @@ impl KeyedStateBackend {
         memory: RocksMemory,
         cache_entries: usize,
     ) -> Self {
+        let cache_bytes = memory.write_cache_bytes;
         let db = rocksdb::RocksStore::new(local_dir, uid, subtask, range, memory);
-        let store = Store::RocksDb(Box::new(cached::CachedRocks::new(db, cache_entries)));
+        let cached = cached::CachedRocks::new(db, cache_entries, cache_bytes);
+        let store = Store::RocksDb(Box::new(cached));
         Self::with_store(range, max_parallelism, store)
     }
 
@@ -548,6 +550,8 @@ impl KeyedStateBackend {
     /// A RocksDB integer property of the `rocksdb` backend's open instance (metrics).
     pub(crate) fn rocks_property(&self, name: &str) -> Option<u64> {
         match &self.store {
+            // Weir's own gauge (`state.backend.rocksdb.metrics.write-cache-usage`).
+            Store::RocksDb(r) if name == "rocksdb.write-cache-usage" => Some(r.bytes() as u64),
             Store::RocksDb(r) => r.db.int_property(name),
             Store::HashMap(_) => None,
         }
@@ -818,7 +822,12 @@ mod tests {
             })
             .collect();
         let cache = fitted.rocks.block_cache_bytes();
-        assert_eq!(cache, budget.managed - (budget.managed as f64 * 0.5) as u64);
+        let write_cache = (budget.managed as f64 * 0.25) as u64;
+        assert_eq!(
+            cache,
+            budget.managed - (budget.managed as f64 * 0.5) as u64 - write_cache
+        );
+        assert_eq!(fitted.rocks.write_cache_bytes(), write_cache / 2);
         for b in &mut stores {
             exercise(b);
             let rocks = b.rocks().unwrap().unwrap();
@@ -1037,5 +1046,131 @@ mod tests {
         assert!(!after.contains(&("v".to_string(), a.clone())), "{after:?}");
         assert!(after.contains(&("l".to_string(), a)));
         assert_eq!(after.len(), 6, "l of a, v of b..f: {after:?}");
+    }
+
+    #[test]
+    fn an_incremental_checkpoint_after_touching_a_tenth_of_the_keys_adds_files_of_about_a_tenth_of_the_state()
+     {
+        // Memtables smaller than what an interval changes (the large-state benchmark's
+        // shape): 1 MiB for the instance, 512 KiB each; the write cache holds every key.
+        let dir = tempfile::tempdir().unwrap();
+        let memory = RocksMemory {
+            block_cache: Some(::rocksdb::Cache::new_lru_cache(8 << 20)),
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 1 << 20,
+            write_cache_bytes: 0,
+        };
+        let range = KeyGroupRange { start: 0, end: 128 };
+        let mut b =
+            KeyedStateBackend::new_rocksdb(range, 128, dir.path(), "op", 0, memory, 1_000_000);
+        b.rocks().unwrap().unwrap().open(None).unwrap();
+        let count = ValueState::<u64>::register(&mut b, &StateDescriptor::new("count"));
+        const KEYS: u64 = 200_000;
+        let mut expected = vec![0u64; KEYS as usize];
+        // Bytes of the SST files a checkpoint references that no earlier one did: what the
+        // checkpoint uploads.
+        let mut uploaded = std::collections::HashSet::new();
+        let mut checkpoint = |b: &mut KeyedStateBackend, id: u64| -> (u64, u64) {
+            let names = b.all_state_names();
+            let snapshot = b.rocks().unwrap().unwrap().checkpoint(id, names).unwrap();
+            let new: u64 = snapshot
+                .handle
+                .shared
+                .iter()
+                .filter(|f| uploaded.insert(f.name.clone()))
+                .map(|f| f.size)
+                .sum();
+            let full = snapshot.handle.shared.iter().map(|f| f.size).sum();
+            (new, full)
+        };
+        let mut touch = |b: &mut KeyedStateBackend, round: u64, every: u64| {
+            for i in (0..KEYS).filter(|i| (i * 7_919 + round * 104_729).is_multiple_of(every)) {
+                set_key(b, &format!("key-{i}"));
+                count.update_with(b, || 0, |c| *c += 1);
+                expected[i as usize] += 1;
+            }
+        };
+        touch(&mut b, 0, 1);
+        let (first, full) = checkpoint(&mut b, 1);
+        assert_eq!(first, full, "the first checkpoint uploads the whole state");
+        let mut sizes = Vec::new();
+        for round in 1..=6 {
+            touch(&mut b, round, 10);
+            let (new, full) = checkpoint(&mut b, round + 1);
+            sizes.push((new, full));
+        }
+        for (i, (new, full)) in sizes.iter().enumerate() {
+            assert!(
+                *new < full / 4,
+                "checkpoint {} after touching 10 % of the keys uploads {new} bytes of a {full}-byte \
+                 state (all rounds, new/full: {sizes:?})",
+                i + 2
+            );
+        }
+        // Removals go in the same way (deletes in the ingested file).
+        let gone: Vec<u64> = (0..KEYS).filter(|i| i % 10 == 3).collect();
+        for i in &gone {
+            set_key(&mut b, &format!("key-{i}"));
+            count.clear(&mut b);
+            expected[*i as usize] = 0;
+        }
+        let names = b.all_state_names();
+        let last = b.rocks().unwrap().unwrap().checkpoint(8, names).unwrap();
+        // The last checkpoint's files hold every key's count, and none of the removed keys.
+        let db =
+            ::rocksdb::DB::open_for_read_only(&::rocksdb::Options::default(), &last.dir, false)
+                .unwrap();
+        let mut stored = 0;
+        let mut total = 0;
+        for item in db.iterator(::rocksdb::IteratorMode::Start) {
+            let (_, v) = item.unwrap();
+            stored += 1;
+            total += postcard::from_bytes::<u64>(&v[8..]).unwrap();
+        }
+        assert_eq!(stored, KEYS as usize - gone.len());
+        assert_eq!(total, expected.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn the_rocksdb_write_cache_stays_within_its_bytes_and_loses_nothing_when_it_writes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 256 << 10;
+        let memory = RocksMemory {
+            write_cache_bytes: limit,
+            ..Default::default()
+        };
+        let range = KeyGroupRange { start: 0, end: 128 };
+        // Bounded in entries far above what the bytes allow.
+        let mut b =
+            KeyedStateBackend::new_rocksdb(range, 128, dir.path(), "op", 0, memory, 1_000_000);
+        b.rocks().unwrap().unwrap().open(None).unwrap();
+        let rows = ListState::<String>::register(&mut b, &StateDescriptor::new("rows"));
+        let mut peak = 0;
+        for round in 0..3 {
+            for i in 0..5_000 {
+                set_key(&mut b, &format!("key-{i}"));
+                rows.add(
+                    &mut b,
+                    format!("row {round} of key {i}, padded to some length"),
+                );
+                peak = peak.max(b.rocks_property("rocksdb.write-cache-usage").unwrap());
+            }
+        }
+        // One entry over: the bound is checked before an entry comes in.
+        assert!(
+            peak <= limit + 1_024,
+            "the write cache grew to {peak} bytes, its bound is {limit}"
+        );
+        assert!(peak > limit / 2, "the cache was used: {peak} bytes at most");
+        for i in [0, 2_500, 4_999] {
+            set_key(&mut b, &format!("key-{i}"));
+            assert_eq!(
+                rows.get(&mut b),
+                (0..3)
+                    .map(|r| format!("row {r} of key {i}, padded to some length"))
+                    .collect::<Vec<_>>(),
+                "key-{i}'s rows after write-backs"
+            );
+        }
     }
 }

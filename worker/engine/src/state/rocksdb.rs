@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::keygroup::KeyGroupRange;
 use crate::time::Timestamp;
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, DB, Direction, IngestExternalFileOptions, IteratorMode,
+    Options, SstFileWriter, WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -96,13 +96,18 @@ impl PartialEq for IncrementalRestore {
 }
 impl Eq for IncrementalRestore {}
 
+/// RocksDB's memtable size when no budget sets one (its `write_buffer_size` default).
+const DEFAULT_MEMTABLE_BYTES: u64 = 64 << 20;
+
 /// The RocksDB memory of one instance: a block cache shared with the other instances of the
-/// process, and a limit on its memtables. Empty without a budget (RocksDB's defaults).
+/// process, a limit on its memtables and on its write cache ([`super::cached`]). Empty
+/// without a budget (RocksDB's defaults; the write cache bounded in entries only).
 #[derive(Clone, Default)]
 pub struct RocksMemory {
     pub(crate) block_cache: Option<rocksdb::Cache>,
     pub(crate) block_cache_bytes: u64,
     pub(crate) write_buffer_bytes: u64,
+    pub(crate) write_cache_bytes: u64,
 }
 
 impl RocksMemory {
@@ -115,6 +120,20 @@ impl RocksMemory {
     pub fn write_buffer_bytes(&self) -> u64 {
         self.write_buffer_bytes
     }
+
+    /// This instance's write cache limit in bytes (0: bounded in entries only).
+    pub fn write_cache_bytes(&self) -> u64 {
+        self.write_cache_bytes
+    }
+
+    /// One memtable's size: half the instance's limit (two memtables, one being flushed
+    /// while the other fills), or RocksDB's default.
+    pub(crate) fn memtable_bytes(&self) -> u64 {
+        match self.write_buffer_bytes {
+            0 => DEFAULT_MEMTABLE_BYTES,
+            limit => limit / 2,
+        }
+    }
 }
 
 impl std::fmt::Debug for RocksMemory {
@@ -122,6 +141,7 @@ impl std::fmt::Debug for RocksMemory {
         f.debug_struct("RocksMemory")
             .field("block_cache_bytes", &self.block_cache_bytes)
             .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("write_cache_bytes", &self.write_cache_bytes)
             .finish()
     }
 }
@@ -130,6 +150,7 @@ impl PartialEq for RocksMemory {
     fn eq(&self, other: &Self) -> bool {
         self.block_cache_bytes == other.block_cache_bytes
             && self.write_buffer_bytes == other.write_buffer_bytes
+            && self.write_cache_bytes == other.write_cache_bytes
     }
 }
 
@@ -198,6 +219,8 @@ pub(crate) struct RocksStore {
     /// State names found in restored data (for unclaimed-state reporting).
     restored_names: Vec<String>,
     memory: RocksMemory,
+    /// Write-back files ingested so far (names the next one).
+    ingested: u64,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -286,6 +309,7 @@ impl RocksStore {
             restored_shared: HashMap::new(),
             restored_names: Vec::new(),
             memory,
+            ingested: 0,
         }
     }
 
@@ -451,6 +475,69 @@ impl RocksStore {
         let r = self.db().write_opt(batch, &write);
         self.write = write;
         r.map_err(|e| db_error("cannot write to", &path, e))
+    }
+
+    /// One memtable's size in bytes: a write-back larger than this goes in as one sorted
+    /// file ([`Self::ingest_sorted`]) rather than through the memtables.
+    pub(crate) fn memtable_bytes(&self) -> u64 {
+        self.memory.memtable_bytes()
+    }
+
+    /// Writes entries that `fill` hands over in strictly increasing key order (`None`: a
+    /// delete) into one SST file and ingests it, so that they become one level-0 file (or
+    /// land lower, where they overlap nothing) instead of passing through the memtables.
+    ///
+    /// Why: an incremental checkpoint uploads the SST files created since the last one. A
+    /// write-back larger than a memtable, written through the memtables, becomes several
+    /// level-0 files that each span the whole key range; four of them trigger a level-0
+    /// compaction, which rewrites every overlapping file below: the whole state, uploaded
+    /// again by the next checkpoint (bench/README.md, *Large state*). As one file, a
+    /// checkpoint interval adds one level-0 file, and the state is rewritten once every few
+    /// checkpoints (as Flink's is), not at every one.
+    pub(crate) fn ingest_sorted(
+        &mut self,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8], Option<&[u8]>) -> Result<()>) -> Result<()>,
+    ) -> Result<()> {
+        self.ensure_open();
+        self.ingested += 1;
+        let file = self.dir.join(format!("write-back-{}.sst", self.ingested));
+        let options = db_options(&self.memory);
+        let mut writer = SstFileWriter::create(&options);
+        writer
+            .open(&file)
+            .map_err(|e| db_error("cannot create a write-back file", &file, e))?;
+        let mut entries = 0usize;
+        let mut add = |k: &[u8], v: Option<&[u8]>| -> Result<()> {
+            match v {
+                Some(v) => writer.put(k, v),
+                None => writer.delete(k),
+            }
+            .map_err(|e| db_error("cannot write the write-back file", &file, e))?;
+            entries += 1;
+            Ok(())
+        };
+        let filled = fill(&mut add);
+        let finished = match filled {
+            Ok(()) if entries > 0 => writer
+                .finish()
+                .map_err(|e| db_error("cannot finish the write-back file", &file, e)),
+            other => other,
+        };
+        drop(writer);
+        let ingested = finished.and_then(|()| {
+            if entries == 0 {
+                return Ok(());
+            }
+            let mut opts = IngestExternalFileOptions::default();
+            // A hard link into the database directory, not a copy.
+            opts.set_move_files(true);
+            let path = self.db_path();
+            self.db()
+                .ingest_external_file_opts(&opts, vec![&file])
+                .map_err(|e| db_error("cannot ingest a write-back file into", &path, e))
+        });
+        let _ = std::fs::remove_file(&file);
+        ingested
     }
 
     /// A RocksDB integer property (`rocksdb.block-cache-usage`, ...) of the open instance.
@@ -661,6 +748,7 @@ mod tests {
             block_cache: Some(rocksdb::Cache::new_lru_cache(32 << 20)),
             block_cache_bytes: 32 << 20,
             write_buffer_bytes: 128 << 20,
+            write_cache_bytes: 0,
         };
         let range = KeyGroupRange { start: 0, end: 128 };
         let mut store = RocksStore::new(dir.path(), "op", 0, range, memory);
