@@ -444,6 +444,9 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         // `HH:mm:ss[.SSS]`, as Flink's json and csv formats read a TIME.
         SqlType::Time(p) => Value::Time(crate::builtins::parse_time(s, p)?, p),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
+        // Nested values have no text form here (the json format reads JSON arrays and
+        // objects).
+        SqlType::Nested(_) => return None,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
             Ok(_) => return None,
@@ -934,7 +937,7 @@ fn datagen(
                         ),
                     ));
                 }
-                t @ (SqlType::Date | SqlType::Time(_) | SqlType::Bytes) => {
+                t @ (SqlType::Date | SqlType::Time(_) | SqlType::Bytes | SqlType::Nested(_)) => {
                     return Err(SqlError::at(
                         opts.table_span,
                         format!(
