@@ -688,6 +688,7 @@ impl ConnectorFactory for Filesystem {
             }
         }
         let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
+        let types: Vec<SqlType> = cols.iter().map(|c| c.col.ty).collect();
         let mut sink = FileSink::json_lines(path);
         if let Some(size) = opts.memory_size("sink.rolling-policy.file-size")? {
             sink = sink.with_rolling_file_size(size);
@@ -727,8 +728,9 @@ impl ConnectorFactory for Filesystem {
                     let line = crate::format::json_object(
                         fields
                             .iter()
-                            .map(String::as_str)
+                            .zip(&types)
                             .zip(&r.0)
+                            .map(|((f, t), v)| (f.as_str(), v, *t))
                             .enumerate()
                             .filter(|(i, _)| !keys.contains(i))
                             .map(|(_, f)| f),
@@ -747,7 +749,13 @@ impl ConnectorFactory for Filesystem {
         stream
             .map(move |r: Row| {
                 // The JSON text, written by hand so that a DECIMAL keeps its digits (`1.50`).
-                let line = crate::format::json_object(fields.iter().map(String::as_str).zip(&r.0));
+                let line = crate::format::json_object(
+                    fields
+                        .iter()
+                        .zip(&types)
+                        .zip(&r.0)
+                        .map(|((f, t), v)| (f.as_str(), v, *t)),
+                );
                 JsonText(String::from_utf8(line).expect("JSON text is UTF-8"))
             })
             .uid(&format!("{uid}-encode"))

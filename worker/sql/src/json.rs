@@ -16,6 +16,7 @@
 //! message.
 
 use crate::connectors::{PhysicalColumn, days_from_civil, parse_text};
+use crate::nested::Nested;
 use crate::value::{EventTime, Row, SqlType, Value};
 use weir_engine::bytes;
 
@@ -262,6 +263,11 @@ impl JsonRowDecoder {
                             serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
                         Some(Value::Str(v.to_string()))
                     }
+                    SqlType::Nested(_) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
+                        from_json(&v, ty)
+                    }
                     _ => None,
                 }
             }
@@ -314,6 +320,43 @@ impl Fast {
 /// Whether a JSON number's text is an integer (no fraction or exponent).
 fn is_integer(text: &str) -> bool {
     !text.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+}
+
+/// A JSON value read as `ty` (an ARRAY from a JSON array, a MAP or a ROW from an object, a
+/// ROW's missing fields NULL, as Flink's json format reads them); None where it does not fit.
+fn from_json(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
+    use serde_json::Value as J;
+    let nested = match ty {
+        SqlType::Nested(n) => Some(n.get()),
+        _ => None,
+    };
+    Some(match (v, nested) {
+        (J::Null, _) => Value::Null,
+        (J::Array(items), Some(Nested::Array(e))) => Value::Array(
+            items
+                .iter()
+                .map(|x| from_json(x, *e))
+                .collect::<Option<_>>()?,
+        ),
+        (J::Object(m), Some(Nested::Map(k, t))) => Value::Map(
+            m.iter()
+                .map(|(key, x)| Some((parse_text(key, *k)?, from_json(x, *t)?)))
+                .collect::<Option<_>>()?,
+        ),
+        (J::Object(m), Some(Nested::Row(fields))) => Value::Row(
+            fields
+                .iter()
+                .map(|(name, t)| m.get(name).map_or(Some(Value::Null), |x| from_json(x, *t)))
+                .collect::<Option<_>>()?,
+        ),
+        (_, Some(_)) => return None,
+        (J::String(s), _) if ty == SqlType::String => Value::Str(s.clone()),
+        (J::String(s), _) => parse_text(s, ty)?,
+        (J::Bool(b), _) => bool_value(*b, ty)?,
+        (J::Number(n), _) => number_value(&n.to_string(), n.is_i64() || n.is_u64(), ty)?,
+        (J::Array(_) | J::Object(_), _) if ty == SqlType::String => Value::Str(v.to_string()),
+        (J::Array(_) | J::Object(_), _) => return None,
+    })
 }
 
 fn bool_value(b: bool, ty: SqlType) -> Option<Value> {

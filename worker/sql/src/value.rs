@@ -533,16 +533,28 @@ pub fn format_timestamp(ms: i64) -> String {
     )
 }
 
+/// A TIMESTAMP as Java's `LocalDateTime.toString` writes it (Flink's `print`):
+/// `2026-01-01T00:01`, `2026-01-01T00:01:05`, `2026-01-01T00:01:00.500` (the seconds only
+/// when the time has some, milliseconds as three digits).
+pub fn java_local_date_time(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let (y, m, d) = weir_engine::time::civil_from_days(days);
+    let time = java_local_time(ms.rem_euclid(86_400_000) as i32);
+    format!("{y:04}-{m:02}-{d:02}T{time}")
+}
+
+/// As Flink's `print` connector writes a value: Java's `toString` of it (`null`, `true`,
+/// `2026-01-01T00:01`, `[1, null]`, `{a=1}`, `+I[1, x]`).
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Null => f.write_str("NULL"),
-            Value::Bool(b) => write!(f, "{}", if *b { "TRUE" } else { "FALSE" }),
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             // As Java's Double.toString, which Flink's print uses: 1.6325E8, 3.0.
             Value::Double(d) => f.write_str(&crate::builtins::java_double(*d)),
             Value::Str(s) => f.write_str(s),
-            Value::Ts(t) => f.write_str(&format_timestamp(*t)),
+            Value::Ts(t) => f.write_str(&java_local_date_time(*t)),
             Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
             // As Java's Float.toString: 1.0E-5, 3.4028235E38.
             Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
@@ -1175,6 +1187,18 @@ mod tests {
             [(0, 0), (45_296_000, 0), (86_399_999, 3), (1, 9)].map(|(t, p)| Value::Time(t, p)),
         );
         values.extend([vec![], vec![0], vec![0xff; 200]].map(Value::Bytes));
+        values.extend([
+            Value::Array(vec![Value::Int(1), Value::Null, Value::Str("x".into())]),
+            Value::Array(Vec::new()),
+            Value::Map(vec![
+                (Value::Str("a".into()), Value::Int(1)),
+                (Value::Str("b".into()), Value::Null),
+            ]),
+            Value::Row(vec![
+                Value::Array(vec![Value::Bool(true)]),
+                Value::Decimal(150, 2),
+            ]),
+        ]);
         values.extend(
             [
                 0,
@@ -1238,6 +1262,89 @@ mod tests {
         assert_eq!(format_time(0, 3), "00:00:00.0");
         assert_eq!(format_time(86_399_999, 0), "23:59:59");
         assert_eq!(format_time(86_399_999, 3), "23:59:59.999");
+    }
+
+    #[test]
+    fn print_writes_timestamps_nulls_and_nested_values_as_flinks_print_connector() {
+        // Flink 2.3's `print` of the same values:
+        // `+I[[1, null], {a=1}, +I[1, x], true, 2026-01-01T00:01, 2026-01-01T00:01:00.500,
+        // [2026-01-01T00:01], null, 2026-01-01T00:00:05, 0001-01-01T00:00]`.
+        let row = Row(vec![
+            Value::Array(vec![Value::Int(1), Value::Null]),
+            Value::Map(vec![(Value::Str("a".into()), Value::Int(1))]),
+            Value::Row(vec![Value::Int(1), Value::Str("x".into())]),
+            Value::Bool(true),
+            Value::Ts(1_767_225_660_000),
+            Value::Ts(1_767_225_660_500),
+            Value::Array(vec![Value::Ts(1_767_225_660_000)]),
+            Value::Null,
+            Value::Ts(1_767_225_605_000),
+            Value::Ts(-62_135_596_800_000),
+        ]);
+        assert_eq!(
+            row.to_string(),
+            "+I[[1, null], {a=1}, +I[1, x], true, 2026-01-01T00:01, 2026-01-01T00:01:00.500, \
+             [2026-01-01T00:01], null, 2026-01-01T00:00:05, 0001-01-01T00:00]"
+        );
+    }
+
+    #[test]
+    fn nested_values_go_through_arrow_and_back_unchanged() {
+        use crate::nested::{array_of, map_of, row_of};
+        let row_ty = row_of(vec![
+            ("x".into(), SqlType::Int),
+            ("y".into(), SqlType::String),
+        ]);
+        let cols = vec![
+            Column {
+                name: "a".into(),
+                ty: array_of(array_of(SqlType::BigInt)),
+            },
+            Column {
+                name: "m".into(),
+                ty: map_of(SqlType::String, SqlType::Decimal(5, 2)),
+            },
+            Column {
+                name: "r".into(),
+                ty: row_ty,
+            },
+        ];
+        let rows = vec![
+            Row(vec![
+                Value::Array(vec![
+                    Value::Array(vec![Value::Int(1), Value::Null]),
+                    Value::Null,
+                    Value::Array(vec![]),
+                ]),
+                Value::Map(vec![(Value::Str("k".into()), Value::Decimal(150, 2))]),
+                Value::Row(vec![Value::Int(7), Value::Null]),
+            ]),
+            Row(vec![Value::Null, Value::Null, Value::Null]),
+        ];
+        let batch = rows_to_batch(&cols, &arrow_schema(&cols), rows.iter()).unwrap();
+        let mut back: Vec<Row> = vec![Row(Vec::new()), Row(Vec::new())];
+        for (i, c) in cols.iter().enumerate() {
+            append_column(batch.column(i), c.ty, &mut back).unwrap();
+        }
+        assert_eq!(back, rows);
+        assert_eq!(row_ty.sql_name(), "ROW<`x` INT, `y` STRING>");
+    }
+
+    #[test]
+    fn maps_are_equal_in_any_order_and_hash_alike() {
+        use std::hash::BuildHasher;
+        let a = Value::Map(vec![
+            (Value::Str("a".into()), Value::Int(1)),
+            (Value::Str("b".into()), Value::Int(2)),
+        ]);
+        let b = Value::Map(vec![
+            (Value::Str("b".into()), Value::Int(2)),
+            (Value::Str("a".into()), Value::Int(1)),
+        ]);
+        assert_eq!(a, b);
+        let s = std::collections::hash_map::RandomState::new();
+        assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        assert_ne!(a, Value::Map(vec![(Value::Str("a".into()), Value::Int(1))]));
     }
 
     #[test]
