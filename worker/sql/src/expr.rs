@@ -377,8 +377,8 @@ fn time_syntax(e: &ast::Expr) -> std::result::Result<Option<ast::Expr>, String> 
             let safe = matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast);
             to_time((**expr).clone(), p, safe)
         }
-        // BYTES, VARBINARY and BINARY(n) are DataFusion's BYTEA (Flink's lengths are not
-        // kept).
+        // BYTES, VARBINARY and BINARY are DataFusion's BYTEA (a CAST to BINARY(n) or
+        // VARBINARY(n) is rewritten before, see `FlinkFunctions`).
         ast::Expr::Cast {
             kind,
             expr,
@@ -505,6 +505,38 @@ impl VisitorMut for FlinkFunctions {
             let number = ast::Expr::Value(ast::Value::Number(id.to_string(), false).into());
             *e = call("cast_nested", vec![(**expr).clone(), number]);
             return ControlFlow::Continue(());
+        }
+        // `CAST(x AS BINARY(n))` pads with zero bytes to `n` and cuts to it,
+        // `CAST(x AS VARBINARY(n))` cuts to `n`, as Flink's CAST does: the BYTES CAST, then
+        // `binary_length(bytes, n, pad)`.
+        if let ast::Expr::Cast {
+            kind,
+            expr,
+            data_type,
+            array,
+            format,
+        } = e
+        {
+            let sized = match data_type {
+                ast::DataType::Binary(Some(n)) => Some((*n, true)),
+                ast::DataType::Varbinary(Some(ast::BinaryLength::IntegerLength { length })) => {
+                    Some((*length, false))
+                }
+                _ => None,
+            };
+            if let Some((n, pad)) = sized {
+                let bytes = ast::Expr::Cast {
+                    kind: kind.clone(),
+                    expr: expr.clone(),
+                    data_type: ast::DataType::Bytea,
+                    array: *array,
+                    format: format.clone(),
+                };
+                let number = |v: String| ast::Expr::Value(ast::Value::Number(v, false).into());
+                let pad = ast::Expr::Value(ast::Value::Boolean(pad).into());
+                *e = call("binary_length", vec![bytes, number(n.to_string()), pad]);
+                return ControlFlow::Continue(());
+            }
         }
         match time_syntax(e) {
             Ok(Some(rewritten)) => {
