@@ -263,11 +263,7 @@ impl JsonRowDecoder {
                             serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
                         Some(Value::Str(v.to_string()))
                     }
-                    SqlType::Nested(_) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
-                        from_json(&v, ty)
-                    }
+                    SqlType::Nested(_) => nested_value(&p.b[start..p.i], ty)?,
                     _ => None,
                 }
             }
@@ -322,6 +318,15 @@ fn is_integer(text: &str) -> bool {
     !text.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
 }
 
+/// The JSON array or object `text` read as the nested type `ty` (out of line: the
+/// decoder's loop over scalar fields stays as it was).
+#[cold]
+#[inline(never)]
+fn nested_value(text: &[u8], ty: SqlType) -> Result<Option<Value>, Fault> {
+    let v: serde_json::Value = serde_json::from_slice(text).map_err(|_| Fault::BAD)?;
+    Ok(from_json(&v, ty))
+}
+
 /// A JSON value read as `ty` (an ARRAY from a JSON array, a MAP or a ROW from an object, a
 /// ROW's missing fields NULL, as Flink's json format reads them); None where it does not fit.
 fn from_json(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
@@ -336,18 +341,21 @@ fn from_json(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
             items
                 .iter()
                 .map(|x| from_json(x, *e))
-                .collect::<Option<_>>()?,
+                .collect::<Option<Vec<_>>>()?
+                .into(),
         ),
         (J::Object(m), Some(Nested::Map(k, t))) => Value::Map(
             m.iter()
                 .map(|(key, x)| Some((parse_text(key, *k)?, from_json(x, *t)?)))
-                .collect::<Option<_>>()?,
+                .collect::<Option<Vec<_>>>()?
+                .into(),
         ),
         (J::Object(m), Some(Nested::Row(fields))) => Value::Row(
             fields
                 .iter()
                 .map(|(name, t)| m.get(name).map_or(Some(Value::Null), |x| from_json(x, *t)))
-                .collect::<Option<_>>()?,
+                .collect::<Option<Vec<_>>>()?
+                .into(),
         ),
         (_, Some(_)) => return None,
         (J::String(s), _) if ty == SqlType::String => Value::Str(s.clone()),

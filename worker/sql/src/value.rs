@@ -279,12 +279,34 @@ pub enum Value {
     Time(i32, u8),
     /// BYTES, VARBINARY.
     Bytes(Vec<u8>),
-    /// ARRAY: the elements.
-    Array(Vec<Value>),
+    /// ARRAY: the elements. Shared (and serialized as a sequence): a nested value is
+    /// cloned and dropped without recursing through `Value`'s own glue, which stays as
+    /// small as for the scalar rows every query moves.
+    Array(#[serde(with = "shared")] Arc<Vec<Value>>),
     /// MAP: the entries, in the order they were made, each key once.
-    Map(Vec<(Value, Value)>),
+    Map(#[serde(with = "shared")] Arc<Vec<(Value, Value)>>),
     /// ROW: the fields' values (their names are the type's).
-    Row(Vec<Value>),
+    Row(#[serde(with = "shared")] Arc<Vec<Value>>),
+}
+
+/// Serde for the shared payloads of nested values, as the vectors they hold (serde's `rc`
+/// feature is not enabled in the workspace).
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<Vec<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Vec<T>>, D::Error> {
+        Vec::deserialize(d).map(Arc::new)
+    }
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -995,18 +1017,18 @@ impl ValueReader {
             DataType::List(_) => {
                 let offsets = self.array.as_list::<i32>().value_offsets();
                 let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Array((from..to).map(|j| self.parts[0].get(j)).collect())
+                Value::Array(Arc::new((from..to).map(|j| self.parts[0].get(j)).collect()))
             }
             DataType::Map(..) => {
                 let offsets = self.array.as_map().value_offsets();
                 let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-                Value::Map(
+                Value::Map(Arc::new(
                     (from..to)
                         .map(|j| (self.parts[0].get(j), self.parts[1].get(j)))
                         .collect(),
-                )
+                ))
             }
-            _ => Value::Row(self.parts.iter().map(|p| p.get(i)).collect()),
+            _ => Value::Row(Arc::new(self.parts.iter().map(|p| p.get(i)).collect())),
         }
     }
 
@@ -1127,7 +1149,7 @@ fn write_values<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf: &mut Ve
                 // A sequence of (key, value) tuples: the length, then each pair in place.
                 buf.push(12);
                 varint(m.len() as u64, buf);
-                for (k, v) in m {
+                for (k, v) in m.iter() {
                     let pair = [k, v];
                     let at = buf.len();
                     write_values(pair.into_iter(), buf);
@@ -1188,16 +1210,20 @@ mod tests {
         );
         values.extend([vec![], vec![0], vec![0xff; 200]].map(Value::Bytes));
         values.extend([
-            Value::Array(vec![Value::Int(1), Value::Null, Value::Str("x".into())]),
-            Value::Array(Vec::new()),
-            Value::Map(vec![
+            Value::Array(Arc::new(vec![
+                Value::Int(1),
+                Value::Null,
+                Value::Str("x".into()),
+            ])),
+            Value::Array(Arc::new(Vec::new())),
+            Value::Map(Arc::new(vec![
                 (Value::Str("a".into()), Value::Int(1)),
                 (Value::Str("b".into()), Value::Null),
-            ]),
-            Value::Row(vec![
-                Value::Array(vec![Value::Bool(true)]),
+            ])),
+            Value::Row(Arc::new(vec![
+                Value::Array(Arc::new(vec![Value::Bool(true)])),
                 Value::Decimal(150, 2),
-            ]),
+            ])),
         ]);
         values.extend(
             [
@@ -1270,13 +1296,13 @@ mod tests {
         // `+I[[1, null], {a=1}, +I[1, x], true, 2026-01-01T00:01, 2026-01-01T00:01:00.500,
         // [2026-01-01T00:01], null, 2026-01-01T00:00:05, 0001-01-01T00:00]`.
         let row = Row(vec![
-            Value::Array(vec![Value::Int(1), Value::Null]),
-            Value::Map(vec![(Value::Str("a".into()), Value::Int(1))]),
-            Value::Row(vec![Value::Int(1), Value::Str("x".into())]),
+            Value::Array(Arc::new(vec![Value::Int(1), Value::Null])),
+            Value::Map(Arc::new(vec![(Value::Str("a".into()), Value::Int(1))])),
+            Value::Row(Arc::new(vec![Value::Int(1), Value::Str("x".into())])),
             Value::Bool(true),
             Value::Ts(1_767_225_660_000),
             Value::Ts(1_767_225_660_500),
-            Value::Array(vec![Value::Ts(1_767_225_660_000)]),
+            Value::Array(Arc::new(vec![Value::Ts(1_767_225_660_000)])),
             Value::Null,
             Value::Ts(1_767_225_605_000),
             Value::Ts(-62_135_596_800_000),
@@ -1311,13 +1337,16 @@ mod tests {
         ];
         let rows = vec![
             Row(vec![
-                Value::Array(vec![
-                    Value::Array(vec![Value::Int(1), Value::Null]),
+                Value::Array(Arc::new(vec![
+                    Value::Array(Arc::new(vec![Value::Int(1), Value::Null])),
                     Value::Null,
-                    Value::Array(vec![]),
-                ]),
-                Value::Map(vec![(Value::Str("k".into()), Value::Decimal(150, 2))]),
-                Value::Row(vec![Value::Int(7), Value::Null]),
+                    Value::Array(Arc::new(vec![])),
+                ])),
+                Value::Map(Arc::new(vec![(
+                    Value::Str("k".into()),
+                    Value::Decimal(150, 2),
+                )])),
+                Value::Row(Arc::new(vec![Value::Int(7), Value::Null])),
             ]),
             Row(vec![Value::Null, Value::Null, Value::Null]),
         ];
@@ -1333,18 +1362,21 @@ mod tests {
     #[test]
     fn maps_are_equal_in_any_order_and_hash_alike() {
         use std::hash::BuildHasher;
-        let a = Value::Map(vec![
+        let a = Value::Map(Arc::new(vec![
             (Value::Str("a".into()), Value::Int(1)),
             (Value::Str("b".into()), Value::Int(2)),
-        ]);
-        let b = Value::Map(vec![
+        ]));
+        let b = Value::Map(Arc::new(vec![
             (Value::Str("b".into()), Value::Int(2)),
             (Value::Str("a".into()), Value::Int(1)),
-        ]);
+        ]));
         assert_eq!(a, b);
         let s = std::collections::hash_map::RandomState::new();
         assert_eq!(s.hash_one(&a), s.hash_one(&b));
-        assert_ne!(a, Value::Map(vec![(Value::Str("a".into()), Value::Int(1))]));
+        assert_ne!(
+            a,
+            Value::Map(Arc::new(vec![(Value::Str("a".into()), Value::Int(1))]))
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn str_to_map(a: &[Value]) -> Result<Value, String> {
     };
     let mut entries = Vec::new();
     if s.is_empty() {
-        return Ok(Value::Map(entries));
+        return Ok(Value::Map(Arc::new(entries)));
     }
     for part in list.split(s) {
         let (k, v) = match kv.find(part) {
@@ -149,7 +149,7 @@ fn str_to_map(a: &[Value]) -> Result<Value, String> {
         let v = v.map_or(Value::Null, |v| Value::Str(v.to_string()));
         put(&mut entries, Value::Str(k.to_string()), v)?;
     }
-    Ok(Value::Map(entries))
+    Ok(Value::Map(Arc::new(entries)))
 }
 
 /// The ARRAY, MAP and ROW functions.
@@ -165,7 +165,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 let t = common_of(a)?;
                 Ok((vec![t; a.len()], array_of(t)))
             },
-            |a| Ok(Value::Array(a.to_vec())),
+            |a| Ok(Value::Array(Arc::new(a.to_vec()))),
         ),
         udf(
             "map_value",
@@ -187,7 +187,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 for kv in a.chunks(2) {
                     put(&mut entries, kv[0].clone(), kv[1].clone())?;
                 }
-                Ok(Value::Map(entries))
+                Ok(Value::Map(Arc::new(entries)))
             },
         ),
         udf(
@@ -209,7 +209,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                     .collect();
                 Ok((tys, row_of(fields)))
             },
-            |a| Ok(Value::Row(a.to_vec())),
+            |a| Ok(Value::Row(Arc::new(a.to_vec()))),
         ),
         udf(
             "cardinality",
@@ -271,7 +271,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             |a| array_and_element(a, None),
             |a| {
                 Ok(items(&a[0]).map_or(Value::Null, |x| {
-                    Value::Array(x.iter().filter(|v| **v != a[1]).cloned().collect())
+                    Value::Array(Arc::new(
+                        x.iter().filter(|v| **v != a[1]).cloned().collect(),
+                    ))
                 }))
             },
         ),
@@ -283,7 +285,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok(items(&a[0]).map_or(Value::Null, |x| {
                     let mut x = x.to_vec();
                     x.push(a[1].clone());
-                    Value::Array(x)
+                    Value::Array(Arc::new(x))
                 }))
             },
         ),
@@ -295,7 +297,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok(items(&a[0]).map_or(Value::Null, |x| {
                     let mut out = vec![a[1].clone()];
                     out.extend_from_slice(x);
-                    Value::Array(out)
+                    Value::Array(Arc::new(out))
                 }))
             },
         ),
@@ -303,7 +305,11 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "array_distinct",
             "ARRAY_DISTINCT(array)",
             |a| same_arrays(a, 1, 1),
-            |a| Ok(items(&a[0]).map_or(Value::Null, |x| Value::Array(distinct(x.iter().cloned())))),
+            |a| {
+                Ok(items(&a[0]).map_or(Value::Null, |x| {
+                    Value::Array(Arc::new(distinct(x.iter().cloned())))
+                }))
+            },
         ),
         udf(
             "array_reverse",
@@ -311,7 +317,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             |a| same_arrays(a, 1, 1),
             |a| {
                 Ok(items(&a[0]).map_or(Value::Null, |x| {
-                    Value::Array(x.iter().rev().cloned().collect())
+                    Value::Array(Arc::new(x.iter().rev().cloned().collect()))
                 }))
             },
         ),
@@ -336,7 +342,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                         None => return Ok(Value::Null),
                     },
                 };
-                Ok(Value::Array(slice(x, from, to)))
+                Ok(Value::Array(Arc::new(slice(x, from, to))))
             },
         ),
         udf(
@@ -351,7 +357,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                         None => return Ok(Value::Null),
                     }
                 }
-                Ok(Value::Array(out))
+                Ok(Value::Array(Arc::new(out)))
             },
         ),
         udf(
@@ -359,7 +365,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "ARRAY_UNION(array1, array2)",
             |a| same_arrays(a, 2, 2),
             |a| match (items(&a[0]), items(&a[1])) {
-                (Some(x), Some(y)) => Ok(Value::Array(distinct(x.iter().chain(y).cloned()))),
+                (Some(x), Some(y)) => {
+                    Ok(Value::Array(Arc::new(distinct(x.iter().chain(y).cloned()))))
+                }
                 _ => Ok(Value::Null),
             },
         ),
@@ -368,9 +376,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "ARRAY_EXCEPT(array1, array2)",
             |a| same_arrays(a, 2, 2),
             |a| match (items(&a[0]), items(&a[1])) {
-                (Some(x), Some(y)) => Ok(Value::Array(distinct(
+                (Some(x), Some(y)) => Ok(Value::Array(Arc::new(distinct(
                     x.iter().filter(|v| !y.contains(v)).cloned(),
-                ))),
+                )))),
                 _ => Ok(Value::Null),
             },
         ),
@@ -379,9 +387,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
             "ARRAY_INTERSECT(array1, array2)",
             |a| same_arrays(a, 2, 2),
             |a| match (items(&a[0]), items(&a[1])) {
-                (Some(x), Some(y)) => Ok(Value::Array(distinct(
+                (Some(x), Some(y)) => Ok(Value::Array(Arc::new(distinct(
                     x.iter().filter(|v| y.contains(v)).cloned(),
-                ))),
+                )))),
                 _ => Ok(Value::Null),
             },
         ),
@@ -454,10 +462,10 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 }
                 Ok(Value::Array(if nulls_first {
                     nulls.extend(vals);
-                    nulls
+                    Arc::new(nulls)
                 } else {
                     vals.extend(nulls);
-                    vals
+                    Arc::new(vals)
                 }))
             },
         ),
@@ -508,7 +516,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 } else {
                     s.split(d).map(|p| Value::Str(p.to_string())).collect()
                 };
-                Ok(Value::Array(parts))
+                Ok(Value::Array(Arc::new(parts)))
             },
         ),
         udf(
@@ -520,7 +528,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok((vec![a[0].expect("a MAP")], array_of(k)))
             },
             |a| match &a[0] {
-                Value::Map(m) => Ok(Value::Array(m.iter().map(|e| e.0.clone()).collect())),
+                Value::Map(m) => Ok(Value::Array(Arc::new(
+                    m.iter().map(|e| e.0.clone()).collect(),
+                ))),
                 _ => Ok(Value::Null),
             },
         ),
@@ -533,7 +543,9 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok((vec![a[0].expect("a MAP")], array_of(v)))
             },
             |a| match &a[0] {
-                Value::Map(m) => Ok(Value::Array(m.iter().map(|e| e.1.clone()).collect())),
+                Value::Map(m) => Ok(Value::Array(Arc::new(
+                    m.iter().map(|e| e.1.clone()).collect(),
+                ))),
                 _ => Ok(Value::Null),
             },
         ),
@@ -547,11 +559,11 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 Ok((vec![a[0].expect("a MAP")], array_of(entry)))
             },
             |a| match &a[0] {
-                Value::Map(m) => Ok(Value::Array(
+                Value::Map(m) => Ok(Value::Array(Arc::new(
                     m.iter()
-                        .map(|(k, v)| Value::Row(vec![k.clone(), v.clone()]))
+                        .map(|(k, v)| Value::Row(Arc::new(vec![k.clone(), v.clone()])))
                         .collect(),
-                )),
+                ))),
                 _ => Ok(Value::Null),
             },
         ),
@@ -581,7 +593,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                 for (k, v) in k.iter().zip(v) {
                     put(&mut entries, k.clone(), v.clone())?;
                 }
-                Ok(Value::Map(entries))
+                Ok(Value::Map(Arc::new(entries)))
             },
         ),
         udf(
@@ -601,11 +613,11 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
                     let Value::Map(m) = m else {
                         return Ok(Value::Null);
                     };
-                    for (k, v) in m {
+                    for (k, v) in m.iter() {
                         put(&mut entries, k.clone(), v.clone())?;
                     }
                 }
-                Ok(Value::Map(entries))
+                Ok(Value::Map(Arc::new(entries)))
             },
         ),
         udf(
@@ -752,7 +764,7 @@ impl ScalarUDFImpl for Subscript {
             let reader = ValueReader::new(&x, SqlType::Nested(id))?;
             let out: Vec<Row> = (0..n)
                 .map(|r| match reader.get(r) {
-                    Value::Row(mut f) => Row(vec![std::mem::take(&mut f[i])]),
+                    Value::Row(f) => Row(vec![f[i].clone()]),
                     _ => Row(vec![Value::Null]),
                 })
                 .collect();
@@ -772,12 +784,12 @@ impl ScalarUDFImpl for Subscript {
                 // Past either end is NULL.
                 (Value::Array(items), Value::Int(i)) => usize::try_from(i - 1)
                     .ok()
-                    .and_then(|i| items.into_iter().nth(i))
+                    .and_then(|i| items.get(i).cloned())
                     .unwrap_or(Value::Null),
                 (Value::Map(entries), k) => entries
-                    .into_iter()
+                    .iter()
                     .find(|(key, _)| *key == k)
-                    .map_or(Value::Null, |e| e.1),
+                    .map_or(Value::Null, |e| e.1.clone()),
                 _ => Value::Null,
             };
             out.push(Row(vec![v]));
