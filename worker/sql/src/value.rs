@@ -284,9 +284,27 @@ pub enum Value {
     /// small as for the scalar rows every query moves.
     Array(#[serde(with = "shared")] Arc<Vec<Value>>),
     /// MAP: the entries, in the order they were made, each key once.
-    Map(#[serde(with = "shared")] Arc<Vec<(Value, Value)>>),
+    /// Serialized with its entries ordered by key, so that equal maps are equal keys.
+    Map(#[serde(with = "shared_map")] Arc<Vec<(Value, Value)>>),
     /// ROW: the fields' values (their names are the type's).
     Row(#[serde(with = "shared")] Arc<Vec<Value>>),
+}
+
+/// Serde for a MAP's entries: ordered by key (see [`sorted_entries`]).
+mod shared_map {
+    use super::Value;
+    use serde::{Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<Vec<(Value, Value)>>, s: S) -> Result<S::Ok, S::Error> {
+        super::sorted_entries(v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Vec<(Value, Value)>>, D::Error> {
+        super::shared::deserialize(d)
+    }
 }
 
 /// Serde for the shared payloads of nested values, as the vectors they hold (serde's `rc`
@@ -1146,10 +1164,11 @@ fn write_values<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf: &mut Ve
                 write_values(a.iter(), buf);
             }
             Value::Map(m) => {
-                // A sequence of (key, value) tuples: the length, then each pair in place.
+                // A sequence of (key, value) tuples ordered by key (as `shared_map` writes
+                // them): the length, then each pair in place.
                 buf.push(12);
                 varint(m.len() as u64, buf);
-                for (k, v) in m.iter() {
+                for (k, v) in sorted_entries(m) {
                     let pair = [k, v];
                     let at = buf.len();
                     write_values(pair.into_iter(), buf);
@@ -1373,6 +1392,13 @@ mod tests {
         assert_eq!(a, b);
         let s = std::collections::hash_map::RandomState::new();
         assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        // As keys (GROUP BY a MAP): the same bytes, here and in the engine's serializer.
+        let (mut ka, mut kb) = (Vec::new(), Vec::new());
+        write_key([&a].into_iter(), &mut ka);
+        write_key([&b].into_iter(), &mut kb);
+        assert_eq!(ka, kb);
+        weir_engine::keygroup::serialize_key(&vec![b.clone()], &mut kb);
+        assert_eq!(ka, kb);
         assert_ne!(
             a,
             Value::Map(Arc::new(vec![(Value::Str("a".into()), Value::Int(1))]))
