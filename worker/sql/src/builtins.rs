@@ -13,6 +13,7 @@ mod datetime;
 pub(crate) mod decimal;
 mod encoding;
 mod json_path;
+mod nested;
 
 use crate::value::{Column, Row, SqlType, Value, append_column, arrow_schema, rows_to_batch};
 use arrow::datatypes::DataType;
@@ -149,6 +150,28 @@ impl ScalarUDFImpl for Builtin {
         let batch = rows_to_batch(&col, &arrow_schema(&col), out.iter())?;
         Ok(ColumnarValue::Array(batch.column(0).clone()))
     }
+}
+
+/// `a = b` of two ARRAY, MAP or ROW values (see `crate::expr`): NULL when either is.
+pub(crate) fn nested_equals() -> Arc<ScalarUDF> {
+    static EQUALS: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+        udf(
+            "nested_equals",
+            "a = b",
+            |a| {
+                count(a, 2, 2)?;
+                let t = crate::nested::common_of(a)?;
+                Ok((vec![t, t], SqlType::Boolean))
+            },
+            |a| {
+                Ok(match (&a[0], &a[1]) {
+                    (Value::Null, _) | (_, Value::Null) => Value::Null,
+                    (x, y) => Value::Bool(x == y),
+                })
+            },
+        )
+    });
+    EQUALS.clone()
 }
 
 /// Whether `f` is one of Weir's functions (this module's, the DECIMAL ones, user functions,
@@ -533,7 +556,25 @@ pub(crate) fn flink_text(v: &Value) -> Option<String> {
         // The bytes decoded as UTF-8, each malformed sequence a U+FFFD (Java's `new
         // String(bytes, UTF_8)`).
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        // `[1, NULL]`, `{a=1, b=NULL}`, `(1, a)`: each part as it casts to STRING.
+        Value::Array(items) => format!("[{}]", texts(items.iter())),
+        Value::Row(fields) => format!("({})", texts(fields.iter())),
+        Value::Map(entries) => {
+            let parts: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}={}", text_or_null(k), text_or_null(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
     })
+}
+
+fn text_or_null(v: &Value) -> String {
+    flink_text(v).unwrap_or_else(|| "NULL".into())
+}
+
+fn texts<'a>(vals: impl Iterator<Item = &'a Value>) -> String {
+    vals.map(text_or_null).collect::<Vec<_>>().join(", ")
 }
 
 fn parse_bigint(s: &str) -> Result<i64, String> {
@@ -624,6 +665,12 @@ fn cast_from_string(a: &[Value], to: SqlType) -> Result<Value, String> {
         // The text's UTF-8 bytes.
         SqlType::Bytes => Value::Bytes(s.as_bytes().to_vec()),
         SqlType::String => Value::Str(s.to_string()),
+        SqlType::Nested(_) => {
+            return Err(format!(
+                "a STRING cannot be cast to {} (as in Flink)",
+                to.sql_name()
+            ));
+        }
     })
 }
 
@@ -717,6 +764,12 @@ pub(crate) fn cast_function(from: &DataType, to: &DataType, safe: bool) -> Optio
     let is_str =
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
     let from_str = is_str(from);
+    if let Some(t @ SqlType::Nested(_)) = SqlType::from_arrow(to) {
+        return Some(nested::cast(t));
+    }
+    if matches!(SqlType::from_arrow(from), Some(SqlType::Nested(_))) && is_str(to) {
+        return Some(TO_STRING.clone());
+    }
     if let Some(f) = narrowing_cast(from, to) {
         return Some(f);
     }
@@ -1429,6 +1482,7 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
     }
     fns.extend(more());
     fns.extend(encoding::functions());
+    fns.extend(nested::functions());
     fns.extend([
         udf(
             "to_time0",

@@ -444,6 +444,9 @@ pub fn parse_text(s: &str, ty: SqlType) -> Option<Value> {
         // `HH:mm:ss[.SSS]`, as Flink's json and csv formats read a TIME.
         SqlType::Time(p) => Value::Time(crate::builtins::parse_time(s, p)?, p),
         SqlType::Decimal(p, sc) => decimal_text(s, p, sc)?,
+        // Nested values have no text form here (the json format reads JSON arrays and
+        // objects).
+        SqlType::Nested(_) => return None,
         SqlType::Timestamp => Value::Ts(match s.parse::<i64>() {
             Ok(ms) if crate::value::timestamp_in_range(ms) => ms,
             Ok(_) => return None,
@@ -685,6 +688,7 @@ impl ConnectorFactory for Filesystem {
             }
         }
         let fields: Vec<String> = cols.iter().map(|c| c.field.clone()).collect();
+        let types: Vec<SqlType> = cols.iter().map(|c| c.col.ty).collect();
         let mut sink = FileSink::json_lines(path);
         if let Some(size) = opts.memory_size("sink.rolling-policy.file-size")? {
             sink = sink.with_rolling_file_size(size);
@@ -724,8 +728,9 @@ impl ConnectorFactory for Filesystem {
                     let line = crate::format::json_object(
                         fields
                             .iter()
-                            .map(String::as_str)
+                            .zip(&types)
                             .zip(&r.0)
+                            .map(|((f, t), v)| (f.as_str(), v, *t))
                             .enumerate()
                             .filter(|(i, _)| !keys.contains(i))
                             .map(|(_, f)| f),
@@ -744,7 +749,13 @@ impl ConnectorFactory for Filesystem {
         stream
             .map(move |r: Row| {
                 // The JSON text, written by hand so that a DECIMAL keeps its digits (`1.50`).
-                let line = crate::format::json_object(fields.iter().map(String::as_str).zip(&r.0));
+                let line = crate::format::json_object(
+                    fields
+                        .iter()
+                        .zip(&types)
+                        .zip(&r.0)
+                        .map(|((f, t), v)| (f.as_str(), v, *t)),
+                );
                 JsonText(String::from_utf8(line).expect("JSON text is UTF-8"))
             })
             .uid(&format!("{uid}-encode"))
@@ -934,7 +945,7 @@ fn datagen(
                         ),
                     ));
                 }
-                t @ (SqlType::Date | SqlType::Time(_) | SqlType::Bytes) => {
+                t @ (SqlType::Date | SqlType::Time(_) | SqlType::Bytes | SqlType::Nested(_)) => {
                     return Err(SqlError::at(
                         opts.table_span,
                         format!(

@@ -268,6 +268,22 @@ fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
             args.extend(substring_for.as_deref().cloned());
             call("substring", args)
         }
+        // ARRAY, MAP and ROW constructors and element access as calls of the functions of
+        // `crate::builtins::nested` (`MAP[…]` arrives as `map_value(…)`, see `crate::parse`).
+        ast::Expr::Array(ast::Array { elem, .. }) => call("array_value", elem.clone()),
+        ast::Expr::Tuple(fields) => call("row_value", fields.clone()),
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            let mut e = (**root).clone();
+            for a in access_chain {
+                let index = match a {
+                    ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => index.clone(),
+                    ast::AccessExpr::Dot(ast::Expr::Identifier(f)) => string_lit(f.value.clone()),
+                    _ => return None,
+                };
+                e = call("subscript", vec![e, index]);
+            }
+            e
+        }
         ast::Expr::Extract { field, expr, .. } => call(
             "extract",
             vec![
@@ -301,6 +317,7 @@ fn flink_syntax(e: &ast::Expr) -> Option<ast::Expr> {
             match (name.as_str(), args.as_slice()) {
                 // IF(c, a, b): a when c is TRUE, else b (NULL counts as not TRUE).
                 ("if", [c, a, b]) => case(vec![(c.clone(), a.clone())], Some(b.clone())),
+                ("row", _) => call("row_value", args),
                 // The first argument that is not NULL (DataFusion's coalesce expects to be
                 // simplified away before it runs).
                 ("coalesce" | "ifnull" | "nvl", [_, .., last]) => case(
@@ -360,8 +377,8 @@ fn time_syntax(e: &ast::Expr) -> std::result::Result<Option<ast::Expr>, String> 
             let safe = matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast);
             to_time((**expr).clone(), p, safe)
         }
-        // BYTES, VARBINARY and BINARY(n) are DataFusion's BYTEA (Flink's lengths are not
-        // kept).
+        // BYTES, VARBINARY and BINARY are DataFusion's BYTEA (a CAST to BINARY(n) or
+        // VARBINARY(n) is rewritten before, see `FlinkFunctions`).
         ast::Expr::Cast {
             kind,
             expr,
@@ -469,6 +486,57 @@ impl VisitorMut for FlinkFunctions {
         } = e
         {
             return ControlFlow::Break(SqlError::at(e.span(), crate::plan::NO_REAL));
+        }
+        // `CAST(x AS ARRAY<…>)` (MAP, ROW) as `cast_nested(x, type)`, the type by its
+        // interned index: DataFusion's SQL types have no MAP.
+        if let ast::Expr::Cast {
+            expr, data_type, ..
+        } = e
+            && matches!(
+                data_type,
+                ast::DataType::Array(_) | ast::DataType::Map(..) | ast::DataType::Struct(..)
+            )
+        {
+            let id = match crate::plan::sql_type(data_type, expr.span()) {
+                Ok(SqlType::Nested(id)) => id.index(),
+                Ok(_) => unreachable!("an ARRAY, MAP or ROW type"),
+                Err(err) => return ControlFlow::Break(err),
+            };
+            let number = ast::Expr::Value(ast::Value::Number(id.to_string(), false).into());
+            *e = call("cast_nested", vec![(**expr).clone(), number]);
+            return ControlFlow::Continue(());
+        }
+        // `CAST(x AS BINARY(n))` pads with zero bytes to `n` and cuts to it,
+        // `CAST(x AS VARBINARY(n))` cuts to `n`, as Flink's CAST does: the BYTES CAST, then
+        // `binary_length(bytes, n, pad)`.
+        if let ast::Expr::Cast {
+            kind,
+            expr,
+            data_type,
+            array,
+            format,
+        } = e
+        {
+            let sized = match data_type {
+                ast::DataType::Binary(Some(n)) => Some((*n, true)),
+                ast::DataType::Varbinary(Some(ast::BinaryLength::IntegerLength { length })) => {
+                    Some((*length, false))
+                }
+                _ => None,
+            };
+            if let Some((n, pad)) = sized {
+                let bytes = ast::Expr::Cast {
+                    kind: kind.clone(),
+                    expr: expr.clone(),
+                    data_type: ast::DataType::Bytea,
+                    array: *array,
+                    format: format.clone(),
+                };
+                let number = |v: String| ast::Expr::Value(ast::Value::Number(v, false).into());
+                let pad = ast::Expr::Value(ast::Value::Boolean(pad).into());
+                *e = call("binary_length", vec![bytes, number(n.to_string()), pad]);
+                return ControlFlow::Continue(());
+            }
         }
         match time_syntax(e) {
             Ok(Some(rewritten)) => {
@@ -729,6 +797,51 @@ fn map_case_results(
         when_then_expr,
         else_expr,
     }))
+}
+
+/// Comparisons of ARRAY, MAP and ROW values as Flink makes them: `=` and `<>` by value (a
+/// MAP's entries in any order, which Arrow's kernels compare in order), the orderings
+/// refused (Flink's job fails on them).
+fn nested_ops(
+    e: datafusion_expr::Expr,
+    schema: &DFSchema,
+) -> datafusion_common::Result<datafusion_expr::Expr> {
+    use datafusion_common::tree_node::Transformed;
+    use datafusion_expr::expr::{BinaryExpr, ScalarFunction};
+    use datafusion_expr::{Expr, Operator};
+    e.transform_up(|e| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                SqlType::from_arrow(&left.get_type(schema)?),
+                Some(SqlType::Nested(_))
+            ) =>
+        {
+            let equals = || {
+                Expr::ScalarFunction(ScalarFunction::new_udf(
+                    crate::builtins::nested_equals(),
+                    vec![(*left).clone(), (*right).clone()],
+                ))
+            };
+            match op {
+                Operator::Eq => Ok(Transformed::yes(equals())),
+                Operator::NotEq => Ok(Transformed::yes(Expr::Not(Box::new(equals())))),
+                Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                    datafusion_common::plan_err!(
+                        "cannot apply '{op}' to {} values: an ARRAY, MAP or ROW has no order \
+                         (compare their elements)",
+                        SqlType::from_arrow(&left.get_type(schema)?).map_or("?", |t| t.sql_name())
+                    )
+                }
+                op => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                }))),
+            }
+        }
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
 }
 
 /// Flink's result types where FLOAT meets DOUBLE or DECIMAL, which DataFusion's type coercion
@@ -1067,6 +1180,7 @@ pub fn compile(funcs: &Functions, e: &ast::Expr, cols: &[Column]) -> Result<Comp
         .rewrite(&mut TypeCoercionRewriter::new(&df))
         .map_err(fail)?
         .data;
+    let logical = nested_ops(logical, &df).map_err(fail)?;
     let logical = flink_casts(logical, &df).map_err(fail)?;
     let field = logical.to_field(&df).map_err(fail)?.1;
     let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {

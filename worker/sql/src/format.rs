@@ -6,6 +6,7 @@
 
 use crate::connectors::{PhysicalColumn, parse_text};
 use crate::json::JsonRowDecoder;
+use crate::nested::Nested;
 use crate::value::{SqlType, Value};
 
 /// The formats a record-oriented connector can read and write.
@@ -66,8 +67,8 @@ impl Format {
         match self {
             Format::Json => json_object(
                 cols.iter()
-                    .map(|c| c.field.as_str())
-                    .zip(vals.iter().copied()),
+                    .zip(vals.iter().copied())
+                    .map(|(c, v)| (c.field.as_str(), v, c.col.ty)),
             ),
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()
@@ -81,7 +82,15 @@ impl Format {
                         // As Flink's csv format: `12:34:56.5`, Base64.
                         Value::Time(ms, p) => json_time(*ms, *p),
                         Value::Bytes(b) => crate::builtins::base64(b),
+                        // As Flink's csv format: an ARRAY's elements and a ROW's fields
+                        // joined by `;` (its array-element delimiter), NULL as nothing.
+                        Value::Array(parts) | Value::Row(parts) => parts
+                            .iter()
+                            .map(|p| crate::builtins::flink_text(p).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(";"),
                         // The JSON form of a timestamp (`2026-01-01 00:00:00.000`) parses back.
+                        Value::Ts(t) => crate::value::format_timestamp(*t),
                         other => other.to_string(),
                     })
                     .collect();
@@ -106,24 +115,74 @@ impl Format {
 /// One JSON object of `fields`, written by hand: a DECIMAL is a number with its exact text
 /// (`1.50`, as Flink writes it), which serde_json's 64-bit numbers cannot hold. Fields in
 /// name order, as a `serde_json::Map` writes them.
-pub(crate) fn json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>) -> Vec<u8> {
+/// Each field comes with its type, which names a ROW's fields.
+pub(crate) fn json_object<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a Value, SqlType)>,
+) -> Vec<u8> {
     let mut fields: Vec<_> = fields.collect();
     fields.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = vec![b'{'];
-    for (i, (name, v)) in fields.into_iter().enumerate() {
+    for (i, (name, v, ty)) in fields.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         serde_json::to_writer(&mut out, name).expect("a string serializes");
         out.push(b':');
-        json_value(v, &mut out);
+        json_value(v, ty, &mut out);
     }
     out.push(b'}');
     out
 }
 
-/// Appends one value's JSON text (see [`json_object`]).
-fn json_value(v: &Value, out: &mut Vec<u8>) {
+/// Appends one value's JSON text (see [`json_object`]): an ARRAY as a JSON array, a MAP and
+/// a ROW as an object (a MAP's keys as their text, a ROW's fields in their order), as
+/// Flink's json format writes them.
+fn json_value(v: &Value, ty: SqlType, out: &mut Vec<u8>) {
+    let nested = match ty {
+        SqlType::Nested(n) => Some(n.get()),
+        _ => None,
+    };
+    match (v, nested) {
+        (Value::Array(items), Some(Nested::Array(e))) => {
+            out.push(b'[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_value(x, *e, out);
+            }
+            out.push(b']');
+            return;
+        }
+        (Value::Map(entries), Some(Nested::Map(_, vt))) => {
+            out.push(b'{');
+            for (i, (k, x)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let key = crate::builtins::flink_text(k).unwrap_or_default();
+                serde_json::to_writer(&mut *out, &key).expect("a string serializes");
+                out.push(b':');
+                json_value(x, *vt, out);
+            }
+            out.push(b'}');
+            return;
+        }
+        (Value::Row(values), Some(Nested::Row(fields))) => {
+            out.push(b'{');
+            for (i, (x, (name, t))) in values.iter().zip(fields).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, name).expect("a string serializes");
+                out.push(b':');
+                json_value(x, *t, out);
+            }
+            out.push(b'}');
+            return;
+        }
+        _ => {}
+    }
     match v {
         Value::Decimal(x, s) => out.extend_from_slice(crate::decimal::format(*x, *s).as_bytes()),
         // Java's Float.toString (`0.1`, `1.0E-5`), as Jackson writes a float; the
@@ -167,7 +226,7 @@ pub(crate) fn partition_text(v: &Value) -> Option<String> {
         Value::Ts(t) => Some(crate::value::format_timestamp(*t)),
         v => {
             let mut out = Vec::new();
-            json_value(v, &mut out);
+            json_value(v, SqlType::String, &mut out);
             Some(String::from_utf8(out).expect("JSON text is UTF-8"))
         }
     }

@@ -286,8 +286,22 @@ impl VisitorMut for Unqualify<'_> {
         let (span, text) = (e.span(), e.to_string());
         if let Expr::CompoundIdentifier(ids) = e {
             let q = ids.first().map(norm).unwrap_or_default();
-            if ids.len() == 2 && self.qual == Some(q.as_str()) {
-                *e = Expr::Identifier(ids[1].clone());
+            // `q.col`, and `q.col.field` or `col.field` (a ROW column's field, as in Flink).
+            let (col, fields) = if self.qual == Some(q.as_str()) && ids.len() >= 2 {
+                (ids[1].clone(), &ids[2..])
+            } else {
+                (ids[0].clone(), &ids[1..])
+            };
+            if fields.is_empty() {
+                *e = Expr::Identifier(col);
+            } else if self.qual != Some(q.as_str()) || ids.len() > 2 {
+                *e = Expr::CompoundFieldAccess {
+                    root: Box::new(Expr::Identifier(col)),
+                    access_chain: fields
+                        .iter()
+                        .map(|f| sqlparser::ast::AccessExpr::Dot(Expr::Identifier(f.clone())))
+                        .collect(),
+                };
             } else {
                 self.error = Some(SqlError::at(
                     span,

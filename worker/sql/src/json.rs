@@ -16,6 +16,7 @@
 //! message.
 
 use crate::connectors::{PhysicalColumn, days_from_civil, parse_text};
+use crate::nested::Nested;
 use crate::value::{EventTime, Row, SqlType, Value};
 use weir_engine::bytes;
 
@@ -206,7 +207,7 @@ impl JsonRowDecoder {
                     && !escaped
                     && let Some(ms) = fast_timestamp(&p.b[s..e], &mut self.last_day)
                 {
-                    *out = Value::Ts(ms);
+                    put(out, Value::Ts(ms));
                     return Ok(());
                 }
                 let owned;
@@ -262,6 +263,7 @@ impl JsonRowDecoder {
                             serde_json::from_slice(&p.b[start..p.i]).map_err(|_| Fault::BAD)?;
                         Some(Value::Str(v.to_string()))
                     }
+                    SqlType::Nested(_) => nested_value(&p.b[start..p.i], ty)?,
                     _ => None,
                 }
             }
@@ -269,7 +271,7 @@ impl JsonRowDecoder {
         };
         match v {
             Some(v) => {
-                *out = v;
+                put(out, v);
                 Ok(())
             }
             None => Err(self.not_valid(c, &p.b[start..p.i])),
@@ -314,6 +316,68 @@ impl Fast {
 /// Whether a JSON number's text is an integer (no fraction or exponent).
 fn is_integer(text: &str) -> bool {
     !text.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+}
+
+/// Writes `v` into a row's slot, which holds NULL unless the line repeats a field: then
+/// without running `Value`'s drop glue (an out-of-line call since ARRAY, MAP and ROW joined
+/// the enum) for every field of every line.
+#[inline(always)]
+fn put(out: &mut Value, v: Value) {
+    if matches!(out, Value::Null) {
+        // Forgetting a NULL frees nothing.
+        std::mem::forget(std::mem::replace(out, v));
+    } else {
+        *out = v;
+    }
+}
+
+/// The JSON array or object `text` read as the nested type `ty` (out of line: the
+/// decoder's loop over scalar fields stays as it was).
+#[cold]
+#[inline(never)]
+fn nested_value(text: &[u8], ty: SqlType) -> Result<Option<Value>, Fault> {
+    let v: serde_json::Value = serde_json::from_slice(text).map_err(|_| Fault::BAD)?;
+    Ok(from_json(&v, ty))
+}
+
+/// A JSON value read as `ty` (an ARRAY from a JSON array, a MAP or a ROW from an object, a
+/// ROW's missing fields NULL, as Flink's json format reads them); None where it does not fit.
+fn from_json(v: &serde_json::Value, ty: SqlType) -> Option<Value> {
+    use serde_json::Value as J;
+    let nested = match ty {
+        SqlType::Nested(n) => Some(n.get()),
+        _ => None,
+    };
+    Some(match (v, nested) {
+        (J::Null, _) => Value::Null,
+        (J::Array(items), Some(Nested::Array(e))) => Value::Array(
+            items
+                .iter()
+                .map(|x| from_json(x, *e))
+                .collect::<Option<Vec<_>>>()?
+                .into(),
+        ),
+        (J::Object(m), Some(Nested::Map(k, t))) => Value::Map(
+            m.iter()
+                .map(|(key, x)| Some((parse_text(key, *k)?, from_json(x, *t)?)))
+                .collect::<Option<Vec<_>>>()?
+                .into(),
+        ),
+        (J::Object(m), Some(Nested::Row(fields))) => Value::Row(
+            fields
+                .iter()
+                .map(|(name, t)| m.get(name).map_or(Some(Value::Null), |x| from_json(x, *t)))
+                .collect::<Option<Vec<_>>>()?
+                .into(),
+        ),
+        (_, Some(_)) => return None,
+        (J::String(s), _) if ty == SqlType::String => Value::Str(s.clone()),
+        (J::String(s), _) => parse_text(s, ty)?,
+        (J::Bool(b), _) => bool_value(*b, ty)?,
+        (J::Number(n), _) => number_value(&n.to_string(), n.is_i64() || n.is_u64(), ty)?,
+        (J::Array(_) | J::Object(_), _) if ty == SqlType::String => Value::Str(v.to_string()),
+        (J::Array(_) | J::Object(_), _) => return None,
+    })
 }
 
 fn bool_value(b: bool, ty: SqlType) -> Option<Value> {

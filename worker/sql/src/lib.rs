@@ -26,6 +26,7 @@ pub mod format;
 mod join;
 mod json;
 pub mod limits;
+pub mod nested;
 pub mod parse;
 pub mod plan;
 mod tvf;

@@ -147,7 +147,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
         .map_err(|e| SqlError::from_parser(e.into()))?;
     crate::limits::check_nesting(&tokens)?;
     let mut p = Parser::new(&dialect).with_tokens_with_locations(crate::tvf::untable_tvf_args(
-        json_clause_tokens(is_json_tokens(tokens)),
+        json_clause_tokens(is_json_tokens(nested_tokens(tokens))),
     ));
     let mut out = Vec::new();
     loop {
@@ -177,7 +177,7 @@ pub fn parse_expression(sql: &str) -> Result<Expr> {
         .map_err(|e| SqlError::from_parser(e.into()))?;
     crate::limits::check_nesting(&tokens)?;
     Parser::new(&dialect)
-        .with_tokens_with_locations(json_clause_tokens(is_json_tokens(tokens)))
+        .with_tokens_with_locations(json_clause_tokens(is_json_tokens(nested_tokens(tokens))))
         .parse_expr()
         .map_err(SqlError::from_parser)
 }
@@ -281,6 +281,66 @@ fn json_clause_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         i = close + 1;
     }
     out
+}
+
+/// Flink's nested types and MAP constructor in the forms sqlparser parses: `MAP<K, V>` as
+/// `MAP(K, V)`, `ROW<a INT>` as `STRUCT<a INT>`, and `MAP[k, v, …]` as a call
+/// `map_value(k, v, …)` (see [`crate::builtins`]). `>>` closing two type lists is two `>`
+/// (Flink has no shift operator).
+fn nested_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        if t.token == Token::ShiftRight {
+            out.push(TokenWithSpan::new(Token::Gt, t.span));
+            out.push(TokenWithSpan::new(Token::Gt, t.span));
+        } else {
+            out.push(t);
+        }
+    }
+    let is_ws = |t: &TokenWithSpan| matches!(t.token, Token::Whitespace(_));
+    let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k && w.quote_style.is_none());
+    let mut i = 0;
+    while i < out.len() {
+        let (is_map, is_row) = (word(&out[i], Keyword::MAP), word(&out[i], Keyword::ROW));
+        let next = (i + 1..out.len()).find(|&j| !is_ws(&out[j]));
+        match (next.map(|j| &out[j].token), next) {
+            (Some(Token::Lt), Some(open)) if is_map => {
+                if let Some(close) = matching(&out, open, &Token::Lt, &Token::Gt) {
+                    out[open].token = Token::LParen;
+                    out[close].token = Token::RParen;
+                }
+            }
+            (Some(Token::Lt), Some(_)) if is_row => {
+                out[i].token = Token::make_keyword("STRUCT");
+            }
+            (Some(Token::LBracket), Some(open)) if is_map => {
+                if let Some(close) = matching(&out, open, &Token::LBracket, &Token::RBracket) {
+                    out[i].token = Token::make_word("map_value", None);
+                    out[open].token = Token::LParen;
+                    out[close].token = Token::RParen;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The index of the `close` token matching the `open` token at `at`.
+fn matching(tokens: &[TokenWithSpan], at: usize, open: &Token, close: &Token) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(at) {
+        if t.token == *open {
+            depth += 1;
+        } else if t.token == *close {
+            depth -= 1;
+            if depth == 0 {
+                return Some(j);
+            }
+        }
+    }
+    None
 }
 
 /// The index of the `)` closing the `(` at `open`.

@@ -289,7 +289,7 @@ pub(crate) fn widens(from: SqlType, to: SqlType) -> bool {
 pub(crate) const NO_REAL: &str =
     "type REAL is not supported (as in Flink); use FLOAT (32 bits) or DOUBLE";
 
-fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
+pub(crate) fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
     use ast::DataType as D;
     Ok(match t {
         D::Boolean | D::Bool => SqlType::Boolean,
@@ -315,6 +315,24 @@ fn sql_type(t: &ast::DataType, span: Span) -> Result<SqlType> {
         // Flink's lengths of BINARY(n) and VARBINARY(n) are not kept: every byte string
         // is BYTES.
         D::Bytes(_) | D::Varbinary(_) | D::Binary(_) => SqlType::Bytes,
+        D::Array(
+            ast::ArrayElemTypeDef::AngleBracket(e) | ast::ArrayElemTypeDef::SquareBracket(e, None),
+        ) => crate::nested::array_of(sql_type(e, span)?),
+        D::Map(k, v) => crate::nested::map_of(sql_type(k, span)?, sql_type(v, span)?),
+        // `ROW<a INT, b STRING>`, which `crate::parse` hands over as a STRUCT.
+        D::Struct(fields, _) => crate::nested::row_of(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let name = f
+                        .field_name
+                        .as_ref()
+                        .map_or_else(|| format!("EXPR${i}"), |n| n.value.clone());
+                    Ok((name, sql_type(&f.field_type, span)?))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
         D::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamp_ltz") => {
             SqlType::Timestamp
         }

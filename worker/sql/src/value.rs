@@ -4,6 +4,7 @@
 //! engine's keyed state, windows, watermarks and checkpoints apply unchanged. Expressions are
 //! evaluated by DataFusion over Arrow `RecordBatch`es built from a whole batch of rows.
 
+use crate::nested::{Nested, NestedId};
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
@@ -23,7 +24,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The SQL types Weir's streaming SQL carries between operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SqlType {
     /// BOOLEAN
     Boolean,
@@ -56,6 +57,9 @@ pub enum SqlType {
     Time(u8),
     /// BYTES, VARBINARY, BINARY (`Value::Bytes` in rows).
     Bytes,
+    /// ARRAY, MAP and ROW: the interned description of the type (see [`crate::nested`]);
+    /// `Value::Array`, `Value::Map` and `Value::Row` in rows.
+    Nested(NestedId),
 }
 
 impl SqlType {
@@ -76,6 +80,7 @@ impl SqlType {
             SqlType::Time(0) => DataType::Time32(TimeUnit::Second),
             SqlType::Time(_) => DataType::Time32(TimeUnit::Millisecond),
             SqlType::Bytes => DataType::Binary,
+            SqlType::Nested(n) => crate::nested::arrow(n.get()),
         }
     }
 
@@ -106,7 +111,7 @@ impl SqlType {
             DataType::Time32(TimeUnit::Second) => SqlType::Time(0),
             DataType::Time32(_) | DataType::Time64(_) => SqlType::Time(3),
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytes,
-            _ => return None,
+            _ => return crate::nested::from_arrow(t),
         })
     }
 
@@ -129,6 +134,7 @@ impl SqlType {
             SqlType::Time(2) => "TIME(2)",
             SqlType::Time(_) => "TIME(3)",
             SqlType::Bytes => "BYTES",
+            SqlType::Nested(n) => n.name(),
         }
     }
 
@@ -273,6 +279,52 @@ pub enum Value {
     Time(i32, u8),
     /// BYTES, VARBINARY.
     Bytes(Vec<u8>),
+    /// ARRAY: the elements. Shared (and serialized as a sequence): a nested value is
+    /// cloned and dropped without recursing through `Value`'s own glue, which stays as
+    /// small as for the scalar rows every query moves.
+    Array(#[serde(with = "shared")] Arc<Vec<Value>>),
+    /// MAP: the entries, in the order they were made, each key once.
+    /// Serialized with its entries ordered by key, so that equal maps are equal keys.
+    Map(#[serde(with = "shared_map")] Arc<Vec<(Value, Value)>>),
+    /// ROW: the fields' values (their names are the type's).
+    Row(#[serde(with = "shared")] Arc<Vec<Value>>),
+}
+
+/// Serde for a MAP's entries: ordered by key (see [`sorted_entries`]).
+mod shared_map {
+    use super::Value;
+    use serde::{Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<Vec<(Value, Value)>>, s: S) -> Result<S::Ok, S::Error> {
+        super::sorted_entries(v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Vec<(Value, Value)>>, D::Error> {
+        super::shared::deserialize(d)
+    }
+}
+
+/// Serde for the shared payloads of nested values, as the vectors they hold (serde's `rc`
+/// feature is not enabled in the workspace).
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<Vec<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Vec<T>>, D::Error> {
+        Vec::deserialize(d).map(Arc::new)
+    }
 }
 
 /// The earliest TIMESTAMP(3), 0000-01-01 00:00:00.000, in epoch milliseconds.
@@ -339,6 +391,9 @@ impl Value {
             Value::Date(_) => 5,
             Value::Time(..) => 6,
             Value::Bytes(_) => 7,
+            Value::Array(_) => 8,
+            Value::Map(_) => 9,
+            Value::Row(_) => 10,
         }
     }
 
@@ -411,6 +466,10 @@ impl Ord for Value {
             (Value::Time(a, _), Value::Time(b, _)) => a.cmp(b),
             // Unsigned bytes, shorter first where one is the other's prefix (as Flink's).
             (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
+            // Element by element, a shorter prefix first.
+            (Value::Array(a), Value::Array(b)) | (Value::Row(a), Value::Row(b)) => a.cmp(b),
+            // Maps are equal when their entries are, in any order (as Java's `Map.equals`).
+            (Value::Map(a), Value::Map(b)) => sorted_entries(a).cmp(&sorted_entries(b)),
             // A FLOAT next to another number compares as the DOUBLE it widens to (Java's).
             (Value::Decimal(..), Value::Double(_))
             | (Value::Double(_), Value::Decimal(..))
@@ -447,8 +506,17 @@ impl Hash for Value {
             Value::Date(d) => d.hash(state),
             Value::Time(ms, _) => ms.hash(state),
             Value::Bytes(b) => b.hash(state),
+            Value::Array(a) | Value::Row(a) => a.hash(state),
+            Value::Map(m) => sorted_entries(m).hash(state),
         }
     }
+}
+
+/// A map's entries ordered by key, so that equal maps compare and hash alike.
+fn sorted_entries(m: &[(Value, Value)]) -> Vec<&(Value, Value)> {
+    let mut v: Vec<&(Value, Value)> = m.iter().collect();
+    v.sort();
+    v
 }
 
 /// Formats a DATE (days since the epoch) as Flink writes it: `2024-02-29`.
@@ -505,16 +573,28 @@ pub fn format_timestamp(ms: i64) -> String {
     )
 }
 
+/// A TIMESTAMP as Java's `LocalDateTime.toString` writes it (Flink's `print`):
+/// `2026-01-01T00:01`, `2026-01-01T00:01:05`, `2026-01-01T00:01:00.500` (the seconds only
+/// when the time has some, milliseconds as three digits).
+pub fn java_local_date_time(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let (y, m, d) = weir_engine::time::civil_from_days(days);
+    let time = java_local_time(ms.rem_euclid(86_400_000) as i32);
+    format!("{y:04}-{m:02}-{d:02}T{time}")
+}
+
+/// As Flink's `print` connector writes a value: Java's `toString` of it (`null`, `true`,
+/// `2026-01-01T00:01`, `[1, null]`, `{a=1}`, `+I[1, x]`).
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Null => f.write_str("NULL"),
-            Value::Bool(b) => write!(f, "{}", if *b { "TRUE" } else { "FALSE" }),
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             // As Java's Double.toString, which Flink's print uses: 1.6325E8, 3.0.
             Value::Double(d) => f.write_str(&crate::builtins::java_double(*d)),
             Value::Str(s) => f.write_str(s),
-            Value::Ts(t) => f.write_str(&format_timestamp(*t)),
+            Value::Ts(t) => f.write_str(&java_local_date_time(*t)),
             Value::Decimal(v, s) => f.write_str(&crate::decimal::format(*v, *s)),
             // As Java's Float.toString: 1.0E-5, 3.4028235E38.
             Value::Float(x) => f.write_str(&crate::builtins::java_float(*x)),
@@ -532,8 +612,33 @@ impl fmt::Display for Value {
                 }
                 f.write_str("]")
             }
+            // As Flink's print connector writes Java's lists, maps and rows (`toString`):
+            // `[1, NULL]`, `{a=1}`, `+I[1, x]`, each element as it prints on its own.
+            Value::Array(items) => write_list(f, "[", items, "]"),
+            Value::Row(fields) => write_list(f, "+I[", fields, "]"),
+            Value::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}={v}")?;
+                }
+                f.write_str("}")
+            }
         }
     }
+}
+
+fn write_list(f: &mut fmt::Formatter<'_>, open: &str, items: &[Value], close: &str) -> fmt::Result {
+    f.write_str(open)?;
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{v}")?;
+    }
+    f.write_str(close)
 }
 
 impl Value {
@@ -569,6 +674,20 @@ impl Value {
             Value::Time(ms, p) => crate::format::json_time(*ms, *p).into(),
             // As Flink's json format: Base64 text.
             Value::Bytes(b) => crate::builtins::base64(b).into(),
+            // A JSON array; a ROW's fields too (their names are the type's: the record
+            // formats write an object, see `format`).
+            Value::Array(items) | Value::Row(items) => items.iter().map(Value::to_json).collect(),
+            // A JSON object, each key as its text.
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        crate::builtins::flink_text(k).unwrap_or_default(),
+                        v.to_json(),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
         }
     }
 }
@@ -616,122 +735,210 @@ pub fn rows_to_batch_columns<'a>(
             continue;
         }
         let vals = rows.clone().map(|r| r.0.get(i).unwrap_or(&Value::Null));
-        let a: ArrayRef = match c.ty {
-            SqlType::Boolean => {
-                let mut b = BooleanBuilder::with_capacity(n);
-                for v in vals {
-                    b.append_option(match v {
-                        Value::Bool(x) => Some(*x),
-                        _ => None,
-                    });
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::BigInt => int_array::<Int64Type>(vals, n, |x| x),
-            // Narrower integers wrap around (a function's INT result computed as 64 bits,
-            // such as ABS of INT's minimum, is what Java's `int` holds).
-            SqlType::Int => int_array::<Int32Type>(vals, n, |x| x as i32),
-            SqlType::SmallInt => int_array::<Int16Type>(vals, n, |x| x as i16),
-            SqlType::TinyInt => int_array::<Int8Type>(vals, n, |x| x as i8),
-            SqlType::Double => {
-                let mut b = Float64Builder::with_capacity(n);
-                for v in vals {
-                    b.append_option(v.as_f64());
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::Float => {
-                let mut b = Float32Builder::with_capacity(n);
-                for v in vals {
-                    b.append_option(match v {
-                        Value::Float(f) => Some(*f),
-                        // A wider number rounds to the nearest float, as Java's `(float)`.
-                        v => v.as_f64().map(|d| d as f32),
-                    });
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::String => {
-                let bytes = vals
-                    .clone()
-                    .map(|v| match v {
-                        Value::Str(s) => s.len(),
-                        _ => 0,
-                    })
-                    .sum();
-                let mut b = StringBuilder::with_capacity(n, bytes);
-                for v in vals {
-                    match v {
-                        Value::Str(s) => b.append_value(s),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::Date => {
-                let mut b = Date32Builder::with_capacity(n);
-                b.extend(vals.map(|v| match v {
-                    Value::Date(x) => Some(*x),
-                    _ => None,
-                }));
-                Arc::new(b.finish())
-            }
-            SqlType::Time(0) => {
-                let mut b = Time32SecondBuilder::with_capacity(n);
-                b.extend(vals.map(|v| match v {
-                    Value::Time(x, _) => Some(x / 1000),
-                    _ => None,
-                }));
-                Arc::new(b.finish())
-            }
-            SqlType::Time(_) => {
-                let mut b = Time32MillisecondBuilder::with_capacity(n);
-                b.extend(vals.map(|v| match v {
-                    Value::Time(x, _) => Some(*x),
-                    _ => None,
-                }));
-                Arc::new(b.finish())
-            }
-            SqlType::Bytes => {
-                let mut b = BinaryBuilder::with_capacity(n, 0);
-                for v in vals {
-                    match v {
-                        Value::Bytes(x) => b.append_value(x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::Timestamp => {
-                let mut b = TimestampMillisecondBuilder::with_capacity(n);
-                for v in vals {
-                    b.append_option(match v {
-                        Value::Ts(x) => Some(*x),
-                        _ => None,
-                    });
-                }
-                Arc::new(b.finish())
-            }
-            SqlType::Decimal(p, s) => {
-                let mut b = Decimal128Builder::with_capacity(n);
-                for v in vals {
-                    // A value of another scale (or an integer) is brought to the column's;
-                    // NULL where it does not fit.
-                    b.append_option(
-                        v.as_decimal()
-                            .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s)),
-                    );
-                }
-                Arc::new(b.finish().with_precision_and_scale(p, s as i8)?)
-            }
-        };
-        arrays.push(a);
+        arrays.push(column_array(c.ty, vals, n)?);
     }
     RecordBatch::try_new_with_options(
         schema.clone(),
         arrays,
         &RecordBatchOptions::new().with_row_count(Some(n)),
     )
+}
+
+/// The Arrow array of `n` values `vals` of type `ty` (a value of another type is NULL).
+fn column_array<'a>(
+    ty: SqlType,
+    vals: impl Iterator<Item = &'a Value> + Clone,
+    n: usize,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    Ok(match ty {
+        SqlType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(n);
+            for v in vals {
+                b.append_option(match v {
+                    Value::Bool(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::BigInt => int_array::<Int64Type>(vals, n, |x| x),
+        // Narrower integers wrap around (a function's INT result computed as 64 bits,
+        // such as ABS of INT's minimum, is what Java's `int` holds).
+        SqlType::Int => int_array::<Int32Type>(vals, n, |x| x as i32),
+        SqlType::SmallInt => int_array::<Int16Type>(vals, n, |x| x as i16),
+        SqlType::TinyInt => int_array::<Int8Type>(vals, n, |x| x as i8),
+        SqlType::Double => {
+            let mut b = Float64Builder::with_capacity(n);
+            for v in vals {
+                b.append_option(v.as_f64());
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::Float => {
+            let mut b = Float32Builder::with_capacity(n);
+            for v in vals {
+                b.append_option(match v {
+                    Value::Float(f) => Some(*f),
+                    // A wider number rounds to the nearest float, as Java's `(float)`.
+                    v => v.as_f64().map(|d| d as f32),
+                });
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::String => {
+            let bytes = vals
+                .clone()
+                .map(|v| match v {
+                    Value::Str(s) => s.len(),
+                    _ => 0,
+                })
+                .sum();
+            let mut b = StringBuilder::with_capacity(n, bytes);
+            for v in vals {
+                match v {
+                    Value::Str(s) => b.append_value(s),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::Date => {
+            let mut b = Date32Builder::with_capacity(n);
+            b.extend(vals.map(|v| match v {
+                Value::Date(x) => Some(*x),
+                _ => None,
+            }));
+            Arc::new(b.finish())
+        }
+        SqlType::Time(0) => {
+            let mut b = Time32SecondBuilder::with_capacity(n);
+            b.extend(vals.map(|v| match v {
+                Value::Time(x, _) => Some(x / 1000),
+                _ => None,
+            }));
+            Arc::new(b.finish())
+        }
+        SqlType::Time(_) => {
+            let mut b = Time32MillisecondBuilder::with_capacity(n);
+            b.extend(vals.map(|v| match v {
+                Value::Time(x, _) => Some(*x),
+                _ => None,
+            }));
+            Arc::new(b.finish())
+        }
+        SqlType::Bytes => {
+            let mut b = BinaryBuilder::with_capacity(n, 0);
+            for v in vals {
+                match v {
+                    Value::Bytes(x) => b.append_value(x),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::Timestamp => {
+            let mut b = TimestampMillisecondBuilder::with_capacity(n);
+            for v in vals {
+                b.append_option(match v {
+                    Value::Ts(x) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::Decimal(p, s) => {
+            let mut b = Decimal128Builder::with_capacity(n);
+            for v in vals {
+                // A value of another scale (or an integer) is brought to the column's;
+                // NULL where it does not fit.
+                b.append_option(
+                    v.as_decimal()
+                        .and_then(|(x, from)| crate::decimal::to_type(x, from, p, s)),
+                );
+            }
+            Arc::new(b.finish().with_precision_and_scale(p, s as i8)?)
+        }
+        SqlType::Nested(t) => nested_array(t.get(), &vals.collect::<Vec<_>>())?,
+    })
+}
+
+/// The Arrow array of nested values (one type for every depth, so that the recursion
+/// through [`column_array`] instantiates it once).
+fn nested_array(ty: &Nested, vals: &[&Value]) -> Result<ArrayRef, arrow::error::ArrowError> {
+    use arrow::array::{ListArray, MapArray, StructArray};
+    use arrow::buffer::{NullBuffer, OffsetBuffer};
+    let nulls = |is: fn(&Value) -> bool| -> NullBuffer { vals.iter().map(|v| is(v)).collect() };
+    Ok(match ty {
+        Nested::Array(e) => {
+            let items: Vec<&Value> = vals
+                .iter()
+                .flat_map(|v| match v {
+                    Value::Array(a) => a.as_slice(),
+                    _ => &[],
+                })
+                .collect();
+            let child = column_array(*e, items.iter().copied(), items.len())?;
+            let offsets = OffsetBuffer::from_lengths(vals.iter().map(|v| match v {
+                Value::Array(a) => a.len(),
+                _ => 0,
+            }));
+            let DataType::List(field) = crate::nested::arrow(ty) else {
+                unreachable!("an ARRAY is a List");
+            };
+            Arc::new(ListArray::try_new(
+                field,
+                offsets,
+                child,
+                Some(nulls(|v| matches!(v, Value::Array(_)))),
+            )?)
+        }
+        Nested::Map(k, v) => {
+            let entries: Vec<&(Value, Value)> = vals
+                .iter()
+                .flat_map(|v| match v {
+                    Value::Map(m) => m.as_slice(),
+                    _ => &[],
+                })
+                .collect();
+            let keys = column_array(*k, entries.iter().map(|e| &e.0), entries.len())?;
+            let values = column_array(*v, entries.iter().map(|e| &e.1), entries.len())?;
+            let field = crate::nested::map_entries(*k, *v);
+            let DataType::Struct(kv) = field.data_type().clone() else {
+                unreachable!("map entries are a Struct");
+            };
+            let entries_array = StructArray::try_new(kv, vec![keys, values], None)?;
+            let offsets = OffsetBuffer::from_lengths(vals.iter().map(|v| match v {
+                Value::Map(m) => m.len(),
+                _ => 0,
+            }));
+            Arc::new(MapArray::try_new(
+                Arc::new(field),
+                offsets,
+                entries_array,
+                Some(nulls(|v| matches!(v, Value::Map(_)))),
+                false,
+            )?)
+        }
+        Nested::Row(fields) => {
+            let columns = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (_, t))| {
+                    let field_vals = vals.iter().map(|v| match v {
+                        Value::Row(f) => f.get(i).unwrap_or(&Value::Null),
+                        _ => &Value::Null,
+                    });
+                    column_array(*t, field_vals, vals.len())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(StructArray::try_new_with_length(
+                crate::nested::row_fields(fields),
+                columns,
+                Some(nulls(|v| matches!(v, Value::Row(_)))),
+                vals.len(),
+            )?)
+        }
+    })
 }
 
 /// An Arrow array of the integers among `vals` (anything else is NULL), each converted by
@@ -755,17 +962,92 @@ fn int_array<'a, T: ArrowPrimitiveType>(
 pub struct ValueReader {
     array: ArrayRef,
     ty: SqlType,
+    /// A nested type's parts: an ARRAY's elements, a MAP's keys and values, a ROW's fields.
+    parts: Vec<ValueReader>,
 }
 
 impl ValueReader {
-    /// Casts `array` to `ty`'s Arrow type if needed.
+    /// Casts `array` to `ty`'s Arrow type if needed (a nested array part by part, by
+    /// position: Arrow names the parts of the same SQL type differently).
     pub fn new(array: &ArrayRef, ty: SqlType) -> Result<Self, arrow::error::ArrowError> {
+        if let SqlType::Nested(n) = ty {
+            return Self::nested(array, ty, n.get());
+        }
         let array = if array.data_type() == &ty.arrow() {
             array.clone()
         } else {
             arrow::compute::cast(array, &ty.arrow())?
         };
-        Ok(ValueReader { array, ty })
+        Ok(ValueReader {
+            array,
+            ty,
+            parts: Vec::new(),
+        })
+    }
+
+    fn nested(array: &ArrayRef, ty: SqlType, n: &Nested) -> Result<Self, arrow::error::ArrowError> {
+        use arrow::array::AsArray;
+        let wrong = || {
+            arrow::error::ArrowError::CastError(format!(
+                "cannot read a {} as {}",
+                array.data_type(),
+                ty.sql_name()
+            ))
+        };
+        let parts = match (n, array.data_type()) {
+            (Nested::Array(e), DataType::List(_)) => {
+                vec![ValueReader::new(array.as_list::<i32>().values(), *e)?]
+            }
+            (Nested::Map(k, v), DataType::Map(..)) => {
+                let m = array.as_map();
+                vec![
+                    ValueReader::new(m.keys(), *k)?,
+                    ValueReader::new(m.values(), *v)?,
+                ]
+            }
+            (Nested::Row(fields), DataType::Struct(f)) if f.len() == fields.len() => array
+                .as_struct()
+                .columns()
+                .iter()
+                .zip(fields)
+                .map(|(c, (_, t))| ValueReader::new(c, *t))
+                .collect::<Result<_, _>>()?,
+            (_, DataType::Null) => {
+                return Ok(ValueReader {
+                    array: array.clone(),
+                    ty,
+                    parts: Vec::new(),
+                });
+            }
+            _ => return Err(wrong()),
+        };
+        Ok(ValueReader {
+            array: array.clone(),
+            ty,
+            parts,
+        })
+    }
+
+    /// The nested value at row `i` (not NULL).
+    fn get_nested(&self, i: usize) -> Value {
+        use arrow::array::AsArray;
+        match self.array.data_type() {
+            DataType::List(_) => {
+                let offsets = self.array.as_list::<i32>().value_offsets();
+                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+                Value::Array(Arc::new((from..to).map(|j| self.parts[0].get(j)).collect()))
+            }
+            DataType::Map(..) => {
+                let offsets = self.array.as_map().value_offsets();
+                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+                Value::Map(Arc::new(
+                    (from..to)
+                        .map(|j| (self.parts[0].get(j), self.parts[1].get(j)))
+                        .collect(),
+                ))
+            }
+            _ => Value::Row(Arc::new(self.parts.iter().map(|p| p.get(i)).collect())),
+        }
     }
 
     /// The value at row `i`.
@@ -789,6 +1071,7 @@ impl ValueReader {
             SqlType::Time(0) => Value::Time(as_arr::<Time32SecondArray>(array).value(i) * 1000, 0),
             SqlType::Time(p) => Value::Time(as_arr::<Time32MillisecondArray>(array).value(i), p),
             SqlType::Bytes => Value::Bytes(as_arr::<BinaryArray>(array).value(i).to_vec()),
+            SqlType::Nested(_) => self.get_nested(i),
         }
     }
 }
@@ -810,6 +1093,12 @@ pub fn append_column(
 /// `Vec<Value>` (postcard: a varint length, then per value its variant's index and payload,
 /// integers zigzag varints), without serde: window operators write every row's key.
 pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf: &mut Vec<u8>) {
+    buf.clear();
+    write_values(vals, buf);
+}
+
+/// Appends `vals` as postcard writes a `Vec<Value>` (see [`write_key`]).
+fn write_values<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf: &mut Vec<u8>) {
     fn varint(mut n: u64, buf: &mut Vec<u8>) {
         while n >= 0x80 {
             buf.push((n as u8) | 0x80);
@@ -818,7 +1107,6 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
         buf.push(n as u8);
     }
     let zigzag = |i: i64| ((i << 1) ^ (i >> 63)) as u64;
-    buf.clear();
     varint(vals.len() as u64, buf);
     // The variant indexes follow the declaration order of `Value`.
     for v in vals {
@@ -871,6 +1159,26 @@ pub(crate) fn write_key<'a>(vals: impl ExactSizeIterator<Item = &'a Value>, buf:
                 varint(b.len() as u64, buf);
                 buf.extend_from_slice(b);
             }
+            Value::Array(a) => {
+                buf.push(11);
+                write_values(a.iter(), buf);
+            }
+            Value::Map(m) => {
+                // A sequence of (key, value) tuples ordered by key (as `shared_map` writes
+                // them): the length, then each pair in place.
+                buf.push(12);
+                varint(m.len() as u64, buf);
+                for (k, v) in sorted_entries(m) {
+                    let pair = [k, v];
+                    let at = buf.len();
+                    write_values(pair.into_iter(), buf);
+                    buf.remove(at); // a tuple has no length prefix
+                }
+            }
+            Value::Row(r) => {
+                buf.push(13);
+                write_values(r.iter(), buf);
+            }
         }
     }
 }
@@ -920,6 +1228,22 @@ mod tests {
             [(0, 0), (45_296_000, 0), (86_399_999, 3), (1, 9)].map(|(t, p)| Value::Time(t, p)),
         );
         values.extend([vec![], vec![0], vec![0xff; 200]].map(Value::Bytes));
+        values.extend([
+            Value::Array(Arc::new(vec![
+                Value::Int(1),
+                Value::Null,
+                Value::Str("x".into()),
+            ])),
+            Value::Array(Arc::new(Vec::new())),
+            Value::Map(Arc::new(vec![
+                (Value::Str("a".into()), Value::Int(1)),
+                (Value::Str("b".into()), Value::Null),
+            ])),
+            Value::Row(Arc::new(vec![
+                Value::Array(Arc::new(vec![Value::Bool(true)])),
+                Value::Decimal(150, 2),
+            ])),
+        ]);
         values.extend(
             [
                 0,
@@ -983,6 +1307,102 @@ mod tests {
         assert_eq!(format_time(0, 3), "00:00:00.0");
         assert_eq!(format_time(86_399_999, 0), "23:59:59");
         assert_eq!(format_time(86_399_999, 3), "23:59:59.999");
+    }
+
+    #[test]
+    fn print_writes_timestamps_nulls_and_nested_values_as_flinks_print_connector() {
+        // Flink 2.3's `print` of the same values:
+        // `+I[[1, null], {a=1}, +I[1, x], true, 2026-01-01T00:01, 2026-01-01T00:01:00.500,
+        // [2026-01-01T00:01], null, 2026-01-01T00:00:05, 0001-01-01T00:00]`.
+        let row = Row(vec![
+            Value::Array(Arc::new(vec![Value::Int(1), Value::Null])),
+            Value::Map(Arc::new(vec![(Value::Str("a".into()), Value::Int(1))])),
+            Value::Row(Arc::new(vec![Value::Int(1), Value::Str("x".into())])),
+            Value::Bool(true),
+            Value::Ts(1_767_225_660_000),
+            Value::Ts(1_767_225_660_500),
+            Value::Array(Arc::new(vec![Value::Ts(1_767_225_660_000)])),
+            Value::Null,
+            Value::Ts(1_767_225_605_000),
+            Value::Ts(-62_135_596_800_000),
+        ]);
+        assert_eq!(
+            row.to_string(),
+            "+I[[1, null], {a=1}, +I[1, x], true, 2026-01-01T00:01, 2026-01-01T00:01:00.500, \
+             [2026-01-01T00:01], null, 2026-01-01T00:00:05, 0001-01-01T00:00]"
+        );
+    }
+
+    #[test]
+    fn nested_values_go_through_arrow_and_back_unchanged() {
+        use crate::nested::{array_of, map_of, row_of};
+        let row_ty = row_of(vec![
+            ("x".into(), SqlType::Int),
+            ("y".into(), SqlType::String),
+        ]);
+        let cols = vec![
+            Column {
+                name: "a".into(),
+                ty: array_of(array_of(SqlType::BigInt)),
+            },
+            Column {
+                name: "m".into(),
+                ty: map_of(SqlType::String, SqlType::Decimal(5, 2)),
+            },
+            Column {
+                name: "r".into(),
+                ty: row_ty,
+            },
+        ];
+        let rows = vec![
+            Row(vec![
+                Value::Array(Arc::new(vec![
+                    Value::Array(Arc::new(vec![Value::Int(1), Value::Null])),
+                    Value::Null,
+                    Value::Array(Arc::new(vec![])),
+                ])),
+                Value::Map(Arc::new(vec![(
+                    Value::Str("k".into()),
+                    Value::Decimal(150, 2),
+                )])),
+                Value::Row(Arc::new(vec![Value::Int(7), Value::Null])),
+            ]),
+            Row(vec![Value::Null, Value::Null, Value::Null]),
+        ];
+        let batch = rows_to_batch(&cols, &arrow_schema(&cols), rows.iter()).unwrap();
+        let mut back: Vec<Row> = vec![Row(Vec::new()), Row(Vec::new())];
+        for (i, c) in cols.iter().enumerate() {
+            append_column(batch.column(i), c.ty, &mut back).unwrap();
+        }
+        assert_eq!(back, rows);
+        assert_eq!(row_ty.sql_name(), "ROW<`x` INT, `y` STRING>");
+    }
+
+    #[test]
+    fn maps_are_equal_in_any_order_and_hash_alike() {
+        use std::hash::BuildHasher;
+        let a = Value::Map(Arc::new(vec![
+            (Value::Str("a".into()), Value::Int(1)),
+            (Value::Str("b".into()), Value::Int(2)),
+        ]));
+        let b = Value::Map(Arc::new(vec![
+            (Value::Str("b".into()), Value::Int(2)),
+            (Value::Str("a".into()), Value::Int(1)),
+        ]));
+        assert_eq!(a, b);
+        let s = std::collections::hash_map::RandomState::new();
+        assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        // As keys (GROUP BY a MAP): the same bytes, here and in the engine's serializer.
+        let (mut ka, mut kb) = (Vec::new(), Vec::new());
+        write_key([&a].into_iter(), &mut ka);
+        write_key([&b].into_iter(), &mut kb);
+        assert_eq!(ka, kb);
+        weir_engine::keygroup::serialize_key(&vec![b.clone()], &mut kb);
+        assert_eq!(ka, kb);
+        assert_ne!(
+            a,
+            Value::Map(Arc::new(vec![(Value::Str("a".into()), Value::Int(1))]))
+        );
     }
 
     #[test]

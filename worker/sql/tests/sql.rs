@@ -411,6 +411,85 @@ fn date_columns_read_compare_group_and_are_written_as_flink_writes_them() {
 }
 
 #[test]
+fn array_map_and_row_columns_are_read_computed_grouped_and_written_as_flink_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, per_tags) = (dir.path().join("out"), dir.path().join("per_tags"));
+    let orders = input(
+        dir.path(),
+        "orders.jsonl",
+        &[
+            json!({"id": 1, "tags": ["a", "b"], "attrs": {"color": "red", "size": "L"},
+                   "ship": {"city": "Oslo", "zip": 150}, "ts": 1000}),
+            json!({"id": 2, "tags": ["a", "b"], "attrs": {}, "ship": {"city": "Bergen"}, "ts": 2000}),
+            json!({"id": 3, "tags": [], "attrs": null, "ship": null, "ts": 3000}),
+            json!({"id": 4, "tags": null, "attrs": {"color": "blue"}, "ship": {"zip": 7}, "ts": 4000}),
+        ],
+    );
+    let sql = format!(
+        "CREATE TABLE orders (id INT, tags ARRAY<STRING>, attrs MAP<STRING, STRING>,
+                              ship ROW<city STRING, zip INT>, ts BIGINT,
+                              rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt)
+           WITH ('connector' = 'filesystem', 'path' = '{orders}', 'format' = 'json');
+         CREATE TABLE out (id INT, first_tag STRING, n_tags INT, color STRING, city STRING,
+                           zip INT, tagged BOOLEAN, pairs ARRAY<INT>, m MAP<STRING, INT>,
+                           r ROW<k STRING, v ARRAY<STRING>>, text STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE per_tags (tags ARRAY<STRING>, n BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT id, tags[1], CARDINALITY(tags), attrs['color'], ship.city, ship['zip'],
+                ARRAY_CONTAINS(tags, 'b'), ARRAY[id, id * 10], MAP['id', id],
+                CAST(ROW('tags', tags) AS ROW<k STRING, v ARRAY<STRING>>),
+                CAST(tags AS STRING)
+         FROM orders;
+         INSERT INTO per_tags
+         SELECT tags, COUNT(*) FROM orders GROUP BY TUMBLE(rt, INTERVAL '1' MINUTE), tags;",
+        out.display(),
+        per_tags.display()
+    );
+    run(&sql, Config::default());
+    assert_eq!(
+        output(&out),
+        sorted(vec![
+            json!({"id": 1, "first_tag": "a", "n_tags": 2, "color": "red", "city": "Oslo",
+                   "zip": 150, "tagged": true, "pairs": [1, 10], "m": {"id": 1},
+                   "r": {"k": "tags", "v": ["a", "b"]}, "text": "[a, b]"}),
+            json!({"id": 2, "first_tag": "a", "n_tags": 2, "color": null, "city": "Bergen",
+                   "zip": null, "tagged": true, "pairs": [2, 20], "m": {"id": 2},
+                   "r": {"k": "tags", "v": ["a", "b"]}, "text": "[a, b]"}),
+            json!({"id": 3, "first_tag": null, "n_tags": 0, "color": null, "city": null,
+                   "zip": null, "tagged": false, "pairs": [3, 30], "m": {"id": 3},
+                   "r": {"k": "tags", "v": []}, "text": "[]"}),
+            json!({"id": 4, "first_tag": null, "n_tags": null, "color": "blue", "city": null,
+                   "zip": 7, "tagged": null, "pairs": [4, 40], "m": {"id": 4},
+                   "r": {"k": "tags", "v": null}, "text": null}),
+        ])
+    );
+    // An ARRAY key: equal arrays are one group, NULL its own.
+    assert_eq!(
+        output(&per_tags),
+        sorted(vec![
+            json!({"tags": ["a", "b"], "n": 2}),
+            json!({"tags": [], "n": 1}),
+            json!({"tags": null, "n": 1}),
+        ])
+    );
+}
+
+#[test]
+fn ordering_arrays_is_refused_at_planning_as_flink_refuses_it() {
+    let err = plan_error(
+        "CREATE TABLE t (a ARRAY<INT>) WITH ('connector' = 'filesystem', 'path' = '/nonexistent', 'format' = 'json');
+         CREATE TABLE o (b BOOLEAN) WITH ('connector' = 'print');
+         INSERT INTO o SELECT a < ARRAY[1] FROM t;",
+    );
+    assert!(
+        err.contains("ARRAY<INT> values: an ARRAY, MAP or ROW has no order"),
+        "{err}"
+    );
+}
+
+#[test]
 fn time_and_bytes_columns_read_compare_group_and_are_written_as_flink_writes_them() {
     let dir = tempfile::tempdir().unwrap();
     let (out, per_time) = (dir.path().join("out"), dir.path().join("per_time"));

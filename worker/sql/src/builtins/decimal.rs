@@ -148,6 +148,9 @@ fn eval(kind: Kind, args: &[Value], ret: SqlType) -> Result<Value, String> {
             Value::Date(_) => return Err("a DATE cannot be cast to DECIMAL".into()),
             Value::Time(..) => return Err("a TIME cannot be cast to DECIMAL".into()),
             Value::Bytes(_) => return Err("BYTES cannot be cast to DECIMAL".into()),
+            Value::Array(_) | Value::Map(_) | Value::Row(_) => {
+                return Err("an ARRAY, MAP or ROW cannot be cast to DECIMAL".into());
+            }
         },
     })
 }

@@ -241,6 +241,22 @@ fn eval_from_base64(a: &[Value]) -> Result<Value, String> {
 }
 
 /// The functions of this module, by their SQL names.
+/// `binary_length(bytes, n, pad)`: `CAST(x AS BINARY(n))` (pad TRUE: zero bytes up to `n`)
+/// and `CAST(x AS VARBINARY(n))`, both cut to `n` bytes, as Flink's CAST.
+fn binary_length(a: &[Value]) -> Result<Value, String> {
+    let (Value::Bytes(b), Some(n)) = (&a[0], int_arg(&a[1])) else {
+        return Ok(Value::Null);
+    };
+    let n = usize::try_from(n).map_err(|_| format!("a length of {n} bytes"))?;
+    let mut b = b.clone();
+    if matches!(a[2], Value::Bool(true)) {
+        b.resize(n, 0);
+    } else {
+        b.truncate(n);
+    }
+    Ok(Value::Bytes(b))
+}
+
 pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
     macro_rules! digest {
         ($name:literal, $usage:literal, $hash:ty) => {
@@ -250,6 +266,18 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
         };
     }
     vec![
+        udf(
+            "binary_length",
+            "CAST(x AS BINARY(n))",
+            |a| {
+                count(a, 3, 3)?;
+                Ok((
+                    vec![SqlType::Bytes, SqlType::BigInt, SqlType::Boolean],
+                    SqlType::Bytes,
+                ))
+            },
+            binary_length,
+        ),
         digest!("md5", "MD5(s)", md5::Md5),
         digest!("sha1", "SHA1(s)", sha1::Sha1),
         digest!("sha224", "SHA224(s)", sha2::Sha224),

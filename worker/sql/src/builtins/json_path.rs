@@ -798,6 +798,9 @@ fn eval_json_string(a: &[Value]) -> Result<Value, String> {
         // Base64, as Flink writes BYTES.
         Value::Bytes(b) => write_json_string(&crate::builtins::base64(b), &mut out),
         Value::Time(..) => return Err("takes no TIME (cast it to STRING first)".into()),
+        Value::Array(_) | Value::Map(_) | Value::Row(_) => {
+            return Err("takes no ARRAY, MAP or ROW in Weir yet".into());
+        }
         Value::Ts(t) => {
             let text = crate::value::format_timestamp(*t).replacen(' ', "T", 1);
             let text = match text.split_once('.') {

@@ -4,6 +4,7 @@
 
 use super::{Planner, norm};
 use crate::error::{Result, SqlError};
+use crate::nested::Nested;
 use crate::parse::{ColumnDef, ColumnKind, TableDef};
 use crate::value::{Column, SqlType};
 use sqlparser::ast::{self, Ident, Query, Spanned};
@@ -27,6 +28,25 @@ fn declared_type(ty: SqlType) -> ast::DataType {
         SqlType::Decimal(p, s) => {
             ast::DataType::Decimal(ast::ExactNumberInfo::PrecisionAndScale(p.into(), s.into()))
         }
+        SqlType::Nested(n) => match n.get() {
+            Nested::Array(e) => ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(
+                Box::new(declared_type(*e)),
+            )),
+            Nested::Map(k, v) => {
+                ast::DataType::Map(Box::new(declared_type(*k)), Box::new(declared_type(*v)))
+            }
+            Nested::Row(fields) => ast::DataType::Struct(
+                fields
+                    .iter()
+                    .map(|(name, t)| ast::StructField {
+                        field_name: Some(ast::Ident::with_quote('`', name)),
+                        field_type: declared_type(*t),
+                        options: None,
+                    })
+                    .collect(),
+                ast::StructBracketKind::AngleBrackets,
+            ),
+        },
     }
 }
 

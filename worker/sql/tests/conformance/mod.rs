@@ -8,9 +8,10 @@
 //! (TIMESTAMP and TIMESTAMP_LTZ are both Weir's TIMESTAMP(3)). A case Flink
 //! refuses, at planning or at runtime, must fail on Weir too.
 //!
-//! A case with an input column of a type Weir does not have (ARRAY, MAP, ROW) is Weir's
-//! error: it is recorded from Flink for when the type lands, and listed as a known difference
-//! until then. TIME and BYTES columns hold the text Flink's json format reads (Base64 for
+//! A case with an input column of a type Weir does not have is Weir's error: it is recorded
+//! from Flink for when the type lands, and listed as a known difference until then. ARRAY,
+//! MAP and ROW values are built by the expressions (`ARRAY[a, b]`), not read as input
+//! columns. TIME and BYTES columns hold the text Flink's json format reads (Base64 for
 //! BYTES).
 //!
 //! `known_differences.txt` lists the cases Weir still gets wrong; they are reported, and a
@@ -173,6 +174,7 @@ fn parse_columns(text: &str) -> (Vec<Column>, Vec<Value>, Option<String>) {
                 SqlType::Timestamp => Value::Ts(
                     weir_sql::connectors::parse_timestamp(&value_text).expect("timestamp literal"),
                 ),
+                SqlType::Nested(_) => panic!("cases.txt has no ARRAY, MAP or ROW input columns"),
             }
         };
         cols.push(Column {
@@ -187,6 +189,9 @@ fn parse_columns(text: &str) -> (Vec<Column>, Vec<Value>, Option<String>) {
 /// The type Weir carries a Flink type as (None: one Weir has no counterpart for).
 fn carried_type(flink: &str) -> Option<SqlType> {
     let t = flink.trim_end_matches(" NOT NULL").trim();
+    if let Some(inner) = t.strip_suffix('>') {
+        return nested_type(inner);
+    }
     let base = t.split('(').next().unwrap_or(t).trim();
     Some(match base {
         "BOOLEAN" => SqlType::Boolean,
@@ -219,6 +224,44 @@ fn carried_type(flink: &str) -> Option<SqlType> {
         _ if t.starts_with("TIMESTAMP(") => SqlType::Timestamp,
         _ => return None,
     })
+}
+
+/// `ARRAY<T`, `MAP<K, V`, ``ROW<`a` T, …`` (the closing `>` cut) as Weir carries them.
+fn nested_type(t: &str) -> Option<SqlType> {
+    use weir_sql::nested::{array_of, map_of, row_of};
+    // The parts at the top level, split at commas outside <> and ().
+    let parts = |s: &str| {
+        let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+        for (i, c) in s.char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(s[start..i].trim().to_string());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push(s[start..].trim().to_string());
+        out
+    };
+    if let Some(e) = t.strip_prefix("ARRAY<") {
+        return Some(array_of(carried_type(e)?));
+    }
+    if let Some(kv) = t.strip_prefix("MAP<") {
+        let kv = parts(kv);
+        return Some(map_of(carried_type(&kv[0])?, carried_type(&kv[1])?));
+    }
+    let fields = t.strip_prefix("ROW<")?;
+    let fields = parts(fields)
+        .into_iter()
+        .map(|f| {
+            let (name, ty) = f.strip_prefix('`')?.split_once("` ")?;
+            Some((name.to_string(), carried_type(ty)?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(row_of(fields))
 }
 
 /// Flink's recorded outcome of each case, in file order.
