@@ -15,11 +15,20 @@
 #   BASE_IMAGE     the runtime's Debian with apt (default: debian:<DEBIAN>-slim)
 # No `# syntax=` line: BuildKit's built-in Dockerfile frontend (Docker 20.10 and later) has the
 # cache mounts used below, and an external frontend would have to be pulled from a registry.
+#
+# Where the binaries come from is a third build argument, BINARIES:
+#   build      (default) the `build` stage below: `cargo build --release` from the sources
+#   prebuilt   the `prebuilt` stage: `weir` and `weir-operator` taken from the build context, a
+#              directory holding just those two files, built on a Debian of the same release
+#              (glibc, librocksdb7.8). CI does this with the binaries it has already compiled
+#              (e2e/node/images.sh): everything else in the images is this file's.
+# BuildKit builds only the stages the target needs, so the other one is never run.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
 ARG BUILDER_IMAGE=rust:${RUST_VERSION}-${DEBIAN}
 ARG BASE_IMAGE=debian:${DEBIAN}-slim
+ARG BINARIES=build
 
 FROM ${BUILDER_IMAGE} AS build
 # The RocksDB state backend links Debian's librocksdb (bindgen needs libclang), as in CI
@@ -36,6 +45,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/weir target/release/weir-operator /out/
 
+FROM scratch AS prebuilt
+COPY weir weir-operator /out/
+
+FROM ${BINARIES} AS binaries
+
 FROM ${BASE_IMAGE} AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tini \
@@ -47,7 +61,7 @@ FROM base AS worker
 RUN apt-get update \
  && apt-get install -y --no-install-recommends librocksdb7.8 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/weir /usr/local/bin/weir
+COPY --from=binaries /out/weir /usr/local/bin/weir
 USER 65532:65532
 # REST API (rest.port) and the JobManager RPC port.
 EXPOSE 8081 6123
@@ -55,7 +69,7 @@ ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/weir"]
 CMD ["--help"]
 
 FROM base AS operator
-COPY --from=build /out/weir-operator /usr/local/bin/weir-operator
+COPY --from=binaries /out/weir-operator /usr/local/bin/weir-operator
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/weir-operator"]

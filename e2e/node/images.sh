@@ -17,6 +17,9 @@
 #
 #   e2e/node/images.sh          # names: WEIR_NODE_WORKER_IMAGE, WEIR_NODE_OPERATOR_IMAGE
 #   WEIR_NODE_NO_IMPORT=1 e2e/node/images.sh   # build only (no node needed)
+#   WEIR_NODE_BINARIES=DIR e2e/node/images.sh  # CI: the Dockerfile with BINARIES=prebuilt, its
+#       binaries DIR/weir and DIR/weir-operator (CI's own `cargo build`): no builder image and
+#       no second Rust build; the build context is a directory with just those two files
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -86,35 +89,50 @@ if ! image_exists "$BASE_IMAGE"; then
   phase "base image $BASE_IMAGE imported"
 fi
 
-# --- 2. builder image ----------------------------------------------------------------------------
-SYSROOT="$(rustc --print sysroot)"
-RUSTC_VERSION="$(rustc --version | awk '{ print $2 }')"
-BUILDER_IMAGE="weir-builder:$RUSTC_VERSION-$DEBIAN_SUITE"
-TOOLCHAIN_IMAGE="weir-rust-toolchain:$RUSTC_VERSION"
-if ! image_exists "$BUILDER_IMAGE"; then
-  if ! image_exists "$TOOLCHAIN_IMAGE"; then
-    log "importing the Rust toolchain $SYSROOT (rustc $RUSTC_VERSION, without its docs) as $TOOLCHAIN_IMAGE"
-    tar -C "$(readlink -f "$SYSROOT")" --exclude=./share/doc -c . | docker_ import - "$TOOLCHAIN_IMAGE" >/dev/null
+# --- 2. builder image (not needed for prebuilt binaries) -----------------------------------------
+PREBUILT="${WEIR_NODE_BINARIES:-}"
+BUILD_ARGS=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+CONTEXT="$ROOT"
+if [[ -n "$PREBUILT" ]]; then
+  for b in weir weir-operator; do [[ -x "$PREBUILT/$b" ]] || die "WEIR_NODE_BINARIES=$PREBUILT: no executable $b there"; done
+  # The context holds the two binaries and nothing else (hard links where the file system
+  # allows: the debug binaries are 200 MB).
+  tmp="$(mktemp -d "$NODE_CACHE/context.XXXXXX")"
+  for b in weir weir-operator; do ln "$PREBUILT/$b" "$tmp/$b" 2>/dev/null || cp "$PREBUILT/$b" "$tmp/$b"; done
+  CONTEXT="$tmp"
+  BUILD_ARGS+=(--build-arg BINARIES=prebuilt)
+  log "binaries from $PREBUILT (BINARIES=prebuilt): no builder image, no cargo build in Docker"
+else
+  SYSROOT="$(rustc --print sysroot)"
+  RUSTC_VERSION="$(rustc --version | awk '{ print $2 }')"
+  BUILDER_IMAGE="weir-builder:$RUSTC_VERSION-$DEBIAN_SUITE"
+  TOOLCHAIN_IMAGE="weir-rust-toolchain:$RUSTC_VERSION"
+  if ! image_exists "$BUILDER_IMAGE"; then
+    if ! image_exists "$TOOLCHAIN_IMAGE"; then
+      log "importing the Rust toolchain $SYSROOT (rustc $RUSTC_VERSION, without its docs) as $TOOLCHAIN_IMAGE"
+      tar -C "$(readlink -f "$SYSROOT")" --exclude=./share/doc -c . | docker_ import - "$TOOLCHAIN_IMAGE" >/dev/null
+    fi
+    tmp="$(mktemp -d /tmp/weir-builder.XXXXXX)" # the context: the host's local CAs only
+    mkdir "$tmp/ca"
+    cp /usr/local/share/ca-certificates/*.crt "$tmp/ca/" 2>/dev/null || true
+    docker_ build --network host -f "$HERE/builder.Dockerfile" -t "$BUILDER_IMAGE" \
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TOOLCHAIN_IMAGE=$TOOLCHAIN_IMAGE" "$tmp" >&2
+    rm -rf "$tmp"
+    tmp=""
+    # The toolchain lives on in the builder's layer; the import was only a way in.
+    docker_ rmi "$TOOLCHAIN_IMAGE" >/dev/null
+    phase "builder image $BUILDER_IMAGE built"
   fi
-  tmp="$(mktemp -d /tmp/weir-builder.XXXXXX)" # the context: the host's local CAs only
-  mkdir "$tmp/ca"
-  cp /usr/local/share/ca-certificates/*.crt "$tmp/ca/" 2>/dev/null || true
-  docker_ build --network host -f "$HERE/builder.Dockerfile" -t "$BUILDER_IMAGE" \
-    --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TOOLCHAIN_IMAGE=$TOOLCHAIN_IMAGE" "$tmp" >&2
-  rm -rf "$tmp"
-  tmp=""
-  # The toolchain lives on in the builder's layer; the import was only a way in.
-  docker_ rmi "$TOOLCHAIN_IMAGE" >/dev/null
-  phase "builder image $BUILDER_IMAGE built"
+  BUILD_ARGS+=(--build-arg "BUILDER_IMAGE=$BUILDER_IMAGE")
 fi
 
 # --- 3. the images -------------------------------------------------------------------------------
 for pair in "worker=$NODE_WORKER_IMAGE" "operator=$NODE_OPERATOR_IMAGE"; do
   target="${pair%%=*}"
   image="${pair#*=}"
-  log "docker build --target $target -t $image (BUILDER_IMAGE=$BUILDER_IMAGE BASE_IMAGE=$BASE_IMAGE)"
-  docker_ build --network host --target "$target" -t "$image" \
-    --build-arg "BUILDER_IMAGE=$BUILDER_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$ROOT" >&2
+  log "docker build --target $target -t $image ${BUILD_ARGS[*]}"
+  docker_ build --network host --target "$target" -t "$image" -f "$ROOT/Dockerfile" \
+    "${BUILD_ARGS[@]}" "$CONTEXT" >&2
   phase "built $image"
 done
 

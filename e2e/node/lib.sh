@@ -31,6 +31,8 @@ NODE_NAME="${WEIR_NODE_NAME:-weir-node}"
 NODE_BRIDGE="${WEIR_NODE_BRIDGE:-weir0}"
 NODE_POD_CIDR="${WEIR_NODE_POD_CIDR:-10.88.0.0/16}"
 NODE_IP="${WEIR_NODE_IP:-10.88.0.1}"
+# Locally administered; the last four bytes are NODE_IP's.
+NODE_BRIDGE_MAC="$(IFS=. read -r a b c d <<<"$NODE_IP" && printf '02:42:%02x:%02x:%02x:%02x' "$a" "$b" "$c" "$d")"
 CLUSTER_DOMAIN=cluster.local
 # Must lie in the apiserver's --service-cluster-ip-range (10.0.0.0/24).
 SERVICE_CIDR=10.0.0.0/24

@@ -124,6 +124,11 @@ echo 1 >/proc/sys/net/ipv4/ip_forward
 if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
   ip link add "$NODE_BRIDGE" type bridge
 fi
+# A MAC address of its own, set explicitly: otherwise the bridge takes the lowest MAC of its
+# ports, which changes as pods come and go, and running pods' cached neighbour entry for the
+# gateway goes stale (connections from pods to the host, e.g. to S3 on 10.88.0.1, timed out
+# for seconds after pods were replaced).
+ip link set "$NODE_BRIDGE" address "$NODE_BRIDGE_MAC"
 ip addr replace "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE"
 ip link set "$NODE_BRIDGE" up
 # Pods talk to each other and to Services across the bridge; br_netfilter makes that traffic
