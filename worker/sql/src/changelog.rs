@@ -86,7 +86,11 @@ pub(crate) fn producer(s: &Stream) -> String {
     s.plan
         .iter()
         .map(|l| l.trim())
-        .find(|l| l.starts_with("GroupAggregate("))
+        .find(|l| {
+            ["GroupAggregate(", "Rank(", "Deduplicate("]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .map(|l| l.split(" uid=").next().unwrap_or(l).to_string())
         .unwrap_or_else(|| "GroupAggregate".into())
 }
