@@ -4,6 +4,7 @@
 #   bash bench/sql.sh                  # every query, 1 run per engine
 #   RUNS=3 bash bench/sql.sh q0 q1 q2  # some queries, median of 3 runs
 #   bash bench/sql.sh --verify q1      # both engines write their rows to files; compare them
+#                                      # (updating results as their final tables)
 #
 # Queries (bench/sql/<query>.sql): tumbling (the engine-core job as a window TVF), tumbling_gw
 # (the same in group-window syntax) over bench/gen_events.py's events-N.jsonl, and Nexmark
@@ -138,12 +139,14 @@ PYEOF
 # filesystem/json sink writing to $3 (a query with its own filesystem sink, q10, writes to
 # ${SINK_DIR}: $3, or bench/out/sql/sink-<query> when not verifying)
 # shellcheck disable=SC2016  # the ${...} in its Python text are placeholders, not expansions
-script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR]
-    local q="$1" out="$2" sink="${3:-}"
+# an updating query's blackhole becomes (SINK_KIND) a filesystem sink in the debezium-json
+# changelog format (Flink) or a print sink (Weir, whose filesystem sink is append-only)
+script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR [SINK_KIND: json|debezium-json|print]]
+    local q="$1" out="$2" sink="${3:-}" kind="${4:-json}"
     {
         case "$q" in tumbling*) ;; *) cat "$HERE/sql/nexmark_ddl.sql"; echo ;; esac
         cat "$HERE/sql/$q.sql"
-    } | NEXMARK_DIR="$NEXMARK_DIR" EVENTS_PATH="$EVENTS_PATH" SINK="$sink" \
+    } | NEXMARK_DIR="$NEXMARK_DIR" EVENTS_PATH="$EVENTS_PATH" SINK="$sink" KIND="$kind" \
         OWN_SINK="${sink:-$OUT_DIR/sink-$q}" "$PY" -c '
 import os, re, sys
 text = sys.stdin.read()
@@ -157,9 +160,10 @@ if sink:
     n = len(re.findall(r"\x27connector\x27\s*=\s*\x27blackhole\x27", text))
     if n != 1:
         sys.exit(f"expected one blackhole sink, found {n}")
-    text = re.sub(r"\x27connector\x27\s*=\s*\x27blackhole\x27",
-                  f"\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27{sink}\x27, \x27format\x27 = \x27json\x27",
-                  text)
+    kind = os.environ["KIND"]
+    to = (f"\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27{sink}\x27, \x27format\x27 = \x27{kind}\x27"
+          if kind != "print" else "\x27connector\x27 = \x27print\x27")
+    text = re.sub(r"\x27connector\x27\s*=\s*\x27blackhole\x27", to, text)
 sys.stdout.write(text)' >"$out"
 }
 
@@ -245,19 +249,34 @@ if [ "$VERIFY" = 1 ]; then
     for q in "${QUERIES[@]}"; do
         VDIR="$OUT_DIR/verify-$q"
         rm -rf "$VDIR"; mkdir -p "$VDIR"
-        script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" || die "$q: cannot build the script"
-        script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" || die "$q: cannot build the script"
+        script_for "$q" "$VDIR/plain.sql" || die "$q: cannot build the script"
         events="$(input_events "$q")"
+        updating=0
         if [ -z "$WEIR_STATUS" ]; then
-            refusal="$(weir_refusal "$VDIR/weir.sql")"
+            refusal="$(weir_refusal "$VDIR/plain.sql")"
             [ -z "$refusal" ] || { echo "$q verify=n/a weir=refused refused: $refusal"; status=1; continue; }
+            # an updating result (compared as its final table: compare_rows.py --changelog)
+            "$WEIR_BIN" run "$VDIR/plain.sql" --explain 2>/dev/null \
+                | grep -qE '^ *(GroupAggregate|Rank|Deduplicate)\(' && updating=1
+        fi
+        if [ "$updating" = 1 ]; then
+            script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" debezium-json || die "$q: cannot build the script"
+            script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" print || die "$q: cannot build the script"
+        else
+            script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" || die "$q: cannot build the script"
+            script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" || die "$q: cannot build the script"
         fi
         [ "${SKIP_FLINK:-0}" = 1 ] || [ -n "$(run_flink "$q" "$VDIR/flink.sql" "$events" verify)" ] \
             || { echo "$q verify=n/a (flink failed)"; status=1; continue; }
         if [ -n "$WEIR_STATUS" ] || [ -z "$(run_weir "$q" "$VDIR/weir.sql" "$events" verify)" ]; then
             echo "$q verify=n/a (weir cannot run it)"; status=1; continue
         fi
-        "$PY" "$HERE/compare_rows.py" "$VDIR/weir-out" "$VDIR/flink-out" --label "$q" || status=1
+        if [ "$updating" = 1 ]; then
+            "$PY" "$HERE/compare_rows.py" --changelog "$OUT_DIR/weir-$q.verify.log" "$VDIR/flink-out" \
+                --label "$q" || status=1
+        else
+            "$PY" "$HERE/compare_rows.py" "$VDIR/weir-out" "$VDIR/flink-out" --label "$q" || status=1
+        fi
     done
     exit "$status"
 fi
