@@ -256,8 +256,9 @@ if [ "$VERIFY" = 1 ]; then
             refusal="$(weir_refusal "$VDIR/plain.sql")"
             [ -z "$refusal" ] || { echo "$q verify=n/a weir=refused refused: $refusal"; status=1; continue; }
             # an updating result (compared as its final table: compare_rows.py --changelog)
-            "$WEIR_BIN" run "$VDIR/plain.sql" --explain 2>/dev/null \
-                | grep -qE '^ *(GroupAggregate|Rank|Deduplicate)\(' && updating=1
+            # (captured first: `grep -q` closing the pipe early fails it under pipefail)
+            plan="$("$WEIR_BIN" run "$VDIR/plain.sql" --explain 2>/dev/null)"
+            grep -qE '^ *(GroupAggregate|Rank|Deduplicate)\(' <<<"$plan" && updating=1
         fi
         if [ "$updating" = 1 ]; then
             script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" debezium-json || die "$q: cannot build the script"
