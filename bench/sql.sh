@@ -4,13 +4,14 @@
 #   bash bench/sql.sh                  # every query, 1 run per engine
 #   RUNS=3 bash bench/sql.sh q0 q1 q2  # some queries, median of 3 runs
 #   bash bench/sql.sh --verify q1      # both engines write their rows to files; compare them
+#                                      # (updating results as their final tables)
 #
 # Queries (bench/sql/<query>.sql): tumbling (the engine-core job as a window TVF), tumbling_gw
 # (the same in group-window syntax) over bench/gen_events.py's events-N.jsonl, and Nexmark
-# q0 q1 q2 q5 q7 q8 over bench/nexmark_gen.py's bid/person/auction files (bench/sql/
-# nexmark_ddl.sql is prepended). The runner substitutes ${NEXMARK_DIR} / ${EVENTS_PATH}; the
-# text is otherwise identical for both engines; the exact script each ran is kept in
-# bench/out/sql/<query>.sql.
+# q0-q22 over bench/nexmark_gen.py's bid/person/auction files (bench/sql/nexmark_ddl.sql is
+# prepended). The runner substitutes ${NEXMARK_DIR} / ${EVENTS_PATH} / ${SINK_DIR} (q10's
+# filesystem sink: a fresh directory per run); the text is otherwise identical for both
+# engines; the exact script each ran is kept in bench/out/sql/<query>.sql.
 #
 # Prints one line per query:
 #   <query> weir=<events/s> flink=<events/s> ratio=<weir/flink> weir_per_core=<events/CPU-s>
@@ -21,7 +22,9 @@
 # while the job runs: Weir's cpu_ms (utime+stime of the weir process), Flink's job_cpu_ms
 # (utime+stime of the JVM during the job's net runtime, sampled from /proc by flink_sql.py).
 # A side that cannot run the query prints n/a and says why on stderr; so do Flink runs kept
-# from before job_cpu_ms existed (REUSE_FLINK=1) for the per-core fields.
+# from before job_cpu_ms existed (REUSE_FLINK=1) for the per-core fields. A query Weir's
+# planner refuses (checked with `weir run --explain` first) prints weir=refused and, at the
+# end of its line, `refused: <the first line of Weir's message>`.
 #
 # Env:
 #   EVENTS            Nexmark events (default 4000000: 3.68M bids, 80k persons, 240k auctions)
@@ -65,7 +68,8 @@ for a in "$@"; do
         *) QUERIES+=("$a") ;;
     esac
 done
-[ "${#QUERIES[@]}" -gt 0 ] || QUERIES=(tumbling tumbling_gw q0 q1 q2 q5 q7 q8)
+[ "${#QUERIES[@]}" -gt 0 ] || QUERIES=(tumbling tumbling_gw q0 q1 q2 q3 q4 q5 q6 q7 q8 q9 q10 q11 \
+    q12 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22)
 
 log() { echo "[sql] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -101,6 +105,12 @@ NEXMARK_DIR="$DATA_DIR/nexmark-$EVENTS"
 EVENTS_PATH="$DATA_DIR/events-$TUMBLING_EVENTS.jsonl"
 if [ "$need_nexmark" = 1 ]; then
     "${RUN[@]}" python3 "$HERE/nexmark_gen.py" "$EVENTS" "$NEXMARK_DIR" || die "nexmark generation failed"
+    # q13's side input (as the nexmark project's side_input_gen: keys 0..9999)
+    [ -s "$NEXMARK_DIR/side_input.jsonl" ] || python3 -c '
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(10000):
+        f.write(json.dumps({"key": i, "value": str(i)}) + "\n")' "$NEXMARK_DIR/side_input.jsonl"
 fi
 if [ "$need_events" = 1 ]; then
     "${RUN[@]}" python3 "$HERE/gen_events.py" "$TUMBLING_EVENTS" "$EVENTS_PATH" || die "event generation failed"
@@ -126,26 +136,34 @@ PYEOF
 }
 
 # the script both engines run: paths substituted; with --verify the blackhole sink becomes a
-# filesystem/json sink writing to $2
+# filesystem/json sink writing to $3 (a query with its own filesystem sink, q10, writes to
+# ${SINK_DIR}: $3, or bench/out/sql/sink-<query> when not verifying)
 # shellcheck disable=SC2016  # the ${...} in its Python text are placeholders, not expansions
-script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR]
-    local q="$1" out="$2" sink="${3:-}"
+# an updating query's blackhole becomes (SINK_KIND) a filesystem sink in the debezium-json
+# changelog format (Flink) or a print sink (Weir, whose filesystem sink is append-only)
+script_for() {  # script_for QUERY OUT_SCRIPT [SINK_DIR [SINK_KIND: json|debezium-json|print]]
+    local q="$1" out="$2" sink="${3:-}" kind="${4:-json}"
     {
         case "$q" in tumbling*) ;; *) cat "$HERE/sql/nexmark_ddl.sql"; echo ;; esac
         cat "$HERE/sql/$q.sql"
-    } | NEXMARK_DIR="$NEXMARK_DIR" EVENTS_PATH="$EVENTS_PATH" SINK="$sink" "$PY" -c '
+    } | NEXMARK_DIR="$NEXMARK_DIR" EVENTS_PATH="$EVENTS_PATH" SINK="$sink" KIND="$kind" \
+        OWN_SINK="${sink:-$OUT_DIR/sink-$q}" "$PY" -c '
 import os, re, sys
 text = sys.stdin.read()
 text = text.replace("${NEXMARK_DIR}", os.environ["NEXMARK_DIR"])
 text = text.replace("${EVENTS_PATH}", os.environ["EVENTS_PATH"])
 sink = os.environ["SINK"]
+if "${SINK_DIR}" in text:
+    text = text.replace("${SINK_DIR}", os.environ["OWN_SINK"])
+    sink = ""
 if sink:
     n = len(re.findall(r"\x27connector\x27\s*=\s*\x27blackhole\x27", text))
     if n != 1:
         sys.exit(f"expected one blackhole sink, found {n}")
-    text = re.sub(r"\x27connector\x27\s*=\s*\x27blackhole\x27",
-                  f"\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27{sink}\x27, \x27format\x27 = \x27json\x27",
-                  text)
+    kind = os.environ["KIND"]
+    to = (f"\x27connector\x27 = \x27filesystem\x27, \x27path\x27 = \x27{sink}\x27, \x27format\x27 = \x27{kind}\x27"
+          if kind != "print" else "\x27connector\x27 = \x27print\x27")
+    text = re.sub(r"\x27connector\x27\s*=\s*\x27blackhole\x27", to, text)
 sys.stdout.write(text)' >"$out"
 }
 
@@ -175,6 +193,7 @@ state_sets() {  # state_sets FLAG -> "FLAG key=value" words on stdout
 
 run_flink() {  # run_flink QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or nothing
     local q="$1" script="$2" events="$3" tag="$4" line=""
+    [ "$tag" = verify ] || rm -rf "$OUT_DIR/sink-$q"  # q10's own sink, fresh for each run
     local sets; mapfile -t sets < <(state_sets --conf)
     if "${RUN[@]}" "$PY" "$HERE/flink_sql.py" "$script" --events "$events" --name "$q" \
         --parallelism "$PARALLELISM" "${sets[@]}" \
@@ -193,6 +212,7 @@ run_weir() {  # run_weir QUERY SCRIPT EVENTS TAG -> JSON line on stdout, or noth
     local summary="$OUT_DIR/weir-$q.$tag.summary.json" m="$OUT_DIR/weir-$q.$tag.measure"
     local wlog="$OUT_DIR/weir-$q.$tag.log"
     rm -f "$summary"
+    [ "$tag" = verify ] || rm -rf "$OUT_DIR/sink-$q"
     local sets; mapfile -t sets < <(state_sets --set)
     if measure "$m" "${RUN[@]}" "$WEIR_BIN" run "$script" --parallelism "$PARALLELISM" --no-progress \
         "${sets[@]}" --summary-json "$summary" >"$wlog" 2>&1 && [ -s "$summary" ]; then
@@ -216,21 +236,48 @@ PYEOF
     fi
 }
 
+# The first line of Weir's refusal when its planner refuses SCRIPT (nothing when it plans it).
+weir_refusal() {  # weir_refusal SCRIPT
+    local out
+    out="$("$WEIR_BIN" run "$1" --explain 2>&1 >/dev/null)" && return 0
+    printf '%s\n' "$out" | grep -v '^\s*$' | head -1 | sed "s|^error: ||; s|^$1:|job.sql:|"
+}
+
 # ---- verify -----------------------------------------------------------------------------
 if [ "$VERIFY" = 1 ]; then
     status=0
     for q in "${QUERIES[@]}"; do
         VDIR="$OUT_DIR/verify-$q"
         rm -rf "$VDIR"; mkdir -p "$VDIR"
-        script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" || die "$q: cannot build the script"
-        script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" || die "$q: cannot build the script"
+        script_for "$q" "$VDIR/plain.sql" || die "$q: cannot build the script"
         events="$(input_events "$q")"
+        updating=0
+        if [ -z "$WEIR_STATUS" ]; then
+            refusal="$(weir_refusal "$VDIR/plain.sql")"
+            [ -z "$refusal" ] || { echo "$q verify=n/a weir=refused refused: $refusal"; status=1; continue; }
+            # an updating result (compared as its final table: compare_rows.py --changelog)
+            # (captured first: `grep -q` closing the pipe early fails it under pipefail)
+            plan="$("$WEIR_BIN" run "$VDIR/plain.sql" --explain 2>/dev/null)"
+            grep -qE '^ *(GroupAggregate|Rank|Deduplicate)\(' <<<"$plan" && updating=1
+        fi
+        if [ "$updating" = 1 ]; then
+            script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" debezium-json || die "$q: cannot build the script"
+            script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" print || die "$q: cannot build the script"
+        else
+            script_for "$q" "$VDIR/flink.sql" "$VDIR/flink-out" || die "$q: cannot build the script"
+            script_for "$q" "$VDIR/weir.sql" "$VDIR/weir-out" || die "$q: cannot build the script"
+        fi
         [ "${SKIP_FLINK:-0}" = 1 ] || [ -n "$(run_flink "$q" "$VDIR/flink.sql" "$events" verify)" ] \
             || { echo "$q verify=n/a (flink failed)"; status=1; continue; }
         if [ -n "$WEIR_STATUS" ] || [ -z "$(run_weir "$q" "$VDIR/weir.sql" "$events" verify)" ]; then
             echo "$q verify=n/a (weir cannot run it)"; status=1; continue
         fi
-        "$PY" "$HERE/compare_rows.py" "$VDIR/weir-out" "$VDIR/flink-out" --label "$q" || status=1
+        if [ "$updating" = 1 ]; then
+            "$PY" "$HERE/compare_rows.py" --changelog "$OUT_DIR/weir-$q.verify.log" "$VDIR/flink-out" \
+                --label "$q" || status=1
+        else
+            "$PY" "$HERE/compare_rows.py" "$VDIR/weir-out" "$VDIR/flink-out" --label "$q" || status=1
+        fi
     done
     exit "$status"
 fi
@@ -255,7 +302,11 @@ for q in "${QUERIES[@]}"; do
     fi
     rm -f "$WR"
     log "$q: $events input records ($SCRIPT)"
-    weir_ok=1
+    weir_ok=1; refusal=""
+    if [ -z "$WEIR_STATUS" ]; then
+        refusal="$(weir_refusal "$SCRIPT")"
+        [ -z "$refusal" ] || { weir_ok=0; log "$q: weir refuses it: $refusal"; }
+    fi
     for i in $(seq 1 "$RUNS"); do
         # Odd runs start with Flink, even runs with Weir, so neither engine always runs right
         # after the other (a Flink run keeps both cores busy for 10-20 s; the next process on
@@ -295,8 +346,11 @@ def per_core(d, cpu_field):
     return round(d["events"] / (cpu / 1000.0)) if cpu and d.get("events") else None
 fc, wc = per_core(f, "job_cpu_ms"), per_core(w, "cpu_ms")
 core_ratio = f"{wc / fc:.2f}" if fc and wc else "n/a"
-print(f"{sys.argv[1]} weir={v(we)} flink={v(fe)} ratio={ratio}"
-      f" weir_per_core={v(wc)} flink_per_core={v(fc)} per_core_ratio={core_ratio}")
-' "$q" "$F" "$W")")
+refusal = sys.argv[4]
+wv = "refused" if refusal else v(we)
+print(f"{sys.argv[1]} weir={wv} flink={v(fe)} ratio={ratio}"
+      f" weir_per_core={v(wc)} flink_per_core={v(fc)} per_core_ratio={core_ratio}"
+      + (f" refused: {refusal}" if refusal else ""))
+' "$q" "$F" "$W" "$refusal")")
 done
 printf '%s\n' "${SUMMARY_LINES[@]}"

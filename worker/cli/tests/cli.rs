@@ -2092,6 +2092,226 @@ fn an_updating_sql_result_prints_flinks_changelog_of_inserts_and_updates() {
     );
 }
 
+#[test]
+fn top_n_and_deduplication_print_flinks_changelog_as_rows_enter_and_leave_the_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bids.jsonl");
+    std::fs::write(
+        &data,
+        [
+            (1, 10, 1000),
+            (1, 30, 2000),
+            (2, 7, 2000),
+            (1, 20, 2000),
+            (1, 30, 4000),
+            (1, 5, 5000),
+            (1, 40, 1500),
+        ]
+        .map(|(a, p, t)| format!("{{\"auction\": {a}, \"price\": {p}, \"ts\": {t}}}\n"))
+        .concat(),
+    )
+    .unwrap();
+    let table = format!(
+        "CREATE TABLE bids (auction BIGINT, price BIGINT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3),
+           WATERMARK FOR rt AS rt - INTERVAL '10' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        data.display()
+    );
+    let run = |name: &str, query: &str| -> Vec<String> {
+        let script = dir.path().join(name);
+        std::fs::write(&script, format!("{table} {query}")).unwrap();
+        let o = weir(&["run", script.to_str().unwrap(), "--no-progress"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(String::from).collect()
+    };
+    // The two highest prices per auction, with their rank: each row entering the top two
+    // retracts the rows it moves down and re-emits them at their new rank; the 30 of 4 s
+    // ranks after the 30 before it (equal rows keep their arrival order), pushing the 20
+    // out; the 5 never enters; the 40 moves both 30s down, the second one out.
+    assert_eq!(
+        run(
+            "top2.sql",
+            "SELECT auction, price, rn FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids)
+             WHERE rn <= 2;"
+        ),
+        [
+            "+I[1, 10, 1]",
+            "-U[1, 10, 1]",
+            "+U[1, 30, 1]",
+            "+I[1, 10, 2]",
+            "+I[2, 7, 1]",
+            "-U[1, 10, 2]",
+            "+U[1, 20, 2]",
+            "-U[1, 20, 2]",
+            "+U[1, 30, 2]",
+            "-U[1, 30, 1]",
+            "+U[1, 40, 1]",
+            "-U[1, 30, 2]",
+            "+U[1, 30, 2]",
+        ]
+    );
+    // The last row per auction by event time (Flink's deduplication keeping the last row):
+    // the 20 of 2 s replaces the 30 of the same time, the 40 of 1.5 s is older and ignored.
+    assert_eq!(
+        run(
+            "last.sql",
+            "SELECT auction, price FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY rt DESC) AS rn FROM bids)
+             WHERE rn = 1;"
+        ),
+        [
+            "+I[1, 10]",
+            "-U[1, 10]",
+            "+U[1, 30]",
+            "+I[2, 7]",
+            "-U[1, 30]",
+            "+U[1, 20]",
+            "-U[1, 20]",
+            "+U[1, 30]",
+            "-U[1, 30]",
+            "+U[1, 5]",
+        ]
+    );
+}
+
+#[test]
+fn aggregates_over_an_updating_result_take_its_retractions_and_delete_emptied_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prices.jsonl");
+    std::fs::write(
+        &data,
+        [("a", 10), ("b", 5), ("a", 12), ("b", 10)]
+            .map(|(name, cents)| format!("{{\"name\": \"{name}\", \"cents\": {cents}}}\n"))
+            .concat(),
+    )
+    .unwrap();
+    let run = |name: &str, query: &str| -> Vec<String> {
+        let script = dir.path().join(name);
+        std::fs::write(
+            &script,
+            format!(
+                "CREATE TABLE prices (name STRING, cents BIGINT)
+                   WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+                 CREATE VIEW tops AS SELECT name, MAX(cents) AS hi FROM prices GROUP BY name;
+                 {query}",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let o = weir(&["run", script.to_str().unwrap(), "--no-progress"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(String::from).collect()
+    };
+    // tops: +I[a, 10], +I[b, 5], -U[a, 10], +U[a, 12], -U[b, 5], +U[b, 10]. Counting names
+    // per maximum: a retraction empties its group, which is deleted; 10's group starts afresh.
+    assert_eq!(
+        run("count.sql", "SELECT hi, COUNT(*) FROM tops GROUP BY hi;"),
+        [
+            "+I[10, 1]",
+            "+I[5, 1]",
+            "-D[10, 1]",
+            "+I[12, 1]",
+            "-D[5, 1]",
+            "+I[10, 1]"
+        ]
+    );
+    // Nexmark q4's shape: the average of the per-name maxima, as they change (integer AVG).
+    assert_eq!(
+        run("avg.sql", "SELECT AVG(hi) FROM tops;"),
+        [
+            "+I[10]", "-U[10]", "+U[7]", "-U[7]", "+U[5]", "-U[5]", "+U[8]", "-U[8]", "+U[12]",
+            "-U[12]", "+U[11]",
+        ]
+    );
+}
+
+#[test]
+fn table_exec_state_ttl_starts_an_idle_group_afresh() {
+    // Key 0's rows arrive at 0 and 50 ms, then at 3.5 s; key 1's at 100 ms and 3.55 s. With a
+    // TTL of 1.5 s both groups expired in between: their late rows are inserts again.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ttl.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE gen (seq BIGINT) WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+           'fields.seq.start' = '0', 'fields.seq.end' = '71', 'rows-per-second' = '20');
+         SELECT k, COUNT(*) FROM (SELECT CASE WHEN seq IN (0, 1, 70) THEN 0 ELSE 1 END AS k, seq FROM gen)
+         WHERE seq IN (0, 1, 2, 70, 71) GROUP BY k;",
+    )
+    .unwrap();
+    let o = weir(&[
+        "run",
+        script.to_str().unwrap(),
+        "--no-progress",
+        "--set",
+        "table.exec.state.ttl=1500ms",
+        "--set",
+        "pipeline.batch-size=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        [
+            "+I[0, 1]", "-U[0, 1]", "+U[0, 2]", "+I[1, 1]", "+I[0, 1]", "+I[1, 1]"
+        ]
+    );
+}
+
+#[test]
+fn a_top_n_restored_from_a_savepoint_continues_its_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("top.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE gen (seq BIGINT) WITH ('connector' = 'datagen', 'fields.seq.kind' = 'sequence',
+           'fields.seq.start' = '0', 'fields.seq.end' = '19999', 'rows-per-second' = '5000');
+         CREATE TABLE out (k BIGINT, seq BIGINT) WITH ('connector' = 'print');
+         INSERT INTO out SELECT k, seq FROM (
+           SELECT seq % 10 AS k, seq, ROW_NUMBER() OVER (PARTITION BY seq % 10 ORDER BY seq DESC) AS rn
+           FROM gen)
+         WHERE rn <= 1;",
+    )
+    .unwrap();
+    let script = script.to_str().unwrap().to_string();
+    let sp = tempfile::tempdir().unwrap();
+    let (location, _) = savepoint_after(&script, 800, sp.path());
+
+    let o = weir(&["run", &script, "-s", &location, "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // Every key kept its highest seq in the savepoint: the restored job only replaces rows
+    // (no insert), each retracting the row it replaces, and ends with seq 19990..19999.
+    let mut last = std::collections::BTreeMap::new();
+    for pair in out.lines().collect::<Vec<_>>().chunks(2) {
+        let (before, after) = (pair[0], pair.get(1).copied().unwrap_or_default());
+        let (b, a) = (
+            before
+                .strip_prefix("-U[")
+                .unwrap_or_else(|| panic!("{before}\n{out}")),
+            after
+                .strip_prefix("+U[")
+                .unwrap_or_else(|| panic!("{after}\n{out}")),
+        );
+        let (bk, bs) = b.trim_end_matches(']').split_once(", ").unwrap();
+        let (ak, as_) = a.trim_end_matches(']').split_once(", ").unwrap();
+        assert_eq!(bk, ak, "{out}");
+        let (bs, as_): (i64, i64) = (bs.parse().unwrap(), as_.parse().unwrap());
+        assert_eq!(
+            as_,
+            bs + 10,
+            "a key's next seq replaces its last one: {out}"
+        );
+        if let Some(prev) = last.insert(ak.to_string(), as_) {
+            assert_eq!(prev, bs, "{out}");
+        }
+    }
+    let expected: std::collections::BTreeMap<String, i64> =
+        (0..10).map(|k| (k.to_string(), 19990 + k)).collect();
+    assert_eq!(last, expected);
+    assert!(out.lines().count() < 2 * 20000, "resumed mid-stream: {out}");
+}
+
 /// Runs `script` with `weir run` for `millis`, then stops it with a savepoint into `dir`:
 /// the savepoint's location and the job id.
 fn savepoint_after(script: &str, millis: u64, dir: &std::path::Path) -> (String, String) {

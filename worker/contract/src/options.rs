@@ -135,6 +135,9 @@ options! {
     /// `pipeline.decode-error-policy`.
     DECODE_ERROR_POLICY = ("pipeline.decode-error-policy", Enum(&["fail", "skip"]), "fail", Pipeline,
         "what sources do with records they cannot decode: `fail` the job naming file, line and reason, or `skip` and count them");
+    /// `table.exec.state.ttl`.
+    TABLE_EXEC_STATE_TTL = ("table.exec.state.ttl", Duration, "0", Pipeline,
+        "how long SQL state stays after its key was last written (processing time): a regular join's rows per key and side, a Top-N's partition, a GROUP BY's group; `0` keeps it forever (Flink's option; sql.md, *Regular joins*)");
 
     /// `execution.checkpointing.interval`.
     CHECKPOINTING_INTERVAL = ("execution.checkpointing.interval", Duration, "0", Checkpoints,

@@ -563,6 +563,7 @@ impl Config {
         }
         self.chaining()?;
         self.decode_error_policy()?;
+        self.state_ttl()?;
         self.checkpointing_values()?;
         self.rest()?;
         self.state_backend()?;
@@ -709,6 +710,11 @@ impl Config {
             rocksdb_metrics,
         })
     }
+    /// `table.exec.state.ttl`: `None` when state is kept forever (the default `0`).
+    pub fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
+        Ok(Some(self.duration(opt::TABLE_EXEC_STATE_TTL)?).filter(|d| !d.is_zero()))
+    }
+
     /// `pipeline.decode-error-policy`.
     pub fn decode_error_policy(&self) -> Result<DecodeErrorPolicy> {
         match self.get(opt::DECODE_ERROR_POLICY) {

@@ -189,6 +189,40 @@ impl AggCall {
         }
     }
 
+    /// Whether [`unfold`](Self::unfold) can take a value back out of this call's
+    /// accumulator: COUNT, and SUM/AVG of integers or DOUBLE, without DISTINCT (MIN, MAX and
+    /// DISTINCT would need every value kept).
+    pub fn retractable(&self) -> bool {
+        !self.distinct
+            && match self.kind {
+                AggKind::Count => true,
+                AggKind::Sum | AggKind::Avg => self.ty.is_integer() || self.ty == SqlType::Double,
+                AggKind::Min | AggKind::Max => false,
+            }
+    }
+
+    /// Takes `v` (a retracted row's argument) back out of `acc`: the inverse of `fold`, for
+    /// the calls that are [`retractable`](Self::retractable).
+    fn unfold(&self, acc: &mut Acc, v: Option<&Value>) {
+        match (acc, v) {
+            (Acc::Count(c), None) => *c -= 1,
+            (_, Some(Value::Null)) => {}
+            (Acc::Count(c), Some(_)) => *c -= 1,
+            (Acc::Sum(s, n), Some(v)) => {
+                *n -= 1;
+                *s = match (s.take(), v) {
+                    _ if *n <= 0 => None,
+                    (Some(Value::Int(x)), Value::Int(y)) => Some(Value::Int(x.wrapping_sub(*y))),
+                    (Some(x), y) => Some(Value::Double(
+                        x.as_f64().unwrap_or(0.0) - y.as_f64().unwrap_or(0.0),
+                    )),
+                    (None, _) => None,
+                };
+            }
+            _ => {}
+        }
+    }
+
     fn result(&self, acc: &Acc) -> Value {
         match acc {
             Acc::Count(c) => Value::Int(*c),
@@ -288,6 +322,21 @@ impl AggCall {
             // Distinct values are moved, not copied.
             (Acc::Distinct(a), Acc::Distinct(b)) => b.extend(a),
             (other, acc) => self.merge_ref_into(&other, acc),
+        }
+    }
+}
+
+impl SqlAggregate {
+    /// Takes a retracted row (`-U`, `-D`) back out of the accumulators; every call must be
+    /// [`AggCall::retractable`].
+    pub fn retract(&self, row: &Row, acc: &mut [Acc]) {
+        for (call, a) in self.calls.iter().zip(acc.iter_mut()) {
+            if let Some(f) = call.filter
+                && !matches!(row.0.get(f), Some(Value::Bool(true)))
+            {
+                continue;
+            }
+            call.unfold(a, call.arg.and_then(|i| row.0.get(i)));
         }
     }
 }

@@ -10,11 +10,11 @@ use crate::expr::{Calc, compile};
 use crate::plan::{AggRewriter, Planner, RewrittenAggregate, Stream, nest, norm};
 use crate::value::{Column, Row, SqlType, Value};
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, SelectItem, Spanned};
+use sqlparser::ast::{Expr, Ident, SelectItem, Spanned};
 use sqlparser::tokenizer::Span;
 use std::fmt;
 use weir_engine::api::{Collector, KeyedContext, KeyedProcessFunction, RuntimeContext};
-use weir_engine::state::{StateDescriptor, ValueState};
+use weir_engine::state::{StateDescriptor, StateTtlConfig, ValueState};
 use weir_engine::window::AggregateFunction;
 
 /// The hidden column holding a changelog row's kind.
@@ -44,7 +44,7 @@ impl RowKind {
         }
     }
 
-    fn from_value(v: Option<&Value>) -> RowKind {
+    pub(crate) fn from_value(v: Option<&Value>) -> RowKind {
         match v {
             Some(Value::Int(1)) => RowKind::UpdateBefore,
             Some(Value::Int(2)) => RowKind::UpdateAfter,
@@ -86,7 +86,11 @@ pub(crate) fn producer(s: &Stream) -> String {
     s.plan
         .iter()
         .map(|l| l.trim())
-        .find(|l| l.starts_with("GroupAggregate("))
+        .find(|l| {
+            ["GroupAggregate(", "Rank(", "Deduplicate("]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .map(|l| l.split(" uid=").next().unwrap_or(l).to_string())
         .unwrap_or_else(|| "GroupAggregate".into())
 }
@@ -130,10 +134,59 @@ pub(crate) fn refuse_updating(s: &Stream, what: &str, span: Span) -> Result<()> 
 struct GroupAgg {
     agg: SqlAggregate,
     nk: usize,
+    /// `table.exec.state.ttl`: a group idle that long starts afresh (its next row is an
+    /// insert), as Flink's idle-state retention.
+    ttl: Option<StateTtlConfig>,
+    /// Over an updating input: the input row's kind column; the last aggregate call is then
+    /// a hidden COUNT(*) of the group's rows, so that a group whose rows were all retracted
+    /// is deleted (`-D`), as Flink's.
+    kind_at: Option<usize>,
     acc: ValueState<Vec<Acc>>,
 }
 
 impl GroupAgg {
+    /// The results the query selects (all but the hidden row count over updating input).
+    fn visible(&self) -> impl Fn(Vec<Value>) -> Vec<Value> + use<> {
+        let n = self.agg.calls.len() - usize::from(self.kind_at.is_some());
+        move |mut v| {
+            v.truncate(n);
+            v
+        }
+    }
+
+    /// A retraction from an updating input: taken out of its group's accumulators (nothing
+    /// when the group is unknown); the group's result changes, or it is deleted when no row
+    /// is left in it.
+    fn retract(
+        &mut self,
+        row: Row,
+        ctx: &mut KeyedContext<'_, Vec<Value>>,
+        out: &mut Collector<Row>,
+    ) -> weir_engine::Result<()> {
+        let agg = &self.agg;
+        let visible = self.visible();
+        let changed = self.acc.mutate(ctx, |acc| {
+            let old = visible(agg.get_result(acc));
+            agg.retract(&row, acc);
+            let left = matches!(acc.last(), Some(Acc::Count(n)) if *n > 0);
+            (old, left.then(|| visible(agg.get_result(acc))))
+        });
+        let key = &row.0[..self.nk];
+        match changed {
+            None => {}
+            Some((old, None)) => {
+                self.acc.clear(ctx);
+                self.emit(key, old, RowKind::Delete, out);
+            }
+            Some((old, Some(new))) if old != new => {
+                self.emit(key, old, RowKind::UpdateBefore, out);
+                self.emit(key, new, RowKind::UpdateAfter, out);
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     fn emit(&self, key: &[Value], vals: Vec<Value>, kind: RowKind, out: &mut Collector<Row>) {
         let mut v = key.to_vec();
         v.extend(vals);
@@ -148,7 +201,11 @@ impl KeyedProcessFunction for GroupAgg {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        self.acc = ctx.value_state(StateDescriptor::new("accumulators"));
+        let d = StateDescriptor::new("accumulators");
+        self.acc = ctx.value_state(match self.ttl {
+            Some(ttl) => d.with_ttl(ttl),
+            None => d,
+        });
         Ok(())
     }
 
@@ -158,9 +215,18 @@ impl KeyedProcessFunction for GroupAgg {
         ctx: &mut KeyedContext<'_, Vec<Value>>,
         out: &mut Collector<Row>,
     ) -> weir_engine::Result<()> {
+        if let Some(k) = self.kind_at
+            && matches!(
+                RowKind::from_value(row.0.get(k)),
+                RowKind::UpdateBefore | RowKind::Delete
+            )
+        {
+            return self.retract(row, ctx, out);
+        }
         // In place: a DISTINCT accumulator holds every value seen, and copying it for each
         // row made a group's cost quadratic in its size.
         let agg = &self.agg;
+        let visible = self.visible();
         let fresh = std::cell::Cell::new(false);
         let (old, new) = self.acc.update_with(
             ctx,
@@ -169,9 +235,9 @@ impl KeyedProcessFunction for GroupAgg {
                 agg.create_accumulator()
             },
             |acc| {
-                let old = (!fresh.get()).then(|| agg.get_result(acc));
+                let old = (!fresh.get()).then(|| visible(agg.get_result(acc)));
                 agg.add(&row, acc);
-                (old, agg.get_result(acc))
+                (old, visible(agg.get_result(acc)))
             },
         );
         let key = &row.0[..self.nk];
@@ -204,7 +270,7 @@ impl Planner<'_> {
             .map(|k| k.span())
             .or_else(|| items.first().map(|i| i.span()))
             .unwrap_or(Span::empty());
-        refuse_updating(&input, "GROUP BY", span)?;
+        let updating = is_updating(&input);
         let mut keys: Vec<(String, String)> = Vec::new();
         for (i, k) in key_exprs.iter().enumerate() {
             let col = match k {
@@ -229,12 +295,41 @@ impl Planner<'_> {
         let mut agg_calls = Vec::new();
         let mut shown = Vec::new();
         self.compile_agg_calls(&calls, &input.cols, &mut pre, &mut agg_calls, &mut shown)?;
+        let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
+        // Over an updating input the retractions are taken back out of the accumulators:
+        // only aggregates that can do that are accepted, and the rows' kinds travel along.
+        let kind_at = if updating {
+            if let Some((_, shown)) = agg_calls.iter().zip(&shown).find(|(c, _)| !c.retractable()) {
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "{shown} over an updating input (produced by {}) is not supported yet: only COUNT, and SUM and AVG of integers or DOUBLE, take retractions",
+                        producer(&input)
+                    ),
+                ));
+            }
+            let k = compile(
+                &self.funcs,
+                &Expr::Identifier(Ident::with_quote('"', KIND)),
+                &input.cols,
+            )?;
+            pre.push((k.expr, k.ty));
+            agg_calls.push(crate::agg::AggCall {
+                kind: crate::agg::AggKind::Count,
+                arg: None,
+                filter: None,
+                distinct: false,
+                ty: SqlType::BigInt,
+            });
+            Some(pre.len() - 1)
+        } else {
+            None
+        };
         let filter_c = self.where_condition(filter, &input.cols)?;
         let pre_uid = self.uid("group-input");
         let calc = Calc::new(input.cols.clone(), filter_c, pre);
         let nk = key_exprs.len();
         let agg_uid = self.uid("group-aggregate");
-        let agg_types: Vec<SqlType> = agg_calls.iter().map(|c| c.ty).collect();
         let key_shown: Vec<String> = key_exprs.iter().map(|k| k.to_string()).collect();
         let node = format!(
             "GroupAggregate(groupBy=[{}], select=[{}])",
@@ -251,6 +346,8 @@ impl Planner<'_> {
         let f = GroupAgg {
             agg,
             nk,
+            ttl: self.env.config().state_ttl()?.map(StateTtlConfig::new),
+            kind_at,
             acc: ValueState::default(),
         };
         let ds = input

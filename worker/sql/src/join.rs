@@ -733,23 +733,36 @@ impl Planner<'_> {
         };
         rewrite_exprs(s, &mut f, &wildcard)?;
         let name = format!("${}", self.uid("join"));
-        s.from = vec![TableWithJoins {
-            relation: TableFactor::Table {
-                name: ObjectName::from(vec![Ident::with_quote('"', name.clone())]),
-                alias: None,
-                args: None,
-                with_hints: Vec::new(),
-                version: None,
-                with_ordinality: false,
-                partitions: Vec::new(),
-                json_path: None,
-                sample: None,
-                index_hints: Vec::new(),
-            },
-            joins: Vec::new(),
-        }];
-        self.planned.insert(name, stream);
+        s.from = vec![self.stash(name, stream, None)];
         Ok(())
+    }
+
+    /// Keeps a planned stream under a generated `name` and returns the FROM relation that
+    /// reads it (named `alias`, if given): how a query whose FROM clause was planned here
+    /// (a join, a Top-N) reads its result.
+    pub(crate) fn stash(
+        &mut self,
+        name: String,
+        stream: Stream,
+        alias: Option<ast::TableAlias>,
+    ) -> TableWithJoins {
+        let relation = TableFactor::Table {
+            name: ObjectName::from(vec![Ident::with_quote('"', name.clone())]),
+            alias,
+            args: None,
+            with_hints: Vec::new(),
+            version: None,
+            with_ordinality: false,
+            partitions: Vec::new(),
+            json_path: None,
+            sample: None,
+            index_hints: Vec::new(),
+        };
+        self.planned.insert(name, stream);
+        TableWithJoins {
+            relation,
+            joins: Vec::new(),
+        }
     }
 
     /// Joins two planned inputs: splits the conditions (ON, and for inner joins the WHERE
@@ -842,6 +855,9 @@ impl Planner<'_> {
             _ => None,
         };
         let mut starts_equated = false;
+        // The conjuncts read as time bounds: a regular join (one bound only) tests them on
+        // each pair instead.
+        let mut bound_conds: Vec<(Expr, String)> = Vec::new();
         for c in &conds {
             let mut r = c.clone();
             resolve(&mut r, &scope)?;
@@ -862,6 +878,7 @@ impl Planner<'_> {
                 && !rrt.is_empty()
                 && let Some(bounds) = time_bounds(&r, &lrt, &rrt)?
             {
+                bound_conds.push((r.clone(), c.to_string()));
                 for (op, v) in bounds {
                     match op {
                         BinaryOperator::GtEq => lower = Some(lower.map_or(v, |l| l.max(v))),
@@ -922,6 +939,36 @@ impl Planner<'_> {
             return Ok((joined, scope));
         }
         let example = "e.g. ON a.k = b.k AND a.ts BETWEEN b.ts - INTERVAL '1' MINUTE AND b.ts";
+        if kind == JoinKind::Inner && (lower.is_none() || upper.is_none()) {
+            // Not bounded in time on both sides: a regular join, with any one-sided time
+            // bound tested on each pair like the other conditions.
+            for (r, shown_c) in bound_conds {
+                residual.push(r);
+                shown_residual.push(shown_c);
+            }
+            // WHERE conjuncts over one input filter that input before the join (they hold
+            // of the joined row exactly when they hold of that input's row).
+            for w in where_conj.iter_mut() {
+                if let Some(e) = w
+                    && matches!(sides(e, &scope, nl), Some((true, false) | (false, true)))
+                {
+                    let mut r = e.clone();
+                    resolve(&mut r, &scope)?;
+                    residual.push(r);
+                    shown_residual.push(e.to_string());
+                    *w = None;
+                }
+            }
+            let keys = self.compile_keys(&keys, &cols[..nl], &cols[nl..])?;
+            let joined = self.regular_join(
+                (left, right),
+                &cols,
+                keys,
+                (residual, shown_residual),
+                shown_keys,
+            )?;
+            return Ok((joined, scope));
+        }
         let (lower, upper) = match (lower, upper) {
             (Some(l), Some(u)) => (l, u),
             (None, None) => {
@@ -933,7 +980,8 @@ impl Planner<'_> {
                 return Err(SqlError::at(
                     span,
                     format!(
-                        "regular joins (without bounds on both inputs' time attributes) keep every row in state forever and are not supported yet; bound the join on the time attributes ({attrs}), {example}"
+                        "regular {} joins (without bounds on both inputs' time attributes) produce an updating result and are not supported yet (regular INNER joins are); bound the join on the time attributes ({attrs}), {example}",
+                        kind.name()
                     ),
                 ));
             }
@@ -954,40 +1002,8 @@ impl Planner<'_> {
                 ),
             ));
         }
-        // Keys: compiled over each input's columns (named as in the joined stream).
         let (lcols, rcols) = cols.split_at(nl);
-        let mut lkeys = Vec::new();
-        let mut rkeys = Vec::new();
-        let mut to_double = Vec::new();
-        for (a, b) in &keys {
-            let ca = compile(&self.funcs, a, lcols)?;
-            let cb = compile(&self.funcs, b, rcols)?;
-            // Keys are compared by their serialized form: a DECIMAL only equals a DECIMAL of
-            // its scale there.
-            let decimal_scales = |t: SqlType| match t {
-                SqlType::Decimal(_, s) => Some(s),
-                _ => None,
-            };
-            let comparable = match (decimal_scales(ca.ty), decimal_scales(cb.ty)) {
-                (None, None) => ca.ty.is_numeric() && cb.ty.is_numeric(),
-                (a, b) => a == b,
-            };
-            if ca.ty != cb.ty && !comparable {
-                return Err(SqlError::at(
-                    a.span(),
-                    format!(
-                        "join key '{a} = {b}' compares {} with {}; add a CAST",
-                        ca.ty.sql_name(),
-                        cb.ty.sql_name()
-                    ),
-                ));
-            }
-            // Integers of any width are one representation; only DOUBLE differs.
-            to_double
-                .push(ca.ty != cb.ty && (ca.ty == SqlType::Double || cb.ty == SqlType::Double));
-            lkeys.push((ca.expr, ca.ty));
-            rkeys.push((cb.expr, cb.ty));
-        }
+        let (lkeys, rkeys, to_double) = self.compile_keys(&keys, lcols, rcols)?;
         let residual_c = PairCondition::compile(&self.funcs, residual.iter().cloned(), &cols)?;
         let luid = self.uid("join-left");
         let lks = tag_side(
@@ -1050,9 +1066,89 @@ impl Planner<'_> {
             scope,
         ))
     }
+
+    /// Compiles the equi-join keys over each input's columns (named as in the joined
+    /// stream), and says which are compared as DOUBLE (an integer with a DOUBLE).
+    pub(crate) fn compile_keys(
+        &self,
+        keys: &[(Expr, Expr)],
+        lcols: &[Column],
+        rcols: &[Column],
+    ) -> Result<(KeyExprs, KeyExprs, Vec<bool>)> {
+        let mut lkeys = Vec::new();
+        let mut rkeys = Vec::new();
+        let mut to_double = Vec::new();
+        for (a, b) in keys {
+            let ca = compile(&self.funcs, a, lcols)?;
+            let cb = compile(&self.funcs, b, rcols)?;
+            // Keys are compared by their serialized form: a DECIMAL only equals a DECIMAL of
+            // its scale there.
+            let decimal_scales = |t: SqlType| match t {
+                SqlType::Decimal(_, s) => Some(s),
+                _ => None,
+            };
+            let comparable = match (decimal_scales(ca.ty), decimal_scales(cb.ty)) {
+                (None, None) => ca.ty.is_numeric() && cb.ty.is_numeric(),
+                (a, b) => a == b,
+            };
+            if ca.ty != cb.ty && !comparable {
+                return Err(SqlError::at(
+                    a.span(),
+                    format!(
+                        "join key '{a} = {b}' compares {} with {}; add a CAST",
+                        ca.ty.sql_name(),
+                        cb.ty.sql_name()
+                    ),
+                ));
+            }
+            // Integers of any width are one representation; only DOUBLE differs.
+            to_double
+                .push(ca.ty != cb.ty && (ca.ty == SqlType::Double || cb.ty == SqlType::Double));
+            lkeys.push((ca.expr, ca.ty));
+            rkeys.push((cb.expr, cb.ty));
+        }
+        Ok((lkeys, rkeys, to_double))
+    }
 }
 
-type KeyExprs = Vec<(Arc<dyn PhysicalExpr>, SqlType)>;
+pub(crate) type KeyExprs = Vec<(Arc<dyn PhysicalExpr>, SqlType)>;
+
+/// What one join input's rows go through before they are keyed: a Calc that keeps the rows
+/// `filter` holds for and appends the computed keys (`None` when the keys are plain columns
+/// and there is no filter), and where each key is in the row then.
+pub(crate) fn side_calc(
+    funcs: &Functions,
+    side_cols: &[Column],
+    keys: KeyExprs,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+) -> Result<(Option<Calc>, Vec<usize>)> {
+    let n = side_cols.len();
+    let key_cols: Option<Vec<usize>> = keys
+        .iter()
+        .map(|(e, _)| {
+            e.downcast_ref::<datafusion_physical_expr::expressions::Column>()
+                .map(|c| c.index())
+        })
+        .collect();
+    let computed = key_cols.is_none();
+    let key_at = key_cols.unwrap_or_else(|| (n..n + keys.len()).collect());
+    if !computed && filter.is_none() {
+        return Ok((None, key_at));
+    }
+    let mut exprs = Vec::new();
+    for c in side_cols {
+        let e = compile(
+            funcs,
+            &Expr::Identifier(quoted(&c.name, Span::empty())),
+            side_cols,
+        )?;
+        exprs.push((e.expr, e.ty));
+    }
+    if computed {
+        exprs.extend(keys);
+    }
+    Ok((Some(Calc::new(side_cols.to_vec(), filter, exprs)), key_at))
+}
 
 /// One join input keyed by its equi-join keys, each record stamped with its rowtime (no
 /// timestamp, so it joins nothing, when the rowtime or a key is NULL). Keys compared with a
@@ -1067,31 +1163,8 @@ fn tag_side(
     (name, uid): (&str, &str),
 ) -> Result<KeyedStream<Vec<Value>, Row>> {
     let rt = st.rowtime.expect("bounded on both rowtimes");
-    let n = side_cols.len();
-    let key_cols: Option<Vec<usize>> = keys
-        .iter()
-        .map(|(e, _)| {
-            e.downcast_ref::<datafusion_physical_expr::expressions::Column>()
-                .map(|c| c.index())
-        })
-        .collect();
-    let computed = key_cols.is_none();
-    let key_at: Arc<Vec<usize>> =
-        Arc::new(key_cols.unwrap_or_else(|| (n..n + keys.len()).collect()));
-    let calc = computed.then(|| -> Result<Calc> {
-        let mut exprs = Vec::new();
-        for c in side_cols {
-            let e = compile(
-                funcs,
-                &Expr::Identifier(quoted(&c.name, Span::empty())),
-                side_cols,
-            )?;
-            exprs.push((e.expr, e.ty));
-        }
-        exprs.extend(keys);
-        Ok(Calc::new(side_cols.to_vec(), None, exprs))
-    });
-    let calc = calc.transpose()?;
+    let (calc, key_at) = side_calc(funcs, side_cols, keys, None)?;
+    let key_at = Arc::new(key_at);
     let stamp_at = key_at.clone();
     let stamped = st.ds.transform_batches(name, move |recs: Vec<Rec<Row>>| {
         let mut recs = match &calc {

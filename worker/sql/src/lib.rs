@@ -21,6 +21,7 @@ pub mod changelog;
 pub mod connectors;
 pub mod decimal;
 pub mod error;
+mod exec;
 pub mod expr;
 pub mod format;
 mod join;

@@ -29,6 +29,8 @@ use weir_engine::window::{TimeWindow, WindowSpec};
 
 mod ctas;
 mod functions;
+mod rank;
+mod regular_join;
 
 /// The normalized name of an identifier: unquoted identifiers are case-insensitive.
 pub fn norm(id: &Ident) -> String {
@@ -1200,6 +1202,11 @@ impl<'e> Planner<'e> {
         };
         // Joins, qualified columns (`t.col`) and SELECT DISTINCT become a plainer query.
         if let Some(rewritten) = self.rewrite_select(q, select)? {
+            self.sink_names = names;
+            return self.query(&rewritten);
+        }
+        // Top-N and deduplication (ROW_NUMBER() in a subquery, filtered here).
+        if let Some(rewritten) = self.rewrite_top_n(q, select)? {
             self.sink_names = names;
             return self.query(&rewritten);
         }
