@@ -201,11 +201,7 @@ impl KeyedProcessFunction for GroupAgg {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        let d = StateDescriptor::new("accumulators");
-        self.acc = ctx.value_state(match self.ttl {
-            Some(ttl) => d.with_ttl(ttl),
-            None => d,
-        });
+        self.acc = ctx.value_state(StateDescriptor::new("accumulators").with_ttl(self.ttl));
         Ok(())
     }
 

@@ -111,9 +111,10 @@ impl StateDescriptor {
         }
     }
 
-    /// Enables time-to-live.
-    pub fn with_ttl(mut self, ttl: StateTtlConfig) -> Self {
-        self.ttl = Some(ttl);
+    /// Enables time-to-live (`None`: none, for state whose TTL is optional, such as SQL's
+    /// `table.exec.state.ttl`).
+    pub fn with_ttl(mut self, ttl: impl Into<Option<StateTtlConfig>>) -> Self {
+        self.ttl = ttl.into();
         self
     }
 }

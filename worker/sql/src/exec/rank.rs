@@ -93,11 +93,7 @@ impl KeyedProcessFunction for RankFn {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        let d = StateDescriptor::new(STATE_NAME);
-        self.rows = ctx.value_state(match self.ttl {
-            Some(ttl) => d.with_ttl(ttl),
-            None => d,
-        });
+        self.rows = ctx.value_state(StateDescriptor::new(STATE_NAME).with_ttl(self.ttl));
         Ok(())
     }
 

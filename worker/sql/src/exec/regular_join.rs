@@ -48,13 +48,7 @@ impl KeyedProcessFunction for RegularJoinFn {
     type Out = Row;
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> weir_engine::Result<()> {
-        let desc = |name: &str| {
-            let d = StateDescriptor::new(name);
-            match self.ttl {
-                Some(ttl) => d.with_ttl(ttl),
-                None => d,
-            }
-        };
+        let desc = |name: &str| StateDescriptor::new(name).with_ttl(self.ttl);
         self.rows = [
             ctx.list_state(desc(STATE_NAMES[0])),
             ctx.list_state(desc(STATE_NAMES[1])),
